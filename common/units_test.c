@@ -1,0 +1,99 @@
+/* Tests of size and rate parsing and formatting. */
+#include "common/units.h"
+
+#include "common/err.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static uint64_t size_of(const char *s)
+{
+    uint64_t v = 0;
+    assert_int_equal(dfs_parse_size(s, &v, NULL), DFS_OK);
+    return v;
+}
+
+static uint64_t rate_of(const char *s)
+{
+    uint64_t v = 0;
+    assert_int_equal(dfs_parse_rate(s, &v, NULL), DFS_OK);
+    return v;
+}
+
+static void test_sizes(void **state)
+{
+    (void)state;
+    assert_int_equal(size_of("0"), 0);
+    assert_int_equal(size_of("4096"), 4096);
+    assert_int_equal(size_of("100K"), 102400);
+    assert_int_equal(size_of("1M"), 1048576);
+    assert_int_equal(size_of("1.5GiB"), 1610612736ull);
+    assert_int_equal(size_of("10MB"), 10000000);
+    assert_int_equal(size_of("100kB"), 100000);
+    assert_int_equal(size_of("7B"), 7);
+}
+
+static void test_rates(void **state)
+{
+    (void)state;
+    assert_int_equal(rate_of("500K"), 512000);
+    assert_int_equal(rate_of("100M"), 104857600);
+    assert_int_equal(rate_of("1G"), 1073741824ull);
+    assert_int_equal(rate_of("100Mbit"), 12500000);
+    assert_int_equal(rate_of("1Gbit"), 125000000);
+    assert_int_equal(rate_of("64kbit/s"), 8000);
+    assert_int_equal(rate_of("10MB/s"), 10000000);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    const char *bad[] = {"", "-1", "abc", "10X", "1 M", "10Mbits/x", "0", "1e3", "99999999999T"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint64_t v = 42;
+        char *msg = NULL;
+        int rc = dfs_parse_rate(bad[i], &v, &msg);
+        assert_int_equal(rc, DFS_EINVAL);
+        assert_non_null(msg);
+        assert_int_equal(v, 42);
+        free(msg);
+    }
+    uint64_t v;
+    assert_int_equal(dfs_parse_size("12Q", &v, NULL), DFS_EINVAL);
+}
+
+static void test_formatting(void **state)
+{
+    (void)state;
+    char buf[32];
+    dfs_format_size(0, buf, sizeof buf);
+    assert_string_equal(buf, "0 B");
+    dfs_format_size(1023, buf, sizeof buf);
+    assert_string_equal(buf, "1023 B");
+    dfs_format_size(1536, buf, sizeof buf);
+    assert_string_equal(buf, "1.50 KiB");
+    dfs_format_size(100ull << 20, buf, sizeof buf);
+    assert_string_equal(buf, "100 MiB");
+    dfs_format_rate(10.0 * 1048576, buf, sizeof buf);
+    assert_string_equal(buf, "10.0 MiB/s");
+    dfs_format_duration(185, buf, sizeof buf);
+    assert_string_equal(buf, "3m05s");
+    dfs_format_duration(-1, buf, sizeof buf);
+    assert_string_equal(buf, "--");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_rates),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_formatting),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
