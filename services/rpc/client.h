@@ -1,0 +1,99 @@
+/* gRPC C-core clients: channels, blocking unary calls, and async streaming calls on a loop. */
+#ifndef DFS_SERVICES_RPC_CLIENT_H
+#define DFS_SERVICES_RPC_CLIENT_H
+
+#include "services/rpc/loop.h"
+
+#include <grpc/byte_buffer.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* A channel to one server ("host:port"). Thread-safe: share it between threads and calls. */
+typedef struct dfs_rpc_channel dfs_rpc_channel;
+
+/*
+ * Create a channel; it connects lazily, on the first call. The receive and send limits are raised
+ * to DFS_RPC_MAX_MESSAGE and reconnect backoff is kept short (100 ms up to 2 s) so a restarted peer
+ * is found again quickly. Returns DFS_EINVAL for an empty target, DFS_ENOMEM.
+ */
+int dfs_rpc_channel_create(const char *target, dfs_rpc_channel **out, char **errmsg);
+
+/* Accepts NULL. Every call on the channel must have ended. */
+void dfs_rpc_channel_destroy(dfs_rpc_channel *ch);
+
+/* The target given at create (borrowed). */
+const char *dfs_rpc_channel_target(const dfs_rpc_channel *ch);
+
+/*
+ * A blocking unary call, from any thread. `method` is the full name ("/dfs.v1.Metadata/GetFile").
+ * On success *resp is a message the caller frees with protobuf_c_message_free_unpacked(*resp,
+ * NULL). On failure returns the DFS_ code of the gRPC status (services/rpc/status.h) and puts the
+ * peer's message (or the status name) in *errmsg; *resp is left untouched. timeout_ms < 0 waits
+ * forever.
+ */
+int dfs_rpc_unary(dfs_rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                  const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                  int64_t timeout_ms, char **errmsg);
+
+/*
+ * dfs_rpc_unary for idempotent methods only: retried with exponential backoff (50 ms doubling, up
+ * to 1 s) while the answer is UNAVAILABLE and time is left of timeout_ms in all.
+ */
+int dfs_rpc_unary_retry(dfs_rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                        const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                        int64_t timeout_ms, char **errmsg);
+
+/*
+ * An asynchronous client call bound to a loop: every callback runs on the loop's thread, and the
+ * verbs must be used from that thread too. At most one send and one receive in flight at a time.
+ *
+ * Lifetime: the `done` callback given at start is the last thing that happens to the call. It
+ * runs exactly once, after the server's status has arrived and every operation started on the
+ * call has completed; the call is freed right after it returns, so the owner must forget the
+ * pointer there. Cancel (or close the sending side) to make it end.
+ */
+typedef struct dfs_rpc_ccall dfs_rpc_ccall;
+
+/* status: DFS_ code of the final gRPC status; message: the peer's text (borrowed, never NULL). */
+typedef void (*dfs_rpc_ccall_done_fn)(dfs_rpc_ccall *call, void *arg, int status,
+                                      const char *message);
+typedef void (*dfs_rpc_ccall_sent_fn)(dfs_rpc_ccall *call, void *arg, bool ok);
+/* msg is owned by the callback; NULL with DFS_OK at the end of the server's stream. DFS_EINVAL
+   when the bytes do not parse, DFS_ECANCELED when the call failed. */
+typedef void (*dfs_rpc_ccall_recv_fn)(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *msg,
+                                      int status);
+
+/*
+ * Start a call to `method` (a string that must outlive the call; method names are literals).
+ * timeout_ms < 0: no deadline. Returns DFS_ENOMEM or DFS_EINTERNAL without any callback.
+ */
+int dfs_rpc_ccall_start(dfs_rpc_loop *loop, dfs_rpc_channel *ch, const char *method,
+                        int64_t timeout_ms, dfs_rpc_ccall_done_fn done, void *arg,
+                        dfs_rpc_ccall **out);
+
+/*
+ * Send a message (packed before returning; msg stays the caller's). With `last`, the sending side
+ * is closed in the same batch. cb may be NULL.
+ */
+int dfs_rpc_ccall_send(dfs_rpc_ccall *call, const ProtobufCMessage *msg, bool last,
+                       dfs_rpc_ccall_sent_fn cb, void *arg);
+
+/* Like dfs_rpc_ccall_send with caller-packed bytes; takes ownership of bb in every case. */
+int dfs_rpc_ccall_send_raw(dfs_rpc_ccall *call, grpc_byte_buffer *bb, bool last,
+                           dfs_rpc_ccall_sent_fn cb, void *arg);
+
+/* Close the sending side without a message. */
+int dfs_rpc_ccall_close_send(dfs_rpc_ccall *call);
+
+/* Receive the next response message, parsed as desc. */
+int dfs_rpc_ccall_recv(dfs_rpc_ccall *call, const ProtobufCMessageDescriptor *desc,
+                       dfs_rpc_ccall_recv_fn cb, void *arg);
+
+/* Cancel the call: pending operations fail and `done` follows with DFS_ECANCELED. Idempotent. */
+void dfs_rpc_ccall_cancel(dfs_rpc_ccall *call);
+
+/* Cancel with a status and message that `done` will report (e.g. DFS_EDATALOSS "bad crc"). */
+void dfs_rpc_ccall_cancel_with(dfs_rpc_ccall *call, int status, const char *message);
+
+#endif /* DFS_SERVICES_RPC_CLIENT_H */

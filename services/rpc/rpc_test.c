@@ -1,0 +1,566 @@
+/* Tests of the RPC layer against a real server on a loopback port, in this process. */
+#include "common/err.h"
+#include "common/log.h"
+#include "services/rpc/client.h"
+#include "services/rpc/loop.h"
+#include "services/rpc/server.h"
+#include "testdata/echo.pb-c.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+struct fixture {
+    dfs_rpc_server *srv;
+    dfs_rpc_channel *ch;
+    char addr[64];
+    atomic_int cancels_seen;
+    atomic_int sum_calls_freed;
+};
+
+/* ---- server side ---- */
+
+static void unary_handler(dfs_rpc_call *call, void *ctx)
+{
+    (void)ctx;
+    const Dfs__Test__EchoRequest *req = (const Dfs__Test__EchoRequest *)dfs_rpc_call_request(call);
+    if (req->code != 0) {
+        dfs_rpc_call_fail(call, req->code, "asked to fail: %s", req->text);
+        return;
+    }
+    if (req->delay_ms > 0)
+        usleep(req->delay_ms * 1000u);
+    Dfs__Test__EchoResponse resp = DFS__TEST__ECHO_RESPONSE__INIT;
+    resp.text = req->text;
+    resp.data = req->data;
+    dfs_rpc_call_reply(call, &resp.base);
+}
+
+struct sum_state {
+    struct fixture *fx;
+    uint64_t total;
+    uint32_t count;
+};
+
+static void sum_release(void *p)
+{
+    struct sum_state *st = p;
+    atomic_fetch_add(&st->fx->sum_calls_freed, 1);
+    free(st);
+}
+
+static void sum_cancelled(dfs_rpc_call *call, void *arg)
+{
+    (void)call;
+    struct sum_state *st = arg;
+    atomic_fetch_add(&st->fx->cancels_seen, 1);
+}
+
+static void sum_recv(dfs_rpc_call *call, void *arg, ProtobufCMessage *msg, int status)
+{
+    struct sum_state *st = arg;
+    if (status == DFS_EINVAL) {
+        dfs_rpc_call_fail(call, DFS_EINVAL, "bad message");
+        return;
+    }
+    if (status != DFS_OK) {
+        dfs_rpc_call_finish(call, status, NULL, "gone");
+        return;
+    }
+    if (msg == NULL) {
+        Dfs__Test__EchoResponse resp = DFS__TEST__ECHO_RESPONSE__INIT;
+        resp.total = st->total;
+        resp.index = st->count;
+        dfs_rpc_call_reply(call, &resp.base);
+        return;
+    }
+    Dfs__Test__EchoRequest *req = (Dfs__Test__EchoRequest *)msg;
+    st->total += req->data.len;
+    st->count++;
+    int code = req->code;
+    protobuf_c_message_free_unpacked(msg, NULL);
+    if (code != 0) {
+        dfs_rpc_call_fail(call, code, "failed after %u messages", st->count);
+        return;
+    }
+    dfs_rpc_call_recv(call, sum_recv, st);
+}
+
+static void sum_handler(dfs_rpc_call *call, void *ctx)
+{
+    struct sum_state *st = calloc(1, sizeof *st);
+    st->fx = ctx;
+    dfs_rpc_call_set_state(call, st, sum_release);
+    dfs_rpc_call_on_cancel(call, sum_cancelled, st);
+    dfs_rpc_call_recv(call, sum_recv, st);
+}
+
+struct count_state {
+    uint32_t next, count;
+    size_t data_len;
+    unsigned char *data;
+};
+
+static void count_release(void *p)
+{
+    struct count_state *st = p;
+    free(st->data);
+    free(st);
+}
+
+static void count_sent(dfs_rpc_call *call, void *arg, bool ok)
+{
+    struct count_state *st = arg;
+    if (!ok) {
+        dfs_rpc_call_finish(call, DFS_ECANCELED, NULL, NULL);
+        return;
+    }
+    if (st->next == st->count) {
+        dfs_rpc_call_finish(call, DFS_OK, NULL, NULL);
+        return;
+    }
+    Dfs__Test__EchoResponse resp = DFS__TEST__ECHO_RESPONSE__INIT;
+    resp.index = st->next++;
+    resp.data.data = st->data;
+    resp.data.len = st->data_len;
+    dfs_rpc_call_send(call, &resp.base, count_sent, st);
+}
+
+static void count_handler(dfs_rpc_call *call, void *ctx)
+{
+    (void)ctx;
+    const Dfs__Test__EchoRequest *req = (const Dfs__Test__EchoRequest *)dfs_rpc_call_request(call);
+    struct count_state *st = calloc(1, sizeof *st);
+    st->count = req->count;
+    st->data_len = req->data.len;
+    st->data = malloc(st->data_len + 1);
+    memcpy(st->data, req->data.data, st->data_len);
+    dfs_rpc_call_set_state(call, st, count_release);
+    count_sent(call, st, true);
+}
+
+static int start_server(struct fixture *fx, const char *listen)
+{
+    struct dfs_rpc_server_config cfg = {.listen = listen, .threads = 2};
+    char *err = NULL;
+    int rc = dfs_rpc_server_create(&cfg, &fx->srv, &err);
+    assert_int_equal(rc, DFS_OK);
+    struct dfs_rpc_method methods[] = {
+        {"/dfs.test.Echo/Unary", DFS_RPC_UNARY, &dfs__test__echo_request__descriptor, unary_handler,
+         fx},
+        {"/dfs.test.Echo/Sum", DFS_RPC_CLIENT_STREAMING, &dfs__test__echo_request__descriptor,
+         sum_handler, fx},
+        {"/dfs.test.Echo/Count", DFS_RPC_SERVER_STREAMING, &dfs__test__echo_request__descriptor,
+         count_handler, fx},
+    };
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        assert_int_equal(dfs_rpc_server_add_method(fx->srv, &methods[i], NULL), DFS_OK);
+    rc = dfs_rpc_server_start(fx->srv, &err);
+    free(err);
+    return rc;
+}
+
+static int setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof *fx);
+    assert_int_equal(start_server(fx, "127.0.0.1:0"), DFS_OK);
+    assert_true(dfs_rpc_server_port(fx->srv) > 0);
+    snprintf(fx->addr, sizeof fx->addr, "127.0.0.1:%d", dfs_rpc_server_port(fx->srv));
+    assert_int_equal(dfs_rpc_channel_create(fx->addr, &fx->ch, NULL), DFS_OK);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+    dfs_rpc_channel_destroy(fx->ch);
+    dfs_rpc_server_destroy(fx->srv);
+    free(fx);
+    return 0;
+}
+
+/* ---- unary ---- */
+
+static int echo(struct fixture *fx, Dfs__Test__EchoRequest *req, Dfs__Test__EchoResponse **resp,
+                int64_t timeout_ms, char **err)
+{
+    return dfs_rpc_unary(fx->ch, "/dfs.test.Echo/Unary", &req->base,
+                         &dfs__test__echo_response__descriptor, (ProtobufCMessage **)resp,
+                         timeout_ms, err);
+}
+
+static void test_unary_round_trip(void **state)
+{
+    struct fixture *fx = *state;
+    Dfs__Test__EchoRequest req = DFS__TEST__ECHO_REQUEST__INIT;
+    req.text = "hello";
+    Dfs__Test__EchoResponse *resp = NULL;
+    assert_int_equal(echo(fx, &req, &resp, 5000, NULL), DFS_OK);
+    assert_string_equal(resp->text, "hello");
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+}
+
+static void test_unary_error_maps_code_and_message(void **state)
+{
+    struct fixture *fx = *state;
+    int codes[] = {DFS_EINVAL, DFS_ENOTFOUND, DFS_EEXIST, DFS_EDATALOSS, DFS_EPRECOND, DFS_ENOSPC};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        Dfs__Test__EchoRequest req = DFS__TEST__ECHO_REQUEST__INIT;
+        req.text = "why";
+        req.code = codes[i];
+        Dfs__Test__EchoResponse *resp = NULL;
+        char *err = NULL;
+        assert_int_equal(echo(fx, &req, &resp, 5000, &err), codes[i]);
+        assert_null(resp);
+        assert_string_equal(err, "asked to fail: why");
+        free(err);
+    }
+}
+
+static void test_unary_large_messages_both_ways(void **state)
+{
+    struct fixture *fx = *state;
+    size_t n = 10u << 20; /* above gRPC's 4 MiB default */
+    unsigned char *data = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        data[i] = (unsigned char)(i * 31);
+    Dfs__Test__EchoRequest req = DFS__TEST__ECHO_REQUEST__INIT;
+    req.data.data = data;
+    req.data.len = n;
+    Dfs__Test__EchoResponse *resp = NULL;
+    char *err = NULL;
+    assert_int_equal(echo(fx, &req, &resp, 20000, &err), DFS_OK);
+    assert_int_equal(resp->data.len, n);
+    assert_memory_equal(resp->data.data, data, n);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    free(data);
+}
+
+static void test_deadline_exceeded(void **state)
+{
+    struct fixture *fx = *state;
+    Dfs__Test__EchoRequest req = DFS__TEST__ECHO_REQUEST__INIT;
+    req.delay_ms = 1500;
+    Dfs__Test__EchoResponse *resp = NULL;
+    char *err = NULL;
+    assert_int_equal(echo(fx, &req, &resp, 200, &err), DFS_ETIMEDOUT);
+    free(err);
+}
+
+static void test_unknown_method_is_unimplemented(void **state)
+{
+    struct fixture *fx = *state;
+    Dfs__Test__EchoRequest req = DFS__TEST__ECHO_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    char *err = NULL;
+    int rc = dfs_rpc_unary(fx->ch, "/dfs.test.Echo/Nope", &req.base,
+                           &dfs__test__echo_response__descriptor, &resp, 5000, &err);
+    assert_int_equal(rc, DFS_EINTERNAL);
+    assert_non_null(strstr(err, "unknown method /dfs.test.Echo/Nope"));
+    free(err);
+}
+
+static void test_unreachable_server_is_unavailable(void **state)
+{
+    (void)state;
+    /* Bind and close a port so that nothing listens on it. */
+    struct fixture tmp = {0};
+    assert_int_equal(start_server(&tmp, "127.0.0.1:0"), DFS_OK);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", dfs_rpc_server_port(tmp.srv));
+    dfs_rpc_server_destroy(tmp.srv);
+    dfs_rpc_channel *ch;
+    assert_int_equal(dfs_rpc_channel_create(addr, &ch, NULL), DFS_OK);
+    Dfs__Test__EchoRequest req = DFS__TEST__ECHO_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    char *err = NULL;
+    int64_t t0 = dfs_rpc_now_ns();
+    int rc = dfs_rpc_unary(ch, "/dfs.test.Echo/Unary", &req.base,
+                           &dfs__test__echo_response__descriptor, &resp, 10000, &err);
+    assert_int_equal(rc, DFS_EUNAVAIL);
+    /* Fails fast rather than waiting for the deadline. */
+    assert_true(dfs_rpc_now_ns() - t0 < 5000000000ll);
+    free(err);
+    /* The retrying variant gives up within its budget. */
+    t0 = dfs_rpc_now_ns();
+    rc = dfs_rpc_unary_retry(ch, "/dfs.test.Echo/Unary", &req.base,
+                             &dfs__test__echo_response__descriptor, &resp, 600, NULL);
+    assert_int_equal(rc, DFS_EUNAVAIL);
+    assert_true(dfs_rpc_now_ns() - t0 < 3000000000ll);
+    dfs_rpc_channel_destroy(ch);
+}
+
+static void test_port_in_use_is_refused(void **state)
+{
+    struct fixture *fx = *state;
+    struct fixture other = {0};
+    assert_int_equal(start_server(&other, fx->addr), DFS_EUNAVAIL);
+    dfs_rpc_server_destroy(other.srv);
+}
+
+/* ---- async client calls ---- */
+
+struct client_run {
+    bool done;
+    int status;
+    char message[256];
+    uint32_t received;
+    uint64_t bytes;
+    uint32_t sent;
+    uint32_t to_send;
+    size_t chunk;
+    unsigned char *data;
+    int fail_at; /* send a message with code != 0 at this index (-1: never) */
+    dfs_rpc_ccall *call;
+    bool got_response;
+    uint64_t total;
+};
+
+static void run_done(dfs_rpc_ccall *call, void *arg, int status, const char *message)
+{
+    (void)call;
+    struct client_run *r = arg;
+    r->done = true;
+    r->status = status;
+    snprintf(r->message, sizeof r->message, "%s", message);
+}
+
+static void sum_sent(dfs_rpc_ccall *call, void *arg, bool ok);
+
+static void send_next(struct client_run *r)
+{
+    Dfs__Test__EchoRequest req = DFS__TEST__ECHO_REQUEST__INIT;
+    req.data.data = r->data;
+    req.data.len = r->chunk;
+    if ((int)r->sent == r->fail_at)
+        req.code = DFS_EDATALOSS;
+    bool last = r->sent + 1 == r->to_send;
+    r->sent++;
+    assert_int_equal(dfs_rpc_ccall_send(r->call, &req.base, last, last ? NULL : sum_sent, r),
+                     DFS_OK);
+}
+
+static void sum_sent(dfs_rpc_ccall *call, void *arg, bool ok)
+{
+    (void)call;
+    struct client_run *r = arg;
+    if (ok && r->sent < r->to_send)
+        send_next(r);
+}
+
+static void sum_response(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *msg, int status)
+{
+    (void)call;
+    (void)status;
+    struct client_run *r = arg;
+    if (msg != NULL) {
+        r->got_response = true;
+        r->total = ((Dfs__Test__EchoResponse *)msg)->total;
+        r->received = ((Dfs__Test__EchoResponse *)msg)->index;
+        protobuf_c_message_free_unpacked(msg, NULL);
+    }
+}
+
+static void run_until_done(dfs_rpc_loop *loop, struct client_run *r)
+{
+    int64_t until = dfs_rpc_now_ns() + 20000000000ll;
+    while (!r->done && dfs_rpc_now_ns() < until)
+        dfs_rpc_loop_run_once(loop, 100);
+    assert_true(r->done);
+}
+
+static void test_client_streaming(void **state)
+{
+    struct fixture *fx = *state;
+    dfs_rpc_loop *loop = dfs_rpc_loop_create();
+    struct client_run r = {.to_send = 40, .chunk = 1u << 20, .fail_at = -1};
+    r.data = calloc(1, r.chunk);
+    assert_int_equal(
+        dfs_rpc_ccall_start(loop, fx->ch, "/dfs.test.Echo/Sum", 20000, run_done, &r, &r.call),
+        DFS_OK);
+    assert_int_equal(
+        dfs_rpc_ccall_recv(r.call, &dfs__test__echo_response__descriptor, sum_response, &r),
+        DFS_OK);
+    send_next(&r);
+    run_until_done(loop, &r);
+    assert_int_equal(r.status, DFS_OK);
+    assert_true(r.got_response);
+    assert_int_equal(r.total, 40ull << 20);
+    assert_int_equal(r.received, 40);
+    free(r.data);
+    dfs_rpc_loop_destroy(loop);
+}
+
+static void test_client_streaming_server_error(void **state)
+{
+    struct fixture *fx = *state;
+    dfs_rpc_loop *loop = dfs_rpc_loop_create();
+    struct client_run r = {.to_send = 1000, .chunk = 1000, .fail_at = 3};
+    r.data = calloc(1, r.chunk);
+    assert_int_equal(
+        dfs_rpc_ccall_start(loop, fx->ch, "/dfs.test.Echo/Sum", 20000, run_done, &r, &r.call),
+        DFS_OK);
+    assert_int_equal(
+        dfs_rpc_ccall_recv(r.call, &dfs__test__echo_response__descriptor, sum_response, &r),
+        DFS_OK);
+    send_next(&r);
+    run_until_done(loop, &r);
+    assert_int_equal(r.status, DFS_EDATALOSS);
+    assert_string_equal(r.message, "failed after 4 messages");
+    assert_false(r.got_response);
+    free(r.data);
+    dfs_rpc_loop_destroy(loop);
+}
+
+static void count_recv(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *msg, int status)
+{
+    struct client_run *r = arg;
+    if (msg == NULL || status != DFS_OK)
+        return;
+    Dfs__Test__EchoResponse *resp = (Dfs__Test__EchoResponse *)msg;
+    assert_int_equal(resp->index, r->received);
+    r->received++;
+    r->bytes += resp->data.len;
+    protobuf_c_message_free_unpacked(msg, NULL);
+    dfs_rpc_ccall_recv(call, &dfs__test__echo_response__descriptor, count_recv, r);
+}
+
+static void test_server_streaming(void **state)
+{
+    struct fixture *fx = *state;
+    dfs_rpc_loop *loop = dfs_rpc_loop_create();
+    struct client_run r = {0};
+    assert_int_equal(
+        dfs_rpc_ccall_start(loop, fx->ch, "/dfs.test.Echo/Count", 20000, run_done, &r, &r.call),
+        DFS_OK);
+    Dfs__Test__EchoRequest req = DFS__TEST__ECHO_REQUEST__INIT;
+    req.count = 25;
+    unsigned char payload[70000];
+    memset(payload, 7, sizeof payload);
+    req.data.data = payload;
+    req.data.len = sizeof payload;
+    assert_int_equal(dfs_rpc_ccall_send(r.call, &req.base, true, NULL, NULL), DFS_OK);
+    assert_int_equal(
+        dfs_rpc_ccall_recv(r.call, &dfs__test__echo_response__descriptor, count_recv, &r), DFS_OK);
+    run_until_done(loop, &r);
+    assert_int_equal(r.status, DFS_OK);
+    assert_int_equal(r.received, 25);
+    assert_int_equal(r.bytes, 25ull * sizeof payload);
+    dfs_rpc_loop_destroy(loop);
+}
+
+static void test_malformed_request_is_invalid_argument(void **state)
+{
+    struct fixture *fx = *state;
+    dfs_rpc_loop *loop = dfs_rpc_loop_create();
+    struct client_run r = {0};
+    assert_int_equal(
+        dfs_rpc_ccall_start(loop, fx->ch, "/dfs.test.Echo/Unary", 5000, run_done, &r, &r.call),
+        DFS_OK);
+    /* Field 1 claims 100 bytes of string, 3 follow. */
+    unsigned char junk[] = {0x0a, 0x64, 'a', 'b', 'c'};
+    grpc_slice s = grpc_slice_from_copied_buffer((const char *)junk, sizeof junk);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    assert_int_equal(dfs_rpc_ccall_send_raw(r.call, bb, true, NULL, NULL), DFS_OK);
+    run_until_done(loop, &r);
+    assert_int_equal(r.status, DFS_EINVAL);
+    assert_non_null(strstr(r.message, "does not parse"));
+    dfs_rpc_loop_destroy(loop);
+}
+
+static void test_client_cancel_reaches_handler(void **state)
+{
+    struct fixture *fx = *state;
+    dfs_rpc_loop *loop = dfs_rpc_loop_create();
+    struct client_run r = {.to_send = 1000000, .chunk = 100, .fail_at = -1};
+    r.data = calloc(1, r.chunk);
+    assert_int_equal(
+        dfs_rpc_ccall_start(loop, fx->ch, "/dfs.test.Echo/Sum", 20000, run_done, &r, &r.call),
+        DFS_OK);
+    send_next(&r);
+    /* Let some messages flow, then cancel. */
+    while (r.sent < 50)
+        dfs_rpc_loop_run_once(loop, 100);
+    dfs_rpc_ccall_cancel_with(r.call, DFS_EIO, "local disk failed");
+    run_until_done(loop, &r);
+    assert_int_equal(r.status, DFS_EIO);
+    assert_string_equal(r.message, "local disk failed");
+    int64_t until = dfs_rpc_now_ns() + 5000000000ll;
+    while (atomic_load(&fx->cancels_seen) == 0 && dfs_rpc_now_ns() < until)
+        usleep(1000);
+    assert_int_equal(atomic_load(&fx->cancels_seen), 1);
+    free(r.data);
+    dfs_rpc_loop_destroy(loop);
+}
+
+static void test_stop_cancels_calls_in_flight(void **state)
+{
+    struct fixture *fx = *state;
+    dfs_rpc_loop *loop = dfs_rpc_loop_create();
+    struct client_run r = {.to_send = 1000000, .chunk = 100, .fail_at = -1};
+    r.data = calloc(1, r.chunk);
+    assert_int_equal(
+        dfs_rpc_ccall_start(loop, fx->ch, "/dfs.test.Echo/Sum", 20000, run_done, &r, &r.call),
+        DFS_OK);
+    send_next(&r);
+    while (r.sent < 20)
+        dfs_rpc_loop_run_once(loop, 100);
+    /* The client keeps streaming; stop gives it 200 ms, then cancels. */
+    int64_t t0 = dfs_rpc_now_ns();
+    dfs_rpc_server_stop(fx->srv, 200);
+    int64_t took_ms = (dfs_rpc_now_ns() - t0) / 1000000;
+    assert_true(took_ms >= 150 && took_ms < 5000);
+    run_until_done(loop, &r);
+    assert_int_not_equal(r.status, DFS_OK);
+    /* Every call's state was released. */
+    assert_int_equal(atomic_load(&fx->sum_calls_freed), 1);
+    free(r.data);
+    dfs_rpc_loop_destroy(loop);
+}
+
+static void test_many_concurrent_unary_calls(void **state)
+{
+    struct fixture *fx = *state;
+    for (int i = 0; i < 200; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "n%d", i);
+        Dfs__Test__EchoRequest req = DFS__TEST__ECHO_REQUEST__INIT;
+        req.text = text;
+        Dfs__Test__EchoResponse *resp = NULL;
+        assert_int_equal(echo(fx, &req, &resp, 5000, NULL), DFS_OK);
+        assert_string_equal(resp->text, text);
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    }
+}
+
+int main(void)
+{
+    dfs_log_init("rpc_test", DFS_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_unary_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unary_error_maps_code_and_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unary_large_messages_both_ways, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_exceeded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_method_is_unimplemented, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreachable_server_is_unavailable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_port_in_use_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_streaming, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_streaming_server_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_streaming, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_request_is_invalid_argument, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_client_cancel_reaches_handler, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_cancels_calls_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_concurrent_unary_calls, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,166 @@
+/* A gRPC C-core server: registered methods, one completion queue per worker thread, async calls. */
+#ifndef DFS_SERVICES_RPC_SERVER_H
+#define DFS_SERVICES_RPC_SERVER_H
+
+#include "services/rpc/loop.h"
+
+#include <grpc/byte_buffer.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct dfs_rpc_server dfs_rpc_server;
+
+/*
+ * One incoming call. Created by the server when a request arrives and handed to the method's
+ * handler on the loop (thread) the call is bound to; every callback of the call runs on that same
+ * thread, so a call's state needs no lock. The handler drives the call with the verbs below and
+ * must end it with exactly one dfs_rpc_call_finish (or _reply / _fail), now or from a later
+ * callback. The call frees itself once finished and once every operation it started has completed;
+ * the state attached with dfs_rpc_call_set_state is released at that moment, never earlier.
+ */
+typedef struct dfs_rpc_call dfs_rpc_call;
+
+enum dfs_rpc_kind {
+    DFS_RPC_UNARY,            /* one request, one response */
+    DFS_RPC_CLIENT_STREAMING, /* requests via dfs_rpc_call_recv, one response */
+    DFS_RPC_SERVER_STREAMING, /* one request, responses via dfs_rpc_call_send */
+    DFS_RPC_BIDI_STREAMING,
+};
+
+/* Called on the call's loop thread when a call arrives. */
+typedef void (*dfs_rpc_handler_fn)(dfs_rpc_call *call, void *ctx);
+
+struct dfs_rpc_method {
+    /* Full method name, "/dfs.v1.Storage/PutFragment". Borrowed: must outlive the server. */
+    const char *name;
+    enum dfs_rpc_kind kind;
+    /* Request type; for UNARY and SERVER_STREAMING the server parses the request before the
+       handler runs and answers INVALID_ARGUMENT itself when it does not parse. For the streaming
+       kinds it parses each message given to dfs_rpc_call_recv callbacks. */
+    const ProtobufCMessageDescriptor *request;
+    dfs_rpc_handler_fn handler;
+    void *ctx;
+};
+
+struct dfs_rpc_server_config {
+    /* Address to listen on, "127.0.0.1:0" for a free port; "[::]:7000" for every interface. */
+    const char *listen;
+    /* Worker threads, each with its own completion queue; 0 means 4. */
+    int threads;
+    /* Largest message received or sent; 0 means DFS_RPC_MAX_MESSAGE. */
+    size_t max_message_bytes;
+};
+
+/* Large enough for a 1 MiB data chunk with its CRCs, and for big listings. */
+#define DFS_RPC_MAX_MESSAGE (32u << 20)
+
+/* Create a server (not yet listening). Returns 0, or an error with *errmsg. */
+int dfs_rpc_server_create(const struct dfs_rpc_server_config *cfg, dfs_rpc_server **out,
+                          char **errmsg);
+
+/* Register a method; before dfs_rpc_server_start. The struct is copied. */
+int dfs_rpc_server_add_method(dfs_rpc_server *srv, const struct dfs_rpc_method *method,
+                              char **errmsg);
+
+/* Bind the listen address and start the workers. DFS_EUNAVAIL when the address cannot be bound. */
+int dfs_rpc_server_start(dfs_rpc_server *srv, char **errmsg);
+
+/* The bound port (useful after listening on port 0); 0 before start. */
+int dfs_rpc_server_port(const dfs_rpc_server *srv);
+
+/*
+ * Stop taking calls, let calls in flight finish for up to grace_ms, then cancel the rest; returns
+ * once every worker has stopped. Idempotent. Thread-safe with respect to the workers (call it from
+ * main, not from a handler).
+ */
+void dfs_rpc_server_stop(dfs_rpc_server *srv, int64_t grace_ms);
+
+/* Stop (with no grace) if still running, and free. Accepts NULL. */
+void dfs_rpc_server_destroy(dfs_rpc_server *srv);
+
+/* ---- verbs on a call (loop thread of the call, unless said otherwise) ---- */
+
+/* The parsed request of a UNARY or SERVER_STREAMING call; owned by the call. */
+const ProtobufCMessage *dfs_rpc_call_request(const dfs_rpc_call *call);
+
+/* The method's name (borrowed). */
+const char *dfs_rpc_call_method(const dfs_rpc_call *call);
+
+/* The loop the call is bound to: create downstream client calls on it to stay on one thread. */
+dfs_rpc_loop *dfs_rpc_call_loop(const dfs_rpc_call *call);
+
+/*
+ * Copy the value of request metadata `key` (lower-case) into buf as a NUL-terminated string.
+ * Returns false when absent or longer than cap-1.
+ */
+bool dfs_rpc_call_metadata(const dfs_rpc_call *call, const char *key, char *buf, size_t cap);
+
+/* The peer's address ("ipv4:127.0.0.1:5555"), malloc'd; the caller frees it. */
+char *dfs_rpc_call_peer(const dfs_rpc_call *call);
+
+/* Milliseconds left before the client's deadline (INT64_MAX when it set none). */
+int64_t dfs_rpc_call_remaining_ms(const dfs_rpc_call *call);
+
+/*
+ * Attach handler state; `release` (may be NULL) is called with it when the call is freed. Setting
+ * it again replaces the pointer without releasing the old one.
+ */
+void dfs_rpc_call_set_state(dfs_rpc_call *call, void *state, void (*release)(void *state));
+
+/*
+ * Called (once) if the client cancels or the connection drops before the handler finished; the
+ * handler should stop its work and call finish (whose status then goes nowhere).
+ */
+void dfs_rpc_call_on_cancel(dfs_rpc_call *call, void (*fn)(dfs_rpc_call *call, void *arg),
+                            void *arg);
+
+/*
+ * Receive the next request message of a streaming call. One receive at a time. The callback gets:
+ *   status DFS_OK, msg != NULL   a message, now owned by the callback
+ * (protobuf_c_message_free_unpacked) status DFS_OK, msg == NULL   the client closed its side: no
+ * more messages status DFS_EINVAL            a message that does not parse as the method's request
+ * type status DFS_ECANCELED         the call is over (cancelled, connection lost) Returns
+ * DFS_EINTERNAL (and no callback comes) if a receive is already outstanding.
+ */
+typedef void (*dfs_rpc_recv_fn)(dfs_rpc_call *call, void *arg, ProtobufCMessage *msg, int status);
+int dfs_rpc_call_recv(dfs_rpc_call *call, dfs_rpc_recv_fn cb, void *arg);
+
+/*
+ * Like dfs_rpc_call_recv, but hands over the raw bytes (the callback owns bb and destroys it with
+ * grpc_byte_buffer_destroy), for data paths that parse without copying.
+ */
+typedef void (*dfs_rpc_recv_raw_fn)(dfs_rpc_call *call, void *arg, grpc_byte_buffer *bb,
+                                    int status);
+int dfs_rpc_call_recv_raw(dfs_rpc_call *call, dfs_rpc_recv_raw_fn cb, void *arg);
+
+/*
+ * Send one response message of a streaming call; it is packed before this returns, so msg may be
+ * freed or reused at once. One send at a time; cb (may be NULL) runs when the message was handed to
+ * the transport (ok) or the call failed (!ok). Returns DFS_EINTERNAL if a send is outstanding or
+ * the call is finished, DFS_ENOMEM; no callback comes then.
+ */
+typedef void (*dfs_rpc_sent_fn)(dfs_rpc_call *call, void *arg, bool ok);
+int dfs_rpc_call_send(dfs_rpc_call *call, const ProtobufCMessage *msg, dfs_rpc_sent_fn cb,
+                      void *arg);
+
+/* Like dfs_rpc_call_send with bytes packed by the caller; takes ownership of bb in every case. */
+int dfs_rpc_call_send_raw(dfs_rpc_call *call, grpc_byte_buffer *bb, dfs_rpc_sent_fn cb, void *arg);
+
+/*
+ * End the call with a status (a DFS_ code, mapped by services/rpc/status.h), an optional response
+ * message (packed at once; for UNARY and CLIENT_STREAMING calls that succeed) and a human message
+ * (copied; NULL for none). Exactly once per call. If a send is outstanding, the status follows it.
+ */
+void dfs_rpc_call_finish(dfs_rpc_call *call, int code, const ProtobufCMessage *resp,
+                         const char *message);
+
+/* finish(DFS_OK, resp, NULL). */
+void dfs_rpc_call_reply(dfs_rpc_call *call, const ProtobufCMessage *resp);
+
+/* finish(code, NULL, formatted message). */
+void dfs_rpc_call_fail(dfs_rpc_call *call, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif /* DFS_SERVICES_RPC_SERVER_H */
