@@ -118,11 +118,14 @@ void dfs_rpc_call_on_cancel(dfs_rpc_call *call, void (*fn)(dfs_rpc_call *call, v
 
 /*
  * Receive the next request message of a streaming call. One receive at a time. The callback gets:
- *   status DFS_OK, msg != NULL   a message, now owned by the callback
- * (protobuf_c_message_free_unpacked) status DFS_OK, msg == NULL   the client closed its side: no
- * more messages status DFS_EINVAL            a message that does not parse as the method's request
- * type status DFS_ECANCELED         the call is over (cancelled, connection lost) Returns
- * DFS_EINTERNAL (and no callback comes) if a receive is already outstanding.
+ *   DFS_OK, msg != NULL   a message, now owned by the callback (protobuf_c_message_free_unpacked)
+ *   DFS_OK, msg == NULL   no more messages: the client closed its side or, since gRPC reports it
+ *                         the same way, cancelled the call. A handler must not take the end of the
+ *                         stream as proof that an upload is complete: it checks what it received
+ *                         (PutFragment: the declared size).
+ *   DFS_EINVAL            a message that does not parse as the method's request type
+ *   DFS_ECANCELED         the call is over (cancelled, connection lost)
+ * Returns DFS_EINTERNAL (and no callback comes) if a receive is already outstanding.
  */
 typedef void (*dfs_rpc_recv_fn)(dfs_rpc_call *call, void *arg, ProtobufCMessage *msg, int status);
 int dfs_rpc_call_recv(dfs_rpc_call *call, dfs_rpc_recv_fn cb, void *arg);

@@ -1,0 +1,449 @@
+/* The catalog: files, their fragments and replicas, storage nodes and pending work, in SQLite. */
+#ifndef DFS_METADATA_CATALOG_H
+#define DFS_METADATA_CATALOG_H
+
+#include "common/id.h"
+#include "metadata/placement.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * The catalog answers the Metadata service's calls (protos/dfs/v1/metadata.proto); it knows no
+ * gRPC or protobuf types. The schema it keeps on disk is documented at the top of catalog.c.
+ *
+ * Conventions of every function below:
+ *   - Returns DFS_OK (0) or a negative DFS_E* code; on failure a one-line message goes to *errmsg
+ *     (caller frees; errmsg may be NULL) and nothing in the catalog has changed: every verb runs
+ *     in one SQLite transaction, committed only when the whole verb succeeded.
+ *   - Out-parameters are written only on success.
+ *   - Times are milliseconds since the Unix epoch, passed in by the caller (`now_ms`), so tests
+ *     control the clock; the catalog never reads it except to stamp schema migrations.
+ *   - Paths are canonical (common/path.h); a non-canonical path is DFS_EINVAL.
+ *   - DFS_EIO means SQLite failed (disk, corruption), DFS_ENOSPC the disk is full, DFS_EUNAVAIL the
+ *     database stayed locked by another process past the busy timeout.
+ *
+ * Thread safety: a dfs_catalog may be used from any number of threads at once. It holds one SQLite
+ * connection guarded by one mutex, held for the whole of each call (including the fsync of a
+ * commit), so calls are serialised; no call blocks on anything but that mutex and the disk.
+ */
+typedef struct dfs_catalog dfs_catalog;
+
+/* The schema version this code writes (migrations 1..DFS_CATALOG_SCHEMA_VERSION). */
+#define DFS_CATALOG_SCHEMA_VERSION 1
+
+/* Longest node address ("host:port", "unix:/path", ...) and zone name, in bytes. */
+#define DFS_NODE_ADDRESS_MAX 255
+#define DFS_NODE_ZONE_MAX    63
+
+/* Length of a whole-file SHA-256 digest. */
+#define DFS_SHA256_LEN 32
+
+/* Bounds of types.proto's Redundancy. */
+#define DFS_REPLICAS_MAX  16  /* k */
+#define DFS_FRAGMENTS_MAX 256 /* F */
+#define DFS_EC_WIDTH_MAX  32  /* K + M */
+
+/* At most this many files per dfs_catalog_files_list page (ListFiles' default and maximum). */
+#define DFS_CATALOG_LIST_MAX 1000
+
+/* ---- Opening --------------------------------------------------------------------------------- */
+
+/*
+ * Open (creating if needed) the catalog database at `path` and bring its schema up to
+ * DFS_CATALOG_SCHEMA_VERSION by applying the missing migrations in order, in one transaction.
+ * ":memory:" gives a private in-memory catalog (no WAL, gone at close).
+ *
+ * Settings: WAL journal; synchronous=FULL, so a file whose CommitFile was answered survives a power
+ * loss (storage nodes fsync fragments before acknowledging them; the catalog must not be the
+ * weaker link); foreign keys on; a busy timeout for other processes (a backup, the sqlite3 shell).
+ *
+ * On success *out is the handle, freed with dfs_catalog_close. Errors: DFS_EIO (cannot open or
+ * migrate), DFS_EINVAL (the file is some other SQLite database), DFS_EPRECOND (its schema is newer
+ * than this program), DFS_ENOMEM.
+ */
+int dfs_catalog_open(const char *path, dfs_catalog **out, char **errmsg);
+
+/*
+ * Close the catalog; NULL is a no-op. No other call may be running or start on it. Everything
+ * committed is already durable; pending files stay pending (and expire later) across a restart.
+ */
+void dfs_catalog_close(dfs_catalog *cat);
+
+/* ---- Storage nodes --------------------------------------------------------------------------- */
+
+/* Numbers as dfs.v1.NodeState (types.proto). */
+enum dfs_node_state {
+    DFS_NODE_UNSPECIFIED = 0,
+    DFS_NODE_ALIVE = 1,          /* heartbeats on time; takes new fragments */
+    DFS_NODE_SUSPECT = 2,        /* heartbeats late; takes no new fragments, still read */
+    DFS_NODE_DEAD = 3,           /* no heartbeat for the dead timeout; its replicas count as lost */
+    DFS_NODE_DRAINING = 4,       /* operator: being emptied; takes no new fragments */
+    DFS_NODE_DECOMMISSIONED = 5, /* operator: emptied and retired */
+};
+
+/* "alive", "suspect", "dead", "draining", "decommissioned"; "unspecified"/"unknown" otherwise. */
+const char *dfs_catalog_node_state_name(enum dfs_node_state state);
+
+/* What a node reports about itself at registration and in every heartbeat. */
+struct dfs_node_usage {
+    uint64_t capacity_bytes; /* size of the file system holding the data dir */
+    uint64_t used_bytes;     /* bytes of fragment files */
+    uint64_t free_bytes;     /* free bytes on that file system */
+    uint64_t fragment_count; /* fragment files held */
+};
+
+/* A storage node as the catalog knows it (dfs.v1.Node). A plain value: no pointers inside. */
+struct dfs_node_rec {
+    char id[DFS_ID_HEX + 1];
+    char address[DFS_NODE_ADDRESS_MAX + 1];
+    char zone[DFS_NODE_ZONE_MAX + 1]; /* "" for none */
+    enum dfs_node_state state;
+    struct dfs_node_usage usage;
+    int64_t last_heartbeat_ms; /* last heartbeat or registration */
+    int64_t registered_ms;     /* first registration */
+};
+
+/*
+ * RegisterNode: insert or update node `node_id` (32 hex digits) with its address (1 to
+ * DFS_NODE_ADDRESS_MAX bytes, no control characters), zone (NULL or "" for none, at most
+ * DFS_NODE_ZONE_MAX bytes) and usage; last_heartbeat_ms becomes now_ms. A new node gets
+ * registered_ms = now_ms; a known one keeps its first registration time. The state becomes alive,
+ * except that draining and decommissioned (operator decisions) survive a node's restart.
+ * Errors: DFS_EINVAL (bad id, address, zone, or a usage figure above INT64_MAX).
+ */
+int dfs_catalog_node_register(dfs_catalog *cat, const char *node_id, const char *address,
+                              const char *zone, const struct dfs_node_usage *usage, int64_t now_ms,
+                              char **errmsg);
+
+/*
+ * Heartbeat: record the usage and now_ms as the last heartbeat of a known node; a suspect or dead
+ * node becomes alive again. *known is set to false (and the call succeeds) when the catalog has no
+ * such node: the node must register again. Errors: DFS_EINVAL (bad id or usage).
+ */
+int dfs_catalog_node_heartbeat(dfs_catalog *cat, const char *node_id,
+                               const struct dfs_node_usage *usage, int64_t now_ms, bool *known,
+                               char **errmsg);
+
+/* One node into *out (caller-owned storage). Errors: DFS_EINVAL (bad id), DFS_ENOTFOUND. */
+int dfs_catalog_node_get(dfs_catalog *cat, const char *node_id, struct dfs_node_rec *out,
+                         char **errmsg);
+
+/*
+ * Set a node's state by operator decision (draining, decommissioned, or back to alive). The sweep
+ * and heartbeats only move nodes between alive, suspect and dead; they never touch draining or
+ * decommissioned nodes. Errors: DFS_EINVAL (bad id or state), DFS_ENOTFOUND.
+ */
+int dfs_catalog_node_set_state(dfs_catalog *cat, const char *node_id, enum dfs_node_state state,
+                               char **errmsg);
+
+/*
+ * ListNodes: every node, in order of first registration. On success *out is a malloc'd array of
+ * *n records (NULL when *n is 0) that the caller frees with free().
+ */
+int dfs_catalog_nodes_list(dfs_catalog *cat, struct dfs_node_rec **out, size_t *n, char **errmsg);
+
+/*
+ * Liveness sweep, run periodically by the service. A node whose last heartbeat is more than
+ * suspect_after_ms old goes from alive to suspect; more than dead_after_ms old, from alive or
+ * suspect to dead. Draining and decommissioned nodes are left alone. Each transition is logged.
+ * *nsuspect and *ndead (either may be NULL) receive the number of nodes that entered each state.
+ * Errors: DFS_EINVAL unless 0 < suspect_after_ms <= dead_after_ms.
+ */
+int dfs_catalog_nodes_sweep(dfs_catalog *cat, int64_t now_ms, int64_t suspect_after_ms,
+                            int64_t dead_after_ms, size_t *nsuspect, size_t *ndead, char **errmsg);
+
+/* ---- Redundancy ------------------------------------------------------------------------------ */
+
+/* Numbers as dfs.v1.Redundancy.Scheme. */
+enum dfs_scheme {
+    DFS_SCHEME_UNSPECIFIED = 0,
+    DFS_SCHEME_REPLICATION = 1, /* F pieces, each on k distinct nodes */
+    DFS_SCHEME_ERASURE = 2,     /* K data + M parity fragments, each on its own node */
+};
+
+/* A file's redundancy, resolved (no defaults left): dfs.v1.Redundancy. */
+struct dfs_redundancy {
+    enum dfs_scheme scheme;
+    uint32_t replicas;  /* k: REPLICATION, 1..DFS_REPLICAS_MAX; 0 for ERASURE */
+    uint32_t fragments; /* F: REPLICATION, 1..DFS_FRAGMENTS_MAX; 0 for ERASURE */
+    uint32_t data;      /* K: ERASURE, >= 1; 0 for REPLICATION */
+    uint32_t parity;    /* M: ERASURE, >= 0 with K + M <= DFS_EC_WIDTH_MAX; 0 for REPLICATION */
+};
+
+/*
+ * Check a resolved redundancy against the bounds above (the fields of the other scheme must be 0).
+ * Returns 0 or DFS_EINVAL with the reason ("replicas must be 1..16, not 0").
+ */
+int dfs_catalog_redundancy_check(const struct dfs_redundancy *r, char **errmsg);
+
+/* Number of fragments of a file: F, or K + M. The redundancy must pass the check. */
+uint32_t dfs_catalog_redundancy_fragments(const struct dfs_redundancy *r);
+
+/* Number of copies of each fragment: k, or 1 for ERASURE. */
+uint32_t dfs_catalog_redundancy_copies(const struct dfs_redundancy *r);
+
+/* ---- Files ----------------------------------------------------------------------------------- */
+
+/* Numbers as dfs.v1.FileState. */
+enum dfs_file_state {
+    DFS_FILE_UNSPECIFIED = 0,
+    DFS_FILE_PENDING = 1,   /* created, being written; invisible to get and list */
+    DFS_FILE_COMMITTED = 2, /* readable */
+};
+
+/* One copy of a fragment (dfs.v1.Replica). A plain value. */
+struct dfs_replica_rec {
+    char node_id[DFS_ID_HEX + 1];
+    char address[DFS_NODE_ADDRESS_MAX + 1]; /* the node's address now */
+    enum dfs_node_state node_state;         /* the node's state now */
+};
+
+/* One fragment of a file (dfs.v1.Fragment). Owned by its dfs_file_rec. */
+struct dfs_fragment_rec {
+    uint32_t index;
+    char fragment_id[DFS_FRAGMENT_ID_HEX + 1];
+    uint64_t size;
+    uint32_t checksum; /* CRC32C of the block-CRC table; 0 while pending */
+    /* Pending: the planned targets, in plan order. Committed: the acknowledged copies. */
+    struct dfs_replica_rec *replicas;
+    size_t nreplicas;
+    /*
+     * Pending files only: nodes that failed while writing this fragment and whose partial copy is
+     * still queued for deletion. A replacement target must avoid them as well as the replicas
+     * (pass both to dfs_placement_choose); dfs_catalog_file_replace_target refuses them.
+     */
+    char (*failed_node_ids)[DFS_ID_HEX + 1];
+    size_t nfailed;
+};
+
+/*
+ * A file (dfs.v1.FileInfo), with or without its layout. Heap-allocated by the catalog: a single
+ * record is freed with dfs_catalog_file_rec_free, an array from a listing with
+ * dfs_catalog_file_recs_free; `path`, `fragments` and everything under them belong to the record.
+ */
+struct dfs_file_rec {
+    char file_id[DFS_ID_HEX + 1];
+    char *path; /* canonical */
+    uint64_t size;
+    uint8_t sha256[DFS_SHA256_LEN]; /* of the whole file; all zero while pending */
+    struct dfs_redundancy redundancy;
+    enum dfs_policy policy;
+    enum dfs_file_state state;
+    bool overwrite; /* CommitFile replaces a committed file at the same path */
+    uint64_t fragment_size;
+    uint32_t cell_size; /* ERASURE only; 0 otherwise */
+    int64_t created_ms;
+    int64_t committed_ms; /* 0 while pending */
+    int64_t expires_ms;   /* pending: removed when now_ms reaches it; 0 once committed */
+    /* In index order (fragments[i].index == i); NULL and 0 in listings. */
+    struct dfs_fragment_rec *fragments;
+    size_t nfragments;
+};
+
+/* Free a record returned through a `struct dfs_file_rec **`; NULL is a no-op. */
+void dfs_catalog_file_rec_free(struct dfs_file_rec *file);
+
+/* Free an array of n records returned by a listing; NULL is a no-op. */
+void dfs_catalog_file_recs_free(struct dfs_file_rec *files, size_t n);
+
+/* One fragment of a plan: where the service wants its copies written. Borrowed by the call. */
+struct dfs_plan_fragment {
+    uint32_t index;              /* 0..nfragments-1, each exactly once */
+    uint64_t size;               /* bytes this fragment will hold */
+    const char *const *node_ids; /* targets in order: k for REPLICATION, 1 for ERASURE */
+    size_t nnodes;
+};
+
+/* CreateFile, resolved: everything the service decided. Borrowed by the call. */
+struct dfs_create_req {
+    const char *path; /* canonical */
+    uint64_t size;
+    struct dfs_redundancy redundancy; /* resolved; must pass dfs_catalog_redundancy_check */
+    enum dfs_policy policy;           /* resolved: not DFS_POLICY_UNSPECIFIED */
+    bool overwrite;
+    uint64_t fragment_size;
+    uint32_t cell_size;                        /* ERASURE; 0 for REPLICATION */
+    int64_t expires_ms;                        /* must be later than now_ms */
+    const struct dfs_plan_fragment *fragments; /* one per fragment of the redundancy */
+    size_t nfragments;
+};
+
+/*
+ * CreateFile: record a pending file with a fresh file id (common/id.h) and its plan; fragment ids
+ * are dfs_fragment_id(file_id, index). The file stays invisible to get and list until committed,
+ * and several pending files may target the same path.
+ *
+ * The plan must be complete and consistent: one entry per fragment of the redundancy, each with
+ * exactly `copies` distinct registered nodes (for ERASURE, all fragments on distinct nodes), every
+ * node alive; for REPLICATION the fragment sizes add up to the file size. Sizes are at most
+ * INT64_MAX.
+ *
+ * On success *out is the pending file with its layout (planned replicas with their addresses),
+ * freed with dfs_catalog_file_rec_free. Errors:
+ *   DFS_EEXIST     a committed file exists at the path and overwrite is false:
+ *                  "/a/b already exists (use --force to replace it)"
+ *   DFS_EINVAL     a malformed request or plan
+ *   DFS_ENOTFOUND  a planned node is not registered
+ *   DFS_EABORTED   a planned node is no longer alive (the node list changed; plan again)
+ */
+int dfs_catalog_file_create(dfs_catalog *cat, const struct dfs_create_req *req, int64_t now_ms,
+                            struct dfs_file_rec **out, char **errmsg);
+
+/*
+ * ReplaceTarget: while file `file_id` is pending, target `failed_node_id` of fragment `index`
+ * failed; `new_node_id` (chosen by the caller with dfs_placement_choose, excluding the fragment's
+ * current replicas and failed_node_ids, and for ERASURE every node of the file) takes its place in
+ * the plan, at the same position. The failed node's copy, possibly partial, is queued for deletion,
+ * and the node stays excluded from this fragment while that deletion is queued.
+ *
+ * On success *out (caller-owned storage) is the new target. Errors:
+ *   DFS_ENOTFOUND  no pending file with that id; the failed node is not a target of the fragment;
+ *                  the new node is not registered
+ *   DFS_EPRECOND   the pending file has expired
+ *   DFS_EINVAL     bad ids, index out of range, new node == failed node
+ *   DFS_EABORTED   the new node is not alive, is already a target of the fragment (of the file,
+ *                  for ERASURE), or still has a queued deletion of this fragment: choose again
+ */
+int dfs_catalog_file_replace_target(dfs_catalog *cat, const char *file_id, uint32_t index,
+                                    const char *failed_node_id, const char *new_node_id,
+                                    int64_t now_ms, struct dfs_replica_rec *out, char **errmsg);
+
+/* One fragment of a CommitFile request. Borrowed by the call. */
+struct dfs_commit_fragment {
+    uint32_t index;
+    uint64_t size;               /* must equal the planned size */
+    uint32_t checksum;           /* CRC32C of the fragment's block-CRC table */
+    const char *const *node_ids; /* nodes that acknowledged a durable copy; >= 1, all planned */
+    size_t nnodes;
+};
+
+/*
+ * CommitFile, in one transaction: file `file_id` must be pending and not expired; `fragments` must
+ * list every fragment of the plan exactly once, with its planned size, its checksum, and at least
+ * one acknowledging node, each a planned target of that fragment. Then:
+ *   - if a committed file exists at the path: when the pending file was created with overwrite,
+ *     the old file's rows are removed and all its replicas queued for deletion; otherwise
+ *     DFS_EEXIST;
+ *   - planned targets that did not acknowledge are dropped from the layout and queued for deletion;
+ *   - the file records sha256 and checksums and becomes committed at now_ms.
+ *
+ * On success *out is the committed file with its layout, freed with dfs_catalog_file_rec_free.
+ * Errors (the catalog is unchanged):
+ *   DFS_ENOTFOUND  no file with that id
+ *   DFS_EPRECOND   the file is already committed, or its pending time expired
+ *   DFS_EINVAL     a fragment missing, repeated, out of range, of the wrong size, without nodes,
+ *                  or acknowledged by a node that was not its target; sha256 NULL
+ *   DFS_EEXIST     a committed file holds the path and the put did not ask to overwrite
+ */
+int dfs_catalog_file_commit(dfs_catalog *cat, const char *file_id,
+                            const uint8_t sha256[DFS_SHA256_LEN],
+                            const struct dfs_commit_fragment *fragments, size_t nfragments,
+                            int64_t now_ms, struct dfs_file_rec **out, char **errmsg);
+
+/*
+ * AbortFile: remove pending file `file_id`; every planned copy is queued for deletion (now_ms is
+ * the queue time). DFS_ENOTFOUND when there is no pending file with that id, committed files
+ * included: abort never removes a committed file.
+ */
+int dfs_catalog_file_abort(dfs_catalog *cat, const char *file_id, int64_t now_ms, char **errmsg);
+
+/*
+ * Abort every pending file whose expires_ms <= now_ms, as dfs_catalog_file_abort does, in one
+ * transaction. *nexpired (may be NULL) receives how many; each is logged.
+ */
+int dfs_catalog_files_expire(dfs_catalog *cat, int64_t now_ms, size_t *nexpired, char **errmsg);
+
+/*
+ * GetFile: the committed file at `path` with its layout: fragments in index order, each with its
+ * acknowledged replicas and their nodes' current address and state. *out is freed with
+ * dfs_catalog_file_rec_free. DFS_ENOTFOUND when no committed file has that path (pending files do
+ * not count).
+ */
+int dfs_catalog_file_get(dfs_catalog *cat, const char *path, struct dfs_file_rec **out,
+                         char **errmsg);
+
+/*
+ * A file by id, pending or committed, with its layout (for ReplaceTarget: the fragment's current
+ * targets and failed nodes, and the file's policy). DFS_EINVAL (bad id), DFS_ENOTFOUND.
+ */
+int dfs_catalog_file_get_id(dfs_catalog *cat, const char *file_id, struct dfs_file_rec **out,
+                            char **errmsg);
+
+/*
+ * ListFiles: committed files whose path starts with `prefix` (a byte-wise string prefix, so "/a"
+ * matches "/a/x" and "/ab", "/a/" only what is under /a/; "/" matches everything; '%' and '_' are
+ * ordinary characters), in byte-wise path order, strictly after `after` (NULL or "" for the first
+ * page; otherwise the path of the last file of the previous page), at most `limit` of them (0 means
+ * DFS_CATALOG_LIST_MAX; more is capped to it). Records carry no layout.
+ *
+ * On success *out is an array of *n records (NULL when *n is 0), freed with
+ * dfs_catalog_file_recs_free, and *more tells whether files remain after the last one returned.
+ * Errors: DFS_EINVAL (the prefix does not start with '/').
+ */
+int dfs_catalog_files_list(dfs_catalog *cat, const char *prefix, const char *after, size_t limit,
+                           struct dfs_file_rec **out, size_t *n, bool *more, char **errmsg);
+
+/*
+ * DeleteFile: remove the committed file at `path`; all its replicas are queued for deletion. On
+ * success *out is the removed file with its layout as it was (dfs_catalog_file_rec_free).
+ * DFS_ENOTFOUND when no committed file has that path.
+ */
+int dfs_catalog_file_delete(dfs_catalog *cat, const char *path, int64_t now_ms,
+                            struct dfs_file_rec **out, char **errmsg);
+
+/* ---- Deletion queue: fragment copies to remove from nodes ------------------------------------ */
+
+/* One queued removal. A plain value. */
+struct dfs_deletion_rec {
+    char fragment_id[DFS_FRAGMENT_ID_HEX + 1];
+    char node_id[DFS_ID_HEX + 1];
+    char address[DFS_NODE_ADDRESS_MAX + 1];
+};
+
+/*
+ * Up to `max` queued removals (oldest first) whose node is alive and which are not postponed past
+ * now_ms, for a background thread to send DeleteFragment. Items stay queued until
+ * dfs_catalog_deletion_done, so a second fetch before that returns them again: run one consumer.
+ * Items whose node is no longer registered are dropped here. On success *out is a malloc'd array
+ * of *n items (NULL when *n is 0), freed with free().
+ */
+int dfs_catalog_deletions_fetch(dfs_catalog *cat, int64_t now_ms, size_t max,
+                                struct dfs_deletion_rec **out, size_t *n, char **errmsg);
+
+/*
+ * The node confirmed the removal (or reported the fragment absent): forget the item. Succeeds also
+ * when the item is not queued, so a retry is harmless. Errors: DFS_EINVAL (bad ids).
+ */
+int dfs_catalog_deletion_done(dfs_catalog *cat, const char *fragment_id, const char *node_id,
+                              char **errmsg);
+
+/*
+ * The removal failed for now: do not hand the item out again before until_ms. Succeeds also when
+ * the item is not queued. Errors: DFS_EINVAL (bad ids).
+ */
+int dfs_catalog_deletion_postpone(dfs_catalog *cat, const char *fragment_id, const char *node_id,
+                                  int64_t until_ms, char **errmsg);
+
+/* ---- Statistics ------------------------------------------------------------------------------ */
+
+/* dfs.v1.StatResponse. */
+struct dfs_catalog_stats {
+    uint64_t files;         /* committed files */
+    uint64_t logical_bytes; /* sum of their sizes */
+    uint64_t stored_bytes;  /* sum over their replicas of the fragment size */
+    uint32_t nodes_alive;
+    uint32_t nodes_suspect;
+    uint32_t nodes_dead;
+    uint32_t nodes_draining;
+    uint32_t nodes_decommissioned;
+    uint64_t pending_files;     /* not yet committed */
+    uint64_t pending_deletions; /* queued fragment copies, whatever their node's state */
+    uint32_t schema_version;
+};
+
+/* Stat: one consistent snapshot into *out (caller-owned storage). */
+int dfs_catalog_stats(dfs_catalog *cat, struct dfs_catalog_stats *out, char **errmsg);
+
+#endif /* DFS_METADATA_CATALOG_H */

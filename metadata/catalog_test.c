@@ -1,0 +1,1635 @@
+/* Tests of the SQLite catalog: schema, nodes, the put/get/list/delete flows, queues, threads. */
+#include "metadata/catalog.h"
+
+#include "common/err.h"
+#include "common/id.h"
+#include "metadata/placement.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define NNODES 8
+#define T0     1000000 /* a start time; every test controls its own clock */
+#define TTL    60000   /* pending files expire this long after creation */
+
+/* One temporary catalog per test, removed afterwards. */
+struct fx {
+    char dir[512];
+    char db[600];
+    dfs_catalog *cat;
+    char ids[NNODES][DFS_ID_HEX + 1];
+};
+
+static int setup(void **state)
+{
+    struct fx *fx = calloc(1, sizeof *fx);
+    assert_non_null(fx);
+    const char *tmp = getenv("TEST_TMPDIR");
+    snprintf(fx->dir, sizeof fx->dir, "%s/catalogXXXXXX", tmp != NULL ? tmp : "/tmp");
+    assert_non_null(mkdtemp(fx->dir));
+    snprintf(fx->db, sizeof fx->db, "%s/catalog.db", fx->dir);
+    for (int i = 0; i < NNODES; i++)
+        snprintf(fx->ids[i], sizeof fx->ids[i], "%032x", 0xa0 + i);
+    char *msg = NULL;
+    int rc = dfs_catalog_open(fx->db, &fx->cat, &msg);
+    if (rc != DFS_OK)
+        fail_msg("open: %s", msg);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *fx = *state;
+    dfs_catalog_close(fx->cat);
+    const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < 4; i++) {
+        char p[700];
+        snprintf(p, sizeof p, "%s%s", fx->db, suffixes[i]);
+        unlink(p);
+    }
+    rmdir(fx->dir);
+    free(fx);
+    return 0;
+}
+
+static void reopen(struct fx *fx)
+{
+    dfs_catalog_close(fx->cat);
+    fx->cat = NULL;
+    char *msg = NULL;
+    if (dfs_catalog_open(fx->db, &fx->cat, &msg) != DFS_OK)
+        fail_msg("reopen: %s", msg);
+}
+
+/* Run one SQL statement on a second connection and return the first column of its first row. */
+static int64_t sql_int(const char *db, const char *sql)
+{
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    sqlite3_busy_timeout(h, 5000);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(h));
+    int rc = sqlite3_step(st);
+    assert_true(rc == SQLITE_ROW || rc == SQLITE_DONE);
+    int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return v;
+}
+
+static void sql_exec(const char *db, const char *sql)
+{
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    sqlite3_busy_timeout(h, 5000);
+    char *err = NULL;
+    if (sqlite3_exec(h, sql, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("%s: %s", sql, err);
+    sqlite3_close(h);
+}
+
+static void expect_msg(char **msg, const char *fragment)
+{
+    assert_non_null(*msg);
+    if (strstr(*msg, fragment) == NULL)
+        fail_msg("message '%s' lacks '%s'", *msg, fragment);
+    free(*msg);
+    *msg = NULL;
+}
+
+static const struct dfs_node_usage usage1 = {
+    .capacity_bytes = 1000000, .used_bytes = 1000, .free_bytes = 900000, .fragment_count = 3};
+
+static void register_nodes(struct fx *fx, int n, int64_t now)
+{
+    for (int i = 0; i < n; i++) {
+        char addr[32], zone[8];
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", 7000 + i);
+        snprintf(zone, sizeof zone, "z%d", i % 3);
+        char *msg = NULL;
+        if (dfs_catalog_node_register(fx->cat, fx->ids[i], addr, zone, &usage1, now, &msg) !=
+            DFS_OK)
+            fail_msg("register: %s", msg);
+    }
+}
+
+static struct dfs_catalog_stats stats(struct fx *fx)
+{
+    struct dfs_catalog_stats s;
+    char *msg = NULL;
+    if (dfs_catalog_stats(fx->cat, &s, &msg) != DFS_OK)
+        fail_msg("stats: %s", msg);
+    return s;
+}
+
+/* A replication plan: fragment i on nodes (first + i + j) % nnodes, sizes as the service cuts. */
+struct plan {
+    struct dfs_plan_fragment frags[DFS_EC_WIDTH_MAX];
+    const char *ids[DFS_EC_WIDTH_MAX][DFS_REPLICAS_MAX];
+    struct dfs_create_req req;
+};
+
+static void make_plan(struct fx *fx, struct plan *p, const char *path, uint64_t size, uint32_t F,
+                      uint32_t k, int first, int nnodes, bool overwrite, int64_t expires_ms)
+{
+    memset(p, 0, sizeof *p);
+    uint64_t fsz = (size + F - 1) / F;
+    for (uint32_t i = 0; i < F; i++) {
+        for (uint32_t j = 0; j < k; j++)
+            p->ids[i][j] = fx->ids[((uint32_t)first + i + j) % (uint32_t)nnodes];
+        uint64_t off = (uint64_t)i * fsz;
+        p->frags[i] = (struct dfs_plan_fragment){
+            .index = i,
+            .size = off >= size ? 0 : (size - off < fsz ? size - off : fsz),
+            .node_ids = p->ids[i],
+            .nnodes = k,
+        };
+    }
+    p->req = (struct dfs_create_req){
+        .path = path,
+        .size = size,
+        .redundancy = {.scheme = DFS_SCHEME_REPLICATION, .replicas = k, .fragments = F},
+        .policy = DFS_POLICY_RANDOM,
+        .overwrite = overwrite,
+        .fragment_size = fsz,
+        .expires_ms = expires_ms,
+        .fragments = p->frags,
+        .nfragments = F,
+    };
+}
+
+static struct dfs_file_rec *create(struct fx *fx, const char *path, uint64_t size, uint32_t F,
+                                   uint32_t k, bool overwrite, int64_t now)
+{
+    struct plan p;
+    make_plan(fx, &p, path, size, F, k, 0, NNODES, overwrite, now + TTL);
+    struct dfs_file_rec *f = NULL;
+    char *msg = NULL;
+    if (dfs_catalog_file_create(fx->cat, &p.req, now, &f, &msg) != DFS_OK)
+        fail_msg("create %s: %s", path, msg);
+    return f;
+}
+
+/* Commit arguments acknowledging every planned replica of every fragment. */
+struct commit {
+    struct dfs_commit_fragment frags[DFS_EC_WIDTH_MAX];
+    const char *ids[DFS_EC_WIDTH_MAX][DFS_REPLICAS_MAX];
+    uint8_t sha[DFS_SHA256_LEN];
+};
+
+static void make_commit(const struct dfs_file_rec *f, struct commit *c)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < f->nfragments; i++) {
+        const struct dfs_fragment_rec *fr = &f->fragments[i];
+        for (size_t j = 0; j < fr->nreplicas; j++)
+            c->ids[i][j] = fr->replicas[j].node_id;
+        c->frags[i] = (struct dfs_commit_fragment){
+            .index = fr->index,
+            .size = fr->size,
+            .checksum = 0xc0de0000u + fr->index,
+            .node_ids = c->ids[i],
+            .nnodes = fr->nreplicas,
+        };
+    }
+    for (int i = 0; i < DFS_SHA256_LEN; i++)
+        c->sha[i] = (uint8_t)(i * 7 + 1);
+}
+
+static struct dfs_file_rec *commit(struct fx *fx, const struct dfs_file_rec *pending, int64_t now)
+{
+    struct commit c;
+    make_commit(pending, &c);
+    struct dfs_file_rec *f = NULL;
+    char *msg = NULL;
+    if (dfs_catalog_file_commit(fx->cat, pending->file_id, c.sha, c.frags, pending->nfragments, now,
+                                &f, &msg) != DFS_OK)
+        fail_msg("commit %s: %s", pending->path, msg);
+    return f;
+}
+
+/* create + commit; returns the committed record. */
+static struct dfs_file_rec *put(struct fx *fx, const char *path, uint64_t size, bool overwrite,
+                                int64_t now)
+{
+    struct dfs_file_rec *p = create(fx, path, size, 4, 3, overwrite, now);
+    struct dfs_file_rec *f = commit(fx, p, now + 1);
+    dfs_catalog_file_rec_free(p);
+    return f;
+}
+
+/* Every queued deletion whose node is alive, as "fragment_id/node_id" strings joined by ' '. */
+static char *queued(struct fx *fx, int64_t now)
+{
+    struct dfs_deletion_rec *d = NULL;
+    size_t n = 0;
+    char *msg = NULL;
+    if (dfs_catalog_deletions_fetch(fx->cat, now, 10000, &d, &n, &msg) != DFS_OK)
+        fail_msg("fetch: %s", msg);
+    char *s = calloc(n + 1, DFS_FRAGMENT_ID_HEX + DFS_ID_HEX + 2);
+    assert_non_null(s);
+    for (size_t i = 0; i < n; i++) {
+        strcat(s, d[i].fragment_id);
+        strcat(s, "/");
+        strcat(s, d[i].node_id);
+        if (i + 1 < n)
+            strcat(s, " ");
+    }
+    free(d);
+    return s;
+}
+
+static bool has_deletion(struct fx *fx, const char *fragment_id, const char *node_id)
+{
+    char *all = queued(fx, INT64_MAX);
+    char want[DFS_FRAGMENT_ID_HEX + DFS_ID_HEX + 2];
+    snprintf(want, sizeof want, "%s/%s", fragment_id, node_id);
+    bool found = strstr(all, want) != NULL;
+    free(all);
+    return found;
+}
+
+/* ---- Schema and opening ---------------------------------------------------------------------- */
+
+static void test_open_twice_is_idempotent(void **state)
+{
+    struct fx *fx = *state;
+    reopen(fx);
+    reopen(fx);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM schema_version"),
+                     DFS_CATALOG_SCHEMA_VERSION);
+    assert_int_equal(sql_int(fx->db, "SELECT max(version) FROM schema_version"),
+                     DFS_CATALOG_SCHEMA_VERSION);
+    assert_true(sql_int(fx->db, "SELECT applied_ms FROM schema_version WHERE version = 1") >
+                1600000000000LL);
+    assert_int_equal(sql_int(fx->db, "PRAGMA application_id"), 0x64667331);
+    assert_int_equal(stats(fx).schema_version, DFS_CATALOG_SCHEMA_VERSION);
+    /* WAL is a property of the file; it persists. */
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(fx->db, &h), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(h, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+}
+
+static void test_open_refuses_foreign_and_newer(void **state)
+{
+    struct fx *fx = *state;
+    char other[700];
+    snprintf(other, sizeof other, "%s/other.db", fx->dir);
+    sql_exec(other, "CREATE TABLE t (x)");
+    dfs_catalog *cat = NULL;
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_open(other, &cat, &msg), DFS_EINVAL);
+    assert_null(cat);
+    expect_msg(&msg, "is not a dfs catalog");
+    unlink(other);
+
+    sql_exec(fx->db, "INSERT INTO schema_version VALUES (99, 0)");
+    dfs_catalog_close(fx->cat);
+    fx->cat = NULL;
+    assert_int_equal(dfs_catalog_open(fx->db, &cat, &msg), DFS_EPRECOND);
+    expect_msg(&msg, "schema version 99, newer than this program's 1");
+    sql_exec(fx->db, "DELETE FROM schema_version WHERE version = 99");
+    reopen(fx);
+
+    snprintf(other, sizeof other, "%s/no/such/dir/x.db", fx->dir);
+    assert_int_equal(dfs_catalog_open(other, &cat, &msg), DFS_EIO);
+    expect_msg(&msg, "unable to open");
+    assert_int_equal(dfs_catalog_open("", &cat, NULL), DFS_EINVAL);
+
+    /* An in-memory catalog works (no WAL there). */
+    assert_int_equal(dfs_catalog_open(":memory:", &cat, &msg), DFS_OK);
+    assert_null(msg);
+    dfs_catalog_close(cat);
+    dfs_catalog_close(NULL);
+}
+
+/* ---- Nodes ----------------------------------------------------------------------------------- */
+
+static struct dfs_node_rec node(struct fx *fx, int i)
+{
+    struct dfs_node_rec n;
+    char *msg = NULL;
+    if (dfs_catalog_node_get(fx->cat, fx->ids[i], &n, &msg) != DFS_OK)
+        fail_msg("node_get: %s", msg);
+    return n;
+}
+
+static void sweep(struct fx *fx, int64_t now, size_t want_suspect, size_t want_dead)
+{
+    size_t s = 99, d = 99;
+    char *msg = NULL;
+    if (dfs_catalog_nodes_sweep(fx->cat, now, 3000, 10000, &s, &d, &msg) != DFS_OK)
+        fail_msg("sweep: %s", msg);
+    assert_int_equal(s, want_suspect);
+    assert_int_equal(d, want_dead);
+}
+
+static void test_node_register_heartbeat_sweep(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, 3, T0);
+    struct dfs_node_rec n = node(fx, 1);
+    assert_string_equal(n.id, fx->ids[1]);
+    assert_string_equal(n.address, "127.0.0.1:7001");
+    assert_string_equal(n.zone, "z1");
+    assert_int_equal(n.state, DFS_NODE_ALIVE);
+    assert_int_equal(n.usage.capacity_bytes, 1000000);
+    assert_int_equal(n.usage.fragment_count, 3);
+    assert_int_equal(n.registered_ms, T0);
+    assert_int_equal(n.last_heartbeat_ms, T0);
+
+    /* Heartbeats from nodes 0 and 1 at +2500; node 2 stays silent. */
+    struct dfs_node_usage u = {
+        .capacity_bytes = 5, .used_bytes = 4, .free_bytes = 1, .fragment_count = 9};
+    bool known = false;
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[0], &u, T0 + 2500, &known, NULL),
+                     DFS_OK);
+    assert_true(known);
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[1], &u, T0 + 2500, &known, NULL),
+                     DFS_OK);
+    n = node(fx, 0);
+    assert_int_equal(n.usage.used_bytes, 4);
+    assert_int_equal(n.usage.fragment_count, 9);
+    assert_int_equal(n.last_heartbeat_ms, T0 + 2500);
+
+    /* Unknown node: known = false, not an error. */
+    known = true;
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[7], &u, T0, &known, NULL), DFS_OK);
+    assert_false(known);
+
+    sweep(fx, T0 + 3000, 0, 0); /* exactly suspect_after old: not yet late */
+    sweep(fx, T0 + 3001, 1, 0); /* node 2 */
+    assert_int_equal(node(fx, 2).state, DFS_NODE_SUSPECT);
+    assert_int_equal(node(fx, 0).state, DFS_NODE_ALIVE);
+    sweep(fx, T0 + 3001, 0, 0);  /* idempotent */
+    sweep(fx, T0 + 6000, 2, 0);  /* nodes 0 and 1 (silent 3500 ms) */
+    sweep(fx, T0 + 10001, 0, 1); /* node 2 dead; 0 and 1 stay suspect */
+    assert_int_equal(node(fx, 2).state, DFS_NODE_DEAD);
+    assert_int_equal(node(fx, 1).state, DFS_NODE_SUSPECT);
+    struct dfs_catalog_stats s = stats(fx);
+    assert_int_equal(s.nodes_alive, 0);
+    assert_int_equal(s.nodes_suspect, 2);
+    assert_int_equal(s.nodes_dead, 1);
+
+    /* A heartbeat brings suspect and dead nodes back. */
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[2], &u, T0 + 20000, &known, NULL),
+                     DFS_OK);
+    assert_int_equal(node(fx, 2).state, DFS_NODE_ALIVE);
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[1], &u, T0 + 20000, &known, NULL),
+                     DFS_OK);
+    assert_int_equal(node(fx, 1).state, DFS_NODE_ALIVE);
+
+    /* Alive straight to dead when silent long enough between sweeps. */
+    sweep(fx, T0 + 40000, 0, 3);
+
+    /* Registering again keeps registered_ms, updates the rest, and revives. */
+    assert_int_equal(
+        dfs_catalog_node_register(fx->cat, fx->ids[1], "10.0.0.9:1", NULL, &u, T0 + 50000, NULL),
+        DFS_OK);
+    n = node(fx, 1);
+    assert_int_equal(n.state, DFS_NODE_ALIVE);
+    assert_int_equal(n.registered_ms, T0);
+    assert_int_equal(n.last_heartbeat_ms, T0 + 50000);
+    assert_string_equal(n.address, "10.0.0.9:1");
+    assert_string_equal(n.zone, "");
+
+    /* Operator states survive registration, heartbeats and sweeps. */
+    assert_int_equal(dfs_catalog_node_set_state(fx->cat, fx->ids[1], DFS_NODE_DRAINING, NULL),
+                     DFS_OK);
+    assert_int_equal(
+        dfs_catalog_node_register(fx->cat, fx->ids[1], "10.0.0.9:1", "", &u, T0 + 51000, NULL),
+        DFS_OK);
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[1], &u, T0 + 52000, &known, NULL),
+                     DFS_OK);
+    assert_int_equal(node(fx, 1).state, DFS_NODE_DRAINING);
+    sweep(fx, T0 + 99000, 0, 0);
+    assert_int_equal(node(fx, 1).state, DFS_NODE_DRAINING);
+    s = stats(fx);
+    assert_int_equal(s.nodes_draining, 1);
+    assert_int_equal(s.nodes_dead, 2);
+
+    /* Listing: in order of first registration. */
+    struct dfs_node_rec *list = NULL;
+    size_t nl = 0;
+    assert_int_equal(dfs_catalog_nodes_list(fx->cat, &list, &nl, NULL), DFS_OK);
+    assert_int_equal(nl, 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(list[i].id, fx->ids[i]);
+    assert_int_equal(list[1].state, DFS_NODE_DRAINING);
+    free(list);
+
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_node_get(fx->cat, fx->ids[5], &n, &msg), DFS_ENOTFOUND);
+    expect_msg(&msg, fx->ids[5]);
+    assert_int_equal(dfs_catalog_node_set_state(fx->cat, fx->ids[5], DFS_NODE_DRAINING, &msg),
+                     DFS_ENOTFOUND);
+    expect_msg(&msg, "no storage node");
+    assert_int_equal(dfs_catalog_nodes_sweep(fx->cat, T0, 0, 10, NULL, NULL, &msg), DFS_EINVAL);
+    expect_msg(&msg, "suspect_after_ms");
+    assert_int_equal(dfs_catalog_nodes_sweep(fx->cat, T0, 10, 5, NULL, NULL, &msg), DFS_EINVAL);
+    expect_msg(&msg, "dead_after_ms");
+}
+
+static void test_node_validation(void **state)
+{
+    struct fx *fx = *state;
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_node_register(fx->cat, "xyz", "a:1", "", &usage1, T0, &msg),
+                     DFS_EINVAL);
+    expect_msg(&msg, "bad node id 'xyz'");
+    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[0], "", "", &usage1, T0, &msg),
+                     DFS_EINVAL);
+    expect_msg(&msg, "node address must be 1 to 255 bytes");
+    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[0], "a:1\n", "", &usage1, T0, &msg),
+                     DFS_EINVAL);
+    expect_msg(&msg, "control character");
+    char zone[100];
+    memset(zone, 'z', sizeof zone - 1);
+    zone[sizeof zone - 1] = '\0';
+    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[0], "a:1", zone, &usage1, T0, &msg),
+                     DFS_EINVAL);
+    expect_msg(&msg, "zone must be 0 to 63 bytes");
+    struct dfs_node_usage big = usage1;
+    big.free_bytes = UINT64_MAX;
+    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[0], "a:1", "", &big, T0, &msg),
+                     DFS_EINVAL);
+    expect_msg(&msg, "free_bytes");
+    bool known;
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, "", &usage1, T0, &known, &msg),
+                     DFS_EINVAL);
+    expect_msg(&msg, "bad node id");
+    assert_int_equal(dfs_catalog_node_set_state(fx->cat, fx->ids[0], DFS_NODE_UNSPECIFIED, &msg),
+                     DFS_EINVAL);
+    expect_msg(&msg, "bad node state");
+    assert_int_equal(stats(fx).nodes_alive, 0);
+    assert_string_equal(dfs_catalog_node_state_name(DFS_NODE_DECOMMISSIONED), "decommissioned");
+    assert_string_equal(dfs_catalog_node_state_name((enum dfs_node_state)42), "unknown");
+}
+
+/* ---- Files ----------------------------------------------------------------------------------- */
+
+static void test_redundancy_helpers(void **state)
+{
+    (void)state;
+    struct dfs_redundancy r = {.scheme = DFS_SCHEME_REPLICATION, .replicas = 3, .fragments = 4};
+    assert_int_equal(dfs_catalog_redundancy_check(&r, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_redundancy_fragments(&r), 4);
+    assert_int_equal(dfs_catalog_redundancy_copies(&r), 3);
+    struct dfs_redundancy ec = {.scheme = DFS_SCHEME_ERASURE, .data = 6, .parity = 3};
+    assert_int_equal(dfs_catalog_redundancy_check(&ec, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_redundancy_fragments(&ec), 9);
+    assert_int_equal(dfs_catalog_redundancy_copies(&ec), 1);
+    char *msg = NULL;
+    r.replicas = 17;
+    assert_int_equal(dfs_catalog_redundancy_check(&r, &msg), DFS_EINVAL);
+    expect_msg(&msg, "replicas must be 1..16, not 17");
+    r.replicas = 3;
+    r.fragments = 0;
+    assert_int_equal(dfs_catalog_redundancy_check(&r, &msg), DFS_EINVAL);
+    expect_msg(&msg, "fragments must be 1..256, not 0");
+    r.fragments = 4;
+    r.parity = 1;
+    assert_int_equal(dfs_catalog_redundancy_check(&r, &msg), DFS_EINVAL);
+    expect_msg(&msg, "replication takes no data or parity");
+    ec.parity = 27;
+    assert_int_equal(dfs_catalog_redundancy_check(&ec, &msg), DFS_EINVAL);
+    expect_msg(&msg, "at most 32 in all");
+    struct dfs_redundancy none = {0};
+    assert_int_equal(dfs_catalog_redundancy_check(&none, &msg), DFS_EINVAL);
+    expect_msg(&msg, "not resolved");
+}
+
+static void test_create_commit_get_list_delete(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *p = create(fx, "/docs/report.pdf", 1000, 4, 3, false, T0);
+    assert_true(dfs_id_valid(p->file_id));
+    assert_string_equal(p->path, "/docs/report.pdf");
+    assert_int_equal(p->state, DFS_FILE_PENDING);
+    assert_int_equal(p->size, 1000);
+    assert_int_equal(p->created_ms, T0);
+    assert_int_equal(p->committed_ms, 0);
+    assert_int_equal(p->expires_ms, T0 + TTL);
+    assert_int_equal(p->policy, DFS_POLICY_RANDOM);
+    assert_int_equal(p->redundancy.scheme, DFS_SCHEME_REPLICATION);
+    assert_int_equal(p->redundancy.replicas, 3);
+    assert_int_equal(p->redundancy.fragments, 4);
+    assert_int_equal(p->fragment_size, 250);
+    assert_int_equal(p->nfragments, 4);
+    for (uint32_t i = 0; i < 4; i++) {
+        const struct dfs_fragment_rec *fr = &p->fragments[i];
+        assert_int_equal(fr->index, i);
+        char want[DFS_FRAGMENT_ID_HEX + 1];
+        dfs_fragment_id(p->file_id, i, want);
+        assert_string_equal(fr->fragment_id, want);
+        assert_int_equal(fr->size, 250);
+        assert_int_equal(fr->checksum, 0);
+        assert_int_equal(fr->nreplicas, 3);
+        assert_int_equal(fr->nfailed, 0);
+        for (uint32_t j = 0; j < 3; j++) {
+            int node_i = (int)((i + j) % NNODES);
+            assert_string_equal(fr->replicas[j].node_id, fx->ids[node_i]); /* plan order kept */
+            char addr[32];
+            snprintf(addr, sizeof addr, "127.0.0.1:%d", 7000 + node_i);
+            assert_string_equal(fr->replicas[j].address, addr);
+            assert_int_equal(fr->replicas[j].node_state, DFS_NODE_ALIVE);
+        }
+    }
+
+    struct dfs_file_rec *c = commit(fx, p, T0 + 500);
+    assert_string_equal(c->file_id, p->file_id);
+    assert_int_equal(c->state, DFS_FILE_COMMITTED);
+    assert_int_equal(c->committed_ms, T0 + 500);
+    assert_int_equal(c->expires_ms, 0);
+    assert_int_equal(c->sha256[0], 1);
+    assert_int_equal(c->sha256[31], (uint8_t)(31 * 7 + 1));
+    assert_int_equal(c->fragments[2].checksum, 0xc0de0002u);
+    assert_int_equal(c->fragments[2].nreplicas, 3);
+
+    struct dfs_file_rec *g = NULL;
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/docs/report.pdf", &g, &msg), DFS_OK);
+    assert_string_equal(g->file_id, p->file_id);
+    assert_memory_equal(g->sha256, c->sha256, DFS_SHA256_LEN);
+    assert_int_equal(g->nfragments, 4);
+    assert_string_equal(g->fragments[3].replicas[2].node_id, fx->ids[5]);
+    dfs_catalog_file_rec_free(g);
+
+    struct dfs_file_rec *list = NULL;
+    size_t n = 0;
+    bool more = true;
+    assert_int_equal(dfs_catalog_files_list(fx->cat, "/", NULL, 0, &list, &n, &more, &msg), DFS_OK);
+    assert_int_equal(n, 1);
+    assert_false(more);
+    assert_string_equal(list[0].path, "/docs/report.pdf");
+    assert_null(list[0].fragments);
+    assert_int_equal(list[0].nfragments, 0);
+    assert_int_equal(list[0].state, DFS_FILE_COMMITTED);
+    dfs_catalog_file_recs_free(list, n);
+
+    struct dfs_catalog_stats s = stats(fx);
+    assert_int_equal(s.files, 1);
+    assert_int_equal(s.logical_bytes, 1000);
+    assert_int_equal(s.stored_bytes, 3000);
+    assert_int_equal(s.pending_files, 0);
+    assert_int_equal(s.pending_deletions, 0);
+    assert_int_equal(s.nodes_alive, NNODES);
+
+    struct dfs_file_rec *d = NULL;
+    assert_int_equal(dfs_catalog_file_delete(fx->cat, "/docs/report.pdf", T0 + 900, &d, &msg),
+                     DFS_OK);
+    assert_string_equal(d->file_id, p->file_id);
+    assert_int_equal(d->nfragments, 4);
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/docs/report.pdf", &g, &msg), DFS_ENOTFOUND);
+    expect_msg(&msg, "no file /docs/report.pdf");
+    assert_int_equal(dfs_catalog_file_delete(fx->cat, "/docs/report.pdf", T0, &g, &msg),
+                     DFS_ENOTFOUND);
+    expect_msg(&msg, "no file /docs/report.pdf");
+    s = stats(fx);
+    assert_int_equal(s.files, 0);
+    assert_int_equal(s.stored_bytes, 0);
+    assert_int_equal(s.pending_deletions, 12);
+    for (size_t i = 0; i < 4; i++) {
+        for (size_t j = 0; j < 3; j++)
+            assert_true(
+                has_deletion(fx, d->fragments[i].fragment_id, d->fragments[i].replicas[j].node_id));
+    }
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM fragments"), 0);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM replicas"), 0);
+    dfs_catalog_file_rec_free(d);
+    dfs_catalog_file_rec_free(c);
+    dfs_catalog_file_rec_free(p);
+}
+
+/* A create that must fail with `code` and `text`; then the plan is reset to a valid one. */
+static void expect_create(struct fx *fx, struct plan *p, int code, const char *text)
+{
+    struct dfs_file_rec *f = NULL;
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_file_create(fx->cat, &p->req, T0, &f, &msg), code);
+    assert_null(f);
+    expect_msg(&msg, text);
+    make_plan(fx, p, "/f", 100, 2, 2, 0, 4, false, T0 + TTL);
+}
+
+static void test_create_validation(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, 4, T0);
+    struct plan p;
+    struct dfs_file_rec *f = NULL;
+    char *msg = NULL;
+    make_plan(fx, &p, "/f", 100, 2, 2, 0, 4, false, T0 + TTL);
+    p.req.path = "f";
+    expect_create(fx, &p, DFS_EINVAL, "not canonical");
+    p.req.path = "/a//b";
+    expect_create(fx, &p, DFS_EINVAL, "not canonical");
+    p.req.path = "/a/";
+    expect_create(fx, &p, DFS_EINVAL, "ends with '/'");
+    p.req.redundancy.replicas = 0;
+    expect_create(fx, &p, DFS_EINVAL, "replicas must be");
+    p.req.policy = DFS_POLICY_UNSPECIFIED;
+    expect_create(fx, &p, DFS_EINVAL, "policy not resolved");
+    p.req.expires_ms = T0;
+    expect_create(fx, &p, DFS_EINVAL, "is not after now");
+    p.req.nfragments = 1;
+    expect_create(fx, &p, DFS_EINVAL, "plan has 1 fragments, the redundancy needs 2");
+    p.frags[1].index = 0;
+    expect_create(fx, &p, DFS_EINVAL, "index 0 is repeated");
+    p.frags[1].index = 5;
+    expect_create(fx, &p, DFS_EINVAL, "index 5 is out of range");
+    p.frags[1].nnodes = 1;
+    expect_create(fx, &p, DFS_EINVAL, "fragment 1 has 1 nodes, want 2");
+    p.ids[1][1] = p.ids[1][0];
+    expect_create(fx, &p, DFS_EINVAL, "names node");
+    p.ids[1][1] = "nothex";
+    expect_create(fx, &p, DFS_EINVAL, "bad node id 'nothex'");
+    p.frags[1].size = 49;
+    expect_create(fx, &p, DFS_EINVAL, "plan fragments hold 99 bytes, the file has 100");
+    p.req.size = UINT64_MAX;
+    expect_create(fx, &p, DFS_EINVAL, "file size");
+    p.req.cell_size = 64;
+    expect_create(fx, &p, DFS_EINVAL, "replication takes no cell size");
+    p.ids[0][0] = fx->ids[6]; /* never registered */
+    expect_create(fx, &p, DFS_ENOTFOUND, "is not registered");
+    assert_int_equal(dfs_catalog_node_set_state(fx->cat, fx->ids[1], DFS_NODE_DRAINING, NULL),
+                     DFS_OK);
+    expect_create(fx, &p, DFS_EABORTED, "is draining, not alive");
+    assert_int_equal(dfs_catalog_node_set_state(fx->cat, fx->ids[1], DFS_NODE_ALIVE, NULL), DFS_OK);
+
+    /* Erasure code: one node per fragment, all distinct, a cell size. */
+    const char *ec_ids[3][1] = {{fx->ids[0]}, {fx->ids[1]}, {fx->ids[2]}};
+    struct dfs_plan_fragment ec[3];
+    for (uint32_t i = 0; i < 3; i++)
+        ec[i] = (struct dfs_plan_fragment){
+            .index = i, .size = 4096, .node_ids = ec_ids[i], .nnodes = 1};
+    struct dfs_create_req req = {
+        .path = "/ec",
+        .size = 8000,
+        .redundancy = {.scheme = DFS_SCHEME_ERASURE, .data = 2, .parity = 1},
+        .policy = DFS_POLICY_RANDOM,
+        .fragment_size = 4096,
+        .cell_size = 1024,
+        .expires_ms = T0 + TTL,
+        .fragments = ec,
+        .nfragments = 3,
+    };
+    ec_ids[2][0] = fx->ids[0];
+    assert_int_equal(dfs_catalog_file_create(fx->cat, &req, T0, &f, &msg), DFS_EINVAL);
+    expect_msg(&msg, "fragments 0 and 2 are both planned on node");
+    ec_ids[2][0] = fx->ids[2];
+    req.cell_size = 0;
+    assert_int_equal(dfs_catalog_file_create(fx->cat, &req, T0, &f, &msg), DFS_EINVAL);
+    expect_msg(&msg, "needs a cell size");
+    req.cell_size = 1024;
+    assert_int_equal(dfs_catalog_file_create(fx->cat, &req, T0, &f, &msg), DFS_OK);
+    assert_int_equal(f->redundancy.scheme, DFS_SCHEME_ERASURE);
+    assert_int_equal(f->redundancy.data, 2);
+    assert_int_equal(f->redundancy.parity, 1);
+    assert_int_equal(f->cell_size, 1024);
+    assert_int_equal(f->nfragments, 3);
+    assert_string_equal(f->fragments[2].replicas[0].node_id, fx->ids[2]);
+    dfs_catalog_file_rec_free(f);
+    assert_int_equal(stats(fx).pending_files, 1);
+}
+
+/* A snapshot of everything a failed call must leave alone. */
+static char *snapshot(struct fx *fx, const char *file_id)
+{
+    struct dfs_file_rec *f = NULL;
+    char *s = NULL;
+    if (dfs_catalog_file_get_id(fx->cat, file_id, &f, NULL) != DFS_OK)
+        return strdup("absent");
+    struct dfs_catalog_stats st = stats(fx);
+    size_t cap = 4096, len = 0;
+    s = calloc(1, cap);
+    len += (size_t)snprintf(s + len, cap - len, "%d %zu %lu %lu %lu|", (int)f->state, f->nfragments,
+                            (unsigned long)st.files, (unsigned long)st.pending_files,
+                            (unsigned long)st.pending_deletions);
+    for (size_t i = 0; i < f->nfragments; i++) {
+        len += (size_t)snprintf(s + len, cap - len, "%u:%u:", f->fragments[i].index,
+                                f->fragments[i].checksum);
+        for (size_t j = 0; j < f->fragments[i].nreplicas; j++)
+            len += (size_t)snprintf(s + len, cap - len, "%.6s,",
+                                    f->fragments[i].replicas[j].node_id + 26);
+    }
+    dfs_catalog_file_rec_free(f);
+    return s;
+}
+
+/*
+ * A commit of all fragments that must fail with `code` and `text` and leave `before` as it was;
+ * then the commit arguments are reset to valid ones.
+ */
+static void expect_commit(struct fx *fx, const struct dfs_file_rec *p, struct commit *c,
+                          const char *before, int code, const char *text)
+{
+    struct dfs_file_rec *f = NULL;
+    char *msg = NULL;
+    assert_int_equal(
+        dfs_catalog_file_commit(fx->cat, p->file_id, c->sha, c->frags, 2, T0 + 10, &f, &msg), code);
+    assert_null(f);
+    expect_msg(&msg, text);
+    char *after = snapshot(fx, p->file_id);
+    assert_string_equal(before, after);
+    free(after);
+    make_commit(p, c);
+}
+
+static void test_commit_failures_change_nothing(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *p = create(fx, "/c", 100, 2, 3, false, T0);
+    char *before = snapshot(fx, p->file_id);
+    struct commit c;
+    struct dfs_file_rec *f = NULL;
+    char *msg = NULL;
+    const char *stranger[] = {fx->ids[7]};
+    const char *twice[] = {fx->ids[0], fx->ids[0]};
+    make_commit(p, &c);
+    c.frags[1].index = 0;
+    expect_commit(fx, p, &c, before, DFS_EINVAL, "index 0 is repeated");
+    c.frags[1].index = 2;
+    expect_commit(fx, p, &c, before, DFS_EINVAL, "index 2 is out of range");
+    c.frags[1].size = 7;
+    expect_commit(fx, p, &c, before, DFS_EINVAL, "fragment 1 has 7 bytes, the plan says 50");
+    c.frags[0].nnodes = 0;
+    expect_commit(fx, p, &c, before, DFS_EINVAL, "fragment 0 was acknowledged by no storage node");
+    c.frags[0].node_ids = stranger;
+    c.frags[0].nnodes = 1;
+    expect_commit(fx, p, &c, before, DFS_EINVAL, "but is not one of its targets");
+    c.frags[0].node_ids = twice;
+    c.frags[0].nnodes = 2;
+    expect_commit(fx, p, &c, before, DFS_EINVAL, "lists node");
+    /* Fragment list shorter than the plan. */
+    assert_int_equal(
+        dfs_catalog_file_commit(fx->cat, p->file_id, c.sha, c.frags, 1, T0 + 10, &f, &msg),
+        DFS_EINVAL);
+    expect_msg(&msg, "commit lists 1 fragments");
+    assert_int_equal(
+        dfs_catalog_file_commit(fx->cat, p->file_id, NULL, c.frags, 2, T0 + 10, &f, &msg),
+        DFS_EINVAL);
+    expect_msg(&msg, "SHA-256");
+    /* Unknown id. */
+    char unknown[DFS_ID_HEX + 1];
+    assert_int_equal(dfs_id_random(unknown), DFS_OK);
+    assert_int_equal(
+        dfs_catalog_file_commit(fx->cat, unknown, c.sha, c.frags, 2, T0 + 10, &f, &msg),
+        DFS_ENOTFOUND);
+    expect_msg(&msg, "no pending file");
+    assert_int_equal(dfs_catalog_file_commit(fx->cat, "bad", c.sha, c.frags, 2, T0, &f, &msg),
+                     DFS_EINVAL);
+    expect_msg(&msg, "bad file id");
+    /* Expired: the deadline itself is too late. */
+    assert_int_equal(
+        dfs_catalog_file_commit(fx->cat, p->file_id, c.sha, c.frags, 2, T0 + TTL, &f, &msg),
+        DFS_EPRECOND);
+    expect_msg(&msg, "expired 0 ms ago");
+    char *after = snapshot(fx, p->file_id);
+    assert_string_equal(before, after);
+    free(after);
+
+    /* Still committable, once; a second commit is refused. */
+    struct dfs_file_rec *ok = commit(fx, p, T0 + 20);
+    assert_int_equal(ok->state, DFS_FILE_COMMITTED);
+    assert_int_equal(
+        dfs_catalog_file_commit(fx->cat, p->file_id, c.sha, c.frags, 2, T0 + 30, &f, &msg),
+        DFS_EPRECOND);
+    expect_msg(&msg, "already committed");
+    dfs_catalog_file_rec_free(ok);
+    dfs_catalog_file_rec_free(p);
+    free(before);
+}
+
+static void test_commit_partial_acks(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *p = create(fx, "/partial", 100, 2, 3, false, T0);
+    struct commit c;
+    make_commit(p, &c);
+    /* Fragment 1: only its third target acknowledged. */
+    c.frags[1].node_ids = &c.ids[1][2];
+    c.frags[1].nnodes = 1;
+    struct dfs_file_rec *f = NULL;
+    assert_int_equal(
+        dfs_catalog_file_commit(fx->cat, p->file_id, c.sha, c.frags, 2, T0 + 5, &f, NULL), DFS_OK);
+    assert_int_equal(f->fragments[0].nreplicas, 3);
+    assert_int_equal(f->fragments[1].nreplicas, 1);
+    assert_string_equal(f->fragments[1].replicas[0].node_id, p->fragments[1].replicas[2].node_id);
+    assert_true(has_deletion(fx, p->fragments[1].fragment_id, p->fragments[1].replicas[0].node_id));
+    assert_true(has_deletion(fx, p->fragments[1].fragment_id, p->fragments[1].replicas[1].node_id));
+    struct dfs_catalog_stats s = stats(fx);
+    assert_int_equal(s.pending_deletions, 2);
+    assert_int_equal(s.stored_bytes, 50 * 3 + 50);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM replicas WHERE acked = 0"), 0);
+    dfs_catalog_file_rec_free(f);
+    dfs_catalog_file_rec_free(p);
+}
+
+static void test_pending_is_invisible(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *p = create(fx, "/hidden", 10, 1, 2, false, T0);
+    struct dfs_file_rec *f = NULL;
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/hidden", &f, &msg), DFS_ENOTFOUND);
+    expect_msg(&msg, "no file /hidden");
+    struct dfs_file_rec *list = NULL;
+    size_t n = 9;
+    bool more = true;
+    assert_int_equal(dfs_catalog_files_list(fx->cat, "/", NULL, 10, &list, &n, &more, NULL),
+                     DFS_OK);
+    assert_int_equal(n, 0);
+    assert_null(list);
+    assert_false(more);
+    assert_int_equal(dfs_catalog_file_delete(fx->cat, "/hidden", T0, &f, &msg), DFS_ENOTFOUND);
+    expect_msg(&msg, "no file");
+    struct dfs_catalog_stats s = stats(fx);
+    assert_int_equal(s.files, 0);
+    assert_int_equal(s.pending_files, 1);
+    assert_int_equal(s.stored_bytes, 0);
+    /* ...but reachable by id, for ReplaceTarget. */
+    assert_int_equal(dfs_catalog_file_get_id(fx->cat, p->file_id, &f, NULL), DFS_OK);
+    assert_int_equal(f->state, DFS_FILE_PENDING);
+    assert_int_equal(f->fragments[0].nreplicas, 2);
+    dfs_catalog_file_rec_free(f);
+    char unknown[DFS_ID_HEX + 1];
+    assert_int_equal(dfs_id_random(unknown), DFS_OK);
+    assert_int_equal(dfs_catalog_file_get_id(fx->cat, unknown, &f, &msg), DFS_ENOTFOUND);
+    expect_msg(&msg, "no file with id");
+    dfs_catalog_file_rec_free(p);
+}
+
+static void test_path_uniqueness_and_overwrite(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *a = put(fx, "/x", 100, false, T0);
+
+    /* Without overwrite, create refuses at once. */
+    struct plan p;
+    make_plan(fx, &p, "/x", 100, 4, 3, 0, NNODES, false, T0 + TTL);
+    struct dfs_file_rec *f = NULL;
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_file_create(fx->cat, &p.req, T0 + 2, &f, &msg), DFS_EEXIST);
+    expect_msg(&msg, "/x already exists (use --force to replace it)");
+
+    /* With overwrite, two puts may be pending for the same path. */
+    struct dfs_file_rec *b = create(fx, "/x", 40, 4, 3, true, T0 + 3);
+    struct dfs_file_rec *c = create(fx, "/x", 80, 4, 3, true, T0 + 4);
+    assert_int_equal(stats(fx).pending_files, 2);
+    struct dfs_file_rec *bc = commit(fx, b, T0 + 5);
+    struct dfs_file_rec *g = NULL;
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/x", &g, NULL), DFS_OK);
+    assert_string_equal(g->file_id, b->file_id);
+    assert_int_equal(g->size, 40);
+    dfs_catalog_file_rec_free(g);
+    /* Every replica of the replaced file is queued. */
+    for (size_t i = 0; i < a->nfragments; i++) {
+        for (size_t j = 0; j < a->fragments[i].nreplicas; j++)
+            assert_true(
+                has_deletion(fx, a->fragments[i].fragment_id, a->fragments[i].replicas[j].node_id));
+    }
+    struct dfs_catalog_stats s = stats(fx);
+    assert_int_equal(s.files, 1);
+    assert_int_equal(s.logical_bytes, 40);
+    assert_int_equal(s.pending_deletions, 12);
+    assert_int_equal(dfs_catalog_file_get_id(fx->cat, a->file_id, &g, &msg), DFS_ENOTFOUND);
+    expect_msg(&msg, "no file with id");
+
+    struct dfs_file_rec *cc = commit(fx, c, T0 + 6);
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/x", &g, NULL), DFS_OK);
+    assert_string_equal(g->file_id, c->file_id);
+    dfs_catalog_file_rec_free(g);
+    assert_int_equal(stats(fx).files, 1);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM files WHERE path = '/x'"), 1);
+
+    /* Two puts without overwrite race for a new path: the second commit loses and changes nothing.
+     */
+    struct dfs_file_rec *d = create(fx, "/y", 10, 1, 1, false, T0 + 7);
+    struct dfs_file_rec *e = create(fx, "/y", 20, 1, 1, false, T0 + 7);
+    struct dfs_file_rec *dc = commit(fx, d, T0 + 8);
+    struct commit ce;
+    make_commit(e, &ce);
+    assert_int_equal(
+        dfs_catalog_file_commit(fx->cat, e->file_id, ce.sha, ce.frags, 1, T0 + 9, &f, &msg),
+        DFS_EEXIST);
+    expect_msg(&msg, "/y already exists (use --force to replace it)");
+    assert_int_equal(dfs_catalog_file_get_id(fx->cat, e->file_id, &g, NULL), DFS_OK);
+    assert_int_equal(g->state, DFS_FILE_PENDING);
+    dfs_catalog_file_rec_free(g);
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/y", &g, NULL), DFS_OK);
+    assert_string_equal(g->file_id, d->file_id);
+    dfs_catalog_file_rec_free(g);
+
+    /* The schema itself refuses a second committed row for a path. */
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(fx->db, &h), SQLITE_OK);
+    sqlite3_busy_timeout(h, 5000);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "UPDATE files SET state = 'committed', committed_ms = 1, expires_ms = NULL, "
+             "sha256 = zeroblob(32) WHERE file_id = '%s'",
+             e->file_id);
+    assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL) & 0xff, SQLITE_CONSTRAINT);
+    sqlite3_close(h);
+
+    for (struct dfs_file_rec **r = (struct dfs_file_rec *[]){a, b, c, bc, cc, d, e, dc, NULL}; *r;
+         r++)
+        dfs_catalog_file_rec_free(*r);
+}
+
+static void test_abort_and_expiry_queue_planned(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *p = create(fx, "/abort", 100, 2, 3, false, T0);
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_file_abort(fx->cat, p->file_id, T0 + 1, &msg), DFS_OK);
+    for (size_t i = 0; i < 2; i++) {
+        for (size_t j = 0; j < 3; j++)
+            assert_true(
+                has_deletion(fx, p->fragments[i].fragment_id, p->fragments[i].replicas[j].node_id));
+    }
+    struct dfs_catalog_stats s = stats(fx);
+    assert_int_equal(s.pending_files, 0);
+    assert_int_equal(s.pending_deletions, 6);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM fragments"), 0);
+    assert_int_equal(dfs_catalog_file_abort(fx->cat, p->file_id, T0 + 2, &msg), DFS_ENOTFOUND);
+    expect_msg(&msg, "no pending file");
+    dfs_catalog_file_rec_free(p);
+
+    /* Abort never removes a committed file. */
+    struct dfs_file_rec *c = put(fx, "/kept", 10, false, T0);
+    assert_int_equal(dfs_catalog_file_abort(fx->cat, c->file_id, T0 + 3, &msg), DFS_ENOTFOUND);
+    expect_msg(&msg, "no pending file");
+    struct dfs_file_rec *g = NULL;
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/kept", &g, NULL), DFS_OK);
+    dfs_catalog_file_rec_free(g);
+    dfs_catalog_file_rec_free(c);
+    assert_int_equal(dfs_catalog_file_abort(fx->cat, "nope", T0, &msg), DFS_EINVAL);
+    expect_msg(&msg, "bad file id");
+
+    /* Expiry: two pending files with different deadlines. */
+    sql_exec(fx->db, "DELETE FROM deletions"); /* start the expiry part with an empty queue */
+    struct dfs_file_rec *early = create(fx, "/early", 10, 1, 2, false, T0);
+    struct dfs_file_rec *late = create(fx, "/late", 10, 1, 2, false, T0 + 5000);
+    size_t n = 99;
+    assert_int_equal(dfs_catalog_files_expire(fx->cat, T0 + TTL - 1, &n, NULL), DFS_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(dfs_catalog_files_expire(fx->cat, T0 + TTL, &n, NULL), DFS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(dfs_catalog_file_get_id(fx->cat, early->file_id, &g, &msg), DFS_ENOTFOUND);
+    expect_msg(&msg, "no file with id");
+    assert_true(
+        has_deletion(fx, early->fragments[0].fragment_id, early->fragments[0].replicas[0].node_id));
+    assert_true(
+        has_deletion(fx, early->fragments[0].fragment_id, early->fragments[0].replicas[1].node_id));
+    s = stats(fx);
+    assert_int_equal(s.pending_files, 1);
+    assert_int_equal(s.pending_deletions, 2);
+    assert_int_equal(s.files, 1); /* /kept is untouched */
+    /* The late file's commit after its deadline fails; expiry then removes it. */
+    struct commit cl;
+    make_commit(late, &cl);
+    assert_int_equal(dfs_catalog_file_commit(fx->cat, late->file_id, cl.sha, cl.frags, 1,
+                                             T0 + 5000 + TTL + 1, &g, &msg),
+                     DFS_EPRECOND);
+    expect_msg(&msg, "expired 1 ms ago; put it again");
+    assert_int_equal(dfs_catalog_files_expire(fx->cat, T0 + 5000 + TTL + 1, NULL, NULL), DFS_OK);
+    assert_int_equal(stats(fx).pending_files, 0);
+    assert_int_equal(stats(fx).pending_deletions, 4);
+    dfs_catalog_file_rec_free(early);
+    dfs_catalog_file_rec_free(late);
+}
+
+/* The service's ReplaceTarget, as the header suggests writing it: placement, then the catalog. */
+static int replace_with_placement(struct fx *fx, const char *file_id, uint32_t index,
+                                  const char *failed, dfs_rng *rng, struct dfs_replica_rec *out,
+                                  char **errmsg)
+{
+    struct dfs_file_rec *f = NULL;
+    int rc = dfs_catalog_file_get_id(fx->cat, file_id, &f, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    struct dfs_node_rec *nodes = NULL;
+    size_t nn = 0;
+    rc = dfs_catalog_nodes_list(fx->cat, &nodes, &nn, errmsg);
+    assert_int_equal(rc, DFS_OK);
+    struct dfs_placement_node cand[NNODES];
+    for (size_t i = 0; i < nn; i++)
+        cand[i] = (struct dfs_placement_node){.id = nodes[i].id,
+                                              .zone = nodes[i].zone,
+                                              .free_bytes = nodes[i].usage.free_bytes,
+                                              .writable = nodes[i].state == DFS_NODE_ALIVE};
+    const struct dfs_fragment_rec *fr = &f->fragments[index];
+    const char *placed[DFS_REPLICAS_MAX], *exclude[NNODES + 1];
+    for (size_t i = 0; i < fr->nreplicas; i++)
+        placed[i] = fr->replicas[i].node_id;
+    for (size_t i = 0; i < fr->nfailed; i++)
+        exclude[i] = fr->failed_node_ids[i];
+    exclude[fr->nfailed] = failed;
+    struct dfs_placement_request req = {.policy = f->policy,
+                                        .k = 1,
+                                        .placed = placed,
+                                        .nplaced = fr->nreplicas,
+                                        .exclude = exclude,
+                                        .nexclude = fr->nfailed + 1};
+    size_t pick;
+    rc = dfs_placement_choose(NULL, &req, cand, nn, rng, &pick, errmsg);
+    if (rc == DFS_OK)
+        rc = dfs_catalog_file_replace_target(fx->cat, file_id, index, failed, nodes[pick].id,
+                                             T0 + 100, out, errmsg);
+    free(nodes);
+    dfs_catalog_file_rec_free(f);
+    return rc;
+}
+
+static void expect_replace(struct fx *fx, const char *file_id, uint32_t index, const char *failed,
+                           const char *fresh, int code, const char *text)
+{
+    struct dfs_replica_rec r;
+    char *msg = NULL;
+    assert_int_equal(
+        dfs_catalog_file_replace_target(fx->cat, file_id, index, failed, fresh, T0 + 20, &r, &msg),
+        code);
+    expect_msg(&msg, text);
+}
+
+static void test_replace_target(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, 6, T0);
+    /* Fragment 0 on nodes 0,1,2; fragment 1 on nodes 1,2,3. */
+    struct plan p;
+    make_plan(fx, &p, "/r", 100, 2, 3, 0, 6, false, T0 + TTL);
+    struct dfs_file_rec *f = NULL;
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_file_create(fx->cat, &p.req, T0, &f, &msg), DFS_OK);
+    const char *id = f->file_id;
+    struct dfs_replica_rec r;
+
+    /* Node 1 failed for fragment 0; node 4 takes its place, at the same position. */
+    assert_int_equal(
+        dfs_catalog_file_replace_target(fx->cat, id, 0, fx->ids[1], fx->ids[4], T0 + 10, &r, &msg),
+        DFS_OK);
+    assert_string_equal(r.node_id, fx->ids[4]);
+    assert_string_equal(r.address, "127.0.0.1:7004");
+    assert_int_equal(r.node_state, DFS_NODE_ALIVE);
+    struct dfs_file_rec *g = NULL;
+    assert_int_equal(dfs_catalog_file_get_id(fx->cat, id, &g, NULL), DFS_OK);
+    assert_int_equal(g->fragments[0].nreplicas, 3);
+    assert_string_equal(g->fragments[0].replicas[0].node_id, fx->ids[0]);
+    assert_string_equal(g->fragments[0].replicas[1].node_id, fx->ids[4]);
+    assert_string_equal(g->fragments[0].replicas[2].node_id, fx->ids[2]);
+    assert_int_equal(g->fragments[0].nfailed, 1);
+    assert_string_equal(g->fragments[0].failed_node_ids[0], fx->ids[1]);
+    assert_int_equal(g->fragments[1].nfailed, 0);
+    assert_string_equal(g->fragments[1].replicas[0].node_id, fx->ids[1]); /* untouched */
+    dfs_catalog_file_rec_free(g);
+    assert_true(has_deletion(fx, f->fragments[0].fragment_id, fx->ids[1]));
+
+    /* Node 1's partial copy is still queued: it cannot come back to fragment 0 yet. */
+    expect_replace(fx, id, 0, fx->ids[2], fx->ids[1], DFS_EABORTED, "its copy is not removed yet");
+    expect_replace(fx, id, 0, fx->ids[2], fx->ids[0], DFS_EABORTED,
+                   "is already a target of fragment");
+    expect_replace(fx, id, 0, fx->ids[1], fx->ids[5], DFS_ENOTFOUND,
+                   "is not a target of fragment 0");
+    expect_replace(fx, id, 0, fx->ids[2], fx->ids[7], DFS_ENOTFOUND, "is not registered");
+    expect_replace(fx, id, 2, fx->ids[2], fx->ids[5], DFS_EINVAL,
+                   "fragment index 2 is out of range");
+    expect_replace(fx, id, 0, fx->ids[2], fx->ids[2], DFS_EINVAL, "is the failed node");
+    expect_replace(fx, id, 0, "zz", fx->ids[2], DFS_EINVAL, "bad node id");
+    assert_int_equal(dfs_catalog_node_set_state(fx->cat, fx->ids[5], DFS_NODE_DRAINING, NULL),
+                     DFS_OK);
+    expect_replace(fx, id, 0, fx->ids[2], fx->ids[5], DFS_EABORTED, "is draining, not alive");
+    assert_int_equal(dfs_catalog_node_set_state(fx->cat, fx->ids[5], DFS_NODE_ALIVE, NULL), DFS_OK);
+    char unknown[DFS_ID_HEX + 1];
+    assert_int_equal(dfs_id_random(unknown), DFS_OK);
+    assert_int_equal(
+        dfs_catalog_file_replace_target(fx->cat, unknown, 0, fx->ids[0], fx->ids[5], T0, &r, &msg),
+        DFS_ENOTFOUND);
+    expect_msg(&msg, "no pending file");
+    assert_int_equal(
+        dfs_catalog_file_replace_target(fx->cat, id, 0, fx->ids[0], fx->ids[5], T0 + TTL, &r, &msg),
+        DFS_EPRECOND);
+    expect_msg(&msg, "expired");
+
+    /*
+     * Through placement: the choice avoids current targets and failed nodes. With nodes 0..5,
+     * fragment 0 on {0,4,2}, failed {1} and now 2 failing, only 3 and 5 are eligible.
+     */
+    dfs_rng rng;
+    dfs_rng_seed(&rng, 11);
+    assert_int_equal(replace_with_placement(fx, id, 0, fx->ids[2], &rng, &r, &msg), DFS_OK);
+    assert_true(strcmp(r.node_id, fx->ids[3]) == 0 || strcmp(r.node_id, fx->ids[5]) == 0);
+    const char *third = strcmp(r.node_id, fx->ids[3]) == 0 ? fx->ids[3] : fx->ids[5];
+    const char *other = third == fx->ids[3] ? fx->ids[5] : fx->ids[3];
+    assert_int_equal(replace_with_placement(fx, id, 0, third, &rng, &r, &msg), DFS_OK);
+    assert_string_equal(r.node_id, other);
+    /* Now {0,4,other} planned, {1,2,third} failed: nobody is left. */
+    assert_int_equal(replace_with_placement(fx, id, 0, other, &rng, &r, &msg), DFS_EPRECOND);
+    expect_msg(&msg, "need 1 distinct live storage node, 0 are available");
+    /* Once node 1's removal is done, it is eligible again. */
+    assert_int_equal(
+        dfs_catalog_deletion_done(fx->cat, f->fragments[0].fragment_id, fx->ids[1], NULL), DFS_OK);
+    assert_int_equal(replace_with_placement(fx, id, 0, other, &rng, &r, &msg), DFS_OK);
+    assert_string_equal(r.node_id, fx->ids[1]);
+
+    /* The commit may only acknowledge current targets. */
+    assert_int_equal(dfs_catalog_file_get_id(fx->cat, id, &g, NULL), DFS_OK);
+    struct commit c;
+    make_commit(g, &c);
+    const char *failed_ack[] = {fx->ids[2]};
+    c.frags[0].node_ids = failed_ack;
+    c.frags[0].nnodes = 1;
+    struct dfs_file_rec *done = NULL;
+    assert_int_equal(dfs_catalog_file_commit(fx->cat, id, c.sha, c.frags, 2, T0 + 30, &done, &msg),
+                     DFS_EINVAL);
+    expect_msg(&msg, "is not one of its targets");
+    make_commit(g, &c);
+    assert_int_equal(dfs_catalog_file_commit(fx->cat, id, c.sha, c.frags, 2, T0 + 30, &done, &msg),
+                     DFS_OK);
+    assert_string_equal(done->fragments[0].replicas[0].node_id, fx->ids[0]);
+    assert_string_equal(done->fragments[0].replicas[1].node_id, fx->ids[4]);
+    assert_string_equal(done->fragments[0].replicas[2].node_id, fx->ids[1]);
+    assert_int_equal(done->fragments[0].nfailed, 0); /* only reported while pending */
+    /* Replacing on a committed file is refused. */
+    expect_replace(fx, id, 0, fx->ids[0], fx->ids[5], DFS_EPRECOND, "already committed");
+    dfs_catalog_file_rec_free(done);
+    dfs_catalog_file_rec_free(g);
+    dfs_catalog_file_rec_free(f);
+}
+
+static void test_replace_target_erasure(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, 5, T0);
+    const char *ids[3][1] = {{fx->ids[0]}, {fx->ids[1]}, {fx->ids[2]}};
+    struct dfs_plan_fragment frags[3];
+    for (uint32_t i = 0; i < 3; i++)
+        frags[i] =
+            (struct dfs_plan_fragment){.index = i, .size = 2048, .node_ids = ids[i], .nnodes = 1};
+    struct dfs_create_req req = {
+        .path = "/ec",
+        .size = 4000,
+        .redundancy = {.scheme = DFS_SCHEME_ERASURE, .data = 2, .parity = 1},
+        .policy = DFS_POLICY_RANDOM,
+        .fragment_size = 2048,
+        .cell_size = 1024,
+        .expires_ms = T0 + TTL,
+        .fragments = frags,
+        .nfragments = 3,
+    };
+    struct dfs_file_rec *f = NULL;
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_file_create(fx->cat, &req, T0, &f, &msg), DFS_OK);
+    struct dfs_replica_rec r;
+    /* Node 1 holds fragment 1 of the same stripe: refused. */
+    assert_int_equal(dfs_catalog_file_replace_target(fx->cat, f->file_id, 0, fx->ids[0], fx->ids[1],
+                                                     T0 + 1, &r, &msg),
+                     DFS_EABORTED);
+    expect_msg(&msg, "is already a target of file");
+    assert_int_equal(dfs_catalog_file_replace_target(fx->cat, f->file_id, 0, fx->ids[0], fx->ids[3],
+                                                     T0 + 1, &r, &msg),
+                     DFS_OK);
+    assert_string_equal(r.node_id, fx->ids[3]);
+    dfs_catalog_file_rec_free(f);
+}
+
+static void test_deletion_queue_alive_only(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, 4, T0);
+    /* One fragment on nodes 0,1,2,3 (k = 4), deleted: four queued copies. */
+    struct dfs_file_rec *p = create(fx, "/q", 10, 1, 4, false, T0);
+    struct dfs_file_rec *c = commit(fx, p, T0 + 1);
+    struct dfs_file_rec *d = NULL;
+    assert_int_equal(dfs_catalog_file_delete(fx->cat, "/q", T0 + 2, &d, NULL), DFS_OK);
+    const char *frag = c->fragments[0].fragment_id;
+
+    /* Node 1 suspect, node 2 dead: only 0 and 3 are handed out. */
+    assert_int_equal(dfs_catalog_node_set_state(fx->cat, fx->ids[1], DFS_NODE_SUSPECT, NULL),
+                     DFS_OK);
+    assert_int_equal(dfs_catalog_node_set_state(fx->cat, fx->ids[2], DFS_NODE_DEAD, NULL), DFS_OK);
+    struct dfs_deletion_rec *v = NULL;
+    size_t n = 0;
+    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 3, 100, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(v[i].fragment_id, frag);
+        assert_true(strcmp(v[i].node_id, fx->ids[0]) == 0 || strcmp(v[i].node_id, fx->ids[3]) == 0);
+        assert_true(strncmp(v[i].address, "127.0.0.1:700", 13) == 0);
+    }
+    free(v);
+    /* max is respected; the queue is not consumed by fetching. */
+    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 3, 1, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 1);
+    free(v);
+    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 3, 0, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 0);
+    assert_null(v);
+    assert_int_equal(stats(fx).pending_deletions, 4);
+
+    /* Done removes; done again is harmless. Postponed items wait. */
+    assert_int_equal(dfs_catalog_deletion_done(fx->cat, frag, fx->ids[0], NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_deletion_done(fx->cat, frag, fx->ids[0], NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_deletion_postpone(fx->cat, frag, fx->ids[3], T0 + 1000, NULL),
+                     DFS_OK);
+    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 999, 100, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 0);
+    free(v);
+    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 1000, 100, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].node_id, fx->ids[3]);
+    free(v);
+
+    /* The suspect node comes back: its item is handed out. */
+    bool known;
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[1], &usage1, T0 + 5, &known, NULL),
+                     DFS_OK);
+    char *all = queued(fx, T0 + 2000);
+    char want[100];
+    snprintf(want, sizeof want, "%s/%s", frag, fx->ids[1]);
+    assert_non_null(strstr(all, want));
+    free(all);
+
+    /* A node that is no longer registered: its items are dropped when the queue is read. */
+    char sql[128];
+    snprintf(sql, sizeof sql, "DELETE FROM nodes WHERE id = '%s'", fx->ids[2]);
+    sql_exec(fx->db, sql);
+    assert_int_equal(stats(fx).pending_deletions, 3);
+    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 2000, 100, &v, &n, NULL), DFS_OK);
+    free(v);
+    assert_int_equal(stats(fx).pending_deletions, 2);
+
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_deletion_done(fx->cat, "short", fx->ids[0], &msg), DFS_EINVAL);
+    expect_msg(&msg, "bad fragment id");
+    assert_int_equal(dfs_catalog_deletion_postpone(fx->cat, frag, "x", 0, &msg), DFS_EINVAL);
+    expect_msg(&msg, "bad node id");
+    dfs_catalog_file_rec_free(d);
+    dfs_catalog_file_rec_free(c);
+    dfs_catalog_file_rec_free(p);
+}
+
+/* List everything under prefix with pages of `page`, as a space-separated string. */
+static char *list_all(struct fx *fx, const char *prefix, size_t page, int *pages)
+{
+    char *out = calloc(1, 8192);
+    char *after = NULL;
+    *pages = 0;
+    for (;;) {
+        struct dfs_file_rec *v = NULL;
+        size_t n = 0;
+        bool more = false;
+        char *msg = NULL;
+        if (dfs_catalog_files_list(fx->cat, prefix, after, page, &v, &n, &more, &msg) != DFS_OK)
+            fail_msg("list: %s", msg);
+        if (++*pages > 1000)
+            fail_msg("listing '%s' does not end", prefix);
+        assert_true(n <= page);
+        for (size_t i = 0; i < n; i++) {
+            if (out[0] != '\0')
+                strcat(out, " ");
+            strcat(out, v[i].path);
+        }
+        free(after);
+        after = n > 0 ? strdup(v[n - 1].path) : NULL;
+        dfs_catalog_file_recs_free(v, n);
+        if (!more)
+            break;
+        assert_int_equal(n, page);
+    }
+    free(after);
+    return out;
+}
+
+static void expect_list(struct fx *fx, const char *prefix, size_t page, const char *want)
+{
+    int pages = 0;
+    char *got = list_all(fx, prefix, page, &pages);
+    if (strcmp(got, want) != 0)
+        fail_msg("prefix '%s' page %zu: got '%s', want '%s'", prefix, page, got, want);
+    free(got);
+}
+
+static void test_list_pagination_and_prefixes(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    const char *paths[] = {"/a",   "/a/x", "/a/y",  "/ab",       "/a%b", "/a_b",
+                           "/b/c", "/A",   "/\xff", "/\xff\xff", "/z"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        dfs_catalog_file_rec_free(put(fx, paths[i], 10, false, T0));
+    /* Byte order: 'A' 0x41 < 'a'; '%' 0x25 < '/' 0x2f < '_' 0x5f < 'b' 0x62; 0xff last. */
+    const char *all = "/A /a /a%b /a/x /a/y /a_b /ab /b/c /z /\xff /\xff\xff";
+    for (size_t page = 1; page <= 12; page++)
+        expect_list(fx, "/", page, all);
+    expect_list(fx, "/a", 2, "/a /a%b /a/x /a/y /a_b /ab");
+    expect_list(fx, "/a/", 1, "/a/x /a/y");
+    expect_list(fx, "/a%", 10, "/a%b");
+    expect_list(fx, "/a_", 10, "/a_b");
+    expect_list(fx, "/a/x", 10, "/a/x");
+    expect_list(fx, "/a/x/", 10, "");
+    expect_list(fx, "/b", 10, "/b/c");
+    expect_list(fx, "/\xff", 1, "/\xff /\xff\xff");
+    expect_list(fx, "/q", 10, "");
+
+    /* Exactly a page: the last page says no more. */
+    struct dfs_file_rec *v = NULL;
+    size_t n = 0;
+    bool more = true;
+    assert_int_equal(dfs_catalog_files_list(fx->cat, "/a/", NULL, 2, &v, &n, &more, NULL), DFS_OK);
+    assert_int_equal(n, 2);
+    assert_false(more);
+    dfs_catalog_file_recs_free(v, n);
+    /* A cursor before the prefix starts at the prefix; one after it ends the listing. */
+    assert_int_equal(dfs_catalog_files_list(fx->cat, "/a/", "/A", 10, &v, &n, &more, NULL), DFS_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].path, "/a/x");
+    dfs_catalog_file_recs_free(v, n);
+    assert_int_equal(dfs_catalog_files_list(fx->cat, "/a/", "/a/x", 10, &v, &n, &more, NULL),
+                     DFS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].path, "/a/y");
+    dfs_catalog_file_recs_free(v, n);
+    assert_int_equal(dfs_catalog_files_list(fx->cat, "/a/", "/zzz", 10, &v, &n, &more, NULL),
+                     DFS_OK);
+    assert_int_equal(n, 0);
+    assert_false(more);
+    /* A cursor that names no file still works (the file may have been deleted meanwhile). */
+    assert_int_equal(dfs_catalog_files_list(fx->cat, "/", "/a/w", 1, &v, &n, &more, NULL), DFS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].path, "/a/x");
+    assert_true(more);
+    dfs_catalog_file_recs_free(v, n);
+    /* Limits: 0 and too many mean DFS_CATALOG_LIST_MAX. */
+    assert_int_equal(dfs_catalog_files_list(fx->cat, "/", "", 0, &v, &n, &more, NULL), DFS_OK);
+    assert_int_equal(n, 11);
+    dfs_catalog_file_recs_free(v, n);
+    assert_int_equal(dfs_catalog_files_list(fx->cat, "/", NULL, 1u << 30, &v, &n, &more, NULL),
+                     DFS_OK);
+    assert_int_equal(n, 11);
+    dfs_catalog_file_recs_free(v, n);
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_files_list(fx->cat, "a", NULL, 0, &v, &n, &more, &msg),
+                     DFS_EINVAL);
+    expect_msg(&msg, "does not start with '/'");
+}
+
+static void test_persistence_across_reopen(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *c = put(fx, "/keep/me", 1234, false, T0);
+    struct dfs_file_rec *p = create(fx, "/pending", 100, 2, 3, false, T0 + 10);
+    struct dfs_file_rec *gone = put(fx, "/gone", 10, false, T0);
+    struct dfs_file_rec *d = NULL;
+    assert_int_equal(dfs_catalog_file_delete(fx->cat, "/gone", T0 + 20, &d, NULL), DFS_OK);
+    struct dfs_catalog_stats before = stats(fx);
+    reopen(fx);
+    struct dfs_catalog_stats after = stats(fx);
+    assert_int_equal(before.files, after.files);
+    assert_int_equal(before.logical_bytes, after.logical_bytes);
+    assert_int_equal(before.stored_bytes, after.stored_bytes);
+    assert_int_equal(before.nodes_alive, after.nodes_alive);
+    assert_int_equal(before.pending_files, after.pending_files);
+    assert_int_equal(before.pending_deletions, after.pending_deletions);
+    assert_int_equal(before.schema_version, after.schema_version);
+    assert_int_equal(after.files, 1);
+    assert_int_equal(after.pending_files, 1);
+    assert_int_equal(after.pending_deletions, 12);
+
+    struct dfs_file_rec *g = NULL;
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/keep/me", &g, NULL), DFS_OK);
+    assert_string_equal(g->file_id, c->file_id);
+    assert_memory_equal(g->sha256, c->sha256, DFS_SHA256_LEN);
+    assert_int_equal(g->nfragments, c->nfragments);
+    for (size_t i = 0; i < g->nfragments; i++) {
+        assert_int_equal(g->fragments[i].checksum, c->fragments[i].checksum);
+        assert_int_equal(g->fragments[i].size, c->fragments[i].size);
+        assert_int_equal(g->fragments[i].nreplicas, c->fragments[i].nreplicas);
+    }
+    dfs_catalog_file_rec_free(g);
+    struct dfs_node_rec n;
+    assert_int_equal(dfs_catalog_node_get(fx->cat, fx->ids[3], &n, NULL), DFS_OK);
+    assert_int_equal(n.registered_ms, T0);
+    assert_true(has_deletion(fx, d->fragments[0].fragment_id, d->fragments[0].replicas[0].node_id));
+
+    /* The pending file survived and can still be committed... */
+    struct dfs_file_rec *pc = commit(fx, p, T0 + 30);
+    assert_int_equal(pc->state, DFS_FILE_COMMITTED);
+    /* ...and an uncommitted one expires after a restart. */
+    struct dfs_file_rec *p2 = create(fx, "/pending2", 100, 2, 3, false, T0 + 40);
+    reopen(fx);
+    size_t nexp = 0;
+    assert_int_equal(dfs_catalog_files_expire(fx->cat, T0 + 40 + TTL, &nexp, NULL), DFS_OK);
+    assert_int_equal(nexp, 1);
+    assert_int_equal(stats(fx).pending_files, 0);
+    assert_int_equal(stats(fx).files, 2);
+    for (struct dfs_file_rec **r = (struct dfs_file_rec *[]){c, p, gone, d, pc, p2, NULL}; *r; r++)
+        dfs_catalog_file_rec_free(*r);
+}
+
+/*
+ * A SQLite failure in the middle of a verb (injected with a trigger from a second connection) rolls
+ * back everything the verb had already written.
+ */
+static void test_failure_mid_transaction_rolls_back(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    char sql[512];
+    /* Create: the file and fragment rows are written before the replica that fails. */
+    snprintf(sql, sizeof sql,
+             "CREATE TRIGGER boom BEFORE INSERT ON replicas WHEN NEW.node_id = '%s' "
+             "BEGIN SELECT RAISE(ABORT, 'injected replica failure'); END",
+             fx->ids[5]);
+    sql_exec(fx->db, sql);
+    struct plan p;
+    make_plan(fx, &p, "/boom", 100, 4, 3, 0, NNODES, false, T0 + TTL); /* fragment 3 on 3,4,5 */
+    struct dfs_file_rec *f = NULL;
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_file_create(fx->cat, &p.req, T0, &f, &msg), DFS_EINTERNAL);
+    assert_null(f);
+    expect_msg(&msg, "injected replica failure");
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM files"), 0);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM fragments"), 0);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM replicas"), 0);
+    sql_exec(fx->db, "DROP TRIGGER boom");
+
+    /*
+     * Commit with overwrite: the old file is removed, acks and deletions written, then the final
+     * state change fails.
+     */
+    struct dfs_file_rec *old = put(fx, "/w", 100, false, T0);
+    struct dfs_file_rec *pend = create(fx, "/w", 100, 4, 3, true, T0 + 1);
+    char *before = snapshot(fx, pend->file_id);
+    sql_exec(fx->db, "CREATE TRIGGER boom BEFORE UPDATE OF state ON files "
+                     "BEGIN SELECT RAISE(ABORT, 'injected commit failure'); END");
+    struct commit c;
+    make_commit(pend, &c);
+    c.frags[0].nnodes = 1; /* two planned copies to queue for deletion */
+    assert_int_equal(
+        dfs_catalog_file_commit(fx->cat, pend->file_id, c.sha, c.frags, 4, T0 + 2, &f, &msg),
+        DFS_EINTERNAL);
+    assert_null(f);
+    expect_msg(&msg, "injected commit failure");
+    char *after = snapshot(fx, pend->file_id);
+    assert_string_equal(before, after);
+    free(after);
+    free(before);
+    struct dfs_file_rec *g = NULL;
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/w", &g, NULL), DFS_OK);
+    assert_string_equal(g->file_id, old->file_id);
+    assert_int_equal(g->nfragments, 4);
+    dfs_catalog_file_rec_free(g);
+    assert_int_equal(stats(fx).pending_deletions, 0);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM replicas WHERE acked = 0"), 12);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM fragments WHERE checksum IS NOT NULL"),
+                     4);
+
+    /* Without the fault the same commit goes through (statements survive the schema changes). */
+    sql_exec(fx->db, "DROP TRIGGER boom");
+    assert_int_equal(
+        dfs_catalog_file_commit(fx->cat, pend->file_id, c.sha, c.frags, 4, T0 + 3, &f, &msg),
+        DFS_OK);
+    assert_int_equal(f->fragments[0].nreplicas, 1);
+    assert_int_equal(stats(fx).pending_deletions, 12 + 2);
+    dfs_catalog_file_rec_free(f);
+    dfs_catalog_file_rec_free(pend);
+    dfs_catalog_file_rec_free(old);
+}
+
+/* ---- Threads --------------------------------------------------------------------------------- */
+
+#define THREADS 8
+#define ROUNDS  25
+
+struct worker {
+    struct fx *fx;
+    int t;
+    int failures;
+    char msg[256];
+};
+
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+    struct fx *fx = w->fx;
+    for (int i = 0; i < ROUNDS && w->failures == 0; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/t%d/f%03d", w->t, i);
+        struct plan p;
+        make_plan(fx, &p, path, 1000, 4, 3, w->t + i, NNODES, false, T0 + TTL);
+        struct dfs_file_rec *f = NULL, *c = NULL, *g = NULL, *v = NULL;
+        char *msg = NULL;
+        int rc = dfs_catalog_file_create(fx->cat, &p.req, T0, &f, &msg);
+        if (rc == DFS_OK && i % 5 == 4) {
+            rc = dfs_catalog_file_abort(fx->cat, f->file_id, T0 + 1, &msg);
+        } else if (rc == DFS_OK) {
+            struct commit cm;
+            make_commit(f, &cm);
+            rc = dfs_catalog_file_commit(fx->cat, f->file_id, cm.sha, cm.frags, f->nfragments,
+                                         T0 + 1, &c, &msg);
+            if (rc == DFS_OK)
+                rc = dfs_catalog_file_get(fx->cat, path, &g, &msg);
+        }
+        bool known = false;
+        if (rc == DFS_OK)
+            rc = dfs_catalog_node_heartbeat(fx->cat, fx->ids[(w->t + i) % NNODES], &usage1, T0 + 2,
+                                            &known, &msg);
+        size_t n = 0;
+        bool more;
+        if (rc == DFS_OK)
+            rc = dfs_catalog_files_list(fx->cat, "/", NULL, 50, &v, &n, &more, &msg);
+        struct dfs_catalog_stats s;
+        if (rc == DFS_OK)
+            rc = dfs_catalog_stats(fx->cat, &s, &msg);
+        if (rc != DFS_OK) {
+            w->failures++;
+            snprintf(w->msg, sizeof w->msg, "%s: %d %s", path, rc, msg == NULL ? "" : msg);
+        }
+        free(msg);
+        dfs_catalog_file_rec_free(f);
+        dfs_catalog_file_rec_free(c);
+        dfs_catalog_file_rec_free(g);
+        dfs_catalog_file_recs_free(v, n);
+    }
+    return NULL;
+}
+
+static void test_concurrent_threads(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    pthread_t th[THREADS];
+    struct worker w[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        w[t] = (struct worker){.fx = fx, .t = t};
+        assert_int_equal(pthread_create(&th[t], NULL, work, &w[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++) {
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+        if (w[t].failures != 0)
+            fail_msg("thread %d: %s", t, w[t].msg);
+    }
+    struct dfs_catalog_stats s = stats(fx);
+    int committed = THREADS * (ROUNDS - ROUNDS / 5);
+    assert_int_equal(s.files, committed);
+    assert_int_equal(s.logical_bytes, (uint64_t)committed * 1000);
+    assert_int_equal(s.stored_bytes, (uint64_t)committed * 3000);
+    assert_int_equal(s.pending_files, 0);
+    assert_int_equal(s.pending_deletions, THREADS * (ROUNDS / 5) * 12);
+    int pages = 0;
+    char *all = list_all(fx, "/t3/", 7, &pages);
+    assert_int_equal(pages, 3);
+    free(all);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_twice_is_idempotent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_refuses_foreign_and_newer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_node_register_heartbeat_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_node_validation, setup, teardown),
+        cmocka_unit_test(test_redundancy_helpers),
+        cmocka_unit_test_setup_teardown(test_create_commit_get_list_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_failures_change_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_partial_acks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_is_invisible, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_path_uniqueness_and_overwrite, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort_and_expiry_queue_planned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_target, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_target_erasure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deletion_queue_alive_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_pagination_and_prefixes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_persistence_across_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failure_mid_transaction_rolls_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_threads, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
