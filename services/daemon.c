@@ -1,0 +1,97 @@
+/* What every dfs daemon's main() shares. */
+#include "services/daemon.h"
+
+#include "common/err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void dfs_daemon_block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int dfs_daemon_wait_signal(const sigset_t *set)
+{
+    int sig = 0;
+    while (sigwait(set, &sig) != 0) {
+    }
+    return sig;
+}
+
+int dfs_daemon_write_file(const char *path, const char *content, char **errmsg)
+{
+    size_t n = strlen(path);
+    char *tmp = malloc(n + 16);
+    if (tmp == NULL)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    snprintf(tmp, n + 16, "%s.tmp%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int e = errno;
+        free(tmp);
+        return dfs_seterr_errno(errmsg, DFS_EIO, e, "cannot write %s", path);
+    }
+    size_t len = strlen(content), off = 0;
+    int rc = DFS_OK;
+    while (off < len) {
+        ssize_t w = write(fd, content + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            rc = dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot write %s", path);
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (rc == DFS_OK && fsync(fd) != 0)
+        rc = dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot fsync %s", path);
+    close(fd);
+    if (rc == DFS_OK && rename(tmp, path) != 0)
+        rc = dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot rename to %s", path);
+    if (rc != DFS_OK)
+        unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
+int dfs_daemon_advertise(const char *listen, int port, char *out, size_t cap, char **errmsg)
+{
+    const char *colon = strrchr(listen, ':');
+    if (colon == NULL)
+        return dfs_seterr(errmsg, DFS_EINVAL, "listen address '%s' has no port", listen);
+    size_t hostlen = (size_t)(colon - listen);
+    const char *host = listen;
+    if ((hostlen == 0) || (hostlen == 1 && host[0] == '*') ||
+        (hostlen == 7 && strncmp(host, "0.0.0.0", 7) == 0) ||
+        (hostlen == 4 && strncmp(host, "[::]", 4) == 0))
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "listen address '%s' is a wildcard: give --advertise HOST:PORT", listen);
+    int n = snprintf(out, cap, "%.*s:%d", (int)hostlen, host, port);
+    if (n < 0 || (size_t)n >= cap)
+        return dfs_seterr(errmsg, DFS_EINVAL, "listen address '%s' is too long", listen);
+    return DFS_OK;
+}
+
+int dfs_daemon_parse_int(const char *flag, const char *value, long long min, long long max,
+                         long long *out, char **errmsg)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (errno != 0 || end == value || *end != '\0' || v < min || v > max)
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "%s must be a whole number from %lld to %lld, not '%s'", flag, min, max,
+                          value);
+    *out = v;
+    return DFS_OK;
+}

@@ -1,0 +1,35 @@
+/* What every dfs daemon's main() shares: signals, the ready file, addresses. */
+#ifndef DFS_SERVICES_DAEMON_H
+#define DFS_SERVICES_DAEMON_H
+
+#include <signal.h>
+#include <stddef.h>
+
+/*
+ * Block SIGTERM, SIGINT and SIGHUP in the calling thread (and so in every thread it creates after)
+ * and ignore SIGPIPE. Call first thing in main(); then dfs_daemon_wait_signal waits for one.
+ */
+void dfs_daemon_block_signals(sigset_t *set);
+
+/* Wait for one of the blocked signals; returns its number. */
+int dfs_daemon_wait_signal(const sigset_t *set);
+
+/*
+ * Write `content` to `path` atomically (a temporary file beside it, fsync, rename), so a process
+ * polling for the file never reads half of it. Returns 0 or DFS_EIO with *errmsg.
+ */
+int dfs_daemon_write_file(const char *path, const char *content, char **errmsg);
+
+/*
+ * The address to tell others, from the listen address and the port actually bound:
+ * "127.0.0.1:0" + 40123 -> "127.0.0.1:40123"; "[::1]:0" -> "[::1]:40123". A wildcard host
+ * ("0.0.0.0", "[::]", "" or "*") names no reachable host: DFS_EINVAL, the caller must be told
+ * an --advertise address. Returns 0 and writes out[cap], or DFS_EINVAL with *errmsg.
+ */
+int dfs_daemon_advertise(const char *listen, int port, char *out, size_t cap, char **errmsg);
+
+/* Parse a positive decimal int flag value within [min, max]; DFS_EINVAL with a message naming it. */
+int dfs_daemon_parse_int(const char *flag, const char *value, long long min, long long max,
+                         long long *out, char **errmsg);
+
+#endif /* DFS_SERVICES_DAEMON_H */
