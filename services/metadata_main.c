@@ -1,0 +1,230 @@
+/* dfs-metadata: the catalog service. Flags -> config -> wiring; the work is in metadata_service. */
+#include "common/err.h"
+#include "common/log.h"
+#include "metadata/catalog.h"
+#include "metadata/placement.h"
+#include "services/daemon.h"
+#include "services/metadata_service.h"
+#include "services/rpc/grpclog.h"
+#include "services/rpc/server.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROG    "dfs-metadata"
+#define VERSION "0.1.0"
+
+static void usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: " PROG " --db FILE [options]\n"
+        "\n"
+        "The dfs metadata service: keeps the catalog of files, fragments and storage nodes.\n"
+        "\n"
+        "  --db FILE                 SQLite catalog (created if missing)\n"
+        "  --listen ADDR             address to serve on (default 127.0.0.1:7000; port 0 = any)\n"
+        "  --threads N               worker threads (default 4)\n"
+        "  --ready-file PATH         write the served address here once ready\n"
+        "  --log-level LEVEL         debug, info, warn or error (default info)\n"
+        "  --replicas K              default replicas per fragment (default 3)\n"
+        "  --fragments F             default fragments per file (default 4)\n"
+        "  --policy P                default placement: random, min_copy, buddy, least_used\n"
+        "  --heartbeat-ms N          heartbeat interval told to storage nodes (default 1000)\n"
+        "  --suspect-after-ms N      silence before a node is suspect (default 5000)\n"
+        "  --dead-after-ms N         silence before a node is dead (default 30000)\n"
+        "  --pending-timeout-ms N    an uncommitted put is collected after this (default 3600000)\n"
+        "  --seed N                  placement randomness seed (default: random, logged)\n"
+        "  --grace-ms N              on SIGTERM, time calls in flight get to finish (default "
+        "5000)\n"
+        "  --help, --version\n");
+}
+
+struct options {
+    const char *db;
+    const char *listen;
+    const char *ready_file;
+    long long threads;
+    long long grace_ms;
+    enum dfs_log_level level;
+    struct dfs_metadata_config cfg;
+};
+
+static int parse(int argc, char **argv, struct options *o, char **err)
+{
+    enum {
+        O_DB = 1000,
+        O_LISTEN,
+        O_THREADS,
+        O_READY,
+        O_LOG,
+        O_REPLICAS,
+        O_FRAGMENTS,
+        O_POLICY,
+        O_HB,
+        O_SUSPECT,
+        O_DEAD,
+        O_PENDING,
+        O_SEED,
+        O_GRACE,
+        O_HELP,
+        O_VERSION,
+    };
+    static const struct option longopts[] = {
+        {"db", required_argument, NULL, O_DB},
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"threads", required_argument, NULL, O_THREADS},
+        {"ready-file", required_argument, NULL, O_READY},
+        {"log-level", required_argument, NULL, O_LOG},
+        {"replicas", required_argument, NULL, O_REPLICAS},
+        {"fragments", required_argument, NULL, O_FRAGMENTS},
+        {"policy", required_argument, NULL, O_POLICY},
+        {"heartbeat-ms", required_argument, NULL, O_HB},
+        {"suspect-after-ms", required_argument, NULL, O_SUSPECT},
+        {"dead-after-ms", required_argument, NULL, O_DEAD},
+        {"pending-timeout-ms", required_argument, NULL, O_PENDING},
+        {"seed", required_argument, NULL, O_SEED},
+        {"grace-ms", required_argument, NULL, O_GRACE},
+        {"help", no_argument, NULL, O_HELP},
+        {"version", no_argument, NULL, O_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    o->listen = "127.0.0.1:7000";
+    o->threads = 4;
+    o->grace_ms = 5000;
+    o->level = DFS_LOG_INFO;
+    opterr = 0;
+    int c;
+    long long v;
+    int rc = DFS_OK;
+    while (rc == DFS_OK && (c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_DB:
+            o->db = optarg;
+            break;
+        case O_LISTEN:
+            o->listen = optarg;
+            break;
+        case O_THREADS:
+            rc = dfs_daemon_parse_int("--threads", optarg, 1, 256, &o->threads, err);
+            break;
+        case O_READY:
+            o->ready_file = optarg;
+            break;
+        case O_LOG:
+            if (dfs_log_level_parse(optarg, &o->level) != DFS_OK)
+                rc = dfs_seterr(err, DFS_EINVAL,
+                                "--log-level must be debug, info, warn or error, not '%s'", optarg);
+            break;
+        case O_REPLICAS:
+            rc = dfs_daemon_parse_int("--replicas", optarg, 1, DFS_REPLICAS_MAX, &v, err);
+            o->cfg.default_replicas = (uint32_t)v;
+            break;
+        case O_FRAGMENTS:
+            rc = dfs_daemon_parse_int("--fragments", optarg, 1, DFS_FRAGMENTS_MAX, &v, err);
+            o->cfg.default_fragments = (uint32_t)v;
+            break;
+        case O_POLICY:
+            rc = dfs_placement_policy_parse(optarg, &o->cfg.default_policy, err);
+            break;
+        case O_HB:
+            rc = dfs_daemon_parse_int("--heartbeat-ms", optarg, 10, 600000, &v, err);
+            o->cfg.heartbeat_interval_ms = (uint32_t)v;
+            break;
+        case O_SUSPECT:
+            rc = dfs_daemon_parse_int("--suspect-after-ms", optarg, 10, 86400000, &v, err);
+            o->cfg.suspect_after_ms = v;
+            break;
+        case O_DEAD:
+            rc = dfs_daemon_parse_int("--dead-after-ms", optarg, 10, 86400000, &v, err);
+            o->cfg.dead_after_ms = v;
+            break;
+        case O_PENDING:
+            rc = dfs_daemon_parse_int("--pending-timeout-ms", optarg, 10, 30LL * 86400000, &v, err);
+            o->cfg.pending_timeout_ms = v;
+            break;
+        case O_SEED:
+            rc = dfs_daemon_parse_int("--seed", optarg, 1, INT64_MAX, &v, err);
+            o->cfg.seed = (uint64_t)v;
+            break;
+        case O_GRACE:
+            rc = dfs_daemon_parse_int("--grace-ms", optarg, 0, 600000, &o->grace_ms, err);
+            break;
+        case O_HELP:
+            usage(stdout);
+            exit(0);
+        case O_VERSION:
+            printf(PROG " " VERSION "\n");
+            exit(0);
+        case ':':
+            rc = dfs_seterr(err, DFS_EINVAL, "%s needs a value", argv[optind - 1]);
+            break;
+        default:
+            rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'", argv[optind - 1]);
+            break;
+        }
+    }
+    if (rc == DFS_OK && optind < argc)
+        rc = dfs_seterr(err, DFS_EINVAL, "unexpected argument '%s'", argv[optind]);
+    if (rc == DFS_OK && o->db == NULL)
+        rc = dfs_seterr(err, DFS_EINVAL, "--db FILE is required");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    sigset_t signals;
+    dfs_daemon_block_signals(&signals);
+    struct options o;
+    memset(&o, 0, sizeof o);
+    char *err = NULL;
+    if (parse(argc, argv, &o, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s (see --help)\n", err != NULL ? err : "bad arguments");
+        free(err);
+        return 2;
+    }
+    dfs_log_init(PROG, o.level);
+    dfs_rpc_route_grpc_logs();
+
+    dfs_catalog *cat = NULL;
+    dfs_metadata_service *svc = NULL;
+    dfs_rpc_server *srv = NULL;
+    int status = 1;
+    struct dfs_rpc_server_config scfg = {.listen = o.listen, .threads = (int)o.threads};
+    if (dfs_catalog_open(o.db, &cat, &err) != DFS_OK ||
+        dfs_metadata_service_create(cat, &o.cfg, &svc, &err) != DFS_OK ||
+        dfs_rpc_server_create(&scfg, &srv, &err) != DFS_OK ||
+        dfs_metadata_service_register(svc, srv, &err) != DFS_OK ||
+        dfs_rpc_server_start(srv, &err) != DFS_OK ||
+        dfs_metadata_service_start(svc, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start");
+        goto out;
+    }
+    char addr[300];
+    if (dfs_daemon_advertise(o.listen, dfs_rpc_server_port(srv), addr, sizeof addr, NULL) != DFS_OK)
+        snprintf(addr, sizeof addr, "localhost:%d", dfs_rpc_server_port(srv));
+    dfs_log(DFS_LOG_INFO, "serving addr=%s db=%s version=" VERSION, addr, o.db);
+    if (o.ready_file != NULL) {
+        char line[320];
+        snprintf(line, sizeof line, "%s\n", addr);
+        if (dfs_daemon_write_file(o.ready_file, line, &err) != DFS_OK) {
+            fprintf(stderr, PROG ": %s\n", err);
+            goto out;
+        }
+    }
+    int sig = dfs_daemon_wait_signal(&signals);
+    dfs_log(DFS_LOG_INFO, "stopping signal=%d grace_ms=%lld", sig, o.grace_ms);
+    status = 0;
+out:
+    free(err);
+    if (srv != NULL)
+        dfs_rpc_server_stop(srv, o.grace_ms);
+    dfs_metadata_service_destroy(svc);
+    dfs_rpc_server_destroy(srv);
+    dfs_catalog_close(cat);
+    if (status == 0)
+        dfs_log(DFS_LOG_INFO, "stopped");
+    return status;
+}

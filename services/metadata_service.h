@@ -1,0 +1,58 @@
+/* The Metadata service: dfs.v1.Metadata over the catalog and placement, plus its background work. */
+#ifndef DFS_SERVICES_METADATA_SERVICE_H
+#define DFS_SERVICES_METADATA_SERVICE_H
+
+#include "metadata/catalog.h"
+#include "metadata/placement.h"
+#include "services/rpc/server.h"
+
+#include <stdint.h>
+
+typedef struct dfs_metadata_service dfs_metadata_service;
+
+struct dfs_metadata_config {
+    /* Redundancy for puts that leave it unset (replication with these k and F). */
+    uint32_t default_replicas;  /* 0 means 3 */
+    uint32_t default_fragments; /* 0 means 4 */
+    /* Policy for puts that leave it unset; DFS_POLICY_UNSPECIFIED means random. */
+    enum dfs_policy default_policy;
+    /* Liveness: the interval nodes are told to heartbeat at, and when a silent node becomes
+       suspect, then dead. 0 means 1000, 5000 and 30000 ms. */
+    uint32_t heartbeat_interval_ms;
+    int64_t suspect_after_ms;
+    int64_t dead_after_ms;
+    /* A pending file not committed within this is removed with its fragments; 0 means 1 hour. */
+    int64_t pending_timeout_ms;
+    /* How often the background thread sweeps liveness, expires pending files and sends queued
+       fragment deletions; 0 means 500 ms. */
+    int64_t maintenance_interval_ms;
+    /* Placement randomness; 0 seeds from the kernel (the seed is logged, so a run can replay). */
+    uint64_t seed;
+};
+
+/*
+ * Create the service over an open catalog (borrowed: it must outlive the service). cfg is copied.
+ * Returns 0 and *out (free with dfs_metadata_service_destroy), or DFS_EINVAL / DFS_ENOMEM.
+ */
+int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_config *cfg,
+                                dfs_metadata_service **out, char **errmsg);
+
+/* Register the dfs.v1.Metadata methods on a server that has not started yet. */
+int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv, char **errmsg);
+
+/*
+ * Start the background thread (liveness sweep, pending expiry, fragment deletions on the nodes).
+ * Returns 0 or DFS_ENOMEM.
+ */
+int dfs_metadata_service_start(dfs_metadata_service *svc, char **errmsg);
+
+/*
+ * Stop the background thread (it is woken, not waited out) and free. Stop the rpc server first so
+ * no handler runs any more. Accepts NULL.
+ */
+void dfs_metadata_service_destroy(dfs_metadata_service *svc);
+
+/* Run one round of background work now, on the calling thread (for tests). */
+void dfs_metadata_service_maintain(dfs_metadata_service *svc);
+
+#endif /* DFS_SERVICES_METADATA_SERVICE_H */

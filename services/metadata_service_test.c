@@ -1,0 +1,380 @@
+/* Tests of the Metadata service through real gRPC calls to an in-process server. */
+#include "services/metadata_service.h"
+
+#include "common/err.h"
+#include "common/log.h"
+#include "dfs/v1/metadata.pb-c.h"
+#include "services/rpc/client.h"
+#include "services/rpc/server.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+struct fx {
+    char dir[512];
+    char db[600];
+    dfs_catalog *cat;
+    dfs_metadata_service *svc;
+    dfs_rpc_server *srv;
+    dfs_rpc_channel *ch;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    const char *tmp = getenv("TEST_TMPDIR");
+    snprintf(f->dir, sizeof f->dir, "%s/mdsXXXXXX", tmp != NULL ? tmp : "/tmp");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->db, sizeof f->db, "%s/catalog.db", f->dir);
+    assert_int_equal(dfs_catalog_open(f->db, &f->cat, NULL), DFS_OK);
+    struct dfs_metadata_config cfg = {.seed = 42, .pending_timeout_ms = 60000};
+    assert_int_equal(dfs_metadata_service_create(f->cat, &cfg, &f->svc, NULL), DFS_OK);
+    struct dfs_rpc_server_config scfg = {.listen = "127.0.0.1:0", .threads = 2};
+    assert_int_equal(dfs_rpc_server_create(&scfg, &f->srv, NULL), DFS_OK);
+    assert_int_equal(dfs_metadata_service_register(f->svc, f->srv, NULL), DFS_OK);
+    assert_int_equal(dfs_rpc_server_start(f->srv, NULL), DFS_OK);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", dfs_rpc_server_port(f->srv));
+    assert_int_equal(dfs_rpc_channel_create(addr, &f->ch, NULL), DFS_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    dfs_rpc_channel_destroy(f->ch);
+    dfs_rpc_server_stop(f->srv, 1000);
+    dfs_metadata_service_destroy(f->svc);
+    dfs_rpc_server_destroy(f->srv);
+    dfs_catalog_close(f->cat);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static int call(struct fx *f, const char *method, const ProtobufCMessage *req,
+                const ProtobufCMessageDescriptor *desc, void *resp, char **err)
+{
+    char name[128];
+    snprintf(name, sizeof name, "/dfs.v1.Metadata/%s", method);
+    return dfs_rpc_unary(f->ch, name, req, desc, (ProtobufCMessage **)resp, 5000, err);
+}
+
+static void register_nodes(struct fx *f, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char id[33], addr[32];
+        snprintf(id, sizeof id, "%032x", i + 1);
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", 1 + i);
+        Dfs__V1__RegisterNodeRequest req = DFS__V1__REGISTER_NODE_REQUEST__INIT;
+        req.node_id = id;
+        req.address = addr;
+        req.capacity_bytes = 1000;
+        req.free_bytes = 1000;
+        Dfs__V1__RegisterNodeResponse *resp = NULL;
+        assert_int_equal(call(f, "RegisterNode", &req.base,
+                              &dfs__v1__register_node_response__descriptor, &resp, NULL),
+                         DFS_OK);
+        assert_int_equal(resp->heartbeat_interval_ms, 1000);
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    }
+}
+
+static Dfs__V1__FileInfo *create(struct fx *f, const char *path, uint64_t size, int *rc, char **err)
+{
+    Dfs__V1__CreateFileRequest req = DFS__V1__CREATE_FILE_REQUEST__INIT;
+    req.path = (char *)path;
+    req.size = size;
+    Dfs__V1__CreateFileResponse *resp = NULL;
+    *rc = call(f, "CreateFile", &req.base, &dfs__v1__create_file_response__descriptor, &resp, err);
+    if (*rc != DFS_OK)
+        return NULL;
+    Dfs__V1__FileInfo *fi = resp->file;
+    resp->file = NULL;
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return fi;
+}
+
+/* Commit with every planned replica acknowledged. */
+static int commit(struct fx *f, const Dfs__V1__FileInfo *fi, char **err)
+{
+    Dfs__V1__CommitFileRequest req = DFS__V1__COMMIT_FILE_REQUEST__INIT;
+    req.file_id = fi->file_id;
+    uint8_t sha[32] = {1, 2, 3};
+    req.sha256.data = sha;
+    req.sha256.len = 32;
+    Dfs__V1__CommitFragment cf[16];
+    Dfs__V1__CommitFragment *cfp[16];
+    char *ids[16][16];
+    for (size_t i = 0; i < fi->n_fragments; i++) {
+        dfs__v1__commit_fragment__init(&cf[i]);
+        cf[i].index = fi->fragments[i]->index;
+        cf[i].size = fi->fragments[i]->size;
+        cf[i].checksum = 7;
+        for (size_t r = 0; r < fi->fragments[i]->n_replicas; r++)
+            ids[i][r] = fi->fragments[i]->replicas[r]->node_id;
+        cf[i].node_ids = ids[i];
+        cf[i].n_node_ids = fi->fragments[i]->n_replicas;
+        cfp[i] = &cf[i];
+    }
+    req.fragments = cfp;
+    req.n_fragments = fi->n_fragments;
+    Dfs__V1__CommitFileResponse *resp = NULL;
+    int rc =
+        call(f, "CommitFile", &req.base, &dfs__v1__commit_file_response__descriptor, &resp, err);
+    if (rc == DFS_OK)
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return rc;
+}
+
+static void test_create_plans_distinct_nodes_with_defaults(void **state)
+{
+    struct fx *f = *state;
+    register_nodes(f, 5);
+    int rc;
+    Dfs__V1__FileInfo *fi = create(f, "a//b", 10, &rc, NULL);
+    assert_int_equal(rc, DFS_OK);
+    assert_string_equal(fi->path, "/a/b");
+    assert_int_equal(fi->redundancy->replicas, 3);
+    assert_int_equal(fi->redundancy->fragments, 4);
+    assert_int_equal(fi->state, DFS__V1__FILE_STATE__FILE_PENDING);
+    assert_int_equal(fi->fragment_size, 3);
+    assert_int_equal(fi->n_fragments, 4);
+    uint64_t sizes[4] = {3, 3, 3, 1}, total = 0;
+    for (size_t i = 0; i < 4; i++) {
+        Dfs__V1__Fragment *fr = fi->fragments[i];
+        assert_int_equal(fr->size, sizes[i]);
+        total += fr->size;
+        assert_int_equal(fr->n_replicas, 3);
+        for (size_t a = 0; a < 3; a++)
+            for (size_t b = a + 1; b < 3; b++)
+                assert_string_not_equal(fr->replicas[a]->node_id, fr->replicas[b]->node_id);
+        assert_int_equal(strncmp(fr->fragment_id, fi->file_id, 32), 0);
+    }
+    assert_int_equal(total, 10);
+    protobuf_c_message_free_unpacked(&fi->base, NULL);
+}
+
+static void test_too_few_nodes_is_failed_precondition(void **state)
+{
+    struct fx *f = *state;
+    register_nodes(f, 2);
+    int rc;
+    char *err = NULL;
+    assert_null(create(f, "/x", 10, &rc, &err));
+    assert_int_equal(rc, DFS_EPRECOND);
+    assert_non_null(strstr(err, "need 3 distinct live storage nodes, 2 are available"));
+    free(err);
+}
+
+static void test_bad_paths_are_invalid(void **state)
+{
+    struct fx *f = *state;
+    register_nodes(f, 3);
+    const char *bad[] = {"", "/", "/a/../b", "/dir/"};
+    for (size_t i = 0; i < 4; i++) {
+        int rc;
+        char *err = NULL;
+        assert_null(create(f, bad[i], 1, &rc, &err));
+        assert_int_equal(rc, DFS_EINVAL);
+        free(err);
+    }
+    Dfs__V1__GetFileRequest g = DFS__V1__GET_FILE_REQUEST__INIT;
+    g.path = "";
+    Dfs__V1__GetFileResponse *gr = NULL;
+    char *err = NULL;
+    assert_int_equal(
+        call(f, "GetFile", &g.base, &dfs__v1__get_file_response__descriptor, &gr, &err),
+        DFS_EINVAL);
+    assert_string_equal(err, "empty path");
+    free(err);
+}
+
+static void test_commit_get_list_delete(void **state)
+{
+    struct fx *f = *state;
+    register_nodes(f, 4);
+    int rc;
+    Dfs__V1__FileInfo *fi = create(f, "/d/one", 100, &rc, NULL);
+    assert_int_equal(rc, DFS_OK);
+
+    /* Pending: invisible. */
+    Dfs__V1__GetFileRequest g = DFS__V1__GET_FILE_REQUEST__INIT;
+    g.path = "/d/one";
+    Dfs__V1__GetFileResponse *gr = NULL;
+    assert_int_equal(
+        call(f, "GetFile", &g.base, &dfs__v1__get_file_response__descriptor, &gr, NULL),
+        DFS_ENOTFOUND);
+
+    assert_int_equal(commit(f, fi, NULL), DFS_OK);
+    assert_int_equal(
+        call(f, "GetFile", &g.base, &dfs__v1__get_file_response__descriptor, &gr, NULL), DFS_OK);
+    assert_int_equal(gr->file->size, 100);
+    assert_int_equal(gr->file->sha256.len, 32);
+    assert_int_equal(gr->file->n_fragments, 4);
+    assert_int_equal(gr->file->fragments[0]->replicas[0]->node_state,
+                     DFS__V1__NODE_STATE__NODE_ALIVE);
+    protobuf_c_message_free_unpacked(&gr->base, NULL);
+
+    /* A second put to the same path without overwrite. */
+    Dfs__V1__FileInfo *again = create(f, "/d/one", 5, &rc, NULL);
+    assert_null(again);
+    assert_int_equal(rc, DFS_EEXIST);
+
+    /* Listing, a page at a time. */
+    for (int i = 0; i < 5; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "/d/f%d", i);
+        Dfs__V1__FileInfo *x = create(f, p, 1, &rc, NULL);
+        assert_int_equal(commit(f, x, NULL), DFS_OK);
+        protobuf_c_message_free_unpacked(&x->base, NULL);
+    }
+    Dfs__V1__ListFilesRequest l = DFS__V1__LIST_FILES_REQUEST__INIT;
+    l.prefix = "/d/";
+    l.page_size = 4;
+    Dfs__V1__ListFilesResponse *lr = NULL;
+    assert_int_equal(
+        call(f, "ListFiles", &l.base, &dfs__v1__list_files_response__descriptor, &lr, NULL),
+        DFS_OK);
+    assert_int_equal(lr->n_files, 4);
+    assert_string_equal(lr->files[0]->path, "/d/f0");
+    assert_int_equal(lr->files[0]->n_fragments, 0);
+    assert_string_equal(lr->next_page_token, "/d/f3");
+    l.page_token = "/d/f3";
+    Dfs__V1__ListFilesResponse *lr2 = NULL;
+    assert_int_equal(
+        call(f, "ListFiles", &l.base, &dfs__v1__list_files_response__descriptor, &lr2, NULL),
+        DFS_OK);
+    assert_int_equal(lr2->n_files, 2);
+    assert_string_equal(lr2->files[1]->path, "/d/one");
+    assert_string_equal(lr2->next_page_token, "");
+    protobuf_c_message_free_unpacked(&lr->base, NULL);
+    protobuf_c_message_free_unpacked(&lr2->base, NULL);
+
+    /* Delete queues the replicas for removal from the nodes. */
+    Dfs__V1__DeleteFileRequest d = DFS__V1__DELETE_FILE_REQUEST__INIT;
+    d.path = "/d/one";
+    Dfs__V1__DeleteFileResponse *dr = NULL;
+    assert_int_equal(
+        call(f, "DeleteFile", &d.base, &dfs__v1__delete_file_response__descriptor, &dr, NULL),
+        DFS_OK);
+    assert_string_equal(dr->file->file_id, fi->file_id);
+    protobuf_c_message_free_unpacked(&dr->base, NULL);
+    assert_int_equal(
+        call(f, "DeleteFile", &d.base, &dfs__v1__delete_file_response__descriptor, &dr, NULL),
+        DFS_ENOTFOUND);
+
+    Dfs__V1__StatRequest s = DFS__V1__STAT_REQUEST__INIT;
+    Dfs__V1__StatResponse *sr = NULL;
+    assert_int_equal(call(f, "Stat", &s.base, &dfs__v1__stat_response__descriptor, &sr, NULL),
+                     DFS_OK);
+    assert_int_equal(sr->files, 5);
+    assert_int_equal(sr->nodes_alive, 4);
+    assert_int_equal(sr->pending_deletions, 12);
+    assert_int_equal(sr->schema_version, 1);
+    protobuf_c_message_free_unpacked(&sr->base, NULL);
+
+    /* The nodes do not exist: a maintenance round postpones the deletions, losing none. */
+    dfs_metadata_service_maintain(f->svc);
+    assert_int_equal(call(f, "Stat", &s.base, &dfs__v1__stat_response__descriptor, &sr, NULL),
+                     DFS_OK);
+    assert_int_equal(sr->pending_deletions, 12);
+    protobuf_c_message_free_unpacked(&sr->base, NULL);
+    protobuf_c_message_free_unpacked(&fi->base, NULL);
+}
+
+static void test_replace_target_and_abort(void **state)
+{
+    struct fx *f = *state;
+    register_nodes(f, 4);
+    int rc;
+    Dfs__V1__FileInfo *fi = create(f, "/r", 8, &rc, NULL);
+    assert_int_equal(rc, DFS_OK);
+    Dfs__V1__Fragment *fr = fi->fragments[2];
+    Dfs__V1__ReplaceTargetRequest req = DFS__V1__REPLACE_TARGET_REQUEST__INIT;
+    req.file_id = fi->file_id;
+    req.fragment_index = 2;
+    req.failed_node_id = fr->replicas[1]->node_id;
+    Dfs__V1__ReplaceTargetResponse *resp = NULL;
+    assert_int_equal(call(f, "ReplaceTarget", &req.base,
+                          &dfs__v1__replace_target_response__descriptor, &resp, NULL),
+                     DFS_OK);
+    /* With 4 nodes, the only node not holding the fragment. */
+    for (size_t r = 0; r < 3; r++)
+        assert_string_not_equal(resp->replica->node_id, fr->replicas[r]->node_id);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    /* No node left for a second failure of the same fragment. */
+    req.failed_node_id = fr->replicas[0]->node_id;
+    char *err = NULL;
+    assert_int_equal(call(f, "ReplaceTarget", &req.base,
+                          &dfs__v1__replace_target_response__descriptor, &resp, &err),
+                     DFS_EPRECOND);
+    free(err);
+
+    Dfs__V1__AbortFileRequest a = DFS__V1__ABORT_FILE_REQUEST__INIT;
+    a.file_id = fi->file_id;
+    Dfs__V1__AbortFileResponse *ar = NULL;
+    assert_int_equal(
+        call(f, "AbortFile", &a.base, &dfs__v1__abort_file_response__descriptor, &ar, NULL),
+        DFS_OK);
+    protobuf_c_message_free_unpacked(&ar->base, NULL);
+    /* An aborted file cannot be committed. */
+    assert_int_equal(commit(f, fi, NULL), DFS_ENOTFOUND);
+    protobuf_c_message_free_unpacked(&fi->base, NULL);
+}
+
+static void test_heartbeat_and_list_nodes(void **state)
+{
+    struct fx *f = *state;
+    register_nodes(f, 2);
+    Dfs__V1__HeartbeatRequest hb = DFS__V1__HEARTBEAT_REQUEST__INIT;
+    hb.node_id = "00000000000000000000000000000001";
+    hb.used_bytes = 77;
+    Dfs__V1__HeartbeatResponse *hr = NULL;
+    assert_int_equal(
+        call(f, "Heartbeat", &hb.base, &dfs__v1__heartbeat_response__descriptor, &hr, NULL),
+        DFS_OK);
+    assert_true(hr->known);
+    protobuf_c_message_free_unpacked(&hr->base, NULL);
+    hb.node_id = "0000000000000000000000000000ffff";
+    assert_int_equal(
+        call(f, "Heartbeat", &hb.base, &dfs__v1__heartbeat_response__descriptor, &hr, NULL),
+        DFS_OK);
+    assert_false(hr->known);
+    protobuf_c_message_free_unpacked(&hr->base, NULL);
+
+    Dfs__V1__ListNodesRequest l = DFS__V1__LIST_NODES_REQUEST__INIT;
+    Dfs__V1__ListNodesResponse *lr = NULL;
+    assert_int_equal(
+        call(f, "ListNodes", &l.base, &dfs__v1__list_nodes_response__descriptor, &lr, NULL),
+        DFS_OK);
+    assert_int_equal(lr->n_nodes, 2);
+    assert_int_equal(lr->nodes[0]->used_bytes, 77);
+    assert_string_equal(lr->nodes[1]->address, "127.0.0.1:2");
+    protobuf_c_message_free_unpacked(&lr->base, NULL);
+}
+
+int main(void)
+{
+    dfs_log_init("metadata_service_test", DFS_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_create_plans_distinct_nodes_with_defaults, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_too_few_nodes_is_failed_precondition, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_paths_are_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_get_list_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_target_and_abort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_and_list_nodes, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
