@@ -148,19 +148,16 @@ int dfs_rpc_unary(dfs_rpc_channel *ch, const char *method, const ProtobufCMessag
 
 int dfs_rpc_unary_retry(dfs_rpc_channel *ch, const char *method, const ProtobufCMessage *req,
                         const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
-                        int64_t timeout_ms, char **errmsg)
+                        int64_t timeout_ms, int64_t retry_ms, char **errmsg)
 {
     int64_t start = dfs_rpc_now_ns();
     int64_t backoff_ms = 50;
     for (;;) {
-        int64_t left = timeout_ms < 0 ? -1 : timeout_ms - (dfs_rpc_now_ns() - start) / 1000000;
-        if (timeout_ms >= 0 && left <= 0)
-            left = 1;
-        int rc = dfs_rpc_unary(ch, method, req, resp_desc, resp, left, errmsg);
+        int rc = dfs_rpc_unary(ch, method, req, resp_desc, resp, timeout_ms, errmsg);
         if (rc != DFS_EUNAVAIL)
             return rc;
         int64_t elapsed_ms = (dfs_rpc_now_ns() - start) / 1000000;
-        if (timeout_ms >= 0 && elapsed_ms + backoff_ms >= timeout_ms)
+        if (elapsed_ms + backoff_ms >= retry_ms)
             return rc;
         struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000};
         nanosleep(&ts, NULL);

@@ -37,12 +37,13 @@ int dfs_rpc_unary(dfs_rpc_channel *ch, const char *method, const ProtobufCMessag
                   int64_t timeout_ms, char **errmsg);
 
 /*
- * dfs_rpc_unary for idempotent methods only: retried with exponential backoff (50 ms doubling, up
- * to 1 s) while the answer is UNAVAILABLE and time is left of timeout_ms in all.
+ * dfs_rpc_unary for idempotent methods only: while the answer is UNAVAILABLE, retried with
+ * exponential backoff (50 ms doubling, up to 1 s) as long as the next try starts within retry_ms
+ * of the first. Every try has the full timeout_ms.
  */
 int dfs_rpc_unary_retry(dfs_rpc_channel *ch, const char *method, const ProtobufCMessage *req,
                         const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
-                        int64_t timeout_ms, char **errmsg);
+                        int64_t timeout_ms, int64_t retry_ms, char **errmsg);
 
 /*
  * An asynchronous client call bound to a loop: every callback runs on the loop's thread, and the

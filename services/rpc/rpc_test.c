@@ -296,7 +296,7 @@ static void test_unreachable_server_is_unavailable(void **state)
     /* The retrying variant gives up within its budget. */
     t0 = dfs_rpc_now_ns();
     rc = dfs_rpc_unary_retry(ch, "/dfs.test.Echo/Unary", &req.base,
-                             &dfs__test__echo_response__descriptor, &resp, 600, NULL);
+                             &dfs__test__echo_response__descriptor, &resp, 600, 600, NULL);
     assert_int_equal(rc, DFS_EUNAVAIL);
     assert_true(dfs_rpc_now_ns() - t0 < 3000000000ll);
     dfs_rpc_channel_destroy(ch);

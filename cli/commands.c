@@ -1,0 +1,528 @@
+/* The dfs commands. */
+#include "cli/commands.h"
+
+#include "cli/get.h"
+#include "cli/json.h"
+#include "cli/put.h"
+#include "common/err.h"
+#include "common/units.h"
+#include "dfs/v1/metadata.pb-c.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int dfs_cli_error(int code, const char *fmt, ...)
+{
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    /* One line, whatever the message held. */
+    for (char *p = buf; *p != '\0'; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    fflush(stdout);
+    fprintf(stderr, "dfs: %s\n", buf);
+    return code == DFS_ECANCELED ? DFS_EXIT_INTERRUPTED : DFS_EXIT_FAIL;
+}
+
+static const char *policy_name(int p)
+{
+    static const char *const names[] = {"default", "random", "min_copy", "buddy", "least_used"};
+    return p >= 0 && p <= 4 ? names[p] : "unknown";
+}
+
+static const char *node_state_name(int s)
+{
+    static const char *const names[] = {"unknown", "alive",    "suspect",
+                                        "dead",    "draining", "decommissioned"};
+    return s >= 0 && s <= 5 ? names[s] : "unknown";
+}
+
+static void format_time(int64_t ms, char *buf, size_t cap)
+{
+    if (ms <= 0) {
+        snprintf(buf, cap, "-");
+        return;
+    }
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, cap, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+static void format_redundancy(const Dfs__V1__Redundancy *r, char *buf, size_t cap)
+{
+    if (r == NULL)
+        snprintf(buf, cap, "-");
+    else if (r->scheme == DFS__V1__REDUNDANCY__SCHEME__ERASURE)
+        snprintf(buf, cap, "erasure %" PRIu32 "+%" PRIu32, r->data, r->parity);
+    else
+        snprintf(buf, cap, "%" PRIu32 " replicas x %" PRIu32 " fragments", r->replicas,
+                 r->fragments);
+}
+
+static void sha_hex(const ProtobufCBinaryData *b, char hex[65])
+{
+    if (b->len != DFS_SHA256_BYTES)
+        snprintf(hex, 65, "-");
+    else
+        dfs_sha256_hex(b->data, hex);
+}
+
+/* ---- put / get ---- */
+
+int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote)
+{
+    struct dfs_put_opts o = {
+        .replicas = cli->replicas,
+        .fragments = cli->fragments,
+        .policy = cli->policy,
+        .overwrite = cli->force,
+        .stall_timeout_ms = cli->stall_timeout_ms,
+        .interrupted = cli->interrupted,
+    };
+    struct dfs_put_result r;
+    char *err = NULL;
+    int rc = dfs_put(cli->meta, local, remote, &o, &r, &err);
+    if (rc != DFS_OK) {
+        int status = dfs_cli_error(rc, "put %s: %s", remote, err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        return status;
+    }
+    char hex[65], size[32], rate[32];
+    dfs_sha256_hex(r.sha256, hex);
+    if (cli->json) {
+        dfs_json j;
+        dfs_json_init(&j, stdout);
+        dfs_json_begin_object(&j);
+        dfs_json_key(&j, "path");
+        dfs_json_string(&j, r.path);
+        dfs_json_key(&j, "file_id");
+        dfs_json_string(&j, r.file_id);
+        dfs_json_key(&j, "size");
+        dfs_json_uint(&j, r.size);
+        dfs_json_key(&j, "sha256");
+        dfs_json_string(&j, hex);
+        dfs_json_key(&j, "fragments");
+        dfs_json_uint(&j, r.fragments);
+        dfs_json_key(&j, "replicas");
+        dfs_json_uint(&j, r.replicas);
+        dfs_json_key(&j, "moved_copies");
+        dfs_json_uint(&j, r.replaced_targets);
+        dfs_json_key(&j, "seconds");
+        dfs_json_double(&j, r.seconds);
+        dfs_json_end_object(&j);
+        dfs_json_finish(&j);
+    } else if (!cli->quiet) {
+        dfs_format_size(r.size, size, sizeof size);
+        dfs_format_rate(r.seconds > 0 ? (double)r.size / r.seconds : 0, rate, sizeof rate);
+        printf("stored %s (%s, %" PRIu32 " fragments x %" PRIu32 " replicas) in %.2f s, %s\n",
+               r.path, size, r.fragments, r.replicas, r.seconds, rate);
+        if (r.replaced_targets > 0)
+            printf("  %" PRIu32 " cop%s went to other nodes after failures\n", r.replaced_targets,
+                   r.replaced_targets == 1 ? "y" : "ies");
+        printf("  sha256 %s\n", hex);
+    }
+    return DFS_EXIT_OK;
+}
+
+int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local)
+{
+    struct dfs_get_opts o = {
+        .stall_timeout_ms = cli->stall_timeout_ms,
+        .interrupted = cli->interrupted,
+    };
+    struct dfs_get_result r;
+    char *err = NULL;
+    int rc = dfs_get(cli->meta, remote, local, &o, &r, &err);
+    if (rc != DFS_OK) {
+        int status = dfs_cli_error(rc, "get %s: %s", remote, err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        return status;
+    }
+    bool to_stdout = strcmp(local, "-") == 0;
+    char hex[65], size[32], rate[32];
+    dfs_sha256_hex(r.sha256, hex);
+    if (cli->json && !to_stdout) {
+        dfs_json j;
+        dfs_json_init(&j, stdout);
+        dfs_json_begin_object(&j);
+        dfs_json_key(&j, "path");
+        dfs_json_string(&j, remote);
+        dfs_json_key(&j, "local");
+        dfs_json_string(&j, local);
+        dfs_json_key(&j, "size");
+        dfs_json_uint(&j, r.size);
+        dfs_json_key(&j, "sha256");
+        dfs_json_string(&j, hex);
+        dfs_json_key(&j, "failovers");
+        dfs_json_uint(&j, r.failovers);
+        dfs_json_key(&j, "seconds");
+        dfs_json_double(&j, r.seconds);
+        dfs_json_end_object(&j);
+        dfs_json_finish(&j);
+    } else if (!cli->quiet && !to_stdout) {
+        dfs_format_size(r.size, size, sizeof size);
+        dfs_format_rate(r.seconds > 0 ? (double)r.size / r.seconds : 0, rate, sizeof rate);
+        printf("fetched %s -> %s (%s) in %.2f s, %s, sha256 verified\n", remote, local, size,
+               r.seconds, rate);
+        if (r.failovers > 0)
+            printf("  %" PRIu32 " fragment read%s continued from another copy after failures\n",
+                   r.failovers, r.failovers == 1 ? "" : "s");
+    }
+    return DFS_EXIT_OK;
+}
+
+/* ---- stat ---- */
+
+static int get_file(struct dfs_cli *cli, const char *remote, Dfs__V1__GetFileResponse **resp)
+{
+    Dfs__V1__GetFileRequest req = DFS__V1__GET_FILE_REQUEST__INIT;
+    req.path = (char *)remote;
+    char *err = NULL;
+    int rc = dfs_meta_call(cli->meta, "GetFile", &req.base, &dfs__v1__get_file_response__descriptor,
+                           true, resp, &err);
+    if (rc != DFS_OK) {
+        int status = dfs_cli_error(rc, "%s", err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        return status;
+    }
+    return DFS_EXIT_OK;
+}
+
+static void json_file(dfs_json *j, const Dfs__V1__FileInfo *f, bool layout)
+{
+    char hex[65];
+    sha_hex(&f->sha256, hex);
+    dfs_json_begin_object(j);
+    dfs_json_key(j, "path");
+    dfs_json_string(j, f->path);
+    dfs_json_key(j, "file_id");
+    dfs_json_string(j, f->file_id);
+    dfs_json_key(j, "size");
+    dfs_json_uint(j, f->size);
+    dfs_json_key(j, "sha256");
+    dfs_json_string(j, hex);
+    dfs_json_key(j, "redundancy");
+    dfs_json_begin_object(j);
+    const Dfs__V1__Redundancy *r = f->redundancy;
+    bool ec = r != NULL && r->scheme == DFS__V1__REDUNDANCY__SCHEME__ERASURE;
+    dfs_json_key(j, "scheme");
+    dfs_json_string(j, ec ? "erasure" : "replication");
+    if (r != NULL && ec) {
+        dfs_json_key(j, "data");
+        dfs_json_uint(j, r->data);
+        dfs_json_key(j, "parity");
+        dfs_json_uint(j, r->parity);
+    } else if (r != NULL) {
+        dfs_json_key(j, "replicas");
+        dfs_json_uint(j, r->replicas);
+        dfs_json_key(j, "fragments");
+        dfs_json_uint(j, r->fragments);
+    }
+    dfs_json_end_object(j);
+    dfs_json_key(j, "policy");
+    dfs_json_string(j, policy_name(f->policy));
+    dfs_json_key(j, "created_ms");
+    dfs_json_int(j, f->created_ms);
+    dfs_json_key(j, "committed_ms");
+    dfs_json_int(j, f->committed_ms);
+    if (layout) {
+        dfs_json_key(j, "fragment_size");
+        dfs_json_uint(j, f->fragment_size);
+        dfs_json_key(j, "fragments");
+        dfs_json_begin_array(j);
+        for (size_t i = 0; i < f->n_fragments; i++) {
+            const Dfs__V1__Fragment *fr = f->fragments[i];
+            char crc[16];
+            snprintf(crc, sizeof crc, "%08" PRIx32, fr->checksum);
+            dfs_json_begin_object(j);
+            dfs_json_key(j, "index");
+            dfs_json_uint(j, fr->index);
+            dfs_json_key(j, "fragment_id");
+            dfs_json_string(j, fr->fragment_id);
+            dfs_json_key(j, "size");
+            dfs_json_uint(j, fr->size);
+            dfs_json_key(j, "checksum");
+            dfs_json_string(j, crc);
+            dfs_json_key(j, "replicas");
+            dfs_json_begin_array(j);
+            for (size_t r2 = 0; r2 < fr->n_replicas; r2++) {
+                dfs_json_begin_object(j);
+                dfs_json_key(j, "node_id");
+                dfs_json_string(j, fr->replicas[r2]->node_id);
+                dfs_json_key(j, "address");
+                dfs_json_string(j, fr->replicas[r2]->address);
+                dfs_json_key(j, "state");
+                dfs_json_string(j, node_state_name(fr->replicas[r2]->node_state));
+                dfs_json_end_object(j);
+            }
+            dfs_json_end_array(j);
+            dfs_json_end_object(j);
+        }
+        dfs_json_end_array(j);
+    }
+    dfs_json_end_object(j);
+}
+
+int dfs_cmd_stat(struct dfs_cli *cli, const char *remote)
+{
+    Dfs__V1__GetFileResponse *resp = NULL;
+    int status = get_file(cli, remote, &resp);
+    if (status != DFS_EXIT_OK)
+        return status;
+    const Dfs__V1__FileInfo *f = resp->file;
+    if (cli->json) {
+        dfs_json j;
+        dfs_json_init(&j, stdout);
+        json_file(&j, f, true);
+        dfs_json_finish(&j);
+    } else {
+        char size[32], red[64], created[40], committed[40], hex[65];
+        dfs_format_size(f->size, size, sizeof size);
+        format_redundancy(f->redundancy, red, sizeof red);
+        format_time(f->created_ms, created, sizeof created);
+        format_time(f->committed_ms, committed, sizeof committed);
+        sha_hex(&f->sha256, hex);
+        printf("path:        %s\n", f->path);
+        printf("file id:     %s\n", f->file_id);
+        printf("size:        %" PRIu64 " bytes (%s)\n", f->size, size);
+        printf("sha256:      %s\n", hex);
+        printf("redundancy:  %s\n", red);
+        printf("policy:      %s\n", policy_name(f->policy));
+        printf("created:     %s\n", created);
+        printf("committed:   %s\n", committed);
+        printf("fragments:\n");
+        printf("  %-5s %-10s %-9s %s\n", "INDEX", "SIZE", "CHECKSUM", "COPIES (NODE STATE)");
+        for (size_t i = 0; i < f->n_fragments; i++) {
+            const Dfs__V1__Fragment *fr = f->fragments[i];
+            char fsize[32];
+            dfs_format_size(fr->size, fsize, sizeof fsize);
+            printf("  %-5" PRIu32 " %-10s %08" PRIx32 " ", fr->index, fsize, fr->checksum);
+            for (size_t r = 0; r < fr->n_replicas; r++)
+                printf(" %s (%.8s %s)", fr->replicas[r]->address, fr->replicas[r]->node_id,
+                       node_state_name(fr->replicas[r]->node_state));
+            printf("\n");
+        }
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return DFS_EXIT_OK;
+}
+
+/* ---- ls ---- */
+
+int dfs_cmd_ls(struct dfs_cli *cli, const char *prefix)
+{
+    dfs_json j;
+    if (cli->json) {
+        dfs_json_init(&j, stdout);
+        dfs_json_begin_array(&j);
+    } else if (cli->long_list) {
+        printf("%-12s %-28s %-23s %s\n", "SIZE", "REDUNDANCY", "COMMITTED", "PATH");
+    }
+    char *token = NULL;
+    int status = DFS_EXIT_OK;
+    do {
+        Dfs__V1__ListFilesRequest req = DFS__V1__LIST_FILES_REQUEST__INIT;
+        req.prefix = (char *)(prefix != NULL ? prefix : "");
+        req.page_token = token != NULL ? token : "";
+        Dfs__V1__ListFilesResponse *resp = NULL;
+        char *err = NULL;
+        int rc = dfs_meta_call(cli->meta, "ListFiles", &req.base,
+                               &dfs__v1__list_files_response__descriptor, true, &resp, &err);
+        free(token);
+        token = NULL;
+        if (rc != DFS_OK) {
+            status = dfs_cli_error(rc, "ls: %s", err != NULL ? err : dfs_strerror(rc));
+            free(err);
+            break;
+        }
+        for (size_t i = 0; i < resp->n_files; i++) {
+            const Dfs__V1__FileInfo *f = resp->files[i];
+            if (cli->json) {
+                json_file(&j, f, false);
+            } else if (cli->long_list) {
+                char size[32], red[64], when[40];
+                dfs_format_size(f->size, size, sizeof size);
+                format_redundancy(f->redundancy, red, sizeof red);
+                format_time(f->committed_ms, when, sizeof when);
+                printf("%-12s %-28s %-23s %s\n", size, red, when, f->path);
+            } else {
+                printf("%s\n", f->path);
+            }
+        }
+        if (resp->next_page_token != NULL && resp->next_page_token[0] != '\0')
+            token = strdup(resp->next_page_token);
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    } while (token != NULL);
+    if (cli->json && status == DFS_EXIT_OK) {
+        dfs_json_end_array(&j);
+        dfs_json_finish(&j);
+    }
+    return status;
+}
+
+/* ---- rm ---- */
+
+int dfs_cmd_rm(struct dfs_cli *cli, const char *remote)
+{
+    Dfs__V1__DeleteFileRequest req = DFS__V1__DELETE_FILE_REQUEST__INIT;
+    req.path = (char *)remote;
+    Dfs__V1__DeleteFileResponse *resp = NULL;
+    char *err = NULL;
+    int rc = dfs_meta_call(cli->meta, "DeleteFile", &req.base,
+                           &dfs__v1__delete_file_response__descriptor, false, &resp, &err);
+    if (rc != DFS_OK) {
+        int status = dfs_cli_error(rc, "rm %s: %s", remote, err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        return status;
+    }
+    if (cli->json) {
+        dfs_json j;
+        dfs_json_init(&j, stdout);
+        json_file(&j, resp->file, false);
+        dfs_json_finish(&j);
+    } else if (!cli->quiet) {
+        char size[32];
+        dfs_format_size(resp->file->size, size, sizeof size);
+        printf("removed %s (%s)\n", resp->file->path, size);
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return DFS_EXIT_OK;
+}
+
+/* ---- nodes / status ---- */
+
+int dfs_cmd_nodes(struct dfs_cli *cli)
+{
+    Dfs__V1__ListNodesRequest req = DFS__V1__LIST_NODES_REQUEST__INIT;
+    Dfs__V1__ListNodesResponse *resp = NULL;
+    char *err = NULL;
+    int rc = dfs_meta_call(cli->meta, "ListNodes", &req.base,
+                           &dfs__v1__list_nodes_response__descriptor, true, &resp, &err);
+    if (rc != DFS_OK) {
+        int status = dfs_cli_error(rc, "nodes: %s", err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        return status;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    if (cli->json) {
+        dfs_json j;
+        dfs_json_init(&j, stdout);
+        dfs_json_begin_array(&j);
+        for (size_t i = 0; i < resp->n_nodes; i++) {
+            const Dfs__V1__Node *n = resp->nodes[i];
+            dfs_json_begin_object(&j);
+            dfs_json_key(&j, "id");
+            dfs_json_string(&j, n->id);
+            dfs_json_key(&j, "address");
+            dfs_json_string(&j, n->address);
+            dfs_json_key(&j, "zone");
+            dfs_json_string(&j, n->zone);
+            dfs_json_key(&j, "state");
+            dfs_json_string(&j, node_state_name(n->state));
+            dfs_json_key(&j, "capacity_bytes");
+            dfs_json_uint(&j, n->capacity_bytes);
+            dfs_json_key(&j, "used_bytes");
+            dfs_json_uint(&j, n->used_bytes);
+            dfs_json_key(&j, "free_bytes");
+            dfs_json_uint(&j, n->free_bytes);
+            dfs_json_key(&j, "fragment_count");
+            dfs_json_uint(&j, n->fragment_count);
+            dfs_json_key(&j, "last_heartbeat_ms");
+            dfs_json_int(&j, n->last_heartbeat_ms);
+            dfs_json_key(&j, "registered_ms");
+            dfs_json_int(&j, n->registered_ms);
+            dfs_json_end_object(&j);
+        }
+        dfs_json_end_array(&j);
+        dfs_json_finish(&j);
+    } else {
+        printf("%-12s %-21s %-8s %-8s %-10s %-10s %-9s %s\n", "NODE", "ADDRESS", "ZONE", "STATE",
+               "USED", "FREE", "FRAGMENTS", "HEARTBEAT");
+        for (size_t i = 0; i < resp->n_nodes; i++) {
+            const Dfs__V1__Node *n = resp->nodes[i];
+            char used[32], freeb[32], ago[32];
+            dfs_format_size(n->used_bytes, used, sizeof used);
+            dfs_format_size(n->free_bytes, freeb, sizeof freeb);
+            dfs_format_duration((double)(now_ms - n->last_heartbeat_ms) / 1000.0, ago, sizeof ago);
+            printf("%-12.12s %-21s %-8s %-8s %-10s %-10s %-9" PRIu64 " %s ago\n", n->id, n->address,
+                   n->zone[0] != '\0' ? n->zone : "-", node_state_name(n->state), used, freeb,
+                   n->fragment_count, ago);
+        }
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return DFS_EXIT_OK;
+}
+
+int dfs_cmd_status(struct dfs_cli *cli)
+{
+    Dfs__V1__StatRequest req = DFS__V1__STAT_REQUEST__INIT;
+    Dfs__V1__StatResponse *r = NULL;
+    char *err = NULL;
+    int rc = dfs_meta_call(cli->meta, "Stat", &req.base, &dfs__v1__stat_response__descriptor, true,
+                           &r, &err);
+    if (rc != DFS_OK) {
+        int status = dfs_cli_error(rc, "status: %s", err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        return status;
+    }
+    if (cli->json) {
+        dfs_json j;
+        dfs_json_init(&j, stdout);
+        dfs_json_begin_object(&j);
+        dfs_json_key(&j, "metadata");
+        dfs_json_string(&j, dfs_meta_addr(cli->meta));
+        dfs_json_key(&j, "files");
+        dfs_json_uint(&j, r->files);
+        dfs_json_key(&j, "logical_bytes");
+        dfs_json_uint(&j, r->logical_bytes);
+        dfs_json_key(&j, "stored_bytes");
+        dfs_json_uint(&j, r->stored_bytes);
+        dfs_json_key(&j, "nodes");
+        dfs_json_begin_object(&j);
+        dfs_json_key(&j, "alive");
+        dfs_json_uint(&j, r->nodes_alive);
+        dfs_json_key(&j, "suspect");
+        dfs_json_uint(&j, r->nodes_suspect);
+        dfs_json_key(&j, "dead");
+        dfs_json_uint(&j, r->nodes_dead);
+        dfs_json_key(&j, "draining");
+        dfs_json_uint(&j, r->nodes_draining);
+        dfs_json_key(&j, "decommissioned");
+        dfs_json_uint(&j, r->nodes_decommissioned);
+        dfs_json_end_object(&j);
+        dfs_json_key(&j, "pending_files");
+        dfs_json_uint(&j, r->pending_files);
+        dfs_json_key(&j, "pending_deletions");
+        dfs_json_uint(&j, r->pending_deletions);
+        dfs_json_key(&j, "schema_version");
+        dfs_json_uint(&j, r->schema_version);
+        dfs_json_end_object(&j);
+        dfs_json_finish(&j);
+    } else {
+        char logical[32], stored[32];
+        dfs_format_size(r->logical_bytes, logical, sizeof logical);
+        dfs_format_size(r->stored_bytes, stored, sizeof stored);
+        printf("metadata:   %s (catalog schema %" PRIu32 ")\n", dfs_meta_addr(cli->meta),
+               r->schema_version);
+        printf("files:      %" PRIu64 " (%s, %s stored with redundancy)\n", r->files, logical,
+               stored);
+        printf("nodes:      %" PRIu32 " alive, %" PRIu32 " suspect, %" PRIu32 " dead, %" PRIu32
+               " draining, %" PRIu32 " decommissioned\n",
+               r->nodes_alive, r->nodes_suspect, r->nodes_dead, r->nodes_draining,
+               r->nodes_decommissioned);
+        printf("pending:    %" PRIu64 " uploads, %" PRIu64 " fragment copies to remove\n",
+               r->pending_files, r->pending_deletions);
+    }
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return DFS_EXIT_OK;
+}

@@ -1,0 +1,44 @@
+/* The dfs commands: each parses nothing, prints its result, and returns an exit status. */
+#ifndef DFS_CLI_COMMANDS_H
+#define DFS_CLI_COMMANDS_H
+
+#include "cli/meta.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Everything a command needs, filled by main() from flags and the environment. */
+struct dfs_cli {
+    dfs_meta *meta;
+    bool json;      /* --json: machine-readable output on stdout */
+    bool quiet;     /* -q: nothing on stdout for put/get/rm */
+    bool long_list; /* ls -l */
+    bool force;     /* put --force: replace an existing file */
+    uint32_t replicas, fragments;
+    int policy; /* dfs.v1.Policy number, 0 = cluster default */
+    int64_t stall_timeout_ms;
+    volatile sig_atomic_t *interrupted;
+};
+
+/* Exit statuses. */
+enum {
+    DFS_EXIT_OK = 0,
+    DFS_EXIT_FAIL = 1,
+    DFS_EXIT_USAGE = 2,
+    DFS_EXIT_INTERRUPTED = 130,
+};
+
+/* Each prints its output on stdout and a one-line error on stderr; returns an exit status. */
+int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote);
+int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local);
+int dfs_cmd_stat(struct dfs_cli *cli, const char *remote);
+int dfs_cmd_ls(struct dfs_cli *cli, const char *prefix);
+int dfs_cmd_rm(struct dfs_cli *cli, const char *remote);
+int dfs_cmd_nodes(struct dfs_cli *cli);
+int dfs_cmd_status(struct dfs_cli *cli);
+
+/* Print "dfs: <message>" on stderr and return the exit status for code. */
+int dfs_cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif /* DFS_CLI_COMMANDS_H */

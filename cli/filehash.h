@@ -1,0 +1,29 @@
+/* SHA-256 of a file computed by a background thread, so hashing overlaps the transfer. */
+#ifndef DFS_CLI_FILEHASH_H
+#define DFS_CLI_FILEHASH_H
+
+#include <stdint.h>
+
+#define DFS_SHA256_BYTES 32
+
+typedef struct dfs_filehash dfs_filehash;
+
+/*
+ * Start hashing bytes [0, size) of the open file fd (borrowed; it must stay open until
+ * dfs_filehash_finish). Reads with pread in 1 MiB pieces. Returns 0 and *out, or DFS_ENOMEM.
+ */
+int dfs_filehash_start(int fd, uint64_t size, dfs_filehash **out, char **errmsg);
+
+/*
+ * Wait for the hash, write it to out, and free the hasher. Returns 0, or DFS_EIO when the file
+ * could not be read or was shorter than `size` (with *errmsg). Accepts... not NULL.
+ */
+int dfs_filehash_finish(dfs_filehash *h, uint8_t out[DFS_SHA256_BYTES], char **errmsg);
+
+/* Stop early and free (the result is dropped). Accepts NULL. */
+void dfs_filehash_cancel(dfs_filehash *h);
+
+/* Lower-case hex of a digest into hex[65]. */
+void dfs_sha256_hex(const uint8_t digest[DFS_SHA256_BYTES], char hex[2 * DFS_SHA256_BYTES + 1]);
+
+#endif /* DFS_CLI_FILEHASH_H */

@@ -1,0 +1,41 @@
+/* dfs get: fetch a file's fragments in parallel, check them, and assemble the file. */
+#ifndef DFS_CLI_GET_H
+#define DFS_CLI_GET_H
+
+#include "cli/filehash.h"
+#include "cli/meta.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct dfs_get_opts {
+    /* Cancel and fail over a stream that makes no progress for this long; 0 means 60 s. */
+    int64_t stall_timeout_ms;
+    /* Polled while the transfer runs; once non-zero the get stops with DFS_ECANCELED. */
+    volatile sig_atomic_t *interrupted;
+};
+
+struct dfs_get_result {
+    uint64_t size;
+    uint8_t sha256[DFS_SHA256_BYTES];
+    uint32_t fragments;
+    uint32_t failovers; /* times a fragment continued from another copy after a failure */
+    double seconds;
+};
+
+/*
+ * Fetch `remote` into `local` ("-" for standard output). Every fragment streams at once from one of
+ * its copies; every 64 KiB block is checked against its CRC32C as it arrives, every fragment
+ * against its checksum, and the whole file against its SHA-256. When a copy fails (node down,
+ * corrupt block), the fragment continues from another copy at the byte where it stopped.
+ *
+ * The data goes to "<local>.dfs-part" and is renamed to `local` only once the SHA-256 matched, so
+ * `local` is never left half-written; on failure the part file is removed.
+ *
+ * Returns 0 and fills *out, or a DFS_ code with a one-line reason in *errmsg.
+ */
+int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct dfs_get_opts *opts,
+            struct dfs_get_result *out, char **errmsg);
+
+#endif /* DFS_CLI_GET_H */

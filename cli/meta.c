@@ -1,0 +1,69 @@
+/* The CLI's connection to the metadata service. */
+#include "cli/meta.h"
+
+#include "common/err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How long idempotent calls are retried while the service is unavailable. */
+#define RETRY_MS 2000
+
+struct dfs_meta {
+    dfs_rpc_channel *ch;
+    int64_t timeout_ms;
+};
+
+int dfs_meta_open(const char *addr, int64_t timeout_ms, dfs_meta **out, char **errmsg)
+{
+    if (addr == NULL || addr[0] == '\0')
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "no metadata service address: use --metadata HOST:PORT or set "
+                          "DFS_METADATA");
+    dfs_meta *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    int rc = dfs_rpc_channel_create(addr, &m->ch, errmsg);
+    if (rc != DFS_OK) {
+        free(m);
+        return rc;
+    }
+    m->timeout_ms = timeout_ms;
+    *out = m;
+    return DFS_OK;
+}
+
+void dfs_meta_close(dfs_meta *m)
+{
+    if (m == NULL)
+        return;
+    dfs_rpc_channel_destroy(m->ch);
+    free(m);
+}
+
+const char *dfs_meta_addr(const dfs_meta *m)
+{
+    return dfs_rpc_channel_target(m->ch);
+}
+
+int dfs_meta_call(dfs_meta *m, const char *method, const ProtobufCMessage *req,
+                  const ProtobufCMessageDescriptor *resp_desc, bool retry, void *resp,
+                  char **errmsg)
+{
+    char name[96];
+    snprintf(name, sizeof name, "/dfs.v1.Metadata/%s", method);
+    char *err = NULL;
+    /* Retries ride out a restart of the service, not a wrong address: keep them short. */
+    int rc = retry ? dfs_rpc_unary_retry(m->ch, name, req, resp_desc, (ProtobufCMessage **)resp,
+                                         m->timeout_ms, RETRY_MS, &err)
+                   : dfs_rpc_unary(m->ch, name, req, resp_desc, (ProtobufCMessage **)resp,
+                                   m->timeout_ms, &err);
+    if (rc == DFS_EUNAVAIL || rc == DFS_ETIMEDOUT)
+        rc = dfs_seterr(errmsg, rc, "cannot reach the metadata service at %s (%s)",
+                        dfs_rpc_channel_target(m->ch), err != NULL ? err : dfs_strerror(rc));
+    else if (rc != DFS_OK)
+        rc = dfs_seterr(errmsg, rc, "%s", err != NULL ? err : dfs_strerror(rc));
+    free(err);
+    return rc;
+}

@@ -1,0 +1,561 @@
+/* dfs put: every fragment to every node in parallel, then a two-phase commit. */
+#include "cli/put.h"
+
+#include "cli/links.h"
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "dfs/v1/metadata.pb-c.h"
+#include "dfs/v1/storage.pb-c.h"
+#include "services/rpc/loop.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grpc/slice.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Data bytes per PutFragment message: 16 blocks of 64 KiB. */
+#define CHUNK (16u * DFS_BLOCK_SIZE)
+
+struct put_job;
+
+/* One copy of one fragment, streamed to one node. */
+struct put_stream {
+    struct put_job *job;
+    uint32_t frag;
+    char node_id[33];
+    dfs_link *link;
+    dfs_rpc_ccall *call; /* NULL when no call is running */
+    dfs_rpc_timer stall;
+    uint64_t sent;      /* bytes of the fragment handed to the transport */
+    uint32_t table_crc; /* running CRC32C over the block CRCs sent: the fragment checksum */
+    bool have_response;
+    uint32_t node_checksum;
+    uint64_t node_size;
+    bool done; /* durable on its node, checksum agreed */
+    int attempts;
+};
+
+struct put_job {
+    dfs_meta *meta;
+    const struct dfs_put_opts *opts;
+    dfs_rpc_loop *loop;
+    dfs_links *links;
+    int fd;
+    uint64_t size;
+    Dfs__V1__FileInfo *file; /* the plan, from CreateFile */
+    struct put_stream *streams;
+    size_t nstreams;
+    size_t running; /* calls in flight */
+    uint32_t replaced;
+    int error; /* first fatal error; the job stops */
+    char *errmsg;
+};
+
+static int64_t stall_ms(const struct put_job *job)
+{
+    return job->opts->stall_timeout_ms > 0 ? job->opts->stall_timeout_ms : 60000;
+}
+
+static uint64_t frag_start(const struct put_job *job, uint32_t frag)
+{
+    return (uint64_t)frag * job->file->fragment_size;
+}
+
+static uint64_t frag_size(const struct put_job *job, uint32_t frag)
+{
+    return job->file->fragments[frag]->size;
+}
+
+/* Stop the job with an error (the first one wins) and cancel every running call. */
+static void fail_job(struct put_job *job, int code, char *msg)
+{
+    if (job->error == DFS_OK) {
+        job->error = code;
+        job->errmsg = msg;
+        msg = NULL;
+        for (size_t i = 0; i < job->nstreams; i++)
+            if (job->streams[i].call != NULL)
+                dfs_rpc_ccall_cancel(job->streams[i].call);
+    }
+    free(msg);
+}
+
+/* ---- packing a PutFragmentRequest straight into one slice ---- */
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/*
+ * Wire format (storage.proto PutFragmentRequest): field 1 header (length-delimited, first message
+ * only), field 2 data (length-delimited), field 3 crc32c (packed fixed32). The file's bytes are
+ * read straight into the slice and checksummed there: the only copy is the read itself.
+ */
+static int pack_chunk(struct put_stream *s, size_t n, grpc_byte_buffer **out, char **errmsg)
+{
+    struct put_job *job = s->job;
+    uint8_t hdr[128];
+    size_t hdr_len = 0;
+    if (s->sent == 0) {
+        Dfs__V1__FragmentHeader h = DFS__V1__FRAGMENT_HEADER__INIT;
+        h.fragment_id = job->file->fragments[s->frag]->fragment_id;
+        h.size = frag_size(job, s->frag);
+        hdr_len = protobuf_c_message_pack(&h.base, hdr);
+    }
+    size_t nblocks = dfs_crc32c_nblocks(n);
+    size_t total = (s->sent == 0 ? 1 + varint_len(hdr_len) + hdr_len : 0) +
+                   (n > 0 ? 1 + varint_len(n) + n : 0) +
+                   (nblocks > 0 ? 1 + varint_len(4 * nblocks) + 4 * nblocks : 0);
+    grpc_slice slice = grpc_slice_malloc(total);
+    uint8_t *p = GRPC_SLICE_START_PTR(slice);
+    if (s->sent == 0) {
+        *p++ = 0x0a;
+        p = put_varint(p, hdr_len);
+        memcpy(p, hdr, hdr_len);
+        p += hdr_len;
+    }
+    if (n > 0) {
+        *p++ = 0x12;
+        p = put_varint(p, n);
+        uint64_t off = frag_start(job, s->frag) + s->sent;
+        size_t got = 0;
+        while (got < n) {
+            ssize_t r = pread(job->fd, p + got, n - got, (off_t)(off + got));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                grpc_slice_unref(slice);
+                if (r < 0)
+                    return dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot read the local file");
+                return dfs_seterr(errmsg, DFS_EIO,
+                                  "the local file shrank while it was being stored");
+            }
+            got += (size_t)r;
+        }
+        uint8_t *data = p;
+        p += n;
+        *p++ = 0x1a;
+        p = put_varint(p, 4 * nblocks);
+        for (size_t b = 0; b < nblocks; b++) {
+            size_t len =
+                n - b * DFS_BLOCK_SIZE < DFS_BLOCK_SIZE ? n - b * DFS_BLOCK_SIZE : DFS_BLOCK_SIZE;
+            uint32_t crc = dfs_crc32c(0, data + b * DFS_BLOCK_SIZE, len);
+            uint8_t le[4] = {(uint8_t)crc, (uint8_t)(crc >> 8), (uint8_t)(crc >> 16),
+                             (uint8_t)(crc >> 24)};
+            memcpy(p, le, 4);
+            p += 4;
+            s->table_crc = dfs_crc32c(s->table_crc, le, 4);
+        }
+    }
+    *out = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    return DFS_OK;
+}
+
+/* ---- one stream ---- */
+
+static void start_stream(struct put_stream *s);
+
+static void stall_fired(dfs_rpc_timer *t)
+{
+    struct put_stream *s = (struct put_stream *)((char *)t - offsetof(struct put_stream, stall));
+    if (s->call != NULL) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "no progress for %.0f s", (double)stall_ms(s->job) / 1000.0);
+        dfs_rpc_ccall_cancel_with(s->call, DFS_ETIMEDOUT, msg);
+    }
+}
+
+static void progress(struct put_stream *s)
+{
+    dfs_rpc_loop_timer_arm(s->job->loop, &s->stall, dfs_rpc_now_ns() + stall_ms(s->job) * 1000000);
+}
+
+static void chunk_sent(dfs_rpc_ccall *call, void *arg, bool ok);
+
+static void send_next(struct put_stream *s)
+{
+    struct put_job *job = s->job;
+    uint64_t size = frag_size(job, s->frag);
+    size_t n = size - s->sent < CHUNK ? (size_t)(size - s->sent) : CHUNK;
+    bool last = s->sent + n == size;
+    grpc_byte_buffer *bb = NULL;
+    char *err = NULL;
+    int rc = pack_chunk(s, n, &bb, &err);
+    if (rc != DFS_OK) {
+        fail_job(job, rc, err);
+        return;
+    }
+    /* The byte count travels with the call through `sent` once the send completes. */
+    s->sent += n;
+    dfs_link_add_bytes(s->link, n);
+    if (dfs_rpc_ccall_send_raw(s->call, bb, last, last ? NULL : chunk_sent, s) != DFS_OK)
+        dfs_rpc_ccall_cancel_with(s->call, DFS_EINTERNAL, "cannot send");
+}
+
+static void chunk_sent(dfs_rpc_ccall *call, void *arg, bool ok)
+{
+    (void)call;
+    struct put_stream *s = arg;
+    if (!ok || s->job->error != DFS_OK)
+        return; /* the call's status says why */
+    progress(s);
+    send_next(s);
+}
+
+static void response_received(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *msg, int status)
+{
+    (void)call;
+    (void)status;
+    struct put_stream *s = arg;
+    if (msg == NULL)
+        return;
+    const Dfs__V1__PutFragmentResponse *r = (const Dfs__V1__PutFragmentResponse *)msg;
+    s->have_response = true;
+    s->node_checksum = r->checksum;
+    s->node_size = r->size;
+    protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+/* The copy on s->node_id failed: ask for another node and start over there. */
+static void replace_and_retry(struct put_stream *s, int code, const char *why)
+{
+    struct put_job *job = s->job;
+    int max = job->opts->max_attempts > 0 ? job->opts->max_attempts : 3;
+    char *err = NULL;
+    if (s->attempts >= max) {
+        dfs_seterr(&err, code,
+                   "fragment %" PRIu32 ": %d attempts failed, the last on node %s (%s): %s",
+                   s->frag, s->attempts, s->node_id, dfs_link_address(s->link), why);
+        fail_job(job, code, err);
+        return;
+    }
+    Dfs__V1__ReplaceTargetRequest req = DFS__V1__REPLACE_TARGET_REQUEST__INIT;
+    req.file_id = job->file->file_id;
+    req.fragment_index = s->frag;
+    req.failed_node_id = s->node_id;
+    Dfs__V1__ReplaceTargetResponse *resp = NULL;
+    int rc = dfs_meta_call(job->meta, "ReplaceTarget", &req.base,
+                           &dfs__v1__replace_target_response__descriptor, false, &resp, &err);
+    if (rc != DFS_OK) {
+        char *msg = NULL;
+        dfs_seterr(&msg, code,
+                   "fragment %" PRIu32
+                   ": node %s (%s) failed (%s) and no other node can take it: %s",
+                   s->frag, s->node_id, dfs_link_address(s->link), why, err);
+        free(err);
+        fail_job(job, code, msg);
+        return;
+    }
+    dfs_log(DFS_LOG_INFO, "copy moved fragment=%" PRIu32 " from=%s to=%s reason=\"%s\"", s->frag,
+            s->node_id, resp->replica->node_id, why);
+    dfs_link *link = dfs_links_get(job->links, resp->replica->address, &err);
+    if (link == NULL) {
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        fail_job(job, DFS_ENOMEM, err);
+        return;
+    }
+    snprintf(s->node_id, sizeof s->node_id, "%s", resp->replica->node_id);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    s->link = link;
+    job->replaced++;
+    start_stream(s);
+}
+
+static void stream_done(dfs_rpc_ccall *call, void *arg, int status, const char *message)
+{
+    (void)call;
+    struct put_stream *s = arg;
+    struct put_job *job = s->job;
+    s->call = NULL;
+    job->running--;
+    dfs_rpc_loop_timer_cancel(job->loop, &s->stall);
+    if (job->error != DFS_OK)
+        return;
+    char why[512];
+    int code = status;
+    if (status == DFS_OK && !s->have_response) {
+        code = DFS_EINTERNAL;
+        snprintf(why, sizeof why, "the node answered without a response");
+    } else if (status == DFS_OK &&
+               (s->node_size != frag_size(job, s->frag) || s->node_checksum != s->table_crc)) {
+        code = DFS_EDATALOSS;
+        snprintf(why, sizeof why,
+                 "the node stored checksum %08x, size %" PRIu64 ", expected %08x, size %" PRIu64,
+                 s->node_checksum, s->node_size, s->table_crc, frag_size(job, s->frag));
+    } else if (status != DFS_OK) {
+        snprintf(why, sizeof why, "%s", message);
+    } else {
+        s->done = true;
+        return;
+    }
+    /* Bad input on our side will fail the same way anywhere: do not hop between nodes. */
+    if (code == DFS_EINVAL) {
+        char *err = NULL;
+        dfs_seterr(&err, code, "fragment %" PRIu32 " refused by node %s: %s", s->frag,
+                   dfs_link_address(s->link), why);
+        fail_job(job, code, err);
+        return;
+    }
+    dfs_log(DFS_LOG_WARN, "copy failed fragment=%" PRIu32 " node=%s err=\"%s\"", s->frag,
+            s->node_id, why);
+    replace_and_retry(s, code, why);
+}
+
+static void start_stream(struct put_stream *s)
+{
+    struct put_job *job = s->job;
+    s->attempts++;
+    s->sent = 0;
+    s->table_crc = 0;
+    s->have_response = false;
+    int rc = dfs_rpc_ccall_start(job->loop, dfs_link_channel(s->link),
+                                 "/dfs.v1.Storage/PutFragment", -1, stream_done, s, &s->call);
+    if (rc != DFS_OK) {
+        s->call = NULL;
+        char *err = NULL;
+        dfs_seterr(&err, rc, "cannot start a call to %s", dfs_link_address(s->link));
+        fail_job(job, rc, err);
+        return;
+    }
+    job->running++;
+    dfs_rpc_ccall_recv(s->call, &dfs__v1__put_fragment_response__descriptor, response_received, s);
+    progress(s);
+    send_next(s);
+}
+
+/* ---- the whole put ---- */
+
+static int create_file(struct put_job *job, const char *remote, char **errmsg)
+{
+    const struct dfs_put_opts *o = job->opts;
+    Dfs__V1__Redundancy red = DFS__V1__REDUNDANCY__INIT;
+    red.scheme = DFS__V1__REDUNDANCY__SCHEME__REPLICATION;
+    red.replicas = o->replicas;
+    red.fragments = o->fragments;
+    Dfs__V1__CreateFileRequest req = DFS__V1__CREATE_FILE_REQUEST__INIT;
+    req.path = (char *)remote;
+    req.size = job->size;
+    req.redundancy = &red;
+    req.policy = (Dfs__V1__Policy)o->policy;
+    req.overwrite = o->overwrite;
+    Dfs__V1__CreateFileResponse *resp = NULL;
+    int rc = dfs_meta_call(job->meta, "CreateFile", &req.base,
+                           &dfs__v1__create_file_response__descriptor, false, &resp, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    job->file = resp->file;
+    resp->file = NULL;
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    if (job->file == NULL || job->file->n_fragments == 0)
+        return dfs_seterr(errmsg, DFS_EINTERNAL, "the metadata service returned an empty plan");
+    return DFS_OK;
+}
+
+static int commit_file(struct put_job *job, const uint8_t sha[DFS_SHA256_BYTES],
+                       Dfs__V1__FileInfo **committed, char **errmsg)
+{
+    size_t nf = job->file->n_fragments;
+    size_t k = job->nstreams / nf;
+    Dfs__V1__CommitFragment *cf = calloc(nf, sizeof *cf);
+    Dfs__V1__CommitFragment **cfp = calloc(nf, sizeof *cfp);
+    char **ids = calloc(job->nstreams, sizeof *ids);
+    int rc = DFS_OK;
+    if (cf == NULL || cfp == NULL || ids == NULL)
+        rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == DFS_OK && i < nf; i++) {
+        dfs__v1__commit_fragment__init(&cf[i]);
+        cf[i].index = (uint32_t)i;
+        cf[i].size = frag_size(job, (uint32_t)i);
+        cf[i].checksum = job->streams[i * k].table_crc;
+        for (size_t r = 0; r < k; r++)
+            ids[i * k + r] = job->streams[i * k + r].node_id;
+        cf[i].node_ids = &ids[i * k];
+        cf[i].n_node_ids = k;
+        cfp[i] = &cf[i];
+    }
+    if (rc == DFS_OK) {
+        Dfs__V1__CommitFileRequest req = DFS__V1__COMMIT_FILE_REQUEST__INIT;
+        req.file_id = job->file->file_id;
+        req.sha256.data = (uint8_t *)sha;
+        req.sha256.len = DFS_SHA256_BYTES;
+        req.fragments = cfp;
+        req.n_fragments = nf;
+        Dfs__V1__CommitFileResponse *resp = NULL;
+        rc = dfs_meta_call(job->meta, "CommitFile", &req.base,
+                           &dfs__v1__commit_file_response__descriptor, false, &resp, errmsg);
+        if (rc == DFS_OK) {
+            *committed = resp->file;
+            resp->file = NULL;
+            protobuf_c_message_free_unpacked(&resp->base, NULL);
+        }
+    }
+    free(cf);
+    free(cfp);
+    free(ids);
+    return rc;
+}
+
+static void abort_file(struct put_job *job)
+{
+    Dfs__V1__AbortFileRequest req = DFS__V1__ABORT_FILE_REQUEST__INIT;
+    req.file_id = job->file->file_id;
+    Dfs__V1__AbortFileResponse *resp = NULL;
+    char *err = NULL;
+    if (dfs_meta_call(job->meta, "AbortFile", &req.base, &dfs__v1__abort_file_response__descriptor,
+                      true, &resp, &err) == DFS_OK)
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    else
+        dfs_log(DFS_LOG_WARN,
+                "cannot abort the pending file (it expires by itself) id=%s err=\"%s\"",
+                job->file->file_id, err);
+    free(err);
+}
+
+static int open_local(const char *local, int *fd, uint64_t *size, struct stat *st, char **errmsg)
+{
+    *fd = open(local, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot open %s", local);
+    if (fstat(*fd, st) != 0) {
+        int e = errno;
+        close(*fd);
+        return dfs_seterr_errno(errmsg, DFS_EIO, e, "cannot stat %s", local);
+    }
+    if (!S_ISREG(st->st_mode)) {
+        close(*fd);
+        return dfs_seterr(errmsg, DFS_EINVAL, "%s is not a regular file", local);
+    }
+    *size = (uint64_t)st->st_size;
+    posix_fadvise(*fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    return DFS_OK;
+}
+
+int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct dfs_put_opts *opts,
+            struct dfs_put_result *out, char **errmsg)
+{
+    struct put_job job = {.meta = meta, .opts = opts, .fd = -1};
+    struct stat st_before;
+    int rc = open_local(local, &job.fd, &job.size, &st_before, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    int64_t t0 = dfs_rpc_now_ns();
+    dfs_filehash *hash = NULL;
+    rc = create_file(&job, remote, errmsg);
+    if (rc != DFS_OK) {
+        close(job.fd);
+        return rc;
+    }
+    size_t nf = job.file->n_fragments;
+    size_t k = job.file->fragments[0]->n_replicas;
+    job.loop = dfs_rpc_loop_create();
+    job.links = dfs_links_create();
+    job.nstreams = nf * k;
+    job.streams = calloc(job.nstreams, sizeof *job.streams);
+    if (job.loop == NULL || job.links == NULL || job.streams == NULL)
+        fail_job(&job, DFS_ENOMEM, NULL);
+    for (size_t i = 0; job.error == DFS_OK && i < nf; i++) {
+        if (job.file->fragments[i]->n_replicas != k) {
+            fail_job(&job, DFS_EINTERNAL, strdup("the plan gives fragments different copy counts"));
+            break;
+        }
+        for (size_t r = 0; r < k; r++) {
+            struct put_stream *s = &job.streams[i * k + r];
+            const Dfs__V1__Replica *rep = job.file->fragments[i]->replicas[r];
+            s->job = &job;
+            s->frag = (uint32_t)i;
+            snprintf(s->node_id, sizeof s->node_id, "%s", rep->node_id);
+            dfs_rpc_timer_init(&s->stall, stall_fired);
+            char *err = NULL;
+            if ((s->link = dfs_links_get(job.links, rep->address, &err)) == NULL) {
+                fail_job(&job, DFS_ENOMEM, err);
+                break;
+            }
+        }
+    }
+    if (job.error == DFS_OK) {
+        char *err = NULL;
+        if (dfs_filehash_start(job.fd, job.size, &hash, &err) != DFS_OK)
+            fail_job(&job, DFS_ENOMEM, err);
+    }
+    for (size_t i = 0; job.error == DFS_OK && i < job.nstreams; i++)
+        start_stream(&job.streams[i]);
+    while (job.running > 0) {
+        dfs_rpc_loop_run_once(job.loop, 100);
+        if (opts->interrupted != NULL && *opts->interrupted && job.error == DFS_OK)
+            fail_job(&job, DFS_ECANCELED, strdup("interrupted"));
+    }
+
+    uint8_t sha[DFS_SHA256_BYTES];
+    Dfs__V1__FileInfo *committed = NULL;
+    if (hash != NULL) {
+        char *err = NULL;
+        if (job.error != DFS_OK)
+            dfs_filehash_cancel(hash);
+        else if (dfs_filehash_finish(hash, sha, &err) != DFS_OK)
+            fail_job(&job, DFS_EIO, err);
+        else
+            free(err);
+    }
+    struct stat st_after;
+    if (job.error == DFS_OK &&
+        (fstat(job.fd, &st_after) != 0 || st_after.st_size != st_before.st_size ||
+         st_after.st_mtim.tv_sec != st_before.st_mtim.tv_sec ||
+         st_after.st_mtim.tv_nsec != st_before.st_mtim.tv_nsec)) {
+        char *err = NULL;
+        dfs_seterr(&err, DFS_EABORTED, "%s changed while it was being stored", local);
+        fail_job(&job, DFS_EABORTED, err);
+    }
+    if (job.error == DFS_OK) {
+        char *err = NULL;
+        int crc = commit_file(&job, sha, &committed, &err);
+        if (crc != DFS_OK)
+            fail_job(&job, crc, err);
+    }
+    if (job.error != DFS_OK) {
+        abort_file(&job);
+        rc = job.error;
+        dfs_seterr(errmsg, rc, "%s", job.errmsg != NULL ? job.errmsg : dfs_strerror(rc));
+    } else {
+        snprintf(out->path, sizeof out->path, "%s", committed->path);
+        snprintf(out->file_id, sizeof out->file_id, "%s", committed->file_id);
+        out->size = job.size;
+        memcpy(out->sha256, sha, DFS_SHA256_BYTES);
+        out->fragments = (uint32_t)nf;
+        out->replicas = (uint32_t)k;
+        out->replaced_targets = job.replaced;
+        out->seconds = (double)(dfs_rpc_now_ns() - t0) / 1e9;
+        rc = DFS_OK;
+    }
+    if (committed != NULL)
+        protobuf_c_message_free_unpacked(&committed->base, NULL);
+    free(job.errmsg);
+    free(job.streams);
+    dfs_links_destroy(job.links);
+    dfs_rpc_loop_destroy(job.loop);
+    protobuf_c_message_free_unpacked(&job.file->base, NULL);
+    close(job.fd);
+    return rc;
+}

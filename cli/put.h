@@ -1,0 +1,48 @@
+/* dfs put: store a local file in the cluster, every fragment to every node in parallel. */
+#ifndef DFS_CLI_PUT_H
+#define DFS_CLI_PUT_H
+
+#include "cli/filehash.h"
+#include "cli/meta.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct dfs_put_opts {
+    uint32_t replicas;  /* k; 0 = the cluster's default */
+    uint32_t fragments; /* F; 0 = the cluster's default */
+    int policy;         /* dfs.v1.Policy number; 0 = the cluster's default */
+    bool overwrite;     /* replace an existing file at the path */
+    /* A stream that makes no progress for this long is cancelled and retried; 0 means 60 s. */
+    int64_t stall_timeout_ms;
+    /* Attempts per fragment copy (a failed node is replaced each time); 0 means 3. */
+    int max_attempts;
+    /* Polled while the transfer runs; once non-zero the put stops, aborts and returns
+       DFS_ECANCELED. May be NULL. */
+    volatile sig_atomic_t *interrupted;
+};
+
+struct dfs_put_result {
+    char path[1100]; /* canonical remote path */
+    char file_id[33];
+    uint64_t size;
+    uint8_t sha256[DFS_SHA256_BYTES];
+    uint32_t fragments, replicas;
+    uint32_t replaced_targets; /* copies that went to another node after a failure */
+    double seconds;            /* from CreateFile to the committed answer */
+};
+
+/*
+ * Store `local` (a regular file) at `remote`. The file is read in 1 MiB chunks per stream, so memory
+ * stays bounded whatever its size. Every copy of every fragment streams at once; a copy whose node
+ * fails goes to another node the metadata service chooses (ReplaceTarget). The file becomes
+ * visible only when every copy is durable and CommitFile succeeded; on any failure the pending file
+ * is aborted, so nothing partial is ever visible.
+ *
+ * Returns 0 and fills *out, or a DFS_ code with a one-line reason in *errmsg.
+ */
+int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct dfs_put_opts *opts,
+            struct dfs_put_result *out, char **errmsg);
+
+#endif /* DFS_CLI_PUT_H */
