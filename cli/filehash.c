@@ -1,4 +1,4 @@
-/* SHA-256 of a file computed by a background thread. */
+/* SHA-256 of a file computed by a background thread, optionally trailing the file's writers. */
 #include "cli/filehash.h"
 
 #include "common/err.h"
@@ -19,6 +19,16 @@ struct dfs_filehash {
     uint64_t size;
     pthread_t thread;
     atomic_bool cancel;
+
+    /* Following: region starts and how much of each is ready; mu guards ready/invalid. */
+    bool follow;
+    size_t nregions;
+    uint64_t *starts;
+    uint64_t *ready;
+    bool invalid;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+
     /* Written by the thread, read after join. */
     uint8_t digest[DFS_SHA256_BYTES];
     int rc;
@@ -26,9 +36,29 @@ struct dfs_filehash {
     uint64_t failed_at;
 };
 
-static void *hash_main(void *arg)
+/* How many bytes from off can be read now (following waits until some are). 0 when cancelled. */
+static uint64_t readable(dfs_filehash *h, uint64_t off)
 {
-    dfs_filehash *h = arg;
+    if (!h->follow)
+        return h->size - off;
+    size_t r = 0;
+    while (r + 1 < h->nregions && h->starts[r + 1] <= off)
+        r++;
+    uint64_t end = r + 1 < h->nregions ? h->starts[r + 1] : h->size;
+    pthread_mutex_lock(&h->mu);
+    while (h->starts[r] + h->ready[r] <= off && !atomic_load(&h->cancel))
+        pthread_cond_wait(&h->cv, &h->mu);
+    uint64_t upto = h->starts[r] + h->ready[r];
+    pthread_mutex_unlock(&h->mu);
+    if (atomic_load(&h->cancel))
+        return 0;
+    return (upto < end ? upto : end) - off;
+}
+
+/* Hash [0, size) into h->digest, following or not; sets rc. */
+static void hash_file(dfs_filehash *h, bool follow)
+{
+    h->follow = follow;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned char *buf = malloc(PIECE);
     if (ctx == NULL || buf == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
@@ -37,7 +67,10 @@ static void *hash_main(void *arg)
     }
     uint64_t off = 0;
     while (off < h->size && !atomic_load(&h->cancel)) {
-        size_t want = h->size - off < PIECE ? (size_t)(h->size - off) : PIECE;
+        uint64_t can = readable(h, off);
+        if (can == 0)
+            break;
+        size_t want = can < PIECE ? (size_t)can : PIECE;
         ssize_t n = pread(h->fd, buf, want, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
@@ -56,7 +89,28 @@ static void *hash_main(void *arg)
 out:
     EVP_MD_CTX_free(ctx);
     free(buf);
+}
+
+static void *hash_main(void *arg)
+{
+    dfs_filehash *h = arg;
+    hash_file(h, h->follow);
     return NULL;
+}
+
+static int start(dfs_filehash *h, dfs_filehash **out, char **errmsg)
+{
+    atomic_init(&h->cancel, false);
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    if (pthread_create(&h->thread, NULL, hash_main, h) != 0) {
+        free(h->starts);
+        free(h->ready);
+        free(h);
+        return dfs_seterr(errmsg, DFS_ENOMEM, "cannot start the hashing thread");
+    }
+    *out = h;
+    return DFS_OK;
 }
 
 int dfs_filehash_start(int fd, uint64_t size, dfs_filehash **out, char **errmsg)
@@ -66,18 +120,66 @@ int dfs_filehash_start(int fd, uint64_t size, dfs_filehash **out, char **errmsg)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     h->fd = fd;
     h->size = size;
-    atomic_init(&h->cancel, false);
-    if (pthread_create(&h->thread, NULL, hash_main, h) != 0) {
-        free(h);
-        return dfs_seterr(errmsg, DFS_ENOMEM, "cannot start the hashing thread");
+    return start(h, out, errmsg);
+}
+
+int dfs_filehash_start_follow(int fd, uint64_t size, const uint64_t *starts, size_t nregions,
+                              dfs_filehash **out, char **errmsg)
+{
+    dfs_filehash *h = calloc(1, sizeof *h);
+    if (h == NULL || nregions == 0)
+        goto nomem;
+    h->fd = fd;
+    h->size = size;
+    h->follow = true;
+    h->nregions = nregions;
+    h->starts = calloc(nregions, sizeof *h->starts);
+    h->ready = calloc(nregions, sizeof *h->ready);
+    if (h->starts == NULL || h->ready == NULL)
+        goto nomem;
+    memcpy(h->starts, starts, nregions * sizeof *starts);
+    return start(h, out, errmsg);
+nomem:
+    if (h != NULL) {
+        free(h->starts);
+        free(h->ready);
     }
-    *out = h;
-    return DFS_OK;
+    free(h);
+    return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+}
+
+void dfs_filehash_advance(dfs_filehash *h, size_t region, uint64_t ready)
+{
+    pthread_mutex_lock(&h->mu);
+    if (ready < h->ready[region])
+        h->invalid = true;
+    h->ready[region] = ready;
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+void dfs_filehash_invalidate(dfs_filehash *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->invalid = true;
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void destroy(dfs_filehash *h)
+{
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
+    free(h->starts);
+    free(h->ready);
+    free(h);
 }
 
 int dfs_filehash_finish(dfs_filehash *h, uint8_t out[DFS_SHA256_BYTES], char **errmsg)
 {
     pthread_join(h->thread, NULL);
+    /* Some hashed bytes were rewritten later: hash the finished file again. */
+    if (h->rc == DFS_OK && h->invalid)
+        hash_file(h, false);
     int rc = h->rc;
     if (rc == DFS_OK)
         memcpy(out, h->digest, DFS_SHA256_BYTES);
@@ -87,7 +189,7 @@ int dfs_filehash_finish(dfs_filehash *h, uint8_t out[DFS_SHA256_BYTES], char **e
     else
         dfs_seterr(errmsg, rc, "the file ended at %llu bytes, expected %llu (changed while read?)",
                    (unsigned long long)h->failed_at, (unsigned long long)h->size);
-    free(h);
+    destroy(h);
     return rc;
 }
 
@@ -95,9 +197,12 @@ void dfs_filehash_cancel(dfs_filehash *h)
 {
     if (h == NULL)
         return;
+    pthread_mutex_lock(&h->mu);
     atomic_store(&h->cancel, true);
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
     pthread_join(h->thread, NULL);
-    free(h);
+    destroy(h);
 }
 
 void dfs_sha256_hex(const uint8_t digest[DFS_SHA256_BYTES], char hex[2 * DFS_SHA256_BYTES + 1])

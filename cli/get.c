@@ -9,6 +9,7 @@
 #include "dfs/v1/metadata.pb-c.h"
 #include "dfs/v1/storage.pb-c.h"
 #include "services/rpc/loop.h"
+#include "services/rpc/wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,9 +19,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 struct get_job;
+
+/* The most 64 KiB pieces and slices one chunk may bring (a chunk is at most 1 MiB). */
+#define MAX_PIECES 64
+#define MAX_IOV    256
+
+/* One GetFragmentResponse, parsed in place (see storage.proto for the fields). */
+struct chunk {
+    bool has_header;
+    uint64_t header_size;
+    size_t len;
+    struct iovec iov[MAX_IOV];
+    size_t niov;
+    uint32_t crcs[MAX_PIECES];
+    size_t ncrcs;
+};
 
 /* One fragment, fetched from one of its copies at a time. */
 struct get_stream {
@@ -54,6 +71,10 @@ struct get_job {
     uint32_t failovers;
     int error;
     char *errmsg;
+    /* Hashes the output as it fills; regions are the fragments. */
+    dfs_filehash *hash;
+    /* Scratch for parsing one chunk (the loop handles one message at a time). */
+    struct chunk chunk;
 };
 
 static int64_t stall_ms(const struct get_job *job)
@@ -104,69 +125,128 @@ static void reject_copy(struct get_stream *s, int code, const char *fmt, ...)
     dfs_rpc_ccall_cancel_with(s->call, code, s->pending_msg != NULL ? s->pending_msg : "rejected");
 }
 
-static void chunk_received(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *msg, int status)
+/* Write all of iov[0..n) at off, however the kernel splits it. Returns 0 or an errno value. */
+static int pwritev_all(int fd, struct iovec *iov, size_t n, uint64_t off)
 {
-    struct get_stream *s = arg;
-    struct get_job *job = s->job;
-    if (msg == NULL) {
-        if (status == DFS_EINVAL)
-            reject_copy(s, DFS_EDATALOSS, "malformed message from the node");
-        return; /* end of stream or failure: the call's status follows */
-    }
-    const Dfs__V1__GetFragmentResponse *r = (const Dfs__V1__GetFragmentResponse *)msg;
-    if (job->error != DFS_OK) {
-        protobuf_c_message_free_unpacked(msg, NULL);
-        return;
-    }
-    if (r->header != NULL && r->header->size != s->frag->size) {
-        reject_copy(s, DFS_EDATALOSS, "the node holds %" PRIu64 " bytes, the catalog says %" PRIu64,
-                    r->header->size, s->frag->size);
-        protobuf_c_message_free_unpacked(msg, NULL);
-        return;
-    }
-    size_t len = r->data.len;
-    size_t nblocks = dfs_crc32c_nblocks(len);
-    if (r->n_crc32c != nblocks || s->got + len > s->frag->size) {
-        reject_copy(s, DFS_EDATALOSS, "bad chunk: %zu bytes with %zu checksums at offset %" PRIu64,
-                    len, r->n_crc32c, s->got);
-        protobuf_c_message_free_unpacked(msg, NULL);
-        return;
-    }
-    for (size_t b = 0; b < nblocks; b++) {
-        size_t off = b * DFS_BLOCK_SIZE;
-        size_t n = len - off < DFS_BLOCK_SIZE ? len - off : DFS_BLOCK_SIZE;
-        uint32_t crc = dfs_crc32c(0, r->data.data + off, n);
-        if (crc != r->crc32c[b]) {
-            reject_copy(s, DFS_EDATALOSS,
-                        "block %" PRIu64 " arrived corrupt (crc32c %08x, sent %08x)",
-                        (s->got + off) / DFS_BLOCK_SIZE, crc, r->crc32c[b]);
-            protobuf_c_message_free_unpacked(msg, NULL);
-            return;
-        }
-        uint8_t le[4] = {(uint8_t)crc, (uint8_t)(crc >> 8), (uint8_t)(crc >> 16),
-                         (uint8_t)(crc >> 24)};
-        s->table_crc = dfs_crc32c(s->table_crc, le, 4);
-    }
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w =
-            pwrite(job->fd, r->data.data + done, len - done, (off_t)(s->start + s->got + done));
+    while (n > 0) {
+        ssize_t w = pwritev(fd, iov, (int)(n < 1024 ? n : 1024), (off_t)off);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w < 0) {
-            char *err = NULL;
-            dfs_seterr_errno(&err, dfs_err_from_errno(errno), errno, "cannot write the local file");
-            fail_job(job, dfs_err_from_errno(errno), err);
-            protobuf_c_message_free_unpacked(msg, NULL);
+        if (w < 0)
+            return errno;
+        off += (uint64_t)w;
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+static bool parse_chunk(grpc_byte_buffer *bb, struct chunk *c)
+{
+    dfs_wire_reader r;
+    if (!dfs_wire_init(&r, bb))
+        return false;
+    memset(c, 0, sizeof *c);
+    while (!dfs_wire_eof(&r)) {
+        uint32_t field, wt;
+        uint64_t len;
+        if (!dfs_wire_tag(&r, &field, &wt))
+            return false;
+        if (field == 1 && wt == 2) {
+            uint8_t buf[256];
+            if (!dfs_wire_varint(&r, &len) || len > sizeof buf || !dfs_wire_copy(&r, buf, len))
+                return false;
+            Dfs__V1__FragmentHeader *h = dfs__v1__fragment_header__unpack(NULL, len, buf);
+            if (h == NULL)
+                return false;
+            c->has_header = true;
+            c->header_size = h->size;
+            dfs__v1__fragment_header__free_unpacked(h, NULL);
+        } else if (field == 2 && wt == 2) {
+            if (!dfs_wire_varint(&r, &len) || c->niov != 0 ||
+                !dfs_wire_iov(&r, len, c->iov, MAX_IOV, &c->niov))
+                return false;
+            c->len = len;
+        } else if (field == 3 && wt == 2) { /* packed */
+            if (!dfs_wire_varint(&r, &len) || len % 4 != 0 || c->ncrcs + len / 4 > MAX_PIECES)
+                return false;
+            for (uint64_t i = 0; i < len / 4; i++)
+                if (!dfs_wire_fixed32(&r, &c->crcs[c->ncrcs++]))
+                    return false;
+        } else if (field == 3 && wt == 5) { /* unpacked */
+            if (c->ncrcs == MAX_PIECES || !dfs_wire_fixed32(&r, &c->crcs[c->ncrcs++]))
+                return false;
+        } else if (!dfs_wire_skip(&r, wt)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void chunk_received(dfs_rpc_ccall *call, void *arg, grpc_byte_buffer *bb, int status)
+{
+    (void)status;
+    struct get_stream *s = arg;
+    struct get_job *job = s->job;
+    if (bb == NULL)
+        return; /* end of stream or failure: the call's status follows */
+    if (job->error != DFS_OK) {
+        grpc_byte_buffer_destroy(bb);
+        return;
+    }
+    struct chunk *c = &job->chunk;
+    if (!parse_chunk(bb, c)) {
+        reject_copy(s, DFS_EDATALOSS, "malformed message from the node");
+        grpc_byte_buffer_destroy(bb);
+        return;
+    }
+    if (c->has_header && c->header_size != s->frag->size) {
+        reject_copy(s, DFS_EDATALOSS, "the node holds %" PRIu64 " bytes, the catalog says %" PRIu64,
+                    c->header_size, s->frag->size);
+        grpc_byte_buffer_destroy(bb);
+        return;
+    }
+    size_t nblocks = dfs_crc32c_nblocks(c->len);
+    if (c->ncrcs != nblocks || s->got + c->len > s->frag->size) {
+        reject_copy(s, DFS_EDATALOSS, "bad chunk: %zu bytes with %zu checksums at offset %" PRIu64,
+                    c->len, c->ncrcs, s->got);
+        grpc_byte_buffer_destroy(bb);
+        return;
+    }
+    uint32_t crcs[MAX_PIECES];
+    dfs_wire_crc_blocks(c->iov, c->niov, DFS_BLOCK_SIZE, crcs);
+    for (size_t b = 0; b < nblocks; b++) {
+        if (crcs[b] != c->crcs[b]) {
+            reject_copy(s, DFS_EDATALOSS,
+                        "block %" PRIu64 " arrived corrupt (crc32c %08x, sent %08x)",
+                        s->got / DFS_BLOCK_SIZE + b, crcs[b], c->crcs[b]);
+            grpc_byte_buffer_destroy(bb);
             return;
         }
-        done += (size_t)w;
+        uint8_t le[4] = {(uint8_t)crcs[b], (uint8_t)(crcs[b] >> 8), (uint8_t)(crcs[b] >> 16),
+                         (uint8_t)(crcs[b] >> 24)};
+        s->table_crc = dfs_crc32c(s->table_crc, le, 4);
     }
-    s->got += len;
-    dfs_link_add_bytes(s->link, len);
-    protobuf_c_message_free_unpacked(msg, NULL);
+    int e = pwritev_all(job->fd, c->iov, c->niov, s->start + s->got);
+    grpc_byte_buffer_destroy(bb);
+    if (e != 0) {
+        char *err = NULL;
+        dfs_seterr_errno(&err, dfs_err_from_errno(e), e, "cannot write the local file");
+        fail_job(job, dfs_err_from_errno(e), err);
+        return;
+    }
+    s->got += c->len;
+    dfs_link_add_bytes(s->link, c->len);
+    dfs_filehash_advance(job->hash, (size_t)(s - job->streams), s->got);
     progress(s);
-    dfs_rpc_ccall_recv(call, &dfs__v1__get_fragment_response__descriptor, chunk_received, s);
+    dfs_rpc_ccall_recv_raw(call, chunk_received, s);
 }
 
 static void note_failure(struct get_stream *s, const char *why)
@@ -208,6 +288,7 @@ static void copy_done(dfs_rpc_ccall *call, void *arg, int status, const char *me
         /* The bytes so far cannot be trusted: start this fragment over. */
         s->got = 0;
         s->table_crc = 0;
+        dfs_filehash_advance(job->hash, (size_t)(s - job->streams), 0);
     } else {
         s->done = true;
         return;
@@ -252,13 +333,14 @@ static void start_copy(struct get_stream *s)
     req.length = 0;
     progress(s);
     if (s->got == s->frag->size && s->got > 0) {
-        /* Everything arrived but the end failed: a 1-byte read re-checks nothing; start over. */
+        /* Everything arrived but the end failed: start over to check it all again. */
         s->got = 0;
         s->table_crc = 0;
         req.offset = 0;
+        dfs_filehash_advance(job->hash, (size_t)(s - job->streams), 0);
     }
     dfs_rpc_ccall_send(s->call, &req.base, true, NULL, NULL);
-    dfs_rpc_ccall_recv(s->call, &dfs__v1__get_fragment_response__descriptor, chunk_received, s);
+    dfs_rpc_ccall_recv_raw(s->call, chunk_received, s);
 }
 
 /* Try alive nodes first (in random order, to spread the load), then suspect, then the rest. */
@@ -396,6 +478,18 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
     }
     if (job.error == DFS_OK && start != job.file->size)
         fail_job(&job, DFS_EINTERNAL, strdup("the layout's fragment sizes do not add up"));
+    uint64_t *starts = calloc(job.nstreams + 1, sizeof *starts);
+    if (job.error == DFS_OK && starts == NULL)
+        fail_job(&job, DFS_ENOMEM, NULL);
+    for (size_t i = 0; job.error == DFS_OK && i < job.nstreams; i++)
+        starts[i] = job.streams[i].start;
+    if (job.error == DFS_OK) {
+        char *err = NULL;
+        if (dfs_filehash_start_follow(job.fd, job.file->size, starts, job.nstreams, &job.hash,
+                                      &err) != DFS_OK)
+            fail_job(&job, DFS_ENOMEM, err);
+    }
+    free(starts);
     for (size_t i = 0; job.error == DFS_OK && i < job.nstreams; i++)
         start_copy(&job.streams[i]);
     while (job.running > 0) {
@@ -405,11 +499,11 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
     }
 
     uint8_t sha[DFS_SHA256_BYTES];
-    if (job.error == DFS_OK) {
-        dfs_filehash *h = NULL;
+    if (job.hash != NULL && job.error != DFS_OK) {
+        dfs_filehash_cancel(job.hash);
+    } else if (job.hash != NULL) {
         char *err = NULL;
-        if (dfs_filehash_start(job.fd, job.file->size, &h, &err) != DFS_OK ||
-            dfs_filehash_finish(h, sha, &err) != DFS_OK)
+        if (dfs_filehash_finish(job.hash, sha, &err) != DFS_OK)
             fail_job(&job, DFS_EIO, err);
         else if (memcmp(sha, job.file->sha256.data, DFS_SHA256_BYTES) != 0)
             fail_job(&job, DFS_EDATALOSS,

@@ -200,6 +200,7 @@ struct dfs_rpc_ccall {
     grpc_byte_buffer *recv_bb;
     const ProtobufCMessageDescriptor *recv_desc;
     dfs_rpc_ccall_recv_fn recv_cb;
+    dfs_rpc_ccall_recv_raw_fn recv_raw_cb;
     void *recv_arg;
 };
 
@@ -265,16 +266,22 @@ static void ccall_recv_done(dfs_rpc_tag *tag, bool ok)
     c->recv_bb = NULL;
     c->recv_busy = false;
     int status = ok ? DFS_OK : DFS_ECANCELED;
-    ProtobufCMessage *msg = NULL;
-    if (bb != NULL) {
-        if (ok) {
+    if (!ok && bb != NULL) {
+        grpc_byte_buffer_destroy(bb);
+        bb = NULL;
+    }
+    if (c->recv_raw_cb != NULL) {
+        c->recv_raw_cb(c, c->recv_arg, bb, status);
+    } else {
+        ProtobufCMessage *msg = NULL;
+        if (bb != NULL) {
             msg = dfs_rpc_unpack(c->recv_desc, bb);
             if (msg == NULL)
                 status = DFS_EINVAL;
+            grpc_byte_buffer_destroy(bb);
         }
-        grpc_byte_buffer_destroy(bb);
+        c->recv_cb(c, c->recv_arg, msg, status);
     }
-    c->recv_cb(c, c->recv_arg, msg, status);
     ccall_put(c);
 }
 
@@ -392,10 +399,9 @@ int dfs_rpc_ccall_close_send(dfs_rpc_ccall *call)
     return rc;
 }
 
-int dfs_rpc_ccall_recv(dfs_rpc_ccall *call, const ProtobufCMessageDescriptor *desc,
-                       dfs_rpc_ccall_recv_fn cb, void *arg)
+static int start_recv(dfs_rpc_ccall *c, const ProtobufCMessageDescriptor *desc,
+                      dfs_rpc_ccall_recv_fn cb, dfs_rpc_ccall_recv_raw_fn raw_cb, void *arg)
 {
-    dfs_rpc_ccall *c = call;
     if (c->recv_busy)
         return DFS_EINTERNAL;
     grpc_op op;
@@ -404,6 +410,7 @@ int dfs_rpc_ccall_recv(dfs_rpc_ccall *call, const ProtobufCMessageDescriptor *de
     op.data.recv_message.recv_message = &c->recv_bb;
     c->recv_desc = desc;
     c->recv_cb = cb;
+    c->recv_raw_cb = raw_cb;
     c->recv_arg = arg;
     c->recv_busy = true;
     if (ccall_batch(c, &op, 1, &c->recv_op) != DFS_OK) {
@@ -411,6 +418,17 @@ int dfs_rpc_ccall_recv(dfs_rpc_ccall *call, const ProtobufCMessageDescriptor *de
         return DFS_EINTERNAL;
     }
     return DFS_OK;
+}
+
+int dfs_rpc_ccall_recv(dfs_rpc_ccall *call, const ProtobufCMessageDescriptor *desc,
+                       dfs_rpc_ccall_recv_fn cb, void *arg)
+{
+    return start_recv(call, desc, cb, NULL, arg);
+}
+
+int dfs_rpc_ccall_recv_raw(dfs_rpc_ccall *call, dfs_rpc_ccall_recv_raw_fn cb, void *arg)
+{
+    return start_recv(call, NULL, NULL, cb, arg);
 }
 
 void dfs_rpc_ccall_cancel(dfs_rpc_ccall *call)

@@ -91,6 +91,15 @@ int dfs_rpc_ccall_close_send(dfs_rpc_ccall *call);
 int dfs_rpc_ccall_recv(dfs_rpc_ccall *call, const ProtobufCMessageDescriptor *desc,
                        dfs_rpc_ccall_recv_fn cb, void *arg);
 
+/*
+ * Like dfs_rpc_ccall_recv, but hands over the raw bytes for parsing without copies
+ * (services/rpc/wire.h): bb is owned by the callback (grpc_byte_buffer_destroy); NULL with DFS_OK
+ * at the end of the stream, NULL with DFS_ECANCELED when the call failed.
+ */
+typedef void (*dfs_rpc_ccall_recv_raw_fn)(dfs_rpc_ccall *call, void *arg, grpc_byte_buffer *bb,
+                                          int status);
+int dfs_rpc_ccall_recv_raw(dfs_rpc_ccall *call, dfs_rpc_ccall_recv_raw_fn cb, void *arg);
+
 /* Cancel the call: pending operations fail and `done` follows with DFS_ECANCELED. Idempotent. */
 void dfs_rpc_ccall_cancel(dfs_rpc_ccall *call);
 
