@@ -24,6 +24,26 @@
 
 struct put_job;
 
+/*
+ * A packed chunk of a fragment, shared by the streams that carry its copies: read, checksummed and
+ * packed once, then sent to each node as a reference to the same slice (grpc_byte_buffer_copy does
+ * not copy bytes). Each fragment keeps the two most recent chunks, enough for streams that drift
+ * one chunk apart; a stream that restarts from the beginning just packs afresh.
+ */
+struct chunk_entry {
+    bool valid;
+    uint64_t offset; /* in the fragment */
+    size_t len;
+    grpc_byte_buffer *bb;
+    uint32_t crcs[CHUNK / DFS_BLOCK_SIZE];
+    size_t ncrcs;
+};
+
+struct frag_cache {
+    struct chunk_entry e[2];
+    int victim;
+};
+
 /* One copy of one fragment, streamed to one node. */
 struct put_stream {
     struct put_job *job;
@@ -51,7 +71,8 @@ struct put_job {
     Dfs__V1__FileInfo *file; /* the plan, from CreateFile */
     struct put_stream *streams;
     size_t nstreams;
-    size_t running; /* calls in flight */
+    struct frag_cache *caches; /* one per fragment */
+    size_t running;            /* calls in flight */
     uint32_t replaced;
     int error; /* first fatal error; the job stops */
     char *errmsg;
@@ -113,33 +134,33 @@ static uint8_t *put_varint(uint8_t *p, uint64_t v)
  * only), field 2 data (length-delimited), field 3 crc32c (packed fixed32). The file's bytes are
  * read straight into the slice and checksummed there: the only copy is the read itself.
  */
-static int pack_chunk(struct put_stream *s, size_t n, grpc_byte_buffer **out, char **errmsg)
+static int pack_chunk(struct put_job *job, uint32_t frag, struct chunk_entry *e, char **errmsg)
 {
-    struct put_job *job = s->job;
     uint8_t hdr[128];
-    size_t hdr_len = 0;
-    if (s->sent == 0) {
+    size_t hdr_len = 0, n = e->len;
+    if (e->offset == 0) {
         Dfs__V1__FragmentHeader h = DFS__V1__FRAGMENT_HEADER__INIT;
-        h.fragment_id = job->file->fragments[s->frag]->fragment_id;
-        h.size = frag_size(job, s->frag);
+        h.fragment_id = job->file->fragments[frag]->fragment_id;
+        h.size = frag_size(job, frag);
         hdr_len = protobuf_c_message_pack(&h.base, hdr);
     }
     size_t nblocks = dfs_crc32c_nblocks(n);
-    size_t total = (s->sent == 0 ? 1 + varint_len(hdr_len) + hdr_len : 0) +
+    size_t total = (e->offset == 0 ? 1 + varint_len(hdr_len) + hdr_len : 0) +
                    (n > 0 ? 1 + varint_len(n) + n : 0) +
                    (nblocks > 0 ? 1 + varint_len(4 * nblocks) + 4 * nblocks : 0);
     grpc_slice slice = grpc_slice_malloc(total);
     uint8_t *p = GRPC_SLICE_START_PTR(slice);
-    if (s->sent == 0) {
+    if (e->offset == 0) {
         *p++ = 0x0a;
         p = put_varint(p, hdr_len);
         memcpy(p, hdr, hdr_len);
         p += hdr_len;
     }
+    e->ncrcs = nblocks;
     if (n > 0) {
         *p++ = 0x12;
         p = put_varint(p, n);
-        uint64_t off = frag_start(job, s->frag) + s->sent;
+        uint64_t off = frag_start(job, frag) + e->offset;
         size_t got = 0;
         while (got < n) {
             ssize_t r = pread(job->fd, p + got, n - got, (off_t)(off + got));
@@ -154,24 +175,53 @@ static int pack_chunk(struct put_stream *s, size_t n, grpc_byte_buffer **out, ch
             }
             got += (size_t)r;
         }
-        uint8_t *data = p;
+        dfs_crc32c_blocks(p, n, e->crcs);
         p += n;
         *p++ = 0x1a;
         p = put_varint(p, 4 * nblocks);
         for (size_t b = 0; b < nblocks; b++) {
-            size_t len =
-                n - b * DFS_BLOCK_SIZE < DFS_BLOCK_SIZE ? n - b * DFS_BLOCK_SIZE : DFS_BLOCK_SIZE;
-            uint32_t crc = dfs_crc32c(0, data + b * DFS_BLOCK_SIZE, len);
+            uint32_t crc = e->crcs[b];
             uint8_t le[4] = {(uint8_t)crc, (uint8_t)(crc >> 8), (uint8_t)(crc >> 16),
                              (uint8_t)(crc >> 24)};
             memcpy(p, le, 4);
             p += 4;
-            s->table_crc = dfs_crc32c(s->table_crc, le, 4);
         }
     }
-    *out = grpc_raw_byte_buffer_create(&slice, 1);
+    e->bb = grpc_raw_byte_buffer_create(&slice, 1);
     grpc_slice_unref(slice);
+    e->valid = true;
     return DFS_OK;
+}
+
+/* The chunk of `frag` at `offset`, from the cache or freshly packed. NULL on failure. */
+static struct chunk_entry *chunk_at(struct put_job *job, uint32_t frag, uint64_t offset,
+                                    char **errmsg)
+{
+    struct frag_cache *fc = &job->caches[frag];
+    for (int i = 0; i < 2; i++)
+        if (fc->e[i].valid && fc->e[i].offset == offset)
+            return &fc->e[i];
+    struct chunk_entry *e = &fc->e[fc->victim];
+    fc->victim ^= 1;
+    if (e->valid)
+        grpc_byte_buffer_destroy(e->bb);
+    uint64_t size = frag_size(job, frag);
+    e->valid = false;
+    e->offset = offset;
+    e->len = size - offset < CHUNK ? (size_t)(size - offset) : CHUNK;
+    return pack_chunk(job, frag, e, errmsg) == DFS_OK ? e : NULL;
+}
+
+static void drop_caches(struct put_job *job)
+{
+    if (job->caches == NULL)
+        return;
+    for (size_t f = 0; f < job->file->n_fragments; f++)
+        for (int i = 0; i < 2; i++)
+            if (job->caches[f].e[i].valid)
+                grpc_byte_buffer_destroy(job->caches[f].e[i].bb);
+    free(job->caches);
+    job->caches = NULL;
 }
 
 /* ---- one stream ---- */
@@ -198,20 +248,22 @@ static void chunk_sent(dfs_rpc_ccall *call, void *arg, bool ok);
 static void send_next(struct put_stream *s)
 {
     struct put_job *job = s->job;
-    uint64_t size = frag_size(job, s->frag);
-    size_t n = size - s->sent < CHUNK ? (size_t)(size - s->sent) : CHUNK;
-    bool last = s->sent + n == size;
-    grpc_byte_buffer *bb = NULL;
     char *err = NULL;
-    int rc = pack_chunk(s, n, &bb, &err);
-    if (rc != DFS_OK) {
-        fail_job(job, rc, err);
+    struct chunk_entry *e = chunk_at(job, s->frag, s->sent, &err);
+    if (e == NULL) {
+        fail_job(job, DFS_EIO, err);
         return;
     }
-    /* The byte count travels with the call through `sent` once the send completes. */
-    s->sent += n;
-    dfs_link_add_bytes(s->link, n);
-    if (dfs_rpc_ccall_send_raw(s->call, bb, last, last ? NULL : chunk_sent, s) != DFS_OK)
+    for (size_t b = 0; b < e->ncrcs; b++) {
+        uint8_t le[4] = {(uint8_t)e->crcs[b], (uint8_t)(e->crcs[b] >> 8),
+                         (uint8_t)(e->crcs[b] >> 16), (uint8_t)(e->crcs[b] >> 24)};
+        s->table_crc = dfs_crc32c(s->table_crc, le, 4);
+    }
+    bool last = s->sent + e->len == frag_size(job, s->frag);
+    s->sent += e->len;
+    dfs_link_add_bytes(s->link, e->len);
+    if (dfs_rpc_ccall_send_raw(s->call, grpc_byte_buffer_copy(e->bb), last,
+                               last ? NULL : chunk_sent, s) != DFS_OK)
         dfs_rpc_ccall_cancel_with(s->call, DFS_EINTERNAL, "cannot send");
 }
 
@@ -474,7 +526,8 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
     job.links = dfs_links_create();
     job.nstreams = nf * k;
     job.streams = calloc(job.nstreams, sizeof *job.streams);
-    if (job.loop == NULL || job.links == NULL || job.streams == NULL)
+    job.caches = calloc(nf, sizeof *job.caches);
+    if (job.loop == NULL || job.links == NULL || job.streams == NULL || job.caches == NULL)
         fail_job(&job, DFS_ENOMEM, NULL);
     for (size_t i = 0; job.error == DFS_OK && i < nf; i++) {
         if (job.file->fragments[i]->n_replicas != k) {
@@ -553,6 +606,7 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
         protobuf_c_message_free_unpacked(&committed->base, NULL);
     free(job.errmsg);
     free(job.streams);
+    drop_caches(&job);
     dfs_links_destroy(job.links);
     dfs_rpc_loop_destroy(job.loop);
     protobuf_c_message_free_unpacked(&job.file->base, NULL);
