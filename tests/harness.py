@@ -190,6 +190,31 @@ def _short(s, limit=2000):
     return s if len(s) <= limit else "..." + s[-limit:]
 
 
+# ---- looking at what the cluster holds ----------------------------------------------------------
+
+def fragment_files(cluster, fragment_ids):
+    """Paths of the files holding these fragments on every node of the cluster."""
+    found = []
+    for row in cluster.status():
+        if row["name"] == "metadata":
+            continue
+        data = cluster.path(row["name"], "data")
+        for fid in fragment_ids:
+            p = os.path.join(data, "fragments", fid[0:2], fid[2:4], fid)
+            if os.path.exists(p):
+                found.append(p)
+    return found
+
+
+def wait_until(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError("%s after %g s" % (what, timeout))
+
+
 # ---- the cluster fixture -----------------------------------------------------------------------
 
 class Cluster(dfscluster.Cluster):

@@ -404,8 +404,8 @@ class Cluster:
 
     # ---- commands ----------------------------------------------------------------------------
 
-    def _metadata_cmd(self, extra):
-        cmd = [self.binaries()["dfs-metadata"], "--listen", "127.0.0.1:0",
+    def _metadata_cmd(self, extra, listen="127.0.0.1:0"):
+        cmd = [self.binaries()["dfs-metadata"], "--listen", listen,
                "--db", self.path("metadata", "catalog.db"),
                "--ready-file", self.path("metadata", "ready")]
         if self.log_level:
@@ -574,6 +574,41 @@ class Cluster:
             finally:
                 self._save_state(state)
             return self.stop_results[before]
+
+    def restart_metadata(self, timeout=STOP_TIMEOUT_S, kill=False):
+        """Stop the metadata service (SIGTERM, or SIGKILL with kill=True) and start it again on the same
+        address, so the storage nodes, which keep running, find it again. Returns the address."""
+        with self._locked():
+            state = self.load_state()
+            self._refresh(state)
+            rec = state["processes"].get("metadata")
+            if not rec or not rec.get("address"):
+                self._save_state(state)
+                raise ClusterError("the metadata service was never started in %s" % self.dir)
+            address = rec["address"]
+            if rec.get("state") == RUNNING:
+                if kill:
+                    self._signal(rec, signal.SIGKILL)
+                    self._wait_gone([rec], 5)
+                    rec["exit_code"] = self._reap(rec)
+                    rec["state"] = KILLED
+                    self.stop_results.append({"name": "metadata", "pid": rec["pid"], "how": "killed",
+                                              "exit_code": rec["exit_code"]})
+                else:
+                    self._stop([rec], timeout)
+            new = self._spawn("metadata", self._metadata_cmd(state.get("metadata_flags", []), listen=address),
+                              self.path("metadata", "ready"), self.path("metadata", "log"))
+            state["processes"]["metadata"] = new
+            self._save_state(state)
+            try:
+                self._wait_ready([new])
+            except BaseException:
+                self._stop([new])
+                self._save_state(state)
+                raise
+            self._save_state(state)
+            self._say("metadata restarted at %s (pid %d)" % (new["address"], new["pid"]))
+            return new["address"]
 
     def status(self):
         """One dict per recorded process: name, pid, state, address, zone, log. Running first."""

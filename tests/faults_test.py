@@ -1,0 +1,217 @@
+"""Fault tests: storage nodes killed before and during transfers, the metadata service restarted,
+fragments corrupted on disk, a put interrupted. Nothing committed may be lost and nothing partial may
+ever become visible."""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import harness
+
+
+def node_rows(cluster):
+    return [r for r in cluster.status() if r["name"] != "metadata"]
+
+
+def kill_node(cluster, name):
+    """SIGKILL one storage node by name (a fault the test expects)."""
+    row = next(r for r in cluster.status() if r["name"] == name)
+    cluster.expected_exits.add(name)
+    os.kill(row["pid"], signal.SIGKILL)
+
+
+def partial_writes(cluster):
+    """Names of nodes with a fragment being written right now (a file in their tmp/)."""
+    busy = []
+    for row in node_rows(cluster):
+        tmp = cluster.path(row["name"], "data", "tmp")
+        try:
+            if any(not f.startswith("node.id") for f in os.listdir(tmp)):
+                busy.append(row["name"])
+        except FileNotFoundError:
+            pass
+    return busy
+
+
+def kill_when_writing(cluster, done):
+    """In a thread: wait until some node is mid-write, SIGKILL it; returns [name] when it did."""
+    killed = []
+
+    def run():
+        while not done.is_set():
+            busy = partial_writes(cluster)
+            if busy:
+                kill_node(cluster, busy[0])
+                killed.append(busy[0])
+                return
+            time.sleep(0.002)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, killed
+
+
+def stat(tc, path):
+    _, out, _ = tc.dfs("stat", "--json", path)
+    return json.loads(out)
+
+
+class NodeFailures(harness.TestCase):
+    def test_nodes_killed_before_get(self):
+        c = self.start_cluster(nodes=4)
+        src = harness.random_file(self.tmp("f"), 5 << 20, seed=11)
+        self.dfs("put", src, "/f")
+        # Each fragment has 3 copies on 4 nodes: with any 2 nodes dead, one copy of each is left.
+        for n in (1, 1):
+            for name in c.kill_nodes(n, seed=n):
+                c.expected_exits.add(name)
+            out = self.tmp("f.out")
+            _, text, _ = self.dfs("get", "/f", out)
+            self.assertEqual(harness.sha256(out), harness.sha256(src))
+            os.unlink(out)
+
+    def test_node_killed_during_put_completes_on_other_nodes(self):
+        c = self.start_cluster(nodes=6)
+        src = harness.random_file(self.tmp("big"), 64 << 20, seed=12)
+        done = threading.Event()
+        t, killed = kill_when_writing(c, done)
+        rc, out, err = self.dfs("put", src, "/during", check=False)
+        done.set()
+        t.join()
+        self.assertEqual(len(killed), 1, "the put finished before a node could be killed")
+        self.assertEqual(rc, 0, "put failed: " + err)
+        self.assertIn("went to other nodes after failures", out)
+        killed_addr = next(r["address"] for r in c.status() if r["name"] == killed[0])
+        st = stat(self, "/during")
+        for fr in st["fragments"]:
+            self.assertEqual(len(fr["replicas"]), 3)
+            self.assertNotIn(killed_addr, [r["address"] for r in fr["replicas"]])
+        self.dfs("get", "/during", self.tmp("during.out"))
+        self.assertEqual(harness.sha256(self.tmp("during.out")), harness.sha256(src))
+
+    def test_node_killed_during_put_without_spare_fails_cleanly(self):
+        c = self.start_cluster(nodes=3)
+        src = harness.random_file(self.tmp("big"), 64 << 20, seed=13)
+        done = threading.Event()
+        t, killed = kill_when_writing(c, done)
+        rc, out, err = self.dfs("put", src, "/nospare", check=False)
+        done.set()
+        t.join()
+        self.assertEqual(len(killed), 1, "the put finished before a node could be killed")
+        self.assertEqual(rc, 1)
+        self.assertIn("no other node can take it", err)
+        self.assertEqual(len(err.strip().splitlines()), 1, "the error is not one line: " + err)
+        _, out, _ = self.dfs("ls")
+        self.assertEqual(out, "")
+        rc, _, err = self.dfs("stat", "/nospare", check=False)
+        self.assertEqual(rc, 1)
+        _, out, _ = self.dfs("status", "--json")
+        self.assertEqual(json.loads(out)["pending_files"], 0, "the pending put was not aborted")
+
+    def test_interrupted_put_leaves_nothing_visible(self):
+        c = self.start_cluster(nodes=3)
+        src = harness.random_file(self.tmp("big"), 64 << 20, seed=14)
+        exe = c.binaries()["dfs"]
+        p = subprocess.Popen([exe, "put", src, "/interrupted"], env=c.env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        harness.wait_until(lambda: partial_writes(c) or p.poll() is not None, 60, "no write started")
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        if p.returncode == 0:
+            self.skipTest("the put completed before the interrupt arrived")
+        self.assertEqual(p.returncode, 130)
+        self.assertIn("interrupted", err)
+        rc, _, _ = self.dfs("stat", "/interrupted", check=False)
+        self.assertEqual(rc, 1)
+        _, out, _ = self.dfs("status", "--json")
+        self.assertEqual(json.loads(out)["pending_files"], 0)
+        # Its fragments are collected from the nodes.
+        harness.wait_until(lambda: json.loads(self.dfs("status", "--json")[1])["pending_deletions"] == 0,
+                           30, "fragment copies of the aborted put were not removed")
+
+
+class MetadataRestart(harness.TestCase):
+    def check_all(self, files):
+        _, out, _ = self.dfs("ls")
+        self.assertEqual(sorted(out.split()), sorted(files))
+        for path, src in files.items():
+            out = self.tmp(path.strip("/").replace("/", "_") + ".out")
+            self.dfs("get", path, out)
+            self.assertEqual(harness.sha256(out), harness.sha256(src))
+            os.unlink(out)
+
+    def test_committed_files_survive_restarts(self):
+        c = self.start_cluster(nodes=3)
+        files = {}
+        for i, size in enumerate((0, 1000, 3 << 20)):
+            src = harness.random_file(self.tmp("f%d" % i), size, seed=20 + i)
+            self.dfs("put", src, "/m/f%d" % i)
+            files["/m/f%d" % i] = src
+        c.restart_metadata()
+        self.check_all(files)
+        # A crash, not a clean stop: what was committed is still there.
+        c.expected_exits.add("metadata")
+        c.restart_metadata(kill=True)
+        self.check_all(files)
+        # The nodes heartbeat to the new process: new puts work.
+        src = harness.random_file(self.tmp("after"), 2 << 20, seed=29)
+        self.dfs("put", src, "/m/after")
+        files["/m/after"] = src
+        self.check_all(files)
+
+
+class Corruption(harness.TestCase):
+    def flip(self, path, offset):
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            b = f.read(1)
+            f.seek(offset)
+            f.write(bytes([b[0] ^ 0x10]))
+
+    def test_corrupt_copies_are_detected_and_read_around(self):
+        c = self.start_cluster(nodes=3)
+        src = harness.random_file(self.tmp("f"), 1 << 20, seed=31)
+        self.dfs("put", src, "/c")
+        st = stat(self, "/c")
+        # Two of the three copies of every fragment are corrupt; the third is good.
+        for fr in st["fragments"]:
+            copies = sorted(harness.fragment_files(c, [fr["fragment_id"]]))
+            self.assertEqual(len(copies), 3)
+            for p in copies[:2]:
+                self.flip(p, 128 + 1000)  # inside the data, after the 128-byte header
+        failovers = 0
+        for i in range(3):
+            out = self.tmp("c%d.out" % i)
+            _, text, _ = self.dfs("get", "/c", out)
+            self.assertEqual(harness.sha256(out), harness.sha256(src))
+            failovers += "continued from another copy" in text
+        # Copies are tried in random order: reading a good copy first for all 4 fragments in all
+        # 3 gets has a probability of (1/3)^12.
+        self.assertGreater(failovers, 0)
+
+    def test_every_copy_corrupt_fails_with_data_loss(self):
+        c = self.start_cluster(nodes=3)
+        src = harness.random_file(self.tmp("f"), 1 << 20, seed=32)
+        self.dfs("put", src, "/c2")
+        st = stat(self, "/c2")
+        frag1 = st["fragments"][1]["fragment_id"]
+        copies = harness.fragment_files(c, [frag1])
+        self.assertEqual(len(copies), 3)
+        for p in copies:
+            self.flip(p, 128 + 70000)
+        rc, _, err = self.dfs("get", "/c2", self.tmp("c2.out"), check=False)
+        self.assertEqual(rc, 1)
+        self.assertIn("no copy could be read", err)
+        self.assertIn("corrupt", err)
+        self.assertFalse(os.path.exists(self.tmp("c2.out")))
+        self.assertFalse(os.path.exists(self.tmp("c2.out.dfs-part")))
+        # Other fragments and the catalog are untouched.
+        _, out, _ = self.dfs("ls")
+        self.assertEqual(out.split(), ["/c2"])
+
+
+if __name__ == "__main__":
+    harness.main()

@@ -1,0 +1,132 @@
+"""End to end: put, get, ls, stat, rm through the real CLI against real daemons on loopback."""
+
+import json
+import os
+
+import harness
+
+
+class PutGet(harness.TestCase):
+    def setUp(self):
+        self.start_cluster(nodes=4)
+
+    def roundtrip(self, size, name, *put_args):
+        src = harness.random_file(self.tmp(name), size, seed=size)
+        self.dfs("put", src, "/rt/" + name, *put_args)
+        out = self.tmp(name + ".out")
+        self.dfs("get", "/rt/" + name, out)
+        self.assertEqual(os.path.getsize(out), size)
+        self.assertEqual(harness.sha256(out), harness.sha256(src))
+        self.assertFalse(os.path.exists(out + ".dfs-part"), "the part file was left behind")
+        return src
+
+    def test_sizes_around_the_edges(self):
+        # 0 and 1 byte; sizes that do not divide by F=4; block and chunk boundaries.
+        for size in (0, 1, 3, 5, 65535, 65536, 65537, 4 * 65536 + 1, (1 << 20) + 3, 3 * (1 << 20) + 7):
+            with self.subTest(size=size):
+                self.roundtrip(size, "f%d" % size)
+
+    def test_100_mib(self):
+        self.roundtrip(100 << 20, "big")
+
+    def test_other_redundancy(self):
+        self.roundtrip(1 << 20, "k2f7", "--replicas", "2", "--fragments", "7")
+        _, out, _ = self.dfs("stat", "--json", "/rt/k2f7")
+        st = json.loads(out)
+        self.assertEqual(st["redundancy"], {"scheme": "replication", "replicas": 2, "fragments": 7})
+        self.assertEqual(len(st["fragments"]), 7)
+        for fr in st["fragments"]:
+            self.assertEqual(len(fr["replicas"]), 2)
+            self.assertEqual(len({r["node_id"] for r in fr["replicas"]}), 2, "copies on one node")
+        self.assertEqual(sum(fr["size"] for fr in st["fragments"]), 1 << 20)
+
+    def test_stat_shows_layout_and_checksum(self):
+        src = self.roundtrip(300000, "s")
+        _, out, _ = self.dfs("stat", "--json", "/rt/s")
+        st = json.loads(out)
+        self.assertEqual(st["path"], "/rt/s")
+        self.assertEqual(st["size"], 300000)
+        self.assertEqual(st["sha256"], harness.sha256(src))
+        self.assertEqual(st["policy"], "random")
+        self.assertEqual(len(st["fragments"]), 4)
+        for fr in st["fragments"]:
+            self.assertEqual(len(fr["replicas"]), 3)
+            self.assertEqual(len({r["node_id"] for r in fr["replicas"]}), 3)
+            self.assertTrue(all(r["state"] == "alive" for r in fr["replicas"]))
+            self.assertRegex(fr["checksum"], "^[0-9a-f]{8}$")
+        _, text, _ = self.dfs("stat", "/rt/s")
+        self.assertIn("sha256:      " + harness.sha256(src), text)
+        self.assertIn("3 replicas x 4 fragments", text)
+
+    def test_ls_and_rm(self):
+        for name in ("a", "b", "c/d", "c/e"):
+            p = harness.random_file(self.tmp(name.replace("/", "_")), 1000, seed=1)
+            self.dfs("put", p, "/ls/" + name)
+        _, out, _ = self.dfs("ls", "/ls/")
+        self.assertEqual(out.split(), ["/ls/a", "/ls/b", "/ls/c/d", "/ls/c/e"])
+        _, out, _ = self.dfs("ls", "/ls/c/")
+        self.assertEqual(out.split(), ["/ls/c/d", "/ls/c/e"])
+        _, out, _ = self.dfs("ls", "-l", "/ls/c")
+        self.assertIn("1000 B", out)
+        _, out, _ = self.dfs("ls", "--json")
+        self.assertEqual([f["path"] for f in json.loads(out)], ["/ls/a", "/ls/b", "/ls/c/d", "/ls/c/e"])
+        self.dfs("rm", "/ls/b")
+        _, out, _ = self.dfs("ls", "/ls/")
+        self.assertEqual(out.split(), ["/ls/a", "/ls/c/d", "/ls/c/e"])
+        rc, _, err = self.dfs("get", "/ls/b", self.tmp("b.out"), check=False)
+        self.assertEqual(rc, 1)
+        self.assertIn("no file /ls/b", err)
+        rc, _, err = self.dfs("rm", "/ls/b", check=False)
+        self.assertEqual(rc, 1)
+        self.assertIn("no file /ls/b", err)
+
+    def test_rm_removes_fragments_from_nodes(self):
+        src = harness.random_file(self.tmp("g"), 200000, seed=2)
+        self.dfs("put", src, "/gc")
+        _, out, _ = self.dfs("stat", "--json", "/gc")
+        ids = [fr["fragment_id"] for fr in json.loads(out)["fragments"]]
+        self.assertEqual(len(harness.fragment_files(self.cluster, ids)), 12)
+        self.dfs("rm", "/gc")
+        harness.wait_until(lambda: not harness.fragment_files(self.cluster, ids), 20, "fragments still on the nodes")
+        _, out, _ = self.dfs("status", "--json")
+        self.assertEqual(json.loads(out)["pending_deletions"], 0)
+
+    def test_overwrite_needs_force(self):
+        a = harness.random_file(self.tmp("a"), 5000, seed=3)
+        b = harness.random_file(self.tmp("b"), 7000, seed=4)
+        self.dfs("put", a, "/ow")
+        rc, _, err = self.dfs("put", b, "/ow", check=False)
+        self.assertEqual(rc, 1)
+        self.assertIn("already exists", err)
+        self.dfs("get", "/ow", self.tmp("a.out"))
+        self.assertEqual(harness.sha256(self.tmp("a.out")), harness.sha256(a))
+        self.dfs("put", "--force", b, "/ow")
+        self.dfs("get", "/ow", self.tmp("b.out"))
+        self.assertEqual(harness.sha256(self.tmp("b.out")), harness.sha256(b))
+
+    def test_get_to_stdout_and_json(self):
+        src = harness.random_file(self.tmp("o"), 123457, seed=5)
+        _, out, _ = self.dfs("put", "--json", src, "/o")
+        put = json.loads(out)
+        self.assertEqual(put["size"], 123457)
+        self.assertEqual(put["sha256"], harness.sha256(src))
+        rc, data, _ = self.dfs("get", "/o", "-", text=False)
+        with open(src, "rb") as f:
+            self.assertEqual(data, f.read())
+
+    def test_nodes_and_status(self):
+        _, out, _ = self.dfs("nodes", "--json")
+        nodes = json.loads(out)
+        self.assertEqual(len(nodes), 4)
+        self.assertTrue(all(n["state"] == "alive" for n in nodes))
+        self.assertEqual(len({n["id"] for n in nodes}), 4)
+        _, out, _ = self.dfs("nodes")
+        self.assertEqual(len(out.strip().splitlines()), 5)
+        _, out, _ = self.dfs("status", "--json")
+        st = json.loads(out)
+        self.assertEqual(st["nodes"]["alive"], 4)
+        self.assertEqual(st["files"], 0)
+
+
+if __name__ == "__main__":
+    harness.main()
