@@ -1,0 +1,79 @@
+/*
+ * tcp_ceiling: the loopback TCP ceiling of this machine, measured the way our data path uses it
+ * (one connection, 1 MiB writes, a reader that discards). Prints one JSON object:
+ *   {"bytes": N, "seconds": S, "mib_per_s": R}
+ * Usage: tcp_ceiling [SECONDS] (default 2).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BUF (1u << 20)
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void *reader(void *arg)
+{
+    int fd = *(int *)arg;
+    char *buf = malloc(BUF);
+    while (read(fd, buf, BUF) > 0) {
+    }
+    free(buf);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    double seconds = argc > 1 ? atof(argv[1]) : 2.0;
+    if (!(seconds > 0 && seconds < 600)) {
+        fprintf(stderr, "tcp_ceiling: SECONDS must be between 0 and 600\n");
+        return 2;
+    }
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof a) != 0 || listen(ls, 1) != 0 ||
+        getsockname(ls, (struct sockaddr *)&a, &alen) != 0) {
+        fprintf(stderr, "tcp_ceiling: cannot listen on loopback: %s\n", strerror(errno));
+        return 1;
+    }
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(c, (struct sockaddr *)&a, sizeof a) != 0) {
+        fprintf(stderr, "tcp_ceiling: cannot connect: %s\n", strerror(errno));
+        return 1;
+    }
+    int s = accept(ls, NULL, NULL);
+    pthread_t t;
+    pthread_create(&t, NULL, reader, &s);
+    char *buf = calloc(1, BUF);
+    uint64_t total = 0;
+    double t0 = now(), t1 = t0;
+    while (t1 - t0 < seconds) {
+        ssize_t n = write(c, buf, BUF);
+        if (n <= 0)
+            break;
+        total += (uint64_t)n;
+        t1 = now();
+    }
+    close(c);
+    pthread_join(t, NULL);
+    close(s);
+    close(ls);
+    free(buf);
+    printf("{\"bytes\": %llu, \"seconds\": %.3f, \"mib_per_s\": %.1f}\n", (unsigned long long)total,
+           t1 - t0, (double)total / (t1 - t0) / 1048576.0);
+    return 0;
+}
