@@ -310,8 +310,12 @@ static int resolve_redundancy(const dfs_metadata_service *svc, const Dfs__V1__Re
             in != NULL && in->fragments != 0 ? in->fragments : svc->cfg.default_fragments;
         break;
     case DFS__V1__REDUNDANCY__SCHEME__ERASURE:
-        return dfs_seterr(errmsg, DFS_EINVAL,
-                          "erasure coding is not available on this metadata service yet");
+        out->scheme = DFS_SCHEME_ERASURE;
+        out->data = in->data;
+        out->parity = in->parity;
+        if (in->data == 0)
+            return dfs_seterr(errmsg, DFS_EINVAL, "erasure code needs at least 1 data fragment");
+        break;
     default:
         return dfs_seterr(errmsg, DFS_EINVAL, "unknown redundancy scheme %d", (int)scheme);
     }
@@ -331,6 +335,28 @@ static int resolve_policy(const dfs_metadata_service *svc, Dfs__V1__Policy in, e
     return DFS_OK;
 }
 
+/*
+ * The erasure-code layout of a file of `size` bytes over K data fragments: stripes of K cells, cell i
+ * of a stripe in data fragment i, every fragment the same size (the last stripe is padded with zeros,
+ * which get drops). Files above K MiB use 1 MiB cells, so a cell is exactly one wire chunk; smaller
+ * files are one stripe whose cell is ceil(size / K) rounded up to 64 bytes (the SIMD width ISA-L
+ * likes), so a 1-byte file stores K+M cells of 64 bytes, not of 1 MiB.
+ */
+#define EC_CELL_MAX (1u << 20)
+
+static void erasure_layout(uint64_t size, uint32_t k, uint32_t *cell, uint64_t *fragment_size)
+{
+    if (size <= (uint64_t)k * EC_CELL_MAX) {
+        uint64_t c = (size + k - 1) / k;
+        *cell = (uint32_t)((c + 63) / 64 * 64);
+        *fragment_size = *cell;
+    } else {
+        *cell = EC_CELL_MAX;
+        *fragment_size =
+            (size + (uint64_t)k * EC_CELL_MAX - 1) / ((uint64_t)k * EC_CELL_MAX) * EC_CELL_MAX;
+    }
+}
+
 /* How many times a create or replace is planned again when the node list changed underneath. */
 #define PLAN_ATTEMPTS 3
 
@@ -341,7 +367,7 @@ static void handle_create_file(dfs_rpc_call *call, void *ctx)
         (const Dfs__V1__CreateFileRequest *)dfs_rpc_call_request(call);
     char *err = NULL, *path = NULL;
     struct dfs_redundancy red;
-    enum dfs_policy policy;
+    enum dfs_policy policy = DFS_POLICY_UNSPECIFIED;
     int rc = dfs_path_canon(req->path, &path, &err);
     if (rc == DFS_OK)
         rc = resolve_redundancy(svc, req->redundancy, &red, &err);
@@ -355,10 +381,16 @@ static void handle_create_file(dfs_rpc_call *call, void *ctx)
         return;
     }
 
-    /* Replication: F contiguous pieces of ceil(size / F) bytes; the last ones may be shorter. */
-    uint32_t nfrag = red.fragments;
-    uint64_t fragment_size = (req->size + nfrag - 1) / nfrag;
-    size_t k = red.replicas;
+    uint32_t nfrag = dfs_catalog_redundancy_fragments(&red);
+    size_t k = dfs_catalog_redundancy_copies(&red);
+    uint64_t fragment_size;
+    uint32_t cell_size = 0;
+    if (red.scheme == DFS_SCHEME_ERASURE)
+        erasure_layout(req->size, red.data, &cell_size, &fragment_size);
+    else /* F contiguous pieces of ceil(size / F) bytes; the last ones may be shorter. */
+        fragment_size = (req->size + nfrag - 1) / nfrag;
+    /* How many nodes one placement picks: k copies of a fragment, or the K+M fragments of a file. */
+    size_t width = red.scheme == DFS_SCHEME_ERASURE ? nfrag : k;
     struct dfs_plan_fragment *plan = calloc(nfrag, sizeof *plan);
     const char **targets = calloc((size_t)nfrag * k, sizeof *targets);
     struct dfs_file_rec *created = NULL;
@@ -371,13 +403,20 @@ static void handle_create_file(dfs_rpc_call *call, void *ctx)
         for (uint32_t i = 0; rc == DFS_OK && i < nfrag; i++) {
             uint64_t start = (uint64_t)i * fragment_size;
             plan[i].index = i;
-            plan[i].size = start >= req->size                  ? 0
-                           : req->size - start < fragment_size ? req->size - start
-                                                               : fragment_size;
+            if (red.scheme == DFS_SCHEME_ERASURE)
+                plan[i].size = fragment_size;
+            else if (start >= req->size)
+                plan[i].size = 0;
+            else
+                plan[i].size =
+                    req->size - start < fragment_size ? req->size - start : fragment_size;
             plan[i].node_ids = &targets[(size_t)i * k];
             plan[i].nnodes = k;
-            rc = choose_nodes(svc, policy, k, nodes, nnodes, NULL, 0, NULL, 0,
-                              &targets[(size_t)i * k], &err);
+            /* Replication places each fragment's k copies; erasure code places all K+M fragments
+               at once, on distinct nodes, fragment i on the i-th node chosen. */
+            if (red.scheme != DFS_SCHEME_ERASURE || i == 0)
+                rc = choose_nodes(svc, policy, width, nodes, nnodes, NULL, 0, NULL, 0,
+                                  &targets[(size_t)i * k], &err);
         }
         if (rc == DFS_OK) {
             struct dfs_create_req creq = {
@@ -387,7 +426,7 @@ static void handle_create_file(dfs_rpc_call *call, void *ctx)
                 .policy = policy,
                 .overwrite = req->overwrite,
                 .fragment_size = fragment_size,
-                .cell_size = 0,
+                .cell_size = cell_size,
                 .expires_ms = now_ms() + svc->cfg.pending_timeout_ms,
                 .fragments = plan,
                 .nfragments = nfrag,
