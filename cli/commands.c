@@ -173,7 +173,7 @@ int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local)
         printf("fetched %s -> %s (%s) in %.2f s, %s, sha256 verified\n", remote, local, size,
                r.seconds, rate);
         if (r.failovers > 0)
-            printf("  %" PRIu32 " fragment read%s continued from another copy after failures\n",
+            printf("  %" PRIu32 " range read%s continued from another copy after failures\n",
                    r.failovers, r.failovers == 1 ? "" : "s");
     }
     return DFS_EXIT_OK;

@@ -1,4 +1,13 @@
-/* dfs get: fetch fragments in parallel, check every block, assemble, check the whole file. */
+/*
+ * dfs get: fetch a file in 4 MiB ranges, in file order, a window of them in flight across every copy
+ * of every fragment; check every block as it arrives, every fragment's checksum, and the whole
+ * file's SHA-256 while the data comes in.
+ *
+ * Why ranges in file order rather than one stream per fragment: the SHA-256 can only follow the
+ * contiguous beginning of the file, so data arriving in order lets hashing run beside the transfer
+ * instead of after it; and spreading a fragment's ranges over all its copies puts every node to
+ * work, not one per fragment.
+ */
 #include "cli/get.h"
 
 #include "cli/links.h"
@@ -39,23 +48,41 @@ struct chunk {
     size_t ncrcs;
 };
 
-/* One fragment, fetched from one of its copies at a time. */
-struct get_stream {
-    struct get_job *job;
+/* Bytes asked for per GetFragment call, and how many calls run at once. */
+#define RANGE  (4u << 20)
+#define WINDOW 12
+
+/* What the client knows and learns about one fragment. */
+struct frag_state {
     const Dfs__V1__Fragment *frag;
     uint64_t start; /* offset of the fragment in the file */
-    uint64_t got;   /* bytes written so far (a multiple of 64 KiB until the end) */
-    uint32_t table_crc;
-    /* Copies in the order to try them; `next` is the one to try after the current. */
-    size_t order[64];
-    size_t norder, next, current;
+    uint32_t *crcs; /* its block CRCs as they arrive, to check the fragment checksum at the end */
+    size_t nblocks;
+    size_t order[64]; /* copies, best first (alive nodes, in random order) */
+    size_t norder;
+    size_t cursor;  /* round robin over `order` */
+    bool bad[64];   /* by copy index: failed once, used no more */
+    char *failures; /* "node (addr): why; ..." for the final error */
+};
+
+/* A range of one fragment, fetched front to back. */
+struct range {
+    uint32_t frag;
+    uint64_t off, len; /* in the fragment */
+};
+
+/* A slot of the window: one range being fetched from one copy. */
+struct fetch {
+    struct get_job *job;
+    size_t range;
+    uint64_t got; /* bytes of the range written */
+    size_t copy;  /* replica index in use */
     dfs_link *link;
     dfs_rpc_ccall *call;
     dfs_rpc_timer stall;
-    bool done;
-    char *failures; /* "node: why; node: why" for the final error */
     int pending_code;
-    char *pending_msg; /* a local reason to fail over (bad CRC), reported instead of CANCELLED */
+    char
+        *pending_msg; /* a local reason to drop the copy (bad CRC), reported instead of CANCELLED */
 };
 
 struct get_job {
@@ -65,16 +92,16 @@ struct get_job {
     dfs_links *links;
     int fd;
     Dfs__V1__FileInfo *file;
-    struct get_stream *streams;
-    size_t nstreams;
+    struct frag_state *frags;
+    struct range *ranges;
+    size_t nranges, next_range;
+    struct fetch fetches[WINDOW];
     size_t running;
     uint32_t failovers;
     int error;
     char *errmsg;
-    /* Hashes the output as it fills; regions are the fragments. */
-    dfs_filehash *hash;
-    /* Scratch for parsing one chunk (the loop handles one message at a time). */
-    struct chunk chunk;
+    dfs_filehash *hash; /* follows the output; regions are the ranges */
+    struct chunk chunk; /* scratch for parsing one message (the loop handles one at a time) */
 };
 
 static int64_t stall_ms(const struct get_job *job)
@@ -88,41 +115,39 @@ static void fail_job(struct get_job *job, int code, char *msg)
         job->error = code;
         job->errmsg = msg;
         msg = NULL;
-        for (size_t i = 0; i < job->nstreams; i++)
-            if (job->streams[i].call != NULL)
-                dfs_rpc_ccall_cancel(job->streams[i].call);
+        for (size_t i = 0; i < WINDOW; i++)
+            if (job->fetches[i].call != NULL)
+                dfs_rpc_ccall_cancel(job->fetches[i].call);
     }
     free(msg);
 }
 
-static void start_copy(struct get_stream *s);
-
 static void stall_fired(dfs_rpc_timer *t)
 {
-    struct get_stream *s = (struct get_stream *)((char *)t - offsetof(struct get_stream, stall));
-    if (s->call != NULL)
-        dfs_rpc_ccall_cancel_with(s->call, DFS_ETIMEDOUT, "no progress");
+    struct fetch *f = (struct fetch *)((char *)t - offsetof(struct fetch, stall));
+    if (f->call != NULL)
+        dfs_rpc_ccall_cancel_with(f->call, DFS_ETIMEDOUT, "no progress");
 }
 
-static void progress(struct get_stream *s)
+static void progress(struct fetch *f)
 {
-    dfs_rpc_loop_timer_arm(s->job->loop, &s->stall, dfs_rpc_now_ns() + stall_ms(s->job) * 1000000);
+    dfs_rpc_loop_timer_arm(f->job->loop, &f->stall, dfs_rpc_now_ns() + stall_ms(f->job) * 1000000);
 }
 
 /* Give up on the current copy for a local reason; the call's end reports it. */
-static void reject_copy(struct get_stream *s, int code, const char *fmt, ...)
+static void reject_copy(struct fetch *f, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void reject_copy(struct get_stream *s, int code, const char *fmt, ...)
+static void reject_copy(struct fetch *f, int code, const char *fmt, ...)
 {
-    if (s->pending_msg == NULL) {
+    if (f->pending_msg == NULL) {
         va_list ap;
         va_start(ap, fmt);
-        if (vasprintf(&s->pending_msg, fmt, ap) < 0)
-            s->pending_msg = NULL;
+        if (vasprintf(&f->pending_msg, fmt, ap) < 0)
+            f->pending_msg = NULL;
         va_end(ap);
-        s->pending_code = code;
+        f->pending_code = code;
     }
-    dfs_rpc_ccall_cancel_with(s->call, code, s->pending_msg != NULL ? s->pending_msg : "rejected");
+    dfs_rpc_ccall_cancel_with(f->call, code, f->pending_msg != NULL ? f->pending_msg : "rejected");
 }
 
 /* Write all of iov[0..n) at off, however the kernel splits it. Returns 0 or an errno value. */
@@ -193,30 +218,34 @@ static bool parse_chunk(grpc_byte_buffer *bb, struct chunk *c)
 static void chunk_received(dfs_rpc_ccall *call, void *arg, grpc_byte_buffer *bb, int status)
 {
     (void)status;
-    struct get_stream *s = arg;
-    struct get_job *job = s->job;
+    struct fetch *f = arg;
+    struct get_job *job = f->job;
     if (bb == NULL)
         return; /* end of stream or failure: the call's status follows */
     if (job->error != DFS_OK) {
         grpc_byte_buffer_destroy(bb);
         return;
     }
+    const struct range *r = &job->ranges[f->range];
+    struct frag_state *fs = &job->frags[r->frag];
     struct chunk *c = &job->chunk;
     if (!parse_chunk(bb, c)) {
-        reject_copy(s, DFS_EDATALOSS, "malformed message from the node");
+        reject_copy(f, DFS_EDATALOSS, "malformed message from the node");
         grpc_byte_buffer_destroy(bb);
         return;
     }
-    if (c->has_header && c->header_size != s->frag->size) {
-        reject_copy(s, DFS_EDATALOSS, "the node holds %" PRIu64 " bytes, the catalog says %" PRIu64,
-                    c->header_size, s->frag->size);
+    if (c->has_header && c->header_size != fs->frag->size) {
+        reject_copy(f, DFS_EDATALOSS, "the node holds %" PRIu64 " bytes, the catalog says %" PRIu64,
+                    c->header_size, fs->frag->size);
         grpc_byte_buffer_destroy(bb);
         return;
     }
     size_t nblocks = dfs_crc32c_nblocks(c->len);
-    if (c->ncrcs != nblocks || s->got + c->len > s->frag->size) {
-        reject_copy(s, DFS_EDATALOSS, "bad chunk: %zu bytes with %zu checksums at offset %" PRIu64,
-                    c->len, c->ncrcs, s->got);
+    uint64_t at = r->off + f->got; /* fragment offset of this chunk: a block boundary */
+    if (c->ncrcs != nblocks || f->got + c->len > r->len ||
+        (c->len > 0 && f->got + c->len < r->len && c->len % DFS_BLOCK_SIZE != 0)) {
+        reject_copy(f, DFS_EDATALOSS, "bad chunk: %zu bytes with %zu checksums at offset %" PRIu64,
+                    c->len, c->ncrcs, at);
         grpc_byte_buffer_destroy(bb);
         return;
     }
@@ -224,17 +253,14 @@ static void chunk_received(dfs_rpc_ccall *call, void *arg, grpc_byte_buffer *bb,
     dfs_wire_crc_blocks(c->iov, c->niov, DFS_BLOCK_SIZE, crcs);
     for (size_t b = 0; b < nblocks; b++) {
         if (crcs[b] != c->crcs[b]) {
-            reject_copy(s, DFS_EDATALOSS,
+            reject_copy(f, DFS_EDATALOSS,
                         "block %" PRIu64 " arrived corrupt (crc32c %08x, sent %08x)",
-                        s->got / DFS_BLOCK_SIZE + b, crcs[b], c->crcs[b]);
+                        at / DFS_BLOCK_SIZE + b, crcs[b], c->crcs[b]);
             grpc_byte_buffer_destroy(bb);
             return;
         }
-        uint8_t le[4] = {(uint8_t)crcs[b], (uint8_t)(crcs[b] >> 8), (uint8_t)(crcs[b] >> 16),
-                         (uint8_t)(crcs[b] >> 24)};
-        s->table_crc = dfs_crc32c(s->table_crc, le, 4);
     }
-    int e = pwritev_all(job->fd, c->iov, c->niov, s->start + s->got);
+    int e = pwritev_all(job->fd, c->iov, c->niov, fs->start + at);
     grpc_byte_buffer_destroy(bb);
     if (e != 0) {
         char *err = NULL;
@@ -242,128 +268,194 @@ static void chunk_received(dfs_rpc_ccall *call, void *arg, grpc_byte_buffer *bb,
         fail_job(job, dfs_err_from_errno(e), err);
         return;
     }
-    s->got += c->len;
-    dfs_link_add_bytes(s->link, c->len);
-    dfs_filehash_advance(job->hash, (size_t)(s - job->streams), s->got);
-    progress(s);
-    dfs_rpc_ccall_recv_raw(call, chunk_received, s);
+    memcpy(&fs->crcs[at / DFS_BLOCK_SIZE], crcs, nblocks * sizeof crcs[0]);
+    f->got += c->len;
+    dfs_link_add_bytes(f->link, c->len);
+    dfs_filehash_advance(job->hash, f->range, f->got);
+    progress(f);
+    dfs_rpc_ccall_recv_raw(call, chunk_received, f);
 }
 
-static void note_failure(struct get_stream *s, const char *why)
+static void note_failure(struct frag_state *fs, size_t copy, const char *why)
 {
-    const Dfs__V1__Replica *rep = s->frag->replicas[s->current];
+    const Dfs__V1__Replica *rep = fs->frag->replicas[copy];
+    if (fs->bad[copy])
+        return;
+    fs->bad[copy] = true;
     char *joined = NULL;
-    if (asprintf(&joined, "%s%snode %s (%s): %s", s->failures != NULL ? s->failures : "",
-                 s->failures != NULL ? "; " : "", rep->node_id, rep->address, why) < 0)
+    if (asprintf(&joined, "%s%snode %s (%s): %s", fs->failures != NULL ? fs->failures : "",
+                 fs->failures != NULL ? "; " : "", rep->node_id, rep->address, why) < 0)
         joined = NULL;
-    free(s->failures);
-    s->failures = joined;
+    free(fs->failures);
+    fs->failures = joined;
 }
 
-static void copy_done(dfs_rpc_ccall *call, void *arg, int status, const char *message)
+/* The next copy of a fragment to read from: round robin over the good ones; false if none is. */
+static bool pick_copy(struct frag_state *fs, size_t *copy)
+{
+    for (size_t i = 0; i < fs->norder; i++) {
+        size_t c = fs->order[(fs->cursor + i) % fs->norder];
+        if (!fs->bad[c]) {
+            fs->cursor = (fs->cursor + i + 1) % fs->norder;
+            *copy = c;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void start_fetch(struct fetch *f);
+
+static void start_next_range(struct fetch *f)
+{
+    struct get_job *job = f->job;
+    if (job->error != DFS_OK || job->next_range >= job->nranges)
+        return;
+    f->range = job->next_range++;
+    f->got = 0;
+    start_fetch(f);
+}
+
+static void fetch_done(dfs_rpc_ccall *call, void *arg, int status, const char *message)
 {
     (void)call;
-    struct get_stream *s = arg;
-    struct get_job *job = s->job;
-    s->call = NULL;
+    struct fetch *f = arg;
+    struct get_job *job = f->job;
+    f->call = NULL;
     job->running--;
-    dfs_rpc_loop_timer_cancel(job->loop, &s->stall);
-    char *pending = s->pending_msg;
-    s->pending_msg = NULL;
+    dfs_rpc_loop_timer_cancel(job->loop, &f->stall);
+    char *pending = f->pending_msg;
+    f->pending_msg = NULL;
     if (job->error != DFS_OK) {
         free(pending);
         return;
     }
+    const struct range *r = &job->ranges[f->range];
+    struct frag_state *fs = &job->frags[r->frag];
     char why[512];
-    if (pending != NULL) {
+    if (pending != NULL)
         snprintf(why, sizeof why, "%s", pending);
-    } else if (status != DFS_OK) {
+    else if (status != DFS_OK)
         snprintf(why, sizeof why, "%s", message);
-    } else if (s->got != s->frag->size) {
-        snprintf(why, sizeof why, "the stream ended after %" PRIu64 " of %" PRIu64 " bytes", s->got,
-                 s->frag->size);
-    } else if (s->table_crc != s->frag->checksum) {
-        snprintf(why, sizeof why, "fragment checksum %08x, the catalog says %08x", s->table_crc,
-                 s->frag->checksum);
-        /* The bytes so far cannot be trusted: start this fragment over. */
-        s->got = 0;
-        s->table_crc = 0;
-        dfs_filehash_advance(job->hash, (size_t)(s - job->streams), 0);
-    } else {
-        s->done = true;
+    else if (f->got != r->len)
+        snprintf(why, sizeof why, "the stream ended after %" PRIu64 " of %" PRIu64 " bytes", f->got,
+                 r->len);
+    else
+        why[0] = '\0';
+    free(pending);
+    if (why[0] == '\0') {
+        start_next_range(f);
         return;
     }
-    free(pending);
-    dfs_log(DFS_LOG_WARN, "copy unreadable fragment=%" PRIu32 " node=%s err=\"%s\"", s->frag->index,
-            s->frag->replicas[s->current]->node_id, why);
-    note_failure(s, why);
-    if (s->next >= s->norder) {
+    dfs_log(DFS_LOG_WARN, "copy unreadable fragment=%" PRIu32 " node=%s err=\"%s\"",
+            fs->frag->index, fs->frag->replicas[f->copy]->node_id, why);
+    note_failure(fs, f->copy, why);
+    job->failovers++;
+    /* The range continues from another copy at the byte where it stopped. */
+    start_fetch(f);
+}
+
+static void start_fetch(struct fetch *f)
+{
+    struct get_job *job = f->job;
+    const struct range *r = &job->ranges[f->range];
+    struct frag_state *fs = &job->frags[r->frag];
+    if (!pick_copy(fs, &f->copy)) {
         char *err = NULL;
         dfs_seterr(&err, DFS_EDATALOSS, "fragment %" PRIu32 " of %s: no copy could be read: %s",
-                   s->frag->index, job->file->path, s->failures != NULL ? s->failures : "?");
+                   fs->frag->index, job->file->path,
+                   fs->failures != NULL ? fs->failures : "none left");
         fail_job(job, DFS_EDATALOSS, err);
         return;
     }
-    job->failovers++;
-    start_copy(s);
-}
-
-static void start_copy(struct get_stream *s)
-{
-    struct get_job *job = s->job;
-    s->current = s->order[s->next++];
-    const Dfs__V1__Replica *rep = s->frag->replicas[s->current];
+    const Dfs__V1__Replica *rep = fs->frag->replicas[f->copy];
     char *err = NULL;
-    s->link = dfs_links_get(job->links, rep->address, &err);
-    if (s->link == NULL) {
+    f->link = dfs_links_get(job->links, rep->address, &err);
+    if (f->link == NULL) {
         fail_job(job, DFS_ENOMEM, err);
         return;
     }
-    if (dfs_rpc_ccall_start(job->loop, dfs_link_channel(s->link), "/dfs.v1.Storage/GetFragment", -1,
-                            copy_done, s, &s->call) != DFS_OK) {
-        s->call = NULL;
+    if (dfs_rpc_ccall_start(job->loop, dfs_link_channel(f->link), "/dfs.v1.Storage/GetFragment", -1,
+                            fetch_done, f, &f->call) != DFS_OK) {
+        f->call = NULL;
         fail_job(job, DFS_EINTERNAL, strdup("cannot start a call"));
         return;
     }
     job->running++;
-    /* Continue where the last copy stopped (always a block boundary). */
     Dfs__V1__GetFragmentRequest req = DFS__V1__GET_FRAGMENT_REQUEST__INIT;
-    req.fragment_id = s->frag->fragment_id;
-    req.offset = s->got;
-    req.length = 0;
-    progress(s);
-    if (s->got == s->frag->size && s->got > 0) {
-        /* Everything arrived but the end failed: start over to check it all again. */
-        s->got = 0;
-        s->table_crc = 0;
-        req.offset = 0;
-        dfs_filehash_advance(job->hash, (size_t)(s - job->streams), 0);
-    }
-    dfs_rpc_ccall_send(s->call, &req.base, true, NULL, NULL);
-    dfs_rpc_ccall_recv_raw(s->call, chunk_received, s);
+    req.fragment_id = fs->frag->fragment_id;
+    req.offset = r->off + f->got;
+    req.length = r->len - f->got;
+    progress(f);
+    dfs_rpc_ccall_send(f->call, &req.base, true, NULL, NULL);
+    dfs_rpc_ccall_recv_raw(f->call, chunk_received, f);
 }
 
 /* Try alive nodes first (in random order, to spread the load), then suspect, then the rest. */
-static void order_copies(struct get_stream *s, dfs_rng *rng)
+static void order_copies(struct frag_state *fs, dfs_rng *rng)
 {
-    size_t n = s->frag->n_replicas < 64 ? s->frag->n_replicas : 64;
+    size_t n = fs->frag->n_replicas < 64 ? fs->frag->n_replicas : 64;
     static const int rank_of[] = {2, 0, 1, 3, 2, 3};
-    s->norder = 0;
+    fs->norder = 0;
     for (int rank = 0; rank <= 3; rank++) {
-        size_t first = s->norder;
+        size_t first = fs->norder;
         for (size_t i = 0; i < n; i++) {
-            int st = (int)s->frag->replicas[i]->node_state;
+            int st = (int)fs->frag->replicas[i]->node_state;
             int r = st >= 0 && st <= 5 ? rank_of[st] : 3;
             if (r == rank)
-                s->order[s->norder++] = i;
+                fs->order[fs->norder++] = i;
         }
-        for (size_t i = s->norder; i > first + 1; i--) {
+        for (size_t i = fs->norder; i > first + 1; i--) {
             size_t j = first + (size_t)dfs_rng_below(rng, i - first);
-            size_t t = s->order[i - 1];
-            s->order[i - 1] = s->order[j];
-            s->order[j] = t;
+            size_t t = fs->order[i - 1];
+            fs->order[i - 1] = fs->order[j];
+            fs->order[j] = t;
         }
     }
+    fs->cursor = 0;
+}
+
+/* Cut the fragments into ranges, in file order; set up what is known of each fragment. */
+static int plan_ranges(struct get_job *job, char **errmsg)
+{
+    const Dfs__V1__FileInfo *file = job->file;
+    size_t nf = file->n_fragments;
+    job->frags = calloc(nf + 1, sizeof *job->frags);
+    if (job->frags == NULL)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    dfs_rng rng;
+    dfs_rng_seed_random(&rng);
+    uint64_t start = 0;
+    size_t nranges = 0;
+    for (size_t i = 0; i < nf; i++) {
+        struct frag_state *fs = &job->frags[i];
+        fs->frag = file->fragments[i];
+        fs->start = start;
+        start += fs->frag->size;
+        fs->nblocks = dfs_crc32c_nblocks(fs->frag->size);
+        fs->crcs = calloc(fs->nblocks + 1, sizeof *fs->crcs);
+        if (fs->crcs == NULL)
+            return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+        order_copies(fs, &rng);
+        if (fs->norder == 0)
+            return dfs_seterr(errmsg, DFS_EDATALOSS, "fragment %" PRIu32 " of %s has no copy left",
+                              fs->frag->index, file->path);
+        nranges += (size_t)((fs->frag->size + RANGE - 1) / RANGE);
+    }
+    if (start != file->size)
+        return dfs_seterr(errmsg, DFS_EINTERNAL, "the layout's fragment sizes do not add up");
+    job->ranges = calloc(nranges + 1, sizeof *job->ranges);
+    if (job->ranges == NULL)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < nf; i++)
+        for (uint64_t off = 0; off < job->frags[i].frag->size; off += RANGE) {
+            struct range *r = &job->ranges[job->nranges++];
+            r->frag = (uint32_t)i;
+            r->off = off;
+            r->len =
+                job->frags[i].frag->size - off < RANGE ? job->frags[i].frag->size - off : RANGE;
+        }
+    return DFS_OK;
 }
 
 static int get_layout(dfs_meta *meta, const char *remote, Dfs__V1__FileInfo **out, char **errmsg)
@@ -452,52 +544,53 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
         fail_job(&job, dfs_err_from_errno(errno), err);
     }
 
-    dfs_rng rng;
-    dfs_rng_seed_random(&rng);
     job.loop = dfs_rpc_loop_create();
     job.links = dfs_links_create();
-    job.nstreams = job.file->n_fragments;
-    job.streams = calloc(job.nstreams + 1, sizeof *job.streams);
-    if (job.loop == NULL || job.links == NULL || job.streams == NULL)
+    if (job.loop == NULL || job.links == NULL)
         fail_job(&job, DFS_ENOMEM, NULL);
-    uint64_t start = 0;
-    for (size_t i = 0; job.error == DFS_OK && i < job.nstreams; i++) {
-        struct get_stream *s = &job.streams[i];
-        s->job = &job;
-        s->frag = job.file->fragments[i];
-        s->start = start;
-        start += s->frag->size;
-        dfs_rpc_timer_init(&s->stall, stall_fired);
-        order_copies(s, &rng);
-        if (s->norder == 0) {
-            char *err = NULL;
-            dfs_seterr(&err, DFS_EDATALOSS, "fragment %" PRIu32 " of %s has no copy left",
-                       s->frag->index, job.file->path);
-            fail_job(&job, DFS_EDATALOSS, err);
-        }
-    }
-    if (job.error == DFS_OK && start != job.file->size)
-        fail_job(&job, DFS_EINTERNAL, strdup("the layout's fragment sizes do not add up"));
-    uint64_t *starts = calloc(job.nstreams + 1, sizeof *starts);
-    if (job.error == DFS_OK && starts == NULL)
-        fail_job(&job, DFS_ENOMEM, NULL);
-    for (size_t i = 0; job.error == DFS_OK && i < job.nstreams; i++)
-        starts[i] = job.streams[i].start;
     if (job.error == DFS_OK) {
         char *err = NULL;
-        if (dfs_filehash_start_follow(job.fd, job.file->size, starts, job.nstreams, &job.hash,
-                                      &err) != DFS_OK)
-            fail_job(&job, DFS_ENOMEM, err);
+        int prc = plan_ranges(&job, &err);
+        if (prc != DFS_OK)
+            fail_job(&job, prc, err);
     }
-    free(starts);
-    for (size_t i = 0; job.error == DFS_OK && i < job.nstreams; i++)
-        start_copy(&job.streams[i]);
+    if (job.error == DFS_OK) {
+        char *err = NULL;
+        uint64_t *starts = calloc(job.nranges + 1, sizeof *starts);
+        for (size_t i = 0; starts != NULL && i < job.nranges; i++)
+            starts[i] = job.frags[job.ranges[i].frag].start + job.ranges[i].off;
+        int hrc = starts == NULL     ? dfs_seterr(&err, DFS_ENOMEM, "out of memory")
+                  : job.nranges == 0 ? dfs_filehash_start(job.fd, 0, &job.hash, &err)
+                                     : dfs_filehash_start_follow(job.fd, job.file->size, starts,
+                                                                 job.nranges, &job.hash, &err);
+        free(starts);
+        if (hrc != DFS_OK)
+            fail_job(&job, hrc, err);
+    }
+    for (size_t i = 0; i < WINDOW; i++) {
+        job.fetches[i].job = &job;
+        dfs_rpc_timer_init(&job.fetches[i].stall, stall_fired);
+    }
+    for (size_t i = 0; job.error == DFS_OK && i < WINDOW; i++)
+        start_next_range(&job.fetches[i]);
     while (job.running > 0) {
         dfs_rpc_loop_run_once(job.loop, 100);
         if (opts->interrupted != NULL && *opts->interrupted && job.error == DFS_OK)
             fail_job(&job, DFS_ECANCELED, strdup("interrupted"));
     }
 
+    /* Every block was checked on arrival; now each fragment as a whole, against the catalog. */
+    for (size_t i = 0; job.error == DFS_OK && i < job.file->n_fragments; i++) {
+        const struct frag_state *fs = &job.frags[i];
+        uint32_t sum = dfs_crc32c_of_table(fs->crcs, fs->nblocks);
+        if (sum != fs->frag->checksum) {
+            char *err = NULL;
+            dfs_seterr(&err, DFS_EDATALOSS,
+                       "fragment %" PRIu32 " of %s: checksum %08x, the catalog says %08x",
+                       fs->frag->index, job.file->path, sum, fs->frag->checksum);
+            fail_job(&job, DFS_EDATALOSS, err);
+        }
+    }
     uint8_t sha[DFS_SHA256_BYTES];
     if (job.hash != NULL && job.error != DFS_OK) {
         dfs_filehash_cancel(job.hash);
@@ -529,19 +622,22 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
     } else {
         out->size = job.file->size;
         memcpy(out->sha256, sha, DFS_SHA256_BYTES);
-        out->fragments = (uint32_t)job.nstreams;
+        out->fragments = (uint32_t)job.file->n_fragments;
         out->failovers = job.failovers;
         out->seconds = (double)(dfs_rpc_now_ns() - t0) / 1e9;
         rc = DFS_OK;
     }
-    for (size_t i = 0; i < job.nstreams; i++) {
-        free(job.streams[i].failures);
-        free(job.streams[i].pending_msg);
+    for (size_t i = 0; job.frags != NULL && i < job.file->n_fragments; i++) {
+        free(job.frags[i].crcs);
+        free(job.frags[i].failures);
     }
+    for (size_t i = 0; i < WINDOW; i++)
+        free(job.fetches[i].pending_msg);
     close(job.fd);
     free(part);
     free(job.errmsg);
-    free(job.streams);
+    free(job.frags);
+    free(job.ranges);
     dfs_links_destroy(job.links);
     dfs_rpc_loop_destroy(job.loop);
     protobuf_c_message_free_unpacked(&job.file->base, NULL);

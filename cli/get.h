@@ -20,15 +20,17 @@ struct dfs_get_result {
     uint64_t size;
     uint8_t sha256[DFS_SHA256_BYTES];
     uint32_t fragments;
-    uint32_t failovers; /* times a fragment continued from another copy after a failure */
+    uint32_t failovers; /* times a range continued from another copy after a failure */
     double seconds;
 };
 
 /*
- * Fetch `remote` into `local` ("-" for standard output). Every fragment streams at once from one of
- * its copies; every 64 KiB block is checked against its CRC32C as it arrives, every fragment
- * against its checksum, and the whole file against its SHA-256. When a copy fails (node down,
- * corrupt block), the fragment continues from another copy at the byte where it stopped.
+ * Fetch `remote` into `local` ("-" for standard output). The file comes in 4 MiB ranges, in file
+ * order, a window of them in flight at once, spread over every copy of every fragment. Every 64 KiB
+ * block is checked against its CRC32C as it arrives, every fragment against its checksum, and the
+ * whole file against its SHA-256 (hashed as the data arrives). When a copy fails (node down,
+ * corrupt block), the range continues from another copy at the byte where it stopped, and that copy
+ * is not used again.
  *
  * The data goes to "<local>.dfs-part" and is renamed to `local` only once the SHA-256 matched, so
  * `local` is never left half-written; on failure the part file is removed.
