@@ -10,6 +10,7 @@
  */
 #include "cli/get.h"
 
+#include "cli/chunkio.h"
 #include "cli/links.h"
 #include "common/crc32c.h"
 #include "common/err.h"
@@ -18,7 +19,6 @@
 #include "dfs/v1/metadata.pb-c.h"
 #include "dfs/v1/storage.pb-c.h"
 #include "services/rpc/loop.h"
-#include "services/rpc/wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,21 +32,6 @@
 #include <unistd.h>
 
 struct get_job;
-
-/* The most 64 KiB pieces and slices one chunk may bring (a chunk is at most 1 MiB). */
-#define MAX_PIECES 64
-#define MAX_IOV    256
-
-/* One GetFragmentResponse, parsed in place (see storage.proto for the fields). */
-struct chunk {
-    bool has_header;
-    uint64_t header_size;
-    size_t len;
-    struct iovec iov[MAX_IOV];
-    size_t niov;
-    uint32_t crcs[MAX_PIECES];
-    size_t ncrcs;
-};
 
 /* Bytes asked for per GetFragment call, and how many calls run at once. */
 #define RANGE  (4u << 20)
@@ -101,7 +86,8 @@ struct get_job {
     int error;
     char *errmsg;
     dfs_filehash *hash; /* follows the output; regions are the ranges */
-    struct chunk chunk; /* scratch for parsing one message (the loop handles one at a time) */
+    struct dfs_get_chunk
+        chunk; /* scratch for parsing one message (the loop handles one at a time) */
 };
 
 static int64_t stall_ms(const struct get_job *job)
@@ -150,71 +136,6 @@ static void reject_copy(struct fetch *f, int code, const char *fmt, ...)
     dfs_rpc_ccall_cancel_with(f->call, code, f->pending_msg != NULL ? f->pending_msg : "rejected");
 }
 
-/* Write all of iov[0..n) at off, however the kernel splits it. Returns 0 or an errno value. */
-static int pwritev_all(int fd, struct iovec *iov, size_t n, uint64_t off)
-{
-    while (n > 0) {
-        ssize_t w = pwritev(fd, iov, (int)(n < 1024 ? n : 1024), (off_t)off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return errno;
-        off += (uint64_t)w;
-        while (n > 0 && (size_t)w >= iov->iov_len) {
-            w -= (ssize_t)iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + w;
-            iov->iov_len -= (size_t)w;
-        }
-    }
-    return 0;
-}
-
-static bool parse_chunk(grpc_byte_buffer *bb, struct chunk *c)
-{
-    dfs_wire_reader r;
-    if (!dfs_wire_init(&r, bb))
-        return false;
-    memset(c, 0, sizeof *c);
-    while (!dfs_wire_eof(&r)) {
-        uint32_t field, wt;
-        uint64_t len;
-        if (!dfs_wire_tag(&r, &field, &wt))
-            return false;
-        if (field == 1 && wt == 2) {
-            uint8_t buf[256];
-            if (!dfs_wire_varint(&r, &len) || len > sizeof buf || !dfs_wire_copy(&r, buf, len))
-                return false;
-            Dfs__V1__FragmentHeader *h = dfs__v1__fragment_header__unpack(NULL, len, buf);
-            if (h == NULL)
-                return false;
-            c->has_header = true;
-            c->header_size = h->size;
-            dfs__v1__fragment_header__free_unpacked(h, NULL);
-        } else if (field == 2 && wt == 2) {
-            if (!dfs_wire_varint(&r, &len) || c->niov != 0 ||
-                !dfs_wire_iov(&r, len, c->iov, MAX_IOV, &c->niov))
-                return false;
-            c->len = len;
-        } else if (field == 3 && wt == 2) { /* packed */
-            if (!dfs_wire_varint(&r, &len) || len % 4 != 0 || c->ncrcs + len / 4 > MAX_PIECES)
-                return false;
-            for (uint64_t i = 0; i < len / 4; i++)
-                if (!dfs_wire_fixed32(&r, &c->crcs[c->ncrcs++]))
-                    return false;
-        } else if (field == 3 && wt == 5) { /* unpacked */
-            if (c->ncrcs == MAX_PIECES || !dfs_wire_fixed32(&r, &c->crcs[c->ncrcs++]))
-                return false;
-        } else if (!dfs_wire_skip(&r, wt)) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static void chunk_received(dfs_rpc_ccall *call, void *arg, grpc_byte_buffer *bb, int status)
 {
     (void)status;
@@ -228,8 +149,8 @@ static void chunk_received(dfs_rpc_ccall *call, void *arg, grpc_byte_buffer *bb,
     }
     const struct range *r = &job->ranges[f->range];
     struct frag_state *fs = &job->frags[r->frag];
-    struct chunk *c = &job->chunk;
-    if (!parse_chunk(bb, c)) {
+    struct dfs_get_chunk *c = &job->chunk;
+    if (!dfs_get_chunk_parse(bb, c)) {
         reject_copy(f, DFS_EDATALOSS, "malformed message from the node");
         grpc_byte_buffer_destroy(bb);
         return;
@@ -249,18 +170,15 @@ static void chunk_received(dfs_rpc_ccall *call, void *arg, grpc_byte_buffer *bb,
         grpc_byte_buffer_destroy(bb);
         return;
     }
-    uint32_t crcs[MAX_PIECES];
-    dfs_wire_crc_blocks(c->iov, c->niov, DFS_BLOCK_SIZE, crcs);
-    for (size_t b = 0; b < nblocks; b++) {
-        if (crcs[b] != c->crcs[b]) {
-            reject_copy(f, DFS_EDATALOSS,
-                        "block %" PRIu64 " arrived corrupt (crc32c %08x, sent %08x)",
-                        at / DFS_BLOCK_SIZE + b, crcs[b], c->crcs[b]);
-            grpc_byte_buffer_destroy(bb);
-            return;
-        }
+    uint32_t crcs[DFS_CHUNK_MAX_PIECES];
+    long bad = dfs_get_chunk_verify(c, crcs);
+    if (bad >= 0) {
+        reject_copy(f, DFS_EDATALOSS, "block %" PRIu64 " arrived corrupt (crc32c %08x, sent %08x)",
+                    at / DFS_BLOCK_SIZE + (uint64_t)bad, crcs[bad], c->crcs[bad]);
+        grpc_byte_buffer_destroy(bb);
+        return;
     }
-    int e = pwritev_all(job->fd, c->iov, c->niov, fs->start + at);
+    int e = dfs_pwritev_all(job->fd, c->iov, c->niov, fs->start + at);
     grpc_byte_buffer_destroy(bb);
     if (e != 0) {
         char *err = NULL;

@@ -1,6 +1,7 @@
 /* dfs put: every fragment to every node in parallel, then a two-phase commit. */
 #include "cli/put.h"
 
+#include "cli/chunkio.h"
 #include "cli/links.h"
 #include "common/crc32c.h"
 #include "common/err.h"
@@ -19,9 +20,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Data bytes per PutFragment message: 16 blocks of 64 KiB. */
-#define CHUNK (16u * DFS_BLOCK_SIZE)
-
 struct put_job;
 
 /*
@@ -33,10 +31,7 @@ struct put_job;
 struct chunk_entry {
     bool valid;
     uint64_t offset; /* in the fragment */
-    size_t len;
-    grpc_byte_buffer *bb;
-    uint32_t crcs[CHUNK / DFS_BLOCK_SIZE];
-    size_t ncrcs;
+    struct dfs_put_chunk pc;
 };
 
 struct frag_cache {
@@ -107,88 +102,36 @@ static void fail_job(struct put_job *job, int code, char *msg)
     free(msg);
 }
 
-/* ---- packing a PutFragmentRequest straight into one slice ---- */
+/* ---- chunks: the file's bytes read straight into the message that carries them ---- */
 
-static size_t varint_len(uint64_t v)
+/* Read len bytes of the local file at off into dst. */
+static int read_exact(int fd, uint8_t *dst, size_t len, uint64_t off, char **errmsg)
 {
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(fd, dst + got, len - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot read the local file");
+        if (r == 0)
+            return dfs_seterr(errmsg, DFS_EIO, "the local file shrank while it was being stored");
+        got += (size_t)r;
     }
-    return n;
+    return DFS_OK;
 }
 
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
+static int pack_chunk(struct put_job *job, uint32_t frag, struct chunk_entry *e, size_t len,
+                      char **errmsg)
 {
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
+    dfs_put_chunk_init(&e->pc, e->offset == 0 ? job->file->fragments[frag]->fragment_id : NULL,
+                       frag_size(job, frag), len);
+    int rc = read_exact(job->fd, e->pc.data, len, frag_start(job, frag) + e->offset, errmsg);
+    if (rc != DFS_OK) {
+        dfs_put_chunk_release(&e->pc);
+        return rc;
     }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
-/*
- * Wire format (storage.proto PutFragmentRequest): field 1 header (length-delimited, first message
- * only), field 2 data (length-delimited), field 3 crc32c (packed fixed32). The file's bytes are
- * read straight into the slice and checksummed there: the only copy is the read itself.
- */
-static int pack_chunk(struct put_job *job, uint32_t frag, struct chunk_entry *e, char **errmsg)
-{
-    uint8_t hdr[128];
-    size_t hdr_len = 0, n = e->len;
-    if (e->offset == 0) {
-        Dfs__V1__FragmentHeader h = DFS__V1__FRAGMENT_HEADER__INIT;
-        h.fragment_id = job->file->fragments[frag]->fragment_id;
-        h.size = frag_size(job, frag);
-        hdr_len = protobuf_c_message_pack(&h.base, hdr);
-    }
-    size_t nblocks = dfs_crc32c_nblocks(n);
-    size_t total = (e->offset == 0 ? 1 + varint_len(hdr_len) + hdr_len : 0) +
-                   (n > 0 ? 1 + varint_len(n) + n : 0) +
-                   (nblocks > 0 ? 1 + varint_len(4 * nblocks) + 4 * nblocks : 0);
-    grpc_slice slice = grpc_slice_malloc(total);
-    uint8_t *p = GRPC_SLICE_START_PTR(slice);
-    if (e->offset == 0) {
-        *p++ = 0x0a;
-        p = put_varint(p, hdr_len);
-        memcpy(p, hdr, hdr_len);
-        p += hdr_len;
-    }
-    e->ncrcs = nblocks;
-    if (n > 0) {
-        *p++ = 0x12;
-        p = put_varint(p, n);
-        uint64_t off = frag_start(job, frag) + e->offset;
-        size_t got = 0;
-        while (got < n) {
-            ssize_t r = pread(job->fd, p + got, n - got, (off_t)(off + got));
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0) {
-                grpc_slice_unref(slice);
-                if (r < 0)
-                    return dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot read the local file");
-                return dfs_seterr(errmsg, DFS_EIO,
-                                  "the local file shrank while it was being stored");
-            }
-            got += (size_t)r;
-        }
-        dfs_crc32c_blocks(p, n, e->crcs);
-        p += n;
-        *p++ = 0x1a;
-        p = put_varint(p, 4 * nblocks);
-        for (size_t b = 0; b < nblocks; b++) {
-            uint32_t crc = e->crcs[b];
-            uint8_t le[4] = {(uint8_t)crc, (uint8_t)(crc >> 8), (uint8_t)(crc >> 16),
-                             (uint8_t)(crc >> 24)};
-            memcpy(p, le, 4);
-            p += 4;
-        }
-    }
-    e->bb = grpc_raw_byte_buffer_create(&slice, 1);
-    grpc_slice_unref(slice);
+    dfs_put_chunk_seal(&e->pc);
     e->valid = true;
     return DFS_OK;
 }
@@ -204,12 +147,12 @@ static struct chunk_entry *chunk_at(struct put_job *job, uint32_t frag, uint64_t
     struct chunk_entry *e = &fc->e[fc->victim];
     fc->victim ^= 1;
     if (e->valid)
-        grpc_byte_buffer_destroy(e->bb);
+        dfs_put_chunk_release(&e->pc);
     uint64_t size = frag_size(job, frag);
     e->valid = false;
     e->offset = offset;
-    e->len = size - offset < CHUNK ? (size_t)(size - offset) : CHUNK;
-    return pack_chunk(job, frag, e, errmsg) == DFS_OK ? e : NULL;
+    size_t len = size - offset < DFS_CHUNK ? (size_t)(size - offset) : DFS_CHUNK;
+    return pack_chunk(job, frag, e, len, errmsg) == DFS_OK ? e : NULL;
 }
 
 static void drop_caches(struct put_job *job)
@@ -219,7 +162,7 @@ static void drop_caches(struct put_job *job)
     for (size_t f = 0; f < job->file->n_fragments; f++)
         for (int i = 0; i < 2; i++)
             if (job->caches[f].e[i].valid)
-                grpc_byte_buffer_destroy(job->caches[f].e[i].bb);
+                dfs_put_chunk_release(&job->caches[f].e[i].pc);
     free(job->caches);
     job->caches = NULL;
 }
@@ -254,15 +197,11 @@ static void send_next(struct put_stream *s)
         fail_job(job, DFS_EIO, err);
         return;
     }
-    for (size_t b = 0; b < e->ncrcs; b++) {
-        uint8_t le[4] = {(uint8_t)e->crcs[b], (uint8_t)(e->crcs[b] >> 8),
-                         (uint8_t)(e->crcs[b] >> 16), (uint8_t)(e->crcs[b] >> 24)};
-        s->table_crc = dfs_crc32c(s->table_crc, le, 4);
-    }
-    bool last = s->sent + e->len == frag_size(job, s->frag);
-    s->sent += e->len;
-    dfs_link_add_bytes(s->link, e->len);
-    if (dfs_rpc_ccall_send_raw(s->call, grpc_byte_buffer_copy(e->bb), last,
+    s->table_crc = dfs_chunk_table_crc(s->table_crc, e->pc.crcs, e->pc.ncrcs);
+    bool last = s->sent + e->pc.len == frag_size(job, s->frag);
+    s->sent += e->pc.len;
+    dfs_link_add_bytes(s->link, e->pc.len);
+    if (dfs_rpc_ccall_send_raw(s->call, dfs_put_chunk_buffer(&e->pc), last,
                                last ? NULL : chunk_sent, s) != DFS_OK)
         dfs_rpc_ccall_cancel_with(s->call, DFS_EINTERNAL, "cannot send");
 }
