@@ -1,0 +1,63 @@
+/* A storage node's registrar: registers with the metadata service, then heartbeats its usage. */
+#ifndef DFS_SERVICES_HEARTBEAT_H
+#define DFS_SERVICES_HEARTBEAT_H
+
+#include "storage/frag_store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/*
+ * One thread per heartbeat, holding one channel to the metadata service:
+ *
+ *   register:  Metadata.RegisterNode {node id, address, zone, usage}. On failure, retry after a
+ *              backoff that doubles from 100 ms up to retry_max_ms; a warn line at the first
+ *              failure and then once every 10 (not at every try).
+ *   heartbeat: Metadata.Heartbeat {node id, usage} every heartbeat_interval_ms, the interval the
+ *              metadata service answered (1000 when it says 0; each answer may change it). An
+ *              answer known=false (the catalog forgot the node) sends it back to register. A
+ *              failed heartbeat is logged like a failed registration and retried at the next
+ *              interval, forever.
+ *
+ * Usage figures come from dfs_frag_store_stats at each call. Every call has a deadline of
+ * rpc_timeout_ms. The thread waits on a condition variable between calls, so stop wakes it at
+ * once; a call already in flight is waited out (at most rpc_timeout_ms).
+ */
+typedef struct dfs_heartbeat dfs_heartbeat;
+
+struct dfs_heartbeat_config {
+    const char *metadata;   /* host:port of the metadata service; copied */
+    const char *node_id;    /* the node's id (dfs_frag_store_node_id); copied */
+    const char *address;    /* host:port where the node's Storage service answers; copied */
+    const char *zone;       /* failure domain; NULL or "" for none; copied */
+    dfs_frag_store *store;  /* borrowed: must stay open until dfs_heartbeat_stop returns */
+    int64_t rpc_timeout_ms; /* deadline of each call; 0 means 2000 */
+    int64_t retry_max_ms;   /* longest wait between registration tries; 0 means 2000 */
+};
+
+/*
+ * Start the thread. Returns 0 and *out (stop it with dfs_heartbeat_stop), or DFS_EINVAL (a missing
+ * field), DFS_ENOMEM with *errmsg; on failure no thread runs.
+ */
+int dfs_heartbeat_start(const struct dfs_heartbeat_config *cfg, dfs_heartbeat **out, char **errmsg);
+
+/*
+ * Wait until the node has registered at least once (it stays true afterwards, even while
+ * heartbeats fail), for up to timeout_ms (0: just look; < 0: no limit). Returns whether it has.
+ * Thread-safe.
+ */
+bool dfs_heartbeat_wait_registered(dfs_heartbeat *hb, int64_t timeout_ms);
+
+/*
+ * The message of the latest failed call ("RegisterNode: connection refused..."), malloc'd for the
+ * caller to free, or NULL when the latest call succeeded or none was made. Thread-safe.
+ */
+char *dfs_heartbeat_last_error(dfs_heartbeat *hb);
+
+/*
+ * Wake the thread, join it and free everything. No call is started after this begins; one in
+ * flight is waited out. Accepts NULL.
+ */
+void dfs_heartbeat_stop(dfs_heartbeat *hb);
+
+#endif /* DFS_SERVICES_HEARTBEAT_H */

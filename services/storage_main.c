@@ -1,0 +1,288 @@
+/* dfs-storage: a storage node. Flags -> config -> wiring; the work is in storage_service/heartbeat. */
+#include "common/err.h"
+#include "common/log.h"
+#include "services/daemon.h"
+#include "services/heartbeat.h"
+#include "services/rpc/grpclog.h"
+#include "services/rpc/server.h"
+#include "services/storage_service.h"
+#include "storage/frag_store.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PROG    "dfs-storage"
+#define VERSION "0.1.0"
+
+static void usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: " PROG " --data DIR --metadata HOST:PORT [options]\n"
+        "\n"
+        "A dfs storage node: keeps fragments in DIR and serves them over gRPC.\n"
+        "\n"
+        "  --data DIR                fragment store (created if missing; one node per DIR)\n"
+        "  --metadata HOST:PORT      the metadata service to register with\n"
+        "  --listen ADDR             address to serve on (default 127.0.0.1:7100; port 0 = any)\n"
+        "  --advertise HOST:PORT     address to register (default: the listen host and the\n"
+        "                            bound port; required when listening on a wildcard)\n"
+        "  --zone Z                  failure domain (rack, zone) for placement\n"
+        "  --threads N               worker threads (default 4)\n"
+        "  --ready-file PATH         write the advertised address here once registered\n"
+        "  --log-level LEVEL         debug, info, warn or error (default info)\n"
+        "  --register-timeout-ms N   give up (exit 1) if not registered by then (default 0 =\n"
+        "                            keep trying)\n"
+        "  --grace-ms N              on SIGTERM, time calls in flight get to finish (default "
+        "5000)\n"
+        "  --help, --version\n");
+}
+
+struct options {
+    const char *data;
+    const char *metadata;
+    const char *listen;
+    const char *advertise;
+    const char *zone;
+    const char *ready_file;
+    long long threads;
+    long long register_timeout_ms;
+    long long grace_ms;
+    enum dfs_log_level level;
+};
+
+/* Returns 0, 1 when --help or --version was handled, or DFS_EINVAL with *err. */
+static int parse(int argc, char **argv, struct options *o, char **err)
+{
+    enum {
+        O_DATA = 1000,
+        O_METADATA,
+        O_LISTEN,
+        O_ADVERTISE,
+        O_ZONE,
+        O_THREADS,
+        O_READY,
+        O_LOG,
+        O_REGISTER_TIMEOUT,
+        O_GRACE,
+        O_HELP,
+        O_VERSION,
+    };
+    static const struct option longopts[] = {
+        {"data", required_argument, NULL, O_DATA},
+        {"metadata", required_argument, NULL, O_METADATA},
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"advertise", required_argument, NULL, O_ADVERTISE},
+        {"zone", required_argument, NULL, O_ZONE},
+        {"threads", required_argument, NULL, O_THREADS},
+        {"ready-file", required_argument, NULL, O_READY},
+        {"log-level", required_argument, NULL, O_LOG},
+        {"register-timeout-ms", required_argument, NULL, O_REGISTER_TIMEOUT},
+        {"grace-ms", required_argument, NULL, O_GRACE},
+        {"help", no_argument, NULL, O_HELP},
+        {"version", no_argument, NULL, O_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    o->listen = "127.0.0.1:7100";
+    o->zone = "";
+    o->threads = 4;
+    o->grace_ms = 5000;
+    o->level = DFS_LOG_INFO;
+    opterr = 0;
+    int c;
+    int rc = DFS_OK;
+    while (rc == DFS_OK && (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_DATA:
+            o->data = optarg;
+            break;
+        case O_METADATA:
+            o->metadata = optarg;
+            break;
+        case O_LISTEN:
+            o->listen = optarg;
+            break;
+        case O_ADVERTISE:
+            o->advertise = optarg;
+            break;
+        case O_ZONE:
+            o->zone = optarg;
+            break;
+        case O_THREADS:
+            rc = dfs_daemon_parse_int("--threads", optarg, 1, 256, &o->threads, err);
+            break;
+        case O_READY:
+            o->ready_file = optarg;
+            break;
+        case O_LOG:
+            if (dfs_log_level_parse(optarg, &o->level) != DFS_OK || o->level == DFS_LOG_OFF)
+                rc = dfs_seterr(err, DFS_EINVAL,
+                                "--log-level must be debug, info, warn or error, not '%s'", optarg);
+            break;
+        case O_REGISTER_TIMEOUT:
+            rc = dfs_daemon_parse_int("--register-timeout-ms", optarg, 0, 86400000,
+                                      &o->register_timeout_ms, err);
+            break;
+        case O_GRACE:
+            rc = dfs_daemon_parse_int("--grace-ms", optarg, 0, 600000, &o->grace_ms, err);
+            break;
+        case 'h':
+        case O_HELP:
+            usage(stdout);
+            return 1;
+        case O_VERSION:
+            printf(PROG " " VERSION "\n");
+            return 1;
+        case ':':
+            rc = dfs_seterr(err, DFS_EINVAL, "%s needs a value", argv[optind - 1]);
+            break;
+        default:
+            rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'", argv[optind - 1]);
+            break;
+        }
+    }
+    if (rc == DFS_OK && optind < argc)
+        rc = dfs_seterr(err, DFS_EINVAL, "unexpected argument '%s'", argv[optind]);
+    if (rc == DFS_OK && (o->data == NULL || o->data[0] == '\0'))
+        rc = dfs_seterr(err, DFS_EINVAL, "--data DIR is required");
+    if (rc == DFS_OK && (o->metadata == NULL || o->metadata[0] == '\0'))
+        rc = dfs_seterr(err, DFS_EINVAL, "--metadata HOST:PORT is required");
+    if (rc == DFS_OK && strrchr(o->metadata, ':') == NULL)
+        rc = dfs_seterr(err, DFS_EINVAL, "--metadata must be HOST:PORT, not '%s'", o->metadata);
+    if (rc == DFS_OK && o->listen[0] == '\0')
+        rc = dfs_seterr(err, DFS_EINVAL, "--listen needs an address");
+    if (rc == DFS_OK && o->advertise != NULL && strrchr(o->advertise, ':') == NULL)
+        rc = dfs_seterr(err, DFS_EINVAL, "--advertise must be HOST:PORT, not '%s'", o->advertise);
+    return rc;
+}
+
+/*
+ * Wait until the heartbeat has registered, while still answering SIGTERM/SIGINT. Returns 0 once
+ * registered, the signal number when one came first, or -1 when timeout_ms (> 0) ran out.
+ */
+static int wait_registered(dfs_heartbeat *hb, const sigset_t *signals, long long timeout_ms)
+{
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        /* Registration is seen at once (condition variable); a signal within 50 ms. */
+        if (dfs_heartbeat_wait_registered(hb, 50))
+            return 0;
+        struct timespec zero = {0, 0};
+        int sig = sigtimedwait(signals, NULL, &zero);
+        if (sig == SIGTERM || sig == SIGINT)
+            return sig;
+        if (sig == SIGHUP)
+            dfs_log(DFS_LOG_INFO,
+                    "ignoring signal (only SIGTERM and SIGINT stop the node) signal=%d", sig);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long ms = (now.tv_sec - t0.tv_sec) * 1000LL + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        if (timeout_ms > 0 && ms >= timeout_ms)
+            return -1;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    sigset_t signals;
+    dfs_daemon_block_signals(&signals);
+    struct options o;
+    memset(&o, 0, sizeof o);
+    char *err = NULL;
+    int prc = parse(argc, argv, &o, &err);
+    if (prc == 1)
+        return 0;
+    if (prc != DFS_OK) {
+        fprintf(stderr, PROG ": %s (see --help)\n", err != NULL ? err : "bad arguments");
+        free(err);
+        return 2;
+    }
+    dfs_log_init(PROG, o.level);
+    dfs_rpc_route_grpc_logs();
+
+    dfs_frag_store *store = NULL;
+    dfs_storage_service *svc = NULL;
+    dfs_rpc_server *srv = NULL;
+    dfs_heartbeat *hb = NULL;
+    int status = 1;
+    int sig = 0;
+    struct dfs_rpc_server_config scfg = {.listen = o.listen, .threads = (int)o.threads};
+    if (dfs_frag_store_open(o.data, NULL, &store, &err) != DFS_OK ||
+        dfs_storage_service_create(store, NULL, &svc, &err) != DFS_OK ||
+        dfs_rpc_server_create(&scfg, &srv, &err) != DFS_OK ||
+        dfs_storage_service_register(svc, srv, &err) != DFS_OK ||
+        dfs_rpc_server_start(srv, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start");
+        goto out;
+    }
+    char addr[300];
+    if (o.advertise != NULL) {
+        snprintf(addr, sizeof addr, "%s", o.advertise);
+    } else if (dfs_daemon_advertise(o.listen, dfs_rpc_server_port(srv), addr, sizeof addr, &err) !=
+               DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err);
+        goto out;
+    }
+    const char *node = dfs_frag_store_node_id(store);
+    struct dfs_heartbeat_config hcfg = {
+        .metadata = o.metadata,
+        .node_id = node,
+        .address = addr,
+        .zone = o.zone,
+        .store = store,
+    };
+    if (dfs_heartbeat_start(&hcfg, &hb, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start the heartbeat");
+        goto out;
+    }
+    dfs_log(DFS_LOG_INFO, "listening addr=%s listen=%s node=%s data=%s zone=%s version=" VERSION,
+            addr, o.listen, node, o.data, o.zone[0] != '\0' ? o.zone : "-");
+
+    int w = wait_registered(hb, &signals, o.register_timeout_ms);
+    if (w < 0) {
+        char *why = dfs_heartbeat_last_error(hb);
+        fprintf(stderr, PROG ": cannot register with the metadata service at %s: %s\n", o.metadata,
+                why != NULL ? why : "no answer in time");
+        free(why);
+        goto out;
+    }
+    if (w > 0) {
+        sig = w;
+    } else {
+        if (o.ready_file != NULL) {
+            char line[320];
+            snprintf(line, sizeof line, "%s\n", addr);
+            if (dfs_daemon_write_file(o.ready_file, line, &err) != DFS_OK) {
+                fprintf(stderr, PROG ": %s\n", err);
+                goto out;
+            }
+        }
+        dfs_log(DFS_LOG_INFO, "ready addr=%s node=%s", addr, node);
+        while (sig == 0) {
+            int s = dfs_daemon_wait_signal(&signals);
+            if (s == SIGTERM || s == SIGINT)
+                sig = s;
+            else
+                dfs_log(DFS_LOG_INFO,
+                        "ignoring signal (only SIGTERM and SIGINT stop the node) signal=%d", s);
+        }
+    }
+    dfs_log(DFS_LOG_INFO, "stopping signal=%d grace_ms=%lld", sig, o.grace_ms);
+    status = 0;
+out:
+    free(err);
+    /* Heartbeat first (the node stops announcing itself), then calls in flight, then the store. */
+    dfs_heartbeat_stop(hb);
+    if (srv != NULL)
+        dfs_rpc_server_stop(srv, status == 0 ? o.grace_ms : 0);
+    dfs_rpc_server_destroy(srv);
+    dfs_storage_service_destroy(svc);
+    dfs_frag_store_close(store);
+    if (status == 0)
+        dfs_log(DFS_LOG_INFO, "stopped");
+    return status;
+}

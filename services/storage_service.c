@@ -1,0 +1,730 @@
+/* The Storage service: dfs.v1.Storage over a fragment store, with a copy-free data path. */
+#include "services/storage_service.h"
+
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/id.h"
+#include "common/log.h"
+#include "dfs/v1/storage.pb-c.h"
+#include "services/rpc/status.h"
+
+#include <assert.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/slice.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct dfs_storage_service {
+    dfs_frag_store *store; /* borrowed */
+    size_t chunk;
+    _Atomic uint64_t puts_active, puts_ok, puts_failed;
+    _Atomic uint64_t gets_active, gets_ok, gets_failed;
+    _Atomic uint64_t bytes_received, bytes_sent;
+};
+
+/* Most CRCs one PutFragment message can carry: one per 64 KiB of the largest message accepted. */
+#define PUT_MAX_CRCS (DFS_RPC_MAX_MESSAGE / DFS_BLOCK_SIZE + 1)
+/* CRCs of one GetFragment message. */
+#define GET_MAX_CRCS (DFS_STORAGE_CHUNK_MAX / DFS_BLOCK_SIZE)
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static const char *code_name(int code)
+{
+    return dfs_rpc_status_name(dfs_rpc_status_from_err(code));
+}
+
+/*
+ * A copy of s fit for a log line: at most cap-1 bytes, with control characters, quotes,
+ * backslashes and '=' replaced by '?' (ids and messages can carry what a client sent, and must not
+ * break the line or forge key=value pairs).
+ */
+static const char *scrub(const char *s, char *out, size_t cap)
+{
+    size_t i = 0;
+    for (; s != NULL && s[i] != '\0' && i + 1 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[i] = (c < 0x20 || c == 0x7f || c == '"' || c == '\\' || c == '=') ? '?' : (char)c;
+    }
+    out[i] = '\0';
+    return out;
+}
+
+/* Log a failed call at `level`, with the peer's address. */
+static void log_failure(enum dfs_log_level level, dfs_rpc_call *call, const char *what,
+                        const char *id, int code, const char *msg)
+{
+    if (!dfs_log_enabled(level))
+        return;
+    char sid[64], smsg[512];
+    char *peer = dfs_rpc_call_peer(call);
+    dfs_log(level, "%s failed id=%s status=%s peer=%s err=\"%s\"", what, scrub(id, sid, sizeof sid),
+            code_name(code), peer != NULL ? peer : "unknown", scrub(msg, smsg, sizeof smsg));
+    free(peer);
+}
+
+/* ---- the protobuf wire format, for the two data-carrying messages ---- */
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static uint8_t *put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+    return p + 4;
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * A PutFragmentRequest as it lies in the received bytes (nothing copied):
+ *   1 header  FragmentHeader, length-delimited   -> header/header_len (the submessage's bytes)
+ *   2 data    bytes                              -> data/len, pointing into the buffer
+ *   3 crc32c  repeated fixed32, packed or not    -> decoded into the caller's array
+ * Unknown fields are skipped, as protobuf requires. As in protobuf, a repeated `data` keeps the
+ * last value and CRCs accumulate; a repeated header is refused (no client sends one).
+ */
+struct put_msg {
+    const uint8_t *header;
+    size_t header_len;
+    bool has_header;
+    const uint8_t *data;
+    size_t len;
+    size_t ncrcs;
+};
+
+static int parse_put(const uint8_t *p, size_t n, struct put_msg *m, uint32_t *crcs, size_t cap,
+                     char **errmsg)
+{
+    const uint8_t *end = p + n;
+    memset(m, 0, sizeof *m);
+    while (p < end) {
+        uint64_t key, v;
+        if (!get_varint(&p, end, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
+            goto malformed;
+        uint64_t field = key >> 3;
+        bool known = field >= 1 && field <= 3;
+        switch (key & 7) {
+        case 0: /* varint */
+            if (known || !get_varint(&p, end, &v))
+                goto malformed;
+            break;
+        case 1: /* 64-bit */
+            if (known || end - p < 8)
+                goto malformed;
+            p += 8;
+            break;
+        case 5: /* 32-bit: an unpacked crc32c element */
+            if ((known && field != 3) || end - p < 4)
+                goto malformed;
+            if (field == 3) {
+                if (m->ncrcs == cap)
+                    goto too_many;
+                crcs[m->ncrcs++] = get_le32(p);
+            }
+            p += 4;
+            break;
+        case 2: /* length-delimited */
+            if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p))
+                goto malformed;
+            if (field == 1) {
+                if (m->has_header)
+                    return dfs_seterr(errmsg, DFS_EINVAL,
+                                      "PutFragment: a message carries the header twice");
+                m->has_header = true;
+                m->header = p;
+                m->header_len = (size_t)v;
+            } else if (field == 2) {
+                m->data = p;
+                m->len = (size_t)v;
+            } else if (field == 3) {
+                if (v % 4 != 0)
+                    goto malformed;
+                if (v / 4 > cap - m->ncrcs)
+                    goto too_many;
+                for (size_t i = 0; i < v / 4; i++)
+                    crcs[m->ncrcs++] = get_le32(p + 4 * i);
+            }
+            p += v;
+            break;
+        default: /* groups (3, 4) are not in this message; 6 and 7 do not exist */
+            goto malformed;
+        }
+    }
+    return DFS_OK;
+malformed:
+    return dfs_seterr(errmsg, DFS_EINVAL,
+                      "PutFragment: the message does not parse as dfs.v1.PutFragmentRequest");
+too_many:
+    return dfs_seterr(errmsg, DFS_EINVAL, "PutFragment: a message carries more than %u crcs",
+                      (unsigned)cap);
+}
+
+/* ---- PutFragment ---- */
+
+/* One upload. Lives until the call is freed (put_release), which aborts a writer left over. */
+struct put_call {
+    dfs_storage_service *svc;
+    dfs_rpc_call *call;
+    dfs_frag_writer *w; /* from the header until commit or abort */
+    bool started;       /* the header arrived (id and size are set) */
+    bool finished;      /* finish was called: later callbacks only clean up */
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    uint64_t size;
+    uint64_t received;
+    uint32_t messages;
+    int64_t t0_ns;
+    uint32_t crcs[PUT_MAX_CRCS];
+};
+
+static void put_release(void *state)
+{
+    struct put_call *p = state;
+    if (p->w != NULL) {
+        /* Not reachable through the handlers (every path that finishes drops the writer), but
+           the guarantee belongs here: nothing partial outlives the call. */
+        dfs_frag_writer_abort(p->w);
+        atomic_fetch_add(&p->svc->puts_failed, 1);
+    }
+    atomic_fetch_sub(&p->svc->puts_active, 1);
+    free(p);
+}
+
+/* Abort the upload and end the call with code and a message (copied). */
+static void put_fail(struct put_call *p, int code, const char *msg)
+{
+    dfs_frag_writer_abort(p->w);
+    p->w = NULL;
+    p->finished = true;
+    atomic_fetch_add(&p->svc->puts_failed, 1);
+    log_failure(DFS_LOG_WARN, p->call, "put", p->started ? p->id : "-", code, msg);
+    dfs_rpc_call_finish(p->call, code, NULL, msg);
+}
+
+static void put_failf(struct put_call *p, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void put_failf(struct put_call *p, int code, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    put_fail(p, code, buf);
+}
+
+/* put_fail with a message from a dfs function (freed here). */
+static void put_fail_err(struct put_call *p, int code, char *err)
+{
+    put_fail(p, code, err != NULL ? err : dfs_strerror(code));
+    free(err);
+}
+
+static void put_cancelled(dfs_rpc_call *call, void *arg)
+{
+    (void)call;
+    struct put_call *p = arg;
+    if (p->finished)
+        return;
+    if (p->started)
+        put_failf(p, DFS_ECANCELED,
+                  "fragment %s: upload cancelled after %" PRIu64 " of %" PRIu64 " bytes", p->id,
+                  p->received, p->size);
+    else
+        put_failf(p, DFS_ECANCELED, "PutFragment: cancelled before the header arrived");
+}
+
+/* The first message: start the writer, after checking that the fragment can fit. */
+static int put_begin(struct put_call *p, const struct put_msg *m, char **err)
+{
+    Dfs__V1__FragmentHeader *h = dfs__v1__fragment_header__unpack(NULL, m->header_len, m->header);
+    if (h == NULL)
+        return dfs_seterr(err, DFS_EINVAL, "PutFragment: the header does not parse");
+    int rc = dfs_frag_writer_begin(p->svc->store, h->fragment_id, h->size, &p->w, err);
+    if (rc == DFS_OK) {
+        memcpy(p->id, h->fragment_id, DFS_FRAGMENT_ID_HEX + 1);
+        p->size = h->size;
+        p->started = true;
+        /* Fail at once, not after gigabytes, when the fragment's file cannot fit in the space
+           left. Concurrent puts can still run the disk full later (ENOSPC from the writer). */
+        struct dfs_frag_store_stats st;
+        uint64_t need = DFS_FRAG_HEADER_SIZE + h->size + 4 * (uint64_t)dfs_crc32c_nblocks(h->size);
+        if (dfs_frag_store_stats(p->svc->store, &st) == DFS_OK && st.free_bytes < need)
+            rc = dfs_seterr(err, DFS_ENOSPC,
+                            "fragment %s: %" PRIu64 " bytes do not fit in the %" PRIu64
+                            " bytes free on this node",
+                            p->id, need, st.free_bytes);
+    }
+    dfs__v1__fragment_header__free_unpacked(h, NULL);
+    return rc;
+}
+
+static void put_commit(struct put_call *p)
+{
+    if (!p->started) {
+        put_failf(p, DFS_EINVAL, "PutFragment: the stream ended before a header arrived");
+        return;
+    }
+    dfs_frag_writer *w = p->w;
+    p->w = NULL;
+    uint32_t checksum = 0;
+    char *err = NULL;
+    int rc = dfs_frag_writer_commit(w, &checksum, &err);
+    if (rc != DFS_OK) {
+        put_fail_err(p, rc, err);
+        return;
+    }
+    p->finished = true;
+    atomic_fetch_add(&p->svc->puts_ok, 1);
+    dfs_log(DFS_LOG_DEBUG, "put done id=%s size=%" PRIu64 " checksum=%08x messages=%u ms=%.1f",
+            p->id, p->size, checksum, p->messages, (double)(now_ns() - p->t0_ns) / 1e6);
+    Dfs__V1__PutFragmentResponse resp = DFS__V1__PUT_FRAGMENT_RESPONSE__INIT;
+    resp.fragment_id = p->id;
+    resp.size = p->size;
+    resp.checksum = checksum;
+    dfs_rpc_call_reply(p->call, &resp.base);
+}
+
+/* One message's bytes: apply them. Returns DFS_OK to go on, or fails the call and returns != 0. */
+static int put_apply(struct put_call *p, const uint8_t *bytes, size_t n)
+{
+    struct put_msg m;
+    char *err = NULL;
+    int rc = parse_put(bytes, n, &m, p->crcs, PUT_MAX_CRCS, &err);
+    if (rc == DFS_OK && p->messages == 0 && !m.has_header)
+        rc = dfs_seterr(&err, DFS_EINVAL, "PutFragment: the first message carries no header");
+    if (rc == DFS_OK && p->messages > 0 && m.has_header)
+        rc = dfs_seterr(&err, DFS_EINVAL,
+                        "fragment %s: message %u carries a header; only the first may", p->id,
+                        p->messages + 1);
+    if (rc == DFS_OK && m.has_header)
+        rc = put_begin(p, &m, &err);
+    if (rc == DFS_OK)
+        rc = dfs_frag_writer_append(p->w, m.data, m.len, p->crcs, m.ncrcs, &err);
+    if (rc != DFS_OK) {
+        put_fail_err(p, rc, err);
+        return rc;
+    }
+    p->messages++;
+    p->received += m.len;
+    atomic_fetch_add(&p->svc->bytes_received, m.len);
+    return DFS_OK;
+}
+
+static void put_recv(dfs_rpc_call *call, void *arg, grpc_byte_buffer *bb, int status);
+
+static void put_recv_next(struct put_call *p)
+{
+    if (dfs_rpc_call_recv_raw(p->call, put_recv, p) != DFS_OK)
+        put_failf(p, DFS_EINTERNAL, "fragment %s: cannot receive the next message", p->id);
+}
+
+static void put_recv(dfs_rpc_call *call, void *arg, grpc_byte_buffer *bb, int status)
+{
+    (void)call;
+    struct put_call *p = arg;
+    if (p->finished) {
+        if (bb != NULL)
+            grpc_byte_buffer_destroy(bb);
+        return;
+    }
+    if (status != DFS_OK) {
+        put_cancelled(call, p);
+        return;
+    }
+    if (bb == NULL) {
+        /* End of stream: the client half-closed, or cancelled (gRPC reports both alike). The
+           commit tells them apart by the byte count. */
+        put_commit(p);
+        return;
+    }
+    /* Parse in place when the message arrived as one plain slice; otherwise flatten it once. */
+    grpc_slice flat;
+    if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+        bb->data.raw.slice_buffer.count == 1) {
+        flat = grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
+    } else {
+        grpc_byte_buffer_reader reader;
+        if (!grpc_byte_buffer_reader_init(&reader, bb)) {
+            grpc_byte_buffer_destroy(bb);
+            put_failf(p, DFS_EINVAL, "PutFragment: cannot decompress a message");
+            return;
+        }
+        flat = grpc_byte_buffer_reader_readall(&reader);
+        grpc_byte_buffer_reader_destroy(&reader);
+    }
+    grpc_byte_buffer_destroy(bb);
+    int rc = put_apply(p, GRPC_SLICE_START_PTR(flat), GRPC_SLICE_LENGTH(flat));
+    grpc_slice_unref(flat);
+    if (rc == DFS_OK)
+        put_recv_next(p);
+}
+
+static void put_handler(dfs_rpc_call *call, void *ctx)
+{
+    dfs_storage_service *svc = ctx;
+    struct put_call *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        atomic_fetch_add(&svc->puts_failed, 1);
+        dfs_rpc_call_fail(call, DFS_ENOMEM, "PutFragment: out of memory");
+        return;
+    }
+    p->svc = svc;
+    p->call = call;
+    p->t0_ns = now_ns();
+    atomic_fetch_add(&svc->puts_active, 1);
+    dfs_rpc_call_set_state(call, p, put_release);
+    dfs_rpc_call_on_cancel(call, put_cancelled, p);
+    put_recv_next(p);
+}
+
+/* ---- GetFragment ---- */
+
+struct get_call {
+    dfs_storage_service *svc;
+    dfs_rpc_call *call;
+    dfs_frag_reader *r;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    uint64_t size;     /* of the whole fragment */
+    uint32_t checksum; /* of the whole fragment */
+    uint64_t begin;    /* the requested range's first byte */
+    uint64_t pos, end; /* what is left to send: [pos, end) */
+    bool first;        /* the next message is the first (carries header and checksum) */
+    bool finished;
+    uint32_t messages;
+    int64_t t0_ns;
+    uint32_t crcs[GET_MAX_CRCS];
+};
+
+static void get_release(void *state)
+{
+    struct get_call *g = state;
+    dfs_frag_reader_close(g->r);
+    atomic_fetch_sub(&g->svc->gets_active, 1);
+    free(g);
+}
+
+static void get_fail(struct get_call *g, int code, char *err)
+{
+    g->finished = true;
+    atomic_fetch_add(&g->svc->gets_failed, 1);
+    const char *msg = err != NULL ? err : dfs_strerror(code);
+    log_failure(code == DFS_ECANCELED ? DFS_LOG_INFO : DFS_LOG_WARN, g->call, "get", g->id, code,
+                msg);
+    dfs_rpc_call_finish(g->call, code, NULL, msg);
+    free(err);
+}
+
+/*
+ * Build the next GetFragmentResponse straight into one grpc_slice_malloc slice, with the data read
+ * from disk into its final place in that slice: no buffer of ours, no copy by protobuf-c. Fields
+ * in number order (as protobuf-c would write them):
+ *
+ *   1 header   first message only: {1 fragment_id (40 bytes), 2 size (omitted when 0)}
+ *   2 data     n bytes, read by dfs_frag_reader_read (which checks the stored CRCs)
+ *   3 crc32c   packed: ceil(n / 64 KiB) little-endian u32s, the piece CRCs of this data
+ *   4 checksum first message only
+ *
+ * Every length is known before the read (n, and so the number of CRCs), so the slice is allocated
+ * once at its exact size and filled in order.
+ */
+static int get_pack_next(struct get_call *g, grpc_byte_buffer **out, char **err)
+{
+    uint64_t left = g->end - g->pos;
+    size_t n = left < g->svc->chunk ? (size_t)left : g->svc->chunk;
+    size_t ncrcs = dfs_crc32c_nblocks(n);
+    size_t hlen = 0, total = 0;
+    if (g->first) {
+        hlen = 2 + DFS_FRAGMENT_ID_HEX + (g->size > 0 ? 1 + varint_len(g->size) : 0);
+        total += 1 + varint_len(hlen) + hlen + 1 + 4;
+    }
+    if (n > 0)
+        total += 1 + varint_len(n) + n + 1 + varint_len(4 * ncrcs) + 4 * ncrcs;
+    grpc_slice s = grpc_slice_malloc(total);
+    uint8_t *start = GRPC_SLICE_START_PTR(s), *q = start;
+    if (g->first) {
+        *q++ = 0x0a; /* field 1, length-delimited */
+        q = put_varint(q, hlen);
+        *q++ = 0x0a; /* FragmentHeader.fragment_id */
+        *q++ = DFS_FRAGMENT_ID_HEX;
+        memcpy(q, g->id, DFS_FRAGMENT_ID_HEX);
+        q += DFS_FRAGMENT_ID_HEX;
+        if (g->size > 0) {
+            *q++ = 0x10; /* FragmentHeader.size, varint */
+            q = put_varint(q, g->size);
+        }
+    }
+    if (n > 0) {
+        *q++ = 0x12; /* field 2, length-delimited */
+        q = put_varint(q, n);
+        int rc = dfs_frag_reader_read(g->r, g->pos, q, n, g->crcs, err);
+        if (rc != DFS_OK) {
+            grpc_slice_unref(s);
+            return rc;
+        }
+        q += n;
+        *q++ = 0x1a; /* field 3, packed */
+        q = put_varint(q, 4 * ncrcs);
+        for (size_t i = 0; i < ncrcs; i++)
+            q = put_le32(q, g->crcs[i]);
+    }
+    if (g->first) {
+        *q++ = 0x25; /* field 4, fixed32 */
+        q = put_le32(q, g->checksum);
+    }
+    assert((size_t)(q - start) == total);
+    *out = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    g->first = false;
+    g->pos += n;
+    g->messages++;
+    atomic_fetch_add(&g->svc->bytes_sent, n);
+    return DFS_OK;
+}
+
+static void get_sent(dfs_rpc_call *call, void *arg, bool ok);
+
+/* Read and send the next message; after the last one, finish (the status follows the send). */
+static void get_send_next(struct get_call *g)
+{
+    grpc_byte_buffer *bb = NULL;
+    char *err = NULL;
+    int rc = get_pack_next(g, &bb, &err);
+    if (rc != DFS_OK) {
+        get_fail(g, rc, err);
+        return;
+    }
+    rc = dfs_rpc_call_send_raw(g->call, bb, get_sent, g);
+    if (rc != DFS_OK) {
+        get_fail(g, DFS_EINTERNAL, NULL);
+        return;
+    }
+    if (g->pos == g->end) {
+        g->finished = true;
+        atomic_fetch_add(&g->svc->gets_ok, 1);
+        dfs_log(DFS_LOG_DEBUG, "get done id=%s bytes=%" PRIu64 " messages=%u ms=%.1f", g->id,
+                g->end - g->begin, g->messages, (double)(now_ns() - g->t0_ns) / 1e6);
+        dfs_rpc_call_finish(g->call, DFS_OK, NULL, NULL);
+    }
+}
+
+static void get_sent(dfs_rpc_call *call, void *arg, bool ok)
+{
+    (void)call;
+    struct get_call *g = arg;
+    if (g->finished)
+        return;
+    if (!ok) {
+        char *err = NULL;
+        dfs_seterr(&err, DFS_ECANCELED, "fragment %s: the client went away after %u messages",
+                   g->id, g->messages);
+        get_fail(g, DFS_ECANCELED, err);
+        return;
+    }
+    get_send_next(g);
+}
+
+static void get_handler(dfs_rpc_call *call, void *ctx)
+{
+    dfs_storage_service *svc = ctx;
+    const Dfs__V1__GetFragmentRequest *req =
+        (const Dfs__V1__GetFragmentRequest *)dfs_rpc_call_request(call);
+    char *err = NULL;
+    dfs_frag_reader *r = NULL;
+    int rc = dfs_frag_reader_open(svc->store, req->fragment_id, &r, &err);
+    uint64_t size = rc == DFS_OK ? dfs_frag_reader_size(r) : 0;
+    if (rc == DFS_OK && req->offset > size)
+        rc = dfs_seterr(&err, DFS_ERANGE,
+                        "fragment %s: offset %" PRIu64 " is beyond its size %" PRIu64,
+                        req->fragment_id, req->offset, size);
+    if (rc == DFS_OK && req->length > size - req->offset)
+        rc = dfs_seterr(&err, DFS_ERANGE,
+                        "fragment %s: %" PRIu64 " bytes at offset %" PRIu64
+                        " go beyond its size %" PRIu64,
+                        req->fragment_id, req->length, req->offset, size);
+    struct get_call *g = NULL;
+    if (rc == DFS_OK && (g = calloc(1, sizeof *g)) == NULL)
+        rc = dfs_seterr(&err, DFS_ENOMEM, "GetFragment: out of memory");
+    if (rc != DFS_OK) {
+        dfs_frag_reader_close(r);
+        atomic_fetch_add(&svc->gets_failed, 1);
+        const char *msg = err != NULL ? err : dfs_strerror(rc);
+        /* A client asking for what is not there is routine; a store that fails is not. */
+        bool client = rc == DFS_EINVAL || rc == DFS_ENOTFOUND || rc == DFS_ERANGE;
+        log_failure(client ? DFS_LOG_INFO : DFS_LOG_WARN, call, "get", req->fragment_id, rc, msg);
+        dfs_rpc_call_finish(call, rc, NULL, msg);
+        free(err);
+        return;
+    }
+    g->svc = svc;
+    g->call = call;
+    g->r = r;
+    memcpy(g->id, req->fragment_id, DFS_FRAGMENT_ID_HEX + 1);
+    g->size = size;
+    g->checksum = dfs_frag_reader_checksum(r);
+    g->begin = req->offset;
+    g->pos = req->offset;
+    g->end = req->length == 0 ? size : req->offset + req->length;
+    g->first = true;
+    g->t0_ns = now_ns();
+    atomic_fetch_add(&svc->gets_active, 1);
+    dfs_rpc_call_set_state(call, g, get_release);
+    get_send_next(g);
+}
+
+/* ---- DeleteFragment, StatFragment ---- */
+
+static void unary_fail(dfs_rpc_call *call, const char *what, const char *id, int rc, char *err)
+{
+    const char *msg = err != NULL ? err : dfs_strerror(rc);
+    bool client = rc == DFS_EINVAL || rc == DFS_ENOTFOUND;
+    log_failure(client ? DFS_LOG_DEBUG : DFS_LOG_WARN, call, what, id, rc, msg);
+    dfs_rpc_call_finish(call, rc, NULL, msg);
+    free(err);
+}
+
+static void delete_handler(dfs_rpc_call *call, void *ctx)
+{
+    dfs_storage_service *svc = ctx;
+    const Dfs__V1__DeleteFragmentRequest *req =
+        (const Dfs__V1__DeleteFragmentRequest *)dfs_rpc_call_request(call);
+    bool existed = false;
+    char *err = NULL;
+    int rc = dfs_frag_store_delete(svc->store, req->fragment_id, &existed, &err);
+    if (rc != DFS_OK) {
+        unary_fail(call, "delete", req->fragment_id, rc, err);
+        return;
+    }
+    dfs_log(DFS_LOG_DEBUG, "delete done id=%s existed=%s", req->fragment_id,
+            existed ? "true" : "false");
+    Dfs__V1__DeleteFragmentResponse resp = DFS__V1__DELETE_FRAGMENT_RESPONSE__INIT;
+    resp.existed = existed;
+    dfs_rpc_call_reply(call, &resp.base);
+}
+
+static void stat_handler(dfs_rpc_call *call, void *ctx)
+{
+    dfs_storage_service *svc = ctx;
+    const Dfs__V1__StatFragmentRequest *req =
+        (const Dfs__V1__StatFragmentRequest *)dfs_rpc_call_request(call);
+    struct dfs_frag_info info;
+    char *err = NULL;
+    int rc = dfs_frag_store_stat(svc->store, req->fragment_id, &info, &err);
+    if (rc != DFS_OK) {
+        unary_fail(call, "stat", req->fragment_id, rc, err);
+        return;
+    }
+    Dfs__V1__StatFragmentResponse resp = DFS__V1__STAT_FRAGMENT_RESPONSE__INIT;
+    resp.fragment_id = req->fragment_id;
+    resp.size = info.size;
+    resp.checksum = info.checksum;
+    resp.stored_ms = info.stored_ms;
+    dfs_rpc_call_reply(call, &resp.base);
+}
+
+/* ---- the service ---- */
+
+int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_service_config *cfg,
+                               dfs_storage_service **out, char **errmsg)
+{
+    size_t chunk = cfg != NULL && cfg->chunk_bytes != 0 ? cfg->chunk_bytes : DFS_STORAGE_CHUNK_MAX;
+    if (store == NULL)
+        return dfs_seterr(errmsg, DFS_EINVAL, "storage service: no fragment store");
+    if (chunk % DFS_BLOCK_SIZE != 0 || chunk > DFS_STORAGE_CHUNK_MAX)
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "storage service: chunk_bytes %zu is not a multiple of %u up to %u",
+                          chunk, DFS_BLOCK_SIZE, DFS_STORAGE_CHUNK_MAX);
+    dfs_storage_service *svc = calloc(1, sizeof *svc);
+    if (svc == NULL)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    svc->store = store;
+    svc->chunk = chunk;
+    *out = svc;
+    return DFS_OK;
+}
+
+int dfs_storage_service_register(dfs_storage_service *svc, dfs_rpc_server *srv, char **errmsg)
+{
+    /* PutFragment's messages are parsed by put_recv (raw receive), not by the server. */
+    const struct dfs_rpc_method methods[] = {
+        {"/dfs.v1.Storage/PutFragment", DFS_RPC_CLIENT_STREAMING,
+         &dfs__v1__put_fragment_request__descriptor, put_handler, svc},
+        {"/dfs.v1.Storage/GetFragment", DFS_RPC_SERVER_STREAMING,
+         &dfs__v1__get_fragment_request__descriptor, get_handler, svc},
+        {"/dfs.v1.Storage/DeleteFragment", DFS_RPC_UNARY,
+         &dfs__v1__delete_fragment_request__descriptor, delete_handler, svc},
+        {"/dfs.v1.Storage/StatFragment", DFS_RPC_UNARY, &dfs__v1__stat_fragment_request__descriptor,
+         stat_handler, svc},
+    };
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+        int rc = dfs_rpc_server_add_method(srv, &methods[i], errmsg);
+        if (rc != DFS_OK)
+            return rc;
+    }
+    return DFS_OK;
+}
+
+void dfs_storage_service_stats(dfs_storage_service *svc, struct dfs_storage_service_stats *out)
+{
+    out->puts_active = atomic_load(&svc->puts_active);
+    out->puts_ok = atomic_load(&svc->puts_ok);
+    out->puts_failed = atomic_load(&svc->puts_failed);
+    out->gets_active = atomic_load(&svc->gets_active);
+    out->gets_ok = atomic_load(&svc->gets_ok);
+    out->gets_failed = atomic_load(&svc->gets_failed);
+    out->bytes_received = atomic_load(&svc->bytes_received);
+    out->bytes_sent = atomic_load(&svc->bytes_sent);
+}
+
+void dfs_storage_service_destroy(dfs_storage_service *svc)
+{
+    free(svc);
+}

@@ -1,0 +1,1033 @@
+/* Tests of the Storage service: real gRPC on loopback, a real fragment store in a temp dir. */
+#include "services/storage_service.h"
+
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/id.h"
+#include "common/log.h"
+#include "dfs/v1/storage.pb-c.h"
+#include "services/rpc/client.h"
+#include "services/rpc/loop.h"
+#include "services/rpc/server.h"
+#include "storage/frag_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/slice.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define B   ((size_t)DFS_BLOCK_SIZE)
+#define MIB ((size_t)1 << 20)
+
+#define PUT_METHOD  "/dfs.v1.Storage/PutFragment"
+#define GET_METHOD  "/dfs.v1.Storage/GetFragment"
+#define DEL_METHOD  "/dfs.v1.Storage/DeleteFragment"
+#define STAT_METHOD "/dfs.v1.Storage/StatFragment"
+
+/* ---- fixture: a store, the service on a server, a channel and a client loop ---- */
+
+struct fx {
+    char root[PATH_MAX];
+    char data[PATH_MAX + 8];
+    dfs_frag_store *store;
+    dfs_storage_service *svc;
+    dfs_rpc_server *srv;
+    dfs_rpc_channel *ch;
+    dfs_rpc_loop *loop;
+};
+
+static int setup_with_chunk(void **state, size_t chunk)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    const char *base = getenv("TEST_TMPDIR");
+    if (base == NULL || base[0] == '\0')
+        base = "/tmp";
+    snprintf(f->root, sizeof f->root, "%s/storage_service_test.XXXXXX", base);
+    assert_non_null(mkdtemp(f->root));
+    snprintf(f->data, sizeof f->data, "%s/data", f->root);
+    char *err = NULL;
+    assert_int_equal(dfs_frag_store_open(f->data, NULL, &f->store, &err), DFS_OK);
+    struct dfs_storage_service_config cfg = {.chunk_bytes = chunk};
+    assert_int_equal(dfs_storage_service_create(f->store, &cfg, &f->svc, &err), DFS_OK);
+    struct dfs_rpc_server_config scfg = {.listen = "127.0.0.1:0", .threads = 3};
+    assert_int_equal(dfs_rpc_server_create(&scfg, &f->srv, &err), DFS_OK);
+    assert_int_equal(dfs_storage_service_register(f->svc, f->srv, &err), DFS_OK);
+    assert_int_equal(dfs_rpc_server_start(f->srv, &err), DFS_OK);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", dfs_rpc_server_port(f->srv));
+    assert_int_equal(dfs_rpc_channel_create(addr, &f->ch, &err), DFS_OK);
+    f->loop = dfs_rpc_loop_create();
+    assert_non_null(f->loop);
+    /* Connect before the tests start: the client layer gives a connection attempt only 100 ms
+       (GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is also gRPC's minimum connect timeout), which a loaded
+       machine can miss, and fail-fast calls would then fail UNAVAILABLE. Once connected, every
+       call of the test shares the connection. */
+    Dfs__V1__StatFragmentRequest req = DFS__V1__STAT_FRAGMENT_REQUEST__INIT;
+    req.fragment_id = "0000000000000000000000000000000000000000";
+    ProtobufCMessage *resp = NULL;
+    int rc = dfs_rpc_unary_retry(f->ch, STAT_METHOD, &req.base,
+                                 &dfs__v1__stat_fragment_response__descriptor, &resp, 10000, 60000,
+                                 &err);
+    if (rc != DFS_ENOTFOUND)
+        fail_msg("warm-up StatFragment: %s", err != NULL ? err : dfs_strerror(rc));
+    free(err);
+    *state = f;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with_chunk(state, 0);
+}
+
+static int setup_small_chunks(void **state)
+{
+    return setup_with_chunk(state, B);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    dfs_rpc_channel_destroy(f->ch);
+    dfs_rpc_server_destroy(f->srv);
+    struct dfs_storage_service_stats st;
+    dfs_storage_service_stats(f->svc, &st);
+    /* Every call's state (writer, reader) was released by the server's stop. */
+    assert_int_equal(st.puts_active, 0);
+    assert_int_equal(st.gets_active, 0);
+    dfs_storage_service_destroy(f->svc);
+    dfs_frag_store_close(f->store);
+    dfs_rpc_loop_destroy(f->loop);
+    int rc = nftw(f->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return rc;
+}
+
+/* ---- helpers ---- */
+
+static unsigned char *make_data(size_t n, uint64_t seed)
+{
+    unsigned char *p = malloc(n + 1);
+    assert_non_null(p);
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (unsigned char)x;
+    }
+    return p;
+}
+
+static void make_id(unsigned n, char out[DFS_FRAGMENT_ID_HEX + 1])
+{
+    dfs_fragment_id("0123456789abcdef0123456789abcdef", n, out);
+}
+
+static void run_until(struct fx *f, const bool *done)
+{
+    int64_t until = dfs_rpc_now_ns() + 30000000000ll;
+    while (!*done && dfs_rpc_now_ns() < until)
+        dfs_rpc_loop_run_once(f->loop, 100);
+    assert_true(*done);
+}
+
+/* Wait (bounded) until the server released every put and get. */
+static void wait_idle(struct fx *f)
+{
+    struct dfs_storage_service_stats st;
+    int64_t until = dfs_rpc_now_ns() + 10000000000ll;
+    for (;;) {
+        dfs_storage_service_stats(f->svc, &st);
+        if ((st.puts_active == 0 && st.gets_active == 0) || dfs_rpc_now_ns() > until)
+            break;
+        usleep(1000);
+    }
+    assert_int_equal(st.puts_active, 0);
+    assert_int_equal(st.gets_active, 0);
+}
+
+/* Entries in DATA/tmp: partial writes left behind. */
+static int tmp_entries(struct fx *f)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/tmp", f->data);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+static int stat_rpc(struct fx *f, const char *id, Dfs__V1__StatFragmentResponse **resp, char **err)
+{
+    Dfs__V1__StatFragmentRequest req = DFS__V1__STAT_FRAGMENT_REQUEST__INIT;
+    req.fragment_id = (char *)id;
+    return dfs_rpc_unary(f->ch, STAT_METHOD, &req.base,
+                         &dfs__v1__stat_fragment_response__descriptor, (ProtobufCMessage **)resp,
+                         10000, err);
+}
+
+static int delete_rpc(struct fx *f, const char *id, bool *existed, char **err)
+{
+    Dfs__V1__DeleteFragmentRequest req = DFS__V1__DELETE_FRAGMENT_REQUEST__INIT;
+    req.fragment_id = (char *)id;
+    Dfs__V1__DeleteFragmentResponse *resp = NULL;
+    int rc =
+        dfs_rpc_unary(f->ch, DEL_METHOD, &req.base, &dfs__v1__delete_fragment_response__descriptor,
+                      (ProtobufCMessage **)&resp, 10000, err);
+    if (rc == DFS_OK) {
+        *existed = resp->existed;
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    }
+    return rc;
+}
+
+static void assert_not_stored(struct fx *f, const char *id)
+{
+    wait_idle(f);
+    Dfs__V1__StatFragmentResponse *resp = NULL;
+    char *err = NULL;
+    assert_int_equal(stat_rpc(f, id, &resp, &err), DFS_ENOTFOUND);
+    assert_null(resp);
+    free(err);
+    assert_int_equal(tmp_entries(f), 0);
+}
+
+/* Check a call's status, showing its message when it is not the one expected. */
+static void expect_status(int got, int want, const char *message)
+{
+    if (got != want)
+        fail_msg("status %d (%s), want %d (%s): %s", got, dfs_strerror(got), want,
+                 dfs_strerror(want), message);
+}
+
+/* ---- a PutFragment client, with ways to misbehave ---- */
+
+struct put_run {
+    struct fx *f;
+    const char *id;
+    const unsigned char *data;
+    uint64_t size;   /* declared in the header */
+    size_t chunk;    /* data bytes per message */
+    uint64_t limit;  /* send this many bytes, then half-close (short upload when < size) */
+    uint64_t pause;  /* after this many bytes, stop sending without closing (UINT64_MAX: never) */
+    int bad_crc_msg; /* this message's first CRC is wrong (-1: none) */
+    bool no_header;
+    bool header_twice; /* the second message carries a header too */
+    uint64_t sent;
+    uint32_t msgs;
+    bool paused;
+    dfs_rpc_ccall *call;
+    bool done;
+    int status;
+    char message[512];
+    bool got_resp;
+    char resp_id[64];
+    uint64_t resp_size;
+    uint32_t resp_checksum;
+};
+
+static void put_init(struct put_run *r, struct fx *f, const char *id, const unsigned char *data,
+                     uint64_t size)
+{
+    memset(r, 0, sizeof *r);
+    r->f = f;
+    r->id = id;
+    r->data = data;
+    r->size = size;
+    r->chunk = MIB;
+    r->limit = size;
+    r->pause = UINT64_MAX;
+    r->bad_crc_msg = -1;
+}
+
+static void put_done(dfs_rpc_ccall *call, void *arg, int status, const char *message)
+{
+    (void)call;
+    struct put_run *r = arg;
+    r->done = true;
+    r->status = status;
+    snprintf(r->message, sizeof r->message, "%s", message);
+}
+
+static void put_resp(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *msg, int status)
+{
+    (void)call;
+    (void)status;
+    struct put_run *r = arg;
+    if (msg == NULL)
+        return;
+    Dfs__V1__PutFragmentResponse *resp = (Dfs__V1__PutFragmentResponse *)msg;
+    r->got_resp = true;
+    snprintf(r->resp_id, sizeof r->resp_id, "%s", resp->fragment_id);
+    r->resp_size = resp->size;
+    r->resp_checksum = resp->checksum;
+    protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void put_sent(dfs_rpc_ccall *call, void *arg, bool ok);
+
+static void put_send_next(struct put_run *r)
+{
+    uint64_t left = r->limit - r->sent;
+    size_t n = left < r->chunk ? (size_t)left : r->chunk;
+    uint32_t crcs[64];
+    size_t ncrcs = dfs_crc32c_nblocks(n);
+    assert_true(ncrcs <= 64);
+    dfs_crc32c_blocks(r->data + r->sent, n, crcs);
+    if ((int)r->msgs == r->bad_crc_msg)
+        crcs[0] ^= 0x10;
+    Dfs__V1__FragmentHeader h = DFS__V1__FRAGMENT_HEADER__INIT;
+    h.fragment_id = (char *)r->id;
+    h.size = r->size;
+    Dfs__V1__PutFragmentRequest req = DFS__V1__PUT_FRAGMENT_REQUEST__INIT;
+    if ((r->msgs == 0 && !r->no_header) || (r->msgs == 1 && r->header_twice))
+        req.header = &h;
+    req.data.data = (uint8_t *)r->data + r->sent;
+    req.data.len = n;
+    req.crc32c = crcs;
+    req.n_crc32c = ncrcs;
+    r->sent += n;
+    r->msgs++;
+    bool last = r->sent == r->limit && r->sent < r->pause;
+    assert_int_equal(dfs_rpc_ccall_send(r->call, &req.base, last, last ? NULL : put_sent, r),
+                     DFS_OK);
+}
+
+static void put_sent(dfs_rpc_ccall *call, void *arg, bool ok)
+{
+    (void)call;
+    struct put_run *r = arg;
+    if (!ok)
+        return;
+    if (r->sent >= r->pause) {
+        r->paused = true;
+        return;
+    }
+    put_send_next(r);
+}
+
+static void put_start(struct put_run *r)
+{
+    assert_int_equal(
+        dfs_rpc_ccall_start(r->f->loop, r->f->ch, PUT_METHOD, 30000, put_done, r, &r->call),
+        DFS_OK);
+    assert_int_equal(
+        dfs_rpc_ccall_recv(r->call, &dfs__v1__put_fragment_response__descriptor, put_resp, r),
+        DFS_OK);
+    put_send_next(r);
+}
+
+/* A well-behaved put; returns the status. */
+static int put_all(struct fx *f, const char *id, const unsigned char *data, uint64_t size,
+                   struct put_run *r)
+{
+    put_init(r, f, id, data, size);
+    put_start(r);
+    run_until(f, &r->done);
+    return r->status;
+}
+
+static uint32_t checksum_of(const unsigned char *data, size_t n)
+{
+    size_t nb = dfs_crc32c_nblocks(n);
+    uint32_t *crcs = calloc(nb + 1, sizeof *crcs);
+    dfs_crc32c_blocks(data, n, crcs);
+    uint32_t c = dfs_crc32c_of_table(crcs, nb);
+    free(crcs);
+    return c;
+}
+
+/* ---- a GetFragment client that checks every message ---- */
+
+struct get_run {
+    const char *id;
+    bool done;
+    int status;
+    char message[512];
+    unsigned char *buf; /* what arrived, in order */
+    size_t len, cap;
+    uint32_t msgs;
+    bool got_header;
+    uint64_t header_size;
+    uint32_t checksum;
+    size_t max_chunk;
+    bool short_seen;
+    bool bad; /* a message broke the protocol; why says how */
+    char why[128];
+};
+
+static void get_done(dfs_rpc_ccall *call, void *arg, int status, const char *message)
+{
+    (void)call;
+    struct get_run *r = arg;
+    r->done = true;
+    r->status = status;
+    snprintf(r->message, sizeof r->message, "%s", message);
+}
+
+static void get_recv(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *msg, int status)
+{
+    struct get_run *r = arg;
+    if (msg == NULL || status != DFS_OK)
+        return;
+    Dfs__V1__GetFragmentResponse *m = (Dfs__V1__GetFragmentResponse *)msg;
+    if (r->msgs == 0) {
+        if (m->header == NULL || strcmp(m->header->fragment_id, r->id) != 0) {
+            r->bad = true;
+            snprintf(r->why, sizeof r->why, "first message without the right header");
+        } else {
+            r->got_header = true;
+            r->header_size = m->header->size;
+            r->checksum = m->checksum;
+        }
+    } else if (m->header != NULL || m->checksum != 0) {
+        r->bad = true;
+        snprintf(r->why, sizeof r->why, "message %u carries a header", r->msgs);
+    }
+    /* The CRCs cover each 64 KiB piece of this message's data. */
+    size_t nb = dfs_crc32c_nblocks(m->data.len);
+    uint32_t want[32];
+    if (m->n_crc32c != nb || nb > 32) {
+        r->bad = true;
+        snprintf(r->why, sizeof r->why, "message %u: %zu crcs for %zu bytes", r->msgs, m->n_crc32c,
+                 m->data.len);
+    } else if (nb > 0) {
+        dfs_crc32c_blocks(m->data.data, m->data.len, want);
+        if (memcmp(want, m->crc32c, nb * sizeof *want) != 0) {
+            r->bad = true;
+            snprintf(r->why, sizeof r->why, "message %u: wrong crcs", r->msgs);
+        }
+    }
+    /* Only the last message may carry a partial block. */
+    if (r->short_seen) {
+        r->bad = true;
+        snprintf(r->why, sizeof r->why, "message %u follows a short one", r->msgs);
+    }
+    r->short_seen = m->data.len % B != 0;
+    if (r->len + m->data.len > r->cap) {
+        r->cap = (r->len + m->data.len) * 2;
+        r->buf = realloc(r->buf, r->cap);
+        assert_non_null(r->buf);
+    }
+    if (m->data.len > 0)
+        memcpy(r->buf + r->len, m->data.data, m->data.len);
+    r->len += m->data.len;
+    if (m->data.len > r->max_chunk)
+        r->max_chunk = m->data.len;
+    r->msgs++;
+    protobuf_c_message_free_unpacked(msg, NULL);
+    assert_int_equal(
+        dfs_rpc_ccall_recv(call, &dfs__v1__get_fragment_response__descriptor, get_recv, r), DFS_OK);
+}
+
+static int get_range(struct fx *f, const char *id, uint64_t offset, uint64_t length,
+                     struct get_run *r)
+{
+    memset(r, 0, sizeof *r);
+    r->id = id;
+    dfs_rpc_ccall *call = NULL;
+    assert_int_equal(dfs_rpc_ccall_start(f->loop, f->ch, GET_METHOD, 30000, get_done, r, &call),
+                     DFS_OK);
+    Dfs__V1__GetFragmentRequest req = DFS__V1__GET_FRAGMENT_REQUEST__INIT;
+    req.fragment_id = (char *)id;
+    req.offset = offset;
+    req.length = length;
+    assert_int_equal(dfs_rpc_ccall_send(call, &req.base, true, NULL, NULL), DFS_OK);
+    assert_int_equal(
+        dfs_rpc_ccall_recv(call, &dfs__v1__get_fragment_response__descriptor, get_recv, r), DFS_OK);
+    run_until(f, &r->done);
+    if (r->bad)
+        fail_msg("GetFragment broke the protocol: %s", r->why);
+    return r->status;
+}
+
+/* ---- tests ---- */
+
+static void test_round_trip_sizes(void **state)
+{
+    struct fx *f = *state;
+    const size_t sizes[] = {0, 1, B, B + 1, 3 * MIB + 7};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        char id[DFS_FRAGMENT_ID_HEX + 1];
+        make_id((unsigned)i, id);
+        unsigned char *data = make_data(n, i + 1);
+        struct put_run p;
+        expect_status(put_all(f, id, data, n, &p), DFS_OK, p.message);
+        assert_true(p.got_resp);
+        assert_string_equal(p.resp_id, id);
+        assert_int_equal(p.resp_size, n);
+        assert_int_equal(p.resp_checksum, checksum_of(data, n));
+
+        Dfs__V1__StatFragmentResponse *st = NULL;
+        assert_int_equal(stat_rpc(f, id, &st, NULL), DFS_OK);
+        assert_string_equal(st->fragment_id, id);
+        assert_int_equal(st->size, n);
+        assert_int_equal(st->checksum, p.resp_checksum);
+        assert_true(st->stored_ms > 1600000000000ll);
+        protobuf_c_message_free_unpacked(&st->base, NULL);
+
+        struct get_run g;
+        expect_status(get_range(f, id, 0, 0, &g), DFS_OK, g.message);
+        assert_true(g.got_header);
+        assert_int_equal(g.header_size, n);
+        assert_int_equal(g.checksum, p.resp_checksum);
+        assert_int_equal(g.len, n);
+        if (n > 0)
+            assert_memory_equal(g.buf, data, n);
+        assert_int_equal(g.msgs, n == 0 ? 1 : (n + MIB - 1) / MIB);
+        assert_true(g.max_chunk <= MIB);
+        free(g.buf);
+        free(data);
+    }
+    wait_idle(f);
+    struct dfs_storage_service_stats st;
+    dfs_storage_service_stats(f->svc, &st);
+    assert_int_equal(st.puts_ok, 5);
+    assert_int_equal(st.puts_failed, 0);
+    assert_int_equal(st.gets_ok, 5);
+    assert_int_equal(st.bytes_received, 3 * MIB + 7 + 2 * B + 2);
+    assert_int_equal(st.bytes_sent, st.bytes_received);
+}
+
+static void test_ranged_get(void **state)
+{
+    struct fx *f = *state;
+    size_t n = 3 * MIB + 7;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(7, id);
+    unsigned char *data = make_data(n, 99);
+    struct put_run p;
+    expect_status(put_all(f, id, data, n, &p), DFS_OK, p.message);
+    struct {
+        uint64_t off, len;
+    } ok[] = {
+        {0, 10},    {1, B},     {B - 1, 2},   {100000, 2 * MIB}, {n - 7, 0},
+        {MIB, 0},   {n, 0},     {0, n},       {12345, 0},        {MIB - 3, MIB + 6},
+        {n - 1, 1}, {2 * B, B}, {3 * MIB, 7},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        uint64_t want = ok[i].len == 0 ? n - ok[i].off : ok[i].len;
+        struct get_run g;
+        int rc = get_range(f, id, ok[i].off, ok[i].len, &g);
+        if (rc != DFS_OK)
+            fail_msg("range %zu: %s", i, g.message);
+        assert_true(g.got_header);
+        assert_int_equal(g.header_size, n);
+        assert_int_equal(g.checksum, p.resp_checksum);
+        assert_int_equal(g.len, want);
+        if (want > 0)
+            assert_memory_equal(g.buf, data + ok[i].off, want);
+        assert_int_equal(g.msgs, want == 0 ? 1 : (want + MIB - 1) / MIB);
+        free(g.buf);
+    }
+    struct {
+        uint64_t off, len;
+    } bad[] = {{n + 1, 0}, {n - 1, 2}, {0, n + 1}, {n, 1}, {UINT64_MAX, 0}, {1, UINT64_MAX}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct get_run g;
+        expect_status(get_range(f, id, bad[i].off, bad[i].len, &g), DFS_ERANGE, g.message);
+        assert_non_null(strstr(g.message, id));
+        assert_int_equal(g.len, 0);
+        free(g.buf);
+    }
+    free(data);
+}
+
+static void test_small_chunks(void **state)
+{
+    struct fx *f = *state;
+    size_t n = 4 * B + 3;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(8, id);
+    unsigned char *data = make_data(n, 8);
+    struct put_run p;
+    expect_status(put_all(f, id, data, n, &p), DFS_OK, p.message);
+    struct get_run g;
+    expect_status(get_range(f, id, 0, 0, &g), DFS_OK, g.message);
+    assert_int_equal(g.msgs, 5);
+    assert_int_equal(g.max_chunk, B);
+    assert_memory_equal(g.buf, data, n);
+    free(g.buf);
+    /* Unaligned: every message starts mid-block, its CRCs are of its own pieces. */
+    expect_status(get_range(f, id, 100, 2 * B, &g), DFS_OK, g.message);
+    assert_int_equal(g.msgs, 2);
+    assert_memory_equal(g.buf, data + 100, 2 * B);
+    free(g.buf);
+    free(data);
+}
+
+static void test_wrong_crc_is_data_loss(void **state)
+{
+    struct fx *f = *state;
+    size_t n = 3 * MIB;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(9, id);
+    unsigned char *data = make_data(n, 9);
+    struct put_run p;
+    put_init(&p, f, id, data, n);
+    p.bad_crc_msg = 1;
+    put_start(&p);
+    run_until(f, &p.done);
+    expect_status(p.status, DFS_EDATALOSS, p.message);
+    assert_false(p.got_resp);
+    assert_non_null(strstr(p.message, id));
+    assert_non_null(strstr(p.message, "block 16"));
+    assert_not_stored(f, id);
+    free(data);
+}
+
+static void test_wrong_crc_keeps_old_version(void **state)
+{
+    struct fx *f = *state;
+    size_t n = 2 * B;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(10, id);
+    unsigned char *old = make_data(n, 10), *new = make_data(n, 11);
+    struct put_run p;
+    expect_status(put_all(f, id, old, n, &p), DFS_OK, p.message);
+    put_init(&p, f, id, new, n);
+    p.bad_crc_msg = 0;
+    put_start(&p);
+    run_until(f, &p.done);
+    expect_status(p.status, DFS_EDATALOSS, p.message);
+    wait_idle(f);
+    struct get_run g;
+    expect_status(get_range(f, id, 0, 0, &g), DFS_OK, g.message);
+    assert_memory_equal(g.buf, old, n);
+    free(g.buf);
+    /* A good retry replaces it. */
+    expect_status(put_all(f, id, new, n, &p), DFS_OK, p.message);
+    expect_status(get_range(f, id, 0, 0, &g), DFS_OK, g.message);
+    assert_memory_equal(g.buf, new, n);
+    free(g.buf);
+    free(old);
+    free(new);
+}
+
+static void test_missing_header(void **state)
+{
+    struct fx *f = *state;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(11, id);
+    unsigned char *data = make_data(B, 1);
+    struct put_run p;
+    put_init(&p, f, id, data, B);
+    p.no_header = true;
+    put_start(&p);
+    run_until(f, &p.done);
+    expect_status(p.status, DFS_EINVAL, p.message);
+    assert_non_null(strstr(p.message, "no header"));
+    assert_not_stored(f, id);
+
+    /* An empty stream: the client closes without sending anything. */
+    struct put_run e;
+    put_init(&e, f, id, data, 0);
+    assert_int_equal(dfs_rpc_ccall_start(f->loop, f->ch, PUT_METHOD, 30000, put_done, &e, &e.call),
+                     DFS_OK);
+    assert_int_equal(dfs_rpc_ccall_close_send(e.call), DFS_OK);
+    run_until(f, &e.done);
+    expect_status(e.status, DFS_EINVAL, e.message);
+    assert_non_null(strstr(e.message, "before a header"));
+    assert_not_stored(f, id);
+    free(data);
+}
+
+static void test_header_twice(void **state)
+{
+    struct fx *f = *state;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(12, id);
+    unsigned char *data = make_data(3 * B, 1);
+    struct put_run p;
+    put_init(&p, f, id, data, 3 * B);
+    p.chunk = B;
+    p.header_twice = true;
+    put_start(&p);
+    run_until(f, &p.done);
+    expect_status(p.status, DFS_EINVAL, p.message);
+    assert_non_null(strstr(p.message, "header"));
+    assert_non_null(strstr(p.message, id));
+    assert_not_stored(f, id);
+    free(data);
+}
+
+static void test_bad_ids(void **state)
+{
+    struct fx *f = *state;
+    const char *bad[] = {
+        "../etc/passwd",
+        "../../../../../../../../../../../../../../../../etc/passwd",
+        "0123456789ABCDEF0123456789ABCDEF00000000",  /* upper case */
+        "0123456789abcdef0123456789abcdef0000000",   /* 39 digits */
+        "0123456789abcdef0123456789abcdef000000000", /* 41 digits */
+        "",
+        "0123456789abcdef0123456789abcdef/0000000",
+    };
+    unsigned char *data = make_data(10, 1);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct put_run p;
+        expect_status(put_all(f, bad[i], data, 10, &p), DFS_EINVAL, p.message);
+        assert_non_null(strstr(p.message, "invalid fragment id"));
+
+        struct get_run g;
+        expect_status(get_range(f, bad[i], 0, 0, &g), DFS_EINVAL, g.message);
+        free(g.buf);
+        Dfs__V1__StatFragmentResponse *st = NULL;
+        char *err = NULL;
+        assert_int_equal(stat_rpc(f, bad[i], &st, &err), DFS_EINVAL);
+        free(err);
+        bool existed = true;
+        assert_int_equal(delete_rpc(f, bad[i], &existed, NULL), DFS_EINVAL);
+    }
+    wait_idle(f);
+    assert_int_equal(tmp_entries(f), 0);
+    /* Nothing was created beside the data dir. */
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/etc", f->root);
+    assert_int_equal(access(path, F_OK), -1);
+    free(data);
+}
+
+static void test_short_upload(void **state)
+{
+    struct fx *f = *state;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(13, id);
+    size_t n = 3 * MIB;
+    unsigned char *data = make_data(n, 13);
+    struct put_run p;
+    put_init(&p, f, id, data, n);
+    p.limit = MIB; /* then half-close */
+    put_start(&p);
+    run_until(f, &p.done);
+    expect_status(p.status, DFS_EINVAL, p.message);
+    assert_non_null(strstr(p.message, "received 1048576 of 3145728 bytes"));
+    assert_non_null(strstr(p.message, id));
+    assert_not_stored(f, id);
+
+    /* More bytes than declared. */
+    put_init(&p, f, id, data, MIB);
+    p.limit = MIB + B;
+    put_start(&p);
+    run_until(f, &p.done);
+    expect_status(p.status, DFS_EINVAL, p.message);
+    assert_non_null(strstr(p.message, "beyond the declared size"));
+    assert_not_stored(f, id);
+
+    /* A chunk that is not a multiple of 64 KiB in the middle. */
+    put_init(&p, f, id, data, MIB);
+    p.chunk = B + 1;
+    put_start(&p);
+    run_until(f, &p.done);
+    expect_status(p.status, DFS_EINVAL, p.message);
+    assert_non_null(strstr(p.message, "not a multiple"));
+    assert_not_stored(f, id);
+    free(data);
+}
+
+static void test_client_cancel_mid_upload(void **state)
+{
+    struct fx *f = *state;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(14, id);
+    size_t n = 8 * MIB;
+    unsigned char *data = make_data(n, 14);
+    struct put_run p;
+    put_init(&p, f, id, data, n);
+    p.pause = 2 * MIB;
+    put_start(&p);
+    /* Wait until the server has written what was sent, then cancel. */
+    struct dfs_storage_service_stats st;
+    int64_t until = dfs_rpc_now_ns() + 10000000000ll;
+    do {
+        dfs_rpc_loop_run_once(f->loop, 10);
+        dfs_storage_service_stats(f->svc, &st);
+    } while (st.bytes_received < 2 * MIB && dfs_rpc_now_ns() < until);
+    assert_int_equal(st.bytes_received, 2 * MIB);
+    assert_int_equal(st.puts_active, 1);
+    assert_int_equal(tmp_entries(f), 1); /* the partial write, invisible */
+    dfs_rpc_ccall_cancel(p.call);
+    run_until(f, &p.done);
+    expect_status(p.status, DFS_ECANCELED, p.message);
+    assert_not_stored(f, id);
+    dfs_storage_service_stats(f->svc, &st);
+    assert_int_equal(st.puts_failed, 1);
+    assert_int_equal(st.puts_ok, 0);
+    free(data);
+}
+
+static void test_stop_with_upload_in_flight(void **state)
+{
+    struct fx *f = *state;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(15, id);
+    size_t n = 4 * MIB;
+    unsigned char *data = make_data(n, 15);
+    struct put_run p;
+    put_init(&p, f, id, data, n);
+    p.pause = MIB;
+    put_start(&p);
+    struct dfs_storage_service_stats st;
+    int64_t until = dfs_rpc_now_ns() + 10000000000ll;
+    do {
+        dfs_rpc_loop_run_once(f->loop, 10);
+        dfs_storage_service_stats(f->svc, &st);
+    } while (st.bytes_received < MIB && dfs_rpc_now_ns() < until);
+    if (st.bytes_received != MIB)
+        fail_msg("received %llu active %llu sent %llu paused %d done %d status %d %s",
+                 (unsigned long long)st.bytes_received, (unsigned long long)st.puts_active,
+                 (unsigned long long)p.sent, p.paused, p.done, p.status, p.message);
+    dfs_rpc_server_stop(f->srv, 100);
+    /* stop returned: every call's state is released and the writer aborted. */
+    dfs_storage_service_stats(f->svc, &st);
+    assert_int_equal(st.puts_active, 0);
+    assert_int_equal(st.puts_ok, 0);
+    assert_int_equal(tmp_entries(f), 0);
+    run_until(f, &p.done);
+    assert_int_not_equal(p.status, DFS_OK);
+    struct dfs_frag_info info;
+    assert_int_equal(dfs_frag_store_stat(f->store, id, &info, NULL), DFS_ENOTFOUND);
+    free(data);
+}
+
+static void test_corrupt_on_disk(void **state)
+{
+    struct fx *f = *state;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(16, id);
+    size_t n = 3 * MIB;
+    unsigned char *data = make_data(n, 16);
+    struct put_run p;
+    expect_status(put_all(f, id, data, n, &p), DFS_OK, p.message);
+    /* Flip one bit of block 20 (in the second 1 MiB message). */
+    char path[PATH_MAX + 128];
+    snprintf(path, sizeof path, "%s/fragments/%.2s/%.2s/%s", f->data, id, id + 2, id);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    off_t at = DFS_FRAG_HEADER_SIZE + 20 * (off_t)B + 1234;
+    unsigned char c;
+    assert_int_equal(pread(fd, &c, 1, at), 1);
+    c ^= 0x04;
+    assert_int_equal(pwrite(fd, &c, 1, at), 1);
+    close(fd);
+
+    struct get_run g;
+    expect_status(get_range(f, id, 0, 0, &g), DFS_EDATALOSS, g.message);
+    assert_non_null(strstr(g.message, "block 20 is corrupt"));
+    assert_non_null(strstr(g.message, id));
+    /* The first message got through before the bad one was read. */
+    assert_int_equal(g.len, MIB);
+    assert_memory_equal(g.buf, data, MIB);
+    free(g.buf);
+    /* Other blocks stay readable. */
+    expect_status(get_range(f, id, 2 * MIB, 0, &g), DFS_OK, g.message);
+    assert_memory_equal(g.buf, data + 2 * MIB, MIB);
+    free(g.buf);
+    expect_status(get_range(f, id, 20 * B + 1000, 1000, &g), DFS_EDATALOSS, g.message);
+    free(g.buf);
+    free(data);
+}
+
+static void test_delete_and_stat(void **state)
+{
+    struct fx *f = *state;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(17, id);
+    unsigned char *data = make_data(B + 5, 17);
+    Dfs__V1__StatFragmentResponse *st = NULL;
+    char *err = NULL;
+    assert_int_equal(stat_rpc(f, id, &st, &err), DFS_ENOTFOUND);
+    assert_non_null(strstr(err, id));
+    free(err);
+    err = NULL;
+    struct put_run p;
+    expect_status(put_all(f, id, data, B + 5, &p), DFS_OK, p.message);
+    assert_int_equal(stat_rpc(f, id, &st, NULL), DFS_OK);
+    assert_int_equal(st->size, B + 5);
+    assert_int_equal(st->checksum, checksum_of(data, B + 5));
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    bool existed = false;
+    assert_int_equal(delete_rpc(f, id, &existed, NULL), DFS_OK);
+    assert_true(existed);
+    assert_int_equal(delete_rpc(f, id, &existed, NULL), DFS_OK);
+    assert_false(existed);
+    assert_int_equal(stat_rpc(f, id, &st, NULL), DFS_ENOTFOUND);
+    struct get_run g;
+    expect_status(get_range(f, id, 0, 0, &g), DFS_ENOTFOUND, g.message);
+    assert_non_null(strstr(g.message, "not found"));
+    free(g.buf);
+    free(data);
+}
+
+static void test_too_large_for_the_disk(void **state)
+{
+    struct fx *f = *state;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(18, id);
+    unsigned char *data = make_data(B, 18);
+    struct put_run p;
+    put_init(&p, f, id, data, (uint64_t)1 << 47); /* 128 TiB */
+    p.limit = B;
+    put_start(&p);
+    run_until(f, &p.done);
+    expect_status(p.status, DFS_ENOSPC, p.message);
+    assert_non_null(strstr(p.message, "free on this node"));
+    assert_not_stored(f, id);
+    free(data);
+}
+
+/* Hand-made wire bytes: unpacked CRCs and unknown fields are fine, junk is not. */
+static void test_raw_wire_forms(void **state)
+{
+    struct fx *f = *state;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(19, id);
+    unsigned char payload[5] = {1, 2, 3, 4, 5};
+    uint32_t crc = dfs_crc32c(0, payload, sizeof payload);
+    unsigned char msg[128], *q = msg;
+    *q++ = 0x0a; /* header */
+    *q++ = 2 + DFS_FRAGMENT_ID_HEX + 2;
+    *q++ = 0x0a;
+    *q++ = DFS_FRAGMENT_ID_HEX;
+    memcpy(q, id, DFS_FRAGMENT_ID_HEX);
+    q += DFS_FRAGMENT_ID_HEX;
+    *q++ = 0x10;
+    *q++ = sizeof payload;
+    *q++ = 0x1d; /* crc32c, unpacked fixed32 */
+    for (int i = 0; i < 4; i++)
+        *q++ = (unsigned char)(crc >> (8 * i));
+    *q++ = 0x78; /* unknown field 15, varint */
+    *q++ = 0x96;
+    *q++ = 0x01;
+    *q++ = 0x12; /* data */
+    *q++ = sizeof payload;
+    memcpy(q, payload, sizeof payload);
+    q += sizeof payload;
+
+    struct put_run p;
+    put_init(&p, f, id, payload, sizeof payload);
+    assert_int_equal(dfs_rpc_ccall_start(f->loop, f->ch, PUT_METHOD, 30000, put_done, &p, &p.call),
+                     DFS_OK);
+    assert_int_equal(
+        dfs_rpc_ccall_recv(p.call, &dfs__v1__put_fragment_response__descriptor, put_resp, &p),
+        DFS_OK);
+    grpc_slice s = grpc_slice_from_copied_buffer((const char *)msg, (size_t)(q - msg));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    assert_int_equal(dfs_rpc_ccall_send_raw(p.call, bb, true, NULL, NULL), DFS_OK);
+    run_until(f, &p.done);
+    expect_status(p.status, DFS_OK, p.message);
+    assert_int_equal(p.resp_size, sizeof payload);
+
+    /* Truncated: the data field claims more bytes than follow. */
+    const unsigned char junk[][6] = {
+        {0x12, 0x64, 'a', 'b', 'c', 0},       /* length beyond the end */
+        {0x0b, 0, 0, 0, 0, 0},                /* start group */
+        {0x1a, 0x03, 1, 2, 3, 0},             /* packed crcs not a multiple of 4 */
+        {0x10, 0x05, 0, 0, 0, 0},             /* data as a varint */
+        {0x00, 0x01, 0, 0, 0, 0},             /* field 0 */
+        {0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, /* endless varint */
+    };
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
+        struct put_run j;
+        put_init(&j, f, id, payload, 0);
+        assert_int_equal(
+            dfs_rpc_ccall_start(f->loop, f->ch, PUT_METHOD, 30000, put_done, &j, &j.call), DFS_OK);
+        s = grpc_slice_from_copied_buffer((const char *)junk[i], sizeof junk[i]);
+        bb = grpc_raw_byte_buffer_create(&s, 1);
+        grpc_slice_unref(s);
+        assert_int_equal(dfs_rpc_ccall_send_raw(j.call, bb, true, NULL, NULL), DFS_OK);
+        run_until(f, &j.done);
+        if (j.status != DFS_EINVAL)
+            fail_msg("junk %zu: status %d %s", i, j.status, j.message);
+        assert_non_null(strstr(j.message, "does not parse"));
+    }
+    wait_idle(f);
+    assert_int_equal(tmp_entries(f), 0);
+}
+
+static void test_many_concurrent_puts(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 24 };
+    struct put_run *p = calloc(N, sizeof *p);
+    char ids[N][DFS_FRAGMENT_ID_HEX + 1];
+    unsigned char *data[N];
+    for (int i = 0; i < N; i++) {
+        make_id(100 + (unsigned)i, ids[i]);
+        size_t n = (size_t)i * 97 * 1024 + (size_t)i;
+        data[i] = make_data(n, 100 + (uint64_t)i);
+        put_init(&p[i], f, ids[i], data[i], n);
+        put_start(&p[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        run_until(f, &p[i].done);
+        if (p[i].status != DFS_OK)
+            fail_msg("put %d: %s", i, p[i].message);
+    }
+    for (int i = 0; i < N; i++) {
+        struct get_run g;
+        expect_status(get_range(f, ids[i], 0, 0, &g), DFS_OK, g.message);
+        assert_int_equal(g.len, p[i].size);
+        if (g.len > 0)
+            assert_memory_equal(g.buf, data[i], g.len);
+        free(g.buf);
+        free(data[i]);
+    }
+    struct dfs_frag_store_stats st;
+    dfs_frag_store_stats(f->store, &st);
+    assert_int_equal(st.fragments, N);
+    free(p);
+}
+
+int main(void)
+{
+    dfs_log_init("storage_service_test", DFS_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_round_trip_sizes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ranged_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_small_chunks, setup_small_chunks, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_crc_is_data_loss, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_crc_keeps_old_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_header, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_header_twice, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_short_upload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_cancel_mid_upload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_with_upload_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_on_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_and_stat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_too_large_for_the_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_raw_wire_forms, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_concurrent_puts, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
