@@ -24,6 +24,7 @@ struct dfs_filehash {
     /* Following: region starts and how much of each is ready; mu guards ready/invalid. */
     bool follow;
     size_t nregions;
+    size_t region; /* the hashing thread's current region */
     uint64_t *starts;
     uint64_t *ready;
     bool invalid;
@@ -42,9 +43,11 @@ static uint64_t readable(dfs_filehash *h, uint64_t off)
 {
     if (!h->follow)
         return h->size - off;
-    size_t r = 0;
+    /* Reads only move forward, so the region search resumes where the last one ended. */
+    size_t r = h->region;
     while (r + 1 < h->nregions && h->starts[r + 1] <= off)
         r++;
+    h->region = r;
     uint64_t end = r + 1 < h->nregions ? h->starts[r + 1] : h->size;
     pthread_mutex_lock(&h->mu);
     while (h->starts[r] + h->ready[r] <= off && !atomic_load(&h->cancel))
@@ -66,6 +69,7 @@ static uint64_t readable(dfs_filehash *h, uint64_t off)
 static void hash_file(dfs_filehash *h, bool follow)
 {
     h->follow = follow;
+    h->region = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned char *buf = NULL;
     if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
