@@ -62,9 +62,10 @@ static uint64_t readable(dfs_filehash *h, uint64_t off)
 /*
  * Hash [0, size) into h->digest, following or not; sets rc. The file is read through a mapping, a
  * window at a time, which spares the copy a pread would make; where mapping fails (a pipe, an odd
- * file system) it falls back to pread.
+ * file system) it falls back to pread. Mapped pages count as resident while mapped, so the window
+ * stays small: memory must not grow with the file.
  */
-#define WINDOW (64u << 20)
+#define WINDOW (4u << 20)
 
 static void hash_file(dfs_filehash *h, bool follow)
 {

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,7 +80,7 @@ struct get_job {
     Dfs__V1__FileInfo *file;
     struct frag_state *frags;
     struct range *ranges;
-    size_t nranges, next_range;
+    size_t nranges, next_range, ranges_done;
     struct fetch fetches[WINDOW];
     size_t running;
     uint32_t failovers;
@@ -262,6 +263,14 @@ static void fetch_done(dfs_rpc_ccall *call, void *arg, int status, const char *m
         why[0] = '\0';
     free(pending);
     if (why[0] == '\0') {
+        /*
+         * gRPC reads the network into slices of many sizes; freed, they leave holes in the middle
+         * of malloc's heap that glibc never gives back, and the process would grow with the file.
+         * Returning the free pages every few ranges keeps memory bounded (measured: 1 GiB get
+         * 128 MiB resident without, about 60 MiB with).
+         */
+        if (++job->ranges_done % 4 == 0)
+            malloc_trim(0);
         start_next_range(f);
         return;
     }
