@@ -133,6 +133,39 @@ class NodeFailures(harness.TestCase):
                            30, "fragment copies of the aborted put were not removed")
 
 
+class AbandonedPut(harness.TestCase):
+    def test_abandoned_put_expires_with_its_fragments(self):
+        # A client killed mid-put never aborts: the pending file must expire on its own and every
+        # copy it left on the nodes must be collected.
+        c = self.start_cluster(nodes=3, metadata_flags=["--pending-timeout-ms", "1500"])
+        src = harness.random_file(self.tmp("big"), 64 << 20, seed=15)
+        p = subprocess.Popen([c.binaries()["dfs"], "put", src, "/abandoned"], env=c.env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        harness.wait_until(lambda: partial_writes(c) or p.poll() is not None, 60, "no write started")
+        p.kill()
+        p.wait()
+        if p.returncode == 0:
+            self.skipTest("the put completed before it could be killed")
+        status = lambda: json.loads(self.dfs("status", "--json")[1])  # noqa: E731
+        self.assertEqual(status()["pending_files"], 1)
+
+        def nothing_left():
+            st = status()
+            if st["pending_files"] != 0 or st["pending_deletions"] != 0:
+                return False
+            for row in node_rows(c):
+                data = c.path(row["name"], "data")
+                for sub in ("fragments", "tmp"):
+                    for _, _, files in os.walk(os.path.join(data, sub)):
+                        if files:
+                            return False
+            return True
+
+        harness.wait_until(nothing_left, 30, "the abandoned put left a pending file or fragments")
+        rc, _, _ = self.dfs("stat", "/abandoned", check=False)
+        self.assertEqual(rc, 1)
+
+
 class MetadataRestart(harness.TestCase):
     def check_all(self, files):
         _, out, _ = self.dfs("ls")
