@@ -3,7 +3,6 @@
 #include "cli/meta.h"
 #include "common/err.h"
 #include "common/log.h"
-#include "metadata/placement.h"
 #include "services/rpc/grpclog.h"
 
 #include <getopt.h>
@@ -98,6 +97,22 @@ static const char *flag_name(unsigned bit)
     default:
         return "--stall-timeout";
     }
+}
+
+/* Placement policy names, as dfs.v1.Policy numbers ('-' is accepted for '_'). */
+static int parse_policy(const char *name)
+{
+    static const char *const names[] = {"random", "min_copy", "buddy", "least_used"};
+    char buf[32];
+    size_t n = strlen(name);
+    if (n >= sizeof buf)
+        return -1;
+    for (size_t i = 0; i <= n; i++)
+        buf[i] = name[i] == '-' ? '_' : name[i];
+    for (int i = 0; i < 4; i++)
+        if (strcmp(buf, names[i]) == 0)
+            return i + 1;
+    return -1;
 }
 
 static volatile sig_atomic_t interrupted;
@@ -212,18 +227,14 @@ int main(int argc, char **argv)
                 return DFS_EXIT_USAGE;
             given |= F_FRAGMENTS;
             break;
-        case O_POLICY: {
-            enum dfs_policy p;
-            char *err = NULL;
-            if (dfs_placement_policy_parse(optarg, &p, &err) != DFS_OK) {
-                fprintf(stderr, "dfs: %s (see dfs --help)\n", err);
-                free(err);
-                return DFS_EXIT_USAGE;
-            }
-            cli.policy = (int)p;
+        case O_POLICY:
+            cli.policy = parse_policy(optarg);
+            if (cli.policy < 0)
+                return usage_error(
+                    "unknown placement policy '%s' (random, min_copy, buddy or least_used)",
+                    optarg);
             given |= F_POLICY;
             break;
-        }
         case O_FORCE:
             cli.force = true;
             given |= F_FORCE;
