@@ -82,6 +82,8 @@ int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote)
     struct dfs_put_opts o = {
         .replicas = cli->replicas,
         .fragments = cli->fragments,
+        .ec_data = cli->ec_data,
+        .ec_parity = cli->ec_parity,
         .policy = cli->policy,
         .overwrite = cli->force,
         .stall_timeout_ms = cli->stall_timeout_ms,
@@ -113,6 +115,12 @@ int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote)
         dfs_json_uint(&j, r.fragments);
         dfs_json_key(&j, "replicas");
         dfs_json_uint(&j, r.replicas);
+        if (r.ec_data > 0) {
+            dfs_json_key(&j, "ec_data");
+            dfs_json_uint(&j, r.ec_data);
+            dfs_json_key(&j, "ec_parity");
+            dfs_json_uint(&j, r.ec_parity);
+        }
         dfs_json_key(&j, "moved_copies");
         dfs_json_uint(&j, r.replaced_targets);
         dfs_json_key(&j, "seconds");
@@ -122,8 +130,13 @@ int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote)
     } else if (!cli->quiet) {
         dfs_format_size(r.size, size, sizeof size);
         dfs_format_rate(r.seconds > 0 ? (double)r.size / r.seconds : 0, rate, sizeof rate);
-        printf("stored %s (%s, %" PRIu32 " fragments x %" PRIu32 " replicas) in %.2f s, %s\n",
-               r.path, size, r.fragments, r.replicas, r.seconds, rate);
+        char red[64];
+        if (r.ec_data > 0)
+            snprintf(red, sizeof red, "erasure %" PRIu32 "+%" PRIu32, r.ec_data, r.ec_parity);
+        else
+            snprintf(red, sizeof red, "%" PRIu32 " fragments x %" PRIu32 " replicas", r.fragments,
+                     r.replicas);
+        printf("stored %s (%s, %s) in %.2f s, %s\n", r.path, size, red, r.seconds, rate);
         if (r.replaced_targets > 0)
             printf("  %" PRIu32 " cop%s went to other nodes after failures\n", r.replaced_targets,
                    r.replaced_targets == 1 ? "y" : "ies");
@@ -163,6 +176,8 @@ int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local)
         dfs_json_string(&j, hex);
         dfs_json_key(&j, "failovers");
         dfs_json_uint(&j, r.failovers);
+        dfs_json_key(&j, "rebuilt_cells");
+        dfs_json_uint(&j, r.rebuilt);
         dfs_json_key(&j, "seconds");
         dfs_json_double(&j, r.seconds);
         dfs_json_end_object(&j);
@@ -175,6 +190,9 @@ int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local)
         if (r.failovers > 0)
             printf("  %" PRIu32 " range read%s continued from another copy after failures\n",
                    r.failovers, r.failovers == 1 ? "" : "s");
+        if (r.rebuilt > 0)
+            printf("  %" PRIu64 " cell%s rebuilt from parity (fragments unreadable)\n", r.rebuilt,
+                   r.rebuilt == 1 ? "" : "s");
     }
     return DFS_EXIT_OK;
 }

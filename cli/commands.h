@@ -16,7 +16,8 @@ struct dfs_cli {
     bool long_list; /* ls -l */
     bool force;     /* put --force: replace an existing file */
     uint32_t replicas, fragments;
-    int policy; /* dfs.v1.Policy number, 0 = cluster default */
+    uint32_t ec_data, ec_parity; /* --ec K+M; 0 for replication */
+    int policy;                  /* dfs.v1.Policy number, 0 = cluster default */
     int64_t stall_timeout_ms;
     volatile sig_atomic_t *interrupted;
 };

@@ -11,6 +11,7 @@
 #include "cli/get.h"
 
 #include "cli/chunkio.h"
+#include "cli/fetch.h"
 #include "cli/links.h"
 #include "common/crc32c.h"
 #include "common/err.h"
@@ -84,6 +85,7 @@ struct get_job {
     struct fetch fetches[WINDOW];
     size_t running;
     uint32_t failovers;
+    uint64_t rebuilt;
     int error;
     char *errmsg;
     dfs_filehash *hash; /* follows the output; regions are the ranges */
@@ -475,39 +477,60 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
     job.links = dfs_links_create();
     if (job.loop == NULL || job.links == NULL)
         fail_job(&job, DFS_ENOMEM, NULL);
-    if (job.error == DFS_OK) {
+    const Dfs__V1__Redundancy *red = job.file->redundancy;
+    bool erasure = red != NULL && red->scheme == DFS__V1__REDUNDANCY__SCHEME__ERASURE;
+    if (erasure && job.error == DFS_OK) {
+        struct dfs_fetch_ctx ctx = {
+            .loop = job.loop,
+            .links = job.links,
+            .fd = job.fd,
+            .file = job.file,
+            .stall_timeout_ms = stall_ms(&job),
+            .interrupted = opts->interrupted,
+        };
         char *err = NULL;
-        int prc = plan_ranges(&job, &err);
-        if (prc != DFS_OK)
-            fail_job(&job, prc, err);
-    }
-    if (job.error == DFS_OK) {
-        char *err = NULL;
-        uint64_t *starts = calloc(job.nranges + 1, sizeof *starts);
-        for (size_t i = 0; starts != NULL && i < job.nranges; i++)
-            starts[i] = job.frags[job.ranges[i].frag].start + job.ranges[i].off;
-        int hrc = starts == NULL     ? dfs_seterr(&err, DFS_ENOMEM, "out of memory")
-                  : job.nranges == 0 ? dfs_filehash_start(job.fd, 0, &job.hash, &err)
-                                     : dfs_filehash_start_follow(job.fd, job.file->size, starts,
-                                                                 job.nranges, &job.hash, &err);
-        free(starts);
-        if (hrc != DFS_OK)
-            fail_job(&job, hrc, err);
-    }
-    for (size_t i = 0; i < WINDOW; i++) {
-        job.fetches[i].job = &job;
-        dfs_rpc_timer_init(&job.fetches[i].stall, stall_fired);
-    }
-    for (size_t i = 0; job.error == DFS_OK && i < WINDOW; i++)
-        start_next_range(&job.fetches[i]);
-    while (job.running > 0) {
-        dfs_rpc_loop_run_once(job.loop, 100);
-        if (opts->interrupted != NULL && *opts->interrupted && job.error == DFS_OK)
-            fail_job(&job, DFS_ECANCELED, strdup("interrupted"));
+        int erc = dfs_ec_fetch(&ctx, &err);
+        job.hash = ctx.hash;
+        job.failovers = ctx.failovers;
+        job.rebuilt = ctx.rebuilt;
+        if (erc != DFS_OK)
+            fail_job(&job, erc, err);
+    } else {
+        if (job.error == DFS_OK) {
+            char *err = NULL;
+            int prc = plan_ranges(&job, &err);
+            if (prc != DFS_OK)
+                fail_job(&job, prc, err);
+        }
+        if (job.error == DFS_OK) {
+            char *err = NULL;
+            uint64_t *starts = calloc(job.nranges + 1, sizeof *starts);
+            for (size_t i = 0; starts != NULL && i < job.nranges; i++)
+                starts[i] = job.frags[job.ranges[i].frag].start + job.ranges[i].off;
+            int hrc = starts == NULL     ? dfs_seterr(&err, DFS_ENOMEM, "out of memory")
+                      : job.nranges == 0 ? dfs_filehash_start(job.fd, 0, &job.hash, &err)
+                                         : dfs_filehash_start_follow(job.fd, job.file->size, starts,
+                                                                     job.nranges, &job.hash, &err);
+            free(starts);
+            if (hrc != DFS_OK)
+                fail_job(&job, hrc, err);
+        }
+        for (size_t i = 0; i < WINDOW; i++) {
+            job.fetches[i].job = &job;
+            dfs_rpc_timer_init(&job.fetches[i].stall, stall_fired);
+        }
+        for (size_t i = 0; job.error == DFS_OK && i < WINDOW; i++)
+            start_next_range(&job.fetches[i]);
+        while (job.running > 0) {
+            dfs_rpc_loop_run_once(job.loop, 100);
+            if (opts->interrupted != NULL && *opts->interrupted && job.error == DFS_OK)
+                fail_job(&job, DFS_ECANCELED, strdup("interrupted"));
+        }
     }
 
-    /* Every block was checked on arrival; now each fragment as a whole, against the catalog. */
-    for (size_t i = 0; job.error == DFS_OK && i < job.file->n_fragments; i++) {
+    /* Every block was checked on arrival; now each fragment as a whole, against the catalog (the
+       erasure engine checks its own). */
+    for (size_t i = 0; !erasure && job.error == DFS_OK && i < job.file->n_fragments; i++) {
         const struct frag_state *fs = &job.frags[i];
         uint32_t sum = dfs_crc32c_of_table(fs->crcs, fs->nblocks);
         if (sum != fs->frag->checksum) {
@@ -551,6 +574,7 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
         memcpy(out->sha256, sha, DFS_SHA256_BYTES);
         out->fragments = (uint32_t)job.file->n_fragments;
         out->failovers = job.failovers;
+        out->rebuilt = job.rebuilt;
         out->seconds = (double)(dfs_rpc_now_ns() - t0) / 1e9;
         rc = DFS_OK;
     }

@@ -21,6 +21,7 @@ struct dfs_get_result {
     uint8_t sha256[DFS_SHA256_BYTES];
     uint32_t fragments;
     uint32_t failovers; /* times a range continued from another copy after a failure */
+    uint64_t rebuilt;   /* erasure code: data cells rebuilt from parity */
     double seconds;
 };
 

@@ -57,6 +57,7 @@ enum {
     F_POLICY = 1 << 5,
     F_FORCE = 1 << 6,
     F_STALL = 1 << 7,
+    F_EC = 1 << 8,
 };
 
 struct command {
@@ -67,7 +68,7 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"put", 2, 2, F_JSON | F_QUIET | F_REPLICAS | F_FRAGMENTS | F_POLICY | F_FORCE | F_STALL,
+    {"put", 2, 2, F_JSON | F_QUIET | F_REPLICAS | F_FRAGMENTS | F_POLICY | F_FORCE | F_STALL | F_EC,
      "LOCAL REMOTE"},
     {"get", 2, 2, F_JSON | F_QUIET | F_STALL, "REMOTE LOCAL"},
     {"stat", 1, 1, F_JSON, "REMOTE"},
@@ -94,6 +95,8 @@ static const char *flag_name(unsigned bit)
         return "--policy";
     case F_FORCE:
         return "--force";
+    case F_EC:
+        return "--ec";
     default:
         return "--stall-timeout";
     }
@@ -156,6 +159,7 @@ int main(int argc, char **argv)
         O_FRAGMENTS,
         O_POLICY,
         O_FORCE,
+        O_EC,
         O_VERSION,
     };
     static const struct option longopts[] = {
@@ -170,6 +174,7 @@ int main(int argc, char **argv)
         {"fragments", required_argument, NULL, O_FRAGMENTS},
         {"policy", required_argument, NULL, O_POLICY},
         {"force", no_argument, NULL, O_FORCE},
+        {"ec", required_argument, NULL, O_EC},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -239,6 +244,18 @@ int main(int argc, char **argv)
             cli.force = true;
             given |= F_FORCE;
             break;
+        case O_EC: {
+            unsigned k = 0, m = 0;
+            int used = 0;
+            if (sscanf(optarg, "%u+%u%n", &k, &m, &used) != 2 || optarg[used] != '\0' || k < 1 ||
+                m < 1 || k + m > 32 || optarg[0] == '-')
+                return usage_error(
+                    "--ec takes K+M, e.g. 4+2, with K, M >= 1 and K+M <= 32, not '%s'", optarg);
+            cli.ec_data = k;
+            cli.ec_parity = m;
+            given |= F_EC;
+            break;
+        }
         case 'h':
             usage(stdout);
             return DFS_EXIT_OK;
@@ -270,6 +287,11 @@ int main(int argc, char **argv)
     char **args = argv + optind + 1;
     if (nargs < cmd->min_args || nargs > cmd->max_args) {
         fprintf(stderr, "dfs: usage: dfs %s %s (see dfs --help)\n", cmd->name, cmd->args);
+        return DFS_EXIT_USAGE;
+    }
+    if ((given & F_EC) && (given & (F_REPLICAS | F_FRAGMENTS))) {
+        fprintf(stderr,
+                "dfs: --ec cannot be combined with --replicas or --fragments (see dfs --help)\n");
         return DFS_EXIT_USAGE;
     }
     unsigned extra = given & ~cmd->allowed;

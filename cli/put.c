@@ -9,6 +9,7 @@
 #include "dfs/v1/metadata.pb-c.h"
 #include "dfs/v1/storage.pb-c.h"
 #include "services/rpc/loop.h"
+#include "storage/ec.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +40,22 @@ struct frag_cache {
     int victim;
 };
 
+/*
+ * Erasure code: a stripe's K data cells and M parity cells, each packed as the message that
+ * carries it. The data cells are read from the file straight into their messages and the encoder
+ * writes the parity straight into theirs: no copy. Three stripes are kept (least recently used
+ * goes), enough for the fragments' streams to drift apart by a stripe, and for one stream that
+ * restarts from the beginning not to evict the others' stripes.
+ */
+#define STRIPES 3
+
+struct stripe_entry {
+    bool valid;
+    uint64_t stripe;
+    uint64_t used; /* job->tick when last used */
+    struct dfs_put_chunk cells[DFS_EC_MAX_FRAGMENTS];
+};
+
 /* One copy of one fragment, streamed to one node. */
 struct put_stream {
     struct put_job *job;
@@ -66,8 +83,11 @@ struct put_job {
     Dfs__V1__FileInfo *file; /* the plan, from CreateFile */
     struct put_stream *streams;
     size_t nstreams;
-    struct frag_cache *caches; /* one per fragment */
-    size_t running;            /* calls in flight */
+    struct frag_cache *caches; /* replication: one per fragment */
+    dfs_ec *ec;                /* erasure code: the codec, the stripes and a use counter */
+    struct stripe_entry stripes[STRIPES];
+    uint64_t tick;
+    size_t running; /* calls in flight */
     uint32_t replaced;
     int error; /* first fatal error; the job stops */
     char *errmsg;
@@ -137,13 +157,13 @@ static int pack_chunk(struct put_job *job, uint32_t frag, struct chunk_entry *e,
 }
 
 /* The chunk of `frag` at `offset`, from the cache or freshly packed. NULL on failure. */
-static struct chunk_entry *chunk_at(struct put_job *job, uint32_t frag, uint64_t offset,
-                                    char **errmsg)
+static struct dfs_put_chunk *replica_chunk_at(struct put_job *job, uint32_t frag, uint64_t offset,
+                                              char **errmsg)
 {
     struct frag_cache *fc = &job->caches[frag];
     for (int i = 0; i < 2; i++)
         if (fc->e[i].valid && fc->e[i].offset == offset)
-            return &fc->e[i];
+            return &fc->e[i].pc;
     struct chunk_entry *e = &fc->e[fc->victim];
     fc->victim ^= 1;
     if (e->valid)
@@ -152,19 +172,89 @@ static struct chunk_entry *chunk_at(struct put_job *job, uint32_t frag, uint64_t
     e->valid = false;
     e->offset = offset;
     size_t len = size - offset < DFS_CHUNK ? (size_t)(size - offset) : DFS_CHUNK;
-    return pack_chunk(job, frag, e, len, errmsg) == DFS_OK ? e : NULL;
+    return pack_chunk(job, frag, e, len, errmsg) == DFS_OK ? &e->pc : NULL;
+}
+
+/* Pack stripe `stripe` of an erasure-coded file into e (see struct stripe_entry). */
+static int pack_stripe(struct put_job *job, struct stripe_entry *e, uint64_t stripe, char **errmsg)
+{
+    unsigned k = dfs_ec_k(job->ec), m = dfs_ec_m(job->ec);
+    size_t cell = job->file->cell_size;
+    uint8_t *data[DFS_EC_MAX_FRAGMENTS];
+    for (unsigned i = 0; i < k + m; i++) {
+        dfs_put_chunk_init(&e->cells[i], stripe == 0 ? job->file->fragments[i]->fragment_id : NULL,
+                           frag_size(job, i), cell);
+        data[i] = e->cells[i].data;
+    }
+    int rc = DFS_OK;
+    for (unsigned i = 0; rc == DFS_OK && i < k; i++) {
+        /* Data cell i of the stripe holds these bytes of the file; past its end, zeros. */
+        uint64_t off = (stripe * k + i) * (uint64_t)cell;
+        size_t n = off >= job->size ? 0 : job->size - off < cell ? (size_t)(job->size - off) : cell;
+        rc = read_exact(job->fd, data[i], n, off, errmsg);
+        memset(data[i] + n, 0, cell - n);
+    }
+    if (rc != DFS_OK) {
+        for (unsigned i = 0; i < k + m; i++)
+            dfs_put_chunk_release(&e->cells[i]);
+        return rc;
+    }
+    dfs_ec_encode(job->ec, cell, (const uint8_t *const *)data, data + k);
+    for (unsigned i = 0; i < k + m; i++)
+        dfs_put_chunk_seal(&e->cells[i]);
+    e->stripe = stripe;
+    e->valid = true;
+    return DFS_OK;
+}
+
+static struct dfs_put_chunk *stripe_chunk_at(struct put_job *job, uint32_t frag, uint64_t offset,
+                                             char **errmsg)
+{
+    uint64_t cell = job->file->cell_size;
+    uint64_t stripe = cell > 0 ? offset / cell : 0;
+    struct stripe_entry *victim = &job->stripes[0];
+    for (int i = 0; i < STRIPES; i++) {
+        struct stripe_entry *e = &job->stripes[i];
+        if (e->valid && e->stripe == stripe) {
+            e->used = ++job->tick;
+            return &e->cells[frag];
+        }
+        if (!e->valid || e->used < victim->used)
+            victim = e;
+    }
+    if (victim->valid) {
+        for (unsigned i = 0; i < dfs_ec_k(job->ec) + dfs_ec_m(job->ec); i++)
+            dfs_put_chunk_release(&victim->cells[i]);
+        victim->valid = false;
+    }
+    if (pack_stripe(job, victim, stripe, errmsg) != DFS_OK)
+        return NULL;
+    victim->used = ++job->tick;
+    return &victim->cells[frag];
+}
+
+/* The message carrying `frag` from `offset`: a shared replica chunk or a stripe's cell. */
+static struct dfs_put_chunk *chunk_at(struct put_job *job, uint32_t frag, uint64_t offset,
+                                      char **errmsg)
+{
+    return job->ec != NULL ? stripe_chunk_at(job, frag, offset, errmsg)
+                           : replica_chunk_at(job, frag, offset, errmsg);
 }
 
 static void drop_caches(struct put_job *job)
 {
-    if (job->caches == NULL)
-        return;
-    for (size_t f = 0; f < job->file->n_fragments; f++)
+    for (size_t f = 0; job->caches != NULL && f < job->file->n_fragments; f++)
         for (int i = 0; i < 2; i++)
             if (job->caches[f].e[i].valid)
                 dfs_put_chunk_release(&job->caches[f].e[i].pc);
     free(job->caches);
     job->caches = NULL;
+    for (int i = 0; job->ec != NULL && i < STRIPES; i++)
+        if (job->stripes[i].valid)
+            for (unsigned c = 0; c < dfs_ec_k(job->ec) + dfs_ec_m(job->ec); c++)
+                dfs_put_chunk_release(&job->stripes[i].cells[c]);
+    dfs_ec_destroy(job->ec);
+    job->ec = NULL;
 }
 
 /* ---- one stream ---- */
@@ -192,17 +282,17 @@ static void send_next(struct put_stream *s)
 {
     struct put_job *job = s->job;
     char *err = NULL;
-    struct chunk_entry *e = chunk_at(job, s->frag, s->sent, &err);
-    if (e == NULL) {
+    struct dfs_put_chunk *pc = chunk_at(job, s->frag, s->sent, &err);
+    if (pc == NULL) {
         fail_job(job, DFS_EIO, err);
         return;
     }
-    s->table_crc = dfs_chunk_table_crc(s->table_crc, e->pc.crcs, e->pc.ncrcs);
-    bool last = s->sent + e->pc.len == frag_size(job, s->frag);
-    s->sent += e->pc.len;
-    dfs_link_add_bytes(s->link, e->pc.len);
-    if (dfs_rpc_ccall_send_raw(s->call, dfs_put_chunk_buffer(&e->pc), last,
-                               last ? NULL : chunk_sent, s) != DFS_OK)
+    s->table_crc = dfs_chunk_table_crc(s->table_crc, pc->crcs, pc->ncrcs);
+    bool last = s->sent + pc->len == frag_size(job, s->frag);
+    s->sent += pc->len;
+    dfs_link_add_bytes(s->link, pc->len);
+    if (dfs_rpc_ccall_send_raw(s->call, dfs_put_chunk_buffer(pc), last, last ? NULL : chunk_sent,
+                               s) != DFS_OK)
         dfs_rpc_ccall_cancel_with(s->call, DFS_EINTERNAL, "cannot send");
 }
 
@@ -343,9 +433,15 @@ static int create_file(struct put_job *job, const char *remote, char **errmsg)
 {
     const struct dfs_put_opts *o = job->opts;
     Dfs__V1__Redundancy red = DFS__V1__REDUNDANCY__INIT;
-    red.scheme = DFS__V1__REDUNDANCY__SCHEME__REPLICATION;
-    red.replicas = o->replicas;
-    red.fragments = o->fragments;
+    if (o->ec_data > 0) {
+        red.scheme = DFS__V1__REDUNDANCY__SCHEME__ERASURE;
+        red.data = o->ec_data;
+        red.parity = o->ec_parity;
+    } else {
+        red.scheme = DFS__V1__REDUNDANCY__SCHEME__REPLICATION;
+        red.replicas = o->replicas;
+        red.fragments = o->fragments;
+    }
     Dfs__V1__CreateFileRequest req = DFS__V1__CREATE_FILE_REQUEST__INIT;
     req.path = (char *)remote;
     req.size = job->size;
@@ -465,8 +561,20 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
     job.links = dfs_links_create();
     job.nstreams = nf * k;
     job.streams = calloc(job.nstreams, sizeof *job.streams);
-    job.caches = calloc(nf, sizeof *job.caches);
-    if (job.loop == NULL || job.links == NULL || job.streams == NULL || job.caches == NULL)
+    const Dfs__V1__Redundancy *red = job.file->redundancy;
+    if (red != NULL && red->scheme == DFS__V1__REDUNDANCY__SCHEME__ERASURE) {
+        char *err = NULL;
+        if (red->data + red->parity != nf || job.file->cell_size > DFS_CHUNK ||
+            dfs_ec_create(red->data, red->parity, &job.ec, &err) != DFS_OK) {
+            free(err);
+            fail_job(&job, DFS_EINTERNAL,
+                     strdup("the plan's erasure code is not one this client can write"));
+        }
+    } else {
+        job.caches = calloc(nf, sizeof *job.caches);
+    }
+    if (job.loop == NULL || job.links == NULL || job.streams == NULL ||
+        (job.caches == NULL && job.ec == NULL))
         fail_job(&job, DFS_ENOMEM, NULL);
     for (size_t i = 0; job.error == DFS_OK && i < nf; i++) {
         if (job.file->fragments[i]->n_replicas != k) {
@@ -537,6 +645,8 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
         memcpy(out->sha256, sha, DFS_SHA256_BYTES);
         out->fragments = (uint32_t)nf;
         out->replicas = (uint32_t)k;
+        out->ec_data = job.ec != NULL ? dfs_ec_k(job.ec) : 0;
+        out->ec_parity = job.ec != NULL ? dfs_ec_m(job.ec) : 0;
         out->replaced_targets = job.replaced;
         out->seconds = (double)(dfs_rpc_now_ns() - t0) / 1e9;
         rc = DFS_OK;

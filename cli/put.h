@@ -12,8 +12,10 @@
 struct dfs_put_opts {
     uint32_t replicas;  /* k; 0 = the cluster's default */
     uint32_t fragments; /* F; 0 = the cluster's default */
-    int policy;         /* dfs.v1.Policy number; 0 = the cluster's default */
-    bool overwrite;     /* replace an existing file at the path */
+    /* Erasure code instead of replication when ec_data > 0: K data + M parity fragments. */
+    uint32_t ec_data, ec_parity;
+    int policy;     /* dfs.v1.Policy number; 0 = the cluster's default */
+    bool overwrite; /* replace an existing file at the path */
     /* A stream that makes no progress for this long is cancelled and retried; 0 means 60 s. */
     int64_t stall_timeout_ms;
     /* Attempts per fragment copy (a failed node is replaced each time); 0 means 3. */
@@ -28,15 +30,18 @@ struct dfs_put_result {
     char file_id[33];
     uint64_t size;
     uint8_t sha256[DFS_SHA256_BYTES];
-    uint32_t fragments, replicas;
-    uint32_t replaced_targets; /* copies that went to another node after a failure */
-    double seconds;            /* from CreateFile to the committed answer */
+    uint32_t fragments, replicas; /* replicas is 1 for erasure code */
+    uint32_t ec_data, ec_parity;  /* 0, 0 for replication */
+    uint32_t replaced_targets;    /* copies that went to another node after a failure */
+    double seconds;               /* from CreateFile to the committed answer */
 };
 
 /*
- * Store `local` (a regular file) at `remote`. The file is read in 1 MiB chunks per stream, so memory
- * stays bounded whatever its size. Every copy of every fragment streams at once; a copy whose node
- * fails goes to another node the metadata service chooses (ReplaceTarget). The file becomes
+ * Store `local` (a regular file) at `remote`. The file is read in 1 MiB chunks, each read once and
+ * shared by every stream that carries it, so memory stays bounded whatever its size. Every copy of
+ * every fragment streams at once; a copy whose node fails goes to another node the metadata service
+ * chooses (ReplaceTarget). With erasure code the file is read a stripe at a time (K cells), its M
+ * parity cells computed, and each of the K+M fragments streams to its own node. The file becomes
  * visible only when every copy is durable and CommitFile succeeded; on any failure the pending file
  * is aborted, so nothing partial is ever visible.
  *

@@ -347,7 +347,7 @@ static int resolve_policy(const dfs_metadata_service *svc, Dfs__V1__Policy in, e
 static void erasure_layout(uint64_t size, uint32_t k, uint32_t *cell, uint64_t *fragment_size)
 {
     if (size <= (uint64_t)k * EC_CELL_MAX) {
-        uint64_t c = (size + k - 1) / k;
+        uint64_t c = size == 0 ? 1 : (size + k - 1) / k; /* an empty file: one 64-byte cell */
         *cell = (uint32_t)((c + 63) / 64 * 64);
         *fragment_size = *cell;
     } else {

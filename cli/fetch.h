@@ -1,0 +1,40 @@
+/* What dfs get's engines share: the output file, the loop, the links, and what they report back. */
+#ifndef DFS_CLI_FETCH_H
+#define DFS_CLI_FETCH_H
+
+#include "cli/filehash.h"
+#include "cli/links.h"
+#include "dfs/v1/types.pb-c.h"
+#include "services/rpc/loop.h"
+
+#include <signal.h>
+#include <stdint.h>
+
+/*
+ * An engine fills fd (already sized to the file) with the file's bytes, checks every block it
+ * receives and every data fragment's checksum, and starts a dfs_filehash that follows what it
+ * writes; dfs_get finishes the hash and compares it with the catalog. The engine runs the loop
+ * itself until it is done, polling `interrupted`.
+ */
+struct dfs_fetch_ctx {
+    /* In (borrowed). */
+    dfs_rpc_loop *loop;
+    dfs_links *links;
+    int fd;
+    const Dfs__V1__FileInfo *file;
+    int64_t stall_timeout_ms; /* > 0 */
+    volatile sig_atomic_t *interrupted;
+    /* Out. */
+    dfs_filehash *hash; /* started by the engine (NULL if it failed before); the caller ends it */
+    uint32_t failovers; /* reads that went to another copy after a failure */
+    uint64_t rebuilt;   /* erasure code: data cells rebuilt from parity */
+};
+
+/*
+ * Fetch an erasure-coded file (redundancy ERASURE, cell_size > 0 unless the file is empty).
+ * Returns 0, or a DFS_ code with a one-line reason in *errmsg (DFS_EDATALOSS when more fragments
+ * are unreadable than the code can rebuild, DFS_ECANCELED when interrupted).
+ */
+int dfs_ec_fetch(struct dfs_fetch_ctx *ctx, char **errmsg);
+
+#endif /* DFS_CLI_FETCH_H */
