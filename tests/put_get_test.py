@@ -145,19 +145,21 @@ class BoundedMemory(harness.TestCase):
         small = harness.random_file(self.tmp("small"), 64 << 20, seed=51)
         big = harness.random_file(self.tmp("big"), 256 << 20, seed=52)
         rss = {}
-        for name, path in (("small", small), ("big", big)):
-            rc, rss["put " + name] = peak_rss_mib([dfs, "put", path, "/mem/" + name], c.env())
-            self.assertEqual(rc, 0)
-            rc, rss["get " + name] = peak_rss_mib([dfs, "get", "/mem/" + name, path + ".out"], c.env())
-            self.assertEqual(rc, 0)
-            self.assertEqual(harness.sha256(path + ".out"), harness.sha256(path))
+        for mode, extra in (("", []), ("ec ", ["--ec", "2+1"])):
+            for name, path in (("small", small), ("big", big)):
+                remote = "/mem/%s%s" % (mode.strip(), name)
+                rc, rss[mode + "put " + name] = peak_rss_mib([dfs, "put"] + extra + [path, remote], c.env())
+                self.assertEqual(rc, 0)
+                rc, rss[mode + "get " + name] = peak_rss_mib([dfs, "get", remote, path + ".out"], c.env())
+                self.assertEqual(rc, 0)
+                self.assertEqual(harness.sha256(path + ".out"), harness.sha256(path))
         print("peak RSS (MiB): " + ", ".join("%s %.0f" % kv for kv in sorted(rss.items())))
         if os.environ.get("DFS_SANITIZED"):
             return  # ASan's quarantine and shadow memory make RSS meaningless
         # Transfers move bounded pieces (chunks, a window of ranges): a 256 MiB file takes far less
         # than its size, and about what a 64 MiB file takes, which already fills every window.
         # (Measured with optimised binaries: put ~36 MiB, get ~100-115 MiB for 0.4 to 4 GiB.)
-        for op in ("put", "get"):
+        for op in ("put", "get", "ec put", "ec get"):
             self.assertLess(rss[op + " big"], 160, rss)
             self.assertLess(rss[op + " big"], rss[op + " small"] + 24, rss)
 
