@@ -3,6 +3,7 @@
 
 #include "cli/get.h"
 #include "cli/json.h"
+#include "cli/progress.h"
 #include "cli/put.h"
 #include "common/err.h"
 #include "common/units.h"
@@ -88,10 +89,19 @@ int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote)
         .overwrite = cli->force,
         .stall_timeout_ms = cli->stall_timeout_ms,
         .interrupted = cli->interrupted,
+        .link_rate = cli->link_rate,
+        .max_rate = cli->max_rate,
+        .parallel = cli->parallel,
     };
+    char label[300];
+    snprintf(label, sizeof label, "put %s", remote);
+    dfs_progress *bar = dfs_progress_create(stderr, label, 0, cli->progress);
+    o.progress = dfs_progress_update;
+    o.progress_arg = bar;
     struct dfs_put_result r;
     char *err = NULL;
     int rc = dfs_put(cli->meta, local, remote, &o, &r, &err);
+    dfs_progress_finish(bar, rc == DFS_OK);
     if (rc != DFS_OK) {
         int status = dfs_cli_error(rc, "put %s: %s", remote, err != NULL ? err : dfs_strerror(rc));
         free(err);
@@ -150,10 +160,19 @@ int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local)
     struct dfs_get_opts o = {
         .stall_timeout_ms = cli->stall_timeout_ms,
         .interrupted = cli->interrupted,
+        .link_rate = cli->link_rate,
+        .max_rate = cli->max_rate,
+        .parallel = cli->parallel,
     };
+    char label[300];
+    snprintf(label, sizeof label, "get %s", remote);
+    dfs_progress *bar = dfs_progress_create(stderr, label, 0, cli->progress);
+    o.progress = dfs_progress_update;
+    o.progress_arg = bar;
     struct dfs_get_result r;
     char *err = NULL;
     int rc = dfs_get(cli->meta, remote, local, &o, &r, &err);
+    dfs_progress_finish(bar, rc == DFS_OK);
     if (rc != DFS_OK) {
         int status = dfs_cli_error(rc, "get %s: %s", remote, err != NULL ? err : dfs_strerror(rc));
         free(err);

@@ -20,6 +20,9 @@ struct dfs_cli {
     int policy;                  /* dfs.v1.Policy number, 0 = cluster default */
     int64_t stall_timeout_ms;
     volatile sig_atomic_t *interrupted;
+    uint64_t link_rate, max_rate; /* --throttle, --max-rate: bytes per second, 0 = no limit */
+    unsigned parallel;            /* --parallel: streams in flight, 0 = default */
+    bool progress;                /* show progress lines (stderr is a terminal, not --quiet) */
 };
 
 /* Exit statuses. */

@@ -51,6 +51,8 @@ struct ec_fetch {
     dfs_link *link;
     dfs_rpc_ccall *call; /* NULL when the slot is free */
     dfs_rpc_timer stall;
+    dfs_rpc_timer pace;
+    bool deferred; /* the pace timer will start the call (counted in running and fetching) */
     int pending_code;
     char *pending_msg;
 };
@@ -87,6 +89,7 @@ struct ec_job {
     int error;
     char *errmsg;
     struct dfs_get_chunk chunk; /* scratch for parsing one message */
+    uint64_t written;           /* file bytes written, for progress */
 };
 
 static void fail_job(struct ec_job *job, int code, char *msg)
@@ -220,8 +223,23 @@ static void chunk_received(dfs_rpc_ccall *call, void *arg, grpc_byte_buffer *bb,
     f->got += c->len;
     dfs_link_add_bytes(f->link, c->len);
     grpc_byte_buffer_destroy(bb);
+    if (f->frag < job->k) {
+        job->written += c->len;
+        if (job->ctx->progress != NULL)
+            job->ctx->progress(job->ctx->progress_arg,
+                               job->written < job->size ? job->written : job->size, job->size);
+    }
     progress(f);
     dfs_rpc_ccall_recv_raw(call, chunk_received, f);
+}
+
+static void begin_call(struct ec_fetch *f);
+
+static void pace_fired(dfs_rpc_timer *t)
+{
+    struct ec_fetch *f = (struct ec_fetch *)((char *)t - offsetof(struct ec_fetch, pace));
+    if (f->deferred)
+        begin_call(f);
 }
 
 /* Fragment i cannot be read: drop it for the rest of the get. */
@@ -300,6 +318,7 @@ static void fetch_done(dfs_rpc_ccall *call, void *arg, int status, const char *m
     job->running--;
     st->fetching--;
     dfs_rpc_loop_timer_cancel(job->ctx->loop, &f->stall);
+    dfs_rpc_loop_timer_cancel(job->ctx->loop, &f->pace);
     char *pending = f->pending_msg;
     f->pending_msg = NULL;
     if (job->error != DFS_OK) {
@@ -330,7 +349,7 @@ static void start_fetch(struct ec_job *job, struct ec_stripe *st, unsigned frag)
 {
     struct ec_fetch *f = NULL;
     for (size_t i = 0; i < job->nfetches && f == NULL; i++)
-        if (job->fetches[i].call == NULL)
+        if (job->fetches[i].call == NULL && !job->fetches[i].deferred)
             f = &job->fetches[i];
     if (f == NULL) {
         fail_job(job, DFS_EINTERNAL, strdup("no free fetch slot"));
@@ -346,15 +365,55 @@ static void start_fetch(struct ec_job *job, struct ec_stripe *st, unsigned frag)
     f->st = st;
     f->frag = frag;
     f->got = 0;
-    if (dfs_rpc_ccall_start(job->ctx->loop, dfs_link_channel(f->link),
-                            "/dfs.v1.Storage/GetFragment", -1, fetch_done, f, &f->call) != DFS_OK) {
-        f->call = NULL;
-        fail_job(job, DFS_EINTERNAL, strdup("cannot start a call"));
-        return;
-    }
+    f->deferred = true;
     job->running++;
     st->fetching++;
     st->state[frag] = CELL_FETCHING;
+    /* A link (or the transfer) in debt: start this cell once it is paid off. */
+    int64_t now = dfs_rpc_now_ns();
+    int64_t w1 = dfs_bucket_charge(dfs_link_bucket(f->link), 0, now);
+    int64_t w2 = job->ctx->global != NULL ? dfs_bucket_charge(job->ctx->global, 0, now) : 0;
+    int64_t wait = w1 > w2 ? w1 : w2;
+    if (wait > 0)
+        dfs_rpc_loop_timer_arm(job->ctx->loop, &f->pace, now + wait);
+    else
+        begin_call(f);
+}
+
+/* Start the GetFragment call of a slot prepared by start_fetch. */
+static void begin_call(struct ec_fetch *f)
+{
+    struct ec_job *job = f->job;
+    struct ec_stripe *st = f->st;
+    f->deferred = false;
+    if (job->error != DFS_OK) {
+        /* Failed meanwhile: release the slot as fetch_done would. */
+        job->running--;
+        st->fetching--;
+        return;
+    }
+    const Dfs__V1__Fragment *fr = job->frags[f->frag].frag;
+    /* Still in debt (another fetch charged meanwhile): wait again. */
+    int64_t now = dfs_rpc_now_ns();
+    int64_t w1 = dfs_bucket_charge(dfs_link_bucket(f->link), 0, now);
+    int64_t w2 = job->ctx->global != NULL ? dfs_bucket_charge(job->ctx->global, 0, now) : 0;
+    if (w1 > 0 || w2 > 0) {
+        f->deferred = true;
+        dfs_rpc_loop_timer_arm(job->ctx->loop, &f->pace, now + (w1 > w2 ? w1 : w2));
+        return;
+    }
+    /* The cell's bytes are charged up front: that paces the requests themselves. */
+    dfs_bucket_charge(dfs_link_bucket(f->link), job->cell, now);
+    if (job->ctx->global != NULL)
+        dfs_bucket_charge(job->ctx->global, job->cell, now);
+    if (dfs_rpc_ccall_start(job->ctx->loop, dfs_link_channel(f->link),
+                            "/dfs.v1.Storage/GetFragment", -1, fetch_done, f, &f->call) != DFS_OK) {
+        f->call = NULL;
+        job->running--;
+        st->fetching--;
+        fail_job(job, DFS_EINTERNAL, strdup("cannot start a call"));
+        return;
+    }
     Dfs__V1__GetFragmentRequest req = DFS__V1__GET_FRAGMENT_REQUEST__INIT;
     req.fragment_id = fr->fragment_id;
     req.offset = st->s * job->cell;
@@ -531,6 +590,7 @@ int dfs_ec_fetch(struct dfs_fetch_ctx *ctx, char **errmsg)
     for (size_t i = 0; rc == DFS_OK && i < job->nfetches; i++) {
         job->fetches[i].job = job;
         dfs_rpc_timer_init(&job->fetches[i].stall, stall_fired);
+        dfs_rpc_timer_init(&job->fetches[i].pace, pace_fired);
     }
     for (unsigned i = 0; i < MAX_ACTIVE; i++)
         job->stripes[i].job = job;

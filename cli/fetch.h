@@ -4,6 +4,7 @@
 
 #include "cli/filehash.h"
 #include "cli/links.h"
+#include "common/throttle.h"
 #include "dfs/v1/types.pb-c.h"
 #include "services/rpc/loop.h"
 
@@ -24,6 +25,9 @@ struct dfs_fetch_ctx {
     const Dfs__V1__FileInfo *file;
     int64_t stall_timeout_ms; /* > 0 */
     volatile sig_atomic_t *interrupted;
+    dfs_bucket *global; /* the whole transfer's bandwidth (links have theirs) */
+    void (*progress)(void *arg, uint64_t done, uint64_t total); /* may be NULL */
+    void *progress_arg;
     /* Out. */
     dfs_filehash *hash; /* started by the engine (NULL if it failed before); the caller ends it */
     uint32_t failovers; /* reads that went to another copy after a failure */

@@ -35,9 +35,13 @@
 
 struct get_job;
 
-/* Bytes asked for per GetFragment call, and how many calls run at once. */
-#define RANGE  (4u << 20)
-#define WINDOW 12
+/*
+ * Bytes asked for per GetFragment call (unthrottled), and the most calls in flight at once (the
+ * default window is 12, --parallel changes it).
+ */
+#define RANGE          (4u << 20)
+#define WINDOW         64
+#define DEFAULT_WINDOW 12
 
 /* What the client knows and learns about one fragment. */
 struct frag_state {
@@ -67,9 +71,11 @@ struct fetch {
     dfs_link *link;
     dfs_rpc_ccall *call;
     dfs_rpc_timer stall;
+    dfs_rpc_timer pace; /* waiting for bandwidth before starting the next request */
+    bool deferred;      /* the pace timer will start the call (counted in job->running) */
     int pending_code;
-    char
-        *pending_msg; /* a local reason to drop the copy (bad CRC), reported instead of CANCELLED */
+    /* A local reason to drop the copy (bad CRC), reported instead of CANCELLED. */
+    char *pending_msg;
 };
 
 struct get_job {
@@ -83,6 +89,10 @@ struct get_job {
     struct range *ranges;
     size_t nranges, next_range, ranges_done;
     struct fetch fetches[WINDOW];
+    size_t window;     /* slots in use: min(--parallel or 12, WINDOW) */
+    uint64_t range;    /* bytes per range request */
+    dfs_bucket global; /* --max-rate */
+    uint64_t written;  /* file bytes written, for progress */
     size_t running;
     uint32_t failovers;
     uint64_t rebuilt;
@@ -193,8 +203,33 @@ static void chunk_received(dfs_rpc_ccall *call, void *arg, grpc_byte_buffer *bb,
     f->got += c->len;
     dfs_link_add_bytes(f->link, c->len);
     dfs_filehash_advance(job->hash, f->range, f->got);
+    job->written += c->len;
+    if (job->opts->progress != NULL)
+        job->opts->progress(job->opts->progress_arg, job->written, job->file->size);
     progress(f);
     dfs_rpc_ccall_recv_raw(call, chunk_received, f);
+}
+
+static void start_fetch(struct fetch *f);
+
+static void pace_fired(dfs_rpc_timer *t)
+{
+    struct fetch *f = (struct fetch *)((char *)t - offsetof(struct fetch, pace));
+    if (f->deferred) {
+        f->deferred = false;
+        f->job->running--;
+        if (f->job->error == DFS_OK)
+            start_fetch(f);
+    }
+}
+
+/* Nanoseconds until the link and the whole transfer are out of debt (0: go now). */
+static int64_t debt_ns(struct get_job *job, dfs_link *link)
+{
+    int64_t now = dfs_rpc_now_ns();
+    int64_t w1 = dfs_bucket_charge(dfs_link_bucket(link), 0, now);
+    int64_t w2 = dfs_bucket_charge(&job->global, 0, now);
+    return w1 > w2 ? w1 : w2;
 }
 
 static void note_failure(struct frag_state *fs, size_t copy, const char *why)
@@ -225,8 +260,6 @@ static bool pick_copy(struct frag_state *fs, size_t *copy)
     return false;
 }
 
-static void start_fetch(struct fetch *f);
-
 static void start_next_range(struct fetch *f)
 {
     struct get_job *job = f->job;
@@ -237,6 +270,8 @@ static void start_next_range(struct fetch *f)
     start_fetch(f);
 }
 
+static void pace_fired(dfs_rpc_timer *t);
+
 static void fetch_done(dfs_rpc_ccall *call, void *arg, int status, const char *message)
 {
     (void)call;
@@ -245,6 +280,7 @@ static void fetch_done(dfs_rpc_ccall *call, void *arg, int status, const char *m
     f->call = NULL;
     job->running--;
     dfs_rpc_loop_timer_cancel(job->loop, &f->stall);
+    dfs_rpc_loop_timer_cancel(job->loop, &f->pace);
     char *pending = f->pending_msg;
     f->pending_msg = NULL;
     if (job->error != DFS_OK) {
@@ -304,6 +340,18 @@ static void start_fetch(struct fetch *f)
         fail_job(job, DFS_ENOMEM, err);
         return;
     }
+    /* Bandwidth: a link (or the transfer) in debt starts this range once it is paid off; then
+       the range's bytes are charged up front, which paces the requests themselves. */
+    int64_t wait = debt_ns(job, f->link);
+    if (wait > 0) {
+        f->deferred = true;
+        job->running++;
+        dfs_rpc_loop_timer_arm(job->loop, &f->pace, dfs_rpc_now_ns() + wait);
+        return;
+    }
+    int64_t now = dfs_rpc_now_ns();
+    dfs_bucket_charge(dfs_link_bucket(f->link), r->len - f->got, now);
+    dfs_bucket_charge(&job->global, r->len - f->got, now);
     if (dfs_rpc_ccall_start(job->loop, dfs_link_channel(f->link), "/dfs.v1.Storage/GetFragment", -1,
                             fetch_done, f, &f->call) != DFS_OK) {
         f->call = NULL;
@@ -369,7 +417,7 @@ static int plan_ranges(struct get_job *job, char **errmsg)
         if (fs->norder == 0)
             return dfs_seterr(errmsg, DFS_EDATALOSS, "fragment %" PRIu32 " of %s has no copy left",
                               fs->frag->index, file->path);
-        nranges += (size_t)((fs->frag->size + RANGE - 1) / RANGE);
+        nranges += (size_t)((fs->frag->size + job->range - 1) / job->range);
     }
     if (start != file->size)
         return dfs_seterr(errmsg, DFS_EINTERNAL, "the layout's fragment sizes do not add up");
@@ -377,12 +425,12 @@ static int plan_ranges(struct get_job *job, char **errmsg)
     if (job->ranges == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     for (size_t i = 0; i < nf; i++)
-        for (uint64_t off = 0; off < job->frags[i].frag->size; off += RANGE) {
+        for (uint64_t off = 0; off < job->frags[i].frag->size; off += job->range) {
             struct range *r = &job->ranges[job->nranges++];
             r->frag = (uint32_t)i;
             r->off = off;
-            r->len =
-                job->frags[i].frag->size - off < RANGE ? job->frags[i].frag->size - off : RANGE;
+            r->len = job->frags[i].frag->size - off < job->range ? job->frags[i].frag->size - off
+                                                                 : job->range;
         }
     return DFS_OK;
 }
@@ -474,7 +522,21 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
     }
 
     job.loop = dfs_rpc_loop_create();
-    job.links = dfs_links_create();
+    /* Throttled: ranges of about 1/32 s of the rate (whole 64 KiB blocks), so pacing is even. */
+    job.range = RANGE;
+    uint64_t slowest = opts->link_rate;
+    if (opts->max_rate > 0 && (slowest == 0 || opts->max_rate < slowest))
+        slowest = opts->max_rate;
+    if (slowest > 0) {
+        uint64_t r = slowest / 32 / DFS_BLOCK_SIZE * DFS_BLOCK_SIZE;
+        job.range = r < DFS_BLOCK_SIZE ? DFS_BLOCK_SIZE : r > RANGE ? RANGE : r;
+    }
+    job.window = opts->parallel > 0 ? opts->parallel : DEFAULT_WINDOW;
+    if (job.window > WINDOW)
+        job.window = WINDOW;
+    job.links = dfs_links_create(opts->link_rate, job.range < DFS_CHUNK ? job.range : DFS_CHUNK);
+    dfs_bucket_init(&job.global, opts->max_rate, job.range < DFS_CHUNK ? job.range : DFS_CHUNK,
+                    dfs_rpc_now_ns());
     if (job.loop == NULL || job.links == NULL)
         fail_job(&job, DFS_ENOMEM, NULL);
     const Dfs__V1__Redundancy *red = job.file->redundancy;
@@ -487,6 +549,9 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
             .file = job.file,
             .stall_timeout_ms = stall_ms(&job),
             .interrupted = opts->interrupted,
+            .global = &job.global,
+            .progress = opts->progress,
+            .progress_arg = opts->progress_arg,
         };
         char *err = NULL;
         int erc = dfs_ec_fetch(&ctx, &err);
@@ -518,8 +583,9 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
         for (size_t i = 0; i < WINDOW; i++) {
             job.fetches[i].job = &job;
             dfs_rpc_timer_init(&job.fetches[i].stall, stall_fired);
+            dfs_rpc_timer_init(&job.fetches[i].pace, pace_fired);
         }
-        for (size_t i = 0; job.error == DFS_OK && i < WINDOW; i++)
+        for (size_t i = 0; job.error == DFS_OK && i < job.window; i++)
             start_next_range(&job.fetches[i]);
         while (job.running > 0) {
             dfs_rpc_loop_run_once(job.loop, 100);

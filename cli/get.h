@@ -14,6 +14,14 @@ struct dfs_get_opts {
     int64_t stall_timeout_ms;
     /* Polled while the transfer runs; once non-zero the get stops with DFS_ECANCELED. */
     volatile sig_atomic_t *interrupted;
+    /* Bandwidth: bytes per second on each client<->node link, and for the whole transfer; 0 = no
+       limit. A download is paced by how fast it takes data in. */
+    uint64_t link_rate, max_rate;
+    /* Range requests in flight at once; 0 = 12. */
+    unsigned parallel;
+    /* Called as data arrives, with the file bytes written so far; may be NULL. */
+    void (*progress)(void *arg, uint64_t done, uint64_t total);
+    void *progress_arg;
 };
 
 struct dfs_get_result {

@@ -10,16 +10,23 @@ struct dfs_link {
     char *address;
     dfs_rpc_channel *ch;
     uint64_t bytes;
+    dfs_bucket bucket;
 };
 
 struct dfs_links {
     dfs_link **v;
     size_t n;
+    uint64_t rate, burst;
 };
 
-dfs_links *dfs_links_create(void)
+dfs_links *dfs_links_create(uint64_t rate, uint64_t burst)
 {
-    return calloc(1, sizeof(dfs_links));
+    dfs_links *l = calloc(1, sizeof(dfs_links));
+    if (l != NULL) {
+        l->rate = rate;
+        l->burst = burst;
+    }
+    return l;
 }
 
 void dfs_links_destroy(dfs_links *links)
@@ -57,6 +64,7 @@ dfs_link *dfs_links_get(dfs_links *links, const char *address, char **errmsg)
         free(l);
         return NULL;
     }
+    dfs_bucket_init(&l->bucket, links->rate, links->burst, dfs_rpc_now_ns());
     links->v[links->n++] = l;
     return l;
 }
@@ -69,6 +77,11 @@ dfs_rpc_channel *dfs_link_channel(const dfs_link *link)
 const char *dfs_link_address(const dfs_link *link)
 {
     return link->address;
+}
+
+dfs_bucket *dfs_link_bucket(dfs_link *link)
+{
+    return &link->bucket;
 }
 
 void dfs_link_add_bytes(dfs_link *link, uint64_t n)

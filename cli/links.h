@@ -2,6 +2,7 @@
 #ifndef DFS_CLI_LINKS_H
 #define DFS_CLI_LINKS_H
 
+#include "common/throttle.h"
 #include "services/rpc/client.h"
 
 #include <stdint.h>
@@ -9,8 +10,12 @@
 typedef struct dfs_links dfs_links;
 typedef struct dfs_link dfs_link;
 
-/* An empty pool. Returns NULL when out of memory. Not thread-safe: one transfer loop uses it. */
-dfs_links *dfs_links_create(void);
+/*
+ * An empty pool whose links are each held to `rate` bytes per second (0: no limit), with a burst of
+ * `burst` bytes (one message). Returns NULL when out of memory. Not thread-safe: one transfer loop
+ * uses it.
+ */
+dfs_links *dfs_links_create(uint64_t rate, uint64_t burst);
 
 /* Destroy every link's channel; no call may still be running on them. Accepts NULL. */
 void dfs_links_destroy(dfs_links *links);
@@ -23,6 +28,9 @@ dfs_link *dfs_links_get(dfs_links *links, const char *address, char **errmsg);
 
 dfs_rpc_channel *dfs_link_channel(const dfs_link *link);
 const char *dfs_link_address(const dfs_link *link);
+
+/* The link's token bucket (the link's own; never NULL). */
+dfs_bucket *dfs_link_bucket(dfs_link *link);
 
 /* Account bytes carried by the link (payload bytes, either direction). */
 void dfs_link_add_bytes(dfs_link *link, uint64_t n);

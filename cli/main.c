@@ -1,8 +1,10 @@
 /* dfs: the command-line client. Flags -> struct dfs_cli -> one command. */
 #include "cli/commands.h"
 #include "cli/meta.h"
+#include "cli/progress.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/units.h"
 #include "services/rpc/grpclog.h"
 
 #include <getopt.h>
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define VERSION "0.1.0"
 
@@ -58,6 +61,7 @@ enum {
     F_FORCE = 1 << 6,
     F_STALL = 1 << 7,
     F_EC = 1 << 8,
+    F_RATE = 1 << 9,
 };
 
 struct command {
@@ -68,9 +72,10 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"put", 2, 2, F_JSON | F_QUIET | F_REPLICAS | F_FRAGMENTS | F_POLICY | F_FORCE | F_STALL | F_EC,
+    {"put", 2, 2,
+     F_JSON | F_QUIET | F_REPLICAS | F_FRAGMENTS | F_POLICY | F_FORCE | F_STALL | F_EC | F_RATE,
      "LOCAL REMOTE"},
-    {"get", 2, 2, F_JSON | F_QUIET | F_STALL, "REMOTE LOCAL"},
+    {"get", 2, 2, F_JSON | F_QUIET | F_STALL | F_RATE, "REMOTE LOCAL"},
     {"stat", 1, 1, F_JSON, "REMOTE"},
     {"ls", 0, 1, F_JSON | F_LONG, "[PREFIX]"},
     {"rm", 1, 1, F_JSON | F_QUIET, "REMOTE"},
@@ -97,6 +102,8 @@ static const char *flag_name(unsigned bit)
         return "--force";
     case F_EC:
         return "--ec";
+    case F_RATE:
+        return "--throttle, --max-rate or --parallel";
     default:
         return "--stall-timeout";
     }
@@ -160,6 +167,9 @@ int main(int argc, char **argv)
         O_POLICY,
         O_FORCE,
         O_EC,
+        O_THROTTLE,
+        O_MAX_RATE,
+        O_PARALLEL,
         O_VERSION,
     };
     static const struct option longopts[] = {
@@ -175,6 +185,9 @@ int main(int argc, char **argv)
         {"policy", required_argument, NULL, O_POLICY},
         {"force", no_argument, NULL, O_FORCE},
         {"ec", required_argument, NULL, O_EC},
+        {"throttle", required_argument, NULL, O_THROTTLE},
+        {"max-rate", required_argument, NULL, O_MAX_RATE},
+        {"parallel", required_argument, NULL, O_PARALLEL},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -244,6 +257,27 @@ int main(int argc, char **argv)
             cli.force = true;
             given |= F_FORCE;
             break;
+        case O_THROTTLE:
+        case O_MAX_RATE: {
+            char *err = NULL;
+            uint64_t *to = c == O_THROTTLE ? &cli.link_rate : &cli.max_rate;
+            if (dfs_parse_rate(optarg, to, &err) != DFS_OK) {
+                fprintf(stderr, "dfs: %s: %s (see dfs --help)\n",
+                        c == O_THROTTLE ? "--throttle" : "--max-rate", err);
+                free(err);
+                return DFS_EXIT_USAGE;
+            }
+            given |= F_RATE;
+            break;
+        }
+        case O_PARALLEL: {
+            uint32_t n;
+            if (parse_u32("--parallel", optarg, 1, 64, &n) != 0)
+                return DFS_EXIT_USAGE;
+            cli.parallel = n;
+            given |= F_RATE;
+            break;
+        }
         case O_EC: {
             unsigned k = 0, m = 0;
             int used = 0;
@@ -301,6 +335,7 @@ int main(int argc, char **argv)
         return DFS_EXIT_USAGE;
     }
     cli.stall_timeout_ms = stall_ms;
+    cli.progress = !cli.quiet && dfs_progress_wanted(STDERR_FILENO);
 
     dfs_log_init("dfs", level);
     dfs_rpc_route_grpc_logs();

@@ -64,6 +64,7 @@ struct put_stream {
     dfs_link *link;
     dfs_rpc_ccall *call; /* NULL when no call is running */
     dfs_rpc_timer stall;
+    dfs_rpc_timer pace; /* waiting for bandwidth before the next send */
     uint64_t sent;      /* bytes of the fragment handed to the transport */
     uint32_t table_crc; /* running CRC32C over the block CRCs sent: the fragment checksum */
     bool have_response;
@@ -87,7 +88,11 @@ struct put_job {
     dfs_ec *ec;                /* erasure code: the codec, the stripes and a use counter */
     struct stripe_entry stripes[STRIPES];
     uint64_t tick;
-    size_t running; /* calls in flight */
+    size_t running;     /* calls in flight */
+    size_t next_stream; /* streams [0, next_stream) have been started */
+    size_t chunk;       /* data bytes per message (smaller when throttled) */
+    dfs_bucket global;  /* --max-rate */
+    uint64_t sent;      /* bytes handed to the transport, every copy counted */
     uint32_t replaced;
     int error; /* first fatal error; the job stops */
     char *errmsg;
@@ -171,7 +176,7 @@ static struct dfs_put_chunk *replica_chunk_at(struct put_job *job, uint32_t frag
     uint64_t size = frag_size(job, frag);
     e->valid = false;
     e->offset = offset;
-    size_t len = size - offset < DFS_CHUNK ? (size_t)(size - offset) : DFS_CHUNK;
+    size_t len = size - offset < job->chunk ? (size_t)(size - offset) : job->chunk;
     return pack_chunk(job, frag, e, len, errmsg) == DFS_OK ? &e->pc : NULL;
 }
 
@@ -259,6 +264,9 @@ static void drop_caches(struct put_job *job)
 
 /* ---- one stream ---- */
 
+static void chunk_sent(dfs_rpc_ccall *call, void *arg, bool ok);
+static void send_next(struct put_stream *s);
+
 static void start_stream(struct put_stream *s);
 
 static void stall_fired(dfs_rpc_timer *t)
@@ -276,7 +284,12 @@ static void progress(struct put_stream *s)
     dfs_rpc_loop_timer_arm(s->job->loop, &s->stall, dfs_rpc_now_ns() + stall_ms(s->job) * 1000000);
 }
 
-static void chunk_sent(dfs_rpc_ccall *call, void *arg, bool ok);
+static void pace_fired(dfs_rpc_timer *t)
+{
+    struct put_stream *s = (struct put_stream *)((char *)t - offsetof(struct put_stream, pace));
+    if (s->call != NULL && s->job->error == DFS_OK)
+        send_next(s);
+}
 
 static void send_next(struct put_stream *s)
 {
@@ -287,10 +300,24 @@ static void send_next(struct put_stream *s)
         fail_job(job, DFS_EIO, err);
         return;
     }
+    /* Bandwidth: the link's bucket, then the whole transfer's; wait for whichever is short. */
+    int64_t now = dfs_rpc_now_ns();
+    dfs_bucket *link = dfs_link_bucket(s->link);
+    int64_t wait = dfs_bucket_take(link, pc->len, now);
+    if (wait == 0 && (wait = dfs_bucket_take(&job->global, pc->len, now)) > 0)
+        dfs_bucket_refund(link, pc->len);
+    if (wait > 0) {
+        dfs_rpc_loop_timer_arm(job->loop, &s->pace, now + wait);
+        return;
+    }
     s->table_crc = dfs_chunk_table_crc(s->table_crc, pc->crcs, pc->ncrcs);
     bool last = s->sent + pc->len == frag_size(job, s->frag);
     s->sent += pc->len;
+    job->sent += pc->len;
     dfs_link_add_bytes(s->link, pc->len);
+    if (job->opts->progress != NULL)
+        job->opts->progress(job->opts->progress_arg,
+                            job->sent / (job->nstreams / job->file->n_fragments), job->size);
     if (dfs_rpc_ccall_send_raw(s->call, dfs_put_chunk_buffer(pc), last, last ? NULL : chunk_sent,
                                s) != DFS_OK)
         dfs_rpc_ccall_cancel_with(s->call, DFS_EINTERNAL, "cannot send");
@@ -373,6 +400,7 @@ static void stream_done(dfs_rpc_ccall *call, void *arg, int status, const char *
     s->call = NULL;
     job->running--;
     dfs_rpc_loop_timer_cancel(job->loop, &s->stall);
+    dfs_rpc_loop_timer_cancel(job->loop, &s->pace);
     if (job->error != DFS_OK)
         return;
     char why[512];
@@ -390,6 +418,9 @@ static void stream_done(dfs_rpc_ccall *call, void *arg, int status, const char *
         snprintf(why, sizeof why, "%s", message);
     } else {
         s->done = true;
+        /* A stream slot is free: start the next stream waiting for one (--parallel). */
+        if (job->next_stream < job->nstreams)
+            start_stream(&job->streams[job->next_stream++]);
         return;
     }
     /* Bad input on our side will fail the same way anywhere: do not hop between nodes. */
@@ -558,7 +589,17 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
     size_t nf = job.file->n_fragments;
     size_t k = job.file->fragments[0]->n_replicas;
     job.loop = dfs_rpc_loop_create();
-    job.links = dfs_links_create();
+    /* Throttled: messages of about 1/16 s of the rate (whole 64 KiB blocks), so pacing is even. */
+    job.chunk = DFS_CHUNK;
+    uint64_t slowest = opts->link_rate;
+    if (opts->max_rate > 0 && (slowest == 0 || opts->max_rate < slowest))
+        slowest = opts->max_rate;
+    if (slowest > 0) {
+        uint64_t c = slowest / 16 / DFS_BLOCK_SIZE * DFS_BLOCK_SIZE;
+        job.chunk = c < DFS_BLOCK_SIZE ? DFS_BLOCK_SIZE : c > DFS_CHUNK ? DFS_CHUNK : (size_t)c;
+    }
+    job.links = dfs_links_create(opts->link_rate, job.chunk);
+    dfs_bucket_init(&job.global, opts->max_rate, job.chunk, dfs_rpc_now_ns());
     job.nstreams = nf * k;
     job.streams = calloc(job.nstreams, sizeof *job.streams);
     const Dfs__V1__Redundancy *red = job.file->redundancy;
@@ -588,6 +629,7 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
             s->frag = (uint32_t)i;
             snprintf(s->node_id, sizeof s->node_id, "%s", rep->node_id);
             dfs_rpc_timer_init(&s->stall, stall_fired);
+            dfs_rpc_timer_init(&s->pace, pace_fired);
             char *err = NULL;
             if ((s->link = dfs_links_get(job.links, rep->address, &err)) == NULL) {
                 fail_job(&job, DFS_ENOMEM, err);
@@ -600,8 +642,10 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
         if (dfs_filehash_start(job.fd, job.size, &hash, &err) != DFS_OK)
             fail_job(&job, DFS_ENOMEM, err);
     }
-    for (size_t i = 0; job.error == DFS_OK && i < job.nstreams; i++)
-        start_stream(&job.streams[i]);
+    size_t first =
+        opts->parallel > 0 && opts->parallel < job.nstreams ? opts->parallel : job.nstreams;
+    for (job.next_stream = 0; job.error == DFS_OK && job.next_stream < first;)
+        start_stream(&job.streams[job.next_stream++]);
     while (job.running > 0) {
         dfs_rpc_loop_run_once(job.loop, 100);
         if (opts->interrupted != NULL && *opts->interrupted && job.error == DFS_OK)

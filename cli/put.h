@@ -23,6 +23,15 @@ struct dfs_put_opts {
     /* Polled while the transfer runs; once non-zero the put stops, aborts and returns
        DFS_ECANCELED. May be NULL. */
     volatile sig_atomic_t *interrupted;
+    /* Bandwidth: bytes per second on each client<->node link, and for the whole transfer; 0 = no
+       limit. Throttled transfers use smaller messages (about 1/16 s of the rate) to pace evenly. */
+    uint64_t link_rate, max_rate;
+    /* Streams in flight at once; 0 = all of them. */
+    unsigned parallel;
+    /* Called as data goes out, with the file bytes done so far (copies counted once); may be
+       NULL. */
+    void (*progress)(void *arg, uint64_t done, uint64_t total);
+    void *progress_arg;
 };
 
 struct dfs_put_result {

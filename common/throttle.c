@@ -34,6 +34,17 @@ int64_t dfs_bucket_take(dfs_bucket *b, uint64_t n, int64_t now_ns)
     return wait > 0 ? wait : 1;
 }
 
+int64_t dfs_bucket_charge(dfs_bucket *b, uint64_t n, int64_t now_ns)
+{
+    if (b->rate <= 0)
+        return 0;
+    refill(b, now_ns);
+    b->tokens -= (double)n;
+    if (b->tokens >= 0)
+        return 0;
+    return (int64_t)(-b->tokens / b->rate * 1e9) + 1;
+}
+
 void dfs_bucket_refund(dfs_bucket *b, uint64_t n)
 {
     if (b->rate <= 0)

@@ -33,6 +33,13 @@ void dfs_bucket_init(dfs_bucket *b, uint64_t rate, uint64_t burst, int64_t now_n
  */
 int64_t dfs_bucket_take(dfs_bucket *b, uint64_t n, int64_t now_ns);
 
+/*
+ * Charge n bytes that already went through (received data: the receiver can only pace what it
+ * consumes next). The bucket may go negative; returns the nanoseconds until it is back to zero,
+ * i.e. how long to wait before taking in more (0 when there is no debt).
+ */
+int64_t dfs_bucket_charge(dfs_bucket *b, uint64_t n, int64_t now_ns);
+
 /* Return tokens taken for bytes that were not sent after all (a failed send). */
 void dfs_bucket_refund(dfs_bucket *b, uint64_t n);
 

@@ -96,6 +96,19 @@ static void test_message_larger_than_burst(void **state)
     assert_true(w >= S - 1000 && w <= S + 1000);
 }
 
+static void test_charge_paces_a_receiver(void **state)
+{
+    (void)state;
+    dfs_bucket b;
+    dfs_bucket_init(&b, 1000000, 65536, 0);
+    /* A receiver consuming 1 MiB pieces at 1 MB/s: each wait covers the debt of the last piece. */
+    int64_t t = 0;
+    for (int i = 0; i < 20; i++)
+        t += dfs_bucket_charge(&b, 1 << 20, t);
+    double expect = (20.0 * (1 << 20) - 65536) / 1e6;
+    assert_true((double)t / S > expect - 0.001 && (double)t / S < expect + 0.001);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -104,6 +117,7 @@ int main(void)
         cmocka_unit_test(test_idle_saves_no_more_than_burst),
         cmocka_unit_test(test_refund_and_unlimited),
         cmocka_unit_test(test_message_larger_than_burst),
+        cmocka_unit_test(test_charge_paces_a_receiver),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
