@@ -163,6 +163,7 @@ int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local)
         .link_rate = cli->link_rate,
         .max_rate = cli->max_rate,
         .parallel = cli->parallel,
+        .resume = cli->resume,
     };
     char label[300];
     snprintf(label, sizeof label, "get %s", remote);
@@ -197,6 +198,8 @@ int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local)
         dfs_json_uint(&j, r.failovers);
         dfs_json_key(&j, "rebuilt_cells");
         dfs_json_uint(&j, r.rebuilt);
+        dfs_json_key(&j, "resumed_bytes");
+        dfs_json_uint(&j, r.resumed);
         dfs_json_key(&j, "seconds");
         dfs_json_double(&j, r.seconds);
         dfs_json_end_object(&j);
@@ -209,6 +212,11 @@ int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local)
         if (r.failovers > 0)
             printf("  %" PRIu32 " range read%s continued from another copy after failures\n",
                    r.failovers, r.failovers == 1 ? "" : "s");
+        if (r.resumed > 0) {
+            char resumed[32];
+            dfs_format_size(r.resumed, resumed, sizeof resumed);
+            printf("  resumed: %s were already downloaded\n", resumed);
+        }
         if (r.rebuilt > 0)
             printf("  %" PRIu64 " cell%s rebuilt from parity (fragments unreadable)\n", r.rebuilt,
                    r.rebuilt == 1 ? "" : "s");

@@ -23,6 +23,7 @@ struct dfs_cli {
     uint64_t link_rate, max_rate; /* --throttle, --max-rate: bytes per second, 0 = no limit */
     unsigned parallel;            /* --parallel: streams in flight, 0 = default */
     bool progress;                /* show progress lines (stderr is a terminal, not --quiet) */
+    bool resume;                  /* get --resume */
 };
 
 /* Exit statuses. */

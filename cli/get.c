@@ -26,6 +26,7 @@
 #include <inttypes.h>
 #include <malloc.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,8 @@ struct get_job {
     uint64_t range;    /* bytes per range request */
     dfs_bucket global; /* --max-rate */
     uint64_t written;  /* file bytes written, for progress */
+    bool *done;        /* by range: in the part file and checked (resume state) */
+    uint64_t resumed;  /* bytes found already downloaded by --resume */
     size_t running;
     uint32_t failovers;
     uint64_t rebuilt;
@@ -263,6 +266,8 @@ static bool pick_copy(struct frag_state *fs, size_t *copy)
 static void start_next_range(struct fetch *f)
 {
     struct get_job *job = f->job;
+    while (job->next_range < job->nranges && job->done[job->next_range])
+        job->next_range++; /* already downloaded (--resume) */
     if (job->error != DFS_OK || job->next_range >= job->nranges)
         return;
     f->range = job->next_range++;
@@ -307,6 +312,7 @@ static void fetch_done(dfs_rpc_ccall *call, void *arg, int status, const char *m
          * Returning the free pages every few ranges keeps memory bounded (measured: 1 GiB get
          * 128 MiB resident without, about 60 MiB with).
          */
+        job->done[f->range] = true;
         if (++job->ranges_done % 4 == 0)
             malloc_trim(0);
         start_next_range(f);
@@ -422,7 +428,8 @@ static int plan_ranges(struct get_job *job, char **errmsg)
     if (start != file->size)
         return dfs_seterr(errmsg, DFS_EINTERNAL, "the layout's fragment sizes do not add up");
     job->ranges = calloc(nranges + 1, sizeof *job->ranges);
-    if (job->ranges == NULL)
+    job->done = calloc(nranges + 1, sizeof *job->done);
+    if (job->ranges == NULL || job->done == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     for (size_t i = 0; i < nf; i++)
         for (uint64_t off = 0; off < job->frags[i].frag->size; off += job->range) {
@@ -486,6 +493,96 @@ static int copy_to_stdout(int fd, uint64_t size, char **errmsg)
     return rc;
 }
 
+/*
+ * The resume state beside a part file, one line each:
+ *     dfs-get-state 1
+ *     file_id <32 hex>         the file the part belongs to (a new put of the path is a new id)
+ *     size <bytes>
+ *     range <bytes>            the range size the download used
+ *     done <hex>               bitmap of finished ranges, bit i of byte i/8 for range i
+ */
+static int save_state(const struct get_job *job, const char *path, char **errmsg)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot write %s", path);
+    fprintf(f, "dfs-get-state 1\nfile_id %s\nsize %" PRIu64 "\nrange %" PRIu64 "\ndone ",
+            job->file->file_id, job->file->size, job->range);
+    for (size_t i = 0; i < job->nranges; i += 8) {
+        unsigned byte = 0;
+        for (size_t b = 0; b < 8 && i + b < job->nranges; b++)
+            byte |= (unsigned)job->done[i + b] << b;
+        fprintf(f, "%02x", byte);
+    }
+    fprintf(f, "\n");
+    bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (fclose(f) != 0 || !ok)
+        return dfs_seterr(errmsg, DFS_EIO, "cannot write %s", path);
+    return DFS_OK;
+}
+
+/* Read a state file: its range size and done bitmap (hex, caller frees) if it is this file's. */
+static bool load_state(const char *path, const Dfs__V1__FileInfo *file, uint64_t *range,
+                       char **done_hex)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    char id[64] = "", hex[1 << 16];
+    uint64_t size = 0, r = 0;
+    int version = 0;
+    bool ok =
+        fscanf(f, "dfs-get-state %d file_id %63s size %" SCNu64 " range %" SCNu64 " done %65535s",
+               &version, id, &size, &r, hex) == 5 &&
+        version == 1 && strcmp(id, file->file_id) == 0 && size == file->size && r > 0 &&
+        r % DFS_BLOCK_SIZE == 0;
+    fclose(f);
+    if (ok) {
+        *range = r;
+        *done_hex = strdup(hex);
+    }
+    return ok && *done_hex != NULL;
+}
+
+/* Mark the ranges a state file says are done, and recompute their block CRCs from the file. */
+static int apply_state(struct get_job *job, const char *hex, char **errmsg)
+{
+    size_t nhex = strlen(hex);
+    uint8_t *buf = malloc(DFS_BLOCK_SIZE);
+    if (buf == NULL)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < job->nranges; i++) {
+        if (2 * (i / 8) + 2 > nhex)
+            break;
+        unsigned byte = 0;
+        sscanf(hex + 2 * (i / 8), "%2x", &byte);
+        if (!(byte & (1u << (i % 8))))
+            continue;
+        const struct range *r = &job->ranges[i];
+        struct frag_state *fs = &job->frags[r->frag];
+        for (uint64_t off = 0; off < r->len; off += DFS_BLOCK_SIZE) {
+            size_t n = r->len - off < DFS_BLOCK_SIZE ? (size_t)(r->len - off) : DFS_BLOCK_SIZE;
+            if (pread(job->fd, buf, n, (off_t)(fs->start + r->off + off)) != (ssize_t)n) {
+                free(buf);
+                return dfs_seterr(errmsg, DFS_EIO, "cannot read the partial download");
+            }
+            fs->crcs[(r->off + off) / DFS_BLOCK_SIZE] = dfs_crc32c(0, buf, n);
+        }
+        job->done[i] = true;
+        job->resumed += r->len;
+        job->written += r->len;
+        dfs_filehash_advance(job->hash, i, r->len);
+    }
+    free(buf);
+    return DFS_OK;
+}
+
+/* Failures worth resuming from: the transfer stopped, the data was fine. */
+static bool resumable(int code)
+{
+    return code == DFS_ECANCELED || code == DFS_EUNAVAIL || code == DFS_ETIMEDOUT;
+}
+
 int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct dfs_get_opts *opts,
             struct dfs_get_result *out, char **errmsg)
 {
@@ -496,7 +593,8 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
     if (rc != DFS_OK)
         return rc;
 
-    char *part = NULL;
+    char *part = NULL, *state = NULL, *resume_hex = NULL;
+    uint64_t resume_range = 0;
     if (to_stdout) {
         const char *tmp = getenv("TMPDIR");
         if (asprintf(&part, "%s/dfs-get-XXXXXX", tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp") >=
@@ -505,8 +603,23 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
             if (job.fd >= 0)
                 unlink(part); /* nothing to clean up, whatever happens */
         }
-    } else if (asprintf(&part, "%s.dfs-part", local) >= 0) {
-        job.fd = open(part, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    } else if (asprintf(&part, "%s.dfs-part", local) >= 0 &&
+               asprintf(&state, "%s.dfs-part.state", local) >= 0) {
+        const Dfs__V1__Redundancy *red0 = job.file->redundancy;
+        bool replicated = red0 == NULL || red0->scheme != DFS__V1__REDUNDANCY__SCHEME__ERASURE;
+        struct stat st;
+        if (opts->resume && replicated && load_state(state, job.file, &resume_range, &resume_hex) &&
+            (job.fd = open(part, O_RDWR | O_CLOEXEC)) >= 0 &&
+            (fstat(job.fd, &st) != 0 || (uint64_t)st.st_size != job.file->size)) {
+            close(job.fd);
+            job.fd = -1;
+        }
+        if (job.fd < 0) {
+            free(resume_hex);
+            resume_hex = NULL;
+            unlink(state);
+            job.fd = open(part, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        }
     }
     if (job.fd < 0) {
         rc = dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot create %s",
@@ -531,6 +644,8 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
         uint64_t r = slowest / 32 / DFS_BLOCK_SIZE * DFS_BLOCK_SIZE;
         job.range = r < DFS_BLOCK_SIZE ? DFS_BLOCK_SIZE : r > RANGE ? RANGE : r;
     }
+    if (resume_hex != NULL)
+        job.range = resume_range; /* the finished ranges are those of the first attempt */
     job.window = opts->parallel > 0 ? opts->parallel : DEFAULT_WINDOW;
     if (job.window > WINDOW)
         job.window = WINDOW;
@@ -579,6 +694,12 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
             free(starts);
             if (hrc != DFS_OK)
                 fail_job(&job, hrc, err);
+        }
+        if (job.error == DFS_OK && resume_hex != NULL) {
+            char *err = NULL;
+            int arc = apply_state(&job, resume_hex, &err);
+            if (arc != DFS_OK)
+                fail_job(&job, arc, err);
         }
         for (size_t i = 0; i < WINDOW; i++) {
             job.fetches[i].job = &job;
@@ -631,16 +752,29 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
         fail_job(&job, code, err);
     }
     if (job.error != DFS_OK) {
-        if (!to_stdout)
-            unlink(part);
         rc = job.error;
-        dfs_seterr(errmsg, rc, "%s", job.errmsg != NULL ? job.errmsg : dfs_strerror(rc));
+        char *kept = NULL;
+        if (!to_stdout && !erasure && job.done != NULL && resumable(rc) &&
+            save_state(&job, state, NULL) == DFS_OK &&
+            asprintf(&kept, "; the partial download is kept: continue with dfs get --resume %s %s",
+                     remote, local) < 0)
+            kept = NULL;
+        if (!to_stdout && kept == NULL) {
+            unlink(part);
+            unlink(state);
+        }
+        dfs_seterr(errmsg, rc, "%s%s", job.errmsg != NULL ? job.errmsg : dfs_strerror(rc),
+                   kept != NULL ? kept : "");
+        free(kept);
     } else {
+        if (state != NULL)
+            unlink(state);
         out->size = job.file->size;
         memcpy(out->sha256, sha, DFS_SHA256_BYTES);
         out->fragments = (uint32_t)job.file->n_fragments;
         out->failovers = job.failovers;
         out->rebuilt = job.rebuilt;
+        out->resumed = job.resumed;
         out->seconds = (double)(dfs_rpc_now_ns() - t0) / 1e9;
         rc = DFS_OK;
     }
@@ -652,6 +786,9 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
         free(job.fetches[i].pending_msg);
     close(job.fd);
     free(part);
+    free(state);
+    free(resume_hex);
+    free(job.done);
     free(job.errmsg);
     free(job.frags);
     free(job.ranges);

@@ -19,6 +19,10 @@ struct dfs_get_opts {
     uint64_t link_rate, max_rate;
     /* Range requests in flight at once; 0 = 12. */
     unsigned parallel;
+    /* Continue the partial download a failed or interrupted get left in "<local>.dfs-part" (with
+       its state in "<local>.dfs-part.state"), when it is of the same file; otherwise start over.
+       Replicated files only (an erasure-coded file starts over). */
+    bool resume;
     /* Called as data arrives, with the file bytes written so far; may be NULL. */
     void (*progress)(void *arg, uint64_t done, uint64_t total);
     void *progress_arg;
@@ -30,6 +34,7 @@ struct dfs_get_result {
     uint32_t fragments;
     uint32_t failovers; /* times a range continued from another copy after a failure */
     uint64_t rebuilt;   /* erasure code: data cells rebuilt from parity */
+    uint64_t resumed;   /* bytes a --resume found already downloaded */
     double seconds;
 };
 
@@ -42,7 +47,9 @@ struct dfs_get_result {
  * is not used again.
  *
  * The data goes to "<local>.dfs-part" and is renamed to `local` only once the SHA-256 matched, so
- * `local` is never left half-written; on failure the part file is removed.
+ * `local` is never left half-written. When the get is interrupted or the network fails, the part
+ * file stays with a state file that --resume continues from (the error message says so); after
+ * any other failure both are removed.
  *
  * Returns 0 and fills *out, or a DFS_ code with a one-line reason in *errmsg.
  */

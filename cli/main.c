@@ -62,6 +62,7 @@ enum {
     F_STALL = 1 << 7,
     F_EC = 1 << 8,
     F_RATE = 1 << 9,
+    F_RESUME = 1 << 10,
 };
 
 struct command {
@@ -75,7 +76,7 @@ static const struct command commands[] = {
     {"put", 2, 2,
      F_JSON | F_QUIET | F_REPLICAS | F_FRAGMENTS | F_POLICY | F_FORCE | F_STALL | F_EC | F_RATE,
      "LOCAL REMOTE"},
-    {"get", 2, 2, F_JSON | F_QUIET | F_STALL | F_RATE, "REMOTE LOCAL"},
+    {"get", 2, 2, F_JSON | F_QUIET | F_STALL | F_RATE | F_RESUME, "REMOTE LOCAL"},
     {"stat", 1, 1, F_JSON, "REMOTE"},
     {"ls", 0, 1, F_JSON | F_LONG, "[PREFIX]"},
     {"rm", 1, 1, F_JSON | F_QUIET, "REMOTE"},
@@ -104,6 +105,8 @@ static const char *flag_name(unsigned bit)
         return "--ec";
     case F_RATE:
         return "--throttle, --max-rate or --parallel";
+    case F_RESUME:
+        return "--resume";
     default:
         return "--stall-timeout";
     }
@@ -170,6 +173,7 @@ int main(int argc, char **argv)
         O_THROTTLE,
         O_MAX_RATE,
         O_PARALLEL,
+        O_RESUME,
         O_VERSION,
     };
     static const struct option longopts[] = {
@@ -188,6 +192,7 @@ int main(int argc, char **argv)
         {"throttle", required_argument, NULL, O_THROTTLE},
         {"max-rate", required_argument, NULL, O_MAX_RATE},
         {"parallel", required_argument, NULL, O_PARALLEL},
+        {"resume", no_argument, NULL, O_RESUME},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -270,6 +275,10 @@ int main(int argc, char **argv)
             given |= F_RATE;
             break;
         }
+        case O_RESUME:
+            cli.resume = true;
+            given |= F_RESUME;
+            break;
         case O_PARALLEL: {
             uint32_t n;
             if (parse_u32("--parallel", optarg, 1, 64, &n) != 0)
