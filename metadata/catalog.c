@@ -61,6 +61,23 @@
  *              registered are dropped when the queue is read. While (f, n) is queued, node n is
  *              never planned again for fragment f (the removal could race with the new copy).
  *
+ * Since version 2 (the placement state of metadata/placement.h, saved by the metadata service
+ * whenever a sync changed it, loaded at its start):
+ *
+ *   placement_families  one row per family of copysets or buddy groups. family (PK, the text
+ *              '<policy>/<width>', e.g. 'min_copy/3'; CHECKed against the two columns), policy
+ *              (min_copy|buddy), width (w >= 1), param (the scatter width S for min_copy, the group
+ *              size G for buddy, in effect when the sets were built), perms (P for min_copy, 1 for
+ *              buddy), updated_ms.
+ *
+ *   placement_sets  one row per node of a set. family -> placement_families ON DELETE CASCADE,
+ *              set_id (0..nsets-1, the set's index), pos (0..size-1, the node's place in the set),
+ *              perm (min_copy: the permutation the copyset was cut from, the same on every row of
+ *              a set; buddy: 0), node_id (32 hex; no foreign key: a node that left is taken out of
+ *              the sets by the next sync, not by the catalog).
+ *              PK (family, set_id, pos); UNIQUE (family, set_id, node_id): a set never holds a
+ *              node twice. Saving a family replaces all its rows in one transaction.
+ *
  * Every verb is one transaction: writers use BEGIN IMMEDIATE, multi-statement readers a deferred
  * BEGIN for a consistent snapshot.
  */
@@ -147,6 +164,27 @@ static const char *const migrations[] = {
     ") WITHOUT ROWID;"
     "CREATE INDEX deletions_node ON deletions (node_id);"
     "CREATE INDEX deletions_queued ON deletions (queued_ms);",
+
+    /* 2: placement state (copysets and buddy groups). */
+    "CREATE TABLE placement_families ("
+    "  family     TEXT    NOT NULL PRIMARY KEY,"
+    "  policy     TEXT    NOT NULL CHECK (policy IN ('min_copy', 'buddy')),"
+    "  width      INTEGER NOT NULL CHECK (width >= 1),"
+    "  param      INTEGER NOT NULL CHECK (param >= 0),"
+    "  perms      INTEGER NOT NULL CHECK (perms >= 1),"
+    "  updated_ms INTEGER NOT NULL,"
+    "  CHECK (family = policy || '/' || width)"
+    ") WITHOUT ROWID;"
+
+    "CREATE TABLE placement_sets ("
+    "  family  TEXT    NOT NULL REFERENCES placement_families (family) ON DELETE CASCADE,"
+    "  set_id  INTEGER NOT NULL CHECK (set_id >= 0),"
+    "  pos     INTEGER NOT NULL CHECK (pos >= 0),"
+    "  perm    INTEGER NOT NULL CHECK (perm >= 0),"
+    "  node_id TEXT    NOT NULL CHECK (length(node_id) = 32),"
+    "  PRIMARY KEY (family, set_id, pos),"
+    "  UNIQUE (family, set_id, node_id)"
+    ") WITHOUT ROWID;",
 };
 
 static_assert(sizeof migrations / sizeof migrations[0] == DFS_CATALOG_SCHEMA_VERSION,
@@ -207,6 +245,12 @@ enum stmt {
     S_STATS_NODES,
     S_STATS_DELETIONS,
     S_SCHEMA_VERSION,
+
+    S_PLACEMENT_FAMILIES,
+    S_PLACEMENT_SETS,
+    S_PLACEMENT_DELETE,
+    S_PLACEMENT_FAMILY_INSERT,
+    S_PLACEMENT_SET_INSERT,
 
     S_COUNT
 };
@@ -296,6 +340,17 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_STATS_NODES] = "SELECT state, count(*) FROM nodes GROUP BY state",
     [S_STATS_DELETIONS] = "SELECT count(*) FROM deletions",
     [S_SCHEMA_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_version",
+
+    [S_PLACEMENT_FAMILIES] = "SELECT family, policy, width, param, perms FROM placement_families "
+                             "ORDER BY family",
+    [S_PLACEMENT_SETS] = "SELECT family, set_id, pos, perm, node_id FROM placement_sets "
+                         "ORDER BY family, set_id, pos",
+    [S_PLACEMENT_DELETE] = "DELETE FROM placement_families WHERE family = ?1",
+    [S_PLACEMENT_FAMILY_INSERT] =
+        "INSERT INTO placement_families (family, policy, width, param, perms, updated_ms) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_PLACEMENT_SET_INSERT] = "INSERT INTO placement_sets (family, set_id, pos, perm, node_id) "
+                               "VALUES (?1, ?2, ?3, ?4, ?5)",
 };
 
 /*
@@ -1975,6 +2030,173 @@ int dfs_catalog_deletion_postpone(dfs_catalog *cat, const char *fragment_id, con
                                   int64_t until_ms, char **errmsg)
 {
     return deletion_update(cat, S_DELETION_POSTPONE, fragment_id, node_id, until_ms, errmsg);
+}
+
+/* ---- Placement state ------------------------------------------------------------------------- */
+
+/* "<policy>/<width>", the family key. */
+static void family_key(char *buf, size_t cap, enum dfs_policy policy, uint32_t width)
+{
+    snprintf(buf, cap, "%s/%" PRIu32, dfs_placement_policy_name(policy), width);
+}
+
+/* Read the families, then every set row into its family (both ordered by family). */
+static int placement_load_locked(dfs_catalog *cat, struct dfs_placement_state **out, size_t *n,
+                                 char **errmsg)
+{
+    int row = query(cat, S_PLACEMENT_FAMILIES, errmsg, "");
+    while (row == 1) {
+        struct dfs_placement_state *st = grow(out, n, sizeof *st);
+        if (st == NULL) {
+            release(cat->st[S_PLACEMENT_FAMILIES]);
+            return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+        }
+        st->policy = policy_from_name(col_text(cat, S_PLACEMENT_FAMILIES, 1));
+        int64_t width = col_i64(cat, S_PLACEMENT_FAMILIES, 2);
+        int64_t param = col_i64(cat, S_PLACEMENT_FAMILIES, 3);
+        int64_t perms = col_i64(cat, S_PLACEMENT_FAMILIES, 4);
+        char key[64];
+        family_key(key, sizeof key, st->policy, (uint32_t)width);
+        const char *fam = col_text(cat, S_PLACEMENT_FAMILIES, 0);
+        if (!dfs_placement_policy_has_sets(st->policy) || width < 1 ||
+            width > DFS_PLACEMENT_WIDTH_MAX || param < 0 || param > UINT32_MAX || perms < 1 ||
+            perms > UINT32_MAX || fam == NULL || strcmp(fam, key) != 0) {
+            char name[64];
+            snprintf(name, sizeof name, "%s", fam == NULL ? "" : fam);
+            release(cat->st[S_PLACEMENT_FAMILIES]);
+            return dfs_seterr(errmsg, DFS_EINTERNAL, "catalog: placement family '%s' is corrupt",
+                              name);
+        }
+        st->width = (uint32_t)width;
+        st->param = (uint32_t)param;
+        st->nperms = (uint32_t)perms;
+        row = next_row(cat, S_PLACEMENT_FAMILIES, errmsg);
+    }
+    if (row < 0)
+        return row;
+    size_t fi = 0;
+    char key[64] = "";
+    if (*n > 0)
+        family_key(key, sizeof key, (*out)[0].policy, (*out)[0].width);
+    row = query(cat, S_PLACEMENT_SETS, errmsg, "");
+    while (row == 1) {
+        const char *fam = col_text(cat, S_PLACEMENT_SETS, 0);
+        while (fam != NULL && fi < *n && strcmp(fam, key) != 0) {
+            if (++fi < *n)
+                family_key(key, sizeof key, (*out)[fi].policy, (*out)[fi].width);
+        }
+        int64_t set_id = col_i64(cat, S_PLACEMENT_SETS, 1);
+        int64_t pos = col_i64(cat, S_PLACEMENT_SETS, 2);
+        int64_t perm = col_i64(cat, S_PLACEMENT_SETS, 3);
+        const char *node = col_text(cat, S_PLACEMENT_SETS, 4);
+        struct dfs_placement_state *st = fi < *n ? &(*out)[fi] : NULL;
+        struct dfs_placement_set *set =
+            st != NULL && st->nsets > 0 && set_id == (int64_t)st->nsets - 1
+                ? &st->sets[st->nsets - 1]
+                : NULL;
+        if (st != NULL && set == NULL && set_id == (int64_t)st->nsets && pos == 0) {
+            set = grow(&st->sets, &st->nsets, sizeof *set);
+            if (set == NULL) {
+                release(cat->st[S_PLACEMENT_SETS]);
+                return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+            }
+            set->perm = (uint32_t)perm;
+        }
+        if (set == NULL || node == NULL || pos != (int64_t)set->nnodes ||
+            perm != (int64_t)set->perm) {
+            char name[64]; /* the column's text dies with the statement's reset */
+            snprintf(name, sizeof name, "%s", fam == NULL ? "" : fam);
+            release(cat->st[S_PLACEMENT_SETS]);
+            return dfs_seterr(errmsg, DFS_EINTERNAL,
+                              "catalog: placement family '%s' is corrupt at set %" PRId64
+                              " position %" PRId64,
+                              name, set_id, pos);
+        }
+        char *copy = strdup(node);
+        char **slot = copy == NULL ? NULL : grow(&set->node_ids, &set->nnodes, sizeof *slot);
+        if (slot == NULL) {
+            free(copy);
+            release(cat->st[S_PLACEMENT_SETS]);
+            return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+        }
+        *slot = copy;
+        row = next_row(cat, S_PLACEMENT_SETS, errmsg);
+    }
+    return row < 0 ? row : DFS_OK;
+}
+
+int dfs_catalog_placement_load(dfs_catalog *cat, struct dfs_placement_state **out, size_t *n,
+                               char **errmsg)
+{
+    struct dfs_placement_state *v = NULL;
+    size_t count = 0;
+    lock(cat);
+    int rc = tx_begin(cat, false, errmsg);
+    if (rc == DFS_OK)
+        rc = tx_end(cat, placement_load_locked(cat, &v, &count, errmsg), errmsg);
+    unlock(cat);
+    if (rc != DFS_OK) {
+        dfs_placement_states_free(v, count);
+        return rc;
+    }
+    *out = v;
+    *n = count;
+    return DFS_OK;
+}
+
+static int check_placement_state(const struct dfs_placement_state *st, char **errmsg)
+{
+    if (st == NULL || !dfs_placement_policy_has_sets(st->policy) || st->width == 0 ||
+        st->width > DFS_PLACEMENT_WIDTH_MAX || st->nperms == 0 || (st->nsets > 0 && !st->sets))
+        return dfs_seterr(errmsg, DFS_EINVAL, "bad placement state (policy %s, width %" PRIu32 ")",
+                          st == NULL ? "none" : dfs_placement_policy_name(st->policy),
+                          st == NULL ? 0 : st->width);
+    for (size_t s = 0; s < st->nsets; s++) {
+        const struct dfs_placement_set *set = &st->sets[s];
+        if (set->nnodes == 0 || set->node_ids == NULL || set->perm >= st->nperms)
+            return dfs_seterr(errmsg, DFS_EINVAL, "bad placement set %zu", s);
+        for (size_t j = 0; j < set->nnodes; j++) {
+            int rc = check_id(set->node_ids[j], "node", errmsg);
+            if (rc != DFS_OK)
+                return rc;
+            for (size_t i = 0; i < j; i++)
+                if (strcmp(set->node_ids[i], set->node_ids[j]) == 0)
+                    return dfs_seterr(errmsg, DFS_EINVAL, "placement set %zu holds node %s twice",
+                                      s, set->node_ids[j]);
+        }
+    }
+    return DFS_OK;
+}
+
+static int placement_save_locked(dfs_catalog *cat, const struct dfs_placement_state *st,
+                                 const char *key, int64_t now_ms, char **errmsg)
+{
+    int rc = exec(cat, S_PLACEMENT_DELETE, NULL, errmsg, "t", key);
+    if (rc == DFS_OK)
+        rc = exec(cat, S_PLACEMENT_FAMILY_INSERT, NULL, errmsg, "ttiiii", key,
+                  dfs_placement_policy_name(st->policy), (int64_t)st->width, (int64_t)st->param,
+                  (int64_t)st->nperms, now_ms);
+    for (size_t s = 0; rc == DFS_OK && s < st->nsets; s++)
+        for (size_t j = 0; rc == DFS_OK && j < st->sets[s].nnodes; j++)
+            rc = exec(cat, S_PLACEMENT_SET_INSERT, NULL, errmsg, "tiiit", key, (int64_t)s,
+                      (int64_t)j, (int64_t)st->sets[s].perm, st->sets[s].node_ids[j]);
+    return rc;
+}
+
+int dfs_catalog_placement_save(dfs_catalog *cat, const struct dfs_placement_state *st,
+                               int64_t now_ms, char **errmsg)
+{
+    int rc = check_placement_state(st, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    char key[64];
+    family_key(key, sizeof key, st->policy, st->width);
+    lock(cat);
+    rc = tx_begin(cat, true, errmsg);
+    if (rc == DFS_OK)
+        rc = tx_end(cat, placement_save_locked(cat, st, key, now_ms, errmsg), errmsg);
+    unlock(cat);
+    return rc;
 }
 
 /* ---- Statistics ------------------------------------------------------------------------------ */

@@ -31,7 +31,7 @@
 typedef struct dfs_catalog dfs_catalog;
 
 /* The schema version this code writes (migrations 1..DFS_CATALOG_SCHEMA_VERSION). */
-#define DFS_CATALOG_SCHEMA_VERSION 1
+#define DFS_CATALOG_SCHEMA_VERSION 2
 
 /* Longest node address ("host:port", "unix:/path", ...) and zone name, in bytes. */
 #define DFS_NODE_ADDRESS_MAX 255
@@ -425,6 +425,27 @@ int dfs_catalog_deletion_done(dfs_catalog *cat, const char *fragment_id, const c
  */
 int dfs_catalog_deletion_postpone(dfs_catalog *cat, const char *fragment_id, const char *node_id,
                                   int64_t until_ms, char **errmsg);
+
+/* ---- Placement state: copysets and buddy groups (metadata/placement.h) ----------------------- */
+
+/*
+ * Every family of copysets and buddy groups that was saved, ordered by family name ("buddy/3",
+ * "min_copy/3", ...), each with its sets in index order and their node ids in set order, exactly as
+ * dfs_placement_save received them. On success *out is an array of *n states (NULL when *n is 0)
+ * freed with dfs_placement_states_free(*out, *n). Errors: DFS_EINTERNAL when the stored rows do not
+ * form a family (set ids or positions with gaps, a policy without sets), DFS_ENOMEM, DFS_EIO.
+ */
+int dfs_catalog_placement_load(dfs_catalog *cat, struct dfs_placement_state **out, size_t *n,
+                               char **errmsg);
+
+/*
+ * Replace the stored family (st->policy, st->width) with *st (borrowed), in one transaction;
+ * now_ms stamps it. Node ids must be node ids (32 hex digits; they need not be registered).
+ * Errors: DFS_EINVAL (a policy without sets, width 0, a set without nodes, a bad id, an id twice
+ * in one set, perm >= nperms), DFS_EIO.
+ */
+int dfs_catalog_placement_save(dfs_catalog *cat, const struct dfs_placement_state *st,
+                               int64_t now_ms, char **errmsg);
 
 /* ---- Statistics ------------------------------------------------------------------------------ */
 

@@ -303,7 +303,7 @@ static void test_open_refuses_foreign_and_newer(void **state)
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
     assert_int_equal(dfs_catalog_open(fx->db, &cat, &msg), DFS_EPRECOND);
-    expect_msg(&msg, "schema version 99, newer than this program's 1");
+    expect_msg(&msg, "schema version 99, newer than this program's 2");
     sql_exec(fx->db, "DELETE FROM schema_version WHERE version = 99");
     reopen(fx);
 
@@ -1056,7 +1056,7 @@ static int replace_with_placement(struct fx *fx, const char *file_id, uint32_t i
                                         .exclude = exclude,
                                         .nexclude = fr->nfailed + 1};
     size_t pick;
-    rc = dfs_placement_choose(NULL, &req, cand, nn, rng, &pick, errmsg);
+    rc = dfs_placement_choose(NULL, &req, cand, nn, rng, &pick, NULL, errmsg);
     if (rc == DFS_OK)
         rc = dfs_catalog_file_replace_target(fx->cat, file_id, index, failed, nodes[pick].id,
                                              T0 + 100, out, errmsg);
@@ -1608,6 +1608,224 @@ static void test_concurrent_threads(void **state)
     free(all);
 }
 
+/* ---- Placement state ------------------------------------------------------------------------- */
+
+/* Copysets and buddy groups of the fixture's node ids, as the service would build them. */
+static struct dfs_placement_state *built_state(struct fx *fx, enum dfs_policy policy, size_t w,
+                                               size_t n, uint64_t seed)
+{
+    struct dfs_placement_node nodes[NNODES];
+    for (size_t i = 0; i < n; i++)
+        nodes[i] = (struct dfs_placement_node){
+            .id = fx->ids[i], .zone = i % 2 ? "a" : "b", .writable = true};
+    struct dfs_placement_config cfg = {.scatter_width = 4};
+    dfs_placement *pl = NULL;
+    assert_int_equal(dfs_placement_create(&cfg, &pl, NULL), DFS_OK);
+    dfs_rng rng;
+    dfs_rng_seed(&rng, seed);
+    bool changed = false;
+    assert_int_equal(dfs_placement_sync(pl, policy, w, nodes, n, &rng, &changed, NULL), DFS_OK);
+    assert_true(changed);
+    struct dfs_placement_state *st = NULL;
+    assert_int_equal(dfs_placement_export(pl, policy, w, &st, NULL), DFS_OK);
+    dfs_placement_destroy(pl);
+    return st;
+}
+
+static void assert_same_state(const struct dfs_placement_state *a,
+                              const struct dfs_placement_state *b)
+{
+    assert_int_equal(a->policy, b->policy);
+    assert_int_equal(a->width, b->width);
+    assert_int_equal(a->param, b->param);
+    assert_int_equal(a->nperms, b->nperms);
+    assert_int_equal(a->nsets, b->nsets);
+    for (size_t s = 0; s < a->nsets; s++) {
+        assert_int_equal(a->sets[s].perm, b->sets[s].perm);
+        assert_int_equal(a->sets[s].nnodes, b->sets[s].nnodes);
+        for (size_t j = 0; j < a->sets[s].nnodes; j++)
+            assert_string_equal(a->sets[s].node_ids[j], b->sets[s].node_ids[j]);
+    }
+}
+
+static struct dfs_placement_state *load(struct fx *fx, size_t *n)
+{
+    struct dfs_placement_state *v = NULL;
+    char *msg = NULL;
+    if (dfs_catalog_placement_load(fx->cat, &v, n, &msg) != DFS_OK)
+        fail_msg("placement load: %s", msg);
+    return v;
+}
+
+static void save(struct fx *fx, const struct dfs_placement_state *st, int64_t now)
+{
+    char *msg = NULL;
+    if (dfs_catalog_placement_save(fx->cat, st, now, &msg) != DFS_OK)
+        fail_msg("placement save: %s", msg);
+}
+
+/* Save, load, replace, reopen: the families come back exactly as saved. */
+static void test_placement_round_trip(void **state)
+{
+    struct fx *fx = *state;
+    size_t n = 99;
+    struct dfs_placement_state *none = load(fx, &n);
+    assert_int_equal(n, 0);
+    assert_null(none);
+    struct dfs_placement_state *mc = built_state(fx, DFS_POLICY_MIN_COPY, 3, NNODES, 1); /* P=2 */
+    struct dfs_placement_state *bd = built_state(fx, DFS_POLICY_BUDDY, 2, 7, 2);
+    struct dfs_placement_state *mc2 = built_state(fx, DFS_POLICY_MIN_COPY, 2, 5, 3);
+    assert_int_equal(mc->nperms, 2);
+    save(fx, mc, T0);
+    save(fx, bd, T0);
+    save(fx, mc2, T0);
+    struct dfs_placement_state *v = load(fx, &n);
+    assert_int_equal(n, 3); /* by family name: buddy/2, min_copy/2, min_copy/3 */
+    assert_same_state(&v[0], bd);
+    assert_same_state(&v[1], mc2);
+    assert_same_state(&v[2], mc);
+    dfs_placement_states_free(v, n);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM placement_sets WHERE family = "
+                                     "'min_copy/3'"),
+                     (int64_t)mc->nsets * 3);
+    assert_int_equal(sql_int(fx->db, "SELECT updated_ms FROM placement_families WHERE family = "
+                                     "'buddy/2'"),
+                     T0);
+
+    /* Saving a family again replaces all of its rows, and only its rows. */
+    struct dfs_placement_state *mc_b = built_state(fx, DFS_POLICY_MIN_COPY, 3, 6, 4);
+    save(fx, mc_b, T0 + 5);
+    reopen(fx);
+    v = load(fx, &n);
+    assert_int_equal(n, 3);
+    assert_same_state(&v[0], bd);
+    assert_same_state(&v[1], mc2);
+    assert_same_state(&v[2], mc_b);
+    dfs_placement_states_free(v, n);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM placement_sets WHERE family = "
+                                     "'min_copy/3'"),
+                     (int64_t)mc_b->nsets * 3);
+
+    /* A family with no sets (fewer nodes than its width) is kept as such. */
+    struct dfs_placement_state empty = {
+        .policy = DFS_POLICY_MIN_COPY, .width = 4, .param = 3, .nperms = 1};
+    save(fx, &empty, T0 + 6);
+    v = load(fx, &n);
+    assert_int_equal(n, 4);
+    assert_same_state(&v[3], &empty);
+    dfs_placement_states_free(v, n);
+
+    /* A loaded state imports into placement and syncs without change. */
+    v = load(fx, &n);
+    dfs_placement *pl = NULL;
+    struct dfs_placement_config cfg = {.scatter_width = 4};
+    assert_int_equal(dfs_placement_create(&cfg, &pl, NULL), DFS_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(dfs_placement_import(pl, &v[i], NULL), DFS_OK);
+    struct dfs_placement_node nodes[NNODES];
+    for (size_t i = 0; i < 6; i++)
+        nodes[i] = (struct dfs_placement_node){
+            .id = fx->ids[i], .zone = i % 2 ? "a" : "b", .writable = true};
+    dfs_rng rng;
+    dfs_rng_seed(&rng, 5);
+    bool changed = true;
+    assert_int_equal(dfs_placement_sync(pl, DFS_POLICY_MIN_COPY, 3, nodes, 6, &rng, &changed, NULL),
+                     DFS_OK);
+    assert_false(changed);
+    dfs_placement_destroy(pl);
+    dfs_placement_states_free(v, n);
+
+    dfs_placement_states_free(mc, 1);
+    dfs_placement_states_free(bd, 1);
+    dfs_placement_states_free(mc2, 1);
+    dfs_placement_states_free(mc_b, 1);
+}
+
+static void test_placement_validation_and_corruption(void **state)
+{
+    struct fx *fx = *state;
+    struct dfs_placement_state *mc = built_state(fx, DFS_POLICY_MIN_COPY, 3, NNODES, 1);
+    char *msg = NULL;
+    char *saved = mc->sets[0].node_ids[1];
+    mc->sets[0].node_ids[1] = "n1"; /* not a node id */
+    assert_int_equal(dfs_catalog_placement_save(fx->cat, mc, T0, &msg), DFS_EINVAL);
+    expect_msg(&msg, "bad node id 'n1'");
+    mc->sets[0].node_ids[1] = mc->sets[0].node_ids[0];
+    assert_int_equal(dfs_catalog_placement_save(fx->cat, mc, T0, &msg), DFS_EINVAL);
+    expect_msg(&msg, "holds node");
+    mc->sets[0].node_ids[1] = saved;
+    mc->sets[0].perm = 7;
+    assert_int_equal(dfs_catalog_placement_save(fx->cat, mc, T0, &msg), DFS_EINVAL);
+    expect_msg(&msg, "bad placement set 0");
+    mc->sets[0].perm = 0;
+    struct dfs_placement_state bad = {.policy = DFS_POLICY_RANDOM, .width = 3, .nperms = 1};
+    assert_int_equal(dfs_catalog_placement_save(fx->cat, &bad, T0, &msg), DFS_EINVAL);
+    expect_msg(&msg, "bad placement state (policy random");
+    assert_int_equal(dfs_catalog_placement_save(fx->cat, NULL, T0, &msg), DFS_EINVAL);
+    expect_msg(&msg, "bad placement state");
+    size_t n = 0;
+    struct dfs_placement_state *v = load(fx, &n);
+    assert_int_equal(n, 0); /* nothing was saved */
+
+    /* Rows that do not form a family are reported, not guessed at. */
+    save(fx, mc, T0);
+    sql_exec(fx->db, "UPDATE placement_sets SET set_id = 99 WHERE family = 'min_copy/3' "
+                     "AND set_id = 1");
+    assert_int_equal(dfs_catalog_placement_load(fx->cat, &v, &n, &msg), DFS_EINTERNAL);
+    expect_msg(&msg, "placement family 'min_copy/3' is corrupt at set 2 position 0");
+    save(fx, mc, T0);
+    sql_exec(fx->db, "DELETE FROM placement_sets WHERE family = 'min_copy/3' AND set_id = 0 "
+                     "AND pos = 1");
+    assert_int_equal(dfs_catalog_placement_load(fx->cat, &v, &n, &msg), DFS_EINTERNAL);
+    expect_msg(&msg, "is corrupt at set 0 position 2");
+    save(fx, mc, T0);
+    v = load(fx, &n);
+    assert_int_equal(n, 1);
+    assert_same_state(&v[0], mc);
+    dfs_placement_states_free(v, n);
+    dfs_placement_states_free(mc, 1);
+}
+
+/*
+ * A catalog written by schema version 1 (made here by taking migration 2's tables away again,
+ * which leaves exactly the version 1 schema) is migrated on open: its files and nodes stay, the
+ * placement tables appear empty.
+ */
+static void test_migration_from_version_1(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *f = put(fx, "/old/file", 5000, false, T0);
+    dfs_catalog_close(fx->cat);
+    fx->cat = NULL;
+    sql_exec(fx->db, "DROP TABLE placement_sets; DROP TABLE placement_families; "
+                     "DELETE FROM schema_version WHERE version = 2;");
+    assert_int_equal(sql_int(fx->db, "SELECT max(version) FROM schema_version"), 1);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE "
+                                     "'placement%'"),
+                     0);
+    reopen(fx);
+    assert_int_equal(sql_int(fx->db, "SELECT max(version) FROM schema_version"), 2);
+    assert_int_equal(stats(fx).schema_version, 2);
+    assert_int_equal(stats(fx).files, 1);
+    assert_int_equal(stats(fx).nodes_alive, NNODES);
+    struct dfs_file_rec *g = NULL;
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/old/file", &g, NULL), DFS_OK);
+    assert_string_equal(g->file_id, f->file_id);
+    size_t n = 9;
+    struct dfs_placement_state *v = load(fx, &n);
+    assert_int_equal(n, 0);
+    struct dfs_placement_state *bd = built_state(fx, DFS_POLICY_BUDDY, 3, NNODES, 6);
+    save(fx, bd, T0);
+    v = load(fx, &n);
+    assert_int_equal(n, 1);
+    assert_same_state(&v[0], bd);
+    dfs_placement_states_free(v, n);
+    dfs_placement_states_free(bd, 1);
+    dfs_catalog_file_rec_free(f);
+    dfs_catalog_file_rec_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1630,6 +1848,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_persistence_across_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failure_mid_transaction_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_placement_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_placement_validation_and_corruption, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_from_version_1, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,6 +37,8 @@ static void usage(FILE *out)
         "  --dead-after-ms N         silence before a node is dead (default 30000)\n"
         "  --pending-timeout-ms N    an uncommitted put is collected after this (default 3600000)\n"
         "  --seed N                  placement randomness seed (default: random, logged)\n"
+        "  --scatter-width S         min_copy scatter width (default k-1: plain copysets)\n"
+        "  --group-size G            buddy group size (default 2k)\n"
         "  --grace-ms N              on SIGTERM, time calls in flight get to finish (default "
         "5000)\n"
         "  --help, --version\n");
@@ -68,6 +70,8 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         O_DEAD,
         O_PENDING,
         O_SEED,
+        O_SCATTER,
+        O_GROUP,
         O_GRACE,
         O_HELP,
         O_VERSION,
@@ -86,6 +90,8 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         {"dead-after-ms", required_argument, NULL, O_DEAD},
         {"pending-timeout-ms", required_argument, NULL, O_PENDING},
         {"seed", required_argument, NULL, O_SEED},
+        {"scatter-width", required_argument, NULL, O_SCATTER},
+        {"group-size", required_argument, NULL, O_GROUP},
         {"grace-ms", required_argument, NULL, O_GRACE},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
@@ -148,6 +154,17 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         case O_SEED:
             rc = dfs_daemon_parse_int("--seed", optarg, 1, INT64_MAX, &v, err);
             o->cfg.seed = (uint64_t)v;
+            break;
+        case O_SCATTER:
+            rc = dfs_daemon_parse_int("--scatter-width", optarg, 0, DFS_PLACEMENT_SCATTER_MAX, &v,
+                                      err);
+            o->cfg.scatter_width = (uint32_t)v;
+            break;
+        case O_GROUP:
+            rc = dfs_daemon_parse_int("--group-size", optarg, 0, DFS_PLACEMENT_GROUP_MAX, &v, err);
+            if (rc == DFS_OK && v == 1)
+                rc = dfs_seterr(err, DFS_EINVAL, "--group-size must be 0 (2k) or at least 2");
+            o->cfg.group_size = (uint32_t)v;
             break;
         case O_GRACE:
             rc = dfs_daemon_parse_int("--grace-ms", optarg, 0, 600000, &o->grace_ms, err);

@@ -10,6 +10,7 @@
 #include "dfs/v1/storage.pb-c.h"
 #include "services/rpc/client.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -23,14 +24,38 @@ struct node_channel {
     dfs_rpc_channel *ch;
 };
 
+/*
+ * Bytes the service planned onto a node since the node's last report (least_used's view of free
+ * space is the reported free bytes less these). Counted from the report stamped report_ms (the
+ * node's last_heartbeat_ms); a newer report brings new figures and starts the count again.
+ */
+struct reservation {
+    char node_id[DFS_ID_HEX + 1];
+    int64_t report_ms;
+    uint64_t bytes;
+};
+
+/* Widths the service places (k replicas, or K+M fragments). */
+#define WIDTH_MAX DFS_EC_WIDTH_MAX
+static_assert(DFS_REPLICAS_MAX <= WIDTH_MAX, "a replica count is a width");
+
 struct dfs_metadata_service {
     dfs_catalog *cat;
     struct dfs_metadata_config cfg;
 
-    /* Placement state and its randomness; handlers run on several threads. */
+    /*
+     * Placement: the copysets and buddy groups (loaded from the catalog, synced with the node list
+     * on every choice, saved back when they change), the randomness, and the reservations.
+     * place_mu guards all of it; handlers run on several threads. Lock order: place_mu, then the
+     * catalog's own mutex (saving happens under place_mu).
+     */
     pthread_mutex_t place_mu;
     dfs_placement *placement;
     dfs_rng rng;
+    struct reservation *reserved; /* sorted by node_id */
+    size_t nreserved;
+    /* [policy - DFS_POLICY_MIN_COPY][width]: changed in memory, not saved yet (a failed save) */
+    bool unsaved[2][WIDTH_MAX + 1];
 
     /* Background thread; mu/cv guard `stopping` and wake it at once on stop. */
     pthread_t thread;
@@ -173,45 +198,162 @@ static void fail_and_free(dfs_rpc_call *call, int rc, char *msg)
 
 /* ---- placement ---- */
 
-/*
- * Choose k nodes for one fragment among the catalog's nodes. `placed` and `exclude` as in
- * dfs_placement_request. out receives node ids (pointers into nodes[]).
- */
-static int choose_nodes(dfs_metadata_service *svc, enum dfs_policy policy, size_t k,
-                        const struct dfs_node_rec *nodes, size_t nnodes, const char *const *placed,
-                        size_t nplaced, const char *const *exclude, size_t nexclude,
-                        const char **out, char **errmsg)
+static int cmp_reservation(const void *key, const void *elem)
 {
+    return strcmp(key, ((const struct reservation *)elem)->node_id);
+}
+
+/* The reservation of a node (NULL when none); a newer report than its count resets it. */
+static struct reservation *reservation_of(dfs_metadata_service *svc, const struct dfs_node_rec *n)
+{
+    if (svc->nreserved == 0) /* bsearch wants a non-NULL array */
+        return NULL;
+    struct reservation *r =
+        bsearch(n->id, svc->reserved, svc->nreserved, sizeof *r, cmp_reservation);
+    if (r != NULL && n->last_heartbeat_ms > r->report_ms) {
+        r->report_ms = n->last_heartbeat_ms;
+        r->bytes = 0;
+    }
+    return r;
+}
+
+/* Count `bytes` more planned onto node n. Out of memory only loses the count (it is a hint). */
+static void reserve_bytes(dfs_metadata_service *svc, const struct dfs_node_rec *n, uint64_t bytes)
+{
+    struct reservation *r = reservation_of(svc, n);
+    if (r == NULL) {
+        struct reservation *v = realloc(svc->reserved, (svc->nreserved + 1) * sizeof *v);
+        if (v == NULL)
+            return;
+        svc->reserved = v;
+        size_t at = 0;
+        while (at < svc->nreserved && strcmp(v[at].node_id, n->id) < 0)
+            at++;
+        memmove(&v[at + 1], &v[at], (svc->nreserved - at) * sizeof *v);
+        svc->nreserved++;
+        r = &v[at];
+        snprintf(r->node_id, sizeof r->node_id, "%s", n->id);
+        r->report_ms = n->last_heartbeat_ms;
+        r->bytes = 0;
+    }
+    r->bytes = r->bytes > UINT64_MAX - bytes ? UINT64_MAX : r->bytes + bytes;
+}
+
+/* Save family (policy, width) to the catalog; on failure it stays marked unsaved and is retried. */
+static void save_family(dfs_metadata_service *svc, enum dfs_policy policy, size_t width)
+{
+    struct dfs_placement_state *st = NULL;
+    char *err = NULL;
+    int rc = dfs_placement_export(svc->placement, policy, width, &st, &err);
+    if (rc == DFS_OK)
+        rc = dfs_catalog_placement_save(svc->cat, st, now_ms(), &err);
+    bool *unsaved = &svc->unsaved[policy - DFS_POLICY_MIN_COPY][width];
+    if (rc == DFS_OK) {
+        size_t members = 0;
+        for (size_t i = 0; i < st->nsets; i++)
+            members += st->sets[i].nnodes;
+        dfs_log(DFS_LOG_INFO,
+                "placement sets saved policy=%s width=%zu sets=%zu slots=%zu param=%" PRIu32
+                " perms=%" PRIu32,
+                dfs_placement_policy_name(policy), width, st->nsets, members, st->param,
+                st->nperms);
+        *unsaved = false;
+    } else {
+        dfs_log(DFS_LOG_WARN,
+                "cannot save placement sets, will retry policy=%s width=%zu err=\"%s\"",
+                dfs_placement_policy_name(policy), width, err != NULL ? err : dfs_strerror(rc));
+        *unsaved = true;
+    }
+    dfs_placement_states_free(st, 1);
+    free(err);
+}
+
+/*
+ * Choose req->k nodes among the catalog's nodes for a placement of req->width (see
+ * dfs_placement_request; req->policy resolved). Alive nodes are writable; dead, draining and
+ * decommissioned ones have left (their copysets and groups are repaired); suspect ones stay in
+ * their sets without taking anything. least_used sees each node's reported free space less what
+ * was planned onto it since; `bytes` is then counted against every chosen node. out receives node
+ * ids (pointers into nodes[]); *fell_back (may be NULL) tells whether a min_copy/buddy choice had
+ * to leave the copyset or group (req->fallback).
+ */
+static int choose_nodes(dfs_metadata_service *svc, const struct dfs_placement_request *req,
+                        uint64_t bytes, const struct dfs_node_rec *nodes, size_t nnodes,
+                        const char **out, bool *fell_back, char **errmsg)
+{
+    size_t width = req->width != 0 ? req->width : req->k;
+    if (width > WIDTH_MAX)
+        return dfs_seterr(errmsg, DFS_EINVAL, "placement of %zu nodes is above %d", width,
+                          WIDTH_MAX);
     struct dfs_placement_node *cand = calloc(nnodes + 1, sizeof *cand);
-    size_t *idx = calloc(k + 1, sizeof *idx);
+    size_t *idx = calloc(req->k + 1, sizeof *idx);
     if (cand == NULL || idx == NULL) {
         free(cand);
         free(idx);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
-    for (size_t i = 0; i < nnodes; i++) {
-        cand[i].id = nodes[i].id;
-        cand[i].zone = nodes[i].zone;
-        cand[i].free_bytes = nodes[i].usage.free_bytes;
-        cand[i].writable = nodes[i].state == DFS_NODE_ALIVE;
-    }
-    struct dfs_placement_request req = {
-        .policy = policy,
-        .k = k,
-        .placed = placed,
-        .nplaced = nplaced,
-        .exclude = exclude,
-        .nexclude = nexclude,
-    };
     pthread_mutex_lock(&svc->place_mu);
-    int rc = dfs_placement_choose(svc->placement, &req, cand, nnodes, &svc->rng, idx, errmsg);
-    pthread_mutex_unlock(&svc->place_mu);
+    for (size_t i = 0; i < nnodes; i++) {
+        const struct dfs_node_rec *n = &nodes[i];
+        const struct reservation *r = reservation_of(svc, n);
+        uint64_t held = r != NULL ? r->bytes : 0;
+        cand[i].id = n->id;
+        cand[i].zone = n->zone;
+        cand[i].free_bytes = n->usage.free_bytes > held ? n->usage.free_bytes - held : 0;
+        cand[i].writable = n->state == DFS_NODE_ALIVE;
+        cand[i].gone = n->state == DFS_NODE_DEAD || n->state == DFS_NODE_DRAINING ||
+                       n->state == DFS_NODE_DECOMMISSIONED;
+    }
+    bool changed = false;
+    int rc = dfs_placement_sync(svc->placement, req->policy, width, cand, nnodes, &svc->rng,
+                                &changed, errmsg);
+    if (rc == DFS_OK && dfs_placement_policy_has_sets(req->policy) &&
+        (changed || svc->unsaved[req->policy - DFS_POLICY_MIN_COPY][width]))
+        save_family(svc, req->policy, width);
+    struct dfs_placement_outcome oc = {0};
     if (rc == DFS_OK)
-        for (size_t i = 0; i < k; i++)
+        rc = dfs_placement_choose(svc->placement, req, cand, nnodes, &svc->rng, idx, &oc, errmsg);
+    if (rc == DFS_OK) {
+        for (size_t i = 0; i < req->k; i++) {
             out[i] = nodes[idx[i]].id;
+            reserve_bytes(svc, &nodes[idx[i]], bytes);
+        }
+        if (fell_back != NULL)
+            *fell_back = oc.fallback;
+    }
+    pthread_mutex_unlock(&svc->place_mu);
     free(cand);
     free(idx);
     return rc;
+}
+
+/* Load the copysets and buddy groups the catalog keeps (at start). Failures are logged only. */
+static void load_placement(dfs_metadata_service *svc)
+{
+    struct dfs_placement_state *v = NULL;
+    size_t n = 0;
+    char *err = NULL;
+    if (dfs_catalog_placement_load(svc->cat, &v, &n, &err) != DFS_OK) {
+        dfs_log(DFS_LOG_WARN, "cannot load placement sets, they will be built again err=\"%s\"",
+                err);
+        free(err);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct dfs_placement_state *st = &v[i];
+        if (dfs_placement_import(svc->placement, st, &err) != DFS_OK) {
+            dfs_log(DFS_LOG_WARN,
+                    "cannot use saved placement sets, they will be built again policy=%s "
+                    "width=%" PRIu32 " err=\"%s\"",
+                    dfs_placement_policy_name(st->policy), st->width, err);
+            free(err);
+            err = NULL;
+            continue;
+        }
+        dfs_log(DFS_LOG_INFO, "placement sets loaded policy=%s width=%" PRIu32 " sets=%zu",
+                dfs_placement_policy_name(st->policy), st->width, st->nsets);
+    }
+    dfs_placement_states_free(v, n);
 }
 
 /* ---- handlers: nodes ---- */
@@ -414,9 +556,10 @@ static void handle_create_file(dfs_rpc_call *call, void *ctx)
             plan[i].nnodes = k;
             /* Replication places each fragment's k copies; erasure code places all K+M fragments
                at once, on distinct nodes, fragment i on the i-th node chosen. */
+            struct dfs_placement_request preq = {.policy = policy, .k = width, .width = width};
             if (red.scheme != DFS_SCHEME_ERASURE || i == 0)
-                rc = choose_nodes(svc, policy, width, nodes, nnodes, NULL, 0, NULL, 0,
-                                  &targets[(size_t)i * k], &err);
+                rc = choose_nodes(svc, &preq, plan[i].size, nodes, nnodes, &targets[(size_t)i * k],
+                                  NULL, &err);
         }
         if (rc == DFS_OK) {
             struct dfs_create_req creq = {
@@ -480,10 +623,13 @@ static void handle_replace_target(dfs_rpc_call *call, void *ctx)
             rc = dfs_catalog_nodes_list(svc->cat, &nodes, &nnodes, &err);
         if (rc == DFS_OK) {
             const struct dfs_fragment_rec *fr = &f->fragments[req->fragment_index];
-            /* Avoid the fragment's other targets, the nodes that failed it, and the one failing
-               now; for erasure code, every node of the file. */
+            bool erasure = f->redundancy.scheme == DFS_SCHEME_ERASURE;
+            /* Placed: the nodes of this placement (the fragment's targets; for erasure code, the
+               nodes of every fragment of the file), so min_copy and buddy keep the survivors'
+               copyset or group and zones are spread. Excluded: the nodes that failed this
+               fragment, and the one failing now. */
             size_t cap = fr->nreplicas + fr->nfailed + 1;
-            if (f->redundancy.scheme == DFS_SCHEME_ERASURE)
+            if (erasure)
                 for (size_t i = 0; i < f->nfragments; i++)
                     cap += f->fragments[i].nreplicas;
             const char **placed = calloc(cap, sizeof *placed);
@@ -492,18 +638,34 @@ static void handle_replace_target(dfs_rpc_call *call, void *ctx)
             if (placed == NULL || exclude == NULL) {
                 rc = dfs_seterr(&err, DFS_ENOMEM, "out of memory");
             } else {
-                for (size_t i = 0; i < fr->nreplicas; i++)
+                for (size_t i = 0; !erasure && i < fr->nreplicas; i++)
                     placed[np++] = fr->replicas[i].node_id;
+                for (size_t i = 0; erasure && i < f->nfragments; i++)
+                    for (size_t r = 0; r < f->fragments[i].nreplicas; r++)
+                        placed[np++] = f->fragments[i].replicas[r].node_id;
                 for (size_t i = 0; i < fr->nfailed; i++)
                     exclude[ne++] = fr->failed_node_ids[i];
                 exclude[ne++] = req->failed_node_id;
-                if (f->redundancy.scheme == DFS_SCHEME_ERASURE)
-                    for (size_t i = 0; i < f->nfragments; i++)
-                        for (size_t r = 0; r < f->fragments[i].nreplicas; r++)
-                            exclude[ne++] = f->fragments[i].replicas[r].node_id;
+                struct dfs_placement_request preq = {
+                    .policy = f->policy,
+                    .k = 1,
+                    .width = erasure ? f->nfragments : f->redundancy.replicas,
+                    .placed = placed,
+                    .nplaced = np,
+                    .exclude = exclude,
+                    .nexclude = ne,
+                    .fallback = true,
+                };
                 const char *node = NULL;
-                rc = choose_nodes(svc, f->policy, 1, nodes, nnodes, placed, np, exclude, ne, &node,
-                                  &err);
+                bool fell_back = false;
+                rc = choose_nodes(svc, &preq, fr->size, nodes, nnodes, &node, &fell_back, &err);
+                if (rc == DFS_OK && fell_back)
+                    dfs_log(DFS_LOG_WARN,
+                            "replacement target outside the %s of the surviving copies "
+                            "file=%s fragment=%" PRIu32 " failed=%s new=%s policy=%s",
+                            f->policy == DFS_POLICY_MIN_COPY ? "copyset" : "buddy group",
+                            req->file_id, req->fragment_index, req->failed_node_id, node,
+                            dfs_placement_policy_name(f->policy));
                 if (rc == DFS_OK)
                     rc = dfs_catalog_file_replace_target(svc->cat, req->file_id,
                                                          req->fragment_index, req->failed_node_id,
@@ -838,8 +1000,10 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     if (rc == DFS_OK && (c->suspect_after_ms <= 0 || c->dead_after_ms < c->suspect_after_ms))
         rc = dfs_seterr(errmsg, DFS_EINVAL,
                         "the dead timeout must not be shorter than the suspect one");
+    struct dfs_placement_config pcfg = {.scatter_width = c->scatter_width,
+                                        .group_size = c->group_size};
     if (rc == DFS_OK)
-        rc = dfs_placement_create(NULL, &svc->placement, errmsg);
+        rc = dfs_placement_create(&pcfg, &svc->placement, errmsg);
     if (rc != DFS_OK) {
         free(svc);
         return rc;
@@ -848,8 +1012,11 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
         dfs_rng_seed(&svc->rng, c->seed);
     else
         c->seed = dfs_rng_seed_random(&svc->rng);
-    dfs_log(DFS_LOG_INFO, "placement seeded seed=%" PRIu64 " default_policy=%s", c->seed,
-            dfs_placement_policy_name(c->default_policy));
+    dfs_log(DFS_LOG_INFO,
+            "placement seeded seed=%" PRIu64 " default_policy=%s scatter_width=%" PRIu32
+            " group_size=%" PRIu32,
+            c->seed, dfs_placement_policy_name(c->default_policy), c->scatter_width, c->group_size);
+    load_placement(svc);
     pthread_mutex_init(&svc->place_mu, NULL);
     pthread_mutex_init(&svc->mu, NULL);
     pthread_cond_init(&svc->cv, NULL);
@@ -914,6 +1081,7 @@ void dfs_metadata_service_destroy(dfs_metadata_service *svc)
         dfs_rpc_channel_destroy(svc->channels[i].ch);
     free(svc->channels);
     dfs_placement_destroy(svc->placement);
+    free(svc->reserved);
     pthread_mutex_destroy(&svc->place_mu);
     pthread_mutex_destroy(&svc->mu);
     pthread_cond_destroy(&svc->cv);

@@ -28,11 +28,17 @@ struct dfs_metadata_config {
     int64_t maintenance_interval_ms;
     /* Placement randomness; 0 seeds from the kernel (the seed is logged, so a run can replay). */
     uint64_t seed;
+    /* min_copy's scatter width S and buddy's group size G; 0 means w - 1 and 2w for a placement
+       of w nodes (metadata/placement.h). */
+    uint32_t scatter_width;
+    uint32_t group_size;
 };
 
 /*
  * Create the service over an open catalog (borrowed: it must outlive the service). cfg is copied.
- * Returns 0 and *out (free with dfs_metadata_service_destroy), or DFS_EINVAL / DFS_ENOMEM.
+ * The copysets and buddy groups saved in the catalog are loaded (a family that cannot be loaded is
+ * logged and built again on its first use). Returns 0 and *out (free with
+ * dfs_metadata_service_destroy), or DFS_EINVAL / DFS_ENOMEM.
  */
 int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_config *cfg,
                                 dfs_metadata_service **out, char **errmsg);

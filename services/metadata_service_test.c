@@ -281,7 +281,7 @@ static void test_commit_get_list_delete(void **state)
     assert_int_equal(sr->files, 5);
     assert_int_equal(sr->nodes_alive, 4);
     assert_int_equal(sr->pending_deletions, 12);
-    assert_int_equal(sr->schema_version, 1);
+    assert_int_equal(sr->schema_version, DFS_CATALOG_SCHEMA_VERSION);
     protobuf_c_message_free_unpacked(&sr->base, NULL);
 
     /* The nodes do not exist: a maintenance round postpones the deletions, losing none. */
@@ -364,6 +364,223 @@ static void test_heartbeat_and_list_nodes(void **state)
     protobuf_c_message_free_unpacked(&lr->base, NULL);
 }
 
+/* ---- placement through the service ---------------------------------------------------------- */
+
+/* Stop the server and the service, then start them again over the same catalog with cfg. */
+static void restart_service(struct fx *f, const struct dfs_metadata_config *cfg)
+{
+    dfs_rpc_channel_destroy(f->ch);
+    dfs_rpc_server_stop(f->srv, 1000);
+    dfs_metadata_service_destroy(f->svc);
+    dfs_rpc_server_destroy(f->srv);
+    assert_int_equal(dfs_metadata_service_create(f->cat, cfg, &f->svc, NULL), DFS_OK);
+    struct dfs_rpc_server_config scfg = {.listen = "127.0.0.1:0", .threads = 2};
+    assert_int_equal(dfs_rpc_server_create(&scfg, &f->srv, NULL), DFS_OK);
+    assert_int_equal(dfs_metadata_service_register(f->svc, f->srv, NULL), DFS_OK);
+    assert_int_equal(dfs_rpc_server_start(f->srv, NULL), DFS_OK);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", dfs_rpc_server_port(f->srv));
+    assert_int_equal(dfs_rpc_channel_create(addr, &f->ch, NULL), DFS_OK);
+}
+
+static Dfs__V1__FileInfo *create_with(struct fx *f, const char *path, uint64_t size,
+                                      Dfs__V1__Policy policy)
+{
+    Dfs__V1__CreateFileRequest req = DFS__V1__CREATE_FILE_REQUEST__INIT;
+    req.path = (char *)path;
+    req.size = size;
+    req.policy = policy;
+    Dfs__V1__CreateFileResponse *resp = NULL;
+    char *err = NULL;
+    if (call(f, "CreateFile", &req.base, &dfs__v1__create_file_response__descriptor, &resp, &err) !=
+        DFS_OK)
+        fail_msg("create %s: %s", path, err);
+    assert_int_equal(resp->file->policy, policy);
+    Dfs__V1__FileInfo *fi = resp->file;
+    resp->file = NULL;
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return fi;
+}
+
+/* The saved family with this name ("min_copy/3"), or fail; *all is freed by the caller. */
+static const struct dfs_placement_state *saved_family(struct fx *f, enum dfs_policy policy,
+                                                      uint32_t width,
+                                                      struct dfs_placement_state **all, size_t *n)
+{
+    assert_int_equal(dfs_catalog_placement_load(f->cat, all, n, NULL), DFS_OK);
+    for (size_t i = 0; i < *n; i++)
+        if ((*all)[i].policy == policy && (*all)[i].width == width)
+            return &(*all)[i];
+    fail_msg("no saved %s family of width %u", dfs_placement_policy_name(policy), width);
+    return NULL;
+}
+
+/* The index of the set of st holding every node of ids[0..n), or SIZE_MAX. */
+static size_t set_holding(const struct dfs_placement_state *st, char *const *ids, size_t n)
+{
+    for (size_t s = 0; s < st->nsets; s++) {
+        size_t found = 0;
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < st->sets[s].nnodes; j++)
+                found += strcmp(ids[i], st->sets[s].node_ids[j]) == 0;
+        if (found == n)
+            return s;
+    }
+    return SIZE_MAX;
+}
+
+static char *replace_target(struct fx *f, const Dfs__V1__FileInfo *fi, uint32_t index,
+                            const char *failed)
+{
+    Dfs__V1__ReplaceTargetRequest req = DFS__V1__REPLACE_TARGET_REQUEST__INIT;
+    req.file_id = fi->file_id;
+    req.fragment_index = index;
+    req.failed_node_id = (char *)failed;
+    Dfs__V1__ReplaceTargetResponse *resp = NULL;
+    char *err = NULL;
+    if (call(f, "ReplaceTarget", &req.base, &dfs__v1__replace_target_response__descriptor, &resp,
+             &err) != DFS_OK)
+        fail_msg("replace: %s", err);
+    char *id = strdup(resp->replica->node_id);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return id;
+}
+
+/*
+ * min_copy and buddy through CreateFile and ReplaceTarget, with the sets saved in the catalog and
+ * loaded again by a restarted service.
+ */
+static void test_set_policies_saved_and_kept(void **state)
+{
+    struct fx *f = *state;
+    register_nodes(f, 9);
+    struct dfs_metadata_config cfg = {.seed = 7, .pending_timeout_ms = 60000, .group_size = 4};
+    restart_service(f, &cfg);
+
+    /* buddy, G = 4: 9 nodes make groups of 5 and 4; every fragment inside one. */
+    Dfs__V1__FileInfo *b = create_with(f, "/b", 40, DFS__V1__POLICY__POLICY_BUDDY);
+    struct dfs_placement_state *all = NULL;
+    size_t n = 0;
+    const struct dfs_placement_state *groups = saved_family(f, DFS_POLICY_BUDDY, 3, &all, &n);
+    assert_int_equal(groups->nsets, 2);
+    assert_int_equal(groups->param, 4);
+    size_t g[4];
+    for (size_t i = 0; i < 4; i++) {
+        char *ids[3];
+        for (size_t r = 0; r < 3; r++)
+            ids[r] = b->fragments[i]->replicas[r]->node_id;
+        g[i] = set_holding(groups, ids, 3);
+        assert_true(g[i] != SIZE_MAX);
+    }
+    /* A failed target is replaced from the survivors' group. */
+    char *fresh = replace_target(f, b, 1, b->fragments[1]->replicas[2]->node_id);
+    char *ids[3] = {b->fragments[1]->replicas[0]->node_id, b->fragments[1]->replicas[1]->node_id,
+                    fresh};
+    assert_int_equal(set_holding(groups, ids, 3), g[1]);
+    free(fresh);
+    dfs_placement_states_free(all, n);
+
+    /* min_copy: 3 copysets; a replacement cannot stay in one (no other copyset holds the two
+       survivors with P = 1), so it falls back to any other node, and is logged. */
+    Dfs__V1__FileInfo *m = create_with(f, "/m", 40, DFS__V1__POLICY__POLICY_MIN_COPY);
+    const struct dfs_placement_state *sets = saved_family(f, DFS_POLICY_MIN_COPY, 3, &all, &n);
+    assert_int_equal(sets->nsets, 3);
+    for (size_t i = 0; i < 4; i++) {
+        char *mids[3];
+        for (size_t r = 0; r < 3; r++)
+            mids[r] = m->fragments[i]->replicas[r]->node_id;
+        assert_true(set_holding(sets, mids, 3) != SIZE_MAX);
+    }
+    fresh = replace_target(f, m, 0, m->fragments[0]->replicas[0]->node_id);
+    for (size_t r = 0; r < 3; r++)
+        assert_string_not_equal(fresh, m->fragments[0]->replicas[r]->node_id);
+    free(fresh);
+
+    /* Restarted, the service uses the saved sets: nothing is rebuilt or saved again. */
+    restart_service(f, &cfg);
+    Dfs__V1__FileInfo *m2 = create_with(f, "/m2", 40, DFS__V1__POLICY__POLICY_MIN_COPY);
+    struct dfs_placement_state *all2 = NULL;
+    size_t n2 = 0;
+    const struct dfs_placement_state *sets2 = saved_family(f, DFS_POLICY_MIN_COPY, 3, &all2, &n2);
+    assert_int_equal(sets2->nsets, sets->nsets);
+    for (size_t s = 0; s < sets->nsets; s++)
+        for (size_t j = 0; j < 3; j++)
+            assert_string_equal(sets->sets[s].node_ids[j], sets2->sets[s].node_ids[j]);
+    for (size_t i = 0; i < 4; i++) {
+        char *mids[3];
+        for (size_t r = 0; r < 3; r++)
+            mids[r] = m2->fragments[i]->replicas[r]->node_id;
+        assert_true(set_holding(sets, mids, 3) != SIZE_MAX);
+    }
+    dfs_placement_states_free(all, n);
+    dfs_placement_states_free(all2, n2);
+    protobuf_c_message_free_unpacked(&b->base, NULL);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    protobuf_c_message_free_unpacked(&m2->base, NULL);
+}
+
+static void heartbeat_free(struct fx *f, int i, uint64_t free_bytes)
+{
+    char id[33];
+    snprintf(id, sizeof id, "%032x", i + 1);
+    Dfs__V1__HeartbeatRequest hb = DFS__V1__HEARTBEAT_REQUEST__INIT;
+    hb.node_id = id;
+    hb.capacity_bytes = 100000;
+    hb.free_bytes = free_bytes;
+    Dfs__V1__HeartbeatResponse *hr = NULL;
+    assert_int_equal(
+        call(f, "Heartbeat", &hb.base, &dfs__v1__heartbeat_response__descriptor, &hr, NULL),
+        DFS_OK);
+    protobuf_c_message_free_unpacked(&hr->base, NULL);
+}
+
+/*
+ * least_used: the most free nodes, counting what was planned onto them since their last report;
+ * a new report starts the count again. Node i reports 1000 + 5 i free bytes; fragments are 10
+ * bytes, so each placement moves the choice.
+ */
+static void test_least_used_counts_planned_bytes(void **state)
+{
+    struct fx *f = *state;
+    register_nodes(f, 8);
+    usleep(3000); /* the reports below are newer than the registrations */
+    for (int i = 0; i < 8; i++)
+        heartbeat_free(f, i, 1000 + 5 * (uint64_t)i);
+    int64_t planned[8] = {0};
+    for (int round = 0; round < 2; round++) {
+        Dfs__V1__FileInfo *fi =
+            create_with(f, round == 0 ? "/lu0" : "/lu1", 40, DFS__V1__POLICY__POLICY_LEAST_USED);
+        for (size_t i = 0; i < 4; i++) {
+            const Dfs__V1__Fragment *fr = fi->fragments[i];
+            int chosen[3];
+            for (size_t r = 0; r < 3; r++)
+                chosen[r] = (int)strtol(fr->replicas[r]->node_id + 24, NULL, 16) - 1;
+            for (int o = 0; o < 8; o++) {
+                bool in = o == chosen[0] || o == chosen[1] || o == chosen[2];
+                for (size_t r = 0; r < 3 && !in; r++)
+                    assert_true(1000 + 5 * chosen[r] - planned[chosen[r]] >=
+                                1000 + 5 * o - planned[o]);
+            }
+            for (size_t r = 0; r < 3; r++)
+                planned[chosen[r]] += (int64_t)fr->size;
+        }
+        /* The first file went to the most free nodes, then spread: 7 is in fragment 0. */
+        if (round == 0) {
+            bool has7 = false;
+            for (size_t r = 0; r < 3; r++)
+                has7 |= strcmp(fi->fragments[0]->replicas[r]->node_id,
+                               "00000000000000000000000000000008") == 0;
+            assert_true(has7);
+        }
+        protobuf_c_message_free_unpacked(&fi->base, NULL);
+        /* New reports with the same figures: the planned bytes are forgotten. */
+        usleep(3000);
+        for (int i = 0; i < 8; i++)
+            heartbeat_free(f, i, 1000 + 5 * (uint64_t)i);
+        memset(planned, 0, sizeof planned);
+    }
+}
+
 int main(void)
 {
     dfs_log_init("metadata_service_test", DFS_LOG_ERROR);
@@ -375,6 +592,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_get_list_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_target_and_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_and_list_nodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_policies_saved_and_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_least_used_counts_planned_bytes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
