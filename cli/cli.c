@@ -1,0 +1,393 @@
+/* Parsing and running one dfs command line, for the dfs program and for dfs shell. */
+#include "cli/cli.h"
+
+#include "cli/commands.h"
+#include "cli/meta.h"
+#include "cli/progress.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/units.h"
+#include "services/rpc/grpclog.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define VERSION "0.1.0"
+
+void dfs_cli_usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: dfs [--metadata HOST:PORT] COMMAND [ARGS] [OPTIONS]\n"
+        "\n"
+        "Commands:\n"
+        "  put LOCAL REMOTE     store a local file at REMOTE\n"
+        "      --replicas K       copies of each fragment (default: the cluster's, 3)\n"
+        "      --fragments F      pieces the file is cut into (default: the cluster's, 4)\n"
+        "      --policy P         placement: random, min_copy, buddy, least_used\n"
+        "      --force            replace an existing file at REMOTE\n"
+        "  get REMOTE LOCAL     fetch REMOTE into LOCAL (\"-\" for standard output)\n"
+        "  stat REMOTE          size, checksum, redundancy and where every fragment is\n"
+        "  ls [PREFIX] [-l]     list files whose path starts with PREFIX\n"
+        "  rm REMOTE            remove a file (its fragments are removed from the nodes)\n"
+        "  nodes                storage nodes with their state and usage\n"
+        "  status               cluster summary\n"
+        "\n"
+        "Options:\n"
+        "  --metadata HOST:PORT   metadata service (default: $DFS_METADATA)\n"
+        "  --json                 machine-readable output (stat, ls, nodes, status, put, get, rm)\n"
+        "  -q, --quiet            print nothing on success (put, get, rm)\n"
+        "  --timeout MS           deadline of each metadata call (default 10000)\n"
+        "  --stall-timeout MS     give up on a stream that makes no progress (default 60000)\n"
+        "  -v, --verbose          log what happens (same as --log-level info)\n"
+        "  --log-level LEVEL      debug, info, warn, error (default error)\n"
+        "  -h, --help, --version\n"
+        "\n"
+        "Remote paths look like /dir/name: '/'-separated, no '.' or '..' parts, no control\n"
+        "characters, at most 1024 bytes. Sizes print in binary units (KiB = 1024 bytes).\n"
+        "Exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.\n");
+}
+
+/* Which options a command takes, as bits of `given`. */
+enum {
+    F_JSON = 1 << 0,
+    F_QUIET = 1 << 1,
+    F_LONG = 1 << 2,
+    F_REPLICAS = 1 << 3,
+    F_FRAGMENTS = 1 << 4,
+    F_POLICY = 1 << 5,
+    F_FORCE = 1 << 6,
+    F_STALL = 1 << 7,
+    F_EC = 1 << 8,
+    F_RATE = 1 << 9,
+    F_RESUME = 1 << 10,
+};
+
+struct command {
+    const char *name;
+    int min_args, max_args;
+    unsigned allowed;
+    const char *args;
+};
+
+static const struct command commands[] = {
+    {"put", 2, 2,
+     F_JSON | F_QUIET | F_REPLICAS | F_FRAGMENTS | F_POLICY | F_FORCE | F_STALL | F_EC | F_RATE,
+     "LOCAL REMOTE"},
+    {"get", 2, 2, F_JSON | F_QUIET | F_STALL | F_RATE | F_RESUME, "REMOTE LOCAL"},
+    {"stat", 1, 1, F_JSON, "REMOTE"},
+    {"ls", 0, 1, F_JSON | F_LONG, "[PREFIX]"},
+    {"rm", 1, 1, F_JSON | F_QUIET, "REMOTE"},
+    {"nodes", 0, 0, F_JSON, ""},
+    {"shell", 0, 0, 0, ""},
+    {"status", 0, 0, F_JSON, ""},
+};
+
+static const char *flag_name(unsigned bit)
+{
+    switch (bit) {
+    case F_JSON:
+        return "--json";
+    case F_QUIET:
+        return "--quiet";
+    case F_LONG:
+        return "-l";
+    case F_REPLICAS:
+        return "--replicas";
+    case F_FRAGMENTS:
+        return "--fragments";
+    case F_POLICY:
+        return "--policy";
+    case F_FORCE:
+        return "--force";
+    case F_EC:
+        return "--ec";
+    case F_RATE:
+        return "--throttle, --max-rate or --parallel";
+    case F_RESUME:
+        return "--resume";
+    default:
+        return "--stall-timeout";
+    }
+}
+
+/* Placement policy names, as dfs.v1.Policy numbers ('-' is accepted for '_'). */
+static int parse_policy(const char *name)
+{
+    static const char *const names[] = {"random", "min_copy", "buddy", "least_used"};
+    char buf[32];
+    size_t n = strlen(name);
+    if (n >= sizeof buf)
+        return -1;
+    for (size_t i = 0; i <= n; i++)
+        buf[i] = name[i] == '-' ? '_' : name[i];
+    for (int i = 0; i < 4; i++)
+        if (strcmp(buf, names[i]) == 0)
+            return i + 1;
+    return -1;
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "dfs: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (see dfs --help)\n");
+    return DFS_EXIT_USAGE;
+}
+
+static int parse_u32(const char *flag, const char *v, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+    char *end = NULL;
+    unsigned long x = strtoul(v, &end, 10);
+    if (end == v || *end != '\0' || v[0] == '-' || x < lo || x > hi) {
+        fprintf(stderr, "dfs: %s must be a whole number from %u to %u, not '%s' (see dfs --help)\n",
+                flag, lo, hi, v);
+        return -1;
+    }
+    *out = (uint32_t)x;
+    return 0;
+}
+
+int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
+{
+    enum {
+        O_METADATA = 1000,
+        O_JSON,
+        O_TIMEOUT,
+        O_STALL,
+        O_LOG,
+        O_REPLICAS,
+        O_FRAGMENTS,
+        O_POLICY,
+        O_FORCE,
+        O_EC,
+        O_THROTTLE,
+        O_MAX_RATE,
+        O_PARALLEL,
+        O_RESUME,
+        O_VERSION,
+    };
+    static const struct option longopts[] = {
+        {"metadata", required_argument, NULL, O_METADATA},
+        {"json", no_argument, NULL, O_JSON},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"stall-timeout", required_argument, NULL, O_STALL},
+        {"log-level", required_argument, NULL, O_LOG},
+        {"replicas", required_argument, NULL, O_REPLICAS},
+        {"fragments", required_argument, NULL, O_FRAGMENTS},
+        {"policy", required_argument, NULL, O_POLICY},
+        {"force", no_argument, NULL, O_FORCE},
+        {"ec", required_argument, NULL, O_EC},
+        {"throttle", required_argument, NULL, O_THROTTLE},
+        {"max-rate", required_argument, NULL, O_MAX_RATE},
+        {"parallel", required_argument, NULL, O_PARALLEL},
+        {"resume", no_argument, NULL, O_RESUME},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, O_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    struct dfs_cli cli;
+    memset(&cli, 0, sizeof cli);
+    cli.interrupted = sess->interrupted;
+    const char *metadata = getenv("DFS_METADATA");
+    bool metadata_given = false;
+    uint32_t timeout_ms = 10000, stall_ms = 60000;
+    enum dfs_log_level level = DFS_LOG_ERROR;
+    unsigned given = 0;
+    opterr = 0;
+    optind = 0; /* GNU getopt: start afresh (the shell parses line after line) */
+    int c;
+    while ((c = getopt_long(argc, argv, ":qvlh", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_METADATA:
+            metadata = optarg;
+            metadata_given = true;
+            break;
+        case O_JSON:
+            cli.json = true;
+            given |= F_JSON;
+            break;
+        case 'q':
+            cli.quiet = true;
+            given |= F_QUIET;
+            break;
+        case 'v':
+            level = DFS_LOG_INFO;
+            break;
+        case 'l':
+            cli.long_list = true;
+            given |= F_LONG;
+            break;
+        case O_TIMEOUT:
+            if (parse_u32("--timeout", optarg, 1, 3600000, &timeout_ms) != 0)
+                return DFS_EXIT_USAGE;
+            break;
+        case O_STALL:
+            if (parse_u32("--stall-timeout", optarg, 100, 86400000, &stall_ms) != 0)
+                return DFS_EXIT_USAGE;
+            given |= F_STALL;
+            break;
+        case O_LOG:
+            if (dfs_log_level_parse(optarg, &level) != DFS_OK)
+                return usage_error("--log-level must be debug, info, warn or error, not '%s'",
+                                   optarg);
+            break;
+        case O_REPLICAS:
+            if (parse_u32("--replicas", optarg, 1, 16, &cli.replicas) != 0)
+                return DFS_EXIT_USAGE;
+            given |= F_REPLICAS;
+            break;
+        case O_FRAGMENTS:
+            if (parse_u32("--fragments", optarg, 1, 256, &cli.fragments) != 0)
+                return DFS_EXIT_USAGE;
+            given |= F_FRAGMENTS;
+            break;
+        case O_POLICY:
+            cli.policy = parse_policy(optarg);
+            if (cli.policy < 0)
+                return usage_error(
+                    "unknown placement policy '%s' (random, min_copy, buddy or least_used)",
+                    optarg);
+            given |= F_POLICY;
+            break;
+        case O_FORCE:
+            cli.force = true;
+            given |= F_FORCE;
+            break;
+        case O_THROTTLE:
+        case O_MAX_RATE: {
+            char *err = NULL;
+            uint64_t *to = c == O_THROTTLE ? &cli.link_rate : &cli.max_rate;
+            if (dfs_parse_rate(optarg, to, &err) != DFS_OK) {
+                fprintf(stderr, "dfs: %s: %s (see dfs --help)\n",
+                        c == O_THROTTLE ? "--throttle" : "--max-rate", err);
+                free(err);
+                return DFS_EXIT_USAGE;
+            }
+            given |= F_RATE;
+            break;
+        }
+        case O_RESUME:
+            cli.resume = true;
+            given |= F_RESUME;
+            break;
+        case O_PARALLEL: {
+            uint32_t n;
+            if (parse_u32("--parallel", optarg, 1, 64, &n) != 0)
+                return DFS_EXIT_USAGE;
+            cli.parallel = n;
+            given |= F_RATE;
+            break;
+        }
+        case O_EC: {
+            unsigned k = 0, m = 0;
+            int used = 0;
+            if (sscanf(optarg, "%u+%u%n", &k, &m, &used) != 2 || optarg[used] != '\0' || k < 1 ||
+                m < 1 || k + m > 32 || optarg[0] == '-')
+                return usage_error(
+                    "--ec takes K+M, e.g. 4+2, with K, M >= 1 and K+M <= 32, not '%s'", optarg);
+            cli.ec_data = k;
+            cli.ec_parity = m;
+            given |= F_EC;
+            break;
+        }
+        case 'h':
+            dfs_cli_usage(stdout);
+            return DFS_EXIT_OK;
+        case O_VERSION:
+            printf("dfs " VERSION "\n");
+            return DFS_EXIT_OK;
+        case ':':
+            return usage_error("%s needs a value", argv[optind - 1]);
+        default:
+            return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc) {
+        dfs_cli_usage(stderr);
+        return DFS_EXIT_USAGE;
+    }
+    const char *name = argv[optind];
+    if (strcmp(name, "help") == 0) {
+        dfs_cli_usage(stdout);
+        return DFS_EXIT_OK;
+    }
+    if (sess->meta != NULL && metadata_given)
+        return usage_error("%s: the shell's metadata service is fixed (start dfs shell with "
+                           "--metadata instead)",
+                           "--metadata");
+    if (strcmp(name, "shell") == 0) {
+        if (sess->meta != NULL)
+            return usage_error("%s: already in the shell", "shell");
+        if (optind + 1 < argc)
+            return usage_error("usage: dfs shell (see %s)", "dfs --help");
+    }
+    const struct command *cmd = NULL;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            cmd = &commands[i];
+    if (cmd == NULL)
+        return usage_error("unknown command '%s'", name);
+    int nargs = argc - optind - 1;
+    char **args = argv + optind + 1;
+    if (nargs < cmd->min_args || nargs > cmd->max_args) {
+        fprintf(stderr, "dfs: usage: dfs %s %s (see dfs --help)\n", cmd->name, cmd->args);
+        return DFS_EXIT_USAGE;
+    }
+    if ((given & F_EC) && (given & (F_REPLICAS | F_FRAGMENTS))) {
+        fprintf(stderr,
+                "dfs: --ec cannot be combined with --replicas or --fragments (see dfs --help)\n");
+        return DFS_EXIT_USAGE;
+    }
+    unsigned extra = given & ~cmd->allowed;
+    if (extra != 0) {
+        unsigned bit = extra & -extra;
+        fprintf(stderr, "dfs: %s does not take %s (see dfs --help)\n", cmd->name, flag_name(bit));
+        return DFS_EXIT_USAGE;
+    }
+    cli.stall_timeout_ms = stall_ms;
+    cli.progress = !cli.quiet && dfs_progress_wanted(STDERR_FILENO);
+
+    dfs_log_init("dfs", level);
+    dfs_rpc_route_grpc_logs();
+    /* The program connects for this one command; the shell brings its connection. */
+    dfs_meta *own = NULL;
+    cli.meta = sess->meta;
+    if (cli.meta == NULL) {
+        char *err = NULL;
+        if (dfs_meta_open(metadata, timeout_ms, &own, &err) != DFS_OK) {
+            fprintf(stderr, "dfs: %s\n", err);
+            free(err);
+            return DFS_EXIT_USAGE;
+        }
+        cli.meta = own;
+    }
+
+    int status;
+    if (strcmp(name, "shell") == 0)
+        status = dfs_shell_run(&cli);
+    else if (strcmp(name, "put") == 0)
+        status = dfs_cmd_put(&cli, args[0], args[1]);
+    else if (strcmp(name, "get") == 0)
+        status = dfs_cmd_get(&cli, args[0], args[1]);
+    else if (strcmp(name, "stat") == 0)
+        status = dfs_cmd_stat(&cli, args[0]);
+    else if (strcmp(name, "ls") == 0)
+        status = dfs_cmd_ls(&cli, nargs > 0 ? args[0] : "");
+    else if (strcmp(name, "rm") == 0)
+        status = dfs_cmd_rm(&cli, args[0]);
+    else if (strcmp(name, "nodes") == 0)
+        status = dfs_cmd_nodes(&cli);
+    else
+        status = dfs_cmd_status(&cli);
+    dfs_meta_close(own);
+    if (fflush(stdout) != 0 && status == DFS_EXIT_OK)
+        status = dfs_cli_error(DFS_EIO, "cannot write the output");
+    return status;
+}
