@@ -107,7 +107,7 @@ static const char *flag_name(unsigned bit)
     case F_EC:
         return "--ec";
     case F_RATE:
-        return "--throttle, --max-rate or --parallel";
+        return "--throttle, --max-rate, --parallel or --progress-log";
     case F_RESUME:
         return "--resume";
     default:
@@ -169,6 +169,7 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         O_MAX_RATE,
         O_PARALLEL,
         O_RESUME,
+        O_PROGRESS_LOG,
         O_VERSION,
     };
     static const struct option longopts[] = {
@@ -188,6 +189,7 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         {"max-rate", required_argument, NULL, O_MAX_RATE},
         {"parallel", required_argument, NULL, O_PARALLEL},
         {"resume", no_argument, NULL, O_RESUME},
+        {"progress-log", required_argument, NULL, O_PROGRESS_LOG},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -276,6 +278,10 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         case O_RESUME:
             cli.resume = true;
             given |= F_RESUME;
+            break;
+        case O_PROGRESS_LOG:
+            cli.progress_log = optarg;
+            given |= F_RATE;
             break;
         case O_PARALLEL: {
             uint32_t n;

@@ -78,6 +78,46 @@ static void sha_hex(const ProtobufCBinaryData *b, char hex[65])
 
 /* ---- put / get ---- */
 
+/*
+ * Progress goes to the terminal line and, with --progress-log, to a file: one "seconds bytes" line
+ * per message (seconds since the transfer started), for benchmarks that check how even a throttled
+ * transfer is.
+ */
+struct progress_sink {
+    dfs_progress *bar;
+    FILE *log;
+    struct timespec t0;
+};
+
+static void progress_both(void *arg, uint64_t done, uint64_t total)
+{
+    struct progress_sink *p = arg;
+    dfs_progress_update(p->bar, done, total);
+    if (p->log != NULL) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        double s = (double)(t.tv_sec - p->t0.tv_sec) + (double)(t.tv_nsec - p->t0.tv_nsec) / 1e9;
+        fprintf(p->log, "%.6f %" PRIu64 "\n", s, done);
+    }
+}
+
+static int sink_open(struct progress_sink *p, const struct dfs_cli *cli, const char *label)
+{
+    memset(p, 0, sizeof *p);
+    clock_gettime(CLOCK_MONOTONIC, &p->t0);
+    if (cli->progress_log != NULL && (p->log = fopen(cli->progress_log, "w")) == NULL)
+        return dfs_cli_error(DFS_EIO, "cannot write %s", cli->progress_log);
+    p->bar = dfs_progress_create(stderr, label, 0, cli->progress);
+    return DFS_EXIT_OK;
+}
+
+static void sink_close(struct progress_sink *p, bool ok)
+{
+    dfs_progress_finish(p->bar, ok);
+    if (p->log != NULL)
+        fclose(p->log);
+}
+
 int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote)
 {
     struct dfs_put_opts o = {
@@ -95,13 +135,15 @@ int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote)
     };
     char label[300];
     snprintf(label, sizeof label, "put %s", remote);
-    dfs_progress *bar = dfs_progress_create(stderr, label, 0, cli->progress);
-    o.progress = dfs_progress_update;
-    o.progress_arg = bar;
+    struct progress_sink sink;
+    if (sink_open(&sink, cli, label) != DFS_EXIT_OK)
+        return DFS_EXIT_FAIL;
+    o.progress = progress_both;
+    o.progress_arg = &sink;
     struct dfs_put_result r;
     char *err = NULL;
     int rc = dfs_put(cli->meta, local, remote, &o, &r, &err);
-    dfs_progress_finish(bar, rc == DFS_OK);
+    sink_close(&sink, rc == DFS_OK);
     if (rc != DFS_OK) {
         int status = dfs_cli_error(rc, "put %s: %s", remote, err != NULL ? err : dfs_strerror(rc));
         free(err);
@@ -167,13 +209,15 @@ int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local)
     };
     char label[300];
     snprintf(label, sizeof label, "get %s", remote);
-    dfs_progress *bar = dfs_progress_create(stderr, label, 0, cli->progress);
-    o.progress = dfs_progress_update;
-    o.progress_arg = bar;
+    struct progress_sink sink;
+    if (sink_open(&sink, cli, label) != DFS_EXIT_OK)
+        return DFS_EXIT_FAIL;
+    o.progress = progress_both;
+    o.progress_arg = &sink;
     struct dfs_get_result r;
     char *err = NULL;
     int rc = dfs_get(cli->meta, remote, local, &o, &r, &err);
-    dfs_progress_finish(bar, rc == DFS_OK);
+    sink_close(&sink, rc == DFS_OK);
     if (rc != DFS_OK) {
         int status = dfs_cli_error(rc, "get %s: %s", remote, err != NULL ? err : dfs_strerror(rc));
         free(err);

@@ -598,8 +598,10 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
         uint64_t c = slowest / 16 / DFS_BLOCK_SIZE * DFS_BLOCK_SIZE;
         job.chunk = c < DFS_BLOCK_SIZE ? DFS_BLOCK_SIZE : c > DFS_CHUNK ? DFS_CHUNK : (size_t)c;
     }
-    job.links = dfs_links_create(opts->link_rate, job.chunk);
-    dfs_bucket_init(&job.global, opts->max_rate, job.chunk, dfs_rpc_now_ns());
+    /* A burst of two messages: a timer that fires late does not lose the time it was late by
+       (with a burst of one, the bucket would be full and discard what accrued meanwhile). */
+    job.links = dfs_links_create(opts->link_rate, 2 * job.chunk);
+    dfs_bucket_init(&job.global, opts->max_rate, 2 * job.chunk, dfs_rpc_now_ns());
     job.nstreams = nf * k;
     job.streams = calloc(job.nstreams, sizeof *job.streams);
     const Dfs__V1__Redundancy *red = job.file->redundancy;
