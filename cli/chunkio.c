@@ -28,28 +28,19 @@ static uint8_t *put_varint(uint8_t *p, uint64_t v)
     return p;
 }
 
-void dfs_put_chunk_init(struct dfs_put_chunk *c, const char *fragment_id, uint64_t fragment_size,
-                        size_t len)
+static void init_packed(struct dfs_put_chunk *c, const Dfs__V1__FragmentHeader *h, size_t len)
 {
-    uint8_t hdr[128];
-    size_t hdr_len = 0;
-    if (fragment_id != NULL) {
-        Dfs__V1__FragmentHeader h = DFS__V1__FRAGMENT_HEADER__INIT;
-        h.fragment_id = (char *)fragment_id;
-        h.size = fragment_size;
-        hdr_len = protobuf_c_message_pack(&h.base, hdr);
-    }
+    size_t hdr_len = h != NULL ? protobuf_c_message_get_packed_size(&h->base) : 0;
     size_t nblocks = dfs_crc32c_nblocks(len);
-    size_t total = (fragment_id != NULL ? 1 + varint_len(hdr_len) + hdr_len : 0) +
+    size_t total = (h != NULL ? 1 + varint_len(hdr_len) + hdr_len : 0) +
                    (len > 0 ? 1 + varint_len(len) + len : 0) +
                    (nblocks > 0 ? 1 + varint_len(4 * nblocks) + 4 * nblocks : 0);
     c->slice = grpc_slice_malloc(total);
     uint8_t *p = GRPC_SLICE_START_PTR(c->slice);
-    if (fragment_id != NULL) {
+    if (h != NULL) {
         *p++ = 0x0a;
         p = put_varint(p, hdr_len);
-        memcpy(p, hdr, hdr_len);
-        p += hdr_len;
+        p += protobuf_c_message_pack(&h->base, p);
     }
     c->len = len;
     c->ncrcs = nblocks;
@@ -64,6 +55,25 @@ void dfs_put_chunk_init(struct dfs_put_chunk *c, const char *fragment_id, uint64
         p = put_varint(p, 4 * nblocks);
         c->crc_at = p;
     }
+}
+
+void dfs_put_chunk_init(struct dfs_put_chunk *c, const char *fragment_id, uint64_t fragment_size,
+                        size_t len)
+{
+    if (fragment_id == NULL) {
+        init_packed(c, NULL, len);
+        return;
+    }
+    Dfs__V1__FragmentHeader h = DFS__V1__FRAGMENT_HEADER__INIT;
+    h.fragment_id = (char *)fragment_id;
+    h.size = fragment_size;
+    init_packed(c, &h, len);
+}
+
+void dfs_put_chunk_init_header(struct dfs_put_chunk *c, const Dfs__V1__FragmentHeader *h,
+                               size_t len)
+{
+    init_packed(c, h, len);
 }
 
 void dfs_put_chunk_seal(struct dfs_put_chunk *c)

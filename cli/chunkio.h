@@ -3,6 +3,7 @@
 #define DFS_CLI_CHUNKIO_H
 
 #include "common/crc32c.h"
+#include "dfs/v1/storage.pb-c.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/slice.h>
@@ -40,6 +41,13 @@ struct dfs_put_chunk {
  */
 void dfs_put_chunk_init(struct dfs_put_chunk *c, const char *fragment_id, uint64_t fragment_size,
                         size_t len);
+
+/*
+ * Like dfs_put_chunk_init, with a complete FragmentHeader (chain replication: forward list and
+ * rate) instead of just the id and size.
+ */
+void dfs_put_chunk_init_header(struct dfs_put_chunk *c, const Dfs__V1__FragmentHeader *h,
+                               size_t len);
 
 /* Compute and write the CRCs of the filled data. */
 void dfs_put_chunk_seal(struct dfs_put_chunk *c);

@@ -65,6 +65,7 @@ enum {
     F_EC = 1 << 8,
     F_RATE = 1 << 9,
     F_RESUME = 1 << 10,
+    F_CHAIN = 1 << 11,
 };
 
 struct command {
@@ -76,7 +77,8 @@ struct command {
 
 static const struct command commands[] = {
     {"put", 2, 2,
-     F_JSON | F_QUIET | F_REPLICAS | F_FRAGMENTS | F_POLICY | F_FORCE | F_STALL | F_EC | F_RATE,
+     F_JSON | F_QUIET | F_REPLICAS | F_FRAGMENTS | F_POLICY | F_FORCE | F_STALL | F_EC | F_RATE |
+         F_CHAIN,
      "LOCAL REMOTE"},
     {"get", 2, 2, F_JSON | F_QUIET | F_STALL | F_RATE | F_RESUME, "REMOTE LOCAL"},
     {"stat", 1, 1, F_JSON, "REMOTE"},
@@ -110,6 +112,8 @@ static const char *flag_name(unsigned bit)
         return "--throttle, --max-rate, --parallel or --progress-log";
     case F_RESUME:
         return "--resume";
+    case F_CHAIN:
+        return "--replication";
     default:
         return "--stall-timeout";
     }
@@ -170,6 +174,7 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         O_PARALLEL,
         O_RESUME,
         O_PROGRESS_LOG,
+        O_REPLICATION,
         O_VERSION,
     };
     static const struct option longopts[] = {
@@ -190,6 +195,7 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         {"parallel", required_argument, NULL, O_PARALLEL},
         {"resume", no_argument, NULL, O_RESUME},
         {"progress-log", required_argument, NULL, O_PROGRESS_LOG},
+        {"replication", required_argument, NULL, O_REPLICATION},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -279,6 +285,12 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
             cli.resume = true;
             given |= F_RESUME;
             break;
+        case O_REPLICATION:
+            if (strcmp(optarg, "chain") != 0 && strcmp(optarg, "fanout") != 0)
+                return usage_error("--replication is chain or fanout, not '%s'", optarg);
+            cli.chain = strcmp(optarg, "chain") == 0;
+            given |= F_CHAIN;
+            break;
         case O_PROGRESS_LOG:
             cli.progress_log = optarg;
             given |= F_RATE;
@@ -344,6 +356,11 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
     char **args = argv + optind + 1;
     if (nargs < cmd->min_args || nargs > cmd->max_args) {
         fprintf(stderr, "dfs: usage: dfs %s %s (see dfs --help)\n", cmd->name, cmd->args);
+        return DFS_EXIT_USAGE;
+    }
+    if ((given & F_EC) && cli.chain) {
+        fprintf(stderr, "dfs: --replication chain is for replicated files, not --ec (see dfs "
+                        "--help)\n");
         return DFS_EXIT_USAGE;
     }
     if ((given & F_EC) && (given & (F_REPLICAS | F_FRAGMENTS))) {

@@ -132,6 +132,7 @@ int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote)
         .link_rate = cli->link_rate,
         .max_rate = cli->max_rate,
         .parallel = cli->parallel,
+        .chain = cli->chain,
     };
     char label[300];
     snprintf(label, sizeof label, "put %s", remote);

@@ -24,6 +24,7 @@ struct dfs_cli {
     unsigned parallel;            /* --parallel: streams in flight, 0 = default */
     bool progress;                /* show progress lines (stderr is a terminal, not --quiet) */
     bool resume;                  /* get --resume */
+    bool chain;                   /* put --replication chain */
     const char *progress_log;     /* --progress-log FILE: "seconds bytes" per message, or NULL */
 };
 

@@ -49,6 +49,9 @@ struct frag_cache {
  */
 #define STRIPES 3
 
+/* The most nodes one chain may forward to (storage.proto). */
+#define DFS_CHAIN_MAX 16
+
 struct stripe_entry {
     bool valid;
     uint64_t stripe;
@@ -72,6 +75,15 @@ struct put_stream {
     uint64_t node_size;
     bool done; /* durable on its node, checksum agreed */
     int attempts;
+    /*
+     * Chain replication. A head stream carries its fragment's other copies: its first message
+     * names their nodes, and the chain's acks (kept here until the call ends) say which stored it.
+     * A chained copy has no stream of its own unless the chain fails it; then it is sent directly.
+     */
+    bool chained;
+    struct dfs_put_chunk first; /* a head's first message, with the forward list */
+    bool have_first;
+    Dfs__V1__PutFragmentResponse *acks;
 };
 
 struct put_job {
@@ -295,7 +307,8 @@ static void send_next(struct put_stream *s)
 {
     struct put_job *job = s->job;
     char *err = NULL;
-    struct dfs_put_chunk *pc = chunk_at(job, s->frag, s->sent, &err);
+    struct dfs_put_chunk *pc =
+        s->have_first && s->sent == 0 ? &s->first : chunk_at(job, s->frag, s->sent, &err);
     if (pc == NULL) {
         fail_job(job, DFS_EIO, err);
         return;
@@ -315,9 +328,13 @@ static void send_next(struct put_stream *s)
     s->sent += pc->len;
     job->sent += pc->len;
     dfs_link_add_bytes(s->link, pc->len);
-    if (job->opts->progress != NULL)
-        job->opts->progress(job->opts->progress_arg,
-                            job->sent / (job->nstreams / job->file->n_fragments), job->size);
+    if (job->opts->progress != NULL) {
+        /* File bytes done: each copy the client sends counts once per copy it sends. */
+        size_t k = job->nstreams / job->file->n_fragments;
+        uint64_t done = job->sent / (job->opts->chain && job->ec == NULL ? 1 : k);
+        job->opts->progress(job->opts->progress_arg, done < job->size ? done : job->size,
+                            job->size);
+    }
     if (dfs_rpc_ccall_send_raw(s->call, dfs_put_chunk_buffer(pc), last, last ? NULL : chunk_sent,
                                s) != DFS_OK)
         dfs_rpc_ccall_cancel_with(s->call, DFS_EINTERNAL, "cannot send");
@@ -344,7 +361,91 @@ static void response_received(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *
     s->have_response = true;
     s->node_checksum = r->checksum;
     s->node_size = r->size;
+    if (r->n_chain > 0 && s->acks == NULL) {
+        s->acks = (Dfs__V1__PutFragmentResponse *)msg; /* kept for stream_done */
+        return;
+    }
     protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+/* The streams of one fragment's copies (k consecutive slots). */
+static struct put_stream *copies_of(struct put_job *job, uint32_t frag, size_t *k)
+{
+    *k = job->nstreams / job->file->n_fragments;
+    return &job->streams[(size_t)frag * *k];
+}
+
+/*
+ * A head's first message: the usual first chunk, but its header names the nodes of the copies
+ * still chained to it, and the per-link rate for every hop.
+ */
+static int pack_head(struct put_stream *s, char **errmsg)
+{
+    struct put_job *job = s->job;
+    size_t k;
+    struct put_stream *c = copies_of(job, s->frag, &k);
+    char *forward[DFS_CHAIN_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < k && n < DFS_CHAIN_MAX; i++)
+        if (c[i].chained && !c[i].done)
+            forward[n++] = (char *)dfs_link_address(c[i].link);
+    Dfs__V1__FragmentHeader h = DFS__V1__FRAGMENT_HEADER__INIT;
+    h.fragment_id = job->file->fragments[s->frag]->fragment_id;
+    h.size = frag_size(job, s->frag);
+    h.forward = forward;
+    h.n_forward = n;
+    h.forward_rate = job->opts->link_rate;
+    uint64_t size = frag_size(job, s->frag);
+    size_t len = size < job->chunk ? (size_t)size : job->chunk;
+    dfs_put_chunk_init_header(&s->first, &h, len);
+    int rc = read_exact(job->fd, s->first.data, len, frag_start(job, s->frag), errmsg);
+    if (rc != DFS_OK) {
+        dfs_put_chunk_release(&s->first);
+        return rc;
+    }
+    dfs_put_chunk_seal(&s->first);
+    s->have_first = true;
+    return DFS_OK;
+}
+
+static void replace_and_retry(struct put_stream *s, int code, const char *why);
+
+/*
+ * A head stored its copy: settle the chained copies from the chain's acks. A copy the chain stored
+ * (same size and checksum as sent) is done; any other goes to a replacement node directly.
+ */
+static void settle_chain(struct put_stream *head)
+{
+    struct put_job *job = head->job;
+    size_t k;
+    struct put_stream *c = copies_of(job, head->frag, &k);
+    const Dfs__V1__PutFragmentResponse *r = head->acks;
+    for (size_t i = 0; i < k && job->error == DFS_OK; i++) {
+        struct put_stream *s = &c[i];
+        if (!s->chained || s->done)
+            continue;
+        const Dfs__V1__ChainAck *ack = NULL;
+        for (size_t a = 0; r != NULL && a < r->n_chain && ack == NULL; a++)
+            if (strcmp(r->chain[a]->address, dfs_link_address(s->link)) == 0)
+                ack = r->chain[a];
+        s->chained = false;
+        s->table_crc = head->table_crc;
+        if (ack != NULL && ack->ok && ack->size == frag_size(job, head->frag) &&
+            ack->checksum == head->table_crc) {
+            s->done = true;
+            continue;
+        }
+        char why[512];
+        snprintf(why, sizeof why, "chain: %s",
+                 ack == NULL ? "the chain did not report this node"
+                 : ack->ok   ? "the node stored a different checksum or size"
+                             : ack->error);
+        dfs_log(DFS_LOG_WARN, "chained copy failed fragment=%" PRIu32 " node=%s err=\"%s\"",
+                s->frag, s->node_id, why);
+        /* The chain's try counts as an attempt; the copy goes elsewhere, sent directly. */
+        s->attempts++;
+        replace_and_retry(s, DFS_EUNAVAIL, why);
+    }
 }
 
 /* The copy on s->node_id failed: ask for another node and start over there. */
@@ -392,6 +493,18 @@ static void replace_and_retry(struct put_stream *s, int code, const char *why)
     start_stream(s);
 }
 
+static void start_stream(struct put_stream *s);
+
+/* A stream slot is free: start the next stream waiting for one (--parallel), skipping the copies
+   a chain carries. */
+static void start_waiting(struct put_job *job)
+{
+    while (job->next_stream < job->nstreams && job->streams[job->next_stream].chained)
+        job->next_stream++;
+    if (job->next_stream < job->nstreams && job->error == DFS_OK)
+        start_stream(&job->streams[job->next_stream++]);
+}
+
 static void stream_done(dfs_rpc_ccall *call, void *arg, int status, const char *message)
 {
     (void)call;
@@ -418,11 +531,16 @@ static void stream_done(dfs_rpc_ccall *call, void *arg, int status, const char *
         snprintf(why, sizeof why, "%s", message);
     } else {
         s->done = true;
-        /* A stream slot is free: start the next stream waiting for one (--parallel). */
-        if (job->next_stream < job->nstreams)
-            start_stream(&job->streams[job->next_stream++]);
+        settle_chain(s);
+        if (s->acks != NULL)
+            protobuf_c_message_free_unpacked(&s->acks->base, NULL);
+        s->acks = NULL;
+        start_waiting(job);
         return;
     }
+    if (s->acks != NULL)
+        protobuf_c_message_free_unpacked(&s->acks->base, NULL);
+    s->acks = NULL;
     /* Bad input on our side will fail the same way anywhere: do not hop between nodes. */
     if (code == DFS_EINVAL) {
         char *err = NULL;
@@ -443,6 +561,22 @@ static void start_stream(struct put_stream *s)
     s->sent = 0;
     s->table_crc = 0;
     s->have_response = false;
+    if (s->have_first) {
+        dfs_put_chunk_release(&s->first);
+        s->have_first = false;
+    }
+    if (job->opts->chain) {
+        size_t k;
+        struct put_stream *c = copies_of(job, s->frag, &k);
+        bool carries = false;
+        for (size_t i = 0; i < k; i++)
+            carries |= c[i].chained && !c[i].done && &c[i] != s;
+        char *err = NULL;
+        if (carries && pack_head(s, &err) != DFS_OK) {
+            fail_job(job, DFS_EIO, err);
+            return;
+        }
+    }
     int rc = dfs_rpc_ccall_start(job->loop, dfs_link_channel(s->link),
                                  "/dfs.v1.Storage/PutFragment", -1, stream_done, s, &s->call);
     if (rc != DFS_OK) {
@@ -644,10 +778,13 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
         if (dfs_filehash_start(job.fd, job.size, &hash, &err) != DFS_OK)
             fail_job(&job, DFS_ENOMEM, err);
     }
-    size_t first =
-        opts->parallel > 0 && opts->parallel < job.nstreams ? opts->parallel : job.nstreams;
-    for (job.next_stream = 0; job.error == DFS_OK && job.next_stream < first;)
-        start_stream(&job.streams[job.next_stream++]);
+    /* Chain replication: each fragment's first copy carries the others (replication only). */
+    if (opts->chain && job.ec == NULL && k > 1)
+        for (size_t i = 0; i < job.nstreams; i++)
+            job.streams[i].chained = i % k != 0;
+    size_t first = opts->parallel > 0 ? opts->parallel : job.nstreams;
+    for (size_t n = 0; job.error == DFS_OK && n < first && job.next_stream < job.nstreams; n++)
+        start_waiting(&job);
     while (job.running > 0) {
         dfs_rpc_loop_run_once(job.loop, 100);
         if (opts->interrupted != NULL && *opts->interrupted && job.error == DFS_OK)
@@ -699,6 +836,12 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
     }
     if (committed != NULL)
         protobuf_c_message_free_unpacked(&committed->base, NULL);
+    for (size_t i = 0; job.streams != NULL && i < job.nstreams; i++) {
+        if (job.streams[i].have_first)
+            dfs_put_chunk_release(&job.streams[i].first);
+        if (job.streams[i].acks != NULL)
+            protobuf_c_message_free_unpacked(&job.streams[i].acks->base, NULL);
+    }
     free(job.errmsg);
     free(job.streams);
     drop_caches(&job);

@@ -28,6 +28,10 @@ struct dfs_put_opts {
     uint64_t link_rate, max_rate;
     /* Streams in flight at once; 0 = all of them. */
     unsigned parallel;
+    /* Chain replication: send each fragment once, to its first node, which forwards it along the
+       chain while it writes (pipelined); copies the chain could not store are then sent directly
+       to replacement nodes. Replication only. false: fanout (the client sends every copy). */
+    bool chain;
     /* Called as data goes out, with the file bytes done so far (copies counted once); may be
        NULL. */
     void (*progress)(void *arg, uint64_t done, uint64_t total);
