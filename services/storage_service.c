@@ -5,7 +5,10 @@
 #include "common/err.h"
 #include "common/id.h"
 #include "common/log.h"
+#include "common/throttle.h"
 #include "dfs/v1/storage.pb-c.h"
+#include "services/rpc/client.h"
+#include "services/rpc/loop.h"
 #include "services/rpc/status.h"
 
 #include <assert.h>
@@ -13,19 +16,41 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#define PUT_METHOD "/dfs.v1.Storage/PutFragment"
+
+/* Most downstream addresses a node keeps a channel to (a bound on what clients can make it
+   hold: channels are only freed with the service). */
+#define CHANNELS_MAX 1024
+
+/* A cached channel to one downstream node. */
+struct chan_entry {
+    char *addr;
+    dfs_rpc_channel *ch;
+};
+
 struct dfs_storage_service {
     dfs_frag_store *store; /* borrowed */
     size_t chunk;
-    _Atomic uint64_t puts_active, puts_ok, puts_failed;
+    uint64_t forward_rate; /* bytes/s; 0 = none of the node's own */
+    /* mu guards self and the channel cache: puts on any loop thread look up (and lazily add)
+       channels, and set_advertise may come from any thread. Channels are never removed before
+       destroy, so a pointer taken under mu stays valid after it is released. */
+    pthread_mutex_t mu;
+    char self[DFS_STORAGE_ADDR_MAX + 1]; /* advertised address; "" = unknown */
+    struct chan_entry *chans;
+    size_t nchans, capchans;
+    _Atomic uint64_t puts_active, puts_ok, puts_failed, forwards_failed;
     _Atomic uint64_t gets_active, gets_ok, gets_failed;
-    _Atomic uint64_t bytes_received, bytes_sent;
+    _Atomic uint64_t bytes_received, bytes_sent, bytes_forwarded;
 };
 
 /* Most CRCs one PutFragment message can carry: one per 64 KiB of the largest message accepted. */
@@ -133,6 +158,7 @@ static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
  * last value and CRCs accumulate; a repeated header is refused (no client sends one).
  */
 struct put_msg {
+    const uint8_t *header_field; /* where the header field starts (its tag) */
     const uint8_t *header;
     size_t header_len;
     bool has_header;
@@ -148,6 +174,7 @@ static int parse_put(const uint8_t *p, size_t n, struct put_msg *m, uint32_t *cr
     memset(m, 0, sizeof *m);
     while (p < end) {
         uint64_t key, v;
+        const uint8_t *field_start = p;
         if (!get_varint(&p, end, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
             goto malformed;
         uint64_t field = key >> 3;
@@ -180,6 +207,7 @@ static int parse_put(const uint8_t *p, size_t n, struct put_msg *m, uint32_t *cr
                     return dfs_seterr(errmsg, DFS_EINVAL,
                                       "PutFragment: a message carries the header twice");
                 m->has_header = true;
+                m->header_field = field_start;
                 m->header = p;
                 m->header_len = (size_t)v;
             } else if (field == 2) {
@@ -208,22 +236,162 @@ too_many:
                       (unsigned)cap);
 }
 
+/* ---- addresses and the channel cache ---- */
+
+/* Whether s is a host:port as the header documents: printable, no spaces, a port 1-65535. */
+static bool addr_valid(const char *s)
+{
+    size_t n = strnlen(s, DFS_STORAGE_ADDR_MAX + 1);
+    if (n == 0 || n > DFS_STORAGE_ADDR_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f)
+            return false;
+    }
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s || colon[1] == '\0')
+        return false;
+    unsigned long port = 0;
+    for (const char *q = colon + 1; *q != '\0'; q++) {
+        if (*q < '0' || *q > '9')
+            return false;
+        port = port * 10 + (unsigned long)(*q - '0');
+        if (port > 65535)
+            return false;
+    }
+    return port > 0;
+}
+
+/* The channel to addr, created on first use. Returns 0 and *out (owned by the service). */
+static int channel_for(dfs_storage_service *svc, const char *addr, dfs_rpc_channel **out,
+                       char **err)
+{
+    int rc = DFS_OK;
+    pthread_mutex_lock(&svc->mu);
+    for (size_t i = 0; i < svc->nchans; i++) {
+        if (strcmp(svc->chans[i].addr, addr) == 0) {
+            *out = svc->chans[i].ch;
+            pthread_mutex_unlock(&svc->mu);
+            return DFS_OK;
+        }
+    }
+    if (svc->nchans == CHANNELS_MAX) {
+        rc = dfs_seterr(err, DFS_ENOSPC, "this node already keeps channels to %d other nodes",
+                        CHANNELS_MAX);
+    } else if (svc->nchans == svc->capchans) {
+        size_t cap = svc->capchans > 0 ? 2 * svc->capchans : 8;
+        struct chan_entry *c = realloc(svc->chans, cap * sizeof *c);
+        if (c == NULL) {
+            rc = dfs_seterr(err, DFS_ENOMEM, "out of memory");
+        } else {
+            svc->chans = c;
+            svc->capchans = cap;
+        }
+    }
+    if (rc == DFS_OK) {
+        struct chan_entry *e = &svc->chans[svc->nchans];
+        e->addr = strdup(addr);
+        e->ch = NULL;
+        if (e->addr == NULL)
+            rc = dfs_seterr(err, DFS_ENOMEM, "out of memory");
+        else
+            rc = dfs_rpc_channel_create(addr, &e->ch, err);
+        if (rc == DFS_OK) {
+            svc->nchans++;
+            *out = e->ch;
+        } else {
+            free(e->addr);
+        }
+    }
+    pthread_mutex_unlock(&svc->mu);
+    return rc;
+}
+
 /* ---- PutFragment ---- */
 
-/* One upload. Lives until the call is freed (put_release), which aborts a writer left over. */
+struct put_call;
+
+/*
+ * The downstream half of a chain put (FragmentHeader.forward non-empty), owned by its put_call.
+ * Everything here is touched on the call's loop thread only (the downstream call is bound to the
+ * same loop), so there is no lock. The flow per upstream message:
+ *
+ *   received -> parsed -> handed to chain_forward (becomes `pending`; sent once the bucket has
+ *   the tokens, a timer waits otherwise) -> written locally -> next receive, at once if the send
+ *   has completed, else from chain_sent (`want_next`).
+ *
+ * Failure of the downstream call never fails the put: `broken` stops the forwarding, the local
+ * copy goes on, and the ack of forward[0] says what happened.
+ */
+struct chain {
+    struct put_call *p;
+    char *fwd[DFS_STORAGE_FORWARD_MAX]; /* the header's forward list, copied */
+    size_t nfwd;
+    uint64_t forward_rate; /* the header's, passed on unchanged */
+    dfs_rpc_loop *loop;
+    dfs_rpc_ccall *dc;         /* the call to fwd[0]; NULL before start and once it ended */
+    bool ended;                /* the call is over (its done came, or it never started) */
+    bool broken;               /* forward nothing more */
+    bool closed;               /* our sending side was closed after the last message */
+    bool send_busy;            /* one send in flight at a time */
+    grpc_byte_buffer *pending; /* the next message, waiting for tokens */
+    bool want_next;            /* the upstream receive waits for the downstream send */
+    dfs_bucket bucket;
+    dfs_rpc_timer timer;
+    int status;                         /* the call's outcome, once ended */
+    char *error;                        /* "STATUS: message" when status != DFS_OK */
+    Dfs__V1__PutFragmentResponse *resp; /* the downstream answer */
+    uint64_t forwarded;                 /* message bytes handed to the call */
+    int64_t t0_ns;
+};
+
+/*
+ * One upload. refs: one held by the server call (dropped by put_release) and one by the
+ * downstream call while it runs (dropped by chain_done), so a downstream completion never finds
+ * the state freed; both come on the same loop thread.
+ */
 struct put_call {
     dfs_storage_service *svc;
-    dfs_rpc_call *call;
-    dfs_frag_writer *w; /* from the header until commit or abort */
-    bool started;       /* the header arrived (id and size are set) */
-    bool finished;      /* finish was called: later callbacks only clean up */
+    dfs_rpc_call *call; /* NULL once the server call is released */
+    int refs;
+    dfs_frag_writer *w;  /* from the header until commit or abort */
+    struct chain *chain; /* chain puts only */
+    bool started;        /* the header arrived (id and size are set) */
+    bool committed;      /* the local copy is durable (chain: waiting for the downstream) */
+    bool finished;       /* finish was called: later callbacks only clean up */
     char id[DFS_FRAGMENT_ID_HEX + 1];
     uint64_t size;
     uint64_t received;
+    uint32_t checksum; /* once committed */
     uint32_t messages;
     int64_t t0_ns;
     uint32_t crcs[PUT_MAX_CRCS];
 };
+
+static void chain_free(struct chain *c)
+{
+    if (c == NULL)
+        return;
+    assert(c->dc == NULL);
+    for (size_t i = 0; i < c->nfwd; i++)
+        free(c->fwd[i]);
+    if (c->pending != NULL)
+        grpc_byte_buffer_destroy(c->pending);
+    if (c->resp != NULL)
+        dfs__v1__put_fragment_response__free_unpacked(c->resp, NULL);
+    free(c->error);
+    free(c);
+}
+
+static void put_unref(struct put_call *p)
+{
+    if (--p->refs > 0)
+        return;
+    chain_free(p->chain);
+    atomic_fetch_sub(&p->svc->puts_active, 1);
+    free(p);
+}
 
 static void put_release(void *state)
 {
@@ -232,10 +400,26 @@ static void put_release(void *state)
         /* Not reachable through the handlers (every path that finishes drops the writer), but
            the guarantee belongs here: nothing partial outlives the call. */
         dfs_frag_writer_abort(p->w);
+        p->w = NULL;
         atomic_fetch_add(&p->svc->puts_failed, 1);
     }
-    atomic_fetch_sub(&p->svc->puts_active, 1);
-    free(p);
+    p->call = NULL;
+    put_unref(p);
+}
+
+/* Stop forwarding and cancel the downstream call (its done still comes, and drops its ref). */
+static void chain_cancel(struct put_call *p)
+{
+    struct chain *c = p->chain;
+    if (c == NULL || c->dc == NULL)
+        return;
+    c->broken = true;
+    dfs_rpc_loop_timer_cancel(c->loop, &c->timer);
+    if (c->pending != NULL) {
+        grpc_byte_buffer_destroy(c->pending);
+        c->pending = NULL;
+    }
+    dfs_rpc_ccall_cancel(c->dc);
 }
 
 /* Abort the upload and end the call with code and a message (copied). */
@@ -244,7 +428,9 @@ static void put_fail(struct put_call *p, int code, const char *msg)
     dfs_frag_writer_abort(p->w);
     p->w = NULL;
     p->finished = true;
-    atomic_fetch_add(&p->svc->puts_failed, 1);
+    if (!p->committed)
+        atomic_fetch_add(&p->svc->puts_failed, 1);
+    chain_cancel(p);
     log_failure(DFS_LOG_WARN, p->call, "put", p->started ? p->id : "-", code, msg);
     dfs_rpc_call_finish(p->call, code, NULL, msg);
 }
@@ -274,7 +460,10 @@ static void put_cancelled(dfs_rpc_call *call, void *arg)
     struct put_call *p = arg;
     if (p->finished)
         return;
-    if (p->started)
+    if (p->committed)
+        put_failf(p, DFS_ECANCELED,
+                  "fragment %s: cancelled while waiting for the rest of the chain", p->id);
+    else if (p->started)
         put_failf(p, DFS_ECANCELED,
                   "fragment %s: upload cancelled after %" PRIu64 " of %" PRIu64 " bytes", p->id,
                   p->received, p->size);
@@ -282,13 +471,327 @@ static void put_cancelled(dfs_rpc_call *call, void *arg)
         put_failf(p, DFS_ECANCELED, "PutFragment: cancelled before the header arrived");
 }
 
+/* ---- PutFragment: the downstream call of a chain ---- */
+
+static void put_recv_next(struct put_call *p);
+static void put_reply(struct put_call *p);
+
+static bool chain_busy(const struct chain *c)
+{
+    return c != NULL && (c->send_busy || c->pending != NULL);
+}
+
+/* Ask for the next upstream message if it was held back for the downstream send. */
+static void chain_resume(struct put_call *p)
+{
+    struct chain *c = p->chain;
+    if (p->finished || !c->want_next || chain_busy(c))
+        return;
+    c->want_next = false;
+    put_recv_next(p);
+}
+
+/*
+ * Copy a peer's text into out[cap] as printable ASCII (it ends up in a proto3 string, which must
+ * be UTF-8, and in one-line messages).
+ */
+static void clean_text(const char *s, char *out, size_t cap)
+{
+    size_t i = 0;
+    for (; s != NULL && s[i] != '\0' && i + 1 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[i] = c < 0x20 || c >= 0x7f ? '?' : (char)c;
+    }
+    out[i] = '\0';
+}
+
+/* Record why the downstream call failed, as "STATUS: message" (the first reason wins). */
+static void chain_set_error(struct chain *c, int code, const char *message)
+{
+    if (c->error != NULL)
+        return;
+    char text[400];
+    clean_text(message, text, sizeof text);
+    c->status = code;
+    dfs_seterr(&c->error, code, "%s: %s", code_name(code), text[0] != '\0' ? text : "no detail");
+}
+
+/* The downstream failed on its own (not cancelled by us): count and log it. */
+static void chain_log_failure(struct put_call *p)
+{
+    struct chain *c = p->chain;
+    atomic_fetch_add(&p->svc->forwards_failed, 1);
+    if (!dfs_log_enabled(DFS_LOG_WARN))
+        return;
+    char smsg[512];
+    dfs_log(DFS_LOG_WARN,
+            "chain forward failed id=%s next=%s forwarded=%" PRIu64 " ms=%.1f err=\"%s\"", p->id,
+            c->fwd[0], c->forwarded, (double)(now_ns() - c->t0_ns) / 1e6,
+            scrub(c->error, smsg, sizeof smsg));
+}
+
+static void chain_resp(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *msg, int status)
+{
+    (void)call;
+    (void)status;
+    struct chain *c = ((struct put_call *)arg)->chain;
+    if (msg == NULL)
+        return;
+    if (c->resp != NULL)
+        dfs__v1__put_fragment_response__free_unpacked(c->resp, NULL);
+    c->resp = (Dfs__V1__PutFragmentResponse *)msg;
+}
+
+/* The downstream call is over: the last thing that happens to it. */
+static void chain_done(dfs_rpc_ccall *call, void *arg, int status, const char *message)
+{
+    (void)call;
+    struct put_call *p = arg;
+    struct chain *c = p->chain;
+    c->dc = NULL;
+    c->ended = true;
+    c->send_busy = false;
+    dfs_rpc_loop_timer_cancel(c->loop, &c->timer);
+    if (c->pending != NULL) {
+        grpc_byte_buffer_destroy(c->pending);
+        c->pending = NULL;
+    }
+    if (status == DFS_OK && !c->closed) {
+        status = DFS_EINTERNAL;
+        message = "answered before the stream ended";
+    } else if (status == DFS_OK && c->resp == NULL) {
+        status = DFS_EINTERNAL;
+        message = "answered OK without a response";
+    }
+    c->status = status;
+    if (status != DFS_OK)
+        chain_set_error(c, status, message);
+    if (!p->finished) {
+        if (status != DFS_OK)
+            chain_log_failure(p);
+        if (p->committed)
+            put_reply(p);
+        else
+            chain_resume(p);
+    }
+    put_unref(p);
+}
+
+/* Give up on the downstream call with a reason its done will report. */
+static void chain_give_up(struct put_call *p, int code, const char *why)
+{
+    struct chain *c = p->chain;
+    c->broken = true;
+    if (c->dc != NULL)
+        dfs_rpc_ccall_cancel_with(c->dc, code, why);
+}
+
+static void chain_sent(dfs_rpc_ccall *call, void *arg, bool ok)
+{
+    (void)call;
+    struct put_call *p = arg;
+    struct chain *c = p->chain;
+    c->send_busy = false;
+    if (!ok)
+        c->broken = true; /* the call failed: its done says why */
+    chain_resume(p);
+}
+
+/* Send the pending message when the bucket allows, else wait for it on a timer. */
+static void chain_send_pending(struct put_call *p)
+{
+    struct chain *c = p->chain;
+    size_t n = grpc_byte_buffer_length(c->pending);
+    int64_t now = dfs_rpc_now_ns();
+    int64_t wait = dfs_bucket_take(&c->bucket, n, now);
+    if (wait > 0) {
+        dfs_rpc_loop_timer_arm(c->loop, &c->timer, now + wait);
+        return;
+    }
+    grpc_byte_buffer *bb = c->pending;
+    c->pending = NULL;
+    c->send_busy = true;
+    if (dfs_rpc_ccall_send_raw(c->dc, bb, false, chain_sent, p) != DFS_OK) {
+        c->send_busy = false;
+        dfs_bucket_refund(&c->bucket, n);
+        chain_give_up(p, DFS_EINTERNAL, "cannot send to the next node");
+        return;
+    }
+    c->forwarded += n;
+    atomic_fetch_add(&p->svc->bytes_forwarded, n);
+}
+
+static void chain_timer_fire(dfs_rpc_timer *timer)
+{
+    struct chain *c = (struct chain *)(void *)((char *)timer - offsetof(struct chain, timer));
+    struct put_call *p = c->p;
+    if (c->pending != NULL && c->dc != NULL && !c->broken) {
+        chain_send_pending(p);
+    } else if (c->pending != NULL) {
+        grpc_byte_buffer_destroy(c->pending);
+        c->pending = NULL;
+    }
+    chain_resume(p);
+}
+
+/*
+ * The first message for downstream: the received bytes with the header field replaced by the
+ * header for the next node (forward[1..], the same size and forward_rate). The fields around it
+ * are slices of `flat` (references, not copies), so only the header is packed anew.
+ */
+static grpc_byte_buffer *chain_first_message(struct put_call *p, grpc_slice flat,
+                                             const struct put_msg *m)
+{
+    struct chain *c = p->chain;
+    Dfs__V1__FragmentHeader h = DFS__V1__FRAGMENT_HEADER__INIT;
+    h.fragment_id = p->id;
+    h.size = p->size;
+    h.forward = c->fwd + 1;
+    h.n_forward = c->nfwd - 1;
+    h.forward_rate = c->forward_rate;
+    size_t hlen = dfs__v1__fragment_header__get_packed_size(&h);
+    grpc_slice parts[3];
+    size_t n = 0;
+    const uint8_t *base = GRPC_SLICE_START_PTR(flat);
+    size_t begin = (size_t)(m->header_field - base);
+    size_t end = (size_t)(m->header + m->header_len - base);
+    if (begin > 0)
+        parts[n++] = grpc_slice_sub(flat, 0, begin);
+    grpc_slice hs = grpc_slice_malloc(1 + varint_len(hlen) + hlen);
+    uint8_t *q = GRPC_SLICE_START_PTR(hs);
+    *q++ = 0x0a; /* field 1, length-delimited */
+    q = put_varint(q, hlen);
+    q += dfs__v1__fragment_header__pack(&h, q);
+    assert(q == GRPC_SLICE_END_PTR(hs));
+    parts[n++] = hs;
+    if (end < GRPC_SLICE_LENGTH(flat))
+        parts[n++] = grpc_slice_sub(flat, end, GRPC_SLICE_LENGTH(flat));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(parts, n);
+    for (size_t i = 0; i < n; i++)
+        grpc_slice_unref(parts[i]);
+    return bb;
+}
+
+/* Hand one received message (parsed as m) to the downstream call, if it still runs. */
+static void chain_forward(struct put_call *p, grpc_slice flat, const struct put_msg *m)
+{
+    struct chain *c = p->chain;
+    if (c == NULL || c->dc == NULL || c->broken)
+        return;
+    assert(c->pending == NULL && !c->send_busy);
+    c->pending =
+        m->has_header ? chain_first_message(p, flat, m) : grpc_raw_byte_buffer_create(&flat, 1);
+    chain_send_pending(p);
+}
+
+/*
+ * Start the call to forward[0], with the caller's deadline less a margin (a tenth, at most 1 s)
+ * so that this node can still answer with the failure. A failure to start is the downstream's:
+ * the put goes on and the ack says why.
+ */
+static void chain_open(struct put_call *p)
+{
+    struct chain *c = p->chain;
+    int64_t left = dfs_rpc_call_remaining_ms(p->call);
+    int64_t timeout = -1;
+    if (left != INT64_MAX)
+        timeout = left - (left / 10 < 1000 ? left / 10 : 1000);
+    dfs_rpc_channel *ch = NULL;
+    char *err = NULL;
+    int rc = channel_for(p->svc, c->fwd[0], &ch, &err);
+    if (rc == DFS_OK) {
+        rc = dfs_rpc_ccall_start(c->loop, ch, PUT_METHOD, timeout, chain_done, p, &c->dc);
+        if (rc != DFS_OK)
+            dfs_seterr(&err, rc, "cannot start a call to %s", c->fwd[0]);
+    }
+    if (rc != DFS_OK) {
+        c->ended = true;
+        c->broken = true;
+        chain_set_error(c, rc, err);
+        free(err);
+        chain_log_failure(p);
+        return;
+    }
+    p->refs++;
+    if (dfs_rpc_ccall_recv(c->dc, &dfs__v1__put_fragment_response__descriptor, chain_resp, p) !=
+        DFS_OK)
+        chain_give_up(p, DFS_EINTERNAL, "cannot receive the answer of the next node");
+    dfs_log(DFS_LOG_DEBUG,
+            "chain start id=%s size=%" PRIu64 " next=%s hops=%zu rate=%" PRIu64
+            " timeout_ms=%" PRId64,
+            p->id, p->size, c->fwd[0], c->nfwd, (uint64_t)c->bucket.rate, timeout);
+}
+
+/*
+ * Check a header's forward list (see the header file) before anything is written. id is valid.
+ */
+static int check_forward(dfs_storage_service *svc, const Dfs__V1__FragmentHeader *h, char **err)
+{
+    if (h->n_forward > DFS_STORAGE_FORWARD_MAX)
+        return dfs_seterr(err, DFS_EINVAL,
+                          "fragment %s: the forward list has %zu entries; at most %d are allowed",
+                          h->fragment_id, h->n_forward, DFS_STORAGE_FORWARD_MAX);
+    for (size_t i = 0; i < h->n_forward; i++) {
+        char s[64];
+        if (!addr_valid(h->forward[i]))
+            return dfs_seterr(err, DFS_EINVAL,
+                              "fragment %s: forward[%zu] \"%s\" is not a host:port", h->fragment_id,
+                              i, scrub(h->forward[i], s, sizeof s));
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(h->forward[i], h->forward[j]) == 0)
+                return dfs_seterr(err, DFS_EINVAL,
+                                  "fragment %s: the forward list names %s twice (a loop)",
+                                  h->fragment_id, h->forward[i]);
+    }
+    int rc = DFS_OK;
+    pthread_mutex_lock(&svc->mu);
+    for (size_t i = 0; i < h->n_forward && rc == DFS_OK; i++)
+        if (svc->self[0] != '\0' && strcmp(h->forward[i], svc->self) == 0)
+            rc = dfs_seterr(err, DFS_EINVAL,
+                            "fragment %s: the forward list names this node (%s): a loop",
+                            h->fragment_id, svc->self);
+    pthread_mutex_unlock(&svc->mu);
+    return rc;
+}
+
+/* Set up the chain state of a put whose header has a forward list. */
+static int chain_create(struct put_call *p, const Dfs__V1__FragmentHeader *h, char **err)
+{
+    struct chain *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return dfs_seterr(err, DFS_ENOMEM, "PutFragment: out of memory");
+    p->chain = c;
+    c->p = p;
+    for (size_t i = 0; i < h->n_forward; i++) {
+        if ((c->fwd[i] = strdup(h->forward[i])) == NULL)
+            return dfs_seterr(err, DFS_ENOMEM, "PutFragment: out of memory");
+        c->nfwd++;
+    }
+    c->forward_rate = h->forward_rate;
+    uint64_t rate = p->svc->forward_rate;
+    if (h->forward_rate != 0 && (rate == 0 || h->forward_rate < rate))
+        rate = h->forward_rate;
+    c->t0_ns = now_ns();
+    dfs_bucket_init(&c->bucket, rate, DFS_STORAGE_CHUNK_MAX, dfs_rpc_now_ns());
+    dfs_rpc_timer_init(&c->timer, chain_timer_fire);
+    c->loop = dfs_rpc_call_loop(p->call);
+    return DFS_OK;
+}
+
+/* ---- PutFragment: upstream ---- */
+
 /* The first message: start the writer, after checking that the fragment can fit. */
 static int put_begin(struct put_call *p, const struct put_msg *m, char **err)
 {
     Dfs__V1__FragmentHeader *h = dfs__v1__fragment_header__unpack(NULL, m->header_len, m->header);
     if (h == NULL)
         return dfs_seterr(err, DFS_EINVAL, "PutFragment: the header does not parse");
-    int rc = dfs_frag_writer_begin(p->svc->store, h->fragment_id, h->size, &p->w, err);
+    int rc = DFS_OK;
+    /* An invalid id is left to the writer, which names the problem. */
+    if (h->n_forward > 0 && dfs_fragment_id_valid(h->fragment_id))
+        rc = check_forward(p->svc, h, err);
+    if (rc == DFS_OK)
+        rc = dfs_frag_writer_begin(p->svc->store, h->fragment_id, h->size, &p->w, err);
     if (rc == DFS_OK) {
         memcpy(p->id, h->fragment_id, DFS_FRAGMENT_ID_HEX + 1);
         p->size = h->size;
@@ -303,10 +806,106 @@ static int put_begin(struct put_call *p, const struct put_msg *m, char **err)
                             " bytes free on this node",
                             p->id, need, st.free_bytes);
     }
+    if (rc == DFS_OK && h->n_forward > 0) {
+        rc = chain_create(p, h, err);
+        if (rc == DFS_OK)
+            chain_open(p);
+    }
     dfs__v1__fragment_header__free_unpacked(h, NULL);
     return rc;
 }
 
+/*
+ * Answer a chain put: this node's figures, then one ack per forward entry (storage.proto). The
+ * local copy is committed and the downstream call has ended.
+ */
+static void put_reply_chain(struct put_call *p, Dfs__V1__PutFragmentResponse *resp)
+{
+    struct chain *c = p->chain;
+    Dfs__V1__ChainAck acks[DFS_STORAGE_FORWARD_MAX];
+    Dfs__V1__ChainAck *ptrs[DFS_STORAGE_FORWARD_MAX];
+    char first[512], later[320], relayed[DFS_STORAGE_FORWARD_MAX][128];
+    const Dfs__V1__PutFragmentResponse *d = c->status == DFS_OK ? c->resp : NULL;
+    for (size_t i = 0; i < c->nfwd; i++) {
+        dfs__v1__chain_ack__init(&acks[i]);
+        acks[i].address = c->fwd[i];
+        ptrs[i] = &acks[i];
+    }
+    /* forward[0]: the call's outcome, and its figures must be ours. */
+    if (d == NULL) {
+        snprintf(first, sizeof first, "%s",
+                 c->error != NULL ? c->error : "INTERNAL: no answer from the next node");
+        acks[0].error = first;
+    } else if (strcmp(d->fragment_id, p->id) != 0 || d->size != p->size ||
+               d->checksum != p->checksum) {
+        char sid[48];
+        snprintf(first, sizeof first,
+                 "stored %s size %" PRIu64 " checksum %08x; this node stored size %" PRIu64
+                 " checksum %08x",
+                 scrub(d->fragment_id, sid, sizeof sid), d->size, d->checksum, p->size,
+                 p->checksum);
+        acks[0].error = first;
+    } else {
+        acks[0].ok = true;
+        acks[0].size = d->size;
+        acks[0].checksum = d->checksum;
+    }
+    /* forward[1..]: relayed from forward[0]'s own chain, which must list them in order. */
+    if (d == NULL)
+        snprintf(later, sizeof later, "not reached: %s failed before it", c->fwd[0]);
+    else
+        snprintf(later, sizeof later, "not acknowledged: %s did not report it", c->fwd[0]);
+    for (size_t i = 1; i < c->nfwd; i++) {
+        const Dfs__V1__ChainAck *a = d != NULL && d->n_chain >= i ? d->chain[i - 1] : NULL;
+        if (a == NULL || strcmp(a->address, c->fwd[i]) != 0) {
+            acks[i].error = later;
+        } else if (!a->ok) {
+            acks[i].error = a->error;
+        } else if (a->size != p->size || a->checksum != p->checksum) {
+            snprintf(relayed[i], sizeof relayed[i],
+                     "stored size %" PRIu64 " checksum %08x; %s stored size %" PRIu64
+                     " checksum %08x",
+                     a->size, a->checksum, c->fwd[0], p->size, p->checksum);
+            acks[i].error = relayed[i];
+        } else {
+            acks[i].ok = true;
+            acks[i].size = a->size;
+            acks[i].checksum = a->checksum;
+        }
+    }
+    size_t nok = 0;
+    for (size_t i = 0; i < c->nfwd; i++)
+        nok += acks[i].ok;
+    dfs_log(DFS_LOG_DEBUG,
+            "chain done id=%s size=%" PRIu64 " next=%s acks_ok=%zu acks=%zu forwarded=%" PRIu64
+            " ms=%.1f",
+            p->id, p->size, c->fwd[0], nok, c->nfwd, c->forwarded,
+            (double)(now_ns() - p->t0_ns) / 1e6);
+    resp->chain = ptrs;
+    resp->n_chain = c->nfwd;
+    dfs_rpc_call_reply(p->call, &resp->base);
+}
+
+/* Answer a put whose local copy is committed (and, for a chain, whose downstream call ended). */
+static void put_reply(struct put_call *p)
+{
+    p->finished = true;
+    dfs_log(DFS_LOG_DEBUG, "put done id=%s size=%" PRIu64 " checksum=%08x messages=%u ms=%.1f",
+            p->id, p->size, p->checksum, p->messages, (double)(now_ns() - p->t0_ns) / 1e6);
+    Dfs__V1__PutFragmentResponse resp = DFS__V1__PUT_FRAGMENT_RESPONSE__INIT;
+    resp.fragment_id = p->id;
+    resp.size = p->size;
+    resp.checksum = p->checksum;
+    if (p->chain != NULL)
+        put_reply_chain(p, &resp);
+    else
+        dfs_rpc_call_reply(p->call, &resp.base);
+}
+
+/*
+ * The upstream ended: commit the local copy, then (chain) close the downstream stream and answer
+ * once its call has ended.
+ */
 static void put_commit(struct put_call *p)
 {
     if (!p->started) {
@@ -315,30 +914,37 @@ static void put_commit(struct put_call *p)
     }
     dfs_frag_writer *w = p->w;
     p->w = NULL;
-    uint32_t checksum = 0;
     char *err = NULL;
-    int rc = dfs_frag_writer_commit(w, &checksum, &err);
+    int rc = dfs_frag_writer_commit(w, &p->checksum, &err);
     if (rc != DFS_OK) {
         put_fail_err(p, rc, err);
         return;
     }
-    p->finished = true;
+    p->committed = true;
     atomic_fetch_add(&p->svc->puts_ok, 1);
-    dfs_log(DFS_LOG_DEBUG, "put done id=%s size=%" PRIu64 " checksum=%08x messages=%u ms=%.1f",
-            p->id, p->size, checksum, p->messages, (double)(now_ns() - p->t0_ns) / 1e6);
-    Dfs__V1__PutFragmentResponse resp = DFS__V1__PUT_FRAGMENT_RESPONSE__INIT;
-    resp.fragment_id = p->id;
-    resp.size = p->size;
-    resp.checksum = checksum;
-    dfs_rpc_call_reply(p->call, &resp.base);
+    struct chain *c = p->chain;
+    if (c != NULL && c->dc != NULL && !c->broken) {
+        /* No send is in flight: this end of stream was received after the last one completed. */
+        if (dfs_rpc_ccall_close_send(c->dc) == DFS_OK)
+            c->closed = true;
+        else
+            chain_give_up(p, DFS_EINTERNAL, "cannot close the stream to the next node");
+    }
+    if (c == NULL || c->ended)
+        put_reply(p);
+    /* else chain_done answers */
 }
 
-/* One message's bytes: apply them. Returns DFS_OK to go on, or fails the call and returns != 0. */
-static int put_apply(struct put_call *p, const uint8_t *bytes, size_t n)
+/*
+ * One message: parse it, hand it downstream (chain), apply it locally. Returns DFS_OK to go on,
+ * or fails the call and returns != 0.
+ */
+static int put_apply(struct put_call *p, grpc_slice flat)
 {
     struct put_msg m;
     char *err = NULL;
-    int rc = parse_put(bytes, n, &m, p->crcs, PUT_MAX_CRCS, &err);
+    int rc = parse_put(GRPC_SLICE_START_PTR(flat), GRPC_SLICE_LENGTH(flat), &m, p->crcs,
+                       PUT_MAX_CRCS, &err);
     if (rc == DFS_OK && p->messages == 0 && !m.has_header)
         rc = dfs_seterr(&err, DFS_EINVAL, "PutFragment: the first message carries no header");
     if (rc == DFS_OK && p->messages > 0 && m.has_header)
@@ -347,8 +953,12 @@ static int put_apply(struct put_call *p, const uint8_t *bytes, size_t n)
                         p->messages + 1);
     if (rc == DFS_OK && m.has_header)
         rc = put_begin(p, &m, &err);
-    if (rc == DFS_OK)
+    if (rc == DFS_OK) {
+        /* Downstream first: the send proceeds while the disk write below blocks this thread.
+           The next node checks the CRCs itself. */
+        chain_forward(p, flat, &m);
         rc = dfs_frag_writer_append(p->w, m.data, m.len, p->crcs, m.ncrcs, &err);
+    }
     if (rc != DFS_OK) {
         put_fail_err(p, rc, err);
         return rc;
@@ -402,9 +1012,13 @@ static void put_recv(dfs_rpc_call *call, void *arg, grpc_byte_buffer *bb, int st
         grpc_byte_buffer_reader_destroy(&reader);
     }
     grpc_byte_buffer_destroy(bb);
-    int rc = put_apply(p, GRPC_SLICE_START_PTR(flat), GRPC_SLICE_LENGTH(flat));
+    int rc = put_apply(p, flat);
     grpc_slice_unref(flat);
-    if (rc == DFS_OK)
+    if (rc != DFS_OK)
+        return;
+    if (chain_busy(p->chain))
+        p->chain->want_next = true; /* chain_sent (or the timer, or chain_done) resumes */
+    else
         put_recv_next(p);
 }
 
@@ -419,6 +1033,7 @@ static void put_handler(dfs_rpc_call *call, void *ctx)
     }
     p->svc = svc;
     p->call = call;
+    p->refs = 1;
     p->t0_ns = now_ns();
     atomic_fetch_add(&svc->puts_active, 1);
     dfs_rpc_call_set_state(call, p, put_release);
@@ -682,12 +1297,36 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
         return dfs_seterr(errmsg, DFS_EINVAL,
                           "storage service: chunk_bytes %zu is not a multiple of %u up to %u",
                           chunk, DFS_BLOCK_SIZE, DFS_STORAGE_CHUNK_MAX);
+    const char *self = cfg != NULL && cfg->advertise != NULL ? cfg->advertise : "";
+    if (self[0] != '\0' && !addr_valid(self)) {
+        char a[64];
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "storage service: the advertised address \"%s\" is not a host:port",
+                          scrub(self, a, sizeof a));
+    }
     dfs_storage_service *svc = calloc(1, sizeof *svc);
     if (svc == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     svc->store = store;
     svc->chunk = chunk;
+    svc->forward_rate = cfg != NULL ? cfg->forward_rate : 0;
+    snprintf(svc->self, sizeof svc->self, "%s", self);
+    pthread_mutex_init(&svc->mu, NULL);
     *out = svc;
+    return DFS_OK;
+}
+
+int dfs_storage_service_set_advertise(dfs_storage_service *svc, const char *addr, char **errmsg)
+{
+    if (addr == NULL || !addr_valid(addr)) {
+        char a[64];
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "storage service: the advertised address \"%s\" is not a host:port",
+                          scrub(addr, a, sizeof a));
+    }
+    pthread_mutex_lock(&svc->mu);
+    snprintf(svc->self, sizeof svc->self, "%s", addr);
+    pthread_mutex_unlock(&svc->mu);
     return DFS_OK;
 }
 
@@ -695,8 +1334,8 @@ int dfs_storage_service_register(dfs_storage_service *svc, dfs_rpc_server *srv, 
 {
     /* PutFragment's messages are parsed by put_recv (raw receive), not by the server. */
     const struct dfs_rpc_method methods[] = {
-        {"/dfs.v1.Storage/PutFragment", DFS_RPC_CLIENT_STREAMING,
-         &dfs__v1__put_fragment_request__descriptor, put_handler, svc},
+        {PUT_METHOD, DFS_RPC_CLIENT_STREAMING, &dfs__v1__put_fragment_request__descriptor,
+         put_handler, svc},
         {"/dfs.v1.Storage/GetFragment", DFS_RPC_SERVER_STREAMING,
          &dfs__v1__get_fragment_request__descriptor, get_handler, svc},
         {"/dfs.v1.Storage/DeleteFragment", DFS_RPC_UNARY,
@@ -717,14 +1356,24 @@ void dfs_storage_service_stats(dfs_storage_service *svc, struct dfs_storage_serv
     out->puts_active = atomic_load(&svc->puts_active);
     out->puts_ok = atomic_load(&svc->puts_ok);
     out->puts_failed = atomic_load(&svc->puts_failed);
+    out->forwards_failed = atomic_load(&svc->forwards_failed);
     out->gets_active = atomic_load(&svc->gets_active);
     out->gets_ok = atomic_load(&svc->gets_ok);
     out->gets_failed = atomic_load(&svc->gets_failed);
     out->bytes_received = atomic_load(&svc->bytes_received);
     out->bytes_sent = atomic_load(&svc->bytes_sent);
+    out->bytes_forwarded = atomic_load(&svc->bytes_forwarded);
 }
 
 void dfs_storage_service_destroy(dfs_storage_service *svc)
 {
+    if (svc == NULL)
+        return;
+    for (size_t i = 0; i < svc->nchans; i++) {
+        dfs_rpc_channel_destroy(svc->chans[i].ch);
+        free(svc->chans[i].addr);
+    }
+    free(svc->chans);
+    pthread_mutex_destroy(&svc->mu);
     free(svc);
 }

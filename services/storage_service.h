@@ -21,6 +21,29 @@
  *     also how a client's cancel is caught when gRPC reports it as a clean end of stream. Any
  *     failure aborts the writer: nothing partial is ever visible, and what was stored under the
  *     id before stays. Answer: {fragment_id, size, checksum}, once the fragment is durable.
+ *   PutFragment with a chain (header.forward non-empty; storage.proto is the contract). The list
+ *     is checked before anything is written: at most DFS_STORAGE_FORWARD_MAX entries, each a
+ *     printable host:port (no spaces or control characters, port 1-65535, at most
+ *     DFS_STORAGE_ADDR_MAX bytes), no entry twice, and none equal to this node's advertised
+ *     address (a loop); otherwise INVALID_ARGUMENT. The node then opens a PutFragment call to
+ *     forward[0] on the call's own loop thread (one cached channel per address), whose first
+ *     message carries the header {id, size, forward[1..], forward_rate} and the first message's
+ *     data and CRCs unchanged; every later message is passed on as the very bytes received. Each
+ *     message is handed downstream first, then written locally, and the next upstream message is
+ *     asked for only once both are done, so memory per call stays at one message and upstream
+ *     runs at the pace of the slower of the disk and the next link. Sends downstream are held
+ *     to min(header.forward_rate, config forward_rate) bytes/s where either is set (a token
+ *     bucket per call, burst one 1 MiB chunk, waits on loop timers). At the end of the stream
+ *     the local copy is committed first (a failure fails the call and cancels the downstream
+ *     call), then the downstream stream is closed and its answer awaited; the answer adds
+ *     `chain`: forward[0]'s ack from the downstream call (ok only if it succeeded with the same
+ *     id, size and checksum), then the acks it relayed (each must name forward[i] in order and,
+ *     when ok, carry the same size and checksum; else ok = false). A downstream failure at any
+ *     point (unreachable, reset, DATA_LOSS, its deadline: the caller's, less a tenth up to 1 s)
+ *     stops the forwarding but not the local write: forward[0] gets ok = false with
+ *     "STATUS: message", and every later entry "not reached: <forward[0]> failed before it". A
+ *     failure of this node's own write, or the client's cancel, cancels the downstream call,
+ *     which cancels the rest of the chain in turn.
  *   GetFragment (server streaming). Range [offset, offset + length), length 0 = to the end;
  *     a range past the end is OUT_OF_RANGE. Messages carry at most chunk_bytes of data (see the
  *     config); the first also carries header {fragment_id, whole size} and the fragment checksum,
@@ -37,19 +60,41 @@ typedef struct dfs_storage_service dfs_storage_service;
 /* Largest data payload of one GetFragment message, and the default. */
 #define DFS_STORAGE_CHUNK_MAX (1u << 20)
 
+/* Most entries in a PutFragment header's forward list. */
+#define DFS_STORAGE_FORWARD_MAX 16
+/* Longest host:port, in a forward list or as the advertised address. */
+#define DFS_STORAGE_ADDR_MAX    255
+
 struct dfs_storage_service_config {
     /* Data bytes per GetFragment message: a multiple of DFS_BLOCK_SIZE, at most
        DFS_STORAGE_CHUNK_MAX. 0 means DFS_STORAGE_CHUNK_MAX. */
     size_t chunk_bytes;
+    /* Most bytes per second one chain put may send to the next node (--forward-rate); the
+       lower of this and the header's forward_rate applies. 0 means no limit of the node's own. */
+    uint64_t forward_rate;
+    /* This node's address as others name it (host:port, the address it registers), so that a
+       forward list naming it is refused as a loop. Borrowed for the call only (copied). NULL
+       or "": not known yet; see dfs_storage_service_set_advertise. Addresses are compared as
+       strings: another name for the same node is not recognised. */
+    const char *advertise;
 };
 
 /*
  * Create the service over an open store. store is borrowed: it must stay open until the service
  * is destroyed. cfg is copied; NULL means defaults. Returns 0 and *out (free with
- * dfs_storage_service_destroy), DFS_EINVAL (bad chunk_bytes) or DFS_ENOMEM, with *errmsg.
+ * dfs_storage_service_destroy), DFS_EINVAL (bad chunk_bytes, advertise not a host:port of at
+ * most DFS_STORAGE_ADDR_MAX bytes) or DFS_ENOMEM, with *errmsg.
  */
 int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_service_config *cfg,
                                dfs_storage_service **out, char **errmsg);
+
+/*
+ * Set (replace) the advertised address used for the loop check, for when it is known only once
+ * the server has bound its port. addr is copied. Safe from any thread while the server runs;
+ * puts already past their header keep the check they had. Returns 0, or DFS_EINVAL (not a
+ * host:port of at most DFS_STORAGE_ADDR_MAX bytes: the address is left as it was) with *errmsg.
+ */
+int dfs_storage_service_set_advertise(dfs_storage_service *svc, const char *addr, char **errmsg);
 
 /*
  * Add the four dfs.v1.Storage methods to a server that has not started. The service is the
@@ -61,23 +106,27 @@ int dfs_storage_service_register(dfs_storage_service *svc, dfs_rpc_server *srv, 
 
 /*
  * Counters since create. The *_active figures count calls whose state is still held: a put's
- * writer is aborted (its temporary file removed) before puts_active drops.
+ * writer is aborted (its temporary file removed), and its downstream call (chain) has ended,
+ * before puts_active drops.
  */
 struct dfs_storage_service_stats {
     uint64_t puts_active;
     uint64_t puts_ok;
-    uint64_t puts_failed; /* every put that stored nothing: errors and cancels */
+    uint64_t puts_failed;     /* every put that stored nothing: errors and cancels */
+    uint64_t forwards_failed; /* chain puts whose downstream call failed by itself */
     uint64_t gets_active;
     uint64_t gets_ok;
     uint64_t gets_failed;
-    uint64_t bytes_received; /* fragment data accepted by PutFragment (committed or not) */
-    uint64_t bytes_sent;     /* fragment data handed to gRPC by GetFragment */
+    uint64_t bytes_received;  /* fragment data accepted by PutFragment (committed or not) */
+    uint64_t bytes_sent;      /* fragment data handed to gRPC by GetFragment */
+    uint64_t bytes_forwarded; /* message bytes of chain puts handed to a downstream call */
 };
 
 /* Fill *out; safe from any thread while the server runs (each counter is read atomically). */
 void dfs_storage_service_stats(dfs_storage_service *svc, struct dfs_storage_service_stats *out);
 
-/* Free the service. The server it was registered on must be stopped. Accepts NULL. */
+/* Free the service and its cached downstream channels. The server it was registered on must be
+   stopped (so every downstream call has ended). Accepts NULL. */
 void dfs_storage_service_destroy(dfs_storage_service *svc);
 
 #endif /* DFS_SERVICES_STORAGE_SERVICE_H */

@@ -11,7 +11,9 @@
 #include "services/rpc/server.h"
 #include "storage/frag_store.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <grpc/byte_buffer.h>
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,6 +45,8 @@
 struct fx {
     char root[PATH_MAX];
     char data[PATH_MAX + 8];
+    char addr[64];        /* the server's host:port, also its advertised address */
+    struct dfs_io_ops io; /* the store's system calls (some tests inject faults) */
     dfs_frag_store *store;
     dfs_storage_service *svc;
     dfs_rpc_server *srv;
@@ -49,27 +54,46 @@ struct fx {
     dfs_rpc_loop *loop;
 };
 
-static int setup_with_chunk(void **state, size_t chunk)
+struct node_opts {
+    size_t chunk;          /* GetFragment message size; 0 = default */
+    uint64_t forward_rate; /* the node's --forward-rate; 0 = none */
+    bool failing_writes;   /* the store's data writes fail with ENOSPC */
+};
+
+/* A disk that is full for data: every write above 4 KiB fails (node.id and headers still go). */
+static ssize_t pwrite_enospc(int fd, const void *buf, size_t len, off_t off)
 {
-    struct fx *f = calloc(1, sizeof *f);
-    assert_non_null(f);
+    if (len > 4096) {
+        errno = ENOSPC;
+        return -1;
+    }
+    return pwrite(fd, buf, len, off);
+}
+
+/* Start one node (store, service, server on a free port) and a client channel and loop to it. */
+static void fx_open(struct fx *f, const struct node_opts *o)
+{
     const char *base = getenv("TEST_TMPDIR");
     if (base == NULL || base[0] == '\0')
         base = "/tmp";
     snprintf(f->root, sizeof f->root, "%s/storage_service_test.XXXXXX", base);
     assert_non_null(mkdtemp(f->root));
     snprintf(f->data, sizeof f->data, "%s/data", f->root);
+    f->io = *dfs_io_posix();
+    if (o->failing_writes)
+        f->io.pwrite = pwrite_enospc;
     char *err = NULL;
-    assert_int_equal(dfs_frag_store_open(f->data, NULL, &f->store, &err), DFS_OK);
-    struct dfs_storage_service_config cfg = {.chunk_bytes = chunk};
+    assert_int_equal(dfs_frag_store_open(f->data, &f->io, &f->store, &err), DFS_OK);
+    struct dfs_storage_service_config cfg = {.chunk_bytes = o->chunk,
+                                             .forward_rate = o->forward_rate};
     assert_int_equal(dfs_storage_service_create(f->store, &cfg, &f->svc, &err), DFS_OK);
     struct dfs_rpc_server_config scfg = {.listen = "127.0.0.1:0", .threads = 3};
     assert_int_equal(dfs_rpc_server_create(&scfg, &f->srv, &err), DFS_OK);
     assert_int_equal(dfs_storage_service_register(f->svc, f->srv, &err), DFS_OK);
     assert_int_equal(dfs_rpc_server_start(f->srv, &err), DFS_OK);
-    char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", dfs_rpc_server_port(f->srv));
-    assert_int_equal(dfs_rpc_channel_create(addr, &f->ch, &err), DFS_OK);
+    snprintf(f->addr, sizeof f->addr, "127.0.0.1:%d", dfs_rpc_server_port(f->srv));
+    assert_int_equal(dfs_storage_service_set_advertise(f->svc, f->addr, &err), DFS_OK);
+    assert_int_equal(dfs_rpc_channel_create(f->addr, &f->ch, &err), DFS_OK);
     f->loop = dfs_rpc_loop_create();
     assert_non_null(f->loop);
     /* Connect before the tests start: the client layer gives a connection attempt only 100 ms
@@ -85,6 +109,36 @@ static int setup_with_chunk(void **state, size_t chunk)
     if (rc != DFS_ENOTFOUND)
         fail_msg("warm-up StatFragment: %s", err != NULL ? err : dfs_strerror(rc));
     free(err);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static int fx_close(struct fx *f)
+{
+    dfs_rpc_channel_destroy(f->ch);
+    dfs_rpc_server_destroy(f->srv);
+    struct dfs_storage_service_stats st;
+    dfs_storage_service_stats(f->svc, &st);
+    /* Every call's state (writer, reader, downstream call) was released by the server's stop. */
+    assert_int_equal(st.puts_active, 0);
+    assert_int_equal(st.gets_active, 0);
+    dfs_storage_service_destroy(f->svc);
+    dfs_frag_store_close(f->store);
+    dfs_rpc_loop_destroy(f->loop);
+    return nftw(f->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int setup_with_chunk(void **state, size_t chunk)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    struct node_opts o = {.chunk = chunk};
+    fx_open(f, &o);
     *state = f;
     return 0;
 }
@@ -99,28 +153,72 @@ static int setup_small_chunks(void **state)
     return setup_with_chunk(state, B);
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    return flag == FTW_DP ? rmdir(path) : unlink(path);
-}
-
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    dfs_rpc_channel_destroy(f->ch);
-    dfs_rpc_server_destroy(f->srv);
-    struct dfs_storage_service_stats st;
-    dfs_storage_service_stats(f->svc, &st);
-    /* Every call's state (writer, reader) was released by the server's stop. */
-    assert_int_equal(st.puts_active, 0);
-    assert_int_equal(st.gets_active, 0);
-    dfs_storage_service_destroy(f->svc);
-    dfs_frag_store_close(f->store);
-    dfs_rpc_loop_destroy(f->loop);
-    int rc = nftw(f->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = fx_close(f);
     free(f);
+    return rc;
+}
+
+/*
+ * Chain fixture: four nodes A B C D (n[0..3]), each its own server and store, plus an address
+ * where nothing answers (a bound TCP socket that does not listen: connections are refused, and
+ * the port stays ours for the test).
+ */
+#define NODES 4
+
+struct cfx {
+    struct fx n[NODES];
+    int dead_fd;
+    char dead[64];
+};
+
+static int setup_chain_with(void **state, uint64_t forward_rate, int failing_node)
+{
+    struct cfx *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    for (int i = 0; i < NODES; i++) {
+        struct node_opts o = {.forward_rate = forward_rate, .failing_writes = i == failing_node};
+        fx_open(&c->n[i], &o);
+    }
+    c->dead_fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(c->dead_fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(c->dead_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t len = sizeof sa;
+    assert_int_equal(getsockname(c->dead_fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(c->dead, sizeof c->dead, "127.0.0.1:%d", ntohs(sa.sin_port));
+    *state = c;
+    return 0;
+}
+
+static int setup_chain(void **state)
+{
+    return setup_chain_with(state, 0, -1);
+}
+
+/* Every node's --forward-rate is 8 MB/s. */
+static int setup_chain_paced(void **state)
+{
+    return setup_chain_with(state, 8000000, -1);
+}
+
+/* C (n[2]) cannot write fragment data: its disk is full. */
+static int setup_chain_c_full(void **state)
+{
+    return setup_chain_with(state, 0, 2);
+}
+
+static int teardown_chain(void **state)
+{
+    struct cfx *c = *state;
+    int rc = 0;
+    for (int i = 0; i < NODES; i++)
+        rc |= fx_close(&c->n[i]);
+    close(c->dead_fd);
+    free(c);
     return rc;
 }
 
@@ -239,7 +337,10 @@ struct put_run {
     uint64_t pause;  /* after this many bytes, stop sending without closing (UINT64_MAX: never) */
     int bad_crc_msg; /* this message's first CRC is wrong (-1: none) */
     bool no_header;
-    bool header_twice; /* the second message carries a header too */
+    bool header_twice;          /* the second message carries a header too */
+    const char *const *forward; /* chain: the header's forward list */
+    size_t nforward;
+    uint64_t forward_rate;
     uint64_t sent;
     uint32_t msgs;
     bool paused;
@@ -251,6 +352,14 @@ struct put_run {
     char resp_id[64];
     uint64_t resp_size;
     uint32_t resp_checksum;
+    size_t nacks; /* the response's chain */
+    struct {
+        char address[300];
+        bool ok;
+        char error[512];
+        uint32_t checksum;
+        uint64_t size;
+    } acks[DFS_STORAGE_FORWARD_MAX + 1];
 };
 
 static void put_init(struct put_run *r, struct fx *f, const char *id, const unsigned char *data,
@@ -288,6 +397,16 @@ static void put_resp(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *msg, int 
     snprintf(r->resp_id, sizeof r->resp_id, "%s", resp->fragment_id);
     r->resp_size = resp->size;
     r->resp_checksum = resp->checksum;
+    assert_true(resp->n_chain <= DFS_STORAGE_FORWARD_MAX + 1);
+    r->nacks = resp->n_chain;
+    for (size_t i = 0; i < resp->n_chain; i++) {
+        const Dfs__V1__ChainAck *a = resp->chain[i];
+        snprintf(r->acks[i].address, sizeof r->acks[i].address, "%s", a->address);
+        r->acks[i].ok = a->ok;
+        snprintf(r->acks[i].error, sizeof r->acks[i].error, "%s", a->error);
+        r->acks[i].checksum = a->checksum;
+        r->acks[i].size = a->size;
+    }
     protobuf_c_message_free_unpacked(msg, NULL);
 }
 
@@ -306,6 +425,9 @@ static void put_send_next(struct put_run *r)
     Dfs__V1__FragmentHeader h = DFS__V1__FRAGMENT_HEADER__INIT;
     h.fragment_id = (char *)r->id;
     h.size = r->size;
+    h.forward = (char **)r->forward;
+    h.n_forward = r->nforward;
+    h.forward_rate = r->forward_rate;
     Dfs__V1__PutFragmentRequest req = DFS__V1__PUT_FRAGMENT_REQUEST__INIT;
     if ((r->msgs == 0 && !r->no_header) || (r->msgs == 1 && r->header_twice))
         req.header = &h;
@@ -1008,6 +1130,424 @@ static void test_many_concurrent_puts(void **state)
     free(p);
 }
 
+/* ---- chain replication ---- */
+
+/* The fragment is stored on node f exactly as data[0..n), with the given checksum. */
+static void assert_stored(struct fx *f, const char *id, const unsigned char *data, size_t n,
+                          uint32_t checksum)
+{
+    Dfs__V1__StatFragmentResponse *st = NULL;
+    char *err = NULL;
+    int rc = stat_rpc(f, id, &st, &err);
+    if (rc != DFS_OK)
+        fail_msg("%s: stat %s: %s", f->addr, id, err != NULL ? err : dfs_strerror(rc));
+    assert_int_equal(st->size, n);
+    assert_int_equal(st->checksum, checksum);
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    struct get_run g;
+    expect_status(get_range(f, id, 0, 0, &g), DFS_OK, g.message);
+    assert_int_equal(g.len, n);
+    assert_int_equal(g.checksum, checksum);
+    if (n > 0)
+        assert_memory_equal(g.buf, data, n);
+    free(g.buf);
+}
+
+/* A put through node `at` with a forward list (and forward_rate); returns the status. */
+static int chain_put(struct fx *at, const char *id, const unsigned char *data, uint64_t size,
+                     const char *const *forward, size_t nforward, uint64_t rate, struct put_run *r)
+{
+    put_init(r, at, id, data, size);
+    r->forward = forward;
+    r->nforward = nforward;
+    r->forward_rate = rate;
+    put_start(r);
+    run_until(at, &r->done);
+    return r->status;
+}
+
+/* Ack i says the node stored the fragment with these figures. */
+static void assert_ack_ok(const struct put_run *r, size_t i, const char *addr, uint64_t size,
+                          uint32_t checksum)
+{
+    assert_true(i < r->nacks);
+    assert_string_equal(r->acks[i].address, addr);
+    if (!r->acks[i].ok)
+        fail_msg("ack %zu (%s) not ok: %s", i, addr, r->acks[i].error);
+    assert_string_equal(r->acks[i].error, "");
+    assert_int_equal(r->acks[i].size, size);
+    assert_int_equal(r->acks[i].checksum, checksum);
+}
+
+/* Ack i says the node did not store it, with an error containing `what`. */
+static void assert_ack_failed(const struct put_run *r, size_t i, const char *addr, const char *what)
+{
+    assert_true(i < r->nacks);
+    assert_string_equal(r->acks[i].address, addr);
+    assert_false(r->acks[i].ok);
+    if (strstr(r->acks[i].error, what) == NULL)
+        fail_msg("ack %zu (%s): error \"%s\" does not say \"%s\"", i, addr, r->acks[i].error, what);
+}
+
+static void stats_of(struct fx *f, struct dfs_storage_service_stats *st)
+{
+    dfs_storage_service_stats(f->svc, st);
+}
+
+static void test_chain_sizes(void **state)
+{
+    struct cfx *c = *state;
+    const char *fwd[] = {c->n[1].addr, c->n[2].addr};
+    const size_t sizes[] = {0, 1, B + 1, 3 * MIB + 7};
+    uint64_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        char id[DFS_FRAGMENT_ID_HEX + 1];
+        make_id(200 + (unsigned)i, id);
+        unsigned char *data = make_data(n, 200 + i);
+        uint32_t sum = checksum_of(data, n);
+        struct put_run p;
+        expect_status(chain_put(&c->n[0], id, data, n, fwd, 2, 0, &p), DFS_OK, p.message);
+        assert_true(p.got_resp);
+        assert_string_equal(p.resp_id, id);
+        assert_int_equal(p.resp_size, n);
+        assert_int_equal(p.resp_checksum, sum);
+        assert_int_equal(p.nacks, 2);
+        assert_ack_ok(&p, 0, c->n[1].addr, n, sum);
+        assert_ack_ok(&p, 1, c->n[2].addr, n, sum);
+        for (int k = 0; k < 3; k++)
+            assert_stored(&c->n[k], id, data, n, sum);
+        /* D was not in the chain. */
+        assert_not_stored(&c->n[3], id);
+        total += n;
+        free(data);
+    }
+    struct dfs_storage_service_stats a, b, cc;
+    for (int k = 0; k < 3; k++)
+        wait_idle(&c->n[k]);
+    stats_of(&c->n[0], &a);
+    stats_of(&c->n[1], &b);
+    stats_of(&c->n[2], &cc);
+    assert_int_equal(a.puts_ok, 4);
+    assert_int_equal(b.puts_ok, 4);
+    assert_int_equal(cc.puts_ok, 4);
+    assert_int_equal(a.bytes_received, total);
+    assert_int_equal(cc.bytes_received, total);
+    /* Headers and CRCs ride along; only A and B forward. */
+    assert_true(a.bytes_forwarded > total);
+    assert_true(b.bytes_forwarded > total);
+    assert_int_equal(cc.bytes_forwarded, 0);
+    assert_int_equal(a.forwards_failed + b.forwards_failed + cc.forwards_failed, 0);
+}
+
+/* A -> B -> C -> D in 64 KiB messages: many chunks through a longer chain. */
+static void test_chain_four_nodes(void **state)
+{
+    struct cfx *c = *state;
+    const char *fwd[] = {c->n[1].addr, c->n[2].addr, c->n[3].addr};
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(210, id);
+    size_t n = 2 * MIB + 3;
+    unsigned char *data = make_data(n, 210);
+    uint32_t sum = checksum_of(data, n);
+    struct put_run p;
+    put_init(&p, &c->n[0], id, data, n);
+    p.chunk = B;
+    p.forward = fwd;
+    p.nforward = 3;
+    put_start(&p);
+    run_until(&c->n[0], &p.done);
+    expect_status(p.status, DFS_OK, p.message);
+    assert_int_equal(p.nacks, 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_ack_ok(&p, i, fwd[i], n, sum);
+    for (int k = 0; k < NODES; k++)
+        assert_stored(&c->n[k], id, data, n, sum);
+    free(data);
+}
+
+static void test_chain_dead_downstream(void **state)
+{
+    struct cfx *c = *state;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(220, id);
+    size_t n = 3 * MIB + 7;
+    unsigned char *data = make_data(n, 220);
+    uint32_t sum = checksum_of(data, n);
+
+    /* The next node is down: A stores, B failed, C was never reached. */
+    const char *fwd1[] = {c->dead, c->n[2].addr};
+    struct put_run p;
+    expect_status(chain_put(&c->n[0], id, data, n, fwd1, 2, 0, &p), DFS_OK, p.message);
+    assert_int_equal(p.resp_checksum, sum);
+    assert_int_equal(p.nacks, 2);
+    assert_ack_failed(&p, 0, c->dead, "UNAVAILABLE");
+    char want[128];
+    snprintf(want, sizeof want, "not reached: %s failed before it", c->dead);
+    assert_ack_failed(&p, 1, c->n[2].addr, want);
+    assert_stored(&c->n[0], id, data, n, sum);
+    assert_not_stored(&c->n[2], id);
+    struct dfs_storage_service_stats st;
+    stats_of(&c->n[0], &st);
+    assert_int_equal(st.forwards_failed, 1);
+    assert_int_equal(st.puts_ok, 1);
+
+    /* The last node is down: A and B store. */
+    make_id(221, id);
+    const char *fwd2[] = {c->n[1].addr, c->dead};
+    expect_status(chain_put(&c->n[0], id, data, n, fwd2, 2, 0, &p), DFS_OK, p.message);
+    assert_int_equal(p.nacks, 2);
+    assert_ack_ok(&p, 0, c->n[1].addr, n, sum);
+    assert_ack_failed(&p, 1, c->dead, "UNAVAILABLE");
+    assert_stored(&c->n[0], id, data, n, sum);
+    assert_stored(&c->n[1], id, data, n, sum);
+    free(data);
+}
+
+/* C's disk is full: A and B store, C's ack carries its RESOURCE_EXHAUSTED. */
+static void test_chain_tail_write_fails(void **state)
+{
+    struct cfx *c = *state;
+    const char *fwd[] = {c->n[1].addr, c->n[2].addr};
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(230, id);
+    size_t n = 3 * MIB + 7;
+    unsigned char *data = make_data(n, 230);
+    uint32_t sum = checksum_of(data, n);
+    struct put_run p;
+    expect_status(chain_put(&c->n[0], id, data, n, fwd, 2, 0, &p), DFS_OK, p.message);
+    assert_int_equal(p.nacks, 2);
+    assert_ack_ok(&p, 0, c->n[1].addr, n, sum);
+    assert_ack_failed(&p, 1, c->n[2].addr, "RESOURCE_EXHAUSTED");
+    assert_stored(&c->n[0], id, data, n, sum);
+    assert_stored(&c->n[1], id, data, n, sum);
+    assert_not_stored(&c->n[2], id);
+    struct dfs_storage_service_stats st;
+    stats_of(&c->n[1], &st);
+    assert_int_equal(st.forwards_failed, 1);
+    stats_of(&c->n[2], &st);
+    assert_int_equal(st.puts_failed, 1);
+    free(data);
+}
+
+/* C goes away in the middle of a (paced, so slow) chain put: A and B still store. */
+static void test_chain_tail_stops_mid_stream(void **state)
+{
+    struct cfx *c = *state;
+    const char *fwd[] = {c->n[1].addr, c->n[2].addr};
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(240, id);
+    size_t n = 8 * MIB;
+    unsigned char *data = make_data(n, 240);
+    uint32_t sum = checksum_of(data, n);
+    struct put_run p;
+    put_init(&p, &c->n[0], id, data, n);
+    p.forward = fwd;
+    p.nforward = 2;
+    p.forward_rate = 4000000; /* about 2 s per link */
+    put_start(&p);
+    struct dfs_storage_service_stats st;
+    int64_t until = dfs_rpc_now_ns() + 20000000000ll;
+    do {
+        dfs_rpc_loop_run_once(c->n[0].loop, 10);
+        stats_of(&c->n[2], &st);
+    } while (st.bytes_received < MIB && dfs_rpc_now_ns() < until);
+    assert_true(st.bytes_received >= MIB);
+    assert_true(st.bytes_received < n);
+    dfs_rpc_server_stop(c->n[2].srv, 0);
+    run_until(&c->n[0], &p.done);
+    expect_status(p.status, DFS_OK, p.message);
+    assert_int_equal(p.nacks, 2);
+    assert_ack_ok(&p, 0, c->n[1].addr, n, sum);
+    assert_ack_failed(&p, 1, c->n[2].addr, "");
+    assert_true(p.acks[1].error[0] != '\0');
+    assert_stored(&c->n[0], id, data, n, sum);
+    assert_stored(&c->n[1], id, data, n, sum);
+    struct dfs_frag_info info;
+    assert_int_equal(dfs_frag_store_stat(c->n[2].store, id, &info, NULL), DFS_ENOTFOUND);
+    assert_int_equal(tmp_entries(&c->n[2]), 0);
+    free(data);
+}
+
+/* A corrupt CRC from the client: A fails with DATA_LOSS and no node keeps anything. */
+static void test_chain_bad_crc(void **state)
+{
+    struct cfx *c = *state;
+    const char *fwd[] = {c->n[1].addr, c->n[2].addr};
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(250, id);
+    size_t n = 3 * MIB;
+    unsigned char *data = make_data(n, 250);
+    struct put_run p;
+    put_init(&p, &c->n[0], id, data, n);
+    p.forward = fwd;
+    p.nforward = 2;
+    p.bad_crc_msg = 1;
+    put_start(&p);
+    run_until(&c->n[0], &p.done);
+    expect_status(p.status, DFS_EDATALOSS, p.message);
+    assert_false(p.got_resp);
+    assert_non_null(strstr(p.message, "block 16"));
+    /* Polls until each node has released the put (the downstream calls were cancelled). */
+    for (int k = 0; k < 3; k++)
+        assert_not_stored(&c->n[k], id);
+    struct dfs_storage_service_stats st;
+    for (int k = 0; k < 3; k++) {
+        stats_of(&c->n[k], &st);
+        assert_int_equal(st.puts_ok, 0);
+    }
+    free(data);
+}
+
+/* The client cancels after every node has part of the fragment: nothing shows anywhere. */
+static void test_chain_client_cancel(void **state)
+{
+    struct cfx *c = *state;
+    const char *fwd[] = {c->n[1].addr, c->n[2].addr};
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(260, id);
+    size_t n = 8 * MIB;
+    unsigned char *data = make_data(n, 260);
+    struct put_run p;
+    put_init(&p, &c->n[0], id, data, n);
+    p.forward = fwd;
+    p.nforward = 2;
+    p.pause = 2 * MIB;
+    put_start(&p);
+    struct dfs_storage_service_stats st;
+    int64_t until = dfs_rpc_now_ns() + 10000000000ll;
+    do {
+        dfs_rpc_loop_run_once(c->n[0].loop, 10);
+        stats_of(&c->n[2], &st);
+    } while (st.bytes_received < 2 * MIB && dfs_rpc_now_ns() < until);
+    assert_int_equal(st.bytes_received, 2 * MIB);
+    for (int k = 0; k < 3; k++) {
+        stats_of(&c->n[k], &st);
+        assert_int_equal(st.puts_active, 1);
+        assert_int_equal(tmp_entries(&c->n[k]), 1); /* the partial writes, invisible */
+    }
+    dfs_rpc_ccall_cancel(p.call);
+    run_until(&c->n[0], &p.done);
+    expect_status(p.status, DFS_ECANCELED, p.message);
+    for (int k = 0; k < 3; k++) {
+        assert_not_stored(&c->n[k], id);
+        stats_of(&c->n[k], &st);
+        assert_int_equal(st.puts_ok, 0);
+        assert_int_equal(st.puts_failed, 1);
+    }
+    free(data);
+}
+
+/* Forward lists that are refused before anything is written or forwarded. */
+static void test_chain_bad_forward_lists(void **state)
+{
+    struct cfx *c = *state;
+    struct fx *a = &c->n[0];
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(270, id);
+    unsigned char *data = make_data(B, 270);
+    struct put_run p;
+
+    /* A loop through A itself, anywhere in the list. */
+    const char *self_last[] = {c->n[1].addr, a->addr};
+    expect_status(chain_put(a, id, data, B, self_last, 2, 0, &p), DFS_EINVAL, p.message);
+    assert_non_null(strstr(p.message, "loop"));
+    assert_non_null(strstr(p.message, id));
+    const char *self_only[] = {a->addr};
+    expect_status(chain_put(a, id, data, B, self_only, 1, 0, &p), DFS_EINVAL, p.message);
+    assert_non_null(strstr(p.message, "loop"));
+    const char *twice[] = {c->n[1].addr, c->n[2].addr, c->n[1].addr};
+    expect_status(chain_put(a, id, data, B, twice, 3, 0, &p), DFS_EINVAL, p.message);
+    assert_non_null(strstr(p.message, "twice"));
+
+    /* 17 entries. */
+    char many[DFS_STORAGE_FORWARD_MAX + 1][64];
+    const char *manyp[DFS_STORAGE_FORWARD_MAX + 1];
+    for (int i = 0; i <= DFS_STORAGE_FORWARD_MAX; i++) {
+        snprintf(many[i], sizeof many[i], "127.0.0.1:%d", i + 1);
+        manyp[i] = many[i];
+    }
+    expect_status(chain_put(a, id, data, B, manyp, DFS_STORAGE_FORWARD_MAX + 1, 0, &p), DFS_EINVAL,
+                  p.message);
+    assert_non_null(strstr(p.message, "at most 16"));
+
+    /* Entries that are not host:port. */
+    const char *bad[] = {"",           "localhost", "host:",      ":7000",       "host:0",
+                         "host:65536", "host:70a0", "ho st:7000", "host\n:7000", "h\x7f:1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *fwd[] = {c->n[1].addr, bad[i]};
+        expect_status(chain_put(a, id, data, B, fwd, 2, 0, &p), DFS_EINVAL, p.message);
+        if (strstr(p.message, "is not a host:port") == NULL)
+            fail_msg("entry %zu: %s", i, p.message);
+        assert_null(strchr(p.message, '\n'));
+    }
+    assert_not_stored(a, id);
+    /* Nobody downstream was contacted. */
+    struct dfs_storage_service_stats st;
+    for (int k = 1; k < NODES; k++) {
+        stats_of(&c->n[k], &st);
+        assert_int_equal(st.puts_ok + st.puts_failed + st.puts_active, 0);
+    }
+    stats_of(a, &st);
+    assert_int_equal(st.bytes_forwarded, 0);
+
+    /* 16 entries are allowed: the first is down, the other 15 are not reached. */
+    snprintf(many[0], sizeof many[0], "%s", c->dead);
+    expect_status(chain_put(a, id, data, B, manyp, DFS_STORAGE_FORWARD_MAX, 0, &p), DFS_OK,
+                  p.message);
+    assert_int_equal(p.nacks, DFS_STORAGE_FORWARD_MAX);
+    assert_ack_failed(&p, 0, c->dead, "UNAVAILABLE");
+    for (size_t i = 1; i < DFS_STORAGE_FORWARD_MAX; i++)
+        assert_ack_failed(&p, i, many[i], "not reached");
+    assert_stored(a, id, data, B, checksum_of(data, B));
+    free(data);
+}
+
+/* A 16 MiB chain put through A and B; returns its duration in seconds. */
+static double timed_chain_put(struct cfx *c, unsigned idn, uint64_t header_rate)
+{
+    const char *fwd[] = {c->n[1].addr, c->n[2].addr};
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(idn, id);
+    size_t n = 16 * MIB;
+    unsigned char *data = make_data(n, idn);
+    uint32_t sum = checksum_of(data, n);
+    struct put_run p;
+    int64_t t0 = dfs_rpc_now_ns();
+    expect_status(chain_put(&c->n[0], id, data, n, fwd, 2, header_rate, &p), DFS_OK, p.message);
+    double s = (double)(dfs_rpc_now_ns() - t0) / 1e9;
+    assert_ack_ok(&p, 0, c->n[1].addr, n, sum);
+    assert_ack_ok(&p, 1, c->n[2].addr, n, sum);
+    for (int k = 0; k < 3; k++)
+        assert_stored(&c->n[k], id, data, n, sum);
+    free(data);
+    return s;
+}
+
+/*
+ * The header's forward_rate holds each link to 8 MB/s: the first 1 MiB message goes at once (the
+ * burst), the other 15 MiB need at least 1.97 s on each link. Only a lower bound is asserted.
+ */
+static void test_chain_paced_by_header(void **state)
+{
+    struct cfx *c = *state;
+    double fast = timed_chain_put(c, 280, 0);
+    double paced = timed_chain_put(c, 281, 8000000);
+    print_message("16 MiB chain put: %.2f s unpaced, %.2f s at 8 MB/s\n", fast, paced);
+    if (paced <= 1.6)
+        fail_msg("paced chain put took %.2f s, want more than 1.6 s", paced);
+}
+
+/* Every node's --forward-rate is 8 MB/s; a client asking for more gets the node's rate. */
+static void test_chain_paced_by_node(void **state)
+{
+    struct cfx *c = *state;
+    double paced = timed_chain_put(c, 290, 1000000000);
+    print_message("16 MiB chain put: %.2f s with --forward-rate 8 MB/s\n", paced);
+    if (paced <= 1.6)
+        fail_msg("paced chain put took %.2f s, want more than 1.6 s", paced);
+}
+
 int main(void)
 {
     dfs_log_init("storage_service_test", DFS_LOG_ERROR);
@@ -1028,6 +1568,19 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_too_large_for_the_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raw_wire_forms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_concurrent_puts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chain_sizes, setup_chain, teardown_chain),
+        cmocka_unit_test_setup_teardown(test_chain_four_nodes, setup_chain, teardown_chain),
+        cmocka_unit_test_setup_teardown(test_chain_dead_downstream, setup_chain, teardown_chain),
+        cmocka_unit_test_setup_teardown(test_chain_tail_write_fails, setup_chain_c_full,
+                                        teardown_chain),
+        cmocka_unit_test_setup_teardown(test_chain_tail_stops_mid_stream, setup_chain,
+                                        teardown_chain),
+        cmocka_unit_test_setup_teardown(test_chain_bad_crc, setup_chain, teardown_chain),
+        cmocka_unit_test_setup_teardown(test_chain_client_cancel, setup_chain, teardown_chain),
+        cmocka_unit_test_setup_teardown(test_chain_bad_forward_lists, setup_chain, teardown_chain),
+        cmocka_unit_test_setup_teardown(test_chain_paced_by_header, setup_chain, teardown_chain),
+        cmocka_unit_test_setup_teardown(test_chain_paced_by_node, setup_chain_paced,
+                                        teardown_chain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
