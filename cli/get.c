@@ -625,6 +625,8 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
         rc = dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot create %s",
                               part != NULL ? part : local);
         free(part);
+        free(state);
+        free(resume_hex);
         protobuf_c_message_free_unpacked(&job.file->base, NULL);
         return rc;
     }

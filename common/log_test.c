@@ -25,7 +25,7 @@ static char *capture(void (*fn)(void))
     close(saved);
     long n = ftell(tmp) >= 0 ? lseek(fileno(tmp), 0, SEEK_END) : 0;
     char *buf = calloc(1, (size_t)n + 1);
-    pread(fileno(tmp), buf, (size_t)n, 0);
+    assert_int_equal(pread(fileno(tmp), buf, (size_t)n, 0), n);
     fclose(tmp);
     return buf;
 }

@@ -216,7 +216,11 @@ class Placement(harness.TestCase):
             for p in got:
                 self.assertEqual(len({zone[n] for n in p}), K, "%s: placement %s is in zones %s" % (
                     policy, p, sorted(zone[n] for n in p)))
-            self.assert_all_nodes_used(got, policy)
+            # least_used follows the free space the nodes report; they share this machine's disk
+            # with whatever else runs, so which nodes it favours is not this test's business
+            # (test_least_used replays its choices exactly).
+            if policy != "least_used":
+                self.assert_all_nodes_used(got, policy)
         # The copysets and groups themselves span the zones (3 zones of 3, 2 and 2 nodes).
         _, sets = self.family("min_copy/3")
         for s in sets:
