@@ -3,9 +3,16 @@
 #include "common/log.h"
 #include "metadata/catalog.h"
 #include "metadata/placement.h"
+#include "protos/descriptor_set.h"
 #include "services/daemon.h"
+#include "services/metadata_probe.h"
 #include "services/metadata_service.h"
+#include "services/metrics.h"
+#include "services/metrics_http.h"
+#include "services/readiness.h"
 #include "services/rpc/grpclog.h"
+#include "services/rpc/health.h"
+#include "services/rpc/reflection.h"
 #include "services/rpc/server.h"
 
 #include <getopt.h>
@@ -28,6 +35,8 @@ static void usage(FILE *out)
         "  --listen ADDR             address to serve on (default 127.0.0.1:7000; port 0 = any)\n"
         "  --threads N               worker threads (default 4)\n"
         "  --ready-file PATH         write the served address here once ready\n"
+        "  --metrics-listen ADDR     serve Prometheus metrics over HTTP on ADDR (GET /metrics,\n"
+        "                            /healthz); default off\n"
         "  --log-level LEVEL         debug, info, warn or error (default info)\n"
         "  --replicas K              default replicas per fragment (default 3)\n"
         "  --fragments F             default fragments per file (default 4)\n"
@@ -48,6 +57,7 @@ struct options {
     const char *db;
     const char *listen;
     const char *ready_file;
+    const char *metrics_listen;
     long long threads;
     long long grace_ms;
     enum dfs_log_level level;
@@ -73,6 +83,7 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         O_SCATTER,
         O_GROUP,
         O_GRACE,
+        O_METRICS,
         O_HELP,
         O_VERSION,
     };
@@ -93,6 +104,7 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         {"scatter-width", required_argument, NULL, O_SCATTER},
         {"group-size", required_argument, NULL, O_GROUP},
         {"grace-ms", required_argument, NULL, O_GRACE},
+        {"metrics-listen", required_argument, NULL, O_METRICS},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -169,6 +181,9 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         case O_GRACE:
             rc = dfs_daemon_parse_int("--grace-ms", optarg, 0, 600000, &o->grace_ms, err);
             break;
+        case O_METRICS:
+            o->metrics_listen = optarg;
+            break;
         case O_HELP:
             usage(stdout);
             exit(0);
@@ -208,21 +223,56 @@ int main(int argc, char **argv)
     dfs_catalog *cat = NULL;
     dfs_metadata_service *svc = NULL;
     dfs_rpc_server *srv = NULL;
+    /* Inspection: health and reflection on the gRPC port, metrics on their own port. */
+    static const char *const health_names[] = {"", "dfs.v1.Metadata"};
+    dfs_rpc_health *health = NULL;
+    dfs_rpc_reflection *refl = NULL;
+    dfs_metrics *metrics = NULL;
+    dfs_metrics_http *http = NULL;
+    dfs_readiness *ready = NULL;
+    struct dfs_metadata_probe probe = {.db_path = o.db};
     int status = 1;
     struct dfs_rpc_server_config scfg = {.listen = o.listen, .threads = (int)o.threads};
+    struct dfs_metrics_config mcfg = {.program = PROG, .version = VERSION};
     if (dfs_catalog_open(o.db, &cat, &err) != DFS_OK ||
         dfs_metadata_service_create(cat, &o.cfg, &svc, &err) != DFS_OK ||
+        dfs_rpc_health_create(&health, &err) != DFS_OK ||
+        dfs_rpc_reflection_create(dfs_descriptor_set, dfs_descriptor_set_size, &refl, &err) !=
+            DFS_OK ||
+        dfs_metrics_create(&mcfg, &metrics, &err) != DFS_OK ||
         dfs_rpc_server_create(&scfg, &srv, &err) != DFS_OK ||
         dfs_metadata_service_register(svc, srv, &err) != DFS_OK ||
+        dfs_rpc_health_register(health, srv, &err) != DFS_OK ||
+        dfs_rpc_reflection_register(refl, srv, &err) != DFS_OK ||
+        dfs_metrics_watch_server(metrics, srv, &err) != DFS_OK ||
         dfs_rpc_server_start(srv, &err) != DFS_OK ||
         dfs_metadata_service_start(svc, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start");
+        goto out;
+    }
+    probe.cat = cat;
+    struct dfs_readiness_config rcfg = {
+        .health = health,
+        .services = health_names,
+        .nservices = sizeof health_names / sizeof health_names[0],
+        .liveness = "liveness",
+        .check = dfs_metadata_probe_check,
+        .arg = &probe,
+    };
+    struct dfs_metrics_http_config hcfg = {
+        .listen = o.metrics_listen, .metrics = metrics, .health = health};
+    if (dfs_readiness_start(&rcfg, &ready, &err) != DFS_OK ||
+        dfs_metrics_add_collector(metrics, dfs_readiness_collect, ready, &err) != DFS_OK ||
+        dfs_metrics_add_collector(metrics, dfs_metadata_probe_collect, &probe, &err) != DFS_OK ||
+        (o.metrics_listen != NULL && dfs_metrics_http_start(&hcfg, &http, &err) != DFS_OK)) {
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start");
         goto out;
     }
     char addr[300];
     if (dfs_daemon_advertise(o.listen, dfs_rpc_server_port(srv), addr, sizeof addr, NULL) != DFS_OK)
         snprintf(addr, sizeof addr, "localhost:%d", dfs_rpc_server_port(srv));
-    dfs_log(DFS_LOG_INFO, "serving addr=%s db=%s version=" VERSION, addr, o.db);
+    dfs_log(DFS_LOG_INFO, "serving addr=%s db=%s metrics=%s version=" VERSION, addr, o.db,
+            http != NULL ? dfs_metrics_http_address(http) : "off");
     if (o.ready_file != NULL) {
         char line[320];
         snprintf(line, sizeof line, "%s\n", addr);
@@ -232,14 +282,25 @@ int main(int argc, char **argv)
         }
     }
     int sig = dfs_daemon_wait_signal(&signals);
+    /* NOT_SERVING first: health watchers and probes learn of the stop while the port is open. */
+    dfs_rpc_health_shutdown(health);
     dfs_log(DFS_LOG_INFO, "stopping signal=%d grace_ms=%lld", sig, o.grace_ms);
     status = 0;
 out:
     free(err);
+    if (health != NULL)
+        dfs_rpc_health_shutdown(health);
+    /* Calls in flight finish (or are cancelled), then the scrapes and checks that read the
+       catalog stop, then everything goes. */
     if (srv != NULL)
         dfs_rpc_server_stop(srv, o.grace_ms);
+    dfs_metrics_http_stop(http);
+    dfs_readiness_stop(ready);
     dfs_metadata_service_destroy(svc);
     dfs_rpc_server_destroy(srv);
+    dfs_rpc_reflection_destroy(refl);
+    dfs_rpc_health_destroy(health);
+    dfs_metrics_destroy(metrics);
     dfs_catalog_close(cat);
     if (status == 0)
         dfs_log(DFS_LOG_INFO, "stopped");

@@ -1,13 +1,22 @@
 /* dfs-storage: a storage node. Flags -> config -> wiring; the work is in storage_service/heartbeat. */
 #include "common/err.h"
 #include "common/log.h"
+#include "common/units.h"
+#include "protos/descriptor_set.h"
 #include "services/daemon.h"
 #include "services/heartbeat.h"
+#include "services/metrics.h"
+#include "services/metrics_http.h"
+#include "services/readiness.h"
 #include "services/rpc/grpclog.h"
+#include "services/rpc/health.h"
+#include "services/rpc/reflection.h"
 #include "services/rpc/server.h"
+#include "services/storage_probe.h"
 #include "services/storage_service.h"
 #include "storage/frag_store.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,8 +41,15 @@ static void usage(FILE *out)
         "  --advertise HOST:PORT     address to register (default: the listen host and the\n"
         "                            bound port; required when listening on a wildcard)\n"
         "  --zone Z                  failure domain (rack, zone) for placement\n"
+        "  --zone-file PATH          read the zone from the first line of PATH (e.g. written by\n"
+        "                            a Kubernetes init container from the node's label)\n"
         "  --threads N               worker threads (default 4)\n"
+        "  --forward-rate RATE       most bytes/s this node sends to the next node of a chain\n"
+        "                            put, per put (500K, 100M, 1G bytes/s; 100Mbit, 1Gbit\n"
+        "                            bits/s; default unlimited; a client's lower rate wins)\n"
         "  --ready-file PATH         write the advertised address here once registered\n"
+        "  --metrics-listen ADDR     serve Prometheus metrics over HTTP on ADDR (GET /metrics,\n"
+        "                            /healthz); default off\n"
         "  --log-level LEVEL         debug, info, warn or error (default info)\n"
         "  --register-timeout-ms N   give up (exit 1) if not registered by then (default 0 =\n"
         "                            keep trying)\n"
@@ -49,11 +65,44 @@ struct options {
     const char *advertise;
     const char *zone;
     const char *ready_file;
+    const char *metrics_listen;
+    const char *zone_file;
+    char zone_buf[64];
     long long threads;
     long long register_timeout_ms;
     long long grace_ms;
+    uint64_t forward_rate; /* 0 = unlimited */
     enum dfs_log_level level;
 };
+
+/*
+ * The zone from the first line of `path` (surrounding blanks dropped; empty means none) into
+ * buf[cap]. DFS_EINVAL when unreadable, too long or not printable.
+ */
+static int read_zone_file(const char *path, char *buf, size_t cap, char **err)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return dfs_seterr(err, DFS_EINVAL, "--zone-file %s: %s", path, strerror(errno));
+    char line[256] = "";
+    if (fgets(line, sizeof line, f) == NULL)
+        line[0] = '\0';
+    fclose(f);
+    char *p = line;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    size_t n = strlen(p);
+    while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t'))
+        p[--n] = '\0';
+    if (n >= cap)
+        return dfs_seterr(err, DFS_EINVAL, "--zone-file %s: zone longer than %zu bytes", path,
+                          cap - 1);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] < 0x21 || (unsigned char)p[i] > 0x7e)
+            return dfs_seterr(err, DFS_EINVAL, "--zone-file %s: the zone is not printable", path);
+    memcpy(buf, p, n + 1);
+    return DFS_OK;
+}
 
 /* Returns 0, 1 when --help or --version was handled, or DFS_EINVAL with *err. */
 static int parse(int argc, char **argv, struct options *o, char **err)
@@ -67,8 +116,11 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         O_THREADS,
         O_READY,
         O_LOG,
+        O_METRICS,
+        O_ZONE_FILE,
         O_REGISTER_TIMEOUT,
         O_GRACE,
+        O_FORWARD_RATE,
         O_HELP,
         O_VERSION,
     };
@@ -81,8 +133,11 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         {"threads", required_argument, NULL, O_THREADS},
         {"ready-file", required_argument, NULL, O_READY},
         {"log-level", required_argument, NULL, O_LOG},
+        {"metrics-listen", required_argument, NULL, O_METRICS},
+        {"zone-file", required_argument, NULL, O_ZONE_FILE},
         {"register-timeout-ms", required_argument, NULL, O_REGISTER_TIMEOUT},
         {"grace-ms", required_argument, NULL, O_GRACE},
+        {"forward-rate", required_argument, NULL, O_FORWARD_RATE},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -130,6 +185,17 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         case O_GRACE:
             rc = dfs_daemon_parse_int("--grace-ms", optarg, 0, 600000, &o->grace_ms, err);
             break;
+        case O_FORWARD_RATE:
+            rc = dfs_parse_rate(optarg, &o->forward_rate, err);
+            if (rc != DFS_OK)
+                dfs_prefixerr(err, rc, "--forward-rate");
+            break;
+        case O_METRICS:
+            o->metrics_listen = optarg;
+            break;
+        case O_ZONE_FILE:
+            o->zone_file = optarg;
+            break;
         case 'h':
         case O_HELP:
             usage(stdout);
@@ -155,6 +221,13 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         rc = dfs_seterr(err, DFS_EINVAL, "--metadata must be HOST:PORT, not '%s'", o->metadata);
     if (rc == DFS_OK && o->listen[0] == '\0')
         rc = dfs_seterr(err, DFS_EINVAL, "--listen needs an address");
+    if (rc == DFS_OK && o->zone_file != NULL) {
+        if (o->zone[0] != '\0')
+            rc = dfs_seterr(err, DFS_EINVAL, "--zone and --zone-file exclude each other");
+        else
+            rc = read_zone_file(o->zone_file, o->zone_buf, sizeof o->zone_buf, err);
+        o->zone = o->zone_buf;
+    }
     if (rc == DFS_OK && o->advertise != NULL && strrchr(o->advertise, ':') == NULL)
         rc = dfs_seterr(err, DFS_EINVAL, "--advertise must be HOST:PORT, not '%s'", o->advertise);
     return rc;
@@ -208,13 +281,33 @@ int main(int argc, char **argv)
     dfs_storage_service *svc = NULL;
     dfs_rpc_server *srv = NULL;
     dfs_heartbeat *hb = NULL;
+    /* Inspection: health and reflection on the gRPC port, metrics on their own port. */
+    static const char *const health_names[] = {"", "dfs.v1.Storage"};
+    dfs_rpc_health *health = NULL;
+    dfs_rpc_reflection *refl = NULL;
+    dfs_metrics *metrics = NULL;
+    dfs_metrics_http *http = NULL;
+    dfs_readiness *ready = NULL;
+    struct dfs_storage_probe probe = {.data_dir = o.data};
+    struct dfs_metrics_config mcfg = {.program = PROG, .version = VERSION};
     int status = 1;
     int sig = 0;
     struct dfs_rpc_server_config scfg = {.listen = o.listen, .threads = (int)o.threads};
+    /* The advertised address is also the service's loop check for chain puts; without
+       --advertise it is known only once the port is bound (set below). */
+    struct dfs_storage_service_config cfg = {.forward_rate = o.forward_rate,
+                                             .advertise = o.advertise};
     if (dfs_frag_store_open(o.data, NULL, &store, &err) != DFS_OK ||
-        dfs_storage_service_create(store, NULL, &svc, &err) != DFS_OK ||
+        dfs_storage_service_create(store, &cfg, &svc, &err) != DFS_OK ||
+        dfs_rpc_health_create(&health, &err) != DFS_OK ||
+        dfs_rpc_reflection_create(dfs_descriptor_set, dfs_descriptor_set_size, &refl, &err) !=
+            DFS_OK ||
+        dfs_metrics_create(&mcfg, &metrics, &err) != DFS_OK ||
         dfs_rpc_server_create(&scfg, &srv, &err) != DFS_OK ||
         dfs_storage_service_register(svc, srv, &err) != DFS_OK ||
+        dfs_rpc_health_register(health, srv, &err) != DFS_OK ||
+        dfs_rpc_reflection_register(refl, srv, &err) != DFS_OK ||
+        dfs_metrics_watch_server(metrics, srv, &err) != DFS_OK ||
         dfs_rpc_server_start(srv, &err) != DFS_OK) {
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start");
         goto out;
@@ -224,6 +317,10 @@ int main(int argc, char **argv)
         snprintf(addr, sizeof addr, "%s", o.advertise);
     } else if (dfs_daemon_advertise(o.listen, dfs_rpc_server_port(srv), addr, sizeof addr, &err) !=
                DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err);
+        goto out;
+    }
+    if (dfs_storage_service_set_advertise(svc, addr, &err) != DFS_OK) {
         fprintf(stderr, PROG ": %s\n", err);
         goto out;
     }
@@ -239,8 +336,35 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start the heartbeat");
         goto out;
     }
-    dfs_log(DFS_LOG_INFO, "listening addr=%s listen=%s node=%s data=%s zone=%s version=" VERSION,
-            addr, o.listen, node, o.data, o.zone[0] != '\0' ? o.zone : "-");
+    probe.store = store;
+    probe.svc = svc;
+    probe.hb = hb;
+    struct dfs_readiness_config rcfg = {
+        .health = health,
+        .services = health_names,
+        .nservices = sizeof health_names / sizeof health_names[0],
+        .liveness = "liveness",
+        .check = dfs_storage_probe_check,
+        .arg = &probe,
+        .interval_ms = 2000,
+    };
+    struct dfs_metrics_http_config mhcfg = {
+        .listen = o.metrics_listen, .metrics = metrics, .health = health};
+    if (dfs_readiness_start(&rcfg, &ready, &err) != DFS_OK ||
+        dfs_metrics_add_collector(metrics, dfs_readiness_collect, ready, &err) != DFS_OK ||
+        dfs_metrics_add_collector(metrics, dfs_storage_probe_collect, &probe, &err) != DFS_OK ||
+        (o.metrics_listen != NULL && dfs_metrics_http_start(&mhcfg, &http, &err) != DFS_OK)) {
+        fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start");
+        goto out;
+    }
+    char rate[32] = "unlimited";
+    if (o.forward_rate > 0)
+        dfs_format_rate((double)o.forward_rate, rate, sizeof rate);
+    dfs_log(DFS_LOG_INFO,
+            "listening addr=%s listen=%s node=%s data=%s zone=%s forward_rate=\"%s\" metrics=%s "
+            "version=" VERSION,
+            addr, o.listen, node, o.data, o.zone[0] != '\0' ? o.zone : "-", rate,
+            http != NULL ? dfs_metrics_http_address(http) : "off");
 
     int w = wait_registered(hb, &signals, o.register_timeout_ms);
     if (w < 0) {
@@ -253,6 +377,8 @@ int main(int argc, char **argv)
     if (w > 0) {
         sig = w;
     } else {
+        /* Registered: healthy from now on if the disk agrees, before anyone is told. */
+        dfs_readiness_check_now(ready);
         if (o.ready_file != NULL) {
             char line[320];
             snprintf(line, sizeof line, "%s\n", addr);
@@ -271,16 +397,26 @@ int main(int argc, char **argv)
                         "ignoring signal (only SIGTERM and SIGINT stop the node) signal=%d", s);
         }
     }
+    /* NOT_SERVING first: health watchers and probes learn of the stop while the port is open. */
+    dfs_rpc_health_shutdown(health);
     dfs_log(DFS_LOG_INFO, "stopping signal=%d grace_ms=%lld", sig, o.grace_ms);
     status = 0;
 out:
     free(err);
-    /* Heartbeat first (the node stops announcing itself), then calls in flight, then the store. */
+    if (health != NULL)
+        dfs_rpc_health_shutdown(health);
+    /* Readiness and the metrics endpoint (both read the heartbeat), then the heartbeat (the
+       node stops announcing itself), then calls in flight, then the store. */
+    dfs_readiness_stop(ready);
+    dfs_metrics_http_stop(http);
     dfs_heartbeat_stop(hb);
     if (srv != NULL)
         dfs_rpc_server_stop(srv, status == 0 ? o.grace_ms : 0);
     dfs_rpc_server_destroy(srv);
     dfs_storage_service_destroy(svc);
+    dfs_rpc_reflection_destroy(refl);
+    dfs_rpc_health_destroy(health);
+    dfs_metrics_destroy(metrics);
     dfs_frag_store_close(store);
     if (status == 0)
         dfs_log(DFS_LOG_INFO, "stopped");

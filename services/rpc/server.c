@@ -66,6 +66,8 @@ struct dfs_rpc_server {
     bool stopped;
     bool shutdown_done;
     dfs_rpc_tag shutdown_tag;
+
+    struct dfs_rpc_observer observer; /* call_done NULL: none */
 };
 
 /* A tag that knows its call. */
@@ -82,6 +84,11 @@ struct call_op {
 struct dfs_rpc_call {
     dfs_rpc_server *srv;
     const struct dfs_rpc_method *method;
+    int method_index;
+    /* For the observer: arrival time and message bytes so far (touched by the call's batches,
+       which never run at once for one direction; read once every operation has completed). */
+    int64_t start_ns;
+    uint64_t bytes_in, bytes_out;
     struct worker *w;
     grpc_call *call;
     gpr_timespec deadline;
@@ -118,10 +125,26 @@ struct dfs_rpc_call {
     void (*release)(void *state);
 };
 
+static void observe(dfs_rpc_call *c)
+{
+    const struct dfs_rpc_observer *o = &c->srv->observer;
+    if (o->call_done == NULL)
+        return;
+    struct dfs_rpc_call_record rec = {
+        .method = c->method_index,
+        .status = c->cancelled ? GRPC_STATUS_CANCELLED : dfs_rpc_status_from_err(c->fin_code),
+        .latency_ns = dfs_rpc_now_ns() - c->start_ns,
+        .bytes_in = c->bytes_in,
+        .bytes_out = c->bytes_out,
+    };
+    o->call_done(o->arg, &rec);
+}
+
 static void call_unref(dfs_rpc_call *c)
 {
     if (atomic_fetch_sub(&c->refs, 1) != 1)
         return;
+    observe(c);
     if (c->release != NULL)
         c->release(c->state);
     if (c->request != NULL)
@@ -214,6 +237,8 @@ static void recv_done(dfs_rpc_tag *tag, bool ok)
     grpc_byte_buffer *bb = c->recv_bb;
     c->recv_bb = NULL;
     c->recv_busy = false;
+    if (bb != NULL)
+        c->bytes_in += grpc_byte_buffer_length(bb);
     int status = DFS_OK;
     if (!ok) {
         status = DFS_ECANCELED;
@@ -301,6 +326,7 @@ int dfs_rpc_call_send_raw(dfs_rpc_call *call, grpc_byte_buffer *bb, dfs_rpc_sent
     ops[n++].data.send_message.send_message = bb;
     c->initial_md_sent = true;
     c->send_bb = bb;
+    c->bytes_out += grpc_byte_buffer_length(bb);
     c->sent_cb = cb;
     c->sent_arg = arg;
     c->send_busy = true;
@@ -309,6 +335,7 @@ int dfs_rpc_call_send_raw(dfs_rpc_call *call, grpc_byte_buffer *bb, dfs_rpc_sent
         c->initial_md_sent = sent_md;
         c->send_busy = false;
         c->send_bb = NULL;
+        c->bytes_out -= grpc_byte_buffer_length(bb);
         grpc_byte_buffer_destroy(bb);
         atomic_fetch_sub(&c->refs, 1);
         return DFS_EINTERNAL;
@@ -347,6 +374,7 @@ static void start_finish(dfs_rpc_call *c)
     if (c->fin_bb != NULL) {
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = c->fin_bb;
+        c->bytes_out += grpc_byte_buffer_length(c->fin_bb);
     }
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = dfs_rpc_status_from_err(c->fin_code);
@@ -426,6 +454,8 @@ static void start_call(struct request_slot *s)
     }
     c->srv = srv;
     c->method = m;
+    c->method_index = s->method;
+    c->start_ns = dfs_rpc_now_ns();
     c->w = s->w;
     c->call = s->call;
     c->deadline = s->deadline;
@@ -449,6 +479,8 @@ static void start_call(struct request_slot *s)
     if (grpc_call_start_batch(c->call, &op, 1, &c->close_op.tag, NULL) != GRPC_CALL_OK)
         atomic_fetch_sub(&c->refs, 1);
 
+    if (payload != NULL)
+        c->bytes_in += grpc_byte_buffer_length(payload);
     if (m->kind == DFS_RPC_UNARY || m->kind == DFS_RPC_SERVER_STREAMING) {
         if (payload == NULL) {
             dfs_rpc_call_fail(c, DFS_EINVAL, "%s: the request message is missing", m->name);
@@ -487,6 +519,11 @@ static void unimplemented_done(dfs_rpc_tag *tag, bool ok)
 
 static void answer_unimplemented(struct request_slot *s)
 {
+    const struct dfs_rpc_observer *o = &s->srv->observer;
+    if (o->call_done != NULL) {
+        struct dfs_rpc_call_record rec = {.method = -1, .status = GRPC_STATUS_UNIMPLEMENTED};
+        o->call_done(o->arg, &rec);
+    }
     struct unimplemented_call *u = calloc(1, sizeof *u);
     char msg[512];
     snprintf(msg, sizeof msg, "unknown method %.*s", (int)GRPC_SLICE_LENGTH(s->details.method),
@@ -684,6 +721,25 @@ int dfs_rpc_server_start(dfs_rpc_server *srv, char **errmsg)
 int dfs_rpc_server_port(const dfs_rpc_server *srv)
 {
     return srv->port;
+}
+
+size_t dfs_rpc_server_method_count(const dfs_rpc_server *srv)
+{
+    return srv->nmethods;
+}
+
+const struct dfs_rpc_method *dfs_rpc_server_method(const dfs_rpc_server *srv, size_t i)
+{
+    return i < srv->nmethods ? &srv->methods[i].m : NULL;
+}
+
+int dfs_rpc_server_set_observer(dfs_rpc_server *srv, const struct dfs_rpc_observer *obs,
+                                char **errmsg)
+{
+    if (srv->started)
+        return dfs_seterr(errmsg, DFS_EINTERNAL, "the observer must be set before start");
+    srv->observer = *obs;
+    return DFS_OK;
 }
 
 void dfs_rpc_server_stop(dfs_rpc_server *srv, int64_t grace_ms)

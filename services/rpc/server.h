@@ -5,6 +5,7 @@
 #include "services/rpc/loop.h"
 
 #include <grpc/byte_buffer.h>
+#include <grpc/status.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -79,6 +80,40 @@ void dfs_rpc_server_stop(dfs_rpc_server *srv, int64_t grace_ms);
 
 /* Stop (with no grace) if still running, and free. Accepts NULL. */
 void dfs_rpc_server_destroy(dfs_rpc_server *srv);
+
+/* ---- inspection hooks: what health, reflection and metrics need from a server ---- */
+
+/*
+ * The registered methods, in registration order: how many, and the i-th (borrowed from the
+ * server; NULL when i is out of range). The list only changes before start, so once the server
+ * has started it may be read from any thread.
+ */
+size_t dfs_rpc_server_method_count(const dfs_rpc_server *srv);
+const struct dfs_rpc_method *dfs_rpc_server_method(const dfs_rpc_server *srv, size_t i);
+
+/* What the server tells an observer about one call that has ended. */
+struct dfs_rpc_call_record {
+    int method;              /* index for dfs_rpc_server_method; -1: a method nobody registered */
+    grpc_status_code status; /* the status sent; CANCELLED when the client cancelled, the deadline
+                                passed or the connection dropped before the status went out */
+    int64_t latency_ns;      /* from the call's arrival to its end */
+    uint64_t bytes_in;       /* message bytes received (serialized size, before any compression) */
+    uint64_t bytes_out;      /* message bytes sent */
+};
+
+/*
+ * An observer of finished calls (metrics). call_done runs once per call, on the worker thread of
+ * the call, after the call's last operation completed and before its state is freed: it must be
+ * thread-safe, quick, and must not call back into the server.
+ */
+struct dfs_rpc_observer {
+    void (*call_done)(void *arg, const struct dfs_rpc_call_record *rec);
+    void *arg; /* borrowed: must outlive the server's calls (until dfs_rpc_server_stop returns) */
+};
+
+/* Set the observer (copied); before dfs_rpc_server_start. DFS_EINTERNAL once started. */
+int dfs_rpc_server_set_observer(dfs_rpc_server *srv, const struct dfs_rpc_observer *obs,
+                                char **errmsg);
 
 /* ---- verbs on a call (loop thread of the call, unless said otherwise) ---- */
 
