@@ -28,6 +28,8 @@ struct dfs_heartbeat {
     int64_t rpc_timeout_ms, retry_max_ms;
     dfs_rpc_channel *ch;
     pthread_t thread;
+    void (*on_registered)(void *arg);
+    void *on_registered_arg;
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -163,6 +165,8 @@ static void *run(void *arg)
             hb->registered = true;
             pthread_cond_broadcast(&hb->cv);
             pthread_mutex_unlock(&hb->mu);
+            if (hb->on_registered != NULL)
+                hb->on_registered(hb->on_registered_arg);
         } else {
             bool still_known = true;
             int rc = call_heartbeat(hb, &interval_ms, &still_known, &err);
@@ -228,6 +232,8 @@ int dfs_heartbeat_start(const struct dfs_heartbeat_config *cfg, dfs_heartbeat **
     hb->address = strdup(cfg->address);
     hb->zone = strdup(cfg->zone != NULL ? cfg->zone : "");
     hb->store = cfg->store;
+    hb->on_registered = cfg->on_registered;
+    hb->on_registered_arg = cfg->on_registered_arg;
     hb->rpc_timeout_ms = cfg->rpc_timeout_ms > 0 ? cfg->rpc_timeout_ms : DEFAULT_RPC_TIMEOUT_MS;
     hb->retry_max_ms = cfg->retry_max_ms > 0 ? cfg->retry_max_ms : DEFAULT_RETRY_MAX_MS;
     pthread_mutex_init(&hb->mu, NULL);

@@ -33,6 +33,12 @@ struct dfs_heartbeat_config {
     dfs_frag_store *store;  /* borrowed: must stay open until dfs_heartbeat_stop returns */
     int64_t rpc_timeout_ms; /* deadline of each call; 0 means 2000 */
     int64_t retry_max_ms;   /* longest wait between registration tries; 0 means 2000 */
+    /* Called on the heartbeat thread right after every successful RegisterNode (the first, and
+       each one after the catalog forgot the node): what must follow a registration (the
+       inventory report) starts here. It must return quickly (hand the work to another thread)
+       and must not call back into the heartbeat. NULL: none. arg is borrowed. */
+    void (*on_registered)(void *arg);
+    void *on_registered_arg;
 };
 
 /*

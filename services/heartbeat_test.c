@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -285,6 +286,42 @@ static void test_reregisters_when_forgotten(void **state)
     fake_stop(&f->fk);
 }
 
+static void count_hook(void *arg)
+{
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+static void test_hook_after_every_registration(void **state)
+{
+    struct fx *f = *state;
+    fake_start(&f->fk, 20);
+    f->fk.fail_registers = 2;
+    atomic_int hooks = 0;
+    struct dfs_heartbeat_config cfg = {
+        .metadata = f->fk.addr,
+        .node_id = dfs_frag_store_node_id(f->store),
+        .address = "127.0.0.1:7777",
+        .store = f->store,
+        .on_registered = count_hook,
+        .on_registered_arg = &hooks,
+    };
+    dfs_heartbeat *hb = NULL;
+    assert_int_equal(dfs_heartbeat_start(&cfg, &hb, NULL), DFS_OK);
+    assert_true(dfs_heartbeat_wait_registered(hb, 10000));
+    assert_true(fake_wait(&f->fk, &f->fk.heartbeats, 1, 10000));
+    /* Two failed tries did not count; the success did, before any heartbeat. */
+    assert_int_equal(atomic_load(&hooks), 1);
+    pthread_mutex_lock(&f->fk.mu);
+    f->fk.forget = 1;
+    pthread_mutex_unlock(&f->fk.mu);
+    assert_true(fake_wait(&f->fk, &f->fk.registers, 4, 10000));
+    int hbs = fake_get(&f->fk, &f->fk.heartbeats);
+    assert_true(fake_wait(&f->fk, &f->fk.heartbeats, hbs + 1, 10000));
+    assert_int_equal(atomic_load(&hooks), 2);
+    stop_quickly(hb, 1000);
+    fake_stop(&f->fk);
+}
+
 static void test_retries_registration(void **state)
 {
     struct fx *f = *state;
@@ -394,6 +431,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_registers_then_heartbeats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reregisters_when_forgotten, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retries_registration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hook_after_every_registration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_failures_keep_trying, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_metadata, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_is_immediate, setup, teardown),

@@ -5,6 +5,7 @@
 #include "protos/descriptor_set.h"
 #include "services/daemon.h"
 #include "services/heartbeat.h"
+#include "services/inventory.h"
 #include "services/metrics.h"
 #include "services/metrics_http.h"
 #include "services/readiness.h"
@@ -12,6 +13,7 @@
 #include "services/rpc/health.h"
 #include "services/rpc/reflection.h"
 #include "services/rpc/server.h"
+#include "services/scrubber.h"
 #include "services/storage_probe.h"
 #include "services/storage_service.h"
 #include "storage/frag_store.h"
@@ -19,6 +21,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +29,12 @@
 
 #define PROG    "dfs-storage"
 #define VERSION "0.1.0"
+
+#define DEFAULT_SCRUB_RATE     (16u << 20)
+#define DEFAULT_SCRUB_INTERVAL 3600
+/* The first scrub pass starts after the interval, or this many seconds if that is sooner: a
+   restarted node checks its disk soon, and --scrub-interval 1 gives quick passes for tests. */
+#define SCRUB_FIRST_MAX_S      10
 
 static void usage(FILE *out)
 {
@@ -44,9 +53,16 @@ static void usage(FILE *out)
         "  --zone-file PATH          read the zone from the first line of PATH (e.g. written by\n"
         "                            a Kubernetes init container from the node's label)\n"
         "  --threads N               worker threads (default 4)\n"
-        "  --forward-rate RATE       most bytes/s this node sends to the next node of a chain\n"
-        "                            put, per put (500K, 100M, 1G bytes/s; 100Mbit, 1Gbit\n"
-        "                            bits/s; default unlimited; a client's lower rate wins)\n"
+        "  --forward-rate RATE       most bytes/s this node sends to each next node of chain\n"
+        "                            puts, all puts to it together (500K, 100M, 1G bytes/s;\n"
+        "                            100Mbit, 1Gbit bits/s; default unlimited; a client's\n"
+        "                            lower rate wins)\n"
+        "  --repair-rate RATE        most bytes/s this node reads to repair fragments, all\n"
+        "                            repairs together (same units; default 0 = unlimited)\n"
+        "  --scrub-rate RATE         bytes/s of the background re-read of every fragment\n"
+        "                            (default 16M; 0 = no scrubbing)\n"
+        "  --scrub-interval SECONDS  pause between scrub passes (default 3600; the first pass\n"
+        "                            starts after min(SECONDS, 10))\n"
         "  --ready-file PATH         write the advertised address here once registered\n"
         "  --metrics-listen ADDR     serve Prometheus metrics over HTTP on ADDR (GET /metrics,\n"
         "                            /healthz); default off\n"
@@ -72,6 +88,9 @@ struct options {
     long long register_timeout_ms;
     long long grace_ms;
     uint64_t forward_rate; /* 0 = unlimited */
+    uint64_t repair_rate;  /* 0 = unlimited */
+    uint64_t scrub_rate;   /* 0 = no scrubber */
+    long long scrub_interval_s;
     enum dfs_log_level level;
 };
 
@@ -104,6 +123,19 @@ static int read_zone_file(const char *path, char *buf, size_t cap, char **err)
     return DFS_OK;
 }
 
+/* A rate flag where "0" means none (unlimited, or off: the flag says which). */
+static int parse_rate_or_zero(const char *flag, const char *arg, uint64_t *out, char **err)
+{
+    if (strcmp(arg, "0") == 0) {
+        *out = 0;
+        return DFS_OK;
+    }
+    int rc = dfs_parse_rate(arg, out, err);
+    if (rc != DFS_OK)
+        dfs_prefixerr(err, rc, "%s", flag);
+    return rc;
+}
+
 /* Returns 0, 1 when --help or --version was handled, or DFS_EINVAL with *err. */
 static int parse(int argc, char **argv, struct options *o, char **err)
 {
@@ -121,6 +153,9 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         O_REGISTER_TIMEOUT,
         O_GRACE,
         O_FORWARD_RATE,
+        O_REPAIR_RATE,
+        O_SCRUB_RATE,
+        O_SCRUB_INTERVAL,
         O_HELP,
         O_VERSION,
     };
@@ -138,6 +173,9 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         {"register-timeout-ms", required_argument, NULL, O_REGISTER_TIMEOUT},
         {"grace-ms", required_argument, NULL, O_GRACE},
         {"forward-rate", required_argument, NULL, O_FORWARD_RATE},
+        {"repair-rate", required_argument, NULL, O_REPAIR_RATE},
+        {"scrub-rate", required_argument, NULL, O_SCRUB_RATE},
+        {"scrub-interval", required_argument, NULL, O_SCRUB_INTERVAL},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -146,6 +184,8 @@ static int parse(int argc, char **argv, struct options *o, char **err)
     o->zone = "";
     o->threads = 4;
     o->grace_ms = 5000;
+    o->scrub_rate = DEFAULT_SCRUB_RATE;
+    o->scrub_interval_s = DEFAULT_SCRUB_INTERVAL;
     o->level = DFS_LOG_INFO;
     opterr = 0;
     int c;
@@ -190,6 +230,16 @@ static int parse(int argc, char **argv, struct options *o, char **err)
             if (rc != DFS_OK)
                 dfs_prefixerr(err, rc, "--forward-rate");
             break;
+        case O_REPAIR_RATE:
+            rc = parse_rate_or_zero("--repair-rate", optarg, &o->repair_rate, err);
+            break;
+        case O_SCRUB_RATE:
+            rc = parse_rate_or_zero("--scrub-rate", optarg, &o->scrub_rate, err);
+            break;
+        case O_SCRUB_INTERVAL:
+            rc = dfs_daemon_parse_int("--scrub-interval", optarg, 1, 30 * 86400,
+                                      &o->scrub_interval_s, err);
+            break;
         case O_METRICS:
             o->metrics_listen = optarg;
             break;
@@ -231,6 +281,12 @@ static int parse(int argc, char **argv, struct options *o, char **err)
     if (rc == DFS_OK && o->advertise != NULL && strrchr(o->advertise, ':') == NULL)
         rc = dfs_seterr(err, DFS_EINVAL, "--advertise must be HOST:PORT, not '%s'", o->advertise);
     return rc;
+}
+
+/* The heartbeat's hook: every registration asks for a full inventory report. */
+static void registered(void *inventory)
+{
+    dfs_inventory_trigger(inventory);
 }
 
 /*
@@ -281,6 +337,8 @@ int main(int argc, char **argv)
     dfs_storage_service *svc = NULL;
     dfs_rpc_server *srv = NULL;
     dfs_heartbeat *hb = NULL;
+    dfs_inventory *inv = NULL;
+    dfs_scrubber *scrub = NULL;
     /* Inspection: health and reflection on the gRPC port, metrics on their own port. */
     static const char *const health_names[] = {"", "dfs.v1.Storage"};
     dfs_rpc_health *health = NULL;
@@ -295,8 +353,8 @@ int main(int argc, char **argv)
     struct dfs_rpc_server_config scfg = {.listen = o.listen, .threads = (int)o.threads};
     /* The advertised address is also the service's loop check for chain puts; without
        --advertise it is known only once the port is bound (set below). */
-    struct dfs_storage_service_config cfg = {.forward_rate = o.forward_rate,
-                                             .advertise = o.advertise};
+    struct dfs_storage_service_config cfg = {
+        .forward_rate = o.forward_rate, .advertise = o.advertise, .repair_rate = o.repair_rate};
     if (dfs_frag_store_open(o.data, NULL, &store, &err) != DFS_OK ||
         dfs_storage_service_create(store, &cfg, &svc, &err) != DFS_OK ||
         dfs_rpc_health_create(&health, &err) != DFS_OK ||
@@ -325,12 +383,21 @@ int main(int argc, char **argv)
         goto out;
     }
     const char *node = dfs_frag_store_node_id(store);
+    /* The inventory waits for the heartbeat's word after every registration (the first one, and
+       each one after the metadata service forgot the node or restarted). */
+    struct dfs_inventory_config icfg = {.store = store, .metadata = o.metadata, .node_id = node};
+    if (dfs_inventory_start(&icfg, &inv, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start the inventory");
+        goto out;
+    }
     struct dfs_heartbeat_config hcfg = {
         .metadata = o.metadata,
         .node_id = node,
         .address = addr,
         .zone = o.zone,
         .store = store,
+        .on_registered = registered,
+        .on_registered_arg = inv,
     };
     if (dfs_heartbeat_start(&hcfg, &hb, &err) != DFS_OK) {
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start the heartbeat");
@@ -357,14 +424,19 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start");
         goto out;
     }
-    char rate[32] = "unlimited";
+    char rate[32] = "unlimited", repair_rate[32] = "unlimited", scrub_rate[32] = "off";
     if (o.forward_rate > 0)
         dfs_format_rate((double)o.forward_rate, rate, sizeof rate);
+    if (o.repair_rate > 0)
+        dfs_format_rate((double)o.repair_rate, repair_rate, sizeof repair_rate);
+    if (o.scrub_rate > 0)
+        dfs_format_rate((double)o.scrub_rate, scrub_rate, sizeof scrub_rate);
     dfs_log(DFS_LOG_INFO,
-            "listening addr=%s listen=%s node=%s data=%s zone=%s forward_rate=\"%s\" metrics=%s "
+            "listening addr=%s listen=%s node=%s data=%s zone=%s forward_rate=\"%s\" "
+            "repair_rate=\"%s\" scrub_rate=\"%s\" scrub_interval_s=%lld metrics=%s "
             "version=" VERSION,
-            addr, o.listen, node, o.data, o.zone[0] != '\0' ? o.zone : "-", rate,
-            http != NULL ? dfs_metrics_http_address(http) : "off");
+            addr, o.listen, node, o.data, o.zone[0] != '\0' ? o.zone : "-", rate, repair_rate,
+            scrub_rate, o.scrub_interval_s, http != NULL ? dfs_metrics_http_address(http) : "off");
 
     int w = wait_registered(hb, &signals, o.register_timeout_ms);
     if (w < 0) {
@@ -387,6 +459,23 @@ int main(int argc, char **argv)
                 goto out;
             }
         }
+        if (o.scrub_rate > 0) {
+            long long first_s =
+                o.scrub_interval_s < SCRUB_FIRST_MAX_S ? o.scrub_interval_s : SCRUB_FIRST_MAX_S;
+            struct dfs_scrubber_config sccfg = {
+                .store = store,
+                .metadata = o.metadata,
+                .node_id = node,
+                .rate = o.scrub_rate,
+                .interval_ms = o.scrub_interval_s * 1000,
+                .first_delay_ms = first_s * 1000,
+            };
+            if (dfs_scrubber_start(&sccfg, &scrub, &err) != DFS_OK) {
+                fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start the scrubber");
+                goto out;
+            }
+            atomic_store(&probe.scrubber, scrub);
+        }
         dfs_log(DFS_LOG_INFO, "ready addr=%s node=%s", addr, node);
         while (sig == 0) {
             int s = dfs_daemon_wait_signal(&signals);
@@ -405,11 +494,14 @@ out:
     free(err);
     if (health != NULL)
         dfs_rpc_health_shutdown(health);
-    /* Readiness and the metrics endpoint (both read the heartbeat), then the heartbeat (the
-       node stops announcing itself), then calls in flight, then the store. */
+    /* Readiness and the metrics endpoint (both read the heartbeat and the scrubber), then the
+       heartbeat (the node stops announcing itself, and triggers no more inventories), the
+       scrubber and the inventory, then calls in flight (repairs included), then the store. */
     dfs_readiness_stop(ready);
     dfs_metrics_http_stop(http);
     dfs_heartbeat_stop(hb);
+    dfs_scrubber_stop(scrub);
+    dfs_inventory_stop(inv);
     if (srv != NULL)
         dfs_rpc_server_stop(srv, status == 0 ? o.grace_ms : 0);
     dfs_rpc_server_destroy(srv);

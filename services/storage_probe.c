@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,30 @@ void dfs_storage_probe_collect(void *arg, dfs_metrics_writer *w)
                             ss.bytes_received);
         dfs_metrics_counter(w, "dfs_storage_data_sent_bytes_total",
                             "Fragment data bytes handed to gRPC by GetFragment.", ss.bytes_sent);
+        dfs_metrics_family(w, "dfs_storage_repairs_total", "counter",
+                           "RepairFragment calls ended, by outcome (ok: the fragment is here).");
+        dfs_metrics_sample_u64(w, "dfs_storage_repairs_total", "result=\"ok\"", ss.repairs_ok);
+        dfs_metrics_sample_u64(w, "dfs_storage_repairs_total", "result=\"failed\"",
+                               ss.repairs_failed);
+        dfs_metrics_gauge(w, "dfs_storage_repairs_active",
+                          "RepairFragment calls queued or running.", (double)ss.repairs_active);
+        dfs_metrics_counter(w, "dfs_storage_repair_read_bytes_total",
+                            "Data bytes repairs read from other nodes (held to --repair-rate).",
+                            ss.repair_bytes_read);
+    }
+    dfs_scrubber *scrub = atomic_load(&p->scrubber);
+    if (scrub != NULL) {
+        struct dfs_scrubber_stats sc;
+        dfs_scrubber_stats(scrub, &sc);
+        dfs_metrics_counter(w, "dfs_storage_scrub_passes_total", "Scrub passes completed.",
+                            sc.passes);
+        dfs_metrics_counter(w, "dfs_storage_scrub_fragments_total",
+                            "Fragments re-read by the scrubber.", sc.fragments_checked);
+        dfs_metrics_counter(w, "dfs_storage_scrub_bytes_total",
+                            "Data bytes re-read by the scrubber.", sc.bytes_checked);
+        dfs_metrics_counter(w, "dfs_storage_scrub_corrupt_total",
+                            "Corrupt or unreadable fragments found (at every pass).",
+                            sc.corrupt_found);
     }
     if (p->hb != NULL) {
         char *last = dfs_heartbeat_last_error(p->hb);

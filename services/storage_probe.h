@@ -4,6 +4,7 @@
 
 #include "services/heartbeat.h"
 #include "services/metrics.h"
+#include "services/scrubber.h"
 #include "services/storage_service.h"
 #include "storage/frag_store.h"
 
@@ -16,6 +17,9 @@ struct dfs_storage_probe {
     dfs_storage_service *svc;
     dfs_heartbeat *hb;
     const char *data_dir; /* the --data directory */
+    /* The exception to "not changed after": the scrubber starts once the node has registered,
+       after the metrics endpoint; NULL until then (and when scrubbing is off). */
+    _Atomic(dfs_scrubber *) scrubber;
 };
 
 /* The data disk must keep at least this much free for the node to be ready. */
@@ -37,7 +41,11 @@ int dfs_storage_probe_check(void *probe, char **why);
  * dfs_storage_used_bytes, dfs_storage_capacity_bytes, dfs_storage_free_bytes,
  * dfs_storage_puts_total{result}, dfs_storage_gets_total{result}, dfs_storage_puts_active,
  * dfs_storage_gets_active, dfs_storage_data_received_bytes_total,
- * dfs_storage_data_sent_bytes_total, dfs_storage_registered, dfs_storage_heartbeat_ok.
+ * dfs_storage_data_sent_bytes_total, dfs_storage_repairs_total{result},
+ * dfs_storage_repairs_active, dfs_storage_repair_read_bytes_total, dfs_storage_registered,
+ * dfs_storage_heartbeat_ok, and once the scrubber runs dfs_storage_scrub_passes_total,
+ * dfs_storage_scrub_fragments_total, dfs_storage_scrub_bytes_total,
+ * dfs_storage_scrub_corrupt_total.
  */
 void dfs_storage_probe_collect(void *probe, dfs_metrics_writer *w);
 

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/throttle.h"
 #include "dfs/v1/storage.pb-c.h"
+#include "services/repair.h"
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
 #include "services/rpc/status.h"
@@ -31,10 +32,23 @@
    hold: channels are only freed with the service). */
 #define CHANNELS_MAX 1024
 
-/* A cached channel to one downstream node. */
+/*
+ * The link to one downstream node: the pacing shared by every chain put this node forwards to
+ * that address, on any loop thread (hence the lock), so that the link carries at most the rate
+ * in total, not the rate per put. Each put takes at the rate it runs at (min of its header's
+ * forward_rate and --forward-rate); puts with different rates sharing a link leave the bucket at
+ * the rate of the latest take, so the total stays within the range of their rates.
+ */
+struct link {
+    pthread_mutex_t mu;
+    dfs_bucket bucket;
+};
+
+/* A cached channel to one downstream node, and its link's pacing. */
 struct chan_entry {
     char *addr;
     dfs_rpc_channel *ch;
+    struct link *link; /* allocated on its own: entries move when the cache grows */
 };
 
 struct dfs_storage_service {
@@ -51,6 +65,8 @@ struct dfs_storage_service {
     _Atomic uint64_t puts_active, puts_ok, puts_failed, forwards_failed;
     _Atomic uint64_t gets_active, gets_ok, gets_failed;
     _Atomic uint64_t bytes_received, bytes_sent, bytes_forwarded;
+    dfs_repairer *repairer; /* RepairFragment's workers */
+    _Atomic uint64_t repairs_active;
 };
 
 /* Most CRCs one PutFragment message can carry: one per 64 KiB of the largest message accepted. */
@@ -263,15 +279,50 @@ static bool addr_valid(const char *s)
     return port > 0;
 }
 
-/* The channel to addr, created on first use. Returns 0 and *out (owned by the service). */
+/*
+ * Take n bytes from the link's bucket at `rate` (0: no limit, nothing taken). Returns 0 (send
+ * now) or the nanoseconds to wait before asking again.
+ */
+static int64_t link_take(struct link *l, uint64_t rate, uint64_t n)
+{
+    if (rate == 0)
+        return 0;
+    int64_t now = dfs_rpc_now_ns();
+    pthread_mutex_lock(&l->mu);
+    if ((double)rate != l->bucket.rate) {
+        if (l->bucket.rate > 0)
+            (void)dfs_bucket_take(&l->bucket, 0, now); /* accrue at the old rate up to now */
+        else
+            l->bucket.last_ns = now; /* an idle, unlimited link starts with what it holds */
+        l->bucket.rate = (double)rate;
+    }
+    int64_t wait = dfs_bucket_take(&l->bucket, n, now);
+    pthread_mutex_unlock(&l->mu);
+    return wait;
+}
+
+static void link_refund(struct link *l, uint64_t rate, uint64_t n)
+{
+    if (rate == 0)
+        return;
+    pthread_mutex_lock(&l->mu);
+    dfs_bucket_refund(&l->bucket, n);
+    pthread_mutex_unlock(&l->mu);
+}
+
+/*
+ * The channel to addr and its link, created on first use. Returns 0, *out and *link (owned by
+ * the service).
+ */
 static int channel_for(dfs_storage_service *svc, const char *addr, dfs_rpc_channel **out,
-                       char **err)
+                       struct link **link, char **err)
 {
     int rc = DFS_OK;
     pthread_mutex_lock(&svc->mu);
     for (size_t i = 0; i < svc->nchans; i++) {
         if (strcmp(svc->chans[i].addr, addr) == 0) {
             *out = svc->chans[i].ch;
+            *link = svc->chans[i].link;
             pthread_mutex_unlock(&svc->mu);
             return DFS_OK;
         }
@@ -293,15 +344,21 @@ static int channel_for(dfs_storage_service *svc, const char *addr, dfs_rpc_chann
         struct chan_entry *e = &svc->chans[svc->nchans];
         e->addr = strdup(addr);
         e->ch = NULL;
-        if (e->addr == NULL)
+        e->link = calloc(1, sizeof *e->link);
+        if (e->addr == NULL || e->link == NULL)
             rc = dfs_seterr(err, DFS_ENOMEM, "out of memory");
         else
             rc = dfs_rpc_channel_create(addr, &e->ch, err);
         if (rc == DFS_OK) {
+            pthread_mutex_init(&e->link->mu, NULL);
+            /* Burst: one message, shared by the link's puts. Unlimited until a put says. */
+            dfs_bucket_init(&e->link->bucket, 0, DFS_STORAGE_CHUNK_MAX, dfs_rpc_now_ns());
             svc->nchans++;
             *out = e->ch;
+            *link = e->link;
         } else {
             free(e->addr);
+            free(e->link);
         }
     }
     pthread_mutex_unlock(&svc->mu);
@@ -337,7 +394,8 @@ struct chain {
     bool send_busy;            /* one send in flight at a time */
     grpc_byte_buffer *pending; /* the next message, waiting for tokens */
     bool want_next;            /* the upstream receive waits for the downstream send */
-    dfs_bucket bucket;
+    struct link *link;         /* the pacing of the link to fwd[0] (owned by the service) */
+    uint64_t rate;             /* bytes/s this put sends at: min(header, node); 0 = no limit */
     dfs_rpc_timer timer;
     int status;                         /* the call's outcome, once ended */
     char *error;                        /* "STATUS: message" when status != DFS_OK */
@@ -602,10 +660,9 @@ static void chain_send_pending(struct put_call *p)
 {
     struct chain *c = p->chain;
     size_t n = grpc_byte_buffer_length(c->pending);
-    int64_t now = dfs_rpc_now_ns();
-    int64_t wait = dfs_bucket_take(&c->bucket, n, now);
+    int64_t wait = link_take(c->link, c->rate, n);
     if (wait > 0) {
-        dfs_rpc_loop_timer_arm(c->loop, &c->timer, now + wait);
+        dfs_rpc_loop_timer_arm(c->loop, &c->timer, dfs_rpc_now_ns() + wait);
         return;
     }
     grpc_byte_buffer *bb = c->pending;
@@ -613,7 +670,7 @@ static void chain_send_pending(struct put_call *p)
     c->send_busy = true;
     if (dfs_rpc_ccall_send_raw(c->dc, bb, false, chain_sent, p) != DFS_OK) {
         c->send_busy = false;
-        dfs_bucket_refund(&c->bucket, n);
+        link_refund(c->link, c->rate, n);
         chain_give_up(p, DFS_EINTERNAL, "cannot send to the next node");
         return;
     }
@@ -698,7 +755,7 @@ static void chain_open(struct put_call *p)
         timeout = left - (left / 10 < 1000 ? left / 10 : 1000);
     dfs_rpc_channel *ch = NULL;
     char *err = NULL;
-    int rc = channel_for(p->svc, c->fwd[0], &ch, &err);
+    int rc = channel_for(p->svc, c->fwd[0], &ch, &c->link, &err);
     if (rc == DFS_OK) {
         rc = dfs_rpc_ccall_start(c->loop, ch, PUT_METHOD, timeout, chain_done, p, &c->dc);
         if (rc != DFS_OK)
@@ -719,7 +776,7 @@ static void chain_open(struct put_call *p)
     dfs_log(DFS_LOG_DEBUG,
             "chain start id=%s size=%" PRIu64 " next=%s hops=%zu rate=%" PRIu64
             " timeout_ms=%" PRId64,
-            p->id, p->size, c->fwd[0], c->nfwd, (uint64_t)c->bucket.rate, timeout);
+            p->id, p->size, c->fwd[0], c->nfwd, c->rate, timeout);
 }
 
 /*
@@ -772,7 +829,7 @@ static int chain_create(struct put_call *p, const Dfs__V1__FragmentHeader *h, ch
     if (h->forward_rate != 0 && (rate == 0 || h->forward_rate < rate))
         rate = h->forward_rate;
     c->t0_ns = now_ns();
-    dfs_bucket_init(&c->bucket, rate, DFS_STORAGE_CHUNK_MAX, dfs_rpc_now_ns());
+    c->rate = rate;
     dfs_rpc_timer_init(&c->timer, chain_timer_fire);
     c->loop = dfs_rpc_call_loop(p->call);
     return DFS_OK;
@@ -1285,6 +1342,111 @@ static void stat_handler(dfs_rpc_call *call, void *ctx)
     dfs_rpc_call_reply(call, &resp.base);
 }
 
+/* ---- RepairFragment ---- */
+
+/*
+ * One repair call. The job runs on a repairer worker; the worker's last act is to post `answer`
+ * to the call's loop, where the call is finished: every verb on the server call stays on its
+ * loop thread. The call cannot end before that (the handler's finish is what ends it, and the
+ * server's stop waits for it), so the loop is alive when the post arrives. Released with the
+ * call's state, after the finish.
+ */
+struct repair_call {
+    dfs_storage_service *svc;
+    dfs_rpc_call *call;
+    dfs_rpc_loop *loop;
+    dfs_rpc_tag answer;
+    struct dfs_repair_job job;
+};
+
+static void repair_release(void *state)
+{
+    struct repair_call *rc = state;
+    atomic_fetch_sub(&rc->svc->repairs_active, 1);
+    free(rc->job.message);
+    free(rc);
+}
+
+static void repair_cancelled(dfs_rpc_call *call, void *arg)
+{
+    (void)call;
+    struct repair_call *rc = arg;
+    atomic_store(&rc->job.cancel, true);
+}
+
+static void repair_reply(dfs_rpc_call *call, const char *id, uint64_t size, uint32_t checksum,
+                         uint64_t bytes_read, const char *source)
+{
+    Dfs__V1__RepairFragmentResponse resp = DFS__V1__REPAIR_FRAGMENT_RESPONSE__INIT;
+    resp.fragment_id = (char *)id;
+    resp.size = size;
+    resp.checksum = checksum;
+    resp.bytes_read = bytes_read;
+    resp.source = (char *)source;
+    dfs_rpc_call_reply(call, &resp.base);
+}
+
+/* On the call's loop: the worker is done with the job. */
+static void repair_answer(dfs_rpc_tag *tag, bool ok)
+{
+    (void)ok;
+    struct repair_call *rc =
+        (struct repair_call *)(void *)((char *)tag - offsetof(struct repair_call, answer));
+    const struct dfs_repair_job *j = &rc->job;
+    if (j->status == DFS_OK)
+        repair_reply(rc->call, j->req->fragment_id, j->size, j->checksum, j->bytes_read, j->source);
+    else
+        dfs_rpc_call_finish(rc->call, j->status, NULL, j->message);
+}
+
+/* On a repairer worker: hand the outcome back to the call's loop. */
+static void repair_job_done(struct dfs_repair_job *job)
+{
+    struct repair_call *rc = job->arg;
+    /* A post fails only when memory is short; the call must still end, so keep trying. */
+    for (unsigned tries = 0; !dfs_rpc_loop_post(rc->loop, &rc->answer); tries++) {
+        if (tries == 0)
+            dfs_log(DFS_LOG_ERROR, "cannot hand a repair's answer to its loop; retrying id=%s",
+                    job->req->fragment_id);
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void repair_handler(dfs_rpc_call *call, void *ctx)
+{
+    dfs_storage_service *svc = ctx;
+    const Dfs__V1__RepairFragmentRequest *req =
+        (const Dfs__V1__RepairFragmentRequest *)dfs_rpc_call_request(call);
+    char *err = NULL;
+    int rc = dfs_repair_check(req, &err);
+    struct repair_call *r = NULL;
+    if (rc == DFS_OK && (r = calloc(1, sizeof *r)) == NULL)
+        rc = dfs_seterr(&err, DFS_ENOMEM, "RepairFragment: out of memory");
+    if (rc == DFS_OK) {
+        r->svc = svc;
+        r->call = call;
+        r->loop = dfs_rpc_call_loop(call);
+        r->answer.done = repair_answer;
+        r->job.req = req;
+        int64_t left = dfs_rpc_call_remaining_ms(call);
+        /* No deadline, or one too far to count in nanoseconds: none. */
+        r->job.deadline_ns =
+            left >= INT64_MAX / 2000000 ? INT64_MAX : dfs_rpc_now_ns() + left * 1000000;
+        atomic_init(&r->job.cancel, false);
+        r->job.done = repair_job_done;
+        r->job.arg = r;
+        atomic_fetch_add(&svc->repairs_active, 1);
+        dfs_rpc_call_set_state(call, r, repair_release);
+        dfs_rpc_call_on_cancel(call, repair_cancelled, r);
+        rc = dfs_repairer_submit(svc->repairer, &r->job, &err);
+        if (rc == DFS_OK)
+            return; /* repair_answer finishes the call */
+    }
+    dfs_repairer_count(svc->repairer, false);
+    unary_fail(call, "repair", req->fragment_id, rc, err);
+}
+
 /* ---- the service ---- */
 
 int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_service_config *cfg,
@@ -1312,6 +1474,18 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
     svc->forward_rate = cfg != NULL ? cfg->forward_rate : 0;
     snprintf(svc->self, sizeof svc->self, "%s", self);
     pthread_mutex_init(&svc->mu, NULL);
+    struct dfs_repairer_config rcfg = {0};
+    if (cfg != NULL) {
+        rcfg.rate = cfg->repair_rate;
+        rcfg.workers = cfg->repair_workers;
+        rcfg.stall_ms = cfg->repair_stall_ms;
+    }
+    int rc = dfs_repairer_create(store, &rcfg, &svc->repairer, errmsg);
+    if (rc != DFS_OK) {
+        pthread_mutex_destroy(&svc->mu);
+        free(svc);
+        return rc;
+    }
     *out = svc;
     return DFS_OK;
 }
@@ -1342,6 +1516,8 @@ int dfs_storage_service_register(dfs_storage_service *svc, dfs_rpc_server *srv, 
          &dfs__v1__delete_fragment_request__descriptor, delete_handler, svc},
         {"/dfs.v1.Storage/StatFragment", DFS_RPC_UNARY, &dfs__v1__stat_fragment_request__descriptor,
          stat_handler, svc},
+        {"/dfs.v1.Storage/RepairFragment", DFS_RPC_UNARY,
+         &dfs__v1__repair_fragment_request__descriptor, repair_handler, svc},
     };
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         int rc = dfs_rpc_server_add_method(srv, &methods[i], errmsg);
@@ -1363,15 +1539,24 @@ void dfs_storage_service_stats(dfs_storage_service *svc, struct dfs_storage_serv
     out->bytes_received = atomic_load(&svc->bytes_received);
     out->bytes_sent = atomic_load(&svc->bytes_sent);
     out->bytes_forwarded = atomic_load(&svc->bytes_forwarded);
+    struct dfs_repairer_stats rs;
+    dfs_repairer_stats(svc->repairer, &rs);
+    out->repairs_active = atomic_load(&svc->repairs_active);
+    out->repairs_ok = rs.ok;
+    out->repairs_failed = rs.failed;
+    out->repair_bytes_read = rs.bytes_read;
 }
 
 void dfs_storage_service_destroy(dfs_storage_service *svc)
 {
     if (svc == NULL)
         return;
+    dfs_repairer_destroy(svc->repairer);
     for (size_t i = 0; i < svc->nchans; i++) {
         dfs_rpc_channel_destroy(svc->chans[i].ch);
         free(svc->chans[i].addr);
+        pthread_mutex_destroy(&svc->chans[i].link->mu);
+        free(svc->chans[i].link);
     }
     free(svc->chans);
     pthread_mutex_destroy(&svc->mu);

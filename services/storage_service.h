@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 /*
- * The four methods, on whichever loop thread gRPC binds each call to; a handler does its disk I/O
+ * The five methods, on whichever loop thread gRPC binds each call to; a handler does its disk I/O
  * synchronously on that thread (fsync included), so a slow disk slows only the calls of that
  * worker. Every failure carries a one-line message that names the fragment when it is known:
  *
@@ -32,8 +32,10 @@
  *     message is handed downstream first, then written locally, and the next upstream message is
  *     asked for only once both are done, so memory per call stays at one message and upstream
  *     runs at the pace of the slower of the disk and the next link. Sends downstream are held
- *     to min(header.forward_rate, config forward_rate) bytes/s where either is set (a token
- *     bucket per call, burst one 1 MiB chunk, waits on loop timers). At the end of the stream
+ *     to min(header.forward_rate, config forward_rate) bytes/s where either is set, per LINK:
+ *     one token bucket per downstream address (burst one 1 MiB chunk), shared by every chain
+ *     put this node forwards to that address at once, so the link to a successor carries at
+ *     most that rate in total; a put waits for tokens on its own loop's timers. At the end of the stream
  *     the local copy is committed first (a failure fails the call and cancels the downstream
  *     call), then the downstream stream is closed and its answer awaited; the answer adds
  *     `chain`: forward[0]'s ack from the downstream call (ok only if it succeeded with the same
@@ -51,6 +53,17 @@
  *     read; a corrupt one ends the stream with DATA_LOSS "fragment X block N is corrupt".
  *   DeleteFragment (unary): {existed}.     StatFragment (unary): {fragment_id, size, checksum,
  *     stored_ms}, NOT_FOUND when absent.
+ *   RepairFragment (unary; storage.proto is the contract, services/repair.h the mechanism). On
+ *     the loop thread the request's form is checked (dfs_repair_check: INVALID_ARGUMENT); then
+ *     the call is handed to the service's repairer (repair_workers threads, later ones queued,
+ *     every read from a peer under one repair_rate bucket) and answered from the call's own loop
+ *     once the worker is done (the worker posts the outcome back with dfs_rpc_loop_post):
+ *     {fragment_id, size, checksum, bytes_read, source}; a fragment already stored with the
+ *     expected size and checksum and whose blocks all read back is answered without pulling
+ *     {bytes_read 0, source "already present"}. Failures: FAILED_PRECONDITION (no source, or
+ *     fewer than K, served it; the message gives each source's reason), RESOURCE_EXHAUSTED /
+ *     INTERNAL (this node's disk). The client's cancel or deadline cancels the pull within
+ *     ~20 ms; nothing partial is left.
  *
  * A malformed fragment id is INVALID_ARGUMENT everywhere (the store checks it before it forms any
  * path, so no request can reach outside the data directory).
@@ -69,14 +82,22 @@ struct dfs_storage_service_config {
     /* Data bytes per GetFragment message: a multiple of DFS_BLOCK_SIZE, at most
        DFS_STORAGE_CHUNK_MAX. 0 means DFS_STORAGE_CHUNK_MAX. */
     size_t chunk_bytes;
-    /* Most bytes per second one chain put may send to the next node (--forward-rate); the
-       lower of this and the header's forward_rate applies. 0 means no limit of the node's own. */
+    /* Most bytes per second chain puts may send to one next node, all of them together
+       (--forward-rate); the lower of this and a put's header forward_rate applies. 0 means no
+       limit of the node's own. */
     uint64_t forward_rate;
     /* This node's address as others name it (host:port, the address it registers), so that a
        forward list naming it is refused as a loop. Borrowed for the call only (copied). NULL
        or "": not known yet; see dfs_storage_service_set_advertise. Addresses are compared as
        strings: another name for the same node is not recognised. */
     const char *advertise;
+    /* RepairFragment: bytes/s for everything the node's repairs read, all repairs together
+       (--repair-rate); 0 = unlimited. */
+    uint64_t repair_rate;
+    /* Repairs running at once (more wait queued); 0 means 2. */
+    int repair_workers;
+    /* A repair source that sends nothing for this long is given up; 0 means 30000. */
+    int64_t repair_stall_ms;
 };
 
 /*
@@ -97,7 +118,7 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
 int dfs_storage_service_set_advertise(dfs_storage_service *svc, const char *addr, char **errmsg);
 
 /*
- * Add the four dfs.v1.Storage methods to a server that has not started. The service is the
+ * Add the five dfs.v1.Storage methods to a server that has not started. The service is the
  * methods' context: it must outlive the server's calls, i.e. destroy it only after
  * dfs_rpc_server_stop (which returns once every call's state, and so every writer and reader the
  * service opened, has been released). Returns 0 or the server's error.
@@ -117,16 +138,21 @@ struct dfs_storage_service_stats {
     uint64_t gets_active;
     uint64_t gets_ok;
     uint64_t gets_failed;
-    uint64_t bytes_received;  /* fragment data accepted by PutFragment (committed or not) */
-    uint64_t bytes_sent;      /* fragment data handed to gRPC by GetFragment */
-    uint64_t bytes_forwarded; /* message bytes of chain puts handed to a downstream call */
+    uint64_t bytes_received;    /* fragment data accepted by PutFragment (committed or not) */
+    uint64_t bytes_sent;        /* fragment data handed to gRPC by GetFragment */
+    uint64_t bytes_forwarded;   /* message bytes of chain puts handed to a downstream call */
+    uint64_t repairs_active;    /* RepairFragment calls queued or running */
+    uint64_t repairs_ok;        /* the fragment is durable here (already present included) */
+    uint64_t repairs_failed;    /* every other ending: refused, no source, cancelled... */
+    uint64_t repair_bytes_read; /* data bytes the repairs received from other nodes */
 };
 
 /* Fill *out; safe from any thread while the server runs (each counter is read atomically). */
 void dfs_storage_service_stats(dfs_storage_service *svc, struct dfs_storage_service_stats *out);
 
-/* Free the service and its cached downstream channels. The server it was registered on must be
-   stopped (so every downstream call has ended). Accepts NULL. */
+/* Free the service, its repairer and its cached downstream channels. The server it was
+   registered on must be stopped (so every downstream call and every repair has ended). Accepts
+   NULL. */
 void dfs_storage_service_destroy(dfs_storage_service *svc);
 
 #endif /* DFS_SERVICES_STORAGE_SERVICE_H */

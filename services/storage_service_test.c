@@ -1548,6 +1548,45 @@ static void test_chain_paced_by_node(void **state)
         fail_msg("paced chain put took %.2f s, want more than 1.6 s", paced);
 }
 
+/*
+ * Pacing is per link, not per put: two 8 MiB chain puts A -> B at once, each asking for 8 MB/s,
+ * share A's link to B, so together they need at least (16 MiB - 1 MiB burst) / 8 MB/s = 1.97 s
+ * (each alone would take about 1 s). Only a lower bound is asserted.
+ */
+static void test_chain_paced_per_link(void **state)
+{
+    struct cfx *c = *state;
+    const char *fwd[] = {c->n[1].addr};
+    enum { PUTS = 2 };
+    char ids[PUTS][DFS_FRAGMENT_ID_HEX + 1];
+    unsigned char *data[PUTS];
+    struct put_run p[PUTS];
+    size_t n = 8 * MIB;
+    int64_t t0 = dfs_rpc_now_ns();
+    for (int i = 0; i < PUTS; i++) {
+        make_id(300 + (unsigned)i, ids[i]);
+        data[i] = make_data(n, 300 + (unsigned)i);
+        put_init(&p[i], &c->n[0], ids[i], data[i], n);
+        p[i].forward = fwd;
+        p[i].nforward = 1;
+        p[i].forward_rate = 8000000;
+        put_start(&p[i]);
+    }
+    for (int i = 0; i < PUTS; i++) {
+        run_until(&c->n[0], &p[i].done);
+        expect_status(p[i].status, DFS_OK, p[i].message);
+        assert_ack_ok(&p[i], 0, c->n[1].addr, n, checksum_of(data[i], n));
+    }
+    double secs = (double)(dfs_rpc_now_ns() - t0) / 1e9;
+    print_message("2 x 8 MiB chain puts over one 8 MB/s link: %.2f s\n", secs);
+    if (secs <= 1.6)
+        fail_msg("two puts sharing a paced link took %.2f s, want more than 1.6 s", secs);
+    for (int i = 0; i < PUTS; i++) {
+        assert_stored(&c->n[1], ids[i], data[i], n, checksum_of(data[i], n));
+        free(data[i]);
+    }
+}
+
 int main(void)
 {
     dfs_log_init("storage_service_test", DFS_LOG_ERROR);
@@ -1581,6 +1620,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_chain_paced_by_header, setup_chain, teardown_chain),
         cmocka_unit_test_setup_teardown(test_chain_paced_by_node, setup_chain_paced,
                                         teardown_chain),
+        cmocka_unit_test_setup_teardown(test_chain_paced_per_link, setup_chain, teardown_chain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,12 +2,15 @@
 #include "services/rpc/loop.h"
 
 #include <assert.h>
+#include <grpc/slice.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 struct dfs_rpc_loop {
     grpc_completion_queue *cq;
-    bool drained; /* GRPC_QUEUE_SHUTDOWN seen */
+    grpc_channel *lame; /* for dfs_rpc_loop_post; created with the loop, thread-safe */
+    bool drained;       /* GRPC_QUEUE_SHUTDOWN seen */
     /* Armed timers, a binary min-heap on deadline_ns; touched by the loop thread only. */
     dfs_rpc_timer **heap;
     int nheap;
@@ -35,7 +38,66 @@ dfs_rpc_loop *dfs_rpc_loop_create(void)
         return NULL;
     grpc_init();
     loop->cq = grpc_completion_queue_create_for_next(NULL);
+    loop->lame = grpc_lame_client_channel_create("dfs-loop-post", GRPC_STATUS_UNAVAILABLE,
+                                                 "a dfs_rpc_loop_post wake-up");
     return loop;
+}
+
+/* One post: the lame call whose single batch completes on the loop with the caller's tag. */
+struct post {
+    dfs_rpc_tag tag;
+    dfs_rpc_tag *user;
+    grpc_call *call;
+    grpc_metadata_array trailing;
+    grpc_status_code status;
+    grpc_slice details;
+};
+
+static void post_done(dfs_rpc_tag *tag, bool ok)
+{
+    (void)ok; /* the batch only ever fails the lame call: the completion itself is the event */
+    struct post *p = (struct post *)tag;
+    dfs_rpc_tag *user = p->user;
+    grpc_metadata_array_destroy(&p->trailing);
+    grpc_slice_unref(p->details);
+    grpc_call_unref(p->call);
+    free(p);
+    user->done(user, true);
+}
+
+bool dfs_rpc_loop_post(dfs_rpc_loop *loop, dfs_rpc_tag *tag)
+{
+    if (loop->lame == NULL)
+        return false;
+    struct post *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return false;
+    p->tag.done = post_done;
+    p->user = tag;
+    p->details = grpc_empty_slice();
+    grpc_metadata_array_init(&p->trailing);
+    p->call = grpc_channel_create_call(loop->lame, NULL, GRPC_PROPAGATE_DEFAULTS, loop->cq,
+                                       grpc_slice_from_static_string("/dfs.rpc.Loop/Post"), NULL,
+                                       gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    if (p->call == NULL) {
+        grpc_metadata_array_destroy(&p->trailing);
+        free(p);
+        return false;
+    }
+    grpc_op ops[2];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[1].data.recv_status_on_client.trailing_metadata = &p->trailing;
+    ops[1].data.recv_status_on_client.status = &p->status;
+    ops[1].data.recv_status_on_client.status_details = &p->details;
+    if (grpc_call_start_batch(p->call, ops, 2, &p->tag, NULL) != GRPC_CALL_OK) {
+        grpc_call_unref(p->call);
+        grpc_metadata_array_destroy(&p->trailing);
+        free(p);
+        return false;
+    }
+    return true;
 }
 
 grpc_completion_queue *dfs_rpc_loop_cq(dfs_rpc_loop *loop)
@@ -183,6 +245,8 @@ void dfs_rpc_loop_destroy(dfs_rpc_loop *loop)
         }
     }
     grpc_completion_queue_destroy(loop->cq);
+    if (loop->lame != NULL)
+        grpc_channel_destroy(loop->lame);
     free(loop->heap);
     free(loop);
     grpc_shutdown();

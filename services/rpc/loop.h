@@ -72,6 +72,23 @@ void dfs_rpc_loop_timer_arm(dfs_rpc_loop *loop, dfs_rpc_timer *timer, int64_t de
 /* Disarm a timer if armed. Loop thread only. */
 void dfs_rpc_loop_timer_cancel(dfs_rpc_loop *loop, dfs_rpc_timer *timer);
 
+/*
+ * Run tag->done(tag, true) on the loop's thread, soon: how another thread hands work back to a
+ * loop (a worker that finishes a server call bound to the loop, say). Callable from any thread.
+ *
+ * The loop must still be running and must not be shut down before done has run: the caller
+ * proves it by holding something the loop's owner waits for (an unfinished server call bound to
+ * the loop: dfs_rpc_server_stop waits for every call). tag is borrowed and must stay alive until
+ * its done runs; done may free it. Posts from one thread run in the order they were made only
+ * as far as gRPC delivers them in order (do not rely on it).
+ *
+ * How: the completion queue has no public "post" in the C core, so each post is a call on a
+ * lame channel (one per loop, which fails every call at once) whose completion carries the tag.
+ * It costs a call allocation: fine for hand-overs, not for a data path. Returns false when no
+ * call could be made (nothing is posted then).
+ */
+bool dfs_rpc_loop_post(dfs_rpc_loop *loop, dfs_rpc_tag *tag);
+
 /* Initialise a timer before first use. */
 void dfs_rpc_timer_init(dfs_rpc_timer *timer, void (*fire)(dfs_rpc_timer *timer));
 

@@ -1,8 +1,10 @@
-/* Tests of the loop's timers (completions are covered by rpc_test). */
+/* Tests of the loop's timers and posts (completions are covered by rpc_test). */
 #include "services/rpc/loop.h"
 
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include <cmocka.h>
@@ -60,9 +62,70 @@ static void test_run_once_times_out(void **state)
     dfs_rpc_loop_destroy(loop);
 }
 
+/* A post records the thread it ran on and how many came. */
+struct posted {
+    dfs_rpc_tag tag;
+    pthread_t ran_on;
+    atomic_int *count;
+};
+
+static void posted_done(dfs_rpc_tag *tag, bool ok)
+{
+    struct posted *p = (struct posted *)tag;
+    assert_true(ok);
+    p->ran_on = pthread_self();
+    atomic_fetch_add(p->count, 1);
+}
+
+#define POSTERS 4
+#define POSTS   50
+
+struct poster {
+    dfs_rpc_loop *loop;
+    struct posted posts[POSTS];
+};
+
+static void *poster_main(void *arg)
+{
+    struct poster *ps = arg;
+    for (int i = 0; i < POSTS; i++)
+        assert_true(dfs_rpc_loop_post(ps->loop, &ps->posts[i].tag));
+    return NULL;
+}
+
+static void test_posts_from_other_threads_run_on_the_loop(void **state)
+{
+    (void)state;
+    dfs_rpc_loop *loop = dfs_rpc_loop_create();
+    atomic_int count = 0;
+    static struct poster ps[POSTERS];
+    pthread_t th[POSTERS];
+    for (int t = 0; t < POSTERS; t++) {
+        ps[t].loop = loop;
+        for (int i = 0; i < POSTS; i++)
+            ps[t].posts[i] = (struct posted){.tag = {posted_done}, .count = &count};
+        assert_int_equal(pthread_create(&th[t], NULL, poster_main, &ps[t]), 0);
+    }
+    int64_t until = dfs_rpc_now_ns() + 10 * 1000000000ll;
+    while (atomic_load(&count) < POSTERS * POSTS && dfs_rpc_now_ns() < until)
+        dfs_rpc_loop_run_once(loop, 100);
+    assert_int_equal(atomic_load(&count), POSTERS * POSTS);
+    for (int t = 0; t < POSTERS; t++) {
+        pthread_join(th[t], NULL);
+        for (int i = 0; i < POSTS; i++)
+            assert_true(pthread_equal(ps[t].posts[i].ran_on, pthread_self()));
+    }
+    /* A post still in flight when the loop goes is delivered while it drains. */
+    struct posted last = {.tag = {posted_done}, .count = &count};
+    assert_true(dfs_rpc_loop_post(loop, &last.tag));
+    dfs_rpc_loop_destroy(loop);
+    assert_int_equal(atomic_load(&count), POSTERS * POSTS + 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_posts_from_other_threads_run_on_the_loop),
         cmocka_unit_test(test_timers_fire_in_deadline_order),
         cmocka_unit_test(test_run_once_times_out),
     };
