@@ -31,7 +31,7 @@
 typedef struct dfs_catalog dfs_catalog;
 
 /* The schema version this code writes (migrations 1..DFS_CATALOG_SCHEMA_VERSION). */
-#define DFS_CATALOG_SCHEMA_VERSION 2
+#define DFS_CATALOG_SCHEMA_VERSION 3
 
 /* Longest node address ("host:port", "unix:/path", ...) and zone name, in bytes. */
 #define DFS_NODE_ADDRESS_MAX 255
@@ -133,10 +133,43 @@ int dfs_catalog_node_get(dfs_catalog *cat, const char *node_id, struct dfs_node_
 /*
  * Set a node's state by operator decision (draining, decommissioned, or back to alive). The sweep
  * and heartbeats only move nodes between alive, suspect and dead; they never touch draining or
- * decommissioned nodes. Errors: DFS_EINVAL (bad id or state), DFS_ENOTFOUND.
+ * decommissioned nodes. Going back to alive drops the queued (not running) drain repairs whose
+ * from_node is the node: draining stops, copies already moved stay (the surplus is trimmed by
+ * the planner). Errors: DFS_EINVAL (bad id or state), DFS_ENOTFOUND.
  */
 int dfs_catalog_node_set_state(dfs_catalog *cat, const char *node_id, enum dfs_node_state state,
                                char **errmsg);
+
+/*
+ * The node whose id starts with `prefix` (1 to 32 lower-case hex digits; a whole id is a prefix of
+ * itself) into *out. Errors: DFS_EINVAL (not hex, empty, or the prefix matches several nodes: the
+ * message says how many), DFS_ENOTFOUND (no node matches).
+ */
+int dfs_catalog_node_resolve(dfs_catalog *cat, const char *prefix, struct dfs_node_rec *out,
+                             char **errmsg);
+
+/*
+ * Draining nodes that hold no replica row any more (committed or planned) and have no removal
+ * queued (dfs_catalog_deletions_fetch serves draining nodes, so their moved copies leave their
+ * disks first) become decommissioned, each logged. *n (may be NULL) receives how many. A draining
+ * node that is down keeps its state: decommission it by hand.
+ */
+int dfs_catalog_nodes_finish_drains(dfs_catalog *cat, size_t *n, char **errmsg);
+
+/* What the catalog records on one node: acknowledged copies and their bytes. A plain value. */
+struct dfs_node_copies {
+    char node_id[DFS_ID_HEX + 1];
+    uint64_t copies;
+    uint64_t bytes;
+};
+
+/*
+ * Recorded copies per node (only nodes with at least one), in node id order. *out is a malloc'd
+ * array of *n (NULL when 0), freed with free(). One pass over the replicas (for listings and the
+ * rebalancer, not for every request).
+ */
+int dfs_catalog_node_copies(dfs_catalog *cat, struct dfs_node_copies **out, size_t *n,
+                            char **errmsg);
 
 /*
  * ListNodes: every node, in order of first registration. On success *out is a malloc'd array of
@@ -403,7 +436,8 @@ struct dfs_deletion_rec {
 };
 
 /*
- * Up to `max` queued removals (oldest first) whose node is alive and which are not postponed past
+ * Up to `max` queued removals (oldest first) whose node is alive or draining (it still answers:
+ * a drain removes what it moved) and which are not postponed past
  * now_ms, for a background thread to send DeleteFragment. Items stay queued until
  * dfs_catalog_deletion_done, so a second fetch before that returns them again: run one consumer.
  * Items whose node is no longer registered are dropped here. On success *out is a malloc'd array
@@ -446,6 +480,279 @@ int dfs_catalog_placement_load(dfs_catalog *cat, struct dfs_placement_state **ou
  */
 int dfs_catalog_placement_save(dfs_catalog *cat, const struct dfs_placement_state *st,
                                int64_t now_ms, char **errmsg);
+
+/* ---- Repair queue ------------------------------------------------------------------------- */
+
+/*
+ * Liveness of copies (the rules every repair function below applies):
+ *   - a copy (an acknowledged replica row of a committed file) is LIVE on an alive or suspect
+ *     node, READABLE (a source) on an alive, suspect or draining node, and neither on a dead or
+ *     decommissioned node. Its row stays while its node is dead and the fragment is short of
+ *     copies, so a node that comes back is recognised and its copies count again; once the
+ *     fragment is back at full redundancy elsewhere, the row goes (see dfs_catalog_repair_plan).
+ *   - wanted: k live copies per fragment (replication), 1 per fragment (erasure, all K+M).
+ *   - LOST: a replicated fragment with no readable copy; an erasure-coded file with fewer than K
+ *     readable fragments (then each of its fragments is lost). Lost fragments are never queued.
+ *   - margin (priority, lower first, then older first): replication live copies - 1; erasure the
+ *     file's live fragments - K.
+ */
+
+/* Why a fragment is queued; stored by name. */
+enum dfs_repair_reason {
+    DFS_REPAIR_UNSPECIFIED = 0,
+    DFS_REPAIR_DEAD = 1,         /* copies on dead nodes */
+    DFS_REPAIR_CORRUPT = 2,      /* a node's scrubber found its copy corrupt */
+    DFS_REPAIR_MISSING = 3,      /* a node's inventory lacks a recorded copy; or too few rows */
+    DFS_REPAIR_DRAIN = 4,        /* move the copy off a draining node (from_node) */
+    DFS_REPAIR_REBALANCE = 5,    /* move the copy off an over-used node (from_node) */
+    DFS_REPAIR_DECOMMISSION = 6, /* copies on decommissioned nodes */
+};
+
+/* "dead", "corrupt", "missing", "drain", "rebalance", "decommission"; "unknown" otherwise. */
+const char *dfs_catalog_repair_reason_name(enum dfs_repair_reason reason);
+
+/* One row of the repair queue. A plain value; "" for an absent node id. */
+struct dfs_repair_rec {
+    char fragment_id[DFS_FRAGMENT_ID_HEX + 1];
+    enum dfs_repair_reason reason;
+    int64_t margin;
+    char from_node[DFS_ID_HEX + 1];   /* drain/rebalance: the copy dropped once done */
+    char target_node[DFS_ID_HEX + 1]; /* running: the node making the copy */
+    bool running;
+    uint32_t attempts;
+    int64_t queued_ms;
+    int64_t not_before_ms;
+    int64_t started_ms; /* 0 unless running */
+};
+
+/* The whole queue in claim order (margin, queued_ms); malloc'd array freed with free(). */
+int dfs_catalog_repairs_list(dfs_catalog *cat, struct dfs_repair_rec **out, size_t *n,
+                             char **errmsg);
+
+/* Queue length: rows waiting and rows running. */
+int dfs_catalog_repair_counts(dfs_catalog *cat, uint64_t *queued, uint64_t *running, char **errmsg);
+
+/*
+ * At service start, before any worker runs: every 'running' row goes back to 'queued' (its
+ * worker is gone), and the deletion of the possibly partial copy on its recorded target is
+ * queued unless that node holds a recorded replica of the fragment. *n (may be NULL) receives how
+ * many rows were recovered.
+ */
+int dfs_catalog_repairs_recover(dfs_catalog *cat, int64_t now_ms, size_t *n, char **errmsg);
+
+/* What one planner page did. */
+struct dfs_plan_result {
+    size_t scanned; /* fragments of committed files looked at */
+    size_t queued;  /* rows added */
+    size_t updated; /* queued rows whose margin changed */
+    size_t dropped; /* queued rows no longer needed (lost, or back at full redundancy) */
+    size_t lost;    /* lost fragments seen */
+    size_t trimmed; /* surplus copies dropped (their deletion queued) */
+    bool done;      /* no fragment after the last one scanned: the pass is over */
+    char last[DFS_FRAGMENT_ID_HEX + 1]; /* cursor for the next page ("" at the start) */
+};
+
+/*
+ * One page of the repair planner, in one transaction: up to `limit` fragments of committed files
+ * in fragment id order strictly after `after` ("" or NULL: from the start). For each:
+ *   - lost: a queued row is dropped (counted in `lost`), nothing queued;
+ *   - fewer live copies than wanted: queued (reason from its copies: a copy on a draining node
+ *     gives 'drain' with that node as from_node, else 'decommission', 'dead', or 'missing'), or
+ *     the queued row's margin updated;
+ *   - at full redundancy: a queued row other than a rebalance move is dropped; then, unless a row
+ *     remains for the fragment, copies on draining nodes are dropped (the drain needs no copy),
+ *     while more copies than wanted are on ALIVE nodes the oldest (lowest pos) are dropped, and
+ *     copies on dead nodes are forgotten. Each dropped copy's deletion is queued on its node;
+ *     copies on decommissioned nodes are forgotten without one (counted in `trimmed` too).
+ * *out receives the figures and the cursor.
+ */
+int dfs_catalog_repair_plan(dfs_catalog *cat, const char *after, size_t limit, int64_t now_ms,
+                            struct dfs_plan_result *out, char **errmsg);
+
+/*
+ * Queue one fragment for repair by hand (tests, the rebalancer): reason and from_node (NULL or a
+ * node id holding a copy, for drain/rebalance), target (NULL, or for a rebalance move the node
+ * chosen for it, recorded in target_node while queued). Nothing happens when a row already exists
+ * (*queued false). Errors: DFS_EINVAL, DFS_ENOTFOUND (no such fragment of a committed file),
+ * DFS_EPRECOND (the fragment is lost).
+ */
+int dfs_catalog_repair_queue(dfs_catalog *cat, const char *fragment_id,
+                             enum dfs_repair_reason reason, const char *from_node,
+                             const char *target, int64_t now_ms, bool *queued, char **errmsg);
+
+/*
+ * The next repair to run, for a worker to choose a target and dispatch. Owned by the caller:
+ * free with dfs_catalog_repair_task_clear.
+ */
+struct dfs_repair_task {
+    struct dfs_repair_rec row;
+    struct dfs_file_rec *file; /* the committed file with its layout (replicas carry node states) */
+    uint32_t index;            /* the fragment's index in file->fragments */
+    /* Nodes with a queued deletion of this fragment: they held a copy, or may hold a partial one;
+       a new copy must not go there. */
+    char (*held)[DFS_ID_HEX + 1];
+    size_t nheld;
+};
+
+void dfs_catalog_repair_task_clear(struct dfs_repair_task *t);
+
+/*
+ * Pick the first queued row (lowest margin, then oldest) due at now_ms that still needs work, in
+ * one transaction. Rows found obsolete on the way are dropped: lost fragments; 'dead', 'corrupt',
+ * 'missing' and 'decommission' rows of fragments back at full redundancy; moves whose from_node no
+ * longer holds the copy, drains whose node is no longer draining, rebalances whose node is no
+ * longer alive or that lack a target. *found tells whether *out was filled. The row stays queued:
+ * claim it with dfs_catalog_repair_start.
+ */
+int dfs_catalog_repair_next(dfs_catalog *cat, int64_t now_ms, struct dfs_repair_task *out,
+                            bool *found, char **errmsg);
+
+/*
+ * Claim: the queued row of fragment_id becomes running on target (recorded, so an interrupted
+ * repair's copy can be cleaned), started at now_ms. Errors: DFS_EABORTED (the row is gone or no
+ * longer queued, or target already holds a copy: pick again), DFS_ENOTFOUND / DFS_EABORTED for
+ * the target as dfs_catalog_file_create's plan nodes (not registered / not alive), DFS_EINVAL.
+ */
+int dfs_catalog_repair_start(dfs_catalog *cat, const char *fragment_id, const char *target,
+                             int64_t now_ms, char **errmsg);
+
+/*
+ * The target answered with a durable copy of `size` bytes and `checksum`. In one transaction: the
+ * target's acknowledged replica row is added (after the others), from_node's replica row (if any)
+ * dropped and its deletion queued, the queue row deleted, and when the fragment is now at full
+ * live redundancy its copies on dead nodes are dropped with their deletion queued (sent if the
+ * node returns) and those on decommissioned nodes dropped. (A drained node is retired later, by
+ * dfs_catalog_nodes_finish_drains, once that deletion has been sent too.)
+ * Errors (the copy is then queued for deletion on target, unless it holds a recorded replica):
+ *   DFS_ENOTFOUND  the fragment was removed meanwhile (its file deleted or overwritten)
+ *   DFS_EABORTED   the row is not running on that target
+ *   DFS_EDATALOSS  size or checksum differ from the catalog's (the row stays running: call
+ *                  dfs_catalog_repair_fail)
+ */
+int dfs_catalog_repair_complete(dfs_catalog *cat, const char *fragment_id, const char *target,
+                                uint64_t size, uint32_t checksum, int64_t now_ms, char **errmsg);
+
+/*
+ * The repair failed (or no target could be chosen: target NULL). The row goes back to queued,
+ * attempts + 1, not handed out before retry_at_ms; a target's possibly partial copy is queued for
+ * deletion unless it holds a recorded replica. Never drops the row. *attempts (may be NULL)
+ * receives the new count. Succeeds also when the row is gone.
+ */
+int dfs_catalog_repair_fail(dfs_catalog *cat, const char *fragment_id, const char *target,
+                            int64_t retry_at_ms, uint32_t *attempts, char **errmsg);
+
+/*
+ * Copies on `node_id` that a rebalance may move: acknowledged copies of committed files with no
+ * repair row, in fragment id order after `after` (NULL or ""), at most `limit`. *out is a
+ * malloc'd array of fragment ids (NULL when 0), freed with free(); sizes[i] (also malloc'd) the
+ * fragment sizes.
+ */
+int dfs_catalog_rebalance_candidates(dfs_catalog *cat, const char *node_id, const char *after,
+                                     size_t limit, char (**out)[DFS_FRAGMENT_ID_HEX + 1],
+                                     uint64_t **sizes, size_t *n, char **errmsg);
+
+/* ---- Reports from storage nodes: corrupt copies and inventories ----------------------------- */
+
+/*
+ * Node `node_id` found its copy of fragment_id corrupt: the copy is lost. Its replica row is
+ * dropped; when the fragment (for erasure code: the file) stays recoverable, the copy's deletion is
+ * queued on the node and a 'corrupt' repair queued; otherwise (it was the last readable copy) the
+ * bytes are left on the node for salvage and nothing is queued. *marked is false when the catalog
+ * records no such copy (nothing changes). Errors: DFS_EINVAL (bad ids), DFS_ENOTFOUND (no node).
+ */
+int dfs_catalog_report_corrupt(dfs_catalog *cat, const char *node_id, const char *fragment_id,
+                               int64_t now_ms, bool *marked, char **errmsg);
+
+/*
+ * A recorded copy turned out to be absent from its node (confirmed by the caller): the replica
+ * row is dropped and a 'missing' repair queued unless the fragment is now lost. *marked false
+ * when there was no such acknowledged copy.
+ */
+int dfs_catalog_report_missing(dfs_catalog *cat, const char *node_id, const char *fragment_id,
+                               int64_t now_ms, bool *marked, char **errmsg);
+
+/*
+ * One page of a node's full inventory (`page` from 0; ids are fragment ids). Page 0 starts a new
+ * report (dropping any unfinished one of that node); a later page must be the next one or a
+ * repeat of one already stored (harmless). Pages are kept in the catalog, so a metadata restart in
+ * the middle of a report loses nothing. Errors: DFS_EINVAL (bad id), DFS_ENOTFOUND (no node),
+ * DFS_EPRECOND (a page that skips ahead, or a later page without page 0: start again).
+ */
+int dfs_catalog_inventory_page(dfs_catalog *cat, const char *node_id, uint32_t page,
+                               const char *const *ids, size_t n, int64_t now_ms, char **errmsg);
+
+/*
+ * After the last page: the acknowledged copies of committed files the catalog records on the node
+ * that the stored inventory lacks (candidates: the caller confirms each with the node before
+ * calling dfs_catalog_report_missing, since a put may commit between the node's listing and its
+ * report). *out is a malloc'd array (NULL when 0), freed with free().
+ */
+int dfs_catalog_inventory_missing(dfs_catalog *cat, const char *node_id,
+                                  char (**out)[DFS_FRAGMENT_ID_HEX + 1], size_t *n, char **errmsg);
+
+/*
+ * End the report: every fragment in the stored inventory that the catalog does not expect on the
+ * node (no replica row, committed or planned; not the target of a running repair), except
+ * fragments of the catalog that are lost (their bytes are kept for salvage), is queued for
+ * deletion on the node; the stored pages are dropped. *unknown receives how many.
+ */
+int dfs_catalog_inventory_finish(dfs_catalog *cat, const char *node_id, int64_t now_ms,
+                                 size_t *unknown, char **errmsg);
+
+/* ---- Health: which files are healthy, degraded or lost -------------------------------------- */
+
+/* One consistent picture of every committed file's copies, for counting health. */
+struct dfs_layout_node {
+    char id[DFS_ID_HEX + 1];
+    char address[DFS_NODE_ADDRESS_MAX + 1];
+    enum dfs_node_state state;
+};
+struct dfs_layout_file {
+    char *path;
+    struct dfs_redundancy redundancy;
+    size_t first_fragment; /* fragments[first_fragment .. + nfragments) */
+    size_t nfragments;
+};
+struct dfs_layout_fragment {
+    char fragment_id[DFS_FRAGMENT_ID_HEX + 1];
+    uint64_t size;
+    uint32_t checksum;
+    size_t first_copy; /* copies[first_copy .. + ncopies): index into nodes */
+    size_t ncopies;
+};
+struct dfs_layout {
+    struct dfs_layout_node *nodes;
+    size_t nnodes;
+    struct dfs_layout_file *files;
+    size_t nfiles;
+    struct dfs_layout_fragment *fragments;
+    size_t nfragments;
+    uint32_t *copies; /* node index of each acknowledged copy */
+    size_t ncopies;
+};
+
+/* Read the picture in one transaction; free with dfs_catalog_layout_free. */
+int dfs_catalog_layout(dfs_catalog *cat, struct dfs_layout **out, char **errmsg);
+void dfs_catalog_layout_free(struct dfs_layout *l);
+
+/* Health counts (dfs.v1.GetHealthResponse's file part). Paths are malloc'd. */
+struct dfs_health {
+    uint64_t files, healthy, degraded, lost;
+    char **lost_paths;
+    size_t nlost_paths;
+    char **degraded_paths;
+    size_t ndegraded_paths;
+};
+
+/*
+ * Classify every file of the picture by the liveness rules above. copy_ok (NULL: every copy is
+ * taken as present) says, per copy, whether it was confirmed on its node; a copy counts only when
+ * confirmed and on a live (or, to be readable, draining) node. Up to `list` lost and `list`
+ * degraded paths are copied out. Returns DFS_OK or DFS_ENOMEM; free with dfs_catalog_health_clear.
+ */
+int dfs_catalog_health_classify(const struct dfs_layout *l, const bool *copy_ok, size_t list,
+                                struct dfs_health *out, char **errmsg);
+void dfs_catalog_health_clear(struct dfs_health *h);
 
 /* ---- Statistics ------------------------------------------------------------------------------ */
 

@@ -303,7 +303,7 @@ static void test_open_refuses_foreign_and_newer(void **state)
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
     assert_int_equal(dfs_catalog_open(fx->db, &cat, &msg), DFS_EPRECOND);
-    expect_msg(&msg, "schema version 99, newer than this program's 2");
+    expect_msg(&msg, "schema version 99, newer than this program's");
     sql_exec(fx->db, "DELETE FROM schema_version WHERE version = 99");
     reopen(fx);
 
@@ -1798,15 +1798,17 @@ static void test_migration_from_version_1(void **state)
     struct dfs_file_rec *f = put(fx, "/old/file", 5000, false, T0);
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
-    sql_exec(fx->db, "DROP TABLE placement_sets; DROP TABLE placement_families; "
-                     "DELETE FROM schema_version WHERE version = 2;");
+    sql_exec(fx->db, "DROP TABLE inventory; DROP TABLE inventory_reports; DROP TABLE repairs; "
+                     "DROP TABLE placement_sets; DROP TABLE placement_families; "
+                     "DELETE FROM schema_version WHERE version >= 2;");
     assert_int_equal(sql_int(fx->db, "SELECT max(version) FROM schema_version"), 1);
     assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE "
                                      "'placement%'"),
                      0);
     reopen(fx);
-    assert_int_equal(sql_int(fx->db, "SELECT max(version) FROM schema_version"), 2);
-    assert_int_equal(stats(fx).schema_version, 2);
+    assert_int_equal(sql_int(fx->db, "SELECT max(version) FROM schema_version"),
+                     DFS_CATALOG_SCHEMA_VERSION);
+    assert_int_equal(stats(fx).schema_version, DFS_CATALOG_SCHEMA_VERSION);
     assert_int_equal(stats(fx).files, 1);
     assert_int_equal(stats(fx).nodes_alive, NNODES);
     struct dfs_file_rec *g = NULL;
@@ -1824,6 +1826,561 @@ static void test_migration_from_version_1(void **state)
     dfs_placement_states_free(bd, 1);
     dfs_catalog_file_rec_free(f);
     dfs_catalog_file_rec_free(g);
+}
+
+/* ---- Repair queue, reports, health ----------------------------------------------------------- */
+
+/* A committed file of F fragments x k copies, fragment i on nodes (first + i + j) % NNODES. */
+static struct dfs_file_rec *put_on(struct fx *fx, const char *path, uint32_t F, uint32_t k,
+                                   int first, int64_t now)
+{
+    struct plan p;
+    make_plan(fx, &p, path, 1000 * F, F, k, first, NNODES, false, now + TTL);
+    struct dfs_file_rec *pf = NULL, *f = NULL;
+    char *msg = NULL;
+    if (dfs_catalog_file_create(fx->cat, &p.req, now, &pf, &msg) != DFS_OK)
+        fail_msg("create %s: %s", path, msg);
+    f = commit(fx, pf, now + 1);
+    dfs_catalog_file_rec_free(pf);
+    return f;
+}
+
+/* An erasure-coded K+M file, fragment i on node first + i. */
+static struct dfs_file_rec *put_ec(struct fx *fx, const char *path, uint32_t K, uint32_t M,
+                                   int first, int64_t now)
+{
+    struct plan p;
+    memset(&p, 0, sizeof p);
+    for (uint32_t i = 0; i < K + M; i++) {
+        p.ids[i][0] = fx->ids[(first + (int)i) % NNODES];
+        p.frags[i] =
+            (struct dfs_plan_fragment){.index = i, .size = 64, .node_ids = p.ids[i], .nnodes = 1};
+    }
+    p.req = (struct dfs_create_req){
+        .path = path,
+        .size = 64 * K,
+        .redundancy = {.scheme = DFS_SCHEME_ERASURE, .data = K, .parity = M},
+        .policy = DFS_POLICY_RANDOM,
+        .fragment_size = 64,
+        .cell_size = 64,
+        .expires_ms = now + TTL,
+        .fragments = p.frags,
+        .nfragments = K + M,
+    };
+    struct dfs_file_rec *pf = NULL;
+    char *msg = NULL;
+    if (dfs_catalog_file_create(fx->cat, &p.req, now, &pf, &msg) != DFS_OK)
+        fail_msg("create %s: %s", path, msg);
+    struct dfs_file_rec *f = commit(fx, pf, now + 1);
+    dfs_catalog_file_rec_free(pf);
+    return f;
+}
+
+static struct dfs_plan_result plan_all(struct fx *fx, int64_t now)
+{
+    struct dfs_plan_result sum, r;
+    memset(&sum, 0, sizeof sum);
+    char cursor[DFS_FRAGMENT_ID_HEX + 1] = "";
+    do {
+        char *msg = NULL;
+        /* A tiny page, so paging itself is exercised. */
+        if (dfs_catalog_repair_plan(fx->cat, cursor, 3, now, &r, &msg) != DFS_OK)
+            fail_msg("plan: %s", msg);
+        sum.scanned += r.scanned;
+        sum.queued += r.queued;
+        sum.updated += r.updated;
+        sum.dropped += r.dropped;
+        sum.lost += r.lost;
+        sum.trimmed += r.trimmed;
+        memcpy(cursor, r.last, sizeof cursor);
+    } while (!r.done);
+    return sum;
+}
+
+static struct dfs_repair_rec *repairs(struct fx *fx, size_t *n)
+{
+    struct dfs_repair_rec *v = NULL;
+    char *msg = NULL;
+    if (dfs_catalog_repairs_list(fx->cat, &v, n, &msg) != DFS_OK)
+        fail_msg("repairs: %s", msg);
+    return v;
+}
+
+static void set_state(struct fx *fx, int node, enum dfs_node_state s)
+{
+    assert_int_equal(dfs_catalog_node_set_state(fx->cat, fx->ids[node], s, NULL), DFS_OK);
+}
+
+static int64_t replica_count(struct fx *fx, const char *fragment_id, const char *node_id)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM replicas WHERE fragment_id = '%s' AND node_id = '%s'",
+             fragment_id, node_id);
+    return sql_int(fx->db, sql);
+}
+
+/* Claim the next repair onto `target`; returns the task (caller clears it). */
+static struct dfs_repair_task next_task(struct fx *fx, int64_t now)
+{
+    struct dfs_repair_task t;
+    bool found = false;
+    char *msg = NULL;
+    if (dfs_catalog_repair_next(fx->cat, now, &t, &found, &msg) != DFS_OK)
+        fail_msg("next: %s", msg);
+    assert_true(found);
+    return t;
+}
+
+static void test_repair_queue_survives_restart(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *f = put_on(fx, "/a", 2, 3, 0, T0); /* frag 0: 0,1,2; frag 1: 1,2,3 */
+    set_state(fx, 1, DFS_NODE_DEAD);
+    struct dfs_plan_result r = plan_all(fx, T0 + 10);
+    assert_int_equal(r.scanned, 2);
+    assert_int_equal(r.queued, 2);
+    /* A second pass changes nothing: never duplicated. */
+    r = plan_all(fx, T0 + 11);
+    assert_int_equal(r.queued, 0);
+    assert_int_equal(r.updated, 0);
+    size_t n = 0;
+    struct dfs_repair_rec *v = repairs(fx, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(v[0].reason, DFS_REPAIR_DEAD);
+    assert_int_equal(v[0].margin, 1);
+    assert_false(v[0].running);
+    free(v);
+
+    reopen(fx);
+    v = repairs(fx, &n);
+    assert_int_equal(n, 2);
+    free(v);
+
+    /* Claim one onto node 5, then "crash": the restart puts it back and removes the partial. */
+    struct dfs_repair_task t = next_task(fx, T0 + 20);
+    char frag[DFS_FRAGMENT_ID_HEX + 1];
+    snprintf(frag, sizeof frag, "%s", t.row.fragment_id);
+    assert_int_equal(dfs_catalog_repair_start(fx->cat, frag, fx->ids[5], T0 + 20, NULL), DFS_OK);
+    /* A second claim of the same row loses. */
+    assert_int_equal(dfs_catalog_repair_start(fx->cat, frag, fx->ids[6], T0 + 20, NULL),
+                     DFS_EABORTED);
+    uint64_t q = 0, run = 0;
+    assert_int_equal(dfs_catalog_repair_counts(fx->cat, &q, &run, NULL), DFS_OK);
+    assert_int_equal(q, 1);
+    assert_int_equal(run, 1);
+    dfs_catalog_repair_task_clear(&t);
+    reopen(fx);
+    size_t rec = 0;
+    assert_int_equal(dfs_catalog_repairs_recover(fx->cat, T0 + 30, &rec, NULL), DFS_OK);
+    assert_int_equal(rec, 1);
+    assert_int_equal(dfs_catalog_repair_counts(fx->cat, &q, &run, NULL), DFS_OK);
+    assert_int_equal(q, 2);
+    assert_int_equal(run, 0);
+    assert_true(has_deletion(fx, frag, fx->ids[5]));
+
+    /* The next claim of that fragment sees node 5 as having held it. */
+    t = next_task(fx, T0 + 40);
+    bool held5 = false;
+    for (size_t i = 0; i < t.nheld; i++)
+        held5 = held5 || strcmp(t.held[i], fx->ids[5]) == 0;
+    if (strcmp(t.row.fragment_id, frag) == 0)
+        assert_true(held5);
+    dfs_catalog_repair_task_clear(&t);
+    dfs_catalog_file_rec_free(f);
+}
+
+static void test_repair_priority_and_lost(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *a = put_on(fx, "/one-dead", 1, 3, 0, T0); /* 0,1,2 */
+    struct dfs_file_rec *b = put_on(fx, "/two-dead", 1, 3, 3, T0); /* 3,4,5 */
+    struct dfs_file_rec *c = put_on(fx, "/all-dead", 1, 2, 6, T0); /* 6,7 */
+    set_state(fx, 2, DFS_NODE_DEAD);
+    set_state(fx, 4, DFS_NODE_DEAD);
+    set_state(fx, 5, DFS_NODE_DECOMMISSIONED);
+    set_state(fx, 6, DFS_NODE_DEAD);
+    set_state(fx, 7, DFS_NODE_DEAD);
+    struct dfs_plan_result r = plan_all(fx, T0 + 10);
+    assert_int_equal(r.queued, 2);
+    assert_int_equal(r.lost, 1);
+    size_t n = 0;
+    struct dfs_repair_rec *v = repairs(fx, &n);
+    assert_int_equal(n, 2);
+    /* Fewest live copies first. */
+    assert_string_equal(v[0].fragment_id, b->fragments[0].fragment_id);
+    assert_int_equal(v[0].margin, 0);
+    assert_int_equal(v[0].reason, DFS_REPAIR_DECOMMISSION);
+    assert_string_equal(v[1].fragment_id, a->fragments[0].fragment_id);
+    assert_int_equal(v[1].margin, 1);
+    free(v);
+    struct dfs_repair_task t = next_task(fx, T0 + 11);
+    assert_string_equal(t.row.fragment_id, b->fragments[0].fragment_id);
+    dfs_catalog_repair_task_clear(&t);
+    /* A lost fragment cannot be queued by hand either. */
+    bool q = true;
+    assert_int_equal(dfs_catalog_repair_queue(fx->cat, c->fragments[0].fragment_id, DFS_REPAIR_DEAD,
+                                              NULL, NULL, T0, &q, NULL),
+                     DFS_EPRECOND);
+    /* Node 4 comes back: b's row is reprioritised; node 2 comes back: a's row is dropped. */
+    bool known = false;
+    assert_int_equal(
+        dfs_catalog_node_heartbeat(fx->cat, fx->ids[4], &usage1, T0 + 12, &known, NULL), DFS_OK);
+    assert_int_equal(
+        dfs_catalog_node_heartbeat(fx->cat, fx->ids[2], &usage1, T0 + 12, &known, NULL), DFS_OK);
+    r = plan_all(fx, T0 + 13);
+    assert_int_equal(r.updated, 1);
+    assert_int_equal(r.dropped, 1);
+    v = repairs(fx, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0].margin, 1);
+    free(v);
+    dfs_catalog_file_rec_free(a);
+    dfs_catalog_file_rec_free(b);
+    dfs_catalog_file_rec_free(c);
+}
+
+static void test_repair_complete_fail_and_drain(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *f = put_on(fx, "/d", 2, 2, 0, T0); /* frag 0: 0,1; frag 1: 1,2 */
+    const char *f0 = f->fragments[0].fragment_id, *f1 = f->fragments[1].fragment_id;
+    set_state(fx, 1, DFS_NODE_DRAINING);
+    struct dfs_plan_result r = plan_all(fx, T0 + 10);
+    assert_int_equal(r.queued, 2);
+    size_t n = 0;
+    struct dfs_repair_rec *v = repairs(fx, &n);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(v[i].reason, DFS_REPAIR_DRAIN);
+        assert_string_equal(v[i].from_node, fx->ids[1]);
+        assert_int_equal(v[i].margin, 0);
+    }
+    free(v);
+
+    /* A failure backs off, counts, never drops, and queues the target's partial copy. */
+    struct dfs_repair_task t = next_task(fx, T0 + 20);
+    char frag[DFS_FRAGMENT_ID_HEX + 1];
+    snprintf(frag, sizeof frag, "%s", t.row.fragment_id);
+    dfs_catalog_repair_task_clear(&t);
+    assert_int_equal(dfs_catalog_repair_start(fx->cat, frag, fx->ids[6], T0 + 20, NULL), DFS_OK);
+    uint32_t attempts = 0;
+    assert_int_equal(dfs_catalog_repair_fail(fx->cat, frag, fx->ids[6], T0 + 5000, &attempts, NULL),
+                     DFS_OK);
+    assert_int_equal(attempts, 1);
+    assert_true(has_deletion(fx, frag, fx->ids[6]));
+    t = next_task(fx, T0 + 21); /* the other one is due; this one waits */
+    assert_string_not_equal(t.row.fragment_id, frag);
+    dfs_catalog_repair_task_clear(&t);
+
+    /* Complete both: a wrong checksum is refused, the right one moves the copy. */
+    const char *ids[2] = {f0, f1};
+    for (int i = 0; i < 2; i++) {
+        const struct dfs_fragment_rec *fr = &f->fragments[i];
+        assert_int_equal(dfs_catalog_repair_fail(fx->cat, ids[i], NULL, 0, NULL, NULL), DFS_OK);
+        assert_int_equal(dfs_catalog_repair_start(fx->cat, ids[i], fx->ids[5], T0 + 30, NULL),
+                         DFS_OK);
+        assert_int_equal(dfs_catalog_repair_complete(fx->cat, ids[i], fx->ids[5], fr->size,
+                                                     fr->checksum + 1, T0 + 31, NULL),
+                         DFS_EDATALOSS);
+        assert_int_equal(dfs_catalog_repair_complete(fx->cat, ids[i], fx->ids[5], fr->size,
+                                                     fr->checksum, T0 + 31, NULL),
+                         DFS_OK);
+        assert_int_equal(replica_count(fx, ids[i], fx->ids[5]), 1);
+        assert_int_equal(replica_count(fx, ids[i], fx->ids[1]), 0);
+        assert_true(has_deletion(fx, ids[i], fx->ids[1]));
+    }
+    /* Node 1 holds no replica row, but its moved copies are still on its disk: it retires only
+       once their removal is done. */
+    size_t retired = 9;
+    assert_int_equal(dfs_catalog_nodes_finish_drains(fx->cat, &retired, NULL), DFS_OK);
+    assert_int_equal(retired, 0);
+    assert_int_equal(dfs_catalog_deletion_done(fx->cat, f0, fx->ids[1], NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_deletion_done(fx->cat, f1, fx->ids[1], NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_nodes_finish_drains(fx->cat, &retired, NULL), DFS_OK);
+    assert_int_equal(retired, 1);
+    struct dfs_node_rec node;
+    assert_int_equal(dfs_catalog_node_get(fx->cat, fx->ids[1], &node, NULL), DFS_OK);
+    assert_int_equal(node.state, DFS_NODE_DECOMMISSIONED);
+    v = repairs(fx, &n);
+    assert_int_equal(n, 0);
+    free(v);
+    /* A completion for a row that is gone is refused and its copy queued for removal. */
+    assert_int_equal(dfs_catalog_repair_complete(fx->cat, f0, fx->ids[7], f->fragments[0].size,
+                                                 f->fragments[0].checksum, T0 + 40, NULL),
+                     DFS_EABORTED);
+    assert_true(has_deletion(fx, f0, fx->ids[7]));
+    /* A file deleted while a repair runs takes the row with it; the copy is removed. */
+    set_state(fx, 2, DFS_NODE_DEAD);
+    plan_all(fx, T0 + 50);
+    assert_int_equal(dfs_catalog_repair_start(fx->cat, f1, fx->ids[6], T0 + 51, NULL), DFS_OK);
+    struct dfs_file_rec *gone = NULL;
+    assert_int_equal(dfs_catalog_file_delete(fx->cat, "/d", T0 + 52, &gone, NULL), DFS_OK);
+    dfs_catalog_file_rec_free(gone);
+    assert_int_equal(dfs_catalog_repair_complete(fx->cat, f1, fx->ids[6], 1000, 0, T0 + 53, NULL),
+                     DFS_ENOTFOUND);
+    assert_true(has_deletion(fx, f1, fx->ids[6]));
+    dfs_catalog_file_rec_free(f);
+}
+
+static void test_drain_stops_when_alive_again(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *f = put_on(fx, "/u", 1, 2, 0, T0); /* 0,1 */
+    set_state(fx, 0, DFS_NODE_DRAINING);
+    assert_int_equal(plan_all(fx, T0 + 1).queued, 1);
+    set_state(fx, 0, DFS_NODE_ALIVE);
+    size_t n = 9;
+    struct dfs_repair_rec *v = repairs(fx, &n);
+    assert_int_equal(n, 0);
+    free(v);
+    /* A drained node without copies retires at the next check. */
+    struct dfs_file_rec *gone = NULL;
+    set_state(fx, 0, DFS_NODE_DRAINING);
+    assert_int_equal(dfs_catalog_file_delete(fx->cat, "/u", T0 + 2, &gone, NULL), DFS_OK);
+    dfs_catalog_file_rec_free(gone);
+    size_t done = 9;
+    assert_int_equal(dfs_catalog_nodes_finish_drains(fx->cat, &done, NULL), DFS_OK);
+    assert_int_equal(done, 0); /* its copy's removal is still queued */
+    assert_int_equal(
+        dfs_catalog_deletion_done(fx->cat, f->fragments[0].fragment_id, fx->ids[0], NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_nodes_finish_drains(fx->cat, &done, NULL), DFS_OK);
+    assert_int_equal(done, 1);
+    struct dfs_node_rec node;
+    assert_int_equal(dfs_catalog_node_get(fx->cat, fx->ids[0], &node, NULL), DFS_OK);
+    assert_int_equal(node.state, DFS_NODE_DECOMMISSIONED);
+    /* Prefix lookups. */
+    char prefix[8];
+    snprintf(prefix, sizeof prefix, "%.5s", fx->ids[0]);
+    assert_int_equal(dfs_catalog_node_resolve(fx->cat, prefix, &node, NULL), DFS_EINVAL);
+    assert_int_equal(dfs_catalog_node_resolve(fx->cat, fx->ids[3], &node, NULL), DFS_OK);
+    assert_string_equal(node.id, fx->ids[3]);
+    assert_int_equal(dfs_catalog_node_resolve(fx->cat, "ffff", &node, NULL), DFS_ENOTFOUND);
+    assert_int_equal(dfs_catalog_node_resolve(fx->cat, "xyz", &node, NULL), DFS_EINVAL);
+    dfs_catalog_file_rec_free(f);
+}
+
+static void test_surplus_trimmed_after_return(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *f = put_on(fx, "/t", 1, 3, 0, T0); /* 0,1,2 at pos 0,1,2 */
+    const char *fid = f->fragments[0].fragment_id;
+    set_state(fx, 0, DFS_NODE_DEAD);
+    plan_all(fx, T0 + 1);
+    assert_int_equal(dfs_catalog_repair_start(fx->cat, fid, fx->ids[4], T0 + 2, NULL), DFS_OK);
+    /* Never trimmed while the repair runs, even with the node back. */
+    set_state(fx, 0, DFS_NODE_ALIVE);
+    assert_int_equal(plan_all(fx, T0 + 3).trimmed, 0);
+    assert_int_equal(dfs_catalog_repair_complete(fx->cat, fid, fx->ids[4], f->fragments[0].size,
+                                                 f->fragments[0].checksum, T0 + 4, NULL),
+                     DFS_OK);
+    struct dfs_plan_result r = plan_all(fx, T0 + 5);
+    assert_int_equal(r.trimmed, 1);
+    /* The oldest copy (node 0, pos 0) went; the repaired one stays. */
+    assert_int_equal(replica_count(fx, fid, fx->ids[0]), 0);
+    assert_int_equal(replica_count(fx, fid, fx->ids[4]), 1);
+    assert_true(has_deletion(fx, fid, fx->ids[0]));
+    assert_int_equal(plan_all(fx, T0 + 6).trimmed, 0);
+    /* Suspect copies are not trimmed: only alive ones are surplus. */
+    set_state(fx, 1, DFS_NODE_SUSPECT);
+    assert_int_equal(plan_all(fx, T0 + 7).trimmed, 0);
+    dfs_catalog_file_rec_free(f);
+}
+
+static void test_corrupt_and_missing_reports(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *f = put_on(fx, "/c", 1, 2, 0, T0); /* 0,1 */
+    const char *fid = f->fragments[0].fragment_id;
+    bool marked = false;
+    /* Not a copy of node 5: nothing. */
+    assert_int_equal(dfs_catalog_report_corrupt(fx->cat, fx->ids[5], fid, T0, &marked, NULL),
+                     DFS_OK);
+    assert_false(marked);
+    assert_int_equal(dfs_catalog_report_corrupt(fx->cat, fx->ids[0], fid, T0, &marked, NULL),
+                     DFS_OK);
+    assert_true(marked);
+    assert_int_equal(replica_count(fx, fid, fx->ids[0]), 0);
+    assert_true(has_deletion(fx, fid, fx->ids[0]));
+    size_t n = 0;
+    struct dfs_repair_rec *v = repairs(fx, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0].reason, DFS_REPAIR_CORRUPT);
+    assert_int_equal(v[0].margin, 0);
+    free(v);
+    /* The last readable copy: its bytes stay for salvage, and the fragment is lost. */
+    assert_int_equal(dfs_catalog_report_corrupt(fx->cat, fx->ids[1], fid, T0, &marked, NULL),
+                     DFS_OK);
+    assert_true(marked);
+    assert_false(has_deletion(fx, fid, fx->ids[1]));
+    plan_all(fx, T0 + 1);
+    v = repairs(fx, &n);
+    assert_int_equal(n, 0);
+    free(v);
+    /* The salvaged bytes are not "unknown" in an inventory either. */
+    const char *present[] = {fid};
+    assert_int_equal(dfs_catalog_inventory_page(fx->cat, fx->ids[1], 0, present, 1, T0, NULL),
+                     DFS_OK);
+    size_t unknown = 9;
+    assert_int_equal(dfs_catalog_inventory_finish(fx->cat, fx->ids[1], T0, &unknown, NULL), DFS_OK);
+    assert_int_equal(unknown, 0);
+
+    /* Missing: a confirmed absent copy is dropped and repaired. */
+    struct dfs_file_rec *g = put_on(fx, "/m", 1, 3, 2, T0); /* 2,3,4 */
+    assert_int_equal(dfs_catalog_report_missing(fx->cat, fx->ids[3], g->fragments[0].fragment_id,
+                                                T0, &marked, NULL),
+                     DFS_OK);
+    assert_true(marked);
+    assert_false(has_deletion(fx, g->fragments[0].fragment_id, fx->ids[3]));
+    v = repairs(fx, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0].reason, DFS_REPAIR_MISSING);
+    assert_int_equal(v[0].margin, 1);
+    free(v);
+    dfs_catalog_file_rec_free(f);
+    dfs_catalog_file_rec_free(g);
+}
+
+static void test_inventory_reconciliation(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *a = put_on(fx, "/a", 1, 2, 0, T0); /* 0,1 */
+    struct dfs_file_rec *b = put_on(fx, "/b", 1, 2, 0, T0); /* 0,1 */
+    struct dfs_file_rec *c = put_on(fx, "/c", 1, 2, 7, T0); /* 7,0 */
+    char junk[DFS_FRAGMENT_ID_HEX + 1], planned[DFS_FRAGMENT_ID_HEX + 1];
+    memset(junk, 'e', DFS_FRAGMENT_ID_HEX);
+    junk[DFS_FRAGMENT_ID_HEX] = '\0';
+    /* A pending put planned on node 0: its fragment on disk is not unknown. */
+    struct dfs_file_rec *p = create(fx, "/pending", 10, 1, 2, false, T0);
+    snprintf(planned, sizeof planned, "%s", p->fragments[0].fragment_id);
+
+    /* Node 0 reports in two pages: a, junk | planned. b and c are absent. */
+    const char *page0[] = {a->fragments[0].fragment_id, junk};
+    const char *page1[] = {planned};
+    assert_int_equal(dfs_catalog_inventory_page(fx->cat, fx->ids[0], 0, page0, 2, T0, NULL),
+                     DFS_OK);
+    /* A page that skips ahead is refused; a repeated page is harmless. */
+    assert_int_equal(dfs_catalog_inventory_page(fx->cat, fx->ids[0], 3, page1, 1, T0, NULL),
+                     DFS_EPRECOND);
+    assert_int_equal(dfs_catalog_inventory_page(fx->cat, fx->ids[2], 1, page1, 1, T0, NULL),
+                     DFS_EPRECOND);
+    /* The pages survive a restart of the metadata service. */
+    reopen(fx);
+    assert_int_equal(dfs_catalog_inventory_page(fx->cat, fx->ids[0], 0 + 1, page1, 1, T0, NULL),
+                     DFS_OK);
+    assert_int_equal(dfs_catalog_inventory_page(fx->cat, fx->ids[0], 1, page1, 1, T0, NULL),
+                     DFS_OK);
+    char(*missing)[DFS_FRAGMENT_ID_HEX + 1] = NULL;
+    size_t nmissing = 0;
+    assert_int_equal(dfs_catalog_inventory_missing(fx->cat, fx->ids[0], &missing, &nmissing, NULL),
+                     DFS_OK);
+    assert_int_equal(nmissing, 2);
+    bool saw_b = false, saw_c = false;
+    for (size_t i = 0; i < nmissing; i++) {
+        saw_b = saw_b || strcmp(missing[i], b->fragments[0].fragment_id) == 0;
+        saw_c = saw_c || strcmp(missing[i], c->fragments[0].fragment_id) == 0;
+    }
+    assert_true(saw_b && saw_c);
+    free(missing);
+    /* The caller confirmed only b absent (c committed after the node listed its directory). */
+    bool marked = false;
+    assert_int_equal(dfs_catalog_report_missing(fx->cat, fx->ids[0], b->fragments[0].fragment_id,
+                                                T0, &marked, NULL),
+                     DFS_OK);
+    assert_true(marked);
+    size_t unknown = 0;
+    assert_int_equal(dfs_catalog_inventory_finish(fx->cat, fx->ids[0], T0, &unknown, NULL), DFS_OK);
+    assert_int_equal(unknown, 1);
+    assert_true(has_deletion(fx, junk, fx->ids[0]));
+    assert_false(has_deletion(fx, planned, fx->ids[0]));
+    assert_false(has_deletion(fx, a->fragments[0].fragment_id, fx->ids[0]));
+    assert_int_equal(replica_count(fx, c->fragments[0].fragment_id, fx->ids[0]), 1);
+    assert_int_equal(replica_count(fx, b->fragments[0].fragment_id, fx->ids[0]), 0);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM inventory"), 0);
+    /* The report is over: a later page without page 0 is refused. */
+    assert_int_equal(dfs_catalog_inventory_page(fx->cat, fx->ids[0], 1, page1, 1, T0, NULL),
+                     DFS_EPRECOND);
+    dfs_catalog_file_rec_free(a);
+    dfs_catalog_file_rec_free(b);
+    dfs_catalog_file_rec_free(c);
+    dfs_catalog_file_rec_free(p);
+}
+
+static struct dfs_health health(struct fx *fx)
+{
+    struct dfs_layout *l = NULL;
+    struct dfs_health h;
+    assert_int_equal(dfs_catalog_layout(fx->cat, &l, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_health_classify(l, NULL, 10, &h, NULL), DFS_OK);
+    dfs_catalog_layout_free(l);
+    return h;
+}
+
+static void test_health_and_erasure_repairs(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *r1 = put_on(fx, "/r1", 2, 2, 0, T0); /* 0,1 | 1,2 */
+    struct dfs_file_rec *e1 = put_on(fx, "/r2", 1, 2, 4, T0); /* 4,5 */
+    struct dfs_file_rec *ec = put_ec(fx, "/ec", 2, 2, 4, T0); /* 4,5,6,7 */
+    struct dfs_health h = health(fx);
+    assert_int_equal(h.files, 3);
+    assert_int_equal(h.healthy, 3);
+    dfs_catalog_health_clear(&h);
+
+    set_state(fx, 1, DFS_NODE_DEAD);     /* r1 degraded */
+    set_state(fx, 4, DFS_NODE_DEAD);     /* r2 degraded, ec degraded (3 of 4) */
+    set_state(fx, 5, DFS_NODE_DRAINING); /* r2: readable, not live; ec: 2 live + 1 readable */
+    h = health(fx);
+    assert_int_equal(h.healthy, 0);
+    assert_int_equal(h.degraded, 3);
+    assert_int_equal(h.lost, 0);
+    dfs_catalog_health_clear(&h);
+    /* Erasure: fragment 0 (node 4 dead) margin = live fragments (2) - K (2) = 0; fragment 1 is
+       on a draining node: a drain move. */
+    struct dfs_plan_result r = plan_all(fx, T0 + 1);
+    assert_int_equal(r.lost, 0);
+    size_t n = 0;
+    struct dfs_repair_rec *v = repairs(fx, &n);
+    int ec_rows = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(v[i].fragment_id, ec->file_id, DFS_ID_HEX) != 0)
+            continue;
+        ec_rows++;
+        assert_int_equal(v[i].margin, 0);
+        assert_int_equal(v[i].reason, strcmp(v[i].fragment_id, ec->fragments[1].fragment_id) == 0
+                                          ? DFS_REPAIR_DRAIN
+                                          : DFS_REPAIR_DEAD);
+    }
+    assert_int_equal(ec_rows, 2);
+    free(v);
+
+    set_state(fx, 6, DFS_NODE_DEAD); /* ec: 1 live + 1 readable = 2 = K: still readable */
+    h = health(fx);
+    assert_int_equal(h.lost, 0);
+    dfs_catalog_health_clear(&h);
+    set_state(fx, 5, DFS_NODE_DECOMMISSIONED); /* ec: 1 readable < K; r2: none */
+    set_state(fx, 2, DFS_NODE_DEAD);           /* r1 fragment 1 (1,2): none */
+    h = health(fx);
+    assert_int_equal(h.lost, 3);
+    assert_int_equal(h.nlost_paths, 3);
+    dfs_catalog_health_clear(&h);
+    r = plan_all(fx, T0 + 2);
+    v = repairs(fx, &n);
+    /* Only r1 fragment 0 (node 0 alive) is still worth repairing. */
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].fragment_id, r1->fragments[0].fragment_id);
+    free(v);
+    dfs_catalog_file_rec_free(r1);
+    dfs_catalog_file_rec_free(e1);
+    dfs_catalog_file_rec_free(ec);
 }
 
 int main(void)
@@ -1851,6 +2408,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_placement_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_placement_validation_and_corruption, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_version_1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repair_queue_survives_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repair_priority_and_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repair_complete_fail_and_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drain_stops_when_alive_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_surplus_trimmed_after_return, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_and_missing_reports, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inventory_reconciliation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_health_and_erasure_repairs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,6 +48,10 @@ static void usage(FILE *out)
         "  --seed N                  placement randomness seed (default: random, logged)\n"
         "  --scatter-width S         min_copy scatter width (default k-1: plain copysets)\n"
         "  --group-size G            buddy group size (default 2k)\n"
+        "  --repair-parallel N       repairs dispatched to storage nodes at once (default 4)\n"
+        "  --rebalance-threshold PCT move data off an alive node whose recorded bytes exceed\n"
+        "                            the mean by more than PCT percent (default 10; 0 = off)\n"
+        "  --rebalance-max N         moves queued per rebalance check (default 4)\n"
         "  --grace-ms N              on SIGTERM, time calls in flight get to finish (default "
         "5000)\n"
         "  --help, --version\n");
@@ -84,6 +88,9 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         O_GROUP,
         O_GRACE,
         O_METRICS,
+        O_REPAIR_PARALLEL,
+        O_REBALANCE_THRESHOLD,
+        O_REBALANCE_MAX,
         O_HELP,
         O_VERSION,
     };
@@ -105,6 +112,9 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         {"group-size", required_argument, NULL, O_GROUP},
         {"grace-ms", required_argument, NULL, O_GRACE},
         {"metrics-listen", required_argument, NULL, O_METRICS},
+        {"repair-parallel", required_argument, NULL, O_REPAIR_PARALLEL},
+        {"rebalance-threshold", required_argument, NULL, O_REBALANCE_THRESHOLD},
+        {"rebalance-max", required_argument, NULL, O_REBALANCE_MAX},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -183,6 +193,19 @@ static int parse(int argc, char **argv, struct options *o, char **err)
             break;
         case O_METRICS:
             o->metrics_listen = optarg;
+            break;
+        case O_REPAIR_PARALLEL:
+            rc = dfs_daemon_parse_int("--repair-parallel", optarg, 1, 256, &v, err);
+            o->cfg.repair_parallel = (uint32_t)v;
+            break;
+        case O_REBALANCE_THRESHOLD:
+            rc = dfs_daemon_parse_int("--rebalance-threshold", optarg, 0, 100000, &v, err);
+            /* 0 turns it off; the config says that with a negative value. */
+            o->cfg.rebalance_threshold_pct = v == 0 ? -1 : (int32_t)v;
+            break;
+        case O_REBALANCE_MAX:
+            rc = dfs_daemon_parse_int("--rebalance-max", optarg, 1, 100000, &v, err);
+            o->cfg.rebalance_max = (uint32_t)v;
             break;
         case O_HELP:
             usage(stdout);
@@ -264,6 +287,7 @@ int main(int argc, char **argv)
     if (dfs_readiness_start(&rcfg, &ready, &err) != DFS_OK ||
         dfs_metrics_add_collector(metrics, dfs_readiness_collect, ready, &err) != DFS_OK ||
         dfs_metrics_add_collector(metrics, dfs_metadata_probe_collect, &probe, &err) != DFS_OK ||
+        dfs_metrics_add_collector(metrics, dfs_metadata_service_collect, svc, &err) != DFS_OK ||
         (o.metrics_listen != NULL && dfs_metrics_http_start(&hcfg, &http, &err) != DFS_OK)) {
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start");
         goto out;

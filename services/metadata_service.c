@@ -9,16 +9,19 @@
 #include "dfs/v1/metadata.pb-c.h"
 #include "dfs/v1/storage.pb-c.h"
 #include "services/rpc/client.h"
+#include "services/rpc/loop.h"
 
 #include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* A channel to one storage node, kept by the background thread for fragment deletions. */
+/* A channel to one storage node (deletions, repairs, StatFragment checks), kept for the life of
+   the service: gRPC channels are thread-safe and reconnect by themselves. */
 struct node_channel {
     char address[DFS_NODE_ADDRESS_MAX + 1];
     dfs_rpc_channel *ch;
@@ -57,16 +60,42 @@ struct dfs_metadata_service {
     /* [policy - DFS_POLICY_MIN_COPY][width]: changed in memory, not saved yet (a failed save) */
     bool unsaved[2][WIDTH_MAX + 1];
 
-    /* Background thread; mu/cv guard `stopping` and wake it at once on stop. */
+    /* Background thread; mu/cv guard `stopping` and wake it at once on stop. work_cv wakes the
+       repair workers (new work queued, or stop); work_seq counts the wake-ups so a worker that
+       was busy when one came does not sleep through it. */
     pthread_t thread;
     bool running;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stopping;
+    pthread_cond_t work_cv;
+    uint64_t work_seq;
+    /* Read without the lock by calls in flight, which cancel themselves when it turns true. */
+    atomic_bool stop_flag;
 
-    /* Owned by the background thread (or by a caller of dfs_metadata_service_maintain). */
+    /* Repair workers (started by dfs_metadata_service_start). */
+    pthread_t *workers;
+    size_t nworkers;
+    /* Serialises claiming (pick a row, choose its target, mark it running), so two workers never
+       race for one row. Lock order: claim_mu, place_mu, the catalog's mutex. */
+    pthread_mutex_t claim_mu;
+    atomic_uint_fast64_t rep_running, rep_done, rep_failed, rep_bytes;
+
+    /* The shared channel cache; chan_mu is a leaf lock. */
+    pthread_mutex_t chan_mu;
     struct node_channel *channels;
     size_t nchannels;
+
+    /* Planner state, owned by the background thread (or a caller of maintain). A pass walks the
+       catalog in bounded pages; one starts when node states changed, when a handler asked for it
+       (plan_kick), or every PLAN_INTERVAL_MS. */
+    bool plan_active;
+    char plan_cursor[DFS_FRAGMENT_ID_HEX + 1];
+    int64_t plan_last_ms;
+    uint64_t node_sig;
+    atomic_bool plan_kick;
+    struct dfs_plan_result plan_sum;
+    int64_t rebalance_last_ms;
 };
 
 /* Deletions sent per background round, and how long a failed one waits before the next try. */
@@ -74,12 +103,46 @@ struct dfs_metadata_service {
 #define DELETION_RETRY_MS   5000
 #define DELETE_TIMEOUT_MS   5000
 
+/*
+ * Planner: fragments looked at per catalog transaction, the time one round may spend on them
+ * (so a 100k-file catalog is walked over a few rounds without stalling the others), and how often
+ * a pass starts when nothing changed (it catches what no event announced).
+ */
+#define PLAN_PAGE          2000
+#define PLAN_BUDGET_MS     100
+#define PLAN_INTERVAL_MS   5000
+#define REBALANCE_EVERY_MS 10000
+
+/*
+ * Repairs: a call's deadline is generous for the bytes it moves (at least REPAIR_MIN_RATE), a
+ * failed repair waits REPAIR_BACKOFF_MS doubled per attempt up to REPAIR_BACKOFF_MAX_MS, and a
+ * worker with nothing to do looks again after REPAIR_IDLE_MS (backed-off rows become due).
+ */
+#define REPAIR_TIMEOUT_MIN_MS 60000
+#define REPAIR_MIN_RATE       (1u << 20)
+#define REPAIR_BACKOFF_MS     1000
+#define REPAIR_BACKOFF_MAX_MS 300000
+#define REPAIR_ATTEMPTS_LOUD  10
+#define REPAIR_IDLE_MS        1000
+#define REPAIR_POLL_MS        100
+#define STAT_TIMEOUT_MS       5000
+#define VERIFY_THREADS        16
+
 static int64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+/* Copies on nodes in these states can be read (GetHealth asks them; repairs copy from them). */
+static bool state_readable_node(enum dfs_node_state s)
+{
+    return s == DFS_NODE_ALIVE || s == DFS_NODE_SUSPECT || s == DFS_NODE_DRAINING;
+}
+
+static Dfs__V1__Node **nodes_msgs(dfs_metadata_service *svc, dfs_arena *a,
+                                  const struct dfs_node_rec *nodes, size_t n);
 
 /* ---- catalog records -> wire messages (allocated in an arena, freed after the reply) ---- */
 
@@ -421,11 +484,9 @@ static void handle_list_nodes(dfs_rpc_call *call, void *ctx)
     Dfs__V1__ListNodesResponse resp = DFS__V1__LIST_NODES_RESPONSE__INIT;
     bool ok = true;
     if (n > 0) {
-        resp.nodes = dfs_arena_calloc(&a, n, sizeof *resp.nodes);
+        resp.nodes = nodes_msgs(svc, &a, nodes, n);
         ok = resp.nodes != NULL;
         resp.n_nodes = ok ? n : 0;
-        for (size_t i = 0; ok && i < n; i++)
-            ok = (resp.nodes[i] = node_msg(&a, &nodes[i])) != NULL;
     }
     free(nodes);
     reply_and_free(call, &a, ok ? &resp.base : NULL);
@@ -872,22 +933,28 @@ static void handle_stat(dfs_rpc_call *call, void *ctx)
 
 /* ---- background work ---- */
 
+/* The cached channel to a node's address (created on first use); NULL when out of memory. */
 static dfs_rpc_channel *node_channel(dfs_metadata_service *svc, const char *address)
 {
-    for (size_t i = 0; i < svc->nchannels; i++)
+    dfs_rpc_channel *found = NULL;
+    pthread_mutex_lock(&svc->chan_mu);
+    for (size_t i = 0; found == NULL && i < svc->nchannels; i++)
         if (strcmp(svc->channels[i].address, address) == 0)
-            return svc->channels[i].ch;
-    struct node_channel *c = realloc(svc->channels, (svc->nchannels + 1) * sizeof *c);
-    if (c == NULL)
-        return NULL;
-    svc->channels = c;
-    dfs_rpc_channel *ch = NULL;
-    if (dfs_rpc_channel_create(address, &ch, NULL) != DFS_OK)
-        return NULL;
-    snprintf(c[svc->nchannels].address, sizeof c[svc->nchannels].address, "%s", address);
-    c[svc->nchannels].ch = ch;
-    svc->nchannels++;
-    return ch;
+            found = svc->channels[i].ch;
+    if (found == NULL) {
+        struct node_channel *c = realloc(svc->channels, (svc->nchannels + 1) * sizeof *c);
+        if (c != NULL) {
+            svc->channels = c;
+            if (dfs_rpc_channel_create(address, &found, NULL) == DFS_OK) {
+                snprintf(c[svc->nchannels].address, sizeof c[svc->nchannels].address, "%s",
+                         address);
+                c[svc->nchannels].ch = found;
+                svc->nchannels++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&svc->chan_mu);
+    return found;
 }
 
 static void send_deletions(dfs_metadata_service *svc)
@@ -927,6 +994,1072 @@ static void send_deletions(dfs_metadata_service *svc)
     free(items);
 }
 
+/* ---- waking the background thread and the repair workers ---- */
+
+static void wake_background(dfs_metadata_service *svc)
+{
+    pthread_mutex_lock(&svc->mu);
+    pthread_cond_signal(&svc->cv);
+    pthread_mutex_unlock(&svc->mu);
+}
+
+static void wake_workers(dfs_metadata_service *svc)
+{
+    pthread_mutex_lock(&svc->mu);
+    svc->work_seq++;
+    pthread_cond_broadcast(&svc->work_cv);
+    pthread_mutex_unlock(&svc->mu);
+}
+
+/* Something changed that the planner must look at soon (a node state, a report). */
+static void kick_planner(dfs_metadata_service *svc)
+{
+    atomic_store(&svc->plan_kick, true);
+    wake_background(svc);
+}
+
+/* ---- the repair planner (background thread) ---- */
+
+/* A digest of every node's id and state: a change starts a planner pass at once. */
+static uint64_t node_signature(const struct dfs_node_rec *nodes, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        for (const char *p = nodes[i].id; *p != '\0'; p++)
+            h = (h ^ (uint8_t)*p) * 1099511628211ull;
+        h = (h ^ (uint8_t)nodes[i].state) * 1099511628211ull;
+    }
+    return h;
+}
+
+static void plan_add(struct dfs_plan_result *sum, const struct dfs_plan_result *r)
+{
+    sum->scanned += r->scanned;
+    sum->queued += r->queued;
+    sum->updated += r->updated;
+    sum->dropped += r->dropped;
+    sum->lost += r->lost;
+    sum->trimmed += r->trimmed;
+}
+
+/*
+ * One bounded step of the planner: continue the pass in progress (or start one when due) for at
+ * most PLAN_BUDGET_MS. Returns true when the pass ended in this step.
+ */
+static bool plan_step(dfs_metadata_service *svc, int64_t now, bool states_changed, bool unbounded)
+{
+    bool kick = atomic_exchange(&svc->plan_kick, false);
+    if (!svc->plan_active || states_changed || kick) {
+        if (!svc->plan_active && !states_changed && !kick && !unbounded &&
+            now - svc->plan_last_ms < PLAN_INTERVAL_MS)
+            return false;
+        svc->plan_active = true;
+        svc->plan_cursor[0] = '\0';
+        memset(&svc->plan_sum, 0, sizeof svc->plan_sum);
+    }
+    int64_t until = now_ms() + PLAN_BUDGET_MS;
+    while (svc->plan_active) {
+        struct dfs_plan_result r;
+        char *err = NULL;
+        if (dfs_catalog_repair_plan(svc->cat, svc->plan_cursor, PLAN_PAGE, now_ms(), &r, &err) !=
+            DFS_OK) {
+            dfs_log(DFS_LOG_WARN, "repair planner failed, will retry err=\"%s\"", err);
+            free(err);
+            return false;
+        }
+        plan_add(&svc->plan_sum, &r);
+        memcpy(svc->plan_cursor, r.last, sizeof svc->plan_cursor);
+        if (r.queued > 0 || r.updated > 0)
+            wake_workers(svc);
+        if (r.done) {
+            svc->plan_active = false;
+            svc->plan_last_ms = now;
+            const struct dfs_plan_result *t = &svc->plan_sum;
+            if (t->queued + t->dropped + t->trimmed > 0)
+                dfs_log(DFS_LOG_INFO,
+                        "repair plan pass fragments=%zu queued=%zu reprioritised=%zu dropped=%zu "
+                        "lost=%zu surplus_dropped=%zu",
+                        t->scanned, t->queued, t->updated, t->dropped, t->lost, t->trimmed);
+            return true;
+        }
+        if (!unbounded && now_ms() >= until)
+            break;
+    }
+    return false;
+}
+
+int dfs_metadata_service_plan_all(dfs_metadata_service *svc, char **errmsg)
+{
+    svc->plan_active = false;
+    atomic_store(&svc->plan_kick, true);
+    if (!plan_step(svc, now_ms(), false, true))
+        return dfs_seterr(errmsg, DFS_EIO, "the repair planner did not finish (see the log)");
+    return DFS_OK;
+}
+
+/* ---- rebalancing (background thread) ---- */
+
+static uint64_t copies_bytes_of(const struct dfs_node_copies *v, size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i].node_id, id) == 0)
+            return v[i].bytes;
+    return 0;
+}
+
+static int choose_nodes(dfs_metadata_service *svc, const struct dfs_placement_request *req,
+                        uint64_t bytes, const struct dfs_node_rec *nodes, size_t nnodes,
+                        const char **out, bool *fell_back, char **errmsg);
+
+/* Nodes of a fragment's copies, sorted into placed (live) and exclude (every holder). */
+struct node_lists {
+    const char **placed, **exclude;
+    size_t nplaced, nexclude;
+};
+
+static void node_lists_free(struct node_lists *l)
+{
+    free(l->placed);
+    free(l->exclude);
+    memset(l, 0, sizeof *l);
+}
+
+/*
+ * The placement inputs for a new copy of fragment `index` of f: placed = its live copies (for
+ * erasure code: the live copies of the file's other fragments), the anchors; exclude = every
+ * other node holding or having held a copy of it (dead, draining ones too), the nodes of `held`
+ * (a queued deletion), and for erasure code every other node holding any fragment of the file.
+ * Both are avoided by the choice. Pointers borrow from f and held.
+ */
+static int placement_inputs(const struct dfs_file_rec *f, uint32_t index,
+                            char (*held)[DFS_ID_HEX + 1], size_t nheld, struct node_lists *l)
+{
+    memset(l, 0, sizeof *l);
+    bool erasure = f->redundancy.scheme == DFS_SCHEME_ERASURE;
+    size_t cap = nheld + 1;
+    for (size_t i = 0; i < f->nfragments; i++)
+        cap += f->fragments[i].nreplicas;
+    l->placed = calloc(cap, sizeof *l->placed);
+    l->exclude = calloc(cap, sizeof *l->exclude);
+    if (l->placed == NULL || l->exclude == NULL) {
+        node_lists_free(l);
+        return DFS_ENOMEM;
+    }
+    for (size_t i = 0; i < f->nfragments; i++) {
+        if (!erasure && i != index)
+            continue;
+        const struct dfs_fragment_rec *fr = &f->fragments[i];
+        for (size_t r = 0; r < fr->nreplicas; r++) {
+            const struct dfs_replica_rec *rep = &fr->replicas[r];
+            bool live = rep->node_state == DFS_NODE_ALIVE || rep->node_state == DFS_NODE_SUSPECT;
+            /* A placed node is never chosen; excluding it too would stop it being an anchor
+               (placement.h), and the new copy would leave the survivors' copyset or group. */
+            if (live && (!erasure || i != index))
+                l->placed[l->nplaced++] = rep->node_id;
+            else
+                l->exclude[l->nexclude++] = rep->node_id;
+        }
+    }
+    for (size_t i = 0; i < nheld; i++)
+        l->exclude[l->nexclude++] = held[i];
+    return DFS_OK;
+}
+
+/*
+ * When an alive node records more bytes than the alive nodes' mean by more than the threshold,
+ * queue up to rebalance_max moves of its copies to nodes the file's policy allows (inside the
+ * copyset or group: no fallback), each only when it strictly reduces the spread (the target ends
+ * below where the source was), so repeated checks converge and never ping-pong. Runs only when
+ * the repair queue is empty: repairs come first, and the moves queued by one check finish before
+ * the next one looks.
+ */
+static void rebalance_step(dfs_metadata_service *svc, const struct dfs_node_rec *nodes,
+                           size_t nnodes)
+{
+    if (svc->cfg.rebalance_threshold_pct < 0)
+        return;
+    uint64_t queued = 0, running = 0;
+    if (dfs_catalog_repair_counts(svc->cat, &queued, &running, NULL) != DFS_OK ||
+        queued + running > 0)
+        return;
+    struct dfs_node_copies *cp = NULL;
+    size_t ncp = 0;
+    if (dfs_catalog_node_copies(svc->cat, &cp, &ncp, NULL) != DFS_OK)
+        return;
+    uint64_t *usage = calloc(nnodes + 1, sizeof *usage);
+    size_t alive = 0, fullest = SIZE_MAX;
+    long double sum = 0;
+    for (size_t i = 0; usage != NULL && i < nnodes; i++) {
+        if (nodes[i].state != DFS_NODE_ALIVE)
+            continue;
+        usage[i] = copies_bytes_of(cp, ncp, nodes[i].id);
+        sum += usage[i];
+        alive++;
+        if (fullest == SIZE_MAX || usage[i] > usage[fullest])
+            fullest = i;
+    }
+    free(cp);
+    if (usage == NULL || alive < 2 || usage[fullest] == 0) {
+        free(usage);
+        return;
+    }
+    long double mean = sum / alive;
+    if ((long double)usage[fullest] <= mean * (1.0L + svc->cfg.rebalance_threshold_pct / 100.0L)) {
+        free(usage);
+        return;
+    }
+    const char *from = nodes[fullest].id;
+    char(*ids)[DFS_FRAGMENT_ID_HEX + 1] = NULL;
+    uint64_t *sizes = NULL;
+    size_t n = 0, moves = 0;
+    if (dfs_catalog_rebalance_candidates(svc->cat, from, NULL, 4 * svc->cfg.rebalance_max + 16,
+                                         &ids, &sizes, &n, NULL) != DFS_OK)
+        n = 0;
+    for (size_t i = 0; i < n && moves < svc->cfg.rebalance_max; i++) {
+        char file_id[DFS_ID_HEX + 1];
+        memcpy(file_id, ids[i], DFS_ID_HEX);
+        file_id[DFS_ID_HEX] = '\0';
+        uint32_t index = (uint32_t)strtoul(ids[i] + DFS_ID_HEX, NULL, 16);
+        struct dfs_file_rec *f = NULL;
+        struct node_lists l;
+        if (dfs_catalog_file_get_id(svc->cat, file_id, &f, NULL) != DFS_OK)
+            continue;
+        if (index >= f->nfragments || placement_inputs(f, index, NULL, 0, &l) != DFS_OK) {
+            dfs_catalog_file_rec_free(f);
+            continue;
+        }
+        /* The moved copy is not an anchor: the others keep the fragment in its set. */
+        size_t np = 0;
+        for (size_t j = 0; j < l.nplaced; j++)
+            if (strcmp(l.placed[j], from) != 0)
+                l.placed[np++] = l.placed[j];
+        l.nplaced = np;
+        bool erasure = f->redundancy.scheme == DFS_SCHEME_ERASURE;
+        struct dfs_placement_request req = {
+            .policy = f->policy,
+            .k = 1,
+            .width = erasure ? f->nfragments : f->redundancy.replicas,
+            .placed = l.placed,
+            .nplaced = l.nplaced,
+            .exclude = l.exclude,
+            .nexclude = l.nexclude,
+            .fallback = false,
+        };
+        const char *target = NULL;
+        if (choose_nodes(svc, &req, sizes[i], nodes, nnodes, &target, NULL, NULL) == DFS_OK) {
+            size_t t = 0;
+            while (t < nnodes && strcmp(nodes[t].id, target) != 0)
+                t++;
+            bool queued_one = false;
+            if (t < nnodes && usage[t] + sizes[i] < usage[fullest] &&
+                dfs_catalog_repair_queue(svc->cat, ids[i], DFS_REPAIR_REBALANCE, from, target,
+                                         now_ms(), &queued_one, NULL) == DFS_OK &&
+                queued_one) {
+                usage[t] += sizes[i];
+                usage[fullest] -= sizes[i];
+                moves++;
+            }
+        }
+        node_lists_free(&l);
+        dfs_catalog_file_rec_free(f);
+    }
+    if (moves > 0) {
+        dfs_log(DFS_LOG_INFO,
+                "rebalance moves queued from=%s count=%zu mean_bytes=%.0Lf threshold_pct=%" PRId32,
+                from, moves, mean, svc->cfg.rebalance_threshold_pct);
+        wake_workers(svc);
+    }
+    free(ids);
+    free(sizes);
+    free(usage);
+}
+
+/* ---- repair dispatch (workers) ---- */
+
+/* One unary call on a worker's own loop, cancelled when the service stops. */
+struct pending_call {
+    bool finished;
+    int status;
+    char *message;
+    ProtobufCMessage *resp;
+};
+
+static void pending_recv(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *msg, int status)
+{
+    (void)call;
+    (void)status;
+    struct pending_call *p = arg;
+    if (msg != NULL) {
+        if (p->resp != NULL)
+            protobuf_c_message_free_unpacked(p->resp, NULL);
+        p->resp = msg;
+    }
+}
+
+static void pending_done(dfs_rpc_ccall *call, void *arg, int status, const char *message)
+{
+    (void)call;
+    struct pending_call *p = arg;
+    p->finished = true;
+    p->status = status;
+    p->message = strdup(message);
+}
+
+static int unary_cancellable(dfs_metadata_service *svc, dfs_rpc_loop *loop, dfs_rpc_channel *ch,
+                             const char *method, const ProtobufCMessage *req,
+                             const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
+                             int64_t timeout_ms, char **errmsg)
+{
+    struct pending_call p = {0};
+    dfs_rpc_ccall *call = NULL;
+    int rc = dfs_rpc_ccall_start(loop, ch, method, timeout_ms, pending_done, &p, &call);
+    if (rc != DFS_OK)
+        return dfs_seterr(errmsg, rc, "cannot start %s", method);
+    if (dfs_rpc_ccall_recv(call, desc, pending_recv, &p) != DFS_OK ||
+        dfs_rpc_ccall_send(call, req, true, NULL, NULL) != DFS_OK)
+        dfs_rpc_ccall_cancel(call);
+    bool cancelled = false;
+    while (!p.finished) {
+        dfs_rpc_loop_run_once(loop, REPAIR_POLL_MS);
+        if (!cancelled && !p.finished && atomic_load(&svc->stop_flag)) {
+            dfs_rpc_ccall_cancel_with(call, DFS_ECANCELED, "the metadata service is stopping");
+            cancelled = true;
+        }
+    }
+    if (p.status == DFS_OK && p.resp == NULL)
+        rc = dfs_seterr(errmsg, DFS_EINTERNAL, "%s answered OK without a message", method);
+    else if (p.status != DFS_OK)
+        rc = dfs_seterr(errmsg, p.status, "%s", p.message != NULL ? p.message : "call failed");
+    free(p.message);
+    if (rc != DFS_OK) {
+        if (p.resp != NULL)
+            protobuf_c_message_free_unpacked(p.resp, NULL);
+        return rc;
+    }
+    *resp = p.resp;
+    return DFS_OK;
+}
+
+static int64_t repair_backoff_ms(uint32_t attempts)
+{
+    int64_t ms = REPAIR_BACKOFF_MS;
+    for (uint32_t i = 1; i < attempts && ms < REPAIR_BACKOFF_MAX_MS; i++)
+        ms *= 2;
+    return ms < REPAIR_BACKOFF_MAX_MS ? ms : REPAIR_BACKOFF_MAX_MS;
+}
+
+/* Order of sources: alive copies first, then draining, then suspect ones. */
+static int source_rank(enum dfs_node_state s)
+{
+    return s == DFS_NODE_ALIVE ? 0 : s == DFS_NODE_DRAINING ? 1 : s == DFS_NODE_SUSPECT ? 2 : -1;
+}
+
+/* A claimed repair: the task, its target, and the request built for it (arena-allocated). */
+struct claimed {
+    struct dfs_repair_task task;
+    char target[DFS_ID_HEX + 1];
+    char address[DFS_NODE_ADDRESS_MAX + 1];
+};
+
+/* Choose the target of a task among nodes[]; *out points into nodes. */
+static int choose_target(dfs_metadata_service *svc, const struct dfs_repair_task *t,
+                         const struct dfs_node_rec *nodes, size_t nnodes,
+                         const struct dfs_node_rec **out, char **errmsg)
+{
+    const struct dfs_file_rec *f = t->file;
+    struct node_lists l;
+    if (placement_inputs(f, t->index, t->held, t->nheld, &l) != DFS_OK)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    const char *chosen = NULL;
+    int rc = DFS_OK;
+    /* A rebalance move carries the target the rebalancer checked; keep it while it is usable. */
+    if (t->row.reason == DFS_REPAIR_REBALANCE && t->row.target_node[0] != '\0') {
+        bool usable = false;
+        for (size_t i = 0; i < nnodes; i++)
+            if (strcmp(nodes[i].id, t->row.target_node) == 0)
+                usable = nodes[i].state == DFS_NODE_ALIVE;
+        for (size_t i = 0; usable && i < l.nexclude; i++)
+            usable = strcmp(l.exclude[i], t->row.target_node) != 0;
+        chosen = usable ? t->row.target_node : NULL;
+        if (chosen == NULL)
+            rc = dfs_seterr(errmsg, DFS_EPRECOND, "the rebalance target %s is no longer usable",
+                            t->row.target_node);
+    } else {
+        bool erasure = f->redundancy.scheme == DFS_SCHEME_ERASURE;
+        struct dfs_placement_request req = {
+            .policy = f->policy,
+            .k = 1,
+            .width = erasure ? f->nfragments : f->redundancy.replicas,
+            .placed = l.placed,
+            .nplaced = l.nplaced,
+            .exclude = l.exclude,
+            .nexclude = l.nexclude,
+            .fallback = true,
+        };
+        bool fell_back = false;
+        rc = choose_nodes(svc, &req, f->fragments[t->index].size, nodes, nnodes, &chosen,
+                          &fell_back, errmsg);
+        if (rc == DFS_OK && fell_back)
+            dfs_log(DFS_LOG_WARN,
+                    "repair target outside the %s of the surviving copies fragment=%s target=%s",
+                    f->policy == DFS_POLICY_MIN_COPY ? "copyset" : "buddy group",
+                    t->row.fragment_id, chosen);
+    }
+    for (size_t i = 0; rc == DFS_OK && i < nnodes; i++)
+        if (strcmp(nodes[i].id, chosen) == 0)
+            *out = &nodes[i];
+    node_lists_free(&l);
+    return rc;
+}
+
+/*
+ * Claim the next due repair: pick it, choose its target, mark it running. *found false when
+ * nothing is due. A row for which no target can be chosen is backed off (and a rebalance move
+ * that lost its target is backed off too; the planner or the next claim drops it once obsolete).
+ */
+static int claim(dfs_metadata_service *svc, struct claimed *c, bool *found, char **errmsg)
+{
+    *found = false;
+    int rc = DFS_OK;
+    pthread_mutex_lock(&svc->claim_mu);
+    for (int attempt = 0; attempt < 8 && !*found; attempt++) {
+        memset(c, 0, sizeof *c);
+        bool any = false;
+        rc = dfs_catalog_repair_next(svc->cat, now_ms(), &c->task, &any, errmsg);
+        if (rc != DFS_OK || !any)
+            break;
+        struct dfs_node_rec *nodes = NULL;
+        size_t nnodes = 0;
+        const struct dfs_node_rec *target = NULL;
+        char *why = NULL;
+        rc = dfs_catalog_nodes_list(svc->cat, &nodes, &nnodes, errmsg);
+        if (rc != DFS_OK) {
+            dfs_catalog_repair_task_clear(&c->task);
+            break;
+        }
+        int crc = choose_target(svc, &c->task, nodes, nnodes, &target, &why);
+        if (crc == DFS_OK) {
+            snprintf(c->target, sizeof c->target, "%s", target->id);
+            snprintf(c->address, sizeof c->address, "%s", target->address);
+            crc = dfs_catalog_repair_start(svc->cat, c->task.row.fragment_id, c->target, now_ms(),
+                                           &why);
+        }
+        free(nodes);
+        if (crc == DFS_OK) {
+            *found = true;
+        } else if (crc != DFS_EABORTED) {
+            uint32_t attempts = 0;
+            dfs_catalog_repair_fail(svc->cat, c->task.row.fragment_id, NULL,
+                                    now_ms() + repair_backoff_ms(c->task.row.attempts + 1),
+                                    &attempts, NULL);
+            dfs_log(attempts >= REPAIR_ATTEMPTS_LOUD ? DFS_LOG_ERROR : DFS_LOG_WARN,
+                    "no repair target, will retry fragment=%s reason=%s attempts=%" PRIu32
+                    " err=\"%s\"",
+                    c->task.row.fragment_id, dfs_catalog_repair_reason_name(c->task.row.reason),
+                    attempts, why != NULL ? why : dfs_strerror(crc));
+        }
+        free(why);
+        if (!*found)
+            dfs_catalog_repair_task_clear(&c->task);
+    }
+    pthread_mutex_unlock(&svc->claim_mu);
+    return rc;
+}
+
+/* Build the RepairFragment request of a claimed task in arena a; NULL when out of memory. */
+static Dfs__V1__RepairFragmentRequest *repair_request(dfs_arena *a, const struct claimed *c,
+                                                      uint64_t *read_bytes)
+{
+    const struct dfs_file_rec *f = c->task.file;
+    const struct dfs_fragment_rec *fr = &f->fragments[c->task.index];
+    Dfs__V1__RepairFragmentRequest *req = dfs_arena_alloc(a, sizeof *req);
+    if (req == NULL)
+        return NULL;
+    dfs__v1__repair_fragment_request__init(req);
+    req->fragment_id = dfs_arena_strdup(a, fr->fragment_id);
+    req->size = fr->size;
+    req->checksum = fr->checksum;
+    *read_bytes = fr->size;
+    /* Copy when the fragment itself is readable somewhere (always for replication; a draining
+       node's erasure fragment too: cheaper than reading K others), else rebuild it from the
+       file's other fragments. An erasure copy that failed once is rebuilt instead (a draining
+       node is never swept dead, so it may be down). */
+    size_t nsrc = 0;
+    for (size_t r = 0; r < fr->nreplicas; r++)
+        nsrc += source_rank(fr->replicas[r].node_state) >= 0;
+    bool erasure = f->redundancy.scheme == DFS_SCHEME_ERASURE;
+    if (!erasure || (nsrc > 0 && c->task.row.attempts == 0)) {
+        req->sources = dfs_arena_calloc(a, nsrc + 1, sizeof *req->sources);
+        if (req->sources == NULL)
+            return NULL;
+        for (int rank = 0; rank <= 2; rank++)
+            for (size_t r = 0; r < fr->nreplicas; r++)
+                if (source_rank(fr->replicas[r].node_state) == rank &&
+                    strcmp(fr->replicas[r].node_id, c->target) != 0)
+                    if ((req->sources[req->n_sources++] =
+                             dfs_arena_strdup(a, fr->replicas[r].address)) == NULL)
+                        return NULL;
+        return req;
+    }
+    Dfs__V1__ErasureRebuild *e = dfs_arena_alloc(a, sizeof *e);
+    if (e == NULL)
+        return NULL;
+    dfs__v1__erasure_rebuild__init(e);
+    e->data = f->redundancy.data;
+    e->parity = f->redundancy.parity;
+    e->cell_size = f->cell_size;
+    e->index = c->task.index;
+    size_t cap = 0;
+    for (size_t i = 0; i < f->nfragments; i++)
+        cap += f->fragments[i].nreplicas;
+    e->sources = dfs_arena_calloc(a, cap + 1, sizeof *e->sources);
+    if (e->sources == NULL)
+        return NULL;
+    for (int rank = 0; rank <= 2; rank++) {
+        for (size_t i = 0; i < f->nfragments; i++) {
+            const struct dfs_fragment_rec *o = &f->fragments[i];
+            for (size_t r = 0; i != c->task.index && r < o->nreplicas; r++) {
+                if (source_rank(o->replicas[r].node_state) != rank)
+                    continue;
+                Dfs__V1__ErasureSource *src = dfs_arena_alloc(a, sizeof *src);
+                if (src == NULL)
+                    return NULL;
+                dfs__v1__erasure_source__init(src);
+                src->index = o->index;
+                src->fragment_id = dfs_arena_strdup(a, o->fragment_id);
+                src->address = dfs_arena_strdup(a, o->replicas[r].address);
+                if (src->fragment_id == NULL || src->address == NULL)
+                    return NULL;
+                e->sources[e->n_sources++] = src;
+            }
+        }
+    }
+    req->erasure = e;
+    *read_bytes = fr->size * (uint64_t)f->redundancy.data;
+    return req;
+}
+
+/* Dispatch a claimed repair and record its outcome. Returns the outcome. */
+static int run_repair(dfs_metadata_service *svc, dfs_rpc_loop *loop, struct claimed *c,
+                      char **errmsg)
+{
+    const struct dfs_fragment_rec *fr = &c->task.file->fragments[c->task.index];
+    const char *fid = c->task.row.fragment_id;
+    dfs_arena a = {0};
+    uint64_t read_bytes = 0;
+    Dfs__V1__RepairFragmentRequest *req = repair_request(&a, c, &read_bytes);
+    int64_t timeout = (int64_t)(read_bytes / REPAIR_MIN_RATE) * 1000;
+    if (timeout < REPAIR_TIMEOUT_MIN_MS)
+        timeout = REPAIR_TIMEOUT_MIN_MS;
+    dfs_rpc_channel *ch = node_channel(svc, c->address);
+    ProtobufCMessage *resp = NULL;
+    char *err = NULL;
+    int rc = req == NULL || ch == NULL ? dfs_seterr(&err, DFS_ENOMEM, "out of memory") : DFS_OK;
+    atomic_fetch_add(&svc->rep_running, 1);
+    int64_t start = now_ms();
+    if (rc == DFS_OK) {
+        dfs_log(DFS_LOG_DEBUG, "repair started fragment=%s reason=%s target=%s mode=%s", fid,
+                dfs_catalog_repair_reason_name(c->task.row.reason), c->target,
+                req->erasure != NULL ? "rebuild" : "copy");
+        rc =
+            unary_cancellable(svc, loop, ch, "/dfs.v1.Storage/RepairFragment", &req->base,
+                              &dfs__v1__repair_fragment_response__descriptor, &resp, timeout, &err);
+    }
+    atomic_fetch_sub(&svc->rep_running, 1);
+    dfs_arena_free(&a);
+    if (rc == DFS_OK) {
+        const Dfs__V1__RepairFragmentResponse *r = (const Dfs__V1__RepairFragmentResponse *)resp;
+        if (r->size != fr->size || r->checksum != fr->checksum)
+            rc = dfs_seterr(&err, DFS_EDATALOSS,
+                            "node answered %" PRIu64 " bytes checksum %08" PRIx32
+                            ", the catalog has %" PRIu64 " bytes checksum %08" PRIx32,
+                            r->size, r->checksum, fr->size, fr->checksum);
+        if (rc == DFS_OK)
+            rc = dfs_catalog_repair_complete(svc->cat, fid, c->target, r->size, r->checksum,
+                                             now_ms(), &err);
+        if (rc == DFS_OK) {
+            atomic_fetch_add(&svc->rep_done, 1);
+            atomic_fetch_add(&svc->rep_bytes, fr->size);
+            dfs_log(DFS_LOG_INFO,
+                    "repaired fragment=%s reason=%s target=%s source=\"%s\" bytes=%" PRIu64
+                    " ms=%" PRId64,
+                    fid, dfs_catalog_repair_reason_name(c->task.row.reason), c->target,
+                    r->source != NULL ? r->source : "", fr->size, now_ms() - start);
+        }
+        protobuf_c_message_free_unpacked(resp, NULL);
+        if (rc == DFS_ENOTFOUND || rc == DFS_EABORTED) {
+            /* The row is gone or not ours: the catalog queued the copy's removal already. */
+            atomic_fetch_add(&svc->rep_failed, 1);
+            dfs_log(DFS_LOG_INFO, "repair result discarded fragment=%s target=%s err=\"%s\"", fid,
+                    c->target, err != NULL ? err : dfs_strerror(rc));
+            if (errmsg != NULL) {
+                *errmsg = err;
+                err = NULL;
+            }
+            free(err);
+            return rc;
+        }
+    }
+    if (rc != DFS_OK) {
+        atomic_fetch_add(&svc->rep_failed, 1);
+        uint32_t attempts = 0;
+        char *ferr = NULL;
+        if (dfs_catalog_repair_fail(svc->cat, fid, c->target,
+                                    now_ms() + repair_backoff_ms(c->task.row.attempts + 1),
+                                    &attempts, &ferr) != DFS_OK) {
+            dfs_log(DFS_LOG_ERROR, "cannot record a failed repair fragment=%s err=\"%s\"", fid,
+                    ferr);
+            free(ferr);
+        }
+        dfs_log(rc == DFS_ECANCELED                ? DFS_LOG_INFO
+                : attempts >= REPAIR_ATTEMPTS_LOUD ? DFS_LOG_ERROR
+                                                   : DFS_LOG_WARN,
+                "repair failed, will retry fragment=%s reason=%s target=%s attempts=%" PRIu32
+                " retry_in_ms=%" PRId64 " err=\"%s\"",
+                fid, dfs_catalog_repair_reason_name(c->task.row.reason), c->target, attempts,
+                repair_backoff_ms(attempts), err != NULL ? err : dfs_strerror(rc));
+        if (errmsg != NULL) {
+            *errmsg = err;
+            err = NULL;
+        }
+    }
+    free(err);
+    return rc;
+}
+
+/* Claim and run one repair; *did says whether one was claimed. */
+static int repair_one(dfs_metadata_service *svc, dfs_rpc_loop *loop, bool *did, char **errmsg)
+{
+    struct claimed c;
+    bool found = false;
+    char *err = NULL;
+    int rc = claim(svc, &c, &found, &err);
+    *did = found;
+    if (rc != DFS_OK) {
+        dfs_log(DFS_LOG_WARN, "cannot read the repair queue err=\"%s\"", err);
+        if (errmsg != NULL)
+            *errmsg = err;
+        else
+            free(err);
+        return rc;
+    }
+    if (!found)
+        return DFS_OK;
+    rc = run_repair(svc, loop, &c, errmsg);
+    dfs_catalog_repair_task_clear(&c.task);
+    /* A finished drain move may have emptied its node; the deletions it queued go out now. */
+    wake_background(svc);
+    return rc;
+}
+
+int dfs_metadata_service_repair_one(dfs_metadata_service *svc, bool *did, char **errmsg)
+{
+    dfs_rpc_loop *loop = dfs_rpc_loop_create();
+    if (loop == NULL)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    int rc = repair_one(svc, loop, did, errmsg);
+    dfs_rpc_loop_destroy(loop);
+    return rc;
+}
+
+static void *worker_main(void *arg)
+{
+    dfs_metadata_service *svc = arg;
+    dfs_rpc_loop *loop = dfs_rpc_loop_create();
+    if (loop == NULL) {
+        dfs_log(DFS_LOG_ERROR, "repair worker cannot start: out of memory");
+        return NULL;
+    }
+    pthread_mutex_lock(&svc->mu);
+    while (!svc->stopping) {
+        uint64_t seq = svc->work_seq;
+        pthread_mutex_unlock(&svc->mu);
+        bool did = false;
+        repair_one(svc, loop, &did, NULL);
+        pthread_mutex_lock(&svc->mu);
+        if (did || svc->stopping || seq != svc->work_seq)
+            continue;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += REPAIR_IDLE_MS / 1000;
+        pthread_cond_timedwait(&svc->work_cv, &svc->mu, &until);
+    }
+    pthread_mutex_unlock(&svc->mu);
+    dfs_rpc_loop_destroy(loop);
+    return NULL;
+}
+
+void dfs_metadata_service_repair_stats(dfs_metadata_service *svc,
+                                       struct dfs_metadata_repair_stats *out)
+{
+    out->running = atomic_load(&svc->rep_running);
+    out->done = atomic_load(&svc->rep_done);
+    out->failed = atomic_load(&svc->rep_failed);
+    out->bytes = atomic_load(&svc->rep_bytes);
+}
+
+void dfs_metadata_service_collect(void *arg, dfs_metrics_writer *w)
+{
+    dfs_metadata_service *svc = arg;
+    struct dfs_metadata_repair_stats st;
+    dfs_metadata_service_repair_stats(svc, &st);
+    uint64_t queued = 0, running = 0;
+    if (dfs_catalog_repair_counts(svc->cat, &queued, &running, NULL) == DFS_OK) {
+        dfs_metrics_family(w, "dfs_metadata_repair_queue_length", "gauge",
+                           "Fragments in the repair queue, waiting or being repaired.");
+        dfs_metrics_sample_u64(w, "dfs_metadata_repair_queue_length", "state=\"queued\"", queued);
+        dfs_metrics_sample_u64(w, "dfs_metadata_repair_queue_length", "state=\"running\"", running);
+    }
+    dfs_metrics_family(w, "dfs_metadata_repairs_total", "counter",
+                       "Repair attempts since the service started, by result.");
+    dfs_metrics_sample_u64(w, "dfs_metadata_repairs_total", "result=\"done\"", st.done);
+    dfs_metrics_sample_u64(w, "dfs_metadata_repairs_total", "result=\"failed\"", st.failed);
+    dfs_metrics_counter(w, "dfs_metadata_repair_bytes_total",
+                        "Fragment bytes of the copies made by repairs since the service started.",
+                        st.bytes);
+}
+
+/* ---- handlers: node states, reports, health ---- */
+
+static Dfs__V1__Node *node_msg(dfs_arena *a, const struct dfs_node_rec *n);
+
+/*
+ * The placement sets holding each node, as Node.groups entries ("buddy/W#G", "min_copy/W:C"),
+ * from the families saved in the catalog. Fills groups[i] / ngroups[i] for nodes[i] in arena a.
+ */
+static bool node_groups(dfs_metadata_service *svc, dfs_arena *a, const struct dfs_node_rec *nodes,
+                        size_t n, char ***groups, size_t *ngroups)
+{
+    struct dfs_placement_state *st = NULL;
+    size_t nst = 0;
+    if (dfs_catalog_placement_load(svc->cat, &st, &nst, NULL) != DFS_OK)
+        return true; /* groups are informative: leave them out */
+    bool ok = true;
+    for (size_t i = 0; ok && i < n; i++) {
+        groups[i] = dfs_arena_calloc(a, nst + 1, sizeof *groups[i]);
+        ok = groups[i] != NULL;
+        for (size_t f = 0; ok && f < nst; f++) {
+            const struct dfs_placement_state *s = &st[f];
+            size_t count = 0, which = SIZE_MAX;
+            for (size_t j = 0; j < s->nsets; j++)
+                for (size_t m = 0; m < s->sets[j].nnodes; m++)
+                    if (strcmp(s->sets[j].node_ids[m], nodes[i].id) == 0) {
+                        count++;
+                        which = j;
+                    }
+            if (count == 0)
+                continue;
+            char buf[64];
+            if (s->policy == DFS_POLICY_BUDDY)
+                snprintf(buf, sizeof buf, "buddy/%" PRIu32 "#%zu", s->width, which);
+            else
+                snprintf(buf, sizeof buf, "%s/%" PRIu32 ":%zu",
+                         dfs_placement_policy_name(s->policy), s->width, count);
+            ok = (groups[i][ngroups[i]++] = dfs_arena_strdup(a, buf)) != NULL;
+        }
+    }
+    dfs_placement_states_free(st, nst);
+    return ok;
+}
+
+/* Node messages with groups and catalog_fragments filled in. */
+static Dfs__V1__Node **nodes_msgs(dfs_metadata_service *svc, dfs_arena *a,
+                                  const struct dfs_node_rec *nodes, size_t n)
+{
+    Dfs__V1__Node **v = dfs_arena_calloc(a, n + 1, sizeof *v);
+    char ***groups = dfs_arena_calloc(a, n + 1, sizeof *groups);
+    size_t *ngroups = dfs_arena_calloc(a, n + 1, sizeof *ngroups);
+    if (v == NULL || groups == NULL || ngroups == NULL ||
+        !node_groups(svc, a, nodes, n, groups, ngroups))
+        return NULL;
+    struct dfs_node_copies *cp = NULL;
+    size_t ncp = 0;
+    if (dfs_catalog_node_copies(svc->cat, &cp, &ncp, NULL) != DFS_OK)
+        ncp = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((v[i] = node_msg(a, &nodes[i])) == NULL)
+            break;
+        v[i]->groups = groups[i];
+        v[i]->n_groups = groups[i] != NULL ? ngroups[i] : 0;
+        for (size_t j = 0; j < ncp; j++)
+            if (strcmp(cp[j].node_id, nodes[i].id) == 0)
+                v[i]->catalog_fragments = cp[j].copies;
+    }
+    free(cp);
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == NULL)
+            return NULL;
+    return v;
+}
+
+static void handle_set_node_state(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__SetNodeStateRequest *req =
+        (const Dfs__V1__SetNodeStateRequest *)dfs_rpc_call_request(call);
+    struct dfs_node_rec n;
+    char *err = NULL;
+    int rc = dfs_catalog_node_resolve(svc->cat, req->node_id, &n, &err);
+    enum dfs_node_state want = (enum dfs_node_state)req->state;
+    if (rc == DFS_OK && want != DFS_NODE_DRAINING && want != DFS_NODE_DECOMMISSIONED &&
+        want != DFS_NODE_ALIVE)
+        rc = dfs_seterr(&err, DFS_EINVAL,
+                        "a node can be set to NODE_DRAINING, NODE_DECOMMISSIONED or NODE_ALIVE, "
+                        "not %s",
+                        dfs_catalog_node_state_name(want));
+    if (rc == DFS_OK && want == DFS_NODE_DRAINING &&
+        (n.state == DFS_NODE_DEAD || n.state == DFS_NODE_DECOMMISSIONED))
+        rc = dfs_seterr(&err, DFS_EPRECOND, "node %s is %s: %s", n.id,
+                        dfs_catalog_node_state_name(n.state),
+                        n.state == DFS_NODE_DEAD
+                            ? "there is nothing to read from it (its copies are repaired from "
+                              "the others); decommission it to retire it"
+                            : "set it alive before draining it");
+    if (rc == DFS_OK && want == DFS_NODE_ALIVE &&
+        (n.state == DFS_NODE_DEAD || n.state == DFS_NODE_SUSPECT))
+        rc = dfs_seterr(&err, DFS_EPRECOND,
+                        "node %s is %s: heartbeats decide when it is alive again", n.id,
+                        dfs_catalog_node_state_name(n.state));
+    if (rc == DFS_OK && n.state != want) {
+        rc = dfs_catalog_node_set_state(svc->cat, n.id, want, &err);
+        if (rc == DFS_OK)
+            dfs_log(DFS_LOG_INFO, "node state changed by operator id=%s address=%s from=%s to=%s",
+                    n.id, n.address, dfs_catalog_node_state_name(n.state),
+                    dfs_catalog_node_state_name(want));
+    }
+    /* A drained node with nothing on it retires at once. */
+    if (rc == DFS_OK && want == DFS_NODE_DRAINING)
+        rc = dfs_catalog_nodes_finish_drains(svc->cat, NULL, &err);
+    if (rc == DFS_OK)
+        rc = dfs_catalog_node_get(svc->cat, n.id, &n, &err);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    kick_planner(svc);
+    dfs_arena a = {0};
+    Dfs__V1__SetNodeStateResponse resp = DFS__V1__SET_NODE_STATE_RESPONSE__INIT;
+    Dfs__V1__Node **v = nodes_msgs(svc, &a, &n, 1);
+    resp.node = v != NULL ? v[0] : NULL;
+    reply_and_free(call, &a, resp.node != NULL ? &resp.base : NULL);
+}
+
+/*
+ * Ask a node about a copy: 1 (it holds it with this size and checksum), 0 (NOT_FOUND), 2 (it holds
+ * something else under that id), or a negative code (could not tell).
+ */
+static int stat_copy(dfs_metadata_service *svc, const char *address, const char *fragment_id,
+                     uint64_t size, uint32_t checksum, bool check_content, char **errmsg)
+{
+    dfs_rpc_channel *ch = node_channel(svc, address);
+    if (ch == NULL)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    Dfs__V1__StatFragmentRequest req = DFS__V1__STAT_FRAGMENT_REQUEST__INIT;
+    req.fragment_id = (char *)fragment_id;
+    ProtobufCMessage *resp = NULL;
+    int rc =
+        dfs_rpc_unary(ch, "/dfs.v1.Storage/StatFragment", &req.base,
+                      &dfs__v1__stat_fragment_response__descriptor, &resp, STAT_TIMEOUT_MS, errmsg);
+    if (rc == DFS_ENOTFOUND)
+        return 0;
+    if (rc != DFS_OK)
+        return rc;
+    const Dfs__V1__StatFragmentResponse *r = (const Dfs__V1__StatFragmentResponse *)resp;
+    bool same = !check_content || (r->size == size && r->checksum == checksum);
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return same ? 1 : 2;
+}
+
+static void handle_report_fragments(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__ReportFragmentsRequest *req =
+        (const Dfs__V1__ReportFragmentsRequest *)dfs_rpc_call_request(call);
+    struct dfs_node_rec node;
+    char *err = NULL;
+    int rc = dfs_catalog_node_get(svc->cat, req->node_id, &node, &err);
+    uint32_t marked_lost = 0;
+    size_t unknown = 0;
+    int64_t now = now_ms();
+    for (size_t i = 0; rc == DFS_OK && i < req->n_corrupt; i++) {
+        bool marked = false;
+        rc = dfs_catalog_report_corrupt(svc->cat, node.id, req->corrupt[i], now, &marked, &err);
+        marked_lost += marked;
+    }
+    if (rc == DFS_OK && req->full)
+        rc = dfs_catalog_inventory_page(svc->cat, node.id, req->page,
+                                        (const char *const *)req->present, req->n_present, now,
+                                        &err);
+    if (rc == DFS_OK && req->full && req->last) {
+        char(*missing)[DFS_FRAGMENT_ID_HEX + 1] = NULL;
+        size_t nmissing = 0;
+        rc = dfs_catalog_inventory_missing(svc->cat, node.id, &missing, &nmissing, &err);
+        /* A put may have committed after the node listed its directory: ask before marking. */
+        for (size_t i = 0; rc == DFS_OK && i < nmissing; i++) {
+            char *serr = NULL;
+            int there = stat_copy(svc, node.address, missing[i], 0, 0, false, &serr);
+            bool marked = false;
+            if (there == 0)
+                rc = dfs_catalog_report_missing(svc->cat, node.id, missing[i], now_ms(), &marked,
+                                                &err);
+            else if (there < 0)
+                dfs_log(DFS_LOG_WARN,
+                        "inventory: cannot confirm a missing copy, kept fragment=%s node=%s "
+                        "err=\"%s\"",
+                        missing[i], node.id, serr != NULL ? serr : dfs_strerror(there));
+            marked_lost += marked;
+            free(serr);
+        }
+        free(missing);
+        if (rc == DFS_OK)
+            rc = dfs_catalog_inventory_finish(svc->cat, node.id, now_ms(), &unknown, &err);
+    }
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    if (marked_lost > 0 || unknown > 0) {
+        dfs_log(DFS_LOG_INFO,
+                "fragment report node=%s corrupt=%zu marked_lost=%" PRIu32 " unknown=%zu", node.id,
+                req->n_corrupt, marked_lost, unknown);
+        wake_workers(svc);
+        kick_planner(svc);
+    }
+    Dfs__V1__ReportFragmentsResponse resp = DFS__V1__REPORT_FRAGMENTS_RESPONSE__INIT;
+    resp.marked_lost = marked_lost;
+    resp.unknown = (uint32_t)unknown;
+    dfs_rpc_call_reply(call, &resp.base);
+}
+
+/* GetHealth verify: the copies of one node, checked by one thread. */
+struct verify_job {
+    dfs_metadata_service *svc;
+    const struct dfs_layout *l;
+    size_t node;
+    size_t *copies;    /* copy indexes */
+    size_t *fragments; /* the fragment of each */
+    size_t n;
+    bool *ok; /* shared; each job writes only its own copies */
+};
+
+static void *verify_main(void *arg)
+{
+    struct verify_job *j = arg;
+    const struct dfs_layout_node *node = &j->l->nodes[j->node];
+    for (size_t i = 0; i < j->n; i++) {
+        const struct dfs_layout_fragment *fr = &j->l->fragments[j->fragments[i]];
+        int there =
+            stat_copy(j->svc, node->address, fr->fragment_id, fr->size, fr->checksum, true, NULL);
+        j->ok[j->copies[i]] = there == 1;
+        /* A node that does not answer would make every remaining call wait its deadline. */
+        if (there == DFS_EUNAVAIL || there == DFS_ETIMEDOUT)
+            break;
+    }
+    return NULL;
+}
+
+/* Confirm every copy on a live, suspect or draining node; *ok[i] per copy. */
+static int verify_copies(dfs_metadata_service *svc, const struct dfs_layout *l, bool *ok,
+                         char **errmsg)
+{
+    struct verify_job *jobs = calloc(l->nnodes + 1, sizeof *jobs);
+    size_t *count = calloc(l->nnodes + 1, sizeof *count);
+    int rc = jobs == NULL || count == NULL ? DFS_ENOMEM : DFS_OK;
+    for (size_t c = 0; rc == DFS_OK && c < l->ncopies; c++)
+        count[l->copies[c]]++;
+    for (size_t i = 0; rc == DFS_OK && i < l->nnodes; i++) {
+        jobs[i] = (struct verify_job){.svc = svc, .l = l, .node = i, .ok = ok};
+        if (!state_readable_node(l->nodes[i].state) || count[i] == 0)
+            continue;
+        jobs[i].copies = calloc(count[i], sizeof *jobs[i].copies);
+        jobs[i].fragments = calloc(count[i], sizeof *jobs[i].fragments);
+        if (jobs[i].copies == NULL || jobs[i].fragments == NULL)
+            rc = DFS_ENOMEM;
+    }
+    for (size_t f = 0; rc == DFS_OK && f < l->nfragments; f++) {
+        const struct dfs_layout_fragment *fr = &l->fragments[f];
+        for (size_t c = fr->first_copy; c < fr->first_copy + fr->ncopies; c++) {
+            struct verify_job *j = &jobs[l->copies[c]];
+            if (j->copies == NULL)
+                continue;
+            j->copies[j->n] = c;
+            j->fragments[j->n] = f;
+            j->n++;
+        }
+    }
+    /* At most VERIFY_THREADS nodes at once, each node's copies one after another. */
+    for (size_t start = 0; rc == DFS_OK && start < l->nnodes; start += VERIFY_THREADS) {
+        pthread_t th[VERIFY_THREADS];
+        bool started[VERIFY_THREADS] = {false};
+        for (size_t i = start; i < l->nnodes && i < start + VERIFY_THREADS; i++)
+            if (jobs[i].n > 0)
+                started[i - start] =
+                    pthread_create(&th[i - start], NULL, verify_main, &jobs[i]) == 0;
+        for (size_t i = start; i < l->nnodes && i < start + VERIFY_THREADS; i++) {
+            if (started[i - start])
+                pthread_join(th[i - start], NULL);
+            else if (jobs[i].n > 0)
+                verify_main(&jobs[i]); /* no thread: do it here */
+        }
+    }
+    for (size_t i = 0; jobs != NULL && i < l->nnodes; i++) {
+        free(jobs[i].copies);
+        free(jobs[i].fragments);
+    }
+    free(jobs);
+    free(count);
+    return rc == DFS_OK ? DFS_OK : dfs_seterr(errmsg, rc, "out of memory");
+}
+
+static void handle_get_health(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__GetHealthRequest *req =
+        (const Dfs__V1__GetHealthRequest *)dfs_rpc_call_request(call);
+    struct dfs_layout *l = NULL;
+    struct dfs_health h;
+    memset(&h, 0, sizeof h);
+    bool *ok = NULL;
+    char *err = NULL;
+    uint64_t queued = 0, running = 0;
+    int rc = dfs_catalog_layout(svc->cat, &l, &err);
+    if (rc == DFS_OK && req->verify) {
+        ok = calloc(l->ncopies + 1, sizeof *ok);
+        rc = ok == NULL ? dfs_seterr(&err, DFS_ENOMEM, "out of memory")
+                        : verify_copies(svc, l, ok, &err);
+    }
+    if (rc == DFS_OK)
+        rc = dfs_catalog_health_classify(l, ok, req->list, &h, &err);
+    if (rc == DFS_OK)
+        rc = dfs_catalog_repair_counts(svc->cat, &queued, &running, &err);
+    free(ok);
+    dfs_catalog_layout_free(l);
+    if (rc != DFS_OK) {
+        dfs_catalog_health_clear(&h);
+        fail_and_free(call, rc, err);
+        return;
+    }
+    struct dfs_metadata_repair_stats st;
+    dfs_metadata_service_repair_stats(svc, &st);
+    Dfs__V1__GetHealthResponse resp = DFS__V1__GET_HEALTH_RESPONSE__INIT;
+    resp.files = h.files;
+    resp.healthy = h.healthy;
+    resp.degraded = h.degraded;
+    resp.lost = h.lost;
+    resp.degraded_fraction = h.files > 0 ? (double)h.degraded / (double)h.files : 0;
+    resp.lost_fraction = h.files > 0 ? (double)h.lost / (double)h.files : 0;
+    resp.repairs_queued = queued;
+    resp.repairs_running = running;
+    resp.repairs_done = st.done;
+    resp.repair_bytes = st.bytes;
+    resp.lost_paths = h.lost_paths;
+    resp.n_lost_paths = h.nlost_paths;
+    resp.degraded_paths = h.degraded_paths;
+    resp.n_degraded_paths = h.ndegraded_paths;
+    dfs_rpc_call_reply(call, &resp.base);
+    dfs_catalog_health_clear(&h);
+}
+
 void dfs_metadata_service_maintain(dfs_metadata_service *svc)
 {
     char *err = NULL;
@@ -942,6 +2075,28 @@ void dfs_metadata_service_maintain(dfs_metadata_service *svc)
         free(err);
         err = NULL;
     }
+    if (dfs_catalog_nodes_finish_drains(svc->cat, NULL, &err) != DFS_OK) {
+        dfs_log(DFS_LOG_WARN, "drain check failed err=\"%s\"", err);
+        free(err);
+        err = NULL;
+    }
+    struct dfs_node_rec *nodes = NULL;
+    size_t nnodes = 0;
+    if (dfs_catalog_nodes_list(svc->cat, &nodes, &nnodes, &err) != DFS_OK) {
+        dfs_log(DFS_LOG_WARN, "cannot list nodes err=\"%s\"", err);
+        free(err);
+        err = NULL;
+    } else {
+        uint64_t sig = node_signature(nodes, nnodes);
+        bool changed = sig != svc->node_sig;
+        svc->node_sig = sig;
+        plan_step(svc, now, changed, false);
+        if (!svc->plan_active && now - svc->rebalance_last_ms >= svc->cfg.rebalance_interval_ms) {
+            svc->rebalance_last_ms = now;
+            rebalance_step(svc, nodes, nnodes);
+        }
+    }
+    free(nodes);
     send_deletions(svc);
 }
 
@@ -955,6 +2110,14 @@ static void *background_main(void *arg)
         pthread_mutex_lock(&svc->mu);
         if (svc->stopping)
             break;
+        /* A pass in progress continues at once (bounded steps), else wait for the interval. */
+        if (svc->plan_active && !atomic_load(&svc->plan_kick)) {
+            pthread_mutex_unlock(&svc->mu);
+            struct timespec pause = {0, 10 * 1000000};
+            nanosleep(&pause, NULL);
+            pthread_mutex_lock(&svc->mu);
+            continue;
+        }
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         int64_t ns = until.tv_nsec + (svc->cfg.maintenance_interval_ms % 1000) * 1000000;
@@ -993,6 +2156,14 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
         c->pending_timeout_ms = 3600 * 1000;
     if (c->maintenance_interval_ms == 0)
         c->maintenance_interval_ms = 500;
+    if (c->repair_parallel == 0)
+        c->repair_parallel = 4;
+    if (c->rebalance_threshold_pct == 0)
+        c->rebalance_threshold_pct = 10;
+    if (c->rebalance_max == 0)
+        c->rebalance_max = 4;
+    if (c->rebalance_interval_ms == 0)
+        c->rebalance_interval_ms = REBALANCE_EVERY_MS;
     struct dfs_redundancy def = {.scheme = DFS_SCHEME_REPLICATION,
                                  .replicas = c->default_replicas,
                                  .fragments = c->default_fragments};
@@ -1016,10 +2187,29 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
             "placement seeded seed=%" PRIu64 " default_policy=%s scatter_width=%" PRIu32
             " group_size=%" PRIu32,
             c->seed, dfs_placement_policy_name(c->default_policy), c->scatter_width, c->group_size);
+    /* Repairs that were running when the service last stopped have no worker any more. */
+    size_t recovered = 0;
+    rc = dfs_catalog_repairs_recover(cat, now_ms(), &recovered, errmsg);
+    if (rc != DFS_OK) {
+        dfs_placement_destroy(svc->placement);
+        free(svc);
+        return rc;
+    }
     load_placement(svc);
     pthread_mutex_init(&svc->place_mu, NULL);
     pthread_mutex_init(&svc->mu, NULL);
     pthread_cond_init(&svc->cv, NULL);
+    pthread_cond_init(&svc->work_cv, NULL);
+    pthread_mutex_init(&svc->claim_mu, NULL);
+    pthread_mutex_init(&svc->chan_mu, NULL);
+    atomic_init(&svc->stop_flag, false);
+    atomic_init(&svc->plan_kick, true);
+    atomic_init(&svc->rep_running, 0);
+    atomic_init(&svc->rep_done, 0);
+    atomic_init(&svc->rep_failed, 0);
+    atomic_init(&svc->rep_bytes, 0);
+    if (recovered > 0)
+        dfs_log(DFS_LOG_INFO, "interrupted repairs queued again count=%zu", recovered);
     *out = svc;
     return DFS_OK;
 }
@@ -1049,6 +2239,12 @@ int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv
          svc},
         {"/dfs.v1.Metadata/ListNodes", DFS_RPC_UNARY, &dfs__v1__list_nodes_request__descriptor,
          handle_list_nodes, svc},
+        {"/dfs.v1.Metadata/SetNodeState", DFS_RPC_UNARY,
+         &dfs__v1__set_node_state_request__descriptor, handle_set_node_state, svc},
+        {"/dfs.v1.Metadata/ReportFragments", DFS_RPC_UNARY,
+         &dfs__v1__report_fragments_request__descriptor, handle_report_fragments, svc},
+        {"/dfs.v1.Metadata/GetHealth", DFS_RPC_UNARY, &dfs__v1__get_health_request__descriptor,
+         handle_get_health, svc},
     };
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         int rc = dfs_rpc_server_add_method(srv, &methods[i], errmsg);
@@ -1063,6 +2259,15 @@ int dfs_metadata_service_start(dfs_metadata_service *svc, char **errmsg)
     if (pthread_create(&svc->thread, NULL, background_main, svc) != 0)
         return dfs_seterr(errmsg, DFS_ENOMEM, "cannot start the background thread");
     svc->running = true;
+    svc->workers = calloc(svc->cfg.repair_parallel, sizeof *svc->workers);
+    if (svc->workers == NULL)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    for (uint32_t i = 0; i < svc->cfg.repair_parallel; i++) {
+        if (pthread_create(&svc->workers[i], NULL, worker_main, svc) != 0)
+            return dfs_seterr(errmsg, DFS_ENOMEM, "cannot start repair worker %" PRIu32, i);
+        svc->nworkers++;
+    }
+    dfs_log(DFS_LOG_INFO, "repair workers started count=%zu", svc->nworkers);
     return DFS_OK;
 }
 
@@ -1070,13 +2275,17 @@ void dfs_metadata_service_destroy(dfs_metadata_service *svc)
 {
     if (svc == NULL)
         return;
-    if (svc->running) {
-        pthread_mutex_lock(&svc->mu);
-        svc->stopping = true;
-        pthread_cond_signal(&svc->cv);
-        pthread_mutex_unlock(&svc->mu);
+    atomic_store(&svc->stop_flag, true);
+    pthread_mutex_lock(&svc->mu);
+    svc->stopping = true;
+    pthread_cond_signal(&svc->cv);
+    pthread_cond_broadcast(&svc->work_cv);
+    pthread_mutex_unlock(&svc->mu);
+    if (svc->running)
         pthread_join(svc->thread, NULL);
-    }
+    for (size_t i = 0; i < svc->nworkers; i++)
+        pthread_join(svc->workers[i], NULL);
+    free(svc->workers);
     for (size_t i = 0; i < svc->nchannels; i++)
         dfs_rpc_channel_destroy(svc->channels[i].ch);
     free(svc->channels);
@@ -1085,5 +2294,8 @@ void dfs_metadata_service_destroy(dfs_metadata_service *svc)
     pthread_mutex_destroy(&svc->place_mu);
     pthread_mutex_destroy(&svc->mu);
     pthread_cond_destroy(&svc->cv);
+    pthread_cond_destroy(&svc->work_cv);
+    pthread_mutex_destroy(&svc->claim_mu);
+    pthread_mutex_destroy(&svc->chan_mu);
     free(svc);
 }

@@ -4,8 +4,10 @@
 
 #include "metadata/catalog.h"
 #include "metadata/placement.h"
+#include "services/metrics.h"
 #include "services/rpc/server.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct dfs_metadata_service dfs_metadata_service;
@@ -32,6 +34,16 @@ struct dfs_metadata_config {
        of w nodes (metadata/placement.h). */
     uint32_t scatter_width;
     uint32_t group_size;
+    /* Repairs dispatched at once (worker threads, each with one Storage.RepairFragment call in
+       flight); 0 means 4. */
+    uint32_t repair_parallel;
+    /* Rebalance: when an alive node's recorded bytes exceed the mean of the alive nodes by more
+       than this percentage, up to rebalance_max copies are queued to move off it per check.
+       0 means 10; negative disables rebalancing. rebalance_max 0 means 4. */
+    int32_t rebalance_threshold_pct;
+    uint32_t rebalance_max;
+    /* How often the rebalance check runs (when the repair queue is empty); 0 means 10000 ms. */
+    int64_t rebalance_interval_ms;
 };
 
 /*
@@ -47,18 +59,53 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
 int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv, char **errmsg);
 
 /*
- * Start the background thread (liveness sweep, pending expiry, fragment deletions on the nodes).
- * Returns 0 or DFS_ENOMEM.
+ * Start the background thread (liveness sweep, pending expiry, fragment deletions on the nodes,
+ * the repair planner, surplus trimming, drains and rebalancing) and the repair_parallel repair
+ * workers. Returns 0 or DFS_ENOMEM.
  */
 int dfs_metadata_service_start(dfs_metadata_service *svc, char **errmsg);
 
 /*
- * Stop the background thread (it is woken, not waited out) and free. Stop the rpc server first so
- * no handler runs any more. Accepts NULL.
+ * Stop the background thread (it is woken, not waited out) and the repair workers (their calls in
+ * flight are cancelled; each ends within about 100 ms, and the repair goes back to the queue), and
+ * free. Stop the rpc server first so no handler runs any more. Accepts NULL.
  */
 void dfs_metadata_service_destroy(dfs_metadata_service *svc);
 
-/* Run one round of background work now, on the calling thread (for tests). */
+/*
+ * Run one round of background work now, on the calling thread (for tests): sweep, expiry, one
+ * bounded step of the repair planner (which also trims surplus copies), finished drains,
+ * rebalancing when due, deletions.
+ */
 void dfs_metadata_service_maintain(dfs_metadata_service *svc);
+
+/*
+ * Run the repair planner over the whole catalog now (tests and tools; the background thread does
+ * it in bounded steps). Returns 0 or the catalog's error.
+ */
+int dfs_metadata_service_plan_all(dfs_metadata_service *svc, char **errmsg);
+
+/*
+ * Claim and run one repair on the calling thread (tests; the workers do this). *did tells
+ * whether a repair was claimed; the return is the repair's outcome (DFS_OK when nothing was
+ * due).
+ */
+int dfs_metadata_service_repair_one(dfs_metadata_service *svc, bool *did, char **errmsg);
+
+/* Repair counters since the service started (GetHealth and the metrics show them). */
+struct dfs_metadata_repair_stats {
+    uint64_t running; /* calls in flight */
+    uint64_t done;    /* copies made and recorded */
+    uint64_t failed;  /* attempts that failed (the repair is retried) */
+    uint64_t bytes;   /* fragment bytes of the copies made */
+};
+void dfs_metadata_service_repair_stats(dfs_metadata_service *svc,
+                                       struct dfs_metadata_repair_stats *out);
+
+/*
+ * A dfs_metrics_collect_fn (arg: the service): dfs_metadata_repair_queue_length{state="queued"|
+ * "running"}, dfs_metadata_repairs_total{result="done"|"failed"}, dfs_metadata_repair_bytes_total.
+ */
+void dfs_metadata_service_collect(void *svc, dfs_metrics_writer *w);
 
 #endif /* DFS_SERVICES_METADATA_SERVICE_H */

@@ -1,0 +1,743 @@
+/*
+ * Tests of the Metadata service's failure handling through real components: a metadata service
+ * over a real SQLite catalog and real storage nodes (frag_store + Storage service on loopback
+ * gRPC servers), which answer StatFragment and do the RepairFragment copies themselves.
+ */
+#include "services/metadata_service.h"
+
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "dfs/v1/metadata.pb-c.h"
+#include "dfs/v1/storage.pb-c.h"
+#include "services/rpc/client.h"
+#include "services/rpc/server.h"
+#include "services/storage_service.h"
+#include "storage/frag_store.h"
+
+#include <ftw.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define MAXN 8
+
+struct node {
+    char id[DFS_ID_HEX + 1];
+    char addr[64];
+    char root[PATH_MAX];
+    dfs_frag_store *store;
+    dfs_storage_service *svc;
+    dfs_rpc_server *srv;
+};
+
+struct fx {
+    char dir[512];
+    char db[600];
+    dfs_catalog *cat;
+    dfs_metadata_service *svc;
+    dfs_rpc_server *srv;
+    dfs_rpc_channel *ch;
+    struct node n[MAXN];
+    int nnodes;
+};
+
+static void node_start(struct fx *f, int i)
+{
+    struct node *n = &f->n[i];
+    snprintf(n->id, sizeof n->id, "%032x", 0x100 + i);
+    char root[PATH_MAX]; /* not straight into n->root: gcc sees f->dir and n in one object */
+    snprintf(root, sizeof root, "%s/node%d", f->dir, i);
+    memcpy(n->root, root, sizeof n->root);
+    char *err = NULL;
+    if (dfs_frag_store_open(n->root, NULL, &n->store, &err) != DFS_OK)
+        fail_msg("store: %s", err);
+    struct dfs_storage_service_config cfg = {.repair_stall_ms = 5000};
+    assert_int_equal(dfs_storage_service_create(n->store, &cfg, &n->svc, &err), DFS_OK);
+    struct dfs_rpc_server_config scfg = {.listen = "127.0.0.1:0", .threads = 2};
+    assert_int_equal(dfs_rpc_server_create(&scfg, &n->srv, &err), DFS_OK);
+    assert_int_equal(dfs_storage_service_register(n->svc, n->srv, &err), DFS_OK);
+    assert_int_equal(dfs_rpc_server_start(n->srv, &err), DFS_OK);
+    snprintf(n->addr, sizeof n->addr, "127.0.0.1:%d", dfs_rpc_server_port(n->srv));
+    struct dfs_node_usage u = {.capacity_bytes = 1 << 30, .free_bytes = 1 << 30};
+    assert_int_equal(dfs_catalog_node_register(f->cat, n->id, n->addr, NULL, &u,
+                                               (int64_t)time(NULL) * 1000, NULL),
+                     DFS_OK);
+}
+
+static void node_stop(struct node *n)
+{
+    if (n->srv == NULL)
+        return;
+    dfs_rpc_server_stop(n->srv, 0);
+    dfs_rpc_server_destroy(n->srv);
+    dfs_storage_service_destroy(n->svc);
+    dfs_frag_store_close(n->store);
+    n->srv = NULL;
+}
+
+static void start_service(struct fx *f, const struct dfs_metadata_config *in)
+{
+    struct dfs_metadata_config cfg = {.seed = 7, .rebalance_threshold_pct = -1};
+    if (in != NULL)
+        cfg = *in;
+    assert_int_equal(dfs_metadata_service_create(f->cat, &cfg, &f->svc, NULL), DFS_OK);
+    struct dfs_rpc_server_config scfg = {.listen = "127.0.0.1:0", .threads = 2};
+    assert_int_equal(dfs_rpc_server_create(&scfg, &f->srv, NULL), DFS_OK);
+    assert_int_equal(dfs_metadata_service_register(f->svc, f->srv, NULL), DFS_OK);
+    assert_int_equal(dfs_rpc_server_start(f->srv, NULL), DFS_OK);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", dfs_rpc_server_port(f->srv));
+    assert_int_equal(dfs_rpc_channel_create(addr, &f->ch, NULL), DFS_OK);
+}
+
+static void stop_service(struct fx *f)
+{
+    dfs_rpc_channel_destroy(f->ch);
+    dfs_rpc_server_stop(f->srv, 1000);
+    dfs_metadata_service_destroy(f->svc);
+    dfs_rpc_server_destroy(f->srv);
+    f->ch = NULL;
+    f->svc = NULL;
+    f->srv = NULL;
+}
+
+/* N storage nodes and a metadata service with the given policy defaults. */
+static struct fx *fx_new(int nnodes, const struct dfs_metadata_config *cfg)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    const char *tmp = getenv("TEST_TMPDIR");
+    snprintf(f->dir, sizeof f->dir, "%s/mdrXXXXXX", tmp != NULL ? tmp : "/tmp");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->db, sizeof f->db, "%s/catalog.db", f->dir);
+    assert_int_equal(dfs_catalog_open(f->db, &f->cat, NULL), DFS_OK);
+    f->nnodes = nnodes;
+    for (int i = 0; i < nnodes; i++)
+        node_start(f, i);
+    start_service(f, cfg);
+    return f;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    stop_service(f);
+    for (int i = 0; i < f->nnodes; i++)
+        node_stop(&f->n[i]);
+    dfs_catalog_close(f->cat);
+    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static int call(struct fx *f, const char *method, const ProtobufCMessage *req,
+                const ProtobufCMessageDescriptor *desc, void *resp, char **err)
+{
+    char name[128];
+    snprintf(name, sizeof name, "/dfs.v1.Metadata/%s", method);
+    return dfs_rpc_unary(f->ch, name, req, desc, (ProtobufCMessage **)resp, 20000, err);
+}
+
+static struct node *node_of(struct fx *f, const char *id)
+{
+    for (int i = 0; i < f->nnodes; i++)
+        if (strcmp(f->n[i].id, id) == 0)
+            return &f->n[i];
+    fail_msg("no node %s", id);
+    return NULL;
+}
+
+/* Store `size` bytes (a pattern from seed) as fragment id on a node; returns the checksum. */
+static uint32_t store_fragment(struct node *n, const char *id, uint64_t size, int seed)
+{
+    uint8_t *data = malloc(size + 1);
+    for (uint64_t i = 0; i < size; i++)
+        data[i] = (uint8_t)(i * 31 + (uint64_t)seed);
+    size_t nb = (size + DFS_BLOCK_SIZE - 1) / DFS_BLOCK_SIZE;
+    uint32_t *crcs = calloc(nb + 1, sizeof *crcs);
+    dfs_crc32c_blocks(data, size, crcs);
+    dfs_frag_writer *w = NULL;
+    uint32_t sum = 0;
+    char *err = NULL;
+    if (dfs_frag_writer_begin(n->store, id, size, &w, &err) != DFS_OK ||
+        dfs_frag_writer_append(w, data, size, crcs, nb, &err) != DFS_OK ||
+        dfs_frag_writer_commit(w, &sum, &err) != DFS_OK)
+        fail_msg("store %s: %s", id, err);
+    free(data);
+    free(crcs);
+    return sum;
+}
+
+static bool holds(struct node *n, const char *id)
+{
+    struct dfs_frag_info info;
+    return dfs_frag_store_stat(n->store, id, &info, NULL) == DFS_OK;
+}
+
+/*
+ * Put a file through CreateFile, write every planned copy into the real stores, CommitFile with
+ * the real checksums. Returns the committed layout (free with protobuf_c_message_free_unpacked).
+ */
+static Dfs__V1__FileInfo *put(struct fx *f, const char *path, uint64_t size, uint32_t k, uint32_t F,
+                              Dfs__V1__Policy policy)
+{
+    Dfs__V1__CreateFileRequest req = DFS__V1__CREATE_FILE_REQUEST__INIT;
+    Dfs__V1__Redundancy red = DFS__V1__REDUNDANCY__INIT;
+    red.scheme = DFS__V1__REDUNDANCY__SCHEME__REPLICATION;
+    red.replicas = k;
+    red.fragments = F;
+    req.path = (char *)path;
+    req.size = size;
+    req.redundancy = &red;
+    req.policy = policy;
+    Dfs__V1__CreateFileResponse *cr = NULL;
+    char *err = NULL;
+    if (call(f, "CreateFile", &req.base, &dfs__v1__create_file_response__descriptor, &cr, &err) !=
+        DFS_OK)
+        fail_msg("create: %s", err);
+    Dfs__V1__FileInfo *fi = cr->file;
+    Dfs__V1__CommitFileRequest c = DFS__V1__COMMIT_FILE_REQUEST__INIT;
+    c.file_id = fi->file_id;
+    uint8_t sha[32] = {9};
+    c.sha256.data = sha;
+    c.sha256.len = 32;
+    Dfs__V1__CommitFragment cf[16], *cfp[16];
+    char *ids[16][16];
+    for (size_t i = 0; i < fi->n_fragments; i++) {
+        Dfs__V1__Fragment *fr = fi->fragments[i];
+        dfs__v1__commit_fragment__init(&cf[i]);
+        cf[i].index = fr->index;
+        cf[i].size = fr->size;
+        for (size_t r = 0; r < fr->n_replicas; r++) {
+            cf[i].checksum = store_fragment(node_of(f, fr->replicas[r]->node_id), fr->fragment_id,
+                                            fr->size, (int)i);
+            ids[i][r] = fr->replicas[r]->node_id;
+        }
+        cf[i].node_ids = ids[i];
+        cf[i].n_node_ids = fr->n_replicas;
+        cfp[i] = &cf[i];
+    }
+    c.fragments = cfp;
+    c.n_fragments = fi->n_fragments;
+    Dfs__V1__CommitFileResponse *resp = NULL;
+    if (call(f, "CommitFile", &c.base, &dfs__v1__commit_file_response__descriptor, &resp, &err) !=
+        DFS_OK)
+        fail_msg("commit: %s", err);
+    Dfs__V1__FileInfo *out = resp->file;
+    resp->file = NULL;
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    protobuf_c_message_free_unpacked(&cr->base, NULL);
+    return out;
+}
+
+static Dfs__V1__GetHealthResponse *health(struct fx *f, bool verify)
+{
+    Dfs__V1__GetHealthRequest req = DFS__V1__GET_HEALTH_REQUEST__INIT;
+    req.verify = verify;
+    req.list = 10;
+    Dfs__V1__GetHealthResponse *resp = NULL;
+    char *err = NULL;
+    if (call(f, "GetHealth", &req.base, &dfs__v1__get_health_response__descriptor, &resp, &err) !=
+        DFS_OK)
+        fail_msg("health: %s", err);
+    return resp;
+}
+
+/* Plan, then run every due repair on this thread; returns how many succeeded. */
+static int repair_all(struct fx *f)
+{
+    char *err = NULL;
+    if (dfs_metadata_service_plan_all(f->svc, &err) != DFS_OK)
+        fail_msg("plan: %s", err);
+    int ok = 0;
+    for (int i = 0; i < 100; i++) {
+        bool did = false;
+        int rc = dfs_metadata_service_repair_one(f->svc, &did, &err);
+        if (!did)
+            break;
+        if (rc == DFS_OK)
+            ok++;
+        else
+            fail_msg("repair: %s", err);
+    }
+    return ok;
+}
+
+static void set_dead(struct fx *f, int i)
+{
+    assert_int_equal(dfs_catalog_node_set_state(f->cat, f->n[i].id, DFS_NODE_DEAD, NULL), DFS_OK);
+}
+
+static int index_of(struct fx *f, const char *id)
+{
+    for (int i = 0; i < f->nnodes; i++)
+        if (strcmp(f->n[i].id, id) == 0)
+            return i;
+    return -1;
+}
+
+static void test_repair_copies_and_health_counts(void **state)
+{
+    struct fx *f = *state = fx_new(5, NULL);
+    Dfs__V1__FileInfo *fi = put(f, "/r", 300000, 2, 2, DFS__V1__POLICY__POLICY_RANDOM);
+    Dfs__V1__GetHealthResponse *h = health(f, true);
+    assert_int_equal(h->files, 1);
+    assert_int_equal(h->healthy, 1);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+
+    /* The node holding fragment 0's first copy stops; before any sweep notices, only verify
+       sees the loss. */
+    int victim = index_of(f, fi->fragments[0]->replicas[0]->node_id);
+    node_stop(&f->n[victim]);
+    h = health(f, false);
+    assert_int_equal(h->healthy, 1);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+    h = health(f, true);
+    assert_int_equal(h->degraded, 1);
+    assert_int_equal(h->lost, 0);
+    assert_int_equal(h->n_degraded_paths, 1);
+    assert_string_equal(h->degraded_paths[0], "/r");
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+
+    /* The sweep marks it dead; repair copies from the survivor. */
+    set_dead(f, victim);
+    int done = repair_all(f);
+    assert_true(done >= 1);
+    for (size_t i = 0; i < fi->n_fragments; i++) {
+        int live = 0;
+        for (int n = 0; n < f->nnodes; n++)
+            live += n != victim && holds(&f->n[n], fi->fragments[i]->fragment_id);
+        assert_int_equal(live, 2);
+    }
+    h = health(f, true);
+    assert_int_equal(h->healthy, 1);
+    assert_true(h->repairs_done >= 1);
+    assert_true(h->repair_bytes >= 150000);
+    assert_int_equal(h->repairs_queued, 0);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+
+    /* Both copies of a fragment gone: lost, counted, never queued. */
+    const Dfs__V1__Fragment *fr = fi->fragments[1];
+    for (size_t r = 0; r < fr->n_replicas; r++) {
+        int i = index_of(f, fr->replicas[r]->node_id);
+        if (i != victim)
+            assert_int_equal(dfs_frag_store_delete(f->n[i].store, fr->fragment_id, NULL, NULL),
+                             DFS_OK);
+    }
+    for (int n = 0; n < f->nnodes; n++)
+        if (n != victim && holds(&f->n[n], fr->fragment_id))
+            dfs_frag_store_delete(f->n[n].store, fr->fragment_id, NULL, NULL);
+    h = health(f, true);
+    assert_int_equal(h->lost, 1);
+    assert_int_equal(h->n_lost_paths, 1);
+    assert_true(h->lost_fraction > 0.99);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+    protobuf_c_message_free_unpacked(&fi->base, NULL);
+}
+
+/* Is there a set of the family holding all of ids? */
+static bool one_set_holds(struct fx *f, enum dfs_policy policy, const char *const *ids, size_t n)
+{
+    struct dfs_placement_state *st = NULL;
+    size_t nst = 0;
+    assert_int_equal(dfs_catalog_placement_load(f->cat, &st, &nst, NULL), DFS_OK);
+    bool found = false;
+    for (size_t i = 0; i < nst && !found; i++) {
+        if (st[i].policy != policy)
+            continue;
+        for (size_t s = 0; s < st[i].nsets && !found; s++) {
+            size_t have = 0;
+            for (size_t j = 0; j < n; j++)
+                for (size_t m = 0; m < st[i].sets[s].nnodes; m++)
+                    have += strcmp(st[i].sets[s].node_ids[m], ids[j]) == 0;
+            found = have == n;
+        }
+    }
+    for (size_t i = 0; !found && i < nst; i++)
+        for (size_t s = 0; s < st[i].nsets; s++)
+            for (size_t m = 0; m < st[i].sets[s].nnodes; m++)
+                print_message("family %d/%u set %zu: %s\n", st[i].policy, st[i].width, s,
+                              st[i].sets[s].node_ids[m]);
+    for (size_t j = 0; !found && j < n; j++)
+        print_message("holder %s\n", ids[j]);
+    dfs_placement_states_free(st, nst);
+    return found;
+}
+
+static void check_policy_repair(void **state, Dfs__V1__Policy policy, uint32_t k, int nnodes)
+{
+    struct dfs_metadata_config cfg = {.seed = 11, .rebalance_threshold_pct = -1};
+    struct fx *f = *state = fx_new(nnodes, &cfg);
+    Dfs__V1__FileInfo *fi = put(f, "/p", 1000, k, 1, policy);
+    const Dfs__V1__Fragment *fr = fi->fragments[0];
+    int victim = index_of(f, fr->replicas[0]->node_id);
+    node_stop(&f->n[victim]);
+    set_dead(f, victim);
+    assert_int_equal(repair_all(f), 1);
+    const char *ids[16];
+    size_t n = 0;
+    for (int i = 0; i < f->nnodes; i++)
+        if (i != victim && holds(&f->n[i], fr->fragment_id))
+            ids[n++] = f->n[i].id;
+    assert_int_equal(n, k);
+    /* The new copy sits in the same copyset / group as the survivors (synced without the dead
+       node). */
+    assert_true(one_set_holds(f, (enum dfs_policy)policy, ids, n));
+    /* ListNodes names the sets of every member: "min_copy/3:C" or "buddy/2#G". */
+    Dfs__V1__ListNodesRequest lr = DFS__V1__LIST_NODES_REQUEST__INIT;
+    Dfs__V1__ListNodesResponse *ln = NULL;
+    assert_int_equal(
+        call(f, "ListNodes", &lr.base, &dfs__v1__list_nodes_response__descriptor, &ln, NULL),
+        DFS_OK);
+    char want[32];
+    snprintf(want, sizeof want, "%s/%u%s",
+             policy == DFS__V1__POLICY__POLICY_BUDDY ? "buddy" : "min_copy", k,
+             policy == DFS__V1__POLICY__POLICY_BUDDY ? "#" : ":");
+    uint64_t copies = 0;
+    for (size_t i = 0; i < ln->n_nodes; i++) {
+        copies += ln->nodes[i]->catalog_fragments;
+        if (ln->nodes[i]->state == DFS__V1__NODE_STATE__NODE_DEAD)
+            continue;
+        assert_int_equal(ln->nodes[i]->n_groups, 1);
+        assert_int_equal(strncmp(ln->nodes[i]->groups[0], want, strlen(want)), 0);
+    }
+    assert_int_equal(copies, k); /* the dead node's copy is forgotten once repaired */
+    protobuf_c_message_free_unpacked(&ln->base, NULL);
+    protobuf_c_message_free_unpacked(&fi->base, NULL);
+}
+
+static void test_min_copy_repair_stays_in_copyset(void **state)
+{
+    check_policy_repair(state, DFS__V1__POLICY__POLICY_MIN_COPY, 3, 7);
+}
+
+static void test_buddy_repair_stays_in_group(void **state)
+{
+    check_policy_repair(state, DFS__V1__POLICY__POLICY_BUDDY, 2, 8);
+}
+
+static Dfs__V1__ReportFragmentsResponse *report(struct fx *f, int node, const char **corrupt,
+                                                size_t ncorrupt, const char **present,
+                                                size_t npresent, bool full, uint32_t page,
+                                                bool last, int *rc)
+{
+    Dfs__V1__ReportFragmentsRequest req = DFS__V1__REPORT_FRAGMENTS_REQUEST__INIT;
+    req.node_id = f->n[node].id;
+    req.corrupt = (char **)corrupt;
+    req.n_corrupt = ncorrupt;
+    req.present = (char **)present;
+    req.n_present = npresent;
+    req.full = full;
+    req.page = page;
+    req.last = last;
+    Dfs__V1__ReportFragmentsResponse *resp = NULL;
+    *rc = call(f, "ReportFragments", &req.base, &dfs__v1__report_fragments_response__descriptor,
+               &resp, NULL);
+    return resp;
+}
+
+static void test_report_corrupt_and_inventory(void **state)
+{
+    struct fx *f = *state = fx_new(4, NULL);
+    Dfs__V1__FileInfo *a = put(f, "/a", 1000, 2, 1, DFS__V1__POLICY__POLICY_RANDOM);
+    Dfs__V1__FileInfo *b = put(f, "/b", 1000, 2, 1, DFS__V1__POLICY__POLICY_RANDOM);
+    const char *fa = a->fragments[0]->fragment_id, *fb = b->fragments[0]->fragment_id;
+    int na = index_of(f, a->fragments[0]->replicas[0]->node_id);
+    int rc;
+
+    /* Corrupt: the copy is dropped, its removal and a repair queued; repair restores it. */
+    const char *corrupt[] = {fa};
+    Dfs__V1__ReportFragmentsResponse *r = report(f, na, corrupt, 1, NULL, 0, false, 0, false, &rc);
+    assert_int_equal(rc, DFS_OK);
+    assert_int_equal(r->marked_lost, 1);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    struct dfs_repair_rec *v = NULL;
+    size_t n = 0;
+    assert_int_equal(dfs_catalog_repairs_list(f->cat, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0].reason, DFS_REPAIR_CORRUPT);
+    free(v);
+    assert_int_equal(repair_all(f), 1);
+    Dfs__V1__GetHealthResponse *h = health(f, true);
+    assert_int_equal(h->healthy, 2);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+
+    /* Inventory of a node holding b: it lists a junk fragment and not b, whose file was removed
+       from its disk; a put committed after the listing (c) is on disk but not listed. */
+    int nb = index_of(f, b->fragments[0]->replicas[0]->node_id);
+    char junk[DFS_FRAGMENT_ID_HEX + 1];
+    memset(junk, 'd', DFS_FRAGMENT_ID_HEX);
+    junk[DFS_FRAGMENT_ID_HEX] = '\0';
+    store_fragment(&f->n[nb], junk, 10, 1);
+    assert_int_equal(dfs_frag_store_delete(f->n[nb].store, fb, NULL, NULL), DFS_OK);
+    /* The listing: everything on disk now except b (gone) ... */
+    const char *present[64];
+    size_t np = 0;
+    present[np++] = junk;
+    if (holds(&f->n[nb], fa))
+        present[np++] = fa;
+    Dfs__V1__FileInfo *c = put(f, "/c", 1000, 4, 1, DFS__V1__POLICY__POLICY_RANDOM);
+    /* ... and c, committed after the listing, is not in it: page 0, then the last page. */
+    r = report(f, nb, NULL, 0, present, 1, true, 0, false, &rc);
+    assert_int_equal(rc, DFS_OK);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    r = report(f, nb, NULL, 0, present + 1, np - 1, true, 1, true, &rc);
+    assert_int_equal(rc, DFS_OK);
+    assert_int_equal(r->marked_lost, 1); /* b only: c was confirmed on the node */
+    assert_int_equal(r->unknown, 1);     /* junk */
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    /* The junk goes at the next round; b is repaired. */
+    dfs_metadata_service_maintain(f->svc);
+    assert_false(holds(&f->n[nb], junk));
+    assert_true(holds(&f->n[nb], c->fragments[0]->fragment_id));
+    assert_int_equal(repair_all(f), 1);
+    h = health(f, true);
+    assert_int_equal(h->healthy, 3);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+    protobuf_c_message_free_unpacked(&a->base, NULL);
+    protobuf_c_message_free_unpacked(&b->base, NULL);
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+}
+
+static Dfs__V1__SetNodeStateResponse *set_node_state(struct fx *f, const char *id,
+                                                     Dfs__V1__NodeState s, int *rc, char **err)
+{
+    Dfs__V1__SetNodeStateRequest req = DFS__V1__SET_NODE_STATE_REQUEST__INIT;
+    req.node_id = (char *)id;
+    req.state = s;
+    Dfs__V1__SetNodeStateResponse *resp = NULL;
+    *rc = call(f, "SetNodeState", &req.base, &dfs__v1__set_node_state_response__descriptor, &resp,
+               err);
+    return resp;
+}
+
+static void test_drain_moves_everything_then_decommissions(void **state)
+{
+    struct fx *f = *state = fx_new(5, NULL);
+    Dfs__V1__FileInfo *fi[3];
+    for (int i = 0; i < 3; i++) {
+        char path[16];
+        snprintf(path, sizeof path, "/f%d", i);
+        fi[i] = put(f, path, 5000, 3, 2, DFS__V1__POLICY__POLICY_RANDOM);
+    }
+    int rc;
+    char *err = NULL;
+    /* Errors: ambiguous prefix, unknown node, a state an operator cannot set, a dead node. */
+    assert_null(set_node_state(f, "0000", DFS__V1__NODE_STATE__NODE_DRAINING, &rc, &err));
+    assert_int_equal(rc, DFS_EINVAL);
+    assert_non_null(strstr(err, "ambiguous"));
+    free(err);
+    err = NULL;
+    assert_null(set_node_state(f, "ffff", DFS__V1__NODE_STATE__NODE_DRAINING, &rc, &err));
+    assert_int_equal(rc, DFS_ENOTFOUND);
+    free(err);
+    err = NULL;
+    assert_null(set_node_state(f, f->n[0].id, DFS__V1__NODE_STATE__NODE_DEAD, &rc, &err));
+    assert_int_equal(rc, DFS_EINVAL);
+    free(err);
+    err = NULL;
+    set_dead(f, 4);
+    assert_null(set_node_state(f, f->n[4].id, DFS__V1__NODE_STATE__NODE_DRAINING, &rc, &err));
+    assert_int_equal(rc, DFS_EPRECOND);
+    free(err);
+    err = NULL;
+    bool known;
+    struct dfs_node_usage u = {.capacity_bytes = 1 << 30, .free_bytes = 1 << 30};
+    assert_int_equal(dfs_catalog_node_heartbeat(f->cat, f->n[4].id, &u, (int64_t)time(NULL) * 1000,
+                                                &known, NULL),
+                     DFS_OK);
+
+    /* Drain node 0 by a unique prefix of its id ("...100" is node 0: ids end in 100..104). */
+    const char *prefix = f->n[0].id; /* whole id is a prefix of itself */
+    Dfs__V1__SetNodeStateResponse *resp =
+        set_node_state(f, prefix, DFS__V1__NODE_STATE__NODE_DRAINING, &rc, &err);
+    if (rc != DFS_OK)
+        fail_msg("drain: %s", err);
+    assert_int_equal(resp->node->state, DFS__V1__NODE_STATE__NODE_DRAINING);
+    uint64_t before = resp->node->catalog_fragments;
+    assert_true(before > 0);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    assert_int_equal(repair_all(f), (int)before);
+    /* Every copy moved and removed from node 0 (draining nodes get their deletions); then the
+       node retires itself; nothing lost, all healthy. */
+    dfs_metadata_service_maintain(f->svc);
+    dfs_metadata_service_maintain(f->svc);
+    for (int i = 0; i < 3; i++)
+        for (size_t j = 0; j < fi[i]->n_fragments; j++)
+            assert_false(holds(&f->n[0], fi[i]->fragments[j]->fragment_id));
+    struct dfs_node_rec n0;
+    assert_int_equal(dfs_catalog_node_get(f->cat, f->n[0].id, &n0, NULL), DFS_OK);
+    assert_int_equal(n0.state, DFS_NODE_DECOMMISSIONED);
+    Dfs__V1__GetHealthResponse *h = health(f, true);
+    assert_int_equal(h->healthy, 3);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+    /* Back to service: it takes writes again, with nothing recorded on it. */
+    resp = set_node_state(f, f->n[0].id, DFS__V1__NODE_STATE__NODE_ALIVE, &rc, &err);
+    assert_int_equal(rc, DFS_OK);
+    assert_int_equal(resp->node->state, DFS__V1__NODE_STATE__NODE_ALIVE);
+    assert_int_equal(resp->node->catalog_fragments, 0);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    for (int i = 0; i < 3; i++)
+        protobuf_c_message_free_unpacked(&fi[i]->base, NULL);
+    /* ListNodes shows groups (none for random) and catalog copies. */
+    Dfs__V1__ListNodesRequest lr = DFS__V1__LIST_NODES_REQUEST__INIT;
+    Dfs__V1__ListNodesResponse *ln = NULL;
+    assert_int_equal(
+        call(f, "ListNodes", &lr.base, &dfs__v1__list_nodes_response__descriptor, &ln, NULL),
+        DFS_OK);
+    uint64_t total = 0;
+    for (size_t i = 0; i < ln->n_nodes; i++)
+        total += ln->nodes[i]->catalog_fragments;
+    assert_int_equal(total, 3 * 2 * 3);
+    protobuf_c_message_free_unpacked(&ln->base, NULL);
+}
+
+static void test_workers_repair_in_background_and_stop(void **state)
+{
+    struct dfs_metadata_config cfg = {.seed = 3,
+                                      .maintenance_interval_ms = 50,
+                                      .repair_parallel = 2,
+                                      .rebalance_threshold_pct = -1};
+    struct fx *f = *state = fx_new(4, &cfg);
+    Dfs__V1__FileInfo *fi = put(f, "/w", 200000, 2, 4, DFS__V1__POLICY__POLICY_RANDOM);
+    assert_int_equal(dfs_metadata_service_start(f->svc, NULL), DFS_OK);
+    node_stop(&f->n[1]);
+    set_dead(f, 1);
+    Dfs__V1__GetHealthResponse *h = NULL;
+    for (int i = 0; i < 200; i++) {
+        h = health(f, true);
+        bool healthy = h->healthy == 1 && h->repairs_queued == 0;
+        protobuf_c_message_free_unpacked(&h->base, NULL);
+        if (healthy)
+            break;
+        usleep(50000);
+    }
+    h = health(f, true);
+    assert_int_equal(h->healthy, 1);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+    protobuf_c_message_free_unpacked(&fi->base, NULL);
+    /* Metrics of the repairs. */
+    struct dfs_metadata_repair_stats st;
+    dfs_metadata_service_repair_stats(f->svc, &st);
+    assert_int_equal(st.running, 0);
+}
+
+static void test_restart_requeues_running(void **state)
+{
+    struct fx *f = *state = fx_new(4, NULL);
+    Dfs__V1__FileInfo *fi = put(f, "/x", 1000, 2, 1, DFS__V1__POLICY__POLICY_RANDOM);
+    const char *fid = fi->fragments[0]->fragment_id;
+    int victim = index_of(f, fi->fragments[0]->replicas[0]->node_id);
+    set_dead(f, victim);
+    char *err = NULL;
+    assert_int_equal(dfs_metadata_service_plan_all(f->svc, &err), DFS_OK);
+    /* Claim by hand onto a node, as a worker would, then restart the service. */
+    int target = -1;
+    for (int i = 0; i < f->nnodes && target < 0; i++)
+        if (i != victim && !holds(&f->n[i], fid))
+            target = i;
+    assert_int_equal(dfs_catalog_repair_start(f->cat, fid, f->n[target].id, 1, NULL), DFS_OK);
+    store_fragment(&f->n[target], fid, 10, 0); /* a stray partial copy on the target */
+    stop_service(f);
+    start_service(f, NULL);
+    uint64_t q = 0, run = 0;
+    assert_int_equal(dfs_catalog_repair_counts(f->cat, &q, &run, NULL), DFS_OK);
+    assert_int_equal(q, 1);
+    assert_int_equal(run, 0);
+    dfs_metadata_service_maintain(f->svc); /* sends the orphan's deletion */
+    assert_false(holds(&f->n[target], fid));
+    assert_int_equal(repair_all(f), 1);
+    protobuf_c_message_free_unpacked(&fi->base, NULL);
+}
+
+static uint64_t node_bytes(struct fx *f, int i)
+{
+    struct dfs_node_copies *cp = NULL;
+    size_t n = 0;
+    assert_int_equal(dfs_catalog_node_copies(f->cat, &cp, &n, NULL), DFS_OK);
+    uint64_t b = 0;
+    for (size_t j = 0; j < n; j++)
+        if (strcmp(cp[j].node_id, f->n[i].id) == 0)
+            b = cp[j].bytes;
+    free(cp);
+    return b;
+}
+
+static void test_rebalance_bounded_and_convergent(void **state)
+{
+    struct dfs_metadata_config cfg = {
+        .seed = 5, .rebalance_threshold_pct = 10, .rebalance_max = 2, .rebalance_interval_ms = 1};
+    struct fx *f = *state = fx_new(3, &cfg);
+    Dfs__V1__FileInfo *fi[6];
+    for (int i = 0; i < 6; i++) {
+        char path[16];
+        snprintf(path, sizeof path, "/b%d", i);
+        fi[i] = put(f, path, 4000, 2, 2, DFS__V1__POLICY__POLICY_RANDOM); /* 2000 per copy */
+    }
+    /* Two empty nodes join. */
+    f->nnodes = 5;
+    node_start(f, 3);
+    node_start(f, 4);
+    int total = 0, rounds_with_moves = 0;
+    for (int round = 0; round < 40; round++) {
+        usleep(2000);
+        dfs_metadata_service_maintain(f->svc);
+        int moved = repair_all(f);
+        assert_true(moved <= 2); /* bounded per check */
+        total += moved;
+        rounds_with_moves += moved > 0;
+    }
+    assert_true(total > 0);
+    /* Converged: no ping-pong; every alive node within the threshold of the mean, or no single
+       move could improve it (a copy is 2000 bytes). */
+    uint64_t b[5], sum = 0, max = 0, min = UINT64_MAX;
+    for (int i = 0; i < 5; i++) {
+        b[i] = node_bytes(f, i);
+        sum += b[i];
+        max = b[i] > max ? b[i] : max;
+        min = b[i] < min ? b[i] : min;
+    }
+    assert_int_equal(sum, 6 * 2 * 2 * 2000);
+    assert_true(max - min <= 2 * 2000);
+    assert_true(rounds_with_moves < 40);
+    for (int round = 0; round < 5; round++) {
+        dfs_metadata_service_maintain(f->svc);
+        assert_int_equal(repair_all(f), 0);
+    }
+    Dfs__V1__GetHealthResponse *h = health(f, true);
+    assert_int_equal(h->healthy, 6);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+    for (int i = 0; i < 6; i++)
+        protobuf_c_message_free_unpacked(&fi[i]->base, NULL);
+}
+
+int main(void)
+{
+    dfs_log_init("metadata_repair_test",
+                 getenv("DFS_TEST_LOG") != NULL ? DFS_LOG_DEBUG : DFS_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_repair_copies_and_health_counts, teardown),
+        cmocka_unit_test_teardown(test_min_copy_repair_stays_in_copyset, teardown),
+        cmocka_unit_test_teardown(test_buddy_repair_stays_in_group, teardown),
+        cmocka_unit_test_teardown(test_report_corrupt_and_inventory, teardown),
+        cmocka_unit_test_teardown(test_drain_moves_everything_then_decommissions, teardown),
+        cmocka_unit_test_teardown(test_workers_repair_in_background_and_stop, teardown),
+        cmocka_unit_test_teardown(test_restart_requeues_running, teardown),
+        cmocka_unit_test_teardown(test_rebalance_bounded_and_convergent, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
