@@ -29,13 +29,24 @@ void dfs_cli_usage(FILE *out)
         "      --replicas K       copies of each fragment (default: the cluster's, 3)\n"
         "      --fragments F      pieces the file is cut into (default: the cluster's, 4)\n"
         "      --policy P         placement: random, min_copy, buddy, least_used\n"
+        "      --ec K+M           Reed-Solomon erasure code instead (e.g. 4+2; K+M <= 32)\n"
         "      --force            replace an existing file at REMOTE\n"
+        "      --replication chain|fanout  chain: send each fragment once, nodes forward it\n"
         "  get REMOTE LOCAL     fetch REMOTE into LOCAL (\"-\" for standard output)\n"
+        "      --resume           continue a partial download of LOCAL\n"
+        "  put and get take --throttle RATE (per node link; 500K, 100M, 1G bytes/s or 100Mbit),\n"
+        "      --max-rate RATE (whole transfer), --parallel N (links at once),\n"
+        "      --progress-log FILE (\"seconds bytes\" lines)\n"
         "  stat REMOTE          size, checksum, redundancy and where every fragment is\n"
         "  ls [PREFIX] [-l]     list files whose path starts with PREFIX\n"
         "  rm REMOTE            remove a file (its fragments are removed from the nodes)\n"
-        "  nodes                storage nodes with their state and usage\n"
-        "  status               cluster summary\n"
+        "  nodes                storage nodes: state, usage, zone, placement groups, heartbeat\n"
+        "  node drain ID        move a node's fragments elsewhere, then retire it\n"
+        "  node undrain ID      return a draining (or retired) node to service\n"
+        "  node decommission ID retire a node now (its copies are repaired from the others)\n"
+        "  status [--loss]      cluster summary, file health and repair progress; --loss asks\n"
+        "                       every node for every copy and counts lost and degraded files\n"
+        "  shell                interactive prompt with history\n"
         "\n"
         "Options:\n"
         "  --metadata HOST:PORT   metadata service (default: $DFS_METADATA)\n"
@@ -66,6 +77,7 @@ enum {
     F_RATE = 1 << 9,
     F_RESUME = 1 << 10,
     F_CHAIN = 1 << 11,
+    F_LOSS = 1 << 12,
 };
 
 struct command {
@@ -86,7 +98,8 @@ static const struct command commands[] = {
     {"rm", 1, 1, F_JSON | F_QUIET, "REMOTE"},
     {"nodes", 0, 0, F_JSON, ""},
     {"shell", 0, 0, 0, ""},
-    {"status", 0, 0, F_JSON, ""},
+    {"status", 0, 0, F_JSON | F_LOSS | F_LONG, "[--loss] [-l]"},
+    {"node", 2, 2, F_JSON | F_QUIET, "drain|undrain|decommission ID"},
 };
 
 static const char *flag_name(unsigned bit)
@@ -114,6 +127,8 @@ static const char *flag_name(unsigned bit)
         return "--resume";
     case F_CHAIN:
         return "--replication";
+    case F_LOSS:
+        return "--loss";
     default:
         return "--stall-timeout";
     }
@@ -176,6 +191,7 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         O_PROGRESS_LOG,
         O_REPLICATION,
         O_VERSION,
+        O_LOSS,
     };
     static const struct option longopts[] = {
         {"metadata", required_argument, NULL, O_METADATA},
@@ -198,6 +214,7 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         {"replication", required_argument, NULL, O_REPLICATION},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
+        {"loss", no_argument, NULL, O_LOSS},
         {NULL, 0, NULL, 0},
     };
     struct dfs_cli cli;
@@ -281,6 +298,10 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
             given |= F_RATE;
             break;
         }
+        case O_LOSS:
+            cli.loss = true;
+            given |= F_LOSS;
+            break;
         case O_RESUME:
             cli.resume = true;
             given |= F_RESUME;
@@ -407,6 +428,8 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         status = dfs_cmd_rm(&cli, args[0]);
     else if (strcmp(name, "nodes") == 0)
         status = dfs_cmd_nodes(&cli);
+    else if (strcmp(name, "node") == 0)
+        status = dfs_cmd_node(&cli, args[0], args[1]);
     else
         status = dfs_cmd_status(&cli);
     dfs_meta_close(own);

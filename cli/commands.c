@@ -531,27 +531,114 @@ int dfs_cmd_nodes(struct dfs_cli *cli)
             dfs_json_int(&j, n->last_heartbeat_ms);
             dfs_json_key(&j, "registered_ms");
             dfs_json_int(&j, n->registered_ms);
+            dfs_json_key(&j, "catalog_fragments");
+            dfs_json_uint(&j, n->catalog_fragments);
+            dfs_json_key(&j, "groups");
+            dfs_json_begin_array(&j);
+            for (size_t g = 0; g < n->n_groups; g++)
+                dfs_json_string(&j, n->groups[g]);
+            dfs_json_end_array(&j);
             dfs_json_end_object(&j);
         }
         dfs_json_end_array(&j);
         dfs_json_finish(&j);
     } else {
-        printf("%-12s %-21s %-8s %-8s %-10s %-10s %-9s %s\n", "NODE", "ADDRESS", "ZONE", "STATE",
-               "USED", "FREE", "FRAGMENTS", "HEARTBEAT");
+        /* FRAGMENTS is what the node holds; the catalog's count follows when they differ
+           (copies being repaired, or not yet reconciled by the node's inventory report). */
+        printf("%-12s %-21s %-8s %-14s %-10s %-10s %-11s %-13s %s\n", "NODE", "ADDRESS", "ZONE",
+               "STATE", "USED", "FREE", "FRAGMENTS", "HEARTBEAT", "GROUPS");
         for (size_t i = 0; i < resp->n_nodes; i++) {
             const Dfs__V1__Node *n = resp->nodes[i];
-            char used[32], freeb[32], ago[32];
+            char used[32], freeb[32], ago[32], frags[48], groups[256];
             dfs_format_size(n->used_bytes, used, sizeof used);
             dfs_format_size(n->free_bytes, freeb, sizeof freeb);
             dfs_format_duration((double)(now_ms - n->last_heartbeat_ms) / 1000.0, ago, sizeof ago);
-            printf("%-12.12s %-21s %-8s %-8s %-10s %-10s %-9" PRIu64 " %s ago\n", n->id, n->address,
+            if (n->catalog_fragments == n->fragment_count)
+                snprintf(frags, sizeof frags, "%" PRIu64, n->fragment_count);
+            else
+                snprintf(frags, sizeof frags, "%" PRIu64 "/%" PRIu64, n->fragment_count,
+                         n->catalog_fragments);
+            size_t used_g = 0;
+            groups[0] = '\0';
+            for (size_t g = 0; g < n->n_groups && used_g < sizeof groups; g++) {
+                int w = snprintf(groups + used_g, sizeof groups - used_g, "%s%s", g > 0 ? "," : "",
+                                 n->groups[g]);
+                if (w < 0)
+                    break;
+                used_g += (size_t)w;
+            }
+            char when[48];
+            snprintf(when, sizeof when, "%s ago", ago);
+            printf("%-12.12s %-21s %-8s %-14s %-10s %-10s %-11s %-13s %s\n", n->id, n->address,
                    n->zone[0] != '\0' ? n->zone : "-", node_state_name(n->state), used, freeb,
-                   n->fragment_count, ago);
+                   frags, when, groups[0] != '\0' ? groups : "-");
         }
     }
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     return DFS_EXIT_OK;
 }
+
+static void json_paths(dfs_json *j, const char *key, char **paths, size_t n)
+{
+    dfs_json_key(j, key);
+    dfs_json_begin_array(j);
+    for (size_t i = 0; i < n; i++)
+        dfs_json_string(j, paths[i]);
+    dfs_json_end_array(j);
+}
+
+static void json_health(dfs_json *j, const Dfs__V1__GetHealthResponse *h, bool verified)
+{
+    dfs_json_key(j, "health");
+    dfs_json_begin_object(j);
+    dfs_json_key(j, "verified");
+    dfs_json_bool(j, verified);
+    dfs_json_key(j, "files");
+    dfs_json_uint(j, h->files);
+    dfs_json_key(j, "healthy");
+    dfs_json_uint(j, h->healthy);
+    dfs_json_key(j, "degraded");
+    dfs_json_uint(j, h->degraded);
+    dfs_json_key(j, "lost");
+    dfs_json_uint(j, h->lost);
+    dfs_json_key(j, "degraded_fraction");
+    dfs_json_double(j, h->degraded_fraction);
+    dfs_json_key(j, "lost_fraction");
+    dfs_json_double(j, h->lost_fraction);
+    json_paths(j, "lost_paths", h->lost_paths, h->n_lost_paths);
+    json_paths(j, "degraded_paths", h->degraded_paths, h->n_degraded_paths);
+    dfs_json_end_object(j);
+    dfs_json_key(j, "repair");
+    dfs_json_begin_object(j);
+    dfs_json_key(j, "queued");
+    dfs_json_uint(j, h->repairs_queued);
+    dfs_json_key(j, "running");
+    dfs_json_uint(j, h->repairs_running);
+    dfs_json_key(j, "done");
+    dfs_json_uint(j, h->repairs_done);
+    dfs_json_key(j, "bytes");
+    dfs_json_uint(j, h->repair_bytes);
+    dfs_json_end_object(j);
+}
+
+static void print_health(const Dfs__V1__GetHealthResponse *h, bool verified)
+{
+    printf("health:     %" PRIu64 " healthy, %" PRIu64 " degraded (%.2f%%), %" PRIu64
+           " lost (%.2f%%)%s\n",
+           h->healthy, h->degraded, 100.0 * h->degraded_fraction, h->lost, 100.0 * h->lost_fraction,
+           verified ? ", every copy checked on its node" : "");
+    char bytes[32];
+    dfs_format_size(h->repair_bytes, bytes, sizeof bytes);
+    printf("repair:     %" PRIu64 " queued, %" PRIu64 " running, %" PRIu64 " done (%s copied)\n",
+           h->repairs_queued, h->repairs_running, h->repairs_done, bytes);
+    for (size_t i = 0; i < h->n_lost_paths; i++)
+        printf("lost:       %s\n", h->lost_paths[i]);
+    for (size_t i = 0; i < h->n_degraded_paths; i++)
+        printf("degraded:   %s\n", h->degraded_paths[i]);
+}
+
+/* Paths of lost and degraded files `status -l` lists (each kind). */
+#define STATUS_LIST_MAX 1000
 
 int dfs_cmd_status(struct dfs_cli *cli)
 {
@@ -563,6 +650,18 @@ int dfs_cmd_status(struct dfs_cli *cli)
     if (rc != DFS_OK) {
         int status = dfs_cli_error(rc, "status: %s", err != NULL ? err : dfs_strerror(rc));
         free(err);
+        return status;
+    }
+    Dfs__V1__GetHealthRequest hreq = DFS__V1__GET_HEALTH_REQUEST__INIT;
+    hreq.verify = cli->loss;
+    hreq.list = cli->long_list ? STATUS_LIST_MAX : 0;
+    Dfs__V1__GetHealthResponse *h = NULL;
+    rc = dfs_meta_call(cli->meta, "GetHealth", &hreq.base,
+                       &dfs__v1__get_health_response__descriptor, true, &h, &err);
+    if (rc != DFS_OK) {
+        int status = dfs_cli_error(rc, "status: %s", err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        protobuf_c_message_free_unpacked(&r->base, NULL);
         return status;
     }
     if (cli->json) {
@@ -596,6 +695,7 @@ int dfs_cmd_status(struct dfs_cli *cli)
         dfs_json_uint(&j, r->pending_deletions);
         dfs_json_key(&j, "schema_version");
         dfs_json_uint(&j, r->schema_version);
+        json_health(&j, h, cli->loss);
         dfs_json_end_object(&j);
         dfs_json_finish(&j);
     } else {
@@ -612,7 +712,58 @@ int dfs_cmd_status(struct dfs_cli *cli)
                r->nodes_decommissioned);
         printf("pending:    %" PRIu64 " uploads, %" PRIu64 " fragment copies to remove\n",
                r->pending_files, r->pending_deletions);
+        print_health(h, cli->loss);
     }
+    protobuf_c_message_free_unpacked(&h->base, NULL);
     protobuf_c_message_free_unpacked(&r->base, NULL);
+    return DFS_EXIT_OK;
+}
+
+int dfs_cmd_node(struct dfs_cli *cli, const char *action, const char *node)
+{
+    Dfs__V1__SetNodeStateRequest req = DFS__V1__SET_NODE_STATE_REQUEST__INIT;
+    const char *done;
+    if (strcmp(action, "drain") == 0) {
+        req.state = DFS__V1__NODE_STATE__NODE_DRAINING;
+        done = "draining: its fragments are being copied elsewhere, then it is decommissioned";
+    } else if (strcmp(action, "undrain") == 0) {
+        req.state = DFS__V1__NODE_STATE__NODE_ALIVE;
+        done = "back in service";
+    } else if (strcmp(action, "decommission") == 0) {
+        req.state = DFS__V1__NODE_STATE__NODE_DECOMMISSIONED;
+        done = "decommissioned: its copies are being repaired from the others";
+    } else {
+        fprintf(stderr,
+                "dfs: node takes drain, undrain or decommission, not '%s' (see dfs --help)\n",
+                action);
+        return DFS_EXIT_USAGE;
+    }
+    req.node_id = (char *)node;
+    Dfs__V1__SetNodeStateResponse *resp = NULL;
+    char *err = NULL;
+    int rc = dfs_meta_call(cli->meta, "SetNodeState", &req.base,
+                           &dfs__v1__set_node_state_response__descriptor, true, &resp, &err);
+    if (rc != DFS_OK) {
+        int status = dfs_cli_error(rc, "node %s: %s", action, err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        return status;
+    }
+    const Dfs__V1__Node *n = resp->node;
+    if (cli->json) {
+        dfs_json j;
+        dfs_json_init(&j, stdout);
+        dfs_json_begin_object(&j);
+        dfs_json_key(&j, "id");
+        dfs_json_string(&j, n != NULL ? n->id : node);
+        dfs_json_key(&j, "address");
+        dfs_json_string(&j, n != NULL ? n->address : "");
+        dfs_json_key(&j, "state");
+        dfs_json_string(&j, node_state_name(n != NULL ? (int)n->state : (int)req.state));
+        dfs_json_end_object(&j);
+        dfs_json_finish(&j);
+    } else if (!cli->quiet) {
+        printf("node %s (%s) %s\n", n != NULL ? n->id : node, n != NULL ? n->address : "?", done);
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
     return DFS_EXIT_OK;
 }

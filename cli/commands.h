@@ -13,7 +13,8 @@ struct dfs_cli {
     dfs_meta *meta;
     bool json;      /* --json: machine-readable output on stdout */
     bool quiet;     /* -q: nothing on stdout for put/get/rm */
-    bool long_list; /* ls -l */
+    bool long_list; /* ls -l, status -l (list the lost and degraded files) */
+    bool loss;      /* status --loss: check every copy on the nodes */
     bool force;     /* put --force: replace an existing file */
     uint32_t replicas, fragments;
     uint32_t ec_data, ec_parity; /* --ec K+M; 0 for replication */
@@ -44,6 +45,8 @@ int dfs_cmd_ls(struct dfs_cli *cli, const char *prefix);
 int dfs_cmd_rm(struct dfs_cli *cli, const char *remote);
 int dfs_cmd_nodes(struct dfs_cli *cli);
 int dfs_cmd_status(struct dfs_cli *cli);
+/* action: "drain", "undrain" or "decommission"; node: an id or a unique prefix of one. */
+int dfs_cmd_node(struct dfs_cli *cli, const char *action, const char *node);
 
 /* Print "dfs: <message>" on stderr and return the exit status for code. */
 int dfs_cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -225,13 +225,15 @@ class Cluster(dfscluster.Cluster):
         problems = c.stop()               # [] when every daemon exited 0 on SIGTERM and logs are clean
     """
 
-    def __init__(self, nodes=3, zones=None, metadata_flags=(), dir=None, binaries=None, log_level="info",
+    def __init__(self, nodes=3, zones=None, metadata_flags=(), storage_flags=(), dir=None, binaries=None,
+                 log_level="info",
                  ready_timeout=dfscluster.READY_TIMEOUT_S, stop_timeout=dfscluster.STOP_TIMEOUT_S):
         super().__init__(dir=dir or tmpdir("cluster-"), binaries=binaries or find_binaries(),
                          die_with_parent=True, out=sys.stdout, log_level=log_level, ready_timeout=ready_timeout)
         self.nodes = nodes
         self.zones = zones
         self.metadata_flags = list(metadata_flags)
+        self.storage_flags = list(storage_flags)
         self.stop_timeout = stop_timeout
         self.expected_exits = set()  # names allowed to die on their own (fault tests)
         self.stopped = False
@@ -240,7 +242,7 @@ class Cluster(dfscluster.Cluster):
         _live_clusters.append(self)
         _test_clusters.append(self)
         self.stopped = False
-        self.up(self.nodes, zones=self.zones, metadata_flags=self.metadata_flags)
+        self.up(self.nodes, zones=self.zones, metadata_flags=self.metadata_flags, storage_flags=self.storage_flags)
         return self
 
     @property

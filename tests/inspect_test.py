@@ -36,8 +36,8 @@ class InspectCluster(harness.Cluster):
     def __init__(self, nodes=3, metadata_flags=(), **kw):
         super().__init__(nodes=nodes, metadata_flags=["--metrics-listen", "127.0.0.1:0"] + list(metadata_flags), **kw)
 
-    def _storage_cmd(self, i, metadata_addr, zones):
-        return super()._storage_cmd(i, metadata_addr, zones) + ["--metrics-listen", "127.0.0.1:0"]
+    def _storage_cmd(self, i, metadata_addr, zones, extra=()):
+        return super()._storage_cmd(i, metadata_addr, zones, extra) + ["--metrics-listen", "127.0.0.1:0"]
 
     def grpc_address(self, name):
         return next(r["address"] for r in self.status() if r["name"] == name)

@@ -412,7 +412,7 @@ class Cluster:
             cmd += ["--log-level", self.log_level]
         return cmd + list(extra)
 
-    def _storage_cmd(self, i, metadata_addr, zones):
+    def _storage_cmd(self, i, metadata_addr, zones, extra=()):
         cmd = [self.binaries()["dfs-storage"], "--listen", "127.0.0.1:0",
                "--data", self.path("node-%d" % i, "data"),
                "--metadata", metadata_addr,
@@ -421,7 +421,7 @@ class Cluster:
             cmd += ["--zone", "z%d" % (i % zones)]
         if self.log_level:
             cmd += ["--log-level", self.log_level]
-        return cmd
+        return cmd + list(extra)
 
     def _start_storage(self, state, indexes):
         addr = state["processes"]["metadata"]["address"]
@@ -430,7 +430,7 @@ class Cluster:
             for i in indexes:
                 name = "node-%d" % i
                 os.makedirs(self.path(name, "data"), exist_ok=True)
-                rec = self._spawn(name, self._storage_cmd(i, addr, state.get("zones")),
+                rec = self._spawn(name, self._storage_cmd(i, addr, state.get("zones"), state.get("storage_flags", [])),
                                   self.path(name, "ready"), self.path(name, "log"))
                 rec["index"] = i
                 if state.get("zones"):
@@ -451,7 +451,7 @@ class Cluster:
         state = self.load_state()
         return [n for n, r in state["processes"].items() if r.get("state") == RUNNING and self._alive(r)]
 
-    def up(self, nodes, zones=None, metadata_flags=()):
+    def up(self, nodes, zones=None, metadata_flags=(), storage_flags=()):
         """Start the metadata service and nodes 0..nodes-1; returns the metadata address.
 
         Reuses the directory (catalog and data survive, nodes keep their ids). On failure stops
@@ -471,7 +471,8 @@ class Cluster:
             self.binaries()
             os.makedirs(self.path("metadata"), exist_ok=True)
             state.update({"version": STATE_VERSION, "dir": self.dir, "nodes": nodes, "zones": zones,
-                          "metadata_flags": list(metadata_flags), "binaries": self.binaries()})
+                          "metadata_flags": list(metadata_flags), "storage_flags": list(storage_flags),
+                          "binaries": self.binaries()})
             rec = self._spawn("metadata", self._metadata_cmd(metadata_flags), self.path("metadata", "ready"),
                               self.path("metadata", "log"))
             state["processes"]["metadata"] = rec
