@@ -32,6 +32,9 @@
 
 #define MAX_ACTIVE 8
 
+/* Streaming: a stripe is not started while it begins this far or more past what the drain sent. */
+#define AHEAD (64u << 20)
+
 enum cell_state {
     CELL_IDLE,     /* not asked for */
     CELL_FETCHING, /* a call is bringing it */
@@ -79,6 +82,9 @@ struct ec_job {
     unsigned k, m;
     uint64_t cell, size;
     uint64_t nstripes, next_stripe, stripes_done;
+    /* The stripes fetched: [first_stripe, end_stripe) (all of them unless streaming a part), and
+       their cells in the file: [first_cell, end_cell). */
+    uint64_t first_stripe, end_stripe, first_cell, end_cell;
     struct ec_frag frags[DFS_EC_MAX_FRAGMENTS];
     struct ec_stripe stripes[MAX_ACTIVE];
     unsigned max_active;
@@ -209,7 +215,8 @@ static void chunk_received(dfs_rpc_ccall *call, void *arg, grpc_byte_buffer *bb,
                 grpc_byte_buffer_destroy(bb);
                 return;
             }
-            dfs_filehash_advance(job->ctx->hash, (size_t)r, upto);
+            if (job->ctx->hash != NULL)
+                dfs_filehash_advance(job->ctx->hash, (size_t)r, upto);
         }
         record_crcs(job, f->frag, frag_off, crcs, c->ncrcs);
     } else {
@@ -423,9 +430,16 @@ static void begin_call(struct ec_fetch *f)
     dfs_rpc_ccall_recv_raw(f->call, chunk_received, f);
 }
 
+/* Streaming: the next stripe is too far ahead of the reader to start now. */
+static bool held_back(const struct ec_job *job)
+{
+    return job->ctx->drain != NULL &&
+           job->next_stripe * job->k * job->cell >= dfs_drain_emitted(job->ctx->drain) + AHEAD;
+}
+
 static void activate_next(struct ec_job *job)
 {
-    while (job->error == DFS_OK && job->next_stripe < job->nstripes) {
+    while (job->error == DFS_OK && job->next_stripe < job->end_stripe && !held_back(job)) {
         struct ec_stripe *st = NULL;
         for (unsigned i = 0; i < job->max_active && st == NULL; i++)
             if (!job->stripes[i].active)
@@ -492,7 +506,7 @@ static int rebuild(struct ec_job *job, struct ec_stripe *st, char **errmsg)
         if (e != 0)
             return dfs_seterr_errno(errmsg, dfs_err_from_errno(e), e,
                                     "cannot write the local file");
-        if (n > 0)
+        if (n > 0 && job->ctx->hash != NULL)
             dfs_filehash_advance(job->ctx->hash, (size_t)r, n);
     }
     return DFS_OK;
@@ -518,6 +532,13 @@ static void stripe_check(struct ec_stripe *st)
             fail_job(job, rc, err);
             return;
         }
+    }
+    /* Streaming: the stripe's cells go out only now, complete (rebuilt ones included): the drain
+       drops what it sent, and a rebuild reads the stripe's cells back from the scratch file. */
+    for (unsigned i = 0; job->ctx->drain != NULL && i < job->k; i++) {
+        uint64_t r = st->s * job->k + i, n = cell_in_file(job, r);
+        if (n > 0)
+            dfs_drain_advance(job->ctx->drain, (size_t)(r - job->first_cell), n);
     }
     for (unsigned i = 0; i < job->k + job->m; i++) {
         free(st->buf[i]);
@@ -565,9 +586,47 @@ int dfs_ec_fetch(struct dfs_fetch_ctx *ctx, char **errmsg)
                 rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
         }
     }
-    /* The hash follows the file cell by cell (cells are the regions written front to back). */
+    /* The stripes to fetch: all, or (streaming) those holding bytes [from, to). */
     uint64_t ncells = job->cell > 0 ? (file->size + job->cell - 1) / job->cell : 0;
-    if (rc == DFS_OK) {
+    bool stream = ctx->out_fd >= 0;
+    job->first_stripe = 0;
+    job->end_stripe = job->nstripes;
+    if (rc == DFS_OK && stream && (ctx->from > ctx->to || ctx->to > file->size))
+        rc = dfs_seterr(errmsg, DFS_ERANGE, "the range is outside the file");
+    if (rc == DFS_OK && stream && !(ctx->from == 0 && ctx->to == file->size)) {
+        if (ctx->to == ctx->from) {
+            job->end_stripe = job->first_stripe = 0;
+        } else {
+            job->first_stripe = ctx->from / job->cell / job->k;
+            job->end_stripe = (ctx->to - 1) / job->cell / job->k + 1;
+        }
+    }
+    job->first_cell = job->first_stripe * job->k;
+    job->end_cell = job->end_stripe * job->k < ncells ? job->end_stripe * job->k : ncells;
+    if (job->first_cell > job->end_cell)
+        job->first_cell = job->end_cell;
+    job->next_stripe = job->first_stripe;
+    bool whole = job->first_stripe == 0 && job->end_stripe == job->nstripes;
+    if (rc == DFS_OK && stream) {
+        size_t n = (size_t)(job->end_cell - job->first_cell);
+        uint64_t *starts = calloc(n + 1, sizeof *starts);
+        for (size_t i = 0; starts != NULL && i < n; i++)
+            starts[i] = (job->first_cell + i) * job->cell;
+        struct dfs_drain_config dc = {
+            .scratch_fd = ctx->fd,
+            .out_fd = ctx->out_fd,
+            .starts = starts,
+            .nregions = n,
+            .end = job->end_cell * job->cell < file->size ? job->end_cell * job->cell : file->size,
+            .from = n > 0 ? ctx->from : 0,
+            .to = n > 0 ? ctx->to : 0,
+            .hash = ctx->from == 0 && ctx->to == file->size,
+        };
+        rc = starts == NULL ? dfs_seterr(errmsg, DFS_ENOMEM, "out of memory")
+                            : dfs_drain_start(&dc, &ctx->drain, errmsg);
+        free(starts);
+    } else if (rc == DFS_OK) {
+        /* The hash follows the file cell by cell (cells are the regions written front to back). */
         uint64_t *starts = calloc(ncells + 1, sizeof *starts);
         for (uint64_t r = 0; starts != NULL && r < ncells; r++)
             starts[r] = r * job->cell;
@@ -597,15 +656,26 @@ int dfs_ec_fetch(struct dfs_fetch_ctx *ctx, char **errmsg)
 
     if (rc == DFS_OK) {
         activate_next(job);
-        while (job->running > 0) {
-            dfs_rpc_loop_run_once(ctx->loop, 100);
+        for (;;) {
+            /* Streaming: stripes held back (too far ahead of the reader) start once it caught up. */
+            bool waiting =
+                ctx->drain != NULL && job->error == DFS_OK && job->next_stripe < job->end_stripe;
+            if (job->running == 0 && !waiting)
+                break;
+            if (waiting)
+                activate_next(job);
+            dfs_rpc_loop_run_once(ctx->loop, waiting ? 10 : 100);
             if (ctx->interrupted != NULL && *ctx->interrupted && job->error == DFS_OK)
                 fail_job(job, DFS_ECANCELED, strdup("interrupted"));
+            int drc = ctx->drain != NULL ? dfs_drain_failed(ctx->drain) : DFS_OK;
+            if (drc != DFS_OK && job->error == DFS_OK)
+                fail_job(job, drc, strdup("the output was closed"));
         }
-        if (job->error == DFS_OK && job->stripes_done != job->nstripes)
+        if (job->error == DFS_OK && job->stripes_done != job->end_stripe - job->first_stripe)
             fail_job(job, DFS_EINTERNAL, strdup("the transfer stopped before the end"));
-        /* Every data fragment as a whole, fetched or rebuilt, against the catalog. */
-        for (unsigned i = 0; job->error == DFS_OK && i < job->k; i++) {
+        /* Every data fragment as a whole, fetched or rebuilt, against the catalog (a part of the
+           file: its fragments were not all read, their block CRCs were all the check). */
+        for (unsigned i = 0; whole && job->error == DFS_OK && i < job->k; i++) {
             const struct ec_frag *fr = &job->frags[i];
             uint32_t sum = dfs_crc32c_of_table(fr->crcs, fr->nblocks);
             if (sum != fr->frag->checksum) {

@@ -2,6 +2,7 @@
 #ifndef DFS_CLI_FETCH_H
 #define DFS_CLI_FETCH_H
 
+#include "cli/drain.h"
 #include "cli/filehash.h"
 #include "cli/links.h"
 #include "common/throttle.h"
@@ -16,6 +17,11 @@
  * receives and every data fragment's checksum, and starts a dfs_filehash that follows what it
  * writes; dfs_get finishes the hash and compares it with the catalog. The engine runs the loop
  * itself until it is done, polling `interrupted`.
+ *
+ * Streaming (out_fd >= 0): the engine fetches only what bytes [from, to) of the file need, and
+ * starts a dfs_drain (instead of the hash) that sends them to out_fd in order; fd is then a
+ * scratch file the drain empties behind itself, and the engine stays at most a bounded distance
+ * ahead of the drain. The caller finishes the drain.
  */
 struct dfs_fetch_ctx {
     /* In (borrowed). */
@@ -28,8 +34,11 @@ struct dfs_fetch_ctx {
     dfs_bucket *global; /* the whole transfer's bandwidth (links have theirs) */
     void (*progress)(void *arg, uint64_t done, uint64_t total); /* may be NULL */
     void *progress_arg;
+    int out_fd;        /* streaming: where [from, to) goes; -1 for a get to fd itself */
+    uint64_t from, to; /* streaming only */
     /* Out. */
     dfs_filehash *hash; /* started by the engine (NULL if it failed before); the caller ends it */
+    dfs_drain *drain;   /* streaming: likewise */
     uint32_t failovers; /* reads that went to another copy after a failure */
     uint64_t rebuilt;   /* erasure code: data cells rebuilt from parity */
 };

@@ -11,6 +11,7 @@
 #include "cli/get.h"
 
 #include "cli/chunkio.h"
+#include "cli/drain.h"
 #include "cli/fetch.h"
 #include "cli/links.h"
 #include "common/crc32c.h"
@@ -44,6 +45,12 @@ struct get_job;
 #define WINDOW         64
 #define DEFAULT_WINDOW 12
 
+/*
+ * Streaming to a descriptor: a range is not started while it begins this far or more past what the
+ * drain has sent, so a slow reader holds the fetchers back and the scratch file stays small.
+ */
+#define AHEAD (64u << 20)
+
 /* What the client knows and learns about one fragment. */
 struct frag_state {
     const Dfs__V1__Fragment *frag;
@@ -54,6 +61,7 @@ struct frag_state {
     size_t norder;
     size_t cursor;  /* round robin over `order` */
     bool bad[64];   /* by copy index: failed once, used no more */
+    bool whole;     /* every block is fetched: the fragment checksum can be checked */
     char *failures; /* "node (addr): why; ..." for the final error */
 };
 
@@ -90,18 +98,25 @@ struct get_job {
     struct range *ranges;
     size_t nranges, next_range, ranges_done;
     struct fetch fetches[WINDOW];
-    size_t window;     /* slots in use: min(--parallel or 12, WINDOW) */
-    uint64_t range;    /* bytes per range request */
-    dfs_bucket global; /* --max-rate */
-    uint64_t written;  /* file bytes written, for progress */
-    bool *done;        /* by range: in the part file and checked (resume state) */
-    uint64_t resumed;  /* bytes found already downloaded by --resume */
+    size_t window;         /* slots in use: min(--parallel or 12, WINDOW) */
+    uint64_t range;        /* bytes per range request */
+    dfs_bucket global;     /* --max-rate */
+    uint64_t written;      /* file bytes written, for progress */
+    bool *done;            /* by range: in the part file and checked (resume state) */
+    uint64_t resumed;      /* bytes found already downloaded by --resume */
+    uint64_t resume_range; /* the range size of the download --resume continues */
+    bool erasure;
     size_t running;
     uint32_t failovers;
     uint64_t rebuilt;
     int error;
     char *errmsg;
-    dfs_filehash *hash; /* follows the output; regions are the ranges */
+    dfs_filehash *hash; /* follows the output; regions are the ranges (not when streaming) */
+    /* Streaming (dfs_get_fd): bytes [from, to) of the file go to out_fd through the drain. A
+       get to a file fetches all of it: from = 0, to = size, out_fd = -1, drain = NULL. */
+    uint64_t from, to;
+    int out_fd;
+    dfs_drain *drain;
     struct dfs_get_chunk
         chunk; /* scratch for parsing one message (the loop handles one at a time) */
 };
@@ -205,7 +220,10 @@ static void chunk_received(dfs_rpc_ccall *call, void *arg, grpc_byte_buffer *bb,
     memcpy(&fs->crcs[at / DFS_BLOCK_SIZE], crcs, nblocks * sizeof crcs[0]);
     f->got += c->len;
     dfs_link_add_bytes(f->link, c->len);
-    dfs_filehash_advance(job->hash, f->range, f->got);
+    if (job->drain != NULL)
+        dfs_drain_advance(job->drain, f->range, f->got);
+    else
+        dfs_filehash_advance(job->hash, f->range, f->got);
     job->written += c->len;
     if (job->opts->progress != NULL)
         job->opts->progress(job->opts->progress_arg, job->written, job->file->size);
@@ -263,12 +281,22 @@ static bool pick_copy(struct frag_state *fs, size_t *copy)
     return false;
 }
 
+/* Streaming: the next range is too far ahead of the reader to start now. */
+static bool held_back(const struct get_job *job)
+{
+    if (job->drain == NULL)
+        return false;
+    const struct range *r = &job->ranges[job->next_range];
+    return job->frags[r->frag].start + r->off >= dfs_drain_emitted(job->drain) + AHEAD;
+}
+
+/* Start the slot on the next range, if there is one it may start now; else it stays idle. */
 static void start_next_range(struct fetch *f)
 {
     struct get_job *job = f->job;
     while (job->next_range < job->nranges && job->done[job->next_range])
         job->next_range++; /* already downloaded (--resume) */
-    if (job->error != DFS_OK || job->next_range >= job->nranges)
+    if (job->error != DFS_OK || job->next_range >= job->nranges || held_back(job))
         return;
     f->range = job->next_range++;
     f->got = 0;
@@ -398,48 +426,81 @@ static void order_copies(struct frag_state *fs, dfs_rng *rng)
     fs->cursor = 0;
 }
 
-/* Cut the fragments into ranges, in file order; set up what is known of each fragment. */
+/*
+ * Cut the fragments into ranges, in file order, covering bytes [job->from, job->to) of the file;
+ * set up what is known of each fragment. Ranges start and end on 64 KiB block boundaries of their
+ * fragment (or its end), since every block is checked against its CRC32C: a partial read fetches
+ * the whole blocks around what was asked for. A whole-file read covers every fragment.
+ */
 static int plan_ranges(struct get_job *job, char **errmsg)
 {
     const Dfs__V1__FileInfo *file = job->file;
     size_t nf = file->n_fragments;
+    bool full = job->from == 0 && job->to == file->size;
     job->frags = calloc(nf + 1, sizeof *job->frags);
     if (job->frags == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    uint64_t *lo = calloc(nf + 1, sizeof *lo), *hi = calloc(nf + 1, sizeof *hi);
+    if (lo == NULL || hi == NULL) {
+        free(lo);
+        free(hi);
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    }
     dfs_rng rng;
     dfs_rng_seed_random(&rng);
     uint64_t start = 0;
     size_t nranges = 0;
-    for (size_t i = 0; i < nf; i++) {
+    int rc = DFS_OK;
+    for (size_t i = 0; rc == DFS_OK && i < nf; i++) {
         struct frag_state *fs = &job->frags[i];
         fs->frag = file->fragments[i];
         fs->start = start;
-        start += fs->frag->size;
-        fs->nblocks = dfs_crc32c_nblocks(fs->frag->size);
+        uint64_t size = fs->frag->size;
+        start += size;
+        fs->nblocks = dfs_crc32c_nblocks(size);
         fs->crcs = calloc(fs->nblocks + 1, sizeof *fs->crcs);
-        if (fs->crcs == NULL)
-            return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+        if (fs->crcs == NULL) {
+            rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+            break;
+        }
+        if (full) {
+            lo[i] = 0;
+            hi[i] = size;
+        } else if (job->to > fs->start && job->from < fs->start + size) {
+            uint64_t a = job->from > fs->start ? job->from - fs->start : 0;
+            uint64_t b = job->to < fs->start + size ? job->to - fs->start : size;
+            lo[i] = a / DFS_BLOCK_SIZE * DFS_BLOCK_SIZE;
+            hi[i] = (b + DFS_BLOCK_SIZE - 1) / DFS_BLOCK_SIZE * DFS_BLOCK_SIZE;
+            if (hi[i] > size)
+                hi[i] = size;
+        }
+        fs->whole = full || (lo[i] == 0 && hi[i] == size && size > 0);
+        if (hi[i] == lo[i] && !full)
+            continue; /* not needed */
         order_copies(fs, &rng);
         if (fs->norder == 0)
-            return dfs_seterr(errmsg, DFS_EDATALOSS, "fragment %" PRIu32 " of %s has no copy left",
-                              fs->frag->index, file->path);
-        nranges += (size_t)((fs->frag->size + job->range - 1) / job->range);
+            rc = dfs_seterr(errmsg, DFS_EDATALOSS, "fragment %" PRIu32 " of %s has no copy left",
+                            fs->frag->index, file->path);
+        nranges += (size_t)((hi[i] - lo[i] + job->range - 1) / job->range);
     }
-    if (start != file->size)
-        return dfs_seterr(errmsg, DFS_EINTERNAL, "the layout's fragment sizes do not add up");
-    job->ranges = calloc(nranges + 1, sizeof *job->ranges);
-    job->done = calloc(nranges + 1, sizeof *job->done);
-    if (job->ranges == NULL || job->done == NULL)
-        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
-    for (size_t i = 0; i < nf; i++)
-        for (uint64_t off = 0; off < job->frags[i].frag->size; off += job->range) {
+    if (rc == DFS_OK && start != file->size)
+        rc = dfs_seterr(errmsg, DFS_EINTERNAL, "the layout's fragment sizes do not add up");
+    if (rc == DFS_OK) {
+        job->ranges = calloc(nranges + 1, sizeof *job->ranges);
+        job->done = calloc(nranges + 1, sizeof *job->done);
+        if (job->ranges == NULL || job->done == NULL)
+            rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; rc == DFS_OK && i < nf; i++)
+        for (uint64_t off = lo[i]; off < hi[i]; off += job->range) {
             struct range *r = &job->ranges[job->nranges++];
             r->frag = (uint32_t)i;
             r->off = off;
-            r->len = job->frags[i].frag->size - off < job->range ? job->frags[i].frag->size - off
-                                                                 : job->range;
+            r->len = hi[i] - off < job->range ? hi[i] - off : job->range;
         }
-    return DFS_OK;
+    free(lo);
+    free(hi);
+    return rc;
 }
 
 static int get_layout(dfs_meta *meta, const char *remote, Dfs__V1__FileInfo **out, char **errmsg)
@@ -583,18 +644,181 @@ static bool resumable(int code)
     return code == DFS_ECANCELED || code == DFS_EUNAVAIL || code == DFS_ETIMEDOUT;
 }
 
+/*
+ * Run the engine for job->file over job->fd (already sized to the file): the erasure engine or
+ * the replicated ranges. A get to a file starts a dfs_filehash that follows the writes (continuing
+ * a --resume from resume_hex); streaming starts a drain to job->out_fd instead. On return no call
+ * is in flight and job->error says how it went; every block was checked as it arrived and every
+ * fragment fetched whole against its checksum. The caller finishes the hash or the drain.
+ */
+static void fetch_file(struct get_job *job, const char *resume_hex)
+{
+    const struct dfs_get_opts *opts = job->opts;
+    job->loop = dfs_rpc_loop_create();
+    /* Throttled: ranges of about 1/32 s of the rate (whole 64 KiB blocks), so pacing is even. */
+    job->range = RANGE;
+    uint64_t slowest = opts->link_rate;
+    if (opts->max_rate > 0 && (slowest == 0 || opts->max_rate < slowest))
+        slowest = opts->max_rate;
+    if (slowest > 0) {
+        uint64_t r = slowest / 32 / DFS_BLOCK_SIZE * DFS_BLOCK_SIZE;
+        job->range = r < DFS_BLOCK_SIZE ? DFS_BLOCK_SIZE : r > RANGE ? RANGE : r;
+    }
+    if (resume_hex != NULL)
+        job->range = job->resume_range; /* the finished ranges are those of the first attempt */
+    job->window = opts->parallel > 0 ? opts->parallel : DEFAULT_WINDOW;
+    if (job->window > WINDOW)
+        job->window = WINDOW;
+    job->links = dfs_links_create(opts->link_rate, job->range < DFS_CHUNK ? job->range : DFS_CHUNK);
+    dfs_bucket_init(&job->global, opts->max_rate, job->range < DFS_CHUNK ? job->range : DFS_CHUNK,
+                    dfs_rpc_now_ns());
+    if (job->loop == NULL || job->links == NULL)
+        fail_job(job, DFS_ENOMEM, NULL);
+    const Dfs__V1__Redundancy *red = job->file->redundancy;
+    job->erasure = red != NULL && red->scheme == DFS__V1__REDUNDANCY__SCHEME__ERASURE;
+    if (job->erasure) {
+        if (job->error != DFS_OK)
+            return;
+        struct dfs_fetch_ctx ctx = {
+            .loop = job->loop,
+            .links = job->links,
+            .fd = job->fd,
+            .file = job->file,
+            .stall_timeout_ms = stall_ms(job),
+            .interrupted = opts->interrupted,
+            .global = &job->global,
+            .progress = opts->progress,
+            .progress_arg = opts->progress_arg,
+            .out_fd = job->out_fd,
+            .from = job->from,
+            .to = job->to,
+        };
+        char *err = NULL;
+        int erc = dfs_ec_fetch(&ctx, &err);
+        job->hash = ctx.hash;
+        job->drain = ctx.drain;
+        job->failovers = ctx.failovers;
+        job->rebuilt = ctx.rebuilt;
+        if (erc != DFS_OK)
+            fail_job(job, erc, err);
+        return;
+    }
+    if (job->error == DFS_OK) {
+        char *err = NULL;
+        int prc = plan_ranges(job, &err);
+        if (prc != DFS_OK)
+            fail_job(job, prc, err);
+    }
+    if (job->error == DFS_OK) {
+        char *err = NULL;
+        uint64_t *starts = calloc(job->nranges + 1, sizeof *starts);
+        for (size_t i = 0; starts != NULL && i < job->nranges; i++)
+            starts[i] = job->frags[job->ranges[i].frag].start + job->ranges[i].off;
+        int hrc;
+        if (starts == NULL) {
+            hrc = dfs_seterr(&err, DFS_ENOMEM, "out of memory");
+        } else if (job->out_fd >= 0) {
+            const struct range *last = job->nranges > 0 ? &job->ranges[job->nranges - 1] : NULL;
+            struct dfs_drain_config dc = {
+                .scratch_fd = job->fd,
+                .out_fd = job->out_fd,
+                .starts = starts,
+                .nregions = job->nranges,
+                .end = last != NULL ? job->frags[last->frag].start + last->off + last->len : 0,
+                .from = job->from,
+                .to = job->to,
+                .hash = job->from == 0 && job->to == job->file->size,
+            };
+            if (job->nranges == 0)
+                dc.from = dc.to = 0;
+            hrc = dfs_drain_start(&dc, &job->drain, &err);
+        } else if (job->nranges == 0) {
+            hrc = dfs_filehash_start(job->fd, 0, &job->hash, &err);
+        } else {
+            hrc = dfs_filehash_start_follow(job->fd, job->file->size, starts, job->nranges,
+                                            &job->hash, &err);
+        }
+        free(starts);
+        if (hrc != DFS_OK)
+            fail_job(job, hrc, err);
+    }
+    if (job->error == DFS_OK && resume_hex != NULL) {
+        char *err = NULL;
+        int arc = apply_state(job, resume_hex, &err);
+        if (arc != DFS_OK)
+            fail_job(job, arc, err);
+    }
+    for (size_t i = 0; i < WINDOW; i++) {
+        job->fetches[i].job = job;
+        dfs_rpc_timer_init(&job->fetches[i].stall, stall_fired);
+        dfs_rpc_timer_init(&job->fetches[i].pace, pace_fired);
+    }
+    for (size_t i = 0; job->error == DFS_OK && i < job->window; i++)
+        start_next_range(&job->fetches[i]);
+    for (;;) {
+        /* Streaming: slots held back (too far ahead of the reader) start once it caught up. */
+        bool waiting = job->drain != NULL && job->error == DFS_OK && job->next_range < job->nranges;
+        if (job->running == 0 && !waiting)
+            break;
+        for (size_t i = 0; waiting && i < job->window; i++)
+            if (job->fetches[i].call == NULL && !job->fetches[i].deferred)
+                start_next_range(&job->fetches[i]);
+        dfs_rpc_loop_run_once(job->loop, waiting ? 10 : 100);
+        if (opts->interrupted != NULL && *opts->interrupted && job->error == DFS_OK)
+            fail_job(job, DFS_ECANCELED, strdup("interrupted"));
+        int drc = job->drain != NULL ? dfs_drain_failed(job->drain) : DFS_OK;
+        if (drc != DFS_OK && job->error == DFS_OK)
+            fail_job(job, drc, strdup("the output was closed"));
+    }
+    /* Every block was checked on arrival; now each fragment fetched whole, against the catalog
+       (the erasure engine checks its own). */
+    for (size_t i = 0; job->error == DFS_OK && i < job->file->n_fragments; i++) {
+        const struct frag_state *fs = &job->frags[i];
+        uint32_t sum = dfs_crc32c_of_table(fs->crcs, fs->nblocks);
+        if (fs->whole && sum != fs->frag->checksum) {
+            char *err = NULL;
+            dfs_seterr(&err, DFS_EDATALOSS,
+                       "fragment %" PRIu32 " of %s: checksum %08x, the catalog says %08x",
+                       fs->frag->index, job->file->path, sum, fs->frag->checksum);
+            fail_job(job, DFS_EDATALOSS, err);
+        }
+    }
+}
+
+/* Free what the engine left in the job (not the file, not fd). */
+static void job_free(struct get_job *job)
+{
+    for (size_t i = 0; job->frags != NULL && i < job->file->n_fragments; i++) {
+        free(job->frags[i].crcs);
+        free(job->frags[i].failures);
+    }
+    for (size_t i = 0; i < WINDOW; i++)
+        free(job->fetches[i].pending_msg);
+    free(job->done);
+    free(job->errmsg);
+    free(job->frags);
+    free(job->ranges);
+    dfs_links_destroy(job->links);
+    dfs_rpc_loop_destroy(job->loop);
+}
+
+int dfs_get_layout(dfs_meta *meta, const char *remote, Dfs__V1__FileInfo **out, char **errmsg)
+{
+    return get_layout(meta, remote, out, errmsg);
+}
+
 int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct dfs_get_opts *opts,
             struct dfs_get_result *out, char **errmsg)
 {
-    struct get_job job = {.meta = meta, .opts = opts, .fd = -1};
+    struct get_job job = {.meta = meta, .opts = opts, .fd = -1, .out_fd = -1};
     bool to_stdout = strcmp(local, "-") == 0;
     int64_t t0 = dfs_rpc_now_ns();
     int rc = get_layout(meta, remote, &job.file, errmsg);
     if (rc != DFS_OK)
         return rc;
+    job.to = job.file->size;
 
     char *part = NULL, *state = NULL, *resume_hex = NULL;
-    uint64_t resume_range = 0;
     if (to_stdout) {
         const char *tmp = getenv("TMPDIR");
         if (asprintf(&part, "%s/dfs-get-XXXXXX", tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp") >=
@@ -608,7 +832,8 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
         const Dfs__V1__Redundancy *red0 = job.file->redundancy;
         bool replicated = red0 == NULL || red0->scheme != DFS__V1__REDUNDANCY__SCHEME__ERASURE;
         struct stat st;
-        if (opts->resume && replicated && load_state(state, job.file, &resume_range, &resume_hex) &&
+        if (opts->resume && replicated &&
+            load_state(state, job.file, &job.resume_range, &resume_hex) &&
             (job.fd = open(part, O_RDWR | O_CLOEXEC)) >= 0 &&
             (fstat(job.fd, &st) != 0 || (uint64_t)st.st_size != job.file->size)) {
             close(job.fd);
@@ -636,100 +861,8 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
         fail_job(&job, dfs_err_from_errno(errno), err);
     }
 
-    job.loop = dfs_rpc_loop_create();
-    /* Throttled: ranges of about 1/32 s of the rate (whole 64 KiB blocks), so pacing is even. */
-    job.range = RANGE;
-    uint64_t slowest = opts->link_rate;
-    if (opts->max_rate > 0 && (slowest == 0 || opts->max_rate < slowest))
-        slowest = opts->max_rate;
-    if (slowest > 0) {
-        uint64_t r = slowest / 32 / DFS_BLOCK_SIZE * DFS_BLOCK_SIZE;
-        job.range = r < DFS_BLOCK_SIZE ? DFS_BLOCK_SIZE : r > RANGE ? RANGE : r;
-    }
-    if (resume_hex != NULL)
-        job.range = resume_range; /* the finished ranges are those of the first attempt */
-    job.window = opts->parallel > 0 ? opts->parallel : DEFAULT_WINDOW;
-    if (job.window > WINDOW)
-        job.window = WINDOW;
-    job.links = dfs_links_create(opts->link_rate, job.range < DFS_CHUNK ? job.range : DFS_CHUNK);
-    dfs_bucket_init(&job.global, opts->max_rate, job.range < DFS_CHUNK ? job.range : DFS_CHUNK,
-                    dfs_rpc_now_ns());
-    if (job.loop == NULL || job.links == NULL)
-        fail_job(&job, DFS_ENOMEM, NULL);
-    const Dfs__V1__Redundancy *red = job.file->redundancy;
-    bool erasure = red != NULL && red->scheme == DFS__V1__REDUNDANCY__SCHEME__ERASURE;
-    if (erasure && job.error == DFS_OK) {
-        struct dfs_fetch_ctx ctx = {
-            .loop = job.loop,
-            .links = job.links,
-            .fd = job.fd,
-            .file = job.file,
-            .stall_timeout_ms = stall_ms(&job),
-            .interrupted = opts->interrupted,
-            .global = &job.global,
-            .progress = opts->progress,
-            .progress_arg = opts->progress_arg,
-        };
-        char *err = NULL;
-        int erc = dfs_ec_fetch(&ctx, &err);
-        job.hash = ctx.hash;
-        job.failovers = ctx.failovers;
-        job.rebuilt = ctx.rebuilt;
-        if (erc != DFS_OK)
-            fail_job(&job, erc, err);
-    } else {
-        if (job.error == DFS_OK) {
-            char *err = NULL;
-            int prc = plan_ranges(&job, &err);
-            if (prc != DFS_OK)
-                fail_job(&job, prc, err);
-        }
-        if (job.error == DFS_OK) {
-            char *err = NULL;
-            uint64_t *starts = calloc(job.nranges + 1, sizeof *starts);
-            for (size_t i = 0; starts != NULL && i < job.nranges; i++)
-                starts[i] = job.frags[job.ranges[i].frag].start + job.ranges[i].off;
-            int hrc = starts == NULL     ? dfs_seterr(&err, DFS_ENOMEM, "out of memory")
-                      : job.nranges == 0 ? dfs_filehash_start(job.fd, 0, &job.hash, &err)
-                                         : dfs_filehash_start_follow(job.fd, job.file->size, starts,
-                                                                     job.nranges, &job.hash, &err);
-            free(starts);
-            if (hrc != DFS_OK)
-                fail_job(&job, hrc, err);
-        }
-        if (job.error == DFS_OK && resume_hex != NULL) {
-            char *err = NULL;
-            int arc = apply_state(&job, resume_hex, &err);
-            if (arc != DFS_OK)
-                fail_job(&job, arc, err);
-        }
-        for (size_t i = 0; i < WINDOW; i++) {
-            job.fetches[i].job = &job;
-            dfs_rpc_timer_init(&job.fetches[i].stall, stall_fired);
-            dfs_rpc_timer_init(&job.fetches[i].pace, pace_fired);
-        }
-        for (size_t i = 0; job.error == DFS_OK && i < job.window; i++)
-            start_next_range(&job.fetches[i]);
-        while (job.running > 0) {
-            dfs_rpc_loop_run_once(job.loop, 100);
-            if (opts->interrupted != NULL && *opts->interrupted && job.error == DFS_OK)
-                fail_job(&job, DFS_ECANCELED, strdup("interrupted"));
-        }
-    }
+    fetch_file(&job, resume_hex);
 
-    /* Every block was checked on arrival; now each fragment as a whole, against the catalog (the
-       erasure engine checks its own). */
-    for (size_t i = 0; !erasure && job.error == DFS_OK && i < job.file->n_fragments; i++) {
-        const struct frag_state *fs = &job.frags[i];
-        uint32_t sum = dfs_crc32c_of_table(fs->crcs, fs->nblocks);
-        if (sum != fs->frag->checksum) {
-            char *err = NULL;
-            dfs_seterr(&err, DFS_EDATALOSS,
-                       "fragment %" PRIu32 " of %s: checksum %08x, the catalog says %08x",
-                       fs->frag->index, job.file->path, sum, fs->frag->checksum);
-            fail_job(&job, DFS_EDATALOSS, err);
-        }
-    }
     uint8_t sha[DFS_SHA256_BYTES];
     if (job.hash != NULL && job.error != DFS_OK) {
         dfs_filehash_cancel(job.hash);
@@ -756,7 +889,7 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
     if (job.error != DFS_OK) {
         rc = job.error;
         char *kept = NULL;
-        if (!to_stdout && !erasure && job.done != NULL && resumable(rc) &&
+        if (!to_stdout && !job.erasure && job.done != NULL && resumable(rc) &&
             save_state(&job, state, NULL) == DFS_OK &&
             asprintf(&kept, "; the partial download is kept: continue with dfs get --resume %s %s",
                      remote, local) < 0)
@@ -780,22 +913,92 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
         out->seconds = (double)(dfs_rpc_now_ns() - t0) / 1e9;
         rc = DFS_OK;
     }
-    for (size_t i = 0; job.frags != NULL && i < job.file->n_fragments; i++) {
-        free(job.frags[i].crcs);
-        free(job.frags[i].failures);
-    }
-    for (size_t i = 0; i < WINDOW; i++)
-        free(job.fetches[i].pending_msg);
+    job_free(&job);
     close(job.fd);
     free(part);
     free(state);
     free(resume_hex);
-    free(job.done);
-    free(job.errmsg);
-    free(job.frags);
-    free(job.ranges);
-    dfs_links_destroy(job.links);
-    dfs_rpc_loop_destroy(job.loop);
     protobuf_c_message_free_unpacked(&job.file->base, NULL);
+    return rc;
+}
+
+/* An unlinked scratch file in dir: O_TMPFILE where the file system has it, else mkstemp+unlink. */
+static int scratch_open(const char *dir, char **errmsg)
+{
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        return fd;
+    char *path = NULL;
+    if (asprintf(&path, "%s/dfs-get-XXXXXX", dir) < 0)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    fd = mkstemp(path);
+    if (fd >= 0)
+        unlink(path);
+    else
+        dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot create a file in %s",
+                         dir);
+    free(path);
+    return fd >= 0 ? fd : dfs_err_from_errno(errno);
+}
+
+int dfs_get_fd(const Dfs__V1__FileInfo *file, uint64_t offset, uint64_t length, int out_fd,
+               const char *scratch_dir, const struct dfs_get_opts *opts, struct dfs_get_result *out,
+               char **errmsg)
+{
+    if (offset > file->size || length > file->size - offset)
+        return dfs_seterr(errmsg, DFS_ERANGE,
+                          "bytes %" PRIu64 "+%" PRIu64 " are outside the file (%" PRIu64 " bytes)",
+                          offset, length, file->size);
+    if (file->sha256.len != DFS_SHA256_BYTES)
+        return dfs_seterr(errmsg, DFS_EINTERNAL, "the layout has no SHA-256");
+    struct get_job job = {.opts = opts, .fd = -1, .out_fd = out_fd};
+    job.file = (Dfs__V1__FileInfo *)file; /* read only: job_free leaves it alone */
+    job.from = offset;
+    job.to = offset + length;
+    int64_t t0 = dfs_rpc_now_ns();
+    const char *dir = scratch_dir;
+    if (dir == NULL || dir[0] == '\0')
+        dir = getenv("TMPDIR");
+    if (dir == NULL || dir[0] == '\0')
+        dir = "/tmp";
+    job.fd = scratch_open(dir, errmsg);
+    if (job.fd < 0)
+        return job.fd;
+    /* Sparse: only the window between the drain and the fetchers ever holds blocks. */
+    if (ftruncate(job.fd, (off_t)file->size) != 0) {
+        int e = errno;
+        close(job.fd);
+        return dfs_seterr_errno(errmsg, dfs_err_from_errno(e), e, "cannot size the scratch file");
+    }
+
+    fetch_file(&job, NULL);
+
+    if (job.drain != NULL) {
+        char *err = NULL;
+        bool full = offset == 0 && length == file->size;
+        int drc =
+            dfs_drain_finish(job.drain, job.error == DFS_OK, full ? file->sha256.data : NULL, &err);
+        job.drain = NULL;
+        if (drc != DFS_OK)
+            fail_job(&job, drc, err);
+        else
+            free(err);
+    } else if (job.error == DFS_OK) {
+        fail_job(&job, DFS_EINTERNAL, strdup("the transfer did not start"));
+    }
+    int rc = job.error;
+    if (rc != DFS_OK) {
+        dfs_seterr(errmsg, rc, "%s", job.errmsg != NULL ? job.errmsg : dfs_strerror(rc));
+    } else {
+        out->size = length;
+        memcpy(out->sha256, file->sha256.data, DFS_SHA256_BYTES);
+        out->fragments = (uint32_t)file->n_fragments;
+        out->failovers = job.failovers;
+        out->rebuilt = job.rebuilt;
+        out->resumed = 0;
+        out->seconds = (double)(dfs_rpc_now_ns() - t0) / 1e9;
+    }
+    job_free(&job);
+    close(job.fd);
     return rc;
 }

@@ -4,6 +4,7 @@
 
 #include "cli/filehash.h"
 #include "cli/meta.h"
+#include "dfs/v1/types.pb-c.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -55,5 +56,36 @@ struct dfs_get_result {
  */
 int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct dfs_get_opts *opts,
             struct dfs_get_result *out, char **errmsg);
+
+/*
+ * The layout of `remote` (GetFile, retried while the service restarts): *out is the caller's (free
+ * with protobuf_c_message_free_unpacked), with a 32-byte SHA-256. Returns 0, or a DFS_ code with
+ * *errmsg (DFS_ENOTFOUND: no such file).
+ */
+int dfs_get_layout(dfs_meta *meta, const char *remote, Dfs__V1__FileInfo **out, char **errmsg);
+
+/*
+ * Stream bytes [offset, offset + length) of a file to out_fd (a pipe or a socket), in order, as
+ * they arrive: the same engine as dfs_get (ranges in file order over every copy, erasure rebuilds,
+ * failover at the byte where a copy stopped), with the data going through a scratch file in
+ * scratch_dir (NULL: $TMPDIR or /tmp) that holds only the window between what was sent and what
+ * is being fetched: about 100 MiB at most whatever the file's size; memory stays bounded too. A
+ * slow reader holds the fetchers back.
+ *
+ * Checks: every 64 KiB block is checked against its CRC32C before any of its bytes are sent (a
+ * partial read fetches the whole blocks around the range); every fragment fetched whole is
+ * checked against its catalog checksum; the whole file's SHA-256 only when the whole file is read
+ * (offset 0, length = size) -- a part of a file has no digest in the catalog. The last piece of
+ * output (up to 1 MiB) is held back until those checks pass, so a reader that got every byte got
+ * checked bytes, and a failure shows as a short read.
+ *
+ * file is borrowed (from dfs_get_layout). out_fd is borrowed and left open; a write that fails
+ * with EPIPE (the reader closed its end; SIGPIPE must be ignored) stops the get with
+ * DFS_ECANCELED. opts->resume is ignored. Returns 0 and fills *out (size = length), DFS_ERANGE
+ * when the range is outside the file, or a DFS_ code with *errmsg.
+ */
+int dfs_get_fd(const Dfs__V1__FileInfo *file, uint64_t offset, uint64_t length, int out_fd,
+               const char *scratch_dir, const struct dfs_get_opts *opts, struct dfs_get_result *out,
+               char **errmsg);
 
 #endif /* DFS_CLI_GET_H */

@@ -1,0 +1,703 @@
+/* The gateway's file routes: store, fetch (ranges), stat (HEAD), delete and list, over the dfs
+   put/get engines. */
+#include "gateway/files.h"
+
+#include "cli/filehash.h"
+#include "cli/get.h"
+#include "cli/json.h"
+#include "cli/put.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/path.h"
+#include "dfs/v1/metadata.pb-c.h"
+#include "gateway/putparams.h"
+#include "gateway/range.h"
+#include "gateway/reply.h"
+#include "gateway/urlcodec.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SPOOL_PREFIX "dfs-gw-upload-"
+/* Bytes the response asks the pipe for at a time, and the pipe's size (throughput). */
+#define READ_BLOCK   (256u << 10)
+#define PIPE_SIZE    (1u << 20)
+
+struct dfs_gw_files {
+    dfs_meta *meta;
+    char *spool_dir;
+    uint64_t max_upload;
+    volatile sig_atomic_t *cancel;
+};
+
+int dfs_gw_files_create(const struct dfs_gw_files_config *cfg, dfs_gw_files **out, char **errmsg)
+{
+    dfs_gw_files *f = calloc(1, sizeof *f);
+    if (f == NULL || (f->spool_dir = strdup(cfg->spool_dir)) == NULL) {
+        free(f);
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    }
+    f->meta = cfg->meta;
+    f->max_upload = cfg->max_upload;
+    f->cancel = cfg->cancel;
+    *out = f;
+    return DFS_OK;
+}
+
+void dfs_gw_files_destroy(dfs_gw_files *f)
+{
+    if (f == NULL)
+        return;
+    free(f->spool_dir);
+    free(f);
+}
+
+int dfs_gw_files_sweep_spool(const char *spool_dir)
+{
+    DIR *d = opendir(spool_dir);
+    if (d == NULL)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, SPOOL_PREFIX, strlen(SPOOL_PREFIX)) == 0 &&
+            unlinkat(dirfd(d), e->d_name, 0) == 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* ---- JSON ------------------------------------------------------------------------------------ */
+
+static void json_file(dfs_json *j, const Dfs__V1__FileInfo *fi)
+{
+    dfs_json_begin_object(j);
+    dfs_json_key(j, "path");
+    dfs_json_string(j, fi->path);
+    dfs_json_key(j, "file_id");
+    dfs_json_string(j, fi->file_id);
+    dfs_json_key(j, "size");
+    dfs_json_uint(j, fi->size);
+    dfs_json_key(j, "sha256");
+    if (fi->sha256.len == DFS_SHA256_BYTES) {
+        char hex[2 * DFS_SHA256_BYTES + 1];
+        dfs_sha256_hex(fi->sha256.data, hex);
+        dfs_json_string(j, hex);
+    } else {
+        dfs_json_null(j);
+    }
+    const Dfs__V1__Redundancy *r = fi->redundancy;
+    dfs_json_key(j, "redundancy");
+    dfs_json_begin_object(j);
+    bool ec = r != NULL && r->scheme == DFS__V1__REDUNDANCY__SCHEME__ERASURE;
+    dfs_json_key(j, "scheme");
+    dfs_json_string(j, ec ? "erasure" : "replication");
+    if (ec) {
+        dfs_json_key(j, "data");
+        dfs_json_uint(j, r->data);
+        dfs_json_key(j, "parity");
+        dfs_json_uint(j, r->parity);
+    } else {
+        dfs_json_key(j, "replicas");
+        dfs_json_uint(j, r != NULL ? r->replicas : 0);
+        dfs_json_key(j, "fragments");
+        dfs_json_uint(j, r != NULL ? r->fragments : 0);
+    }
+    dfs_json_end_object(j);
+    dfs_json_key(j, "policy");
+    dfs_json_string(j, dfs_gw_policy_name(fi->policy));
+    dfs_json_key(j, "committed_ms");
+    dfs_json_int(j, fi->committed_ms);
+    if (fi->n_fragments > 0) {
+        dfs_json_key(j, "fragments");
+        dfs_json_uint(j, fi->n_fragments);
+    }
+    dfs_json_end_object(j);
+}
+
+/* A JSON document built with dfs_json into memory. */
+struct doc {
+    FILE *f;
+    char *body;
+    size_t len;
+    dfs_json j;
+};
+
+static bool doc_open(struct doc *d)
+{
+    d->body = NULL;
+    d->len = 0;
+    d->f = open_memstream(&d->body, &d->len);
+    if (d->f == NULL)
+        return false;
+    dfs_json_init(&d->j, d->f);
+    return true;
+}
+
+static enum MHD_Result doc_reply(struct MHD_Connection *c, unsigned status, struct doc *d)
+{
+    dfs_json_finish(&d->j);
+    if (fclose(d->f) != 0) {
+        free(d->body);
+        return MHD_NO;
+    }
+    return dfs_gw_reply(c, status, "application/json", d->body, d->len);
+}
+
+/* ---- paths ----------------------------------------------------------------------------------- */
+
+/* "/a%20b" -> "/a b", canonical. 0 and *out, or DFS_EINVAL with *errmsg. */
+static int file_path(const char *rest, char **out, char **errmsg)
+{
+    char *dec = NULL;
+    int rc = dfs_gw_percent_decode(rest, &dec, errmsg);
+    if (rc != DFS_OK)
+        return dfs_prefixerr(errmsg, rc, "bad path");
+    rc = dfs_path_canon(dec, out, errmsg);
+    free(dec);
+    if (rc != DFS_OK)
+        dfs_prefixerr(errmsg, rc, "bad path");
+    return rc;
+}
+
+/* ---- store (PUT) ----------------------------------------------------------------------------- */
+
+struct upload {
+    struct dfs_gw_req base;
+    dfs_gw_files *f;
+    char *path;
+    struct dfs_put_opts opts;
+    char *spool;
+    int fd;
+    uint64_t received;
+    bool too_big;
+    int write_errno;
+};
+
+static void upload_done(struct dfs_gw_req *req)
+{
+    struct upload *u = (struct upload *)req;
+    if (u->fd >= 0)
+        close(u->fd);
+    if (u->spool != NULL)
+        unlink(u->spool);
+    free(u->spool);
+    free(u->path);
+    free(u);
+}
+
+static char *too_big_message(const dfs_gw_files *f)
+{
+    char *msg = NULL;
+    if (asprintf(&msg, "the body is larger than this gateway takes (--max-upload %" PRIu64 ")",
+                 f->max_upload) < 0)
+        msg = NULL;
+    return msg;
+}
+
+/* First call of a PUT: check everything that can be checked before the body comes. */
+static enum MHD_Result put_begin(dfs_gw_files *f, struct MHD_Connection *c, const char *rest,
+                                 void **req_cls)
+{
+    char *err = NULL, *path = NULL;
+    struct dfs_put_opts opts;
+    memset(&opts, 0, sizeof opts);
+    char *vals[5] = {NULL, NULL, NULL, NULL, NULL};
+    static const char *const keys[5] = {"replicas", "fragments", "ec", "policy", "overwrite"};
+    int rc = file_path(rest, &path, &err);
+    for (int i = 0; rc == DFS_OK && i < 5; i++)
+        rc = dfs_gw_query(c, keys[i], &vals[i], &err);
+    if (rc == DFS_OK) {
+        struct dfs_gw_put_query q = {vals[0], vals[1], vals[2], vals[3], vals[4]};
+        rc = dfs_gw_put_params(&q, &opts, &err);
+    }
+    for (int i = 0; i < 5; i++)
+        free(vals[i]);
+    if (rc != DFS_OK) {
+        enum MHD_Result r = dfs_gw_reply_code(c, rc, err);
+        free(err);
+        free(path);
+        return r;
+    }
+    /* Too large: say so before the client sends it (curl waits for 100-continue). */
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (f->max_upload > 0 && cl != NULL && strtoull(cl, NULL, 10) > f->max_upload) {
+        char *msg = too_big_message(f);
+        enum MHD_Result r = dfs_gw_reply_error(c, 413, msg != NULL ? msg : "too large");
+        free(msg);
+        free(path);
+        return r;
+    }
+    /* Exists and no overwrite: refuse now rather than after the upload (CreateFile checks
+       again, atomically). */
+    if (!opts.overwrite) {
+        Dfs__V1__FileInfo *fi = NULL;
+        rc = dfs_get_layout(f->meta, path, &fi, &err);
+        if (fi != NULL)
+            protobuf_c_message_free_unpacked(&fi->base, NULL);
+        if (rc == DFS_OK) {
+            free(err);
+            err = NULL;
+            rc = dfs_seterr(&err, DFS_EEXIST, "%s exists (add overwrite=true to replace it)", path);
+        } else if (rc == DFS_ENOTFOUND) {
+            rc = DFS_OK;
+        }
+        if (rc != DFS_OK) {
+            enum MHD_Result r = dfs_gw_reply_code(c, rc, err);
+            free(err);
+            free(path);
+            return r;
+        }
+        free(err);
+        err = NULL;
+    }
+    struct upload *u = calloc(1, sizeof *u);
+    if (u == NULL) {
+        free(path);
+        return MHD_NO;
+    }
+    u->base.done = upload_done;
+    u->f = f;
+    u->path = path;
+    u->opts = opts;
+    u->fd = -1;
+    if (asprintf(&u->spool, "%s/" SPOOL_PREFIX "XXXXXX", f->spool_dir) < 0) {
+        u->spool = NULL;
+        upload_done(&u->base);
+        return MHD_NO;
+    }
+    u->fd = mkostemp(u->spool, O_CLOEXEC);
+    if (u->fd < 0) {
+        int e = errno;
+        free(u->spool);
+        u->spool = NULL;
+        dfs_seterr_errno(&err, dfs_err_from_errno(e), e, "cannot spool the upload in %s",
+                         f->spool_dir);
+        dfs_log(DFS_LOG_ERROR, "%s", err);
+        enum MHD_Result r = dfs_gw_reply_code(c, dfs_err_from_errno(e), err);
+        free(err);
+        upload_done(&u->base);
+        return r;
+    }
+    *req_cls = u;
+    return MHD_YES;
+}
+
+/* Body bytes: to the spool file, or dropped once over the limit or after a write error. */
+static void put_data(struct upload *u, const char *data, size_t n)
+{
+    if (u->f->max_upload > 0 && u->received + n > u->f->max_upload)
+        u->too_big = true;
+    u->received += n;
+    if (u->too_big || u->write_errno != 0)
+        return;
+    while (n > 0) {
+        ssize_t k = write(u->fd, data, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            u->write_errno = errno;
+            return;
+        }
+        data += k;
+        n -= (size_t)k;
+    }
+}
+
+/* The whole body is in: store it. */
+static enum MHD_Result put_end(struct upload *u, struct MHD_Connection *c)
+{
+    char *err = NULL;
+    if (u->too_big) {
+        char *msg = too_big_message(u->f);
+        enum MHD_Result r = dfs_gw_reply_error(c, 413, msg != NULL ? msg : "too large");
+        free(msg);
+        return r;
+    }
+    if (u->write_errno != 0) {
+        int code = dfs_err_from_errno(u->write_errno);
+        dfs_seterr_errno(&err, code, u->write_errno, "cannot spool the upload in %s",
+                         u->f->spool_dir);
+        dfs_log(DFS_LOG_ERROR, "%s", err);
+        enum MHD_Result r = dfs_gw_reply_code(c, code, err);
+        free(err);
+        return r;
+    }
+    close(u->fd);
+    u->fd = -1;
+    u->opts.interrupted = u->f->cancel;
+    struct dfs_put_result res;
+    memset(&res, 0, sizeof res);
+    int rc = dfs_put(u->f->meta, u->spool, u->path, &u->opts, &res, &err);
+    unlink(u->spool);
+    if (rc != DFS_OK) {
+        dfs_log(DFS_LOG_WARN, "put failed path=\"%s\" size=%" PRIu64 " err=\"%s\"", u->path,
+                u->received, err != NULL ? err : dfs_strerror(rc));
+        enum MHD_Result r = dfs_gw_reply_code(c, rc, err);
+        free(err);
+        return r;
+    }
+    dfs_log(DFS_LOG_INFO, "stored path=\"%s\" size=%" PRIu64 " seconds=%.3f", res.path, res.size,
+            res.seconds);
+    /* The committed layout, for the answer. */
+    Dfs__V1__FileInfo *fi = NULL;
+    struct doc d;
+    if (!doc_open(&d))
+        return MHD_NO;
+    if (dfs_get_layout(u->f->meta, res.path, &fi, NULL) == DFS_OK) {
+        json_file(&d.j, fi);
+        protobuf_c_message_free_unpacked(&fi->base, NULL);
+    } else {
+        char hex[2 * DFS_SHA256_BYTES + 1];
+        dfs_sha256_hex(res.sha256, hex);
+        dfs_json_begin_object(&d.j);
+        dfs_json_key(&d.j, "path");
+        dfs_json_string(&d.j, res.path);
+        dfs_json_key(&d.j, "size");
+        dfs_json_uint(&d.j, res.size);
+        dfs_json_key(&d.j, "sha256");
+        dfs_json_string(&d.j, hex);
+        dfs_json_end_object(&d.j);
+    }
+    return doc_reply(c, 201, &d);
+}
+
+/* ---- fetch (GET, HEAD) ----------------------------------------------------------------------- */
+
+/*
+ * A download: a thread runs dfs_get_fd into a pipe; the response reads the other end as MHD
+ * sends. The thread closes the write end when the get ends, so a failed get shows as a short
+ * body (MHD then closes the connection). A client that goes away: MHD frees the response, which
+ * closes the read end, the get's next write fails with EPIPE and it stops.
+ */
+struct download {
+    dfs_gw_files *f;
+    Dfs__V1__FileInfo *file;
+    uint64_t off, len;
+    int rd, wr;
+    pthread_t thread;
+    bool started;
+};
+
+static void *download_run(void *arg)
+{
+    struct download *d = arg;
+    struct dfs_get_opts opts;
+    memset(&opts, 0, sizeof opts);
+    opts.interrupted = d->f->cancel;
+    struct dfs_get_result res;
+    char *err = NULL;
+    int rc = dfs_get_fd(d->file, d->off, d->len, d->wr, d->f->spool_dir, &opts, &res, &err);
+    if (rc != DFS_OK)
+        dfs_log(rc == DFS_ECANCELED ? DFS_LOG_INFO : DFS_LOG_WARN,
+                "download stopped path=\"%s\" offset=%" PRIu64 " length=%" PRIu64 " err=\"%s\"",
+                d->file->path, d->off, d->len, err != NULL ? err : dfs_strerror(rc));
+    free(err);
+    close(d->wr);
+    d->wr = -1;
+    return NULL;
+}
+
+static ssize_t download_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct download *d = cls;
+    (void)pos;
+    for (;;) {
+        ssize_t n = read(d->rd, buf, max);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n > 0)
+            return n;
+        return MHD_CONTENT_READER_END_WITH_ERROR; /* the get stopped short */
+    }
+}
+
+static void download_free(void *cls)
+{
+    struct download *d = cls;
+    if (d->rd >= 0)
+        close(d->rd);
+    if (d->started)
+        pthread_join(d->thread, NULL);
+    if (d->wr >= 0)
+        close(d->wr);
+    if (d->file != NULL)
+        protobuf_c_message_free_unpacked(&d->file->base, NULL);
+    free(d);
+}
+
+/* HEAD: the headers a GET would have; the reader is never called. */
+static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    (void)pos;
+    (void)buf;
+    (void)max;
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void http_date(int64_t ms, char *buf, size_t cap)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* Does an If-None-Match value name this ETag ("*", or a list holding it, weak or strong)? */
+static bool etag_matches(const char *inm, const char *etag)
+{
+    if (inm == NULL)
+        return false;
+    if (strstr(inm, "*") != NULL)
+        return true;
+    return strstr(inm, etag) != NULL;
+}
+
+static enum MHD_Result get_file(dfs_gw_files *f, struct MHD_Connection *c, const char *rest,
+                                bool head)
+{
+    char *err = NULL, *path = NULL;
+    int rc = file_path(rest, &path, &err);
+    Dfs__V1__FileInfo *fi = NULL;
+    if (rc == DFS_OK)
+        rc = dfs_get_layout(f->meta, path, &fi, &err);
+    free(path);
+    if (rc != DFS_OK) {
+        enum MHD_Result r = dfs_gw_reply_code(c, rc, err);
+        free(err);
+        return r;
+    }
+    char hex[2 * DFS_SHA256_BYTES + 1], etag[2 * DFS_SHA256_BYTES + 3], date[64];
+    dfs_sha256_hex(fi->sha256.data, hex);
+    snprintf(etag, sizeof etag, "\"%s\"", hex);
+    http_date(fi->committed_ms, date, sizeof date);
+    if (etag_matches(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match"), etag)) {
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+        protobuf_c_message_free_unpacked(&fi->base, NULL);
+        if (r == NULL)
+            return MHD_NO;
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, etag);
+        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_NOT_MODIFIED, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    uint64_t off = 0, len = fi->size;
+    unsigned status = MHD_HTTP_OK;
+    char content_range[96] = "";
+    /* A Range with If-Range naming another version is ignored: the whole new file is sent. */
+    const char *if_range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-Range");
+    const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+    if (if_range != NULL && strcmp(if_range, etag) != 0)
+        range = NULL;
+    switch (dfs_gw_range_parse(range, fi->size, &off, &len)) {
+    case DFS_GW_RANGE_NONE:
+        off = 0;
+        len = fi->size;
+        break;
+    case DFS_GW_RANGE_OK:
+        status = MHD_HTTP_PARTIAL_CONTENT;
+        snprintf(content_range, sizeof content_range, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, off,
+                 off + len - 1, fi->size);
+        break;
+    case DFS_GW_RANGE_UNSATISFIABLE: {
+        snprintf(content_range, sizeof content_range, "bytes */%" PRIu64, fi->size);
+        char *msg = NULL;
+        if (asprintf(&msg, "the range '%s' is outside the file (%" PRIu64 " bytes)", range,
+                     fi->size) < 0)
+            msg = NULL;
+        protobuf_c_message_free_unpacked(&fi->base, NULL);
+        size_t blen = 0;
+        char *body = dfs_gw_error_json(416, msg != NULL ? msg : "range not satisfiable", &blen);
+        free(msg);
+        if (body == NULL)
+            return MHD_NO;
+        struct MHD_Response *r = MHD_create_response_from_buffer(blen, body, MHD_RESPMEM_MUST_FREE);
+        if (r == NULL) {
+            free(body);
+            return MHD_NO;
+        }
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, content_range);
+        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_RANGE_NOT_SATISFIABLE, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    }
+    struct MHD_Response *r = NULL;
+    if (head) {
+        r = MHD_create_response_from_callback(len, READ_BLOCK, no_body, NULL, NULL);
+        protobuf_c_message_free_unpacked(&fi->base, NULL);
+        fi = NULL;
+    } else {
+        struct download *d = calloc(1, sizeof *d);
+        int p[2] = {-1, -1};
+        if (d == NULL || pipe2(p, O_CLOEXEC) != 0) {
+            free(d);
+            protobuf_c_message_free_unpacked(&fi->base, NULL);
+            return dfs_gw_reply_code(c, DFS_EIO, "cannot make a pipe");
+        }
+        (void)fcntl(p[1], F_SETPIPE_SZ, (int)PIPE_SIZE); /* best effort: fewer wake-ups */
+        d->f = f;
+        d->file = fi;
+        d->off = off;
+        d->len = len;
+        d->rd = p[0];
+        d->wr = p[1];
+        fi = NULL;
+        r = MHD_create_response_from_callback(len, READ_BLOCK, download_read, d, download_free);
+        if (r == NULL) {
+            download_free(d);
+            return MHD_NO;
+        }
+        if (pthread_create(&d->thread, NULL, download_run, d) != 0) {
+            MHD_destroy_response(r); /* frees d */
+            return dfs_gw_reply_code(c, DFS_ENOMEM, "cannot start a thread");
+        }
+        d->started = true;
+    }
+    if (r == NULL)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, etag);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_LAST_MODIFIED, date);
+    if (content_range[0] != '\0')
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, content_range);
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* ---- delete, list ---------------------------------------------------------------------------- */
+
+static enum MHD_Result delete_file(dfs_gw_files *f, struct MHD_Connection *c, const char *rest)
+{
+    char *err = NULL, *path = NULL;
+    int rc = file_path(rest, &path, &err);
+    Dfs__V1__DeleteFileResponse *resp = NULL;
+    if (rc == DFS_OK) {
+        Dfs__V1__DeleteFileRequest req = DFS__V1__DELETE_FILE_REQUEST__INIT;
+        req.path = path;
+        rc = dfs_meta_call(f->meta, "DeleteFile", &req.base,
+                           &dfs__v1__delete_file_response__descriptor, false, &resp, &err);
+    }
+    if (rc != DFS_OK) {
+        free(path);
+        enum MHD_Result r = dfs_gw_reply_code(c, rc, err);
+        free(err);
+        return r;
+    }
+    dfs_log(DFS_LOG_INFO, "deleted path=\"%s\"", path);
+    free(path);
+    struct doc d;
+    if (!doc_open(&d)) {
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        return MHD_NO;
+    }
+    dfs_json_begin_object(&d.j);
+    dfs_json_key(&d.j, "deleted");
+    if (resp->file != NULL)
+        json_file(&d.j, resp->file);
+    else
+        dfs_json_null(&d.j);
+    dfs_json_end_object(&d.j);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return doc_reply(c, 200, &d);
+}
+
+static enum MHD_Result list_files(dfs_gw_files *f, struct MHD_Connection *c)
+{
+    char *err = NULL, *prefix = NULL, *limit = NULL, *token = NULL, *canon = NULL;
+    int rc = dfs_gw_query(c, "prefix", &prefix, &err);
+    if (rc == DFS_OK)
+        rc = dfs_gw_query(c, "limit", &limit, &err);
+    if (rc == DFS_OK)
+        rc = dfs_gw_query(c, "page_token", &token, &err);
+    if (rc == DFS_OK) {
+        rc = dfs_path_prefix_canon(prefix != NULL ? prefix : "", &canon, &err);
+        if (rc != DFS_OK)
+            dfs_prefixerr(&err, rc, "bad prefix");
+    }
+    unsigned long n = 1000;
+    if (rc == DFS_OK && limit != NULL) {
+        char *end = NULL;
+        n = limit[0] >= '0' && limit[0] <= '9' ? strtoul(limit, &end, 10) : 0;
+        if (end == NULL || *end != '\0' || n < 1 || n > 1000)
+            rc = dfs_seterr(&err, DFS_EINVAL, "limit must be from 1 to 1000, not '%s'", limit);
+    }
+    Dfs__V1__ListFilesResponse *resp = NULL;
+    if (rc == DFS_OK) {
+        Dfs__V1__ListFilesRequest req = DFS__V1__LIST_FILES_REQUEST__INIT;
+        req.prefix = canon;
+        req.page_size = (uint32_t)n;
+        req.page_token = token != NULL ? token : "";
+        rc = dfs_meta_call(f->meta, "ListFiles", &req.base,
+                           &dfs__v1__list_files_response__descriptor, true, &resp, &err);
+    }
+    free(prefix);
+    free(limit);
+    free(token);
+    free(canon);
+    if (rc != DFS_OK) {
+        enum MHD_Result r = dfs_gw_reply_code(c, rc, err);
+        free(err);
+        return r;
+    }
+    struct doc d;
+    if (!doc_open(&d)) {
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        return MHD_NO;
+    }
+    dfs_json_begin_object(&d.j);
+    dfs_json_key(&d.j, "files");
+    dfs_json_begin_array(&d.j);
+    for (size_t i = 0; i < resp->n_files; i++)
+        json_file(&d.j, resp->files[i]);
+    dfs_json_end_array(&d.j);
+    dfs_json_key(&d.j, "next_page_token");
+    dfs_json_string(&d.j, resp->next_page_token != NULL ? resp->next_page_token : "");
+    dfs_json_end_object(&d.j);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return doc_reply(c, 200, &d);
+}
+
+/* ---- routing --------------------------------------------------------------------------------- */
+
+enum MHD_Result dfs_gw_files_handle(dfs_gw_files *f, struct MHD_Connection *c, const char *method,
+                                    const char *rest, const char *upload_data,
+                                    size_t *upload_data_size, void **req_cls)
+{
+    bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
+    bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+    if (rest[0] == '\0' || strcmp(rest, "/") == 0) {
+        if (!get && !head)
+            return dfs_gw_reply_method(c, "GET, HEAD");
+        return list_files(f, c);
+    }
+    if (strcmp(method, MHD_HTTP_METHOD_PUT) == 0) {
+        struct upload *u = *req_cls;
+        if (u == NULL)
+            return put_begin(f, c, rest, req_cls);
+        if (*upload_data_size > 0) {
+            put_data(u, upload_data, *upload_data_size);
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        return put_end(u, c);
+    }
+    if (get || head)
+        return get_file(f, c, rest, head);
+    if (strcmp(method, MHD_HTTP_METHOD_DELETE) == 0)
+        return delete_file(f, c, rest);
+    return dfs_gw_reply_method(c, "GET, HEAD, PUT, DELETE");
+}

@@ -1,0 +1,734 @@
+/* dfs-gateway's HTTP server: the REST API, the probes and the status page on one port. */
+#include "gateway/server.h"
+
+#include "cli/json.h"
+#include "cli/meta.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "dfs/v1/metadata.pb-c.h"
+#include "gateway/files.h"
+#include "gateway/http.h"
+#include "gateway/page.h"
+#include "gateway/urlcodec.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Request bodies other than uploads (experiment parameters) are small. */
+#define SMALL_BODY_MAX (64u << 10)
+
+struct dfs_gateway {
+    struct MHD_Daemon *daemon;
+    dfs_meta *meta;  /* the routes' calls */
+    dfs_meta *probe; /* /readyz: a short deadline */
+    dfs_gw_files *files;
+    dfs_experiments *experiments;
+    /* Set at stop: transfers in flight poll it and stop (dfs_put/dfs_get `interrupted`). */
+    volatile sig_atomic_t cancel;
+    atomic_uint active; /* requests begun and not yet completed */
+    char address[300];
+};
+
+/* What MHD keeps per request (*req_cls): the route's state and the bookkeeping. */
+struct request {
+    dfs_gateway *g;
+    void *route; /* a struct dfs_gw_req, or NULL */
+    /* POST /v1/experiments: the body, collected. */
+    char *body;
+    size_t len;
+    bool too_big;
+    bool started; /* the body's first call was seen */
+};
+
+static void *request_begin(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)uri;
+    (void)c;
+    dfs_gateway *g = cls;
+    struct request *r = calloc(1, sizeof *r);
+    if (r != NULL) {
+        r->g = g;
+        atomic_fetch_add(&g->active, 1);
+    }
+    return r;
+}
+
+static void request_end(void *cls, struct MHD_Connection *c, void **req_cls,
+                        enum MHD_RequestTerminationCode why)
+{
+    (void)c;
+    (void)why;
+    dfs_gateway *g = cls;
+    struct request *r = *req_cls;
+    if (r == NULL)
+        return;
+    if (r->route != NULL) {
+        struct dfs_gw_req *route = r->route;
+        route->done(route);
+    }
+    free(r->body);
+    free(r);
+    *req_cls = NULL;
+    atomic_fetch_sub(&g->active, 1);
+}
+
+/* ---- JSON documents -------------------------------------------------------------------------- */
+
+struct doc {
+    FILE *f;
+    char *body;
+    size_t len;
+    dfs_json j;
+};
+
+static bool doc_open(struct doc *d)
+{
+    d->body = NULL;
+    d->len = 0;
+    d->f = open_memstream(&d->body, &d->len);
+    if (d->f != NULL)
+        dfs_json_init(&d->j, d->f);
+    return d->f != NULL;
+}
+
+static enum MHD_Result doc_reply(struct MHD_Connection *c, unsigned status, struct doc *d)
+{
+    dfs_json_finish(&d->j);
+    if (fclose(d->f) != 0) {
+        free(d->body);
+        return MHD_NO;
+    }
+    return dfs_gw_reply(c, status, "application/json", d->body, d->len);
+}
+
+static const char *node_state(int s)
+{
+    static const char *const names[] = {"unknown", "alive",    "suspect",
+                                        "dead",    "draining", "decommissioned"};
+    return s >= 0 && s <= 5 ? names[s] : "unknown";
+}
+
+static void key_uint(dfs_json *j, const char *k, uint64_t v)
+{
+    dfs_json_key(j, k);
+    dfs_json_uint(j, v);
+}
+
+static enum MHD_Result nodes(dfs_gateway *g, struct MHD_Connection *c)
+{
+    Dfs__V1__ListNodesRequest req = DFS__V1__LIST_NODES_REQUEST__INIT;
+    Dfs__V1__ListNodesResponse *resp = NULL;
+    char *err = NULL;
+    int rc = dfs_meta_call(g->meta, "ListNodes", &req.base,
+                           &dfs__v1__list_nodes_response__descriptor, true, &resp, &err);
+    if (rc != DFS_OK) {
+        enum MHD_Result r = dfs_gw_reply_code(c, rc, err);
+        free(err);
+        return r;
+    }
+    struct doc d;
+    if (!doc_open(&d)) {
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        return MHD_NO;
+    }
+    dfs_json_begin_object(&d.j);
+    dfs_json_key(&d.j, "nodes");
+    dfs_json_begin_array(&d.j);
+    for (size_t i = 0; i < resp->n_nodes; i++) {
+        const Dfs__V1__Node *n = resp->nodes[i];
+        dfs_json_begin_object(&d.j);
+        dfs_json_key(&d.j, "id");
+        dfs_json_string(&d.j, n->id);
+        dfs_json_key(&d.j, "address");
+        dfs_json_string(&d.j, n->address);
+        dfs_json_key(&d.j, "zone");
+        dfs_json_string(&d.j, n->zone);
+        dfs_json_key(&d.j, "state");
+        dfs_json_string(&d.j, node_state(n->state));
+        key_uint(&d.j, "capacity_bytes", n->capacity_bytes);
+        key_uint(&d.j, "used_bytes", n->used_bytes);
+        key_uint(&d.j, "free_bytes", n->free_bytes);
+        key_uint(&d.j, "fragment_count", n->fragment_count);
+        key_uint(&d.j, "catalog_fragments", n->catalog_fragments);
+        dfs_json_key(&d.j, "last_heartbeat_ms");
+        dfs_json_int(&d.j, n->last_heartbeat_ms);
+        dfs_json_key(&d.j, "groups");
+        dfs_json_begin_array(&d.j);
+        for (size_t k = 0; k < n->n_groups; k++)
+            dfs_json_string(&d.j, n->groups[k]);
+        dfs_json_end_array(&d.j);
+        dfs_json_end_object(&d.j);
+    }
+    dfs_json_end_array(&d.j);
+    dfs_json_end_object(&d.j);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return doc_reply(c, 200, &d);
+}
+
+static enum MHD_Result status(dfs_gateway *g, struct MHD_Connection *c)
+{
+    Dfs__V1__StatRequest sreq = DFS__V1__STAT_REQUEST__INIT;
+    Dfs__V1__StatResponse *st = NULL;
+    char *err = NULL;
+    int rc = dfs_meta_call(g->meta, "Stat", &sreq.base, &dfs__v1__stat_response__descriptor, true,
+                           &st, &err);
+    if (rc != DFS_OK) {
+        enum MHD_Result r = dfs_gw_reply_code(c, rc, err);
+        free(err);
+        return r;
+    }
+    /* GetHealth is newer than Stat: an older service answers UNIMPLEMENTED, which only leaves
+       the health part out. */
+    Dfs__V1__GetHealthRequest hreq = DFS__V1__GET_HEALTH_REQUEST__INIT;
+    hreq.list = 100;
+    Dfs__V1__GetHealthResponse *h = NULL;
+    char *herr = NULL;
+    int hrc = dfs_meta_call(g->meta, "GetHealth", &hreq.base,
+                            &dfs__v1__get_health_response__descriptor, true, &h, &herr);
+    struct doc d;
+    if (!doc_open(&d)) {
+        protobuf_c_message_free_unpacked(&st->base, NULL);
+        if (h != NULL)
+            protobuf_c_message_free_unpacked(&h->base, NULL);
+        free(herr);
+        return MHD_NO;
+    }
+    dfs_json *j = &d.j;
+    dfs_json_begin_object(j);
+    dfs_json_key(j, "metadata");
+    dfs_json_string(j, dfs_meta_addr(g->meta));
+    dfs_json_key(j, "time_ms");
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    dfs_json_int(j, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    dfs_json_key(j, "stat");
+    dfs_json_begin_object(j);
+    key_uint(j, "files", st->files);
+    key_uint(j, "logical_bytes", st->logical_bytes);
+    key_uint(j, "stored_bytes", st->stored_bytes);
+    key_uint(j, "nodes_alive", st->nodes_alive);
+    key_uint(j, "nodes_suspect", st->nodes_suspect);
+    key_uint(j, "nodes_dead", st->nodes_dead);
+    key_uint(j, "nodes_draining", st->nodes_draining);
+    key_uint(j, "nodes_decommissioned", st->nodes_decommissioned);
+    key_uint(j, "pending_files", st->pending_files);
+    key_uint(j, "pending_deletions", st->pending_deletions);
+    key_uint(j, "schema_version", st->schema_version);
+    dfs_json_end_object(j);
+    dfs_json_key(j, "health");
+    if (hrc == DFS_OK) {
+        dfs_json_begin_object(j);
+        key_uint(j, "files", h->files);
+        key_uint(j, "healthy", h->healthy);
+        key_uint(j, "degraded", h->degraded);
+        key_uint(j, "lost", h->lost);
+        dfs_json_key(j, "degraded_fraction");
+        dfs_json_double(j, h->degraded_fraction);
+        dfs_json_key(j, "lost_fraction");
+        dfs_json_double(j, h->lost_fraction);
+        key_uint(j, "repairs_queued", h->repairs_queued);
+        key_uint(j, "repairs_running", h->repairs_running);
+        key_uint(j, "repairs_done", h->repairs_done);
+        key_uint(j, "repair_bytes", h->repair_bytes);
+        dfs_json_key(j, "lost_paths");
+        dfs_json_begin_array(j);
+        for (size_t i = 0; i < h->n_lost_paths; i++)
+            dfs_json_string(j, h->lost_paths[i]);
+        dfs_json_end_array(j);
+        dfs_json_key(j, "degraded_paths");
+        dfs_json_begin_array(j);
+        for (size_t i = 0; i < h->n_degraded_paths; i++)
+            dfs_json_string(j, h->degraded_paths[i]);
+        dfs_json_end_array(j);
+        dfs_json_end_object(j);
+    } else {
+        dfs_json_null(j);
+        dfs_json_key(j, "health_error");
+        dfs_json_string(j, herr != NULL ? herr : dfs_strerror(hrc));
+    }
+    dfs_json_end_object(j);
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    if (h != NULL)
+        protobuf_c_message_free_unpacked(&h->base, NULL);
+    free(herr);
+    return doc_reply(c, 200, &d);
+}
+
+static enum MHD_Result readyz(dfs_gateway *g, struct MHD_Connection *c)
+{
+    Dfs__V1__StatRequest req = DFS__V1__STAT_REQUEST__INIT;
+    Dfs__V1__StatResponse *st = NULL;
+    char *err = NULL;
+    int rc = dfs_meta_call(g->probe, "Stat", &req.base, &dfs__v1__stat_response__descriptor, false,
+                           &st, &err);
+    if (st != NULL)
+        protobuf_c_message_free_unpacked(&st->base, NULL);
+    if (rc == DFS_OK && !g->cancel) {
+        static const char ok[] = "ready\n";
+        return dfs_gw_reply_static(c, 200, "text/plain; charset=utf-8", ok, sizeof ok - 1);
+    }
+    char *body = NULL;
+    int n = asprintf(&body, "not ready: %s\n",
+                     g->cancel     ? "shutting down"
+                     : err != NULL ? err
+                                   : dfs_strerror(rc));
+    free(err);
+    if (n < 0)
+        return MHD_NO;
+    return dfs_gw_reply(c, 503, "text/plain; charset=utf-8", body, (size_t)n);
+}
+
+/* ---- experiments ----------------------------------------------------------------------------- */
+
+/* Query arguments of POST /v1/experiments, collected (values still percent-encoded). */
+struct query_knobs {
+    struct dfs_exp_knob *k;
+    size_t n, cap;
+    char *kind;
+    int rc;
+    char *err;
+};
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    struct query_knobs *q = cls;
+    if (q->rc != DFS_OK)
+        return MHD_NO;
+    char *v = NULL;
+    if (value != NULL && (q->rc = dfs_gw_percent_decode(value, &v, &q->err)) != DFS_OK)
+        return MHD_NO;
+    if (strcmp(key, "kind") == 0) {
+        free(q->kind);
+        q->kind = v != NULL ? v : strdup("");
+        return MHD_YES;
+    }
+    /* A boolean knob: "quick=true" or a bare "quick" is the flag, "quick=false" drops it. */
+    if (v == NULL || strcmp(v, "true") == 0 || strcmp(v, "false") == 0) {
+        bool on = v == NULL || strcmp(v, "true") == 0;
+        free(v);
+        v = NULL;
+        if (!on)
+            return MHD_YES;
+    }
+    if ((q->rc = dfs_exp_check_knob(key, v, &q->err)) != DFS_OK || q->n == q->cap) {
+        if (q->rc == DFS_OK)
+            q->rc = dfs_seterr(&q->err, DFS_EINVAL, "too many parameters");
+        free(v);
+        return MHD_NO;
+    }
+    q->k[q->n].name = strdup(key);
+    q->k[q->n].value = v;
+    if (q->k[q->n].name == NULL) {
+        free(v);
+        q->rc = dfs_seterr(&q->err, DFS_ENOMEM, "out of memory");
+        return MHD_NO;
+    }
+    q->n++;
+    return MHD_YES;
+}
+
+static enum MHD_Result exp_start(dfs_gateway *g, struct MHD_Connection *c, struct request *r)
+{
+    char *kind = NULL, *err = NULL, *id = NULL;
+    struct dfs_exp_knob *knobs = NULL;
+    size_t n = 0;
+    int rc = DFS_OK;
+    if (r->too_big) {
+        rc = dfs_seterr(&err, DFS_EINVAL, "the request body is larger than %u bytes",
+                        SMALL_BODY_MAX);
+    } else if (r->len > 0) {
+        rc = dfs_exp_parse_json(r->body, r->len, &kind, &knobs, &n, &err);
+    } else {
+        int count = MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, NULL, NULL);
+        struct query_knobs q = {.cap = count > 0 ? (size_t)count : 1, .rc = DFS_OK};
+        q.k = calloc(q.cap, sizeof *q.k);
+        if (q.k == NULL)
+            return MHD_NO;
+        MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, &q);
+        rc = q.rc;
+        err = q.err;
+        kind = q.kind;
+        knobs = q.k;
+        n = q.n;
+    }
+    if (rc == DFS_OK && (kind == NULL || kind[0] == '\0'))
+        rc = dfs_seterr(&err, DFS_EINVAL, "kind is required: store, loss or simulate");
+    if (rc == DFS_OK)
+        rc = dfs_experiments_start(g->experiments, kind, knobs, n, &id, &err);
+    free(kind);
+    dfs_exp_knobs_free(knobs, n);
+    if (rc != DFS_OK) {
+        /* Too many running: 429, the client may try again later. */
+        unsigned st = rc == DFS_EABORTED ? 429 : 0;
+        enum MHD_Result res =
+            st != 0 ? dfs_gw_reply_error(c, st, err) : dfs_gw_reply_code(c, rc, err);
+        free(err);
+        return res;
+    }
+    dfs_log(DFS_LOG_INFO, "experiment started id=%s", id);
+    struct doc d;
+    if (!doc_open(&d)) {
+        free(id);
+        return MHD_NO;
+    }
+    dfs_json_begin_object(&d.j);
+    dfs_json_key(&d.j, "id");
+    dfs_json_string(&d.j, id);
+    dfs_json_key(&d.j, "url");
+    char url[200];
+    snprintf(url, sizeof url, "/v1/experiments/%s", id);
+    dfs_json_string(&d.j, url);
+    dfs_json_end_object(&d.j);
+    free(id);
+    return doc_reply(c, 202, &d);
+}
+
+/* Serve a file a run wrote (a plot, a result). */
+static enum MHD_Result exp_file(dfs_gateway *g, struct MHD_Connection *c, const char *id,
+                                const char *name, const char *type)
+{
+    char *path = NULL, *err = NULL;
+    int rc = dfs_experiments_file(g->experiments, id, name, &path, &err);
+    int fd = rc == DFS_OK ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat st;
+    if (rc == DFS_OK && (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)))
+        rc = dfs_seterr(&err, DFS_ENOTFOUND, "no file %s in experiment %s", name, id);
+    free(path);
+    if (rc != DFS_OK) {
+        if (fd >= 0)
+            close(fd);
+        enum MHD_Result res = dfs_gw_reply_code(c, rc, err);
+        free(err);
+        return res;
+    }
+    /* MHD closes fd with the response. */
+    struct MHD_Response *resp = MHD_create_response_from_fd((size_t)st.st_size, fd);
+    if (resp == NULL) {
+        close(fd);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* /v1/experiments[/{id}[/plots/{name}.png | /files/{name}]] */
+static enum MHD_Result experiments(dfs_gateway *g, struct MHD_Connection *c, const char *method,
+                                   const char *rest, struct request *r, const char *upload_data,
+                                   size_t *upload_data_size)
+{
+    bool get =
+        strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+    char *err = NULL;
+    if (g->experiments == NULL)
+        return dfs_gw_reply_error(c, 503, "experiments are off on this gateway");
+    if (rest[0] == '\0' || strcmp(rest, "/") == 0) {
+        if (strcmp(method, MHD_HTTP_METHOD_POST) == 0) {
+            if (*upload_data_size > 0) { /* collect the body, then answer on the last call */
+                if (r->len + *upload_data_size > SMALL_BODY_MAX) {
+                    r->too_big = true;
+                } else {
+                    char *b = realloc(r->body, r->len + *upload_data_size + 1);
+                    if (b == NULL)
+                        return MHD_NO;
+                    memcpy(b + r->len, upload_data, *upload_data_size);
+                    r->body = b;
+                    r->len += *upload_data_size;
+                    r->body[r->len] = '\0';
+                }
+                *upload_data_size = 0;
+                return MHD_YES;
+            }
+            const char *cl =
+                MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+            const char *te =
+                MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+            if (!r->started && ((cl != NULL && strcmp(cl, "0") != 0) || te != NULL)) {
+                r->started = true; /* a body follows: wait for it */
+                return MHD_YES;
+            }
+            return exp_start(g, c, r);
+        }
+        if (!get)
+            return dfs_gw_reply_method(c, "GET, HEAD, POST");
+        char *body = NULL;
+        size_t len = 0;
+        int rc = dfs_experiments_list_json(g->experiments, &body, &len, &err);
+        if (rc != DFS_OK) {
+            enum MHD_Result res = dfs_gw_reply_code(c, rc, err);
+            free(err);
+            return res;
+        }
+        return dfs_gw_reply(c, 200, "application/json", body, len);
+    }
+    /* "/{id}" or "/{id}/plots/{name}.png" or "/{id}/files/{name}"; ids and names have no '%'. */
+    char id[128], kind[16], name[256];
+    int used = 0;
+    if (sscanf(rest, "/%127[A-Za-z0-9_-]%n", id, &used) != 1)
+        return dfs_gw_reply_error(c, 404, "no such experiment");
+    const char *tail = rest + used;
+    if (tail[0] == '\0') {
+        if (strcmp(method, MHD_HTTP_METHOD_DELETE) == 0) {
+            int rc = dfs_experiments_cancel(g->experiments, id, &err);
+            if (rc != DFS_OK) {
+                /* Not running (any more): a conflict with its state, not an outage. */
+                enum MHD_Result res = rc == DFS_EPRECOND ? dfs_gw_reply_error(c, 409, err)
+                                                         : dfs_gw_reply_code(c, rc, err);
+                free(err);
+                return res;
+            }
+            dfs_log(DFS_LOG_INFO, "experiment cancelled id=%s", id);
+            static const char ok[] = "{\"cancelled\": true}\n";
+            return dfs_gw_reply_static(c, 202, "application/json", ok, sizeof ok - 1);
+        }
+        if (!get)
+            return dfs_gw_reply_method(c, "GET, HEAD, DELETE");
+        char *body = NULL;
+        size_t len = 0;
+        int rc = dfs_experiments_get_json(g->experiments, id, &body, &len, &err);
+        if (rc != DFS_OK) {
+            enum MHD_Result res = dfs_gw_reply_code(c, rc, err);
+            free(err);
+            return res;
+        }
+        return dfs_gw_reply(c, 200, "application/json", body, len);
+    }
+    used = 0;
+    if (sscanf(tail, "/%15[a-z]/%255[A-Za-z0-9_.,+-]%n", kind, name, &used) != 2 ||
+        tail[used] != '\0')
+        return dfs_gw_reply_error(c, 404, "not found");
+    if (!get)
+        return dfs_gw_reply_method(c, "GET, HEAD");
+    size_t nl = strlen(name);
+    if (strcmp(kind, "plots") == 0 && nl > 4 && strcmp(name + nl - 4, ".png") == 0)
+        return exp_file(g, c, id, name, "image/png");
+    if (strcmp(kind, "files") == 0) {
+        const char *type = nl > 5 && strcmp(name + nl - 5, ".json") == 0 ? "application/json"
+                           : nl > 4 && strcmp(name + nl - 4, ".png") == 0
+                               ? "image/png"
+                               : "text/plain; charset=utf-8";
+        return exp_file(g, c, id, name, type);
+    }
+    return dfs_gw_reply_error(c, 404, "not found");
+}
+
+/* ---- routing --------------------------------------------------------------------------------- */
+
+static bool prefix(const char *url, const char *p, const char **rest)
+{
+    size_t n = strlen(p);
+    if (strncmp(url, p, n) != 0 || (url[n] != '\0' && url[n] != '/'))
+        return false;
+    *rest = url + n;
+    return true;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **req_cls)
+{
+    (void)version;
+    dfs_gateway *g = cls;
+    struct request *r = *req_cls;
+    if (r == NULL)
+        return MHD_NO; /* out of memory at request_begin */
+    bool get =
+        strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+    const char *rest = NULL;
+    if (prefix(url, "/v1/files", &rest))
+        return dfs_gw_files_handle(g->files, c, method, rest, upload_data, upload_data_size,
+                                   &r->route);
+    if (prefix(url, "/v1/experiments", &rest))
+        return experiments(g, c, method, rest, r, upload_data, upload_data_size);
+    if (*upload_data_size > 0) { /* a body nobody wants: drop it, answer on the last call */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    static const char text[] = "text/plain; charset=utf-8";
+    if (strcmp(url, "/healthz") == 0) {
+        static const char ok[] = "ok\n";
+        return get ? dfs_gw_reply_static(c, 200, text, ok, sizeof ok - 1)
+                   : dfs_gw_reply_method(c, "GET, HEAD");
+    }
+    if (strcmp(url, "/readyz") == 0)
+        return get ? readyz(g, c) : dfs_gw_reply_method(c, "GET, HEAD");
+    if (strcmp(url, "/v1/nodes") == 0)
+        return get ? nodes(g, c) : dfs_gw_reply_method(c, "GET, HEAD");
+    if (strcmp(url, "/v1/status") == 0)
+        return get ? status(g, c) : dfs_gw_reply_method(c, "GET, HEAD");
+    if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
+        if (!get)
+            return dfs_gw_reply_method(c, "GET, HEAD");
+        return dfs_gw_reply_static(c, 200, "text/html; charset=utf-8", dfs_gw_page_html,
+                                   dfs_gw_page_html_len);
+    }
+    return dfs_gw_reply_error(c, 404,
+                              "not found: the API is under /v1 (files, nodes, status, "
+                              "experiments); the status page is /");
+}
+
+/* Leave percent-decoding to the routes (http.h): they refuse bad escapes and %00. */
+static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    dfs_log(DFS_LOG_WARN, "http: %s", buf);
+}
+
+/* Split "HOST:PORT" / "[V6]:PORT" into host and port. */
+static int split(const char *listen, char *host, size_t hcap, char *port, size_t pcap,
+                 char **errmsg)
+{
+    const char *colon = strrchr(listen, ':');
+    if (colon == NULL || colon[1] == '\0')
+        return dfs_seterr(errmsg, DFS_EINVAL, "--listen must be HOST:PORT, not '%s'", listen);
+    const char *h = listen;
+    size_t hl = (size_t)(colon - listen);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    } else if (memchr(h, ':', hl) != NULL) {
+        return dfs_seterr(errmsg, DFS_EINVAL, "an IPv6 address needs brackets: '%s'", listen);
+    }
+    if (hl >= hcap || strlen(colon + 1) >= pcap)
+        return dfs_seterr(errmsg, DFS_EINVAL, "address too long: '%s'", listen);
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    strcpy(port, colon + 1);
+    for (const char *p = port; *p != '\0'; p++)
+        if (*p < '0' || *p > '9')
+            return dfs_seterr(errmsg, DFS_EINVAL, "bad port in '%s'", listen);
+    if (strtol(port, NULL, 10) > 65535)
+        return dfs_seterr(errmsg, DFS_EINVAL, "bad port in '%s'", listen);
+    return DFS_OK;
+}
+
+int dfs_gateway_start(const struct dfs_gateway_config *cfg, dfs_gateway **out, char **errmsg)
+{
+    char host[256], port[8];
+    int rc =
+        split(cfg->listen != NULL ? cfg->listen : "", host, sizeof host, port, sizeof port, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int gai = getaddrinfo(host[0] != '\0' ? host : NULL, port, &hints, &ai);
+    if (gai != 0 || ai == NULL)
+        return dfs_seterr(errmsg, DFS_EINVAL, "cannot resolve '%s': %s", cfg->listen,
+                          gai_strerror(gai));
+    dfs_gateway *g = calloc(1, sizeof *g);
+    if (g == NULL) {
+        freeaddrinfo(ai);
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    }
+    atomic_init(&g->active, 0);
+    g->experiments = cfg->experiments;
+    int64_t timeout = cfg->rpc_timeout_ms > 0 ? cfg->rpc_timeout_ms : 10000;
+    struct dfs_gw_files_config fcfg = {
+        .spool_dir = cfg->spool_dir, .max_upload = cfg->max_upload, .cancel = &g->cancel};
+    if ((rc = dfs_meta_open(cfg->metadata, timeout, &g->meta, errmsg)) != DFS_OK ||
+        (rc = dfs_meta_open(cfg->metadata, 2000, &g->probe, errmsg)) != DFS_OK ||
+        (fcfg.meta = g->meta, (rc = dfs_gw_files_create(&fcfg, &g->files, errmsg)) != DFS_OK)) {
+        freeaddrinfo(ai);
+        dfs_gateway_stop(g);
+        return rc;
+    }
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                         MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    if (ai->ai_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ai->ai_addr;
+        flags |= IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr) ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
+    }
+    unsigned conns = cfg->max_connections > 0 ? cfg->max_connections : 256;
+    /* Idle connections close after 60 s; a transfer in progress is not idle. The connection
+       buffer (256 KiB) bounds what one upload holds in memory between writes to the spool. */
+    g->daemon = MHD_start_daemon(
+        flags, (uint16_t)atoi(port), NULL, NULL, handle, g, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, conns,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(256u << 10), MHD_OPTION_URI_LOG_CALLBACK, request_begin, g,
+        MHD_OPTION_NOTIFY_COMPLETED, request_end, g, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped,
+        NULL, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (g->daemon == NULL) {
+        dfs_gateway_stop(g);
+        return dfs_seterr(errmsg, DFS_EUNAVAIL,
+                          "cannot serve on %s (address in use, or not an address of this host)",
+                          cfg->listen);
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(g->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    int bound = info != NULL ? info->port : atoi(port);
+    const char *colon = strrchr(cfg->listen, ':');
+    snprintf(g->address, sizeof g->address, "%.*s:%d", (int)(colon - cfg->listen), cfg->listen,
+             bound);
+    *out = g;
+    return DFS_OK;
+}
+
+const char *dfs_gateway_address(const dfs_gateway *g)
+{
+    return g->address;
+}
+
+unsigned dfs_gateway_quiesce(dfs_gateway *g, int64_t grace_ms)
+{
+    MHD_socket s = MHD_quiesce_daemon(g->daemon);
+    if (s != MHD_INVALID_SOCKET)
+        close(s);
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        unsigned n = atomic_load(&g->active);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        if (n == 0 || ms >= grace_ms)
+            return n;
+        struct timespec pause = {0, 20 * 1000000};
+        nanosleep(&pause, NULL);
+    }
+}
+
+void dfs_gateway_stop(dfs_gateway *g)
+{
+    if (g == NULL)
+        return;
+    g->cancel = 1;
+    if (g->daemon != NULL)
+        MHD_stop_daemon(g->daemon); /* joins every connection thread; transfers see cancel */
+    dfs_gw_files_destroy(g->files);
+    dfs_meta_close(g->meta);
+    dfs_meta_close(g->probe);
+    free(g);
+}
