@@ -199,9 +199,12 @@ class Placement(harness.TestCase):
                     planned[c] += fr["size"]
                 got.append(chosen)
         # With the nodes about equally free, the reservations rotate the choice over all of them.
+        # (The nodes share one file system, so their reports differ only by what was written
+        # between them; when something else wrote a lot meanwhile, the replay above is the check.)
         spread = max(free.values()) - min(free.values())
-        self.assert_all_nodes_used(got, "least_used (free space spread %d bytes at the start, %d planned)" % (
-            spread, sum(planned.values())))
+        if spread < sum(planned.values()) / len(free) / 2:
+            self.assert_all_nodes_used(got, "least_used (free space spread %d bytes at the start, %d planned)" % (
+                spread, sum(planned.values())))
 
     # ---- zones --------------------------------------------------------------------------------
 
