@@ -969,19 +969,65 @@ static int read_file(dfs_catalog *cat, enum stmt id, struct dfs_file_rec *f, cha
  * Append one zeroed element to the array whose pointer is at `arrp` (any `T **`), holding *n
  * elements of `size` bytes; returns the new slot, or NULL with the array unchanged. The pointer is
  * read and written with memcpy, so T ** need not alias void **.
+ *
+ * The capacity is not stored: it is derived from *n. Arrays made by grow alone (from NULL, 0) hold
+ * room for at least 4 elements, doubled each time *n reaches a power of two, so a listing of n rows
+ * costs O(n) copying rather than a realloc per row.
  */
 static void *grow(void *arrp, size_t *n, size_t size)
 {
     void *arr;
     memcpy(&arr, arrp, sizeof arr);
-    void *p = realloc(arr, (*n + 1) * size);
-    if (p == NULL)
-        return NULL;
-    memcpy(arrp, &p, sizeof p);
-    void *slot = (char *)p + *n * size;
+    size_t have = *n;
+    if (have == 0 || (have >= 4 && (have & (have - 1)) == 0)) {
+        size_t cap = have == 0 ? 4 : 2 * have;
+        if (cap > SIZE_MAX / size)
+            return NULL;
+        void *p = realloc(arr, cap * size);
+        if (p == NULL)
+            return NULL;
+        memcpy(arrp, &p, sizeof p);
+        arr = p;
+    }
+    void *slot = (char *)arr + have * size;
     memset(slot, 0, size);
     (*n)++;
     return slot;
+}
+
+/* Fills one array element from the current row of a statement (see collect_rows). */
+typedef void (*row_reader)(dfs_catalog *cat, enum stmt id, void *slot);
+
+/*
+ * Every row of statement `id` (which takes no parameters) into a new array at `outp` (any `T **`)
+ * of *n elements of `size` bytes, each filled by `read`; the caller frees the array with free().
+ * Takes the catalog lock. On failure nothing is returned and the partial array is freed.
+ */
+static int collect_rows(dfs_catalog *cat, enum stmt id, size_t size, row_reader read, void *outp,
+                        size_t *n, char **errmsg)
+{
+    void *v = NULL;
+    size_t count = 0;
+    lock(cat);
+    int rc = query(cat, id, errmsg, "");
+    while (rc == 1) {
+        void *slot = grow(&v, &count, size);
+        if (slot == NULL) {
+            release(cat->st[id]);
+            rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+            break;
+        }
+        read(cat, id, slot);
+        rc = next_row(cat, id, errmsg);
+    }
+    unlock(cat);
+    if (rc < 0) {
+        free(v);
+        return rc;
+    }
+    memcpy(outp, &v, sizeof v);
+    *n = count;
+    return DFS_OK;
 }
 
 /* Load the fragments and replicas of f (and, when pending, the failed nodes of each fragment). */
@@ -1398,30 +1444,14 @@ int dfs_catalog_node_set_state(dfs_catalog *cat, const char *node_id, enum dfs_n
     return rc;
 }
 
+static void read_node_row(dfs_catalog *cat, enum stmt id, void *slot)
+{
+    read_node(cat, id, slot);
+}
+
 int dfs_catalog_nodes_list(dfs_catalog *cat, struct dfs_node_rec **out, size_t *n, char **errmsg)
 {
-    struct dfs_node_rec *v = NULL;
-    size_t count = 0;
-    lock(cat);
-    int rc = query(cat, S_NODES_LIST, errmsg, "");
-    while (rc == 1) {
-        struct dfs_node_rec *slot = grow(&v, &count, sizeof *slot);
-        if (slot == NULL) {
-            release(cat->st[S_NODES_LIST]);
-            rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
-            break;
-        }
-        read_node(cat, S_NODES_LIST, slot);
-        rc = next_row(cat, S_NODES_LIST, errmsg);
-    }
-    unlock(cat);
-    if (rc < 0) {
-        free(v);
-        return rc;
-    }
-    *out = v;
-    *n = count;
-    return DFS_OK;
+    return collect_rows(cat, S_NODES_LIST, sizeof **out, read_node_row, out, n, errmsg);
 }
 
 int dfs_catalog_nodes_sweep(dfs_catalog *cat, int64_t now_ms, int64_t suspect_after_ms,
@@ -2443,33 +2473,18 @@ int dfs_catalog_nodes_finish_drains(dfs_catalog *cat, size_t *n, char **errmsg)
     return rc;
 }
 
+static void read_node_copies(dfs_catalog *cat, enum stmt id, void *slot)
+{
+    struct dfs_node_copies *c = slot;
+    col_copy(cat, id, 0, c->node_id, sizeof c->node_id);
+    c->copies = (uint64_t)col_i64(cat, id, 1);
+    c->bytes = (uint64_t)col_i64(cat, id, 2);
+}
+
 int dfs_catalog_node_copies(dfs_catalog *cat, struct dfs_node_copies **out, size_t *n,
                             char **errmsg)
 {
-    struct dfs_node_copies *v = NULL;
-    size_t count = 0;
-    lock(cat);
-    int rc = query(cat, S_NODE_COPIES, errmsg, "");
-    while (rc == 1) {
-        struct dfs_node_copies *c = grow(&v, &count, sizeof *c);
-        if (c == NULL) {
-            release(cat->st[S_NODE_COPIES]);
-            rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
-            break;
-        }
-        col_copy(cat, S_NODE_COPIES, 0, c->node_id, sizeof c->node_id);
-        c->copies = (uint64_t)col_i64(cat, S_NODE_COPIES, 1);
-        c->bytes = (uint64_t)col_i64(cat, S_NODE_COPIES, 2);
-        rc = next_row(cat, S_NODE_COPIES, errmsg);
-    }
-    unlock(cat);
-    if (rc < 0) {
-        free(v);
-        return rc;
-    }
-    *out = v;
-    *n = count;
-    return DFS_OK;
+    return collect_rows(cat, S_NODE_COPIES, sizeof **out, read_node_copies, out, n, errmsg);
 }
 
 /* ---- Repair queue ---------------------------------------------------------------------------- */
@@ -2704,31 +2719,15 @@ static int queue_orphan(dfs_catalog *cat, const char *fragment_id, const char *t
     return rc < 0 ? rc : DFS_OK;
 }
 
+static void read_repair_row(dfs_catalog *cat, enum stmt id, void *slot)
+{
+    read_repair(cat, id, slot);
+}
+
 int dfs_catalog_repairs_list(dfs_catalog *cat, struct dfs_repair_rec **out, size_t *n,
                              char **errmsg)
 {
-    struct dfs_repair_rec *v = NULL;
-    size_t count = 0;
-    lock(cat);
-    int rc = query(cat, S_REPAIRS_LIST, errmsg, "");
-    while (rc == 1) {
-        struct dfs_repair_rec *r = grow(&v, &count, sizeof *r);
-        if (r == NULL) {
-            release(cat->st[S_REPAIRS_LIST]);
-            rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
-            break;
-        }
-        read_repair(cat, S_REPAIRS_LIST, r);
-        rc = next_row(cat, S_REPAIRS_LIST, errmsg);
-    }
-    unlock(cat);
-    if (rc < 0) {
-        free(v);
-        return rc;
-    }
-    *out = v;
-    *n = count;
-    return DFS_OK;
+    return collect_rows(cat, S_REPAIRS_LIST, sizeof **out, read_repair_row, out, n, errmsg);
 }
 
 int dfs_catalog_repair_counts(dfs_catalog *cat, uint64_t *queued, uint64_t *running, char **errmsg)
