@@ -72,28 +72,6 @@ struct dfs_repairer {
 
 /* ---- small helpers ---- */
 
-static bool addr_valid(const char *s)
-{
-    size_t n = strnlen(s, ADDR_MAX + 1);
-    if (n == 0 || n > ADDR_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
-            return false;
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL || colon == s || colon[1] == '\0')
-        return false;
-    unsigned long port = 0;
-    for (const char *q = colon + 1; *q != '\0'; q++) {
-        if (*q < '0' || *q > '9')
-            return false;
-        port = port * 10 + (unsigned long)(*q - '0');
-        if (port > 65535)
-            return false;
-    }
-    return port > 0;
-}
-
 /* A peer's text made printable, for messages and log lines. */
 static void clean_text(const char *s, char *out, size_t cap)
 {
@@ -945,7 +923,7 @@ int dfs_repair_check(const Dfs__V1__RepairFragmentRequest *req, char **errmsg)
     const Dfs__V1__ErasureRebuild *e = req->erasure;
     if (e == NULL) {
         for (size_t i = 0; i < req->n_sources; i++)
-            if (!addr_valid(req->sources[i])) {
+            if (!dfs_rpc_hostport_valid(req->sources[i], ADDR_MAX)) {
                 clean_text(req->sources[i], s, sizeof s);
                 return dfs_seterr(errmsg, DFS_EINVAL,
                                   "fragment %s: source %zu \"%s\" is not a host:port", id, i, s);
@@ -975,7 +953,7 @@ int dfs_repair_check(const Dfs__V1__RepairFragmentRequest *req, char **errmsg)
         if (!dfs_fragment_id_valid(src->fragment_id))
             return dfs_seterr(errmsg, DFS_EINVAL, "fragment %s: source %zu has a bad fragment id",
                               id, i);
-        if (!addr_valid(src->address)) {
+        if (!dfs_rpc_hostport_valid(src->address, ADDR_MAX)) {
             clean_text(src->address, s, sizeof s);
             return dfs_seterr(errmsg, DFS_EINVAL,
                               "fragment %s: source %zu \"%s\" is not a host:port", id, i, s);

@@ -254,31 +254,6 @@ too_many:
 
 /* ---- addresses and the channel cache ---- */
 
-/* Whether s is a host:port as the header documents: printable, no spaces, a port 1-65535. */
-static bool addr_valid(const char *s)
-{
-    size_t n = strnlen(s, DFS_STORAGE_ADDR_MAX + 1);
-    if (n == 0 || n > DFS_STORAGE_ADDR_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c >= 0x7f)
-            return false;
-    }
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL || colon == s || colon[1] == '\0')
-        return false;
-    unsigned long port = 0;
-    for (const char *q = colon + 1; *q != '\0'; q++) {
-        if (*q < '0' || *q > '9')
-            return false;
-        port = port * 10 + (unsigned long)(*q - '0');
-        if (port > 65535)
-            return false;
-    }
-    return port > 0;
-}
-
 /*
  * Take n bytes from the link's bucket at `rate` (0: no limit, nothing taken). Returns 0 (send
  * now) or the nanoseconds to wait before asking again.
@@ -790,7 +765,7 @@ static int check_forward(dfs_storage_service *svc, const Dfs__V1__FragmentHeader
                           h->fragment_id, h->n_forward, DFS_STORAGE_FORWARD_MAX);
     for (size_t i = 0; i < h->n_forward; i++) {
         char s[64];
-        if (!addr_valid(h->forward[i]))
+        if (!dfs_rpc_hostport_valid(h->forward[i], DFS_STORAGE_ADDR_MAX))
             return dfs_seterr(err, DFS_EINVAL,
                               "fragment %s: forward[%zu] \"%s\" is not a host:port", h->fragment_id,
                               i, scrub(h->forward[i], s, sizeof s));
@@ -1460,7 +1435,7 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
                           "storage service: chunk_bytes %zu is not a multiple of %u up to %u",
                           chunk, DFS_BLOCK_SIZE, DFS_STORAGE_CHUNK_MAX);
     const char *self = cfg != NULL && cfg->advertise != NULL ? cfg->advertise : "";
-    if (self[0] != '\0' && !addr_valid(self)) {
+    if (self[0] != '\0' && !dfs_rpc_hostport_valid(self, DFS_STORAGE_ADDR_MAX)) {
         char a[64];
         return dfs_seterr(errmsg, DFS_EINVAL,
                           "storage service: the advertised address \"%s\" is not a host:port",
@@ -1492,7 +1467,7 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
 
 int dfs_storage_service_set_advertise(dfs_storage_service *svc, const char *addr, char **errmsg)
 {
-    if (addr == NULL || !addr_valid(addr)) {
+    if (addr == NULL || !dfs_rpc_hostport_valid(addr, DFS_STORAGE_ADDR_MAX)) {
         char a[64];
         return dfs_seterr(errmsg, DFS_EINVAL,
                           "storage service: the advertised address \"%s\" is not a host:port",
