@@ -7,6 +7,7 @@
 #include "common/path.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 /*
@@ -95,6 +97,18 @@
  *              report row per node (next_page expected, started_ms) and one row per fragment id
  *              the node listed, (node_id, fragment_id) PK, cascading from its report. Dropped
  *              once the last page has been reconciled.
+ *
+ * Since version 4 (authentication):
+ *
+ *   tokens     one row per bearer token ever made. id (16 hex, PK, the public part of the
+ *              token), name (1-64 bytes), role (admin|read_write|read_only|node), hash (32-byte
+ *              BLOB: SHA-256 of the secret; the secret itself is never stored), created_ms,
+ *              expires_ms (0 = never), revoked_ms (0 = not revoked; rows are kept after
+ *              revocation so a revoked token can never come back), last_used_ms (0 = never).
+ *
+ *   secrets    named random keys the service makes once and keeps: name (PK), value (BLOB),
+ *              created_ms. "ticket_master_key" (32 bytes) signs every ticket (common/ticket.h):
+ *              the catalog file is as sensitive as the data it describes.
  *
  * Every verb is one transaction: writers use BEGIN IMMEDIATE, multi-statement readers a deferred
  * BEGIN for a consistent snapshot.
@@ -233,6 +247,23 @@ static const char *const migrations[] = {
     "  fragment_id TEXT NOT NULL CHECK (length(fragment_id) = 40),"
     "  PRIMARY KEY (node_id, fragment_id)"
     ") WITHOUT ROWID;",
+
+    /* 4: bearer tokens and the service's secrets. */
+    "CREATE TABLE tokens ("
+    "  id           TEXT    NOT NULL PRIMARY KEY CHECK (length(id) = 16),"
+    "  name         TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 64),"
+    "  role         TEXT    NOT NULL CHECK (role IN ('admin', 'read_write', 'read_only', 'node')),"
+    "  hash         BLOB    NOT NULL CHECK (length(hash) = 32),"
+    "  created_ms   INTEGER NOT NULL,"
+    "  expires_ms   INTEGER NOT NULL DEFAULT 0 CHECK (expires_ms >= 0),"
+    "  revoked_ms   INTEGER NOT NULL DEFAULT 0 CHECK (revoked_ms >= 0),"
+    "  last_used_ms INTEGER NOT NULL DEFAULT 0"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE secrets ("
+    "  name       TEXT    NOT NULL PRIMARY KEY,"
+    "  value      BLOB    NOT NULL,"
+    "  created_ms INTEGER NOT NULL"
+    ") WITHOUT ROWID;",
 };
 
 static_assert(sizeof migrations / sizeof migrations[0] == DFS_CATALOG_SCHEMA_VERSION,
@@ -337,6 +368,14 @@ enum stmt {
     S_INV_UNKNOWN,
     S_INV_DROP,
     S_LAYOUT_ALL,
+    S_TOKEN_INSERT,
+    S_TOKEN_GET,
+    S_TOKEN_PREFIX,
+    S_TOKEN_REVOKE,
+    S_TOKEN_TOUCH,
+    S_TOKENS_LIST,
+    S_SECRET_GET,
+    S_SECRET_INSERT,
 
     S_COUNT
 };
@@ -521,6 +560,20 @@ static const char *const stmt_sql[S_COUNT] = {
                      "JOIN files fi ON fi.file_id = f.file_id LEFT JOIN replicas r "
                      "ON r.fragment_id = f.fragment_id AND r.acked = 1 "
                      "WHERE fi.state = 'committed' ORDER BY f.fragment_id, r.pos",
+
+#define TOKEN_COLS "id, name, role, created_ms, expires_ms, revoked_ms, last_used_ms"
+    [S_TOKEN_INSERT] = "INSERT INTO tokens (id, name, role, hash, created_ms, expires_ms) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_TOKEN_GET] = "SELECT " TOKEN_COLS ", hash FROM tokens WHERE id = ?1",
+    /* ?1 the prefix, ?2 the first id after every id it starts (prefix || 'g'). */
+    [S_TOKEN_PREFIX] = "SELECT " TOKEN_COLS " FROM tokens WHERE id >= ?1 AND id < ?2 "
+                       "ORDER BY id LIMIT 2",
+    [S_TOKEN_REVOKE] = "UPDATE tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms = 0",
+    [S_TOKEN_TOUCH] = "UPDATE tokens SET last_used_ms = max(last_used_ms, ?2) WHERE id = ?1",
+    [S_TOKENS_LIST] = "SELECT " TOKEN_COLS " FROM tokens WHERE ?1 OR (revoked_ms = 0 AND "
+                      "(expires_ms = 0 OR expires_ms > ?2)) ORDER BY created_ms, id",
+    [S_SECRET_GET] = "SELECT value FROM secrets WHERE name = ?1",
+    [S_SECRET_INSERT] = "INSERT INTO secrets (name, value, created_ms) VALUES (?1, ?2, ?3)",
 };
 
 /*
@@ -3823,5 +3876,241 @@ int dfs_catalog_stats(dfs_catalog *cat, struct dfs_catalog_stats *out, char **er
     unlock(cat);
     if (rc == DFS_OK)
         *out = s;
+    return rc;
+}
+
+/* ---- Tokens and secrets ---------------------------------------------------------------------- */
+
+static const char *const role_names[] = {
+    [DFS_ROLE_UNSPECIFIED] = "unspecified",
+    [DFS_ROLE_ADMIN] = "admin",
+    [DFS_ROLE_READ_WRITE] = "read_write",
+    [DFS_ROLE_READ_ONLY] = "read_only",
+    [DFS_ROLE_NODE] = "node",
+};
+
+const char *dfs_catalog_token_role_name(enum dfs_token_role role)
+{
+    if (role <= DFS_ROLE_UNSPECIFIED || role > DFS_ROLE_NODE)
+        return "unknown";
+    return role_names[role];
+}
+
+enum dfs_token_role dfs_catalog_token_role_parse(const char *name)
+{
+    if (name == NULL)
+        return DFS_ROLE_UNSPECIFIED;
+    if (strcmp(name, "rw") == 0)
+        return DFS_ROLE_READ_WRITE;
+    if (strcmp(name, "ro") == 0)
+        return DFS_ROLE_READ_ONLY;
+    return (enum dfs_token_role)NAME_INDEX(role_names, name);
+}
+
+static bool token_id_ok(const char *id, size_t min)
+{
+    size_t n = id == NULL ? 0 : strnlen(id, 17);
+    if (n < min || n > 16)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            return false;
+    }
+    return true;
+}
+
+static void read_token(dfs_catalog *cat, enum stmt id, struct dfs_token_rec *t)
+{
+    memset(t, 0, sizeof *t);
+    col_copy(cat, id, 0, t->id, sizeof t->id);
+    col_copy(cat, id, 1, t->name, sizeof t->name);
+    t->role = dfs_catalog_token_role_parse(col_text(cat, id, 2));
+    t->created_ms = col_i64(cat, id, 3);
+    t->expires_ms = col_i64(cat, id, 4);
+    t->revoked_ms = col_i64(cat, id, 5);
+    t->last_used_ms = col_i64(cat, id, 6);
+}
+
+int dfs_catalog_token_add(dfs_catalog *cat, const struct dfs_token_rec *rec, const uint8_t hash[32],
+                          char **errmsg)
+{
+    if (!token_id_ok(rec->id, 16))
+        return dfs_seterr(errmsg, DFS_EINVAL, "bad token id");
+    int rc = check_text(rec->name, 1, DFS_TOKEN_NAME_MAX, "token name", errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    if (rec->role <= DFS_ROLE_UNSPECIFIED || rec->role > DFS_ROLE_NODE)
+        return dfs_seterr(errmsg, DFS_EINVAL, "bad token role");
+    if (rec->expires_ms < 0)
+        return dfs_seterr(errmsg, DFS_EINVAL, "bad token expiry");
+    lock(cat);
+    rc = tx_begin(cat, true, errmsg);
+    if (rc == DFS_OK) {
+        int found = query(cat, S_TOKEN_GET, errmsg, "t", rec->id);
+        if (found == 1) {
+            release(cat->st[S_TOKEN_GET]);
+            rc = dfs_seterr(errmsg, DFS_EEXIST, "token id %s exists", rec->id);
+        } else {
+            rc = found;
+        }
+        if (rc == DFS_OK)
+            rc = exec(cat, S_TOKEN_INSERT, NULL, errmsg, "tttbii", rec->id, rec->name,
+                      role_names[rec->role], (const void *)hash, (size_t)32, rec->created_ms,
+                      rec->expires_ms);
+        rc = tx_end(cat, rc, errmsg);
+    }
+    unlock(cat);
+    return rc;
+}
+
+int dfs_catalog_token_get(dfs_catalog *cat, const char *id, struct dfs_token_rec *out,
+                          uint8_t hash[32], char **errmsg)
+{
+    if (!token_id_ok(id, 16))
+        return dfs_seterr(errmsg, DFS_ENOTFOUND, "no such token");
+    lock(cat);
+    int rc = query(cat, S_TOKEN_GET, errmsg, "t", id);
+    if (rc == 1) {
+        read_token(cat, S_TOKEN_GET, out);
+        const void *h = sqlite3_column_blob(cat->st[S_TOKEN_GET], 7);
+        int n = sqlite3_column_bytes(cat->st[S_TOKEN_GET], 7);
+        if (h != NULL && n == 32)
+            memcpy(hash, h, 32);
+        else
+            memset(hash, 0, 32);
+        release(cat->st[S_TOKEN_GET]);
+        rc = DFS_OK;
+    } else if (rc == 0) {
+        rc = dfs_seterr(errmsg, DFS_ENOTFOUND, "no such token");
+    }
+    unlock(cat);
+    return rc;
+}
+
+int dfs_catalog_token_resolve(dfs_catalog *cat, const char *id, struct dfs_token_rec *out,
+                              char **errmsg)
+{
+    if (!token_id_ok(id, 4))
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "a token id is 4 to 16 lower-case hex digits (see dfs token ls)");
+    char hi[18];
+    snprintf(hi, sizeof hi, "%sg", id);
+    lock(cat);
+    int rc = query(cat, S_TOKEN_PREFIX, errmsg, "tt", id, hi);
+    int rows = 0;
+    while (rc == 1) {
+        if (rows++ == 0)
+            read_token(cat, S_TOKEN_PREFIX, out);
+        rc = next_row(cat, S_TOKEN_PREFIX, errmsg);
+    }
+    unlock(cat);
+    if (rc < 0)
+        return rc;
+    if (rows == 0)
+        return dfs_seterr(errmsg, DFS_ENOTFOUND, "no token %s", id);
+    if (rows > 1)
+        return dfs_seterr(errmsg, DFS_EINVAL, "token id %s is ambiguous: give more digits", id);
+    return DFS_OK;
+}
+
+int dfs_catalog_token_revoke(dfs_catalog *cat, const char *id, int64_t now_ms, char **errmsg)
+{
+    if (!token_id_ok(id, 16))
+        return dfs_seterr(errmsg, DFS_ENOTFOUND, "no such token");
+    lock(cat);
+    int rc = tx_begin(cat, true, errmsg);
+    if (rc == DFS_OK) {
+        rc = exec(cat, S_TOKEN_REVOKE, NULL, errmsg, "ti", id, now_ms > 0 ? now_ms : 1);
+        rc = tx_end(cat, rc, errmsg);
+    }
+    unlock(cat);
+    return rc;
+}
+
+int dfs_catalog_token_touch(dfs_catalog *cat, const char *id, int64_t now_ms, char **errmsg)
+{
+    lock(cat);
+    int rc = tx_begin(cat, true, errmsg);
+    if (rc == DFS_OK) {
+        rc = exec(cat, S_TOKEN_TOUCH, NULL, errmsg, "ti", id, now_ms);
+        rc = tx_end(cat, rc, errmsg);
+    }
+    unlock(cat);
+    return rc;
+}
+
+int dfs_catalog_tokens_list(dfs_catalog *cat, bool all, int64_t now_ms, struct dfs_token_rec **out,
+                            size_t *n, char **errmsg)
+{
+    struct dfs_token_rec *v = NULL;
+    size_t len = 0, cap = 0;
+    lock(cat);
+    int rc = query(cat, S_TOKENS_LIST, errmsg, "ii", (int64_t)all, now_ms);
+    while (rc == 1) {
+        if (len == cap) {
+            size_t ncap = cap == 0 ? 16 : 2 * cap;
+            struct dfs_token_rec *nv = realloc(v, ncap * sizeof *nv);
+            if (nv == NULL) {
+                release(cat->st[S_TOKENS_LIST]);
+                rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+                break;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        read_token(cat, S_TOKENS_LIST, &v[len++]);
+        rc = next_row(cat, S_TOKENS_LIST, errmsg);
+    }
+    unlock(cat);
+    if (rc < 0) {
+        free(v);
+        return rc;
+    }
+    *out = v;
+    *n = len;
+    return DFS_OK;
+}
+
+int dfs_catalog_secret(dfs_catalog *cat, const char *name, size_t len, int64_t now_ms, uint8_t *out,
+                       char **errmsg)
+{
+    if (len == 0 || len > 64)
+        return dfs_seterr(errmsg, DFS_EINVAL, "a secret is 1 to 64 bytes");
+    lock(cat);
+    int rc = tx_begin(cat, true, errmsg);
+    if (rc == DFS_OK) {
+        int found = query(cat, S_SECRET_GET, errmsg, "t", name);
+        if (found == 1) {
+            const void *v = sqlite3_column_blob(cat->st[S_SECRET_GET], 0);
+            size_t vn = (size_t)sqlite3_column_bytes(cat->st[S_SECRET_GET], 0);
+            if (v == NULL || vn != len)
+                rc = dfs_seterr(errmsg, DFS_EDATALOSS,
+                                "catalog %s: secret %s has %zu bytes, not %zu", cat->path, name, vn,
+                                len);
+            else
+                memcpy(out, v, len);
+            release(cat->st[S_SECRET_GET]);
+        } else if (found == 0) {
+            size_t got = 0;
+            while (rc == DFS_OK && got < len) {
+                ssize_t r = getrandom(out + got, len - got, 0);
+                if (r < 0 && errno == EINTR)
+                    continue;
+                if (r <= 0)
+                    rc = dfs_seterr_errno(errmsg, DFS_EIO, errno, "getrandom");
+                else
+                    got += (size_t)r;
+            }
+            if (rc == DFS_OK)
+                rc = exec(cat, S_SECRET_INSERT, NULL, errmsg, "tbi", name, (const void *)out, len,
+                          now_ms);
+            if (rc == DFS_OK)
+                dfs_log(DFS_LOG_INFO, "catalog made secret name=%s bytes=%zu", name, len);
+        } else {
+            rc = found;
+        }
+        rc = tx_end(cat, rc, errmsg);
+    }
+    unlock(cat);
     return rc;
 }

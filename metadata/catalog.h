@@ -31,7 +31,7 @@
 typedef struct dfs_catalog dfs_catalog;
 
 /* The schema version this code writes (migrations 1..DFS_CATALOG_SCHEMA_VERSION). */
-#define DFS_CATALOG_SCHEMA_VERSION 3
+#define DFS_CATALOG_SCHEMA_VERSION 4
 
 /* Longest node address ("host:port", "unix:/path", ...) and zone name, in bytes. */
 #define DFS_NODE_ADDRESS_MAX 255
@@ -773,5 +773,76 @@ struct dfs_catalog_stats {
 
 /* Stat: one consistent snapshot into *out (caller-owned storage). */
 int dfs_catalog_stats(dfs_catalog *cat, struct dfs_catalog_stats *out, char **errmsg);
+
+/* ---- Bearer tokens and the service's secrets (schema version 4) ---- */
+
+/* The numbers are dfs.v1.TokenRole's; stored by name. */
+enum dfs_token_role {
+    DFS_ROLE_UNSPECIFIED = 0,
+    DFS_ROLE_ADMIN = 1,      /* everything */
+    DFS_ROLE_READ_WRITE = 2, /* files, read and write */
+    DFS_ROLE_READ_ONLY = 3,  /* files, read */
+    DFS_ROLE_NODE = 4,       /* storage nodes: register, heartbeat, reports */
+};
+
+#define DFS_TOKEN_NAME_MAX 64
+
+struct dfs_token_rec {
+    char id[17]; /* 16 hex digits (common/token.h) */
+    char name[DFS_TOKEN_NAME_MAX + 1];
+    enum dfs_token_role role;
+    int64_t created_ms;
+    int64_t expires_ms;   /* 0: never */
+    int64_t revoked_ms;   /* 0: not revoked */
+    int64_t last_used_ms; /* 0: never */
+};
+
+/* "admin", "read_write", "read_only", "node"; "unknown" otherwise. Never NULL. */
+const char *dfs_catalog_token_role_name(enum dfs_token_role role);
+
+/* The role of a name as above (also "rw", "ro"); DFS_ROLE_UNSPECIFIED when it is none. */
+enum dfs_token_role dfs_catalog_token_role_parse(const char *name);
+
+/*
+ * Record a token: rec (its id, name, role, created_ms, expires_ms; the rest is ignored) and the
+ * SHA-256 of its secret. DFS_EEXIST when the id is taken, DFS_EINVAL for a bad id, name or role.
+ */
+int dfs_catalog_token_add(dfs_catalog *cat, const struct dfs_token_rec *rec, const uint8_t hash[32],
+                          char **errmsg);
+
+/*
+ * The token with this id, revoked or not: *out and its secret's hash (both caller storage).
+ * DFS_ENOTFOUND when there is none.
+ */
+int dfs_catalog_token_get(dfs_catalog *cat, const char *id, struct dfs_token_rec *out,
+                          uint8_t hash[32], char **errmsg);
+
+/*
+ * The token whose id is `id` or starts with it (at least 4 digits), revoked or not, into *out.
+ * DFS_ENOTFOUND, or DFS_EINVAL when the prefix is too short or names several tokens.
+ */
+int dfs_catalog_token_resolve(dfs_catalog *cat, const char *id, struct dfs_token_rec *out,
+                              char **errmsg);
+
+/* Revoke token `id` at now_ms (idempotent: an earlier revocation time is kept). */
+int dfs_catalog_token_revoke(dfs_catalog *cat, const char *id, int64_t now_ms, char **errmsg);
+
+/* Record a successful use at now_ms. */
+int dfs_catalog_token_touch(dfs_catalog *cat, const char *id, int64_t now_ms, char **errmsg);
+
+/*
+ * Tokens in creation order: all of them, or (all false) only those neither revoked nor expired at
+ * now_ms. *out is malloc'd (caller frees; NULL when none).
+ */
+int dfs_catalog_tokens_list(dfs_catalog *cat, bool all, int64_t now_ms, struct dfs_token_rec **out,
+                            size_t *n, char **errmsg);
+
+/*
+ * A named random secret of `len` bytes (1..64), made from getrandom(2) and stored the first time
+ * it is asked for, then the same forever (the ticket master key: "ticket_master_key"). out is
+ * caller storage of len bytes.
+ */
+int dfs_catalog_secret(dfs_catalog *cat, const char *name, size_t len, int64_t now_ms, uint8_t *out,
+                       char **errmsg);
 
 #endif /* DFS_METADATA_CATALOG_H */

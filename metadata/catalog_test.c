@@ -1798,7 +1798,8 @@ static void test_migration_from_version_1(void **state)
     struct dfs_file_rec *f = put(fx, "/old/file", 5000, false, T0);
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
-    sql_exec(fx->db, "DROP TABLE inventory; DROP TABLE inventory_reports; DROP TABLE repairs; "
+    sql_exec(fx->db, "DROP TABLE tokens; DROP TABLE secrets; "
+                     "DROP TABLE inventory; DROP TABLE inventory_reports; DROP TABLE repairs; "
                      "DROP TABLE placement_sets; DROP TABLE placement_families; "
                      "DELETE FROM schema_version WHERE version >= 2;");
     assert_int_equal(sql_int(fx->db, "SELECT max(version) FROM schema_version"), 1);
@@ -2383,6 +2384,106 @@ static void test_health_and_erasure_repairs(void **state)
     dfs_catalog_file_rec_free(ec);
 }
 
+static struct dfs_token_rec token_rec(const char *id, const char *name, enum dfs_token_role role,
+                                      int64_t created, int64_t expires)
+{
+    struct dfs_token_rec t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.id, sizeof t.id, "%s", id);
+    snprintf(t.name, sizeof t.name, "%s", name);
+    t.role = role;
+    t.created_ms = created;
+    t.expires_ms = expires;
+    return t;
+}
+
+/* Tokens: added once, found by id and prefix, revoked for good, listed; secrets made once. */
+static void test_tokens_and_secrets(void **state)
+{
+    struct fx *fx = *state;
+    uint8_t h1[32], h2[32], got[32];
+    memset(h1, 0x11, sizeof h1);
+    memset(h2, 0x22, sizeof h2);
+    struct dfs_token_rec a = token_rec("0123456789abcdef", "admin one", DFS_ROLE_ADMIN, T0, 0);
+    struct dfs_token_rec b =
+        token_rec("0123ffffffffffff", "node pool", DFS_ROLE_NODE, T0 + 1, T0 + 500);
+    assert_int_equal(dfs_catalog_token_add(fx->cat, &a, h1, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_token_add(fx->cat, &b, h2, NULL), DFS_OK);
+    char *err = NULL;
+    assert_int_equal(dfs_catalog_token_add(fx->cat, &a, h2, &err), DFS_EEXIST);
+    free(err);
+    err = NULL;
+    struct dfs_token_rec bad = token_rec("0123456789abcdeX", "x", DFS_ROLE_ADMIN, T0, 0);
+    assert_int_equal(dfs_catalog_token_add(fx->cat, &bad, h1, &err), DFS_EINVAL);
+    free(err);
+    err = NULL;
+    bad = token_rec("1123456789abcdef", "", DFS_ROLE_ADMIN, T0, 0);
+    assert_int_equal(dfs_catalog_token_add(fx->cat, &bad, h1, &err), DFS_EINVAL);
+    free(err);
+    err = NULL;
+    bad = token_rec("1123456789abcdef", "x", DFS_ROLE_UNSPECIFIED, T0, 0);
+    assert_int_equal(dfs_catalog_token_add(fx->cat, &bad, h1, &err), DFS_EINVAL);
+    free(err);
+
+    struct dfs_token_rec t;
+    assert_int_equal(dfs_catalog_token_get(fx->cat, "0123456789abcdef", &t, got, NULL), DFS_OK);
+    assert_string_equal(t.name, "admin one");
+    assert_int_equal(t.role, DFS_ROLE_ADMIN);
+    assert_memory_equal(got, h1, 32);
+    assert_int_equal(dfs_catalog_token_get(fx->cat, "ffffffffffffffff", &t, got, NULL),
+                     DFS_ENOTFOUND);
+    err = NULL;
+    assert_int_equal(dfs_catalog_token_resolve(fx->cat, "0123", &t, &err), DFS_EINVAL);
+    assert_non_null(strstr(err, "ambiguous"));
+    free(err);
+    assert_int_equal(dfs_catalog_token_resolve(fx->cat, "0123f", &t, NULL), DFS_OK);
+    assert_string_equal(t.id, "0123ffffffffffff");
+    assert_int_equal(dfs_catalog_token_resolve(fx->cat, "9999", &t, NULL), DFS_ENOTFOUND);
+    assert_int_equal(dfs_catalog_token_resolve(fx->cat, "01", &t, NULL), DFS_EINVAL);
+
+    /* Listing: b expires at T0 + 500; a is revoked, and the first revocation time sticks. */
+    struct dfs_token_rec *v = NULL;
+    size_t n = 0;
+    assert_int_equal(dfs_catalog_tokens_list(fx->cat, false, T0 + 100, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 2);
+    free(v);
+    assert_int_equal(dfs_catalog_tokens_list(fx->cat, false, T0 + 600, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].id, "0123456789abcdef");
+    free(v);
+    assert_int_equal(dfs_catalog_token_revoke(fx->cat, a.id, T0 + 700, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_token_revoke(fx->cat, a.id, T0 + 900, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_token_touch(fx->cat, b.id, T0 + 50, NULL), DFS_OK);
+    reopen(fx);
+    assert_int_equal(dfs_catalog_token_get(fx->cat, a.id, &t, got, NULL), DFS_OK);
+    assert_int_equal(t.revoked_ms, T0 + 700);
+    assert_int_equal(dfs_catalog_tokens_list(fx->cat, false, T0 + 600, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 0);
+    free(v);
+    assert_int_equal(dfs_catalog_tokens_list(fx->cat, true, T0 + 600, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(v[1].last_used_ms, T0 + 50);
+    free(v);
+
+    /* A secret is random, made once, and the same after a reopen. */
+    uint8_t k1[32], k2[32], zero[32] = {0};
+    assert_int_equal(dfs_catalog_secret(fx->cat, "ticket_master_key", 32, T0, k1, NULL), DFS_OK);
+    assert_memory_not_equal(k1, zero, 32);
+    reopen(fx);
+    assert_int_equal(dfs_catalog_secret(fx->cat, "ticket_master_key", 32, T0 + 5, k2, NULL),
+                     DFS_OK);
+    assert_memory_equal(k1, k2, 32);
+    err = NULL;
+    assert_int_equal(dfs_catalog_secret(fx->cat, "ticket_master_key", 16, T0, k2, &err),
+                     DFS_EDATALOSS);
+    free(err);
+    assert_int_equal(dfs_catalog_secret(fx->cat, "other", 32, T0, k2, NULL), DFS_OK);
+    assert_memory_not_equal(k1, k2, 32);
+    assert_string_equal(dfs_catalog_token_role_name(DFS_ROLE_READ_ONLY), "read_only");
+    assert_int_equal(dfs_catalog_token_role_parse("rw"), DFS_ROLE_READ_WRITE);
+    assert_int_equal(dfs_catalog_token_role_parse("root"), DFS_ROLE_UNSPECIFIED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2416,6 +2517,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corrupt_and_missing_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inventory_reconciliation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_and_erasure_repairs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tokens_and_secrets, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

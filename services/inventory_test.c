@@ -123,11 +123,11 @@ static void fake_start(struct fake *fk)
     assert_int_equal(dfs_rpc_server_create(&cfg, &fk->srv, NULL), DFS_OK);
     struct dfs_rpc_method methods[] = {
         {"/dfs.v1.Metadata/RegisterNode", DFS_RPC_UNARY,
-         &dfs__v1__register_node_request__descriptor, register_handler, fk},
+         &dfs__v1__register_node_request__descriptor, register_handler, fk, 0},
         {"/dfs.v1.Metadata/Heartbeat", DFS_RPC_UNARY, &dfs__v1__heartbeat_request__descriptor,
-         heartbeat_handler, fk},
+         heartbeat_handler, fk, 0},
         {"/dfs.v1.Metadata/ReportFragments", DFS_RPC_UNARY,
-         &dfs__v1__report_fragments_request__descriptor, report_handler, fk},
+         &dfs__v1__report_fragments_request__descriptor, report_handler, fk, 0},
     };
     for (size_t i = 0; i < 3; i++)
         assert_int_equal(dfs_rpc_server_add_method(fk->srv, &methods[i], NULL), DFS_OK);

@@ -1484,15 +1484,15 @@ int dfs_storage_service_register(dfs_storage_service *svc, dfs_rpc_server *srv, 
     /* PutFragment's messages are parsed by put_recv (raw receive), not by the server. */
     const struct dfs_rpc_method methods[] = {
         {PUT_METHOD, DFS_RPC_CLIENT_STREAMING, &dfs__v1__put_fragment_request__descriptor,
-         put_handler, svc},
+         put_handler, svc, 0},
         {"/dfs.v1.Storage/GetFragment", DFS_RPC_SERVER_STREAMING,
-         &dfs__v1__get_fragment_request__descriptor, get_handler, svc},
+         &dfs__v1__get_fragment_request__descriptor, get_handler, svc, 0},
         {"/dfs.v1.Storage/DeleteFragment", DFS_RPC_UNARY,
-         &dfs__v1__delete_fragment_request__descriptor, delete_handler, svc},
+         &dfs__v1__delete_fragment_request__descriptor, delete_handler, svc, 0},
         {"/dfs.v1.Storage/StatFragment", DFS_RPC_UNARY, &dfs__v1__stat_fragment_request__descriptor,
-         stat_handler, svc},
+         stat_handler, svc, 0},
         {"/dfs.v1.Storage/RepairFragment", DFS_RPC_UNARY,
-         &dfs__v1__repair_fragment_request__descriptor, repair_handler, svc},
+         &dfs__v1__repair_fragment_request__descriptor, repair_handler, svc, 0},
     };
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         int rc = dfs_rpc_server_add_method(srv, &methods[i], errmsg);

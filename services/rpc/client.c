@@ -3,12 +3,14 @@
 
 #include "common/err.h"
 #include "services/rpc/msg.h"
+#include "services/rpc/security_int.h"
 #include "services/rpc/server.h"
 #include "services/rpc/status.h"
 
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,35 +18,69 @@
 struct dfs_rpc_channel {
     grpc_channel *channel;
     char *target;
+    /* The initial metadata every call sends: the bearer token, when there is one (nmd 0 or 1). The
+       slices live as long as the channel, which outlives its calls. */
+    grpc_metadata md[1];
+    size_t nmd;
 };
 
 int dfs_rpc_channel_create(const char *target, dfs_rpc_channel **out, char **errmsg)
 {
+    return dfs_rpc_channel_open(target, NULL, out, errmsg);
+}
+
+int dfs_rpc_channel_open(const char *target, const struct dfs_rpc_channel_opts *opts,
+                         dfs_rpc_channel **out, char **errmsg)
+{
     if (target == NULL || target[0] == '\0')
         return dfs_seterr(errmsg, DFS_EINVAL, "empty server address");
+    const struct dfs_rpc_link_security *sec = opts != NULL ? opts->security : NULL;
+    int prc = dfs_rpc_plaintext_check(sec, target, "connect to", errmsg);
+    if (prc != DFS_OK)
+        return prc;
+    const char *token = opts != NULL ? opts->token : NULL;
+    if (token != NULL && !dfs_rpc_token_valid(token))
+        return dfs_seterr(errmsg, DFS_EINVAL, "malformed token (printable characters, no spaces)");
     dfs_rpc_channel *ch = calloc(1, sizeof *ch);
     if (ch == NULL || (ch->target = strdup(target)) == NULL) {
         free(ch);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
     grpc_init();
+    if (token != NULL) {
+        char value[DFS_RPC_TOKEN_MAX + 16];
+        snprintf(value, sizeof value, "Bearer %s", token);
+        ch->md[0].key = grpc_slice_from_static_string(DFS_RPC_AUTH_KEY);
+        ch->md[0].value = grpc_slice_from_copied_string(value);
+        explicit_bzero(value, sizeof value);
+        ch->nmd = 1;
+    }
+    const dfs_rpc_tls *tls = sec != NULL ? sec->tls : NULL;
     /*
      * Reconnect quickly (100 ms, backing off to 2 s) so a restarted peer is found again soon. Not
      * GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: in gRPC 1.51 it is also the minimum connect timeout, and a
      * small value fails first connections to a busy peer before the HTTP/2 handshake completes.
      */
-    grpc_arg args[4];
+    grpc_arg args[5];
     memset(args, 0, sizeof args);
     const char *keys[] = {GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
                           GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS};
     int values[] = {(int)DFS_RPC_MAX_MESSAGE, (int)DFS_RPC_MAX_MESSAGE, 100, 2000};
-    for (int i = 0; i < 4; i++) {
-        args[i].type = GRPC_ARG_INTEGER;
-        args[i].key = (char *)keys[i];
-        args[i].value.integer = values[i];
+    size_t nargs = 0;
+    for (; nargs < 4; nargs++) {
+        args[nargs].type = GRPC_ARG_INTEGER;
+        args[nargs].key = (char *)keys[nargs];
+        args[nargs].value.integer = values[nargs];
     }
-    grpc_channel_args chargs = {.num_args = 4, .args = args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    if (tls != NULL && dfs_rpc_tls_server_name(tls) != NULL) {
+        args[nargs].type = GRPC_ARG_STRING;
+        args[nargs].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+        args[nargs].value.string = (char *)dfs_rpc_tls_server_name(tls);
+        nargs++;
+    }
+    grpc_channel_args chargs = {.num_args = nargs, .args = args};
+    grpc_channel_credentials *creds =
+        tls != NULL ? dfs_rpc_tls_channel_creds(tls) : grpc_insecure_credentials_create();
     ch->channel = grpc_channel_create(target, creds, &chargs);
     grpc_channel_credentials_release(creds);
     *out = ch;
@@ -56,6 +92,8 @@ void dfs_rpc_channel_destroy(dfs_rpc_channel *ch)
     if (ch == NULL)
         return;
     grpc_channel_destroy(ch->channel);
+    for (size_t i = 0; i < ch->nmd; i++)
+        grpc_slice_unref(ch->md[i].value);
     free(ch->target);
     free(ch);
     grpc_shutdown();
@@ -97,6 +135,8 @@ int dfs_rpc_unary(dfs_rpc_channel *ch, const char *method, const ProtobufCMessag
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = ch->nmd;
+    ops[0].data.send_initial_metadata.metadata = ch->md;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = req_bb;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -324,6 +364,8 @@ int dfs_rpc_ccall_start(dfs_rpc_loop *loop, dfs_rpc_channel *ch, const char *met
     grpc_op ops[2];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = ch->nmd;
+    ops[0].data.send_initial_metadata.metadata = ch->md;
     ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
     ops[1].data.recv_initial_metadata.recv_initial_metadata = &c->initial_md;
     grpc_op st;

@@ -3,6 +3,7 @@
 #define DFS_SERVICES_RPC_CLIENT_H
 
 #include "services/rpc/loop.h"
+#include "services/rpc/security.h"
 
 #include <grpc/byte_buffer.h>
 #include <protobuf-c/protobuf-c.h>
@@ -12,11 +13,26 @@
 /* A channel to one server ("host:port"). Thread-safe: share it between threads and calls. */
 typedef struct dfs_rpc_channel dfs_rpc_channel;
 
+/* How a channel is secured and whom it speaks for. Every pointer is borrowed during open only. */
+struct dfs_rpc_channel_opts {
+    /* TLS, or plaintext (only to loopback unless ->insecure); NULL: plaintext to loopback only. */
+    const struct dfs_rpc_link_security *security;
+    /* Bearer token sent as "authorization: Bearer <token>" with every call; NULL: none. Give it
+       only to channels to the metadata service: storage nodes authorise by tickets, and a token
+       must never be sent to an address a client chose. */
+    const char *token;
+};
+
 /*
- * Create a channel; it connects lazily, on the first call. The receive and send limits are raised
+ * Open a channel; it connects lazily, on the first call. The receive and send limits are raised
  * to DFS_RPC_MAX_MESSAGE and reconnect backoff is kept short (100 ms up to 2 s) so a restarted peer
- * is found again quickly. Returns DFS_EINVAL for an empty target, DFS_ENOMEM.
+ * is found again quickly. Returns DFS_EINVAL for an empty target or a malformed token, DFS_EPERM
+ * for plaintext to a non-loopback target that opts do not allow, DFS_ENOMEM.
  */
+int dfs_rpc_channel_open(const char *target, const struct dfs_rpc_channel_opts *opts,
+                         dfs_rpc_channel **out, char **errmsg);
+
+/* dfs_rpc_channel_open with no options: plaintext, to loopback only, no token (tests). */
 int dfs_rpc_channel_create(const char *target, dfs_rpc_channel **out, char **errmsg);
 
 /* Accepts NULL. Every call on the channel must have ended. */

@@ -278,9 +278,9 @@ int dfs_rpc_health_register(dfs_rpc_health *h, dfs_rpc_server *srv, char **errms
 {
     const struct dfs_rpc_method methods[] = {
         {"/grpc.health.v1.Health/Check", DFS_RPC_UNARY,
-         &grpc__health__v1__health_check_request__descriptor, handle_check, h},
+         &grpc__health__v1__health_check_request__descriptor, handle_check, h, 0},
         {"/grpc.health.v1.Health/Watch", DFS_RPC_SERVER_STREAMING,
-         &grpc__health__v1__health_check_request__descriptor, handle_watch, h},
+         &grpc__health__v1__health_check_request__descriptor, handle_watch, h, 0},
     };
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         int rc = dfs_rpc_server_add_method(srv, &methods[i], errmsg);

@@ -907,9 +907,9 @@ int dfs_rpc_reflection_register(dfs_rpc_reflection *r, dfs_rpc_server *srv, char
     /* v1alpha has the same messages field for field: the v1 types parse and pack both. */
     const struct dfs_rpc_method methods[] = {
         {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", DFS_RPC_BIDI_STREAMING,
-         &grpc__reflection__v1__server_reflection_request__descriptor, handle_bound, b},
+         &grpc__reflection__v1__server_reflection_request__descriptor, handle_bound, b, 0},
         {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", DFS_RPC_BIDI_STREAMING,
-         &grpc__reflection__v1__server_reflection_request__descriptor, handle_bound, b},
+         &grpc__reflection__v1__server_reflection_request__descriptor, handle_bound, b, 0},
     };
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         int rc = dfs_rpc_server_add_method(srv, &methods[i], errmsg);

@@ -158,11 +158,11 @@ static int start_server(struct fixture *fx, const char *listen)
     assert_int_equal(rc, DFS_OK);
     struct dfs_rpc_method methods[] = {
         {"/dfs.test.Echo/Unary", DFS_RPC_UNARY, &dfs__test__echo_request__descriptor, unary_handler,
-         fx},
+         fx, 0},
         {"/dfs.test.Echo/Sum", DFS_RPC_CLIENT_STREAMING, &dfs__test__echo_request__descriptor,
-         sum_handler, fx},
+         sum_handler, fx, 0},
         {"/dfs.test.Echo/Count", DFS_RPC_SERVER_STREAMING, &dfs__test__echo_request__descriptor,
-         count_handler, fx},
+         count_handler, fx, 0},
     };
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
         assert_int_equal(dfs_rpc_server_add_method(fx->srv, &methods[i], NULL), DFS_OK);

@@ -4,6 +4,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "services/rpc/msg.h"
+#include "services/rpc/security_int.h"
 #include "services/rpc/status.h"
 
 #include <grpc/grpc.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct method_entry {
     struct dfs_rpc_method m;
@@ -67,7 +69,9 @@ struct dfs_rpc_server {
     bool shutdown_done;
     dfs_rpc_tag shutdown_tag;
 
-    struct dfs_rpc_observer observer; /* call_done NULL: none */
+    struct dfs_rpc_observer observer;     /* call_done NULL: none */
+    struct dfs_rpc_authorizer authorizer; /* authorize NULL: none */
+    const struct dfs_rpc_link_security *security;
 };
 
 /* A tag that knows its call. */
@@ -188,6 +192,19 @@ bool dfs_rpc_call_metadata(const dfs_rpc_call *call, const char *key, char *buf,
         return true;
     }
     return false;
+}
+
+bool dfs_rpc_call_bearer(const dfs_rpc_call *call, char *buf, size_t cap)
+{
+    char v[DFS_RPC_TOKEN_MAX + 16];
+    if (!dfs_rpc_call_metadata(call, DFS_RPC_AUTH_KEY, v, sizeof v))
+        return false;
+    /* RFC 6750: the scheme is case-insensitive, one space before the token. */
+    bool ok = strncasecmp(v, "Bearer ", 7) == 0 && strlen(v + 7) + 1 <= cap;
+    if (ok)
+        memcpy(buf, v + 7, strlen(v + 7) + 1);
+    explicit_bzero(v, sizeof v);
+    return ok;
 }
 
 char *dfs_rpc_call_peer(const dfs_rpc_call *call)
@@ -437,6 +454,7 @@ void dfs_rpc_call_fail(dfs_rpc_call *call, int code, const char *fmt, ...)
 /* ---- accepting calls ---- */
 
 static void request_next(struct request_slot *s);
+static bool authorized(dfs_rpc_call *c, grpc_byte_buffer **payload);
 
 static void start_call(struct request_slot *s)
 {
@@ -481,6 +499,8 @@ static void start_call(struct request_slot *s)
 
     if (payload != NULL)
         c->bytes_in += grpc_byte_buffer_length(payload);
+    if (!authorized(c, &payload))
+        return;
     if (m->kind == DFS_RPC_UNARY || m->kind == DFS_RPC_SERVER_STREAMING) {
         if (payload == NULL) {
             dfs_rpc_call_fail(c, DFS_EINVAL, "%s: the request message is missing", m->name);
@@ -498,6 +518,31 @@ static void start_call(struct request_slot *s)
         grpc_byte_buffer_destroy(payload);
     }
     m->handler(c, m->ctx);
+}
+
+/* The authorizer's verdict on a call, before its request is parsed. */
+static bool authorized(dfs_rpc_call *c, grpc_byte_buffer **payload)
+{
+    const struct dfs_rpc_method *m = c->method;
+    if (m->access == 0)
+        return true;
+    char *err = NULL;
+    int rc = c->srv->authorizer.authorize == NULL
+                 ? dfs_seterr(&err, DFS_EPERM, "%s: this server authorises nobody", m->name)
+                 : c->srv->authorizer.authorize(c->srv->authorizer.arg, c, m->access, &err);
+    if (rc == DFS_OK)
+        return true;
+    if (*payload != NULL) {
+        grpc_byte_buffer_destroy(*payload);
+        *payload = NULL;
+    }
+    char *peer = dfs_rpc_call_peer(c);
+    dfs_log(DFS_LOG_WARN, "refused method=%s peer=%s code=%s reason=\"%s\"", m->name,
+            peer != NULL ? peer : "?", dfs_strerror(rc), err != NULL ? err : "");
+    free(peer);
+    dfs_rpc_call_finish(c, rc, NULL, err != NULL ? err : dfs_strerror(rc));
+    free(err);
+    return false;
 }
 
 /* A call to a method nobody registered: answer UNIMPLEMENTED and forget it. */
@@ -599,6 +644,7 @@ int dfs_rpc_server_create(const struct dfs_rpc_server_config *cfg, dfs_rpc_serve
     srv->listen = strdup(cfg->listen);
     srv->nworkers = cfg->threads > 0 ? cfg->threads : 4;
     srv->max_message = cfg->max_message_bytes > 0 ? cfg->max_message_bytes : DFS_RPC_MAX_MESSAGE;
+    srv->security = cfg->security;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
     atomic_init(&srv->shutting_down, false);
@@ -679,7 +725,15 @@ int dfs_rpc_server_start(dfs_rpc_server *srv, char **errmsg)
 {
     if (srv->started)
         return dfs_seterr(errmsg, DFS_EINTERNAL, "server already started");
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    const dfs_rpc_tls *tls = srv->security != NULL ? srv->security->tls : NULL;
+    if (tls != NULL && !dfs_rpc_tls_has_cert(tls))
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "a TLS server needs a certificate and its key (--tls-cert, --tls-key)");
+    int prc = dfs_rpc_plaintext_check(srv->security, srv->listen, "listen on", errmsg);
+    if (prc != DFS_OK)
+        return prc;
+    grpc_server_credentials *creds =
+        tls != NULL ? dfs_rpc_tls_server_creds(tls) : grpc_insecure_server_credentials_create();
     srv->port = grpc_server_add_http2_port(srv->server, srv->listen, creds);
     grpc_server_credentials_release(creds);
     if (srv->port <= 0) {
@@ -739,6 +793,15 @@ int dfs_rpc_server_set_observer(dfs_rpc_server *srv, const struct dfs_rpc_observ
     if (srv->started)
         return dfs_seterr(errmsg, DFS_EINTERNAL, "the observer must be set before start");
     srv->observer = *obs;
+    return DFS_OK;
+}
+
+int dfs_rpc_server_set_authorizer(dfs_rpc_server *srv, const struct dfs_rpc_authorizer *a,
+                                  char **errmsg)
+{
+    if (srv->started)
+        return dfs_seterr(errmsg, DFS_EINTERNAL, "the authorizer must be set before start");
+    srv->authorizer = *a;
     return DFS_OK;
 }
 

@@ -3,6 +3,7 @@
 #define DFS_SERVICES_RPC_SERVER_H
 
 #include "services/rpc/loop.h"
+#include "services/rpc/security.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/status.h>
@@ -43,6 +44,10 @@ struct dfs_rpc_method {
     const ProtobufCMessageDescriptor *request;
     dfs_rpc_handler_fn handler;
     void *ctx;
+    /* Who may call it, in the authorizer's terms (dfs_rpc_server_set_authorizer); 0: anyone
+       (health, reflection). A method with access != 0 on a server without an authorizer is
+       refused to everyone. */
+    unsigned access;
 };
 
 struct dfs_rpc_server_config {
@@ -52,6 +57,9 @@ struct dfs_rpc_server_config {
     int threads;
     /* Largest message received or sent; 0 means DFS_RPC_MAX_MESSAGE. */
     size_t max_message_bytes;
+    /* TLS (its material needs a certificate and key), or plaintext: only on a loopback address
+       unless ->insecure. NULL: plaintext on loopback only. Borrowed: must outlive the server. */
+    const struct dfs_rpc_link_security *security;
 };
 
 /* Large enough for a 1 MiB data chunk with its CRCs, and for big listings. */
@@ -115,6 +123,21 @@ struct dfs_rpc_observer {
 int dfs_rpc_server_set_observer(dfs_rpc_server *srv, const struct dfs_rpc_observer *obs,
                                 char **errmsg);
 
+/*
+ * Decides whether a call may run, before its request is parsed or its handler sees it. Called on
+ * the call's worker thread for every call of a method with access != 0, so it must be
+ * thread-safe. Returns DFS_OK to let the call run, or a code (DFS_EUNAUTH: no or bad credentials;
+ * DFS_EPERM: not allowed) with a message in *errmsg (freed by the server) that the client gets.
+ */
+struct dfs_rpc_authorizer {
+    int (*authorize)(void *arg, const dfs_rpc_call *call, unsigned access, char **errmsg);
+    void *arg; /* borrowed: must outlive the server's calls */
+};
+
+/* Set the authorizer (copied); before dfs_rpc_server_start. DFS_EINTERNAL once started. */
+int dfs_rpc_server_set_authorizer(dfs_rpc_server *srv, const struct dfs_rpc_authorizer *a,
+                                  char **errmsg);
+
 /* ---- verbs on a call (loop thread of the call, unless said otherwise) ---- */
 
 /* The parsed request of a UNARY or SERVER_STREAMING call; owned by the call. */
@@ -131,6 +154,12 @@ dfs_rpc_loop *dfs_rpc_call_loop(const dfs_rpc_call *call);
  * Returns false when absent or longer than cap-1.
  */
 bool dfs_rpc_call_metadata(const dfs_rpc_call *call, const char *key, char *buf, size_t cap);
+
+/*
+ * The bearer token of the call ("authorization: Bearer <token>") copied into buf (NUL-terminated).
+ * Returns false when there is none, it is not a Bearer token, or it does not fit.
+ */
+bool dfs_rpc_call_bearer(const dfs_rpc_call *call, char *buf, size_t cap);
 
 /* The peer's address ("ipv4:127.0.0.1:5555"), malloc'd; the caller frees it. */
 char *dfs_rpc_call_peer(const dfs_rpc_call *call);
