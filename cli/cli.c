@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/units.h"
 #include "services/rpc/grpclog.h"
+#include "services/rpc/security.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -47,9 +48,22 @@ void dfs_cli_usage(FILE *out)
         "  status [--loss]      cluster summary, file health and repair progress; --loss asks\n"
         "                       every node for every copy and counts lost and degraded files\n"
         "  shell                interactive prompt with history\n"
+        "  token create --role R [--name N] [--ttl D]  make a bearer token (admin only); R is\n"
+        "                       admin, read_write (rw), read_only (ro) or node; D like 3600s,\n"
+        "                       90m, 12h, 30d; prints the token (shown only this once)\n"
+        "  token revoke ID      revoke a token for good (ID or a unique prefix)\n"
+        "  token ls [--all]     tokens (--all: revoked and expired ones too)\n"
+        "  whoami               the token this command runs with\n"
         "\n"
         "Options:\n"
         "  --metadata HOST:PORT   metadata service (default: $DFS_METADATA)\n"
+        "  --token-file PATH      bearer token (default: $DFS_TOKEN, else $DFS_TOKEN_FILE, else\n"
+        "                         ~/.config/dfs/token)\n"
+        "  --tls-ca FILE          use TLS, trusting this CA (default: $DFS_TLS_CA)\n"
+        "  --tls-cert FILE, --tls-key FILE  client certificate, for mutual TLS\n"
+        "  --tls-server-name N    the name the servers' certificates carry, when the addresses\n"
+        "                         are not in them\n"
+        "  --insecure             allow plaintext to a non-loopback address\n"
         "  --json                 machine-readable output (stat, ls, nodes, status, put, get, rm)\n"
         "  -q, --quiet            print nothing on success (put, get, rm)\n"
         "  --timeout MS           deadline of each metadata call (default 10000)\n"
@@ -78,6 +92,8 @@ enum {
     F_RESUME = 1 << 10,
     F_CHAIN = 1 << 11,
     F_LOSS = 1 << 12,
+    F_TOKEN = 1 << 13, /* --role, --name, --ttl */
+    F_ALL = 1 << 14,
 };
 
 struct command {
@@ -100,6 +116,8 @@ static const struct command commands[] = {
     {"shell", 0, 0, 0, ""},
     {"status", 0, 0, F_JSON | F_LOSS | F_LONG, "[--loss] [-l]"},
     {"node", 2, 2, F_JSON | F_QUIET, "drain|undrain|decommission ID"},
+    {"token", 1, 2, F_JSON | F_QUIET | F_TOKEN | F_ALL, "create|revoke ID|ls"},
+    {"whoami", 0, 0, F_JSON, ""},
 };
 
 static const char *flag_name(unsigned bit)
@@ -129,6 +147,10 @@ static const char *flag_name(unsigned bit)
         return "--replication";
     case F_LOSS:
         return "--loss";
+    case F_TOKEN:
+        return "--role, --name or --ttl";
+    case F_ALL:
+        return "--all";
     default:
         return "--stall-timeout";
     }
@@ -171,6 +193,63 @@ static int parse_u32(const char *flag, const char *v, uint32_t lo, uint32_t hi, 
     return 0;
 }
 
+/* A duration: a whole number with s, m, h or d ("90m"); DFS_EINVAL otherwise. */
+static int parse_duration_ms(const char *v, int64_t *out)
+{
+    char *end = NULL;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (end == v || v[0] == '-' || n == 0 || n > 36500ULL * 86400)
+        return DFS_EINVAL;
+    int64_t unit;
+    if (strcmp(end, "s") == 0)
+        unit = 1000;
+    else if (strcmp(end, "m") == 0)
+        unit = 60 * 1000;
+    else if (strcmp(end, "h") == 0)
+        unit = 3600 * 1000;
+    else if (strcmp(end, "d") == 0)
+        unit = 86400 * 1000;
+    else
+        return DFS_EINVAL;
+    if (n > (unsigned long long)(INT64_MAX / unit) ||
+        n * (unsigned long long)unit > 36500ULL * 86400 * 1000)
+        return DFS_EINVAL;
+    *out = (int64_t)n * unit;
+    return DFS_OK;
+}
+
+/*
+ * The bearer token this command presents: --token-file, else $DFS_TOKEN, else $DFS_TOKEN_FILE,
+ * else ~/.config/dfs/token when it exists, else none (NULL: the metadata service will say so).
+ * *out is malloc'd.
+ */
+static int load_token(const char *file, char **out, char **err)
+{
+    *out = NULL;
+    if (file == NULL) {
+        const char *t = getenv("DFS_TOKEN");
+        if (t != NULL && t[0] != '\0') {
+            if (!dfs_rpc_token_valid(t))
+                return dfs_seterr(err, DFS_EINVAL, "$DFS_TOKEN is not a token");
+            *out = strdup(t);
+            return *out != NULL ? DFS_OK : dfs_seterr(err, DFS_ENOMEM, "out of memory");
+        }
+        file = getenv("DFS_TOKEN_FILE");
+        if (file != NULL && file[0] == '\0')
+            file = NULL;
+    }
+    char def[4096];
+    if (file == NULL) {
+        const char *home = getenv("HOME");
+        if (home == NULL ||
+            (size_t)snprintf(def, sizeof def, "%s/.config/dfs/token", home) >= sizeof def ||
+            access(def, F_OK) != 0)
+            return DFS_OK;
+        file = def;
+    }
+    return dfs_rpc_token_read_file(file, out, err);
+}
+
 int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
 {
     enum {
@@ -192,6 +271,16 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         O_REPLICATION,
         O_VERSION,
         O_LOSS,
+        O_TOKEN_FILE,
+        O_TLS_CA,
+        O_TLS_CERT,
+        O_TLS_KEY,
+        O_TLS_NAME,
+        O_INSECURE,
+        O_ROLE,
+        O_NAME,
+        O_TTL,
+        O_ALL,
     };
     static const struct option longopts[] = {
         {"metadata", required_argument, NULL, O_METADATA},
@@ -215,13 +304,28 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
         {"loss", no_argument, NULL, O_LOSS},
+        {"token-file", required_argument, NULL, O_TOKEN_FILE},
+        {"tls-ca", required_argument, NULL, O_TLS_CA},
+        {"tls-cert", required_argument, NULL, O_TLS_CERT},
+        {"tls-key", required_argument, NULL, O_TLS_KEY},
+        {"tls-server-name", required_argument, NULL, O_TLS_NAME},
+        {"insecure", no_argument, NULL, O_INSECURE},
+        {"role", required_argument, NULL, O_ROLE},
+        {"name", required_argument, NULL, O_NAME},
+        {"ttl", required_argument, NULL, O_TTL},
+        {"all", no_argument, NULL, O_ALL},
         {NULL, 0, NULL, 0},
     };
     struct dfs_cli cli;
     memset(&cli, 0, sizeof cli);
+    struct dfs_rpc_link_security cli_security = {0};
     cli.interrupted = sess->interrupted;
     const char *metadata = getenv("DFS_METADATA");
     bool metadata_given = false;
+    /* How this command's links are secured and whom it speaks for (connection flags). */
+    const char *token_file = NULL;
+    struct dfs_rpc_tls_config tcfg = {.ca_file = getenv("DFS_TLS_CA")};
+    bool insecure = false, connection_given = false;
     uint32_t timeout_ms = 10000, stall_ms = 60000;
     enum dfs_log_level level = DFS_LOG_ERROR;
     unsigned given = 0;
@@ -302,6 +406,64 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
             cli.loss = true;
             given |= F_LOSS;
             break;
+        case O_TOKEN_FILE:
+            token_file = optarg;
+            connection_given = true;
+            break;
+        case O_TLS_CA:
+            tcfg.ca_file = optarg;
+            connection_given = true;
+            break;
+        case O_TLS_CERT:
+            tcfg.cert_file = optarg;
+            connection_given = true;
+            break;
+        case O_TLS_KEY:
+            tcfg.key_file = optarg;
+            connection_given = true;
+            break;
+        case O_TLS_NAME:
+            tcfg.server_name = optarg;
+            connection_given = true;
+            break;
+        case O_INSECURE:
+            insecure = true;
+            connection_given = true;
+            break;
+        case O_ROLE: {
+            static const char *const roles[] = {"admin", "read_write", "read_only", "node"};
+            cli.token_role = 0;
+            for (int i = 0; i < 4; i++)
+                if (strcmp(optarg, roles[i]) == 0)
+                    cli.token_role = i + 1;
+            if (strcmp(optarg, "rw") == 0)
+                cli.token_role = 2;
+            if (strcmp(optarg, "ro") == 0)
+                cli.token_role = 3;
+            if (cli.token_role == 0)
+                return usage_error("--role is admin, read_write (rw), read_only (ro) or node, "
+                                   "not '%s'",
+                                   optarg);
+            given |= F_TOKEN;
+            break;
+        }
+        case O_NAME:
+            if (optarg[0] == '\0' || strlen(optarg) > 64)
+                return usage_error("--name must be 1 to 64 characters, not '%s'", optarg);
+            cli.token_name = optarg;
+            given |= F_TOKEN;
+            break;
+        case O_TTL:
+            if (parse_duration_ms(optarg, &cli.token_ttl_ms) != DFS_OK)
+                return usage_error("--ttl takes a duration like 3600s, 90m, 12h or 30d (at most "
+                                   "100 years), not '%s'",
+                                   optarg);
+            given |= F_TOKEN;
+            break;
+        case O_ALL:
+            cli.all = true;
+            given |= F_ALL;
+            break;
         case O_RESUME:
             cli.resume = true;
             given |= F_RESUME;
@@ -361,6 +523,10 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         return usage_error("%s: the shell's metadata service is fixed (start dfs shell with "
                            "--metadata instead)",
                            "--metadata");
+    if (sess->meta != NULL && connection_given)
+        return usage_error("%s: the shell's connection is fixed (start dfs shell with the token "
+                           "and TLS options instead)",
+                           "--token-file/--tls-*/--insecure");
     if (strcmp(name, "shell") == 0) {
         if (sess->meta != NULL)
             return usage_error("%s: already in the shell", "shell");
@@ -402,12 +568,28 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
     dfs_rpc_route_grpc_logs();
     /* The program connects for this one command; the shell brings its connection. */
     dfs_meta *own = NULL;
+    dfs_rpc_tls *tls = NULL;
+    char *token = NULL;
     cli.meta = sess->meta;
     if (cli.meta == NULL) {
         char *err = NULL;
-        if (dfs_meta_open(metadata, timeout_ms, &own, &err) != DFS_OK) {
+        if (dfs_rpc_tls_create_optional(&tcfg, &tls, &err) != DFS_OK ||
+            load_token(token_file, &token, &err) != DFS_OK) {
             fprintf(stderr, "dfs: %s\n", err);
             free(err);
+            dfs_rpc_tls_destroy(tls);
+            return DFS_EXIT_USAGE;
+        }
+        /* cli_security lives as long as this call, and so as long as the connection. */
+        cli_security = (struct dfs_rpc_link_security){.tls = tls, .insecure = insecure};
+        struct dfs_rpc_channel_opts opts = {.security = &cli_security, .token = token};
+        if (dfs_meta_open(metadata, timeout_ms, &opts, &own, &err) != DFS_OK) {
+            fprintf(stderr, "dfs: %s\n", err);
+            free(err);
+            dfs_rpc_tls_destroy(tls);
+            if (token != NULL)
+                explicit_bzero(token, strlen(token));
+            free(token);
             return DFS_EXIT_USAGE;
         }
         cli.meta = own;
@@ -430,9 +612,17 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         status = dfs_cmd_nodes(&cli);
     else if (strcmp(name, "node") == 0)
         status = dfs_cmd_node(&cli, args[0], args[1]);
+    else if (strcmp(name, "token") == 0)
+        status = dfs_cmd_token(&cli, args[0], nargs > 1 ? args[1] : NULL);
+    else if (strcmp(name, "whoami") == 0)
+        status = dfs_cmd_whoami(&cli);
     else
         status = dfs_cmd_status(&cli);
     dfs_meta_close(own);
+    dfs_rpc_tls_destroy(tls);
+    if (token != NULL)
+        explicit_bzero(token, strlen(token));
+    free(token);
     if (fflush(stdout) != 0 && status == DFS_EXIT_OK)
         status = dfs_cli_error(DFS_EIO, "cannot write the output");
     return status;

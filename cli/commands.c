@@ -767,3 +767,192 @@ int dfs_cmd_node(struct dfs_cli *cli, const char *action, const char *node)
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     return DFS_EXIT_OK;
 }
+
+/* ---- tokens ---- */
+
+static const char *role_name(int r)
+{
+    static const char *const names[] = {"unspecified", "admin", "read_write", "read_only", "node"};
+    return r >= 0 && r <= 4 ? names[r] : "unknown";
+}
+
+static void token_json(dfs_json *j, const Dfs__V1__TokenInfo *t, int64_t now)
+{
+    dfs_json_begin_object(j);
+    dfs_json_key(j, "id");
+    dfs_json_string(j, t->id);
+    dfs_json_key(j, "name");
+    dfs_json_string(j, t->name);
+    dfs_json_key(j, "role");
+    dfs_json_string(j, role_name((int)t->role));
+    dfs_json_key(j, "created_ms");
+    dfs_json_int(j, t->created_ms);
+    dfs_json_key(j, "expires_ms");
+    dfs_json_int(j, t->expires_ms);
+    dfs_json_key(j, "revoked_ms");
+    dfs_json_int(j, t->revoked_ms);
+    dfs_json_key(j, "last_used_ms");
+    dfs_json_int(j, t->last_used_ms);
+    dfs_json_key(j, "valid");
+    dfs_json_bool(j, t->revoked_ms == 0 && (t->expires_ms == 0 || t->expires_ms > now));
+    dfs_json_end_object(j);
+}
+
+static int64_t wall_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int token_create(struct dfs_cli *cli)
+{
+    if (cli->token_role == 0) {
+        fprintf(stderr, "dfs: token create needs --role admin|read_write|read_only|node (see dfs "
+                        "--help)\n");
+        return DFS_EXIT_USAGE;
+    }
+    Dfs__V1__CreateTokenRequest req = DFS__V1__CREATE_TOKEN_REQUEST__INIT;
+    req.role = (Dfs__V1__TokenRole)cli->token_role;
+    req.name = (char *)(cli->token_name != NULL ? cli->token_name : role_name(cli->token_role));
+    req.ttl_ms = cli->token_ttl_ms;
+    Dfs__V1__CreateTokenResponse *resp = NULL;
+    char *err = NULL;
+    /* Not idempotent: a retry after a lost answer would make a second token. */
+    int rc = dfs_meta_call(cli->meta, "CreateToken", &req.base,
+                           &dfs__v1__create_token_response__descriptor, false, &resp, &err);
+    if (rc != DFS_OK) {
+        int status = dfs_cli_error(rc, "token create: %s", err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        return status;
+    }
+    if (cli->json) {
+        dfs_json j;
+        dfs_json_init(&j, stdout);
+        dfs_json_begin_object(&j);
+        dfs_json_key(&j, "token");
+        dfs_json_string(&j, resp->token);
+        dfs_json_key(&j, "info");
+        if (resp->info != NULL)
+            token_json(&j, resp->info, wall_now_ms());
+        else
+            dfs_json_null(&j);
+        dfs_json_end_object(&j);
+        dfs_json_finish(&j);
+    } else {
+        /* The token alone on stdout, so that `dfs token create ... > FILE` keeps just it. */
+        printf("%s\n", resp->token);
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return DFS_EXIT_OK;
+}
+
+static int token_revoke(struct dfs_cli *cli, const char *id)
+{
+    Dfs__V1__RevokeTokenRequest req = DFS__V1__REVOKE_TOKEN_REQUEST__INIT;
+    req.id = (char *)id;
+    Dfs__V1__RevokeTokenResponse *resp = NULL;
+    char *err = NULL;
+    int rc = dfs_meta_call(cli->meta, "RevokeToken", &req.base,
+                           &dfs__v1__revoke_token_response__descriptor, true, &resp, &err);
+    if (rc != DFS_OK) {
+        int status =
+            dfs_cli_error(rc, "token revoke %s: %s", id, err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        return status;
+    }
+    const Dfs__V1__TokenInfo *t = resp->info;
+    if (cli->json && t != NULL) {
+        dfs_json j;
+        dfs_json_init(&j, stdout);
+        token_json(&j, t, wall_now_ms());
+        dfs_json_finish(&j);
+    } else if (!cli->quiet && t != NULL) {
+        printf("token %s (%s, role %s) revoked\n", t->id, t->name, role_name((int)t->role));
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return DFS_EXIT_OK;
+}
+
+static int token_ls(struct dfs_cli *cli)
+{
+    Dfs__V1__ListTokensRequest req = DFS__V1__LIST_TOKENS_REQUEST__INIT;
+    req.all = cli->all;
+    Dfs__V1__ListTokensResponse *resp = NULL;
+    char *err = NULL;
+    int rc = dfs_meta_call(cli->meta, "ListTokens", &req.base,
+                           &dfs__v1__list_tokens_response__descriptor, true, &resp, &err);
+    if (rc != DFS_OK) {
+        int status = dfs_cli_error(rc, "token ls: %s", err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        return status;
+    }
+    int64_t now = wall_now_ms();
+    if (cli->json) {
+        dfs_json j;
+        dfs_json_init(&j, stdout);
+        dfs_json_begin_array(&j);
+        for (size_t i = 0; i < resp->n_tokens; i++)
+            token_json(&j, resp->tokens[i], now);
+        dfs_json_end_array(&j);
+        dfs_json_finish(&j);
+    } else {
+        printf("%-16s  %-10s  %-20s  %-23s  %-23s  %s\n", "ID", "ROLE", "NAME", "CREATED",
+               "EXPIRES", "STATE");
+        for (size_t i = 0; i < resp->n_tokens; i++) {
+            const Dfs__V1__TokenInfo *t = resp->tokens[i];
+            char created[40], expires[40];
+            format_time(t->created_ms, created, sizeof created);
+            if (t->expires_ms == 0)
+                snprintf(expires, sizeof expires, "never");
+            else
+                format_time(t->expires_ms, expires, sizeof expires);
+            const char *state = t->revoked_ms != 0                           ? "revoked"
+                                : t->expires_ms != 0 && t->expires_ms <= now ? "expired"
+                                : t->last_used_ms == 0                       ? "valid, unused"
+                                                                             : "valid";
+            printf("%-16s  %-10s  %-20s  %-23s  %-23s  %s\n", t->id, role_name((int)t->role),
+                   t->name, created, expires, state);
+        }
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return DFS_EXIT_OK;
+}
+
+int dfs_cmd_token(struct dfs_cli *cli, const char *action, const char *arg)
+{
+    if (strcmp(action, "create") == 0 && arg == NULL)
+        return token_create(cli);
+    if (strcmp(action, "revoke") == 0 && arg != NULL)
+        return token_revoke(cli, arg);
+    if ((strcmp(action, "ls") == 0 || strcmp(action, "list") == 0) && arg == NULL)
+        return token_ls(cli);
+    fprintf(stderr, "dfs: usage: dfs token create --role ROLE [--name N] [--ttl D] | token revoke "
+                    "ID | token ls [--all] (see dfs --help)\n");
+    return DFS_EXIT_USAGE;
+}
+
+int dfs_cmd_whoami(struct dfs_cli *cli)
+{
+    Dfs__V1__WhoAmIRequest req = DFS__V1__WHO_AM_IREQUEST__INIT;
+    Dfs__V1__WhoAmIResponse *resp = NULL;
+    char *err = NULL;
+    int rc = dfs_meta_call(cli->meta, "WhoAmI", &req.base, &dfs__v1__who_am_iresponse__descriptor,
+                           true, &resp, &err);
+    if (rc != DFS_OK) {
+        int status = dfs_cli_error(rc, "whoami: %s", err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        return status;
+    }
+    const Dfs__V1__TokenInfo *t = resp->info;
+    if (cli->json && t != NULL) {
+        dfs_json j;
+        dfs_json_init(&j, stdout);
+        token_json(&j, t, wall_now_ms());
+        dfs_json_finish(&j);
+    } else if (t != NULL) {
+        printf("token %s, name %s, role %s\n", t->id, t->name, role_name((int)t->role));
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return DFS_EXIT_OK;
+}

@@ -27,6 +27,10 @@ struct dfs_cli {
     bool resume;                  /* get --resume */
     bool chain;                   /* put --replication chain */
     const char *progress_log;     /* --progress-log FILE: "seconds bytes" per message, or NULL */
+    int token_role;               /* token create --role: dfs.v1.TokenRole number, 0 = none */
+    const char *token_name;       /* token create --name */
+    int64_t token_ttl_ms;         /* token create --ttl; 0 = never expires */
+    bool all;                     /* token ls --all */
 };
 
 /* Exit statuses. */
@@ -47,6 +51,10 @@ int dfs_cmd_nodes(struct dfs_cli *cli);
 int dfs_cmd_status(struct dfs_cli *cli);
 /* action: "drain", "undrain" or "decommission"; node: an id or a unique prefix of one. */
 int dfs_cmd_node(struct dfs_cli *cli, const char *action, const char *node);
+
+/* action: "create", "revoke" (arg: an id or a unique prefix) or "ls". */
+int dfs_cmd_token(struct dfs_cli *cli, const char *action, const char *arg);
+int dfs_cmd_whoami(struct dfs_cli *cli);
 
 /* Print "dfs: <message>" on stderr and return the exit status for code. */
 int dfs_cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

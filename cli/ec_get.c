@@ -423,6 +423,7 @@ static void begin_call(struct ec_fetch *f)
     }
     Dfs__V1__GetFragmentRequest req = DFS__V1__GET_FRAGMENT_REQUEST__INIT;
     req.fragment_id = fr->fragment_id;
+    req.ticket = fr->replicas[0]->ticket;
     req.offset = st->s * job->cell;
     req.length = job->cell;
     progress(f);

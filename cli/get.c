@@ -89,6 +89,7 @@ struct fetch {
 
 struct get_job {
     dfs_meta *meta;
+    const struct dfs_rpc_link_security *security; /* borrowed: the links' */
     const struct dfs_get_opts *opts;
     dfs_rpc_loop *loop;
     dfs_links *links;
@@ -395,6 +396,7 @@ static void start_fetch(struct fetch *f)
     job->running++;
     Dfs__V1__GetFragmentRequest req = DFS__V1__GET_FRAGMENT_REQUEST__INIT;
     req.fragment_id = fs->frag->fragment_id;
+    req.ticket = fs->frag->replicas[f->copy]->ticket;
     req.offset = r->off + f->got;
     req.length = r->len - f->got;
     progress(f);
@@ -669,7 +671,8 @@ static void fetch_file(struct get_job *job, const char *resume_hex)
     job->window = opts->parallel > 0 ? opts->parallel : DEFAULT_WINDOW;
     if (job->window > WINDOW)
         job->window = WINDOW;
-    job->links = dfs_links_create(opts->link_rate, job->range < DFS_CHUNK ? job->range : DFS_CHUNK);
+    job->links = dfs_links_create(opts->link_rate, job->range < DFS_CHUNK ? job->range : DFS_CHUNK,
+                                  job->security);
     dfs_bucket_init(&job->global, opts->max_rate, job->range < DFS_CHUNK ? job->range : DFS_CHUNK,
                     dfs_rpc_now_ns());
     if (job->loop == NULL || job->links == NULL)
@@ -810,7 +813,8 @@ int dfs_get_layout(dfs_meta *meta, const char *remote, Dfs__V1__FileInfo **out, 
 int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct dfs_get_opts *opts,
             struct dfs_get_result *out, char **errmsg)
 {
-    struct get_job job = {.meta = meta, .opts = opts, .fd = -1, .out_fd = -1};
+    struct get_job job = {
+        .meta = meta, .security = dfs_meta_security(meta), .opts = opts, .fd = -1, .out_fd = -1};
     bool to_stdout = strcmp(local, "-") == 0;
     int64_t t0 = dfs_rpc_now_ns();
     int rc = get_layout(meta, remote, &job.file, errmsg);
@@ -951,7 +955,7 @@ int dfs_get_fd(const Dfs__V1__FileInfo *file, uint64_t offset, uint64_t length, 
                           offset, length, file->size);
     if (file->sha256.len != DFS_SHA256_BYTES)
         return dfs_seterr(errmsg, DFS_EINTERNAL, "the layout has no SHA-256");
-    struct get_job job = {.opts = opts, .fd = -1, .out_fd = out_fd};
+    struct get_job job = {.security = opts->security, .opts = opts, .fd = -1, .out_fd = out_fd};
     job.file = (Dfs__V1__FileInfo *)file; /* read only: job_free leaves it alone */
     job.from = offset;
     job.to = offset + length;

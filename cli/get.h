@@ -27,6 +27,9 @@ struct dfs_get_opts {
     /* Called as data arrives, with the file bytes written so far; may be NULL. */
     void (*progress)(void *arg, uint64_t done, uint64_t total);
     void *progress_arg;
+    /* dfs_get_fd only: how links to the storage nodes are secured (borrowed; NULL: plaintext to
+       loopback only). dfs_get uses the metadata connection's (dfs_meta_security). */
+    const struct dfs_rpc_link_security *security;
 };
 
 struct dfs_get_result {

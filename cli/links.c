@@ -17,14 +17,17 @@ struct dfs_links {
     dfs_link **v;
     size_t n;
     uint64_t rate, burst;
+    const struct dfs_rpc_link_security *security; /* borrowed */
 };
 
-dfs_links *dfs_links_create(uint64_t rate, uint64_t burst)
+dfs_links *dfs_links_create(uint64_t rate, uint64_t burst,
+                            const struct dfs_rpc_link_security *security)
 {
     dfs_links *l = calloc(1, sizeof(dfs_links));
     if (l != NULL) {
         l->rate = rate;
         l->burst = burst;
+        l->security = security;
     }
     return l;
 }
@@ -59,7 +62,8 @@ dfs_link *dfs_links_get(dfs_links *links, const char *address, char **errmsg)
         dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
         return NULL;
     }
-    if (dfs_rpc_channel_create(address, &l->ch, errmsg) != DFS_OK) {
+    struct dfs_rpc_channel_opts o = {.security = links->security};
+    if (dfs_rpc_channel_open(address, &o, &l->ch, errmsg) != DFS_OK) {
         free(l->address);
         free(l);
         return NULL;

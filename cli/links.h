@@ -12,10 +12,12 @@ typedef struct dfs_link dfs_link;
 
 /*
  * An empty pool whose links are each held to `rate` bytes per second (0: no limit), with a burst of
- * `burst` bytes (one message). Returns NULL when out of memory. Not thread-safe: one transfer loop
- * uses it.
+ * `burst` bytes (one message), whose channels are secured as `security` says (borrowed: it must
+ * outlive the pool; NULL: plaintext to loopback only). Returns NULL when out of memory. Not
+ * thread-safe: one transfer loop uses it.
  */
-dfs_links *dfs_links_create(uint64_t rate, uint64_t burst);
+dfs_links *dfs_links_create(uint64_t rate, uint64_t burst,
+                            const struct dfs_rpc_link_security *security);
 
 /* Destroy every link's channel; no call may still be running on them. Accepts NULL. */
 void dfs_links_destroy(dfs_links *links);

@@ -13,9 +13,11 @@
 struct dfs_meta {
     dfs_rpc_channel *ch;
     int64_t timeout_ms;
+    const struct dfs_rpc_link_security *security; /* borrowed */
 };
 
-int dfs_meta_open(const char *addr, int64_t timeout_ms, dfs_meta **out, char **errmsg)
+int dfs_meta_open(const char *addr, int64_t timeout_ms, const struct dfs_rpc_channel_opts *opts,
+                  dfs_meta **out, char **errmsg)
 {
     if (addr == NULL || addr[0] == '\0')
         return dfs_seterr(errmsg, DFS_EINVAL,
@@ -24,12 +26,13 @@ int dfs_meta_open(const char *addr, int64_t timeout_ms, dfs_meta **out, char **e
     dfs_meta *m = calloc(1, sizeof *m);
     if (m == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
-    int rc = dfs_rpc_channel_create(addr, &m->ch, errmsg);
+    int rc = dfs_rpc_channel_open(addr, opts, &m->ch, errmsg);
     if (rc != DFS_OK) {
         free(m);
         return rc;
     }
     m->timeout_ms = timeout_ms;
+    m->security = opts != NULL ? opts->security : NULL;
     *out = m;
     return DFS_OK;
 }
@@ -40,6 +43,11 @@ void dfs_meta_close(dfs_meta *m)
         return;
     dfs_rpc_channel_destroy(m->ch);
     free(m);
+}
+
+const struct dfs_rpc_link_security *dfs_meta_security(const dfs_meta *m)
+{
+    return m->security;
 }
 
 const char *dfs_meta_addr(const dfs_meta *m)

@@ -12,9 +12,17 @@ typedef struct dfs_meta dfs_meta;
 
 /*
  * Connect (lazily) to the metadata service at addr ("host:port"). timeout_ms bounds every call.
- * Returns 0 and *out (dfs_meta_close), or DFS_EINVAL for an empty address.
+ * opts (may be NULL: plaintext to loopback, no token) says how links are secured and which bearer
+ * token the calls carry; its security is also what the transfers' links to storage nodes use, so
+ * it is borrowed and must outlive the handle (the token is copied). Returns 0 and *out
+ * (dfs_meta_close), DFS_EINVAL for an empty address, DFS_EPERM for plaintext to a non-loopback
+ * address that opts do not allow.
  */
-int dfs_meta_open(const char *addr, int64_t timeout_ms, dfs_meta **out, char **errmsg);
+int dfs_meta_open(const char *addr, int64_t timeout_ms, const struct dfs_rpc_channel_opts *opts,
+                  dfs_meta **out, char **errmsg);
+
+/* The link security given at open (borrowed; NULL: plaintext to loopback only). */
+const struct dfs_rpc_link_security *dfs_meta_security(const dfs_meta *m);
 
 /* Accepts NULL. */
 void dfs_meta_close(dfs_meta *m);

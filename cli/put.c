@@ -9,6 +9,7 @@
 #include "dfs/v1/metadata.pb-c.h"
 #include "dfs/v1/storage.pb-c.h"
 #include "services/rpc/loop.h"
+#include "services/ticket_pb.h"
 #include "storage/ec.h"
 
 #include <errno.h>
@@ -64,6 +65,12 @@ struct put_stream {
     struct put_job *job;
     uint32_t frag;
     char node_id[33];
+    /* The plan's TICKET_PUT for this copy's node (a replacement node brings its own). */
+    struct dfs_ticket ticket;
+    /* Every call starts with a message of its own carrying the header (id, size, this copy's
+       ticket); the data chunks after it are shared by the fragment's copies. A chain head's
+       `first` is that message, with the first data chunk in it. */
+    bool header_sent;
     dfs_link *link;
     dfs_rpc_ccall *call; /* NULL when no call is running */
     dfs_rpc_timer stall;
@@ -161,8 +168,7 @@ static int read_exact(int fd, uint8_t *dst, size_t len, uint64_t off, char **err
 static int pack_chunk(struct put_job *job, uint32_t frag, struct chunk_entry *e, size_t len,
                       char **errmsg)
 {
-    dfs_put_chunk_init(&e->pc, e->offset == 0 ? job->file->fragments[frag]->fragment_id : NULL,
-                       frag_size(job, frag), len);
+    dfs_put_chunk_init(&e->pc, NULL, frag_size(job, frag), len);
     int rc = read_exact(job->fd, e->pc.data, len, frag_start(job, frag) + e->offset, errmsg);
     if (rc != DFS_OK) {
         dfs_put_chunk_release(&e->pc);
@@ -199,8 +205,7 @@ static int pack_stripe(struct put_job *job, struct stripe_entry *e, uint64_t str
     size_t cell = job->file->cell_size;
     uint8_t *data[DFS_EC_MAX_FRAGMENTS];
     for (unsigned i = 0; i < k + m; i++) {
-        dfs_put_chunk_init(&e->cells[i], stripe == 0 ? job->file->fragments[i]->fragment_id : NULL,
-                           frag_size(job, i), cell);
+        dfs_put_chunk_init(&e->cells[i], NULL, frag_size(job, i), cell);
         data[i] = e->cells[i].data;
     }
     int rc = DFS_OK;
@@ -303,10 +308,35 @@ static void pace_fired(dfs_rpc_timer *t)
         send_next(s);
 }
 
+/* A call's first message: the header alone, with this copy's ticket. */
+static grpc_byte_buffer *header_message(struct put_stream *s)
+{
+    struct put_job *job = s->job;
+    Dfs__V1__Ticket t;
+    dfs_ticket_pb_view(&s->ticket, &t);
+    Dfs__V1__FragmentHeader h = DFS__V1__FRAGMENT_HEADER__INIT;
+    h.fragment_id = job->file->fragments[s->frag]->fragment_id;
+    h.size = frag_size(job, s->frag);
+    h.ticket = &t;
+    struct dfs_put_chunk c;
+    dfs_put_chunk_init_header(&c, &h, 0);
+    grpc_byte_buffer *bb = dfs_put_chunk_buffer(&c);
+    dfs_put_chunk_release(&c);
+    return bb;
+}
+
 static void send_next(struct put_stream *s)
 {
     struct put_job *job = s->job;
     char *err = NULL;
+    if (!s->have_first && !s->header_sent) {
+        s->header_sent = true;
+        bool empty = frag_size(job, s->frag) == 0;
+        if (dfs_rpc_ccall_send_raw(s->call, header_message(s), empty, empty ? NULL : chunk_sent,
+                                   s) != DFS_OK)
+            dfs_rpc_ccall_cancel_with(s->call, DFS_EINTERNAL, "cannot send");
+        return;
+    }
     struct dfs_put_chunk *pc =
         s->have_first && s->sent == 0 ? &s->first : chunk_at(job, s->frag, s->sent, &err);
     if (pc == NULL) {
@@ -385,15 +415,25 @@ static int pack_head(struct put_stream *s, char **errmsg)
     size_t k;
     struct put_stream *c = copies_of(job, s->frag, &k);
     char *forward[DFS_CHAIN_MAX];
+    Dfs__V1__Ticket tickets[DFS_CHAIN_MAX], own;
+    Dfs__V1__Ticket *tptrs[DFS_CHAIN_MAX];
     size_t n = 0;
-    for (size_t i = 0; i < k && n < DFS_CHAIN_MAX; i++)
-        if (c[i].chained && !c[i].done)
+    for (size_t i = 0; i < k && n < DFS_CHAIN_MAX; i++) {
+        if (c[i].chained && !c[i].done) {
+            dfs_ticket_pb_view(&c[i].ticket, &tickets[n]);
+            tptrs[n] = &tickets[n];
             forward[n++] = (char *)dfs_link_address(c[i].link);
+        }
+    }
+    dfs_ticket_pb_view(&s->ticket, &own);
     Dfs__V1__FragmentHeader h = DFS__V1__FRAGMENT_HEADER__INIT;
     h.fragment_id = job->file->fragments[s->frag]->fragment_id;
     h.size = frag_size(job, s->frag);
     h.forward = forward;
     h.n_forward = n;
+    h.forward_tickets = tptrs;
+    h.n_forward_tickets = n;
+    h.ticket = &own;
     h.forward_rate = job->opts->link_rate;
     uint64_t size = frag_size(job, s->frag);
     size_t len = size < job->chunk ? (size_t)size : job->chunk;
@@ -487,7 +527,12 @@ static void replace_and_retry(struct put_stream *s, int code, const char *why)
         return;
     }
     snprintf(s->node_id, sizeof s->node_id, "%s", resp->replica->node_id);
+    int trc = dfs_ticket_from_pb(resp->replica->ticket, &s->ticket, &err);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
+    if (trc != DFS_OK) {
+        fail_job(job, DFS_EINTERNAL, err);
+        return;
+    }
     s->link = link;
     job->replaced++;
     start_stream(s);
@@ -559,6 +604,7 @@ static void start_stream(struct put_stream *s)
     struct put_job *job = s->job;
     s->attempts++;
     s->sent = 0;
+    s->header_sent = false;
     s->table_crc = 0;
     s->have_response = false;
     if (s->have_first) {
@@ -734,7 +780,7 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
     }
     /* A burst of two messages: a timer that fires late does not lose the time it was late by
        (with a burst of one, the bucket would be full and discard what accrued meanwhile). */
-    job.links = dfs_links_create(opts->link_rate, 2 * job.chunk);
+    job.links = dfs_links_create(opts->link_rate, 2 * job.chunk, dfs_meta_security(meta));
     dfs_bucket_init(&job.global, opts->max_rate, 2 * job.chunk, dfs_rpc_now_ns());
     job.nstreams = nf * k;
     job.streams = calloc(job.nstreams, sizeof *job.streams);
@@ -767,6 +813,11 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
             dfs_rpc_timer_init(&s->stall, stall_fired);
             dfs_rpc_timer_init(&s->pace, pace_fired);
             char *err = NULL;
+            if (dfs_ticket_from_pb(rep->ticket, &s->ticket, &err) != DFS_OK) {
+                dfs_prefixerr(&err, DFS_EINTERNAL, "the plan for fragment %zu", i);
+                fail_job(&job, DFS_EINTERNAL, err);
+                break;
+            }
             if ((s->link = dfs_links_get(job.links, rep->address, &err)) == NULL) {
                 fail_job(&job, DFS_ENOMEM, err);
                 break;

@@ -394,6 +394,7 @@ static void *download_run(void *arg)
     struct dfs_get_opts opts;
     memset(&opts, 0, sizeof opts);
     opts.interrupted = d->f->cancel;
+    opts.security = dfs_meta_security(d->f->meta);
     struct dfs_get_result res;
     char *err = NULL;
     int rc = dfs_get_fd(d->file, d->off, d->len, d->wr, d->f->spool_dir, &opts, &res, &err);

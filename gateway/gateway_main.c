@@ -8,6 +8,7 @@
 #include "gateway/server.h"
 #include "services/daemon.h"
 #include "services/rpc/grpclog.h"
+#include "services/rpc/security.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -53,6 +54,14 @@ static void usage(FILE *out)
         "  --grace-ms N                on SIGTERM, time requests in flight get to finish\n"
         "                              (default 5000); then transfers are cancelled and\n"
         "                              running experiments stopped\n"
+        "  --token-file PATH           the gateway's bearer token for the metadata service\n"
+        "                              (default $DFS_TOKEN_FILE); its role bounds what HTTP\n"
+        "                              clients can do: give a read_only token for a\n"
+        "                              read-only gateway\n"
+        "  --tls-ca FILE               reach the cluster over TLS, trusting this CA\n"
+        "  --tls-cert FILE, --tls-key FILE  client certificate (mutual TLS)\n"
+        "  --tls-server-name NAME      the name the cluster's certificates carry\n"
+        "  --insecure                  allow plaintext to non-loopback cluster addresses\n"
         "  --help, --version\n");
 }
 
@@ -70,6 +79,9 @@ struct options {
     long long rpc_timeout_ms;
     long long grace_ms;
     enum dfs_log_level level;
+    const char *token_file;
+    struct dfs_rpc_tls_config tls;
+    bool insecure;
 };
 
 /* Returns 0, 1 when --help or --version was handled, or DFS_EINVAL with *err. */
@@ -89,6 +101,12 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         O_READY,
         O_LOG,
         O_GRACE,
+        O_TOKEN_FILE,
+        O_TLS_CA,
+        O_TLS_CERT,
+        O_TLS_KEY,
+        O_TLS_NAME,
+        O_INSECURE,
         O_HELP,
         O_VERSION,
     };
@@ -106,6 +124,12 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         {"ready-file", required_argument, NULL, O_READY},
         {"log-level", required_argument, NULL, O_LOG},
         {"grace-ms", required_argument, NULL, O_GRACE},
+        {"token-file", required_argument, NULL, O_TOKEN_FILE},
+        {"tls-ca", required_argument, NULL, O_TLS_CA},
+        {"tls-cert", required_argument, NULL, O_TLS_CERT},
+        {"tls-key", required_argument, NULL, O_TLS_KEY},
+        {"tls-server-name", required_argument, NULL, O_TLS_NAME},
+        {"insecure", no_argument, NULL, O_INSECURE},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -122,6 +146,24 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         switch (c) {
         case O_METADATA:
             o->metadata = optarg;
+            break;
+        case O_TOKEN_FILE:
+            o->token_file = optarg;
+            break;
+        case O_TLS_CA:
+            o->tls.ca_file = optarg;
+            break;
+        case O_TLS_CERT:
+            o->tls.cert_file = optarg;
+            break;
+        case O_TLS_KEY:
+            o->tls.key_file = optarg;
+            break;
+        case O_TLS_NAME:
+            o->tls.server_name = optarg;
+            break;
+        case O_INSECURE:
+            o->insecure = true;
             break;
         case O_LISTEN:
             o->listen = optarg;
@@ -244,6 +286,9 @@ int main(int argc, char **argv)
     }
     dfs_log_init(PROG, o.level);
     dfs_rpc_route_grpc_logs();
+    char *token = NULL;
+    dfs_rpc_tls *tls = NULL;
+    struct dfs_rpc_link_security sec = {0};
 
     const char *tmp = getenv("TMPDIR");
     const char *spool = o.spool_dir != NULL             ? o.spool_dir
@@ -280,7 +325,22 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "out of memory");
         goto out;
     }
+    if (o.token_file == NULL)
+        o.token_file = getenv("DFS_TOKEN_FILE");
+    if (o.token_file == NULL) {
+        fprintf(stderr, PROG ": --token-file is required: the gateway's token for the metadata "
+                             "service (dfs token create --role read_write)\n");
+        goto out;
+    }
+    if (dfs_rpc_token_read_file(o.token_file, &token, &err) != DFS_OK ||
+        dfs_rpc_tls_create_optional(&o.tls, &tls, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err);
+        goto out;
+    }
+    sec = (struct dfs_rpc_link_security){.tls = tls, .insecure = o.insecure};
+    struct dfs_rpc_channel_opts chan = {.security = &sec, .token = token};
     struct dfs_gateway_config gcfg = {
+        .channel = &chan,
         .listen = o.listen,
         .metadata = o.metadata,
         .spool_dir = spool,
@@ -330,5 +390,9 @@ out:
     free(exp_bin);
     free(exp_dir);
     free(err);
+    dfs_rpc_tls_destroy(tls);
+    if (token != NULL)
+        explicit_bzero(token, strlen(token));
+    free(token);
     return status;
 }

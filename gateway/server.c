@@ -658,8 +658,8 @@ int dfs_gateway_start(const struct dfs_gateway_config *cfg, dfs_gateway **out, c
     int64_t timeout = cfg->rpc_timeout_ms > 0 ? cfg->rpc_timeout_ms : 10000;
     struct dfs_gw_files_config fcfg = {
         .spool_dir = cfg->spool_dir, .max_upload = cfg->max_upload, .cancel = &g->cancel};
-    if ((rc = dfs_meta_open(cfg->metadata, timeout, &g->meta, errmsg)) != DFS_OK ||
-        (rc = dfs_meta_open(cfg->metadata, 2000, &g->probe, errmsg)) != DFS_OK ||
+    if ((rc = dfs_meta_open(cfg->metadata, timeout, cfg->channel, &g->meta, errmsg)) != DFS_OK ||
+        (rc = dfs_meta_open(cfg->metadata, 2000, cfg->channel, &g->probe, errmsg)) != DFS_OK ||
         (fcfg.meta = g->meta, (rc = dfs_gw_files_create(&fcfg, &g->files, errmsg)) != DFS_OK)) {
         freeaddrinfo(ai);
         dfs_gateway_stop(g);

@@ -35,6 +35,10 @@ struct dfs_gateway_config {
     int64_t rpc_timeout_ms;       /* metadata calls; 0 means 10000 */
     unsigned max_connections;     /* 0 means 256 */
     dfs_experiments *experiments; /* borrowed, may be NULL (experiments off) */
+    /* How the metadata service and the storage nodes are reached, and the gateway's bearer
+       token: every request runs with the gateway's token (so its role bounds what HTTP clients
+       can do). Borrowed: security must outlive the gateway; the token is copied. */
+    const struct dfs_rpc_channel_opts *channel;
 };
 
 /* Bind and serve. Returns 0 and *out; DFS_EINVAL (bad address), DFS_EUNAVAIL (cannot bind). */

@@ -28,7 +28,7 @@ struct dfs_heartbeat {
     int64_t rpc_timeout_ms, retry_max_ms;
     dfs_rpc_channel *ch;
     pthread_t thread;
-    void (*on_registered)(void *arg);
+    void (*on_registered)(void *arg, const uint8_t *ticket_key, size_t len);
     void *on_registered_arg;
 
     pthread_mutex_t mu;
@@ -79,7 +79,8 @@ static void usage(dfs_heartbeat *hb, struct dfs_frag_store_stats *st)
     (void)dfs_frag_store_stats(hb->store, st);
 }
 
-static int call_register(dfs_heartbeat *hb, uint32_t *interval_ms, char **err)
+static int call_register(dfs_heartbeat *hb, uint32_t *interval_ms, uint8_t *key, size_t *keylen,
+                         char **err)
 {
     struct dfs_frag_store_stats st;
     usage(hb, &st);
@@ -97,10 +98,19 @@ static int call_register(dfs_heartbeat *hb, uint32_t *interval_ms, char **err)
                       &dfs__v1__register_node_response__descriptor, &resp, hb->rpc_timeout_ms, err);
     if (rc != DFS_OK)
         return dfs_prefixerr(err, rc, "RegisterNode");
-    uint32_t ms = ((Dfs__V1__RegisterNodeResponse *)resp)->heartbeat_interval_ms;
+    const Dfs__V1__RegisterNodeResponse *r = (const Dfs__V1__RegisterNodeResponse *)resp;
+    uint32_t ms = r->heartbeat_interval_ms;
     *interval_ms = ms != 0 ? ms : DEFAULT_INTERVAL_MS;
+    rc = DFS_OK;
+    if (r->ticket_key.len == 0 || r->ticket_key.len > DFS_HEARTBEAT_KEY_MAX)
+        rc = dfs_seterr(err, DFS_EPRECOND,
+                        "RegisterNode: the metadata service gave no ticket key (too old?)");
+    else
+        memcpy(key, r->ticket_key.data, (*keylen = r->ticket_key.len));
+    if (r->ticket_key.data != NULL)
+        explicit_bzero(r->ticket_key.data, r->ticket_key.len);
     protobuf_c_message_free_unpacked(resp, NULL);
-    return DFS_OK;
+    return rc;
 }
 
 static int call_heartbeat(dfs_heartbeat *hb, uint32_t *interval_ms, bool *known, char **err)
@@ -139,7 +149,9 @@ static void *run(void *arg)
         int64_t started = now_ns();
         char *err = NULL;
         if (!known) {
-            int rc = call_register(hb, &interval_ms, &err);
+            uint8_t key[DFS_HEARTBEAT_KEY_MAX];
+            size_t keylen = 0;
+            int rc = call_register(hb, &interval_ms, key, &keylen, &err);
             if (rc != DFS_OK) {
                 failures++;
                 if (failures % LOG_EVERY == 1)
@@ -161,12 +173,14 @@ static void *run(void *arg)
                     hb->metadata, hb->node_id, hb->address, interval_ms, failures);
             failures = 0;
             set_last_error(hb, NULL);
+            /* The key first: a node that says it is registered must be able to check tickets. */
+            if (hb->on_registered != NULL)
+                hb->on_registered(hb->on_registered_arg, key, keylen);
+            explicit_bzero(key, sizeof key);
             pthread_mutex_lock(&hb->mu);
             hb->registered = true;
             pthread_cond_broadcast(&hb->cv);
             pthread_mutex_unlock(&hb->mu);
-            if (hb->on_registered != NULL)
-                hb->on_registered(hb->on_registered_arg);
         } else {
             bool still_known = true;
             int rc = call_heartbeat(hb, &interval_ms, &still_known, &err);
@@ -246,7 +260,7 @@ int dfs_heartbeat_start(const struct dfs_heartbeat_config *cfg, dfs_heartbeat **
         free_hb(hb);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
-    int rc = dfs_rpc_channel_create(hb->metadata, &hb->ch, errmsg);
+    int rc = dfs_rpc_channel_open(hb->metadata, &cfg->channel, &hb->ch, errmsg);
     if (rc != DFS_OK) {
         free_hb(hb);
         return rc;

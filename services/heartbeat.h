@@ -2,9 +2,11 @@
 #ifndef DFS_SERVICES_HEARTBEAT_H
 #define DFS_SERVICES_HEARTBEAT_H
 
+#include "services/rpc/client.h"
 #include "storage/frag_store.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /*
@@ -33,13 +35,21 @@ struct dfs_heartbeat_config {
     dfs_frag_store *store;  /* borrowed: must stay open until dfs_heartbeat_stop returns */
     int64_t rpc_timeout_ms; /* deadline of each call; 0 means 2000 */
     int64_t retry_max_ms;   /* longest wait between registration tries; 0 means 2000 */
-    /* Called on the heartbeat thread right after every successful RegisterNode (the first, and
-       each one after the catalog forgot the node): what must follow a registration (the
+    /* Called on the heartbeat thread after every successful RegisterNode (the first, and each
+       one after the catalog forgot the node), with the ticket key the answer carried (borrowed
+       for the call; len 1..DFS_HEARTBEAT_KEY_MAX), before dfs_heartbeat_wait_registered turns
+       true: the storage service takes its key here, and what must follow a registration (the
        inventory report) starts here. It must return quickly (hand the work to another thread)
        and must not call back into the heartbeat. NULL: none. arg is borrowed. */
-    void (*on_registered)(void *arg);
+    void (*on_registered)(void *arg, const uint8_t *ticket_key, size_t len);
     void *on_registered_arg;
+    /* The channel to the metadata service: its security and the node's bearer token (role
+       node). Pointers borrowed during dfs_heartbeat_start only. */
+    struct dfs_rpc_channel_opts channel;
 };
+
+/* Longest ticket key accepted from the metadata service. */
+#define DFS_HEARTBEAT_KEY_MAX 64
 
 /*
  * Start the thread. Returns 0 and *out (stop it with dfs_heartbeat_stop), or DFS_EINVAL (a missing

@@ -68,7 +68,10 @@ static void register_handler(dfs_rpc_call *call, void *ctx)
         dfs_rpc_call_fail(call, DFS_EUNAVAIL, "fake: starting up");
         return;
     }
+    static uint8_t key[32] = {7, 7, 7};
     Dfs__V1__RegisterNodeResponse resp = DFS__V1__REGISTER_NODE_RESPONSE__INIT;
+    resp.ticket_key.data = key;
+    resp.ticket_key.len = sizeof key;
     resp.heartbeat_interval_ms = interval;
     dfs_rpc_call_reply(call, &resp.base);
 }
@@ -286,8 +289,11 @@ static void test_reregisters_when_forgotten(void **state)
     fake_stop(&f->fk);
 }
 
-static void count_hook(void *arg)
+static void count_hook(void *arg, const uint8_t *key, size_t len)
 {
+    /* The key the registration answered with reaches the hook. */
+    assert_int_equal(len, 32);
+    assert_int_equal(key[2], 7);
     atomic_fetch_add((atomic_int *)arg, 1);
 }
 

@@ -238,7 +238,7 @@ int dfs_inventory_start(const struct dfs_inventory_config *cfg, dfs_inventory **
     }
     for (uint32_t i = 0; i < inv->page_size; i++)
         inv->ids[i] = inv->block + (size_t)i * (DFS_FRAGMENT_ID_HEX + 1);
-    int rc = dfs_rpc_channel_create(inv->metadata, &inv->ch, errmsg);
+    int rc = dfs_rpc_channel_open(inv->metadata, &cfg->channel, &inv->ch, errmsg);
     if (rc != DFS_OK) {
         free_inventory(inv);
         return rc;

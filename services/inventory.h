@@ -2,6 +2,7 @@
 #ifndef DFS_SERVICES_INVENTORY_H
 #define DFS_SERVICES_INVENTORY_H
 
+#include "services/rpc/client.h"
 #include "storage/frag_store.h"
 
 #include <stdint.h>
@@ -22,8 +23,10 @@
 typedef struct dfs_inventory dfs_inventory;
 
 struct dfs_inventory_config {
-    dfs_frag_store *store;  /* borrowed: must stay open until dfs_inventory_stop returns */
-    const char *metadata;   /* host:port of the metadata service; copied */
+    dfs_frag_store *store; /* borrowed: must stay open until dfs_inventory_stop returns */
+    const char *metadata;  /* host:port of the metadata service; copied */
+    /* Its channel's security and the node's token (pointers borrowed during create/start). */
+    struct dfs_rpc_channel_opts channel;
     const char *node_id;    /* the node's id; copied */
     uint32_t page_size;     /* most ids per page; 0 means 8000 */
     int64_t rpc_timeout_ms; /* deadline of each page's call; 0 means 10000 */

@@ -63,7 +63,10 @@ static void register_handler(dfs_rpc_call *call, void *ctx)
     pthread_mutex_lock(&fk->mu);
     fk->registers++;
     pthread_mutex_unlock(&fk->mu);
+    static uint8_t key[32] = {7, 7, 7};
     Dfs__V1__RegisterNodeResponse resp = DFS__V1__REGISTER_NODE_RESPONSE__INIT;
+    resp.ticket_key.data = key;
+    resp.ticket_key.len = sizeof key;
     resp.heartbeat_interval_ms = 20;
     dfs_rpc_call_reply(call, &resp.base);
 }
@@ -324,8 +327,10 @@ static void test_failed_page_restarts_report(void **state)
     dfs_inventory_stop(inv);
 }
 
-static void trigger_hook(void *arg)
+static void trigger_hook(void *arg, const uint8_t *key, size_t len)
 {
+    assert_int_equal(len, 32);
+    assert_int_equal(key[0], 7);
     dfs_inventory_trigger(arg);
 }
 

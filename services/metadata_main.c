@@ -13,6 +13,7 @@
 #include "services/rpc/grpclog.h"
 #include "services/rpc/health.h"
 #include "services/rpc/reflection.h"
+#include "services/rpc/security.h"
 #include "services/rpc/server.h"
 
 #include <getopt.h>
@@ -54,6 +55,19 @@ static void usage(FILE *out)
         "  --rebalance-max N         moves queued per rebalance check (default 4)\n"
         "  --grace-ms N              on SIGTERM, time calls in flight get to finish (default "
         "5000)\n"
+        "\n"
+        "Security (see README, \"Security\"):\n"
+        "  --admin-token-file PATH   an admin bearer token: made and written here (mode 0600) if\n"
+        "                            PATH does not exist, else the token in it is accepted\n"
+        "  --node-token-file PATH    the same for the token storage nodes present (role node)\n"
+        "  --ticket-ttl-ms N         read/delete/repair tickets stay valid this long (3600000)\n"
+        "  --tls-cert FILE           serve TLS with this certificate chain (PEM) ...\n"
+        "  --tls-key FILE            ... and its private key; also the client certificate\n"
+        "                            presented to storage nodes\n"
+        "  --tls-ca FILE             CA that storage nodes' (and, with --tls-client-auth,\n"
+        "                            clients') certificates must chain to\n"
+        "  --tls-client-auth         mutual TLS: require a client certificate from every caller\n"
+        "  --insecure                allow plaintext on a non-loopback address (and to nodes)\n"
         "  --help, --version\n");
 }
 
@@ -66,6 +80,10 @@ struct options {
     long long grace_ms;
     enum dfs_log_level level;
     struct dfs_metadata_config cfg;
+    const char *admin_token_file;
+    const char *node_token_file;
+    struct dfs_rpc_tls_config tls;
+    bool insecure;
 };
 
 static int parse(int argc, char **argv, struct options *o, char **err)
@@ -91,6 +109,14 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         O_REPAIR_PARALLEL,
         O_REBALANCE_THRESHOLD,
         O_REBALANCE_MAX,
+        O_ADMIN_TOKEN,
+        O_NODE_TOKEN,
+        O_TICKET_TTL,
+        O_TLS_CERT,
+        O_TLS_KEY,
+        O_TLS_CA,
+        O_TLS_CLIENT_AUTH,
+        O_INSECURE,
         O_HELP,
         O_VERSION,
     };
@@ -115,6 +141,14 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         {"repair-parallel", required_argument, NULL, O_REPAIR_PARALLEL},
         {"rebalance-threshold", required_argument, NULL, O_REBALANCE_THRESHOLD},
         {"rebalance-max", required_argument, NULL, O_REBALANCE_MAX},
+        {"admin-token-file", required_argument, NULL, O_ADMIN_TOKEN},
+        {"node-token-file", required_argument, NULL, O_NODE_TOKEN},
+        {"ticket-ttl-ms", required_argument, NULL, O_TICKET_TTL},
+        {"tls-cert", required_argument, NULL, O_TLS_CERT},
+        {"tls-key", required_argument, NULL, O_TLS_KEY},
+        {"tls-ca", required_argument, NULL, O_TLS_CA},
+        {"tls-client-auth", no_argument, NULL, O_TLS_CLIENT_AUTH},
+        {"insecure", no_argument, NULL, O_INSECURE},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -207,6 +241,31 @@ static int parse(int argc, char **argv, struct options *o, char **err)
             rc = dfs_daemon_parse_int("--rebalance-max", optarg, 1, 100000, &v, err);
             o->cfg.rebalance_max = (uint32_t)v;
             break;
+        case O_ADMIN_TOKEN:
+            o->admin_token_file = optarg;
+            break;
+        case O_NODE_TOKEN:
+            o->node_token_file = optarg;
+            break;
+        case O_TICKET_TTL:
+            rc = dfs_daemon_parse_int("--ticket-ttl-ms", optarg, 1000, 30LL * 86400000, &v, err);
+            o->cfg.ticket_ttl_ms = v;
+            break;
+        case O_TLS_CERT:
+            o->tls.cert_file = optarg;
+            break;
+        case O_TLS_KEY:
+            o->tls.key_file = optarg;
+            break;
+        case O_TLS_CA:
+            o->tls.ca_file = optarg;
+            break;
+        case O_TLS_CLIENT_AUTH:
+            o->tls.mutual = true;
+            break;
+        case O_INSECURE:
+            o->insecure = true;
+            break;
         case O_HELP:
             usage(stdout);
             exit(0);
@@ -255,10 +314,25 @@ int main(int argc, char **argv)
     dfs_readiness *ready = NULL;
     struct dfs_metadata_probe probe = {.db_path = o.db};
     int status = 1;
-    struct dfs_rpc_server_config scfg = {.listen = o.listen, .threads = (int)o.threads};
+    dfs_rpc_tls *tls = NULL;
+    if (dfs_rpc_tls_create_optional(&o.tls, &tls, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err);
+        free(err);
+        return 2;
+    }
+    struct dfs_rpc_link_security sec = {.tls = tls, .insecure = o.insecure};
+    o.cfg.node_security = &sec;
+    struct dfs_rpc_server_config scfg = {
+        .listen = o.listen, .threads = (int)o.threads, .security = &sec};
     struct dfs_metrics_config mcfg = {.program = PROG, .version = VERSION};
     if (dfs_catalog_open(o.db, &cat, &err) != DFS_OK ||
         dfs_metadata_service_create(cat, &o.cfg, &svc, &err) != DFS_OK ||
+        (o.admin_token_file != NULL &&
+         dfs_metadata_service_bootstrap_token(svc, o.admin_token_file, DFS_ROLE_ADMIN, "admin",
+                                              &err) != DFS_OK) ||
+        (o.node_token_file != NULL &&
+         dfs_metadata_service_bootstrap_token(svc, o.node_token_file, DFS_ROLE_NODE, "nodes",
+                                              &err) != DFS_OK) ||
         dfs_rpc_health_create(&health, &err) != DFS_OK ||
         dfs_rpc_reflection_create(dfs_descriptor_set, dfs_descriptor_set_size, &refl, &err) !=
             DFS_OK ||
@@ -295,7 +369,10 @@ int main(int argc, char **argv)
     char addr[300];
     if (dfs_daemon_advertise(o.listen, dfs_rpc_server_port(srv), addr, sizeof addr, NULL) != DFS_OK)
         snprintf(addr, sizeof addr, "localhost:%d", dfs_rpc_server_port(srv));
-    dfs_log(DFS_LOG_INFO, "serving addr=%s db=%s metrics=%s version=" VERSION, addr, o.db,
+    dfs_log(DFS_LOG_INFO, "serving addr=%s db=%s tls=%s metrics=%s version=" VERSION, addr, o.db,
+            tls == NULL    ? "off"
+            : o.tls.mutual ? "mutual"
+                           : "on",
             http != NULL ? dfs_metrics_http_address(http) : "off");
     if (o.ready_file != NULL) {
         char line[320];
@@ -326,6 +403,7 @@ out:
     dfs_rpc_health_destroy(health);
     dfs_metrics_destroy(metrics);
     dfs_catalog_close(cat);
+    dfs_rpc_tls_destroy(tls);
     if (status == 0)
         dfs_log(DFS_LOG_INFO, "stopped");
     return status;

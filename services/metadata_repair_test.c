@@ -8,6 +8,7 @@
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/ticket.h"
 #include "dfs/v1/metadata.pb-c.h"
 #include "dfs/v1/storage.pb-c.h"
 #include "services/rpc/client.h"
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -57,8 +59,17 @@ static void node_start(struct fx *f, int i)
     snprintf(root, sizeof root, "%s/node%d", f->dir, i);
     memcpy(n->root, root, sizeof n->root);
     char *err = NULL;
+    /* The node keeps its id in DATA_DIR/node.id; give it the test's id (tickets name it). */
+    mkdir(n->root, 0755);
+    char idfile[PATH_MAX + 16];
+    snprintf(idfile, sizeof idfile, "%s/node.id", root);
+    FILE *idf = fopen(idfile, "w");
+    assert_non_null(idf);
+    fprintf(idf, "%s\n", n->id);
+    fclose(idf);
     if (dfs_frag_store_open(n->root, NULL, &n->store, &err) != DFS_OK)
         fail_msg("store: %s", err);
+    assert_string_equal(dfs_frag_store_node_id(n->store), n->id);
     struct dfs_storage_service_config cfg = {.repair_stall_ms = 5000};
     assert_int_equal(dfs_storage_service_create(n->store, &cfg, &n->svc, &err), DFS_OK);
     struct dfs_rpc_server_config scfg = {.listen = "127.0.0.1:0", .threads = 2};
@@ -66,6 +77,12 @@ static void node_start(struct fx *f, int i)
     assert_int_equal(dfs_storage_service_register(n->svc, n->srv, &err), DFS_OK);
     assert_int_equal(dfs_rpc_server_start(n->srv, &err), DFS_OK);
     snprintf(n->addr, sizeof n->addr, "127.0.0.1:%d", dfs_rpc_server_port(n->srv));
+    /* The key RegisterNode would give the node: its own, under the catalog's master key. */
+    uint8_t master[DFS_TICKET_KEY_LEN], key[DFS_TICKET_KEY_LEN];
+    assert_int_equal(
+        dfs_catalog_secret(f->cat, "ticket_master_key", sizeof master, 1, master, NULL), DFS_OK);
+    assert_int_equal(dfs_ticket_node_key(master, n->id, key, NULL), DFS_OK);
+    assert_int_equal(dfs_storage_service_set_ticket_key(n->svc, key, sizeof key, NULL), DFS_OK);
     struct dfs_node_usage u = {.capacity_bytes = 1 << 30, .free_bytes = 1 << 30};
     assert_int_equal(dfs_catalog_node_register(f->cat, n->id, n->addr, NULL, &u,
                                                (int64_t)time(NULL) * 1000, NULL),
@@ -95,7 +112,12 @@ static void start_service(struct fx *f, const struct dfs_metadata_config *in)
     assert_int_equal(dfs_rpc_server_start(f->srv, NULL), DFS_OK);
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", dfs_rpc_server_port(f->srv));
-    assert_int_equal(dfs_rpc_channel_create(addr, &f->ch, NULL), DFS_OK);
+    char token[DFS_TOKEN_LEN + 1];
+    assert_int_equal(
+        dfs_metadata_service_make_token(f->svc, DFS_ROLE_ADMIN, "test", 0, token, NULL, NULL),
+        DFS_OK);
+    struct dfs_rpc_channel_opts o = {.token = token};
+    assert_int_equal(dfs_rpc_channel_open(addr, &o, &f->ch, NULL), DFS_OK);
 }
 
 static void stop_service(struct fx *f)

@@ -20,6 +20,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/id.h"
+#include "common/ticket.h"
+#include "common/token.h"
+#include "services/ticket_pb.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 /* A channel to one storage node (deletions, repairs, StatFragment checks), kept for the life of
    the service: gRPC channels are thread-safe and reconnect by themselves. */
 struct node_channel {
@@ -45,6 +56,8 @@ static_assert(DFS_REPLICAS_MAX <= WIDTH_MAX, "a replica count is a width");
 struct dfs_metadata_service {
     dfs_catalog *cat;
     struct dfs_metadata_config cfg;
+    /* Signs every ticket (common/ticket.h); made once by the catalog and kept there. */
+    uint8_t master_key[DFS_TICKET_KEY_LEN];
 
     /*
      * Placement: the copysets and buddy groups (loaded from the catalog, synced with the node list
@@ -160,7 +173,41 @@ static Dfs__V1__Redundancy *redundancy_msg(dfs_arena *a, const struct dfs_redund
     return m;
 }
 
-static Dfs__V1__Replica *replica_msg(dfs_arena *a, const struct dfs_replica_rec *r)
+/*
+ * A signed ticket for op on fragment_id at node_id until expires_ms, in the arena; NULL when out
+ * of memory (or for ids the catalog would never hold).
+ */
+static Dfs__V1__Ticket *ticket_msg(const dfs_metadata_service *svc, dfs_arena *a,
+                                   enum dfs_ticket_op op, const char *fragment_id,
+                                   const char *node_id, int64_t expires_ms)
+{
+    uint8_t key[DFS_TICKET_KEY_LEN];
+    struct dfs_ticket t;
+    char *err = NULL;
+    int rc = dfs_ticket_node_key(svc->master_key, node_id, key, &err);
+    if (rc == DFS_OK)
+        rc = dfs_ticket_make(key, op, fragment_id, node_id, expires_ms, &t, &err);
+    OPENSSL_cleanse(key, sizeof key);
+    if (rc != DFS_OK) {
+        dfs_log(DFS_LOG_ERROR, "cannot make a ticket fragment=%s node=%s err=\"%s\"", fragment_id,
+                node_id, err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        return NULL;
+    }
+    return dfs_ticket_pb(a, &t);
+}
+
+/* When tickets handed out now stop working: PUT as the pending file does, the others after the
+   configured TTL. */
+static int64_t ticket_expiry(const dfs_metadata_service *svc, enum dfs_ticket_op op)
+{
+    return now_ms() + (op == DFS_TICKET_PUT ? svc->cfg.pending_timeout_ms : svc->cfg.ticket_ttl_ms);
+}
+
+/* A replica; with op != 0, carrying a ticket for op on fragment_id at its node. */
+static Dfs__V1__Replica *replica_msg(const dfs_metadata_service *svc, dfs_arena *a,
+                                     const struct dfs_replica_rec *r, const char *fragment_id,
+                                     int op)
 {
     Dfs__V1__Replica *m = dfs_arena_alloc(a, sizeof *m);
     if (m == NULL)
@@ -169,11 +216,18 @@ static Dfs__V1__Replica *replica_msg(dfs_arena *a, const struct dfs_replica_rec 
     m->node_id = dfs_arena_strdup(a, r->node_id);
     m->address = dfs_arena_strdup(a, r->address);
     m->node_state = (Dfs__V1__NodeState)r->node_state;
+    if (op != 0 && (m->ticket = ticket_msg(svc, a, (enum dfs_ticket_op)op, fragment_id, r->node_id,
+                                           ticket_expiry(svc, op))) == NULL)
+        return NULL;
     return m->node_id != NULL && m->address != NULL ? m : NULL;
 }
 
-/* A FileInfo; with_layout adds the fragments and their replicas. NULL when out of memory. */
-static Dfs__V1__FileInfo *file_msg(dfs_arena *a, const struct dfs_file_rec *f, bool with_layout)
+/*
+ * A FileInfo; with_layout adds the fragments and their replicas, and ticket_op (0: none) a
+ * ticket for that operation on every replica. NULL when out of memory.
+ */
+static Dfs__V1__FileInfo *file_msg(const dfs_metadata_service *svc, dfs_arena *a,
+                                   const struct dfs_file_rec *f, bool with_layout, int ticket_op)
 {
     Dfs__V1__FileInfo *m = dfs_arena_alloc(a, sizeof *m);
     if (m == NULL)
@@ -216,7 +270,8 @@ static Dfs__V1__FileInfo *file_msg(dfs_arena *a, const struct dfs_file_rec *f, b
             return NULL;
         fm->n_replicas = fr->nreplicas;
         for (size_t r = 0; r < fr->nreplicas; r++)
-            if ((fm->replicas[r] = replica_msg(a, &fr->replicas[r])) == NULL)
+            if ((fm->replicas[r] =
+                     replica_msg(svc, a, &fr->replicas[r], fr->fragment_id, ticket_op)) == NULL)
                 return NULL;
         m->fragments[i] = fm;
     }
@@ -446,7 +501,16 @@ static void handle_register_node(dfs_rpc_call *call, void *ctx)
     }
     Dfs__V1__RegisterNodeResponse resp = DFS__V1__REGISTER_NODE_RESPONSE__INIT;
     resp.heartbeat_interval_ms = svc->cfg.heartbeat_interval_ms;
+    uint8_t key[DFS_TICKET_KEY_LEN];
+    rc = dfs_ticket_node_key(svc->master_key, req->node_id, key, &err);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    resp.ticket_key.data = key;
+    resp.ticket_key.len = sizeof key;
     dfs_rpc_call_reply(call, &resp.base);
+    OPENSSL_cleanse(key, sizeof key);
 }
 
 static void handle_heartbeat(dfs_rpc_call *call, void *ctx)
@@ -656,7 +720,7 @@ static void handle_create_file(dfs_rpc_call *call, void *ctx)
     }
     dfs_arena a = {0};
     Dfs__V1__CreateFileResponse resp = DFS__V1__CREATE_FILE_RESPONSE__INIT;
-    resp.file = file_msg(&a, created, true);
+    resp.file = file_msg(svc, &a, created, true, DFS_TICKET_PUT);
     resp.expires_ms = created->expires_ms;
     dfs_catalog_file_rec_free(created);
     reply_and_free(call, &a, resp.file != NULL ? &resp.base : NULL);
@@ -748,7 +812,9 @@ static void handle_replace_target(dfs_rpc_call *call, void *ctx)
     }
     dfs_arena a = {0};
     Dfs__V1__ReplaceTargetResponse resp = DFS__V1__REPLACE_TARGET_RESPONSE__INIT;
-    resp.replica = replica_msg(&a, &chosen);
+    char fragment_id[DFS_FRAGMENT_ID_HEX + 1];
+    dfs_fragment_id(req->file_id, req->fragment_index, fragment_id);
+    resp.replica = replica_msg(svc, &a, &chosen, fragment_id, DFS_TICKET_PUT);
     reply_and_free(call, &a, resp.replica != NULL ? &resp.base : NULL);
 }
 
@@ -786,7 +852,7 @@ static void handle_commit_file(dfs_rpc_call *call, void *ctx)
     }
     dfs_arena a = {0};
     Dfs__V1__CommitFileResponse resp = DFS__V1__COMMIT_FILE_RESPONSE__INIT;
-    resp.file = file_msg(&a, f, true);
+    resp.file = file_msg(svc, &a, f, true, 0);
     dfs_catalog_file_rec_free(f);
     reply_and_free(call, &a, resp.file != NULL ? &resp.base : NULL);
 }
@@ -836,7 +902,7 @@ static void handle_get_file(dfs_rpc_call *call, void *ctx)
     }
     dfs_arena a = {0};
     Dfs__V1__GetFileResponse resp = DFS__V1__GET_FILE_RESPONSE__INIT;
-    resp.file = file_msg(&a, f, true);
+    resp.file = file_msg(svc, &a, f, true, DFS_TICKET_GET);
     dfs_catalog_file_rec_free(f);
     reply_and_free(call, &a, resp.file != NULL ? &resp.base : NULL);
 }
@@ -871,7 +937,7 @@ static void handle_list_files(dfs_rpc_call *call, void *ctx)
         ok = resp.files != NULL;
         resp.n_files = ok ? n : 0;
         for (size_t i = 0; ok && i < n; i++)
-            ok = (resp.files[i] = file_msg(&a, &files[i], false)) != NULL;
+            ok = (resp.files[i] = file_msg(svc, &a, &files[i], false, 0)) != NULL;
         if (ok && more)
             ok = (resp.next_page_token = dfs_arena_strdup(&a, files[n - 1].path)) != NULL;
     }
@@ -897,7 +963,7 @@ static void handle_delete_file(dfs_rpc_call *call, void *ctx)
     }
     dfs_arena a = {0};
     Dfs__V1__DeleteFileResponse resp = DFS__V1__DELETE_FILE_RESPONSE__INIT;
-    resp.file = file_msg(&a, f, false);
+    resp.file = file_msg(svc, &a, f, false, 0);
     dfs_catalog_file_rec_free(f);
     reply_and_free(call, &a, resp.file != NULL ? &resp.base : NULL);
     /* Send the deletions now rather than at the next round. */
@@ -945,7 +1011,13 @@ static dfs_rpc_channel *node_channel(dfs_metadata_service *svc, const char *addr
         struct node_channel *c = realloc(svc->channels, (svc->nchannels + 1) * sizeof *c);
         if (c != NULL) {
             svc->channels = c;
-            if (dfs_rpc_channel_create(address, &found, NULL) == DFS_OK) {
+            struct dfs_rpc_channel_opts o = {.security = svc->cfg.node_security};
+            char *err = NULL;
+            if (dfs_rpc_channel_open(address, &o, &found, &err) != DFS_OK) {
+                dfs_log(DFS_LOG_WARN, "cannot open a channel to a node address=%s err=\"%s\"",
+                        address, err != NULL ? err : "?");
+                free(err);
+            } else {
                 snprintf(c[svc->nchannels].address, sizeof c[svc->nchannels].address, "%s",
                          address);
                 c[svc->nchannels].ch = found;
@@ -972,11 +1044,16 @@ static void send_deletions(dfs_metadata_service *svc)
         dfs_rpc_channel *ch = node_channel(svc, items[i].address);
         Dfs__V1__DeleteFragmentRequest req = DFS__V1__DELETE_FRAGMENT_REQUEST__INIT;
         req.fragment_id = items[i].fragment_id;
+        dfs_arena a = {0};
+        req.ticket = ticket_msg(svc, &a, DFS_TICKET_DELETE, items[i].fragment_id, items[i].node_id,
+                                ticket_expiry(svc, DFS_TICKET_DELETE));
         ProtobufCMessage *resp = NULL;
-        int rc = ch == NULL ? DFS_ENOMEM
-                            : dfs_rpc_unary(ch, "/dfs.v1.Storage/DeleteFragment", &req.base,
-                                            &dfs__v1__delete_fragment_response__descriptor, &resp,
-                                            DELETE_TIMEOUT_MS, &err);
+        int rc = ch == NULL || req.ticket == NULL
+                     ? DFS_ENOMEM
+                     : dfs_rpc_unary(ch, "/dfs.v1.Storage/DeleteFragment", &req.base,
+                                     &dfs__v1__delete_fragment_response__descriptor, &resp,
+                                     DELETE_TIMEOUT_MS, &err);
+        dfs_arena_free(&a);
         if (rc == DFS_OK) {
             protobuf_c_message_free_unpacked(resp, NULL);
             dfs_catalog_deletion_done(svc->cat, items[i].fragment_id, items[i].node_id, NULL);
@@ -1467,8 +1544,8 @@ static int claim(dfs_metadata_service *svc, struct claimed *c, bool *found, char
 }
 
 /* Build the RepairFragment request of a claimed task in arena a; NULL when out of memory. */
-static Dfs__V1__RepairFragmentRequest *repair_request(dfs_arena *a, const struct claimed *c,
-                                                      uint64_t *read_bytes)
+static Dfs__V1__RepairFragmentRequest *repair_request(const dfs_metadata_service *svc, dfs_arena *a,
+                                                      const struct claimed *c, uint64_t *read_bytes)
 {
     const struct dfs_file_rec *f = c->task.file;
     const struct dfs_fragment_rec *fr = &f->fragments[c->task.index];
@@ -1479,6 +1556,11 @@ static Dfs__V1__RepairFragmentRequest *repair_request(dfs_arena *a, const struct
     req->fragment_id = dfs_arena_strdup(a, fr->fragment_id);
     req->size = fr->size;
     req->checksum = fr->checksum;
+    req->ticket = ticket_msg(svc, a, DFS_TICKET_REPAIR, fr->fragment_id, c->target,
+                             ticket_expiry(svc, DFS_TICKET_REPAIR));
+    if (req->fragment_id == NULL || req->ticket == NULL)
+        return NULL;
+    int64_t get_expiry = ticket_expiry(svc, DFS_TICKET_GET);
     *read_bytes = fr->size;
     /* Copy when the fragment itself is readable somewhere (always for replication; a draining
        node's erasure fragment too: cheaper than reading K others), else rebuild it from the
@@ -1490,15 +1572,24 @@ static Dfs__V1__RepairFragmentRequest *repair_request(dfs_arena *a, const struct
     bool erasure = f->redundancy.scheme == DFS_SCHEME_ERASURE;
     if (!erasure || (nsrc > 0 && c->task.row.attempts == 0)) {
         req->sources = dfs_arena_calloc(a, nsrc + 1, sizeof *req->sources);
-        if (req->sources == NULL)
+        req->source_tickets = dfs_arena_calloc(a, nsrc + 1, sizeof *req->source_tickets);
+        if (req->sources == NULL || req->source_tickets == NULL)
             return NULL;
-        for (int rank = 0; rank <= 2; rank++)
-            for (size_t r = 0; r < fr->nreplicas; r++)
-                if (source_rank(fr->replicas[r].node_state) == rank &&
-                    strcmp(fr->replicas[r].node_id, c->target) != 0)
-                    if ((req->sources[req->n_sources++] =
-                             dfs_arena_strdup(a, fr->replicas[r].address)) == NULL)
-                        return NULL;
+        for (int rank = 0; rank <= 2; rank++) {
+            for (size_t r = 0; r < fr->nreplicas; r++) {
+                if (source_rank(fr->replicas[r].node_state) != rank ||
+                    strcmp(fr->replicas[r].node_id, c->target) == 0)
+                    continue;
+                req->sources[req->n_sources] = dfs_arena_strdup(a, fr->replicas[r].address);
+                req->source_tickets[req->n_sources] = ticket_msg(
+                    svc, a, DFS_TICKET_GET, fr->fragment_id, fr->replicas[r].node_id, get_expiry);
+                if (req->sources[req->n_sources] == NULL ||
+                    req->source_tickets[req->n_sources] == NULL)
+                    return NULL;
+                req->n_sources++;
+            }
+        }
+        req->n_source_tickets = req->n_sources;
         return req;
     }
     Dfs__V1__ErasureRebuild *e = dfs_arena_alloc(a, sizeof *e);
@@ -1528,7 +1619,9 @@ static Dfs__V1__RepairFragmentRequest *repair_request(dfs_arena *a, const struct
                 src->index = o->index;
                 src->fragment_id = dfs_arena_strdup(a, o->fragment_id);
                 src->address = dfs_arena_strdup(a, o->replicas[r].address);
-                if (src->fragment_id == NULL || src->address == NULL)
+                src->ticket = ticket_msg(svc, a, DFS_TICKET_GET, o->fragment_id,
+                                         o->replicas[r].node_id, get_expiry);
+                if (src->fragment_id == NULL || src->address == NULL || src->ticket == NULL)
                     return NULL;
                 e->sources[e->n_sources++] = src;
             }
@@ -1547,7 +1640,7 @@ static int run_repair(dfs_metadata_service *svc, dfs_rpc_loop *loop, struct clai
     const char *fid = c->task.row.fragment_id;
     dfs_arena a = {0};
     uint64_t read_bytes = 0;
-    Dfs__V1__RepairFragmentRequest *req = repair_request(&a, c, &read_bytes);
+    Dfs__V1__RepairFragmentRequest *req = repair_request(svc, &a, c, &read_bytes);
     int64_t timeout = (int64_t)(read_bytes / REPAIR_MIN_RATE) * 1000;
     if (timeout < REPAIR_TIMEOUT_MIN_MS)
         timeout = REPAIR_TIMEOUT_MIN_MS;
@@ -1848,18 +1941,27 @@ static void handle_set_node_state(dfs_rpc_call *call, void *ctx)
  * Ask a node about a copy: 1 (it holds it with this size and checksum), 0 (NOT_FOUND), 2 (it holds
  * something else under that id), or a negative code (could not tell).
  */
-static int stat_copy(dfs_metadata_service *svc, const char *address, const char *fragment_id,
-                     uint64_t size, uint32_t checksum, bool check_content, char **errmsg)
+static int stat_copy(dfs_metadata_service *svc, const char *node_id, const char *address,
+                     const char *fragment_id, uint64_t size, uint32_t checksum, bool check_content,
+                     char **errmsg)
 {
     dfs_rpc_channel *ch = node_channel(svc, address);
     if (ch == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     Dfs__V1__StatFragmentRequest req = DFS__V1__STAT_FRAGMENT_REQUEST__INIT;
     req.fragment_id = (char *)fragment_id;
+    dfs_arena a = {0};
+    req.ticket = ticket_msg(svc, &a, DFS_TICKET_STAT, fragment_id, node_id,
+                            ticket_expiry(svc, DFS_TICKET_STAT));
+    if (req.ticket == NULL) {
+        dfs_arena_free(&a);
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    }
     ProtobufCMessage *resp = NULL;
     int rc =
         dfs_rpc_unary(ch, "/dfs.v1.Storage/StatFragment", &req.base,
                       &dfs__v1__stat_fragment_response__descriptor, &resp, STAT_TIMEOUT_MS, errmsg);
+    dfs_arena_free(&a);
     if (rc == DFS_ENOTFOUND)
         return 0;
     if (rc != DFS_OK)
@@ -1897,7 +1999,7 @@ static void handle_report_fragments(dfs_rpc_call *call, void *ctx)
         /* A put may have committed after the node listed its directory: ask before marking. */
         for (size_t i = 0; rc == DFS_OK && i < nmissing; i++) {
             char *serr = NULL;
-            int there = stat_copy(svc, node.address, missing[i], 0, 0, false, &serr);
+            int there = stat_copy(svc, node.id, node.address, missing[i], 0, 0, false, &serr);
             bool marked = false;
             if (there == 0)
                 rc = dfs_catalog_report_missing(svc->cat, node.id, missing[i], now_ms(), &marked,
@@ -1948,8 +2050,8 @@ static void *verify_main(void *arg)
     const struct dfs_layout_node *node = &j->l->nodes[j->node];
     for (size_t i = 0; i < j->n; i++) {
         const struct dfs_layout_fragment *fr = &j->l->fragments[j->fragments[i]];
-        int there =
-            stat_copy(j->svc, node->address, fr->fragment_id, fr->size, fr->checksum, true, NULL);
+        int there = stat_copy(j->svc, node->id, node->address, fr->fragment_id, fr->size,
+                              fr->checksum, true, NULL);
         j->ok[j->copies[i]] = there == 1;
         /* A node that does not answer would make every remaining call wait its deadline. */
         if (there == DFS_EUNAVAIL || there == DFS_ETIMEDOUT)
@@ -2164,6 +2266,8 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
         c->rebalance_max = 4;
     if (c->rebalance_interval_ms == 0)
         c->rebalance_interval_ms = REBALANCE_EVERY_MS;
+    if (c->ticket_ttl_ms <= 0)
+        c->ticket_ttl_ms = 3600 * 1000;
     struct dfs_redundancy def = {.scheme = DFS_SCHEME_REPLICATION,
                                  .replicas = c->default_replicas,
                                  .fragments = c->default_fragments};
@@ -2174,8 +2278,12 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     struct dfs_placement_config pcfg = {.scatter_width = c->scatter_width,
                                         .group_size = c->group_size};
     if (rc == DFS_OK)
+        rc = dfs_catalog_secret(cat, "ticket_master_key", sizeof svc->master_key, now_ms(),
+                                svc->master_key, errmsg);
+    if (rc == DFS_OK)
         rc = dfs_placement_create(&pcfg, &svc->placement, errmsg);
     if (rc != DFS_OK) {
+        OPENSSL_cleanse(svc->master_key, sizeof svc->master_key);
         free(svc);
         return rc;
     }
@@ -2214,38 +2322,351 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     return DFS_OK;
 }
 
+/* ---- authentication: bearer tokens ---- */
+
+/*
+ * What a method needs (dfs_rpc_method.access) and what a role grants: a call runs when its
+ * token's role grants any bit the method asks for.
+ */
+enum {
+    ACCESS_READ = 1u << 0,  /* files and cluster state, read */
+    ACCESS_WRITE = 1u << 1, /* files, write */
+    ACCESS_ADMIN = 1u << 2, /* nodes and tokens */
+    ACCESS_NODE = 1u << 3,  /* what storage nodes call */
+    ACCESS_ANY = ACCESS_READ | ACCESS_WRITE | ACCESS_ADMIN | ACCESS_NODE,
+};
+
+static unsigned role_access(enum dfs_token_role r)
+{
+    switch (r) {
+    case DFS_ROLE_ADMIN:
+        return ACCESS_ANY;
+    case DFS_ROLE_READ_WRITE:
+        return ACCESS_READ | ACCESS_WRITE;
+    case DFS_ROLE_READ_ONLY:
+        return ACCESS_READ;
+    case DFS_ROLE_NODE:
+        return ACCESS_NODE;
+    default:
+        return 0;
+    }
+}
+
+/* A use is written back to the catalog at most this often per token. */
+#define TOKEN_TOUCH_MS 60000
+
+/*
+ * The token a call presents, checked against the catalog: well-formed, known, its secret's hash
+ * matching (constant time), not revoked, not expired. *out gets its record.
+ */
+static int check_token(dfs_metadata_service *svc, const dfs_rpc_call *call,
+                       struct dfs_token_rec *out, char **errmsg)
+{
+    char token[DFS_RPC_TOKEN_MAX + 1];
+    if (!dfs_rpc_call_bearer(call, token, sizeof token))
+        return dfs_seterr(errmsg, DFS_EUNAUTH,
+                          "no bearer token: give --token-file or set DFS_TOKEN_FILE / DFS_TOKEN");
+    char id[DFS_TOKEN_ID_HEX + 1];
+    uint8_t hash[DFS_TOKEN_HASH_LEN], want[DFS_TOKEN_HASH_LEN];
+    int rc = dfs_token_parse(token, id, hash, errmsg);
+    OPENSSL_cleanse(token, sizeof token);
+    if (rc != DFS_OK)
+        return rc;
+    rc = dfs_catalog_token_get(svc->cat, id, out, want, NULL);
+    if (rc == DFS_ENOTFOUND || (rc == DFS_OK && CRYPTO_memcmp(hash, want, sizeof hash) != 0))
+        return dfs_seterr(errmsg, DFS_EUNAUTH, "unknown token %s", id);
+    if (rc != DFS_OK)
+        return dfs_seterr(errmsg, DFS_EUNAVAIL, "cannot check the token now: the catalog failed");
+    int64_t now = now_ms();
+    if (out->revoked_ms != 0)
+        return dfs_seterr(errmsg, DFS_EUNAUTH, "token %s was revoked", id);
+    if (out->expires_ms != 0 && now >= out->expires_ms)
+        return dfs_seterr(errmsg, DFS_EUNAUTH, "token %s has expired", id);
+    if (now - out->last_used_ms >= TOKEN_TOUCH_MS)
+        dfs_catalog_token_touch(svc->cat, id, now, NULL);
+    return DFS_OK;
+}
+
+static int authorize(void *arg, const dfs_rpc_call *call, unsigned access, char **errmsg)
+{
+    dfs_metadata_service *svc = arg;
+    struct dfs_token_rec t;
+    int rc = check_token(svc, call, &t, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    if ((role_access(t.role) & access) == 0)
+        return dfs_seterr(errmsg, DFS_EPERM, "token %s (%s, role %s) may not call %s", t.id, t.name,
+                          dfs_catalog_token_role_name(t.role), dfs_rpc_call_method(call));
+    return DFS_OK;
+}
+
+static Dfs__V1__TokenInfo *token_msg(dfs_arena *a, const struct dfs_token_rec *t)
+{
+    Dfs__V1__TokenInfo *m = dfs_arena_alloc(a, sizeof *m);
+    if (m == NULL)
+        return NULL;
+    dfs__v1__token_info__init(m);
+    m->id = dfs_arena_strdup(a, t->id);
+    m->name = dfs_arena_strdup(a, t->name);
+    m->role = (Dfs__V1__TokenRole)t->role;
+    m->created_ms = t->created_ms;
+    m->expires_ms = t->expires_ms;
+    m->revoked_ms = t->revoked_ms;
+    m->last_used_ms = t->last_used_ms;
+    return m->id != NULL && m->name != NULL ? m : NULL;
+}
+
+int dfs_metadata_service_make_token(dfs_metadata_service *svc, enum dfs_token_role role,
+                                    const char *name, int64_t ttl_ms, char token[DFS_TOKEN_LEN + 1],
+                                    struct dfs_token_rec *info, char **errmsg)
+{
+    if (role <= DFS_ROLE_UNSPECIFIED || role > DFS_ROLE_NODE)
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "a token's role is admin, read_write, read_only or node");
+    if (ttl_ms < 0 || ttl_ms > (int64_t)100 * 365 * 24 * 3600 * 1000)
+        return dfs_seterr(errmsg, DFS_EINVAL, "a token's lifetime is 0 (forever) to 100 years");
+    struct dfs_token_rec t;
+    memset(&t, 0, sizeof t);
+    uint8_t hash[DFS_TOKEN_HASH_LEN];
+    int rc = dfs_token_generate(token);
+    if (rc == DFS_OK)
+        rc = dfs_token_parse(token, t.id, hash, errmsg);
+    else
+        rc = dfs_seterr(errmsg, rc, "cannot make a random token");
+    if (rc != DFS_OK)
+        return rc;
+    snprintf(t.name, sizeof t.name, "%s", name != NULL ? name : "");
+    t.role = role;
+    t.created_ms = now_ms();
+    t.expires_ms = ttl_ms > 0 ? t.created_ms + ttl_ms : 0;
+    if (name == NULL || strlen(name) > DFS_TOKEN_NAME_MAX)
+        rc = dfs_seterr(errmsg, DFS_EINVAL, "a token's name is 1 to %d bytes", DFS_TOKEN_NAME_MAX);
+    if (rc == DFS_OK)
+        rc = dfs_catalog_token_add(svc->cat, &t, hash, errmsg);
+    if (rc != DFS_OK) {
+        OPENSSL_cleanse(token, DFS_TOKEN_LEN + 1);
+        return rc;
+    }
+    dfs_log(DFS_LOG_INFO, "token created id=%s name=\"%s\" role=%s expires_ms=%" PRId64, t.id,
+            t.name, dfs_catalog_token_role_name(t.role), t.expires_ms);
+    if (info != NULL)
+        *info = t;
+    return DFS_OK;
+}
+
+/* Write a token to path: a new file, mode 0600, fsynced, put in place by rename. */
+static int write_token_file(const char *path, const char *token, char **errmsg)
+{
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
+        return dfs_seterr(errmsg, DFS_EINVAL, "token file path too long");
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot create token file %s", tmp);
+    size_t n = strlen(token);
+    bool ok = write(fd, token, n) == (ssize_t)n && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+    int e = errno;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        e = ok ? errno : e;
+        unlink(tmp);
+        return dfs_seterr_errno(errmsg, DFS_EIO, e, "cannot write token file %s", path);
+    }
+    return DFS_OK;
+}
+
+int dfs_metadata_service_bootstrap_token(dfs_metadata_service *svc, const char *path,
+                                         enum dfs_token_role role, const char *name, char **errmsg)
+{
+    if (access(path, F_OK) != 0) {
+        if (errno != ENOENT)
+            return dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot look at token file %s", path);
+        char token[DFS_TOKEN_LEN + 1];
+        struct dfs_token_rec t;
+        int rc = dfs_metadata_service_make_token(svc, role, name, 0, token, &t, errmsg);
+        if (rc == DFS_OK)
+            rc = write_token_file(path, token, errmsg);
+        OPENSSL_cleanse(token, sizeof token);
+        if (rc != DFS_OK)
+            return rc;
+        dfs_log(DFS_LOG_INFO, "token written id=%s role=%s file=%s", t.id,
+                dfs_catalog_token_role_name(role), path);
+        return DFS_OK;
+    }
+    char *token = NULL;
+    int rc = dfs_rpc_token_read_file(path, &token, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    struct dfs_token_rec t;
+    memset(&t, 0, sizeof t);
+    uint8_t hash[DFS_TOKEN_HASH_LEN], want[DFS_TOKEN_HASH_LEN];
+    rc = dfs_token_parse(token, t.id, hash, errmsg);
+    OPENSSL_cleanse(token, strlen(token));
+    free(token);
+    if (rc != DFS_OK)
+        return dfs_prefixerr(errmsg, DFS_EINVAL, "token file %s", path);
+    struct dfs_token_rec have;
+    rc = dfs_catalog_token_get(svc->cat, t.id, &have, want, NULL);
+    if (rc == DFS_OK) {
+        if (CRYPTO_memcmp(hash, want, sizeof hash) != 0)
+            return dfs_seterr(errmsg, DFS_EPERM,
+                              "token file %s: its id %s belongs to another token", path, t.id);
+        if (have.role != role)
+            return dfs_seterr(errmsg, DFS_EPERM, "token file %s holds a %s token, not %s", path,
+                              dfs_catalog_token_role_name(have.role),
+                              dfs_catalog_token_role_name(role));
+        /* A revoked token stays revoked: the file does not bring it back. */
+        if (have.revoked_ms != 0)
+            dfs_log(DFS_LOG_WARN, "token in file is revoked id=%s file=%s", t.id, path);
+        return DFS_OK;
+    }
+    if (rc != DFS_ENOTFOUND)
+        return dfs_seterr(errmsg, rc, "cannot check token file %s against the catalog", path);
+    snprintf(t.name, sizeof t.name, "%s", name);
+    t.role = role;
+    t.created_ms = now_ms();
+    rc = dfs_catalog_token_add(svc->cat, &t, hash, errmsg);
+    if (rc == DFS_OK)
+        dfs_log(DFS_LOG_INFO, "token from file registered id=%s role=%s file=%s", t.id,
+                dfs_catalog_token_role_name(role), path);
+    return rc;
+}
+
+static void handle_create_token(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__CreateTokenRequest *req =
+        (const Dfs__V1__CreateTokenRequest *)dfs_rpc_call_request(call);
+    char token[DFS_TOKEN_LEN + 1];
+    struct dfs_token_rec t;
+    char *err = NULL;
+    int rc = dfs_metadata_service_make_token(svc, (enum dfs_token_role)req->role, req->name,
+                                             req->ttl_ms, token, &t, &err);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__CreateTokenResponse resp = DFS__V1__CREATE_TOKEN_RESPONSE__INIT;
+    resp.token = token;
+    resp.info = token_msg(&a, &t);
+    reply_and_free(call, &a, resp.info != NULL ? &resp.base : NULL);
+    OPENSSL_cleanse(token, sizeof token);
+}
+
+static void handle_revoke_token(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__RevokeTokenRequest *req =
+        (const Dfs__V1__RevokeTokenRequest *)dfs_rpc_call_request(call);
+    struct dfs_token_rec t;
+    uint8_t hash[DFS_TOKEN_HASH_LEN];
+    char *err = NULL;
+    int rc = dfs_catalog_token_resolve(svc->cat, req->id, &t, &err);
+    if (rc == DFS_OK)
+        rc = dfs_catalog_token_revoke(svc->cat, t.id, now_ms(), &err);
+    if (rc == DFS_OK)
+        rc = dfs_catalog_token_get(svc->cat, t.id, &t, hash, &err);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_log(DFS_LOG_INFO, "token revoked id=%s name=\"%s\" role=%s", t.id, t.name,
+            dfs_catalog_token_role_name(t.role));
+    dfs_arena a = {0};
+    Dfs__V1__RevokeTokenResponse resp = DFS__V1__REVOKE_TOKEN_RESPONSE__INIT;
+    resp.info = token_msg(&a, &t);
+    reply_and_free(call, &a, resp.info != NULL ? &resp.base : NULL);
+}
+
+static void handle_list_tokens(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__ListTokensRequest *req =
+        (const Dfs__V1__ListTokensRequest *)dfs_rpc_call_request(call);
+    struct dfs_token_rec *v = NULL;
+    size_t n = 0;
+    char *err = NULL;
+    int rc = dfs_catalog_tokens_list(svc->cat, req->all, now_ms(), &v, &n, &err);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__ListTokensResponse resp = DFS__V1__LIST_TOKENS_RESPONSE__INIT;
+    bool ok = true;
+    if (n > 0) {
+        resp.tokens = dfs_arena_calloc(&a, n, sizeof *resp.tokens);
+        ok = resp.tokens != NULL;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (resp.tokens[i] = token_msg(&a, &v[i])) != NULL;
+        resp.n_tokens = n;
+    }
+    free(v);
+    reply_and_free(call, &a, ok ? &resp.base : NULL);
+}
+
+static void handle_who_am_i(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    struct dfs_token_rec t;
+    char *err = NULL;
+    int rc = check_token(svc, call, &t, &err);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__WhoAmIResponse resp = DFS__V1__WHO_AM_IRESPONSE__INIT;
+    resp.info = token_msg(&a, &t);
+    reply_and_free(call, &a, resp.info != NULL ? &resp.base : NULL);
+}
+
 int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv, char **errmsg)
 {
     const struct dfs_rpc_method methods[] = {
         {"/dfs.v1.Metadata/RegisterNode", DFS_RPC_UNARY,
-         &dfs__v1__register_node_request__descriptor, handle_register_node, svc, 0},
+         &dfs__v1__register_node_request__descriptor, handle_register_node, svc, ACCESS_NODE},
         {"/dfs.v1.Metadata/Heartbeat", DFS_RPC_UNARY, &dfs__v1__heartbeat_request__descriptor,
-         handle_heartbeat, svc, 0},
+         handle_heartbeat, svc, ACCESS_NODE},
         {"/dfs.v1.Metadata/CreateFile", DFS_RPC_UNARY, &dfs__v1__create_file_request__descriptor,
-         handle_create_file, svc, 0},
+         handle_create_file, svc, ACCESS_WRITE},
         {"/dfs.v1.Metadata/ReplaceTarget", DFS_RPC_UNARY,
-         &dfs__v1__replace_target_request__descriptor, handle_replace_target, svc, 0},
+         &dfs__v1__replace_target_request__descriptor, handle_replace_target, svc, ACCESS_WRITE},
         {"/dfs.v1.Metadata/CommitFile", DFS_RPC_UNARY, &dfs__v1__commit_file_request__descriptor,
-         handle_commit_file, svc, 0},
+         handle_commit_file, svc, ACCESS_WRITE},
         {"/dfs.v1.Metadata/AbortFile", DFS_RPC_UNARY, &dfs__v1__abort_file_request__descriptor,
-         handle_abort_file, svc, 0},
+         handle_abort_file, svc, ACCESS_WRITE},
         {"/dfs.v1.Metadata/GetFile", DFS_RPC_UNARY, &dfs__v1__get_file_request__descriptor,
-         handle_get_file, svc, 0},
+         handle_get_file, svc, ACCESS_READ},
         {"/dfs.v1.Metadata/ListFiles", DFS_RPC_UNARY, &dfs__v1__list_files_request__descriptor,
-         handle_list_files, svc, 0},
+         handle_list_files, svc, ACCESS_READ},
         {"/dfs.v1.Metadata/DeleteFile", DFS_RPC_UNARY, &dfs__v1__delete_file_request__descriptor,
-         handle_delete_file, svc, 0},
+         handle_delete_file, svc, ACCESS_WRITE},
         {"/dfs.v1.Metadata/Stat", DFS_RPC_UNARY, &dfs__v1__stat_request__descriptor, handle_stat,
-         svc, 0},
+         svc, ACCESS_READ},
         {"/dfs.v1.Metadata/ListNodes", DFS_RPC_UNARY, &dfs__v1__list_nodes_request__descriptor,
-         handle_list_nodes, svc, 0},
+         handle_list_nodes, svc, ACCESS_READ},
         {"/dfs.v1.Metadata/SetNodeState", DFS_RPC_UNARY,
-         &dfs__v1__set_node_state_request__descriptor, handle_set_node_state, svc, 0},
+         &dfs__v1__set_node_state_request__descriptor, handle_set_node_state, svc, ACCESS_ADMIN},
         {"/dfs.v1.Metadata/ReportFragments", DFS_RPC_UNARY,
-         &dfs__v1__report_fragments_request__descriptor, handle_report_fragments, svc, 0},
+         &dfs__v1__report_fragments_request__descriptor, handle_report_fragments, svc, ACCESS_NODE},
         {"/dfs.v1.Metadata/GetHealth", DFS_RPC_UNARY, &dfs__v1__get_health_request__descriptor,
-         handle_get_health, svc, 0},
+         handle_get_health, svc, ACCESS_READ},
+        {"/dfs.v1.Metadata/CreateToken", DFS_RPC_UNARY, &dfs__v1__create_token_request__descriptor,
+         handle_create_token, svc, ACCESS_ADMIN},
+        {"/dfs.v1.Metadata/RevokeToken", DFS_RPC_UNARY, &dfs__v1__revoke_token_request__descriptor,
+         handle_revoke_token, svc, ACCESS_ADMIN},
+        {"/dfs.v1.Metadata/ListTokens", DFS_RPC_UNARY, &dfs__v1__list_tokens_request__descriptor,
+         handle_list_tokens, svc, ACCESS_ADMIN},
+        {"/dfs.v1.Metadata/WhoAmI", DFS_RPC_UNARY, &dfs__v1__who_am_irequest__descriptor,
+         handle_who_am_i, svc, ACCESS_ANY},
     };
+    struct dfs_rpc_authorizer az = {.authorize = authorize, .arg = svc};
+    int arc = dfs_rpc_server_set_authorizer(srv, &az, errmsg);
+    if (arc != DFS_OK)
+        return arc;
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         int rc = dfs_rpc_server_add_method(srv, &methods[i], errmsg);
         if (rc != DFS_OK)

@@ -2,9 +2,11 @@
 #ifndef DFS_SERVICES_METADATA_SERVICE_H
 #define DFS_SERVICES_METADATA_SERVICE_H
 
+#include "common/token.h"
 #include "metadata/catalog.h"
 #include "metadata/placement.h"
 #include "services/metrics.h"
+#include "services/rpc/security.h"
 #include "services/rpc/server.h"
 
 #include <stdbool.h>
@@ -44,6 +46,12 @@ struct dfs_metadata_config {
     uint32_t rebalance_max;
     /* How often the rebalance check runs (when the repair queue is empty); 0 means 10000 ms. */
     int64_t rebalance_interval_ms;
+    /* Tickets handed out for reads (GetFile), deletions, checks and repairs stay valid this long;
+       0 means 1 hour. Write tickets (CreateFile) last as long as the pending file. */
+    int64_t ticket_ttl_ms;
+    /* How channels to storage nodes are secured; NULL: plaintext, to loopback only. Borrowed:
+       must outlive the service. */
+    const struct dfs_rpc_link_security *node_security;
 };
 
 /*
@@ -55,8 +63,32 @@ struct dfs_metadata_config {
 int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_config *cfg,
                                 dfs_metadata_service **out, char **errmsg);
 
-/* Register the dfs.v1.Metadata methods on a server that has not started yet. */
+/*
+ * Register the dfs.v1.Metadata methods on a server that has not started yet, and make the service
+ * the server's authorizer: every Metadata call then needs a bearer token whose role allows it
+ * (admin: everything; read_write: files; read_only: reads; node: register,
+ * heartbeat, reports), checked against the catalog at every call.
+ */
 int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv, char **errmsg);
+
+/*
+ * Make a token with this role, name (1..DFS_TOKEN_NAME_MAX bytes) and lifetime (0: forever) and
+ * record it: token (caller storage) gets its text, the only copy of the secret; *info (may be
+ * NULL) its record.
+ */
+int dfs_metadata_service_make_token(dfs_metadata_service *svc, enum dfs_token_role role,
+                                    const char *name, int64_t ttl_ms, char token[DFS_TOKEN_LEN + 1],
+                                    struct dfs_token_rec *info, char **errmsg);
+
+/*
+ * The token of a file the operator manages (--admin-token-file, --node-token-file): when path
+ * does not exist, a new token with this role and name is made and written there (mode 0600);
+ * when it exists, the token it holds is recorded with this role if the catalog does not know it
+ * yet (so a deployment can hand the same secret to the service and to its nodes). A token the
+ * catalog knows with another secret or role is refused (DFS_EPERM); a revoked one stays revoked.
+ */
+int dfs_metadata_service_bootstrap_token(dfs_metadata_service *svc, const char *path,
+                                         enum dfs_token_role role, const char *name, char **errmsg);
 
 /*
  * Start the background thread (liveness sweep, pending expiry, fragment deletions on the nodes,

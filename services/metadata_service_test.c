@@ -1,5 +1,7 @@
 /* Tests of the Metadata service through real gRPC calls to an in-process server. */
+#include "common/ticket.h"
 #include "services/metadata_service.h"
+#include "services/ticket_pb.h"
 
 #include "common/err.h"
 #include "common/log.h"
@@ -13,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -25,6 +29,20 @@ struct fx {
     dfs_rpc_server *srv;
     dfs_rpc_channel *ch;
 };
+
+/* A channel to the service that presents a fresh token of this role (tokens are per test). */
+static dfs_rpc_channel *channel_as(dfs_metadata_service *svc, const char *addr,
+                                   enum dfs_token_role role)
+{
+    char token[DFS_TOKEN_LEN + 1];
+    char *err = NULL;
+    if (dfs_metadata_service_make_token(svc, role, "test", 0, token, NULL, &err) != DFS_OK)
+        fail_msg("make token: %s", err);
+    struct dfs_rpc_channel_opts o = {.token = token};
+    dfs_rpc_channel *ch = NULL;
+    assert_int_equal(dfs_rpc_channel_open(addr, &o, &ch, NULL), DFS_OK);
+    return ch;
+}
 
 static int setup(void **state)
 {
@@ -42,7 +60,7 @@ static int setup(void **state)
     assert_int_equal(dfs_rpc_server_start(f->srv, NULL), DFS_OK);
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", dfs_rpc_server_port(f->srv));
-    assert_int_equal(dfs_rpc_channel_create(addr, &f->ch, NULL), DFS_OK);
+    f->ch = channel_as(f->svc, addr, DFS_ROLE_ADMIN);
     *state = f;
     return 0;
 }
@@ -380,7 +398,7 @@ static void restart_service(struct fx *f, const struct dfs_metadata_config *cfg)
     assert_int_equal(dfs_rpc_server_start(f->srv, NULL), DFS_OK);
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", dfs_rpc_server_port(f->srv));
-    assert_int_equal(dfs_rpc_channel_create(addr, &f->ch, NULL), DFS_OK);
+    f->ch = channel_as(f->svc, addr, DFS_ROLE_ADMIN);
 }
 
 static Dfs__V1__FileInfo *create_with(struct fx *f, const char *path, uint64_t size,
@@ -581,6 +599,163 @@ static void test_least_used_counts_planned_bytes(void **state)
     }
 }
 
+static int list_with(dfs_rpc_channel *ch, char **err)
+{
+    Dfs__V1__ListFilesRequest req = DFS__V1__LIST_FILES_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    int rc = dfs_rpc_unary(ch, "/dfs.v1.Metadata/ListFiles", &req.base,
+                           &dfs__v1__list_files_response__descriptor, &resp, 5000, err);
+    if (resp != NULL)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    return rc;
+}
+
+/* Every call needs a token; roles bound what it may do; revoked and unknown tokens fail. */
+static void test_tokens_and_roles(void **state)
+{
+    struct fx *f = *state;
+    register_nodes(f, 3);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", dfs_rpc_server_port(f->srv));
+    char *err = NULL;
+    dfs_rpc_channel *anon = NULL;
+    assert_int_equal(dfs_rpc_channel_create(addr, &anon, NULL), DFS_OK);
+    assert_int_equal(list_with(anon, &err), DFS_EUNAUTH);
+    assert_non_null(strstr(err, "no bearer token"));
+    free(err);
+    err = NULL;
+    /* A well-formed token nobody made. */
+    dfs_rpc_channel *stranger = NULL;
+    struct dfs_rpc_channel_opts so = {
+        .token = "dfs1.0123456789abcdef."
+                 "0000000000000000000000000000000000000000000000000000000000000000"};
+    assert_int_equal(dfs_rpc_channel_open(addr, &so, &stranger, NULL), DFS_OK);
+    assert_int_equal(list_with(stranger, &err), DFS_EUNAUTH);
+    free(err);
+    err = NULL;
+
+    dfs_rpc_channel *ro = channel_as(f->svc, addr, DFS_ROLE_READ_ONLY);
+    dfs_rpc_channel *node = channel_as(f->svc, addr, DFS_ROLE_NODE);
+    assert_int_equal(list_with(ro, NULL), DFS_OK);
+    assert_int_equal(list_with(node, &err), DFS_EPERM);
+    assert_non_null(strstr(err, "may not call"));
+    free(err);
+    err = NULL;
+    Dfs__V1__CreateFileRequest creq = DFS__V1__CREATE_FILE_REQUEST__INIT;
+    creq.path = "/ro";
+    creq.size = 10;
+    ProtobufCMessage *resp = NULL;
+    assert_int_equal(dfs_rpc_unary(ro, "/dfs.v1.Metadata/CreateFile", &creq.base,
+                                   &dfs__v1__create_file_response__descriptor, &resp, 5000, &err),
+                     DFS_EPERM);
+    free(err);
+    err = NULL;
+    /* Only admins manage tokens: create one over the API, see it listed, revoke it. */
+    Dfs__V1__CreateTokenRequest tq = DFS__V1__CREATE_TOKEN_REQUEST__INIT;
+    tq.name = "ci";
+    tq.role = DFS__V1__TOKEN_ROLE__TOKEN_READ_WRITE;
+    assert_int_equal(dfs_rpc_unary(ro, "/dfs.v1.Metadata/CreateToken", &tq.base,
+                                   &dfs__v1__create_token_response__descriptor, &resp, 5000, &err),
+                     DFS_EPERM);
+    free(err);
+    err = NULL;
+    Dfs__V1__CreateTokenResponse *made = NULL;
+    assert_int_equal(
+        call(f, "CreateToken", &tq.base, &dfs__v1__create_token_response__descriptor, &made, NULL),
+        DFS_OK);
+    assert_int_equal(strlen(made->token), DFS_TOKEN_LEN);
+    assert_string_equal(made->info->name, "ci");
+    struct dfs_rpc_channel_opts mo = {.token = made->token};
+    dfs_rpc_channel *rw = NULL;
+    assert_int_equal(dfs_rpc_channel_open(addr, &mo, &rw, NULL), DFS_OK);
+    Dfs__V1__CreateFileResponse *cr = NULL;
+    assert_int_equal(dfs_rpc_unary(rw, "/dfs.v1.Metadata/CreateFile", &creq.base,
+                                   &dfs__v1__create_file_response__descriptor,
+                                   (ProtobufCMessage **)&cr, 5000, NULL),
+                     DFS_OK);
+    /* The plan's write tickets are signed for each planned node with that node's key. */
+    uint8_t master[DFS_TICKET_KEY_LEN];
+    assert_int_equal(
+        dfs_catalog_secret(f->cat, "ticket_master_key", sizeof master, 1, master, NULL), DFS_OK);
+    for (size_t i = 0; i < cr->file->n_fragments; i++) {
+        const Dfs__V1__Fragment *fr = cr->file->fragments[i];
+        for (size_t r = 0; r < fr->n_replicas; r++) {
+            uint8_t key[DFS_TICKET_KEY_LEN];
+            struct dfs_ticket t;
+            assert_int_equal(dfs_ticket_node_key(master, fr->replicas[r]->node_id, key, NULL),
+                             DFS_OK);
+            assert_int_equal(dfs_ticket_from_pb(fr->replicas[r]->ticket, &t, NULL), DFS_OK);
+            assert_int_equal(dfs_ticket_check(key, &t, DFS_TICKET_PUT, fr->fragment_id,
+                                              fr->replicas[r]->node_id, (int64_t)time(NULL) * 1000,
+                                              NULL),
+                             DFS_OK);
+            assert_int_equal(dfs_ticket_check(key, &t, DFS_TICKET_GET, fr->fragment_id,
+                                              fr->replicas[r]->node_id, (int64_t)time(NULL) * 1000,
+                                              NULL),
+                             DFS_EPERM);
+        }
+    }
+    protobuf_c_message_free_unpacked(&cr->base, NULL);
+    Dfs__V1__ListTokensRequest lq = DFS__V1__LIST_TOKENS_REQUEST__INIT;
+    Dfs__V1__ListTokensResponse *ls = NULL;
+    assert_int_equal(
+        call(f, "ListTokens", &lq.base, &dfs__v1__list_tokens_response__descriptor, &ls, NULL),
+        DFS_OK);
+    assert_int_equal(ls->n_tokens, 4); /* admin, ro, node, ci */
+    protobuf_c_message_free_unpacked(&ls->base, NULL);
+    Dfs__V1__RevokeTokenRequest rq = DFS__V1__REVOKE_TOKEN_REQUEST__INIT;
+    char prefix[8];
+    snprintf(prefix, sizeof prefix, "%.6s", made->info->id);
+    rq.id = prefix;
+    Dfs__V1__RevokeTokenResponse *rv = NULL;
+    assert_int_equal(
+        call(f, "RevokeToken", &rq.base, &dfs__v1__revoke_token_response__descriptor, &rv, NULL),
+        DFS_OK);
+    assert_true(rv->info->revoked_ms > 0);
+    protobuf_c_message_free_unpacked(&rv->base, NULL);
+    assert_int_equal(list_with(rw, &err), DFS_EUNAUTH);
+    assert_non_null(strstr(err, "revoked"));
+    free(err);
+    err = NULL;
+    Dfs__V1__WhoAmIRequest wq = DFS__V1__WHO_AM_IREQUEST__INIT;
+    Dfs__V1__WhoAmIResponse *who = NULL;
+    assert_int_equal(dfs_rpc_unary(ro, "/dfs.v1.Metadata/WhoAmI", &wq.base,
+                                   &dfs__v1__who_am_iresponse__descriptor,
+                                   (ProtobufCMessage **)&who, 5000, NULL),
+                     DFS_OK);
+    assert_int_equal(who->info->role, DFS__V1__TOKEN_ROLE__TOKEN_READ_ONLY);
+    protobuf_c_message_free_unpacked(&who->base, NULL);
+    protobuf_c_message_free_unpacked(&made->base, NULL);
+
+    /* Token files: made when absent (mode 0600), accepted as they are afterwards. */
+    char path[700];
+    snprintf(path, sizeof path, "%s/admin.token", f->dir);
+    assert_int_equal(
+        dfs_metadata_service_bootstrap_token(f->svc, path, DFS_ROLE_ADMIN, "boot", NULL), DFS_OK);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(
+        dfs_metadata_service_bootstrap_token(f->svc, path, DFS_ROLE_ADMIN, "boot", NULL), DFS_OK);
+    err = NULL;
+    assert_int_equal(
+        dfs_metadata_service_bootstrap_token(f->svc, path, DFS_ROLE_NODE, "boot", &err), DFS_EPERM);
+    free(err);
+    char *tok = NULL;
+    assert_int_equal(dfs_rpc_token_read_file(path, &tok, NULL), DFS_OK);
+    struct dfs_rpc_channel_opts bo = {.token = tok};
+    dfs_rpc_channel *boot = NULL;
+    assert_int_equal(dfs_rpc_channel_open(addr, &bo, &boot, NULL), DFS_OK);
+    assert_int_equal(list_with(boot, NULL), DFS_OK);
+    free(tok);
+    dfs_rpc_channel_destroy(boot);
+    dfs_rpc_channel_destroy(rw);
+    dfs_rpc_channel_destroy(ro);
+    dfs_rpc_channel_destroy(node);
+    dfs_rpc_channel_destroy(stranger);
+    dfs_rpc_channel_destroy(anon);
+}
+
 int main(void)
 {
     dfs_log_init("metadata_service_test", DFS_LOG_ERROR);
@@ -594,6 +769,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_heartbeat_and_list_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_policies_saved_and_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_least_used_counts_planned_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tokens_and_roles, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

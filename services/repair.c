@@ -48,7 +48,8 @@ struct worker {
 };
 
 struct dfs_repairer {
-    dfs_frag_store *store; /* borrowed */
+    dfs_frag_store *store;                        /* borrowed */
+    const struct dfs_rpc_link_security *security; /* borrowed */
     int64_t stall_ms;
     struct worker *workers;
     int nworkers;
@@ -135,7 +136,8 @@ static int channel_for(dfs_repairer *r, const char *addr, dfs_rpc_channel **out,
         if (e->addr == NULL)
             rc = dfs_seterr(err, DFS_ENOMEM, "out of memory");
         else
-            rc = dfs_rpc_channel_create(addr, &e->ch, err);
+            rc = dfs_rpc_channel_open(addr, &(struct dfs_rpc_channel_opts){.security = r->security},
+                                      &e->ch, err);
         if (rc == DFS_OK) {
             r->nchans++;
             *out = e->ch;
@@ -259,7 +261,7 @@ static void stream_recv(struct stream *s)
 
 /* Open GetFragment{id, offset, length} to addr. On failure the stream is not open. */
 static int stream_open(struct stream *s, struct run *x, const char *addr, const char *id,
-                       uint64_t offset, uint64_t length, char **err)
+                       const Dfs__V1__Ticket *ticket, uint64_t offset, uint64_t length, char **err)
 {
     memset(s, 0, sizeof *s);
     s->x = x;
@@ -279,6 +281,7 @@ static int stream_open(struct stream *s, struct run *x, const char *addr, const 
     req.fragment_id = (char *)id;
     req.offset = offset;
     req.length = length;
+    req.ticket = (Dfs__V1__Ticket *)ticket;
     if (dfs_rpc_ccall_send(s->call, &req.base, true, NULL, NULL) != DFS_OK)
         dfs_rpc_ccall_cancel_with(s->call, DFS_EINTERNAL, "cannot send the request");
     stream_recv(s);
@@ -353,12 +356,12 @@ static bool local_failure(int rc)
  * run_check or a local failure, which ends the job; or DFS_EUNAVAIL with *err for a failure of
  * the source (the caller tries the next one).
  */
-static int copy_from(struct run *x, const char *addr, char **err)
+static int copy_from(struct run *x, const char *addr, const Dfs__V1__Ticket *ticket, char **err)
 {
     const Dfs__V1__RepairFragmentRequest *req = x->req;
     struct stream s;
     char *serr = NULL;
-    int rc = stream_open(&s, x, addr, req->fragment_id, 0, 0, &serr);
+    int rc = stream_open(&s, x, addr, req->fragment_id, ticket, 0, 0, &serr);
     if (rc != DFS_OK) {
         dfs_seterr(err, local_failure(rc) ? rc : DFS_EUNAVAIL, "%s",
                    serr != NULL ? serr : dfs_strerror(rc));
@@ -457,7 +460,7 @@ static int run_copy(struct run *x, char **err)
         if (rc != DFS_OK)
             return rc;
         char *serr = NULL;
-        rc = copy_from(x, req->sources[i], &serr);
+        rc = copy_from(x, req->sources[i], req->source_tickets[i], &serr);
         if (rc == DFS_OK) {
             snprintf(x->job->source, sizeof x->job->source, "%s", req->sources[i]);
             return DFS_OK;
@@ -538,8 +541,8 @@ static int slot_assign(struct rebuild *b, unsigned j, uint64_t s0, char **err)
         if (b->failed[c] || index_in_use(b, src->index, j))
             continue;
         char *serr = NULL;
-        int rc = stream_open(&sl->s, b->x, src->address, src->fragment_id, s0 * b->cell,
-                             (b->stripes - s0) * b->cell, &serr);
+        int rc = stream_open(&sl->s, b->x, src->address, src->fragment_id, src->ticket,
+                             s0 * b->cell, (b->stripes - s0) * b->cell, &serr);
         if (rc != DFS_OK) {
             b->failed[c] = true;
             why_add(b->why, src->address, serr);
@@ -922,6 +925,10 @@ int dfs_repair_check(const Dfs__V1__RepairFragmentRequest *req, char **errmsg)
                           req->size);
     const Dfs__V1__ErasureRebuild *e = req->erasure;
     if (e == NULL) {
+        if (req->n_source_tickets != req->n_sources)
+            return dfs_seterr(errmsg, DFS_EINVAL,
+                              "fragment %s: %zu sources but %zu source tickets (one each)", id,
+                              req->n_sources, req->n_source_tickets);
         for (size_t i = 0; i < req->n_sources; i++)
             if (!dfs_rpc_hostport_valid(req->sources[i], ADDR_MAX)) {
                 clean_text(req->sources[i], s, sizeof s);
@@ -992,6 +999,7 @@ int dfs_repairer_create(dfs_frag_store *store, const struct dfs_repairer_config 
     if (r == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     r->store = store;
+    r->security = cfg != NULL ? cfg->security : NULL;
     r->stall_ms = cfg != NULL && cfg->stall_ms > 0 ? cfg->stall_ms : DEFAULT_STALL_MS;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);

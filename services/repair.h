@@ -3,6 +3,7 @@
 #define DFS_SERVICES_REPAIR_H
 
 #include "dfs/v1/storage.pb-c.h"
+#include "services/rpc/security.h"
 #include "storage/frag_store.h"
 
 #include <stdatomic.h>
@@ -54,6 +55,9 @@ struct dfs_repairer_config {
     int workers;
     /* A source that sends nothing for this long is given up; 0 means 30000. */
     int64_t stall_ms;
+    /* How channels to source nodes are secured; NULL: plaintext, loopback only. Borrowed: must
+       outlive the repairer. */
+    const struct dfs_rpc_link_security *security;
 };
 
 /*

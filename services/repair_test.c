@@ -14,6 +14,7 @@
 #include "services/rpc/loop.h"
 #include "services/rpc/server.h"
 #include "services/storage_service.h"
+#include "services/ticket_testing.h"
 #include "storage/ec.h"
 #include "storage/frag_store.h"
 
@@ -50,7 +51,23 @@ struct node {
     dfs_storage_service *svc;
     dfs_rpc_server *srv;
     dfs_rpc_channel *ch;
+    char node_id[DFS_ID_HEX + 1];
 };
+
+/* The nodes started, by address: source tickets name each source's node (test bookkeeping). */
+static struct {
+    char addr[64];
+    char node_id[DFS_ID_HEX + 1];
+} known_nodes[64];
+static size_t nknown_nodes;
+
+static const char *node_of(const char *addr)
+{
+    for (size_t i = 0; i < nknown_nodes; i++)
+        if (strcmp(known_nodes[i].addr, addr) == 0)
+            return known_nodes[i].node_id;
+    return "unknown";
+}
 
 struct node_opts {
     uint64_t repair_rate;
@@ -78,11 +95,23 @@ static void node_open(struct node *n, const struct node_opts *o)
     assert_int_equal(dfs_storage_service_register(n->svc, n->srv, &err), DFS_OK);
     assert_int_equal(dfs_rpc_server_start(n->srv, &err), DFS_OK);
     snprintf(n->addr, sizeof n->addr, "127.0.0.1:%d", dfs_rpc_server_port(n->srv));
+    snprintf(n->node_id, sizeof n->node_id, "%s", dfs_frag_store_node_id(n->store));
+    uint8_t key[DFS_TICKET_KEY_LEN];
+    dfs_test_node_key(n->node_id, key);
+    assert_int_equal(dfs_storage_service_set_ticket_key(n->svc, key, sizeof key, &err), DFS_OK);
+    if (nknown_nodes < sizeof known_nodes / sizeof known_nodes[0]) {
+        snprintf(known_nodes[nknown_nodes].addr, sizeof known_nodes[0].addr, "%s", n->addr);
+        snprintf(known_nodes[nknown_nodes].node_id, sizeof known_nodes[0].node_id, "%s",
+                 n->node_id);
+        nknown_nodes++;
+    }
     assert_int_equal(dfs_rpc_channel_create(n->addr, &n->ch, &err), DFS_OK);
     /* Connect before the test (see storage_service_test.c: a loaded machine can miss gRPC's
        first 100 ms connect attempt). */
     Dfs__V1__StatFragmentRequest req = DFS__V1__STAT_FRAGMENT_REQUEST__INIT;
     req.fragment_id = "0000000000000000000000000000000000000000";
+    struct dfs_test_ticket tt;
+    req.ticket = dfs_test_ticket(&tt, DFS_TICKET_STAT, req.fragment_id, n->node_id, 0);
     ProtobufCMessage *resp = NULL;
     int rc = dfs_rpc_unary_retry(n->ch, "/dfs.v1.Storage/StatFragment", &req.base,
                                  &dfs__v1__stat_fragment_response__descriptor, &resp, 10000, 60000,
@@ -266,6 +295,26 @@ static int repair_rpc(struct node *n, const Dfs__V1__RepairFragmentRequest *req,
     char *err = NULL;
     ProtobufCMessage *resp = NULL;
     out->resp = NULL;
+    /* Tickets as the metadata service gives them: REPAIR for this node, GET for every source
+       (unless the test set its own). */
+    Dfs__V1__RepairFragmentRequest r = *req;
+    struct dfs_test_ticket own, src[DFS_EC_MAX_FRAGMENTS * 2];
+    Dfs__V1__Ticket *sp[DFS_EC_MAX_FRAGMENTS * 2];
+    r.ticket = dfs_test_ticket(&own, DFS_TICKET_REPAIR, req->fragment_id, n->node_id, 0);
+    if (r.n_source_tickets == 0 && r.n_sources <= DFS_EC_MAX_FRAGMENTS * 2) {
+        for (size_t i = 0; i < r.n_sources; i++)
+            sp[i] = dfs_test_ticket(&src[i], DFS_TICKET_GET, req->fragment_id,
+                                    node_of(r.sources[i]), 0);
+        r.source_tickets = sp;
+        r.n_source_tickets = r.n_sources;
+    }
+    for (size_t i = 0;
+         r.erasure != NULL && i < r.erasure->n_sources && i < DFS_EC_MAX_FRAGMENTS * 2; i++) {
+        Dfs__V1__ErasureSource *es = r.erasure->sources[i];
+        es->ticket =
+            dfs_test_ticket(&src[i], DFS_TICKET_GET, es->fragment_id, node_of(es->address), 0);
+    }
+    req = &r;
     out->status =
         dfs_rpc_unary(n->ch, REPAIR_METHOD, &req->base,
                       &dfs__v1__repair_fragment_response__descriptor, &resp, timeout_ms, &err);

@@ -347,7 +347,7 @@ int dfs_scrubber_start(const struct dfs_scrubber_config *cfg, dfs_scrubber **out
         free_scrubber(s);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
-    int rc = dfs_rpc_channel_create(s->metadata, &s->ch, errmsg);
+    int rc = dfs_rpc_channel_open(s->metadata, &cfg->channel, &s->ch, errmsg);
     if (rc != DFS_OK) {
         free_scrubber(s);
         return rc;

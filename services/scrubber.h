@@ -2,6 +2,7 @@
 #ifndef DFS_SERVICES_SCRUBBER_H
 #define DFS_SERVICES_SCRUBBER_H
 
+#include "services/rpc/client.h"
 #include "storage/frag_store.h"
 
 #include <stdint.h>
@@ -28,8 +29,10 @@
 typedef struct dfs_scrubber dfs_scrubber;
 
 struct dfs_scrubber_config {
-    dfs_frag_store *store;  /* borrowed: must stay open until dfs_scrubber_stop returns */
-    const char *metadata;   /* host:port of the metadata service; copied */
+    dfs_frag_store *store; /* borrowed: must stay open until dfs_scrubber_stop returns */
+    const char *metadata;  /* host:port of the metadata service; copied */
+    /* Its channel's security and the node's token (pointers borrowed during create/start). */
+    struct dfs_rpc_channel_opts channel;
     const char *node_id;    /* the node's id (dfs_frag_store_node_id); copied */
     uint64_t rate;          /* bytes read per second; must be > 0 (0 = do not start one) */
     int64_t interval_ms;    /* pause between the end of a pass and the next; must be > 0 */

@@ -12,6 +12,7 @@
 #include "services/rpc/grpclog.h"
 #include "services/rpc/health.h"
 #include "services/rpc/reflection.h"
+#include "services/rpc/security.h"
 #include "services/rpc/server.h"
 #include "services/scrubber.h"
 #include "services/storage_probe.h"
@@ -71,6 +72,17 @@ static void usage(FILE *out)
         "                            keep trying)\n"
         "  --grace-ms N              on SIGTERM, time calls in flight get to finish (default "
         "5000)\n"
+        "\n"
+        "Security (see README, \"Security\"):\n"
+        "  --token-file PATH         the node's bearer token (role node) for the metadata\n"
+        "                            service (required; DFS_TOKEN_FILE is used when absent)\n"
+        "  --tls-cert FILE           serve TLS with this certificate chain (PEM) ...\n"
+        "  --tls-key FILE            ... and its private key; also this node's client\n"
+        "                            certificate towards the metadata service and other nodes\n"
+        "  --tls-ca FILE             CA the metadata service's and other nodes' (and, with\n"
+        "                            --tls-client-auth, clients') certificates chain to\n"
+        "  --tls-client-auth         mutual TLS: require a client certificate from every caller\n"
+        "  --insecure                allow plaintext on a non-loopback address (and to peers)\n"
         "  --help, --version\n");
 }
 
@@ -92,6 +104,9 @@ struct options {
     uint64_t scrub_rate;   /* 0 = no scrubber */
     long long scrub_interval_s;
     enum dfs_log_level level;
+    const char *token_file;
+    struct dfs_rpc_tls_config tls;
+    bool insecure;
 };
 
 /*
@@ -156,6 +171,12 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         O_REPAIR_RATE,
         O_SCRUB_RATE,
         O_SCRUB_INTERVAL,
+        O_TOKEN_FILE,
+        O_TLS_CERT,
+        O_TLS_KEY,
+        O_TLS_CA,
+        O_TLS_CLIENT_AUTH,
+        O_INSECURE,
         O_HELP,
         O_VERSION,
     };
@@ -176,6 +197,12 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         {"repair-rate", required_argument, NULL, O_REPAIR_RATE},
         {"scrub-rate", required_argument, NULL, O_SCRUB_RATE},
         {"scrub-interval", required_argument, NULL, O_SCRUB_INTERVAL},
+        {"token-file", required_argument, NULL, O_TOKEN_FILE},
+        {"tls-cert", required_argument, NULL, O_TLS_CERT},
+        {"tls-key", required_argument, NULL, O_TLS_KEY},
+        {"tls-ca", required_argument, NULL, O_TLS_CA},
+        {"tls-client-auth", no_argument, NULL, O_TLS_CLIENT_AUTH},
+        {"insecure", no_argument, NULL, O_INSECURE},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -247,6 +274,24 @@ static int parse(int argc, char **argv, struct options *o, char **err)
             o->zone_file = optarg;
             break;
         case 'h':
+        case O_TOKEN_FILE:
+            o->token_file = optarg;
+            break;
+        case O_TLS_CERT:
+            o->tls.cert_file = optarg;
+            break;
+        case O_TLS_KEY:
+            o->tls.key_file = optarg;
+            break;
+        case O_TLS_CA:
+            o->tls.ca_file = optarg;
+            break;
+        case O_TLS_CLIENT_AUTH:
+            o->tls.mutual = true;
+            break;
+        case O_INSECURE:
+            o->insecure = true;
+            break;
         case O_HELP:
             usage(stdout);
             return 1;
@@ -283,10 +328,23 @@ static int parse(int argc, char **argv, struct options *o, char **err)
     return rc;
 }
 
-/* The heartbeat's hook: every registration asks for a full inventory report. */
-static void registered(void *inventory)
+/* What the heartbeat's hook reaches. */
+struct on_register {
+    dfs_storage_service *svc;
+    dfs_inventory *inv;
+};
+
+/* The heartbeat's hook: the service takes its ticket key, and every registration asks for a full
+   inventory report. */
+static void registered(void *arg, const uint8_t *key, size_t len)
 {
-    dfs_inventory_trigger(inventory);
+    struct on_register *r = arg;
+    char *err = NULL;
+    if (dfs_storage_service_set_ticket_key(r->svc, key, len, &err) != DFS_OK) {
+        dfs_log(DFS_LOG_ERROR, "cannot take the ticket key err=\"%s\"", err);
+        free(err);
+    }
+    dfs_inventory_trigger(r->inv);
 }
 
 /*
@@ -333,6 +391,28 @@ int main(int argc, char **argv)
     dfs_log_init(PROG, o.level);
     dfs_rpc_route_grpc_logs();
 
+    if (o.token_file == NULL)
+        o.token_file = getenv("DFS_TOKEN_FILE");
+    char *token = NULL;
+    dfs_rpc_tls *tls = NULL;
+    if (o.token_file == NULL) {
+        fprintf(stderr,
+                PROG ": --token-file is required: the node's token (role node) for the "
+                     "metadata service (dfs-metadata --node-token-file, or dfs token create "
+                     "--role node)\n");
+        return 2;
+    }
+    if (dfs_rpc_token_read_file(o.token_file, &token, &err) != DFS_OK ||
+        dfs_rpc_tls_create_optional(&o.tls, &tls, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err);
+        free(err);
+        free(token);
+        return 2;
+    }
+    struct dfs_rpc_link_security sec = {.tls = tls, .insecure = o.insecure};
+    struct dfs_rpc_channel_opts to_metadata = {.security = &sec, .token = token};
+    struct on_register on_reg = {0};
+
     dfs_frag_store *store = NULL;
     dfs_storage_service *svc = NULL;
     dfs_rpc_server *srv = NULL;
@@ -350,11 +430,14 @@ int main(int argc, char **argv)
     struct dfs_metrics_config mcfg = {.program = PROG, .version = VERSION};
     int status = 1;
     int sig = 0;
-    struct dfs_rpc_server_config scfg = {.listen = o.listen, .threads = (int)o.threads};
+    struct dfs_rpc_server_config scfg = {
+        .listen = o.listen, .threads = (int)o.threads, .security = &sec};
     /* The advertised address is also the service's loop check for chain puts; without
        --advertise it is known only once the port is bound (set below). */
-    struct dfs_storage_service_config cfg = {
-        .forward_rate = o.forward_rate, .advertise = o.advertise, .repair_rate = o.repair_rate};
+    struct dfs_storage_service_config cfg = {.forward_rate = o.forward_rate,
+                                             .advertise = o.advertise,
+                                             .repair_rate = o.repair_rate,
+                                             .security = &sec};
     if (dfs_frag_store_open(o.data, NULL, &store, &err) != DFS_OK ||
         dfs_storage_service_create(store, &cfg, &svc, &err) != DFS_OK ||
         dfs_rpc_health_create(&health, &err) != DFS_OK ||
@@ -385,7 +468,8 @@ int main(int argc, char **argv)
     const char *node = dfs_frag_store_node_id(store);
     /* The inventory waits for the heartbeat's word after every registration (the first one, and
        each one after the metadata service forgot the node or restarted). */
-    struct dfs_inventory_config icfg = {.store = store, .metadata = o.metadata, .node_id = node};
+    struct dfs_inventory_config icfg = {
+        .store = store, .metadata = o.metadata, .node_id = node, .channel = to_metadata};
     if (dfs_inventory_start(&icfg, &inv, &err) != DFS_OK) {
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start the inventory");
         goto out;
@@ -397,8 +481,11 @@ int main(int argc, char **argv)
         .zone = o.zone,
         .store = store,
         .on_registered = registered,
-        .on_registered_arg = inv,
+        .on_registered_arg = &on_reg,
+        .channel = to_metadata,
     };
+    on_reg.svc = svc;
+    on_reg.inv = inv;
     if (dfs_heartbeat_start(&hcfg, &hb, &err) != DFS_OK) {
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start the heartbeat");
         goto out;
@@ -469,6 +556,7 @@ int main(int argc, char **argv)
                 .rate = o.scrub_rate,
                 .interval_ms = o.scrub_interval_s * 1000,
                 .first_delay_ms = first_s * 1000,
+                .channel = to_metadata,
             };
             if (dfs_scrubber_start(&sccfg, &scrub, &err) != DFS_OK) {
                 fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start the scrubber");
@@ -510,6 +598,10 @@ out:
     dfs_rpc_health_destroy(health);
     dfs_metrics_destroy(metrics);
     dfs_frag_store_close(store);
+    dfs_rpc_tls_destroy(tls);
+    if (token != NULL)
+        explicit_bzero(token, strlen(token));
+    free(token);
     if (status == 0)
         dfs_log(DFS_LOG_INFO, "stopped");
     return status;

@@ -1,6 +1,12 @@
 /* The Storage service: dfs.v1.Storage over a fragment store, with a copy-free data path. */
 #include "services/storage_service.h"
 
+#include "common/arena.h"
+#include "common/ticket.h"
+#include "services/ticket_pb.h"
+
+#include <openssl/crypto.h>
+
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/id.h"
@@ -67,6 +73,15 @@ struct dfs_storage_service {
     _Atomic uint64_t bytes_received, bytes_sent, bytes_forwarded;
     dfs_repairer *repairer; /* RepairFragment's workers */
     _Atomic uint64_t repairs_active;
+    const struct dfs_rpc_link_security *security; /* borrowed: channels to other nodes */
+
+    /* Ticket checking: this node's id (the store's) and its key, given by the metadata service
+       at registration (set_ticket_key). key_mu guards key and have_key (a leaf lock). */
+    char node_id[DFS_ID_HEX + 1];
+    pthread_mutex_t key_mu;
+    bool have_key;
+    uint8_t key[DFS_TICKET_KEY_LEN];
+    _Atomic uint64_t tickets_refused;
 };
 
 /* Most CRCs one PutFragment message can carry: one per 64 KiB of the largest message accepted. */
@@ -252,6 +267,53 @@ too_many:
                       (unsigned)cap);
 }
 
+/* ---- tickets ---- */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Whether the call's ticket allows op on fragment_id here (common/ticket.h). DFS_EUNAVAIL while
+ * the node has no key yet (it has not registered), DFS_EPERM otherwise, with the reason; each
+ * refusal is logged with the caller's address.
+ */
+static int check_ticket(dfs_storage_service *svc, dfs_rpc_call *call, const Dfs__V1__Ticket *tm,
+                        enum dfs_ticket_op op, const char *fragment_id, char **err)
+{
+    struct dfs_ticket t;
+    uint8_t key[DFS_TICKET_KEY_LEN];
+    pthread_mutex_lock(&svc->key_mu);
+    bool have = svc->have_key;
+    memcpy(key, svc->key, sizeof key);
+    pthread_mutex_unlock(&svc->key_mu);
+    char *why = NULL;
+    int rc = DFS_OK;
+    if (!have)
+        rc = dfs_seterr(&why, DFS_EUNAVAIL,
+                        "this node has not registered with the metadata service yet, so it "
+                        "cannot check tickets; try again");
+    if (rc == DFS_OK)
+        rc = dfs_ticket_from_pb(tm, &t, &why);
+    if (rc == DFS_OK)
+        rc = dfs_ticket_check(key, &t, op, fragment_id, svc->node_id, wall_ms(), &why);
+    OPENSSL_cleanse(key, sizeof key);
+    if (rc == DFS_OK)
+        return DFS_OK;
+    atomic_fetch_add(&svc->tickets_refused, 1);
+    char *peer = call != NULL ? dfs_rpc_call_peer(call) : NULL;
+    dfs_log(DFS_LOG_WARN, "ticket refused op=%s id=%s peer=%s reason=\"%s\"",
+            dfs_ticket_op_name(op), fragment_id, peer != NULL ? peer : "-", why != NULL ? why : "");
+    free(peer);
+    dfs_seterr(err, rc, "fragment %s: %s refused: %s", fragment_id, dfs_ticket_op_name(op),
+               why != NULL ? why : dfs_strerror(rc));
+    free(why);
+    return rc;
+}
+
 /* ---- addresses and the channel cache ---- */
 
 /*
@@ -323,7 +385,8 @@ static int channel_for(dfs_storage_service *svc, const char *addr, dfs_rpc_chann
         if (e->addr == NULL || e->link == NULL)
             rc = dfs_seterr(err, DFS_ENOMEM, "out of memory");
         else
-            rc = dfs_rpc_channel_create(addr, &e->ch, err);
+            rc = dfs_rpc_channel_open(
+                addr, &(struct dfs_rpc_channel_opts){.security = svc->security}, &e->ch, err);
         if (rc == DFS_OK) {
             pthread_mutex_init(&e->link->mu, NULL);
             /* Burst: one message, shared by the link's puts. Unlimited until a put says. */
@@ -360,6 +423,10 @@ struct chain {
     struct put_call *p;
     char *fwd[DFS_STORAGE_FORWARD_MAX]; /* the header's forward list, copied */
     size_t nfwd;
+    /* The header's forward_tickets, copied into `arena` (one per fwd entry): fwd[0]'s goes in
+       its header as its ticket, the rest as its forward_tickets. */
+    Dfs__V1__Ticket *fwd_tickets[DFS_STORAGE_FORWARD_MAX];
+    dfs_arena arena;
     uint64_t forward_rate; /* the header's, passed on unchanged */
     dfs_rpc_loop *loop;
     dfs_rpc_ccall *dc;         /* the call to fwd[0]; NULL before start and once it ended */
@@ -409,6 +476,7 @@ static void chain_free(struct chain *c)
     assert(c->dc == NULL);
     for (size_t i = 0; i < c->nfwd; i++)
         free(c->fwd[i]);
+    dfs_arena_free(&c->arena);
     if (c->pending != NULL)
         grpc_byte_buffer_destroy(c->pending);
     if (c->resp != NULL)
@@ -681,6 +749,9 @@ static grpc_byte_buffer *chain_first_message(struct put_call *p, grpc_slice flat
     h.forward = c->fwd + 1;
     h.n_forward = c->nfwd - 1;
     h.forward_rate = c->forward_rate;
+    h.ticket = c->fwd_tickets[0];
+    h.forward_tickets = c->fwd_tickets + 1;
+    h.n_forward_tickets = c->nfwd - 1;
     size_t hlen = dfs__v1__fragment_header__get_packed_size(&h);
     grpc_slice parts[3];
     size_t n = 0;
@@ -763,6 +834,10 @@ static int check_forward(dfs_storage_service *svc, const Dfs__V1__FragmentHeader
         return dfs_seterr(err, DFS_EINVAL,
                           "fragment %s: the forward list has %zu entries; at most %d are allowed",
                           h->fragment_id, h->n_forward, DFS_STORAGE_FORWARD_MAX);
+    if (h->n_forward_tickets != h->n_forward)
+        return dfs_seterr(err, DFS_EINVAL,
+                          "fragment %s: %zu forward addresses but %zu forward tickets (one each)",
+                          h->fragment_id, h->n_forward, h->n_forward_tickets);
     for (size_t i = 0; i < h->n_forward; i++) {
         char s[64];
         if (!dfs_rpc_hostport_valid(h->forward[i], DFS_STORAGE_ADDR_MAX))
@@ -798,6 +873,15 @@ static int chain_create(struct put_call *p, const Dfs__V1__FragmentHeader *h, ch
         if ((c->fwd[i] = strdup(h->forward[i])) == NULL)
             return dfs_seterr(err, DFS_ENOMEM, "PutFragment: out of memory");
         c->nfwd++;
+        /* The next nodes check their own tickets; a malformed one is theirs to refuse. */
+        c->fwd_tickets[i] = dfs_ticket_pb_copy(&c->arena, h->forward_tickets[i]);
+        if (c->fwd_tickets[i] == NULL) {
+            Dfs__V1__Ticket *empty = dfs_arena_alloc(&c->arena, sizeof *empty);
+            if (empty == NULL)
+                return dfs_seterr(err, DFS_ENOMEM, "PutFragment: out of memory");
+            dfs__v1__ticket__init(empty);
+            c->fwd_tickets[i] = empty;
+        }
     }
     c->forward_rate = h->forward_rate;
     uint64_t rate = p->svc->forward_rate;
@@ -820,7 +904,9 @@ static int put_begin(struct put_call *p, const struct put_msg *m, char **err)
         return dfs_seterr(err, DFS_EINVAL, "PutFragment: the header does not parse");
     int rc = DFS_OK;
     /* An invalid id is left to the writer, which names the problem. */
-    if (h->n_forward > 0 && dfs_fragment_id_valid(h->fragment_id))
+    if (dfs_fragment_id_valid(h->fragment_id))
+        rc = check_ticket(p->svc, p->call, h->ticket, DFS_TICKET_PUT, h->fragment_id, err);
+    if (rc == DFS_OK && h->n_forward > 0 && dfs_fragment_id_valid(h->fragment_id))
         rc = check_forward(p->svc, h, err);
     if (rc == DFS_OK)
         rc = dfs_frag_writer_begin(p->svc->store, h->fragment_id, h->size, &p->w, err);
@@ -1226,7 +1312,11 @@ static void get_handler(dfs_rpc_call *call, void *ctx)
         (const Dfs__V1__GetFragmentRequest *)dfs_rpc_call_request(call);
     char *err = NULL;
     dfs_frag_reader *r = NULL;
-    int rc = dfs_frag_reader_open(svc->store, req->fragment_id, &r, &err);
+    int rc = DFS_OK;
+    if (dfs_fragment_id_valid(req->fragment_id))
+        rc = check_ticket(svc, call, req->ticket, DFS_TICKET_GET, req->fragment_id, &err);
+    if (rc == DFS_OK)
+        rc = dfs_frag_reader_open(svc->store, req->fragment_id, &r, &err);
     uint64_t size = rc == DFS_OK ? dfs_frag_reader_size(r) : 0;
     if (rc == DFS_OK && req->offset > size)
         rc = dfs_seterr(&err, DFS_ERANGE,
@@ -1245,7 +1335,8 @@ static void get_handler(dfs_rpc_call *call, void *ctx)
         atomic_fetch_add(&svc->gets_failed, 1);
         const char *msg = err != NULL ? err : dfs_strerror(rc);
         /* A client asking for what is not there is routine; a store that fails is not. */
-        bool client = rc == DFS_EINVAL || rc == DFS_ENOTFOUND || rc == DFS_ERANGE;
+        bool client =
+            rc == DFS_EINVAL || rc == DFS_ENOTFOUND || rc == DFS_ERANGE || rc == DFS_EPERM;
         log_failure(client ? DFS_LOG_INFO : DFS_LOG_WARN, call, "get", req->fragment_id, rc, msg);
         dfs_rpc_call_finish(call, rc, NULL, msg);
         free(err);
@@ -1272,7 +1363,7 @@ static void get_handler(dfs_rpc_call *call, void *ctx)
 static void unary_fail(dfs_rpc_call *call, const char *what, const char *id, int rc, char *err)
 {
     const char *msg = err != NULL ? err : dfs_strerror(rc);
-    bool client = rc == DFS_EINVAL || rc == DFS_ENOTFOUND;
+    bool client = rc == DFS_EINVAL || rc == DFS_ENOTFOUND || rc == DFS_EPERM;
     log_failure(client ? DFS_LOG_DEBUG : DFS_LOG_WARN, call, what, id, rc, msg);
     dfs_rpc_call_finish(call, rc, NULL, msg);
     free(err);
@@ -1285,7 +1376,11 @@ static void delete_handler(dfs_rpc_call *call, void *ctx)
         (const Dfs__V1__DeleteFragmentRequest *)dfs_rpc_call_request(call);
     bool existed = false;
     char *err = NULL;
-    int rc = dfs_frag_store_delete(svc->store, req->fragment_id, &existed, &err);
+    int rc = DFS_OK;
+    if (dfs_fragment_id_valid(req->fragment_id))
+        rc = check_ticket(svc, call, req->ticket, DFS_TICKET_DELETE, req->fragment_id, &err);
+    if (rc == DFS_OK)
+        rc = dfs_frag_store_delete(svc->store, req->fragment_id, &existed, &err);
     if (rc != DFS_OK) {
         unary_fail(call, "delete", req->fragment_id, rc, err);
         return;
@@ -1304,7 +1399,11 @@ static void stat_handler(dfs_rpc_call *call, void *ctx)
         (const Dfs__V1__StatFragmentRequest *)dfs_rpc_call_request(call);
     struct dfs_frag_info info;
     char *err = NULL;
-    int rc = dfs_frag_store_stat(svc->store, req->fragment_id, &info, &err);
+    int rc = DFS_OK;
+    if (dfs_fragment_id_valid(req->fragment_id))
+        rc = check_ticket(svc, call, req->ticket, DFS_TICKET_STAT, req->fragment_id, &err);
+    if (rc == DFS_OK)
+        rc = dfs_frag_store_stat(svc->store, req->fragment_id, &info, &err);
     if (rc != DFS_OK) {
         unary_fail(call, "stat", req->fragment_id, rc, err);
         return;
@@ -1395,6 +1494,8 @@ static void repair_handler(dfs_rpc_call *call, void *ctx)
         (const Dfs__V1__RepairFragmentRequest *)dfs_rpc_call_request(call);
     char *err = NULL;
     int rc = dfs_repair_check(req, &err);
+    if (rc == DFS_OK)
+        rc = check_ticket(svc, call, req->ticket, DFS_TICKET_REPAIR, req->fragment_id, &err);
     struct repair_call *r = NULL;
     if (rc == DFS_OK && (r = calloc(1, sizeof *r)) == NULL)
         rc = dfs_seterr(&err, DFS_ENOMEM, "RepairFragment: out of memory");
@@ -1447,17 +1548,22 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
     svc->store = store;
     svc->chunk = chunk;
     svc->forward_rate = cfg != NULL ? cfg->forward_rate : 0;
+    svc->security = cfg != NULL ? cfg->security : NULL;
     snprintf(svc->self, sizeof svc->self, "%s", self);
+    snprintf(svc->node_id, sizeof svc->node_id, "%s", dfs_frag_store_node_id(store));
     pthread_mutex_init(&svc->mu, NULL);
+    pthread_mutex_init(&svc->key_mu, NULL);
     struct dfs_repairer_config rcfg = {0};
     if (cfg != NULL) {
         rcfg.rate = cfg->repair_rate;
         rcfg.workers = cfg->repair_workers;
         rcfg.stall_ms = cfg->repair_stall_ms;
+        rcfg.security = cfg->security;
     }
     int rc = dfs_repairer_create(store, &rcfg, &svc->repairer, errmsg);
     if (rc != DFS_OK) {
         pthread_mutex_destroy(&svc->mu);
+        pthread_mutex_destroy(&svc->key_mu);
         free(svc);
         return rc;
     }
@@ -1476,6 +1582,22 @@ int dfs_storage_service_set_advertise(dfs_storage_service *svc, const char *addr
     pthread_mutex_lock(&svc->mu);
     snprintf(svc->self, sizeof svc->self, "%s", addr);
     pthread_mutex_unlock(&svc->mu);
+    return DFS_OK;
+}
+
+int dfs_storage_service_set_ticket_key(dfs_storage_service *svc, const uint8_t *key, size_t len,
+                                       char **errmsg)
+{
+    if (key == NULL || len != DFS_TICKET_KEY_LEN)
+        return dfs_seterr(errmsg, DFS_EINVAL, "a ticket key is %d bytes, not %zu",
+                          DFS_TICKET_KEY_LEN, key == NULL ? (size_t)0 : len);
+    pthread_mutex_lock(&svc->key_mu);
+    bool changed = svc->have_key && memcmp(svc->key, key, len) != 0;
+    memcpy(svc->key, key, len);
+    svc->have_key = true;
+    pthread_mutex_unlock(&svc->key_mu);
+    if (changed)
+        dfs_log(DFS_LOG_WARN, "ticket key changed (a new catalog?); old tickets are refused");
     return DFS_OK;
 }
 

@@ -2,6 +2,7 @@
 #ifndef DFS_SERVICES_STORAGE_SERVICE_H
 #define DFS_SERVICES_STORAGE_SERVICE_H
 
+#include "services/rpc/security.h"
 #include "services/rpc/server.h"
 #include "storage/frag_store.h"
 
@@ -98,6 +99,9 @@ struct dfs_storage_service_config {
     int repair_workers;
     /* A repair source that sends nothing for this long is given up; 0 means 30000. */
     int64_t repair_stall_ms;
+    /* How channels to other nodes (chain forwarding, repair sources) are secured; NULL:
+       plaintext, loopback only. Borrowed: must outlive the service. */
+    const struct dfs_rpc_link_security *security;
 };
 
 /*
@@ -116,6 +120,16 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
  * host:port of at most DFS_STORAGE_ADDR_MAX bytes: the address is left as it was) with *errmsg.
  */
 int dfs_storage_service_set_advertise(dfs_storage_service *svc, const char *addr, char **errmsg);
+
+/*
+ * Give the service the key it checks tickets with (RegisterNodeResponse.ticket_key, len
+ * DFS_TICKET_KEY_LEN; copied). Until the first call every fragment call is refused with
+ * UNAVAILABLE; afterwards each needs a ticket for its operation, fragment and this node (the
+ * store's node id), signed with this key and not expired: PERMISSION_DENIED otherwise. Safe from
+ * any thread. Returns 0 or DFS_EINVAL.
+ */
+int dfs_storage_service_set_ticket_key(dfs_storage_service *svc, const uint8_t *key, size_t len,
+                                       char **errmsg);
 
 /*
  * Add the five dfs.v1.Storage methods to a server that has not started. The service is the

@@ -9,6 +9,7 @@
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
 #include "services/rpc/server.h"
+#include "services/ticket_testing.h"
 #include "storage/frag_store.h"
 
 #include <arpa/inet.h>
@@ -52,7 +53,26 @@ struct fx {
     dfs_rpc_server *srv;
     dfs_rpc_channel *ch;
     dfs_rpc_loop *loop;
+    char node_id[DFS_ID_HEX + 1];
 };
+
+/*
+ * The nodes the tests started, by address, so that a chain's forward tickets can name each
+ * node's id (test bookkeeping only; nodes are added in fx_open and never removed).
+ */
+static struct {
+    char addr[64];
+    char node_id[DFS_ID_HEX + 1];
+} known_nodes[64];
+static size_t nknown_nodes;
+
+static const char *node_of(const char *addr)
+{
+    for (size_t i = 0; i < nknown_nodes; i++)
+        if (strcmp(known_nodes[i].addr, addr) == 0)
+            return known_nodes[i].node_id;
+    return "unknown";
+}
 
 struct node_opts {
     size_t chunk;          /* GetFragment message size; 0 = default */
@@ -93,6 +113,16 @@ static void fx_open(struct fx *f, const struct node_opts *o)
     assert_int_equal(dfs_rpc_server_start(f->srv, &err), DFS_OK);
     snprintf(f->addr, sizeof f->addr, "127.0.0.1:%d", dfs_rpc_server_port(f->srv));
     assert_int_equal(dfs_storage_service_set_advertise(f->svc, f->addr, &err), DFS_OK);
+    snprintf(f->node_id, sizeof f->node_id, "%s", dfs_frag_store_node_id(f->store));
+    uint8_t key[DFS_TICKET_KEY_LEN];
+    dfs_test_node_key(f->node_id, key);
+    assert_int_equal(dfs_storage_service_set_ticket_key(f->svc, key, sizeof key, &err), DFS_OK);
+    if (nknown_nodes < sizeof known_nodes / sizeof known_nodes[0]) {
+        snprintf(known_nodes[nknown_nodes].addr, sizeof known_nodes[0].addr, "%s", f->addr);
+        snprintf(known_nodes[nknown_nodes].node_id, sizeof known_nodes[0].node_id, "%s",
+                 f->node_id);
+        nknown_nodes++;
+    }
     assert_int_equal(dfs_rpc_channel_create(f->addr, &f->ch, &err), DFS_OK);
     f->loop = dfs_rpc_loop_create();
     assert_non_null(f->loop);
@@ -102,6 +132,8 @@ static void fx_open(struct fx *f, const struct node_opts *o)
        call of the test shares the connection. */
     Dfs__V1__StatFragmentRequest req = DFS__V1__STAT_FRAGMENT_REQUEST__INIT;
     req.fragment_id = "0000000000000000000000000000000000000000";
+    struct dfs_test_ticket tt;
+    req.ticket = dfs_test_ticket(&tt, DFS_TICKET_STAT, req.fragment_id, f->node_id, 0);
     ProtobufCMessage *resp = NULL;
     int rc = dfs_rpc_unary_retry(f->ch, STAT_METHOD, &req.base,
                                  &dfs__v1__stat_fragment_response__descriptor, &resp, 10000, 60000,
@@ -286,6 +318,8 @@ static int stat_rpc(struct fx *f, const char *id, Dfs__V1__StatFragmentResponse 
 {
     Dfs__V1__StatFragmentRequest req = DFS__V1__STAT_FRAGMENT_REQUEST__INIT;
     req.fragment_id = (char *)id;
+    struct dfs_test_ticket tt;
+    req.ticket = dfs_test_ticket(&tt, DFS_TICKET_STAT, id, f->node_id, 0);
     return dfs_rpc_unary(f->ch, STAT_METHOD, &req.base,
                          &dfs__v1__stat_fragment_response__descriptor, (ProtobufCMessage **)resp,
                          10000, err);
@@ -295,6 +329,8 @@ static int delete_rpc(struct fx *f, const char *id, bool *existed, char **err)
 {
     Dfs__V1__DeleteFragmentRequest req = DFS__V1__DELETE_FRAGMENT_REQUEST__INIT;
     req.fragment_id = (char *)id;
+    struct dfs_test_ticket tt;
+    req.ticket = dfs_test_ticket(&tt, DFS_TICKET_DELETE, id, f->node_id, 0);
     Dfs__V1__DeleteFragmentResponse *resp = NULL;
     int rc =
         dfs_rpc_unary(f->ch, DEL_METHOD, &req.base, &dfs__v1__delete_fragment_response__descriptor,
@@ -341,6 +377,9 @@ struct put_run {
     const char *const *forward; /* chain: the header's forward list */
     size_t nforward;
     uint64_t forward_rate;
+    /* Tickets: 0 = a good one for this node; else the op in the header's ticket instead, or
+       -1 for none, -2 for one that expired. */
+    int ticket_op;
     uint64_t sent;
     uint32_t msgs;
     bool paused;
@@ -428,6 +467,15 @@ static void put_send_next(struct put_run *r)
     h.forward = (char **)r->forward;
     h.n_forward = r->nforward;
     h.forward_rate = r->forward_rate;
+    struct dfs_test_ticket own, fwd[DFS_STORAGE_FORWARD_MAX];
+    Dfs__V1__Ticket *fwd_ptrs[DFS_STORAGE_FORWARD_MAX];
+    if (r->ticket_op != -1)
+        h.ticket = dfs_test_ticket(&own, r->ticket_op > 0 ? r->ticket_op : DFS_TICKET_PUT, r->id,
+                                   r->f->node_id, r->ticket_op == -2 ? -1 : 0);
+    for (size_t i = 0; i < r->nforward && i < DFS_STORAGE_FORWARD_MAX; i++)
+        fwd_ptrs[i] = dfs_test_ticket(&fwd[i], DFS_TICKET_PUT, r->id, node_of(r->forward[i]), 0);
+    h.forward_tickets = fwd_ptrs;
+    h.n_forward_tickets = r->nforward <= DFS_STORAGE_FORWARD_MAX ? r->nforward : 0;
     Dfs__V1__PutFragmentRequest req = DFS__V1__PUT_FRAGMENT_REQUEST__INIT;
     if ((r->msgs == 0 && !r->no_header) || (r->msgs == 1 && r->header_twice))
         req.header = &h;
@@ -581,6 +629,8 @@ static int get_range(struct fx *f, const char *id, uint64_t offset, uint64_t len
     req.fragment_id = (char *)id;
     req.offset = offset;
     req.length = length;
+    struct dfs_test_ticket tt;
+    req.ticket = dfs_test_ticket(&tt, DFS_TICKET_GET, id, f->node_id, 0);
     assert_int_equal(dfs_rpc_ccall_send(call, &req.base, true, NULL, NULL), DFS_OK);
     assert_int_equal(
         dfs_rpc_ccall_recv(call, &dfs__v1__get_fragment_response__descriptor, get_recv, r), DFS_OK);
@@ -1034,15 +1084,19 @@ static void test_raw_wire_forms(void **state)
     make_id(19, id);
     unsigned char payload[5] = {1, 2, 3, 4, 5};
     uint32_t crc = dfs_crc32c(0, payload, sizeof payload);
-    unsigned char msg[128], *q = msg;
-    *q++ = 0x0a; /* header */
-    *q++ = 2 + DFS_FRAGMENT_ID_HEX + 2;
+    unsigned char msg[512], *q = msg;
+    /* The header, packed by protobuf-c (it carries the ticket), as field 1. */
+    Dfs__V1__FragmentHeader h = DFS__V1__FRAGMENT_HEADER__INIT;
+    h.fragment_id = id;
+    h.size = sizeof payload;
+    struct dfs_test_ticket tt;
+    h.ticket = dfs_test_ticket(&tt, DFS_TICKET_PUT, id, f->node_id, 0);
+    size_t hlen = dfs__v1__fragment_header__get_packed_size(&h);
+    assert_true(hlen < 16384);
     *q++ = 0x0a;
-    *q++ = DFS_FRAGMENT_ID_HEX;
-    memcpy(q, id, DFS_FRAGMENT_ID_HEX);
-    q += DFS_FRAGMENT_ID_HEX;
-    *q++ = 0x10;
-    *q++ = sizeof payload;
+    *q++ = (unsigned char)(0x80 | (hlen & 0x7f));
+    *q++ = (unsigned char)(hlen >> 7);
+    q += dfs__v1__fragment_header__pack(&h, q);
     *q++ = 0x1d; /* crc32c, unpacked fixed32 */
     for (int i = 0; i < 4; i++)
         *q++ = (unsigned char)(crc >> (8 * i));
@@ -1587,11 +1641,121 @@ static void test_chain_paced_per_link(void **state)
     }
 }
 
+/* A unary call with the given ticket (NULL: none); returns the status and frees the answer. */
+static int unary_with(struct fx *f, const char *method, const char *id, Dfs__V1__Ticket *t,
+                      char **err)
+{
+    ProtobufCMessage *resp = NULL;
+    int rc;
+    if (strcmp(method, STAT_METHOD) == 0) {
+        Dfs__V1__StatFragmentRequest req = DFS__V1__STAT_FRAGMENT_REQUEST__INIT;
+        req.fragment_id = (char *)id;
+        req.ticket = t;
+        rc = dfs_rpc_unary(f->ch, method, &req.base, &dfs__v1__stat_fragment_response__descriptor,
+                           &resp, 10000, err);
+    } else {
+        Dfs__V1__DeleteFragmentRequest req = DFS__V1__DELETE_FRAGMENT_REQUEST__INIT;
+        req.fragment_id = (char *)id;
+        req.ticket = t;
+        rc = dfs_rpc_unary(f->ch, method, &req.base, &dfs__v1__delete_fragment_response__descriptor,
+                           &resp, 10000, err);
+    }
+    if (resp != NULL)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    return rc;
+}
+
+/* Every call needs a ticket for its operation, fragment and this node, unexpired and signed. */
+static void test_tickets_required(void **state)
+{
+    struct fx *f = *state;
+    char id[DFS_FRAGMENT_ID_HEX + 1], other[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(41, id);
+    make_id(42, other);
+    unsigned char data[3 * B];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (unsigned char)(i * 7);
+    /* Puts without a ticket, with an expired one, or with a ticket for reading, store nothing. */
+    const int bad_puts[] = {-1, -2, DFS_TICKET_GET};
+    for (size_t i = 0; i < sizeof bad_puts / sizeof bad_puts[0]; i++) {
+        struct put_run r;
+        put_init(&r, f, id, data, sizeof data);
+        r.ticket_op = bad_puts[i];
+        put_start(&r);
+        run_until(f, &r.done);
+        expect_status(r.status, DFS_EPERM, r.message);
+        assert_non_null(strstr(r.message, "refused"));
+        assert_not_stored(f, id);
+    }
+    struct put_run ok;
+    assert_int_equal(put_all(f, id, data, sizeof data, &ok), DFS_OK);
+
+    /* Reads, stats and deletes: another node's ticket, another fragment's, another op's. */
+    struct dfs_test_ticket tt;
+    char *err = NULL;
+    const char *someone = "fedcba9876543210fedcba9876543210";
+    assert_int_equal(unary_with(f, STAT_METHOD, id, NULL, &err), DFS_EPERM);
+    free(err);
+    err = NULL;
+    assert_int_equal(
+        unary_with(f, STAT_METHOD, id, dfs_test_ticket(&tt, DFS_TICKET_STAT, id, someone, 0), &err),
+        DFS_EPERM);
+    assert_non_null(strstr(err, "another node"));
+    free(err);
+    err = NULL;
+    assert_int_equal(unary_with(f, DEL_METHOD, id,
+                                dfs_test_ticket(&tt, DFS_TICKET_DELETE, other, f->node_id, 0),
+                                &err),
+                     DFS_EPERM);
+    free(err);
+    err = NULL;
+    assert_int_equal(unary_with(f, DEL_METHOD, id,
+                                dfs_test_ticket(&tt, DFS_TICKET_GET, id, f->node_id, 0), &err),
+                     DFS_EPERM);
+    free(err);
+    err = NULL;
+    /* A forged MAC. */
+    Dfs__V1__Ticket *forged = dfs_test_ticket(&tt, DFS_TICKET_DELETE, id, f->node_id, 0);
+    tt.t.mac[0] ^= 1;
+    assert_int_equal(unary_with(f, DEL_METHOD, id, forged, &err), DFS_EPERM);
+    assert_non_null(strstr(err, "signature"));
+    free(err);
+    err = NULL;
+    /* The fragment is still there; a read with someone else's ticket gets nothing. */
+    struct get_run g;
+    assert_int_equal(get_range(f, id, 0, 0, &g), DFS_OK);
+    assert_int_equal(g.len, sizeof data);
+    free(g.buf);
+    dfs_rpc_ccall *call = NULL;
+    struct get_run h;
+    memset(&h, 0, sizeof h);
+    h.id = id;
+    assert_int_equal(dfs_rpc_ccall_start(f->loop, f->ch, GET_METHOD, 30000, get_done, &h, &call),
+                     DFS_OK);
+    Dfs__V1__GetFragmentRequest req = DFS__V1__GET_FRAGMENT_REQUEST__INIT;
+    req.fragment_id = id;
+    req.ticket = dfs_test_ticket(&tt, DFS_TICKET_GET, id, someone, 0);
+    assert_int_equal(dfs_rpc_ccall_send(call, &req.base, true, NULL, NULL), DFS_OK);
+    assert_int_equal(
+        dfs_rpc_ccall_recv(call, &dfs__v1__get_fragment_response__descriptor, get_recv, &h),
+        DFS_OK);
+    run_until(f, &h.done);
+    assert_int_equal(h.status, DFS_EPERM);
+    assert_int_equal(h.len, 0);
+    free(h.buf);
+    /* With the right ticket, the delete works. */
+    assert_int_equal(unary_with(f, DEL_METHOD, id,
+                                dfs_test_ticket(&tt, DFS_TICKET_DELETE, id, f->node_id, 0), &err),
+                     DFS_OK);
+    assert_not_stored(f, id);
+}
+
 int main(void)
 {
     dfs_log_init("storage_service_test", DFS_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip_sizes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tickets_required, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ranged_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_chunks, setup_small_chunks, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_crc_is_data_loss, setup, teardown),

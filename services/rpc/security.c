@@ -101,6 +101,22 @@ int dfs_rpc_tls_create(const struct dfs_rpc_tls_config *cfg, dfs_rpc_tls **out, 
     return DFS_OK;
 }
 
+int dfs_rpc_tls_create_optional(const struct dfs_rpc_tls_config *cfg, dfs_rpc_tls **out,
+                                char **errmsg)
+{
+    bool any = (cfg->ca_file != NULL && cfg->ca_file[0] != '\0') ||
+               (cfg->cert_file != NULL && cfg->cert_file[0] != '\0') ||
+               (cfg->key_file != NULL && cfg->key_file[0] != '\0');
+    if (!any) {
+        if (cfg->mutual)
+            return dfs_seterr(errmsg, DFS_EINVAL,
+                              "--tls-client-auth needs --tls-cert, --tls-key and --tls-ca");
+        *out = NULL;
+        return DFS_OK;
+    }
+    return dfs_rpc_tls_create(cfg, out, errmsg);
+}
+
 void dfs_rpc_tls_destroy(dfs_rpc_tls *tls)
 {
     if (tls == NULL)

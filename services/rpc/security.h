@@ -33,6 +33,13 @@ struct dfs_rpc_tls_config {
  */
 int dfs_rpc_tls_create(const struct dfs_rpc_tls_config *cfg, dfs_rpc_tls **out, char **errmsg);
 
+/*
+ * Like dfs_rpc_tls_create, but *out = NULL (and DFS_OK) when cfg names no file at all: the
+ * process then speaks plaintext. What daemons and the CLI do with their --tls-* flags.
+ */
+int dfs_rpc_tls_create_optional(const struct dfs_rpc_tls_config *cfg, dfs_rpc_tls **out,
+                                char **errmsg);
+
 /* Accepts NULL. Every channel and server made with it must be gone. */
 void dfs_rpc_tls_destroy(dfs_rpc_tls *tls);
 

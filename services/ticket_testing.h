@@ -1,0 +1,27 @@
+/* Test support: tickets as the metadata service makes them, under a fixed master key. */
+#ifndef DFS_SERVICES_TICKET_TESTING_H
+#define DFS_SERVICES_TICKET_TESTING_H
+
+#include "common/ticket.h"
+#include "dfs/v1/types.pb-c.h"
+
+#include <stdint.h>
+
+/* The key of node_id under the tests' master key (what RegisterNode would hand the node). */
+void dfs_test_node_key(const char *node_id, uint8_t key[DFS_TICKET_KEY_LEN]);
+
+/* A ticket and its message view, in caller storage (no allocation). */
+struct dfs_test_ticket {
+    struct dfs_ticket t;
+    Dfs__V1__Ticket m;
+};
+
+/*
+ * Fill *tt with a ticket for op on fragment_id at node_id, valid for an hour (ttl_ms from now when
+ * non-zero; negative: already expired), and return its message (pointing into *tt). A node id
+ * that is not a valid id gets a ticket for the all-zero node (which no node accepts).
+ */
+Dfs__V1__Ticket *dfs_test_ticket(struct dfs_test_ticket *tt, enum dfs_ticket_op op,
+                                 const char *fragment_id, const char *node_id, int64_t ttl_ms);
+
+#endif /* DFS_SERVICES_TICKET_TESTING_H */
