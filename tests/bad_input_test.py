@@ -49,7 +49,10 @@ class BadInput(harness.TestCase):
         t0 = time.monotonic()
         self.fails("ls", metadata="127.0.0.1:1", expect="cannot reach the metadata service at 127.0.0.1:1")
         self.assertLess(time.monotonic() - t0, 10)
-        self.fails("get", "/keep", self.tmp("o"), metadata="no-such-host.invalid:7000",
+        # Plaintext goes to loopback only, unless asked for.
+        self.fails("get", "/keep", self.tmp("o"), metadata="no-such-host.invalid:7000", rc=2,
+                   expect="refusing to connect to no-such-host.invalid:7000 without TLS")
+        self.fails("get", "--insecure", "/keep", self.tmp("o"), metadata="no-such-host.invalid:7000",
                    expect="cannot reach the metadata service")
         self.assertFalse(os.path.exists(self.tmp("o")))
         self.fails("ls", rc=2, env={"DFS_METADATA": None}, metadata="",
@@ -77,16 +80,36 @@ class BadInput(harness.TestCase):
         bins = self.cluster.binaries()
         for cmd, expect in (([bins["dfs-metadata"]], "--db FILE is required"),
                             ([bins["dfs-metadata"], "--db", "x", "--threads", "0"], "--threads must be"),
-                            ([bins["dfs-storage"], "--bogus"], "unknown option")):
+                            ([bins["dfs-storage"], "--bogus"], "unknown option"),
+                            ([bins["dfs-storage"], "--data", "x", "--metadata", "127.0.0.1:1"],
+                             "--token-file is required"),
+                            ([bins["dfs-storage"], "--data", "x", "--metadata", "127.0.0.1:1", "--token-file",
+                              self.tmp("no-such-token")], "cannot read token file"),
+                            ([bins["dfs-metadata"], "--db", "x", "--tls-cert", "c.pem"], "needs its key")):
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
             self.assertEqual(p.returncode, 2, p.stderr)
             self.assertIn(expect, p.stderr)
         # A second node on a data dir in use is refused, and the first keeps running.
         data = self.cluster.path("node-0", "data")
         p = subprocess.run([bins["dfs-storage"], "--data", data, "--metadata", self.cluster.address,
-                            "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=30)
+                            "--listen", "127.0.0.1:0", "--token-file", self.cluster.node_token_file],
+                           capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn(data, p.stderr)
+        # Plaintext on an address others can reach is refused unless asked for.
+        p = subprocess.run([bins["dfs-metadata"], "--db", self.tmp("open.db"), "--listen", "0.0.0.0:0"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("refusing to listen on 0.0.0.0:0 without TLS", p.stderr)
+        # A token file others can read is refused.
+        loose = self.tmp("loose.token")
+        with open(loose, "w") as f:
+            f.write("dfs1.%s.%s\n" % ("a" * 16, "b" * 64))
+        os.chmod(loose, 0o644)
+        p = subprocess.run([bins["dfs-storage"], "--data", self.tmp("d2"), "--metadata", self.cluster.address,
+                            "--token-file", loose], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("chmod 600", p.stderr)
 
 
 if __name__ == "__main__":

@@ -172,6 +172,14 @@ class GatewayTest(harness.TestCase):
 
     def start_gateway(self, cluster=None, metadata=None, *flags):
         metadata = metadata or cluster.metadata_address
+        if "--token-file" not in flags:
+            if cluster is not None:
+                token_file = cluster.admin_token_file
+            else:  # no cluster to answer: any well-formed token will do
+                token_file = self.tmp("gw.token")
+                with open(os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                    f.write("dfs1.%s.%s\n" % ("0" * 16, "1" * 64))
+            flags = ("--token-file", token_file) + tuple(flags)
         gw = Gateway(metadata, self.tmp("gw-%d" % len(getattr(self, "_gws", []))), *flags)
         self._gws = getattr(self, "_gws", []) + [gw]
 

@@ -262,16 +262,18 @@ def message_class(pool, full_name):
     return message_factory.MessageFactory(pool).GetPrototype(desc)
 
 
-def call_unary(target, pool, method_full_name, request_message, timeout=10.0):
+def call_unary(target, pool, method_full_name, request_message, timeout=10.0, token=None):
     """Call a unary method named like grpc_cli does ("dfs.v1.Metadata.ListNodes"), with the request
-    and response types taken from the pool (i.e. from reflection). Returns the response message."""
+    and response types taken from the pool (i.e. from reflection). Returns the response message.
+    token: a bearer token sent as "authorization: Bearer ..." (grpc_cli: --metadata authorization:...)."""
     service_name, method_name = method_full_name.rsplit(".", 1)
     method = pool.FindServiceByName(service_name).FindMethodByName(method_name)
     resp_cls = message_class(pool, method.output_type.full_name)
     with grpc.insecure_channel(target) as ch:
         fn = ch.unary_unary("/%s/%s" % (service_name, method_name), request_serializer=lambda m: m.SerializeToString(),
                             response_deserializer=resp_cls.FromString)
-        return fn(request_message, timeout=timeout)
+        md = [("authorization", "Bearer " + token)] if token else None
+        return fn(request_message, timeout=timeout, metadata=md)
 
 
 # ---- health ------------------------------------------------------------------------------------

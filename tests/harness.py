@@ -158,6 +158,9 @@ def dfs(*args, input=None, check=True, env=None, timeout=DFS_TIMEOUT_S, cluster=
     full_env = dict(os.environ)
     if metadata:
         full_env["DFS_METADATA"] = metadata
+    c = cluster or (_live_clusters[-1] if _live_clusters else None)
+    if c is not None and os.path.exists(c.admin_token_file):
+        full_env["DFS_TOKEN_FILE"] = c.admin_token_file
     for k, v in (env or {}).items():
         if v is None:
             full_env.pop(k, None)
@@ -254,6 +257,8 @@ class Cluster(dfscluster.Cluster):
         e = dict(os.environ)
         if self.metadata_address:
             e["DFS_METADATA"] = self.metadata_address
+        if os.path.exists(self.admin_token_file):
+            e["DFS_TOKEN_FILE"] = self.admin_token_file
         return e
 
     def dfs(self, *args, **kw):

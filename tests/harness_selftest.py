@@ -525,7 +525,7 @@ class ClusterCommand(unittest.TestCase):
         common = ["--dir", d]
         self.addCleanup(lambda: subprocess.run([sys.executable, self.tool(), "down"] + common, capture_output=True))
         out, _ = self.run_tool("up", "--nodes", "3", "--bin", Fakes.bin_dir(), *common)
-        self.assertRegex(out, r"^export DFS_METADATA=127\.0\.0\.1:\d+\n$")
+        self.assertRegex(out, r"^export DFS_METADATA=127\.0\.0\.1:\d+ DFS_TOKEN_FILE=\S+/metadata/admin\.token\n$")
         self.run_tool("up", "--nodes", "3", "--bin", Fakes.bin_dir(), *common, want=1)
         out, _ = self.run_tool("status", *common)
         self.assertEqual(out.count(" running "), 4, out)

@@ -192,7 +192,14 @@ class Reflection(harness.TestCase):
         # `grpc_cli call HOST:PORT dfs.v1.Metadata.ListNodes ""`: types from reflection, empty request.
         pool = grpcinspect.Reflection(self.meta).pool_for("dfs.v1.Metadata")
         req_cls = grpcinspect.message_class(pool, "dfs.v1.ListNodesRequest")
-        resp = grpcinspect.call_unary(self.meta, pool, "dfs.v1.Metadata.ListNodes", req_cls())
+        with open(self.c.admin_token_file) as f:
+            token = f.read().strip()
+        # Without the token the service refuses; with it (grpc_cli --metadata authorization:...) it answers.
+        import grpc
+        with self.assertRaises(grpc.RpcError) as e:
+            grpcinspect.call_unary(self.meta, pool, "dfs.v1.Metadata.ListNodes", req_cls())
+        self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        resp = grpcinspect.call_unary(self.meta, pool, "dfs.v1.Metadata.ListNodes", req_cls(), token=token)
         self.assertEqual(resp.DESCRIPTOR.full_name, "dfs.v1.ListNodesResponse")
         addresses = sorted(n.address for n in resp.nodes)
         self.assertEqual(addresses, sorted(self.c.grpc_address("node-%d" % i) for i in range(2)))
@@ -279,8 +286,14 @@ class Health(harness.TestCase):
                     p.kill()
                     p.wait()
         self.addCleanup(cleanup)
+        # The node's token exists before either process starts, as a Kubernetes Secret would.
+        token_file = os.path.join(d, "node.token")
+        import secrets
+        with open(os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write("dfs1.%s.%s\n" % (secrets.token_hex(8), secrets.token_hex(32)))
         node = spawn([bins["dfs-storage"], "--listen", node_addr, "--data", os.path.join(d, "data"),
                       "--metadata", meta_addr, "--ready-file", os.path.join(d, "node.ready"),
+                      "--token-file", token_file,
                       "--metrics-listen", "127.0.0.1:0"], os.path.join(d, "node.log"))
         harness.wait_until(lambda: _answers(node_addr), 10, "the node's gRPC port never answered")
         self.assertEqual(grpcinspect.health_check(node_addr, ""), "NOT_SERVING")
@@ -297,6 +310,7 @@ class Health(harness.TestCase):
         try:
             self.assertTrue(w.wait_for(lambda w: w.statuses == ["NOT_SERVING"]))
             meta = spawn([bins["dfs-metadata"], "--listen", meta_addr, "--db", os.path.join(d, "catalog.db"),
+                          "--node-token-file", token_file,
                           "--ready-file", os.path.join(d, "meta.ready")], os.path.join(d, "meta.log"))
             self.assertTrue(w.wait_for(lambda w: "SERVING" in w.statuses, 15), w.statuses)
             self.assertEqual(w.statuses, ["NOT_SERVING", "SERVING"])

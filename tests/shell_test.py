@@ -21,7 +21,8 @@ class Shell(harness.TestCase):
         self.addCleanup(self.tmux, "kill-server", check=False)
         dfs = self.cluster.binaries()["dfs"]
         self.tmux("new-session", "-d", "-x", "400", "-y", "50", "env", "DFS_HISTORY=" + self.hist,
-                  "DFS_METADATA=" + self.cluster.address, "TERM=xterm", dfs, "shell")
+                  "DFS_METADATA=" + self.cluster.address,
+                  "DFS_TOKEN_FILE=" + self.cluster.admin_token_file, "TERM=xterm", dfs, "shell")
         self.wait_for("Type help")
 
     def tmux(self, *args, check=True):

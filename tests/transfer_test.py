@@ -120,8 +120,8 @@ class ProgressLine(harness.TestCase):
         src = harness.random_file(self.tmp("f"), 12 << 20, seed=66)
         dfs = c.binaries()["dfs"]
         done = self.tmp("done")
-        cmd = "DFS_METADATA=%s %s put --throttle 4M %s /bar; echo exit=$? > %s" % (
-            c.address, dfs, src, done)
+        cmd = "DFS_METADATA=%s DFS_TOKEN_FILE=%s %s put --throttle 4M %s /bar; echo exit=$? > %s" % (
+            c.address, c.admin_token_file, dfs, src, done)
         self.tmux("new-session", "-d", "-x", "120", "-y", "20", "sh", "-c", cmd + "; sleep 30")
         seen = []
         deadline = time.monotonic() + 60

@@ -404,10 +404,31 @@ class Cluster:
 
     # ---- commands ----------------------------------------------------------------------------
 
+    def tls_flags(self):
+        """Daemon flags for TLS with a development CA in DIR/tls (tools/devca, run on first use)."""
+        tls = self.path("tls")
+        if not os.path.exists(os.path.join(tls, "server.pem")):
+            devca = os.path.join(os.path.dirname(os.path.realpath(__file__)), "devca")
+            subprocess.run([devca, tls], check=True, capture_output=True)
+        return ["--tls-cert", os.path.join(tls, "server.pem"), "--tls-key", os.path.join(tls, "server.key"),
+                "--tls-ca", os.path.join(tls, "ca.pem")]
+
+    @property
+    def admin_token_file(self):
+        """The cluster's admin token (made by dfs-metadata at its first start; mode 0600)."""
+        return self.path("metadata", "admin.token")
+
+    @property
+    def node_token_file(self):
+        """The token the storage nodes present (role node), made by dfs-metadata too."""
+        return self.path("metadata", "node.token")
+
     def _metadata_cmd(self, extra, listen="127.0.0.1:0"):
         cmd = [self.binaries()["dfs-metadata"], "--listen", listen,
                "--db", self.path("metadata", "catalog.db"),
-               "--ready-file", self.path("metadata", "ready")]
+               "--ready-file", self.path("metadata", "ready"),
+               "--admin-token-file", self.admin_token_file,
+               "--node-token-file", self.node_token_file]
         if self.log_level:
             cmd += ["--log-level", self.log_level]
         return cmd + list(extra)
@@ -416,7 +437,8 @@ class Cluster:
         cmd = [self.binaries()["dfs-storage"], "--listen", "127.0.0.1:0",
                "--data", self.path("node-%d" % i, "data"),
                "--metadata", metadata_addr,
-               "--ready-file", self.path("node-%d" % i, "ready")]
+               "--ready-file", self.path("node-%d" % i, "ready"),
+               "--token-file", self.node_token_file]
         if zones:
             cmd += ["--zone", "z%d" % (i % zones)]
         if self.log_level:
