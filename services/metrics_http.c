@@ -70,12 +70,20 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
             static const char ok[] = "OK\n";
             return reply(conn, MHD_HTTP_OK, text, ok, sizeof ok - 1, false);
         }
-        enum dfs_health_status st = dfs_rpc_health_get(h->health, "", NULL);
+        /* ?service=NAME asks what grpc.health.v1 Check would say for NAME: HTTP probes for
+           clusters whose gRPC port speaks TLS, which Kubernetes' native gRPC probes cannot. */
+        const char *service = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "service");
+        bool known = true;
+        enum dfs_health_status st =
+            dfs_rpc_health_get(h->health, service != NULL ? service : "", &known);
         char *body = NULL;
-        int n = asprintf(&body, "%s\n", dfs_rpc_health_status_name(st));
+        int n = asprintf(&body, "%s\n", known ? dfs_rpc_health_status_name(st) : "SERVICE_UNKNOWN");
         if (n < 0)
             return MHD_NO;
-        return reply(conn, st == DFS_HEALTH_SERVING ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+        return reply(conn,
+                     !known                     ? MHD_HTTP_NOT_FOUND
+                     : st == DFS_HEALTH_SERVING ? MHD_HTTP_OK
+                                                : MHD_HTTP_SERVICE_UNAVAILABLE,
                      text, body, (size_t)n, true);
     }
     if (strcmp(url, "/") == 0) {

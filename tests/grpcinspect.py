@@ -199,17 +199,28 @@ class ReflectionError(Exception):
         self.message = message
 
 
+def channel(target, tls_ca=None):
+    """A channel to target: plaintext, or TLS trusting the CA in the PEM file tls_ca (grpc_cli --ssl
+    --ssl_target ... --root_certs)."""
+    if tls_ca is None:
+        return grpc.insecure_channel(target)
+    with open(tls_ca, "rb") as f:
+        creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+    return grpc.secure_channel(target, creds)
+
+
 class Reflection:
     """A reflection client for one server (target "host:port"), over v1 or v1alpha."""
 
-    def __init__(self, target, version="v1", timeout=10.0):
+    def __init__(self, target, version="v1", timeout=10.0, tls_ca=None):
         self.target = target
         self.method = METHODS[version]
         self.timeout = timeout
+        self.tls_ca = tls_ca
 
     def ask(self, *requests):
         """Send the encoded requests on ONE bidirectional stream; returns their Responses in order."""
-        with grpc.insecure_channel(self.target) as ch:
+        with channel(self.target, self.tls_ca) as ch:
             call = ch.stream_stream(self.method, request_serializer=lambda b: b, response_deserializer=lambda b: b)
             return [Response(r) for r in call(iter(requests), timeout=self.timeout)]
 
@@ -262,14 +273,14 @@ def message_class(pool, full_name):
     return message_factory.MessageFactory(pool).GetPrototype(desc)
 
 
-def call_unary(target, pool, method_full_name, request_message, timeout=10.0, token=None):
+def call_unary(target, pool, method_full_name, request_message, timeout=10.0, token=None, tls_ca=None):
     """Call a unary method named like grpc_cli does ("dfs.v1.Metadata.ListNodes"), with the request
     and response types taken from the pool (i.e. from reflection). Returns the response message.
     token: a bearer token sent as "authorization: Bearer ..." (grpc_cli: --metadata authorization:...)."""
     service_name, method_name = method_full_name.rsplit(".", 1)
     method = pool.FindServiceByName(service_name).FindMethodByName(method_name)
     resp_cls = message_class(pool, method.output_type.full_name)
-    with grpc.insecure_channel(target) as ch:
+    with channel(target, tls_ca) as ch:
         fn = ch.unary_unary("/%s/%s" % (service_name, method_name), request_serializer=lambda m: m.SerializeToString(),
                             response_deserializer=resp_cls.FromString)
         md = [("authorization", "Bearer " + token)] if token else None
@@ -293,9 +304,9 @@ def _health_status(data):
     return STATUS_NAMES.get(st, str(st))
 
 
-def health_check(target, service="", timeout=5.0):
+def health_check(target, service="", timeout=5.0, tls_ca=None):
     """grpc.health.v1.Health/Check: "SERVING", "NOT_SERVING"...; raises grpc.RpcError on a failed call."""
-    with grpc.insecure_channel(target) as ch:
+    with channel(target, tls_ca) as ch:
         fn = ch.unary_unary("/grpc.health.v1.Health/Check", request_serializer=_health_request,
                             response_deserializer=_health_status)
         return fn(service, timeout=timeout)

@@ -199,13 +199,13 @@ class Schemas(harness.TestCase):
         ss = copy.deepcopy(named(objs, "StatefulSet", "dfs-storage"))
         c = ss["spec"]["template"]["spec"]["containers"][0]
         c["readinesProbe"] = c.pop("readinessProbe")  # a misspelt field
-        c["livenessProbe"]["grpc"]["port"] = "7100"  # a string for an integer
+        c["livenessProbe"]["periodSeconds"] = "10"  # a string for an integer
         del ss["spec"]["selector"]  # a required field
         rc, report = self.validate([ss])
         self.assertEqual(rc, 1)
         (o,) = report["objects"]
         self.assertIn("/spec/template/spec/containers/0/readinesProbe", o["unknown"])
-        self.assertTrue(any("livenessProbe/grpc/port" in e for e in o["errors"]), o["errors"])
+        self.assertTrue(any("livenessProbe/periodSeconds" in e for e in o["errors"]), o["errors"])
         self.assertTrue(any("selector" in e for e in o["errors"]), o["errors"])
 
 
@@ -259,9 +259,18 @@ class Consistency(harness.TestCase):
                 self.assertEqual(ports["grpc"], listen, name)
                 self.assertEqual(ports["metrics"], int(args["--metrics-listen"].rsplit(":", 1)[1]), name)
                 svc_name = {"dfs-metadata": "dfs.v1.Metadata", "dfs-storage": "dfs.v1.Storage"}[name]
-                self.assertEqual(c["readinessProbe"]["grpc"], {"port": listen, "service": svc_name})
-                self.assertEqual(c["livenessProbe"]["grpc"], {"port": listen, "service": "liveness"})
-                self.assertEqual(c["startupProbe"]["grpc"]["port"], listen)
+                # HTTP probes on the metrics port (the gRPC port speaks TLS).
+                self.assertEqual(c["readinessProbe"]["httpGet"],
+                                 {"port": "metrics", "path": "/healthz?service=" + svc_name})
+                self.assertEqual(c["livenessProbe"]["httpGet"],
+                                 {"port": "metrics", "path": "/healthz?service=liveness"})
+                self.assertEqual(c["startupProbe"]["httpGet"]["port"], "metrics")
+                # Every link over TLS, with the tokens from their Secret.
+                for flag in ("--tls-cert", "--tls-key", "--tls-ca"):
+                    self.assertTrue(args[flag].startswith("/etc/dfs/tls/"), (name, flag))
+                self.assertNotIn("--insecure", args)
+                mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+                self.assertEqual((mounts["tls"], mounts["tokens"]), ("/etc/dfs/tls", "/etc/dfs/tokens"))
                 # Calls in flight get --grace-ms; Kubernetes must not SIGKILL before that.
                 env = container_env(objs, c, {"metadata.name": "p-0", "metadata.namespace": "dfs"})
                 grace_ms = int(expand(args["--grace-ms"], env))
@@ -330,6 +339,23 @@ class Consistency(harness.TestCase):
         objs = rendered("overlays/small")
         root = self.tmp("pod")
         procs = []
+        # The Secrets the pods mount: TLS from tools/devca (as cert-manager would lay it out) and
+        # the two tokens.
+        tls, tokens = root + "/etc/dfs/tls", root + "/etc/dfs/tokens"
+        ca_dir = self.tmp("ca")
+        subprocess.run([os.path.join(ROOT, "tools", "devca"), ca_dir, "dfs-metadata.dfs.svc", "*.dfs-storage.dfs.svc"],
+                       check=True, capture_output=True)
+        os.makedirs(tls)
+        os.makedirs(tokens)
+        for src, dst in (("server.pem", "tls.crt"), ("server.key", "tls.key"), ("ca.pem", "ca.crt")):
+            shutil.copy(os.path.join(ca_dir, src), os.path.join(tls, dst))
+        import secrets
+        for name in ("admin", "node"):
+            with open(os.open(os.path.join(tokens, name), os.O_WRONLY | os.O_CREAT, 0o440), "w") as f:
+                f.write("dfs1.%s.%s\n" % (secrets.token_hex(8), secrets.token_hex(32)))
+        with open(os.path.join(tokens, "admin")) as f:
+            admin_token = f.read().strip()
+        ca = os.path.join(tls, "ca.crt")
 
         def cleanup():
             for p in procs:
@@ -380,15 +406,25 @@ class Consistency(harness.TestCase):
         advertised = wait_file(node_ready, node)
         self.assertEqual(advertised, "dfs-storage-0.dfs-storage.dfs.svc:7100")
         node_addr = "127.0.0.1:%d" % node_ports["--listen"]
-        # The probes' service names, on the ports the daemons listen on.
-        for addr, c in ((meta_addr, meta_c), (node_addr, node_c)):
+        # The probes: HTTP on the metrics port, each path answers SERVING (what gRPC health says
+        # over TLS for the same service name).
+        for addr, ports, c in ((meta_addr, meta_ports, meta_c), (node_addr, node_ports, node_c)):
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-                self.assertEqual(grpcinspect.health_check(addr, c[probe]["grpc"]["service"]), "SERVING",
-                                 (addr, probe))
+                get = c[probe]["httpGet"]
+                self.assertEqual(get["port"], "metrics")
+                status, _, body = grpcinspect_scrape("127.0.0.1:%d" % ports["--metrics-listen"], get["path"])
+                self.assertEqual((status, body), (200, "SERVING\n"), (addr, probe))
+                service = get["path"].split("service=", 1)[1]
+                self.assertEqual(grpcinspect.health_check(addr, service, tls_ca=ca), "SERVING", (addr, probe))
+            # Plaintext to a TLS port gets nowhere.
+            import grpc
+            with self.assertRaises(grpc.RpcError):
+                grpcinspect.health_check(addr, "liveness", timeout=2)
         # The node registered with the advertised name and the zone from the file.
-        pool = grpcinspect.Reflection(meta_addr).pool_for("dfs.v1.Metadata")
+        pool = grpcinspect.Reflection(meta_addr, tls_ca=ca).pool_for("dfs.v1.Metadata")
         resp = grpcinspect.call_unary(meta_addr, pool, "dfs.v1.Metadata.ListNodes",
-                                      grpcinspect.message_class(pool, "dfs.v1.ListNodesRequest")())
+                                      grpcinspect.message_class(pool, "dfs.v1.ListNodesRequest")(),
+                                      token=admin_token, tls_ca=ca)
         self.assertEqual([(n.address, n.zone) for n in resp.nodes], [(advertised, "zone-a")])
         for ports in (meta_ports, node_ports):
             _, _, body = grpcinspect_scrape("127.0.0.1:%d" % ports["--metrics-listen"])
@@ -462,8 +498,11 @@ class Consistency(harness.TestCase):
         d = self.tmp("job")
         os.makedirs(os.path.join(d, "bin"))
         os.symlink(self.bins["dfs"], os.path.join(d, "bin", "dfs"))
+        self.assertEqual(env["DFS_TLS_CA"], "/etc/dfs/tls/ca.crt")
+        self.assertEqual(env["DFS_TOKEN_FILE"], "/etc/dfs/tokens/admin")
         run_env = dict(os.environ, PATH=os.path.join(d, "bin") + ":" + os.environ.get("PATH", "/usr/bin:/bin"),
-                       DFS_METADATA=c.address)
+                       DFS_METADATA=c.address, DFS_TOKEN_FILE=c.admin_token_file)
+        run_env.pop("DFS_TLS_CA", None)  # this local cluster is plaintext on loopback
         p = subprocess.run(["/bin/sh", "-ec", script.replace("/tmp/", d + "/")], env=run_env, capture_output=True,
                            text=True, timeout=120)
         self.assertEqual(p.returncode, 0, p.stdout[-2000:] + p.stderr[-2000:])
@@ -548,10 +587,14 @@ class Consistency(harness.TestCase):
                 pkg, lib))
 
 
-def grpcinspect_scrape(address):
+def grpcinspect_scrape(address, path="/metrics"):
+    import urllib.error
     import urllib.request
-    with urllib.request.urlopen("http://%s/metrics" % address, timeout=10) as r:
-        return r.status, r.headers.get("Content-Type"), r.read().decode()
+    try:
+        with urllib.request.urlopen("http://%s%s" % (address, path), timeout=10) as r:
+            return r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode()
 
 
 if __name__ == "__main__":

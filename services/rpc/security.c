@@ -240,10 +240,12 @@ int dfs_rpc_token_read_file(const char *path, char **out, char **errmsg)
         close(fd);
         return dfs_seterr_errno(errmsg, DFS_EUNAUTH, e, "cannot read token file %s", path);
     }
-    if (S_ISREG(st.st_mode) && (st.st_mode & 077) != 0) {
+    /* Group access is allowed: a Kubernetes Secret volume shares its files with the pod's
+       fsGroup (defaultMode 0440). */
+    if (S_ISREG(st.st_mode) && (st.st_mode & 007) != 0) {
         close(fd);
         return dfs_seterr(errmsg, DFS_EPERM,
-                          "token file %s is readable by others (mode %03o): chmod 600 %s", path,
+                          "token file %s is open to every user (mode %03o): chmod 600 %s", path,
                           (unsigned)(st.st_mode & 0777), path);
     }
     char buf[DFS_RPC_TOKEN_MAX + 64];

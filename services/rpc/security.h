@@ -81,9 +81,9 @@ int dfs_rpc_plaintext_check(const struct dfs_rpc_link_security *sec, const char 
 #define DFS_RPC_TOKEN_MAX 255
 
 /*
- * Read a token from a file: its first line, surrounding whitespace removed. The file must not be
- * readable by group or others when it is a regular file (like ssh keys), so a token left
- * world-readable is refused with a message saying how to fix it. *out is malloc'd; caller frees.
+ * Read a token from a file: its first line, surrounding whitespace removed. A regular file must
+ * give no access to others (group access is allowed, for Kubernetes Secret volumes), so a token
+ * left world-readable is refused with a message saying how to fix it. *out is malloc'd; caller frees.
  */
 int dfs_rpc_token_read_file(const char *path, char **out, char **errmsg);
 
