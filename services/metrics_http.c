@@ -76,6 +76,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         bool known = true;
         enum dfs_health_status st =
             dfs_rpc_health_get(h->health, service != NULL ? service : "", &known);
+        if (service == NULL)
+            known = true; /* the overall status: UNKNOWN until set, as gRPC health says */
         char *body = NULL;
         int n = asprintf(&body, "%s\n", known ? dfs_rpc_health_status_name(st) : "SERVICE_UNKNOWN");
         if (n < 0)

@@ -290,6 +290,21 @@ static void test_http_endpoint(void **state)
     assert_non_null(strstr(r, "HTTP/1.1 200"));
     assert_non_null(strstr(r, "\r\n\r\nSERVING\n"));
     free(r);
+    /* Per service, for HTTP probes: what gRPC health says for that name. */
+    assert_int_equal(dfs_rpc_health_set(fx->health, "liveness", DFS_HEALTH_SERVING, NULL), DFS_OK);
+    assert_int_equal(dfs_rpc_health_set(fx->health, "dfs.v1.X", DFS_HEALTH_NOT_SERVING, NULL),
+                     DFS_OK);
+    r = http(port, "GET", "/healthz?service=liveness");
+    assert_non_null(strstr(r, "HTTP/1.1 200"));
+    free(r);
+    r = http(port, "GET", "/healthz?service=dfs.v1.X");
+    assert_non_null(strstr(r, "HTTP/1.1 503"));
+    assert_non_null(strstr(r, "NOT_SERVING"));
+    free(r);
+    r = http(port, "GET", "/healthz?service=nobody");
+    assert_non_null(strstr(r, "HTTP/1.1 404"));
+    assert_non_null(strstr(r, "SERVICE_UNKNOWN"));
+    free(r);
     r = http(port, "GET", "/nope");
     assert_non_null(strstr(r, "HTTP/1.1 404"));
     free(r);
