@@ -11,7 +11,7 @@ typedef struct dfs_filehash dfs_filehash;
 
 /*
  * Start hashing bytes [0, size) of the open file fd (borrowed; it must stay open until
- * dfs_filehash_finish). Reads with pread in 1 MiB pieces. Returns 0 and *out, or DFS_ENOMEM.
+ * dfs_filehash_finish). Reads with pread in 256 KiB pieces. Returns 0 and *out, or DFS_ENOMEM.
  */
 int dfs_filehash_start(int fd, uint64_t size, dfs_filehash **out, char **errmsg);
 

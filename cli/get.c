@@ -7,6 +7,17 @@
  * contiguous beginning of the file, so data arriving in order lets hashing run beside the transfer
  * instead of after it; and spreading a fragment's ranges over all its copies puts every node to
  * work, not one per fragment.
+ *
+ * Throttled (--throttle: every link has its own rate), the links are what limits the transfer,
+ * and file order would keep only the few links holding the first fragments busy: a window of
+ * ranges from fragment 0 waits on fragment 0's links while the others idle. So then each link is a
+ * lane that pulls its own ranges: whenever a link is out of debt and has fewer than LANE_DEPTH
+ * ranges in flight, it takes the next range of the fragment (among those it holds a good copy of)
+ * with the most bytes left to start per good copy. Every link stays busy from the first request to
+ * its last, a fragment's bytes spread over its copies, and a link that runs ahead takes over work
+ * from the busy ones: the busiest link carries at most its share of an even spread (the model of
+ * benchmarks/transfer_model). Hashing then mostly happens once the last ranges are in, which at
+ * throttled rates is a small part of the time.
  */
 #include "cli/get.h"
 
@@ -25,7 +36,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <malloc.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -51,6 +61,9 @@ struct get_job;
  */
 #define AHEAD (64u << 20)
 
+/* Throttled: ranges one link may have in flight (or waiting for its turn) at once. */
+#define LANE_DEPTH 2
+
 /* What the client knows and learns about one fragment. */
 struct frag_state {
     const Dfs__V1__Fragment *frag;
@@ -59,10 +72,13 @@ struct frag_state {
     size_t nblocks;
     size_t order[64]; /* copies, best first (alive nodes, in random order) */
     size_t norder;
-    size_t cursor;  /* round robin over `order` */
-    bool bad[64];   /* by copy index: failed once, used no more */
-    bool whole;     /* every block is fetched: the fragment checksum can be checked */
-    char *failures; /* "node (addr): why; ..." for the final error */
+    size_t cursor;      /* round robin over `order` */
+    size_t lane[64];    /* by copy index: its link's lane (throttled) */
+    size_t next, last;  /* its ranges are [next, last) of job->ranges not yet started (throttled) */
+    uint64_t unstarted; /* bytes of those */
+    bool bad[64];       /* by copy index: failed once, used no more */
+    bool whole;         /* every block is fetched: the fragment checksum can be checked */
+    char *failures;     /* "node (addr): why; ..." for the final error */
 };
 
 /* A range of one fragment, fetched front to back. */
@@ -87,6 +103,14 @@ struct fetch {
     char *pending_msg;
 };
 
+/* Throttled: one client<->node link and the work it pulls (see the top of the file). */
+struct lane {
+    struct get_job *job;
+    dfs_link *link;
+    dfs_rpc_timer pace; /* armed while the link is in debt and could take a range */
+    bool armed;
+};
+
 struct get_job {
     dfs_meta *meta;
     const struct dfs_rpc_link_security *security; /* borrowed: the links' */
@@ -108,6 +132,8 @@ struct get_job {
     uint64_t resume_range; /* the range size of the download --resume continues */
     bool erasure;
     size_t running;
+    struct lane *lanes; /* throttled: by link; NULL when ranges go in file order */
+    size_t nlanes, lane_cursor, armed;
     uint32_t failovers;
     uint64_t rebuilt;
     int error;
@@ -233,6 +259,7 @@ static void chunk_received(dfs_rpc_ccall *call, void *arg, grpc_byte_buffer *bb,
 }
 
 static void start_fetch(struct fetch *f);
+static void go_fetch(struct fetch *f);
 
 static void pace_fired(dfs_rpc_timer *t)
 {
@@ -241,7 +268,7 @@ static void pace_fired(dfs_rpc_timer *t)
         f->deferred = false;
         f->job->running--;
         if (f->job->error == DFS_OK)
-            start_fetch(f);
+            go_fetch(f);
     }
 }
 
@@ -291,10 +318,28 @@ static bool held_back(const struct get_job *job)
     return job->frags[r->frag].start + r->off >= dfs_drain_emitted(job->drain) + AHEAD;
 }
 
+static void pump(struct get_job *job);
+
+/* Whether some range is neither started nor done. */
+static bool unstarted_ranges(const struct get_job *job)
+{
+    if (job->lanes == NULL)
+        return job->next_range < job->nranges;
+    for (size_t i = 0; i < job->file->n_fragments; i++)
+        for (size_t r = job->frags[i].next; r < job->frags[i].last; r++)
+            if (!job->done[r])
+                return true;
+    return false;
+}
+
 /* Start the slot on the next range, if there is one it may start now; else it stays idle. */
 static void start_next_range(struct fetch *f)
 {
     struct get_job *job = f->job;
+    if (job->lanes != NULL) {
+        pump(job);
+        return;
+    }
     while (job->next_range < job->nranges && job->done[job->next_range])
         job->next_range++; /* already downloaded (--resume) */
     if (job->error != DFS_OK || job->next_range >= job->nranges || held_back(job))
@@ -302,6 +347,176 @@ static void start_next_range(struct fetch *f)
     f->range = job->next_range++;
     f->got = 0;
     start_fetch(f);
+}
+
+/* ---- throttled: lanes ---- */
+
+/* Skip a fragment's cursor past ranges already downloaded (--resume). */
+static void skip_done(struct get_job *job, struct frag_state *fs)
+{
+    while (fs->next < fs->last && job->done[fs->next]) {
+        fs->unstarted -= job->ranges[fs->next].len;
+        fs->next++;
+    }
+}
+
+static size_t good_copies(const struct frag_state *fs)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < fs->norder; i++)
+        n += !fs->bad[fs->order[i]];
+    return n;
+}
+
+/*
+ * The range lane `li` should fetch next, and from which copy: the next unstarted range of the
+ * fragment it holds a good copy of with the most unstarted bytes per good copy (the fragment that
+ * would otherwise finish last). False when it holds none with work left.
+ */
+static bool lane_pick(struct get_job *job, size_t li, size_t *range, size_t *copy)
+{
+    struct frag_state *best = NULL;
+    size_t best_copy = 0;
+    double best_load = -1;
+    for (size_t i = 0; i < job->file->n_fragments; i++) {
+        struct frag_state *fs = &job->frags[i];
+        skip_done(job, fs);
+        if (fs->next >= fs->last)
+            continue;
+        if (job->drain != NULL &&
+            fs->start + job->ranges[fs->next].off >= dfs_drain_emitted(job->drain) + AHEAD)
+            continue; /* streaming: too far ahead of the reader for now */
+        size_t c = SIZE_MAX;
+        for (size_t k = 0; k < fs->norder && c == SIZE_MAX; k++)
+            if (!fs->bad[fs->order[k]] && fs->lane[fs->order[k]] == li)
+                c = fs->order[k];
+        if (c == SIZE_MAX)
+            continue;
+        double load = (double)fs->unstarted / (double)good_copies(fs);
+        if (load > best_load) {
+            best = fs;
+            best_copy = c;
+            best_load = load;
+        }
+    }
+    if (best == NULL)
+        return false;
+    *range = best->next++;
+    best->unstarted -= job->ranges[*range].len;
+    *copy = best_copy;
+    return true;
+}
+
+static void lane_fired(dfs_rpc_timer *t)
+{
+    struct lane *ln = (struct lane *)((char *)t - offsetof(struct lane, pace));
+    ln->armed = false;
+    ln->job->armed--;
+    pump(ln->job);
+}
+
+/* Ranges in flight on a link, or waiting to start on it. */
+static size_t lane_busy(const struct get_job *job, const dfs_link *link)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < job->window; i++) {
+        const struct fetch *f = &job->fetches[i];
+        n += (f->call != NULL || f->deferred) && f->link == link;
+    }
+    return n;
+}
+
+static struct fetch *idle_slot(struct get_job *job)
+{
+    for (size_t i = 0; i < job->window; i++)
+        if (job->fetches[i].call == NULL && !job->fetches[i].deferred)
+            return &job->fetches[i];
+    return NULL;
+}
+
+/*
+ * Give every link that can take a range one (LANE_DEPTH at most in flight each): a link in debt
+ * arms its timer and pulls when it is paid off. Lanes are visited from a rotating start so that
+ * none is always served first when slots are short. A fragment with unstarted ranges and no good
+ * copy left fails the job.
+ */
+static void pump(struct get_job *job)
+{
+    for (size_t i = 0; job->error == DFS_OK && i < job->file->n_fragments; i++) {
+        struct frag_state *fs = &job->frags[i];
+        skip_done(job, fs);
+        if (fs->next < fs->last && good_copies(fs) == 0) {
+            char *err = NULL;
+            dfs_seterr(&err, DFS_EDATALOSS, "fragment %" PRIu32 " of %s: no copy could be read: %s",
+                       fs->frag->index, job->file->path,
+                       fs->failures != NULL ? fs->failures : "none left");
+            fail_job(job, DFS_EDATALOSS, err);
+        }
+    }
+    for (size_t k = 0; job->error == DFS_OK && k < job->nlanes; k++) {
+        size_t li = (job->lane_cursor + k) % job->nlanes;
+        struct lane *ln = &job->lanes[li];
+        while (!ln->armed && lane_busy(job, ln->link) < LANE_DEPTH) {
+            struct fetch *f = idle_slot(job);
+            if (f == NULL)
+                goto out;
+            int64_t wait = debt_ns(job, ln->link);
+            if (wait > 0) {
+                /* Arm only when there is work for the link once it is paid off. */
+                size_t r, c;
+                if (!lane_pick(job, li, &r, &c))
+                    break;
+                struct frag_state *fs = &job->frags[job->ranges[r].frag];
+                fs->next--; /* put it back: it is taken when the timer fires */
+                fs->unstarted += job->ranges[r].len;
+                ln->armed = true;
+                job->armed++;
+                dfs_rpc_loop_timer_arm(job->loop, &ln->pace, dfs_rpc_now_ns() + wait);
+                break;
+            }
+            size_t r, c;
+            if (!lane_pick(job, li, &r, &c))
+                break;
+            f->range = r;
+            f->got = 0;
+            f->copy = c;
+            f->link = ln->link;
+            go_fetch(f);
+        }
+    }
+out:
+    job->lane_cursor++;
+}
+
+/* Set up a lane for every link holding a copy of a fragment that has ranges to fetch. */
+static int plan_lanes(struct get_job *job, char **errmsg)
+{
+    size_t cap = 0;
+    for (size_t i = 0; i < job->file->n_fragments; i++)
+        cap += job->frags[i].norder;
+    job->lanes = calloc(cap + 1, sizeof *job->lanes);
+    if (job->lanes == NULL)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < job->file->n_fragments; i++) {
+        struct frag_state *fs = &job->frags[i];
+        for (size_t k = 0; k < fs->norder; k++) {
+            size_t c = fs->order[k];
+            dfs_link *link = dfs_links_get(job->links, fs->frag->replicas[c]->address, errmsg);
+            if (link == NULL)
+                return DFS_ENOMEM;
+            size_t li = 0;
+            while (li < job->nlanes && job->lanes[li].link != link)
+                li++;
+            if (li == job->nlanes) {
+                struct lane *ln = &job->lanes[job->nlanes++];
+                ln->job = job;
+                ln->link = link;
+                dfs_rpc_timer_init(&ln->pace, lane_fired);
+            }
+            fs->lane[c] = li;
+        }
+    }
+    return DFS_OK;
 }
 
 static void pace_fired(dfs_rpc_timer *t);
@@ -335,15 +550,10 @@ static void fetch_done(dfs_rpc_ccall *call, void *arg, int status, const char *m
         why[0] = '\0';
     free(pending);
     if (why[0] == '\0') {
-        /*
-         * gRPC reads the network into slices of many sizes; freed, they leave holes in the middle
-         * of malloc's heap that glibc never gives back, and the process would grow with the file.
-         * Returning the free pages every few ranges keeps memory bounded (measured: 1 GiB get
-         * 128 MiB resident without, about 60 MiB with).
-         */
+        /* Memory stays bounded without returning it to the system: the channels' fixed receive
+           windows bound what gRPC buffers (services/rpc/client.c), and that memory is reused. */
         job->done[f->range] = true;
-        if (++job->ranges_done % 4 == 0)
-            malloc_trim(0);
+        job->ranges_done++;
         start_next_range(f);
         return;
     }
@@ -355,6 +565,7 @@ static void fetch_done(dfs_rpc_ccall *call, void *arg, int status, const char *m
     start_fetch(f);
 }
 
+/* Start (or continue) the slot's range from the next good copy of its fragment. */
 static void start_fetch(struct fetch *f)
 {
     struct get_job *job = f->job;
@@ -373,6 +584,19 @@ static void start_fetch(struct fetch *f)
     f->link = dfs_links_get(job->links, rep->address, &err);
     if (f->link == NULL) {
         fail_job(job, DFS_ENOMEM, err);
+        return;
+    }
+    go_fetch(f);
+}
+
+/* Start the slot's call on f->copy over f->link, once the link's bandwidth allows. */
+static void go_fetch(struct fetch *f)
+{
+    struct get_job *job = f->job;
+    const struct range *r = &job->ranges[f->range];
+    struct frag_state *fs = &job->frags[r->frag];
+    if (fs->bad[f->copy]) { /* failed for another slot meanwhile */
+        start_fetch(f);
         return;
     }
     /* Bandwidth: a link (or the transfer) in debt starts this range once it is paid off; then
@@ -493,13 +717,18 @@ static int plan_ranges(struct get_job *job, char **errmsg)
         if (job->ranges == NULL || job->done == NULL)
             rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
-    for (size_t i = 0; rc == DFS_OK && i < nf; i++)
+    for (size_t i = 0; rc == DFS_OK && i < nf; i++) {
+        struct frag_state *fs = &job->frags[i];
+        fs->next = job->nranges;
         for (uint64_t off = lo[i]; off < hi[i]; off += job->range) {
             struct range *r = &job->ranges[job->nranges++];
             r->frag = (uint32_t)i;
             r->off = off;
             r->len = hi[i] - off < job->range ? hi[i] - off : job->range;
+            fs->unstarted += r->len;
         }
+        fs->last = job->nranges;
+    }
     free(lo);
     free(hi);
     return rc;
@@ -751,19 +980,33 @@ static void fetch_file(struct get_job *job, const char *resume_hex)
         if (arc != DFS_OK)
             fail_job(job, arc, err);
     }
+    if (job->error == DFS_OK && opts->link_rate > 0) {
+        char *err = NULL;
+        int lrc = plan_lanes(job, &err);
+        if (lrc != DFS_OK)
+            fail_job(job, lrc, err);
+        /* Enough slots for every lane to be full, unless --parallel says otherwise. */
+        if (opts->parallel == 0 && job->window < LANE_DEPTH * job->nlanes)
+            job->window = LANE_DEPTH * job->nlanes < WINDOW ? LANE_DEPTH * job->nlanes : WINDOW;
+    }
     for (size_t i = 0; i < WINDOW; i++) {
         job->fetches[i].job = job;
         dfs_rpc_timer_init(&job->fetches[i].stall, stall_fired);
         dfs_rpc_timer_init(&job->fetches[i].pace, pace_fired);
     }
-    for (size_t i = 0; job->error == DFS_OK && i < job->window; i++)
-        start_next_range(&job->fetches[i]);
+    if (job->lanes != NULL)
+        pump(job);
+    else
+        for (size_t i = 0; job->error == DFS_OK && i < job->window; i++)
+            start_next_range(&job->fetches[i]);
     for (;;) {
         /* Streaming: slots held back (too far ahead of the reader) start once it caught up. */
-        bool waiting = job->drain != NULL && job->error == DFS_OK && job->next_range < job->nranges;
-        if (job->running == 0 && !waiting)
+        bool waiting = job->drain != NULL && job->error == DFS_OK && unstarted_ranges(job);
+        if (job->running == 0 && job->armed == 0 && !waiting)
             break;
-        for (size_t i = 0; waiting && i < job->window; i++)
+        if (waiting && job->lanes != NULL)
+            pump(job);
+        for (size_t i = 0; waiting && job->lanes == NULL && i < job->window; i++)
             if (job->fetches[i].call == NULL && !job->fetches[i].deferred)
                 start_next_range(&job->fetches[i]);
         dfs_rpc_loop_run_once(job->loop, waiting ? 10 : 100);
@@ -797,6 +1040,7 @@ static void job_free(struct get_job *job)
     }
     for (size_t i = 0; i < WINDOW; i++)
         free(job->fetches[i].pending_msg);
+    free(job->lanes);
     free(job->done);
     free(job->errmsg);
     free(job->frags);

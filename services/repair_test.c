@@ -58,14 +58,19 @@ struct node {
 static struct {
     char addr[64];
     char node_id[DFS_ID_HEX + 1];
-} known_nodes[64];
+} known_nodes[256];
 static size_t nknown_nodes;
 
+/* The newest node at addr: ports are reused by later fixtures. */
 static const char *node_of(const char *addr)
 {
-    for (size_t i = 0; i < nknown_nodes; i++)
+    size_t cap = sizeof known_nodes / sizeof known_nodes[0];
+    size_t n = nknown_nodes < cap ? nknown_nodes : cap;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (nknown_nodes - 1 - k) % cap;
         if (strcmp(known_nodes[i].addr, addr) == 0)
             return known_nodes[i].node_id;
+    }
     return "unknown";
 }
 
@@ -99,11 +104,10 @@ static void node_open(struct node *n, const struct node_opts *o)
     uint8_t key[DFS_TICKET_KEY_LEN];
     dfs_test_node_key(n->node_id, key);
     assert_int_equal(dfs_storage_service_set_ticket_key(n->svc, key, sizeof key, &err), DFS_OK);
-    if (nknown_nodes < sizeof known_nodes / sizeof known_nodes[0]) {
-        snprintf(known_nodes[nknown_nodes].addr, sizeof known_nodes[0].addr, "%s", n->addr);
-        snprintf(known_nodes[nknown_nodes].node_id, sizeof known_nodes[0].node_id, "%s",
-                 n->node_id);
-        nknown_nodes++;
+    {
+        size_t slot = nknown_nodes++ % (sizeof known_nodes / sizeof known_nodes[0]);
+        snprintf(known_nodes[slot].addr, sizeof known_nodes[0].addr, "%s", n->addr);
+        snprintf(known_nodes[slot].node_id, sizeof known_nodes[0].node_id, "%s", n->node_id);
     }
     assert_int_equal(dfs_rpc_channel_create(n->addr, &n->ch, &err), DFS_OK);
     /* Connect before the test (see storage_service_test.c: a loaded machine can miss gRPC's

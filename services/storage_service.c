@@ -1165,6 +1165,7 @@ struct get_call {
     dfs_storage_service *svc;
     dfs_rpc_call *call;
     dfs_frag_reader *r;
+    dfs_frag_map *map; /* the requested range mapped (NULL: every message is read) */
     char id[DFS_FRAGMENT_ID_HEX + 1];
     uint64_t size;     /* of the whole fragment */
     uint32_t checksum; /* of the whole fragment */
@@ -1180,6 +1181,7 @@ struct get_call {
 static void get_release(void *state)
 {
     struct get_call *g = state;
+    dfs_frag_map_unref(g->map);
     dfs_frag_reader_close(g->r);
     atomic_fetch_sub(&g->svc->gets_active, 1);
     free(g);
@@ -1196,10 +1198,18 @@ static void get_fail(struct get_call *g, int code, char *err)
     free(err);
 }
 
+static void map_slice_unref(void *m)
+{
+    dfs_frag_map_unref(m);
+}
+
 /*
  * Build the next GetFragmentResponse straight into one grpc_slice_malloc slice, with the data read
- * from disk into its final place in that slice: no buffer of ours, no copy by protobuf-c. Fields
- * in number order (as protobuf-c would write them):
+ * from disk into its final place in that slice: no buffer of ours, no copy by protobuf-c. Or, when
+ * the data is in the page cache (dfs_frag_reader_peek), in three slices: the fields before the
+ * data, the data where it lies in the mapped fragment file, and the fields after it; then the data
+ * is checked in place and copied once, by the kernel, into the socket. Fields in number order (as
+ * protobuf-c would write them):
  *
  *   1 header   first message only: {1 fragment_id (40 bytes), 2 size (omitted when 0)}
  *   2 data     n bytes, read by dfs_frag_reader_read (which checks the stored CRCs)
@@ -1221,7 +1231,13 @@ static int get_pack_next(struct get_call *g, grpc_byte_buffer **out, char **err)
     }
     if (n > 0)
         total += 1 + varint_len(n) + n + 1 + varint_len(4 * ncrcs) + 4 * ncrcs;
-    grpc_slice s = grpc_slice_malloc(total);
+    const unsigned char *mapped = NULL;
+    if (n > 0 && g->map != NULL) {
+        int rc = dfs_frag_reader_peek(g->r, g->map, g->pos, n, &mapped, g->crcs, err);
+        if (rc != DFS_OK)
+            return rc;
+    }
+    grpc_slice s = grpc_slice_malloc(mapped != NULL ? total - n : total);
     uint8_t *start = GRPC_SLICE_START_PTR(s), *q = start;
     if (g->first) {
         *q++ = 0x0a; /* field 1, length-delimited */
@@ -1235,15 +1251,19 @@ static int get_pack_next(struct get_call *g, grpc_byte_buffer **out, char **err)
             q = put_varint(q, g->size);
         }
     }
+    uint8_t *data_at = NULL;
     if (n > 0) {
         *q++ = 0x12; /* field 2, length-delimited */
         q = put_varint(q, n);
-        int rc = dfs_frag_reader_read(g->r, g->pos, q, n, g->crcs, err);
-        if (rc != DFS_OK) {
-            grpc_slice_unref(s);
-            return rc;
+        data_at = q;
+        if (mapped == NULL) {
+            int rc = dfs_frag_reader_read(g->r, g->pos, q, n, g->crcs, err);
+            if (rc != DFS_OK) {
+                grpc_slice_unref(s);
+                return rc;
+            }
+            q += n;
         }
-        q += n;
         *q++ = 0x1a; /* field 3, packed */
         q = put_varint(q, 4 * ncrcs);
         for (size_t i = 0; i < ncrcs; i++)
@@ -1253,9 +1273,23 @@ static int get_pack_next(struct get_call *g, grpc_byte_buffer **out, char **err)
         *q++ = 0x25; /* field 4, fixed32 */
         q = put_le32(q, g->checksum);
     }
-    assert((size_t)(q - start) == total);
-    *out = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
+    if (mapped == NULL) {
+        assert((size_t)(q - start) == total);
+        *out = grpc_raw_byte_buffer_create(&s, 1);
+        grpc_slice_unref(s);
+    } else {
+        assert((size_t)(q - start) == total - n);
+        size_t before = (size_t)(data_at - start);
+        dfs_frag_map_ref(g->map); /* the data slice's, released when gRPC is done with it */
+        grpc_slice parts[3] = {
+            grpc_slice_sub_no_ref(s, 0, before),
+            grpc_slice_new_with_user_data((void *)mapped, n, map_slice_unref, g->map),
+            grpc_slice_sub_no_ref(s, before, total - n),
+        };
+        *out = grpc_raw_byte_buffer_create(parts, 3); /* takes its own references */
+        grpc_slice_unref(parts[1]);
+        grpc_slice_unref(s);
+    }
     g->first = false;
     g->pos += n;
     g->messages++;
@@ -1353,6 +1387,8 @@ static void get_handler(dfs_rpc_call *call, void *ctx)
     g->end = req->length == 0 ? size : req->offset + req->length;
     g->first = true;
     g->t0_ns = now_ns();
+    if (dfs_frag_reader_map(r, g->begin, g->end - g->begin, &g->map, NULL) != DFS_OK)
+        g->map = NULL; /* every message is read instead */
     atomic_fetch_add(&svc->gets_active, 1);
     dfs_rpc_call_set_state(call, g, get_release);
     get_send_next(g);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1221,6 +1222,100 @@ int dfs_frag_reader_read(dfs_frag_reader *r, uint64_t offset, void *buf, size_t 
     /* Pieces of buf straddle stored blocks: their CRCs are new. */
     if (head > 0)
         dfs_crc32c_blocks(buf, len, crcs_out);
+    return DFS_OK;
+}
+
+/* ---- mapped reads ---- */
+
+/*
+ * A read-only MAP_SHARED mapping of part of a fragment file. Safe to hand out as long as the file
+ * is never truncated or rewritten in place: fragment files are written under tmp/ and renamed into
+ * place, a replace renames a new file over the name and a delete unlinks it, and the mapping keeps
+ * the old file. What a mapping can still do is fault on a page the kernel must read from disk,
+ * where an I/O error is a SIGBUS instead of an EIO: so its bytes are only touched once mincore
+ * says they are in memory (dfs_frag_reader_peek).
+ */
+struct dfs_frag_map {
+    atomic_int refs;
+    unsigned char *base; /* page-aligned; data byte `first` is at base + skip */
+    size_t maplen, skip;
+    uint64_t first, end; /* the data bytes mapped: [first, end) */
+    size_t page;
+};
+
+/* The most bytes one peek may cover (its mincore vector lives on the stack). */
+#define PEEK_MAX ((size_t)4 << 20)
+
+int dfs_frag_reader_map(dfs_frag_reader *r, uint64_t offset, uint64_t len, dfs_frag_map **out,
+                        char **errmsg)
+{
+    *out = NULL;
+    if (offset > r->size || len > r->size - offset)
+        return dfs_seterr(errmsg, DFS_ERANGE,
+                          "fragment %s: range of %" PRIu64 " bytes at offset %" PRIu64
+                          " is beyond its size %" PRIu64,
+                          r->id, len, offset, r->size);
+    if (r->store->io != &posix_ops || len == 0)
+        return DFS_OK; /* an injected io table sees every read: no mapping behind its back */
+    long page = sysconf(_SC_PAGESIZE);
+    dfs_frag_map *m = calloc(1, sizeof *m);
+    if (m == NULL || page <= 0) {
+        free(m);
+        return DFS_OK;
+    }
+    uint64_t at = HDR + offset, start = at / (uint64_t)page * (uint64_t)page;
+    m->maplen = (size_t)(at + len - start);
+    m->skip = (size_t)(at - start);
+    m->first = offset;
+    m->end = offset + len;
+    m->page = (size_t)page;
+    m->base = mmap(NULL, m->maplen, PROT_READ, MAP_SHARED, r->fd, (off_t)start);
+    if (m->base == MAP_FAILED) {
+        free(m);
+        return DFS_OK; /* reads go through dfs_frag_reader_read as before */
+    }
+    atomic_init(&m->refs, 1);
+    *out = m;
+    return DFS_OK;
+}
+
+void dfs_frag_map_ref(dfs_frag_map *m)
+{
+    atomic_fetch_add(&m->refs, 1);
+}
+
+void dfs_frag_map_unref(dfs_frag_map *m)
+{
+    if (m != NULL && atomic_fetch_sub(&m->refs, 1) == 1) {
+        munmap(m->base, m->maplen);
+        free(m);
+    }
+}
+
+int dfs_frag_reader_peek(dfs_frag_reader *r, dfs_frag_map *m, uint64_t offset, size_t len,
+                         const unsigned char **data, uint32_t *crcs_out, char **errmsg)
+{
+    *data = NULL;
+    if (len == 0 || len > PEEK_MAX || offset % BLOCK != 0 || offset < m->first || offset > m->end ||
+        len > m->end - offset || (len % BLOCK != 0 && offset + len != r->size))
+        return DFS_OK; /* not a range of whole blocks inside the mapping: read it instead */
+    const unsigned char *p = m->base + m->skip + (offset - m->first);
+    uintptr_t pstart = (uintptr_t)p / m->page * m->page;
+    size_t span = (size_t)((uintptr_t)p + len - pstart), npages = (span + m->page - 1) / m->page;
+    unsigned char vec[PEEK_MAX / 4096 + 2];
+    if (npages > sizeof vec || mincore((void *)pstart, span, vec) != 0)
+        return DFS_OK;
+    for (size_t i = 0; i < npages; i++)
+        if (!(vec[i] & 1))
+            return DFS_OK; /* on disk only: let pread bring it in, with errors as errors */
+    for (uint64_t b = offset / BLOCK, i = 0; i * BLOCK < len; b++, i++) {
+        size_t n = len - i * BLOCK < BLOCK ? (size_t)(len - i * BLOCK) : (size_t)BLOCK;
+        uint32_t crc = dfs_crc32c(0, p + i * BLOCK, n);
+        if (crc != r->crcs[b])
+            return corrupt(errmsg, "fragment %s block %" PRIu64 " is corrupt", r->id, b);
+        crcs_out[i] = crc;
+    }
+    *data = p;
     return DFS_OK;
 }
 

@@ -226,8 +226,40 @@ int64_t dfs_frag_reader_stored_ms(const dfs_frag_reader *r);
 int dfs_frag_reader_read(dfs_frag_reader *r, uint64_t offset, void *buf, size_t len,
                          uint32_t *crcs_out, char **errmsg);
 
-/* Release a reader. Accepts NULL. */
+/* Release a reader. Accepts NULL. Mappings made from it stay valid until their last unref. */
 void dfs_frag_reader_close(dfs_frag_reader *r);
+
+/*
+ * Mapped reads: data served straight from the page cache, without dfs_frag_reader_read's copy
+ * into the caller's buffer (a server hands the mapped bytes to the network). A mapping is
+ * reference-counted and thread-safe: ref and unref from any thread; the last unref unmaps it,
+ * whether or not the reader is still open.
+ */
+typedef struct dfs_frag_map dfs_frag_map;
+
+/*
+ * Map data bytes [offset, offset + len) of the fragment read-only. Returns 0 and *out (one
+ * reference), or 0 and *out = NULL when mapping is not possible or not wanted (mmap failed, len 0,
+ * or the store runs on an injected io table, whose faults must see every read): then read with
+ * dfs_frag_reader_read. A range past the end is DFS_ERANGE.
+ */
+int dfs_frag_reader_map(dfs_frag_reader *r, uint64_t offset, uint64_t len, dfs_frag_map **out,
+                        char **errmsg);
+void dfs_frag_map_ref(dfs_frag_map *m);
+void dfs_frag_map_unref(dfs_frag_map *m); /* accepts NULL */
+
+/*
+ * Like dfs_frag_reader_read without the copy: check the stored blocks [offset, offset + len) of
+ * mapping m (made from r) against the CRC table and point *data at them in the mapping (valid
+ * while the caller holds a reference to m), with their CRCs in crcs_out. Only for a range of whole
+ * blocks (offset block-aligned; len a multiple of 64 KiB or reaching the end of the fragment) of
+ * at most 4 MiB inside the mapping, and only when every page of it is in memory, since touching a
+ * page the kernel must read from disk turns a disk error into a SIGBUS: otherwise it returns 0
+ * with *data = NULL and touches nothing, and the caller reads the range with dfs_frag_reader_read
+ * (which brings it into memory for next time). A corrupt block is DFS_EDATALOSS as for a read.
+ */
+int dfs_frag_reader_peek(dfs_frag_reader *r, dfs_frag_map *m, uint64_t offset, size_t len,
+                         const unsigned char **data, uint32_t *crcs_out, char **errmsg);
 
 /* ---- other verbs ---- */
 

@@ -709,6 +709,72 @@ static void test_bit_flip_in_data(void **state)
     dfs_frag_store_close(s);
 }
 
+/* Mapped reads give what reads give, check blocks in place, and step aside when they cannot. */
+static void test_mapped_reads(void **state)
+{
+    struct fx *f = *state;
+    dfs_frag_store *s = open_store(f, NULL);
+    char id[DFS_FRAGMENT_ID_HEX + 1], path[2 * PATH_MAX];
+    make_id(41, id);
+    size_t size = 5 * B + 1000; /* a short last block */
+    unsigned char *data = pattern(size, 41);
+    put_ok(s, id, data, size);
+    uint32_t *want = crcs_of(data, size);
+    dfs_frag_reader *r = NULL;
+    char *err = NULL;
+    assert_int_equal(dfs_frag_reader_open(s, id, &r, &err), DFS_OK);
+    dfs_frag_map *m = NULL;
+    assert_int_equal(dfs_frag_reader_map(r, B, size - B, &m, &err), DFS_OK);
+    assert_non_null(m); /* real I/O: mapping is used */
+    const unsigned char *p = NULL;
+    uint32_t crcs[8];
+    /* The page cache holds what was just written: whole blocks, and the short tail. */
+    assert_int_equal(dfs_frag_reader_peek(r, m, B, 2 * B, &p, crcs, &err), DFS_OK);
+    assert_non_null(p);
+    assert_memory_equal(p, data + B, 2 * B);
+    assert_int_equal(crcs[0], want[1]);
+    assert_int_equal(crcs[1], want[2]);
+    assert_int_equal(dfs_frag_reader_peek(r, m, 4 * B, size - 4 * B, &p, crcs, &err), DFS_OK);
+    assert_non_null(p);
+    assert_memory_equal(p, data + 4 * B, size - 4 * B);
+    assert_int_equal(crcs[1], want[5]);
+    /* Not whole blocks, or outside the mapping: the caller reads instead. */
+    assert_int_equal(dfs_frag_reader_peek(r, m, B + 10, B, &p, crcs, &err), DFS_OK);
+    assert_null(p);
+    assert_int_equal(dfs_frag_reader_peek(r, m, B, B / 2, &p, crcs, &err), DFS_OK);
+    assert_null(p);
+    assert_int_equal(dfs_frag_reader_peek(r, m, 0, B, &p, crcs, &err), DFS_OK);
+    assert_null(p);
+    /* A block changed on disk is corrupt here too (the mapping shares the page cache). */
+    frag_file(f, id, path, sizeof path);
+    flip(path, DFS_FRAG_HEADER_SIZE + 3 * B + 7, 0x04);
+    assert_int_equal(dfs_frag_reader_peek(r, m, 2 * B, 2 * B, &p, crcs, &err), DFS_EDATALOSS);
+    assert_null(p);
+    assert_non_null(strstr(err, "block 3 is corrupt"));
+    /* The mapping outlives the reader, and a range past the end is refused. */
+    dfs_frag_map_ref(m);
+    dfs_frag_map_unref(m);
+    dfs_frag_reader_close(r);
+    dfs_frag_map_unref(m);
+    dfs_frag_map_unref(NULL);
+    assert_int_equal(dfs_frag_reader_open(s, id, &r, &err), DFS_OK);
+    assert_int_equal(dfs_frag_reader_map(r, B, size, &m, &err), DFS_ERANGE);
+    dfs_frag_reader_close(r);
+    dfs_frag_store_close(s);
+
+    /* An injected io table must see every read: no mapping. */
+    s = open_store(f, fault_io());
+    assert_int_equal(dfs_frag_reader_open(s, id, &r, &err), DFS_OK);
+    m = (dfs_frag_map *)1;
+    assert_int_equal(dfs_frag_reader_map(r, 0, B, &m, &err), DFS_OK);
+    assert_null(m);
+    dfs_frag_reader_close(r);
+    dfs_frag_store_close(s);
+    free(err);
+    free(want);
+    free(data);
+}
+
 static void test_corrupt_header_and_table(void **state)
 {
     struct fx *f = *state;
@@ -1206,6 +1272,7 @@ int main(void)
         T(test_size_mismatch_at_commit),
         T(test_bad_ids),
         T(test_bit_flip_in_data),
+        T(test_mapped_reads),
         T(test_corrupt_header_and_table),
         T(test_delete),
         T(test_replace_and_readers_keep_old),

@@ -65,13 +65,16 @@ class NodeFailures(harness.TestCase):
         src = harness.random_file(self.tmp("f"), 5 << 20, seed=11)
         self.dfs("put", src, "/f")
         # Each fragment has 3 copies on 4 nodes: with any 2 nodes dead, one copy of each is left.
+        # Throttled, every link pulls its own ranges (cli/get.c): a dead node's lane must not
+        # keep its ranges from the others.
         for n in (1, 1):
             for name in c.kill_nodes(n, seed=n):
                 c.expected_exits.add(name)
-            out = self.tmp("f.out")
-            _, text, _ = self.dfs("get", "/f", out)
-            self.assertEqual(harness.sha256(out), harness.sha256(src))
-            os.unlink(out)
+            for extra in ([], ["--throttle", "64M"]):
+                out = self.tmp("f.out")
+                _, text, _ = self.dfs("get", *extra, "/f", out)
+                self.assertEqual(harness.sha256(out), harness.sha256(src))
+                os.unlink(out)
 
     def test_node_killed_during_put_completes_on_other_nodes(self):
         c = self.start_cluster(nodes=6)
@@ -224,6 +227,16 @@ class Corruption(harness.TestCase):
         # Copies are tried in random order: reading a good copy first for all 4 fragments in all
         # 3 gets has a probability of (1/3)^12.
         self.assertGreater(failovers, 0)
+        # Throttled, every link pulls ranges of the fragments it holds (cli/get.c): corrupt copies
+        # are read around there too (each of the 4 single-range fragments goes to a random copy:
+        # no failover in 3 gets has a probability of (1/3)^12 again).
+        failovers = 0
+        for i in range(3):
+            out = self.tmp("ct%d.out" % i)
+            _, text, _ = self.dfs("get", "--throttle", "64M", "/c", out)
+            self.assertEqual(harness.sha256(out), harness.sha256(src))
+            failovers += "continued from another copy" in text
+        self.assertGreater(failovers, 0)
 
     def test_every_copy_corrupt_fails_with_data_loss(self):
         c = self.start_cluster(nodes=3)
@@ -235,12 +248,13 @@ class Corruption(harness.TestCase):
         self.assertEqual(len(copies), 3)
         for p in copies:
             self.flip(p, 128 + 70000)
-        rc, _, err = self.dfs("get", "/c2", self.tmp("c2.out"), check=False)
-        self.assertEqual(rc, 1)
-        self.assertIn("no copy could be read", err)
-        self.assertIn("corrupt", err)
-        self.assertFalse(os.path.exists(self.tmp("c2.out")))
-        self.assertFalse(os.path.exists(self.tmp("c2.out.dfs-part")))
+        for extra in ([], ["--throttle", "64M"]):
+            rc, _, err = self.dfs("get", *extra, "/c2", self.tmp("c2.out"), check=False)
+            self.assertEqual(rc, 1)
+            self.assertIn("no copy could be read", err)
+            self.assertIn("corrupt", err)
+            self.assertFalse(os.path.exists(self.tmp("c2.out")))
+            self.assertFalse(os.path.exists(self.tmp("c2.out.dfs-part")))
         # Other fragments and the catalog are untouched.
         _, out, _ = self.dfs("ls")
         self.assertEqual(out.split(), ["/c2"])

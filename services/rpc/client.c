@@ -61,13 +61,27 @@ int dfs_rpc_channel_open(const char *target, const struct dfs_rpc_channel_opts *
      * GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: in gRPC 1.51 it is also the minimum connect timeout, and a
      * small value fails first connections to a busy peer before the HTTP/2 handshake completes.
      */
-    grpc_arg args[5];
+    /*
+     * Receive windows: a fixed DFS_RPC_STREAM_WINDOW per stream instead of gRPC's BDP probing.
+     * Probing grows each stream's window to several MiB, so a get with a dozen range streams open
+     * buffers far more than it consumes; those buffers are freed in an order that leaves glibc's
+     * heap full of holes, and either memory grows with the transfer or returning it (malloc_trim)
+     * makes every later receive fault its pages in again: a fifth of a 1 GiB get's CPU (measured,
+     * benchmarks/README.md). With a fixed window what is in flight is bounded and its memory reused
+     * warm. On loopback and LAN round trips a window this size does not limit a stream.
+     */
+    grpc_arg args[7];
     memset(args, 0, sizeof args);
-    const char *keys[] = {GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
-                          GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS};
-    int values[] = {(int)DFS_RPC_MAX_MESSAGE, (int)DFS_RPC_MAX_MESSAGE, 100, 2000};
+    const char *keys[] = {GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+                          GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
+                          GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+                          GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+                          GRPC_ARG_HTTP2_BDP_PROBE,
+                          GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES};
+    int values[] = {(int)DFS_RPC_MAX_MESSAGE,  (int)DFS_RPC_MAX_MESSAGE, 100, 2000, 0,
+                    (int)DFS_RPC_STREAM_WINDOW};
     size_t nargs = 0;
-    for (; nargs < 4; nargs++) {
+    for (; nargs < 6; nargs++) {
         args[nargs].type = GRPC_ARG_INTEGER;
         args[nargs].key = (char *)keys[nargs];
         args[nargs].value.integer = values[nargs];

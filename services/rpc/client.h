@@ -13,6 +13,9 @@
 /* A channel to one server ("host:port"). Thread-safe: share it between threads and calls. */
 typedef struct dfs_rpc_channel dfs_rpc_channel;
 
+/* The receive window of every stream a channel opens (fixed: no BDP probing; see client.c). */
+#define DFS_RPC_STREAM_WINDOW (4u << 20)
+
 /* How a channel is secured and whom it speaks for. Every pointer is borrowed during open only. */
 struct dfs_rpc_channel_opts {
     /* TLS, or plaintext (only to loopback unless ->insecure); NULL: plaintext to loopback only. */
@@ -25,9 +28,10 @@ struct dfs_rpc_channel_opts {
 
 /*
  * Open a channel; it connects lazily, on the first call. The receive and send limits are raised
- * to DFS_RPC_MAX_MESSAGE and reconnect backoff is kept short (100 ms up to 2 s) so a restarted peer
- * is found again quickly. Returns DFS_EINVAL for an empty target or a malformed token, DFS_EPERM
- * for plaintext to a non-loopback target that opts do not allow, DFS_ENOMEM.
+ * to DFS_RPC_MAX_MESSAGE, each stream receives into a fixed DFS_RPC_STREAM_WINDOW, and reconnect
+ * backoff is kept short (100 ms up to 2 s) so a restarted peer is found again quickly. Returns
+ * DFS_EINVAL for an empty target or a malformed token, DFS_EPERM for plaintext to a non-loopback
+ * target that opts do not allow, DFS_ENOMEM.
  */
 int dfs_rpc_channel_open(const char *target, const struct dfs_rpc_channel_opts *opts,
                          dfs_rpc_channel **out, char **errmsg);
