@@ -46,9 +46,9 @@ struct dfs_get_result {
  * Fetch `remote` into `local` ("-" for standard output). The file comes in 4 MiB ranges, in file
  * order, a window of them in flight at once, spread over every copy of every fragment; with a
  * per-link rate (link_rate) every link instead pulls ranges of the fragments it holds whenever it
- * may send, so that all of them are busy from start to end (cli/get.c). Every 64 KiB
- * block is checked against its CRC32C as it arrives, every fragment against its checksum, and the
- * whole file against its SHA-256 (hashed as the data arrives). When a copy fails (node down,
+ * may send, so that all of them are busy from start to end (cli/get.c). Every 64 KiB block is
+ * checked against its CRC32C as it arrives, every fragment against its checksum, and the whole
+ * file against its SHA-256 (hashed as the data arrives). When a copy fails (node down,
  * corrupt block), the range continues from another copy at the byte where it stopped, and that copy
  * is not used again.
  *
