@@ -479,6 +479,33 @@ static void test_malformed_request_is_invalid_argument(void **state)
     assert_int_equal(r.status, DFS_EINVAL);
     assert_non_null(strstr(r.message, "does not parse"));
     dfs_rpc_loop_destroy(loop);
+
+    /* Parses, but its string holds a NUL (protobuf-c would hand over "ab"), then one that is not
+       UTF-8: refused before the handler runs, naming the field; bytes fields may hold anything. */
+    static const struct {
+        unsigned char bytes[8];
+        size_t len;
+        const char *want;
+    } cases[] = {
+        {{0x0a, 0x03, 'a', 'b', 0x00}, 5, "dfs.test.EchoRequest.text holds a NUL byte"},
+        {{0x0a, 0x02, 0xff, 0xfe}, 4, "dfs.test.EchoRequest.text is not valid UTF-8"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        loop = dfs_rpc_loop_create();
+        struct client_run c = {0};
+        assert_int_equal(
+            dfs_rpc_ccall_start(loop, fx->ch, "/dfs.test.Echo/Unary", 5000, run_done, &c, &c.call),
+            DFS_OK);
+        s = grpc_slice_from_copied_buffer((const char *)cases[i].bytes, cases[i].len);
+        bb = grpc_raw_byte_buffer_create(&s, 1);
+        grpc_slice_unref(s);
+        assert_int_equal(dfs_rpc_ccall_send_raw(c.call, bb, true, NULL, NULL), DFS_OK);
+        run_until_done(loop, &c);
+        assert_int_equal(c.status, DFS_EINVAL);
+        if (strstr(c.message, cases[i].want) == NULL)
+            fail_msg("\"%s\" does not say \"%s\"", c.message, cases[i].want);
+        dfs_rpc_loop_destroy(loop);
+    }
 }
 
 static void test_client_cancel_reaches_handler(void **state)

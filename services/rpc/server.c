@@ -221,6 +221,43 @@ void dfs_rpc_call_on_cancel(dfs_rpc_call *call, void (*fn)(dfs_rpc_call *call, v
     call->cancel_arg = arg;
 }
 
+/*
+ * A copy of s fit for a log line's quoted value: control characters, quotes and backslashes
+ * replaced by '?' (a message can carry what a client sent; it must not break the line).
+ */
+static const char *scrub(const char *s, char *out, size_t cap)
+{
+    size_t i = 0;
+    for (; s != NULL && s[i] != '\0' && i + 1 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[i] = c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? '?' : (char)c;
+    }
+    out[i] = '\0';
+    return out;
+}
+
+/* One log line for a refused request (a streaming message, or the request of a call). */
+static void log_rejected(const dfs_rpc_call *c, const char *msg)
+{
+    if (!dfs_log_enabled(DFS_LOG_WARN))
+        return;
+    char clean[512];
+    char *peer = dfs_rpc_call_peer(c);
+    dfs_log(DFS_LOG_WARN, "request rejected method=%s peer=%s err=\"%s\"", c->method->name,
+            peer != NULL ? peer : "unknown", scrub(msg, clean, sizeof clean));
+    free(peer);
+}
+
+void dfs_rpc_call_reject(dfs_rpc_call *call, int code, const char *msg)
+{
+    if (msg == NULL)
+        msg = dfs_strerror(code);
+    log_rejected(call, msg);
+    char text[1024];
+    snprintf(text, sizeof text, "%s: %s", call->method->name, msg);
+    dfs_rpc_call_finish(call, code, NULL, text);
+}
+
 static void close_done(dfs_rpc_tag *tag, bool ok)
 {
     dfs_rpc_call *c = ((struct call_op *)tag)->call;
@@ -251,10 +288,14 @@ static void recv_done(dfs_rpc_tag *tag, bool ok)
     } else {
         ProtobufCMessage *msg = NULL;
         if (bb != NULL) {
-            msg = dfs_rpc_unpack(c->method->request, bb);
+            char *err = NULL;
+            msg = dfs_rpc_unpack_checked(c->method->request, bb, &err);
             grpc_byte_buffer_destroy(bb);
-            if (msg == NULL)
+            if (msg == NULL) {
                 status = DFS_EINVAL;
+                log_rejected(c, err);
+            }
+            free(err);
         }
         c->recv_cb(c, c->recv_arg, msg, status);
     }
@@ -486,12 +527,12 @@ static void start_call(struct request_slot *s)
             dfs_rpc_call_fail(c, DFS_EINVAL, "%s: the request message is missing", m->name);
             return;
         }
-        c->request = dfs_rpc_unpack(m->request, payload);
+        char *err = NULL;
+        c->request = dfs_rpc_unpack_checked(m->request, payload, &err);
         grpc_byte_buffer_destroy(payload);
         if (c->request == NULL) {
-            dfs_log(DFS_LOG_WARN, "malformed request method=%s", m->name);
-            dfs_rpc_call_fail(c, DFS_EINVAL, "%s: the request does not parse as %s", m->name,
-                              m->request->name);
+            dfs_rpc_call_reject(c, DFS_EINVAL, err);
+            free(err);
             return;
         }
     } else if (payload != NULL) {

@@ -194,6 +194,12 @@ int dfs_rpc_call_send_raw(dfs_rpc_call *call, grpc_byte_buffer *bb, dfs_rpc_sent
 void dfs_rpc_call_finish(dfs_rpc_call *call, int code, const ProtobufCMessage *resp,
                          const char *message);
 
+/*
+ * Refuse a request that fails its checks: log one line (method, peer, msg) and finish with code
+ * (DFS_EINVAL, usually) and the message "<method>: <msg>". msg is copied (NULL: the code's text).
+ */
+void dfs_rpc_call_reject(dfs_rpc_call *call, int code, const char *msg);
+
 /* finish(DFS_OK, resp, NULL). */
 void dfs_rpc_call_reply(dfs_rpc_call *call, const ProtobufCMessage *resp);
 
