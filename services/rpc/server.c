@@ -253,9 +253,7 @@ void dfs_rpc_call_reject(dfs_rpc_call *call, int code, const char *msg)
     if (msg == NULL)
         msg = dfs_strerror(code);
     log_rejected(call, msg);
-    char text[1024];
-    snprintf(text, sizeof text, "%s: %s", call->method->name, msg);
-    dfs_rpc_call_finish(call, code, NULL, text);
+    dfs_rpc_call_finish(call, code, NULL, msg);
 }
 
 static void close_done(dfs_rpc_tag *tag, bool ok)

@@ -196,7 +196,7 @@ void dfs_rpc_call_finish(dfs_rpc_call *call, int code, const ProtobufCMessage *r
 
 /*
  * Refuse a request that fails its checks: log one line (method, peer, msg) and finish with code
- * (DFS_EINVAL, usually) and the message "<method>: <msg>". msg is copied (NULL: the code's text).
+ * (DFS_EINVAL, usually) and msg as the status message. msg is copied (NULL: the code's text).
  */
 void dfs_rpc_call_reject(dfs_rpc_call *call, int code, const char *msg);
 
