@@ -58,6 +58,7 @@ struct dfs_storage_service {
     dfs_frag_store *store; /* borrowed */
     size_t chunk;
     uint64_t forward_rate; /* bytes/s; 0 = none of the node's own */
+    int64_t idle_ms;       /* a send to the next node of a chain may take this long; <= 0: any */
     /* mu guards self and the channel cache: puts on any loop thread look up (and lazily add)
        channels, and set_advertise may come from any thread. Channels are never removed before
        destroy, so a pointer taken under mu stays valid after it is released. */
@@ -526,6 +527,7 @@ static void chain_sent(dfs_rpc_ccall *call, void *arg, bool ok)
     struct put_call *p = arg;
     struct chain *c = p->chain;
     c->send_busy = false;
+    dfs_rpc_loop_timer_cancel(c->loop, &c->timer); /* the stall watch */
     if (!ok)
         c->broken = true; /* the call failed: its done says why */
     chain_resume(p);
@@ -552,12 +554,23 @@ static void chain_send_pending(struct put_call *p)
     }
     c->forwarded += n;
     atomic_fetch_add(&p->svc->bytes_forwarded, n);
+    /* A next node that takes nothing (stopped, its disk stuck) must not hold this put forever,
+       deadline or not: the timer now watches the send (chain_timer_fire). */
+    if (p->svc->idle_ms > 0)
+        dfs_rpc_loop_timer_arm(c->loop, &c->timer, dfs_rpc_now_ns() + p->svc->idle_ms * 1000000);
 }
 
+/* The timer: tokens for the pending message are there, or (a send in flight) the send stalled. */
 static void chain_timer_fire(dfs_rpc_timer *timer)
 {
     struct chain *c = (struct chain *)(void *)((char *)timer - offsetof(struct chain, timer));
     struct put_call *p = c->p;
+    if (c->send_busy) {
+        char why[128];
+        snprintf(why, sizeof why, "the next node took no data for %" PRId64 " ms", p->svc->idle_ms);
+        chain_give_up(p, DFS_ETIMEDOUT, why);
+        return; /* chain_sent (not ok) and chain_done follow */
+    }
     if (c->pending != NULL && c->dc != NULL && !c->broken) {
         chain_send_pending(p);
     } else if (c->pending != NULL) {
@@ -1355,6 +1368,8 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
     svc->store = store;
     svc->chunk = chunk;
     svc->forward_rate = cfg != NULL ? cfg->forward_rate : 0;
+    svc->idle_ms =
+        cfg != NULL && cfg->stream_idle_ms != 0 ? cfg->stream_idle_ms : DFS_RPC_STREAM_IDLE_MS;
     snprintf(svc->self, sizeof svc->self, "%s", self);
     pthread_mutex_init(&svc->mu, NULL);
     struct dfs_repairer_config rcfg = {0};

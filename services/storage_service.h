@@ -98,6 +98,10 @@ struct dfs_storage_service_config {
     int repair_workers;
     /* A repair source that sends nothing for this long is given up; 0 means 30000. */
     int64_t repair_stall_ms;
+    /* A chain put's send to the next node that has not completed for this long gives the next
+       node up (its ack says why); the same limit as the server's stream_idle_ms. 0 means
+       DFS_RPC_STREAM_IDLE_MS, < 0 no limit. */
+    int64_t stream_idle_ms;
 };
 
 /*

@@ -10,9 +10,11 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +58,7 @@ struct dfs_rpc_server {
     size_t nslots;
     char *listen;
     size_t max_message;
+    int64_t idle_ms; /* stream idle limit; <= 0: none */
     int port;
     bool started;
     atomic_bool shutting_down;
@@ -105,6 +108,10 @@ struct dfs_rpc_call {
     bool closed;
 
     struct call_op close_op, recv_op, send_op, status_op;
+    /* Armed while a streaming receive (send) is outstanding, for the server's idle limit; the
+       operation holds a reference, so the call outlives its timer. Loop thread only. */
+    dfs_rpc_timer recv_idle, send_idle;
+    bool idle_cancelled;
 
     grpc_byte_buffer *recv_bb;
     dfs_rpc_recv_fn recv_cb;
@@ -256,6 +263,42 @@ void dfs_rpc_call_reject(dfs_rpc_call *call, int code, const char *msg)
     dfs_rpc_call_finish(call, code, NULL, msg);
 }
 
+/* An outstanding receive or send made no progress for the idle limit: cancel the call. */
+static void idle_fire(dfs_rpc_call *c, const char *what)
+{
+    if (c->idle_cancelled)
+        return;
+    c->idle_cancelled = true;
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: the peer %s for %" PRId64 " ms (the server's stream idle limit)",
+             c->method->name, what, c->srv->idle_ms);
+    char *peer = dfs_rpc_call_peer(c);
+    dfs_log(DFS_LOG_WARN,
+            "stalled stream cancelled method=%s peer=%s idle_ms=%" PRId64 " err=\"%s\"",
+            c->method->name, peer != NULL ? peer : "unknown", c->srv->idle_ms, msg);
+    free(peer);
+    /* Every outstanding operation completes (not ok): the handler's own failure paths run. */
+    grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED, msg, NULL);
+}
+
+static void recv_idle_fire(dfs_rpc_timer *t)
+{
+    idle_fire((dfs_rpc_call *)(void *)((char *)t - offsetof(dfs_rpc_call, recv_idle)),
+              "sent nothing");
+}
+
+static void send_idle_fire(dfs_rpc_timer *t)
+{
+    idle_fire((dfs_rpc_call *)(void *)((char *)t - offsetof(dfs_rpc_call, send_idle)),
+              "read nothing");
+}
+
+static void idle_arm(dfs_rpc_call *c, dfs_rpc_timer *t)
+{
+    if (c->srv->idle_ms > 0)
+        dfs_rpc_loop_timer_arm(c->w->loop, t, dfs_rpc_now_ns() + c->srv->idle_ms * 1000000);
+}
+
 static void close_done(dfs_rpc_tag *tag, bool ok)
 {
     dfs_rpc_call *c = ((struct call_op *)tag)->call;
@@ -269,6 +312,7 @@ static void close_done(dfs_rpc_tag *tag, bool ok)
 static void recv_done(dfs_rpc_tag *tag, bool ok)
 {
     dfs_rpc_call *c = ((struct call_op *)tag)->call;
+    dfs_rpc_loop_timer_cancel(c->w->loop, &c->recv_idle);
     grpc_byte_buffer *bb = c->recv_bb;
     c->recv_bb = NULL;
     c->recv_busy = false;
@@ -318,6 +362,7 @@ static int start_recv(dfs_rpc_call *c, dfs_rpc_recv_fn cb, dfs_rpc_recv_raw_fn r
         atomic_fetch_sub(&c->refs, 1);
         return DFS_EINTERNAL;
     }
+    idle_arm(c, &c->recv_idle);
     return DFS_OK;
 }
 
@@ -336,6 +381,7 @@ static void start_finish(dfs_rpc_call *c);
 static void send_done(dfs_rpc_tag *tag, bool ok)
 {
     dfs_rpc_call *c = ((struct call_op *)tag)->call;
+    dfs_rpc_loop_timer_cancel(c->w->loop, &c->send_idle);
     grpc_byte_buffer_destroy(c->send_bb);
     c->send_bb = NULL;
     c->send_busy = false;
@@ -379,6 +425,7 @@ int dfs_rpc_call_send_raw(dfs_rpc_call *call, grpc_byte_buffer *bb, dfs_rpc_sent
         atomic_fetch_sub(&c->refs, 1);
         return DFS_EINTERNAL;
     }
+    idle_arm(c, &c->send_idle);
     return DFS_OK;
 }
 
@@ -505,6 +552,8 @@ static void start_call(struct request_slot *s)
     c->recv_op = (struct call_op){{recv_done}, c};
     c->send_op = (struct call_op){{send_done}, c};
     c->status_op = (struct call_op){{status_done}, c};
+    dfs_rpc_timer_init(&c->recv_idle, recv_idle_fire);
+    dfs_rpc_timer_init(&c->send_idle, send_idle_fire);
     grpc_byte_buffer *payload = s->payload;
     s->call = NULL;
     s->payload = NULL;
@@ -638,6 +687,7 @@ int dfs_rpc_server_create(const struct dfs_rpc_server_config *cfg, dfs_rpc_serve
     srv->listen = strdup(cfg->listen);
     srv->nworkers = cfg->threads > 0 ? cfg->threads : 4;
     srv->max_message = cfg->max_message_bytes > 0 ? cfg->max_message_bytes : DFS_RPC_MAX_MESSAGE;
+    srv->idle_ms = cfg->stream_idle_ms != 0 ? cfg->stream_idle_ms : DFS_RPC_STREAM_IDLE_MS;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
     atomic_init(&srv->shutting_down, false);

@@ -52,7 +52,17 @@ struct dfs_rpc_server_config {
     int threads;
     /* Largest message received or sent; 0 means DFS_RPC_MAX_MESSAGE. */
     size_t max_message_bytes;
+    /*
+     * A streaming call whose receive (the client sends nothing) or send (the client reads
+     * nothing) has not completed for this long is cancelled with DEADLINE_EXCEEDED and a log
+     * line, whatever deadline the client set (or none): a stalled peer must not hold a call, its
+     * file and its memory forever. 0 means DFS_RPC_STREAM_IDLE_MS; < 0: no limit.
+     */
+    int64_t stream_idle_ms;
 };
+
+/* The default stream idle limit: generous for the slowest useful link (1 MiB per 2 minutes). */
+#define DFS_RPC_STREAM_IDLE_MS 120000
 
 /* Large enough for a 1 MiB data chunk with its CRCs, and for big listings. */
 #define DFS_RPC_MAX_MESSAGE (32u << 20)
