@@ -180,7 +180,12 @@ void dfs_format_size(uint64_t bytes, char *buf, size_t cap)
 void dfs_format_rate(double bytes_per_sec, char *buf, size_t cap)
 {
     char s[32];
-    dfs_format_size(bytes_per_sec < 0 ? 0 : (uint64_t)bytes_per_sec, s, sizeof s);
+    /* A rate over no time is infinite (or NaN): converting such a double, or one of 2^64 and
+       more, to an integer is undefined, so clamp first. */
+    uint64_t b = !(bytes_per_sec >= 0)                     ? 0
+                 : bytes_per_sec >= 18446744073709551615.0 ? UINT64_MAX
+                                                           : (uint64_t)bytes_per_sec;
+    dfs_format_size(b, s, sizeof s);
     snprintf(buf, cap, "%s/s", s);
 }
 

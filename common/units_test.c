@@ -108,6 +108,14 @@ static void test_formatting(void **state)
     assert_string_equal(buf, "100 MiB");
     dfs_format_rate(10.0 * 1048576, buf, sizeof buf);
     assert_string_equal(buf, "10.0 MiB/s");
+    /* A rate over no time: infinite or NaN, shown without undefined behaviour (found by
+       fuzz/units). */
+    dfs_format_rate(1.0 / 0.0, buf, sizeof buf);
+    assert_string_equal(buf, "16.0 EiB/s");
+    dfs_format_rate(0.0 / 0.0, buf, sizeof buf);
+    assert_string_equal(buf, "0 B/s");
+    dfs_format_rate(5.76613e+252, buf, sizeof buf);
+    assert_string_equal(buf, "16.0 EiB/s");
     dfs_format_duration(185, buf, sizeof buf);
     assert_string_equal(buf, "3m05s");
     dfs_format_duration(-1, buf, sizeof buf);
