@@ -487,10 +487,8 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
             break;
         }
         case O_EC: {
-            unsigned k = 0, m = 0;
-            int used = 0;
-            if (sscanf(optarg, "%u+%u%n", &k, &m, &used) != 2 || optarg[used] != '\0' || k < 1 ||
-                m < 1 || k + m > 32 || optarg[0] == '-')
+            uint32_t k = 0, m = 0;
+            if (dfs_parse_ec(optarg, 32, &k, &m) != DFS_OK)
                 return usage_error(
                     "--ec takes K+M, e.g. 4+2, with K, M >= 1 and K+M <= 32, not '%s'", optarg);
             cli.ec_data = k;

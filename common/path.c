@@ -2,6 +2,7 @@
 #include "common/path.h"
 
 #include "common/err.h"
+#include "common/utf8.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -14,6 +15,10 @@ static int canon(const char *in, bool prefix, char **out, char **errmsg)
     size_t inlen = strlen(in);
     if (inlen > 4 * DFS_PATH_MAX)
         return dfs_seterr(errmsg, DFS_EINVAL, "path longer than %d bytes", DFS_PATH_MAX);
+    /* Paths travel in proto3 strings (UTF-8 by definition) and are shown to people. */
+    size_t bad = 0;
+    if (!dfs_utf8_valid(in, inlen, &bad))
+        return dfs_seterr(errmsg, DFS_EINVAL, "path is not valid UTF-8 (byte %zu)", bad);
     /* The canonical form is never longer than the input plus a leading '/'. */
     char *buf = malloc(inlen + 2);
     if (buf == NULL)

@@ -11,7 +11,7 @@
 /*
  * Canonicalise a remote file path. Rules: not empty; components separated by '/', a leading '/'
  * optional (the canonical form always has one), repeated '/' collapse into one; no trailing '/'; no
- * "." or ".." component; no control characters (bytes below 0x20, and 0x7f); at most DFS_NAME_MAX
+ * "." or ".." component; no control characters (bytes below 0x20, and 0x7f); valid UTF-8 (common/utf8.h); at most DFS_NAME_MAX
  * bytes per component and DFS_PATH_MAX in all. "a//b" and "/a/b" both become "/a/b".
  *
  * On success returns 0 and *out is a malloc'd string the caller frees. On failure returns

@@ -51,6 +51,11 @@ static void test_rejections(void **state)
     expect_bad("/a/../b", "'..'");
     expect_bad("./a", "'.'");
     expect_bad("/a\nb", "control character");
+    expect_bad("/a\xff"
+               "b",
+               "not valid UTF-8 (byte 2)");
+    expect_bad("/\xc0\xaf..", "not valid UTF-8");    /* an overlong '/' */
+    expect_bad("/x\xed\xa0\x80", "not valid UTF-8"); /* a surrogate */
     char longname[300];
     memset(longname, 'x', sizeof longname - 1);
     longname[sizeof longname - 1] = '\0';
@@ -79,6 +84,8 @@ static void test_prefixes(void **state)
     }
     char *out = NULL;
     assert_int_equal(dfs_path_prefix_canon("/a/../", &out, NULL), DFS_EINVAL);
+    assert_int_equal(dfs_path_prefix_canon("/\xe2\x82", &out, NULL), DFS_EINVAL);
+    assert_null(out);
 }
 
 int main(void)

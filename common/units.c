@@ -127,6 +127,35 @@ int dfs_parse_rate(const char *s, uint64_t *bytes_per_sec, char **errmsg)
     return DFS_OK;
 }
 
+/* A decimal number of at most 4 digits (anything wider is above any width we take). */
+static const char *small_number(const char *s, uint32_t *out)
+{
+    uint32_t v = 0;
+    size_t n = 0;
+    for (; s[n] >= '0' && s[n] <= '9'; n++) {
+        if (n == 4)
+            return NULL;
+        v = v * 10 + (uint32_t)(s[n] - '0');
+    }
+    if (n == 0)
+        return NULL;
+    *out = v;
+    return s + n;
+}
+
+int dfs_parse_ec(const char *s, uint32_t max_width, uint32_t *k, uint32_t *m)
+{
+    uint32_t a = 0, b = 0;
+    const char *p = s != NULL ? small_number(s, &a) : NULL;
+    if (p == NULL || *p != '+' || (p = small_number(p + 1, &b)) == NULL || *p != '\0')
+        return DFS_EINVAL;
+    if (a < 1 || b < 1 || a + b > max_width)
+        return DFS_EINVAL;
+    *k = a;
+    *m = b;
+    return DFS_OK;
+}
+
 void dfs_format_size(uint64_t bytes, char *buf, size_t cap)
 {
     static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
@@ -151,7 +180,12 @@ void dfs_format_size(uint64_t bytes, char *buf, size_t cap)
 void dfs_format_rate(double bytes_per_sec, char *buf, size_t cap)
 {
     char s[32];
-    dfs_format_size(bytes_per_sec < 0 ? 0 : (uint64_t)bytes_per_sec, s, sizeof s);
+    /* A rate over no time is infinite (or NaN): converting such a double, or one of 2^64 and
+       more, to an integer is undefined, so clamp first. */
+    uint64_t b = !(bytes_per_sec >= 0)                     ? 0
+                 : bytes_per_sec >= 18446744073709551615.0 ? UINT64_MAX
+                                                           : (uint64_t)bytes_per_sec;
+    dfs_format_size(b, s, sizeof s);
     snprintf(buf, cap, "%s/s", s);
 }
 

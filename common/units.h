@@ -22,6 +22,13 @@ int dfs_parse_size(const char *s, uint64_t *out, char **errmsg);
  */
 int dfs_parse_rate(const char *s, uint64_t *bytes_per_sec, char **errmsg);
 
+/*
+ * Parse an erasure code as people type it: "K+M", K data and M parity fragments, each a plain
+ * decimal number (no sign, no spaces) with K >= 1, M >= 1 and K + M <= max_width. Returns 0 with
+ * *k and *m set, or DFS_EINVAL (nothing set); callers word the message for their own flag.
+ */
+int dfs_parse_ec(const char *s, uint32_t max_width, uint32_t *k, uint32_t *m);
+
 /* Format a byte count for people: "0 B", "999 B", "1.5 KiB", "10.0 MiB", "2.00 GiB". */
 void dfs_format_size(uint64_t bytes, char *buf, size_t cap);
 

@@ -67,6 +67,33 @@ static void test_bad_input(void **state)
     assert_int_equal(dfs_parse_size("12Q", &v, NULL), DFS_EINVAL);
 }
 
+static void test_erasure_codes(void **state)
+{
+    (void)state;
+    uint32_t k = 0, m = 0;
+    assert_int_equal(dfs_parse_ec("4+2", 32, &k, &m), DFS_OK);
+    assert_int_equal(k, 4);
+    assert_int_equal(m, 2);
+    assert_int_equal(dfs_parse_ec("31+1", 32, &k, &m), DFS_OK);
+    assert_int_equal(k, 31);
+    assert_int_equal(m, 1);
+    /* Each refused, nothing set. A wrapping sum (4+4294967295 is 3 in 32 bits) and a minus sign
+       that sscanf's %u would take are the cases a naive parse lets through. */
+    static const char *const bad[] = {
+        "",     "+",     "4",     "4+",           "+2",           "0+2",     "4+0",
+        "31+2", "4+2 ",  " 4+2",  "4 2",          "4+-1",         "-4+2",    "4++2",
+        "4+2+", "4.0+2", "0x4+2", "4+4294967295", "4294967300+1", "00004+2", "4+2\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        k = m = 99;
+        assert_int_equal(dfs_parse_ec(bad[i], 32, &k, &m), DFS_EINVAL);
+        assert_int_equal(k, 99);
+        assert_int_equal(m, 99);
+    }
+    assert_int_equal(dfs_parse_ec(NULL, 32, &k, &m), DFS_EINVAL);
+    assert_int_equal(dfs_parse_ec("0004+2", 32, &k, &m), DFS_OK); /* leading zeros, 4 digits */
+}
+
 static void test_formatting(void **state)
 {
     (void)state;
@@ -81,6 +108,14 @@ static void test_formatting(void **state)
     assert_string_equal(buf, "100 MiB");
     dfs_format_rate(10.0 * 1048576, buf, sizeof buf);
     assert_string_equal(buf, "10.0 MiB/s");
+    /* A rate over no time: infinite or NaN, shown without undefined behaviour (found by
+       fuzz/units). */
+    dfs_format_rate(1.0 / 0.0, buf, sizeof buf);
+    assert_string_equal(buf, "16.0 EiB/s");
+    dfs_format_rate(0.0 / 0.0, buf, sizeof buf);
+    assert_string_equal(buf, "0 B/s");
+    dfs_format_rate(5.76613e+252, buf, sizeof buf);
+    assert_string_equal(buf, "16.0 EiB/s");
     dfs_format_duration(185, buf, sizeof buf);
     assert_string_equal(buf, "3m05s");
     dfs_format_duration(-1, buf, sizeof buf);
@@ -90,9 +125,8 @@ static void test_formatting(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes),
-        cmocka_unit_test(test_rates),
-        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_sizes),      cmocka_unit_test(test_rates),
+        cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_erasure_codes),
         cmocka_unit_test(test_formatting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

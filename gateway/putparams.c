@@ -2,6 +2,7 @@
 #include "gateway/putparams.h"
 
 #include "common/err.h"
+#include "common/units.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,16 +62,17 @@ static int parse_policy(const char *v, int *out, char **errmsg)
 
 static int parse_ec(const char *v, uint32_t *k, uint32_t *m, char **errmsg)
 {
-    unsigned a = 0, b = 0;
-    int used = 0;
-    char sep = 0;
-    if (v[0] >= '0' && v[0] <= '9' && sscanf(v, "%u%c%u%n", &a, &sep, &b, &used) == 3 &&
-        (sep == '+' || sep == ' ') && v[used] == '\0' && a >= 1 && b >= 1 && a + b <= 32 &&
-        strchr(v, '-') == NULL) {
-        *k = a;
-        *m = b;
-        return DFS_OK;
+    /* An unescaped '+' in a query string decodes to a space: take "4 2" as "4+2". */
+    char buf[16];
+    size_t n = strlen(v);
+    int rc = DFS_EINVAL;
+    if (n < sizeof buf) {
+        for (size_t i = 0; i <= n; i++)
+            buf[i] = v[i] == ' ' ? '+' : v[i];
+        rc = dfs_parse_ec(buf, 32, k, m);
     }
+    if (rc == DFS_OK)
+        return DFS_OK;
     return dfs_seterr(errmsg, DFS_EINVAL,
                       "ec takes K+M, e.g. 4+2, with K, M >= 1 and K+M <= 32, not '%s'", v);
 }

@@ -84,6 +84,9 @@ static void bad_values(void **state)
         {.ec = "30+3"},
         {.ec = "4+2+1"},
         {.ec = "-4+2"},
+        {.ec = "4+-1"},         /* %u took "-1" as 4294967295 */
+        {.ec = "4+4294967295"}, /* and 4 + 4294967295 wrapped to 3 <= 32 */
+        {.ec = "4  2"},
         {.ec = "4+2", .replicas = "2"},
         {.policy = "nearest"},
         {.policy = ""},

@@ -10,6 +10,7 @@
 #include "dfs/v1/storage.pb-c.h"
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
+#include "services/validate.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -48,6 +49,12 @@ struct reservation {
     int64_t report_ms;
     uint64_t bytes;
 };
+
+static_assert(DFS_VALIDATE_REPLICAS_MAX == DFS_REPLICAS_MAX, "one replica limit");
+static_assert(DFS_VALIDATE_FRAGMENTS_MAX == DFS_FRAGMENTS_MAX, "one fragment limit");
+static_assert(DFS_VALIDATE_EC_WIDTH_MAX == DFS_EC_WIDTH_MAX, "one width limit");
+static_assert(DFS_VALIDATE_ADDRESS_MAX == DFS_NODE_ADDRESS_MAX, "one address limit");
+static_assert(DFS_VALIDATE_ZONE_MAX == DFS_NODE_ZONE_MAX, "one zone limit");
 
 /* Widths the service places (k replicas, or K+M fragments). */
 #define WIDTH_MAX DFS_EC_WIDTH_MAX
@@ -307,6 +314,20 @@ static void reply_and_free(dfs_rpc_call *call, dfs_arena *a, const ProtobufCMess
     dfs_arena_free(a);
 }
 
+/*
+ * A request's form failed its check (services/validate.h; rc the check's return): log, answer
+ * INVALID_ARGUMENT with the message, free it, and return true. False (nothing done) when rc is 0.
+ */
+static bool refused(dfs_rpc_call *call, int rc, char **err)
+{
+    if (rc == DFS_OK)
+        return false;
+    dfs_rpc_call_reject(call, rc, *err);
+    free(*err);
+    *err = NULL;
+    return true;
+}
+
 /* Fail a call with a catalog/placement error and free the message. */
 static void fail_and_free(dfs_rpc_call *call, int rc, char *msg)
 {
@@ -490,6 +511,9 @@ static void handle_register_node(dfs_rpc_call *call, void *ctx)
     dfs_metadata_service *svc = ctx;
     const Dfs__V1__RegisterNodeRequest *req =
         (const Dfs__V1__RegisterNodeRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_register_node(req, &verr), &verr))
+        return;
     struct dfs_node_usage u;
     usage_from(&u, req->capacity_bytes, req->used_bytes, req->free_bytes, req->fragment_count);
     char *err = NULL;
@@ -518,6 +542,9 @@ static void handle_heartbeat(dfs_rpc_call *call, void *ctx)
     dfs_metadata_service *svc = ctx;
     const Dfs__V1__HeartbeatRequest *req =
         (const Dfs__V1__HeartbeatRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_heartbeat(req, &verr), &verr))
+        return;
     struct dfs_node_usage u;
     usage_from(&u, req->capacity_bytes, req->used_bytes, req->free_bytes, req->fragment_count);
     bool known = false;
@@ -632,6 +659,9 @@ static void handle_create_file(dfs_rpc_call *call, void *ctx)
     dfs_metadata_service *svc = ctx;
     const Dfs__V1__CreateFileRequest *req =
         (const Dfs__V1__CreateFileRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_create_file(req, &verr), &verr))
+        return;
     char *err = NULL, *path = NULL;
     struct dfs_redundancy red;
     enum dfs_policy policy = DFS_POLICY_UNSPECIFIED;
@@ -656,6 +686,11 @@ static void handle_create_file(dfs_rpc_call *call, void *ctx)
         erasure_layout(req->size, red.data, &cell_size, &fragment_size);
     else /* F contiguous pieces of ceil(size / F) bytes; the last ones may be shorter. */
         fragment_size = (req->size + nfrag - 1) / nfrag;
+    /* The cluster's defaults may make a layout no node can store, or too large to count. */
+    if (refused(call, dfs_validate_file_layout(fragment_size, nfrag, (uint32_t)k, &verr), &verr)) {
+        free(path);
+        return;
+    }
     /* How many nodes one placement picks: k copies of a fragment, or the K+M fragments of a file. */
     size_t width = red.scheme == DFS_SCHEME_ERASURE ? nfrag : k;
     struct dfs_plan_fragment *plan = calloc(nfrag, sizeof *plan);
@@ -731,6 +766,9 @@ static void handle_replace_target(dfs_rpc_call *call, void *ctx)
     dfs_metadata_service *svc = ctx;
     const Dfs__V1__ReplaceTargetRequest *req =
         (const Dfs__V1__ReplaceTargetRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_replace_target(req, &verr), &verr))
+        return;
     char *err = NULL;
     struct dfs_replica_rec chosen;
     int rc = DFS_OK;
@@ -823,11 +861,10 @@ static void handle_commit_file(dfs_rpc_call *call, void *ctx)
     dfs_metadata_service *svc = ctx;
     const Dfs__V1__CommitFileRequest *req =
         (const Dfs__V1__CommitFileRequest *)dfs_rpc_call_request(call);
-    if (req->sha256.len != DFS_SHA256_LEN) {
-        dfs_rpc_call_fail(call, DFS_EINVAL, "sha256 must be %d bytes, not %zu", DFS_SHA256_LEN,
-                          req->sha256.len);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_commit_file(req, &verr), &verr))
         return;
-    }
+    static_assert(DFS_SHA256_LEN == 32, "validate_commit_file checks 32 bytes");
     struct dfs_commit_fragment *frags = calloc(req->n_fragments + 1, sizeof *frags);
     if (frags == NULL) {
         dfs_rpc_call_fail(call, DFS_ENOMEM, "out of memory");
@@ -862,6 +899,9 @@ static void handle_abort_file(dfs_rpc_call *call, void *ctx)
     dfs_metadata_service *svc = ctx;
     const Dfs__V1__AbortFileRequest *req =
         (const Dfs__V1__AbortFileRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_abort_file(req, &verr), &verr))
+        return;
     char *err = NULL;
     int rc = dfs_catalog_file_abort(svc->cat, req->file_id, now_ms(), &err);
     if (rc != DFS_OK) {
@@ -889,6 +929,9 @@ static void handle_get_file(dfs_rpc_call *call, void *ctx)
     dfs_metadata_service *svc = ctx;
     const Dfs__V1__GetFileRequest *req =
         (const Dfs__V1__GetFileRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_get_file(req, &verr), &verr))
+        return;
     char *path = request_path(call, req->path);
     if (path == NULL)
         return;
@@ -912,6 +955,9 @@ static void handle_list_files(dfs_rpc_call *call, void *ctx)
     dfs_metadata_service *svc = ctx;
     const Dfs__V1__ListFilesRequest *req =
         (const Dfs__V1__ListFilesRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_list_files(req, &verr), &verr))
+        return;
     char *prefix = NULL, *err = NULL;
     int rc = dfs_path_prefix_canon(req->prefix, &prefix, &err);
     if (rc != DFS_OK) {
@@ -950,6 +996,9 @@ static void handle_delete_file(dfs_rpc_call *call, void *ctx)
     dfs_metadata_service *svc = ctx;
     const Dfs__V1__DeleteFileRequest *req =
         (const Dfs__V1__DeleteFileRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_delete_file(req, &verr), &verr))
+        return;
     char *path = request_path(call, req->path);
     if (path == NULL)
         return;
@@ -1890,6 +1939,9 @@ static void handle_set_node_state(dfs_rpc_call *call, void *ctx)
     dfs_metadata_service *svc = ctx;
     const Dfs__V1__SetNodeStateRequest *req =
         (const Dfs__V1__SetNodeStateRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_set_node_state(req, &verr), &verr))
+        return;
     struct dfs_node_rec n;
     char *err = NULL;
     int rc = dfs_catalog_node_resolve(svc->cat, req->node_id, &n, &err);
@@ -1977,6 +2029,9 @@ static void handle_report_fragments(dfs_rpc_call *call, void *ctx)
     dfs_metadata_service *svc = ctx;
     const Dfs__V1__ReportFragmentsRequest *req =
         (const Dfs__V1__ReportFragmentsRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_report_fragments(req, &verr), &verr))
+        return;
     struct dfs_node_rec node;
     char *err = NULL;
     int rc = dfs_catalog_node_get(svc->cat, req->node_id, &node, &err);
@@ -2118,6 +2173,9 @@ static void handle_get_health(dfs_rpc_call *call, void *ctx)
     dfs_metadata_service *svc = ctx;
     const Dfs__V1__GetHealthRequest *req =
         (const Dfs__V1__GetHealthRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_get_health(req, &verr), &verr))
+        return;
     struct dfs_layout *l = NULL;
     struct dfs_health h;
     memset(&h, 0, sizeof h);

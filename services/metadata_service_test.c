@@ -218,6 +218,58 @@ static void test_bad_paths_are_invalid(void **state)
     free(err);
 }
 
+/* Every request's form is checked before the catalog sees it (services/validate.h), defaults
+   included: a size the cluster's F=4 cuts into fragments no node stores. */
+static void test_malformed_requests_are_invalid(void **state)
+{
+    struct fx *f = *state;
+    register_nodes(f, 3);
+    Dfs__V1__CreateFileRequest c = DFS__V1__CREATE_FILE_REQUEST__INIT;
+    Dfs__V1__Redundancy red = DFS__V1__REDUNDANCY__INIT;
+    Dfs__V1__CreateFileResponse *cr = NULL;
+    char *err = NULL;
+    c.path = "/big";
+    c.size = 1ull << 62;
+    assert_int_equal(
+        call(f, "CreateFile", &c.base, &dfs__v1__create_file_response__descriptor, &cr, &err),
+        DFS_EINVAL);
+    assert_non_null(strstr(err, "a storage node takes at most"));
+    free(err);
+    err = NULL;
+    c.size = 10;
+    c.redundancy = &red;
+    red.replicas = 1000;
+    assert_int_equal(
+        call(f, "CreateFile", &c.base, &dfs__v1__create_file_response__descriptor, &cr, &err),
+        DFS_EINVAL);
+    assert_non_null(strstr(err, "replicas must be 1..16, not 1000"));
+    free(err);
+    err = NULL;
+
+    Dfs__V1__SetNodeStateRequest s = DFS__V1__SET_NODE_STATE_REQUEST__INIT;
+    Dfs__V1__SetNodeStateResponse *sr = NULL;
+    s.node_id = "00";
+    s.state = DFS__V1__NODE_STATE__NODE_DEAD;
+    assert_int_equal(
+        call(f, "SetNodeState", &s.base, &dfs__v1__set_node_state_response__descriptor, &sr, &err),
+        DFS_EINVAL);
+    assert_non_null(strstr(err, "not NODE_DEAD"));
+    free(err);
+    err = NULL;
+
+    Dfs__V1__ReportFragmentsRequest r = DFS__V1__REPORT_FRAGMENTS_REQUEST__INIT;
+    Dfs__V1__ReportFragmentsResponse *rr = NULL;
+    char *ids[] = {"../x"};
+    r.node_id = "0000000000000000000000000000000a";
+    r.corrupt = ids;
+    r.n_corrupt = 1;
+    assert_int_equal(call(f, "ReportFragments", &r.base,
+                          &dfs__v1__report_fragments_response__descriptor, &rr, &err),
+                     DFS_EINVAL);
+    assert_non_null(strstr(err, "corrupt[0]: invalid fragment id"));
+    free(err);
+}
+
 static void test_commit_get_list_delete(void **state)
 {
     struct fx *f = *state;
@@ -764,6 +816,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_too_few_nodes_is_failed_precondition, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_paths_are_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_requests_are_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_get_list_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_target_and_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_and_list_nodes, setup, teardown),

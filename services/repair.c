@@ -9,6 +9,7 @@
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
 #include "services/rpc/status.h"
+#include "services/validate.h"
 #include "storage/ec.h"
 
 #include <inttypes.h>
@@ -26,10 +27,8 @@
 #define BURST_BYTES      (1u << 20)
 /* Cells of one rebuild batch, over all the sources and the output. */
 #define EC_BATCH_BYTES   (8u << 20)
-#define EC_CELL_MAX      (4u << 20)
 /* Most channels the repairer keeps (one per source address; freed with the repairer). */
 #define CHANNELS_MAX     1024
-#define ADDR_MAX         255
 /* Most CRCs of one received message we check (4 MiB of data; our servers send 1 MiB). */
 #define MSG_MAX_CRCS     64
 /* Room for the per-source reasons in a failure message. */
@@ -914,59 +913,7 @@ static void *worker_main(void *arg)
 
 int dfs_repair_check(const Dfs__V1__RepairFragmentRequest *req, char **errmsg)
 {
-    char s[64];
-    if (!dfs_fragment_id_valid(req->fragment_id)) {
-        clean_text(req->fragment_id, s, sizeof s);
-        return dfs_seterr(errmsg, DFS_EINVAL, "RepairFragment: \"%s\" is not a fragment id", s);
-    }
-    const char *id = req->fragment_id;
-    if (req->size > DFS_FRAG_MAX_SIZE)
-        return dfs_seterr(errmsg, DFS_EINVAL, "fragment %s: size %" PRIu64 " is too large", id,
-                          req->size);
-    const Dfs__V1__ErasureRebuild *e = req->erasure;
-    if (e == NULL) {
-        if (req->n_source_tickets != req->n_sources)
-            return dfs_seterr(errmsg, DFS_EINVAL,
-                              "fragment %s: %zu sources but %zu source tickets (one each)", id,
-                              req->n_sources, req->n_source_tickets);
-        for (size_t i = 0; i < req->n_sources; i++)
-            if (!dfs_rpc_hostport_valid(req->sources[i], ADDR_MAX)) {
-                clean_text(req->sources[i], s, sizeof s);
-                return dfs_seterr(errmsg, DFS_EINVAL,
-                                  "fragment %s: source %zu \"%s\" is not a host:port", id, i, s);
-            }
-        return DFS_OK;
-    }
-    if (e->data == 0 || e->data + (uint64_t)e->parity > DFS_EC_MAX_FRAGMENTS)
-        return dfs_seterr(errmsg, DFS_EINVAL,
-                          "fragment %s: erasure code %u+%u: need 1 <= K and K+M <= %u", id, e->data,
-                          e->parity, DFS_EC_MAX_FRAGMENTS);
-    unsigned n = e->data + e->parity;
-    if (e->index >= n)
-        return dfs_seterr(errmsg, DFS_EINVAL, "fragment %s: index %u is not below K+M = %u", id,
-                          e->index, n);
-    if (e->cell_size == 0 || e->cell_size > EC_CELL_MAX || req->size % e->cell_size != 0)
-        return dfs_seterr(errmsg, DFS_EINVAL,
-                          "fragment %s: cell size %u must be 1..%u bytes and divide the size "
-                          "%" PRIu64,
-                          id, e->cell_size, EC_CELL_MAX, req->size);
-    for (size_t i = 0; i < e->n_sources; i++) {
-        const Dfs__V1__ErasureSource *src = e->sources[i];
-        if (src->index >= n || src->index == e->index)
-            return dfs_seterr(errmsg, DFS_EINVAL,
-                              "fragment %s: source %zu has index %u (must be below %u and not "
-                              "%u)",
-                              id, i, src->index, n, e->index);
-        if (!dfs_fragment_id_valid(src->fragment_id))
-            return dfs_seterr(errmsg, DFS_EINVAL, "fragment %s: source %zu has a bad fragment id",
-                              id, i);
-        if (!dfs_rpc_hostport_valid(src->address, ADDR_MAX)) {
-            clean_text(src->address, s, sizeof s);
-            return dfs_seterr(errmsg, DFS_EINVAL,
-                              "fragment %s: source %zu \"%s\" is not a host:port", id, i, s);
-        }
-    }
-    return DFS_OK;
+    return dfs_validate_repair_fragment(req, errmsg);
 }
 
 static void free_repairer(dfs_repairer *r)

@@ -93,11 +93,8 @@ int dfs_repairer_create(dfs_frag_store *store, const struct dfs_repairer_config 
                         dfs_repairer **out, char **errmsg);
 
 /*
- * Check a request's form before queueing it (so a malformed one is refused at once): a valid
- * fragment id; size at most DFS_FRAG_MAX_SIZE; copy: every source a host:port; rebuild: 1 <= K,
- * K + M <= 32, index < K + M, 0 < cell_size <= 4 MiB, size a multiple of cell_size, every source
- * of an index other than `index` below K + M with a valid fragment id and a host:port. Returns 0
- * or DFS_EINVAL with *errmsg.
+ * Check a request's form before queueing it (so a malformed one is refused at once): the same as
+ * dfs_validate_repair_fragment (services/validate.h). Returns 0 or DFS_EINVAL with *errmsg.
  */
 int dfs_repair_check(const Dfs__V1__RepairFragmentRequest *req, char **errmsg);
 

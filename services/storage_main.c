@@ -72,6 +72,8 @@ static void usage(FILE *out)
         "                            keep trying)\n"
         "  --grace-ms N              on SIGTERM, time calls in flight get to finish (default "
         "5000)\n"
+        "  --stream-idle-ms N        cancel a put or get whose peer sends or reads nothing for\n"
+        "                            N ms, deadline or not (default 120000; 0 = never)\n"
         "\n"
         "Security (see README, \"Security\"):\n"
         "  --token-file PATH         the node's bearer token (role node) for the metadata\n"
@@ -103,6 +105,7 @@ struct options {
     uint64_t repair_rate;  /* 0 = unlimited */
     uint64_t scrub_rate;   /* 0 = no scrubber */
     long long scrub_interval_s;
+    long long stream_idle_ms;
     enum dfs_log_level level;
     const char *token_file;
     struct dfs_rpc_tls_config tls;
@@ -177,6 +180,7 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         O_TLS_CA,
         O_TLS_CLIENT_AUTH,
         O_INSECURE,
+        O_STREAM_IDLE,
         O_HELP,
         O_VERSION,
     };
@@ -203,6 +207,7 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         {"tls-ca", required_argument, NULL, O_TLS_CA},
         {"tls-client-auth", no_argument, NULL, O_TLS_CLIENT_AUTH},
         {"insecure", no_argument, NULL, O_INSECURE},
+        {"stream-idle-ms", required_argument, NULL, O_STREAM_IDLE},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -213,6 +218,7 @@ static int parse(int argc, char **argv, struct options *o, char **err)
     o->grace_ms = 5000;
     o->scrub_rate = DEFAULT_SCRUB_RATE;
     o->scrub_interval_s = DEFAULT_SCRUB_INTERVAL;
+    o->stream_idle_ms = DFS_RPC_STREAM_IDLE_MS;
     o->level = DFS_LOG_INFO;
     opterr = 0;
     int c;
@@ -266,6 +272,10 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         case O_SCRUB_INTERVAL:
             rc = dfs_daemon_parse_int("--scrub-interval", optarg, 1, 30 * 86400,
                                       &o->scrub_interval_s, err);
+            break;
+        case O_STREAM_IDLE:
+            rc = dfs_daemon_parse_int("--stream-idle-ms", optarg, 0, 86400000, &o->stream_idle_ms,
+                                      err);
             break;
         case O_METRICS:
             o->metrics_listen = optarg;
@@ -323,6 +333,13 @@ static int parse(int argc, char **argv, struct options *o, char **err)
             rc = read_zone_file(o->zone_file, o->zone_buf, sizeof o->zone_buf, err);
         o->zone = o->zone_buf;
     }
+    /* The metadata service holds a zone to the same rules (services/validate.h): refuse here what
+       it would refuse at every registration. */
+    for (size_t i = 0; rc == DFS_OK && o->zone[i] != '\0'; i++)
+        if ((unsigned char)o->zone[i] < 0x21 || (unsigned char)o->zone[i] > 0x7e)
+            rc = dfs_seterr(err, DFS_EINVAL, "--zone must be printable, without spaces");
+    if (rc == DFS_OK && strlen(o->zone) >= sizeof o->zone_buf)
+        rc = dfs_seterr(err, DFS_EINVAL, "--zone is longer than %zu bytes", sizeof o->zone_buf - 1);
     if (rc == DFS_OK && o->advertise != NULL && strrchr(o->advertise, ':') == NULL)
         rc = dfs_seterr(err, DFS_EINVAL, "--advertise must be HOST:PORT, not '%s'", o->advertise);
     return rc;
@@ -430,14 +447,18 @@ int main(int argc, char **argv)
     struct dfs_metrics_config mcfg = {.program = PROG, .version = VERSION};
     int status = 1;
     int sig = 0;
-    struct dfs_rpc_server_config scfg = {
-        .listen = o.listen, .threads = (int)o.threads, .security = &sec};
+    int64_t idle_ms = o.stream_idle_ms > 0 ? o.stream_idle_ms : -1; /* 0: never */
+    struct dfs_rpc_server_config scfg = {.listen = o.listen,
+                                         .threads = (int)o.threads,
+                                         .security = &sec,
+                                         .stream_idle_ms = idle_ms};
     /* The advertised address is also the service's loop check for chain puts; without
        --advertise it is known only once the port is bound (set below). */
     struct dfs_storage_service_config cfg = {.forward_rate = o.forward_rate,
                                              .advertise = o.advertise,
                                              .repair_rate = o.repair_rate,
-                                             .security = &sec};
+                                             .security = &sec,
+                                             .stream_idle_ms = idle_ms};
     if (dfs_frag_store_open(o.data, NULL, &store, &err) != DFS_OK ||
         dfs_storage_service_create(store, &cfg, &svc, &err) != DFS_OK ||
         dfs_rpc_health_create(&health, &err) != DFS_OK ||

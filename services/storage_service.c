@@ -13,10 +13,13 @@
 #include "common/log.h"
 #include "common/throttle.h"
 #include "dfs/v1/storage.pb-c.h"
+#include "services/putmsg.h"
 #include "services/repair.h"
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
 #include "services/rpc/status.h"
+#include "services/rpc/wirecheck.h"
+#include "services/validate.h"
 
 #include <assert.h>
 #include <grpc/byte_buffer.h>
@@ -61,6 +64,7 @@ struct dfs_storage_service {
     dfs_frag_store *store; /* borrowed */
     size_t chunk;
     uint64_t forward_rate; /* bytes/s; 0 = none of the node's own */
+    int64_t idle_ms;       /* a send to the next node of a chain may take this long; <= 0: any */
     /* mu guards self and the channel cache: puts on any loop thread look up (and lazily add)
        channels, and set_advertise may come from any thread. Channels are never removed before
        destroy, so a pointer taken under mu stays valid after it is released. */
@@ -83,6 +87,10 @@ struct dfs_storage_service {
     uint8_t key[DFS_TICKET_KEY_LEN];
     _Atomic uint64_t tickets_refused;
 };
+
+static_assert(DFS_VALIDATE_FORWARD_MAX == DFS_STORAGE_FORWARD_MAX, "one forward limit");
+static_assert(DFS_VALIDATE_ADDRESS_MAX == DFS_STORAGE_ADDR_MAX, "one address limit");
+static_assert(DFS_VALIDATE_CHUNK_MAX == DFS_STORAGE_CHUNK_MAX, "one chunk limit");
 
 /* Most CRCs one PutFragment message can carry: one per 64 KiB of the largest message accepted. */
 #define PUT_MAX_CRCS (DFS_RPC_MAX_MESSAGE / DFS_BLOCK_SIZE + 1)
@@ -159,112 +167,6 @@ static uint8_t *put_le32(uint8_t *p, uint32_t v)
     p[2] = (uint8_t)(v >> 16);
     p[3] = (uint8_t)(v >> 24);
     return p + 4;
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-        uint8_t b = *(*p)++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if ((b & 0x80) == 0) {
-            *out = v;
-            return true;
-        }
-    }
-    return false;
-}
-
-/*
- * A PutFragmentRequest as it lies in the received bytes (nothing copied):
- *   1 header  FragmentHeader, length-delimited   -> header/header_len (the submessage's bytes)
- *   2 data    bytes                              -> data/len, pointing into the buffer
- *   3 crc32c  repeated fixed32, packed or not    -> decoded into the caller's array
- * Unknown fields are skipped, as protobuf requires. As in protobuf, a repeated `data` keeps the
- * last value and CRCs accumulate; a repeated header is refused (no client sends one).
- */
-struct put_msg {
-    const uint8_t *header_field; /* where the header field starts (its tag) */
-    const uint8_t *header;
-    size_t header_len;
-    bool has_header;
-    const uint8_t *data;
-    size_t len;
-    size_t ncrcs;
-};
-
-static int parse_put(const uint8_t *p, size_t n, struct put_msg *m, uint32_t *crcs, size_t cap,
-                     char **errmsg)
-{
-    const uint8_t *end = p + n;
-    memset(m, 0, sizeof *m);
-    while (p < end) {
-        uint64_t key, v;
-        const uint8_t *field_start = p;
-        if (!get_varint(&p, end, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
-            goto malformed;
-        uint64_t field = key >> 3;
-        bool known = field >= 1 && field <= 3;
-        switch (key & 7) {
-        case 0: /* varint */
-            if (known || !get_varint(&p, end, &v))
-                goto malformed;
-            break;
-        case 1: /* 64-bit */
-            if (known || end - p < 8)
-                goto malformed;
-            p += 8;
-            break;
-        case 5: /* 32-bit: an unpacked crc32c element */
-            if ((known && field != 3) || end - p < 4)
-                goto malformed;
-            if (field == 3) {
-                if (m->ncrcs == cap)
-                    goto too_many;
-                crcs[m->ncrcs++] = get_le32(p);
-            }
-            p += 4;
-            break;
-        case 2: /* length-delimited */
-            if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p))
-                goto malformed;
-            if (field == 1) {
-                if (m->has_header)
-                    return dfs_seterr(errmsg, DFS_EINVAL,
-                                      "PutFragment: a message carries the header twice");
-                m->has_header = true;
-                m->header_field = field_start;
-                m->header = p;
-                m->header_len = (size_t)v;
-            } else if (field == 2) {
-                m->data = p;
-                m->len = (size_t)v;
-            } else if (field == 3) {
-                if (v % 4 != 0)
-                    goto malformed;
-                if (v / 4 > cap - m->ncrcs)
-                    goto too_many;
-                for (size_t i = 0; i < v / 4; i++)
-                    crcs[m->ncrcs++] = get_le32(p + 4 * i);
-            }
-            p += v;
-            break;
-        default: /* groups (3, 4) are not in this message; 6 and 7 do not exist */
-            goto malformed;
-        }
-    }
-    return DFS_OK;
-malformed:
-    return dfs_seterr(errmsg, DFS_EINVAL,
-                      "PutFragment: the message does not parse as dfs.v1.PutFragmentRequest");
-too_many:
-    return dfs_seterr(errmsg, DFS_EINVAL, "PutFragment: a message carries more than %u crcs",
-                      (unsigned)cap);
 }
 
 /* ---- tickets ---- */
@@ -693,6 +595,7 @@ static void chain_sent(dfs_rpc_ccall *call, void *arg, bool ok)
     struct put_call *p = arg;
     struct chain *c = p->chain;
     c->send_busy = false;
+    dfs_rpc_loop_timer_cancel(c->loop, &c->timer); /* the stall watch */
     if (!ok)
         c->broken = true; /* the call failed: its done says why */
     chain_resume(p);
@@ -719,12 +622,23 @@ static void chain_send_pending(struct put_call *p)
     }
     c->forwarded += n;
     atomic_fetch_add(&p->svc->bytes_forwarded, n);
+    /* A next node that takes nothing (stopped, its disk stuck) must not hold this put forever,
+       deadline or not: the timer now watches the send (chain_timer_fire). */
+    if (p->svc->idle_ms > 0)
+        dfs_rpc_loop_timer_arm(c->loop, &c->timer, dfs_rpc_now_ns() + p->svc->idle_ms * 1000000);
 }
 
+/* The timer: tokens for the pending message are there, or (a send in flight) the send stalled. */
 static void chain_timer_fire(dfs_rpc_timer *timer)
 {
     struct chain *c = (struct chain *)(void *)((char *)timer - offsetof(struct chain, timer));
     struct put_call *p = c->p;
+    if (c->send_busy) {
+        char why[128];
+        snprintf(why, sizeof why, "the next node took no data for %" PRId64 " ms", p->svc->idle_ms);
+        chain_give_up(p, DFS_ETIMEDOUT, why);
+        return; /* chain_sent (not ok) and chain_done follow */
+    }
     if (c->pending != NULL && c->dc != NULL && !c->broken) {
         chain_send_pending(p);
     } else if (c->pending != NULL) {
@@ -740,7 +654,7 @@ static void chain_timer_fire(dfs_rpc_timer *timer)
  * are slices of `flat` (references, not copies), so only the header is packed anew.
  */
 static grpc_byte_buffer *chain_first_message(struct put_call *p, grpc_slice flat,
-                                             const struct put_msg *m)
+                                             const struct dfs_put_msg *m)
 {
     struct chain *c = p->chain;
     Dfs__V1__FragmentHeader h = DFS__V1__FRAGMENT_HEADER__INIT;
@@ -776,7 +690,7 @@ static grpc_byte_buffer *chain_first_message(struct put_call *p, grpc_slice flat
 }
 
 /* Hand one received message (parsed as m) to the downstream call, if it still runs. */
-static void chain_forward(struct put_call *p, grpc_slice flat, const struct put_msg *m)
+static void chain_forward(struct put_call *p, grpc_slice flat, const struct dfs_put_msg *m)
 {
     struct chain *c = p->chain;
     if (c == NULL || c->dc == NULL || c->broken)
@@ -826,30 +740,11 @@ static void chain_open(struct put_call *p)
 }
 
 /*
- * Check a header's forward list (see the header file) before anything is written. id is valid.
+ * The part of a header's forward list check that needs this node (the form was checked by
+ * dfs_validate_fragment_header): no entry may be this node's advertised address (a loop).
  */
 static int check_forward(dfs_storage_service *svc, const Dfs__V1__FragmentHeader *h, char **err)
 {
-    if (h->n_forward > DFS_STORAGE_FORWARD_MAX)
-        return dfs_seterr(err, DFS_EINVAL,
-                          "fragment %s: the forward list has %zu entries; at most %d are allowed",
-                          h->fragment_id, h->n_forward, DFS_STORAGE_FORWARD_MAX);
-    if (h->n_forward_tickets != h->n_forward)
-        return dfs_seterr(err, DFS_EINVAL,
-                          "fragment %s: %zu forward addresses but %zu forward tickets (one each)",
-                          h->fragment_id, h->n_forward, h->n_forward_tickets);
-    for (size_t i = 0; i < h->n_forward; i++) {
-        char s[64];
-        if (!dfs_rpc_hostport_valid(h->forward[i], DFS_STORAGE_ADDR_MAX))
-            return dfs_seterr(err, DFS_EINVAL,
-                              "fragment %s: forward[%zu] \"%s\" is not a host:port", h->fragment_id,
-                              i, scrub(h->forward[i], s, sizeof s));
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(h->forward[i], h->forward[j]) == 0)
-                return dfs_seterr(err, DFS_EINVAL,
-                                  "fragment %s: the forward list names %s twice (a loop)",
-                                  h->fragment_id, h->forward[i]);
-    }
     int rc = DFS_OK;
     pthread_mutex_lock(&svc->mu);
     for (size_t i = 0; i < h->n_forward && rc == DFS_OK; i++)
@@ -897,16 +792,18 @@ static int chain_create(struct put_call *p, const Dfs__V1__FragmentHeader *h, ch
 /* ---- PutFragment: upstream ---- */
 
 /* The first message: start the writer, after checking that the fragment can fit. */
-static int put_begin(struct put_call *p, const struct put_msg *m, char **err)
+static int put_begin(struct put_call *p, const struct dfs_put_msg *m, char **err)
 {
     Dfs__V1__FragmentHeader *h = dfs__v1__fragment_header__unpack(NULL, m->header_len, m->header);
     if (h == NULL)
         return dfs_seterr(err, DFS_EINVAL, "PutFragment: the header does not parse");
-    int rc = DFS_OK;
-    /* An invalid id is left to the writer, which names the problem. */
-    if (dfs_fragment_id_valid(h->fragment_id))
+    int rc = dfs_rpc_wire_check_strings(&dfs__v1__fragment_header__descriptor, m->header,
+                                        m->header_len, err);
+    if (rc == DFS_OK)
+        rc = dfs_validate_fragment_header(h, err);
+    if (rc == DFS_OK)
         rc = check_ticket(p->svc, p->call, h->ticket, DFS_TICKET_PUT, h->fragment_id, err);
-    if (rc == DFS_OK && h->n_forward > 0 && dfs_fragment_id_valid(h->fragment_id))
+    if (rc == DFS_OK && h->n_forward > 0)
         rc = check_forward(p->svc, h, err);
     if (rc == DFS_OK)
         rc = dfs_frag_writer_begin(p->svc->store, h->fragment_id, h->size, &p->w, err);
@@ -1059,10 +956,10 @@ static void put_commit(struct put_call *p)
  */
 static int put_apply(struct put_call *p, grpc_slice flat)
 {
-    struct put_msg m;
+    struct dfs_put_msg m;
     char *err = NULL;
-    int rc = parse_put(GRPC_SLICE_START_PTR(flat), GRPC_SLICE_LENGTH(flat), &m, p->crcs,
-                       PUT_MAX_CRCS, &err);
+    int rc = dfs_put_msg_parse(GRPC_SLICE_START_PTR(flat), GRPC_SLICE_LENGTH(flat), &m, p->crcs,
+                               PUT_MAX_CRCS, &err);
     if (rc == DFS_OK && p->messages == 0 && !m.has_header)
         rc = dfs_seterr(&err, DFS_EINVAL, "PutFragment: the first message carries no header");
     if (rc == DFS_OK && p->messages > 0 && m.has_header)
@@ -1071,6 +968,8 @@ static int put_apply(struct put_call *p, grpc_slice flat)
                         p->messages + 1);
     if (rc == DFS_OK && m.has_header)
         rc = put_begin(p, &m, &err);
+    if (rc == DFS_OK)
+        rc = dfs_validate_put_data(m.len, m.ncrcs, &err);
     if (rc == DFS_OK) {
         /* Downstream first: the send proceeds while the disk write below blocks this thread.
            The next node checks the CRCs itself. */
@@ -1346,8 +1245,8 @@ static void get_handler(dfs_rpc_call *call, void *ctx)
         (const Dfs__V1__GetFragmentRequest *)dfs_rpc_call_request(call);
     char *err = NULL;
     dfs_frag_reader *r = NULL;
-    int rc = DFS_OK;
-    if (dfs_fragment_id_valid(req->fragment_id))
+    int rc = dfs_validate_get_fragment(req, &err);
+    if (rc == DFS_OK)
         rc = check_ticket(svc, call, req->ticket, DFS_TICKET_GET, req->fragment_id, &err);
     if (rc == DFS_OK)
         rc = dfs_frag_reader_open(svc->store, req->fragment_id, &r, &err);
@@ -1412,9 +1311,12 @@ static void delete_handler(dfs_rpc_call *call, void *ctx)
         (const Dfs__V1__DeleteFragmentRequest *)dfs_rpc_call_request(call);
     bool existed = false;
     char *err = NULL;
-    int rc = DFS_OK;
-    if (dfs_fragment_id_valid(req->fragment_id))
-        rc = check_ticket(svc, call, req->ticket, DFS_TICKET_DELETE, req->fragment_id, &err);
+    if (dfs_validate_delete_fragment(req, &err) != DFS_OK) {
+        dfs_rpc_call_reject(call, DFS_EINVAL, err);
+        free(err);
+        return;
+    }
+    int rc = check_ticket(svc, call, req->ticket, DFS_TICKET_DELETE, req->fragment_id, &err);
     if (rc == DFS_OK)
         rc = dfs_frag_store_delete(svc->store, req->fragment_id, &existed, &err);
     if (rc != DFS_OK) {
@@ -1435,9 +1337,12 @@ static void stat_handler(dfs_rpc_call *call, void *ctx)
         (const Dfs__V1__StatFragmentRequest *)dfs_rpc_call_request(call);
     struct dfs_frag_info info;
     char *err = NULL;
-    int rc = DFS_OK;
-    if (dfs_fragment_id_valid(req->fragment_id))
-        rc = check_ticket(svc, call, req->ticket, DFS_TICKET_STAT, req->fragment_id, &err);
+    if (dfs_validate_stat_fragment(req, &err) != DFS_OK) {
+        dfs_rpc_call_reject(call, DFS_EINVAL, err);
+        free(err);
+        return;
+    }
+    int rc = check_ticket(svc, call, req->ticket, DFS_TICKET_STAT, req->fragment_id, &err);
     if (rc == DFS_OK)
         rc = dfs_frag_store_stat(svc->store, req->fragment_id, &info, &err);
     if (rc != DFS_OK) {
@@ -1529,9 +1434,14 @@ static void repair_handler(dfs_rpc_call *call, void *ctx)
     const Dfs__V1__RepairFragmentRequest *req =
         (const Dfs__V1__RepairFragmentRequest *)dfs_rpc_call_request(call);
     char *err = NULL;
-    int rc = dfs_repair_check(req, &err);
-    if (rc == DFS_OK)
-        rc = check_ticket(svc, call, req->ticket, DFS_TICKET_REPAIR, req->fragment_id, &err);
+    int rc = dfs_validate_repair_fragment(req, &err);
+    if (rc != DFS_OK) {
+        dfs_repairer_count(svc->repairer, false);
+        dfs_rpc_call_reject(call, rc, err);
+        free(err);
+        return;
+    }
+    rc = check_ticket(svc, call, req->ticket, DFS_TICKET_REPAIR, req->fragment_id, &err);
     struct repair_call *r = NULL;
     if (rc == DFS_OK && (r = calloc(1, sizeof *r)) == NULL)
         rc = dfs_seterr(&err, DFS_ENOMEM, "RepairFragment: out of memory");
@@ -1585,6 +1495,8 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
     svc->chunk = chunk;
     svc->forward_rate = cfg != NULL ? cfg->forward_rate : 0;
     svc->security = cfg != NULL ? cfg->security : NULL;
+    svc->idle_ms =
+        cfg != NULL && cfg->stream_idle_ms != 0 ? cfg->stream_idle_ms : DFS_RPC_STREAM_IDLE_MS;
     snprintf(svc->self, sizeof svc->self, "%s", self);
     snprintf(svc->node_id, sizeof svc->node_id, "%s", dfs_frag_store_node_id(store));
     pthread_mutex_init(&svc->mu, NULL);

@@ -102,6 +102,10 @@ struct dfs_storage_service_config {
     /* How channels to other nodes (chain forwarding, repair sources) are secured; NULL:
        plaintext, loopback only. Borrowed: must outlive the service. */
     const struct dfs_rpc_link_security *security;
+    /* A chain put's send to the next node that has not completed for this long gives the next
+       node up (its ack says why); the same limit as the server's stream_idle_ms. 0 means
+       DFS_RPC_STREAM_IDLE_MS, < 0 no limit. */
+    int64_t stream_idle_ms;
 };
 
 /*

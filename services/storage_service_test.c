@@ -22,6 +22,7 @@
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -83,7 +84,19 @@ struct node_opts {
     size_t chunk;          /* GetFragment message size; 0 = default */
     uint64_t forward_rate; /* the node's --forward-rate; 0 = none */
     bool failing_writes;   /* the store's data writes fail with ENOSPC */
+    bool stalling_writes;  /* the store's data writes wait while writes_held is set */
+    int64_t idle_ms;       /* the server's and the service's stream idle limit; 0 = default */
 };
+
+/* A stuck disk, for the nodes opened with stalling_writes: data writes wait while it is set. */
+static atomic_bool writes_held;
+
+static ssize_t pwrite_stalling(int fd, const void *buf, size_t len, off_t off)
+{
+    while (len > 4096 && atomic_load(&writes_held))
+        usleep(1000);
+    return pwrite(fd, buf, len, off);
+}
 
 /* A disk that is full for data: every write above 4 KiB fails (node.id and headers still go). */
 static ssize_t pwrite_enospc(int fd, const void *buf, size_t len, off_t off)
@@ -107,12 +120,15 @@ static void fx_open(struct fx *f, const struct node_opts *o)
     f->io = *dfs_io_posix();
     if (o->failing_writes)
         f->io.pwrite = pwrite_enospc;
+    if (o->stalling_writes)
+        f->io.pwrite = pwrite_stalling;
     char *err = NULL;
     assert_int_equal(dfs_frag_store_open(f->data, &f->io, &f->store, &err), DFS_OK);
-    struct dfs_storage_service_config cfg = {.chunk_bytes = o->chunk,
-                                             .forward_rate = o->forward_rate};
+    struct dfs_storage_service_config cfg = {
+        .chunk_bytes = o->chunk, .forward_rate = o->forward_rate, .stream_idle_ms = o->idle_ms};
     assert_int_equal(dfs_storage_service_create(f->store, &cfg, &f->svc, &err), DFS_OK);
-    struct dfs_rpc_server_config scfg = {.listen = "127.0.0.1:0", .threads = 3};
+    struct dfs_rpc_server_config scfg = {
+        .listen = "127.0.0.1:0", .threads = 3, .stream_idle_ms = o->idle_ms};
     assert_int_equal(dfs_rpc_server_create(&scfg, &f->srv, &err), DFS_OK);
     assert_int_equal(dfs_storage_service_register(f->svc, f->srv, &err), DFS_OK);
     assert_int_equal(dfs_rpc_server_start(f->srv, &err), DFS_OK);
@@ -184,6 +200,17 @@ static int setup(void **state)
     return setup_with_chunk(state, 0);
 }
 
+/* One node whose streams may idle 300 ms. */
+static int setup_idle(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    struct node_opts o = {.idle_ms = 300};
+    fx_open(f, &o);
+    *state = f;
+    return 0;
+}
+
 static int setup_small_chunks(void **state)
 {
     return setup_with_chunk(state, B);
@@ -210,12 +237,16 @@ struct cfx {
     char dead[64];
 };
 
-static int setup_chain_with(void **state, uint64_t forward_rate, int failing_node)
+static int setup_chain_opts(void **state, uint64_t forward_rate, int failing_node,
+                            int stalling_node, int64_t idle_ms)
 {
     struct cfx *c = calloc(1, sizeof *c);
     assert_non_null(c);
     for (int i = 0; i < NODES; i++) {
-        struct node_opts o = {.forward_rate = forward_rate, .failing_writes = i == failing_node};
+        struct node_opts o = {.forward_rate = forward_rate,
+                              .failing_writes = i == failing_node,
+                              .stalling_writes = i == stalling_node,
+                              .idle_ms = idle_ms};
         fx_open(&c->n[i], &o);
     }
     c->dead_fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -228,6 +259,17 @@ static int setup_chain_with(void **state, uint64_t forward_rate, int failing_nod
     snprintf(c->dead, sizeof c->dead, "127.0.0.1:%d", ntohs(sa.sin_port));
     *state = c;
     return 0;
+}
+
+static int setup_chain_with(void **state, uint64_t forward_rate, int failing_node)
+{
+    return setup_chain_opts(state, forward_rate, failing_node, -1, 0);
+}
+
+/* B's (n[1]) disk gets stuck (writes_held); every node's streams may idle 300 ms. */
+static int setup_chain_b_stuck(void **state)
+{
+    return setup_chain_opts(state, 0, -1, 1, 300);
 }
 
 static int setup_chain(void **state)
@@ -1080,6 +1122,31 @@ static void test_too_large_for_the_disk(void **state)
     free(data);
 }
 
+/* A client that sends the header and a chunk, then nothing (no deadline, no half-close), is cut
+   off after the idle limit: DEADLINE_EXCEEDED, nothing stored, nothing left in tmp/. */
+static void test_stalled_put_is_cancelled(void **state)
+{
+    struct fx *f = *state;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(30, id);
+    unsigned char *data = make_data(3 * MIB, 30);
+    struct put_run p;
+    put_init(&p, f, id, data, 3 * MIB);
+    p.pause = MIB;
+    put_start(&p);
+    run_until(f, &p.done);
+    expect_status(p.status, DFS_ETIMEDOUT, p.message);
+    assert_non_null(strstr(p.message, "sent nothing for 300 ms"));
+    wait_idle(f);
+    assert_int_equal(tmp_entries(f), 0);
+    assert_not_stored(f, id);
+    struct dfs_storage_service_stats st;
+    dfs_storage_service_stats(f->svc, &st);
+    assert_int_equal(st.puts_failed, 1);
+    assert_int_equal(st.puts_active, 0);
+    free(data);
+}
+
 /* Hand-made wire bytes: unpacked CRCs and unknown fields are fine, junk is not. */
 static void test_raw_wire_forms(void **state)
 {
@@ -1496,6 +1563,31 @@ static void test_chain_client_cancel(void **state)
     free(data);
 }
 
+/*
+ * B's disk is stuck, so B stops taking data and A's sends to it stop completing (no deadline on
+ * the client's call): A gives B up after its idle limit, stores its own copy and says why.
+ */
+static void test_chain_next_stalls(void **state)
+{
+    struct cfx *c = *state;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(260, id);
+    size_t n = 64 * MIB; /* more than the flow-control windows and socket buffers hold */
+    unsigned char *data = make_data(n, 260);
+    atomic_store(&writes_held, true);
+    const char *fwd[] = {c->n[1].addr};
+    struct put_run p;
+    int rc = chain_put(&c->n[0], id, data, n, fwd, 1, 0, &p);
+    atomic_store(&writes_held, false);
+    expect_status(rc, DFS_OK, p.message);
+    assert_int_equal(p.nacks, 1);
+    assert_ack_failed(&p, 0, c->n[1].addr, "took no data for 300 ms");
+    assert_stored(&c->n[0], id, data, n, checksum_of(data, n));
+    wait_idle(&c->n[1]);
+    assert_not_stored(&c->n[1], id);
+    free(data);
+}
+
 /* Forward lists that are refused before anything is written or forwarded. */
 static void test_chain_bad_forward_lists(void **state)
 {
@@ -1774,6 +1866,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_and_stat, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_large_for_the_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raw_wire_forms, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_put_is_cancelled, setup_idle, teardown),
         cmocka_unit_test_setup_teardown(test_many_concurrent_puts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_sizes, setup_chain, teardown_chain),
         cmocka_unit_test_setup_teardown(test_chain_four_nodes, setup_chain, teardown_chain),
@@ -1785,6 +1878,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_chain_bad_crc, setup_chain, teardown_chain),
         cmocka_unit_test_setup_teardown(test_chain_client_cancel, setup_chain, teardown_chain),
         cmocka_unit_test_setup_teardown(test_chain_bad_forward_lists, setup_chain, teardown_chain),
+        cmocka_unit_test_setup_teardown(test_chain_next_stalls, setup_chain_b_stuck,
+                                        teardown_chain),
         cmocka_unit_test_setup_teardown(test_chain_paced_by_header, setup_chain, teardown_chain),
         cmocka_unit_test_setup_teardown(test_chain_paced_by_node, setup_chain_paced,
                                         teardown_chain),

@@ -22,19 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BLOCK        ((uint64_t)DFS_BLOCK_SIZE)
-#define HDR          ((uint64_t)DFS_FRAG_HEADER_SIZE)
-/* Header field offsets (see the format in frag_store.h). */
-#define H_MAGIC      0
-#define H_VERSION    8
-#define H_BLOCK_SIZE 12
-#define H_SIZE       16
-#define H_NBLOCKS    24
-#define H_CHECKSUM   28
-#define H_STORED_MS  32
-#define H_ID         40
-#define H_ID_FIELD   48
-#define H_CRC        124
+#define BLOCK ((uint64_t)DFS_BLOCK_SIZE)
+#define HDR   ((uint64_t)DFS_FRAG_HEADER_SIZE)
 
 /* Striped locks serialising replace and delete of one fragment id (see struct dfs_frag_store). */
 #define ID_LOCKS 64
@@ -100,15 +89,6 @@ struct dfs_frag_reader {
     unsigned char *scratch; /* 2 blocks for the partial blocks around an unaligned range, lazily */
 };
 
-/* What a fragment header holds, decoded. */
-struct header {
-    uint64_t size;
-    uint32_t nblocks;
-    uint32_t checksum;
-    int64_t stored_ms;
-    char id[DFS_FRAGMENT_ID_HEX + 1];
-};
-
 /* ---- the real system calls ---- */
 
 static int posix_openat(int dirfd, const char *path, int flags, mode_t mode)
@@ -142,28 +122,6 @@ const struct dfs_io_ops *dfs_io_posix(void)
 
 /* ---- small helpers ---- */
 
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
 static uint64_t min_u64(uint64_t a, uint64_t b)
 {
     return a < b ? a : b;
@@ -179,26 +137,6 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* File length of a fragment of `size` data bytes. */
-static uint64_t file_length(uint64_t size)
-{
-    return HDR + size + 4 * (uint64_t)dfs_crc32c_nblocks(size);
-}
-
-/* The data size a file length implies (the inverse of file_length), or DFS_FRAG_SIZE_UNKNOWN. */
-static uint64_t size_from_length(uint64_t len)
-{
-    if (len < HDR)
-        return DFS_FRAG_SIZE_UNKNOWN;
-    uint64_t body = len - HDR;
-    uint64_t full = body / (BLOCK + 4), rem = body % (BLOCK + 4);
-    if (rem == 0)
-        return full * BLOCK;
-    if (rem < 5)
-        return DFS_FRAG_SIZE_UNKNOWN;
-    return full * BLOCK + rem - 4;
 }
 
 /* "ab/cd/<id>" for a valid id. */
@@ -351,52 +289,11 @@ static int fsync_dir(const struct dfs_io_ops *io, int at, const char *dir)
 
 /* ---- the header ---- */
 
-static void header_encode(const struct header *h, unsigned char out[DFS_FRAG_HEADER_SIZE])
-{
-    memset(out, 0, DFS_FRAG_HEADER_SIZE);
-    memcpy(out + H_MAGIC, DFS_FRAG_MAGIC, 8);
-    put_u32(out + H_VERSION, DFS_FRAG_VERSION);
-    put_u32(out + H_BLOCK_SIZE, DFS_BLOCK_SIZE);
-    put_u64(out + H_SIZE, h->size);
-    put_u32(out + H_NBLOCKS, h->nblocks);
-    put_u32(out + H_CHECKSUM, h->checksum);
-    put_u64(out + H_STORED_MS, (uint64_t)h->stored_ms);
-    memcpy(out + H_ID, h->id, DFS_FRAGMENT_ID_HEX);
-    put_u32(out + H_CRC, dfs_crc32c(0, out, H_CRC));
-}
-
-/* Decode and check a header. Returns NULL, or why it is not a valid header. */
-static const char *header_decode(const unsigned char in[DFS_FRAG_HEADER_SIZE], struct header *h)
-{
-    if (memcmp(in + H_MAGIC, DFS_FRAG_MAGIC, 8) != 0)
-        return "bad magic (not a fragment file)";
-    if (get_u32(in + H_CRC) != dfs_crc32c(0, in, H_CRC))
-        return "header checksum mismatch";
-    if (get_u32(in + H_VERSION) != DFS_FRAG_VERSION)
-        return "unsupported format version";
-    if (get_u32(in + H_BLOCK_SIZE) != DFS_BLOCK_SIZE)
-        return "unsupported block size";
-    h->size = get_u64(in + H_SIZE);
-    h->nblocks = get_u32(in + H_NBLOCKS);
-    h->checksum = get_u32(in + H_CHECKSUM);
-    h->stored_ms = (int64_t)get_u64(in + H_STORED_MS);
-    memcpy(h->id, in + H_ID, DFS_FRAGMENT_ID_HEX);
-    h->id[DFS_FRAGMENT_ID_HEX] = '\0';
-    for (size_t i = H_ID + DFS_FRAGMENT_ID_HEX; i < H_ID + H_ID_FIELD; i++)
-        if (in[i] != 0)
-            return "bad fragment id field";
-    if (!dfs_fragment_id_valid(h->id))
-        return "bad fragment id field";
-    if (h->size > DFS_FRAG_MAX_SIZE || h->nblocks != dfs_crc32c_nblocks(h->size))
-        return "size and block count disagree";
-    return NULL;
-}
-
 /*
  * Open fragments/ab/cd/<id> and check its header and length. On success returns 0 with the open fd
  * in *fd_out (caller closes) and the header in *h.
  */
-static int open_checked(dfs_frag_store *s, const char *id, int *fd_out, struct header *h,
+static int open_checked(dfs_frag_store *s, const char *id, int *fd_out, struct dfs_frag_header *h,
                         uint64_t *file_len, char **errmsg)
 {
     const struct dfs_io_ops *io = s->io;
@@ -424,14 +321,14 @@ static int open_checked(dfs_frag_store *s, const char *id, int *fd_out, struct h
     } else if (got < sizeof raw) {
         rc = corrupt(errmsg, "fragment %s: truncated header (%zu bytes)", id, got);
     } else {
-        const char *why = header_decode(raw, h);
+        const char *why = dfs_frag_header_decode(raw, h);
         if (why != NULL) {
             rc = corrupt(errmsg, "fragment %s: %s", id, why);
         } else if (strcmp(h->id, id) != 0) {
             rc = corrupt(errmsg, "fragment %s: header names fragment %s", id, h->id);
-        } else if ((uint64_t)st.st_size != file_length(h->size)) {
+        } else if ((uint64_t)st.st_size != dfs_frag_file_length(h->size)) {
             rc = corrupt(errmsg, "fragment %s: file is %" PRIu64 " bytes, header implies %" PRIu64,
-                         id, (uint64_t)st.st_size, file_length(h->size));
+                         id, (uint64_t)st.st_size, dfs_frag_file_length(h->size));
         } else {
             *fd_out = fd;
             *file_len = (uint64_t)st.st_size;
@@ -1032,7 +929,8 @@ static int place(dfs_frag_writer *w, bool *renamed, char **errmsg)
         e = errno;
     if (e == 0) {
         *renamed = true;
-        account(s, had_old, had_old ? (uint64_t)old.st_size : 0, true, file_length(w->size));
+        account(s, had_old, had_old ? (uint64_t)old.st_size : 0, true,
+                dfs_frag_file_length(w->size));
     }
     pthread_mutex_unlock(lock);
 
@@ -1054,7 +952,7 @@ static int commit(dfs_frag_writer *w, uint32_t *checksum_out, bool *renamed, cha
                           "fragment %s: received %" PRIu64 " of %" PRIu64 " bytes", w->id,
                           w->received, w->size);
     assert(w->ncrcs == dfs_crc32c_nblocks(w->size));
-    struct header h = {
+    struct dfs_frag_header h = {
         .size = w->size,
         .nblocks = (uint32_t)w->ncrcs,
         .checksum = dfs_crc32c_of_table(w->crcs, w->ncrcs),
@@ -1062,7 +960,7 @@ static int commit(dfs_frag_writer *w, uint32_t *checksum_out, bool *renamed, cha
     };
     memcpy(h.id, w->id, sizeof h.id);
     unsigned char raw[DFS_FRAG_HEADER_SIZE];
-    header_encode(&h, raw);
+    dfs_frag_header_encode(&h, raw);
     /* The table goes to disk little-endian; it is not needed in host order any more. */
     for (size_t i = 0; i < w->ncrcs; i++)
         w->crcs[i] = htole32(w->crcs[i]);
@@ -1106,7 +1004,7 @@ int dfs_frag_reader_open(dfs_frag_store *store, const char *fragment_id, dfs_fra
                          char **errmsg)
 {
     int fd = -1;
-    struct header h;
+    struct dfs_frag_header h;
     uint64_t flen;
     int rc = open_checked(store, fragment_id, &fd, &h, &flen, errmsg);
     if (rc != DFS_OK)
@@ -1373,7 +1271,7 @@ int dfs_frag_store_stat(dfs_frag_store *store, const char *fragment_id, struct d
                         char **errmsg)
 {
     int fd = -1;
-    struct header h;
+    struct dfs_frag_header h;
     uint64_t flen;
     int rc = open_checked(store, fragment_id, &fd, &h, &flen, errmsg);
     if (rc != DFS_OK)
@@ -1393,7 +1291,7 @@ struct foreach_ctx {
 static int foreach_one(void *ctx, const char *id, const struct stat *st)
 {
     struct foreach_ctx *f = ctx;
-    return f->cb(f->ctx, id, size_from_length((uint64_t)st->st_size));
+    return f->cb(f->ctx, id, dfs_frag_size_from_length((uint64_t)st->st_size));
 }
 
 int dfs_frag_store_foreach(dfs_frag_store *store, dfs_frag_foreach_fn cb, void *ctx, char **errmsg)

@@ -3,6 +3,7 @@
 #define DFS_STORAGE_FRAG_STORE_H
 
 #include "common/crc32c.h"
+#include "storage/frag_header.h"
 
 #include <dirent.h>
 #include <stdbool.h>
@@ -24,33 +25,10 @@
  * never rewritten; a node.id that is not a well-formed id fails the open rather than being
  * replaced, since the node's identity is what the catalog knows it by.
  *
- * Fragment file format, version 1. All integers are little-endian; `size` is the number of data
- * bytes and n = ceil(size / 65536) the number of blocks (the last block may be short; n = 0 for an
- * empty fragment):
- *
- *     offset  bytes  field
- *          0      8  magic "DFSFRAG1"
- *          8      4  u32 format version = 1
- *         12      4  u32 block size = 65536 (DFS_BLOCK_SIZE)
- *         16      8  u64 data length (size)
- *         24      4  u32 block count (n)
- *         28      4  u32 fragment checksum = dfs_crc32c_of_table(block CRCs, n)
- *         32      8  i64 stored time, milliseconds since the Unix epoch
- *         40     48  fragment id: 40 lower-case hex digits, then 8 NUL bytes
- *         88     36  reserved, zero
- *        124      4  u32 CRC32C of bytes [0, 124) of the header
- *        128   size  the data
- *  128+size    4*n  block CRC table: u32 CRC32C of each 64 KiB block of the data, in order
- *
- * The file is exactly 128 + size + 4*n bytes long, so a fragment's size follows from its file
- * length alone (every 64 KiB block costs 65540 bytes on disk). A file is only ever renamed into
+ * Fragment files: a 128-byte header, the data, then a CRC32C per 64 KiB block; the bytes are
+ * documented, encoded and decoded in storage/frag_header.h. A file is only ever renamed into
  * fragments/ once it is complete and fsynced: nothing partial is visible there.
  */
-#define DFS_FRAG_MAGIC       "DFSFRAG1"
-#define DFS_FRAG_VERSION     1u
-#define DFS_FRAG_HEADER_SIZE 128u
-/* Largest fragment the store accepts: a block count that fits the header's u32 (~256 TiB). */
-#define DFS_FRAG_MAX_SIZE    ((uint64_t)UINT32_MAX * DFS_BLOCK_SIZE)
 
 /*
  * The system calls the store makes, as a const vtable (STYLE rules 10 and 13) so that tests can
@@ -284,9 +262,6 @@ struct dfs_frag_info {
  */
 int dfs_frag_store_stat(dfs_frag_store *store, const char *fragment_id, struct dfs_frag_info *out,
                         char **errmsg);
-
-/* dfs_frag_store_foreach passes this size for a file whose length fits no fragment (truncated). */
-#define DFS_FRAG_SIZE_UNKNOWN UINT64_MAX
 
 /*
  * Called once per stored fragment: fragment_id is borrowed for the call only; size is the data size

@@ -20,4 +20,13 @@ grpc_byte_buffer *dfs_rpc_pack(const ProtobufCMessage *msg);
  */
 ProtobufCMessage *dfs_rpc_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb);
 
+/*
+ * Parse a received request: like dfs_rpc_unpack, then the proto3 string rules protobuf-c leaves
+ * out (services/rpc/wirecheck.h: no NUL bytes, valid UTF-8), since a server must not act on a
+ * string that its peer spelt differently. Returns the message, or NULL with *errmsg ("the request
+ * does not parse as dfs.v1.X", or which field is bad; caller frees).
+ */
+ProtobufCMessage *dfs_rpc_unpack_checked(const ProtobufCMessageDescriptor *desc,
+                                         grpc_byte_buffer *bb, char **errmsg);
+
 #endif /* DFS_SERVICES_RPC_MSG_H */

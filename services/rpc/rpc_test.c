@@ -24,6 +24,9 @@ struct fixture {
     atomic_int cancels_seen;
     atomic_int sum_calls_freed;
     atomic_int sum_messages; /* Sum messages the server has received */
+    int64_t idle_ms;         /* the server's stream idle limit (0: the default) */
+    atomic_int count_calls_freed;
+    atomic_uint count_sent_ok; /* Count messages whose send completed */
 };
 
 /* ---- server side ---- */
@@ -107,6 +110,7 @@ static void sum_handler(dfs_rpc_call *call, void *ctx)
 }
 
 struct count_state {
+    struct fixture *fx;
     uint32_t next, count;
     size_t data_len;
     unsigned char *data;
@@ -115,6 +119,7 @@ struct count_state {
 static void count_release(void *p)
 {
     struct count_state *st = p;
+    atomic_fetch_add(&st->fx->count_calls_freed, 1);
     free(st->data);
     free(st);
 }
@@ -126,6 +131,8 @@ static void count_sent(dfs_rpc_call *call, void *arg, bool ok)
         dfs_rpc_call_finish(call, DFS_ECANCELED, NULL, NULL);
         return;
     }
+    if (st->next > 0)
+        atomic_fetch_add(&st->fx->count_sent_ok, 1);
     if (st->next == st->count) {
         dfs_rpc_call_finish(call, DFS_OK, NULL, NULL);
         return;
@@ -139,9 +146,9 @@ static void count_sent(dfs_rpc_call *call, void *arg, bool ok)
 
 static void count_handler(dfs_rpc_call *call, void *ctx)
 {
-    (void)ctx;
     const Dfs__Test__EchoRequest *req = (const Dfs__Test__EchoRequest *)dfs_rpc_call_request(call);
     struct count_state *st = calloc(1, sizeof *st);
+    st->fx = ctx;
     st->count = req->count;
     st->data_len = req->data.len;
     st->data = malloc(st->data_len + 1);
@@ -152,7 +159,8 @@ static void count_handler(dfs_rpc_call *call, void *ctx)
 
 static int start_server(struct fixture *fx, const char *listen)
 {
-    struct dfs_rpc_server_config cfg = {.listen = listen, .threads = 2};
+    struct dfs_rpc_server_config cfg = {
+        .listen = listen, .threads = 2, .stream_idle_ms = fx->idle_ms};
     char *err = NULL;
     int rc = dfs_rpc_server_create(&cfg, &fx->srv, &err);
     assert_int_equal(rc, DFS_OK);
@@ -461,6 +469,71 @@ static void test_server_streaming(void **state)
     dfs_rpc_loop_destroy(loop);
 }
 
+/* A server with a short stream idle limit, and a channel to it. */
+static int setup_idle(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof *fx);
+    fx->idle_ms = 300;
+    assert_int_equal(start_server(fx, "127.0.0.1:0"), DFS_OK);
+    snprintf(fx->addr, sizeof fx->addr, "127.0.0.1:%d", dfs_rpc_server_port(fx->srv));
+    assert_int_equal(dfs_rpc_channel_create(fx->addr, &fx->ch, NULL), DFS_OK);
+    *state = fx;
+    return 0;
+}
+
+/* A client that sends a message and then nothing (no half-close, no deadline) is cut off: the
+   handler sees the cancel, the client DEADLINE_EXCEEDED with the reason. */
+static void test_stalled_client_stream_is_cancelled(void **state)
+{
+    struct fixture *fx = *state;
+    dfs_rpc_loop *loop = dfs_rpc_loop_create();
+    struct client_run r = {0};
+    assert_int_equal(
+        dfs_rpc_ccall_start(loop, fx->ch, "/dfs.test.Echo/Sum", -1, run_done, &r, &r.call), DFS_OK);
+    Dfs__Test__EchoRequest req = DFS__TEST__ECHO_REQUEST__INIT;
+    assert_int_equal(dfs_rpc_ccall_send(r.call, &req.base, false, NULL, NULL), DFS_OK);
+    run_until_done(loop, &r);
+    assert_true(r.done);
+    assert_int_equal(r.status, DFS_ETIMEDOUT);
+    if (strstr(r.message, "sent nothing for 300 ms") == NULL)
+        fail_msg("message: %s", r.message);
+    dfs_rpc_loop_destroy(loop);
+    /* The handler's state is released: nothing of the call is held any more. */
+    int64_t until = dfs_rpc_now_ns() + 5000000000ll;
+    while (atomic_load(&fx->sum_calls_freed) == 0 && dfs_rpc_now_ns() < until)
+        usleep(1000);
+    assert_int_equal(atomic_load(&fx->sum_calls_freed), 1);
+    assert_int_equal(atomic_load(&fx->sum_messages), 1);
+}
+
+/* A client that asks for a stream and never reads it: once the transport's windows are full the
+   server's send cannot complete, and the server gives the call up (its state is released) rather
+   than hold it. (The client itself learns the status only once it reads what is buffered.) */
+static void test_stalled_reader_is_cancelled(void **state)
+{
+    struct fixture *fx = *state;
+    dfs_rpc_loop *loop = dfs_rpc_loop_create();
+    struct client_run r = {0};
+    assert_int_equal(
+        dfs_rpc_ccall_start(loop, fx->ch, "/dfs.test.Echo/Count", -1, run_done, &r, &r.call),
+        DFS_OK);
+    Dfs__Test__EchoRequest req = DFS__TEST__ECHO_REQUEST__INIT;
+    req.count = 4096; /* 4 GiB if it were all read: far more than any window */
+    static unsigned char payload[1 << 20];
+    req.data.data = payload;
+    req.data.len = sizeof payload;
+    assert_int_equal(dfs_rpc_ccall_send(r.call, &req.base, true, NULL, NULL), DFS_OK);
+    /* No receive is ever asked for. */
+    int64_t until = dfs_rpc_now_ns() + 20000000000ll;
+    while (atomic_load(&fx->count_calls_freed) == 0 && dfs_rpc_now_ns() < until)
+        dfs_rpc_loop_run_once(loop, 50);
+    assert_int_equal(atomic_load(&fx->count_calls_freed), 1);
+    assert_true(atomic_load(&fx->count_sent_ok) < 4096);
+    dfs_rpc_ccall_cancel(r.call);
+    run_until_done(loop, &r);
+    dfs_rpc_loop_destroy(loop);
+}
+
 static void test_malformed_request_is_invalid_argument(void **state)
 {
     struct fixture *fx = *state;
@@ -479,6 +552,33 @@ static void test_malformed_request_is_invalid_argument(void **state)
     assert_int_equal(r.status, DFS_EINVAL);
     assert_non_null(strstr(r.message, "does not parse"));
     dfs_rpc_loop_destroy(loop);
+
+    /* Parses, but its string holds a NUL (protobuf-c would hand over "ab"), then one that is not
+       UTF-8: refused before the handler runs, naming the field; bytes fields may hold anything. */
+    static const struct {
+        unsigned char bytes[8];
+        size_t len;
+        const char *want;
+    } cases[] = {
+        {{0x0a, 0x03, 'a', 'b', 0x00}, 5, "dfs.test.EchoRequest.text holds a NUL byte"},
+        {{0x0a, 0x02, 0xff, 0xfe}, 4, "dfs.test.EchoRequest.text is not valid UTF-8"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        loop = dfs_rpc_loop_create();
+        struct client_run c = {0};
+        assert_int_equal(
+            dfs_rpc_ccall_start(loop, fx->ch, "/dfs.test.Echo/Unary", 5000, run_done, &c, &c.call),
+            DFS_OK);
+        s = grpc_slice_from_copied_buffer((const char *)cases[i].bytes, cases[i].len);
+        bb = grpc_raw_byte_buffer_create(&s, 1);
+        grpc_slice_unref(s);
+        assert_int_equal(dfs_rpc_ccall_send_raw(c.call, bb, true, NULL, NULL), DFS_OK);
+        run_until_done(loop, &c);
+        assert_int_equal(c.status, DFS_EINVAL);
+        if (strstr(c.message, cases[i].want) == NULL)
+            fail_msg("\"%s\" does not say \"%s\"", c.message, cases[i].want);
+        dfs_rpc_loop_destroy(loop);
+    }
 }
 
 static void test_client_cancel_reaches_handler(void **state)
@@ -567,6 +667,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_request_is_invalid_argument, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_client_cancel_reaches_handler, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_client_stream_is_cancelled, setup_idle,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_reader_is_cancelled, setup_idle, teardown),
         cmocka_unit_test_setup_teardown(test_stop_cancels_calls_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_concurrent_unary_calls, setup, teardown),
     };

@@ -11,9 +11,11 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +60,7 @@ struct dfs_rpc_server {
     size_t nslots;
     char *listen;
     size_t max_message;
+    int64_t idle_ms; /* stream idle limit; <= 0: none */
     int port;
     bool started;
     atomic_bool shutting_down;
@@ -109,6 +112,10 @@ struct dfs_rpc_call {
     bool closed;
 
     struct call_op close_op, recv_op, send_op, status_op;
+    /* Armed while a streaming receive (send) is outstanding, for the server's idle limit; the
+       operation holds a reference, so the call outlives its timer. Loop thread only. */
+    dfs_rpc_timer recv_idle, send_idle;
+    bool idle_cancelled;
 
     grpc_byte_buffer *recv_bb;
     dfs_rpc_recv_fn recv_cb;
@@ -238,6 +245,77 @@ void dfs_rpc_call_on_cancel(dfs_rpc_call *call, void (*fn)(dfs_rpc_call *call, v
     call->cancel_arg = arg;
 }
 
+/*
+ * A copy of s fit for a log line's quoted value: control characters, quotes and backslashes
+ * replaced by '?' (a message can carry what a client sent; it must not break the line).
+ */
+static const char *scrub(const char *s, char *out, size_t cap)
+{
+    size_t i = 0;
+    for (; s != NULL && s[i] != '\0' && i + 1 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[i] = c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? '?' : (char)c;
+    }
+    out[i] = '\0';
+    return out;
+}
+
+/* One log line for a refused request (a streaming message, or the request of a call). */
+static void log_rejected(const dfs_rpc_call *c, const char *msg)
+{
+    if (!dfs_log_enabled(DFS_LOG_WARN))
+        return;
+    char clean[512];
+    char *peer = dfs_rpc_call_peer(c);
+    dfs_log(DFS_LOG_WARN, "request rejected method=%s peer=%s err=\"%s\"", c->method->name,
+            peer != NULL ? peer : "unknown", scrub(msg, clean, sizeof clean));
+    free(peer);
+}
+
+void dfs_rpc_call_reject(dfs_rpc_call *call, int code, const char *msg)
+{
+    if (msg == NULL)
+        msg = dfs_strerror(code);
+    log_rejected(call, msg);
+    dfs_rpc_call_finish(call, code, NULL, msg);
+}
+
+/* An outstanding receive or send made no progress for the idle limit: cancel the call. */
+static void idle_fire(dfs_rpc_call *c, const char *what)
+{
+    if (c->idle_cancelled)
+        return;
+    c->idle_cancelled = true;
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: the peer %s for %" PRId64 " ms (the server's stream idle limit)",
+             c->method->name, what, c->srv->idle_ms);
+    char *peer = dfs_rpc_call_peer(c);
+    dfs_log(DFS_LOG_WARN,
+            "stalled stream cancelled method=%s peer=%s idle_ms=%" PRId64 " err=\"%s\"",
+            c->method->name, peer != NULL ? peer : "unknown", c->srv->idle_ms, msg);
+    free(peer);
+    /* Every outstanding operation completes (not ok): the handler's own failure paths run. */
+    grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED, msg, NULL);
+}
+
+static void recv_idle_fire(dfs_rpc_timer *t)
+{
+    idle_fire((dfs_rpc_call *)(void *)((char *)t - offsetof(dfs_rpc_call, recv_idle)),
+              "sent nothing");
+}
+
+static void send_idle_fire(dfs_rpc_timer *t)
+{
+    idle_fire((dfs_rpc_call *)(void *)((char *)t - offsetof(dfs_rpc_call, send_idle)),
+              "read nothing");
+}
+
+static void idle_arm(dfs_rpc_call *c, dfs_rpc_timer *t)
+{
+    if (c->srv->idle_ms > 0)
+        dfs_rpc_loop_timer_arm(c->w->loop, t, dfs_rpc_now_ns() + c->srv->idle_ms * 1000000);
+}
+
 static void close_done(dfs_rpc_tag *tag, bool ok)
 {
     dfs_rpc_call *c = ((struct call_op *)tag)->call;
@@ -251,6 +329,7 @@ static void close_done(dfs_rpc_tag *tag, bool ok)
 static void recv_done(dfs_rpc_tag *tag, bool ok)
 {
     dfs_rpc_call *c = ((struct call_op *)tag)->call;
+    dfs_rpc_loop_timer_cancel(c->w->loop, &c->recv_idle);
     grpc_byte_buffer *bb = c->recv_bb;
     c->recv_bb = NULL;
     c->recv_busy = false;
@@ -268,10 +347,14 @@ static void recv_done(dfs_rpc_tag *tag, bool ok)
     } else {
         ProtobufCMessage *msg = NULL;
         if (bb != NULL) {
-            msg = dfs_rpc_unpack(c->method->request, bb);
+            char *err = NULL;
+            msg = dfs_rpc_unpack_checked(c->method->request, bb, &err);
             grpc_byte_buffer_destroy(bb);
-            if (msg == NULL)
+            if (msg == NULL) {
                 status = DFS_EINVAL;
+                log_rejected(c, err);
+            }
+            free(err);
         }
         c->recv_cb(c, c->recv_arg, msg, status);
     }
@@ -296,6 +379,7 @@ static int start_recv(dfs_rpc_call *c, dfs_rpc_recv_fn cb, dfs_rpc_recv_raw_fn r
         atomic_fetch_sub(&c->refs, 1);
         return DFS_EINTERNAL;
     }
+    idle_arm(c, &c->recv_idle);
     return DFS_OK;
 }
 
@@ -314,6 +398,7 @@ static void start_finish(dfs_rpc_call *c);
 static void send_done(dfs_rpc_tag *tag, bool ok)
 {
     dfs_rpc_call *c = ((struct call_op *)tag)->call;
+    dfs_rpc_loop_timer_cancel(c->w->loop, &c->send_idle);
     grpc_byte_buffer_destroy(c->send_bb);
     c->send_bb = NULL;
     c->send_busy = false;
@@ -357,6 +442,7 @@ int dfs_rpc_call_send_raw(dfs_rpc_call *call, grpc_byte_buffer *bb, dfs_rpc_sent
         atomic_fetch_sub(&c->refs, 1);
         return DFS_EINTERNAL;
     }
+    idle_arm(c, &c->send_idle);
     return DFS_OK;
 }
 
@@ -484,6 +570,8 @@ static void start_call(struct request_slot *s)
     c->recv_op = (struct call_op){{recv_done}, c};
     c->send_op = (struct call_op){{send_done}, c};
     c->status_op = (struct call_op){{status_done}, c};
+    dfs_rpc_timer_init(&c->recv_idle, recv_idle_fire);
+    dfs_rpc_timer_init(&c->send_idle, send_idle_fire);
     grpc_byte_buffer *payload = s->payload;
     s->call = NULL;
     s->payload = NULL;
@@ -506,12 +594,12 @@ static void start_call(struct request_slot *s)
             dfs_rpc_call_fail(c, DFS_EINVAL, "%s: the request message is missing", m->name);
             return;
         }
-        c->request = dfs_rpc_unpack(m->request, payload);
+        char *err = NULL;
+        c->request = dfs_rpc_unpack_checked(m->request, payload, &err);
         grpc_byte_buffer_destroy(payload);
         if (c->request == NULL) {
-            dfs_log(DFS_LOG_WARN, "malformed request method=%s", m->name);
-            dfs_rpc_call_fail(c, DFS_EINVAL, "%s: the request does not parse as %s", m->name,
-                              m->request->name);
+            dfs_rpc_call_reject(c, DFS_EINVAL, err);
+            free(err);
             return;
         }
     } else if (payload != NULL) {
@@ -645,6 +733,7 @@ int dfs_rpc_server_create(const struct dfs_rpc_server_config *cfg, dfs_rpc_serve
     srv->nworkers = cfg->threads > 0 ? cfg->threads : 4;
     srv->max_message = cfg->max_message_bytes > 0 ? cfg->max_message_bytes : DFS_RPC_MAX_MESSAGE;
     srv->security = cfg->security;
+    srv->idle_ms = cfg->stream_idle_ms != 0 ? cfg->stream_idle_ms : DFS_RPC_STREAM_IDLE_MS;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
     atomic_init(&srv->shutting_down, false);

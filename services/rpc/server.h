@@ -60,7 +60,17 @@ struct dfs_rpc_server_config {
     /* TLS (its material needs a certificate and key), or plaintext: only on a loopback address
        unless ->insecure. NULL: plaintext on loopback only. Borrowed: must outlive the server. */
     const struct dfs_rpc_link_security *security;
+    /*
+     * A streaming call whose receive (the client sends nothing) or send (the client reads
+     * nothing) has not completed for this long is cancelled with DEADLINE_EXCEEDED and a log
+     * line, whatever deadline the client set (or none): a stalled peer must not hold a call, its
+     * file and its memory forever. 0 means DFS_RPC_STREAM_IDLE_MS; < 0: no limit.
+     */
+    int64_t stream_idle_ms;
 };
+
+/* The default stream idle limit: generous for the slowest useful link (1 MiB per 2 minutes). */
+#define DFS_RPC_STREAM_IDLE_MS 120000
 
 /* Large enough for a 1 MiB data chunk with its CRCs, and for big listings. */
 #define DFS_RPC_MAX_MESSAGE (32u << 20)
@@ -222,6 +232,12 @@ int dfs_rpc_call_send_raw(dfs_rpc_call *call, grpc_byte_buffer *bb, dfs_rpc_sent
  */
 void dfs_rpc_call_finish(dfs_rpc_call *call, int code, const ProtobufCMessage *resp,
                          const char *message);
+
+/*
+ * Refuse a request that fails its checks: log one line (method, peer, msg) and finish with code
+ * (DFS_EINVAL, usually) and msg as the status message. msg is copied (NULL: the code's text).
+ */
+void dfs_rpc_call_reject(dfs_rpc_call *call, int code, const char *msg);
 
 /* finish(DFS_OK, resp, NULL). */
 void dfs_rpc_call_reply(dfs_rpc_call *call, const ProtobufCMessage *resp);

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Write the seed inputs of every fuzz target into fuzz/corpus/<target>/seed-*.
+
+    python3 fuzz/seeds.py            (from the repository root; rewrites the seed-* files only)
+
+Seeds are small well-formed inputs, one per shape each target takes, plus a few hostile ones, so
+that fuzzing starts from every branch rather than from nothing. Protobuf is encoded by hand (field
+numbers from protos/dfs/v1/*.proto), so this needs only the Python standard library. Inputs the
+fuzzers found (bug-*, and whatever fuzz/run --merge added) are kept beside them, never rewritten.
+"""
+
+import os
+import struct
+import sys
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+NODE = b"0123456789abcdef0123456789abcdef"
+NODE2 = b"fedcba9876543210fedcba9876543210"
+FILE_ID = b"00112233445566778899aabbccddeeff"
+FRAG = FILE_ID + b"00000001"
+
+
+def varint(n):
+    out = bytearray()
+    n &= (1 << 64) - 1
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def f_varint(field, n):
+    return varint(field << 3) + varint(n)
+
+
+def f_bytes(field, b):
+    return varint(field << 3 | 2) + varint(len(b)) + b
+
+
+def f_fixed32(field, n):
+    return varint(field << 3 | 5) + struct.pack("<I", n)
+
+
+def crc32c(data, crc=0):
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+# The order of `types` in fuzz/requests_fuzz.c.
+REQUEST_TYPES = [
+    "RegisterNode", "Heartbeat", "CreateFile", "ReplaceTarget", "CommitFile", "AbortFile",
+    "GetFile", "ListFiles", "DeleteFile", "Stat", "ListNodes", "SetNodeState", "ReportFragments",
+    "GetHealth", "PutFragment", "GetFragment", "DeleteFragment", "StatFragment", "RepairFragment",
+]
+
+
+def request_seeds():
+    t = {name: i for i, name in enumerate(REQUEST_TYPES)}
+    replication = f_varint(1, 1) + f_varint(2, 3) + f_varint(3, 4)
+    erasure = f_varint(1, 2) + f_varint(4, 4) + f_varint(5, 2)
+    commit_frag = lambda i: f_varint(1, i) + f_varint(2, 1000) + f_fixed32(3, 0xDEADBEEF) + \
+        f_bytes(4, NODE) + f_bytes(4, NODE2)
+    header = f_bytes(1, FRAG) + f_varint(2, 5) + f_bytes(3, b"127.0.0.1:7101") + f_varint(4, 1 << 20)
+    ec_source = f_varint(1, 0) + f_bytes(2, FILE_ID + b"00000000") + f_bytes(3, b"127.0.0.1:7102")
+    seeds = {
+        "register_node": ("RegisterNode", f_bytes(1, NODE) + f_bytes(2, b"127.0.0.1:7100") +
+                          f_bytes(3, b"rack-1") + f_varint(4, 1 << 40) + f_varint(5, 1 << 20) +
+                          f_varint(6, 1 << 39) + f_varint(7, 3)),
+        "heartbeat": ("Heartbeat", f_bytes(1, NODE) + f_varint(2, 1 << 40) + f_varint(5, 9)),
+        "create_replicated": ("CreateFile", f_bytes(1, b"/a/b") + f_varint(2, 1000000) +
+                              f_bytes(3, replication) + f_varint(4, 2) + f_varint(5, 1)),
+        "create_erasure": ("CreateFile", f_bytes(1, b"/ec/x") + f_varint(2, 1 << 30) + f_bytes(3, erasure)),
+        "create_defaults": ("CreateFile", f_bytes(1, b"d/e") + f_varint(2, 1 << 62)),
+        "create_dotdot": ("CreateFile", f_bytes(1, b"/a/../../etc/passwd") + f_varint(2, 1)),
+        "create_nul": ("CreateFile", f_bytes(1, b"/a\x00/../b") + f_varint(2, 1)),
+        "create_k1000": ("CreateFile", f_bytes(1, b"/k") + f_bytes(3, f_varint(2, 1000) + f_varint(3, 0))),
+        "replace_target": ("ReplaceTarget", f_bytes(1, FILE_ID) + f_varint(2, 3) + f_bytes(3, NODE)),
+        "commit": ("CommitFile", f_bytes(1, FILE_ID) + f_bytes(2, bytes(32)) +
+                   f_bytes(3, commit_frag(0)) + f_bytes(3, commit_frag(1))),
+        "abort": ("AbortFile", f_bytes(1, FILE_ID)),
+        "get_file": ("GetFile", f_bytes(1, b"/a/b")),
+        "list_files": ("ListFiles", f_bytes(1, b"/d/") + f_varint(2, 10) + f_bytes(3, b"/d/x")),
+        "delete_file": ("DeleteFile", f_bytes(1, b"/a/b")),
+        "stat": ("Stat", b""),
+        "list_nodes": ("ListNodes", b""),
+        "set_node_state": ("SetNodeState", f_bytes(1, b"0123") + f_varint(2, 4)),
+        "report": ("ReportFragments", f_bytes(1, NODE) + f_bytes(2, FRAG) + f_varint(3, 1) +
+                   f_bytes(4, FRAG) + f_bytes(4, FILE_ID + b"00000002") + f_varint(5, 0) + f_varint(6, 1)),
+        "health": ("GetHealth", f_varint(1, 1) + f_varint(2, 10)),
+        "put_first": ("PutFragment", f_bytes(1, header) + f_bytes(2, b"hello") +
+                      f_bytes(3, struct.pack("<I", crc32c(b"hello")))),
+        "put_unpacked_crc": ("PutFragment", f_bytes(2, b"world") + f_fixed32(3, crc32c(b"world"))),
+        "get_fragment": ("GetFragment", f_bytes(1, FRAG) + f_varint(2, 65536) + f_varint(3, 10)),
+        "delete_fragment": ("DeleteFragment", f_bytes(1, FRAG)),
+        "stat_fragment": ("StatFragment", f_bytes(1, FRAG)),
+        "repair_copy": ("RepairFragment", f_bytes(1, FRAG) + f_varint(2, 1 << 20) +
+                        f_fixed32(3, 0x1234) + f_bytes(4, b"127.0.0.1:7101") + f_bytes(4, b"[::1]:7102")),
+        "repair_rebuild": ("RepairFragment", f_bytes(1, FRAG) + f_varint(2, 1 << 20) + f_bytes(
+            5, f_varint(1, 4) + f_varint(2, 2) + f_varint(3, 1 << 18) + f_varint(4, 5) + f_bytes(5, ec_source))),
+    }
+    return {name: bytes([t[kind]]) + body for name, (kind, body) in seeds.items()}
+
+
+def frag_header(size, ident=FRAG, checksum=0xDEADBEEF, stored_ms=1700000000123):
+    nblocks = (size + 65535) // 65536
+    h = bytearray(128)
+    h[0:8] = b"DFSFRAG1"
+    struct.pack_into("<IIQIIq", h, 8, 1, 65536, size, nblocks, checksum, stored_ms)
+    h[40:80] = ident
+    struct.pack_into("<I", h, 124, crc32c(bytes(h[:124])))
+    return bytes(h)
+
+
+def frag_header_seeds():
+    length = lambda size: struct.pack("<Q", 128 + size + 4 * ((size + 65535) // 65536))
+    return {
+        "empty": frag_header(0) + length(0),
+        "one_block": frag_header(65536) + length(65536),
+        "short_block": frag_header(100000) + length(100000),
+        "largest": frag_header(0xFFFFFFFF * 65536) + struct.pack("<Q", 2 ** 64 - 1),
+        "bad_magic": b"DFSFRAG2" + frag_header(10)[8:],
+    }
+
+
+def text_seeds():
+    return {
+        "paths_ids": {
+            "path": b"/a/b", "relative": b"a//b", "dir": b"/dir/", "dotdot": b"/a/../b",
+            "unicode": "/ünïcode/é".encode(), "overlong": b"/\xc0\xaf", "surrogate": b"/\xed\xa0\x80",
+            "nul": b"/a\x00b", "control": b"/a\x01b", "long_name": b"/" + b"x" * 300,
+            "node_id": NODE, "fragment_id": FRAG, "upper_id": NODE.upper(),
+            "hostport": b"127.0.0.1:7000", "ipv6": b"[::1]:7000", "no_port": b"host:", "big_port": b"h:65536",
+        },
+        "units": {
+            "size": b"\x00100M", "size_decimal": b"\x011.5GiB", "size_bytes": b"\x024096B",
+            "rate_bits": b"\x03100Mbit", "rate_per_s": b"\x04500K/s", "rate_bitps": b"\x0564kbitps",
+            "ec": b"\x204+2", "ec_wide": b"\x2031+1", "ec_wrap": b"\x204+4294967295", "ec_minus": b"\x204+-1",
+            "huge": b"\x069999999999999999999T", "fraction": b"\x07.5",
+        },
+        "http": {
+            "range": b"\x00" + struct.pack("<Q", 1000) + b"bytes=0-99",
+            "suffix": b"\x00" + struct.pack("<Q", 1000) + b"bytes=-100",
+            "open": b"\x00" + struct.pack("<Q", 1000) + b"bytes=900-",
+            "huge": b"\x00" + struct.pack("<Q", 2 ** 64 - 1) + b"bytes=18446744073709551614-",
+            "escapes": b"\x00" + struct.pack("<Q", 10) + b"/a%2Fb%20c%E2%82%AC",
+            "bad_escape": b"\x00" + struct.pack("<Q", 10) + b"/a%zz%00",
+            "params": b"\x1f" + struct.pack("<Q", 0) + b"3\x004\x00\x00min-copy\x00true",
+            "params_ec": b"\x0c" + struct.pack("<Q", 0) + b"\x00\x004 2\x00buddy\x00no",
+        },
+    }
+
+
+def write(target, seeds):
+    d = os.path.join(ROOT, target)
+    os.makedirs(d, exist_ok=True)
+    for name, data in seeds.items():
+        with open(os.path.join(d, "seed-" + name), "wb") as f:
+            f.write(data)
+
+
+def main():
+    write("requests", request_seeds())
+    write("frag_header", frag_header_seeds())
+    for target, seeds in text_seeds().items():
+        write(target, seeds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""Hostile and malformed gRPC traffic against real daemons: every bad request gets its status code
+(INVALID_ARGUMENT, mostly) and one log line, never a crash or a hang, and the daemons keep serving.
+
+The client is Debian's python3-grpcio speaking raw bytes (identity serializers), so nothing of
+dfs's own client code stands between the test and the servers: garbage, truncated protobuf, wrong
+wire types, oversize strings and repeated fields, paths with `..`, NUL bytes and bad UTF-8, k=1000,
+K=0, sizes that overflow, bad ids, and streams that stall. Well-formed messages are built from the
+types the servers themselves describe over reflection (tests/grpcinspect.py).
+"""
+
+import struct
+import threading
+
+import grpcinspect  # first: may re-run this test under /usr/bin/python3
+import grpc
+import harness
+
+IDLE_MS = 1500  # the storage nodes' --stream-idle-ms
+NODE = "0123456789abcdef0123456789abcdef"
+FILE_ID = "00112233445566778899aabbccddeeff"
+FRAG = FILE_ID + "00000001"
+
+
+def varint(n):
+    out = bytearray()
+    n &= (1 << 64) - 1
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def f_varint(field, n):
+    return varint(field << 3) + varint(n)
+
+
+def f_bytes(field, b):
+    if isinstance(b, str):
+        b = b.encode()
+    return varint(field << 3 | 2) + varint(len(b)) + b
+
+
+def f_fixed32(field, n):
+    return varint(field << 3 | 5) + struct.pack("<I", n)
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def put_header(fragment_id=FRAG, size=5, forward=(), forward_rate=0):
+    h = f_bytes(1, fragment_id) + f_varint(2, size)
+    for a in forward:
+        h += f_bytes(3, a)
+    if forward_rate:
+        h += f_varint(4, forward_rate)
+    return f_bytes(1, h)
+
+
+def put_chunk(data):
+    crcs = b"".join(struct.pack("<I", crc32c(data[i:i + 65536])) for i in range(0, len(data), 65536))
+    return f_bytes(2, data) + (f_bytes(3, crcs) if crcs else b"")
+
+
+class Hostile(harness.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster_ = harness.Cluster(nodes=3, storage_flags=["--stream-idle-ms", str(IDLE_MS)]).start()
+        rows = cls.cluster_.status()
+        cls.meta = cls.cluster_.address
+        cls.meta_log = next(r["log"] for r in rows if r["name"] == "metadata")
+        cls.node = next(r for r in rows if r["name"] == "node-0")
+        cls.channels = {}
+
+    @classmethod
+    def tearDownClass(cls):
+        for ch in cls.channels.values():
+            ch.close()
+        problems = cls.cluster_.stop()
+        if problems:
+            raise AssertionError("cluster problems:\n" + "\n".join(problems))
+
+    def setUp(self):
+        self.cluster = self.cluster_
+        self.addCleanup(self.still_serving)
+
+    def channel(self, target):
+        if target not in self.channels:
+            self.channels[target] = grpc.insecure_channel(target, options=[
+                ("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)])
+        return self.channels[target]
+
+    def unary(self, target, method, body, timeout=20):
+        """Call with raw request bytes; returns (code, details, response bytes or None)."""
+        call = self.channel(target).unary_unary(method, request_serializer=None, response_deserializer=None)
+        try:
+            return grpc.StatusCode.OK, "", call(body, timeout=timeout)
+        except grpc.RpcError as e:
+            return e.code(), e.details() or "", None
+
+    def expect(self, target, method, body, code=grpc.StatusCode.INVALID_ARGUMENT, says=None):
+        got, details, _ = self.unary(target, method, body)
+        self.assertEqual(got, code, "%s: %s %r" % (method, got, details))
+        if says is not None:
+            self.assertIn(says, details, method)
+        self.assertNotIn("\n", details)
+        return details
+
+    def meta_call(self, name, body, **kw):
+        return self.expect(self.meta, "/dfs.v1.Metadata/" + name, body, **kw)
+
+    def storage_call(self, name, body, **kw):
+        return self.expect(self.node["address"], "/dfs.v1.Storage/" + name, body, **kw)
+
+    def still_serving(self):
+        """After every case: each daemon answers its health check and real work still works."""
+        for r in self.cluster.status():
+            self.assertEqual(r["state"], "running", "%s died" % r["name"])
+            self.assertEqual(grpcinspect.health_check(r["address"], ""), "SERVING", r["name"])
+        _, out, _ = self.dfs("ls")
+        self.assertIsInstance(out, str)
+
+    def log_has(self, path, text):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return text in f.read()
+
+    # ---- the Metadata service ----
+
+    def test_garbage_and_truncated_messages(self):
+        for method in ("CreateFile", "CommitFile", "ReportFragments", "GetFile"):
+            with self.subTest(method=method):
+                self.meta_call(method, b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", says="does not parse")
+        good = f_bytes(1, "/a/b") + f_varint(2, 1000)
+        for cut in (1, 3, len(good) - 1):
+            with self.subTest(cut=cut):
+                self.meta_call("CreateFile", good[:cut], says="does not parse")
+        # A string field sent as a varint, a group, a field number 0.
+        self.meta_call("GetFile", f_varint(1, 7), says="does not parse")
+        self.meta_call("GetFile", b"\x0b\x0c", says="does not parse")
+        self.meta_call("GetFile", b"\x00\x01", says="does not parse")
+        line = 'msg="request rejected" method=/dfs.v1.Metadata/GetFile'
+        harness.wait_until(lambda: self.log_has(self.meta_log, line), 10, "a log line for each rejected request")
+
+    def test_hostile_paths(self):
+        for path, says in ((b"/a/../../etc/passwd", "'..'"), (b"/a/./b", "'.'"), (b"", "empty path"),
+                           (b"/a\x00/../../b", "holds a NUL byte"), (b"/caf\xe9", "not valid UTF-8"),
+                           (b"/\xc0\xaf", "not valid UTF-8"), (b"/a\x1bb", "control character"),
+                           (b"/" + b"x" * 100000, "longer than"), (b"/" + b"d/" * 600 + b"f", "longer than")):
+            with self.subTest(path=path[:40]):
+                self.meta_call("CreateFile", f_bytes(1, path) + f_varint(2, 1), says=says)
+                self.meta_call("GetFile", f_bytes(1, path), says=says)
+                self.meta_call("DeleteFile", f_bytes(1, path), says=says)
+        self.meta_call("ListFiles", f_bytes(1, b"/a/../"), says="'..'")
+        self.meta_call("ListFiles", f_bytes(3, b"not//canonical"), says="page_token")
+
+    def test_redundancy_bounds(self):
+        create = lambda red, size=1000: f_bytes(1, "/r") + f_varint(2, size) + f_bytes(3, red)
+        cases = [
+            (f_varint(1, 1) + f_varint(2, 1000), "replicas must be 1..16, not 1000"),
+            (f_varint(1, 1) + f_varint(2, 3) + f_varint(3, 100000), "fragments must be 1..256"),
+            (f_varint(1, 2) + f_varint(4, 0) + f_varint(5, 2), "need at least 1 data fragment"),
+            (f_varint(1, 2) + f_varint(4, 1000) + f_varint(5, 1), "at most 32 in all"),
+            (f_varint(1, 2) + f_varint(4, 4) + f_varint(5, 2 ** 32 - 1), "at most 32 in all"),  # wraps to 3
+            (f_varint(1, 2) + f_varint(2, 3) + f_varint(4, 4) + f_varint(5, 2), "takes no replica"),
+            (f_varint(1, 7), "unknown redundancy scheme 7"),
+        ]
+        for red, says in cases:
+            with self.subTest(says=says):
+                self.meta_call("CreateFile", create(red), says=says)
+        self.meta_call("CreateFile", f_bytes(1, "/p") + f_varint(4, 99), says="unknown placement policy 99")
+        # Sizes: above INT64_MAX; a fragment no node stores (F=1, and with the cluster's F=4); a
+        # total that overflows (F=256 x k=16 of the largest fragments).
+        self.meta_call("CreateFile", f_bytes(1, "/s") + f_varint(2, 2 ** 63), says="too large")
+        self.meta_call("CreateFile", create(f_varint(2, 3) + f_varint(3, 1), size=2 ** 60),
+                       says="a storage node takes at most")
+        self.meta_call("CreateFile", f_bytes(1, "/s") + f_varint(2, 2 ** 62), says="a storage node takes at most")
+        # k=0 and F=0 are the cluster's defaults (proto3 has no "unset"): a plan of 4 fragments x 3.
+        code, details, resp = self.unary(self.meta, "/dfs.v1.Metadata/CreateFile",
+                                         create(f_varint(1, 1) + f_varint(2, 0) + f_varint(3, 0)))
+        self.assertEqual(code, grpc.StatusCode.OK, details)
+        pool = grpcinspect.Reflection(self.meta).pool_for("dfs.v1.Metadata")
+        info = grpcinspect.message_class(pool, "dfs.v1.CreateFileResponse").FromString(resp).file
+        self.assertEqual((info.redundancy.replicas, info.redundancy.fragments, len(info.fragments)), (3, 4, 4))
+        self.assertTrue(all(len(f.replicas) == 3 for f in info.fragments))
+        self.meta_call("AbortFile", f_bytes(1, info.file_id), code=grpc.StatusCode.OK)
+
+    def test_ids_counts_and_sizes(self):
+        frag = lambda i, nodes=(NODE,): f_bytes(3, f_varint(1, i) + b"".join(f_bytes(4, n) for n in nodes))
+        commit = lambda frags, sha=bytes(32): f_bytes(1, FILE_ID) + f_bytes(2, sha) + frags
+        self.meta_call("CommitFile", commit(frag(0), sha=b"short"), says="sha256 must be 32 bytes")
+        self.meta_call("CommitFile", commit(frag(0) + frag(0)), says="listed twice")
+        self.meta_call("CommitFile", commit(frag(0, (NODE, NODE))), says="listed twice")
+        self.meta_call("CommitFile", commit(frag(0, ("../../x",))), says="is not an id")
+        # 100,000 fragments in one commit (a 2 MB message): counted and refused, not stored.
+        self.meta_call("CommitFile", commit(frag(1) * 100000), says="1..256 fragments")
+        # 200,000 corrupt ids in one report (8 MB).
+        report = f_bytes(1, NODE) + f_bytes(2, FRAG) * 200000
+        self.meta_call("ReportFragments", report, says="at most 100000")
+        self.meta_call("ReportFragments", f_bytes(1, NODE) + f_bytes(2, "zz"), says="invalid fragment id")
+        self.meta_call("AbortFile", f_bytes(1, FILE_ID.upper()), says="is not an id")
+        self.meta_call("ReplaceTarget", f_bytes(1, FILE_ID) + f_varint(2, 2 ** 32 - 1) + f_bytes(3, NODE),
+                       says="fragment_index")
+        self.meta_call("RegisterNode", f_bytes(1, NODE) + f_bytes(2, "127.0.0.1:1") + f_bytes(3, "z\tone"),
+                       says="control character")
+        self.meta_call("RegisterNode", f_bytes(1, NODE) + f_bytes(2, "no port"), says="host:port")
+        self.meta_call("Heartbeat", f_bytes(1, NODE) + f_varint(2, 2 ** 64 - 1), says="usage figure")
+        self.meta_call("SetNodeState", f_bytes(1, "00") + f_varint(2, 3), says="not NODE_DEAD")
+        self.meta_call("SetNodeState", f_bytes(1, "") + f_varint(2, 1), says="prefix of one")
+        self.meta_call("GetHealth", f_varint(2, 2 ** 32 - 1), says="at most 10000")
+        # Larger than any message the servers take (32 MiB): gRPC's own limit answers.
+        self.meta_call("GetFile", f_bytes(1, b"x" * (33 << 20)), code=grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+    # ---- the Storage service ----
+
+    def test_storage_unary_requests(self):
+        for fid, says in (("../../../../etc/passwd", "invalid fragment id"), (FRAG.upper(), "invalid fragment id"),
+                          ("", "invalid fragment id"), (FRAG + "\x00/../x", "holds a NUL byte")):
+            with self.subTest(id=fid):
+                for method in ("DeleteFragment", "StatFragment", "GetFragment"):
+                    self.storage_call(method, f_bytes(1, fid), says=says)
+                self.storage_call("RepairFragment", f_bytes(1, fid), says=says.replace("invalid fragment id",
+                                                                                         "is not a fragment id"))
+        # A range past the end of a fragment that is not there; far past any end.
+        self.storage_call("GetFragment", f_bytes(1, FRAG) + f_varint(2, 2 ** 64 - 1), code=grpc.StatusCode.NOT_FOUND)
+        repair = f_bytes(1, FRAG) + f_varint(2, 1 << 20)
+        self.storage_call("RepairFragment", repair + f_bytes(4, "127.0.0.1:1") * 300, says="at most 256")
+        self.storage_call("RepairFragment", repair + f_bytes(4, "bad host:1"), says="is not a host:port")
+        rebuild = f_varint(1, 4) + f_varint(2, 2 ** 32 - 1) + f_varint(3, 1 << 18) + f_varint(4, 1)
+        self.storage_call("RepairFragment", repair + f_bytes(5, rebuild), says="K+M <= 32")
+        self.storage_call("DeleteFragment", b"\x12\x05", says="does not parse")
+
+    def put(self, messages, timeout=30):
+        """A PutFragment stream of raw messages; returns (code, details)."""
+        call = self.channel(self.node["address"]).stream_unary(
+            "/dfs.v1.Storage/PutFragment", request_serializer=None, response_deserializer=None)
+        try:
+            call(iter(messages), timeout=timeout)
+            return grpc.StatusCode.OK, ""
+        except grpc.RpcError as e:
+            return e.code(), e.details() or ""
+
+    def test_put_fragment_streams(self):
+        hello = put_chunk(b"hello")
+        cases = [
+            ([hello], "carries no header"),
+            ([put_header(fragment_id="../x") + hello], "invalid fragment id"),
+            ([put_header(fragment_id=FRAG + "\x00x") + hello], "holds a NUL byte"),
+            ([put_header(size=2 ** 64 - 1)], "is above the largest"),
+            ([put_header(forward=["127.0.0.1:%d" % (7000 + i) for i in range(17)]) + hello], "at most 16"),
+            ([put_header(forward=["127.0.0.1:7001", "127.0.0.1:7001"]) + hello], "twice"),
+            ([put_header(forward=["127.0.0.1:7001"], forward_rate=1) + hello], "forward_rate 1"),
+            ([put_header(size=2 << 20) + put_chunk(b"\0" * (2 << 20))], "at most 1048576"),
+            ([put_header() + f_bytes(2, b"hello")], "need 1 crcs"),
+            ([put_header() + hello, put_header() + hello], "only the first may"),
+            ([put_header() + b"\x12\x64abc"], "does not parse"),
+            ([put_header() + hello + f_bytes(3, b"\0" * 4 * 600)], "more than"),
+        ]
+        for messages, says in cases:
+            with self.subTest(says=says):
+                code, details = self.put(messages)
+                self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT, details)
+                self.assertIn(says, details)
+        # The well-formed put still works, and stores exactly that.
+        self.assertEqual(self.put([put_header() + hello])[0], grpc.StatusCode.OK)
+        _, _, resp = self.unary(self.node["address"], "/dfs.v1.Storage/StatFragment", f_bytes(1, FRAG))
+        self.assertIn(f_varint(2, 5), resp)
+        self.storage_call("DeleteFragment", f_bytes(1, FRAG), code=grpc.StatusCode.OK)
+
+    def test_put_that_stalls_is_cut_off(self):
+        """Header and a chunk, then nothing, no half-close and no deadline: the node gives the call up
+        after its idle limit (DEADLINE_EXCEEDED), keeps nothing, and takes the next put at once."""
+        release = threading.Event()
+
+        def stalling():
+            yield put_header(size=3 << 20) + put_chunk(b"\1" * (1 << 20))
+            release.wait(120)
+
+        call = self.channel(self.node["address"]).stream_unary(
+            "/dfs.v1.Storage/PutFragment", request_serializer=None, response_deserializer=None)
+        future = call.future(stalling())  # no timeout: the client sets no deadline
+        try:
+            err = future.exception(timeout=60)
+        finally:
+            release.set()
+        self.assertIsNotNone(err, "the stalled put was not cut off")
+        self.assertEqual(err.code(), grpc.StatusCode.DEADLINE_EXCEEDED, err.details())
+        self.assertIn("sent nothing for %d ms" % IDLE_MS, err.details())
+        self.storage_call("StatFragment", f_bytes(1, FRAG), code=grpc.StatusCode.NOT_FOUND)
+        line = 'msg="stalled stream cancelled" method=/dfs.v1.Storage/PutFragment'
+        self.assertTrue(self.log_has(self.node["log"], line))
+
+    def test_reader_that_stalls_is_cut_off(self):
+        """A GetFragment nobody reads: once the windows are full the node stops waiting for the
+        reader and drops the call (its file with it); reading later ends early, not with OK."""
+        src = harness.random_file(self.tmp("big"), 48 << 20, seed=9)
+        self.dfs("put", "--replicas", "1", "--fragments", "1", src, "/big")
+        pool = grpcinspect.Reflection(self.meta).pool_for("dfs.v1.Metadata")
+        _, _, resp = self.unary(self.meta, "/dfs.v1.Metadata/GetFile", f_bytes(1, "/big"))
+        info = grpcinspect.message_class(pool, "dfs.v1.GetFileResponse").FromString(resp).file
+        rep = info.fragments[0].replicas[0]
+        log = next(r["log"] for r in self.cluster.status() if r["address"] == rep.address)
+        stream = self.channel(rep.address).unary_stream(
+            "/dfs.v1.Storage/GetFragment", request_serializer=None, response_deserializer=None)(
+            f_bytes(1, info.fragments[0].fragment_id))
+        line = 'msg="stalled stream cancelled" method=/dfs.v1.Storage/GetFragment'
+        harness.wait_until(lambda: self.log_has(log, line), 60, "the node to give the stalled reader up")
+        got = 0
+        with self.assertRaises(grpc.RpcError) as cm:
+            for msg in stream:
+                got += len(msg)
+        self.assertIn(cm.exception.code(), (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED))
+        self.assertLess(got, 48 << 20)
+        # The file itself is intact for a reader that reads.
+        self.dfs("get", "/big", self.tmp("big.out"))
+        self.assertEqual(harness.sha256(self.tmp("big.out")), harness.sha256(src))
+        self.dfs("rm", "/big")
+
+
+if __name__ == "__main__":
+    harness.main()
