@@ -448,10 +448,8 @@ int main(int argc, char **argv)
     int status = 1;
     int sig = 0;
     int64_t idle_ms = o.stream_idle_ms > 0 ? o.stream_idle_ms : -1; /* 0: never */
-    struct dfs_rpc_server_config scfg = {.listen = o.listen,
-                                         .threads = (int)o.threads,
-                                         .security = &sec,
-                                         .stream_idle_ms = idle_ms};
+    struct dfs_rpc_server_config scfg = {
+        .listen = o.listen, .threads = (int)o.threads, .security = &sec, .stream_idle_ms = idle_ms};
     /* The advertised address is also the service's loop check for chain puts; without
        --advertise it is known only once the port is bound (set below). */
     struct dfs_storage_service_config cfg = {.forward_rate = o.forward_rate,

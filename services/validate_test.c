@@ -309,16 +309,28 @@ static void test_storage_requests(void **state)
         snprintf(addrs[i], sizeof addrs[i], "127.0.0.1:%d", 7000 + i);
         fwd[i] = addrs[i];
     }
+    Dfs__V1__Ticket tickets[DFS_VALIDATE_FORWARD_MAX + 1];
+    Dfs__V1__Ticket *tptrs[DFS_VALIDATE_FORWARD_MAX + 1];
+    for (int i = 0; i <= DFS_VALIDATE_FORWARD_MAX; i++) {
+        dfs__v1__ticket__init(&tickets[i]);
+        tptrs[i] = &tickets[i];
+    }
     h.fragment_id = FRAG;
     h.size = DFS_FRAG_MAX_SIZE;
     h.forward = fwd;
     h.n_forward = DFS_VALIDATE_FORWARD_MAX;
+    h.forward_tickets = tptrs;
+    h.n_forward_tickets = DFS_VALIDATE_FORWARD_MAX;
     h.forward_rate = DFS_VALIDATE_FORWARD_RATE_MIN;
     char *msg = NULL;
     expect(dfs_validate_fragment_header(&h, &msg), &msg, NULL);
+    /* One ticket per forward entry (each next node checks its own). */
+    h.n_forward_tickets = 1;
+    expect(dfs_validate_fragment_header(&h, &msg), &msg, "but 1 forward tickets (one each)");
     h.n_forward = DFS_VALIDATE_FORWARD_MAX + 1;
     expect(dfs_validate_fragment_header(&h, &msg), &msg, "at most 16 are allowed");
     h.n_forward = 2;
+    h.n_forward_tickets = 2;
     h.forward_rate = 1;
     expect(dfs_validate_fragment_header(&h, &msg), &msg, "forward_rate 1 is below 1024");
     h.forward_rate = 0;
@@ -328,6 +340,7 @@ static void test_storage_requests(void **state)
     expect(dfs_validate_fragment_header(&h, &msg), &msg,
            "forward[1] \"host:0\" is not a host:port");
     h.n_forward = 0;
+    h.n_forward_tickets = 0;
     h.size = DFS_FRAG_MAX_SIZE + 1;
     expect(dfs_validate_fragment_header(&h, &msg), &msg, "is above the largest");
     h.fragment_id = "../../../../etc/passwd";
@@ -362,11 +375,17 @@ static void test_repair(void **state)
     char *sources[] = {"127.0.0.1:7001", "bad host:1"};
     r.fragment_id = FRAG;
     r.size = 1 << 20;
+    Dfs__V1__Ticket t0 = DFS__V1__TICKET__INIT, t1 = DFS__V1__TICKET__INIT;
+    Dfs__V1__Ticket *tickets[] = {&t0, &t1};
     r.sources = sources;
     r.n_sources = 1;
+    r.source_tickets = tickets;
+    r.n_source_tickets = 1;
     char *msg = NULL;
     expect(dfs_validate_repair_fragment(&r, &msg), &msg, NULL);
     r.n_sources = 2;
+    expect(dfs_validate_repair_fragment(&r, &msg), &msg, "2 sources but 1 source tickets");
+    r.n_source_tickets = 2;
     expect(dfs_validate_repair_fragment(&r, &msg), &msg, "source 1 \"bad host:1\"");
     r.n_sources = DFS_VALIDATE_SOURCES_MAX + 1;
     expect(dfs_validate_repair_fragment(&r, &msg), &msg, "at most 256 are allowed");

@@ -8,8 +8,12 @@ K=0, sizes that overflow, bad ids, and streams that stall. Well-formed messages 
 types the servers themselves describe over reflection (tests/grpcinspect.py).
 """
 
+import hashlib
+import hmac
+import sqlite3
 import struct
 import threading
+import time
 
 import grpcinspect  # first: may re-run this test under /usr/bin/python3
 import grpc
@@ -57,12 +61,32 @@ def crc32c(data):
     return crc ^ 0xFFFFFFFF
 
 
-def put_header(fragment_id=FRAG, size=5, forward=(), forward_rate=0):
+# Ticket operations (dfs.v1.TicketOp).
+PUT, GET, DELETE, STAT = 1, 2, 3, 4
+
+
+def make_ticket(master, op, fragment_id, node_id, ttl_ms=3600 * 1000):
+    """A dfs.v1.Ticket's bytes, signed as common/ticket.h says (an independent implementation)."""
+    key = hmac.new(master, b"dfs-node-key-v1\0" + node_id.encode(), hashlib.sha256).digest()
+    expires = int(time.time() * 1000) + ttl_ms
+    file_id = fragment_id[:32]
+    canon = b"\0".join([b"dfs-ticket-v1", str(op).encode(), file_id.encode(), fragment_id.encode(),
+                        node_id.encode(), str(expires).encode()])
+    mac = hmac.new(key, canon, hashlib.sha256).digest()
+    return (f_varint(1, op) + f_bytes(2, file_id) + f_bytes(3, fragment_id) + f_bytes(4, node_id) +
+            f_varint(5, expires) + f_bytes(6, mac))
+
+
+def put_header(fragment_id=FRAG, size=5, forward=(), forward_rate=0, ticket=b""):
     h = f_bytes(1, fragment_id) + f_varint(2, size)
     for a in forward:
         h += f_bytes(3, a)
     if forward_rate:
         h += f_varint(4, forward_rate)
+    if ticket:
+        h += f_bytes(5, ticket)
+    for _ in forward:  # one (unchecked here) ticket per forward entry, as the form requires
+        h += f_bytes(6, ticket)
     return f_bytes(1, h)
 
 
@@ -80,6 +104,17 @@ class Hostile(harness.TestCase):
         cls.meta_log = next(r["log"] for r in rows if r["name"] == "metadata")
         cls.node = next(r for r in rows if r["name"] == "node-0")
         cls.channels = {}
+        with open(cls.cluster_.admin_token_file) as f:
+            cls.token = f.read().strip()
+        # The catalog's master key (the test reads it as an operator could): tickets of our own.
+        db = sqlite3.connect("file:%s?mode=ro" % cls.cluster_.path("metadata", "catalog.db"), uri=True)
+        cls.master = db.execute("SELECT value FROM secrets WHERE name = 'ticket_master_key'").fetchone()[0]
+        db.close()
+        with open(cls.cluster_.path("node-0", "data", "node.id")) as f:
+            cls.node_id = f.read().strip()
+
+    def ticket(self, op, fragment_id=FRAG):
+        return make_ticket(self.master, op, fragment_id, self.node_id)
 
     @classmethod
     def tearDownClass(cls):
@@ -103,7 +138,8 @@ class Hostile(harness.TestCase):
         """Call with raw request bytes; returns (code, details, response bytes or None)."""
         call = self.channel(target).unary_unary(method, request_serializer=None, response_deserializer=None)
         try:
-            return grpc.StatusCode.OK, "", call(body, timeout=timeout)
+            return grpc.StatusCode.OK, "", call(body, timeout=timeout,
+                                                metadata=[("authorization", "Bearer " + self.token)])
         except grpc.RpcError as e:
             return e.code(), e.details() or "", None
 
@@ -230,10 +266,12 @@ class Hostile(harness.TestCase):
                 self.storage_call("RepairFragment", f_bytes(1, fid), says=says.replace("invalid fragment id",
                                                                                          "is not a fragment id"))
         # A range past the end of a fragment that is not there; far past any end.
-        self.storage_call("GetFragment", f_bytes(1, FRAG) + f_varint(2, 2 ** 64 - 1), code=grpc.StatusCode.NOT_FOUND)
+        self.storage_call("GetFragment", f_bytes(1, FRAG) + f_varint(2, 2 ** 64 - 1) + f_bytes(4, self.ticket(GET)),
+                          code=grpc.StatusCode.NOT_FOUND)
         repair = f_bytes(1, FRAG) + f_varint(2, 1 << 20)
         self.storage_call("RepairFragment", repair + f_bytes(4, "127.0.0.1:1") * 300, says="at most 256")
-        self.storage_call("RepairFragment", repair + f_bytes(4, "bad host:1"), says="is not a host:port")
+        self.storage_call("RepairFragment", repair + f_bytes(4, "bad host:1") + f_bytes(7, b""),
+                          says="is not a host:port")
         rebuild = f_varint(1, 4) + f_varint(2, 2 ** 32 - 1) + f_varint(3, 1 << 18) + f_varint(4, 1)
         self.storage_call("RepairFragment", repair + f_bytes(5, rebuild), says="K+M <= 32")
         self.storage_call("DeleteFragment", b"\x12\x05", says="does not parse")
@@ -250,30 +288,41 @@ class Hostile(harness.TestCase):
 
     def test_put_fragment_streams(self):
         hello = put_chunk(b"hello")
+        tk = self.ticket(PUT)  # form errors are found before the ticket is looked at
+
+        def hdr(**kw):
+            return put_header(ticket=tk, **kw)
+
         cases = [
             ([hello], "carries no header"),
-            ([put_header(fragment_id="../x") + hello], "invalid fragment id"),
-            ([put_header(fragment_id=FRAG + "\x00x") + hello], "holds a NUL byte"),
-            ([put_header(size=2 ** 64 - 1)], "is above the largest"),
-            ([put_header(forward=["127.0.0.1:%d" % (7000 + i) for i in range(17)]) + hello], "at most 16"),
-            ([put_header(forward=["127.0.0.1:7001", "127.0.0.1:7001"]) + hello], "twice"),
-            ([put_header(forward=["127.0.0.1:7001"], forward_rate=1) + hello], "forward_rate 1"),
-            ([put_header(size=2 << 20) + put_chunk(b"\0" * (2 << 20))], "at most 1048576"),
-            ([put_header() + f_bytes(2, b"hello")], "need 1 crcs"),
-            ([put_header() + hello, put_header() + hello], "only the first may"),
-            ([put_header() + b"\x12\x64abc"], "does not parse"),
-            ([put_header() + hello + f_bytes(3, b"\0" * 4 * 600)], "more than"),
+            ([hdr(fragment_id="../x") + hello], "invalid fragment id"),
+            ([hdr(fragment_id=FRAG + "\x00x") + hello], "holds a NUL byte"),
+            ([hdr(size=2 ** 64 - 1)], "is above the largest"),
+            ([hdr(forward=["127.0.0.1:%d" % (7000 + i) for i in range(17)]) + hello], "at most 16"),
+            ([hdr(forward=["127.0.0.1:7001", "127.0.0.1:7001"]) + hello], "twice"),
+            ([hdr(forward=["127.0.0.1:7001"], forward_rate=1) + hello], "forward_rate 1"),
+            ([hdr(size=2 << 20) + put_chunk(b"\0" * (2 << 20))], "at most 1048576"),
+            ([hdr() + f_bytes(2, b"hello")], "need 1 crcs"),
+            ([hdr() + hello, hdr() + hello], "only the first may"),
+            ([hdr() + b"\x12\x64abc"], "does not parse"),
+            ([hdr() + hello + f_bytes(3, b"\0" * 4 * 600)], "more than"),
         ]
         for messages, says in cases:
             with self.subTest(says=says):
                 code, details = self.put(messages)
                 self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT, details)
                 self.assertIn(says, details)
-        # The well-formed put still works, and stores exactly that.
-        self.assertEqual(self.put([put_header() + hello])[0], grpc.StatusCode.OK)
-        _, _, resp = self.unary(self.node["address"], "/dfs.v1.Storage/StatFragment", f_bytes(1, FRAG))
+        # Without a ticket, or with one for another operation, the well-formed put is refused.
+        for t in (b"", self.ticket(GET)):
+            code, details = self.put([put_header(ticket=t) + hello])
+            self.assertEqual(code, grpc.StatusCode.PERMISSION_DENIED, details)
+        # With its ticket the well-formed put works, and stores exactly that.
+        self.assertEqual(self.put([hdr() + hello])[0], grpc.StatusCode.OK)
+        _, _, resp = self.unary(self.node["address"], "/dfs.v1.Storage/StatFragment",
+                                f_bytes(1, FRAG) + f_bytes(2, self.ticket(STAT)))
         self.assertIn(f_varint(2, 5), resp)
-        self.storage_call("DeleteFragment", f_bytes(1, FRAG), code=grpc.StatusCode.OK)
+        self.storage_call("DeleteFragment", f_bytes(1, FRAG) + f_bytes(2, self.ticket(DELETE)),
+                          code=grpc.StatusCode.OK)
 
     def test_put_that_stalls_is_cut_off(self):
         """Header and a chunk, then nothing, no half-close and no deadline: the node gives the call up
@@ -281,7 +330,7 @@ class Hostile(harness.TestCase):
         release = threading.Event()
 
         def stalling():
-            yield put_header(size=3 << 20) + put_chunk(b"\1" * (1 << 20))
+            yield put_header(size=3 << 20, ticket=self.ticket(PUT)) + put_chunk(b"\1" * (1 << 20))
             release.wait(120)
 
         call = self.channel(self.node["address"]).stream_unary(
@@ -294,7 +343,8 @@ class Hostile(harness.TestCase):
         self.assertIsNotNone(err, "the stalled put was not cut off")
         self.assertEqual(err.code(), grpc.StatusCode.DEADLINE_EXCEEDED, err.details())
         self.assertIn("sent nothing for %d ms" % IDLE_MS, err.details())
-        self.storage_call("StatFragment", f_bytes(1, FRAG), code=grpc.StatusCode.NOT_FOUND)
+        self.storage_call("StatFragment", f_bytes(1, FRAG) + f_bytes(2, self.ticket(STAT)),
+                          code=grpc.StatusCode.NOT_FOUND)
         line = 'msg="stalled stream cancelled" method=/dfs.v1.Storage/PutFragment'
         self.assertTrue(self.log_has(self.node["log"], line))
 
@@ -310,7 +360,7 @@ class Hostile(harness.TestCase):
         log = next(r["log"] for r in self.cluster.status() if r["address"] == rep.address)
         stream = self.channel(rep.address).unary_stream(
             "/dfs.v1.Storage/GetFragment", request_serializer=None, response_deserializer=None)(
-            f_bytes(1, info.fragments[0].fragment_id))
+            f_bytes(1, info.fragments[0].fragment_id) + f_bytes(4, rep.ticket.SerializeToString()))
         line = 'msg="stalled stream cancelled" method=/dfs.v1.Storage/GetFragment'
         harness.wait_until(lambda: self.log_has(log, line), 60, "the node to give the stalled reader up")
         got = 0
