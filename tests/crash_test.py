@@ -511,8 +511,8 @@ class StorageDiskFull(harness.TestCase):
     def small_cluster(self, nodes):
         """A cluster whose last node keeps its data on a SMALL-byte file system."""
         c = harness.Cluster(nodes=nodes - 1, metadata_flags=["--heartbeat-ms", "200"])
-        self.addCleanup(self._finish_cluster, c)
         mount_small_fs(self, c.path("node-%d" % (nodes - 1), "data"), self.SMALL)
+        self.addCleanup(self._finish_cluster, c)  # cleanups run last first: stopped, then unmounted
         c.start()
         self.cluster = c
         c.start_node(nodes - 1)
@@ -588,8 +588,8 @@ class StorageDiskFull(harness.TestCase):
 class MetadataDiskFull(harness.TestCase):
     def test_catalog_disk_full_gives_a_clear_error_and_stays_intact(self):
         c = harness.Cluster(nodes=3)
-        self.addCleanup(self._finish_cluster, c)
         mount_small_fs(self, c.path("metadata"), 4 << 20)
+        self.addCleanup(self._finish_cluster, c)  # cleanups run last first: stopped, then unmounted
         c.start()
         self.cluster = c
         src = harness.random_file(self.tmp("f"), 1000, seed=5)
