@@ -702,8 +702,11 @@ static int commit_file(struct put_job *job, const uint8_t sha[DFS_SHA256_BYTES],
         req.fragments = cfp;
         req.n_fragments = nf;
         Dfs__V1__CommitFileResponse *resp = NULL;
+        /* Retried while the service restarts: a commit that took effect but whose answer was
+           lost succeeds again (the catalog accepts the same commit twice), so a put in flight
+           through a restart still completes instead of leaving the user unsure. */
         rc = dfs_meta_call(job->meta, "CommitFile", &req.base,
-                           &dfs__v1__commit_file_response__descriptor, false, &resp, errmsg);
+                           &dfs__v1__commit_file_response__descriptor, true, &resp, errmsg);
         if (rc == DFS_OK) {
             *committed = resp->file;
             resp->file = NULL;

@@ -1909,12 +1909,39 @@ static int remove_file(dfs_catalog *cat, const char *file_id, int64_t now_ms, ch
     return rc;
 }
 
+/*
+ * Whether f is the committed result of this very commit request: the client's retry of a commit
+ * whose answer it lost (the service restarted between the commit and its reply).
+ */
+static bool same_commit(const struct dfs_file_rec *f, const uint8_t *sha256,
+                        const struct dfs_commit_fragment *frags, size_t nfrags)
+{
+    if (f->state != DFS_FILE_COMMITTED || nfrags != f->nfragments || frags == NULL ||
+        memcmp(f->sha256, sha256, DFS_SHA256_LEN) != 0)
+        return false;
+    for (size_t i = 0; i < nfrags; i++)
+        if (frags[i].index >= f->nfragments ||
+            f->fragments[frags[i].index].checksum != frags[i].checksum)
+            return false;
+    return true;
+}
+
 static int commit_locked(dfs_catalog *cat, const char *file_id, const uint8_t *sha256,
                          const struct dfs_commit_fragment *frags, size_t nfrags, int64_t now_ms,
-                         struct dfs_file_rec **out, char **replaced, char **errmsg)
+                         struct dfs_file_rec **out, char **replaced, bool *again, char **errmsg)
 {
     struct dfs_file_rec *f = NULL, *old = NULL;
-    int rc = find_pending(cat, file_id, now_ms, &f, errmsg);
+    int rc = find_file(cat, S_FILE_GET_ID, file_id, true, &f, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    if (f != NULL && same_commit(f, sha256, frags, nfrags)) {
+        *again = true;
+        *out = f;
+        return DFS_OK;
+    }
+    dfs_catalog_file_rec_free(f);
+    f = NULL;
+    rc = find_pending(cat, file_id, now_ms, &f, errmsg);
     if (rc != DFS_OK)
         return rc;
     rc = validate_commit(f, frags, nfrags, errmsg);
@@ -1969,12 +1996,13 @@ int dfs_catalog_file_commit(dfs_catalog *cat, const char *file_id,
         return dfs_seterr(errmsg, DFS_EINVAL, "commit without a SHA-256");
     struct dfs_file_rec *f = NULL;
     char *replaced = NULL;
+    bool again = false;
     lock(cat);
     rc = tx_begin(cat, true, errmsg);
     if (rc == DFS_OK)
         rc = tx_end(cat,
                     commit_locked(cat, file_id, sha256, fragments, nfragments, now_ms, &f,
-                                  &replaced, errmsg),
+                                  &replaced, &again, errmsg),
                     errmsg);
     unlock(cat);
     if (rc != DFS_OK) {
@@ -1982,8 +2010,11 @@ int dfs_catalog_file_commit(dfs_catalog *cat, const char *file_id,
         free(replaced);
         return rc;
     }
-    dfs_log(DFS_LOG_INFO, "file committed id=%s path=%s size=%" PRIu64 " replaced=%s", f->file_id,
-            f->path, f->size, replaced == NULL ? "none" : replaced);
+    if (again)
+        dfs_log(DFS_LOG_INFO, "file commit repeated id=%s path=%s", f->file_id, f->path);
+    else
+        dfs_log(DFS_LOG_INFO, "file committed id=%s path=%s size=%" PRIu64 " replaced=%s",
+                f->file_id, f->path, f->size, replaced == NULL ? "none" : replaced);
     free(replaced);
     *out = f;
     return DFS_OK;

@@ -362,10 +362,13 @@ struct dfs_commit_fragment {
  *   - planned targets that did not acknowledge are dropped from the layout and queued for deletion;
  *   - the file records sha256 and checksums and becomes committed at now_ms.
  *
+ * A commit of a file already committed with this same SHA-256 and these fragment checksums (a
+ * client retrying a commit whose answer was lost) succeeds again and changes nothing.
+ *
  * On success *out is the committed file with its layout, freed with dfs_catalog_file_rec_free.
  * Errors (the catalog is unchanged):
  *   DFS_ENOTFOUND  no file with that id
- *   DFS_EPRECOND   the file is already committed, or its pending time expired
+ *   DFS_EPRECOND   the file is already committed with other contents, or its pending time expired
  *   DFS_EINVAL     a fragment missing, repeated, out of range, of the wrong size, without nodes,
  *                  or acknowledged by a node that was not its target; sha256 NULL
  *   DFS_EEXIST     a committed file holds the path and the put did not ask to overwrite

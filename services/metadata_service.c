@@ -116,6 +116,10 @@ struct dfs_metadata_service {
     atomic_bool plan_kick;
     struct dfs_plan_result plan_sum;
     int64_t rebalance_last_ms;
+
+    /* When this process created the service. A node's silence while no metadata service ran is
+       no sign of its death: the liveness sweep counts silence from here at the earliest. */
+    int64_t created_ms;
 };
 
 /* Deletions sent per background round, and how long a failed one waits before the next try. */
@@ -2224,8 +2228,19 @@ void dfs_metadata_service_maintain(dfs_metadata_service *svc)
 {
     char *err = NULL;
     int64_t now = now_ms();
-    if (dfs_catalog_nodes_sweep(svc->cat, now, svc->cfg.suspect_after_ms, svc->cfg.dead_after_ms,
-                                NULL, NULL, &err) != DFS_OK) {
+    /*
+     * Liveness: a node is late when its last heartbeat is older than the timeout, but the catalog
+     * keeps the heartbeat times of the previous process, and the nodes could not reach anyone
+     * while no service ran. Counted from the latest heartbeat alone, an outage longer than the
+     * dead timeout would declare every node dead at once and queue a repair of every fragment.
+     * So the silence counts from this process's start at the earliest: no node turns suspect
+     * (dead) before the service has been up for the suspect (dead) timeout.
+     */
+    int64_t up = now - svc->created_ms;
+    int64_t dead_after = up < svc->cfg.dead_after_ms ? INT64_MAX : svc->cfg.dead_after_ms;
+    if (up >= svc->cfg.suspect_after_ms &&
+        dfs_catalog_nodes_sweep(svc->cat, now, svc->cfg.suspect_after_ms, dead_after, NULL, NULL,
+                                &err) != DFS_OK) {
         dfs_log(DFS_LOG_WARN, "liveness sweep failed err=\"%s\"", err);
         free(err);
         err = NULL;
@@ -2299,6 +2314,7 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     svc->cat = cat;
     svc->cfg = *cfg;
+    svc->created_ms = now_ms();
     struct dfs_metadata_config *c = &svc->cfg;
     if (c->default_replicas == 0)
         c->default_replicas = 3;
