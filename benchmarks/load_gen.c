@@ -37,6 +37,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "services/rpc/client.h"
 #include "services/rpc/grpclog.h"
+#include "services/rpc/security.h"
 #include "services/rpc/server.h"
 
 #include <errno.h>
@@ -153,9 +154,23 @@ static void errors_add(struct errors *e, const char *what, const char *msg)
 
 /* ---- the connection, in one place (authentication will add its token here) ---- */
 
+/*
+ * One client's connection: plaintext to the local cluster, presenting the token in
+ * $DFS_TOKEN_FILE (what benchmarks/load and the tests set; the cluster's admin token).
+ */
 static int connect_metadata(const char *addr, dfs_meta **out, char **errmsg)
 {
-    return dfs_meta_open(addr, META_TIMEOUT_MS, out, errmsg);
+    const char *file = getenv("DFS_TOKEN_FILE");
+    char *token = NULL;
+    if (file != NULL && file[0] != '\0') {
+        int rc = dfs_rpc_token_read_file(file, &token, errmsg);
+        if (rc != DFS_OK)
+            return rc;
+    }
+    struct dfs_rpc_channel_opts opts = {.token = token};
+    int rc = dfs_meta_open(addr, META_TIMEOUT_MS, &opts, out, errmsg);
+    free(token);
+    return rc;
 }
 
 /* ---- content: reproducible bytes and their SHA-256 ---- */
@@ -708,8 +723,8 @@ static int rpc_ceiling(const struct opts *o)
         resp_desc = &grpc__health__v1__health_check_response__descriptor;
     } else {
         struct dfs_rpc_server_config cfg = {.listen = "127.0.0.1:0", .threads = 4};
-        struct dfs_rpc_method m = {method, DFS_RPC_UNARY, &dfs__v1__stat_request__descriptor,
-                                   ping_handler, NULL};
+        struct dfs_rpc_method m = {method,       DFS_RPC_UNARY, &dfs__v1__stat_request__descriptor,
+                                   ping_handler, NULL,          0};
         if (dfs_rpc_server_create(&cfg, &srv, &err) != DFS_OK ||
             dfs_rpc_server_add_method(srv, &m, &err) != DFS_OK ||
             dfs_rpc_server_start(srv, &err) != DFS_OK) {

@@ -1350,12 +1350,23 @@ static void test_list_pagination_and_prefixes(void **state)
 {
     struct fx *fx = *state;
     register_nodes(fx, NNODES, T0);
-    const char *paths[] = {"/a",   "/a/x", "/a/y",  "/ab",       "/a%b", "/a_b",
-                           "/b/c", "/A",   "/\xff", "/\xff\xff", "/z"};
+    const char *paths[] = {"/a",
+                           "/a/x",
+                           "/a/y",
+                           "/ab",
+                           "/a%b",
+                           "/a_b",
+                           "/b/c",
+                           "/A",
+                           "/\xf4\x8f\xbf\xbf",
+                           "/\xf4\x8f\xbf\xbf\xf4\x8f\xbf\xbf",
+                           "/z"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
         dfs_catalog_file_rec_free(put(fx, paths[i], 10, false, T0));
-    /* Byte order: 'A' 0x41 < 'a'; '%' 0x25 < '/' 0x2f < '_' 0x5f < 'b' 0x62; 0xff last. */
-    const char *all = "/A /a /a%b /a/x /a/y /a_b /ab /b/c /z /\xff /\xff\xff";
+    /* Byte order: 'A' 0x41 < 'a'; '%' 0x25 < '/' 0x2f < '_' 0x5f < 'b' 0x62; U+10FFFF (the
+       highest bytes valid UTF-8 paths hold) last. */
+    const char *all =
+        "/A /a /a%b /a/x /a/y /a_b /ab /b/c /z /\xf4\x8f\xbf\xbf /\xf4\x8f\xbf\xbf\xf4\x8f\xbf\xbf";
     for (size_t page = 1; page <= 12; page++)
         expect_list(fx, "/", page, all);
     expect_list(fx, "/a", 2, "/a /a%b /a/x /a/y /a_b /ab");
@@ -1365,7 +1376,7 @@ static void test_list_pagination_and_prefixes(void **state)
     expect_list(fx, "/a/x", 10, "/a/x");
     expect_list(fx, "/a/x/", 10, "");
     expect_list(fx, "/b", 10, "/b/c");
-    expect_list(fx, "/\xff", 1, "/\xff /\xff\xff");
+    expect_list(fx, "/\xf4\x8f\xbf\xbf", 1, "/\xf4\x8f\xbf\xbf /\xf4\x8f\xbf\xbf\xf4\x8f\xbf\xbf");
     expect_list(fx, "/q", 10, "");
 
     /* Exactly a page: the last page says no more. */
