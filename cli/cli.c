@@ -183,8 +183,9 @@ static int usage_error(const char *fmt, const char *arg)
 static int parse_u32(const char *flag, const char *v, uint32_t lo, uint32_t hi, uint32_t *out)
 {
     char *end = NULL;
-    unsigned long x = strtoul(v, &end, 10);
-    if (end == v || *end != '\0' || v[0] == '-' || x < lo || x > hi) {
+    /* Digits only: strtoul alone would also take " 5", "+5" and "-5" (as a huge number). */
+    unsigned long x = v[0] >= '0' && v[0] <= '9' ? strtoul(v, &end, 10) : 0;
+    if (end == NULL || *end != '\0' || x < lo || x > hi) {
         fprintf(stderr, "dfs: %s must be a whole number from %u to %u, not '%s' (see dfs --help)\n",
                 flag, lo, hi, v);
         return -1;
@@ -546,6 +547,13 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
     if ((given & F_EC) && cli.chain) {
         fprintf(stderr, "dfs: --replication chain is for replicated files, not --ec (see dfs "
                         "--help)\n");
+        return DFS_EXIT_USAGE;
+    }
+    /* A chain's nodes pace each hop at --throttle; the nodes refuse rates below 1 KiB/s (a 1 MiB
+       chunk would hold a put for hours: services/validate.h). */
+    if (cli.chain && cli.link_rate > 0 && cli.link_rate < 1024) {
+        fprintf(stderr, "dfs: --replication chain needs a --throttle of at least 1K (1024 "
+                        "bytes/s) (see dfs --help)\n");
         return DFS_EXIT_USAGE;
     }
     if ((given & F_EC) && (given & (F_REPLICAS | F_FRAGMENTS))) {

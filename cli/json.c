@@ -1,7 +1,10 @@
 /* A streaming JSON writer. */
 #include "cli/json.h"
 
+#include "common/utf8.h"
+
 #include <math.h>
+#include <string.h>
 
 void dfs_json_init(dfs_json *j, FILE *out)
 {
@@ -56,20 +59,6 @@ void dfs_json_end_array(dfs_json *j)
         j->depth--;
 }
 
-/* Length of a valid UTF-8 sequence at p (1..4), or 0 when it is not one. */
-static int utf8_len(const unsigned char *p)
-{
-    if (p[0] < 0x80)
-        return 1;
-    int n = (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3 : (p[0] & 0xf8) == 0xf0 ? 4 : 0;
-    if (n == 0 || (n == 2 && p[0] < 0xc2) || (n == 4 && p[0] > 0xf4))
-        return 0;
-    for (int i = 1; i < n; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    return n;
-}
-
 static void write_string(FILE *out, const char *s)
 {
     fputc('"', out);
@@ -90,12 +79,14 @@ static void write_string(FILE *out, const char *s)
             fprintf(out, "\\u%04x", c);
             p++;
         } else {
-            int n = utf8_len(p);
+            /* Overlong forms, surrogates and code points above U+10FFFF are not UTF-8 either
+               (common/utf8.h): a strict JSON reader refuses them (found by fuzz/http). */
+            size_t n = dfs_utf8_char_len((const char *)p, strnlen((const char *)p, 4));
             if (n == 0) {
                 fputs("\\ufffd", out);
                 p++;
             } else {
-                fwrite(p, 1, (size_t)n, out);
+                fwrite(p, 1, n, out);
                 p += n;
             }
         }

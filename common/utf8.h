@@ -13,4 +13,10 @@
  */
 bool dfs_utf8_valid(const char *s, size_t len, size_t *bad_at);
 
+/*
+ * Length (1..4) of the well-formed UTF-8 sequence that starts s[0..len), or 0 when none does
+ * (by the same rules; len 0 is 0). For writers that replace what is not UTF-8 and copy the rest.
+ */
+size_t dfs_utf8_char_len(const char *s, size_t len);
+
 #endif /* DFS_COMMON_UTF8_H */

@@ -39,8 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         dfs_frag_header_encode(&h, again);
         struct dfs_frag_header h2;
         if (dfs_frag_header_decode(again, &h2) != NULL || h2.size != h.size ||
-            h2.nblocks != h.nblocks || h2.checksum != h.checksum ||
-            h2.stored_ms != h.stored_ms || strcmp(h2.id, h.id) != 0)
+            h2.nblocks != h.nblocks || h2.checksum != h.checksum || h2.stored_ms != h.stored_ms ||
+            strcmp(h2.id, h.id) != 0)
             broken("encode(decode(x)) does not decode to the same header");
         bool reserved_zero = true;
         for (size_t i = 88; i < 124; i++)

@@ -1,14 +1,21 @@
 /*
  * Fuzz target: what the HTTP gateway reads from a request before anything reaches the cluster
- * (gateway/): the Range header, percent-decoding of paths and query values, and the store
- * parameters (replicas, fragments, ec, policy, overwrite). Input: a selector byte, 8 bytes of a
- * file size, then text; for the parameters the text is cut at NUL bytes into the five values.
+ * (gateway/): the Range header, percent-decoding of paths and query values, the store
+ * parameters (replicas, fragments, ec, policy, overwrite), and the JSON body of an experiment
+ * start (a hand-written parser whose knobs become a child process's arguments); and what it writes
+ * back: JSON strings holding whatever a path held (cli/json.h). Input: a selector byte, 8 bytes of
+ * a file size, then text; for the parameters the text is cut at NUL bytes into the five values.
  *
  * Invariants: a satisfiable range lies inside the file and is not empty; a decoded string holds
  * no NUL and is no longer than its input, and encoding a path then decoding it gives it back;
- * accepted parameters are within their documented bounds.
+ * accepted parameters are within their documented bounds; every accepted experiment knob passes
+ * the knob rules (so none can name the gateway's own --out or --bin, or start with '-'); a JSON
+ * string written is quoted, valid UTF-8 and free of raw control characters.
  */
+#include "cli/json.h"
 #include "common/err.h"
+#include "common/utf8.h"
+#include "gateway/experiments.h"
 #include "gateway/putparams.h"
 #include "gateway/range.h"
 #include "gateway/urlcodec.h"
@@ -80,6 +87,55 @@ static void params(const char *text, size_t n, uint8_t present)
     }
 }
 
+static void experiment_body(const char *body, size_t n)
+{
+    char *kind = NULL, *msg = NULL;
+    struct dfs_exp_knob *knobs = NULL;
+    size_t nknobs = 0;
+    if (dfs_exp_parse_json(body, n, &kind, &knobs, &nknobs, &msg) != DFS_OK) {
+        if (msg == NULL)
+            broken("an experiment body refused without a message", "(body)");
+        free(msg);
+        return;
+    }
+    for (size_t i = 0; i < nknobs; i++) {
+        char *why = NULL;
+        if (dfs_exp_check_knob(knobs[i].name, knobs[i].value, &why) != DFS_OK)
+            broken("an experiment knob accepted against the knob rules", knobs[i].name);
+    }
+    free(kind);
+    dfs_exp_knobs_free(knobs, nknobs);
+}
+
+static void json_string(const char *s)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL)
+        return;
+    dfs_json j;
+    dfs_json_init(&j, f);
+    dfs_json_string(&j, s);
+    fclose(f);
+    if (len < 2 || buf[0] != '"' || buf[len - 1] != '"')
+        broken("a JSON string not quoted", s);
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)buf[i] < 0x20)
+            broken("a JSON string with a raw control character", s);
+    if (!dfs_utf8_valid(buf, len, NULL))
+        broken("a JSON string that is not UTF-8", s);
+    for (size_t i = 1; i + 1 < len; i++) {
+        if (buf[i] == '\\') {
+            i++; /* an escape: the next byte is its letter */
+            continue;
+        }
+        if (buf[i] == '"')
+            broken("a JSON string with an unescaped quote", s);
+    }
+    free(buf);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -98,6 +154,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     range(s, fsize);
     percent(s);
     params(s, n, sel);
+    experiment_body((const char *)data + 9, n);
+    json_string(s);
     free(s);
     return 0;
 }

@@ -24,15 +24,15 @@
 #include <string.h>
 
 static const ProtobufCMessageDescriptor *const types[] = {
-    &dfs__v1__register_node_request__descriptor,   &dfs__v1__heartbeat_request__descriptor,
-    &dfs__v1__create_file_request__descriptor,     &dfs__v1__replace_target_request__descriptor,
-    &dfs__v1__commit_file_request__descriptor,     &dfs__v1__abort_file_request__descriptor,
-    &dfs__v1__get_file_request__descriptor,        &dfs__v1__list_files_request__descriptor,
-    &dfs__v1__delete_file_request__descriptor,     &dfs__v1__stat_request__descriptor,
-    &dfs__v1__list_nodes_request__descriptor,      &dfs__v1__set_node_state_request__descriptor,
+    &dfs__v1__register_node_request__descriptor,    &dfs__v1__heartbeat_request__descriptor,
+    &dfs__v1__create_file_request__descriptor,      &dfs__v1__replace_target_request__descriptor,
+    &dfs__v1__commit_file_request__descriptor,      &dfs__v1__abort_file_request__descriptor,
+    &dfs__v1__get_file_request__descriptor,         &dfs__v1__list_files_request__descriptor,
+    &dfs__v1__delete_file_request__descriptor,      &dfs__v1__stat_request__descriptor,
+    &dfs__v1__list_nodes_request__descriptor,       &dfs__v1__set_node_state_request__descriptor,
     &dfs__v1__report_fragments_request__descriptor, &dfs__v1__get_health_request__descriptor,
-    &dfs__v1__put_fragment_request__descriptor,    &dfs__v1__get_fragment_request__descriptor,
-    &dfs__v1__delete_fragment_request__descriptor, &dfs__v1__stat_fragment_request__descriptor,
+    &dfs__v1__put_fragment_request__descriptor,     &dfs__v1__get_fragment_request__descriptor,
+    &dfs__v1__delete_fragment_request__descriptor,  &dfs__v1__stat_fragment_request__descriptor,
     &dfs__v1__repair_fragment_request__descriptor,
 };
 #define NTYPES (sizeof types / sizeof types[0])
@@ -111,8 +111,8 @@ static void put_fragment(const uint8_t *data, size_t size)
                 broken("putmsg", "header presence differs from protobuf-c's");
         }
         if (m.has_header) {
-            Dfs__V1__FragmentHeader *h =
-                dfs__v1__fragment_header__unpack(NULL, m.header_len, m.header_len > 0 ? m.header : NULL);
+            Dfs__V1__FragmentHeader *h = dfs__v1__fragment_header__unpack(
+                NULL, m.header_len, m.header_len > 0 ? m.header : NULL);
             if (h != NULL) {
                 msg = NULL;
                 rc = dfs_rpc_wire_check_strings(&dfs__v1__fragment_header__descriptor, m.header,

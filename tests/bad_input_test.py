@@ -75,6 +75,13 @@ class BadInput(harness.TestCase):
         self.fails("put", "a", "b", "--policy", "fastest", rc=2, expect="fastest")
         self.fails("ls", "--timeout", rc=2, expect="--timeout needs a value")
         self.fails("ls", "--bogus", rc=2, expect="unknown option")
+        # Numbers are digits only: sscanf's %u took "-1" (and 4 + 4294967295 wrapped to 3).
+        for ec in ("4+-1", "4+4294967295", " 4+2", "4+2x"):
+            self.fails("put", "a", "b", "--ec", ec, rc=2, expect="--ec takes K+M")
+        for n in (" 3", "+3", "-3", "3 "):
+            self.fails("put", "a", "b", "--replicas", n, rc=2, expect="--replicas must be")
+        self.fails("put", "a", "b", "--replication", "chain", "--throttle", "10bit", rc=2,
+                   expect="needs a --throttle of at least 1K")
 
     def test_daemon_flags(self):
         bins = self.cluster.binaries()
