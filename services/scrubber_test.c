@@ -264,6 +264,11 @@ static bool sink_reached(void *arg)
     return sink_nseen(&w->f->k) >= w->n;
 }
 
+static bool three_reported(void *arg)
+{
+    return stats_of(arg).reported >= 3;
+}
+
 static void test_flipped_byte_reported(void **state)
 {
     struct fx *f = *state;
@@ -289,6 +294,8 @@ static void test_flipped_byte_reported(void **state)
     assert_string_equal(f->k.node_id, dfs_frag_store_node_id(f->store));
     assert_true(f->k.calls >= 3);
     pthread_mutex_unlock(&f->k.mu);
+    /* The sink records a report before it answers; the scrubber counts it once the answer came. */
+    assert_true(wait_for(three_reported, s, 20000));
     struct dfs_scrubber_stats st = stats_of(s);
     assert_true(st.corrupt_found >= 3);
     assert_true(st.reported >= 3);
@@ -348,12 +355,13 @@ static void test_rate_and_prompt_stop(void **state)
     assert_int_equal(st.fragments_checked, NFRAG);
     dfs_scrubber_stop(s);
 
-    /* Stop in the middle of a slow pass returns at once. */
+    /* Stop in the middle of a slow pass (about 20 s at this rate) does not wait for its end: the
+       bound is far from both, so a loaded machine does not make it fail. */
     s = start(f, 256 * 1024, 60000, 0);
     usleep(300000);
     t0 = dfs_rpc_now_ns();
     dfs_scrubber_stop(s);
-    assert_true(dfs_rpc_now_ns() - t0 < 1000000000ll);
+    assert_true(dfs_rpc_now_ns() - t0 < 5000000000ll);
 }
 
 static void test_bad_config(void **state)
