@@ -3,15 +3,21 @@ that keep clients (here a hostile one speaking gRPC directly, with Debian's pyth
 writing, reading or deleting fragments they were not given, and clusters whose every link is TLS
 (certificates from tools/devca), mutual TLS included."""
 
-import grpcinspect  # noqa: I100  (first: may re-run this file under Debian's python3)
-
-import json
 import os
-import subprocess
 
-import grpc
+# This test forks `dfs` and tools/devca while its own gRPC channels are open. gRPC's fork support
+# would make each fork wait for gRPC's threads to go idle (seen hanging under ASan timing); the
+# children exec at once, so it is not needed.
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "0"
 
-import harness
+import grpcinspect  # noqa: E402,I100  (before grpc: may re-run this file under Debian's python3)
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+
+import grpc  # noqa: E402
+
+import harness  # noqa: E402
 
 PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
 
