@@ -210,8 +210,10 @@ class Repair(harness.TestCase):
                            30, "nodes hold copies the catalog does not know")
 
     def test_two_nodes_die_during_repair(self):
-        c = self.start_cluster(nodes=6, metadata_flags=FAST, storage_flags=["--repair-rate", "4M"])
-        files = put_files(self, 6, 2 << 20, "--replicas", "3", "--fragments", "2")
+        # 4 MiB copies at 1 MiB/s per receiving node: each repair runs for seconds, so the second
+        # death lands while repairs of the first are running (status is polled by a process).
+        c = self.start_cluster(nodes=6, metadata_flags=FAST, storage_flags=["--repair-rate", "1M"])
+        files = put_files(self, 6, 8 << 20, "--replicas", "3", "--fragments", "2")
         first = c.kill_nodes(1, seed=2)
         harness.wait_until(lambda: status(self)["repair"]["running"] > 0, 30, "no repair started")
         second = c.kill_nodes(1, seed=9)
