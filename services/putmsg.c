@@ -2,26 +2,13 @@
 #include "services/putmsg.h"
 
 #include "common/err.h"
+#include "services/rpc/wire.h"
 
 #include <string.h>
 
 static uint32_t get_le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-        uint8_t b = *(*p)++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if ((b & 0x80) == 0) {
-            *out = v;
-            return true;
-        }
-    }
-    return false;
 }
 
 int dfs_put_msg_parse(const uint8_t *p, size_t n, struct dfs_put_msg *m, uint32_t *crcs, size_t cap,
@@ -34,13 +21,13 @@ int dfs_put_msg_parse(const uint8_t *p, size_t n, struct dfs_put_msg *m, uint32_
     while (p < end) {
         uint64_t key, v;
         const uint8_t *field_start = p;
-        if (!get_varint(&p, end, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
+        if (!dfs_wire_flat_varint(&p, end, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
             goto malformed;
         uint64_t field = key >> 3;
         bool known = field >= 1 && field <= 3;
         switch (key & 7) {
         case 0: /* varint */
-            if (known || !get_varint(&p, end, &v))
+            if (known || !dfs_wire_flat_varint(&p, end, &v))
                 goto malformed;
             break;
         case 1: /* 64-bit */
@@ -59,7 +46,7 @@ int dfs_put_msg_parse(const uint8_t *p, size_t n, struct dfs_put_msg *m, uint32_
             p += 4;
             break;
         case 2: /* length-delimited */
-            if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p))
+            if (!dfs_wire_flat_varint(&p, end, &v) || v > (uint64_t)(end - p))
                 goto malformed;
             if (field == 1) {
                 if (m->has_header)

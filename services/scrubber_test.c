@@ -77,8 +77,12 @@ static void sink_start(struct sink *k)
     pthread_mutex_init(&k->mu, NULL);
     struct dfs_rpc_server_config cfg = {.listen = "127.0.0.1:0", .threads = 1};
     assert_int_equal(dfs_rpc_server_create(&cfg, &k->srv, NULL), DFS_OK);
-    struct dfs_rpc_method m = {"/dfs.v1.Metadata/ReportFragments", DFS_RPC_UNARY,
-                               &dfs__v1__report_fragments_request__descriptor, report_handler, k, 0};
+    struct dfs_rpc_method m = {"/dfs.v1.Metadata/ReportFragments",
+                               DFS_RPC_UNARY,
+                               &dfs__v1__report_fragments_request__descriptor,
+                               report_handler,
+                               k,
+                               0};
     assert_int_equal(dfs_rpc_server_add_method(k->srv, &m, NULL), DFS_OK);
     assert_int_equal(dfs_rpc_server_start(k->srv, NULL), DFS_OK);
     snprintf(k->addr, sizeof k->addr, "127.0.0.1:%d", dfs_rpc_server_port(k->srv));

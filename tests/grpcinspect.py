@@ -49,7 +49,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # 
 # ---- protobuf wire format, by hand ------------------------------------------------------------
 
 
-def _varint(n):
+def varint(n):
+    """A protobuf varint (negative numbers as their 64-bit two's complement)."""
     out = bytearray()
     n &= (1 << 64) - 1
     while True:
@@ -62,12 +63,12 @@ def _varint(n):
             return bytes(out)
 
 
-def _field_bytes(num, data):
-    return _varint(num << 3 | 2) + _varint(len(data)) + data
+def field_bytes(num, data):
+    return varint(num << 3 | 2) + varint(len(data)) + data
 
 
-def _field_varint(num, value):
-    return _varint(num << 3) + _varint(value)
+def field_varint(num, value):
+    return varint(num << 3) + varint(value)
 
 
 def decode(data):
@@ -131,16 +132,16 @@ def request(kind, value=""):
     """Encode a ServerReflectionRequest: kind is "file_by_filename", "file_containing_symbol",
     "all_extension_numbers_of_type", "list_services", or "file_containing_extension" with value
     (type, number); "empty" sets no request at all."""
-    host = _field_bytes(REQ_HOST, b"")  # an empty host, as grpc_cli sends it
+    host = field_bytes(REQ_HOST, b"")  # an empty host, as grpc_cli sends it
     if kind == "empty":
         return host
     if kind == "file_containing_extension":
         typ, number = value
-        ext = _field_bytes(1, typ.encode()) + _field_varint(2, number)
-        return host + _field_bytes(REQ_FILE_CONTAINING_EXTENSION, ext)
+        ext = field_bytes(1, typ.encode()) + field_varint(2, number)
+        return host + field_bytes(REQ_FILE_CONTAINING_EXTENSION, ext)
     num = {"file_by_filename": REQ_FILE_BY_FILENAME, "file_containing_symbol": REQ_FILE_CONTAINING_SYMBOL,
            "all_extension_numbers_of_type": REQ_ALL_EXTENSION_NUMBERS, "list_services": REQ_LIST_SERVICES}[kind]
-    return host + _field_bytes(num, value.encode())
+    return host + field_bytes(num, value.encode())
 
 
 class Response:
@@ -293,7 +294,7 @@ STATUS_NAMES = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOW
 
 
 def _health_request(service):
-    return _field_bytes(1, service.encode()) if service else b""
+    return field_bytes(1, service.encode()) if service else b""
 
 
 def _health_status(data):

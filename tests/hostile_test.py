@@ -25,27 +25,12 @@ FILE_ID = "00112233445566778899aabbccddeeff"
 FRAG = FILE_ID + "00000001"
 
 
-def varint(n):
-    out = bytearray()
-    n &= (1 << 64) - 1
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def f_varint(field, n):
-    return varint(field << 3) + varint(n)
+varint = grpcinspect.varint
+f_varint = grpcinspect.field_varint
 
 
 def f_bytes(field, b):
-    if isinstance(b, str):
-        b = b.encode()
-    return varint(field << 3 | 2) + varint(len(b)) + b
+    return grpcinspect.field_bytes(field, b.encode() if isinstance(b, str) else b)
 
 
 def f_fixed32(field, n):

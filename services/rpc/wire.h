@@ -47,6 +47,24 @@ bool dfs_wire_iov(dfs_wire_reader *r, size_t len, struct iovec *iov, size_t max,
 /* Skip a field's value of the given wire type. */
 bool dfs_wire_skip(dfs_wire_reader *r, uint32_t wire_type);
 
+/*
+ * A varint from the flat bytes [*p, end), for parsers over one contiguous buffer (a header, a
+ * flattened request): *p moves past it. False when it is truncated or longer than 64 bits' worth.
+ */
+static inline bool dfs_wire_flat_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* CRC32C (common/crc32c.h conventions) of each consecutive `block`-byte piece of the bytes in
    iov[0..n), into out[]; returns the number of pieces. */
 size_t dfs_wire_crc_blocks(const struct iovec *iov, size_t n, size_t block, uint32_t *out);

@@ -3,23 +3,10 @@
 
 #include "common/err.h"
 #include "common/utf8.h"
+#include "services/rpc/wire.h"
 
 #include <stdbool.h>
 #include <string.h>
-
-static bool varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-        uint8_t b = *(*p)++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if ((b & 0x80) == 0) {
-            *out = v;
-            return true;
-        }
-    }
-    return false;
-}
 
 static int malformed(const ProtobufCMessageDescriptor *desc, char **errmsg)
 {
@@ -49,13 +36,13 @@ static int walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const 
                           DFS_WIRECHECK_MAX_DEPTH);
     while (p < end) {
         uint64_t key, v;
-        if (!varint(&p, end, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
+        if (!dfs_wire_flat_varint(&p, end, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
             return malformed(desc, errmsg);
         const ProtobufCFieldDescriptor *f =
             protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3));
         switch (key & 7) {
         case 0:
-            if (!varint(&p, end, &v))
+            if (!dfs_wire_flat_varint(&p, end, &v))
                 return malformed(desc, errmsg);
             break;
         case 1:
@@ -69,7 +56,7 @@ static int walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const 
             p += 4;
             break;
         case 2: {
-            if (!varint(&p, end, &v) || v > (uint64_t)(end - p))
+            if (!dfs_wire_flat_varint(&p, end, &v) || v > (uint64_t)(end - p))
                 return malformed(desc, errmsg);
             int rc = DFS_OK;
             if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING)
