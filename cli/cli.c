@@ -273,11 +273,6 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         O_VERSION,
         O_LOSS,
         O_TOKEN_FILE,
-        O_TLS_CA,
-        O_TLS_CERT,
-        O_TLS_KEY,
-        O_TLS_NAME,
-        O_INSECURE,
         O_ROLE,
         O_NAME,
         O_TTL,
@@ -306,11 +301,11 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         {"version", no_argument, NULL, O_VERSION},
         {"loss", no_argument, NULL, O_LOSS},
         {"token-file", required_argument, NULL, O_TOKEN_FILE},
-        {"tls-ca", required_argument, NULL, O_TLS_CA},
-        {"tls-cert", required_argument, NULL, O_TLS_CERT},
-        {"tls-key", required_argument, NULL, O_TLS_KEY},
-        {"tls-server-name", required_argument, NULL, O_TLS_NAME},
-        {"insecure", no_argument, NULL, O_INSECURE},
+        {"tls-ca", required_argument, NULL, DFS_RPC_OPT_TLS_CA},
+        {"tls-cert", required_argument, NULL, DFS_RPC_OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, DFS_RPC_OPT_TLS_KEY},
+        {"tls-server-name", required_argument, NULL, DFS_RPC_OPT_TLS_SERVER_NAME},
+        {"insecure", no_argument, NULL, DFS_RPC_OPT_INSECURE},
         {"role", required_argument, NULL, O_ROLE},
         {"name", required_argument, NULL, O_NAME},
         {"ttl", required_argument, NULL, O_TTL},
@@ -411,26 +406,6 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
             token_file = optarg;
             connection_given = true;
             break;
-        case O_TLS_CA:
-            tcfg.ca_file = optarg;
-            connection_given = true;
-            break;
-        case O_TLS_CERT:
-            tcfg.cert_file = optarg;
-            connection_given = true;
-            break;
-        case O_TLS_KEY:
-            tcfg.key_file = optarg;
-            connection_given = true;
-            break;
-        case O_TLS_NAME:
-            tcfg.server_name = optarg;
-            connection_given = true;
-            break;
-        case O_INSECURE:
-            insecure = true;
-            connection_given = true;
-            break;
         case O_ROLE: {
             static const char *const roles[] = {"admin", "read_write", "read_only", "node"};
             cli.token_role = 0;
@@ -506,7 +481,10 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         case ':':
             return usage_error("%s needs a value", argv[optind - 1]);
         default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
+            if (!dfs_rpc_security_option(c, optarg, &tcfg, &insecure))
+                return usage_error("unknown option '%s'", argv[optind - 1]);
+            connection_given = true;
+            break;
         }
     }
     if (optind >= argc) {

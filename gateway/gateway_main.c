@@ -102,11 +102,6 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         O_LOG,
         O_GRACE,
         O_TOKEN_FILE,
-        O_TLS_CA,
-        O_TLS_CERT,
-        O_TLS_KEY,
-        O_TLS_NAME,
-        O_INSECURE,
         O_HELP,
         O_VERSION,
     };
@@ -125,11 +120,11 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         {"log-level", required_argument, NULL, O_LOG},
         {"grace-ms", required_argument, NULL, O_GRACE},
         {"token-file", required_argument, NULL, O_TOKEN_FILE},
-        {"tls-ca", required_argument, NULL, O_TLS_CA},
-        {"tls-cert", required_argument, NULL, O_TLS_CERT},
-        {"tls-key", required_argument, NULL, O_TLS_KEY},
-        {"tls-server-name", required_argument, NULL, O_TLS_NAME},
-        {"insecure", no_argument, NULL, O_INSECURE},
+        {"tls-ca", required_argument, NULL, DFS_RPC_OPT_TLS_CA},
+        {"tls-cert", required_argument, NULL, DFS_RPC_OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, DFS_RPC_OPT_TLS_KEY},
+        {"tls-server-name", required_argument, NULL, DFS_RPC_OPT_TLS_SERVER_NAME},
+        {"insecure", no_argument, NULL, DFS_RPC_OPT_INSECURE},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -149,21 +144,6 @@ static int parse(int argc, char **argv, struct options *o, char **err)
             break;
         case O_TOKEN_FILE:
             o->token_file = optarg;
-            break;
-        case O_TLS_CA:
-            o->tls.ca_file = optarg;
-            break;
-        case O_TLS_CERT:
-            o->tls.cert_file = optarg;
-            break;
-        case O_TLS_KEY:
-            o->tls.key_file = optarg;
-            break;
-        case O_TLS_NAME:
-            o->tls.server_name = optarg;
-            break;
-        case O_INSECURE:
-            o->insecure = true;
             break;
         case O_LISTEN:
             o->listen = optarg;
@@ -218,7 +198,8 @@ static int parse(int argc, char **argv, struct options *o, char **err)
             rc = dfs_seterr(err, DFS_EINVAL, "%s needs a value", argv[optind - 1]);
             break;
         default:
-            rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'", argv[optind - 1]);
+            if (!dfs_rpc_security_option(c, optarg, &o->tls, &o->insecure))
+                rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'", argv[optind - 1]);
             break;
         }
     }

@@ -112,11 +112,6 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         O_ADMIN_TOKEN,
         O_NODE_TOKEN,
         O_TICKET_TTL,
-        O_TLS_CERT,
-        O_TLS_KEY,
-        O_TLS_CA,
-        O_TLS_CLIENT_AUTH,
-        O_INSECURE,
         O_HELP,
         O_VERSION,
     };
@@ -144,11 +139,11 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         {"admin-token-file", required_argument, NULL, O_ADMIN_TOKEN},
         {"node-token-file", required_argument, NULL, O_NODE_TOKEN},
         {"ticket-ttl-ms", required_argument, NULL, O_TICKET_TTL},
-        {"tls-cert", required_argument, NULL, O_TLS_CERT},
-        {"tls-key", required_argument, NULL, O_TLS_KEY},
-        {"tls-ca", required_argument, NULL, O_TLS_CA},
-        {"tls-client-auth", no_argument, NULL, O_TLS_CLIENT_AUTH},
-        {"insecure", no_argument, NULL, O_INSECURE},
+        {"tls-cert", required_argument, NULL, DFS_RPC_OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, DFS_RPC_OPT_TLS_KEY},
+        {"tls-ca", required_argument, NULL, DFS_RPC_OPT_TLS_CA},
+        {"tls-client-auth", no_argument, NULL, DFS_RPC_OPT_TLS_CLIENT_AUTH},
+        {"insecure", no_argument, NULL, DFS_RPC_OPT_INSECURE},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -251,21 +246,6 @@ static int parse(int argc, char **argv, struct options *o, char **err)
             rc = dfs_daemon_parse_int("--ticket-ttl-ms", optarg, 1000, 30LL * 86400000, &v, err);
             o->cfg.ticket_ttl_ms = v;
             break;
-        case O_TLS_CERT:
-            o->tls.cert_file = optarg;
-            break;
-        case O_TLS_KEY:
-            o->tls.key_file = optarg;
-            break;
-        case O_TLS_CA:
-            o->tls.ca_file = optarg;
-            break;
-        case O_TLS_CLIENT_AUTH:
-            o->tls.mutual = true;
-            break;
-        case O_INSECURE:
-            o->insecure = true;
-            break;
         case O_HELP:
             usage(stdout);
             exit(0);
@@ -276,7 +256,8 @@ static int parse(int argc, char **argv, struct options *o, char **err)
             rc = dfs_seterr(err, DFS_EINVAL, "%s needs a value", argv[optind - 1]);
             break;
         default:
-            rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'", argv[optind - 1]);
+            if (!dfs_rpc_security_option(c, optarg, &o->tls, &o->insecure))
+                rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'", argv[optind - 1]);
             break;
         }
     }

@@ -175,11 +175,6 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         O_SCRUB_RATE,
         O_SCRUB_INTERVAL,
         O_TOKEN_FILE,
-        O_TLS_CERT,
-        O_TLS_KEY,
-        O_TLS_CA,
-        O_TLS_CLIENT_AUTH,
-        O_INSECURE,
         O_STREAM_IDLE,
         O_HELP,
         O_VERSION,
@@ -202,11 +197,11 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         {"scrub-rate", required_argument, NULL, O_SCRUB_RATE},
         {"scrub-interval", required_argument, NULL, O_SCRUB_INTERVAL},
         {"token-file", required_argument, NULL, O_TOKEN_FILE},
-        {"tls-cert", required_argument, NULL, O_TLS_CERT},
-        {"tls-key", required_argument, NULL, O_TLS_KEY},
-        {"tls-ca", required_argument, NULL, O_TLS_CA},
-        {"tls-client-auth", no_argument, NULL, O_TLS_CLIENT_AUTH},
-        {"insecure", no_argument, NULL, O_INSECURE},
+        {"tls-cert", required_argument, NULL, DFS_RPC_OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, DFS_RPC_OPT_TLS_KEY},
+        {"tls-ca", required_argument, NULL, DFS_RPC_OPT_TLS_CA},
+        {"tls-client-auth", no_argument, NULL, DFS_RPC_OPT_TLS_CLIENT_AUTH},
+        {"insecure", no_argument, NULL, DFS_RPC_OPT_INSECURE},
         {"stream-idle-ms", required_argument, NULL, O_STREAM_IDLE},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
@@ -287,21 +282,6 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         case O_TOKEN_FILE:
             o->token_file = optarg;
             break;
-        case O_TLS_CERT:
-            o->tls.cert_file = optarg;
-            break;
-        case O_TLS_KEY:
-            o->tls.key_file = optarg;
-            break;
-        case O_TLS_CA:
-            o->tls.ca_file = optarg;
-            break;
-        case O_TLS_CLIENT_AUTH:
-            o->tls.mutual = true;
-            break;
-        case O_INSECURE:
-            o->insecure = true;
-            break;
         case O_HELP:
             usage(stdout);
             return 1;
@@ -312,7 +292,8 @@ static int parse(int argc, char **argv, struct options *o, char **err)
             rc = dfs_seterr(err, DFS_EINVAL, "%s needs a value", argv[optind - 1]);
             break;
         default:
-            rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'", argv[optind - 1]);
+            if (!dfs_rpc_security_option(c, optarg, &o->tls, &o->insecure))
+                rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'", argv[optind - 1]);
             break;
         }
     }
