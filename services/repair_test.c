@@ -54,26 +54,6 @@ struct node {
     char node_id[DFS_ID_HEX + 1];
 };
 
-/* The nodes started, by address: source tickets name each source's node (test bookkeeping). */
-static struct {
-    char addr[64];
-    char node_id[DFS_ID_HEX + 1];
-} known_nodes[256];
-static size_t nknown_nodes;
-
-/* The newest node at addr: ports are reused by later fixtures. */
-static const char *node_of(const char *addr)
-{
-    size_t cap = sizeof known_nodes / sizeof known_nodes[0];
-    size_t n = nknown_nodes < cap ? nknown_nodes : cap;
-    for (size_t k = 0; k < n; k++) {
-        size_t i = (nknown_nodes - 1 - k) % cap;
-        if (strcmp(known_nodes[i].addr, addr) == 0)
-            return known_nodes[i].node_id;
-    }
-    return "unknown";
-}
-
 struct node_opts {
     uint64_t repair_rate;
     int repair_workers;
@@ -104,11 +84,7 @@ static void node_open(struct node *n, const struct node_opts *o)
     uint8_t key[DFS_TICKET_KEY_LEN];
     dfs_test_node_key(n->node_id, key);
     assert_int_equal(dfs_storage_service_set_ticket_key(n->svc, key, sizeof key, &err), DFS_OK);
-    {
-        size_t slot = nknown_nodes++ % (sizeof known_nodes / sizeof known_nodes[0]);
-        snprintf(known_nodes[slot].addr, sizeof known_nodes[0].addr, "%s", n->addr);
-        snprintf(known_nodes[slot].node_id, sizeof known_nodes[0].node_id, "%s", n->node_id);
-    }
+    dfs_test_node_remember(n->addr, n->node_id);
     assert_int_equal(dfs_rpc_channel_create(n->addr, &n->ch, &err), DFS_OK);
     /* Connect before the test (see storage_service_test.c: a loaded machine can miss gRPC's
        first 100 ms connect attempt). */
@@ -308,15 +284,15 @@ static int repair_rpc(struct node *n, const Dfs__V1__RepairFragmentRequest *req,
     if (r.n_source_tickets == 0 && r.n_sources <= DFS_EC_MAX_FRAGMENTS * 2) {
         for (size_t i = 0; i < r.n_sources; i++)
             sp[i] = dfs_test_ticket(&src[i], DFS_TICKET_GET, req->fragment_id,
-                                    node_of(r.sources[i]), 0);
+                                    dfs_test_node_of(r.sources[i]), 0);
         r.source_tickets = sp;
         r.n_source_tickets = r.n_sources;
     }
     for (size_t i = 0;
          r.erasure != NULL && i < r.erasure->n_sources && i < DFS_EC_MAX_FRAGMENTS * 2; i++) {
         Dfs__V1__ErasureSource *es = r.erasure->sources[i];
-        es->ticket =
-            dfs_test_ticket(&src[i], DFS_TICKET_GET, es->fragment_id, node_of(es->address), 0);
+        es->ticket = dfs_test_ticket(&src[i], DFS_TICKET_GET, es->fragment_id,
+                                     dfs_test_node_of(es->address), 0);
     }
     req = &r;
     out->status =

@@ -57,29 +57,6 @@ struct fx {
     char node_id[DFS_ID_HEX + 1];
 };
 
-/*
- * The nodes the tests started, by address, so that a chain's forward tickets can name each
- * node's id (test bookkeeping only; nodes are added in fx_open and never removed).
- */
-static struct {
-    char addr[64];
-    char node_id[DFS_ID_HEX + 1];
-} known_nodes[256];
-static size_t nknown_nodes;
-
-/* The newest node at addr: ports are reused by later fixtures. */
-static const char *node_of(const char *addr)
-{
-    size_t cap = sizeof known_nodes / sizeof known_nodes[0];
-    size_t n = nknown_nodes < cap ? nknown_nodes : cap;
-    for (size_t k = 0; k < n; k++) {
-        size_t i = (nknown_nodes - 1 - k) % cap;
-        if (strcmp(known_nodes[i].addr, addr) == 0)
-            return known_nodes[i].node_id;
-    }
-    return "unknown";
-}
-
 struct node_opts {
     size_t chunk;          /* GetFragment message size; 0 = default */
     uint64_t forward_rate; /* the node's --forward-rate; 0 = none */
@@ -138,11 +115,7 @@ static void fx_open(struct fx *f, const struct node_opts *o)
     uint8_t key[DFS_TICKET_KEY_LEN];
     dfs_test_node_key(f->node_id, key);
     assert_int_equal(dfs_storage_service_set_ticket_key(f->svc, key, sizeof key, &err), DFS_OK);
-    {
-        size_t slot = nknown_nodes++ % (sizeof known_nodes / sizeof known_nodes[0]);
-        snprintf(known_nodes[slot].addr, sizeof known_nodes[0].addr, "%s", f->addr);
-        snprintf(known_nodes[slot].node_id, sizeof known_nodes[0].node_id, "%s", f->node_id);
-    }
+    dfs_test_node_remember(f->addr, f->node_id);
     assert_int_equal(dfs_rpc_channel_create(f->addr, &f->ch, &err), DFS_OK);
     f->loop = dfs_rpc_loop_create();
     assert_non_null(f->loop);
@@ -519,7 +492,8 @@ static void put_send_next(struct put_run *r)
         h.ticket = dfs_test_ticket(&own, r->ticket_op > 0 ? r->ticket_op : DFS_TICKET_PUT, r->id,
                                    r->f->node_id, r->ticket_op == -2 ? -1 : 0);
     for (size_t i = 0; i < r->nforward && i < DFS_STORAGE_FORWARD_MAX; i++)
-        fwd_ptrs[i] = dfs_test_ticket(&fwd[i], DFS_TICKET_PUT, r->id, node_of(r->forward[i]), 0);
+        fwd_ptrs[i] =
+            dfs_test_ticket(&fwd[i], DFS_TICKET_PUT, r->id, dfs_test_node_of(r->forward[i]), 0);
     h.forward_tickets = fwd_ptrs;
     h.n_forward_tickets = r->nforward <= DFS_STORAGE_FORWARD_MAX ? r->nforward : 0;
     Dfs__V1__PutFragmentRequest req = DFS__V1__PUT_FRAGMENT_REQUEST__INIT;

@@ -4,11 +4,37 @@
 #include "common/id.h"
 #include "services/ticket_pb.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 static const uint8_t master[DFS_TICKET_KEY_LEN] = "dfs tests' master key, not real";
+
+static struct {
+    char addr[64];
+    char node_id[DFS_ID_HEX + 1];
+} known_nodes[256];
+static size_t nknown_nodes;
+
+void dfs_test_node_remember(const char *addr, const char *node_id)
+{
+    size_t slot = nknown_nodes++ % (sizeof known_nodes / sizeof known_nodes[0]);
+    snprintf(known_nodes[slot].addr, sizeof known_nodes[slot].addr, "%s", addr);
+    snprintf(known_nodes[slot].node_id, sizeof known_nodes[slot].node_id, "%s", node_id);
+}
+
+const char *dfs_test_node_of(const char *addr)
+{
+    size_t cap = sizeof known_nodes / sizeof known_nodes[0];
+    size_t n = nknown_nodes < cap ? nknown_nodes : cap;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (nknown_nodes - 1 - k) % cap;
+        if (strcmp(known_nodes[i].addr, addr) == 0)
+            return known_nodes[i].node_id;
+    }
+    return "unknown";
+}
 
 void dfs_test_node_key(const char *node_id, uint8_t key[DFS_TICKET_KEY_LEN])
 {

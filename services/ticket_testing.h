@@ -24,4 +24,14 @@ struct dfs_test_ticket {
 Dfs__V1__Ticket *dfs_test_ticket(struct dfs_test_ticket *tt, enum dfs_ticket_op op,
                                  const char *fragment_id, const char *node_id, int64_t ttl_ms);
 
+/*
+ * Which node answers at an address, so that a test can sign the tickets a chain's next nodes or a
+ * repair's sources need. remember records (addr, node id) (both copied; the newest of the last
+ * 256 wins, since later fixtures reuse ports); node_of returns the id, or "unknown" (borrowed,
+ * valid until 256 more are remembered). Test processes only: the table is process-wide and not
+ * thread-safe.
+ */
+void dfs_test_node_remember(const char *addr, const char *node_id);
+const char *dfs_test_node_of(const char *addr);
+
 #endif /* DFS_SERVICES_TICKET_TESTING_H */
