@@ -30,12 +30,17 @@ int dfs_daemon_wait_signal(const sigset_t *set)
 
 int dfs_daemon_write_file(const char *path, const char *content, char **errmsg)
 {
+    return dfs_daemon_write_file_mode(path, content, 0644, errmsg);
+}
+
+int dfs_daemon_write_file_mode(const char *path, const char *content, mode_t mode, char **errmsg)
+{
     size_t n = strlen(path);
     char *tmp = malloc(n + 16);
     if (tmp == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     snprintf(tmp, n + 16, "%s.tmp%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0) {
         int e = errno;
         free(tmp);

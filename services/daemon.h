@@ -4,6 +4,7 @@
 
 #include <signal.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /*
  * Block SIGTERM, SIGINT and SIGHUP in the calling thread (and so in every thread it creates after)
@@ -19,6 +20,9 @@ int dfs_daemon_wait_signal(const sigset_t *set);
  * polling for the file never reads half of it. Returns 0 or DFS_EIO with *errmsg.
  */
 int dfs_daemon_write_file(const char *path, const char *content, char **errmsg);
+
+/* The same with the file's permission bits (dfs_daemon_write_file uses 0644; secrets 0600). */
+int dfs_daemon_write_file_mode(const char *path, const char *content, mode_t mode, char **errmsg);
 
 /*
  * The address to tell others, from the listen address and the port actually bound:

@@ -24,6 +24,7 @@
 #include "common/id.h"
 #include "common/ticket.h"
 #include "common/token.h"
+#include "services/daemon.h"
 #include "services/ticket_pb.h"
 
 #include <errno.h>
@@ -2528,28 +2529,6 @@ int dfs_metadata_service_make_token(dfs_metadata_service *svc, enum dfs_token_ro
     return DFS_OK;
 }
 
-/* Write a token to path: a new file, mode 0600, fsynced, put in place by rename. */
-static int write_token_file(const char *path, const char *token, char **errmsg)
-{
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
-        return dfs_seterr(errmsg, DFS_EINVAL, "token file path too long");
-    unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot create token file %s", tmp);
-    size_t n = strlen(token);
-    bool ok = write(fd, token, n) == (ssize_t)n && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
-    int e = errno;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        e = ok ? errno : e;
-        unlink(tmp);
-        return dfs_seterr_errno(errmsg, DFS_EIO, e, "cannot write token file %s", path);
-    }
-    return DFS_OK;
-}
-
 int dfs_metadata_service_bootstrap_token(dfs_metadata_service *svc, const char *path,
                                          enum dfs_token_role role, const char *name, char **errmsg)
 {
@@ -2559,9 +2538,12 @@ int dfs_metadata_service_bootstrap_token(dfs_metadata_service *svc, const char *
         char token[DFS_TOKEN_LEN + 1];
         struct dfs_token_rec t;
         int rc = dfs_metadata_service_make_token(svc, role, name, 0, token, &t, errmsg);
+        char line[DFS_TOKEN_LEN + 2];
+        snprintf(line, sizeof line, "%s\n", token);
         if (rc == DFS_OK)
-            rc = write_token_file(path, token, errmsg);
+            rc = dfs_daemon_write_file_mode(path, line, 0600, errmsg);
         OPENSSL_cleanse(token, sizeof token);
+        OPENSSL_cleanse(line, sizeof line);
         if (rc != DFS_OK)
             return rc;
         dfs_log(DFS_LOG_INFO, "token written id=%s role=%s file=%s", t.id,
