@@ -246,29 +246,18 @@ void dfs_rpc_call_on_cancel(dfs_rpc_call *call, void (*fn)(dfs_rpc_call *call, v
 }
 
 /*
- * A copy of s fit for a log line's quoted value: control characters, quotes and backslashes
- * replaced by '?' (a message can carry what a client sent; it must not break the line).
+ * One log line for a refused request (a streaming message, or the request of a call): a warning
+ * when the caller was authorised, else (a method anyone may call) at debug, so that whoever can
+ * reach the port cannot fill the log with what they send.
  */
-static const char *scrub(const char *s, char *out, size_t cap)
-{
-    size_t i = 0;
-    for (; s != NULL && s[i] != '\0' && i + 1 < cap; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[i] = c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? '?' : (char)c;
-    }
-    out[i] = '\0';
-    return out;
-}
-
-/* One log line for a refused request (a streaming message, or the request of a call). */
 static void log_rejected(const dfs_rpc_call *c, const char *msg)
 {
-    if (!dfs_log_enabled(DFS_LOG_WARN))
+    enum dfs_log_level level = c->method->access != 0 ? DFS_LOG_WARN : DFS_LOG_DEBUG;
+    if (!dfs_log_enabled(level))
         return;
-    char clean[512];
     char *peer = dfs_rpc_call_peer(c);
-    dfs_log(DFS_LOG_WARN, "request rejected method=%s peer=%s err=\"%s\"", c->method->name,
-            peer != NULL ? peer : "unknown", scrub(msg, clean, sizeof clean));
+    dfs_log(level, "request rejected method=%s peer=%s err=%s", c->method->name,
+            peer != NULL ? peer : "unknown", msg);
     free(peer);
 }
 
@@ -290,8 +279,7 @@ static void idle_fire(dfs_rpc_call *c, const char *what)
     snprintf(msg, sizeof msg, "%s: the peer %s for %" PRId64 " ms (the server's stream idle limit)",
              c->method->name, what, c->srv->idle_ms);
     char *peer = dfs_rpc_call_peer(c);
-    dfs_log(DFS_LOG_WARN,
-            "stalled stream cancelled method=%s peer=%s idle_ms=%" PRId64 " err=\"%s\"",
+    dfs_log(DFS_LOG_WARN, "stalled stream cancelled method=%s peer=%s idle_ms=%" PRId64 " err=%s",
             c->method->name, peer != NULL ? peer : "unknown", c->srv->idle_ms, msg);
     free(peer);
     /* Every outstanding operation completes (not ok): the handler's own failure paths run. */
@@ -625,7 +613,7 @@ static bool authorized(dfs_rpc_call *c, grpc_byte_buffer **payload)
         *payload = NULL;
     }
     char *peer = dfs_rpc_call_peer(c);
-    dfs_log(DFS_LOG_WARN, "refused method=%s peer=%s code=%s reason=\"%s\"", m->name,
+    dfs_log(DFS_LOG_WARN, "refused method=%s peer=%s code=%s reason=%s", m->name,
             peer != NULL ? peer : "?", dfs_strerror(rc), err != NULL ? err : "");
     free(peer);
     dfs_rpc_call_finish(c, rc, NULL, err != NULL ? err : dfs_strerror(rc));
@@ -716,7 +704,7 @@ static void request_next(struct request_slot *s)
                                                   &s->tag);
     }
     if (err != GRPC_CALL_OK && !atomic_load(&srv->shutting_down))
-        dfs_log(DFS_LOG_ERROR, "cannot request calls err=\"%s\"", grpc_call_error_to_string(err));
+        dfs_log(DFS_LOG_ERROR, "cannot request calls err=%s", grpc_call_error_to_string(err));
 }
 
 /* ---- server life cycle ---- */
