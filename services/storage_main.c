@@ -339,7 +339,7 @@ static void registered(void *arg, const uint8_t *key, size_t len)
     struct on_register *r = arg;
     char *err = NULL;
     if (dfs_storage_service_set_ticket_key(r->svc, key, len, &err) != DFS_OK) {
-        dfs_log(DFS_LOG_ERROR, "cannot take the ticket key err=\"%s\"", err);
+        dfs_log(DFS_LOG_ERROR, "cannot take the ticket key err=%s", err);
         free(err);
     }
     dfs_inventory_trigger(r->inv);
@@ -519,8 +519,8 @@ int main(int argc, char **argv)
     if (o.scrub_rate > 0)
         dfs_format_rate((double)o.scrub_rate, scrub_rate, sizeof scrub_rate);
     dfs_log(DFS_LOG_INFO,
-            "listening addr=%s listen=%s node=%s data=%s zone=%s forward_rate=\"%s\" "
-            "repair_rate=\"%s\" scrub_rate=\"%s\" scrub_interval_s=%lld metrics=%s "
+            "listening addr=%s listen=%s node=%s data=%s zone=%s forward_rate=%s "
+            "repair_rate=%s scrub_rate=%s scrub_interval_s=%lld metrics=%s "
             "version=" VERSION,
             addr, o.listen, node, o.data, o.zone[0] != '\0' ? o.zone : "-", rate, repair_rate,
             scrub_rate, o.scrub_interval_s, http != NULL ? dfs_metrics_http_address(http) : "off");
