@@ -172,12 +172,24 @@ static int parse_policy(const char *name)
     return -1;
 }
 
+/* "dfs: <fmt with arg> (see dfs --help)"; arg is what the user typed, quoted short. */
 static int usage_error(const char *fmt, const char *arg)
 {
+    struct dfs_quote q;
     fprintf(stderr, "dfs: ");
-    fprintf(stderr, fmt, arg);
+    fprintf(stderr, fmt, dfs_quote(arg, &q));
     fprintf(stderr, " (see dfs --help)\n");
     return DFS_EXIT_USAGE;
+}
+
+/* The option getopt_long just refused: "-x" for a short one (in letter), else the word as typed. */
+static const char *bad_option(char **argv, char letter[3])
+{
+    if (optopt > 0x20 && optopt < 0x7f) {
+        snprintf(letter, 3, "-%c", optopt);
+        return letter;
+    }
+    return argv[optind - 1];
 }
 
 static int parse_u32(const char *flag, const char *v, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -328,6 +340,7 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
     opterr = 0;
     optind = 0; /* GNU getopt: start afresh (the shell parses line after line) */
     int c;
+    char letter[3];
     while ((c = getopt_long(argc, argv, ":qvlh", longopts, NULL)) != -1) {
         switch (c) {
         case O_METADATA:
@@ -479,10 +492,10 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
             printf("dfs " VERSION "\n");
             return DFS_EXIT_OK;
         case ':':
-            return usage_error("%s needs a value", argv[optind - 1]);
+            return usage_error("%s needs a value", bad_option(argv, letter));
         default:
             if (!dfs_rpc_security_option(c, optarg, &tcfg, &insecure))
-                return usage_error("unknown option '%s'", argv[optind - 1]);
+                return usage_error("unknown option '%s'", bad_option(argv, letter));
             connection_given = true;
             break;
         }
