@@ -65,12 +65,21 @@ struct dfs_rpc_server {
     bool started;
     atomic_bool shutting_down;
 
-    /* Guards stopped and shutdown_done; cv signals shutdown_done. */
+    /* Guards stopped, shutdown_done and live_calls; cv signals shutdown_done and live_calls
+       reaching 0. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stopped;
     bool shutdown_done;
     dfs_rpc_tag shutdown_tag;
+    /*
+     * dfs_rpc_call structures not yet freed. gRPC's shutdown notification waits for the
+     * connections, not for the calls the application still holds: a call whose handler handed it
+     * to another thread (a repair) outlives its cancelled connection, and that thread will still
+     * post its answer to the call's loop. So the stop waits for this to reach 0 before it shuts
+     * the loops down (see dfs_rpc_loop_post).
+     */
+    size_t live_calls;
 
     struct dfs_rpc_observer observer;     /* call_done NULL: none */
     struct dfs_rpc_authorizer authorizer; /* authorize NULL: none */
@@ -155,6 +164,7 @@ static void call_unref(dfs_rpc_call *c)
 {
     if (atomic_fetch_sub(&c->refs, 1) != 1)
         return;
+    dfs_rpc_server *srv = c->srv;
     observe(c);
     if (c->release != NULL)
         c->release(c->state);
@@ -164,6 +174,10 @@ static void call_unref(dfs_rpc_call *c)
     grpc_slice_unref(c->fin_details);
     grpc_call_unref(c->call);
     free(c);
+    pthread_mutex_lock(&srv->mu);
+    if (--srv->live_calls == 0)
+        pthread_cond_broadcast(&srv->cv);
+    pthread_mutex_unlock(&srv->mu);
 }
 
 /* ---- call verbs ---- */
@@ -544,6 +558,9 @@ static void start_call(struct request_slot *s)
             grpc_byte_buffer_destroy(s->payload);
         return;
     }
+    pthread_mutex_lock(&srv->mu);
+    srv->live_calls++;
+    pthread_mutex_unlock(&srv->mu);
     c->srv = srv;
     c->method = m;
     c->method_index = s->method;
@@ -916,6 +933,18 @@ void dfs_rpc_server_stop(dfs_rpc_server *srv, int64_t grace_ms)
         pthread_mutex_lock(&srv->mu);
         while (!srv->shutdown_done)
             pthread_cond_wait(&srv->cv, &srv->mu);
+    }
+    /* Every call's handler has been told (cancel) by now; wait until the last one is finished
+       and freed, answers handed over from other threads included, while the loops still run. */
+    for (int64_t waited_s = 0; srv->live_calls > 0;) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 5;
+        if (pthread_cond_timedwait(&srv->cv, &srv->mu, &until) != 0 && srv->live_calls > 0) {
+            waited_s += 5;
+            dfs_log(DFS_LOG_WARN, "stopping: waiting for calls to end count=%zu waited_s=%" PRId64,
+                    srv->live_calls, waited_s);
+        }
     }
     pthread_mutex_unlock(&srv->mu);
 
