@@ -684,9 +684,22 @@ class TermDuringWork(harness.TestCase):
             t.start()
         dirs = {"node-%d" % i: c.path("node-%d" % i, "data") for i in range(6)}
         down = None  # a node kept down for a while, so that its copies are repaired
-        busy_hits = 0
+        busy_hits = repair_hits = 0
+
+        def repairs_running():
+            return json.loads(self.dfs("status", "--json")[1])["repair"]["running"] > 0
+
         try:
             for it in range(TERM_ITERATIONS):
+                repairing = False
+                if down is not None:
+                    # Once the node kept down is dead, its copies are being made again elsewhere.
+                    try:
+                        harness.wait_until(repairs_running, 15, "no repair running")
+                        repairing = True
+                    except AssertionError:
+                        pass
+                repair_hits += repairing
                 live = sorted(n for n in c.running() if n != "metadata" and n != down)
                 # Prefer a node writing something (a repair or a put in its tmp/) right now.
                 deadline = time.monotonic() + 8
@@ -701,7 +714,8 @@ class TermDuringWork(harness.TestCase):
                 res = c.stop_node(i)
                 self.assertEqual((res["how"], res["exit_code"]), ("sigterm", 0),
                                  "stop %d: %s did not exit 0 on SIGTERM: %s" % (it, victim, res))
-                log("stop %d: %s (%s) exited 0" % (it, victim, "writing" if busy else "idle"))
+                log("stop %d: %s (%s%s) exited 0" % (it, victim, "writing" if busy else "idle",
+                                                      ", repairs running" if repairing else ""))
                 if down is None:
                     down = victim  # stays down until it is dead and its copies are being repaired
                 else:
@@ -715,9 +729,10 @@ class TermDuringWork(harness.TestCase):
                 t.join(OP_TIMEOUT_S + 10)
         if down is not None:
             c.start_node(int(down.split("-")[1]))
-        log("%d of %d stops hit a node writing; puts ok/failed %s, gets ok/failed %s" % (
-            busy_hits, TERM_ITERATIONS, counts["put"], counts["get"]))
+        log("%d of %d stops hit a node writing, %d while repairs ran; puts ok/failed %s, gets ok/failed %s" % (
+            busy_hits, TERM_ITERATIONS, repair_hits, counts["put"], counts["get"]))
         self.assertGreater(busy_hits, 0, "no stop landed while a node was writing")
+        self.assertGreater(repair_hits, 0, "no stop landed while repairs ran")
         for remote, digest in files.items():
             self.dfs("get", "-q", remote, self.tmp("back"))
             self.assertEqual(harness.sha256(self.tmp("back")), digest, remote)
