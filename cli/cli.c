@@ -26,7 +26,8 @@ void dfs_cli_usage(FILE *out)
         "usage: dfs [--metadata HOST:PORT] COMMAND [ARGS] [OPTIONS]\n"
         "\n"
         "Commands:\n"
-        "  put LOCAL REMOTE     store a local file at REMOTE\n"
+        "  put LOCAL REMOTE     store a local file at REMOTE (\"-\": standard input, kept in\n"
+        "                       $TMPDIR first when it is a pipe)\n"
         "      --replicas K       copies of each fragment (default: the cluster's, 3)\n"
         "      --fragments F      pieces the file is cut into (default: the cluster's, 4)\n"
         "      --policy P         placement: random, min_copy, buddy, least_used\n"
@@ -44,7 +45,9 @@ void dfs_cli_usage(FILE *out)
         "  nodes                storage nodes: state, usage, zone, placement groups, heartbeat\n"
         "  node drain ID        move a node's fragments elsewhere, then retire it\n"
         "  node undrain ID      return a draining (or retired) node to service\n"
-        "  node decommission ID retire a node now (its copies are repaired from the others)\n"
+        "  node decommission ID retire a node now (its copies are repaired from the others);\n"
+        "                       refused while it holds the only readable copy of a file\n"
+        "                       (drain it instead), unless --force\n"
         "  status [--loss]      cluster summary, file health and repair progress; --loss asks\n"
         "                       every node for every copy and counts lost and degraded files\n"
         "  shell                interactive prompt with history\n"
@@ -73,7 +76,8 @@ void dfs_cli_usage(FILE *out)
         "  -h, --help, --version\n"
         "\n"
         "Remote paths look like /dir/name: '/'-separated, no '.' or '..' parts, no control\n"
-        "characters, at most 1024 bytes. Sizes print in binary units (KiB = 1024 bytes).\n"
+        "characters, at most 1024 bytes, at most 255 bytes per name between slashes. Sizes\n"
+        "print in binary units (KiB = 1024 bytes).\n"
         "Exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.\n");
 }
 
@@ -115,7 +119,7 @@ static const struct command commands[] = {
     {"nodes", 0, 0, F_JSON, ""},
     {"shell", 0, 0, 0, ""},
     {"status", 0, 0, F_JSON | F_LOSS | F_LONG, "[--loss] [-l]"},
-    {"node", 2, 2, F_JSON | F_QUIET, "drain|undrain|decommission ID"},
+    {"node", 2, 2, F_JSON | F_QUIET | F_FORCE, "drain|undrain|decommission ID [--force]"},
     {"token", 1, 2, F_JSON | F_QUIET | F_TOKEN | F_ALL, "create|revoke ID|ls"},
     {"whoami", 0, 0, F_JSON, ""},
 };
