@@ -513,8 +513,8 @@ static enum MHD_Result get_file(dfs_gw_files *f, struct MHD_Connection *c, const
     case DFS_GW_RANGE_UNSATISFIABLE: {
         snprintf(content_range, sizeof content_range, "bytes */%" PRIu64, fi->size);
         char *msg = NULL;
-        if (asprintf(&msg, "the range '%s' is outside the file (%" PRIu64 " bytes)", range,
-                     fi->size) < 0)
+        if (asprintf(&msg, "the range '%s' is outside the file (%" PRIu64 " bytes)",
+                     dfs_quote(range, &(struct dfs_quote){{0}}), fi->size) < 0)
             msg = NULL;
         protobuf_c_message_free_unpacked(&fi->base, NULL);
         size_t blen = 0;
@@ -634,7 +634,8 @@ static enum MHD_Result list_files(dfs_gw_files *f, struct MHD_Connection *c)
         char *end = NULL;
         n = limit[0] >= '0' && limit[0] <= '9' ? strtoul(limit, &end, 10) : 0;
         if (end == NULL || *end != '\0' || n < 1 || n > 1000)
-            rc = dfs_seterr(&err, DFS_EINVAL, "limit must be from 1 to 1000, not '%s'", limit);
+            rc = dfs_seterr(&err, DFS_EINVAL, "limit must be from 1 to 1000, not '%s'",
+                            dfs_quote(limit, &(struct dfs_quote){{0}}));
     }
     Dfs__V1__ListFilesResponse *resp = NULL;
     if (rc == DFS_OK) {
