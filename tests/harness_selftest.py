@@ -653,5 +653,11 @@ class Counting(unittest.TestCase):
         self.assertEqual(testcount.count(testcount.read_bep(bep), 2, out=out)[:2], (0, 1))
         self.assertEqual(testcount.count({}, 4, out=out)[:2], (0, 0))
 
+    def test_missing_build_events_do_not_hide_a_failure(self):
+        missing = os.path.join(harness.tmpdir("bep-"), "gone.json")
+        for bazel_exit, want in ((3, 1), (1, 1), (0, 0)):
+            with self.subTest(bazel_exit=bazel_exit):
+                self.assertEqual(testcount.main(["--bep", missing, "--bazel-exit", str(bazel_exit)]), want)
+
 if __name__ == "__main__":
     harness.main()
