@@ -454,7 +454,8 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     int ch;
-    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    opterr = 0; /* one line of our own for a bad option, below */
+    while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (ch) {
         case 'k':
             have_k = parse_uint(optarg, NMAX, &o.k);
@@ -495,13 +496,26 @@ int main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return 0;
+        case ':':
+            fprintf(stderr, "ec_bench: %s needs a value (see --help)\n",
+                    dfs_quote(argv[optind - 1], &(struct dfs_quote){{0}}));
+            return 2;
         default:
-            usage(stderr);
+            if (optopt > 0x20 && optopt < 0x7f)
+                fprintf(stderr, "ec_bench: unknown option '-%c' (see --help)\n", optopt);
+            else
+                fprintf(stderr, "ec_bench: unknown option '%s' (see --help)\n",
+                        dfs_quote(argv[optind - 1], &(struct dfs_quote){{0}}));
             return 2;
         }
     }
-    if (optind != argc || have_k != have_m) {
-        usage(stderr);
+    if (optind != argc) {
+        fprintf(stderr, "ec_bench: unexpected argument '%s' (see --help)\n",
+                dfs_quote(argv[optind], &(struct dfs_quote){{0}}));
+        return 2;
+    }
+    if (have_k != have_m) {
+        fprintf(stderr, "ec_bench: --k and --m go together (see --help)\n");
         return 2;
     }
     unsigned codes[MAX_CODES][2] = {{4, 2}, {8, 3}, {10, 4}};

@@ -1011,6 +1011,11 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (argv[1][0] == '-') {
+        fprintf(stderr, "load_gen: unknown option '%s' (a MODE comes first; see --help)\n",
+                dfs_quote(argv[1], &(struct dfs_quote){{0}}));
+        return 2;
+    }
     struct opts o = {.mode = argv[1], .mix = {30, 45, 10, 15}, .max_files = 32, .seed = 1};
     bool small = strcmp(o.mode, "small") == 0;
     bool clients_default = true, seconds_default = true;
@@ -1044,11 +1049,13 @@ int main(int argc, char **argv)
         {"target", required_argument, NULL, O_TARGET},
         {"dir", required_argument, NULL, O_DIR},
         {"prefix", required_argument, NULL, O_PREFIX},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     optind = 2;
+    opterr = 0; /* one line of our own for a bad option, below */
     int ch;
-    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         char *end = NULL;
         switch (ch) {
         case O_METADATA:
@@ -1114,13 +1121,25 @@ int main(int argc, char **argv)
             }
             o.prefix = optarg;
             break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case ':':
+            fprintf(stderr, "load_gen: %s needs a value (see --help)\n",
+                    dfs_quote(argv[optind - 1], &(struct dfs_quote){{0}}));
+            return 2;
         default:
-            usage(stderr);
+            if (optopt > 0x20 && optopt < 0x7f)
+                fprintf(stderr, "load_gen: unknown option '-%c' (see --help)\n", optopt);
+            else
+                fprintf(stderr, "load_gen: unknown option '%s' (see --help)\n",
+                        dfs_quote(argv[optind - 1], &(struct dfs_quote){{0}}));
             return 2;
         }
     }
     if (optind != argc) {
-        usage(stderr);
+        fprintf(stderr, "load_gen: unexpected argument '%s' (see --help)\n",
+                dfs_quote(argv[optind], &(struct dfs_quote){{0}}));
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -1177,7 +1196,7 @@ int main(int argc, char **argv)
         return sqlite_ceiling(&o);
     if (strcmp(o.mode, "fsync-ceiling") == 0)
         return fsync_ceiling(&o);
-    fprintf(stderr, "load_gen: unknown mode %s\n", o.mode);
-    usage(stderr);
+    fprintf(stderr, "load_gen: unknown mode '%s' (see --help)\n",
+            dfs_quote(o.mode, &(struct dfs_quote){{0}}));
     return 2;
 }

@@ -83,12 +83,29 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* "simulate: <fmt with arg> (see --help)"; arg is what the user typed, quoted short. */
 static int usage(const char *fmt, const char *arg)
 {
+    struct dfs_quote q;
     fprintf(stderr, "simulate: ");
-    fprintf(stderr, fmt, arg);
+    fprintf(stderr, fmt, dfs_quote(arg, &q));
     fprintf(stderr, " (see --help)\n");
     return 2;
+}
+
+/* The options that take a value (every one but -h, --help and -q). */
+static bool known_option(const char *name)
+{
+    static const char *const names[] = {
+        "--nodes",           "--policy", "--replicas",   "--ec",
+        "--fragments",       "--units",  "--per-node",   "--failed",
+        "--failed-fraction", "--trials", "--placements", "--scatter-width",
+        "--group-size",      "--seed",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i]) == 0)
+            return true;
+    return false;
 }
 
 static void help(void)
@@ -224,16 +241,24 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->quiet = true;
             continue;
         }
+        if (a[0] == '-' && strncmp(a, "--", 2) != 0)
+            return usage("unknown option '%s'", a);
         if (strncmp(a, "--", 2) != 0)
             return usage("unexpected argument '%s'", a);
         const char *v = NULL;
         char name[64];
         const char *eq = strchr(a, '=');
-        if (eq != NULL) {
+        if (eq != NULL && (size_t)(eq - a) < sizeof name) {
             snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
             v = eq + 1;
-        } else {
+        } else if (eq == NULL && strlen(a) < sizeof name) {
             snprintf(name, sizeof name, "%s", a);
+        } else {
+            return usage("unknown option '%s'", a);
+        }
+        if (!known_option(name))
+            return usage("unknown option '%s'", name);
+        if (v == NULL) {
             if (i + 1 >= argc)
                 return usage("%s needs a value", a);
             v = argv[++i];

@@ -37,6 +37,20 @@ static void *reader(void *arg)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        printf("usage: tcp_ceiling [SECONDS]   (default 2; prints {\"bytes\", \"seconds\", "
+               "\"mib_per_s\"})\n");
+        return 0;
+    }
+    if (argc > 1 && argv[1][0] == '-') {
+        fprintf(stderr, "tcp_ceiling: unknown option '%.32s%s' (see --help)\n", argv[1],
+                strlen(argv[1]) > 32 ? "..." : "");
+        return 2;
+    }
+    if (argc > 2) {
+        fprintf(stderr, "tcp_ceiling: takes at most one argument, SECONDS (see --help)\n");
+        return 2;
+    }
     double seconds = argc > 1 ? atof(argv[1]) : 2.0;
     if (!(seconds > 0 && seconds < 600)) {
         fprintf(stderr, "tcp_ceiling: SECONDS must be between 0 and 600\n");

@@ -26,7 +26,8 @@ void dfs_cli_usage(FILE *out)
         "usage: dfs [--metadata HOST:PORT] COMMAND [ARGS] [OPTIONS]\n"
         "\n"
         "Commands:\n"
-        "  put LOCAL REMOTE     store a local file at REMOTE\n"
+        "  put LOCAL REMOTE     store a local file at REMOTE (\"-\": standard input, kept in\n"
+        "                       $TMPDIR first when it is a pipe)\n"
         "      --replicas K       copies of each fragment (default: the cluster's, 3)\n"
         "      --fragments F      pieces the file is cut into (default: the cluster's, 4)\n"
         "      --policy P         placement: random, min_copy, buddy, least_used\n"
@@ -44,7 +45,9 @@ void dfs_cli_usage(FILE *out)
         "  nodes                storage nodes: state, usage, zone, placement groups, heartbeat\n"
         "  node drain ID        move a node's fragments elsewhere, then retire it\n"
         "  node undrain ID      return a draining (or retired) node to service\n"
-        "  node decommission ID retire a node now (its copies are repaired from the others)\n"
+        "  node decommission ID retire a node now (its copies are repaired from the others);\n"
+        "                       refused while it holds the only readable copy of a file\n"
+        "                       (drain it instead), unless --force\n"
         "  status [--loss]      cluster summary, file health and repair progress; --loss asks\n"
         "                       every node for every copy and counts lost and degraded files\n"
         "  shell                interactive prompt with history\n"
@@ -73,7 +76,8 @@ void dfs_cli_usage(FILE *out)
         "  -h, --help, --version\n"
         "\n"
         "Remote paths look like /dir/name: '/'-separated, no '.' or '..' parts, no control\n"
-        "characters, at most 1024 bytes. Sizes print in binary units (KiB = 1024 bytes).\n"
+        "characters, at most 1024 bytes, at most 255 bytes per name between slashes. Sizes\n"
+        "print in binary units (KiB = 1024 bytes).\n"
         "Exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.\n");
 }
 
@@ -115,7 +119,7 @@ static const struct command commands[] = {
     {"nodes", 0, 0, F_JSON, ""},
     {"shell", 0, 0, 0, ""},
     {"status", 0, 0, F_JSON | F_LOSS | F_LONG, "[--loss] [-l]"},
-    {"node", 2, 2, F_JSON | F_QUIET, "drain|undrain|decommission ID"},
+    {"node", 2, 2, F_JSON | F_QUIET | F_FORCE, "drain|undrain|decommission ID [--force]"},
     {"token", 1, 2, F_JSON | F_QUIET | F_TOKEN | F_ALL, "create|revoke ID|ls"},
     {"whoami", 0, 0, F_JSON, ""},
 };
@@ -172,12 +176,24 @@ static int parse_policy(const char *name)
     return -1;
 }
 
+/* "dfs: <fmt with arg> (see dfs --help)"; arg is what the user typed, quoted short. */
 static int usage_error(const char *fmt, const char *arg)
 {
+    struct dfs_quote q;
     fprintf(stderr, "dfs: ");
-    fprintf(stderr, fmt, arg);
+    fprintf(stderr, fmt, dfs_quote(arg, &q));
     fprintf(stderr, " (see dfs --help)\n");
     return DFS_EXIT_USAGE;
+}
+
+/* The option getopt_long just refused: "-x" for a short one (in letter), else the word as typed. */
+static const char *bad_option(char **argv, char letter[3])
+{
+    if (optopt > 0x20 && optopt < 0x7f) {
+        snprintf(letter, 3, "-%c", optopt);
+        return letter;
+    }
+    return argv[optind - 1];
 }
 
 static int parse_u32(const char *flag, const char *v, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -328,6 +344,7 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
     opterr = 0;
     optind = 0; /* GNU getopt: start afresh (the shell parses line after line) */
     int c;
+    char letter[3];
     while ((c = getopt_long(argc, argv, ":qvlh", longopts, NULL)) != -1) {
         switch (c) {
         case O_METADATA:
@@ -479,10 +496,10 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
             printf("dfs " VERSION "\n");
             return DFS_EXIT_OK;
         case ':':
-            return usage_error("%s needs a value", argv[optind - 1]);
+            return usage_error("%s needs a value", bad_option(argv, letter));
         default:
             if (!dfs_rpc_security_option(c, optarg, &tcfg, &insecure))
-                return usage_error("unknown option '%s'", argv[optind - 1]);
+                return usage_error("unknown option '%s'", bad_option(argv, letter));
             connection_given = true;
             break;
         }

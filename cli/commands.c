@@ -5,6 +5,7 @@
 #include "cli/json.h"
 #include "cli/progress.h"
 #include "cli/put.h"
+#include "cli/spool.h"
 #include "common/err.h"
 #include "common/units.h"
 #include "dfs/v1/metadata.pb-c.h"
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int dfs_cli_error(int code, const char *fmt, ...)
 {
@@ -87,7 +89,34 @@ struct progress_sink {
     dfs_progress *bar;
     FILE *log;
     struct timespec t0;
+    /* Notes (what a transfer waits for): on the progress line when there is one, else on
+       stderr, at most every NOTE_EVERY_S while the same wait lasts; none with --quiet. */
+    const char *label;
+    bool on_line, quiet;
+    int64_t noted_ns; /* when a note last went to stderr; 0: none in this wait */
 };
+
+#define NOTE_EVERY_S 15
+
+static void note_both(void *arg, const char *what)
+{
+    struct progress_sink *p = arg;
+    dfs_progress_note(p->bar, what);
+    if (what == NULL) {
+        p->noted_ns = 0;
+        return;
+    }
+    if (p->on_line || p->quiet)
+        return;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    int64_t now = (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+    if (p->noted_ns != 0 && now - p->noted_ns < (int64_t)NOTE_EVERY_S * 1000000000)
+        return;
+    p->noted_ns = now;
+    fflush(stdout);
+    fprintf(stderr, "dfs: %s: %s\n", p->label, what);
+}
 
 static void progress_both(void *arg, uint64_t done, uint64_t total)
 {
@@ -108,6 +137,9 @@ static int sink_open(struct progress_sink *p, const struct dfs_cli *cli, const c
     if (cli->progress_log != NULL && (p->log = fopen(cli->progress_log, "w")) == NULL)
         return dfs_cli_error(DFS_EIO, "cannot write %s", cli->progress_log);
     p->bar = dfs_progress_create(stderr, label, 0, cli->progress);
+    p->label = label;
+    p->on_line = cli->progress;
+    p->quiet = cli->quiet;
     return DFS_EXIT_OK;
 }
 
@@ -120,6 +152,24 @@ static void sink_close(struct progress_sink *p, bool ok)
 
 int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote)
 {
+    struct dfs_quote q;
+    const char *shown = dfs_quote(remote, &q); /* a bad path is echoed short */
+    /* "-": standard input, as a file whose size is known (cli/spool.h). */
+    int in_fd = -1;
+    if (strcmp(local, "-") == 0) {
+        const char *dir = getenv("TMPDIR");
+        uint64_t n = 0;
+        char *err = NULL;
+        int rc = dfs_spool(STDIN_FILENO, dir != NULL && dir[0] != '\0' ? dir : "/tmp", 0,
+                           cli->interrupted, &in_fd, &n, &err);
+        if (rc != DFS_OK) {
+            int status =
+                dfs_cli_error(rc, "put %s: %s", shown, err != NULL ? err : dfs_strerror(rc));
+            free(err);
+            return status;
+        }
+        local = "standard input";
+    }
     struct dfs_put_opts o = {
         .replicas = cli->replicas,
         .fragments = cli->fragments,
@@ -133,20 +183,29 @@ int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote)
         .max_rate = cli->max_rate,
         .parallel = cli->parallel,
         .chain = cli->chain,
+        .from_fd = in_fd >= 0,
+        .fd = in_fd,
     };
     char label[300];
-    snprintf(label, sizeof label, "put %s", remote);
+    snprintf(label, sizeof label, "put %s", shown);
     struct progress_sink sink;
-    if (sink_open(&sink, cli, label) != DFS_EXIT_OK)
+    if (sink_open(&sink, cli, label) != DFS_EXIT_OK) {
+        if (in_fd >= 0)
+            close(in_fd);
         return DFS_EXIT_FAIL;
+    }
     o.progress = progress_both;
     o.progress_arg = &sink;
+    o.note = note_both;
+    o.note_arg = &sink;
     struct dfs_put_result r;
     char *err = NULL;
     int rc = dfs_put(cli->meta, local, remote, &o, &r, &err);
     sink_close(&sink, rc == DFS_OK);
+    if (in_fd >= 0)
+        close(in_fd);
     if (rc != DFS_OK) {
-        int status = dfs_cli_error(rc, "put %s: %s", remote, err != NULL ? err : dfs_strerror(rc));
+        int status = dfs_cli_error(rc, "put %s: %s", shown, err != NULL ? err : dfs_strerror(rc));
         free(err);
         return status;
     }
@@ -209,7 +268,7 @@ int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local)
         .resume = cli->resume,
     };
     char label[300];
-    snprintf(label, sizeof label, "get %s", remote);
+    snprintf(label, sizeof label, "get %s", dfs_quote(remote, &(struct dfs_quote){{0}}));
     struct progress_sink sink;
     if (sink_open(&sink, cli, label) != DFS_EXIT_OK)
         return DFS_EXIT_FAIL;
@@ -220,7 +279,8 @@ int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local)
     int rc = dfs_get(cli->meta, remote, local, &o, &r, &err);
     sink_close(&sink, rc == DFS_OK);
     if (rc != DFS_OK) {
-        int status = dfs_cli_error(rc, "get %s: %s", remote, err != NULL ? err : dfs_strerror(rc));
+        int status = dfs_cli_error(rc, "get %s: %s", dfs_quote(remote, &(struct dfs_quote){{0}}),
+                                   err != NULL ? err : dfs_strerror(rc));
         free(err);
         return status;
     }
@@ -469,7 +529,8 @@ int dfs_cmd_rm(struct dfs_cli *cli, const char *remote)
     int rc = dfs_meta_call(cli->meta, "DeleteFile", &req.base,
                            &dfs__v1__delete_file_response__descriptor, false, &resp, &err);
     if (rc != DFS_OK) {
-        int status = dfs_cli_error(rc, "rm %s: %s", remote, err != NULL ? err : dfs_strerror(rc));
+        int status = dfs_cli_error(rc, "rm %s: %s", dfs_quote(remote, &(struct dfs_quote){{0}}),
+                                   err != NULL ? err : dfs_strerror(rc));
         free(err);
         return status;
     }
@@ -731,11 +792,16 @@ int dfs_cmd_node(struct dfs_cli *cli, const char *action, const char *node)
         done = "back in service";
     } else if (strcmp(action, "decommission") == 0) {
         req.state = DFS__V1__NODE_STATE__NODE_DECOMMISSIONED;
+        req.force = cli->force;
         done = "decommissioned: its copies are being repaired from the others";
     } else {
         fprintf(stderr,
                 "dfs: node takes drain, undrain or decommission, not '%s' (see dfs --help)\n",
-                action);
+                dfs_quote(action, &(struct dfs_quote){{0}}));
+        return DFS_EXIT_USAGE;
+    }
+    if (cli->force && !req.force) {
+        fprintf(stderr, "dfs: node %s does not take --force (see dfs --help)\n", action);
         return DFS_EXIT_USAGE;
     }
     req.node_id = (char *)node;
@@ -857,7 +923,8 @@ static int token_revoke(struct dfs_cli *cli, const char *id)
                            &dfs__v1__revoke_token_response__descriptor, true, &resp, &err);
     if (rc != DFS_OK) {
         int status =
-            dfs_cli_error(rc, "token revoke %s: %s", id, err != NULL ? err : dfs_strerror(rc));
+            dfs_cli_error(rc, "token revoke %s: %s", dfs_quote(id, &(struct dfs_quote){{0}}),
+                          err != NULL ? err : dfs_strerror(rc));
         free(err);
         return status;
     }

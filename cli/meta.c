@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* How long idempotent calls are retried while the service is unavailable. */
 #define RETRY_MS 2000
@@ -74,4 +75,41 @@ int dfs_meta_call(dfs_meta *m, const char *method, const ProtobufCMessage *req,
         rc = dfs_seterr(errmsg, rc, "%s", err != NULL ? err : dfs_strerror(rc));
     free(err);
     return rc;
+}
+
+int dfs_meta_call_patient(dfs_meta *m, const char *method, const ProtobufCMessage *req,
+                          const ProtobufCMessageDescriptor *resp_desc,
+                          const struct dfs_meta_patience *p, void *resp, char **errmsg)
+{
+    int64_t start = dfs_rpc_now_ns();
+    int64_t backoff_ms = 50;
+    for (;;) {
+        char *err = NULL;
+        int rc = dfs_meta_call(m, method, req, resp_desc, false, resp, &err);
+        int64_t waited_ms = (dfs_rpc_now_ns() - start) / 1000000;
+        bool again = (rc == DFS_EUNAVAIL || rc == DFS_ETIMEDOUT) &&
+                     waited_ms + backoff_ms < p->patience_ms &&
+                     (p->interrupted == NULL || !*p->interrupted);
+        if (!again) {
+            if (rc != DFS_OK && p->interrupted != NULL && *p->interrupted) {
+                free(err);
+                return dfs_seterr(errmsg, DFS_ECANCELED, "interrupted");
+            }
+            if (rc != DFS_OK)
+                dfs_seterr(errmsg, rc, "%s", err != NULL ? err : dfs_strerror(rc));
+            free(err);
+            return rc;
+        }
+        if (p->waiting != NULL)
+            p->waiting(p->arg, err != NULL ? err : dfs_strerror(rc), waited_ms);
+        free(err);
+        /* Sleep in short steps, so that Ctrl-C is seen at once. */
+        for (int64_t slept = 0; slept < backoff_ms; slept += 50) {
+            if (p->interrupted != NULL && *p->interrupted)
+                break;
+            struct timespec ts = {0, 50 * 1000000};
+            nanosleep(&ts, NULL);
+        }
+        backoff_ms = backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2;
+    }
 }

@@ -5,6 +5,7 @@
 #include "services/rpc/client.h"
 
 #include <protobuf-c/protobuf-c.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -39,5 +40,29 @@ const char *dfs_meta_addr(const dfs_meta *m);
 int dfs_meta_call(dfs_meta *m, const char *method, const ProtobufCMessage *req,
                   const ProtobufCMessageDescriptor *resp_desc, bool retry, void *resp,
                   char **errmsg);
+
+/* How dfs_meta_call_patient waits. */
+struct dfs_meta_patience {
+    /* Keep trying for this long after the first try. */
+    int64_t patience_ms;
+    /* Stop trying once non-zero (Ctrl-C); may be NULL. */
+    volatile sig_atomic_t *interrupted;
+    /* Told before each retry why the service did not answer (one line: "cannot reach the
+       metadata service at ADDR (...)") and how long ago the first try started; may be NULL. */
+    void (*waiting)(void *arg, const char *why, int64_t waited_ms);
+    void *arg;
+};
+
+/*
+ * dfs_meta_call for a call whose repetition is harmless (CommitFile: the catalog takes the same
+ * commit twice) and whose failure is costly (a put whose whole transfer is done): while the
+ * service cannot be reached, or does not answer within the timeout, the call is made again, with
+ * a backoff of 50 ms doubling to 1 s, as long as the next try starts within p->patience_ms of the
+ * first. Other failures return at once. Returns like dfs_meta_call; DFS_ECANCELED when
+ * interrupted.
+ */
+int dfs_meta_call_patient(dfs_meta *m, const char *method, const ProtobufCMessage *req,
+                          const ProtobufCMessageDescriptor *resp_desc,
+                          const struct dfs_meta_patience *p, void *resp, char **errmsg);
 
 #endif /* DFS_CLI_META_H */

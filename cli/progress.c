@@ -23,6 +23,7 @@ struct dfs_progress {
     int64_t t[SAMPLES];
     uint64_t d[SAMPLES];
     int head, n;
+    char note[160]; /* "" when none */
 };
 
 static int64_t now_ns(void)
@@ -81,11 +82,18 @@ static void draw(dfs_progress *p, int64_t now, bool final)
     else
         snprintf(eta, sizeof eta, "--");
     int pct = p->total > 0 ? (int)(100.0 * (double)p->done / (double)p->total) : 100;
-    char tail[160];
-    snprintf(tail, sizeof tail, " %s / %s  %s  %s %s", done, total, rate, final ? "in" : "ETA",
-             eta);
+    char tail[260];
+    if (!final && p->note[0] != '\0')
+        snprintf(tail, sizeof tail, " %s / %s  %s", done, total, p->note);
+    else
+        snprintf(tail, sizeof tail, " %s / %s  %s  %s %s", done, total, rate, final ? "in" : "ETA",
+                 eta);
     int cols = columns(p->out);
     int label = (int)strlen(p->label);
+    /* One terminal line, or '\r' no longer redraws it: a long note is cut. */
+    int fit = cols - 1 - label - 6;
+    if (fit >= 0 && (int)strlen(tail) > fit)
+        tail[fit] = '\0';
     int room = cols - 1 - label - 6 - 3 - (int)strlen(tail);
     if (room > 40)
         room = 40;
@@ -127,6 +135,16 @@ void dfs_progress_update(void *progress, uint64_t done, uint64_t total)
     p->t[at] = now;
     p->d[at] = done;
     p->n++;
+    draw(p, now, false);
+}
+
+void dfs_progress_note(dfs_progress *p, const char *note)
+{
+    if (p == NULL || !p->enabled)
+        return;
+    snprintf(p->note, sizeof p->note, "%s", note != NULL ? note : "");
+    int64_t now = now_ns();
+    p->last_draw_ns = now;
     draw(p, now, false);
 }
 

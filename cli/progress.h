@@ -24,6 +24,12 @@ dfs_progress *dfs_progress_create(FILE *out, const char *label, uint64_t total, 
 /* `done` bytes are done (monotonic). Matches the engines' progress callbacks: arg is the progress. */
 void dfs_progress_update(void *progress, uint64_t done, uint64_t total);
 
+/*
+ * Show `note` (one line: what the transfer waits for) on the line instead of the rate and ETA,
+ * redrawn at once; NULL takes it away. The text is copied.
+ */
+void dfs_progress_note(dfs_progress *p, const char *note);
+
 /* Draw the final state (average rate over the whole transfer) and end the line; free. */
 void dfs_progress_finish(dfs_progress *p, bool ok);
 

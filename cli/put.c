@@ -88,6 +88,7 @@ struct put_stream {
      * A chained copy has no stream of its own unless the chain fails it; then it is sent directly.
      */
     bool chained;
+    int64_t last_ns;            /* when the stream last made progress (what the watch reports) */
     struct dfs_put_chunk first; /* a head's first message, with the forward list */
     bool have_first;
     Dfs__V1__PutFragmentResponse *acks;
@@ -115,7 +116,13 @@ struct put_job {
     uint32_t replaced;
     int error; /* first fatal error; the job stops */
     char *errmsg;
+    dfs_rpc_timer watch; /* each second: is a stream waiting long? (opts->note) */
+    bool noted;          /* a note is showing */
+    bool own_fd;         /* fd was opened here (closed at the end) */
 };
+
+/* A stream that makes no progress for this long is named in a note (opts->note). */
+#define NOTE_AFTER_MS 5000
 
 static int64_t stall_ms(const struct put_job *job)
 {
@@ -298,7 +305,59 @@ static void stall_fired(dfs_rpc_timer *t)
 
 static void progress(struct put_stream *s)
 {
-    dfs_rpc_loop_timer_arm(s->job->loop, &s->stall, dfs_rpc_now_ns() + stall_ms(s->job) * 1000000);
+    s->last_ns = dfs_rpc_now_ns();
+    dfs_rpc_loop_timer_arm(s->job->loop, &s->stall, s->last_ns + stall_ms(s->job) * 1000000);
+}
+
+static void note(struct put_job *job, const char *what)
+{
+    if (job->opts->note == NULL || (what == NULL && !job->noted))
+        return;
+    job->noted = what != NULL;
+    job->opts->note(job->opts->note_arg, what);
+}
+
+/* Each second: name the node the put has waited on longest, once that is NOTE_AFTER_MS. */
+static void watch_fired(dfs_rpc_timer *t)
+{
+    struct put_job *job = (struct put_job *)(void *)((char *)t - offsetof(struct put_job, watch));
+    int64_t now = dfs_rpc_now_ns();
+    const struct put_stream *oldest = NULL;
+    size_t waiting = 0;
+    for (size_t i = 0; i < job->nstreams; i++) {
+        const struct put_stream *s = &job->streams[i];
+        if (s->call == NULL || (now - s->last_ns) / 1000000 < NOTE_AFTER_MS)
+            continue;
+        waiting++;
+        if (oldest == NULL || s->last_ns < oldest->last_ns)
+            oldest = s;
+    }
+    if (oldest == NULL || job->error != DFS_OK) {
+        note(job, NULL);
+    } else {
+        char what[400];
+        char others[48] = "";
+        if (waiting > 1)
+            snprintf(others, sizeof others, " (and %zu other cop%s)", waiting - 1,
+                     waiting == 2 ? "y" : "ies");
+        snprintf(what, sizeof what,
+                 "waiting for node %s%s: no progress for %" PRId64 " s (gives up after %" PRId64
+                 " s)",
+                 dfs_link_address(oldest->link), others, (now - oldest->last_ns) / 1000000000,
+                 stall_ms(job) / 1000);
+        note(job, what);
+    }
+    dfs_rpc_loop_timer_arm(job->loop, &job->watch, now + 1000000000);
+}
+
+/* CommitFile did not get through: say so, and that it is tried again. */
+static void commit_waiting(void *arg, const char *why, int64_t waited_ms)
+{
+    struct put_job *job = arg;
+    char what[600];
+    snprintf(what, sizeof what, "committing: %s; trying again (for %" PRId64 " s more)", why,
+             (stall_ms(job) - waited_ms) / 1000);
+    note(job, what);
 }
 
 static void pace_fired(dfs_rpc_timer *t)
@@ -702,11 +761,19 @@ static int commit_file(struct put_job *job, const uint8_t sha[DFS_SHA256_BYTES],
         req.fragments = cfp;
         req.n_fragments = nf;
         Dfs__V1__CommitFileResponse *resp = NULL;
-        /* Retried while the service restarts: a commit that took effect but whose answer was
-           lost succeeds again (the catalog accepts the same commit twice), so a put in flight
-           through a restart still completes instead of leaving the user unsure. */
-        rc = dfs_meta_call(job->meta, "CommitFile", &req.base,
-                           &dfs__v1__commit_file_response__descriptor, true, &resp, errmsg);
+        /* Retried while the service cannot be reached, for as long as the put waits on a node
+           (--stall-timeout): a commit that took effect but whose answer was lost succeeds again
+           (the catalog accepts the same commit twice), so a put whose transfer is done
+           completes through a restart or an outage instead of failing or leaving the user
+           unsure. */
+        struct dfs_meta_patience patience = {.patience_ms = stall_ms(job),
+                                             .interrupted = job->opts->interrupted,
+                                             .waiting = commit_waiting,
+                                             .arg = job};
+        rc = dfs_meta_call_patient(job->meta, "CommitFile", &req.base,
+                                   &dfs__v1__commit_file_response__descriptor, &patience, &resp,
+                                   errmsg);
+        note(job, NULL);
         if (rc == DFS_OK) {
             *committed = resp->file;
             resp->file = NULL;
@@ -735,18 +802,22 @@ static void abort_file(struct put_job *job)
     free(err);
 }
 
-static int open_local(const char *local, int *fd, uint64_t *size, struct stat *st, char **errmsg)
+static int open_local(const char *local, const struct dfs_put_opts *opts, int *fd, bool *own,
+                      uint64_t *size, struct stat *st, char **errmsg)
 {
-    *fd = open(local, O_RDONLY | O_CLOEXEC);
+    *own = !opts->from_fd;
+    *fd = opts->from_fd ? opts->fd : open(local, O_RDONLY | O_CLOEXEC);
     if (*fd < 0)
         return dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot open %s", local);
     if (fstat(*fd, st) != 0) {
         int e = errno;
-        close(*fd);
+        if (*own)
+            close(*fd);
         return dfs_seterr_errno(errmsg, DFS_EIO, e, "cannot stat %s", local);
     }
     if (!S_ISREG(st->st_mode)) {
-        close(*fd);
+        if (*own)
+            close(*fd);
         return dfs_seterr(errmsg, DFS_EINVAL, "%s is not a regular file", local);
     }
     *size = (uint64_t)st->st_size;
@@ -759,14 +830,15 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
 {
     struct put_job job = {.meta = meta, .opts = opts, .fd = -1};
     struct stat st_before;
-    int rc = open_local(local, &job.fd, &job.size, &st_before, errmsg);
+    int rc = open_local(local, opts, &job.fd, &job.own_fd, &job.size, &st_before, errmsg);
     if (rc != DFS_OK)
         return rc;
     int64_t t0 = dfs_rpc_now_ns();
     dfs_filehash *hash = NULL;
     rc = create_file(&job, remote, errmsg);
     if (rc != DFS_OK) {
-        close(job.fd);
+        if (job.own_fd)
+            close(job.fd);
         return rc;
     }
     size_t nf = job.file->n_fragments;
@@ -839,11 +911,17 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
     size_t first = opts->parallel > 0 ? opts->parallel : job.nstreams;
     for (size_t n = 0; job.error == DFS_OK && n < first && job.next_stream < job.nstreams; n++)
         start_waiting(&job);
+    dfs_rpc_timer_init(&job.watch, watch_fired);
+    if (opts->note != NULL && job.loop != NULL)
+        dfs_rpc_loop_timer_arm(job.loop, &job.watch, dfs_rpc_now_ns() + 1000000000);
     while (job.running > 0) {
         dfs_rpc_loop_run_once(job.loop, 100);
         if (opts->interrupted != NULL && *opts->interrupted && job.error == DFS_OK)
             fail_job(&job, DFS_ECANCELED, strdup("interrupted"));
     }
+    if (job.loop != NULL)
+        dfs_rpc_loop_timer_cancel(job.loop, &job.watch);
+    note(&job, NULL);
 
     uint8_t sha[DFS_SHA256_BYTES];
     Dfs__V1__FileInfo *committed = NULL;
@@ -902,6 +980,7 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
     dfs_links_destroy(job.links);
     dfs_rpc_loop_destroy(job.loop);
     protobuf_c_message_free_unpacked(&job.file->base, NULL);
-    close(job.fd);
+    if (job.own_fd)
+        close(job.fd);
     return rc;
 }

@@ -36,6 +36,15 @@ struct dfs_put_opts {
        NULL. */
     void (*progress)(void *arg, uint64_t done, uint64_t total);
     void *progress_arg;
+    /* Told, in one line, what the put waits for once it waits long (a node that makes no progress
+       for 5 s, the metadata service at the commit), again each second while it waits, and NULL
+       once it no longer does; may be NULL. */
+    void (*note)(void *arg, const char *what);
+    void *note_arg;
+    /* Read this open regular file (from offset 0) instead of opening `local`, which then only
+       names it in messages: standard input spooled to a temporary file. Not closed. */
+    bool from_fd;
+    int fd;
 };
 
 struct dfs_put_result {

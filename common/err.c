@@ -1,6 +1,8 @@
 /* Status codes and error messages. */
 #include "common/err.h"
 
+#include "common/utf8.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,6 +49,34 @@ const char *dfs_strerror(int code)
     default:
         return "unknown error";
     }
+}
+
+const char *dfs_quote(const char *s, struct dfs_quote *q)
+{
+    /* A few bytes past the limit: enough to see whether a character crosses it. */
+    size_t len = s != NULL ? strnlen(s, DFS_QUOTE_MAX + 4) : 0;
+    size_t lim = len > DFS_QUOTE_MAX ? DFS_QUOTE_MAX : len;
+    size_t i = 0, n = 0;
+    while (i < lim) {
+        unsigned char c = (unsigned char)s[i];
+        size_t take = c < 0x80 ? 1 : dfs_utf8_char_len(s + i, len - i);
+        if (take == 0 || c < 0x20 || c == 0x7f) {
+            q->s[n++] = '?';
+            i++;
+            continue;
+        }
+        if (i + take > lim)
+            break; /* a character the cut would split: "..." stands for it */
+        memcpy(q->s + n, s + i, take);
+        n += take;
+        i += take;
+    }
+    if (len > DFS_QUOTE_MAX) {
+        memcpy(q->s + n, "...", 3);
+        n += 3;
+    }
+    q->s[n] = '\0';
+    return q->s;
 }
 
 static char *vformat(const char *fmt, va_list ap)

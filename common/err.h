@@ -51,6 +51,21 @@ int dfs_seterr_errno(char **errmsg, int code, int errnum, const char *fmt, ...)
 int dfs_prefixerr(char **errmsg, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * What someone typed or sent, fit to quote in a one-line error message: an error that names a bad
+ * input quotes it through dfs_quote, so a 10 KB argument, path or request field comes back as its
+ * first DFS_QUOTE_MAX bytes (cut on a character boundary) followed by "...", and control
+ * characters and bytes that are not UTF-8 as '?'. Returns q->s (s NULL gives "").
+ *
+ *     struct dfs_quote q;
+ *     return dfs_seterr(err, DFS_EINVAL, "unknown option '%s'", dfs_quote(arg, &q));
+ */
+#define DFS_QUOTE_MAX 64
+struct dfs_quote {
+    char s[DFS_QUOTE_MAX + 4];
+};
+const char *dfs_quote(const char *s, struct dfs_quote *q);
+
 /* Map an errno value from a system call to the closest DFS_E code (ENOSPC -> DFS_ENOSPC, ...). */
 int dfs_err_from_errno(int errnum);
 

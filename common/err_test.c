@@ -65,6 +65,30 @@ static void test_err_from_errno(void **state)
     assert_int_equal(dfs_err_from_errno(EIO), DFS_EIO);
 }
 
+static void test_quote_is_short_and_printable(void **state)
+{
+    (void)state;
+    struct dfs_quote q;
+    assert_string_equal(dfs_quote(NULL, &q), "");
+    assert_string_equal(dfs_quote("/a/b", &q), "/a/b");
+    assert_string_equal(dfs_quote("a\nb\x1b[0m\x7f\xff caf\xc3\xa9", &q), "a?b?[0m?? caf\xc3\xa9");
+    char big[10240];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    const char *s = dfs_quote(big, &q);
+    assert_int_equal(strlen(s), DFS_QUOTE_MAX + 3);
+    assert_string_equal(s + DFS_QUOTE_MAX, "...");
+    /* Exactly the limit: no "...". */
+    big[DFS_QUOTE_MAX] = '\0';
+    assert_int_equal(strlen(dfs_quote(big, &q)), DFS_QUOTE_MAX);
+    /* A character across the limit is not split. */
+    memset(big, 'x', DFS_QUOTE_MAX - 1);
+    memcpy(big + DFS_QUOTE_MAX - 1, "\xe2\x82\xacmore", 8);
+    s = dfs_quote(big, &q);
+    assert_int_equal(strlen(s), DFS_QUOTE_MAX - 1 + 3);
+    assert_string_equal(s + DFS_QUOTE_MAX - 1, "...");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -74,6 +98,7 @@ int main(void)
         cmocka_unit_test(test_prefixerr),
         cmocka_unit_test(test_strerror_covers_codes),
         cmocka_unit_test(test_err_from_errno),
+        cmocka_unit_test(test_quote_is_short_and_printable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

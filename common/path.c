@@ -59,12 +59,13 @@ static int canon(const char *in, bool prefix, char **out, char **errmsg)
     bool trailing = inlen > 0 && in[inlen - 1] == '/';
     if (!prefix && len == 1) {
         free(buf);
-        return dfs_seterr(errmsg, DFS_EINVAL, "path '%s' names no file", in);
+        return dfs_seterr(errmsg, DFS_EINVAL, "path '%s' names no file",
+                          dfs_quote(in, &(struct dfs_quote){{0}}));
     }
     if (!prefix && trailing) {
         free(buf);
         return dfs_seterr(errmsg, DFS_EINVAL, "path '%s' ends with '/' (a directory, not a file)",
-                          in);
+                          dfs_quote(in, &(struct dfs_quote){{0}}));
     }
     if (prefix && trailing && len > 1)
         buf[len++] = '/';

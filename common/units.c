@@ -69,20 +69,25 @@ static int parse_with(const char *s, const struct suffix *tab, size_t ntab, cons
 {
     if (s == NULL || *s == '\0')
         return dfs_seterr(errmsg, DFS_EINVAL, "empty %s", what);
+    struct dfs_quote q; /* what the user wrote, quoted short */
     double v;
     size_t n = parse_number(s, &v);
     if (n == 0)
-        return dfs_seterr(errmsg, DFS_EINVAL, "bad %s '%s': expected a number like 100M", what, s);
+        return dfs_seterr(errmsg, DFS_EINVAL, "bad %s '%s': expected a number like 100M", what,
+                          dfs_quote(s, &q));
     for (size_t i = 0; i < ntab; i++) {
         if (strcmp(s + n, tab[i].name) == 0) {
             double r = v * tab[i].mult;
             if (r >= 9.2e18)
-                return dfs_seterr(errmsg, DFS_EINVAL, "%s '%s' is too large", what, s);
+                return dfs_seterr(errmsg, DFS_EINVAL, "%s '%s' is too large", what,
+                                  dfs_quote(s, &q));
             *out = r;
             return DFS_OK;
         }
     }
-    return dfs_seterr(errmsg, DFS_EINVAL, "bad %s '%s': unknown unit '%s'", what, s, s + n);
+    struct dfs_quote u;
+    return dfs_seterr(errmsg, DFS_EINVAL, "bad %s '%s': unknown unit '%s'", what, dfs_quote(s, &q),
+                      dfs_quote(s + n, &u));
 }
 
 int dfs_parse_size(const char *s, uint64_t *out, char **errmsg)
@@ -103,7 +108,8 @@ int dfs_parse_rate(const char *s, uint64_t *bytes_per_sec, char **errmsg)
     char buf[64];
     size_t len = strlen(s);
     if (len >= sizeof buf)
-        return dfs_seterr(errmsg, DFS_EINVAL, "bad rate '%s'", s);
+        return dfs_seterr(errmsg, DFS_EINVAL, "bad rate '%s'",
+                          dfs_quote(s, &(struct dfs_quote){{0}}));
     memcpy(buf, s, len + 1);
     if (len > 2 && strcmp(buf + len - 2, "/s") == 0)
         buf[len - 2] = '\0';
@@ -122,7 +128,8 @@ int dfs_parse_rate(const char *s, uint64_t *bytes_per_sec, char **errmsg)
     if (rc != DFS_OK)
         return rc;
     if (v < 1)
-        return dfs_seterr(errmsg, DFS_EINVAL, "rate '%s' is below 1 byte/s", s);
+        return dfs_seterr(errmsg, DFS_EINVAL, "rate '%s' is below 1 byte/s",
+                          dfs_quote(s, &(struct dfs_quote){{0}}));
     *bytes_per_sec = (uint64_t)llround(v);
     return DFS_OK;
 }

@@ -340,13 +340,13 @@ static enum MHD_Result put_end(struct upload *u, struct MHD_Connection *c)
     int rc = dfs_put(u->f->meta, u->spool, u->path, &u->opts, &res, &err);
     unlink(u->spool);
     if (rc != DFS_OK) {
-        dfs_log(DFS_LOG_WARN, "put failed path=\"%s\" size=%" PRIu64 " err=\"%s\"", u->path,
-                u->received, err != NULL ? err : dfs_strerror(rc));
+        dfs_log(DFS_LOG_WARN, "put failed path=%s size=%" PRIu64 " err=%s", u->path, u->received,
+                err != NULL ? err : dfs_strerror(rc));
         enum MHD_Result r = dfs_gw_reply_code(c, rc, err);
         free(err);
         return r;
     }
-    dfs_log(DFS_LOG_INFO, "stored path=\"%s\" size=%" PRIu64 " seconds=%.3f", res.path, res.size,
+    dfs_log(DFS_LOG_INFO, "stored path=%s size=%" PRIu64 " seconds=%.3f", res.path, res.size,
             res.seconds);
     /* The committed layout, for the answer. */
     Dfs__V1__FileInfo *fi = NULL;
@@ -400,7 +400,7 @@ static void *download_run(void *arg)
     int rc = dfs_get_fd(d->file, d->off, d->len, d->wr, d->f->spool_dir, &opts, &res, &err);
     if (rc != DFS_OK)
         dfs_log(rc == DFS_ECANCELED ? DFS_LOG_INFO : DFS_LOG_WARN,
-                "download stopped path=\"%s\" offset=%" PRIu64 " length=%" PRIu64 " err=\"%s\"",
+                "download stopped path=%s offset=%" PRIu64 " length=%" PRIu64 " err=%s",
                 d->file->path, d->off, d->len, err != NULL ? err : dfs_strerror(rc));
     free(err);
     close(d->wr);
@@ -513,8 +513,8 @@ static enum MHD_Result get_file(dfs_gw_files *f, struct MHD_Connection *c, const
     case DFS_GW_RANGE_UNSATISFIABLE: {
         snprintf(content_range, sizeof content_range, "bytes */%" PRIu64, fi->size);
         char *msg = NULL;
-        if (asprintf(&msg, "the range '%s' is outside the file (%" PRIu64 " bytes)", range,
-                     fi->size) < 0)
+        if (asprintf(&msg, "the range '%s' is outside the file (%" PRIu64 " bytes)",
+                     dfs_quote(range, &(struct dfs_quote){{0}}), fi->size) < 0)
             msg = NULL;
         protobuf_c_message_free_unpacked(&fi->base, NULL);
         size_t blen = 0;
@@ -598,7 +598,7 @@ static enum MHD_Result delete_file(dfs_gw_files *f, struct MHD_Connection *c, co
         free(err);
         return r;
     }
-    dfs_log(DFS_LOG_INFO, "deleted path=\"%s\"", path);
+    dfs_log(DFS_LOG_INFO, "deleted path=%s", path);
     free(path);
     struct doc d;
     if (!doc_open(&d)) {
@@ -634,7 +634,8 @@ static enum MHD_Result list_files(dfs_gw_files *f, struct MHD_Connection *c)
         char *end = NULL;
         n = limit[0] >= '0' && limit[0] <= '9' ? strtoul(limit, &end, 10) : 0;
         if (end == NULL || *end != '\0' || n < 1 || n > 1000)
-            rc = dfs_seterr(&err, DFS_EINVAL, "limit must be from 1 to 1000, not '%s'", limit);
+            rc = dfs_seterr(&err, DFS_EINVAL, "limit must be from 1 to 1000, not '%s'",
+                            dfs_quote(limit, &(struct dfs_quote){{0}}));
     }
     Dfs__V1__ListFilesResponse *resp = NULL;
     if (rc == DFS_OK) {

@@ -62,7 +62,7 @@ static void usage(FILE *out)
         "  --tls-cert FILE, --tls-key FILE  client certificate (mutual TLS)\n"
         "  --tls-server-name NAME      the name the cluster's certificates carry\n"
         "  --insecure                  allow plaintext to non-loopback cluster addresses\n"
-        "  --help, --version\n");
+        "  -h, --help, --version\n");
 }
 
 struct options {
@@ -137,6 +137,7 @@ static int parse(int argc, char **argv, struct options *o, char **err)
     o->level = DFS_LOG_INFO;
     opterr = 0;
     int c, rc = DFS_OK;
+    struct dfs_quote q; /* for an option or argument quoted in an error */
     while (rc == DFS_OK && (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
         case O_METADATA:
@@ -182,7 +183,8 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         case O_LOG:
             if (dfs_log_level_parse(optarg, &o->level) != DFS_OK || o->level == DFS_LOG_OFF)
                 rc = dfs_seterr(err, DFS_EINVAL,
-                                "--log-level must be debug, info, warn or error, not '%s'", optarg);
+                                "--log-level must be debug, info, warn or error, not '%s'",
+                                dfs_quote(optarg, &q));
             break;
         case O_GRACE:
             rc = dfs_daemon_parse_int("--grace-ms", optarg, 0, 600000, &o->grace_ms, err);
@@ -195,16 +197,17 @@ static int parse(int argc, char **argv, struct options *o, char **err)
             printf(PROG " " VERSION "\n");
             return 1;
         case ':':
-            rc = dfs_seterr(err, DFS_EINVAL, "%s needs a value", argv[optind - 1]);
+            rc = dfs_seterr(err, DFS_EINVAL, "%s needs a value", dfs_daemon_bad_option(argv, &q));
             break;
         default:
             if (!dfs_rpc_security_option(c, optarg, &o->tls, &o->insecure))
-                rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'", argv[optind - 1]);
+                rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'",
+                                dfs_daemon_bad_option(argv, &q));
             break;
         }
     }
     if (rc == DFS_OK && optind < argc)
-        rc = dfs_seterr(err, DFS_EINVAL, "unexpected argument '%s'", argv[optind]);
+        rc = dfs_seterr(err, DFS_EINVAL, "unexpected argument '%s'", dfs_quote(argv[optind], &q));
     if (rc == DFS_OK && (o->metadata == NULL || strrchr(o->metadata, ':') == NULL))
         rc = dfs_seterr(err, DFS_EINVAL, "--metadata HOST:PORT is required");
     return rc;

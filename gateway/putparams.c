@@ -23,7 +23,7 @@ static int parse_u32(const char *name, const char *v, uint32_t lo, uint32_t hi, 
     unsigned long x = v[0] >= '0' && v[0] <= '9' ? strtoul(v, &end, 10) : 0;
     if (end == NULL || end == v || *end != '\0' || x < lo || x > hi)
         return dfs_seterr(errmsg, DFS_EINVAL, "%s must be a whole number from %u to %u, not '%s'",
-                          name, lo, hi, v);
+                          name, lo, hi, dfs_quote(v, &(struct dfs_quote){{0}}));
     *out = (uint32_t)x;
     return DFS_OK;
 }
@@ -42,7 +42,8 @@ static int parse_bool(const char *name, const char *v, bool *out, char **errmsg)
             *out = false;
             return DFS_OK;
         }
-    return dfs_seterr(errmsg, DFS_EINVAL, "%s must be true or false, not '%s'", name, v);
+    return dfs_seterr(errmsg, DFS_EINVAL, "%s must be true or false, not '%s'", name,
+                      dfs_quote(v, &(struct dfs_quote){{0}}));
 }
 
 static int parse_policy(const char *v, int *out, char **errmsg)
@@ -57,7 +58,8 @@ static int parse_policy(const char *v, int *out, char **errmsg)
             return DFS_OK;
         }
     return dfs_seterr(errmsg, DFS_EINVAL,
-                      "unknown policy '%s' (random, min_copy, buddy or least_used)", v);
+                      "unknown policy '%s' (random, min_copy, buddy or least_used)",
+                      dfs_quote(v, &(struct dfs_quote){{0}}));
 }
 
 static int parse_ec(const char *v, uint32_t *k, uint32_t *m, char **errmsg)
@@ -74,7 +76,8 @@ static int parse_ec(const char *v, uint32_t *k, uint32_t *m, char **errmsg)
     if (rc == DFS_OK)
         return DFS_OK;
     return dfs_seterr(errmsg, DFS_EINVAL,
-                      "ec takes K+M, e.g. 4+2, with K, M >= 1 and K+M <= 32, not '%s'", v);
+                      "ec takes K+M, e.g. 4+2, with K, M >= 1 and K+M <= 32, not '%s'",
+                      dfs_quote(v, &(struct dfs_quote){{0}}));
 }
 
 int dfs_gw_put_params(const struct dfs_gw_put_query *q, struct dfs_put_opts *opts, char **errmsg)

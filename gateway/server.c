@@ -610,25 +610,30 @@ static int split(const char *listen, char *host, size_t hcap, char *port, size_t
 {
     const char *colon = strrchr(listen, ':');
     if (colon == NULL || colon[1] == '\0')
-        return dfs_seterr(errmsg, DFS_EINVAL, "--listen must be HOST:PORT, not '%s'", listen);
+        return dfs_seterr(errmsg, DFS_EINVAL, "--listen must be HOST:PORT, not '%s'",
+                          dfs_quote(listen, &(struct dfs_quote){{0}}));
     const char *h = listen;
     size_t hl = (size_t)(colon - listen);
     if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
         h++;
         hl -= 2;
     } else if (memchr(h, ':', hl) != NULL) {
-        return dfs_seterr(errmsg, DFS_EINVAL, "an IPv6 address needs brackets: '%s'", listen);
+        return dfs_seterr(errmsg, DFS_EINVAL, "an IPv6 address needs brackets: '%s'",
+                          dfs_quote(listen, &(struct dfs_quote){{0}}));
     }
     if (hl >= hcap || strlen(colon + 1) >= pcap)
-        return dfs_seterr(errmsg, DFS_EINVAL, "address too long: '%s'", listen);
+        return dfs_seterr(errmsg, DFS_EINVAL, "address too long: '%s'",
+                          dfs_quote(listen, &(struct dfs_quote){{0}}));
     memcpy(host, h, hl);
     host[hl] = '\0';
     strcpy(port, colon + 1);
     for (const char *p = port; *p != '\0'; p++)
         if (*p < '0' || *p > '9')
-            return dfs_seterr(errmsg, DFS_EINVAL, "bad port in '%s'", listen);
+            return dfs_seterr(errmsg, DFS_EINVAL, "bad port in '%s'",
+                              dfs_quote(listen, &(struct dfs_quote){{0}}));
     if (strtol(port, NULL, 10) > 65535)
-        return dfs_seterr(errmsg, DFS_EINVAL, "bad port in '%s'", listen);
+        return dfs_seterr(errmsg, DFS_EINVAL, "bad port in '%s'",
+                          dfs_quote(listen, &(struct dfs_quote){{0}}));
     return DFS_OK;
 }
 

@@ -2,12 +2,14 @@
 #include "metadata/catalog.h"
 
 #include "common/err.h"
+#include "common/exlock.h"
 #include "common/id.h"
 #include "common/log.h"
 #include "common/path.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 /*
  * ON-DISK FORMAT. The database outlives this code: never edit a migration that has shipped; append
@@ -585,6 +588,10 @@ struct dfs_catalog {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
     char *path; /* for messages */
+    /* The catalog file, open only to hold its exclusive lock (common/exlock.h): one catalog
+       handle per file, so one dfs-metadata serves, repairs and rebalances it. -1: none
+       (in memory). Closed after the database. */
+    int lockfd;
 };
 
 /* ---- Names of stored enumerations ------------------------------------------------------------ */
@@ -1295,6 +1302,7 @@ int dfs_catalog_open(const char *path, dfs_catalog **out, char **errmsg)
     dfs_catalog *cat = calloc(1, sizeof *cat);
     if (cat == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    cat->lockfd = -1;
     cat->path = strdup(path);
     if (cat->path == NULL || pthread_mutex_init(&cat->mu, NULL) != 0) {
         free(cat->path);
@@ -1311,6 +1319,17 @@ int dfs_catalog_open(const char *path, dfs_catalog **out, char **errmsg)
     }
     sqlite3_extended_result_codes(cat->db, 1);
     sqlite3_busy_timeout(cat->db, BUSY_TIMEOUT_MS);
+    /* Before anything reads or changes the file (SQLite has only opened it): a second process
+       on this catalog stops here. */
+    if (strcmp(path, ":memory:") != 0) {
+        cat->lockfd = open(path, O_RDONLY | O_CLOEXEC);
+        if (cat->lockfd < 0)
+            rc = dfs_seterr_errno(errmsg, DFS_EIO, errno, "catalog %s", path);
+        else
+            rc = dfs_exlock(cat->lockfd, NULL, "catalog", path, errmsg);
+        if (rc != DFS_OK)
+            goto fail;
+    }
 
     int64_t have_version = 0;
     rc = check_identity(cat, &have_version, errmsg); /* before WAL changes the file */
@@ -1364,6 +1383,8 @@ void dfs_catalog_close(dfs_catalog *cat)
     if (cat->db != NULL && sqlite3_close(cat->db) != SQLITE_OK)
         dfs_log(DFS_LOG_ERROR, "catalog close failed path=%s err=\"%s\"", cat->path,
                 sqlite3_errmsg(cat->db));
+    if (cat->lockfd >= 0)
+        close(cat->lockfd); /* after the database: the next holder finds it closed */
     pthread_mutex_destroy(&cat->mu);
     free(cat->path);
     free(cat);

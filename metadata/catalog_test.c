@@ -286,6 +286,27 @@ static void test_open_twice_is_idempotent(void **state)
     sqlite3_close(h);
 }
 
+/* One handle per catalog file: a second one (another dfs-metadata) is refused until it closes. */
+static void test_second_open_is_refused(void **state)
+{
+    struct fx *fx = *state;
+    dfs_catalog *cat = NULL;
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_open(fx->db, &cat, &msg), DFS_EPRECOND);
+    assert_null(cat);
+    char want[800];
+    snprintf(want, sizeof want, "catalog %s is in use by another process", fx->db);
+    assert_string_equal(msg, want);
+    free(msg);
+    msg = NULL;
+    /* The refused opener changed nothing: the first handle still works. */
+    assert_int_equal(stats(fx).schema_version, DFS_CATALOG_SCHEMA_VERSION);
+    dfs_catalog_close(fx->cat);
+    fx->cat = NULL;
+    assert_int_equal(dfs_catalog_open(fx->db, &fx->cat, &msg), DFS_OK);
+    assert_null(msg);
+}
+
 static void test_open_refuses_foreign_and_newer(void **state)
 {
     struct fx *fx = *state;
@@ -2511,6 +2532,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_twice_is_idempotent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_open_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refuses_foreign_and_newer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_register_heartbeat_sweep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_validation, setup, teardown),

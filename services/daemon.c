@@ -73,17 +73,20 @@ int dfs_daemon_advertise(const char *listen, int port, char *out, size_t cap, ch
 {
     const char *colon = strrchr(listen, ':');
     if (colon == NULL)
-        return dfs_seterr(errmsg, DFS_EINVAL, "listen address '%s' has no port", listen);
+        return dfs_seterr(errmsg, DFS_EINVAL, "listen address '%s' has no port",
+                          dfs_quote(listen, &(struct dfs_quote){{0}}));
     size_t hostlen = (size_t)(colon - listen);
     const char *host = listen;
     if ((hostlen == 0) || (hostlen == 1 && host[0] == '*') ||
         (hostlen == 7 && strncmp(host, "0.0.0.0", 7) == 0) ||
         (hostlen == 4 && strncmp(host, "[::]", 4) == 0))
         return dfs_seterr(errmsg, DFS_EINVAL,
-                          "listen address '%s' is a wildcard: give --advertise HOST:PORT", listen);
+                          "listen address '%s' is a wildcard: give --advertise HOST:PORT",
+                          dfs_quote(listen, &(struct dfs_quote){{0}}));
     int n = snprintf(out, cap, "%.*s:%d", (int)hostlen, host, port);
     if (n < 0 || (size_t)n >= cap)
-        return dfs_seterr(errmsg, DFS_EINVAL, "listen address '%s' is too long", listen);
+        return dfs_seterr(errmsg, DFS_EINVAL, "listen address '%s' is too long",
+                          dfs_quote(listen, &(struct dfs_quote){{0}}));
     return DFS_OK;
 }
 
@@ -96,7 +99,17 @@ int dfs_daemon_parse_int(const char *flag, const char *value, long long min, lon
     if (errno != 0 || end == value || *end != '\0' || v < min || v > max)
         return dfs_seterr(errmsg, DFS_EINVAL,
                           "%s must be a whole number from %lld to %lld, not '%s'", flag, min, max,
-                          value);
+                          dfs_quote(value, &(struct dfs_quote){{0}}));
     *out = v;
     return DFS_OK;
+}
+
+const char *dfs_daemon_bad_option(char *const argv[], struct dfs_quote *q)
+{
+    /* optopt: the letter of a short option; a long option's value (not a letter) or 0. */
+    if (optopt > 0x20 && optopt < 0x7f) {
+        snprintf(q->s, sizeof q->s, "-%c", optopt);
+        return q->s;
+    }
+    return dfs_quote(optind > 0 ? argv[optind - 1] : "", q);
 }

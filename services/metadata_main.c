@@ -68,7 +68,7 @@ static void usage(FILE *out)
         "                            clients') certificates must chain to\n"
         "  --tls-client-auth         mutual TLS: require a client certificate from every caller\n"
         "  --insecure                allow plaintext on a non-loopback address (and to nodes)\n"
-        "  --help, --version\n");
+        "  -h, --help, --version\n");
 }
 
 struct options {
@@ -156,7 +156,8 @@ static int parse(int argc, char **argv, struct options *o, char **err)
     int c;
     long long v;
     int rc = DFS_OK;
-    while (rc == DFS_OK && (c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+    struct dfs_quote q; /* for an option or argument quoted in an error */
+    while (rc == DFS_OK && (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
         case O_DB:
             o->db = optarg;
@@ -173,7 +174,8 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         case O_LOG:
             if (dfs_log_level_parse(optarg, &o->level) != DFS_OK)
                 rc = dfs_seterr(err, DFS_EINVAL,
-                                "--log-level must be debug, info, warn or error, not '%s'", optarg);
+                                "--log-level must be debug, info, warn or error, not '%s'",
+                                dfs_quote(optarg, &q));
             break;
         case O_REPLICAS:
             rc = dfs_daemon_parse_int("--replicas", optarg, 1, DFS_REPLICAS_MAX, &v, err);
@@ -246,6 +248,7 @@ static int parse(int argc, char **argv, struct options *o, char **err)
             rc = dfs_daemon_parse_int("--ticket-ttl-ms", optarg, 1000, 30LL * 86400000, &v, err);
             o->cfg.ticket_ttl_ms = v;
             break;
+        case 'h':
         case O_HELP:
             usage(stdout);
             exit(0);
@@ -253,16 +256,17 @@ static int parse(int argc, char **argv, struct options *o, char **err)
             printf(PROG " " VERSION "\n");
             exit(0);
         case ':':
-            rc = dfs_seterr(err, DFS_EINVAL, "%s needs a value", argv[optind - 1]);
+            rc = dfs_seterr(err, DFS_EINVAL, "%s needs a value", dfs_daemon_bad_option(argv, &q));
             break;
         default:
             if (!dfs_rpc_security_option(c, optarg, &o->tls, &o->insecure))
-                rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'", argv[optind - 1]);
+                rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'",
+                                dfs_daemon_bad_option(argv, &q));
             break;
         }
     }
     if (rc == DFS_OK && optind < argc)
-        rc = dfs_seterr(err, DFS_EINVAL, "unexpected argument '%s'", argv[optind]);
+        rc = dfs_seterr(err, DFS_EINVAL, "unexpected argument '%s'", dfs_quote(argv[optind], &q));
     if (rc == DFS_OK && o->db == NULL)
         rc = dfs_seterr(err, DFS_EINVAL, "--db FILE is required");
     return rc;

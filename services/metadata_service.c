@@ -1939,6 +1939,63 @@ static Dfs__V1__Node **nodes_msgs(dfs_metadata_service *svc, dfs_arena *a,
     return v;
 }
 
+/*
+ * Whether retiring node `id` now would make files unreadable: the files the health rules
+ * (dfs_catalog_health_classify) count as lost with the node decommissioned, beyond those lost
+ * already. DFS_EPRECOND when some would be (a k=1 file, a fragment whose other copies are on dead
+ * nodes, an erasure-coded file left with fewer than K fragments), naming one; DFS_OK otherwise.
+ */
+static int check_decommission_loses_nothing(dfs_metadata_service *svc, const char *id,
+                                            char **errmsg)
+{
+    struct dfs_layout *l = NULL;
+    struct dfs_health before, after;
+    memset(&before, 0, sizeof before);
+    memset(&after, 0, sizeof after);
+    int rc = dfs_catalog_layout(svc->cat, &l, errmsg);
+    size_t node = 0;
+    while (rc == DFS_OK && node < l->nnodes && strcmp(l->nodes[node].id, id) != 0)
+        node++;
+    if (rc != DFS_OK || node == l->nnodes) {
+        dfs_catalog_layout_free(l);
+        return rc;
+    }
+    enum dfs_node_state now = l->nodes[node].state;
+    rc = dfs_catalog_health_classify(l, NULL, 0, &before, errmsg);
+    l->nodes[node].state = DFS_NODE_DECOMMISSIONED;
+    if (rc == DFS_OK)
+        rc = dfs_catalog_health_classify(l, NULL, 0, &after, errmsg);
+    if (rc == DFS_OK && after.lost > before.lost) {
+        uint64_t n = after.lost - before.lost;
+        /* Once more with the paths, for an example: one lost after and not before. */
+        dfs_catalog_health_clear(&after);
+        rc = dfs_catalog_health_classify(l, NULL, SIZE_MAX, &after, errmsg);
+        l->nodes[node].state = now;
+        dfs_catalog_health_clear(&before);
+        if (rc == DFS_OK)
+            rc = dfs_catalog_health_classify(l, NULL, SIZE_MAX, &before, errmsg);
+        const char *example = "";
+        for (size_t i = 0; rc == DFS_OK && i < after.nlost_paths && example[0] == '\0'; i++) {
+            bool old = false;
+            for (size_t j = 0; j < before.nlost_paths && !old; j++)
+                old = strcmp(after.lost_paths[i], before.lost_paths[j]) == 0;
+            if (!old)
+                example = after.lost_paths[i];
+        }
+        if (rc == DFS_OK)
+            rc = dfs_seterr(errmsg, DFS_EPRECOND,
+                            "node %s holds the only readable copies of %" PRIu64 " file%s (%s%s): "
+                            "drain it first (dfs node drain) so that they are copied elsewhere, "
+                            "or decommission it with --force and lose them",
+                            id, n, n == 1 ? "" : "s", dfs_quote(example, &(struct dfs_quote){{0}}),
+                            n > 1 ? ", ..." : "");
+    }
+    dfs_catalog_health_clear(&before);
+    dfs_catalog_health_clear(&after);
+    dfs_catalog_layout_free(l);
+    return rc;
+}
+
 static void handle_set_node_state(dfs_rpc_call *call, void *ctx)
 {
     dfs_metadata_service *svc = ctx;
@@ -1970,6 +2027,8 @@ static void handle_set_node_state(dfs_rpc_call *call, void *ctx)
         rc = dfs_seterr(&err, DFS_EPRECOND,
                         "node %s is %s: heartbeats decide when it is alive again", n.id,
                         dfs_catalog_node_state_name(n.state));
+    if (rc == DFS_OK && want == DFS_NODE_DECOMMISSIONED && n.state != want && !req->force)
+        rc = check_decommission_loses_nothing(svc, n.id, &err);
     if (rc == DFS_OK && n.state != want) {
         rc = dfs_catalog_node_set_state(svc->cat, n.id, want, &err);
         if (rc == DFS_OK)

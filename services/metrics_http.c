@@ -57,7 +57,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         char *body = NULL, *err = NULL;
         size_t len = 0;
         if (dfs_metrics_render(h->metrics, &body, &len, &err) != DFS_OK) {
-            dfs_log(DFS_LOG_WARN, "cannot render metrics err=\"%s\"", err != NULL ? err : "");
+            dfs_log(DFS_LOG_WARN, "cannot render metrics err=%s", err != NULL ? err : "");
             free(err);
             static const char msg[] = "cannot render the metrics\n";
             return reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, text, msg, sizeof msg - 1, false);

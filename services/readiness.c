@@ -67,7 +67,7 @@ static void record(dfs_readiness *r, bool ready, char *why)
         if (ready)
             dfs_log(DFS_LOG_INFO, "ready");
         else
-            dfs_log(DFS_LOG_WARN, "not ready reason=\"%s\"", r->why != NULL ? r->why : "");
+            dfs_log(DFS_LOG_WARN, "not ready reason=%s", r->why != NULL ? r->why : "");
     }
     set_health(r, ready);
     pthread_mutex_unlock(&r->mu);
@@ -141,7 +141,7 @@ static void *ticker_main(void *arg)
         free(r->why);
         r->why = strdup(buf);
         if (was)
-            dfs_log(DFS_LOG_WARN, "not ready reason=\"%s\"", buf);
+            dfs_log(DFS_LOG_WARN, "not ready reason=%s", buf);
         set_health(r, false);
     }
     pthread_mutex_unlock(&r->mu);

@@ -85,7 +85,7 @@ static void usage(FILE *out)
         "                            --tls-client-auth, clients') certificates chain to\n"
         "  --tls-client-auth         mutual TLS: require a client certificate from every caller\n"
         "  --insecure                allow plaintext on a non-loopback address (and to peers)\n"
-        "  --help, --version\n");
+        "  -h, --help, --version\n");
 }
 
 struct options {
@@ -120,7 +120,8 @@ static int read_zone_file(const char *path, char *buf, size_t cap, char **err)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL)
-        return dfs_seterr(err, DFS_EINVAL, "--zone-file %s: %s", path, strerror(errno));
+        return dfs_seterr(err, DFS_EINVAL, "--zone-file %s: %s",
+                          dfs_quote(path, &(struct dfs_quote){{0}}), strerror(errno));
     char line[256] = "";
     if (fgets(line, sizeof line, f) == NULL)
         line[0] = '\0';
@@ -132,11 +133,12 @@ static int read_zone_file(const char *path, char *buf, size_t cap, char **err)
     while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t'))
         p[--n] = '\0';
     if (n >= cap)
-        return dfs_seterr(err, DFS_EINVAL, "--zone-file %s: zone longer than %zu bytes", path,
-                          cap - 1);
+        return dfs_seterr(err, DFS_EINVAL, "--zone-file %s: zone longer than %zu bytes",
+                          dfs_quote(path, &(struct dfs_quote){{0}}), cap - 1);
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)p[i] < 0x21 || (unsigned char)p[i] > 0x7e)
-            return dfs_seterr(err, DFS_EINVAL, "--zone-file %s: the zone is not printable", path);
+            return dfs_seterr(err, DFS_EINVAL, "--zone-file %s: the zone is not printable",
+                              dfs_quote(path, &(struct dfs_quote){{0}}));
     memcpy(buf, p, n + 1);
     return DFS_OK;
 }
@@ -218,6 +220,7 @@ static int parse(int argc, char **argv, struct options *o, char **err)
     opterr = 0;
     int c;
     int rc = DFS_OK;
+    struct dfs_quote q; /* for an option or argument quoted in an error */
     while (rc == DFS_OK && (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
         case O_DATA:
@@ -244,7 +247,8 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         case O_LOG:
             if (dfs_log_level_parse(optarg, &o->level) != DFS_OK || o->level == DFS_LOG_OFF)
                 rc = dfs_seterr(err, DFS_EINVAL,
-                                "--log-level must be debug, info, warn or error, not '%s'", optarg);
+                                "--log-level must be debug, info, warn or error, not '%s'",
+                                dfs_quote(optarg, &q));
             break;
         case O_REGISTER_TIMEOUT:
             rc = dfs_daemon_parse_int("--register-timeout-ms", optarg, 0, 86400000,
@@ -278,10 +282,10 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         case O_ZONE_FILE:
             o->zone_file = optarg;
             break;
-        case 'h':
         case O_TOKEN_FILE:
             o->token_file = optarg;
             break;
+        case 'h':
         case O_HELP:
             usage(stdout);
             return 1;
@@ -289,22 +293,24 @@ static int parse(int argc, char **argv, struct options *o, char **err)
             printf(PROG " " VERSION "\n");
             return 1;
         case ':':
-            rc = dfs_seterr(err, DFS_EINVAL, "%s needs a value", argv[optind - 1]);
+            rc = dfs_seterr(err, DFS_EINVAL, "%s needs a value", dfs_daemon_bad_option(argv, &q));
             break;
         default:
             if (!dfs_rpc_security_option(c, optarg, &o->tls, &o->insecure))
-                rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'", argv[optind - 1]);
+                rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'",
+                                dfs_daemon_bad_option(argv, &q));
             break;
         }
     }
     if (rc == DFS_OK && optind < argc)
-        rc = dfs_seterr(err, DFS_EINVAL, "unexpected argument '%s'", argv[optind]);
+        rc = dfs_seterr(err, DFS_EINVAL, "unexpected argument '%s'", dfs_quote(argv[optind], &q));
     if (rc == DFS_OK && (o->data == NULL || o->data[0] == '\0'))
         rc = dfs_seterr(err, DFS_EINVAL, "--data DIR is required");
     if (rc == DFS_OK && (o->metadata == NULL || o->metadata[0] == '\0'))
         rc = dfs_seterr(err, DFS_EINVAL, "--metadata HOST:PORT is required");
     if (rc == DFS_OK && strrchr(o->metadata, ':') == NULL)
-        rc = dfs_seterr(err, DFS_EINVAL, "--metadata must be HOST:PORT, not '%s'", o->metadata);
+        rc = dfs_seterr(err, DFS_EINVAL, "--metadata must be HOST:PORT, not '%s'",
+                        dfs_quote(o->metadata, &q));
     if (rc == DFS_OK && o->listen[0] == '\0')
         rc = dfs_seterr(err, DFS_EINVAL, "--listen needs an address");
     if (rc == DFS_OK && o->zone_file != NULL) {
@@ -322,7 +328,8 @@ static int parse(int argc, char **argv, struct options *o, char **err)
     if (rc == DFS_OK && strlen(o->zone) >= sizeof o->zone_buf)
         rc = dfs_seterr(err, DFS_EINVAL, "--zone is longer than %zu bytes", sizeof o->zone_buf - 1);
     if (rc == DFS_OK && o->advertise != NULL && strrchr(o->advertise, ':') == NULL)
-        rc = dfs_seterr(err, DFS_EINVAL, "--advertise must be HOST:PORT, not '%s'", o->advertise);
+        rc = dfs_seterr(err, DFS_EINVAL, "--advertise must be HOST:PORT, not '%s'",
+                        dfs_quote(o->advertise, &q));
     return rc;
 }
 
@@ -339,7 +346,7 @@ static void registered(void *arg, const uint8_t *key, size_t len)
     struct on_register *r = arg;
     char *err = NULL;
     if (dfs_storage_service_set_ticket_key(r->svc, key, len, &err) != DFS_OK) {
-        dfs_log(DFS_LOG_ERROR, "cannot take the ticket key err=\"%s\"", err);
+        dfs_log(DFS_LOG_ERROR, "cannot take the ticket key err=%s", err);
         free(err);
     }
     dfs_inventory_trigger(r->inv);
@@ -519,8 +526,8 @@ int main(int argc, char **argv)
     if (o.scrub_rate > 0)
         dfs_format_rate((double)o.scrub_rate, scrub_rate, sizeof scrub_rate);
     dfs_log(DFS_LOG_INFO,
-            "listening addr=%s listen=%s node=%s data=%s zone=%s forward_rate=\"%s\" "
-            "repair_rate=\"%s\" scrub_rate=\"%s\" scrub_interval_s=%lld metrics=%s "
+            "listening addr=%s listen=%s node=%s data=%s zone=%s forward_rate=%s "
+            "repair_rate=%s scrub_rate=%s scrub_interval_s=%lld metrics=%s "
             "version=" VERSION,
             addr, o.listen, node, o.data, o.zone[0] != '\0' ? o.zone : "-", rate, repair_rate,
             scrub_rate, o.scrub_interval_s, http != NULL ? dfs_metrics_http_address(http) : "off");

@@ -1267,10 +1267,14 @@ static void get_handler(dfs_rpc_call *call, void *ctx)
         dfs_frag_reader_close(r);
         atomic_fetch_add(&svc->gets_failed, 1);
         const char *msg = err != NULL ? err : dfs_strerror(rc);
-        /* A client asking for what is not there is routine; a store that fails is not. */
-        bool client =
-            rc == DFS_EINVAL || rc == DFS_ENOTFOUND || rc == DFS_ERANGE || rc == DFS_EPERM;
-        log_failure(client ? DFS_LOG_INFO : DFS_LOG_WARN, call, "get", req->fragment_id, rc, msg);
+        /* A client asking for what is not there is routine; a store that fails is not. A
+           malformed request is refused before its ticket is looked at, so anyone can send one:
+           what it holds is logged at debug only. */
+        bool client = rc == DFS_ENOTFOUND || rc == DFS_ERANGE || rc == DFS_EPERM;
+        log_failure(rc == DFS_EINVAL ? DFS_LOG_DEBUG
+                    : client         ? DFS_LOG_INFO
+                                     : DFS_LOG_WARN,
+                    call, "get", req->fragment_id, rc, msg);
         dfs_rpc_call_finish(call, rc, NULL, msg);
         free(err);
         return;

@@ -3,6 +3,7 @@
 
 #include "common/crc32c.h"
 #include "common/err.h"
+#include "common/exlock.h"
 #include "common/id.h"
 #include "common/log.h"
 
@@ -666,14 +667,9 @@ int dfs_frag_store_open(const char *data_dir, const struct dfs_io_ops *io, dfs_f
         goto fail;
     }
     /* One store per data dir: a second one would sweep tmp/ under the first one's writers. */
-    if (io->flock(s->dirfd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK)
-            rc = dfs_seterr(errmsg, DFS_EPRECOND, "data dir %s is in use by another store",
-                            data_dir);
-        else
-            rc = dfs_seterr_errno(errmsg, DFS_EIO, errno, "lock %s", data_dir);
+    rc = dfs_exlock(s->dirfd, io->flock, "data dir", data_dir, errmsg);
+    if (rc != DFS_OK)
         goto fail;
-    }
     bool created = false;
     rc = open_subdir(s, "fragments", &s->fragfd, &created, errmsg);
     if (rc == DFS_OK)

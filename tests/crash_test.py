@@ -5,7 +5,8 @@ Also full disks: a storage node on a small file system, and the catalog's own di
 
 The crash loop is seeded: the seed is printed at the start, and DFS_CRASH_SEED=N replays its schedule
 (what is killed, when, which operations; the exact interleavings vary).
-DFS_CRASH_ITERATIONS=N runs N iterations instead of the suite's 4 (a few seconds each), e.g.
+DFS_CRASH_ITERATIONS=N runs N iterations instead of the suite's 4 (a few seconds each), and
+DFS_TERM_ITERATIONS=N makes TermDuringWork stop nodes with SIGTERM N times instead of 8, e.g.
 
     bazel test //tests:crash_test --test_env=DFS_CRASH_ITERATIONS=100 --test_filter=CrashLoop \\
         --test_timeout=3600 --test_output=streamed
@@ -627,6 +628,114 @@ class MetadataDiskFull(harness.TestCase):
         copy = backup_catalog(c, self.tmp("backup.db"))
         self.assertEqual(integrity_check(copy), "ok")
         os.unlink(copy)
+
+
+TERM_ITERATIONS = int(os.environ.get("DFS_TERM_ITERATIONS", "8"))
+
+
+class TermDuringWork(harness.TestCase):
+    """SIGTERM storage nodes in the middle of repairs, puts, gets and scrubs, again and again: every
+    stop must exit 0 (the short grace makes each one cancel what is running), and the data stays
+    whole. DFS_TERM_ITERATIONS=N runs N stops instead of the suite's 8; DFS_CRASH_SEED replays."""
+
+    def test_sigterm_during_repairs_puts_gets_and_scrubs(self):
+        seed = int(os.environ.get("DFS_CRASH_SEED") or random.SystemRandom().randrange(1 << 31))
+        log("seed %d (replay with DFS_CRASH_SEED=%d), %d stop(s)" % (seed, seed, TERM_ITERATIONS))
+        rng = random.Random(seed)
+        # Repairs of 2 MiB fragments at 1 MiB/s take seconds; the nodes re-read their disks
+        # all the time; a stop gives calls 200 ms and then cancels them.
+        c = self.start_cluster(nodes=6, metadata_flags=FAST,
+                               storage_flags=["--repair-rate", "1M", "--scrub-interval", "1",
+                                              "--scrub-rate", "32M", "--grace-ms", "200"])
+        files = {}
+        for i in range(8):
+            src = harness.random_file(self.tmp("src-%d" % i), 4 << 20, seed=seed + i)
+            self.dfs("put", "-q", "--replicas", "2", "--fragments", "2", src, "/term/f%d" % i)
+            files["/term/f%d" % i] = harness.sha256(src)
+        env = dict(c.env(), DFS_METADATA=c.metadata_address)
+        exe = c.binaries()["dfs"]
+        stop_ev = threading.Event()
+        counts = {"put": [0, 0], "get": [0, 0]}
+
+        def dfs_quiet(*args):
+            try:
+                return subprocess.run([exe] + list(args), capture_output=True, env=env, timeout=OP_TIMEOUT_S,
+                                      stdin=subprocess.DEVNULL).returncode
+            except subprocess.TimeoutExpired:
+                return -1
+
+        def putter(wid):
+            n = 0
+            while not stop_ev.is_set():
+                n += 1
+                rc = dfs_quiet("put", "-q", "--throttle", "4M", "--replicas", "2", self.tmp("src-%d" % (n % 8)),
+                               "/term/w%d-%d" % (wid, n))
+                counts["put"][rc != 0] += 1
+
+        def getter(wid):
+            r = random.Random(seed + wid)
+            while not stop_ev.is_set():
+                rc = dfs_quiet("get", "-q", "--throttle", "8M", r.choice(sorted(files)), self.tmp("get-%d" % wid))
+                counts["get"][rc != 0] += 1
+
+        threads = [threading.Thread(target=putter, args=(i,), daemon=True) for i in range(2)]
+        threads += [threading.Thread(target=getter, args=(i,), daemon=True) for i in range(2)]
+        for t in threads:
+            t.start()
+        dirs = {"node-%d" % i: c.path("node-%d" % i, "data") for i in range(6)}
+        down = None  # a node kept down for a while, so that its copies are repaired
+        busy_hits = repair_hits = 0
+
+        def repairs_running():
+            return json.loads(self.dfs("status", "--json")[1])["repair"]["running"] > 0
+
+        try:
+            for it in range(TERM_ITERATIONS):
+                repairing = False
+                if down is not None:
+                    # Once the node kept down is dead, its copies are being made again elsewhere.
+                    try:
+                        harness.wait_until(repairs_running, 15, "no repair running")
+                        repairing = True
+                    except AssertionError:
+                        pass
+                repair_hits += repairing
+                live = sorted(n for n in c.running() if n != "metadata" and n != down)
+                # Prefer a node writing something (a repair or a put in its tmp/) right now.
+                deadline = time.monotonic() + 8
+                busy = []
+                while time.monotonic() < deadline and not busy:
+                    busy = [n for n in live if tmp_files(dirs[n])]
+                    if not busy:
+                        time.sleep(0.02)
+                victim = rng.choice(busy or live)
+                busy_hits += bool(busy)
+                i = int(victim.split("-")[1])
+                res = c.stop_node(i)
+                self.assertEqual((res["how"], res["exit_code"]), ("sigterm", 0),
+                                 "stop %d: %s did not exit 0 on SIGTERM: %s" % (it, victim, res))
+                log("stop %d: %s (%s%s) exited 0" % (it, victim, "writing" if busy else "idle",
+                                                      ", repairs running" if repairing else ""))
+                if down is None:
+                    down = victim  # stays down until it is dead and its copies are being repaired
+                else:
+                    c.start_node(i)
+                    if rng.random() < 0.5:
+                        c.start_node(int(down.split("-")[1]))
+                        down = None
+        finally:
+            stop_ev.set()
+            for t in threads:
+                t.join(OP_TIMEOUT_S + 10)
+        if down is not None:
+            c.start_node(int(down.split("-")[1]))
+        log("%d of %d stops hit a node writing, %d while repairs ran; puts ok/failed %s, gets ok/failed %s" % (
+            busy_hits, TERM_ITERATIONS, repair_hits, counts["put"], counts["get"]))
+        self.assertGreater(busy_hits, 0, "no stop landed while a node was writing")
+        self.assertGreater(repair_hits, 0, "no stop landed while repairs ran")
+        for remote, digest in files.items():
+            self.dfs("get", "-q", remote, self.tmp("back"))
+            self.assertEqual(harness.sha256(self.tmp("back")), digest, remote)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import zlib
 import struct
 
 import harness
+import logfmt
 
 SANITIZED = os.environ.get("DFS_SANITIZED") == "1"
 CURL = shutil.which("curl")
@@ -91,7 +92,7 @@ class Gateway:
             return "".join(f.readlines()[-n:])
 
     def stop(self):
-        """SIGTERM; returns a list of problems (bad exit, sanitizer reports)."""
+        """SIGTERM; returns a list of problems (bad exit, sanitizer reports, log lines not logfmt)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -108,6 +109,7 @@ class Gateway:
             for line in f:
                 if any(p in line for p in harness.SANITIZER_PATTERNS):
                     problems.append("sanitizer: " + line.strip())
+        problems += ["not strict logfmt: " + p for p in logfmt.problems([self.log_path])]
         return problems
 
 

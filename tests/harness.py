@@ -24,7 +24,8 @@ cmocka-style summary; exit status 1 if anything failed. It honours `bazel test -
 A Cluster (tools/dfscluster.py) lives in a fresh folder under $TEST_TMPDIR. Every daemon it starts gets
 SIGKILL if the test process dies, and TestCase.start_cluster stops it after the test even on failure
 (SIGTERM by Bazel's timeout too). Stopping fails the test when a daemon did not exit 0 on SIGTERM, died
-on its own, or wrote a sanitizer report to its log.
+on its own, wrote a sanitizer report to its log, or wrote a log line that is not strict logfmt (every
+line of every daemon log is parsed by tests/logfmt.py).
 
 Binaries: $DFS_BIN_DIR if set, else Bazel runfiles ($TEST_SRCDIR/$TEST_WORKSPACE/services/dfs-metadata,
 .../cli/dfs), else the repository's bazel-bin (running a test file by hand after `bazel build //...`).
@@ -50,6 +51,7 @@ for _d in (os.path.join(os.path.dirname(_HERE), "tools"),):
         sys.path.append(_d)  # outside Bazel; under Bazel, //tools:dfscluster's imports put it on the path
 
 import dfscluster  # noqa: E402
+import logfmt  # noqa: E402
 from dfscluster import ClusterError  # noqa: E402,F401  (re-exported for tests)
 
 DFS_TIMEOUT_S = 120.0
@@ -295,6 +297,9 @@ class Cluster(dfscluster.Cluster):
         reports = self.sanitizer_reports()
         if reports:
             out.append("sanitizer reports in daemon logs:\n  " + "\n  ".join(reports[:20]))
+        bad = logfmt.problems(self.logs())
+        if bad:
+            out.append("daemon log lines that are not strict logfmt (common/log.h):\n  " + "\n  ".join(bad))
         return out
 
     def stop(self):

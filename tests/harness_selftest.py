@@ -23,9 +23,12 @@ import testcount  # noqa: E402
 FAKE_DAEMON = r'''#!{python}
 # Stand-in for dfs-metadata / dfs-storage: the flags of the contract, a ready file, exit 0 on SIGTERM.
 # FAKE_MODE (comma-separated) makes it misbehave: die-NAME, never-ready-NAME, slow-ready-NAME,
-# ignore-term-NAME, bad-exit-NAME, asan-NAME (NAME is dfs-metadata or dfs-storage).
+# ignore-term-NAME, bad-exit-NAME, asan-NAME, badlog-NAME (NAME is dfs-metadata or dfs-storage).
+# Its log lines are logfmt, as the real daemons' are (badlog-NAME adds one that is not).
 import os, signal, socket, sys, time
 name = os.path.basename(sys.argv[0])
+def log(level, msg, extra=""):
+    print('ts=2026-01-01T00:00:00.000Z level=%s prog=%s msg="%s"%s' % (level, name, msg, extra), flush=True)
 modes = set(os.environ.get("FAKE_MODE", "").split(","))
 args = sys.argv[1:]
 opts = dict(zip(args[0::2], args[1::2]))
@@ -37,14 +40,16 @@ sock = socket.socket()
 sock.bind(("127.0.0.1", 0))
 sock.listen()
 addr = "127.0.0.1:%d" % sock.getsockname()[1]
-print("%s serving on %s zone=%s" % (name, addr, opts.get("--zone")), flush=True)
+log("info", "%s serving on %s" % (name, addr), " zone=%s" % opts.get("--zone"))
+if "badlog-" + name in modes:
+    print('ts=2026-01-01T00:00:00.000Z level=warn prog=%s msg="refused" code=permission denied' % name, flush=True)
 if "--data" in opts:
     os.makedirs(opts["--data"], exist_ok=True)
 if "die-" + name in modes:
-    print("fatal: deliberate startup failure", flush=True)
+    log("error", "fatal: deliberate startup failure")
     sys.exit(3)
 def term(*_):
-    print("%s: SIGTERM" % name, flush=True)
+    log("info", "%s: SIGTERM" % name)
     if "asan-" + name in modes:
         print("==42==ERROR: AddressSanitizer: heap-use-after-free on address 0x1", flush=True)
     sys.exit(5 if "bad-exit-" + name in modes else 0)
@@ -445,6 +450,7 @@ class Launcher(FakeModeMixin, unittest.TestCase):
     def test_problems_reported(self):
         for mode, want in (("bad-exit-dfs-storage", "exited with status 5 after SIGTERM"),
                            ("asan-dfs-metadata", "ERROR: AddressSanitizer"),
+                           ("badlog-dfs-storage", "not strict logfmt"),
                            ("ignore-term-dfs-storage", "did not exit within")):
             with self.subTest(mode=mode):
                 self.fake_mode(mode)
@@ -646,6 +652,12 @@ class Counting(unittest.TestCase):
         out = open(os.path.join(d, "summary"), "w+")
         self.assertEqual(testcount.count(testcount.read_bep(bep), 2, out=out)[:2], (0, 1))
         self.assertEqual(testcount.count({}, 4, out=out)[:2], (0, 0))
+
+    def test_missing_build_events_do_not_hide_a_failure(self):
+        missing = os.path.join(harness.tmpdir("bep-"), "gone.json")
+        for bazel_exit, want in ((3, 1), (1, 1), (0, 0)):
+            with self.subTest(bazel_exit=bazel_exit):
+                self.assertEqual(testcount.main(["--bep", missing, "--bazel-exit", str(bazel_exit)]), want)
 
 if __name__ == "__main__":
     harness.main()

@@ -10,6 +10,7 @@ types the servers themselves describe over reflection (tests/grpcinspect.py).
 
 import hashlib
 import hmac
+import os
 import sqlite3
 import struct
 import threading
@@ -18,6 +19,7 @@ import time
 import grpcinspect  # first: may re-run this test under /usr/bin/python3
 import grpc
 import harness
+import logfmt
 
 IDLE_MS = 1500  # the storage nodes' --stream-idle-ms
 NODE = "0123456789abcdef0123456789abcdef"
@@ -358,6 +360,50 @@ class Hostile(harness.TestCase):
         self.dfs("get", "/big", self.tmp("big.out"))
         self.assertEqual(harness.sha256(self.tmp("big.out")), harness.sha256(src))
         self.dfs("rm", "/big")
+
+    # ---- the logs ----
+
+    def log_fields(self, path):
+        """Every line of a daemon's log, parsed strictly (a line that does not parse fails the test)."""
+        with open(path, "rb") as f:
+            lines = [l for l in f.read().split(b"\n") if l and not l.startswith(logfmt.HARNESS_PREFIX)]
+        return [dict(logfmt.parse(l)) for l in lines]
+
+    def test_log_lines_cannot_be_forged(self):
+        """What a caller sends stays one value in the daemons' logs: a name with quotes adds no field,
+        "permission denied" is one value, and a hostile fragment id from a caller without a ticket
+        is not logged at info at all (and never as more than one value)."""
+        node_log = self.node["log"]
+        forged = 'ab cd" status=OK peer=trusted\nts=2026-01-01T00:00:00.000Z level=error msg="forged'
+        self.storage_call("GetFragment", f_bytes(1, forged), says="invalid fragment id")
+        self.storage_call("StatFragment", f_bytes(1, forged), says="invalid fragment id")
+        name = 'x" role=admin expires_ms=0 y="'
+        _, tok, _ = self.dfs("token", "create", "--role", "ro", "--name", name)
+        ro = self.tmp("ro.token")
+        with open(os.open(ro, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(tok.strip() + "\n")
+        rc, _, err = self.dfs("rm", "/nothing-here", env={"DFS_TOKEN_FILE": ro}, check=False)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("may not call", err)
+
+        def created():
+            return [f for f in self.log_fields(self.meta_log) if f["msg"] == b"token created"
+                    and f.get("name") == name.encode()]
+        harness.wait_until(lambda: created(), 10, "the token's log line")
+        line = created()[0]
+        self.assertEqual(line["role"], b"read_only")
+        self.assertEqual(sorted(line), sorted(["ts", "level", "prog", "msg", "id", "name", "role", "expires_ms"]))
+
+        def refused():
+            return [f for f in self.log_fields(self.meta_log) if f["msg"] == b"refused"
+                    and f.get("method") == b"/dfs.v1.Metadata/DeleteFile"]
+        harness.wait_until(lambda: refused(), 10, "the refusal's log line")
+        self.assertEqual(refused()[-1]["code"], b"permission denied")
+        self.assertIn(b"may not call", refused()[-1]["reason"])
+        # The node runs at info: the unauthenticated requests leave nothing of their ids there.
+        for f in self.log_fields(node_log):
+            self.assertNotIn(b"trusted", b" ".join(f.values()), f)
+        self.assertEqual(logfmt.problems([node_log, self.meta_log]), [])
 
 
 if __name__ == "__main__":

@@ -316,7 +316,9 @@ class Health(harness.TestCase):
             self.assertEqual(w.statuses, ["NOT_SERVING", "SERVING"])
         finally:
             w.close()
-        self.assertTrue(os.path.exists(os.path.join(d, "node.ready")))
+        # The node turns SERVING first and then writes its ready file (storage_main): wait for it.
+        harness.wait_until(lambda: os.path.exists(os.path.join(d, "node.ready")), 15,
+                           "no ready file after SERVING")
         self.assertEqual(scrape(maddr, "/healthz")[:3:2], (200, "SERVING\n"))
         for p in (node, meta):
             p.terminate()

@@ -43,6 +43,8 @@ CLI = "dfs"
 READY_POLL_S = 0.02
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
+# How long a command waits for the cluster lock before it says another command holds it.
+LOCK_WAIT_S = 2.0
 STATE_VERSION = 1
 
 # Process states recorded in state.json.
@@ -226,12 +228,19 @@ class Cluster:
         os.makedirs(self.dir, exist_ok=True)
         fd = os.open(self.path("lock"), os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise
-                raise ClusterError("another tools/cluster command is working on %s" % self.dir)
+            # A process forked (by another thread of this program) while the lock was held keeps
+            # it until its exec closes the descriptor: wait that out, but not another command.
+            deadline = time.monotonic() + LOCK_WAIT_S
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise ClusterError("another tools/cluster command is working on %s" % self.dir)
+                    time.sleep(0.02)
             yield
         finally:
             os.close(fd)

@@ -274,6 +274,10 @@ def main(argv=None):
         print("testcount: no build event file %s" % args.bep, file=sys.stderr)
         targets = {}
     _, failed, _ = count(targets, args.bazel_exit, loading_errors=loading_errors)
+    # Without the build events nothing was counted: bazel's own status is all there is (3: a test
+    # failed), and it must not read as success.
+    if not os.path.exists(args.bep) and args.bazel_exit != 0:
+        return 1
     return 1 if failed or args.bazel_exit not in BAZEL_OK else 0
 
 

@@ -115,7 +115,7 @@ int dfs_rpc_health_set(dfs_rpc_health *h, const char *service, enum dfs_health_s
     e->status = status;
     pthread_mutex_unlock(&h->mu);
     if (added || old != status)
-        dfs_log(DFS_LOG_INFO, "health service=\"%s\" status=%s", service,
+        dfs_log(DFS_LOG_INFO, "health service=%s status=%s", service,
                 dfs_rpc_health_status_name(status));
     return DFS_OK;
 }

@@ -6,10 +6,12 @@
 #include "services/rpc/server.h"
 #include "testdata/echo.pb-c.h"
 
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,9 @@
 #include <cmocka.h>
 
 struct fixture {
+    /* Later: a call handed to a thread of its own, answered through dfs_rpc_loop_post. */
+    atomic_int later_started, later_answered;
+    pthread_t later_thread;
     dfs_rpc_server *srv;
     dfs_rpc_channel *ch;
     char addr[64];
@@ -157,6 +162,59 @@ static void count_handler(dfs_rpc_call *call, void *ctx)
     count_sent(call, st, true);
 }
 
+/*
+ * Later: the handler hands its call to a thread (as a storage node hands a repair to its
+ * repairer), which answers it through the call's loop once the call was cancelled, and then some
+ * (a worker that is slow to notice, on a loaded machine).
+ */
+struct later {
+    struct fixture *fx;
+    dfs_rpc_call *call;
+    dfs_rpc_loop *loop;
+    dfs_rpc_tag answer;
+    atomic_bool cancelled;
+};
+
+static void later_answer(dfs_rpc_tag *tag, bool ok)
+{
+    (void)ok;
+    struct later *l = (struct later *)(void *)((char *)tag - offsetof(struct later, answer));
+    atomic_store(&l->fx->later_answered, 1);
+    dfs_rpc_call_fail(l->call, DFS_ECANCELED, "answered after the cancel");
+}
+
+static void later_cancelled(dfs_rpc_call *call, void *arg)
+{
+    (void)call;
+    atomic_store(&((struct later *)arg)->cancelled, true);
+}
+
+static void *later_main(void *arg)
+{
+    struct later *l = arg;
+    for (int i = 0; i < 10000 && !atomic_load(&l->cancelled); i++)
+        usleep(1000);
+    usleep(300 * 1000);
+    while (!dfs_rpc_loop_post(l->loop, &l->answer))
+        usleep(1000);
+    return NULL; /* l is the call's state now: released once the answer finished the call */
+}
+
+static void later_handler(dfs_rpc_call *call, void *ctx)
+{
+    struct fixture *fx = ctx;
+    struct later *l = calloc(1, sizeof *l);
+    l->fx = fx;
+    l->call = call;
+    l->loop = dfs_rpc_call_loop(call);
+    l->answer.done = later_answer;
+    atomic_init(&l->cancelled, false);
+    dfs_rpc_call_set_state(call, l, free);
+    dfs_rpc_call_on_cancel(call, later_cancelled, l);
+    assert_int_equal(pthread_create(&fx->later_thread, NULL, later_main, l), 0);
+    atomic_store(&fx->later_started, 1);
+}
+
 static int start_server(struct fixture *fx, const char *listen)
 {
     struct dfs_rpc_server_config cfg = {
@@ -171,6 +229,8 @@ static int start_server(struct fixture *fx, const char *listen)
          sum_handler, fx, 0},
         {"/dfs.test.Echo/Count", DFS_RPC_SERVER_STREAMING, &dfs__test__echo_request__descriptor,
          count_handler, fx, 0},
+        {"/dfs.test.Echo/Later", DFS_RPC_UNARY, &dfs__test__echo_request__descriptor, later_handler,
+         fx, 0},
     };
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
         assert_int_equal(dfs_rpc_server_add_method(fx->srv, &methods[i], NULL), DFS_OK);
@@ -635,6 +695,41 @@ static void test_stop_cancels_calls_in_flight(void **state)
     dfs_rpc_loop_destroy(loop);
 }
 
+static void *call_later(void *arg)
+{
+    struct fixture *fx = arg;
+    Dfs__Test__EchoRequest req = DFS__TEST__ECHO_REQUEST__INIT;
+    Dfs__Test__EchoResponse *resp = NULL;
+    int rc = dfs_rpc_unary(fx->ch, "/dfs.test.Echo/Later", &req.base,
+                           &dfs__test__echo_response__descriptor, (ProtobufCMessage **)&resp, 20000,
+                           NULL);
+    if (resp != NULL)
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return (void *)(intptr_t)rc;
+}
+
+/*
+ * A call whose handler handed it to another thread outlives the client's connection once the stop
+ * cancels it. The stop must still wait until that thread's answer, posted to the call's loop, has
+ * finished the call: only then may it shut the loops down (and the caller free them).
+ */
+static void test_stop_waits_for_calls_answered_from_other_threads(void **state)
+{
+    struct fixture *fx = *state;
+    pthread_t client;
+    assert_int_equal(pthread_create(&client, NULL, call_later, fx), 0);
+    while (atomic_load(&fx->later_started) == 0)
+        usleep(1000);
+    dfs_rpc_server_stop(fx->srv, 0);
+    /* Checked before anything is joined: the stop itself must have waited. */
+    int answered = atomic_load(&fx->later_answered);
+    void *rc = NULL;
+    pthread_join(client, &rc);
+    pthread_join(fx->later_thread, NULL);
+    assert_int_equal(answered, 1);
+    assert_int_not_equal((int)(intptr_t)rc, DFS_OK);
+}
+
 static void test_many_concurrent_unary_calls(void **state)
 {
     struct fixture *fx = *state;
@@ -671,6 +766,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stalled_reader_is_cancelled, setup_idle, teardown),
         cmocka_unit_test_setup_teardown(test_stop_cancels_calls_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_waits_for_calls_answered_from_other_threads,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_concurrent_unary_calls, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

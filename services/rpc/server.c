@@ -65,12 +65,21 @@ struct dfs_rpc_server {
     bool started;
     atomic_bool shutting_down;
 
-    /* Guards stopped and shutdown_done; cv signals shutdown_done. */
+    /* Guards stopped, shutdown_done and live_calls; cv signals shutdown_done and live_calls
+       reaching 0. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stopped;
     bool shutdown_done;
     dfs_rpc_tag shutdown_tag;
+    /*
+     * dfs_rpc_call structures not yet freed. gRPC's shutdown notification waits for the
+     * connections, not for the calls the application still holds: a call whose handler handed it
+     * to another thread (a repair) outlives its cancelled connection, and that thread will still
+     * post its answer to the call's loop. So the stop waits for this to reach 0 before it shuts
+     * the loops down (see dfs_rpc_loop_post).
+     */
+    size_t live_calls;
 
     struct dfs_rpc_observer observer;     /* call_done NULL: none */
     struct dfs_rpc_authorizer authorizer; /* authorize NULL: none */
@@ -155,6 +164,7 @@ static void call_unref(dfs_rpc_call *c)
 {
     if (atomic_fetch_sub(&c->refs, 1) != 1)
         return;
+    dfs_rpc_server *srv = c->srv;
     observe(c);
     if (c->release != NULL)
         c->release(c->state);
@@ -164,6 +174,10 @@ static void call_unref(dfs_rpc_call *c)
     grpc_slice_unref(c->fin_details);
     grpc_call_unref(c->call);
     free(c);
+    pthread_mutex_lock(&srv->mu);
+    if (--srv->live_calls == 0)
+        pthread_cond_broadcast(&srv->cv);
+    pthread_mutex_unlock(&srv->mu);
 }
 
 /* ---- call verbs ---- */
@@ -246,29 +260,18 @@ void dfs_rpc_call_on_cancel(dfs_rpc_call *call, void (*fn)(dfs_rpc_call *call, v
 }
 
 /*
- * A copy of s fit for a log line's quoted value: control characters, quotes and backslashes
- * replaced by '?' (a message can carry what a client sent; it must not break the line).
+ * One log line for a refused request (a streaming message, or the request of a call): a warning
+ * when the caller was authorised, else (a method anyone may call) at debug, so that whoever can
+ * reach the port cannot fill the log with what they send.
  */
-static const char *scrub(const char *s, char *out, size_t cap)
-{
-    size_t i = 0;
-    for (; s != NULL && s[i] != '\0' && i + 1 < cap; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[i] = c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? '?' : (char)c;
-    }
-    out[i] = '\0';
-    return out;
-}
-
-/* One log line for a refused request (a streaming message, or the request of a call). */
 static void log_rejected(const dfs_rpc_call *c, const char *msg)
 {
-    if (!dfs_log_enabled(DFS_LOG_WARN))
+    enum dfs_log_level level = c->method->access != 0 ? DFS_LOG_WARN : DFS_LOG_DEBUG;
+    if (!dfs_log_enabled(level))
         return;
-    char clean[512];
     char *peer = dfs_rpc_call_peer(c);
-    dfs_log(DFS_LOG_WARN, "request rejected method=%s peer=%s err=\"%s\"", c->method->name,
-            peer != NULL ? peer : "unknown", scrub(msg, clean, sizeof clean));
+    dfs_log(level, "request rejected method=%s peer=%s err=%s", c->method->name,
+            peer != NULL ? peer : "unknown", msg);
     free(peer);
 }
 
@@ -290,8 +293,7 @@ static void idle_fire(dfs_rpc_call *c, const char *what)
     snprintf(msg, sizeof msg, "%s: the peer %s for %" PRId64 " ms (the server's stream idle limit)",
              c->method->name, what, c->srv->idle_ms);
     char *peer = dfs_rpc_call_peer(c);
-    dfs_log(DFS_LOG_WARN,
-            "stalled stream cancelled method=%s peer=%s idle_ms=%" PRId64 " err=\"%s\"",
+    dfs_log(DFS_LOG_WARN, "stalled stream cancelled method=%s peer=%s idle_ms=%" PRId64 " err=%s",
             c->method->name, peer != NULL ? peer : "unknown", c->srv->idle_ms, msg);
     free(peer);
     /* Every outstanding operation completes (not ok): the handler's own failure paths run. */
@@ -556,6 +558,9 @@ static void start_call(struct request_slot *s)
             grpc_byte_buffer_destroy(s->payload);
         return;
     }
+    pthread_mutex_lock(&srv->mu);
+    srv->live_calls++;
+    pthread_mutex_unlock(&srv->mu);
     c->srv = srv;
     c->method = m;
     c->method_index = s->method;
@@ -625,7 +630,7 @@ static bool authorized(dfs_rpc_call *c, grpc_byte_buffer **payload)
         *payload = NULL;
     }
     char *peer = dfs_rpc_call_peer(c);
-    dfs_log(DFS_LOG_WARN, "refused method=%s peer=%s code=%s reason=\"%s\"", m->name,
+    dfs_log(DFS_LOG_WARN, "refused method=%s peer=%s code=%s reason=%s", m->name,
             peer != NULL ? peer : "?", dfs_strerror(rc), err != NULL ? err : "");
     free(peer);
     dfs_rpc_call_finish(c, rc, NULL, err != NULL ? err : dfs_strerror(rc));
@@ -716,7 +721,7 @@ static void request_next(struct request_slot *s)
                                                   &s->tag);
     }
     if (err != GRPC_CALL_OK && !atomic_load(&srv->shutting_down))
-        dfs_log(DFS_LOG_ERROR, "cannot request calls err=\"%s\"", grpc_call_error_to_string(err));
+        dfs_log(DFS_LOG_ERROR, "cannot request calls err=%s", grpc_call_error_to_string(err));
 }
 
 /* ---- server life cycle ---- */
@@ -928,6 +933,18 @@ void dfs_rpc_server_stop(dfs_rpc_server *srv, int64_t grace_ms)
         pthread_mutex_lock(&srv->mu);
         while (!srv->shutdown_done)
             pthread_cond_wait(&srv->cv, &srv->mu);
+    }
+    /* Every call's handler has been told (cancel) by now; wait until the last one is finished
+       and freed, answers handed over from other threads included, while the loops still run. */
+    for (int64_t waited_s = 0; srv->live_calls > 0;) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 5;
+        if (pthread_cond_timedwait(&srv->cv, &srv->mu, &until) != 0 && srv->live_calls > 0) {
+            waited_s += 5;
+            dfs_log(DFS_LOG_WARN, "stopping: waiting for calls to end count=%zu waited_s=%" PRId64,
+                    srv->live_calls, waited_s);
+        }
     }
     pthread_mutex_unlock(&srv->mu);
 

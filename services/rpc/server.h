@@ -91,8 +91,10 @@ int dfs_rpc_server_port(const dfs_rpc_server *srv);
 
 /*
  * Stop taking calls, let calls in flight finish for up to grace_ms, then cancel the rest; returns
- * once every worker has stopped. Idempotent. Thread-safe with respect to the workers (call it from
- * main, not from a handler).
+ * once every call has been finished by its handler and freed (a handler told of the cancel must
+ * still finish its call, also one it handed to another thread, which posts the answer to the
+ * call's loop: the loops run until then) and every worker has stopped. Idempotent. Thread-safe
+ * with respect to the workers (call it from main, not from a handler).
  */
 void dfs_rpc_server_stop(dfs_rpc_server *srv, int64_t grace_ms);
 
