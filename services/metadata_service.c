@@ -576,7 +576,6 @@ static int caller_node(dfs_metadata_service *svc, const dfs_rpc_call *call,
                        struct dfs_token_rec *tok, char **errmsg);
 static int check_token(dfs_metadata_service *svc, const dfs_rpc_call *call,
                        struct dfs_token_rec *out, char **errmsg);
-static dfs_rpc_channel *node_channel(dfs_metadata_service *svc, const char *address);
 
 /* A fresh registration: random, never 0 nor DFS_CATALOG_KEEP. */
 static uint64_t new_registration(void)
@@ -592,14 +591,16 @@ static uint64_t new_registration(void)
  * Whether node_id's process still answers at `address`: a StatFragment with a ticket only that
  * node can check, for a fragment nobody stores. NOT_FOUND (or OK) means the node is there; a
  * refusal (another node at that port), no answer or no listener means it is not. The probe is
- * short (PROBE_TIMEOUT_MS, within the caller's own deadline).
+ * short (PROBE_TIMEOUT_MS, within the caller's own deadline) and goes over a channel of its own:
+ * a cached one may still be backing off from an earlier failure and answer nothing at once.
  */
 static bool node_answers_at(dfs_metadata_service *svc, const char *node_id, const char *address,
                             int64_t budget_ms)
 {
     static const char nothing[] = "0000000000000000000000000000000000000000";
-    dfs_rpc_channel *ch = node_channel(svc, address);
-    if (ch == NULL)
+    struct dfs_rpc_channel_opts o = {.security = svc->cfg.node_security};
+    dfs_rpc_channel *ch = NULL;
+    if (dfs_rpc_channel_open(address, &o, &ch, NULL) != DFS_OK)
         return false;
     Dfs__V1__StatFragmentRequest req = DFS__V1__STAT_FRAGMENT_REQUEST__INIT;
     req.fragment_id = (char *)nothing;
@@ -613,6 +614,7 @@ static bool node_answers_at(dfs_metadata_service *svc, const char *node_id, cons
                                                 &dfs__v1__stat_fragment_response__descriptor, &resp,
                                                 timeout > 100 ? timeout : 100, NULL);
     dfs_arena_free(&a);
+    dfs_rpc_channel_destroy(ch);
     if (resp != NULL)
         protobuf_c_message_free_unpacked(resp, NULL);
     return rc == DFS_OK || rc == DFS_ENOTFOUND;

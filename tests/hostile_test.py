@@ -680,5 +680,53 @@ class Clone(harness.TestCase):
         self.assertEqual(harness.sha256(self.tmp("c3")), harness.sha256(src))
 
 
+    def test_replaced_process_learns_it(self):
+        """The original stops answering (SIGSTOP) while a copy of its directory starts: the copy
+        takes the registration over. When the original wakes up its heartbeats are refused as
+        stale, it says so, and it cannot take the registration back while the copy lives; once
+        the copy is gone, it can."""
+        c = self.start_cluster(nodes=3, metadata_flags=["--heartbeat-ms", "200", "--suspect-after-ms", "1500",
+                                                        "--dead-after-ms", "60000"])
+        node0 = next(r for r in c.status() if r["name"] == "node-0")
+        data = c.path("node-0", "data")
+        with open(os.path.join(data, "node.id")) as f:
+            node_id = f.read().strip()
+        clone = self.tmp("clone")
+        shutil.copytree(data, clone)
+
+        def node_row():
+            _, out, _ = self.dfs("nodes", "--json")
+            return next(n for n in json.loads(out) if n["id"] == node_id)
+
+        os.kill(node0["pid"], signal.SIGSTOP)
+        self.addCleanup(lambda: os.kill(node0["pid"], signal.SIGCONT))
+        log = open(self.tmp("clone.log"), "ab")
+        p = subprocess.Popen([c.binaries()["dfs-storage"], "--data", clone, "--listen", "127.0.0.1:0",
+                              "--metadata", c.metadata_address, "--token-file", c.node_token_file,
+                              "--ready-file", self.tmp("clone.ready")], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.addCleanup(lambda: (p.poll() is None and (p.kill(), p.wait(30))))
+        harness.wait_until(lambda: os.path.exists(self.tmp("clone.ready")), 60, "the clone to take over")
+        with open(self.tmp("clone.ready")) as f:
+            clone_addr = f.read().strip()
+        self.assertEqual(node_row()["address"], clone_addr)
+        os.kill(node0["pid"], signal.SIGCONT)
+        harness.wait_until(lambda: self.log_has(node0["log"], "registration was replaced"), 30,
+                           "the original to learn it was replaced")
+        harness.wait_until(lambda: self.log_has(node0["log"], "alive at %s" % clone_addr), 30,
+                           "the original to be refused while the copy lives")
+        self.assertEqual(node_row()["address"], clone_addr)
+        # The copy goes: the original (still retrying) gets its registration back.
+        p.terminate()
+        self.assertEqual(p.wait(30), 0)
+        harness.wait_until(lambda: node_row()["address"] == node0["address"], 30,
+                           "the original to register again")
+        self.assertEqual(node_row()["state"], "alive")
+
+    def log_has(self, path, text):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return text in f.read()
+
+
 if __name__ == "__main__":
     harness.main()
