@@ -300,8 +300,15 @@ static void test_pages(void **state)
     dfs_inventory_trigger(inv);
     assert_true(wait_complete(&f->fk, 2));
     expect_report(f, 21, 7);
+    /* The fake counts a report when it answers its last page, the inventory once it has the
+       answer: wait for the inventory's count too. */
     struct dfs_inventory_stats st;
-    dfs_inventory_stats(inv, &st);
+    for (int i = 0; i < 1000; i++) {
+        dfs_inventory_stats(inv, &st);
+        if (st.reports >= 2)
+            break;
+        usleep(10000);
+    }
     assert_int_equal(st.reports, 2);
     assert_int_equal(st.pages, 6);
     assert_int_equal(st.last_count, 21);

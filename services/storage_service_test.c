@@ -464,7 +464,8 @@ static void put_resp(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *msg, int 
     r->resp_size = resp->size;
     r->resp_checksum = resp->checksum;
     r->receipt_len = resp->receipt.len < sizeof r->receipt ? resp->receipt.len : 0;
-    memcpy(r->receipt, resp->receipt.data, r->receipt_len);
+    if (r->receipt_len > 0)
+        memcpy(r->receipt, resp->receipt.data, r->receipt_len);
     assert_true(resp->n_chain <= DFS_STORAGE_FORWARD_MAX + 1);
     r->nacks = resp->n_chain;
     for (size_t i = 0; i < resp->n_chain; i++) {
@@ -475,7 +476,8 @@ static void put_resp(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *msg, int 
         r->acks[i].checksum = a->checksum;
         r->acks[i].size = a->size;
         r->acks[i].receipt_len = a->receipt.len < sizeof r->acks[i].receipt ? a->receipt.len : 0;
-        memcpy(r->acks[i].receipt, a->receipt.data, r->acks[i].receipt_len);
+        if (r->acks[i].receipt_len > 0)
+            memcpy(r->acks[i].receipt, a->receipt.data, r->acks[i].receipt_len);
     }
     protobuf_c_message_free_unpacked(msg, NULL);
 }
