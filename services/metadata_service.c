@@ -240,17 +240,22 @@ static Dfs__V1__Replica *replica_msg(const dfs_metadata_service *svc, dfs_arena 
 }
 
 /*
- * A TICKET_FORWARD (Replica.forward_tickets): `from` may pass fragment_id on to node `to` at
- * to_address, as long as the plan's put tickets last. NULL when out of memory.
+ * A TICKET_FORWARD (Replica.forward_tickets): `from` (whose key is from_key, or NULL to derive it
+ * here) may pass fragment_id on to node `to` at to_address, as long as the plan's put tickets
+ * last. NULL when out of memory.
  */
 static Dfs__V1__Ticket *forward_ticket_msg(const dfs_metadata_service *svc, dfs_arena *a,
-                                           const char *fragment_id, const char *from,
-                                           const char *to, const char *to_address)
+                                           const uint8_t *from_key, const char *fragment_id,
+                                           const char *from, const char *to, const char *to_address)
 {
     uint8_t key[DFS_TICKET_KEY_LEN];
     struct dfs_ticket t;
     char *err = NULL;
-    int rc = dfs_ticket_node_key(svc->master_key, from, key, &err);
+    int rc = DFS_OK;
+    if (from_key != NULL)
+        memcpy(key, from_key, sizeof key);
+    else
+        rc = dfs_ticket_node_key(svc->master_key, from, key, &err);
     if (rc == DFS_OK)
         rc = dfs_ticket_make_forward(key, fragment_id, from, to, to_address,
                                      ticket_expiry(svc, DFS_TICKET_PUT), &t, &err);
@@ -266,27 +271,31 @@ static Dfs__V1__Ticket *forward_ticket_msg(const dfs_metadata_service *svc, dfs_
 
 /*
  * Chain replication: give every replica of a planned fragment its forward tickets, one to each
- * other replica of the fragment (any of them may come next in a chain). False when out of memory.
+ * replica after it in the plan (a chain runs in plan order; it may skip a copy that failed, or
+ * start at a later one): k(k-1)/2 per fragment, each node's key derived once. False when out of
+ * memory.
  */
 static bool add_forward_tickets(const dfs_metadata_service *svc, dfs_arena *a,
                                 Dfs__V1__Fragment *fm)
 {
     size_t n = fm->n_replicas;
-    for (size_t i = 0; n > 1 && i < n; i++) {
+    for (size_t i = 0; n > 1 && i + 1 < n; i++) {
         Dfs__V1__Replica *r = fm->replicas[i];
-        r->forward_tickets = dfs_arena_calloc(a, n - 1, sizeof *r->forward_tickets);
-        if (r->forward_tickets == NULL)
+        uint8_t key[DFS_TICKET_KEY_LEN];
+        if (dfs_ticket_node_key(svc->master_key, r->node_id, key, NULL) != DFS_OK)
             return false;
-        for (size_t j = 0; j < n; j++) {
-            if (j == i)
-                continue;
+        r->forward_tickets = dfs_arena_calloc(a, n - 1 - i, sizeof *r->forward_tickets);
+        for (size_t j = i + 1; r->forward_tickets != NULL && j < n; j++) {
             Dfs__V1__Ticket *t =
-                forward_ticket_msg(svc, a, fm->fragment_id, r->node_id, fm->replicas[j]->node_id,
-                                   fm->replicas[j]->address);
+                forward_ticket_msg(svc, a, key, fm->fragment_id, r->node_id,
+                                   fm->replicas[j]->node_id, fm->replicas[j]->address);
             if (t == NULL)
-                return false;
+                break;
             r->forward_tickets[r->n_forward_tickets++] = t;
         }
+        OPENSSL_cleanse(key, sizeof key);
+        if (r->n_forward_tickets != n - 1 - i)
+            return false;
     }
     return true;
 }
@@ -1104,9 +1113,9 @@ static void handle_replace_target(dfs_rpc_call *call, void *ctx)
             dfs_arena_calloc(&a, nothers, sizeof *resp.inbound_forward_tickets);
         ok = resp.replica->forward_tickets != NULL && resp.inbound_forward_tickets != NULL;
         for (size_t i = 0; ok && i < nothers; i++) {
-            Dfs__V1__Ticket *out = forward_ticket_msg(svc, &a, fragment_id, chosen.node_id,
+            Dfs__V1__Ticket *out = forward_ticket_msg(svc, &a, NULL, fragment_id, chosen.node_id,
                                                       others[i].node_id, others[i].address);
-            Dfs__V1__Ticket *in = forward_ticket_msg(svc, &a, fragment_id, others[i].node_id,
+            Dfs__V1__Ticket *in = forward_ticket_msg(svc, &a, NULL, fragment_id, others[i].node_id,
                                                      chosen.node_id, chosen.address);
             ok = out != NULL && in != NULL;
             resp.replica->forward_tickets[resp.replica->n_forward_tickets++] = out;
