@@ -289,7 +289,7 @@ class CrashLoop(harness.TestCase):
                            capture_output=True, text=True, env=env, timeout=120)
         self.assertEqual(p.returncode, 0, p.stderr)
         for line in p.stdout.splitlines():
-            self.assertNotEqual(line.split()[-1], "OK", "a replayed put replaced a committed copy: " + line)
+            self.assertNotEqual(line.split()[-1], "OK-REPLACED", "a replayed put replaced a committed copy: " + line)
         for remote in pick:
             self.check_reads(remote, w.puts[remote])
 
