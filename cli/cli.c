@@ -52,8 +52,9 @@ void dfs_cli_usage(FILE *out)
         "                       every node for every copy and counts lost and degraded files\n"
         "  shell                interactive prompt with history\n"
         "  token create --role R [--name N] [--ttl D]  make a bearer token (admin only); R is\n"
-        "                       admin, read_write (rw), read_only (ro) or node; D like 3600s,\n"
-        "                       90m, 12h, 30d; prints the token (shown only this once)\n"
+        "                       admin, read_write (rw), read_only (ro) or bootstrap (enrolls\n"
+        "                       new storage nodes); D like 3600s, 90m, 12h, 30d; prints the\n"
+        "                       token (shown only this once)\n"
         "  token revoke ID      revoke a token for good (ID or a unique prefix)\n"
         "  token ls [--all]     tokens (--all: revoked and expired ones too)\n"
         "  whoami               the token this command runs with\n"
@@ -424,18 +425,24 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
             connection_given = true;
             break;
         case O_ROLE: {
-            static const char *const roles[] = {"admin", "read_write", "read_only", "node"};
+            /* dfs.v1.TokenRole's numbers; node (4) is made by each node itself. */
+            static const char *const roles[] = {"admin", "read_write", "read_only", "node",
+                                                "bootstrap"};
             cli.token_role = 0;
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < 5; i++)
                 if (strcmp(optarg, roles[i]) == 0)
                     cli.token_role = i + 1;
             if (strcmp(optarg, "rw") == 0)
                 cli.token_role = 2;
             if (strcmp(optarg, "ro") == 0)
                 cli.token_role = 3;
+            if (cli.token_role == 4)
+                return usage_error("--role %s: node tokens are made by each storage node at its "
+                                   "enrollment; give nodes a --role bootstrap token",
+                                   optarg);
             if (cli.token_role == 0)
-                return usage_error("--role is admin, read_write (rw), read_only (ro) or node, "
-                                   "not '%s'",
+                return usage_error("--role is admin, read_write (rw), read_only (ro) or "
+                                   "bootstrap, not '%s'",
                                    optarg);
             given |= F_TOKEN;
             break;

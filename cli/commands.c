@@ -838,8 +838,9 @@ int dfs_cmd_node(struct dfs_cli *cli, const char *action, const char *node)
 
 static const char *role_name(int r)
 {
-    static const char *const names[] = {"unspecified", "admin", "read_write", "read_only", "node"};
-    return r >= 0 && r <= 4 ? names[r] : "unknown";
+    static const char *const names[] = {"unspecified", "admin", "read_write",
+                                        "read_only",   "node",  "bootstrap"};
+    return r >= 0 && r <= 5 ? names[r] : "unknown";
 }
 
 static void token_json(dfs_json *j, const Dfs__V1__TokenInfo *t, int64_t now)
@@ -851,6 +852,10 @@ static void token_json(dfs_json *j, const Dfs__V1__TokenInfo *t, int64_t now)
     dfs_json_string(j, t->name);
     dfs_json_key(j, "role");
     dfs_json_string(j, role_name((int)t->role));
+    if (t->node_id != NULL && t->node_id[0] != '\0') {
+        dfs_json_key(j, "node_id");
+        dfs_json_string(j, t->node_id);
+    }
     dfs_json_key(j, "created_ms");
     dfs_json_int(j, t->created_ms);
     dfs_json_key(j, "expires_ms");
@@ -874,8 +879,8 @@ static int64_t wall_now_ms(void)
 static int token_create(struct dfs_cli *cli)
 {
     if (cli->token_role == 0) {
-        fprintf(stderr, "dfs: token create needs --role admin|read_write|read_only|node (see dfs "
-                        "--help)\n");
+        fprintf(stderr, "dfs: token create needs --role admin|read_write|read_only|bootstrap (see "
+                        "dfs --help)\n");
         return DFS_EXIT_USAGE;
     }
     Dfs__V1__CreateTokenRequest req = DFS__V1__CREATE_TOKEN_REQUEST__INIT;

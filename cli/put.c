@@ -6,6 +6,7 @@
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/receipt.h"
 #include "dfs/v1/metadata.pb-c.h"
 #include "dfs/v1/storage.pb-c.h"
 #include "services/rpc/loop.h"
@@ -80,6 +81,10 @@ struct put_stream {
     bool have_response;
     uint32_t node_checksum;
     uint64_t node_size;
+    /* The node's receipt for its durable copy (PutFragmentResponse.receipt, or the chain's ack),
+       which CommitFile needs for every copy it records. */
+    uint8_t receipt[DFS_RECEIPT_LEN];
+    bool have_receipt;
     bool done; /* durable on its node, checksum agreed */
     int attempts;
     /*
@@ -92,6 +97,10 @@ struct put_stream {
     struct dfs_put_chunk first; /* a head's first message, with the forward list */
     bool have_first;
     Dfs__V1__PutFragmentResponse *acks;
+    /* Chain: the forward tickets letting this copy's node pass the fragment on to the other
+       copies' nodes (Replica.forward_tickets, and ReplaceTarget's), malloc'd. */
+    struct dfs_ticket *hops;
+    size_t nhops;
 };
 
 struct put_job {
@@ -450,6 +459,9 @@ static void response_received(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *
     s->have_response = true;
     s->node_checksum = r->checksum;
     s->node_size = r->size;
+    s->have_receipt = r->receipt.len == DFS_RECEIPT_LEN;
+    if (s->have_receipt)
+        memcpy(s->receipt, r->receipt.data, DFS_RECEIPT_LEN);
     if (r->n_chain > 0 && s->acks == NULL) {
         s->acks = (Dfs__V1__PutFragmentResponse *)msg; /* kept for stream_done */
         return;
@@ -474,15 +486,33 @@ static int pack_head(struct put_stream *s, char **errmsg)
     size_t k;
     struct put_stream *c = copies_of(job, s->frag, &k);
     char *forward[DFS_CHAIN_MAX];
-    Dfs__V1__Ticket tickets[DFS_CHAIN_MAX], own;
-    Dfs__V1__Ticket *tptrs[DFS_CHAIN_MAX];
+    Dfs__V1__Ticket tickets[DFS_CHAIN_MAX], hops[DFS_CHAIN_MAX], own;
+    Dfs__V1__Ticket *tptrs[DFS_CHAIN_MAX], *hptrs[DFS_CHAIN_MAX];
     size_t n = 0;
+    /* Each hop needs the forward ticket of the node before it (the metadata service signs one
+       between every two planned nodes): a copy whose hop has none is left out of the chain,
+       and goes directly to a node of its own once the chain has answered. */
+    const struct put_stream *prev = s;
     for (size_t i = 0; i < k && n < DFS_CHAIN_MAX; i++) {
-        if (c[i].chained && !c[i].done) {
-            dfs_ticket_pb_view(&c[i].ticket, &tickets[n]);
-            tptrs[n] = &tickets[n];
-            forward[n++] = (char *)dfs_link_address(c[i].link);
+        if (!c[i].chained || c[i].done)
+            continue;
+        const struct dfs_ticket *hop = NULL;
+        for (size_t h = 0; h < prev->nhops && hop == NULL; h++)
+            if (strcmp(prev->hops[h].peer_node_id, c[i].node_id) == 0)
+                hop = &prev->hops[h];
+        if (hop == NULL) {
+            dfs_log(DFS_LOG_WARN,
+                    "no forward ticket for a hop; that copy goes directly "
+                    "fragment=%" PRIu32 " from=%s to=%s",
+                    s->frag, prev->node_id, c[i].node_id);
+            continue;
         }
+        dfs_ticket_pb_view(&c[i].ticket, &tickets[n]);
+        dfs_ticket_pb_view(hop, &hops[n]);
+        tptrs[n] = &tickets[n];
+        hptrs[n] = &hops[n];
+        forward[n++] = (char *)dfs_link_address(c[i].link);
+        prev = &c[i];
     }
     dfs_ticket_pb_view(&s->ticket, &own);
     Dfs__V1__FragmentHeader h = DFS__V1__FRAGMENT_HEADER__INIT;
@@ -492,6 +522,8 @@ static int pack_head(struct put_stream *s, char **errmsg)
     h.n_forward = n;
     h.forward_tickets = tptrs;
     h.n_forward_tickets = n;
+    h.hop_tickets = hptrs;
+    h.n_hop_tickets = n;
     h.ticket = &own;
     h.forward_rate = job->opts->link_rate;
     uint64_t size = frag_size(job, s->frag);
@@ -530,7 +562,9 @@ static void settle_chain(struct put_stream *head)
         s->chained = false;
         s->table_crc = head->table_crc;
         if (ack != NULL && ack->ok && ack->size == frag_size(job, head->frag) &&
-            ack->checksum == head->table_crc) {
+            ack->checksum == head->table_crc && ack->receipt.len == DFS_RECEIPT_LEN) {
+            memcpy(s->receipt, ack->receipt.data, DFS_RECEIPT_LEN);
+            s->have_receipt = true;
             s->done = true;
             continue;
         }
@@ -545,6 +579,33 @@ static void settle_chain(struct put_stream *head)
         s->attempts++;
         replace_and_retry(s, DFS_EUNAVAIL, why);
     }
+}
+
+/* Add one forward ticket to s's (chain). */
+static int add_hop(struct put_stream *s, const Dfs__V1__Ticket *m, char **err)
+{
+    struct dfs_ticket *v = realloc(s->hops, (s->nhops + 1) * sizeof *v);
+    if (v == NULL)
+        return dfs_seterr(err, DFS_ENOMEM, "out of memory");
+    s->hops = v;
+    int rc = dfs_ticket_from_pb(m, &s->hops[s->nhops], err);
+    if (rc == DFS_OK)
+        s->nhops++;
+    return rc;
+}
+
+/* s's forward tickets become those of replica r (a plan's, or a replacement's). */
+static int take_hops(struct put_stream *s, const Dfs__V1__Replica *r, char **err)
+{
+    free(s->hops);
+    s->hops = NULL;
+    s->nhops = 0;
+    for (size_t i = 0; i < r->n_forward_tickets; i++) {
+        int rc = add_hop(s, r->forward_tickets[i], err);
+        if (rc != DFS_OK)
+            return rc;
+    }
+    return DFS_OK;
 }
 
 /* The copy on s->node_id failed: ask for another node and start over there. */
@@ -564,6 +625,7 @@ static void replace_and_retry(struct put_stream *s, int code, const char *why)
     req.file_id = job->file->file_id;
     req.fragment_index = s->frag;
     req.failed_node_id = s->node_id;
+    req.chain = job->opts->chain && job->ec == NULL;
     Dfs__V1__ReplaceTargetResponse *resp = NULL;
     int rc = dfs_meta_call(job->meta, "ReplaceTarget", &req.base,
                            &dfs__v1__replace_target_response__descriptor, false, &resp, &err);
@@ -587,6 +649,15 @@ static void replace_and_retry(struct put_stream *s, int code, const char *why)
     }
     snprintf(s->node_id, sizeof s->node_id, "%s", resp->replica->node_id);
     int trc = dfs_ticket_from_pb(resp->replica->ticket, &s->ticket, &err);
+    if (trc == DFS_OK)
+        trc = take_hops(s, resp->replica, &err);
+    /* The other copies' nodes may forward to the new one (a chain whose head was replaced). */
+    size_t k;
+    struct put_stream *c = copies_of(job, s->frag, &k);
+    for (size_t i = 0; trc == DFS_OK && i < resp->n_inbound_forward_tickets; i++)
+        for (size_t j = 0; trc == DFS_OK && j < k; j++)
+            if (&c[j] != s && strcmp(c[j].node_id, resp->inbound_forward_tickets[i]->node_id) == 0)
+                trc = add_hop(&c[j], resp->inbound_forward_tickets[i], &err);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     if (trc != DFS_OK) {
         fail_job(job, DFS_EINTERNAL, err);
@@ -625,6 +696,9 @@ static void stream_done(dfs_rpc_ccall *call, void *arg, int status, const char *
     if (status == DFS_OK && !s->have_response) {
         code = DFS_EINTERNAL;
         snprintf(why, sizeof why, "the node answered without a response");
+    } else if (status == DFS_OK && !s->have_receipt) {
+        code = DFS_EINTERNAL;
+        snprintf(why, sizeof why, "the node gave no receipt for its copy");
     } else if (status == DFS_OK &&
                (s->node_size != frag_size(job, s->frag) || s->node_checksum != s->table_crc)) {
         code = DFS_EDATALOSS;
@@ -666,6 +740,7 @@ static void start_stream(struct put_stream *s)
     s->header_sent = false;
     s->table_crc = 0;
     s->have_response = false;
+    s->have_receipt = false;
     if (s->have_first) {
         dfs_put_chunk_release(&s->first);
         s->have_first = false;
@@ -718,6 +793,7 @@ static int create_file(struct put_job *job, const char *remote, char **errmsg)
     req.redundancy = &red;
     req.policy = (Dfs__V1__Policy)o->policy;
     req.overwrite = o->overwrite;
+    req.chain = o->chain && o->ec_data == 0;
     Dfs__V1__CreateFileResponse *resp = NULL;
     int rc = dfs_meta_call(job->meta, "CreateFile", &req.base,
                            &dfs__v1__create_file_response__descriptor, false, &resp, errmsg);
@@ -739,18 +815,24 @@ static int commit_file(struct put_job *job, const uint8_t sha[DFS_SHA256_BYTES],
     Dfs__V1__CommitFragment *cf = calloc(nf, sizeof *cf);
     Dfs__V1__CommitFragment **cfp = calloc(nf, sizeof *cfp);
     char **ids = calloc(job->nstreams, sizeof *ids);
+    ProtobufCBinaryData *receipts = calloc(job->nstreams, sizeof *receipts);
     int rc = DFS_OK;
-    if (cf == NULL || cfp == NULL || ids == NULL)
+    if (cf == NULL || cfp == NULL || ids == NULL || receipts == NULL)
         rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     for (size_t i = 0; rc == DFS_OK && i < nf; i++) {
         dfs__v1__commit_fragment__init(&cf[i]);
         cf[i].index = (uint32_t)i;
         cf[i].size = frag_size(job, (uint32_t)i);
         cf[i].checksum = job->streams[i * k].table_crc;
-        for (size_t r = 0; r < k; r++)
+        for (size_t r = 0; r < k; r++) {
             ids[i * k + r] = job->streams[i * k + r].node_id;
+            receipts[i * k + r].data = job->streams[i * k + r].receipt;
+            receipts[i * k + r].len = DFS_RECEIPT_LEN;
+        }
         cf[i].node_ids = &ids[i * k];
         cf[i].n_node_ids = k;
+        cf[i].receipts = &receipts[i * k];
+        cf[i].n_receipts = k;
         cfp[i] = &cf[i];
     }
     if (rc == DFS_OK) {
@@ -783,6 +865,7 @@ static int commit_file(struct put_job *job, const uint8_t sha[DFS_SHA256_BYTES],
     free(cf);
     free(cfp);
     free(ids);
+    free(receipts);
     return rc;
 }
 
@@ -888,7 +971,8 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
             dfs_rpc_timer_init(&s->stall, stall_fired);
             dfs_rpc_timer_init(&s->pace, pace_fired);
             char *err = NULL;
-            if (dfs_ticket_from_pb(rep->ticket, &s->ticket, &err) != DFS_OK) {
+            if (dfs_ticket_from_pb(rep->ticket, &s->ticket, &err) != DFS_OK ||
+                take_hops(s, rep, &err) != DFS_OK) {
                 dfs_prefixerr(&err, DFS_EINTERNAL, "the plan for fragment %zu", i);
                 fail_job(&job, DFS_EINTERNAL, err);
                 break;
@@ -973,6 +1057,7 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
             dfs_put_chunk_release(&job.streams[i].first);
         if (job.streams[i].acks != NULL)
             protobuf_c_message_free_unpacked(&job.streams[i].acks->base, NULL);
+        free(job.streams[i].hops);
     }
     free(job.errmsg);
     free(job.streams);

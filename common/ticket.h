@@ -16,7 +16,9 @@
  *
  *   "dfs-ticket-v1" NUL op NUL file_id NUL fragment_id NUL node_id NUL expires_ms
  *
- * with op and expires_ms in decimal ASCII (ids are hex, so no field holds a NUL). The node key is
+ * and, for DFS_TICKET_FORWARD only, NUL peer_node_id NUL peer_address appended. op and
+ * expires_ms are in decimal ASCII (ids are hex and an address is printable host:port text, so no
+ * field holds a NUL). The node key is
  * HMAC-SHA256(master, "dfs-node-key-v1" NUL node_id). Only the node named in a ticket can check it
  * (and so only that node, or the metadata service, could have made it).
  *
@@ -36,7 +38,12 @@ enum dfs_ticket_op {
     DFS_TICKET_DELETE = 3,
     DFS_TICKET_STAT = 4,
     DFS_TICKET_REPAIR = 5,
+    /* A chain put's hop: node_id may forward fragment_id to peer_node_id at peer_address. */
+    DFS_TICKET_FORWARD = 6,
 };
+
+/* Longest peer address a forward ticket names (services' host:port limit). */
+#define DFS_TICKET_ADDRESS_MAX 255
 
 struct dfs_ticket {
     enum dfs_ticket_op op;
@@ -45,9 +52,12 @@ struct dfs_ticket {
     char node_id[DFS_ID_HEX + 1];
     int64_t expires_ms;
     uint8_t mac[DFS_TICKET_MAC_LEN];
+    /* DFS_TICKET_FORWARD only; "" otherwise. */
+    char peer_node_id[DFS_ID_HEX + 1];
+    char peer_address[DFS_TICKET_ADDRESS_MAX + 1];
 };
 
-/* "put", "get", "delete", "stat", "repair"; "unknown" otherwise. Never NULL. */
+/* "put", "get", "delete", "stat", "repair", "forward"; "unknown" otherwise. Never NULL. */
 const char *dfs_ticket_op_name(int op);
 
 /* out = the key of node_id (a valid node id) under master. Returns 0 or DFS_EINVAL / DFS_EINTERNAL. */
@@ -57,11 +67,20 @@ int dfs_ticket_node_key(const uint8_t master[DFS_TICKET_KEY_LEN], const char *no
 /*
  * Fill a ticket for (op, fragment_id at node_id, until expires_ms) and sign it with node_key, the
  * key of node_id. The file id is the fragment id's first 32 digits. Returns DFS_EINVAL for a bad
- * op or id.
+ * op (DFS_TICKET_FORWARD included: see dfs_ticket_make_forward) or id.
  */
 int dfs_ticket_make(const uint8_t node_key[DFS_TICKET_KEY_LEN], enum dfs_ticket_op op,
                     const char *fragment_id, const char *node_id, int64_t expires_ms,
                     struct dfs_ticket *out, char **errmsg);
+
+/*
+ * A DFS_TICKET_FORWARD: node_id (whose key is node_key) may forward fragment_id to peer_node_id
+ * at peer_address (1..DFS_TICKET_ADDRESS_MAX printable ASCII bytes, no space), until
+ * expires_ms. DFS_EINVAL for a bad id or address, or a peer equal to node_id.
+ */
+int dfs_ticket_make_forward(const uint8_t node_key[DFS_TICKET_KEY_LEN], const char *fragment_id,
+                            const char *node_id, const char *peer_node_id, const char *peer_address,
+                            int64_t expires_ms, struct dfs_ticket *out, char **errmsg);
 
 /*
  * Check that t allows `op` on `fragment_id` at this node (node_id, whose key is node_key) at time
@@ -72,5 +91,13 @@ int dfs_ticket_make(const uint8_t node_key[DFS_TICKET_KEY_LEN], enum dfs_ticket_
 int dfs_ticket_check(const uint8_t node_key[DFS_TICKET_KEY_LEN], const struct dfs_ticket *t,
                      enum dfs_ticket_op op, const char *fragment_id, const char *node_id,
                      int64_t now_ms, char **errmsg);
+
+/*
+ * dfs_ticket_check(..., DFS_TICKET_FORWARD, ...) and, besides, that the ticket names
+ * peer_address (compared as text) and peer_node_id (NULL: any; t->peer_node_id then says which).
+ */
+int dfs_ticket_check_forward(const uint8_t node_key[DFS_TICKET_KEY_LEN], const struct dfs_ticket *t,
+                             const char *fragment_id, const char *node_id, const char *peer_node_id,
+                             const char *peer_address, int64_t now_ms, char **errmsg);
 
 #endif /* DFS_COMMON_TICKET_H */

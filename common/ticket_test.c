@@ -105,6 +105,55 @@ static void test_checks(void **state)
     expect_refused(k, &t, DFS_TICKET_PUT, frag, node, 0, "expired");
 }
 
+/* Forward tickets: the peer is signed too, and checked against the address a request names. */
+static void test_forward(void **state)
+{
+    (void)state;
+    uint8_t m[DFS_TICKET_KEY_LEN], k[DFS_TICKET_KEY_LEN];
+    master_key(m);
+    assert_int_equal(dfs_ticket_node_key(m, node, k, NULL), DFS_OK);
+    struct dfs_ticket t;
+    assert_int_equal(dfs_ticket_make_forward(k, frag, node, other_node, "10.0.0.7:7100",
+                                             1700000000000, &t, NULL),
+                     DFS_OK);
+    char h[2 * DFS_TICKET_MAC_LEN + 1];
+    hex(t.mac, sizeof t.mac, h); /* Python's hmac over the format in ticket.h */
+    assert_string_equal(h, "b5eeb3b1e9fa63c5da73ffe7db63eaef4f95a7b6979985f06eca5c0e38d34569");
+    int64_t now = 1700000000000;
+    assert_int_equal(
+        dfs_ticket_check_forward(k, &t, frag, node, other_node, "10.0.0.7:7100", now, NULL),
+        DFS_OK);
+    assert_int_equal(dfs_ticket_check_forward(k, &t, frag, node, NULL, "10.0.0.7:7100", now, NULL),
+                     DFS_OK);
+    char *err = NULL;
+    assert_int_equal(dfs_ticket_check_forward(k, &t, frag, node, NULL, "10.0.0.7:7101", now, &err),
+                     DFS_EPERM);
+    assert_non_null(strstr(err, "another address"));
+    free(err);
+    err = NULL;
+    assert_int_equal(dfs_ticket_check_forward(k, &t, frag, node, node, "10.0.0.7:7100", now, &err),
+                     DFS_EPERM);
+    free(err);
+    /* Re-aimed at another address, or used as a put ticket: the MAC or the op refuses it. */
+    struct dfs_ticket bad = t;
+    snprintf(bad.peer_address, sizeof bad.peer_address, "127.0.0.1:22");
+    expect_refused(k, &bad, DFS_TICKET_FORWARD, frag, node, now, "signature");
+    expect_refused(k, &t, DFS_TICKET_PUT, frag, node, now, "not put");
+    /* A put ticket carrying peer fields is malformed; so is a forward to itself or to no address. */
+    assert_int_equal(dfs_ticket_make(k, DFS_TICKET_PUT, frag, node, now, &bad, NULL), DFS_OK);
+    snprintf(bad.peer_address, sizeof bad.peer_address, "x:1");
+    expect_refused(k, &bad, DFS_TICKET_PUT, frag, node, now, "malformed");
+    assert_int_equal(dfs_ticket_make(k, DFS_TICKET_FORWARD, frag, node, now, &bad, NULL),
+                     DFS_EINVAL);
+    assert_int_equal(dfs_ticket_make_forward(k, frag, node, node, "a:1", now, &bad, NULL),
+                     DFS_EINVAL);
+    assert_int_equal(dfs_ticket_make_forward(k, frag, node, other_node, "a b:1", now, &bad, NULL),
+                     DFS_EINVAL);
+    assert_int_equal(dfs_ticket_make_forward(k, frag, node, other_node, "", now, &bad, NULL),
+                     DFS_EINVAL);
+    assert_string_equal(dfs_ticket_op_name(DFS_TICKET_FORWARD), "forward");
+}
+
 static void test_bad_input(void **state)
 {
     (void)state;
@@ -130,6 +179,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_answer),
         cmocka_unit_test(test_checks),
+        cmocka_unit_test(test_forward),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -46,6 +46,10 @@ def f_fixed32(field, n):
     return varint(field << 3 | 5) + struct.pack("<I", n)
 
 
+def f_fixed64(field, n):
+    return varint(field << 3 | 1) + struct.pack("<Q", n)
+
+
 def crc32c(data, crc=0):
     crc ^= 0xFFFFFFFF
     for b in data:
@@ -68,22 +72,32 @@ def request_seeds():
     replication = f_varint(1, 1) + f_varint(2, 3) + f_varint(3, 4)
     erasure = f_varint(1, 2) + f_varint(4, 4) + f_varint(5, 2)
     commit_frag = lambda i: f_varint(1, i) + f_varint(2, 1000) + f_fixed32(3, 0xDEADBEEF) + \
-        f_bytes(4, NODE) + f_bytes(4, NODE2)
-    header = f_bytes(1, FRAG) + f_varint(2, 5) + f_bytes(3, b"127.0.0.1:7101") + f_varint(4, 1 << 20)
+        f_bytes(4, NODE) + f_bytes(4, NODE2) + f_bytes(5, bytes(range(32))) + f_bytes(5, bytes(32))
+    # A put ticket for the next node and the forward ticket (op 6) of the hop to it (the MACs are
+    # not real: the form is what the fuzzer runs).
+    put_ticket = f_varint(1, 1) + f_bytes(2, FILE_ID) + f_bytes(3, FRAG) + f_bytes(4, NODE2) + \
+        f_varint(5, 1700000000000) + f_bytes(6, bytes(32))
+    hop_ticket = f_varint(1, 6) + f_bytes(2, FILE_ID) + f_bytes(3, FRAG) + f_bytes(4, NODE) + \
+        f_varint(5, 1700000000000) + f_bytes(6, bytes(32)) + f_bytes(7, NODE2) + f_bytes(8, b"127.0.0.1:7101")
+    header = f_bytes(1, FRAG) + f_varint(2, 5) + f_bytes(3, b"127.0.0.1:7101") + f_varint(4, 1 << 20) + \
+        f_bytes(6, put_ticket) + f_bytes(7, hop_ticket)
     ec_source = f_varint(1, 0) + f_bytes(2, FILE_ID + b"00000000") + f_bytes(3, b"127.0.0.1:7102")
     seeds = {
         "register_node": ("RegisterNode", f_bytes(1, NODE) + f_bytes(2, b"127.0.0.1:7100") +
                           f_bytes(3, b"rack-1") + f_varint(4, 1 << 40) + f_varint(5, 1 << 20) +
                           f_varint(6, 1 << 39) + f_varint(7, 3)),
-        "heartbeat": ("Heartbeat", f_bytes(1, NODE) + f_varint(2, 1 << 40) + f_varint(5, 9)),
+        "register_enroll": ("RegisterNode", f_bytes(1, NODE) + f_bytes(2, b"127.0.0.1:7100") +
+                            f_bytes(8, b"0123456789abcdef") + f_bytes(9, bytes(range(32)))),
+        "heartbeat": ("Heartbeat", f_varint(2, 1 << 40) + f_varint(5, 9) + f_fixed64(6, 0x1234567890abcdef)),
         "create_replicated": ("CreateFile", f_bytes(1, b"/a/b") + f_varint(2, 1000000) +
-                              f_bytes(3, replication) + f_varint(4, 2) + f_varint(5, 1)),
+                              f_bytes(3, replication) + f_varint(4, 2) + f_varint(5, 1) + f_varint(6, 1)),
         "create_erasure": ("CreateFile", f_bytes(1, b"/ec/x") + f_varint(2, 1 << 30) + f_bytes(3, erasure)),
         "create_defaults": ("CreateFile", f_bytes(1, b"d/e") + f_varint(2, 1 << 62)),
         "create_dotdot": ("CreateFile", f_bytes(1, b"/a/../../etc/passwd") + f_varint(2, 1)),
         "create_nul": ("CreateFile", f_bytes(1, b"/a\x00/../b") + f_varint(2, 1)),
         "create_k1000": ("CreateFile", f_bytes(1, b"/k") + f_bytes(3, f_varint(2, 1000) + f_varint(3, 0))),
-        "replace_target": ("ReplaceTarget", f_bytes(1, FILE_ID) + f_varint(2, 3) + f_bytes(3, NODE)),
+        "replace_target": ("ReplaceTarget", f_bytes(1, FILE_ID) + f_varint(2, 3) + f_bytes(3, NODE) +
+                           f_varint(4, 1)),
         "commit": ("CommitFile", f_bytes(1, FILE_ID) + f_bytes(2, bytes(32)) +
                    f_bytes(3, commit_frag(0)) + f_bytes(3, commit_frag(1))),
         "abort": ("AbortFile", f_bytes(1, FILE_ID)),
@@ -93,8 +107,9 @@ def request_seeds():
         "stat": ("Stat", b""),
         "list_nodes": ("ListNodes", b""),
         "set_node_state": ("SetNodeState", f_bytes(1, b"0123") + f_varint(2, 4)),
-        "report": ("ReportFragments", f_bytes(1, NODE) + f_bytes(2, FRAG) + f_varint(3, 1) +
-                   f_bytes(4, FRAG) + f_bytes(4, FILE_ID + b"00000002") + f_varint(5, 0) + f_varint(6, 1)),
+        "report": ("ReportFragments", f_bytes(2, FRAG) + f_varint(3, 1) + f_bytes(4, FRAG) +
+                   f_bytes(4, FILE_ID + b"00000002") + f_varint(5, 0) + f_varint(6, 1) +
+                   f_fixed64(7, 0x1234567890abcdef)),
         "health": ("GetHealth", f_varint(1, 1) + f_varint(2, 10)),
         "put_first": ("PutFragment", f_bytes(1, header) + f_bytes(2, b"hello") +
                       f_bytes(3, struct.pack("<I", crc32c(b"hello")))),

@@ -113,6 +113,18 @@
  *              created_ms. "ticket_master_key" (32 bytes) signs every ticket (common/ticket.h):
  *              the catalog file is as sensitive as the data it describes.
  *
+ * Since version 5 (node identity):
+ *
+ *   tokens     role also 'bootstrap' (enrollment: registers node ids never seen; version 4's
+ *              shared 'node' tokens became 'bootstrap' ones); node_id (32 hex) binds a 'node'
+ *              token to its node, NULL for every other role (CHECKed), at most one token per
+ *              node (unique index tokens_node). A node token is made with its node, at the
+ *              node's enrollment, in one transaction.
+ *
+ *   nodes      registration: the node's current registration (random, non-zero; 0 = never
+ *              registered since version 5). Each RegisterNode makes a new one; heartbeats and
+ *              reports that carry another are from a process that was replaced.
+ *
  * Every verb is one transaction: writers use BEGIN IMMEDIATE, multi-statement readers a deferred
  * BEGIN for a consistent snapshot.
  */
@@ -267,6 +279,28 @@ static const char *const migrations[] = {
     "  value      BLOB    NOT NULL,"
     "  created_ms INTEGER NOT NULL"
     ") WITHOUT ROWID;",
+
+    /* 5: node identity (per-node tokens, enrollment tokens) and registrations. */
+    "CREATE TABLE tokens_v5 ("
+    "  id           TEXT    NOT NULL PRIMARY KEY CHECK (length(id) = 16),"
+    "  name         TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 64),"
+    "  role         TEXT    NOT NULL"
+    "               CHECK (role IN ('admin', 'read_write', 'read_only', 'node', 'bootstrap')),"
+    "  hash         BLOB    NOT NULL CHECK (length(hash) = 32),"
+    "  created_ms   INTEGER NOT NULL,"
+    "  expires_ms   INTEGER NOT NULL DEFAULT 0 CHECK (expires_ms >= 0),"
+    "  revoked_ms   INTEGER NOT NULL DEFAULT 0 CHECK (revoked_ms >= 0),"
+    "  last_used_ms INTEGER NOT NULL DEFAULT 0,"
+    "  node_id      TEXT    CHECK (node_id IS NULL OR length(node_id) = 32),"
+    "  CHECK ((role = 'node') = (node_id IS NOT NULL))"
+    ") WITHOUT ROWID;"
+    "INSERT INTO tokens_v5 (id, name, role, hash, created_ms, expires_ms, revoked_ms, "
+    "  last_used_ms, node_id) SELECT id, name, CASE role WHEN 'node' THEN 'bootstrap' ELSE role "
+    "  END, hash, created_ms, expires_ms, revoked_ms, last_used_ms, NULL FROM tokens;"
+    "DROP TABLE tokens;"
+    "ALTER TABLE tokens_v5 RENAME TO tokens;"
+    "CREATE UNIQUE INDEX tokens_node ON tokens (node_id) WHERE node_id IS NOT NULL;"
+    "ALTER TABLE nodes ADD COLUMN registration INTEGER NOT NULL DEFAULT 0;",
 };
 
 static_assert(sizeof migrations / sizeof migrations[0] == DFS_CATALOG_SCHEMA_VERSION,
@@ -274,7 +308,7 @@ static_assert(sizeof migrations / sizeof migrations[0] == DFS_CATALOG_SCHEMA_VER
 
 #define NODE_COLS                                                                        \
     "id, address, zone, state, capacity_bytes, used_bytes, free_bytes, fragment_count, " \
-    "last_heartbeat_ms, registered_ms"
+    "last_heartbeat_ms, registered_ms, registration"
 
 #define FILE_COLS                                                                             \
     "file_id, path, size, sha256, scheme, replicas, fragments, data, parity, policy, state, " \
@@ -373,6 +407,7 @@ enum stmt {
     S_LAYOUT_ALL,
     S_TOKEN_INSERT,
     S_TOKEN_GET,
+    S_TOKEN_OF_NODE,
     S_TOKEN_PREFIX,
     S_TOKEN_REVOKE,
     S_TOKEN_TOUCH,
@@ -391,8 +426,9 @@ static const char *const stmt_sql[S_COUNT] = {
 
     [S_NODE_GET] = "SELECT " NODE_COLS " FROM nodes WHERE id = ?1",
     [S_NODE_UPSERT] =
-        "INSERT INTO nodes (" NODE_COLS ") VALUES (?1, ?2, ?3, 'alive', ?4, ?5, ?6, ?7, ?8, ?8) "
-        "ON CONFLICT (id) DO UPDATE SET address = excluded.address, zone = excluded.zone, "
+        "INSERT INTO nodes (" NODE_COLS ") VALUES (?1, ?2, ?3, 'alive', ?4, ?5, ?6, ?7, ?8, ?8, "
+        "?9) ON CONFLICT (id) DO UPDATE SET address = excluded.address, zone = excluded.zone, "
+        "registration = excluded.registration, "
         "state = CASE WHEN state IN ('draining', 'decommissioned') THEN state ELSE 'alive' END, "
         "capacity_bytes = excluded.capacity_bytes, used_bytes = excluded.used_bytes, "
         "free_bytes = excluded.free_bytes, fragment_count = excluded.fragment_count, "
@@ -564,10 +600,11 @@ static const char *const stmt_sql[S_COUNT] = {
                      "ON r.fragment_id = f.fragment_id AND r.acked = 1 "
                      "WHERE fi.state = 'committed' ORDER BY f.fragment_id, r.pos",
 
-#define TOKEN_COLS "id, name, role, created_ms, expires_ms, revoked_ms, last_used_ms"
-    [S_TOKEN_INSERT] = "INSERT INTO tokens (id, name, role, hash, created_ms, expires_ms) "
-                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+#define TOKEN_COLS "id, name, role, created_ms, expires_ms, revoked_ms, last_used_ms, node_id"
+    [S_TOKEN_INSERT] = "INSERT INTO tokens (id, name, role, hash, created_ms, expires_ms, node_id) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, nullif(?7, ''))",
     [S_TOKEN_GET] = "SELECT " TOKEN_COLS ", hash FROM tokens WHERE id = ?1",
+    [S_TOKEN_OF_NODE] = "SELECT id FROM tokens WHERE node_id = ?1",
     /* ?1 the prefix, ?2 the first id after every id it starts (prefix || 'g'). */
     [S_TOKEN_PREFIX] = "SELECT " TOKEN_COLS " FROM tokens WHERE id >= ?1 AND id < ?2 "
                        "ORDER BY id LIMIT 2",
@@ -994,6 +1031,7 @@ static void read_node(dfs_catalog *cat, enum stmt id, struct dfs_node_rec *n)
     n->usage.fragment_count = (uint64_t)col_i64(cat, id, 7);
     n->last_heartbeat_ms = col_i64(cat, id, 8);
     n->registered_ms = col_i64(cat, id, 9);
+    n->registration = (uint64_t)col_i64(cat, id, 10);
 }
 
 /* Fill *f from a FILE_COLS row of statement `id` (no layout). DFS_ENOMEM only. */
@@ -1403,12 +1441,11 @@ static int get_node(dfs_catalog *cat, const char *id, struct dfs_node_rec *n, ch
     return rc;
 }
 
-int dfs_catalog_node_register(dfs_catalog *cat, const char *node_id, const char *address,
-                              const char *zone, const struct dfs_node_usage *usage, int64_t now_ms,
-                              char **errmsg)
+static bool token_id_ok(const char *id, size_t min);
+
+static int check_registration(const char *node_id, const char *address, const char *zone,
+                              const struct dfs_node_usage *usage, char **errmsg)
 {
-    if (zone == NULL)
-        zone = "";
     int rc = check_id(node_id, "node", errmsg);
     if (rc == DFS_OK)
         rc = check_text(address, 1, DFS_NODE_ADDRESS_MAX, "node address", errmsg);
@@ -1416,6 +1453,27 @@ int dfs_catalog_node_register(dfs_catalog *cat, const char *node_id, const char 
         rc = check_text(zone, 0, DFS_NODE_ZONE_MAX, "zone", errmsg);
     if (rc == DFS_OK)
         rc = check_usage(usage, errmsg);
+    return rc;
+}
+
+/* The upsert of a registration (in a write transaction). */
+static int upsert_node(dfs_catalog *cat, const char *node_id, const char *address, const char *zone,
+                       const struct dfs_node_usage *usage, int64_t now_ms, uint64_t registration,
+                       char **errmsg)
+{
+    return exec(cat, S_NODE_UPSERT, NULL, errmsg, "tttiiiiii", node_id, address, zone,
+                (int64_t)usage->capacity_bytes, (int64_t)usage->used_bytes,
+                (int64_t)usage->free_bytes, (int64_t)usage->fragment_count, now_ms,
+                (int64_t)registration);
+}
+
+int dfs_catalog_node_register(dfs_catalog *cat, const char *node_id, const char *address,
+                              const char *zone, const struct dfs_node_usage *usage, int64_t now_ms,
+                              uint64_t expect, uint64_t registration, char **errmsg)
+{
+    if (zone == NULL)
+        zone = "";
+    int rc = check_registration(node_id, address, zone, usage, errmsg);
     if (rc != DFS_OK)
         return rc;
     lock(cat);
@@ -1425,21 +1483,91 @@ int dfs_catalog_node_register(dfs_catalog *cat, const char *node_id, const char 
     if (rc == DFS_OK) {
         found = get_node(cat, node_id, &old, errmsg);
         rc = found < 0 ? found : DFS_OK;
+        if (rc == DFS_OK && registration == DFS_CATALOG_KEEP)
+            registration = old.registration;
+        if (rc == DFS_OK && expect != DFS_CATALOG_KEEP && old.registration != expect)
+            rc = dfs_seterr(errmsg, DFS_EABORTED,
+                            "node %s: another registration came in meanwhile (from %s)", node_id,
+                            old.address);
         if (rc == DFS_OK)
-            rc = exec(cat, S_NODE_UPSERT, NULL, errmsg, "tttiiiii", node_id, address, zone,
-                      (int64_t)usage->capacity_bytes, (int64_t)usage->used_bytes,
-                      (int64_t)usage->free_bytes, (int64_t)usage->fragment_count, now_ms);
+            rc = upsert_node(cat, node_id, address, zone, usage, now_ms, registration, errmsg);
         rc = tx_end(cat, rc, errmsg);
     }
     unlock(cat);
     if (rc == DFS_OK)
-        dfs_log(DFS_LOG_INFO, "node %s id=%s address=%s zone=%s previous_state=%s",
+        dfs_log(DFS_LOG_INFO,
+                "node %s id=%s address=%s zone=%s previous_state=%s previous_address=%s",
                 found == 1 ? "registered again" : "registered", node_id, address, zone,
-                found == 1 ? dfs_catalog_node_state_name(old.state) : "none");
+                found == 1 ? dfs_catalog_node_state_name(old.state) : "none",
+                found == 1 ? old.address : "-");
     return rc;
 }
 
-int dfs_catalog_node_heartbeat(dfs_catalog *cat, const char *node_id,
+int dfs_catalog_node_enroll(dfs_catalog *cat, const char *node_id, const char *token_id,
+                            const uint8_t token_hash[32], const char *address, const char *zone,
+                            const struct dfs_node_usage *usage, int64_t now_ms,
+                            uint64_t registration, char **errmsg)
+{
+    if (zone == NULL)
+        zone = "";
+    int rc = check_registration(node_id, address, zone, usage, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    if (!token_id_ok(token_id, 16))
+        return dfs_seterr(errmsg, DFS_EINVAL, "bad token id");
+    char name[DFS_TOKEN_NAME_MAX + 1];
+    snprintf(name, sizeof name, "node %.12s", node_id); /* as `dfs nodes` shows it */
+    lock(cat);
+    rc = tx_begin(cat, true, errmsg);
+    if (rc == DFS_OK) {
+        struct dfs_node_rec old;
+        int found = get_node(cat, node_id, &old, errmsg);
+        if (found == 1)
+            rc = dfs_seterr(errmsg, DFS_EEXIST, "node %s is already enrolled", node_id);
+        else
+            rc = found;
+        if (rc == DFS_OK) {
+            found = query(cat, S_TOKEN_GET, errmsg, "t", token_id);
+            if (found == 1) {
+                release(cat->st[S_TOKEN_GET]);
+                rc = dfs_seterr(errmsg, DFS_EEXIST, "token id %s exists", token_id);
+            } else {
+                rc = found;
+            }
+        }
+        if (rc == DFS_OK)
+            rc = exec(cat, S_TOKEN_INSERT, NULL, errmsg, "tttbiit", token_id, name, "node",
+                      (const void *)token_hash, (size_t)32, now_ms, (int64_t)0, node_id);
+        if (rc == DFS_OK)
+            rc = upsert_node(cat, node_id, address, zone, usage, now_ms, registration, errmsg);
+        rc = tx_end(cat, rc, errmsg);
+    }
+    unlock(cat);
+    if (rc == DFS_OK)
+        dfs_log(DFS_LOG_INFO, "node enrolled id=%s address=%s zone=%s token=%s", node_id, address,
+                zone, token_id);
+    return rc;
+}
+
+int dfs_catalog_node_token(dfs_catalog *cat, const char *node_id, char token_id[17], char **errmsg)
+{
+    int rc = check_id(node_id, "node", errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    lock(cat);
+    rc = query(cat, S_TOKEN_OF_NODE, errmsg, "t", node_id);
+    if (rc == 1) {
+        col_copy(cat, S_TOKEN_OF_NODE, 0, token_id, 17);
+        release(cat->st[S_TOKEN_OF_NODE]);
+        rc = DFS_OK;
+    } else if (rc == 0) {
+        rc = dfs_seterr(errmsg, DFS_ENOTFOUND, "node %s has no token", node_id);
+    }
+    unlock(cat);
+    return rc;
+}
+
+int dfs_catalog_node_heartbeat(dfs_catalog *cat, const char *node_id, uint64_t registration,
                                const struct dfs_node_usage *usage, int64_t now_ms, bool *known,
                                char **errmsg)
 {
@@ -1455,7 +1583,12 @@ int dfs_catalog_node_heartbeat(dfs_catalog *cat, const char *node_id,
     if (rc == DFS_OK) {
         found = get_node(cat, node_id, &old, errmsg);
         rc = found < 0 ? found : DFS_OK;
-        if (found == 1)
+        if (found == 1 && registration != DFS_CATALOG_KEEP && old.registration != registration)
+            rc = dfs_seterr(errmsg, DFS_EPRECOND,
+                            "node %s was registered again since (now at %s): this process was "
+                            "replaced",
+                            node_id, old.address);
+        else if (found == 1)
             rc = exec(cat, S_NODE_HEARTBEAT, NULL, errmsg, "tiiiii", node_id,
                       (int64_t)usage->capacity_bytes, (int64_t)usage->used_bytes,
                       (int64_t)usage->free_bytes, (int64_t)usage->fragment_count, now_ms);
@@ -3939,6 +4072,7 @@ static const char *const role_names[] = {
     [DFS_ROLE_READ_WRITE] = "read_write",
     [DFS_ROLE_READ_ONLY] = "read_only",
     [DFS_ROLE_NODE] = "node",
+    [DFS_ROLE_BOOTSTRAP] = "bootstrap",
 };
 
 const char *dfs_catalog_token_role_name(enum dfs_token_role role)
@@ -3981,6 +4115,8 @@ static void read_token(dfs_catalog *cat, enum stmt id, struct dfs_token_rec *t)
     t->expires_ms = col_i64(cat, id, 4);
     t->revoked_ms = col_i64(cat, id, 5);
     t->last_used_ms = col_i64(cat, id, 6);
+    const char *node = col_text(cat, id, 7);
+    snprintf(t->node_id, sizeof t->node_id, "%s", node != NULL ? node : "");
 }
 
 int dfs_catalog_token_add(dfs_catalog *cat, const struct dfs_token_rec *rec, const uint8_t hash[32],
@@ -3991,8 +4127,11 @@ int dfs_catalog_token_add(dfs_catalog *cat, const struct dfs_token_rec *rec, con
     int rc = check_text(rec->name, 1, DFS_TOKEN_NAME_MAX, "token name", errmsg);
     if (rc != DFS_OK)
         return rc;
-    if (rec->role <= DFS_ROLE_UNSPECIFIED || rec->role > DFS_ROLE_NODE)
+    if (rec->role <= DFS_ROLE_UNSPECIFIED || rec->role > DFS_ROLE_BOOTSTRAP)
         return dfs_seterr(errmsg, DFS_EINVAL, "bad token role");
+    if (rec->role == DFS_ROLE_NODE)
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "a node token is made with its node, at the node's enrollment");
     if (rec->expires_ms < 0)
         return dfs_seterr(errmsg, DFS_EINVAL, "bad token expiry");
     lock(cat);
@@ -4006,9 +4145,9 @@ int dfs_catalog_token_add(dfs_catalog *cat, const struct dfs_token_rec *rec, con
             rc = found;
         }
         if (rc == DFS_OK)
-            rc = exec(cat, S_TOKEN_INSERT, NULL, errmsg, "tttbii", rec->id, rec->name,
+            rc = exec(cat, S_TOKEN_INSERT, NULL, errmsg, "tttbiit", rec->id, rec->name,
                       role_names[rec->role], (const void *)hash, (size_t)32, rec->created_ms,
-                      rec->expires_ms);
+                      rec->expires_ms, "");
         rc = tx_end(cat, rc, errmsg);
     }
     unlock(cat);
@@ -4024,8 +4163,8 @@ int dfs_catalog_token_get(dfs_catalog *cat, const char *id, struct dfs_token_rec
     int rc = query(cat, S_TOKEN_GET, errmsg, "t", id);
     if (rc == 1) {
         read_token(cat, S_TOKEN_GET, out);
-        const void *h = sqlite3_column_blob(cat->st[S_TOKEN_GET], 7);
-        int n = sqlite3_column_bytes(cat->st[S_TOKEN_GET], 7);
+        const void *h = sqlite3_column_blob(cat->st[S_TOKEN_GET], 8);
+        int n = sqlite3_column_bytes(cat->st[S_TOKEN_GET], 8);
         if (h != NULL && n == 32)
             memcpy(hash, h, 32);
         else

@@ -31,7 +31,7 @@
 typedef struct dfs_catalog dfs_catalog;
 
 /* The schema version this code writes (migrations 1..DFS_CATALOG_SCHEMA_VERSION). */
-#define DFS_CATALOG_SCHEMA_VERSION 4
+#define DFS_CATALOG_SCHEMA_VERSION 5
 
 /* Longest node address ("host:port", "unix:/path", ...) and zone name, in bytes. */
 #define DFS_NODE_ADDRESS_MAX 255
@@ -103,7 +103,11 @@ struct dfs_node_rec {
     struct dfs_node_usage usage;
     int64_t last_heartbeat_ms; /* last heartbeat or registration */
     int64_t registered_ms;     /* first registration */
+    uint64_t registration;     /* the current registration (0: none since schema version 5) */
 };
+
+/* As `expect` or `registration` below: no check, or the registration left as it is. */
+#define DFS_CATALOG_KEEP UINT64_MAX
 
 /*
  * RegisterNode: insert or update node `node_id` (32 hex digits) with its address (1 to
@@ -111,18 +115,38 @@ struct dfs_node_rec {
  * DFS_NODE_ZONE_MAX bytes) and usage; last_heartbeat_ms becomes now_ms. A new node gets
  * registered_ms = now_ms; a known one keeps its first registration time. The state becomes alive,
  * except that draining and decommissioned (operator decisions) survive a node's restart.
+ * The node's registration becomes `registration` (DFS_CATALOG_KEEP: left as it is), provided it
+ * was `expect` when the caller decided that this registration may take over (DFS_CATALOG_KEEP:
+ * whatever it is): DFS_EABORTED when another registration came in meanwhile.
  * Errors: DFS_EINVAL (bad id, address, zone, or a usage figure above INT64_MAX).
  */
 int dfs_catalog_node_register(dfs_catalog *cat, const char *node_id, const char *address,
                               const char *zone, const struct dfs_node_usage *usage, int64_t now_ms,
-                              char **errmsg);
+                              uint64_t expect, uint64_t registration, char **errmsg);
+
+/*
+ * Enrollment: register node_id, which the catalog has never seen, together with its node token
+ * (token_id, the SHA-256 of its secret; role node, bound to node_id, named "node <first 12
+ * digits of the id>"), in one
+ * transaction, with this registration. DFS_EEXIST when the node is known (enrolled before) or the
+ * token id is taken; DFS_EINVAL as dfs_catalog_node_register, or for a bad token id.
+ */
+int dfs_catalog_node_enroll(dfs_catalog *cat, const char *node_id, const char *token_id,
+                            const uint8_t token_hash[32], const char *address, const char *zone,
+                            const struct dfs_node_usage *usage, int64_t now_ms,
+                            uint64_t registration, char **errmsg);
+
+/* The id of node_id's token (caller storage, 17 bytes). DFS_ENOTFOUND when it has none. */
+int dfs_catalog_node_token(dfs_catalog *cat, const char *node_id, char token_id[17], char **errmsg);
 
 /*
  * Heartbeat: record the usage and now_ms as the last heartbeat of a known node; a suspect or dead
  * node becomes alive again. *known is set to false (and the call succeeds) when the catalog has no
- * such node: the node must register again. Errors: DFS_EINVAL (bad id or usage).
+ * such node: the node must register again. DFS_EPRECOND (nothing recorded) when the node's
+ * registration is not `registration` (DFS_CATALOG_KEEP: any): a newer registration replaced the
+ * caller. Errors: DFS_EINVAL (bad id or usage).
  */
-int dfs_catalog_node_heartbeat(dfs_catalog *cat, const char *node_id,
+int dfs_catalog_node_heartbeat(dfs_catalog *cat, const char *node_id, uint64_t registration,
                                const struct dfs_node_usage *usage, int64_t now_ms, bool *known,
                                char **errmsg);
 
@@ -785,7 +809,8 @@ enum dfs_token_role {
     DFS_ROLE_ADMIN = 1,      /* everything */
     DFS_ROLE_READ_WRITE = 2, /* files, read and write */
     DFS_ROLE_READ_ONLY = 3,  /* files, read */
-    DFS_ROLE_NODE = 4,       /* storage nodes: register, heartbeat, reports */
+    DFS_ROLE_NODE = 4,       /* one storage node (node_id): register, heartbeat, reports */
+    DFS_ROLE_BOOTSTRAP = 5,  /* enrollment: registers node ids never seen */
 };
 
 #define DFS_TOKEN_NAME_MAX 64
@@ -795,12 +820,13 @@ struct dfs_token_rec {
     char name[DFS_TOKEN_NAME_MAX + 1];
     enum dfs_token_role role;
     int64_t created_ms;
-    int64_t expires_ms;   /* 0: never */
-    int64_t revoked_ms;   /* 0: not revoked */
-    int64_t last_used_ms; /* 0: never */
+    int64_t expires_ms;           /* 0: never */
+    int64_t revoked_ms;           /* 0: not revoked */
+    int64_t last_used_ms;         /* 0: never */
+    char node_id[DFS_ID_HEX + 1]; /* DFS_ROLE_NODE: the node it belongs to; "" otherwise */
 };
 
-/* "admin", "read_write", "read_only", "node"; "unknown" otherwise. Never NULL. */
+/* "admin", "read_write", "read_only", "node", "bootstrap"; "unknown" otherwise. Never NULL. */
 const char *dfs_catalog_token_role_name(enum dfs_token_role role);
 
 /* The role of a name as above (also "rw", "ro"); DFS_ROLE_UNSPECIFIED when it is none. */
@@ -808,7 +834,8 @@ enum dfs_token_role dfs_catalog_token_role_parse(const char *name);
 
 /*
  * Record a token: rec (its id, name, role, created_ms, expires_ms; the rest is ignored) and the
- * SHA-256 of its secret. DFS_EEXIST when the id is taken, DFS_EINVAL for a bad id, name or role.
+ * SHA-256 of its secret. DFS_EEXIST when the id is taken, DFS_EINVAL for a bad id, name or role
+ * (DFS_ROLE_NODE included: node tokens are made by dfs_catalog_node_enroll).
  */
 int dfs_catalog_token_add(dfs_catalog *cat, const struct dfs_token_rec *rec, const uint8_t hash[32],
                           char **errmsg);

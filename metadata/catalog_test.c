@@ -118,8 +118,8 @@ static void register_nodes(struct fx *fx, int n, int64_t now)
         snprintf(addr, sizeof addr, "127.0.0.1:%d", 7000 + i);
         snprintf(zone, sizeof zone, "z%d", i % 3);
         char *msg = NULL;
-        if (dfs_catalog_node_register(fx->cat, fx->ids[i], addr, zone, &usage1, now, &msg) !=
-            DFS_OK)
+        if (dfs_catalog_node_register(fx->cat, fx->ids[i], addr, zone, &usage1, now,
+                                      DFS_CATALOG_KEEP, DFS_CATALOG_KEEP, &msg) != DFS_OK)
             fail_msg("register: %s", msg);
     }
 }
@@ -379,10 +379,12 @@ static void test_node_register_heartbeat_sweep(void **state)
     struct dfs_node_usage u = {
         .capacity_bytes = 5, .used_bytes = 4, .free_bytes = 1, .fragment_count = 9};
     bool known = false;
-    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[0], &u, T0 + 2500, &known, NULL),
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[0], DFS_CATALOG_KEEP, &u,
+                                                T0 + 2500, &known, NULL),
                      DFS_OK);
     assert_true(known);
-    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[1], &u, T0 + 2500, &known, NULL),
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[1], DFS_CATALOG_KEEP, &u,
+                                                T0 + 2500, &known, NULL),
                      DFS_OK);
     n = node(fx, 0);
     assert_int_equal(n.usage.used_bytes, 4);
@@ -391,7 +393,9 @@ static void test_node_register_heartbeat_sweep(void **state)
 
     /* Unknown node: known = false, not an error. */
     known = true;
-    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[7], &u, T0, &known, NULL), DFS_OK);
+    assert_int_equal(
+        dfs_catalog_node_heartbeat(fx->cat, fx->ids[7], DFS_CATALOG_KEEP, &u, T0, &known, NULL),
+        DFS_OK);
     assert_false(known);
 
     sweep(fx, T0 + 3000, 0, 0); /* exactly suspect_after old: not yet late */
@@ -409,10 +413,12 @@ static void test_node_register_heartbeat_sweep(void **state)
     assert_int_equal(s.nodes_dead, 1);
 
     /* A heartbeat brings suspect and dead nodes back. */
-    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[2], &u, T0 + 20000, &known, NULL),
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[2], DFS_CATALOG_KEEP, &u,
+                                                T0 + 20000, &known, NULL),
                      DFS_OK);
     assert_int_equal(node(fx, 2).state, DFS_NODE_ALIVE);
-    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[1], &u, T0 + 20000, &known, NULL),
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[1], DFS_CATALOG_KEEP, &u,
+                                                T0 + 20000, &known, NULL),
                      DFS_OK);
     assert_int_equal(node(fx, 1).state, DFS_NODE_ALIVE);
 
@@ -420,9 +426,10 @@ static void test_node_register_heartbeat_sweep(void **state)
     sweep(fx, T0 + 40000, 0, 3);
 
     /* Registering again keeps registered_ms, updates the rest, and revives. */
-    assert_int_equal(
-        dfs_catalog_node_register(fx->cat, fx->ids[1], "10.0.0.9:1", NULL, &u, T0 + 50000, NULL),
-        DFS_OK);
+    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[1], "10.0.0.9:1", NULL, &u,
+                                               T0 + 50000, DFS_CATALOG_KEEP, DFS_CATALOG_KEEP,
+                                               NULL),
+                     DFS_OK);
     n = node(fx, 1);
     assert_int_equal(n.state, DFS_NODE_ALIVE);
     assert_int_equal(n.registered_ms, T0);
@@ -433,10 +440,12 @@ static void test_node_register_heartbeat_sweep(void **state)
     /* Operator states survive registration, heartbeats and sweeps. */
     assert_int_equal(dfs_catalog_node_set_state(fx->cat, fx->ids[1], DFS_NODE_DRAINING, NULL),
                      DFS_OK);
-    assert_int_equal(
-        dfs_catalog_node_register(fx->cat, fx->ids[1], "10.0.0.9:1", "", &u, T0 + 51000, NULL),
-        DFS_OK);
-    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[1], &u, T0 + 52000, &known, NULL),
+    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[1], "10.0.0.9:1", "", &u,
+                                               T0 + 51000, DFS_CATALOG_KEEP, DFS_CATALOG_KEEP,
+                                               NULL),
+                     DFS_OK);
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[1], DFS_CATALOG_KEEP, &u,
+                                                T0 + 52000, &known, NULL),
                      DFS_OK);
     assert_int_equal(node(fx, 1).state, DFS_NODE_DRAINING);
     sweep(fx, T0 + 99000, 0, 0);
@@ -471,29 +480,35 @@ static void test_node_validation(void **state)
 {
     struct fx *fx = *state;
     char *msg = NULL;
-    assert_int_equal(dfs_catalog_node_register(fx->cat, "xyz", "a:1", "", &usage1, T0, &msg),
+    assert_int_equal(dfs_catalog_node_register(fx->cat, "xyz", "a:1", "", &usage1, T0,
+                                               DFS_CATALOG_KEEP, DFS_CATALOG_KEEP, &msg),
                      DFS_EINVAL);
     expect_msg(&msg, "bad node id 'xyz'");
-    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[0], "", "", &usage1, T0, &msg),
+    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[0], "", "", &usage1, T0,
+                                               DFS_CATALOG_KEEP, DFS_CATALOG_KEEP, &msg),
                      DFS_EINVAL);
     expect_msg(&msg, "node address must be 1 to 255 bytes");
-    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[0], "a:1\n", "", &usage1, T0, &msg),
+    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[0], "a:1\n", "", &usage1, T0,
+                                               DFS_CATALOG_KEEP, DFS_CATALOG_KEEP, &msg),
                      DFS_EINVAL);
     expect_msg(&msg, "control character");
     char zone[100];
     memset(zone, 'z', sizeof zone - 1);
     zone[sizeof zone - 1] = '\0';
-    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[0], "a:1", zone, &usage1, T0, &msg),
+    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[0], "a:1", zone, &usage1, T0,
+                                               DFS_CATALOG_KEEP, DFS_CATALOG_KEEP, &msg),
                      DFS_EINVAL);
     expect_msg(&msg, "zone must be 0 to 63 bytes");
     struct dfs_node_usage big = usage1;
     big.free_bytes = UINT64_MAX;
-    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[0], "a:1", "", &big, T0, &msg),
+    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[0], "a:1", "", &big, T0,
+                                               DFS_CATALOG_KEEP, DFS_CATALOG_KEEP, &msg),
                      DFS_EINVAL);
     expect_msg(&msg, "free_bytes");
     bool known;
-    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, "", &usage1, T0, &known, &msg),
-                     DFS_EINVAL);
+    assert_int_equal(
+        dfs_catalog_node_heartbeat(fx->cat, "", DFS_CATALOG_KEEP, &usage1, T0, &known, &msg),
+        DFS_EINVAL);
     expect_msg(&msg, "bad node id");
     assert_int_equal(dfs_catalog_node_set_state(fx->cat, fx->ids[0], DFS_NODE_UNSPECIFIED, &msg),
                      DFS_EINVAL);
@@ -1299,7 +1314,8 @@ static void test_deletion_queue_alive_only(void **state)
 
     /* The suspect node comes back: its item is handed out. */
     bool known;
-    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[1], &usage1, T0 + 5, &known, NULL),
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[1], DFS_CATALOG_KEEP, &usage1,
+                                                T0 + 5, &known, NULL),
                      DFS_OK);
     char *all = queued(fx, T0 + 2000);
     char want[100];
@@ -1602,8 +1618,8 @@ static void *work(void *arg)
         }
         bool known = false;
         if (rc == DFS_OK)
-            rc = dfs_catalog_node_heartbeat(fx->cat, fx->ids[(w->t + i) % NNODES], &usage1, T0 + 2,
-                                            &known, &msg);
+            rc = dfs_catalog_node_heartbeat(fx->cat, fx->ids[(w->t + i) % NNODES], DFS_CATALOG_KEEP,
+                                            &usage1, T0 + 2, &known, &msg);
         size_t n = 0;
         bool more;
         if (rc == DFS_OK)
@@ -1845,6 +1861,7 @@ static void test_migration_from_version_1(void **state)
     sql_exec(fx->db, "DROP TABLE tokens; DROP TABLE secrets; "
                      "DROP TABLE inventory; DROP TABLE inventory_reports; DROP TABLE repairs; "
                      "DROP TABLE placement_sets; DROP TABLE placement_families; "
+                     "ALTER TABLE nodes DROP COLUMN registration; "
                      "DELETE FROM schema_version WHERE version >= 2;");
     assert_int_equal(sql_int(fx->db, "SELECT max(version) FROM schema_version"), 1);
     assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE "
@@ -1871,6 +1888,103 @@ static void test_migration_from_version_1(void **state)
     dfs_placement_states_free(bd, 1);
     dfs_catalog_file_rec_free(f);
     dfs_catalog_file_rec_free(g);
+}
+
+/* Schema 4 -> 5: the shared 'node' tokens become enrollment ('bootstrap') tokens. */
+static void test_migration_from_version_4(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, 2, T0);
+    dfs_catalog_close(fx->cat);
+    fx->cat = NULL;
+    sql_exec(fx->db,
+             "DROP TABLE tokens; ALTER TABLE nodes DROP COLUMN registration; "
+             "CREATE TABLE tokens ("
+             "  id           TEXT    NOT NULL PRIMARY KEY CHECK (length(id) = 16),"
+             "  name         TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 64),"
+             "  role         TEXT    NOT NULL CHECK (role IN ('admin', 'read_write', "
+             "'read_only', 'node')),"
+             "  hash         BLOB    NOT NULL CHECK (length(hash) = 32),"
+             "  created_ms   INTEGER NOT NULL,"
+             "  expires_ms   INTEGER NOT NULL DEFAULT 0 CHECK (expires_ms >= 0),"
+             "  revoked_ms   INTEGER NOT NULL DEFAULT 0 CHECK (revoked_ms >= 0),"
+             "  last_used_ms INTEGER NOT NULL DEFAULT 0"
+             ") WITHOUT ROWID;"
+             "INSERT INTO tokens VALUES ('0123456789abcdef', 'nodes', 'node', zeroblob(32), 1, 0, "
+             "0, 0), ('1123456789abcdef', 'ops', 'admin', zeroblob(32), 2, 0, 0, 0);"
+             "DELETE FROM schema_version WHERE version >= 5;");
+    reopen(fx);
+    struct dfs_token_rec t;
+    uint8_t h[32];
+    assert_int_equal(dfs_catalog_token_get(fx->cat, "0123456789abcdef", &t, h, NULL), DFS_OK);
+    assert_int_equal(t.role, DFS_ROLE_BOOTSTRAP);
+    assert_string_equal(t.node_id, "");
+    assert_int_equal(dfs_catalog_token_get(fx->cat, "1123456789abcdef", &t, h, NULL), DFS_OK);
+    assert_int_equal(t.role, DFS_ROLE_ADMIN);
+    struct dfs_node_rec n;
+    assert_int_equal(dfs_catalog_node_get(fx->cat, fx->ids[1], &n, NULL), DFS_OK);
+    assert_int_equal(n.registration, 0);
+}
+
+/*
+ * Enrollment binds a token to a new node, once; registrations replace one another only from the
+ * registration the caller saw; heartbeats of a replaced registration are refused.
+ */
+static void test_enrollment_and_registrations(void **state)
+{
+    struct fx *fx = *state;
+    uint8_t h[32];
+    memset(h, 0x33, sizeof h);
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_node_enroll(fx->cat, fx->ids[0], "00000000000000a1", h,
+                                             "127.0.0.1:7000", "z0", &usage1, T0, 11, &msg),
+                     DFS_OK);
+    struct dfs_token_rec t;
+    uint8_t got[32];
+    assert_int_equal(dfs_catalog_token_get(fx->cat, "00000000000000a1", &t, got, NULL), DFS_OK);
+    assert_int_equal(t.role, DFS_ROLE_NODE);
+    assert_string_equal(t.node_id, fx->ids[0]);
+    assert_memory_equal(got, h, 32);
+    char tid[17];
+    assert_int_equal(dfs_catalog_node_token(fx->cat, fx->ids[0], tid, NULL), DFS_OK);
+    assert_string_equal(tid, "00000000000000a1");
+    assert_int_equal(dfs_catalog_node_token(fx->cat, fx->ids[1], tid, NULL), DFS_ENOTFOUND);
+    /* Once: a known node, or a taken token id, is refused, and nothing changes. */
+    assert_int_equal(dfs_catalog_node_enroll(fx->cat, fx->ids[0], "00000000000000a2", h,
+                                             "127.0.0.1:7009", "", &usage1, T0, 12, &msg),
+                     DFS_EEXIST);
+    expect_msg(&msg, "already enrolled");
+    assert_int_equal(dfs_catalog_node_enroll(fx->cat, fx->ids[1], "00000000000000a1", h,
+                                             "127.0.0.1:7001", "", &usage1, T0, 13, &msg),
+                     DFS_EEXIST);
+    expect_msg(&msg, "exists");
+    struct dfs_node_rec n;
+    assert_int_equal(dfs_catalog_node_get(fx->cat, fx->ids[1], &n, NULL), DFS_ENOTFOUND);
+    assert_int_equal(dfs_catalog_node_get(fx->cat, fx->ids[0], &n, NULL), DFS_OK);
+    assert_string_equal(n.address, "127.0.0.1:7000");
+    assert_int_equal(n.registration, 11);
+    /* A registration takes over only from the one the caller saw. */
+    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[0], "127.0.0.1:7100", "z0", &usage1,
+                                               T0 + 1, 99, 21, &msg),
+                     DFS_EABORTED);
+    expect_msg(&msg, "another registration");
+    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[0], "127.0.0.1:7100", "z0", &usage1,
+                                               T0 + 1, 11, 21, NULL),
+                     DFS_OK);
+    bool known = false;
+    assert_int_equal(
+        dfs_catalog_node_heartbeat(fx->cat, fx->ids[0], 11, &usage1, T0 + 2, &known, &msg),
+        DFS_EPRECOND);
+    expect_msg(&msg, "replaced");
+    assert_int_equal(
+        dfs_catalog_node_heartbeat(fx->cat, fx->ids[0], 21, &usage1, T0 + 2, &known, NULL), DFS_OK);
+    assert_true(known);
+    assert_int_equal(dfs_catalog_node_get(fx->cat, fx->ids[0], &n, NULL), DFS_OK);
+    assert_int_equal(n.last_heartbeat_ms, T0 + 2);
+    assert_string_equal(n.address, "127.0.0.1:7100");
+    reopen(fx);
+    assert_int_equal(dfs_catalog_node_get(fx->cat, fx->ids[0], &n, NULL), DFS_OK);
+    assert_int_equal(n.registration, 21);
 }
 
 /* ---- Repair queue, reports, health ----------------------------------------------------------- */
@@ -2071,10 +2185,12 @@ static void test_repair_priority_and_lost(void **state)
                      DFS_EPRECOND);
     /* Node 4 comes back: b's row is reprioritised; node 2 comes back: a's row is dropped. */
     bool known = false;
-    assert_int_equal(
-        dfs_catalog_node_heartbeat(fx->cat, fx->ids[4], &usage1, T0 + 12, &known, NULL), DFS_OK);
-    assert_int_equal(
-        dfs_catalog_node_heartbeat(fx->cat, fx->ids[2], &usage1, T0 + 12, &known, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[4], DFS_CATALOG_KEEP, &usage1,
+                                                T0 + 12, &known, NULL),
+                     DFS_OK);
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[2], DFS_CATALOG_KEEP, &usage1,
+                                                T0 + 12, &known, NULL),
+                     DFS_OK);
     r = plan_all(fx, T0 + 13);
     assert_int_equal(r.updated, 1);
     assert_int_equal(r.dropped, 1);
@@ -2450,10 +2566,15 @@ static void test_tokens_and_secrets(void **state)
     memset(h2, 0x22, sizeof h2);
     struct dfs_token_rec a = token_rec("0123456789abcdef", "admin one", DFS_ROLE_ADMIN, T0, 0);
     struct dfs_token_rec b =
-        token_rec("0123ffffffffffff", "node pool", DFS_ROLE_NODE, T0 + 1, T0 + 500);
+        token_rec("0123ffffffffffff", "node pool", DFS_ROLE_BOOTSTRAP, T0 + 1, T0 + 500);
     assert_int_equal(dfs_catalog_token_add(fx->cat, &a, h1, NULL), DFS_OK);
     assert_int_equal(dfs_catalog_token_add(fx->cat, &b, h2, NULL), DFS_OK);
     char *err = NULL;
+    /* Node tokens are made with their node only (dfs_catalog_node_enroll). */
+    struct dfs_token_rec nt = token_rec("7123456789abcdef", "node", DFS_ROLE_NODE, T0, 0);
+    assert_int_equal(dfs_catalog_token_add(fx->cat, &nt, h1, &err), DFS_EINVAL);
+    free(err);
+    err = NULL;
     assert_int_equal(dfs_catalog_token_add(fx->cat, &a, h2, &err), DFS_EEXIST);
     free(err);
     err = NULL;
@@ -2554,6 +2675,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_placement_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_placement_validation_and_corruption, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_version_1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_from_version_4, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enrollment_and_registrations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repair_queue_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repair_priority_and_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repair_complete_fail_and_drain, setup, teardown),

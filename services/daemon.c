@@ -66,6 +66,19 @@ int dfs_daemon_write_file_mode(const char *path, const char *content, mode_t mod
     if (rc != DFS_OK)
         unlink(tmp);
     free(tmp);
+    /* The rename itself must survive a crash too (a secret that vanished would be made again,
+       and a node could lose the token it enrolled with). */
+    if (rc == DFS_OK) {
+        const char *slash = strrchr(path, '/');
+        char *dir =
+            slash == NULL ? strdup(".") : strndup(path, slash == path ? 1 : (size_t)(slash - path));
+        int dfd = dir != NULL ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        if (dfd < 0 || fsync(dfd) != 0)
+            rc = dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot fsync the directory of %s", path);
+        if (dfd >= 0)
+            close(dfd);
+        free(dir);
+    }
     return rc;
 }
 

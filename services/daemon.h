@@ -18,8 +18,9 @@ void dfs_daemon_block_signals(sigset_t *set);
 int dfs_daemon_wait_signal(const sigset_t *set);
 
 /*
- * Write `content` to `path` atomically (a temporary file beside it, fsync, rename), so a process
- * polling for the file never reads half of it. Returns 0 or DFS_EIO with *errmsg.
+ * Write `content` to `path` atomically (a temporary file beside it, fsync, rename, fsync of the
+ * directory), so a process polling for the file never reads half of it and the file survives a
+ * crash once this returned. Returns 0 or DFS_EIO with *errmsg.
  */
 int dfs_daemon_write_file(const char *path, const char *content, char **errmsg);
 

@@ -3,6 +3,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/token.h"
 #include "dfs/v1/metadata.pb-c.h"
 #include "services/rpc/client.h"
 
@@ -26,15 +27,20 @@ struct dfs_heartbeat {
     char *metadata, *node_id, *address, *zone;
     dfs_frag_store *store;
     int64_t rpc_timeout_ms, retry_max_ms;
-    dfs_rpc_channel *ch;
+    dfs_rpc_channel *ch;        /* presents the node's own token */
+    dfs_rpc_channel *enroll_ch; /* presents the enrollment token; NULL: none */
+    /* The node's own token, as an enrollment names it. */
+    char token_id[DFS_TOKEN_ID_HEX + 1];
+    uint8_t token_hash[DFS_TOKEN_HASH_LEN];
     pthread_t thread;
-    void (*on_registered)(void *arg, const uint8_t *ticket_key, size_t len);
+    void (*on_registered)(void *arg, const uint8_t *ticket_key, size_t len, uint64_t registration);
     void *on_registered_arg;
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stopping;
-    bool registered; /* at least once */
+    bool registered;       /* at least once */
+    uint64_t registration; /* the current one; 0 before the first */
     char *last_error;
 };
 
@@ -79,8 +85,9 @@ static void usage(dfs_heartbeat *hb, struct dfs_frag_store_stats *st)
     (void)dfs_frag_store_stats(hb->store, st);
 }
 
-static int call_register(dfs_heartbeat *hb, uint32_t *interval_ms, uint8_t *key, size_t *keylen,
-                         char **err)
+/* RegisterNode with the node's own token, or (enroll) an enrollment with the enrollment token. */
+static int call_register(dfs_heartbeat *hb, bool enroll, uint32_t *interval_ms, uint8_t *key,
+                         size_t *keylen, uint64_t *registration, char **err)
 {
     struct dfs_frag_store_stats st;
     usage(hb, &st);
@@ -92,19 +99,26 @@ static int call_register(dfs_heartbeat *hb, uint32_t *interval_ms, uint8_t *key,
     req.used_bytes = st.used_bytes;
     req.free_bytes = st.free_bytes;
     req.fragment_count = st.fragments;
+    if (enroll) {
+        req.node_token_id = hb->token_id;
+        req.node_token_sha256.data = hb->token_hash;
+        req.node_token_sha256.len = sizeof hb->token_hash;
+    }
     ProtobufCMessage *resp = NULL;
     int rc =
-        dfs_rpc_unary(hb->ch, "/dfs.v1.Metadata/RegisterNode", &req.base,
+        dfs_rpc_unary(enroll ? hb->enroll_ch : hb->ch, "/dfs.v1.Metadata/RegisterNode", &req.base,
                       &dfs__v1__register_node_response__descriptor, &resp, hb->rpc_timeout_ms, err);
     if (rc != DFS_OK)
-        return dfs_prefixerr(err, rc, "RegisterNode");
+        return dfs_prefixerr(err, rc, "%s", enroll ? "RegisterNode (enrolling)" : "RegisterNode");
     const Dfs__V1__RegisterNodeResponse *r = (const Dfs__V1__RegisterNodeResponse *)resp;
     uint32_t ms = r->heartbeat_interval_ms;
     *interval_ms = ms != 0 ? ms : DEFAULT_INTERVAL_MS;
+    *registration = r->registration;
     rc = DFS_OK;
-    if (r->ticket_key.len == 0 || r->ticket_key.len > DFS_HEARTBEAT_KEY_MAX)
+    if (r->ticket_key.len == 0 || r->ticket_key.len > DFS_HEARTBEAT_KEY_MAX || r->registration == 0)
         rc = dfs_seterr(err, DFS_EPRECOND,
-                        "RegisterNode: the metadata service gave no ticket key (too old?)");
+                        "RegisterNode: the metadata service gave no ticket key or registration "
+                        "(too old?)");
     else
         memcpy(key, r->ticket_key.data, (*keylen = r->ticket_key.len));
     if (r->ticket_key.data != NULL)
@@ -118,7 +132,7 @@ static int call_heartbeat(dfs_heartbeat *hb, uint32_t *interval_ms, bool *known,
     struct dfs_frag_store_stats st;
     usage(hb, &st);
     Dfs__V1__HeartbeatRequest req = DFS__V1__HEARTBEAT_REQUEST__INIT;
-    req.node_id = hb->node_id;
+    req.registration = dfs_heartbeat_registration(hb);
     req.capacity_bytes = st.capacity_bytes;
     req.used_bytes = st.used_bytes;
     req.free_bytes = st.free_bytes;
@@ -151,7 +165,21 @@ static void *run(void *arg)
         if (!known) {
             uint8_t key[DFS_HEARTBEAT_KEY_MAX];
             size_t keylen = 0;
-            int rc = call_register(hb, &interval_ms, key, &keylen, &err);
+            uint64_t registration = 0;
+            int rc = call_register(hb, false, &interval_ms, key, &keylen, &registration, &err);
+            bool enrolled = false;
+            if (rc == DFS_EUNAUTH && hb->enroll_ch != NULL) {
+                /* Its own token is unknown: the node's first registration (or a new catalog). */
+                char *first = err, *second = NULL;
+                err = NULL;
+                rc = call_register(hb, true, &interval_ms, key, &keylen, &registration, &second);
+                enrolled = rc == DFS_OK;
+                if (rc != DFS_OK)
+                    dfs_seterr(&err, rc, "%s; %s", first != NULL ? first : "?",
+                               second != NULL ? second : dfs_strerror(rc));
+                free(first);
+                free(second);
+            }
             if (rc != DFS_OK) {
                 failures++;
                 if (failures % LOG_EVERY == 1)
@@ -168,14 +196,18 @@ static void *run(void *arg)
             known = true;
             backoff_ms = FIRST_RETRY_MS;
             dfs_log(DFS_LOG_INFO,
-                    "registered with the metadata service metadata=%s node=%s addr=%s "
+                    "%s with the metadata service metadata=%s node=%s addr=%s "
                     "interval_ms=%u failures_before=%u",
-                    hb->metadata, hb->node_id, hb->address, interval_ms, failures);
+                    enrolled ? "enrolled" : "registered", hb->metadata, hb->node_id, hb->address,
+                    interval_ms, failures);
             failures = 0;
             set_last_error(hb, NULL);
+            pthread_mutex_lock(&hb->mu);
+            hb->registration = registration;
+            pthread_mutex_unlock(&hb->mu);
             /* The key first: a node that says it is registered must be able to check tickets. */
             if (hb->on_registered != NULL)
-                hb->on_registered(hb->on_registered_arg, key, keylen);
+                hb->on_registered(hb->on_registered_arg, key, keylen, registration);
             explicit_bzero(key, sizeof key);
             pthread_mutex_lock(&hb->mu);
             hb->registered = true;
@@ -184,6 +216,18 @@ static void *run(void *arg)
         } else {
             bool still_known = true;
             int rc = call_heartbeat(hb, &interval_ms, &still_known, &err);
+            if (rc == DFS_EPRECOND) {
+                /* Another process registered this node since: a copy of its data directory,
+                   or this one was silent so long that a restart took over. */
+                dfs_log(DFS_LOG_WARN,
+                        "this node's registration was replaced by a newer one: registering "
+                        "again node=%s err=\"%s\"",
+                        hb->node_id, err != NULL ? err : "");
+                set_last_error(hb, err);
+                known = false;
+                next_ns = now_ns();
+                continue;
+            }
             if (rc != DFS_OK) {
                 failures++;
                 if (failures % LOG_EVERY == 1)
@@ -218,6 +262,8 @@ static void *run(void *arg)
 static void free_hb(dfs_heartbeat *hb)
 {
     dfs_rpc_channel_destroy(hb->ch);
+    dfs_rpc_channel_destroy(hb->enroll_ch);
+    explicit_bzero(hb->token_hash, sizeof hb->token_hash);
     pthread_mutex_destroy(&hb->mu);
     pthread_cond_destroy(&hb->cv);
     free(hb->metadata);
@@ -260,7 +306,17 @@ int dfs_heartbeat_start(const struct dfs_heartbeat_config *cfg, dfs_heartbeat **
         free_hb(hb);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
+    if (cfg->channel.token == NULL ||
+        dfs_token_parse(cfg->channel.token, hb->token_id, hb->token_hash, NULL) != DFS_OK) {
+        free_hb(hb);
+        return dfs_seterr(errmsg, DFS_EINVAL, "heartbeat: the node's own token is not a dfs token");
+    }
     int rc = dfs_rpc_channel_open(hb->metadata, &cfg->channel, &hb->ch, errmsg);
+    if (rc == DFS_OK && cfg->enroll_token != NULL) {
+        struct dfs_rpc_channel_opts eo = cfg->channel;
+        eo.token = cfg->enroll_token;
+        rc = dfs_rpc_channel_open(hb->metadata, &eo, &hb->enroll_ch, errmsg);
+    }
     if (rc != DFS_OK) {
         free_hb(hb);
         return rc;
@@ -288,6 +344,14 @@ bool dfs_heartbeat_wait_registered(dfs_heartbeat *hb, int64_t timeout_ms)
     bool registered = hb->registered;
     pthread_mutex_unlock(&hb->mu);
     return registered;
+}
+
+uint64_t dfs_heartbeat_registration(dfs_heartbeat *hb)
+{
+    pthread_mutex_lock(&hb->mu);
+    uint64_t r = hb->registration;
+    pthread_mutex_unlock(&hb->mu);
+    return r;
 }
 
 char *dfs_heartbeat_last_error(dfs_heartbeat *hb)

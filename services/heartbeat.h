@@ -10,16 +10,21 @@
 #include <stdint.h>
 
 /*
- * One thread per heartbeat, holding one channel to the metadata service:
+ * One thread per heartbeat, holding a channel to the metadata service that presents the node's
+ * own token (services/node_token.h), and one that presents the enrollment token:
  *
- *   register:  Metadata.RegisterNode {node id, address, zone, usage}. On failure, retry after a
- *              backoff that doubles from 100 ms up to retry_max_ms; a warn line at the first
- *              failure and then once every 10 (not at every try).
- *   heartbeat: Metadata.Heartbeat {node id, usage} every heartbeat_interval_ms, the interval the
- *              metadata service answered (1000 when it says 0; each answer may change it). An
- *              answer known=false (the catalog forgot the node) sends it back to register. A
- *              failed heartbeat is logged like a failed registration and retried at the next
- *              interval, forever.
+ *   register:  Metadata.RegisterNode {node id, address, zone, usage} with the node's own token.
+ *              When that token is unknown (UNAUTHENTICATED: the node's first registration, or a
+ *              new catalog), the same request goes again with the enrollment token and the node
+ *              token's id and hash (an enrollment). On failure, retry after a backoff that
+ *              doubles from 100 ms up to retry_max_ms; a warn line at the first failure and then
+ *              once every 10 (not at every try). The answer's registration is kept.
+ *   heartbeat: Metadata.Heartbeat {registration, usage} every heartbeat_interval_ms, the interval
+ *              the metadata service answered (1000 when it says 0; each answer may change it).
+ *              An answer known=false (the catalog forgot the node), or FAILED_PRECONDITION (a
+ *              newer registration of this node replaced this process: a copy of its data
+ *              directory, logged at warn level), sends it back to register. A failed heartbeat
+ *              is logged like a failed registration and retried at the next interval, forever.
  *
  * Usage figures come from dfs_frag_store_stats at each call. Every call has a deadline of
  * rpc_timeout_ms. The thread waits on a condition variable between calls, so stop wakes it at
@@ -41,11 +46,14 @@ struct dfs_heartbeat_config {
        true: the storage service takes its key here, and what must follow a registration (the
        inventory report) starts here. It must return quickly (hand the work to another thread)
        and must not call back into the heartbeat. NULL: none. arg is borrowed. */
-    void (*on_registered)(void *arg, const uint8_t *ticket_key, size_t len);
+    void (*on_registered)(void *arg, const uint8_t *ticket_key, size_t len, uint64_t registration);
     void *on_registered_arg;
-    /* The channel to the metadata service: its security and the node's bearer token (role
-       node). Pointers borrowed during dfs_heartbeat_start only. */
+    /* The channel to the metadata service: its security and the node's own token. Pointers
+       borrowed during dfs_heartbeat_start only. */
     struct dfs_rpc_channel_opts channel;
+    /* The enrollment token (role bootstrap) for the node's first registration; NULL: none (the
+       node must be enrolled already). Copied. */
+    const char *enroll_token;
 };
 
 /* Longest ticket key accepted from the metadata service. */
@@ -63,6 +71,10 @@ int dfs_heartbeat_start(const struct dfs_heartbeat_config *cfg, dfs_heartbeat **
  * Thread-safe.
  */
 bool dfs_heartbeat_wait_registered(dfs_heartbeat *hb, int64_t timeout_ms);
+
+/* The node's current registration (RegisterNodeResponse.registration), 0 before the first.
+   Thread-safe. */
+uint64_t dfs_heartbeat_registration(dfs_heartbeat *hb);
 
 /*
  * The message of the latest failed call ("RegisterNode: connection refused..."), malloc'd for the

@@ -4,6 +4,7 @@
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/token.h"
 #include "dfs/v1/metadata.pb-c.h"
 #include "services/rpc/loop.h"
 #include "services/rpc/server.h"
@@ -37,10 +38,17 @@ struct fake {
     int fail_registers;        /* answer UNAVAILABLE to this many RegisterNode calls */
     int fail_heartbeats;       /* ... and Heartbeat calls */
     int forget;                /* answer known=false to this many heartbeats */
+    int replace;               /* answer FAILED_PRECONDITION (replaced) to this many */
+    bool node_unknown;         /* the node's own token is unknown: only enrollments pass */
     uint32_t interval_ms;
     char node_id[64], address[128], zone[64];
     uint64_t capacity, free_bytes, fragments;
-    char hb_node_id[64];
+    char bearer[128];     /* the token the latest RegisterNode presented */
+    char enrolled_id[32]; /* node_token_id of the latest enrollment */
+    uint8_t enrolled_sha[32];
+    uint64_t registration;    /* the latest one handed out */
+    uint64_t hb_registration; /* what the latest heartbeat carried */
+    char hb_bearer[128];
     uint64_t hb_fragments;
     int64_t first_heartbeat_ns;
 };
@@ -61,6 +69,16 @@ static void register_handler(dfs_rpc_call *call, void *ctx)
     fk->capacity = req->capacity_bytes;
     fk->free_bytes = req->free_bytes;
     fk->fragments = req->fragment_count;
+    dfs_rpc_call_bearer(call, fk->bearer, sizeof fk->bearer);
+    bool enroll = req->node_token_id[0] != '\0';
+    bool unknown = !fail && fk->node_unknown && !enroll;
+    if (!fail && enroll) {
+        snprintf(fk->enrolled_id, sizeof fk->enrolled_id, "%s", req->node_token_id);
+        if (req->node_token_sha256.len == 32)
+            memcpy(fk->enrolled_sha, req->node_token_sha256.data, 32);
+        fk->node_unknown = false;
+    }
+    uint64_t registration = fail || unknown ? 0 : ++fk->registration;
     uint32_t interval = fk->interval_ms;
     pthread_cond_broadcast(&fk->cv);
     pthread_mutex_unlock(&fk->mu);
@@ -68,11 +86,16 @@ static void register_handler(dfs_rpc_call *call, void *ctx)
         dfs_rpc_call_fail(call, DFS_EUNAVAIL, "fake: starting up");
         return;
     }
+    if (unknown) {
+        dfs_rpc_call_fail(call, DFS_EUNAUTH, "fake: unknown token");
+        return;
+    }
     static uint8_t key[32] = {7, 7, 7};
     Dfs__V1__RegisterNodeResponse resp = DFS__V1__REGISTER_NODE_RESPONSE__INIT;
     resp.ticket_key.data = key;
     resp.ticket_key.len = sizeof key;
     resp.heartbeat_interval_ms = interval;
+    resp.registration = registration;
     dfs_rpc_call_reply(call, &resp.base);
 }
 
@@ -92,13 +115,21 @@ static void heartbeat_handler(dfs_rpc_call *call, void *ctx)
         fk->forget--;
         known = false;
     }
-    snprintf(fk->hb_node_id, sizeof fk->hb_node_id, "%s", req->node_id);
+    bool replaced = !fail && fk->replace > 0;
+    if (replaced)
+        fk->replace--;
+    fk->hb_registration = req->registration;
+    dfs_rpc_call_bearer(call, fk->hb_bearer, sizeof fk->hb_bearer);
     fk->hb_fragments = req->fragment_count;
     uint32_t interval = fk->interval_ms;
     pthread_cond_broadcast(&fk->cv);
     pthread_mutex_unlock(&fk->mu);
     if (fail) {
         dfs_rpc_call_fail(call, DFS_EUNAVAIL, "fake: busy");
+        return;
+    }
+    if (replaced) {
+        dfs_rpc_call_fail(call, DFS_EPRECOND, "fake: replaced by a newer registration");
         return;
     }
     Dfs__V1__HeartbeatResponse resp = DFS__V1__HEARTBEAT_RESPONSE__INIT;
@@ -159,11 +190,16 @@ static int fake_get(struct fake *fk, const int *counter)
 
 /* ---- fixture: a store with one fragment, a fake metadata service ---- */
 
+/* The node's own token and the enrollment token the heartbeats of these tests present. */
+#define ENROLL_TOKEN \
+    "dfs1.00000000000000e1.e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1"
+
 struct fx {
     char root[PATH_MAX];
     char data[PATH_MAX + 8];
     dfs_frag_store *store;
     struct fake fk;
+    char token[DFS_TOKEN_LEN + 1];
 };
 
 static int setup(void **state)
@@ -184,6 +220,7 @@ static int setup(void **state)
     assert_int_equal(dfs_frag_writer_begin(f->store, id, sizeof data, &w, NULL), DFS_OK);
     assert_int_equal(dfs_frag_writer_append(w, data, sizeof data, &crc, 1, NULL), DFS_OK);
     assert_int_equal(dfs_frag_writer_commit(w, NULL, NULL), DFS_OK);
+    assert_int_equal(dfs_token_generate(f->token), DFS_OK);
     *state = f;
     return 0;
 }
@@ -212,6 +249,8 @@ static dfs_heartbeat *start_hb(struct fx *f, const char *metadata)
         .address = "127.0.0.1:7777",
         .zone = "rack-a",
         .store = f->store,
+        .channel = {.token = f->token},
+        .enroll_token = ENROLL_TOKEN,
     };
     dfs_heartbeat *hb = NULL;
     char *err = NULL;
@@ -261,9 +300,13 @@ static void test_registers_then_heartbeats(void **state)
     /* At the 30 ms the service asked for: 5 heartbeats take about 120 ms, not 5 s. */
     assert_true(dfs_rpc_now_ns() - t0 < 3000000000ll);
     pthread_mutex_lock(&f->fk.mu);
-    assert_string_equal(f->fk.hb_node_id, dfs_frag_store_node_id(f->store));
+    /* The node's own token, and the registration the answer gave. */
+    assert_string_equal(f->fk.hb_bearer, f->token);
+    assert_string_equal(f->fk.bearer, f->token);
+    assert_int_equal(f->fk.hb_registration, 1);
     assert_int_equal(f->fk.hb_fragments, 1);
     pthread_mutex_unlock(&f->fk.mu);
+    assert_int_equal(dfs_heartbeat_registration(hb), 1);
     assert_int_equal(fake_get(&f->fk, &f->fk.registers), 1);
     assert_null(dfs_heartbeat_last_error(hb));
     stop_quickly(hb, 1000);
@@ -289,8 +332,56 @@ static void test_reregisters_when_forgotten(void **state)
     fake_stop(&f->fk);
 }
 
-static void count_hook(void *arg, const uint8_t *key, size_t len)
+/* Its own token unknown (a first start): the node enrolls with the enrollment token, naming its
+   own token by id and hash, and presents only its own token afterwards. */
+static void test_enrolls_when_its_token_is_unknown(void **state)
 {
+    struct fx *f = *state;
+    fake_start(&f->fk, 20);
+    f->fk.node_unknown = true;
+    dfs_heartbeat *hb = start_hb(f, f->fk.addr);
+    assert_true(dfs_heartbeat_wait_registered(hb, 10000));
+    assert_true(fake_wait(&f->fk, &f->fk.heartbeats, 2, 10000));
+    char id[DFS_TOKEN_ID_HEX + 1];
+    uint8_t hash[DFS_TOKEN_HASH_LEN];
+    assert_int_equal(dfs_token_parse(f->token, id, hash, NULL), DFS_OK);
+    pthread_mutex_lock(&f->fk.mu);
+    assert_int_equal(f->fk.registers, 2);
+    assert_string_equal(f->fk.bearer, ENROLL_TOKEN);
+    assert_string_equal(f->fk.enrolled_id, id);
+    assert_memory_equal(f->fk.enrolled_sha, hash, sizeof hash);
+    assert_string_equal(f->fk.hb_bearer, f->token);
+    pthread_mutex_unlock(&f->fk.mu);
+    stop_quickly(hb, 1000);
+    fake_stop(&f->fk);
+}
+
+/* A heartbeat answered "replaced" (another process registered this node): register again; the
+   new registration is what heartbeats carry from then on. */
+static void test_replaced_registers_again(void **state)
+{
+    struct fx *f = *state;
+    fake_start(&f->fk, 20);
+    dfs_heartbeat *hb = start_hb(f, f->fk.addr);
+    assert_true(dfs_heartbeat_wait_registered(hb, 10000));
+    assert_true(fake_wait(&f->fk, &f->fk.heartbeats, 1, 10000));
+    pthread_mutex_lock(&f->fk.mu);
+    f->fk.replace = 1;
+    pthread_mutex_unlock(&f->fk.mu);
+    assert_true(fake_wait(&f->fk, &f->fk.registers, 2, 10000));
+    int hbs = fake_get(&f->fk, &f->fk.heartbeats);
+    assert_true(fake_wait(&f->fk, &f->fk.heartbeats, hbs + 2, 10000));
+    pthread_mutex_lock(&f->fk.mu);
+    assert_int_equal(f->fk.hb_registration, 2);
+    pthread_mutex_unlock(&f->fk.mu);
+    assert_int_equal(dfs_heartbeat_registration(hb), 2);
+    stop_quickly(hb, 1000);
+    fake_stop(&f->fk);
+}
+
+static void count_hook(void *arg, const uint8_t *key, size_t len, uint64_t registration)
+{
+    assert_true(registration != 0);
     /* The key the registration answered with reaches the hook. */
     assert_int_equal(len, 32);
     assert_int_equal(key[2], 7);
@@ -310,6 +401,7 @@ static void test_hook_after_every_registration(void **state)
         .store = f->store,
         .on_registered = count_hook,
         .on_registered_arg = &hooks,
+        .channel = {.token = f->token},
     };
     dfs_heartbeat *hb = NULL;
     assert_int_equal(dfs_heartbeat_start(&cfg, &hb, NULL), DFS_OK);
@@ -408,10 +500,17 @@ static void test_bad_config(void **state)
         .node_id = dfs_frag_store_node_id(f->store),
         .address = "127.0.0.1:2",
         .store = f->store,
+        .channel = {.token = f->token},
     };
     dfs_heartbeat *hb = NULL;
     char *err = NULL;
     struct dfs_heartbeat_config c = cfg;
+    c.channel.token = "not a dfs token";
+    assert_int_equal(dfs_heartbeat_start(&c, &hb, &err), DFS_EINVAL);
+    assert_non_null(strstr(err, "own token"));
+    free(err);
+    err = NULL;
+    c = cfg;
     c.metadata = "";
     assert_int_equal(dfs_heartbeat_start(&c, &hb, &err), DFS_EINVAL);
     assert_non_null(strstr(err, "metadata"));
@@ -436,6 +535,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_registers_then_heartbeats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reregisters_when_forgotten, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enrolls_when_its_token_is_unknown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replaced_registers_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retries_registration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hook_after_every_registration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_failures_keep_trying, setup, teardown),

@@ -31,6 +31,8 @@
 struct dfs_inventory {
     dfs_frag_store *store;
     char *metadata, *node_id;
+    uint64_t (*registration)(void *arg);
+    void *registration_arg;
     uint32_t page_size;
     int64_t rpc_timeout_ms, retry_max_ms;
     dfs_rpc_channel *ch;
@@ -73,7 +75,7 @@ static bool superseded(dfs_inventory *inv)
 static int send_page(dfs_inventory *inv, bool last)
 {
     Dfs__V1__ReportFragmentsRequest req = DFS__V1__REPORT_FRAGMENTS_REQUEST__INIT;
-    req.node_id = inv->node_id;
+    req.registration = inv->registration != NULL ? inv->registration(inv->registration_arg) : 0;
     req.full = true;
     req.present = inv->ids;
     req.n_present = inv->nids;
@@ -219,6 +221,8 @@ int dfs_inventory_start(const struct dfs_inventory_config *cfg, dfs_inventory **
     inv->store = cfg->store;
     inv->metadata = strdup(cfg->metadata);
     inv->node_id = strdup(cfg->node_id);
+    inv->registration = cfg->registration;
+    inv->registration_arg = cfg->registration_arg;
     inv->page_size = cfg->page_size > 0 ? cfg->page_size : DEFAULT_PAGE;
     if (inv->page_size > MAX_PAGE)
         inv->page_size = MAX_PAGE;

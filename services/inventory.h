@@ -9,7 +9,7 @@
 
 /*
  * One thread, idle until dfs_inventory_trigger (called after every successful registration, by
- * the heartbeat's hook). It then walks the store and sends Metadata.ReportFragments{node_id,
+ * the heartbeat's hook). It then walks the store and sends Metadata.ReportFragments{registration,
  * full = true, present = [ids], page, last} in pages of at most page_size ids: page counts from
  * 0, every page but the final one is full, and the final one has last = true (a node holding
  * nothing sends one empty page with last = true). Pages go out while the walk goes on, so memory
@@ -27,7 +27,12 @@ struct dfs_inventory_config {
     const char *metadata;  /* host:port of the metadata service; copied */
     /* Its channel's security and the node's token (pointers borrowed during create/start). */
     struct dfs_rpc_channel_opts channel;
-    const char *node_id;    /* the node's id; copied */
+    const char *node_id; /* the node's id; copied */
+    /* The node's current registration (RegisterNodeResponse.registration), asked for at every
+       report (ReportFragmentsRequest.registration; the node itself is the channel token's).
+       Called on the inventory's thread; must be thread-safe. NULL: 0. */
+    uint64_t (*registration)(void *arg);
+    void *registration_arg; /* borrowed */
     uint32_t page_size;     /* most ids per page; 0 means 8000 */
     int64_t rpc_timeout_ms; /* deadline of each page's call; 0 means 10000 */
     int64_t retry_max_ms;   /* longest wait between tries; 0 means 30000 */

@@ -8,6 +8,7 @@
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/token.h"
 #include "dfs/v1/metadata.pb-c.h"
 #include "services/heartbeat.h"
 #include "services/rpc/loop.h"
@@ -19,6 +20,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,8 +55,8 @@ struct fake {
     int npages;
     char ids[IDS_MAX][48]; /* ids of the acknowledged pages since the latest page 0 */
     int nids;
-    int complete; /* acknowledged last pages */
-    char node_id[64];
+    int complete;          /* acknowledged last pages */
+    uint64_t registration; /* what the latest acknowledged page carried */
 };
 
 static void register_handler(dfs_rpc_call *call, void *ctx)
@@ -68,6 +70,9 @@ static void register_handler(dfs_rpc_call *call, void *ctx)
     resp.ticket_key.data = key;
     resp.ticket_key.len = sizeof key;
     resp.heartbeat_interval_ms = 20;
+    pthread_mutex_lock(&fk->mu);
+    resp.registration = 0x100 + (uint64_t)fk->registers;
+    pthread_mutex_unlock(&fk->mu);
     dfs_rpc_call_reply(call, &resp.base);
 }
 
@@ -106,7 +111,7 @@ static void report_handler(dfs_rpc_call *call, void *ctx)
             snprintf(fk->ids[fk->nids++], sizeof fk->ids[0], "%s", req->present[i]);
         if (req->last)
             fk->complete++;
-        snprintf(fk->node_id, sizeof fk->node_id, "%s", req->node_id);
+        fk->registration = req->registration;
     }
     pthread_mutex_unlock(&fk->mu);
     if (fail) {
@@ -167,7 +172,14 @@ struct fx {
     char data[PATH_MAX + 8];
     dfs_frag_store *store;
     struct fake fk;
+    _Atomic uint64_t registration; /* what the node's reports carry */
+    char token[DFS_TOKEN_LEN + 1];
 };
+
+static uint64_t registration_of(void *arg)
+{
+    return atomic_load(&((struct fx *)arg)->registration);
+}
 
 static void make_id(int i, char *out)
 {
@@ -228,6 +240,8 @@ static dfs_inventory *start(struct fx *f, uint32_t page_size)
         .metadata = f->fk.addr,
         .node_id = dfs_frag_store_node_id(f->store),
         .page_size = page_size,
+        .registration = registration_of,
+        .registration_arg = f,
     };
     dfs_inventory *inv = NULL;
     char *err = NULL;
@@ -264,7 +278,7 @@ static void expect_report(struct fx *f, int n, uint32_t page_size)
         if (p < end)
             assert_int_equal(f->fk.pages[p].n, page_size);
     }
-    assert_string_equal(f->fk.node_id, dfs_frag_store_node_id(f->store));
+    assert_int_equal(f->fk.registration, atomic_load(&f->registration));
     pthread_mutex_unlock(&f->fk.mu);
 }
 
@@ -286,8 +300,15 @@ static void test_pages(void **state)
     dfs_inventory_trigger(inv);
     assert_true(wait_complete(&f->fk, 2));
     expect_report(f, 21, 7);
+    /* The fake counts a report when it answers its last page, the inventory once it has the
+       answer: wait for the inventory's count too. */
     struct dfs_inventory_stats st;
-    dfs_inventory_stats(inv, &st);
+    for (int i = 0; i < 1000; i++) {
+        dfs_inventory_stats(inv, &st);
+        if (st.reports >= 2)
+            break;
+        usleep(10000);
+    }
     assert_int_equal(st.reports, 2);
     assert_int_equal(st.pages, 6);
     assert_int_equal(st.last_count, 21);
@@ -327,11 +348,19 @@ static void test_failed_page_restarts_report(void **state)
     dfs_inventory_stop(inv);
 }
 
-static void trigger_hook(void *arg, const uint8_t *key, size_t len)
+/* What dfs-storage's hook does: keep the registration for the reports, ask for a report. */
+struct hook {
+    struct fx *f;
+    dfs_inventory *inv;
+};
+
+static void trigger_hook(void *arg, const uint8_t *key, size_t len, uint64_t registration)
 {
+    struct hook *h = arg;
     assert_int_equal(len, 32);
     assert_int_equal(key[0], 7);
-    dfs_inventory_trigger(arg);
+    atomic_store(&h->f->registration, registration);
+    dfs_inventory_trigger(h->inv);
 }
 
 static void test_after_every_registration(void **state)
@@ -339,13 +368,16 @@ static void test_after_every_registration(void **state)
     struct fx *f = *state;
     put_n(f, 9);
     dfs_inventory *inv = start(f, 5);
+    struct hook h = {f, inv};
+    assert_int_equal(dfs_token_generate(f->token), DFS_OK);
     struct dfs_heartbeat_config hcfg = {
         .metadata = f->fk.addr,
         .node_id = dfs_frag_store_node_id(f->store),
         .address = "127.0.0.1:7777",
         .store = f->store,
         .on_registered = trigger_hook,
-        .on_registered_arg = inv,
+        .on_registered_arg = &h,
+        .channel = {.token = f->token},
     };
     dfs_heartbeat *hb = NULL;
     assert_int_equal(dfs_heartbeat_start(&hcfg, &hb, NULL), DFS_OK);
@@ -360,6 +392,7 @@ static void test_after_every_registration(void **state)
     assert_int_equal(f->fk.registers, 2);
     pthread_mutex_unlock(&f->fk.mu);
     expect_report(f, 9, 5);
+    assert_int_equal(atomic_load(&f->registration), 0x102); /* the second registration's */
     dfs_heartbeat_stop(hb);
     dfs_inventory_stop(inv);
 }

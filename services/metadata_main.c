@@ -59,7 +59,9 @@ static void usage(FILE *out)
         "Security (see README, \"Security\"):\n"
         "  --admin-token-file PATH   an admin bearer token: made and written here (mode 0600) if\n"
         "                            PATH does not exist, else the token in it is accepted\n"
-        "  --node-token-file PATH    the same for the token storage nodes present (role node)\n"
+        "  --node-token-file PATH    the same for the enrollment token (role bootstrap) storage\n"
+        "                            nodes present at their first registration (each then\n"
+        "                            uses a node token of its own)\n"
         "  --ticket-ttl-ms N         read/delete/repair tickets stay valid this long (3600000)\n"
         "  --tls-cert FILE           serve TLS with this certificate chain (PEM) ...\n"
         "  --tls-key FILE            ... and its private key; also the client certificate\n"
@@ -316,7 +318,7 @@ int main(int argc, char **argv)
          dfs_metadata_service_bootstrap_token(svc, o.admin_token_file, DFS_ROLE_ADMIN, "admin",
                                               &err) != DFS_OK) ||
         (o.node_token_file != NULL &&
-         dfs_metadata_service_bootstrap_token(svc, o.node_token_file, DFS_ROLE_NODE, "nodes",
+         dfs_metadata_service_bootstrap_token(svc, o.node_token_file, DFS_ROLE_BOOTSTRAP, "nodes",
                                               &err) != DFS_OK) ||
         dfs_rpc_health_create(&health, &err) != DFS_OK ||
         dfs_rpc_reflection_create(dfs_descriptor_set, dfs_descriptor_set_size, &refl, &err) !=

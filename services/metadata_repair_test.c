@@ -8,7 +8,9 @@
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/receipt.h"
 #include "common/ticket.h"
+#include "common/token.h"
 #include "dfs/v1/metadata.pb-c.h"
 #include "dfs/v1/storage.pb-c.h"
 #include "services/rpc/client.h"
@@ -38,6 +40,8 @@ struct node {
     dfs_frag_store *store;
     dfs_storage_service *svc;
     dfs_rpc_server *srv;
+    char token[DFS_TOKEN_LEN + 1]; /* its own token, made at its enrollment */
+    uint64_t registration;
 };
 
 struct fx {
@@ -47,6 +51,7 @@ struct fx {
     dfs_metadata_service *svc;
     dfs_rpc_server *srv;
     dfs_rpc_channel *ch;
+    char addr[64]; /* the metadata service's */
     struct node n[MAXN];
     int nnodes;
 };
@@ -84,9 +89,23 @@ static void node_start(struct fx *f, int i)
     assert_int_equal(dfs_ticket_node_key(master, n->id, key, NULL), DFS_OK);
     assert_int_equal(dfs_storage_service_set_ticket_key(n->svc, key, sizeof key, NULL), DFS_OK);
     struct dfs_node_usage u = {.capacity_bytes = 1 << 30, .free_bytes = 1 << 30};
-    assert_int_equal(dfs_catalog_node_register(f->cat, n->id, n->addr, NULL, &u,
-                                               (int64_t)time(NULL) * 1000, NULL),
-                     DFS_OK);
+    /* What RegisterNode does: an enrollment the first time (with the node's own token), a
+       registration of the same node afterwards; each with a new registration. */
+    n->registration = n->registration != 0 ? n->registration + 1 : 0x1000 + (uint64_t)i * 256;
+    if (n->token[0] == '\0') {
+        char tid[DFS_TOKEN_ID_HEX + 1];
+        uint8_t hash[DFS_TOKEN_HASH_LEN];
+        assert_int_equal(dfs_token_generate(n->token), DFS_OK);
+        assert_int_equal(dfs_token_parse(n->token, tid, hash, NULL), DFS_OK);
+        assert_int_equal(dfs_catalog_node_enroll(f->cat, n->id, tid, hash, n->addr, NULL, &u,
+                                                 (int64_t)time(NULL) * 1000, n->registration, NULL),
+                         DFS_OK);
+    } else {
+        assert_int_equal(dfs_catalog_node_register(f->cat, n->id, n->addr, NULL, &u,
+                                                   (int64_t)time(NULL) * 1000, DFS_CATALOG_KEEP,
+                                                   n->registration, NULL),
+                         DFS_OK);
+    }
 }
 
 static void node_stop(struct node *n)
@@ -112,6 +131,7 @@ static void start_service(struct fx *f, const struct dfs_metadata_config *in)
     assert_int_equal(dfs_rpc_server_start(f->srv, NULL), DFS_OK);
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", dfs_rpc_server_port(f->srv));
+    memcpy(f->addr, addr, sizeof f->addr);
     char token[DFS_TOKEN_LEN + 1];
     assert_int_equal(
         dfs_metadata_service_make_token(f->svc, DFS_ROLE_ADMIN, "test", 0, token, NULL, NULL),
@@ -239,6 +259,11 @@ static Dfs__V1__FileInfo *put(struct fx *f, const char *path, uint64_t size, uin
     c.sha256.len = 32;
     Dfs__V1__CommitFragment cf[16], *cfp[16];
     char *ids[16][16];
+    ProtobufCBinaryData receipts[16][16];
+    uint8_t rbuf[16][16][DFS_RECEIPT_LEN];
+    uint8_t master[DFS_TICKET_KEY_LEN];
+    assert_int_equal(
+        dfs_catalog_secret(f->cat, "ticket_master_key", sizeof master, 1, master, NULL), DFS_OK);
     for (size_t i = 0; i < fi->n_fragments; i++) {
         Dfs__V1__Fragment *fr = fi->fragments[i];
         dfs__v1__commit_fragment__init(&cf[i]);
@@ -249,8 +274,20 @@ static Dfs__V1__FileInfo *put(struct fx *f, const char *path, uint64_t size, uin
                                             fr->size, (int)i);
             ids[i][r] = fr->replicas[r]->node_id;
         }
+        /* Each node's receipt, as its put would have answered (common/receipt.h). */
+        for (size_t r = 0; r < fr->n_replicas; r++) {
+            uint8_t key[DFS_TICKET_KEY_LEN];
+            assert_int_equal(dfs_ticket_node_key(master, ids[i][r], key, NULL), DFS_OK);
+            assert_int_equal(dfs_receipt_make(key, fr->fragment_id, ids[i][r], fr->size,
+                                              cf[i].checksum, rbuf[i][r], NULL),
+                             DFS_OK);
+            receipts[i][r].data = rbuf[i][r];
+            receipts[i][r].len = DFS_RECEIPT_LEN;
+        }
         cf[i].node_ids = ids[i];
         cf[i].n_node_ids = fr->n_replicas;
+        cf[i].receipts = receipts[i];
+        cf[i].n_receipts = fr->n_replicas;
         cfp[i] = &cf[i];
     }
     c.fragments = cfp;
@@ -458,7 +495,7 @@ static Dfs__V1__ReportFragmentsResponse *report(struct fx *f, int node, const ch
                                                 bool last, int *rc)
 {
     Dfs__V1__ReportFragmentsRequest req = DFS__V1__REPORT_FRAGMENTS_REQUEST__INIT;
-    req.node_id = f->n[node].id;
+    req.registration = f->n[node].registration;
     req.corrupt = (char **)corrupt;
     req.n_corrupt = ncorrupt;
     req.present = (char **)present;
@@ -467,8 +504,14 @@ static Dfs__V1__ReportFragmentsResponse *report(struct fx *f, int node, const ch
     req.page = page;
     req.last = last;
     Dfs__V1__ReportFragmentsResponse *resp = NULL;
-    *rc = call(f, "ReportFragments", &req.base, &dfs__v1__report_fragments_response__descriptor,
-               &resp, NULL);
+    /* A report speaks for the node whose token the call presents, and no other. */
+    struct dfs_rpc_channel_opts o = {.token = f->n[node].token};
+    dfs_rpc_channel *ch = NULL;
+    assert_int_equal(dfs_rpc_channel_open(f->addr, &o, &ch, NULL), DFS_OK);
+    *rc = dfs_rpc_unary(ch, "/dfs.v1.Metadata/ReportFragments", &req.base,
+                        &dfs__v1__report_fragments_response__descriptor, (ProtobufCMessage **)&resp,
+                        5000, NULL);
+    dfs_rpc_channel_destroy(ch);
     return resp;
 }
 
@@ -579,8 +622,8 @@ static void test_drain_moves_everything_then_decommissions(void **state)
     err = NULL;
     bool known;
     struct dfs_node_usage u = {.capacity_bytes = 1 << 30, .free_bytes = 1 << 30};
-    assert_int_equal(dfs_catalog_node_heartbeat(f->cat, f->n[4].id, &u, (int64_t)time(NULL) * 1000,
-                                                &known, NULL),
+    assert_int_equal(dfs_catalog_node_heartbeat(f->cat, f->n[4].id, DFS_CATALOG_KEEP, &u,
+                                                (int64_t)time(NULL) * 1000, &known, NULL),
                      DFS_OK);
 
     /* Drain node 0 by a unique prefix of its id ("...100" is node 0: ids end in 100..104). */

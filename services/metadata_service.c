@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "common/id.h"
+#include "common/receipt.h"
 #include "common/ticket.h"
 #include "common/token.h"
 #include "services/daemon.h"
@@ -30,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -152,6 +154,9 @@ struct dfs_metadata_service {
 #define REPAIR_POLL_MS        100
 #define STAT_TIMEOUT_MS       5000
 #define VERIFY_THREADS        16
+/* How long a registration waits to learn whether a live node's registered address still
+   answers as that node (a copy of its data directory beside it). */
+#define PROBE_TIMEOUT_MS      1000
 
 static int64_t now_ms(void)
 {
@@ -232,6 +237,67 @@ static Dfs__V1__Replica *replica_msg(const dfs_metadata_service *svc, dfs_arena 
                                            ticket_expiry(svc, op))) == NULL)
         return NULL;
     return m->node_id != NULL && m->address != NULL ? m : NULL;
+}
+
+/*
+ * A TICKET_FORWARD (Replica.forward_tickets): `from` (whose key is from_key, or NULL to derive it
+ * here) may pass fragment_id on to node `to` at to_address, as long as the plan's put tickets
+ * last. NULL when out of memory.
+ */
+static Dfs__V1__Ticket *forward_ticket_msg(const dfs_metadata_service *svc, dfs_arena *a,
+                                           const uint8_t *from_key, const char *fragment_id,
+                                           const char *from, const char *to, const char *to_address)
+{
+    uint8_t key[DFS_TICKET_KEY_LEN];
+    struct dfs_ticket t;
+    char *err = NULL;
+    int rc = DFS_OK;
+    if (from_key != NULL)
+        memcpy(key, from_key, sizeof key);
+    else
+        rc = dfs_ticket_node_key(svc->master_key, from, key, &err);
+    if (rc == DFS_OK)
+        rc = dfs_ticket_make_forward(key, fragment_id, from, to, to_address,
+                                     ticket_expiry(svc, DFS_TICKET_PUT), &t, &err);
+    OPENSSL_cleanse(key, sizeof key);
+    if (rc != DFS_OK) {
+        dfs_log(DFS_LOG_ERROR, "cannot make a forward ticket fragment=%s node=%s err=\"%s\"",
+                fragment_id, from, err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        return NULL;
+    }
+    return dfs_ticket_pb(a, &t);
+}
+
+/*
+ * Chain replication: give every replica of a planned fragment its forward tickets, one to each
+ * replica after it in the plan (a chain runs in plan order; it may skip a copy that failed, or
+ * start at a later one): k(k-1)/2 per fragment, each node's key derived once. False when out of
+ * memory.
+ */
+static bool add_forward_tickets(const dfs_metadata_service *svc, dfs_arena *a,
+                                Dfs__V1__Fragment *fm)
+{
+    size_t n = fm->n_replicas;
+    for (size_t i = 0; n > 1 && i + 1 < n; i++) {
+        Dfs__V1__Replica *r = fm->replicas[i];
+        uint8_t key[DFS_TICKET_KEY_LEN];
+        if (dfs_ticket_node_key(svc->master_key, r->node_id, key, NULL) != DFS_OK)
+            return false;
+        r->forward_tickets = dfs_arena_calloc(a, n - 1 - i, sizeof *r->forward_tickets);
+        for (size_t j = i + 1; r->forward_tickets != NULL && j < n; j++) {
+            Dfs__V1__Ticket *t =
+                forward_ticket_msg(svc, a, key, fm->fragment_id, r->node_id,
+                                   fm->replicas[j]->node_id, fm->replicas[j]->address);
+            if (t == NULL)
+                break;
+            r->forward_tickets[r->n_forward_tickets++] = t;
+        }
+        OPENSSL_cleanse(key, sizeof key);
+        if (r->n_forward_tickets != n - 1 - i)
+            return false;
+    }
+    return true;
 }
 
 /*
@@ -511,6 +577,155 @@ static void usage_from(struct dfs_node_usage *u, uint64_t cap, uint64_t used, ui
     u->fragment_count = frags;
 }
 
+/*
+ * The storage node a call comes from: the node its token is bound to (a node token; any other
+ * token is refused). The identity is the token's, never a request's.
+ */
+static int caller_node(dfs_metadata_service *svc, const dfs_rpc_call *call,
+                       struct dfs_token_rec *tok, char **errmsg);
+static int check_token(dfs_metadata_service *svc, const dfs_rpc_call *call,
+                       struct dfs_token_rec *out, char **errmsg);
+
+/* A fresh registration: random, never 0 nor DFS_CATALOG_KEEP. */
+static uint64_t new_registration(void)
+{
+    uint64_t r = 0;
+    while (r == 0 || r == DFS_CATALOG_KEEP)
+        if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
+            r = (uint64_t)now_ms() * 0x9e3779b97f4a7c15ull; /* RAND_bytes does not fail on Linux */
+    return r;
+}
+
+/*
+ * Whether node_id's process still answers at `address`: a StatFragment with a ticket only that
+ * node can check, for a fragment nobody stores. NOT_FOUND (or OK) means the node is there; a
+ * refusal (another node at that port), no answer or no listener means it is not. The probe is
+ * short (PROBE_TIMEOUT_MS, within the caller's own deadline) and goes over a channel of its own:
+ * a cached one may still be backing off from an earlier failure and answer nothing at once.
+ */
+static bool node_answers_at(dfs_metadata_service *svc, const char *node_id, const char *address,
+                            int64_t budget_ms)
+{
+    static const char nothing[] = "0000000000000000000000000000000000000000";
+    struct dfs_rpc_channel_opts o = {.security = svc->cfg.node_security};
+    dfs_rpc_channel *ch = NULL;
+    if (dfs_rpc_channel_open(address, &o, &ch, NULL) != DFS_OK)
+        return false;
+    Dfs__V1__StatFragmentRequest req = DFS__V1__STAT_FRAGMENT_REQUEST__INIT;
+    req.fragment_id = (char *)nothing;
+    dfs_arena a = {0};
+    req.ticket =
+        ticket_msg(svc, &a, DFS_TICKET_STAT, nothing, node_id, ticket_expiry(svc, DFS_TICKET_STAT));
+    ProtobufCMessage *resp = NULL;
+    int64_t timeout = budget_ms < PROBE_TIMEOUT_MS ? budget_ms : PROBE_TIMEOUT_MS;
+    int rc = req.ticket == NULL ? DFS_ENOMEM
+                                : dfs_rpc_unary(ch, "/dfs.v1.Storage/StatFragment", &req.base,
+                                                &dfs__v1__stat_fragment_response__descriptor, &resp,
+                                                timeout > 100 ? timeout : 100, NULL);
+    dfs_arena_free(&a);
+    dfs_rpc_channel_destroy(ch);
+    if (resp != NULL)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    return rc == DFS_OK || rc == DFS_ENOTFOUND;
+}
+
+/*
+ * Register node_id (whose identity the caller proved) at req's address: one id, one live
+ * registration. When the node heartbeats within the suspect window at another address and that
+ * address still answers as the node, this is a second copy of it (a cloned data directory):
+ * DFS_EEXIST, logged. A restart at the same address, or at another once the old one no longer
+ * answers as the node, takes over. *registration gets the new registration.
+ */
+static int register_node(dfs_metadata_service *svc, const dfs_rpc_call *call, const char *node_id,
+                         const Dfs__V1__RegisterNodeRequest *req, uint64_t *registration,
+                         char **err)
+{
+    struct dfs_node_rec old;
+    int rc = dfs_catalog_node_get(svc->cat, node_id, &old, err);
+    if (rc != DFS_OK)
+        return rc;
+    int64_t now = now_ms();
+    int64_t silent = now - old.last_heartbeat_ms;
+    bool live = old.registration != 0 && silent < svc->cfg.suspect_after_ms &&
+                strcmp(old.address, req->address) != 0;
+    if (live) {
+        int64_t left = dfs_rpc_call_remaining_ms(call);
+        if (node_answers_at(svc, node_id, old.address, left / 2)) {
+            char *peer = dfs_rpc_call_peer(call);
+            dfs_log(DFS_LOG_WARN,
+                    "second registration refused: the node is alive elsewhere id=%s address=%s "
+                    "registered_address=%s silent_ms=%" PRId64 " peer=%s",
+                    node_id, req->address, old.address, silent, peer != NULL ? peer : "-");
+            free(peer);
+            return dfs_seterr(err, DFS_EEXIST,
+                              "node %s is registered and alive at %s (last heartbeat %" PRId64
+                              " ms ago); a second registration from %s is refused: is a copy "
+                              "of its data directory running? (A restart elsewhere is accepted "
+                              "once %s no longer answers as this node.)",
+                              node_id, old.address, silent, req->address, old.address);
+        }
+        dfs_log(DFS_LOG_WARN,
+                "registration takes over from an address that no longer answers as the node "
+                "id=%s address=%s previous_address=%s silent_ms=%" PRId64,
+                node_id, req->address, old.address, silent);
+    }
+    struct dfs_node_usage u;
+    usage_from(&u, req->capacity_bytes, req->used_bytes, req->free_bytes, req->fragment_count);
+    *registration = new_registration();
+    return dfs_catalog_node_register(svc->cat, node_id, req->address, req->zone, &u, now,
+                                     old.registration, *registration, err);
+}
+
+/*
+ * Enrollment (an enrollment token): register a node id the catalog has never seen, binding the
+ * node token the request names to it. The same token again for a known node is the same
+ * enrollment (its answer was lost); anything else for a known node is DFS_EPERM.
+ */
+static int enroll_node(dfs_metadata_service *svc, const dfs_rpc_call *call,
+                       const struct dfs_token_rec *by, const Dfs__V1__RegisterNodeRequest *req,
+                       uint64_t *registration, char **err)
+{
+    if (req->node_token_id[0] == '\0')
+        return dfs_seterr(err, DFS_EPERM,
+                          "token %s (role %s) only enrolls new nodes, each with a node token of "
+                          "its own (node_token_id); a node registers with its own token",
+                          by->id, dfs_catalog_token_role_name(by->role));
+    struct dfs_node_rec old;
+    int rc = dfs_catalog_node_get(svc->cat, req->node_id, &old, NULL);
+    if (rc == DFS_ENOTFOUND) {
+        struct dfs_node_usage u;
+        usage_from(&u, req->capacity_bytes, req->used_bytes, req->free_bytes, req->fragment_count);
+        *registration = new_registration();
+        rc = dfs_catalog_node_enroll(svc->cat, req->node_id, req->node_token_id,
+                                     req->node_token_sha256.data, req->address, req->zone, &u,
+                                     now_ms(), *registration, err);
+        if (rc != DFS_EEXIST)
+            return rc;
+        free(*err);
+        *err = NULL; /* enrolled meanwhile, or the token id is taken: as below */
+    } else if (rc != DFS_OK) {
+        return dfs_seterr(err, rc, "cannot look the node up: the catalog failed");
+    }
+    struct dfs_token_rec t;
+    uint8_t hash[DFS_TOKEN_HASH_LEN];
+    rc = dfs_catalog_token_get(svc->cat, req->node_token_id, &t, hash, NULL);
+    bool same = rc == DFS_OK && strcmp(t.node_id, req->node_id) == 0 && t.revoked_ms == 0 &&
+                CRYPTO_memcmp(hash, req->node_token_sha256.data, sizeof hash) == 0;
+    if (!same) {
+        char *peer = dfs_rpc_call_peer(call);
+        dfs_log(DFS_LOG_WARN,
+                "enrollment refused: the node is enrolled already id=%s address=%s token=%s "
+                "peer=%s",
+                req->node_id, req->address, by->id, peer != NULL ? peer : "-");
+        free(peer);
+        return dfs_seterr(err, DFS_EPERM,
+                          "node %s is enrolled already: it registers with its own node token "
+                          "(DATA_DIR/node.token), which an enrollment token cannot stand in for",
+                          req->node_id);
+    }
+    return register_node(svc, call, req->node_id, req, registration, err);
+}
+
 static void handle_register_node(dfs_rpc_call *call, void *ctx)
 {
     dfs_metadata_service *svc = ctx;
@@ -519,17 +734,26 @@ static void handle_register_node(dfs_rpc_call *call, void *ctx)
     char *verr = NULL;
     if (refused(call, dfs_validate_register_node(req, &verr), &verr))
         return;
-    struct dfs_node_usage u;
-    usage_from(&u, req->capacity_bytes, req->used_bytes, req->free_bytes, req->fragment_count);
+    struct dfs_token_rec tok;
     char *err = NULL;
-    int rc = dfs_catalog_node_register(svc->cat, req->node_id, req->address, req->zone, &u,
-                                       now_ms(), &err);
+    uint64_t registration = 0;
+    int rc = check_token(svc, call, &tok, &err);
+    if (rc == DFS_OK && tok.role == DFS_ROLE_NODE) {
+        if (strcmp(tok.node_id, req->node_id) != 0)
+            rc = dfs_seterr(&err, DFS_EPERM, "token %s belongs to node %s, not %s", tok.id,
+                            tok.node_id, req->node_id);
+        else
+            rc = register_node(svc, call, tok.node_id, req, &registration, &err);
+    } else if (rc == DFS_OK) {
+        rc = enroll_node(svc, call, &tok, req, &registration, &err);
+    }
     if (rc != DFS_OK) {
         fail_and_free(call, rc, err);
         return;
     }
     Dfs__V1__RegisterNodeResponse resp = DFS__V1__REGISTER_NODE_RESPONSE__INIT;
     resp.heartbeat_interval_ms = svc->cfg.heartbeat_interval_ms;
+    resp.registration = registration;
     uint8_t key[DFS_TICKET_KEY_LEN];
     rc = dfs_ticket_node_key(svc->master_key, req->node_id, key, &err);
     if (rc != DFS_OK) {
@@ -550,11 +774,15 @@ static void handle_heartbeat(dfs_rpc_call *call, void *ctx)
     char *verr = NULL;
     if (refused(call, dfs_validate_heartbeat(req, &verr), &verr))
         return;
+    struct dfs_token_rec tok;
+    char *err = NULL;
+    int rc = caller_node(svc, call, &tok, &err);
     struct dfs_node_usage u;
     usage_from(&u, req->capacity_bytes, req->used_bytes, req->free_bytes, req->fragment_count);
     bool known = false;
-    char *err = NULL;
-    int rc = dfs_catalog_node_heartbeat(svc->cat, req->node_id, &u, now_ms(), &known, &err);
+    if (rc == DFS_OK)
+        rc = dfs_catalog_node_heartbeat(svc->cat, tok.node_id, req->registration, &u, now_ms(),
+                                        &known, &err);
     if (rc != DFS_OK) {
         fail_and_free(call, rc, err);
         return;
@@ -762,6 +990,10 @@ static void handle_create_file(dfs_rpc_call *call, void *ctx)
     Dfs__V1__CreateFileResponse resp = DFS__V1__CREATE_FILE_RESPONSE__INIT;
     resp.file = file_msg(svc, &a, created, true, DFS_TICKET_PUT);
     resp.expires_ms = created->expires_ms;
+    bool chain = req->chain && created->redundancy.scheme == DFS_SCHEME_REPLICATION;
+    for (size_t i = 0; chain && resp.file != NULL && i < resp.file->n_fragments; i++)
+        if (!add_forward_tickets(svc, &a, resp.file->fragments[i]))
+            resp.file = NULL;
     dfs_catalog_file_rec_free(created);
     reply_and_free(call, &a, resp.file != NULL ? &resp.base : NULL);
 }
@@ -776,6 +1008,9 @@ static void handle_replace_target(dfs_rpc_call *call, void *ctx)
         return;
     char *err = NULL;
     struct dfs_replica_rec chosen;
+    /* The fragment's other planned copies (for chain forward tickets), as the plan stood. */
+    struct dfs_replica_rec *others = NULL;
+    size_t nothers = 0;
     int rc = DFS_OK;
     for (int attempt = 0; attempt < PLAN_ATTEMPTS; attempt++) {
         struct dfs_file_rec *f = NULL;
@@ -838,6 +1073,16 @@ static void handle_replace_target(dfs_rpc_call *call, void *ctx)
                     rc = dfs_catalog_file_replace_target(svc->cat, req->file_id,
                                                          req->fragment_index, req->failed_node_id,
                                                          node, now_ms(), &chosen, &err);
+                free(others);
+                others = NULL;
+                nothers = 0;
+                if (rc == DFS_OK && req->chain && !erasure && fr->nreplicas > 0 &&
+                    (others = calloc(fr->nreplicas, sizeof *others)) == NULL)
+                    rc = dfs_seterr(&err, DFS_ENOMEM, "out of memory");
+                for (size_t i = 0; rc == DFS_OK && others != NULL && i < fr->nreplicas; i++)
+                    if (strcmp(fr->replicas[i].node_id, req->failed_node_id) != 0 &&
+                        strcmp(fr->replicas[i].node_id, chosen.node_id) != 0)
+                        others[nothers++] = fr->replicas[i];
             }
             free(placed);
             free(exclude);
@@ -850,6 +1095,7 @@ static void handle_replace_target(dfs_rpc_call *call, void *ctx)
         err = NULL;
     }
     if (rc != DFS_OK) {
+        free(others);
         fail_and_free(call, rc, err);
         return;
     }
@@ -858,7 +1104,26 @@ static void handle_replace_target(dfs_rpc_call *call, void *ctx)
     char fragment_id[DFS_FRAGMENT_ID_HEX + 1];
     dfs_fragment_id(req->file_id, req->fragment_index, fragment_id);
     resp.replica = replica_msg(svc, &a, &chosen, fragment_id, DFS_TICKET_PUT);
-    reply_and_free(call, &a, resp.replica != NULL ? &resp.base : NULL);
+    /* Chain: forward tickets from the new node to the others, and from each of them to it. */
+    bool ok = resp.replica != NULL;
+    if (ok && nothers > 0) {
+        resp.replica->forward_tickets =
+            dfs_arena_calloc(&a, nothers, sizeof *resp.replica->forward_tickets);
+        resp.inbound_forward_tickets =
+            dfs_arena_calloc(&a, nothers, sizeof *resp.inbound_forward_tickets);
+        ok = resp.replica->forward_tickets != NULL && resp.inbound_forward_tickets != NULL;
+        for (size_t i = 0; ok && i < nothers; i++) {
+            Dfs__V1__Ticket *out = forward_ticket_msg(svc, &a, NULL, fragment_id, chosen.node_id,
+                                                      others[i].node_id, others[i].address);
+            Dfs__V1__Ticket *in = forward_ticket_msg(svc, &a, NULL, fragment_id, others[i].node_id,
+                                                     chosen.node_id, chosen.address);
+            ok = out != NULL && in != NULL;
+            resp.replica->forward_tickets[resp.replica->n_forward_tickets++] = out;
+            resp.inbound_forward_tickets[resp.n_inbound_forward_tickets++] = in;
+        }
+    }
+    free(others);
+    reply_and_free(call, &a, ok ? &resp.base : NULL);
 }
 
 static void handle_commit_file(dfs_rpc_call *call, void *ctx)
@@ -870,6 +1135,39 @@ static void handle_commit_file(dfs_rpc_call *call, void *ctx)
     if (refused(call, dfs_validate_commit_file(req, &verr), &verr))
         return;
     static_assert(DFS_SHA256_LEN == 32, "validate_commit_file checks 32 bytes");
+    /* Every copy the commit records needs its node's receipt for exactly this fragment, size
+       and checksum (common/receipt.h): a client cannot commit copies nobody stored. */
+    for (size_t i = 0; i < req->n_fragments; i++) {
+        const Dfs__V1__CommitFragment *cf = req->fragments[i];
+        char fragment_id[DFS_FRAGMENT_ID_HEX + 1];
+        dfs_fragment_id(req->file_id, cf->index, fragment_id);
+        for (size_t j = 0; j < cf->n_node_ids; j++) {
+            uint8_t key[DFS_TICKET_KEY_LEN];
+            char *why = NULL;
+            int rc = dfs_ticket_node_key(svc->master_key, cf->node_ids[j], key, &why);
+            if (rc == DFS_OK)
+                rc = dfs_receipt_check(key, j < cf->n_receipts ? cf->receipts[j].data : NULL,
+                                       j < cf->n_receipts ? cf->receipts[j].len : 0, fragment_id,
+                                       cf->node_ids[j], cf->size, cf->checksum, &why);
+            OPENSSL_cleanse(key, sizeof key);
+            if (rc != DFS_OK) {
+                char *peer = dfs_rpc_call_peer(call);
+                dfs_log(DFS_LOG_WARN,
+                        "commit refused: a copy without a valid receipt file=%s fragment=%" PRIu32
+                        " node=%s peer=%s",
+                        req->file_id, cf->index, cf->node_ids[j], peer != NULL ? peer : "-");
+                free(peer);
+                dfs_rpc_call_fail(call, DFS_EPRECOND,
+                                  "file %s: fragment %" PRIu32
+                                  " cannot be committed on node %s: %s (a copy is recorded only "
+                                  "with the receipt its node gave for it)",
+                                  req->file_id, cf->index, cf->node_ids[j],
+                                  why != NULL ? why : dfs_strerror(rc));
+                free(why);
+                return;
+            }
+        }
+    }
     struct dfs_commit_fragment *frags = calloc(req->n_fragments + 1, sizeof *frags);
     if (frags == NULL) {
         dfs_rpc_call_fail(call, DFS_ENOMEM, "out of memory");
@@ -2097,8 +2395,16 @@ static void handle_report_fragments(dfs_rpc_call *call, void *ctx)
     if (refused(call, dfs_validate_report_fragments(req, &verr), &verr))
         return;
     struct dfs_node_rec node;
+    struct dfs_token_rec tok;
     char *err = NULL;
-    int rc = dfs_catalog_node_get(svc->cat, req->node_id, &node, &err);
+    int rc = caller_node(svc, call, &tok, &err);
+    if (rc == DFS_OK)
+        rc = dfs_catalog_node_get(svc->cat, tok.node_id, &node, &err);
+    if (rc == DFS_OK && node.registration != req->registration)
+        rc = dfs_seterr(&err, DFS_EPRECOND,
+                        "node %s was registered again since (now at %s): this process was "
+                        "replaced, its report is not taken",
+                        node.id, node.address);
     uint32_t marked_lost = 0;
     size_t unknown = 0;
     int64_t now = now_ms();
@@ -2463,24 +2769,28 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
  * token's role grants any bit the method asks for.
  */
 enum {
-    ACCESS_READ = 1u << 0,  /* files and cluster state, read */
-    ACCESS_WRITE = 1u << 1, /* files, write */
-    ACCESS_ADMIN = 1u << 2, /* nodes and tokens */
-    ACCESS_NODE = 1u << 3,  /* what storage nodes call */
-    ACCESS_ANY = ACCESS_READ | ACCESS_WRITE | ACCESS_ADMIN | ACCESS_NODE,
+    ACCESS_READ = 1u << 0,   /* files and cluster state, read */
+    ACCESS_WRITE = 1u << 1,  /* files, write */
+    ACCESS_ADMIN = 1u << 2,  /* nodes and tokens */
+    ACCESS_NODE = 1u << 3,   /* what a storage node calls about itself (a node token) */
+    ACCESS_ENROLL = 1u << 4, /* registering a node the catalog has never seen */
+    ACCESS_ANY = ACCESS_READ | ACCESS_WRITE | ACCESS_ADMIN | ACCESS_NODE | ACCESS_ENROLL,
 };
 
+/* An admin may enroll a node but never speaks as one: a node's calls need its own token. */
 static unsigned role_access(enum dfs_token_role r)
 {
     switch (r) {
     case DFS_ROLE_ADMIN:
-        return ACCESS_ANY;
+        return ACCESS_READ | ACCESS_WRITE | ACCESS_ADMIN | ACCESS_ENROLL;
     case DFS_ROLE_READ_WRITE:
         return ACCESS_READ | ACCESS_WRITE;
     case DFS_ROLE_READ_ONLY:
         return ACCESS_READ;
     case DFS_ROLE_NODE:
         return ACCESS_NODE;
+    case DFS_ROLE_BOOTSTRAP:
+        return ACCESS_ENROLL;
     default:
         return 0;
     }
@@ -2521,6 +2831,16 @@ static int check_token(dfs_metadata_service *svc, const dfs_rpc_call *call,
     return DFS_OK;
 }
 
+static int caller_node(dfs_metadata_service *svc, const dfs_rpc_call *call,
+                       struct dfs_token_rec *tok, char **errmsg)
+{
+    int rc = check_token(svc, call, tok, errmsg);
+    if (rc == DFS_OK && (tok->role != DFS_ROLE_NODE || !dfs_id_valid(tok->node_id)))
+        rc = dfs_seterr(errmsg, DFS_EPERM, "token %s (role %s) belongs to no storage node", tok->id,
+                        dfs_catalog_token_role_name(tok->role));
+    return rc;
+}
+
 static int authorize(void *arg, const dfs_rpc_call *call, unsigned access, char **errmsg)
 {
     dfs_metadata_service *svc = arg;
@@ -2547,16 +2867,21 @@ static Dfs__V1__TokenInfo *token_msg(dfs_arena *a, const struct dfs_token_rec *t
     m->expires_ms = t->expires_ms;
     m->revoked_ms = t->revoked_ms;
     m->last_used_ms = t->last_used_ms;
-    return m->id != NULL && m->name != NULL ? m : NULL;
+    m->node_id = dfs_arena_strdup(a, t->node_id);
+    return m->id != NULL && m->name != NULL && m->node_id != NULL ? m : NULL;
 }
 
 int dfs_metadata_service_make_token(dfs_metadata_service *svc, enum dfs_token_role role,
                                     const char *name, int64_t ttl_ms, char token[DFS_TOKEN_LEN + 1],
                                     struct dfs_token_rec *info, char **errmsg)
 {
-    if (role <= DFS_ROLE_UNSPECIFIED || role > DFS_ROLE_NODE)
+    if (role == DFS_ROLE_NODE)
         return dfs_seterr(errmsg, DFS_EINVAL,
-                          "a token's role is admin, read_write, read_only or node");
+                          "node tokens are made by the nodes themselves at their enrollment "
+                          "(give storage nodes a bootstrap token)");
+    if (role <= DFS_ROLE_UNSPECIFIED || role > DFS_ROLE_BOOTSTRAP)
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "a token's role is admin, read_write, read_only or bootstrap");
     if (ttl_ms < 0 || ttl_ms > (int64_t)100 * 365 * 24 * 3600 * 1000)
         return dfs_seterr(errmsg, DFS_EINVAL, "a token's lifetime is 0 (forever) to 100 years");
     struct dfs_token_rec t;
@@ -2742,7 +3067,8 @@ int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv
 {
     const struct dfs_rpc_method methods[] = {
         {"/dfs.v1.Metadata/RegisterNode", DFS_RPC_UNARY,
-         &dfs__v1__register_node_request__descriptor, handle_register_node, svc, ACCESS_NODE},
+         &dfs__v1__register_node_request__descriptor, handle_register_node, svc,
+         ACCESS_NODE | ACCESS_ENROLL},
         {"/dfs.v1.Metadata/Heartbeat", DFS_RPC_UNARY, &dfs__v1__heartbeat_request__descriptor,
          handle_heartbeat, svc, ACCESS_NODE},
         {"/dfs.v1.Metadata/CreateFile", DFS_RPC_UNARY, &dfs__v1__create_file_request__descriptor,

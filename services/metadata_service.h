@@ -66,8 +66,10 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
 /*
  * Register the dfs.v1.Metadata methods on a server that has not started yet, and make the service
  * the server's authorizer: every Metadata call then needs a bearer token whose role allows it
- * (admin: everything; read_write: files; read_only: reads; node: register,
- * heartbeat, reports), checked against the catalog at every call.
+ * (admin: everything but speaking as a node; read_write: files; read_only: reads; bootstrap:
+ * enrolling new nodes; node: register, heartbeat and reports as the token's own node), checked
+ * against the catalog at every call. What a node call does is for the node its token belongs to,
+ * never for one a request names (metadata.proto, RegisterNode).
  */
 int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv, char **errmsg);
 

@@ -1,5 +1,7 @@
 /* Tests of the Metadata service through real gRPC calls to an in-process server. */
+#include "common/receipt.h"
 #include "common/ticket.h"
+#include "common/token.h"
 #include "services/metadata_service.h"
 #include "services/ticket_pb.h"
 
@@ -21,13 +23,22 @@
 
 #include <cmocka.h>
 
+#define MAXNODES 16
+
+/* A registered node as the service knows it: its own token and its current registration. */
+struct test_node {
+    char token[DFS_TOKEN_LEN + 1];
+    uint64_t registration;
+};
+
 struct fx {
     char dir[512];
     char db[600];
     dfs_catalog *cat;
     dfs_metadata_service *svc;
     dfs_rpc_server *srv;
-    dfs_rpc_channel *ch;
+    dfs_rpc_channel *ch; /* an admin's */
+    struct test_node nodes[MAXNODES];
 };
 
 /* A channel to the service that presents a fresh token of this role (tokens are per test). */
@@ -88,24 +99,76 @@ static int call(struct fx *f, const char *method, const ProtobufCMessage *req,
     return dfs_rpc_unary(f->ch, name, req, desc, (ProtobufCMessage **)resp, 5000, err);
 }
 
+/* A call of node i (registered by register_nodes), presenting its own token. */
+static int node_call(struct fx *f, int i, const char *method, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *desc, void *resp, char **err)
+{
+    char name[128], addr[64];
+    snprintf(name, sizeof name, "/dfs.v1.Metadata/%s", method);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", dfs_rpc_server_port(f->srv));
+    struct dfs_rpc_channel_opts o = {.token = f->nodes[i].token};
+    dfs_rpc_channel *ch = NULL;
+    assert_int_equal(dfs_rpc_channel_open(addr, &o, &ch, NULL), DFS_OK);
+    int rc = dfs_rpc_unary(ch, name, req, desc, (ProtobufCMessage **)resp, 5000, err);
+    dfs_rpc_channel_destroy(ch);
+    return rc;
+}
+
+/* RegisterNode of node i (id i + 1, address 127.0.0.1:i+1), as its own token or, with ch, an
+   enrollment over ch. Returns the call's status; the registration is kept. */
+static int register_node(struct fx *f, int i, dfs_rpc_channel *ch, const char *address, char **err)
+{
+    char id[33], addr[32];
+    snprintf(id, sizeof id, "%032x", i + 1);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", 1 + i);
+    Dfs__V1__RegisterNodeRequest req = DFS__V1__REGISTER_NODE_REQUEST__INIT;
+    req.node_id = id;
+    req.address = address != NULL ? (char *)address : addr;
+    req.capacity_bytes = 1000;
+    req.free_bytes = 1000;
+    char tid[DFS_TOKEN_ID_HEX + 1];
+    uint8_t hash[DFS_TOKEN_HASH_LEN];
+    if (ch != NULL) {
+        assert_int_equal(dfs_token_parse(f->nodes[i].token, tid, hash, NULL), DFS_OK);
+        req.node_token_id = tid;
+        req.node_token_sha256.data = hash;
+        req.node_token_sha256.len = sizeof hash;
+    }
+    Dfs__V1__RegisterNodeResponse *resp = NULL;
+    int rc = ch != NULL ? dfs_rpc_unary(ch, "/dfs.v1.Metadata/RegisterNode", &req.base,
+                                        &dfs__v1__register_node_response__descriptor,
+                                        (ProtobufCMessage **)&resp, 5000, err)
+                        : node_call(f, i, "RegisterNode", &req.base,
+                                    &dfs__v1__register_node_response__descriptor, &resp, err);
+    if (rc == DFS_OK) {
+        assert_int_equal(resp->heartbeat_interval_ms, 1000);
+        assert_int_equal(resp->ticket_key.len, DFS_TICKET_KEY_LEN);
+        assert_true(resp->registration != 0);
+        f->nodes[i].registration = resp->registration;
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    }
+    return rc;
+}
+
+/* Enroll nodes 0..n-1, each with a token of its own (as dfs-storage makes it). */
 static void register_nodes(struct fx *f, int n)
 {
     for (int i = 0; i < n; i++) {
-        char id[33], addr[32];
-        snprintf(id, sizeof id, "%032x", i + 1);
-        snprintf(addr, sizeof addr, "127.0.0.1:%d", 1 + i);
-        Dfs__V1__RegisterNodeRequest req = DFS__V1__REGISTER_NODE_REQUEST__INIT;
-        req.node_id = id;
-        req.address = addr;
-        req.capacity_bytes = 1000;
-        req.free_bytes = 1000;
-        Dfs__V1__RegisterNodeResponse *resp = NULL;
-        assert_int_equal(call(f, "RegisterNode", &req.base,
-                              &dfs__v1__register_node_response__descriptor, &resp, NULL),
-                         DFS_OK);
-        assert_int_equal(resp->heartbeat_interval_ms, 1000);
-        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        assert_int_equal(dfs_token_generate(f->nodes[i].token), DFS_OK);
+        assert_int_equal(register_node(f, i, f->ch, NULL, NULL), DFS_OK);
     }
+}
+
+/* Node node_id's receipt for a copy (what its PutFragment answered). */
+static void receipt_of(struct fx *f, const char *fragment_id, const char *node_id, uint64_t size,
+                       uint32_t checksum, uint8_t out[DFS_RECEIPT_LEN])
+{
+    uint8_t master[DFS_TICKET_KEY_LEN], key[DFS_TICKET_KEY_LEN];
+    assert_int_equal(
+        dfs_catalog_secret(f->cat, "ticket_master_key", sizeof master, 1, master, NULL), DFS_OK);
+    assert_int_equal(dfs_ticket_node_key(master, node_id, key, NULL), DFS_OK);
+    assert_int_equal(dfs_receipt_make(key, fragment_id, node_id, size, checksum, out, NULL),
+                     DFS_OK);
 }
 
 static Dfs__V1__FileInfo *create(struct fx *f, const char *path, uint64_t size, int *rc, char **err)
@@ -123,8 +186,13 @@ static Dfs__V1__FileInfo *create(struct fx *f, const char *path, uint64_t size, 
     return fi;
 }
 
-/* Commit with every planned replica acknowledged. */
-static int commit(struct fx *f, const Dfs__V1__FileInfo *fi, char **err)
+/*
+ * Commit with every planned replica acknowledged, each with its receipt for checksum 7, except
+ * (bad_receipt) the last replica of the last fragment, whose receipt is for another checksum,
+ * or (no_receipts) with no receipt at all.
+ */
+static int commit_with(struct fx *f, const Dfs__V1__FileInfo *fi, bool bad_receipt,
+                       bool no_receipts, char **err)
 {
     Dfs__V1__CommitFileRequest req = DFS__V1__COMMIT_FILE_REQUEST__INIT;
     req.file_id = fi->file_id;
@@ -134,15 +202,25 @@ static int commit(struct fx *f, const Dfs__V1__FileInfo *fi, char **err)
     Dfs__V1__CommitFragment cf[16];
     Dfs__V1__CommitFragment *cfp[16];
     char *ids[16][16];
+    uint8_t rb[16][16][DFS_RECEIPT_LEN];
+    ProtobufCBinaryData receipts[16][16];
     for (size_t i = 0; i < fi->n_fragments; i++) {
+        const Dfs__V1__Fragment *fr = fi->fragments[i];
         dfs__v1__commit_fragment__init(&cf[i]);
-        cf[i].index = fi->fragments[i]->index;
-        cf[i].size = fi->fragments[i]->size;
+        cf[i].index = fr->index;
+        cf[i].size = fr->size;
         cf[i].checksum = 7;
-        for (size_t r = 0; r < fi->fragments[i]->n_replicas; r++)
-            ids[i][r] = fi->fragments[i]->replicas[r]->node_id;
+        for (size_t r = 0; r < fr->n_replicas; r++) {
+            ids[i][r] = fr->replicas[r]->node_id;
+            bool bad = bad_receipt && i + 1 == fi->n_fragments && r + 1 == fr->n_replicas;
+            receipt_of(f, fr->fragment_id, ids[i][r], fr->size, bad ? 8 : 7, rb[i][r]);
+            receipts[i][r].data = rb[i][r];
+            receipts[i][r].len = DFS_RECEIPT_LEN;
+        }
         cf[i].node_ids = ids[i];
-        cf[i].n_node_ids = fi->fragments[i]->n_replicas;
+        cf[i].n_node_ids = fr->n_replicas;
+        cf[i].receipts = receipts[i];
+        cf[i].n_receipts = no_receipts ? 0 : fr->n_replicas;
         cfp[i] = &cf[i];
     }
     req.fragments = cfp;
@@ -153,6 +231,11 @@ static int commit(struct fx *f, const Dfs__V1__FileInfo *fi, char **err)
     if (rc == DFS_OK)
         protobuf_c_message_free_unpacked(&resp->base, NULL);
     return rc;
+}
+
+static int commit(struct fx *f, const Dfs__V1__FileInfo *fi, char **err)
+{
+    return commit_with(f, fi, false, false, err);
 }
 
 static void test_create_plans_distinct_nodes_with_defaults(void **state)
@@ -260,11 +343,10 @@ static void test_malformed_requests_are_invalid(void **state)
     Dfs__V1__ReportFragmentsRequest r = DFS__V1__REPORT_FRAGMENTS_REQUEST__INIT;
     Dfs__V1__ReportFragmentsResponse *rr = NULL;
     char *ids[] = {"../x"};
-    r.node_id = "0000000000000000000000000000000a";
     r.corrupt = ids;
     r.n_corrupt = 1;
-    assert_int_equal(call(f, "ReportFragments", &r.base,
-                          &dfs__v1__report_fragments_response__descriptor, &rr, &err),
+    assert_int_equal(node_call(f, 0, "ReportFragments", &r.base,
+                               &dfs__v1__report_fragments_response__descriptor, &rr, &err),
                      DFS_EINVAL);
     assert_non_null(strstr(err, "corrupt[0]: invalid fragment id"));
     free(err);
@@ -408,20 +490,28 @@ static void test_heartbeat_and_list_nodes(void **state)
     struct fx *f = *state;
     register_nodes(f, 2);
     Dfs__V1__HeartbeatRequest hb = DFS__V1__HEARTBEAT_REQUEST__INIT;
-    hb.node_id = "00000000000000000000000000000001";
+    hb.registration = f->nodes[0].registration;
     hb.used_bytes = 77;
     Dfs__V1__HeartbeatResponse *hr = NULL;
     assert_int_equal(
-        call(f, "Heartbeat", &hb.base, &dfs__v1__heartbeat_response__descriptor, &hr, NULL),
+        node_call(f, 0, "Heartbeat", &hb.base, &dfs__v1__heartbeat_response__descriptor, &hr, NULL),
         DFS_OK);
     assert_true(hr->known);
     protobuf_c_message_free_unpacked(&hr->base, NULL);
-    hb.node_id = "0000000000000000000000000000ffff";
+    /* The node is the token's: node 1's registration sent with node 0's token is stale. */
+    hb.registration = f->nodes[1].registration;
+    char *err = NULL;
     assert_int_equal(
-        call(f, "Heartbeat", &hb.base, &dfs__v1__heartbeat_response__descriptor, &hr, NULL),
-        DFS_OK);
-    assert_false(hr->known);
-    protobuf_c_message_free_unpacked(&hr->base, NULL);
+        node_call(f, 0, "Heartbeat", &hb.base, &dfs__v1__heartbeat_response__descriptor, &hr, &err),
+        DFS_EPRECOND);
+    assert_non_null(strstr(err, "replaced"));
+    free(err);
+    err = NULL;
+    /* Nobody else heartbeats for a node, an admin included. */
+    assert_int_equal(
+        call(f, "Heartbeat", &hb.base, &dfs__v1__heartbeat_response__descriptor, &hr, &err),
+        DFS_EPERM);
+    free(err);
 
     Dfs__V1__ListNodesRequest l = DFS__V1__LIST_NODES_REQUEST__INIT;
     Dfs__V1__ListNodesResponse *lr = NULL;
@@ -591,15 +681,13 @@ static void test_set_policies_saved_and_kept(void **state)
 
 static void heartbeat_free(struct fx *f, int i, uint64_t free_bytes)
 {
-    char id[33];
-    snprintf(id, sizeof id, "%032x", i + 1);
     Dfs__V1__HeartbeatRequest hb = DFS__V1__HEARTBEAT_REQUEST__INIT;
-    hb.node_id = id;
+    hb.registration = f->nodes[i].registration;
     hb.capacity_bytes = 100000;
     hb.free_bytes = free_bytes;
     Dfs__V1__HeartbeatResponse *hr = NULL;
     assert_int_equal(
-        call(f, "Heartbeat", &hb.base, &dfs__v1__heartbeat_response__descriptor, &hr, NULL),
+        node_call(f, i, "Heartbeat", &hb.base, &dfs__v1__heartbeat_response__descriptor, &hr, NULL),
         DFS_OK);
     protobuf_c_message_free_unpacked(&hr->base, NULL);
 }
@@ -687,7 +775,7 @@ static void test_tokens_and_roles(void **state)
     err = NULL;
 
     dfs_rpc_channel *ro = channel_as(f->svc, addr, DFS_ROLE_READ_ONLY);
-    dfs_rpc_channel *node = channel_as(f->svc, addr, DFS_ROLE_NODE);
+    dfs_rpc_channel *node = channel_as(f->svc, addr, DFS_ROLE_BOOTSTRAP);
     assert_int_equal(list_with(ro, NULL), DFS_OK);
     assert_int_equal(list_with(node, &err), DFS_EPERM);
     assert_non_null(strstr(err, "may not call"));
@@ -753,7 +841,7 @@ static void test_tokens_and_roles(void **state)
     assert_int_equal(
         call(f, "ListTokens", &lq.base, &dfs__v1__list_tokens_response__descriptor, &ls, NULL),
         DFS_OK);
-    assert_int_equal(ls->n_tokens, 4); /* admin, ro, node, ci */
+    assert_int_equal(ls->n_tokens, 7); /* admin, 3 nodes', ro, bootstrap, ci */
     protobuf_c_message_free_unpacked(&ls->base, NULL);
     Dfs__V1__RevokeTokenRequest rq = DFS__V1__REVOKE_TOKEN_REQUEST__INIT;
     char prefix[8];
@@ -791,7 +879,8 @@ static void test_tokens_and_roles(void **state)
         dfs_metadata_service_bootstrap_token(f->svc, path, DFS_ROLE_ADMIN, "boot", NULL), DFS_OK);
     err = NULL;
     assert_int_equal(
-        dfs_metadata_service_bootstrap_token(f->svc, path, DFS_ROLE_NODE, "boot", &err), DFS_EPERM);
+        dfs_metadata_service_bootstrap_token(f->svc, path, DFS_ROLE_BOOTSTRAP, "boot", &err),
+        DFS_EPERM);
     free(err);
     char *tok = NULL;
     assert_int_equal(dfs_rpc_token_read_file(path, &tok, NULL), DFS_OK);
@@ -806,6 +895,213 @@ static void test_tokens_and_roles(void **state)
     dfs_rpc_channel_destroy(node);
     dfs_rpc_channel_destroy(stranger);
     dfs_rpc_channel_destroy(anon);
+}
+
+/*
+ * A node is who its token says: another node's id, an enrollment of a known node, a report or
+ * a heartbeat from a replaced registration, and a revoked node token are all refused.
+ */
+static void test_node_identity(void **state)
+{
+    struct fx *f = *state;
+    register_nodes(f, 3);
+    char addr[64], *err = NULL;
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", dfs_rpc_server_port(f->srv));
+    /* Node 1's token registering node 0's id (to learn its ticket key, to move it). */
+    char id0[33];
+    snprintf(id0, sizeof id0, "%032x", 1);
+    Dfs__V1__RegisterNodeRequest req = DFS__V1__REGISTER_NODE_REQUEST__INIT;
+    req.node_id = id0;
+    req.address = "127.0.0.1:9";
+    Dfs__V1__RegisterNodeResponse *resp = NULL;
+    assert_int_equal(node_call(f, 1, "RegisterNode", &req.base,
+                               &dfs__v1__register_node_response__descriptor, &resp, &err),
+                     DFS_EPERM);
+    assert_non_null(strstr(err, "belongs to node"));
+    free(err);
+    err = NULL;
+    /* An enrollment token: a new id goes in once, with its own token; a known id never. */
+    dfs_rpc_channel *boot = channel_as(f->svc, addr, DFS_ROLE_BOOTSTRAP);
+    assert_int_equal(dfs_token_generate(f->nodes[5].token), DFS_OK);
+    assert_int_equal(register_node(f, 5, boot, NULL, NULL), DFS_OK);
+    char keep[DFS_TOKEN_LEN + 1];
+    memcpy(keep, f->nodes[0].token, sizeof keep);
+    assert_int_equal(dfs_token_generate(f->nodes[0].token), DFS_OK); /* another token, node 0 */
+    assert_int_equal(register_node(f, 0, boot, NULL, &err), DFS_EPERM);
+    assert_non_null(strstr(err, "enrolled already"));
+    free(err);
+    err = NULL;
+    memcpy(f->nodes[0].token, keep, sizeof keep);
+    /* The same enrollment again (its answer was lost) is the same node: accepted. */
+    assert_int_equal(register_node(f, 5, boot, NULL, NULL), DFS_OK);
+    /* An enrollment token does nothing else. */
+    Dfs__V1__HeartbeatRequest hb = DFS__V1__HEARTBEAT_REQUEST__INIT;
+    Dfs__V1__HeartbeatResponse *hr = NULL;
+    assert_int_equal(dfs_rpc_unary(boot, "/dfs.v1.Metadata/Heartbeat", &hb.base,
+                                   &dfs__v1__heartbeat_response__descriptor,
+                                   (ProtobufCMessage **)&hr, 5000, &err),
+                     DFS_EPERM);
+    free(err);
+    err = NULL;
+    /* A restart at another address, while the old one does not answer as the node, takes
+       over; the old registration's heartbeats and reports are refused from then on. */
+    uint64_t old = f->nodes[2].registration;
+    assert_int_equal(register_node(f, 2, NULL, "127.0.0.1:65000", NULL), DFS_OK);
+    assert_true(f->nodes[2].registration != old);
+    hb.registration = old;
+    assert_int_equal(
+        node_call(f, 2, "Heartbeat", &hb.base, &dfs__v1__heartbeat_response__descriptor, &hr, &err),
+        DFS_EPRECOND);
+    free(err);
+    err = NULL;
+    Dfs__V1__ReportFragmentsRequest rep = DFS__V1__REPORT_FRAGMENTS_REQUEST__INIT;
+    Dfs__V1__ReportFragmentsResponse *rr = NULL;
+    rep.full = true;
+    rep.last = true;
+    rep.registration = old;
+    assert_int_equal(node_call(f, 2, "ReportFragments", &rep.base,
+                               &dfs__v1__report_fragments_response__descriptor, &rr, &err),
+                     DFS_EPRECOND);
+    free(err);
+    err = NULL;
+    rep.registration = f->nodes[2].registration;
+    assert_int_equal(node_call(f, 2, "ReportFragments", &rep.base,
+                               &dfs__v1__report_fragments_response__descriptor, &rr, NULL),
+                     DFS_OK);
+    protobuf_c_message_free_unpacked(&rr->base, NULL);
+    /* Revoked: the node is locked out, and no enrollment brings it back. */
+    char tid[DFS_TOKEN_ID_HEX + 1];
+    uint8_t hash[DFS_TOKEN_HASH_LEN];
+    assert_int_equal(dfs_token_parse(f->nodes[2].token, tid, hash, NULL), DFS_OK);
+    Dfs__V1__RevokeTokenRequest rq = DFS__V1__REVOKE_TOKEN_REQUEST__INIT;
+    rq.id = tid;
+    Dfs__V1__RevokeTokenResponse *rv = NULL;
+    assert_int_equal(
+        call(f, "RevokeToken", &rq.base, &dfs__v1__revoke_token_response__descriptor, &rv, NULL),
+        DFS_OK);
+    assert_string_equal(rv->info->node_id, "00000000000000000000000000000003");
+    protobuf_c_message_free_unpacked(&rv->base, NULL);
+    hb.registration = f->nodes[2].registration;
+    assert_int_equal(
+        node_call(f, 2, "Heartbeat", &hb.base, &dfs__v1__heartbeat_response__descriptor, &hr, &err),
+        DFS_EUNAUTH);
+    free(err);
+    err = NULL;
+    assert_int_equal(register_node(f, 2, boot, NULL, &err), DFS_EPERM);
+    free(err);
+    /* Nobody makes node tokens by hand. */
+    Dfs__V1__CreateTokenRequest tq = DFS__V1__CREATE_TOKEN_REQUEST__INIT;
+    tq.name = "fake node";
+    tq.role = DFS__V1__TOKEN_ROLE__TOKEN_NODE;
+    Dfs__V1__CreateTokenResponse *made = NULL;
+    assert_int_equal(
+        call(f, "CreateToken", &tq.base, &dfs__v1__create_token_response__descriptor, &made, NULL),
+        DFS_EINVAL);
+    dfs_rpc_channel_destroy(boot);
+}
+
+/* A commit records only copies whose nodes gave a receipt for exactly what is committed. */
+static void test_commit_needs_receipts(void **state)
+{
+    struct fx *f = *state;
+    register_nodes(f, 4);
+    int rc;
+    char *err = NULL;
+    Dfs__V1__FileInfo *fi = create(f, "/r", 100, &rc, NULL);
+    assert_int_equal(rc, DFS_OK);
+    assert_int_equal(commit_with(f, fi, false, true, &err), DFS_EPRECOND);
+    assert_non_null(strstr(err, "no receipt"));
+    free(err);
+    err = NULL;
+    assert_int_equal(commit_with(f, fi, true, false, &err), DFS_EPRECOND);
+    assert_non_null(strstr(err, "checksum 00000007"));
+    free(err);
+    /* Still pending (invisible), and committed once the receipts are right. */
+    Dfs__V1__GetFileRequest g = DFS__V1__GET_FILE_REQUEST__INIT;
+    g.path = "/r";
+    Dfs__V1__GetFileResponse *gr = NULL;
+    assert_int_equal(
+        call(f, "GetFile", &g.base, &dfs__v1__get_file_response__descriptor, &gr, NULL),
+        DFS_ENOTFOUND);
+    assert_int_equal(commit(f, fi, NULL), DFS_OK);
+    protobuf_c_message_free_unpacked(&fi->base, NULL);
+}
+
+/* Chain plans carry forward tickets from each node of a fragment to every later one in the plan,
+   signed for the forwarding node; a replacement brings its own, both ways. */
+static void test_chain_forward_tickets(void **state)
+{
+    struct fx *f = *state;
+    register_nodes(f, 5);
+    uint8_t master[DFS_TICKET_KEY_LEN];
+    assert_int_equal(
+        dfs_catalog_secret(f->cat, "ticket_master_key", sizeof master, 1, master, NULL), DFS_OK);
+    Dfs__V1__CreateFileRequest req = DFS__V1__CREATE_FILE_REQUEST__INIT;
+    req.path = "/chain";
+    req.size = 1000;
+    req.chain = true;
+    Dfs__V1__CreateFileResponse *cr = NULL;
+    assert_int_equal(
+        call(f, "CreateFile", &req.base, &dfs__v1__create_file_response__descriptor, &cr, NULL),
+        DFS_OK);
+    int64_t now = (int64_t)time(NULL) * 1000;
+    const Dfs__V1__Fragment *fr = cr->file->fragments[0];
+    for (size_t i = 0; i < cr->file->n_fragments; i++) {
+        const Dfs__V1__Fragment *g = cr->file->fragments[i];
+        for (size_t a = 0; a < g->n_replicas; a++) {
+            const Dfs__V1__Replica *r = g->replicas[a];
+            assert_int_equal(r->n_forward_tickets, g->n_replicas - 1 - a); /* to later copies */
+            uint8_t key[DFS_TICKET_KEY_LEN];
+            assert_int_equal(dfs_ticket_node_key(master, r->node_id, key, NULL), DFS_OK);
+            for (size_t t = 0, b = a + 1; b < g->n_replicas; b++) {
+                struct dfs_ticket tk;
+                assert_int_equal(dfs_ticket_from_pb(r->forward_tickets[t++], &tk, NULL), DFS_OK);
+                assert_int_equal(dfs_ticket_check_forward(key, &tk, g->fragment_id, r->node_id,
+                                                          g->replicas[b]->node_id,
+                                                          g->replicas[b]->address, now, NULL),
+                                 DFS_OK);
+            }
+        }
+    }
+    /* Without `chain`, none. */
+    req.chain = false;
+    req.path = "/fan";
+    Dfs__V1__CreateFileResponse *fan = NULL;
+    assert_int_equal(
+        call(f, "CreateFile", &req.base, &dfs__v1__create_file_response__descriptor, &fan, NULL),
+        DFS_OK);
+    assert_int_equal(fan->file->fragments[0]->replicas[0]->n_forward_tickets, 0);
+    protobuf_c_message_free_unpacked(&fan->base, NULL);
+    /* Replacing copy 0: tickets from the new node to the two others, and back. */
+    Dfs__V1__ReplaceTargetRequest rt = DFS__V1__REPLACE_TARGET_REQUEST__INIT;
+    rt.file_id = cr->file->file_id;
+    rt.fragment_index = 0;
+    rt.failed_node_id = fr->replicas[0]->node_id;
+    rt.chain = true;
+    Dfs__V1__ReplaceTargetResponse *rr = NULL;
+    assert_int_equal(call(f, "ReplaceTarget", &rt.base,
+                          &dfs__v1__replace_target_response__descriptor, &rr, NULL),
+                     DFS_OK);
+    assert_int_equal(rr->replica->n_forward_tickets, 2);
+    assert_int_equal(rr->n_inbound_forward_tickets, 2);
+    for (size_t i = 0; i < 2; i++) {
+        const Dfs__V1__Replica *other = fr->replicas[i + 1];
+        uint8_t key[DFS_TICKET_KEY_LEN];
+        struct dfs_ticket tk;
+        assert_int_equal(dfs_ticket_node_key(master, rr->replica->node_id, key, NULL), DFS_OK);
+        assert_int_equal(dfs_ticket_from_pb(rr->replica->forward_tickets[i], &tk, NULL), DFS_OK);
+        assert_int_equal(dfs_ticket_check_forward(key, &tk, fr->fragment_id, rr->replica->node_id,
+                                                  other->node_id, other->address, now, NULL),
+                         DFS_OK);
+        assert_int_equal(dfs_ticket_node_key(master, other->node_id, key, NULL), DFS_OK);
+        assert_int_equal(dfs_ticket_from_pb(rr->inbound_forward_tickets[i], &tk, NULL), DFS_OK);
+        assert_int_equal(dfs_ticket_check_forward(key, &tk, fr->fragment_id, other->node_id,
+                                                  rr->replica->node_id, rr->replica->address, now,
+                                                  NULL),
+                         DFS_OK);
+    }
+    protobuf_c_message_free_unpacked(&rr->base, NULL);
+    protobuf_c_message_free_unpacked(&cr->base, NULL);
 }
 
 int main(void)
@@ -823,6 +1119,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_set_policies_saved_and_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_least_used_counts_planned_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_and_roles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_node_identity, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_needs_receipts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chain_forward_tickets, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

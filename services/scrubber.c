@@ -41,6 +41,8 @@ struct found {
 struct dfs_scrubber {
     dfs_frag_store *store;
     char *metadata, *node_id;
+    uint64_t (*registration)(void *arg);
+    void *registration_arg;
     int64_t interval_ms, first_delay_ms, rpc_timeout_ms;
     uint32_t report_batch;
     dfs_rpc_channel *ch;
@@ -133,7 +135,7 @@ static bool report(dfs_scrubber *s)
         if (block == NULL)
             return false;
         Dfs__V1__ReportFragmentsRequest req = DFS__V1__REPORT_FRAGMENTS_REQUEST__INIT;
-        req.node_id = s->node_id;
+        req.registration = s->registration != NULL ? s->registration(s->registration_arg) : 0;
         req.corrupt = ids;
         req.n_corrupt = n;
         ProtobufCMessage *resp = NULL;
@@ -328,6 +330,8 @@ int dfs_scrubber_start(const struct dfs_scrubber_config *cfg, dfs_scrubber **out
     s->store = cfg->store;
     s->metadata = strdup(cfg->metadata);
     s->node_id = strdup(cfg->node_id);
+    s->registration = cfg->registration;
+    s->registration_arg = cfg->registration_arg;
     s->interval_ms = cfg->interval_ms;
     s->first_delay_ms = cfg->first_delay_ms;
     s->rpc_timeout_ms = cfg->rpc_timeout_ms > 0 ? cfg->rpc_timeout_ms : DEFAULT_RPC_TIMEOUT;

@@ -16,7 +16,7 @@
  * A fragment that fails (DFS_EDATALOSS: a corrupt block, header or table, a truncated file;
  * DFS_EIO: unreadable) is logged at warn level with its id and queued for the metadata service.
  * A fragment deleted meanwhile (DFS_ENOTFOUND) is skipped. Queued ids go out in
- * Metadata.ReportFragments{node_id, corrupt} calls of at most report_batch ids: when a batch is
+ * Metadata.ReportFragments{registration, corrupt} calls of at most report_batch ids: when a batch is
  * full, at the end of each pass, and until acknowledged (a failed call is retried with a backoff
  * from 1 s doubling to 30 s, between fragments and during the pause between passes). Before an
  * id is sent it is looked at again: one no longer in the store, or replaced since it was found
@@ -33,7 +33,12 @@ struct dfs_scrubber_config {
     const char *metadata;  /* host:port of the metadata service; copied */
     /* Its channel's security and the node's token (pointers borrowed during create/start). */
     struct dfs_rpc_channel_opts channel;
-    const char *node_id;    /* the node's id (dfs_frag_store_node_id); copied */
+    const char *node_id; /* the node's id (dfs_frag_store_node_id); copied */
+    /* The node's current registration (RegisterNodeResponse.registration), asked for at every
+       report (ReportFragmentsRequest.registration; the node itself is the channel token's).
+       Called on the scrubber's thread; must be thread-safe. NULL: 0. */
+    uint64_t (*registration)(void *arg);
+    void *registration_arg; /* borrowed */
     uint64_t rate;          /* bytes read per second; must be > 0 (0 = do not start one) */
     int64_t interval_ms;    /* pause between the end of a pass and the next; must be > 0 */
     int64_t first_delay_ms; /* before the first pass; 0 = at once */

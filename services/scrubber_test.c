@@ -40,9 +40,9 @@ struct sink {
     char addr[64];
     pthread_mutex_t mu;
     /* Guarded by mu. */
-    int calls; /* every call, failed ones included */
-    int fail;  /* answer UNAVAILABLE to this many calls (-1: to all) */
-    char node_id[64];
+    int calls;               /* every call, failed ones included */
+    int fail;                /* answer UNAVAILABLE to this many calls (-1: to all) */
+    uint64_t registration;   /* what the latest acknowledged report carried */
     char seen[SEEN_MAX][48]; /* corrupt ids acknowledged, in order */
     int nseen;
 };
@@ -58,7 +58,7 @@ static void report_handler(dfs_rpc_call *call, void *ctx)
     if (k->fail > 0)
         k->fail--;
     if (!fail) {
-        snprintf(k->node_id, sizeof k->node_id, "%s", req->node_id);
+        k->registration = req->registration;
         for (size_t i = 0; i < req->n_corrupt && k->nseen < SEEN_MAX; i++)
             snprintf(k->seen[k->nseen++], sizeof k->seen[0], "%s", req->corrupt[i]);
     }
@@ -203,12 +203,20 @@ static void flip(struct fx *f, int i, off_t at)
     close(fd);
 }
 
+/* The node's registration, as dfs-storage hands it to the scrubber. */
+static uint64_t registration_of(void *arg)
+{
+    (void)arg;
+    return 0x5c7b;
+}
+
 static dfs_scrubber *start(struct fx *f, uint64_t rate, int64_t interval_ms, uint32_t batch)
 {
     struct dfs_scrubber_config cfg = {
         .store = f->store,
         .metadata = f->k.addr,
         .node_id = dfs_frag_store_node_id(f->store),
+        .registration = registration_of,
         .rate = rate,
         .interval_ms = interval_ms,
         .first_delay_ms = 0,
@@ -295,7 +303,7 @@ static void test_flipped_byte_reported(void **state)
     assert_false(sink_has(&f->k, f->id[0]));
     assert_false(sink_has(&f->k, f->id[1]));
     pthread_mutex_lock(&f->k.mu);
-    assert_string_equal(f->k.node_id, dfs_frag_store_node_id(f->store));
+    assert_int_equal(f->k.registration, 0x5c7b);
     assert_true(f->k.calls >= 3);
     pthread_mutex_unlock(&f->k.mu);
     /* The sink records a report before it answers; the scrubber counts it once the answer came. */

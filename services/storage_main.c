@@ -8,6 +8,7 @@
 #include "services/inventory.h"
 #include "services/metrics.h"
 #include "services/metrics_http.h"
+#include "services/node_token.h"
 #include "services/readiness.h"
 #include "services/rpc/grpclog.h"
 #include "services/rpc/health.h"
@@ -76,8 +77,10 @@ static void usage(FILE *out)
         "                            N ms, deadline or not (default 120000; 0 = never)\n"
         "\n"
         "Security (see README, \"Security\"):\n"
-        "  --token-file PATH         the node's bearer token (role node) for the metadata\n"
-        "                            service (required; DFS_TOKEN_FILE is used when absent)\n"
+        "  --token-file PATH         the enrollment token (role bootstrap) for the node's\n"
+        "                            first registration (DFS_TOKEN_FILE is used when absent);\n"
+        "                            the node then makes and keeps its own token in\n"
+        "                            DIR/node.token and presents only that one\n"
         "  --tls-cert FILE           serve TLS with this certificate chain (PEM) ...\n"
         "  --tls-key FILE            ... and its private key; also this node's client\n"
         "                            certificate towards the metadata service and other nodes\n"
@@ -337,13 +340,22 @@ static int parse(int argc, char **argv, struct options *o, char **err)
 struct on_register {
     dfs_storage_service *svc;
     dfs_inventory *inv;
+    _Atomic uint64_t registration; /* the current one, for the reports */
 };
+
+/* The registration the node's reports carry (the inventory's and the scrubber's threads). */
+static uint64_t current_registration(void *arg)
+{
+    struct on_register *r = arg;
+    return atomic_load(&r->registration);
+}
 
 /* The heartbeat's hook: the service takes its ticket key, and every registration asks for a full
    inventory report. */
-static void registered(void *arg, const uint8_t *key, size_t len)
+static void registered(void *arg, const uint8_t *key, size_t len, uint64_t registration)
 {
     struct on_register *r = arg;
+    atomic_store(&r->registration, registration);
     char *err = NULL;
     if (dfs_storage_service_set_ticket_key(r->svc, key, len, &err) != DFS_OK) {
         dfs_log(DFS_LOG_ERROR, "cannot take the ticket key err=%s", err);
@@ -398,24 +410,26 @@ int main(int argc, char **argv)
 
     if (o.token_file == NULL)
         o.token_file = getenv("DFS_TOKEN_FILE");
-    char *token = NULL;
+    char *enroll_token = NULL, *token = NULL;
     dfs_rpc_tls *tls = NULL;
     if (o.token_file == NULL) {
         fprintf(stderr,
-                PROG ": --token-file is required: the node's token (role node) for the "
-                     "metadata service (dfs-metadata --node-token-file, or dfs token create "
-                     "--role node)\n");
+                PROG ": --token-file is required: the enrollment token (role bootstrap) for "
+                     "the node's first registration (dfs-metadata --node-token-file, or dfs "
+                     "token create --role bootstrap)\n");
         return 2;
     }
-    if (dfs_rpc_token_read_file(o.token_file, &token, &err) != DFS_OK ||
+    if (dfs_rpc_token_read_file(o.token_file, &enroll_token, &err) != DFS_OK ||
         dfs_rpc_tls_create_optional(&o.tls, &tls, &err) != DFS_OK) {
         fprintf(stderr, PROG ": %s\n", err);
         free(err);
-        free(token);
+        free(enroll_token);
         return 2;
     }
     struct dfs_rpc_link_security sec = {.tls = tls, .insecure = o.insecure};
-    struct dfs_rpc_channel_opts to_metadata = {.security = &sec, .token = token};
+    /* Every call presents the node's own token (DATA_DIR/node.token, read once the store is
+       open); the enrollment token only a first registration. */
+    struct dfs_rpc_channel_opts to_metadata = {.security = &sec};
     struct on_register on_reg = {0};
 
     dfs_frag_store *store = NULL;
@@ -446,6 +460,7 @@ int main(int argc, char **argv)
                                              .security = &sec,
                                              .stream_idle_ms = idle_ms};
     if (dfs_frag_store_open(o.data, NULL, &store, &err) != DFS_OK ||
+        dfs_node_token_load(o.data, &token, &err) != DFS_OK ||
         dfs_storage_service_create(store, &cfg, &svc, &err) != DFS_OK ||
         dfs_rpc_health_create(&health, &err) != DFS_OK ||
         dfs_rpc_reflection_create(dfs_descriptor_set, dfs_descriptor_set_size, &refl, &err) !=
@@ -473,10 +488,15 @@ int main(int argc, char **argv)
         goto out;
     }
     const char *node = dfs_frag_store_node_id(store);
+    to_metadata.token = token;
     /* The inventory waits for the heartbeat's word after every registration (the first one, and
        each one after the metadata service forgot the node or restarted). */
-    struct dfs_inventory_config icfg = {
-        .store = store, .metadata = o.metadata, .node_id = node, .channel = to_metadata};
+    struct dfs_inventory_config icfg = {.store = store,
+                                        .metadata = o.metadata,
+                                        .node_id = node,
+                                        .channel = to_metadata,
+                                        .registration = current_registration,
+                                        .registration_arg = &on_reg};
     if (dfs_inventory_start(&icfg, &inv, &err) != DFS_OK) {
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start the inventory");
         goto out;
@@ -490,6 +510,7 @@ int main(int argc, char **argv)
         .on_registered = registered,
         .on_registered_arg = &on_reg,
         .channel = to_metadata,
+        .enroll_token = enroll_token,
     };
     on_reg.svc = svc;
     on_reg.inv = inv;
@@ -564,6 +585,8 @@ int main(int argc, char **argv)
                 .interval_ms = o.scrub_interval_s * 1000,
                 .first_delay_ms = first_s * 1000,
                 .channel = to_metadata,
+                .registration = current_registration,
+                .registration_arg = &on_reg,
             };
             if (dfs_scrubber_start(&sccfg, &scrub, &err) != DFS_OK) {
                 fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start the scrubber");
@@ -609,6 +632,9 @@ out:
     if (token != NULL)
         explicit_bzero(token, strlen(token));
     free(token);
+    if (enroll_token != NULL)
+        explicit_bzero(enroll_token, strlen(enroll_token));
+    free(enroll_token);
     if (status == 0)
         dfs_log(DFS_LOG_INFO, "stopped");
     return status;

@@ -2,6 +2,7 @@
 #include "services/storage_service.h"
 
 #include "common/arena.h"
+#include "common/receipt.h"
 #include "common/ticket.h"
 #include "services/ticket_pb.h"
 
@@ -178,20 +179,30 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A copy of the node's key into key; false before the node has one (it has not registered). */
+static bool node_key(dfs_storage_service *svc, uint8_t key[DFS_TICKET_KEY_LEN])
+{
+    pthread_mutex_lock(&svc->key_mu);
+    bool have = svc->have_key;
+    memcpy(key, svc->key, DFS_TICKET_KEY_LEN);
+    pthread_mutex_unlock(&svc->key_mu);
+    return have;
+}
+
 /*
  * Whether the call's ticket allows op on fragment_id here (common/ticket.h). DFS_EUNAVAIL while
  * the node has no key yet (it has not registered), DFS_EPERM otherwise, with the reason; each
- * refusal is logged with the caller's address.
+ * refusal is logged with the caller's address. A DFS_TICKET_FORWARD also names the next node:
+ * peer_address and peer_node_id (which must match; NULL otherwise).
  */
-static int check_ticket(dfs_storage_service *svc, dfs_rpc_call *call, const Dfs__V1__Ticket *tm,
-                        enum dfs_ticket_op op, const char *fragment_id, char **err)
+static int check_ticket_peer(dfs_storage_service *svc, dfs_rpc_call *call,
+                             const Dfs__V1__Ticket *tm, enum dfs_ticket_op op,
+                             const char *fragment_id, const char *peer_node_id,
+                             const char *peer_address, char **err)
 {
     struct dfs_ticket t;
     uint8_t key[DFS_TICKET_KEY_LEN];
-    pthread_mutex_lock(&svc->key_mu);
-    bool have = svc->have_key;
-    memcpy(key, svc->key, sizeof key);
-    pthread_mutex_unlock(&svc->key_mu);
+    bool have = node_key(svc, key);
     char *why = NULL;
     int rc = DFS_OK;
     if (!have)
@@ -200,7 +211,10 @@ static int check_ticket(dfs_storage_service *svc, dfs_rpc_call *call, const Dfs_
                         "cannot check tickets; try again");
     if (rc == DFS_OK)
         rc = dfs_ticket_from_pb(tm, &t, &why);
-    if (rc == DFS_OK)
+    if (rc == DFS_OK && op == DFS_TICKET_FORWARD)
+        rc = dfs_ticket_check_forward(key, &t, fragment_id, svc->node_id, peer_node_id,
+                                      peer_address, wall_ms(), &why);
+    else if (rc == DFS_OK)
         rc = dfs_ticket_check(key, &t, op, fragment_id, svc->node_id, wall_ms(), &why);
     OPENSSL_cleanse(key, sizeof key);
     if (rc == DFS_OK)
@@ -214,6 +228,23 @@ static int check_ticket(dfs_storage_service *svc, dfs_rpc_call *call, const Dfs_
                why != NULL ? why : dfs_strerror(rc));
     free(why);
     return rc;
+}
+
+static int check_ticket(dfs_storage_service *svc, dfs_rpc_call *call, const Dfs__V1__Ticket *tm,
+                        enum dfs_ticket_op op, const char *fragment_id, char **err)
+{
+    return check_ticket_peer(svc, call, tm, op, fragment_id, NULL, NULL, err);
+}
+
+/* This node's receipt for a durable copy (common/receipt.h) into out; false without a key. */
+static bool make_receipt(dfs_storage_service *svc, const char *fragment_id, uint64_t size,
+                         uint32_t checksum, uint8_t out[DFS_RECEIPT_LEN])
+{
+    uint8_t key[DFS_TICKET_KEY_LEN];
+    bool ok = node_key(svc, key) &&
+              dfs_receipt_make(key, fragment_id, svc->node_id, size, checksum, out, NULL) == DFS_OK;
+    OPENSSL_cleanse(key, sizeof key);
+    return ok;
 }
 
 /* ---- addresses and the channel cache ---- */
@@ -325,9 +356,11 @@ struct chain {
     struct put_call *p;
     char *fwd[DFS_STORAGE_FORWARD_MAX]; /* the header's forward list, copied */
     size_t nfwd;
-    /* The header's forward_tickets, copied into `arena` (one per fwd entry): fwd[0]'s goes in
-       its header as its ticket, the rest as its forward_tickets. */
+    /* The header's forward_tickets and hop_tickets, copied into `arena` (one each per fwd entry):
+       fwd[0]'s put ticket goes in its header as its ticket, the rest as its forward_tickets; the
+       first hop ticket was this node's (checked), the rest go on as its hop_tickets. */
     Dfs__V1__Ticket *fwd_tickets[DFS_STORAGE_FORWARD_MAX];
+    Dfs__V1__Ticket *hop_tickets[DFS_STORAGE_FORWARD_MAX];
     dfs_arena arena;
     uint64_t forward_rate; /* the header's, passed on unchanged */
     dfs_rpc_loop *loop;
@@ -342,7 +375,8 @@ struct chain {
     uint64_t rate;             /* bytes/s this put sends at: min(header, node); 0 = no limit */
     dfs_rpc_timer timer;
     int status;                         /* the call's outcome, once ended */
-    char *error;                        /* "STATUS: message" when status != DFS_OK */
+    char *error;                        /* "STATUS: message" when status != DFS_OK: the log's */
+    char ack_error[96];                 /* what the client's ack says instead (no details) */
     Dfs__V1__PutFragmentResponse *resp; /* the downstream answer */
     uint64_t forwarded;                 /* message bytes handed to the call */
     int64_t t0_ns;
@@ -508,7 +542,13 @@ static void clean_text(const char *s, char *out, size_t cap)
     out[i] = '\0';
 }
 
-/* Record why the downstream call failed, as "STATUS: message" (the first reason wins). */
+/*
+ * Record why the downstream call failed (the first reason wins): "STATUS: message" for this node's
+ * log, and for the client's ack only "next node unavailable" (it could not be reached, or its call
+ * broke) or "next node refused the copy (STATUS)" (it answered with an error of its own). What
+ * gRPC says about a connection (refused, reset, another protocol...) never goes back to the
+ * client: a forward list must not be a way to learn what listens where.
+ */
 static void chain_set_error(struct chain *c, int code, const char *message)
 {
     if (c->error != NULL)
@@ -517,6 +557,24 @@ static void chain_set_error(struct chain *c, int code, const char *message)
     clean_text(message, text, sizeof text);
     c->status = code;
     dfs_seterr(&c->error, code, "%s: %s", code_name(code), text[0] != '\0' ? text : "no detail");
+    if (c->ack_error[0] != '\0')
+        return; /* this node gave the next one up, and said why (chain_give_up) */
+    switch (code) {
+    case DFS_EEXIST:
+    case DFS_EPERM:
+    case DFS_EUNAUTH:
+    case DFS_ENOSPC:
+    case DFS_EDATALOSS:
+    case DFS_EINVAL:
+    case DFS_EPRECOND:
+    case DFS_ERANGE:
+        snprintf(c->ack_error, sizeof c->ack_error, "next node refused the copy (%s)",
+                 code_name(code));
+        break;
+    default:
+        snprintf(c->ack_error, sizeof c->ack_error, "next node unavailable");
+        break;
+    }
 }
 
 /* The downstream failed on its own (not cancelled by us): count and log it. */
@@ -580,10 +638,13 @@ static void chain_done(dfs_rpc_ccall *call, void *arg, int status, const char *m
     put_unref(p);
 }
 
-/* Give up on the downstream call with a reason its done will report. */
+/* Give up on the downstream call with a reason its done will report (our own words, so the
+   client's ack may say them too). */
 static void chain_give_up(struct put_call *p, int code, const char *why)
 {
     struct chain *c = p->chain;
+    if (c->error == NULL && c->ack_error[0] == '\0')
+        snprintf(c->ack_error, sizeof c->ack_error, "next node unavailable: %s", why);
     c->broken = true;
     if (c->dc != NULL)
         dfs_rpc_ccall_cancel_with(c->dc, code, why);
@@ -666,6 +727,8 @@ static grpc_byte_buffer *chain_first_message(struct put_call *p, grpc_slice flat
     h.ticket = c->fwd_tickets[0];
     h.forward_tickets = c->fwd_tickets + 1;
     h.n_forward_tickets = c->nfwd - 1;
+    h.hop_tickets = c->hop_tickets + 1;
+    h.n_hop_tickets = c->nfwd - 1;
     size_t hlen = dfs__v1__fragment_header__get_packed_size(&h);
     grpc_slice parts[3];
     size_t n = 0;
@@ -741,9 +804,12 @@ static void chain_open(struct put_call *p)
 
 /*
  * The part of a header's forward list check that needs this node (the form was checked by
- * dfs_validate_fragment_header): no entry may be this node's advertised address (a loop).
+ * dfs_validate_fragment_header): no entry may be this node's advertised address (a loop), and the
+ * first hop needs this node's forward ticket, signed by the metadata service, naming forward[0]
+ * and the node whose put ticket goes there. Nothing is dialled before this passes.
  */
-static int check_forward(dfs_storage_service *svc, const Dfs__V1__FragmentHeader *h, char **err)
+static int check_forward(dfs_storage_service *svc, dfs_rpc_call *call,
+                         const Dfs__V1__FragmentHeader *h, char **err)
 {
     int rc = DFS_OK;
     pthread_mutex_lock(&svc->mu);
@@ -753,7 +819,12 @@ static int check_forward(dfs_storage_service *svc, const Dfs__V1__FragmentHeader
                             "fragment %s: the forward list names this node (%s): a loop",
                             h->fragment_id, svc->self);
     pthread_mutex_unlock(&svc->mu);
-    return rc;
+    if (rc != DFS_OK)
+        return rc;
+    const Dfs__V1__Ticket *next = h->forward_tickets[0];
+    const char *next_node = next != NULL && next->node_id != NULL ? next->node_id : "";
+    return check_ticket_peer(svc, call, h->hop_tickets[0], DFS_TICKET_FORWARD, h->fragment_id,
+                             next_node, h->forward[0], err);
 }
 
 /* Set up the chain state of a put whose header has a forward list. */
@@ -770,12 +841,16 @@ static int chain_create(struct put_call *p, const Dfs__V1__FragmentHeader *h, ch
         c->nfwd++;
         /* The next nodes check their own tickets; a malformed one is theirs to refuse. */
         c->fwd_tickets[i] = dfs_ticket_pb_copy(&c->arena, h->forward_tickets[i]);
-        if (c->fwd_tickets[i] == NULL) {
+        c->hop_tickets[i] = dfs_ticket_pb_copy(&c->arena, h->hop_tickets[i]);
+        for (int k = 0; k < 2; k++) {
+            Dfs__V1__Ticket **t = k == 0 ? &c->fwd_tickets[i] : &c->hop_tickets[i];
+            if (*t != NULL)
+                continue;
             Dfs__V1__Ticket *empty = dfs_arena_alloc(&c->arena, sizeof *empty);
             if (empty == NULL)
                 return dfs_seterr(err, DFS_ENOMEM, "PutFragment: out of memory");
             dfs__v1__ticket__init(empty);
-            c->fwd_tickets[i] = empty;
+            *t = empty;
         }
     }
     c->forward_rate = h->forward_rate;
@@ -791,6 +866,30 @@ static int chain_create(struct put_call *p, const Dfs__V1__FragmentHeader *h, ch
 
 /* ---- PutFragment: upstream ---- */
 
+/*
+ * Fragments are write-once (storage.proto): a stored fragment of another size is refused at once,
+ * before any byte is taken; one of the same size is compared when the upload is complete
+ * (dfs_frag_writer_commit_new).
+ */
+static int check_not_stored(dfs_storage_service *svc, const Dfs__V1__FragmentHeader *h, char **err)
+{
+    struct dfs_frag_info info;
+    int rc = dfs_frag_store_stat(svc->store, h->fragment_id, &info, NULL);
+    if (rc == DFS_ENOTFOUND || (rc == DFS_OK && info.size == h->size))
+        return DFS_OK;
+    if (rc == DFS_OK)
+        return dfs_seterr(err, DFS_EEXIST,
+                          "fragment %s is already stored here (%" PRIu64 " bytes, not %" PRIu64
+                          "): a stored fragment is never replaced by a put",
+                          h->fragment_id, info.size, h->size);
+    if (rc == DFS_EDATALOSS)
+        return dfs_seterr(err, DFS_EEXIST,
+                          "fragment %s is already stored here (unreadable; a repair replaces it): "
+                          "a stored fragment is never replaced by a put",
+                          h->fragment_id);
+    return dfs_seterr(err, rc, "fragment %s: cannot look at what is stored", h->fragment_id);
+}
+
 /* The first message: start the writer, after checking that the fragment can fit. */
 static int put_begin(struct put_call *p, const struct dfs_put_msg *m, char **err)
 {
@@ -803,8 +902,10 @@ static int put_begin(struct put_call *p, const struct dfs_put_msg *m, char **err
         rc = dfs_validate_fragment_header(h, err);
     if (rc == DFS_OK)
         rc = check_ticket(p->svc, p->call, h->ticket, DFS_TICKET_PUT, h->fragment_id, err);
+    if (rc == DFS_OK)
+        rc = check_not_stored(p->svc, h, err);
     if (rc == DFS_OK && h->n_forward > 0)
-        rc = check_forward(p->svc, h, err);
+        rc = check_forward(p->svc, p->call, h, err);
     if (rc == DFS_OK)
         rc = dfs_frag_writer_begin(p->svc->store, h->fragment_id, h->size, &p->w, err);
     if (rc == DFS_OK) {
@@ -849,7 +950,7 @@ static void put_reply_chain(struct put_call *p, Dfs__V1__PutFragmentResponse *re
     /* forward[0]: the call's outcome, and its figures must be ours. */
     if (d == NULL) {
         snprintf(first, sizeof first, "%s",
-                 c->error != NULL ? c->error : "INTERNAL: no answer from the next node");
+                 c->ack_error[0] != '\0' ? c->ack_error : "next node unavailable");
         acks[0].error = first;
     } else if (strcmp(d->fragment_id, p->id) != 0 || d->size != p->size ||
                d->checksum != p->checksum) {
@@ -864,6 +965,7 @@ static void put_reply_chain(struct put_call *p, Dfs__V1__PutFragmentResponse *re
         acks[0].ok = true;
         acks[0].size = d->size;
         acks[0].checksum = d->checksum;
+        acks[0].receipt = d->receipt; /* the metadata service checks it at commit */
     }
     /* forward[1..]: relayed from forward[0]'s own chain, which must list them in order. */
     if (d == NULL)
@@ -886,6 +988,7 @@ static void put_reply_chain(struct put_call *p, Dfs__V1__PutFragmentResponse *re
             acks[i].ok = true;
             acks[i].size = a->size;
             acks[i].checksum = a->checksum;
+            acks[i].receipt = a->receipt;
         }
     }
     size_t nok = 0;
@@ -911,6 +1014,11 @@ static void put_reply(struct put_call *p)
     resp.fragment_id = p->id;
     resp.size = p->size;
     resp.checksum = p->checksum;
+    uint8_t receipt[DFS_RECEIPT_LEN];
+    if (make_receipt(p->svc, p->id, p->size, p->checksum, receipt)) {
+        resp.receipt.data = receipt;
+        resp.receipt.len = sizeof receipt;
+    }
     if (p->chain != NULL)
         put_reply_chain(p, &resp);
     else
@@ -930,11 +1038,17 @@ static void put_commit(struct put_call *p)
     dfs_frag_writer *w = p->w;
     p->w = NULL;
     char *err = NULL;
-    int rc = dfs_frag_writer_commit(w, &p->checksum, &err);
+    bool already = false;
+    int rc = dfs_frag_writer_commit_new(w, &p->checksum, &already, &err);
     if (rc != DFS_OK) {
         put_fail_err(p, rc, err);
         return;
     }
+    if (already)
+        dfs_log(DFS_LOG_INFO,
+                "put of a stored fragment, same bytes: nothing written id=%s size=%" PRIu64
+                " checksum=%08x",
+                p->id, p->size, p->checksum);
     p->committed = true;
     atomic_fetch_add(&p->svc->puts_ok, 1);
     struct chain *c = p->chain;

@@ -21,14 +21,21 @@
  *     itself refuses a stream that delivered fewer bytes than declared (INVALID_ARGUMENT), which is
  *     also how a client's cancel is caught when gRPC reports it as a clean end of stream. Any
  *     failure aborts the writer: nothing partial is ever visible, and what was stored under the
- *     id before stays. Answer: {fragment_id, size, checksum}, once the fragment is durable.
+ *     id before stays. Fragments are write-once (dfs_frag_writer_commit_new): a stored fragment
+ *     of another size is ALREADY_EXISTS at the header, one of the same size when the upload is
+ *     complete unless it has the same checksum (a retry: nothing is written). Answer:
+ *     {fragment_id, size, checksum, receipt}, once the fragment is durable; the receipt is this
+ *     node's (common/receipt.h), the proof CommitFile asks for.
  *   PutFragment with a chain (header.forward non-empty; storage.proto is the contract). The list
  *     is checked before anything is written: at most DFS_STORAGE_FORWARD_MAX entries, each a
  *     printable host:port (no spaces or control characters, port 1-65535, at most
- *     DFS_STORAGE_ADDR_MAX bytes), no entry twice, and none equal to this node's advertised
- *     address (a loop); otherwise INVALID_ARGUMENT. The node then opens a PutFragment call to
- *     forward[0] on the call's own loop thread (one cached channel per address), whose first
- *     message carries the header {id, size, forward[1..], forward_rate} and the first message's
+ *     DFS_STORAGE_ADDR_MAX bytes), no entry twice, a forward ticket and a hop ticket each, and none
+ *     equal to this node's advertised address (a loop); otherwise INVALID_ARGUMENT. hop_tickets[0]
+ *     must be this node's TICKET_FORWARD naming forward[0] and the node forward_tickets[0] is for
+ *     (PERMISSION_DENIED otherwise): nothing is dialled that the metadata service did not sign.
+ *     The node then opens a PutFragment call to forward[0] on the call's own loop thread (one
+ *     cached channel per address), whose first message carries the header {id, size,
+ *     forward[1..], forward_rate, the tickets and hop tickets [1..]} and the first message's
  *     data and CRCs unchanged; every later message is passed on as the very bytes received. Each
  *     message is handed downstream first, then written locally, and the next upstream message is
  *     asked for only once both are done, so memory per call stays at one message and upstream
@@ -40,11 +47,13 @@
  *     the local copy is committed first (a failure fails the call and cancels the downstream
  *     call), then the downstream stream is closed and its answer awaited; the answer adds
  *     `chain`: forward[0]'s ack from the downstream call (ok only if it succeeded with the same
- *     id, size and checksum), then the acks it relayed (each must name forward[i] in order and,
- *     when ok, carry the same size and checksum; else ok = false). A downstream failure at any
- *     point (unreachable, reset, DATA_LOSS, its deadline: the caller's, less a tenth up to 1 s)
- *     stops the forwarding but not the local write: forward[0] gets ok = false with
- *     "STATUS: message", and every later entry "not reached: <forward[0]> failed before it". A
+ *     id, size and checksum, with its receipt), then the acks it relayed (each must name
+ *     forward[i] in order and, when ok, carry the same size and checksum; else ok = false). A
+ *     downstream failure at any point (unreachable, reset, DATA_LOSS, its deadline: the caller's,
+ *     less a tenth up to 1 s) stops the forwarding but not the local write: forward[0] gets
+ *     ok = false with "next node unavailable" (or "next node refused the copy (STATUS)" when it
+ *     answered with an error of its own; the details go to this node's log only, never to the
+ *     client), and every later entry "not reached: <forward[0]> failed before it". A
  *     failure of this node's own write, or the client's cancel, cancels the downstream call,
  *     which cancels the rest of the chain in turn.
  *   GetFragment (server streaming). Range [offset, offset + length), length 0 = to the end;

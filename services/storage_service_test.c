@@ -5,6 +5,7 @@
 #include "common/err.h"
 #include "common/id.h"
 #include "common/log.h"
+#include "common/receipt.h"
 #include "dfs/v1/storage.pb-c.h"
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
@@ -399,6 +400,9 @@ struct put_run {
     /* Tickets: 0 = a good one for this node; else the op in the header's ticket instead, or
        -1 for none, -2 for one that expired. */
     int ticket_op;
+    /* Hop tickets (chain): 0 = good ones; 1 = none; 2 = a put ticket where the first hop's
+       should be; 3 = a first hop ticket for another address; 4 = one for another node. */
+    int hop_mode;
     uint64_t sent;
     uint32_t msgs;
     bool paused;
@@ -417,7 +421,11 @@ struct put_run {
         char error[512];
         uint32_t checksum;
         uint64_t size;
+        uint8_t receipt[64];
+        size_t receipt_len;
     } acks[DFS_STORAGE_FORWARD_MAX + 1];
+    uint8_t receipt[64]; /* the response's */
+    size_t receipt_len;
 };
 
 static void put_init(struct put_run *r, struct fx *f, const char *id, const unsigned char *data,
@@ -455,6 +463,9 @@ static void put_resp(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *msg, int 
     snprintf(r->resp_id, sizeof r->resp_id, "%s", resp->fragment_id);
     r->resp_size = resp->size;
     r->resp_checksum = resp->checksum;
+    r->receipt_len = resp->receipt.len < sizeof r->receipt ? resp->receipt.len : 0;
+    if (r->receipt_len > 0)
+        memcpy(r->receipt, resp->receipt.data, r->receipt_len);
     assert_true(resp->n_chain <= DFS_STORAGE_FORWARD_MAX + 1);
     r->nacks = resp->n_chain;
     for (size_t i = 0; i < resp->n_chain; i++) {
@@ -464,6 +475,9 @@ static void put_resp(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *msg, int 
         snprintf(r->acks[i].error, sizeof r->acks[i].error, "%s", a->error);
         r->acks[i].checksum = a->checksum;
         r->acks[i].size = a->size;
+        r->acks[i].receipt_len = a->receipt.len < sizeof r->acks[i].receipt ? a->receipt.len : 0;
+        if (r->acks[i].receipt_len > 0)
+            memcpy(r->acks[i].receipt, a->receipt.data, r->acks[i].receipt_len);
     }
     protobuf_c_message_free_unpacked(msg, NULL);
 }
@@ -491,11 +505,26 @@ static void put_send_next(struct put_run *r)
     if (r->ticket_op != -1)
         h.ticket = dfs_test_ticket(&own, r->ticket_op > 0 ? r->ticket_op : DFS_TICKET_PUT, r->id,
                                    r->f->node_id, r->ticket_op == -2 ? -1 : 0);
-    for (size_t i = 0; i < r->nforward && i < DFS_STORAGE_FORWARD_MAX; i++)
+    struct dfs_test_ticket hop[DFS_STORAGE_FORWARD_MAX];
+    Dfs__V1__Ticket *hop_ptrs[DFS_STORAGE_FORWARD_MAX];
+    for (size_t i = 0; i < r->nforward && i < DFS_STORAGE_FORWARD_MAX; i++) {
         fwd_ptrs[i] =
             dfs_test_ticket(&fwd[i], DFS_TICKET_PUT, r->id, dfs_test_node_of(r->forward[i]), 0);
+        /* Hop i: from the node before forward[i] (this one for i = 0) to forward[i]. */
+        const char *from = i == 0 ? r->f->node_id : dfs_test_node_of(r->forward[i - 1]);
+        const char *to = dfs_test_node_of(r->forward[i]), *to_addr = r->forward[i];
+        if (i == 0 && r->hop_mode == 3)
+            to_addr = "127.0.0.1:9";
+        if (i == 0 && r->hop_mode == 4)
+            to = from;
+        hop_ptrs[i] = i == 0 && r->hop_mode == 2
+                          ? dfs_test_ticket(&hop[i], DFS_TICKET_PUT, r->id, from, 0)
+                          : dfs_test_forward_ticket(&hop[i], r->id, from, to, to_addr);
+    }
     h.forward_tickets = fwd_ptrs;
     h.n_forward_tickets = r->nforward <= DFS_STORAGE_FORWARD_MAX ? r->nforward : 0;
+    h.hop_tickets = hop_ptrs;
+    h.n_hop_tickets = r->hop_mode == 1 ? 0 : h.n_forward_tickets;
     Dfs__V1__PutFragmentRequest req = DFS__V1__PUT_FRAGMENT_REQUEST__INIT;
     if ((r->msgs == 0 && !r->no_header) || (r->msgs == 1 && r->header_twice))
         req.header = &h;
@@ -815,13 +844,69 @@ static void test_wrong_crc_keeps_old_version(void **state)
     expect_status(get_range(f, id, 0, 0, &g), DFS_OK, g.message);
     assert_memory_equal(g.buf, old, n);
     free(g.buf);
-    /* A good retry replaces it. */
-    expect_status(put_all(f, id, new, n, &p), DFS_OK, p.message);
+    /* A good put of other bytes does not replace it either: fragments are write-once. */
+    expect_status(put_all(f, id, new, n, &p), DFS_EEXIST, p.message);
     expect_status(get_range(f, id, 0, 0, &g), DFS_OK, g.message);
-    assert_memory_equal(g.buf, new, n);
+    assert_memory_equal(g.buf, old, n);
     free(g.buf);
     free(old);
     free(new);
+}
+
+/* Whether receipt[0..len) is node_id's receipt for (id, size, checksum). */
+static bool receipt_ok(const char *node_id, const char *id, uint64_t size, uint32_t checksum,
+                       const uint8_t *receipt, size_t len)
+{
+    uint8_t key[DFS_TICKET_KEY_LEN];
+    dfs_test_node_key(node_id, key);
+    return dfs_receipt_check(key, receipt, len, id, node_id, size, checksum, NULL) == DFS_OK;
+}
+
+/*
+ * Fragments are write-once: a put of a stored id with other bytes is ALREADY_EXISTS (at once for
+ * another size), whatever its ticket; the same bytes again (a retry whose answer was lost)
+ * succeed without writing, with the same receipt. Every answer carries the node's receipt.
+ */
+static void test_put_write_once(void **state)
+{
+    struct fx *f = *state;
+    size_t n = B + 100;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(12, id);
+    unsigned char *a = make_data(n, 12), *b = make_data(n, 13);
+    uint32_t sum = checksum_of(a, n);
+    struct put_run p;
+    expect_status(put_all(f, id, a, n, &p), DFS_OK, p.message);
+    assert_true(receipt_ok(f->node_id, id, n, sum, p.receipt, p.receipt_len));
+    uint8_t first[64];
+    memcpy(first, p.receipt, sizeof first);
+    /* A replay with other bytes, a valid ticket and all. */
+    expect_status(put_all(f, id, b, n, &p), DFS_EEXIST, p.message);
+    assert_non_null(strstr(p.message, "never replaced by a put"));
+    assert_false(p.got_resp);
+    /* Another size: refused before any byte is taken. */
+    put_init(&p, f, id, b, n - 1);
+    p.pause = 0;
+    put_start(&p);
+    run_until(f, &p.done);
+    expect_status(p.status, DFS_EEXIST, p.message);
+    assert_non_null(strstr(p.message, "bytes, not"));
+    struct get_run g;
+    expect_status(get_range(f, id, 0, 0, &g), DFS_OK, g.message);
+    assert_int_equal(g.len, n);
+    assert_memory_equal(g.buf, a, n);
+    free(g.buf);
+    /* The same bytes again: the same fragment, a receipt, nothing rewritten. */
+    struct dfs_frag_info before, after;
+    assert_int_equal(dfs_frag_store_stat(f->store, id, &before, NULL), DFS_OK);
+    expect_status(put_all(f, id, a, n, &p), DFS_OK, p.message);
+    assert_int_equal(p.resp_checksum, sum);
+    assert_memory_equal(p.receipt, first, DFS_RECEIPT_LEN);
+    assert_int_equal(dfs_frag_store_stat(f->store, id, &after, NULL), DFS_OK);
+    assert_int_equal(after.stored_ms, before.stored_ms);
+    wait_idle(f);
+    free(a);
+    free(b);
 }
 
 static void test_missing_header(void **state)
@@ -1276,6 +1361,10 @@ static void assert_ack_ok(const struct put_run *r, size_t i, const char *addr, u
     assert_string_equal(r->acks[i].error, "");
     assert_int_equal(r->acks[i].size, size);
     assert_int_equal(r->acks[i].checksum, checksum);
+    /* The node's own receipt, relayed up the chain for the commit. */
+    if (!receipt_ok(dfs_test_node_of(addr), r->id, size, checksum, r->acks[i].receipt,
+                    r->acks[i].receipt_len))
+        fail_msg("ack %zu (%s): no valid receipt", i, addr);
 }
 
 /* Ack i says the node did not store it, with an error containing `what`. */
@@ -1286,6 +1375,11 @@ static void assert_ack_failed(const struct put_run *r, size_t i, const char *add
     assert_false(r->acks[i].ok);
     if (strstr(r->acks[i].error, what) == NULL)
         fail_msg("ack %zu (%s): error \"%s\" does not say \"%s\"", i, addr, r->acks[i].error, what);
+    /* Never what the connection said: a forward list is no way to learn what listens where. */
+    if (strstr(r->acks[i].error, "ipv4") != NULL || strstr(r->acks[i].error, "onnect") != NULL ||
+        strstr(r->acks[i].error, "Connection") != NULL)
+        fail_msg("ack %zu (%s): error \"%s\" tells about the connection", i, addr,
+                 r->acks[i].error);
 }
 
 static void stats_of(struct fx *f, struct dfs_storage_service_stats *st)
@@ -1380,7 +1474,7 @@ static void test_chain_dead_downstream(void **state)
     expect_status(chain_put(&c->n[0], id, data, n, fwd1, 2, 0, &p), DFS_OK, p.message);
     assert_int_equal(p.resp_checksum, sum);
     assert_int_equal(p.nacks, 2);
-    assert_ack_failed(&p, 0, c->dead, "UNAVAILABLE");
+    assert_ack_failed(&p, 0, c->dead, "next node unavailable");
     char want[128];
     snprintf(want, sizeof want, "not reached: %s failed before it", c->dead);
     assert_ack_failed(&p, 1, c->n[2].addr, want);
@@ -1397,7 +1491,7 @@ static void test_chain_dead_downstream(void **state)
     expect_status(chain_put(&c->n[0], id, data, n, fwd2, 2, 0, &p), DFS_OK, p.message);
     assert_int_equal(p.nacks, 2);
     assert_ack_ok(&p, 0, c->n[1].addr, n, sum);
-    assert_ack_failed(&p, 1, c->dead, "UNAVAILABLE");
+    assert_ack_failed(&p, 1, c->dead, "next node unavailable");
     assert_stored(&c->n[0], id, data, n, sum);
     assert_stored(&c->n[1], id, data, n, sum);
     free(data);
@@ -1605,6 +1699,19 @@ static void test_chain_bad_forward_lists(void **state)
             fail_msg("entry %zu: %s", i, p.message);
         assert_null(strchr(p.message, '\n'));
     }
+    /* Hops without their forward tickets: none, a put ticket instead, one for another address
+       or another node. */
+    const char *two[] = {c->n[1].addr, c->n[2].addr};
+    for (int mode = 1; mode <= 4; mode++) {
+        put_init(&p, a, id, data, B);
+        p.forward = two;
+        p.nforward = 2;
+        p.hop_mode = mode;
+        put_start(&p);
+        run_until(a, &p.done);
+        expect_status(p.status, mode == 1 ? DFS_EINVAL : DFS_EPERM, p.message);
+        assert_non_null(strstr(p.message, mode == 1 ? "hop tickets" : "forward refused"));
+    }
     assert_not_stored(a, id);
     /* Nobody downstream was contacted. */
     struct dfs_storage_service_stats st;
@@ -1620,7 +1727,7 @@ static void test_chain_bad_forward_lists(void **state)
     expect_status(chain_put(a, id, data, B, manyp, DFS_STORAGE_FORWARD_MAX, 0, &p), DFS_OK,
                   p.message);
     assert_int_equal(p.nacks, DFS_STORAGE_FORWARD_MAX);
-    assert_ack_failed(&p, 0, c->dead, "UNAVAILABLE");
+    assert_ack_failed(&p, 0, c->dead, "next node unavailable");
     for (size_t i = 1; i < DFS_STORAGE_FORWARD_MAX; i++)
         assert_ack_failed(&p, i, many[i], "not reached");
     assert_stored(a, id, data, B, checksum_of(data, B));
@@ -1830,6 +1937,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_small_chunks, setup_small_chunks, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_crc_is_data_loss, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_crc_keeps_old_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_write_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_ids, setup, teardown),

@@ -18,7 +18,10 @@ Dfs__V1__Ticket *dfs_ticket_pb(dfs_arena *a, const struct dfs_ticket *t)
     m->expires_ms = t->expires_ms;
     m->mac.data = dfs_arena_memdup(a, t->mac, sizeof t->mac);
     m->mac.len = sizeof t->mac;
-    if (m->file_id == NULL || m->fragment_id == NULL || m->node_id == NULL || m->mac.data == NULL)
+    m->peer_node_id = dfs_arena_strdup(a, t->peer_node_id);
+    m->peer_address = dfs_arena_strdup(a, t->peer_address);
+    if (m->file_id == NULL || m->fragment_id == NULL || m->node_id == NULL || m->mac.data == NULL ||
+        m->peer_node_id == NULL || m->peer_address == NULL)
         return NULL;
     return m;
 }
@@ -40,7 +43,10 @@ int dfs_ticket_from_pb(const Dfs__V1__Ticket *m, struct dfs_ticket *out, char **
     out->expires_ms = m->expires_ms;
     if (!copy_text(out->file_id, sizeof out->file_id, m->file_id) ||
         !copy_text(out->fragment_id, sizeof out->fragment_id, m->fragment_id) ||
-        !copy_text(out->node_id, sizeof out->node_id, m->node_id) || m->mac.len != sizeof out->mac)
+        !copy_text(out->node_id, sizeof out->node_id, m->node_id) ||
+        !copy_text(out->peer_node_id, sizeof out->peer_node_id, m->peer_node_id) ||
+        !copy_text(out->peer_address, sizeof out->peer_address, m->peer_address) ||
+        m->mac.len != sizeof out->mac)
         return dfs_seterr(errmsg, DFS_EPERM, "malformed ticket");
     memcpy(out->mac, m->mac.data, sizeof out->mac);
     return DFS_OK;
@@ -64,4 +70,6 @@ void dfs_ticket_pb_view(const struct dfs_ticket *t, Dfs__V1__Ticket *m)
     m->expires_ms = t->expires_ms;
     m->mac.data = (uint8_t *)t->mac;
     m->mac.len = sizeof t->mac;
+    m->peer_node_id = (char *)t->peer_node_id;
+    m->peer_address = (char *)t->peer_address;
 }

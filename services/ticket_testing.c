@@ -65,3 +65,27 @@ Dfs__V1__Ticket *dfs_test_ticket(struct dfs_test_ticket *tt, enum dfs_ticket_op 
     dfs_ticket_pb_view(&tt->t, &tt->m);
     return &tt->m;
 }
+
+Dfs__V1__Ticket *dfs_test_forward_ticket(struct dfs_test_ticket *tt, const char *fragment_id,
+                                         const char *node_id, const char *peer_node_id,
+                                         const char *peer_address)
+{
+    static const char zero[] = "00000000000000000000000000000000";
+    if (!dfs_id_valid(node_id))
+        node_id = zero;
+    if (!dfs_id_valid(peer_node_id))
+        peer_node_id = zero;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t exp = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 3600 * 1000;
+    uint8_t key[DFS_TICKET_KEY_LEN];
+    dfs_test_node_key(node_id, key);
+    memset(tt, 0, sizeof *tt);
+    if (dfs_ticket_make_forward(key, fragment_id, node_id, peer_node_id, peer_address, exp, &tt->t,
+                                NULL) != 0) {
+        tt->t.op = DFS_TICKET_FORWARD; /* a malformed one, refused as such */
+        tt->t.expires_ms = exp;
+    }
+    dfs_ticket_pb_view(&tt->t, &tt->m);
+    return &tt->m;
+}

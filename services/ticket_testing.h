@@ -25,6 +25,14 @@ Dfs__V1__Ticket *dfs_test_ticket(struct dfs_test_ticket *tt, enum dfs_ticket_op 
                                  const char *fragment_id, const char *node_id, int64_t ttl_ms);
 
 /*
+ * A forward ticket (a chain put's hop): node_id may forward fragment_id to peer_node_id at
+ * peer_address, valid for an hour. Invalid node ids become the all-zero node (as above).
+ */
+Dfs__V1__Ticket *dfs_test_forward_ticket(struct dfs_test_ticket *tt, const char *fragment_id,
+                                         const char *node_id, const char *peer_node_id,
+                                         const char *peer_address);
+
+/*
  * Which node answers at an address, so that a test can sign the tickets a chain's next nodes or a
  * repair's sources need. remember records (addr, node id) (both copied; the newest of the last
  * 256 wins, since later fixtures reuse ports); node_of returns the id, or "unknown" (borrowed,

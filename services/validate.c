@@ -5,6 +5,8 @@
 #include "common/err.h"
 #include "common/id.h"
 #include "common/path.h"
+#include "common/receipt.h"
+#include "common/token.h"
 #include "services/rpc/client.h"
 #include "storage/frag_header.h"
 
@@ -101,15 +103,25 @@ int dfs_validate_register_node(const Dfs__V1__RegisterNodeRequest *req, char **e
     if (n > DFS_VALIDATE_ZONE_MAX)
         return dfs_seterr(errmsg, DFS_EINVAL, "zone is %zu bytes, at most %d are allowed", n,
                           DFS_VALIDATE_ZONE_MAX);
+    size_t idlen = strlen(req->node_token_id);
+    if ((idlen == 0) != (req->node_token_sha256.len == 0))
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "node_token_id and node_token_sha256 come together (an enrollment)");
+    if (idlen != 0 && (idlen != DFS_TOKEN_ID_HEX || !dfs_id_is_hex(req->node_token_id, idlen))) {
+        struct quote b;
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "node_token_id \"%s\" is not a token id (want %d lower-case hex digits)",
+                          q(req->node_token_id, &b), DFS_TOKEN_ID_HEX);
+    }
+    if (idlen != 0 && req->node_token_sha256.len != DFS_TOKEN_HASH_LEN)
+        return dfs_seterr(errmsg, DFS_EINVAL, "node_token_sha256 must be %d bytes, not %zu",
+                          DFS_TOKEN_HASH_LEN, req->node_token_sha256.len);
     return check_usage(req->capacity_bytes, req->used_bytes, req->free_bytes, req->fragment_count,
                        errmsg);
 }
 
 int dfs_validate_heartbeat(const Dfs__V1__HeartbeatRequest *req, char **errmsg)
 {
-    int rc = check_id("node_id", req->node_id, errmsg);
-    if (rc != DFS_OK)
-        return rc;
     return check_usage(req->capacity_bytes, req->used_bytes, req->free_bytes, req->fragment_count,
                        errmsg);
 }
@@ -228,6 +240,16 @@ int dfs_validate_commit_file(const Dfs__V1__CommitFileRequest *req, char **errms
                                       "fragment %" PRIu32 ": node %s is listed twice", f->index,
                                       f->node_ids[j]);
         }
+        /* Receipts are checked by the service (it holds the keys); their shape here. */
+        if (f->n_receipts != 0 && f->n_receipts != f->n_node_ids)
+            return dfs_seterr(errmsg, DFS_EINVAL,
+                              "fragment %" PRIu32 ": %zu receipts for %zu nodes (one each)",
+                              f->index, f->n_receipts, f->n_node_ids);
+        for (size_t j = 0; j < f->n_receipts; j++)
+            if (f->receipts[j].len != 0 && f->receipts[j].len != DFS_RECEIPT_LEN)
+                return dfs_seterr(errmsg, DFS_EINVAL,
+                                  "fragment %" PRIu32 ": receipts[%zu] is %zu bytes, not %d",
+                                  f->index, j, f->receipts[j].len, DFS_RECEIPT_LEN);
     }
     return DFS_OK;
 }
@@ -298,9 +320,7 @@ static int check_id_list(const char *what, char *const *ids, size_t n, char **er
 
 int dfs_validate_report_fragments(const Dfs__V1__ReportFragmentsRequest *req, char **errmsg)
 {
-    int rc = check_id("node_id", req->node_id, errmsg);
-    if (rc == DFS_OK)
-        rc = check_id_list("corrupt", req->corrupt, req->n_corrupt, errmsg);
+    int rc = check_id_list("corrupt", req->corrupt, req->n_corrupt, errmsg);
     if (rc == DFS_OK)
         rc = check_id_list("present", req->present, req->n_present, errmsg);
     if (rc == DFS_OK && !req->full && (req->n_present > 0 || req->page != 0 || req->last))
@@ -336,6 +356,10 @@ int dfs_validate_fragment_header(const Dfs__V1__FragmentHeader *h, char **errmsg
         return dfs_seterr(errmsg, DFS_EINVAL,
                           "fragment %s: %zu forward addresses but %zu forward tickets (one each)",
                           id, h->n_forward, h->n_forward_tickets);
+    if (h->n_hop_tickets != h->n_forward)
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "fragment %s: %zu forward addresses but %zu hop tickets (one each)", id,
+                          h->n_forward, h->n_hop_tickets);
     for (size_t i = 0; i < h->n_forward; i++) {
         if (check_hostport("forward", i, h->forward[i], errmsg) != DFS_OK)
             return dfs_prefixerr(errmsg, DFS_EINVAL, "fragment %s", id);

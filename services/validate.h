@@ -47,9 +47,10 @@
 /* ---- dfs.v1.Metadata ---- */
 
 /* node_id an id; address a host:port (DFS_VALIDATE_ADDRESS_MAX); zone printable, at most
-   DFS_VALIDATE_ZONE_MAX bytes; every usage figure at most INT64_MAX. */
+   DFS_VALIDATE_ZONE_MAX bytes; every usage figure at most INT64_MAX; node_token_id (16 hex
+   digits) and node_token_sha256 (32 bytes) both or neither. */
 int dfs_validate_register_node(const Dfs__V1__RegisterNodeRequest *req, char **errmsg);
-/* node_id an id; usage figures at most INT64_MAX. */
+/* usage figures at most INT64_MAX. */
 int dfs_validate_heartbeat(const Dfs__V1__HeartbeatRequest *req, char **errmsg);
 /*
  * path a dfs path (common/path.h); size at most INT64_MAX; policy a known one; redundancy, when
@@ -71,7 +72,8 @@ int dfs_validate_replace_target(const Dfs__V1__ReplaceTargetRequest *req, char *
 /*
  * file_id an id; sha256 32 bytes; 1..DFS_VALIDATE_FRAGMENTS_MAX fragments of distinct indexes
  * below DFS_VALIDATE_FRAGMENTS_MAX, sizes at most DFS_FRAG_MAX_SIZE, each acknowledged by
- * 1..DFS_VALIDATE_EC_WIDTH_MAX distinct node ids.
+ * 1..DFS_VALIDATE_EC_WIDTH_MAX distinct node ids, with no receipts or one per node id, each empty
+ * or DFS_RECEIPT_LEN bytes (whether they check is the service's business).
  */
 int dfs_validate_commit_file(const Dfs__V1__CommitFileRequest *req, char **errmsg);
 /* file_id an id. */
@@ -86,8 +88,8 @@ int dfs_validate_delete_file(const Dfs__V1__DeleteFileRequest *req, char **errms
 /* node_id 1..32 lower-case hex digits (an id or a prefix of one); state NODE_DRAINING,
    NODE_DECOMMISSIONED or NODE_ALIVE. */
 int dfs_validate_set_node_state(const Dfs__V1__SetNodeStateRequest *req, char **errmsg);
-/* node_id an id; corrupt and present at most DFS_VALIDATE_REPORT_MAX fragment ids each;
-   present, page and last only with full. */
+/* corrupt and present at most DFS_VALIDATE_REPORT_MAX fragment ids each; present, page and
+   last only with full. (The node is the caller's token's.) */
 int dfs_validate_report_fragments(const Dfs__V1__ReportFragmentsRequest *req, char **errmsg);
 /* list at most DFS_VALIDATE_HEALTH_LIST_MAX. */
 int dfs_validate_get_health(const Dfs__V1__GetHealthRequest *req, char **errmsg);
@@ -96,8 +98,8 @@ int dfs_validate_get_health(const Dfs__V1__GetHealthRequest *req, char **errmsg)
 
 /*
  * PutFragment's first message's header: fragment_id a fragment id; size at most DFS_FRAG_MAX_SIZE;
- * forward at most DFS_VALIDATE_FORWARD_MAX entries, each a host:port, none twice; forward_rate 0
- * or at least DFS_VALIDATE_FORWARD_RATE_MIN.
+ * forward at most DFS_VALIDATE_FORWARD_MAX entries, each a host:port, none twice, with as many
+ * forward_tickets and hop_tickets; forward_rate 0 or at least DFS_VALIDATE_FORWARD_RATE_MIN.
  */
 int dfs_validate_fragment_header(const Dfs__V1__FragmentHeader *h, char **errmsg);
 /* One PutFragment message's data: at most DFS_VALIDATE_CHUNK_MAX bytes, with one CRC per

@@ -70,14 +70,24 @@ static void test_register_and_heartbeat(void **state)
     r.zone = "";
     r.free_bytes = UINT64_MAX;
     expect(dfs_validate_register_node(&r, &msg), &msg, "usage figure");
+    r.free_bytes = 0;
+    /* An enrollment names the node's own token: its id and hash, both or neither. */
+    uint8_t hash[32] = {0};
+    r.node_token_id = "0123456789abcdef";
+    expect(dfs_validate_register_node(&r, &msg), &msg, "come together");
+    r.node_token_sha256.data = hash;
+    r.node_token_sha256.len = 32;
+    expect(dfs_validate_register_node(&r, &msg), &msg, NULL);
+    r.node_token_sha256.len = 31;
+    expect(dfs_validate_register_node(&r, &msg), &msg, "must be 32 bytes, not 31");
+    r.node_token_sha256.len = 32;
+    r.node_token_id = "0123456789ABCDEF";
+    expect(dfs_validate_register_node(&r, &msg), &msg, "is not a token id");
 
     Dfs__V1__HeartbeatRequest h = DFS__V1__HEARTBEAT_REQUEST__INIT;
-    h.node_id = NODE;
     expect(dfs_validate_heartbeat(&h, &msg), &msg, NULL);
     h.used_bytes = (uint64_t)INT64_MAX + 1;
     expect(dfs_validate_heartbeat(&h, &msg), &msg, "usage figure");
-    h.node_id = "";
-    expect(dfs_validate_heartbeat(&h, &msg), &msg, "is not an id");
 }
 
 static void test_create_file(void **state)
@@ -226,6 +236,18 @@ static void test_replace_commit_abort(void **state)
     char *bad[] = {"x"};
     f1.node_ids = bad;
     expect(dfs_validate_commit_file(&c, &msg), &msg, "fragment 1: node_ids \"x\" is not an id");
+    f1.node_ids = nodes;
+    /* Receipts: none (the service refuses the commit), or one of 32 bytes per node. */
+    uint8_t rb[32] = {0};
+    ProtobufCBinaryData receipts[2] = {{32, rb}, {32, rb}};
+    f0.receipts = receipts;
+    f0.n_receipts = 2;
+    expect(dfs_validate_commit_file(&c, &msg), &msg, NULL);
+    f0.n_receipts = 1;
+    expect(dfs_validate_commit_file(&c, &msg), &msg, "fragment 0: 1 receipts for 2 nodes");
+    f0.n_receipts = 2;
+    receipts[1].len = 33;
+    expect(dfs_validate_commit_file(&c, &msg), &msg, "receipts[1] is 33 bytes, not 32");
 
     Dfs__V1__AbortFileRequest a = DFS__V1__ABORT_FILE_REQUEST__INIT;
     a.file_id = FILE_ID;
@@ -275,7 +297,6 @@ static void test_paths_listing_nodes_health(void **state)
 
     Dfs__V1__ReportFragmentsRequest r = DFS__V1__REPORT_FRAGMENTS_REQUEST__INIT;
     char *ids[] = {FRAG, "nope"};
-    r.node_id = NODE;
     r.corrupt = ids;
     r.n_corrupt = 1;
     expect(dfs_validate_report_fragments(&r, &msg), &msg, NULL);
@@ -321,16 +342,22 @@ static void test_storage_requests(void **state)
     h.n_forward = DFS_VALIDATE_FORWARD_MAX;
     h.forward_tickets = tptrs;
     h.n_forward_tickets = DFS_VALIDATE_FORWARD_MAX;
+    h.hop_tickets = tptrs;
+    h.n_hop_tickets = DFS_VALIDATE_FORWARD_MAX;
     h.forward_rate = DFS_VALIDATE_FORWARD_RATE_MIN;
     char *msg = NULL;
     expect(dfs_validate_fragment_header(&h, &msg), &msg, NULL);
-    /* One ticket per forward entry (each next node checks its own). */
+    /* One ticket per forward entry (each next node checks its own), one hop ticket each. */
     h.n_forward_tickets = 1;
     expect(dfs_validate_fragment_header(&h, &msg), &msg, "but 1 forward tickets (one each)");
+    h.n_forward_tickets = DFS_VALIDATE_FORWARD_MAX;
+    h.n_hop_tickets = 0;
+    expect(dfs_validate_fragment_header(&h, &msg), &msg, "but 0 hop tickets (one each)");
     h.n_forward = DFS_VALIDATE_FORWARD_MAX + 1;
     expect(dfs_validate_fragment_header(&h, &msg), &msg, "at most 16 are allowed");
     h.n_forward = 2;
     h.n_forward_tickets = 2;
+    h.n_hop_tickets = 2;
     h.forward_rate = 1;
     expect(dfs_validate_fragment_header(&h, &msg), &msg, "forward_rate 1 is below 1024");
     h.forward_rate = 0;
@@ -341,6 +368,7 @@ static void test_storage_requests(void **state)
            "forward[1] \"host:0\" is not a host:port");
     h.n_forward = 0;
     h.n_forward_tickets = 0;
+    h.n_hop_tickets = 0;
     h.size = DFS_FRAG_MAX_SIZE + 1;
     expect(dfs_validate_fragment_header(&h, &msg), &msg, "is above the largest");
     h.fragment_id = "../../../../etc/passwd";

@@ -38,7 +38,8 @@
  *   - id_locks[i]: held around "look at what is stored under an id, rename over it or unlink it,
  *     adjust the counters" for every id hashing to i, so that replace and delete of one id are
  *     serialised and the counters follow exactly what is on disk. Held only around fstatat +
- *     rename/unlink, never across an fsync;
+ *     rename/unlink (and, for a write-once commit that finds the id taken, the read of the
+ *     stored header), never across an fsync;
  *   - the ab_ok/cd_ok bitmaps and tmp_seq, live: atomics.
  * Lock order: id_locks[i] before stats_mu; at most one id lock at a time.
  */
@@ -109,6 +110,7 @@ static const struct dfs_io_ops posix_ops = {
     .fstatvfs = fstatvfs,
     .mkdirat = mkdirat,
     .renameat = renameat,
+    .renameat2 = renameat2,
     .unlinkat = unlinkat,
     .flock = flock,
     .fdopendir = fdopendir,
@@ -894,8 +896,47 @@ static int ensure_dir(dfs_frag_store *s, _Atomic uint64_t *bits, unsigned bit, c
     return DFS_OK;
 }
 
-/* Rename the finished temporary file into fragments/ab/cd/<id> and make that durable. */
-static int place(dfs_frag_writer *w, bool *renamed, char **errmsg)
+/*
+ * A write-once commit found `id` stored (in directory cdfd, under the id lock): 0 and *already
+ * when it holds `size` bytes with `checksum`, else DFS_EEXIST.
+ */
+static int compare_stored(dfs_frag_store *s, const char *id, uint64_t size, uint32_t checksum,
+                          bool *already, char **errmsg)
+{
+    int fd = -1;
+    struct dfs_frag_header h;
+    uint64_t len = 0;
+    char *why = NULL;
+    int rc = open_checked(s, id, &fd, &h, &len, &why);
+    if (rc == DFS_OK) {
+        s->io->close(fd);
+        if (h.size == size && h.checksum == checksum) {
+            free(why);
+            *already = true;
+            return DFS_OK;
+        }
+        rc = dfs_seterr(errmsg, DFS_EEXIST,
+                        "fragment %s is already stored here (%" PRIu64
+                        " bytes, checksum %08x; this write: %" PRIu64
+                        " bytes, checksum %08x): a stored fragment is never replaced by a put",
+                        id, h.size, h.checksum, size, checksum);
+    } else {
+        rc = dfs_seterr(errmsg, DFS_EEXIST,
+                        "fragment %s is already stored here (%s): a stored fragment is never "
+                        "replaced by a put",
+                        id, why != NULL ? why : dfs_strerror(rc));
+    }
+    free(why);
+    return rc;
+}
+
+/*
+ * Rename the finished temporary file into fragments/ab/cd/<id> and make that durable. noreplace:
+ * never over a stored fragment (see dfs_frag_writer_commit_new; *already and DFS_EEXIST as there,
+ * checksum being this write's).
+ */
+static int place(dfs_frag_writer *w, bool noreplace, uint32_t checksum, bool *renamed,
+                 bool *already, char **errmsg)
 {
     dfs_frag_store *s = w->store;
     const struct dfs_io_ops *io = s->io;
@@ -915,30 +956,48 @@ static int place(dfs_frag_writer *w, bool *renamed, char **errmsg)
     pthread_mutex_t *lock = id_lock(s, w->id);
     pthread_mutex_lock(lock);
     struct stat old;
-    bool had_old = false;
+    bool had_old = false, taken = false;
     int e = 0;
     if (io->fstatat(cdfd, w->id, &old, AT_SYMLINK_NOFOLLOW) == 0)
         had_old = S_ISREG(old.st_mode);
     else if (errno != ENOENT)
         e = errno;
-    if (e == 0 && io->renameat(s->tmpfd, w->tmpname, cdfd, w->id) != 0)
+    if (e == 0 && noreplace) {
+        /* The rename itself refuses a taken name; a file system without RENAME_NOREPLACE
+           (EINVAL) falls back on the look above, which this lock makes just as exclusive. */
+        if (io->renameat2(s->tmpfd, w->tmpname, cdfd, w->id, RENAME_NOREPLACE) == 0)
+            had_old = false;
+        else if (errno == EEXIST || ((errno == EINVAL || errno == ENOSYS) && had_old))
+            taken = true;
+        else if ((errno == EINVAL || errno == ENOSYS) &&
+                 io->renameat(s->tmpfd, w->tmpname, cdfd, w->id) == 0)
+            had_old = false;
+        else
+            e = errno;
+    } else if (e == 0 && io->renameat(s->tmpfd, w->tmpname, cdfd, w->id) != 0) {
         e = errno;
-    if (e == 0) {
+    }
+    if (e == 0 && taken)
+        rc = compare_stored(s, w->id, w->size, checksum, already, errmsg);
+    else if (e == 0) {
         *renamed = true;
         account(s, had_old, had_old ? (uint64_t)old.st_size : 0, true,
                 dfs_frag_file_length(w->size));
     }
     pthread_mutex_unlock(lock);
 
+    /* The directory is fsynced also when the same fragment was found stored: its entry may not
+       be durable yet (a put whose fsync failed, retried). */
     if (e != 0)
         rc = frag_ioerr(errmsg, e, w->id, "rename into place");
-    else if (io->fsync(cdfd) != 0)
+    else if (rc == DFS_OK && io->fsync(cdfd) != 0)
         rc = frag_ioerr(errmsg, errno, w->id, "fsync fragments directory");
     io->close(cdfd);
     return rc;
 }
 
-static int commit(dfs_frag_writer *w, uint32_t *checksum_out, bool *renamed, char **errmsg)
+static int commit(dfs_frag_writer *w, bool noreplace, uint32_t *checksum_out, bool *renamed,
+                  bool *already, char **errmsg)
 {
     const struct dfs_io_ops *io = w->store->io;
     if (w->failed)
@@ -972,25 +1031,40 @@ static int commit(dfs_frag_writer *w, uint32_t *checksum_out, bool *renamed, cha
     w->fd = -1;
     if (io->close(fd) != 0)
         return frag_ioerr(errmsg, errno, w->id, "close");
-    int rc = place(w, renamed, errmsg);
+    int rc = place(w, noreplace, h.checksum, renamed, already, errmsg);
     if (rc != DFS_OK)
         return rc;
     if (checksum_out != NULL)
         *checksum_out = h.checksum;
-    dfs_log(DFS_LOG_DEBUG, "stored fragment id=%s size=%" PRIu64 " checksum=%08x", w->id, w->size,
-            h.checksum);
+    dfs_log(DFS_LOG_DEBUG, "stored fragment id=%s size=%" PRIu64 " checksum=%08x already=%s", w->id,
+            w->size, h.checksum, *already ? "true" : "false");
     return DFS_OK;
 }
 
 int dfs_frag_writer_commit(dfs_frag_writer *w, uint32_t *checksum_out, char **errmsg)
 {
-    bool renamed = false;
-    int rc = commit(w, checksum_out, &renamed, errmsg);
+    bool renamed = false, already = false;
+    int rc = commit(w, false, checksum_out, &renamed, &already, errmsg);
     if (rc == DFS_OK || renamed) {
         writer_free(w);
         return rc;
     }
     dfs_frag_writer_abort(w);
+    return rc;
+}
+
+int dfs_frag_writer_commit_new(dfs_frag_writer *w, uint32_t *checksum_out, bool *already,
+                               char **errmsg)
+{
+    bool renamed = false, same = false;
+    int rc = commit(w, true, checksum_out, &renamed, &same, errmsg);
+    if (already != NULL)
+        *already = rc == DFS_OK && same;
+    if (renamed) {
+        writer_free(w);
+        return rc;
+    }
+    dfs_frag_writer_abort(w); /* the temporary file goes, whether or not it was the same */
     return rc;
 }
 

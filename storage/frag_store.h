@@ -48,6 +48,8 @@ struct dfs_io_ops {
     int (*fstatvfs)(int fd, struct statvfs *st);
     int (*mkdirat)(int dirfd, const char *path, mode_t mode);
     int (*renameat)(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+    int (*renameat2)(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+                     unsigned int flags);
     int (*unlinkat)(int dirfd, const char *path, int flags);
     int (*flock)(int fd, int operation);
     /* Directory listing: fdopendir takes ownership of fd (closedir closes it). */
@@ -159,6 +161,24 @@ int dfs_frag_writer_append(dfs_frag_writer *w, const void *data, size_t len, con
  * already in place but may not survive a crash; a retry of the put is then the cure.
  */
 int dfs_frag_writer_commit(dfs_frag_writer *w, uint32_t *checksum_out, char **errmsg);
+
+/*
+ * dfs_frag_writer_commit for the put path, where fragments are write-once: a fragment id names
+ * one fragment of one immutable file version, so a put never has a reason to replace a stored
+ * fragment (repairs, which may replace a copy found corrupt, use dfs_frag_writer_commit). The
+ * test is made at the rename itself (renameat2 RENAME_NOREPLACE, under the id's lock; where the
+ * file system lacks it, a look under the same lock, which every commit and delete of the id
+ * takes), so of two writes of one id at once only one lands.
+ *
+ * When a fragment is already stored under the id: if it has this write's size and checksum (a
+ * retry whose answer was lost), the write is dropped and the call returns 0 with *already true
+ * and the checksum; otherwise (other bytes, or a stored file whose header does not read) it
+ * returns DFS_EEXIST, and the stored fragment stays as it was. *already (may be NULL) is false
+ * when this write was placed. The directory is fsynced in both successful cases, so a retry
+ * still cures a commit whose final fsync failed. Always frees the writer, as commit does.
+ */
+int dfs_frag_writer_commit_new(dfs_frag_writer *w, uint32_t *checksum_out, bool *already,
+                               char **errmsg);
 
 /* Drop the write: remove the temporary file and free the writer. Accepts NULL. */
 void dfs_frag_writer_abort(dfs_frag_writer *w);

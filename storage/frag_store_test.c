@@ -201,6 +201,23 @@ static int put(dfs_frag_store *s, const char *id, const unsigned char *data, siz
     return dfs_frag_writer_commit(w, checksum, err);
 }
 
+/* put() through dfs_frag_writer_commit_new (the put path: write-once). */
+static int put_new(dfs_frag_store *s, const char *id, const unsigned char *data, size_t size,
+                   bool *already, char **err)
+{
+    dfs_frag_writer *w = NULL;
+    int rc = dfs_frag_writer_begin(s, id, size, &w, err);
+    uint32_t *c = crcs_of(data, size);
+    if (rc == DFS_OK && size > 0)
+        rc = dfs_frag_writer_append(w, data, size, c, dfs_crc32c_nblocks(size), err);
+    free(c);
+    if (rc != DFS_OK) {
+        dfs_frag_writer_abort(w);
+        return rc;
+    }
+    return dfs_frag_writer_commit_new(w, NULL, already, err);
+}
+
 static void put_ok(dfs_frag_store *s, const char *id, const unsigned char *data, size_t size)
 {
     char *err = NULL;
@@ -1237,6 +1254,132 @@ static void test_concurrent_writers(void **state)
     free(data);
 }
 
+/* Renames without RENAME_NOREPLACE, as on a file system that lacks it. */
+static int renameat2_einval(int od, const char *op, int nd, const char *np, unsigned flags)
+{
+    (void)od, (void)op, (void)nd, (void)np, (void)flags;
+    errno = EINVAL;
+    return -1;
+}
+
+/* A stored fragment is never replaced by commit_new; the same bytes again are a retry. */
+static void write_once(struct fx *f, const struct dfs_io_ops *io)
+{
+    dfs_frag_store *s = open_store(f, io);
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(70, id);
+    size_t len = 2 * B + 5;
+    unsigned char *a = pattern(len, 70), *b = pattern(len, 71);
+    bool already = true;
+    char *err = NULL;
+    assert_int_equal(put_new(s, id, a, len, &already, &err), DFS_OK);
+    assert_false(already);
+    /* Other bytes of the same size, or another size: refused, and nothing changes. */
+    assert_int_equal(put_new(s, id, b, len, &already, &err), DFS_EEXIST);
+    assert_non_null(strstr(err, "never replaced by a put"));
+    free(err);
+    err = NULL;
+    assert_int_equal(put_new(s, id, b, len - 1, &already, &err), DFS_EEXIST);
+    free(err);
+    err = NULL;
+    check_stored(s, id, a, len);
+    expect_stats(s, 1, file_len(len));
+    assert_int_equal(count_files(f, "tmp"), 0);
+    /* The very bytes again (a retry whose answer was lost): success, nothing written. */
+    already = false;
+    assert_int_equal(put_new(s, id, a, len, &already, &err), DFS_OK);
+    assert_true(already);
+    expect_stats(s, 1, file_len(len));
+    assert_int_equal(count_files(f, "tmp"), 0);
+    /* A repair (commit) still replaces it; a stored file that does not read is refused too. */
+    put_ok(s, id, b, len);
+    check_stored(s, id, b, len);
+    char path[2 * PATH_MAX];
+    snprintf(path, sizeof path, "%s/fragments/%.2s/%.2s/%s", f->data, id, id + 2, id);
+    write_file(path, "garbage");
+    assert_int_equal(put_new(s, id, b, len, &already, &err), DFS_EEXIST);
+    free(err);
+    err = NULL;
+    /* A fresh id goes in. */
+    make_id(71, id);
+    assert_int_equal(put_new(s, id, a, 0, &already, &err), DFS_OK);
+    assert_false(already);
+    free(a);
+    free(b);
+    dfs_frag_store_close(s);
+}
+
+static void test_write_once(void **state)
+{
+    write_once(*state, NULL);
+}
+
+static void test_write_once_without_noreplace(void **state)
+{
+    static struct dfs_io_ops io;
+    io = *dfs_io_posix();
+    io.renameat2 = renameat2_einval;
+    write_once(*state, &io);
+}
+
+struct racer {
+    dfs_frag_store *store;
+    const char *id;
+    unsigned seed;
+    pthread_barrier_t *go;
+    int rc;
+};
+
+static void *racer_main(void *arg)
+{
+    struct racer *r = arg;
+    unsigned char *data = pattern(B, r->seed);
+    pthread_barrier_wait(r->go);
+    char *err = NULL;
+    r->rc = put_new(r->store, r->id, data, B, NULL, &err);
+    free(err);
+    free(data);
+    return NULL;
+}
+
+/* Puts of one id at once: exactly one lands, whole; the others are refused. */
+static void test_write_once_race(void **state)
+{
+    struct fx *f = *state;
+    dfs_frag_store *s = open_store(f, NULL);
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    for (unsigned round = 0; round < 20; round++) {
+        make_id(80 + round, id);
+        enum { N = 6 };
+        struct racer r[N];
+        pthread_t th[N];
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, N);
+        for (unsigned i = 0; i < N; i++) {
+            r[i] = (struct racer){.store = s, .id = id, .seed = 100 * round + i, .go = &go};
+            assert_int_equal(pthread_create(&th[i], NULL, racer_main, &r[i]), 0);
+        }
+        int won = -1;
+        for (unsigned i = 0; i < N; i++) {
+            pthread_join(th[i], NULL);
+            if (r[i].rc == DFS_OK) {
+                assert_int_equal(won, -1);
+                won = (int)i;
+            } else {
+                assert_int_equal(r[i].rc, DFS_EEXIST);
+            }
+        }
+        pthread_barrier_destroy(&go);
+        assert_int_not_equal(won, -1);
+        unsigned char *want = pattern(B, r[won].seed);
+        check_stored(s, id, want, B);
+        free(want);
+    }
+    expect_stats(s, 20, 20 * file_len(B));
+    assert_int_equal(count_files(f, "tmp"), 0);
+    dfs_frag_store_close(s);
+}
+
 static void test_open_errors(void **state)
 {
     struct fx *f = *state;
@@ -1283,6 +1426,9 @@ int main(void)
         T(test_eio_during_fsync),
         T(test_short_reads),
         T(test_concurrent_writers),
+        T(test_write_once),
+        T(test_write_once_without_noreplace),
+        T(test_write_once_race),
         T(test_open_errors),
     };
 #undef T

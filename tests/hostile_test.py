@@ -10,9 +10,14 @@ types the servers themselves describe over reflection (tests/grpcinspect.py).
 
 import hashlib
 import hmac
+import json
 import os
+import shutil
+import signal
+import socket
 import sqlite3
 import struct
+import subprocess
 import threading
 import time
 
@@ -72,8 +77,8 @@ def put_header(fragment_id=FRAG, size=5, forward=(), forward_rate=0, ticket=b"")
         h += f_varint(4, forward_rate)
     if ticket:
         h += f_bytes(5, ticket)
-    for _ in forward:  # one (unchecked here) ticket per forward entry, as the form requires
-        h += f_bytes(6, ticket)
+    for _ in forward:  # one (unchecked here) ticket and hop ticket per forward entry, as the form requires
+        h += f_bytes(6, ticket) + f_bytes(7, ticket)
     return f_bytes(1, h)
 
 
@@ -99,6 +104,9 @@ class Hostile(harness.TestCase):
         db.close()
         with open(cls.cluster_.path("node-0", "data", "node.id")) as f:
             cls.node_id = f.read().strip()
+        # Node-0's own token (what it presents for its registration, heartbeats and reports).
+        with open(cls.cluster_.path("node-0", "data", "node.token")) as f:
+            cls.node_token = f.read().strip()
 
     def ticket(self, op, fragment_id=FRAG):
         return make_ticket(self.master, op, fragment_id, self.node_id)
@@ -121,17 +129,20 @@ class Hostile(harness.TestCase):
                 ("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)])
         return self.channels[target]
 
-    def unary(self, target, method, body, timeout=20):
+    def unary(self, target, method, body, timeout=20, token=None):
         """Call with raw request bytes; returns (code, details, response bytes or None)."""
         call = self.channel(target).unary_unary(method, request_serializer=None, response_deserializer=None)
         try:
             return grpc.StatusCode.OK, "", call(body, timeout=timeout,
-                                                metadata=[("authorization", "Bearer " + self.token)])
+                                                metadata=[("authorization", "Bearer " + (token or self.token))])
         except grpc.RpcError as e:
             return e.code(), e.details() or "", None
 
-    def expect(self, target, method, body, code=grpc.StatusCode.INVALID_ARGUMENT, says=None):
-        got, details, _ = self.unary(target, method, body)
+    def expect(self, target, method, body, code=grpc.StatusCode.INVALID_ARGUMENT, says=None, token=None):
+        # What nodes call is authorised only with a node's own token.
+        if token is None and method.rsplit("/", 1)[1] in ("Heartbeat", "ReportFragments"):
+            token = self.node_token
+        got, details, _ = self.unary(target, method, body, token=token)
         self.assertEqual(got, code, "%s: %s %r" % (method, got, details))
         if says is not None:
             self.assertIn(says, details, method)
@@ -226,16 +237,16 @@ class Hostile(harness.TestCase):
         # 100,000 fragments in one commit (a 2 MB message): counted and refused, not stored.
         self.meta_call("CommitFile", commit(frag(1) * 100000), says="1..256 fragments")
         # 200,000 corrupt ids in one report (8 MB).
-        report = f_bytes(1, NODE) + f_bytes(2, FRAG) * 200000
+        report = f_bytes(2, FRAG) * 200000
         self.meta_call("ReportFragments", report, says="at most 100000")
-        self.meta_call("ReportFragments", f_bytes(1, NODE) + f_bytes(2, "zz"), says="invalid fragment id")
+        self.meta_call("ReportFragments", f_bytes(2, "zz"), says="invalid fragment id")
         self.meta_call("AbortFile", f_bytes(1, FILE_ID.upper()), says="is not an id")
         self.meta_call("ReplaceTarget", f_bytes(1, FILE_ID) + f_varint(2, 2 ** 32 - 1) + f_bytes(3, NODE),
                        says="fragment_index")
         self.meta_call("RegisterNode", f_bytes(1, NODE) + f_bytes(2, "127.0.0.1:1") + f_bytes(3, "z\tone"),
                        says="control character")
         self.meta_call("RegisterNode", f_bytes(1, NODE) + f_bytes(2, "no port"), says="host:port")
-        self.meta_call("Heartbeat", f_bytes(1, NODE) + f_varint(2, 2 ** 64 - 1), says="usage figure")
+        self.meta_call("Heartbeat", f_varint(2, 2 ** 64 - 1), says="usage figure")
         self.meta_call("SetNodeState", f_bytes(1, "00") + f_varint(2, 3), says="not NODE_DEAD")
         self.meta_call("SetNodeState", f_bytes(1, "") + f_varint(2, 1), says="prefix of one")
         self.meta_call("GetHealth", f_varint(2, 2 ** 32 - 1), says="at most 10000")
@@ -404,6 +415,362 @@ class Hostile(harness.TestCase):
         for f in self.log_fields(node_log):
             self.assertNotIn(b"trusted", b" ".join(f.values()), f)
         self.assertEqual(logfmt.problems([node_log, self.meta_log]), [])
+
+
+
+def table_checksum(data):
+    """A fragment's checksum: the CRC32C of its block CRCs (little-endian u32 each)."""
+    crcs = b"".join(struct.pack("<I", crc32c(data[i:i + 65536])) for i in range(0, len(data), 65536))
+    return crc32c(crcs)
+
+
+class Impostors(harness.TestCase):
+    """Holders of real credentials (a put's tickets, the nodes' token, a read_write token) who use
+    them for more than they were given: every such use is refused, and nothing stored changes."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster_ = harness.Cluster(nodes=4).start()
+        cls.meta = cls.cluster_.address
+        with open(cls.cluster_.admin_token_file) as f:
+            cls.token = f.read().strip()
+        with open(cls.cluster_.node_token_file) as f:
+            cls.node_token = f.read().strip()
+        cls.mpool = grpcinspect.Reflection(cls.meta).pool_for("dfs.v1.Metadata")
+        node0 = next(r for r in cls.cluster_.status() if r["name"] == "node-0")
+        cls.spool = grpcinspect.Reflection(node0["address"]).pool_for("dfs.v1.Storage")
+        db = sqlite3.connect("file:%s?mode=ro" % cls.cluster_.path("metadata", "catalog.db"), uri=True)
+        cls.master = db.execute("SELECT value FROM secrets WHERE name = 'ticket_master_key'").fetchone()[0]
+        db.close()
+
+    @classmethod
+    def tearDownClass(cls):
+        problems = cls.cluster_.stop()
+        if problems:
+            raise AssertionError("cluster problems:\n" + "\n".join(problems))
+
+    def setUp(self):
+        self.cluster = self.cluster_
+
+    def M(self, name):
+        return grpcinspect.message_class(self.mpool, "dfs.v1." + name)
+
+    def S(self, name):
+        return grpcinspect.message_class(self.spool, "dfs.v1." + name)
+
+    def meta_rpc(self, method, req, token=None):
+        """(code, details, response message or None) of a Metadata call."""
+        m = self.mpool.FindServiceByName("dfs.v1.Metadata").FindMethodByName(method)
+        resp_cls = grpcinspect.message_class(self.mpool, m.output_type.full_name)
+        with grpc.insecure_channel(self.meta) as ch:
+            fn = ch.unary_unary("/dfs.v1.Metadata/" + method, request_serializer=lambda x: x.SerializeToString(),
+                                response_deserializer=resp_cls.FromString)
+            try:
+                return grpc.StatusCode.OK, "", fn(req, timeout=20, metadata=[
+                    ("authorization", "Bearer " + (token or self.token))])
+            except grpc.RpcError as e:
+                return e.code(), e.details() or "", None
+
+    def unary(self, target, method, body, token):
+        """A raw call: (code, details, response bytes or None)."""
+        with grpc.insecure_channel(target) as ch:
+            fn = ch.unary_unary(method, request_serializer=None, response_deserializer=None)
+            try:
+                return grpc.StatusCode.OK, "", fn(body, timeout=20, metadata=[("authorization", "Bearer " + token)])
+            except grpc.RpcError as e:
+                return e.code(), e.details() or "", None
+
+    def put_fragment(self, address, header, data):
+        """One PutFragment stream: (code, details, response or None)."""
+        crcs = [crc32c(data[i:i + 65536]) for i in range(0, len(data), 65536)]
+        with grpc.insecure_channel(address) as ch:
+            fn = ch.stream_unary("/dfs.v1.Storage/PutFragment", request_serializer=lambda x: x.SerializeToString(),
+                                 response_deserializer=self.S("PutFragmentResponse").FromString)
+            Put = self.S("PutFragmentRequest")
+            try:
+                return grpc.StatusCode.OK, "", fn(iter([Put(header=header), Put(data=data, crc32c=crcs)]),
+                                                  timeout=20)
+            except grpc.RpcError as e:
+                return e.code(), e.details() or "", None
+
+    def header(self, fragment_id, size, ticket):
+        h = self.S("FragmentHeader")(fragment_id=fragment_id, size=size)
+        h.ticket.CopyFrom(self.S("Ticket").FromString(ticket.SerializeToString()))
+        return h
+
+    def read_copy(self, replica, fragment_id):
+        Get = self.S("GetFragmentRequest")
+        with grpc.insecure_channel(replica.address) as ch:
+            fn = ch.unary_stream("/dfs.v1.Storage/GetFragment", request_serializer=lambda x: x.SerializeToString(),
+                                 response_deserializer=self.S("GetFragmentResponse").FromString)
+            t = self.S("Ticket").FromString(replica.ticket.SerializeToString())
+            return b"".join(r.data for r in fn(Get(fragment_id=fragment_id, ticket=t), timeout=20))
+
+    def create(self, path, size, k=2):
+        red = self.M("Redundancy")(scheme=1, replicas=k, fragments=1)
+        code, details, resp = self.meta_rpc("CreateFile", self.M("CreateFileRequest")(
+            path=path, size=size, redundancy=red))
+        self.assertEqual(code, grpc.StatusCode.OK, details)
+        return resp.file
+
+    def commit(self, info, data, node_ids, receipts=()):
+        cf = self.M("CommitFragment")(index=0, size=len(data), checksum=table_checksum(data), node_ids=node_ids,
+                                      receipts=receipts)
+        return self.meta_rpc("CommitFile", self.M("CommitFileRequest")(
+            file_id=info.file_id, sha256=hashlib.sha256(data).digest(), fragments=[cf]))
+
+    def layout(self, path):
+        code, details, resp = self.meta_rpc("GetFile", self.M("GetFileRequest")(path=path))
+        self.assertEqual(code, grpc.StatusCode.OK, details)
+        return resp.file
+
+    def test_put_ticket_replayed_after_commit(self):
+        """A put's tickets outlive its commit (they last as long as the pending file could have): a
+        replay with other bytes must not replace the committed copies."""
+        data = bytes(range(256)) * 40
+        info = self.create("/replay", len(data))
+        frag = info.fragments[0]
+        receipts = []
+        for r in frag.replicas:
+            code, details, resp = self.put_fragment(r.address, self.header(frag.fragment_id, len(data), r.ticket),
+                                                    data)
+            self.assertEqual(code, grpc.StatusCode.OK, details)
+            receipts.append(resp.receipt)
+        code, details, _ = self.commit(info, data, [r.node_id for r in frag.replicas], receipts)
+        self.assertEqual(code, grpc.StatusCode.OK, details)
+        evil = b"\xee" * len(data)
+        for r in frag.replicas:
+            code, details, _ = self.put_fragment(r.address, self.header(frag.fragment_id, len(evil), r.ticket), evil)
+            self.assertEqual(code, grpc.StatusCode.ALREADY_EXISTS, details)
+            # Another size is refused too; the very same bytes (a retry whose answer was lost)
+            # are the same copy, with the same receipt.
+            code, details, _ = self.put_fragment(r.address, self.header(frag.fragment_id, 7, r.ticket), b"x" * 7)
+            self.assertEqual(code, grpc.StatusCode.ALREADY_EXISTS, details)
+            code, details, resp = self.put_fragment(r.address, self.header(frag.fragment_id, len(data), r.ticket),
+                                                    data)
+            self.assertEqual(code, grpc.StatusCode.OK, details)
+            self.assertIn(resp.receipt, receipts)
+        for r in self.layout("/replay").fragments[0].replicas:
+            self.assertEqual(self.read_copy(r, frag.fragment_id), data)
+        self.dfs("get", "/replay", self.tmp("replay.out"))
+        with open(self.tmp("replay.out"), "rb") as f:
+            self.assertEqual(f.read(), data)
+
+    def test_commit_without_data(self):
+        """A commit that names copies nobody wrote is refused: the file never becomes visible. So
+        is one with receipts made up, or one whose receipts are for other bytes."""
+        data = b"never sent" * 100
+        info = self.create("/ghost", len(data))
+        nodes = [r.node_id for r in info.fragments[0].replicas]
+        code, details, _ = self.commit(info, data, nodes)
+        self.assertNotEqual(code, grpc.StatusCode.OK, "a commit of copies nobody stored was accepted")
+        self.assertEqual(code, grpc.StatusCode.FAILED_PRECONDITION, details)
+        self.assertIn("no receipt", details)
+        code, details, _ = self.commit(info, data, nodes, [bytes(32)] * len(nodes))
+        self.assertEqual(code, grpc.StatusCode.FAILED_PRECONDITION, details)
+        # Real receipts, for what was really stored, do not cover a commit of other bytes.
+        frag = info.fragments[0]
+        receipts = []
+        for r in frag.replicas:
+            code, details, resp = self.put_fragment(r.address, self.header(frag.fragment_id, len(data), r.ticket),
+                                                    data)
+            self.assertEqual(code, grpc.StatusCode.OK, details)
+            receipts.append(resp.receipt)
+        other = b"x" * len(data)
+        code, details, _ = self.commit(info, other, nodes, receipts)
+        self.assertEqual(code, grpc.StatusCode.FAILED_PRECONDITION, details)
+        _, out, _ = self.dfs("ls", "/ghost")
+        self.assertNotIn("/ghost", out)
+        self.meta_rpc("AbortFile", self.M("AbortFileRequest")(file_id=info.file_id))
+
+    def test_node_token_cannot_be_another_node(self):
+        """The nodes' shared (enrollment) token, or another node's own token, registering node-0's
+        id (to learn its ticket key, or to move it to another address), and reporting in its name
+        (an empty inventory), is refused."""
+        src = harness.random_file(self.tmp("victim"), 100000, seed=11)
+        self.dfs("put", "--replicas", "2", src, "/victim")
+        nodes = {r["name"]: r for r in self.cluster.status()}
+        with open(self.cluster.path("node-0", "data", "node.id")) as f:
+            victim = f.read().strip()
+        with open(self.cluster.path("node-1", "data", "node.token")) as f:
+            other_node = f.read().strip()
+        fresh = hashlib.sha256(b"a token of my own").digest()
+        for token, extra in ((self.node_token, {}),
+                             (self.node_token, {"node_token_id": "0123456789abcdef", "node_token_sha256": fresh}),
+                             (other_node, {}), (self.token, {"node_token_id": "1123456789abcdef",
+                                                            "node_token_sha256": fresh})):
+            code, details, resp = self.meta_rpc("RegisterNode", self.M("RegisterNodeRequest")(
+                node_id=victim, address="127.0.0.1:1", **extra), token=token)
+            self.assertIn(code, (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED),
+                          "registered node-0's id with another token: %r" % (resp,))
+        # A report names no node (it is the token's); an old-style one naming node-0 (field 1) is
+        # refused with the enrollment token, and with node-1's own token it speaks for node-1
+        # only, and then only with node-1's current registration.
+        report = f_bytes(1, victim) + f_varint(3, 1) + f_varint(6, 1)
+        for token, want in ((self.node_token, grpc.StatusCode.PERMISSION_DENIED),
+                            (other_node, grpc.StatusCode.FAILED_PRECONDITION)):
+            code, details, _ = self.unary(self.meta, "/dfs.v1.Metadata/ReportFragments", report, token=token)
+            self.assertEqual(code, want, details)
+        code, details, _ = self.unary(self.meta, "/dfs.v1.Metadata/Heartbeat", b"", token=other_node)
+        self.assertEqual(code, grpc.StatusCode.FAILED_PRECONDITION, details)
+        _, out, _ = self.dfs("nodes", "--json")
+        row = next(n for n in json.loads(out) if n["id"] == victim)
+        self.assertEqual(row["address"], nodes["node-0"]["address"])
+        _, out, _ = self.dfs("status", "--json")
+        self.assertEqual(json.loads(out)["health"]["lost"], 0)
+        self.assertEqual(json.loads(out)["health"]["degraded"], 0)
+
+    def test_forward_list_is_no_port_scanner(self):
+        """A chain put's forward list names addresses the node would dial: without a forward ticket
+        from the metadata service it dials nothing, and its answer says nothing about ports."""
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.settimeout(0.2)
+        port = listener.getsockname()[1]
+        node0 = next(r for r in self.cluster.status() if r["name"] == "node-0")
+        with open(self.cluster.path("node-0", "data", "node.id")) as f:
+            node_id = f.read().strip()
+        frag = "ab" * 16 + "00000000"
+        tk = self.S("Ticket").FromString(make_ticket(self.master, PUT, frag, node_id))
+        texts = []
+        # The put's own ticket is real; the hop's is missing, or a put ticket in its place.
+        for target in ("127.0.0.1:%d" % port, "127.0.0.1:1", self.meta):
+            for hop in (None, tk):
+                h = self.S("FragmentHeader")(fragment_id=frag, size=5, forward=[target])
+                h.ticket.CopyFrom(tk)
+                h.forward_tickets.add().CopyFrom(tk)
+                if hop is not None:
+                    h.hop_tickets.add().CopyFrom(hop)
+                code, details, resp = self.put_fragment(node0["address"], h, b"hello")
+                texts.append(details + " " + (str(resp) if resp is not None else ""))
+                want = grpc.StatusCode.INVALID_ARGUMENT if hop is None else grpc.StatusCode.PERMISSION_DENIED
+                self.assertEqual(code, want, "forwarded to %s: %s" % (target, texts[-1]))
+        accepted = 0
+        try:
+            while True:
+                conn, _ = listener.accept()
+                accepted += 1
+                conn.close()
+        except socket.timeout:
+            pass
+        listener.close()
+        self.assertEqual(accepted, 0, "the node connected to an address a client chose")
+        for t in texts:
+            self.assertNotIn("connection", t.lower())
+            self.assertNotIn("ipv4", t.lower())
+            self.assertNotIn(":%d" % port, t)
+
+
+
+class Clone(harness.TestCase):
+    """An operator copies a running node's data directory and starts the copy beside it."""
+
+    def test_cloned_node_directory(self):
+        c = self.start_cluster(nodes=4, metadata_flags=["--heartbeat-ms", "200", "--suspect-after-ms", "1500",
+                                                        "--dead-after-ms", "3000"])
+        src = harness.random_file(self.tmp("src"), 300000, seed=12)
+        self.dfs("put", "--replicas", "2", "--fragments", "4", src, "/c")
+        node0 = next(r for r in c.status() if r["name"] == "node-0")
+        data = c.path("node-0", "data")
+        with open(os.path.join(data, "node.id")) as f:
+            node_id = f.read().strip()
+        clone = self.tmp("clone")
+        shutil.copytree(data, clone)
+
+        def start_clone(timeout_ms):
+            log = open(self.tmp("clone.log"), "ab")
+            p = subprocess.Popen([c.binaries()["dfs-storage"], "--data", clone, "--listen", "127.0.0.1:0",
+                                  "--metadata", c.metadata_address, "--token-file", c.node_token_file,
+                                  "--ready-file", self.tmp("clone.ready"), "--register-timeout-ms",
+                                  str(timeout_ms)], stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+            self.addCleanup(lambda: (p.poll() is None and (p.terminate(), p.wait(30))))
+            return p
+
+        def node_row():
+            _, out, _ = self.dfs("nodes", "--json")
+            return next(n for n in json.loads(out) if n["id"] == node_id)
+
+        # Beside a live original the copy is refused, says why, and gives up; the original stays.
+        p = start_clone(6000)
+        self.assertEqual(p.wait(60), 1, "the clone of a live node was not refused")
+        with open(self.tmp("clone.log"), encoding="utf-8", errors="replace") as f:
+            self.assertIn("alive at %s" % node0["address"], f.read())
+        row = node_row()
+        self.assertEqual((row["address"], row["state"]), (node0["address"], "alive"))
+        self.dfs("get", "/c", self.tmp("c1"))
+        # The original stops: the copy may take over at once (the old address no longer answers as
+        # the node, though the catalog still counts it alive), and every file stays whole.
+        c.stop_node(0)
+        if os.path.exists(self.tmp("clone.ready")):
+            os.unlink(self.tmp("clone.ready"))
+        p = start_clone(0)
+        harness.wait_until(lambda: os.path.exists(self.tmp("clone.ready")), 30, "the clone to register")
+        row = node_row()
+        with open(self.tmp("clone.ready")) as f:
+            self.assertEqual(row["address"], f.read().strip())
+        self.dfs("get", "/c", self.tmp("c2"))
+        self.assertEqual(harness.sha256(self.tmp("c2")), harness.sha256(src))
+        # The copy dies too: the node is declared dead and its copies are repaired elsewhere.
+        p.kill()
+        p.wait(10)
+
+        def healthy():
+            _, out, _ = self.dfs("status", "--json")
+            h = json.loads(out)["health"]
+            return h["degraded"] == 0 and h["lost"] == 0 and node_row()["state"] == "dead"
+        harness.wait_until(healthy, 90, "the dead node's copies to be repaired")
+        self.dfs("get", "/c", self.tmp("c3"))
+        self.assertEqual(harness.sha256(self.tmp("c3")), harness.sha256(src))
+
+
+    def test_replaced_process_learns_it(self):
+        """The original stops answering (SIGSTOP) while a copy of its directory starts: the copy
+        takes the registration over. When the original wakes up its heartbeats are refused as
+        stale, it says so, and it cannot take the registration back while the copy lives; once
+        the copy is gone, it can."""
+        c = self.start_cluster(nodes=3, metadata_flags=["--heartbeat-ms", "200", "--suspect-after-ms", "1500",
+                                                        "--dead-after-ms", "60000"])
+        node0 = next(r for r in c.status() if r["name"] == "node-0")
+        data = c.path("node-0", "data")
+        with open(os.path.join(data, "node.id")) as f:
+            node_id = f.read().strip()
+        clone = self.tmp("clone")
+        shutil.copytree(data, clone)
+
+        def node_row():
+            _, out, _ = self.dfs("nodes", "--json")
+            return next(n for n in json.loads(out) if n["id"] == node_id)
+
+        os.kill(node0["pid"], signal.SIGSTOP)
+        self.addCleanup(lambda: os.kill(node0["pid"], signal.SIGCONT))
+        log = open(self.tmp("clone.log"), "ab")
+        p = subprocess.Popen([c.binaries()["dfs-storage"], "--data", clone, "--listen", "127.0.0.1:0",
+                              "--metadata", c.metadata_address, "--token-file", c.node_token_file,
+                              "--ready-file", self.tmp("clone.ready")], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.addCleanup(lambda: (p.poll() is None and (p.kill(), p.wait(30))))
+        harness.wait_until(lambda: os.path.exists(self.tmp("clone.ready")), 60, "the clone to take over")
+        with open(self.tmp("clone.ready")) as f:
+            clone_addr = f.read().strip()
+        self.assertEqual(node_row()["address"], clone_addr)
+        os.kill(node0["pid"], signal.SIGCONT)
+        harness.wait_until(lambda: self.log_has(node0["log"], "registration was replaced"), 30,
+                           "the original to learn it was replaced")
+        harness.wait_until(lambda: self.log_has(node0["log"], "alive at %s" % clone_addr), 30,
+                           "the original to be refused while the copy lives")
+        self.assertEqual(node_row()["address"], clone_addr)
+        # The copy goes: the original (still retrying) gets its registration back.
+        p.terminate()
+        self.assertEqual(p.wait(30), 0)
+        harness.wait_until(lambda: node_row()["address"] == node0["address"], 30,
+                           "the original to register again")
+        self.assertEqual(node_row()["state"], "alive")
+
+    def log_has(self, path, text):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return text in f.read()
 
 
 if __name__ == "__main__":

@@ -271,6 +271,11 @@ class Consistency(harness.TestCase):
                 self.assertNotIn("--insecure", args)
                 mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
                 self.assertEqual((mounts["tls"], mounts["tokens"]), ("/etc/dfs/tls", "/etc/dfs/tokens"))
+                if name == "dfs-storage":
+                    # A storage pod holds the enrollment token only, never the admin one.
+                    vol = next(v for v in tmpl["spec"]["volumes"] if v["name"] == "tokens")
+                    self.assertEqual(vol["secret"]["items"], [{"key": "bootstrap", "path": "bootstrap"}])
+                    self.assertEqual(args["--token-file"], "/etc/dfs/tokens/bootstrap")
                 # Calls in flight get --grace-ms; Kubernetes must not SIGKILL before that.
                 env = container_env(objs, c, {"metadata.name": "p-0", "metadata.namespace": "dfs"})
                 grace_ms = int(expand(args["--grace-ms"], env))
@@ -350,7 +355,7 @@ class Consistency(harness.TestCase):
         for src, dst in (("server.pem", "tls.crt"), ("server.key", "tls.key"), ("ca.pem", "ca.crt")):
             shutil.copy(os.path.join(ca_dir, src), os.path.join(tls, dst))
         import secrets
-        for name in ("admin", "node"):
+        for name in ("admin", "bootstrap"):
             with open(os.open(os.path.join(tokens, name), os.O_WRONLY | os.O_CREAT, 0o440), "w") as f:
                 f.write("dfs1.%s.%s\n" % (secrets.token_hex(8), secrets.token_hex(32)))
         with open(os.path.join(tokens, "admin")) as f:
@@ -431,6 +436,15 @@ class Consistency(harness.TestCase):
             grpcinspect.parse_prometheus(body)
         self.assertTrue(os.path.exists(root + "/var/lib/dfs/catalog.db"))
         self.assertTrue(os.path.exists(root + "/var/lib/dfs/data/node.id"))
+        # The node enrolled with the Secret's enrollment token and keeps a token of its own on
+        # its volume, readable by it alone; the catalog knows it as that node's.
+        self.assertEqual(os.stat(root + "/var/lib/dfs/data/node.token").st_mode & 0o777, 0o600)
+        resp = grpcinspect.call_unary(meta_addr, pool, "dfs.v1.Metadata.ListTokens",
+                                      grpcinspect.message_class(pool, "dfs.v1.ListTokensRequest")(),
+                                      token=admin_token, tls_ca=ca)
+        with open(root + "/var/lib/dfs/data/node.id") as f:
+            node_id = f.read().strip()
+        self.assertEqual([t.node_id for t in resp.tokens if t.node_id], [node_id])
         for p in (node, meta):
             p.terminate()
             self.assertEqual(p.wait(30), 0)

@@ -429,7 +429,9 @@ class Cluster:
 
     @property
     def node_token_file(self):
-        """The token the storage nodes present (role node), made by dfs-metadata too."""
+        """The enrollment token (role bootstrap) the storage nodes present at their first registration,
+        made by dfs-metadata too; each node then makes its own (D/node-I/data/node.token) and presents
+        only that one."""
         return self.path("metadata", "node.token")
 
     def _metadata_cmd(self, extra, listen="127.0.0.1:0"):
