@@ -221,7 +221,7 @@ static void *run(void *arg)
                    or this one was silent so long that a restart took over. */
                 dfs_log(DFS_LOG_WARN,
                         "this node's registration was replaced by a newer one: registering "
-                        "again node=%s err=\"%s\"",
+                        "again node=%s err=%s",
                         hb->node_id, err != NULL ? err : "");
                 set_last_error(hb, err);
                 known = false;

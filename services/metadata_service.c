@@ -261,7 +261,7 @@ static Dfs__V1__Ticket *forward_ticket_msg(const dfs_metadata_service *svc, dfs_
                                      ticket_expiry(svc, DFS_TICKET_PUT), &t, &err);
     OPENSSL_cleanse(key, sizeof key);
     if (rc != DFS_OK) {
-        dfs_log(DFS_LOG_ERROR, "cannot make a forward ticket fragment=%s node=%s err=\"%s\"",
+        dfs_log(DFS_LOG_ERROR, "cannot make a forward ticket fragment=%s node=%s err=%s",
                 fragment_id, from, err != NULL ? err : dfs_strerror(rc));
         free(err);
         return NULL;
