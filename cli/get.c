@@ -41,8 +41,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 struct get_job;
@@ -1054,16 +1056,89 @@ int dfs_get_layout(dfs_meta *meta, const char *remote, Dfs__V1__FileInfo **out, 
     return get_layout(meta, remote, out, errmsg);
 }
 
+/* What kind of thing an existing path is, for messages. */
+static const char *file_kind(mode_t m)
+{
+    return S_ISCHR(m)    ? "a character device"
+           : S_ISBLK(m)  ? "a block device"
+           : S_ISFIFO(m) ? "a FIFO"
+           : S_ISSOCK(m) ? "a socket"
+           : S_ISDIR(m)  ? "a directory"
+                         : "not a regular file";
+}
+
+/*
+ * Open an existing LOCAL that is not a regular file for writing, as it is: a device or a FIFO
+ * with open(2) (no O_CREAT, no O_TRUNC: nothing is created or replaced), a Unix stream socket by
+ * connecting to it. Returns 0 and *out, or a DFS_ code with *errmsg.
+ */
+static int open_special(const char *local, mode_t mode, int *out, char **errmsg)
+{
+    int fd;
+    if (S_ISSOCK(mode)) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        if (strlen(local) >= sizeof sa.sun_path)
+            return dfs_seterr(errmsg, DFS_EINVAL, "%s: the socket's path is too long to connect to",
+                              local);
+        memcpy(sa.sun_path, local, strlen(local) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && connect(fd, (const struct sockaddr *)&sa, sizeof sa) != 0) {
+            int e = errno;
+            close(fd);
+            fd = -1;
+            errno = e;
+        }
+    } else {
+        fd = open(local, O_WRONLY | O_CLOEXEC);
+    }
+    if (fd < 0)
+        return dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot open %s (%s)",
+                                local, file_kind(mode));
+    *out = fd;
+    return DFS_OK;
+}
+
 int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct dfs_get_opts *opts,
             struct dfs_get_result *out, char **errmsg)
 {
     struct get_job job = {
         .meta = meta, .security = dfs_meta_security(meta), .opts = opts, .fd = -1, .out_fd = -1};
     bool to_stdout = strcmp(local, "-") == 0;
+    /*
+     * A LOCAL that exists and is not a regular file (a device such as /dev/null, a FIFO, a
+     * socket) is written to as it is, in order, and never replaced: the usual part file renamed
+     * over it would turn /dev/null into a regular file. A directory is refused.
+     */
+    struct stat lst;
+    bool special = !to_stdout && stat(local, &lst) == 0 && !S_ISREG(lst.st_mode);
+    if (special && S_ISDIR(lst.st_mode))
+        return dfs_seterr(errmsg, DFS_EINVAL, "%s is a directory", local);
+    if ((special || to_stdout) && opts->resume)
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "--resume continues a partial download into a regular file; %s is %s",
+                          local, to_stdout ? "standard output" : file_kind(lst.st_mode));
     int64_t t0 = dfs_rpc_now_ns();
     int rc = get_layout(meta, remote, &job.file, errmsg);
     if (rc != DFS_OK)
         return rc;
+    if (special) {
+        int fd = -1;
+        rc = open_special(local, lst.st_mode, &fd, errmsg);
+        if (rc != DFS_OK) {
+            protobuf_c_message_free_unpacked(&job.file->base, NULL);
+            return rc;
+        }
+        struct dfs_get_opts o = *opts;
+        o.security = job.security;
+        rc = dfs_get_fd(job.file, 0, job.file->size, fd, NULL, &o, out, errmsg);
+        if (close(fd) != 0 && rc == DFS_OK && errno != EINTR)
+            rc = dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot write %s",
+                                  local);
+        if (rc == DFS_OK)
+            out->seconds = (double)(dfs_rpc_now_ns() - t0) / 1e9;
+        protobuf_c_message_free_unpacked(&job.file->base, NULL);
+        return rc;
+    }
     job.to = job.file->size;
 
     char *part = NULL, *state = NULL, *resume_hex = NULL;

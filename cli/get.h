@@ -57,6 +57,12 @@ struct dfs_get_result {
  * file stays with a state file that --resume continues from (the error message says so); after
  * any other failure both are removed.
  *
+ * A `local` that exists and is not a regular file is never renamed over: a character or block
+ * device (/dev/null) or a FIFO is opened for writing as it is (no create, no truncate), a Unix
+ * stream socket is connected to, and the file is streamed to it in order as dfs_get_fd does
+ * (the last piece held back until every check passed). A directory is DFS_EINVAL, and so is
+ * opts->resume with such a `local` or with "-".
+ *
  * Returns 0 and fills *out, or a DFS_ code with a one-line reason in *errmsg.
  */
 int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct dfs_get_opts *opts,
