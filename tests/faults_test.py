@@ -4,6 +4,7 @@ ever become visible."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -197,6 +198,66 @@ class MetadataRestart(harness.TestCase):
         self.dfs("put", src, "/m/after")
         files["/m/after"] = src
         self.check_all(files)
+
+
+def chain_positions(cluster, logs_from):
+    """{"first"|"middle"|"last": node name} of the chain put under way, from the nodes' debug logs
+    ("chain start ... next=ADDR hops=N" on the nodes that forward), or None while not all known."""
+    rows = node_rows(cluster)
+    by_addr = {r["address"]: r["name"] for r in rows}
+    pos = {}
+    for r in rows:
+        with open(r["log"], errors="replace") as f:
+            f.seek(logs_from.get(r["name"], 0))
+            for line in f:
+                m = re.search(r'chain start.*\bnext="?([^"\s]+)"?.*\bhops="?(\d+)', line)
+                if m and m.group(2) == "2":
+                    pos["first"] = r["name"]
+                elif m and m.group(2) == "1":
+                    pos["middle"] = r["name"]
+                    pos["last"] = by_addr.get(m.group(1))
+    return pos if len(pos) == 3 and None not in pos.values() else None
+
+
+class ChainFailures(harness.TestCase):
+    def test_chain_member_killed_mid_put(self):
+        # 4 nodes, k=3, chain replication: whichever member of the chain dies mid-put (first,
+        # middle or last), the put completes as a fanout put would: the copy that did not land goes
+        # to the spare node, the healthy members keep theirs (sent again directly when the chain
+        # broke before them).
+        c = self.start_cluster(nodes=4, storage_flags=["--log-level", "debug"])
+        src = harness.random_file(self.tmp("chain"), 24 << 20, seed=21)
+        for position in ("first", "middle", "last"):
+            with self.subTest(position=position):
+                offsets = {r["name"]: os.path.getsize(r["log"]) for r in node_rows(c)}
+                p = subprocess.Popen([c.binaries()["dfs"], "put", "--replication", "chain",
+                                      "--replicas", "3", "--fragments", "1", "--throttle", "8M", src,
+                                      "/chain-" + position], env=c.env(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+                pos = {}
+                harness.wait_until(lambda: pos.update(chain_positions(c, offsets) or {}) or pos or
+                                   p.poll() is not None, 60, "no chain started")
+                # Mid-put: the last node is writing, so data flows through the whole chain.
+                last = pos.get("last")
+                harness.wait_until(lambda: last in partial_writes(c) or p.poll() is not None, 60,
+                                   "the last node of the chain wrote nothing")
+                self.assertIsNone(p.poll(), "the put ended before a chain member could be killed")
+                victim = pos[position]
+                victim_addr = next(r["address"] for r in c.status() if r["name"] == victim)
+                kill_node(c, victim)
+                # The node comes back (same data, same id) for the next position, whatever happens.
+                try:
+                    out, err = p.communicate(timeout=120)
+                finally:
+                    c.start_node(int(victim.split("-")[1]))
+                self.assertEqual(p.returncode, 0, "put failed after the %s chain member died: %s" %
+                                 (position, err))
+                (fr,) = stat(self, "/chain-" + position)["fragments"]
+                self.assertEqual(len(fr["replicas"]), 3)
+                self.assertNotIn(victim_addr, [r["address"] for r in fr["replicas"]])
+                back = self.tmp("chain-%s.out" % position)
+                self.dfs("get", "/chain-" + position, back)
+                self.assertEqual(harness.sha256(back), harness.sha256(src))
 
 
 class Corruption(harness.TestCase):
