@@ -52,6 +52,10 @@ struct dfs_metadata_config {
     /* How channels to storage nodes are secured; NULL: plaintext, to loopback only. Borrowed:
        must outlive the service. */
     const struct dfs_rpc_link_security *node_security;
+    /* A copy dropped while its file stays (moved, trimmed, found bad) is removed from its node
+       only this long after (dfs_catalog_deletions_fetch), so a read streaming it from an older
+       layout is not cut; 0 means 5000 ms, negative none. */
+    int64_t delete_grace_ms;
 };
 
 /*
@@ -123,6 +127,15 @@ int dfs_metadata_service_plan_all(dfs_metadata_service *svc, char **errmsg);
  * due).
  */
 int dfs_metadata_service_repair_one(dfs_metadata_service *svc, bool *did, char **errmsg);
+
+/*
+ * Check one reported copy on the calling thread (tests; a thread started by
+ * dfs_metadata_service_start does this): the oldest copy a ReportDamage queued is checked by its
+ * node (StatFragment with verify) against the catalog; when the node confirms the damage, or no
+ * longer holds the copy, the copy is dropped and its repair queued. *did tells whether a copy
+ * was waiting. Returns 0, or the catalog's error.
+ */
+int dfs_metadata_service_check_one(dfs_metadata_service *svc, bool *did, char **errmsg);
 
 /* Repair counters since the service started (GetHealth and the metrics show them). */
 struct dfs_metadata_repair_stats {

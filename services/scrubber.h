@@ -15,6 +15,13 @@
  *
  * A fragment that fails (DFS_EDATALOSS: a corrupt block, header or table, a truncated file;
  * DFS_EIO: unreadable) is logged at warn level with its id and queued for the metadata service.
+ * A fragment that reads back whole is good in itself, but it may still not be the catalog's copy
+ * (one rewritten consistently with other data: blocks, CRC table and header all recomputed):
+ * so its size and checksum go to the metadata service too, in ReportFragments{scrubbed} calls of
+ * at most report_batch fragments (when a batch is full and at the end of each pass, retried like
+ * the corrupt ids; left out when deleted or replaced since it was read), and the service, which
+ * holds the catalog, compares them and counts a copy that differs as lost. (Why there and not
+ * here: the catalog is the one judge, and the node needs no copy of it.)
  * A fragment deleted meanwhile (DFS_ENOTFOUND) is skipped. Queued ids go out in
  * Metadata.ReportFragments{node_id, corrupt} calls of at most report_batch ids: when a batch is
  * full, at the end of each pass, and until acknowledged (a failed call is retried with a backoff
@@ -53,6 +60,7 @@ struct dfs_scrubber_stats {
     uint64_t bytes_checked;     /* data bytes read */
     uint64_t corrupt_found;     /* failed fragments, counted at every pass that finds them */
     uint64_t reported;          /* ids acknowledged by the metadata service */
+    uint64_t sums_reported;     /* good fragments' checksums acknowledged by it */
     uint64_t report_pending;    /* ids waiting to be reported */
 };
 

@@ -9,6 +9,7 @@
 #include "services/metrics.h"
 #include "services/metrics_http.h"
 #include "services/readiness.h"
+#include "services/reporter.h"
 #include "services/rpc/grpclog.h"
 #include "services/rpc/health.h"
 #include "services/rpc/reflection.h"
@@ -327,6 +328,17 @@ static int parse(int argc, char **argv, struct options *o, char **err)
 }
 
 /* What the heartbeat's hook reaches. */
+/* The storage service's damage hooks, to the reporter. */
+static void own_damage(void *arg, const char *fragment_id, int damage)
+{
+    dfs_reporter_own(arg, fragment_id, damage);
+}
+
+static void peer_damage(void *arg, const Dfs__V1__Ticket *ticket, int damage, const char *detail)
+{
+    dfs_reporter_peer(arg, ticket, damage, detail);
+}
+
 struct on_register {
     dfs_storage_service *svc;
     dfs_inventory *inv;
@@ -417,6 +429,7 @@ int main(int argc, char **argv)
     dfs_heartbeat *hb = NULL;
     dfs_inventory *inv = NULL;
     dfs_scrubber *scrub = NULL;
+    dfs_reporter *reporter = NULL;
     /* Inspection: health and reflection on the gRPC port, metrics on their own port. */
     static const char *const health_names[] = {"", "dfs.v1.Storage"};
     dfs_rpc_health *health = NULL;
@@ -438,8 +451,23 @@ int main(int argc, char **argv)
                                              .repair_rate = o.repair_rate,
                                              .security = &sec,
                                              .stream_idle_ms = idle_ms};
-    if (dfs_frag_store_open(o.data, NULL, &store, &err) != DFS_OK ||
-        dfs_storage_service_create(store, &cfg, &svc, &err) != DFS_OK ||
+    if (dfs_frag_store_open(o.data, NULL, &store, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot open the data directory");
+        goto out;
+    }
+    /* Damage the node's reads and repairs see goes to the metadata service at once. */
+    struct dfs_reporter_config repcfg = {.store = store,
+                                         .metadata = o.metadata,
+                                         .channel = to_metadata,
+                                         .node_id = dfs_frag_store_node_id(store)};
+    if (dfs_reporter_start(&repcfg, &reporter, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start the reporter");
+        goto out;
+    }
+    cfg.on_own_damage = own_damage;
+    cfg.on_peer_damage = peer_damage;
+    cfg.damage_arg = reporter;
+    if (dfs_storage_service_create(store, &cfg, &svc, &err) != DFS_OK ||
         dfs_rpc_health_create(&health, &err) != DFS_OK ||
         dfs_rpc_reflection_create(dfs_descriptor_set, dfs_descriptor_set_size, &refl, &err) !=
             DFS_OK ||
@@ -594,6 +622,8 @@ out:
         dfs_rpc_server_stop(srv, status == 0 ? o.grace_ms : 0);
     dfs_rpc_server_destroy(srv);
     dfs_storage_service_destroy(svc);
+    /* After the service: its calls and repairs report to it until they end. */
+    dfs_reporter_stop(reporter);
     dfs_rpc_reflection_destroy(refl);
     dfs_rpc_health_destroy(health);
     dfs_metrics_destroy(metrics);
