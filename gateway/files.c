@@ -400,6 +400,9 @@ static void *download_run(void *arg)
     memset(&opts, 0, sizeof opts);
     opts.interrupted = d->f->cancel;
     opts.security = dfs_meta_security(d->f->meta);
+    /* A copy the catalog moves (rebalance, drain, repair) while it is streamed is found again in
+       a fresh layout; damaged copies are reported. */
+    opts.meta = d->f->meta;
     struct dfs_get_result res;
     char *err = NULL;
     int rc = dfs_get_fd(d->file, d->off, d->len, d->wr, d->f->spool_dir, &opts, &res, &err);

@@ -1886,6 +1886,17 @@ void dfs_metadata_service_collect(void *arg, dfs_metrics_writer *w)
     dfs_metrics_counter(w, "dfs_metadata_repair_bytes_total",
                         "Fragment bytes of the copies made by repairs since the service started.",
                         st.bytes);
+    dfs_metrics_family(
+        w, "dfs_metadata_damaged_copies_total", "counter",
+        "Damaged copies since the service started: reported (by readers, repairs, "
+        "scrubbers and nodes' reads), and confirmed (dropped and queued for repair).");
+    dfs_metrics_sample_u64(w, "dfs_metadata_damaged_copies_total", "state=\"reported\"",
+                           atomic_load(&svc->damage_reported));
+    dfs_metrics_sample_u64(w, "dfs_metadata_damaged_copies_total", "state=\"confirmed\"",
+                           atomic_load(&svc->damage_confirmed));
+    dfs_metrics_gauge(w, "dfs_metadata_damage_checks_pending",
+                      "Reported copies waiting for their node's check.",
+                      (double)dfs_damage_queue_pending(svc->damage));
 }
 
 /* ---- handlers: node states, reports, health ---- */

@@ -149,7 +149,9 @@ void dfs_metadata_service_repair_stats(dfs_metadata_service *svc,
 
 /*
  * A dfs_metrics_collect_fn (arg: the service): dfs_metadata_repair_queue_length{state="queued"|
- * "running"}, dfs_metadata_repairs_total{result="done"|"failed"}, dfs_metadata_repair_bytes_total.
+ * "running"}, dfs_metadata_repairs_total{result="done"|"failed"}, dfs_metadata_repair_bytes_total,
+ * dfs_metadata_damaged_copies_total{state="reported"|"confirmed"},
+ * dfs_metadata_damage_checks_pending.
  */
 void dfs_metadata_service_collect(void *svc, dfs_metrics_writer *w);
 
