@@ -51,6 +51,8 @@ struct dfs_scrubber {
     char *metadata, *node_id;
     int64_t interval_ms, first_delay_ms, rpc_timeout_ms;
     uint32_t report_batch;
+    void (*on_pass)(void *arg);
+    void *on_pass_arg;
     dfs_rpc_channel *ch;
     pthread_t thread;
     dfs_bucket bucket; /* the thread's only */
@@ -398,6 +400,8 @@ static void *run(void *arg)
                 atomic_load(&s->corrupt) - corrupt0, (double)(now_ns() - t0) / 1e6);
         if (report(s))
             report_sums(s);
+        if (s->on_pass != NULL)
+            s->on_pass(s->on_pass_arg);
         next_ns = now_ns() + s->interval_ms * 1000000;
     }
     return NULL;
@@ -437,6 +441,8 @@ int dfs_scrubber_start(const struct dfs_scrubber_config *cfg, dfs_scrubber **out
     s->first_delay_ms = cfg->first_delay_ms;
     s->rpc_timeout_ms = cfg->rpc_timeout_ms > 0 ? cfg->rpc_timeout_ms : DEFAULT_RPC_TIMEOUT;
     s->report_batch = cfg->report_batch > 0 ? cfg->report_batch : DEFAULT_REPORT_BATCH;
+    s->on_pass = cfg->on_pass;
+    s->on_pass_arg = cfg->on_pass_arg;
     if (s->report_batch > DEFAULT_REPORT_BATCH * 4)
         s->report_batch = DEFAULT_REPORT_BATCH * 4;
     s->retry_ms = FIRST_RETRY_MS;

@@ -46,6 +46,11 @@ struct dfs_scrubber_config {
     int64_t first_delay_ms; /* before the first pass; 0 = at once */
     int64_t rpc_timeout_ms; /* deadline of each report call; 0 means 5000 */
     uint32_t report_batch;  /* most ids per report; 0 means 1000 */
+    /* Called on the scrubber's thread after each pass (NULL: nothing): a storage node triggers
+       its inventory report here, so that a fragment file deleted under the running node is
+       noticed at the next pass even if nobody reads it. Must return quickly. */
+    void (*on_pass)(void *arg);
+    void *on_pass_arg;
 };
 
 /*

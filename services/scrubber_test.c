@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -225,9 +226,19 @@ static void flip(struct fx *f, int i, off_t at)
     close(fd);
 }
 
+static atomic_int passes_seen;
+
+static void pass_seen(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&passes_seen, 1);
+}
+
 static dfs_scrubber *start(struct fx *f, uint64_t rate, int64_t interval_ms, uint32_t batch)
 {
+    atomic_store(&passes_seen, 0);
     struct dfs_scrubber_config cfg = {
+        .on_pass = pass_seen,
         .store = f->store,
         .metadata = f->k.addr,
         .node_id = dfs_frag_store_node_id(f->store),
@@ -294,6 +305,7 @@ static void test_clean_store(void **state)
     dfs_scrubber *s = start(f, 256 * MIB, 50, 0);
     assert_true(wait_for(two_passes, s, 20000));
     dfs_scrubber_stop(s);
+    assert_true(atomic_load(&passes_seen) >= 2); /* the node's inventory follows every pass */
     assert_int_equal(sink_nseen(&f->k), 0);
     /* Nothing corrupt; every fragment's size and checksum went to the service at each pass (one
        call a pass), for it to compare with the catalog. */

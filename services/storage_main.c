@@ -328,6 +328,12 @@ static int parse(int argc, char **argv, struct options *o, char **err)
 }
 
 /* What the heartbeat's hook reaches. */
+/* After each scrub pass, the inventory: a file deleted under the node is found without a read. */
+static void scrub_pass_done(void *arg)
+{
+    dfs_inventory_trigger(arg);
+}
+
 /* The storage service's damage hooks, to the reporter. */
 static void own_damage(void *arg, const char *fragment_id, int damage)
 {
@@ -585,6 +591,8 @@ int main(int argc, char **argv)
                 .interval_ms = o.scrub_interval_s * 1000,
                 .first_delay_ms = first_s * 1000,
                 .channel = to_metadata,
+                .on_pass = scrub_pass_done,
+                .on_pass_arg = inv,
             };
             if (dfs_scrubber_start(&sccfg, &scrub, &err) != DFS_OK) {
                 fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start the scrubber");

@@ -186,6 +186,17 @@ class Reporting(harness.TestCase):
                            "the missing copy was not repaired")
         self.assertGreaterEqual(status(self)["damage"]["confirmed"], 1)
 
+    def test_fragment_deleted_under_a_running_node_found_without_a_reader(self):
+        # Nobody reads it: the node's inventory, which now follows every scrub pass (not only a
+        # registration), tells the catalog the copy is gone.
+        c = self.start_cluster(nodes=3, storage_flags=["--scrub-interval", "1"])
+        src = harness.random_file(self.tmp("d2"), 1 << 20, seed=67)
+        self.dfs("put", "--replicas", "2", "--fragments", "1", src, "/del2")
+        (fr,) = stat(self, "/del2")["fragments"]
+        os.unlink(sorted(harness.fragment_files(c, [fr["fragment_id"]]))[0])
+        harness.wait_until(lambda: copies_match_catalog(self, c, "/del2", 2), 60,
+                           "the missing copy was not found and repaired")
+
     def test_repair_reports_a_corrupt_source_and_does_not_retry_it(self):
         # k=2: one holder dies, the other's copy has a corrupt block. Before, the repair pulled
         # from the corrupt source again and again, for ever, and the file counted as degraded.
