@@ -156,6 +156,7 @@ struct get_job {
     dfs_bucket global;     /* --max-rate */
     uint64_t written;      /* file bytes written, for progress */
     bool *done;            /* by range: in the part file and checked (resume state) */
+    size_t *range_copy;    /* by range: the copy that delivered it (its last bytes) */
     uint64_t resumed;      /* bytes found already downloaded by --resume */
     uint64_t resume_range; /* the range size of the download --resume continues */
     bool erasure;
@@ -737,6 +738,7 @@ static void fetch_done(dfs_rpc_ccall *call, void *arg, int status, const char *m
         /* Memory stays bounded without returning it to the system: the channels' fixed receive
            windows bound what gRPC buffers (services/rpc/client.c), and that memory is reused. */
         job->done[f->range] = true;
+        job->range_copy[f->range] = f->copy;
         job->ranges_done++;
         start_next_range(f);
         return;
@@ -910,8 +912,11 @@ static int plan_ranges(struct get_job *job, char **errmsg)
     if (rc == DFS_OK) {
         job->ranges = calloc(nranges + 1, sizeof *job->ranges);
         job->done = calloc(nranges + 1, sizeof *job->done);
-        if (job->ranges == NULL || job->done == NULL)
+        job->range_copy = calloc(nranges + 1, sizeof *job->range_copy);
+        if (job->ranges == NULL || job->done == NULL || job->range_copy == NULL)
             rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+        for (size_t i = 0; rc == DFS_OK && i < nranges; i++)
+            job->range_copy[i] = SIZE_MAX; /* none yet (a range --resume found done: none) */
     }
     for (size_t i = 0; rc == DFS_OK && i < nf; i++) {
         struct frag_state *fs = &job->frags[i];
@@ -1175,7 +1180,19 @@ static bool verify_whole(struct get_job *job, struct frag_state *fs)
             fs->frag->index);
     if (job->hash != NULL)
         dfs_filehash_invalidate(job->hash);
-    for (size_t k = 0; k < fs->norder && job->error == DFS_OK; k++) {
+    /* What the first read gave, by range, to tell afterwards which copies served other data. */
+    size_t nr = fs->last - fs->first;
+    uint32_t *seen = malloc((fs->nblocks + 1) * sizeof *seen);
+    size_t *from = malloc((nr + 1) * sizeof *from);
+    if (seen == NULL || from == NULL) {
+        free(seen);
+        free(from);
+        return false;
+    }
+    memcpy(seen, fs->crcs, fs->nblocks * sizeof *seen);
+    memcpy(from, &job->range_copy[fs->first], nr * sizeof *from);
+    bool matched = false;
+    for (size_t k = 0; k < fs->norder && job->error == DFS_OK && !matched; k++) {
         size_t c = fs->order[k];
         if (fs->bad[c])
             continue;
@@ -1196,9 +1213,8 @@ static bool verify_whole(struct get_job *job, struct frag_state *fs)
             all &= job->done[r];
         uint32_t sum = dfs_crc32c_of_table(fs->crcs, fs->nblocks);
         if (job->error == DFS_OK && all && !fs->only_failed && sum == fs->frag->checksum) {
-            fs->only = -1;
-            job->next_range = job->end_range = job->nranges;
-            return true;
+            matched = true;
+            break;
         }
         if (job->error == DFS_OK && !fs->bad[c]) {
             char why[128];
@@ -1208,9 +1224,24 @@ static bool verify_whole(struct get_job *job, struct frag_state *fs)
             note_failure(fs, c, why);
         }
     }
+    /* The copies whose ranges of the first read differ from the good copy's served other data
+       under the catalog's checksum: report them too (they may not have been tried alone). */
+    for (size_t i = 0; matched && i < nr; i++) {
+        const struct range *r = &job->ranges[fs->first + i];
+        size_t b0 = (size_t)(r->off / DFS_BLOCK_SIZE), nb = dfs_crc32c_nblocks(r->len);
+        size_t c = from[i];
+        if (c >= fs->nreps || (int)c == fs->only ||
+            memcmp(&seen[b0], &fs->crcs[b0], nb * sizeof *seen) == 0)
+            continue;
+        const char *why = "its blocks differ from the catalog's copy under the catalog's checksum";
+        note_damage(job, fs->reps[c], DAMAGE_WRONG_CHECKSUM, why);
+        note_failure(fs, c, why);
+    }
+    free(seen);
+    free(from);
     fs->only = -1;
     job->next_range = job->end_range = job->nranges;
-    return false;
+    return matched;
 }
 
 static void fetch_file(struct get_job *job, const char *resume_hex)
@@ -1367,6 +1398,7 @@ static void job_free(struct get_job *job)
         free(job->fetches[i].pending_msg);
     free(job->lanes);
     free(job->done);
+    free(job->range_copy);
     free(job->errmsg);
     free(job->frags);
     free(job->ranges);

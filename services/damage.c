@@ -151,3 +151,13 @@ size_t dfs_damage_queue_pending(dfs_damage_queue *q)
     pthread_mutex_unlock(&q->mu);
     return n;
 }
+
+bool dfs_damage_queue_suspect(dfs_damage_queue *q, const char *fragment_id, const char *node_id)
+{
+    bool found = false;
+    pthread_mutex_lock(&q->mu);
+    for (size_t i = 0; i < q->nitems && !found; i++)
+        found = same(q->items[i].fragment_id, q->items[i].node_id, fragment_id, node_id);
+    pthread_mutex_unlock(&q->mu);
+    return found;
+}

@@ -80,4 +80,8 @@ void dfs_damage_queue_done(dfs_damage_queue *q, const struct dfs_damage_item *it
 /* Copies queued or being checked. */
 size_t dfs_damage_queue_pending(dfs_damage_queue *q);
 
+/* Whether fragment_id's copy on node_id is queued or being checked (a repair must not read it
+   meanwhile). */
+bool dfs_damage_queue_suspect(dfs_damage_queue *q, const char *fragment_id, const char *node_id);
+
 #endif /* DFS_SERVICES_DAMAGE_H */

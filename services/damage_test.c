@@ -29,6 +29,8 @@ static void test_fifo_and_dedupe(void **state)
     assert_int_equal(dfs_damage_queue_add(q, "nope", N2, 2, NULL, 12), DFS_DAMAGE_INVALID);
     assert_int_equal(dfs_damage_queue_add(q, F2, "nope", 2, NULL, 12), DFS_DAMAGE_INVALID);
     assert_int_equal(dfs_damage_queue_pending(q), 2);
+    assert_true(dfs_damage_queue_suspect(q, F1, N1));
+    assert_false(dfs_damage_queue_suspect(q, F2, N1));
     struct dfs_damage_item a, b, c;
     assert_true(dfs_damage_queue_take(q, &a));
     assert_string_equal(a.fragment_id, F1);
@@ -42,9 +44,11 @@ static void test_fifo_and_dedupe(void **state)
     assert_string_equal(b.node_id, N2);
     assert_false(dfs_damage_queue_take(q, &c));
     assert_int_equal(dfs_damage_queue_pending(q), 2);
+    assert_true(dfs_damage_queue_suspect(q, F1, N2)); /* being checked */
     dfs_damage_queue_done(q, &b, DFS_DAMAGE_BAD, 20);
     dfs_damage_queue_done(q, &a, DFS_DAMAGE_UNKNOWN, 20);
     assert_int_equal(dfs_damage_queue_pending(q), 0);
+    assert_false(dfs_damage_queue_suspect(q, F1, N2));
     /* Neither was found good: a new report is queued again at once. */
     assert_int_equal(dfs_damage_queue_add(q, F1, N1, 1, NULL, 21), DFS_DAMAGE_QUEUED);
     assert_int_equal(dfs_damage_queue_add(q, F1, N2, 1, NULL, 21), DFS_DAMAGE_QUEUED);

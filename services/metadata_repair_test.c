@@ -846,6 +846,46 @@ static void test_damage_reports_checked_by_the_node(void **state)
     protobuf_c_message_free_unpacked(&fi->base, NULL);
 }
 
+/* A copy reported damaged is not a repair source while its node checks it. */
+static void test_reported_copy_not_a_source_while_checked(void **state)
+{
+    struct fx *f = *state = fx_new(3, NULL);
+    Dfs__V1__FileInfo *put_fi = put(f, "/x", 1000, 2, 1, DFS__V1__POLICY__POLICY_RANDOM);
+    protobuf_c_message_free_unpacked(&put_fi->base, NULL);
+    Dfs__V1__FileInfo *fi = get_file(f, "/x");
+    Dfs__V1__Replica *a = fi->fragments[0]->replicas[0], *b = fi->fragments[0]->replicas[1];
+    set_dead(f, index_of(f, a->node_id));
+    uint32_t acc = 0, ign = 0;
+    assert_int_equal(report_damage(f, b->ticket, DFS__V1__DAMAGE__DAMAGE_CORRUPT, &acc, &ign, NULL),
+                     DFS_OK);
+    assert_int_equal(acc, 1);
+    char *err = NULL;
+    assert_int_equal(dfs_metadata_service_plan_all(f->svc, &err), DFS_OK);
+    bool did = false;
+    assert_int_not_equal(dfs_metadata_service_repair_one(f->svc, &did, &err), DFS_OK);
+    assert_true(did);
+    assert_non_null(strstr(err, "no source"));
+    free(err);
+    err = NULL;
+    /* Its node finds it good: it is a source again, and the repair goes through. */
+    assert_int_equal(check_all(f), 1);
+    assert_true(recorded(f, fi->fragments[0]->fragment_id, b->node_id));
+    struct dfs_repair_rec *v = NULL;
+    size_t n = 0;
+    assert_int_equal(dfs_catalog_repairs_list(f->cat, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 1);
+    char sql_id[DFS_FRAGMENT_ID_HEX + 1];
+    snprintf(sql_id, sizeof sql_id, "%s", v[0].fragment_id);
+    free(v);
+    /* The failed attempt's target had its (empty) copy's removal queued: send it; then skip the
+       attempt's backoff. */
+    dfs_metadata_service_maintain(f->svc);
+    assert_int_equal(dfs_catalog_repair_fail(f->cat, sql_id, NULL, 0, NULL, NULL), DFS_OK);
+    assert_int_equal(dfs_metadata_service_repair_one(f->svc, &did, &err), DFS_OK);
+    assert_true(did);
+    protobuf_c_message_free_unpacked(&fi->base, NULL);
+}
+
 static Dfs__V1__ReportFragmentsResponse *report_extra(struct fx *f, int node, const char *missing,
                                                       const Dfs__V1__FragmentSum *sum)
 {
@@ -987,6 +1027,7 @@ int main(void)
         cmocka_unit_test_teardown(test_report_corrupt_and_inventory, teardown),
         cmocka_unit_test_teardown(test_damage_reports_checked_by_the_node, teardown),
         cmocka_unit_test_teardown(test_node_reports_missing_and_scrubbed, teardown),
+        cmocka_unit_test_teardown(test_reported_copy_not_a_source_while_checked, teardown),
         cmocka_unit_test_teardown(test_drain_moves_everything_then_decommissions, teardown),
         cmocka_unit_test_teardown(test_workers_repair_in_background_and_stop, teardown),
         cmocka_unit_test_teardown(test_restart_requeues_running, teardown),

@@ -1652,8 +1652,11 @@ static Dfs__V1__RepairFragmentRequest *repair_request(const dfs_metadata_service
             return NULL;
         for (int rank = 0; rank <= 2; rank++) {
             for (size_t r = 0; r < fr->nreplicas; r++) {
+                /* A copy reported damaged is not read until its node has checked it. */
                 if (source_rank(fr->replicas[r].node_state) != rank ||
-                    strcmp(fr->replicas[r].node_id, c->target) == 0)
+                    strcmp(fr->replicas[r].node_id, c->target) == 0 ||
+                    dfs_damage_queue_suspect(svc->damage, fr->fragment_id,
+                                             fr->replicas[r].node_id))
                     continue;
                 req->sources[req->n_sources] = dfs_arena_strdup(a, fr->replicas[r].address);
                 req->source_tickets[req->n_sources] = ticket_msg(
@@ -1685,7 +1688,9 @@ static Dfs__V1__RepairFragmentRequest *repair_request(const dfs_metadata_service
         for (size_t i = 0; i < f->nfragments; i++) {
             const struct dfs_fragment_rec *o = &f->fragments[i];
             for (size_t r = 0; i != c->task.index && r < o->nreplicas; r++) {
-                if (source_rank(o->replicas[r].node_state) != rank)
+                if (source_rank(o->replicas[r].node_state) != rank ||
+                    dfs_damage_queue_suspect(svc->damage, o->fragment_id,
+                                             o->replicas[r].node_id))
                     continue;
                 Dfs__V1__ErasureSource *src = dfs_arena_alloc(a, sizeof *src);
                 if (src == NULL)
