@@ -52,7 +52,9 @@
  *     a range past the end is OUT_OF_RANGE. Messages carry at most chunk_bytes of data (see the
  *     config); the first also carries header {fragment_id, whole size} and the fragment checksum,
  *     and is sent even for an empty range. Every block is checked against its stored CRC as it is
- *     read; a corrupt one ends the stream with DATA_LOSS "fragment X block N is corrupt".
+ *     read; a corrupt one ends the stream with DATA_LOSS "fragment X block N is corrupt". A
+ *     fragment that a valid ticket names but that is missing (NOT_FOUND) or corrupt is also told
+ *     to on_own_damage: the catalog counts the copy as good and must hear otherwise.
  *   DeleteFragment (unary): {existed}.     StatFragment (unary): {fragment_id, size, checksum,
  *     stored_ms}, NOT_FOUND when absent; with verify, the whole fragment is read first on a
  *     repair worker (as a repair's local check: every block against its CRC, not charged to the
