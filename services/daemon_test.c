@@ -59,9 +59,12 @@ static void test_write_file_is_atomic_and_whole(void **state)
 static void test_write_file_to_fifo_and_device(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/dfs_daemon_testXXXXXX";
+    const char *base = getenv("TEST_TMPDIR");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/dfs_daemon_testXXXXXX",
+             base != NULL && base[0] != '\0' ? base : "/tmp");
     assert_non_null(mkdtemp(dir));
-    char path[128];
+    char path[600];
     snprintf(path, sizeof path, "%s/fifo", dir);
     assert_int_equal(mkfifo(path, 0600), 0);
     int rd = open(path, O_RDONLY | O_NONBLOCK); /* a reader, so the writer's open does not wait */
