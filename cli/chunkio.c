@@ -150,6 +150,10 @@ bool dfs_get_chunk_parse(grpc_byte_buffer *bb, struct dfs_get_chunk *c)
         } else if (field == 3 && wt == 5) { /* unpacked */
             if (c->ncrcs == DFS_CHUNK_MAX_PIECES || !dfs_wire_fixed32(&r, &c->crcs[c->ncrcs++]))
                 return false;
+        } else if (field == 4 && wt == 5) {
+            if (!dfs_wire_fixed32(&r, &c->checksum))
+                return false;
+            c->has_checksum = true;
         } else if (!dfs_wire_skip(&r, wt)) {
             return false;
         }

@@ -65,6 +65,9 @@ uint32_t dfs_chunk_table_crc(uint32_t sum, const uint32_t *crcs, size_t n);
 struct dfs_get_chunk {
     bool has_header;
     uint64_t header_size;
+    /* The fragment checksum the node holds (field 4: first message only). */
+    bool has_checksum;
+    uint32_t checksum;
     size_t len;
     struct iovec iov[DFS_CHUNK_MAX_IOV];
     size_t niov;

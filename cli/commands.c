@@ -680,6 +680,15 @@ static void json_health(dfs_json *j, const Dfs__V1__GetHealthResponse *h, bool v
     dfs_json_key(j, "bytes");
     dfs_json_uint(j, h->repair_bytes);
     dfs_json_end_object(j);
+    dfs_json_key(j, "damage");
+    dfs_json_begin_object(j);
+    dfs_json_key(j, "reported");
+    dfs_json_uint(j, h->damage_reported);
+    dfs_json_key(j, "confirmed");
+    dfs_json_uint(j, h->damage_confirmed);
+    dfs_json_key(j, "checking");
+    dfs_json_uint(j, h->damage_checks_pending);
+    dfs_json_end_object(j);
 }
 
 static void print_health(const Dfs__V1__GetHealthResponse *h, bool verified)
@@ -692,6 +701,10 @@ static void print_health(const Dfs__V1__GetHealthResponse *h, bool verified)
     dfs_format_size(h->repair_bytes, bytes, sizeof bytes);
     printf("repair:     %" PRIu64 " queued, %" PRIu64 " running, %" PRIu64 " done (%s copied)\n",
            h->repairs_queued, h->repairs_running, h->repairs_done, bytes);
+    printf("damage:     %" PRIu64 " damaged cop%s found (dropped and repaired), %" PRIu64
+           " reported, %" PRIu64 " being checked\n",
+           h->damage_confirmed, h->damage_confirmed == 1 ? "y" : "ies", h->damage_reported,
+           h->damage_checks_pending);
     for (size_t i = 0; i < h->n_lost_paths; i++)
         printf("lost:       %s\n", h->lost_paths[i]);
     for (size_t i = 0; i < h->n_degraded_paths; i++)

@@ -58,7 +58,11 @@ struct ec_fetch {
     bool deferred; /* the pace timer will start the call (counted in running and fetching) */
     int pending_code;
     char *pending_msg;
+    int pending_damage; /* what the local reason says of the copy (dfs.v1.Damage) */
 };
+
+/* dfs.v1.Damage numbers. */
+enum { DAMAGE_NONE = 0, DAMAGE_CORRUPT = 1, DAMAGE_WRONG_CHECKSUM = 2, DAMAGE_MISSING = 3 };
 
 struct ec_stripe {
     struct ec_job *job;
@@ -133,9 +137,9 @@ static void progress(struct ec_fetch *f)
                            dfs_rpc_now_ns() + f->job->ctx->stall_timeout_ms * 1000000);
 }
 
-static void reject(struct ec_fetch *f, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void reject(struct ec_fetch *f, int code, const char *fmt, ...)
+static void reject(struct ec_fetch *f, int code, int damage, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void reject(struct ec_fetch *f, int code, int damage, const char *fmt, ...)
 {
     if (f->pending_msg == NULL) {
         va_list ap;
@@ -144,6 +148,7 @@ static void reject(struct ec_fetch *f, int code, const char *fmt, ...)
             f->pending_msg = NULL;
         va_end(ap);
         f->pending_code = code;
+        f->pending_damage = damage;
     }
     dfs_rpc_ccall_cancel_with(f->call, code, f->pending_msg != NULL ? f->pending_msg : "rejected");
 }
@@ -177,15 +182,23 @@ static void chunk_received(dfs_rpc_ccall *call, void *arg, grpc_byte_buffer *bb,
     uint32_t crcs[DFS_CHUNK_MAX_PIECES];
     long bad = -2;
     if (!dfs_get_chunk_parse(bb, c))
-        reject(f, DFS_EDATALOSS, "malformed message from the node");
+        reject(f, DFS_EDATALOSS, DAMAGE_NONE, "malformed message from the node");
     else if (c->has_header && c->header_size != frag->size)
-        reject(f, DFS_EDATALOSS, "the node holds %" PRIu64 " bytes, the catalog says %" PRIu64,
-               c->header_size, frag->size);
+        reject(f, DFS_EDATALOSS, DAMAGE_WRONG_CHECKSUM,
+               "the node holds %" PRIu64 " bytes, the catalog says %" PRIu64, c->header_size,
+               frag->size);
+    /* A copy rewritten consistently with other data passes every block check: only the
+       checksum its node sends first tells it from the catalog's (then parity rebuilds it). */
+    else if (c->has_header && (c->has_checksum ? c->checksum : 0) != frag->checksum)
+        reject(f, DFS_EDATALOSS, DAMAGE_WRONG_CHECKSUM,
+               "the node holds checksum %08x, the catalog says %08x",
+               c->has_checksum ? c->checksum : 0, frag->checksum);
     else if (c->ncrcs != dfs_crc32c_nblocks(c->len) || f->got + c->len > job->cell ||
              (f->got + c->len < job->cell && c->len % DFS_BLOCK_SIZE != 0))
-        reject(f, DFS_EDATALOSS, "bad chunk: %zu bytes with %zu checksums", c->len, c->ncrcs);
+        reject(f, DFS_EDATALOSS, DAMAGE_NONE, "bad chunk: %zu bytes with %zu checksums", c->len,
+               c->ncrcs);
     else if ((bad = dfs_get_chunk_verify(c, crcs)) >= 0)
-        reject(f, DFS_EDATALOSS, "block %" PRIu64 " arrived corrupt",
+        reject(f, DFS_EDATALOSS, DAMAGE_CORRUPT, "block %" PRIu64 " arrived corrupt",
                (f->st->s * job->cell + f->got) / DFS_BLOCK_SIZE + (uint64_t)bad);
     if (bad != -1) {
         grpc_byte_buffer_destroy(bb);
@@ -249,14 +262,17 @@ static void pace_fired(dfs_rpc_timer *t)
         begin_call(f);
 }
 
-/* Fragment i cannot be read: drop it for the rest of the get. */
-static void drop_fragment(struct ec_job *job, unsigned i, const char *why)
+/* Fragment i cannot be read: drop it for the rest of the get (and tell the caller what was
+   wrong with its copy, when it was damaged). */
+static void drop_fragment(struct ec_job *job, unsigned i, int damage, const char *why)
 {
     struct ec_frag *fr = &job->frags[i];
     if (fr->bad)
         return;
     fr->bad = true;
     const Dfs__V1__Replica *rep = fr->frag->n_replicas > 0 ? fr->frag->replicas[0] : NULL;
+    if (rep != NULL && damage != DAMAGE_NONE && job->ctx->damaged != NULL)
+        job->ctx->damaged(job->ctx->damaged_arg, rep, damage, why);
     if (asprintf(&fr->why, "fragment %u on node %s (%s): %s", i, rep != NULL ? rep->node_id : "?",
                  rep != NULL ? rep->address : "?", why) < 0)
         fr->why = NULL;
@@ -333,11 +349,16 @@ static void fetch_done(dfs_rpc_ccall *call, void *arg, int status, const char *m
         return;
     }
     char why[512] = "";
-    if (pending != NULL)
+    int damage = DAMAGE_NONE;
+    if (pending != NULL) {
         snprintf(why, sizeof why, "%s", pending);
-    else if (status != DFS_OK)
+        damage = f->pending_damage;
+    } else if (status != DFS_OK) {
         snprintf(why, sizeof why, "%s", message);
-    else if (f->got != job->cell)
+        damage = status == DFS_EDATALOSS   ? DAMAGE_CORRUPT
+                 : status == DFS_ENOTFOUND ? DAMAGE_MISSING
+                                           : DAMAGE_NONE;
+    } else if (f->got != job->cell)
         snprintf(why, sizeof why, "the stream ended after %" PRIu64 " of %" PRIu64 " bytes", f->got,
                  job->cell);
     free(pending);
@@ -345,7 +366,7 @@ static void fetch_done(dfs_rpc_ccall *call, void *arg, int status, const char *m
         st->state[f->frag] = CELL_DONE;
     } else {
         st->state[f->frag] = CELL_LOST;
-        drop_fragment(job, f->frag, why);
+        drop_fragment(job, f->frag, damage, why);
         stripe_refill(job, st);
     }
     if (job->error == DFS_OK)
@@ -580,7 +601,8 @@ int dfs_ec_fetch(struct dfs_fetch_ctx *ctx, char **errmsg)
             rc = dfs_seterr(errmsg, DFS_EINTERNAL, "the catalog's fragment %u is inconsistent", i);
         else if (fr->frag->n_replicas == 0 ||
                  fr->frag->replicas[0]->node_state == DFS__V1__NODE_STATE__NODE_DEAD)
-            drop_fragment(job, i, fr->frag->n_replicas == 0 ? "no copy" : "its node is dead");
+            drop_fragment(job, i, DAMAGE_NONE,
+                          fr->frag->n_replicas == 0 ? "no copy" : "its node is dead");
         if (i < job->k) {
             fr->nblocks = dfs_crc32c_nblocks(fr->frag->size);
             if ((fr->crcs = calloc(fr->nblocks + 1, sizeof *fr->crcs)) == NULL)
@@ -655,7 +677,13 @@ int dfs_ec_fetch(struct dfs_fetch_ctx *ctx, char **errmsg)
     for (unsigned i = 0; i < MAX_ACTIVE; i++)
         job->stripes[i].job = job;
 
-    if (rc == DFS_OK) {
+    /*
+     * Passes: normally one. A data fragment whose blocks each check but do not make the catalog's
+     * checksum (its node announced the catalog's checksum over other data) is dropped, and the
+     * file fetched again with that fragment rebuilt from parity, while parity is left (a stream
+     * cannot: it has sent what it read).
+     */
+    for (unsigned pass = 0; rc == DFS_OK; pass++) {
         activate_next(job);
         for (;;) {
             /* Streaming: stripes held back (too far ahead of the reader) start once it caught up. */
@@ -676,17 +704,34 @@ int dfs_ec_fetch(struct dfs_fetch_ctx *ctx, char **errmsg)
             fail_job(job, DFS_EINTERNAL, strdup("the transfer stopped before the end"));
         /* Every data fragment as a whole, fetched or rebuilt, against the catalog (a part of the
            file: its fragments were not all read, their block CRCs were all the check). */
+        bool again = false;
         for (unsigned i = 0; whole && job->error == DFS_OK && i < job->k; i++) {
-            const struct ec_frag *fr = &job->frags[i];
+            struct ec_frag *fr = &job->frags[i];
             uint32_t sum = dfs_crc32c_of_table(fr->crcs, fr->nblocks);
-            if (sum != fr->frag->checksum) {
-                char *err = NULL;
-                dfs_seterr(&err, DFS_EDATALOSS,
-                           "fragment %u of %s: checksum %08x, the catalog says %08x", i, file->path,
-                           sum, fr->frag->checksum);
-                fail_job(job, DFS_EDATALOSS, err);
+            if (sum == fr->frag->checksum)
+                continue;
+            char why[128];
+            snprintf(why, sizeof why, "its blocks make checksum %08x, the catalog says %08x", sum,
+                     fr->frag->checksum);
+            if (!fr->bad && !stream && pass < job->m) {
+                drop_fragment(job, i, DAMAGE_WRONG_CHECKSUM, why);
+                again = true;
+                continue;
             }
+            char *err = NULL;
+            dfs_seterr(&err, DFS_EDATALOSS, "fragment %u of %s: %s", i, file->path, why);
+            fail_job(job, DFS_EDATALOSS, err);
         }
+        if (!again || job->error != DFS_OK)
+            break;
+        if (ctx->hash != NULL)
+            dfs_filehash_invalidate(ctx->hash);
+        job->next_stripe = job->first_stripe;
+        job->stripes_done = 0;
+        for (unsigned i = 0; i < job->k; i++)
+            memset(job->frags[i].crcs, 0, job->frags[i].nblocks * sizeof *job->frags[i].crcs);
+    }
+    if (rc == DFS_OK) {
         rc = job->error;
         if (rc != DFS_OK)
             dfs_seterr(errmsg, rc, "%s", job->errmsg != NULL ? job->errmsg : dfs_strerror(rc));

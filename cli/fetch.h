@@ -36,6 +36,10 @@ struct dfs_fetch_ctx {
     void *progress_arg;
     int out_fd;        /* streaming: where [from, to) goes; -1 for a get to fd itself */
     uint64_t from, to; /* streaming only */
+    /* A copy found damaged (damage: a dfs.v1.Damage number; why: what was seen, borrowed for the
+       call), for the caller to report. May be NULL. */
+    void (*damaged)(void *arg, const Dfs__V1__Replica *rep, int damage, const char *why);
+    void *damaged_arg;
     /* Out. */
     dfs_filehash *hash; /* started by the engine (NULL if it failed before); the caller ends it */
     dfs_drain *drain;   /* streaming: likewise */

@@ -30,6 +30,10 @@ struct dfs_get_opts {
     /* dfs_get_fd only: how links to the storage nodes are secured (borrowed; NULL: plaintext to
        loopback only). dfs_get uses the metadata connection's (dfs_meta_security). */
     const struct dfs_rpc_link_security *security;
+    /* dfs_get_fd only: the metadata service (borrowed; NULL: none), to fetch the layout again
+       when a fragment runs out of copies (the catalog moved them meanwhile) and to report the
+       damaged copies the get met. dfs_get uses its own. */
+    dfs_meta *meta;
 };
 
 struct dfs_get_result {
@@ -47,15 +51,27 @@ struct dfs_get_result {
  * order, a window of them in flight at once, spread over every copy of every fragment; with a
  * per-link rate (link_rate) every link instead pulls ranges of the fragments it holds whenever it
  * may send, so that all of them are busy from start to end (cli/get.c). Every 64 KiB block is
- * checked against its CRC32C as it arrives, every fragment against its checksum, and the whole
- * file against its SHA-256 (hashed as the data arrives). When a copy fails (node down,
- * corrupt block), the range continues from another copy at the byte where it stopped, and that copy
- * is not used again.
+ * checked against its CRC32C as it arrives, every copy's checksum (the node sends it first)
+ * against the catalog's before any of its bytes are used, every fragment against its checksum,
+ * and the whole file against its SHA-256 (hashed as the data arrives). When a copy fails (node
+ * down, corrupt block, another checksum, gone), the range continues from another copy at the byte
+ * where it stopped, and that copy is not used again; when no copy of a fragment is left, the
+ * layout is fetched again (a rebalance or a repair may have moved them) and the new copies are
+ * tried. A fragment whose blocks check but do not make its checksum is read again whole from one
+ * copy at a time. Copies found damaged (corrupt, another checksum, missing) are reported to the
+ * metadata service (ReportDamage, with their read tickets) before dfs_get returns, whether it
+ * succeeded or not; the service has their nodes check them and repairs what they confirm.
  *
  * The data goes to "<local>.dfs-part" and is renamed to `local` only once the SHA-256 matched, so
  * `local` is never left half-written. When the get is interrupted or the network fails, the part
  * file stays with a state file that --resume continues from (the error message says so); after
  * any other failure both are removed.
+ *
+ * A `local` that exists and is not a regular file is never renamed over: a character or block
+ * device (/dev/null) or a FIFO is opened for writing as it is (no create, no truncate), a Unix
+ * stream socket is connected to, and the file is streamed to it in order as dfs_get_fd does
+ * (the last piece held back until every check passed). A directory is DFS_EINVAL, and so is
+ * opts->resume with such a `local` or with "-".
  *
  * Returns 0 and fills *out, or a DFS_ code with a one-line reason in *errmsg.
  */

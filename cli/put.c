@@ -543,7 +543,13 @@ static void replace_and_retry(struct put_stream *s, int code, const char *why);
 
 /*
  * A head stored its copy: settle the chained copies from the chain's acks. A copy the chain stored
- * (same size and checksum as sent) is done; any other goes to a replacement node directly.
+ * (same size and checksum as sent) is done. The first failed entry in chain order is the node
+ * that failed (or the hop to it): its copy goes to a replacement node, sent directly. Every entry
+ * after it was not reached, since a chain stops at its first failure (storage.proto: "a node after
+ * a failed one is not reached"): those nodes are not known to have failed, so they stay the
+ * copies' targets and get them sent directly, like a fanout put; only if that fails too are they
+ * replaced. (Counting them as failed excluded healthy nodes from ReplaceTarget: with 4 nodes and
+ * k=3, a middle node's death left "0 available" for the last one.)
  */
 static void settle_chain(struct put_stream *head)
 {
@@ -551,14 +557,23 @@ static void settle_chain(struct put_stream *head)
     size_t k;
     struct put_stream *c = copies_of(job, head->frag, &k);
     const Dfs__V1__PutFragmentResponse *r = head->acks;
+    size_t first_failed = SIZE_MAX; /* index in r->chain */
+    for (size_t a = 0; r != NULL && a < r->n_chain && first_failed == SIZE_MAX; a++) {
+        const Dfs__V1__ChainAck *ack = r->chain[a];
+        if (!ack->ok || ack->size != frag_size(job, head->frag) || ack->checksum != head->table_crc)
+            first_failed = a;
+    }
     for (size_t i = 0; i < k && job->error == DFS_OK; i++) {
         struct put_stream *s = &c[i];
         if (!s->chained || s->done)
             continue;
         const Dfs__V1__ChainAck *ack = NULL;
+        size_t at = SIZE_MAX;
         for (size_t a = 0; r != NULL && a < r->n_chain && ack == NULL; a++)
-            if (strcmp(r->chain[a]->address, dfs_link_address(s->link)) == 0)
+            if (strcmp(r->chain[a]->address, dfs_link_address(s->link)) == 0) {
                 ack = r->chain[a];
+                at = a;
+            }
         s->chained = false;
         s->table_crc = head->table_crc;
         if (ack != NULL && ack->ok && ack->size == frag_size(job, head->frag) &&
@@ -573,6 +588,14 @@ static void settle_chain(struct put_stream *head)
                  ack == NULL ? "the chain did not report this node"
                  : ack->ok   ? "the node stored a different checksum or size"
                              : ack->error);
+        if (ack == NULL || (first_failed != SIZE_MAX && at > first_failed)) {
+            dfs_log(DFS_LOG_INFO,
+                    "chained copy not reached, sent directly fragment=%" PRIu32 " node=%s "
+                    "err=\"%s\"",
+                    s->frag, s->node_id, why);
+            start_stream(s);
+            continue;
+        }
         dfs_log(DFS_LOG_WARN, "chained copy failed fragment=%" PRIu32 " node=%s err=\"%s\"",
                 s->frag, s->node_id, why);
         /* The chain's try counts as an attempt; the copy goes elsewhere, sent directly. */

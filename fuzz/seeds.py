@@ -64,6 +64,7 @@ REQUEST_TYPES = [
     "RegisterNode", "Heartbeat", "CreateFile", "ReplaceTarget", "CommitFile", "AbortFile",
     "GetFile", "ListFiles", "DeleteFile", "Stat", "ListNodes", "SetNodeState", "ReportFragments",
     "GetHealth", "PutFragment", "GetFragment", "DeleteFragment", "StatFragment", "RepairFragment",
+    "ReportDamage",
 ]
 
 
@@ -110,6 +111,12 @@ def request_seeds():
         "report": ("ReportFragments", f_bytes(2, FRAG) + f_varint(3, 1) + f_bytes(4, FRAG) +
                    f_bytes(4, FILE_ID + b"00000002") + f_varint(5, 0) + f_varint(6, 1) +
                    f_fixed64(7, 0x1234567890abcdef)),
+        "report_scrubbed": ("ReportFragments", f_fixed64(7, 0x1234567890abcdef) + f_bytes(8, FRAG) +
+                            f_bytes(9, f_bytes(1, FRAG) + f_varint(2, 1 << 20) + f_fixed32(3, 0xDEADBEEF))),
+        "report_damage": ("ReportDamage", f_bytes(1, f_bytes(1, f_varint(1, 2) + f_bytes(2, FILE_ID) +
+                                                          f_bytes(3, FRAG) + f_bytes(4, NODE) +
+                                                          f_varint(5, 1 << 41) + f_bytes(6, bytes(32))) +
+                                                 f_varint(2, 1) + f_bytes(3, b"block 3 arrived corrupt"))),
         "health": ("GetHealth", f_varint(1, 1) + f_varint(2, 10)),
         "put_first": ("PutFragment", f_bytes(1, header) + f_bytes(2, b"hello") +
                       f_bytes(3, struct.pack("<I", crc32c(b"hello")))),

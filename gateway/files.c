@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,8 +68,12 @@ int dfs_gw_files_sweep_spool(const char *spool_dir)
         return 0;
     int n = 0;
     struct dirent *e;
+    struct stat st;
+    /* Only the regular files an upload leaves: a FIFO or a device that happens to bear the
+       prefix is not ours to remove. */
     while ((e = readdir(d)) != NULL)
         if (strncmp(e->d_name, SPOOL_PREFIX, strlen(SPOOL_PREFIX)) == 0 &&
+            fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
             unlinkat(dirfd(d), e->d_name, 0) == 0)
             n++;
     closedir(d);
@@ -395,6 +400,9 @@ static void *download_run(void *arg)
     memset(&opts, 0, sizeof opts);
     opts.interrupted = d->f->cancel;
     opts.security = dfs_meta_security(d->f->meta);
+    /* A copy the catalog moves (rebalance, drain, repair) while it is streamed is found again in
+       a fresh layout; damaged copies are reported. */
+    opts.meta = d->f->meta;
     struct dfs_get_result res;
     char *err = NULL;
     int rc = dfs_get_fd(d->file, d->off, d->len, d->wr, d->f->spool_dir, &opts, &res, &err);

@@ -57,8 +57,9 @@ enum MHD_Result dfs_gw_files_handle(dfs_gw_files *f, struct MHD_Connection *c, c
                                     size_t *upload_data_size, void **req_cls);
 
 /*
- * Remove leftovers of uploads a crashed gateway left in spool_dir ("dfs-gw-upload-*"). Returns
- * how many were removed.
+ * Remove leftovers of uploads a crashed gateway left in spool_dir: regular files named
+ * "dfs-gw-upload-*" (anything else of that name, a FIFO say, is left alone). Returns how many
+ * were removed.
  */
 int dfs_gw_files_sweep_spool(const char *spool_dir);
 

@@ -244,6 +244,9 @@ static enum MHD_Result status(dfs_gateway *g, struct MHD_Connection *c)
         key_uint(j, "repairs_running", h->repairs_running);
         key_uint(j, "repairs_done", h->repairs_done);
         key_uint(j, "repair_bytes", h->repair_bytes);
+        key_uint(j, "damage_reported", h->damage_reported);
+        key_uint(j, "damage_confirmed", h->damage_confirmed);
+        key_uint(j, "damage_checks_pending", h->damage_checks_pending);
         dfs_json_key(j, "lost_paths");
         dfs_json_begin_array(j);
         for (size_t i = 0; i < h->n_lost_paths; i++)

@@ -358,6 +358,7 @@ enum stmt {
     S_DELETIONS_QUEUE_UNACKED,
     S_DELETIONS_DROP_ORPHANS,
     S_DELETIONS_FETCH,
+    S_COPY_GET,
 
     S_STATS_FILES,
     S_STATS_STORED,
@@ -491,10 +492,16 @@ static const char *const stmt_sql[S_COUNT] = {
         "ON f.fragment_id = r.fragment_id WHERE f.file_id = ?1 AND r.acked = 0",
     [S_DELETIONS_DROP_ORPHANS] =
         "DELETE FROM deletions WHERE node_id NOT IN (SELECT id FROM nodes)",
+    /* ?3: copies of fragments that still exist are handed out once queued before this. */
     [S_DELETIONS_FETCH] = "SELECT d.fragment_id, d.node_id, n.address FROM deletions d "
                           "JOIN nodes n ON n.id = d.node_id WHERE n.state IN ('alive', 'draining') "
-                          "AND d.not_before_ms <= ?1 "
+                          "AND d.not_before_ms <= ?1 AND (d.queued_ms <= ?3 OR NOT EXISTS "
+                          "(SELECT 1 FROM fragments f WHERE f.fragment_id = d.fragment_id)) "
                           "ORDER BY d.queued_ms, d.fragment_id, d.node_id LIMIT ?2",
+    [S_COPY_GET] = "SELECT f.size, f.checksum FROM replicas r JOIN fragments f "
+                   "ON f.fragment_id = r.fragment_id JOIN files fi ON fi.file_id = f.file_id "
+                   "WHERE r.fragment_id = ?1 AND r.node_id = ?2 AND r.acked = 1 "
+                   "AND fi.state = 'committed'",
 
     [S_STATS_FILES] =
         "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE state = 'committed'",
@@ -2396,9 +2403,10 @@ int dfs_catalog_file_delete(dfs_catalog *cat, const char *path, int64_t now_ms,
 
 /* ---- Deletion queue -------------------------------------------------------------------------- */
 
-int dfs_catalog_deletions_fetch(dfs_catalog *cat, int64_t now_ms, size_t max,
+int dfs_catalog_deletions_fetch(dfs_catalog *cat, int64_t now_ms, int64_t grace_ms, size_t max,
                                 struct dfs_deletion_rec **out, size_t *n, char **errmsg)
 {
+    int64_t queued_before = grace_ms > 0 ? now_ms - grace_ms : INT64_MAX;
     if (max > INT32_MAX)
         max = INT32_MAX;
     struct dfs_deletion_rec *v = NULL;
@@ -2408,9 +2416,9 @@ int dfs_catalog_deletions_fetch(dfs_catalog *cat, int64_t now_ms, size_t max,
     int rc = tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
         rc = exec(cat, S_DELETIONS_DROP_ORPHANS, &dropped, errmsg, "");
-        int row = rc == DFS_OK && max > 0
-                      ? query(cat, S_DELETIONS_FETCH, errmsg, "ii", now_ms, (int64_t)max)
-                      : rc;
+        int row = rc == DFS_OK && max > 0 ? query(cat, S_DELETIONS_FETCH, errmsg, "iii", now_ms,
+                                                  (int64_t)max, queued_before)
+                                          : rc;
         while (row == 1) {
             struct dfs_deletion_rec *d = grow(&v, &count, sizeof *d);
             if (d == NULL) {
@@ -2435,6 +2443,30 @@ int dfs_catalog_deletions_fetch(dfs_catalog *cat, int64_t now_ms, size_t max,
         dfs_log(DFS_LOG_INFO, "dropped deletions for unregistered nodes count=%d", dropped);
     *out = v;
     *n = count;
+    return DFS_OK;
+}
+
+int dfs_catalog_copy_get(dfs_catalog *cat, const char *fragment_id, const char *node_id,
+                         bool *recorded, uint64_t *size, uint32_t *checksum, char **errmsg)
+{
+    if (!dfs_fragment_id_valid(fragment_id))
+        return dfs_seterr(errmsg, DFS_EINVAL, "invalid fragment id");
+    int rc = check_id(node_id, "node", errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    lock(cat);
+    int row = query(cat, S_COPY_GET, errmsg, "tt", fragment_id, node_id);
+    if (row == 1) {
+        if (size != NULL)
+            *size = (uint64_t)sqlite3_column_int64(cat->st[S_COPY_GET], 0);
+        if (checksum != NULL)
+            *checksum = (uint32_t)sqlite3_column_int64(cat->st[S_COPY_GET], 1);
+        release(cat->st[S_COPY_GET]);
+    }
+    unlock(cat);
+    if (row < 0)
+        return row;
+    *recorded = row == 1;
     return DFS_OK;
 }
 

@@ -469,9 +469,23 @@ struct dfs_deletion_rec {
  * dfs_catalog_deletion_done, so a second fetch before that returns them again: run one consumer.
  * Items whose node is no longer registered are dropped here. On success *out is a malloc'd array
  * of *n items (NULL when *n is 0), freed with free().
+ *
+ * Grace: the removal of a copy whose fragment the catalog still holds (a copy moved by a
+ * rebalance or a drain, trimmed as surplus, found bad, or a failed target of a pending put) is
+ * handed out only once it has been queued for grace_ms, so that a reader streaming that copy
+ * from a layout it fetched before the drop finishes its range or fails over, instead of finding
+ * the file gone under it. The copies of deleted, overwritten and aborted files go at once.
  */
-int dfs_catalog_deletions_fetch(dfs_catalog *cat, int64_t now_ms, size_t max,
+int dfs_catalog_deletions_fetch(dfs_catalog *cat, int64_t now_ms, int64_t grace_ms, size_t max,
                                 struct dfs_deletion_rec **out, size_t *n, char **errmsg);
+
+/*
+ * What the catalog records of the copy of fragment_id on node_id: *recorded says whether it holds
+ * an acknowledged copy there of a committed file; if so, *size and *checksum (either may be NULL)
+ * receive the fragment's. Errors: DFS_EINVAL (bad ids).
+ */
+int dfs_catalog_copy_get(dfs_catalog *cat, const char *fragment_id, const char *node_id,
+                         bool *recorded, uint64_t *size, uint32_t *checksum, char **errmsg);
 
 /*
  * The node confirmed the removal (or reported the fragment absent): forget the item. Succeeds also

@@ -235,7 +235,7 @@ static char *queued(struct fx *fx, int64_t now)
     struct dfs_deletion_rec *d = NULL;
     size_t n = 0;
     char *msg = NULL;
-    if (dfs_catalog_deletions_fetch(fx->cat, now, 10000, &d, &n, &msg) != DFS_OK)
+    if (dfs_catalog_deletions_fetch(fx->cat, now, 0, 10000, &d, &n, &msg) != DFS_OK)
         fail_msg("fetch: %s", msg);
     char *s = calloc(n + 1, DFS_FRAGMENT_ID_HEX + DFS_ID_HEX + 2);
     assert_non_null(s);
@@ -1265,6 +1265,89 @@ static void test_replace_target_erasure(void **state)
     dfs_catalog_file_rec_free(f);
 }
 
+/*
+ * A copy dropped while its file stays (found bad, moved) waits the grace before its removal is
+ * handed out: a reader streaming it from an older layout must not find it gone. A deleted file's
+ * copies go at once. And what the catalog records of a copy (dfs_catalog_copy_get).
+ */
+static void test_deletion_grace_and_copy_get(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *p = create(fx, "/g", 10, 1, 3, false, T0);
+    struct dfs_file_rec *c = commit(fx, p, T0 + 1);
+    const struct dfs_fragment_rec *fr = &c->fragments[0];
+    const char *frag = fr->fragment_id;
+    bool rec = false;
+    uint64_t size = 0;
+    uint32_t sum = 0;
+    assert_int_equal(
+        dfs_catalog_copy_get(fx->cat, frag, fr->replicas[0].node_id, &rec, &size, &sum, NULL),
+        DFS_OK);
+    assert_true(rec);
+    assert_int_equal(size, fr->size);
+    assert_int_equal(sum, fr->checksum);
+    /* A node without a copy; a pending file's planned copy: not recorded. */
+    const char *other = NULL;
+    for (int i = 0; i < 4 && other == NULL; i++) {
+        bool holds = false;
+        for (size_t j = 0; j < fr->nreplicas; j++)
+            holds |= strcmp(fr->replicas[j].node_id, fx->ids[i]) == 0;
+        if (!holds)
+            other = fx->ids[i];
+    }
+    assert_int_equal(dfs_catalog_copy_get(fx->cat, frag, other, &rec, NULL, NULL, NULL), DFS_OK);
+    assert_false(rec);
+    struct dfs_file_rec *pend = create(fx, "/pending", 10, 1, 3, false, T0);
+    assert_int_equal(dfs_catalog_copy_get(fx->cat, pend->fragments[0].fragment_id,
+                                          pend->fragments[0].replicas[0].node_id, &rec, NULL, NULL,
+                                          NULL),
+                     DFS_OK);
+    assert_false(rec);
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_copy_get(fx->cat, "short", other, &rec, NULL, NULL, &msg),
+                     DFS_EINVAL);
+    free(msg);
+
+    /* The copy on replicas[0] is found corrupt at T0 + 10: dropped, its removal queued. */
+    bool marked = false;
+    assert_int_equal(
+        dfs_catalog_report_corrupt(fx->cat, fr->replicas[0].node_id, frag, T0 + 10, &marked, NULL),
+        DFS_OK);
+    assert_true(marked);
+    assert_int_equal(
+        dfs_catalog_copy_get(fx->cat, frag, fr->replicas[0].node_id, &rec, NULL, NULL, NULL),
+        DFS_OK);
+    assert_false(rec);
+    /* Another file is deleted at T0 + 20: its copies are not held back. */
+    struct dfs_file_rec *q = put(fx, "/gone", 10, false, T0 + 11);
+    struct dfs_file_rec *d = NULL;
+    assert_int_equal(dfs_catalog_file_delete(fx->cat, "/gone", T0 + 20, &d, NULL), DFS_OK);
+    struct dfs_deletion_rec *v = NULL;
+    size_t n = 0;
+    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 21, 5000, 100, &v, &n, NULL),
+                     DFS_OK);
+    size_t dropped_copy = 0;
+    for (size_t i = 0; i < n; i++)
+        dropped_copy += strcmp(v[i].fragment_id, frag) == 0;
+    assert_int_equal(dropped_copy, 0);
+    assert_int_equal(n, 12); /* /gone: 4 fragments x 3 copies */
+    free(v);
+    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 5009, 5000, 100, &v, &n, NULL),
+                     DFS_OK);
+    assert_int_equal(n, 12);
+    free(v);
+    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 5010, 5000, 100, &v, &n, NULL),
+                     DFS_OK);
+    assert_int_equal(n, 13);
+    free(v);
+    dfs_catalog_file_rec_free(p);
+    dfs_catalog_file_rec_free(c);
+    dfs_catalog_file_rec_free(pend);
+    dfs_catalog_file_rec_free(q);
+    dfs_catalog_file_rec_free(d);
+}
+
 static void test_deletion_queue_alive_only(void **state)
 {
     struct fx *fx = *state;
@@ -1282,7 +1365,7 @@ static void test_deletion_queue_alive_only(void **state)
     assert_int_equal(dfs_catalog_node_set_state(fx->cat, fx->ids[2], DFS_NODE_DEAD, NULL), DFS_OK);
     struct dfs_deletion_rec *v = NULL;
     size_t n = 0;
-    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 3, 100, &v, &n, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 3, 0, 100, &v, &n, NULL), DFS_OK);
     assert_int_equal(n, 2);
     for (size_t i = 0; i < n; i++) {
         assert_string_equal(v[i].fragment_id, frag);
@@ -1291,10 +1374,10 @@ static void test_deletion_queue_alive_only(void **state)
     }
     free(v);
     /* max is respected; the queue is not consumed by fetching. */
-    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 3, 1, &v, &n, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 3, 0, 1, &v, &n, NULL), DFS_OK);
     assert_int_equal(n, 1);
     free(v);
-    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 3, 0, &v, &n, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 3, 0, 0, &v, &n, NULL), DFS_OK);
     assert_int_equal(n, 0);
     assert_null(v);
     assert_int_equal(stats(fx).pending_deletions, 4);
@@ -1304,10 +1387,10 @@ static void test_deletion_queue_alive_only(void **state)
     assert_int_equal(dfs_catalog_deletion_done(fx->cat, frag, fx->ids[0], NULL), DFS_OK);
     assert_int_equal(dfs_catalog_deletion_postpone(fx->cat, frag, fx->ids[3], T0 + 1000, NULL),
                      DFS_OK);
-    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 999, 100, &v, &n, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 999, 0, 100, &v, &n, NULL), DFS_OK);
     assert_int_equal(n, 0);
     free(v);
-    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 1000, 100, &v, &n, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 1000, 0, 100, &v, &n, NULL), DFS_OK);
     assert_int_equal(n, 1);
     assert_string_equal(v[0].node_id, fx->ids[3]);
     free(v);
@@ -1328,7 +1411,7 @@ static void test_deletion_queue_alive_only(void **state)
     snprintf(sql, sizeof sql, "DELETE FROM nodes WHERE id = '%s'", fx->ids[2]);
     sql_exec(fx->db, sql);
     assert_int_equal(stats(fx).pending_deletions, 3);
-    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 2000, 100, &v, &n, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_deletions_fetch(fx->cat, T0 + 2000, 0, 100, &v, &n, NULL), DFS_OK);
     free(v);
     assert_int_equal(stats(fx).pending_deletions, 2);
 
@@ -2668,6 +2751,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replace_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_target_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deletion_queue_alive_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deletion_grace_and_copy_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_pagination_and_prefixes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistence_across_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failure_mid_transaction_rolls_back, setup, teardown),

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void dfs_daemon_block_signals(sigset_t *set)
@@ -33,8 +34,35 @@ int dfs_daemon_write_file(const char *path, const char *content, char **errmsg)
     return dfs_daemon_write_file_mode(path, content, 0644, errmsg);
 }
 
+/* Write all of content to fd. Returns 0 or errno. */
+static int write_all(int fd, const char *content)
+{
+    size_t len = strlen(content), off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, content + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return errno;
+        off += (size_t)w;
+    }
+    return 0;
+}
+
 int dfs_daemon_write_file_mode(const char *path, const char *content, mode_t mode, char **errmsg)
 {
+    /* Renaming over a FIFO or a device would replace it with a regular file: write to it. */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (S_ISDIR(st.st_mode))
+            return dfs_seterr(errmsg, DFS_EINVAL, "cannot write %s: it is a directory", path);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+            return dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot write %s", path);
+        int e = write_all(fd, content);
+        close(fd);
+        return e == 0 ? DFS_OK : dfs_seterr_errno(errmsg, DFS_EIO, e, "cannot write %s", path);
+    }
     size_t n = strlen(path);
     char *tmp = malloc(n + 16);
     if (tmp == NULL)
@@ -46,18 +74,10 @@ int dfs_daemon_write_file_mode(const char *path, const char *content, mode_t mod
         free(tmp);
         return dfs_seterr_errno(errmsg, DFS_EIO, e, "cannot write %s", path);
     }
-    size_t len = strlen(content), off = 0;
     int rc = DFS_OK;
-    while (off < len) {
-        ssize_t w = write(fd, content + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            rc = dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot write %s", path);
-            break;
-        }
-        off += (size_t)w;
-    }
+    int e = write_all(fd, content);
+    if (e != 0)
+        rc = dfs_seterr_errno(errmsg, DFS_EIO, e, "cannot write %s", path);
     if (rc == DFS_OK && fsync(fd) != 0)
         rc = dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot fsync %s", path);
     close(fd);

@@ -20,7 +20,9 @@ int dfs_daemon_wait_signal(const sigset_t *set);
 /*
  * Write `content` to `path` atomically (a temporary file beside it, fsync, rename, fsync of the
  * directory), so a process polling for the file never reads half of it and the file survives a
- * crash once this returned. Returns 0 or DFS_EIO with *errmsg.
+ * crash once this returned. A path that exists and is not a regular file (a FIFO, /dev/stdout, a
+ * device) is written to as it is, never replaced; a directory is DFS_EINVAL. Returns 0 or DFS_EIO
+ * / DFS_EINVAL with *errmsg.
  */
 int dfs_daemon_write_file(const char *path, const char *content, char **errmsg);
 

@@ -53,6 +53,9 @@ static void usage(FILE *out)
         "  --rebalance-threshold PCT move data off an alive node whose recorded bytes exceed\n"
         "                            the mean by more than PCT percent (default 10; 0 = off)\n"
         "  --rebalance-max N         moves queued per rebalance check (default 4)\n"
+        "  --delete-grace-ms N       a copy dropped while its file stays (moved, trimmed, bad)\n"
+        "                            leaves its node this long after, so reads of it finish\n"
+        "                            (default 5000; 0 removes it at once)\n"
         "  --grace-ms N              on SIGTERM, time calls in flight get to finish (default "
         "5000)\n"
         "\n"
@@ -114,6 +117,7 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         O_ADMIN_TOKEN,
         O_NODE_TOKEN,
         O_TICKET_TTL,
+        O_DELETE_GRACE,
         O_HELP,
         O_VERSION,
     };
@@ -141,6 +145,7 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         {"admin-token-file", required_argument, NULL, O_ADMIN_TOKEN},
         {"node-token-file", required_argument, NULL, O_NODE_TOKEN},
         {"ticket-ttl-ms", required_argument, NULL, O_TICKET_TTL},
+        {"delete-grace-ms", required_argument, NULL, O_DELETE_GRACE},
         {"tls-cert", required_argument, NULL, DFS_RPC_OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, DFS_RPC_OPT_TLS_KEY},
         {"tls-ca", required_argument, NULL, DFS_RPC_OPT_TLS_CA},
@@ -249,6 +254,10 @@ static int parse(int argc, char **argv, struct options *o, char **err)
         case O_TICKET_TTL:
             rc = dfs_daemon_parse_int("--ticket-ttl-ms", optarg, 1000, 30LL * 86400000, &v, err);
             o->cfg.ticket_ttl_ms = v;
+            break;
+        case O_DELETE_GRACE:
+            rc = dfs_daemon_parse_int("--delete-grace-ms", optarg, 0, 86400000, &v, err);
+            o->cfg.delete_grace_ms = v > 0 ? v : -1; /* the config's 0 means the default */
             break;
         case 'h':
         case O_HELP:

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -124,6 +125,9 @@ static void start_service(struct fx *f, const struct dfs_metadata_config *in)
     struct dfs_metadata_config cfg = {.seed = 7, .rebalance_threshold_pct = -1};
     if (in != NULL)
         cfg = *in;
+    /* These tests look at the nodes right after a copy moved: no grace before its removal. */
+    if (cfg.delete_grace_ms == 0)
+        cfg.delete_grace_ms = -1;
     assert_int_equal(dfs_metadata_service_create(f->cat, &cfg, &f->svc, NULL), DFS_OK);
     struct dfs_rpc_server_config scfg = {.listen = "127.0.0.1:0", .threads = 2};
     assert_int_equal(dfs_rpc_server_create(&scfg, &f->srv, NULL), DFS_OK);
@@ -729,6 +733,271 @@ static void test_restart_requeues_running(void **state)
     protobuf_c_message_free_unpacked(&fi->base, NULL);
 }
 
+/* ---- reported damage ---- */
+
+static Dfs__V1__FileInfo *get_file(struct fx *f, const char *path)
+{
+    Dfs__V1__GetFileRequest req = DFS__V1__GET_FILE_REQUEST__INIT;
+    req.path = (char *)path;
+    Dfs__V1__GetFileResponse *resp = NULL;
+    char *err = NULL;
+    if (call(f, "GetFile", &req.base, &dfs__v1__get_file_response__descriptor, &resp, &err) !=
+        DFS_OK)
+        fail_msg("get file: %s", err);
+    Dfs__V1__FileInfo *fi = resp->file;
+    resp->file = NULL;
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return fi;
+}
+
+/* ReportDamage of one copy read with ticket t; *accepted and *ignored from the answer. */
+static int report_damage(struct fx *f, Dfs__V1__Ticket *t, Dfs__V1__Damage damage,
+                         uint32_t *accepted, uint32_t *ignored, char **err)
+{
+    Dfs__V1__DamagedCopy c = DFS__V1__DAMAGED_COPY__INIT, *cp[] = {&c};
+    c.ticket = t;
+    c.damage = damage;
+    c.detail = "seen by a test";
+    Dfs__V1__ReportDamageRequest req = DFS__V1__REPORT_DAMAGE_REQUEST__INIT;
+    req.copies = cp;
+    req.n_copies = 1;
+    Dfs__V1__ReportDamageResponse *resp = NULL;
+    int rc = call(f, "ReportDamage", &req.base, &dfs__v1__report_damage_response__descriptor, &resp,
+                  err);
+    if (rc == DFS_OK) {
+        *accepted = resp->accepted;
+        *ignored = resp->ignored;
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    }
+    return rc;
+}
+
+static bool recorded(struct fx *f, const char *fragment_id, const char *node_id)
+{
+    bool rec = false;
+    assert_int_equal(dfs_catalog_copy_get(f->cat, fragment_id, node_id, &rec, NULL, NULL, NULL),
+                     DFS_OK);
+    return rec;
+}
+
+/* Run every queued check; returns how many ran. */
+static int check_all(struct fx *f)
+{
+    int n = 0;
+    for (;;) {
+        bool did = false;
+        char *err = NULL;
+        if (dfs_metadata_service_check_one(f->svc, &did, &err) != DFS_OK)
+            fail_msg("check: %s", err);
+        if (!did)
+            return n;
+        n++;
+    }
+}
+
+/*
+ * A reader's report is a claim, checked by the copy's node against the catalog before anything
+ * is dropped: a good copy stays (and is not checked again for a while), a copy rewritten
+ * consistently with other data, or gone, is dropped and repaired. Tickets are the proof: forged
+ * or foreign ones are refused.
+ */
+static void test_damage_reports_checked_by_the_node(void **state)
+{
+    struct fx *f = *state = fx_new(4, NULL);
+    Dfs__V1__FileInfo *put_fi = put(f, "/d", 200000, 2, 2, DFS__V1__POLICY__POLICY_RANDOM);
+    protobuf_c_message_free_unpacked(&put_fi->base, NULL);
+    Dfs__V1__FileInfo *fi = get_file(f, "/d");
+    Dfs__V1__Replica *a = fi->fragments[0]->replicas[0], *b = fi->fragments[1]->replicas[0],
+                     *c = fi->fragments[0]->replicas[1];
+    const char *fa = fi->fragments[0]->fragment_id, *fb = fi->fragments[1]->fragment_id;
+    uint32_t acc = 0, ign = 0;
+    char *err = NULL;
+
+    /* A good copy reported corrupt: checked, found good, kept; a second report is not checked. */
+    assert_int_equal(report_damage(f, a->ticket, DFS__V1__DAMAGE__DAMAGE_CORRUPT, &acc, &ign, &err),
+                     DFS_OK);
+    assert_int_equal(acc, 1);
+    Dfs__V1__GetHealthResponse *h = health(f, false);
+    assert_int_equal(h->damage_checks_pending, 1);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+    assert_int_equal(check_all(f), 1);
+    assert_true(recorded(f, fa, a->node_id));
+    assert_int_equal(report_damage(f, a->ticket, DFS__V1__DAMAGE__DAMAGE_CORRUPT, &acc, &ign, &err),
+                     DFS_OK);
+    assert_int_equal(acc, 0);
+    assert_int_equal(ign, 1);
+    assert_int_equal(check_all(f), 0);
+
+    /* A copy rewritten consistently with other data (its blocks match their CRCs): the node's
+       check finds another checksum; the copy is dropped and a repair queued. */
+    store_fragment(node_of(f, b->node_id), fb, fi->fragments[1]->size, 99);
+    assert_int_equal(
+        report_damage(f, b->ticket, DFS__V1__DAMAGE__DAMAGE_WRONG_CHECKSUM, &acc, &ign, &err),
+        DFS_OK);
+    assert_int_equal(acc, 1);
+    assert_int_equal(check_all(f), 1);
+    assert_false(recorded(f, fb, b->node_id));
+    /* A copy deleted under its running node: confirmed missing, dropped. */
+    assert_int_equal(dfs_frag_store_delete(node_of(f, c->node_id)->store, fa, NULL, NULL), DFS_OK);
+    assert_int_equal(report_damage(f, c->ticket, DFS__V1__DAMAGE__DAMAGE_MISSING, &acc, &ign, &err),
+                     DFS_OK);
+    assert_int_equal(check_all(f), 1);
+    assert_false(recorded(f, fa, c->node_id));
+    h = health(f, false);
+    assert_int_equal(h->damage_reported, 3);
+    assert_int_equal(h->damage_confirmed, 2);
+    assert_int_equal(h->damage_checks_pending, 0);
+    assert_int_equal(h->degraded, 1);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+    assert_int_equal(repair_all(f), 2);
+    h = health(f, true);
+    assert_int_equal(h->healthy, 1);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+
+    /* Proof required: a ticket whose MAC was tampered with, and a STAT ticket signed with the
+       right key, are refused, and nothing is queued. */
+    Dfs__V1__Ticket forged = *a->ticket;
+    uint8_t mac[DFS_TICKET_MAC_LEN];
+    memcpy(mac, a->ticket->mac.data, sizeof mac);
+    mac[0] ^= 1;
+    forged.mac.data = mac;
+    assert_int_equal(report_damage(f, &forged, DFS__V1__DAMAGE__DAMAGE_CORRUPT, &acc, &ign, &err),
+                     DFS_EPERM);
+    assert_non_null(strstr(err, "copies[0]"));
+    free(err);
+    err = NULL;
+    uint8_t master[DFS_TICKET_KEY_LEN], key[DFS_TICKET_KEY_LEN];
+    assert_int_equal(
+        dfs_catalog_secret(f->cat, "ticket_master_key", sizeof master, 1, master, NULL), DFS_OK);
+    assert_int_equal(dfs_ticket_node_key(master, a->node_id, key, NULL), DFS_OK);
+    struct dfs_ticket st;
+    assert_int_equal(dfs_ticket_make(key, DFS_TICKET_STAT, fa, a->node_id,
+                                     (int64_t)time(NULL) * 1000 + 60000, &st, NULL),
+                     DFS_OK);
+    Dfs__V1__Ticket stm = DFS__V1__TICKET__INIT;
+    stm.op = (Dfs__V1__TicketOp)st.op;
+    stm.file_id = st.file_id;
+    stm.fragment_id = st.fragment_id;
+    stm.node_id = st.node_id;
+    stm.expires_ms = st.expires_ms;
+    stm.mac.data = st.mac;
+    stm.mac.len = sizeof st.mac;
+    assert_int_equal(report_damage(f, &stm, DFS__V1__DAMAGE__DAMAGE_CORRUPT, &acc, &ign, &err),
+                     DFS_EPERM);
+    free(err);
+    assert_int_equal(check_all(f), 0);
+    protobuf_c_message_free_unpacked(&fi->base, NULL);
+}
+
+/* A copy reported damaged is not a repair source while its node checks it. */
+static void test_reported_copy_not_a_source_while_checked(void **state)
+{
+    struct fx *f = *state = fx_new(3, NULL);
+    Dfs__V1__FileInfo *put_fi = put(f, "/x", 1000, 2, 1, DFS__V1__POLICY__POLICY_RANDOM);
+    protobuf_c_message_free_unpacked(&put_fi->base, NULL);
+    Dfs__V1__FileInfo *fi = get_file(f, "/x");
+    Dfs__V1__Replica *a = fi->fragments[0]->replicas[0], *b = fi->fragments[0]->replicas[1];
+    set_dead(f, index_of(f, a->node_id));
+    uint32_t acc = 0, ign = 0;
+    assert_int_equal(report_damage(f, b->ticket, DFS__V1__DAMAGE__DAMAGE_CORRUPT, &acc, &ign, NULL),
+                     DFS_OK);
+    assert_int_equal(acc, 1);
+    char *err = NULL;
+    assert_int_equal(dfs_metadata_service_plan_all(f->svc, &err), DFS_OK);
+    bool did = false;
+    assert_int_not_equal(dfs_metadata_service_repair_one(f->svc, &did, &err), DFS_OK);
+    assert_true(did);
+    assert_non_null(strstr(err, "no source"));
+    free(err);
+    err = NULL;
+    /* Its node finds it good: it is a source again, and the repair goes through. */
+    assert_int_equal(check_all(f), 1);
+    assert_true(recorded(f, fi->fragments[0]->fragment_id, b->node_id));
+    struct dfs_repair_rec *v = NULL;
+    size_t n = 0;
+    assert_int_equal(dfs_catalog_repairs_list(f->cat, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 1);
+    char sql_id[DFS_FRAGMENT_ID_HEX + 1];
+    snprintf(sql_id, sizeof sql_id, "%s", v[0].fragment_id);
+    free(v);
+    /* The failed attempt's target had its (empty) copy's removal queued: send it; then skip the
+       attempt's backoff. */
+    dfs_metadata_service_maintain(f->svc);
+    assert_int_equal(dfs_catalog_repair_fail(f->cat, sql_id, NULL, 0, NULL, NULL), DFS_OK);
+    assert_int_equal(dfs_metadata_service_repair_one(f->svc, &did, &err), DFS_OK);
+    assert_true(did);
+    protobuf_c_message_free_unpacked(&fi->base, NULL);
+}
+
+static Dfs__V1__ReportFragmentsResponse *report_extra(struct fx *f, int node, const char *missing,
+                                                      const Dfs__V1__FragmentSum *sum)
+{
+    Dfs__V1__ReportFragmentsRequest req = DFS__V1__REPORT_FRAGMENTS_REQUEST__INIT;
+    req.node_id = f->n[node].id;
+    char *m[] = {(char *)missing};
+    Dfs__V1__FragmentSum *sums[] = {(Dfs__V1__FragmentSum *)sum};
+    if (missing != NULL) {
+        req.missing = m;
+        req.n_missing = 1;
+    }
+    if (sum != NULL) {
+        req.scrubbed = sums;
+        req.n_scrubbed = 1;
+    }
+    Dfs__V1__ReportFragmentsResponse *resp = NULL;
+    char *err = NULL;
+    if (call(f, "ReportFragments", &req.base, &dfs__v1__report_fragments_response__descriptor,
+             &resp, &err) != DFS_OK)
+        fail_msg("report: %s", err);
+    return resp;
+}
+
+/* A node's own findings: a fragment missing although a read named it; a scrubbed copy whose
+   checksum is not the catalog's. */
+static void test_node_reports_missing_and_scrubbed(void **state)
+{
+    struct fx *f = *state = fx_new(4, NULL);
+    Dfs__V1__FileInfo *m = put(f, "/m", 1000, 2, 1, DFS__V1__POLICY__POLICY_RANDOM);
+    Dfs__V1__FileInfo *s = put(f, "/s", 1000, 2, 1, DFS__V1__POLICY__POLICY_RANDOM);
+    const char *fm = m->fragments[0]->fragment_id, *fs = s->fragments[0]->fragment_id;
+    int nm = index_of(f, m->fragments[0]->replicas[0]->node_id);
+    int ns = index_of(f, s->fragments[0]->replicas[0]->node_id);
+    /* Missing while the node holds it (a race with a repair): asked, kept. */
+    Dfs__V1__ReportFragmentsResponse *r = report_extra(f, nm, fm, NULL);
+    assert_int_equal(r->marked_lost, 0);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    assert_int_equal(dfs_frag_store_delete(f->n[nm].store, fm, NULL, NULL), DFS_OK);
+    r = report_extra(f, nm, fm, NULL);
+    assert_int_equal(r->marked_lost, 1);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    assert_false(recorded(f, fm, f->n[nm].id));
+    /* Scrubbed: the catalog's figures are fine, others are a lost copy. */
+    Dfs__V1__FragmentSum sum = DFS__V1__FRAGMENT_SUM__INIT;
+    sum.fragment_id = (char *)fs;
+    sum.size = s->fragments[0]->size;
+    sum.checksum = s->fragments[0]->checksum;
+    r = report_extra(f, ns, NULL, &sum);
+    assert_int_equal(r->mismatched, 0);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    sum.checksum ^= 0x100;
+    r = report_extra(f, ns, NULL, &sum);
+    assert_int_equal(r->mismatched, 1);
+    assert_int_equal(r->marked_lost, 1);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    assert_false(recorded(f, fs, f->n[ns].id));
+    struct dfs_repair_rec *v = NULL;
+    size_t n = 0;
+    assert_int_equal(dfs_catalog_repairs_list(f->cat, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 2);
+    free(v);
+    Dfs__V1__GetHealthResponse *h = health(f, false);
+    assert_int_equal(h->damage_confirmed, 2);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+    assert_int_equal(repair_all(f), 2);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    protobuf_c_message_free_unpacked(&s->base, NULL);
+}
+
 static uint64_t node_bytes(struct fx *f, int i)
 {
     struct dfs_node_copies *cp = NULL;
@@ -799,6 +1068,9 @@ int main(void)
         cmocka_unit_test_teardown(test_min_copy_repair_stays_in_copyset, teardown),
         cmocka_unit_test_teardown(test_buddy_repair_stays_in_group, teardown),
         cmocka_unit_test_teardown(test_report_corrupt_and_inventory, teardown),
+        cmocka_unit_test_teardown(test_damage_reports_checked_by_the_node, teardown),
+        cmocka_unit_test_teardown(test_node_reports_missing_and_scrubbed, teardown),
+        cmocka_unit_test_teardown(test_reported_copy_not_a_source_while_checked, teardown),
         cmocka_unit_test_teardown(test_drain_moves_everything_then_decommissions, teardown),
         cmocka_unit_test_teardown(test_workers_repair_in_background_and_stop, teardown),
         cmocka_unit_test_teardown(test_restart_requeues_running, teardown),

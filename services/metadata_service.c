@@ -26,6 +26,7 @@
 #include "common/ticket.h"
 #include "common/token.h"
 #include "services/daemon.h"
+#include "services/damage.h"
 #include "services/ticket_pb.h"
 
 #include <errno.h>
@@ -123,6 +124,15 @@ struct dfs_metadata_service {
     /* When this process created the service. A node's silence while no metadata service ran is
        no sign of its death: the liveness sweep counts silence from here at the earliest. */
     int64_t created_ms;
+
+    /* Reported damage: the copies readers reported, waiting for their node's check, and the
+       thread that checks them (woken by check_cv, under mu). Counters since start: copies
+       reported (by readers and by the nodes themselves) and found damaged (dropped). */
+    dfs_damage_queue *damage;
+    pthread_t checker;
+    bool checker_running;
+    pthread_cond_t check_cv;
+    atomic_uint_fast64_t damage_reported, damage_confirmed;
 };
 
 /* Deletions sent per background round, and how long a failed one waits before the next try. */
@@ -157,6 +167,16 @@ struct dfs_metadata_service {
 /* How long a registration waits to learn whether a live node's registered address still
    answers as that node (a copy of its data directory beside it). */
 #define PROBE_TIMEOUT_MS      1000
+
+/*
+ * Reported damage: copies waiting for a check at most, how long a copy found good is not checked
+ * again, and a check's deadline (generous for the bytes the node reads: at least CHECK_MIN_RATE).
+ */
+#define DAMAGE_QUEUE_MAX     4096
+#define DAMAGE_GOOD_FOR_MS   (10 * 60 * 1000)
+#define CHECK_TIMEOUT_MIN_MS 30000
+#define CHECK_MIN_RATE       (8u << 20)
+#define DELETE_GRACE_MS      5000
 
 static int64_t now_ms(void)
 {
@@ -1386,8 +1406,9 @@ static void send_deletions(dfs_metadata_service *svc)
     struct dfs_deletion_rec *items = NULL;
     size_t n = 0;
     char *err = NULL;
-    if (dfs_catalog_deletions_fetch(svc->cat, now_ms(), DELETIONS_PER_ROUND, &items, &n, &err) !=
-        DFS_OK) {
+    int64_t grace = svc->cfg.delete_grace_ms > 0 ? svc->cfg.delete_grace_ms : 0;
+    if (dfs_catalog_deletions_fetch(svc->cat, now_ms(), grace, DELETIONS_PER_ROUND, &items, &n,
+                                    &err) != DFS_OK) {
         dfs_log(DFS_LOG_WARN, "cannot read the deletion queue err=\"%s\"", err);
         free(err);
         return;
@@ -1929,8 +1950,11 @@ static Dfs__V1__RepairFragmentRequest *repair_request(const dfs_metadata_service
             return NULL;
         for (int rank = 0; rank <= 2; rank++) {
             for (size_t r = 0; r < fr->nreplicas; r++) {
+                /* A copy reported damaged is not read until its node has checked it. */
                 if (source_rank(fr->replicas[r].node_state) != rank ||
-                    strcmp(fr->replicas[r].node_id, c->target) == 0)
+                    strcmp(fr->replicas[r].node_id, c->target) == 0 ||
+                    dfs_damage_queue_suspect(svc->damage, fr->fragment_id,
+                                             fr->replicas[r].node_id))
                     continue;
                 req->sources[req->n_sources] = dfs_arena_strdup(a, fr->replicas[r].address);
                 req->source_tickets[req->n_sources] = ticket_msg(
@@ -1962,7 +1986,9 @@ static Dfs__V1__RepairFragmentRequest *repair_request(const dfs_metadata_service
         for (size_t i = 0; i < f->nfragments; i++) {
             const struct dfs_fragment_rec *o = &f->fragments[i];
             for (size_t r = 0; i != c->task.index && r < o->nreplicas; r++) {
-                if (source_rank(o->replicas[r].node_state) != rank)
+                if (source_rank(o->replicas[r].node_state) != rank ||
+                    dfs_damage_queue_suspect(svc->damage, o->fragment_id,
+                                             o->replicas[r].node_id))
                     continue;
                 Dfs__V1__ErasureSource *src = dfs_arena_alloc(a, sizeof *src);
                 if (src == NULL)
@@ -1973,6 +1999,7 @@ static Dfs__V1__RepairFragmentRequest *repair_request(const dfs_metadata_service
                 src->address = dfs_arena_strdup(a, o->replicas[r].address);
                 src->ticket = ticket_msg(svc, a, DFS_TICKET_GET, o->fragment_id,
                                          o->replicas[r].node_id, get_expiry);
+                src->checksum = o->checksum;
                 if (src->fragment_id == NULL || src->address == NULL || src->ticket == NULL)
                     return NULL;
                 e->sources[e->n_sources++] = src;
@@ -2162,6 +2189,17 @@ void dfs_metadata_service_collect(void *arg, dfs_metrics_writer *w)
     dfs_metrics_counter(w, "dfs_metadata_repair_bytes_total",
                         "Fragment bytes of the copies made by repairs since the service started.",
                         st.bytes);
+    dfs_metrics_family(
+        w, "dfs_metadata_damaged_copies_total", "counter",
+        "Damaged copies since the service started: reported (by readers, repairs, "
+        "scrubbers and nodes' reads), and confirmed (dropped and queued for repair).");
+    dfs_metrics_sample_u64(w, "dfs_metadata_damaged_copies_total", "state=\"reported\"",
+                           atomic_load(&svc->damage_reported));
+    dfs_metrics_sample_u64(w, "dfs_metadata_damaged_copies_total", "state=\"confirmed\"",
+                           atomic_load(&svc->damage_confirmed));
+    dfs_metrics_gauge(w, "dfs_metadata_damage_checks_pending",
+                      "Reported copies waiting for their node's check.",
+                      (double)dfs_damage_queue_pending(svc->damage));
 }
 
 /* ---- handlers: node states, reports, health ---- */
@@ -2386,6 +2424,14 @@ static int stat_copy(dfs_metadata_service *svc, const char *node_id, const char 
     return same ? 1 : 2;
 }
 
+/* A damaged copy reported by its own node (reported: always; confirmed: when it was dropped). */
+static void damage_counted(dfs_metadata_service *svc, bool marked)
+{
+    atomic_fetch_add(&svc->damage_reported, 1);
+    if (marked)
+        atomic_fetch_add(&svc->damage_confirmed, 1);
+}
+
 static void handle_report_fragments(dfs_rpc_call *call, void *ctx)
 {
     dfs_metadata_service *svc = ctx;
@@ -2405,13 +2451,54 @@ static void handle_report_fragments(dfs_rpc_call *call, void *ctx)
                         "node %s was registered again since (now at %s): this process was "
                         "replaced, its report is not taken",
                         node.id, node.address);
-    uint32_t marked_lost = 0;
+    uint32_t marked_lost = 0, mismatched = 0;
     size_t unknown = 0;
     int64_t now = now_ms();
     for (size_t i = 0; rc == DFS_OK && i < req->n_corrupt; i++) {
         bool marked = false;
         rc = dfs_catalog_report_corrupt(svc->cat, node.id, req->corrupt[i], now, &marked, &err);
         marked_lost += marked;
+        damage_counted(svc, marked);
+    }
+    /* Copies the node found missing on a read that named them: a delete or a repair may have
+       changed things since, so only a recorded copy the node confirms absent is lost. */
+    for (size_t i = 0; rc == DFS_OK && i < req->n_missing; i++) {
+        bool recorded = false, marked = false;
+        rc = dfs_catalog_copy_get(svc->cat, req->missing[i], node.id, &recorded, NULL, NULL, &err);
+        if (rc != DFS_OK || !recorded)
+            continue;
+        char *serr = NULL;
+        int there = stat_copy(svc, node.id, node.address, req->missing[i], 0, 0, false, &serr);
+        if (there == 0)
+            rc = dfs_catalog_report_missing(svc->cat, node.id, req->missing[i], now_ms(), &marked,
+                                            &err);
+        else if (there < 0)
+            dfs_log(DFS_LOG_WARN,
+                    "cannot confirm a missing copy, kept fragment=%s node=%s err=\"%s\"",
+                    req->missing[i], node.id, serr != NULL ? serr : dfs_strerror(there));
+        free(serr);
+        marked_lost += marked;
+        damage_counted(svc, marked);
+    }
+    /* The scrubber read these whole and every block matched its CRC: what they hold must also be
+       what the catalog says (a copy rewritten consistently with other data passes its own
+       checks, and only this comparison tells it from the catalog's). */
+    for (size_t i = 0; rc == DFS_OK && i < req->n_scrubbed; i++) {
+        const Dfs__V1__FragmentSum *f = req->scrubbed[i];
+        bool recorded = false, marked = false;
+        uint64_t size = 0;
+        uint32_t sum = 0;
+        rc = dfs_catalog_copy_get(svc->cat, f->fragment_id, node.id, &recorded, &size, &sum, &err);
+        if (rc != DFS_OK || !recorded || (f->size == size && f->checksum == sum))
+            continue;
+        dfs_log(DFS_LOG_WARN,
+                "scrubbed copy differs from the catalog fragment=%s node=%s size=%" PRIu64
+                " checksum=%08" PRIx32 " catalog_size=%" PRIu64 " catalog_checksum=%08" PRIx32,
+                f->fragment_id, node.id, f->size, f->checksum, size, sum);
+        rc = dfs_catalog_report_corrupt(svc->cat, node.id, f->fragment_id, now_ms(), &marked, &err);
+        mismatched += marked;
+        marked_lost += marked;
+        damage_counted(svc, marked);
     }
     if (rc == DFS_OK && req->full)
         rc = dfs_catalog_inventory_page(svc->cat, node.id, req->page,
@@ -2447,15 +2534,246 @@ static void handle_report_fragments(dfs_rpc_call *call, void *ctx)
     }
     if (marked_lost > 0 || unknown > 0) {
         dfs_log(DFS_LOG_INFO,
-                "fragment report node=%s corrupt=%zu marked_lost=%" PRIu32 " unknown=%zu", node.id,
-                req->n_corrupt, marked_lost, unknown);
+                "fragment report node=%s corrupt=%zu missing=%zu scrubbed=%zu mismatched=%" PRIu32
+                " marked_lost=%" PRIu32 " unknown=%zu",
+                node.id, req->n_corrupt, req->n_missing, req->n_scrubbed, mismatched, marked_lost,
+                unknown);
         wake_workers(svc);
         kick_planner(svc);
     }
     Dfs__V1__ReportFragmentsResponse resp = DFS__V1__REPORT_FRAGMENTS_RESPONSE__INIT;
     resp.marked_lost = marked_lost;
     resp.unknown = (uint32_t)unknown;
+    resp.mismatched = mismatched;
     dfs_rpc_call_reply(call, &resp.base);
+}
+
+/* ---- reported damage: readers' reports, checked by the copies' nodes ---- */
+
+/*
+ * Whether m is a TICKET_GET the service made, for the node and fragment it names, not expired:
+ * the proof that the reporter could read that copy. *t receives it.
+ */
+static int read_ticket(const dfs_metadata_service *svc, const Dfs__V1__Ticket *m,
+                       struct dfs_ticket *t, char **err)
+{
+    uint8_t key[DFS_TICKET_KEY_LEN];
+    int rc = dfs_ticket_from_pb(m, t, err);
+    if (rc == DFS_OK)
+        rc = dfs_ticket_node_key(svc->master_key, t->node_id, key, err);
+    if (rc == DFS_OK)
+        rc = dfs_ticket_check(key, t, DFS_TICKET_GET, t->fragment_id, t->node_id, now_ms(), err);
+    OPENSSL_cleanse(key, sizeof key);
+    return rc;
+}
+
+static void handle_report_damage(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__ReportDamageRequest *req =
+        (const Dfs__V1__ReportDamageRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_report_damage(req, &verr), &verr))
+        return;
+    uint32_t accepted = 0, ignored = 0, bad_tickets = 0;
+    char *why = NULL;
+    for (size_t i = 0; i < req->n_copies; i++) {
+        const Dfs__V1__DamagedCopy *c = req->copies[i];
+        struct dfs_ticket t;
+        char *terr = NULL;
+        if (read_ticket(svc, c->ticket, &t, &terr) != DFS_OK) {
+            bad_tickets++;
+            if (why == NULL)
+                dfs_seterr(&why, DFS_EPERM, "copies[%zu]: %s", i,
+                           terr != NULL ? terr : "bad ticket");
+            free(terr);
+            continue;
+        }
+        enum dfs_damage_added a = dfs_damage_queue_add(svc->damage, t.fragment_id, t.node_id,
+                                                       (int)c->damage, c->detail, now_ms());
+        if (a != DFS_DAMAGE_QUEUED) {
+            ignored++;
+            continue;
+        }
+        accepted++;
+        atomic_fetch_add(&svc->damage_reported, 1);
+        char *peer = dfs_rpc_call_peer(call);
+        struct dfs_damage_item shown;
+        snprintf(shown.detail, sizeof shown.detail, "%s", c->detail);
+        for (char *p = shown.detail; *p != '\0'; p++)
+            if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f || *p == '"' || *p == '\\')
+                *p = '?';
+        dfs_log(DFS_LOG_WARN,
+                "damage reported, checking with the node fragment=%s node=%s damage=%s "
+                "reporter=%s detail=\"%s\"",
+                t.fragment_id, t.node_id,
+                protobuf_c_enum_descriptor_get_value(&dfs__v1__damage__descriptor, (int)c->damage)
+                    ->name,
+                peer != NULL ? peer : "unknown", shown.detail);
+        free(peer);
+    }
+    if (bad_tickets == req->n_copies) {
+        /* Nothing but forgeries, expired or foreign tickets: say so. */
+        char *peer = dfs_rpc_call_peer(call);
+        dfs_log(DFS_LOG_WARN, "damage report refused peer=%s err=\"%s\"",
+                peer != NULL ? peer : "unknown", why != NULL ? why : "");
+        free(peer);
+        dfs_rpc_call_finish(call, DFS_EPERM, NULL, why != NULL ? why : "no valid ticket");
+        free(why);
+        return;
+    }
+    free(why);
+    if (accepted > 0) {
+        pthread_mutex_lock(&svc->mu);
+        pthread_cond_broadcast(&svc->check_cv);
+        pthread_mutex_unlock(&svc->mu);
+    }
+    Dfs__V1__ReportDamageResponse resp = DFS__V1__REPORT_DAMAGE_RESPONSE__INIT;
+    resp.accepted = accepted;
+    resp.ignored = ignored + bad_tickets;
+    dfs_rpc_call_reply(call, &resp.base);
+}
+
+/*
+ * Check one reported copy with its node: StatFragment with verify reads all of it there. The
+ * node's answer decides: the catalog's size and checksum (good: the report is not believed), or
+ * another size or checksum, DATA_LOSS, NOT_FOUND (bad: the copy is dropped and its repair
+ * queued, as a scrubber's report would). A node that cannot answer leaves the copy as it is.
+ */
+static enum dfs_damage_verdict check_copy(dfs_metadata_service *svc, dfs_rpc_loop *loop,
+                                          const struct dfs_damage_item *it)
+{
+    bool recorded = false;
+    uint64_t size = 0;
+    uint32_t sum = 0;
+    struct dfs_node_rec node;
+    char *err = NULL;
+    int rc =
+        dfs_catalog_copy_get(svc->cat, it->fragment_id, it->node_id, &recorded, &size, &sum, &err);
+    if (rc == DFS_OK && !recorded) {
+        dfs_log(DFS_LOG_INFO, "reported copy no longer recorded, not checked fragment=%s node=%s",
+                it->fragment_id, it->node_id);
+        return DFS_DAMAGE_UNKNOWN;
+    }
+    if (rc == DFS_OK)
+        rc = dfs_catalog_node_get(svc->cat, it->node_id, &node, &err);
+    if (rc == DFS_OK && !state_readable_node(node.state))
+        rc = dfs_seterr(&err, DFS_EUNAVAIL, "the node is %s",
+                        dfs_catalog_node_state_name(node.state));
+    dfs_rpc_channel *ch = rc == DFS_OK ? node_channel(svc, node.address) : NULL;
+    if (rc == DFS_OK && ch == NULL)
+        rc = dfs_seterr(&err, DFS_ENOMEM, "out of memory");
+    ProtobufCMessage *resp = NULL;
+    if (rc == DFS_OK) {
+        Dfs__V1__StatFragmentRequest req = DFS__V1__STAT_FRAGMENT_REQUEST__INIT;
+        req.fragment_id = (char *)it->fragment_id;
+        req.verify = true;
+        dfs_arena a = {0};
+        req.ticket = ticket_msg(svc, &a, DFS_TICKET_STAT, it->fragment_id, it->node_id,
+                                ticket_expiry(svc, DFS_TICKET_STAT));
+        int64_t timeout = (int64_t)(size / CHECK_MIN_RATE) * 1000;
+        if (timeout < CHECK_TIMEOUT_MIN_MS)
+            timeout = CHECK_TIMEOUT_MIN_MS;
+        rc = req.ticket == NULL
+                 ? dfs_seterr(&err, DFS_ENOMEM, "out of memory")
+                 : unary_cancellable(svc, loop, ch, "/dfs.v1.Storage/StatFragment", &req.base,
+                                     &dfs__v1__stat_fragment_response__descriptor, &resp, timeout,
+                                     &err);
+        dfs_arena_free(&a);
+    }
+    bool missing = rc == DFS_ENOTFOUND, bad = missing || rc == DFS_EDATALOSS;
+    char held[96] = "";
+    if (rc == DFS_OK) {
+        const Dfs__V1__StatFragmentResponse *r = (const Dfs__V1__StatFragmentResponse *)resp;
+        bad = r->size != size || r->checksum != sum;
+        snprintf(held, sizeof held, "size %" PRIu64 " checksum %08" PRIx32, r->size, r->checksum);
+        protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    if (!bad) {
+        if (rc == DFS_OK)
+            dfs_log(DFS_LOG_INFO,
+                    "reported damage not confirmed: the node holds the catalog's copy "
+                    "fragment=%s node=%s",
+                    it->fragment_id, it->node_id);
+        else
+            dfs_log(DFS_LOG_WARN, "cannot check a reported copy fragment=%s node=%s err=\"%s\"",
+                    it->fragment_id, it->node_id, err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        return rc == DFS_OK ? DFS_DAMAGE_GOOD : DFS_DAMAGE_UNKNOWN;
+    }
+    dfs_log(DFS_LOG_WARN,
+            "reported damage confirmed by the node fragment=%s node=%s found=\"%s\" "
+            "catalog_size=%" PRIu64 " catalog_checksum=%08" PRIx32,
+            it->fragment_id, it->node_id,
+            held[0] != '\0' ? held
+            : err != NULL   ? err
+                            : dfs_strerror(rc),
+            size, sum);
+    free(err);
+    err = NULL;
+    bool marked = false;
+    rc = missing ? dfs_catalog_report_missing(svc->cat, it->node_id, it->fragment_id, now_ms(),
+                                              &marked, &err)
+                 : dfs_catalog_report_corrupt(svc->cat, it->node_id, it->fragment_id, now_ms(),
+                                              &marked, &err);
+    if (rc != DFS_OK) {
+        dfs_log(DFS_LOG_ERROR, "cannot drop a damaged copy fragment=%s node=%s err=\"%s\"",
+                it->fragment_id, it->node_id, err);
+        free(err);
+        return DFS_DAMAGE_UNKNOWN;
+    }
+    if (marked) {
+        atomic_fetch_add(&svc->damage_confirmed, 1);
+        wake_workers(svc);
+        kick_planner(svc);
+    }
+    return DFS_DAMAGE_BAD;
+}
+
+static int check_one(dfs_metadata_service *svc, dfs_rpc_loop *loop, bool *did)
+{
+    struct dfs_damage_item it;
+    *did = dfs_damage_queue_take(svc->damage, &it);
+    if (*did)
+        dfs_damage_queue_done(svc->damage, &it, check_copy(svc, loop, &it), now_ms());
+    return DFS_OK;
+}
+
+int dfs_metadata_service_check_one(dfs_metadata_service *svc, bool *did, char **errmsg)
+{
+    dfs_rpc_loop *loop = dfs_rpc_loop_create();
+    if (loop == NULL)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    int rc = check_one(svc, loop, did);
+    dfs_rpc_loop_destroy(loop);
+    return rc;
+}
+
+/* The checker thread: reported copies one at a time, woken by reports (check_cv). */
+static void *checker_main(void *arg)
+{
+    dfs_metadata_service *svc = arg;
+    dfs_rpc_loop *loop = dfs_rpc_loop_create();
+    if (loop == NULL) {
+        dfs_log(DFS_LOG_ERROR, "damage checker cannot start: out of memory");
+        return NULL;
+    }
+    pthread_mutex_lock(&svc->mu);
+    while (!svc->stopping) {
+        pthread_mutex_unlock(&svc->mu);
+        bool did = false;
+        check_one(svc, loop, &did);
+        pthread_mutex_lock(&svc->mu);
+        if (did || svc->stopping)
+            continue;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&svc->check_cv, &svc->mu, &until);
+    }
+    pthread_mutex_unlock(&svc->mu);
+    dfs_rpc_loop_destroy(loop);
+    return NULL;
 }
 
 /* GetHealth verify: the copies of one node, checked by one thread. */
@@ -2586,6 +2904,9 @@ static void handle_get_health(dfs_rpc_call *call, void *ctx)
     resp.n_lost_paths = h.nlost_paths;
     resp.degraded_paths = h.degraded_paths;
     resp.n_degraded_paths = h.ndegraded_paths;
+    resp.damage_reported = atomic_load(&svc->damage_reported);
+    resp.damage_confirmed = atomic_load(&svc->damage_confirmed);
+    resp.damage_checks_pending = dfs_damage_queue_pending(svc->damage);
     dfs_rpc_call_reply(call, &resp.base);
     dfs_catalog_health_clear(&h);
 }
@@ -2708,6 +3029,8 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
         c->rebalance_interval_ms = REBALANCE_EVERY_MS;
     if (c->ticket_ttl_ms <= 0)
         c->ticket_ttl_ms = 3600 * 1000;
+    if (c->delete_grace_ms == 0)
+        c->delete_grace_ms = DELETE_GRACE_MS;
     struct dfs_redundancy def = {.scheme = DFS_SCHEME_REPLICATION,
                                  .replicas = c->default_replicas,
                                  .fragments = c->default_fragments};
@@ -2721,9 +3044,12 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
         rc = dfs_catalog_secret(cat, "ticket_master_key", sizeof svc->master_key, now_ms(),
                                 svc->master_key, errmsg);
     if (rc == DFS_OK)
+        rc = dfs_damage_queue_create(DAMAGE_QUEUE_MAX, DAMAGE_GOOD_FOR_MS, &svc->damage, errmsg);
+    if (rc == DFS_OK)
         rc = dfs_placement_create(&pcfg, &svc->placement, errmsg);
     if (rc != DFS_OK) {
         OPENSSL_cleanse(svc->master_key, sizeof svc->master_key);
+        dfs_damage_queue_destroy(svc->damage);
         free(svc);
         return rc;
     }
@@ -2740,6 +3066,7 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     rc = dfs_catalog_repairs_recover(cat, now_ms(), &recovered, errmsg);
     if (rc != DFS_OK) {
         dfs_placement_destroy(svc->placement);
+        dfs_damage_queue_destroy(svc->damage);
         free(svc);
         return rc;
     }
@@ -2748,6 +3075,7 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     pthread_mutex_init(&svc->mu, NULL);
     pthread_cond_init(&svc->cv, NULL);
     pthread_cond_init(&svc->work_cv, NULL);
+    pthread_cond_init(&svc->check_cv, NULL);
     pthread_mutex_init(&svc->claim_mu, NULL);
     pthread_mutex_init(&svc->chan_mu, NULL);
     atomic_init(&svc->stop_flag, false);
@@ -2756,6 +3084,8 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     atomic_init(&svc->rep_done, 0);
     atomic_init(&svc->rep_failed, 0);
     atomic_init(&svc->rep_bytes, 0);
+    atomic_init(&svc->damage_reported, 0);
+    atomic_init(&svc->damage_confirmed, 0);
     if (recovered > 0)
         dfs_log(DFS_LOG_INFO, "interrupted repairs queued again count=%zu", recovered);
     *out = svc;
@@ -3095,6 +3425,11 @@ int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv
          &dfs__v1__report_fragments_request__descriptor, handle_report_fragments, svc, ACCESS_NODE},
         {"/dfs.v1.Metadata/GetHealth", DFS_RPC_UNARY, &dfs__v1__get_health_request__descriptor,
          handle_get_health, svc, ACCESS_READ},
+        /* Readers (and nodes reading for repairs); the tickets are the proof, the node's check
+           the judge. */
+        {"/dfs.v1.Metadata/ReportDamage", DFS_RPC_UNARY,
+         &dfs__v1__report_damage_request__descriptor, handle_report_damage, svc,
+         ACCESS_READ | ACCESS_NODE},
         {"/dfs.v1.Metadata/CreateToken", DFS_RPC_UNARY, &dfs__v1__create_token_request__descriptor,
          handle_create_token, svc, ACCESS_ADMIN},
         {"/dfs.v1.Metadata/RevokeToken", DFS_RPC_UNARY, &dfs__v1__revoke_token_request__descriptor,
@@ -3130,6 +3465,9 @@ int dfs_metadata_service_start(dfs_metadata_service *svc, char **errmsg)
         svc->nworkers++;
     }
     dfs_log(DFS_LOG_INFO, "repair workers started count=%zu", svc->nworkers);
+    if (pthread_create(&svc->checker, NULL, checker_main, svc) != 0)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "cannot start the damage checker");
+    svc->checker_running = true;
     return DFS_OK;
 }
 
@@ -3142,9 +3480,12 @@ void dfs_metadata_service_destroy(dfs_metadata_service *svc)
     svc->stopping = true;
     pthread_cond_signal(&svc->cv);
     pthread_cond_broadcast(&svc->work_cv);
+    pthread_cond_broadcast(&svc->check_cv);
     pthread_mutex_unlock(&svc->mu);
     if (svc->running)
         pthread_join(svc->thread, NULL);
+    if (svc->checker_running)
+        pthread_join(svc->checker, NULL);
     for (size_t i = 0; i < svc->nworkers; i++)
         pthread_join(svc->workers[i], NULL);
     free(svc->workers);
@@ -3157,7 +3498,9 @@ void dfs_metadata_service_destroy(dfs_metadata_service *svc)
     pthread_mutex_destroy(&svc->mu);
     pthread_cond_destroy(&svc->cv);
     pthread_cond_destroy(&svc->work_cv);
+    pthread_cond_destroy(&svc->check_cv);
     pthread_mutex_destroy(&svc->claim_mu);
     pthread_mutex_destroy(&svc->chan_mu);
+    dfs_damage_queue_destroy(svc->damage);
     free(svc);
 }

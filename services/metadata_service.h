@@ -52,6 +52,10 @@ struct dfs_metadata_config {
     /* How channels to storage nodes are secured; NULL: plaintext, to loopback only. Borrowed:
        must outlive the service. */
     const struct dfs_rpc_link_security *node_security;
+    /* A copy dropped while its file stays (moved, trimmed, found bad) is removed from its node
+       only this long after (dfs_catalog_deletions_fetch), so a read streaming it from an older
+       layout is not cut; 0 means 5000 ms, negative none. */
+    int64_t delete_grace_ms;
 };
 
 /*
@@ -126,6 +130,15 @@ int dfs_metadata_service_plan_all(dfs_metadata_service *svc, char **errmsg);
  */
 int dfs_metadata_service_repair_one(dfs_metadata_service *svc, bool *did, char **errmsg);
 
+/*
+ * Check one reported copy on the calling thread (tests; a thread started by
+ * dfs_metadata_service_start does this): the oldest copy a ReportDamage queued is checked by its
+ * node (StatFragment with verify) against the catalog; when the node confirms the damage, or no
+ * longer holds the copy, the copy is dropped and its repair queued. *did tells whether a copy
+ * was waiting. Returns 0, or the catalog's error.
+ */
+int dfs_metadata_service_check_one(dfs_metadata_service *svc, bool *did, char **errmsg);
+
 /* Repair counters since the service started (GetHealth and the metrics show them). */
 struct dfs_metadata_repair_stats {
     uint64_t running; /* calls in flight */
@@ -138,7 +151,9 @@ void dfs_metadata_service_repair_stats(dfs_metadata_service *svc,
 
 /*
  * A dfs_metrics_collect_fn (arg: the service): dfs_metadata_repair_queue_length{state="queued"|
- * "running"}, dfs_metadata_repairs_total{result="done"|"failed"}, dfs_metadata_repair_bytes_total.
+ * "running"}, dfs_metadata_repairs_total{result="done"|"failed"}, dfs_metadata_repair_bytes_total,
+ * dfs_metadata_damaged_copies_total{state="reported"|"confirmed"},
+ * dfs_metadata_damage_checks_pending.
  */
 void dfs_metadata_service_collect(void *svc, dfs_metrics_writer *w);
 

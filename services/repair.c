@@ -67,6 +67,9 @@ struct dfs_repairer {
     pthread_mutex_t bucket_mu;
     dfs_bucket bucket;
 
+    void (*on_bad_source)(void *arg, const Dfs__V1__Ticket *ticket, int damage, const char *detail);
+    void *bad_source_arg;
+
     _Atomic uint64_t nrunning, ok, failed, bytes_read;
 };
 
@@ -160,11 +163,12 @@ struct run {
 /* DFS_OK, or why the job must stop now (cancel, deadline). */
 static int run_check(struct run *x, char **err)
 {
+    const char *id = x->req != NULL ? x->req->fragment_id : x->job->verify_id;
+    const char *what = x->req != NULL ? "repair" : "check";
     if (atomic_load(&x->job->cancel))
-        return dfs_seterr(err, DFS_ECANCELED, "fragment %s: repair cancelled", x->req->fragment_id);
+        return dfs_seterr(err, DFS_ECANCELED, "fragment %s: %s cancelled", id, what);
     if (dfs_rpc_now_ns() >= x->job->deadline_ns)
-        return dfs_seterr(err, DFS_ETIMEDOUT, "fragment %s: repair deadline passed",
-                          x->req->fragment_id);
+        return dfs_seterr(err, DFS_ETIMEDOUT, "fragment %s: %s deadline passed", id, what);
     return DFS_OK;
 }
 
@@ -344,6 +348,23 @@ static bool msg_crcs_ok(const Dfs__V1__GetFragmentResponse *m, uint32_t *scratch
 
 /* ---- copy from one source ---- */
 
+/* dfs.v1.Damage numbers (services/repair.h): what a skipped source's copy had wrong. */
+enum { DAMAGE_NONE = 0, DAMAGE_CORRUPT = 1, DAMAGE_WRONG_CHECKSUM = 2, DAMAGE_MISSING = 3 };
+
+/* The damage a failed stream's status shows (DATA_LOSS: a corrupt block; NOT_FOUND: no copy). */
+static int damage_of_status(int code)
+{
+    return code == DFS_EDATALOSS ? DAMAGE_CORRUPT : code == DFS_ENOTFOUND ? DAMAGE_MISSING : 0;
+}
+
+/* Tell the owner about a damaged source (see dfs_repairer_config.on_bad_source). */
+static void bad_source(struct run *x, const Dfs__V1__Ticket *ticket, int damage, const char *why)
+{
+    if (damage == DAMAGE_NONE || x->r->on_bad_source == NULL || ticket == NULL)
+        return;
+    x->r->on_bad_source(x->r->bad_source_arg, ticket, damage, why);
+}
+
 /* Is a failure of the writer this node's own (disk, memory), not the data's? */
 static bool local_failure(int rc)
 {
@@ -353,10 +374,13 @@ static bool local_failure(int rc)
 /*
  * Copy the fragment from addr. Returns DFS_OK (durable, checksum as expected); a code from
  * run_check or a local failure, which ends the job; or DFS_EUNAVAIL with *err for a failure of
- * the source (the caller tries the next one).
+ * the source (the caller tries the next one), with *damage saying whether the source's copy was
+ * damaged (not merely unreachable).
  */
-static int copy_from(struct run *x, const char *addr, const Dfs__V1__Ticket *ticket, char **err)
+static int copy_from(struct run *x, const char *addr, const Dfs__V1__Ticket *ticket, int *damage,
+                     char **err)
 {
+    *damage = DAMAGE_NONE;
     const Dfs__V1__RepairFragmentRequest *req = x->req;
     struct stream s;
     char *serr = NULL;
@@ -383,6 +407,7 @@ static int copy_from(struct run *x, const char *addr, const Dfs__V1__Ticket *tic
             continue;
         }
         if (p < 0) {
+            *damage = damage_of_status(p);
             result = dfs_seterr(err, DFS_EUNAVAIL, "%s", serr);
             break;
         }
@@ -399,9 +424,11 @@ static int copy_from(struct run *x, const char *addr, const Dfs__V1__Ticket *tic
             if (m->header == NULL) {
                 result = dfs_seterr(err, DFS_EUNAVAIL, "its first message has no header");
             } else if (m->header->size != req->size) {
+                *damage = DAMAGE_WRONG_CHECKSUM;
                 result = dfs_seterr(err, DFS_EUNAVAIL, "it holds %" PRIu64 " bytes, not %" PRIu64,
                                     m->header->size, req->size);
             } else if (m->checksum != req->checksum) {
+                *damage = DAMAGE_WRONG_CHECKSUM;
                 result = dfs_seterr(err, DFS_EUNAVAIL, "it holds checksum %08x, not %08x",
                                     m->checksum, req->checksum);
             } else {
@@ -415,6 +442,8 @@ static int copy_from(struct run *x, const char *addr, const Dfs__V1__Ticket *tic
             rc =
                 dfs_frag_writer_append(w, m->data.data, m->data.len, m->crc32c, m->n_crc32c, &serr);
             if (rc != DFS_OK) {
+                if (rc == DFS_EDATALOSS)
+                    *damage = DAMAGE_CORRUPT; /* a block arrived not matching its CRC */
                 result = dfs_seterr(err, local_failure(rc) ? rc : DFS_EUNAVAIL, "%s", serr);
             } else {
                 got += m->data.len;
@@ -429,9 +458,11 @@ static int copy_from(struct run *x, const char *addr, const Dfs__V1__Ticket *tic
     stream_close(&s);
     free(serr);
     serr = NULL;
-    if (result == DFS_OK && sum != req->checksum)
+    if (result == DFS_OK && sum != req->checksum) {
+        *damage = DAMAGE_WRONG_CHECKSUM;
         result = dfs_seterr(err, DFS_EUNAVAIL, "its blocks make checksum %08x, not %08x", sum,
                             req->checksum);
+    }
     if (result != DFS_OK) {
         dfs_frag_writer_abort(w);
         return result;
@@ -459,7 +490,8 @@ static int run_copy(struct run *x, char **err)
         if (rc != DFS_OK)
             return rc;
         char *serr = NULL;
-        rc = copy_from(x, req->sources[i], req->source_tickets[i], &serr);
+        int damage = DAMAGE_NONE;
+        rc = copy_from(x, req->sources[i], req->source_tickets[i], &damage, &serr);
         if (rc == DFS_OK) {
             snprintf(x->job->source, sizeof x->job->source, "%s", req->sources[i]);
             return DFS_OK;
@@ -473,8 +505,10 @@ static int run_copy(struct run *x, char **err)
             free(serr);
             return rc;
         }
-        dfs_log(DFS_LOG_INFO, "repair source skipped id=%s source=%s err=\"%s\"", req->fragment_id,
-                req->sources[i], serr != NULL ? serr : "");
+        dfs_log(damage != DAMAGE_NONE ? DFS_LOG_WARN : DFS_LOG_INFO,
+                "repair source skipped id=%s source=%s damaged=%s err=\"%s\"", req->fragment_id,
+                req->sources[i], damage != DAMAGE_NONE ? "yes" : "no", serr != NULL ? serr : "");
+        bad_source(x, req->source_tickets[i], damage, serr);
         why_add(why, req->sources[i], serr);
         free(serr);
     }
@@ -562,13 +596,17 @@ static int slot_assign(struct rebuild *b, unsigned j, uint64_t s0, char **err)
                       b->x->req->fragment_id, have, b->k, b->why);
 }
 
-/* The slot's source failed: remember why and drop it (the batch restarts for that slot). */
-static void slot_fail(struct rebuild *b, unsigned j, const char *why)
+/* The slot's source failed (its copy damaged, or not): remember why and drop it (the batch
+   restarts for that slot). */
+static void slot_fail(struct rebuild *b, unsigned j, int damage, const char *why)
 {
     struct slot *sl = &b->slots[j];
     const Dfs__V1__ErasureSource *src = b->e->sources[sl->cand];
-    dfs_log(DFS_LOG_INFO, "rebuild source dropped id=%s index=%u source=%s err=\"%s\"",
-            b->x->req->fragment_id, src->index, src->address, why);
+    dfs_log(damage != DAMAGE_NONE ? DFS_LOG_WARN : DFS_LOG_INFO,
+            "rebuild source dropped id=%s index=%u source=%s damaged=%s err=\"%s\"",
+            b->x->req->fragment_id, src->index, src->address, damage != DAMAGE_NONE ? "yes" : "no",
+            why);
+    bad_source(b->x, src->ticket, damage, why);
     b->failed[sl->cand] = true;
     why_add(b->why, src->address, why);
     slot_reset(sl);
@@ -610,25 +648,36 @@ static int slot_step(struct rebuild *b, unsigned j, uint64_t s0, size_t need, ch
     if (p == 0)
         return 0;
     if (p < 0 || p == 2) {
-        slot_fail(b, j, p < 0 ? serr : "the stream ended early");
+        slot_fail(b, j, p < 0 ? damage_of_status(p) : DAMAGE_NONE,
+                  p < 0 ? serr : "the stream ended early");
         free(serr);
         return 1;
     }
     const char *bad = NULL;
+    int damage = DAMAGE_NONE;
     char text[160];
+    const Dfs__V1__ErasureSource *src = b->e->sources[sl->cand];
     if (sl->s.first && m->header == NULL) {
         bad = "its first message has no header";
     } else if (sl->s.first && m->header->size != b->x->req->size) {
         snprintf(text, sizeof text, "it holds %" PRIu64 " bytes, not %" PRIu64, m->header->size,
                  b->x->req->size);
         bad = text;
+        damage = DAMAGE_WRONG_CHECKSUM;
+    } else if (sl->s.first && m->checksum != src->checksum) {
+        /* A copy rewritten consistently with other data: every block matches its own CRC, only
+           the fragment checksum tells it from the catalog's. */
+        snprintf(text, sizeof text, "it holds checksum %08x, not %08x", m->checksum, src->checksum);
+        bad = text;
+        damage = DAMAGE_WRONG_CHECKSUM;
     } else if (!msg_crcs_ok(m, b->crcs, MSG_MAX_CRCS)) {
         bad = "DATA_LOSS: a block does not match its CRC";
+        damage = DAMAGE_CORRUPT;
     }
     sl->s.first = false;
     if (bad != NULL) {
         dfs__v1__get_fragment_response__free_unpacked(m, NULL);
-        slot_fail(b, j, bad);
+        slot_fail(b, j, damage, bad);
         return 1;
     }
     b->served[sl->cand] = true;
@@ -831,8 +880,48 @@ static bool already_present(struct run *x)
     return same;
 }
 
+/*
+ * A verify job (dfs_repair_job.verify_id): read the node's own copy whole, every block checked
+ * against its stored CRC (the reader checks the header and the CRC table at open).
+ */
+static void run_verify(struct worker *w, struct dfs_repair_job *job)
+{
+    struct run x = {.w = w, .r = w->r, .job = job};
+    dfs_frag_reader *rd = NULL;
+    char *err = NULL;
+    int rc = dfs_frag_reader_open(w->r->store, job->verify_id, &rd, &err);
+    uint8_t *buf = NULL;
+    uint32_t crcs[BURST_BYTES / DFS_BLOCK_SIZE];
+    if (rc == DFS_OK) {
+        job->size = dfs_frag_reader_size(rd);
+        job->checksum = dfs_frag_reader_checksum(rd);
+        if (job->size > 0 && (buf = malloc(BURST_BYTES)) == NULL)
+            rc = dfs_seterr(&err, DFS_ENOMEM, "out of memory");
+    }
+    for (uint64_t off = 0; rc == DFS_OK && off < job->size; off += BURST_BYTES) {
+        size_t n = job->size - off < BURST_BYTES ? (size_t)(job->size - off) : BURST_BYTES;
+        if ((rc = run_check(&x, &err)) == DFS_OK)
+            rc = dfs_frag_reader_read(rd, off, buf, n, crcs, &err);
+    }
+    free(buf);
+    dfs_frag_reader_close(rd);
+    job->status = rc;
+    if (rc != DFS_OK) {
+        job->message = err != NULL ? err : strdup(dfs_strerror(rc));
+        err = NULL;
+        if (rc == DFS_EDATALOSS || rc == DFS_EIO)
+            dfs_log(DFS_LOG_WARN, "verify found a bad fragment id=%s err=\"%s\"", job->verify_id,
+                    job->message);
+    }
+    free(err);
+}
+
 static void run_job(struct worker *w, struct dfs_repair_job *job)
 {
+    if (job->verify_id != NULL) {
+        run_verify(w, job);
+        return;
+    }
     struct run x = {.w = w, .r = w->r, .job = job, .req = job->req};
     const Dfs__V1__RepairFragmentRequest *req = job->req;
     char *err = NULL;
@@ -947,6 +1036,8 @@ int dfs_repairer_create(dfs_frag_store *store, const struct dfs_repairer_config 
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     r->store = store;
     r->security = cfg != NULL ? cfg->security : NULL;
+    r->on_bad_source = cfg != NULL ? cfg->on_bad_source : NULL;
+    r->bad_source_arg = cfg != NULL ? cfg->bad_source_arg : NULL;
     r->stall_ms = cfg != NULL && cfg->stall_ms > 0 ? cfg->stall_ms : DEFAULT_STALL_MS;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);

@@ -58,6 +58,16 @@ struct dfs_repairer_config {
     /* How channels to source nodes are secured; NULL: plaintext, loopback only. Borrowed: must
        outlive the repairer. */
     const struct dfs_rpc_link_security *security;
+    /*
+     * Called on a worker thread when a source is skipped because its copy is damaged, not merely
+     * unreachable: a block that failed its CRC (its node answered DATA_LOSS, or the data arrived
+     * corrupt), a size or checksum other than the request's, or NOT_FOUND. `damage` is a
+     * dfs.v1.Damage number (1 corrupt, 2 wrong checksum, 3 missing), `ticket` the TICKET_GET the
+     * source was read with and `detail` what was seen (both borrowed for the call). It must
+     * return quickly (queue the report). NULL: not reported.
+     */
+    void (*on_bad_source)(void *arg, const Dfs__V1__Ticket *ticket, int damage, const char *detail);
+    void *bad_source_arg;
 };
 
 /*
@@ -67,6 +77,13 @@ struct dfs_repairer_config {
 struct dfs_repair_job {
     /* Borrowed until done runs. */
     const Dfs__V1__RepairFragmentRequest *req;
+    /*
+     * Instead of a repair (req NULL): check the node's own copy of this fragment (borrowed until
+     * done runs): read all of it, every block against its stored CRC (a local read, not charged
+     * to the rate). Outcome: DFS_OK with size and checksum, DFS_ENOTFOUND, DFS_EDATALOSS (a
+     * block, the CRC table or the header is corrupt), DFS_EIO, DFS_ECANCELED, DFS_ETIMEDOUT.
+     */
+    const char *verify_id;
     /* CLOCK_MONOTONIC nanoseconds after which the job gives up; INT64_MAX for none. */
     int64_t deadline_ns;
     /* Set (from any thread) to stop the job: it ends with DFS_ECANCELED within ~20 ms. */

@@ -43,6 +43,16 @@
 
 /* ---- nodes ---- */
 
+/* The damaged sources a node's repairs reported (on_peer_damage), in order. */
+#define DAMAGE_MAX 16
+struct damage_log {
+    pthread_mutex_t mu;
+    int n;
+    int damage[DAMAGE_MAX];
+    char node[DAMAGE_MAX][DFS_ID_HEX + 1];
+    char frag[DAMAGE_MAX][DFS_FRAGMENT_ID_HEX + 1];
+};
+
 struct node {
     char root[PATH_MAX];
     char data[PATH_MAX + 8];
@@ -52,7 +62,42 @@ struct node {
     dfs_rpc_server *srv;
     dfs_rpc_channel *ch;
     char node_id[DFS_ID_HEX + 1];
+    struct damage_log damage;
 };
+
+static void peer_damage(void *arg, const Dfs__V1__Ticket *ticket, int damage, const char *detail)
+{
+    (void)detail;
+    struct damage_log *d = arg;
+    pthread_mutex_lock(&d->mu);
+    if (d->n < DAMAGE_MAX) {
+        d->damage[d->n] = damage;
+        snprintf(d->node[d->n], sizeof d->node[0], "%s", ticket->node_id);
+        snprintf(d->frag[d->n], sizeof d->frag[0], "%s", ticket->fragment_id);
+        d->n++;
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* Whether node n's repairs reported fragment `id` on node `holder` with this damage. */
+static bool reported(struct node *n, const char *id, const struct node *holder, int damage)
+{
+    bool found = false;
+    pthread_mutex_lock(&n->damage.mu);
+    for (int i = 0; i < n->damage.n && !found; i++)
+        found = n->damage.damage[i] == damage && strcmp(n->damage.frag[i], id) == 0 &&
+                strcmp(n->damage.node[i], holder->node_id) == 0;
+    pthread_mutex_unlock(&n->damage.mu);
+    return found;
+}
+
+static int reports(struct node *n)
+{
+    pthread_mutex_lock(&n->damage.mu);
+    int k = n->damage.n;
+    pthread_mutex_unlock(&n->damage.mu);
+    return k;
+}
 
 struct node_opts {
     uint64_t repair_rate;
@@ -69,10 +114,13 @@ static void node_open(struct node *n, const struct node_opts *o)
     snprintf(n->data, sizeof n->data, "%s/data", n->root);
     char *err = NULL;
     assert_int_equal(dfs_frag_store_open(n->data, NULL, &n->store, &err), DFS_OK);
+    pthread_mutex_init(&n->damage.mu, NULL);
     struct dfs_storage_service_config cfg = {
         .repair_rate = o != NULL ? o->repair_rate : 0,
         .repair_workers = o != NULL ? o->repair_workers : 0,
         .repair_stall_ms = 5000,
+        .on_peer_damage = peer_damage,
+        .damage_arg = &n->damage,
     };
     assert_int_equal(dfs_storage_service_create(n->store, &cfg, &n->svc, &err), DFS_OK);
     struct dfs_rpc_server_config scfg = {.listen = "127.0.0.1:0", .threads = 2};
@@ -133,6 +181,7 @@ static void node_close(struct node *n)
     assert_int_equal(st.repairs_active, 0);
     dfs_storage_service_destroy(n->svc);
     dfs_frag_store_close(n->store);
+    pthread_mutex_destroy(&n->damage.mu);
     assert_int_equal(nftw(n->root, rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
 }
 
@@ -400,6 +449,21 @@ static void test_bad_sources_skipped(void **state)
     repair_out_free(&o);
     expect_holds(&f->n[1], id, data, n);
     assert_int_equal(tmp_entries(&f->n[1]), 0);
+    /* The damaged sources were reported, with the tickets they were read with; the address
+       where nothing answers was not (a node down is not a damaged copy). */
+    assert_true(reported(&f->n[1], id, &f->n[2], 2 /* DAMAGE_WRONG_CHECKSUM */));
+    assert_true(reported(&f->n[1], id, &f->n[3], 1 /* DAMAGE_CORRUPT */));
+    assert_int_equal(reports(&f->n[1]), 2);
+    /* A source that lacks the fragment: DAMAGE_MISSING. */
+    char id2[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(201, id2);
+    store_put(&f->n[0], id2, data, n);
+    char *src2[] = {f->n[2].addr, f->n[0].addr};
+    req = copy_req(id2, n, sum, src2, 2);
+    expect_status(repair_rpc(&f->n[1], &req, 30000, &o), DFS_OK, o.message);
+    repair_out_free(&o);
+    assert_true(reported(&f->n[1], id2, &f->n[2], 3 /* DAMAGE_MISSING */));
+    assert_int_equal(reports(&f->n[1]), 3);
     free(data);
     free(other);
 }
@@ -661,6 +725,7 @@ static Dfs__V1__RepairFragmentRequest ec_req(const struct ec_file *e, unsigned i
         srcs[i].index = idx[i];
         srcs[i].fragment_id = (char *)e->id[idx[i]];
         srcs[i].address = addrs[i];
+        srcs[i].checksum = checksum_of(e->frag[idx[i]], e->fsize);
         ptrs[i] = &srcs[i];
     }
     er->sources = ptrs;
@@ -751,7 +816,35 @@ static void test_rebuild_switches_source(void **state)
     assert_true(o.resp->bytes_read >= 3 * e.fsize);
     repair_out_free(&o);
     expect_holds(&f->n[1], e.id[3], e.frag[3], e.fsize);
+    assert_true(reported(&f->n[1], e.id[0], &f->n[0], 1 /* DAMAGE_CORRUPT */));
+    assert_int_equal(reports(&f->n[1]), 1);
     ec_file_free(&e);
+}
+
+static void test_rebuild_skips_a_source_with_another_checksum(void **state)
+{
+    struct fx *f = *state;
+    struct ec_file e, other;
+    ec_file_make(&e, 2, 2, 64 * 1024, 2 * 64 * 1024 * 4, 7);
+    ec_file_make(&other, 2, 2, 64 * 1024, 2 * 64 * 1024 * 4, 8);
+    /* Node 0 holds fragment 0 rewritten consistently with other data: every block matches its
+       CRC, only its checksum differs from the catalog's. Fragments 1 and 2 are good. */
+    store_put(&f->n[0], e.id[0], other.frag[0], e.fsize);
+    store_put(&f->n[2], e.id[1], e.frag[1], e.fsize);
+    store_put(&f->n[2], e.id[2], e.frag[2], e.fsize);
+    Dfs__V1__ErasureRebuild er;
+    Dfs__V1__ErasureSource srcs[8], *ptrs[8];
+    unsigned idx[] = {0, 1, 2};
+    char *addrs[] = {f->n[0].addr, f->n[2].addr, f->n[2].addr};
+    Dfs__V1__RepairFragmentRequest req = ec_req(&e, 3, &er, srcs, ptrs, idx, addrs, 3);
+    struct repair_out o;
+    expect_status(repair_rpc(&f->n[1], &req, 60000, &o), DFS_OK, o.message);
+    assert_int_equal(o.resp->checksum, req.checksum);
+    repair_out_free(&o);
+    expect_holds(&f->n[1], e.id[3], e.frag[3], e.fsize);
+    assert_true(reported(&f->n[1], e.id[0], &f->n[0], 2 /* DAMAGE_WRONG_CHECKSUM */));
+    ec_file_free(&e);
+    ec_file_free(&other);
 }
 
 static void test_rebuild_too_few_sources(void **state)
@@ -804,6 +897,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rebuild_every_index_small_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_odd_cells, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_switches_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rebuild_skips_a_source_with_another_checksum, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_too_few_sources, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -34,6 +34,14 @@ struct found {
     int64_t stored_ms;
 };
 
+/* A fragment read whole and good, with what it holds, for the catalog to compare. */
+struct sum {
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    uint64_t size;
+    uint32_t checksum;
+    int64_t stored_ms;
+};
+
 /*
  * Fields above `mu` are set by start and only read afterwards. `mu` guards stopping and the
  * pending list; the thread waits on `cv` (CLOCK_MONOTONIC) and stop signals it.
@@ -45,6 +53,8 @@ struct dfs_scrubber {
     void *registration_arg;
     int64_t interval_ms, first_delay_ms, rpc_timeout_ms;
     uint32_t report_batch;
+    void (*on_pass)(void *arg);
+    void *on_pass_arg;
     dfs_rpc_channel *ch;
     pthread_t thread;
     dfs_bucket bucket; /* the thread's only */
@@ -60,8 +70,12 @@ struct dfs_scrubber {
     bool stopping;
     struct found *pending;
     size_t npending, cappending;
+    /* Good fragments waiting to be reported with their checksums (at most report_batch; the
+       thread's only, so outside mu). */
+    struct sum *sums;
+    size_t nsums;
 
-    _Atomic uint64_t passes, checked, bytes, corrupt, reported;
+    _Atomic uint64_t passes, checked, bytes, corrupt, reported, sums_reported;
 };
 
 static int64_t now_ns(void)
@@ -170,6 +184,80 @@ static bool report(dfs_scrubber *s)
     }
 }
 
+/*
+ * Send the good fragments' checksums (ReportFragments.scrubbed), unless a failed call's backoff
+ * has not run out: the metadata service compares each with the catalog, which is what finds a
+ * copy rewritten consistently with other data (its blocks all match their own CRCs). Fragments
+ * deleted or replaced since they were read are left out. Returns whether nothing is left.
+ */
+static bool report_sums(dfs_scrubber *s)
+{
+    if (s->nsums == 0)
+        return true;
+    if (now_ns() < s->next_report_ns)
+        return false;
+    Dfs__V1__FragmentSum *msgs = calloc(s->nsums, sizeof *msgs);
+    Dfs__V1__FragmentSum **ptrs = calloc(s->nsums, sizeof *ptrs);
+    if (msgs == NULL || ptrs == NULL) {
+        free(msgs);
+        free(ptrs);
+        return false;
+    }
+    Dfs__V1__ReportFragmentsRequest req = DFS__V1__REPORT_FRAGMENTS_REQUEST__INIT;
+    req.node_id = s->node_id;
+    req.scrubbed = ptrs;
+    for (size_t i = 0; i < s->nsums; i++) {
+        struct dfs_frag_info info;
+        if (dfs_frag_store_stat(s->store, s->sums[i].id, &info, NULL) != DFS_OK ||
+            info.stored_ms != s->sums[i].stored_ms)
+            continue;
+        Dfs__V1__FragmentSum *m = &msgs[req.n_scrubbed];
+        dfs__v1__fragment_sum__init(m);
+        m->fragment_id = s->sums[i].id;
+        m->size = s->sums[i].size;
+        m->checksum = s->sums[i].checksum;
+        ptrs[req.n_scrubbed++] = m;
+    }
+    int rc = DFS_OK;
+    char *err = NULL;
+    if (req.n_scrubbed > 0) {
+        ProtobufCMessage *resp = NULL;
+        rc = dfs_rpc_unary(s->ch, "/dfs.v1.Metadata/ReportFragments", &req.base,
+                           &dfs__v1__report_fragments_response__descriptor, &resp,
+                           s->rpc_timeout_ms, &err);
+        if (rc == DFS_OK) {
+            const Dfs__V1__ReportFragmentsResponse *r =
+                (const Dfs__V1__ReportFragmentsResponse *)resp;
+            if (r->mismatched > 0)
+                dfs_log(DFS_LOG_WARN,
+                        "scrubbed copies differ from the catalog (rewritten with other data), "
+                        "marked lost mismatched=%u of=%zu",
+                        r->mismatched, req.n_scrubbed);
+            protobuf_c_message_free_unpacked(resp, NULL);
+            atomic_fetch_add(&s->sums_reported, req.n_scrubbed);
+        }
+    }
+    free(msgs);
+    free(ptrs);
+    if (rc != DFS_OK) {
+        s->report_failures++;
+        if (s->report_failures % LOG_EVERY == 1)
+            dfs_log(DFS_LOG_WARN,
+                    "cannot report scrubbed checksums: %s metadata=%s ids=%zu failures=%u "
+                    "retry_ms=%" PRId64,
+                    err != NULL ? err : dfs_strerror(rc), s->metadata, s->nsums, s->report_failures,
+                    s->retry_ms);
+        free(err);
+        s->next_report_ns = now_ns() + s->retry_ms * 1000000;
+        s->retry_ms = s->retry_ms * 2 > MAX_RETRY_MS ? MAX_RETRY_MS : s->retry_ms * 2;
+        return false;
+    }
+    s->report_failures = 0;
+    s->retry_ms = FIRST_RETRY_MS;
+    s->nsums = 0;
+    return true;
+}
+
 /* Queue a corrupt find (once per id). */
 static void found(dfs_scrubber *s, const char *id, int64_t stored_ms)
 {
@@ -216,10 +304,14 @@ static int scrub_one(void *ctx, const char *id, uint64_t size_hint)
     dfs_frag_reader *r = NULL;
     char *err = NULL;
     int64_t stored_ms = 0;
+    uint64_t size_of_last = 0;
+    uint32_t checksum_of_last = 0;
     int rc = dfs_frag_reader_open(s->store, id, &r, &err);
     if (rc == DFS_OK) {
         stored_ms = dfs_frag_reader_stored_ms(r);
         uint64_t size = dfs_frag_reader_size(r);
+        size_of_last = size;
+        checksum_of_last = dfs_frag_reader_checksum(r);
         for (uint64_t off = 0; off < size && rc == DFS_OK; off += READ_BYTES) {
             size_t n = size - off < READ_BYTES ? (size_t)(size - off) : READ_BYTES;
             if (!pace(s, n)) {
@@ -237,6 +329,19 @@ static int scrub_one(void *ctx, const char *id, uint64_t size_hint)
         return DFS_OK;
     }
     atomic_fetch_add(&s->checked, 1);
+    if (rc == DFS_OK) {
+        /* Good in itself; whether it is the catalog's copy is the metadata service's to say. A
+           full list waits for its report (a failing service: the next pass reports again). */
+        if (s->nsums < s->report_batch) {
+            struct sum *m = &s->sums[s->nsums++];
+            memcpy(m->id, id, DFS_FRAGMENT_ID_HEX + 1);
+            m->size = size_of_last;
+            m->checksum = checksum_of_last;
+            m->stored_ms = stored_ms;
+        }
+        if (s->nsums == s->report_batch)
+            report_sums(s);
+    }
     if (rc == DFS_EDATALOSS || rc == DFS_EIO) {
         atomic_fetch_add(&s->corrupt, 1);
         dfs_log(DFS_LOG_WARN, "scrub found a bad fragment id=%s status=%s err=\"%s\"", id,
@@ -266,15 +371,15 @@ static void *run(void *arg)
         bool go_on = true;
         for (;;) {
             pthread_mutex_lock(&s->mu);
-            bool pending = s->npending > 0;
+            bool pending = s->npending > 0 || s->nsums > 0;
             pthread_mutex_unlock(&s->mu);
             int64_t until = next_ns;
             if (pending && s->next_report_ns < until)
                 until = s->next_report_ns;
             if (!(go_on = sleep_until(s, until)))
                 break;
-            if (pending)
-                report(s);
+            if (pending && report(s))
+                report_sums(s);
             if (now_ns() >= next_ns)
                 break;
         }
@@ -295,7 +400,10 @@ static void *run(void *arg)
                 "scrub pass done fragments=%" PRIu64 " bytes=%" PRIu64 " bad=%" PRIu64 " ms=%.0f",
                 atomic_load(&s->checked) - checked0, atomic_load(&s->bytes) - bytes0,
                 atomic_load(&s->corrupt) - corrupt0, (double)(now_ns() - t0) / 1e6);
-        report(s);
+        if (report(s))
+            report_sums(s);
+        if (s->on_pass != NULL)
+            s->on_pass(s->on_pass_arg);
         next_ns = now_ns() + s->interval_ms * 1000000;
     }
     return NULL;
@@ -309,6 +417,7 @@ static void free_scrubber(dfs_scrubber *s)
     free(s->metadata);
     free(s->node_id);
     free(s->pending);
+    free(s->sums);
     free(s->buf);
     free(s);
 }
@@ -336,6 +445,8 @@ int dfs_scrubber_start(const struct dfs_scrubber_config *cfg, dfs_scrubber **out
     s->first_delay_ms = cfg->first_delay_ms;
     s->rpc_timeout_ms = cfg->rpc_timeout_ms > 0 ? cfg->rpc_timeout_ms : DEFAULT_RPC_TIMEOUT;
     s->report_batch = cfg->report_batch > 0 ? cfg->report_batch : DEFAULT_REPORT_BATCH;
+    s->on_pass = cfg->on_pass;
+    s->on_pass_arg = cfg->on_pass_arg;
     if (s->report_batch > DEFAULT_REPORT_BATCH * 4)
         s->report_batch = DEFAULT_REPORT_BATCH * 4;
     s->retry_ms = FIRST_RETRY_MS;
@@ -347,7 +458,8 @@ int dfs_scrubber_start(const struct dfs_scrubber_config *cfg, dfs_scrubber **out
     pthread_cond_init(&s->cv, &attr);
     pthread_condattr_destroy(&attr);
     s->buf = malloc(READ_BYTES);
-    if (s->metadata == NULL || s->node_id == NULL || s->buf == NULL) {
+    s->sums = malloc(s->report_batch * sizeof *s->sums);
+    if (s->metadata == NULL || s->node_id == NULL || s->buf == NULL || s->sums == NULL) {
         free_scrubber(s);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
@@ -371,6 +483,7 @@ void dfs_scrubber_stats(dfs_scrubber *s, struct dfs_scrubber_stats *out)
     out->bytes_checked = atomic_load(&s->bytes);
     out->corrupt_found = atomic_load(&s->corrupt);
     out->reported = atomic_load(&s->reported);
+    out->sums_reported = atomic_load(&s->sums_reported);
     pthread_mutex_lock(&s->mu);
     out->report_pending = s->npending;
     pthread_mutex_unlock(&s->mu);

@@ -15,6 +15,13 @@
  *
  * A fragment that fails (DFS_EDATALOSS: a corrupt block, header or table, a truncated file;
  * DFS_EIO: unreadable) is logged at warn level with its id and queued for the metadata service.
+ * A fragment that reads back whole is good in itself, but it may still not be the catalog's copy
+ * (one rewritten consistently with other data: blocks, CRC table and header all recomputed):
+ * so its size and checksum go to the metadata service too, in ReportFragments{scrubbed} calls of
+ * at most report_batch fragments (when a batch is full and at the end of each pass, retried like
+ * the corrupt ids; left out when deleted or replaced since it was read), and the service, which
+ * holds the catalog, compares them and counts a copy that differs as lost. (Why there and not
+ * here: the catalog is the one judge, and the node needs no copy of it.)
  * A fragment deleted meanwhile (DFS_ENOTFOUND) is skipped. Queued ids go out in
  * Metadata.ReportFragments{registration, corrupt} calls of at most report_batch ids: when a batch is
  * full, at the end of each pass, and until acknowledged (a failed call is retried with a backoff
@@ -44,6 +51,11 @@ struct dfs_scrubber_config {
     int64_t first_delay_ms; /* before the first pass; 0 = at once */
     int64_t rpc_timeout_ms; /* deadline of each report call; 0 means 5000 */
     uint32_t report_batch;  /* most ids per report; 0 means 1000 */
+    /* Called on the scrubber's thread after each pass (NULL: nothing): a storage node triggers
+       its inventory report here, so that a fragment file deleted under the running node is
+       noticed at the next pass even if nobody reads it. Must return quickly. */
+    void (*on_pass)(void *arg);
+    void *on_pass_arg;
 };
 
 /*
@@ -58,6 +70,7 @@ struct dfs_scrubber_stats {
     uint64_t bytes_checked;     /* data bytes read */
     uint64_t corrupt_found;     /* failed fragments, counted at every pass that finds them */
     uint64_t reported;          /* ids acknowledged by the metadata service */
+    uint64_t sums_reported;     /* good fragments' checksums acknowledged by it */
     uint64_t report_pending;    /* ids waiting to be reported */
 };
 

@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,7 +46,27 @@ struct sink {
     uint64_t registration;   /* what the latest acknowledged report carried */
     char seen[SEEN_MAX][48]; /* corrupt ids acknowledged, in order */
     int nseen;
+    /* The last scrubbed fragment reported of each id (by fx index), and how many in all. */
+    uint64_t sum_size[SEEN_MAX];
+    uint32_t sum_checksum[SEEN_MAX];
+    char sum_id[SEEN_MAX][48];
+    int nsums_ids, nsums;
 };
+
+/* Record a scrubbed fragment's figures under its id (under k->mu). */
+static void sink_sum(struct sink *k, const Dfs__V1__FragmentSum *m)
+{
+    int i = 0;
+    while (i < k->nsums_ids && strcmp(k->sum_id[i], m->fragment_id) != 0)
+        i++;
+    if (i == SEEN_MAX)
+        return;
+    if (i == k->nsums_ids)
+        snprintf(k->sum_id[k->nsums_ids++], sizeof k->sum_id[0], "%s", m->fragment_id);
+    k->sum_size[i] = m->size;
+    k->sum_checksum[i] = m->checksum;
+    k->nsums++;
+}
 
 static void report_handler(dfs_rpc_call *call, void *ctx)
 {
@@ -61,6 +82,8 @@ static void report_handler(dfs_rpc_call *call, void *ctx)
         k->registration = req->registration;
         for (size_t i = 0; i < req->n_corrupt && k->nseen < SEEN_MAX; i++)
             snprintf(k->seen[k->nseen++], sizeof k->seen[0], "%s", req->corrupt[i]);
+        for (size_t i = 0; i < req->n_scrubbed; i++)
+            sink_sum(k, req->scrubbed[i]);
     }
     pthread_mutex_unlock(&k->mu);
     if (fail) {
@@ -210,9 +233,19 @@ static uint64_t registration_of(void *arg)
     return 0x5c7b;
 }
 
+static atomic_int passes_seen;
+
+static void pass_seen(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&passes_seen, 1);
+}
+
 static dfs_scrubber *start(struct fx *f, uint64_t rate, int64_t interval_ms, uint32_t batch)
 {
+    atomic_store(&passes_seen, 0);
     struct dfs_scrubber_config cfg = {
+        .on_pass = pass_seen,
         .store = f->store,
         .metadata = f->k.addr,
         .node_id = dfs_frag_store_node_id(f->store),
@@ -253,15 +286,49 @@ static bool two_passes(void *arg)
     return stats_of(arg).passes >= 2;
 }
 
+static uint32_t checksum_of(const unsigned char *data, size_t n)
+{
+    size_t nb = dfs_crc32c_nblocks(n);
+    uint32_t *crcs = malloc((nb + 1) * sizeof *crcs);
+    dfs_crc32c_blocks(data, n, crcs);
+    uint32_t c = dfs_crc32c_of_table(crcs, nb);
+    free(crcs);
+    return c;
+}
+
+/* The checksum of fragment i as put() wrote it. */
+static uint32_t checksum_of_fragment(struct fx *f, int i)
+{
+    unsigned char *data = malloc(f->size[i] + 1);
+    for (size_t b = 0; b < f->size[i]; b++)
+        data[b] = (unsigned char)(b * 31 + (unsigned)i);
+    uint32_t c = checksum_of(data, f->size[i]);
+    free(data);
+    return c;
+}
+
 static void test_clean_store(void **state)
 {
     struct fx *f = *state;
     dfs_scrubber *s = start(f, 256 * MIB, 50, 0);
     assert_true(wait_for(two_passes, s, 20000));
     dfs_scrubber_stop(s);
+    assert_true(atomic_load(&passes_seen) >= 2); /* the node's inventory follows every pass */
     assert_int_equal(sink_nseen(&f->k), 0);
+    /* Nothing corrupt; every fragment's size and checksum went to the service at each pass (one
+       call a pass), for it to compare with the catalog. */
     pthread_mutex_lock(&f->k.mu);
-    assert_int_equal(f->k.calls, 0);
+    assert_true(f->k.calls >= 2);
+    assert_true(f->k.nsums >= 2 * NFRAG);
+    assert_int_equal(f->k.nsums_ids, NFRAG);
+    for (int i = 0; i < NFRAG; i++) {
+        int j = 0;
+        while (j < NFRAG && strcmp(f->k.sum_id[j], f->id[i]) != 0)
+            j++;
+        assert_true(j < NFRAG);
+        assert_int_equal(f->k.sum_size[j], f->size[i]);
+        assert_int_equal(f->k.sum_checksum[j], checksum_of_fragment(f, i));
+    }
     pthread_mutex_unlock(&f->k.mu);
 }
 

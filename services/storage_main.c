@@ -10,6 +10,7 @@
 #include "services/metrics_http.h"
 #include "services/node_token.h"
 #include "services/readiness.h"
+#include "services/reporter.h"
 #include "services/rpc/grpclog.h"
 #include "services/rpc/health.h"
 #include "services/rpc/reflection.h"
@@ -336,6 +337,23 @@ static int parse(int argc, char **argv, struct options *o, char **err)
     return rc;
 }
 
+/* After each scrub pass, the inventory: a file deleted under the node is found without a read. */
+static void scrub_pass_done(void *arg)
+{
+    dfs_inventory_trigger(arg);
+}
+
+/* The storage service's damage hooks, to the reporter. */
+static void own_damage(void *arg, const char *fragment_id, int damage)
+{
+    dfs_reporter_own(arg, fragment_id, damage);
+}
+
+static void peer_damage(void *arg, const Dfs__V1__Ticket *ticket, int damage, const char *detail)
+{
+    dfs_reporter_peer(arg, ticket, damage, detail);
+}
+
 /* What the heartbeat's hook reaches. */
 struct on_register {
     dfs_storage_service *svc;
@@ -438,6 +456,7 @@ int main(int argc, char **argv)
     dfs_heartbeat *hb = NULL;
     dfs_inventory *inv = NULL;
     dfs_scrubber *scrub = NULL;
+    dfs_reporter *reporter = NULL;
     /* Inspection: health and reflection on the gRPC port, metrics on their own port. */
     static const char *const health_names[] = {"", "dfs.v1.Storage"};
     dfs_rpc_health *health = NULL;
@@ -460,8 +479,24 @@ int main(int argc, char **argv)
                                              .security = &sec,
                                              .stream_idle_ms = idle_ms};
     if (dfs_frag_store_open(o.data, NULL, &store, &err) != DFS_OK ||
-        dfs_node_token_load(o.data, &token, &err) != DFS_OK ||
-        dfs_storage_service_create(store, &cfg, &svc, &err) != DFS_OK ||
+        dfs_node_token_load(o.data, &token, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot open the data directory");
+        goto out;
+    }
+    to_metadata.token = token;
+    /* Damage the node's reads and repairs see goes to the metadata service at once. */
+    struct dfs_reporter_config repcfg = {.store = store,
+                                         .metadata = o.metadata,
+                                         .channel = to_metadata,
+                                         .node_id = dfs_frag_store_node_id(store)};
+    if (dfs_reporter_start(&repcfg, &reporter, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start the reporter");
+        goto out;
+    }
+    cfg.on_own_damage = own_damage;
+    cfg.on_peer_damage = peer_damage;
+    cfg.damage_arg = reporter;
+    if (dfs_storage_service_create(store, &cfg, &svc, &err) != DFS_OK ||
         dfs_rpc_health_create(&health, &err) != DFS_OK ||
         dfs_rpc_reflection_create(dfs_descriptor_set, dfs_descriptor_set_size, &refl, &err) !=
             DFS_OK ||
@@ -488,7 +523,6 @@ int main(int argc, char **argv)
         goto out;
     }
     const char *node = dfs_frag_store_node_id(store);
-    to_metadata.token = token;
     /* The inventory waits for the heartbeat's word after every registration (the first one, and
        each one after the metadata service forgot the node or restarted). */
     struct dfs_inventory_config icfg = {.store = store,
@@ -587,6 +621,8 @@ int main(int argc, char **argv)
                 .channel = to_metadata,
                 .registration = current_registration,
                 .registration_arg = &on_reg,
+                .on_pass = scrub_pass_done,
+                .on_pass_arg = inv,
             };
             if (dfs_scrubber_start(&sccfg, &scrub, &err) != DFS_OK) {
                 fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start the scrubber");
@@ -624,6 +660,8 @@ out:
         dfs_rpc_server_stop(srv, status == 0 ? o.grace_ms : 0);
     dfs_rpc_server_destroy(srv);
     dfs_storage_service_destroy(svc);
+    /* After the service: its calls and repairs report to it until they end. */
+    dfs_reporter_stop(reporter);
     dfs_rpc_reflection_destroy(refl);
     dfs_rpc_health_destroy(health);
     dfs_metrics_destroy(metrics);

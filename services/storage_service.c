@@ -87,7 +87,27 @@ struct dfs_storage_service {
     bool have_key;
     uint8_t key[DFS_TICKET_KEY_LEN];
     _Atomic uint64_t tickets_refused;
+
+    /* Where damage seen by reads and repairs goes (the config's; NULL: nowhere). */
+    void (*on_own_damage)(void *arg, const char *fragment_id, int damage);
+    void (*on_peer_damage)(void *arg, const Dfs__V1__Ticket *ticket, int damage,
+                           const char *detail);
+    void *damage_arg;
 };
+
+/* dfs.v1.Damage numbers. */
+enum { DAMAGE_CORRUPT = 1, DAMAGE_MISSING = 3 };
+
+/*
+ * This node's copy of a fragment a valid ticket named turned out missing or corrupt: the catalog
+ * counts it as good, so it must hear of it now (not at the next scrub or registration).
+ */
+static void own_damage(dfs_storage_service *svc, const char *fragment_id, int rc)
+{
+    int damage = rc == DFS_ENOTFOUND ? DAMAGE_MISSING : rc == DFS_EDATALOSS ? DAMAGE_CORRUPT : 0;
+    if (damage != 0 && svc->on_own_damage != NULL)
+        svc->on_own_damage(svc->damage_arg, fragment_id, damage);
+}
 
 static_assert(DFS_VALIDATE_FORWARD_MAX == DFS_STORAGE_FORWARD_MAX, "one forward limit");
 static_assert(DFS_VALIDATE_ADDRESS_MAX == DFS_STORAGE_ADDR_MAX, "one address limit");
@@ -1203,6 +1223,7 @@ static void get_release(void *state)
 static void get_fail(struct get_call *g, int code, char *err)
 {
     g->finished = true;
+    own_damage(g->svc, g->id, code); /* a corrupt block met while sending */
     atomic_fetch_add(&g->svc->gets_failed, 1);
     const char *msg = err != NULL ? err : dfs_strerror(code);
     log_failure(code == DFS_ECANCELED ? DFS_LOG_INFO : DFS_LOG_WARN, g->call, "get", g->id, code,
@@ -1362,8 +1383,10 @@ static void get_handler(dfs_rpc_call *call, void *ctx)
     int rc = dfs_validate_get_fragment(req, &err);
     if (rc == DFS_OK)
         rc = check_ticket(svc, call, req->ticket, DFS_TICKET_GET, req->fragment_id, &err);
-    if (rc == DFS_OK)
+    if (rc == DFS_OK) {
         rc = dfs_frag_reader_open(svc->store, req->fragment_id, &r, &err);
+        own_damage(svc, req->fragment_id, rc); /* the ticket says the copy should be here */
+    }
     uint64_t size = rc == DFS_OK ? dfs_frag_reader_size(r) : 0;
     if (rc == DFS_OK && req->offset > size)
         rc = dfs_seterr(&err, DFS_ERANGE,
@@ -1448,6 +1471,100 @@ static void delete_handler(dfs_rpc_call *call, void *ctx)
     dfs_rpc_call_reply(call, &resp.base);
 }
 
+/*
+ * A StatFragment with verify: the read runs as a job on the repairer's workers (it may take
+ * seconds), whose last act posts `answer` to the call's loop, where the call is finished (as a
+ * repair is). Released with the call's state.
+ */
+struct verify_call {
+    dfs_storage_service *svc;
+    dfs_rpc_call *call;
+    dfs_rpc_loop *loop;
+    dfs_rpc_tag answer;
+    struct dfs_repair_job job;
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+};
+
+static void verify_release(void *state)
+{
+    struct verify_call *v = state;
+    free(v->job.message);
+    free(v);
+}
+
+static void verify_cancelled(dfs_rpc_call *call, void *arg)
+{
+    (void)call;
+    struct verify_call *v = arg;
+    atomic_store(&v->job.cancel, true);
+}
+
+static void unary_fail(dfs_rpc_call *call, const char *what, const char *id, int rc, char *err);
+
+/* On the call's loop: the worker has read the fragment. */
+static void verify_answer(dfs_rpc_tag *tag, bool ok)
+{
+    (void)ok;
+    struct verify_call *v =
+        (struct verify_call *)(void *)((char *)tag - offsetof(struct verify_call, answer));
+    const struct dfs_repair_job *j = &v->job;
+    if (j->status != DFS_OK) {
+        unary_fail(v->call, "verify", v->id, j->status,
+                   j->message != NULL ? strdup(j->message) : NULL);
+        return;
+    }
+    struct dfs_frag_info info;
+    Dfs__V1__StatFragmentResponse resp = DFS__V1__STAT_FRAGMENT_RESPONSE__INIT;
+    resp.fragment_id = v->id;
+    resp.size = j->size;
+    resp.checksum = j->checksum;
+    if (dfs_frag_store_stat(v->svc->store, v->id, &info, NULL) == DFS_OK)
+        resp.stored_ms = info.stored_ms;
+    dfs_rpc_call_reply(v->call, &resp.base);
+}
+
+/* On a repairer worker: hand the outcome back to the call's loop. */
+static void verify_job_done(struct dfs_repair_job *job)
+{
+    struct verify_call *v = job->arg;
+    for (unsigned tries = 0; !dfs_rpc_loop_post(v->loop, &v->answer); tries++) {
+        if (tries == 0)
+            dfs_log(DFS_LOG_ERROR, "cannot hand a check's answer to its loop; retrying id=%s",
+                    v->id);
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* StatFragment with verify, after its checks: queue the read. */
+static void stat_verify(dfs_storage_service *svc, dfs_rpc_call *call, const char *fragment_id)
+{
+    char *err = NULL;
+    int rc = DFS_OK;
+    struct verify_call *v = calloc(1, sizeof *v);
+    if (v == NULL) {
+        unary_fail(call, "verify", fragment_id, DFS_ENOMEM, NULL);
+        return;
+    }
+    v->svc = svc;
+    v->call = call;
+    v->loop = dfs_rpc_call_loop(call);
+    v->answer.done = verify_answer;
+    memcpy(v->id, fragment_id, DFS_FRAGMENT_ID_HEX + 1);
+    v->job.verify_id = v->id;
+    int64_t left = dfs_rpc_call_remaining_ms(call);
+    v->job.deadline_ns =
+        left >= INT64_MAX / 2000000 ? INT64_MAX : dfs_rpc_now_ns() + left * 1000000;
+    atomic_init(&v->job.cancel, false);
+    v->job.done = verify_job_done;
+    v->job.arg = v;
+    dfs_rpc_call_set_state(call, v, verify_release);
+    dfs_rpc_call_on_cancel(call, verify_cancelled, v);
+    rc = dfs_repairer_submit(svc->repairer, &v->job, &err);
+    if (rc != DFS_OK)
+        unary_fail(call, "verify", fragment_id, rc, err);
+}
+
 static void stat_handler(dfs_rpc_call *call, void *ctx)
 {
     dfs_storage_service *svc = ctx;
@@ -1461,6 +1578,10 @@ static void stat_handler(dfs_rpc_call *call, void *ctx)
         return;
     }
     int rc = check_ticket(svc, call, req->ticket, DFS_TICKET_STAT, req->fragment_id, &err);
+    if (rc == DFS_OK && req->verify) {
+        stat_verify(svc, call, req->fragment_id);
+        return;
+    }
     if (rc == DFS_OK)
         rc = dfs_frag_store_stat(svc->store, req->fragment_id, &info, &err);
     if (rc != DFS_OK) {
@@ -1625,6 +1746,11 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
         rcfg.workers = cfg->repair_workers;
         rcfg.stall_ms = cfg->repair_stall_ms;
         rcfg.security = cfg->security;
+        rcfg.on_bad_source = cfg->on_peer_damage;
+        rcfg.bad_source_arg = cfg->damage_arg;
+        svc->on_own_damage = cfg->on_own_damage;
+        svc->on_peer_damage = cfg->on_peer_damage;
+        svc->damage_arg = cfg->damage_arg;
     }
     int rc = dfs_repairer_create(store, &rcfg, &svc->repairer, errmsg);
     if (rc != DFS_OK) {

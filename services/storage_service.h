@@ -2,6 +2,7 @@
 #ifndef DFS_SERVICES_STORAGE_SERVICE_H
 #define DFS_SERVICES_STORAGE_SERVICE_H
 
+#include "dfs/v1/types.pb-c.h"
 #include "services/rpc/security.h"
 #include "services/rpc/server.h"
 #include "storage/frag_store.h"
@@ -60,9 +61,14 @@
  *     a range past the end is OUT_OF_RANGE. Messages carry at most chunk_bytes of data (see the
  *     config); the first also carries header {fragment_id, whole size} and the fragment checksum,
  *     and is sent even for an empty range. Every block is checked against its stored CRC as it is
- *     read; a corrupt one ends the stream with DATA_LOSS "fragment X block N is corrupt".
+ *     read; a corrupt one ends the stream with DATA_LOSS "fragment X block N is corrupt". A
+ *     fragment that a valid ticket names but that is missing (NOT_FOUND) or corrupt is also told
+ *     to on_own_damage: the catalog counts the copy as good and must hear otherwise.
  *   DeleteFragment (unary): {existed}.     StatFragment (unary): {fragment_id, size, checksum,
- *     stored_ms}, NOT_FOUND when absent.
+ *     stored_ms}, NOT_FOUND when absent; with verify, the whole fragment is read first on a
+ *     repair worker (as a repair's local check: every block against its CRC, not charged to the
+ *     repair rate) and the answer comes from the call's loop: DATA_LOSS when a block, the CRC
+ *     table or the header is corrupt.
  *   RepairFragment (unary; storage.proto is the contract, services/repair.h the mechanism). On
  *     the loop thread the request's form is checked (dfs_repair_check: INVALID_ARGUMENT); then
  *     the call is handed to the service's repairer (repair_workers threads, later ones queued,
@@ -115,6 +121,19 @@ struct dfs_storage_service_config {
        node up (its ack says why); the same limit as the server's stream_idle_ms. 0 means
        DFS_RPC_STREAM_IDLE_MS, < 0 no limit. */
     int64_t stream_idle_ms;
+    /*
+     * Damage the node sees, for it to be reported (services/reporter.h); NULL: not reported.
+     * Both are called on a request thread or a repair worker and must return quickly. `damage`
+     * is a dfs.v1.Damage number.
+     *   own   a GetFragment with a valid ticket (so the catalog records the copy here) found this
+     *         node's copy missing (DAMAGE_MISSING) or a block of it corrupt (DAMAGE_CORRUPT).
+     *   peer  a repair skipped a source whose copy was damaged (repair.h, on_bad_source): the
+     *         TICKET_GET it was read with and what was seen (borrowed for the call).
+     */
+    void (*on_own_damage)(void *arg, const char *fragment_id, int damage);
+    void (*on_peer_damage)(void *arg, const Dfs__V1__Ticket *ticket, int damage,
+                           const char *detail);
+    void *damage_arg;
 };
 
 /*

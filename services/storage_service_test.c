@@ -21,6 +21,7 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/slice.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -56,7 +57,32 @@ struct fx {
     dfs_rpc_channel *ch;
     dfs_rpc_loop *loop;
     char node_id[DFS_ID_HEX + 1];
+    /* What the service reported of its own copies (on_own_damage), latest first. */
+    pthread_mutex_t damage_mu;
+    int ndamage;
+    int last_damage;
+    char last_damaged[DFS_FRAGMENT_ID_HEX + 1];
 };
+
+static void own_damage(void *arg, const char *fragment_id, int damage)
+{
+    struct fx *f = arg;
+    pthread_mutex_lock(&f->damage_mu);
+    f->ndamage++;
+    f->last_damage = damage;
+    snprintf(f->last_damaged, sizeof f->last_damaged, "%s", fragment_id);
+    pthread_mutex_unlock(&f->damage_mu);
+}
+
+/* Whether the latest own-damage report was (damage, id); the count so far in *n. */
+static bool damage_was(struct fx *f, int damage, const char *id, int *n)
+{
+    pthread_mutex_lock(&f->damage_mu);
+    bool same = f->last_damage == damage && strcmp(f->last_damaged, id) == 0;
+    *n = f->ndamage;
+    pthread_mutex_unlock(&f->damage_mu);
+    return same;
+}
 
 struct node_opts {
     size_t chunk;          /* GetFragment message size; 0 = default */
@@ -102,8 +128,12 @@ static void fx_open(struct fx *f, const struct node_opts *o)
         f->io.pwrite = pwrite_stalling;
     char *err = NULL;
     assert_int_equal(dfs_frag_store_open(f->data, &f->io, &f->store, &err), DFS_OK);
-    struct dfs_storage_service_config cfg = {
-        .chunk_bytes = o->chunk, .forward_rate = o->forward_rate, .stream_idle_ms = o->idle_ms};
+    pthread_mutex_init(&f->damage_mu, NULL);
+    struct dfs_storage_service_config cfg = {.chunk_bytes = o->chunk,
+                                             .forward_rate = o->forward_rate,
+                                             .stream_idle_ms = o->idle_ms,
+                                             .on_own_damage = own_damage,
+                                             .damage_arg = f};
     assert_int_equal(dfs_storage_service_create(f->store, &cfg, &f->svc, &err), DFS_OK);
     struct dfs_rpc_server_config scfg = {
         .listen = "127.0.0.1:0", .threads = 3, .stream_idle_ms = o->idle_ms};
@@ -156,6 +186,7 @@ static int fx_close(struct fx *f)
     dfs_storage_service_destroy(f->svc);
     dfs_frag_store_close(f->store);
     dfs_rpc_loop_destroy(f->loop);
+    pthread_mutex_destroy(&f->damage_mu);
     return nftw(f->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
@@ -343,6 +374,19 @@ static int stat_rpc(struct fx *f, const char *id, Dfs__V1__StatFragmentResponse 
     return dfs_rpc_unary(f->ch, STAT_METHOD, &req.base,
                          &dfs__v1__stat_fragment_response__descriptor, (ProtobufCMessage **)resp,
                          10000, err);
+}
+
+static int verify_rpc(struct fx *f, const char *id, Dfs__V1__StatFragmentResponse **resp,
+                      char **err)
+{
+    Dfs__V1__StatFragmentRequest req = DFS__V1__STAT_FRAGMENT_REQUEST__INIT;
+    req.fragment_id = (char *)id;
+    req.verify = true;
+    struct dfs_test_ticket tt;
+    req.ticket = dfs_test_ticket(&tt, DFS_TICKET_STAT, id, f->node_id, 0);
+    return dfs_rpc_unary(f->ch, STAT_METHOD, &req.base,
+                         &dfs__v1__stat_fragment_response__descriptor, (ProtobufCMessage **)resp,
+                         30000, err);
 }
 
 static int delete_rpc(struct fx *f, const char *id, bool *existed, char **err)
@@ -1116,10 +1160,26 @@ static void test_corrupt_on_disk(void **state)
     assert_int_equal(pwrite(fd, &c, 1, at), 1);
     close(fd);
 
+    /* StatFragment reads the header alone: all seems well. With verify the node reads it all. */
+    Dfs__V1__StatFragmentResponse *st = NULL;
+    assert_int_equal(stat_rpc(f, id, &st, NULL), DFS_OK);
+    assert_int_equal(st->checksum, checksum_of(data, n));
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    char *err = NULL;
+    assert_int_equal(verify_rpc(f, id, &st, &err), DFS_EDATALOSS);
+    assert_non_null(strstr(err, "block 20 is corrupt"));
+    free(err);
+
+    int before = 0;
+    damage_was(f, 0, "", &before);
     struct get_run g;
     expect_status(get_range(f, id, 0, 0, &g), DFS_EDATALOSS, g.message);
     assert_non_null(strstr(g.message, "block 20 is corrupt"));
     assert_non_null(strstr(g.message, id));
+    /* The node reports its own corrupt copy (the ticket said the catalog counts on it). */
+    int after = 0;
+    assert_true(damage_was(f, 1 /* DAMAGE_CORRUPT */, id, &after));
+    assert_int_equal(after, before + 1);
     /* The first message got through before the bad one was read. */
     assert_int_equal(g.len, MIB);
     assert_memory_equal(g.buf, data, MIB);
@@ -1151,15 +1211,25 @@ static void test_delete_and_stat(void **state)
     assert_int_equal(st->size, B + 5);
     assert_int_equal(st->checksum, checksum_of(data, B + 5));
     protobuf_c_message_free_unpacked(&st->base, NULL);
+    /* With verify: every block read and checked, the same answer. */
+    assert_int_equal(verify_rpc(f, id, &st, NULL), DFS_OK);
+    assert_int_equal(st->size, B + 5);
+    assert_int_equal(st->checksum, checksum_of(data, B + 5));
+    assert_true(st->stored_ms > 0);
+    protobuf_c_message_free_unpacked(&st->base, NULL);
     bool existed = false;
     assert_int_equal(delete_rpc(f, id, &existed, NULL), DFS_OK);
     assert_true(existed);
     assert_int_equal(delete_rpc(f, id, &existed, NULL), DFS_OK);
     assert_false(existed);
     assert_int_equal(stat_rpc(f, id, &st, NULL), DFS_ENOTFOUND);
+    assert_int_equal(verify_rpc(f, id, &st, NULL), DFS_ENOTFOUND);
+    int n = 0;
     struct get_run g;
     expect_status(get_range(f, id, 0, 0, &g), DFS_ENOTFOUND, g.message);
     assert_non_null(strstr(g.message, "not found"));
+    /* A read with a valid ticket of a fragment the node lacks: reported as missing. */
+    assert_true(damage_was(f, 3 /* DAMAGE_MISSING */, id, &n));
     free(g.buf);
     free(data);
 }

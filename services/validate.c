@@ -325,7 +325,41 @@ int dfs_validate_report_fragments(const Dfs__V1__ReportFragmentsRequest *req, ch
         rc = check_id_list("present", req->present, req->n_present, errmsg);
     if (rc == DFS_OK && !req->full && (req->n_present > 0 || req->page != 0 || req->last))
         rc = dfs_seterr(errmsg, DFS_EINVAL, "present, page and last belong to a full inventory");
+    if (rc == DFS_OK)
+        rc = check_id_list("missing", req->missing, req->n_missing, errmsg);
+    if (rc == DFS_OK && req->n_scrubbed > DFS_VALIDATE_REPORT_MAX)
+        rc = dfs_seterr(errmsg, DFS_EINVAL, "scrubbed lists %zu fragments, at most %d are allowed",
+                        req->n_scrubbed, DFS_VALIDATE_REPORT_MAX);
+    for (size_t i = 0; rc == DFS_OK && i < req->n_scrubbed; i++) {
+        const Dfs__V1__FragmentSum *f = req->scrubbed[i];
+        if (check_fragment_id(f->fragment_id, errmsg) != DFS_OK)
+            rc = dfs_prefixerr(errmsg, DFS_EINVAL, "scrubbed[%zu]", i);
+        else if (f->size > DFS_FRAG_MAX_SIZE)
+            rc = dfs_seterr(errmsg, DFS_EINVAL, "scrubbed[%zu]: size %" PRIu64 " is too large", i,
+                            f->size);
+    }
     return rc;
+}
+
+int dfs_validate_report_damage(const Dfs__V1__ReportDamageRequest *req, char **errmsg)
+{
+    if (req->n_copies == 0 || req->n_copies > DFS_VALIDATE_DAMAGE_MAX)
+        return dfs_seterr(errmsg, DFS_EINVAL, "a damage report lists 1 to %d copies, not %zu",
+                          DFS_VALIDATE_DAMAGE_MAX, req->n_copies);
+    for (size_t i = 0; i < req->n_copies; i++) {
+        const Dfs__V1__DamagedCopy *c = req->copies[i];
+        if (c->ticket == NULL)
+            return dfs_seterr(errmsg, DFS_EINVAL, "copies[%zu] has no ticket", i);
+        if (c->damage != DFS__V1__DAMAGE__DAMAGE_CORRUPT &&
+            c->damage != DFS__V1__DAMAGE__DAMAGE_WRONG_CHECKSUM &&
+            c->damage != DFS__V1__DAMAGE__DAMAGE_MISSING)
+            return dfs_seterr(errmsg, DFS_EINVAL, "copies[%zu]: damage %s is not a damage", i,
+                              enum_name(&dfs__v1__damage__descriptor, (int)c->damage));
+        if (strlen(c->detail) > DFS_VALIDATE_DETAIL_MAX)
+            return dfs_seterr(errmsg, DFS_EINVAL, "copies[%zu]: the detail is over %d bytes", i,
+                              DFS_VALIDATE_DETAIL_MAX);
+    }
+    return DFS_OK;
 }
 
 int dfs_validate_get_health(const Dfs__V1__GetHealthRequest *req, char **errmsg)
@@ -498,6 +532,8 @@ int dfs_validate_request(const ProtobufCMessage *msg, char **errmsg)
         return dfs_validate_report_fragments(m, errmsg);
     if (d == &dfs__v1__get_health_request__descriptor)
         return dfs_validate_get_health(m, errmsg);
+    if (d == &dfs__v1__report_damage_request__descriptor)
+        return dfs_validate_report_damage(m, errmsg);
     if (d == &dfs__v1__put_fragment_request__descriptor) {
         const Dfs__V1__PutFragmentRequest *p = m;
         int rc = p->header != NULL ? dfs_validate_fragment_header(p->header, errmsg) : DFS_OK;

@@ -43,6 +43,9 @@
 #define DFS_VALIDATE_SOURCES_MAX      256
 /* RepairFragment (rebuild): the largest erasure-code cell. */
 #define DFS_VALIDATE_CELL_MAX         (4u << 20)
+/* ReportDamage: copies per report, and the bytes of each one's detail. */
+#define DFS_VALIDATE_DAMAGE_MAX       256
+#define DFS_VALIDATE_DETAIL_MAX       256
 
 /* ---- dfs.v1.Metadata ---- */
 
@@ -88,9 +91,14 @@ int dfs_validate_delete_file(const Dfs__V1__DeleteFileRequest *req, char **errms
 /* node_id 1..32 lower-case hex digits (an id or a prefix of one); state NODE_DRAINING,
    NODE_DECOMMISSIONED or NODE_ALIVE. */
 int dfs_validate_set_node_state(const Dfs__V1__SetNodeStateRequest *req, char **errmsg);
-/* corrupt and present at most DFS_VALIDATE_REPORT_MAX fragment ids each; present, page and
-   last only with full. (The node is the caller's token's.) */
+/* corrupt, present, missing and scrubbed at most DFS_VALIDATE_REPORT_MAX fragment ids each (a
+   scrubbed size at most DFS_FRAG_MAX_SIZE); present, page and last only with full. (The node is
+   the caller's token's.) */
 int dfs_validate_report_fragments(const Dfs__V1__ReportFragmentsRequest *req, char **errmsg);
+/* 1..DFS_VALIDATE_DAMAGE_MAX copies, each with a ticket, a known damage other than UNSPECIFIED,
+   and a detail of at most DFS_VALIDATE_DETAIL_MAX bytes. (The tickets themselves are checked by
+   the service, which holds the keys.) */
+int dfs_validate_report_damage(const Dfs__V1__ReportDamageRequest *req, char **errmsg);
 /* list at most DFS_VALIDATE_HEALTH_LIST_MAX. */
 int dfs_validate_get_health(const Dfs__V1__GetHealthRequest *req, char **errmsg);
 

@@ -312,6 +312,42 @@ static void test_paths_listing_nodes_health(void **state)
     r.full = true;
     r.last = true;
     expect(dfs_validate_report_fragments(&r, &msg), &msg, NULL);
+    r.missing = ids;
+    r.n_missing = 2;
+    expect(dfs_validate_report_fragments(&r, &msg), &msg,
+           "missing[1]: invalid fragment id \"nope\"");
+    r.n_missing = 1;
+    Dfs__V1__FragmentSum sum = DFS__V1__FRAGMENT_SUM__INIT, *sums[] = {&sum};
+    sum.fragment_id = FRAG;
+    sum.size = 1 << 20;
+    r.scrubbed = sums;
+    r.n_scrubbed = 1;
+    expect(dfs_validate_report_fragments(&r, &msg), &msg, NULL);
+    sum.size = UINT64_MAX;
+    expect(dfs_validate_report_fragments(&r, &msg), &msg, "scrubbed[0]: size");
+    sum.size = 1;
+    sum.fragment_id = "nope";
+    expect(dfs_validate_report_fragments(&r, &msg), &msg, "scrubbed[0]: invalid fragment id");
+
+    Dfs__V1__ReportDamageRequest dr = DFS__V1__REPORT_DAMAGE_REQUEST__INIT;
+    expect(dfs_validate_report_damage(&dr, &msg), &msg, "1 to 256 copies, not 0");
+    Dfs__V1__Ticket t = DFS__V1__TICKET__INIT;
+    Dfs__V1__DamagedCopy dc = DFS__V1__DAMAGED_COPY__INIT, *dcs[] = {&dc};
+    dr.copies = dcs;
+    dr.n_copies = 1;
+    expect(dfs_validate_report_damage(&dr, &msg), &msg, "copies[0] has no ticket");
+    dc.ticket = &t;
+    expect(dfs_validate_report_damage(&dr, &msg), &msg, "DAMAGE_UNSPECIFIED is not a damage");
+    dc.damage = DFS__V1__DAMAGE__DAMAGE_MISSING;
+    expect(dfs_validate_report_damage(&dr, &msg), &msg, NULL);
+    char long_detail[DFS_VALIDATE_DETAIL_MAX + 2];
+    memset(long_detail, 'x', sizeof long_detail - 1);
+    long_detail[sizeof long_detail - 1] = '\0';
+    dc.detail = long_detail;
+    expect(dfs_validate_report_damage(&dr, &msg), &msg, "over 256 bytes");
+    dc.detail = "block 3";
+    dr.n_copies = DFS_VALIDATE_DAMAGE_MAX + 1; /* counted before any element is read */
+    expect(dfs_validate_report_damage(&dr, &msg), &msg, "not 257");
 
     Dfs__V1__GetHealthRequest h = DFS__V1__GET_HEALTH_REQUEST__INIT;
     h.list = DFS_VALIDATE_HEALTH_LIST_MAX;

@@ -1,6 +1,9 @@
 """Crash safety with real processes: SIGKILL the metadata service or a storage node at a random point
 while puts, deletes and repairs run, restart it, and check that nothing committed was lost, nothing
 pending became visible, the catalog is intact, and the nodes end up holding what the catalog says.
+Meanwhile copies are damaged behind the nodes' backs (a fragment file deleted, or rewritten
+consistently with other data): every file still reads back, and in the end every copy the catalog
+lists holds the catalog's checksum (readers and scrubbers found, reported and repaired the rest).
 Also full disks: a storage node on a small file system, and the catalog's own disk.
 
 The crash loop is seeded: the seed is printed at the start, and DFS_CRASH_SEED=N replays its schedule
@@ -20,12 +23,14 @@ import random
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
 
 import harness
+from integrity_test import rewrite_consistently
 
 # Liveness fast enough for a node killed in one iteration to be declared dead and repaired in it.
 FAST = ["--heartbeat-ms", "200", "--suspect-after-ms", "600", "--dead-after-ms", "1500",
@@ -42,6 +47,8 @@ RECHECK_SAMPLE = 60
 PUT_FLAGS = ([], [], ["--replication", "chain"], ["--ec", "2+1"])
 OP_TIMEOUT_S = 60
 ITERATIONS = int(os.environ.get("DFS_CRASH_ITERATIONS", "4"))
+# The crash loop's nodes scrub often, so that damaged copies no reader met are found too.
+SCRUB = ["--scrub-interval", "3"]
 
 
 def log(msg):
@@ -125,6 +132,29 @@ def catalog_copies(db_path):
     for node, frag in rows:
         out.setdefault(node, set()).add(frag)
     return out
+
+
+def catalog_checksums(db_path):
+    """{(node id, fragment id): checksum} of the acknowledged copies of committed files."""
+    import sqlite3
+    db = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True)
+    try:
+        rows = db.execute("SELECT r.node_id, r.fragment_id, f.checksum FROM replicas r JOIN fragments f "
+                          "ON f.fragment_id = r.fragment_id JOIN files fi ON fi.file_id = f.file_id "
+                          "WHERE fi.state = 'committed' AND r.acked = 1").fetchall()
+    finally:
+        db.close()
+    return {(node, frag): checksum for node, frag, checksum in rows}
+
+
+def held_checksum(data_dir, fragment_id):
+    """The checksum a node's copy of a fragment holds (its header's), or None."""
+    p = os.path.join(data_dir, "fragments", fragment_id[:2], fragment_id[2:4], fragment_id)
+    try:
+        with open(p, "rb") as f:
+            return struct.unpack_from("<I", f.read(128), 28)[0]
+    except (OSError, struct.error):
+        return None
 
 
 def repairs_done(cluster, reason=None):
@@ -307,8 +337,37 @@ class CrashLoop(harness.TestCase):
                 continue  # an rm that failed may still have taken effect
             self.assertIn(remote, listed, "%s was committed (put exited 0) but is not listed" % remote)
 
+    def damage_a_copy(self, c, w, damaged):
+        """Delete one copy's file, or rewrite it consistently with other data, behind its node's
+        back: one copy of one fragment of a replicated file no copy of which is damaged yet."""
+        cands = sorted(set(w.committed()) - damaged)
+        if not cands:
+            return
+        remote = self.rng.choice(cands)
+        rc, out, _ = self.dfs("stat", "--json", remote, check=False)
+        if rc != 0:
+            return
+        st = json.loads(out)
+        if st["redundancy"]["scheme"] != "replication" or st["redundancy"]["replicas"] < 3:
+            return
+        fr = self.rng.choice(st["fragments"])
+        files = sorted(harness.fragment_files(c, [fr["fragment_id"]]))
+        if not files:
+            return
+        path = self.rng.choice(files)
+        damaged.add(remote)
+        try:
+            if self.rng.random() < 0.5:
+                os.unlink(path)
+                log("damaged %s fragment %d: a copy's file deleted" % (remote, fr["index"]))
+            else:
+                rewrite_consistently(path)
+                log("damaged %s fragment %d: a copy rewritten with other data" % (remote, fr["index"]))
+        except OSError:
+            pass  # the copy moved or went meanwhile
+
     def test_crash_loop(self):
-        c = self.start_cluster(nodes=NODES, metadata_flags=FAST)
+        c = self.start_cluster(nodes=NODES, metadata_flags=FAST, storage_flags=SCRUB)
         sources = []
         for i, size in enumerate(SOURCE_SIZES):
             p = harness.random_file(self.tmp("src-%d" % i), size, seed=self.seed + i)
@@ -318,8 +377,11 @@ class CrashLoop(harness.TestCase):
         dead = None  # a node kept down for an iteration, so that repairs run
         checked = set()  # puts whose outcome a check has seen
         outcomes = []
+        damaged = set()  # files one copy of which was damaged
         for it in range(ITERATIONS):
             w.start()
+            if self.rng.random() < 0.7:
+                self.damage_a_copy(c, w, damaged)
             # Repairs: a node killed while files are being written is declared dead 1.5 s later
             # and its copies are made again elsewhere, maybe while the crash below happens.
             time.sleep(self.rng.uniform(0.2, 1.0))
@@ -415,13 +477,18 @@ class CrashLoop(harness.TestCase):
         diff = {}
 
         def disks_match():
-            want = catalog_copies(backup_catalog(c, self.tmp("settle.db")))
+            db = backup_catalog(c, self.tmp("settle.db"))
+            want = catalog_copies(db)
+            sums = catalog_checksums(db)
             diff.clear()
             for n in set(want) | set(dirs):
                 have = stored_fragments(dirs[n]) if n in dirs else set()
                 missing, extra = want.get(n, set()) - have, have - want.get(n, set())
-                if missing or extra:
-                    diff[n] = {"missing": sorted(missing), "extra": sorted(extra)}
+                # And each copy is the catalog's: a copy rewritten with other data is not.
+                wrong = sorted(f for f in want.get(n, set()) & have
+                               if held_checksum(dirs[n], f) != sums[(n, f)])
+                if missing or extra or wrong:
+                    diff[n] = {"missing": sorted(missing), "extra": sorted(extra), "wrong": wrong}
             return not diff
 
         try:

@@ -4,6 +4,7 @@ ever become visible."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -199,6 +200,66 @@ class MetadataRestart(harness.TestCase):
         self.check_all(files)
 
 
+def chain_positions(cluster, logs_from):
+    """{"first"|"middle"|"last": node name} of the chain put under way, from the nodes' debug logs
+    ("chain start ... next=ADDR hops=N" on the nodes that forward), or None while not all known."""
+    rows = node_rows(cluster)
+    by_addr = {r["address"]: r["name"] for r in rows}
+    pos = {}
+    for r in rows:
+        with open(r["log"], errors="replace") as f:
+            f.seek(logs_from.get(r["name"], 0))
+            for line in f:
+                m = re.search(r'chain start.*\bnext="?([^"\s]+)"?.*\bhops="?(\d+)', line)
+                if m and m.group(2) == "2":
+                    pos["first"] = r["name"]
+                elif m and m.group(2) == "1":
+                    pos["middle"] = r["name"]
+                    pos["last"] = by_addr.get(m.group(1))
+    return pos if len(pos) == 3 and None not in pos.values() else None
+
+
+class ChainFailures(harness.TestCase):
+    def test_chain_member_killed_mid_put(self):
+        # 4 nodes, k=3, chain replication: whichever member of the chain dies mid-put (first,
+        # middle or last), the put completes as a fanout put would: the copy that did not land goes
+        # to the spare node, the healthy members keep theirs (sent again directly when the chain
+        # broke before them).
+        c = self.start_cluster(nodes=4, storage_flags=["--log-level", "debug"])
+        src = harness.random_file(self.tmp("chain"), 24 << 20, seed=21)
+        for position in ("first", "middle", "last"):
+            with self.subTest(position=position):
+                offsets = {r["name"]: os.path.getsize(r["log"]) for r in node_rows(c)}
+                p = subprocess.Popen([c.binaries()["dfs"], "put", "--replication", "chain",
+                                      "--replicas", "3", "--fragments", "1", "--throttle", "8M", src,
+                                      "/chain-" + position], env=c.env(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+                pos = {}
+                harness.wait_until(lambda: pos.update(chain_positions(c, offsets) or {}) or pos or
+                                   p.poll() is not None, 60, "no chain started")
+                # Mid-put: the last node is writing, so data flows through the whole chain.
+                last = pos.get("last")
+                harness.wait_until(lambda: last in partial_writes(c) or p.poll() is not None, 60,
+                                   "the last node of the chain wrote nothing")
+                self.assertIsNone(p.poll(), "the put ended before a chain member could be killed")
+                victim = pos[position]
+                victim_addr = next(r["address"] for r in c.status() if r["name"] == victim)
+                kill_node(c, victim)
+                # The node comes back (same data, same id) for the next position, whatever happens.
+                try:
+                    out, err = p.communicate(timeout=120)
+                finally:
+                    c.start_node(int(victim.split("-")[1]))
+                self.assertEqual(p.returncode, 0, "put failed after the %s chain member died: %s" %
+                                 (position, err))
+                (fr,) = stat(self, "/chain-" + position)["fragments"]
+                self.assertEqual(len(fr["replicas"]), 3)
+                self.assertNotIn(victim_addr, [r["address"] for r in fr["replicas"]])
+                back = self.tmp("chain-%s.out" % position)
+                self.dfs("get", "/chain-" + position, back)
+                self.assertEqual(harness.sha256(back), harness.sha256(src))
+
+
 class Corruption(harness.TestCase):
     def flip(self, path, offset):
         with open(path, "r+b") as f:
@@ -209,34 +270,28 @@ class Corruption(harness.TestCase):
 
     def test_corrupt_copies_are_detected_and_read_around(self):
         c = self.start_cluster(nodes=3)
-        src = harness.random_file(self.tmp("f"), 1 << 20, seed=31)
-        self.dfs("put", src, "/c")
-        st = stat(self, "/c")
-        # Two of the three copies of every fragment are corrupt; the third is good.
-        for fr in st["fragments"]:
-            copies = sorted(harness.fragment_files(c, [fr["fragment_id"]]))
-            self.assertEqual(len(copies), 3)
-            for p in copies[:2]:
-                self.flip(p, 128 + 1000)  # inside the data, after the 128-byte header
-        failovers = 0
-        for i in range(3):
-            out = self.tmp("c%d.out" % i)
-            _, text, _ = self.dfs("get", "/c", out)
-            self.assertEqual(harness.sha256(out), harness.sha256(src))
-            failovers += "continued from another copy" in text
-        # Copies are tried in random order: reading a good copy first for all 4 fragments in all
-        # 3 gets has a probability of (1/3)^12.
-        self.assertGreater(failovers, 0)
-        # Throttled, every link pulls ranges of the fragments it holds (cli/get.c): corrupt copies
-        # are read around there too (each of the 4 single-range fragments goes to a random copy:
-        # no failover in 3 gets has a probability of (1/3)^12 again).
-        failovers = 0
-        for i in range(3):
-            out = self.tmp("ct%d.out" % i)
-            _, text, _ = self.dfs("get", "--throttle", "64M", "/c", out)
-            self.assertEqual(harness.sha256(out), harness.sha256(src))
-            failovers += "continued from another copy" in text
-        self.assertGreater(failovers, 0)
+        src = harness.random_file(self.tmp("f"), 64 << 20, seed=31)
+        for remote, extra in (("/c", []), ("/ct", ["--throttle", "64M"])):
+            self.dfs("put", src, remote)
+            st = stat(self, remote)
+            # Two of the three copies of every fragment are corrupt, a bit flipped in every MiB;
+            # the third is good.
+            for fr in st["fragments"]:
+                copies = sorted(harness.fragment_files(c, [fr["fragment_id"]]))
+                self.assertEqual(len(copies), 3)
+                for p in copies[:2]:
+                    for mib in range(fr["size"] >> 20):
+                        self.flip(p, 128 + (mib << 20) + 1000)  # after the 128-byte header
+            # Each 16 MiB fragment comes in several ranges spread over its copies (throttled:
+            # every link pulls ranges of the fragments it holds), so the corrupt copies are met
+            # and read around at the first get; they are reported, and the catalog drops them.
+            for i in range(2):
+                out = self.tmp("c%d.out" % i)
+                _, text, _ = self.dfs("get", *extra, remote, out)
+                self.assertEqual(harness.sha256(out), harness.sha256(src))
+                if i == 0:
+                    self.assertIn("continued from another copy", text)
+                os.unlink(out)
 
     def test_every_copy_corrupt_fails_with_data_loss(self):
         c = self.start_cluster(nodes=3)
@@ -251,10 +306,24 @@ class Corruption(harness.TestCase):
         for extra in ([], ["--throttle", "64M"]):
             rc, _, err = self.dfs("get", *extra, "/c2", self.tmp("c2.out"), check=False)
             self.assertEqual(rc, 1)
-            self.assertIn("no copy could be read", err)
-            self.assertIn("corrupt", err)
+            if not extra:
+                self.assertIn("no copy could be read", err)
+                self.assertIn("corrupt", err)
+            else:
+                # The first get's reports reached the catalog: it knows the fragment is lost.
+                self.assertTrue("no copy could be read" in err or "has no copy left" in err, err)
             self.assertFalse(os.path.exists(self.tmp("c2.out")))
             self.assertFalse(os.path.exists(self.tmp("c2.out.dfs-part")))
+        # The damage shows: every copy of fragment 1 was reported and confirmed, the file is lost
+        # (its corrupt bytes stay on the nodes for salvage).
+        def lost():
+            st = json.loads(self.dfs("status", "--json")[1])
+            return st["health"]["lost"] == 1 and st["damage"]["confirmed"] >= 3
+        harness.wait_until(lost, 30, "the damage does not show in dfs status")
+        _, text, _ = self.dfs("status")
+        self.assertIn("damaged copies found", text)
+        for p in copies:
+            self.assertTrue(os.path.exists(p), "a last corrupt copy was removed")
         # Other fragments and the catalog are untouched.
         _, out, _ = self.dfs("ls")
         self.assertEqual(out.split(), ["/c2"])

@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import urllib.parse
@@ -326,6 +327,20 @@ class GatewayTest(harness.TestCase):
         self.assertEqual(code, 503, body)
         self.assertEqual(curl(dead.url + "/healthz")[0], 200)
         self.assertEqual(curl(gw.url + "/readyz")[0], 200)
+
+    def test_spool_sweep_removes_only_upload_leftovers(self):
+        # At start the gateway removes what a crashed one left in its spool: regular files it
+        # named. A FIFO that happens to bear the name is not an upload and stays.
+        spool = os.path.join(self.tmp("gw-0"), "spool")
+        os.makedirs(spool)
+        left = os.path.join(spool, "dfs-gw-upload-abc123")
+        with open(left, "wb") as f:
+            f.write(b"half an upload")
+        fifo = os.path.join(spool, "dfs-gw-upload-fifo")
+        os.mkfifo(fifo)
+        self.start_gateway(None, "127.0.0.1:%d" % free_port())
+        self.assertFalse(os.path.exists(left))
+        self.assertTrue(stat.S_ISFIFO(os.lstat(fifo).st_mode))
 
     def test_corrupt_copy_is_never_delivered_whole(self):
         # One copy of one fragment: corrupt a byte on disk; the download stops short instead of

@@ -253,6 +253,57 @@ class Hostile(harness.TestCase):
         # Larger than any message the servers take (32 MiB): gRPC's own limit answers.
         self.meta_call("GetFile", f_bytes(1, b"x" * (33 << 20)), code=grpc.StatusCode.RESOURCE_EXHAUSTED)
 
+    def test_damage_reports_need_proof_and_are_checked(self):
+        """ReportDamage: a reader's claim that a copy is bad. Without a read ticket for that copy
+        it is refused; with one, the service still does not take the reader's word: the copy's
+        node checks it against the catalog, and a good copy stays however often it is reported."""
+        src = harness.random_file(self.tmp("dmg"), 300000, seed=12)
+        self.dfs("put", "--replicas", "3", "--fragments", "1", src, "/dmg")
+        st = json.loads(self.dfs("stat", "--json", "/dmg")[1])
+        frag = st["fragments"][0]["fragment_id"]
+        holder = st["fragments"][0]["replicas"][0]["node_id"]
+        copy = lambda ticket, damage=1, detail="block 0 arrived corrupt": f_bytes(1, f_bytes(
+            1, ticket) + f_varint(2, damage) + f_bytes(3, detail))
+        good = make_ticket(self.master, GET, frag, holder)
+        # Form: no copy, no ticket, an unknown damage, a detail too long, too many copies.
+        self.meta_call("ReportDamage", b"", says="1 to 256 copies")
+        self.meta_call("ReportDamage", f_bytes(1, f_varint(2, 1)), says="has no ticket")
+        self.meta_call("ReportDamage", copy(good, damage=0), says="not a damage")
+        self.meta_call("ReportDamage", copy(good, damage=99), says="not a damage")
+        self.meta_call("ReportDamage", copy(good, detail="x" * 300), says="over 256 bytes")
+        self.meta_call("ReportDamage", copy(good) * 257, says="not 257")
+        # Proof: a forged MAC, a ticket for another operation, an expired one, a foreign key.
+        forged = good[:-32] + bytes(32)
+        deny = grpc.StatusCode.PERMISSION_DENIED
+        self.meta_call("ReportDamage", copy(forged), code=deny, says="copies[0]")
+        self.meta_call("ReportDamage", copy(make_ticket(self.master, STAT, frag, holder)), code=deny)
+        self.meta_call("ReportDamage", copy(make_ticket(self.master, GET, frag, holder, ttl_ms=-120000)),
+                       code=deny, says="expired")
+        self.meta_call("ReportDamage", copy(make_ticket(bytes(32), GET, frag, holder)), code=deny)
+        # A good copy reported again and again: checked once, found good, kept; later reports are
+        # not even checked.
+        pool = grpcinspect.Reflection(self.meta).pool_for("dfs.v1.Metadata")
+        answer = grpcinspect.message_class(pool, "dfs.v1.ReportDamageResponse")
+        code, details, resp = self.unary(self.meta, "/dfs.v1.Metadata/ReportDamage", copy(good))
+        self.assertEqual(code, grpc.StatusCode.OK, details)
+        self.assertEqual(answer.FromString(resp).accepted, 1)
+        harness.wait_until(lambda: self.log_has(self.meta_log, "reported damage not confirmed"), 60,
+                           "the node's check of the reported copy")
+        for _ in range(20):
+            code, details, resp = self.unary(self.meta, "/dfs.v1.Metadata/ReportDamage",
+                                             copy(good) + copy(forged))
+            self.assertEqual(code, grpc.StatusCode.OK, details)
+            a = answer.FromString(resp)
+            self.assertEqual((a.accepted, a.ignored), (0, 2))
+        st = json.loads(self.dfs("stat", "--json", "/dmg")[1])
+        self.assertIn(holder, [r["node_id"] for r in st["fragments"][0]["replicas"]])
+        status = json.loads(self.dfs("status", "--json")[1])
+        self.assertEqual(status["damage"]["confirmed"], 0)
+        self.assertEqual(status["health"]["degraded"], 0)
+        self.dfs("get", "/dmg", self.tmp("dmg.out"))
+        self.assertEqual(harness.sha256(self.tmp("dmg.out")), harness.sha256(src))
+        self.dfs("rm", "/dmg")
+
     # ---- the Storage service ----
 
     def test_storage_unary_requests(self):
