@@ -933,7 +933,7 @@ static Dfs__V1__ReportFragmentsResponse *report_extra(struct fx *f, int node, co
                                                       const Dfs__V1__FragmentSum *sum)
 {
     Dfs__V1__ReportFragmentsRequest req = DFS__V1__REPORT_FRAGMENTS_REQUEST__INIT;
-    req.node_id = f->n[node].id;
+    req.registration = f->n[node].registration;
     char *m[] = {(char *)missing};
     Dfs__V1__FragmentSum *sums[] = {(Dfs__V1__FragmentSum *)sum};
     if (missing != NULL) {
@@ -946,8 +946,15 @@ static Dfs__V1__ReportFragmentsResponse *report_extra(struct fx *f, int node, co
     }
     Dfs__V1__ReportFragmentsResponse *resp = NULL;
     char *err = NULL;
-    if (call(f, "ReportFragments", &req.base, &dfs__v1__report_fragments_response__descriptor,
-             &resp, &err) != DFS_OK)
+    /* The node is the one whose token the call presents. */
+    struct dfs_rpc_channel_opts o = {.token = f->n[node].token};
+    dfs_rpc_channel *ch = NULL;
+    assert_int_equal(dfs_rpc_channel_open(f->addr, &o, &ch, NULL), DFS_OK);
+    int rc = dfs_rpc_unary(ch, "/dfs.v1.Metadata/ReportFragments", &req.base,
+                           &dfs__v1__report_fragments_response__descriptor,
+                           (ProtobufCMessage **)&resp, 20000, &err);
+    dfs_rpc_channel_destroy(ch);
+    if (rc != DFS_OK)
         fail_msg("report: %s", err);
     return resp;
 }

@@ -58,6 +58,8 @@ struct recent {
 struct dfs_reporter {
     dfs_frag_store *store;
     char *metadata, *node_id;
+    uint64_t (*registration)(void *arg);
+    void *registration_arg;
     int64_t rpc_timeout_ms, quiet_ms;
     dfs_rpc_channel *ch;
     pthread_t thread;
@@ -207,7 +209,7 @@ static int send_own(dfs_reporter *r, const struct item *items, size_t n, char **
         return dfs_seterr(err, DFS_ENOMEM, "out of memory");
     }
     Dfs__V1__ReportFragmentsRequest req = DFS__V1__REPORT_FRAGMENTS_REQUEST__INIT;
-    req.node_id = r->node_id;
+    req.registration = r->registration != NULL ? r->registration(r->registration_arg) : 0;
     req.corrupt = corrupt;
     req.missing = missing;
     for (size_t i = 0; i < n; i++) {
@@ -368,6 +370,8 @@ int dfs_reporter_start(const struct dfs_reporter_config *cfg, dfs_reporter **out
     r->store = cfg->store;
     r->metadata = strdup(cfg->metadata);
     r->node_id = strdup(cfg->node_id);
+    r->registration = cfg->registration;
+    r->registration_arg = cfg->registration_arg;
     r->rpc_timeout_ms = cfg->rpc_timeout_ms > 0 ? cfg->rpc_timeout_ms : DEFAULT_RPC_TIMEOUT;
     r->quiet_ms = cfg->quiet_ms > 0 ? cfg->quiet_ms : DEFAULT_QUIET_MS;
     r->retry_ms = FIRST_RETRY_MS;

@@ -16,7 +16,7 @@
  *
  *   own copies   a GetFragment with a valid ticket (so the catalog records the copy here) found
  *                the fragment missing (its file deleted under the running node) or corrupt: sent
- *                as Metadata.ReportFragments{node_id, missing | corrupt}. Before it is sent the
+ *                as Metadata.ReportFragments{registration, missing | corrupt}. Before it is sent the
  *                store is looked at again: a missing fragment that is there now, and a corrupt one
  *                that is gone or was replaced since (another commit time), are not reported.
  *   peer copies  a repair's source that served damaged data, a wrong checksum, or nothing: sent as
@@ -36,7 +36,14 @@ struct dfs_reporter_config {
     const char *metadata;  /* host:port of the metadata service; copied */
     /* Its channel's security and the node's token (pointers borrowed during start). */
     struct dfs_rpc_channel_opts channel;
-    const char *node_id;    /* the node's id; copied */
+    const char *node_id; /* the node's id (what its own copies are remembered under); copied */
+    /* The node's current registration (RegisterNodeResponse.registration), asked for at every
+       ReportFragments (ReportFragmentsRequest.registration; the node itself is the channel
+       token's). Called on the reporter's thread; must be thread-safe. NULL: 0. A report the
+       service refuses because the registration is not current (none yet, or replaced) stays
+       queued and is tried again with the backoff. */
+    uint64_t (*registration)(void *arg);
+    void *registration_arg; /* borrowed */
     int64_t rpc_timeout_ms; /* deadline of each call; 0 means 5000 */
     int64_t quiet_ms;       /* a copy is not reported again for this long; 0 means 60000 */
 };

@@ -43,7 +43,7 @@ struct sink {
     /* Guarded by mu. */
     int fail; /* answer UNAVAILABLE to this many calls */
     int failed;
-    char node_id[40];
+    uint64_t registration; /* what the latest acknowledged report carried */
     char corrupt[SEEN_MAX][48], missing[SEEN_MAX][48];
     int ncorrupt, nmissing;
     char peer_frag[SEEN_MAX][48], peer_node[SEEN_MAX][40], peer_detail[SEEN_MAX][300];
@@ -68,7 +68,7 @@ static void fragments_handler(dfs_rpc_call *call, void *ctx)
     pthread_mutex_lock(&k->mu);
     bool fail = take_failure(k);
     if (!fail) {
-        snprintf(k->node_id, sizeof k->node_id, "%s", req->node_id);
+        k->registration = req->registration;
         for (size_t i = 0; i < req->n_corrupt && k->ncorrupt < SEEN_MAX; i++)
             snprintf(k->corrupt[k->ncorrupt++], sizeof k->corrupt[0], "%s", req->corrupt[i]);
         for (size_t i = 0; i < req->n_missing && k->nmissing < SEEN_MAX; i++)
@@ -155,6 +155,13 @@ static void put(dfs_frag_store *st, const char *id)
     assert_int_equal(dfs_frag_writer_commit(w, NULL, NULL), DFS_OK);
 }
 
+/* The node's registration, as dfs-storage hands it to the reporter. */
+static uint64_t registration_of(void *arg)
+{
+    (void)arg;
+    return 0x5c7b;
+}
+
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
@@ -170,8 +177,11 @@ static int setup(void **state)
     snprintf(f->absent, sizeof f->absent, "%s00000002", "00112233445566778899aabbccddeeff");
     put(f->store, f->held);
     sink_start(&f->k);
-    struct dfs_reporter_config cfg = {
-        .store = f->store, .metadata = f->k.addr, .node_id = NODE, .rpc_timeout_ms = 5000};
+    struct dfs_reporter_config cfg = {.store = f->store,
+                                      .metadata = f->k.addr,
+                                      .node_id = NODE,
+                                      .registration = registration_of,
+                                      .rpc_timeout_ms = 5000};
     char *err = NULL;
     assert_int_equal(dfs_reporter_start(&cfg, &f->r, &err), DFS_OK);
     *state = f;
@@ -229,7 +239,7 @@ static void test_own_copies_reported_and_rechecked(void **state)
     dfs_reporter_own(f->r, f->held, DFS__V1__DAMAGE__DAMAGE_CORRUPT);
     wait_idle(f);
     pthread_mutex_lock(&f->k.mu);
-    assert_string_equal(f->k.node_id, NODE);
+    assert_int_equal(f->k.registration, 0x5c7b); /* the node is the token's, never named */
     assert_int_equal(f->k.nmissing, 1);
     assert_string_equal(f->k.missing[0], f->absent);
     assert_int_equal(f->k.ncorrupt, 1);

@@ -204,7 +204,7 @@ static bool report_sums(dfs_scrubber *s)
         return false;
     }
     Dfs__V1__ReportFragmentsRequest req = DFS__V1__REPORT_FRAGMENTS_REQUEST__INIT;
-    req.node_id = s->node_id;
+    req.registration = s->registration != NULL ? s->registration(s->registration_arg) : 0;
     req.scrubbed = ptrs;
     for (size_t i = 0; i < s->nsums; i++) {
         struct dfs_frag_info info;

@@ -488,7 +488,9 @@ int main(int argc, char **argv)
     struct dfs_reporter_config repcfg = {.store = store,
                                          .metadata = o.metadata,
                                          .channel = to_metadata,
-                                         .node_id = dfs_frag_store_node_id(store)};
+                                         .node_id = dfs_frag_store_node_id(store),
+                                         .registration = current_registration,
+                                         .registration_arg = &on_reg};
     if (dfs_reporter_start(&repcfg, &reporter, &err) != DFS_OK) {
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start the reporter");
         goto out;
