@@ -665,7 +665,7 @@ static size_t refresh_copies(struct get_job *job)
         protobuf_c_message_free_unpacked(&fresh->base, NULL);
     }
     if (rc != DFS_OK) {
-        dfs_log(DFS_LOG_WARN, "cannot fetch the layout again path=%s err=\"%s\"", job->file->path,
+        dfs_log(DFS_LOG_WARN, "cannot fetch the layout again path=%s err=%s", job->file->path,
                 err != NULL ? err : dfs_strerror(rc));
         free(err);
         return 0;
@@ -743,8 +743,8 @@ static void fetch_done(dfs_rpc_ccall *call, void *arg, int status, const char *m
         start_next_range(f);
         return;
     }
-    dfs_log(DFS_LOG_WARN, "copy unreadable fragment=%" PRIu32 " node=%s err=\"%s\"",
-            fs->frag->index, fs->reps[f->copy]->node_id, why);
+    dfs_log(DFS_LOG_WARN, "copy unreadable fragment=%" PRIu32 " node=%s err=%s", fs->frag->index,
+            fs->reps[f->copy]->node_id, why);
     note_damage(job, fs->reps[f->copy], damage, why);
     note_failure(fs, f->copy, why);
     job->failovers++;
@@ -1127,7 +1127,7 @@ static void report_damages(struct get_job *job)
                     resp->accepted);
             protobuf_c_message_free_unpacked(&resp->base, NULL);
         } else {
-            dfs_log(DFS_LOG_WARN, "cannot report damaged copies count=%zu err=\"%s\"", n,
+            dfs_log(DFS_LOG_WARN, "cannot report damaged copies count=%zu err=%s", n,
                     err != NULL ? err : dfs_strerror(rc));
         }
         free(err);

@@ -591,7 +591,7 @@ static void settle_chain(struct put_stream *head)
         if (ack == NULL || (first_failed != SIZE_MAX && at > first_failed)) {
             dfs_log(DFS_LOG_INFO,
                     "chained copy not reached, sent directly fragment=%" PRIu32 " node=%s "
-                    "err=\"%s\"",
+                    "err=%s",
                     s->frag, s->node_id, why);
             start_stream(s);
             continue;

@@ -1953,8 +1953,7 @@ static Dfs__V1__RepairFragmentRequest *repair_request(const dfs_metadata_service
                 /* A copy reported damaged is not read until its node has checked it. */
                 if (source_rank(fr->replicas[r].node_state) != rank ||
                     strcmp(fr->replicas[r].node_id, c->target) == 0 ||
-                    dfs_damage_queue_suspect(svc->damage, fr->fragment_id,
-                                             fr->replicas[r].node_id))
+                    dfs_damage_queue_suspect(svc->damage, fr->fragment_id, fr->replicas[r].node_id))
                     continue;
                 req->sources[req->n_sources] = dfs_arena_strdup(a, fr->replicas[r].address);
                 req->source_tickets[req->n_sources] = ticket_msg(
@@ -1987,8 +1986,7 @@ static Dfs__V1__RepairFragmentRequest *repair_request(const dfs_metadata_service
             const struct dfs_fragment_rec *o = &f->fragments[i];
             for (size_t r = 0; i != c->task.index && r < o->nreplicas; r++) {
                 if (source_rank(o->replicas[r].node_state) != rank ||
-                    dfs_damage_queue_suspect(svc->damage, o->fragment_id,
-                                             o->replicas[r].node_id))
+                    dfs_damage_queue_suspect(svc->damage, o->fragment_id, o->replicas[r].node_id))
                     continue;
                 Dfs__V1__ErasureSource *src = dfs_arena_alloc(a, sizeof *src);
                 if (src == NULL)
@@ -2473,8 +2471,7 @@ static void handle_report_fragments(dfs_rpc_call *call, void *ctx)
             rc = dfs_catalog_report_missing(svc->cat, node.id, req->missing[i], now_ms(), &marked,
                                             &err);
         else if (there < 0)
-            dfs_log(DFS_LOG_WARN,
-                    "cannot confirm a missing copy, kept fragment=%s node=%s err=\"%s\"",
+            dfs_log(DFS_LOG_WARN, "cannot confirm a missing copy, kept fragment=%s node=%s err=%s",
                     req->missing[i], node.id, serr != NULL ? serr : dfs_strerror(there));
         free(serr);
         marked_lost += marked;
@@ -2605,7 +2602,7 @@ static void handle_report_damage(dfs_rpc_call *call, void *ctx)
                 *p = '?';
         dfs_log(DFS_LOG_WARN,
                 "damage reported, checking with the node fragment=%s node=%s damage=%s "
-                "reporter=%s detail=\"%s\"",
+                "reporter=%s detail=%s",
                 t.fragment_id, t.node_id,
                 protobuf_c_enum_descriptor_get_value(&dfs__v1__damage__descriptor, (int)c->damage)
                     ->name,
@@ -2615,7 +2612,7 @@ static void handle_report_damage(dfs_rpc_call *call, void *ctx)
     if (bad_tickets == req->n_copies) {
         /* Nothing but forgeries, expired or foreign tickets: say so. */
         char *peer = dfs_rpc_call_peer(call);
-        dfs_log(DFS_LOG_WARN, "damage report refused peer=%s err=\"%s\"",
+        dfs_log(DFS_LOG_WARN, "damage report refused peer=%s err=%s",
                 peer != NULL ? peer : "unknown", why != NULL ? why : "");
         free(peer);
         dfs_rpc_call_finish(call, DFS_EPERM, NULL, why != NULL ? why : "no valid ticket");
@@ -2696,13 +2693,13 @@ static enum dfs_damage_verdict check_copy(dfs_metadata_service *svc, dfs_rpc_loo
                     "fragment=%s node=%s",
                     it->fragment_id, it->node_id);
         else
-            dfs_log(DFS_LOG_WARN, "cannot check a reported copy fragment=%s node=%s err=\"%s\"",
+            dfs_log(DFS_LOG_WARN, "cannot check a reported copy fragment=%s node=%s err=%s",
                     it->fragment_id, it->node_id, err != NULL ? err : dfs_strerror(rc));
         free(err);
         return rc == DFS_OK ? DFS_DAMAGE_GOOD : DFS_DAMAGE_UNKNOWN;
     }
     dfs_log(DFS_LOG_WARN,
-            "reported damage confirmed by the node fragment=%s node=%s found=\"%s\" "
+            "reported damage confirmed by the node fragment=%s node=%s found=%s "
             "catalog_size=%" PRIu64 " catalog_checksum=%08" PRIx32,
             it->fragment_id, it->node_id,
             held[0] != '\0' ? held
@@ -2717,7 +2714,7 @@ static enum dfs_damage_verdict check_copy(dfs_metadata_service *svc, dfs_rpc_loo
                  : dfs_catalog_report_corrupt(svc->cat, it->node_id, it->fragment_id, now_ms(),
                                               &marked, &err);
     if (rc != DFS_OK) {
-        dfs_log(DFS_LOG_ERROR, "cannot drop a damaged copy fragment=%s node=%s err=\"%s\"",
+        dfs_log(DFS_LOG_ERROR, "cannot drop a damaged copy fragment=%s node=%s err=%s",
                 it->fragment_id, it->node_id, err);
         free(err);
         return DFS_DAMAGE_UNKNOWN;

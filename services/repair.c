@@ -506,7 +506,7 @@ static int run_copy(struct run *x, char **err)
             return rc;
         }
         dfs_log(damage != DAMAGE_NONE ? DFS_LOG_WARN : DFS_LOG_INFO,
-                "repair source skipped id=%s source=%s damaged=%s err=\"%s\"", req->fragment_id,
+                "repair source skipped id=%s source=%s damaged=%s err=%s", req->fragment_id,
                 req->sources[i], damage != DAMAGE_NONE ? "yes" : "no", serr != NULL ? serr : "");
         bad_source(x, req->source_tickets[i], damage, serr);
         why_add(why, req->sources[i], serr);
@@ -603,7 +603,7 @@ static void slot_fail(struct rebuild *b, unsigned j, int damage, const char *why
     struct slot *sl = &b->slots[j];
     const Dfs__V1__ErasureSource *src = b->e->sources[sl->cand];
     dfs_log(damage != DAMAGE_NONE ? DFS_LOG_WARN : DFS_LOG_INFO,
-            "rebuild source dropped id=%s index=%u source=%s damaged=%s err=\"%s\"",
+            "rebuild source dropped id=%s index=%u source=%s damaged=%s err=%s",
             b->x->req->fragment_id, src->index, src->address, damage != DAMAGE_NONE ? "yes" : "no",
             why);
     bad_source(b->x, src->ticket, damage, why);
@@ -910,7 +910,7 @@ static void run_verify(struct worker *w, struct dfs_repair_job *job)
         job->message = err != NULL ? err : strdup(dfs_strerror(rc));
         err = NULL;
         if (rc == DFS_EDATALOSS || rc == DFS_EIO)
-            dfs_log(DFS_LOG_WARN, "verify found a bad fragment id=%s err=\"%s\"", job->verify_id,
+            dfs_log(DFS_LOG_WARN, "verify found a bad fragment id=%s err=%s", job->verify_id,
                     job->message);
     }
     free(err);
