@@ -95,8 +95,12 @@ static void stream_free(void *s)
 static void send_next(dfs_rpc_call *call, void *arg, bool ok)
 {
     struct stream *s = arg;
-    if (!ok)
-        return; /* the call failed: nothing more to do, the server ends it */
+    if (!ok) {
+        /* The client went away (a get that stopped reading this copy): a handler still ends
+           its call, or the server's stop waits for it forever. */
+        dfs_rpc_call_finish(call, DFS_ECANCELED, NULL, NULL);
+        return;
+    }
     Dfs__V1__GetFragmentResponse m = DFS__V1__GET_FRAGMENT_RESPONSE__INIT;
     Dfs__V1__FragmentHeader h = DFS__V1__FRAGMENT_HEADER__INIT;
     uint32_t crcs[16];
