@@ -586,8 +586,10 @@ static void settle_chain(struct put_stream *head)
         char why[512];
         snprintf(why, sizeof why, "chain: %s",
                  ack == NULL ? "the chain did not report this node"
-                 : ack->ok   ? "the node stored a different checksum or size"
-                             : ack->error);
+                 : !ack->ok  ? ack->error
+                 : ack->size == frag_size(job, head->frag) && ack->checksum == head->table_crc
+                     ? "the node gave no receipt for its copy"
+                     : "the node stored a different checksum or size");
         if (ack == NULL || (first_failed != SIZE_MAX && at > first_failed)) {
             dfs_log(DFS_LOG_INFO,
                     "chained copy not reached, sent directly fragment=%" PRIu32 " node=%s "
