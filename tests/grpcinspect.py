@@ -19,6 +19,13 @@ talking to itself.
 import os
 import sys
 
+# Every test that imports this also forks (`dfs`, the daemons, tools) while its own gRPC channels
+# are open. With gRPC's fork support on, each fork first waits for gRPC's thread pool to go idle,
+# which it may never do (a pool thread polls for good): inspect_test hung for minutes in
+# "Waiting for thread pool to idle before forking" on a loaded machine. The children exec at
+# once, so they need none of it. Set before grpc is first imported (below), which reads it.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
 _DEBIAN_PYTHON = "/usr/bin/python3"
 
 
