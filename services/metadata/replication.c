@@ -775,7 +775,9 @@ static void fail_stop(dfs_repl *r, const char *why)
     if (r->failed)
         return;
     r->failed = true;
-    snprintf(r->failure, sizeof r->failure, "%s", why);
+    size_t n = strnlen(why, sizeof r->failure - 1); /* a message cut short is fine */
+    memcpy(r->failure, why, n);
+    r->failure[n] = '\0';
     dfs_log(DFS_LOG_ERROR, "replication: replica stops id=%" PRIu64 " reason=\"%s\"", r->id,
             r->failure);
     /* libraft is closed from the loop's check callback, outside its own call stack. */
