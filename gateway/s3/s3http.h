@@ -39,8 +39,8 @@ size_t dfs_s3http_header_count(const struct dfs_s3http_request *r, const char *n
  * value and signed with two, joined, is how a request says one thing to the signature check and
  * another to the handler).
  */
-int dfs_s3http_header_once(const struct dfs_s3http_request *r, const char *name,
-                           const char **value, struct dfs_s3err *err);
+int dfs_s3http_header_once(const struct dfs_s3http_request *r, const char *name, const char **value,
+                           struct dfs_s3err *err);
 
 /*
  * Percent-decode s[0..n): "%XX" (either case) becomes the byte; with plus_is_space, '+' becomes a

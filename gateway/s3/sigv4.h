@@ -60,12 +60,12 @@ int dfs_sigv4_signing_key(const char *secret, const struct dfs_sigv4_scope *scop
  * other code is InternalError. errmsg, when set, goes to the log, never to the client.
  */
 typedef int (*dfs_sigv4_key_fn)(void *arg, const char *access_key_id,
-                                const struct dfs_sigv4_scope *scope,
-                                uint8_t key[DFS_SIGV4_KEY_LEN], int *role, char **errmsg);
+                                const struct dfs_sigv4_scope *scope, uint8_t key[DFS_SIGV4_KEY_LEN],
+                                int *role, char **errmsg);
 
 struct dfs_sigv4_config {
-    const char *region;  /* the only region signatures may be scoped to; NULL or "": any */
-    int64_t max_skew_s;  /* 0: DFS_SIGV4_MAX_SKEW_S */
+    const char *region;   /* the only region signatures may be scoped to; NULL or "": any */
+    int64_t max_skew_s;   /* 0: DFS_SIGV4_MAX_SKEW_S */
     dfs_sigv4_key_fn key; /* required */
     void *key_arg;
 };

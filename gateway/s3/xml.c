@@ -74,7 +74,8 @@ struct dfs_xml_writer {
     size_t len, cap;
     const char *open[DFS_XML_WRITER_MAX_DEPTH];
     size_t depth;
-    int status; /* the first failure, sticky */
+    bool rooted; /* the root element was opened */
+    int status;  /* the first failure, sticky */
     char *msg;
 };
 
@@ -221,6 +222,11 @@ void dfs_xml_open(dfs_xml_writer *w, const char *name, const char *xmlns)
         w_fail(w, DFS_EINVAL, "<%s>: elements nested too deeply", name);
         return;
     }
+    if (w->depth == 0 && w->rooted) {
+        w_fail(w, DFS_EINVAL, "<%s>: a second root element", name);
+        return;
+    }
+    w->rooted = true;
     w_puts(w, "<");
     w_puts(w, name);
     if (xmlns != NULL) {
@@ -269,6 +275,17 @@ void dfs_xml_text(dfs_xml_writer *w, const char *name, const char *text)
     dfs_xml_text_len(w, name, text, text != NULL ? strlen(text) : 0);
 }
 
+void dfs_xml_chars(dfs_xml_writer *w, const char *text)
+{
+    if (w->status != DFS_OK)
+        return;
+    if (w->depth == 0) {
+        w_fail(w, DFS_EINVAL, "%s", "text outside the root element");
+        return;
+    }
+    w_escaped(w, w->open[w->depth - 1], text, strlen(text));
+}
+
 void dfs_xml_u64(dfs_xml_writer *w, const char *name, uint64_t v)
 {
     char s[24];
@@ -285,7 +302,7 @@ int dfs_xml_writer_finish(dfs_xml_writer *w, char **out, size_t *len, char **err
 {
     if (w->status == DFS_OK && w->depth != 0)
         w_fail(w, DFS_EINVAL, "<%s>: element not closed", w->open[w->depth - 1]);
-    if (w->status == DFS_OK && w->len <= 39)
+    if (w->status == DFS_OK && !w->rooted)
         w_fail(w, DFS_EINVAL, "%s", "a document without a root element");
     if (w->status != DFS_OK) {
         if (w->status == DFS_ENOMEM)

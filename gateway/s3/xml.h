@@ -30,7 +30,10 @@ dfs_xml_writer *dfs_xml_writer_create(void);
 /* Frees the writer and its buffer (NULL: nothing). */
 void dfs_xml_writer_destroy(dfs_xml_writer *w);
 
-/* <name> or <name xmlns="xmlns"> (xmlns NULL: none). At most DFS_XML_WRITER_MAX_DEPTH open. */
+/*
+ * <name> or <name xmlns="xmlns"> (xmlns NULL: none). At most DFS_XML_WRITER_MAX_DEPTH open, and
+ * one root element.
+ */
 void dfs_xml_open(dfs_xml_writer *w, const char *name, const char *xmlns);
 
 /* Closes the innermost open element. */
@@ -41,6 +44,9 @@ void dfs_xml_text(dfs_xml_writer *w, const char *name, const char *text);
 
 /* The same for len bytes of text (which need not be NUL-terminated; a NUL byte is refused). */
 void dfs_xml_text_len(dfs_xml_writer *w, const char *name, const char *text, size_t len);
+
+/* Escaped text inside the innermost open element (for a root that holds only text). */
+void dfs_xml_chars(dfs_xml_writer *w, const char *text);
 
 /* <name>decimal</name>. */
 void dfs_xml_u64(dfs_xml_writer *w, const char *name, uint64_t v);
