@@ -243,9 +243,12 @@ class S3Clients(harness.TestCase):
                     self.assertEqual(r["meta.cache-control"], "max-age=60")
                     self.assertEqual(r["meta.content-disposition"], 'attachment; filename="f.png"')
                     self.assertNotIn("meta.content-encoding", r)  # aws-chunked is not the object's
+                    if "ChecksumAlgorithm" in extra:
+                        # Checked against the body, whether it came as a header or a trailer.
+                        algo = extra["ChecksumAlgorithm"].lower()
+                        self.assertEqual(r["checksum"], "x-amz-checksum-" + algo)
                     if "trailer" in name:
                         self.assertEqual(r["payload"], "streaming-unsigned-trailer")
-                        algo = extra["ChecksumAlgorithm"].lower()
                         want = (base64.b64encode(zlib.crc32(data).to_bytes(4, "big")) if algo == "crc32"
                                 else base64.b64encode(hashlib.sha256(data).digest())).decode()
                         self.assertEqual(r["trailer.x-amz-checksum-" + algo], want)
@@ -296,6 +299,8 @@ class S3Clients(harness.TestCase):
             self.assertEqual(r["part_number"], "7")
             self.assertEqual(r["upload_id"], "upl+1/=")
             self.assertEqual(r["body_md5"], md5(part))
+            if extra:
+                self.assertEqual(r["checksum"], "x-amz-checksum-sha1")
         parts = [{"ETag": '"%s"' % md5(bytes([i])), "PartNumber": i} for i in range(1, 40)]
         for cl in (c, ch):
             r = inspect(*call(cl, "complete_multipart_upload", Bucket="big-data", Key="x/large file.bin",
@@ -428,6 +433,16 @@ class S3Clients(harness.TestCase):
                                              Body=b"x" * 100000, ChecksumAlgorithm="CRC32")
         r = inspect(method, target, headers, body[:-10])
         self.assertEqual(r["code"], "IncompleteBody")
+        # The body is not signed in STREAMING-UNSIGNED-PAYLOAD-TRAILER: only its checksum proves it.
+        # A trailer that does not match, and data changed under a good trailer: both refused.
+        bad = body[:body.rindex(b"x-amz-checksum-crc32:") + 21] + b"AAAAAA==\r\n\r\n"
+        r = inspect(method, target, headers, bad)
+        self.assertEqual((r["status"], r["code"]), ("400", "BadDigest"))
+        m3, t3, h3, b3 = call(client("https://127.0.0.1:9443"), "put_object", Bucket="b-1", Key="k",
+                              Body=b"y" * 1000, ChecksumAlgorithm="SHA1")
+        self.assertEqual(inspect(m3, t3, h3, b3).get("checksum"), "x-amz-checksum-sha1")
+        r = inspect(m3, t3, h3, b3.replace(b"y" * 1000, b"z" * 1000))
+        self.assertEqual((r["status"], r["code"]), ("400", "BadDigest"))
         # A header added on the way.
         r = inspect(method, target, headers + [("x-amz-meta-added", "1")], body)
         self.assertEqual(r["code"], "AccessDenied")

@@ -9,7 +9,8 @@
  * The request on standard input is "METHOD TARGET\n", header lines "Name: value\n", an empty line,
  * and the body to the end (the body as it arrives over HTTP, aws-chunked framing included). It
  * goes through the steps the gateway takes, in its order: signature (sigv4.h), request (s3req.h),
- * refused headers, the body (chunked.h or the payload hash, Content-MD5, the ETag), and what the
+ * refused headers, the body (chunked.h or the payload hash, Content-MD5, the x-amz-checksum-* header
+ * or trailer, the ETag), and what the
  * operation reads from headers and body (metadata, copy source, conditions, XML bodies). The body
  * is fed in slices of N bytes (default: sizes from a fixed pseudo-random sequence), as it would
  * arrive. Output: one "name<TAB>value" line per finding, values percent-encoded ('/' kept), ending
@@ -22,6 +23,7 @@
 #include "gateway/s3/s3err.h"
 #include "gateway/s3/s3http.h"
 #include "gateway/s3/s3req.h"
+#include "gateway/s3/s3sum.h"
 #include "gateway/s3/s3xml.h"
 #include "gateway/s3/sigv4.h"
 
@@ -88,7 +90,8 @@ static int fail(const struct dfs_s3err *e, const char *resource)
 struct body {
     EVP_MD_CTX *sha;
     dfs_etag_md5 *md5;
-    char *buf; /* kept for XML bodies only */
+    dfs_s3sum *sum; /* the client's x-amz-checksum-*, when it sent one */
+    char *buf;      /* kept for XML bodies only */
     size_t len, cap;
     bool keep;
     uint64_t total;
@@ -99,6 +102,8 @@ static int sink(void *arg, const uint8_t *data, size_t len)
     struct body *b = arg;
     EVP_DigestUpdate(b->sha, data, len);
     dfs_etag_md5_update(b->md5, data, len);
+    if (b->sum != NULL)
+        dfs_s3sum_update(b->sum, data, len);
     b->total += len;
     if (b->keep) {
         if (b->len + len + 1 > b->cap) {
@@ -457,6 +462,13 @@ static int inspect(const struct dfs_sigv4_config *cfg, const char *domain, int64
         if (rc == DFS_OK)
             outf("content_length", want);
     }
+    bool has_sum = false;
+    enum dfs_s3sum_algo algo = DFS_S3SUM_CRC32;
+    const char *sum_value = NULL;
+    if (rc == DFS_OK && has_body(q.op))
+        rc = dfs_s3sum_of_request(&r, &has_sum, &algo, &sum_value, &e);
+    if (rc == DFS_OK && has_sum)
+        b.sum = dfs_s3sum_create(algo);
     dfs_chunked *c = NULL;
     dfs_sigv4_body *plain = NULL;
     if (rc == DFS_OK && streaming)
@@ -502,8 +514,16 @@ static int inspect(const struct dfs_sigv4_config *cfg, const char *domain, int64
                 out(name, v);
             }
         }
+        if (b.sum != NULL) {
+            const char *want = sum_value != NULL ? sum_value
+                               : c != NULL       ? dfs_chunked_trailer(c, dfs_s3sum_header(algo))
+                                                 : NULL;
+            rc = dfs_s3sum_check(b.sum, want, &e);
+            if (rc == DFS_OK)
+                out("checksum", dfs_s3sum_header(algo));
+        }
         const char *cmd5 = dfs_s3http_header(&r, "content-md5");
-        if (cmd5 != NULL) {
+        if (cmd5 != NULL && rc == DFS_OK) {
             uint8_t want[16];
             if (dfs_etag_content_md5(cmd5, want) != DFS_OK)
                 rc = dfs_s3err_set(&e, DFS_S3ERR_INVALID_DIGEST, NULL);
@@ -544,6 +564,7 @@ static int inspect(const struct dfs_sigv4_config *cfg, const char *domain, int64
     dfs_sigv4_body_destroy(plain);
     EVP_MD_CTX_free(b.sha);
     dfs_etag_md5_destroy(b.md5);
+    dfs_s3sum_destroy(b.sum);
     free(b.buf);
     dfs_s3req_free(&q);
     dfs_sigv4_auth_clear(&auth);
