@@ -5,7 +5,8 @@
  *   0  a request ("METHOD TARGET\n", "Name: value\n" lines, "\n", body): the signature check
  *      (as is, at the time of AWS's examples, with AWS's example key), request parsing with and
  *      without a virtual-host domain, and what the operations read from headers (metadata, copy
- *      source, conditions, content length, refused headers, dfs paths and listing prefixes)
+ *      source, conditions, content length, checksums, refused headers, dfs paths and listing
+ *      prefixes)
  *   1  the same request signed here with the module's own canonical form, then verified: it must
  *      never be refused as SignatureDoesNotMatch, and with one signature digit changed it must
  *      never pass; the same for its presigned form
@@ -31,6 +32,7 @@
 #include "gateway/s3/s3err.h"
 #include "gateway/s3/s3http.h"
 #include "gateway/s3/s3req.h"
+#include "gateway/s3/s3sum.h"
 #include "gateway/s3/s3xml.h"
 #include "gateway/s3/sigv4.h"
 #include "gateway/s3/xml.h"
@@ -321,6 +323,20 @@ static void request(const uint8_t *data, size_t size)
         }
         dfs_s3err_clear(&e);
     }
+    bool has_sum;
+    enum dfs_s3sum_algo algo;
+    const char *sum_value;
+    rc = dfs_s3sum_of_request(&q.r, &has_sum, &algo, &sum_value, &e);
+    refused(rc, &e, "checksum");
+    if (rc == DFS_OK && has_sum) {
+        dfs_s3sum *sum = dfs_s3sum_create(algo);
+        if (sum != NULL) {
+            dfs_s3sum_update(sum, q.body, q.blen);
+            refused(dfs_s3sum_check(sum, sum_value, &e), &e, "checksum check");
+        }
+        dfs_s3sum_destroy(sum);
+    }
+    dfs_s3err_clear(&e);
     refused(dfs_s3req_check_headers(&q.r, &e), &e, "headers");
     dfs_s3err_clear(&e);
     uint64_t len;

@@ -222,6 +222,10 @@ def s3_seeds():
         s3_request(b"POST", b"/b?delete", [(b"Host", b"h")]),
         s3_request(b"PUT", b"/b/k?acl", [(b"Host", b"h"), (b"x-amz-acl", b"public-read")]),
         s3_request(b"GET", b"/b/k", [(b"Host", b"h"), (b"Authorization", b"AWS AKIA:sig")]),
+        s3_request(b"PUT", b"/b/k", [(b"Host", b"h"), (b"x-amz-checksum-crc32", b"NhCmhg=="),
+                                     (b"x-amz-sdk-checksum-algorithm", b"CRC32"), (b"Content-Length", b"5")],
+                   b"hello"),
+        s3_request(b"PUT", b"/b/k", [(b"Host", b"h"), (b"x-amz-trailer", b"x-amz-checksum-crc64nvme")], b"x"),
     ]
     seeds = {
         "aws_get": b"\x00" + get_example,
