@@ -21,8 +21,9 @@
  *   Signature        = hex(HMAC(SigningKey, StringToSign))
  *
  * CanonicalURI is the path percent-decoded once and encoded again by dfs_s3http_encode with '/'
- * kept (S3 neither normalises nor double-encodes); CanonicalQuery the decoded parameters
- * encoded the same way ('/' too), sorted by name then value, "name=value" joined by '&' (the
+ * kept (S3 neither normalises nor double-encodes); CanonicalQuery the decoded parameters ('+'
+ * read as a space) encoded the same way but with '/' encoded too, sorted by name then value,
+ * "name=value" joined by '&' (the
  * presigned form leaves out X-Amz-Signature); CanonicalHeaders "name:value\n" for each signed
  * header in the order SignedHeaders names them, names lower-case, each value trimmed with inner
  * runs of blanks made one space, several values of one header joined by ','. The signing key
