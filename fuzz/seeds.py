@@ -181,6 +181,106 @@ def text_seeds():
     }
 
 
+AWS_KEY = b"AKIAIOSFODNN7EXAMPLE"
+EMPTY_SHA = b"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def s3_request(method, target, headers, body=b""):
+    head = method + b" " + target + b"\n" + b"".join(k + b": " + v + b"\n" for k, v in headers)
+    return head + b"\n" + body
+
+
+def aws_chunked_example():
+    """The aws-chunked body of AWS's documented chunked PUT (64 KiB + 1 KiB of 'a')."""
+    sigs = [b"ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
+            b"0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497",
+            b"b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9"]
+    return (b"10000;chunk-signature=" + sigs[0] + b"\r\n" + b"a" * 65536 + b"\r\n" +
+            b"400;chunk-signature=" + sigs[1] + b"\r\n" + b"a" * 1024 + b"\r\n" +
+            b"0;chunk-signature=" + sigs[2] + b"\r\n\r\n")
+
+
+def s3_seeds():
+    """First byte: 0 request, 1 request to sign, 2 XML, 3 aws-chunked body, 4 chunk description."""
+    cred = b"Credential=" + AWS_KEY + b"/20130524/us-east-1/s3/aws4_request"
+    get_example = s3_request(b"GET", b"/test.txt", [
+        (b"Host", b"examplebucket.s3.amazonaws.com"), (b"Range", b"bytes=0-9"),
+        (b"x-amz-content-sha256", EMPTY_SHA), (b"x-amz-date", b"20130524T000000Z"),
+        (b"Authorization", b"AWS4-HMAC-SHA256 " + cred + b",SignedHeaders=host;range;x-amz-content-sha256;"
+         b"x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")])
+    put_example = s3_request(b"PUT", b"/test$file.text", [
+        (b"Host", b"examplebucket.s3.amazonaws.com"), (b"Date", b"Fri, 24 May 2013 00:00:00 GMT"),
+        (b"x-amz-date", b"20130524T000000Z"), (b"x-amz-storage-class", b"REDUCED_REDUNDANCY"),
+        (b"x-amz-content-sha256", b"44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072"),
+        (b"Authorization", b"AWS4-HMAC-SHA256 " + cred + b",SignedHeaders=date;host;x-amz-content-sha256;"
+         b"x-amz-date;x-amz-storage-class,Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd")],
+        b"Welcome to Amazon S3.")
+    presigned = s3_request(
+        b"GET", b"/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2F"
+        b"us-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&"
+        b"X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404",
+        [(b"Host", b"examplebucket.s3.amazonaws.com")])
+    streaming = s3_request(b"PUT", b"/examplebucket/chunkObject.txt", [
+        (b"Host", b"s3.amazonaws.com"), (b"x-amz-date", b"20130524T000000Z"),
+        (b"x-amz-storage-class", b"REDUCED_REDUNDANCY"),
+        (b"x-amz-content-sha256", b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD"), (b"Content-Encoding", b"aws-chunked"),
+        (b"x-amz-decoded-content-length", b"66560"), (b"Content-Length", b"66824"),
+        (b"Authorization", b"AWS4-HMAC-SHA256 " + cred + b",SignedHeaders=content-encoding;content-length;host;"
+         b"x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class,"
+         b"Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9")], aws_chunked_example())
+    plain = [
+        s3_request(b"GET", b"/photos?list-type=2&prefix=a%2Fb&delimiter=%2F&max-keys=10&start-after=x&"
+                   b"fetch-owner=true&encoding-type=url&continuation-token=t", [(b"Host", b"h")]),
+        s3_request(b"GET", b"/k?uploads&max-uploads=3", [(b"Host", b"photos.s3.example.com:9000")]),
+        s3_request(b"PUT", b"/photos/a%20b+c/%C3%A9?partNumber=3&uploadId=u1", [
+            (b"Host", b"h"), (b"Content-Length", b"5"), (b"x-amz-meta-Color", b"blue"),
+            (b"Content-Type", b"text/plain"), (b"Content-Encoding", b"aws-chunked,gzip")], b"hello"),
+        s3_request(b"PUT", b"/dst/k", [(b"Host", b"h"), (b"x-amz-copy-source", b"/src/a%20b?versionId=null"),
+                                       (b"x-amz-metadata-directive", b"REPLACE"),
+                                       (b"x-amz-copy-source-if-match", b'"abc"')]),
+        s3_request(b"GET", b"/b/k?response-content-type=text%2Fplain", [
+            (b"Host", b"h"), (b"If-None-Match", b'W/"a", "b"'),
+            (b"If-Modified-Since", b"Sunday, 06-Nov-94 08:49:37 GMT")]),
+        s3_request(b"POST", b"/b?delete", [(b"Host", b"h")]),
+        s3_request(b"PUT", b"/b/k?acl", [(b"Host", b"h"), (b"x-amz-acl", b"public-read")]),
+        s3_request(b"GET", b"/b/k", [(b"Host", b"h"), (b"Authorization", b"AWS AKIA:sig")]),
+        s3_request(b"PUT", b"/b/k", [(b"Host", b"h"), (b"x-amz-checksum-crc32", b"NhCmhg=="),
+                                     (b"x-amz-sdk-checksum-algorithm", b"CRC32"), (b"Content-Length", b"5")],
+                   b"hello"),
+        s3_request(b"PUT", b"/b/k", [(b"Host", b"h"), (b"x-amz-trailer", b"x-amz-checksum-crc64nvme")], b"x"),
+    ]
+    seeds = {
+        "aws_get": b"\x00" + get_example,
+        "aws_put": b"\x00" + put_example,
+        "aws_presigned": b"\x00" + presigned,
+        "aws_streaming": b"\x00" + streaming,
+        "sign_path": b"\x01\xff" + s3_request(b"GET", b"/b/%7e~+%2f/\xc3\xa9?a=1&a=0&b=%20&c", [
+            (b"Host", b"h"), (b"X-Amz-Meta-A", b"  x   y "), (b"Range", b"bytes=0-1")]),
+        "sign_dup": b"\x01\x05" + s3_request(b"PUT", b"/b/k?uploadId=u&partNumber=1", [
+            (b"Host", b"h"), (b"x-amz-meta-a", b"1"), (b"X-Amz-Meta-A", b"2"), (b"Content-Type", b"a/b")]),
+        "xml_complete": b"\x02" + b'<?xml version="1.0" encoding="UTF-8"?><CompleteMultipartUpload '
+        b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Part><ETag>&quot;a&quot;</ETag><PartNumber>1'
+        b"</PartNumber></Part><Part><PartNumber>2</PartNumber><ETag>b</ETag><ChecksumCRC32>x</ChecksumCRC32>"
+        b"</Part></CompleteMultipartUpload>",
+        "xml_delete": b"\x02" + b"<Delete><Quiet>true</Quiet><Object><Key>a &amp; b</Key></Object><Object><Key>"
+        b"c</Key><VersionId>null</VersionId></Object></Delete>",
+        "xml_bucket": b"\x02" + b"<CreateBucketConfiguration><LocationConstraint>eu-west-1</LocationConstraint>"
+        b"</CreateBucketConfiguration>",
+        "xml_bomb": b"\x02" + b'<!DOCTYPE l [<!ENTITY a "aa"><!ENTITY b "&a;&a;">]><l>&b;</l>',
+        "xml_xxe": b"\x02" + b'<!DOCTYPE f [<!ENTITY x SYSTEM "file:///etc/passwd">]><f>&x;</f>',
+        "xml_misc": b"\x02" + b"\xef\xbb\xbf<?xml version='1.0'?><!-- c --><p:a xmlns:p='u' b='&lt;'>"
+        b"<![CDATA[<x>]]>&#x263A;&#65;\r\n<b/><?pi x?></p:a>",
+        "chunked_aws": b"\x03\x00\xff\xff" + aws_chunked_example(),
+        "chunked_unsigned": b"\x03\x02\x00\x0f" + b"a\r\n0123456789\r\n5;ext\r\nabcde\r\n0\r\n"
+        b"x-amz-checksum-crc32:AAAAAA==\r\nx-amz-checksum-sha256:x\r\n\r\n",
+        "built_plain": b"\x04\x00\x03a\x10b\x05c",
+        "built_trailer": b"\x04\x01\x00z",
+    }
+    for i, r in enumerate(plain):
+        seeds["request_%d" % i] = b"\x00" + r
+    return seeds
+
+
 def write(target, seeds):
     d = os.path.join(ROOT, target)
     os.makedirs(d, exist_ok=True)
@@ -194,6 +294,7 @@ def main():
     write("frag_header", frag_header_seeds())
     for target, seeds in text_seeds().items():
         write(target, seeds)
+    write("s3", s3_seeds())
     return 0
 
 
