@@ -640,13 +640,13 @@ struct dfs_catalog {
 
 /* ---- Names of stored enumerations ------------------------------------------------------------ */
 
-static const char *const node_state_names[] = {
+static const char *const catalog_node_state_names[] = {
     [DFS_NODE_UNSPECIFIED] = "unspecified", [DFS_NODE_ALIVE] = "alive",
     [DFS_NODE_SUSPECT] = "suspect",         [DFS_NODE_DEAD] = "dead",
     [DFS_NODE_DRAINING] = "draining",       [DFS_NODE_DECOMMISSIONED] = "decommissioned",
 };
 
-static const char *const scheme_names[] = {
+static const char *const catalog_scheme_names[] = {
     [DFS_SCHEME_UNSPECIFIED] = "unspecified",
     [DFS_SCHEME_REPLICATION] = "replication",
     [DFS_SCHEME_ERASURE] = "erasure",
@@ -659,7 +659,7 @@ static const char *const file_state_names[] = {
 };
 
 /* Index of `s` in names[1..n), or 0 (the "unspecified" value) when absent. */
-static int name_index(const char *const *names, int n, const char *s)
+static int catalog_name_index(const char *const *names, int n, const char *s)
 {
     for (int i = 1; s != NULL && i < n; i++) {
         if (strcmp(names[i], s) == 0)
@@ -668,16 +668,17 @@ static int name_index(const char *const *names, int n, const char *s)
     return 0;
 }
 
-#define NAME_INDEX(names, s) name_index((names), (int)(sizeof(names) / sizeof((names)[0])), (s))
+#define NAME_INDEX(names, s) \
+    catalog_name_index((names), (int)(sizeof(names) / sizeof((names)[0])), (s))
 
 const char *dfs_catalog_node_state_name(enum dfs_node_state state)
 {
-    if ((unsigned)state >= sizeof node_state_names / sizeof node_state_names[0])
+    if ((unsigned)state >= sizeof catalog_node_state_names / sizeof catalog_node_state_names[0])
         return "unknown";
-    return node_state_names[state];
+    return catalog_node_state_names[state];
 }
 
-static enum dfs_policy policy_from_name(const char *s)
+static enum dfs_policy catalog_policy_from_name(const char *s)
 {
     enum dfs_policy p = DFS_POLICY_UNSPECIFIED;
     if (s == NULL || dfs_placement_policy_parse(s, &p, NULL) != DFS_OK)
@@ -730,7 +731,7 @@ static int sql_fail(dfs_catalog *cat, int rc, const char *what, char **errmsg)
                       cat->db != NULL ? sqlite3_errmsg(cat->db) : sqlite3_errstr(rc));
 }
 
-static void release(sqlite3_stmt *st)
+static void catalog_release(sqlite3_stmt *st)
 {
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -777,7 +778,7 @@ static int vbind(sqlite3_stmt *st, const char *types, va_list ap)
  * and calls release), 0 when there is no row (already released), or a negative DFS code with a
  * message (released).
  */
-static int query(dfs_catalog *cat, enum stmt id, char **errmsg, const char *types, ...)
+static int catalog_query(dfs_catalog *cat, enum stmt id, char **errmsg, const char *types, ...)
 {
     sqlite3_stmt *st = cat->st[id];
     va_list ap;
@@ -789,19 +790,19 @@ static int query(dfs_catalog *cat, enum stmt id, char **errmsg, const char *type
     if (rc == SQLITE_ROW)
         return 1;
     int ret = rc == SQLITE_DONE ? 0 : sql_fail(cat, rc, stmt_sql[id], errmsg);
-    release(st);
+    catalog_release(st);
     return ret;
 }
 
-/* Next row of a statement started with query(): 1, 0 (released) or a DFS code (released). */
-static int next_row(dfs_catalog *cat, enum stmt id, char **errmsg)
+/* Next row of a statement started with catalog_query(): 1, 0 or a DFS code (both released). */
+static int catalog_next_row(dfs_catalog *cat, enum stmt id, char **errmsg)
 {
     sqlite3_stmt *st = cat->st[id];
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         return 1;
     int ret = rc == SQLITE_DONE ? 0 : sql_fail(cat, rc, stmt_sql[id], errmsg);
-    release(st);
+    catalog_release(st);
     return ret;
 }
 
@@ -809,7 +810,8 @@ static int next_row(dfs_catalog *cat, enum stmt id, char **errmsg)
  * Run a statement that returns no rows. Returns DFS_OK or a DFS code; *changes (may be NULL) gets
  * the number of rows it changed.
  */
-static int exec(dfs_catalog *cat, enum stmt id, int *changes, char **errmsg, const char *types, ...)
+static int catalog_exec(dfs_catalog *cat, enum stmt id, int *changes, char **errmsg,
+                        const char *types, ...)
 {
     sqlite3_stmt *st = cat->st[id];
     va_list ap;
@@ -821,24 +823,24 @@ static int exec(dfs_catalog *cat, enum stmt id, int *changes, char **errmsg, con
     int ret = rc == SQLITE_DONE ? DFS_OK : sql_fail(cat, rc, stmt_sql[id], errmsg);
     if (ret == DFS_OK && changes != NULL)
         *changes = sqlite3_changes(cat->db);
-    release(st);
+    catalog_release(st);
     return ret;
 }
 
-static int64_t col_i64(dfs_catalog *cat, enum stmt id, int col)
+static int64_t catalog_col_i64(dfs_catalog *cat, enum stmt id, int col)
 {
     return sqlite3_column_int64(cat->st[id], col);
 }
 
-static const char *col_text(dfs_catalog *cat, enum stmt id, int col)
+static const char *catalog_col_text(dfs_catalog *cat, enum stmt id, int col)
 {
     return (const char *)sqlite3_column_text(cat->st[id], col);
 }
 
 /* Copy a text column into buf[cap], truncating (values were length-checked when stored). */
-static void col_copy(dfs_catalog *cat, enum stmt id, int col, char *buf, size_t cap)
+static void catalog_col_copy(dfs_catalog *cat, enum stmt id, int col, char *buf, size_t cap)
 {
-    const char *s = col_text(cat, id, col);
+    const char *s = catalog_col_text(cat, id, col);
     size_t n = s == NULL ? 0 : (size_t)sqlite3_column_bytes(cat->st[id], col);
     if (n >= cap)
         n = cap - 1;
@@ -847,31 +849,31 @@ static void col_copy(dfs_catalog *cat, enum stmt id, int col, char *buf, size_t 
     buf[n] = '\0';
 }
 
-static void lock(dfs_catalog *cat)
+static void catalog_lock(dfs_catalog *cat)
 {
     pthread_mutex_lock(&cat->mu);
 }
 
-static void unlock(dfs_catalog *cat)
+static void catalog_unlock(dfs_catalog *cat)
 {
     pthread_mutex_unlock(&cat->mu);
 }
 
-static int tx_begin(dfs_catalog *cat, bool write, char **errmsg)
+static int catalog_tx_begin(dfs_catalog *cat, bool write, char **errmsg)
 {
-    return exec(cat, write ? S_BEGIN_WRITE : S_BEGIN_READ, NULL, errmsg, "");
+    return catalog_exec(cat, write ? S_BEGIN_WRITE : S_BEGIN_READ, NULL, errmsg, "");
 }
 
 /* End the transaction: COMMIT when rc is DFS_OK, else ROLLBACK. Returns the final status. */
-static int tx_end(dfs_catalog *cat, int rc, char **errmsg)
+static int catalog_tx_end(dfs_catalog *cat, int rc, char **errmsg)
 {
     if (rc == DFS_OK) {
-        rc = exec(cat, S_COMMIT, NULL, errmsg, "");
+        rc = catalog_exec(cat, S_COMMIT, NULL, errmsg, "");
         if (rc == DFS_OK)
             return DFS_OK;
     }
     if (!sqlite3_get_autocommit(cat->db)) {
-        int rb = exec(cat, S_ROLLBACK, NULL, NULL, "");
+        int rb = catalog_exec(cat, S_ROLLBACK, NULL, NULL, "");
         if (rb != DFS_OK)
             dfs_log(DFS_LOG_ERROR, "catalog rollback failed path=%s err=\"%s\"", cat->path,
                     sqlite3_errmsg(cat->db));
@@ -888,7 +890,7 @@ static int64_t sub_sat(int64_t a, int64_t b)
 
 /* ---- Validation ------------------------------------------------------------------------------ */
 
-static int check_id(const char *id, const char *what, char **errmsg)
+static int catalog_check_id(const char *id, const char *what, char **errmsg)
 {
     if (!dfs_id_valid(id))
         return dfs_seterr(errmsg, DFS_EINVAL, "bad %s id '%s' (want %d lower-case hex digits)",
@@ -896,7 +898,8 @@ static int check_id(const char *id, const char *what, char **errmsg)
     return DFS_OK;
 }
 
-static int check_text(const char *s, size_t min, size_t max, const char *what, char **errmsg)
+static int catalog_check_text(const char *s, size_t min, size_t max, const char *what,
+                              char **errmsg)
 {
     size_t n = s == NULL ? 0 : strlen(s);
     if (n < min || n > max)
@@ -910,7 +913,7 @@ static int check_text(const char *s, size_t min, size_t max, const char *what, c
     return DFS_OK;
 }
 
-static int check_u64(uint64_t v, const char *what, char **errmsg)
+static int catalog_check_u64(uint64_t v, const char *what, char **errmsg)
 {
     if (v > (uint64_t)INT64_MAX)
         return dfs_seterr(errmsg, DFS_EINVAL, "%s %" PRIu64 " is too large", what, v);
@@ -921,13 +924,13 @@ static int check_usage(const struct dfs_node_usage *u, char **errmsg)
 {
     if (u == NULL)
         return dfs_seterr(errmsg, DFS_EINVAL, "no usage figures");
-    int rc = check_u64(u->capacity_bytes, "capacity_bytes", errmsg);
+    int rc = catalog_check_u64(u->capacity_bytes, "capacity_bytes", errmsg);
     if (rc == DFS_OK)
-        rc = check_u64(u->used_bytes, "used_bytes", errmsg);
+        rc = catalog_check_u64(u->used_bytes, "used_bytes", errmsg);
     if (rc == DFS_OK)
-        rc = check_u64(u->free_bytes, "free_bytes", errmsg);
+        rc = catalog_check_u64(u->free_bytes, "free_bytes", errmsg);
     if (rc == DFS_OK)
-        rc = check_u64(u->fragment_count, "fragment_count", errmsg);
+        rc = catalog_check_u64(u->fragment_count, "fragment_count", errmsg);
     return rc;
 }
 
@@ -1025,48 +1028,50 @@ void dfs_catalog_file_recs_free(struct dfs_file_rec *files, size_t n)
     free(files);
 }
 
-static void read_node(dfs_catalog *cat, enum stmt id, struct dfs_node_rec *n)
+static void catalog_read_node(dfs_catalog *cat, enum stmt id, struct dfs_node_rec *n)
 {
     memset(n, 0, sizeof *n);
-    col_copy(cat, id, 0, n->id, sizeof n->id);
-    col_copy(cat, id, 1, n->address, sizeof n->address);
-    col_copy(cat, id, 2, n->zone, sizeof n->zone);
-    n->state = (enum dfs_node_state)NAME_INDEX(node_state_names, col_text(cat, id, 3));
-    n->usage.capacity_bytes = (uint64_t)col_i64(cat, id, 4);
-    n->usage.used_bytes = (uint64_t)col_i64(cat, id, 5);
-    n->usage.free_bytes = (uint64_t)col_i64(cat, id, 6);
-    n->usage.fragment_count = (uint64_t)col_i64(cat, id, 7);
-    n->last_heartbeat_ms = col_i64(cat, id, 8);
-    n->registered_ms = col_i64(cat, id, 9);
-    n->registration = (uint64_t)col_i64(cat, id, 10);
+    catalog_col_copy(cat, id, 0, n->id, sizeof n->id);
+    catalog_col_copy(cat, id, 1, n->address, sizeof n->address);
+    catalog_col_copy(cat, id, 2, n->zone, sizeof n->zone);
+    n->state =
+        (enum dfs_node_state)NAME_INDEX(catalog_node_state_names, catalog_col_text(cat, id, 3));
+    n->usage.capacity_bytes = (uint64_t)catalog_col_i64(cat, id, 4);
+    n->usage.used_bytes = (uint64_t)catalog_col_i64(cat, id, 5);
+    n->usage.free_bytes = (uint64_t)catalog_col_i64(cat, id, 6);
+    n->usage.fragment_count = (uint64_t)catalog_col_i64(cat, id, 7);
+    n->last_heartbeat_ms = catalog_col_i64(cat, id, 8);
+    n->registered_ms = catalog_col_i64(cat, id, 9);
+    n->registration = (uint64_t)catalog_col_i64(cat, id, 10);
 }
 
 /* Fill *f from a FILE_COLS row of statement `id` (no layout). DFS_ENOMEM only. */
 static int read_file(dfs_catalog *cat, enum stmt id, struct dfs_file_rec *f, char **errmsg)
 {
     memset(f, 0, sizeof *f);
-    col_copy(cat, id, 0, f->file_id, sizeof f->file_id);
-    const char *path = col_text(cat, id, 1);
+    catalog_col_copy(cat, id, 0, f->file_id, sizeof f->file_id);
+    const char *path = catalog_col_text(cat, id, 1);
     f->path = path == NULL ? NULL : strdup(path);
     if (f->path == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
-    f->size = (uint64_t)col_i64(cat, id, 2);
+    f->size = (uint64_t)catalog_col_i64(cat, id, 2);
     const void *sha = sqlite3_column_blob(cat->st[id], 3);
     if (sha != NULL && sqlite3_column_bytes(cat->st[id], 3) == DFS_SHA256_LEN)
         memcpy(f->sha256, sha, DFS_SHA256_LEN);
-    f->redundancy.scheme = (enum dfs_scheme)NAME_INDEX(scheme_names, col_text(cat, id, 4));
-    f->redundancy.replicas = (uint32_t)col_i64(cat, id, 5);
-    f->redundancy.fragments = (uint32_t)col_i64(cat, id, 6);
-    f->redundancy.data = (uint32_t)col_i64(cat, id, 7);
-    f->redundancy.parity = (uint32_t)col_i64(cat, id, 8);
-    f->policy = policy_from_name(col_text(cat, id, 9));
-    f->state = (enum dfs_file_state)NAME_INDEX(file_state_names, col_text(cat, id, 10));
-    f->overwrite = col_i64(cat, id, 11) != 0;
-    f->fragment_size = (uint64_t)col_i64(cat, id, 12);
-    f->cell_size = (uint32_t)col_i64(cat, id, 13);
-    f->created_ms = col_i64(cat, id, 14);
-    f->committed_ms = col_i64(cat, id, 15); /* NULL reads as 0 */
-    f->expires_ms = col_i64(cat, id, 16);
+    f->redundancy.scheme =
+        (enum dfs_scheme)NAME_INDEX(catalog_scheme_names, catalog_col_text(cat, id, 4));
+    f->redundancy.replicas = (uint32_t)catalog_col_i64(cat, id, 5);
+    f->redundancy.fragments = (uint32_t)catalog_col_i64(cat, id, 6);
+    f->redundancy.data = (uint32_t)catalog_col_i64(cat, id, 7);
+    f->redundancy.parity = (uint32_t)catalog_col_i64(cat, id, 8);
+    f->policy = catalog_policy_from_name(catalog_col_text(cat, id, 9));
+    f->state = (enum dfs_file_state)NAME_INDEX(file_state_names, catalog_col_text(cat, id, 10));
+    f->overwrite = catalog_col_i64(cat, id, 11) != 0;
+    f->fragment_size = (uint64_t)catalog_col_i64(cat, id, 12);
+    f->cell_size = (uint32_t)catalog_col_i64(cat, id, 13);
+    f->created_ms = catalog_col_i64(cat, id, 14);
+    f->committed_ms = catalog_col_i64(cat, id, 15); /* NULL reads as 0 */
+    f->expires_ms = catalog_col_i64(cat, id, 16);
     return DFS_OK;
 }
 
@@ -1075,11 +1080,11 @@ static int read_file(dfs_catalog *cat, enum stmt id, struct dfs_file_rec *f, cha
  * elements of `size` bytes; returns the new slot, or NULL with the array unchanged. The pointer is
  * read and written with memcpy, so T ** need not alias void **.
  *
- * The capacity is not stored: it is derived from *n. Arrays made by grow alone (from NULL, 0) hold
- * room for at least 4 elements, doubled each time *n reaches a power of two, so a listing of n rows
- * costs O(n) copying rather than a realloc per row.
+ * The capacity is not stored: it is derived from *n. Arrays made by catalog_grow alone (from
+ * NULL, 0) hold room for at least 4 elements, doubled each time *n reaches a power of two, so a
+ * listing of n rows costs O(n) copying rather than a realloc per row.
  */
-static void *grow(void *arrp, size_t *n, size_t size)
+static void *catalog_grow(void *arrp, size_t *n, size_t size)
 {
     void *arr;
     memcpy(&arr, arrp, sizeof arr);
@@ -1100,32 +1105,32 @@ static void *grow(void *arrp, size_t *n, size_t size)
     return slot;
 }
 
-/* Fills one array element from the current row of a statement (see collect_rows). */
-typedef void (*row_reader)(dfs_catalog *cat, enum stmt id, void *slot);
+/* Fills one array element from the current row of a statement (see catalog_collect_rows). */
+typedef void (*catalog_row_reader)(dfs_catalog *cat, enum stmt id, void *slot);
 
 /*
  * Every row of statement `id` (which takes no parameters) into a new array at `outp` (any `T **`)
  * of *n elements of `size` bytes, each filled by `read`; the caller frees the array with free().
  * Takes the catalog lock. On failure nothing is returned and the partial array is freed.
  */
-static int collect_rows(dfs_catalog *cat, enum stmt id, size_t size, row_reader read, void *outp,
-                        size_t *n, char **errmsg)
+static int catalog_collect_rows(dfs_catalog *cat, enum stmt id, size_t size,
+                                catalog_row_reader read, void *outp, size_t *n, char **errmsg)
 {
     void *v = NULL;
     size_t count = 0;
-    lock(cat);
-    int rc = query(cat, id, errmsg, "");
+    catalog_lock(cat);
+    int rc = catalog_query(cat, id, errmsg, "");
     while (rc == 1) {
-        void *slot = grow(&v, &count, size);
+        void *slot = catalog_grow(&v, &count, size);
         if (slot == NULL) {
-            release(cat->st[id]);
+            catalog_release(cat->st[id]);
             rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
             break;
         }
         read(cat, id, slot);
-        rc = next_row(cat, id, errmsg);
+        rc = catalog_next_row(cat, id, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     if (rc < 0) {
         free(v);
         return rc;
@@ -1138,37 +1143,37 @@ static int collect_rows(dfs_catalog *cat, enum stmt id, size_t size, row_reader 
 /* Load the fragments and replicas of f (and, when pending, the failed nodes of each fragment). */
 static int read_layout(dfs_catalog *cat, struct dfs_file_rec *f, char **errmsg)
 {
-    int rc = query(cat, S_LAYOUT, errmsg, "t", f->file_id);
+    int rc = catalog_query(cat, S_LAYOUT, errmsg, "t", f->file_id);
     while (rc == 1) {
-        int64_t idx = col_i64(cat, S_LAYOUT, 0);
+        int64_t idx = catalog_col_i64(cat, S_LAYOUT, 0);
         struct dfs_fragment_rec *fr = f->nfragments > 0 ? &f->fragments[f->nfragments - 1] : NULL;
         if (fr == NULL || fr->index != (uint32_t)idx) {
             if (idx != (int64_t)f->nfragments) {
-                release(cat->st[S_LAYOUT]);
+                catalog_release(cat->st[S_LAYOUT]);
                 return dfs_seterr(errmsg, DFS_EINTERNAL, "catalog: file %s lacks fragment %zu",
                                   f->file_id, f->nfragments);
             }
-            fr = grow(&f->fragments, &f->nfragments, sizeof *fr);
+            fr = catalog_grow(&f->fragments, &f->nfragments, sizeof *fr);
             if (fr == NULL)
                 break;
             fr->index = (uint32_t)idx;
-            col_copy(cat, S_LAYOUT, 1, fr->fragment_id, sizeof fr->fragment_id);
-            fr->size = (uint64_t)col_i64(cat, S_LAYOUT, 2);
-            fr->checksum = (uint32_t)col_i64(cat, S_LAYOUT, 3);
+            catalog_col_copy(cat, S_LAYOUT, 1, fr->fragment_id, sizeof fr->fragment_id);
+            fr->size = (uint64_t)catalog_col_i64(cat, S_LAYOUT, 2);
+            fr->checksum = (uint32_t)catalog_col_i64(cat, S_LAYOUT, 3);
         }
         if (sqlite3_column_type(cat->st[S_LAYOUT], 4) != SQLITE_NULL) {
-            struct dfs_replica_rec *r = grow(&fr->replicas, &fr->nreplicas, sizeof *r);
+            struct dfs_replica_rec *r = catalog_grow(&fr->replicas, &fr->nreplicas, sizeof *r);
             if (r == NULL)
                 break;
-            col_copy(cat, S_LAYOUT, 4, r->node_id, sizeof r->node_id);
-            col_copy(cat, S_LAYOUT, 5, r->address, sizeof r->address);
-            r->node_state =
-                (enum dfs_node_state)NAME_INDEX(node_state_names, col_text(cat, S_LAYOUT, 6));
+            catalog_col_copy(cat, S_LAYOUT, 4, r->node_id, sizeof r->node_id);
+            catalog_col_copy(cat, S_LAYOUT, 5, r->address, sizeof r->address);
+            r->node_state = (enum dfs_node_state)NAME_INDEX(catalog_node_state_names,
+                                                            catalog_col_text(cat, S_LAYOUT, 6));
         }
-        rc = next_row(cat, S_LAYOUT, errmsg);
+        rc = catalog_next_row(cat, S_LAYOUT, errmsg);
     }
     if (rc == 1) { /* broke out: allocation failed */
-        release(cat->st[S_LAYOUT]);
+        catalog_release(cat->st[S_LAYOUT]);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
     if (rc < 0)
@@ -1177,16 +1182,16 @@ static int read_layout(dfs_catalog *cat, struct dfs_file_rec *f, char **errmsg)
         return DFS_OK;
     for (size_t i = 0; i < f->nfragments; i++) {
         struct dfs_fragment_rec *fr = &f->fragments[i];
-        rc = query(cat, S_DELETIONS_OF_FRAGMENT, errmsg, "t", fr->fragment_id);
+        rc = catalog_query(cat, S_DELETIONS_OF_FRAGMENT, errmsg, "t", fr->fragment_id);
         while (rc == 1) {
             char(*slot)[DFS_ID_HEX + 1] =
-                grow(&fr->failed_node_ids, &fr->nfailed, sizeof fr->failed_node_ids[0]);
+                catalog_grow(&fr->failed_node_ids, &fr->nfailed, sizeof fr->failed_node_ids[0]);
             if (slot == NULL) {
-                release(cat->st[S_DELETIONS_OF_FRAGMENT]);
+                catalog_release(cat->st[S_DELETIONS_OF_FRAGMENT]);
                 return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
             }
-            col_copy(cat, S_DELETIONS_OF_FRAGMENT, 0, *slot, sizeof *slot);
-            rc = next_row(cat, S_DELETIONS_OF_FRAGMENT, errmsg);
+            catalog_col_copy(cat, S_DELETIONS_OF_FRAGMENT, 0, *slot, sizeof *slot);
+            rc = catalog_next_row(cat, S_DELETIONS_OF_FRAGMENT, errmsg);
         }
         if (rc < 0)
             return rc;
@@ -1198,20 +1203,20 @@ static int read_layout(dfs_catalog *cat, struct dfs_file_rec *f, char **errmsg)
  * Find a file by statement S_FILE_GET_ID (key = id) or S_FILE_GET_PATH (key = committed path).
  * *out is a new record, with its layout when asked, or NULL when there is no such file.
  */
-static int find_file(dfs_catalog *cat, enum stmt id, const char *key, bool layout,
-                     struct dfs_file_rec **out, char **errmsg)
+static int catalog_find_file(dfs_catalog *cat, enum stmt id, const char *key, bool layout,
+                             struct dfs_file_rec **out, char **errmsg)
 {
     *out = NULL;
-    int rc = query(cat, id, errmsg, "t", key);
+    int rc = catalog_query(cat, id, errmsg, "t", key);
     if (rc <= 0)
         return rc;
     struct dfs_file_rec *f = calloc(1, sizeof *f);
     if (f == NULL) {
-        release(cat->st[id]);
+        catalog_release(cat->st[id]);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
     rc = read_file(cat, id, f, errmsg);
-    release(cat->st[id]);
+    catalog_release(cat->st[id]);
     if (rc == DFS_OK && layout)
         rc = read_layout(cat, f, errmsg);
     if (rc != DFS_OK) {
@@ -1438,26 +1443,26 @@ void dfs_catalog_close(dfs_catalog *cat)
 /* ---- Nodes ----------------------------------------------------------------------------------- */
 
 /* Look up a node; returns 1 (found, *n filled), 0 (absent) or a DFS code. */
-static int get_node(dfs_catalog *cat, const char *id, struct dfs_node_rec *n, char **errmsg)
+static int catalog_get_node(dfs_catalog *cat, const char *id, struct dfs_node_rec *n, char **errmsg)
 {
-    int rc = query(cat, S_NODE_GET, errmsg, "t", id);
+    int rc = catalog_query(cat, S_NODE_GET, errmsg, "t", id);
     if (rc == 1) {
-        read_node(cat, S_NODE_GET, n);
-        release(cat->st[S_NODE_GET]);
+        catalog_read_node(cat, S_NODE_GET, n);
+        catalog_release(cat->st[S_NODE_GET]);
     }
     return rc;
 }
 
-static bool token_id_ok(const char *id, size_t min);
+static bool catalog_token_id_ok(const char *id, size_t min);
 
 static int check_registration(const char *node_id, const char *address, const char *zone,
                               const struct dfs_node_usage *usage, char **errmsg)
 {
-    int rc = check_id(node_id, "node", errmsg);
+    int rc = catalog_check_id(node_id, "node", errmsg);
     if (rc == DFS_OK)
-        rc = check_text(address, 1, DFS_NODE_ADDRESS_MAX, "node address", errmsg);
+        rc = catalog_check_text(address, 1, DFS_NODE_ADDRESS_MAX, "node address", errmsg);
     if (rc == DFS_OK)
-        rc = check_text(zone, 0, DFS_NODE_ZONE_MAX, "zone", errmsg);
+        rc = catalog_check_text(zone, 0, DFS_NODE_ZONE_MAX, "zone", errmsg);
     if (rc == DFS_OK)
         rc = check_usage(usage, errmsg);
     return rc;
@@ -1468,10 +1473,10 @@ static int upsert_node(dfs_catalog *cat, const char *node_id, const char *addres
                        const struct dfs_node_usage *usage, int64_t now_ms, uint64_t registration,
                        char **errmsg)
 {
-    return exec(cat, S_NODE_UPSERT, NULL, errmsg, "tttiiiiii", node_id, address, zone,
-                (int64_t)usage->capacity_bytes, (int64_t)usage->used_bytes,
-                (int64_t)usage->free_bytes, (int64_t)usage->fragment_count, now_ms,
-                (int64_t)registration);
+    return catalog_exec(cat, S_NODE_UPSERT, NULL, errmsg, "tttiiiiii", node_id, address, zone,
+                        (int64_t)usage->capacity_bytes, (int64_t)usage->used_bytes,
+                        (int64_t)usage->free_bytes, (int64_t)usage->fragment_count, now_ms,
+                        (int64_t)registration);
 }
 
 int dfs_catalog_node_register(dfs_catalog *cat, const char *node_id, const char *address,
@@ -1483,12 +1488,12 @@ int dfs_catalog_node_register(dfs_catalog *cat, const char *node_id, const char 
     int rc = check_registration(node_id, address, zone, usage, errmsg);
     if (rc != DFS_OK)
         return rc;
-    lock(cat);
+    catalog_lock(cat);
     struct dfs_node_rec old = {0};
     int found = 0;
-    rc = tx_begin(cat, true, errmsg);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
-        found = get_node(cat, node_id, &old, errmsg);
+        found = catalog_get_node(cat, node_id, &old, errmsg);
         rc = found < 0 ? found : DFS_OK;
         if (rc == DFS_OK && registration == DFS_CATALOG_KEEP)
             registration = old.registration;
@@ -1498,9 +1503,9 @@ int dfs_catalog_node_register(dfs_catalog *cat, const char *node_id, const char 
                             old.address);
         if (rc == DFS_OK)
             rc = upsert_node(cat, node_id, address, zone, usage, now_ms, registration, errmsg);
-        rc = tx_end(cat, rc, errmsg);
+        rc = catalog_tx_end(cat, rc, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     if (rc == DFS_OK)
         dfs_log(DFS_LOG_INFO,
                 "node %s id=%s address=%s zone=%s previous_state=%s previous_address=%s",
@@ -1520,36 +1525,36 @@ int dfs_catalog_node_enroll(dfs_catalog *cat, const char *node_id, const char *t
     int rc = check_registration(node_id, address, zone, usage, errmsg);
     if (rc != DFS_OK)
         return rc;
-    if (!token_id_ok(token_id, 16))
+    if (!catalog_token_id_ok(token_id, 16))
         return dfs_seterr(errmsg, DFS_EINVAL, "bad token id");
     char name[DFS_TOKEN_NAME_MAX + 1];
     snprintf(name, sizeof name, "node %.12s", node_id); /* as `dfs nodes` shows it */
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
         struct dfs_node_rec old;
-        int found = get_node(cat, node_id, &old, errmsg);
+        int found = catalog_get_node(cat, node_id, &old, errmsg);
         if (found == 1)
             rc = dfs_seterr(errmsg, DFS_EEXIST, "node %s is already enrolled", node_id);
         else
             rc = found;
         if (rc == DFS_OK) {
-            found = query(cat, S_TOKEN_GET, errmsg, "t", token_id);
+            found = catalog_query(cat, S_TOKEN_GET, errmsg, "t", token_id);
             if (found == 1) {
-                release(cat->st[S_TOKEN_GET]);
+                catalog_release(cat->st[S_TOKEN_GET]);
                 rc = dfs_seterr(errmsg, DFS_EEXIST, "token id %s exists", token_id);
             } else {
                 rc = found;
             }
         }
         if (rc == DFS_OK)
-            rc = exec(cat, S_TOKEN_INSERT, NULL, errmsg, "tttbiit", token_id, name, "node",
-                      (const void *)token_hash, (size_t)32, now_ms, (int64_t)0, node_id);
+            rc = catalog_exec(cat, S_TOKEN_INSERT, NULL, errmsg, "tttbiit", token_id, name, "node",
+                              (const void *)token_hash, (size_t)32, now_ms, (int64_t)0, node_id);
         if (rc == DFS_OK)
             rc = upsert_node(cat, node_id, address, zone, usage, now_ms, registration, errmsg);
-        rc = tx_end(cat, rc, errmsg);
+        rc = catalog_tx_end(cat, rc, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     if (rc == DFS_OK)
         dfs_log(DFS_LOG_INFO, "node enrolled id=%s address=%s zone=%s token=%s", node_id, address,
                 zone, token_id);
@@ -1558,19 +1563,19 @@ int dfs_catalog_node_enroll(dfs_catalog *cat, const char *node_id, const char *t
 
 int dfs_catalog_node_token(dfs_catalog *cat, const char *node_id, char token_id[17], char **errmsg)
 {
-    int rc = check_id(node_id, "node", errmsg);
+    int rc = catalog_check_id(node_id, "node", errmsg);
     if (rc != DFS_OK)
         return rc;
-    lock(cat);
-    rc = query(cat, S_TOKEN_OF_NODE, errmsg, "t", node_id);
+    catalog_lock(cat);
+    rc = catalog_query(cat, S_TOKEN_OF_NODE, errmsg, "t", node_id);
     if (rc == 1) {
-        col_copy(cat, S_TOKEN_OF_NODE, 0, token_id, 17);
-        release(cat->st[S_TOKEN_OF_NODE]);
+        catalog_col_copy(cat, S_TOKEN_OF_NODE, 0, token_id, 17);
+        catalog_release(cat->st[S_TOKEN_OF_NODE]);
         rc = DFS_OK;
     } else if (rc == 0) {
         rc = dfs_seterr(errmsg, DFS_ENOTFOUND, "node %s has no token", node_id);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     return rc;
 }
 
@@ -1578,17 +1583,17 @@ int dfs_catalog_node_heartbeat(dfs_catalog *cat, const char *node_id, uint64_t r
                                const struct dfs_node_usage *usage, int64_t now_ms, bool *known,
                                char **errmsg)
 {
-    int rc = check_id(node_id, "node", errmsg);
+    int rc = catalog_check_id(node_id, "node", errmsg);
     if (rc == DFS_OK)
         rc = check_usage(usage, errmsg);
     if (rc != DFS_OK)
         return rc;
-    lock(cat);
+    catalog_lock(cat);
     struct dfs_node_rec old = {0};
     int found = 0;
-    rc = tx_begin(cat, true, errmsg);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
-        found = get_node(cat, node_id, &old, errmsg);
+        found = catalog_get_node(cat, node_id, &old, errmsg);
         rc = found < 0 ? found : DFS_OK;
         if (found == 1 && registration != DFS_CATALOG_KEEP && old.registration != registration)
             rc = dfs_seterr(errmsg, DFS_EPRECOND,
@@ -1596,12 +1601,12 @@ int dfs_catalog_node_heartbeat(dfs_catalog *cat, const char *node_id, uint64_t r
                             "replaced",
                             node_id, old.address);
         else if (found == 1)
-            rc = exec(cat, S_NODE_HEARTBEAT, NULL, errmsg, "tiiiii", node_id,
-                      (int64_t)usage->capacity_bytes, (int64_t)usage->used_bytes,
-                      (int64_t)usage->free_bytes, (int64_t)usage->fragment_count, now_ms);
-        rc = tx_end(cat, rc, errmsg);
+            rc = catalog_exec(cat, S_NODE_HEARTBEAT, NULL, errmsg, "tiiiii", node_id,
+                              (int64_t)usage->capacity_bytes, (int64_t)usage->used_bytes,
+                              (int64_t)usage->free_bytes, (int64_t)usage->fragment_count, now_ms);
+        rc = catalog_tx_end(cat, rc, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     if (rc != DFS_OK)
         return rc;
     if (found == 1 && (old.state == DFS_NODE_SUSPECT || old.state == DFS_NODE_DEAD))
@@ -1616,13 +1621,13 @@ int dfs_catalog_node_heartbeat(dfs_catalog *cat, const char *node_id, uint64_t r
 int dfs_catalog_node_get(dfs_catalog *cat, const char *node_id, struct dfs_node_rec *out,
                          char **errmsg)
 {
-    int rc = check_id(node_id, "node", errmsg);
+    int rc = catalog_check_id(node_id, "node", errmsg);
     if (rc != DFS_OK)
         return rc;
     struct dfs_node_rec n;
-    lock(cat);
-    int found = get_node(cat, node_id, &n, errmsg);
-    unlock(cat);
+    catalog_lock(cat);
+    int found = catalog_get_node(cat, node_id, &n, errmsg);
+    catalog_unlock(cat);
     if (found < 0)
         return found;
     if (found == 0)
@@ -1634,24 +1639,24 @@ int dfs_catalog_node_get(dfs_catalog *cat, const char *node_id, struct dfs_node_
 int dfs_catalog_node_set_state(dfs_catalog *cat, const char *node_id, enum dfs_node_state state,
                                char **errmsg)
 {
-    int rc = check_id(node_id, "node", errmsg);
+    int rc = catalog_check_id(node_id, "node", errmsg);
     if (rc != DFS_OK)
         return rc;
     if (state < DFS_NODE_ALIVE || state > DFS_NODE_DECOMMISSIONED)
         return dfs_seterr(errmsg, DFS_EINVAL, "bad node state %d", (int)state);
     int changes = 0;
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
-        rc = exec(cat, S_NODE_SET_STATE, &changes, errmsg, "tt", node_id,
-                  dfs_catalog_node_state_name(state));
+        rc = catalog_exec(cat, S_NODE_SET_STATE, &changes, errmsg, "tt", node_id,
+                          dfs_catalog_node_state_name(state));
         if (rc == DFS_OK && changes == 0)
             rc = dfs_seterr(errmsg, DFS_ENOTFOUND, "no storage node %s", node_id);
         if (rc == DFS_OK && state == DFS_NODE_ALIVE)
-            rc = exec(cat, S_REPAIRS_DROP_DRAIN, NULL, errmsg, "t", node_id);
-        rc = tx_end(cat, rc, errmsg);
+            rc = catalog_exec(cat, S_REPAIRS_DROP_DRAIN, NULL, errmsg, "t", node_id);
+        rc = catalog_tx_end(cat, rc, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     if (rc == DFS_OK)
         dfs_log(DFS_LOG_INFO, "node state set id=%s state=%s", node_id,
                 dfs_catalog_node_state_name(state));
@@ -1660,12 +1665,12 @@ int dfs_catalog_node_set_state(dfs_catalog *cat, const char *node_id, enum dfs_n
 
 static void read_node_row(dfs_catalog *cat, enum stmt id, void *slot)
 {
-    read_node(cat, id, slot);
+    catalog_read_node(cat, id, slot);
 }
 
 int dfs_catalog_nodes_list(dfs_catalog *cat, struct dfs_node_rec **out, size_t *n, char **errmsg)
 {
-    return collect_rows(cat, S_NODES_LIST, sizeof **out, read_node_row, out, n, errmsg);
+    return catalog_collect_rows(cat, S_NODES_LIST, sizeof **out, read_node_row, out, n, errmsg);
 }
 
 int dfs_catalog_nodes_sweep(dfs_catalog *cat, int64_t now_ms, int64_t suspect_after_ms,
@@ -1684,34 +1689,34 @@ int dfs_catalog_nodes_sweep(dfs_catalog *cat, int64_t now_ms, int64_t suspect_af
     } *late = NULL;
     size_t nlate = 0;
     int64_t dead_cutoff = sub_sat(now_ms, dead_after_ms);
-    lock(cat);
-    int rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    int rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
-        int row =
-            query(cat, S_NODES_LATE, errmsg, "ii", sub_sat(now_ms, suspect_after_ms), dead_cutoff);
+        int row = catalog_query(cat, S_NODES_LATE, errmsg, "ii", sub_sat(now_ms, suspect_after_ms),
+                                dead_cutoff);
         while (row == 1) {
-            struct late *l = grow(&late, &nlate, sizeof *l);
+            struct late *l = catalog_grow(&late, &nlate, sizeof *l);
             if (l == NULL) {
-                release(cat->st[S_NODES_LATE]);
+                catalog_release(cat->st[S_NODES_LATE]);
                 row = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
                 break;
             }
-            col_copy(cat, S_NODES_LATE, 0, l->id, sizeof l->id);
-            col_copy(cat, S_NODES_LATE, 1, l->address, sizeof l->address);
-            l->from =
-                (enum dfs_node_state)NAME_INDEX(node_state_names, col_text(cat, S_NODES_LATE, 2));
-            int64_t hb = col_i64(cat, S_NODES_LATE, 3);
+            catalog_col_copy(cat, S_NODES_LATE, 0, l->id, sizeof l->id);
+            catalog_col_copy(cat, S_NODES_LATE, 1, l->address, sizeof l->address);
+            l->from = (enum dfs_node_state)NAME_INDEX(catalog_node_state_names,
+                                                      catalog_col_text(cat, S_NODES_LATE, 2));
+            int64_t hb = catalog_col_i64(cat, S_NODES_LATE, 3);
             l->silent_ms = now_ms - hb;
             l->to = hb < dead_cutoff ? DFS_NODE_DEAD : DFS_NODE_SUSPECT;
-            row = next_row(cat, S_NODES_LATE, errmsg);
+            row = catalog_next_row(cat, S_NODES_LATE, errmsg);
         }
         rc = row < 0 ? row : DFS_OK;
         for (size_t i = 0; rc == DFS_OK && i < nlate; i++)
-            rc = exec(cat, S_NODE_SET_STATE, NULL, errmsg, "tt", late[i].id,
-                      dfs_catalog_node_state_name(late[i].to));
-        rc = tx_end(cat, rc, errmsg);
+            rc = catalog_exec(cat, S_NODE_SET_STATE, NULL, errmsg, "tt", late[i].id,
+                              dfs_catalog_node_state_name(late[i].to));
+        rc = catalog_tx_end(cat, rc, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     size_t s = 0, d = 0;
     for (size_t i = 0; rc == DFS_OK && i < nlate; i++) {
         if (late[i].to == DFS_NODE_DEAD)
@@ -1735,10 +1740,10 @@ int dfs_catalog_nodes_sweep(dfs_catalog *cat, int64_t now_ms, int64_t suspect_af
 /* ---- Files ----------------------------------------------------------------------------------- */
 
 /* A node that is to receive a new copy: registered and alive. */
-static int check_target(dfs_catalog *cat, const char *node_id, char **errmsg)
+static int catalog_check_target(dfs_catalog *cat, const char *node_id, char **errmsg)
 {
     struct dfs_node_rec n;
-    int found = get_node(cat, node_id, &n, errmsg);
+    int found = catalog_get_node(cat, node_id, &n, errmsg);
     if (found < 0)
         return found;
     if (found == 0)
@@ -1756,9 +1761,9 @@ static int validate_create(const struct dfs_create_req *req, int64_t now_ms, cha
         return dfs_seterr(errmsg, DFS_EINVAL, "no request");
     int rc = check_path(req->path, errmsg);
     if (rc == DFS_OK)
-        rc = check_u64(req->size, "file size", errmsg);
+        rc = catalog_check_u64(req->size, "file size", errmsg);
     if (rc == DFS_OK)
-        rc = check_u64(req->fragment_size, "fragment size", errmsg);
+        rc = catalog_check_u64(req->fragment_size, "fragment size", errmsg);
     if (rc == DFS_OK)
         rc = dfs_catalog_redundancy_check(&req->redundancy, errmsg);
     if (rc != DFS_OK)
@@ -1787,7 +1792,7 @@ static int validate_create(const struct dfs_create_req *req, int64_t now_ms, cha
             return dfs_seterr(errmsg, DFS_EINVAL, "plan fragment index %" PRIu32 " is %s",
                               pf->index, pf->index >= nfrag ? "out of range" : "repeated");
         seen[pf->index] = true;
-        rc = check_u64(pf->size, "fragment size", errmsg);
+        rc = catalog_check_u64(pf->size, "fragment size", errmsg);
         if (rc != DFS_OK)
             return rc;
         total += pf->size; /* each <= INT64_MAX and at most 256 of them: no overflow */
@@ -1796,7 +1801,7 @@ static int validate_create(const struct dfs_create_req *req, int64_t now_ms, cha
                               "plan fragment %" PRIu32 " has %zu nodes, want %" PRIu32, pf->index,
                               pf->node_ids == NULL ? 0 : pf->nnodes, copies);
         for (size_t j = 0; j < pf->nnodes; j++) {
-            rc = check_id(pf->node_ids[j], "node", errmsg);
+            rc = catalog_check_id(pf->node_ids[j], "node", errmsg);
             if (rc != DFS_OK)
                 return rc;
             for (size_t k = 0; k < j; k++) {
@@ -1826,9 +1831,9 @@ static int create_locked(dfs_catalog *cat, const struct dfs_create_req *req, int
                          struct dfs_file_rec **out, char **errmsg)
 {
     if (!req->overwrite) {
-        int found = query(cat, S_FILE_GET_PATH, errmsg, "t", req->path);
+        int found = catalog_query(cat, S_FILE_GET_PATH, errmsg, "t", req->path);
         if (found == 1)
-            release(cat->st[S_FILE_GET_PATH]);
+            catalog_release(cat->st[S_FILE_GET_PATH]);
         if (found < 0)
             return found;
         if (found == 1)
@@ -1838,7 +1843,7 @@ static int create_locked(dfs_catalog *cat, const struct dfs_create_req *req, int
     int rc = DFS_OK;
     for (size_t i = 0; rc == DFS_OK && i < req->nfragments; i++) {
         for (size_t j = 0; rc == DFS_OK && j < req->fragments[i].nnodes; j++)
-            rc = check_target(cat, req->fragments[i].node_ids[j], errmsg);
+            rc = catalog_check_target(cat, req->fragments[i].node_ids[j], errmsg);
     }
     if (rc != DFS_OK)
         return rc;
@@ -1847,23 +1852,24 @@ static int create_locked(dfs_catalog *cat, const struct dfs_create_req *req, int
     if (dfs_id_random(file_id) != DFS_OK)
         return dfs_seterr(errmsg, DFS_EIO, "cannot draw a random file id");
     const struct dfs_redundancy *r = &req->redundancy;
-    rc = exec(cat, S_FILE_INSERT, NULL, errmsg, "ttitiiiitiiiii", file_id, req->path,
-              (int64_t)req->size, scheme_names[r->scheme], (int64_t)r->replicas,
-              (int64_t)r->fragments, (int64_t)r->data, (int64_t)r->parity,
-              dfs_placement_policy_name(req->policy), (int64_t)req->overwrite,
-              (int64_t)req->fragment_size, (int64_t)req->cell_size, now_ms, req->expires_ms);
+    rc =
+        catalog_exec(cat, S_FILE_INSERT, NULL, errmsg, "ttitiiiitiiiii", file_id, req->path,
+                     (int64_t)req->size, catalog_scheme_names[r->scheme], (int64_t)r->replicas,
+                     (int64_t)r->fragments, (int64_t)r->data, (int64_t)r->parity,
+                     dfs_placement_policy_name(req->policy), (int64_t)req->overwrite,
+                     (int64_t)req->fragment_size, (int64_t)req->cell_size, now_ms, req->expires_ms);
     for (size_t i = 0; rc == DFS_OK && i < req->nfragments; i++) {
         const struct dfs_plan_fragment *pf = &req->fragments[i];
         char frag_id[DFS_FRAGMENT_ID_HEX + 1];
         dfs_fragment_id(file_id, pf->index, frag_id);
-        rc = exec(cat, S_FRAGMENT_INSERT, NULL, errmsg, "ttii", frag_id, file_id,
-                  (int64_t)pf->index, (int64_t)pf->size);
+        rc = catalog_exec(cat, S_FRAGMENT_INSERT, NULL, errmsg, "ttii", frag_id, file_id,
+                          (int64_t)pf->index, (int64_t)pf->size);
         for (size_t j = 0; rc == DFS_OK && j < pf->nnodes; j++)
-            rc = exec(cat, S_REPLICA_INSERT, NULL, errmsg, "tti", frag_id, pf->node_ids[j],
-                      (int64_t)j);
+            rc = catalog_exec(cat, S_REPLICA_INSERT, NULL, errmsg, "tti", frag_id, pf->node_ids[j],
+                              (int64_t)j);
     }
     if (rc == DFS_OK)
-        rc = find_file(cat, S_FILE_GET_ID, file_id, true, out, errmsg);
+        rc = catalog_find_file(cat, S_FILE_GET_ID, file_id, true, out, errmsg);
     if (rc == DFS_OK && *out == NULL)
         rc = dfs_seterr(errmsg, DFS_EINTERNAL, "catalog: file %s vanished", file_id);
     return rc;
@@ -1876,11 +1882,11 @@ int dfs_catalog_file_create(dfs_catalog *cat, const struct dfs_create_req *req, 
     if (rc != DFS_OK)
         return rc;
     struct dfs_file_rec *f = NULL;
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat, create_locked(cat, req, now_ms, &f, errmsg), errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(cat, create_locked(cat, req, now_ms, &f, errmsg), errmsg);
+    catalog_unlock(cat);
     if (rc != DFS_OK) {
         dfs_catalog_file_rec_free(f);
         return rc;
@@ -1895,7 +1901,7 @@ int dfs_catalog_file_create(dfs_catalog *cat, const struct dfs_create_req *req, 
 static int find_pending(dfs_catalog *cat, const char *file_id, int64_t now_ms,
                         struct dfs_file_rec **out, char **errmsg)
 {
-    int rc = find_file(cat, S_FILE_GET_ID, file_id, true, out, errmsg);
+    int rc = catalog_find_file(cat, S_FILE_GET_ID, file_id, true, out, errmsg);
     if (rc != DFS_OK)
         return rc;
     struct dfs_file_rec *f = *out;
@@ -1946,7 +1952,7 @@ static int replace_locked(dfs_catalog *cat, const char *file_id, uint32_t index,
                         failed, index, file_id);
         goto done;
     }
-    rc = check_target(cat, fresh, errmsg);
+    rc = catalog_check_target(cat, fresh, errmsg);
     if (rc != DFS_OK)
         goto done;
     bool taken = fragment_has_node(fr, fresh);
@@ -1968,11 +1974,12 @@ static int replace_locked(dfs_catalog *cat, const char *file_id, uint32_t index,
             goto done;
         }
     }
-    rc = exec(cat, S_REPLICA_MOVE, NULL, errmsg, "ttt", fr->fragment_id, failed, fresh);
+    rc = catalog_exec(cat, S_REPLICA_MOVE, NULL, errmsg, "ttt", fr->fragment_id, failed, fresh);
     if (rc == DFS_OK)
-        rc = exec(cat, S_DELETION_INSERT, NULL, errmsg, "tti", fr->fragment_id, failed, now_ms);
+        rc = catalog_exec(cat, S_DELETION_INSERT, NULL, errmsg, "tti", fr->fragment_id, failed,
+                          now_ms);
     struct dfs_node_rec n;
-    int found = rc == DFS_OK ? get_node(cat, fresh, &n, errmsg) : rc;
+    int found = rc == DFS_OK ? catalog_get_node(cat, fresh, &n, errmsg) : rc;
     if (found == 1) {
         memset(out, 0, sizeof *out);
         memcpy(out->node_id, n.id, sizeof out->node_id);
@@ -1991,25 +1998,25 @@ int dfs_catalog_file_replace_target(dfs_catalog *cat, const char *file_id, uint3
                                     const char *failed_node_id, const char *new_node_id,
                                     int64_t now_ms, struct dfs_replica_rec *out, char **errmsg)
 {
-    int rc = check_id(file_id, "file", errmsg);
+    int rc = catalog_check_id(file_id, "file", errmsg);
     if (rc == DFS_OK)
-        rc = check_id(failed_node_id, "node", errmsg);
+        rc = catalog_check_id(failed_node_id, "node", errmsg);
     if (rc == DFS_OK)
-        rc = check_id(new_node_id, "node", errmsg);
+        rc = catalog_check_id(new_node_id, "node", errmsg);
     if (rc == DFS_OK && strcmp(failed_node_id, new_node_id) == 0)
         rc = dfs_seterr(errmsg, DFS_EINVAL, "the replacement is the failed node %s itself",
                         new_node_id);
     if (rc != DFS_OK)
         return rc;
     struct dfs_replica_rec r;
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(
+        rc = catalog_tx_end(
             cat,
             replace_locked(cat, file_id, index, failed_node_id, new_node_id, now_ms, &r, errmsg),
             errmsg);
-    unlock(cat);
+    catalog_unlock(cat);
     if (rc != DFS_OK)
         return rc;
     dfs_log(DFS_LOG_INFO, "target replaced file=%s fragment=%" PRIu32 " failed=%s new=%s", file_id,
@@ -2043,7 +2050,7 @@ static int validate_commit(const struct dfs_file_rec *f, const struct dfs_commit
                               cf->index);
         for (size_t j = 0; j < cf->nnodes; j++) {
             const char *node = cf->node_ids[j];
-            int rc = check_id(node, "node", errmsg);
+            int rc = catalog_check_id(node, "node", errmsg);
             if (rc != DFS_OK)
                 return rc;
             if (!fragment_has_node(fr, node))
@@ -2064,9 +2071,9 @@ static int validate_commit(const struct dfs_file_rec *f, const struct dfs_commit
 /* Queue every replica of a file for deletion and remove its rows. */
 static int remove_file(dfs_catalog *cat, const char *file_id, int64_t now_ms, char **errmsg)
 {
-    int rc = exec(cat, S_DELETIONS_QUEUE_FILE, NULL, errmsg, "ti", file_id, now_ms);
+    int rc = catalog_exec(cat, S_DELETIONS_QUEUE_FILE, NULL, errmsg, "ti", file_id, now_ms);
     if (rc == DFS_OK)
-        rc = exec(cat, S_FILE_DELETE, NULL, errmsg, "t", file_id);
+        rc = catalog_exec(cat, S_FILE_DELETE, NULL, errmsg, "t", file_id);
     return rc;
 }
 
@@ -2092,7 +2099,7 @@ static int commit_locked(dfs_catalog *cat, const char *file_id, const uint8_t *s
                          struct dfs_file_rec **out, char **replaced, bool *again, char **errmsg)
 {
     struct dfs_file_rec *f = NULL, *old = NULL;
-    int rc = find_file(cat, S_FILE_GET_ID, file_id, true, &f, errmsg);
+    int rc = catalog_find_file(cat, S_FILE_GET_ID, file_id, true, &f, errmsg);
     if (rc != DFS_OK)
         return rc;
     if (f != NULL && same_commit(f, sha256, frags, nfrags)) {
@@ -2107,7 +2114,7 @@ static int commit_locked(dfs_catalog *cat, const char *file_id, const uint8_t *s
         return rc;
     rc = validate_commit(f, frags, nfrags, errmsg);
     if (rc == DFS_OK)
-        rc = find_file(cat, S_FILE_GET_PATH, f->path, false, &old, errmsg);
+        rc = catalog_find_file(cat, S_FILE_GET_PATH, f->path, false, &old, errmsg);
     if (rc == DFS_OK && old != NULL) {
         if (!f->overwrite) {
             rc = dfs_seterr(errmsg, DFS_EEXIST, "%s already exists (use --force to replace it)",
@@ -2124,24 +2131,25 @@ static int commit_locked(dfs_catalog *cat, const char *file_id, const uint8_t *s
     for (size_t i = 0; rc == DFS_OK && i < nfrags; i++) {
         const struct dfs_commit_fragment *cf = &frags[i];
         const char *frag_id = f->fragments[cf->index].fragment_id;
-        rc = exec(cat, S_FRAGMENT_SET_CHECKSUM, NULL, errmsg, "ti", frag_id, (int64_t)cf->checksum);
+        rc = catalog_exec(cat, S_FRAGMENT_SET_CHECKSUM, NULL, errmsg, "ti", frag_id,
+                          (int64_t)cf->checksum);
         for (size_t j = 0; rc == DFS_OK && j < cf->nnodes; j++)
-            rc = exec(cat, S_REPLICA_ACK, NULL, errmsg, "tt", frag_id, cf->node_ids[j]);
+            rc = catalog_exec(cat, S_REPLICA_ACK, NULL, errmsg, "tt", frag_id, cf->node_ids[j]);
     }
     if (rc == DFS_OK)
-        rc = exec(cat, S_DELETIONS_QUEUE_UNACKED, NULL, errmsg, "ti", file_id, now_ms);
+        rc = catalog_exec(cat, S_DELETIONS_QUEUE_UNACKED, NULL, errmsg, "ti", file_id, now_ms);
     if (rc == DFS_OK)
-        rc = exec(cat, S_REPLICAS_DROP_UNACKED, NULL, errmsg, "t", file_id);
+        rc = catalog_exec(cat, S_REPLICAS_DROP_UNACKED, NULL, errmsg, "t", file_id);
     int changes = 0;
     if (rc == DFS_OK)
-        rc = exec(cat, S_FILE_COMMIT, &changes, errmsg, "tbi", file_id, (const void *)sha256,
-                  (size_t)DFS_SHA256_LEN, now_ms);
+        rc = catalog_exec(cat, S_FILE_COMMIT, &changes, errmsg, "tbi", file_id,
+                          (const void *)sha256, (size_t)DFS_SHA256_LEN, now_ms);
     if (rc == DFS_OK && changes != 1)
         rc = dfs_seterr(errmsg, DFS_EINTERNAL, "catalog: file %s left the pending state", file_id);
     dfs_catalog_file_rec_free(f);
     dfs_catalog_file_rec_free(old);
     if (rc == DFS_OK)
-        rc = find_file(cat, S_FILE_GET_ID, file_id, true, out, errmsg);
+        rc = catalog_find_file(cat, S_FILE_GET_ID, file_id, true, out, errmsg);
     return rc;
 }
 
@@ -2150,7 +2158,7 @@ int dfs_catalog_file_commit(dfs_catalog *cat, const char *file_id,
                             const struct dfs_commit_fragment *fragments, size_t nfragments,
                             int64_t now_ms, struct dfs_file_rec **out, char **errmsg)
 {
-    int rc = check_id(file_id, "file", errmsg);
+    int rc = catalog_check_id(file_id, "file", errmsg);
     if (rc != DFS_OK)
         return rc;
     if (sha256 == NULL)
@@ -2158,14 +2166,14 @@ int dfs_catalog_file_commit(dfs_catalog *cat, const char *file_id,
     struct dfs_file_rec *f = NULL;
     char *replaced = NULL;
     bool again = false;
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat,
-                    commit_locked(cat, file_id, sha256, fragments, nfragments, now_ms, &f,
-                                  &replaced, &again, errmsg),
-                    errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(cat,
+                            commit_locked(cat, file_id, sha256, fragments, nfragments, now_ms, &f,
+                                          &replaced, &again, errmsg),
+                            errmsg);
+    catalog_unlock(cat);
     if (rc != DFS_OK) {
         dfs_catalog_file_rec_free(f);
         free(replaced);
@@ -2185,7 +2193,7 @@ int dfs_catalog_file_commit(dfs_catalog *cat, const char *file_id,
 static int abort_locked(dfs_catalog *cat, const char *file_id, int64_t now_ms, char **errmsg)
 {
     struct dfs_file_rec *f = NULL;
-    int rc = find_file(cat, S_FILE_GET_ID, file_id, false, &f, errmsg);
+    int rc = catalog_find_file(cat, S_FILE_GET_ID, file_id, false, &f, errmsg);
     if (rc != DFS_OK)
         return rc;
     if (f == NULL || f->state != DFS_FILE_PENDING)
@@ -2198,14 +2206,14 @@ static int abort_locked(dfs_catalog *cat, const char *file_id, int64_t now_ms, c
 
 int dfs_catalog_file_abort(dfs_catalog *cat, const char *file_id, int64_t now_ms, char **errmsg)
 {
-    int rc = check_id(file_id, "file", errmsg);
+    int rc = catalog_check_id(file_id, "file", errmsg);
     if (rc != DFS_OK)
         return rc;
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat, abort_locked(cat, file_id, now_ms, errmsg), errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(cat, abort_locked(cat, file_id, now_ms, errmsg), errmsg);
+    catalog_unlock(cat);
     if (rc == DFS_ENOTFOUND)
         return dfs_seterr(errmsg, rc, "no pending file %s (never created, committed, or gone)",
                           file_id);
@@ -2221,30 +2229,30 @@ int dfs_catalog_files_expire(dfs_catalog *cat, int64_t now_ms, size_t *nexpired,
         char *path;
     } *v = NULL;
     size_t n = 0;
-    lock(cat);
-    int rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    int rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
-        int row = query(cat, S_FILES_EXPIRED, errmsg, "i", now_ms);
+        int row = catalog_query(cat, S_FILES_EXPIRED, errmsg, "i", now_ms);
         while (row == 1) {
-            struct expired *e = grow(&v, &n, sizeof *e);
-            const char *path = col_text(cat, S_FILES_EXPIRED, 1);
+            struct expired *e = catalog_grow(&v, &n, sizeof *e);
+            const char *path = catalog_col_text(cat, S_FILES_EXPIRED, 1);
             if (e != NULL) {
-                col_copy(cat, S_FILES_EXPIRED, 0, e->id, sizeof e->id);
+                catalog_col_copy(cat, S_FILES_EXPIRED, 0, e->id, sizeof e->id);
                 e->path = strdup(path == NULL ? "" : path);
             }
             if (e == NULL || e->path == NULL) {
-                release(cat->st[S_FILES_EXPIRED]);
+                catalog_release(cat->st[S_FILES_EXPIRED]);
                 row = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
                 break;
             }
-            row = next_row(cat, S_FILES_EXPIRED, errmsg);
+            row = catalog_next_row(cat, S_FILES_EXPIRED, errmsg);
         }
         rc = row < 0 ? row : DFS_OK;
         for (size_t i = 0; rc == DFS_OK && i < n; i++)
             rc = remove_file(cat, v[i].id, now_ms, errmsg);
-        rc = tx_end(cat, rc, errmsg);
+        rc = catalog_tx_end(cat, rc, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     for (size_t i = 0; i < n; i++) {
         if (rc == DFS_OK)
             dfs_log(DFS_LOG_INFO, "pending file expired id=%s path=%s", v[i].id, v[i].path);
@@ -2263,11 +2271,12 @@ int dfs_catalog_file_get(dfs_catalog *cat, const char *path, struct dfs_file_rec
     if (rc != DFS_OK)
         return rc;
     struct dfs_file_rec *f = NULL;
-    lock(cat);
-    rc = tx_begin(cat, false, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, false, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat, find_file(cat, S_FILE_GET_PATH, path, true, &f, errmsg), errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(cat, catalog_find_file(cat, S_FILE_GET_PATH, path, true, &f, errmsg),
+                            errmsg);
+    catalog_unlock(cat);
     if (rc != DFS_OK) {
         dfs_catalog_file_rec_free(f);
         return rc;
@@ -2281,15 +2290,16 @@ int dfs_catalog_file_get(dfs_catalog *cat, const char *path, struct dfs_file_rec
 int dfs_catalog_file_get_id(dfs_catalog *cat, const char *file_id, struct dfs_file_rec **out,
                             char **errmsg)
 {
-    int rc = check_id(file_id, "file", errmsg);
+    int rc = catalog_check_id(file_id, "file", errmsg);
     if (rc != DFS_OK)
         return rc;
     struct dfs_file_rec *f = NULL;
-    lock(cat);
-    rc = tx_begin(cat, false, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, false, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat, find_file(cat, S_FILE_GET_ID, file_id, true, &f, errmsg), errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(cat, catalog_find_file(cat, S_FILE_GET_ID, file_id, true, &f, errmsg),
+                            errmsg);
+    catalog_unlock(cat);
     if (rc != DFS_OK) {
         dfs_catalog_file_rec_free(f);
         return rc;
@@ -2338,26 +2348,26 @@ int dfs_catalog_files_list(dfs_catalog *cat, const char *prefix, const char *aft
     struct dfs_file_rec *v = NULL;
     size_t count = 0;
     bool extra = false;
-    lock(cat);
-    int rc = query(cat, S_FILES_LIST, errmsg, "ttti", lo, end, after, (int64_t)limit + 1);
+    catalog_lock(cat);
+    int rc = catalog_query(cat, S_FILES_LIST, errmsg, "ttti", lo, end, after, (int64_t)limit + 1);
     while (rc == 1) {
         if (count == limit) { /* one row beyond the page: there is more */
             extra = true;
-            release(cat->st[S_FILES_LIST]);
+            catalog_release(cat->st[S_FILES_LIST]);
             rc = 0;
             break;
         }
-        struct dfs_file_rec *slot = grow(&v, &count, sizeof *slot);
+        struct dfs_file_rec *slot = catalog_grow(&v, &count, sizeof *slot);
         int r = slot == NULL ? dfs_seterr(errmsg, DFS_ENOMEM, "out of memory")
                              : read_file(cat, S_FILES_LIST, slot, errmsg);
         if (r != DFS_OK) {
-            release(cat->st[S_FILES_LIST]);
+            catalog_release(cat->st[S_FILES_LIST]);
             rc = r;
             break;
         }
-        rc = next_row(cat, S_FILES_LIST, errmsg);
+        rc = catalog_next_row(cat, S_FILES_LIST, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     free(end);
     if (rc < 0) {
         dfs_catalog_file_recs_free(v, count);
@@ -2372,7 +2382,7 @@ int dfs_catalog_files_list(dfs_catalog *cat, const char *prefix, const char *aft
 static int delete_locked(dfs_catalog *cat, const char *path, int64_t now_ms,
                          struct dfs_file_rec **out, char **errmsg)
 {
-    int rc = find_file(cat, S_FILE_GET_PATH, path, true, out, errmsg);
+    int rc = catalog_find_file(cat, S_FILE_GET_PATH, path, true, out, errmsg);
     if (rc != DFS_OK)
         return rc;
     if (*out == NULL)
@@ -2387,11 +2397,11 @@ int dfs_catalog_file_delete(dfs_catalog *cat, const char *path, int64_t now_ms,
     if (rc != DFS_OK)
         return rc;
     struct dfs_file_rec *f = NULL;
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat, delete_locked(cat, path, now_ms, &f, errmsg), errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(cat, delete_locked(cat, path, now_ms, &f, errmsg), errmsg);
+    catalog_unlock(cat);
     if (rc != DFS_OK) {
         dfs_catalog_file_rec_free(f);
         return rc;
@@ -2412,29 +2422,29 @@ int dfs_catalog_deletions_fetch(dfs_catalog *cat, int64_t now_ms, int64_t grace_
     struct dfs_deletion_rec *v = NULL;
     size_t count = 0;
     int dropped = 0;
-    lock(cat);
-    int rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    int rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
-        rc = exec(cat, S_DELETIONS_DROP_ORPHANS, &dropped, errmsg, "");
-        int row = rc == DFS_OK && max > 0 ? query(cat, S_DELETIONS_FETCH, errmsg, "iii", now_ms,
-                                                  (int64_t)max, queued_before)
+        rc = catalog_exec(cat, S_DELETIONS_DROP_ORPHANS, &dropped, errmsg, "");
+        int row = rc == DFS_OK && max > 0 ? catalog_query(cat, S_DELETIONS_FETCH, errmsg, "iii",
+                                                          now_ms, (int64_t)max, queued_before)
                                           : rc;
         while (row == 1) {
-            struct dfs_deletion_rec *d = grow(&v, &count, sizeof *d);
+            struct dfs_deletion_rec *d = catalog_grow(&v, &count, sizeof *d);
             if (d == NULL) {
-                release(cat->st[S_DELETIONS_FETCH]);
+                catalog_release(cat->st[S_DELETIONS_FETCH]);
                 row = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
                 break;
             }
-            col_copy(cat, S_DELETIONS_FETCH, 0, d->fragment_id, sizeof d->fragment_id);
-            col_copy(cat, S_DELETIONS_FETCH, 1, d->node_id, sizeof d->node_id);
-            col_copy(cat, S_DELETIONS_FETCH, 2, d->address, sizeof d->address);
-            row = next_row(cat, S_DELETIONS_FETCH, errmsg);
+            catalog_col_copy(cat, S_DELETIONS_FETCH, 0, d->fragment_id, sizeof d->fragment_id);
+            catalog_col_copy(cat, S_DELETIONS_FETCH, 1, d->node_id, sizeof d->node_id);
+            catalog_col_copy(cat, S_DELETIONS_FETCH, 2, d->address, sizeof d->address);
+            row = catalog_next_row(cat, S_DELETIONS_FETCH, errmsg);
         }
         rc = row < 0 ? row : DFS_OK;
-        rc = tx_end(cat, rc, errmsg);
+        rc = catalog_tx_end(cat, rc, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     if (rc != DFS_OK) {
         free(v);
         return rc;
@@ -2451,19 +2461,19 @@ int dfs_catalog_copy_get(dfs_catalog *cat, const char *fragment_id, const char *
 {
     if (!dfs_fragment_id_valid(fragment_id))
         return dfs_seterr(errmsg, DFS_EINVAL, "invalid fragment id");
-    int rc = check_id(node_id, "node", errmsg);
+    int rc = catalog_check_id(node_id, "node", errmsg);
     if (rc != DFS_OK)
         return rc;
-    lock(cat);
-    int row = query(cat, S_COPY_GET, errmsg, "tt", fragment_id, node_id);
+    catalog_lock(cat);
+    int row = catalog_query(cat, S_COPY_GET, errmsg, "tt", fragment_id, node_id);
     if (row == 1) {
         if (size != NULL)
             *size = (uint64_t)sqlite3_column_int64(cat->st[S_COPY_GET], 0);
         if (checksum != NULL)
             *checksum = (uint32_t)sqlite3_column_int64(cat->st[S_COPY_GET], 1);
-        release(cat->st[S_COPY_GET]);
+        catalog_release(cat->st[S_COPY_GET]);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     if (row < 0)
         return row;
     *recorded = row == 1;
@@ -2476,19 +2486,19 @@ static int deletion_update(dfs_catalog *cat, enum stmt id, const char *fragment_
     if (!dfs_fragment_id_valid(fragment_id))
         return dfs_seterr(errmsg, DFS_EINVAL, "bad fragment id '%s'",
                           fragment_id == NULL ? "" : fragment_id);
-    int rc = check_id(node_id, "node", errmsg);
+    int rc = catalog_check_id(node_id, "node", errmsg);
     if (rc != DFS_OK)
         return rc;
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
         if (id == S_DELETION_POSTPONE)
-            rc = exec(cat, id, NULL, errmsg, "tti", fragment_id, node_id, until_ms);
+            rc = catalog_exec(cat, id, NULL, errmsg, "tti", fragment_id, node_id, until_ms);
         else
-            rc = exec(cat, id, NULL, errmsg, "tt", fragment_id, node_id);
-        rc = tx_end(cat, rc, errmsg);
+            rc = catalog_exec(cat, id, NULL, errmsg, "tt", fragment_id, node_id);
+        rc = catalog_tx_end(cat, rc, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     return rc;
 }
 
@@ -2516,33 +2526,33 @@ static void family_key(char *buf, size_t cap, enum dfs_policy policy, uint32_t w
 static int placement_load_locked(dfs_catalog *cat, struct dfs_placement_state **out, size_t *n,
                                  char **errmsg)
 {
-    int row = query(cat, S_PLACEMENT_FAMILIES, errmsg, "");
+    int row = catalog_query(cat, S_PLACEMENT_FAMILIES, errmsg, "");
     while (row == 1) {
-        struct dfs_placement_state *st = grow(out, n, sizeof *st);
+        struct dfs_placement_state *st = catalog_grow(out, n, sizeof *st);
         if (st == NULL) {
-            release(cat->st[S_PLACEMENT_FAMILIES]);
+            catalog_release(cat->st[S_PLACEMENT_FAMILIES]);
             return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
         }
-        st->policy = policy_from_name(col_text(cat, S_PLACEMENT_FAMILIES, 1));
-        int64_t width = col_i64(cat, S_PLACEMENT_FAMILIES, 2);
-        int64_t param = col_i64(cat, S_PLACEMENT_FAMILIES, 3);
-        int64_t perms = col_i64(cat, S_PLACEMENT_FAMILIES, 4);
+        st->policy = catalog_policy_from_name(catalog_col_text(cat, S_PLACEMENT_FAMILIES, 1));
+        int64_t width = catalog_col_i64(cat, S_PLACEMENT_FAMILIES, 2);
+        int64_t param = catalog_col_i64(cat, S_PLACEMENT_FAMILIES, 3);
+        int64_t perms = catalog_col_i64(cat, S_PLACEMENT_FAMILIES, 4);
         char key[64];
         family_key(key, sizeof key, st->policy, (uint32_t)width);
-        const char *fam = col_text(cat, S_PLACEMENT_FAMILIES, 0);
+        const char *fam = catalog_col_text(cat, S_PLACEMENT_FAMILIES, 0);
         if (!dfs_placement_policy_has_sets(st->policy) || width < 1 ||
             width > DFS_PLACEMENT_WIDTH_MAX || param < 0 || param > UINT32_MAX || perms < 1 ||
             perms > UINT32_MAX || fam == NULL || strcmp(fam, key) != 0) {
             char name[64];
             snprintf(name, sizeof name, "%s", fam == NULL ? "" : fam);
-            release(cat->st[S_PLACEMENT_FAMILIES]);
+            catalog_release(cat->st[S_PLACEMENT_FAMILIES]);
             return dfs_seterr(errmsg, DFS_EINTERNAL, "catalog: placement family '%s' is corrupt",
                               name);
         }
         st->width = (uint32_t)width;
         st->param = (uint32_t)param;
         st->nperms = (uint32_t)perms;
-        row = next_row(cat, S_PLACEMENT_FAMILIES, errmsg);
+        row = catalog_next_row(cat, S_PLACEMENT_FAMILIES, errmsg);
     }
     if (row < 0)
         return row;
@@ -2550,26 +2560,26 @@ static int placement_load_locked(dfs_catalog *cat, struct dfs_placement_state **
     char key[64] = "";
     if (*n > 0)
         family_key(key, sizeof key, (*out)[0].policy, (*out)[0].width);
-    row = query(cat, S_PLACEMENT_SETS, errmsg, "");
+    row = catalog_query(cat, S_PLACEMENT_SETS, errmsg, "");
     while (row == 1) {
-        const char *fam = col_text(cat, S_PLACEMENT_SETS, 0);
+        const char *fam = catalog_col_text(cat, S_PLACEMENT_SETS, 0);
         while (fam != NULL && fi < *n && strcmp(fam, key) != 0) {
             if (++fi < *n)
                 family_key(key, sizeof key, (*out)[fi].policy, (*out)[fi].width);
         }
-        int64_t set_id = col_i64(cat, S_PLACEMENT_SETS, 1);
-        int64_t pos = col_i64(cat, S_PLACEMENT_SETS, 2);
-        int64_t perm = col_i64(cat, S_PLACEMENT_SETS, 3);
-        const char *node = col_text(cat, S_PLACEMENT_SETS, 4);
+        int64_t set_id = catalog_col_i64(cat, S_PLACEMENT_SETS, 1);
+        int64_t pos = catalog_col_i64(cat, S_PLACEMENT_SETS, 2);
+        int64_t perm = catalog_col_i64(cat, S_PLACEMENT_SETS, 3);
+        const char *node = catalog_col_text(cat, S_PLACEMENT_SETS, 4);
         struct dfs_placement_state *st = fi < *n ? &(*out)[fi] : NULL;
         struct dfs_placement_set *set =
             st != NULL && st->nsets > 0 && set_id == (int64_t)st->nsets - 1
                 ? &st->sets[st->nsets - 1]
                 : NULL;
         if (st != NULL && set == NULL && set_id == (int64_t)st->nsets && pos == 0) {
-            set = grow(&st->sets, &st->nsets, sizeof *set);
+            set = catalog_grow(&st->sets, &st->nsets, sizeof *set);
             if (set == NULL) {
-                release(cat->st[S_PLACEMENT_SETS]);
+                catalog_release(cat->st[S_PLACEMENT_SETS]);
                 return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
             }
             set->perm = (uint32_t)perm;
@@ -2578,21 +2588,22 @@ static int placement_load_locked(dfs_catalog *cat, struct dfs_placement_state **
             perm != (int64_t)set->perm) {
             char name[64]; /* the column's text dies with the statement's reset */
             snprintf(name, sizeof name, "%s", fam == NULL ? "" : fam);
-            release(cat->st[S_PLACEMENT_SETS]);
+            catalog_release(cat->st[S_PLACEMENT_SETS]);
             return dfs_seterr(errmsg, DFS_EINTERNAL,
                               "catalog: placement family '%s' is corrupt at set %" PRId64
                               " position %" PRId64,
                               name, set_id, pos);
         }
         char *copy = strdup(node);
-        char **slot = copy == NULL ? NULL : grow(&set->node_ids, &set->nnodes, sizeof *slot);
+        char **slot =
+            copy == NULL ? NULL : catalog_grow(&set->node_ids, &set->nnodes, sizeof *slot);
         if (slot == NULL) {
             free(copy);
-            release(cat->st[S_PLACEMENT_SETS]);
+            catalog_release(cat->st[S_PLACEMENT_SETS]);
             return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
         }
         *slot = copy;
-        row = next_row(cat, S_PLACEMENT_SETS, errmsg);
+        row = catalog_next_row(cat, S_PLACEMENT_SETS, errmsg);
     }
     return row < 0 ? row : DFS_OK;
 }
@@ -2602,11 +2613,11 @@ int dfs_catalog_placement_load(dfs_catalog *cat, struct dfs_placement_state **ou
 {
     struct dfs_placement_state *v = NULL;
     size_t count = 0;
-    lock(cat);
-    int rc = tx_begin(cat, false, errmsg);
+    catalog_lock(cat);
+    int rc = catalog_tx_begin(cat, false, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat, placement_load_locked(cat, &v, &count, errmsg), errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(cat, placement_load_locked(cat, &v, &count, errmsg), errmsg);
+    catalog_unlock(cat);
     if (rc != DFS_OK) {
         dfs_placement_states_free(v, count);
         return rc;
@@ -2628,7 +2639,7 @@ static int check_placement_state(const struct dfs_placement_state *st, char **er
         if (set->nnodes == 0 || set->node_ids == NULL || set->perm >= st->nperms)
             return dfs_seterr(errmsg, DFS_EINVAL, "bad placement set %zu", s);
         for (size_t j = 0; j < set->nnodes; j++) {
-            int rc = check_id(set->node_ids[j], "node", errmsg);
+            int rc = catalog_check_id(set->node_ids[j], "node", errmsg);
             if (rc != DFS_OK)
                 return rc;
             for (size_t i = 0; i < j; i++)
@@ -2643,15 +2654,15 @@ static int check_placement_state(const struct dfs_placement_state *st, char **er
 static int placement_save_locked(dfs_catalog *cat, const struct dfs_placement_state *st,
                                  const char *key, int64_t now_ms, char **errmsg)
 {
-    int rc = exec(cat, S_PLACEMENT_DELETE, NULL, errmsg, "t", key);
+    int rc = catalog_exec(cat, S_PLACEMENT_DELETE, NULL, errmsg, "t", key);
     if (rc == DFS_OK)
-        rc = exec(cat, S_PLACEMENT_FAMILY_INSERT, NULL, errmsg, "ttiiii", key,
-                  dfs_placement_policy_name(st->policy), (int64_t)st->width, (int64_t)st->param,
-                  (int64_t)st->nperms, now_ms);
+        rc = catalog_exec(cat, S_PLACEMENT_FAMILY_INSERT, NULL, errmsg, "ttiiii", key,
+                          dfs_placement_policy_name(st->policy), (int64_t)st->width,
+                          (int64_t)st->param, (int64_t)st->nperms, now_ms);
     for (size_t s = 0; rc == DFS_OK && s < st->nsets; s++)
         for (size_t j = 0; rc == DFS_OK && j < st->sets[s].nnodes; j++)
-            rc = exec(cat, S_PLACEMENT_SET_INSERT, NULL, errmsg, "tiiit", key, (int64_t)s,
-                      (int64_t)j, (int64_t)st->sets[s].perm, st->sets[s].node_ids[j]);
+            rc = catalog_exec(cat, S_PLACEMENT_SET_INSERT, NULL, errmsg, "tiiit", key, (int64_t)s,
+                              (int64_t)j, (int64_t)st->sets[s].perm, st->sets[s].node_ids[j]);
     return rc;
 }
 
@@ -2663,11 +2674,11 @@ int dfs_catalog_placement_save(dfs_catalog *cat, const struct dfs_placement_stat
         return rc;
     char key[64];
     family_key(key, sizeof key, st->policy, st->width);
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat, placement_save_locked(cat, st, key, now_ms, errmsg), errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(cat, placement_save_locked(cat, st, key, now_ms, errmsg), errmsg);
+    catalog_unlock(cat);
     return rc;
 }
 
@@ -2683,15 +2694,15 @@ int dfs_catalog_node_resolve(dfs_catalog *cat, const char *prefix, struct dfs_no
                           prefix == NULL ? "" : prefix, DFS_ID_HEX);
     struct dfs_node_rec n[2];
     size_t count = 0;
-    lock(cat);
-    int rc = query(cat, S_NODE_RESOLVE, errmsg, "t", prefix);
+    catalog_lock(cat);
+    int rc = catalog_query(cat, S_NODE_RESOLVE, errmsg, "t", prefix);
     while (rc == 1) {
-        read_node(cat, S_NODE_RESOLVE, &n[count++]);
-        rc = count < 2 ? next_row(cat, S_NODE_RESOLVE, errmsg) : 0;
+        catalog_read_node(cat, S_NODE_RESOLVE, &n[count++]);
+        rc = count < 2 ? catalog_next_row(cat, S_NODE_RESOLVE, errmsg) : 0;
     }
     if (count == 2)
-        release(cat->st[S_NODE_RESOLVE]);
-    unlock(cat);
+        catalog_release(cat->st[S_NODE_RESOLVE]);
+    catalog_unlock(cat);
     if (rc < 0)
         return rc;
     if (count == 0)
@@ -2713,27 +2724,27 @@ int dfs_catalog_nodes_finish_drains(dfs_catalog *cat, size_t *n, char **errmsg)
         char address[DFS_NODE_ADDRESS_MAX + 1];
     } *v = NULL;
     size_t count = 0;
-    lock(cat);
-    int rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    int rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
-        int row = query(cat, S_NODES_DRAINED, errmsg, "");
+        int row = catalog_query(cat, S_NODES_DRAINED, errmsg, "");
         while (row == 1) {
-            struct done *d = grow(&v, &count, sizeof *d);
+            struct done *d = catalog_grow(&v, &count, sizeof *d);
             if (d == NULL) {
-                release(cat->st[S_NODES_DRAINED]);
+                catalog_release(cat->st[S_NODES_DRAINED]);
                 row = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
                 break;
             }
-            col_copy(cat, S_NODES_DRAINED, 0, d->id, sizeof d->id);
-            col_copy(cat, S_NODES_DRAINED, 1, d->address, sizeof d->address);
-            row = next_row(cat, S_NODES_DRAINED, errmsg);
+            catalog_col_copy(cat, S_NODES_DRAINED, 0, d->id, sizeof d->id);
+            catalog_col_copy(cat, S_NODES_DRAINED, 1, d->address, sizeof d->address);
+            row = catalog_next_row(cat, S_NODES_DRAINED, errmsg);
         }
         rc = row < 0 ? row : DFS_OK;
         for (size_t i = 0; rc == DFS_OK && i < count; i++)
-            rc = exec(cat, S_NODE_SET_STATE, NULL, errmsg, "tt", v[i].id, "decommissioned");
-        rc = tx_end(cat, rc, errmsg);
+            rc = catalog_exec(cat, S_NODE_SET_STATE, NULL, errmsg, "tt", v[i].id, "decommissioned");
+        rc = catalog_tx_end(cat, rc, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     for (size_t i = 0; rc == DFS_OK && i < count; i++)
         dfs_log(DFS_LOG_INFO, "node drained, now decommissioned id=%s address=%s", v[i].id,
                 v[i].address);
@@ -2746,15 +2757,15 @@ int dfs_catalog_nodes_finish_drains(dfs_catalog *cat, size_t *n, char **errmsg)
 static void read_node_copies(dfs_catalog *cat, enum stmt id, void *slot)
 {
     struct dfs_node_copies *c = slot;
-    col_copy(cat, id, 0, c->node_id, sizeof c->node_id);
-    c->copies = (uint64_t)col_i64(cat, id, 1);
-    c->bytes = (uint64_t)col_i64(cat, id, 2);
+    catalog_col_copy(cat, id, 0, c->node_id, sizeof c->node_id);
+    c->copies = (uint64_t)catalog_col_i64(cat, id, 1);
+    c->bytes = (uint64_t)catalog_col_i64(cat, id, 2);
 }
 
 int dfs_catalog_node_copies(dfs_catalog *cat, struct dfs_node_copies **out, size_t *n,
                             char **errmsg)
 {
-    return collect_rows(cat, S_NODE_COPIES, sizeof **out, read_node_copies, out, n, errmsg);
+    return catalog_collect_rows(cat, S_NODE_COPIES, sizeof **out, read_node_copies, out, n, errmsg);
 }
 
 /* ---- Repair queue ---------------------------------------------------------------------------- */
@@ -2784,26 +2795,26 @@ static bool is_move(enum dfs_repair_reason r)
 static void read_repair(dfs_catalog *cat, enum stmt id, struct dfs_repair_rec *r)
 {
     memset(r, 0, sizeof *r);
-    col_copy(cat, id, 0, r->fragment_id, sizeof r->fragment_id);
-    r->reason = (enum dfs_repair_reason)NAME_INDEX(reason_names, col_text(cat, id, 1));
-    r->margin = col_i64(cat, id, 2);
-    col_copy(cat, id, 3, r->from_node, sizeof r->from_node);
-    col_copy(cat, id, 4, r->target_node, sizeof r->target_node);
-    r->running = strcmp(col_text(cat, id, 5), "running") == 0;
-    r->attempts = (uint32_t)col_i64(cat, id, 6);
-    r->queued_ms = col_i64(cat, id, 7);
-    r->not_before_ms = col_i64(cat, id, 8);
-    r->started_ms = col_i64(cat, id, 9);
+    catalog_col_copy(cat, id, 0, r->fragment_id, sizeof r->fragment_id);
+    r->reason = (enum dfs_repair_reason)NAME_INDEX(reason_names, catalog_col_text(cat, id, 1));
+    r->margin = catalog_col_i64(cat, id, 2);
+    catalog_col_copy(cat, id, 3, r->from_node, sizeof r->from_node);
+    catalog_col_copy(cat, id, 4, r->target_node, sizeof r->target_node);
+    r->running = strcmp(catalog_col_text(cat, id, 5), "running") == 0;
+    r->attempts = (uint32_t)catalog_col_i64(cat, id, 6);
+    r->queued_ms = catalog_col_i64(cat, id, 7);
+    r->not_before_ms = catalog_col_i64(cat, id, 8);
+    r->started_ms = catalog_col_i64(cat, id, 9);
 }
 
 /* The queue row of a fragment: 1 (found), 0 (none) or a DFS code. */
 static int get_repair(dfs_catalog *cat, const char *fragment_id, struct dfs_repair_rec *r,
                       char **errmsg)
 {
-    int rc = query(cat, S_REPAIR_GET, errmsg, "t", fragment_id);
+    int rc = catalog_query(cat, S_REPAIR_GET, errmsg, "t", fragment_id);
     if (rc == 1) {
         read_repair(cat, S_REPAIR_GET, r);
-        release(cat->st[S_REPAIR_GET]);
+        catalog_release(cat->st[S_REPAIR_GET]);
     }
     return rc;
 }
@@ -2815,14 +2826,14 @@ struct copy {
     int64_t pos;
 };
 
-static bool state_live(enum dfs_node_state s)
+static bool catalog_state_live(enum dfs_node_state s)
 {
     return s == DFS_NODE_ALIVE || s == DFS_NODE_SUSPECT;
 }
 
-static bool state_readable(enum dfs_node_state s)
+static bool catalog_state_readable(enum dfs_node_state s)
 {
-    return state_live(s) || s == DFS_NODE_DRAINING;
+    return catalog_state_live(s) || s == DFS_NODE_DRAINING;
 }
 
 /* A fragment, its copies and what the liveness rules make of them (catalog.h, Repair queue). */
@@ -2854,52 +2865,53 @@ static int assess_fragment(dfs_catalog *cat, const char *fragment_id, struct ass
                            char **errmsg)
 {
     memset(a, 0, sizeof *a);
-    int rc = query(cat, S_FRAGMENT_INFO, errmsg, "t", fragment_id);
+    int rc = catalog_query(cat, S_FRAGMENT_INFO, errmsg, "t", fragment_id);
     if (rc <= 0)
         return rc;
-    col_copy(cat, S_FRAGMENT_INFO, 0, a->file_id, sizeof a->file_id);
-    a->index = (uint32_t)col_i64(cat, S_FRAGMENT_INFO, 1);
-    a->size = (uint64_t)col_i64(cat, S_FRAGMENT_INFO, 2);
-    a->checksum = (uint32_t)col_i64(cat, S_FRAGMENT_INFO, 3);
-    a->red.scheme = (enum dfs_scheme)NAME_INDEX(scheme_names, col_text(cat, S_FRAGMENT_INFO, 4));
-    a->red.replicas = (uint32_t)col_i64(cat, S_FRAGMENT_INFO, 5);
-    a->red.data = (uint32_t)col_i64(cat, S_FRAGMENT_INFO, 6);
-    a->red.parity = (uint32_t)col_i64(cat, S_FRAGMENT_INFO, 7);
-    a->committed = strcmp(col_text(cat, S_FRAGMENT_INFO, 8), "committed") == 0;
-    release(cat->st[S_FRAGMENT_INFO]);
+    catalog_col_copy(cat, S_FRAGMENT_INFO, 0, a->file_id, sizeof a->file_id);
+    a->index = (uint32_t)catalog_col_i64(cat, S_FRAGMENT_INFO, 1);
+    a->size = (uint64_t)catalog_col_i64(cat, S_FRAGMENT_INFO, 2);
+    a->checksum = (uint32_t)catalog_col_i64(cat, S_FRAGMENT_INFO, 3);
+    a->red.scheme = (enum dfs_scheme)NAME_INDEX(catalog_scheme_names,
+                                                catalog_col_text(cat, S_FRAGMENT_INFO, 4));
+    a->red.replicas = (uint32_t)catalog_col_i64(cat, S_FRAGMENT_INFO, 5);
+    a->red.data = (uint32_t)catalog_col_i64(cat, S_FRAGMENT_INFO, 6);
+    a->red.parity = (uint32_t)catalog_col_i64(cat, S_FRAGMENT_INFO, 7);
+    a->committed = strcmp(catalog_col_text(cat, S_FRAGMENT_INFO, 8), "committed") == 0;
+    catalog_release(cat->st[S_FRAGMENT_INFO]);
 
-    rc = query(cat, S_FRAGMENT_COPIES, errmsg, "t", fragment_id);
+    rc = catalog_query(cat, S_FRAGMENT_COPIES, errmsg, "t", fragment_id);
     while (rc == 1) {
-        struct copy *c = grow(&a->copies, &a->ncopies, sizeof *c);
+        struct copy *c = catalog_grow(&a->copies, &a->ncopies, sizeof *c);
         if (c == NULL) {
-            release(cat->st[S_FRAGMENT_COPIES]);
+            catalog_release(cat->st[S_FRAGMENT_COPIES]);
             assess_clear(a);
             return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
         }
-        col_copy(cat, S_FRAGMENT_COPIES, 0, c->node_id, sizeof c->node_id);
-        c->state =
-            (enum dfs_node_state)NAME_INDEX(node_state_names, col_text(cat, S_FRAGMENT_COPIES, 1));
-        c->pos = col_i64(cat, S_FRAGMENT_COPIES, 2);
-        a->live += state_live(c->state);
-        a->readable += state_readable(c->state);
+        catalog_col_copy(cat, S_FRAGMENT_COPIES, 0, c->node_id, sizeof c->node_id);
+        c->state = (enum dfs_node_state)NAME_INDEX(catalog_node_state_names,
+                                                   catalog_col_text(cat, S_FRAGMENT_COPIES, 1));
+        c->pos = catalog_col_i64(cat, S_FRAGMENT_COPIES, 2);
+        a->live += catalog_state_live(c->state);
+        a->readable += catalog_state_readable(c->state);
         a->alive += c->state == DFS_NODE_ALIVE;
-        rc = next_row(cat, S_FRAGMENT_COPIES, errmsg);
+        rc = catalog_next_row(cat, S_FRAGMENT_COPIES, errmsg);
     }
     if (rc < 0) {
         assess_clear(a);
         return rc;
     }
     if (a->red.scheme == DFS_SCHEME_ERASURE) {
-        rc = query(cat, S_FILE_FRAG_COUNTS, errmsg, "t", a->file_id);
+        rc = catalog_query(cat, S_FILE_FRAG_COUNTS, errmsg, "t", a->file_id);
         if (rc < 0) {
             assess_clear(a);
             return rc;
         }
         int64_t file_live = 0, file_readable = 0;
         if (rc == 1) {
-            file_live = col_i64(cat, S_FILE_FRAG_COUNTS, 0);
-            file_readable = col_i64(cat, S_FILE_FRAG_COUNTS, 1);
-            release(cat->st[S_FILE_FRAG_COUNTS]);
+            file_live = catalog_col_i64(cat, S_FILE_FRAG_COUNTS, 0);
+            file_readable = catalog_col_i64(cat, S_FILE_FRAG_COUNTS, 1);
+            catalog_release(cat->st[S_FILE_FRAG_COUNTS]);
         }
         a->wanted = 1;
         a->lost = file_readable < (int64_t)a->red.data;
@@ -2935,9 +2947,10 @@ static enum dfs_repair_reason reason_of(const struct assess *a, const char **fro
 static int drop_copy(dfs_catalog *cat, const char *fragment_id, const char *node_id,
                      bool delete_bytes, int64_t now_ms, char **errmsg)
 {
-    int rc = exec(cat, S_REPLICA_DELETE, NULL, errmsg, "tt", fragment_id, node_id);
+    int rc = catalog_exec(cat, S_REPLICA_DELETE, NULL, errmsg, "tt", fragment_id, node_id);
     if (rc == DFS_OK && delete_bytes)
-        rc = exec(cat, S_DELETION_INSERT, NULL, errmsg, "tti", fragment_id, node_id, now_ms);
+        rc =
+            catalog_exec(cat, S_DELETION_INSERT, NULL, errmsg, "tti", fragment_id, node_id, now_ms);
     return rc;
 }
 
@@ -2971,9 +2984,9 @@ static int drop_gone_copies(dfs_catalog *cat, const char *fragment_id, const str
 static int has_replica(dfs_catalog *cat, const char *fragment_id, const char *node_id,
                        char **errmsg)
 {
-    int rc = query(cat, S_REPLICA_GET, errmsg, "tt", fragment_id, node_id);
+    int rc = catalog_query(cat, S_REPLICA_GET, errmsg, "tt", fragment_id, node_id);
     if (rc == 1)
-        release(cat->st[S_REPLICA_GET]);
+        catalog_release(cat->st[S_REPLICA_GET]);
     return rc;
 }
 
@@ -2985,7 +2998,7 @@ static int queue_orphan(dfs_catalog *cat, const char *fragment_id, const char *t
         return DFS_OK;
     int rc = has_replica(cat, fragment_id, target, errmsg);
     if (rc == 0)
-        rc = exec(cat, S_DELETION_INSERT, NULL, errmsg, "tti", fragment_id, target, now_ms);
+        rc = catalog_exec(cat, S_DELETION_INSERT, NULL, errmsg, "tti", fragment_id, target, now_ms);
     return rc < 0 ? rc : DFS_OK;
 }
 
@@ -2997,20 +3010,20 @@ static void read_repair_row(dfs_catalog *cat, enum stmt id, void *slot)
 int dfs_catalog_repairs_list(dfs_catalog *cat, struct dfs_repair_rec **out, size_t *n,
                              char **errmsg)
 {
-    return collect_rows(cat, S_REPAIRS_LIST, sizeof **out, read_repair_row, out, n, errmsg);
+    return catalog_collect_rows(cat, S_REPAIRS_LIST, sizeof **out, read_repair_row, out, n, errmsg);
 }
 
 int dfs_catalog_repair_counts(dfs_catalog *cat, uint64_t *queued, uint64_t *running, char **errmsg)
 {
     int64_t q = 0, r = 0;
-    lock(cat);
-    int rc = query(cat, S_REPAIR_COUNTS, errmsg, "");
+    catalog_lock(cat);
+    int rc = catalog_query(cat, S_REPAIR_COUNTS, errmsg, "");
     if (rc == 1) {
-        q = col_i64(cat, S_REPAIR_COUNTS, 0);
-        r = col_i64(cat, S_REPAIR_COUNTS, 1);
-        release(cat->st[S_REPAIR_COUNTS]);
+        q = catalog_col_i64(cat, S_REPAIR_COUNTS, 0);
+        r = catalog_col_i64(cat, S_REPAIR_COUNTS, 1);
+        catalog_release(cat->st[S_REPAIR_COUNTS]);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     if (rc < 0)
         return rc;
     *queued = (uint64_t)q;
@@ -3025,30 +3038,30 @@ int dfs_catalog_repairs_recover(dfs_catalog *cat, int64_t now_ms, size_t *n, cha
         char target[DFS_ID_HEX + 1];
     } *v = NULL;
     size_t count = 0;
-    lock(cat);
-    int rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    int rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
-        int row = query(cat, S_REPAIRS_RUNNING, errmsg, "");
+        int row = catalog_query(cat, S_REPAIRS_RUNNING, errmsg, "");
         while (row == 1) {
-            struct run *r = grow(&v, &count, sizeof *r);
+            struct run *r = catalog_grow(&v, &count, sizeof *r);
             if (r == NULL) {
-                release(cat->st[S_REPAIRS_RUNNING]);
+                catalog_release(cat->st[S_REPAIRS_RUNNING]);
                 row = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
                 break;
             }
-            col_copy(cat, S_REPAIRS_RUNNING, 0, r->fragment_id, sizeof r->fragment_id);
-            col_copy(cat, S_REPAIRS_RUNNING, 1, r->target, sizeof r->target);
-            row = next_row(cat, S_REPAIRS_RUNNING, errmsg);
+            catalog_col_copy(cat, S_REPAIRS_RUNNING, 0, r->fragment_id, sizeof r->fragment_id);
+            catalog_col_copy(cat, S_REPAIRS_RUNNING, 1, r->target, sizeof r->target);
+            row = catalog_next_row(cat, S_REPAIRS_RUNNING, errmsg);
         }
         rc = row < 0 ? row : DFS_OK;
         for (size_t i = 0; rc == DFS_OK && i < count; i++) {
             rc = queue_orphan(cat, v[i].fragment_id, v[i].target, now_ms, errmsg);
             if (rc == DFS_OK)
-                rc = exec(cat, S_REPAIR_REQUEUE, NULL, errmsg, "t", v[i].fragment_id);
+                rc = catalog_exec(cat, S_REPAIR_REQUEUE, NULL, errmsg, "t", v[i].fragment_id);
         }
-        rc = tx_end(cat, rc, errmsg);
+        rc = catalog_tx_end(cat, rc, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     for (size_t i = 0; rc == DFS_OK && i < count; i++)
         dfs_log(DFS_LOG_INFO, "interrupted repair queued again fragment=%s target=%s",
                 v[i].fragment_id, v[i].target);
@@ -3062,8 +3075,8 @@ static int insert_repair(dfs_catalog *cat, const char *fragment_id, enum dfs_rep
                          int64_t margin, const char *from, const char *target, int64_t now_ms,
                          int *changes, char **errmsg)
 {
-    return exec(cat, S_REPAIR_INSERT, changes, errmsg, "ttitti", fragment_id, reason_names[reason],
-                margin, from, target, now_ms);
+    return catalog_exec(cat, S_REPAIR_INSERT, changes, errmsg, "ttitti", fragment_id,
+                        reason_names[reason], margin, from, target, now_ms);
 }
 
 /* The planner's decision for one fragment (see dfs_catalog_repair_plan). */
@@ -3082,7 +3095,7 @@ static int plan_fragment(dfs_catalog *cat, const char *fragment_id, int64_t now_
     if (a.lost) {
         res->lost++;
         if (found == 1 && !row.running) {
-            rc = exec(cat, S_REPAIR_DELETE, NULL, errmsg, "t", fragment_id);
+            rc = catalog_exec(cat, S_REPAIR_DELETE, NULL, errmsg, "t", fragment_id);
             res->dropped++;
         }
         goto done;
@@ -3096,7 +3109,7 @@ static int plan_fragment(dfs_catalog *cat, const char *fragment_id, int64_t now_
                                errmsg);
             res->queued += (size_t)changes;
         } else if (row.margin != a.margin) {
-            rc = exec(cat, S_REPAIR_SET_MARGIN, NULL, errmsg, "ti", fragment_id, a.margin);
+            rc = catalog_exec(cat, S_REPAIR_SET_MARGIN, NULL, errmsg, "ti", fragment_id, a.margin);
             res->updated++;
         }
         goto done;
@@ -3104,7 +3117,7 @@ static int plan_fragment(dfs_catalog *cat, const char *fragment_id, int64_t now_
     if (found == 1) {
         if (row.running || row.reason == DFS_REPAIR_REBALANCE)
             goto done; /* never trim while a copy is being made */
-        rc = exec(cat, S_REPAIR_DELETE, NULL, errmsg, "t", fragment_id);
+        rc = catalog_exec(cat, S_REPAIR_DELETE, NULL, errmsg, "t", fragment_id);
         res->dropped++;
     }
     /* Full redundancy on live nodes: draining copies are no longer needed, and copies beyond the
@@ -3143,29 +3156,29 @@ int dfs_catalog_repair_plan(dfs_catalog *cat, const char *after, size_t limit, i
     snprintf(res.last, sizeof res.last, "%s", after);
     char(*ids)[DFS_FRAGMENT_ID_HEX + 1] = NULL;
     size_t n = 0;
-    lock(cat);
-    int rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    int rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
         /* Collect the page first: the decisions write to the tables the page reads. */
-        int row = query(cat, S_PLAN_PAGE, errmsg, "ti", after, (int64_t)limit);
+        int row = catalog_query(cat, S_PLAN_PAGE, errmsg, "ti", after, (int64_t)limit);
         while (row == 1) {
-            char(*slot)[DFS_FRAGMENT_ID_HEX + 1] = grow(&ids, &n, sizeof ids[0]);
+            char(*slot)[DFS_FRAGMENT_ID_HEX + 1] = catalog_grow(&ids, &n, sizeof ids[0]);
             if (slot == NULL) {
-                release(cat->st[S_PLAN_PAGE]);
+                catalog_release(cat->st[S_PLAN_PAGE]);
                 row = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
                 break;
             }
-            col_copy(cat, S_PLAN_PAGE, 0, *slot, sizeof *slot);
-            row = next_row(cat, S_PLAN_PAGE, errmsg);
+            catalog_col_copy(cat, S_PLAN_PAGE, 0, *slot, sizeof *slot);
+            row = catalog_next_row(cat, S_PLAN_PAGE, errmsg);
         }
         rc = row < 0 ? row : DFS_OK;
         for (size_t i = 0; rc == DFS_OK && i < n; i++) {
             rc = plan_fragment(cat, ids[i], now_ms, &res, errmsg);
             res.scanned++;
         }
-        rc = tx_end(cat, rc, errmsg);
+        rc = catalog_tx_end(cat, rc, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     if (rc == DFS_OK) {
         if (n > 0)
             memcpy(res.last, ids[n - 1], sizeof res.last);
@@ -3220,19 +3233,19 @@ int dfs_catalog_repair_queue(dfs_catalog *cat, const char *fragment_id,
     if (is_move(reason) != (from_node != NULL))
         return dfs_seterr(errmsg, DFS_EINVAL, "a %s repair %s a from node", reason_names[reason],
                           is_move(reason) ? "needs" : "takes no");
-    int rc = from_node != NULL ? check_id(from_node, "node", errmsg) : DFS_OK;
+    int rc = from_node != NULL ? catalog_check_id(from_node, "node", errmsg) : DFS_OK;
     if (rc == DFS_OK && target != NULL)
-        rc = check_id(target, "node", errmsg);
+        rc = catalog_check_id(target, "node", errmsg);
     if (rc != DFS_OK)
         return rc;
     bool q = false;
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat,
-                    queue_locked(cat, fragment_id, reason, from_node, target, now_ms, &q, errmsg),
-                    errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(
+            cat, queue_locked(cat, fragment_id, reason, from_node, target, now_ms, &q, errmsg),
+            errmsg);
+    catalog_unlock(cat);
     if (rc == DFS_OK)
         *queued = q;
     return rc;
@@ -3279,14 +3292,14 @@ static int next_locked(dfs_catalog *cat, int64_t now_ms, struct dfs_repair_task 
     enum { BATCH = 32 };
     char ids[BATCH][DFS_FRAGMENT_ID_HEX + 1];
     size_t n = 0;
-    int row = query(cat, S_REPAIRS_DUE, errmsg, "ii", now_ms, (int64_t)BATCH);
+    int row = catalog_query(cat, S_REPAIRS_DUE, errmsg, "ii", now_ms, (int64_t)BATCH);
     while (row == 1) {
-        col_copy(cat, S_REPAIRS_DUE, 0, ids[n], sizeof ids[n]);
+        catalog_col_copy(cat, S_REPAIRS_DUE, 0, ids[n], sizeof ids[n]);
         n++;
-        row = n < BATCH ? next_row(cat, S_REPAIRS_DUE, errmsg) : 0;
+        row = n < BATCH ? catalog_next_row(cat, S_REPAIRS_DUE, errmsg) : 0;
     }
     if (n == BATCH)
-        release(cat->st[S_REPAIRS_DUE]);
+        catalog_release(cat->st[S_REPAIRS_DUE]);
     if (row < 0)
         return row;
     int rc = DFS_OK;
@@ -3305,7 +3318,7 @@ static int next_locked(dfs_catalog *cat, int64_t now_ms, struct dfs_repair_task 
         }
         const char *why = "fragment gone";
         if (got == 0 || !repair_needed(&r, &a, &why)) {
-            rc = exec(cat, S_REPAIR_DELETE, NULL, errmsg, "t", ids[i]);
+            rc = catalog_exec(cat, S_REPAIR_DELETE, NULL, errmsg, "t", ids[i]);
             dfs_log(DFS_LOG_INFO, "repair dropped fragment=%s reason=%s why=\"%s\"", ids[i],
                     reason_names[r.reason], why);
             assess_clear(&a);
@@ -3314,20 +3327,21 @@ static int next_locked(dfs_catalog *cat, int64_t now_ms, struct dfs_repair_task 
         memset(t, 0, sizeof *t);
         t->row = r;
         t->index = a.index;
-        rc = find_file(cat, S_FILE_GET_ID, a.file_id, true, &t->file, errmsg);
+        rc = catalog_find_file(cat, S_FILE_GET_ID, a.file_id, true, &t->file, errmsg);
         if (rc == DFS_OK && (t->file == NULL || t->index >= t->file->nfragments))
             rc = dfs_seterr(errmsg, DFS_EINTERNAL, "catalog: file %s of fragment %s vanished",
                             a.file_id, ids[i]);
-        int d = rc == DFS_OK ? query(cat, S_DELETIONS_OF_FRAGMENT, errmsg, "t", ids[i]) : rc;
+        int d =
+            rc == DFS_OK ? catalog_query(cat, S_DELETIONS_OF_FRAGMENT, errmsg, "t", ids[i]) : rc;
         while (d == 1) {
-            char(*slot)[DFS_ID_HEX + 1] = grow(&t->held, &t->nheld, sizeof t->held[0]);
+            char(*slot)[DFS_ID_HEX + 1] = catalog_grow(&t->held, &t->nheld, sizeof t->held[0]);
             if (slot == NULL) {
-                release(cat->st[S_DELETIONS_OF_FRAGMENT]);
+                catalog_release(cat->st[S_DELETIONS_OF_FRAGMENT]);
                 d = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
                 break;
             }
-            col_copy(cat, S_DELETIONS_OF_FRAGMENT, 0, *slot, sizeof *slot);
-            d = next_row(cat, S_DELETIONS_OF_FRAGMENT, errmsg);
+            catalog_col_copy(cat, S_DELETIONS_OF_FRAGMENT, 0, *slot, sizeof *slot);
+            d = catalog_next_row(cat, S_DELETIONS_OF_FRAGMENT, errmsg);
         }
         rc = d < 0 ? d : rc;
         if (rc == DFS_OK)
@@ -3345,11 +3359,11 @@ int dfs_catalog_repair_next(dfs_catalog *cat, int64_t now_ms, struct dfs_repair_
     struct dfs_repair_task t;
     memset(&t, 0, sizeof t);
     bool f = false;
-    lock(cat);
-    int rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    int rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat, next_locked(cat, now_ms, &t, &f, errmsg), errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(cat, next_locked(cat, now_ms, &t, &f, errmsg), errmsg);
+    catalog_unlock(cat);
     if (rc != DFS_OK) {
         dfs_catalog_repair_task_clear(&t);
         return rc;
@@ -3363,7 +3377,7 @@ int dfs_catalog_repair_next(dfs_catalog *cat, int64_t now_ms, struct dfs_repair_
 static int start_locked(dfs_catalog *cat, const char *fragment_id, const char *target,
                         int64_t now_ms, char **errmsg)
 {
-    int rc = check_target(cat, target, errmsg);
+    int rc = catalog_check_target(cat, target, errmsg);
     if (rc != DFS_OK)
         return rc;
     rc = has_replica(cat, fragment_id, target, errmsg);
@@ -3372,7 +3386,7 @@ static int start_locked(dfs_catalog *cat, const char *fragment_id, const char *t
                       : dfs_seterr(errmsg, DFS_EABORTED, "node %s already holds fragment %s",
                                    target, fragment_id);
     int changes = 0;
-    rc = exec(cat, S_REPAIR_START, &changes, errmsg, "tti", fragment_id, target, now_ms);
+    rc = catalog_exec(cat, S_REPAIR_START, &changes, errmsg, "tti", fragment_id, target, now_ms);
     if (rc == DFS_OK && changes == 0)
         rc = dfs_seterr(errmsg, DFS_EABORTED, "the repair of fragment %s is no longer queued",
                         fragment_id);
@@ -3385,14 +3399,14 @@ int dfs_catalog_repair_start(dfs_catalog *cat, const char *fragment_id, const ch
     if (!dfs_fragment_id_valid(fragment_id))
         return dfs_seterr(errmsg, DFS_EINVAL, "bad fragment id '%s'",
                           fragment_id == NULL ? "" : fragment_id);
-    int rc = check_id(target, "node", errmsg);
+    int rc = catalog_check_id(target, "node", errmsg);
     if (rc != DFS_OK)
         return rc;
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat, start_locked(cat, fragment_id, target, now_ms, errmsg), errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(cat, start_locked(cat, fragment_id, target, now_ms, errmsg), errmsg);
+    catalog_unlock(cat);
     return rc;
 }
 
@@ -3442,14 +3456,14 @@ static int complete_locked(dfs_catalog *cat, const char *fragment_id, const char
         return held;
     if (held == 0) {
         int64_t pos = 0;
-        rc = query(cat, S_REPLICA_NEXT_POS, errmsg, "t", fragment_id);
+        rc = catalog_query(cat, S_REPLICA_NEXT_POS, errmsg, "t", fragment_id);
         if (rc == 1) {
-            pos = col_i64(cat, S_REPLICA_NEXT_POS, 0);
-            release(cat->st[S_REPLICA_NEXT_POS]);
+            pos = catalog_col_i64(cat, S_REPLICA_NEXT_POS, 0);
+            catalog_release(cat->st[S_REPLICA_NEXT_POS]);
         }
         if (rc < 0)
             return rc;
-        rc = exec(cat, S_REPLICA_ADD, NULL, errmsg, "tti", fragment_id, target, pos);
+        rc = catalog_exec(cat, S_REPLICA_ADD, NULL, errmsg, "tti", fragment_id, target, pos);
     }
     if (rc == DFS_OK && row.from_node[0] != '\0') {
         int from_held = has_replica(cat, fragment_id, row.from_node, errmsg);
@@ -3459,7 +3473,7 @@ static int complete_locked(dfs_catalog *cat, const char *fragment_id, const char
         memcpy(from_out, row.from_node, DFS_ID_HEX + 1);
     }
     if (rc == DFS_OK)
-        rc = exec(cat, S_REPAIR_DELETE, NULL, errmsg, "t", fragment_id);
+        rc = catalog_exec(cat, S_REPAIR_DELETE, NULL, errmsg, "t", fragment_id);
     if (rc == DFS_OK) {
         int got = assess_fragment(cat, fragment_id, &a, errmsg);
         if (got == 1) {
@@ -3478,26 +3492,26 @@ int dfs_catalog_repair_complete(dfs_catalog *cat, const char *fragment_id, const
     if (!dfs_fragment_id_valid(fragment_id))
         return dfs_seterr(errmsg, DFS_EINVAL, "bad fragment id '%s'",
                           fragment_id == NULL ? "" : fragment_id);
-    int rc = check_id(target, "node", errmsg);
+    int rc = catalog_check_id(target, "node", errmsg);
     if (rc != DFS_OK)
         return rc;
     bool keep = false;
     char from[DFS_ID_HEX + 1] = "";
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
         rc = complete_locked(cat, fragment_id, target, size, checksum, now_ms, from, &keep, errmsg);
         if (rc != DFS_OK && keep) {
             /* Refused, but the orphan's deletion must be committed. */
             int refused = rc;
-            rc = tx_end(cat, DFS_OK, NULL);
+            rc = catalog_tx_end(cat, DFS_OK, NULL);
             if (rc == DFS_OK)
                 rc = refused;
         } else {
-            rc = tx_end(cat, rc, errmsg);
+            rc = catalog_tx_end(cat, rc, errmsg);
         }
     }
-    unlock(cat);
+    catalog_unlock(cat);
     if (rc != DFS_OK)
         return rc;
     dfs_log(DFS_LOG_INFO, "repair done fragment=%s target=%s dropped=%s", fragment_id, target,
@@ -3511,13 +3525,13 @@ int dfs_catalog_repair_fail(dfs_catalog *cat, const char *fragment_id, const cha
     if (!dfs_fragment_id_valid(fragment_id))
         return dfs_seterr(errmsg, DFS_EINVAL, "bad fragment id '%s'",
                           fragment_id == NULL ? "" : fragment_id);
-    int rc = target != NULL ? check_id(target, "node", errmsg) : DFS_OK;
+    int rc = target != NULL ? catalog_check_id(target, "node", errmsg) : DFS_OK;
     if (rc != DFS_OK)
         return rc;
     struct dfs_repair_rec row;
     int found = 0;
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
         found = get_repair(cat, fragment_id, &row, errmsg);
         rc = found < 0 ? found : DFS_OK;
@@ -3525,10 +3539,10 @@ int dfs_catalog_repair_fail(dfs_catalog *cat, const char *fragment_id, const cha
         if (rc == DFS_OK && target != NULL)
             rc = queue_orphan(cat, fragment_id, target, retry_at_ms, errmsg);
         if (rc == DFS_OK && found == 1)
-            rc = exec(cat, S_REPAIR_FAIL, NULL, errmsg, "ti", fragment_id, retry_at_ms);
-        rc = tx_end(cat, rc, errmsg);
+            rc = catalog_exec(cat, S_REPAIR_FAIL, NULL, errmsg, "ti", fragment_id, retry_at_ms);
+        rc = catalog_tx_end(cat, rc, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     if (rc == DFS_OK && attempts != NULL)
         *attempts = found == 1 ? row.attempts + 1 : 0;
     return rc;
@@ -3538,7 +3552,7 @@ int dfs_catalog_rebalance_candidates(dfs_catalog *cat, const char *node_id, cons
                                      size_t limit, char (**out)[DFS_FRAGMENT_ID_HEX + 1],
                                      uint64_t **sizes, size_t *n, char **errmsg)
 {
-    int rc = check_id(node_id, "node", errmsg);
+    int rc = catalog_check_id(node_id, "node", errmsg);
     if (rc != DFS_OK)
         return rc;
     if (limit > INT32_MAX)
@@ -3546,22 +3560,22 @@ int dfs_catalog_rebalance_candidates(dfs_catalog *cat, const char *node_id, cons
     char(*ids)[DFS_FRAGMENT_ID_HEX + 1] = NULL;
     uint64_t *sz = NULL;
     size_t count = 0, nsz = 0;
-    lock(cat);
-    rc = query(cat, S_REBALANCE_CANDIDATES, errmsg, "tti", node_id, after == NULL ? "" : after,
-               (int64_t)limit);
+    catalog_lock(cat);
+    rc = catalog_query(cat, S_REBALANCE_CANDIDATES, errmsg, "tti", node_id,
+                       after == NULL ? "" : after, (int64_t)limit);
     while (rc == 1) {
-        char(*slot)[DFS_FRAGMENT_ID_HEX + 1] = grow(&ids, &count, sizeof ids[0]);
-        uint64_t *s = slot != NULL ? grow(&sz, &nsz, sizeof *sz) : NULL;
+        char(*slot)[DFS_FRAGMENT_ID_HEX + 1] = catalog_grow(&ids, &count, sizeof ids[0]);
+        uint64_t *s = slot != NULL ? catalog_grow(&sz, &nsz, sizeof *sz) : NULL;
         if (s == NULL) {
-            release(cat->st[S_REBALANCE_CANDIDATES]);
+            catalog_release(cat->st[S_REBALANCE_CANDIDATES]);
             rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
             break;
         }
-        col_copy(cat, S_REBALANCE_CANDIDATES, 0, *slot, sizeof *slot);
-        *s = (uint64_t)col_i64(cat, S_REBALANCE_CANDIDATES, 1);
-        rc = next_row(cat, S_REBALANCE_CANDIDATES, errmsg);
+        catalog_col_copy(cat, S_REBALANCE_CANDIDATES, 0, *slot, sizeof *slot);
+        *s = (uint64_t)catalog_col_i64(cat, S_REBALANCE_CANDIDATES, 1);
+        rc = catalog_next_row(cat, S_REBALANCE_CANDIDATES, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     if (rc < 0 || count != nsz) {
         free(ids);
         free(sz);
@@ -3579,7 +3593,7 @@ int dfs_catalog_rebalance_candidates(dfs_catalog *cat, const char *node_id, cons
 static int need_node(dfs_catalog *cat, const char *node_id, char **errmsg)
 {
     struct dfs_node_rec n;
-    int got = get_node(cat, node_id, &n, errmsg);
+    int got = catalog_get_node(cat, node_id, &n, errmsg);
     if (got < 0)
         return got;
     return got == 0 ? dfs_seterr(errmsg, DFS_ENOTFOUND, "no storage node %s", node_id) : DFS_OK;
@@ -3594,14 +3608,14 @@ static int copy_lost_locked(dfs_catalog *cat, const char *node_id, const char *f
     int rc = need_node(cat, node_id, errmsg);
     if (rc != DFS_OK)
         return rc;
-    rc = query(cat, S_REPLICA_GET, errmsg, "tt", fragment_id, node_id);
+    rc = catalog_query(cat, S_REPLICA_GET, errmsg, "tt", fragment_id, node_id);
     if (rc <= 0)
         return rc;
-    bool acked = col_i64(cat, S_REPLICA_GET, 1) != 0;
-    release(cat->st[S_REPLICA_GET]);
+    bool acked = catalog_col_i64(cat, S_REPLICA_GET, 1) != 0;
+    catalog_release(cat->st[S_REPLICA_GET]);
     if (!acked)
         return DFS_OK; /* a put in progress: its client learns of the failure by itself */
-    rc = exec(cat, S_REPLICA_DELETE, NULL, errmsg, "tt", fragment_id, node_id);
+    rc = catalog_exec(cat, S_REPLICA_DELETE, NULL, errmsg, "tt", fragment_id, node_id);
     struct assess a;
     int got = rc == DFS_OK ? assess_fragment(cat, fragment_id, &a, errmsg) : rc;
     if (got < 0)
@@ -3616,11 +3630,12 @@ static int copy_lost_locked(dfs_catalog *cat, const char *node_id, const char *f
         return DFS_OK;
     }
     if (reason == DFS_REPAIR_CORRUPT)
-        rc = exec(cat, S_DELETION_INSERT, NULL, errmsg, "tti", fragment_id, node_id, now_ms);
+        rc =
+            catalog_exec(cat, S_DELETION_INSERT, NULL, errmsg, "tti", fragment_id, node_id, now_ms);
     if (rc == DFS_OK)
         rc = insert_repair(cat, fragment_id, reason, a.margin, NULL, NULL, now_ms, NULL, errmsg);
     if (rc == DFS_OK)
-        rc = exec(cat, S_REPAIR_SET_MARGIN, NULL, errmsg, "ti", fragment_id, a.margin);
+        rc = catalog_exec(cat, S_REPAIR_SET_MARGIN, NULL, errmsg, "ti", fragment_id, a.margin);
     assess_clear(&a);
     if (rc == DFS_OK)
         dfs_log(DFS_LOG_WARN, "copy lost, repair queued fragment=%s node=%s reason=%s", fragment_id,
@@ -3631,19 +3646,19 @@ static int copy_lost_locked(dfs_catalog *cat, const char *node_id, const char *f
 static int copy_lost(dfs_catalog *cat, const char *node_id, const char *fragment_id,
                      enum dfs_repair_reason reason, int64_t now_ms, bool *marked, char **errmsg)
 {
-    int rc = check_id(node_id, "node", errmsg);
+    int rc = catalog_check_id(node_id, "node", errmsg);
     if (rc == DFS_OK && !dfs_fragment_id_valid(fragment_id))
         rc = dfs_seterr(errmsg, DFS_EINVAL, "bad fragment id '%s'",
                         fragment_id == NULL ? "" : fragment_id);
     if (rc != DFS_OK)
         return rc;
     bool m = false;
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat, copy_lost_locked(cat, node_id, fragment_id, reason, now_ms, &m, errmsg),
-                    errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(
+            cat, copy_lost_locked(cat, node_id, fragment_id, reason, now_ms, &m, errmsg), errmsg);
+    catalog_unlock(cat);
     if (rc == DFS_OK)
         *marked = m;
     return rc;
@@ -3668,17 +3683,17 @@ static int inventory_page_locked(dfs_catalog *cat, const char *node_id, uint32_t
     if (rc != DFS_OK)
         return rc;
     if (page == 0) {
-        rc = exec(cat, S_INV_DROP, NULL, errmsg, "t", node_id);
+        rc = catalog_exec(cat, S_INV_DROP, NULL, errmsg, "t", node_id);
         if (rc == DFS_OK)
-            rc = exec(cat, S_INV_START, NULL, errmsg, "ti", node_id, now_ms);
+            rc = catalog_exec(cat, S_INV_START, NULL, errmsg, "ti", node_id, now_ms);
     } else {
-        int got = query(cat, S_INV_STATE_GET, errmsg, "t", node_id);
+        int got = catalog_query(cat, S_INV_STATE_GET, errmsg, "t", node_id);
         if (got < 0)
             return got;
         int64_t next = 0;
         if (got == 1) {
-            next = col_i64(cat, S_INV_STATE_GET, 0);
-            release(cat->st[S_INV_STATE_GET]);
+            next = catalog_col_i64(cat, S_INV_STATE_GET, 0);
+            catalog_release(cat->st[S_INV_STATE_GET]);
         }
         if (got == 0 || (int64_t)page > next)
             return dfs_seterr(errmsg, DFS_EPRECOND,
@@ -3688,27 +3703,28 @@ static int inventory_page_locked(dfs_catalog *cat, const char *node_id, uint32_t
                               page, node_id, got == 0 ? "page " : "", got == 0 ? 0 : next);
     }
     for (size_t i = 0; rc == DFS_OK && i < n; i++)
-        rc = exec(cat, S_INV_INSERT, NULL, errmsg, "tt", node_id, ids[i]);
+        rc = catalog_exec(cat, S_INV_INSERT, NULL, errmsg, "tt", node_id, ids[i]);
     if (rc == DFS_OK)
-        rc = exec(cat, S_INV_SET_NEXT, NULL, errmsg, "ti", node_id, (int64_t)page + 1);
+        rc = catalog_exec(cat, S_INV_SET_NEXT, NULL, errmsg, "ti", node_id, (int64_t)page + 1);
     return rc;
 }
 
 int dfs_catalog_inventory_page(dfs_catalog *cat, const char *node_id, uint32_t page,
                                const char *const *ids, size_t n, int64_t now_ms, char **errmsg)
 {
-    int rc = check_id(node_id, "node", errmsg);
+    int rc = catalog_check_id(node_id, "node", errmsg);
     for (size_t i = 0; rc == DFS_OK && i < n; i++)
         if (!dfs_fragment_id_valid(ids[i]))
             rc = dfs_seterr(errmsg, DFS_EINVAL, "bad fragment id '%s' in the inventory",
                             ids[i] == NULL ? "" : ids[i]);
     if (rc != DFS_OK)
         return rc;
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat, inventory_page_locked(cat, node_id, page, ids, n, now_ms, errmsg), errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(cat, inventory_page_locked(cat, node_id, page, ids, n, now_ms, errmsg),
+                            errmsg);
+    catalog_unlock(cat);
     return rc;
 }
 
@@ -3718,16 +3734,16 @@ static int id_list(dfs_catalog *cat, enum stmt id, const char *node_id,
 {
     char(*v)[DFS_FRAGMENT_ID_HEX + 1] = NULL;
     size_t count = 0;
-    int rc = query(cat, id, errmsg, "t", node_id);
+    int rc = catalog_query(cat, id, errmsg, "t", node_id);
     while (rc == 1) {
-        char(*slot)[DFS_FRAGMENT_ID_HEX + 1] = grow(&v, &count, sizeof v[0]);
+        char(*slot)[DFS_FRAGMENT_ID_HEX + 1] = catalog_grow(&v, &count, sizeof v[0]);
         if (slot == NULL) {
-            release(cat->st[id]);
+            catalog_release(cat->st[id]);
             rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
             break;
         }
-        col_copy(cat, id, 0, *slot, sizeof *slot);
-        rc = next_row(cat, id, errmsg);
+        catalog_col_copy(cat, id, 0, *slot, sizeof *slot);
+        rc = catalog_next_row(cat, id, errmsg);
     }
     if (rc < 0) {
         free(v);
@@ -3741,14 +3757,14 @@ static int id_list(dfs_catalog *cat, enum stmt id, const char *node_id,
 int dfs_catalog_inventory_missing(dfs_catalog *cat, const char *node_id,
                                   char (**out)[DFS_FRAGMENT_ID_HEX + 1], size_t *n, char **errmsg)
 {
-    int rc = check_id(node_id, "node", errmsg);
+    int rc = catalog_check_id(node_id, "node", errmsg);
     if (rc != DFS_OK)
         return rc;
-    lock(cat);
-    rc = tx_begin(cat, false, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, false, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat, id_list(cat, S_INV_MISSING, node_id, out, n, errmsg), errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(cat, id_list(cat, S_INV_MISSING, node_id, out, n, errmsg), errmsg);
+    catalog_unlock(cat);
     return rc;
 }
 
@@ -3770,12 +3786,12 @@ static int inventory_finish_locked(dfs_catalog *cat, const char *node_id, int64_
             assess_clear(&a);
         if (salvage)
             continue; /* the catalog has no readable copy of it: keep these bytes */
-        rc = exec(cat, S_DELETION_INSERT, NULL, errmsg, "tti", ids[i], node_id, now_ms);
+        rc = catalog_exec(cat, S_DELETION_INSERT, NULL, errmsg, "tti", ids[i], node_id, now_ms);
         count++;
     }
     free(ids);
     if (rc == DFS_OK)
-        rc = exec(cat, S_INV_DROP, NULL, errmsg, "t", node_id);
+        rc = catalog_exec(cat, S_INV_DROP, NULL, errmsg, "t", node_id);
     if (rc == DFS_OK)
         *unknown = count;
     return rc;
@@ -3784,15 +3800,15 @@ static int inventory_finish_locked(dfs_catalog *cat, const char *node_id, int64_
 int dfs_catalog_inventory_finish(dfs_catalog *cat, const char *node_id, int64_t now_ms,
                                  size_t *unknown, char **errmsg)
 {
-    int rc = check_id(node_id, "node", errmsg);
+    int rc = catalog_check_id(node_id, "node", errmsg);
     if (rc != DFS_OK)
         return rc;
     size_t u = 0;
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat, inventory_finish_locked(cat, node_id, now_ms, &u, errmsg), errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(cat, inventory_finish_locked(cat, node_id, now_ms, &u, errmsg), errmsg);
+    catalog_unlock(cat);
     if (rc == DFS_OK) {
         *unknown = u;
         if (u > 0)
@@ -3830,19 +3846,19 @@ static int cmp_layout_nodes(const void *a, const void *b)
 
 static int layout_locked(dfs_catalog *cat, struct dfs_layout *l, char **errmsg)
 {
-    int rc = query(cat, S_NODES_LIST, errmsg, "");
+    int rc = catalog_query(cat, S_NODES_LIST, errmsg, "");
     while (rc == 1) {
-        struct dfs_layout_node *n = grow(&l->nodes, &l->nnodes, sizeof *n);
+        struct dfs_layout_node *n = catalog_grow(&l->nodes, &l->nnodes, sizeof *n);
         if (n == NULL) {
-            release(cat->st[S_NODES_LIST]);
+            catalog_release(cat->st[S_NODES_LIST]);
             return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
         }
         struct dfs_node_rec rec;
-        read_node(cat, S_NODES_LIST, &rec);
+        catalog_read_node(cat, S_NODES_LIST, &rec);
         memcpy(n->id, rec.id, sizeof n->id);
         memcpy(n->address, rec.address, sizeof n->address);
         n->state = rec.state;
-        rc = next_row(cat, S_NODES_LIST, errmsg);
+        rc = catalog_next_row(cat, S_NODES_LIST, errmsg);
     }
     if (rc < 0)
         return rc;
@@ -3850,10 +3866,10 @@ static int layout_locked(dfs_catalog *cat, struct dfs_layout *l, char **errmsg)
         qsort(l->nodes, l->nnodes, sizeof *l->nodes, cmp_layout_nodes);
     /* Arrays grow by doubling here: a catalog may hold millions of copies. */
     size_t cap_files = 0, cap_frags = 0, cap_copies = 0;
-    rc = query(cat, S_LAYOUT_ALL, errmsg, "");
+    rc = catalog_query(cat, S_LAYOUT_ALL, errmsg, "");
     while (rc == 1) {
-        const char *file_id = col_text(cat, S_LAYOUT_ALL, 0);
-        const char *frag_id = col_text(cat, S_LAYOUT_ALL, 7);
+        const char *file_id = catalog_col_text(cat, S_LAYOUT_ALL, 0);
+        const char *frag_id = catalog_col_text(cat, S_LAYOUT_ALL, 7);
         struct dfs_layout_fragment *fr =
             l->nfragments > 0 ? &l->fragments[l->nfragments - 1] : NULL;
         if (fr == NULL || strcmp(fr->fragment_id, frag_id) != 0) {
@@ -3869,16 +3885,16 @@ static int layout_locked(dfs_catalog *cat, struct dfs_layout *l, char **errmsg)
                 }
                 fi = &l->files[l->nfiles++];
                 memset(fi, 0, sizeof *fi);
-                const char *path = col_text(cat, S_LAYOUT_ALL, 1);
+                const char *path = catalog_col_text(cat, S_LAYOUT_ALL, 1);
                 fi->path = strdup(path != NULL ? path : "");
                 if (fi->path == NULL)
                     break;
-                fi->redundancy.scheme =
-                    (enum dfs_scheme)NAME_INDEX(scheme_names, col_text(cat, S_LAYOUT_ALL, 2));
-                fi->redundancy.replicas = (uint32_t)col_i64(cat, S_LAYOUT_ALL, 3);
-                fi->redundancy.fragments = (uint32_t)col_i64(cat, S_LAYOUT_ALL, 4);
-                fi->redundancy.data = (uint32_t)col_i64(cat, S_LAYOUT_ALL, 5);
-                fi->redundancy.parity = (uint32_t)col_i64(cat, S_LAYOUT_ALL, 6);
+                fi->redundancy.scheme = (enum dfs_scheme)NAME_INDEX(
+                    catalog_scheme_names, catalog_col_text(cat, S_LAYOUT_ALL, 2));
+                fi->redundancy.replicas = (uint32_t)catalog_col_i64(cat, S_LAYOUT_ALL, 3);
+                fi->redundancy.fragments = (uint32_t)catalog_col_i64(cat, S_LAYOUT_ALL, 4);
+                fi->redundancy.data = (uint32_t)catalog_col_i64(cat, S_LAYOUT_ALL, 5);
+                fi->redundancy.parity = (uint32_t)catalog_col_i64(cat, S_LAYOUT_ALL, 6);
                 fi->first_fragment = l->nfragments;
             }
             if (l->nfragments == cap_frags) {
@@ -3890,13 +3906,13 @@ static int layout_locked(dfs_catalog *cat, struct dfs_layout *l, char **errmsg)
             }
             fr = &l->fragments[l->nfragments++];
             memset(fr, 0, sizeof *fr);
-            col_copy(cat, S_LAYOUT_ALL, 7, fr->fragment_id, sizeof fr->fragment_id);
-            fr->size = (uint64_t)col_i64(cat, S_LAYOUT_ALL, 8);
-            fr->checksum = (uint32_t)col_i64(cat, S_LAYOUT_ALL, 9);
+            catalog_col_copy(cat, S_LAYOUT_ALL, 7, fr->fragment_id, sizeof fr->fragment_id);
+            fr->size = (uint64_t)catalog_col_i64(cat, S_LAYOUT_ALL, 8);
+            fr->checksum = (uint32_t)catalog_col_i64(cat, S_LAYOUT_ALL, 9);
             fr->first_copy = l->ncopies;
             fi->nfragments++;
         }
-        const char *node = col_text(cat, S_LAYOUT_ALL, 10);
+        const char *node = catalog_col_text(cat, S_LAYOUT_ALL, 10);
         const struct dfs_layout_node *n =
             node == NULL || l->nnodes == 0
                 ? NULL
@@ -3912,10 +3928,10 @@ static int layout_locked(dfs_catalog *cat, struct dfs_layout *l, char **errmsg)
             l->copies[l->ncopies++] = (uint32_t)(n - l->nodes);
             fr->ncopies++;
         }
-        rc = next_row(cat, S_LAYOUT_ALL, errmsg);
+        rc = catalog_next_row(cat, S_LAYOUT_ALL, errmsg);
     }
     if (rc == 1) {
-        release(cat->st[S_LAYOUT_ALL]);
+        catalog_release(cat->st[S_LAYOUT_ALL]);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
     return rc < 0 ? rc : DFS_OK;
@@ -3926,11 +3942,11 @@ int dfs_catalog_layout(dfs_catalog *cat, struct dfs_layout **out, char **errmsg)
     struct dfs_layout *l = calloc(1, sizeof *l);
     if (l == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
-    lock(cat);
-    int rc = tx_begin(cat, false, errmsg);
+    catalog_lock(cat);
+    int rc = catalog_tx_begin(cat, false, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat, layout_locked(cat, l, errmsg), errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(cat, layout_locked(cat, l, errmsg), errmsg);
+    catalog_unlock(cat);
     if (rc != DFS_OK) {
         dfs_catalog_layout_free(l);
         return rc;
@@ -3957,7 +3973,7 @@ static int add_path(char ***v, size_t *n, size_t list, const char *path)
     if (*n >= list)
         return DFS_OK;
     char *p = strdup(path);
-    char **slot = p != NULL ? grow(v, n, sizeof **v) : NULL;
+    char **slot = p != NULL ? catalog_grow(v, n, sizeof **v) : NULL;
     if (slot == NULL) {
         free(p);
         return DFS_ENOMEM;
@@ -3986,8 +4002,8 @@ int dfs_catalog_health_classify(const struct dfs_layout *l, const bool *copy_ok,
                 if (copy_ok != NULL && !copy_ok[ci])
                     continue;
                 enum dfs_node_state s = l->nodes[l->copies[ci]].state;
-                live += state_live(s);
-                readable += state_readable(s);
+                live += catalog_state_live(s);
+                readable += catalog_state_readable(s);
             }
             frag_live += live > 0;
             frag_readable += readable > 0;
@@ -4023,15 +4039,15 @@ int dfs_catalog_health_classify(const struct dfs_layout *l, const bool *copy_ok,
 /* Read one single-row aggregate into up to two integers. */
 static int aggregate(dfs_catalog *cat, enum stmt id, int64_t *a, int64_t *b, char **errmsg)
 {
-    int rc = query(cat, id, errmsg, "");
+    int rc = catalog_query(cat, id, errmsg, "");
     if (rc < 0)
         return rc;
     if (rc == 0)
         return dfs_seterr(errmsg, DFS_EINTERNAL, "catalog: aggregate returned no row");
-    *a = col_i64(cat, id, 0);
+    *a = catalog_col_i64(cat, id, 0);
     if (b != NULL)
-        *b = col_i64(cat, id, 1);
-    release(cat->st[id]);
+        *b = catalog_col_i64(cat, id, 1);
+    catalog_release(cat->st[id]);
     return DFS_OK;
 }
 
@@ -4055,10 +4071,10 @@ static int stats_locked(dfs_catalog *cat, struct dfs_catalog_stats *s, char **er
     s->pending_files = (uint64_t)pending;
     s->pending_deletions = (uint64_t)deletions;
     s->schema_version = (uint32_t)version;
-    int row = query(cat, S_STATS_NODES, errmsg, "");
+    int row = catalog_query(cat, S_STATS_NODES, errmsg, "");
     while (row == 1) {
-        uint32_t count = (uint32_t)col_i64(cat, S_STATS_NODES, 1);
-        switch (NAME_INDEX(node_state_names, col_text(cat, S_STATS_NODES, 0))) {
+        uint32_t count = (uint32_t)catalog_col_i64(cat, S_STATS_NODES, 1);
+        switch (NAME_INDEX(catalog_node_state_names, catalog_col_text(cat, S_STATS_NODES, 0))) {
         case DFS_NODE_ALIVE:
             s->nodes_alive = count;
             break;
@@ -4077,7 +4093,7 @@ static int stats_locked(dfs_catalog *cat, struct dfs_catalog_stats *s, char **er
         default:
             break;
         }
-        row = next_row(cat, S_STATS_NODES, errmsg);
+        row = catalog_next_row(cat, S_STATS_NODES, errmsg);
     }
     return row < 0 ? row : DFS_OK;
 }
@@ -4086,11 +4102,11 @@ int dfs_catalog_stats(dfs_catalog *cat, struct dfs_catalog_stats *out, char **er
 {
     struct dfs_catalog_stats s;
     memset(&s, 0, sizeof s);
-    lock(cat);
-    int rc = tx_begin(cat, false, errmsg);
+    catalog_lock(cat);
+    int rc = catalog_tx_begin(cat, false, errmsg);
     if (rc == DFS_OK)
-        rc = tx_end(cat, stats_locked(cat, &s, errmsg), errmsg);
-    unlock(cat);
+        rc = catalog_tx_end(cat, stats_locked(cat, &s, errmsg), errmsg);
+    catalog_unlock(cat);
     if (rc == DFS_OK)
         *out = s;
     return rc;
@@ -4125,7 +4141,7 @@ enum dfs_token_role dfs_catalog_token_role_parse(const char *name)
     return (enum dfs_token_role)NAME_INDEX(role_names, name);
 }
 
-static bool token_id_ok(const char *id, size_t min)
+static bool catalog_token_id_ok(const char *id, size_t min)
 {
     size_t n = id == NULL ? 0 : strnlen(id, 17);
     if (n < min || n > 16)
@@ -4140,23 +4156,23 @@ static bool token_id_ok(const char *id, size_t min)
 static void read_token(dfs_catalog *cat, enum stmt id, struct dfs_token_rec *t)
 {
     memset(t, 0, sizeof *t);
-    col_copy(cat, id, 0, t->id, sizeof t->id);
-    col_copy(cat, id, 1, t->name, sizeof t->name);
-    t->role = dfs_catalog_token_role_parse(col_text(cat, id, 2));
-    t->created_ms = col_i64(cat, id, 3);
-    t->expires_ms = col_i64(cat, id, 4);
-    t->revoked_ms = col_i64(cat, id, 5);
-    t->last_used_ms = col_i64(cat, id, 6);
-    const char *node = col_text(cat, id, 7);
+    catalog_col_copy(cat, id, 0, t->id, sizeof t->id);
+    catalog_col_copy(cat, id, 1, t->name, sizeof t->name);
+    t->role = dfs_catalog_token_role_parse(catalog_col_text(cat, id, 2));
+    t->created_ms = catalog_col_i64(cat, id, 3);
+    t->expires_ms = catalog_col_i64(cat, id, 4);
+    t->revoked_ms = catalog_col_i64(cat, id, 5);
+    t->last_used_ms = catalog_col_i64(cat, id, 6);
+    const char *node = catalog_col_text(cat, id, 7);
     snprintf(t->node_id, sizeof t->node_id, "%s", node != NULL ? node : "");
 }
 
 int dfs_catalog_token_add(dfs_catalog *cat, const struct dfs_token_rec *rec, const uint8_t hash[32],
                           char **errmsg)
 {
-    if (!token_id_ok(rec->id, 16))
+    if (!catalog_token_id_ok(rec->id, 16))
         return dfs_seterr(errmsg, DFS_EINVAL, "bad token id");
-    int rc = check_text(rec->name, 1, DFS_TOKEN_NAME_MAX, "token name", errmsg);
+    int rc = catalog_check_text(rec->name, 1, DFS_TOKEN_NAME_MAX, "token name", errmsg);
     if (rc != DFS_OK)
         return rc;
     if (rec->role <= DFS_ROLE_UNSPECIFIED || rec->role > DFS_ROLE_BOOTSTRAP)
@@ -4166,33 +4182,33 @@ int dfs_catalog_token_add(dfs_catalog *cat, const struct dfs_token_rec *rec, con
                           "a node token is made with its node, at the node's enrollment");
     if (rec->expires_ms < 0)
         return dfs_seterr(errmsg, DFS_EINVAL, "bad token expiry");
-    lock(cat);
-    rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
-        int found = query(cat, S_TOKEN_GET, errmsg, "t", rec->id);
+        int found = catalog_query(cat, S_TOKEN_GET, errmsg, "t", rec->id);
         if (found == 1) {
-            release(cat->st[S_TOKEN_GET]);
+            catalog_release(cat->st[S_TOKEN_GET]);
             rc = dfs_seterr(errmsg, DFS_EEXIST, "token id %s exists", rec->id);
         } else {
             rc = found;
         }
         if (rc == DFS_OK)
-            rc = exec(cat, S_TOKEN_INSERT, NULL, errmsg, "tttbiit", rec->id, rec->name,
-                      role_names[rec->role], (const void *)hash, (size_t)32, rec->created_ms,
-                      rec->expires_ms, "");
-        rc = tx_end(cat, rc, errmsg);
+            rc = catalog_exec(cat, S_TOKEN_INSERT, NULL, errmsg, "tttbiit", rec->id, rec->name,
+                              role_names[rec->role], (const void *)hash, (size_t)32,
+                              rec->created_ms, rec->expires_ms, "");
+        rc = catalog_tx_end(cat, rc, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     return rc;
 }
 
 int dfs_catalog_token_get(dfs_catalog *cat, const char *id, struct dfs_token_rec *out,
                           uint8_t hash[32], char **errmsg)
 {
-    if (!token_id_ok(id, 16))
+    if (!catalog_token_id_ok(id, 16))
         return dfs_seterr(errmsg, DFS_ENOTFOUND, "no such token");
-    lock(cat);
-    int rc = query(cat, S_TOKEN_GET, errmsg, "t", id);
+    catalog_lock(cat);
+    int rc = catalog_query(cat, S_TOKEN_GET, errmsg, "t", id);
     if (rc == 1) {
         read_token(cat, S_TOKEN_GET, out);
         const void *h = sqlite3_column_blob(cat->st[S_TOKEN_GET], 8);
@@ -4201,32 +4217,32 @@ int dfs_catalog_token_get(dfs_catalog *cat, const char *id, struct dfs_token_rec
             memcpy(hash, h, 32);
         else
             memset(hash, 0, 32);
-        release(cat->st[S_TOKEN_GET]);
+        catalog_release(cat->st[S_TOKEN_GET]);
         rc = DFS_OK;
     } else if (rc == 0) {
         rc = dfs_seterr(errmsg, DFS_ENOTFOUND, "no such token");
     }
-    unlock(cat);
+    catalog_unlock(cat);
     return rc;
 }
 
 int dfs_catalog_token_resolve(dfs_catalog *cat, const char *id, struct dfs_token_rec *out,
                               char **errmsg)
 {
-    if (!token_id_ok(id, 4))
+    if (!catalog_token_id_ok(id, 4))
         return dfs_seterr(errmsg, DFS_EINVAL,
                           "a token id is 4 to 16 lower-case hex digits (see dfs token ls)");
     char hi[18];
     snprintf(hi, sizeof hi, "%sg", id);
-    lock(cat);
-    int rc = query(cat, S_TOKEN_PREFIX, errmsg, "tt", id, hi);
+    catalog_lock(cat);
+    int rc = catalog_query(cat, S_TOKEN_PREFIX, errmsg, "tt", id, hi);
     int rows = 0;
     while (rc == 1) {
         if (rows++ == 0)
             read_token(cat, S_TOKEN_PREFIX, out);
-        rc = next_row(cat, S_TOKEN_PREFIX, errmsg);
+        rc = catalog_next_row(cat, S_TOKEN_PREFIX, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     if (rc < 0)
         return rc;
     if (rows == 0)
@@ -4238,27 +4254,27 @@ int dfs_catalog_token_resolve(dfs_catalog *cat, const char *id, struct dfs_token
 
 int dfs_catalog_token_revoke(dfs_catalog *cat, const char *id, int64_t now_ms, char **errmsg)
 {
-    if (!token_id_ok(id, 16))
+    if (!catalog_token_id_ok(id, 16))
         return dfs_seterr(errmsg, DFS_ENOTFOUND, "no such token");
-    lock(cat);
-    int rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    int rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
-        rc = exec(cat, S_TOKEN_REVOKE, NULL, errmsg, "ti", id, now_ms > 0 ? now_ms : 1);
-        rc = tx_end(cat, rc, errmsg);
+        rc = catalog_exec(cat, S_TOKEN_REVOKE, NULL, errmsg, "ti", id, now_ms > 0 ? now_ms : 1);
+        rc = catalog_tx_end(cat, rc, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     return rc;
 }
 
 int dfs_catalog_token_touch(dfs_catalog *cat, const char *id, int64_t now_ms, char **errmsg)
 {
-    lock(cat);
-    int rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    int rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
-        rc = exec(cat, S_TOKEN_TOUCH, NULL, errmsg, "ti", id, now_ms);
-        rc = tx_end(cat, rc, errmsg);
+        rc = catalog_exec(cat, S_TOKEN_TOUCH, NULL, errmsg, "ti", id, now_ms);
+        rc = catalog_tx_end(cat, rc, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     return rc;
 }
 
@@ -4267,14 +4283,14 @@ int dfs_catalog_tokens_list(dfs_catalog *cat, bool all, int64_t now_ms, struct d
 {
     struct dfs_token_rec *v = NULL;
     size_t len = 0, cap = 0;
-    lock(cat);
-    int rc = query(cat, S_TOKENS_LIST, errmsg, "ii", (int64_t)all, now_ms);
+    catalog_lock(cat);
+    int rc = catalog_query(cat, S_TOKENS_LIST, errmsg, "ii", (int64_t)all, now_ms);
     while (rc == 1) {
         if (len == cap) {
             size_t ncap = cap == 0 ? 16 : 2 * cap;
             struct dfs_token_rec *nv = realloc(v, ncap * sizeof *nv);
             if (nv == NULL) {
-                release(cat->st[S_TOKENS_LIST]);
+                catalog_release(cat->st[S_TOKENS_LIST]);
                 rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
                 break;
             }
@@ -4282,9 +4298,9 @@ int dfs_catalog_tokens_list(dfs_catalog *cat, bool all, int64_t now_ms, struct d
             cap = ncap;
         }
         read_token(cat, S_TOKENS_LIST, &v[len++]);
-        rc = next_row(cat, S_TOKENS_LIST, errmsg);
+        rc = catalog_next_row(cat, S_TOKENS_LIST, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     if (rc < 0) {
         free(v);
         return rc;
@@ -4299,10 +4315,10 @@ int dfs_catalog_secret(dfs_catalog *cat, const char *name, size_t len, int64_t n
 {
     if (len == 0 || len > 64)
         return dfs_seterr(errmsg, DFS_EINVAL, "a secret is 1 to 64 bytes");
-    lock(cat);
-    int rc = tx_begin(cat, true, errmsg);
+    catalog_lock(cat);
+    int rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
-        int found = query(cat, S_SECRET_GET, errmsg, "t", name);
+        int found = catalog_query(cat, S_SECRET_GET, errmsg, "t", name);
         if (found == 1) {
             const void *v = sqlite3_column_blob(cat->st[S_SECRET_GET], 0);
             size_t vn = (size_t)sqlite3_column_bytes(cat->st[S_SECRET_GET], 0);
@@ -4312,7 +4328,7 @@ int dfs_catalog_secret(dfs_catalog *cat, const char *name, size_t len, int64_t n
                                 len);
             else
                 memcpy(out, v, len);
-            release(cat->st[S_SECRET_GET]);
+            catalog_release(cat->st[S_SECRET_GET]);
         } else if (found == 0) {
             size_t got = 0;
             while (rc == DFS_OK && got < len) {
@@ -4325,15 +4341,15 @@ int dfs_catalog_secret(dfs_catalog *cat, const char *name, size_t len, int64_t n
                     got += (size_t)r;
             }
             if (rc == DFS_OK)
-                rc = exec(cat, S_SECRET_INSERT, NULL, errmsg, "tbi", name, (const void *)out, len,
-                          now_ms);
+                rc = catalog_exec(cat, S_SECRET_INSERT, NULL, errmsg, "tbi", name,
+                                  (const void *)out, len, now_ms);
             if (rc == DFS_OK)
                 dfs_log(DFS_LOG_INFO, "catalog made secret name=%s bytes=%zu", name, len);
         } else {
             rc = found;
         }
-        rc = tx_end(cat, rc, errmsg);
+        rc = catalog_tx_end(cat, rc, errmsg);
     }
-    unlock(cat);
+    catalog_unlock(cat);
     return rc;
 }
