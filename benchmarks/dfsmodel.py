@@ -41,7 +41,7 @@ def model_get(layout):
 def model_get_balanced(layout):
     """Bytes on the busiest link of a get whose links share out every fragment as evenly as the
     layout allows: the least any schedule can reach, which is what a get that lets every idle link
-    take over ranges approaches (cli/get.c, throttled). At most model_get(layout). It is the least
+    take over ranges approaches (client/get.c, throttled). At most model_get(layout). It is the least
     T for which each fragment's bytes can be split over its copies with no link above T: a
     transportation problem, solved here by bisection on T with a max-flow check."""
     frags = [(fr["size"], sorted({r["address"] for r in fr["replicas"]})) for fr in layout["fragments"]]

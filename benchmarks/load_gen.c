@@ -25,10 +25,10 @@
  *
  * Exit status 0 when every operation succeeded and matched, 1 otherwise, 2 on bad usage.
  */
-#include "cli/get.h"
 #include "cli/json.h"
-#include "cli/meta.h"
-#include "cli/put.h"
+#include "client/get.h"
+#include "client/meta.h"
+#include "client/put.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/rng.h"

@@ -2,8 +2,8 @@
 #include "cli/cli.h"
 
 #include "cli/commands.h"
-#include "cli/meta.h"
 #include "cli/progress.h"
+#include "client/meta.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/units.h"
@@ -552,7 +552,7 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         return DFS_EXIT_USAGE;
     }
     /* A chain's nodes pace each hop at --throttle; the nodes refuse rates below 1 KiB/s (a 1 MiB
-       chunk would hold a put for hours: services/validate.h). */
+       chunk would hold a put for hours: services/validate/validate.h). */
     if (cli.chain && cli.link_rate > 0 && cli.link_rate < 1024) {
         fprintf(stderr, "dfs: --replication chain needs a --throttle of at least 1K (1024 "
                         "bytes/s) (see dfs --help)\n");

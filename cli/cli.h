@@ -3,7 +3,7 @@
 #define DFS_CLI_CLI_H
 
 #include "cli/commands.h"
-#include "cli/meta.h"
+#include "client/meta.h"
 
 #include <signal.h>
 #include <stdio.h>

@@ -1,11 +1,11 @@
 /* The dfs commands. */
 #include "cli/commands.h"
 
-#include "cli/get.h"
 #include "cli/json.h"
 #include "cli/progress.h"
-#include "cli/put.h"
-#include "cli/spool.h"
+#include "client/get.h"
+#include "client/put.h"
+#include "client/spool.h"
 #include "common/err.h"
 #include "common/units.h"
 #include "dfs/v1/metadata.pb-c.h"
@@ -154,7 +154,7 @@ int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote)
 {
     struct dfs_quote q;
     const char *shown = dfs_quote(remote, &q); /* a bad path is echoed short */
-    /* "-": standard input, as a file whose size is known (cli/spool.h). */
+    /* "-": standard input, as a file whose size is known (client/spool.h). */
     int in_fd = -1;
     if (strcmp(local, "-") == 0) {
         const char *dir = getenv("TMPDIR");

@@ -2,7 +2,7 @@
 #ifndef DFS_CLI_COMMANDS_H
 #define DFS_CLI_COMMANDS_H
 
-#include "cli/meta.h"
+#include "client/meta.h"
 
 #include <signal.h>
 #include <stdbool.h>

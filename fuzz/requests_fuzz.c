@@ -3,11 +3,12 @@
  *
  * Input: one byte that picks the request type, then the message bytes. For a unary request this
  * runs what dfs_rpc_unpack_checked and the handler's first lines run: protobuf-c's unpack, the
- * proto3 string check (services/rpc/wirecheck.h) and the type's validator (services/validate.h);
- * for CreateFile also the layout check the handler makes once the cluster's defaults (k=3, F=4)
- * are filled in. PutFragment messages go through the storage node's own in-place parser
- * (services/putmsg.h), then the header's unpack, string check and validator, and the data check;
- * the parser is also compared with protobuf-c's reading of the same bytes.
+ * proto3 string check (services/rpc/wirecheck.h) and the type's validator
+ * (services/validate/validate.h); for CreateFile also the layout check the handler makes once the
+ * cluster's defaults (k=3, F=4) are filled in. PutFragment messages go through the storage node's
+ * own in-place parser (services/storage/putmsg.h), then the header's unpack, string check and
+ * validator, and the data check; the parser is also compared with protobuf-c's reading of the
+ * same bytes.
  *
  * Any crash, leak, sanitizer report, or broken promise (a refusal without a message, a message
  * with a control character, the two parsers disagreeing) is a finding.
@@ -15,9 +16,9 @@
 #include "common/err.h"
 #include "dfs/v1/metadata.pb-c.h"
 #include "dfs/v1/storage.pb-c.h"
-#include "services/putmsg.h"
 #include "services/rpc/wirecheck.h"
-#include "services/validate.h"
+#include "services/storage/putmsg.h"
+#include "services/validate/validate.h"
 
 #include <stdio.h>
 #include <stdlib.h>

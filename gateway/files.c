@@ -2,10 +2,10 @@
    put/get engines. */
 #include "gateway/files.h"
 
-#include "cli/filehash.h"
-#include "cli/get.h"
 #include "cli/json.h"
-#include "cli/put.h"
+#include "client/filehash.h"
+#include "client/get.h"
+#include "client/put.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/path.h"

@@ -3,7 +3,7 @@
 #ifndef DFS_GATEWAY_FILES_H
 #define DFS_GATEWAY_FILES_H
 
-#include "cli/meta.h"
+#include "client/meta.h"
 #include "gateway/http.h"
 
 #include <signal.h>

@@ -6,7 +6,7 @@
 #include "gateway/experiments.h"
 #include "gateway/files.h"
 #include "gateway/server.h"
-#include "services/daemon.h"
+#include "services/daemon/daemon.h"
 #include "services/rpc/grpclog.h"
 #include "services/rpc/security.h"
 
@@ -213,7 +213,10 @@ static int parse(int argc, char **argv, struct options *o, char **err)
     return rc;
 }
 
-/* The binary's tree (bazel-bin, or /opt/dfs/bin in the image) when it holds the daemons. */
+/*
+ * The binary's tree when it holds the daemons: bazel-bin (services/metadata/dfs-metadata), or
+ * /opt/dfs/bin in the image (services/dfs-metadata).
+ */
 static char *own_bin_tree(void)
 {
     char exe[PATH_MAX], cand[PATH_MAX + 64];
@@ -225,9 +228,12 @@ static char *own_bin_tree(void)
     if (slash == NULL)
         return NULL;
     *slash = '\0';
-    snprintf(cand, sizeof cand, "%s/../services/dfs-metadata", exe);
-    if (access(cand, X_OK) != 0)
-        return NULL;
+    snprintf(cand, sizeof cand, "%s/../services/metadata/dfs-metadata", exe);
+    if (access(cand, X_OK) != 0) {
+        snprintf(cand, sizeof cand, "%s/../services/dfs-metadata", exe);
+        if (access(cand, X_OK) != 0)
+            return NULL;
+    }
     snprintf(cand, sizeof cand, "%s/..", exe);
     return realpath(cand, NULL);
 }

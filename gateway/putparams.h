@@ -2,7 +2,7 @@
 #ifndef DFS_GATEWAY_PUTPARAMS_H
 #define DFS_GATEWAY_PUTPARAMS_H
 
-#include "cli/put.h"
+#include "client/put.h"
 
 /* Raw (percent-decoded) query values; NULL when the parameter is absent. All borrowed. */
 struct dfs_gw_put_query {

@@ -2,7 +2,7 @@
 #include "gateway/server.h"
 
 #include "cli/json.h"
-#include "cli/meta.h"
+#include "client/meta.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "dfs/v1/metadata.pb-c.h"

@@ -571,13 +571,14 @@ def _enter_private_mount_namespace():
 def mount_small_fs(tc, path, size):
     """Mount a tmpfs of `size` bytes at path (unmounted after the test); skips the test when this
     process may not mount (ENOSPC is also covered by the injected write failures of
-    storage/frag_store_test and services/storage_service_test)."""
+    storage/frag_store_test and services/storage/storage_service_test)."""
     why = _enter_private_mount_namespace()
     os.makedirs(path, exist_ok=True)
     if _libc.mount(b"tmpfs", path.encode(), b"tmpfs", 0, b"size=%d,mode=0755" % size) != 0:
         err = os.strerror(ctypes.get_errno())
         tc.skipTest("cannot mount a %d-byte tmpfs at %s (%s%s); disk-full handling is covered by the "
-                    "injected ENOSPC tests of storage/frag_store_test and services/storage_service_test"
+                    "injected ENOSPC tests of storage/frag_store_test and "
+                    "services/storage/storage_service_test"
                     % (size, path, err, "" if why is None else "; " + why))
     tc.addCleanup(lambda: _libc.umount2(path.encode(), 2))  # MNT_DETACH
     return path

@@ -7,8 +7,8 @@ replicas, every read-back result equal to what the stored layout and the killed 
 closed forms recomputed here), the figures are PNG files the report links to, and bad usage gives a
 one-line error. No timing is asserted: times are only checked to be positive and ordered.
 
-Binaries come from the test's runfiles (the same folder layout as bazel-bin: services/, cli/,
-benchmarks/), passed with --bin.
+Binaries come from the test's runfiles (the same folder layout as bazel-bin: services/metadata/,
+services/storage/, cli/, benchmarks/), passed with --bin.
 """
 
 import json

@@ -66,7 +66,7 @@ class NodeFailures(harness.TestCase):
         src = harness.random_file(self.tmp("f"), 5 << 20, seed=11)
         self.dfs("put", src, "/f")
         # Each fragment has 3 copies on 4 nodes: with any 2 nodes dead, one copy of each is left.
-        # Throttled, every link pulls its own ranges (cli/get.c): a dead node's lane must not
+        # Throttled, every link pulls its own ranges (client/get.c): a dead node's lane must not
         # keep its ranges from the others.
         for n in (1, 1):
             for name in c.kill_nodes(n, seed=n):

@@ -1,7 +1,7 @@
 """End-to-end test harness: real dfs processes on loopback, cmocka-style output. Python 3 stdlib only.
 
 A test file looks like this (BUILD: py_test(srcs=[...], deps=["//tests:harness"], python_version="PY3",
-data=["//services:dfs-metadata", "//services:dfs-storage", "//cli:dfs"])):
+data=["//services/metadata:dfs-metadata", "//services/storage:dfs-storage", "//cli:dfs"])):
 
     import harness
 
@@ -27,7 +27,8 @@ SIGKILL if the test process dies, and TestCase.start_cluster stops it after the 
 on its own, wrote a sanitizer report to its log, or wrote a log line that is not strict logfmt (every
 line of every daemon log is parsed by tests/logfmt.py).
 
-Binaries: $DFS_BIN_DIR if set, else Bazel runfiles ($TEST_SRCDIR/$TEST_WORKSPACE/services/dfs-metadata,
+Binaries: $DFS_BIN_DIR if set, else Bazel runfiles
+($TEST_SRCDIR/$TEST_WORKSPACE/services/metadata/dfs-metadata, .../services/storage/dfs-storage,
 .../cli/dfs), else the repository's bazel-bin (running a test file by hand after `bazel build //...`).
 """
 
@@ -63,8 +64,8 @@ SANITIZER_PATTERNS = (
     "ERROR: UndefinedBehaviorSanitizer",
 )
 RUNFILES_PATHS = {
-    "dfs-metadata": "services/dfs-metadata",
-    "dfs-storage": "services/dfs-storage",
+    "dfs-metadata": "services/metadata/dfs-metadata",
+    "dfs-storage": "services/storage/dfs-storage",
     "dfs": "cli/dfs",
 }
 
@@ -97,7 +98,7 @@ def find_binaries(required=("dfs-metadata", "dfs-storage", "dfs")):
     if _runfiles_dirs():
         missing = [n for n in required if n not in found]
         raise ClusterError("%s not in the test's runfiles: add %s to its data" % (
-            ", ".join(missing), ", ".join('"//%s"' % RUNFILES_PATHS[n].replace("/", ":", 1) for n in missing)))
+            ", ".join(missing), ", ".join('"//%s:%s"' % tuple(RUNFILES_PATHS[n].rsplit("/", 1)) for n in missing)))
     return dfscluster.find_binaries(required=required)
 
 

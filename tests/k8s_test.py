@@ -538,7 +538,7 @@ class Consistency(harness.TestCase):
         # Stage the image's build context as k8s/build-image does and check every COPY source exists,
         # and that the Job's paths are where the image puts things.
         bindir = self.tmp("bin")
-        for name, rel in (("dfs-metadata", "services"), ("dfs-storage", "services"), ("dfs", "cli")):
+        for name, rel in (("dfs-metadata", "services/metadata"), ("dfs-storage", "services/storage"), ("dfs", "cli")):
             os.makedirs(os.path.join(bindir, rel), exist_ok=True)
             shutil.copy(self.bins[name], os.path.join(bindir, rel, name))
         os.makedirs(os.path.join(bindir, "benchmarks"))

@@ -10,8 +10,8 @@ import harness
 # name -> path in the runfiles; the arguments before the options (load_gen takes a MODE first).
 PROGRAMS = {
     "dfs": ("cli/dfs", []),
-    "dfs-metadata": ("services/dfs-metadata", []),
-    "dfs-storage": ("services/dfs-storage", []),
+    "dfs-metadata": ("services/metadata/dfs-metadata", []),
+    "dfs-storage": ("services/storage/dfs-storage", []),
     "dfs-gateway": ("gateway/dfs-gateway", []),
     "tcp_ceiling": ("benchmarks/tcp_ceiling", []),
     "ec_bench": ("benchmarks/ec_bench", []),

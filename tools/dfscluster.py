@@ -58,20 +58,25 @@ class ClusterError(Exception):
     """A cluster operation failed; str() is a one-line reason (details may follow on later lines)."""
 
 
+# Where a bazel-bin holds the programs (the Bazel packages that build them), then the image's
+# /opt/dfs/bin/services/ (k8s/build-image keeps that layout).
+BIN_SUBDIRS = (os.path.join("services", "metadata"), os.path.join("services", "storage"), "cli", "services")
+
+
 def find_binaries(bin_dir=None, names=DAEMONS + (CLI,), required=DAEMONS):
     """Map each binary name to an absolute path.
 
-    Looks in bin_dir (and its services/ and cli/ subfolders), else $DFS_BIN_DIR, else the repository's
-    bazel-bin/services and bazel-bin/cli. Raises ClusterError when a required one is missing.
+    Looks in bin_dir (and the subfolders a bazel-bin puts them in: services/metadata/,
+    services/storage/, cli/; and services/, the container image's layout), else $DFS_BIN_DIR, else the
+    repository's bazel-bin. Raises ClusterError when a required one is missing.
     """
     bin_dir = bin_dir or os.environ.get("DFS_BIN_DIR")
     if bin_dir:
-        dirs = [bin_dir, os.path.join(bin_dir, "services"), os.path.join(bin_dir, "cli")]
         where = bin_dir
+        dirs = [bin_dir] + [os.path.join(bin_dir, d) for d in BIN_SUBDIRS]
     else:
-        bazel_bin = os.path.join(REPO_ROOT, "bazel-bin")
-        dirs = [os.path.join(bazel_bin, "services"), os.path.join(bazel_bin, "cli")]
-        where = bazel_bin
+        where = os.path.join(REPO_ROOT, "bazel-bin")
+        dirs = [os.path.join(where, d) for d in BIN_SUBDIRS]
     found = {}
     for name in names:
         for d in dirs:
