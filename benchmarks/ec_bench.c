@@ -23,11 +23,11 @@
  *                 [--pool SIZE (256M)]
  */
 #include "common/err.h"
+#include "common/options.h"
 #include "common/rng.h"
 #include "common/units.h"
 #include "storage/ec.h"
 
-#include <getopt.h>
 #include <isa-l/erasure_code.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define NMAX      DFS_EC_MAX_FRAGMENTS
 #define MAX_RUNS  16
@@ -409,111 +410,43 @@ static void print_json(const struct result *res, size_t nres, const struct opts 
 
 /* ---- main ---- */
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: ec_bench [--k K --m M] [--cell SIZE] [--seconds S] [--rounds R] "
-               "[--pool SIZE]\n"
-               "  default: codes 4+2, 8+3 and 10+4, --cell 1M, --seconds 1, --rounds 3, "
-               "--pool 256M\n");
-}
+#define O(member) DFS_OPT_FIELD(struct opts, member)
 
-static bool parse_uint(const char *s, unsigned max, unsigned *out)
-{
-    char *end = NULL;
-    if (s[0] < '0' || s[0] > '9')
-        return false;
-    unsigned long v = strtoul(s, &end, 10);
-    if (*end != '\0' || v > max)
-        return false;
-    *out = (unsigned)v;
-    return true;
-}
+static const struct dfs_opt opts[] = {
+    {DFS_OPT_INT, "k", 0, O(k), .arg = "K", .min = 1, .max = NMAX,
+     .help = "data cells of the one code to measure (with --m; default: 4+2, 8+3 and 10+4)"},
+    {DFS_OPT_INT, "m", 0, O(m), .arg = "M", .min = 1, .max = NMAX, .help = "its parity cells"},
+    /* Bare ISA-L takes an int length. */
+    {DFS_OPT_SIZE, "cell", 0, O(cell), .arg = "SIZE", .def = "1M", .min = 1, .max = 1 << 30,
+     .help = "bytes per cell"},
+    {DFS_OPT_DOUBLE, "seconds", 0, O(seconds), .arg = "S", .def = "1", .dmin = 0, .dmax = 60,
+     .help = "length of each measurement"},
+    {DFS_OPT_INT, "rounds", 0, O(rounds), .arg = "R", .def = "3", .min = 1, .max = MAX_RUNS,
+     .help = "ours and bare alternate this many times; the best of each counts"},
+    {DFS_OPT_SIZE, "pool", 0, O(pool), .arg = "SIZE", .def = "256M", .min = 1, .max = 1LL << 40,
+     .help = "bytes of stripes per code, cycled through"},
+    {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
+    {0},
+};
 
-static bool parse_size_opt(const char *name, const char *s, uint64_t min, uint64_t max, size_t *out)
-{
-    uint64_t v = 0;
-    char *msg = NULL;
-    if (dfs_parse_size(s, &v, &msg) != DFS_OK || v < min || v > max) {
-        fprintf(stderr, "ec_bench: bad %s \"%s\"%s%s\n", name, s, msg ? ": " : "", msg ? msg : "");
-        free(msg);
-        return false;
-    }
-    *out = (size_t)v;
-    return true;
-}
+static const struct dfs_opts_spec spec = {
+    .prog = "ec_bench",
+    .usage = "[--k K --m M] [--cell SIZE] [--seconds S] [--rounds R] [--pool SIZE]",
+    .about = "Erasure encode and decode GB/s through storage/ec next to a bare ISA-L loop over "
+             "the same buffers, and the ratio. Prints a table, then one JSON line.",
+    .opts = opts,
+};
 
 int main(int argc, char **argv)
 {
-    struct opts o = {
-        .cell = (size_t)1 << 20, .pool = (size_t)256 << 20, .seconds = 1.0, .rounds = 3};
-    bool have_k = false, have_m = false;
-    static const struct option longopts[] = {
-        {"k", required_argument, NULL, 'k'},      {"m", required_argument, NULL, 'm'},
-        {"cell", required_argument, NULL, 'c'},   {"seconds", required_argument, NULL, 's'},
-        {"rounds", required_argument, NULL, 'r'}, {"pool", required_argument, NULL, 'p'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
-    };
-    int ch;
-    opterr = 0; /* one line of our own for a bad option, below */
-    while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'k':
-            have_k = parse_uint(optarg, NMAX, &o.k);
-            if (!have_k) {
-                fprintf(stderr, "ec_bench: --k must be an integer in [1, %u]\n", NMAX);
-                return 2;
-            }
-            break;
-        case 'm':
-            have_m = parse_uint(optarg, NMAX, &o.m);
-            if (!have_m) {
-                fprintf(stderr, "ec_bench: --m must be an integer in [1, %u]\n", NMAX);
-                return 2;
-            }
-            break;
-        case 'c':
-            /* Bare ISA-L takes an int length. */
-            if (!parse_size_opt("--cell", optarg, 1, (uint64_t)1 << 30, &o.cell))
-                return 2;
-            break;
-        case 'p':
-            if (!parse_size_opt("--pool", optarg, 1, (uint64_t)1 << 40, &o.pool))
-                return 2;
-            break;
-        case 's':
-            o.seconds = atof(optarg);
-            if (!(o.seconds > 0 && o.seconds <= 60)) {
-                fprintf(stderr, "ec_bench: --seconds must be in (0, 60]\n");
-                return 2;
-            }
-            break;
-        case 'r':
-            if (!parse_uint(optarg, MAX_RUNS, &o.rounds) || o.rounds == 0) {
-                fprintf(stderr, "ec_bench: --rounds must be in [1, %d]\n", MAX_RUNS);
-                return 2;
-            }
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case ':':
-            fprintf(stderr, "ec_bench: %s needs a value (see --help)\n",
-                    dfs_quote(argv[optind - 1], &(struct dfs_quote){{0}}));
-            return 2;
-        default:
-            if (optopt > 0x20 && optopt < 0x7f)
-                fprintf(stderr, "ec_bench: unknown option '-%c' (see --help)\n", optopt);
-            else
-                fprintf(stderr, "ec_bench: unknown option '%s' (see --help)\n",
-                        dfs_quote(argv[optind - 1], &(struct dfs_quote){{0}}));
-            return 2;
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "ec_bench: unexpected argument '%s' (see --help)\n",
-                dfs_quote(argv[optind], &(struct dfs_quote){{0}}));
-        return 2;
-    }
+    struct opts o = {0};
+    dfs_opts *args = NULL;
+    int status = 2;
+    if (!dfs_opts_main(&spec, argc, argv, environ, &o, &args, &status))
+        return status;
+    bool have_k = dfs_opts_source(args, "k") == DFS_OPT_FROM_ARGV;
+    bool have_m = dfs_opts_source(args, "m") == DFS_OPT_FROM_ARGV;
+    dfs_opts_destroy(args);
     if (have_k != have_m) {
         fprintf(stderr, "ec_bench: --k and --m go together (see --help)\n");
         return 2;

@@ -31,6 +31,7 @@
 #include "client/put.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/options.h"
 #include "common/rng.h"
 #include "common/units.h"
 #include "dfs/v1/metadata.pb-c.h"
@@ -42,7 +43,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -948,19 +948,6 @@ static int fsync_ceiling(const struct opts *o)
 
 /* ---- command line ---- */
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: load_gen run --metadata ADDR [--clients 64] [--seconds 20]\n"
-               "                    [--mix put=30,get=45,ls=10,rm=15] [--sizes 1K,4K,64K,256K,1M]\n"
-               "                    [--max-files 32] [--work-dir DIR] [--seed N] [--prefix P]\n"
-               "       load_gen small --metadata ADDR [--clients 16] [--seconds 5] [--size 1K]\n"
-               "                    [--work-dir DIR]\n"
-               "       load_gen rpc-ceiling [--clients 16] [--seconds 3] [--target ADDR]\n"
-               "       load_gen sqlite-ceiling --dir DIR [--seconds 3]\n"
-               "       load_gen fsync-ceiling --dir DIR [--clients 16] [--seconds 3] [--size 1K]\n"
-               "Prints one JSON document; exit 0 when every operation succeeded and matched.\n");
-}
-
 static int parse_mix(const char *s, unsigned mix[NOPS])
 {
     unsigned m[NOPS] = {0}, total = 0;
@@ -1005,143 +992,127 @@ static int parse_sizes(const char *s, struct opts *o)
     return rc == 0 && o->nsizes > 0 ? 0 : -1;
 }
 
+/* --mix put=N,get=N,ls=N,rm=N into o->mix (the field is the whole struct opts). */
+static int mix_option(const struct dfs_opt *opt, const char *value, void *field, char **errmsg)
+{
+    struct opts *o = field;
+    if (parse_mix(value, o->mix) != 0)
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "--%s takes put=N,get=N,ls=N,rm=N with put > 0, not '%s'", opt->name,
+                          dfs_quote(value, &(struct dfs_quote){{0}}));
+    return DFS_OK;
+}
+
+/* --sizes 1K,64K,1M and --size 1K (one) into o->sizes. */
+static int sizes_option(const struct dfs_opt *opt, const char *value, void *field, char **errmsg)
+{
+    struct opts *o = field;
+    bool one = strcmp(opt->name, "size") == 0;
+    if (parse_sizes(value, o) != 0 || (one && o->nsizes != 1))
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "--%s takes %s (at most 64M each), not '%s'", opt->name,
+                          one ? "one size like 64K" : "sizes like 1K,64K,1M", dfs_quote(value, &(struct dfs_quote){{0}}));
+    return DFS_OK;
+}
+
+/* --prefix: a remote folder, into a const char *. */
+static int prefix_option(const struct dfs_opt *opt, const char *value, void *field, char **errmsg)
+{
+    size_t n = strlen(value);
+    if (value[0] != '/' || n > 1000 || value[n - 1] == '/')
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "--%s takes a remote folder like /load/run1, not '%s'", opt->name,
+                          dfs_quote(value, &(struct dfs_quote){{0}}));
+    memcpy(field, &value, sizeof value);
+    return DFS_OK;
+}
+
+static const struct dfs_opts_command modes[] = {
+    {"run", "", "the mixed workload of --clients threads",
+     "Each client is a thread with its own connection to the metadata service (--metadata, "
+     "$DFS_METADATA; the token in $DFS_TOKEN_FILE) working in its own folder PREFIX/cNNN/ "
+     "until --seconds are up, with the --mix of operations on files of --sizes, at most "
+     "--max-files each. Each get is compared with the bytes that client put (SHA-256), each ls "
+     "with the files it knows it holds; any difference is a mismatch.",
+     0, 0},
+    {"small", "", "small files: put for --seconds, get them back, remove them",
+     "Small files: every client puts files of --size (default 1K) for --seconds (default 5), "
+     "then gets them back (in turn, checked) for --seconds, then removes them. 16 clients unless "
+     "--clients.",
+     0, 0},
+    {"rpc-ceiling", "", "bare unary round trips through services/rpc",
+     "Bare unary round trips through services/rpc: to an in-process server whose handler only "
+     "answers, or with --target to a daemon's grpc.health.v1.Health/Check. 16 clients for 3 "
+     "seconds unless told.",
+     0, 0},
+    {"sqlite-ceiling", "", "SQLite commits per second in a scratch database under --dir",
+     "SQLite commits per second, one row per transaction, as the catalog commits (WAL, "
+     "synchronous=FULL), in a scratch database under --dir, for --seconds (default 3).",
+     0, 0},
+    {"fsync-ceiling", "", "a storage node's write, fsync, rename, fsync per fragment copy",
+     "What a storage node does per fragment copy, from --clients threads (default 16) for "
+     "--seconds (default 3): write a file of --size (default 1K) in a tmp/ folder, fsync, "
+     "rename it into place, fsync the folder.",
+     0, 0},
+    {NULL, NULL, NULL, NULL, 0, 0},
+};
+
+#define O(member) DFS_OPT_FIELD(struct opts, member)
+
+static const struct dfs_opt opts[] = {
+    {DFS_OPT_STRING, "metadata", 0, O(metadata), .arg = "ADDR", .env = "DFS_METADATA",
+     .help = "the metadata service (run, small)"},
+    {DFS_OPT_INT, "clients", 0, O(clients), .arg = "N", .min = 1, .max = MAX_CLIENTS,
+     .help = "client threads (default 64 for run, else 16)"},
+    {DFS_OPT_DOUBLE, "seconds", 0, O(seconds), .arg = "S", .dmin = 0, .dmax = 86400,
+     .help = "how long (default 20 for run, 5 for small, 3 for the ceilings)"},
+    {DFS_OPT_CUSTOM, "mix", 0, .offset = 0, .size = sizeof(struct opts), .arg = "LIST",
+     .def = "put=30,get=45,ls=10,rm=15", .parse = mix_option,
+     .help = "run: the operations' shares, put=N,get=N,ls=N,rm=N"},
+    {DFS_OPT_CUSTOM, "sizes", 0, .offset = 0, .size = sizeof(struct opts), .arg = "LIST",
+     .def = "1K,4K,64K,256K,1M", .parse = sizes_option,
+     .help = "run: file sizes, picked at random (at most 64M each)"},
+    {DFS_OPT_CUSTOM, "size", 0, .offset = 0, .size = sizeof(struct opts), .arg = "SIZE",
+     .parse = sizes_option, .help = "small, fsync-ceiling: the file size (default 1K)"},
+    {DFS_OPT_INT, "max-files", 0, O(max_files), .arg = "N", .def = "32", .min = 1, .max = 100000,
+     .help = "run: files each client keeps at most"},
+    {DFS_OPT_STRING, "work-dir", 0, O(work_dir), .arg = "DIR",
+     .help = "run, small: local scratch files (default a new folder in /tmp)"},
+    {DFS_OPT_INT, "seed", 0, O(seed), .arg = "N", .def = "1", .min = 0, .max = INT64_MAX,
+     .help = "run: seed of the clients' choices"},
+    {DFS_OPT_CUSTOM, "prefix", 0, O(prefix), .arg = "P", .parse = prefix_option,
+     .help = "run, small: the remote folder to work in (default /load/<random>)"},
+    {DFS_OPT_STRING, "target", 0, O(target), .arg = "ADDR",
+     .help = "rpc-ceiling: a daemon to call instead of the in-process server"},
+    {DFS_OPT_STRING, "dir", 0, O(dir), .arg = "DIR",
+     .help = "sqlite-ceiling, fsync-ceiling: the folder to measure in (required)"},
+    {DFS_OPT_HELP, "help", 'h', .help = "print this help (after a MODE: its own)"},
+    {0},
+};
+
+static const struct dfs_opts_spec spec = {
+    .prog = "load_gen",
+    .usage = "MODE [options]",
+    .about = "Many concurrent dfs clients in one process, and the ceilings beside them. Prints "
+             "one JSON document; exit status 0 when every operation succeeded and matched, 1 "
+             "otherwise, 2 on bad usage.",
+    .opts = opts,
+    .commands = modes,
+    .command_word = "mode",
+};
+
 int main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    if (argv[1][0] == '-') {
-        fprintf(stderr, "load_gen: unknown option '%s' (a MODE comes first; see --help)\n",
-                dfs_quote(argv[1], &(struct dfs_quote){{0}}));
-        return 2;
-    }
-    struct opts o = {.mode = argv[1], .mix = {30, 45, 10, 15}, .max_files = 32, .seed = 1};
+    struct opts o = {.clients = 64, .seconds = 20};
+    dfs_opts *res = NULL;
+    int status = 2;
+    if (!dfs_opts_main(&spec, argc, argv, environ, &o, &res, &status))
+        return status;
+    o.mode = dfs_opts_command(res)->name;
     bool small = strcmp(o.mode, "small") == 0;
-    bool clients_default = true, seconds_default = true;
-    o.clients = 64;
-    o.seconds = 20;
-    parse_sizes("1K,4K,64K,256K,1M", &o);
-    enum {
-        O_METADATA = 1,
-        O_CLIENTS,
-        O_SECONDS,
-        O_MIX,
-        O_SIZES,
-        O_SIZE,
-        O_MAXF,
-        O_WORK,
-        O_SEED,
-        O_TARGET,
-        O_DIR,
-        O_PREFIX
-    };
-    static const struct option longopts[] = {
-        {"metadata", required_argument, NULL, O_METADATA},
-        {"clients", required_argument, NULL, O_CLIENTS},
-        {"seconds", required_argument, NULL, O_SECONDS},
-        {"mix", required_argument, NULL, O_MIX},
-        {"sizes", required_argument, NULL, O_SIZES},
-        {"size", required_argument, NULL, O_SIZE},
-        {"max-files", required_argument, NULL, O_MAXF},
-        {"work-dir", required_argument, NULL, O_WORK},
-        {"seed", required_argument, NULL, O_SEED},
-        {"target", required_argument, NULL, O_TARGET},
-        {"dir", required_argument, NULL, O_DIR},
-        {"prefix", required_argument, NULL, O_PREFIX},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    optind = 2;
-    opterr = 0; /* one line of our own for a bad option, below */
-    int ch;
-    while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        char *end = NULL;
-        switch (ch) {
-        case O_METADATA:
-            o.metadata = optarg;
-            break;
-        case O_CLIENTS: {
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (*end != '\0' || v < 1 || v > MAX_CLIENTS) {
-                fprintf(stderr, "load_gen: --clients takes 1 to %d\n", MAX_CLIENTS);
-                return 2;
-            }
-            o.clients = (unsigned)v;
-            clients_default = false;
-            break;
-        }
-        case O_SECONDS:
-            o.seconds = strtod(optarg, &end);
-            if (*end != '\0' || !(o.seconds > 0 && o.seconds < 86400)) {
-                fprintf(stderr, "load_gen: --seconds takes a positive number\n");
-                return 2;
-            }
-            seconds_default = false;
-            break;
-        case O_MIX:
-            if (parse_mix(optarg, o.mix) != 0) {
-                fprintf(stderr, "load_gen: --mix takes put=N,get=N,ls=N,rm=N with put > 0\n");
-                return 2;
-            }
-            break;
-        case O_SIZES:
-        case O_SIZE:
-            if (parse_sizes(optarg, &o) != 0 || (ch == O_SIZE && o.nsizes != 1)) {
-                fprintf(stderr, "load_gen: %s takes sizes like 1K,64K,1M (at most 64M each)\n",
-                        ch == O_SIZE ? "--size" : "--sizes");
-                return 2;
-            }
-            break;
-        case O_MAXF: {
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (*end != '\0' || v < 1 || v > 100000) {
-                fprintf(stderr, "load_gen: --max-files takes 1 to 100000\n");
-                return 2;
-            }
-            o.max_files = (unsigned)v;
-            break;
-        }
-        case O_WORK:
-            o.work_dir = optarg;
-            break;
-        case O_SEED:
-            o.seed = strtoull(optarg, &end, 10);
-            break;
-        case O_TARGET:
-            o.target = optarg;
-            break;
-        case O_DIR:
-            o.dir = optarg;
-            break;
-        case O_PREFIX:
-            if (optarg[0] != '/' || strlen(optarg) > 1000 || optarg[strlen(optarg) - 1] == '/') {
-                fprintf(stderr, "load_gen: --prefix takes a remote folder like /load/run1\n");
-                return 2;
-            }
-            o.prefix = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case ':':
-            fprintf(stderr, "load_gen: %s needs a value (see --help)\n",
-                    dfs_quote(argv[optind - 1], &(struct dfs_quote){{0}}));
-            return 2;
-        default:
-            if (optopt > 0x20 && optopt < 0x7f)
-                fprintf(stderr, "load_gen: unknown option '-%c' (see --help)\n", optopt);
-            else
-                fprintf(stderr, "load_gen: unknown option '%s' (see --help)\n",
-                        dfs_quote(argv[optind - 1], &(struct dfs_quote){{0}}));
-            return 2;
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "load_gen: unexpected argument '%s' (see --help)\n",
-                dfs_quote(argv[optind], &(struct dfs_quote){{0}}));
-        return 2;
-    }
+    bool clients_default = dfs_opts_source(res, "clients") != DFS_OPT_FROM_ARGV;
+    bool seconds_default = dfs_opts_source(res, "seconds") != DFS_OPT_FROM_ARGV;
+    dfs_opts_destroy(res);
     signal(SIGPIPE, SIG_IGN);
     dfs_log_init("load_gen", DFS_LOG_ERROR);
     dfs_rpc_route_grpc_logs();
@@ -1157,8 +1128,6 @@ int main(int argc, char **argv)
             parse_sizes("1K", &o);
     }
     if (strcmp(o.mode, "run") == 0 || small) {
-        if (o.metadata == NULL)
-            o.metadata = getenv("DFS_METADATA");
         if (o.metadata == NULL || o.metadata[0] == '\0') {
             fprintf(stderr, "load_gen: %s needs --metadata HOST:PORT (or DFS_METADATA)\n", o.mode);
             return 2;

@@ -34,7 +34,9 @@
 #include "benchmarks/simulate.h"
 #include "cli/json.h"
 #include "common/err.h"
+#include "common/options.h"
 #include "common/rng.h"
+#include "common/units.h"
 #include "metadata/placement.h"
 
 #include <errno.h>
@@ -43,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_LIST 64
 
@@ -81,62 +84,6 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* "simulate: <fmt with arg> (see --help)"; arg is what the user typed, quoted short. */
-static int usage(const char *fmt, const char *arg)
-{
-    struct dfs_quote q;
-    fprintf(stderr, "simulate: ");
-    fprintf(stderr, fmt, dfs_quote(arg, &q));
-    fprintf(stderr, " (see --help)\n");
-    return 2;
-}
-
-/* The options that take a value (every one but -h, --help and -q). */
-static bool known_option(const char *name)
-{
-    static const char *const names[] = {
-        "--nodes",           "--policy", "--replicas",   "--ec",
-        "--fragments",       "--units",  "--per-node",   "--failed",
-        "--failed-fraction", "--trials", "--placements", "--scatter-width",
-        "--group-size",      "--seed",
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(name, names[i]) == 0)
-            return true;
-    return false;
-}
-
-static void help(void)
-{
-    puts("usage: simulate [--nodes N] [--policy P[,P...]] [--replicas K | --ec K+M] [--fragments "
-         "F]\n"
-         "                [--units U | --per-node X] [--failed S[,S...] | --failed-fraction "
-         "X[,X...]]\n"
-         "                [--trials T] [--placements L] [--scatter-width S] [--group-size G]\n"
-         "                [--seed S] [-q]\n"
-         "\n"
-         "Places units (a replicated fragment's k copies, or an erasure-coded stripe of K+M) on N\n"
-         "nodes with the metadata service's placement code, then fails s random nodes at once, T\n"
-         "times, and counts what is lost, beside the closed forms. JSON on stdout, a table on\n"
-         "stderr (-q: none).\n"
-         "\n"
-         "  --nodes N             cluster size (default 1000)\n"
-         "  --policy LIST         random,min_copy,buddy,least_used (default: all four)\n"
-         "  --replicas K          copies per fragment (default 3)\n"
-         "  --ec K+M              erasure code instead: a stripe of K+M is lost with > M failed\n"
-         "  --fragments F         units per file (default 4; 1 with --ec)\n"
-         "  --units U             units to place (rounded up to a multiple of F)\n"
-         "  --per-node X          or: X units' copies per node on average (default 100)\n"
-         "  --failed LIST         failed nodes per trial (default: 1% of N)\n"
-         "  --failed-fraction L   or: fractions of N (0.01 = 1%)\n"
-         "  --trials T            trials per failure count (default 1000)\n"
-         "  --placements L        independent layouts the trials are spread over (default 1)\n"
-         "  --scatter-width S     min_copy scatter width (default k-1)\n"
-         "  --group-size G        buddy group size (default 2k)\n"
-         "  --seed S              seed of layouts and failures (default 1)\n"
-         "  -q                    no table on stderr");
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -192,12 +139,8 @@ static int parse_list(const char *arg, int (*each)(struct opts *, const char *),
 static int add_policy(struct opts *o, const char *s)
 {
     enum dfs_policy p;
-    char *err = NULL;
-    if (dfs_placement_policy_parse(s, &p, &err) != DFS_OK) {
-        fprintf(stderr, "simulate: %s\n", err != NULL ? err : "bad policy");
-        free(err);
+    if (dfs_placement_policy_parse(s, &p, NULL) != DFS_OK)
         return -1;
-    }
     if (o->npolicies == sizeof o->policies / sizeof o->policies[0])
         return -1;
     o->policies[o->npolicies++] = p;
@@ -221,92 +164,105 @@ static int add_fraction(struct opts *o, const char *s)
     return 0;
 }
 
-static int parse_args(int argc, char **argv, struct opts *o)
+/* The list options (--policy, --failed, --failed-fraction): the field is the whole struct. */
+static int list_option(const struct dfs_opt *opt, const char *value, void *field, char **errmsg)
+{
+    struct opts *o = field;
+    int rc;
+    const char *what;
+    if (strcmp(opt->name, "policy") == 0) {
+        rc = parse_list(value, add_policy, o);
+        what = "policies (random, min_copy, buddy, least_used)";
+    } else {
+        o->nfailed = 0;
+        o->by_fraction = strcmp(opt->name, "failed-fraction") == 0;
+        rc = parse_list(value, o->by_fraction ? add_fraction : add_failed, o);
+        what = o->by_fraction ? "fractions from 0 to 1" : "node counts";
+    }
+    if (rc != 0)
+        return dfs_seterr(errmsg, DFS_EINVAL, "--%s takes a comma-separated list of %s, not '%s'",
+                          opt->name, what, dfs_quote(value, &(struct dfs_quote){{0}}));
+    return DFS_OK;
+}
+
+/* --ec K+M into ec_k, ec_m (the field is the whole struct). */
+static int ec_option(const struct dfs_opt *opt, const char *value, void *field, char **errmsg)
+{
+    struct opts *o = field;
+    if (dfs_parse_ec(value, DFS_PLACEMENT_WIDTH_MAX, &o->ec_k, &o->ec_m) != DFS_OK)
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "--%s takes K+M with K, M >= 1 and K+M <= %d, not '%s'", opt->name,
+                          DFS_PLACEMENT_WIDTH_MAX, dfs_quote(value, &(struct dfs_quote){{0}}));
+    return DFS_OK;
+}
+
+#define O(member) DFS_OPT_FIELD(struct opts, member)
+#define WHOLE     .offset = 0, .size = sizeof(struct opts)
+
+static const struct dfs_opt opts[] = {
+    {DFS_OPT_INT, "nodes", 0, O(nodes), .arg = "N", .def = "1000", .min = 1, .max = 1000000,
+     .help = "cluster size"},
+    {DFS_OPT_CUSTOM, "policy", 0, WHOLE, .arg = "LIST", .parse = list_option,
+     .help = "random,min_copy,buddy,least_used (default: all four)"},
+    {DFS_OPT_INT, "replicas", 0, O(replicas), .arg = "K", .def = "3", .min = 1,
+     .max = DFS_PLACEMENT_WIDTH_MAX, .help = "copies per fragment"},
+    {DFS_OPT_CUSTOM, "ec", 0, WHOLE, .arg = "K+M", .parse = ec_option,
+     .help = "erasure code instead: a stripe of K+M is lost with > M failed"},
+    {DFS_OPT_INT, "fragments", 0, O(fragments), .arg = "F", .min = 1, .max = 1 << 20,
+     .help = "units per file (default 4; 1 with --ec)"},
+    {DFS_OPT_INT, "units", 0, O(units), .arg = "U", .min = 1, .max = INT64_MAX,
+     .help = "units to place (rounded up to a multiple of F)"},
+    {DFS_OPT_DOUBLE, "per-node", 0, O(per_node), .arg = "X", .def = "100", .dmin = 0,
+     .help = "or: X units' copies per node on average"},
+    {DFS_OPT_CUSTOM, "failed", 0, WHOLE, .arg = "LIST", .parse = list_option,
+     .help = "failed nodes per trial (default: 1% of N)"},
+    {DFS_OPT_CUSTOM, "failed-fraction", 0, WHOLE, .arg = "LIST", .parse = list_option,
+     .help = "or: fractions of N (0.01 = 1%)"},
+    {DFS_OPT_INT, "trials", 0, O(trials), .arg = "T", .def = "1000", .min = 1, .max = INT64_MAX,
+     .help = "trials per failure count"},
+    {DFS_OPT_INT, "placements", 0, O(placements), .arg = "L", .def = "1", .min = 1, .max = 1000000,
+     .help = "independent layouts the trials are spread over"},
+    {DFS_OPT_INT, "scatter-width", 0, O(scatter_width), .arg = "S", .min = 0,
+     .max = DFS_PLACEMENT_SCATTER_MAX, .help = "min_copy scatter width (default k-1)"},
+    {DFS_OPT_INT, "group-size", 0, O(group_size), .arg = "G", .min = 0,
+     .max = DFS_PLACEMENT_GROUP_MAX, .help = "buddy group size (default 2k; never 1)"},
+    {DFS_OPT_INT, "seed", 0, O(seed), .arg = "S", .def = "1", .min = 0, .max = INT64_MAX,
+     .help = "seed of layouts and failures"},
+    {DFS_OPT_FLAG, NULL, 'q', O(quiet), .help = "no table on stderr"},
+    {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
+    {0},
+};
+
+static const struct dfs_opts_spec spec = {
+    .prog = "simulate",
+    .usage = "[--nodes N] [--policy P[,P...]] [--replicas K | --ec K+M] [--fragments F]\n"
+             "                [--units U | --per-node X] [--failed S[,S...] | --failed-fraction "
+             "X[,X...]]\n"
+             "                [--trials T] [--placements L] [--scatter-width S] [--group-size "
+             "G]\n"
+             "                [--seed S] [-q]",
+    .about = "Places units (a replicated fragment's k copies, or an erasure-coded stripe of K+M) "
+             "on N nodes with the metadata service's placement code, then fails s random nodes "
+             "at once, T times, and counts what is lost, beside the closed forms. JSON on stdout, "
+             "a table on stderr (-q: none).",
+    .opts = opts,
+};
+
+/* Returns true to go on with *o, false to exit with *status. */
+static bool parse_args(int argc, char **argv, struct opts *o, int *status)
 {
     memset(o, 0, sizeof *o);
-    o->nodes = 1000;
-    o->replicas = 3;
-    o->per_node = 100;
-    o->trials = 1000;
-    o->placements = 1;
-    o->seed = 1;
-    bool ec = false, frags = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            help();
-            exit(0);
-        }
-        if (strcmp(a, "-q") == 0) {
-            o->quiet = true;
-            continue;
-        }
-        if (a[0] == '-' && strncmp(a, "--", 2) != 0)
-            return usage("unknown option '%s'", a);
-        if (strncmp(a, "--", 2) != 0)
-            return usage("unexpected argument '%s'", a);
-        const char *v = NULL;
-        char name[64];
-        const char *eq = strchr(a, '=');
-        if (eq != NULL && (size_t)(eq - a) < sizeof name) {
-            snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
-            v = eq + 1;
-        } else if (eq == NULL && strlen(a) < sizeof name) {
-            snprintf(name, sizeof name, "%s", a);
-        } else {
-            return usage("unknown option '%s'", a);
-        }
-        if (!known_option(name))
-            return usage("unknown option '%s'", name);
-        if (v == NULL) {
-            if (i + 1 >= argc)
-                return usage("%s needs a value", a);
-            v = argv[++i];
-        }
-        int bad = 0;
-        if (strcmp(name, "--nodes") == 0)
-            bad = parse_u32(v, &o->nodes, 1000000) != 0 || o->nodes == 0;
-        else if (strcmp(name, "--policy") == 0)
-            bad = parse_list(v, add_policy, o) != 0;
-        else if (strcmp(name, "--replicas") == 0)
-            bad = parse_u32(v, &o->replicas, DFS_PLACEMENT_WIDTH_MAX) != 0 || o->replicas == 0;
-        else if (strcmp(name, "--ec") == 0) {
-            unsigned k = 0, m = 0;
-            char tail = 0;
-            bad = sscanf(v, "%u+%u%c", &k, &m, &tail) != 2 || k < 1 || m < 1 ||
-                  k + m > DFS_PLACEMENT_WIDTH_MAX;
-            o->ec_k = k;
-            o->ec_m = m;
-            ec = true;
-        } else if (strcmp(name, "--fragments") == 0) {
-            bad = parse_u32(v, &o->fragments, 1u << 20) != 0 || o->fragments == 0;
-            frags = true;
-        } else if (strcmp(name, "--units") == 0)
-            bad = parse_u64(v, &o->units) != 0 || o->units == 0;
-        else if (strcmp(name, "--per-node") == 0)
-            bad = parse_double(v, &o->per_node) != 0 || o->per_node <= 0;
-        else if (strcmp(name, "--failed") == 0) {
-            o->nfailed = 0;
-            o->by_fraction = false;
-            bad = parse_list(v, add_failed, o) != 0;
-        } else if (strcmp(name, "--failed-fraction") == 0) {
-            o->nfailed = 0;
-            o->by_fraction = true;
-            bad = parse_list(v, add_fraction, o) != 0;
-        } else if (strcmp(name, "--trials") == 0)
-            bad = parse_u64(v, &o->trials) != 0 || o->trials == 0;
-        else if (strcmp(name, "--placements") == 0)
-            bad = parse_u32(v, &o->placements, 1000000) != 0 || o->placements == 0;
-        else if (strcmp(name, "--scatter-width") == 0)
-            bad = parse_u32(v, &o->scatter_width, DFS_PLACEMENT_SCATTER_MAX) != 0;
-        else if (strcmp(name, "--group-size") == 0)
-            bad = parse_u32(v, &o->group_size, DFS_PLACEMENT_GROUP_MAX) != 0 || o->group_size == 1;
-        else if (strcmp(name, "--seed") == 0)
-            bad = parse_u64(v, &o->seed) != 0;
-        else
-            return usage("unknown option '%s'", name);
-        if (bad)
-            return usage("bad value for %s", name);
+    dfs_opts *args = NULL;
+    if (!dfs_opts_main(&spec, argc, argv, environ, o, &args, status))
+        return false;
+    bool ec = dfs_opts_source(args, "ec") == DFS_OPT_FROM_ARGV;
+    bool frags = dfs_opts_source(args, "fragments") == DFS_OPT_FROM_ARGV;
+    dfs_opts_destroy(args);
+    *status = 2;
+    if (o->group_size == 1) {
+        fprintf(stderr, "simulate: --group-size must be 0 (2k) or at least 2 (see simulate "
+                        "--help)\n");
+        return false;
     }
     if (o->npolicies == 0) {
         o->policies[0] = DFS_POLICY_RANDOM;
@@ -322,7 +278,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     uint32_t w = ec ? o->ec_k + o->ec_m : o->replicas;
     if (w > o->nodes) {
         fprintf(stderr, "simulate: %u nodes cannot hold sets of %u\n", o->nodes, w);
-        return 2;
+        return false;
     }
     if (o->nfailed == 0) {
         o->by_fraction = true;
@@ -334,14 +290,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->failed[i] = (uint32_t)llround(o->fractions[i] * o->nodes);
         if (o->failed[i] > o->nodes) {
             fprintf(stderr, "simulate: cannot fail %u of %u nodes\n", o->failed[i], o->nodes);
-            return 2;
+            return false;
         }
     }
     if (o->units == 0)
         o->units = (uint64_t)ceil(o->per_node * o->nodes / w);
     if (o->units % o->fragments != 0)
         o->units += o->fragments - o->units % o->fragments;
-    return 0;
+    return true;
 }
 
 /* The closed form of the probability of any loss, and what kind of figure it is. */
@@ -567,8 +523,8 @@ static void emit(const struct opts *o, struct result *rs, size_t nres)
 int main(int argc, char **argv)
 {
     struct opts o;
-    int rc = parse_args(argc, argv, &o);
-    if (rc != 0)
+    int rc = 0;
+    if (!parse_args(argc, argv, &o, &rc))
         return rc;
     size_t nres = o.npolicies * o.nfailed;
     struct result *rs = calloc(nres, sizeof *rs);

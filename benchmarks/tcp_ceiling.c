@@ -4,10 +4,14 @@
  *   {"bytes": N, "seconds": S, "mib_per_s": R}
  * Usage: tcp_ceiling [SECONDS] (default 2).
  */
+#include "common/err.h"
+#include "common/options.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,27 +39,42 @@ static void *reader(void *arg)
     return NULL;
 }
 
+static const struct dfs_opt opts[] = {
+    {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
+    {0},
+};
+
+static const struct dfs_opts_spec spec = {
+    .prog = "tcp_ceiling",
+    .usage = "[SECONDS]",
+    .about = "The loopback TCP ceiling of this machine, measured the way the data path uses it: "
+             "one connection, 1 MiB writes, a reader that discards, for SECONDS (default 2). "
+             "Prints {\"bytes\", \"seconds\", \"mib_per_s\"}.",
+    .opts = opts,
+    .max_args = 1,
+};
+
 int main(int argc, char **argv)
 {
-    if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-        printf("usage: tcp_ceiling [SECONDS]   (default 2; prints {\"bytes\", \"seconds\", "
-               "\"mib_per_s\"})\n");
-        return 0;
-    }
-    if (argc > 1 && argv[1][0] == '-') {
-        fprintf(stderr, "tcp_ceiling: unknown option '%.32s%s' (see --help)\n", argv[1],
-                strlen(argv[1]) > 32 ? "..." : "");
+    dfs_opts *args = NULL;
+    int status = 2;
+    if (!dfs_opts_main(&spec, argc, argv, environ, NULL, &args, &status))
+        return status;
+    double seconds = 2.0;
+    const char *arg = dfs_opts_argc(args) > 0 ? dfs_opts_argv(args)[0] : NULL;
+    char *end = NULL;
+    if (arg != NULL)
+        seconds = arg[0] >= '0' && arg[0] <= '9' ? strtod(arg, &end) : 0;
+    bool bad = arg != NULL && (end == NULL || *end != '\0');
+    if (bad || !(seconds > 0 && seconds < 600)) {
+        fprintf(stderr,
+                "tcp_ceiling: SECONDS must be a number above 0 and below 600, not '%s' "
+                "(see tcp_ceiling --help)\n",
+                dfs_quote(arg, &(struct dfs_quote){{0}}));
+        dfs_opts_destroy(args);
         return 2;
     }
-    if (argc > 2) {
-        fprintf(stderr, "tcp_ceiling: takes at most one argument, SECONDS (see --help)\n");
-        return 2;
-    }
-    double seconds = argc > 1 ? atof(argv[1]) : 2.0;
-    if (!(seconds > 0 && seconds < 600)) {
-        fprintf(stderr, "tcp_ceiling: SECONDS must be between 0 and 600\n");
-        return 2;
-    }
+    dfs_opts_destroy(args);
     int ls = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t alen = sizeof a;

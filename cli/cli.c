@@ -6,11 +6,11 @@
 #include "client/meta.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/options.h"
 #include "common/units.h"
 #include "services/rpc/grpclog.h"
 #include "services/rpc/security.h"
 
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,162 +19,222 @@
 
 #define VERSION "0.1.0"
 
+/* The commands, in the order of the help; the bits below are their indexes. */
+static const struct dfs_opts_command commands[] = {
+    {"put", "LOCAL REMOTE",
+     "store a local file at REMOTE (\"-\": standard input, kept in $TMPDIR first when it is a "
+     "pipe)",
+     "Store the local file LOCAL at REMOTE: cut into fragments, each copied to several storage "
+     "nodes (or erasure-coded with --ec). LOCAL \"-\" reads standard input, kept in $TMPDIR "
+     "first when it is a pipe. Without --replicas, --fragments and --policy the cluster's "
+     "defaults apply.",
+     2, 2},
+    {"get", "REMOTE LOCAL", "fetch REMOTE into LOCAL (\"-\" for standard output)",
+     "Fetch REMOTE into LOCAL (\"-\" for standard output): every fragment from the best live "
+     "copy, every block and the whole file checked.",
+     2, 2},
+    {"stat", "REMOTE", "size, checksum, redundancy and where every fragment is", NULL, 1, 1},
+    {"ls", "[PREFIX]", "list files whose path starts with PREFIX", NULL, 0, 1},
+    {"rm", "REMOTE", "remove a file (its fragments are removed from the nodes)", NULL, 1, 1},
+    {"nodes", "", "storage nodes: state, usage, zone, placement groups, heartbeat", NULL, 0, 0},
+    {"node", "drain|undrain|decommission ID",
+     "drain: move a node's fragments elsewhere, then retire it; undrain: return it to service; "
+     "decommission: retire it now",
+     "node drain ID moves a node's fragments elsewhere, then retires it. node undrain ID returns "
+     "a draining (or retired) node to service. node decommission ID retires a node now (its "
+     "copies are repaired from the others); it is refused while the node holds the only "
+     "readable copy of a file (drain it instead), unless --force. ID is a node id or a unique "
+     "prefix of one.",
+     2, 2},
+    {"status", "[--loss] [-l]", "cluster summary, file health and repair progress",
+     "Cluster summary, file health and repair progress. --loss asks every node for every copy "
+     "and counts lost and degraded files; -l lists them.",
+     0, 0},
+    {"shell", "", "interactive prompt with history", NULL, 0, 0},
+    {"token", "create|revoke ID|ls", "make, revoke or list bearer tokens (admin only)",
+     "token create --role R [--name N] [--ttl D] makes a bearer token and prints it (shown only "
+     "this once). token revoke ID revokes a token for good (ID or a unique prefix). token ls "
+     "lists tokens (--all: revoked and expired ones too). Admin only.",
+     1, 2},
+    {"whoami", "", "the token this command runs with", NULL, 0, 0},
+    {"help", "[COMMAND]", "this help, or a command's", NULL, 0, 1},
+    {NULL, NULL, NULL, NULL, 0, 0},
+};
+
+enum {
+    C_PUT = 1 << 0,
+    C_GET = 1 << 1,
+    C_STAT = 1 << 2,
+    C_LS = 1 << 3,
+    C_RM = 1 << 4,
+    C_NODES = 1 << 5,
+    C_NODE = 1 << 6,
+    C_STATUS = 1 << 7,
+    C_SHELL = 1 << 8,
+    C_TOKEN = 1 << 9,
+    C_WHOAMI = 1 << 10,
+    C_TRANSFER = C_PUT | C_GET,
+    C_JSON =
+        C_PUT | C_GET | C_STAT | C_LS | C_RM | C_NODES | C_NODE | C_STATUS | C_TOKEN | C_WHOAMI,
+};
+
+/* What one command line sets: the command's fields, and how it connects. */
+struct args {
+    struct dfs_cli cli;
+    const char *metadata;
+    const char *token_file; /* NULL: $DFS_TOKEN, $DFS_TOKEN_FILE, ~/.config/dfs/token */
+    struct dfs_rpc_tls_config tls;
+    bool insecure;
+    int64_t timeout_ms;
+    enum dfs_log_level level;
+    uint32_t ec[2]; /* --ec K+M */
+};
+
+/* --ec K+M into uint32_t[2]. */
+static int parse_ec(const struct dfs_opt *opt, const char *value, void *field, char **errmsg)
+{
+    uint32_t *km = field;
+    if (dfs_parse_ec(value, 32, &km[0], &km[1]) != DFS_OK)
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "--%s takes K+M, e.g. 4+2, with K, M >= 1 and K+M <= 32, not '%s'",
+                          opt->name, dfs_quote(value, &(struct dfs_quote){{0}}));
+    return DFS_OK;
+}
+
+static const struct dfs_opt_choice log_levels[] = {
+    {"debug", DFS_LOG_DEBUG, false},
+    {"info", DFS_LOG_INFO, false},
+    {"warn", DFS_LOG_WARN, false},
+    {"warning", DFS_LOG_WARN, true},
+    {"error", DFS_LOG_ERROR, false},
+    {"off", DFS_LOG_OFF, true},
+    {NULL, 0, false},
+};
+
+/* dfs.v1.Policy numbers ('-' for '_' accepted). */
+static const struct dfs_opt_choice policies[] = {
+    {"random", 1, false},  {"min_copy", 2, false},  {"buddy", 3, false}, {"least_used", 4, false},
+    {"min-copy", 2, true}, {"least-used", 4, true}, {NULL, 0, false},
+};
+
+static const struct dfs_opt_choice replication_modes[] = {
+    {"chain", 1, false},
+    {"fanout", 0, false},
+    {NULL, 0, false},
+};
+
+/* dfs.v1.TokenRole numbers; node (4) is made by each node itself (refused below, with why). */
+enum { ROLE_NODE = 4 };
+static const struct dfs_opt_choice roles[] = {
+    {"admin", 1, false},     {"read_write", 2, false}, {"rw", 2, true},
+    {"read_only", 3, false}, {"ro", 3, true},          {"node", ROLE_NODE, true},
+    {"bootstrap", 5, false}, {NULL, 0, false},
+};
+
+#define A(member) DFS_OPT_FIELD(struct args, member)
+
+static const struct dfs_opt opts[] = {
+    /* Global: every command takes them. */
+    {DFS_OPT_STRING, "metadata", 0, A(metadata), .arg = "HOST:PORT", .env = "DFS_METADATA",
+     .help = "metadata service"},
+    {DFS_OPT_STRING, "token-file", 0, A(token_file), .arg = "PATH",
+     .help = "bearer token (default: $DFS_TOKEN, else the file $DFS_TOKEN_FILE, else "
+             "~/.config/dfs/token)"},
+    {DFS_OPT_STRING, "tls-ca", 0, A(tls.ca_file), .arg = "FILE", .env = "DFS_TLS_CA",
+     .help = "use TLS, trusting this CA"},
+    {DFS_OPT_STRING, "tls-cert", 0, A(tls.cert_file), .arg = "FILE",
+     .help = "client certificate, for mutual TLS ..."},
+    {DFS_OPT_STRING, "tls-key", 0, A(tls.key_file), .arg = "FILE", .help = "... and its key"},
+    {DFS_OPT_STRING, "tls-server-name", 0, A(tls.server_name), .arg = "NAME",
+     .help = "the name the servers' certificates carry, when the addresses are not in them"},
+    {DFS_OPT_FLAG, "insecure", 0, A(insecure), .help = "allow plaintext to a non-loopback address"},
+    {DFS_OPT_INT, "timeout", 0, A(timeout_ms), .arg = "MS", .def = "10000", .min = 1,
+     .max = 3600000, .help = "deadline of each metadata call"},
+    {DFS_OPT_ALIAS, "verbose", 'v', .alias = "log-level=info",
+     .help = "log what happens (same as --log-level info)"},
+    {DFS_OPT_ENUM, "log-level", 0, A(level), .arg = "LEVEL", .def = "error", .choices = log_levels,
+     .help = "debug, info, warn or error"},
+    {DFS_OPT_HELP, "help", 'h', .help = "print this help (after a command: its own)"},
+    {DFS_OPT_VERSION, "version", 0, .help = "print the version"},
+
+    /* Per command. */
+    {DFS_OPT_FLAG, "json", 0, A(cli.json), .help = "machine-readable output", .commands = C_JSON},
+    {DFS_OPT_FLAG, "quiet", 'q', A(cli.quiet), .help = "print nothing on success",
+     .commands = C_TRANSFER | C_RM | C_NODE | C_TOKEN},
+    {DFS_OPT_FLAG, NULL, 'l', A(cli.long_list),
+     .help = "ls: sizes, redundancy and dates; status: list the lost and degraded files",
+     .commands = C_LS | C_STATUS},
+    {DFS_OPT_INT, "replicas", 0, A(cli.replicas), .arg = "K", .min = 1, .max = 16,
+     .help = "copies of each fragment (default: the cluster's, 3)", .commands = C_PUT},
+    {DFS_OPT_INT, "fragments", 0, A(cli.fragments), .arg = "F", .min = 1, .max = 256,
+     .help = "pieces the file is cut into (default: the cluster's, 4)", .commands = C_PUT},
+    {DFS_OPT_ENUM, "policy", 0, A(cli.policy), .arg = "P", .choices = policies,
+     .help = "placement: random, min_copy, buddy or least_used (default: the cluster's)",
+     .commands = C_PUT},
+    {DFS_OPT_CUSTOM, "ec", 0, A(ec), .arg = "K+M", .parse = parse_ec,
+     .help = "Reed-Solomon erasure code instead of copies (e.g. 4+2; K+M <= 32)",
+     .commands = C_PUT},
+    {DFS_OPT_ENUM, "replication", 0, A(cli.chain), .arg = "chain|fanout",
+     .choices = replication_modes,
+     .help = "chain: send each fragment once, the nodes forward it; fanout: send every copy "
+             "(default fanout)",
+     .commands = C_PUT},
+    {DFS_OPT_FLAG, "force", 0, A(cli.force),
+     .help = "put: replace an existing file at REMOTE; node decommission: even when the node "
+             "holds the only readable copy of a file",
+     .commands = C_PUT | C_NODE},
+    {DFS_OPT_FLAG, "resume", 0, A(cli.resume), .help = "continue a partial download of LOCAL",
+     .commands = C_GET},
+    {DFS_OPT_RATE, "throttle", 0, A(cli.link_rate), .arg = "RATE", .min = 1,
+     .help = "most bytes/s on each node link (500K, 100M, 1G bytes/s or 100Mbit bits/s; default "
+             "no limit)",
+     .commands = C_TRANSFER},
+    {DFS_OPT_RATE, "max-rate", 0, A(cli.max_rate), .arg = "RATE", .min = 1,
+     .help = "most bytes/s of the whole transfer (default no limit)", .commands = C_TRANSFER},
+    {DFS_OPT_INT, "parallel", 0, A(cli.parallel), .arg = "N", .min = 1, .max = 64,
+     .help = "node links at once", .commands = C_TRANSFER},
+    {DFS_OPT_STRING, "progress-log", 0, A(cli.progress_log), .arg = "FILE",
+     .help = "write \"seconds bytes\" lines as the transfer goes", .commands = C_TRANSFER},
+    {DFS_OPT_INT, "stall-timeout", 0, A(cli.stall_timeout_ms), .arg = "MS", .def = "60000",
+     .min = 100, .max = 86400000, .help = "give up on a stream that makes no progress",
+     .commands = C_TRANSFER},
+    {DFS_OPT_FLAG, "loss", 0, A(cli.loss),
+     .help = "ask every node for every copy and count lost and degraded files",
+     .commands = C_STATUS},
+    {DFS_OPT_ENUM, "role", 0, A(cli.token_role), .arg = "R", .choices = roles,
+     .help = "token create: admin, read_write (rw), read_only (ro) or bootstrap (enrolls new "
+             "storage nodes)",
+     .commands = C_TOKEN},
+    {DFS_OPT_STRING, "name", 0, A(cli.token_name), .arg = "N", .min = 1, .max = 64,
+     .help = "token create: a name for the token (1 to 64 bytes)", .commands = C_TOKEN},
+    {DFS_OPT_DURATION, "ttl", 0, A(cli.token_ttl_ms), .arg = "D", .min = 1000,
+     .max = 36500LL * 86400000,
+     .help = "token create: how long the token is valid, like 3600s, 90m, 12h or 30d (default "
+             "forever)",
+     .commands = C_TOKEN},
+    {DFS_OPT_FLAG, "all", 0, A(cli.all), .help = "token ls: revoked and expired tokens too",
+     .commands = C_TOKEN},
+    {0},
+};
+
+static const struct dfs_opts_spec spec = {
+    .prog = "dfs",
+    .version = VERSION,
+    .usage = "[--metadata HOST:PORT] COMMAND [ARGS] [OPTIONS]",
+    .about = "The dfs client: stores files in a dfs cluster and fetches them, and manages its "
+             "nodes and tokens.",
+    .opts = opts,
+    .commands = commands,
+    .epilog = "'dfs COMMAND --help' shows a command's own options.\n"
+              "Remote paths look like /dir/name: '/'-separated, no '.' or '..' parts, no control "
+              "characters, at most 1024 bytes, at most 255 bytes per name between slashes. Sizes "
+              "print in binary units (KiB = 1024 bytes).\n"
+              "Exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.",
+};
+
 void dfs_cli_usage(FILE *out)
 {
-    fprintf(
-        out,
-        "usage: dfs [--metadata HOST:PORT] COMMAND [ARGS] [OPTIONS]\n"
-        "\n"
-        "Commands:\n"
-        "  put LOCAL REMOTE     store a local file at REMOTE (\"-\": standard input, kept in\n"
-        "                       $TMPDIR first when it is a pipe)\n"
-        "      --replicas K       copies of each fragment (default: the cluster's, 3)\n"
-        "      --fragments F      pieces the file is cut into (default: the cluster's, 4)\n"
-        "      --policy P         placement: random, min_copy, buddy, least_used\n"
-        "      --ec K+M           Reed-Solomon erasure code instead (e.g. 4+2; K+M <= 32)\n"
-        "      --force            replace an existing file at REMOTE\n"
-        "      --replication chain|fanout  chain: send each fragment once, nodes forward it\n"
-        "  get REMOTE LOCAL     fetch REMOTE into LOCAL (\"-\" for standard output)\n"
-        "      --resume           continue a partial download of LOCAL\n"
-        "  put and get take --throttle RATE (per node link; 500K, 100M, 1G bytes/s or 100Mbit),\n"
-        "      --max-rate RATE (whole transfer), --parallel N (links at once),\n"
-        "      --progress-log FILE (\"seconds bytes\" lines)\n"
-        "  stat REMOTE          size, checksum, redundancy and where every fragment is\n"
-        "  ls [PREFIX] [-l]     list files whose path starts with PREFIX\n"
-        "  rm REMOTE            remove a file (its fragments are removed from the nodes)\n"
-        "  nodes                storage nodes: state, usage, zone, placement groups, heartbeat\n"
-        "  node drain ID        move a node's fragments elsewhere, then retire it\n"
-        "  node undrain ID      return a draining (or retired) node to service\n"
-        "  node decommission ID retire a node now (its copies are repaired from the others);\n"
-        "                       refused while it holds the only readable copy of a file\n"
-        "                       (drain it instead), unless --force\n"
-        "  status [--loss]      cluster summary, file health and repair progress; --loss asks\n"
-        "                       every node for every copy and counts lost and degraded files\n"
-        "  shell                interactive prompt with history\n"
-        "  token create --role R [--name N] [--ttl D]  make a bearer token (admin only); R is\n"
-        "                       admin, read_write (rw), read_only (ro) or bootstrap (enrolls\n"
-        "                       new storage nodes); D like 3600s, 90m, 12h, 30d; prints the\n"
-        "                       token (shown only this once)\n"
-        "  token revoke ID      revoke a token for good (ID or a unique prefix)\n"
-        "  token ls [--all]     tokens (--all: revoked and expired ones too)\n"
-        "  whoami               the token this command runs with\n"
-        "\n"
-        "Options:\n"
-        "  --metadata HOST:PORT   metadata service (default: $DFS_METADATA)\n"
-        "  --token-file PATH      bearer token (default: $DFS_TOKEN, else $DFS_TOKEN_FILE, else\n"
-        "                         ~/.config/dfs/token)\n"
-        "  --tls-ca FILE          use TLS, trusting this CA (default: $DFS_TLS_CA)\n"
-        "  --tls-cert FILE, --tls-key FILE  client certificate, for mutual TLS\n"
-        "  --tls-server-name N    the name the servers' certificates carry, when the addresses\n"
-        "                         are not in them\n"
-        "  --insecure             allow plaintext to a non-loopback address\n"
-        "  --json                 machine-readable output (stat, ls, nodes, status, put, get, rm)\n"
-        "  -q, --quiet            print nothing on success (put, get, rm)\n"
-        "  --timeout MS           deadline of each metadata call (default 10000)\n"
-        "  --stall-timeout MS     give up on a stream that makes no progress (default 60000)\n"
-        "  -v, --verbose          log what happens (same as --log-level info)\n"
-        "  --log-level LEVEL      debug, info, warn, error (default error)\n"
-        "  -h, --help, --version\n"
-        "\n"
-        "Remote paths look like /dir/name: '/'-separated, no '.' or '..' parts, no control\n"
-        "characters, at most 1024 bytes, at most 255 bytes per name between slashes. Sizes\n"
-        "print in binary units (KiB = 1024 bytes).\n"
-        "Exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.\n");
-}
-
-/* Which options a command takes, as bits of `given`. */
-enum {
-    F_JSON = 1 << 0,
-    F_QUIET = 1 << 1,
-    F_LONG = 1 << 2,
-    F_REPLICAS = 1 << 3,
-    F_FRAGMENTS = 1 << 4,
-    F_POLICY = 1 << 5,
-    F_FORCE = 1 << 6,
-    F_STALL = 1 << 7,
-    F_EC = 1 << 8,
-    F_RATE = 1 << 9,
-    F_RESUME = 1 << 10,
-    F_CHAIN = 1 << 11,
-    F_LOSS = 1 << 12,
-    F_TOKEN = 1 << 13, /* --role, --name, --ttl */
-    F_ALL = 1 << 14,
-};
-
-struct command {
-    const char *name;
-    int min_args, max_args;
-    unsigned allowed;
-    const char *args;
-};
-
-static const struct command commands[] = {
-    {"put", 2, 2,
-     F_JSON | F_QUIET | F_REPLICAS | F_FRAGMENTS | F_POLICY | F_FORCE | F_STALL | F_EC | F_RATE |
-         F_CHAIN,
-     "LOCAL REMOTE"},
-    {"get", 2, 2, F_JSON | F_QUIET | F_STALL | F_RATE | F_RESUME, "REMOTE LOCAL"},
-    {"stat", 1, 1, F_JSON, "REMOTE"},
-    {"ls", 0, 1, F_JSON | F_LONG, "[PREFIX]"},
-    {"rm", 1, 1, F_JSON | F_QUIET, "REMOTE"},
-    {"nodes", 0, 0, F_JSON, ""},
-    {"shell", 0, 0, 0, ""},
-    {"status", 0, 0, F_JSON | F_LOSS | F_LONG, "[--loss] [-l]"},
-    {"node", 2, 2, F_JSON | F_QUIET | F_FORCE, "drain|undrain|decommission ID [--force]"},
-    {"token", 1, 2, F_JSON | F_QUIET | F_TOKEN | F_ALL, "create|revoke ID|ls"},
-    {"whoami", 0, 0, F_JSON, ""},
-};
-
-static const char *flag_name(unsigned bit)
-{
-    switch (bit) {
-    case F_JSON:
-        return "--json";
-    case F_QUIET:
-        return "--quiet";
-    case F_LONG:
-        return "-l";
-    case F_REPLICAS:
-        return "--replicas";
-    case F_FRAGMENTS:
-        return "--fragments";
-    case F_POLICY:
-        return "--policy";
-    case F_FORCE:
-        return "--force";
-    case F_EC:
-        return "--ec";
-    case F_RATE:
-        return "--throttle, --max-rate, --parallel or --progress-log";
-    case F_RESUME:
-        return "--resume";
-    case F_CHAIN:
-        return "--replication";
-    case F_LOSS:
-        return "--loss";
-    case F_TOKEN:
-        return "--role, --name or --ttl";
-    case F_ALL:
-        return "--all";
-    default:
-        return "--stall-timeout";
-    }
-}
-
-/* Placement policy names, as dfs.v1.Policy numbers ('-' is accepted for '_'). */
-static int parse_policy(const char *name)
-{
-    static const char *const names[] = {"random", "min_copy", "buddy", "least_used"};
-    char buf[32];
-    size_t n = strlen(name);
-    if (n >= sizeof buf)
-        return -1;
-    for (size_t i = 0; i <= n; i++)
-        buf[i] = name[i] == '-' ? '_' : name[i];
-    for (int i = 0; i < 4; i++)
-        if (strcmp(buf, names[i]) == 0)
-            return i + 1;
-    return -1;
+    dfs_opts_help(&spec, NULL, out);
 }
 
 /* "dfs: <fmt with arg> (see dfs --help)"; arg is what the user typed, quoted short. */
@@ -185,55 +245,6 @@ static int usage_error(const char *fmt, const char *arg)
     fprintf(stderr, fmt, dfs_quote(arg, &q));
     fprintf(stderr, " (see dfs --help)\n");
     return DFS_EXIT_USAGE;
-}
-
-/* The option getopt_long just refused: "-x" for a short one (in letter), else the word as typed. */
-static const char *bad_option(char **argv, char letter[3])
-{
-    if (optopt > 0x20 && optopt < 0x7f) {
-        snprintf(letter, 3, "-%c", optopt);
-        return letter;
-    }
-    return argv[optind - 1];
-}
-
-static int parse_u32(const char *flag, const char *v, uint32_t lo, uint32_t hi, uint32_t *out)
-{
-    char *end = NULL;
-    /* Digits only: strtoul alone would also take " 5", "+5" and "-5" (as a huge number). */
-    unsigned long x = v[0] >= '0' && v[0] <= '9' ? strtoul(v, &end, 10) : 0;
-    if (end == NULL || *end != '\0' || x < lo || x > hi) {
-        fprintf(stderr, "dfs: %s must be a whole number from %u to %u, not '%s' (see dfs --help)\n",
-                flag, lo, hi, v);
-        return -1;
-    }
-    *out = (uint32_t)x;
-    return 0;
-}
-
-/* A duration: a whole number with s, m, h or d ("90m"); DFS_EINVAL otherwise. */
-static int parse_duration_ms(const char *v, int64_t *out)
-{
-    char *end = NULL;
-    unsigned long long n = strtoull(v, &end, 10);
-    if (end == v || v[0] == '-' || n == 0 || n > 36500ULL * 86400)
-        return DFS_EINVAL;
-    int64_t unit;
-    if (strcmp(end, "s") == 0)
-        unit = 1000;
-    else if (strcmp(end, "m") == 0)
-        unit = 60 * 1000;
-    else if (strcmp(end, "h") == 0)
-        unit = 3600 * 1000;
-    else if (strcmp(end, "d") == 0)
-        unit = 86400 * 1000;
-    else
-        return DFS_EINVAL;
-    if (n > (unsigned long long)(INT64_MAX / unit) ||
-        n * (unsigned long long)unit > 36500ULL * 86400 * 1000)
-        return DFS_EINVAL;
-    *out = (int64_t)n * unit;
-    return DFS_OK;
 }
 
 /*
@@ -270,254 +281,37 @@ static int load_token(const char *file, char **out, char **err)
 
 int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
 {
-    enum {
-        O_METADATA = 1000,
-        O_JSON,
-        O_TIMEOUT,
-        O_STALL,
-        O_LOG,
-        O_REPLICAS,
-        O_FRAGMENTS,
-        O_POLICY,
-        O_FORCE,
-        O_EC,
-        O_THROTTLE,
-        O_MAX_RATE,
-        O_PARALLEL,
-        O_RESUME,
-        O_PROGRESS_LOG,
-        O_REPLICATION,
-        O_VERSION,
-        O_LOSS,
-        O_TOKEN_FILE,
-        O_ROLE,
-        O_NAME,
-        O_TTL,
-        O_ALL,
-    };
-    static const struct option longopts[] = {
-        {"metadata", required_argument, NULL, O_METADATA},
-        {"json", no_argument, NULL, O_JSON},
-        {"quiet", no_argument, NULL, 'q'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"timeout", required_argument, NULL, O_TIMEOUT},
-        {"stall-timeout", required_argument, NULL, O_STALL},
-        {"log-level", required_argument, NULL, O_LOG},
-        {"replicas", required_argument, NULL, O_REPLICAS},
-        {"fragments", required_argument, NULL, O_FRAGMENTS},
-        {"policy", required_argument, NULL, O_POLICY},
-        {"force", no_argument, NULL, O_FORCE},
-        {"ec", required_argument, NULL, O_EC},
-        {"throttle", required_argument, NULL, O_THROTTLE},
-        {"max-rate", required_argument, NULL, O_MAX_RATE},
-        {"parallel", required_argument, NULL, O_PARALLEL},
-        {"resume", no_argument, NULL, O_RESUME},
-        {"progress-log", required_argument, NULL, O_PROGRESS_LOG},
-        {"replication", required_argument, NULL, O_REPLICATION},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, O_VERSION},
-        {"loss", no_argument, NULL, O_LOSS},
-        {"token-file", required_argument, NULL, O_TOKEN_FILE},
-        {"tls-ca", required_argument, NULL, DFS_RPC_OPT_TLS_CA},
-        {"tls-cert", required_argument, NULL, DFS_RPC_OPT_TLS_CERT},
-        {"tls-key", required_argument, NULL, DFS_RPC_OPT_TLS_KEY},
-        {"tls-server-name", required_argument, NULL, DFS_RPC_OPT_TLS_SERVER_NAME},
-        {"insecure", no_argument, NULL, DFS_RPC_OPT_INSECURE},
-        {"role", required_argument, NULL, O_ROLE},
-        {"name", required_argument, NULL, O_NAME},
-        {"ttl", required_argument, NULL, O_TTL},
-        {"all", no_argument, NULL, O_ALL},
-        {NULL, 0, NULL, 0},
-    };
-    struct dfs_cli cli;
-    memset(&cli, 0, sizeof cli);
-    struct dfs_rpc_link_security cli_security = {0};
+    struct args a;
+    memset(&a, 0, sizeof a);
+    dfs_opts *res = NULL;
+    int status = DFS_EXIT_USAGE;
+    if (!dfs_opts_main(&spec, argc, argv, environ, &a, &res, &status))
+        return status;
+    const char *name = dfs_opts_command(res)->name;
+    /* Every command takes at most two arguments (the table says so): kept past res. */
+    int nargs = dfs_opts_argc(res);
+    const char *args[2] = {NULL, NULL};
+    for (int i = 0; i < nargs && i < 2; i++)
+        args[i] = dfs_opts_argv(res)[i];
+    bool metadata_given = dfs_opts_source(res, "metadata") == DFS_OPT_FROM_ARGV;
+    bool connection_given = false;
+    static const char *const connection[] = {"token-file", "tls-ca",          "tls-cert",
+                                             "tls-key",    "tls-server-name", "insecure"};
+    for (size_t i = 0; i < sizeof connection / sizeof connection[0]; i++)
+        connection_given |= dfs_opts_source(res, connection[i]) == DFS_OPT_FROM_ARGV;
+    dfs_opts_destroy(res);
+    struct dfs_cli cli = a.cli;
     cli.interrupted = sess->interrupted;
-    const char *metadata = getenv("DFS_METADATA");
-    bool metadata_given = false;
-    /* How this command's links are secured and whom it speaks for (connection flags). */
-    const char *token_file = NULL;
-    struct dfs_rpc_tls_config tcfg = {.ca_file = getenv("DFS_TLS_CA")};
-    bool insecure = false, connection_given = false;
-    uint32_t timeout_ms = 10000, stall_ms = 60000;
-    enum dfs_log_level level = DFS_LOG_ERROR;
-    unsigned given = 0;
-    opterr = 0;
-    optind = 0; /* GNU getopt: start afresh (the shell parses line after line) */
-    int c;
-    char letter[3];
-    while ((c = getopt_long(argc, argv, ":qvlh", longopts, NULL)) != -1) {
-        switch (c) {
-        case O_METADATA:
-            metadata = optarg;
-            metadata_given = true;
-            break;
-        case O_JSON:
-            cli.json = true;
-            given |= F_JSON;
-            break;
-        case 'q':
-            cli.quiet = true;
-            given |= F_QUIET;
-            break;
-        case 'v':
-            level = DFS_LOG_INFO;
-            break;
-        case 'l':
-            cli.long_list = true;
-            given |= F_LONG;
-            break;
-        case O_TIMEOUT:
-            if (parse_u32("--timeout", optarg, 1, 3600000, &timeout_ms) != 0)
-                return DFS_EXIT_USAGE;
-            break;
-        case O_STALL:
-            if (parse_u32("--stall-timeout", optarg, 100, 86400000, &stall_ms) != 0)
-                return DFS_EXIT_USAGE;
-            given |= F_STALL;
-            break;
-        case O_LOG:
-            if (dfs_log_level_parse(optarg, &level) != DFS_OK)
-                return usage_error("--log-level must be debug, info, warn or error, not '%s'",
-                                   optarg);
-            break;
-        case O_REPLICAS:
-            if (parse_u32("--replicas", optarg, 1, 16, &cli.replicas) != 0)
-                return DFS_EXIT_USAGE;
-            given |= F_REPLICAS;
-            break;
-        case O_FRAGMENTS:
-            if (parse_u32("--fragments", optarg, 1, 256, &cli.fragments) != 0)
-                return DFS_EXIT_USAGE;
-            given |= F_FRAGMENTS;
-            break;
-        case O_POLICY:
-            cli.policy = parse_policy(optarg);
-            if (cli.policy < 0)
-                return usage_error(
-                    "unknown placement policy '%s' (random, min_copy, buddy or least_used)",
-                    optarg);
-            given |= F_POLICY;
-            break;
-        case O_FORCE:
-            cli.force = true;
-            given |= F_FORCE;
-            break;
-        case O_THROTTLE:
-        case O_MAX_RATE: {
-            char *err = NULL;
-            uint64_t *to = c == O_THROTTLE ? &cli.link_rate : &cli.max_rate;
-            if (dfs_parse_rate(optarg, to, &err) != DFS_OK) {
-                fprintf(stderr, "dfs: %s: %s (see dfs --help)\n",
-                        c == O_THROTTLE ? "--throttle" : "--max-rate", err);
-                free(err);
-                return DFS_EXIT_USAGE;
-            }
-            given |= F_RATE;
-            break;
-        }
-        case O_LOSS:
-            cli.loss = true;
-            given |= F_LOSS;
-            break;
-        case O_TOKEN_FILE:
-            token_file = optarg;
-            connection_given = true;
-            break;
-        case O_ROLE: {
-            /* dfs.v1.TokenRole's numbers; node (4) is made by each node itself. */
-            static const char *const roles[] = {"admin", "read_write", "read_only", "node",
-                                                "bootstrap"};
-            cli.token_role = 0;
-            for (int i = 0; i < 5; i++)
-                if (strcmp(optarg, roles[i]) == 0)
-                    cli.token_role = i + 1;
-            if (strcmp(optarg, "rw") == 0)
-                cli.token_role = 2;
-            if (strcmp(optarg, "ro") == 0)
-                cli.token_role = 3;
-            if (cli.token_role == 4)
-                return usage_error("--role %s: node tokens are made by each storage node at its "
-                                   "enrollment; give nodes a --role bootstrap token",
-                                   optarg);
-            if (cli.token_role == 0)
-                return usage_error("--role is admin, read_write (rw), read_only (ro) or "
-                                   "bootstrap, not '%s'",
-                                   optarg);
-            given |= F_TOKEN;
-            break;
-        }
-        case O_NAME:
-            if (optarg[0] == '\0' || strlen(optarg) > 64)
-                return usage_error("--name must be 1 to 64 characters, not '%s'", optarg);
-            cli.token_name = optarg;
-            given |= F_TOKEN;
-            break;
-        case O_TTL:
-            if (parse_duration_ms(optarg, &cli.token_ttl_ms) != DFS_OK)
-                return usage_error("--ttl takes a duration like 3600s, 90m, 12h or 30d (at most "
-                                   "100 years), not '%s'",
-                                   optarg);
-            given |= F_TOKEN;
-            break;
-        case O_ALL:
-            cli.all = true;
-            given |= F_ALL;
-            break;
-        case O_RESUME:
-            cli.resume = true;
-            given |= F_RESUME;
-            break;
-        case O_REPLICATION:
-            if (strcmp(optarg, "chain") != 0 && strcmp(optarg, "fanout") != 0)
-                return usage_error("--replication is chain or fanout, not '%s'", optarg);
-            cli.chain = strcmp(optarg, "chain") == 0;
-            given |= F_CHAIN;
-            break;
-        case O_PROGRESS_LOG:
-            cli.progress_log = optarg;
-            given |= F_RATE;
-            break;
-        case O_PARALLEL: {
-            uint32_t n;
-            if (parse_u32("--parallel", optarg, 1, 64, &n) != 0)
-                return DFS_EXIT_USAGE;
-            cli.parallel = n;
-            given |= F_RATE;
-            break;
-        }
-        case O_EC: {
-            uint32_t k = 0, m = 0;
-            if (dfs_parse_ec(optarg, 32, &k, &m) != DFS_OK)
-                return usage_error(
-                    "--ec takes K+M, e.g. 4+2, with K, M >= 1 and K+M <= 32, not '%s'", optarg);
-            cli.ec_data = k;
-            cli.ec_parity = m;
-            given |= F_EC;
-            break;
-        }
-        case 'h':
-            dfs_cli_usage(stdout);
-            return DFS_EXIT_OK;
-        case O_VERSION:
-            printf("dfs " VERSION "\n");
-            return DFS_EXIT_OK;
-        case ':':
-            return usage_error("%s needs a value", bad_option(argv, letter));
-        default:
-            if (!dfs_rpc_security_option(c, optarg, &tcfg, &insecure))
-                return usage_error("unknown option '%s'", bad_option(argv, letter));
-            connection_given = true;
-            break;
-        }
-    }
-    if (optind >= argc) {
-        dfs_cli_usage(stderr);
-        return DFS_EXIT_USAGE;
-    }
-    const char *name = argv[optind];
+    cli.ec_data = a.ec[0];
+    cli.ec_parity = a.ec[1];
     if (strcmp(name, "help") == 0) {
-        dfs_cli_usage(stdout);
+        const struct dfs_opts_command *cmd = NULL;
+        for (size_t i = 0; nargs > 0 && commands[i].name != NULL; i++)
+            if (strcmp(commands[i].name, args[0]) == 0)
+                cmd = &commands[i];
+        if (nargs > 0 && cmd == NULL)
+            return usage_error("unknown command '%s'", args[0]);
+        dfs_opts_help(&spec, cmd, stdout);
         return DFS_EXIT_OK;
     }
     if (sess->meta != NULL && metadata_given)
@@ -528,25 +322,13 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         return usage_error("%s: the shell's connection is fixed (start dfs shell with the token "
                            "and TLS options instead)",
                            "--token-file/--tls-*/--insecure");
-    if (strcmp(name, "shell") == 0) {
-        if (sess->meta != NULL)
-            return usage_error("%s: already in the shell", "shell");
-        if (optind + 1 < argc)
-            return usage_error("usage: dfs shell (see %s)", "dfs --help");
-    }
-    const struct command *cmd = NULL;
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(commands[i].name, name) == 0)
-            cmd = &commands[i];
-    if (cmd == NULL)
-        return usage_error("unknown command '%s'", name);
-    int nargs = argc - optind - 1;
-    char **args = argv + optind + 1;
-    if (nargs < cmd->min_args || nargs > cmd->max_args) {
-        fprintf(stderr, "dfs: usage: dfs %s %s (see dfs --help)\n", cmd->name, cmd->args);
-        return DFS_EXIT_USAGE;
-    }
-    if ((given & F_EC) && cli.chain) {
+    if (strcmp(name, "shell") == 0 && sess->meta != NULL)
+        return usage_error("%s: already in the shell", "shell");
+    if (cli.token_role == ROLE_NODE)
+        return usage_error("--role %s: node tokens are made by each storage node at its "
+                           "enrollment; give nodes a --role bootstrap token",
+                           "node");
+    if (cli.ec_data != 0 && cli.chain) {
         fprintf(stderr, "dfs: --replication chain is for replicated files, not --ec (see dfs "
                         "--help)\n");
         return DFS_EXIT_USAGE;
@@ -558,40 +340,34 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
                         "bytes/s) (see dfs --help)\n");
         return DFS_EXIT_USAGE;
     }
-    if ((given & F_EC) && (given & (F_REPLICAS | F_FRAGMENTS))) {
+    if (cli.ec_data != 0 && (cli.replicas != 0 || cli.fragments != 0)) {
         fprintf(stderr,
                 "dfs: --ec cannot be combined with --replicas or --fragments (see dfs --help)\n");
         return DFS_EXIT_USAGE;
     }
-    unsigned extra = given & ~cmd->allowed;
-    if (extra != 0) {
-        unsigned bit = extra & -extra;
-        fprintf(stderr, "dfs: %s does not take %s (see dfs --help)\n", cmd->name, flag_name(bit));
-        return DFS_EXIT_USAGE;
-    }
-    cli.stall_timeout_ms = stall_ms;
     cli.progress = !cli.quiet && dfs_progress_wanted(STDERR_FILENO);
 
-    dfs_log_init("dfs", level);
+    dfs_log_init("dfs", a.level);
     dfs_rpc_route_grpc_logs();
     /* The program connects for this one command; the shell brings its connection. */
     dfs_meta *own = NULL;
     dfs_rpc_tls *tls = NULL;
+    struct dfs_rpc_link_security cli_security = {0};
     char *token = NULL;
     cli.meta = sess->meta;
     if (cli.meta == NULL) {
         char *err = NULL;
-        if (dfs_rpc_tls_create_optional(&tcfg, &tls, &err) != DFS_OK ||
-            load_token(token_file, &token, &err) != DFS_OK) {
+        if (dfs_rpc_tls_create_optional(&a.tls, &tls, &err) != DFS_OK ||
+            load_token(a.token_file, &token, &err) != DFS_OK) {
             fprintf(stderr, "dfs: %s\n", err);
             free(err);
             dfs_rpc_tls_destroy(tls);
             return DFS_EXIT_USAGE;
         }
         /* cli_security lives as long as this call, and so as long as the connection. */
-        cli_security = (struct dfs_rpc_link_security){.tls = tls, .insecure = insecure};
+        cli_security = (struct dfs_rpc_link_security){.tls = tls, .insecure = a.insecure};
         struct dfs_rpc_channel_opts opts = {.security = &cli_security, .token = token};
-        if (dfs_meta_open(metadata, timeout_ms, &opts, &own, &err) != DFS_OK) {
+        if (dfs_meta_open(a.metadata, a.timeout_ms, &opts, &own, &err) != DFS_OK) {
             fprintf(stderr, "dfs: %s\n", err);
             free(err);
             dfs_rpc_tls_destroy(tls);
@@ -603,7 +379,6 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         cli.meta = own;
     }
 
-    int status;
     if (strcmp(name, "shell") == 0)
         status = dfs_shell_run(&cli);
     else if (strcmp(name, "put") == 0)

@@ -81,7 +81,8 @@ static void shell_help(void)
            "  rm REMOTE          nodes          status [--loss] [-l]\n"
            "  node drain|undrain|decommission ID\n"
            "  transfers also take --throttle RATE, --max-rate RATE, --parallel N, -q; read\n"
-           "  commands take --json. 'help full' shows every option.\n"
+           "  commands take --json. 'help full' lists every command and the global options;\n"
+           "  'help COMMAND' (or COMMAND -h) shows a command's own options.\n"
            "  help          this text\n"
            "  exit, quit    leave (or Ctrl-D)\n"
            "Ctrl-C stops the running transfer; at the prompt it clears the line.\n");

@@ -2,7 +2,7 @@
    files.c and experiments.c. */
 #include "common/err.h"
 #include "common/log.h"
-#include "common/units.h"
+#include "common/options.h"
 #include "gateway/experiments.h"
 #include "gateway/files.h"
 #include "gateway/server.h"
@@ -11,7 +11,6 @@
 #include "services/rpc/security.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
@@ -24,47 +23,6 @@
 #define PROG    "dfs-gateway"
 #define VERSION "0.1.0"
 
-static void usage(FILE *out)
-{
-    fprintf(
-        out,
-        "usage: " PROG " --metadata HOST:PORT [options]\n"
-        "\n"
-        "HTTP access to a dfs cluster: a REST API to store and fetch files (ranges too),\n"
-        "cluster state, experiments, and a status page at /.\n"
-        "\n"
-        "  --metadata HOST:PORT        the metadata service\n"
-        "  --listen ADDR               address to serve HTTP on (default 127.0.0.1:8080;\n"
-        "                              port 0 = any free one)\n"
-        "  --spool-dir DIR             where uploads wait until they are stored, and\n"
-        "                              downloads' scratch files (default $TMPDIR or /tmp)\n"
-        "  --max-upload SIZE           largest upload (100M, 10G, ...; default no limit)\n"
-        "  --experiments-dir DIR       experiment results (default SPOOL/experiments)\n"
-        "  --experiment-program PATH   the experiment program (default: benchmarks/experiment\n"
-        "                              beside the binary's tree, /opt/dfs/benchmarks/experiment\n"
-        "                              or ./benchmarks/experiment, the first that exists)\n"
-        "  --experiment-bin DIR        passed to every run as --bin: the folder with\n"
-        "                              services/, cli/ and benchmarks/ binaries it drives\n"
-        "                              (default: the binary's own tree when it has them)\n"
-        "  --max-experiments N         experiments running at once (default 1)\n"
-        "  --max-connections N         HTTP connections at once (default 256)\n"
-        "  --rpc-timeout-ms N          deadline of metadata calls (default 10000)\n"
-        "  --ready-file PATH           write the served address here once serving\n"
-        "  --log-level LEVEL           debug, info, warn or error (default info)\n"
-        "  --grace-ms N                on SIGTERM, time requests in flight get to finish\n"
-        "                              (default 5000); then transfers are cancelled and\n"
-        "                              running experiments stopped\n"
-        "  --token-file PATH           the gateway's bearer token for the metadata service\n"
-        "                              (default $DFS_TOKEN_FILE); its role bounds what HTTP\n"
-        "                              clients can do: give a read_only token for a\n"
-        "                              read-only gateway\n"
-        "  --tls-ca FILE               reach the cluster over TLS, trusting this CA\n"
-        "  --tls-cert FILE, --tls-key FILE  client certificate (mutual TLS)\n"
-        "  --tls-server-name NAME      the name the cluster's certificates carry\n"
-        "  --insecure                  allow plaintext to non-loopback cluster addresses\n"
-        "  -h, --help, --version\n");
-}
-
 struct options {
     const char *metadata;
     const char *listen;
@@ -73,145 +31,81 @@ struct options {
     const char *program;
     const char *exp_bin;
     const char *ready_file;
-    uint64_t max_upload;
-    long long max_experiments;
-    long long max_connections;
-    long long rpc_timeout_ms;
-    long long grace_ms;
+    uint64_t max_upload; /* 0 = no limit */
+    int64_t max_experiments;
+    int64_t max_connections;
+    int64_t rpc_timeout_ms;
+    int64_t grace_ms;
     enum dfs_log_level level;
     const char *token_file;
     struct dfs_rpc_tls_config tls;
     bool insecure;
 };
 
-/* Returns 0, 1 when --help or --version was handled, or DFS_EINVAL with *err. */
-static int parse(int argc, char **argv, struct options *o, char **err)
-{
-    enum {
-        O_METADATA = 1000,
-        O_LISTEN,
-        O_SPOOL,
-        O_MAX_UPLOAD,
-        O_EXP_DIR,
-        O_EXP_PROGRAM,
-        O_EXP_BIN,
-        O_MAX_EXP,
-        O_MAX_CONN,
-        O_RPC_TIMEOUT,
-        O_READY,
-        O_LOG,
-        O_GRACE,
-        O_TOKEN_FILE,
-        O_HELP,
-        O_VERSION,
-    };
-    static const struct option longopts[] = {
-        {"metadata", required_argument, NULL, O_METADATA},
-        {"listen", required_argument, NULL, O_LISTEN},
-        {"spool-dir", required_argument, NULL, O_SPOOL},
-        {"max-upload", required_argument, NULL, O_MAX_UPLOAD},
-        {"experiments-dir", required_argument, NULL, O_EXP_DIR},
-        {"experiment-program", required_argument, NULL, O_EXP_PROGRAM},
-        {"experiment-bin", required_argument, NULL, O_EXP_BIN},
-        {"max-experiments", required_argument, NULL, O_MAX_EXP},
-        {"max-connections", required_argument, NULL, O_MAX_CONN},
-        {"rpc-timeout-ms", required_argument, NULL, O_RPC_TIMEOUT},
-        {"ready-file", required_argument, NULL, O_READY},
-        {"log-level", required_argument, NULL, O_LOG},
-        {"grace-ms", required_argument, NULL, O_GRACE},
-        {"token-file", required_argument, NULL, O_TOKEN_FILE},
-        {"tls-ca", required_argument, NULL, DFS_RPC_OPT_TLS_CA},
-        {"tls-cert", required_argument, NULL, DFS_RPC_OPT_TLS_CERT},
-        {"tls-key", required_argument, NULL, DFS_RPC_OPT_TLS_KEY},
-        {"tls-server-name", required_argument, NULL, DFS_RPC_OPT_TLS_SERVER_NAME},
-        {"insecure", no_argument, NULL, DFS_RPC_OPT_INSECURE},
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
-        {NULL, 0, NULL, 0},
-    };
-    o->listen = "127.0.0.1:8080";
-    o->max_experiments = 1;
-    o->max_connections = 256;
-    o->rpc_timeout_ms = 10000;
-    o->grace_ms = 5000;
-    o->level = DFS_LOG_INFO;
-    opterr = 0;
-    int c, rc = DFS_OK;
-    struct dfs_quote q; /* for an option or argument quoted in an error */
-    while (rc == DFS_OK && (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        switch (c) {
-        case O_METADATA:
-            o->metadata = optarg;
-            break;
-        case O_TOKEN_FILE:
-            o->token_file = optarg;
-            break;
-        case O_LISTEN:
-            o->listen = optarg;
-            break;
-        case O_SPOOL:
-            o->spool_dir = optarg;
-            break;
-        case O_MAX_UPLOAD:
-            rc = dfs_parse_size(optarg, &o->max_upload, err);
-            if (rc != DFS_OK)
-                dfs_prefixerr(err, rc, "--max-upload");
-            break;
-        case O_EXP_DIR:
-            o->experiments_dir = optarg;
-            break;
-        case O_EXP_PROGRAM:
-            o->program = optarg;
-            break;
-        case O_EXP_BIN:
-            o->exp_bin = optarg;
-            break;
-        case O_MAX_EXP:
-            rc = dfs_daemon_parse_int("--max-experiments", optarg, 1, 64, &o->max_experiments, err);
-            break;
-        case O_MAX_CONN:
-            rc = dfs_daemon_parse_int("--max-connections", optarg, 1, 10000, &o->max_connections,
-                                      err);
-            break;
-        case O_RPC_TIMEOUT:
-            rc = dfs_daemon_parse_int("--rpc-timeout-ms", optarg, 1, 3600000, &o->rpc_timeout_ms,
-                                      err);
-            break;
-        case O_READY:
-            o->ready_file = optarg;
-            break;
-        case O_LOG:
-            if (dfs_log_level_parse(optarg, &o->level) != DFS_OK || o->level == DFS_LOG_OFF)
-                rc = dfs_seterr(err, DFS_EINVAL,
-                                "--log-level must be debug, info, warn or error, not '%s'",
-                                dfs_quote(optarg, &q));
-            break;
-        case O_GRACE:
-            rc = dfs_daemon_parse_int("--grace-ms", optarg, 0, 600000, &o->grace_ms, err);
-            break;
-        case 'h':
-        case O_HELP:
-            usage(stdout);
-            return 1;
-        case O_VERSION:
-            printf(PROG " " VERSION "\n");
-            return 1;
-        case ':':
-            rc = dfs_seterr(err, DFS_EINVAL, "%s needs a value", dfs_daemon_bad_option(argv, &q));
-            break;
-        default:
-            if (!dfs_rpc_security_option(c, optarg, &o->tls, &o->insecure))
-                rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'",
-                                dfs_daemon_bad_option(argv, &q));
-            break;
-        }
-    }
-    if (rc == DFS_OK && optind < argc)
-        rc = dfs_seterr(err, DFS_EINVAL, "unexpected argument '%s'", dfs_quote(argv[optind], &q));
-    if (rc == DFS_OK && (o->metadata == NULL || strrchr(o->metadata, ':') == NULL))
-        rc = dfs_seterr(err, DFS_EINVAL, "--metadata HOST:PORT is required");
-    return rc;
-}
+static const struct dfs_opt_choice log_levels[] = {
+    {"debug", DFS_LOG_DEBUG, false}, {"info", DFS_LOG_INFO, false},   {"warn", DFS_LOG_WARN, false},
+    {"warning", DFS_LOG_WARN, true}, {"error", DFS_LOG_ERROR, false}, {NULL, 0, false},
+};
+
+#define O(member) DFS_OPT_FIELD(struct options, member)
+
+static const struct dfs_opt opts[] = {
+    {DFS_OPT_STRING, "metadata", 0, O(metadata), .arg = "HOST:PORT",
+     .help = "the metadata service (required)"},
+    {DFS_OPT_STRING, "listen", 0, O(listen), .arg = "ADDR", .def = "127.0.0.1:8080",
+     .help = "address to serve HTTP on (port 0 = any free one)"},
+    {DFS_OPT_STRING, "spool-dir", 0, O(spool_dir), .arg = "DIR",
+     .help = "where uploads wait until they are stored, and downloads' scratch files (default "
+             "$TMPDIR or /tmp)"},
+    {DFS_OPT_SIZE, "max-upload", 0, O(max_upload), .arg = "SIZE",
+     .help = "largest upload (100M, 10G, ...; default no limit)"},
+    {DFS_OPT_STRING, "experiments-dir", 0, O(experiments_dir), .arg = "DIR",
+     .help = "experiment results (default SPOOL/experiments)"},
+    {DFS_OPT_STRING, "experiment-program", 0, O(program), .arg = "PATH",
+     .help = "the experiment program (default: benchmarks/experiment beside the binary's tree, "
+             "/opt/dfs/benchmarks/experiment or ./benchmarks/experiment, the first that exists)"},
+    {DFS_OPT_STRING, "experiment-bin", 0, O(exp_bin), .arg = "DIR",
+     .help = "passed to every run as --bin: the folder with services/, cli/ and benchmarks/ "
+             "binaries it drives (default: the binary's own tree when it has them)"},
+    {DFS_OPT_INT, "max-experiments", 0, O(max_experiments), .arg = "N", .def = "1", .min = 1,
+     .max = 64, .help = "experiments running at once"},
+    {DFS_OPT_INT, "max-connections", 0, O(max_connections), .arg = "N", .def = "256", .min = 1,
+     .max = 10000, .help = "HTTP connections at once"},
+    {DFS_OPT_INT, "rpc-timeout-ms", 0, O(rpc_timeout_ms), .arg = "N", .def = "10000", .min = 1,
+     .max = 3600000, .help = "deadline of metadata calls"},
+    {DFS_OPT_STRING, "ready-file", 0, O(ready_file), .arg = "PATH",
+     .help = "write the served address here once serving"},
+    {DFS_OPT_ENUM, "log-level", 0, O(level), .arg = "LEVEL", .def = "info", .choices = log_levels,
+     .help = "debug, info, warn or error"},
+    {DFS_OPT_INT, "grace-ms", 0, O(grace_ms), .arg = "N", .def = "5000", .min = 0, .max = 600000,
+     .help = "on SIGTERM, time requests in flight get to finish; then transfers are cancelled "
+             "and running experiments stopped"},
+    {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
+    {DFS_OPT_VERSION, "version", 0, .help = "print the version"},
+    {DFS_OPT_SECTION, .help = "Security:"},
+    {DFS_OPT_STRING, "token-file", 0, O(token_file), .arg = "PATH", .env = "DFS_TOKEN_FILE",
+     .help = "the gateway's bearer token for the metadata service (required); its role bounds "
+             "what HTTP clients can do: give a read_only token for a read-only gateway"},
+    {DFS_OPT_STRING, "tls-ca", 0, O(tls.ca_file), .arg = "FILE",
+     .help = "reach the cluster over TLS, trusting this CA"},
+    {DFS_OPT_STRING, "tls-cert", 0, O(tls.cert_file), .arg = "FILE",
+     .help = "client certificate (mutual TLS) ..."},
+    {DFS_OPT_STRING, "tls-key", 0, O(tls.key_file), .arg = "FILE", .help = "... and its key"},
+    {DFS_OPT_STRING, "tls-server-name", 0, O(tls.server_name), .arg = "NAME",
+     .help = "the name the cluster's certificates carry"},
+    {DFS_OPT_FLAG, "insecure", 0, O(insecure),
+     .help = "allow plaintext to non-loopback cluster addresses"},
+    {0},
+};
+
+static const struct dfs_opts_spec spec = {
+    .prog = PROG,
+    .version = VERSION,
+    .usage = "--metadata HOST:PORT [options]",
+    .about = "HTTP access to a dfs cluster: a REST API to store and fetch files (ranges too), "
+             "cluster state, experiments, and a status page at /.",
+    .opts = opts,
+};
 
 /*
  * The binary's tree when it holds the daemons: bazel-bin (services/metadata/dfs-metadata), or
@@ -265,15 +159,16 @@ int main(int argc, char **argv)
     dfs_daemon_block_signals(&signals);
     struct options o;
     memset(&o, 0, sizeof o);
-    char *err = NULL;
-    int prc = parse(argc, argv, &o, &err);
-    if (prc == 1)
-        return 0;
-    if (prc != DFS_OK) {
-        fprintf(stderr, PROG ": %s (see --help)\n", err != NULL ? err : "bad arguments");
-        free(err);
+    dfs_opts *args = NULL;
+    int status = 2;
+    if (!dfs_opts_main(&spec, argc, argv, environ, &o, &args, &status))
+        return status;
+    dfs_opts_destroy(args);
+    if (o.metadata == NULL || strrchr(o.metadata, ':') == NULL) {
+        fprintf(stderr, PROG ": --metadata HOST:PORT is required (see " PROG " --help)\n");
         return 2;
     }
+    char *err = NULL;
     dfs_log_init(PROG, o.level);
     dfs_rpc_route_grpc_logs();
     char *token = NULL;
@@ -295,7 +190,7 @@ int main(int argc, char **argv)
     char *exp_bin = o.exp_bin != NULL ? realpath(o.exp_bin, NULL) : own_bin_tree();
     if (o.exp_bin != NULL && exp_bin == NULL)
         exp_bin = strdup(o.exp_bin);
-    int status = 1;
+    status = 1;
     dfs_experiments *exps = NULL;
     dfs_gateway *gw = NULL;
     struct stat st;
@@ -315,8 +210,6 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "out of memory");
         goto out;
     }
-    if (o.token_file == NULL)
-        o.token_file = getenv("DFS_TOKEN_FILE");
     if (o.token_file == NULL) {
         fprintf(stderr, PROG ": --token-file is required: the gateway's token for the metadata "
                              "service (dfs token create --role read_write)\n");
@@ -366,7 +259,7 @@ int main(int argc, char **argv)
             dfs_log(DFS_LOG_INFO, "ignoring signal (only SIGTERM and SIGINT stop) signal=%d", s);
     }
     /* Stop taking connections, let requests in flight finish, then cancel the rest. */
-    dfs_log(DFS_LOG_INFO, "stopping signal=%d grace_ms=%lld", sig, o.grace_ms);
+    dfs_log(DFS_LOG_INFO, "stopping signal=%d grace_ms=%" PRId64, sig, o.grace_ms);
     unsigned left = dfs_gateway_quiesce(gw, o.grace_ms);
     if (left > 0)
         dfs_log(DFS_LOG_INFO, "cancelling requests still running count=%u", left);

@@ -17,6 +17,7 @@
  * with "result<TAB>ok" or the first failure's status, code, message and XML error body.
  */
 #include "common/err.h"
+#include "common/options.h"
 #include "gateway/s3/chunked.h"
 #include "gateway/s3/etag.h"
 #include "gateway/s3/s3cond.h"
@@ -32,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_KEYS    8
 #define MAX_HEADERS 128
@@ -577,50 +579,81 @@ static int inspect(const struct dfs_sigv4_config *cfg, const char *domain, int64
     return 0;
 }
 
+/* The command line. */
+struct args {
+    const char *xml;
+    int64_t now;
+    const char *domain;
+    const char *region;
+    uint64_t slice;
+    struct keys ks;
+};
+
+/* --key ID:SECRET:ROLE, added to the keys (repeatable); the copy is freed at the end of main. */
+static int key_option(const struct dfs_opt *opt, const char *value, void *field, char **errmsg)
+{
+    struct keys *ks = field;
+    char *s = ks->n < MAX_KEYS ? strdup(value) : NULL;
+    char *c1 = s != NULL ? strchr(s, ':') : NULL;
+    char *c2 = c1 != NULL ? strrchr(c1 + 1, ':') : NULL;
+    if (c2 == NULL) {
+        free(s);
+        return dfs_seterr(errmsg, DFS_EINVAL, "--%s takes ID:SECRET:ROLE (at most %d), not '%s'",
+                          opt->name, MAX_KEYS, dfs_quote(value, &(struct dfs_quote){{0}}));
+    }
+    *c1 = *c2 = '\0';
+    ks->k[ks->n].id = s;
+    ks->k[ks->n].secret = c1 + 1;
+    ks->k[ks->n].role = atoi(c2 + 1);
+    ks->n++;
+    return DFS_OK;
+}
+
+#define A(member) DFS_OPT_FIELD(struct args, member)
+
+static const struct dfs_opt opts[] = {
+    {DFS_OPT_STRING, "xml", 0, A(xml), .arg = "NAME",
+     .help = "print one of the sample response documents instead"},
+    {DFS_OPT_INT, "now", 0, A(now), .arg = "SECONDS", .min = 0, .max = INT64_MAX,
+     .help = "the time the signature is checked at (default: now)"},
+    {DFS_OPT_STRING, "domain", 0, A(domain), .arg = "D", .help = "virtual-hosted bucket domain"},
+    {DFS_OPT_STRING, "region", 0, A(region), .arg = "R", .help = "the signing region"},
+    {DFS_OPT_CUSTOM, "key", 0, A(ks), .arg = "ID:SECRET:ROLE", .parse = key_option,
+     .help = "an access key (repeatable)"},
+    {DFS_OPT_INT, "slice", 0, A(slice), .arg = "N", .min = 0, .max = INT64_MAX,
+     .help = "feed the body in slices of N bytes (default: a fixed pseudo-random sequence)"},
+    {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
+    {0},
+};
+
+static const struct dfs_opts_spec spec = {
+    .prog = "s3inspect",
+    .usage = "[options] < REQUEST",
+    .about = "What dfs-gateway's S3 front end makes of one HTTP request on standard input "
+             "(\"METHOD TARGET\", header lines, an empty line, the body): one \"name<TAB>value\" "
+             "line per finding, ending with \"result<TAB>ok\" or the first failure.",
+    .opts = opts,
+};
+
 int main(int argc, char **argv)
 {
-    struct keys ks = {0};
-    struct dfs_sigv4_config cfg = {.key = lookup, .key_arg = &ks};
-    const char *domain = NULL;
-    int64_t now = (int64_t)time(NULL);
-    size_t step = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (v == NULL) {
-            fprintf(stderr, "s3inspect: %s needs a value\n", a);
-            return 2;
-        }
-        i++;
-        if (strcmp(a, "--xml") == 0) {
-            return sample(v);
-        } else if (strcmp(a, "--now") == 0) {
-            now = strtoll(v, NULL, 10);
-        } else if (strcmp(a, "--domain") == 0) {
-            domain = v;
-        } else if (strcmp(a, "--region") == 0) {
-            cfg.region = v;
-        } else if (strcmp(a, "--slice") == 0) {
-            step = (size_t)strtoull(v, NULL, 10);
-        } else if (strcmp(a, "--key") == 0) {
-            char *s = strdup(v);
-            char *c1 = s != NULL ? strchr(s, ':') : NULL;
-            char *c2 = c1 != NULL ? strrchr(c1 + 1, ':') : NULL;
-            if (c2 == NULL || ks.n == MAX_KEYS) {
-                fprintf(stderr, "s3inspect: --key ID:SECRET:ROLE\n");
-                free(s);
-                return 2;
-            }
-            *c1 = *c2 = '\0';
-            ks.k[ks.n].id = s;
-            ks.k[ks.n].secret = c1 + 1;
-            ks.k[ks.n].role = atoi(c2 + 1);
-            ks.n++;
-        } else {
-            fprintf(stderr, "s3inspect: unknown option %s\n", a);
-            return 2;
-        }
+    struct args a = {.now = (int64_t)time(NULL)};
+    dfs_opts *res = NULL;
+    int status = 2;
+    bool go = dfs_opts_main(&spec, argc, argv, environ, &a, &res, &status);
+    dfs_opts_destroy(res);
+    if (go && a.xml != NULL)
+        status = sample(a.xml);
+    if (!go || a.xml != NULL) {
+        for (int i = 0; i < a.ks.n; i++)
+            free(a.ks.k[i].id);
+        return status;
     }
+    struct keys ks = a.ks;
+    struct dfs_sigv4_config cfg = {.key = lookup, .key_arg = &ks, .region = a.region};
+    const char *domain = a.domain;
+    int64_t now = a.now;
+    size_t step = (size_t)a.slice;
     size_t len;
     char *in = read_all(stdin, &len);
     if (in == NULL) {
