@@ -5,9 +5,9 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/path.h"
-#include "common/rng.h"
 #include "dfs/v1/metadata.pb-c.h"
 #include "dfs/v1/storage.pb-c.h"
+#include "metadata/placer.h"
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
 #include "services/validate/validate.h"
@@ -43,26 +43,11 @@ struct node_channel {
     dfs_rpc_channel *ch;
 };
 
-/*
- * Bytes the service planned onto a node since the node's last report (least_used's view of free
- * space is the reported free bytes less these). Counted from the report stamped report_ms (the
- * node's last_heartbeat_ms); a newer report brings new figures and starts the count again.
- */
-struct reservation {
-    char node_id[DFS_ID_HEX + 1];
-    int64_t report_ms;
-    uint64_t bytes;
-};
-
 static_assert(DFS_VALIDATE_REPLICAS_MAX == DFS_REPLICAS_MAX, "one replica limit");
 static_assert(DFS_VALIDATE_FRAGMENTS_MAX == DFS_FRAGMENTS_MAX, "one fragment limit");
 static_assert(DFS_VALIDATE_EC_WIDTH_MAX == DFS_EC_WIDTH_MAX, "one width limit");
 static_assert(DFS_VALIDATE_ADDRESS_MAX == DFS_NODE_ADDRESS_MAX, "one address limit");
 static_assert(DFS_VALIDATE_ZONE_MAX == DFS_NODE_ZONE_MAX, "one zone limit");
-
-/* Widths the service places (k replicas, or K+M fragments). */
-#define WIDTH_MAX DFS_EC_WIDTH_MAX
-static_assert(DFS_REPLICAS_MAX <= WIDTH_MAX, "a replica count is a width");
 
 struct dfs_metadata_service {
     dfs_catalog *cat;
@@ -70,19 +55,8 @@ struct dfs_metadata_service {
     /* Signs every ticket (common/ticket.h); made once by the catalog and kept there. */
     uint8_t master_key[DFS_TICKET_KEY_LEN];
 
-    /*
-     * Placement: the copysets and buddy groups (loaded from the catalog, synced with the node list
-     * on every choice, saved back when they change), the randomness, and the reservations.
-     * place_mu guards all of it; handlers run on several threads. Lock order: place_mu, then the
-     * catalog's own mutex (saving happens under place_mu).
-     */
-    pthread_mutex_t place_mu;
-    dfs_placement *placement;
-    dfs_rng rng;
-    struct reservation *reserved; /* sorted by node_id */
-    size_t nreserved;
-    /* [policy - DFS_POLICY_MIN_COPY][width]: changed in memory, not saved yet (a failed save) */
-    bool unsaved[2][WIDTH_MAX + 1];
+    /* Node choices: placement sets, randomness and reservations (metadata/placer.h). */
+    dfs_placer *placer;
 
     /* Background thread; mu/cv guard `stopping` and wake it at once on stop. work_cv wakes the
        repair workers (new work queued, or stop); work_seq counts the wake-ups so a worker that
@@ -101,7 +75,7 @@ struct dfs_metadata_service {
     pthread_t *workers;
     size_t nworkers;
     /* Serialises claiming (pick a row, choose its target, mark it running), so two workers never
-       race for one row. Lock order: claim_mu, place_mu, the catalog's mutex. */
+       race for one row. Lock order: claim_mu, the placer's, the catalog's mutex. */
     pthread_mutex_t claim_mu;
     atomic_uint_fast64_t rep_running, rep_done, rep_failed, rep_bytes;
 
@@ -425,166 +399,6 @@ static void fail_and_free(dfs_rpc_call *call, int rc, char *msg)
 {
     dfs_rpc_call_finish(call, rc, NULL, msg != NULL ? msg : dfs_strerror(rc));
     free(msg);
-}
-
-/* ---- placement ---- */
-
-static int cmp_reservation(const void *key, const void *elem)
-{
-    return strcmp(key, ((const struct reservation *)elem)->node_id);
-}
-
-/* The reservation of a node (NULL when none); a newer report than its count resets it. */
-static struct reservation *reservation_of(dfs_metadata_service *svc, const struct dfs_node_rec *n)
-{
-    if (svc->nreserved == 0) /* bsearch wants a non-NULL array */
-        return NULL;
-    struct reservation *r =
-        bsearch(n->id, svc->reserved, svc->nreserved, sizeof *r, cmp_reservation);
-    if (r != NULL && n->last_heartbeat_ms > r->report_ms) {
-        r->report_ms = n->last_heartbeat_ms;
-        r->bytes = 0;
-    }
-    return r;
-}
-
-/* Count `bytes` more planned onto node n. Out of memory only loses the count (it is a hint). */
-static void reserve_bytes(dfs_metadata_service *svc, const struct dfs_node_rec *n, uint64_t bytes)
-{
-    struct reservation *r = reservation_of(svc, n);
-    if (r == NULL) {
-        struct reservation *v = realloc(svc->reserved, (svc->nreserved + 1) * sizeof *v);
-        if (v == NULL)
-            return;
-        svc->reserved = v;
-        size_t at = 0;
-        while (at < svc->nreserved && strcmp(v[at].node_id, n->id) < 0)
-            at++;
-        memmove(&v[at + 1], &v[at], (svc->nreserved - at) * sizeof *v);
-        svc->nreserved++;
-        r = &v[at];
-        snprintf(r->node_id, sizeof r->node_id, "%s", n->id);
-        r->report_ms = n->last_heartbeat_ms;
-        r->bytes = 0;
-    }
-    r->bytes = r->bytes > UINT64_MAX - bytes ? UINT64_MAX : r->bytes + bytes;
-}
-
-/* Save family (policy, width) to the catalog; on failure it stays marked unsaved and is retried. */
-static void save_family(dfs_metadata_service *svc, enum dfs_policy policy, size_t width)
-{
-    struct dfs_placement_state *st = NULL;
-    char *err = NULL;
-    int rc = dfs_placement_export(svc->placement, policy, width, &st, &err);
-    if (rc == DFS_OK)
-        rc = dfs_catalog_placement_save(svc->cat, st, now_ms(), &err);
-    bool *unsaved = &svc->unsaved[policy - DFS_POLICY_MIN_COPY][width];
-    if (rc == DFS_OK) {
-        size_t members = 0;
-        for (size_t i = 0; i < st->nsets; i++)
-            members += st->sets[i].nnodes;
-        dfs_log(DFS_LOG_INFO,
-                "placement sets saved policy=%s width=%zu sets=%zu slots=%zu param=%" PRIu32
-                " perms=%" PRIu32,
-                dfs_placement_policy_name(policy), width, st->nsets, members, st->param,
-                st->nperms);
-        *unsaved = false;
-    } else {
-        dfs_log(DFS_LOG_WARN,
-                "cannot save placement sets, will retry policy=%s width=%zu err=\"%s\"",
-                dfs_placement_policy_name(policy), width, err != NULL ? err : dfs_strerror(rc));
-        *unsaved = true;
-    }
-    dfs_placement_states_free(st, 1);
-    free(err);
-}
-
-/*
- * Choose req->k nodes among the catalog's nodes for a placement of req->width (see
- * dfs_placement_request; req->policy resolved). Alive nodes are writable; dead, draining and
- * decommissioned ones have left (their copysets and groups are repaired); suspect ones stay in
- * their sets without taking anything. least_used sees each node's reported free space less what
- * was planned onto it since; `bytes` is then counted against every chosen node. out receives node
- * ids (pointers into nodes[]); *fell_back (may be NULL) tells whether a min_copy/buddy choice had
- * to leave the copyset or group (req->fallback).
- */
-static int choose_nodes(dfs_metadata_service *svc, const struct dfs_placement_request *req,
-                        uint64_t bytes, const struct dfs_node_rec *nodes, size_t nnodes,
-                        const char **out, bool *fell_back, char **errmsg)
-{
-    size_t width = req->width != 0 ? req->width : req->k;
-    if (width > WIDTH_MAX)
-        return dfs_seterr(errmsg, DFS_EINVAL, "placement of %zu nodes is above %d", width,
-                          WIDTH_MAX);
-    struct dfs_placement_node *cand = calloc(nnodes + 1, sizeof *cand);
-    size_t *idx = calloc(req->k + 1, sizeof *idx);
-    if (cand == NULL || idx == NULL) {
-        free(cand);
-        free(idx);
-        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
-    }
-    pthread_mutex_lock(&svc->place_mu);
-    for (size_t i = 0; i < nnodes; i++) {
-        const struct dfs_node_rec *n = &nodes[i];
-        const struct reservation *r = reservation_of(svc, n);
-        uint64_t held = r != NULL ? r->bytes : 0;
-        cand[i].id = n->id;
-        cand[i].zone = n->zone;
-        cand[i].free_bytes = n->usage.free_bytes > held ? n->usage.free_bytes - held : 0;
-        cand[i].writable = n->state == DFS_NODE_ALIVE;
-        cand[i].gone = n->state == DFS_NODE_DEAD || n->state == DFS_NODE_DRAINING ||
-                       n->state == DFS_NODE_DECOMMISSIONED;
-    }
-    bool changed = false;
-    int rc = dfs_placement_sync(svc->placement, req->policy, width, cand, nnodes, &svc->rng,
-                                &changed, errmsg);
-    if (rc == DFS_OK && dfs_placement_policy_has_sets(req->policy) &&
-        (changed || svc->unsaved[req->policy - DFS_POLICY_MIN_COPY][width]))
-        save_family(svc, req->policy, width);
-    struct dfs_placement_outcome oc = {0};
-    if (rc == DFS_OK)
-        rc = dfs_placement_choose(svc->placement, req, cand, nnodes, &svc->rng, idx, &oc, errmsg);
-    if (rc == DFS_OK) {
-        for (size_t i = 0; i < req->k; i++) {
-            out[i] = nodes[idx[i]].id;
-            reserve_bytes(svc, &nodes[idx[i]], bytes);
-        }
-        if (fell_back != NULL)
-            *fell_back = oc.fallback;
-    }
-    pthread_mutex_unlock(&svc->place_mu);
-    free(cand);
-    free(idx);
-    return rc;
-}
-
-/* Load the copysets and buddy groups the catalog keeps (at start). Failures are logged only. */
-static void load_placement(dfs_metadata_service *svc)
-{
-    struct dfs_placement_state *v = NULL;
-    size_t n = 0;
-    char *err = NULL;
-    if (dfs_catalog_placement_load(svc->cat, &v, &n, &err) != DFS_OK) {
-        dfs_log(DFS_LOG_WARN, "cannot load placement sets, they will be built again err=\"%s\"",
-                err);
-        free(err);
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const struct dfs_placement_state *st = &v[i];
-        if (dfs_placement_import(svc->placement, st, &err) != DFS_OK) {
-            dfs_log(DFS_LOG_WARN,
-                    "cannot use saved placement sets, they will be built again policy=%s "
-                    "width=%" PRIu32 " err=\"%s\"",
-                    dfs_placement_policy_name(st->policy), st->width, err);
-            free(err);
-            err = NULL;
-            continue;
-        }
-        dfs_log(DFS_LOG_INFO, "placement sets loaded policy=%s width=%" PRIu32 " sets=%zu",
-                dfs_placement_policy_name(st->policy), st->width, st->nsets);
-    }
-    dfs_placement_states_free(v, n);
 }
 
 /* ---- handlers: nodes ---- */
@@ -972,8 +786,8 @@ static void handle_create_file(dfs_rpc_call *call, void *ctx)
                at once, on distinct nodes, fragment i on the i-th node chosen. */
             struct dfs_placement_request preq = {.policy = policy, .k = width, .width = width};
             if (red.scheme != DFS_SCHEME_ERASURE || i == 0)
-                rc = choose_nodes(svc, &preq, plan[i].size, nodes, nnodes, &targets[(size_t)i * k],
-                                  NULL, &err);
+                rc = dfs_placer_choose(svc->placer, &preq, plan[i].size, nodes, nnodes, now_ms(),
+                                       &targets[(size_t)i * k], NULL, &err);
         }
         if (rc == DFS_OK) {
             struct dfs_create_req creq = {
@@ -1082,7 +896,8 @@ static void handle_replace_target(dfs_rpc_call *call, void *ctx)
                 };
                 const char *node = NULL;
                 bool fell_back = false;
-                rc = choose_nodes(svc, &preq, fr->size, nodes, nnodes, &node, &fell_back, &err);
+                rc = dfs_placer_choose(svc->placer, &preq, fr->size, nodes, nnodes, now_ms(), &node,
+                                       &fell_back, &err);
                 if (rc == DFS_OK && fell_back)
                     dfs_log(DFS_LOG_WARN,
                             "replacement target outside the %s of the surviving copies "
@@ -1558,10 +1373,6 @@ static uint64_t copies_bytes_of(const struct dfs_node_copies *v, size_t n, const
     return 0;
 }
 
-static int choose_nodes(dfs_metadata_service *svc, const struct dfs_placement_request *req,
-                        uint64_t bytes, const struct dfs_node_rec *nodes, size_t nnodes,
-                        const char **out, bool *fell_back, char **errmsg);
-
 /* Nodes of a fragment's copies, sorted into placed (live) and exclude (every holder). */
 struct node_lists {
     const char **placed, **exclude;
@@ -1697,7 +1508,8 @@ static void rebalance_step(dfs_metadata_service *svc, const struct dfs_node_rec 
             .fallback = false,
         };
         const char *target = NULL;
-        if (choose_nodes(svc, &req, sizes[i], nodes, nnodes, &target, NULL, NULL) == DFS_OK) {
+        if (dfs_placer_choose(svc->placer, &req, sizes[i], nodes, nnodes, now_ms(), &target, NULL,
+                              NULL) == DFS_OK) {
             size_t t = 0;
             while (t < nnodes && strcmp(nodes[t].id, target) != 0)
                 t++;
@@ -1848,8 +1660,8 @@ static int choose_target(dfs_metadata_service *svc, const struct dfs_repair_task
             .fallback = true,
         };
         bool fell_back = false;
-        rc = choose_nodes(svc, &req, f->fragments[t->index].size, nodes, nnodes, &chosen,
-                          &fell_back, errmsg);
+        rc = dfs_placer_choose(svc->placer, &req, f->fragments[t->index].size, nodes, nnodes,
+                               now_ms(), &chosen, &fell_back, errmsg);
         if (rc == DFS_OK && fell_back)
             dfs_log(DFS_LOG_WARN,
                     "repair target outside the %s of the surviving copies fragment=%s target=%s",
@@ -3036,25 +2848,22 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     if (rc == DFS_OK && (c->suspect_after_ms <= 0 || c->dead_after_ms < c->suspect_after_ms))
         rc = dfs_seterr(errmsg, DFS_EINVAL,
                         "the dead timeout must not be shorter than the suspect one");
-    struct dfs_placement_config pcfg = {.scatter_width = c->scatter_width,
-                                        .group_size = c->group_size};
+    struct dfs_placer_config pcfg = {
+        .scatter_width = c->scatter_width, .group_size = c->group_size, .seed = c->seed};
     if (rc == DFS_OK)
         rc = dfs_catalog_secret(cat, "ticket_master_key", sizeof svc->master_key, now_ms(),
                                 svc->master_key, errmsg);
     if (rc == DFS_OK)
         rc = dfs_damage_queue_create(DAMAGE_QUEUE_MAX, DAMAGE_GOOD_FOR_MS, &svc->damage, errmsg);
     if (rc == DFS_OK)
-        rc = dfs_placement_create(&pcfg, &svc->placement, errmsg);
+        rc = dfs_placer_create(cat, &pcfg, &svc->placer, errmsg);
     if (rc != DFS_OK) {
         OPENSSL_cleanse(svc->master_key, sizeof svc->master_key);
         dfs_damage_queue_destroy(svc->damage);
         free(svc);
         return rc;
     }
-    if (c->seed != 0)
-        dfs_rng_seed(&svc->rng, c->seed);
-    else
-        c->seed = dfs_rng_seed_random(&svc->rng);
+    c->seed = dfs_placer_seed(svc->placer);
     dfs_log(DFS_LOG_INFO,
             "placement seeded seed=%" PRIu64 " default_policy=%s scatter_width=%" PRIu32
             " group_size=%" PRIu32,
@@ -3063,13 +2872,11 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     size_t recovered = 0;
     rc = dfs_catalog_repairs_recover(cat, now_ms(), &recovered, errmsg);
     if (rc != DFS_OK) {
-        dfs_placement_destroy(svc->placement);
+        dfs_placer_destroy(svc->placer);
         dfs_damage_queue_destroy(svc->damage);
         free(svc);
         return rc;
     }
-    load_placement(svc);
-    pthread_mutex_init(&svc->place_mu, NULL);
     pthread_mutex_init(&svc->mu, NULL);
     pthread_cond_init(&svc->cv, NULL);
     pthread_cond_init(&svc->work_cv, NULL);
@@ -3490,9 +3297,7 @@ void dfs_metadata_service_destroy(dfs_metadata_service *svc)
     for (size_t i = 0; i < svc->nchannels; i++)
         dfs_rpc_channel_destroy(svc->channels[i].ch);
     free(svc->channels);
-    dfs_placement_destroy(svc->placement);
-    free(svc->reserved);
-    pthread_mutex_destroy(&svc->place_mu);
+    dfs_placer_destroy(svc->placer);
     pthread_mutex_destroy(&svc->mu);
     pthread_cond_destroy(&svc->cv);
     pthread_cond_destroy(&svc->work_cv);
