@@ -8,6 +8,8 @@
 #include "dfs/v1/metadata.pb-c.h"
 #include "dfs/v1/storage.pb-c.h"
 #include "metadata/placer.h"
+#include "metadata/rebalance.h"
+#include "metadata/repairplan.h"
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
 #include "services/validate/validate.h"
@@ -74,9 +76,8 @@ struct dfs_metadata_service {
     /* Repair workers (started by dfs_metadata_service_start). */
     pthread_t *workers;
     size_t nworkers;
-    /* Serialises claiming (pick a row, choose its target, mark it running), so two workers never
-       race for one row. Lock order: claim_mu, the placer's, the catalog's mutex. */
-    pthread_mutex_t claim_mu;
+    /* Claims repairs for the workers, one at a time (metadata/repairplan.h). */
+    dfs_repairplan *repairs;
     atomic_uint_fast64_t rep_running, rep_done, rep_failed, rep_bytes;
 
     /* The shared channel cache; chan_mu is a leaf lock. */
@@ -125,22 +126,16 @@ struct dfs_metadata_service {
 #define REBALANCE_EVERY_MS 10000
 
 /*
- * Repairs: a call's deadline is generous for the bytes it moves (at least REPAIR_MIN_RATE), a
- * failed repair waits REPAIR_BACKOFF_MS doubled per attempt up to REPAIR_BACKOFF_MAX_MS, and a
- * worker with nothing to do looks again after REPAIR_IDLE_MS (backed-off rows become due).
+ * Repairs (deadlines and backoff: metadata/repairplan.h): a worker with nothing to do looks again
+ * after REPAIR_IDLE_MS (backed-off rows become due).
  */
-#define REPAIR_TIMEOUT_MIN_MS 60000
-#define REPAIR_MIN_RATE       (1u << 20)
-#define REPAIR_BACKOFF_MS     1000
-#define REPAIR_BACKOFF_MAX_MS 300000
-#define REPAIR_ATTEMPTS_LOUD  10
-#define REPAIR_IDLE_MS        1000
-#define REPAIR_POLL_MS        100
-#define STAT_TIMEOUT_MS       5000
-#define VERIFY_THREADS        16
+#define REPAIR_IDLE_MS   1000
+#define REPAIR_POLL_MS   100
+#define STAT_TIMEOUT_MS  5000
+#define VERIFY_THREADS   16
 /* How long a registration waits to learn whether a live node's registered address still
    answers as that node (a copy of its data directory beside it). */
-#define PROBE_TIMEOUT_MS      1000
+#define PROBE_TIMEOUT_MS 1000
 
 /*
  * Reported damage: copies waiting for a check at most, how long a copy found good is not checked
@@ -1363,180 +1358,6 @@ int dfs_metadata_service_plan_all(dfs_metadata_service *svc, char **errmsg)
     return DFS_OK;
 }
 
-/* ---- rebalancing (background thread) ---- */
-
-static uint64_t copies_bytes_of(const struct dfs_node_copies *v, size_t n, const char *id)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(v[i].node_id, id) == 0)
-            return v[i].bytes;
-    return 0;
-}
-
-/* Nodes of a fragment's copies, sorted into placed (live) and exclude (every holder). */
-struct node_lists {
-    const char **placed, **exclude;
-    size_t nplaced, nexclude;
-};
-
-static void node_lists_free(struct node_lists *l)
-{
-    free(l->placed);
-    free(l->exclude);
-    memset(l, 0, sizeof *l);
-}
-
-/*
- * The placement inputs for a new copy of fragment `index` of f: placed = its live copies (for
- * erasure code: the live copies of the file's other fragments), the anchors; exclude = every
- * other node holding or having held a copy of it (dead, draining ones too), the nodes of `held`
- * (a queued deletion), and for erasure code every other node holding any fragment of the file.
- * Both are avoided by the choice. Pointers borrow from f and held.
- */
-static int placement_inputs(const struct dfs_file_rec *f, uint32_t index,
-                            char (*held)[DFS_ID_HEX + 1], size_t nheld, struct node_lists *l)
-{
-    memset(l, 0, sizeof *l);
-    bool erasure = f->redundancy.scheme == DFS_SCHEME_ERASURE;
-    size_t cap = nheld + 1;
-    for (size_t i = 0; i < f->nfragments; i++)
-        cap += f->fragments[i].nreplicas;
-    l->placed = calloc(cap, sizeof *l->placed);
-    l->exclude = calloc(cap, sizeof *l->exclude);
-    if (l->placed == NULL || l->exclude == NULL) {
-        node_lists_free(l);
-        return DFS_ENOMEM;
-    }
-    for (size_t i = 0; i < f->nfragments; i++) {
-        if (!erasure && i != index)
-            continue;
-        const struct dfs_fragment_rec *fr = &f->fragments[i];
-        for (size_t r = 0; r < fr->nreplicas; r++) {
-            const struct dfs_replica_rec *rep = &fr->replicas[r];
-            bool live = rep->node_state == DFS_NODE_ALIVE || rep->node_state == DFS_NODE_SUSPECT;
-            /* A placed node is never chosen; excluding it too would stop it being an anchor
-               (placement.h), and the new copy would leave the survivors' copyset or group. */
-            if (live && (!erasure || i != index))
-                l->placed[l->nplaced++] = rep->node_id;
-            else
-                l->exclude[l->nexclude++] = rep->node_id;
-        }
-    }
-    for (size_t i = 0; i < nheld; i++)
-        l->exclude[l->nexclude++] = held[i];
-    return DFS_OK;
-}
-
-/*
- * When an alive node records more bytes than the alive nodes' mean by more than the threshold,
- * queue up to rebalance_max moves of its copies to nodes the file's policy allows (inside the
- * copyset or group: no fallback), each only when it strictly reduces the spread (the target ends
- * below where the source was), so repeated checks converge and never ping-pong. Runs only when
- * the repair queue is empty: repairs come first, and the moves queued by one check finish before
- * the next one looks.
- */
-static void rebalance_step(dfs_metadata_service *svc, const struct dfs_node_rec *nodes,
-                           size_t nnodes)
-{
-    if (svc->cfg.rebalance_threshold_pct < 0)
-        return;
-    uint64_t queued = 0, running = 0;
-    if (dfs_catalog_repair_counts(svc->cat, &queued, &running, NULL) != DFS_OK ||
-        queued + running > 0)
-        return;
-    struct dfs_node_copies *cp = NULL;
-    size_t ncp = 0;
-    if (dfs_catalog_node_copies(svc->cat, &cp, &ncp, NULL) != DFS_OK)
-        return;
-    uint64_t *usage = calloc(nnodes + 1, sizeof *usage);
-    size_t alive = 0, fullest = SIZE_MAX;
-    long double sum = 0;
-    for (size_t i = 0; usage != NULL && i < nnodes; i++) {
-        if (nodes[i].state != DFS_NODE_ALIVE)
-            continue;
-        usage[i] = copies_bytes_of(cp, ncp, nodes[i].id);
-        sum += usage[i];
-        alive++;
-        if (fullest == SIZE_MAX || usage[i] > usage[fullest])
-            fullest = i;
-    }
-    free(cp);
-    if (usage == NULL || alive < 2 || usage[fullest] == 0) {
-        free(usage);
-        return;
-    }
-    long double mean = sum / alive;
-    if ((long double)usage[fullest] <= mean * (1.0L + svc->cfg.rebalance_threshold_pct / 100.0L)) {
-        free(usage);
-        return;
-    }
-    const char *from = nodes[fullest].id;
-    char(*ids)[DFS_FRAGMENT_ID_HEX + 1] = NULL;
-    uint64_t *sizes = NULL;
-    size_t n = 0, moves = 0;
-    if (dfs_catalog_rebalance_candidates(svc->cat, from, NULL, 4 * svc->cfg.rebalance_max + 16,
-                                         &ids, &sizes, &n, NULL) != DFS_OK)
-        n = 0;
-    for (size_t i = 0; i < n && moves < svc->cfg.rebalance_max; i++) {
-        char file_id[DFS_ID_HEX + 1];
-        memcpy(file_id, ids[i], DFS_ID_HEX);
-        file_id[DFS_ID_HEX] = '\0';
-        uint32_t index = (uint32_t)strtoul(ids[i] + DFS_ID_HEX, NULL, 16);
-        struct dfs_file_rec *f = NULL;
-        struct node_lists l;
-        if (dfs_catalog_file_get_id(svc->cat, file_id, &f, NULL) != DFS_OK)
-            continue;
-        if (index >= f->nfragments || placement_inputs(f, index, NULL, 0, &l) != DFS_OK) {
-            dfs_catalog_file_rec_free(f);
-            continue;
-        }
-        /* The moved copy is not an anchor: the others keep the fragment in its set. */
-        size_t np = 0;
-        for (size_t j = 0; j < l.nplaced; j++)
-            if (strcmp(l.placed[j], from) != 0)
-                l.placed[np++] = l.placed[j];
-        l.nplaced = np;
-        bool erasure = f->redundancy.scheme == DFS_SCHEME_ERASURE;
-        struct dfs_placement_request req = {
-            .policy = f->policy,
-            .k = 1,
-            .width = erasure ? f->nfragments : f->redundancy.replicas,
-            .placed = l.placed,
-            .nplaced = l.nplaced,
-            .exclude = l.exclude,
-            .nexclude = l.nexclude,
-            .fallback = false,
-        };
-        const char *target = NULL;
-        if (dfs_placer_choose(svc->placer, &req, sizes[i], nodes, nnodes, now_ms(), &target, NULL,
-                              NULL) == DFS_OK) {
-            size_t t = 0;
-            while (t < nnodes && strcmp(nodes[t].id, target) != 0)
-                t++;
-            bool queued_one = false;
-            if (t < nnodes && usage[t] + sizes[i] < usage[fullest] &&
-                dfs_catalog_repair_queue(svc->cat, ids[i], DFS_REPAIR_REBALANCE, from, target,
-                                         now_ms(), &queued_one, NULL) == DFS_OK &&
-                queued_one) {
-                usage[t] += sizes[i];
-                usage[fullest] -= sizes[i];
-                moves++;
-            }
-        }
-        node_lists_free(&l);
-        dfs_catalog_file_rec_free(f);
-    }
-    if (moves > 0) {
-        dfs_log(DFS_LOG_INFO,
-                "rebalance moves queued from=%s count=%zu mean_bytes=%.0Lf threshold_pct=%" PRId32,
-                from, moves, mean, svc->cfg.rebalance_threshold_pct);
-        wake_workers(svc);
-    }
-    free(ids);
-    free(sizes);
-    free(usage);
-}
-
 /* ---- repair dispatch (workers) ---- */
 
 /* One unary call on a worker's own loop, cancelled when the service stops. */
@@ -1603,135 +1424,20 @@ static int unary_cancellable(dfs_metadata_service *svc, dfs_rpc_loop *loop, dfs_
     return DFS_OK;
 }
 
-static int64_t repair_backoff_ms(uint32_t attempts)
+/* A copy reported damaged is not read until its node has checked it (dfs_repairplan_sources). */
+static bool damage_suspect(void *arg, const char *fragment_id, const char *node_id)
 {
-    int64_t ms = REPAIR_BACKOFF_MS;
-    for (uint32_t i = 1; i < attempts && ms < REPAIR_BACKOFF_MAX_MS; i++)
-        ms *= 2;
-    return ms < REPAIR_BACKOFF_MAX_MS ? ms : REPAIR_BACKOFF_MAX_MS;
-}
-
-/* Order of sources: alive copies first, then draining, then suspect ones. */
-static int source_rank(enum dfs_node_state s)
-{
-    return s == DFS_NODE_ALIVE ? 0 : s == DFS_NODE_DRAINING ? 1 : s == DFS_NODE_SUSPECT ? 2 : -1;
-}
-
-/* A claimed repair: the task, its target, and the request built for it (arena-allocated). */
-struct claimed {
-    struct dfs_repair_task task;
-    char target[DFS_ID_HEX + 1];
-    char address[DFS_NODE_ADDRESS_MAX + 1];
-};
-
-/* Choose the target of a task among nodes[]; *out points into nodes. */
-static int choose_target(dfs_metadata_service *svc, const struct dfs_repair_task *t,
-                         const struct dfs_node_rec *nodes, size_t nnodes,
-                         const struct dfs_node_rec **out, char **errmsg)
-{
-    const struct dfs_file_rec *f = t->file;
-    struct node_lists l;
-    if (placement_inputs(f, t->index, t->held, t->nheld, &l) != DFS_OK)
-        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
-    const char *chosen = NULL;
-    int rc = DFS_OK;
-    /* A rebalance move carries the target the rebalancer checked; keep it while it is usable. */
-    if (t->row.reason == DFS_REPAIR_REBALANCE && t->row.target_node[0] != '\0') {
-        bool usable = false;
-        for (size_t i = 0; i < nnodes; i++)
-            if (strcmp(nodes[i].id, t->row.target_node) == 0)
-                usable = nodes[i].state == DFS_NODE_ALIVE;
-        for (size_t i = 0; usable && i < l.nexclude; i++)
-            usable = strcmp(l.exclude[i], t->row.target_node) != 0;
-        chosen = usable ? t->row.target_node : NULL;
-        if (chosen == NULL)
-            rc = dfs_seterr(errmsg, DFS_EPRECOND, "the rebalance target %s is no longer usable",
-                            t->row.target_node);
-    } else {
-        bool erasure = f->redundancy.scheme == DFS_SCHEME_ERASURE;
-        struct dfs_placement_request req = {
-            .policy = f->policy,
-            .k = 1,
-            .width = erasure ? f->nfragments : f->redundancy.replicas,
-            .placed = l.placed,
-            .nplaced = l.nplaced,
-            .exclude = l.exclude,
-            .nexclude = l.nexclude,
-            .fallback = true,
-        };
-        bool fell_back = false;
-        rc = dfs_placer_choose(svc->placer, &req, f->fragments[t->index].size, nodes, nnodes,
-                               now_ms(), &chosen, &fell_back, errmsg);
-        if (rc == DFS_OK && fell_back)
-            dfs_log(DFS_LOG_WARN,
-                    "repair target outside the %s of the surviving copies fragment=%s target=%s",
-                    f->policy == DFS_POLICY_MIN_COPY ? "copyset" : "buddy group",
-                    t->row.fragment_id, chosen);
-    }
-    for (size_t i = 0; rc == DFS_OK && i < nnodes; i++)
-        if (strcmp(nodes[i].id, chosen) == 0)
-            *out = &nodes[i];
-    node_lists_free(&l);
-    return rc;
+    dfs_damage_queue *damage = arg;
+    return dfs_damage_queue_suspect(damage, fragment_id, node_id);
 }
 
 /*
- * Claim the next due repair: pick it, choose its target, mark it running. *found false when
- * nothing is due. A row for which no target can be chosen is backed off (and a rebalance move
- * that lost its target is backed off too; the planner or the next claim drops it once obsolete).
+ * Build the RepairFragment request of a claimed task in arena a, with the sources
+ * dfs_repairplan_sources chose and a ticket for each; NULL when out of memory.
  */
-static int claim(dfs_metadata_service *svc, struct claimed *c, bool *found, char **errmsg)
-{
-    *found = false;
-    int rc = DFS_OK;
-    pthread_mutex_lock(&svc->claim_mu);
-    for (int attempt = 0; attempt < 8 && !*found; attempt++) {
-        memset(c, 0, sizeof *c);
-        bool any = false;
-        rc = dfs_catalog_repair_next(svc->cat, now_ms(), &c->task, &any, errmsg);
-        if (rc != DFS_OK || !any)
-            break;
-        struct dfs_node_rec *nodes = NULL;
-        size_t nnodes = 0;
-        const struct dfs_node_rec *target = NULL;
-        char *why = NULL;
-        rc = dfs_catalog_nodes_list(svc->cat, &nodes, &nnodes, errmsg);
-        if (rc != DFS_OK) {
-            dfs_catalog_repair_task_clear(&c->task);
-            break;
-        }
-        int crc = choose_target(svc, &c->task, nodes, nnodes, &target, &why);
-        if (crc == DFS_OK) {
-            snprintf(c->target, sizeof c->target, "%s", target->id);
-            snprintf(c->address, sizeof c->address, "%s", target->address);
-            crc = dfs_catalog_repair_start(svc->cat, c->task.row.fragment_id, c->target, now_ms(),
-                                           &why);
-        }
-        free(nodes);
-        if (crc == DFS_OK) {
-            *found = true;
-        } else if (crc != DFS_EABORTED) {
-            uint32_t attempts = 0;
-            dfs_catalog_repair_fail(svc->cat, c->task.row.fragment_id, NULL,
-                                    now_ms() + repair_backoff_ms(c->task.row.attempts + 1),
-                                    &attempts, NULL);
-            dfs_log(attempts >= REPAIR_ATTEMPTS_LOUD ? DFS_LOG_ERROR : DFS_LOG_WARN,
-                    "no repair target, will retry fragment=%s reason=%s attempts=%" PRIu32
-                    " err=\"%s\"",
-                    c->task.row.fragment_id, dfs_catalog_repair_reason_name(c->task.row.reason),
-                    attempts, why != NULL ? why : dfs_strerror(crc));
-        }
-        free(why);
-        if (!*found)
-            dfs_catalog_repair_task_clear(&c->task);
-    }
-    pthread_mutex_unlock(&svc->claim_mu);
-    return rc;
-}
-
-/* Build the RepairFragment request of a claimed task in arena a; NULL when out of memory. */
 static Dfs__V1__RepairFragmentRequest *repair_request(const dfs_metadata_service *svc, dfs_arena *a,
-                                                      const struct claimed *c, uint64_t *read_bytes)
+                                                      const struct dfs_repair_claim *c,
+                                                      uint64_t *read_bytes)
 {
     const struct dfs_file_rec *f = c->task.file;
     const struct dfs_fragment_rec *fr = &f->fragments[c->task.index];
@@ -1747,83 +1453,63 @@ static Dfs__V1__RepairFragmentRequest *repair_request(const dfs_metadata_service
     if (req->fragment_id == NULL || req->ticket == NULL)
         return NULL;
     int64_t get_expiry = ticket_expiry(svc, DFS_TICKET_GET);
-    *read_bytes = fr->size;
-    /* Copy when the fragment itself is readable somewhere (always for replication; a draining
-       node's erasure fragment too: cheaper than reading K others), else rebuild it from the
-       file's other fragments. An erasure copy that failed once is rebuilt instead (a draining
-       node is never swept dead, so it may be down). */
-    size_t nsrc = 0;
-    for (size_t r = 0; r < fr->nreplicas; r++)
-        nsrc += source_rank(fr->replicas[r].node_state) >= 0;
-    bool erasure = f->redundancy.scheme == DFS_SCHEME_ERASURE;
-    if (!erasure || (nsrc > 0 && c->task.row.attempts == 0)) {
-        req->sources = dfs_arena_calloc(a, nsrc + 1, sizeof *req->sources);
-        req->source_tickets = dfs_arena_calloc(a, nsrc + 1, sizeof *req->source_tickets);
-        if (req->sources == NULL || req->source_tickets == NULL)
-            return NULL;
-        for (int rank = 0; rank <= 2; rank++) {
-            for (size_t r = 0; r < fr->nreplicas; r++) {
-                /* A copy reported damaged is not read until its node has checked it. */
-                if (source_rank(fr->replicas[r].node_state) != rank ||
-                    strcmp(fr->replicas[r].node_id, c->target) == 0 ||
-                    dfs_damage_queue_suspect(svc->damage, fr->fragment_id, fr->replicas[r].node_id))
-                    continue;
-                req->sources[req->n_sources] = dfs_arena_strdup(a, fr->replicas[r].address);
-                req->source_tickets[req->n_sources] = ticket_msg(
-                    svc, a, DFS_TICKET_GET, fr->fragment_id, fr->replicas[r].node_id, get_expiry);
-                if (req->sources[req->n_sources] == NULL ||
-                    req->source_tickets[req->n_sources] == NULL)
-                    return NULL;
-                req->n_sources++;
-            }
+    struct dfs_repair_sources plan;
+    if (dfs_repairplan_sources(c, damage_suspect, svc->damage, &plan, NULL) != DFS_OK)
+        return NULL;
+    *read_bytes = plan.read_bytes;
+    bool ok = true;
+    if (!plan.rebuild) {
+        req->sources = dfs_arena_calloc(a, plan.n + 1, sizeof *req->sources);
+        req->source_tickets = dfs_arena_calloc(a, plan.n + 1, sizeof *req->source_tickets);
+        ok = req->sources != NULL && req->source_tickets != NULL;
+        for (size_t i = 0; ok && i < plan.n; i++) {
+            const struct dfs_replica_rec *r = &fr->replicas[plan.v[i].replica];
+            req->sources[req->n_sources] = dfs_arena_strdup(a, r->address);
+            req->source_tickets[req->n_sources] =
+                ticket_msg(svc, a, DFS_TICKET_GET, fr->fragment_id, r->node_id, get_expiry);
+            ok =
+                req->sources[req->n_sources] != NULL && req->source_tickets[req->n_sources] != NULL;
+            req->n_sources++;
         }
         req->n_source_tickets = req->n_sources;
-        return req;
+        dfs_repairplan_sources_clear(&plan);
+        return ok ? req : NULL;
     }
     Dfs__V1__ErasureRebuild *e = dfs_arena_alloc(a, sizeof *e);
-    if (e == NULL)
-        return NULL;
-    dfs__v1__erasure_rebuild__init(e);
-    e->data = f->redundancy.data;
-    e->parity = f->redundancy.parity;
-    e->cell_size = f->cell_size;
-    e->index = c->task.index;
-    size_t cap = 0;
-    for (size_t i = 0; i < f->nfragments; i++)
-        cap += f->fragments[i].nreplicas;
-    e->sources = dfs_arena_calloc(a, cap + 1, sizeof *e->sources);
-    if (e->sources == NULL)
-        return NULL;
-    for (int rank = 0; rank <= 2; rank++) {
-        for (size_t i = 0; i < f->nfragments; i++) {
-            const struct dfs_fragment_rec *o = &f->fragments[i];
-            for (size_t r = 0; i != c->task.index && r < o->nreplicas; r++) {
-                if (source_rank(o->replicas[r].node_state) != rank ||
-                    dfs_damage_queue_suspect(svc->damage, o->fragment_id, o->replicas[r].node_id))
-                    continue;
-                Dfs__V1__ErasureSource *src = dfs_arena_alloc(a, sizeof *src);
-                if (src == NULL)
-                    return NULL;
-                dfs__v1__erasure_source__init(src);
-                src->index = o->index;
-                src->fragment_id = dfs_arena_strdup(a, o->fragment_id);
-                src->address = dfs_arena_strdup(a, o->replicas[r].address);
-                src->ticket = ticket_msg(svc, a, DFS_TICKET_GET, o->fragment_id,
-                                         o->replicas[r].node_id, get_expiry);
-                src->checksum = o->checksum;
-                if (src->fragment_id == NULL || src->address == NULL || src->ticket == NULL)
-                    return NULL;
-                e->sources[e->n_sources++] = src;
-            }
+    ok = e != NULL;
+    if (ok) {
+        dfs__v1__erasure_rebuild__init(e);
+        e->data = f->redundancy.data;
+        e->parity = f->redundancy.parity;
+        e->cell_size = f->cell_size;
+        e->index = c->task.index;
+        e->sources = dfs_arena_calloc(a, plan.n + 1, sizeof *e->sources);
+        ok = e->sources != NULL;
+    }
+    for (size_t i = 0; ok && i < plan.n; i++) {
+        const struct dfs_fragment_rec *o = &f->fragments[plan.v[i].fragment];
+        const struct dfs_replica_rec *r = &o->replicas[plan.v[i].replica];
+        Dfs__V1__ErasureSource *src = dfs_arena_alloc(a, sizeof *src);
+        ok = src != NULL;
+        if (ok) {
+            dfs__v1__erasure_source__init(src);
+            src->index = o->index;
+            src->fragment_id = dfs_arena_strdup(a, o->fragment_id);
+            src->address = dfs_arena_strdup(a, r->address);
+            src->ticket =
+                ticket_msg(svc, a, DFS_TICKET_GET, o->fragment_id, r->node_id, get_expiry);
+            src->checksum = o->checksum;
+            ok = src->fragment_id != NULL && src->address != NULL && src->ticket != NULL;
+            e->sources[e->n_sources++] = src;
         }
     }
     req->erasure = e;
-    *read_bytes = fr->size * (uint64_t)f->redundancy.data;
-    return req;
+    dfs_repairplan_sources_clear(&plan);
+    return ok ? req : NULL;
 }
 
 /* Dispatch a claimed repair and record its outcome. Returns the outcome. */
-static int run_repair(dfs_metadata_service *svc, dfs_rpc_loop *loop, struct claimed *c,
+static int run_repair(dfs_metadata_service *svc, dfs_rpc_loop *loop, struct dfs_repair_claim *c,
                       char **errmsg)
 {
     const struct dfs_fragment_rec *fr = &c->task.file->fragments[c->task.index];
@@ -1831,9 +1517,7 @@ static int run_repair(dfs_metadata_service *svc, dfs_rpc_loop *loop, struct clai
     dfs_arena a = {0};
     uint64_t read_bytes = 0;
     Dfs__V1__RepairFragmentRequest *req = repair_request(svc, &a, c, &read_bytes);
-    int64_t timeout = (int64_t)(read_bytes / REPAIR_MIN_RATE) * 1000;
-    if (timeout < REPAIR_TIMEOUT_MIN_MS)
-        timeout = REPAIR_TIMEOUT_MIN_MS;
+    int64_t timeout = dfs_repairplan_deadline_ms(read_bytes);
     dfs_rpc_channel *ch = node_channel(svc, c->address);
     ProtobufCMessage *resp = NULL;
     char *err = NULL;
@@ -1852,14 +1536,7 @@ static int run_repair(dfs_metadata_service *svc, dfs_rpc_loop *loop, struct clai
     dfs_arena_free(&a);
     if (rc == DFS_OK) {
         const Dfs__V1__RepairFragmentResponse *r = (const Dfs__V1__RepairFragmentResponse *)resp;
-        if (r->size != fr->size || r->checksum != fr->checksum)
-            rc = dfs_seterr(&err, DFS_EDATALOSS,
-                            "node answered %" PRIu64 " bytes checksum %08" PRIx32
-                            ", the catalog has %" PRIu64 " bytes checksum %08" PRIx32,
-                            r->size, r->checksum, fr->size, fr->checksum);
-        if (rc == DFS_OK)
-            rc = dfs_catalog_repair_complete(svc->cat, fid, c->target, r->size, r->checksum,
-                                             now_ms(), &err);
+        rc = dfs_repairplan_complete(svc->repairs, c, r->size, r->checksum, now_ms(), &err);
         if (rc == DFS_OK) {
             atomic_fetch_add(&svc->rep_done, 1);
             atomic_fetch_add(&svc->rep_bytes, fr->size);
@@ -1887,20 +1564,18 @@ static int run_repair(dfs_metadata_service *svc, dfs_rpc_loop *loop, struct clai
         atomic_fetch_add(&svc->rep_failed, 1);
         uint32_t attempts = 0;
         char *ferr = NULL;
-        if (dfs_catalog_repair_fail(svc->cat, fid, c->target,
-                                    now_ms() + repair_backoff_ms(c->task.row.attempts + 1),
-                                    &attempts, &ferr) != DFS_OK) {
+        if (dfs_repairplan_fail(svc->repairs, c, now_ms(), &attempts, &ferr) != DFS_OK) {
             dfs_log(DFS_LOG_ERROR, "cannot record a failed repair fragment=%s err=\"%s\"", fid,
                     ferr);
             free(ferr);
         }
-        dfs_log(rc == DFS_ECANCELED                ? DFS_LOG_INFO
-                : attempts >= REPAIR_ATTEMPTS_LOUD ? DFS_LOG_ERROR
-                                                   : DFS_LOG_WARN,
+        dfs_log(rc == DFS_ECANCELED                        ? DFS_LOG_INFO
+                : attempts >= DFS_REPAIRPLAN_ATTEMPTS_LOUD ? DFS_LOG_ERROR
+                                                           : DFS_LOG_WARN,
                 "repair failed, will retry fragment=%s reason=%s target=%s attempts=%" PRIu32
                 " retry_in_ms=%" PRId64 " err=\"%s\"",
                 fid, dfs_catalog_repair_reason_name(c->task.row.reason), c->target, attempts,
-                repair_backoff_ms(attempts), err != NULL ? err : dfs_strerror(rc));
+                dfs_repairplan_backoff_ms(attempts), err != NULL ? err : dfs_strerror(rc));
         if (errmsg != NULL) {
             *errmsg = err;
             err = NULL;
@@ -1913,10 +1588,10 @@ static int run_repair(dfs_metadata_service *svc, dfs_rpc_loop *loop, struct clai
 /* Claim and run one repair; *did says whether one was claimed. */
 static int repair_one(dfs_metadata_service *svc, dfs_rpc_loop *loop, bool *did, char **errmsg)
 {
-    struct claimed c;
+    struct dfs_repair_claim c;
     bool found = false;
     char *err = NULL;
-    int rc = claim(svc, &c, &found, &err);
+    int rc = dfs_repairplan_claim(svc->repairs, now_ms(), &c, &found, &err);
     *did = found;
     if (rc != DFS_OK) {
         dfs_log(DFS_LOG_WARN, "cannot read the repair queue err=\"%s\"", err);
@@ -1929,7 +1604,7 @@ static int repair_one(dfs_metadata_service *svc, dfs_rpc_loop *loop, bool *did, 
     if (!found)
         return DFS_OK;
     rc = run_repair(svc, loop, &c, errmsg);
-    dfs_catalog_repair_task_clear(&c.task);
+    dfs_repairplan_claim_clear(&c);
     /* A finished drain move may have emptied its node; the deletions it queued go out now. */
     wake_background(svc);
     return rc;
@@ -2765,7 +2440,13 @@ void dfs_metadata_service_maintain(dfs_metadata_service *svc)
         plan_step(svc, now, changed, false);
         if (!svc->plan_active && now - svc->rebalance_last_ms >= svc->cfg.rebalance_interval_ms) {
             svc->rebalance_last_ms = now;
-            rebalance_step(svc, nodes, nnodes);
+            struct dfs_rebalance_config rb = {.threshold_pct = svc->cfg.rebalance_threshold_pct,
+                                              .max = svc->cfg.rebalance_max};
+            size_t moves = 0;
+            /* Errors reading the catalog: no move this time (the next check tries again). */
+            dfs_rebalance_step(svc->cat, svc->placer, nodes, nnodes, &rb, now, &moves, NULL);
+            if (moves > 0)
+                wake_workers(svc);
         }
     }
     free(nodes);
@@ -2857,8 +2538,11 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
         rc = dfs_damage_queue_create(DAMAGE_QUEUE_MAX, DAMAGE_GOOD_FOR_MS, &svc->damage, errmsg);
     if (rc == DFS_OK)
         rc = dfs_placer_create(cat, &pcfg, &svc->placer, errmsg);
+    if (rc == DFS_OK)
+        rc = dfs_repairplan_create(cat, svc->placer, &svc->repairs, errmsg);
     if (rc != DFS_OK) {
         OPENSSL_cleanse(svc->master_key, sizeof svc->master_key);
+        dfs_placer_destroy(svc->placer);
         dfs_damage_queue_destroy(svc->damage);
         free(svc);
         return rc;
@@ -2872,6 +2556,7 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     size_t recovered = 0;
     rc = dfs_catalog_repairs_recover(cat, now_ms(), &recovered, errmsg);
     if (rc != DFS_OK) {
+        dfs_repairplan_destroy(svc->repairs);
         dfs_placer_destroy(svc->placer);
         dfs_damage_queue_destroy(svc->damage);
         free(svc);
@@ -2881,7 +2566,6 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     pthread_cond_init(&svc->cv, NULL);
     pthread_cond_init(&svc->work_cv, NULL);
     pthread_cond_init(&svc->check_cv, NULL);
-    pthread_mutex_init(&svc->claim_mu, NULL);
     pthread_mutex_init(&svc->chan_mu, NULL);
     atomic_init(&svc->stop_flag, false);
     atomic_init(&svc->plan_kick, true);
@@ -3297,12 +2981,12 @@ void dfs_metadata_service_destroy(dfs_metadata_service *svc)
     for (size_t i = 0; i < svc->nchannels; i++)
         dfs_rpc_channel_destroy(svc->channels[i].ch);
     free(svc->channels);
+    dfs_repairplan_destroy(svc->repairs);
     dfs_placer_destroy(svc->placer);
     pthread_mutex_destroy(&svc->mu);
     pthread_cond_destroy(&svc->cv);
     pthread_cond_destroy(&svc->work_cv);
     pthread_cond_destroy(&svc->check_cv);
-    pthread_mutex_destroy(&svc->claim_mu);
     pthread_mutex_destroy(&svc->chan_mu);
     dfs_damage_queue_destroy(svc->damage);
     free(svc);
