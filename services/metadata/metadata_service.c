@@ -7,6 +7,7 @@
 #include "common/path.h"
 #include "dfs/v1/metadata.pb-c.h"
 #include "dfs/v1/storage.pb-c.h"
+#include "metadata/access.h"
 #include "metadata/placer.h"
 #include "metadata/rebalance.h"
 #include "metadata/repairplan.h"
@@ -408,13 +409,33 @@ static void usage_from(struct dfs_node_usage *u, uint64_t cap, uint64_t used, ui
 }
 
 /*
+ * The token a call presents, checked against the catalog (dfs_access_check). *out gets its
+ * record.
+ */
+static int check_token(dfs_metadata_service *svc, const dfs_rpc_call *call,
+                       struct dfs_token_rec *out, char **errmsg)
+{
+    char token[DFS_RPC_TOKEN_MAX + 1];
+    if (!dfs_rpc_call_bearer(call, token, sizeof token))
+        return dfs_seterr(errmsg, DFS_EUNAUTH,
+                          "no bearer token: give --token-file or set DFS_TOKEN_FILE / DFS_TOKEN");
+    int rc = dfs_access_check(svc->cat, token, now_ms(), out, errmsg);
+    OPENSSL_cleanse(token, sizeof token);
+    return rc;
+}
+
+/*
  * The storage node a call comes from: the node its token is bound to (a node token; any other
  * token is refused). The identity is the token's, never a request's.
  */
 static int caller_node(dfs_metadata_service *svc, const dfs_rpc_call *call,
-                       struct dfs_token_rec *tok, char **errmsg);
-static int check_token(dfs_metadata_service *svc, const dfs_rpc_call *call,
-                       struct dfs_token_rec *out, char **errmsg);
+                       struct dfs_token_rec *tok, char **errmsg)
+{
+    int rc = check_token(svc, call, tok, errmsg);
+    if (rc == DFS_OK)
+        rc = dfs_access_node(tok, errmsg);
+    return rc;
+}
 
 /* A fresh registration: random, never 0 nor DFS_CATALOG_KEEP. */
 static uint64_t new_registration(void)
@@ -515,45 +536,25 @@ static int enroll_node(dfs_metadata_service *svc, const dfs_rpc_call *call,
                        const struct dfs_token_rec *by, const Dfs__V1__RegisterNodeRequest *req,
                        uint64_t *registration, char **err)
 {
-    if (req->node_token_id[0] == '\0')
-        return dfs_seterr(err, DFS_EPERM,
-                          "token %s (role %s) only enrolls new nodes, each with a node token of "
-                          "its own (node_token_id); a node registers with its own token",
-                          by->id, dfs_catalog_token_role_name(by->role));
-    struct dfs_node_rec old;
-    int rc = dfs_catalog_node_get(svc->cat, req->node_id, &old, NULL);
-    if (rc == DFS_ENOTFOUND) {
-        struct dfs_node_usage u;
-        usage_from(&u, req->capacity_bytes, req->used_bytes, req->free_bytes, req->fragment_count);
-        *registration = new_registration();
-        rc = dfs_catalog_node_enroll(svc->cat, req->node_id, req->node_token_id,
-                                     req->node_token_sha256.data, req->address, req->zone, &u,
-                                     now_ms(), *registration, err);
-        if (rc != DFS_EEXIST)
-            return rc;
-        free(*err);
-        *err = NULL; /* enrolled meanwhile, or the token id is taken: as below */
-    } else if (rc != DFS_OK) {
-        return dfs_seterr(err, rc, "cannot look the node up: the catalog failed");
-    }
-    struct dfs_token_rec t;
-    uint8_t hash[DFS_TOKEN_HASH_LEN];
-    rc = dfs_catalog_token_get(svc->cat, req->node_token_id, &t, hash, NULL);
-    bool same = rc == DFS_OK && strcmp(t.node_id, req->node_id) == 0 && t.revoked_ms == 0 &&
-                CRYPTO_memcmp(hash, req->node_token_sha256.data, sizeof hash) == 0;
-    if (!same) {
-        char *peer = dfs_rpc_call_peer(call);
-        dfs_log(DFS_LOG_WARN,
-                "enrollment refused: the node is enrolled already id=%s address=%s token=%s "
-                "peer=%s",
-                req->node_id, req->address, by->id, peer != NULL ? peer : "-");
-        free(peer);
-        return dfs_seterr(err, DFS_EPERM,
-                          "node %s is enrolled already: it registers with its own node token "
-                          "(DATA_DIR/node.token), which an enrollment token cannot stand in for",
-                          req->node_id);
-    }
-    return register_node(svc, call, req->node_id, req, registration, err);
+    struct dfs_access_enrollment e = {
+        .node_id = req->node_id,
+        .node_token_id = req->node_token_id,
+        .node_token_sha256 = req->node_token_sha256.data,
+        .address = req->address,
+        .zone = req->zone,
+    };
+    usage_from(&e.usage, req->capacity_bytes, req->used_bytes, req->free_bytes,
+               req->fragment_count);
+    uint64_t fresh = new_registration();
+    char *peer = dfs_rpc_call_peer(call);
+    bool enrolled = false;
+    int rc = dfs_access_enroll(svc->cat, by, &e, fresh, now_ms(), peer, &enrolled, err);
+    free(peer);
+    if (rc == DFS_OK && enrolled)
+        *registration = fresh;
+    else if (rc == DFS_OK)
+        rc = register_node(svc, call, req->node_id, req, registration, err);
+    return rc;
 }
 
 static void handle_register_node(dfs_rpc_call *call, void *ctx)
@@ -2583,83 +2584,7 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
 
 /* ---- authentication: bearer tokens ---- */
 
-/*
- * What a method needs (dfs_rpc_method.access) and what a role grants: a call runs when its
- * token's role grants any bit the method asks for.
- */
-enum {
-    ACCESS_READ = 1u << 0,   /* files and cluster state, read */
-    ACCESS_WRITE = 1u << 1,  /* files, write */
-    ACCESS_ADMIN = 1u << 2,  /* nodes and tokens */
-    ACCESS_NODE = 1u << 3,   /* what a storage node calls about itself (a node token) */
-    ACCESS_ENROLL = 1u << 4, /* registering a node the catalog has never seen */
-    ACCESS_ANY = ACCESS_READ | ACCESS_WRITE | ACCESS_ADMIN | ACCESS_NODE | ACCESS_ENROLL,
-};
-
-/* An admin may enroll a node but never speaks as one: a node's calls need its own token. */
-static unsigned role_access(enum dfs_token_role r)
-{
-    switch (r) {
-    case DFS_ROLE_ADMIN:
-        return ACCESS_READ | ACCESS_WRITE | ACCESS_ADMIN | ACCESS_ENROLL;
-    case DFS_ROLE_READ_WRITE:
-        return ACCESS_READ | ACCESS_WRITE;
-    case DFS_ROLE_READ_ONLY:
-        return ACCESS_READ;
-    case DFS_ROLE_NODE:
-        return ACCESS_NODE;
-    case DFS_ROLE_BOOTSTRAP:
-        return ACCESS_ENROLL;
-    default:
-        return 0;
-    }
-}
-
-/* A use is written back to the catalog at most this often per token. */
-#define TOKEN_TOUCH_MS 60000
-
-/*
- * The token a call presents, checked against the catalog: well-formed, known, its secret's hash
- * matching (constant time), not revoked, not expired. *out gets its record.
- */
-static int check_token(dfs_metadata_service *svc, const dfs_rpc_call *call,
-                       struct dfs_token_rec *out, char **errmsg)
-{
-    char token[DFS_RPC_TOKEN_MAX + 1];
-    if (!dfs_rpc_call_bearer(call, token, sizeof token))
-        return dfs_seterr(errmsg, DFS_EUNAUTH,
-                          "no bearer token: give --token-file or set DFS_TOKEN_FILE / DFS_TOKEN");
-    char id[DFS_TOKEN_ID_HEX + 1];
-    uint8_t hash[DFS_TOKEN_HASH_LEN], want[DFS_TOKEN_HASH_LEN];
-    int rc = dfs_token_parse(token, id, hash, errmsg);
-    OPENSSL_cleanse(token, sizeof token);
-    if (rc != DFS_OK)
-        return rc;
-    rc = dfs_catalog_token_get(svc->cat, id, out, want, NULL);
-    if (rc == DFS_ENOTFOUND || (rc == DFS_OK && CRYPTO_memcmp(hash, want, sizeof hash) != 0))
-        return dfs_seterr(errmsg, DFS_EUNAUTH, "unknown token %s", id);
-    if (rc != DFS_OK)
-        return dfs_seterr(errmsg, DFS_EUNAVAIL, "cannot check the token now: the catalog failed");
-    int64_t now = now_ms();
-    if (out->revoked_ms != 0)
-        return dfs_seterr(errmsg, DFS_EUNAUTH, "token %s was revoked", id);
-    if (out->expires_ms != 0 && now >= out->expires_ms)
-        return dfs_seterr(errmsg, DFS_EUNAUTH, "token %s has expired", id);
-    if (now - out->last_used_ms >= TOKEN_TOUCH_MS)
-        dfs_catalog_token_touch(svc->cat, id, now, NULL);
-    return DFS_OK;
-}
-
-static int caller_node(dfs_metadata_service *svc, const dfs_rpc_call *call,
-                       struct dfs_token_rec *tok, char **errmsg)
-{
-    int rc = check_token(svc, call, tok, errmsg);
-    if (rc == DFS_OK && (tok->role != DFS_ROLE_NODE || !dfs_id_valid(tok->node_id)))
-        rc = dfs_seterr(errmsg, DFS_EPERM, "token %s (role %s) belongs to no storage node", tok->id,
-                        dfs_catalog_token_role_name(tok->role));
-    return rc;
-}
-
+/* The server's authorizer: the call's token must grant a bit the method asks for (access.h). */
 static int authorize(void *arg, const dfs_rpc_call *call, unsigned access, char **errmsg)
 {
     dfs_metadata_service *svc = arg;
@@ -2667,10 +2592,7 @@ static int authorize(void *arg, const dfs_rpc_call *call, unsigned access, char 
     int rc = check_token(svc, call, &t, errmsg);
     if (rc != DFS_OK)
         return rc;
-    if ((role_access(t.role) & access) == 0)
-        return dfs_seterr(errmsg, DFS_EPERM, "token %s (%s, role %s) may not call %s", t.id, t.name,
-                          dfs_catalog_token_role_name(t.role), dfs_rpc_call_method(call));
-    return DFS_OK;
+    return dfs_access_allow(&t, access, dfs_rpc_call_method(call), errmsg);
 }
 
 static Dfs__V1__TokenInfo *token_msg(dfs_arena *a, const struct dfs_token_rec *t)
@@ -2694,42 +2616,7 @@ int dfs_metadata_service_make_token(dfs_metadata_service *svc, enum dfs_token_ro
                                     const char *name, int64_t ttl_ms, char token[DFS_TOKEN_LEN + 1],
                                     struct dfs_token_rec *info, char **errmsg)
 {
-    if (role == DFS_ROLE_NODE)
-        return dfs_seterr(errmsg, DFS_EINVAL,
-                          "node tokens are made by the nodes themselves at their enrollment "
-                          "(give storage nodes a bootstrap token)");
-    if (role <= DFS_ROLE_UNSPECIFIED || role > DFS_ROLE_BOOTSTRAP)
-        return dfs_seterr(errmsg, DFS_EINVAL,
-                          "a token's role is admin, read_write, read_only or bootstrap");
-    if (ttl_ms < 0 || ttl_ms > (int64_t)100 * 365 * 24 * 3600 * 1000)
-        return dfs_seterr(errmsg, DFS_EINVAL, "a token's lifetime is 0 (forever) to 100 years");
-    struct dfs_token_rec t;
-    memset(&t, 0, sizeof t);
-    uint8_t hash[DFS_TOKEN_HASH_LEN];
-    int rc = dfs_token_generate(token);
-    if (rc == DFS_OK)
-        rc = dfs_token_parse(token, t.id, hash, errmsg);
-    else
-        rc = dfs_seterr(errmsg, rc, "cannot make a random token");
-    if (rc != DFS_OK)
-        return rc;
-    snprintf(t.name, sizeof t.name, "%s", name != NULL ? name : "");
-    t.role = role;
-    t.created_ms = now_ms();
-    t.expires_ms = ttl_ms > 0 ? t.created_ms + ttl_ms : 0;
-    if (name == NULL || strlen(name) > DFS_TOKEN_NAME_MAX)
-        rc = dfs_seterr(errmsg, DFS_EINVAL, "a token's name is 1 to %d bytes", DFS_TOKEN_NAME_MAX);
-    if (rc == DFS_OK)
-        rc = dfs_catalog_token_add(svc->cat, &t, hash, errmsg);
-    if (rc != DFS_OK) {
-        OPENSSL_cleanse(token, DFS_TOKEN_LEN + 1);
-        return rc;
-    }
-    dfs_log(DFS_LOG_INFO, "token created id=%s name=\"%s\" role=%s expires_ms=%" PRId64, t.id,
-            t.name, dfs_catalog_token_role_name(t.role), t.expires_ms);
-    if (info != NULL)
-        *info = t;
-    return DFS_OK;
+    return dfs_access_make_token(svc->cat, role, name, ttl_ms, now_ms(), token, info, errmsg);
 }
 
 int dfs_metadata_service_bootstrap_token(dfs_metadata_service *svc, const char *path,
@@ -2887,46 +2774,49 @@ int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv
     const struct dfs_rpc_method methods[] = {
         {"/dfs.v1.Metadata/RegisterNode", DFS_RPC_UNARY,
          &dfs__v1__register_node_request__descriptor, handle_register_node, svc,
-         ACCESS_NODE | ACCESS_ENROLL},
+         DFS_ACCESS_NODE | DFS_ACCESS_ENROLL},
         {"/dfs.v1.Metadata/Heartbeat", DFS_RPC_UNARY, &dfs__v1__heartbeat_request__descriptor,
-         handle_heartbeat, svc, ACCESS_NODE},
+         handle_heartbeat, svc, DFS_ACCESS_NODE},
         {"/dfs.v1.Metadata/CreateFile", DFS_RPC_UNARY, &dfs__v1__create_file_request__descriptor,
-         handle_create_file, svc, ACCESS_WRITE},
+         handle_create_file, svc, DFS_ACCESS_WRITE},
         {"/dfs.v1.Metadata/ReplaceTarget", DFS_RPC_UNARY,
-         &dfs__v1__replace_target_request__descriptor, handle_replace_target, svc, ACCESS_WRITE},
+         &dfs__v1__replace_target_request__descriptor, handle_replace_target, svc,
+         DFS_ACCESS_WRITE},
         {"/dfs.v1.Metadata/CommitFile", DFS_RPC_UNARY, &dfs__v1__commit_file_request__descriptor,
-         handle_commit_file, svc, ACCESS_WRITE},
+         handle_commit_file, svc, DFS_ACCESS_WRITE},
         {"/dfs.v1.Metadata/AbortFile", DFS_RPC_UNARY, &dfs__v1__abort_file_request__descriptor,
-         handle_abort_file, svc, ACCESS_WRITE},
+         handle_abort_file, svc, DFS_ACCESS_WRITE},
         {"/dfs.v1.Metadata/GetFile", DFS_RPC_UNARY, &dfs__v1__get_file_request__descriptor,
-         handle_get_file, svc, ACCESS_READ},
+         handle_get_file, svc, DFS_ACCESS_READ},
         {"/dfs.v1.Metadata/ListFiles", DFS_RPC_UNARY, &dfs__v1__list_files_request__descriptor,
-         handle_list_files, svc, ACCESS_READ},
+         handle_list_files, svc, DFS_ACCESS_READ},
         {"/dfs.v1.Metadata/DeleteFile", DFS_RPC_UNARY, &dfs__v1__delete_file_request__descriptor,
-         handle_delete_file, svc, ACCESS_WRITE},
+         handle_delete_file, svc, DFS_ACCESS_WRITE},
         {"/dfs.v1.Metadata/Stat", DFS_RPC_UNARY, &dfs__v1__stat_request__descriptor, handle_stat,
-         svc, ACCESS_READ},
+         svc, DFS_ACCESS_READ},
         {"/dfs.v1.Metadata/ListNodes", DFS_RPC_UNARY, &dfs__v1__list_nodes_request__descriptor,
-         handle_list_nodes, svc, ACCESS_READ},
+         handle_list_nodes, svc, DFS_ACCESS_READ},
         {"/dfs.v1.Metadata/SetNodeState", DFS_RPC_UNARY,
-         &dfs__v1__set_node_state_request__descriptor, handle_set_node_state, svc, ACCESS_ADMIN},
+         &dfs__v1__set_node_state_request__descriptor, handle_set_node_state, svc,
+         DFS_ACCESS_ADMIN},
         {"/dfs.v1.Metadata/ReportFragments", DFS_RPC_UNARY,
-         &dfs__v1__report_fragments_request__descriptor, handle_report_fragments, svc, ACCESS_NODE},
+         &dfs__v1__report_fragments_request__descriptor, handle_report_fragments, svc,
+         DFS_ACCESS_NODE},
         {"/dfs.v1.Metadata/GetHealth", DFS_RPC_UNARY, &dfs__v1__get_health_request__descriptor,
-         handle_get_health, svc, ACCESS_READ},
+         handle_get_health, svc, DFS_ACCESS_READ},
         /* Readers (and nodes reading for repairs); the tickets are the proof, the node's check
            the judge. */
         {"/dfs.v1.Metadata/ReportDamage", DFS_RPC_UNARY,
          &dfs__v1__report_damage_request__descriptor, handle_report_damage, svc,
-         ACCESS_READ | ACCESS_NODE},
+         DFS_ACCESS_READ | DFS_ACCESS_NODE},
         {"/dfs.v1.Metadata/CreateToken", DFS_RPC_UNARY, &dfs__v1__create_token_request__descriptor,
-         handle_create_token, svc, ACCESS_ADMIN},
+         handle_create_token, svc, DFS_ACCESS_ADMIN},
         {"/dfs.v1.Metadata/RevokeToken", DFS_RPC_UNARY, &dfs__v1__revoke_token_request__descriptor,
-         handle_revoke_token, svc, ACCESS_ADMIN},
+         handle_revoke_token, svc, DFS_ACCESS_ADMIN},
         {"/dfs.v1.Metadata/ListTokens", DFS_RPC_UNARY, &dfs__v1__list_tokens_request__descriptor,
-         handle_list_tokens, svc, ACCESS_ADMIN},
+         handle_list_tokens, svc, DFS_ACCESS_ADMIN},
         {"/dfs.v1.Metadata/WhoAmI", DFS_RPC_UNARY, &dfs__v1__who_am_irequest__descriptor,
-         handle_who_am_i, svc, ACCESS_ANY},
+         handle_who_am_i, svc, DFS_ACCESS_ANY},
     };
     struct dfs_rpc_authorizer az = {.authorize = authorize, .arg = svc};
     int arc = dfs_rpc_server_set_authorizer(srv, &az, errmsg);
