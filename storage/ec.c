@@ -201,3 +201,19 @@ int dfs_ec_reconstruct(dfs_ec *ec, size_t len, uint8_t *const *frags, const bool
         encode_data(len, k, nd, ec->dec_tbls, s, d);
     return DFS_OK;
 }
+
+int dfs_ec_layout(uint64_t size, unsigned k, uint32_t *cell, uint64_t *fragment_size)
+{
+    if (k == 0 || size > (uint64_t)INT64_MAX)
+        return DFS_EINVAL;
+    if (size <= (uint64_t)k * DFS_EC_CELL_MAX) {
+        uint64_t c = size == 0 ? 1 : (size + k - 1) / k; /* an empty file: one 64-byte cell */
+        *cell = (uint32_t)((c + 63) / 64 * 64);
+        *fragment_size = *cell;
+    } else {
+        *cell = DFS_EC_CELL_MAX;
+        *fragment_size = (size + (uint64_t)k * DFS_EC_CELL_MAX - 1) /
+                         ((uint64_t)k * DFS_EC_CELL_MAX) * DFS_EC_CELL_MAX;
+    }
+    return DFS_OK;
+}

@@ -118,4 +118,22 @@ void dfs_ec_encode(const dfs_ec *ec, size_t len, const uint8_t *const *data,
 int dfs_ec_reconstruct(dfs_ec *ec, size_t len, uint8_t *const *frags, const bool *have,
                        const bool *want, char **errmsg);
 
+/* ---- Layout of a file ------------------------------------------------------------------------ */
+
+/* Largest cell: one wire chunk (1 MiB). */
+#define DFS_EC_CELL_MAX (1u << 20)
+
+/*
+ * The erasure-code layout of a file of `size` bytes over K data fragments: stripes of K cells,
+ * cell i of a stripe in data fragment i, every fragment the same size (the last stripe is padded
+ * with zeros, which readers drop). Files above K MiB use DFS_EC_CELL_MAX cells, so a cell is
+ * exactly one wire chunk; smaller files are one stripe whose cell is ceil(size / K) rounded up to
+ * 64 bytes (DFS_EC_ALIGN, the SIMD width ISA-L likes), so a 1-byte file stores K+M cells of 64
+ * bytes, not of 1 MiB; an empty file is one stripe of 64-byte cells. *cell and *fragment_size (a
+ * multiple of *cell) receive the layout: what the metadata service plans and records, and what
+ * every reader, writer and rebuild of the file then follows. Returns 0, or DFS_EINVAL (outputs
+ * untouched) for K == 0 or a size above INT64_MAX.
+ */
+int dfs_ec_layout(uint64_t size, unsigned k, uint32_t *cell, uint64_t *fragment_size);
+
 #endif /* DFS_STORAGE_EC_H */

@@ -808,6 +808,43 @@ static void test_corruption_is_not_detected(void **state)
     dfs_ec_destroy(ec);
 }
 
+/* The layout rule: one stripe of 64-byte-aligned cells up to K MiB, 1 MiB cells above. */
+static void test_layout(void **state)
+{
+    (void)state;
+    struct {
+        uint64_t size;
+        unsigned k;
+        uint32_t cell;
+        uint64_t fragment;
+    } cases[] = {
+        {0, 4, 64, 64},
+        {1, 4, 64, 64},
+        {256, 4, 64, 64},
+        {257, 4, 128, 128},
+        {1000, 3, 384, 384},
+        {4u << 20, 4, 1u << 20, 1u << 20},
+        {(4u << 20) + 1, 4, 1u << 20, 2u << 20},
+        {(1ull << 30) + 5, 10, 1u << 20, 103u << 20},
+        {(uint64_t)INT64_MAX, 1, 1u << 20, ((uint64_t)INT64_MAX + 1)},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint32_t cell = 0;
+        uint64_t fragment = 0;
+        assert_int_equal(dfs_ec_layout(cases[i].size, cases[i].k, &cell, &fragment), DFS_OK);
+        assert_int_equal(cell, cases[i].cell);
+        assert_int_equal(fragment, cases[i].fragment);
+        assert_int_equal(fragment % cell, 0);
+        assert_true(fragment * cases[i].k >= cases[i].size);
+    }
+    uint32_t cell = 7;
+    uint64_t fragment = 7;
+    assert_int_equal(dfs_ec_layout(10, 0, &cell, &fragment), DFS_EINVAL);
+    assert_int_equal(dfs_ec_layout((uint64_t)INT64_MAX + 1, 4, &cell, &fragment), DFS_EINVAL);
+    assert_int_equal(cell, 7);
+    assert_int_equal(fragment, 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -832,6 +869,7 @@ int main(void)
         cmocka_unit_test(test_clone),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_corruption_is_not_detected),
+        cmocka_unit_test(test_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

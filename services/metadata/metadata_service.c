@@ -14,6 +14,7 @@
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
 #include "services/validate/validate.h"
+#include "storage/ec.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -693,28 +694,6 @@ static int resolve_policy(const dfs_metadata_service *svc, Dfs__V1__Policy in, e
     return DFS_OK;
 }
 
-/*
- * The erasure-code layout of a file of `size` bytes over K data fragments: stripes of K cells, cell i
- * of a stripe in data fragment i, every fragment the same size (the last stripe is padded with zeros,
- * which get drops). Files above K MiB use 1 MiB cells, so a cell is exactly one wire chunk; smaller
- * files are one stripe whose cell is ceil(size / K) rounded up to 64 bytes (the SIMD width ISA-L
- * likes), so a 1-byte file stores K+M cells of 64 bytes, not of 1 MiB.
- */
-#define EC_CELL_MAX (1u << 20)
-
-static void erasure_layout(uint64_t size, uint32_t k, uint32_t *cell, uint64_t *fragment_size)
-{
-    if (size <= (uint64_t)k * EC_CELL_MAX) {
-        uint64_t c = size == 0 ? 1 : (size + k - 1) / k; /* an empty file: one 64-byte cell */
-        *cell = (uint32_t)((c + 63) / 64 * 64);
-        *fragment_size = *cell;
-    } else {
-        *cell = EC_CELL_MAX;
-        *fragment_size =
-            (size + (uint64_t)k * EC_CELL_MAX - 1) / ((uint64_t)k * EC_CELL_MAX) * EC_CELL_MAX;
-    }
-}
-
 /* How many times a create or replace is planned again when the node list changed underneath. */
 #define PLAN_ATTEMPTS 3
 
@@ -744,10 +723,10 @@ static void handle_create_file(dfs_rpc_call *call, void *ctx)
 
     uint32_t nfrag = dfs_catalog_redundancy_fragments(&red);
     size_t k = dfs_catalog_redundancy_copies(&red);
-    uint64_t fragment_size;
+    uint64_t fragment_size = 0;
     uint32_t cell_size = 0;
-    if (red.scheme == DFS_SCHEME_ERASURE)
-        erasure_layout(req->size, red.data, &cell_size, &fragment_size);
+    if (red.scheme == DFS_SCHEME_ERASURE) /* cannot fail: K >= 1 and the size are checked above */
+        dfs_ec_layout(req->size, red.data, &cell_size, &fragment_size);
     else /* F contiguous pieces of ceil(size / F) bytes; the last ones may be shorter. */
         fragment_size = (req->size + nfrag - 1) / nfrag;
     /* The cluster's defaults may make a layout no node can store, or too large to count. */
