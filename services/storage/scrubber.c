@@ -1,13 +1,13 @@
 /* A storage node's scrubber: a rate-limited background re-read of every fragment. */
 #include "services/storage/scrubber.h"
 
-#include "common/crc32c.h"
 #include "common/err.h"
 #include "common/id.h"
 #include "common/log.h"
 #include "common/throttle.h"
 #include "dfs/v1/metadata.pb-c.h"
 #include "services/rpc/client.h"
+#include "storage/scrub.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -17,7 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-#define READ_BYTES           (1u << 20)
 #define DEFAULT_RPC_TIMEOUT  5000
 #define DEFAULT_REPORT_BATCH 1000
 #define FIRST_RETRY_MS       1000
@@ -58,8 +57,7 @@ struct dfs_scrubber {
     dfs_rpc_channel *ch;
     pthread_t thread;
     dfs_bucket bucket; /* the thread's only */
-    uint8_t *buf;
-    uint32_t crcs[READ_BYTES / DFS_BLOCK_SIZE];
+    dfs_scrub *scrub;  /* the pass (storage/scrub.h); the thread's only */
     /* Report retries: the thread's only. */
     int64_t next_report_ns;
     int64_t retry_ms;
@@ -283,9 +281,18 @@ static void found(dfs_scrubber *s, const char *id, int64_t stored_ms)
 
 /* ---- scrubbing ---- */
 
-/* Take n tokens, sleeping as long as the bucket says. Returns false when stopping. */
-static bool pace(dfs_scrubber *s, uint64_t n)
+/* Hooks of the pass (storage/scrub.h). */
+
+/* Stop before the next fragment when asked to. */
+static bool pass_stop(void *arg)
 {
+    return stopping(arg);
+}
+
+/* Take n tokens, sleeping as long as the bucket says. Returns false when stopping. */
+static bool pace(void *arg, size_t n)
+{
+    dfs_scrubber *s = arg;
     for (;;) {
         int64_t wait = dfs_bucket_take(&s->bucket, n, now_ns());
         if (wait == 0)
@@ -295,64 +302,41 @@ static bool pace(dfs_scrubber *s, uint64_t n)
     }
 }
 
-static int scrub_one(void *ctx, const char *id, uint64_t size_hint)
+static void progress(void *arg, size_t n)
 {
-    (void)size_hint;
-    dfs_scrubber *s = ctx;
-    if (stopping(s))
-        return DFS_ECANCELED;
-    dfs_frag_reader *r = NULL;
-    char *err = NULL;
-    int64_t stored_ms = 0;
-    uint64_t size_of_last = 0;
-    uint32_t checksum_of_last = 0;
-    int rc = dfs_frag_reader_open(s->store, id, &r, &err);
-    if (rc == DFS_OK) {
-        stored_ms = dfs_frag_reader_stored_ms(r);
-        uint64_t size = dfs_frag_reader_size(r);
-        size_of_last = size;
-        checksum_of_last = dfs_frag_reader_checksum(r);
-        for (uint64_t off = 0; off < size && rc == DFS_OK; off += READ_BYTES) {
-            size_t n = size - off < READ_BYTES ? (size_t)(size - off) : READ_BYTES;
-            if (!pace(s, n)) {
-                dfs_frag_reader_close(r);
-                return DFS_ECANCELED;
-            }
-            rc = dfs_frag_reader_read(r, off, s->buf, n, s->crcs, &err);
-            if (rc == DFS_OK)
-                atomic_fetch_add(&s->bytes, n);
-        }
-        dfs_frag_reader_close(r);
-    }
-    if (rc == DFS_ENOTFOUND) { /* deleted since the listing */
-        free(err);
-        return DFS_OK;
-    }
+    dfs_scrubber *s = arg;
+    atomic_fetch_add(&s->bytes, n);
+}
+
+/* One fragment's verdict: counted, logged, and queued for the metadata service. */
+static int visit(void *arg, const struct dfs_scrub_result *r)
+{
+    dfs_scrubber *s = arg;
+    const char *id = r->id;
     atomic_fetch_add(&s->checked, 1);
-    if (rc == DFS_OK) {
+    if (r->verdict == DFS_SCRUB_GOOD) {
         /* Good in itself; whether it is the catalog's copy is the metadata service's to say. A
            full list waits for its report (a failing service: the next pass reports again). */
         if (s->nsums < s->report_batch) {
             struct sum *m = &s->sums[s->nsums++];
             memcpy(m->id, id, DFS_FRAGMENT_ID_HEX + 1);
-            m->size = size_of_last;
-            m->checksum = checksum_of_last;
-            m->stored_ms = stored_ms;
+            m->size = r->size;
+            m->checksum = r->checksum;
+            m->stored_ms = r->stored_ms;
         }
         if (s->nsums == s->report_batch)
             report_sums(s);
     }
-    if (rc == DFS_EDATALOSS || rc == DFS_EIO) {
+    if (r->verdict == DFS_SCRUB_CORRUPT || r->verdict == DFS_SCRUB_UNREADABLE) {
         atomic_fetch_add(&s->corrupt, 1);
         dfs_log(DFS_LOG_WARN, "scrub found a bad fragment id=%s status=%s err=\"%s\"", id,
-                rc == DFS_EDATALOSS ? "corrupt" : "unreadable",
-                err != NULL ? err : dfs_strerror(rc));
-        found(s, id, stored_ms);
-    } else if (rc != DFS_OK) {
+                r->verdict == DFS_SCRUB_CORRUPT ? "corrupt" : "unreadable",
+                r->err != NULL ? r->err : dfs_strerror(r->status));
+        found(s, id, r->stored_ms);
+    } else if (r->verdict == DFS_SCRUB_FAILED) {
         dfs_log(DFS_LOG_WARN, "scrub cannot check a fragment id=%s err=\"%s\"", id,
-                err != NULL ? err : dfs_strerror(rc));
+                r->err != NULL ? r->err : dfs_strerror(r->status));
     }
-    free(err);
     /* Report as soon as a batch is full (and keep retrying a failed one as the pass goes). */
     pthread_mutex_lock(&s->mu);
     size_t pending = s->npending;
@@ -389,7 +373,9 @@ static void *run(void *arg)
         uint64_t checked0 = atomic_load(&s->checked), bytes0 = atomic_load(&s->bytes),
                  corrupt0 = atomic_load(&s->corrupt);
         char *err = NULL;
-        int rc = dfs_frag_store_foreach(s->store, scrub_one, s, &err);
+        struct dfs_scrub_hooks hooks = {
+            .stop = pass_stop, .pace = pace, .progress = progress, .visit = visit, .arg = s};
+        int rc = dfs_scrub_pass(s->scrub, &hooks, &err);
         if (rc == DFS_ECANCELED)
             break;
         if (rc != DFS_OK)
@@ -418,7 +404,7 @@ static void free_scrubber(dfs_scrubber *s)
     free(s->node_id);
     free(s->pending);
     free(s->sums);
-    free(s->buf);
+    dfs_scrub_destroy(s->scrub);
     free(s);
 }
 
@@ -450,16 +436,16 @@ int dfs_scrubber_start(const struct dfs_scrubber_config *cfg, dfs_scrubber **out
     if (s->report_batch > DEFAULT_REPORT_BATCH * 4)
         s->report_batch = DEFAULT_REPORT_BATCH * 4;
     s->retry_ms = FIRST_RETRY_MS;
-    dfs_bucket_init(&s->bucket, cfg->rate, READ_BYTES, now_ns());
+    dfs_bucket_init(&s->bucket, cfg->rate, DFS_SCRUB_READ_BYTES, now_ns());
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cv, &attr);
     pthread_condattr_destroy(&attr);
-    s->buf = malloc(READ_BYTES);
     s->sums = malloc(s->report_batch * sizeof *s->sums);
-    if (s->metadata == NULL || s->node_id == NULL || s->buf == NULL || s->sums == NULL) {
+    if (s->metadata == NULL || s->node_id == NULL || s->sums == NULL ||
+        dfs_scrub_create(s->store, &s->scrub, NULL) != DFS_OK) {
         free_scrubber(s);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }

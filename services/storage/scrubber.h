@@ -9,9 +9,9 @@
 
 /*
  * One thread. After first_delay_ms, and then interval_ms after the end of each pass, it walks
- * the store (dfs_frag_store_foreach) and reads every fragment whole through a frag_reader, which
- * checks the header, the CRC table and every block's CRC. Reads are held to `rate` bytes/s by a
- * token bucket (burst one 1 MiB read), so scrubbing never takes more of the disk than that.
+ * the store and reads every fragment whole through a frag_reader, which checks the header, the
+ * CRC table and every block's CRC (the pass: storage/scrub.h). Reads are held to `rate` bytes/s
+ * by a token bucket (burst one 1 MiB read), so scrubbing never takes more of the disk than that.
  *
  * A fragment that fails (DFS_EDATALOSS: a corrupt block, header or table, a truncated file;
  * DFS_EIO: unreadable) is logged at warn level with its id and queued for the metadata service.
