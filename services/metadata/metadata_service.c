@@ -9,12 +9,12 @@
 #include "dfs/v1/storage.pb-c.h"
 #include "metadata/access.h"
 #include "metadata/placer.h"
+#include "metadata/putplan.h"
 #include "metadata/rebalance.h"
 #include "metadata/repairplan.h"
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
 #include "services/validate/validate.h"
-#include "storage/ec.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -650,52 +650,26 @@ static void handle_list_nodes(dfs_rpc_call *call, void *ctx)
 
 /* ---- handlers: files ---- */
 
-/* Fill in the cluster defaults and check the result. */
-static int resolve_redundancy(const dfs_metadata_service *svc, const Dfs__V1__Redundancy *in,
-                              struct dfs_redundancy *out, char **errmsg)
+/* The cluster's defaults for a put (metadata/putplan.h). */
+static struct dfs_put_defaults put_defaults(const dfs_metadata_service *svc)
 {
-    memset(out, 0, sizeof *out);
-    Dfs__V1__Redundancy__Scheme scheme =
-        in != NULL ? in->scheme : DFS__V1__REDUNDANCY__SCHEME__SCHEME_UNSPECIFIED;
-    if (scheme == DFS__V1__REDUNDANCY__SCHEME__SCHEME_UNSPECIFIED && in != NULL &&
-        (in->data != 0 || in->parity != 0))
-        scheme = DFS__V1__REDUNDANCY__SCHEME__ERASURE;
-    switch (scheme) {
-    case DFS__V1__REDUNDANCY__SCHEME__SCHEME_UNSPECIFIED:
-    case DFS__V1__REDUNDANCY__SCHEME__REPLICATION:
-        out->scheme = DFS_SCHEME_REPLICATION;
-        out->replicas = in != NULL && in->replicas != 0 ? in->replicas : svc->cfg.default_replicas;
-        out->fragments =
-            in != NULL && in->fragments != 0 ? in->fragments : svc->cfg.default_fragments;
-        break;
-    case DFS__V1__REDUNDANCY__SCHEME__ERASURE:
-        out->scheme = DFS_SCHEME_ERASURE;
-        out->data = in->data;
-        out->parity = in->parity;
-        if (in->data == 0)
-            return dfs_seterr(errmsg, DFS_EINVAL, "erasure code needs at least 1 data fragment");
-        break;
-    default:
-        return dfs_seterr(errmsg, DFS_EINVAL, "unknown redundancy scheme %d", (int)scheme);
-    }
-    return dfs_catalog_redundancy_check(out, errmsg);
+    return (struct dfs_put_defaults){.replicas = svc->cfg.default_replicas,
+                                     .fragments = svc->cfg.default_fragments,
+                                     .policy = svc->cfg.default_policy};
 }
 
-static int resolve_policy(const dfs_metadata_service *svc, Dfs__V1__Policy in, enum dfs_policy *out,
-                          char **errmsg)
+/* A request's Redundancy as numbers (all zero when absent), for dfs_putplan_redundancy. */
+static struct dfs_redundancy redundancy_asked(const Dfs__V1__Redundancy *in)
 {
-    if (in == DFS__V1__POLICY__POLICY_UNSPECIFIED) {
-        *out = svc->cfg.default_policy;
-        return DFS_OK;
-    }
-    if ((int)in < DFS_POLICY_RANDOM || (int)in > DFS_POLICY_LEAST_USED)
-        return dfs_seterr(errmsg, DFS_EINVAL, "unknown placement policy %d", (int)in);
-    *out = (enum dfs_policy)in;
-    return DFS_OK;
+    struct dfs_redundancy r = {0};
+    if (in != NULL)
+        r = (struct dfs_redundancy){.scheme = (enum dfs_scheme)in->scheme,
+                                    .replicas = in->replicas,
+                                    .fragments = in->fragments,
+                                    .data = in->data,
+                                    .parity = in->parity};
+    return r;
 }
-
-/* How many times a create or replace is planned again when the node list changed underneath. */
-#define PLAN_ATTEMPTS 3
 
 static void handle_create_file(dfs_rpc_call *call, void *ctx)
 {
@@ -708,11 +682,13 @@ static void handle_create_file(dfs_rpc_call *call, void *ctx)
     char *err = NULL, *path = NULL;
     struct dfs_redundancy red;
     enum dfs_policy policy = DFS_POLICY_UNSPECIFIED;
+    struct dfs_put_defaults defaults = put_defaults(svc);
+    struct dfs_redundancy asked = redundancy_asked(req->redundancy);
     int rc = dfs_path_canon(req->path, &path, &err);
     if (rc == DFS_OK)
-        rc = resolve_redundancy(svc, req->redundancy, &red, &err);
+        rc = dfs_putplan_redundancy(&asked, &defaults, &red, &err);
     if (rc == DFS_OK)
-        rc = resolve_policy(svc, req->policy, &policy, &err);
+        rc = dfs_putplan_policy((int)req->policy, &defaults, &policy, &err);
     if (rc == DFS_OK && req->size > (uint64_t)INT64_MAX)
         rc = dfs_seterr(&err, DFS_EINVAL, "file size %" PRIu64 " is too large", req->size);
     if (rc != DFS_OK) {
@@ -725,72 +701,26 @@ static void handle_create_file(dfs_rpc_call *call, void *ctx)
     size_t k = dfs_catalog_redundancy_copies(&red);
     uint64_t fragment_size = 0;
     uint32_t cell_size = 0;
-    if (red.scheme == DFS_SCHEME_ERASURE) /* cannot fail: K >= 1 and the size are checked above */
-        dfs_ec_layout(req->size, red.data, &cell_size, &fragment_size);
-    else /* F contiguous pieces of ceil(size / F) bytes; the last ones may be shorter. */
-        fragment_size = (req->size + nfrag - 1) / nfrag;
+    /* Cannot fail: the size is checked above. */
+    dfs_putplan_layout(req->size, &red, &fragment_size, &cell_size);
     /* The cluster's defaults may make a layout no node can store, or too large to count. */
     if (refused(call, dfs_validate_file_layout(fragment_size, nfrag, (uint32_t)k, &verr), &verr)) {
         free(path);
         return;
     }
-    /* How many nodes one placement picks: k copies of a fragment, or the K+M fragments of a file. */
-    size_t width = red.scheme == DFS_SCHEME_ERASURE ? nfrag : k;
-    struct dfs_plan_fragment *plan = calloc(nfrag, sizeof *plan);
-    const char **targets = calloc((size_t)nfrag * k, sizeof *targets);
+    int64_t now = now_ms();
+    struct dfs_put_spec spec = {
+        .path = path,
+        .size = req->size,
+        .redundancy = red,
+        .policy = policy,
+        .overwrite = req->overwrite,
+        .fragment_size = fragment_size,
+        .cell_size = cell_size,
+        .expires_ms = now + svc->cfg.pending_timeout_ms,
+    };
     struct dfs_file_rec *created = NULL;
-    if (plan == NULL || targets == NULL)
-        rc = dfs_seterr(&err, DFS_ENOMEM, "out of memory");
-    for (int attempt = 0; rc == DFS_OK && attempt < PLAN_ATTEMPTS; attempt++) {
-        struct dfs_node_rec *nodes = NULL;
-        size_t nnodes = 0;
-        rc = dfs_catalog_nodes_list(svc->cat, &nodes, &nnodes, &err);
-        for (uint32_t i = 0; rc == DFS_OK && i < nfrag; i++) {
-            uint64_t start = (uint64_t)i * fragment_size;
-            plan[i].index = i;
-            if (red.scheme == DFS_SCHEME_ERASURE)
-                plan[i].size = fragment_size;
-            else if (start >= req->size)
-                plan[i].size = 0;
-            else
-                plan[i].size =
-                    req->size - start < fragment_size ? req->size - start : fragment_size;
-            plan[i].node_ids = &targets[(size_t)i * k];
-            plan[i].nnodes = k;
-            /* Replication places each fragment's k copies; erasure code places all K+M fragments
-               at once, on distinct nodes, fragment i on the i-th node chosen. */
-            struct dfs_placement_request preq = {.policy = policy, .k = width, .width = width};
-            if (red.scheme != DFS_SCHEME_ERASURE || i == 0)
-                rc = dfs_placer_choose(svc->placer, &preq, plan[i].size, nodes, nnodes, now_ms(),
-                                       &targets[(size_t)i * k], NULL, &err);
-        }
-        if (rc == DFS_OK) {
-            struct dfs_create_req creq = {
-                .path = path,
-                .size = req->size,
-                .redundancy = red,
-                .policy = policy,
-                .overwrite = req->overwrite,
-                .fragment_size = fragment_size,
-                .cell_size = cell_size,
-                .expires_ms = now_ms() + svc->cfg.pending_timeout_ms,
-                .fragments = plan,
-                .nfragments = nfrag,
-            };
-            rc = dfs_catalog_file_create(svc->cat, &creq, now_ms(), &created, &err);
-        }
-        free(nodes);
-        /* A planned node stopped being alive meanwhile: plan again with the new list. */
-        if (rc != DFS_EABORTED)
-            break;
-        if (attempt + 1 < PLAN_ATTEMPTS) {
-            free(err);
-            err = NULL;
-            rc = DFS_OK;
-        }
-    }
-    free(plan);
-    free(targets);
+    rc = dfs_putplan_create(svc->cat, svc->placer, &spec, now, &created, &err);
     free(path);
     if (rc != DFS_OK) {
         fail_and_free(call, rc, err);
@@ -821,92 +751,10 @@ static void handle_replace_target(dfs_rpc_call *call, void *ctx)
     /* The fragment's other planned copies (for chain forward tickets), as the plan stood. */
     struct dfs_replica_rec *others = NULL;
     size_t nothers = 0;
-    int rc = DFS_OK;
-    for (int attempt = 0; attempt < PLAN_ATTEMPTS; attempt++) {
-        struct dfs_file_rec *f = NULL;
-        struct dfs_node_rec *nodes = NULL;
-        size_t nnodes = 0;
-        rc = dfs_catalog_file_get_id(svc->cat, req->file_id, &f, &err);
-        if (rc == DFS_OK && f->state != DFS_FILE_PENDING)
-            rc = dfs_seterr(&err, DFS_EPRECOND, "file %s is already committed", req->file_id);
-        if (rc == DFS_OK && req->fragment_index >= f->nfragments)
-            rc = dfs_seterr(&err, DFS_EINVAL, "file %s has no fragment %" PRIu32, req->file_id,
-                            req->fragment_index);
-        if (rc == DFS_OK)
-            rc = dfs_catalog_nodes_list(svc->cat, &nodes, &nnodes, &err);
-        if (rc == DFS_OK) {
-            const struct dfs_fragment_rec *fr = &f->fragments[req->fragment_index];
-            bool erasure = f->redundancy.scheme == DFS_SCHEME_ERASURE;
-            /* Placed: the nodes of this placement (the fragment's targets; for erasure code, the
-               nodes of every fragment of the file), so min_copy and buddy keep the survivors'
-               copyset or group and zones are spread. Excluded: the nodes that failed this
-               fragment, and the one failing now. */
-            size_t cap = fr->nreplicas + fr->nfailed + 1;
-            if (erasure)
-                for (size_t i = 0; i < f->nfragments; i++)
-                    cap += f->fragments[i].nreplicas;
-            const char **placed = calloc(cap, sizeof *placed);
-            const char **exclude = calloc(cap, sizeof *exclude);
-            size_t np = 0, ne = 0;
-            if (placed == NULL || exclude == NULL) {
-                rc = dfs_seterr(&err, DFS_ENOMEM, "out of memory");
-            } else {
-                for (size_t i = 0; !erasure && i < fr->nreplicas; i++)
-                    placed[np++] = fr->replicas[i].node_id;
-                for (size_t i = 0; erasure && i < f->nfragments; i++)
-                    for (size_t r = 0; r < f->fragments[i].nreplicas; r++)
-                        placed[np++] = f->fragments[i].replicas[r].node_id;
-                for (size_t i = 0; i < fr->nfailed; i++)
-                    exclude[ne++] = fr->failed_node_ids[i];
-                exclude[ne++] = req->failed_node_id;
-                struct dfs_placement_request preq = {
-                    .policy = f->policy,
-                    .k = 1,
-                    .width = erasure ? f->nfragments : f->redundancy.replicas,
-                    .placed = placed,
-                    .nplaced = np,
-                    .exclude = exclude,
-                    .nexclude = ne,
-                    .fallback = true,
-                };
-                const char *node = NULL;
-                bool fell_back = false;
-                rc = dfs_placer_choose(svc->placer, &preq, fr->size, nodes, nnodes, now_ms(), &node,
-                                       &fell_back, &err);
-                if (rc == DFS_OK && fell_back)
-                    dfs_log(DFS_LOG_WARN,
-                            "replacement target outside the %s of the surviving copies "
-                            "file=%s fragment=%" PRIu32 " failed=%s new=%s policy=%s",
-                            f->policy == DFS_POLICY_MIN_COPY ? "copyset" : "buddy group",
-                            req->file_id, req->fragment_index, req->failed_node_id, node,
-                            dfs_placement_policy_name(f->policy));
-                if (rc == DFS_OK)
-                    rc = dfs_catalog_file_replace_target(svc->cat, req->file_id,
-                                                         req->fragment_index, req->failed_node_id,
-                                                         node, now_ms(), &chosen, &err);
-                free(others);
-                others = NULL;
-                nothers = 0;
-                if (rc == DFS_OK && req->chain && !erasure && fr->nreplicas > 0 &&
-                    (others = calloc(fr->nreplicas, sizeof *others)) == NULL)
-                    rc = dfs_seterr(&err, DFS_ENOMEM, "out of memory");
-                for (size_t i = 0; rc == DFS_OK && others != NULL && i < fr->nreplicas; i++)
-                    if (strcmp(fr->replicas[i].node_id, req->failed_node_id) != 0 &&
-                        strcmp(fr->replicas[i].node_id, chosen.node_id) != 0)
-                        others[nothers++] = fr->replicas[i];
-            }
-            free(placed);
-            free(exclude);
-        }
-        free(nodes);
-        dfs_catalog_file_rec_free(f);
-        if (rc != DFS_EABORTED || attempt + 1 == PLAN_ATTEMPTS)
-            break;
-        free(err);
-        err = NULL;
-    }
+    int rc = dfs_putplan_replace(svc->cat, svc->placer, req->file_id, req->fragment_index,
+                                 req->failed_node_id, req->chain, now_ms(), &chosen, &others,
+                                 &nothers, &err);
     if (rc != DFS_OK) {
-        free(others);
         fail_and_free(call, rc, err);
         return;
     }
