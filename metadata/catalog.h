@@ -538,6 +538,10 @@ int dfs_catalog_placement_save(dfs_catalog *cat, const struct dfs_placement_stat
  *     file's live fragments - K.
  */
 
+/* The rules above, for callers outside the catalog (a copy on a node in this state). */
+bool dfs_catalog_state_live(enum dfs_node_state state);
+bool dfs_catalog_state_readable(enum dfs_node_state state);
+
 /* Why a fragment is queued; stored by name. */
 enum dfs_repair_reason {
     DFS_REPAIR_UNSPECIFIED = 0,

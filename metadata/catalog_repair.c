@@ -81,6 +81,16 @@ bool catalog_state_readable(enum dfs_node_state s)
     return catalog_state_live(s) || s == DFS_NODE_DRAINING;
 }
 
+bool dfs_catalog_state_live(enum dfs_node_state s)
+{
+    return catalog_state_live(s);
+}
+
+bool dfs_catalog_state_readable(enum dfs_node_state s)
+{
+    return catalog_state_readable(s);
+}
+
 /* A fragment, its copies and what the liveness rules make of them (catalog.h, Repair queue). */
 struct assess {
     char file_id[DFS_ID_HEX + 1];

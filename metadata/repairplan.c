@@ -77,7 +77,7 @@ int dfs_repairplan_nodes(const struct dfs_file_rec *f, uint32_t index, char (*he
         const struct dfs_fragment_rec *fr = &f->fragments[i];
         for (size_t r = 0; r < fr->nreplicas; r++) {
             const struct dfs_replica_rec *rep = &fr->replicas[r];
-            bool live = rep->node_state == DFS_NODE_ALIVE || rep->node_state == DFS_NODE_SUSPECT;
+            bool live = dfs_catalog_state_live(rep->node_state);
             /* A placed node is never chosen; excluding it too would stop it being an anchor
                (placement.h), and the new copy would leave the survivors' copyset or group. */
             if (live && (!erasure || i != index))

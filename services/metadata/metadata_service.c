@@ -8,6 +8,7 @@
 #include "dfs/v1/metadata.pb-c.h"
 #include "dfs/v1/storage.pb-c.h"
 #include "metadata/access.h"
+#include "metadata/membership.h"
 #include "metadata/placer.h"
 #include "metadata/putplan.h"
 #include "metadata/rebalance.h"
@@ -154,12 +155,6 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Copies on nodes in these states can be read (GetHealth asks them; repairs copy from them). */
-static bool state_readable_node(enum dfs_node_state s)
-{
-    return s == DFS_NODE_ALIVE || s == DFS_NODE_SUSPECT || s == DFS_NODE_DRAINING;
 }
 
 static Dfs__V1__Node **nodes_msgs(dfs_metadata_service *svc, dfs_arena *a,
@@ -497,10 +492,9 @@ static int register_node(dfs_metadata_service *svc, const dfs_rpc_call *call, co
     if (rc != DFS_OK)
         return rc;
     int64_t now = now_ms();
-    int64_t silent = now - old.last_heartbeat_ms;
-    bool live = old.registration != 0 && silent < svc->cfg.suspect_after_ms &&
-                strcmp(old.address, req->address) != 0;
-    if (live) {
+    int64_t silent = 0;
+    if (dfs_membership_live_elsewhere(&old, req->address, now, svc->cfg.suspect_after_ms,
+                                      &silent)) {
         int64_t left = dfs_rpc_call_remaining_ms(call);
         if (node_answers_at(svc, node_id, old.address, left / 2)) {
             char *peer = dfs_rpc_call_peer(call);
@@ -1589,63 +1583,6 @@ static Dfs__V1__Node **nodes_msgs(dfs_metadata_service *svc, dfs_arena *a,
     return v;
 }
 
-/*
- * Whether retiring node `id` now would make files unreadable: the files the health rules
- * (dfs_catalog_health_classify) count as lost with the node decommissioned, beyond those lost
- * already. DFS_EPRECOND when some would be (a k=1 file, a fragment whose other copies are on dead
- * nodes, an erasure-coded file left with fewer than K fragments), naming one; DFS_OK otherwise.
- */
-static int check_decommission_loses_nothing(dfs_metadata_service *svc, const char *id,
-                                            char **errmsg)
-{
-    struct dfs_layout *l = NULL;
-    struct dfs_health before, after;
-    memset(&before, 0, sizeof before);
-    memset(&after, 0, sizeof after);
-    int rc = dfs_catalog_layout(svc->cat, &l, errmsg);
-    size_t node = 0;
-    while (rc == DFS_OK && node < l->nnodes && strcmp(l->nodes[node].id, id) != 0)
-        node++;
-    if (rc != DFS_OK || node == l->nnodes) {
-        dfs_catalog_layout_free(l);
-        return rc;
-    }
-    enum dfs_node_state now = l->nodes[node].state;
-    rc = dfs_catalog_health_classify(l, NULL, 0, &before, errmsg);
-    l->nodes[node].state = DFS_NODE_DECOMMISSIONED;
-    if (rc == DFS_OK)
-        rc = dfs_catalog_health_classify(l, NULL, 0, &after, errmsg);
-    if (rc == DFS_OK && after.lost > before.lost) {
-        uint64_t n = after.lost - before.lost;
-        /* Once more with the paths, for an example: one lost after and not before. */
-        dfs_catalog_health_clear(&after);
-        rc = dfs_catalog_health_classify(l, NULL, SIZE_MAX, &after, errmsg);
-        l->nodes[node].state = now;
-        dfs_catalog_health_clear(&before);
-        if (rc == DFS_OK)
-            rc = dfs_catalog_health_classify(l, NULL, SIZE_MAX, &before, errmsg);
-        const char *example = "";
-        for (size_t i = 0; rc == DFS_OK && i < after.nlost_paths && example[0] == '\0'; i++) {
-            bool old = false;
-            for (size_t j = 0; j < before.nlost_paths && !old; j++)
-                old = strcmp(after.lost_paths[i], before.lost_paths[j]) == 0;
-            if (!old)
-                example = after.lost_paths[i];
-        }
-        if (rc == DFS_OK)
-            rc = dfs_seterr(errmsg, DFS_EPRECOND,
-                            "node %s holds the only readable copies of %" PRIu64 " file%s (%s%s): "
-                            "drain it first (dfs node drain) so that they are copied elsewhere, "
-                            "or decommission it with --force and lose them",
-                            id, n, n == 1 ? "" : "s", dfs_quote(example, &(struct dfs_quote){{0}}),
-                            n > 1 ? ", ..." : "");
-    }
-    dfs_catalog_health_clear(&before);
-    dfs_catalog_health_clear(&after);
-    dfs_catalog_layout_free(l);
-    return rc;
-}
-
 static void handle_set_node_state(dfs_rpc_call *call, void *ctx)
 {
     dfs_metadata_service *svc = ctx;
@@ -1656,41 +1593,8 @@ static void handle_set_node_state(dfs_rpc_call *call, void *ctx)
         return;
     struct dfs_node_rec n;
     char *err = NULL;
-    int rc = dfs_catalog_node_resolve(svc->cat, req->node_id, &n, &err);
-    enum dfs_node_state want = (enum dfs_node_state)req->state;
-    if (rc == DFS_OK && want != DFS_NODE_DRAINING && want != DFS_NODE_DECOMMISSIONED &&
-        want != DFS_NODE_ALIVE)
-        rc = dfs_seterr(&err, DFS_EINVAL,
-                        "a node can be set to NODE_DRAINING, NODE_DECOMMISSIONED or NODE_ALIVE, "
-                        "not %s",
-                        dfs_catalog_node_state_name(want));
-    if (rc == DFS_OK && want == DFS_NODE_DRAINING &&
-        (n.state == DFS_NODE_DEAD || n.state == DFS_NODE_DECOMMISSIONED))
-        rc = dfs_seterr(&err, DFS_EPRECOND, "node %s is %s: %s", n.id,
-                        dfs_catalog_node_state_name(n.state),
-                        n.state == DFS_NODE_DEAD
-                            ? "there is nothing to read from it (its copies are repaired from "
-                              "the others); decommission it to retire it"
-                            : "set it alive before draining it");
-    if (rc == DFS_OK && want == DFS_NODE_ALIVE &&
-        (n.state == DFS_NODE_DEAD || n.state == DFS_NODE_SUSPECT))
-        rc = dfs_seterr(&err, DFS_EPRECOND,
-                        "node %s is %s: heartbeats decide when it is alive again", n.id,
-                        dfs_catalog_node_state_name(n.state));
-    if (rc == DFS_OK && want == DFS_NODE_DECOMMISSIONED && n.state != want && !req->force)
-        rc = check_decommission_loses_nothing(svc, n.id, &err);
-    if (rc == DFS_OK && n.state != want) {
-        rc = dfs_catalog_node_set_state(svc->cat, n.id, want, &err);
-        if (rc == DFS_OK)
-            dfs_log(DFS_LOG_INFO, "node state changed by operator id=%s address=%s from=%s to=%s",
-                    n.id, n.address, dfs_catalog_node_state_name(n.state),
-                    dfs_catalog_node_state_name(want));
-    }
-    /* A drained node with nothing on it retires at once. */
-    if (rc == DFS_OK && want == DFS_NODE_DRAINING)
-        rc = dfs_catalog_nodes_finish_drains(svc->cat, NULL, &err);
-    if (rc == DFS_OK)
-        rc = dfs_catalog_node_get(svc->cat, n.id, &n, &err);
+    int rc = dfs_membership_set_state(svc->cat, req->node_id, (enum dfs_node_state)req->state,
+                                      req->force, &n, &err);
     if (rc != DFS_OK) {
         fail_and_free(call, rc, err);
         return;
@@ -1970,7 +1874,7 @@ static enum dfs_damage_verdict check_copy(dfs_metadata_service *svc, dfs_rpc_loo
     }
     if (rc == DFS_OK)
         rc = dfs_catalog_node_get(svc->cat, it->node_id, &node, &err);
-    if (rc == DFS_OK && !state_readable_node(node.state))
+    if (rc == DFS_OK && !dfs_catalog_state_readable(node.state))
         rc = dfs_seterr(&err, DFS_EUNAVAIL, "the node is %s",
                         dfs_catalog_node_state_name(node.state));
     dfs_rpc_channel *ch = rc == DFS_OK ? node_channel(svc, node.address) : NULL;
@@ -2127,7 +2031,7 @@ static int verify_copies(dfs_metadata_service *svc, const struct dfs_layout *l, 
         count[l->copies[c]]++;
     for (size_t i = 0; rc == DFS_OK && i < l->nnodes; i++) {
         jobs[i] = (struct verify_job){.svc = svc, .l = l, .node = i, .ok = ok};
-        if (!state_readable_node(l->nodes[i].state) || count[i] == 0)
+        if (!dfs_catalog_state_readable(l->nodes[i].state) || count[i] == 0)
             continue;
         jobs[i].copies = calloc(count[i], sizeof *jobs[i].copies);
         jobs[i].fragments = calloc(count[i], sizeof *jobs[i].fragments);
@@ -2228,19 +2132,9 @@ void dfs_metadata_service_maintain(dfs_metadata_service *svc)
 {
     char *err = NULL;
     int64_t now = now_ms();
-    /*
-     * Liveness: a node is late when its last heartbeat is older than the timeout, but the catalog
-     * keeps the heartbeat times of the previous process, and the nodes could not reach anyone
-     * while no service ran. Counted from the latest heartbeat alone, an outage longer than the
-     * dead timeout would declare every node dead at once and queue a repair of every fragment.
-     * So the silence counts from this process's start at the earliest: no node turns suspect
-     * (dead) before the service has been up for the suspect (dead) timeout.
-     */
-    int64_t up = now - svc->created_ms;
-    int64_t dead_after = up < svc->cfg.dead_after_ms ? INT64_MAX : svc->cfg.dead_after_ms;
-    if (up >= svc->cfg.suspect_after_ms &&
-        dfs_catalog_nodes_sweep(svc->cat, now, svc->cfg.suspect_after_ms, dead_after, NULL, NULL,
-                                &err) != DFS_OK) {
+    /* Liveness, counted from this process's start at the earliest (metadata/membership.h). */
+    if (dfs_membership_sweep(svc->cat, svc->created_ms, now, svc->cfg.suspect_after_ms,
+                             svc->cfg.dead_after_ms, &err) != DFS_OK) {
         dfs_log(DFS_LOG_WARN, "liveness sweep failed err=\"%s\"", err);
         free(err);
         err = NULL;
