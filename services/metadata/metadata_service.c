@@ -13,6 +13,7 @@
 #include "metadata/putplan.h"
 #include "metadata/rebalance.h"
 #include "metadata/repairplan.h"
+#include "metadata/reports.h"
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
 #include "services/validate/validate.h"
@@ -1642,12 +1643,11 @@ static int stat_copy(dfs_metadata_service *svc, const char *node_id, const char 
     return same ? 1 : 2;
 }
 
-/* A damaged copy reported by its own node (reported: always; confirmed: when it was dropped). */
-static void damage_counted(dfs_metadata_service *svc, bool marked)
+/* A dfs_report_confirm_fn over StatFragment: whether the node still holds the copy. */
+static int confirm_copy(void *arg, const struct dfs_node_rec *node, const char *fragment_id,
+                        char **errmsg)
 {
-    atomic_fetch_add(&svc->damage_reported, 1);
-    if (marked)
-        atomic_fetch_add(&svc->damage_confirmed, 1);
+    return stat_copy(arg, node->id, node->address, fragment_id, 0, 0, false, errmsg);
 }
 
 static void handle_report_fragments(dfs_rpc_call *call, void *ctx)
@@ -1658,110 +1658,48 @@ static void handle_report_fragments(dfs_rpc_call *call, void *ctx)
     char *verr = NULL;
     if (refused(call, dfs_validate_report_fragments(req, &verr), &verr))
         return;
-    struct dfs_node_rec node;
     struct dfs_token_rec tok;
     char *err = NULL;
     int rc = caller_node(svc, call, &tok, &err);
+    struct dfs_report_sum *sums = calloc(req->n_scrubbed + 1, sizeof *sums);
+    if (rc == DFS_OK && sums == NULL)
+        rc = dfs_seterr(&err, DFS_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == DFS_OK && i < req->n_scrubbed; i++)
+        sums[i] = (struct dfs_report_sum){.fragment_id = req->scrubbed[i]->fragment_id,
+                                          .size = req->scrubbed[i]->size,
+                                          .checksum = req->scrubbed[i]->checksum};
+    struct dfs_report r = {
+        .registration = req->registration,
+        .corrupt = (const char *const *)req->corrupt,
+        .ncorrupt = req->n_corrupt,
+        .missing = (const char *const *)req->missing,
+        .nmissing = req->n_missing,
+        .scrubbed = sums,
+        .nscrubbed = req->n_scrubbed,
+        .full = req->full,
+        .page = req->page,
+        .last = req->last,
+        .present = (const char *const *)req->present,
+        .npresent = req->n_present,
+    };
+    struct dfs_report_result res = {0};
     if (rc == DFS_OK)
-        rc = dfs_catalog_node_get(svc->cat, tok.node_id, &node, &err);
-    if (rc == DFS_OK && node.registration != req->registration)
-        rc = dfs_seterr(&err, DFS_EPRECOND,
-                        "node %s was registered again since (now at %s): this process was "
-                        "replaced, its report is not taken",
-                        node.id, node.address);
-    uint32_t marked_lost = 0, mismatched = 0;
-    size_t unknown = 0;
-    int64_t now = now_ms();
-    for (size_t i = 0; rc == DFS_OK && i < req->n_corrupt; i++) {
-        bool marked = false;
-        rc = dfs_catalog_report_corrupt(svc->cat, node.id, req->corrupt[i], now, &marked, &err);
-        marked_lost += marked;
-        damage_counted(svc, marked);
-    }
-    /* Copies the node found missing on a read that named them: a delete or a repair may have
-       changed things since, so only a recorded copy the node confirms absent is lost. */
-    for (size_t i = 0; rc == DFS_OK && i < req->n_missing; i++) {
-        bool recorded = false, marked = false;
-        rc = dfs_catalog_copy_get(svc->cat, req->missing[i], node.id, &recorded, NULL, NULL, &err);
-        if (rc != DFS_OK || !recorded)
-            continue;
-        char *serr = NULL;
-        int there = stat_copy(svc, node.id, node.address, req->missing[i], 0, 0, false, &serr);
-        if (there == 0)
-            rc = dfs_catalog_report_missing(svc->cat, node.id, req->missing[i], now_ms(), &marked,
-                                            &err);
-        else if (there < 0)
-            dfs_log(DFS_LOG_WARN, "cannot confirm a missing copy, kept fragment=%s node=%s err=%s",
-                    req->missing[i], node.id, serr != NULL ? serr : dfs_strerror(there));
-        free(serr);
-        marked_lost += marked;
-        damage_counted(svc, marked);
-    }
-    /* The scrubber read these whole and every block matched its CRC: what they hold must also be
-       what the catalog says (a copy rewritten consistently with other data passes its own
-       checks, and only this comparison tells it from the catalog's). */
-    for (size_t i = 0; rc == DFS_OK && i < req->n_scrubbed; i++) {
-        const Dfs__V1__FragmentSum *f = req->scrubbed[i];
-        bool recorded = false, marked = false;
-        uint64_t size = 0;
-        uint32_t sum = 0;
-        rc = dfs_catalog_copy_get(svc->cat, f->fragment_id, node.id, &recorded, &size, &sum, &err);
-        if (rc != DFS_OK || !recorded || (f->size == size && f->checksum == sum))
-            continue;
-        dfs_log(DFS_LOG_WARN,
-                "scrubbed copy differs from the catalog fragment=%s node=%s size=%" PRIu64
-                " checksum=%08" PRIx32 " catalog_size=%" PRIu64 " catalog_checksum=%08" PRIx32,
-                f->fragment_id, node.id, f->size, f->checksum, size, sum);
-        rc = dfs_catalog_report_corrupt(svc->cat, node.id, f->fragment_id, now_ms(), &marked, &err);
-        mismatched += marked;
-        marked_lost += marked;
-        damage_counted(svc, marked);
-    }
-    if (rc == DFS_OK && req->full)
-        rc = dfs_catalog_inventory_page(svc->cat, node.id, req->page,
-                                        (const char *const *)req->present, req->n_present, now,
-                                        &err);
-    if (rc == DFS_OK && req->full && req->last) {
-        char(*missing)[DFS_FRAGMENT_ID_HEX + 1] = NULL;
-        size_t nmissing = 0;
-        rc = dfs_catalog_inventory_missing(svc->cat, node.id, &missing, &nmissing, &err);
-        /* A put may have committed after the node listed its directory: ask before marking. */
-        for (size_t i = 0; rc == DFS_OK && i < nmissing; i++) {
-            char *serr = NULL;
-            int there = stat_copy(svc, node.id, node.address, missing[i], 0, 0, false, &serr);
-            bool marked = false;
-            if (there == 0)
-                rc = dfs_catalog_report_missing(svc->cat, node.id, missing[i], now_ms(), &marked,
-                                                &err);
-            else if (there < 0)
-                dfs_log(DFS_LOG_WARN,
-                        "inventory: cannot confirm a missing copy, kept fragment=%s node=%s "
-                        "err=\"%s\"",
-                        missing[i], node.id, serr != NULL ? serr : dfs_strerror(there));
-            marked_lost += marked;
-            free(serr);
-        }
-        free(missing);
-        if (rc == DFS_OK)
-            rc = dfs_catalog_inventory_finish(svc->cat, node.id, now_ms(), &unknown, &err);
-    }
+        rc = dfs_reports_apply(svc->cat, tok.node_id, &r, confirm_copy, svc, now_ms(), &res, &err);
+    free(sums);
+    atomic_fetch_add(&svc->damage_reported, res.damage_reported);
+    atomic_fetch_add(&svc->damage_confirmed, res.damage_confirmed);
     if (rc != DFS_OK) {
         fail_and_free(call, rc, err);
         return;
     }
-    if (marked_lost > 0 || unknown > 0) {
-        dfs_log(DFS_LOG_INFO,
-                "fragment report node=%s corrupt=%zu missing=%zu scrubbed=%zu mismatched=%" PRIu32
-                " marked_lost=%" PRIu32 " unknown=%zu",
-                node.id, req->n_corrupt, req->n_missing, req->n_scrubbed, mismatched, marked_lost,
-                unknown);
+    if (res.marked_lost > 0 || res.unknown > 0) {
         wake_workers(svc);
         kick_planner(svc);
     }
     Dfs__V1__ReportFragmentsResponse resp = DFS__V1__REPORT_FRAGMENTS_RESPONSE__INIT;
-    resp.marked_lost = marked_lost;
-    resp.unknown = (uint32_t)unknown;
-    resp.mismatched = mismatched;
+    resp.marked_lost = res.marked_lost;
+    resp.unknown = (uint32_t)res.unknown;
+    resp.mismatched = res.mismatched;
     dfs_rpc_call_reply(call, &resp.base);
 }
 
