@@ -304,3 +304,64 @@ int dfs_repairplan_fail(dfs_repairplan *rp, const struct dfs_repair_claim *c, in
                                    now_ms + dfs_repairplan_backoff_ms(c->task.row.attempts + 1),
                                    attempts, errmsg);
 }
+
+uint64_t dfs_repair_pass_signature(const struct dfs_node_rec *nodes, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        for (const char *p = nodes[i].id; *p != '\0'; p++)
+            h = (h ^ (uint8_t)*p) * 1099511628211ull;
+        h = (h ^ (uint8_t)nodes[i].state) * 1099511628211ull;
+    }
+    return h;
+}
+
+static void plan_add(struct dfs_plan_result *sum, const struct dfs_plan_result *r)
+{
+    sum->scanned += r->scanned;
+    sum->queued += r->queued;
+    sum->updated += r->updated;
+    sum->dropped += r->dropped;
+    sum->lost += r->lost;
+    sum->trimmed += r->trimmed;
+}
+
+int dfs_repair_pass_step(struct dfs_repair_pass *p, dfs_catalog *cat, int64_t now, bool start,
+                         bool unbounded, int64_t (*clock_ms)(void *arg), void (*on_work)(void *arg),
+                         void *arg, bool *ended, char **errmsg)
+{
+    *ended = false;
+    if (!p->active || start) {
+        if (!p->active && !start && !unbounded && now - p->last_ms < p->interval_ms)
+            return DFS_OK;
+        p->active = true;
+        p->cursor[0] = '\0';
+        memset(&p->sum, 0, sizeof p->sum);
+    }
+    int64_t until = clock_ms(arg) + p->budget_ms;
+    while (p->active) {
+        struct dfs_plan_result r;
+        int rc = dfs_catalog_repair_plan(cat, p->cursor, p->page, clock_ms(arg), &r, errmsg);
+        if (rc != DFS_OK)
+            return rc;
+        plan_add(&p->sum, &r);
+        memcpy(p->cursor, r.last, sizeof p->cursor);
+        if ((r.queued > 0 || r.updated > 0) && on_work != NULL)
+            on_work(arg);
+        if (r.done) {
+            p->active = false;
+            p->last_ms = now;
+            const struct dfs_plan_result *t = &p->sum;
+            if (t->queued + t->dropped + t->trimmed > 0)
+                dfs_log(DFS_LOG_INFO,
+                        "repair plan pass fragments=%zu queued=%zu reprioritised=%zu dropped=%zu "
+                        "lost=%zu surplus_dropped=%zu",
+                        t->scanned, t->queued, t->updated, t->dropped, t->lost, t->trimmed);
+            *ended = true;
+            return DFS_OK;
+        }
+        if (!unbounded && clock_ms(arg) >= until)
+            break;
+    }
+    return DFS_OK;
+}

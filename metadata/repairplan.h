@@ -149,4 +149,40 @@ int dfs_repairplan_complete(dfs_repairplan *rp, const struct dfs_repair_claim *c
 int dfs_repairplan_fail(dfs_repairplan *rp, const struct dfs_repair_claim *c, int64_t now_ms,
                         uint32_t *attempts, char **errmsg);
 
+/* ---- The planner's pass ------------------------------------------------------------------- */
+
+/*
+ * The repair planner walks the catalog (dfs_catalog_repair_plan) in pages, a bounded step at a
+ * time, so a 100k-file catalog is walked over a few rounds without stalling the background
+ * thread's other work. A pass starts when node states changed or someone asked (a kick), or
+ * interval_ms after the last one ended (it catches what no event announced); a start restarts a
+ * pass in progress from the beginning. Caller storage owned by one thread: set the first three
+ * fields and zero the rest before the first step.
+ */
+struct dfs_repair_pass {
+    size_t page;         /* fragments per catalog transaction */
+    int64_t budget_ms;   /* how long one step may go on */
+    int64_t interval_ms; /* a pass starts this long after the last one ended, at the latest */
+    bool active;         /* a pass is in progress */
+    char cursor[DFS_FRAGMENT_ID_HEX + 1];
+    int64_t last_ms;            /* when the last pass ended (its step's now_ms) */
+    struct dfs_plan_result sum; /* of the pass in progress */
+};
+
+/* A digest of every node's id and state: a change starts a pass at once. */
+uint64_t dfs_repair_pass_signature(const struct dfs_node_rec *nodes, size_t n);
+
+/*
+ * One step at now_ms: start a pass when `start` (states changed, a kick), `unbounded`, or the
+ * interval ran out, or continue the one in progress; then plan page after page until the pass
+ * ends or clock_ms(arg) (which also stamps each page) passes the budget (unbounded: no limit).
+ * on_work(arg) (may be NULL) runs after each page that queued or reprioritised repairs, to wake
+ * the workers. A pass that changed anything is logged at its end. *ended tells whether a pass
+ * ended in this step. Errors: the catalog's, with *errmsg (the pass stays where it was: the next
+ * step tries again).
+ */
+int dfs_repair_pass_step(struct dfs_repair_pass *p, dfs_catalog *cat, int64_t now_ms, bool start,
+                         bool unbounded, int64_t (*clock_ms)(void *arg), void (*on_work)(void *arg),
+                         void *arg, bool *ended, char **errmsg);
+
 #endif /* DFS_METADATA_REPAIRPLAN_H */

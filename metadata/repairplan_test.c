@@ -389,6 +389,94 @@ static void test_rebalance_target(void **state)
     env_close(&e);
 }
 
+/* A fake clock: every reading advances it by 5 ms. */
+struct ticks {
+    int64_t now;
+    int readings, work;
+};
+
+static int64_t tick(void *arg)
+{
+    struct ticks *t = arg;
+    t->readings++;
+    return t->now += 5;
+}
+
+static void worked(void *arg)
+{
+    struct ticks *t = arg;
+    t->work++;
+}
+
+static void test_pass(void **state)
+{
+    (void)state;
+    struct env e;
+    env_open(&e, 4);
+    struct dfs_redundancy red = {.scheme = DFS_SCHEME_REPLICATION, .replicas = 2, .fragments = 1};
+    for (int i = 0; i < 5; i++) {
+        char path[8];
+        snprintf(path, sizeof path, "/%d", i);
+        dfs_catalog_file_rec_free(
+            dfs_testing_put(e.cat, path, 10, &red, DFS_POLICY_RANDOM, (int[]){0, 1}, T0));
+    }
+    size_t n = 0;
+    struct dfs_node_rec *nodes = dfs_testing_nodes(e.cat, &n);
+    uint64_t sig = dfs_repair_pass_signature(nodes, n);
+    assert_int_equal(dfs_repair_pass_signature(nodes, n), sig);
+    int64_t now = kill_others(e.cat, 0xd, 4); /* node 1 dead: every fragment is short */
+    free(nodes);
+    nodes = dfs_testing_nodes(e.cat, &n);
+    assert_int_not_equal(dfs_repair_pass_signature(nodes, n), sig);
+    free(nodes);
+
+    /* Pages of 2 within a 10 ms budget: one page a step, the pass over several steps. */
+    struct dfs_repair_pass p = {.page = 2, .budget_ms = 10, .interval_ms = 5000};
+    struct ticks t = {.now = now};
+    bool ended = false;
+    int steps = 0;
+    char *msg = NULL;
+    while (!ended && steps < 10) {
+        assert_int_equal(
+            dfs_repair_pass_step(&p, e.cat, now, steps == 0, false, tick, worked, &t, &ended, &msg),
+            DFS_OK);
+        steps++;
+    }
+    assert_true(ended);
+    assert_true(steps >= 3);
+    assert_false(p.active);
+    assert_int_equal(p.last_ms, now);
+    assert_int_equal(p.sum.queued, 5);
+    assert_int_equal(p.sum.scanned, 5);
+    assert_true(t.work >= 3);
+    uint64_t queued = 0, running = 0;
+    assert_int_equal(dfs_catalog_repair_counts(e.cat, &queued, &running, NULL), DFS_OK);
+    assert_int_equal(queued, 5);
+
+    /* Not due yet: nothing read, nothing planned. Due after the interval. */
+    t.readings = 0;
+    assert_int_equal(
+        dfs_repair_pass_step(&p, e.cat, now + 4999, false, false, tick, worked, &t, &ended, &msg),
+        DFS_OK);
+    assert_false(ended);
+    assert_false(p.active);
+    assert_int_equal(t.readings, 0);
+    assert_int_equal(
+        dfs_repair_pass_step(&p, e.cat, now + 5000, false, false, tick, worked, &t, &ended, &msg),
+        DFS_OK);
+    assert_true(p.active);
+    assert_int_equal(p.sum.scanned, 2);
+    /* A start restarts the pass in progress; unbounded, it runs to the end at once. */
+    assert_int_equal(
+        dfs_repair_pass_step(&p, e.cat, now + 5001, true, true, tick, NULL, &t, &ended, &msg),
+        DFS_OK);
+    assert_true(ended);
+    assert_int_equal(p.sum.scanned, 5);
+    assert_int_equal(p.sum.queued, 0); /* queued already */
+    assert_int_equal(p.last_ms, now + 5001);
+    env_close(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -398,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_claim_complete_fail),
         cmocka_unit_test(test_claim_no_target),
         cmocka_unit_test(test_rebalance_target),
+        cmocka_unit_test(test_pass),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

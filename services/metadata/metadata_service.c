@@ -92,12 +92,9 @@ struct dfs_metadata_service {
     /* Planner state, owned by the background thread (or a caller of maintain). A pass walks the
        catalog in bounded pages; one starts when node states changed, when a handler asked for it
        (plan_kick), or every PLAN_INTERVAL_MS. */
-    bool plan_active;
-    char plan_cursor[DFS_FRAGMENT_ID_HEX + 1];
-    int64_t plan_last_ms;
+    struct dfs_repair_pass plan;
     uint64_t node_sig;
     atomic_bool plan_kick;
-    struct dfs_plan_result plan_sum;
     int64_t rebalance_last_ms;
 
     /* When this process created the service. A node's silence while no metadata service ran is
@@ -1104,77 +1101,37 @@ static void kick_planner(dfs_metadata_service *svc)
 
 /* ---- the repair planner (background thread) ---- */
 
-/* A digest of every node's id and state: a change starts a planner pass at once. */
-static uint64_t node_signature(const struct dfs_node_rec *nodes, size_t n)
+static int64_t plan_clock(void *arg)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        for (const char *p = nodes[i].id; *p != '\0'; p++)
-            h = (h ^ (uint8_t)*p) * 1099511628211ull;
-        h = (h ^ (uint8_t)nodes[i].state) * 1099511628211ull;
-    }
-    return h;
+    (void)arg;
+    return now_ms();
 }
 
-static void plan_add(struct dfs_plan_result *sum, const struct dfs_plan_result *r)
+static void plan_work(void *arg)
 {
-    sum->scanned += r->scanned;
-    sum->queued += r->queued;
-    sum->updated += r->updated;
-    sum->dropped += r->dropped;
-    sum->lost += r->lost;
-    sum->trimmed += r->trimmed;
+    wake_workers(arg);
 }
 
 /*
- * One bounded step of the planner: continue the pass in progress (or start one when due) for at
- * most PLAN_BUDGET_MS. Returns true when the pass ended in this step.
+ * One bounded step of the planner (metadata/repairplan.h): continue the pass in progress (or
+ * start one when due) for at most PLAN_BUDGET_MS. Returns true when the pass ended in this step.
  */
 static bool plan_step(dfs_metadata_service *svc, int64_t now, bool states_changed, bool unbounded)
 {
     bool kick = atomic_exchange(&svc->plan_kick, false);
-    if (!svc->plan_active || states_changed || kick) {
-        if (!svc->plan_active && !states_changed && !kick && !unbounded &&
-            now - svc->plan_last_ms < PLAN_INTERVAL_MS)
-            return false;
-        svc->plan_active = true;
-        svc->plan_cursor[0] = '\0';
-        memset(&svc->plan_sum, 0, sizeof svc->plan_sum);
+    bool ended = false;
+    char *err = NULL;
+    if (dfs_repair_pass_step(&svc->plan, svc->cat, now, states_changed || kick, unbounded,
+                             plan_clock, plan_work, svc, &ended, &err) != DFS_OK) {
+        dfs_log(DFS_LOG_WARN, "repair planner failed, will retry err=\"%s\"", err);
+        free(err);
     }
-    int64_t until = now_ms() + PLAN_BUDGET_MS;
-    while (svc->plan_active) {
-        struct dfs_plan_result r;
-        char *err = NULL;
-        if (dfs_catalog_repair_plan(svc->cat, svc->plan_cursor, PLAN_PAGE, now_ms(), &r, &err) !=
-            DFS_OK) {
-            dfs_log(DFS_LOG_WARN, "repair planner failed, will retry err=\"%s\"", err);
-            free(err);
-            return false;
-        }
-        plan_add(&svc->plan_sum, &r);
-        memcpy(svc->plan_cursor, r.last, sizeof svc->plan_cursor);
-        if (r.queued > 0 || r.updated > 0)
-            wake_workers(svc);
-        if (r.done) {
-            svc->plan_active = false;
-            svc->plan_last_ms = now;
-            const struct dfs_plan_result *t = &svc->plan_sum;
-            if (t->queued + t->dropped + t->trimmed > 0)
-                dfs_log(DFS_LOG_INFO,
-                        "repair plan pass fragments=%zu queued=%zu reprioritised=%zu dropped=%zu "
-                        "lost=%zu surplus_dropped=%zu",
-                        t->scanned, t->queued, t->updated, t->dropped, t->lost, t->trimmed);
-            return true;
-        }
-        if (!unbounded && now_ms() >= until)
-            break;
-    }
-    return false;
+    return ended;
 }
 
 int dfs_metadata_service_plan_all(dfs_metadata_service *svc, char **errmsg)
 {
-    svc->plan_active = false;
+    svc->plan.active = false;
     atomic_store(&svc->plan_kick, true);
     if (!plan_step(svc, now_ms(), false, true))
         return dfs_seterr(errmsg, DFS_EIO, "the repair planner did not finish (see the log)");
@@ -2094,11 +2051,11 @@ void dfs_metadata_service_maintain(dfs_metadata_service *svc)
         free(err);
         err = NULL;
     } else {
-        uint64_t sig = node_signature(nodes, nnodes);
+        uint64_t sig = dfs_repair_pass_signature(nodes, nnodes);
         bool changed = sig != svc->node_sig;
         svc->node_sig = sig;
         plan_step(svc, now, changed, false);
-        if (!svc->plan_active && now - svc->rebalance_last_ms >= svc->cfg.rebalance_interval_ms) {
+        if (!svc->plan.active && now - svc->rebalance_last_ms >= svc->cfg.rebalance_interval_ms) {
             svc->rebalance_last_ms = now;
             struct dfs_rebalance_config rb = {.threshold_pct = svc->cfg.rebalance_threshold_pct,
                                               .max = svc->cfg.rebalance_max};
@@ -2124,7 +2081,7 @@ static void *background_main(void *arg)
         if (svc->stopping)
             break;
         /* A pass in progress continues at once (bounded steps), else wait for the interval. */
-        if (svc->plan_active && !atomic_load(&svc->plan_kick)) {
+        if (svc->plan.active && !atomic_load(&svc->plan_kick)) {
             pthread_mutex_unlock(&svc->mu);
             struct timespec pause = {0, 10 * 1000000};
             nanosleep(&pause, NULL);
@@ -2153,6 +2110,8 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     svc->cat = cat;
     svc->cfg = *cfg;
     svc->created_ms = now_ms();
+    svc->plan = (struct dfs_repair_pass){
+        .page = PLAN_PAGE, .budget_ms = PLAN_BUDGET_MS, .interval_ms = PLAN_INTERVAL_MS};
     struct dfs_metadata_config *c = &svc->cfg;
     if (c->default_replicas == 0)
         c->default_replicas = 3;
