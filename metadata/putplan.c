@@ -70,7 +70,7 @@ int dfs_putplan_create(dfs_catalog *cat, dfs_placer *placer, const struct dfs_pu
     uint32_t nfrag = dfs_catalog_redundancy_fragments(red);
     size_t k = dfs_catalog_redundancy_copies(red);
     uint64_t fragment_size = spec->fragment_size;
-    /* How many nodes one placement picks: k copies of a fragment, or the K+M fragments of a file. */
+    /* Nodes one placement picks: k copies of a fragment, or the K+M fragments of a file. */
     size_t width = red->scheme == DFS_SCHEME_ERASURE ? nfrag : k;
     struct dfs_plan_fragment *plan = calloc(nfrag, sizeof *plan);
     const char **targets = calloc((size_t)nfrag * k, sizeof *targets);

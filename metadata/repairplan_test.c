@@ -59,8 +59,10 @@ static void fake_file(struct fake *fk, const struct dfs_redundancy *red, size_t 
         fr->replicas = fk->reps[i];
         fr->nreplicas = ncopies[i];
         for (size_t r = 0; r < ncopies[i]; r++) {
-            snprintf(fk->reps[i][r].node_id, sizeof fk->reps[i][r].node_id, "n%zu%zu", i, r);
-            snprintf(fk->reps[i][r].address, sizeof fk->reps[i][r].address, "a%zu%zu", i, r);
+            snprintf(fk->reps[i][r].node_id, sizeof fk->reps[i][r].node_id, "n%u%u",
+                     (unsigned)(i % 10), (unsigned)(r % 10));
+            snprintf(fk->reps[i][r].address, sizeof fk->reps[i][r].address, "a%u%u",
+                     (unsigned)(i % 10), (unsigned)(r % 10));
             fk->reps[i][r].node_state = states[i][r];
         }
     }
@@ -415,7 +417,7 @@ static void test_pass(void **state)
     env_open(&e, 4);
     struct dfs_redundancy red = {.scheme = DFS_SCHEME_REPLICATION, .replicas = 2, .fragments = 1};
     for (int i = 0; i < 5; i++) {
-        char path[8];
+        char path[16];
         snprintf(path, sizeof path, "/%d", i);
         dfs_catalog_file_rec_free(
             dfs_testing_put(e.cat, path, 10, &red, DFS_POLICY_RANDOM, (int[]){0, 1}, T0));
