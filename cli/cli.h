@@ -19,12 +19,13 @@ struct dfs_session {
 
 /*
  * Parse and run one command line: argv[0] is the program's name, then global options, the command
- * and its arguments and options, in any order (GNU getopt permutes). Prints the command's output,
- * or a one-line error, and returns the exit status (commands.h). Never exits the process.
+ * and its arguments and options, in any order (the option table in cli.c, common/options.h).
+ * Prints the command's output, its help (-h), or a one-line error, and returns the exit status
+ * (commands.h). Never exits the process.
  */
 int dfs_cli_run(struct dfs_session *sess, int argc, char **argv);
 
-/* The full help text. */
+/* The program's help: the commands and the global options (dfs -h). */
 void dfs_cli_usage(FILE *out);
 
 /*

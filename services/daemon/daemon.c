@@ -122,27 +122,3 @@ int dfs_daemon_advertise(const char *listen, int port, char *out, size_t cap, ch
                           dfs_quote(listen, &(struct dfs_quote){{0}}));
     return DFS_OK;
 }
-
-int dfs_daemon_parse_int(const char *flag, const char *value, long long min, long long max,
-                         long long *out, char **errmsg)
-{
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(value, &end, 10);
-    if (errno != 0 || end == value || *end != '\0' || v < min || v > max)
-        return dfs_seterr(errmsg, DFS_EINVAL,
-                          "%s must be a whole number from %lld to %lld, not '%s'", flag, min, max,
-                          dfs_quote(value, &(struct dfs_quote){{0}}));
-    *out = v;
-    return DFS_OK;
-}
-
-const char *dfs_daemon_bad_option(char *const argv[], struct dfs_quote *q)
-{
-    /* optopt: the letter of a short option; a long option's value (not a letter) or 0. */
-    if (optopt > 0x20 && optopt < 0x7f) {
-        snprintf(q->s, sizeof q->s, "-%c", optopt);
-        return q->s;
-    }
-    return dfs_quote(optind > 0 ? argv[optind - 1] : "", q);
-}

@@ -117,33 +117,6 @@ int dfs_rpc_tls_create_optional(const struct dfs_rpc_tls_config *cfg, dfs_rpc_tl
     return dfs_rpc_tls_create(cfg, out, errmsg);
 }
 
-bool dfs_rpc_security_option(int code, const char *arg, struct dfs_rpc_tls_config *cfg,
-                             bool *insecure)
-{
-    switch (code) {
-    case DFS_RPC_OPT_TLS_CERT:
-        cfg->cert_file = arg;
-        return true;
-    case DFS_RPC_OPT_TLS_KEY:
-        cfg->key_file = arg;
-        return true;
-    case DFS_RPC_OPT_TLS_CA:
-        cfg->ca_file = arg;
-        return true;
-    case DFS_RPC_OPT_TLS_CLIENT_AUTH:
-        cfg->mutual = true;
-        return true;
-    case DFS_RPC_OPT_TLS_SERVER_NAME:
-        cfg->server_name = arg;
-        return true;
-    case DFS_RPC_OPT_INSECURE:
-        *insecure = true;
-        return true;
-    default:
-        return false;
-    }
-}
-
 void dfs_rpc_tls_destroy(dfs_rpc_tls *tls)
 {
     if (tls == NULL)
