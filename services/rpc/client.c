@@ -504,27 +504,3 @@ void dfs_rpc_ccall_cancel_with(dfs_rpc_ccall *call, int status, const char *mess
     }
     grpc_call_cancel(call->call, NULL);
 }
-
-bool dfs_rpc_hostport_valid(const char *s, size_t max_len)
-{
-    size_t n = strnlen(s, max_len + 1);
-    if (n == 0 || n > max_len)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c >= 0x7f)
-            return false;
-    }
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL || colon == s || colon[1] == '\0')
-        return false;
-    unsigned long port = 0;
-    for (const char *q = colon + 1; *q != '\0'; q++) {
-        if (*q < '0' || *q > '9')
-            return false;
-        port = port * 10 + (unsigned long)(*q - '0');
-        if (port > 65535)
-            return false;
-    }
-    return port > 0;
-}

@@ -8,6 +8,7 @@
 
 #include <openssl/crypto.h>
 
+#include "common/addr.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/id.h"
@@ -1721,7 +1722,7 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
                           "storage service: chunk_bytes %zu is not a multiple of %u up to %u",
                           chunk, DFS_BLOCK_SIZE, DFS_STORAGE_CHUNK_MAX);
     const char *self = cfg != NULL && cfg->advertise != NULL ? cfg->advertise : "";
-    if (self[0] != '\0' && !dfs_rpc_hostport_valid(self, DFS_STORAGE_ADDR_MAX)) {
+    if (self[0] != '\0' && !dfs_addr_valid(self, DFS_STORAGE_ADDR_MAX)) {
         char a[64];
         return dfs_seterr(errmsg, DFS_EINVAL,
                           "storage service: the advertised address \"%s\" is not a host:port",
@@ -1765,7 +1766,7 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
 
 int dfs_storage_service_set_advertise(dfs_storage_service *svc, const char *addr, char **errmsg)
 {
-    if (addr == NULL || !dfs_rpc_hostport_valid(addr, DFS_STORAGE_ADDR_MAX)) {
+    if (addr == NULL || !dfs_addr_valid(addr, DFS_STORAGE_ADDR_MAX)) {
         char a[64];
         return dfs_seterr(errmsg, DFS_EINVAL,
                           "storage service: the advertised address \"%s\" is not a host:port",
