@@ -1,6 +1,7 @@
 /* The client's links: one channel per storage node. */
 #include "client/links.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 
 #include <stdlib.h>
@@ -68,7 +69,7 @@ dfs_link *dfs_links_get(dfs_links *links, const char *address, char **errmsg)
         free(l);
         return NULL;
     }
-    dfs_bucket_init(&l->bucket, links->rate, links->burst, dfs_rpc_now_ns());
+    dfs_bucket_init(&l->bucket, links->rate, links->burst, dfs_clock_mono_ns());
     links->v[links->n++] = l;
     return l;
 }

@@ -4,6 +4,7 @@
 #include "cli/json.h"
 #include "client/meta.h"
 #include "common/addr.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "dfs/v1/metadata.pb-c.h"
@@ -213,9 +214,7 @@ static enum MHD_Result status(dfs_gateway *g, struct MHD_Connection *c)
     dfs_json_key(j, "metadata");
     dfs_json_string(j, dfs_meta_addr(g->meta));
     dfs_json_key(j, "time_ms");
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    dfs_json_int(j, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    dfs_json_int(j, dfs_clock_wall_ms());
     dfs_json_key(j, "stat");
     dfs_json_begin_object(j);
     key_uint(j, "files", st->files);
@@ -704,12 +703,10 @@ unsigned dfs_gateway_quiesce(dfs_gateway *g, int64_t grace_ms)
     MHD_socket s = MHD_quiesce_daemon(g->daemon);
     if (s != MHD_INVALID_SOCKET)
         close(s);
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = dfs_clock_mono_ns();
     for (;;) {
         unsigned n = atomic_load(&g->active);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        int64_t ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        int64_t ms = (dfs_clock_mono_ns() - t0) / 1000000;
         if (n == 0 || ms >= grace_ms)
             return n;
         struct timespec pause = {0, 20 * 1000000};

@@ -1,6 +1,7 @@
 /* gRPC C-core clients. */
 #include "services/rpc/client.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "services/rpc/msg.h"
 #include "services/rpc/security_int.h"
@@ -208,13 +209,13 @@ int dfs_rpc_unary_retry(dfs_rpc_channel *ch, const char *method, const ProtobufC
                         const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
                         int64_t timeout_ms, int64_t retry_ms, char **errmsg)
 {
-    int64_t start = dfs_rpc_now_ns();
+    int64_t start = dfs_clock_mono_ns();
     int64_t backoff_ms = 50;
     for (;;) {
         int rc = dfs_rpc_unary(ch, method, req, resp_desc, resp, timeout_ms, errmsg);
         if (rc != DFS_EUNAVAIL)
             return rc;
-        int64_t elapsed_ms = (dfs_rpc_now_ns() - start) / 1000000;
+        int64_t elapsed_ms = (dfs_clock_mono_ns() - start) / 1000000;
         if (elapsed_ms + backoff_ms >= retry_ms)
             return rc;
         struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000};

@@ -1,6 +1,7 @@
 /* A storage node's repairer: worker threads that copy or rebuild fragments from other nodes. */
 #include "services/storage/repair.h"
 
+#include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/id.h"
@@ -167,7 +168,7 @@ static int run_check(struct run *x, char **err)
     const char *what = x->req != NULL ? "repair" : "check";
     if (atomic_load(&x->job->cancel))
         return dfs_seterr(err, DFS_ECANCELED, "fragment %s: %s cancelled", id, what);
-    if (dfs_rpc_now_ns() >= x->job->deadline_ns)
+    if (dfs_clock_mono_ns() >= x->job->deadline_ns)
         return dfs_seterr(err, DFS_ETIMEDOUT, "fragment %s: %s deadline passed", id, what);
     return DFS_OK;
 }
@@ -177,7 +178,7 @@ static int64_t run_timeout_ms(struct run *x)
 {
     if (x->job->deadline_ns == INT64_MAX)
         return -1;
-    int64_t left = (x->job->deadline_ns - dfs_rpc_now_ns()) / 1000000;
+    int64_t left = (x->job->deadline_ns - dfs_clock_mono_ns()) / 1000000;
     return left > 1 ? left : 1;
 }
 
@@ -190,14 +191,14 @@ static int run_charge(struct run *x, uint64_t n, char **err)
     atomic_fetch_add(&x->r->bytes_read, n);
     x->job->bytes_read += n;
     pthread_mutex_lock(&x->r->bucket_mu);
-    int64_t wait = dfs_bucket_charge(&x->r->bucket, n, dfs_rpc_now_ns());
+    int64_t wait = dfs_bucket_charge(&x->r->bucket, n, dfs_clock_mono_ns());
     pthread_mutex_unlock(&x->r->bucket_mu);
-    int64_t until = dfs_rpc_now_ns() + wait;
+    int64_t until = dfs_clock_mono_ns() + wait;
     for (;;) {
         int rc = run_check(x, err);
         if (rc != DFS_OK)
             return rc;
-        int64_t left = until - dfs_rpc_now_ns();
+        int64_t left = until - dfs_clock_mono_ns();
         if (left <= 0)
             return DFS_OK;
         int64_t ms = left / 1000000 + 1;
@@ -232,7 +233,7 @@ static void stream_recv_cb(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *msg
     (void)call;
     struct stream *s = arg;
     s->recv_busy = false;
-    s->last_ns = dfs_rpc_now_ns();
+    s->last_ns = dfs_clock_mono_ns();
     if (msg != NULL)
         s->msg = (Dfs__V1__GetFragmentResponse *)msg;
     else if (status == DFS_OK)
@@ -248,7 +249,7 @@ static void stream_done_cb(dfs_rpc_ccall *call, void *arg, int status, const cha
     s->ended = true;
     s->status = status;
     clean_text(message, s->message, sizeof s->message);
-    s->last_ns = dfs_rpc_now_ns();
+    s->last_ns = dfs_clock_mono_ns();
 }
 
 static void stream_recv(struct stream *s)
@@ -279,7 +280,7 @@ static int stream_open(struct stream *s, struct run *x, const char *addr, const 
     if (rc != DFS_OK)
         return dfs_seterr(err, rc, "cannot start a call");
     s->open = true;
-    s->last_ns = dfs_rpc_now_ns();
+    s->last_ns = dfs_clock_mono_ns();
     Dfs__V1__GetFragmentRequest req = DFS__V1__GET_FRAGMENT_REQUEST__INIT;
     req.fragment_id = (char *)id;
     req.offset = offset;
@@ -331,7 +332,7 @@ static int stream_poll(struct stream *s, Dfs__V1__GetFragmentResponse **out, cha
         return dfs_seterr(err, code, "%s: %s", dfs_rpc_status_name(dfs_rpc_status_from_err(code)),
                           s->message[0] != '\0' ? s->message : "the stream ended early");
     }
-    if (dfs_rpc_now_ns() - s->last_ns > s->x->r->stall_ms * 1000000)
+    if (dfs_clock_mono_ns() - s->last_ns > s->x->r->stall_ms * 1000000)
         return dfs_seterr(err, DFS_EUNAVAIL, "sent nothing for %" PRId64 " ms", s->x->r->stall_ms);
     return 0;
 }
@@ -925,7 +926,7 @@ static void run_job(struct worker *w, struct dfs_repair_job *job)
     struct run x = {.w = w, .r = w->r, .job = job, .req = job->req};
     const Dfs__V1__RepairFragmentRequest *req = job->req;
     char *err = NULL;
-    int64_t t0 = dfs_rpc_now_ns();
+    int64_t t0 = dfs_clock_mono_ns();
     int rc = run_check(&x, &err);
     if (rc == DFS_OK)
         rc = dfs_repair_check(req, &err);
@@ -948,7 +949,7 @@ static void run_job(struct worker *w, struct dfs_repair_job *job)
             rc = req->erasure != NULL ? run_rebuild(&x, &err) : run_copy(&x, &err);
     }
     job->status = rc;
-    double ms = (double)(dfs_rpc_now_ns() - t0) / 1e6;
+    double ms = (double)(dfs_clock_mono_ns() - t0) / 1e6;
     if (rc == DFS_OK) {
         job->size = req->size;
         atomic_fetch_add(&w->r->ok, 1);
@@ -1042,7 +1043,7 @@ int dfs_repairer_create(dfs_frag_store *store, const struct dfs_repairer_config 
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     pthread_mutex_init(&r->bucket_mu, NULL);
-    dfs_bucket_init(&r->bucket, cfg != NULL ? cfg->rate : 0, BURST_BYTES, dfs_rpc_now_ns());
+    dfs_bucket_init(&r->bucket, cfg != NULL ? cfg->rate : 0, BURST_BYTES, dfs_clock_mono_ns());
     r->nworkers = workers;
     r->workers = calloc((size_t)workers, sizeof *r->workers);
     if (r->workers == NULL) {

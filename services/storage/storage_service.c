@@ -2,6 +2,7 @@
 #include "services/storage/storage_service.h"
 
 #include "common/arena.h"
+#include "common/clock.h"
 #include "common/receipt.h"
 #include "common/ticket.h"
 #include "services/rpc/ticket_pb.h"
@@ -119,13 +120,6 @@ static_assert(DFS_VALIDATE_CHUNK_MAX == DFS_STORAGE_CHUNK_MAX, "one chunk limit"
 /* CRCs of one GetFragment message. */
 #define GET_MAX_CRCS (DFS_STORAGE_CHUNK_MAX / DFS_BLOCK_SIZE)
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static const char *code_name(int code)
 {
     return dfs_rpc_status_name(dfs_rpc_status_from_err(code));
@@ -193,13 +187,6 @@ static uint8_t *put_le32(uint8_t *p, uint32_t v)
 
 /* ---- tickets ---- */
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A copy of the node's key into key; false before the node has one (it has not registered). */
 static bool node_key(dfs_storage_service *svc, uint8_t key[DFS_TICKET_KEY_LEN])
 {
@@ -234,9 +221,9 @@ static int check_ticket_peer(dfs_storage_service *svc, dfs_rpc_call *call,
         rc = dfs_ticket_from_pb(tm, &t, &why);
     if (rc == DFS_OK && op == DFS_TICKET_FORWARD)
         rc = dfs_ticket_check_forward(key, &t, fragment_id, svc->node_id, peer_node_id,
-                                      peer_address, wall_ms(), &why);
+                                      peer_address, dfs_clock_wall_ms(), &why);
     else if (rc == DFS_OK)
-        rc = dfs_ticket_check(key, &t, op, fragment_id, svc->node_id, wall_ms(), &why);
+        rc = dfs_ticket_check(key, &t, op, fragment_id, svc->node_id, dfs_clock_wall_ms(), &why);
     OPENSSL_cleanse(key, sizeof key);
     if (rc == DFS_OK)
         return DFS_OK;
@@ -278,7 +265,7 @@ static int64_t link_take(struct link *l, uint64_t rate, uint64_t n)
 {
     if (rate == 0)
         return 0;
-    int64_t now = dfs_rpc_now_ns();
+    int64_t now = dfs_clock_mono_ns();
     pthread_mutex_lock(&l->mu);
     if ((double)rate != l->bucket.rate) {
         if (l->bucket.rate > 0)
@@ -344,7 +331,7 @@ static int channel_for(dfs_storage_service *svc, const char *addr, dfs_rpc_chann
         if (rc == DFS_OK) {
             pthread_mutex_init(&e->link->mu, NULL);
             /* Burst: one message, shared by the link's puts. Unlimited until a put says. */
-            dfs_bucket_init(&e->link->bucket, 0, DFS_STORAGE_CHUNK_MAX, dfs_rpc_now_ns());
+            dfs_bucket_init(&e->link->bucket, 0, DFS_STORAGE_CHUNK_MAX, dfs_clock_mono_ns());
             svc->nchans++;
             *out = e->ch;
             *link = e->link;
@@ -608,7 +595,7 @@ static void chain_log_failure(struct put_call *p)
     char smsg[512];
     dfs_log(DFS_LOG_WARN,
             "chain forward failed id=%s next=%s forwarded=%" PRIu64 " ms=%.1f err=\"%s\"", p->id,
-            c->fwd[0], c->forwarded, (double)(now_ns() - c->t0_ns) / 1e6,
+            c->fwd[0], c->forwarded, (double)(dfs_clock_mono_ns() - c->t0_ns) / 1e6,
             scrub(c->error, smsg, sizeof smsg));
 }
 
@@ -690,7 +677,7 @@ static void chain_send_pending(struct put_call *p)
     size_t n = grpc_byte_buffer_length(c->pending);
     int64_t wait = link_take(c->link, c->rate, n);
     if (wait > 0) {
-        dfs_rpc_loop_timer_arm(c->loop, &c->timer, dfs_rpc_now_ns() + wait);
+        dfs_rpc_loop_timer_arm(c->loop, &c->timer, dfs_clock_mono_ns() + wait);
         return;
     }
     grpc_byte_buffer *bb = c->pending;
@@ -707,7 +694,7 @@ static void chain_send_pending(struct put_call *p)
     /* A next node that takes nothing (stopped, its disk stuck) must not hold this put forever,
        deadline or not: the timer now watches the send (chain_timer_fire). */
     if (p->svc->idle_ms > 0)
-        dfs_rpc_loop_timer_arm(c->loop, &c->timer, dfs_rpc_now_ns() + p->svc->idle_ms * 1000000);
+        dfs_rpc_loop_timer_arm(c->loop, &c->timer, dfs_clock_mono_ns() + p->svc->idle_ms * 1000000);
 }
 
 /* The timer: tokens for the pending message are there, or (a send in flight) the send stalled. */
@@ -878,7 +865,7 @@ static int chain_create(struct put_call *p, const Dfs__V1__FragmentHeader *h, ch
     uint64_t rate = p->svc->forward_rate;
     if (h->forward_rate != 0 && (rate == 0 || h->forward_rate < rate))
         rate = h->forward_rate;
-    c->t0_ns = now_ns();
+    c->t0_ns = dfs_clock_mono_ns();
     c->rate = rate;
     dfs_rpc_timer_init(&c->timer, chain_timer_fire);
     c->loop = dfs_rpc_call_loop(p->call);
@@ -1019,7 +1006,7 @@ static void put_reply_chain(struct put_call *p, Dfs__V1__PutFragmentResponse *re
             "chain done id=%s size=%" PRIu64 " next=%s acks_ok=%zu acks=%zu forwarded=%" PRIu64
             " ms=%.1f",
             p->id, p->size, c->fwd[0], nok, c->nfwd, c->forwarded,
-            (double)(now_ns() - p->t0_ns) / 1e6);
+            (double)(dfs_clock_mono_ns() - p->t0_ns) / 1e6);
     resp->chain = ptrs;
     resp->n_chain = c->nfwd;
     dfs_rpc_call_reply(p->call, &resp->base);
@@ -1030,7 +1017,8 @@ static void put_reply(struct put_call *p)
 {
     p->finished = true;
     dfs_log(DFS_LOG_DEBUG, "put done id=%s size=%" PRIu64 " checksum=%08x messages=%u ms=%.1f",
-            p->id, p->size, p->checksum, p->messages, (double)(now_ns() - p->t0_ns) / 1e6);
+            p->id, p->size, p->checksum, p->messages,
+            (double)(dfs_clock_mono_ns() - p->t0_ns) / 1e6);
     Dfs__V1__PutFragmentResponse resp = DFS__V1__PUT_FRAGMENT_RESPONSE__INIT;
     resp.fragment_id = p->id;
     resp.size = p->size;
@@ -1186,7 +1174,7 @@ static void put_handler(dfs_rpc_call *call, void *ctx)
     p->svc = svc;
     p->call = call;
     p->refs = 1;
-    p->t0_ns = now_ns();
+    p->t0_ns = dfs_clock_mono_ns();
     atomic_fetch_add(&svc->puts_active, 1);
     dfs_rpc_call_set_state(call, p, put_release);
     dfs_rpc_call_on_cancel(call, put_cancelled, p);
@@ -1353,7 +1341,7 @@ static void get_send_next(struct get_call *g)
         g->finished = true;
         atomic_fetch_add(&g->svc->gets_ok, 1);
         dfs_log(DFS_LOG_DEBUG, "get done id=%s bytes=%" PRIu64 " messages=%u ms=%.1f", g->id,
-                g->end - g->begin, g->messages, (double)(now_ns() - g->t0_ns) / 1e6);
+                g->end - g->begin, g->messages, (double)(dfs_clock_mono_ns() - g->t0_ns) / 1e6);
         dfs_rpc_call_finish(g->call, DFS_OK, NULL, NULL);
     }
 }
@@ -1427,7 +1415,7 @@ static void get_handler(dfs_rpc_call *call, void *ctx)
     g->pos = req->offset;
     g->end = req->length == 0 ? size : req->offset + req->length;
     g->first = true;
-    g->t0_ns = now_ns();
+    g->t0_ns = dfs_clock_mono_ns();
     if (dfs_frag_reader_map(r, g->begin, g->end - g->begin, &g->map, NULL) != DFS_OK)
         g->map = NULL; /* every message is read instead */
     atomic_fetch_add(&svc->gets_active, 1);
@@ -1555,7 +1543,7 @@ static void stat_verify(dfs_storage_service *svc, dfs_rpc_call *call, const char
     v->job.verify_id = v->id;
     int64_t left = dfs_rpc_call_remaining_ms(call);
     v->job.deadline_ns =
-        left >= INT64_MAX / 2000000 ? INT64_MAX : dfs_rpc_now_ns() + left * 1000000;
+        left >= INT64_MAX / 2000000 ? INT64_MAX : dfs_clock_mono_ns() + left * 1000000;
     atomic_init(&v->job.cancel, false);
     v->job.done = verify_job_done;
     v->job.arg = v;
@@ -1694,7 +1682,7 @@ static void repair_handler(dfs_rpc_call *call, void *ctx)
         int64_t left = dfs_rpc_call_remaining_ms(call);
         /* No deadline, or one too far to count in nanoseconds: none. */
         r->job.deadline_ns =
-            left >= INT64_MAX / 2000000 ? INT64_MAX : dfs_rpc_now_ns() + left * 1000000;
+            left >= INT64_MAX / 2000000 ? INT64_MAX : dfs_clock_mono_ns() + left * 1000000;
         atomic_init(&r->job.cancel, false);
         r->job.done = repair_job_done;
         r->job.arg = r;
