@@ -19,6 +19,7 @@
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
 #include "services/rpc/status.h"
+#include "services/rpc/wire.h"
 #include "services/rpc/wirecheck.h"
 #include "services/storage/putmsg.h"
 #include "services/storage/repair.h"
@@ -155,26 +156,6 @@ static void log_failure(enum dfs_log_level level, dfs_rpc_call *call, const char
 }
 
 /* ---- the protobuf wire format, for the two data-carrying messages ---- */
-
-static size_t varint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
 
 static uint8_t *put_le32(uint8_t *p, uint32_t v)
 {
@@ -745,10 +726,10 @@ static grpc_byte_buffer *chain_first_message(struct put_call *p, grpc_slice flat
     size_t end = (size_t)(m->header + m->header_len - base);
     if (begin > 0)
         parts[n++] = grpc_slice_sub(flat, 0, begin);
-    grpc_slice hs = grpc_slice_malloc(1 + varint_len(hlen) + hlen);
+    grpc_slice hs = grpc_slice_malloc(1 + dfs_wire_varint_len(hlen) + hlen);
     uint8_t *q = GRPC_SLICE_START_PTR(hs);
     *q++ = 0x0a; /* field 1, length-delimited */
-    q = put_varint(q, hlen);
+    q = dfs_wire_put_varint(q, hlen);
     q += dfs__v1__fragment_header__pack(&h, q);
     assert(q == GRPC_SLICE_END_PTR(hs));
     parts[n++] = hs;
@@ -1249,11 +1230,11 @@ static int get_pack_next(struct get_call *g, grpc_byte_buffer **out, char **err)
     size_t ncrcs = dfs_crc32c_nblocks(n);
     size_t hlen = 0, total = 0;
     if (g->first) {
-        hlen = 2 + DFS_FRAGMENT_ID_HEX + (g->size > 0 ? 1 + varint_len(g->size) : 0);
-        total += 1 + varint_len(hlen) + hlen + 1 + 4;
+        hlen = 2 + DFS_FRAGMENT_ID_HEX + (g->size > 0 ? 1 + dfs_wire_varint_len(g->size) : 0);
+        total += 1 + dfs_wire_varint_len(hlen) + hlen + 1 + 4;
     }
     if (n > 0)
-        total += 1 + varint_len(n) + n + 1 + varint_len(4 * ncrcs) + 4 * ncrcs;
+        total += 1 + dfs_wire_varint_len(n) + n + 1 + dfs_wire_varint_len(4 * ncrcs) + 4 * ncrcs;
     const unsigned char *mapped = NULL;
     if (n > 0 && g->map != NULL) {
         int rc = dfs_frag_reader_peek(g->r, g->map, g->pos, n, &mapped, g->crcs, err);
@@ -1264,20 +1245,20 @@ static int get_pack_next(struct get_call *g, grpc_byte_buffer **out, char **err)
     uint8_t *start = GRPC_SLICE_START_PTR(s), *q = start;
     if (g->first) {
         *q++ = 0x0a; /* field 1, length-delimited */
-        q = put_varint(q, hlen);
+        q = dfs_wire_put_varint(q, hlen);
         *q++ = 0x0a; /* FragmentHeader.fragment_id */
         *q++ = DFS_FRAGMENT_ID_HEX;
         memcpy(q, g->id, DFS_FRAGMENT_ID_HEX);
         q += DFS_FRAGMENT_ID_HEX;
         if (g->size > 0) {
             *q++ = 0x10; /* FragmentHeader.size, varint */
-            q = put_varint(q, g->size);
+            q = dfs_wire_put_varint(q, g->size);
         }
     }
     uint8_t *data_at = NULL;
     if (n > 0) {
         *q++ = 0x12; /* field 2, length-delimited */
-        q = put_varint(q, n);
+        q = dfs_wire_put_varint(q, n);
         data_at = q;
         if (mapped == NULL) {
             int rc = dfs_frag_reader_read(g->r, g->pos, q, n, g->crcs, err);
@@ -1288,7 +1269,7 @@ static int get_pack_next(struct get_call *g, grpc_byte_buffer **out, char **err)
             q += n;
         }
         *q++ = 0x1a; /* field 3, packed */
-        q = put_varint(q, 4 * ncrcs);
+        q = dfs_wire_put_varint(q, 4 * ncrcs);
         for (size_t i = 0; i < ncrcs; i++)
             q = put_le32(q, g->crcs[i]);
     }
