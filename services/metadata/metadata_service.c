@@ -11,6 +11,7 @@
 #include "dfs/v1/storage.pb-c.h"
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
+#include "services/rpc/pool.h"
 #include "services/validate/validate.h"
 
 #include <assert.h>
@@ -36,13 +37,6 @@
 #include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* A channel to one storage node (deletions, repairs, StatFragment checks), kept for the life of
-   the service: gRPC channels are thread-safe and reconnect by themselves. */
-struct node_channel {
-    char address[DFS_NODE_ADDRESS_MAX + 1];
-    dfs_rpc_channel *ch;
-};
 
 /*
  * Bytes the service planned onto a node since the node's last report (least_used's view of free
@@ -106,10 +100,9 @@ struct dfs_metadata_service {
     pthread_mutex_t claim_mu;
     atomic_uint_fast64_t rep_running, rep_done, rep_failed, rep_bytes;
 
-    /* The shared channel cache; chan_mu is a leaf lock. */
-    pthread_mutex_t chan_mu;
-    struct node_channel *channels;
-    size_t nchannels;
+    /* Channels to storage nodes (deletions, repairs, StatFragment checks), kept for the life of
+       the service; the pool's lock is a leaf lock. */
+    dfs_rpc_pool *nodes;
 
     /* Planner state, owned by the background thread (or a caller of maintain). A pass walks the
        catalog in bounded pages; one starts when node states changed, when a handler asked for it
@@ -1368,34 +1361,17 @@ static void handle_stat(dfs_rpc_call *call, void *ctx)
 
 /* ---- background work ---- */
 
-/* The cached channel to a node's address (created on first use); NULL when out of memory. */
+/* The pooled channel to a node's address (opened on first use); NULL when it cannot be opened. */
 static dfs_rpc_channel *node_channel(dfs_metadata_service *svc, const char *address)
 {
     dfs_rpc_channel *found = NULL;
-    pthread_mutex_lock(&svc->chan_mu);
-    for (size_t i = 0; found == NULL && i < svc->nchannels; i++)
-        if (strcmp(svc->channels[i].address, address) == 0)
-            found = svc->channels[i].ch;
-    if (found == NULL) {
-        struct node_channel *c = realloc(svc->channels, (svc->nchannels + 1) * sizeof *c);
-        if (c != NULL) {
-            svc->channels = c;
-            struct dfs_rpc_channel_opts o = {.security = svc->cfg.node_security};
-            char *err = NULL;
-            if (dfs_rpc_channel_open(address, &o, &found, &err) != DFS_OK) {
-                dfs_log(DFS_LOG_WARN, "cannot open a channel to a node address=%s err=\"%s\"",
-                        address, err != NULL ? err : "?");
-                free(err);
-            } else {
-                snprintf(c[svc->nchannels].address, sizeof c[svc->nchannels].address, "%s",
-                         address);
-                c[svc->nchannels].ch = found;
-                svc->nchannels++;
-            }
-        }
-    }
-    pthread_mutex_unlock(&svc->chan_mu);
-    return found;
+    char *err = NULL;
+    int rc = dfs_rpc_pool_get(svc->nodes, address, &found, NULL, &err);
+    if (rc != DFS_OK && rc != DFS_ENOMEM)
+        dfs_log(DFS_LOG_WARN, "cannot open a channel to a node address=%s err=\"%s\"", address,
+                err != NULL ? err : "?");
+    free(err);
+    return rc == DFS_OK ? found : NULL;
 }
 
 static void send_deletions(dfs_metadata_service *svc)
@@ -3036,9 +3012,13 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     if (rc == DFS_OK)
         rc = dfs_damage_queue_create(DAMAGE_QUEUE_MAX, DAMAGE_GOOD_FOR_MS, &svc->damage, errmsg);
     if (rc == DFS_OK)
+        rc = dfs_rpc_pool_create(&(struct dfs_rpc_pool_config){.security = c->node_security},
+                                 &svc->nodes, errmsg);
+    if (rc == DFS_OK)
         rc = dfs_placement_create(&pcfg, &svc->placement, errmsg);
     if (rc != DFS_OK) {
         OPENSSL_cleanse(svc->master_key, sizeof svc->master_key);
+        dfs_rpc_pool_destroy(svc->nodes);
         dfs_damage_queue_destroy(svc->damage);
         free(svc);
         return rc;
@@ -3056,6 +3036,7 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     rc = dfs_catalog_repairs_recover(cat, dfs_clock_wall_ms(), &recovered, errmsg);
     if (rc != DFS_OK) {
         dfs_placement_destroy(svc->placement);
+        dfs_rpc_pool_destroy(svc->nodes);
         dfs_damage_queue_destroy(svc->damage);
         free(svc);
         return rc;
@@ -3067,7 +3048,6 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     pthread_cond_init(&svc->work_cv, NULL);
     pthread_cond_init(&svc->check_cv, NULL);
     pthread_mutex_init(&svc->claim_mu, NULL);
-    pthread_mutex_init(&svc->chan_mu, NULL);
     atomic_init(&svc->stop_flag, false);
     atomic_init(&svc->plan_kick, true);
     atomic_init(&svc->rep_running, 0);
@@ -3479,9 +3459,7 @@ void dfs_metadata_service_destroy(dfs_metadata_service *svc)
     for (size_t i = 0; i < svc->nworkers; i++)
         pthread_join(svc->workers[i], NULL);
     free(svc->workers);
-    for (size_t i = 0; i < svc->nchannels; i++)
-        dfs_rpc_channel_destroy(svc->channels[i].ch);
-    free(svc->channels);
+    dfs_rpc_pool_destroy(svc->nodes);
     dfs_placement_destroy(svc->placement);
     free(svc->reserved);
     pthread_mutex_destroy(&svc->place_mu);
@@ -3490,7 +3468,6 @@ void dfs_metadata_service_destroy(dfs_metadata_service *svc)
     pthread_cond_destroy(&svc->work_cv);
     pthread_cond_destroy(&svc->check_cv);
     pthread_mutex_destroy(&svc->claim_mu);
-    pthread_mutex_destroy(&svc->chan_mu);
     dfs_damage_queue_destroy(svc->damage);
     free(svc);
 }

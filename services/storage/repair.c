@@ -9,10 +9,12 @@
 #include "common/throttle.h"
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
+#include "services/rpc/pool.h"
 #include "services/rpc/status.h"
 #include "services/validate/validate.h"
 #include "storage/ec.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -35,11 +37,6 @@
 /* Room for the per-source reasons in a failure message. */
 #define WHY_MAX          1536
 
-struct chan_entry {
-    char *addr;
-    dfs_rpc_channel *ch;
-};
-
 struct worker {
     dfs_repairer *r;
     pthread_t thread;
@@ -48,21 +45,19 @@ struct worker {
 };
 
 struct dfs_repairer {
-    dfs_frag_store *store;                        /* borrowed */
-    const struct dfs_rpc_link_security *security; /* borrowed */
+    dfs_frag_store *store; /* borrowed */
+    dfs_rpc_pool *sources; /* a channel per source address, kept until destroy */
     int64_t stall_ms;
     struct worker *workers;
     int nworkers;
 
-    /* mu guards the queue, stopping and the channel cache; cv wakes idle workers. */
+    /* mu guards the queue and stopping; cv wakes idle workers. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct dfs_repair_job **queue; /* FIFO ring */
     size_t qhead, qlen, qcap;
     bool stopping;
     struct dfs_repair_job *running[64]; /* by worker: what destroy must cancel */
-    struct chan_entry *chans;
-    size_t nchans, capchans;
 
     /* The one bucket every worker charges; bucket_mu guards it alone. */
     pthread_mutex_t bucket_mu;
@@ -107,49 +102,6 @@ static void why_add(char *why, const char *addr, const char *reason)
     char clean[400];
     clean_text(reason, clean, sizeof clean);
     snprintf(why + n, WHY_MAX - n, "%s%s: %s", n > 0 ? "; " : "", addr, clean);
-}
-
-static int channel_for(dfs_repairer *r, const char *addr, dfs_rpc_channel **out, char **err)
-{
-    int rc = DFS_OK;
-    pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; i < r->nchans; i++) {
-        if (strcmp(r->chans[i].addr, addr) == 0) {
-            *out = r->chans[i].ch;
-            pthread_mutex_unlock(&r->mu);
-            return DFS_OK;
-        }
-    }
-    if (r->nchans == CHANNELS_MAX) {
-        rc = dfs_seterr(err, DFS_ENOSPC, "the repairer already keeps %d channels", CHANNELS_MAX);
-    } else if (r->nchans == r->capchans) {
-        size_t cap = r->capchans > 0 ? 2 * r->capchans : 8;
-        struct chan_entry *c = realloc(r->chans, cap * sizeof *c);
-        if (c == NULL) {
-            rc = dfs_seterr(err, DFS_ENOMEM, "out of memory");
-        } else {
-            r->chans = c;
-            r->capchans = cap;
-        }
-    }
-    if (rc == DFS_OK) {
-        struct chan_entry *e = &r->chans[r->nchans];
-        e->addr = strdup(addr);
-        e->ch = NULL;
-        if (e->addr == NULL)
-            rc = dfs_seterr(err, DFS_ENOMEM, "out of memory");
-        else
-            rc = dfs_rpc_channel_open(addr, &(struct dfs_rpc_channel_opts){.security = r->security},
-                                      &e->ch, err);
-        if (rc == DFS_OK) {
-            r->nchans++;
-            *out = e->ch;
-        } else {
-            free(e->addr);
-        }
-    }
-    pthread_mutex_unlock(&r->mu);
-    return rc;
 }
 
 /* ---- one job's context on its worker ---- */
@@ -272,7 +224,7 @@ static int stream_open(struct stream *s, struct run *x, const char *addr, const 
     s->addr = addr;
     s->first = true;
     dfs_rpc_channel *ch = NULL;
-    int rc = channel_for(x->r, addr, &ch, err);
+    int rc = dfs_rpc_pool_get(x->r->sources, addr, &ch, NULL, err);
     if (rc != DFS_OK)
         return rc;
     rc = dfs_rpc_ccall_start(x->w->loop, ch, GET_METHOD, run_timeout_ms(x), stream_done_cb, s,
@@ -1011,11 +963,7 @@ static void free_repairer(dfs_repairer *r)
     if (r->workers != NULL)
         for (int i = 0; i < r->nworkers; i++)
             dfs_rpc_loop_destroy(r->workers[i].loop);
-    for (size_t i = 0; i < r->nchans; i++) {
-        dfs_rpc_channel_destroy(r->chans[i].ch);
-        free(r->chans[i].addr);
-    }
-    free(r->chans);
+    dfs_rpc_pool_destroy(r->sources);
     free(r->workers);
     free(r->queue);
     pthread_mutex_destroy(&r->mu);
@@ -1036,7 +984,6 @@ int dfs_repairer_create(dfs_frag_store *store, const struct dfs_repairer_config 
     if (r == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     r->store = store;
-    r->security = cfg != NULL ? cfg->security : NULL;
     r->on_bad_source = cfg != NULL ? cfg->on_bad_source : NULL;
     r->bad_source_arg = cfg != NULL ? cfg->bad_source_arg : NULL;
     r->stall_ms = cfg != NULL && cfg->stall_ms > 0 ? cfg->stall_ms : DEFAULT_STALL_MS;
@@ -1044,9 +991,15 @@ int dfs_repairer_create(dfs_frag_store *store, const struct dfs_repairer_config 
     pthread_cond_init(&r->cv, NULL);
     pthread_mutex_init(&r->bucket_mu, NULL);
     dfs_bucket_init(&r->bucket, cfg != NULL ? cfg->rate : 0, BURST_BYTES, dfs_clock_mono_ns());
+    struct dfs_rpc_pool_config pool = {
+        .security = cfg != NULL ? cfg->security : NULL,
+        .max = CHANNELS_MAX,
+        .full_message = "the repairer already keeps 1024 channels",
+    };
+    static_assert(CHANNELS_MAX == 1024, "the message names the limit");
     r->nworkers = workers;
     r->workers = calloc((size_t)workers, sizeof *r->workers);
-    if (r->workers == NULL) {
+    if (r->workers == NULL || dfs_rpc_pool_create(&pool, &r->sources, NULL) != DFS_OK) {
         free_repairer(r);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }

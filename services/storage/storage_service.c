@@ -18,6 +18,7 @@
 #include "dfs/v1/storage.pb-c.h"
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
+#include "services/rpc/pool.h"
 #include "services/rpc/status.h"
 #include "services/rpc/wire.h"
 #include "services/rpc/wirecheck.h"
@@ -57,31 +58,41 @@ struct link {
     dfs_bucket bucket;
 };
 
-/* A cached channel to one downstream node, and its link's pacing. */
-struct chan_entry {
-    char *addr;
-    dfs_rpc_channel *ch;
-    struct link *link; /* allocated on its own: entries move when the cache grows */
-};
+/* A pool entry's link: unlimited until a put says, with a burst of one message. */
+static void link_init(void *data, const char *addr, dfs_rpc_channel *ch, void *arg)
+{
+    (void)addr;
+    (void)ch;
+    (void)arg;
+    struct link *l = data;
+    pthread_mutex_init(&l->mu, NULL);
+    dfs_bucket_init(&l->bucket, 0, DFS_STORAGE_CHUNK_MAX, dfs_clock_mono_ns());
+}
+
+static void link_fini(void *data, void *arg)
+{
+    (void)arg;
+    struct link *l = data;
+    pthread_mutex_destroy(&l->mu);
+}
 
 struct dfs_storage_service {
     dfs_frag_store *store; /* borrowed */
     size_t chunk;
     uint64_t forward_rate; /* bytes/s; 0 = none of the node's own */
     int64_t idle_ms;       /* a send to the next node of a chain may take this long; <= 0: any */
-    /* mu guards self and the channel cache: puts on any loop thread look up (and lazily add)
-       channels, and set_advertise may come from any thread. Channels are never removed before
-       destroy, so a pointer taken under mu stays valid after it is released. */
+    /* mu guards self: set_advertise may come from any thread. */
     pthread_mutex_t mu;
     char self[DFS_STORAGE_ADDR_MAX + 1]; /* advertised address; "" = unknown */
-    struct chan_entry *chans;
-    size_t nchans, capchans;
+    /* A channel and a struct link per downstream address: puts on any loop thread look them up
+       (and lazily add them). Entries are never removed before destroy, so what a put took stays
+       valid. */
+    dfs_rpc_pool *downstream;
     _Atomic uint64_t puts_active, puts_ok, puts_failed, forwards_failed;
     _Atomic uint64_t gets_active, gets_ok, gets_failed;
     _Atomic uint64_t bytes_received, bytes_sent, bytes_forwarded;
     dfs_repairer *repairer; /* RepairFragment's workers */
     _Atomic uint64_t repairs_active;
-    const struct dfs_rpc_link_security *security; /* borrowed: channels to other nodes */
 
     /* Ticket checking: this node's id (the store's) and its key, given by the metadata service
        at registration (set_ticket_key). key_mu guards key and have_key (a leaf lock). */
@@ -276,52 +287,9 @@ static void link_refund(struct link *l, uint64_t rate, uint64_t n)
 static int channel_for(dfs_storage_service *svc, const char *addr, dfs_rpc_channel **out,
                        struct link **link, char **err)
 {
-    int rc = DFS_OK;
-    pthread_mutex_lock(&svc->mu);
-    for (size_t i = 0; i < svc->nchans; i++) {
-        if (strcmp(svc->chans[i].addr, addr) == 0) {
-            *out = svc->chans[i].ch;
-            *link = svc->chans[i].link;
-            pthread_mutex_unlock(&svc->mu);
-            return DFS_OK;
-        }
-    }
-    if (svc->nchans == CHANNELS_MAX) {
-        rc = dfs_seterr(err, DFS_ENOSPC, "this node already keeps channels to %d other nodes",
-                        CHANNELS_MAX);
-    } else if (svc->nchans == svc->capchans) {
-        size_t cap = svc->capchans > 0 ? 2 * svc->capchans : 8;
-        struct chan_entry *c = realloc(svc->chans, cap * sizeof *c);
-        if (c == NULL) {
-            rc = dfs_seterr(err, DFS_ENOMEM, "out of memory");
-        } else {
-            svc->chans = c;
-            svc->capchans = cap;
-        }
-    }
-    if (rc == DFS_OK) {
-        struct chan_entry *e = &svc->chans[svc->nchans];
-        e->addr = strdup(addr);
-        e->ch = NULL;
-        e->link = calloc(1, sizeof *e->link);
-        if (e->addr == NULL || e->link == NULL)
-            rc = dfs_seterr(err, DFS_ENOMEM, "out of memory");
-        else
-            rc = dfs_rpc_channel_open(
-                addr, &(struct dfs_rpc_channel_opts){.security = svc->security}, &e->ch, err);
-        if (rc == DFS_OK) {
-            pthread_mutex_init(&e->link->mu, NULL);
-            /* Burst: one message, shared by the link's puts. Unlimited until a put says. */
-            dfs_bucket_init(&e->link->bucket, 0, DFS_STORAGE_CHUNK_MAX, dfs_clock_mono_ns());
-            svc->nchans++;
-            *out = e->ch;
-            *link = e->link;
-        } else {
-            free(e->addr);
-            free(e->link);
-        }
-    }
-    pthread_mutex_unlock(&svc->mu);
+    void *data = NULL;
+    int rc = dfs_rpc_pool_get(svc->downstream, addr, out, &data, err);
+    *link = data;
     return rc;
 }
 
@@ -1703,11 +1671,23 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
     svc->store = store;
     svc->chunk = chunk;
     svc->forward_rate = cfg != NULL ? cfg->forward_rate : 0;
-    svc->security = cfg != NULL ? cfg->security : NULL;
     svc->idle_ms =
         cfg != NULL && cfg->stream_idle_ms != 0 ? cfg->stream_idle_ms : DFS_RPC_STREAM_IDLE_MS;
     snprintf(svc->self, sizeof svc->self, "%s", self);
     snprintf(svc->node_id, sizeof svc->node_id, "%s", dfs_frag_store_node_id(store));
+    struct dfs_rpc_pool_config pool = {
+        .security = cfg != NULL ? cfg->security : NULL,
+        .max = CHANNELS_MAX,
+        .full_message = "this node already keeps channels to 1024 other nodes",
+        .data_size = sizeof(struct link),
+        .data_init = link_init,
+        .data_fini = link_fini,
+    };
+    static_assert(CHANNELS_MAX == 1024, "the message names the limit");
+    if (dfs_rpc_pool_create(&pool, &svc->downstream, errmsg) != DFS_OK) {
+        free(svc);
+        return DFS_ENOMEM;
+    }
     pthread_mutex_init(&svc->mu, NULL);
     pthread_mutex_init(&svc->key_mu, NULL);
     struct dfs_repairer_config rcfg = {0};
@@ -1724,6 +1704,7 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
     }
     int rc = dfs_repairer_create(store, &rcfg, &svc->repairer, errmsg);
     if (rc != DFS_OK) {
+        dfs_rpc_pool_destroy(svc->downstream);
         pthread_mutex_destroy(&svc->mu);
         pthread_mutex_destroy(&svc->key_mu);
         free(svc);
@@ -1811,13 +1792,7 @@ void dfs_storage_service_destroy(dfs_storage_service *svc)
     if (svc == NULL)
         return;
     dfs_repairer_destroy(svc->repairer);
-    for (size_t i = 0; i < svc->nchans; i++) {
-        dfs_rpc_channel_destroy(svc->chans[i].ch);
-        free(svc->chans[i].addr);
-        pthread_mutex_destroy(&svc->chans[i].link->mu);
-        free(svc->chans[i].link);
-    }
-    free(svc->chans);
+    dfs_rpc_pool_destroy(svc->downstream);
     pthread_mutex_destroy(&svc->mu);
     free(svc);
 }
