@@ -29,6 +29,7 @@
 #include "client/get.h"
 #include "client/meta.h"
 #include "client/put.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/options.h"
@@ -80,13 +81,6 @@ struct opts {
     unsigned max_files;
     uint64_t seed;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- latencies ---- */
 
@@ -280,7 +274,7 @@ static void record(struct client *c, enum op op, double t0, int rc, uint64_t byt
     if (rc == DFS_OK) {
         s->ok++;
         s->bytes += bytes;
-        lat_add(&s->lat, now_s() - t0);
+        lat_add(&s->lat, dfs_clock_mono_s() - t0);
     } else {
         s->errors++;
         errors_add(&c->g->errs, op_names[op], err);
@@ -318,7 +312,7 @@ static void do_put(struct client *c, uint64_t size)
     struct dfs_put_opts po = {0};
     struct dfs_put_result res;
     char *err = NULL;
-    double t0 = now_s();
+    double t0 = dfs_clock_mono_s();
     int rc = dfs_put(c->meta, c->src, f->path, &po, &res, &err);
     record(c, OP_PUT, t0, rc, size, err);
     free(err);
@@ -335,7 +329,7 @@ static void do_get(struct client *c, size_t i)
     struct dfs_get_opts go = {0};
     struct dfs_get_result res;
     char *err = NULL;
-    double t0 = now_s();
+    double t0 = dfs_clock_mono_s();
     int rc = dfs_get(c->meta, f->path, c->out, &go, &res, &err);
     record(c, OP_GET, t0, rc, f->size, err);
     free(err);
@@ -359,7 +353,7 @@ static void do_ls(struct client *c)
     size_t n = 0, cap = 0;
     char *token = NULL, *err = NULL;
     int rc = DFS_OK;
-    double t0 = now_s();
+    double t0 = dfs_clock_mono_s();
     do {
         Dfs__V1__ListFilesRequest req = DFS__V1__LIST_FILES_REQUEST__INIT;
         req.prefix = c->prefix;
@@ -415,7 +409,7 @@ static void do_rm(struct client *c, size_t i)
     req.path = c->files[i].path;
     Dfs__V1__DeleteFileResponse *resp = NULL;
     char *err = NULL;
-    double t0 = now_s();
+    double t0 = dfs_clock_mono_s();
     int rc = dfs_meta_call(c->meta, "DeleteFile", &req.base,
                            &dfs__v1__delete_file_response__descriptor, false, &resp, &err);
     record(c, OP_RM, t0, rc, 0, err);
@@ -569,7 +563,7 @@ static int clients_mode(const struct opts *o, bool small)
             break;
         }
     }
-    double t0 = now_s(), t_phase = t0;
+    double t0 = dfs_clock_mono_s(), t_phase = t0;
     for (unsigned i = 0; status == 0 && i < o->clients; i++) {
         if (pthread_create(&th[i], NULL, small ? small_client : run_client, &cl[i]) != 0) {
             fprintf(stderr, "load_gen: cannot start client thread %u\n", i);
@@ -586,16 +580,16 @@ static int clients_mode(const struct opts *o, bool small)
             /* Ops still running when the phase ends finish in the next one's time: a bias of
                one operation per client, small against thousands. */
             atomic_store(&g.phase, 1);
-            put_elapsed = now_s() - t_phase;
-            t_phase = now_s();
+            put_elapsed = dfs_clock_mono_s() - t_phase;
+            t_phase = dfs_clock_mono_s();
             sleep_s(o->seconds);
         }
     }
     atomic_store(&g.stop, true);
     for (unsigned i = 0; i < started; i++)
         pthread_join(th[i], NULL);
-    double elapsed = now_s() - t_phase;
-    double total = now_s() - t0;
+    double elapsed = dfs_clock_mono_s() - t_phase;
+    double total = dfs_clock_mono_s() - t0;
 
     dfs_json j;
     dfs_json_init(&j, stdout);
@@ -691,11 +685,11 @@ static void *ping_main(void *arg)
     while (!atomic_load(p->stop)) {
         ProtobufCMessage *resp = NULL;
         char *err = NULL;
-        double t0 = now_s();
+        double t0 = dfs_clock_mono_s();
         int rc = dfs_rpc_unary(p->ch, p->method, p->req, p->resp_desc, &resp, 5000, &err);
         if (rc == DFS_OK) {
             p->calls++;
-            lat_add(&p->lat, now_s() - t0);
+            lat_add(&p->lat, dfs_clock_mono_s() - t0);
             protobuf_c_message_free_unpacked(resp, NULL);
         } else {
             p->errors++;
@@ -749,7 +743,7 @@ static int rpc_ceiling(const struct opts *o)
             status = 1;
         }
     }
-    double t0 = now_s();
+    double t0 = dfs_clock_mono_s();
     for (unsigned i = 0; status == 0 && i < o->clients; i++) {
         if (pthread_create(&th[i], NULL, ping_main, &p[i]) != 0)
             status = 1;
@@ -761,7 +755,7 @@ static int rpc_ceiling(const struct opts *o)
     atomic_store(&stop, true);
     for (unsigned i = 0; i < started; i++)
         pthread_join(th[i], NULL);
-    double elapsed = now_s() - t0;
+    double elapsed = dfs_clock_mono_s() - t0;
     struct lat all = {0};
     uint64_t calls = 0, errors = 0;
     for (unsigned i = 0; p != NULL && i < o->clients; i++) {
@@ -811,7 +805,7 @@ static int sqlite_ceiling(const struct opts *o)
     sqlite3 *db = NULL;
     int status = 0;
     uint64_t commits = 0;
-    double t0 = now_s(), elapsed = 0;
+    double t0 = dfs_clock_mono_s(), elapsed = 0;
     /* The catalog's settings (metadata/catalog.c): WAL, synchronous=FULL; one row per commit. */
     if (sqlite3_open(path, &db) != SQLITE_OK ||
         sqlite3_exec(db,
@@ -827,8 +821,8 @@ static int sqlite_ceiling(const struct opts *o)
         status = 1;
     uint8_t blob[200];
     memset(blob, 0x5a, sizeof blob);
-    t0 = now_s();
-    while (status == 0 && (elapsed = now_s() - t0) < o->seconds) {
+    t0 = dfs_clock_mono_s();
+    while (status == 0 && (elapsed = dfs_clock_mono_s() - t0) < o->seconds) {
         if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
             status = 1;
         sqlite3_bind_blob(ins, 1, blob, sizeof blob, SQLITE_STATIC);
@@ -907,7 +901,7 @@ static int fsync_ceiling(const struct opts *o)
     struct syncer *s = calloc(o->clients, sizeof *s);
     pthread_t *th = calloc(o->clients, sizeof *th);
     unsigned started = 0;
-    double t0 = now_s();
+    double t0 = dfs_clock_mono_s();
     for (unsigned i = 0; s != NULL && th != NULL && i < o->clients; i++) {
         s[i] = (struct syncer){.o = o, .idx = i, .dirfd = dirfd, .tmpfd = tmpfd, .stop = &stop};
         if (pthread_create(&th[i], NULL, sync_main, &s[i]) != 0)
@@ -924,7 +918,7 @@ static int fsync_ceiling(const struct opts *o)
         if (s[i].error != 0)
             error = s[i].error;
     }
-    double elapsed = now_s() - t0;
+    double elapsed = dfs_clock_mono_s() - t0;
     for (unsigned i = 0; i < started; i++)
         for (unsigned n = 0; n < 64; n++) {
             char name[64];

@@ -4,6 +4,7 @@
  *   {"bytes": N, "seconds": S, "mib_per_s": R}
  * Usage: tcp_ceiling [SECONDS] (default 2).
  */
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/options.h"
 
@@ -21,13 +22,6 @@
 #include <unistd.h>
 
 #define BUF (1u << 20)
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void *reader(void *arg)
 {
@@ -93,13 +87,13 @@ int main(int argc, char **argv)
     pthread_create(&t, NULL, reader, &s);
     char *buf = calloc(1, BUF);
     uint64_t total = 0;
-    double t0 = now(), t1 = t0;
+    double t0 = dfs_clock_mono_s(), t1 = t0;
     while (t1 - t0 < seconds) {
         ssize_t n = write(c, buf, BUF);
         if (n <= 0)
             break;
         total += (uint64_t)n;
-        t1 = now();
+        t1 = dfs_clock_mono_s();
     }
     close(c);
     pthread_join(t, NULL);

@@ -6,6 +6,7 @@
 #include "client/get.h"
 #include "client/put.h"
 #include "client/spool.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/units.h"
 #include "dfs/v1/metadata.pb-c.h"
@@ -88,7 +89,7 @@ static void sha_hex(const ProtobufCBinaryData *b, char hex[65])
 struct progress_sink {
     dfs_progress *bar;
     FILE *log;
-    struct timespec t0;
+    int64_t t0_ns; /* dfs_clock_mono_ns at open: the progress log's times count from it */
     /* Notes (what a transfer waits for): on the progress line when there is one, else on
        stderr, at most every NOTE_EVERY_S while the same wait lasts; none with --quiet. */
     const char *label;
@@ -108,9 +109,7 @@ static void note_both(void *arg, const char *what)
     }
     if (p->on_line || p->quiet)
         return;
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    int64_t now = (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+    int64_t now = dfs_clock_mono_ns();
     if (p->noted_ns != 0 && now - p->noted_ns < (int64_t)NOTE_EVERY_S * 1000000000)
         return;
     p->noted_ns = now;
@@ -123,9 +122,7 @@ static void progress_both(void *arg, uint64_t done, uint64_t total)
     struct progress_sink *p = arg;
     dfs_progress_update(p->bar, done, total);
     if (p->log != NULL) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        double s = (double)(t.tv_sec - p->t0.tv_sec) + (double)(t.tv_nsec - p->t0.tv_nsec) / 1e9;
+        double s = (double)(dfs_clock_mono_ns() - p->t0_ns) / 1e9;
         fprintf(p->log, "%.6f %" PRIu64 "\n", s, done);
     }
 }
@@ -133,7 +130,7 @@ static void progress_both(void *arg, uint64_t done, uint64_t total)
 static int sink_open(struct progress_sink *p, const struct dfs_cli *cli, const char *label)
 {
     memset(p, 0, sizeof *p);
-    clock_gettime(CLOCK_MONOTONIC, &p->t0);
+    p->t0_ns = dfs_clock_mono_ns();
     if (cli->progress_log != NULL && (p->log = fopen(cli->progress_log, "w")) == NULL)
         return dfs_cli_error(DFS_EIO, "cannot write %s", cli->progress_log);
     p->bar = dfs_progress_create(stderr, label, 0, cli->progress);
@@ -562,9 +559,7 @@ int dfs_cmd_nodes(struct dfs_cli *cli)
         free(err);
         return status;
     }
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    int64_t now_ms = dfs_clock_wall_ms();
     if (cli->json) {
         dfs_json j;
         dfs_json_init(&j, stdout);
@@ -882,13 +877,6 @@ static void token_json(dfs_json *j, const Dfs__V1__TokenInfo *t, int64_t now)
     dfs_json_end_object(j);
 }
 
-static int64_t wall_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int token_create(struct dfs_cli *cli)
 {
     if (cli->token_role == 0) {
@@ -918,7 +906,7 @@ static int token_create(struct dfs_cli *cli)
         dfs_json_string(&j, resp->token);
         dfs_json_key(&j, "info");
         if (resp->info != NULL)
-            token_json(&j, resp->info, wall_now_ms());
+            token_json(&j, resp->info, dfs_clock_wall_ms());
         else
             dfs_json_null(&j);
         dfs_json_end_object(&j);
@@ -950,7 +938,7 @@ static int token_revoke(struct dfs_cli *cli, const char *id)
     if (cli->json && t != NULL) {
         dfs_json j;
         dfs_json_init(&j, stdout);
-        token_json(&j, t, wall_now_ms());
+        token_json(&j, t, dfs_clock_wall_ms());
         dfs_json_finish(&j);
     } else if (!cli->quiet && t != NULL) {
         printf("token %s (%s, role %s) revoked\n", t->id, t->name, role_name((int)t->role));
@@ -972,7 +960,7 @@ static int token_ls(struct dfs_cli *cli)
         free(err);
         return status;
     }
-    int64_t now = wall_now_ms();
+    int64_t now = dfs_clock_wall_ms();
     if (cli->json) {
         dfs_json j;
         dfs_json_init(&j, stdout);
@@ -1033,7 +1021,7 @@ int dfs_cmd_whoami(struct dfs_cli *cli)
     if (cli->json && t != NULL) {
         dfs_json j;
         dfs_json_init(&j, stdout);
-        token_json(&j, t, wall_now_ms());
+        token_json(&j, t, dfs_clock_wall_ms());
         dfs_json_finish(&j);
     } else if (t != NULL) {
         printf("token %s, name %s, role %s\n", t->id, t->name, role_name((int)t->role));

@@ -25,6 +25,7 @@
 #include "client/drain.h"
 #include "client/fetch.h"
 #include "client/links.h"
+#include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -213,7 +214,8 @@ static void stall_fired(dfs_rpc_timer *t)
 
 static void progress(struct fetch *f)
 {
-    dfs_rpc_loop_timer_arm(f->job->loop, &f->stall, dfs_rpc_now_ns() + stall_ms(f->job) * 1000000);
+    dfs_rpc_loop_timer_arm(f->job->loop, &f->stall,
+                           dfs_clock_mono_ns() + stall_ms(f->job) * 1000000);
 }
 
 /* Give up on the current copy for a local reason (damage: what it says of the copy); the call's
@@ -333,7 +335,7 @@ static void pace_fired(dfs_rpc_timer *t)
 /* Nanoseconds until the link and the whole transfer are out of debt (0: go now). */
 static int64_t debt_ns(struct get_job *job, dfs_link *link)
 {
-    int64_t now = dfs_rpc_now_ns();
+    int64_t now = dfs_clock_mono_ns();
     int64_t w1 = dfs_bucket_charge(dfs_link_bucket(link), 0, now);
     int64_t w2 = dfs_bucket_charge(&job->global, 0, now);
     return w1 > w2 ? w1 : w2;
@@ -572,7 +574,7 @@ static void pump(struct get_job *job)
                 fs->unstarted += job->ranges[r].len;
                 ln->armed = true;
                 job->armed++;
-                dfs_rpc_loop_timer_arm(job->loop, &ln->pace, dfs_rpc_now_ns() + wait);
+                dfs_rpc_loop_timer_arm(job->loop, &ln->pace, dfs_clock_mono_ns() + wait);
                 break;
             }
             size_t r, c;
@@ -799,10 +801,10 @@ static void go_fetch(struct fetch *f)
     if (wait > 0) {
         f->deferred = true;
         job->running++;
-        dfs_rpc_loop_timer_arm(job->loop, &f->pace, dfs_rpc_now_ns() + wait);
+        dfs_rpc_loop_timer_arm(job->loop, &f->pace, dfs_clock_mono_ns() + wait);
         return;
     }
-    int64_t now = dfs_rpc_now_ns();
+    int64_t now = dfs_clock_mono_ns();
     dfs_bucket_charge(dfs_link_bucket(f->link), r->len - f->got, now);
     dfs_bucket_charge(&job->global, r->len - f->got, now);
     if (dfs_rpc_ccall_start(job->loop, dfs_link_channel(f->link), "/dfs.v1.Storage/GetFragment", -1,
@@ -1265,7 +1267,7 @@ static void fetch_file(struct get_job *job, const char *resume_hex)
     job->links = dfs_links_create(opts->link_rate, job->range < DFS_CHUNK ? job->range : DFS_CHUNK,
                                   job->security);
     dfs_bucket_init(&job->global, opts->max_rate, job->range < DFS_CHUNK ? job->range : DFS_CHUNK,
-                    dfs_rpc_now_ns());
+                    dfs_clock_mono_ns());
     if (job->loop == NULL || job->links == NULL)
         fail_job(job, DFS_ENOMEM, NULL);
     const Dfs__V1__Redundancy *red = job->file->redundancy;
@@ -1472,7 +1474,7 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
         return dfs_seterr(errmsg, DFS_EINVAL,
                           "--resume continues a partial download into a regular file; %s is %s",
                           local, to_stdout ? "standard output" : file_kind(lst.st_mode));
-    int64_t t0 = dfs_rpc_now_ns();
+    int64_t t0 = dfs_clock_mono_ns();
     int rc = get_layout(meta, remote, &job.file, errmsg);
     if (rc != DFS_OK)
         return rc;
@@ -1491,7 +1493,7 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
             rc = dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot write %s",
                                   local);
         if (rc == DFS_OK)
-            out->seconds = (double)(dfs_rpc_now_ns() - t0) / 1e9;
+            out->seconds = (double)(dfs_clock_mono_ns() - t0) / 1e9;
         protobuf_c_message_free_unpacked(&job.file->base, NULL);
         return rc;
     }
@@ -1590,7 +1592,7 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
         out->failovers = job.failovers;
         out->rebuilt = job.rebuilt;
         out->resumed = job.resumed;
-        out->seconds = (double)(dfs_rpc_now_ns() - t0) / 1e9;
+        out->seconds = (double)(dfs_clock_mono_ns() - t0) / 1e9;
         rc = DFS_OK;
     }
     job_free(&job);
@@ -1636,7 +1638,7 @@ int dfs_get_fd(const Dfs__V1__FileInfo *file, uint64_t offset, uint64_t length, 
     job.file = (Dfs__V1__FileInfo *)file; /* read only: job_free leaves it alone */
     job.from = offset;
     job.to = offset + length;
-    int64_t t0 = dfs_rpc_now_ns();
+    int64_t t0 = dfs_clock_mono_ns();
     const char *dir = scratch_dir;
     if (dir == NULL || dir[0] == '\0')
         dir = getenv("TMPDIR");
@@ -1678,7 +1680,7 @@ int dfs_get_fd(const Dfs__V1__FileInfo *file, uint64_t offset, uint64_t length, 
         out->failovers = job.failovers;
         out->rebuilt = job.rebuilt;
         out->resumed = 0;
-        out->seconds = (double)(dfs_rpc_now_ns() - t0) / 1e9;
+        out->seconds = (double)(dfs_clock_mono_ns() - t0) / 1e9;
     }
     job_free(&job);
     close(job.fd);

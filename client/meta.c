@@ -1,6 +1,7 @@
 /* The CLI's connection to the metadata service. */
 #include "client/meta.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 
 #include <stdio.h>
@@ -81,12 +82,12 @@ int dfs_meta_call_patient(dfs_meta *m, const char *method, const ProtobufCMessag
                           const ProtobufCMessageDescriptor *resp_desc,
                           const struct dfs_meta_patience *p, void *resp, char **errmsg)
 {
-    int64_t start = dfs_rpc_now_ns();
+    int64_t start = dfs_clock_mono_ns();
     int64_t backoff_ms = 50;
     for (;;) {
         char *err = NULL;
         int rc = dfs_meta_call(m, method, req, resp_desc, false, resp, &err);
-        int64_t waited_ms = (dfs_rpc_now_ns() - start) / 1000000;
+        int64_t waited_ms = (dfs_clock_mono_ns() - start) / 1000000;
         bool again = (rc == DFS_EUNAVAIL || rc == DFS_ETIMEDOUT) &&
                      waited_ms + backoff_ms < p->patience_ms &&
                      (p->interrupted == NULL || !*p->interrupted);

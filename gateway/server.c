@@ -3,6 +3,8 @@
 
 #include "cli/json.h"
 #include "client/meta.h"
+#include "common/addr.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "dfs/v1/metadata.pb-c.h"
@@ -212,9 +214,7 @@ static enum MHD_Result status(dfs_gateway *g, struct MHD_Connection *c)
     dfs_json_key(j, "metadata");
     dfs_json_string(j, dfs_meta_addr(g->meta));
     dfs_json_key(j, "time_ms");
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    dfs_json_int(j, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    dfs_json_int(j, dfs_clock_wall_ms());
     dfs_json_key(j, "stat");
     dfs_json_begin_object(j);
     key_uint(j, "files", st->files);
@@ -611,33 +611,23 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 static int split(const char *listen, char *host, size_t hcap, char *port, size_t pcap,
                  char **errmsg)
 {
-    const char *colon = strrchr(listen, ':');
-    if (colon == NULL || colon[1] == '\0')
+    enum dfs_addr_fault why = DFS_ADDR_BAD_PORT;
+    if (dfs_addr_split(listen, host, hcap, port, pcap, &why) == DFS_OK)
+        return DFS_OK;
+    struct dfs_quote q;
+    switch (why) {
+    case DFS_ADDR_NO_PORT:
         return dfs_seterr(errmsg, DFS_EINVAL, "--listen must be HOST:PORT, not '%s'",
-                          dfs_quote(listen, &(struct dfs_quote){{0}}));
-    const char *h = listen;
-    size_t hl = (size_t)(colon - listen);
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    } else if (memchr(h, ':', hl) != NULL) {
+                          dfs_quote(listen, &q));
+    case DFS_ADDR_UNBRACKETED:
         return dfs_seterr(errmsg, DFS_EINVAL, "an IPv6 address needs brackets: '%s'",
-                          dfs_quote(listen, &(struct dfs_quote){{0}}));
+                          dfs_quote(listen, &q));
+    case DFS_ADDR_TOO_LONG:
+        return dfs_seterr(errmsg, DFS_EINVAL, "address too long: '%s'", dfs_quote(listen, &q));
+    case DFS_ADDR_BAD_PORT:
+        break;
     }
-    if (hl >= hcap || strlen(colon + 1) >= pcap)
-        return dfs_seterr(errmsg, DFS_EINVAL, "address too long: '%s'",
-                          dfs_quote(listen, &(struct dfs_quote){{0}}));
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    strcpy(port, colon + 1);
-    for (const char *p = port; *p != '\0'; p++)
-        if (*p < '0' || *p > '9')
-            return dfs_seterr(errmsg, DFS_EINVAL, "bad port in '%s'",
-                              dfs_quote(listen, &(struct dfs_quote){{0}}));
-    if (strtol(port, NULL, 10) > 65535)
-        return dfs_seterr(errmsg, DFS_EINVAL, "bad port in '%s'",
-                          dfs_quote(listen, &(struct dfs_quote){{0}}));
-    return DFS_OK;
+    return dfs_seterr(errmsg, DFS_EINVAL, "bad port in '%s'", dfs_quote(listen, &q));
 }
 
 int dfs_gateway_start(const struct dfs_gateway_config *cfg, dfs_gateway **out, char **errmsg)
@@ -698,9 +688,7 @@ int dfs_gateway_start(const struct dfs_gateway_config *cfg, dfs_gateway **out, c
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(g->daemon, MHD_DAEMON_INFO_BIND_PORT);
     int bound = info != NULL ? info->port : atoi(port);
-    const char *colon = strrchr(cfg->listen, ':');
-    snprintf(g->address, sizeof g->address, "%.*s:%d", (int)(colon - cfg->listen), cfg->listen,
-             bound);
+    dfs_addr_with_port(cfg->listen, bound, g->address, sizeof g->address);
     *out = g;
     return DFS_OK;
 }
@@ -715,12 +703,10 @@ unsigned dfs_gateway_quiesce(dfs_gateway *g, int64_t grace_ms)
     MHD_socket s = MHD_quiesce_daemon(g->daemon);
     if (s != MHD_INVALID_SOCKET)
         close(s);
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = dfs_clock_mono_ns();
     for (;;) {
         unsigned n = atomic_load(&g->active);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        int64_t ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        int64_t ms = (dfs_clock_mono_ns() - t0) / 1000000;
         if (n == 0 || ms >= grace_ms)
             return n;
         struct timespec pause = {0, 20 * 1000000};

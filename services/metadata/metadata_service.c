@@ -2,6 +2,7 @@
 #include "services/metadata/metadata_service.h"
 
 #include "common/arena.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/path.h"
@@ -10,6 +11,7 @@
 #include "dfs/v1/storage.pb-c.h"
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
+#include "services/rpc/pool.h"
 #include "services/validate/validate.h"
 
 #include <assert.h>
@@ -35,13 +37,6 @@
 #include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* A channel to one storage node (deletions, repairs, StatFragment checks), kept for the life of
-   the service: gRPC channels are thread-safe and reconnect by themselves. */
-struct node_channel {
-    char address[DFS_NODE_ADDRESS_MAX + 1];
-    dfs_rpc_channel *ch;
-};
 
 /*
  * Bytes the service planned onto a node since the node's last report (least_used's view of free
@@ -105,10 +100,9 @@ struct dfs_metadata_service {
     pthread_mutex_t claim_mu;
     atomic_uint_fast64_t rep_running, rep_done, rep_failed, rep_bytes;
 
-    /* The shared channel cache; chan_mu is a leaf lock. */
-    pthread_mutex_t chan_mu;
-    struct node_channel *channels;
-    size_t nchannels;
+    /* Channels to storage nodes (deletions, repairs, StatFragment checks), kept for the life of
+       the service; the pool's lock is a leaf lock. */
+    dfs_rpc_pool *nodes;
 
     /* Planner state, owned by the background thread (or a caller of maintain). A pass walks the
        catalog in bounded pages; one starts when node states changed, when a handler asked for it
@@ -178,13 +172,6 @@ struct dfs_metadata_service {
 #define CHECK_MIN_RATE       (8u << 20)
 #define DELETE_GRACE_MS      5000
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Copies on nodes in these states can be read (GetHealth asks them; repairs copy from them). */
 static bool state_readable_node(enum dfs_node_state s)
 {
@@ -238,7 +225,8 @@ static Dfs__V1__Ticket *ticket_msg(const dfs_metadata_service *svc, dfs_arena *a
    configured TTL. */
 static int64_t ticket_expiry(const dfs_metadata_service *svc, enum dfs_ticket_op op)
 {
-    return now_ms() + (op == DFS_TICKET_PUT ? svc->cfg.pending_timeout_ms : svc->cfg.ticket_ttl_ms);
+    return dfs_clock_wall_ms() +
+           (op == DFS_TICKET_PUT ? svc->cfg.pending_timeout_ms : svc->cfg.ticket_ttl_ms);
 }
 
 /* A replica; with op != 0, carrying a ticket for op on fragment_id at its node. */
@@ -477,7 +465,7 @@ static void save_family(dfs_metadata_service *svc, enum dfs_policy policy, size_
     char *err = NULL;
     int rc = dfs_placement_export(svc->placement, policy, width, &st, &err);
     if (rc == DFS_OK)
-        rc = dfs_catalog_placement_save(svc->cat, st, now_ms(), &err);
+        rc = dfs_catalog_placement_save(svc->cat, st, dfs_clock_wall_ms(), &err);
     bool *unsaved = &svc->unsaved[policy - DFS_POLICY_MIN_COPY][width];
     if (rc == DFS_OK) {
         size_t members = 0;
@@ -613,7 +601,8 @@ static uint64_t new_registration(void)
     uint64_t r = 0;
     while (r == 0 || r == DFS_CATALOG_KEEP)
         if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
-            r = (uint64_t)now_ms() * 0x9e3779b97f4a7c15ull; /* RAND_bytes does not fail on Linux */
+            r = (uint64_t)dfs_clock_wall_ms() *
+                0x9e3779b97f4a7c15ull; /* RAND_bytes does not fail on Linux */
     return r;
 }
 
@@ -665,7 +654,7 @@ static int register_node(dfs_metadata_service *svc, const dfs_rpc_call *call, co
     int rc = dfs_catalog_node_get(svc->cat, node_id, &old, err);
     if (rc != DFS_OK)
         return rc;
-    int64_t now = now_ms();
+    int64_t now = dfs_clock_wall_ms();
     int64_t silent = now - old.last_heartbeat_ms;
     bool live = old.registration != 0 && silent < svc->cfg.suspect_after_ms &&
                 strcmp(old.address, req->address) != 0;
@@ -719,7 +708,7 @@ static int enroll_node(dfs_metadata_service *svc, const dfs_rpc_call *call,
         *registration = new_registration();
         rc = dfs_catalog_node_enroll(svc->cat, req->node_id, req->node_token_id,
                                      req->node_token_sha256.data, req->address, req->zone, &u,
-                                     now_ms(), *registration, err);
+                                     dfs_clock_wall_ms(), *registration, err);
         if (rc != DFS_EEXIST)
             return rc;
         free(*err);
@@ -802,8 +791,8 @@ static void handle_heartbeat(dfs_rpc_call *call, void *ctx)
     usage_from(&u, req->capacity_bytes, req->used_bytes, req->free_bytes, req->fragment_count);
     bool known = false;
     if (rc == DFS_OK)
-        rc = dfs_catalog_node_heartbeat(svc->cat, tok.node_id, req->registration, &u, now_ms(),
-                                        &known, &err);
+        rc = dfs_catalog_node_heartbeat(svc->cat, tok.node_id, req->registration, &u,
+                                        dfs_clock_wall_ms(), &known, &err);
     if (rc != DFS_OK) {
         fail_and_free(call, rc, err);
         return;
@@ -984,11 +973,11 @@ static void handle_create_file(dfs_rpc_call *call, void *ctx)
                 .overwrite = req->overwrite,
                 .fragment_size = fragment_size,
                 .cell_size = cell_size,
-                .expires_ms = now_ms() + svc->cfg.pending_timeout_ms,
+                .expires_ms = dfs_clock_wall_ms() + svc->cfg.pending_timeout_ms,
                 .fragments = plan,
                 .nfragments = nfrag,
             };
-            rc = dfs_catalog_file_create(svc->cat, &creq, now_ms(), &created, &err);
+            rc = dfs_catalog_file_create(svc->cat, &creq, dfs_clock_wall_ms(), &created, &err);
         }
         free(nodes);
         /* A planned node stopped being alive meanwhile: plan again with the new list. */
@@ -1093,7 +1082,7 @@ static void handle_replace_target(dfs_rpc_call *call, void *ctx)
                 if (rc == DFS_OK)
                     rc = dfs_catalog_file_replace_target(svc->cat, req->file_id,
                                                          req->fragment_index, req->failed_node_id,
-                                                         node, now_ms(), &chosen, &err);
+                                                         node, dfs_clock_wall_ms(), &chosen, &err);
                 free(others);
                 others = NULL;
                 nothers = 0;
@@ -1205,7 +1194,7 @@ static void handle_commit_file(dfs_rpc_call *call, void *ctx)
     struct dfs_file_rec *f = NULL;
     char *err = NULL;
     int rc = dfs_catalog_file_commit(svc->cat, req->file_id, req->sha256.data, frags,
-                                     req->n_fragments, now_ms(), &f, &err);
+                                     req->n_fragments, dfs_clock_wall_ms(), &f, &err);
     free(frags);
     if (rc != DFS_OK) {
         fail_and_free(call, rc, err);
@@ -1227,7 +1216,7 @@ static void handle_abort_file(dfs_rpc_call *call, void *ctx)
     if (refused(call, dfs_validate_abort_file(req, &verr), &verr))
         return;
     char *err = NULL;
-    int rc = dfs_catalog_file_abort(svc->cat, req->file_id, now_ms(), &err);
+    int rc = dfs_catalog_file_abort(svc->cat, req->file_id, dfs_clock_wall_ms(), &err);
     if (rc != DFS_OK) {
         fail_and_free(call, rc, err);
         return;
@@ -1328,7 +1317,7 @@ static void handle_delete_file(dfs_rpc_call *call, void *ctx)
         return;
     struct dfs_file_rec *f = NULL;
     char *err = NULL;
-    int rc = dfs_catalog_file_delete(svc->cat, path, now_ms(), &f, &err);
+    int rc = dfs_catalog_file_delete(svc->cat, path, dfs_clock_wall_ms(), &f, &err);
     free(path);
     if (rc != DFS_OK) {
         fail_and_free(call, rc, err);
@@ -1372,34 +1361,17 @@ static void handle_stat(dfs_rpc_call *call, void *ctx)
 
 /* ---- background work ---- */
 
-/* The cached channel to a node's address (created on first use); NULL when out of memory. */
+/* The pooled channel to a node's address (opened on first use); NULL when it cannot be opened. */
 static dfs_rpc_channel *node_channel(dfs_metadata_service *svc, const char *address)
 {
     dfs_rpc_channel *found = NULL;
-    pthread_mutex_lock(&svc->chan_mu);
-    for (size_t i = 0; found == NULL && i < svc->nchannels; i++)
-        if (strcmp(svc->channels[i].address, address) == 0)
-            found = svc->channels[i].ch;
-    if (found == NULL) {
-        struct node_channel *c = realloc(svc->channels, (svc->nchannels + 1) * sizeof *c);
-        if (c != NULL) {
-            svc->channels = c;
-            struct dfs_rpc_channel_opts o = {.security = svc->cfg.node_security};
-            char *err = NULL;
-            if (dfs_rpc_channel_open(address, &o, &found, &err) != DFS_OK) {
-                dfs_log(DFS_LOG_WARN, "cannot open a channel to a node address=%s err=\"%s\"",
-                        address, err != NULL ? err : "?");
-                free(err);
-            } else {
-                snprintf(c[svc->nchannels].address, sizeof c[svc->nchannels].address, "%s",
-                         address);
-                c[svc->nchannels].ch = found;
-                svc->nchannels++;
-            }
-        }
-    }
-    pthread_mutex_unlock(&svc->chan_mu);
-    return found;
+    char *err = NULL;
+    int rc = dfs_rpc_pool_get(svc->nodes, address, &found, NULL, &err);
+    if (rc != DFS_OK && rc != DFS_ENOMEM)
+        dfs_log(DFS_LOG_WARN, "cannot open a channel to a node address=%s err=\"%s\"", address,
+                err != NULL ? err : "?");
+    free(err);
+    return rc == DFS_OK ? found : NULL;
 }
 
 static void send_deletions(dfs_metadata_service *svc)
@@ -1408,8 +1380,8 @@ static void send_deletions(dfs_metadata_service *svc)
     size_t n = 0;
     char *err = NULL;
     int64_t grace = svc->cfg.delete_grace_ms > 0 ? svc->cfg.delete_grace_ms : 0;
-    if (dfs_catalog_deletions_fetch(svc->cat, now_ms(), grace, DELETIONS_PER_ROUND, &items, &n,
-                                    &err) != DFS_OK) {
+    if (dfs_catalog_deletions_fetch(svc->cat, dfs_clock_wall_ms(), grace, DELETIONS_PER_ROUND,
+                                    &items, &n, &err) != DFS_OK) {
         dfs_log(DFS_LOG_WARN, "cannot read the deletion queue err=\"%s\"", err);
         free(err);
         return;
@@ -1437,7 +1409,7 @@ static void send_deletions(dfs_metadata_service *svc)
             dfs_log(DFS_LOG_WARN, "cannot remove fragment, will retry id=%s node=%s err=\"%s\"",
                     items[i].fragment_id, items[i].node_id, err != NULL ? err : dfs_strerror(rc));
             dfs_catalog_deletion_postpone(svc->cat, items[i].fragment_id, items[i].node_id,
-                                          now_ms() + DELETION_RETRY_MS, NULL);
+                                          dfs_clock_wall_ms() + DELETION_RETRY_MS, NULL);
         }
         free(err);
         err = NULL;
@@ -1508,12 +1480,12 @@ static bool plan_step(dfs_metadata_service *svc, int64_t now, bool states_change
         svc->plan_cursor[0] = '\0';
         memset(&svc->plan_sum, 0, sizeof svc->plan_sum);
     }
-    int64_t until = now_ms() + PLAN_BUDGET_MS;
+    int64_t until = dfs_clock_wall_ms() + PLAN_BUDGET_MS;
     while (svc->plan_active) {
         struct dfs_plan_result r;
         char *err = NULL;
-        if (dfs_catalog_repair_plan(svc->cat, svc->plan_cursor, PLAN_PAGE, now_ms(), &r, &err) !=
-            DFS_OK) {
+        if (dfs_catalog_repair_plan(svc->cat, svc->plan_cursor, PLAN_PAGE, dfs_clock_wall_ms(), &r,
+                                    &err) != DFS_OK) {
             dfs_log(DFS_LOG_WARN, "repair planner failed, will retry err=\"%s\"", err);
             free(err);
             return false;
@@ -1533,7 +1505,7 @@ static bool plan_step(dfs_metadata_service *svc, int64_t now, bool states_change
                         t->scanned, t->queued, t->updated, t->dropped, t->lost, t->trimmed);
             return true;
         }
-        if (!unbounded && now_ms() >= until)
+        if (!unbounded && dfs_clock_wall_ms() >= until)
             break;
     }
     return false;
@@ -1543,7 +1515,7 @@ int dfs_metadata_service_plan_all(dfs_metadata_service *svc, char **errmsg)
 {
     svc->plan_active = false;
     atomic_store(&svc->plan_kick, true);
-    if (!plan_step(svc, now_ms(), false, true))
+    if (!plan_step(svc, dfs_clock_wall_ms(), false, true))
         return dfs_seterr(errmsg, DFS_EIO, "the repair planner did not finish (see the log)");
     return DFS_OK;
 }
@@ -1704,7 +1676,7 @@ static void rebalance_step(dfs_metadata_service *svc, const struct dfs_node_rec 
             bool queued_one = false;
             if (t < nnodes && usage[t] + sizes[i] < usage[fullest] &&
                 dfs_catalog_repair_queue(svc->cat, ids[i], DFS_REPAIR_REBALANCE, from, target,
-                                         now_ms(), &queued_one, NULL) == DFS_OK &&
+                                         dfs_clock_wall_ms(), &queued_one, NULL) == DFS_OK &&
                 queued_one) {
                 usage[t] += sizes[i];
                 usage[fullest] -= sizes[i];
@@ -1876,7 +1848,7 @@ static int claim(dfs_metadata_service *svc, struct claimed *c, bool *found, char
     for (int attempt = 0; attempt < 8 && !*found; attempt++) {
         memset(c, 0, sizeof *c);
         bool any = false;
-        rc = dfs_catalog_repair_next(svc->cat, now_ms(), &c->task, &any, errmsg);
+        rc = dfs_catalog_repair_next(svc->cat, dfs_clock_wall_ms(), &c->task, &any, errmsg);
         if (rc != DFS_OK || !any)
             break;
         struct dfs_node_rec *nodes = NULL;
@@ -1892,17 +1864,17 @@ static int claim(dfs_metadata_service *svc, struct claimed *c, bool *found, char
         if (crc == DFS_OK) {
             snprintf(c->target, sizeof c->target, "%s", target->id);
             snprintf(c->address, sizeof c->address, "%s", target->address);
-            crc = dfs_catalog_repair_start(svc->cat, c->task.row.fragment_id, c->target, now_ms(),
-                                           &why);
+            crc = dfs_catalog_repair_start(svc->cat, c->task.row.fragment_id, c->target,
+                                           dfs_clock_wall_ms(), &why);
         }
         free(nodes);
         if (crc == DFS_OK) {
             *found = true;
         } else if (crc != DFS_EABORTED) {
             uint32_t attempts = 0;
-            dfs_catalog_repair_fail(svc->cat, c->task.row.fragment_id, NULL,
-                                    now_ms() + repair_backoff_ms(c->task.row.attempts + 1),
-                                    &attempts, NULL);
+            dfs_catalog_repair_fail(
+                svc->cat, c->task.row.fragment_id, NULL,
+                dfs_clock_wall_ms() + repair_backoff_ms(c->task.row.attempts + 1), &attempts, NULL);
             dfs_log(attempts >= REPAIR_ATTEMPTS_LOUD ? DFS_LOG_ERROR : DFS_LOG_WARN,
                     "no repair target, will retry fragment=%s reason=%s attempts=%" PRIu32
                     " err=\"%s\"",
@@ -2027,7 +1999,7 @@ static int run_repair(dfs_metadata_service *svc, dfs_rpc_loop *loop, struct clai
     char *err = NULL;
     int rc = req == NULL || ch == NULL ? dfs_seterr(&err, DFS_ENOMEM, "out of memory") : DFS_OK;
     atomic_fetch_add(&svc->rep_running, 1);
-    int64_t start = now_ms();
+    int64_t start = dfs_clock_wall_ms();
     if (rc == DFS_OK) {
         dfs_log(DFS_LOG_DEBUG, "repair started fragment=%s reason=%s target=%s mode=%s", fid,
                 dfs_catalog_repair_reason_name(c->task.row.reason), c->target,
@@ -2047,7 +2019,7 @@ static int run_repair(dfs_metadata_service *svc, dfs_rpc_loop *loop, struct clai
                             r->size, r->checksum, fr->size, fr->checksum);
         if (rc == DFS_OK)
             rc = dfs_catalog_repair_complete(svc->cat, fid, c->target, r->size, r->checksum,
-                                             now_ms(), &err);
+                                             dfs_clock_wall_ms(), &err);
         if (rc == DFS_OK) {
             atomic_fetch_add(&svc->rep_done, 1);
             atomic_fetch_add(&svc->rep_bytes, fr->size);
@@ -2055,7 +2027,7 @@ static int run_repair(dfs_metadata_service *svc, dfs_rpc_loop *loop, struct clai
                     "repaired fragment=%s reason=%s target=%s source=\"%s\" bytes=%" PRIu64
                     " ms=%" PRId64,
                     fid, dfs_catalog_repair_reason_name(c->task.row.reason), c->target,
-                    r->source != NULL ? r->source : "", fr->size, now_ms() - start);
+                    r->source != NULL ? r->source : "", fr->size, dfs_clock_wall_ms() - start);
         }
         protobuf_c_message_free_unpacked(resp, NULL);
         if (rc == DFS_ENOTFOUND || rc == DFS_EABORTED) {
@@ -2076,7 +2048,8 @@ static int run_repair(dfs_metadata_service *svc, dfs_rpc_loop *loop, struct clai
         uint32_t attempts = 0;
         char *ferr = NULL;
         if (dfs_catalog_repair_fail(svc->cat, fid, c->target,
-                                    now_ms() + repair_backoff_ms(c->task.row.attempts + 1),
+                                    dfs_clock_wall_ms() +
+                                        repair_backoff_ms(c->task.row.attempts + 1),
                                     &attempts, &ferr) != DFS_OK) {
             dfs_log(DFS_LOG_ERROR, "cannot record a failed repair fragment=%s err=\"%s\"", fid,
                     ferr);
@@ -2150,9 +2123,7 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&svc->mu);
         if (did || svc->stopping || seq != svc->work_seq)
             continue;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += REPAIR_IDLE_MS / 1000;
+        struct timespec until = dfs_clock_abstime(REPAIR_IDLE_MS);
         pthread_cond_timedwait(&svc->work_cv, &svc->mu, &until);
     }
     pthread_mutex_unlock(&svc->mu);
@@ -2452,7 +2423,7 @@ static void handle_report_fragments(dfs_rpc_call *call, void *ctx)
                         node.id, node.address);
     uint32_t marked_lost = 0, mismatched = 0;
     size_t unknown = 0;
-    int64_t now = now_ms();
+    int64_t now = dfs_clock_wall_ms();
     for (size_t i = 0; rc == DFS_OK && i < req->n_corrupt; i++) {
         bool marked = false;
         rc = dfs_catalog_report_corrupt(svc->cat, node.id, req->corrupt[i], now, &marked, &err);
@@ -2469,8 +2440,8 @@ static void handle_report_fragments(dfs_rpc_call *call, void *ctx)
         char *serr = NULL;
         int there = stat_copy(svc, node.id, node.address, req->missing[i], 0, 0, false, &serr);
         if (there == 0)
-            rc = dfs_catalog_report_missing(svc->cat, node.id, req->missing[i], now_ms(), &marked,
-                                            &err);
+            rc = dfs_catalog_report_missing(svc->cat, node.id, req->missing[i], dfs_clock_wall_ms(),
+                                            &marked, &err);
         else if (there < 0)
             dfs_log(DFS_LOG_WARN, "cannot confirm a missing copy, kept fragment=%s node=%s err=%s",
                     req->missing[i], node.id, serr != NULL ? serr : dfs_strerror(there));
@@ -2493,7 +2464,8 @@ static void handle_report_fragments(dfs_rpc_call *call, void *ctx)
                 "scrubbed copy differs from the catalog fragment=%s node=%s size=%" PRIu64
                 " checksum=%08" PRIx32 " catalog_size=%" PRIu64 " catalog_checksum=%08" PRIx32,
                 f->fragment_id, node.id, f->size, f->checksum, size, sum);
-        rc = dfs_catalog_report_corrupt(svc->cat, node.id, f->fragment_id, now_ms(), &marked, &err);
+        rc = dfs_catalog_report_corrupt(svc->cat, node.id, f->fragment_id, dfs_clock_wall_ms(),
+                                        &marked, &err);
         mismatched += marked;
         marked_lost += marked;
         damage_counted(svc, marked);
@@ -2512,8 +2484,8 @@ static void handle_report_fragments(dfs_rpc_call *call, void *ctx)
             int there = stat_copy(svc, node.id, node.address, missing[i], 0, 0, false, &serr);
             bool marked = false;
             if (there == 0)
-                rc = dfs_catalog_report_missing(svc->cat, node.id, missing[i], now_ms(), &marked,
-                                                &err);
+                rc = dfs_catalog_report_missing(svc->cat, node.id, missing[i], dfs_clock_wall_ms(),
+                                                &marked, &err);
             else if (there < 0)
                 dfs_log(DFS_LOG_WARN,
                         "inventory: cannot confirm a missing copy, kept fragment=%s node=%s "
@@ -2524,7 +2496,8 @@ static void handle_report_fragments(dfs_rpc_call *call, void *ctx)
         }
         free(missing);
         if (rc == DFS_OK)
-            rc = dfs_catalog_inventory_finish(svc->cat, node.id, now_ms(), &unknown, &err);
+            rc = dfs_catalog_inventory_finish(svc->cat, node.id, dfs_clock_wall_ms(), &unknown,
+                                              &err);
     }
     if (rc != DFS_OK) {
         fail_and_free(call, rc, err);
@@ -2560,7 +2533,8 @@ static int read_ticket(const dfs_metadata_service *svc, const Dfs__V1__Ticket *m
     if (rc == DFS_OK)
         rc = dfs_ticket_node_key(svc->master_key, t->node_id, key, err);
     if (rc == DFS_OK)
-        rc = dfs_ticket_check(key, t, DFS_TICKET_GET, t->fragment_id, t->node_id, now_ms(), err);
+        rc = dfs_ticket_check(key, t, DFS_TICKET_GET, t->fragment_id, t->node_id,
+                              dfs_clock_wall_ms(), err);
     OPENSSL_cleanse(key, sizeof key);
     return rc;
 }
@@ -2587,8 +2561,8 @@ static void handle_report_damage(dfs_rpc_call *call, void *ctx)
             free(terr);
             continue;
         }
-        enum dfs_damage_added a = dfs_damage_queue_add(svc->damage, t.fragment_id, t.node_id,
-                                                       (int)c->damage, c->detail, now_ms());
+        enum dfs_damage_added a = dfs_damage_queue_add(
+            svc->damage, t.fragment_id, t.node_id, (int)c->damage, c->detail, dfs_clock_wall_ms());
         if (a != DFS_DAMAGE_QUEUED) {
             ignored++;
             continue;
@@ -2710,10 +2684,10 @@ static enum dfs_damage_verdict check_copy(dfs_metadata_service *svc, dfs_rpc_loo
     free(err);
     err = NULL;
     bool marked = false;
-    rc = missing ? dfs_catalog_report_missing(svc->cat, it->node_id, it->fragment_id, now_ms(),
-                                              &marked, &err)
-                 : dfs_catalog_report_corrupt(svc->cat, it->node_id, it->fragment_id, now_ms(),
-                                              &marked, &err);
+    rc = missing ? dfs_catalog_report_missing(svc->cat, it->node_id, it->fragment_id,
+                                              dfs_clock_wall_ms(), &marked, &err)
+                 : dfs_catalog_report_corrupt(svc->cat, it->node_id, it->fragment_id,
+                                              dfs_clock_wall_ms(), &marked, &err);
     if (rc != DFS_OK) {
         dfs_log(DFS_LOG_ERROR, "cannot drop a damaged copy fragment=%s node=%s err=%s",
                 it->fragment_id, it->node_id, err);
@@ -2733,7 +2707,7 @@ static int check_one(dfs_metadata_service *svc, dfs_rpc_loop *loop, bool *did)
     struct dfs_damage_item it;
     *did = dfs_damage_queue_take(svc->damage, &it);
     if (*did)
-        dfs_damage_queue_done(svc->damage, &it, check_copy(svc, loop, &it), now_ms());
+        dfs_damage_queue_done(svc->damage, &it, check_copy(svc, loop, &it), dfs_clock_wall_ms());
     return DFS_OK;
 }
 
@@ -2764,9 +2738,7 @@ static void *checker_main(void *arg)
         pthread_mutex_lock(&svc->mu);
         if (did || svc->stopping)
             continue;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 1;
+        struct timespec until = dfs_clock_abstime(1000);
         pthread_cond_timedwait(&svc->check_cv, &svc->mu, &until);
     }
     pthread_mutex_unlock(&svc->mu);
@@ -2919,7 +2891,7 @@ static void handle_get_health(dfs_rpc_call *call, void *ctx)
 void dfs_metadata_service_maintain(dfs_metadata_service *svc)
 {
     char *err = NULL;
-    int64_t now = now_ms();
+    int64_t now = dfs_clock_wall_ms();
     /*
      * Liveness: a node is late when its last heartbeat is older than the timeout, but the catalog
      * keeps the heartbeat times of the previous process, and the nodes could not reach anyone
@@ -2985,11 +2957,7 @@ static void *background_main(void *arg)
             pthread_mutex_lock(&svc->mu);
             continue;
         }
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        int64_t ns = until.tv_nsec + (svc->cfg.maintenance_interval_ms % 1000) * 1000000;
-        until.tv_sec += svc->cfg.maintenance_interval_ms / 1000 + ns / 1000000000;
-        until.tv_nsec = ns % 1000000000;
+        struct timespec until = dfs_clock_abstime(svc->cfg.maintenance_interval_ms);
         pthread_cond_timedwait(&svc->cv, &svc->mu, &until);
     }
     pthread_mutex_unlock(&svc->mu);
@@ -3006,7 +2974,7 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     svc->cat = cat;
     svc->cfg = *cfg;
-    svc->created_ms = now_ms();
+    svc->created_ms = dfs_clock_wall_ms();
     struct dfs_metadata_config *c = &svc->cfg;
     if (c->default_replicas == 0)
         c->default_replicas = 3;
@@ -3046,14 +3014,18 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     struct dfs_placement_config pcfg = {.scatter_width = c->scatter_width,
                                         .group_size = c->group_size};
     if (rc == DFS_OK)
-        rc = dfs_catalog_secret(cat, "ticket_master_key", sizeof svc->master_key, now_ms(),
-                                svc->master_key, errmsg);
+        rc = dfs_catalog_secret(cat, "ticket_master_key", sizeof svc->master_key,
+                                dfs_clock_wall_ms(), svc->master_key, errmsg);
     if (rc == DFS_OK)
         rc = dfs_damage_queue_create(DAMAGE_QUEUE_MAX, DAMAGE_GOOD_FOR_MS, &svc->damage, errmsg);
+    if (rc == DFS_OK)
+        rc = dfs_rpc_pool_create(&(struct dfs_rpc_pool_config){.security = c->node_security},
+                                 &svc->nodes, errmsg);
     if (rc == DFS_OK)
         rc = dfs_placement_create(&pcfg, &svc->placement, errmsg);
     if (rc != DFS_OK) {
         OPENSSL_cleanse(svc->master_key, sizeof svc->master_key);
+        dfs_rpc_pool_destroy(svc->nodes);
         dfs_damage_queue_destroy(svc->damage);
         free(svc);
         return rc;
@@ -3068,9 +3040,10 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
             c->seed, dfs_placement_policy_name(c->default_policy), c->scatter_width, c->group_size);
     /* Repairs that were running when the service last stopped have no worker any more. */
     size_t recovered = 0;
-    rc = dfs_catalog_repairs_recover(cat, now_ms(), &recovered, errmsg);
+    rc = dfs_catalog_repairs_recover(cat, dfs_clock_wall_ms(), &recovered, errmsg);
     if (rc != DFS_OK) {
         dfs_placement_destroy(svc->placement);
+        dfs_rpc_pool_destroy(svc->nodes);
         dfs_damage_queue_destroy(svc->damage);
         free(svc);
         return rc;
@@ -3082,7 +3055,6 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     pthread_cond_init(&svc->work_cv, NULL);
     pthread_cond_init(&svc->check_cv, NULL);
     pthread_mutex_init(&svc->claim_mu, NULL);
-    pthread_mutex_init(&svc->chan_mu, NULL);
     atomic_init(&svc->stop_flag, false);
     atomic_init(&svc->plan_kick, true);
     atomic_init(&svc->rep_running, 0);
@@ -3156,7 +3128,7 @@ static int check_token(dfs_metadata_service *svc, const dfs_rpc_call *call,
         return dfs_seterr(errmsg, DFS_EUNAUTH, "unknown token %s", id);
     if (rc != DFS_OK)
         return dfs_seterr(errmsg, DFS_EUNAVAIL, "cannot check the token now: the catalog failed");
-    int64_t now = now_ms();
+    int64_t now = dfs_clock_wall_ms();
     if (out->revoked_ms != 0)
         return dfs_seterr(errmsg, DFS_EUNAUTH, "token %s was revoked", id);
     if (out->expires_ms != 0 && now >= out->expires_ms)
@@ -3231,7 +3203,7 @@ int dfs_metadata_service_make_token(dfs_metadata_service *svc, enum dfs_token_ro
         return rc;
     snprintf(t.name, sizeof t.name, "%s", name != NULL ? name : "");
     t.role = role;
-    t.created_ms = now_ms();
+    t.created_ms = dfs_clock_wall_ms();
     t.expires_ms = ttl_ms > 0 ? t.created_ms + ttl_ms : 0;
     if (name == NULL || strlen(name) > DFS_TOKEN_NAME_MAX)
         rc = dfs_seterr(errmsg, DFS_EINVAL, "a token's name is 1 to %d bytes", DFS_TOKEN_NAME_MAX);
@@ -3300,7 +3272,7 @@ int dfs_metadata_service_bootstrap_token(dfs_metadata_service *svc, const char *
         return dfs_seterr(errmsg, rc, "cannot check token file %s against the catalog", path);
     snprintf(t.name, sizeof t.name, "%s", name);
     t.role = role;
-    t.created_ms = now_ms();
+    t.created_ms = dfs_clock_wall_ms();
     rc = dfs_catalog_token_add(svc->cat, &t, hash, errmsg);
     if (rc == DFS_OK)
         dfs_log(DFS_LOG_INFO, "token from file registered id=%s role=%s file=%s", t.id,
@@ -3340,7 +3312,7 @@ static void handle_revoke_token(dfs_rpc_call *call, void *ctx)
     char *err = NULL;
     int rc = dfs_catalog_token_resolve(svc->cat, req->id, &t, &err);
     if (rc == DFS_OK)
-        rc = dfs_catalog_token_revoke(svc->cat, t.id, now_ms(), &err);
+        rc = dfs_catalog_token_revoke(svc->cat, t.id, dfs_clock_wall_ms(), &err);
     if (rc == DFS_OK)
         rc = dfs_catalog_token_get(svc->cat, t.id, &t, hash, &err);
     if (rc != DFS_OK) {
@@ -3363,7 +3335,7 @@ static void handle_list_tokens(dfs_rpc_call *call, void *ctx)
     struct dfs_token_rec *v = NULL;
     size_t n = 0;
     char *err = NULL;
-    int rc = dfs_catalog_tokens_list(svc->cat, req->all, now_ms(), &v, &n, &err);
+    int rc = dfs_catalog_tokens_list(svc->cat, req->all, dfs_clock_wall_ms(), &v, &n, &err);
     if (rc != DFS_OK) {
         fail_and_free(call, rc, err);
         return;
@@ -3494,9 +3466,7 @@ void dfs_metadata_service_destroy(dfs_metadata_service *svc)
     for (size_t i = 0; i < svc->nworkers; i++)
         pthread_join(svc->workers[i], NULL);
     free(svc->workers);
-    for (size_t i = 0; i < svc->nchannels; i++)
-        dfs_rpc_channel_destroy(svc->channels[i].ch);
-    free(svc->channels);
+    dfs_rpc_pool_destroy(svc->nodes);
     dfs_placement_destroy(svc->placement);
     free(svc->reserved);
     pthread_mutex_destroy(&svc->place_mu);
@@ -3505,7 +3475,6 @@ void dfs_metadata_service_destroy(dfs_metadata_service *svc)
     pthread_cond_destroy(&svc->work_cv);
     pthread_cond_destroy(&svc->check_cv);
     pthread_mutex_destroy(&svc->claim_mu);
-    pthread_mutex_destroy(&svc->chan_mu);
     dfs_damage_queue_destroy(svc->damage);
     free(svc);
 }

@@ -1,6 +1,7 @@
 /* TLS material for gRPC links, the plaintext-only-on-loopback rule, and bearer-token files. */
 #include "services/rpc/security_int.h"
 
+#include "common/addr.h"
 #include "common/err.h"
 
 #include <arpa/inet.h>
@@ -173,22 +174,8 @@ bool dfs_rpc_addr_is_loopback(const char *addr)
         }
     }
     char host[256];
-    const char *end;
-    if (addr[0] == '[') {
-        end = strchr(addr, ']');
-        if (end == NULL)
-            return false;
-        addr++;
-    } else {
-        end = strrchr(addr, ':');
-        if (end == NULL)
-            end = addr + strlen(addr);
-    }
-    size_t n = (size_t)(end - addr);
-    if (n == 0 || n >= sizeof host)
+    if (dfs_addr_host(addr, host, sizeof host) != DFS_OK)
         return false;
-    memcpy(host, addr, n);
-    host[n] = '\0';
     if (strcasecmp(host, "localhost") == 0)
         return true;
     struct in_addr v4;
