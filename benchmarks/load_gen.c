@@ -25,7 +25,7 @@
  *
  * Exit status 0 when every operation succeeded and matched, 1 otherwise, 2 on bad usage.
  */
-#include "cli/json.h"
+#include "common/json.h"
 #include "client/get.h"
 #include "client/meta.h"
 #include "client/put.h"

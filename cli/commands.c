@@ -1,7 +1,7 @@
 /* The dfs commands. */
 #include "cli/commands.h"
 
-#include "cli/json.h"
+#include "common/json.h"
 #include "cli/progress.h"
 #include "client/get.h"
 #include "client/put.h"

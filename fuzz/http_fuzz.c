@@ -3,7 +3,7 @@
  * (gateway/): the Range header, percent-decoding of paths and query values, the store
  * parameters (replicas, fragments, ec, policy, overwrite), and the JSON body of an experiment
  * start (a hand-written parser whose knobs become a child process's arguments); and what it writes
- * back: JSON strings holding whatever a path held (cli/json.h). Input: a selector byte, 8 bytes of
+ * back: JSON strings holding whatever a path held (common/json.h). Input: a selector byte, 8 bytes of
  * a file size, then text; for the parameters the text is cut at NUL bytes into the five values.
  *
  * Invariants: a satisfiable range lies inside the file and is not empty; a decoded string holds
@@ -12,7 +12,7 @@
  * the knob rules (so none can name the gateway's own --out or --bin, or start with '-'); a JSON
  * string written is quoted, valid UTF-8 and free of raw control characters.
  */
-#include "cli/json.h"
+#include "common/json.h"
 #include "common/err.h"
 #include "common/utf8.h"
 #include "gateway/experiments.h"

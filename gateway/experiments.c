@@ -2,7 +2,7 @@
    results and figures. */
 #include "gateway/experiments.h"
 
-#include "cli/json.h"
+#include "common/json.h"
 #include "common/err.h"
 #include "common/log.h"
 

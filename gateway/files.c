@@ -2,7 +2,7 @@
    put/get engines. */
 #include "gateway/files.h"
 
-#include "cli/json.h"
+#include "common/json.h"
 #include "client/filehash.h"
 #include "client/get.h"
 #include "client/put.h"

@@ -1,7 +1,7 @@
 /* dfs-gateway's HTTP server: the REST API, the probes and the status page on one port. */
 #include "gateway/server.h"
 
-#include "cli/json.h"
+#include "common/json.h"
 #include "client/meta.h"
 #include "common/err.h"
 #include "common/log.h"
