@@ -25,11 +25,11 @@
  *
  * Exit status 0 when every operation succeeded and matched, 1 otherwise, 2 on bad usage.
  */
-#include "common/json.h"
 #include "client/get.h"
 #include "client/meta.h"
 #include "client/put.h"
 #include "common/err.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/options.h"
 #include "common/rng.h"
@@ -315,8 +315,8 @@ static void do_put(struct client *c, uint64_t size)
         c->st[OP_PUT].errors++;
         return;
     }
-    struct dfs_put_opts po = {0};
-    struct dfs_put_result res;
+    struct dfs_client_put_opts po = {0};
+    struct dfs_client_put_result res;
     char *err = NULL;
     double t0 = now_s();
     int rc = dfs_put(c->meta, c->src, f->path, &po, &res, &err);
@@ -332,8 +332,8 @@ static void do_put(struct client *c, uint64_t size)
 static void do_get(struct client *c, size_t i)
 {
     const struct file *f = &c->files[i];
-    struct dfs_get_opts go = {0};
-    struct dfs_get_result res;
+    struct dfs_client_get_opts go = {0};
+    struct dfs_client_get_result res;
     char *err = NULL;
     double t0 = now_s();
     int rc = dfs_get(c->meta, f->path, c->out, &go, &res, &err);
@@ -1009,9 +1009,9 @@ static int sizes_option(const struct dfs_opt *opt, const char *value, void *fiel
     struct opts *o = field;
     bool one = strcmp(opt->name, "size") == 0;
     if (parse_sizes(value, o) != 0 || (one && o->nsizes != 1))
-        return dfs_seterr(errmsg, DFS_EINVAL,
-                          "--%s takes %s (at most 64M each), not '%s'", opt->name,
-                          one ? "one size like 64K" : "sizes like 1K,64K,1M", dfs_quote(value, &(struct dfs_quote){{0}}));
+        return dfs_seterr(errmsg, DFS_EINVAL, "--%s takes %s (at most 64M each), not '%s'",
+                          opt->name, one ? "one size like 64K" : "sizes like 1K,64K,1M",
+                          dfs_quote(value, &(struct dfs_quote){{0}}));
     return DFS_OK;
 }
 

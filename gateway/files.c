@@ -2,11 +2,11 @@
    put/get engines. */
 #include "gateway/files.h"
 
-#include "common/json.h"
 #include "client/filehash.h"
 #include "client/get.h"
 #include "client/put.h"
 #include "common/err.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/path.h"
 #include "dfs/v1/metadata.pb-c.h"
@@ -179,7 +179,7 @@ struct upload {
     struct dfs_gw_req base;
     dfs_gw_files *f;
     char *path;
-    struct dfs_put_opts opts;
+    struct dfs_client_put_opts opts;
     char *spool;
     int fd;
     uint64_t received;
@@ -213,7 +213,7 @@ static enum MHD_Result put_begin(dfs_gw_files *f, struct MHD_Connection *c, cons
                                  void **req_cls)
 {
     char *err = NULL, *path = NULL;
-    struct dfs_put_opts opts;
+    struct dfs_client_put_opts opts;
     memset(&opts, 0, sizeof opts);
     char *vals[5] = {NULL, NULL, NULL, NULL, NULL};
     static const char *const keys[5] = {"replicas", "fragments", "ec", "policy", "overwrite"};
@@ -340,7 +340,7 @@ static enum MHD_Result put_end(struct upload *u, struct MHD_Connection *c)
     close(u->fd);
     u->fd = -1;
     u->opts.interrupted = u->f->cancel;
-    struct dfs_put_result res;
+    struct dfs_client_put_result res;
     memset(&res, 0, sizeof res);
     int rc = dfs_put(u->f->meta, u->spool, u->path, &u->opts, &res, &err);
     unlink(u->spool);
@@ -396,16 +396,15 @@ struct download {
 static void *download_run(void *arg)
 {
     struct download *d = arg;
-    struct dfs_get_opts opts;
+    struct dfs_client_get_opts opts;
     memset(&opts, 0, sizeof opts);
     opts.interrupted = d->f->cancel;
-    opts.security = dfs_meta_security(d->f->meta);
+    struct dfs_client_get_result res;
+    char *err = NULL;
     /* A copy the catalog moves (rebalance, drain, repair) while it is streamed is found again in
        a fresh layout; damaged copies are reported. */
-    opts.meta = d->f->meta;
-    struct dfs_get_result res;
-    char *err = NULL;
-    int rc = dfs_get_fd(d->file, d->off, d->len, d->wr, d->f->spool_dir, &opts, &res, &err);
+    int rc = dfs_get_fd(d->f->meta, dfs_meta_security(d->f->meta), d->file, d->off, d->len, d->wr,
+                        d->f->spool_dir, &opts, &res, &err);
     if (rc != DFS_OK)
         dfs_log(rc == DFS_ECANCELED ? DFS_LOG_INFO : DFS_LOG_WARN,
                 "download stopped path=%s offset=%" PRIu64 " length=%" PRIu64 " err=%s",
