@@ -2,8 +2,8 @@
    results and figures. */
 #include "gateway/experiments.h"
 
-#include "common/json.h"
 #include "common/err.h"
+#include "common/json.h"
 #include "common/log.h"
 
 #include <dirent.h>
