@@ -70,11 +70,12 @@ struct dfs_client_options {
 
 /*
  * Read the TLS files, find the token, and make the connection (it connects lazily, at the first
- * call). Returns 0 and *out (dfs_client_close), or DFS_EINVAL with *errmsg: no address ("no
- * metadata service address: use --metadata HOST:PORT or set DFS_METADATA"), an unreadable or
- * inconsistent TLS file set, a token that is not one, or a token file that cannot be read or is
- * readable by others; DFS_EPERM: plaintext to a non-loopback address without `insecure`.
- * The TLS files are read first, then the token.
+ * call). The TLS files are read first, then the token. Returns 0 and *out (dfs_client_close), or,
+ * with a one-line *errmsg: DFS_EINVAL for no address ("no metadata service address: use
+ * --metadata HOST:PORT or set DFS_METADATA"), a missing, unreadable or inconsistent TLS file set,
+ * or a token that is not one ("$DFS_TOKEN is not a token"); DFS_EUNAUTH for a token file that
+ * cannot be read or holds no token; DFS_EPERM for a token file open to every user, or plaintext
+ * to a non-loopback address without `insecure`.
  */
 int dfs_client_open(const struct dfs_client_options *o, dfs_client **out, char **errmsg);
 
