@@ -32,8 +32,8 @@
  * Exit status: 0, 1 on a failure, 2 on bad usage.
  */
 #include "benchmarks/simulate.h"
-#include "cli/json.h"
 #include "common/clock.h"
+#include "common/json.h"
 #include "common/err.h"
 #include "common/options.h"
 #include "common/rng.h"

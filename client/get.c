@@ -143,7 +143,7 @@ struct lane {
 struct get_job {
     dfs_meta *meta;
     const struct dfs_rpc_link_security *security; /* borrowed: the links' */
-    const struct dfs_get_opts *opts;
+    const struct dfs_client_get_opts *opts;
     dfs_rpc_loop *loop;
     dfs_links *links;
     int fd;
@@ -1141,7 +1141,7 @@ static void report_damages(struct get_job *job)
 /* Start every idle slot on what there is to fetch, and run the loop until nothing is left. */
 static void run_ranges(struct get_job *job)
 {
-    const struct dfs_get_opts *opts = job->opts;
+    const struct dfs_client_get_opts *opts = job->opts;
     if (job->lanes != NULL)
         pump(job);
     else
@@ -1248,7 +1248,7 @@ static bool verify_whole(struct get_job *job, struct frag_state *fs)
 
 static void fetch_file(struct get_job *job, const char *resume_hex)
 {
-    const struct dfs_get_opts *opts = job->opts;
+    const struct dfs_client_get_opts *opts = job->opts;
     job->loop = dfs_rpc_loop_create();
     /* Throttled: ranges of about 1/32 s of the rate (whole 64 KiB blocks), so pacing is even. */
     job->range = RANGE;
@@ -1455,8 +1455,9 @@ static int open_special(const char *local, mode_t mode, int *out, char **errmsg)
     return DFS_OK;
 }
 
-int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct dfs_get_opts *opts,
-            struct dfs_get_result *out, char **errmsg)
+int dfs_get(dfs_meta *meta, const char *remote, const char *local,
+            const struct dfs_client_get_opts *opts, struct dfs_client_get_result *out,
+            char **errmsg)
 {
     struct get_job job = {
         .meta = meta, .security = dfs_meta_security(meta), .opts = opts, .fd = -1, .out_fd = -1};
@@ -1485,10 +1486,8 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
             protobuf_c_message_free_unpacked(&job.file->base, NULL);
             return rc;
         }
-        struct dfs_get_opts o = *opts;
-        o.security = job.security;
-        o.meta = meta;
-        rc = dfs_get_fd(job.file, 0, job.file->size, fd, NULL, &o, out, errmsg);
+        rc = dfs_get_fd(meta, job.security, job.file, 0, job.file->size, fd, NULL, opts, out,
+                        errmsg);
         if (close(fd) != 0 && rc == DFS_OK && errno != EINTR)
             rc = dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot write %s",
                                   local);
@@ -1623,9 +1622,10 @@ static int scratch_open(const char *dir, char **errmsg)
     return fd >= 0 ? fd : dfs_err_from_errno(errno);
 }
 
-int dfs_get_fd(const Dfs__V1__FileInfo *file, uint64_t offset, uint64_t length, int out_fd,
-               const char *scratch_dir, const struct dfs_get_opts *opts, struct dfs_get_result *out,
-               char **errmsg)
+int dfs_get_fd(dfs_meta *meta, const struct dfs_rpc_link_security *security,
+               const Dfs__V1__FileInfo *file, uint64_t offset, uint64_t length, int out_fd,
+               const char *scratch_dir, const struct dfs_client_get_opts *opts,
+               struct dfs_client_get_result *out, char **errmsg)
 {
     if (offset > file->size || length > file->size - offset)
         return dfs_seterr(errmsg, DFS_ERANGE,
@@ -1634,7 +1634,7 @@ int dfs_get_fd(const Dfs__V1__FileInfo *file, uint64_t offset, uint64_t length, 
     if (file->sha256.len != DFS_SHA256_BYTES)
         return dfs_seterr(errmsg, DFS_EINTERNAL, "the layout has no SHA-256");
     struct get_job job = {
-        .meta = opts->meta, .security = opts->security, .opts = opts, .fd = -1, .out_fd = out_fd};
+        .meta = meta, .security = security, .opts = opts, .fd = -1, .out_fd = out_fd};
     job.file = (Dfs__V1__FileInfo *)file; /* read only: job_free leaves it alone */
     job.from = offset;
     job.to = offset + length;

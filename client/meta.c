@@ -1,4 +1,4 @@
-/* The CLI's connection to the metadata service. */
+/* The client's connection to the metadata service. */
 #include "client/meta.h"
 
 #include "common/clock.h"
@@ -61,14 +61,21 @@ int dfs_meta_call(dfs_meta *m, const char *method, const ProtobufCMessage *req,
                   const ProtobufCMessageDescriptor *resp_desc, bool retry, void *resp,
                   char **errmsg)
 {
+    return dfs_meta_call_within(m, method, req, resp_desc, retry, m->timeout_ms, resp, errmsg);
+}
+
+int dfs_meta_call_within(dfs_meta *m, const char *method, const ProtobufCMessage *req,
+                         const ProtobufCMessageDescriptor *resp_desc, bool retry,
+                         int64_t timeout_ms, void *resp, char **errmsg)
+{
     char name[96];
     snprintf(name, sizeof name, "/dfs.v1.Metadata/%s", method);
     char *err = NULL;
     /* Retries ride out a restart of the service, not a wrong address: keep them short. */
     int rc = retry ? dfs_rpc_unary_retry(m->ch, name, req, resp_desc, (ProtobufCMessage **)resp,
-                                         m->timeout_ms, RETRY_MS, &err)
+                                         timeout_ms, RETRY_MS, &err)
                    : dfs_rpc_unary(m->ch, name, req, resp_desc, (ProtobufCMessage **)resp,
-                                   m->timeout_ms, &err);
+                                   timeout_ms, &err);
     if (rc == DFS_EUNAVAIL || rc == DFS_ETIMEDOUT)
         rc = dfs_seterr(errmsg, rc, "cannot reach the metadata service at %s (%s)",
                         dfs_rpc_channel_target(m->ch), err != NULL ? err : dfs_strerror(rc));

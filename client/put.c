@@ -2,6 +2,7 @@
 #include "client/put.h"
 
 #include "client/chunkio.h"
+#include "client/filehash.h"
 #include "client/links.h"
 #include "common/clock.h"
 #include "common/crc32c.h"
@@ -106,7 +107,7 @@ struct put_stream {
 
 struct put_job {
     dfs_meta *meta;
-    const struct dfs_put_opts *opts;
+    const struct dfs_client_put_opts *opts;
     dfs_rpc_loop *loop;
     dfs_links *links;
     int fd;
@@ -802,7 +803,7 @@ static void start_stream(struct put_stream *s)
 
 static int create_file(struct put_job *job, const char *remote, char **errmsg)
 {
-    const struct dfs_put_opts *o = job->opts;
+    const struct dfs_client_put_opts *o = job->opts;
     Dfs__V1__Redundancy red = DFS__V1__REDUNDANCY__INIT;
     if (o->ec_data > 0) {
         red.scheme = DFS__V1__REDUNDANCY__SCHEME__ERASURE;
@@ -911,7 +912,7 @@ static void abort_file(struct put_job *job)
     free(err);
 }
 
-static int open_local(const char *local, const struct dfs_put_opts *opts, int *fd, bool *own,
+static int open_local(const char *local, const struct dfs_client_put_opts *opts, int *fd, bool *own,
                       uint64_t *size, struct stat *st, char **errmsg)
 {
     *own = !opts->from_fd;
@@ -934,8 +935,9 @@ static int open_local(const char *local, const struct dfs_put_opts *opts, int *f
     return DFS_OK;
 }
 
-int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct dfs_put_opts *opts,
-            struct dfs_put_result *out, char **errmsg)
+int dfs_put(dfs_meta *meta, const char *local, const char *remote,
+            const struct dfs_client_put_opts *opts, struct dfs_client_put_result *out,
+            char **errmsg)
 {
     struct put_job job = {.meta = meta, .opts = opts, .fd = -1};
     struct stat st_before;

@@ -2,9 +2,9 @@
    results and figures. */
 #include "gateway/experiments.h"
 
-#include "cli/json.h"
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/json.h"
 #include "common/log.h"
 
 #include <dirent.h>
