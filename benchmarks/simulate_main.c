@@ -33,8 +33,8 @@
  */
 #include "benchmarks/simulate.h"
 #include "common/clock.h"
-#include "common/json.h"
 #include "common/err.h"
+#include "common/json.h"
 #include "common/options.h"
 #include "common/rng.h"
 #include "common/units.h"

@@ -3,9 +3,6 @@
 
 #include "cli/progress.h"
 #include "client/dfs_client.h"
-#include "client/get.h"
-#include "client/put.h"
-#include "client/spool.h"
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/json.h"

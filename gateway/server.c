@@ -2,7 +2,6 @@
 #include "gateway/server.h"
 
 #include "client/dfs_client.h"
-#include "client/meta.h"
 #include "common/addr.h"
 #include "common/clock.h"
 #include "common/err.h"
