@@ -22,6 +22,7 @@
  * Usage: ec_bench [--k K --m M] [--cell SIZE (1M)] [--seconds S (1)] [--rounds R (3)]
  *                 [--pool SIZE (256M)]
  */
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/options.h"
 #include "common/rng.h"
@@ -67,13 +68,6 @@ struct result {
     double dec_ours[MAX_RUNS], dec_bare[MAX_RUNS];
     double enc_ours_best, enc_bare_best, dec_ours_best, dec_bare_best;
 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int pool_init(struct pool *p, unsigned k, unsigned m, size_t cell, size_t pool_bytes)
 {
@@ -166,9 +160,9 @@ static size_t calibrate(struct ctx *c, loop_fn fn, double seconds)
 {
     size_t iters = c->p->nstripes;
     for (;;) {
-        double t0 = now();
+        double t0 = dfs_clock_mono_s();
         fn(c, iters);
-        double dt = now() - t0;
+        double dt = dfs_clock_mono_s() - t0;
         if (dt >= 0.1 || iters > ((size_t)1 << 40)) {
             double want = (double)iters * seconds / dt;
             return want < (double)c->p->nstripes ? c->p->nstripes : (size_t)want;
@@ -185,11 +179,11 @@ static void measure(struct ctx *c, loop_fn ours, loop_fn bare, const struct opts
     double bytes = (double)iters * c->p->k * (double)c->p->cell;
     *ours_best = *bare_best = 0;
     for (unsigned r = 0; r < o->rounds; r++) {
-        double t0 = now();
+        double t0 = dfs_clock_mono_s();
         ours(c, iters);
-        double t1 = now();
+        double t1 = dfs_clock_mono_s();
         bare(c, iters);
-        double t2 = now();
+        double t2 = dfs_clock_mono_s();
         ours_gbps[r] = bytes / (t1 - t0) / 1e9;
         bare_gbps[r] = bytes / (t2 - t1) / 1e9;
         if (ours_gbps[r] > *ours_best)
@@ -204,14 +198,14 @@ static void measure(struct ctx *c, loop_fn ours, loop_fn bare, const struct opts
 static double create_us(unsigned k, unsigned m)
 {
     const unsigned reps = 2000;
-    double t0 = now();
+    double t0 = dfs_clock_mono_s();
     for (unsigned r = 0; r < reps; r++) {
         dfs_ec *ec = NULL;
         if (dfs_ec_create(k, m, &ec, NULL) != DFS_OK)
             abort();
         dfs_ec_destroy(ec);
     }
-    return (now() - t0) / reps * 1e6;
+    return (dfs_clock_mono_s() - t0) / reps * 1e6;
 }
 
 /* A reconstruct that misses the cache every time (two patterns alternating), 0-byte cells. */
@@ -228,11 +222,11 @@ static double decode_setup_us(dfs_ec *ec, unsigned nlost)
         have[1][i] = i == 0 || i > nlost; /* cells 1..nlost lost */
     }
     const unsigned reps = 1000;
-    double t0 = now();
+    double t0 = dfs_clock_mono_s();
     for (unsigned r = 0; r < reps; r++)
         if (dfs_ec_reconstruct(ec, 0, frags, have[r % 2], want, NULL) != DFS_OK)
             abort();
-    return (now() - t0) / reps * 1e6;
+    return (dfs_clock_mono_s() - t0) / reps * 1e6;
 }
 
 /* ---- one code ---- */

@@ -7,7 +7,7 @@
  *   load_gen run --metadata ADDR [--clients 64] [--seconds 20] [--mix put=30,get=45,ls=10,rm=15]
  *                [--sizes 1K,4K,64K,256K,1M] [--max-files 32] [--work-dir DIR] [--seed N]
  *       Each client is a thread with its own connection to the metadata service (the client
- *       library of cli/: dfs_put, dfs_get, ListFiles, DeleteFile) working in its own folder
+ *       library, client/dfs_client.h: put, get, ls, rm) working in its own folder
  *       /load/cNNN/ until the time is up. Each get is compared with the bytes that client put
  *       (SHA-256), each ls with the files it knows it holds; any difference is a mismatch.
  *   load_gen small --metadata ADDR [--clients 16] [--seconds 5] [--size 1K] [--work-dir DIR]
@@ -15,7 +15,7 @@
  *       turn, checked) for --seconds, then removes them.
  *   load_gen rpc-ceiling [--clients 16] [--seconds 3] [--target ADDR]
  *       Bare unary round trips through services/rpc: to an in-process server whose handler only
- *       answers, or with --target to a daemon's grpc.health.v1.Health/Check.
+ *       answers, or with --target to a daemon's grpc.health.v1.Health/Check (rpc_ceiling.c).
  *   load_gen sqlite-ceiling --dir DIR [--seconds 3]
  *       SQLite commits per second, one row per transaction, as the catalog commits (WAL,
  *       synchronous=FULL), in a scratch database under DIR.
@@ -25,21 +25,16 @@
  *
  * Exit status 0 when every operation succeeded and matched, 1 otherwise, 2 on bad usage.
  */
-#include "cli/json.h"
-#include "client/get.h"
-#include "client/meta.h"
-#include "client/put.h"
+#include "benchmarks/rpc_ceiling.h"
+#include "client/dfs_client.h"
+#include "common/clock.h"
 #include "common/err.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/options.h"
 #include "common/rng.h"
 #include "common/units.h"
 #include "dfs/v1/metadata.pb-c.h"
-#include "grpc/health/v1/health.pb-c.h"
-#include "services/rpc/client.h"
-#include "services/rpc/grpclog.h"
-#include "services/rpc/security.h"
-#include "services/rpc/server.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -80,13 +75,6 @@ struct opts {
     unsigned max_files;
     uint64_t seed;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- latencies ---- */
 
@@ -158,19 +146,13 @@ static void errors_add(struct errors *e, const char *what, const char *msg)
  * One client's connection: plaintext to the local cluster, presenting the token in
  * $DFS_TOKEN_FILE (what benchmarks/load and the tests set; the cluster's admin token).
  */
-static int connect_metadata(const char *addr, dfs_meta **out, char **errmsg)
+static int connect_metadata(const char *addr, dfs_client **out, char **errmsg)
 {
     const char *file = getenv("DFS_TOKEN_FILE");
-    char *token = NULL;
-    if (file != NULL && file[0] != '\0') {
-        int rc = dfs_rpc_token_read_file(file, &token, errmsg);
-        if (rc != DFS_OK)
-            return rc;
-    }
-    struct dfs_rpc_channel_opts opts = {.token = token};
-    int rc = dfs_meta_open(addr, META_TIMEOUT_MS, &opts, out, errmsg);
-    free(token);
-    return rc;
+    struct dfs_client_options o = {.metadata = addr,
+                                   .timeout_ms = META_TIMEOUT_MS,
+                                   .token_file = file != NULL && file[0] != '\0' ? file : NULL};
+    return dfs_client_open(&o, out, errmsg);
 }
 
 /* ---- content: reproducible bytes and their SHA-256 ---- */
@@ -253,7 +235,7 @@ struct gen;
 struct client {
     struct gen *g;
     unsigned idx;
-    dfs_meta *meta;
+    dfs_client *client;
     dfs_rng rng;
     struct file *files; /* what this client holds in the cluster */
     size_t nfiles, cap;
@@ -280,7 +262,7 @@ static void record(struct client *c, enum op op, double t0, int rc, uint64_t byt
     if (rc == DFS_OK) {
         s->ok++;
         s->bytes += bytes;
-        lat_add(&s->lat, now_s() - t0);
+        lat_add(&s->lat, dfs_clock_mono_s() - t0);
     } else {
         s->errors++;
         errors_add(&c->g->errs, op_names[op], err);
@@ -315,11 +297,11 @@ static void do_put(struct client *c, uint64_t size)
         c->st[OP_PUT].errors++;
         return;
     }
-    struct dfs_put_opts po = {0};
-    struct dfs_put_result res;
+    struct dfs_client_put_opts po = {0};
+    struct dfs_client_put_result res;
     char *err = NULL;
-    double t0 = now_s();
-    int rc = dfs_put(c->meta, c->src, f->path, &po, &res, &err);
+    double t0 = dfs_clock_mono_s();
+    int rc = dfs_client_put(c->client, c->src, f->path, &po, &res, &err);
     record(c, OP_PUT, t0, rc, size, err);
     free(err);
     if (rc == DFS_OK) {
@@ -332,11 +314,11 @@ static void do_put(struct client *c, uint64_t size)
 static void do_get(struct client *c, size_t i)
 {
     const struct file *f = &c->files[i];
-    struct dfs_get_opts go = {0};
-    struct dfs_get_result res;
+    struct dfs_client_get_opts go = {0};
+    struct dfs_client_get_result res;
     char *err = NULL;
-    double t0 = now_s();
-    int rc = dfs_get(c->meta, f->path, c->out, &go, &res, &err);
+    double t0 = dfs_clock_mono_s();
+    int rc = dfs_client_get(c->client, f->path, c->out, &go, &res, &err);
     record(c, OP_GET, t0, rc, f->size, err);
     free(err);
     if (rc != DFS_OK)
@@ -359,14 +341,10 @@ static void do_ls(struct client *c)
     size_t n = 0, cap = 0;
     char *token = NULL, *err = NULL;
     int rc = DFS_OK;
-    double t0 = now_s();
+    double t0 = dfs_clock_mono_s();
     do {
-        Dfs__V1__ListFilesRequest req = DFS__V1__LIST_FILES_REQUEST__INIT;
-        req.prefix = c->prefix;
-        req.page_token = token != NULL ? token : "";
         Dfs__V1__ListFilesResponse *resp = NULL;
-        rc = dfs_meta_call(c->meta, "ListFiles", &req.base,
-                           &dfs__v1__list_files_response__descriptor, true, &resp, &err);
+        rc = dfs_client_ls(c->client, c->prefix, 0, token, &resp, &err);
         free(token);
         token = NULL;
         if (rc != DFS_OK)
@@ -411,17 +389,15 @@ static void do_ls(struct client *c)
 
 static void do_rm(struct client *c, size_t i)
 {
-    Dfs__V1__DeleteFileRequest req = DFS__V1__DELETE_FILE_REQUEST__INIT;
-    req.path = c->files[i].path;
-    Dfs__V1__DeleteFileResponse *resp = NULL;
+    Dfs__V1__FileInfo *removed = NULL;
     char *err = NULL;
-    double t0 = now_s();
-    int rc = dfs_meta_call(c->meta, "DeleteFile", &req.base,
-                           &dfs__v1__delete_file_response__descriptor, false, &resp, &err);
+    double t0 = dfs_clock_mono_s();
+    int rc = dfs_client_rm(c->client, c->files[i].path, &removed, &err);
     record(c, OP_RM, t0, rc, 0, err);
     free(err);
     if (rc == DFS_OK) {
-        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        if (removed != NULL)
+            protobuf_c_message_free_unpacked(&removed->base, NULL);
         c->files[i] = c->files[--c->nfiles];
     }
 }
@@ -562,14 +538,14 @@ static int clients_mode(const struct opts *o, bool small)
         snprintf(c->out, sizeof c->out, "%s/c%03u.out", o->work_dir, i);
         c->buf = malloc(g.max_size > 0 ? g.max_size : 1);
         char *err = NULL;
-        if (c->buf == NULL || connect_metadata(o->metadata, &c->meta, &err) != DFS_OK) {
+        if (c->buf == NULL || connect_metadata(o->metadata, &c->client, &err) != DFS_OK) {
             fprintf(stderr, "load_gen: %s\n", err != NULL ? err : "out of memory");
             free(err);
             status = 1;
             break;
         }
     }
-    double t0 = now_s(), t_phase = t0;
+    double t0 = dfs_clock_mono_s(), t_phase = t0;
     for (unsigned i = 0; status == 0 && i < o->clients; i++) {
         if (pthread_create(&th[i], NULL, small ? small_client : run_client, &cl[i]) != 0) {
             fprintf(stderr, "load_gen: cannot start client thread %u\n", i);
@@ -586,16 +562,16 @@ static int clients_mode(const struct opts *o, bool small)
             /* Ops still running when the phase ends finish in the next one's time: a bias of
                one operation per client, small against thousands. */
             atomic_store(&g.phase, 1);
-            put_elapsed = now_s() - t_phase;
-            t_phase = now_s();
+            put_elapsed = dfs_clock_mono_s() - t_phase;
+            t_phase = dfs_clock_mono_s();
             sleep_s(o->seconds);
         }
     }
     atomic_store(&g.stop, true);
     for (unsigned i = 0; i < started; i++)
         pthread_join(th[i], NULL);
-    double elapsed = now_s() - t_phase;
-    double total = now_s() - t0;
+    double elapsed = dfs_clock_mono_s() - t_phase;
+    double total = dfs_clock_mono_s() - t0;
 
     dfs_json j;
     dfs_json_init(&j, stdout);
@@ -644,14 +620,14 @@ static int clients_mode(const struct opts *o, bool small)
 
     /* small mode cleans up after itself, so that the next phase starts from an empty catalog */
     for (unsigned i = 0; small && i < o->clients; i++)
-        while (cl[i].meta != NULL && cl[i].nfiles > 0) {
+        while (cl[i].client != NULL && cl[i].nfiles > 0) {
             uint64_t before = cl[i].st[OP_RM].errors;
             do_rm(&cl[i], cl[i].nfiles - 1);
             if (cl[i].st[OP_RM].errors != before)
                 break;
         }
     for (unsigned i = 0; i < o->clients; i++) {
-        dfs_meta_close(cl[i].meta);
+        dfs_client_close(cl[i].client);
         free(cl[i].buf);
         free(cl[i].files);
         for (int op = 0; op < NOPS; op++)
@@ -668,110 +644,23 @@ static int clients_mode(const struct opts *o, bool small)
 
 /* ---- ceilings ---- */
 
-static void ping_handler(dfs_rpc_call *call, void *ctx)
-{
-    (void)ctx;
-    Dfs__V1__StatResponse resp = DFS__V1__STAT_RESPONSE__INIT;
-    dfs_rpc_call_reply(call, &resp.base);
-}
-
-struct pinger {
-    dfs_rpc_channel *ch;
-    const char *method;
-    const ProtobufCMessage *req;
-    const ProtobufCMessageDescriptor *resp_desc;
-    atomic_bool *stop;
-    uint64_t calls, errors;
-    struct lat lat;
-};
-
-static void *ping_main(void *arg)
-{
-    struct pinger *p = arg;
-    while (!atomic_load(p->stop)) {
-        ProtobufCMessage *resp = NULL;
-        char *err = NULL;
-        double t0 = now_s();
-        int rc = dfs_rpc_unary(p->ch, p->method, p->req, p->resp_desc, &resp, 5000, &err);
-        if (rc == DFS_OK) {
-            p->calls++;
-            lat_add(&p->lat, now_s() - t0);
-            protobuf_c_message_free_unpacked(resp, NULL);
-        } else {
-            p->errors++;
-        }
-        free(err);
-    }
-    return NULL;
-}
-
+/* rpc-ceiling: the measurement is rpc_ceiling.c's (it alone here speaks services/rpc). */
 static int rpc_ceiling(const struct opts *o)
 {
-    dfs_rpc_server *srv = NULL;
+    dfs_rpc_ceiling *ceil = NULL;
     char *err = NULL;
-    char target[128];
-    const char *method = "/dfs.bench.v1.Ping/Ping";
-    Dfs__V1__StatRequest sreq = DFS__V1__STAT_REQUEST__INIT;
-    Grpc__Health__V1__HealthCheckRequest hreq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-    const ProtobufCMessage *req = &sreq.base;
-    const ProtobufCMessageDescriptor *resp_desc = &dfs__v1__stat_response__descriptor;
-    if (o->target != NULL) {
-        snprintf(target, sizeof target, "%s", o->target);
-        method = "/grpc.health.v1.Health/Check";
-        hreq.service = "";
-        req = &hreq.base;
-        resp_desc = &grpc__health__v1__health_check_response__descriptor;
-    } else {
-        struct dfs_rpc_server_config cfg = {.listen = "127.0.0.1:0", .threads = 4};
-        struct dfs_rpc_method m = {method,       DFS_RPC_UNARY, &dfs__v1__stat_request__descriptor,
-                                   ping_handler, NULL,          0};
-        if (dfs_rpc_server_create(&cfg, &srv, &err) != DFS_OK ||
-            dfs_rpc_server_add_method(srv, &m, &err) != DFS_OK ||
-            dfs_rpc_server_start(srv, &err) != DFS_OK) {
-            fprintf(stderr, "load_gen: cannot start the ping server: %s\n", err);
-            free(err);
-            dfs_rpc_server_destroy(srv);
-            return 1;
-        }
-        snprintf(target, sizeof target, "127.0.0.1:%d", dfs_rpc_server_port(srv));
+    if (dfs_rpc_ceiling_create(o->target, &ceil, &err) != DFS_OK) {
+        fprintf(stderr, "load_gen: %s\n", err);
+        free(err);
+        return 1;
     }
-    atomic_bool stop;
-    atomic_init(&stop, false);
-    struct pinger *p = calloc(o->clients, sizeof *p);
-    pthread_t *th = calloc(o->clients, sizeof *th);
-    unsigned started = 0;
-    int status = p == NULL || th == NULL;
-    for (unsigned i = 0; status == 0 && i < o->clients; i++) {
-        p[i] = (struct pinger){.method = method, .req = req, .resp_desc = resp_desc, .stop = &stop};
-        if (dfs_rpc_channel_create(target, &p[i].ch, &err) != DFS_OK) {
-            fprintf(stderr, "load_gen: %s\n", err);
-            free(err);
-            status = 1;
-        }
+    struct dfs_rpc_ceiling_result r;
+    int status = dfs_rpc_ceiling_run(ceil, o->clients, o->seconds, &r, &err) != DFS_OK;
+    if (err != NULL) {
+        fprintf(stderr, "load_gen: %s\n", err);
+        free(err);
     }
-    double t0 = now_s();
-    for (unsigned i = 0; status == 0 && i < o->clients; i++) {
-        if (pthread_create(&th[i], NULL, ping_main, &p[i]) != 0)
-            status = 1;
-        else
-            started++;
-    }
-    if (status == 0)
-        sleep_s(o->seconds);
-    atomic_store(&stop, true);
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(th[i], NULL);
-    double elapsed = now_s() - t0;
-    struct lat all = {0};
-    uint64_t calls = 0, errors = 0;
-    for (unsigned i = 0; p != NULL && i < o->clients; i++) {
-        calls += p[i].calls;
-        errors += p[i].errors;
-        for (size_t k = 0; k < p[i].lat.n; k++)
-            lat_add(&all, p[i].lat.us[k] / 1e6);
-        free(p[i].lat.us);
-        dfs_rpc_channel_destroy(p[i].ch);
-    }
+    struct lat all = {.us = r.us, .n = r.n, .cap = r.n};
     if (all.n > 0)
         qsort(all.us, all.n, sizeof *all.us, cmp_u32);
     dfs_json j;
@@ -784,23 +673,18 @@ static int rpc_ceiling(const struct opts *o)
     dfs_json_key(&j, "clients");
     dfs_json_uint(&j, o->clients);
     dfs_json_key(&j, "calls_per_s");
-    dfs_json_double(&j, elapsed > 0 ? (double)calls / elapsed : 0);
+    dfs_json_double(&j, r.seconds > 0 ? (double)r.calls / r.seconds : 0);
     dfs_json_key(&j, "p50_ms");
     dfs_json_double(&j, quantile_ms(&all, 0.5));
     dfs_json_key(&j, "p99_ms");
     dfs_json_double(&j, quantile_ms(&all, 0.99));
     dfs_json_key(&j, "errors");
-    dfs_json_uint(&j, errors);
+    dfs_json_uint(&j, r.errors);
     dfs_json_end_object(&j);
     dfs_json_finish(&j);
     free(all.us);
-    free(p);
-    free(th);
-    if (srv != NULL) {
-        dfs_rpc_server_stop(srv, 0);
-        dfs_rpc_server_destroy(srv);
-    }
-    return status != 0 || errors > 0;
+    dfs_rpc_ceiling_destroy(ceil);
+    return status != 0 || r.errors > 0;
 }
 
 static int sqlite_ceiling(const struct opts *o)
@@ -811,7 +695,7 @@ static int sqlite_ceiling(const struct opts *o)
     sqlite3 *db = NULL;
     int status = 0;
     uint64_t commits = 0;
-    double t0 = now_s(), elapsed = 0;
+    double t0 = dfs_clock_mono_s(), elapsed = 0;
     /* The catalog's settings (metadata/catalog.c): WAL, synchronous=FULL; one row per commit. */
     if (sqlite3_open(path, &db) != SQLITE_OK ||
         sqlite3_exec(db,
@@ -827,8 +711,8 @@ static int sqlite_ceiling(const struct opts *o)
         status = 1;
     uint8_t blob[200];
     memset(blob, 0x5a, sizeof blob);
-    t0 = now_s();
-    while (status == 0 && (elapsed = now_s() - t0) < o->seconds) {
+    t0 = dfs_clock_mono_s();
+    while (status == 0 && (elapsed = dfs_clock_mono_s() - t0) < o->seconds) {
         if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
             status = 1;
         sqlite3_bind_blob(ins, 1, blob, sizeof blob, SQLITE_STATIC);
@@ -907,7 +791,7 @@ static int fsync_ceiling(const struct opts *o)
     struct syncer *s = calloc(o->clients, sizeof *s);
     pthread_t *th = calloc(o->clients, sizeof *th);
     unsigned started = 0;
-    double t0 = now_s();
+    double t0 = dfs_clock_mono_s();
     for (unsigned i = 0; s != NULL && th != NULL && i < o->clients; i++) {
         s[i] = (struct syncer){.o = o, .idx = i, .dirfd = dirfd, .tmpfd = tmpfd, .stop = &stop};
         if (pthread_create(&th[i], NULL, sync_main, &s[i]) != 0)
@@ -924,7 +808,7 @@ static int fsync_ceiling(const struct opts *o)
         if (s[i].error != 0)
             error = s[i].error;
     }
-    double elapsed = now_s() - t0;
+    double elapsed = dfs_clock_mono_s() - t0;
     for (unsigned i = 0; i < started; i++)
         for (unsigned n = 0; n < 64; n++) {
             char name[64];
@@ -1009,9 +893,9 @@ static int sizes_option(const struct dfs_opt *opt, const char *value, void *fiel
     struct opts *o = field;
     bool one = strcmp(opt->name, "size") == 0;
     if (parse_sizes(value, o) != 0 || (one && o->nsizes != 1))
-        return dfs_seterr(errmsg, DFS_EINVAL,
-                          "--%s takes %s (at most 64M each), not '%s'", opt->name,
-                          one ? "one size like 64K" : "sizes like 1K,64K,1M", dfs_quote(value, &(struct dfs_quote){{0}}));
+        return dfs_seterr(errmsg, DFS_EINVAL, "--%s takes %s (at most 64M each), not '%s'",
+                          opt->name, one ? "one size like 64K" : "sizes like 1K,64K,1M",
+                          dfs_quote(value, &(struct dfs_quote){{0}}));
     return DFS_OK;
 }
 
@@ -1115,7 +999,7 @@ int main(int argc, char **argv)
     dfs_opts_destroy(res);
     signal(SIGPIPE, SIG_IGN);
     dfs_log_init("load_gen", DFS_LOG_ERROR);
-    dfs_rpc_route_grpc_logs();
+    dfs_client_route_grpc_logs();
     bool ceiling = strstr(o.mode, "-ceiling") != NULL;
     if (ceiling || small) {
         if (clients_default)

@@ -7,6 +7,7 @@
  *   bazel run -c opt //benchmarks:repl_bench -- [--dir DIR] [--commands N] [--size BYTES]
  *       [--proposers P] [--kills K] [--election-ms MS] [--heartbeat-ms MS] [--no-failover]
  */
+#include "common/clock.h"
 #include "common/options.h"
 #include "services/metadata/repl_testing.h"
 
@@ -60,16 +61,16 @@ static double fsync_rate(const char *dir, bool direct, double secs)
         return -1;
     }
     memset(buf, 'x', 4096);
-    int64_t t0 = repl_now_ns(), end = t0 + (int64_t)(secs * 1e9);
+    int64_t t0 = dfs_clock_mono_ns(), end = t0 + (int64_t)(secs * 1e9);
     long n = 0;
-    while (repl_now_ns() < end) {
+    while (dfs_clock_mono_ns() < end) {
         if (pwrite(fd, buf, 4096, (off_t)(n % 256) * 4096) != 4096)
             break;
         if (!direct && fdatasync(fd) != 0)
             break;
         n++;
     }
-    double rate = (double)n / ((double)(repl_now_ns() - t0) / 1e9);
+    double rate = (double)n / ((double)(dfs_clock_mono_ns() - t0) / 1e9);
     free(buf);
     close(fd);
     unlink(path);
@@ -131,7 +132,7 @@ static void group_stop(struct group *g)
 /* The ready leader, polled for up to timeout_ms; -1 if none. */
 static int group_leader(struct group *g, int64_t timeout_ms)
 {
-    int64_t deadline = repl_now_ns() + timeout_ms * 1000000;
+    int64_t deadline = dfs_clock_mono_ns() + timeout_ms * 1000000;
     char reply[512], role[32];
     do {
         for (int i = 0; i < g->n; i++) {
@@ -142,7 +143,7 @@ static int group_leader(struct group *g, int64_t timeout_ms)
                 return i;
         }
         pause_ms(2);
-    } while (repl_now_ns() < deadline);
+    } while (dfs_clock_mono_ns() < deadline);
     return -1;
 }
 
@@ -199,10 +200,10 @@ static int failover(const struct cfg *c, double *ms)
         if (l < 0)
             goto out;
         repl_child_cmd(&g.ch[l], "propose 200 8 100 30000", reply, sizeof reply);
-        int64_t t0 = repl_now_ns();
+        int64_t t0 = dfs_clock_mono_ns();
         repl_child_kill(&g.ch[l]);
         int64_t done = 0;
-        while (done == 0 && repl_now_ns() - t0 < 60 * (int64_t)1000000000) {
+        while (done == 0 && dfs_clock_mono_ns() - t0 < 60 * (int64_t)1000000000) {
             for (int i = 0; i < 3 && done == 0; i++) {
                 if (i == l)
                     continue;
@@ -221,7 +222,7 @@ static int failover(const struct cfg *c, double *ms)
         /* Back to three caught-up replicas before the next kill. */
         if (group_start_one(&g, l) != 0)
             goto out;
-        int64_t deadline = repl_now_ns() + 60 * (int64_t)1000000000;
+        int64_t deadline = dfs_clock_mono_ns() + 60 * (int64_t)1000000000;
         for (;;) {
             int nl = group_leader(&g, 60000);
             if (nl < 0 || repl_child_cmd(&g.ch[nl], "status", ref, sizeof ref) != 0 ||
@@ -229,7 +230,7 @@ static int failover(const struct cfg *c, double *ms)
                 goto out;
             if (repl_kv(reply, "count") == repl_kv(ref, "count"))
                 break;
-            if (repl_now_ns() > deadline)
+            if (dfs_clock_mono_ns() > deadline)
                 goto out;
             pause_ms(10);
         }

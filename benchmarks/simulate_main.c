@@ -32,8 +32,9 @@
  * Exit status: 0, 1 on a failure, 2 on bad usage.
  */
 #include "benchmarks/simulate.h"
-#include "cli/json.h"
+#include "common/clock.h"
 #include "common/err.h"
+#include "common/json.h"
 #include "common/options.h"
 #include "common/rng.h"
 #include "common/units.h"
@@ -78,13 +79,6 @@ struct result {
     bool have_blocks;
     double place_seconds, trial_seconds;
 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int parse_u64(const char *s, uint64_t *out)
 {
@@ -367,12 +361,12 @@ static int run_policy(const struct opts *o, size_t pi, struct result *rs, char *
             .group_size = o->group_size,
             .seed = dfs_rng_next(&seeder),
         };
-        double t0 = now();
+        double t0 = dfs_clock_mono_s();
         dfs_sim *sim = NULL;
         int rc = dfs_sim_create(&cfg, &sim, errmsg);
         if (rc != DFS_OK)
             return rc;
-        double placed = now() - t0;
+        double placed = dfs_clock_mono_s() - t0;
         for (size_t i = 0; i < o->nfailed; i++) {
             struct result *r = &rs[i];
             r->place_seconds += placed;
@@ -384,9 +378,9 @@ static int run_policy(const struct opts *o, size_t pi, struct result *rs, char *
             }
             dfs_rng rng;
             dfs_rng_seed(&rng, dfs_rng_next(&seeder) ^ o->failed[i]);
-            double t1 = now();
+            double t1 = dfs_clock_mono_s();
             rc = dfs_sim_trials(sim, o->failed[i], per, &rng, &r->tally, errmsg);
-            r->trial_seconds += now() - t1;
+            r->trial_seconds += dfs_clock_mono_s() - t1;
             if (rc != DFS_OK) {
                 dfs_sim_destroy(sim);
                 return rc;

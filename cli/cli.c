@@ -3,13 +3,11 @@
 
 #include "cli/commands.h"
 #include "cli/progress.h"
-#include "client/meta.h"
+#include "client/dfs_client.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/options.h"
 #include "common/units.h"
-#include "services/rpc/grpclog.h"
-#include "services/rpc/security.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -83,7 +81,7 @@ struct args {
     struct dfs_cli cli;
     const char *metadata;
     const char *token_file; /* NULL: $DFS_TOKEN, $DFS_TOKEN_FILE, ~/.config/dfs/token */
-    struct dfs_rpc_tls_config tls;
+    const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
     bool insecure;
     int64_t timeout_ms;
     enum dfs_log_level level;
@@ -140,12 +138,12 @@ static const struct dfs_opt opts[] = {
     {DFS_OPT_STRING, "token-file", 0, A(token_file), .arg = "PATH",
      .help = "bearer token (default: $DFS_TOKEN, else the file $DFS_TOKEN_FILE, else "
              "~/.config/dfs/token)"},
-    {DFS_OPT_STRING, "tls-ca", 0, A(tls.ca_file), .arg = "FILE", .env = "DFS_TLS_CA",
+    {DFS_OPT_STRING, "tls-ca", 0, A(tls_ca), .arg = "FILE", .env = "DFS_TLS_CA",
      .help = "use TLS, trusting this CA"},
-    {DFS_OPT_STRING, "tls-cert", 0, A(tls.cert_file), .arg = "FILE",
+    {DFS_OPT_STRING, "tls-cert", 0, A(tls_cert), .arg = "FILE",
      .help = "client certificate, for mutual TLS ..."},
-    {DFS_OPT_STRING, "tls-key", 0, A(tls.key_file), .arg = "FILE", .help = "... and its key"},
-    {DFS_OPT_STRING, "tls-server-name", 0, A(tls.server_name), .arg = "NAME",
+    {DFS_OPT_STRING, "tls-key", 0, A(tls_key), .arg = "FILE", .help = "... and its key"},
+    {DFS_OPT_STRING, "tls-server-name", 0, A(tls_server_name), .arg = "NAME",
      .help = "the name the servers' certificates carry, when the addresses are not in them"},
     {DFS_OPT_FLAG, "insecure", 0, A(insecure), .help = "allow plaintext to a non-loopback address"},
     {DFS_OPT_INT, "timeout", 0, A(timeout_ms), .arg = "MS", .def = "10000", .min = 1,
@@ -247,38 +245,6 @@ static int usage_error(const char *fmt, const char *arg)
     return DFS_EXIT_USAGE;
 }
 
-/*
- * The bearer token this command presents: --token-file, else $DFS_TOKEN, else $DFS_TOKEN_FILE,
- * else ~/.config/dfs/token when it exists, else none (NULL: the metadata service will say so).
- * *out is malloc'd.
- */
-static int load_token(const char *file, char **out, char **err)
-{
-    *out = NULL;
-    if (file == NULL) {
-        const char *t = getenv("DFS_TOKEN");
-        if (t != NULL && t[0] != '\0') {
-            if (!dfs_rpc_token_valid(t))
-                return dfs_seterr(err, DFS_EINVAL, "$DFS_TOKEN is not a token");
-            *out = strdup(t);
-            return *out != NULL ? DFS_OK : dfs_seterr(err, DFS_ENOMEM, "out of memory");
-        }
-        file = getenv("DFS_TOKEN_FILE");
-        if (file != NULL && file[0] == '\0')
-            file = NULL;
-    }
-    char def[4096];
-    if (file == NULL) {
-        const char *home = getenv("HOME");
-        if (home == NULL ||
-            (size_t)snprintf(def, sizeof def, "%s/.config/dfs/token", home) >= sizeof def ||
-            access(def, F_OK) != 0)
-            return DFS_OK;
-        file = def;
-    }
-    return dfs_rpc_token_read_file(file, out, err);
-}
-
 int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
 {
     struct args a;
@@ -314,15 +280,15 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         dfs_opts_help(&spec, cmd, stdout);
         return DFS_EXIT_OK;
     }
-    if (sess->meta != NULL && metadata_given)
+    if (sess->client != NULL && metadata_given)
         return usage_error("%s: the shell's metadata service is fixed (start dfs shell with "
                            "--metadata instead)",
                            "--metadata");
-    if (sess->meta != NULL && connection_given)
+    if (sess->client != NULL && connection_given)
         return usage_error("%s: the shell's connection is fixed (start dfs shell with the token "
                            "and TLS options instead)",
                            "--token-file/--tls-*/--insecure");
-    if (strcmp(name, "shell") == 0 && sess->meta != NULL)
+    if (strcmp(name, "shell") == 0 && sess->client != NULL)
         return usage_error("%s: already in the shell", "shell");
     if (cli.token_role == ROLE_NODE)
         return usage_error("--role %s: node tokens are made by each storage node at its "
@@ -348,35 +314,29 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
     cli.progress = !cli.quiet && dfs_progress_wanted(STDERR_FILENO);
 
     dfs_log_init("dfs", a.level);
-    dfs_rpc_route_grpc_logs();
-    /* The program connects for this one command; the shell brings its connection. */
-    dfs_meta *own = NULL;
-    dfs_rpc_tls *tls = NULL;
-    struct dfs_rpc_link_security cli_security = {0};
-    char *token = NULL;
-    cli.meta = sess->meta;
-    if (cli.meta == NULL) {
+    dfs_client_route_grpc_logs();
+    /* The program connects for this one command; the shell brings its connection. The token is
+       --token-file, else $DFS_TOKEN, else $DFS_TOKEN_FILE, else ~/.config/dfs/token when it
+       exists, else none (the metadata service will say so). */
+    dfs_client *own = NULL;
+    cli.client = sess->client;
+    if (cli.client == NULL) {
+        struct dfs_client_options o = {.metadata = a.metadata,
+                                       .timeout_ms = a.timeout_ms,
+                                       .token_file = a.token_file,
+                                       .token_from_env = true,
+                                       .tls_ca = a.tls_ca,
+                                       .tls_cert = a.tls_cert,
+                                       .tls_key = a.tls_key,
+                                       .tls_server_name = a.tls_server_name,
+                                       .insecure = a.insecure};
         char *err = NULL;
-        if (dfs_rpc_tls_create_optional(&a.tls, &tls, &err) != DFS_OK ||
-            load_token(a.token_file, &token, &err) != DFS_OK) {
+        if (dfs_client_open(&o, &own, &err) != DFS_OK) {
             fprintf(stderr, "dfs: %s\n", err);
             free(err);
-            dfs_rpc_tls_destroy(tls);
             return DFS_EXIT_USAGE;
         }
-        /* cli_security lives as long as this call, and so as long as the connection. */
-        cli_security = (struct dfs_rpc_link_security){.tls = tls, .insecure = a.insecure};
-        struct dfs_rpc_channel_opts opts = {.security = &cli_security, .token = token};
-        if (dfs_meta_open(a.metadata, a.timeout_ms, &opts, &own, &err) != DFS_OK) {
-            fprintf(stderr, "dfs: %s\n", err);
-            free(err);
-            dfs_rpc_tls_destroy(tls);
-            if (token != NULL)
-                explicit_bzero(token, strlen(token));
-            free(token);
-            return DFS_EXIT_USAGE;
-        }
-        cli.meta = own;
+        cli.client = own;
     }
 
     if (strcmp(name, "shell") == 0)
@@ -401,11 +361,7 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         status = dfs_cmd_whoami(&cli);
     else
         status = dfs_cmd_status(&cli);
-    dfs_meta_close(own);
-    dfs_rpc_tls_destroy(tls);
-    if (token != NULL)
-        explicit_bzero(token, strlen(token));
-    free(token);
+    dfs_client_close(own);
     if (fflush(stdout) != 0 && status == DFS_EXIT_OK)
         status = dfs_cli_error(DFS_EIO, "cannot write the output");
     return status;

@@ -3,7 +3,7 @@
 #define DFS_CLI_CLI_H
 
 #include "cli/commands.h"
-#include "client/meta.h"
+#include "client/dfs_client.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -12,24 +12,25 @@
 struct dfs_session {
     /* The shell's connection (borrowed), or NULL for the program: each command line then connects
        with its own --metadata / DFS_METADATA. */
-    dfs_meta *meta;
+    dfs_client *client;
     /* Set by the caller's SIGINT handler; transfers poll it. The caller resets it between lines. */
     volatile sig_atomic_t *interrupted;
 };
 
 /*
  * Parse and run one command line: argv[0] is the program's name, then global options, the command
- * and its arguments and options, in any order (GNU getopt permutes). Prints the command's output,
- * or a one-line error, and returns the exit status (commands.h). Never exits the process.
+ * and its arguments and options, in any order (the option table in cli.c, common/options.h).
+ * Prints the command's output, its help (-h), or a one-line error, and returns the exit status
+ * (commands.h). Never exits the process.
  */
 int dfs_cli_run(struct dfs_session *sess, int argc, char **argv);
 
-/* The full help text. */
+/* The program's help: the commands and the global options (dfs -h). */
 void dfs_cli_usage(FILE *out);
 
 /*
  * dfs shell: read command lines at a prompt (line editing and history with libedit) and run them
- * with dfs_cli_run on cli->meta's connection until exit, quit or end of input. A line with bad
+ * with dfs_cli_run on cli->client's connection until exit, quit or end of input. A line with bad
  * syntax prints a short usage and the shell goes on; Ctrl-C stops the running transfer (not the
  * shell) and clears the line at the prompt. History is kept in $DFS_HISTORY, else ~/.dfs_history.
  * Returns the exit status of the last command.

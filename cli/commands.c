@@ -1,14 +1,12 @@
 /* The dfs commands. */
 #include "cli/commands.h"
 
-#include "cli/json.h"
 #include "cli/progress.h"
-#include "client/get.h"
-#include "client/put.h"
-#include "client/spool.h"
+#include "client/dfs_client.h"
+#include "common/clock.h"
 #include "common/err.h"
+#include "common/json.h"
 #include "common/units.h"
-#include "dfs/v1/metadata.pb-c.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -75,7 +73,7 @@ static void sha_hex(const ProtobufCBinaryData *b, char hex[65])
     if (b->len != DFS_SHA256_BYTES)
         snprintf(hex, 65, "-");
     else
-        dfs_sha256_hex(b->data, hex);
+        dfs_client_sha256_hex(b->data, hex);
 }
 
 /* ---- put / get ---- */
@@ -88,7 +86,7 @@ static void sha_hex(const ProtobufCBinaryData *b, char hex[65])
 struct progress_sink {
     dfs_progress *bar;
     FILE *log;
-    struct timespec t0;
+    int64_t t0_ns; /* dfs_clock_mono_ns at open: the progress log's times count from it */
     /* Notes (what a transfer waits for): on the progress line when there is one, else on
        stderr, at most every NOTE_EVERY_S while the same wait lasts; none with --quiet. */
     const char *label;
@@ -108,9 +106,7 @@ static void note_both(void *arg, const char *what)
     }
     if (p->on_line || p->quiet)
         return;
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    int64_t now = (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+    int64_t now = dfs_clock_mono_ns();
     if (p->noted_ns != 0 && now - p->noted_ns < (int64_t)NOTE_EVERY_S * 1000000000)
         return;
     p->noted_ns = now;
@@ -123,9 +119,7 @@ static void progress_both(void *arg, uint64_t done, uint64_t total)
     struct progress_sink *p = arg;
     dfs_progress_update(p->bar, done, total);
     if (p->log != NULL) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        double s = (double)(t.tv_sec - p->t0.tv_sec) + (double)(t.tv_nsec - p->t0.tv_nsec) / 1e9;
+        double s = (double)(dfs_clock_mono_ns() - p->t0_ns) / 1e9;
         fprintf(p->log, "%.6f %" PRIu64 "\n", s, done);
     }
 }
@@ -133,7 +127,7 @@ static void progress_both(void *arg, uint64_t done, uint64_t total)
 static int sink_open(struct progress_sink *p, const struct dfs_cli *cli, const char *label)
 {
     memset(p, 0, sizeof *p);
-    clock_gettime(CLOCK_MONOTONIC, &p->t0);
+    p->t0_ns = dfs_clock_mono_ns();
     if (cli->progress_log != NULL && (p->log = fopen(cli->progress_log, "w")) == NULL)
         return dfs_cli_error(DFS_EIO, "cannot write %s", cli->progress_log);
     p->bar = dfs_progress_create(stderr, label, 0, cli->progress);
@@ -160,8 +154,8 @@ int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote)
         const char *dir = getenv("TMPDIR");
         uint64_t n = 0;
         char *err = NULL;
-        int rc = dfs_spool(STDIN_FILENO, dir != NULL && dir[0] != '\0' ? dir : "/tmp", 0,
-                           cli->interrupted, &in_fd, &n, &err);
+        int rc = dfs_client_spool(STDIN_FILENO, dir != NULL && dir[0] != '\0' ? dir : "/tmp", 0,
+                                  cli->interrupted, &in_fd, &n, &err);
         if (rc != DFS_OK) {
             int status =
                 dfs_cli_error(rc, "put %s: %s", shown, err != NULL ? err : dfs_strerror(rc));
@@ -170,7 +164,7 @@ int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote)
         }
         local = "standard input";
     }
-    struct dfs_put_opts o = {
+    struct dfs_client_put_opts o = {
         .replicas = cli->replicas,
         .fragments = cli->fragments,
         .ec_data = cli->ec_data,
@@ -198,9 +192,9 @@ int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote)
     o.progress_arg = &sink;
     o.note = note_both;
     o.note_arg = &sink;
-    struct dfs_put_result r;
+    struct dfs_client_put_result r;
     char *err = NULL;
-    int rc = dfs_put(cli->meta, local, remote, &o, &r, &err);
+    int rc = dfs_client_put(cli->client, local, remote, &o, &r, &err);
     sink_close(&sink, rc == DFS_OK);
     if (in_fd >= 0)
         close(in_fd);
@@ -210,7 +204,7 @@ int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote)
         return status;
     }
     char hex[65], size[32], rate[32];
-    dfs_sha256_hex(r.sha256, hex);
+    dfs_client_sha256_hex(r.sha256, hex);
     if (cli->json) {
         dfs_json j;
         dfs_json_init(&j, stdout);
@@ -259,7 +253,7 @@ int dfs_cmd_put(struct dfs_cli *cli, const char *local, const char *remote)
 
 int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local)
 {
-    struct dfs_get_opts o = {
+    struct dfs_client_get_opts o = {
         .stall_timeout_ms = cli->stall_timeout_ms,
         .interrupted = cli->interrupted,
         .link_rate = cli->link_rate,
@@ -274,9 +268,9 @@ int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local)
         return DFS_EXIT_FAIL;
     o.progress = progress_both;
     o.progress_arg = &sink;
-    struct dfs_get_result r;
+    struct dfs_client_get_result r;
     char *err = NULL;
-    int rc = dfs_get(cli->meta, remote, local, &o, &r, &err);
+    int rc = dfs_client_get(cli->client, remote, local, &o, &r, &err);
     sink_close(&sink, rc == DFS_OK);
     if (rc != DFS_OK) {
         int status = dfs_cli_error(rc, "get %s: %s", dfs_quote(remote, &(struct dfs_quote){{0}}),
@@ -286,7 +280,7 @@ int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local)
     }
     bool to_stdout = strcmp(local, "-") == 0;
     char hex[65], size[32], rate[32];
-    dfs_sha256_hex(r.sha256, hex);
+    dfs_client_sha256_hex(r.sha256, hex);
     if (cli->json && !to_stdout) {
         dfs_json j;
         dfs_json_init(&j, stdout);
@@ -330,21 +324,6 @@ int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local)
 }
 
 /* ---- stat ---- */
-
-static int get_file(struct dfs_cli *cli, const char *remote, Dfs__V1__GetFileResponse **resp)
-{
-    Dfs__V1__GetFileRequest req = DFS__V1__GET_FILE_REQUEST__INIT;
-    req.path = (char *)remote;
-    char *err = NULL;
-    int rc = dfs_meta_call(cli->meta, "GetFile", &req.base, &dfs__v1__get_file_response__descriptor,
-                           true, resp, &err);
-    if (rc != DFS_OK) {
-        int status = dfs_cli_error(rc, "%s", err != NULL ? err : dfs_strerror(rc));
-        free(err);
-        return status;
-    }
-    return DFS_EXIT_OK;
-}
 
 static void json_file(dfs_json *j, const Dfs__V1__FileInfo *f, bool layout)
 {
@@ -423,11 +402,14 @@ static void json_file(dfs_json *j, const Dfs__V1__FileInfo *f, bool layout)
 
 int dfs_cmd_stat(struct dfs_cli *cli, const char *remote)
 {
-    Dfs__V1__GetFileResponse *resp = NULL;
-    int status = get_file(cli, remote, &resp);
-    if (status != DFS_EXIT_OK)
+    Dfs__V1__FileInfo *f = NULL;
+    char *err = NULL;
+    int rc = dfs_client_stat(cli->client, remote, &f, &err);
+    if (rc != DFS_OK) {
+        int status = dfs_cli_error(rc, "%s", err != NULL ? err : dfs_strerror(rc));
+        free(err);
         return status;
-    const Dfs__V1__FileInfo *f = resp->file;
+    }
     if (cli->json) {
         dfs_json j;
         dfs_json_init(&j, stdout);
@@ -461,7 +443,7 @@ int dfs_cmd_stat(struct dfs_cli *cli, const char *remote)
             printf("\n");
         }
     }
-    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    protobuf_c_message_free_unpacked(&f->base, NULL);
     return DFS_EXIT_OK;
 }
 
@@ -479,13 +461,9 @@ int dfs_cmd_ls(struct dfs_cli *cli, const char *prefix)
     char *token = NULL;
     int status = DFS_EXIT_OK;
     do {
-        Dfs__V1__ListFilesRequest req = DFS__V1__LIST_FILES_REQUEST__INIT;
-        req.prefix = (char *)(prefix != NULL ? prefix : "");
-        req.page_token = token != NULL ? token : "";
         Dfs__V1__ListFilesResponse *resp = NULL;
         char *err = NULL;
-        int rc = dfs_meta_call(cli->meta, "ListFiles", &req.base,
-                               &dfs__v1__list_files_response__descriptor, true, &resp, &err);
+        int rc = dfs_client_ls(cli->client, prefix, 0, token, &resp, &err);
         free(token);
         token = NULL;
         if (rc != DFS_OK) {
@@ -522,12 +500,9 @@ int dfs_cmd_ls(struct dfs_cli *cli, const char *prefix)
 
 int dfs_cmd_rm(struct dfs_cli *cli, const char *remote)
 {
-    Dfs__V1__DeleteFileRequest req = DFS__V1__DELETE_FILE_REQUEST__INIT;
-    req.path = (char *)remote;
-    Dfs__V1__DeleteFileResponse *resp = NULL;
+    Dfs__V1__FileInfo *file = NULL;
     char *err = NULL;
-    int rc = dfs_meta_call(cli->meta, "DeleteFile", &req.base,
-                           &dfs__v1__delete_file_response__descriptor, false, &resp, &err);
+    int rc = dfs_client_rm(cli->client, remote, &file, &err);
     if (rc != DFS_OK) {
         int status = dfs_cli_error(rc, "rm %s: %s", dfs_quote(remote, &(struct dfs_quote){{0}}),
                                    err != NULL ? err : dfs_strerror(rc));
@@ -537,14 +512,14 @@ int dfs_cmd_rm(struct dfs_cli *cli, const char *remote)
     if (cli->json) {
         dfs_json j;
         dfs_json_init(&j, stdout);
-        json_file(&j, resp->file, false);
+        json_file(&j, file, false);
         dfs_json_finish(&j);
     } else if (!cli->quiet) {
         char size[32];
-        dfs_format_size(resp->file->size, size, sizeof size);
-        printf("removed %s (%s)\n", resp->file->path, size);
+        dfs_format_size(file->size, size, sizeof size);
+        printf("removed %s (%s)\n", file->path, size);
     }
-    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    protobuf_c_message_free_unpacked(&file->base, NULL);
     return DFS_EXIT_OK;
 }
 
@@ -552,19 +527,15 @@ int dfs_cmd_rm(struct dfs_cli *cli, const char *remote)
 
 int dfs_cmd_nodes(struct dfs_cli *cli)
 {
-    Dfs__V1__ListNodesRequest req = DFS__V1__LIST_NODES_REQUEST__INIT;
     Dfs__V1__ListNodesResponse *resp = NULL;
     char *err = NULL;
-    int rc = dfs_meta_call(cli->meta, "ListNodes", &req.base,
-                           &dfs__v1__list_nodes_response__descriptor, true, &resp, &err);
+    int rc = dfs_client_nodes(cli->client, &resp, &err);
     if (rc != DFS_OK) {
         int status = dfs_cli_error(rc, "nodes: %s", err != NULL ? err : dfs_strerror(rc));
         free(err);
         return status;
     }
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    int64_t now_ms = dfs_clock_wall_ms();
     if (cli->json) {
         dfs_json j;
         dfs_json_init(&j, stdout);
@@ -716,22 +687,16 @@ static void print_health(const Dfs__V1__GetHealthResponse *h, bool verified)
 
 int dfs_cmd_status(struct dfs_cli *cli)
 {
-    Dfs__V1__StatRequest req = DFS__V1__STAT_REQUEST__INIT;
     Dfs__V1__StatResponse *r = NULL;
     char *err = NULL;
-    int rc = dfs_meta_call(cli->meta, "Stat", &req.base, &dfs__v1__stat_response__descriptor, true,
-                           &r, &err);
+    int rc = dfs_client_status(cli->client, &r, &err);
     if (rc != DFS_OK) {
         int status = dfs_cli_error(rc, "status: %s", err != NULL ? err : dfs_strerror(rc));
         free(err);
         return status;
     }
-    Dfs__V1__GetHealthRequest hreq = DFS__V1__GET_HEALTH_REQUEST__INIT;
-    hreq.verify = cli->loss;
-    hreq.list = cli->long_list ? STATUS_LIST_MAX : 0;
     Dfs__V1__GetHealthResponse *h = NULL;
-    rc = dfs_meta_call(cli->meta, "GetHealth", &hreq.base,
-                       &dfs__v1__get_health_response__descriptor, true, &h, &err);
+    rc = dfs_client_health(cli->client, cli->loss, cli->long_list ? STATUS_LIST_MAX : 0, &h, &err);
     if (rc != DFS_OK) {
         int status = dfs_cli_error(rc, "status: %s", err != NULL ? err : dfs_strerror(rc));
         free(err);
@@ -743,7 +708,7 @@ int dfs_cmd_status(struct dfs_cli *cli)
         dfs_json_init(&j, stdout);
         dfs_json_begin_object(&j);
         dfs_json_key(&j, "metadata");
-        dfs_json_string(&j, dfs_meta_addr(cli->meta));
+        dfs_json_string(&j, dfs_client_metadata(cli->client));
         dfs_json_key(&j, "files");
         dfs_json_uint(&j, r->files);
         dfs_json_key(&j, "logical_bytes");
@@ -776,7 +741,7 @@ int dfs_cmd_status(struct dfs_cli *cli)
         char logical[32], stored[32];
         dfs_format_size(r->logical_bytes, logical, sizeof logical);
         dfs_format_size(r->stored_bytes, stored, sizeof stored);
-        printf("metadata:   %s (catalog schema %" PRIu32 ")\n", dfs_meta_addr(cli->meta),
+        printf("metadata:   %s (catalog schema %" PRIu32 ")\n", dfs_client_metadata(cli->client),
                r->schema_version);
         printf("files:      %" PRIu64 " (%s, %s stored with redundancy)\n", r->files, logical,
                stored);
@@ -795,17 +760,18 @@ int dfs_cmd_status(struct dfs_cli *cli)
 
 int dfs_cmd_node(struct dfs_cli *cli, const char *action, const char *node)
 {
-    Dfs__V1__SetNodeStateRequest req = DFS__V1__SET_NODE_STATE_REQUEST__INIT;
+    Dfs__V1__NodeState state;
+    bool force = false;
     const char *done;
     if (strcmp(action, "drain") == 0) {
-        req.state = DFS__V1__NODE_STATE__NODE_DRAINING;
+        state = DFS__V1__NODE_STATE__NODE_DRAINING;
         done = "draining: its fragments are being copied elsewhere, then it is decommissioned";
     } else if (strcmp(action, "undrain") == 0) {
-        req.state = DFS__V1__NODE_STATE__NODE_ALIVE;
+        state = DFS__V1__NODE_STATE__NODE_ALIVE;
         done = "back in service";
     } else if (strcmp(action, "decommission") == 0) {
-        req.state = DFS__V1__NODE_STATE__NODE_DECOMMISSIONED;
-        req.force = cli->force;
+        state = DFS__V1__NODE_STATE__NODE_DECOMMISSIONED;
+        force = cli->force;
         done = "decommissioned: its copies are being repaired from the others";
     } else {
         fprintf(stderr,
@@ -813,21 +779,18 @@ int dfs_cmd_node(struct dfs_cli *cli, const char *action, const char *node)
                 dfs_quote(action, &(struct dfs_quote){{0}}));
         return DFS_EXIT_USAGE;
     }
-    if (cli->force && !req.force) {
+    if (cli->force && !force) {
         fprintf(stderr, "dfs: node %s does not take --force (see dfs --help)\n", action);
         return DFS_EXIT_USAGE;
     }
-    req.node_id = (char *)node;
-    Dfs__V1__SetNodeStateResponse *resp = NULL;
+    Dfs__V1__Node *n = NULL;
     char *err = NULL;
-    int rc = dfs_meta_call(cli->meta, "SetNodeState", &req.base,
-                           &dfs__v1__set_node_state_response__descriptor, true, &resp, &err);
+    int rc = dfs_client_set_node_state(cli->client, node, state, force, &n, &err);
     if (rc != DFS_OK) {
         int status = dfs_cli_error(rc, "node %s: %s", action, err != NULL ? err : dfs_strerror(rc));
         free(err);
         return status;
     }
-    const Dfs__V1__Node *n = resp->node;
     if (cli->json) {
         dfs_json j;
         dfs_json_init(&j, stdout);
@@ -837,13 +800,14 @@ int dfs_cmd_node(struct dfs_cli *cli, const char *action, const char *node)
         dfs_json_key(&j, "address");
         dfs_json_string(&j, n != NULL ? n->address : "");
         dfs_json_key(&j, "state");
-        dfs_json_string(&j, node_state_name(n != NULL ? (int)n->state : (int)req.state));
+        dfs_json_string(&j, node_state_name(n != NULL ? (int)n->state : (int)state));
         dfs_json_end_object(&j);
         dfs_json_finish(&j);
     } else if (!cli->quiet) {
         printf("node %s (%s) %s\n", n != NULL ? n->id : node, n != NULL ? n->address : "?", done);
     }
-    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    if (n != NULL)
+        protobuf_c_message_free_unpacked(&n->base, NULL);
     return DFS_EXIT_OK;
 }
 
@@ -882,13 +846,6 @@ static void token_json(dfs_json *j, const Dfs__V1__TokenInfo *t, int64_t now)
     dfs_json_end_object(j);
 }
 
-static int64_t wall_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int token_create(struct dfs_cli *cli)
 {
     if (cli->token_role == 0) {
@@ -896,15 +853,12 @@ static int token_create(struct dfs_cli *cli)
                         "dfs --help)\n");
         return DFS_EXIT_USAGE;
     }
-    Dfs__V1__CreateTokenRequest req = DFS__V1__CREATE_TOKEN_REQUEST__INIT;
-    req.role = (Dfs__V1__TokenRole)cli->token_role;
-    req.name = (char *)(cli->token_name != NULL ? cli->token_name : role_name(cli->token_role));
-    req.ttl_ms = cli->token_ttl_ms;
     Dfs__V1__CreateTokenResponse *resp = NULL;
     char *err = NULL;
-    /* Not idempotent: a retry after a lost answer would make a second token. */
-    int rc = dfs_meta_call(cli->meta, "CreateToken", &req.base,
-                           &dfs__v1__create_token_response__descriptor, false, &resp, &err);
+    int rc = dfs_client_token_create(cli->client, (Dfs__V1__TokenRole)cli->token_role,
+                                     cli->token_name != NULL ? cli->token_name
+                                                             : role_name(cli->token_role),
+                                     cli->token_ttl_ms, &resp, &err);
     if (rc != DFS_OK) {
         int status = dfs_cli_error(rc, "token create: %s", err != NULL ? err : dfs_strerror(rc));
         free(err);
@@ -918,7 +872,7 @@ static int token_create(struct dfs_cli *cli)
         dfs_json_string(&j, resp->token);
         dfs_json_key(&j, "info");
         if (resp->info != NULL)
-            token_json(&j, resp->info, wall_now_ms());
+            token_json(&j, resp->info, dfs_clock_wall_ms());
         else
             dfs_json_null(&j);
         dfs_json_end_object(&j);
@@ -933,12 +887,9 @@ static int token_create(struct dfs_cli *cli)
 
 static int token_revoke(struct dfs_cli *cli, const char *id)
 {
-    Dfs__V1__RevokeTokenRequest req = DFS__V1__REVOKE_TOKEN_REQUEST__INIT;
-    req.id = (char *)id;
-    Dfs__V1__RevokeTokenResponse *resp = NULL;
+    Dfs__V1__TokenInfo *t = NULL;
     char *err = NULL;
-    int rc = dfs_meta_call(cli->meta, "RevokeToken", &req.base,
-                           &dfs__v1__revoke_token_response__descriptor, true, &resp, &err);
+    int rc = dfs_client_token_revoke(cli->client, id, &t, &err);
     if (rc != DFS_OK) {
         int status =
             dfs_cli_error(rc, "token revoke %s: %s", dfs_quote(id, &(struct dfs_quote){{0}}),
@@ -946,33 +897,30 @@ static int token_revoke(struct dfs_cli *cli, const char *id)
         free(err);
         return status;
     }
-    const Dfs__V1__TokenInfo *t = resp->info;
     if (cli->json && t != NULL) {
         dfs_json j;
         dfs_json_init(&j, stdout);
-        token_json(&j, t, wall_now_ms());
+        token_json(&j, t, dfs_clock_wall_ms());
         dfs_json_finish(&j);
     } else if (!cli->quiet && t != NULL) {
         printf("token %s (%s, role %s) revoked\n", t->id, t->name, role_name((int)t->role));
     }
-    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    if (t != NULL)
+        protobuf_c_message_free_unpacked(&t->base, NULL);
     return DFS_EXIT_OK;
 }
 
 static int token_ls(struct dfs_cli *cli)
 {
-    Dfs__V1__ListTokensRequest req = DFS__V1__LIST_TOKENS_REQUEST__INIT;
-    req.all = cli->all;
     Dfs__V1__ListTokensResponse *resp = NULL;
     char *err = NULL;
-    int rc = dfs_meta_call(cli->meta, "ListTokens", &req.base,
-                           &dfs__v1__list_tokens_response__descriptor, true, &resp, &err);
+    int rc = dfs_client_token_list(cli->client, cli->all, &resp, &err);
     if (rc != DFS_OK) {
         int status = dfs_cli_error(rc, "token ls: %s", err != NULL ? err : dfs_strerror(rc));
         free(err);
         return status;
     }
-    int64_t now = wall_now_ms();
+    int64_t now = dfs_clock_wall_ms();
     if (cli->json) {
         dfs_json j;
         dfs_json_init(&j, stdout);
@@ -1019,25 +967,23 @@ int dfs_cmd_token(struct dfs_cli *cli, const char *action, const char *arg)
 
 int dfs_cmd_whoami(struct dfs_cli *cli)
 {
-    Dfs__V1__WhoAmIRequest req = DFS__V1__WHO_AM_IREQUEST__INIT;
-    Dfs__V1__WhoAmIResponse *resp = NULL;
+    Dfs__V1__TokenInfo *t = NULL;
     char *err = NULL;
-    int rc = dfs_meta_call(cli->meta, "WhoAmI", &req.base, &dfs__v1__who_am_iresponse__descriptor,
-                           true, &resp, &err);
+    int rc = dfs_client_whoami(cli->client, &t, &err);
     if (rc != DFS_OK) {
         int status = dfs_cli_error(rc, "whoami: %s", err != NULL ? err : dfs_strerror(rc));
         free(err);
         return status;
     }
-    const Dfs__V1__TokenInfo *t = resp->info;
     if (cli->json && t != NULL) {
         dfs_json j;
         dfs_json_init(&j, stdout);
-        token_json(&j, t, wall_now_ms());
+        token_json(&j, t, dfs_clock_wall_ms());
         dfs_json_finish(&j);
     } else if (t != NULL) {
         printf("token %s, name %s, role %s\n", t->id, t->name, role_name((int)t->role));
     }
-    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    if (t != NULL)
+        protobuf_c_message_free_unpacked(&t->base, NULL);
     return DFS_EXIT_OK;
 }

@@ -2,7 +2,7 @@
 #ifndef DFS_CLI_COMMANDS_H
 #define DFS_CLI_COMMANDS_H
 
-#include "client/meta.h"
+#include "client/dfs_client.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -10,7 +10,7 @@
 
 /* Everything a command needs, filled by main() from flags and the environment. */
 struct dfs_cli {
-    dfs_meta *meta;
+    dfs_client *client;
     bool json;      /* --json: machine-readable output on stdout */
     bool quiet;     /* -q: nothing on stdout for put/get/rm */
     bool long_list; /* ls -l, status -l (list the lost and degraded files) */

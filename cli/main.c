@@ -24,6 +24,6 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    struct dfs_session sess = {.meta = NULL, .interrupted = &interrupted};
+    struct dfs_session sess = {.client = NULL, .interrupted = &interrupted};
     return dfs_cli_run(&sess, argc, argv);
 }

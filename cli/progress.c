@@ -1,6 +1,7 @@
 /* A progress line for a transfer on a terminal. */
 #include "cli/progress.h"
 
+#include "common/clock.h"
 #include "common/units.h"
 
 #include <stdlib.h>
@@ -26,13 +27,6 @@ struct dfs_progress {
     char note[160]; /* "" when none */
 };
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 bool dfs_progress_wanted(int fd)
 {
     const char *term = getenv("TERM");
@@ -48,7 +42,7 @@ dfs_progress *dfs_progress_create(FILE *out, const char *label, uint64_t total, 
     p->label = strdup(label != NULL ? label : "");
     p->total = total;
     p->enabled = enabled && p->label != NULL;
-    p->start_ns = now_ns();
+    p->start_ns = dfs_clock_mono_ns();
     return p;
 }
 
@@ -118,7 +112,7 @@ void dfs_progress_update(void *progress, uint64_t done, uint64_t total)
         return;
     p->done = done;
     p->total = total;
-    int64_t now = now_ns();
+    int64_t now = dfs_clock_mono_ns();
     if (now - p->last_draw_ns < REDRAW_NS)
         return;
     p->last_draw_ns = now;
@@ -143,7 +137,7 @@ void dfs_progress_note(dfs_progress *p, const char *note)
     if (p == NULL || !p->enabled)
         return;
     snprintf(p->note, sizeof p->note, "%s", note != NULL ? note : "");
-    int64_t now = now_ns();
+    int64_t now = dfs_clock_mono_ns();
     p->last_draw_ns = now;
     draw(p, now, false);
 }
@@ -154,7 +148,7 @@ void dfs_progress_finish(dfs_progress *p, bool ok)
         return;
     if (p->enabled) {
         if (ok)
-            draw(p, now_ns(), true);
+            draw(p, dfs_clock_mono_ns(), true);
         else
             fprintf(p->out, "\r\033[K");
         fflush(p->out);

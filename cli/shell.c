@@ -128,7 +128,8 @@ int dfs_shell_run(struct dfs_cli *cli)
     if (hist != NULL)
         read_history(hist);
     if (tty)
-        printf("dfs shell: metadata service %s. Type help, or exit.\n", dfs_meta_addr(cli->meta));
+        printf("dfs shell: metadata service %s. Type help, or exit.\n",
+               dfs_client_metadata(cli->client));
 
     int status = DFS_EXIT_OK;
     for (;;) {
@@ -182,7 +183,7 @@ int dfs_shell_run(struct dfs_cli *cli)
         }
         argv[0] = "dfs";
         memcpy(argv + 1, words, (size_t)(n + 1) * sizeof *argv);
-        struct dfs_session sess = {.meta = cli->meta, .interrupted = cli->interrupted};
+        struct dfs_session sess = {.client = cli->client, .interrupted = cli->interrupted};
         status = dfs_cli_run(&sess, n + 1, argv);
         fflush(stdout);
         free(argv);

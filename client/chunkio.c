@@ -8,38 +8,18 @@
 #include <string.h>
 #include <unistd.h>
 
-static size_t varint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
 static void init_packed(struct dfs_put_chunk *c, const Dfs__V1__FragmentHeader *h, size_t len)
 {
     size_t hdr_len = h != NULL ? protobuf_c_message_get_packed_size(&h->base) : 0;
     size_t nblocks = dfs_crc32c_nblocks(len);
-    size_t total = (h != NULL ? 1 + varint_len(hdr_len) + hdr_len : 0) +
-                   (len > 0 ? 1 + varint_len(len) + len : 0) +
-                   (nblocks > 0 ? 1 + varint_len(4 * nblocks) + 4 * nblocks : 0);
+    size_t total = (h != NULL ? 1 + dfs_wire_varint_len(hdr_len) + hdr_len : 0) +
+                   (len > 0 ? 1 + dfs_wire_varint_len(len) + len : 0) +
+                   (nblocks > 0 ? 1 + dfs_wire_varint_len(4 * nblocks) + 4 * nblocks : 0);
     c->slice = grpc_slice_malloc(total);
     uint8_t *p = GRPC_SLICE_START_PTR(c->slice);
     if (h != NULL) {
         *p++ = 0x0a;
-        p = put_varint(p, hdr_len);
+        p = dfs_wire_put_varint(p, hdr_len);
         p += protobuf_c_message_pack(&h->base, p);
     }
     c->len = len;
@@ -48,11 +28,11 @@ static void init_packed(struct dfs_put_chunk *c, const Dfs__V1__FragmentHeader *
     c->crc_at = p;
     if (len > 0) {
         *p++ = 0x12;
-        p = put_varint(p, len);
+        p = dfs_wire_put_varint(p, len);
         c->data = p;
         p += len;
         *p++ = 0x1a;
-        p = put_varint(p, 4 * nblocks);
+        p = dfs_wire_put_varint(p, 4 * nblocks);
         c->crc_at = p;
     }
 }

@@ -16,6 +16,7 @@
  */
 #include "client/chunkio.h"
 #include "client/fetch.h"
+#include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -134,7 +135,7 @@ static void stall_fired(dfs_rpc_timer *t)
 static void progress(struct ec_fetch *f)
 {
     dfs_rpc_loop_timer_arm(f->job->ctx->loop, &f->stall,
-                           dfs_rpc_now_ns() + f->job->ctx->stall_timeout_ms * 1000000);
+                           dfs_clock_mono_ns() + f->job->ctx->stall_timeout_ms * 1000000);
 }
 
 static void reject(struct ec_fetch *f, int code, int damage, const char *fmt, ...)
@@ -398,7 +399,7 @@ static void start_fetch(struct ec_job *job, struct ec_stripe *st, unsigned frag)
     st->fetching++;
     st->state[frag] = CELL_FETCHING;
     /* A link (or the transfer) in debt: start this cell once it is paid off. */
-    int64_t now = dfs_rpc_now_ns();
+    int64_t now = dfs_clock_mono_ns();
     int64_t w1 = dfs_bucket_charge(dfs_link_bucket(f->link), 0, now);
     int64_t w2 = job->ctx->global != NULL ? dfs_bucket_charge(job->ctx->global, 0, now) : 0;
     int64_t wait = w1 > w2 ? w1 : w2;
@@ -422,7 +423,7 @@ static void begin_call(struct ec_fetch *f)
     }
     const Dfs__V1__Fragment *fr = job->frags[f->frag].frag;
     /* Still in debt (another fetch charged meanwhile): wait again. */
-    int64_t now = dfs_rpc_now_ns();
+    int64_t now = dfs_clock_mono_ns();
     int64_t w1 = dfs_bucket_charge(dfs_link_bucket(f->link), 0, now);
     int64_t w2 = job->ctx->global != NULL ? dfs_bucket_charge(job->ctx->global, 0, now) : 0;
     if (w1 > 0 || w2 > 0) {

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* As in client/dfs_client.h (an identical definition). */
 #define DFS_SHA256_BYTES 32
 
 typedef struct dfs_filehash dfs_filehash;

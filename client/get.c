@@ -25,6 +25,7 @@
 #include "client/drain.h"
 #include "client/fetch.h"
 #include "client/links.h"
+#include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -142,7 +143,7 @@ struct lane {
 struct get_job {
     dfs_meta *meta;
     const struct dfs_rpc_link_security *security; /* borrowed: the links' */
-    const struct dfs_get_opts *opts;
+    const struct dfs_client_get_opts *opts;
     dfs_rpc_loop *loop;
     dfs_links *links;
     int fd;
@@ -213,7 +214,8 @@ static void stall_fired(dfs_rpc_timer *t)
 
 static void progress(struct fetch *f)
 {
-    dfs_rpc_loop_timer_arm(f->job->loop, &f->stall, dfs_rpc_now_ns() + stall_ms(f->job) * 1000000);
+    dfs_rpc_loop_timer_arm(f->job->loop, &f->stall,
+                           dfs_clock_mono_ns() + stall_ms(f->job) * 1000000);
 }
 
 /* Give up on the current copy for a local reason (damage: what it says of the copy); the call's
@@ -333,7 +335,7 @@ static void pace_fired(dfs_rpc_timer *t)
 /* Nanoseconds until the link and the whole transfer are out of debt (0: go now). */
 static int64_t debt_ns(struct get_job *job, dfs_link *link)
 {
-    int64_t now = dfs_rpc_now_ns();
+    int64_t now = dfs_clock_mono_ns();
     int64_t w1 = dfs_bucket_charge(dfs_link_bucket(link), 0, now);
     int64_t w2 = dfs_bucket_charge(&job->global, 0, now);
     return w1 > w2 ? w1 : w2;
@@ -572,7 +574,7 @@ static void pump(struct get_job *job)
                 fs->unstarted += job->ranges[r].len;
                 ln->armed = true;
                 job->armed++;
-                dfs_rpc_loop_timer_arm(job->loop, &ln->pace, dfs_rpc_now_ns() + wait);
+                dfs_rpc_loop_timer_arm(job->loop, &ln->pace, dfs_clock_mono_ns() + wait);
                 break;
             }
             size_t r, c;
@@ -799,10 +801,10 @@ static void go_fetch(struct fetch *f)
     if (wait > 0) {
         f->deferred = true;
         job->running++;
-        dfs_rpc_loop_timer_arm(job->loop, &f->pace, dfs_rpc_now_ns() + wait);
+        dfs_rpc_loop_timer_arm(job->loop, &f->pace, dfs_clock_mono_ns() + wait);
         return;
     }
-    int64_t now = dfs_rpc_now_ns();
+    int64_t now = dfs_clock_mono_ns();
     dfs_bucket_charge(dfs_link_bucket(f->link), r->len - f->got, now);
     dfs_bucket_charge(&job->global, r->len - f->got, now);
     if (dfs_rpc_ccall_start(job->loop, dfs_link_channel(f->link), "/dfs.v1.Storage/GetFragment", -1,
@@ -1139,7 +1141,7 @@ static void report_damages(struct get_job *job)
 /* Start every idle slot on what there is to fetch, and run the loop until nothing is left. */
 static void run_ranges(struct get_job *job)
 {
-    const struct dfs_get_opts *opts = job->opts;
+    const struct dfs_client_get_opts *opts = job->opts;
     if (job->lanes != NULL)
         pump(job);
     else
@@ -1246,7 +1248,7 @@ static bool verify_whole(struct get_job *job, struct frag_state *fs)
 
 static void fetch_file(struct get_job *job, const char *resume_hex)
 {
-    const struct dfs_get_opts *opts = job->opts;
+    const struct dfs_client_get_opts *opts = job->opts;
     job->loop = dfs_rpc_loop_create();
     /* Throttled: ranges of about 1/32 s of the rate (whole 64 KiB blocks), so pacing is even. */
     job->range = RANGE;
@@ -1265,7 +1267,7 @@ static void fetch_file(struct get_job *job, const char *resume_hex)
     job->links = dfs_links_create(opts->link_rate, job->range < DFS_CHUNK ? job->range : DFS_CHUNK,
                                   job->security);
     dfs_bucket_init(&job->global, opts->max_rate, job->range < DFS_CHUNK ? job->range : DFS_CHUNK,
-                    dfs_rpc_now_ns());
+                    dfs_clock_mono_ns());
     if (job->loop == NULL || job->links == NULL)
         fail_job(job, DFS_ENOMEM, NULL);
     const Dfs__V1__Redundancy *red = job->file->redundancy;
@@ -1453,8 +1455,9 @@ static int open_special(const char *local, mode_t mode, int *out, char **errmsg)
     return DFS_OK;
 }
 
-int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct dfs_get_opts *opts,
-            struct dfs_get_result *out, char **errmsg)
+int dfs_get(dfs_meta *meta, const char *remote, const char *local,
+            const struct dfs_client_get_opts *opts, struct dfs_client_get_result *out,
+            char **errmsg)
 {
     struct get_job job = {
         .meta = meta, .security = dfs_meta_security(meta), .opts = opts, .fd = -1, .out_fd = -1};
@@ -1472,7 +1475,7 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
         return dfs_seterr(errmsg, DFS_EINVAL,
                           "--resume continues a partial download into a regular file; %s is %s",
                           local, to_stdout ? "standard output" : file_kind(lst.st_mode));
-    int64_t t0 = dfs_rpc_now_ns();
+    int64_t t0 = dfs_clock_mono_ns();
     int rc = get_layout(meta, remote, &job.file, errmsg);
     if (rc != DFS_OK)
         return rc;
@@ -1483,15 +1486,13 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
             protobuf_c_message_free_unpacked(&job.file->base, NULL);
             return rc;
         }
-        struct dfs_get_opts o = *opts;
-        o.security = job.security;
-        o.meta = meta;
-        rc = dfs_get_fd(job.file, 0, job.file->size, fd, NULL, &o, out, errmsg);
+        rc = dfs_get_fd(meta, job.security, job.file, 0, job.file->size, fd, NULL, opts, out,
+                        errmsg);
         if (close(fd) != 0 && rc == DFS_OK && errno != EINTR)
             rc = dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot write %s",
                                   local);
         if (rc == DFS_OK)
-            out->seconds = (double)(dfs_rpc_now_ns() - t0) / 1e9;
+            out->seconds = (double)(dfs_clock_mono_ns() - t0) / 1e9;
         protobuf_c_message_free_unpacked(&job.file->base, NULL);
         return rc;
     }
@@ -1590,7 +1591,7 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local, const struct 
         out->failovers = job.failovers;
         out->rebuilt = job.rebuilt;
         out->resumed = job.resumed;
-        out->seconds = (double)(dfs_rpc_now_ns() - t0) / 1e9;
+        out->seconds = (double)(dfs_clock_mono_ns() - t0) / 1e9;
         rc = DFS_OK;
     }
     job_free(&job);
@@ -1621,9 +1622,10 @@ static int scratch_open(const char *dir, char **errmsg)
     return fd >= 0 ? fd : dfs_err_from_errno(errno);
 }
 
-int dfs_get_fd(const Dfs__V1__FileInfo *file, uint64_t offset, uint64_t length, int out_fd,
-               const char *scratch_dir, const struct dfs_get_opts *opts, struct dfs_get_result *out,
-               char **errmsg)
+int dfs_get_fd(dfs_meta *meta, const struct dfs_rpc_link_security *security,
+               const Dfs__V1__FileInfo *file, uint64_t offset, uint64_t length, int out_fd,
+               const char *scratch_dir, const struct dfs_client_get_opts *opts,
+               struct dfs_client_get_result *out, char **errmsg)
 {
     if (offset > file->size || length > file->size - offset)
         return dfs_seterr(errmsg, DFS_ERANGE,
@@ -1632,11 +1634,11 @@ int dfs_get_fd(const Dfs__V1__FileInfo *file, uint64_t offset, uint64_t length, 
     if (file->sha256.len != DFS_SHA256_BYTES)
         return dfs_seterr(errmsg, DFS_EINTERNAL, "the layout has no SHA-256");
     struct get_job job = {
-        .meta = opts->meta, .security = opts->security, .opts = opts, .fd = -1, .out_fd = out_fd};
+        .meta = meta, .security = security, .opts = opts, .fd = -1, .out_fd = out_fd};
     job.file = (Dfs__V1__FileInfo *)file; /* read only: job_free leaves it alone */
     job.from = offset;
     job.to = offset + length;
-    int64_t t0 = dfs_rpc_now_ns();
+    int64_t t0 = dfs_clock_mono_ns();
     const char *dir = scratch_dir;
     if (dir == NULL || dir[0] == '\0')
         dir = getenv("TMPDIR");
@@ -1678,7 +1680,7 @@ int dfs_get_fd(const Dfs__V1__FileInfo *file, uint64_t offset, uint64_t length, 
         out->failovers = job.failovers;
         out->rebuilt = job.rebuilt;
         out->resumed = 0;
-        out->seconds = (double)(dfs_rpc_now_ns() - t0) / 1e9;
+        out->seconds = (double)(dfs_clock_mono_ns() - t0) / 1e9;
     }
     job_free(&job);
     close(job.fd);

@@ -408,9 +408,9 @@ static void expect_local_is_the_file(struct fx *f)
     free(buf);
 }
 
-static int get(struct fx *f, struct dfs_get_result *r, char **err)
+static int get(struct fx *f, struct dfs_client_get_result *r, char **err)
 {
-    struct dfs_get_opts o = {0};
+    struct dfs_client_get_opts o = {0};
     return dfs_get(f->meta, "/f", f->local, &o, r, err);
 }
 
@@ -429,7 +429,7 @@ static void test_copy_with_another_checksum_is_skipped_and_reported(void **state
     layout_fragment(&l, 0, &f->frags[0], nodes, 2);
     f->m.layouts[0] = &l.fi;
     f->m.nlayouts = 1;
-    struct dfs_get_result r;
+    struct dfs_client_get_result r;
     char *err = NULL;
     if (get(f, &r, &err) != DFS_OK)
         fail_msg("get: %s", err);
@@ -462,7 +462,7 @@ static void test_lying_copy_found_by_reading_whole(void **state)
     layout_fragment(&l, 0, &f->frags[0], nodes, 2);
     f->m.layouts[0] = &l.fi;
     f->m.nlayouts = 1;
-    struct dfs_get_result r;
+    struct dfs_client_get_result r;
     char *err = NULL;
     if (get(f, &r, &err) != DFS_OK)
         fail_msg("get: %s", err);
@@ -473,8 +473,8 @@ static void test_lying_copy_found_by_reading_whole(void **state)
     assert_int_equal(pipe(p), 0);
     pthread_t reader;
     assert_int_equal(pthread_create(&reader, NULL, drain_pipe, &p[0]), 0);
-    struct dfs_get_opts o = {.meta = f->meta};
-    int rc = dfs_get_fd(&l.fi, 0, f->size, p[1], f->dir, &o, &r, &err);
+    struct dfs_client_get_opts o = {0};
+    int rc = dfs_get_fd(f->meta, NULL, &l.fi, 0, f->size, p[1], f->dir, &o, &r, &err);
     close(p[1]);
     pthread_join(reader, NULL);
     close(p[0]);
@@ -506,7 +506,7 @@ static void test_layout_fetched_again_when_copies_run_out(void **state)
     f->m.layouts[0] = &before.fi;
     f->m.layouts[1] = &after.fi;
     f->m.nlayouts = 2;
-    struct dfs_get_result r;
+    struct dfs_client_get_result r;
     char *err = NULL;
     if (get(f, &r, &err) != DFS_OK)
         fail_msg("get: %s", err);
@@ -517,8 +517,9 @@ static void test_layout_fetched_again_when_copies_run_out(void **state)
     assert_true(reported(&f->m, f->frags[0].id, &f->n[0], 3 /* DAMAGE_MISSING */));
     /* Without a metadata service to ask (dfs_get_fd with no meta), it fails as before. */
     int fd = open(f->local, O_WRONLY | O_TRUNC);
-    struct dfs_get_opts o = {0};
-    assert_int_equal(dfs_get_fd(&before.fi, 0, f->size, fd, f->dir, &o, &r, &err), DFS_EDATALOSS);
+    struct dfs_client_get_opts o = {0};
+    assert_int_equal(dfs_get_fd(NULL, NULL, &before.fi, 0, f->size, fd, f->dir, &o, &r, &err),
+                     DFS_EDATALOSS);
     assert_non_null(strstr(err, "no copy could be read"));
     free(err);
     close(fd);
@@ -572,7 +573,7 @@ static void test_erasure_lying_data_fragment_rebuilt_from_parity(void **state)
     }
     f->m.layouts[0] = &l.fi;
     f->m.nlayouts = 1;
-    struct dfs_get_result r;
+    struct dfs_client_get_result r;
     char *err = NULL;
     if (get(f, &r, &err) != DFS_OK)
         fail_msg("get: %s", err);

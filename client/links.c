@@ -1,33 +1,51 @@
-/* The client's links: one channel per storage node. */
+/* The client's links: one channel per storage node, from a channel pool of the transfer's own. */
 #include "client/links.h"
 
+#include "common/clock.h"
 #include "common/err.h"
+#include "services/rpc/pool.h"
 
 #include <stdlib.h>
-#include <string.h>
 
+/* A link is the state the pool keeps beside each node's channel. */
 struct dfs_link {
-    char *address;
-    dfs_rpc_channel *ch;
+    const char *address; /* the pool's */
+    dfs_rpc_channel *ch; /* the pool's */
     uint64_t bytes;
     dfs_bucket bucket;
 };
 
 struct dfs_links {
-    dfs_link **v;
-    size_t n;
+    dfs_rpc_pool *pool;
     uint64_t rate, burst;
-    const struct dfs_rpc_link_security *security; /* borrowed */
 };
+
+static void link_init(void *data, const char *address, dfs_rpc_channel *ch, void *arg)
+{
+    dfs_link *l = data;
+    const dfs_links *links = arg;
+    l->address = address;
+    l->ch = ch;
+    dfs_bucket_init(&l->bucket, links->rate, links->burst, dfs_clock_mono_ns());
+}
 
 dfs_links *dfs_links_create(uint64_t rate, uint64_t burst,
                             const struct dfs_rpc_link_security *security)
 {
     dfs_links *l = calloc(1, sizeof(dfs_links));
-    if (l != NULL) {
-        l->rate = rate;
-        l->burst = burst;
-        l->security = security;
+    if (l == NULL)
+        return NULL;
+    l->rate = rate;
+    l->burst = burst;
+    struct dfs_rpc_pool_config cfg = {
+        .security = security,
+        .data_size = sizeof(dfs_link),
+        .data_init = link_init,
+        .arg = l,
+    };
+    if (dfs_rpc_pool_create(&cfg, &l->pool, NULL) != DFS_OK) {
+        free(l);
+        return NULL;
     }
     return l;
 }
@@ -36,41 +54,16 @@ void dfs_links_destroy(dfs_links *links)
 {
     if (links == NULL)
         return;
-    for (size_t i = 0; i < links->n; i++) {
-        dfs_rpc_channel_destroy(links->v[i]->ch);
-        free(links->v[i]->address);
-        free(links->v[i]);
-    }
-    free(links->v);
+    dfs_rpc_pool_destroy(links->pool);
     free(links);
 }
 
 dfs_link *dfs_links_get(dfs_links *links, const char *address, char **errmsg)
 {
-    for (size_t i = 0; i < links->n; i++)
-        if (strcmp(links->v[i]->address, address) == 0)
-            return links->v[i];
-    dfs_link **v = realloc(links->v, (links->n + 1) * sizeof *v);
-    if (v == NULL) {
-        dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    void *data = NULL;
+    if (dfs_rpc_pool_get(links->pool, address, NULL, &data, errmsg) != DFS_OK)
         return NULL;
-    }
-    links->v = v;
-    dfs_link *l = calloc(1, sizeof *l);
-    if (l == NULL || (l->address = strdup(address)) == NULL) {
-        free(l);
-        dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
-        return NULL;
-    }
-    struct dfs_rpc_channel_opts o = {.security = links->security};
-    if (dfs_rpc_channel_open(address, &o, &l->ch, errmsg) != DFS_OK) {
-        free(l->address);
-        free(l);
-        return NULL;
-    }
-    dfs_bucket_init(&l->bucket, links->rate, links->burst, dfs_rpc_now_ns());
-    links->v[links->n++] = l;
-    return l;
+    return data;
 }
 
 dfs_rpc_channel *dfs_link_channel(const dfs_link *link)

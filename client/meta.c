@@ -1,6 +1,7 @@
-/* The CLI's connection to the metadata service. */
+/* The client's connection to the metadata service. */
 #include "client/meta.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 
 #include <stdio.h>
@@ -60,14 +61,21 @@ int dfs_meta_call(dfs_meta *m, const char *method, const ProtobufCMessage *req,
                   const ProtobufCMessageDescriptor *resp_desc, bool retry, void *resp,
                   char **errmsg)
 {
+    return dfs_meta_call_within(m, method, req, resp_desc, retry, m->timeout_ms, resp, errmsg);
+}
+
+int dfs_meta_call_within(dfs_meta *m, const char *method, const ProtobufCMessage *req,
+                         const ProtobufCMessageDescriptor *resp_desc, bool retry,
+                         int64_t timeout_ms, void *resp, char **errmsg)
+{
     char name[96];
     snprintf(name, sizeof name, "/dfs.v1.Metadata/%s", method);
     char *err = NULL;
     /* Retries ride out a restart of the service, not a wrong address: keep them short. */
     int rc = retry ? dfs_rpc_unary_retry(m->ch, name, req, resp_desc, (ProtobufCMessage **)resp,
-                                         m->timeout_ms, RETRY_MS, &err)
+                                         timeout_ms, RETRY_MS, &err)
                    : dfs_rpc_unary(m->ch, name, req, resp_desc, (ProtobufCMessage **)resp,
-                                   m->timeout_ms, &err);
+                                   timeout_ms, &err);
     if (rc == DFS_EUNAVAIL || rc == DFS_ETIMEDOUT)
         rc = dfs_seterr(errmsg, rc, "cannot reach the metadata service at %s (%s)",
                         dfs_rpc_channel_target(m->ch), err != NULL ? err : dfs_strerror(rc));
@@ -81,12 +89,12 @@ int dfs_meta_call_patient(dfs_meta *m, const char *method, const ProtobufCMessag
                           const ProtobufCMessageDescriptor *resp_desc,
                           const struct dfs_meta_patience *p, void *resp, char **errmsg)
 {
-    int64_t start = dfs_rpc_now_ns();
+    int64_t start = dfs_clock_mono_ns();
     int64_t backoff_ms = 50;
     for (;;) {
         char *err = NULL;
         int rc = dfs_meta_call(m, method, req, resp_desc, false, resp, &err);
-        int64_t waited_ms = (dfs_rpc_now_ns() - start) / 1000000;
+        int64_t waited_ms = (dfs_clock_mono_ns() - start) / 1000000;
         bool again = (rc == DFS_EUNAVAIL || rc == DFS_ETIMEDOUT) &&
                      waited_ms + backoff_ms < p->patience_ms &&
                      (p->interrupted == NULL || !*p->interrupted);

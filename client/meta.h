@@ -1,4 +1,4 @@
-/* The CLI's connection to the metadata service: calls with deadlines, retries and clear errors. */
+/* The client's connection to the metadata service: calls with deadlines, retries and clear errors. */
 #ifndef DFS_CLIENT_META_H
 #define DFS_CLIENT_META_H
 
@@ -40,6 +40,11 @@ const char *dfs_meta_addr(const dfs_meta *m);
 int dfs_meta_call(dfs_meta *m, const char *method, const ProtobufCMessage *req,
                   const ProtobufCMessageDescriptor *resp_desc, bool retry, void *resp,
                   char **errmsg);
+
+/* dfs_meta_call with its own deadline instead of the handle's (a readiness probe's short one). */
+int dfs_meta_call_within(dfs_meta *m, const char *method, const ProtobufCMessage *req,
+                         const ProtobufCMessageDescriptor *resp_desc, bool retry,
+                         int64_t timeout_ms, void *resp, char **errmsg);
 
 /* How dfs_meta_call_patient waits. */
 struct dfs_meta_patience {

@@ -2,7 +2,9 @@
 #include "client/put.h"
 
 #include "client/chunkio.h"
+#include "client/filehash.h"
 #include "client/links.h"
+#include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -105,7 +107,7 @@ struct put_stream {
 
 struct put_job {
     dfs_meta *meta;
-    const struct dfs_put_opts *opts;
+    const struct dfs_client_put_opts *opts;
     dfs_rpc_loop *loop;
     dfs_links *links;
     int fd;
@@ -314,7 +316,7 @@ static void stall_fired(dfs_rpc_timer *t)
 
 static void progress(struct put_stream *s)
 {
-    s->last_ns = dfs_rpc_now_ns();
+    s->last_ns = dfs_clock_mono_ns();
     dfs_rpc_loop_timer_arm(s->job->loop, &s->stall, s->last_ns + stall_ms(s->job) * 1000000);
 }
 
@@ -330,7 +332,7 @@ static void note(struct put_job *job, const char *what)
 static void watch_fired(dfs_rpc_timer *t)
 {
     struct put_job *job = (struct put_job *)(void *)((char *)t - offsetof(struct put_job, watch));
-    int64_t now = dfs_rpc_now_ns();
+    int64_t now = dfs_clock_mono_ns();
     const struct put_stream *oldest = NULL;
     size_t waiting = 0;
     for (size_t i = 0; i < job->nstreams; i++) {
@@ -412,7 +414,7 @@ static void send_next(struct put_stream *s)
         return;
     }
     /* Bandwidth: the link's bucket, then the whole transfer's; wait for whichever is short. */
-    int64_t now = dfs_rpc_now_ns();
+    int64_t now = dfs_clock_mono_ns();
     dfs_bucket *link = dfs_link_bucket(s->link);
     int64_t wait = dfs_bucket_take(link, pc->len, now);
     if (wait == 0 && (wait = dfs_bucket_take(&job->global, pc->len, now)) > 0)
@@ -801,7 +803,7 @@ static void start_stream(struct put_stream *s)
 
 static int create_file(struct put_job *job, const char *remote, char **errmsg)
 {
-    const struct dfs_put_opts *o = job->opts;
+    const struct dfs_client_put_opts *o = job->opts;
     Dfs__V1__Redundancy red = DFS__V1__REDUNDANCY__INIT;
     if (o->ec_data > 0) {
         red.scheme = DFS__V1__REDUNDANCY__SCHEME__ERASURE;
@@ -910,7 +912,7 @@ static void abort_file(struct put_job *job)
     free(err);
 }
 
-static int open_local(const char *local, const struct dfs_put_opts *opts, int *fd, bool *own,
+static int open_local(const char *local, const struct dfs_client_put_opts *opts, int *fd, bool *own,
                       uint64_t *size, struct stat *st, char **errmsg)
 {
     *own = !opts->from_fd;
@@ -933,15 +935,16 @@ static int open_local(const char *local, const struct dfs_put_opts *opts, int *f
     return DFS_OK;
 }
 
-int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct dfs_put_opts *opts,
-            struct dfs_put_result *out, char **errmsg)
+int dfs_put(dfs_meta *meta, const char *local, const char *remote,
+            const struct dfs_client_put_opts *opts, struct dfs_client_put_result *out,
+            char **errmsg)
 {
     struct put_job job = {.meta = meta, .opts = opts, .fd = -1};
     struct stat st_before;
     int rc = open_local(local, opts, &job.fd, &job.own_fd, &job.size, &st_before, errmsg);
     if (rc != DFS_OK)
         return rc;
-    int64_t t0 = dfs_rpc_now_ns();
+    int64_t t0 = dfs_clock_mono_ns();
     dfs_filehash *hash = NULL;
     rc = create_file(&job, remote, errmsg);
     if (rc != DFS_OK) {
@@ -964,7 +967,7 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
     /* A burst of two messages: a timer that fires late does not lose the time it was late by
        (with a burst of one, the bucket would be full and discard what accrued meanwhile). */
     job.links = dfs_links_create(opts->link_rate, 2 * job.chunk, dfs_meta_security(meta));
-    dfs_bucket_init(&job.global, opts->max_rate, 2 * job.chunk, dfs_rpc_now_ns());
+    dfs_bucket_init(&job.global, opts->max_rate, 2 * job.chunk, dfs_clock_mono_ns());
     job.nstreams = nf * k;
     job.streams = calloc(job.nstreams, sizeof *job.streams);
     const Dfs__V1__Redundancy *red = job.file->redundancy;
@@ -1022,7 +1025,7 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
         start_waiting(&job);
     dfs_rpc_timer_init(&job.watch, watch_fired);
     if (opts->note != NULL && job.loop != NULL)
-        dfs_rpc_loop_timer_arm(job.loop, &job.watch, dfs_rpc_now_ns() + 1000000000);
+        dfs_rpc_loop_timer_arm(job.loop, &job.watch, dfs_clock_mono_ns() + 1000000000);
     while (job.running > 0) {
         dfs_rpc_loop_run_once(job.loop, 100);
         if (opts->interrupted != NULL && *opts->interrupted && job.error == DFS_OK)
@@ -1072,7 +1075,7 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote, const struct 
         out->ec_data = job.ec != NULL ? dfs_ec_k(job.ec) : 0;
         out->ec_parity = job.ec != NULL ? dfs_ec_m(job.ec) : 0;
         out->replaced_targets = job.replaced;
-        out->seconds = (double)(dfs_rpc_now_ns() - t0) / 1e9;
+        out->seconds = (double)(dfs_clock_mono_ns() - t0) / 1e9;
         rc = DFS_OK;
     }
     if (committed != NULL)

@@ -1,4 +1,4 @@
-"""libFuzzer targets built with clang, beside the gcc build (see fuzz/README.md, fuzz/build.sh)."""
+"""libFuzzer targets built with clang, beside the gcc build (see docs/validation.md, fuzz/build.sh)."""
 
 def dfs_fuzzer(name, srcs, libs = ""):
     """A genrule that compiles srcs (C files and every header they include, generated protobuf-c

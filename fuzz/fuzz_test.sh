@@ -10,7 +10,7 @@
 # A crash, a leak, a sanitizer report or a broken promise fails the case; its input is kept in
 # the test's undeclared outputs (bazel-testlogs/fuzz/fuzz_test/test.outputs/) with the log tail
 # printed. Each run prints its figures: executions, executions per second, coverage (edges) and
-# features, corpus size. fuzz/run does the same for longer (see fuzz/README.md).
+# features, corpus size. fuzz/run does the same for longer (see docs/validation.md).
 set -u
 
 secs=${DFS_FUZZ_SECONDS:-10}

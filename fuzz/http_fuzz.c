@@ -3,7 +3,7 @@
  * (gateway/): the Range header, percent-decoding of paths and query values, the store
  * parameters (replicas, fragments, ec, policy, overwrite), and the JSON body of an experiment
  * start (a hand-written parser whose knobs become a child process's arguments); and what it writes
- * back: JSON strings holding whatever a path held (cli/json.h). Input: a selector byte, 8 bytes of
+ * back: JSON strings holding whatever a path held (common/json.h). Input: a selector byte, 8 bytes of
  * a file size, then text; for the parameters the text is cut at NUL bytes into the five values.
  *
  * Invariants: a satisfiable range lies inside the file and is not empty; a decoded string holds
@@ -12,8 +12,8 @@
  * the knob rules (so none can name the gateway's own --out or --bin, or start with '-'); a JSON
  * string written is quoted, valid UTF-8 and free of raw control characters.
  */
-#include "cli/json.h"
 #include "common/err.h"
+#include "common/json.h"
 #include "common/utf8.h"
 #include "gateway/experiments.h"
 #include "gateway/putparams.h"
@@ -71,7 +71,7 @@ static void params(const char *text, size_t n, uint8_t present)
         p += strlen(p) + 1;
     }
     struct dfs_gw_put_query q = {v[0], v[1], v[2], v[3], v[4]};
-    struct dfs_put_opts o;
+    struct dfs_client_put_opts o;
     memset(&o, 0, sizeof o);
     char *msg = NULL;
     if (dfs_gw_put_params(&q, &o, &msg) == DFS_OK) {

@@ -1,7 +1,7 @@
 /*
  * Fuzz target: the rules that keep names safe. Remote paths and listing prefixes (common/path.h),
  * node, file and fragment ids (common/id.h, which keep storage paths inside the data directory),
- * host:port addresses (dfs_rpc_hostport_valid) and UTF-8 (common/utf8.h, checked against a
+ * host:port addresses (common/addr.h) and UTF-8 (common/utf8.h, checked against a
  * second, independent decoder written here).
  *
  * Invariants checked on every input, beside the sanitizers: a canonical path is canonical again
@@ -9,11 +9,11 @@
  * valid UTF-8 and at most DFS_PATH_MAX bytes; an id is valid exactly when it is the right number
  * of lower-case hex digits; an accepted host:port ends in ":<1..65535>".
  */
+#include "common/addr.h"
 #include "common/err.h"
 #include "common/id.h"
 #include "common/path.h"
 #include "common/utf8.h"
-#include "services/rpc/client.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -126,7 +126,7 @@ static void ids(const char *s, size_t n)
 
 static void hostport(const char *s)
 {
-    if (!dfs_rpc_hostport_valid(s, 255))
+    if (!dfs_addr_valid(s, 255))
         return;
     const char *colon = strrchr(s, ':');
     if (colon == NULL || colon == s || strlen(s) > 255)

@@ -2,8 +2,9 @@
    results and figures. */
 #include "gateway/experiments.h"
 
-#include "cli/json.h"
+#include "common/clock.h"
 #include "common/err.h"
+#include "common/json.h"
 #include "common/log.h"
 
 #include <dirent.h>
@@ -63,13 +64,6 @@ struct dfs_experiments {
     unsigned running;
     unsigned seq;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 /* ---- knobs ----------------------------------------------------------------------------------- */
 
@@ -441,7 +435,7 @@ static void *watch(void *arg)
     pthread_mutex_lock(&x->mu);
     r->running = false;
     r->known_end = w == 0;
-    r->ended_ms = now_ms();
+    r->ended_ms = dfs_clock_wall_ms();
     if (w == 0 && WIFEXITED(st))
         r->exit_status = WEXITSTATUS(st);
     else if (w == 0 && WIFSIGNALED(st))
@@ -463,14 +457,7 @@ static void stop_run(dfs_experiments *x, struct run *r)
         return;
     r->cancelled = true;
     kill(-r->pid, SIGTERM);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += x->grace_ms / 1000;
-    until.tv_nsec += (x->grace_ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    struct timespec until = dfs_clock_abstime(x->grace_ms);
     while (r->running && pthread_cond_timedwait(&x->cv, &x->mu, &until) == 0)
         ;
     if (r->running)
@@ -608,7 +595,7 @@ int dfs_experiments_start(dfs_experiments *x, const char *kind, const struct dfs
     free(dir);
     if (rc == DFS_OK) {
         r->running = true;
-        r->started_ms = now_ms();
+        r->started_ms = dfs_clock_wall_ms();
         x->running++;
         if (pthread_create(&r->watcher, NULL, watch, r) == 0) {
             r->has_watcher = true;

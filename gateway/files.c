@@ -2,11 +2,9 @@
    put/get engines. */
 #include "gateway/files.h"
 
-#include "cli/json.h"
-#include "client/filehash.h"
-#include "client/get.h"
-#include "client/put.h"
+#include "client/dfs_client.h"
 #include "common/err.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/path.h"
 #include "dfs/v1/metadata.pb-c.h"
@@ -33,7 +31,7 @@
 #define PIPE_SIZE    (1u << 20)
 
 struct dfs_gw_files {
-    dfs_meta *meta;
+    dfs_client *client;
     char *spool_dir;
     uint64_t max_upload;
     volatile sig_atomic_t *cancel;
@@ -46,7 +44,7 @@ int dfs_gw_files_create(const struct dfs_gw_files_config *cfg, dfs_gw_files **ou
         free(f);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
-    f->meta = cfg->meta;
+    f->client = cfg->client;
     f->max_upload = cfg->max_upload;
     f->cancel = cfg->cancel;
     *out = f;
@@ -94,7 +92,7 @@ static void json_file(dfs_json *j, const Dfs__V1__FileInfo *fi)
     dfs_json_key(j, "sha256");
     if (fi->sha256.len == DFS_SHA256_BYTES) {
         char hex[2 * DFS_SHA256_BYTES + 1];
-        dfs_sha256_hex(fi->sha256.data, hex);
+        dfs_client_sha256_hex(fi->sha256.data, hex);
         dfs_json_string(j, hex);
     } else {
         dfs_json_null(j);
@@ -179,7 +177,7 @@ struct upload {
     struct dfs_gw_req base;
     dfs_gw_files *f;
     char *path;
-    struct dfs_put_opts opts;
+    struct dfs_client_put_opts opts;
     char *spool;
     int fd;
     uint64_t received;
@@ -213,7 +211,7 @@ static enum MHD_Result put_begin(dfs_gw_files *f, struct MHD_Connection *c, cons
                                  void **req_cls)
 {
     char *err = NULL, *path = NULL;
-    struct dfs_put_opts opts;
+    struct dfs_client_put_opts opts;
     memset(&opts, 0, sizeof opts);
     char *vals[5] = {NULL, NULL, NULL, NULL, NULL};
     static const char *const keys[5] = {"replicas", "fragments", "ec", "policy", "overwrite"};
@@ -246,7 +244,7 @@ static enum MHD_Result put_begin(dfs_gw_files *f, struct MHD_Connection *c, cons
        again, atomically). */
     if (!opts.overwrite) {
         Dfs__V1__FileInfo *fi = NULL;
-        rc = dfs_get_layout(f->meta, path, &fi, &err);
+        rc = dfs_client_stat(f->client, path, &fi, &err);
         if (fi != NULL)
             protobuf_c_message_free_unpacked(&fi->base, NULL);
         if (rc == DFS_OK) {
@@ -340,9 +338,9 @@ static enum MHD_Result put_end(struct upload *u, struct MHD_Connection *c)
     close(u->fd);
     u->fd = -1;
     u->opts.interrupted = u->f->cancel;
-    struct dfs_put_result res;
+    struct dfs_client_put_result res;
     memset(&res, 0, sizeof res);
-    int rc = dfs_put(u->f->meta, u->spool, u->path, &u->opts, &res, &err);
+    int rc = dfs_client_put(u->f->client, u->spool, u->path, &u->opts, &res, &err);
     unlink(u->spool);
     if (rc != DFS_OK) {
         dfs_log(DFS_LOG_WARN, "put failed path=%s size=%" PRIu64 " err=%s", u->path, u->received,
@@ -358,12 +356,12 @@ static enum MHD_Result put_end(struct upload *u, struct MHD_Connection *c)
     struct doc d;
     if (!doc_open(&d))
         return MHD_NO;
-    if (dfs_get_layout(u->f->meta, res.path, &fi, NULL) == DFS_OK) {
+    if (dfs_client_stat(u->f->client, res.path, &fi, NULL) == DFS_OK) {
         json_file(&d.j, fi);
         protobuf_c_message_free_unpacked(&fi->base, NULL);
     } else {
         char hex[2 * DFS_SHA256_BYTES + 1];
-        dfs_sha256_hex(res.sha256, hex);
+        dfs_client_sha256_hex(res.sha256, hex);
         dfs_json_begin_object(&d.j);
         dfs_json_key(&d.j, "path");
         dfs_json_string(&d.j, res.path);
@@ -379,7 +377,7 @@ static enum MHD_Result put_end(struct upload *u, struct MHD_Connection *c)
 /* ---- fetch (GET, HEAD) ----------------------------------------------------------------------- */
 
 /*
- * A download: a thread runs dfs_get_fd into a pipe; the response reads the other end as MHD
+ * A download: a thread runs dfs_client_get_range into a pipe; the response reads the other end as MHD
  * sends. The thread closes the write end when the get ends, so a failed get shows as a short
  * body (MHD then closes the connection). A client that goes away: MHD frees the response, which
  * closes the read end, the get's next write fails with EPIPE and it stops.
@@ -396,16 +394,15 @@ struct download {
 static void *download_run(void *arg)
 {
     struct download *d = arg;
-    struct dfs_get_opts opts;
+    struct dfs_client_get_opts opts;
     memset(&opts, 0, sizeof opts);
     opts.interrupted = d->f->cancel;
-    opts.security = dfs_meta_security(d->f->meta);
+    struct dfs_client_get_result res;
+    char *err = NULL;
     /* A copy the catalog moves (rebalance, drain, repair) while it is streamed is found again in
        a fresh layout; damaged copies are reported. */
-    opts.meta = d->f->meta;
-    struct dfs_get_result res;
-    char *err = NULL;
-    int rc = dfs_get_fd(d->file, d->off, d->len, d->wr, d->f->spool_dir, &opts, &res, &err);
+    int rc = dfs_client_get_range(d->f->client, d->file, d->off, d->len, d->wr, d->f->spool_dir,
+                                  &opts, &res, &err);
     if (rc != DFS_OK)
         dfs_log(rc == DFS_ECANCELED ? DFS_LOG_INFO : DFS_LOG_WARN,
                 "download stopped path=%s offset=%" PRIu64 " length=%" PRIu64 " err=%s",
@@ -479,7 +476,7 @@ static enum MHD_Result get_file(dfs_gw_files *f, struct MHD_Connection *c, const
     int rc = file_path(rest, &path, &err);
     Dfs__V1__FileInfo *fi = NULL;
     if (rc == DFS_OK)
-        rc = dfs_get_layout(f->meta, path, &fi, &err);
+        rc = dfs_client_stat(f->client, path, &fi, &err);
     free(path);
     if (rc != DFS_OK) {
         enum MHD_Result r = dfs_gw_reply_code(c, rc, err);
@@ -487,7 +484,7 @@ static enum MHD_Result get_file(dfs_gw_files *f, struct MHD_Connection *c, const
         return r;
     }
     char hex[2 * DFS_SHA256_BYTES + 1], etag[2 * DFS_SHA256_BYTES + 3], date[64];
-    dfs_sha256_hex(fi->sha256.data, hex);
+    dfs_client_sha256_hex(fi->sha256.data, hex);
     snprintf(etag, sizeof etag, "\"%s\"", hex);
     http_date(fi->committed_ms, date, sizeof date);
     if (etag_matches(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match"), etag)) {
@@ -593,13 +590,9 @@ static enum MHD_Result delete_file(dfs_gw_files *f, struct MHD_Connection *c, co
 {
     char *err = NULL, *path = NULL;
     int rc = file_path(rest, &path, &err);
-    Dfs__V1__DeleteFileResponse *resp = NULL;
-    if (rc == DFS_OK) {
-        Dfs__V1__DeleteFileRequest req = DFS__V1__DELETE_FILE_REQUEST__INIT;
-        req.path = path;
-        rc = dfs_meta_call(f->meta, "DeleteFile", &req.base,
-                           &dfs__v1__delete_file_response__descriptor, false, &resp, &err);
-    }
+    Dfs__V1__FileInfo *file = NULL;
+    if (rc == DFS_OK)
+        rc = dfs_client_rm(f->client, path, &file, &err);
     if (rc != DFS_OK) {
         free(path);
         enum MHD_Result r = dfs_gw_reply_code(c, rc, err);
@@ -610,17 +603,19 @@ static enum MHD_Result delete_file(dfs_gw_files *f, struct MHD_Connection *c, co
     free(path);
     struct doc d;
     if (!doc_open(&d)) {
-        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        if (file != NULL)
+            protobuf_c_message_free_unpacked(&file->base, NULL);
         return MHD_NO;
     }
     dfs_json_begin_object(&d.j);
     dfs_json_key(&d.j, "deleted");
-    if (resp->file != NULL)
-        json_file(&d.j, resp->file);
-    else
+    if (file != NULL) {
+        json_file(&d.j, file);
+        protobuf_c_message_free_unpacked(&file->base, NULL);
+    } else {
         dfs_json_null(&d.j);
+    }
     dfs_json_end_object(&d.j);
-    protobuf_c_message_free_unpacked(&resp->base, NULL);
     return doc_reply(c, 200, &d);
 }
 
@@ -646,14 +641,8 @@ static enum MHD_Result list_files(dfs_gw_files *f, struct MHD_Connection *c)
                             dfs_quote(limit, &(struct dfs_quote){{0}}));
     }
     Dfs__V1__ListFilesResponse *resp = NULL;
-    if (rc == DFS_OK) {
-        Dfs__V1__ListFilesRequest req = DFS__V1__LIST_FILES_REQUEST__INIT;
-        req.prefix = canon;
-        req.page_size = (uint32_t)n;
-        req.page_token = token != NULL ? token : "";
-        rc = dfs_meta_call(f->meta, "ListFiles", &req.base,
-                           &dfs__v1__list_files_response__descriptor, true, &resp, &err);
-    }
+    if (rc == DFS_OK)
+        rc = dfs_client_ls(f->client, canon, (uint32_t)n, token, &resp, &err);
     free(prefix);
     free(limit);
     free(token);

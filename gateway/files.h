@@ -1,9 +1,9 @@
-/* The gateway's file routes: store, fetch (ranges), stat (HEAD), delete and list, over the dfs
-   put/get engines. */
+/* The gateway's file routes: store, fetch (ranges), stat (HEAD), delete and list, over the client
+   library (client/dfs_client.h). */
 #ifndef DFS_GATEWAY_FILES_H
 #define DFS_GATEWAY_FILES_H
 
-#include "client/meta.h"
+#include "client/dfs_client.h"
 #include "gateway/http.h"
 
 #include <signal.h>
@@ -27,16 +27,16 @@
  * ({"error": "...", "code": N}).
  *
  * Uploads are spooled: the body goes to an unlinked-on-completion temporary file in spool_dir as
- * it arrives (memory: MHD's connection buffer), then dfs_put stores it, so the put engine keeps
+ * it arrives (memory: MHD's connection buffer), then dfs_client_put stores it, so the put engine keeps
  * what a sequential body could not give it: every fragment (each a contiguous 1/F of the file)
  * streaming at once, and re-reading a fragment from its start when a node fails mid-copy.
- * Downloads stream: dfs_get_fd writes to a pipe that the response reads from, as the data
+ * Downloads stream: dfs_client_get_range writes to a pipe that the response reads from, as the data
  * arrives, checked block by block; memory stays bounded both ways.
  */
 typedef struct dfs_gw_files dfs_gw_files;
 
 struct dfs_gw_files_config {
-    dfs_meta *meta;                /* borrowed; thread-safe */
+    dfs_client *client;            /* borrowed; thread-safe */
     const char *spool_dir;         /* copied */
     uint64_t max_upload;           /* bytes; 0 = no limit */
     volatile sig_atomic_t *cancel; /* borrowed; non-zero: transfers in flight stop */

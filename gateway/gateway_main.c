@@ -1,5 +1,6 @@
 /* dfs-gateway: HTTP access to a dfs cluster. Flags -> config -> wiring; the work is in server.c,
    files.c and experiments.c. */
+#include "client/dfs_client.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/options.h"
@@ -7,8 +8,6 @@
 #include "gateway/files.h"
 #include "gateway/server.h"
 #include "services/daemon/daemon.h"
-#include "services/rpc/grpclog.h"
-#include "services/rpc/security.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -38,7 +37,7 @@ struct options {
     int64_t grace_ms;
     enum dfs_log_level level;
     const char *token_file;
-    struct dfs_rpc_tls_config tls;
+    const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
     bool insecure;
 };
 
@@ -53,7 +52,7 @@ static const struct dfs_opt opts[] = {
     {DFS_OPT_STRING, "metadata", 0, O(metadata), .arg = "HOST:PORT",
      .help = "the metadata service (required)"},
     {DFS_OPT_STRING, "listen", 0, O(listen), .arg = "ADDR", .def = "127.0.0.1:8080",
-     .help = "address to serve HTTP on (port 0 = any free one)"},
+     .help = "address to serve HTTP on; port 0 = any free one"},
     {DFS_OPT_STRING, "spool-dir", 0, O(spool_dir), .arg = "DIR",
      .help = "where uploads wait until they are stored, and downloads' scratch files (default "
              "$TMPDIR or /tmp)"},
@@ -86,12 +85,12 @@ static const struct dfs_opt opts[] = {
     {DFS_OPT_STRING, "token-file", 0, O(token_file), .arg = "PATH", .env = "DFS_TOKEN_FILE",
      .help = "the gateway's bearer token for the metadata service (required); its role bounds "
              "what HTTP clients can do: give a read_only token for a read-only gateway"},
-    {DFS_OPT_STRING, "tls-ca", 0, O(tls.ca_file), .arg = "FILE",
+    {DFS_OPT_STRING, "tls-ca", 0, O(tls_ca), .arg = "FILE",
      .help = "reach the cluster over TLS, trusting this CA"},
-    {DFS_OPT_STRING, "tls-cert", 0, O(tls.cert_file), .arg = "FILE",
+    {DFS_OPT_STRING, "tls-cert", 0, O(tls_cert), .arg = "FILE",
      .help = "client certificate (mutual TLS) ..."},
-    {DFS_OPT_STRING, "tls-key", 0, O(tls.key_file), .arg = "FILE", .help = "... and its key"},
-    {DFS_OPT_STRING, "tls-server-name", 0, O(tls.server_name), .arg = "NAME",
+    {DFS_OPT_STRING, "tls-key", 0, O(tls_key), .arg = "FILE", .help = "... and its key"},
+    {DFS_OPT_STRING, "tls-server-name", 0, O(tls_server_name), .arg = "NAME",
      .help = "the name the cluster's certificates carry"},
     {DFS_OPT_FLAG, "insecure", 0, O(insecure),
      .help = "allow plaintext to non-loopback cluster addresses"},
@@ -170,10 +169,8 @@ int main(int argc, char **argv)
     }
     char *err = NULL;
     dfs_log_init(PROG, o.level);
-    dfs_rpc_route_grpc_logs();
-    char *token = NULL;
-    dfs_rpc_tls *tls = NULL;
-    struct dfs_rpc_link_security sec = {0};
+    dfs_client_route_grpc_logs();
+    dfs_client *client = NULL;
 
     const char *tmp = getenv("TMPDIR");
     const char *spool = o.spool_dir != NULL             ? o.spool_dir
@@ -215,20 +212,23 @@ int main(int argc, char **argv)
                              "service (dfs token create --role read_write)\n");
         goto out;
     }
-    if (dfs_rpc_token_read_file(o.token_file, &token, &err) != DFS_OK ||
-        dfs_rpc_tls_create_optional(&o.tls, &tls, &err) != DFS_OK) {
+    struct dfs_client_options copts = {.metadata = o.metadata,
+                                       .timeout_ms = o.rpc_timeout_ms,
+                                       .token_file = o.token_file,
+                                       .tls_ca = o.tls_ca,
+                                       .tls_cert = o.tls_cert,
+                                       .tls_key = o.tls_key,
+                                       .tls_server_name = o.tls_server_name,
+                                       .insecure = o.insecure};
+    if (dfs_client_open(&copts, &client, &err) != DFS_OK) {
         fprintf(stderr, PROG ": %s\n", err);
         goto out;
     }
-    sec = (struct dfs_rpc_link_security){.tls = tls, .insecure = o.insecure};
-    struct dfs_rpc_channel_opts chan = {.security = &sec, .token = token};
     struct dfs_gateway_config gcfg = {
-        .channel = &chan,
+        .client = client,
         .listen = o.listen,
-        .metadata = o.metadata,
         .spool_dir = spool,
         .max_upload = o.max_upload,
-        .rpc_timeout_ms = o.rpc_timeout_ms,
         .max_connections = (unsigned)o.max_connections,
         .experiments = exps,
     };
@@ -273,9 +273,6 @@ out:
     free(exp_bin);
     free(exp_dir);
     free(err);
-    dfs_rpc_tls_destroy(tls);
-    if (token != NULL)
-        explicit_bzero(token, strlen(token));
-    free(token);
+    dfs_client_close(client); /* after the gateway, whose transfers used it */
     return status;
 }

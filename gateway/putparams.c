@@ -80,7 +80,8 @@ static int parse_ec(const char *v, uint32_t *k, uint32_t *m, char **errmsg)
                       dfs_quote(v, &(struct dfs_quote){{0}}));
 }
 
-int dfs_gw_put_params(const struct dfs_gw_put_query *q, struct dfs_put_opts *opts, char **errmsg)
+int dfs_gw_put_params(const struct dfs_gw_put_query *q, struct dfs_client_put_opts *opts,
+                      char **errmsg)
 {
     int rc = DFS_OK;
     if (q->ec != NULL && (q->replicas != NULL || q->fragments != NULL))

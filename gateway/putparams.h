@@ -2,7 +2,7 @@
 #ifndef DFS_GATEWAY_PUTPARAMS_H
 #define DFS_GATEWAY_PUTPARAMS_H
 
-#include "client/put.h"
+#include "client/dfs_client.h"
 
 /* Raw (percent-decoded) query values; NULL when the parameter is absent. All borrowed. */
 struct dfs_gw_put_query {
@@ -19,7 +19,8 @@ struct dfs_gw_put_query {
  * are left alone). Rules as for `dfs put`: ec excludes replicas and fragments. Returns 0, or
  * DFS_EINVAL with a one-line reason naming the parameter in *errmsg.
  */
-int dfs_gw_put_params(const struct dfs_gw_put_query *q, struct dfs_put_opts *opts, char **errmsg);
+int dfs_gw_put_params(const struct dfs_gw_put_query *q, struct dfs_client_put_opts *opts,
+                      char **errmsg);
 
 /* The policy's name for a dfs.v1.Policy number ("default" for 0, "?" when unknown); static. */
 const char *dfs_gw_policy_name(int policy);

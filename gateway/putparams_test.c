@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-static int parse(struct dfs_gw_put_query q, struct dfs_put_opts *o)
+static int parse(struct dfs_gw_put_query q, struct dfs_client_put_opts *o)
 {
     memset(o, 0, sizeof *o);
     char *err = NULL;
@@ -26,7 +26,7 @@ static int parse(struct dfs_gw_put_query q, struct dfs_put_opts *o)
 static void defaults_when_absent(void **state)
 {
     (void)state;
-    struct dfs_put_opts o;
+    struct dfs_client_put_opts o;
     assert_int_equal(parse((struct dfs_gw_put_query){0}, &o), DFS_OK);
     assert_int_equal(o.replicas, 0);
     assert_int_equal(o.fragments, 0);
@@ -38,7 +38,7 @@ static void defaults_when_absent(void **state)
 static void replication_policy_overwrite(void **state)
 {
     (void)state;
-    struct dfs_put_opts o;
+    struct dfs_client_put_opts o;
     struct dfs_gw_put_query q = {
         .replicas = "2", .fragments = "7", .policy = "min-copy", .overwrite = "true"};
     assert_int_equal(parse(q, &o), DFS_OK);
@@ -58,7 +58,7 @@ static void replication_policy_overwrite(void **state)
 static void erasure_code(void **state)
 {
     (void)state;
-    struct dfs_put_opts o;
+    struct dfs_client_put_opts o;
     assert_int_equal(parse((struct dfs_gw_put_query){.ec = "4+2"}, &o), DFS_OK);
     assert_int_equal(o.ec_data, 4);
     assert_int_equal(o.ec_parity, 2);
@@ -71,7 +71,7 @@ static void erasure_code(void **state)
 static void bad_values(void **state)
 {
     (void)state;
-    struct dfs_put_opts o;
+    struct dfs_client_put_opts o;
     struct dfs_gw_put_query bad[] = {
         {.replicas = "0"},
         {.replicas = "17"},

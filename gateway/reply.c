@@ -1,8 +1,8 @@
 /* How the gateway answers errors: DFS_ codes to HTTP statuses, and the JSON error body. */
 #include "gateway/reply.h"
 
-#include "cli/json.h"
 #include "common/err.h"
+#include "common/json.h"
 
 #include <stdio.h>
 #include <stdlib.h>

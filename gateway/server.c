@@ -1,11 +1,12 @@
 /* dfs-gateway's HTTP server: the REST API, the probes and the status page on one port. */
 #include "gateway/server.h"
 
-#include "cli/json.h"
-#include "client/meta.h"
+#include "client/dfs_client.h"
+#include "common/addr.h"
+#include "common/clock.h"
 #include "common/err.h"
+#include "common/json.h"
 #include "common/log.h"
-#include "dfs/v1/metadata.pb-c.h"
 #include "gateway/files.h"
 #include "gateway/http.h"
 #include "gateway/page.h"
@@ -31,10 +32,12 @@
 /* Request bodies other than uploads (experiment parameters) are small. */
 #define SMALL_BODY_MAX (64u << 10)
 
+/* /readyz: how long the metadata service gets to answer. */
+#define PROBE_TIMEOUT_MS 2000
+
 struct dfs_gateway {
     struct MHD_Daemon *daemon;
-    dfs_meta *meta;  /* the routes' calls */
-    dfs_meta *probe; /* /readyz: a short deadline */
+    dfs_client *client; /* borrowed */
     dfs_gw_files *files;
     dfs_experiments *experiments;
     /* Set at stop: transfers in flight poll it and stop (dfs_put/dfs_get `interrupted`). */
@@ -130,11 +133,9 @@ static void key_uint(dfs_json *j, const char *k, uint64_t v)
 
 static enum MHD_Result nodes(dfs_gateway *g, struct MHD_Connection *c)
 {
-    Dfs__V1__ListNodesRequest req = DFS__V1__LIST_NODES_REQUEST__INIT;
     Dfs__V1__ListNodesResponse *resp = NULL;
     char *err = NULL;
-    int rc = dfs_meta_call(g->meta, "ListNodes", &req.base,
-                           &dfs__v1__list_nodes_response__descriptor, true, &resp, &err);
+    int rc = dfs_client_nodes(g->client, &resp, &err);
     if (rc != DFS_OK) {
         enum MHD_Result r = dfs_gw_reply_code(c, rc, err);
         free(err);
@@ -181,11 +182,9 @@ static enum MHD_Result nodes(dfs_gateway *g, struct MHD_Connection *c)
 
 static enum MHD_Result status(dfs_gateway *g, struct MHD_Connection *c)
 {
-    Dfs__V1__StatRequest sreq = DFS__V1__STAT_REQUEST__INIT;
     Dfs__V1__StatResponse *st = NULL;
     char *err = NULL;
-    int rc = dfs_meta_call(g->meta, "Stat", &sreq.base, &dfs__v1__stat_response__descriptor, true,
-                           &st, &err);
+    int rc = dfs_client_status(g->client, &st, &err);
     if (rc != DFS_OK) {
         enum MHD_Result r = dfs_gw_reply_code(c, rc, err);
         free(err);
@@ -193,12 +192,9 @@ static enum MHD_Result status(dfs_gateway *g, struct MHD_Connection *c)
     }
     /* GetHealth is newer than Stat: an older service answers UNIMPLEMENTED, which only leaves
        the health part out. */
-    Dfs__V1__GetHealthRequest hreq = DFS__V1__GET_HEALTH_REQUEST__INIT;
-    hreq.list = 100;
     Dfs__V1__GetHealthResponse *h = NULL;
     char *herr = NULL;
-    int hrc = dfs_meta_call(g->meta, "GetHealth", &hreq.base,
-                            &dfs__v1__get_health_response__descriptor, true, &h, &herr);
+    int hrc = dfs_client_health(g->client, false, 100, &h, &herr);
     struct doc d;
     if (!doc_open(&d)) {
         protobuf_c_message_free_unpacked(&st->base, NULL);
@@ -210,11 +206,9 @@ static enum MHD_Result status(dfs_gateway *g, struct MHD_Connection *c)
     dfs_json *j = &d.j;
     dfs_json_begin_object(j);
     dfs_json_key(j, "metadata");
-    dfs_json_string(j, dfs_meta_addr(g->meta));
+    dfs_json_string(j, dfs_client_metadata(g->client));
     dfs_json_key(j, "time_ms");
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    dfs_json_int(j, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    dfs_json_int(j, dfs_clock_wall_ms());
     dfs_json_key(j, "stat");
     dfs_json_begin_object(j);
     key_uint(j, "files", st->files);
@@ -273,13 +267,8 @@ static enum MHD_Result status(dfs_gateway *g, struct MHD_Connection *c)
 
 static enum MHD_Result readyz(dfs_gateway *g, struct MHD_Connection *c)
 {
-    Dfs__V1__StatRequest req = DFS__V1__STAT_REQUEST__INIT;
-    Dfs__V1__StatResponse *st = NULL;
     char *err = NULL;
-    int rc = dfs_meta_call(g->probe, "Stat", &req.base, &dfs__v1__stat_response__descriptor, false,
-                           &st, &err);
-    if (st != NULL)
-        protobuf_c_message_free_unpacked(&st->base, NULL);
+    int rc = dfs_client_ping(g->client, PROBE_TIMEOUT_MS, &err);
     if (rc == DFS_OK && !g->cancel) {
         static const char ok[] = "ready\n";
         return dfs_gw_reply_static(c, 200, "text/plain; charset=utf-8", ok, sizeof ok - 1);
@@ -611,33 +600,23 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 static int split(const char *listen, char *host, size_t hcap, char *port, size_t pcap,
                  char **errmsg)
 {
-    const char *colon = strrchr(listen, ':');
-    if (colon == NULL || colon[1] == '\0')
+    enum dfs_addr_fault why = DFS_ADDR_BAD_PORT;
+    if (dfs_addr_split(listen, host, hcap, port, pcap, &why) == DFS_OK)
+        return DFS_OK;
+    struct dfs_quote q;
+    switch (why) {
+    case DFS_ADDR_NO_PORT:
         return dfs_seterr(errmsg, DFS_EINVAL, "--listen must be HOST:PORT, not '%s'",
-                          dfs_quote(listen, &(struct dfs_quote){{0}}));
-    const char *h = listen;
-    size_t hl = (size_t)(colon - listen);
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    } else if (memchr(h, ':', hl) != NULL) {
+                          dfs_quote(listen, &q));
+    case DFS_ADDR_UNBRACKETED:
         return dfs_seterr(errmsg, DFS_EINVAL, "an IPv6 address needs brackets: '%s'",
-                          dfs_quote(listen, &(struct dfs_quote){{0}}));
+                          dfs_quote(listen, &q));
+    case DFS_ADDR_TOO_LONG:
+        return dfs_seterr(errmsg, DFS_EINVAL, "address too long: '%s'", dfs_quote(listen, &q));
+    case DFS_ADDR_BAD_PORT:
+        break;
     }
-    if (hl >= hcap || strlen(colon + 1) >= pcap)
-        return dfs_seterr(errmsg, DFS_EINVAL, "address too long: '%s'",
-                          dfs_quote(listen, &(struct dfs_quote){{0}}));
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    strcpy(port, colon + 1);
-    for (const char *p = port; *p != '\0'; p++)
-        if (*p < '0' || *p > '9')
-            return dfs_seterr(errmsg, DFS_EINVAL, "bad port in '%s'",
-                              dfs_quote(listen, &(struct dfs_quote){{0}}));
-    if (strtol(port, NULL, 10) > 65535)
-        return dfs_seterr(errmsg, DFS_EINVAL, "bad port in '%s'",
-                          dfs_quote(listen, &(struct dfs_quote){{0}}));
-    return DFS_OK;
+    return dfs_seterr(errmsg, DFS_EINVAL, "bad port in '%s'", dfs_quote(listen, &q));
 }
 
 int dfs_gateway_start(const struct dfs_gateway_config *cfg, dfs_gateway **out, char **errmsg)
@@ -663,12 +642,12 @@ int dfs_gateway_start(const struct dfs_gateway_config *cfg, dfs_gateway **out, c
     }
     atomic_init(&g->active, 0);
     g->experiments = cfg->experiments;
-    int64_t timeout = cfg->rpc_timeout_ms > 0 ? cfg->rpc_timeout_ms : 10000;
-    struct dfs_gw_files_config fcfg = {
-        .spool_dir = cfg->spool_dir, .max_upload = cfg->max_upload, .cancel = &g->cancel};
-    if ((rc = dfs_meta_open(cfg->metadata, timeout, cfg->channel, &g->meta, errmsg)) != DFS_OK ||
-        (rc = dfs_meta_open(cfg->metadata, 2000, cfg->channel, &g->probe, errmsg)) != DFS_OK ||
-        (fcfg.meta = g->meta, (rc = dfs_gw_files_create(&fcfg, &g->files, errmsg)) != DFS_OK)) {
+    g->client = cfg->client;
+    struct dfs_gw_files_config fcfg = {.client = cfg->client,
+                                       .spool_dir = cfg->spool_dir,
+                                       .max_upload = cfg->max_upload,
+                                       .cancel = &g->cancel};
+    if ((rc = dfs_gw_files_create(&fcfg, &g->files, errmsg)) != DFS_OK) {
         freeaddrinfo(ai);
         dfs_gateway_stop(g);
         return rc;
@@ -698,9 +677,7 @@ int dfs_gateway_start(const struct dfs_gateway_config *cfg, dfs_gateway **out, c
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(g->daemon, MHD_DAEMON_INFO_BIND_PORT);
     int bound = info != NULL ? info->port : atoi(port);
-    const char *colon = strrchr(cfg->listen, ':');
-    snprintf(g->address, sizeof g->address, "%.*s:%d", (int)(colon - cfg->listen), cfg->listen,
-             bound);
+    dfs_addr_with_port(cfg->listen, bound, g->address, sizeof g->address);
     *out = g;
     return DFS_OK;
 }
@@ -715,12 +692,10 @@ unsigned dfs_gateway_quiesce(dfs_gateway *g, int64_t grace_ms)
     MHD_socket s = MHD_quiesce_daemon(g->daemon);
     if (s != MHD_INVALID_SOCKET)
         close(s);
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = dfs_clock_mono_ns();
     for (;;) {
         unsigned n = atomic_load(&g->active);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        int64_t ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        int64_t ms = (dfs_clock_mono_ns() - t0) / 1000000;
         if (n == 0 || ms >= grace_ms)
             return n;
         struct timespec pause = {0, 20 * 1000000};
@@ -736,7 +711,5 @@ void dfs_gateway_stop(dfs_gateway *g)
     if (g->daemon != NULL)
         MHD_stop_daemon(g->daemon); /* joins every connection thread; transfers see cancel */
     dfs_gw_files_destroy(g->files);
-    dfs_meta_close(g->meta);
-    dfs_meta_close(g->probe);
     free(g);
 }

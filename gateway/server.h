@@ -2,6 +2,7 @@
 #ifndef DFS_GATEWAY_SERVER_H
 #define DFS_GATEWAY_SERVER_H
 
+#include "client/dfs_client.h"
 #include "gateway/experiments.h"
 
 #include <stdint.h>
@@ -28,17 +29,15 @@
 typedef struct dfs_gateway dfs_gateway;
 
 struct dfs_gateway_config {
-    const char *listen;   /* "HOST:PORT", "[V6]:PORT"; port 0 picks a free one */
-    const char *metadata; /* the metadata service, "HOST:PORT" */
+    const char *listen; /* "HOST:PORT", "[V6]:PORT"; port 0 picks a free one */
     const char *spool_dir;
     uint64_t max_upload;          /* 0 = no limit */
-    int64_t rpc_timeout_ms;       /* metadata calls; 0 means 10000 */
     unsigned max_connections;     /* 0 means 256 */
     dfs_experiments *experiments; /* borrowed, may be NULL (experiments off) */
-    /* How the metadata service and the storage nodes are reached, and the gateway's bearer
-       token: every request runs with the gateway's token (so its role bounds what HTTP clients
-       can do). Borrowed: security must outlive the gateway; the token is copied. */
-    const struct dfs_rpc_channel_opts *channel;
+    /* The cluster, reached with the gateway's credentials: every request runs with the
+       gateway's token (so its role bounds what HTTP clients can do). Borrowed: it must outlive
+       the gateway. */
+    dfs_client *client;
 };
 
 /* Bind and serve. Returns 0 and *out; DFS_EINVAL (bad address), DFS_EUNAVAIL (cannot bind). */

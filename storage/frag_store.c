@@ -1,6 +1,7 @@
 /* The fragment store: fragment files under DATA_DIR/fragments, written via tmp/ and renamed. */
 #include "storage/frag_store.h"
 
+#include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/exlock.h"
@@ -133,13 +134,6 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 static uint64_t max_u64(uint64_t a, uint64_t b)
 {
     return a > b ? a : b;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* "ab/cd/<id>" for a valid id. */
@@ -1011,7 +1005,7 @@ static int commit(dfs_frag_writer *w, bool noreplace, uint32_t *checksum_out, bo
         .size = w->size,
         .nblocks = (uint32_t)w->ncrcs,
         .checksum = dfs_crc32c_of_table(w->crcs, w->ncrcs),
-        .stored_ms = now_ms(),
+        .stored_ms = dfs_clock_wall_ms(),
     };
     memcpy(h.id, w->id, sizeof h.id);
     unsigned char raw[DFS_FRAG_HEADER_SIZE];

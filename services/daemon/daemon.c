@@ -1,6 +1,7 @@
 /* What every dfs daemon's main() shares. */
 #include "services/daemon/daemon.h"
 
+#include "common/addr.h"
 #include "common/err.h"
 
 #include <errno.h>
@@ -104,11 +105,11 @@ int dfs_daemon_write_file_mode(const char *path, const char *content, mode_t mod
 
 int dfs_daemon_advertise(const char *listen, int port, char *out, size_t cap, char **errmsg)
 {
-    const char *colon = strrchr(listen, ':');
-    if (colon == NULL)
+    long hl = dfs_addr_host_len(listen);
+    if (hl < 0)
         return dfs_seterr(errmsg, DFS_EINVAL, "listen address '%s' has no port",
                           dfs_quote(listen, &(struct dfs_quote){{0}}));
-    size_t hostlen = (size_t)(colon - listen);
+    size_t hostlen = (size_t)hl;
     const char *host = listen;
     if ((hostlen == 0) || (hostlen == 1 && host[0] == '*') ||
         (hostlen == 7 && strncmp(host, "0.0.0.0", 7) == 0) ||
@@ -116,33 +117,8 @@ int dfs_daemon_advertise(const char *listen, int port, char *out, size_t cap, ch
         return dfs_seterr(errmsg, DFS_EINVAL,
                           "listen address '%s' is a wildcard: give --advertise HOST:PORT",
                           dfs_quote(listen, &(struct dfs_quote){{0}}));
-    int n = snprintf(out, cap, "%.*s:%d", (int)hostlen, host, port);
-    if (n < 0 || (size_t)n >= cap)
+    if (dfs_addr_with_port(listen, port, out, cap) != DFS_OK)
         return dfs_seterr(errmsg, DFS_EINVAL, "listen address '%s' is too long",
                           dfs_quote(listen, &(struct dfs_quote){{0}}));
     return DFS_OK;
-}
-
-int dfs_daemon_parse_int(const char *flag, const char *value, long long min, long long max,
-                         long long *out, char **errmsg)
-{
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(value, &end, 10);
-    if (errno != 0 || end == value || *end != '\0' || v < min || v > max)
-        return dfs_seterr(errmsg, DFS_EINVAL,
-                          "%s must be a whole number from %lld to %lld, not '%s'", flag, min, max,
-                          dfs_quote(value, &(struct dfs_quote){{0}}));
-    *out = v;
-    return DFS_OK;
-}
-
-const char *dfs_daemon_bad_option(char *const argv[], struct dfs_quote *q)
-{
-    /* optopt: the letter of a short option; a long option's value (not a letter) or 0. */
-    if (optopt > 0x20 && optopt < 0x7f) {
-        snprintf(q->s, sizeof q->s, "-%c", optopt);
-        return q->s;
-    }
-    return dfs_quote(optind > 0 ? argv[optind - 1] : "", q);
 }

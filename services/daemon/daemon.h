@@ -37,15 +37,4 @@ int dfs_daemon_write_file_mode(const char *path, const char *content, mode_t mod
  */
 int dfs_daemon_advertise(const char *listen, int port, char *out, size_t cap, char **errmsg);
 
-/* Parse a positive decimal int flag value within [min, max]; DFS_EINVAL with a message naming it. */
-int dfs_daemon_parse_int(const char *flag, const char *value, long long min, long long max,
-                         long long *out, char **errmsg);
-
-/*
- * The option getopt_long just refused (it returned '?' or ':'), as the user wrote it and short
- * enough to quote: "-x" for a short option (optopt), else the word argv[optind - 1], through
- * dfs_quote. Returns q->s.
- */
-const char *dfs_daemon_bad_option(char *const argv[], struct dfs_quote *q);
-
 #endif /* DFS_SERVICES_DAEMON_DAEMON_H */

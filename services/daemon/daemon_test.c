@@ -97,27 +97,12 @@ static void test_write_file_to_fifo_and_device(void **state)
     rmdir(dir);
 }
 
-static void test_parse_int(void **state)
-{
-    (void)state;
-    long long v;
-    assert_int_equal(dfs_daemon_parse_int("--threads", "8", 1, 64, &v, NULL), DFS_OK);
-    assert_int_equal(v, 8);
-    char *err = NULL;
-    assert_int_equal(dfs_daemon_parse_int("--threads", "0", 1, 64, &v, &err), DFS_EINVAL);
-    assert_string_equal(err, "--threads must be a whole number from 1 to 64, not '0'");
-    free(err);
-    assert_int_equal(dfs_daemon_parse_int("--threads", "8x", 1, 64, &v, NULL), DFS_EINVAL);
-    assert_int_equal(dfs_daemon_parse_int("--threads", "", 1, 64, &v, NULL), DFS_EINVAL);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_advertise),
         cmocka_unit_test(test_write_file_is_atomic_and_whole),
         cmocka_unit_test(test_write_file_to_fifo_and_device),
-        cmocka_unit_test(test_parse_int),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* The metrics endpoint: Prometheus text over HTTP (libmicrohttpd) on its own port. */
 #include "services/daemon/metrics_http.h"
 
+#include "common/addr.h"
 #include "common/err.h"
 #include "common/log.h"
 
@@ -111,30 +112,22 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 static int split(const char *listen, char *host, size_t hcap, char *port, size_t pcap,
                  char **errmsg)
 {
-    const char *colon = strrchr(listen, ':');
-    if (colon == NULL || colon[1] == '\0')
+    enum dfs_addr_fault why = DFS_ADDR_BAD_PORT;
+    if (dfs_addr_split(listen, host, hcap, port, pcap, &why) == DFS_OK)
+        return DFS_OK;
+    switch (why) {
+    case DFS_ADDR_NO_PORT:
         return dfs_seterr(errmsg, DFS_EINVAL, "metrics address must be HOST:PORT, not '%s'",
                           listen);
-    const char *h = listen;
-    size_t hl = (size_t)(colon - listen);
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    } else if (memchr(h, ':', hl) != NULL) {
+    case DFS_ADDR_UNBRACKETED:
         return dfs_seterr(errmsg, DFS_EINVAL, "an IPv6 metrics address needs brackets: '%s'",
                           listen);
-    }
-    if (hl >= hcap || strlen(colon + 1) >= pcap)
+    case DFS_ADDR_TOO_LONG:
         return dfs_seterr(errmsg, DFS_EINVAL, "metrics address too long: '%s'", listen);
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    strcpy(port, colon + 1);
-    for (const char *p = port; *p != '\0'; p++)
-        if (*p < '0' || *p > '9')
-            return dfs_seterr(errmsg, DFS_EINVAL, "bad metrics port in '%s'", listen);
-    if (strtol(port, NULL, 10) > 65535)
-        return dfs_seterr(errmsg, DFS_EINVAL, "bad metrics port in '%s'", listen);
-    return DFS_OK;
+    case DFS_ADDR_BAD_PORT:
+        break;
+    }
+    return dfs_seterr(errmsg, DFS_EINVAL, "bad metrics port in '%s'", listen);
 }
 
 int dfs_metrics_http_start(const struct dfs_metrics_http_config *cfg, dfs_metrics_http **out,
@@ -189,9 +182,7 @@ int dfs_metrics_http_start(const struct dfs_metrics_http_config *cfg, dfs_metric
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info != NULL ? info->port : atoi(port);
-    const char *colon = strrchr(cfg->listen, ':');
-    snprintf(h->address, sizeof h->address, "%.*s:%d", (int)(colon - cfg->listen), cfg->listen,
-             h->port);
+    dfs_addr_with_port(cfg->listen, h->port, h->address, sizeof h->address);
     *out = h;
     return DFS_OK;
 }

@@ -2,6 +2,7 @@
    through the health service. */
 #include "services/daemon/readiness.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 
@@ -32,13 +33,6 @@ struct dfs_readiness {
     char *why;
     uint64_t ok_total, failed_total;
 };
-
-static int64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
 
 static void set_health(dfs_readiness *r, bool ready)
 {
@@ -77,7 +71,7 @@ static void check_once(dfs_readiness *r)
 {
     pthread_mutex_lock(&r->check_mu);
     pthread_mutex_lock(&r->mu);
-    r->check_started_ns = now_ns();
+    r->check_started_ns = dfs_clock_mono_ns();
     r->stalled = false;
     pthread_mutex_unlock(&r->mu);
     char *why = NULL;
@@ -114,11 +108,7 @@ static void *ticker_main(void *arg)
     dfs_readiness *r = arg;
     pthread_mutex_lock(&r->mu);
     while (!r->stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        int64_t ns = until.tv_nsec + (r->cfg.interval_ms % 1000) * 1000000;
-        until.tv_sec += r->cfg.interval_ms / 1000 + ns / 1000000000;
-        until.tv_nsec = ns % 1000000000;
+        struct timespec until = dfs_clock_abstime(r->cfg.interval_ms);
         pthread_cond_timedwait(&r->cv, &r->mu, &until);
         if (r->stopping)
             break;
@@ -128,7 +118,7 @@ static void *ticker_main(void *arg)
             pthread_cond_broadcast(&r->cv);
             continue;
         }
-        int64_t ms = (now_ns() - started) / 1000000;
+        int64_t ms = (dfs_clock_mono_ns() - started) / 1000000;
         if (ms < r->cfg.stall_ms || r->stalled)
             continue;
         /* The check is stuck: not ready now; its own outcome will count when it comes. */

@@ -1,6 +1,7 @@
 /* dfs-metadata: the catalog service. Flags -> config -> wiring; the work is in metadata_service. */
 #include "common/err.h"
 #include "common/log.h"
+#include "common/options.h"
 #include "metadata/catalog.h"
 #include "metadata/placement.h"
 #include "protos/descriptor_set.h"
@@ -16,65 +17,12 @@
 #include "services/rpc/security.h"
 #include "services/rpc/server.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define PROG    "dfs-metadata"
 #define VERSION "0.1.0"
-
-static void usage(FILE *out)
-{
-    fprintf(
-        out,
-        "usage: " PROG " --db FILE [options]\n"
-        "\n"
-        "The dfs metadata service: keeps the catalog of files, fragments and storage nodes.\n"
-        "\n"
-        "  --db FILE                 SQLite catalog (created if missing)\n"
-        "  --listen ADDR             address to serve on (default 127.0.0.1:7000; port 0 = any)\n"
-        "  --threads N               worker threads (default 4)\n"
-        "  --ready-file PATH         write the served address here once ready\n"
-        "  --metrics-listen ADDR     serve Prometheus metrics over HTTP on ADDR (GET /metrics,\n"
-        "                            /healthz); default off\n"
-        "  --log-level LEVEL         debug, info, warn or error (default info)\n"
-        "  --replicas K              default replicas per fragment (default 3)\n"
-        "  --fragments F             default fragments per file (default 4)\n"
-        "  --policy P                default placement: random, min_copy, buddy, least_used\n"
-        "  --heartbeat-ms N          heartbeat interval told to storage nodes (default 1000)\n"
-        "  --suspect-after-ms N      silence before a node is suspect (default 5000)\n"
-        "  --dead-after-ms N         silence before a node is dead (default 30000)\n"
-        "  --pending-timeout-ms N    an uncommitted put is collected after this (default 3600000)\n"
-        "  --seed N                  placement randomness seed (default: random, logged)\n"
-        "  --scatter-width S         min_copy scatter width (default k-1: plain copysets)\n"
-        "  --group-size G            buddy group size (default 2k)\n"
-        "  --repair-parallel N       repairs dispatched to storage nodes at once (default 4)\n"
-        "  --rebalance-threshold PCT move data off an alive node whose recorded bytes exceed\n"
-        "                            the mean by more than PCT percent (default 10; 0 = off)\n"
-        "  --rebalance-max N         moves queued per rebalance check (default 4)\n"
-        "  --delete-grace-ms N       a copy dropped while its file stays (moved, trimmed, bad)\n"
-        "                            leaves its node this long after, so reads of it finish\n"
-        "                            (default 5000; 0 removes it at once)\n"
-        "  --grace-ms N              on SIGTERM, time calls in flight get to finish (default "
-        "5000)\n"
-        "\n"
-        "Security (see README, \"Security\"):\n"
-        "  --admin-token-file PATH   an admin bearer token: made and written here (mode 0600) if\n"
-        "                            PATH does not exist, else the token in it is accepted\n"
-        "  --node-token-file PATH    the same for the enrollment token (role bootstrap) storage\n"
-        "                            nodes present at their first registration (each then\n"
-        "                            uses a node token of its own)\n"
-        "  --ticket-ttl-ms N         read/delete/repair tickets stay valid this long (3600000)\n"
-        "  --tls-cert FILE           serve TLS with this certificate chain (PEM) ...\n"
-        "  --tls-key FILE            ... and its private key; also the client certificate\n"
-        "                            presented to storage nodes\n"
-        "  --tls-ca FILE             CA that storage nodes' (and, with --tls-client-auth,\n"
-        "                            clients') certificates must chain to\n"
-        "  --tls-client-auth         mutual TLS: require a client certificate from every caller\n"
-        "  --insecure                allow plaintext on a non-loopback address (and to nodes)\n"
-        "  -h, --help, --version\n");
-}
 
 struct options {
     const char *db;
@@ -89,198 +37,129 @@ struct options {
     const char *node_token_file;
     struct dfs_rpc_tls_config tls;
     bool insecure;
+    int64_t rebalance_threshold; /* --rebalance-threshold, into cfg by check() */
+    int64_t delete_grace_ms;     /* --delete-grace-ms, into cfg by check() */
 };
 
-static int parse(int argc, char **argv, struct options *o, char **err)
+static const struct dfs_opt_choice log_levels[] = {
+    {"debug", DFS_LOG_DEBUG, false},
+    {"info", DFS_LOG_INFO, false},
+    {"warn", DFS_LOG_WARN, false},
+    {"warning", DFS_LOG_WARN, true},
+    {"error", DFS_LOG_ERROR, false},
+    {"off", DFS_LOG_OFF, true},
+    {NULL, 0, false},
+};
+
+/* The placement policies ('-' for '_' accepted, as metadata/placement.h reads them). */
+static const struct dfs_opt_choice policies[] = {
+    {"random", DFS_POLICY_RANDOM, false},
+    {"min_copy", DFS_POLICY_MIN_COPY, false},
+    {"buddy", DFS_POLICY_BUDDY, false},
+    {"least_used", DFS_POLICY_LEAST_USED, false},
+    {"min-copy", DFS_POLICY_MIN_COPY, true},
+    {"least-used", DFS_POLICY_LEAST_USED, true},
+    {NULL, 0, false},
+};
+
+#define O(member) DFS_OPT_FIELD(struct options, member)
+
+static const struct dfs_opt opts[] = {
+    {DFS_OPT_STRING, "db", 0, O(db), .arg = "FILE", .help = "SQLite catalog (created if missing)"},
+    {DFS_OPT_STRING, "listen", 0, O(listen), .arg = "ADDR", .def = "127.0.0.1:7000",
+     .help = "address to serve on; port 0 = any"},
+    {DFS_OPT_INT, "threads", 0, O(threads), .arg = "N", .def = "4", .min = 1, .max = 256,
+     .help = "worker threads"},
+    {DFS_OPT_STRING, "ready-file", 0, O(ready_file), .arg = "PATH",
+     .help = "write the served address here once ready"},
+    {DFS_OPT_STRING, "metrics-listen", 0, O(metrics_listen), .arg = "ADDR",
+     .help = "serve Prometheus metrics over HTTP on ADDR (GET /metrics, /healthz); default off"},
+    {DFS_OPT_ENUM, "log-level", 0, O(level), .arg = "LEVEL", .def = "info", .choices = log_levels,
+     .help = "debug, info, warn or error"},
+    {DFS_OPT_INT, "replicas", 0, O(cfg.default_replicas), .arg = "K", .def = "3", .min = 1,
+     .max = DFS_REPLICAS_MAX, .help = "default replicas per fragment"},
+    {DFS_OPT_INT, "fragments", 0, O(cfg.default_fragments), .arg = "F", .def = "4", .min = 1,
+     .max = DFS_FRAGMENTS_MAX, .help = "default fragments per file"},
+    {DFS_OPT_ENUM, "policy", 0, O(cfg.default_policy), .arg = "P", .def = "random",
+     .choices = policies, .help = "default placement: random, min_copy, buddy or least_used"},
+    {DFS_OPT_INT, "heartbeat-ms", 0, O(cfg.heartbeat_interval_ms), .arg = "N", .def = "1000",
+     .min = 10, .max = 600000, .help = "heartbeat interval told to storage nodes"},
+    {DFS_OPT_INT, "suspect-after-ms", 0, O(cfg.suspect_after_ms), .arg = "N", .def = "5000",
+     .min = 10, .max = 86400000, .help = "silence before a node is suspect"},
+    {DFS_OPT_INT, "dead-after-ms", 0, O(cfg.dead_after_ms), .arg = "N", .def = "30000", .min = 10,
+     .max = 86400000, .help = "silence before a node is dead"},
+    {DFS_OPT_INT, "pending-timeout-ms", 0, O(cfg.pending_timeout_ms), .arg = "N", .def = "3600000",
+     .min = 10, .max = 30LL * 86400000, .help = "an uncommitted put is collected after this"},
+    {DFS_OPT_INT, "seed", 0, O(cfg.seed), .arg = "N", .min = 1, .max = INT64_MAX,
+     .help = "placement randomness seed (default: random, logged)"},
+    {DFS_OPT_INT, "scatter-width", 0, O(cfg.scatter_width), .arg = "S", .min = 0,
+     .max = DFS_PLACEMENT_SCATTER_MAX,
+     .help = "min_copy scatter width (default k-1: plain copysets)"},
+    {DFS_OPT_INT, "group-size", 0, O(cfg.group_size), .arg = "G", .min = 0,
+     .max = DFS_PLACEMENT_GROUP_MAX, .help = "buddy group size (default 2k; never 1)"},
+    {DFS_OPT_INT, "repair-parallel", 0, O(cfg.repair_parallel), .arg = "N", .def = "4", .min = 1,
+     .max = 256, .help = "repairs dispatched to storage nodes at once"},
+    {DFS_OPT_INT, "rebalance-threshold", 0, O(rebalance_threshold), .arg = "PCT", .def = "10",
+     .min = 0, .max = 100000,
+     .help = "move data off an alive node whose recorded bytes exceed the mean by more than PCT "
+             "percent; 0 = off"},
+    {DFS_OPT_INT, "rebalance-max", 0, O(cfg.rebalance_max), .arg = "N", .def = "4", .min = 1,
+     .max = 100000, .help = "moves queued per rebalance check"},
+    {DFS_OPT_INT, "delete-grace-ms", 0, O(delete_grace_ms), .arg = "N", .def = "5000", .min = 0,
+     .max = 86400000,
+     .help = "a copy dropped while its file stays (moved, trimmed, bad) leaves its node this "
+             "long after, so reads of it finish; 0 removes it at once"},
+    {DFS_OPT_INT, "grace-ms", 0, O(grace_ms), .arg = "N", .def = "5000", .min = 0, .max = 600000,
+     .help = "on SIGTERM, time calls in flight get to finish"},
+    {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
+    {DFS_OPT_VERSION, "version", 0, .help = "print the version"},
+    {DFS_OPT_SECTION, .help = "Security (see docs/security.md):"},
+    {DFS_OPT_STRING, "admin-token-file", 0, O(admin_token_file), .arg = "PATH",
+     .help = "an admin bearer token: made and written here (mode 0600) if PATH does not exist, "
+             "else the token in it is accepted"},
+    {DFS_OPT_STRING, "node-token-file", 0, O(node_token_file), .arg = "PATH",
+     .help = "the same for the enrollment token (role bootstrap) storage nodes present at their "
+             "first registration (each then uses a node token of its own)"},
+    {DFS_OPT_INT, "ticket-ttl-ms", 0, O(cfg.ticket_ttl_ms), .arg = "N", .def = "3600000",
+     .min = 1000, .max = 30LL * 86400000,
+     .help = "read/delete/repair tickets stay valid this long"},
+    {DFS_OPT_STRING, "tls-cert", 0, O(tls.cert_file), .arg = "FILE",
+     .help = "serve TLS with this certificate chain (PEM) ..."},
+    {DFS_OPT_STRING, "tls-key", 0, O(tls.key_file), .arg = "FILE",
+     .help = "... and its private key; also the client certificate presented to storage nodes"},
+    {DFS_OPT_STRING, "tls-ca", 0, O(tls.ca_file), .arg = "FILE",
+     .help = "CA that storage nodes' (and, with --tls-client-auth, clients') certificates must "
+             "chain to"},
+    {DFS_OPT_FLAG, "tls-client-auth", 0, O(tls.mutual),
+     .help = "mutual TLS: require a client certificate from every caller"},
+    {DFS_OPT_FLAG, "insecure", 0, O(insecure),
+     .help = "allow plaintext on a non-loopback address (and to nodes)"},
+    {0},
+};
+
+static const struct dfs_opts_spec spec = {
+    .prog = PROG,
+    .version = VERSION,
+    .usage = "--db FILE [options]",
+    .about = "The dfs metadata service: keeps the catalog of files, fragments and storage nodes.",
+    .opts = opts,
+};
+
+/*
+ * What the table cannot say: --db is required, --group-size is never 1, and the values the
+ * config spells differently (0 turns rebalancing off: a negative threshold; 0 removes dropped
+ * copies at once: a negative grace). DFS_EINVAL with *err.
+ */
+static int check(struct options *o, char **err)
 {
-    enum {
-        O_DB = 1000,
-        O_LISTEN,
-        O_THREADS,
-        O_READY,
-        O_LOG,
-        O_REPLICAS,
-        O_FRAGMENTS,
-        O_POLICY,
-        O_HB,
-        O_SUSPECT,
-        O_DEAD,
-        O_PENDING,
-        O_SEED,
-        O_SCATTER,
-        O_GROUP,
-        O_GRACE,
-        O_METRICS,
-        O_REPAIR_PARALLEL,
-        O_REBALANCE_THRESHOLD,
-        O_REBALANCE_MAX,
-        O_ADMIN_TOKEN,
-        O_NODE_TOKEN,
-        O_TICKET_TTL,
-        O_DELETE_GRACE,
-        O_HELP,
-        O_VERSION,
-    };
-    static const struct option longopts[] = {
-        {"db", required_argument, NULL, O_DB},
-        {"listen", required_argument, NULL, O_LISTEN},
-        {"threads", required_argument, NULL, O_THREADS},
-        {"ready-file", required_argument, NULL, O_READY},
-        {"log-level", required_argument, NULL, O_LOG},
-        {"replicas", required_argument, NULL, O_REPLICAS},
-        {"fragments", required_argument, NULL, O_FRAGMENTS},
-        {"policy", required_argument, NULL, O_POLICY},
-        {"heartbeat-ms", required_argument, NULL, O_HB},
-        {"suspect-after-ms", required_argument, NULL, O_SUSPECT},
-        {"dead-after-ms", required_argument, NULL, O_DEAD},
-        {"pending-timeout-ms", required_argument, NULL, O_PENDING},
-        {"seed", required_argument, NULL, O_SEED},
-        {"scatter-width", required_argument, NULL, O_SCATTER},
-        {"group-size", required_argument, NULL, O_GROUP},
-        {"grace-ms", required_argument, NULL, O_GRACE},
-        {"metrics-listen", required_argument, NULL, O_METRICS},
-        {"repair-parallel", required_argument, NULL, O_REPAIR_PARALLEL},
-        {"rebalance-threshold", required_argument, NULL, O_REBALANCE_THRESHOLD},
-        {"rebalance-max", required_argument, NULL, O_REBALANCE_MAX},
-        {"admin-token-file", required_argument, NULL, O_ADMIN_TOKEN},
-        {"node-token-file", required_argument, NULL, O_NODE_TOKEN},
-        {"ticket-ttl-ms", required_argument, NULL, O_TICKET_TTL},
-        {"delete-grace-ms", required_argument, NULL, O_DELETE_GRACE},
-        {"tls-cert", required_argument, NULL, DFS_RPC_OPT_TLS_CERT},
-        {"tls-key", required_argument, NULL, DFS_RPC_OPT_TLS_KEY},
-        {"tls-ca", required_argument, NULL, DFS_RPC_OPT_TLS_CA},
-        {"tls-client-auth", no_argument, NULL, DFS_RPC_OPT_TLS_CLIENT_AUTH},
-        {"insecure", no_argument, NULL, DFS_RPC_OPT_INSECURE},
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
-        {NULL, 0, NULL, 0},
-    };
-    o->listen = "127.0.0.1:7000";
-    o->threads = 4;
-    o->grace_ms = 5000;
-    o->level = DFS_LOG_INFO;
-    opterr = 0;
-    int c;
-    long long v;
-    int rc = DFS_OK;
-    struct dfs_quote q; /* for an option or argument quoted in an error */
-    while (rc == DFS_OK && (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        switch (c) {
-        case O_DB:
-            o->db = optarg;
-            break;
-        case O_LISTEN:
-            o->listen = optarg;
-            break;
-        case O_THREADS:
-            rc = dfs_daemon_parse_int("--threads", optarg, 1, 256, &o->threads, err);
-            break;
-        case O_READY:
-            o->ready_file = optarg;
-            break;
-        case O_LOG:
-            if (dfs_log_level_parse(optarg, &o->level) != DFS_OK)
-                rc = dfs_seterr(err, DFS_EINVAL,
-                                "--log-level must be debug, info, warn or error, not '%s'",
-                                dfs_quote(optarg, &q));
-            break;
-        case O_REPLICAS:
-            rc = dfs_daemon_parse_int("--replicas", optarg, 1, DFS_REPLICAS_MAX, &v, err);
-            o->cfg.default_replicas = (uint32_t)v;
-            break;
-        case O_FRAGMENTS:
-            rc = dfs_daemon_parse_int("--fragments", optarg, 1, DFS_FRAGMENTS_MAX, &v, err);
-            o->cfg.default_fragments = (uint32_t)v;
-            break;
-        case O_POLICY:
-            rc = dfs_placement_policy_parse(optarg, &o->cfg.default_policy, err);
-            break;
-        case O_HB:
-            rc = dfs_daemon_parse_int("--heartbeat-ms", optarg, 10, 600000, &v, err);
-            o->cfg.heartbeat_interval_ms = (uint32_t)v;
-            break;
-        case O_SUSPECT:
-            rc = dfs_daemon_parse_int("--suspect-after-ms", optarg, 10, 86400000, &v, err);
-            o->cfg.suspect_after_ms = v;
-            break;
-        case O_DEAD:
-            rc = dfs_daemon_parse_int("--dead-after-ms", optarg, 10, 86400000, &v, err);
-            o->cfg.dead_after_ms = v;
-            break;
-        case O_PENDING:
-            rc = dfs_daemon_parse_int("--pending-timeout-ms", optarg, 10, 30LL * 86400000, &v, err);
-            o->cfg.pending_timeout_ms = v;
-            break;
-        case O_SEED:
-            rc = dfs_daemon_parse_int("--seed", optarg, 1, INT64_MAX, &v, err);
-            o->cfg.seed = (uint64_t)v;
-            break;
-        case O_SCATTER:
-            rc = dfs_daemon_parse_int("--scatter-width", optarg, 0, DFS_PLACEMENT_SCATTER_MAX, &v,
-                                      err);
-            o->cfg.scatter_width = (uint32_t)v;
-            break;
-        case O_GROUP:
-            rc = dfs_daemon_parse_int("--group-size", optarg, 0, DFS_PLACEMENT_GROUP_MAX, &v, err);
-            if (rc == DFS_OK && v == 1)
-                rc = dfs_seterr(err, DFS_EINVAL, "--group-size must be 0 (2k) or at least 2");
-            o->cfg.group_size = (uint32_t)v;
-            break;
-        case O_GRACE:
-            rc = dfs_daemon_parse_int("--grace-ms", optarg, 0, 600000, &o->grace_ms, err);
-            break;
-        case O_METRICS:
-            o->metrics_listen = optarg;
-            break;
-        case O_REPAIR_PARALLEL:
-            rc = dfs_daemon_parse_int("--repair-parallel", optarg, 1, 256, &v, err);
-            o->cfg.repair_parallel = (uint32_t)v;
-            break;
-        case O_REBALANCE_THRESHOLD:
-            rc = dfs_daemon_parse_int("--rebalance-threshold", optarg, 0, 100000, &v, err);
-            /* 0 turns it off; the config says that with a negative value. */
-            o->cfg.rebalance_threshold_pct = v == 0 ? -1 : (int32_t)v;
-            break;
-        case O_REBALANCE_MAX:
-            rc = dfs_daemon_parse_int("--rebalance-max", optarg, 1, 100000, &v, err);
-            o->cfg.rebalance_max = (uint32_t)v;
-            break;
-        case O_ADMIN_TOKEN:
-            o->admin_token_file = optarg;
-            break;
-        case O_NODE_TOKEN:
-            o->node_token_file = optarg;
-            break;
-        case O_TICKET_TTL:
-            rc = dfs_daemon_parse_int("--ticket-ttl-ms", optarg, 1000, 30LL * 86400000, &v, err);
-            o->cfg.ticket_ttl_ms = v;
-            break;
-        case O_DELETE_GRACE:
-            rc = dfs_daemon_parse_int("--delete-grace-ms", optarg, 0, 86400000, &v, err);
-            o->cfg.delete_grace_ms = v > 0 ? v : -1; /* the config's 0 means the default */
-            break;
-        case 'h':
-        case O_HELP:
-            usage(stdout);
-            exit(0);
-        case O_VERSION:
-            printf(PROG " " VERSION "\n");
-            exit(0);
-        case ':':
-            rc = dfs_seterr(err, DFS_EINVAL, "%s needs a value", dfs_daemon_bad_option(argv, &q));
-            break;
-        default:
-            if (!dfs_rpc_security_option(c, optarg, &o->tls, &o->insecure))
-                rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'",
-                                dfs_daemon_bad_option(argv, &q));
-            break;
-        }
-    }
-    if (rc == DFS_OK && optind < argc)
-        rc = dfs_seterr(err, DFS_EINVAL, "unexpected argument '%s'", dfs_quote(argv[optind], &q));
-    if (rc == DFS_OK && o->db == NULL)
-        rc = dfs_seterr(err, DFS_EINVAL, "--db FILE is required");
-    return rc;
+    if (o->db == NULL)
+        return dfs_seterr(err, DFS_EINVAL, "--db FILE is required");
+    if (o->cfg.group_size == 1)
+        return dfs_seterr(err, DFS_EINVAL, "--group-size must be 0 (2k) or at least 2");
+    o->cfg.rebalance_threshold_pct =
+        o->rebalance_threshold == 0 ? -1 : (int32_t)o->rebalance_threshold;
+    o->cfg.delete_grace_ms = o->delete_grace_ms > 0 ? o->delete_grace_ms : -1;
+    return DFS_OK;
 }
 
 int main(int argc, char **argv)
@@ -289,9 +168,14 @@ int main(int argc, char **argv)
     dfs_daemon_block_signals(&signals);
     struct options o;
     memset(&o, 0, sizeof o);
+    dfs_opts *args = NULL;
+    int status = 2;
+    if (!dfs_opts_main(&spec, argc, argv, environ, &o, &args, &status))
+        return status;
+    dfs_opts_destroy(args);
     char *err = NULL;
-    if (parse(argc, argv, &o, &err) != DFS_OK) {
-        fprintf(stderr, PROG ": %s (see --help)\n", err != NULL ? err : "bad arguments");
+    if (check(&o, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s (see " PROG " --help)\n", err != NULL ? err : "bad arguments");
         free(err);
         return 2;
     }
@@ -309,7 +193,7 @@ int main(int argc, char **argv)
     dfs_metrics_http *http = NULL;
     dfs_readiness *ready = NULL;
     struct dfs_metadata_probe probe = {.db_path = o.db};
-    int status = 1;
+    status = 1;
     dfs_rpc_tls *tls = NULL;
     if (dfs_rpc_tls_create_optional(&o.tls, &tls, &err) != DFS_OK) {
         fprintf(stderr, PROG ": %s\n", err);

@@ -1,6 +1,7 @@
 /* The replication tests' state machine (SQLite + hash chain) and replica process: see the .h. */
 #include "services/metadata/repl_testing.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 
@@ -22,13 +23,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-int64_t repl_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* ---- the state machine ---- */
 
@@ -176,16 +170,10 @@ void repl_fsm_hold_snapshots(repl_fsm *f, bool hold)
 
 bool repl_fsm_wait_snapshot_held(repl_fsm *f, int64_t timeout_ms)
 {
-    int64_t deadline = repl_now_ns() + timeout_ms * 1000000;
+    int64_t deadline = dfs_clock_mono_ns() + timeout_ms * 1000000;
     pthread_mutex_lock(&f->mu);
-    while (!f->held && repl_now_ns() < deadline) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+    while (!f->held && dfs_clock_mono_ns() < deadline) {
+        struct timespec ts = dfs_clock_abstime(20);
         pthread_cond_timedwait(&f->cv, &f->mu, &ts);
     }
     bool held = f->held;
@@ -443,7 +431,7 @@ static void waiter_done(void *arg, const struct dfs_repl_outcome *o)
     struct waiter *w = arg;
     pthread_mutex_lock(&w->mu);
     w->why = o->why;
-    w->at_ns = repl_now_ns();
+    w->at_ns = dfs_clock_mono_ns();
     w->done = true;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
@@ -470,7 +458,7 @@ static void *proposer_main(void *arg)
     for (int i = 0; i < p->count && cmd != NULL; i++) {
         /* Unique text, padded to size: node, process, thread, sequence, time. */
         int k = snprintf(cmd, p->size + 1, "n%" PRIu64 "p%dt%ds%dc%" PRId64 "/", p->node->id,
-                         (int)getpid(), p->index, i, repl_now_ns());
+                         (int)getpid(), p->index, i, dfs_clock_mono_ns());
         for (size_t j = (size_t)k; j < p->size; j++)
             cmd[j] = (char)('a' + j % 26);
         size_t len = (size_t)k > p->size ? (size_t)k : p->size;
@@ -518,7 +506,7 @@ static void node_propose(struct node *n, int total, int conc, size_t size, int64
     if (size < 1)
         size = 1;
     struct proposer *ps = calloc((size_t)conc, sizeof *ps);
-    int64_t t0 = repl_now_ns();
+    int64_t t0 = dfs_clock_mono_ns();
     for (int i = 0; i < conc; i++) {
         ps[i].node = n;
         ps[i].index = i;
@@ -541,7 +529,7 @@ static void node_propose(struct node *n, int total, int conc, size_t size, int64
         if (ps[i].last_ok > last)
             last = ps[i].last_ok;
     }
-    int64_t elapsed = repl_now_ns() - t0;
+    int64_t elapsed = dfs_clock_mono_ns() - t0;
     free(ps);
     fprintf(out,
             "propose ok=%" PRIu64 " notleader=%" PRIu64 " lost=%" PRIu64 " timeout=%" PRIu64
@@ -565,7 +553,7 @@ static void node_status(struct node *n, FILE *out)
             dfs_repl_role_name(st.role), st.leader_ready ? 1 : 0, st.leader_id, st.term,
             st.commit_index, st.applied_index, d.applied, d.count, hex, st.snapshots_taken,
             d.restores, d.violations, st.n_members, st.entries_proposed, st.commands_proposed,
-            repl_now_ns());
+            dfs_clock_mono_ns());
 }
 
 /* "1@127.0.0.1:7000,2@..." -> members (addresses point into the string, which is modified). */

@@ -102,6 +102,4 @@ bool repl_kv_str(const char *line, const char *key, char *buf, size_t size);
 /* A TCP port on 127.0.0.1 nobody listens on right now. */
 int repl_free_port(void);
 
-int64_t repl_now_ns(void);
-
 #endif /* DFS_SERVICES_METADATA_REPL_TESTING_H */

@@ -1,6 +1,7 @@
 /* The replication engine over libraft 0.15 (libuv backend, TCP transport): see replication.h. */
 #include "services/metadata/replication.h"
 
+#include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -158,13 +159,6 @@ struct dfs_repl {
     pthread_t thread;
     bool thread_started;
 };
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void put_u32(unsigned char *p, uint32_t v)
 {
@@ -897,7 +891,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
         free(msg);
         return RAFT_BUSY; /* libraft tries again at the next threshold */
     }
-    r->snap = (struct snap){.active = true, .index = index, .owner = owner, .start_ns = now_ns()};
+    r->snap = (struct snap){
+        .active = true, .index = index, .owner = owner, .start_ns = dfs_clock_mono_ns()};
     return 0;
 }
 
@@ -997,7 +992,8 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
         dfs_log(DFS_LOG_INFO,
                 "replication: snapshot taken id=%" PRIu64 " index=%" PRIu64 " bytes=%" PRIu64
                 " ms=%.1f",
-                r->id, r->snap.index, r->snap.bytes, (double)(now_ns() - r->snap.start_ns) / 1e6);
+                r->id, r->snap.index, r->snap.bytes,
+                (double)(dfs_clock_mono_ns() - r->snap.start_ns) / 1e6);
     }
     r->snap = (struct snap){0};
     return 0;
@@ -1097,7 +1093,7 @@ static enum dfs_repl_role role_of(dfs_repl *r)
  */
 static void publish(dfs_repl *r, bool force)
 {
-    int64_t now = now_ns();
+    int64_t now = dfs_clock_mono_ns();
     if (!force && now - r->last_publish_ns < 1000000)
         return;
     r->last_publish_ns = now;
@@ -1294,7 +1290,7 @@ static void expire(dfs_repl *r, int64_t now)
 static void timer_cb(uv_timer_t *h)
 {
     dfs_repl *r = h->data;
-    expire(r, now_ns());
+    expire(r, dfs_clock_mono_ns());
     publish(r, true);
     pump(r);
     maybe_close_raft(r);
@@ -1603,7 +1599,7 @@ static int submit(dfs_repl *r, struct req *q, int64_t timeout_ms)
 {
     if (timeout_ms > 86400000)
         timeout_ms = 86400000;
-    q->deadline_ns = now_ns() + timeout_ms * 1000000;
+    q->deadline_ns = dfs_clock_mono_ns() + timeout_ms * 1000000;
     pthread_mutex_lock(&r->mu);
     if (r->refuse) {
         pthread_mutex_unlock(&r->mu);

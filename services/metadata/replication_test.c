@@ -2,6 +2,7 @@
    thread each) and in child processes (this binary re-executed with --repl-node). */
 #include "services/metadata/replication.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "services/metadata/repl_testing.h"
@@ -143,7 +144,7 @@ static void pause_ms(int ms)
 /* The running replica that leads and is ready (waits up to timeout_ms); -1 if none. */
 static int find_leader(struct cluster *c, int64_t timeout_ms)
 {
-    int64_t deadline = repl_now_ns() + timeout_ms * 1000000;
+    int64_t deadline = dfs_clock_mono_ns() + timeout_ms * 1000000;
     do {
         for (int i = 0; i < c->n; i++) {
             if (c->rs[i].repl == NULL)
@@ -154,7 +155,7 @@ static int find_leader(struct cluster *c, int64_t timeout_ms)
                 return i;
         }
         pause_ms(5);
-    } while (repl_now_ns() < deadline);
+    } while (dfs_clock_mono_ns() < deadline);
     return -1;
 }
 
@@ -243,12 +244,13 @@ static void *proposer(void *arg)
     struct pthread_arg *a = arg;
     char cmd[96];
     for (int i = 0; i < a->n; i++) {
-        int64_t deadline = repl_now_ns() + (int64_t)WAIT_MS * 1000000;
-        for (int attempt = 0; repl_now_ns() < deadline; attempt++) {
+        int64_t deadline = dfs_clock_mono_ns() + (int64_t)WAIT_MS * 1000000;
+        for (int attempt = 0; dfs_clock_mono_ns() < deadline; attempt++) {
             int l = find_leader(a->c, WAIT_MS);
             if (l < 0)
                 break;
-            snprintf(cmd, sizeof cmd, "cmd-%d-%d-%d-%" PRId64, a->tag, i, attempt, repl_now_ns());
+            snprintf(cmd, sizeof cmd, "cmd-%d-%d-%d-%" PRId64, a->tag, i, attempt,
+                     dfs_clock_mono_ns());
             struct call k;
             dfs_repl *r = a->c->rs[l].repl;
             if (propose_sync(r, cmd, CALL_MS, &k) == DFS_REPL_DONE) {
@@ -281,7 +283,7 @@ static int propose_many(struct cluster *c, int n, int threads, int tag)
    cover everything committed. Returns the leader's digest. */
 static struct repl_fsm_digest wait_converged(struct cluster *c)
 {
-    int64_t deadline = repl_now_ns() + (int64_t)WAIT_MS * 1000000;
+    int64_t deadline = dfs_clock_mono_ns() + (int64_t)WAIT_MS * 1000000;
     struct repl_fsm_digest ref = {0};
     for (;;) {
         int l = find_leader(c, WAIT_MS);
@@ -304,7 +306,7 @@ static struct repl_fsm_digest wait_converged(struct cluster *c)
         }
         if (all)
             return ref;
-        if (repl_now_ns() > deadline) {
+        if (dfs_clock_mono_ns() > deadline) {
             for (int i = 0; i < c->n; i++) {
                 if (c->rs[i].repl == NULL)
                     continue;
@@ -432,7 +434,7 @@ static void test_leader_destroyed_new_leader_serves(void **state)
     assert_int_equal(propose_many(&c, 100, 4, 3), 100);
     int l = find_leader(&c, WAIT_MS);
     assert_true(l >= 0);
-    int64_t t0 = repl_now_ns();
+    int64_t t0 = dfs_clock_mono_ns();
     replica_stop(&c, l);
     /* A new leader within the election bound (randomised 1x-2x, pre-vote: one round), with a
        wide margin for a loaded machine. */
@@ -441,7 +443,7 @@ static void test_leader_destroyed_new_leader_serves(void **state)
     struct call k;
     assert_int_equal(propose_sync(c.rs[nl].repl, "after failover", CALL_MS, &k), DFS_REPL_DONE);
     print_message("      new leader served %.0f ms after the old one stopped\n",
-                  (double)(repl_now_ns() - t0) / 1e6);
+                  (double)(dfs_clock_mono_ns() - t0) / 1e6);
     assert_int_equal(propose_many(&c, 100, 4, 4), 100);
     /* The old leader comes back from its own disk and catches up. */
     replica_start(&c, l);
@@ -481,11 +483,11 @@ static void test_follower_catches_up_from_log_then_snapshot(void **state)
     wait_converged(&c);
     repl_fsm_digest(c.rs[f].fsm, &d);
     assert_true(d.restores >= 1);
-    int64_t deadline = repl_now_ns() + (int64_t)WAIT_MS * 1000000;
+    int64_t deadline = dfs_clock_mono_ns() + (int64_t)WAIT_MS * 1000000;
     do { /* the status is refreshed by the replication thread, a moment later */
         dfs_repl_status_get(c.rs[f].repl, &st);
         pause_ms(5);
-    } while (st.snapshots_restored == 0 && repl_now_ns() < deadline);
+    } while (st.snapshots_restored == 0 && dfs_clock_mono_ns() < deadline);
     assert_true(st.snapshots_restored >= 1);
     cluster_stop(&c);
 }
@@ -508,9 +510,9 @@ static void test_minority_cannot_commit(void **state)
        notices, or the deadline), never hang. */
     for (int i = 0; i < 3; i++) {
         struct call k;
-        int64_t t0 = repl_now_ns();
+        int64_t t0 = dfs_clock_mono_ns();
         enum dfs_repl_why why = propose_sync(c.rs[l].repl, "minority", 3000, &k);
-        double ms = (double)(repl_now_ns() - t0) / 1e6;
+        double ms = (double)(dfs_clock_mono_ns() - t0) / 1e6;
         assert_int_not_equal(why, DFS_REPL_DONE);
         assert_int_not_equal(k.o.status, 0);
         assert_true(why == DFS_REPL_LEADERSHIP_LOST || why == DFS_REPL_TIMEOUT ||
@@ -519,12 +521,12 @@ static void test_minority_cannot_commit(void **state)
         assert_true(strlen(k.message) > 0);
     }
     /* Once it stepped down, calls are turned away at once. */
-    int64_t deadline = repl_now_ns() + (int64_t)WAIT_MS * 1000000;
+    int64_t deadline = dfs_clock_mono_ns() + (int64_t)WAIT_MS * 1000000;
     struct dfs_repl_status st;
     do {
         dfs_repl_status_get(c.rs[l].repl, &st);
         pause_ms(5);
-    } while (st.role == DFS_REPL_LEADER && repl_now_ns() < deadline);
+    } while (st.role == DFS_REPL_LEADER && dfs_clock_mono_ns() < deadline);
     assert_int_not_equal(st.role, DFS_REPL_LEADER);
     struct call k;
     assert_int_equal(propose_sync(c.rs[l].repl, "still minority", 3000, &k), DFS_REPL_NOT_LEADER);
@@ -571,11 +573,11 @@ static void test_membership_add_remove_transfer(void **state)
     struct call add3;
     call_init(&add3);
     assert_int_equal(dfs_repl_add(r1, 3, c.rs[2].address, WAIT_MS, call_done, &add3), 0);
-    int64_t deadline = repl_now_ns() + (int64_t)WAIT_MS * 1000000;
+    int64_t deadline = dfs_clock_mono_ns() + (int64_t)WAIT_MS * 1000000;
     do {
         dfs_repl_status_get(r1, &st);
         pause_ms(5);
-    } while (st.n_members < 3 && repl_now_ns() < deadline);
+    } while (st.n_members < 3 && dfs_clock_mono_ns() < deadline);
     assert_int_equal(st.n_members, 3);
     call_init(&k);
     assert_int_equal(dfs_repl_remove(r1, 2, CALL_MS, call_done, &k), 0);
@@ -698,11 +700,11 @@ static void test_failed_apply_stops_replica(void **state)
     repl_fsm_fail_applies(c.rs[f].fsm, 1);
     assert_int_equal(propose_many(&c, 20, 2, 16), 20);
     struct dfs_repl_status st;
-    int64_t deadline = repl_now_ns() + (int64_t)WAIT_MS * 1000000;
+    int64_t deadline = dfs_clock_mono_ns() + (int64_t)WAIT_MS * 1000000;
     do {
         dfs_repl_status_get(c.rs[f].repl, &st);
         pause_ms(5);
-    } while (st.role != DFS_REPL_FAILED && repl_now_ns() < deadline);
+    } while (st.role != DFS_REPL_FAILED && dfs_clock_mono_ns() < deadline);
     assert_int_equal(st.role, DFS_REPL_FAILED);
     assert_non_null(strstr(st.failure, "injected I/O error"));
     struct call k;
@@ -741,11 +743,11 @@ static void test_snapshot_off_the_loop(void **state)
     assert_int_equal(d1.snapshots, 0);
     repl_fsm_hold_snapshots(c.rs[0].fsm, false);
     struct dfs_repl_status st;
-    int64_t deadline = repl_now_ns() + (int64_t)WAIT_MS * 1000000;
+    int64_t deadline = dfs_clock_mono_ns() + (int64_t)WAIT_MS * 1000000;
     do {
         dfs_repl_status_get(c.rs[0].repl, &st);
         pause_ms(5);
-    } while (st.snapshots_taken == 0 && repl_now_ns() < deadline);
+    } while (st.snapshots_taken == 0 && dfs_clock_mono_ns() < deadline);
     assert_true(st.snapshots_taken >= 1);
     assert_true(st.snapshot_index >= 32 && st.snapshot_index <= d0.applied + 1);
     assert_true(st.snapshot_bytes > 32);
@@ -785,7 +787,7 @@ static void proc_start(struct procs *p, int i)
 
 static int proc_leader(struct procs *p, int64_t timeout_ms)
 {
-    int64_t deadline = repl_now_ns() + timeout_ms * 1000000;
+    int64_t deadline = dfs_clock_mono_ns() + timeout_ms * 1000000;
     char reply[512], role[32];
     do {
         for (int i = 0; i < 3; i++) {
@@ -797,7 +799,7 @@ static int proc_leader(struct procs *p, int64_t timeout_ms)
                 return i;
         }
         pause_ms(5);
-    } while (repl_now_ns() < deadline);
+    } while (dfs_clock_mono_ns() < deadline);
     return -1;
 }
 
@@ -841,9 +843,9 @@ static void test_processes_sigkill_leader(void **state)
                 assert_int_equal(waitpid(p.ch[i].pid, NULL, WNOHANG), 0);
         /* The killed replica restarts from its disk and catches up. */
         proc_start(&p, l);
-        int64_t deadline = repl_now_ns() + (int64_t)WAIT_MS * 1000000;
+        int64_t deadline = dfs_clock_mono_ns() + (int64_t)WAIT_MS * 1000000;
         bool same = false;
-        while (!same && repl_now_ns() < deadline) {
+        while (!same && dfs_clock_mono_ns() < deadline) {
             char ref[512];
             nl = proc_leader(&p, WAIT_MS);
             assert_int_equal(repl_child_cmd(&p.ch[nl], "status", ref, sizeof ref), 0);

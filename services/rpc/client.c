@@ -1,6 +1,7 @@
 /* gRPC C-core clients. */
 #include "services/rpc/client.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "services/rpc/msg.h"
 #include "services/rpc/security_int.h"
@@ -208,13 +209,13 @@ int dfs_rpc_unary_retry(dfs_rpc_channel *ch, const char *method, const ProtobufC
                         const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
                         int64_t timeout_ms, int64_t retry_ms, char **errmsg)
 {
-    int64_t start = dfs_rpc_now_ns();
+    int64_t start = dfs_clock_mono_ns();
     int64_t backoff_ms = 50;
     for (;;) {
         int rc = dfs_rpc_unary(ch, method, req, resp_desc, resp, timeout_ms, errmsg);
         if (rc != DFS_EUNAVAIL)
             return rc;
-        int64_t elapsed_ms = (dfs_rpc_now_ns() - start) / 1000000;
+        int64_t elapsed_ms = (dfs_clock_mono_ns() - start) / 1000000;
         if (elapsed_ms + backoff_ms >= retry_ms)
             return rc;
         struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000};
@@ -503,28 +504,4 @@ void dfs_rpc_ccall_cancel_with(dfs_rpc_ccall *call, int status, const char *mess
         call->override_message = strdup(message != NULL ? message : dfs_strerror(status));
     }
     grpc_call_cancel(call->call, NULL);
-}
-
-bool dfs_rpc_hostport_valid(const char *s, size_t max_len)
-{
-    size_t n = strnlen(s, max_len + 1);
-    if (n == 0 || n > max_len)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c >= 0x7f)
-            return false;
-    }
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL || colon == s || colon[1] == '\0')
-        return false;
-    unsigned long port = 0;
-    for (const char *q = colon + 1; *q != '\0'; q++) {
-        if (*q < '0' || *q > '9')
-            return false;
-        port = port * 10 + (unsigned long)(*q - '0');
-        if (port > 65535)
-            return false;
-    }
-    return port > 0;
 }

@@ -42,12 +42,6 @@ int dfs_rpc_channel_create(const char *target, dfs_rpc_channel **out, char **err
 /* Accepts NULL. Every call on the channel must have ended. */
 void dfs_rpc_channel_destroy(dfs_rpc_channel *ch);
 
-/*
- * Whether s names a peer as dfs exchanges them between nodes: "host:port", 1 to max_len bytes,
- * printable ASCII without spaces, a non-empty host and a port 1-65535 after the last ':'.
- */
-bool dfs_rpc_hostport_valid(const char *s, size_t max_len);
-
 /* The target given at create (borrowed). */
 const char *dfs_rpc_channel_target(const dfs_rpc_channel *ch);
 

@@ -1,6 +1,7 @@
 /* grpc.health.v1.Health over a dfs_rpc_server: Check and Watch, one status per service name. */
 #include "services/rpc/health.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "grpc/health/v1/health.pb-c.h"
@@ -242,7 +243,7 @@ static void watch_tick(dfs_rpc_timer *timer)
     watch_poll(w);
     if (!w->finished)
         dfs_rpc_loop_timer_arm(dfs_rpc_call_loop(w->call), &w->timer,
-                               dfs_rpc_now_ns() + DFS_RPC_HEALTH_WATCH_POLL_MS * 1000000LL);
+                               dfs_clock_mono_ns() + DFS_RPC_HEALTH_WATCH_POLL_MS * 1000000LL);
 }
 
 static void watch_cancelled(dfs_rpc_call *call, void *arg)

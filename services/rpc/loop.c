@@ -1,6 +1,8 @@
 /* An event loop over one gRPC completion queue, with a min-heap of timers. */
 #include "services/rpc/loop.h"
 
+#include "common/clock.h"
+
 #include <assert.h>
 #include <grpc/slice.h>
 #include <stdlib.h>
@@ -16,13 +18,6 @@ struct dfs_rpc_loop {
     int nheap;
     int capheap;
 };
-
-int64_t dfs_rpc_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 gpr_timespec dfs_rpc_deadline_ms(int64_t ms)
 {
@@ -185,7 +180,7 @@ void dfs_rpc_loop_timer_arm(dfs_rpc_loop *loop, dfs_rpc_timer *timer, int64_t de
 
 static void run_due_timers(dfs_rpc_loop *loop)
 {
-    int64_t now = dfs_rpc_now_ns();
+    int64_t now = dfs_clock_mono_ns();
     while (loop->nheap > 0 && loop->heap[0]->deadline_ns <= now) {
         dfs_rpc_timer *t = loop->heap[0];
         dfs_rpc_loop_timer_cancel(loop, t);
@@ -199,7 +194,7 @@ bool dfs_rpc_loop_run_once(dfs_rpc_loop *loop, int64_t timeout_ms)
         return false;
     int64_t wait_ns = timeout_ms < 0 ? INT64_MAX : timeout_ms * 1000000;
     if (loop->nheap > 0) {
-        int64_t until = loop->heap[0]->deadline_ns - dfs_rpc_now_ns();
+        int64_t until = loop->heap[0]->deadline_ns - dfs_clock_mono_ns();
         if (until < wait_ns)
             wait_ns = until < 0 ? 0 : until;
     }

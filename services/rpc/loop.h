@@ -64,7 +64,7 @@ bool dfs_rpc_loop_run_once(dfs_rpc_loop *loop, int64_t timeout_ms);
 void dfs_rpc_loop_shutdown(dfs_rpc_loop *loop);
 
 /*
- * Arm a timer to fire at deadline_ns (CLOCK_MONOTONIC, see dfs_rpc_now_ns). Re-arming an armed
+ * Arm a timer to fire at deadline_ns (dfs_clock_mono_ns, common/clock.h). Re-arming an armed
  * timer moves it. Loop thread only.
  */
 void dfs_rpc_loop_timer_arm(dfs_rpc_loop *loop, dfs_rpc_timer *timer, int64_t deadline_ns);
@@ -91,9 +91,6 @@ bool dfs_rpc_loop_post(dfs_rpc_loop *loop, dfs_rpc_tag *tag);
 
 /* Initialise a timer before first use. */
 void dfs_rpc_timer_init(dfs_rpc_timer *timer, void (*fire)(dfs_rpc_timer *timer));
-
-/* CLOCK_MONOTONIC in nanoseconds. */
-int64_t dfs_rpc_now_ns(void);
 
 /* A gRPC deadline `ms` milliseconds from now (ms < 0: infinite). */
 gpr_timespec dfs_rpc_deadline_ms(int64_t ms);

@@ -1,6 +1,7 @@
 /* TLS material for gRPC links, the plaintext-only-on-loopback rule, and bearer-token files. */
 #include "services/rpc/security_int.h"
 
+#include "common/addr.h"
 #include "common/err.h"
 
 #include <arpa/inet.h>
@@ -117,33 +118,6 @@ int dfs_rpc_tls_create_optional(const struct dfs_rpc_tls_config *cfg, dfs_rpc_tl
     return dfs_rpc_tls_create(cfg, out, errmsg);
 }
 
-bool dfs_rpc_security_option(int code, const char *arg, struct dfs_rpc_tls_config *cfg,
-                             bool *insecure)
-{
-    switch (code) {
-    case DFS_RPC_OPT_TLS_CERT:
-        cfg->cert_file = arg;
-        return true;
-    case DFS_RPC_OPT_TLS_KEY:
-        cfg->key_file = arg;
-        return true;
-    case DFS_RPC_OPT_TLS_CA:
-        cfg->ca_file = arg;
-        return true;
-    case DFS_RPC_OPT_TLS_CLIENT_AUTH:
-        cfg->mutual = true;
-        return true;
-    case DFS_RPC_OPT_TLS_SERVER_NAME:
-        cfg->server_name = arg;
-        return true;
-    case DFS_RPC_OPT_INSECURE:
-        *insecure = true;
-        return true;
-    default:
-        return false;
-    }
-}
-
 void dfs_rpc_tls_destroy(dfs_rpc_tls *tls)
 {
     if (tls == NULL)
@@ -200,22 +174,8 @@ bool dfs_rpc_addr_is_loopback(const char *addr)
         }
     }
     char host[256];
-    const char *end;
-    if (addr[0] == '[') {
-        end = strchr(addr, ']');
-        if (end == NULL)
-            return false;
-        addr++;
-    } else {
-        end = strrchr(addr, ':');
-        if (end == NULL)
-            end = addr + strlen(addr);
-    }
-    size_t n = (size_t)(end - addr);
-    if (n == 0 || n >= sizeof host)
+    if (dfs_addr_host(addr, host, sizeof host) != DFS_OK)
         return false;
-    memcpy(host, addr, n);
-    host[n] = '\0';
     if (strcasecmp(host, "localhost") == 0)
         return true;
     struct in_addr v4;

@@ -40,28 +40,6 @@ int dfs_rpc_tls_create(const struct dfs_rpc_tls_config *cfg, dfs_rpc_tls **out, 
 int dfs_rpc_tls_create_optional(const struct dfs_rpc_tls_config *cfg, dfs_rpc_tls **out,
                                 char **errmsg);
 
-/*
- * The security flags every dfs program takes, as getopt_long codes: each program lists the ones
- * it accepts in its own option table ({"tls-cert", required_argument, NULL, DFS_RPC_OPT_TLS_CERT},
- * ...) and hands the code to dfs_rpc_security_option. The values stay clear of ASCII and of the
- * programs' own codes (which start at 1000).
- */
-enum {
-    DFS_RPC_OPT_TLS_CERT = 0x7000, /* --tls-cert FILE */
-    DFS_RPC_OPT_TLS_KEY,           /* --tls-key FILE */
-    DFS_RPC_OPT_TLS_CA,            /* --tls-ca FILE */
-    DFS_RPC_OPT_TLS_CLIENT_AUTH,   /* --tls-client-auth (servers) */
-    DFS_RPC_OPT_TLS_SERVER_NAME,   /* --tls-server-name NAME (clients) */
-    DFS_RPC_OPT_INSECURE,          /* --insecure */
-};
-
-/*
- * Apply one of those codes with its argument (borrowed: it must outlive cfg's use) to cfg and
- * *insecure. Returns false, changing nothing, when code is not one of them.
- */
-bool dfs_rpc_security_option(int code, const char *arg, struct dfs_rpc_tls_config *cfg,
-                             bool *insecure);
-
 /* Accepts NULL. Every channel and server made with it must be gone. */
 void dfs_rpc_tls_destroy(dfs_rpc_tls *tls);
 

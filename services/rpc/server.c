@@ -1,6 +1,7 @@
 /* A gRPC C-core server: registered methods, one completion queue per worker thread, async calls. */
 #include "services/rpc/server.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "services/rpc/msg.h"
@@ -153,7 +154,7 @@ static void observe(dfs_rpc_call *c)
     struct dfs_rpc_call_record rec = {
         .method = c->method_index,
         .status = c->cancelled ? GRPC_STATUS_CANCELLED : dfs_rpc_status_from_err(c->fin_code),
-        .latency_ns = dfs_rpc_now_ns() - c->start_ns,
+        .latency_ns = dfs_clock_mono_ns() - c->start_ns,
         .bytes_in = c->bytes_in,
         .bytes_out = c->bytes_out,
     };
@@ -315,7 +316,7 @@ static void send_idle_fire(dfs_rpc_timer *t)
 static void idle_arm(dfs_rpc_call *c, dfs_rpc_timer *t)
 {
     if (c->srv->idle_ms > 0)
-        dfs_rpc_loop_timer_arm(c->w->loop, t, dfs_rpc_now_ns() + c->srv->idle_ms * 1000000);
+        dfs_rpc_loop_timer_arm(c->w->loop, t, dfs_clock_mono_ns() + c->srv->idle_ms * 1000000);
 }
 
 static void close_done(dfs_rpc_tag *tag, bool ok)
@@ -564,7 +565,7 @@ static void start_call(struct request_slot *s)
     c->srv = srv;
     c->method = m;
     c->method_index = s->method;
-    c->start_ns = dfs_rpc_now_ns();
+    c->start_ns = dfs_clock_mono_ns();
     c->w = s->w;
     c->call = s->call;
     c->deadline = s->deadline;
@@ -915,14 +916,7 @@ void dfs_rpc_server_stop(dfs_rpc_server *srv, int64_t grace_ms)
                                     &srv->shutdown_tag);
     pthread_mutex_lock(&srv->mu);
     if (grace_ms > 0) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += grace_ms / 1000;
-        until.tv_nsec += (grace_ms % 1000) * 1000000;
-        if (until.tv_nsec >= 1000000000) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000;
-        }
+        struct timespec until = dfs_clock_abstime(grace_ms);
         while (!srv->shutdown_done)
             if (pthread_cond_timedwait(&srv->cv, &srv->mu, &until) != 0)
                 break;
@@ -937,9 +931,7 @@ void dfs_rpc_server_stop(dfs_rpc_server *srv, int64_t grace_ms)
     /* Every call's handler has been told (cancel) by now; wait until the last one is finished
        and freed, answers handed over from other threads included, while the loops still run. */
     for (int64_t waited_s = 0; srv->live_calls > 0;) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 5;
+        struct timespec until = dfs_clock_abstime(5000);
         if (pthread_cond_timedwait(&srv->cv, &srv->mu, &until) != 0 && srv->live_calls > 0) {
             waited_s += 5;
             dfs_log(DFS_LOG_WARN, "stopping: waiting for calls to end count=%zu waited_s=%" PRId64,

@@ -1,6 +1,7 @@
 /* Test support: tickets under a fixed master key. */
 #include "services/rpc/ticket_testing.h"
 
+#include "common/clock.h"
 #include "common/id.h"
 #include "services/rpc/ticket_pb.h"
 
@@ -48,9 +49,7 @@ Dfs__V1__Ticket *dfs_test_ticket(struct dfs_test_ticket *tt, enum dfs_ticket_op 
     static const char zero[] = "00000000000000000000000000000000";
     if (!dfs_id_valid(node_id))
         node_id = zero;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t now = dfs_clock_wall_ms();
     int64_t exp = now + (ttl_ms != 0 ? ttl_ms : 3600 * 1000);
     if (ttl_ms < 0)
         exp = now + ttl_ms - DFS_TICKET_SKEW_MS - 1000;
@@ -75,9 +74,7 @@ Dfs__V1__Ticket *dfs_test_forward_ticket(struct dfs_test_ticket *tt, const char 
         node_id = zero;
     if (!dfs_id_valid(peer_node_id))
         peer_node_id = zero;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t exp = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 3600 * 1000;
+    int64_t exp = dfs_clock_wall_ms() + 3600 * 1000;
     uint8_t key[DFS_TICKET_KEY_LEN];
     dfs_test_node_key(node_id, key);
     memset(tt, 0, sizeof *tt);

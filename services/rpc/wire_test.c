@@ -144,12 +144,45 @@ static void test_truncated_and_malformed(void **state)
     }
 }
 
+/* The writer against the reader and the format's size table: 7 bits a byte, lowest first. */
+static void test_varint_writer(void **state)
+{
+    (void)state;
+    static const struct {
+        uint64_t v;
+        size_t len;
+    } cases[] = {
+        {0, 1},           {1, 1},           {127, 1},        {128, 2},
+        {300, 2},         {16383, 2},       {16384, 3},      {(1u << 21) - 1, 3},
+        {1u << 21, 4},    {UINT32_MAX, 5},  {1ull << 35, 6}, {1ull << 56, 9},
+        {1ull << 63, 10}, {UINT64_MAX, 10},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t buf[16];
+        memset(buf, 0xee, sizeof buf);
+        assert_int_equal(dfs_wire_varint_len(cases[i].v), cases[i].len);
+        uint8_t *end = dfs_wire_put_varint(buf, cases[i].v);
+        assert_int_equal((size_t)(end - buf), cases[i].len);
+        assert_int_equal(buf[cases[i].len], 0xee); /* nothing written past it */
+        const uint8_t *p = buf;
+        uint64_t back = 0;
+        assert_true(dfs_wire_flat_varint(&p, end, &back));
+        assert_true(p == end);
+        assert_true(back == cases[i].v);
+    }
+    uint8_t two[2];
+    dfs_wire_put_varint(two, 300);
+    assert_int_equal(two[0], 0xac); /* the example in protobuf's encoding guide */
+    assert_int_equal(two[1], 0x02);
+}
+
 int main(void)
 {
     grpc_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parses_across_any_slicing),
         cmocka_unit_test(test_truncated_and_malformed),
+        cmocka_unit_test(test_varint_writer),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     grpc_shutdown();

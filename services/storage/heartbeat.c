@@ -1,6 +1,7 @@
 /* A storage node's registrar: RegisterNode with backoff, then Heartbeat at the service's interval. */
 #include "services/storage/heartbeat.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/token.h"
@@ -44,13 +45,6 @@ struct dfs_heartbeat {
     char *last_error;
 };
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static struct timespec to_timespec(int64_t ns)
 {
     struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
@@ -61,7 +55,7 @@ static struct timespec to_timespec(int64_t ns)
 static bool sleep_until(dfs_heartbeat *hb, int64_t deadline_ns)
 {
     pthread_mutex_lock(&hb->mu);
-    while (!hb->stopping && now_ns() < deadline_ns) {
+    while (!hb->stopping && dfs_clock_mono_ns() < deadline_ns) {
         struct timespec until = to_timespec(deadline_ns);
         pthread_cond_timedwait(&hb->cv, &hb->mu, &until);
     }
@@ -158,9 +152,9 @@ static void *run(void *arg)
     uint32_t interval_ms = DEFAULT_INTERVAL_MS;
     unsigned failures = 0; /* consecutive failed calls */
     int64_t backoff_ms = FIRST_RETRY_MS;
-    int64_t next_ns = now_ns();
+    int64_t next_ns = dfs_clock_mono_ns();
     while (sleep_until(hb, next_ns)) {
-        int64_t started = now_ns();
+        int64_t started = dfs_clock_mono_ns();
         char *err = NULL;
         if (!known) {
             uint8_t key[DFS_HEARTBEAT_KEY_MAX];
@@ -189,7 +183,7 @@ static void *run(void *arg)
                             err != NULL ? err : dfs_strerror(rc), hb->metadata, failures,
                             (long long)backoff_ms);
                 set_last_error(hb, err);
-                next_ns = now_ns() + backoff_ms * 1000000;
+                next_ns = dfs_clock_mono_ns() + backoff_ms * 1000000;
                 backoff_ms = backoff_ms * 2 > hb->retry_max_ms ? hb->retry_max_ms : backoff_ms * 2;
                 continue;
             }
@@ -225,7 +219,7 @@ static void *run(void *arg)
                         hb->node_id, err != NULL ? err : "");
                 set_last_error(hb, err);
                 known = false;
-                next_ns = now_ns();
+                next_ns = dfs_clock_mono_ns();
                 continue;
             }
             if (rc != DFS_OK) {
@@ -248,7 +242,7 @@ static void *run(void *arg)
                             "node=%s",
                             hb->node_id);
                     known = false;
-                    next_ns = now_ns();
+                    next_ns = dfs_clock_mono_ns();
                     continue;
                 }
             }
@@ -331,9 +325,9 @@ int dfs_heartbeat_start(const struct dfs_heartbeat_config *cfg, dfs_heartbeat **
 
 bool dfs_heartbeat_wait_registered(dfs_heartbeat *hb, int64_t timeout_ms)
 {
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : now_ns() + timeout_ms * 1000000;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : dfs_clock_mono_ns() + timeout_ms * 1000000;
     pthread_mutex_lock(&hb->mu);
-    while (!hb->registered && !hb->stopping && now_ns() < deadline) {
+    while (!hb->registered && !hb->stopping && dfs_clock_mono_ns() < deadline) {
         if (timeout_ms < 0) {
             pthread_cond_wait(&hb->cv, &hb->mu);
         } else {

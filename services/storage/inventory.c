@@ -1,6 +1,7 @@
 /* A storage node's inventory report: paged ReportFragments{full} after every registration. */
 #include "services/storage/inventory.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/id.h"
 #include "common/log.h"
@@ -54,13 +55,6 @@ struct dfs_inventory {
 
     _Atomic uint64_t reports, pages, page_failures, last_count;
 };
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Whether this report should stop: stopping, or a newer trigger came. */
 static bool superseded(dfs_inventory *inv)
@@ -151,8 +145,8 @@ static void *run(void *arg)
     pthread_mutex_lock(&inv->mu);
     for (;;) {
         /* A failed report's backoff holds only until a newer trigger (a new registration). */
-        while (!inv->stopping &&
-               (inv->wanted == done || (inv->wanted == inv->gen && now_ns() < next_ns))) {
+        while (!inv->stopping && (inv->wanted == done ||
+                                  (inv->wanted == inv->gen && dfs_clock_mono_ns() < next_ns))) {
             if (inv->wanted == done) {
                 pthread_cond_wait(&inv->cv, &inv->mu);
             } else {
@@ -165,7 +159,7 @@ static void *run(void *arg)
             break;
         inv->gen = inv->wanted;
         pthread_mutex_unlock(&inv->mu);
-        int64_t t0 = now_ns();
+        int64_t t0 = dfs_clock_mono_ns();
         int rc = report(inv);
         if (rc == DFS_OK) {
             done = inv->gen;
@@ -173,7 +167,8 @@ static void *run(void *arg)
             atomic_store(&inv->last_count, inv->listed);
             dfs_log(DFS_LOG_INFO,
                     "inventory reported fragments=%" PRIu64 " pages=%u ms=%.0f failures_before=%u",
-                    inv->listed, inv->page, (double)(now_ns() - t0) / 1e6, inv->failures);
+                    inv->listed, inv->page, (double)(dfs_clock_mono_ns() - t0) / 1e6,
+                    inv->failures);
             inv->failures = 0;
             retry_ms = FIRST_RETRY_MS;
             next_ns = 0;
@@ -185,7 +180,7 @@ static void *run(void *arg)
                         "retry_ms=%" PRId64,
                         inv->err != NULL ? inv->err : dfs_strerror(rc), inv->metadata, inv->page,
                         inv->failures, retry_ms);
-            next_ns = now_ns() + retry_ms * 1000000;
+            next_ns = dfs_clock_mono_ns() + retry_ms * 1000000;
             retry_ms = retry_ms * 2 > inv->retry_max_ms ? inv->retry_max_ms : retry_ms * 2;
         }
         pthread_mutex_lock(&inv->mu);

@@ -5,6 +5,7 @@
  */
 #include "services/storage/inventory.h"
 
+#include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -152,14 +153,14 @@ static void fake_stop(struct fake *fk)
 /* Wait (up to 20 s) until the fake has acknowledged n complete reports. */
 static bool wait_complete(struct fake *fk, int n)
 {
-    int64_t until = dfs_rpc_now_ns() + 20000 * 1000000ll;
+    int64_t until = dfs_clock_mono_ns() + 20000 * 1000000ll;
     for (;;) {
         pthread_mutex_lock(&fk->mu);
         bool ok = fk->complete >= n;
         pthread_mutex_unlock(&fk->mu);
         if (ok)
             return true;
-        if (dfs_rpc_now_ns() > until)
+        if (dfs_clock_mono_ns() > until)
             return false;
         usleep(5000);
     }

@@ -1,6 +1,7 @@
 /* A storage node's repairer: worker threads that copy or rebuild fragments from other nodes. */
 #include "services/storage/repair.h"
 
+#include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/id.h"
@@ -8,10 +9,12 @@
 #include "common/throttle.h"
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
+#include "services/rpc/pool.h"
 #include "services/rpc/status.h"
 #include "services/validate/validate.h"
 #include "storage/ec.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -34,11 +37,6 @@
 /* Room for the per-source reasons in a failure message. */
 #define WHY_MAX          1536
 
-struct chan_entry {
-    char *addr;
-    dfs_rpc_channel *ch;
-};
-
 struct worker {
     dfs_repairer *r;
     pthread_t thread;
@@ -47,21 +45,19 @@ struct worker {
 };
 
 struct dfs_repairer {
-    dfs_frag_store *store;                        /* borrowed */
-    const struct dfs_rpc_link_security *security; /* borrowed */
+    dfs_frag_store *store; /* borrowed */
+    dfs_rpc_pool *sources; /* a channel per source address, kept until destroy */
     int64_t stall_ms;
     struct worker *workers;
     int nworkers;
 
-    /* mu guards the queue, stopping and the channel cache; cv wakes idle workers. */
+    /* mu guards the queue and stopping; cv wakes idle workers. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct dfs_repair_job **queue; /* FIFO ring */
     size_t qhead, qlen, qcap;
     bool stopping;
     struct dfs_repair_job *running[64]; /* by worker: what destroy must cancel */
-    struct chan_entry *chans;
-    size_t nchans, capchans;
 
     /* The one bucket every worker charges; bucket_mu guards it alone. */
     pthread_mutex_t bucket_mu;
@@ -108,49 +104,6 @@ static void why_add(char *why, const char *addr, const char *reason)
     snprintf(why + n, WHY_MAX - n, "%s%s: %s", n > 0 ? "; " : "", addr, clean);
 }
 
-static int channel_for(dfs_repairer *r, const char *addr, dfs_rpc_channel **out, char **err)
-{
-    int rc = DFS_OK;
-    pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; i < r->nchans; i++) {
-        if (strcmp(r->chans[i].addr, addr) == 0) {
-            *out = r->chans[i].ch;
-            pthread_mutex_unlock(&r->mu);
-            return DFS_OK;
-        }
-    }
-    if (r->nchans == CHANNELS_MAX) {
-        rc = dfs_seterr(err, DFS_ENOSPC, "the repairer already keeps %d channels", CHANNELS_MAX);
-    } else if (r->nchans == r->capchans) {
-        size_t cap = r->capchans > 0 ? 2 * r->capchans : 8;
-        struct chan_entry *c = realloc(r->chans, cap * sizeof *c);
-        if (c == NULL) {
-            rc = dfs_seterr(err, DFS_ENOMEM, "out of memory");
-        } else {
-            r->chans = c;
-            r->capchans = cap;
-        }
-    }
-    if (rc == DFS_OK) {
-        struct chan_entry *e = &r->chans[r->nchans];
-        e->addr = strdup(addr);
-        e->ch = NULL;
-        if (e->addr == NULL)
-            rc = dfs_seterr(err, DFS_ENOMEM, "out of memory");
-        else
-            rc = dfs_rpc_channel_open(addr, &(struct dfs_rpc_channel_opts){.security = r->security},
-                                      &e->ch, err);
-        if (rc == DFS_OK) {
-            r->nchans++;
-            *out = e->ch;
-        } else {
-            free(e->addr);
-        }
-    }
-    pthread_mutex_unlock(&r->mu);
-    return rc;
-}
-
 /* ---- one job's context on its worker ---- */
 
 struct run {
@@ -167,7 +120,7 @@ static int run_check(struct run *x, char **err)
     const char *what = x->req != NULL ? "repair" : "check";
     if (atomic_load(&x->job->cancel))
         return dfs_seterr(err, DFS_ECANCELED, "fragment %s: %s cancelled", id, what);
-    if (dfs_rpc_now_ns() >= x->job->deadline_ns)
+    if (dfs_clock_mono_ns() >= x->job->deadline_ns)
         return dfs_seterr(err, DFS_ETIMEDOUT, "fragment %s: %s deadline passed", id, what);
     return DFS_OK;
 }
@@ -177,7 +130,7 @@ static int64_t run_timeout_ms(struct run *x)
 {
     if (x->job->deadline_ns == INT64_MAX)
         return -1;
-    int64_t left = (x->job->deadline_ns - dfs_rpc_now_ns()) / 1000000;
+    int64_t left = (x->job->deadline_ns - dfs_clock_mono_ns()) / 1000000;
     return left > 1 ? left : 1;
 }
 
@@ -190,14 +143,14 @@ static int run_charge(struct run *x, uint64_t n, char **err)
     atomic_fetch_add(&x->r->bytes_read, n);
     x->job->bytes_read += n;
     pthread_mutex_lock(&x->r->bucket_mu);
-    int64_t wait = dfs_bucket_charge(&x->r->bucket, n, dfs_rpc_now_ns());
+    int64_t wait = dfs_bucket_charge(&x->r->bucket, n, dfs_clock_mono_ns());
     pthread_mutex_unlock(&x->r->bucket_mu);
-    int64_t until = dfs_rpc_now_ns() + wait;
+    int64_t until = dfs_clock_mono_ns() + wait;
     for (;;) {
         int rc = run_check(x, err);
         if (rc != DFS_OK)
             return rc;
-        int64_t left = until - dfs_rpc_now_ns();
+        int64_t left = until - dfs_clock_mono_ns();
         if (left <= 0)
             return DFS_OK;
         int64_t ms = left / 1000000 + 1;
@@ -232,7 +185,7 @@ static void stream_recv_cb(dfs_rpc_ccall *call, void *arg, ProtobufCMessage *msg
     (void)call;
     struct stream *s = arg;
     s->recv_busy = false;
-    s->last_ns = dfs_rpc_now_ns();
+    s->last_ns = dfs_clock_mono_ns();
     if (msg != NULL)
         s->msg = (Dfs__V1__GetFragmentResponse *)msg;
     else if (status == DFS_OK)
@@ -248,7 +201,7 @@ static void stream_done_cb(dfs_rpc_ccall *call, void *arg, int status, const cha
     s->ended = true;
     s->status = status;
     clean_text(message, s->message, sizeof s->message);
-    s->last_ns = dfs_rpc_now_ns();
+    s->last_ns = dfs_clock_mono_ns();
 }
 
 static void stream_recv(struct stream *s)
@@ -271,7 +224,7 @@ static int stream_open(struct stream *s, struct run *x, const char *addr, const 
     s->addr = addr;
     s->first = true;
     dfs_rpc_channel *ch = NULL;
-    int rc = channel_for(x->r, addr, &ch, err);
+    int rc = dfs_rpc_pool_get(x->r->sources, addr, &ch, NULL, err);
     if (rc != DFS_OK)
         return rc;
     rc = dfs_rpc_ccall_start(x->w->loop, ch, GET_METHOD, run_timeout_ms(x), stream_done_cb, s,
@@ -279,7 +232,7 @@ static int stream_open(struct stream *s, struct run *x, const char *addr, const 
     if (rc != DFS_OK)
         return dfs_seterr(err, rc, "cannot start a call");
     s->open = true;
-    s->last_ns = dfs_rpc_now_ns();
+    s->last_ns = dfs_clock_mono_ns();
     Dfs__V1__GetFragmentRequest req = DFS__V1__GET_FRAGMENT_REQUEST__INIT;
     req.fragment_id = (char *)id;
     req.offset = offset;
@@ -331,7 +284,7 @@ static int stream_poll(struct stream *s, Dfs__V1__GetFragmentResponse **out, cha
         return dfs_seterr(err, code, "%s: %s", dfs_rpc_status_name(dfs_rpc_status_from_err(code)),
                           s->message[0] != '\0' ? s->message : "the stream ended early");
     }
-    if (dfs_rpc_now_ns() - s->last_ns > s->x->r->stall_ms * 1000000)
+    if (dfs_clock_mono_ns() - s->last_ns > s->x->r->stall_ms * 1000000)
         return dfs_seterr(err, DFS_EUNAVAIL, "sent nothing for %" PRId64 " ms", s->x->r->stall_ms);
     return 0;
 }
@@ -925,7 +878,7 @@ static void run_job(struct worker *w, struct dfs_repair_job *job)
     struct run x = {.w = w, .r = w->r, .job = job, .req = job->req};
     const Dfs__V1__RepairFragmentRequest *req = job->req;
     char *err = NULL;
-    int64_t t0 = dfs_rpc_now_ns();
+    int64_t t0 = dfs_clock_mono_ns();
     int rc = run_check(&x, &err);
     if (rc == DFS_OK)
         rc = dfs_repair_check(req, &err);
@@ -948,7 +901,7 @@ static void run_job(struct worker *w, struct dfs_repair_job *job)
             rc = req->erasure != NULL ? run_rebuild(&x, &err) : run_copy(&x, &err);
     }
     job->status = rc;
-    double ms = (double)(dfs_rpc_now_ns() - t0) / 1e6;
+    double ms = (double)(dfs_clock_mono_ns() - t0) / 1e6;
     if (rc == DFS_OK) {
         job->size = req->size;
         atomic_fetch_add(&w->r->ok, 1);
@@ -1010,11 +963,7 @@ static void free_repairer(dfs_repairer *r)
     if (r->workers != NULL)
         for (int i = 0; i < r->nworkers; i++)
             dfs_rpc_loop_destroy(r->workers[i].loop);
-    for (size_t i = 0; i < r->nchans; i++) {
-        dfs_rpc_channel_destroy(r->chans[i].ch);
-        free(r->chans[i].addr);
-    }
-    free(r->chans);
+    dfs_rpc_pool_destroy(r->sources);
     free(r->workers);
     free(r->queue);
     pthread_mutex_destroy(&r->mu);
@@ -1035,17 +984,22 @@ int dfs_repairer_create(dfs_frag_store *store, const struct dfs_repairer_config 
     if (r == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     r->store = store;
-    r->security = cfg != NULL ? cfg->security : NULL;
     r->on_bad_source = cfg != NULL ? cfg->on_bad_source : NULL;
     r->bad_source_arg = cfg != NULL ? cfg->bad_source_arg : NULL;
     r->stall_ms = cfg != NULL && cfg->stall_ms > 0 ? cfg->stall_ms : DEFAULT_STALL_MS;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     pthread_mutex_init(&r->bucket_mu, NULL);
-    dfs_bucket_init(&r->bucket, cfg != NULL ? cfg->rate : 0, BURST_BYTES, dfs_rpc_now_ns());
+    dfs_bucket_init(&r->bucket, cfg != NULL ? cfg->rate : 0, BURST_BYTES, dfs_clock_mono_ns());
+    struct dfs_rpc_pool_config pool = {
+        .security = cfg != NULL ? cfg->security : NULL,
+        .max = CHANNELS_MAX,
+        .full_message = "the repairer already keeps 1024 channels",
+    };
+    static_assert(CHANNELS_MAX == 1024, "the message names the limit");
     r->nworkers = workers;
     r->workers = calloc((size_t)workers, sizeof *r->workers);
-    if (r->workers == NULL) {
+    if (r->workers == NULL || dfs_rpc_pool_create(&pool, &r->sources, NULL) != DFS_OK) {
         free_repairer(r);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }

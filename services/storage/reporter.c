@@ -1,6 +1,7 @@
 /* A storage node's damage reporter: one thread, two queues, batched calls with a backoff. */
 #include "services/storage/reporter.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/id.h"
 #include "common/log.h"
@@ -78,13 +79,6 @@ struct dfs_reporter {
     _Atomic uint64_t own_sent, peer_sent, skipped, dropped, failures;
 };
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Printable ASCII only, at most DETAIL_MAX bytes: it ends up in a proto3 string and a log. */
 static void clean_copy(char *out, const char *in)
 {
@@ -102,7 +96,7 @@ static void clean_copy(char *out, const char *in)
  */
 static bool quiet(dfs_reporter *r, const char *fragment_id, const char *node_id, int damage)
 {
-    int64_t now = now_ns();
+    int64_t now = dfs_clock_mono_ns();
     for (size_t i = 0; i < r->nrecent; i++) {
         const struct recent *e = &r->recent[i];
         if (e->damage == damage && strcmp(e->fragment_id, fragment_id) == 0 &&
@@ -287,7 +281,7 @@ static void *run(void *arg)
     dfs_reporter *r = arg;
     pthread_mutex_lock(&r->mu);
     for (;;) {
-        while (!r->stopping && (r->nown + r->npeer == 0 || now_ns() < r->next_ns)) {
+        while (!r->stopping && (r->nown + r->npeer == 0 || dfs_clock_mono_ns() < r->next_ns)) {
             if (r->nown + r->npeer == 0) {
                 pthread_cond_wait(&r->cv, &r->mu);
             } else {
@@ -335,7 +329,7 @@ static void *run(void *arg)
                         "retry_ms=%" PRId64,
                         err != NULL ? err : dfs_strerror(rc), r->metadata, r->nown + r->npeer,
                         r->retry_ms);
-            r->next_ns = now_ns() + r->retry_ms * 1000000;
+            r->next_ns = dfs_clock_mono_ns() + r->retry_ms * 1000000;
             r->retry_ms = r->retry_ms * 2 > MAX_RETRY_MS ? MAX_RETRY_MS : r->retry_ms * 2;
         }
         free(err);

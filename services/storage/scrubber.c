@@ -1,6 +1,7 @@
 /* A storage node's scrubber: a rate-limited background re-read of every fragment. */
 #include "services/storage/scrubber.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/id.h"
 #include "common/log.h"
@@ -76,18 +77,11 @@ struct dfs_scrubber {
     _Atomic uint64_t passes, checked, bytes, corrupt, reported, sums_reported;
 };
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Wait until deadline_ns (monotonic) or stop. Returns false when stopping. */
 static bool sleep_until(dfs_scrubber *s, int64_t deadline_ns)
 {
     pthread_mutex_lock(&s->mu);
-    while (!s->stopping && now_ns() < deadline_ns) {
+    while (!s->stopping && dfs_clock_mono_ns() < deadline_ns) {
         struct timespec until = {.tv_sec = deadline_ns / 1000000000,
                                  .tv_nsec = deadline_ns % 1000000000};
         pthread_cond_timedwait(&s->cv, &s->mu, &until);
@@ -114,7 +108,7 @@ static bool stopping(dfs_scrubber *s)
  */
 static bool report(dfs_scrubber *s)
 {
-    if (now_ns() < s->next_report_ns)
+    if (dfs_clock_mono_ns() < s->next_report_ns)
         return false;
     pthread_mutex_lock(&s->mu);
     size_t keep = 0;
@@ -165,7 +159,7 @@ static bool report(dfs_scrubber *s)
                         err != NULL ? err : dfs_strerror(rc), s->metadata, n, s->report_failures,
                         s->retry_ms);
             free(err);
-            s->next_report_ns = now_ns() + s->retry_ms * 1000000;
+            s->next_report_ns = dfs_clock_mono_ns() + s->retry_ms * 1000000;
             s->retry_ms = s->retry_ms * 2 > MAX_RETRY_MS ? MAX_RETRY_MS : s->retry_ms * 2;
             return false;
         }
@@ -192,7 +186,7 @@ static bool report_sums(dfs_scrubber *s)
 {
     if (s->nsums == 0)
         return true;
-    if (now_ns() < s->next_report_ns)
+    if (dfs_clock_mono_ns() < s->next_report_ns)
         return false;
     Dfs__V1__FragmentSum *msgs = calloc(s->nsums, sizeof *msgs);
     Dfs__V1__FragmentSum **ptrs = calloc(s->nsums, sizeof *ptrs);
@@ -246,7 +240,7 @@ static bool report_sums(dfs_scrubber *s)
                     err != NULL ? err : dfs_strerror(rc), s->metadata, s->nsums, s->report_failures,
                     s->retry_ms);
         free(err);
-        s->next_report_ns = now_ns() + s->retry_ms * 1000000;
+        s->next_report_ns = dfs_clock_mono_ns() + s->retry_ms * 1000000;
         s->retry_ms = s->retry_ms * 2 > MAX_RETRY_MS ? MAX_RETRY_MS : s->retry_ms * 2;
         return false;
     }
@@ -294,10 +288,10 @@ static bool pace(void *arg, size_t n)
 {
     dfs_scrubber *s = arg;
     for (;;) {
-        int64_t wait = dfs_bucket_take(&s->bucket, n, now_ns());
+        int64_t wait = dfs_bucket_take(&s->bucket, n, dfs_clock_mono_ns());
         if (wait == 0)
             return true;
-        if (!sleep_until(s, now_ns() + wait))
+        if (!sleep_until(s, dfs_clock_mono_ns() + wait))
             return false;
     }
 }
@@ -349,7 +343,7 @@ static int visit(void *arg, const struct dfs_scrub_result *r)
 static void *run(void *arg)
 {
     dfs_scrubber *s = arg;
-    int64_t next_ns = now_ns() + s->first_delay_ms * 1000000;
+    int64_t next_ns = dfs_clock_mono_ns() + s->first_delay_ms * 1000000;
     for (;;) {
         /* Pause until the next pass; pending reports are retried meanwhile. */
         bool go_on = true;
@@ -364,12 +358,12 @@ static void *run(void *arg)
                 break;
             if (pending && report(s))
                 report_sums(s);
-            if (now_ns() >= next_ns)
+            if (dfs_clock_mono_ns() >= next_ns)
                 break;
         }
         if (!go_on)
             break;
-        int64_t t0 = now_ns();
+        int64_t t0 = dfs_clock_mono_ns();
         uint64_t checked0 = atomic_load(&s->checked), bytes0 = atomic_load(&s->bytes),
                  corrupt0 = atomic_load(&s->corrupt);
         char *err = NULL;
@@ -385,12 +379,12 @@ static void *run(void *arg)
         dfs_log(DFS_LOG_INFO,
                 "scrub pass done fragments=%" PRIu64 " bytes=%" PRIu64 " bad=%" PRIu64 " ms=%.0f",
                 atomic_load(&s->checked) - checked0, atomic_load(&s->bytes) - bytes0,
-                atomic_load(&s->corrupt) - corrupt0, (double)(now_ns() - t0) / 1e6);
+                atomic_load(&s->corrupt) - corrupt0, (double)(dfs_clock_mono_ns() - t0) / 1e6);
         if (report(s))
             report_sums(s);
         if (s->on_pass != NULL)
             s->on_pass(s->on_pass_arg);
-        next_ns = now_ns() + s->interval_ms * 1000000;
+        next_ns = dfs_clock_mono_ns() + s->interval_ms * 1000000;
     }
     return NULL;
 }
@@ -436,7 +430,7 @@ int dfs_scrubber_start(const struct dfs_scrubber_config *cfg, dfs_scrubber **out
     if (s->report_batch > DEFAULT_REPORT_BATCH * 4)
         s->report_batch = DEFAULT_REPORT_BATCH * 4;
     s->retry_ms = FIRST_RETRY_MS;
-    dfs_bucket_init(&s->bucket, cfg->rate, DFS_SCRUB_READ_BYTES, now_ns());
+    dfs_bucket_init(&s->bucket, cfg->rate, DFS_SCRUB_READ_BYTES, dfs_clock_mono_ns());
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);

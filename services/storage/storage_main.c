@@ -1,6 +1,7 @@
 /* dfs-storage: a storage node. Flags -> config -> wiring; the work is in storage_service/heartbeat. */
 #include "common/err.h"
 #include "common/log.h"
+#include "common/options.h"
 #include "common/units.h"
 #include "protos/descriptor_set.h"
 #include "services/daemon/daemon.h"
@@ -22,7 +23,6 @@
 #include "storage/frag_store.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,64 +33,9 @@
 #define PROG    "dfs-storage"
 #define VERSION "0.1.0"
 
-#define DEFAULT_SCRUB_RATE     (16u << 20)
-#define DEFAULT_SCRUB_INTERVAL 3600
 /* The first scrub pass starts after the interval, or this many seconds if that is sooner: a
    restarted node checks its disk soon, and --scrub-interval 1 gives quick passes for tests. */
-#define SCRUB_FIRST_MAX_S      10
-
-static void usage(FILE *out)
-{
-    fprintf(
-        out,
-        "usage: " PROG " --data DIR --metadata HOST:PORT [options]\n"
-        "\n"
-        "A dfs storage node: keeps fragments in DIR and serves them over gRPC.\n"
-        "\n"
-        "  --data DIR                fragment store (created if missing; one node per DIR)\n"
-        "  --metadata HOST:PORT      the metadata service to register with\n"
-        "  --listen ADDR             address to serve on (default 127.0.0.1:7100; port 0 = any)\n"
-        "  --advertise HOST:PORT     address to register (default: the listen host and the\n"
-        "                            bound port; required when listening on a wildcard)\n"
-        "  --zone Z                  failure domain (rack, zone) for placement\n"
-        "  --zone-file PATH          read the zone from the first line of PATH (e.g. written by\n"
-        "                            a Kubernetes init container from the node's label)\n"
-        "  --threads N               worker threads (default 4)\n"
-        "  --forward-rate RATE       most bytes/s this node sends to each next node of chain\n"
-        "                            puts, all puts to it together (500K, 100M, 1G bytes/s;\n"
-        "                            100Mbit, 1Gbit bits/s; default unlimited; a client's\n"
-        "                            lower rate wins)\n"
-        "  --repair-rate RATE        most bytes/s this node reads to repair fragments, all\n"
-        "                            repairs together (same units; default 0 = unlimited)\n"
-        "  --scrub-rate RATE         bytes/s of the background re-read of every fragment\n"
-        "                            (default 16M; 0 = no scrubbing)\n"
-        "  --scrub-interval SECONDS  pause between scrub passes (default 3600; the first pass\n"
-        "                            starts after min(SECONDS, 10))\n"
-        "  --ready-file PATH         write the advertised address here once registered\n"
-        "  --metrics-listen ADDR     serve Prometheus metrics over HTTP on ADDR (GET /metrics,\n"
-        "                            /healthz); default off\n"
-        "  --log-level LEVEL         debug, info, warn or error (default info)\n"
-        "  --register-timeout-ms N   give up (exit 1) if not registered by then (default 0 =\n"
-        "                            keep trying)\n"
-        "  --grace-ms N              on SIGTERM, time calls in flight get to finish (default "
-        "5000)\n"
-        "  --stream-idle-ms N        cancel a put or get whose peer sends or reads nothing for\n"
-        "                            N ms, deadline or not (default 120000; 0 = never)\n"
-        "\n"
-        "Security (see README, \"Security\"):\n"
-        "  --token-file PATH         the enrollment token (role bootstrap) for the node's\n"
-        "                            first registration (DFS_TOKEN_FILE is used when absent);\n"
-        "                            the node then makes and keeps its own token in\n"
-        "                            DIR/node.token and presents only that one\n"
-        "  --tls-cert FILE           serve TLS with this certificate chain (PEM) ...\n"
-        "  --tls-key FILE            ... and its private key; also this node's client\n"
-        "                            certificate towards the metadata service and other nodes\n"
-        "  --tls-ca FILE             CA the metadata service's and other nodes' (and, with\n"
-        "                            --tls-client-auth, clients') certificates chain to\n"
-        "  --tls-client-auth         mutual TLS: require a client certificate from every caller\n"
-        "  --insecure                allow plaintext on a non-loopback address (and to peers)\n"
-        "  -h, --help, --version\n");
-}
+#define SCRUB_FIRST_MAX_S 10
 
 struct options {
     const char *data;
@@ -114,6 +59,88 @@ struct options {
     const char *token_file;
     struct dfs_rpc_tls_config tls;
     bool insecure;
+};
+
+static const struct dfs_opt_choice log_levels[] = {
+    {"debug", DFS_LOG_DEBUG, false}, {"info", DFS_LOG_INFO, false},   {"warn", DFS_LOG_WARN, false},
+    {"warning", DFS_LOG_WARN, true}, {"error", DFS_LOG_ERROR, false}, {NULL, 0, false},
+};
+
+#define O(member) DFS_OPT_FIELD(struct options, member)
+
+static const struct dfs_opt opts[] = {
+    {DFS_OPT_STRING, "data", 0, O(data), .arg = "DIR",
+     .help = "fragment store (created if missing; one node per DIR)"},
+    {DFS_OPT_STRING, "metadata", 0, O(metadata), .arg = "HOST:PORT",
+     .help = "the metadata service to register with"},
+    {DFS_OPT_STRING, "listen", 0, O(listen), .arg = "ADDR", .def = "127.0.0.1:7100",
+     .help = "address to serve on; port 0 = any"},
+    {DFS_OPT_STRING, "advertise", 0, O(advertise), .arg = "HOST:PORT",
+     .help = "address to register (default: the listen host and the bound port; required when "
+             "listening on a wildcard)"},
+    {DFS_OPT_STRING, "zone", 0, O(zone), .arg = "Z", .def = "",
+     .help = "failure domain (rack, zone) for placement"},
+    {DFS_OPT_STRING, "zone-file", 0, O(zone_file), .arg = "PATH",
+     .help = "read the zone from the first line of PATH (e.g. written by a Kubernetes init "
+             "container from the node's label)"},
+    {DFS_OPT_INT, "threads", 0, O(threads), .arg = "N", .def = "4", .min = 1, .max = 256,
+     .help = "worker threads"},
+    {DFS_OPT_RATE, "forward-rate", 0, O(forward_rate), .arg = "RATE", .min = 1,
+     .help = "most bytes/s this node sends to each next node of chain puts, all puts to it "
+             "together (500K, 100M, 1G bytes/s; 100Mbit, 1Gbit bits/s; default unlimited; a "
+             "client's lower rate wins)"},
+    {DFS_OPT_RATE, "repair-rate", 0, O(repair_rate), .arg = "RATE", .def = "0", .min = 0,
+     .help = "most bytes/s this node reads to repair fragments, all repairs together, in the "
+             "same units; 0 = unlimited"},
+    {DFS_OPT_RATE, "scrub-rate", 0, O(scrub_rate), .arg = "RATE", .def = "16M", .min = 0,
+     .help = "bytes/s of the background re-read of every fragment; 0 = no scrubbing"},
+    {DFS_OPT_INT, "scrub-interval", 0, O(scrub_interval_s), .arg = "SECONDS", .def = "3600",
+     .min = 1, .max = 30 * 86400,
+     .help = "pause between scrub passes; the first pass starts after min(SECONDS, " DFS_OPT_STR(
+         SCRUB_FIRST_MAX_S) ")"},
+    {DFS_OPT_STRING, "ready-file", 0, O(ready_file), .arg = "PATH",
+     .help = "write the advertised address here once registered"},
+    {DFS_OPT_STRING, "metrics-listen", 0, O(metrics_listen), .arg = "ADDR",
+     .help = "serve Prometheus metrics over HTTP on ADDR (GET /metrics, /healthz); default off"},
+    {DFS_OPT_ENUM, "log-level", 0, O(level), .arg = "LEVEL", .def = "info", .choices = log_levels,
+     .help = "debug, info, warn or error"},
+    {DFS_OPT_INT, "register-timeout-ms", 0, O(register_timeout_ms), .arg = "N", .def = "0",
+     .min = 0, .max = 86400000,
+     .help = "give up (exit 1) if not registered by then; 0 = keep trying"},
+    {DFS_OPT_INT, "grace-ms", 0, O(grace_ms), .arg = "N", .def = "5000", .min = 0, .max = 600000,
+     .help = "on SIGTERM, time calls in flight get to finish"},
+    {DFS_OPT_INT, "stream-idle-ms", 0, O(stream_idle_ms), .arg = "N",
+     .def = DFS_OPT_STR(DFS_RPC_STREAM_IDLE_MS), .min = 0, .max = 86400000,
+     .help = "cancel a put or get whose peer sends or reads nothing for N ms, deadline or not; "
+             "0 = never"},
+    {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
+    {DFS_OPT_VERSION, "version", 0, .help = "print the version"},
+    {DFS_OPT_SECTION, .help = "Security (see docs/security.md):"},
+    {DFS_OPT_STRING, "token-file", 0, O(token_file), .arg = "PATH", .env = "DFS_TOKEN_FILE",
+     .help = "the enrollment token (role bootstrap) for the node's first registration "
+             "(required); the node then makes and keeps its own token in DIR/node.token and "
+             "presents only that one"},
+    {DFS_OPT_STRING, "tls-cert", 0, O(tls.cert_file), .arg = "FILE",
+     .help = "serve TLS with this certificate chain (PEM) ..."},
+    {DFS_OPT_STRING, "tls-key", 0, O(tls.key_file), .arg = "FILE",
+     .help = "... and its private key; also this node's client certificate towards the "
+             "metadata service and other nodes"},
+    {DFS_OPT_STRING, "tls-ca", 0, O(tls.ca_file), .arg = "FILE",
+     .help = "CA the metadata service's and other nodes' (and, with --tls-client-auth, "
+             "clients') certificates chain to"},
+    {DFS_OPT_FLAG, "tls-client-auth", 0, O(tls.mutual),
+     .help = "mutual TLS: require a client certificate from every caller"},
+    {DFS_OPT_FLAG, "insecure", 0, O(insecure),
+     .help = "allow plaintext on a non-loopback address (and to peers)"},
+    {0},
+};
+
+static const struct dfs_opts_spec spec = {
+    .prog = PROG,
+    .version = VERSION,
+    .usage = "--data DIR --metadata HOST:PORT [options]",
+    .about = "A dfs storage node: keeps fragments in DIR and serves them over gRPC.",
+    .opts = opts,
 };
 
 /*
@@ -147,168 +174,12 @@ static int read_zone_file(const char *path, char *buf, size_t cap, char **err)
     return DFS_OK;
 }
 
-/* A rate flag where "0" means none (unlimited, or off: the flag says which). */
-static int parse_rate_or_zero(const char *flag, const char *arg, uint64_t *out, char **err)
+/* What the table cannot say: required options, the zone, addresses. DFS_EINVAL with *err. */
+static int check(struct options *o, char **err)
 {
-    if (strcmp(arg, "0") == 0) {
-        *out = 0;
-        return DFS_OK;
-    }
-    int rc = dfs_parse_rate(arg, out, err);
-    if (rc != DFS_OK)
-        dfs_prefixerr(err, rc, "%s", flag);
-    return rc;
-}
-
-/* Returns 0, 1 when --help or --version was handled, or DFS_EINVAL with *err. */
-static int parse(int argc, char **argv, struct options *o, char **err)
-{
-    enum {
-        O_DATA = 1000,
-        O_METADATA,
-        O_LISTEN,
-        O_ADVERTISE,
-        O_ZONE,
-        O_THREADS,
-        O_READY,
-        O_LOG,
-        O_METRICS,
-        O_ZONE_FILE,
-        O_REGISTER_TIMEOUT,
-        O_GRACE,
-        O_FORWARD_RATE,
-        O_REPAIR_RATE,
-        O_SCRUB_RATE,
-        O_SCRUB_INTERVAL,
-        O_TOKEN_FILE,
-        O_STREAM_IDLE,
-        O_HELP,
-        O_VERSION,
-    };
-    static const struct option longopts[] = {
-        {"data", required_argument, NULL, O_DATA},
-        {"metadata", required_argument, NULL, O_METADATA},
-        {"listen", required_argument, NULL, O_LISTEN},
-        {"advertise", required_argument, NULL, O_ADVERTISE},
-        {"zone", required_argument, NULL, O_ZONE},
-        {"threads", required_argument, NULL, O_THREADS},
-        {"ready-file", required_argument, NULL, O_READY},
-        {"log-level", required_argument, NULL, O_LOG},
-        {"metrics-listen", required_argument, NULL, O_METRICS},
-        {"zone-file", required_argument, NULL, O_ZONE_FILE},
-        {"register-timeout-ms", required_argument, NULL, O_REGISTER_TIMEOUT},
-        {"grace-ms", required_argument, NULL, O_GRACE},
-        {"forward-rate", required_argument, NULL, O_FORWARD_RATE},
-        {"repair-rate", required_argument, NULL, O_REPAIR_RATE},
-        {"scrub-rate", required_argument, NULL, O_SCRUB_RATE},
-        {"scrub-interval", required_argument, NULL, O_SCRUB_INTERVAL},
-        {"token-file", required_argument, NULL, O_TOKEN_FILE},
-        {"tls-cert", required_argument, NULL, DFS_RPC_OPT_TLS_CERT},
-        {"tls-key", required_argument, NULL, DFS_RPC_OPT_TLS_KEY},
-        {"tls-ca", required_argument, NULL, DFS_RPC_OPT_TLS_CA},
-        {"tls-client-auth", no_argument, NULL, DFS_RPC_OPT_TLS_CLIENT_AUTH},
-        {"insecure", no_argument, NULL, DFS_RPC_OPT_INSECURE},
-        {"stream-idle-ms", required_argument, NULL, O_STREAM_IDLE},
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
-        {NULL, 0, NULL, 0},
-    };
-    o->listen = "127.0.0.1:7100";
-    o->zone = "";
-    o->threads = 4;
-    o->grace_ms = 5000;
-    o->scrub_rate = DEFAULT_SCRUB_RATE;
-    o->scrub_interval_s = DEFAULT_SCRUB_INTERVAL;
-    o->stream_idle_ms = DFS_RPC_STREAM_IDLE_MS;
-    o->level = DFS_LOG_INFO;
-    opterr = 0;
-    int c;
+    struct dfs_quote q; /* for an argument quoted in an error */
     int rc = DFS_OK;
-    struct dfs_quote q; /* for an option or argument quoted in an error */
-    while (rc == DFS_OK && (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        switch (c) {
-        case O_DATA:
-            o->data = optarg;
-            break;
-        case O_METADATA:
-            o->metadata = optarg;
-            break;
-        case O_LISTEN:
-            o->listen = optarg;
-            break;
-        case O_ADVERTISE:
-            o->advertise = optarg;
-            break;
-        case O_ZONE:
-            o->zone = optarg;
-            break;
-        case O_THREADS:
-            rc = dfs_daemon_parse_int("--threads", optarg, 1, 256, &o->threads, err);
-            break;
-        case O_READY:
-            o->ready_file = optarg;
-            break;
-        case O_LOG:
-            if (dfs_log_level_parse(optarg, &o->level) != DFS_OK || o->level == DFS_LOG_OFF)
-                rc = dfs_seterr(err, DFS_EINVAL,
-                                "--log-level must be debug, info, warn or error, not '%s'",
-                                dfs_quote(optarg, &q));
-            break;
-        case O_REGISTER_TIMEOUT:
-            rc = dfs_daemon_parse_int("--register-timeout-ms", optarg, 0, 86400000,
-                                      &o->register_timeout_ms, err);
-            break;
-        case O_GRACE:
-            rc = dfs_daemon_parse_int("--grace-ms", optarg, 0, 600000, &o->grace_ms, err);
-            break;
-        case O_FORWARD_RATE:
-            rc = dfs_parse_rate(optarg, &o->forward_rate, err);
-            if (rc != DFS_OK)
-                dfs_prefixerr(err, rc, "--forward-rate");
-            break;
-        case O_REPAIR_RATE:
-            rc = parse_rate_or_zero("--repair-rate", optarg, &o->repair_rate, err);
-            break;
-        case O_SCRUB_RATE:
-            rc = parse_rate_or_zero("--scrub-rate", optarg, &o->scrub_rate, err);
-            break;
-        case O_SCRUB_INTERVAL:
-            rc = dfs_daemon_parse_int("--scrub-interval", optarg, 1, 30 * 86400,
-                                      &o->scrub_interval_s, err);
-            break;
-        case O_STREAM_IDLE:
-            rc = dfs_daemon_parse_int("--stream-idle-ms", optarg, 0, 86400000, &o->stream_idle_ms,
-                                      err);
-            break;
-        case O_METRICS:
-            o->metrics_listen = optarg;
-            break;
-        case O_ZONE_FILE:
-            o->zone_file = optarg;
-            break;
-        case O_TOKEN_FILE:
-            o->token_file = optarg;
-            break;
-        case 'h':
-        case O_HELP:
-            usage(stdout);
-            return 1;
-        case O_VERSION:
-            printf(PROG " " VERSION "\n");
-            return 1;
-        case ':':
-            rc = dfs_seterr(err, DFS_EINVAL, "%s needs a value", dfs_daemon_bad_option(argv, &q));
-            break;
-        default:
-            if (!dfs_rpc_security_option(c, optarg, &o->tls, &o->insecure))
-                rc = dfs_seterr(err, DFS_EINVAL, "unknown option '%s'",
-                                dfs_daemon_bad_option(argv, &q));
-            break;
-        }
-    }
-    if (rc == DFS_OK && optind < argc)
-        rc = dfs_seterr(err, DFS_EINVAL, "unexpected argument '%s'", dfs_quote(argv[optind], &q));
-    if (rc == DFS_OK && (o->data == NULL || o->data[0] == '\0'))
+    if (o->data == NULL || o->data[0] == '\0')
         rc = dfs_seterr(err, DFS_EINVAL, "--data DIR is required");
     if (rc == DFS_OK && (o->metadata == NULL || o->metadata[0] == '\0'))
         rc = dfs_seterr(err, DFS_EINVAL, "--metadata HOST:PORT is required");
@@ -414,20 +285,20 @@ int main(int argc, char **argv)
     dfs_daemon_block_signals(&signals);
     struct options o;
     memset(&o, 0, sizeof o);
+    dfs_opts *args = NULL;
+    int status = 2;
+    if (!dfs_opts_main(&spec, argc, argv, environ, &o, &args, &status))
+        return status;
+    dfs_opts_destroy(args);
     char *err = NULL;
-    int prc = parse(argc, argv, &o, &err);
-    if (prc == 1)
-        return 0;
-    if (prc != DFS_OK) {
-        fprintf(stderr, PROG ": %s (see --help)\n", err != NULL ? err : "bad arguments");
+    if (check(&o, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s (see " PROG " --help)\n", err != NULL ? err : "bad arguments");
         free(err);
         return 2;
     }
     dfs_log_init(PROG, o.level);
     dfs_rpc_route_grpc_logs();
 
-    if (o.token_file == NULL)
-        o.token_file = getenv("DFS_TOKEN_FILE");
     char *enroll_token = NULL, *token = NULL;
     dfs_rpc_tls *tls = NULL;
     if (o.token_file == NULL) {
@@ -466,7 +337,7 @@ int main(int argc, char **argv)
     dfs_readiness *ready = NULL;
     struct dfs_storage_probe probe = {.data_dir = o.data};
     struct dfs_metrics_config mcfg = {.program = PROG, .version = VERSION};
-    int status = 1;
+    status = 1;
     int sig = 0;
     int64_t idle_ms = o.stream_idle_ms > 0 ? o.stream_idle_ms : -1; /* 0: never */
     struct dfs_rpc_server_config scfg = {

@@ -2,12 +2,14 @@
 #include "services/storage/storage_service.h"
 
 #include "common/arena.h"
+#include "common/clock.h"
 #include "common/receipt.h"
 #include "common/ticket.h"
 #include "services/rpc/ticket_pb.h"
 
 #include <openssl/crypto.h>
 
+#include "common/addr.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/id.h"
@@ -16,7 +18,9 @@
 #include "dfs/v1/storage.pb-c.h"
 #include "services/rpc/client.h"
 #include "services/rpc/loop.h"
+#include "services/rpc/pool.h"
 #include "services/rpc/status.h"
+#include "services/rpc/wire.h"
 #include "services/rpc/wirecheck.h"
 #include "services/storage/putmsg.h"
 #include "services/storage/repair.h"
@@ -54,31 +58,41 @@ struct link {
     dfs_bucket bucket;
 };
 
-/* A cached channel to one downstream node, and its link's pacing. */
-struct chan_entry {
-    char *addr;
-    dfs_rpc_channel *ch;
-    struct link *link; /* allocated on its own: entries move when the cache grows */
-};
+/* A pool entry's link: unlimited until a put says, with a burst of one message. */
+static void link_init(void *data, const char *addr, dfs_rpc_channel *ch, void *arg)
+{
+    (void)addr;
+    (void)ch;
+    (void)arg;
+    struct link *l = data;
+    pthread_mutex_init(&l->mu, NULL);
+    dfs_bucket_init(&l->bucket, 0, DFS_STORAGE_CHUNK_MAX, dfs_clock_mono_ns());
+}
+
+static void link_fini(void *data, void *arg)
+{
+    (void)arg;
+    struct link *l = data;
+    pthread_mutex_destroy(&l->mu);
+}
 
 struct dfs_storage_service {
     dfs_frag_store *store; /* borrowed */
     size_t chunk;
     uint64_t forward_rate; /* bytes/s; 0 = none of the node's own */
     int64_t idle_ms;       /* a send to the next node of a chain may take this long; <= 0: any */
-    /* mu guards self and the channel cache: puts on any loop thread look up (and lazily add)
-       channels, and set_advertise may come from any thread. Channels are never removed before
-       destroy, so a pointer taken under mu stays valid after it is released. */
+    /* mu guards self: set_advertise may come from any thread. */
     pthread_mutex_t mu;
     char self[DFS_STORAGE_ADDR_MAX + 1]; /* advertised address; "" = unknown */
-    struct chan_entry *chans;
-    size_t nchans, capchans;
+    /* A channel and a struct link per downstream address: puts on any loop thread look them up
+       (and lazily add them). Entries are never removed before destroy, so what a put took stays
+       valid. */
+    dfs_rpc_pool *downstream;
     _Atomic uint64_t puts_active, puts_ok, puts_failed, forwards_failed;
     _Atomic uint64_t gets_active, gets_ok, gets_failed;
     _Atomic uint64_t bytes_received, bytes_sent, bytes_forwarded;
     dfs_repairer *repairer; /* RepairFragment's workers */
     _Atomic uint64_t repairs_active;
-    const struct dfs_rpc_link_security *security; /* borrowed: channels to other nodes */
 
     /* Ticket checking: this node's id (the store's) and its key, given by the metadata service
        at registration (set_ticket_key). key_mu guards key and have_key (a leaf lock). */
@@ -118,13 +132,6 @@ static_assert(DFS_VALIDATE_CHUNK_MAX == DFS_STORAGE_CHUNK_MAX, "one chunk limit"
 /* CRCs of one GetFragment message. */
 #define GET_MAX_CRCS (DFS_STORAGE_CHUNK_MAX / DFS_BLOCK_SIZE)
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static const char *code_name(int code)
 {
     return dfs_rpc_status_name(dfs_rpc_status_from_err(code));
@@ -161,26 +168,6 @@ static void log_failure(enum dfs_log_level level, dfs_rpc_call *call, const char
 
 /* ---- the protobuf wire format, for the two data-carrying messages ---- */
 
-static size_t varint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
 static uint8_t *put_le32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)v;
@@ -191,13 +178,6 @@ static uint8_t *put_le32(uint8_t *p, uint32_t v)
 }
 
 /* ---- tickets ---- */
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* A copy of the node's key into key; false before the node has one (it has not registered). */
 static bool node_key(dfs_storage_service *svc, uint8_t key[DFS_TICKET_KEY_LEN])
@@ -233,9 +213,9 @@ static int check_ticket_peer(dfs_storage_service *svc, dfs_rpc_call *call,
         rc = dfs_ticket_from_pb(tm, &t, &why);
     if (rc == DFS_OK && op == DFS_TICKET_FORWARD)
         rc = dfs_ticket_check_forward(key, &t, fragment_id, svc->node_id, peer_node_id,
-                                      peer_address, wall_ms(), &why);
+                                      peer_address, dfs_clock_wall_ms(), &why);
     else if (rc == DFS_OK)
-        rc = dfs_ticket_check(key, &t, op, fragment_id, svc->node_id, wall_ms(), &why);
+        rc = dfs_ticket_check(key, &t, op, fragment_id, svc->node_id, dfs_clock_wall_ms(), &why);
     OPENSSL_cleanse(key, sizeof key);
     if (rc == DFS_OK)
         return DFS_OK;
@@ -277,7 +257,7 @@ static int64_t link_take(struct link *l, uint64_t rate, uint64_t n)
 {
     if (rate == 0)
         return 0;
-    int64_t now = dfs_rpc_now_ns();
+    int64_t now = dfs_clock_mono_ns();
     pthread_mutex_lock(&l->mu);
     if ((double)rate != l->bucket.rate) {
         if (l->bucket.rate > 0)
@@ -307,52 +287,9 @@ static void link_refund(struct link *l, uint64_t rate, uint64_t n)
 static int channel_for(dfs_storage_service *svc, const char *addr, dfs_rpc_channel **out,
                        struct link **link, char **err)
 {
-    int rc = DFS_OK;
-    pthread_mutex_lock(&svc->mu);
-    for (size_t i = 0; i < svc->nchans; i++) {
-        if (strcmp(svc->chans[i].addr, addr) == 0) {
-            *out = svc->chans[i].ch;
-            *link = svc->chans[i].link;
-            pthread_mutex_unlock(&svc->mu);
-            return DFS_OK;
-        }
-    }
-    if (svc->nchans == CHANNELS_MAX) {
-        rc = dfs_seterr(err, DFS_ENOSPC, "this node already keeps channels to %d other nodes",
-                        CHANNELS_MAX);
-    } else if (svc->nchans == svc->capchans) {
-        size_t cap = svc->capchans > 0 ? 2 * svc->capchans : 8;
-        struct chan_entry *c = realloc(svc->chans, cap * sizeof *c);
-        if (c == NULL) {
-            rc = dfs_seterr(err, DFS_ENOMEM, "out of memory");
-        } else {
-            svc->chans = c;
-            svc->capchans = cap;
-        }
-    }
-    if (rc == DFS_OK) {
-        struct chan_entry *e = &svc->chans[svc->nchans];
-        e->addr = strdup(addr);
-        e->ch = NULL;
-        e->link = calloc(1, sizeof *e->link);
-        if (e->addr == NULL || e->link == NULL)
-            rc = dfs_seterr(err, DFS_ENOMEM, "out of memory");
-        else
-            rc = dfs_rpc_channel_open(
-                addr, &(struct dfs_rpc_channel_opts){.security = svc->security}, &e->ch, err);
-        if (rc == DFS_OK) {
-            pthread_mutex_init(&e->link->mu, NULL);
-            /* Burst: one message, shared by the link's puts. Unlimited until a put says. */
-            dfs_bucket_init(&e->link->bucket, 0, DFS_STORAGE_CHUNK_MAX, dfs_rpc_now_ns());
-            svc->nchans++;
-            *out = e->ch;
-            *link = e->link;
-        } else {
-            free(e->addr);
-            free(e->link);
-        }
-    }
-    pthread_mutex_unlock(&svc->mu);
+    void *data = NULL;
+    int rc = dfs_rpc_pool_get(svc->downstream, addr, out, &data, err);
+    *link = data;
     return rc;
 }
 
@@ -607,7 +544,7 @@ static void chain_log_failure(struct put_call *p)
     char smsg[512];
     dfs_log(DFS_LOG_WARN,
             "chain forward failed id=%s next=%s forwarded=%" PRIu64 " ms=%.1f err=\"%s\"", p->id,
-            c->fwd[0], c->forwarded, (double)(now_ns() - c->t0_ns) / 1e6,
+            c->fwd[0], c->forwarded, (double)(dfs_clock_mono_ns() - c->t0_ns) / 1e6,
             scrub(c->error, smsg, sizeof smsg));
 }
 
@@ -689,7 +626,7 @@ static void chain_send_pending(struct put_call *p)
     size_t n = grpc_byte_buffer_length(c->pending);
     int64_t wait = link_take(c->link, c->rate, n);
     if (wait > 0) {
-        dfs_rpc_loop_timer_arm(c->loop, &c->timer, dfs_rpc_now_ns() + wait);
+        dfs_rpc_loop_timer_arm(c->loop, &c->timer, dfs_clock_mono_ns() + wait);
         return;
     }
     grpc_byte_buffer *bb = c->pending;
@@ -706,7 +643,7 @@ static void chain_send_pending(struct put_call *p)
     /* A next node that takes nothing (stopped, its disk stuck) must not hold this put forever,
        deadline or not: the timer now watches the send (chain_timer_fire). */
     if (p->svc->idle_ms > 0)
-        dfs_rpc_loop_timer_arm(c->loop, &c->timer, dfs_rpc_now_ns() + p->svc->idle_ms * 1000000);
+        dfs_rpc_loop_timer_arm(c->loop, &c->timer, dfs_clock_mono_ns() + p->svc->idle_ms * 1000000);
 }
 
 /* The timer: tokens for the pending message are there, or (a send in flight) the send stalled. */
@@ -757,10 +694,10 @@ static grpc_byte_buffer *chain_first_message(struct put_call *p, grpc_slice flat
     size_t end = (size_t)(m->header + m->header_len - base);
     if (begin > 0)
         parts[n++] = grpc_slice_sub(flat, 0, begin);
-    grpc_slice hs = grpc_slice_malloc(1 + varint_len(hlen) + hlen);
+    grpc_slice hs = grpc_slice_malloc(1 + dfs_wire_varint_len(hlen) + hlen);
     uint8_t *q = GRPC_SLICE_START_PTR(hs);
     *q++ = 0x0a; /* field 1, length-delimited */
-    q = put_varint(q, hlen);
+    q = dfs_wire_put_varint(q, hlen);
     q += dfs__v1__fragment_header__pack(&h, q);
     assert(q == GRPC_SLICE_END_PTR(hs));
     parts[n++] = hs;
@@ -877,7 +814,7 @@ static int chain_create(struct put_call *p, const Dfs__V1__FragmentHeader *h, ch
     uint64_t rate = p->svc->forward_rate;
     if (h->forward_rate != 0 && (rate == 0 || h->forward_rate < rate))
         rate = h->forward_rate;
-    c->t0_ns = now_ns();
+    c->t0_ns = dfs_clock_mono_ns();
     c->rate = rate;
     dfs_rpc_timer_init(&c->timer, chain_timer_fire);
     c->loop = dfs_rpc_call_loop(p->call);
@@ -1018,7 +955,7 @@ static void put_reply_chain(struct put_call *p, Dfs__V1__PutFragmentResponse *re
             "chain done id=%s size=%" PRIu64 " next=%s acks_ok=%zu acks=%zu forwarded=%" PRIu64
             " ms=%.1f",
             p->id, p->size, c->fwd[0], nok, c->nfwd, c->forwarded,
-            (double)(now_ns() - p->t0_ns) / 1e6);
+            (double)(dfs_clock_mono_ns() - p->t0_ns) / 1e6);
     resp->chain = ptrs;
     resp->n_chain = c->nfwd;
     dfs_rpc_call_reply(p->call, &resp->base);
@@ -1029,7 +966,8 @@ static void put_reply(struct put_call *p)
 {
     p->finished = true;
     dfs_log(DFS_LOG_DEBUG, "put done id=%s size=%" PRIu64 " checksum=%08x messages=%u ms=%.1f",
-            p->id, p->size, p->checksum, p->messages, (double)(now_ns() - p->t0_ns) / 1e6);
+            p->id, p->size, p->checksum, p->messages,
+            (double)(dfs_clock_mono_ns() - p->t0_ns) / 1e6);
     Dfs__V1__PutFragmentResponse resp = DFS__V1__PUT_FRAGMENT_RESPONSE__INIT;
     resp.fragment_id = p->id;
     resp.size = p->size;
@@ -1185,7 +1123,7 @@ static void put_handler(dfs_rpc_call *call, void *ctx)
     p->svc = svc;
     p->call = call;
     p->refs = 1;
-    p->t0_ns = now_ns();
+    p->t0_ns = dfs_clock_mono_ns();
     atomic_fetch_add(&svc->puts_active, 1);
     dfs_rpc_call_set_state(call, p, put_release);
     dfs_rpc_call_on_cancel(call, put_cancelled, p);
@@ -1260,11 +1198,11 @@ static int get_pack_next(struct get_call *g, grpc_byte_buffer **out, char **err)
     size_t ncrcs = dfs_crc32c_nblocks(n);
     size_t hlen = 0, total = 0;
     if (g->first) {
-        hlen = 2 + DFS_FRAGMENT_ID_HEX + (g->size > 0 ? 1 + varint_len(g->size) : 0);
-        total += 1 + varint_len(hlen) + hlen + 1 + 4;
+        hlen = 2 + DFS_FRAGMENT_ID_HEX + (g->size > 0 ? 1 + dfs_wire_varint_len(g->size) : 0);
+        total += 1 + dfs_wire_varint_len(hlen) + hlen + 1 + 4;
     }
     if (n > 0)
-        total += 1 + varint_len(n) + n + 1 + varint_len(4 * ncrcs) + 4 * ncrcs;
+        total += 1 + dfs_wire_varint_len(n) + n + 1 + dfs_wire_varint_len(4 * ncrcs) + 4 * ncrcs;
     const unsigned char *mapped = NULL;
     if (n > 0 && g->map != NULL) {
         int rc = dfs_frag_reader_peek(g->r, g->map, g->pos, n, &mapped, g->crcs, err);
@@ -1275,20 +1213,20 @@ static int get_pack_next(struct get_call *g, grpc_byte_buffer **out, char **err)
     uint8_t *start = GRPC_SLICE_START_PTR(s), *q = start;
     if (g->first) {
         *q++ = 0x0a; /* field 1, length-delimited */
-        q = put_varint(q, hlen);
+        q = dfs_wire_put_varint(q, hlen);
         *q++ = 0x0a; /* FragmentHeader.fragment_id */
         *q++ = DFS_FRAGMENT_ID_HEX;
         memcpy(q, g->id, DFS_FRAGMENT_ID_HEX);
         q += DFS_FRAGMENT_ID_HEX;
         if (g->size > 0) {
             *q++ = 0x10; /* FragmentHeader.size, varint */
-            q = put_varint(q, g->size);
+            q = dfs_wire_put_varint(q, g->size);
         }
     }
     uint8_t *data_at = NULL;
     if (n > 0) {
         *q++ = 0x12; /* field 2, length-delimited */
-        q = put_varint(q, n);
+        q = dfs_wire_put_varint(q, n);
         data_at = q;
         if (mapped == NULL) {
             int rc = dfs_frag_reader_read(g->r, g->pos, q, n, g->crcs, err);
@@ -1299,7 +1237,7 @@ static int get_pack_next(struct get_call *g, grpc_byte_buffer **out, char **err)
             q += n;
         }
         *q++ = 0x1a; /* field 3, packed */
-        q = put_varint(q, 4 * ncrcs);
+        q = dfs_wire_put_varint(q, 4 * ncrcs);
         for (size_t i = 0; i < ncrcs; i++)
             q = put_le32(q, g->crcs[i]);
     }
@@ -1352,7 +1290,7 @@ static void get_send_next(struct get_call *g)
         g->finished = true;
         atomic_fetch_add(&g->svc->gets_ok, 1);
         dfs_log(DFS_LOG_DEBUG, "get done id=%s bytes=%" PRIu64 " messages=%u ms=%.1f", g->id,
-                g->end - g->begin, g->messages, (double)(now_ns() - g->t0_ns) / 1e6);
+                g->end - g->begin, g->messages, (double)(dfs_clock_mono_ns() - g->t0_ns) / 1e6);
         dfs_rpc_call_finish(g->call, DFS_OK, NULL, NULL);
     }
 }
@@ -1426,7 +1364,7 @@ static void get_handler(dfs_rpc_call *call, void *ctx)
     g->pos = req->offset;
     g->end = req->length == 0 ? size : req->offset + req->length;
     g->first = true;
-    g->t0_ns = now_ns();
+    g->t0_ns = dfs_clock_mono_ns();
     if (dfs_frag_reader_map(r, g->begin, g->end - g->begin, &g->map, NULL) != DFS_OK)
         g->map = NULL; /* every message is read instead */
     atomic_fetch_add(&svc->gets_active, 1);
@@ -1554,7 +1492,7 @@ static void stat_verify(dfs_storage_service *svc, dfs_rpc_call *call, const char
     v->job.verify_id = v->id;
     int64_t left = dfs_rpc_call_remaining_ms(call);
     v->job.deadline_ns =
-        left >= INT64_MAX / 2000000 ? INT64_MAX : dfs_rpc_now_ns() + left * 1000000;
+        left >= INT64_MAX / 2000000 ? INT64_MAX : dfs_clock_mono_ns() + left * 1000000;
     atomic_init(&v->job.cancel, false);
     v->job.done = verify_job_done;
     v->job.arg = v;
@@ -1693,7 +1631,7 @@ static void repair_handler(dfs_rpc_call *call, void *ctx)
         int64_t left = dfs_rpc_call_remaining_ms(call);
         /* No deadline, or one too far to count in nanoseconds: none. */
         r->job.deadline_ns =
-            left >= INT64_MAX / 2000000 ? INT64_MAX : dfs_rpc_now_ns() + left * 1000000;
+            left >= INT64_MAX / 2000000 ? INT64_MAX : dfs_clock_mono_ns() + left * 1000000;
         atomic_init(&r->job.cancel, false);
         r->job.done = repair_job_done;
         r->job.arg = r;
@@ -1721,7 +1659,7 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
                           "storage service: chunk_bytes %zu is not a multiple of %u up to %u",
                           chunk, DFS_BLOCK_SIZE, DFS_STORAGE_CHUNK_MAX);
     const char *self = cfg != NULL && cfg->advertise != NULL ? cfg->advertise : "";
-    if (self[0] != '\0' && !dfs_rpc_hostport_valid(self, DFS_STORAGE_ADDR_MAX)) {
+    if (self[0] != '\0' && !dfs_addr_valid(self, DFS_STORAGE_ADDR_MAX)) {
         char a[64];
         return dfs_seterr(errmsg, DFS_EINVAL,
                           "storage service: the advertised address \"%s\" is not a host:port",
@@ -1733,11 +1671,23 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
     svc->store = store;
     svc->chunk = chunk;
     svc->forward_rate = cfg != NULL ? cfg->forward_rate : 0;
-    svc->security = cfg != NULL ? cfg->security : NULL;
     svc->idle_ms =
         cfg != NULL && cfg->stream_idle_ms != 0 ? cfg->stream_idle_ms : DFS_RPC_STREAM_IDLE_MS;
     snprintf(svc->self, sizeof svc->self, "%s", self);
     snprintf(svc->node_id, sizeof svc->node_id, "%s", dfs_frag_store_node_id(store));
+    struct dfs_rpc_pool_config pool = {
+        .security = cfg != NULL ? cfg->security : NULL,
+        .max = CHANNELS_MAX,
+        .full_message = "this node already keeps channels to 1024 other nodes",
+        .data_size = sizeof(struct link),
+        .data_init = link_init,
+        .data_fini = link_fini,
+    };
+    static_assert(CHANNELS_MAX == 1024, "the message names the limit");
+    if (dfs_rpc_pool_create(&pool, &svc->downstream, errmsg) != DFS_OK) {
+        free(svc);
+        return DFS_ENOMEM;
+    }
     pthread_mutex_init(&svc->mu, NULL);
     pthread_mutex_init(&svc->key_mu, NULL);
     struct dfs_repairer_config rcfg = {0};
@@ -1754,6 +1704,7 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
     }
     int rc = dfs_repairer_create(store, &rcfg, &svc->repairer, errmsg);
     if (rc != DFS_OK) {
+        dfs_rpc_pool_destroy(svc->downstream);
         pthread_mutex_destroy(&svc->mu);
         pthread_mutex_destroy(&svc->key_mu);
         free(svc);
@@ -1765,7 +1716,7 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
 
 int dfs_storage_service_set_advertise(dfs_storage_service *svc, const char *addr, char **errmsg)
 {
-    if (addr == NULL || !dfs_rpc_hostport_valid(addr, DFS_STORAGE_ADDR_MAX)) {
+    if (addr == NULL || !dfs_addr_valid(addr, DFS_STORAGE_ADDR_MAX)) {
         char a[64];
         return dfs_seterr(errmsg, DFS_EINVAL,
                           "storage service: the advertised address \"%s\" is not a host:port",
@@ -1841,13 +1792,7 @@ void dfs_storage_service_destroy(dfs_storage_service *svc)
     if (svc == NULL)
         return;
     dfs_repairer_destroy(svc->repairer);
-    for (size_t i = 0; i < svc->nchans; i++) {
-        dfs_rpc_channel_destroy(svc->chans[i].ch);
-        free(svc->chans[i].addr);
-        pthread_mutex_destroy(&svc->chans[i].link->mu);
-        free(svc->chans[i].link);
-    }
-    free(svc->chans);
+    dfs_rpc_pool_destroy(svc->downstream);
     pthread_mutex_destroy(&svc->mu);
     free(svc);
 }

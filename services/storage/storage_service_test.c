@@ -1,6 +1,7 @@
 /* Tests of the Storage service: real gRPC on loopback, a real fragment store in a temp dir. */
 #include "services/storage/storage_service.h"
 
+#include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/id.h"
@@ -328,8 +329,8 @@ static void make_id(unsigned n, char out[DFS_FRAGMENT_ID_HEX + 1])
 
 static void run_until(struct fx *f, const bool *done)
 {
-    int64_t until = dfs_rpc_now_ns() + 30000000000ll;
-    while (!*done && dfs_rpc_now_ns() < until)
+    int64_t until = dfs_clock_mono_ns() + 30000000000ll;
+    while (!*done && dfs_clock_mono_ns() < until)
         dfs_rpc_loop_run_once(f->loop, 100);
     assert_true(*done);
 }
@@ -338,10 +339,10 @@ static void run_until(struct fx *f, const bool *done)
 static void wait_idle(struct fx *f)
 {
     struct dfs_storage_service_stats st;
-    int64_t until = dfs_rpc_now_ns() + 10000000000ll;
+    int64_t until = dfs_clock_mono_ns() + 10000000000ll;
     for (;;) {
         dfs_storage_service_stats(f->svc, &st);
-        if ((st.puts_active == 0 && st.gets_active == 0) || dfs_rpc_now_ns() > until)
+        if ((st.puts_active == 0 && st.gets_active == 0) || dfs_clock_mono_ns() > until)
             break;
         usleep(1000);
     }
@@ -1087,11 +1088,11 @@ static void test_client_cancel_mid_upload(void **state)
     put_start(&p);
     /* Wait until the server has written what was sent, then cancel. */
     struct dfs_storage_service_stats st;
-    int64_t until = dfs_rpc_now_ns() + 10000000000ll;
+    int64_t until = dfs_clock_mono_ns() + 10000000000ll;
     do {
         dfs_rpc_loop_run_once(f->loop, 10);
         dfs_storage_service_stats(f->svc, &st);
-    } while (st.bytes_received < 2 * MIB && dfs_rpc_now_ns() < until);
+    } while (st.bytes_received < 2 * MIB && dfs_clock_mono_ns() < until);
     assert_int_equal(st.bytes_received, 2 * MIB);
     assert_int_equal(st.puts_active, 1);
     assert_int_equal(tmp_entries(f), 1); /* the partial write, invisible */
@@ -1117,11 +1118,11 @@ static void test_stop_with_upload_in_flight(void **state)
     p.pause = MIB;
     put_start(&p);
     struct dfs_storage_service_stats st;
-    int64_t until = dfs_rpc_now_ns() + 10000000000ll;
+    int64_t until = dfs_clock_mono_ns() + 10000000000ll;
     do {
         dfs_rpc_loop_run_once(f->loop, 10);
         dfs_storage_service_stats(f->svc, &st);
-    } while (st.bytes_received < MIB && dfs_rpc_now_ns() < until);
+    } while (st.bytes_received < MIB && dfs_clock_mono_ns() < until);
     if (st.bytes_received != MIB)
         fail_msg("received %llu active %llu sent %llu paused %d done %d status %d %s",
                  (unsigned long long)st.bytes_received, (unsigned long long)st.puts_active,
@@ -1610,11 +1611,11 @@ static void test_chain_tail_stops_mid_stream(void **state)
     p.forward_rate = 4000000; /* about 2 s per link */
     put_start(&p);
     struct dfs_storage_service_stats st;
-    int64_t until = dfs_rpc_now_ns() + 20000000000ll;
+    int64_t until = dfs_clock_mono_ns() + 20000000000ll;
     do {
         dfs_rpc_loop_run_once(c->n[0].loop, 10);
         stats_of(&c->n[2], &st);
-    } while (st.bytes_received < MIB && dfs_rpc_now_ns() < until);
+    } while (st.bytes_received < MIB && dfs_clock_mono_ns() < until);
     assert_true(st.bytes_received >= MIB);
     assert_true(st.bytes_received < n);
     dfs_rpc_server_stop(c->n[2].srv, 0);
@@ -1678,11 +1679,11 @@ static void test_chain_client_cancel(void **state)
     p.pause = 2 * MIB;
     put_start(&p);
     struct dfs_storage_service_stats st;
-    int64_t until = dfs_rpc_now_ns() + 10000000000ll;
+    int64_t until = dfs_clock_mono_ns() + 10000000000ll;
     do {
         dfs_rpc_loop_run_once(c->n[0].loop, 10);
         stats_of(&c->n[2], &st);
-    } while (st.bytes_received < 2 * MIB && dfs_rpc_now_ns() < until);
+    } while (st.bytes_received < 2 * MIB && dfs_clock_mono_ns() < until);
     assert_int_equal(st.bytes_received, 2 * MIB);
     for (int k = 0; k < 3; k++) {
         stats_of(&c->n[k], &st);
@@ -1814,9 +1815,9 @@ static double timed_chain_put(struct cfx *c, unsigned idn, uint64_t header_rate)
     unsigned char *data = make_data(n, idn);
     uint32_t sum = checksum_of(data, n);
     struct put_run p;
-    int64_t t0 = dfs_rpc_now_ns();
+    int64_t t0 = dfs_clock_mono_ns();
     expect_status(chain_put(&c->n[0], id, data, n, fwd, 2, header_rate, &p), DFS_OK, p.message);
-    double s = (double)(dfs_rpc_now_ns() - t0) / 1e9;
+    double s = (double)(dfs_clock_mono_ns() - t0) / 1e9;
     assert_ack_ok(&p, 0, c->n[1].addr, n, sum);
     assert_ack_ok(&p, 1, c->n[2].addr, n, sum);
     for (int k = 0; k < 3; k++)
@@ -1863,7 +1864,7 @@ static void test_chain_paced_per_link(void **state)
     unsigned char *data[PUTS];
     struct put_run p[PUTS];
     size_t n = 8 * MIB;
-    int64_t t0 = dfs_rpc_now_ns();
+    int64_t t0 = dfs_clock_mono_ns();
     for (int i = 0; i < PUTS; i++) {
         make_id(300 + (unsigned)i, ids[i]);
         data[i] = make_data(n, 300 + (unsigned)i);
@@ -1878,7 +1879,7 @@ static void test_chain_paced_per_link(void **state)
         expect_status(p[i].status, DFS_OK, p[i].message);
         assert_ack_ok(&p[i], 0, c->n[1].addr, n, checksum_of(data[i], n));
     }
-    double secs = (double)(dfs_rpc_now_ns() - t0) / 1e9;
+    double secs = (double)(dfs_clock_mono_ns() - t0) / 1e9;
     print_message("2 x 8 MiB chain puts over one 8 MB/s link: %.2f s\n", secs);
     if (secs <= 1.6)
         fail_msg("two puts sharing a paced link took %.2f s, want more than 1.6 s", secs);

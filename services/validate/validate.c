@@ -1,13 +1,13 @@
 /* The form of every request the Metadata and Storage services take. */
 #include "services/validate/validate.h"
 
+#include "common/addr.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/id.h"
 #include "common/path.h"
 #include "common/receipt.h"
 #include "common/token.h"
-#include "services/rpc/client.h"
 #include "storage/frag_header.h"
 
 #include <inttypes.h>
@@ -64,7 +64,7 @@ static int check_path(const char *path, bool prefix, char **errmsg)
 
 static int check_hostport(const char *what, size_t i, const char *addr, char **errmsg)
 {
-    if (dfs_rpc_hostport_valid(addr, DFS_VALIDATE_ADDRESS_MAX))
+    if (dfs_addr_valid(addr, DFS_VALIDATE_ADDRESS_MAX))
         return DFS_OK;
     struct quote b;
     return dfs_seterr(errmsg, DFS_EINVAL, "%s[%zu] \"%s\" is not a host:port (at most %d bytes)",
@@ -461,7 +461,7 @@ int dfs_validate_repair_fragment(const Dfs__V1__RepairFragmentRequest *req, char
                               "fragment %s: %zu sources but %zu source tickets (one each)", id,
                               req->n_sources, req->n_source_tickets);
         for (size_t i = 0; i < req->n_sources; i++)
-            if (!dfs_rpc_hostport_valid(req->sources[i], DFS_VALIDATE_ADDRESS_MAX))
+            if (!dfs_addr_valid(req->sources[i], DFS_VALIDATE_ADDRESS_MAX))
                 return dfs_seterr(errmsg, DFS_EINVAL,
                                   "fragment %s: source %zu \"%s\" is not a host:port", id, i,
                                   q(req->sources[i], &b));
@@ -490,7 +490,7 @@ int dfs_validate_repair_fragment(const Dfs__V1__RepairFragmentRequest *req, char
         if (!dfs_fragment_id_valid(src->fragment_id))
             return dfs_seterr(errmsg, DFS_EINVAL, "fragment %s: source %zu has a bad fragment id",
                               id, i);
-        if (!dfs_rpc_hostport_valid(src->address, DFS_VALIDATE_ADDRESS_MAX))
+        if (!dfs_addr_valid(src->address, DFS_VALIDATE_ADDRESS_MAX))
             return dfs_seterr(errmsg, DFS_EINVAL,
                               "fragment %s: source %zu \"%s\" is not a host:port", id, i,
                               q(src->address, &b));

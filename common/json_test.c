@@ -1,5 +1,5 @@
 /* Tests of the JSON writer. */
-#include "cli/json.h"
+#include "common/json.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

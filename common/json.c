@@ -1,5 +1,5 @@
 /* A streaming JSON writer. */
-#include "cli/json.h"
+#include "common/json.h"
 
 #include "common/utf8.h"
 

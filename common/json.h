@@ -1,6 +1,7 @@
-/* A streaming JSON writer for --json output: correct escaping and commas, nothing more. */
-#ifndef DFS_CLI_JSON_H
-#define DFS_CLI_JSON_H
+/* A streaming JSON writer (the CLI's --json, the gateway's replies, benchmark results): correct
+   escaping and commas, nothing more. */
+#ifndef DFS_COMMON_JSON_H
+#define DFS_COMMON_JSON_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -33,4 +34,4 @@ void dfs_json_null(dfs_json *j);
 /* Ends the document with a newline. */
 void dfs_json_finish(dfs_json *j);
 
-#endif /* DFS_CLI_JSON_H */
+#endif /* DFS_COMMON_JSON_H */

@@ -1,0 +1,300 @@
+/* The dfs client library: the handle, its credentials, and the verbs over the transfer engine. */
+#include "client/dfs_client.h"
+
+#include "client/filehash.h"
+#include "client/get.h"
+#include "client/meta.h"
+#include "client/put.h"
+#include "client/spool.h"
+#include "common/err.h"
+#include "services/rpc/client.h"
+#include "services/rpc/grpclog.h"
+#include "services/rpc/security.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A metadata call's deadline when the options leave it unset. */
+#define DEFAULT_TIMEOUT_MS 10000
+
+struct dfs_client {
+    dfs_meta *meta;
+    dfs_rpc_tls *tls; /* NULL: plaintext */
+    /* How the metadata channel and every transfer's links are secured (meta borrows it). */
+    struct dfs_rpc_link_security security;
+};
+
+/* The token path the dfs command looks at last: ~/.config/dfs/token (NULL: no such file). */
+static const char *default_token_file(char *buf, size_t cap)
+{
+    const char *home = getenv("HOME");
+    if (home == NULL || (size_t)snprintf(buf, cap, "%s/.config/dfs/token", home) >= cap ||
+        access(buf, F_OK) != 0)
+        return NULL;
+    return buf;
+}
+
+/* The token the calls carry (dfs_client_options); *out is malloc'd, NULL for none. */
+static int find_token(const struct dfs_client_options *o, char **out, char **errmsg)
+{
+    *out = NULL;
+    if (o->token != NULL) {
+        if (!dfs_rpc_token_valid(o->token))
+            return dfs_seterr(errmsg, DFS_EINVAL, "the token given is not a token");
+        *out = strdup(o->token);
+        return *out != NULL ? DFS_OK : dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    }
+    const char *file = o->token_file;
+    char def[4096];
+    if (file == NULL && o->token_from_env) {
+        const char *t = getenv("DFS_TOKEN");
+        if (t != NULL && t[0] != '\0') {
+            if (!dfs_rpc_token_valid(t))
+                return dfs_seterr(errmsg, DFS_EINVAL, "$DFS_TOKEN is not a token");
+            *out = strdup(t);
+            return *out != NULL ? DFS_OK : dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+        }
+        file = getenv("DFS_TOKEN_FILE");
+        if (file != NULL && file[0] == '\0')
+            file = NULL;
+        if (file == NULL)
+            file = default_token_file(def, sizeof def);
+    }
+    if (file == NULL)
+        return DFS_OK;
+    return dfs_rpc_token_read_file(file, out, errmsg);
+}
+
+static void wipe(char *token)
+{
+    if (token != NULL)
+        explicit_bzero(token, strlen(token));
+    free(token);
+}
+
+int dfs_client_open(const struct dfs_client_options *o, dfs_client **out, char **errmsg)
+{
+    dfs_client *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    struct dfs_rpc_tls_config tls = {.ca_file = o->tls_ca,
+                                     .cert_file = o->tls_cert,
+                                     .key_file = o->tls_key,
+                                     .server_name = o->tls_server_name};
+    char *token = NULL;
+    int rc = dfs_rpc_tls_create_optional(&tls, &c->tls, errmsg);
+    if (rc == DFS_OK)
+        rc = find_token(o, &token, errmsg);
+    if (rc == DFS_OK) {
+        c->security = (struct dfs_rpc_link_security){.tls = c->tls, .insecure = o->insecure};
+        struct dfs_rpc_channel_opts copts = {.security = &c->security, .token = token};
+        rc = dfs_meta_open(o->metadata, o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS,
+                           &copts, &c->meta, errmsg);
+    }
+    wipe(token); /* the channel keeps its own copy */
+    if (rc != DFS_OK) {
+        dfs_client_close(c);
+        return rc;
+    }
+    *out = c;
+    return DFS_OK;
+}
+
+void dfs_client_close(dfs_client *c)
+{
+    if (c == NULL)
+        return;
+    dfs_meta_close(c->meta);
+    dfs_rpc_tls_destroy(c->tls); /* after the channels that use it */
+    free(c);
+}
+
+const char *dfs_client_metadata(const dfs_client *c)
+{
+    return dfs_meta_addr(c->meta);
+}
+
+void dfs_client_route_grpc_logs(void)
+{
+    dfs_rpc_route_grpc_logs();
+}
+
+/* ---- transfers ---- */
+
+int dfs_client_put(dfs_client *c, const char *local, const char *remote,
+                   const struct dfs_client_put_opts *opts, struct dfs_client_put_result *out,
+                   char **errmsg)
+{
+    return dfs_put(c->meta, local, remote, opts, out, errmsg);
+}
+
+int dfs_client_get(dfs_client *c, const char *remote, const char *local,
+                   const struct dfs_client_get_opts *opts, struct dfs_client_get_result *out,
+                   char **errmsg)
+{
+    return dfs_get(c->meta, remote, local, opts, out, errmsg);
+}
+
+int dfs_client_get_range(dfs_client *c, const Dfs__V1__FileInfo *file, uint64_t offset,
+                         uint64_t length, int out_fd, const char *scratch_dir,
+                         const struct dfs_client_get_opts *opts, struct dfs_client_get_result *out,
+                         char **errmsg)
+{
+    return dfs_get_fd(c->meta, &c->security, file, offset, length, out_fd, scratch_dir, opts, out,
+                      errmsg);
+}
+
+int dfs_client_spool(int in, const char *dir, uint64_t reserve, volatile sig_atomic_t *interrupted,
+                     int *out_fd, uint64_t *size, char **errmsg)
+{
+    return dfs_spool(in, dir, reserve, interrupted, out_fd, size, errmsg);
+}
+
+void dfs_client_sha256_hex(const uint8_t digest[DFS_SHA256_BYTES],
+                           char hex[2 * DFS_SHA256_BYTES + 1])
+{
+    dfs_sha256_hex(digest, hex);
+}
+
+/* ---- catalog verbs: one Metadata call each ---- */
+
+int dfs_client_stat(dfs_client *c, const char *remote, Dfs__V1__FileInfo **out, char **errmsg)
+{
+    return dfs_get_layout(c->meta, remote, out, errmsg);
+}
+
+int dfs_client_ls(dfs_client *c, const char *prefix, uint32_t page_size, const char *page_token,
+                  Dfs__V1__ListFilesResponse **out, char **errmsg)
+{
+    Dfs__V1__ListFilesRequest req = DFS__V1__LIST_FILES_REQUEST__INIT;
+    req.prefix = (char *)(prefix != NULL ? prefix : "");
+    req.page_size = page_size;
+    req.page_token = (char *)(page_token != NULL ? page_token : "");
+    return dfs_meta_call(c->meta, "ListFiles", &req.base, &dfs__v1__list_files_response__descriptor,
+                         true, out, errmsg);
+}
+
+int dfs_client_rm(dfs_client *c, const char *remote, Dfs__V1__FileInfo **removed, char **errmsg)
+{
+    Dfs__V1__DeleteFileRequest req = DFS__V1__DELETE_FILE_REQUEST__INIT;
+    req.path = (char *)remote;
+    Dfs__V1__DeleteFileResponse *resp = NULL;
+    int rc = dfs_meta_call(c->meta, "DeleteFile", &req.base,
+                           &dfs__v1__delete_file_response__descriptor, false, &resp, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    if (removed != NULL) {
+        *removed = resp->file;
+        resp->file = NULL;
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return DFS_OK;
+}
+
+int dfs_client_nodes(dfs_client *c, Dfs__V1__ListNodesResponse **out, char **errmsg)
+{
+    Dfs__V1__ListNodesRequest req = DFS__V1__LIST_NODES_REQUEST__INIT;
+    return dfs_meta_call(c->meta, "ListNodes", &req.base, &dfs__v1__list_nodes_response__descriptor,
+                         true, out, errmsg);
+}
+
+int dfs_client_status(dfs_client *c, Dfs__V1__StatResponse **out, char **errmsg)
+{
+    Dfs__V1__StatRequest req = DFS__V1__STAT_REQUEST__INIT;
+    return dfs_meta_call(c->meta, "Stat", &req.base, &dfs__v1__stat_response__descriptor, true, out,
+                         errmsg);
+}
+
+int dfs_client_health(dfs_client *c, bool verify, uint32_t list, Dfs__V1__GetHealthResponse **out,
+                      char **errmsg)
+{
+    Dfs__V1__GetHealthRequest req = DFS__V1__GET_HEALTH_REQUEST__INIT;
+    req.verify = verify;
+    req.list = list;
+    return dfs_meta_call(c->meta, "GetHealth", &req.base, &dfs__v1__get_health_response__descriptor,
+                         true, out, errmsg);
+}
+
+int dfs_client_ping(dfs_client *c, int64_t timeout_ms, char **errmsg)
+{
+    Dfs__V1__StatRequest req = DFS__V1__STAT_REQUEST__INIT;
+    Dfs__V1__StatResponse *resp = NULL;
+    int rc = dfs_meta_call_within(c->meta, "Stat", &req.base, &dfs__v1__stat_response__descriptor,
+                                  false, timeout_ms, &resp, errmsg);
+    if (resp != NULL)
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return rc;
+}
+
+int dfs_client_set_node_state(dfs_client *c, const char *node, Dfs__V1__NodeState state, bool force,
+                              Dfs__V1__Node **out, char **errmsg)
+{
+    Dfs__V1__SetNodeStateRequest req = DFS__V1__SET_NODE_STATE_REQUEST__INIT;
+    req.node_id = (char *)node;
+    req.state = state;
+    req.force = force;
+    Dfs__V1__SetNodeStateResponse *resp = NULL;
+    int rc = dfs_meta_call(c->meta, "SetNodeState", &req.base,
+                           &dfs__v1__set_node_state_response__descriptor, true, &resp, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    if (out != NULL) {
+        *out = resp->node;
+        resp->node = NULL;
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return DFS_OK;
+}
+
+int dfs_client_token_create(dfs_client *c, Dfs__V1__TokenRole role, const char *name,
+                            int64_t ttl_ms, Dfs__V1__CreateTokenResponse **out, char **errmsg)
+{
+    Dfs__V1__CreateTokenRequest req = DFS__V1__CREATE_TOKEN_REQUEST__INIT;
+    req.role = role;
+    req.name = (char *)name;
+    req.ttl_ms = ttl_ms;
+    /* Not idempotent: a retry after a lost answer would make a second token. */
+    return dfs_meta_call(c->meta, "CreateToken", &req.base,
+                         &dfs__v1__create_token_response__descriptor, false, out, errmsg);
+}
+
+int dfs_client_token_revoke(dfs_client *c, const char *id, Dfs__V1__TokenInfo **out, char **errmsg)
+{
+    Dfs__V1__RevokeTokenRequest req = DFS__V1__REVOKE_TOKEN_REQUEST__INIT;
+    req.id = (char *)id;
+    Dfs__V1__RevokeTokenResponse *resp = NULL;
+    int rc = dfs_meta_call(c->meta, "RevokeToken", &req.base,
+                           &dfs__v1__revoke_token_response__descriptor, true, &resp, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    if (out != NULL) {
+        *out = resp->info;
+        resp->info = NULL;
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return DFS_OK;
+}
+
+int dfs_client_token_list(dfs_client *c, bool all, Dfs__V1__ListTokensResponse **out, char **errmsg)
+{
+    Dfs__V1__ListTokensRequest req = DFS__V1__LIST_TOKENS_REQUEST__INIT;
+    req.all = all;
+    return dfs_meta_call(c->meta, "ListTokens", &req.base,
+                         &dfs__v1__list_tokens_response__descriptor, true, out, errmsg);
+}
+
+int dfs_client_whoami(dfs_client *c, Dfs__V1__TokenInfo **out, char **errmsg)
+{
+    Dfs__V1__WhoAmIRequest req = DFS__V1__WHO_AM_IREQUEST__INIT;
+    Dfs__V1__WhoAmIResponse *resp = NULL;
+    int rc = dfs_meta_call(c->meta, "WhoAmI", &req.base, &dfs__v1__who_am_iresponse__descriptor,
+                           true, &resp, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    *out = resp->info;
+    resp->info = NULL;
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return DFS_OK;
+}
