@@ -2,7 +2,7 @@
  * dfs get of an erasure-coded file: cells fetched in file order, rebuilt from parity when a fragment
  * cannot be read.
  *
- * The layout (services/metadata/metadata_service.c, erasure_layout): the file is a sequence of
+ * The layout (dfs_ec_layout in storage/ec.h): the file is a sequence of
  * cells of C bytes; stripe s holds cells s*K .. s*K+K-1 of the file in data fragments 0..K-1, and
  * fragments K..K+M-1 hold that stripe's parity; every fragment is S cells long. The last stripe is
  * padded with zeros.
