@@ -92,6 +92,15 @@ static ssize_t stall_pwrite(int fd, const void *buf, size_t len, off_t off)
     return pwrite(fd, buf, len, off);
 }
 
+static ssize_t stall_pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+    size_t len = 0;
+    for (int i = 0; i < cnt; i++)
+        len += iov[i].iov_len;
+    maybe_stall(STALL_WRITES, len, off);
+    return pwritev(fd, iov, cnt, off);
+}
+
 /* ---- the cluster --------------------------------------------------------------------------- */
 
 struct node {
@@ -182,6 +191,7 @@ static struct fx *cluster(int nnodes)
     f->io.pread = stall_pread;
     f->io.preadv = stall_preadv;
     f->io.pwrite = stall_pwrite;
+    f->io.pwritev = stall_pwritev;
     atomic_store(&stall_what, STALL_NONE);
     atomic_store(&stall_claimed, false);
     atomic_store(&stall_hold, true);
