@@ -814,6 +814,8 @@ static int create_file(struct put_job *job, const char *remote, char **errmsg)
         red.scheme = DFS__V1__REDUNDANCY__SCHEME__REPLICATION;
         red.replicas = o->replicas;
         red.fragments = o->fragments;
+        if (red.fragments == 0 && job->size <= DFS_SMALL_FILE)
+            red.fragments = 1; /* a small file is one fragment (dfs_client.h) */
     }
     Dfs__V1__CreateFileRequest req = DFS__V1__CREATE_FILE_REQUEST__INIT;
     req.path = (char *)remote;
