@@ -165,7 +165,9 @@ static const struct dfs_opt opts[] = {
     {DFS_OPT_INT, "replicas", 0, A(cli.replicas), .arg = "K", .min = 1, .max = 16,
      .help = "copies of each fragment (default: the cluster's, 3)", .commands = C_PUT},
     {DFS_OPT_INT, "fragments", 0, A(cli.fragments), .arg = "F", .min = 1, .max = 256,
-     .help = "pieces the file is cut into (default: the cluster's, 4)", .commands = C_PUT},
+     .help = "pieces the file is cut into (default: the cluster's, 4; 1 for a file of at most "
+             "64 KiB)",
+     .commands = C_PUT},
     {DFS_OPT_ENUM, "policy", 0, A(cli.policy), .arg = "P", .choices = policies,
      .help = "placement: random, min_copy, buddy or least_used (default: the cluster's)",
      .commands = C_PUT},

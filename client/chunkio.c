@@ -5,17 +5,118 @@
 #include "services/rpc/wire.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static void init_packed(struct dfs_put_chunk *c, const Dfs__V1__FragmentHeader *h, size_t len)
+struct pool_buf {
+    struct dfs_chunk_pool *pool;
+    struct pool_buf *next; /* in the idle list */
+    _Alignas(64) uint8_t data[];
+};
+
+struct dfs_chunk_pool {
+    pthread_mutex_t mu;
+    size_t cap; /* bytes in each buffer */
+    size_t keep;
+    size_t nidle;
+    struct pool_buf *idle;
+    size_t refs; /* the creator's, and one per buffer out */
+};
+
+/* The bytes a message of len data bytes and no header takes. */
+static size_t packed_size(size_t len)
+{
+    size_t nblocks = dfs_crc32c_nblocks(len);
+    return (len > 0 ? 1 + dfs_wire_varint_len(len) + len : 0) +
+           (nblocks > 0 ? 1 + dfs_wire_varint_len(4 * nblocks) + 4 * nblocks : 0);
+}
+
+dfs_chunk_pool *dfs_chunk_pool_create(size_t max_len, size_t keep)
+{
+    dfs_chunk_pool *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    pthread_mutex_init(&p->mu, NULL);
+    p->cap = packed_size(max_len);
+    p->keep = keep;
+    p->refs = 1;
+    return p;
+}
+
+/* Drop one reference; the last frees the pool and its idle buffers. Called with p->mu held. */
+static void pool_unref_locked(dfs_chunk_pool *p)
+{
+    if (--p->refs > 0) {
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    pthread_mutex_unlock(&p->mu);
+    while (p->idle != NULL) {
+        struct pool_buf *b = p->idle;
+        p->idle = b->next;
+        free(b);
+    }
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+void dfs_chunk_pool_release(dfs_chunk_pool *p)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->mu);
+    pool_unref_locked(p);
+}
+
+/* gRPC's destroy callback of a pooled slice: the buffer goes back (or is freed). */
+static void pool_return(void *arg)
+{
+    struct pool_buf *b = arg;
+    dfs_chunk_pool *p = b->pool;
+    pthread_mutex_lock(&p->mu);
+    if (p->refs > 1 && p->nidle < p->keep) { /* refs > 1: the creator still holds the pool */
+        b->next = p->idle;
+        p->idle = b;
+        p->nidle++;
+        b = NULL;
+    }
+    free(b);
+    pool_unref_locked(p);
+}
+
+/* A slice of `total` bytes from the pool, or a plain one. */
+static grpc_slice pool_slice(dfs_chunk_pool *p, size_t total)
+{
+    if (p == NULL || total > p->cap)
+        return grpc_slice_malloc(total);
+    pthread_mutex_lock(&p->mu);
+    struct pool_buf *b = p->idle;
+    if (b != NULL) {
+        p->idle = b->next;
+        p->nidle--;
+    }
+    p->refs++;
+    pthread_mutex_unlock(&p->mu);
+    if (b == NULL) {
+        b = malloc(sizeof *b + p->cap);
+        if (b == NULL)
+            abort(); /* as gRPC does on out of memory (dfs_put_chunk_init always succeeds) */
+        b->pool = p;
+    }
+    return grpc_slice_new_with_user_data(b->data, total, pool_return, b);
+}
+
+static void init_packed(struct dfs_put_chunk *c, const Dfs__V1__FragmentHeader *h, size_t len,
+                        dfs_chunk_pool *pool)
 {
     size_t hdr_len = h != NULL ? protobuf_c_message_get_packed_size(&h->base) : 0;
     size_t nblocks = dfs_crc32c_nblocks(len);
     size_t total = (h != NULL ? 1 + dfs_wire_varint_len(hdr_len) + hdr_len : 0) +
                    (len > 0 ? 1 + dfs_wire_varint_len(len) + len : 0) +
                    (nblocks > 0 ? 1 + dfs_wire_varint_len(4 * nblocks) + 4 * nblocks : 0);
-    c->slice = grpc_slice_malloc(total);
+    c->slice = h == NULL ? pool_slice(pool, total) : grpc_slice_malloc(total);
     uint8_t *p = GRPC_SLICE_START_PTR(c->slice);
     if (h != NULL) {
         *p++ = 0x0a;
@@ -41,19 +142,24 @@ void dfs_put_chunk_init(struct dfs_put_chunk *c, const char *fragment_id, uint64
                         size_t len)
 {
     if (fragment_id == NULL) {
-        init_packed(c, NULL, len);
+        init_packed(c, NULL, len, NULL);
         return;
     }
     Dfs__V1__FragmentHeader h = DFS__V1__FRAGMENT_HEADER__INIT;
     h.fragment_id = (char *)fragment_id;
     h.size = fragment_size;
-    init_packed(c, &h, len);
+    init_packed(c, &h, len, NULL);
+}
+
+void dfs_put_chunk_init_pooled(struct dfs_put_chunk *c, dfs_chunk_pool *pool, size_t len)
+{
+    init_packed(c, NULL, len, pool);
 }
 
 void dfs_put_chunk_init_header(struct dfs_put_chunk *c, const Dfs__V1__FragmentHeader *h,
                                size_t len)
 {
-    init_packed(c, h, len);
+    init_packed(c, h, len, NULL);
 }
 
 void dfs_put_chunk_seal(struct dfs_put_chunk *c)

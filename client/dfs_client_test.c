@@ -92,6 +92,15 @@ static ssize_t stall_pwrite(int fd, const void *buf, size_t len, off_t off)
     return pwrite(fd, buf, len, off);
 }
 
+static ssize_t stall_pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+    size_t len = 0;
+    for (int i = 0; i < cnt; i++)
+        len += iov[i].iov_len;
+    maybe_stall(STALL_WRITES, len, off);
+    return pwritev(fd, iov, cnt, off);
+}
+
 /* ---- the cluster --------------------------------------------------------------------------- */
 
 struct node {
@@ -182,6 +191,7 @@ static struct fx *cluster(int nnodes)
     f->io.pread = stall_pread;
     f->io.preadv = stall_preadv;
     f->io.pwrite = stall_pwrite;
+    f->io.pwritev = stall_pwritev;
     atomic_store(&stall_what, STALL_NONE);
     atomic_store(&stall_claimed, false);
     atomic_store(&stall_hold, true);
@@ -529,6 +539,37 @@ static void test_every_verb_against_the_service(void **state)
     free(err);
 }
 
+/*
+ * Without a fragment count a file of at most DFS_SMALL_FILE bytes is one fragment, a larger one
+ * takes the cluster's default (4 here); a count given explicitly always wins.
+ */
+static void test_small_files_are_one_fragment(void **state)
+{
+    struct fx *f = cluster(3);
+    *state = f;
+    struct {
+        size_t size;
+        uint32_t fragments, want;
+    } cases[] = {
+        {1024, 0, 1}, {DFS_SMALL_FILE, 0, 1}, {DFS_SMALL_FILE + 1, 0, 4}, {1024, 4, 4}, {0, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        make_source(f, cases[i].size, (unsigned)i + 7);
+        char remote[32];
+        snprintf(remote, sizeof remote, "/small/%zu", i);
+        struct dfs_client_put_opts po = {.replicas = 2, .fragments = cases[i].fragments};
+        struct dfs_client_put_result pr;
+        put(f, remote, &po, &pr);
+        assert_int_equal(pr.fragments, cases[i].want);
+        Dfs__V1__FileInfo *fi = NULL;
+        char *err = NULL;
+        assert_int_equal(dfs_client_stat(f->c, remote, &fi, &err), DFS_OK);
+        assert_int_equal(fi->n_fragments, cases[i].want);
+        assert_int_equal(fi->size, cases[i].size);
+        protobuf_c_message_free_unpacked(&fi->base, NULL);
+    }
+}
+
 static void test_put_fails_over_a_node_that_stops_mid_fragment(void **state)
 {
     struct fx *f = cluster(3);
@@ -739,6 +780,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_refuses_what_it_cannot_use),
         cmocka_unit_test_teardown(test_every_verb_against_the_service, teardown),
+        cmocka_unit_test_teardown(test_small_files_are_one_fragment, teardown),
         cmocka_unit_test_teardown(test_put_fails_over_a_node_that_stops_mid_fragment, teardown),
         cmocka_unit_test_teardown(test_get_fails_over_a_node_that_stops_mid_fragment, teardown),
         cmocka_unit_test_teardown(test_get_fails_over_a_corrupt_block_and_reports_it, teardown),

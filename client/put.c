@@ -116,6 +116,7 @@ struct put_job {
     struct put_stream *streams;
     size_t nstreams;
     struct frag_cache *caches; /* replication: one per fragment */
+    dfs_chunk_pool *pool;      /* the data messages' buffers, reused */
     dfs_ec *ec;                /* erasure code: the codec, the stripes and a use counter */
     struct stripe_entry stripes[STRIPES];
     uint64_t tick;
@@ -186,7 +187,7 @@ static int read_exact(int fd, uint8_t *dst, size_t len, uint64_t off, char **err
 static int pack_chunk(struct put_job *job, uint32_t frag, struct chunk_entry *e, size_t len,
                       char **errmsg)
 {
-    dfs_put_chunk_init(&e->pc, NULL, frag_size(job, frag), len);
+    dfs_put_chunk_init_pooled(&e->pc, job->pool, len);
     int rc = read_exact(job->fd, e->pc.data, len, frag_start(job, frag) + e->offset, errmsg);
     if (rc != DFS_OK) {
         dfs_put_chunk_release(&e->pc);
@@ -223,7 +224,7 @@ static int pack_stripe(struct put_job *job, struct stripe_entry *e, uint64_t str
     size_t cell = job->file->cell_size;
     uint8_t *data[DFS_EC_MAX_FRAGMENTS];
     for (unsigned i = 0; i < k + m; i++) {
-        dfs_put_chunk_init(&e->cells[i], NULL, frag_size(job, i), cell);
+        dfs_put_chunk_init_pooled(&e->cells[i], job->pool, cell);
         data[i] = e->cells[i].data;
     }
     int rc = DFS_OK;
@@ -813,6 +814,8 @@ static int create_file(struct put_job *job, const char *remote, char **errmsg)
         red.scheme = DFS__V1__REDUNDANCY__SCHEME__REPLICATION;
         red.replicas = o->replicas;
         red.fragments = o->fragments;
+        if (red.fragments == 0 && job->size <= DFS_SMALL_FILE)
+            red.fragments = 1; /* a small file is one fragment (dfs_client.h) */
     }
     Dfs__V1__CreateFileRequest req = DFS__V1__CREATE_FILE_REQUEST__INIT;
     req.path = (char *)remote;
@@ -970,6 +973,13 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote,
     dfs_bucket_init(&job.global, opts->max_rate, 2 * job.chunk, dfs_clock_mono_ns());
     job.nstreams = nf * k;
     job.streams = calloc(job.nstreams, sizeof *job.streams);
+    /* Buffers as large as the largest data message (a chunk, or an erasure code's cell; no
+       more than a fragment), as many kept idle as the caches hold at once (two chunks a
+       fragment, or three stripes) and a few in flight; any more come and go. */
+    uint64_t largest = job.file->fragment_size < job.chunk ? job.file->fragment_size : job.chunk;
+    if (job.file->cell_size > 0)
+        largest = job.file->cell_size;
+    job.pool = dfs_chunk_pool_create((size_t)largest, 3 * nf + 4);
     const Dfs__V1__Redundancy *red = job.file->redundancy;
     if (red != NULL && red->scheme == DFS__V1__REDUNDANCY__SCHEME__ERASURE) {
         char *err = NULL;
@@ -982,7 +992,7 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote,
     } else {
         job.caches = calloc(nf, sizeof *job.caches);
     }
-    if (job.loop == NULL || job.links == NULL || job.streams == NULL ||
+    if (job.loop == NULL || job.links == NULL || job.streams == NULL || job.pool == NULL ||
         (job.caches == NULL && job.ec == NULL))
         fail_job(&job, DFS_ENOMEM, NULL);
     for (size_t i = 0; job.error == DFS_OK && i < nf; i++) {
@@ -1090,6 +1100,7 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote,
     free(job.errmsg);
     free(job.streams);
     drop_caches(&job);
+    dfs_chunk_pool_release(job.pool);
     dfs_links_destroy(job.links);
     dfs_rpc_loop_destroy(job.loop);
     protobuf_c_message_free_unpacked(&job.file->base, NULL);

@@ -105,6 +105,7 @@ static const struct dfs_io_ops posix_ops = {
     .pread = pread,
     .preadv = preadv,
     .pwrite = pwrite,
+    .pwritev = pwritev,
     .fsync = fsync,
     .fstat = fstat,
     .fstatat = fstatat,
@@ -795,8 +796,45 @@ static int table_reserve(dfs_frag_writer *w, size_t more)
     return DFS_OK;
 }
 
-static int append_checked(dfs_frag_writer *w, const void *data, size_t len, const uint32_t *crcs,
-                          size_t ncrcs, char **errmsg)
+/* pwritev all of iov[0..n) at off, however the kernel splits it. 0 or an errno. */
+static int pwritev_full(const struct dfs_io_ops *io, int fd, const struct iovec *iov, size_t n,
+                        uint64_t off)
+{
+    struct iovec local[64];
+    while (n > 0) {
+        /* A batch in a local copy, which a short write may advance without touching iov. */
+        size_t k = n < 64 ? n : 64;
+        memcpy(local, iov, k * sizeof *iov);
+        struct iovec *v = local;
+        size_t left = k;
+        while (left > 0) {
+            ssize_t w = io->pwritev(fd, v, (int)left, (off_t)off);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                return errno;
+            }
+            if (w == 0)
+                return EIO; /* no progress and no reason: do not spin */
+            off += (uint64_t)w;
+            while (left > 0 && (size_t)w >= v->iov_len) {
+                w -= (ssize_t)v->iov_len;
+                v++;
+                left--;
+            }
+            if (left > 0) {
+                v->iov_base = (char *)v->iov_base + w;
+                v->iov_len -= (size_t)w;
+            }
+        }
+        iov += k;
+        n -= k;
+    }
+    return 0;
+}
+
+static int append_checked(dfs_frag_writer *w, const struct iovec *iov, size_t niov, size_t len,
+                          const uint32_t *crcs, size_t ncrcs, char **errmsg)
 {
     if (len > w->size - w->received)
         return dfs_seterr(errmsg, DFS_EINVAL,
@@ -812,21 +850,48 @@ static int append_checked(dfs_frag_writer *w, const void *data, size_t len, cons
     if (ncrcs != want)
         return dfs_seterr(errmsg, DFS_EINVAL, "fragment %s: %zu crcs for %zu bytes, want %zu",
                           w->id, ncrcs, len, want);
-    if (data == NULL || crcs == NULL)
+    if (crcs == NULL)
         return dfs_seterr(errmsg, DFS_EINVAL, "fragment %s: missing data or crcs", w->id);
+    size_t total = 0;
+    for (size_t i = 0; i < niov; i++) {
+        if (iov[i].iov_base == NULL && iov[i].iov_len > 0)
+            return dfs_seterr(errmsg, DFS_EINVAL, "fragment %s: missing data or crcs", w->id);
+        total += iov[i].iov_len;
+    }
+    if (total != len)
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "fragment %s: the pieces hold %zu bytes, the chunk says %zu", w->id,
+                          total, len);
 
-    /* Check every block before anything reaches the disk. received is a multiple of BLOCK here. */
-    const unsigned char *p = data;
+    /* Check every block before anything reaches the disk. received is a multiple of BLOCK here.
+       A block may span pieces: its CRC goes on from one piece to the next. */
     uint64_t first = w->received / BLOCK;
-    for (size_t i = 0; i < ncrcs; i++) {
-        size_t n = (size_t)min_u64(BLOCK, len - i * BLOCK);
-        if (dfs_crc32c(0, p + i * BLOCK, n) != crcs[i])
-            return dfs_seterr(errmsg, DFS_EDATALOSS, "fragment %s: crc mismatch in block %" PRIu64,
-                              w->id, first + i);
+    size_t block = 0, in_block = 0;
+    uint32_t crc = 0;
+    for (size_t i = 0; i < niov; i++) {
+        const unsigned char *p = iov[i].iov_base;
+        size_t n = iov[i].iov_len;
+        while (n > 0) {
+            size_t take = BLOCK - in_block < n ? BLOCK - in_block : n;
+            crc = dfs_crc32c(crc, p, take);
+            p += take;
+            n -= take;
+            in_block += take;
+            if (in_block == BLOCK || (block + 1 == ncrcs && in_block == len - block * BLOCK)) {
+                if (crc != crcs[block])
+                    return dfs_seterr(errmsg, DFS_EDATALOSS,
+                                      "fragment %s: crc mismatch in block %" PRIu64, w->id,
+                                      first + block);
+                block++;
+                crc = 0;
+                in_block = 0;
+            }
+        }
     }
     if (table_reserve(w, ncrcs) != DFS_OK)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
-    int e = pwrite_full(w->store->io, w->fd, data, len, HDR + w->received);
+    int e = niov == 1 ? pwrite_full(w->store->io, w->fd, iov[0].iov_base, len, HDR + w->received)
+                      : pwritev_full(w->store->io, w->fd, iov, niov, HDR + w->received);
     if (e != 0)
         return frag_ioerr(errmsg, e, w->id, "writing data");
     memcpy(w->crcs + w->ncrcs, crcs, ncrcs * sizeof *crcs);
@@ -835,17 +900,26 @@ static int append_checked(dfs_frag_writer *w, const void *data, size_t len, cons
     return DFS_OK;
 }
 
-int dfs_frag_writer_append(dfs_frag_writer *w, const void *data, size_t len, const uint32_t *crcs,
-                           size_t ncrcs, char **errmsg)
+int dfs_frag_writer_append_iov(dfs_frag_writer *w, const struct iovec *iov, size_t niov, size_t len,
+                               const uint32_t *crcs, size_t ncrcs, char **errmsg)
 {
     if (w->failed)
         return dfs_seterr(errmsg, DFS_EPRECOND, "fragment %s: an earlier append failed", w->id);
     if (len == 0 && ncrcs == 0)
         return DFS_OK;
-    int rc = append_checked(w, data, len, crcs, ncrcs, errmsg);
+    int rc = iov == NULL
+                 ? dfs_seterr(errmsg, DFS_EINVAL, "fragment %s: missing data or crcs", w->id)
+                 : append_checked(w, iov, niov, len, crcs, ncrcs, errmsg);
     if (rc != DFS_OK)
         w->failed = true;
     return rc;
+}
+
+int dfs_frag_writer_append(dfs_frag_writer *w, const void *data, size_t len, const uint32_t *crcs,
+                           size_t ncrcs, char **errmsg)
+{
+    struct iovec one = {.iov_base = (void *)data, .iov_len = len};
+    return dfs_frag_writer_append_iov(w, data != NULL ? &one : NULL, 1, len, crcs, ncrcs, errmsg);
 }
 
 static void writer_free(dfs_frag_writer *w)

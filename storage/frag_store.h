@@ -42,6 +42,7 @@ struct dfs_io_ops {
     ssize_t (*pread)(int fd, void *buf, size_t len, off_t offset);
     ssize_t (*preadv)(int fd, const struct iovec *iov, int iovcnt, off_t offset);
     ssize_t (*pwrite)(int fd, const void *buf, size_t len, off_t offset);
+    ssize_t (*pwritev)(int fd, const struct iovec *iov, int iovcnt, off_t offset);
     int (*fsync)(int fd);
     int (*fstat)(int fd, struct stat *st);
     int (*fstatat)(int dirfd, const char *path, struct stat *st, int flags);
@@ -144,6 +145,15 @@ int dfs_frag_writer_begin(dfs_frag_store *store, const char *fragment_id, uint64
  */
 int dfs_frag_writer_append(dfs_frag_writer *w, const void *data, size_t len, const uint32_t *crcs,
                            size_t ncrcs, char **errmsg);
+
+/*
+ * dfs_frag_writer_append of the bytes of iov[0..niov) in order (len is their total), as a
+ * received message lies in its slices: the same rules and checks (a 64 KiB piece may span iovecs;
+ * its CRC is computed across them), written with pwritev from the iovecs themselves, so a message
+ * that arrived in many pieces is not first copied into one buffer. iov is only read.
+ */
+int dfs_frag_writer_append_iov(dfs_frag_writer *w, const struct iovec *iov, size_t niov, size_t len,
+                               const uint32_t *crcs, size_t ncrcs, char **errmsg);
 
 /*
  * Make the fragment durable and visible: requires exactly `size` bytes appended (DFS_EINVAL

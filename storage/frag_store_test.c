@@ -96,6 +96,23 @@ static ssize_t f_pwrite(int fd, const void *buf, size_t len, off_t off)
     return pwrite(fd, buf, len, off);
 }
 
+/* pwritev counts as a pwrite, with the same faults, and writes at most `short_write_max` bytes
+   per call when that is set (the kernel may split a vectored write anywhere). */
+static _Atomic size_t short_write_max;
+
+static ssize_t f_pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+    atomic_fetch_add(&pwrite_calls, 1);
+    if (countdown(&pwrite_fail_after)) {
+        errno = atomic_load(&pwrite_fail_errno);
+        return -1;
+    }
+    size_t max = atomic_load(&short_write_max);
+    if (max > 0) /* first buffer only, and at most max of it */
+        return pwrite(fd, iov[0].iov_base, iov[0].iov_len < max ? iov[0].iov_len : max, off);
+    return pwritev(fd, iov, cnt, off);
+}
+
 static ssize_t f_pread(int fd, void *buf, size_t len, off_t off)
 {
     atomic_fetch_add(&pread_calls, 1);
@@ -131,6 +148,8 @@ static const struct dfs_io_ops *fault_io(void)
 {
     fault_ops = *dfs_io_posix();
     fault_ops.pwrite = f_pwrite;
+    fault_ops.pwritev = f_pwritev;
+    short_write_max = 0;
     fault_ops.pread = f_pread;
     fault_ops.preadv = f_preadv;
     fault_ops.fsync = f_fsync;
@@ -1402,6 +1421,79 @@ static void test_open_errors(void **state)
     free(err);
 }
 
+/*
+ * A message that arrived in pieces: appended from iovecs of uneven sizes (blocks span pieces),
+ * written with pwritev (also when the kernel splits it), the CRC of a block that spans pieces
+ * checked, nothing written when one is wrong, and a failing pwritev is disk full.
+ */
+static void test_append_iov(void **state)
+{
+    struct fx *f = *state;
+    const struct dfs_io_ops *io = fault_io();
+    dfs_frag_store *s = open_store(f, io);
+    char id[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(90, id);
+    size_t size = 2 * MIB + 1000; /* two full messages and a short last one */
+    unsigned char *data = pattern(size, 90);
+    uint32_t *c = crcs_of(data, size);
+    char *err = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        short_write_max = pass == 0 ? 0 : 7000; /* pass 1: every pwritev writes a little */
+        dfs_frag_writer *w = NULL;
+        assert_int_equal(dfs_frag_writer_begin(s, id, size, &w, &err), DFS_OK);
+        for (size_t off = 0; off < size; off += MIB) {
+            size_t n = size - off < MIB ? size - off : MIB;
+            /* Pieces of 1, 16383, 16384, 3, ... bytes: odd sizes across block boundaries. */
+            struct iovec iov[300];
+            size_t niov = 0, at = 0;
+            static const size_t sizes[] = {1, 16383, 16384, 3, 70000, 5};
+            while (at < n) {
+                size_t k = sizes[niov % 6] < n - at ? sizes[niov % 6] : n - at;
+                iov[niov].iov_base = data + off + at;
+                iov[niov].iov_len = k;
+                niov++;
+                at += k;
+            }
+            assert_true(niov <= 300);
+            assert_int_equal(dfs_frag_writer_append_iov(w, iov, niov, n, c + off / B,
+                                                        dfs_crc32c_nblocks(n), &err),
+                             DFS_OK);
+        }
+        assert_int_equal(dfs_frag_writer_commit(w, NULL, &err), DFS_OK);
+        check_stored(s, id, data, size);
+    }
+    short_write_max = 0;
+
+    /* A wrong CRC on a block that spans two pieces: refused, nothing written. */
+    dfs_frag_writer *w = NULL;
+    assert_int_equal(dfs_frag_writer_begin(s, id, size, &w, &err), DFS_OK);
+    struct iovec two[2] = {{data, B / 2}, {data + B / 2, MIB - B / 2}};
+    uint32_t bad[16];
+    memcpy(bad, c, sizeof bad);
+    bad[0] ^= 1;
+    int calls = pwrite_calls;
+    assert_int_equal(dfs_frag_writer_append_iov(w, two, 2, MIB, bad, 16, &err), DFS_EDATALOSS);
+    assert_non_null(strstr(err, "block 0"));
+    assert_int_equal(pwrite_calls, calls);
+    dfs_frag_writer_abort(w);
+    /* Pieces that do not add up to the length given. */
+    assert_int_equal(dfs_frag_writer_begin(s, id, size, &w, &err), DFS_OK);
+    assert_int_equal(dfs_frag_writer_append_iov(w, two, 2, MIB - B, c, 15, &err), DFS_EINVAL);
+    dfs_frag_writer_abort(w);
+    /* pwritev fails: disk full. */
+    assert_int_equal(dfs_frag_writer_begin(s, id, size, &w, &err), DFS_OK);
+    pwrite_fail_after = 0;
+    assert_int_equal(dfs_frag_writer_append_iov(w, two, 2, MIB, c, 16, &err), DFS_ENOSPC);
+    assert_non_null(strstr(err, "disk full"));
+    dfs_frag_writer_abort(w);
+    pwrite_fail_after = -1;
+    check_stored(s, id, data, size);
+    free(err);
+    free(c);
+    free(data);
+    dfs_frag_store_close(s);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1430,6 +1522,7 @@ int main(void)
         T(test_write_once_without_noreplace),
         T(test_write_once_race),
         T(test_open_errors),
+        T(test_append_iov),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

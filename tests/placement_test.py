@@ -41,8 +41,12 @@ class Placement(harness.TestCase):
         srcs = self.sources(min(count, 12), sizes[0], sizes[1], seed=len(prefix) * 101 + count)
         jobs = [(srcs[i % len(srcs)], "%s/%03d" % (prefix, i)) for i in range(count)]
 
+        # Four fragments each, named: files this small would otherwise be one fragment (64 KiB and
+        # under), and the statistics below count placements of fragments.
+        frags = () if "--ec" in extra or "--fragments" in extra else ("--fragments", "4")
+
         def put(job):
-            self.dfs("put", "--policy", policy, *extra, job[0], job[1])
+            self.dfs("put", "--policy", policy, *frags, *extra, job[0], job[1])
             return job[1]
 
         if not parallel:

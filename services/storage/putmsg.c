@@ -81,3 +81,72 @@ too_many:
     return dfs_seterr(errmsg, DFS_EINVAL, "PutFragment: a message carries more than %u crcs",
                       (unsigned)cap);
 }
+
+int dfs_put_msg_parse_slices(grpc_byte_buffer *bb, struct dfs_put_msg_iov *m, uint32_t *crcs,
+                             size_t cap, bool *in_place, char **errmsg)
+{
+    *in_place = false;
+    m->niov = 0;
+    m->len = 0;
+    m->ncrcs = 0;
+    dfs_wire_reader r;
+    if (!dfs_wire_init(&r, bb))
+        return DFS_OK;
+    while (!dfs_wire_eof(&r)) {
+        uint32_t field, wt;
+        uint64_t v;
+        if (!dfs_wire_tag(&r, &field, &wt))
+            goto malformed;
+        bool known = field >= 1 && field <= 3;
+        if (field == 1)
+            return DFS_OK; /* a header (or a malformed one): the flat parser says which */
+        switch (wt) {
+        case 0:
+        case 1:
+            if (known || !dfs_wire_skip(&r, wt))
+                goto malformed;
+            break;
+        case 5:
+            if (known && field != 3)
+                goto malformed;
+            if (field == 3) {
+                if (m->ncrcs == cap)
+                    goto too_many;
+                if (!dfs_wire_fixed32(&r, &crcs[m->ncrcs++]))
+                    goto malformed;
+            } else if (!dfs_wire_skip(&r, wt)) {
+                goto malformed;
+            }
+            break;
+        case 2:
+            if (field == 2) {
+                if (!dfs_wire_varint(&r, &v) || v > r.remaining)
+                    goto malformed;
+                if (!dfs_wire_iov(&r, (size_t)v, m->iov, DFS_PUT_MSG_MAX_IOV, &m->niov))
+                    return DFS_OK; /* too many pieces (the length was checked above) */
+                m->len = (size_t)v;
+            } else if (field == 3) {
+                if (!dfs_wire_varint(&r, &v) || v > r.remaining || v % 4 != 0)
+                    goto malformed;
+                if (v / 4 > cap - m->ncrcs)
+                    goto too_many;
+                for (uint64_t i = 0; i < v / 4; i++)
+                    if (!dfs_wire_fixed32(&r, &crcs[m->ncrcs++]))
+                        goto malformed;
+            } else if (!dfs_wire_skip(&r, wt)) {
+                goto malformed;
+            }
+            break;
+        default: /* groups (3, 4) are not in this message; 6 and 7 do not exist */
+            goto malformed;
+        }
+    }
+    *in_place = true;
+    return DFS_OK;
+malformed:
+    return dfs_seterr(errmsg, DFS_EINVAL,
+                      "PutFragment: the message does not parse as dfs.v1.PutFragmentRequest");
+too_many:
+    return dfs_seterr(errmsg, DFS_EINVAL, "PutFragment: a message carries more than %u crcs",
+                      (unsigned)cap);
+}

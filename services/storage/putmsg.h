@@ -2,9 +2,11 @@
 #ifndef DFS_SERVICES_STORAGE_PUTMSG_H
 #define DFS_SERVICES_STORAGE_PUTMSG_H
 
+#include <grpc/byte_buffer.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /*
  * A PutFragmentRequest as it lies in the received bytes (nothing copied):
@@ -33,5 +35,28 @@ struct dfs_put_msg {
  */
 int dfs_put_msg_parse(const uint8_t *p, size_t n, struct dfs_put_msg *m, uint32_t *crcs, size_t cap,
                       char **errmsg);
+
+/* The most pieces the data of one message may lie in for dfs_put_msg_parse_slices. */
+#define DFS_PUT_MSG_MAX_IOV 512
+
+/* A PutFragmentRequest without a header, as it lies in a received message's slices. */
+struct dfs_put_msg_iov {
+    struct iovec iov[DFS_PUT_MSG_MAX_IOV]; /* the data field, pointing into the slices */
+    size_t niov;
+    size_t len;
+    size_t ncrcs;
+};
+
+/*
+ * Parse a message that arrived as a chain of slices (most data messages: one per HTTP/2 frame)
+ * where it lies, the data as iovecs into bb's slices (bb must outlive m), its CRCs into
+ * crcs[0..cap), with the rules of dfs_put_msg_parse. Returns DFS_OK with *in_place true when it
+ * parsed; *in_place false (and DFS_OK) when this path does not apply and the caller must flatten
+ * the message and use dfs_put_msg_parse: bb is compressed or not raw, it carries a header (the
+ * first message, which is rewritten for a chain), or its data lie in more than
+ * DFS_PUT_MSG_MAX_IOV pieces. A malformed message is DFS_EINVAL with *errmsg, as there.
+ */
+int dfs_put_msg_parse_slices(grpc_byte_buffer *bb, struct dfs_put_msg_iov *m, uint32_t *crcs,
+                             size_t cap, bool *in_place, char **errmsg);
 
 #endif /* DFS_SERVICES_STORAGE_PUTMSG_H */

@@ -1058,6 +1058,41 @@ static int put_apply(struct put_call *p, grpc_slice flat)
     return DFS_OK;
 }
 
+/*
+ * A data message (not the first) that arrived in pieces, applied from them: forwarded as the same
+ * slices, checked and written from them (pwritev), so its bytes are never copied into one buffer.
+ * Returns DFS_OK to go on; != 0 after failing the call; *in_place false (nothing done) when this
+ * message needs the flat path (dfs_put_msg_parse_slices).
+ */
+static int put_apply_slices(struct put_call *p, grpc_byte_buffer *bb, bool *in_place)
+{
+    struct dfs_put_msg_iov m;
+    char *err = NULL;
+    int rc = dfs_put_msg_parse_slices(bb, &m, p->crcs, PUT_MAX_CRCS, in_place, &err);
+    if (rc == DFS_OK && !*in_place)
+        return DFS_OK;
+    if (rc == DFS_OK)
+        rc = dfs_validate_put_data(m.len, m.ncrcs, &err);
+    if (rc == DFS_OK) {
+        struct chain *c = p->chain;
+        if (c != NULL && c->dc != NULL && !c->broken) {
+            assert(c->pending == NULL && !c->send_busy);
+            c->pending = grpc_raw_byte_buffer_create(bb->data.raw.slice_buffer.slices,
+                                                     bb->data.raw.slice_buffer.count);
+            chain_send_pending(p);
+        }
+        rc = dfs_frag_writer_append_iov(p->w, m.iov, m.niov, m.len, p->crcs, m.ncrcs, &err);
+    }
+    if (rc != DFS_OK) {
+        put_fail_err(p, rc, err);
+        return rc;
+    }
+    p->messages++;
+    p->received += m.len;
+    atomic_fetch_add(&p->svc->bytes_received, m.len);
+    return DFS_OK;
+}
+
 static void put_recv(dfs_rpc_call *call, void *arg, grpc_byte_buffer *bb, int status);
 
 static void put_recv_next(struct put_call *p)
@@ -1084,6 +1119,22 @@ static void put_recv(dfs_rpc_call *call, void *arg, grpc_byte_buffer *bb, int st
            commit tells them apart by the byte count. */
         put_commit(p);
         return;
+    }
+    /* A data message in pieces is applied from them; the first message (its header is rewritten
+       for a chain) and anything unusual are flattened once. */
+    if (p->messages > 0 && bb->type == GRPC_BB_RAW && bb->data.raw.slice_buffer.count > 1) {
+        bool in_place = false;
+        int rc = put_apply_slices(p, bb, &in_place);
+        if (in_place || rc != DFS_OK) {
+            grpc_byte_buffer_destroy(bb);
+            if (rc != DFS_OK)
+                return;
+            if (chain_busy(p->chain))
+                p->chain->want_next = true; /* chain_sent (or the timer, or chain_done) resumes */
+            else
+                put_recv_next(p);
+            return;
+        }
     }
     /* Parse in place when the message arrived as one plain slice; otherwise flatten it once. */
     grpc_slice flat;

@@ -113,6 +113,31 @@ static ssize_t pwrite_enospc(int fd, const void *buf, size_t len, off_t off)
     return pwrite(fd, buf, len, off);
 }
 
+/* The same two disks for a message written from its received pieces (pwritev). */
+static size_t iov_total(const struct iovec *iov, int cnt)
+{
+    size_t n = 0;
+    for (int i = 0; i < cnt; i++)
+        n += iov[i].iov_len;
+    return n;
+}
+
+static ssize_t pwritev_stalling(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+    while (iov_total(iov, cnt) > 4096 && atomic_load(&writes_held))
+        usleep(1000);
+    return pwritev(fd, iov, cnt, off);
+}
+
+static ssize_t pwritev_enospc(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+    if (iov_total(iov, cnt) > 4096) {
+        errno = ENOSPC;
+        return -1;
+    }
+    return pwritev(fd, iov, cnt, off);
+}
+
 /* Start one node (store, service, server on a free port) and a client channel and loop to it. */
 static void fx_open(struct fx *f, const struct node_opts *o)
 {
@@ -123,10 +148,14 @@ static void fx_open(struct fx *f, const struct node_opts *o)
     assert_non_null(mkdtemp(f->root));
     snprintf(f->data, sizeof f->data, "%s/data", f->root);
     f->io = *dfs_io_posix();
-    if (o->failing_writes)
+    if (o->failing_writes) {
         f->io.pwrite = pwrite_enospc;
-    if (o->stalling_writes)
+        f->io.pwritev = pwritev_enospc;
+    }
+    if (o->stalling_writes) {
         f->io.pwrite = pwrite_stalling;
+        f->io.pwritev = pwritev_stalling;
+    }
     char *err = NULL;
     assert_int_equal(dfs_frag_store_open(f->data, &f->io, &f->store, &err), DFS_OK);
     pthread_mutex_init(&f->damage_mu, NULL);
