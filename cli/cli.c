@@ -212,6 +212,10 @@ static const struct dfs_opt opts[] = {
      .commands = C_TOKEN},
     {DFS_OPT_FLAG, "all", 0, A(cli.all), .help = "token ls: revoked and expired tokens too",
      .commands = C_TOKEN},
+    {DFS_OPT_FLAG, "s3", 0, A(cli.token_s3),
+     .help = "token create: also print the token's S3 access key id and secret (the S3 gateway's "
+             "credentials; the metadata service needs --s3-key-file)",
+     .commands = C_TOKEN},
     {0},
 };
 

@@ -260,6 +260,31 @@ int dfs_client_token_create(dfs_client *c, Dfs__V1__TokenRole role, const char *
                          &dfs__v1__create_token_response__descriptor, false, out, errmsg);
 }
 
+int dfs_client_token_create_s3(dfs_client *c, Dfs__V1__TokenRole role, const char *name,
+                               int64_t ttl_ms, Dfs__V1__CreateTokenResponse **out, char **errmsg)
+{
+    Dfs__V1__CreateTokenRequest req = DFS__V1__CREATE_TOKEN_REQUEST__INIT;
+    req.role = role;
+    req.name = (char *)name;
+    req.ttl_ms = ttl_ms;
+    req.s3 = true;
+    return dfs_meta_call(c->meta, "CreateToken", &req.base,
+                         &dfs__v1__create_token_response__descriptor, false, out, errmsg);
+}
+
+int dfs_client_s3_signing_key(dfs_client *c, const char *access_key_id, const char *date,
+                              const char *region, Dfs__V1__GetSigningKeyResponse **out,
+                              char **errmsg)
+{
+    Dfs__V1__GetSigningKeyRequest req = DFS__V1__GET_SIGNING_KEY_REQUEST__INIT;
+    req.access_key_id = (char *)access_key_id;
+    req.date = (char *)date;
+    req.region = (char *)region;
+    req.service = "s3";
+    return dfs_meta_call(c->meta, "GetSigningKey", &req.base,
+                         &dfs__v1__get_signing_key_response__descriptor, true, out, errmsg);
+}
+
 int dfs_client_token_revoke(dfs_client *c, const char *id, Dfs__V1__TokenInfo **out, char **errmsg)
 {
     Dfs__V1__RevokeTokenRequest req = DFS__V1__REVOKE_TOKEN_REQUEST__INIT;

@@ -335,6 +335,20 @@ int dfs_client_set_node_state(dfs_client *c, const char *node, Dfs__V1__NodeStat
 int dfs_client_token_create(dfs_client *c, Dfs__V1__TokenRole role, const char *name,
                             int64_t ttl_ms, Dfs__V1__CreateTokenResponse **out, char **errmsg);
 
+/* dfs_client_token_create, and the token's S3 access key: the response's s3_access_key_id and
+   s3_secret (shown only this once). DFS_EPRECOND when the service has no S3 keys. */
+int dfs_client_token_create_s3(dfs_client *c, Dfs__V1__TokenRole role, const char *name,
+                               int64_t ttl_ms, Dfs__V1__CreateTokenResponse **out, char **errmsg);
+
+/*
+ * The day's SigV4 signing key of an S3 access key for (date YYYYMMDD, region, "s3") and its
+ * token's record (GetSigningKey, retried; admin role): what the S3 gateway checks signatures
+ * with. DFS_ENOTFOUND: no such key; DFS_EUNAUTH: revoked or expired.
+ */
+int dfs_client_s3_signing_key(dfs_client *c, const char *access_key_id, const char *date,
+                              const char *region, Dfs__V1__GetSigningKeyResponse **out,
+                              char **errmsg);
+
 /* Revoke a token for good (RevokeToken, retried); id may be a unique prefix. *out (out may be
    NULL) is its record, or NULL when the service sent none. */
 int dfs_client_token_revoke(dfs_client *c, const char *id, Dfs__V1__TokenInfo **out, char **errmsg);

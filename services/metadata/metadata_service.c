@@ -29,6 +29,7 @@
 #include "common/token.h"
 #include "services/daemon/daemon.h"
 #include "services/metadata/damage.h"
+#include "services/metadata/s3keys.h"
 #include "services/rpc/ticket_pb.h"
 
 #include <errno.h>
@@ -64,6 +65,9 @@ struct dfs_metadata_service {
     struct dfs_metadata_config cfg;
     /* Signs every ticket (common/ticket.h); made once by the catalog and kept there. */
     uint8_t master_key[DFS_TICKET_KEY_LEN];
+    /* S3 access keys' master key (s3keys.h), when cfg.s3_master_key was given. */
+    uint8_t s3_master[DFS_S3KEYS_MASTER_LEN];
+    bool s3_keys;
 
     /*
      * Placement: the copysets and buddy groups (loaded from the catalog, synced with the node list
@@ -2974,6 +2978,11 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     svc->cat = cat;
     svc->cfg = *cfg;
+    if (cfg->s3_master_key != NULL) {
+        memcpy(svc->s3_master, cfg->s3_master_key, DFS_S3KEYS_MASTER_LEN);
+        svc->s3_keys = true;
+    }
+    svc->cfg.s3_master_key = NULL;
     svc->created_ms = dfs_clock_wall_ms();
     struct dfs_metadata_config *c = &svc->cfg;
     if (c->default_replicas == 0)
@@ -3280,6 +3289,22 @@ int dfs_metadata_service_bootstrap_token(dfs_metadata_service *svc, const char *
     return rc;
 }
 
+/* ---- S3 access keys (issue 17; s3keys.h) ---- */
+
+/* The S3 access key id and secret of token t. DFS_EPRECOND without a master key. */
+static int s3_token_key(dfs_metadata_service *svc, const struct dfs_token_rec *t,
+                        char key_id[DFS_S3KEYS_ID_LEN + 1], char secret[DFS_S3KEYS_SECRET_LEN + 1],
+                        char **errmsg)
+{
+    if (!svc->s3_keys)
+        return dfs_seterr(errmsg, DFS_EPRECOND,
+                          "this metadata service has no S3 keys (start it with --s3-key-file)");
+    dfs_s3keys_access_key_id(t->id, key_id);
+    if (dfs_s3keys_secret(svc->s3_master, t->id, secret) != DFS_OK)
+        return dfs_seterr(errmsg, DFS_EINTERNAL, "cannot derive the S3 secret");
+    return DFS_OK;
+}
+
 static void handle_create_token(dfs_rpc_call *call, void *ctx)
 {
     dfs_metadata_service *svc = ctx;
@@ -3288,6 +3313,11 @@ static void handle_create_token(dfs_rpc_call *call, void *ctx)
     char token[DFS_TOKEN_LEN + 1];
     struct dfs_token_rec t;
     char *err = NULL;
+    if (req->s3 && !svc->s3_keys) {
+        fail_and_free(call, DFS_EPRECOND,
+                      strdup("this metadata service has no S3 keys (start it with --s3-key-file)"));
+        return;
+    }
     int rc = dfs_metadata_service_make_token(svc, (enum dfs_token_role)req->role, req->name,
                                              req->ttl_ms, token, &t, &err);
     if (rc != DFS_OK) {
@@ -3298,8 +3328,19 @@ static void handle_create_token(dfs_rpc_call *call, void *ctx)
     Dfs__V1__CreateTokenResponse resp = DFS__V1__CREATE_TOKEN_RESPONSE__INIT;
     resp.token = token;
     resp.info = token_msg(&a, &t);
+    char key_id[DFS_S3KEYS_ID_LEN + 1], secret[DFS_S3KEYS_SECRET_LEN + 1] = "";
+    if (req->s3 && s3_token_key(svc, &t, key_id, secret, &err) != DFS_OK) {
+        /* The token exists already: say so with the reason the S3 key could not be given. */
+        dfs_log(DFS_LOG_WARN, "token created without its S3 key id=%s err=%s", t.id, err);
+        free(err);
+        err = NULL;
+    } else if (req->s3) {
+        resp.s3_access_key_id = key_id;
+        resp.s3_secret = secret;
+    }
     reply_and_free(call, &a, resp.info != NULL ? &resp.base : NULL);
     OPENSSL_cleanse(token, sizeof token);
+    OPENSSL_cleanse(secret, sizeof secret);
 }
 
 static void handle_revoke_token(dfs_rpc_call *call, void *ctx)
@@ -3370,6 +3411,60 @@ static void handle_who_am_i(dfs_rpc_call *call, void *ctx)
     reply_and_free(call, &a, resp.info != NULL ? &resp.base : NULL);
 }
 
+/*
+ * GetSigningKey: the day's SigV4 signing key of an S3 access key, for the S3 gateway (admin role),
+ * with the key's token record (role, revocation, expiry): the secret never leaves the service.
+ */
+static void handle_get_signing_key(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__GetSigningKeyRequest *req =
+        (const Dfs__V1__GetSigningKeyRequest *)dfs_rpc_call_request(call);
+    char id[DFS_TOKEN_ID_HEX + 1], key_id[DFS_S3KEYS_ID_LEN + 1];
+    char secret[DFS_S3KEYS_SECRET_LEN + 1];
+    uint8_t hash[DFS_TOKEN_HASH_LEN], key[DFS_S3KEYS_SIGNING_LEN];
+    struct dfs_token_rec t;
+    char *err = NULL;
+    int rc = DFS_OK;
+    if (dfs_s3keys_token_id(req->access_key_id, id) != DFS_OK)
+        rc = dfs_seterr(&err, DFS_ENOTFOUND, "no S3 access key %.40s", req->access_key_id);
+    else if (strlen(req->date) != 8 || strlen(req->region) > 63 || strcmp(req->service, "s3") != 0)
+        rc = dfs_seterr(&err, DFS_EINVAL, "a signing key's scope is YYYYMMDD, a region and s3");
+    if (rc == DFS_OK) {
+        rc = dfs_catalog_token_get(svc->cat, id, &t, hash, NULL);
+        if (rc == DFS_ENOTFOUND)
+            rc = dfs_seterr(&err, DFS_ENOTFOUND, "no S3 access key %s", req->access_key_id);
+        else if (rc != DFS_OK)
+            rc = dfs_seterr(&err, DFS_EUNAVAIL, "cannot read the token now: the catalog failed");
+    }
+    int64_t now = dfs_clock_wall_ms();
+    if (rc == DFS_OK && t.revoked_ms != 0)
+        rc = dfs_seterr(&err, DFS_EUNAUTH, "token %s was revoked", t.id);
+    else if (rc == DFS_OK && t.expires_ms != 0 && now >= t.expires_ms)
+        rc = dfs_seterr(&err, DFS_EUNAUTH, "token %s has expired", t.id);
+    else if (rc == DFS_OK && t.role != DFS_ROLE_ADMIN && t.role != DFS_ROLE_READ_WRITE &&
+             t.role != DFS_ROLE_READ_ONLY)
+        rc = dfs_seterr(&err, DFS_EUNAUTH, "token %s (role %s) has no S3 key", t.id,
+                        dfs_catalog_token_role_name(t.role));
+    if (rc == DFS_OK)
+        rc = s3_token_key(svc, &t, key_id, secret, &err);
+    if (rc == DFS_OK &&
+        dfs_s3keys_signing_key(secret, req->date, req->region, req->service, key) != DFS_OK)
+        rc = dfs_seterr(&err, DFS_EINTERNAL, "cannot derive the signing key");
+    OPENSSL_cleanse(secret, sizeof secret);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__GetSigningKeyResponse resp = DFS__V1__GET_SIGNING_KEY_RESPONSE__INIT;
+    resp.signing_key.data = key;
+    resp.signing_key.len = sizeof key;
+    resp.info = token_msg(&a, &t);
+    reply_and_free(call, &a, resp.info != NULL ? &resp.base : NULL);
+    OPENSSL_cleanse(key, sizeof key);
+}
+
 int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv, char **errmsg)
 {
     const struct dfs_rpc_method methods[] = {
@@ -3415,6 +3510,8 @@ int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv
          handle_list_tokens, svc, ACCESS_ADMIN},
         {"/dfs.v1.Metadata/WhoAmI", DFS_RPC_UNARY, &dfs__v1__who_am_irequest__descriptor,
          handle_who_am_i, svc, ACCESS_ANY},
+        {"/dfs.v1.Metadata/GetSigningKey", DFS_RPC_UNARY,
+         &dfs__v1__get_signing_key_request__descriptor, handle_get_signing_key, svc, ACCESS_ADMIN},
     };
     struct dfs_rpc_authorizer az = {.authorize = authorize, .arg = svc};
     int arc = dfs_rpc_server_set_authorizer(srv, &az, errmsg);
