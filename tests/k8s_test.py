@@ -304,6 +304,20 @@ class Consistency(harness.TestCase):
                         self.assertIn(mounts[at[0]]["name"], claims, "%s %s must be on the PVC" % (name, flag))
                 if "--zone-file" in args:
                     self.assertTrue(any(args["--zone-file"].startswith(p + "/") for p in mounts))
+            # The gateway: its Service exposes the REST API and the S3 API on the ports it serves.
+            gw = named(objs, "Deployment", "dfs-gateway")
+            (gc,) = gw["spec"]["template"]["spec"]["containers"]
+            gports = {p["name"]: p["containerPort"] for p in gc["ports"]}
+            gargs = dict(a.split("=", 1) for a in gc["args"])
+            self.assertEqual(gports["http"], int(gargs["--listen"].rsplit(":", 1)[1]))
+            self.assertEqual(gports["s3"], int(gargs["--s3-listen"].rsplit(":", 1)[1]))
+            gsvc = services["dfs-gateway"]
+            self.assertEqual({p["name"]: gports[p["targetPort"]] for p in gsvc["spec"]["ports"]},
+                             {"http": 8080, "s3": 9000})
+            # S3 secrets derive from the master key the metadata service keeps beside its catalog.
+            ms = named(objs, "StatefulSet", "dfs-metadata")
+            margs = dict(a.split("=", 1) for a in ms["spec"]["template"]["spec"]["containers"][0]["args"])
+            self.assertEqual(os.path.dirname(margs["--s3-key-file"]), os.path.dirname(margs["--db"]))
             # Storage: a headless Service gives every pod the name it advertises.
             st = named(objs, "StatefulSet", "dfs-storage")
             hs = services[st["spec"]["serviceName"]]
