@@ -40,7 +40,7 @@ import harness  # noqa: E402
 
 HERE = os.path.dirname(os.path.realpath(__file__))
 REGION = "us-east-1"
-# One PUT for every size these tests use (multipart uploads are not served yet).
+# One PUT whatever the size (boto3 goes multipart from 8 MiB by default).
 SINGLE_PUT = boto3.s3.transfer.TransferConfig(multipart_threshold=1 << 40, use_threads=False)
 
 
@@ -229,6 +229,66 @@ class S3(harness.TestCase):
         s3.delete_bucket(Bucket="boto-1")
         self.assertNotIn("boto-1", [b["Name"] for b in s3.list_buckets()["Buckets"]])
 
+    def test_multipart(self):
+        """boto3's multipart upload of 70 MiB (9 parts), s3cmd's of 20 MiB; ListParts, ListMultipartUploads,
+        a part uploaded again, InvalidPart, EntityTooSmall, NoSuchUpload, Abort."""
+        s3 = self.client()
+        s3.create_bucket(Bucket="multi-1")
+        data = os.urandom(70 << 20)
+        path = self.tmp("big")
+        with open(path, "wb") as f:
+            f.write(data)
+        s3.upload_file(path, "multi-1", "big/70m.bin",
+                       Config=boto3.s3.transfer.TransferConfig(multipart_chunksize=8 << 20, max_concurrency=4))
+        s3.download_file("multi-1", "big/70m.bin", self.tmp("big.out"))
+        with open(self.tmp("big.out"), "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).digest(), hashlib.sha256(data).digest())
+        self.assertEqual(s3.list_multipart_uploads(Bucket="multi-1").get("Uploads", []), [])
+
+        # By hand: parts as S3 defines them.
+        up = s3.create_multipart_upload(Bucket="multi-1", Key="hand.bin")["UploadId"]
+        ups = s3.list_multipart_uploads(Bucket="multi-1")["Uploads"]
+        self.assertEqual([(u["Key"], u["UploadId"]) for u in ups], [("hand.bin", up)])
+        p1, p2 = data[:5 << 20], data[5 << 20:(5 << 20) + 1000]
+        e1 = s3.upload_part(Bucket="multi-1", Key="hand.bin", UploadId=up, PartNumber=1, Body=b"first try")["ETag"]
+        self.assertEqual(e1, '"%s"' % md5(b"first try"))
+        e1 = s3.upload_part(Bucket="multi-1", Key="hand.bin", UploadId=up, PartNumber=1, Body=p1)["ETag"]
+        e2 = s3.upload_part(Bucket="multi-1", Key="hand.bin", UploadId=up, PartNumber=2, Body=p2)["ETag"]
+        parts = s3.list_parts(Bucket="multi-1", Key="hand.bin", UploadId=up)["Parts"]
+        self.assertEqual([(p["PartNumber"], p["ETag"], p["Size"]) for p in parts],
+                         [(1, e1, len(p1)), (2, e2, len(p2))])
+        self.assertEqual(self.code(s3.complete_multipart_upload, Bucket="multi-1", Key="hand.bin", UploadId=up,
+                                   MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e2}]}), "InvalidPart")
+        self.assertEqual(self.code(s3.complete_multipart_upload, Bucket="multi-1", Key="hand.bin", UploadId=up,
+                                   MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": e2},
+                                                              {"PartNumber": 1, "ETag": e1}]}),
+                         "InvalidPartOrder")
+        r = s3.complete_multipart_upload(Bucket="multi-1", Key="hand.bin", UploadId=up,
+                                         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1},
+                                                                    {"PartNumber": 2, "ETag": e2}]})
+        want = hashlib.md5(hashlib.md5(p1).digest() + hashlib.md5(p2).digest()).hexdigest()
+        self.assertEqual(r["ETag"], '"%s-2"' % want)
+        self.assertEqual(s3.get_object(Bucket="multi-1", Key="hand.bin")["Body"].read(), p1 + p2)
+        self.assertEqual(self.code(s3.list_parts, Bucket="multi-1", Key="hand.bin", UploadId=up), "NoSuchUpload")
+
+        up = s3.create_multipart_upload(Bucket="multi-1", Key="small.bin")["UploadId"]
+        e1 = s3.upload_part(Bucket="multi-1", Key="small.bin", UploadId=up, PartNumber=1, Body=b"a")["ETag"]
+        e2 = s3.upload_part(Bucket="multi-1", Key="small.bin", UploadId=up, PartNumber=2, Body=b"b")["ETag"]
+        self.assertEqual(self.code(s3.complete_multipart_upload, Bucket="multi-1", Key="small.bin", UploadId=up,
+                                   MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1},
+                                                              {"PartNumber": 2, "ETag": e2}]}), "EntityTooSmall")
+        self.assertEqual(self.code(s3.delete_bucket, Bucket="multi-1"), "BucketNotEmpty")
+        s3.abort_multipart_upload(Bucket="multi-1", Key="small.bin", UploadId=up)
+        self.assertEqual(self.code(s3.upload_part, Bucket="multi-1", Key="small.bin", UploadId=up, PartNumber=3,
+                                   Body=b"c"), "NoSuchUpload")
+        self.assertEqual(self.code(s3.upload_part, Bucket="multi-1", Key="small.bin", UploadId="../../x",
+                                   PartNumber=1, Body=b"c"), "NoSuchUpload")
+        self.assertEqual(self.code(s3.head_object, Bucket="multi-1", Key="small.bin"), "404")
+        self.assertEqual(s3.list_multipart_uploads(Bucket="multi-1").get("Uploads", []), [])
+        for k in ("big/70m.bin", "hand.bin"):
+            s3.delete_object(Bucket="multi-1", Key=k)
+        s3.delete_bucket(Bucket="multi-1")
+
     def test_s3cmd(self):
         if shutil.which("s3cmd") is None:
             self.skipTest("s3cmd is not installed (tools/bootstrap installs it)")
@@ -249,7 +309,7 @@ class S3(harness.TestCase):
             return out
 
         src = self.tmp("photo one+é.jpg")
-        data = os.urandom(3 << 20)
+        data = os.urandom(20 << 20)  # multipart: s3cmd's parts are 15 MiB
         with open(src, "wb") as f:
             f.write(data)
         s3cmd("mb", "s3://photos-1")

@@ -512,6 +512,15 @@ static enum MHD_Result delete_bucket(struct MHD_Connection *c, struct request *r
     Dfs__V1__ListFilesResponse *resp = NULL;
     int rc = dfs_client_ls(r->s->client, prefix, 1, NULL, &resp, &err);
     free(prefix);
+    /* Uploads in progress hold the bucket too. */
+    if (rc == DFS_OK && resp->n_files == 0) {
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        resp = NULL;
+        if (asprintf(&prefix, "/.dfs-s3/uploads/%s/", r->q.bucket) < 0)
+            return MHD_NO;
+        rc = dfs_client_ls(r->s->client, prefix, 1, NULL, &resp, &err);
+        free(prefix);
+    }
     if (rc == DFS_OK && resp->n_files > 0) {
         rc = dfs_s3err_set(&e, DFS_S3ERR_BUCKET_NOT_EMPTY, NULL);
         dfs_s3err_add_extra(&e, "BucketName", r->q.bucket);
@@ -1003,8 +1012,9 @@ static int body_sink(void *arg, const uint8_t *data, size_t len)
 
 static bool op_has_body(enum dfs_s3req_op op)
 {
-    return op == DFS_S3REQ_PUT_OBJECT || op == DFS_S3REQ_CREATE_BUCKET ||
-           op == DFS_S3REQ_DELETE_OBJECTS;
+    return op == DFS_S3REQ_PUT_OBJECT || op == DFS_S3REQ_UPLOAD_PART ||
+           op == DFS_S3REQ_CREATE_BUCKET || op == DFS_S3REQ_DELETE_OBJECTS ||
+           op == DFS_S3REQ_COMPLETE_MULTIPART_UPLOAD;
 }
 
 /* First call of an operation with a body: set up the body's checks (and its spool). */
@@ -1015,7 +1025,7 @@ static int body_begin(struct request *r, struct dfs_s3err *e)
                      r->auth.payload == DFS_SIGV4_PAYLOAD_STREAMING_TRAILER ||
                      r->auth.payload == DFS_SIGV4_PAYLOAD_STREAMING_UNSIGNED_TRAILER;
     int rc = DFS_OK;
-    if (r->q.op == DFS_S3REQ_PUT_OBJECT) {
+    if (r->q.op == DFS_S3REQ_PUT_OBJECT || r->q.op == DFS_S3REQ_UPLOAD_PART) {
         uint64_t want;
         rc = dfs_s3req_content_length(&r->http, streaming, &want, e);
         if (rc == DFS_OK)
@@ -1275,6 +1285,619 @@ static enum MHD_Result copy_object(struct MHD_Connection *c, struct request *r)
     return reply_xml(c, r, body, len);
 }
 
+/* ---- multipart uploads ----------------------------------------------------------------------- */
+
+/*
+ * Until the catalog has uploads and CompleteUpload (DESIGN.md), an upload is files under
+ * UPLOADS_DIR/<bucket>/<id>/: "upload" holds the key, "part.NNNNN.<md5 hex>" each part as it was
+ * stored (its MD5, the part's ETag, in the name). Complete streams the parts, in order, through the
+ * gateway into one put (a copy of the bytes the catalog operation will make unnecessary), then
+ * removes the upload's files.
+ */
+#define UPLOADS_DIR "/.dfs-s3/uploads/"
+
+static bool upload_id_valid(const char *id)
+{
+    if (id == NULL || strlen(id) != 32)
+        return false;
+    for (const char *p = id; *p != '\0'; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
+
+static char *upload_dir(const char *bucket, const char *id)
+{
+    char *p = NULL;
+    return asprintf(&p, UPLOADS_DIR "%s/%s/", bucket, id) < 0 ? NULL : p;
+}
+
+/* The key of upload `id` in bucket (read from its record): 0 and *key, or NoSuchUpload. */
+static int upload_key(struct request *r, const char *bucket, const char *id, char **key,
+                      struct dfs_s3err *e)
+{
+    *key = NULL;
+    if (!upload_id_valid(id))
+        return dfs_s3err_set(e, DFS_S3ERR_NO_SUCH_UPLOAD, NULL);
+    char *dir = upload_dir(bucket, id), *rec = NULL, *local = NULL, *err = NULL;
+    int fd = -1;
+    int rc = dir != NULL && asprintf(&rec, "%supload", dir) >= 0 ? DFS_OK : DFS_ENOMEM;
+    free(dir);
+    if (rc != DFS_OK)
+        return dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
+    rc = spool_open(r->s, &fd, &local, e);
+    if (rc == DFS_OK) {
+        close(fd);
+        unlink(local);
+        struct dfs_client_get_opts o;
+        memset(&o, 0, sizeof o);
+        o.interrupted = &r->s->cancel;
+        struct dfs_client_get_result res;
+        rc = dfs_client_get(r->s->client, rec, local, &o, &res, &err);
+        if (rc == DFS_ENOTFOUND)
+            rc = dfs_s3err_set(e, DFS_S3ERR_NO_SUCH_UPLOAD, NULL);
+        else if (rc != DFS_OK)
+            s3_from_dfs(e, rc, DFS_S3ERR_NO_SUCH_UPLOAD, err);
+    }
+    if (rc == DFS_OK) {
+        FILE *f = fopen(local, "re");
+        char buf[DFS_S3REQ_KEY_MAX + 2];
+        size_t n = f != NULL ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f != NULL)
+            fclose(f);
+        buf[n] = '\0';
+        if (n == 0 || (*key = strdup(buf)) == NULL)
+            rc = dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "cannot read upload %s", id);
+    }
+    if (local != NULL)
+        unlink(local);
+    free(local);
+    free(rec);
+    free(err);
+    return rc;
+}
+
+/* Write `content` to a dfs file at path. */
+static int put_small(struct request *r, const char *path, const char *content, struct dfs_s3err *e)
+{
+    int fd = -1;
+    char *spool = NULL;
+    int rc = spool_open(r->s, &fd, &spool, e);
+    size_t n = strlen(content);
+    if (rc == DFS_OK && write(fd, content, n) != (ssize_t)n)
+        rc = dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "cannot spool");
+    struct dfs_client_put_result res;
+    if (rc == DFS_OK)
+        rc = store(r->s, fd, spool, path, &res, e);
+    if (fd >= 0)
+        close(fd);
+    if (spool != NULL)
+        unlink(spool);
+    free(spool);
+    return rc;
+}
+
+/* One stored part, from its file name. */
+struct part {
+    uint32_t number;
+    uint8_t md5[DFS_ETAG_MD5_LEN];
+    char etag[DFS_ETAG_MAX + 1];
+    uint64_t size;
+    int64_t mtime_ms;
+    char *path;
+};
+
+static bool part_from_path(const char *path, const char *dir, struct part *p)
+{
+    size_t dl = strlen(dir);
+    if (strncmp(path, dir, dl) != 0 || strncmp(path + dl, "part.", 5) != 0)
+        return false;
+    const char *s = path + dl + 5;
+    char *end = NULL;
+    unsigned long n = strtoul(s, &end, 10);
+    if (end != s + 5 || *end != '.' || n < 1 || n > DFS_S3REQ_MAX_PART)
+        return false;
+    unsigned parts = 0;
+    if (strlen(end + 1) != 32 || dfs_etag_parse(end + 1, p->md5, &parts) != DFS_OK || parts != 0)
+        return false;
+    p->number = (uint32_t)n;
+    dfs_etag_single(p->md5, p->etag);
+    return true;
+}
+
+static void parts_free(struct part *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].path);
+    free(v);
+}
+
+/* Every file of an upload's folder: its parts (sorted by number, then path) into *out; the
+   record's presence into *has_record. */
+static int upload_parts(struct request *r, const char *dir, struct part **out, size_t *n,
+                        bool *has_record, struct dfs_s3err *e)
+{
+    *out = NULL;
+    *n = 0;
+    *has_record = false;
+    size_t cap = 0;
+    char *token = NULL, *err = NULL;
+    int rc = DFS_OK;
+    Dfs__V1__ListFilesResponse *page = NULL;
+    do {
+        char *next = NULL;
+        rc = dfs_client_ls(r->s->client, dir, 1000, token, &page, &err);
+        free(token);
+        token = NULL;
+        if (rc != DFS_OK)
+            break;
+        for (size_t i = 0; rc == DFS_OK && i < page->n_files; i++) {
+            const Dfs__V1__FileInfo *fi = page->files[i];
+            if (strcmp(fi->path + strlen(dir), "upload") == 0) {
+                *has_record = true;
+                continue;
+            }
+            struct part p = {0};
+            if (!part_from_path(fi->path, dir, &p))
+                continue;
+            if (*n == cap) {
+                cap = cap ? 2 * cap : 16;
+                struct part *nv = realloc(*out, cap * sizeof *nv);
+                if (nv == NULL) {
+                    rc = DFS_ENOMEM;
+                    break;
+                }
+                *out = nv;
+            }
+            p.size = fi->size;
+            p.mtime_ms = fi->committed_ms;
+            if ((p.path = strdup(fi->path)) == NULL) {
+                rc = DFS_ENOMEM;
+                break;
+            }
+            (*out)[(*n)++] = p;
+        }
+        if (rc == DFS_OK && page->next_page_token != NULL && page->next_page_token[0] != '\0' &&
+            (next = strdup(page->next_page_token)) == NULL)
+            rc = DFS_ENOMEM;
+        token = next;
+        protobuf_c_message_free_unpacked(&page->base, NULL);
+    } while (rc == DFS_OK && token != NULL);
+    free(token);
+    if (rc != DFS_OK) {
+        s3_from_dfs(e, rc, DFS_S3ERR_NO_SUCH_UPLOAD, err);
+        parts_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    free(err);
+    return rc;
+}
+
+/* Remove every file under an upload's folder but `keep` (NULL: all). */
+static void upload_remove(struct request *r, const struct part *v, size_t n, const char *keep)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (keep != NULL && strcmp(v[i].path, keep) == 0)
+            continue;
+        char *err = NULL;
+        if (dfs_client_rm(r->s->client, v[i].path, NULL, &err) != DFS_OK)
+            dfs_log(DFS_LOG_WARN, "s3 cannot remove a part path=%s err=%s", v[i].path,
+                    err != NULL ? err : "-");
+        free(err);
+    }
+}
+
+static enum MHD_Result create_upload(struct MHD_Connection *c, struct request *r)
+{
+    struct dfs_s3err e = {0};
+    char *path = NULL;
+    uint8_t raw[16];
+    char id[33], *dir = NULL, *rec = NULL;
+    int rc = bucket_check(r->s, r->q.bucket, NULL, &e);
+    if (rc == DFS_OK)
+        rc = dfs_s3req_object_path(r->q.bucket, r->q.key, &path, &e);
+    free(path);
+    if (rc == DFS_OK && RAND_bytes(raw, sizeof raw) != 1)
+        rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "no randomness");
+    if (rc == DFS_OK) {
+        dfs_sigv4_hex(raw, sizeof raw, id);
+        if ((dir = upload_dir(r->q.bucket, id)) == NULL || asprintf(&rec, "%supload", dir) < 0)
+            rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
+    }
+    if (rc == DFS_OK)
+        rc = put_small(r, rec, r->q.key, &e);
+    free(dir);
+    free(rec);
+    if (rc != DFS_OK)
+        return reply_error(c, r, &e);
+    char *body = NULL, *xerr = NULL;
+    size_t len = 0;
+    if (dfs_s3xml_initiate_upload(r->q.bucket, r->q.key, id, &body, &len, &xerr) != DFS_OK) {
+        dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "%s", xerr != NULL ? xerr : "xml");
+        free(xerr);
+        return reply_error(c, r, &e);
+    }
+    dfs_log(DFS_LOG_INFO, "s3 upload created bucket=%s key=%s upload=%s", r->q.bucket, r->q.key,
+            id);
+    return reply_xml(c, r, body, len);
+}
+
+/* The upload the request names exists, for its key (NoSuchUpload otherwise). */
+static int upload_check(struct request *r, struct dfs_s3err *e)
+{
+    char *key = NULL;
+    int rc = upload_key(r, r->q.bucket, r->q.upload_id, &key, e);
+    if (rc == DFS_OK && strcmp(key, r->q.key) != 0)
+        rc = dfs_s3err_set(e, DFS_S3ERR_NO_SUCH_UPLOAD, NULL);
+    free(key);
+    return rc;
+}
+
+static enum MHD_Result upload_part(struct MHD_Connection *c, struct request *r,
+                                   const uint8_t md5[DFS_ETAG_MD5_LEN])
+{
+    struct dfs_s3err e = {0};
+    char hex[33], *dir = upload_dir(r->q.bucket, r->q.upload_id), *path = NULL;
+    dfs_sigv4_hex(md5, DFS_ETAG_MD5_LEN, hex);
+    if (dir == NULL || asprintf(&path, "%spart.%05u.%s", dir, r->q.part_number, hex) < 0) {
+        free(dir);
+        return MHD_NO;
+    }
+    struct dfs_client_put_result res;
+    int rc = store(r->s, r->b.fd, r->b.spool, path, &res, &e);
+    /* The same part number uploaded again replaces the earlier one. */
+    struct part *v = NULL;
+    size_t n = 0;
+    bool rec = false;
+    if (rc == DFS_OK && upload_parts(r, dir, &v, &n, &rec, &e) == DFS_OK) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (v[i].number == r->q.part_number)
+                v[k++] = v[i];
+            else
+                free(v[i].path);
+        upload_remove(r, v, k, path);
+        parts_free(v, k);
+    }
+    dfs_s3err_clear(&e);
+    free(dir);
+    free(path);
+    if (rc != DFS_OK)
+        return reply_error(c, r, &e);
+    char etag[DFS_ETAG_MAX + 1];
+    dfs_etag_single(md5, etag);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL)
+        return MHD_NO;
+    common_headers(resp, r);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static int cmp_part(const void *a, const void *b)
+{
+    const struct part *x = a, *y = b;
+    if (x->number != y->number)
+        return x->number < y->number ? -1 : 1;
+    return x->mtime_ms > y->mtime_ms ? -1 : x->mtime_ms < y->mtime_ms; /* newest first */
+}
+
+static enum MHD_Result complete_upload(struct MHD_Connection *c, struct request *r)
+{
+    struct dfs_s3err e = {0};
+    struct dfs_s3xml_complete cm = {0};
+    struct part *v = NULL;
+    size_t n = 0;
+    bool rec = false;
+    char *dir = NULL, *path = NULL, *spool = NULL, *err = NULL;
+    int fd = -1;
+    uint8_t(*md5s)[DFS_ETAG_MD5_LEN] = NULL;
+    int rc = upload_check(r, &e);
+    if (rc == DFS_OK)
+        rc = dfs_s3xml_parse_complete(r->b.xml != NULL ? r->b.xml : "", r->b.xml_len, &cm, &e);
+    if (rc == DFS_OK && (dir = upload_dir(r->q.bucket, r->q.upload_id)) == NULL)
+        rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
+    if (rc == DFS_OK)
+        rc = upload_parts(r, dir, &v, &n, &rec, &e);
+    if (rc == DFS_OK)
+        qsort(v, n, sizeof *v, cmp_part);
+    if (rc == DFS_OK && (md5s = calloc(cm.n, sizeof *md5s)) == NULL)
+        rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
+    /* Every listed part exists with that ETag; all but the last are 5 MiB at least. */
+    const struct part **use = rc == DFS_OK ? calloc(cm.n, sizeof *use) : NULL;
+    if (rc == DFS_OK && use == NULL)
+        rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
+    for (size_t i = 0; rc == DFS_OK && i < cm.n; i++) {
+        uint8_t want[DFS_ETAG_MD5_LEN];
+        unsigned parts = 0;
+        bool ok = dfs_etag_parse(cm.parts[i].etag, want, &parts) == DFS_OK && parts == 0;
+        for (size_t j = 0; ok && j < n && use[i] == NULL; j++)
+            if (v[j].number == cm.parts[i].number && memcmp(v[j].md5, want, sizeof want) == 0)
+                use[i] = &v[j];
+        if (use[i] == NULL) {
+            rc = dfs_s3err_set(&e, DFS_S3ERR_INVALID_PART,
+                               "part %u with ETag %s was not uploaded to this upload",
+                               cm.parts[i].number, cm.parts[i].etag);
+            break;
+        }
+        memcpy(md5s[i], use[i]->md5, DFS_ETAG_MD5_LEN);
+        if (i + 1 < cm.n && use[i]->size < DFS_S3REQ_MIN_PART_SIZE)
+            rc = dfs_s3err_set(&e, DFS_S3ERR_ENTITY_TOO_SMALL,
+                               "part %u is %" PRIu64 " bytes; every part but the last must be "
+                               "5 MiB at least",
+                               cm.parts[i].number, use[i]->size);
+    }
+    char etag[DFS_ETAG_MAX + 1] = "";
+    if (rc == DFS_OK &&
+        dfs_etag_multipart((const uint8_t(*)[DFS_ETAG_MD5_LEN])md5s, cm.n, etag) != DFS_OK)
+        rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "etag");
+    if (rc == DFS_OK)
+        rc = dfs_s3req_object_path(r->q.bucket, r->q.key, &path, &e);
+    if (rc == DFS_OK)
+        rc = spool_open(r->s, &fd, &spool, &e);
+    /* The parts in order into the spool file, each through the get engine (checked). */
+    for (size_t i = 0; rc == DFS_OK && i < cm.n; i++) {
+        Dfs__V1__FileInfo *fi = NULL;
+        rc = dfs_client_stat(r->s->client, use[i]->path, &fi, &err);
+        if (rc == DFS_OK && fi->size > 0) {
+            struct dfs_client_get_opts go;
+            memset(&go, 0, sizeof go);
+            go.interrupted = &r->s->cancel;
+            struct dfs_client_get_result gr;
+            rc = dfs_client_get_range(r->s->client, fi, 0, fi->size, fd, r->s->spool_dir, &go, &gr,
+                                      &err);
+        }
+        if (fi != NULL)
+            protobuf_c_message_free_unpacked(&fi->base, NULL);
+        if (rc != DFS_OK)
+            s3_from_dfs(&e, rc, DFS_S3ERR_INVALID_PART, err);
+    }
+    struct dfs_client_put_result res;
+    if (rc == DFS_OK)
+        rc = store(r->s, fd, spool, path, &res, &e);
+    if (rc == DFS_OK) {
+        /* The object is visible: the upload goes, record last. */
+        upload_remove(r, v, n, NULL);
+        char *recp = NULL;
+        if (asprintf(&recp, "%supload", dir) >= 0) {
+            dfs_client_rm(r->s->client, recp, NULL, NULL);
+            free(recp);
+        }
+        dfs_log(DFS_LOG_INFO, "s3 upload completed path=%s parts=%zu size=%" PRIu64, path, cm.n,
+                res.size);
+    }
+    if (fd >= 0)
+        close(fd);
+    if (spool != NULL)
+        unlink(spool);
+    free(spool);
+    free(use);
+    free(md5s);
+    free(err);
+    free(path);
+    free(dir);
+    parts_free(v, n);
+    if (cm.parts != NULL)
+        dfs_s3xml_complete_free(&cm);
+    if (rc != DFS_OK)
+        return reply_error(c, r, &e);
+    char *body = NULL, *xerr = NULL, *loc = NULL;
+    size_t len = 0;
+    if (asprintf(&loc, "/%s/%s", r->q.bucket, r->q.key) < 0)
+        loc = NULL;
+    rc = dfs_s3xml_complete_upload(loc != NULL ? loc : "", r->q.bucket, r->q.key, etag, &body, &len,
+                                   &xerr);
+    free(loc);
+    if (rc != DFS_OK) {
+        dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "%s", xerr != NULL ? xerr : "xml");
+        free(xerr);
+        return reply_error(c, r, &e);
+    }
+    return reply_xml(c, r, body, len);
+}
+
+static enum MHD_Result abort_upload(struct MHD_Connection *c, struct request *r)
+{
+    struct dfs_s3err e = {0};
+    struct part *v = NULL;
+    size_t n = 0;
+    bool rec = false;
+    char *dir = NULL;
+    int rc = upload_check(r, &e);
+    if (rc == DFS_OK && (dir = upload_dir(r->q.bucket, r->q.upload_id)) == NULL)
+        rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
+    if (rc == DFS_OK)
+        rc = upload_parts(r, dir, &v, &n, &rec, &e);
+    if (rc == DFS_OK) {
+        upload_remove(r, v, n, NULL);
+        char *recp = NULL;
+        if (asprintf(&recp, "%supload", dir) >= 0) {
+            dfs_client_rm(r->s->client, recp, NULL, NULL);
+            free(recp);
+        }
+    }
+    parts_free(v, n);
+    free(dir);
+    if (rc != DFS_OK)
+        return reply_error(c, r, &e);
+    return reply(c, r, MHD_HTTP_NO_CONTENT, NULL, NULL, 0);
+}
+
+static enum MHD_Result list_parts(struct MHD_Connection *c, struct request *r)
+{
+    struct dfs_s3err e = {0};
+    struct part *v = NULL;
+    size_t n = 0;
+    bool rec = false;
+    char *dir = NULL;
+    int rc = upload_check(r, &e);
+    if (rc == DFS_OK && (dir = upload_dir(r->q.bucket, r->q.upload_id)) == NULL)
+        rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
+    if (rc == DFS_OK)
+        rc = upload_parts(r, dir, &v, &n, &rec, &e);
+    free(dir);
+    if (rc != DFS_OK)
+        return reply_error(c, r, &e);
+    qsort(v, n, sizeof *v, cmp_part);
+    struct dfs_s3xml_part *xp = calloc(n + 1, sizeof *xp);
+    size_t k = 0;
+    bool truncated = false;
+    for (size_t i = 0; xp != NULL && i < n; i++) {
+        if (v[i].number <= r->q.part_number_marker || (k > 0 && xp[k - 1].number == v[i].number))
+            continue;
+        if (k == r->q.max) {
+            truncated = true;
+            break;
+        }
+        xp[k].number = v[i].number;
+        xp[k].etag = v[i].etag;
+        xp[k].size = v[i].size;
+        xp[k].last_modified_ms = v[i].mtime_ms;
+        k++;
+    }
+    struct dfs_s3xml_owner owner = {.id = "dfs", .display_name = "dfs"};
+    struct dfs_s3xml_parts x = {
+        .bucket = r->q.bucket,
+        .key = r->q.key,
+        .upload_id = r->q.upload_id,
+        .owner = &owner,
+        .part_number_marker = r->q.part_number_marker,
+        .next_part_number_marker = k > 0 ? xp[k - 1].number : 0,
+        .max_parts = r->q.max,
+        .truncated = truncated,
+        .parts = xp,
+        .nparts = k,
+    };
+    char *body = NULL, *xerr = NULL;
+    size_t len = 0;
+    rc = xp != NULL ? dfs_s3xml_list_parts(&x, &body, &len, &xerr) : DFS_ENOMEM;
+    free(xp);
+    parts_free(v, n);
+    if (rc != DFS_OK) {
+        dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "%s", xerr != NULL ? xerr : "xml");
+        free(xerr);
+        return reply_error(c, r, &e);
+    }
+    return reply_xml(c, r, body, len);
+}
+
+static enum MHD_Result list_uploads(struct MHD_Connection *c, struct request *r)
+{
+    struct dfs_s3err e = {0};
+    int rc = bucket_check(r->s, r->q.bucket, NULL, &e);
+    if (rc != DFS_OK)
+        return reply_error(c, r, &e);
+    char *dir = NULL, *err = NULL;
+    if (asprintf(&dir, UPLOADS_DIR "%s/", r->q.bucket) < 0)
+        return MHD_NO;
+    struct dfs_s3xml_upload *u = NULL;
+    char **keys = NULL, **ids = NULL;
+    size_t n = 0, cap = 0;
+    char *token = NULL;
+    bool truncated = false;
+    const char *prefix = r->q.prefix != NULL ? r->q.prefix : "";
+    do {
+        Dfs__V1__ListFilesResponse *page = NULL;
+        char *next = NULL;
+        rc = dfs_client_ls(r->s->client, dir, 1000, token, &page, &err);
+        free(token);
+        token = NULL;
+        if (rc != DFS_OK)
+            break;
+        for (size_t i = 0; rc == DFS_OK && i < page->n_files && !truncated; i++) {
+            const char *rest = page->files[i]->path + strlen(dir);
+            if (strlen(rest) != 32 + strlen("/upload") || strcmp(rest + 32, "/upload") != 0)
+                continue;
+            char id[33];
+            memcpy(id, rest, 32);
+            id[32] = '\0';
+            char *key = NULL;
+            struct dfs_s3err ke = {0};
+            if (upload_key(r, r->q.bucket, id, &key, &ke) != DFS_OK) {
+                dfs_s3err_clear(&ke);
+                continue;
+            }
+            if (strncmp(key, prefix, strlen(prefix)) != 0) {
+                free(key);
+                continue;
+            }
+            if (n == r->q.max) {
+                truncated = true;
+                free(key);
+                break;
+            }
+            if (n == cap) {
+                cap = cap ? 2 * cap : 16;
+                struct dfs_s3xml_upload *nu = realloc(u, cap * sizeof *nu);
+                char **nk = realloc(keys, cap * sizeof *nk);
+                if (nk != NULL)
+                    keys = nk;
+                char **ni = realloc(ids, cap * sizeof *ni);
+                if (ni != NULL)
+                    ids = ni;
+                if (nu != NULL)
+                    u = nu;
+                if (nu == NULL || nk == NULL || ni == NULL) {
+                    free(key);
+                    rc = DFS_ENOMEM;
+                    break;
+                }
+            }
+            keys[n] = key;
+            ids[n] = strdup(id);
+            u[n].key = key;
+            u[n].upload_id = ids[n] != NULL ? ids[n] : "";
+            u[n].initiated_ms = page->files[i]->committed_ms;
+            n++;
+        }
+        if (rc == DFS_OK && !truncated && page->next_page_token != NULL &&
+            page->next_page_token[0] != '\0' && (next = strdup(page->next_page_token)) == NULL)
+            rc = DFS_ENOMEM;
+        token = next;
+        protobuf_c_message_free_unpacked(&page->base, NULL);
+    } while (rc == DFS_OK && token != NULL);
+    free(token);
+    free(dir);
+    char *body = NULL, *xerr = NULL;
+    size_t len = 0;
+    struct dfs_s3xml_owner owner = {.id = "dfs", .display_name = "dfs"};
+    struct dfs_s3xml_uploads x = {
+        .bucket = r->q.bucket,
+        .key_marker = r->q.key_marker != NULL ? r->q.key_marker : "",
+        .upload_id_marker = r->q.upload_id_marker != NULL ? r->q.upload_id_marker : "",
+        .next_key_marker = truncated && n > 0 ? u[n - 1].key : NULL,
+        .next_upload_id_marker = truncated && n > 0 ? u[n - 1].upload_id : NULL,
+        .prefix = r->q.prefix,
+        .delimiter = NULL,
+        .max_uploads = r->q.max,
+        .truncated = truncated,
+        .url_encoding = r->q.url_encoding,
+        .owner = &owner,
+        .uploads = u,
+        .nuploads = n,
+    };
+    if (rc == DFS_OK && dfs_s3xml_list_uploads(&x, &body, &len, &xerr) != DFS_OK)
+        rc = DFS_EINTERNAL;
+    for (size_t i = 0; i < n; i++) {
+        free(keys[i]);
+        free(ids[i]);
+    }
+    free(keys);
+    free(ids);
+    free(u);
+    if (rc != DFS_OK) {
+        s3_from_dfs(&e, rc, DFS_S3ERR_NO_SUCH_BUCKET, xerr != NULL ? xerr : err);
+        free(xerr);
+        free(err);
+        return reply_error(c, r, &e);
+    }
+    free(err);
+    return reply_xml(c, r, body, len);
+}
+
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
 static enum MHD_Result run(struct MHD_Connection *c, struct request *r)
@@ -1318,6 +1941,16 @@ static enum MHD_Result run(struct MHD_Connection *c, struct request *r)
         return get_object(c, r, true);
     case DFS_S3REQ_DELETE_OBJECT:
         return delete_object(c, r);
+    case DFS_S3REQ_CREATE_MULTIPART_UPLOAD:
+        return create_upload(c, r);
+    case DFS_S3REQ_COMPLETE_MULTIPART_UPLOAD:
+        return complete_upload(c, r);
+    case DFS_S3REQ_ABORT_MULTIPART_UPLOAD:
+        return abort_upload(c, r);
+    case DFS_S3REQ_LIST_PARTS:
+        return list_parts(c, r);
+    case DFS_S3REQ_LIST_MULTIPART_UPLOADS:
+        return list_uploads(c, r);
     default:
         dfs_s3err_set(&e, DFS_S3ERR_NOT_IMPLEMENTED, "%s is not implemented yet",
                       dfs_s3req_op_name(r->q.op));
@@ -1353,6 +1986,8 @@ static enum MHD_Result begin(struct MHD_Connection *c, struct request *r, const 
     if (rc == DFS_OK && op_has_body(r->q.op)) {
         if (r->q.op == DFS_S3REQ_PUT_OBJECT)
             rc = bucket_check(r->s, r->q.bucket, NULL, &e);
+        else if (r->q.op == DFS_S3REQ_UPLOAD_PART)
+            rc = upload_check(r, &e);
         if (rc == DFS_OK)
             rc = body_begin(r, &e);
         return rc == DFS_OK ? MHD_YES : reply_error(c, r, &e);
@@ -1397,6 +2032,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return reply_error(c, r, &e);
     if (r->q.op == DFS_S3REQ_PUT_OBJECT)
         return put_object(c, r, md5);
+    if (r->q.op == DFS_S3REQ_UPLOAD_PART)
+        return upload_part(c, r, md5);
     return run(c, r);
 }
 
