@@ -132,6 +132,11 @@ struct dfs_client_put_opts {
        closed. */
     bool from_fd;
     int fd;
+    /* S3 (the gateway): the content's MD5 (16 bytes) and the headers to keep with the file
+       ("name\0value\0"..., sorted, at most 8 KiB), committed with it; NULL: none. Borrowed. */
+    const uint8_t *md5;
+    const void *meta;
+    size_t meta_len;
 };
 
 struct dfs_client_put_result {

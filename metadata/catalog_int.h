@@ -140,6 +140,8 @@ enum stmt {
     S_TOKENS_LIST,
     S_SECRET_GET,
     S_SECRET_INSERT,
+    S_META_PUT,
+    S_META_GET,
 
     S_COUNT
 };

@@ -1941,11 +1941,12 @@ static void test_migration_from_version_1(void **state)
     struct dfs_file_rec *f = put(fx, "/old/file", 5000, false, T0);
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
-    sql_exec(fx->db, "DROP TABLE tokens; DROP TABLE secrets; "
-                     "DROP TABLE inventory; DROP TABLE inventory_reports; DROP TABLE repairs; "
-                     "DROP TABLE placement_sets; DROP TABLE placement_families; "
-                     "ALTER TABLE nodes DROP COLUMN registration; "
-                     "DELETE FROM schema_version WHERE version >= 2;");
+    sql_exec(fx->db,
+             "DROP TABLE file_meta; DROP TABLE buckets; DROP TABLE tokens; DROP TABLE secrets; "
+             "DROP TABLE inventory; DROP TABLE inventory_reports; DROP TABLE repairs; "
+             "DROP TABLE placement_sets; DROP TABLE placement_families; "
+             "ALTER TABLE nodes DROP COLUMN registration; "
+             "DELETE FROM schema_version WHERE version >= 2;");
     assert_int_equal(sql_int(fx->db, "SELECT max(version) FROM schema_version"), 1);
     assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE "
                                      "'placement%'"),
@@ -1981,6 +1982,7 @@ static void test_migration_from_version_4(void **state)
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
     sql_exec(fx->db,
+             "DROP TABLE file_meta; DROP TABLE buckets; "
              "DROP TABLE tokens; ALTER TABLE nodes DROP COLUMN registration; "
              "CREATE TABLE tokens ("
              "  id           TEXT    NOT NULL PRIMARY KEY CHECK (length(id) = 16),"
@@ -2007,6 +2009,78 @@ static void test_migration_from_version_4(void **state)
     struct dfs_node_rec n;
     assert_int_equal(dfs_catalog_node_get(fx->cat, fx->ids[1], &n, NULL), DFS_OK);
     assert_int_equal(n.registration, 0);
+}
+
+/*
+ * Schema 6 (S3): a commit with file_meta keeps the MD5 and headers in its transaction; a repeated
+ * commit keeps them; files committed without have none; overwriting or deleting the file takes its
+ * row with it (ON DELETE CASCADE).
+ */
+static void test_file_meta(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *plain = put(fx, "/b/plain", 100, false, T0);
+    uint8_t md5[DFS_CATALOG_MD5_LEN], got[DFS_CATALOG_MD5_LEN], *meta = NULL;
+    size_t len = 9;
+    bool has = true;
+    assert_int_equal(
+        dfs_catalog_file_meta_get(fx->cat, plain->file_id, got, &has, &meta, &len, NULL),
+        DFS_ENOTFOUND);
+    for (int i = 0; i < DFS_CATALOG_MD5_LEN; i++)
+        md5[i] = (uint8_t)(0xa0 + i);
+    static const char hdrs[] = "content-type\0image/png\0x-amz-meta-a\0b\0";
+    struct dfs_file_meta m = {.md5 = md5, .meta = hdrs, .meta_len = sizeof hdrs - 1};
+    for (int round = 0; round < 2; round++) {
+        struct dfs_file_rec *p = create(fx, "/b/obj", 1000, 4, 3, true, T0 + 10 * round);
+        struct commit c;
+        make_commit(p, &c);
+        for (int again = 0; again < 2; again++) {
+            struct dfs_file_rec *f = NULL;
+            char *msg = NULL;
+            assert_int_equal(dfs_catalog_file_commit_meta(fx->cat, p->file_id, c.sha, c.frags,
+                                                          p->nfragments, &m, T0 + 1, &f, &msg),
+                             DFS_OK);
+            dfs_catalog_file_rec_free(f);
+        }
+        assert_int_equal(
+            dfs_catalog_file_meta_get(fx->cat, p->file_id, got, &has, &meta, &len, NULL), DFS_OK);
+        assert_true(has);
+        assert_memory_equal(got, md5, sizeof md5);
+        assert_int_equal(len, sizeof hdrs - 1);
+        assert_memory_equal(meta, hdrs, len);
+        free(meta);
+        dfs_catalog_file_rec_free(p);
+    }
+    /* The first version was replaced: its row went with it. Deleting the file takes the rest. */
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM file_meta"), 1);
+    struct dfs_file_rec *d = NULL;
+    assert_int_equal(dfs_catalog_file_delete(fx->cat, "/b/obj", T0 + 50, &d, NULL), DFS_OK);
+    dfs_catalog_file_rec_free(d);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM file_meta"), 0);
+    /* Too much, or no MD5. */
+    struct dfs_file_rec *p = create(fx, "/b/big", 10, 1, 3, false, T0);
+    struct commit c;
+    make_commit(p, &c);
+    struct dfs_file_rec *f = NULL;
+    char *msg = NULL;
+    struct dfs_file_meta big = {.md5 = NULL, .meta = hdrs, .meta_len = DFS_CATALOG_META_MAX + 1};
+    assert_int_equal(dfs_catalog_file_commit_meta(fx->cat, p->file_id, c.sha, c.frags,
+                                                  p->nfragments, &big, T0 + 1, &f, &msg),
+                     DFS_EINVAL);
+    free(msg);
+    struct dfs_file_meta nomd5 = {.md5 = NULL, .meta = hdrs, .meta_len = 5};
+    assert_int_equal(dfs_catalog_file_commit_meta(fx->cat, p->file_id, c.sha, c.frags,
+                                                  p->nfragments, &nomd5, T0 + 1, &f, NULL),
+                     DFS_OK);
+    assert_int_equal(dfs_catalog_file_meta_get(fx->cat, p->file_id, got, &has, &meta, &len, NULL),
+                     DFS_OK);
+    assert_false(has);
+    assert_int_equal(len, 5);
+    free(meta);
+    dfs_catalog_file_rec_free(f);
+    dfs_catalog_file_rec_free(p);
+    dfs_catalog_file_rec_free(plain);
 }
 
 /*
@@ -2770,6 +2844,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_inventory_reconciliation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_and_erasure_repairs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_and_secrets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_meta, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -208,10 +208,36 @@ class S3(harness.TestCase):
         r = s3.list_objects_v2(Bucket="boto-1", StartAfter="a/b/3.txt")
         self.assertEqual(r["Contents"][0]["Key"], "dir/big.bin")
 
+        # ETags are MD5s, in listings too; headers and x-amz-meta-* are kept and returned.
+        r = s3.list_objects_v2(Bucket="boto-1", Prefix="a/")
+        self.assertEqual([o["ETag"] for o in r["Contents"]], ['"%s"' % md5(small[o["Key"]]) for o in r["Contents"]])
+        s3.put_object(Bucket="boto-1", Key="meta.png", Body=b"png", ContentType="image/png",
+                      Metadata={"color": "blue", "Mixed-Case": "x y"}, CacheControl="max-age=60",
+                      ContentDisposition='attachment; filename="f.png"')
+        head = s3.head_object(Bucket="boto-1", Key="meta.png")
+        self.assertEqual(head["ContentType"], "image/png")
+        self.assertEqual(head["Metadata"], {"color": "blue", "mixed-case": "x y"})
+        self.assertEqual(head["CacheControl"], "max-age=60")
+        self.assertEqual(head["ContentDisposition"], 'attachment; filename="f.png"')
+        self.assertEqual(head["ETag"], '"%s"' % md5(b"png"))
+        r = s3.get_object(Bucket="boto-1", Key="meta.png", ResponseContentType="text/plain")
+        self.assertEqual((r["ContentType"], r["Metadata"]["color"]), ("text/plain", "blue"))
+        s3.copy_object(Bucket="boto-1", Key="meta-copy.png", CopySource={"Bucket": "boto-1", "Key": "meta.png"})
+        head = s3.head_object(Bucket="boto-1", Key="meta-copy.png")
+        self.assertEqual((head["ContentType"], head["Metadata"], head["ETag"]),
+                         ("image/png", {"color": "blue", "mixed-case": "x y"}, '"%s"' % md5(b"png")))
+        s3.copy_object(Bucket="boto-1", Key="meta-copy.png", CopySource={"Bucket": "boto-1", "Key": "meta.png"},
+                       MetadataDirective="REPLACE", ContentType="text/x-new", Metadata={"k": "v"})
+        head = s3.head_object(Bucket="boto-1", Key="meta-copy.png")
+        self.assertEqual((head["ContentType"], head["Metadata"]), ("text/x-new", {"k": "v"}))
+        for k in ("meta.png", "meta-copy.png"):
+            s3.delete_object(Bucket="boto-1", Key=k)
+
         # Conditions.
         head = s3.head_object(Bucket="boto-1", Key="top.txt")
         self.assertEqual(head["ContentLength"], 3)
         etag = head["ETag"]
+        self.assertEqual(etag, '"%s"' % md5(b"top"))
         self.assertEqual(self.code(s3.get_object, Bucket="boto-1", Key="top.txt", IfNoneMatch=etag), "304")
         self.assertEqual(self.code(s3.get_object, Bucket="boto-1", Key="top.txt", IfMatch='"0000"'),
                          "PreconditionFailed")
@@ -268,6 +294,7 @@ class S3(harness.TestCase):
                                                                     {"PartNumber": 2, "ETag": e2}]})
         want = hashlib.md5(hashlib.md5(p1).digest() + hashlib.md5(p2).digest()).hexdigest()
         self.assertEqual(r["ETag"], '"%s-2"' % want)
+        self.assertEqual(s3.head_object(Bucket="multi-1", Key="hand.bin")["ETag"], '"%s-2"' % want)
         self.assertEqual(s3.get_object(Bucket="multi-1", Key="hand.bin")["Body"].read(), p1 + p2)
         self.assertEqual(self.code(s3.list_parts, Bucket="multi-1", Key="hand.bin", UploadId=up), "NoSuchUpload")
 

@@ -342,12 +342,66 @@ static int bucket_check(dfs_s3server *s, const char *bucket, int64_t *created_ms
 }
 
 /*
- * The ETag of a committed file. Until the catalog keeps objects' MD5s (file_meta), every file has
- * the form DESIGN.md gives files put with `dfs put`: the first 32 hex digits of its SHA-256 and
- * "-1" -- stable for conditions, and, having a '-', not taken by clients for an MD5 to check.
+ * Stored headers (file_meta.meta): "name\0value\0"..., sorted by name. Names starting with ':'
+ * are the gateway's own (":parts": the part count of a multipart object's ETag), never sent.
+ */
+static const char *meta_find(const Dfs__V1__FileInfo *fi, const char *name)
+{
+    const char *p = (const char *)fi->meta.data, *end = p + fi->meta.len;
+    while (p != NULL && p < end) {
+        const char *n = p, *v = memchr(n, '\0', (size_t)(end - n));
+        if (v == NULL || ++v >= end)
+            return NULL;
+        const char *next = memchr(v, '\0', (size_t)(end - v));
+        if (next == NULL)
+            return NULL;
+        if (strcmp(n, name) == 0)
+            return v;
+        p = next + 1;
+    }
+    return NULL;
+}
+
+/* Pack entries as file_meta keeps them (they come sorted by name). */
+static int meta_pack(const struct dfs_s3req_meta *m, const char *parts, char **out, size_t *len)
+{
+    FILE *f = open_memstream(out, len);
+    if (f == NULL)
+        return DFS_ENOMEM;
+    if (parts != NULL) {
+        fputs(":parts", f);
+        fputc('\0', f);
+        fputs(parts, f);
+        fputc('\0', f);
+    }
+    for (size_t i = 0; m != NULL && i < m->n; i++) {
+        fputs(m->e[i].name, f);
+        fputc('\0', f);
+        fputs(m->e[i].value, f);
+        fputc('\0', f);
+    }
+    return fclose(f) == 0 ? DFS_OK : DFS_ENOMEM;
+}
+
+/*
+ * The ETag of a committed file: its MD5 as S3 writes it (with "-N" for a multipart object) when the
+ * put gave one (file_meta). Files put with `dfs put` have none: they get the form DESIGN.md gives,
+ * the first 32 hex digits of their SHA-256 and "-1" -- stable for conditions, and, having a '-',
+ * not taken by clients for an MD5 to check.
  */
 static void file_etag(const Dfs__V1__FileInfo *fi, char out[DFS_ETAG_MAX + 1])
 {
+    if (fi->md5.len == DFS_ETAG_MD5_LEN) {
+        const char *parts = meta_find(fi, ":parts");
+        if (parts == NULL) {
+            dfs_etag_single(fi->md5.data, out);
+        } else {
+            char hex[2 * DFS_ETAG_MD5_LEN + 1];
+            dfs_sigv4_hex(fi->md5.data, DFS_ETAG_MD5_LEN, hex);
+            snprintf(out, DFS_ETAG_MAX + 1, "\"%s-%.5s\"", hex, parts);
+        }
+        return;
+    }
     char hex[2 * DFS_SHA256_BYTES + 1] = "";
     if (fi->sha256.len == DFS_SHA256_BYTES)
         dfs_client_sha256_hex(fi->sha256.data, hex);
@@ -372,12 +426,17 @@ static int spool_open(dfs_s3server *s, int *fd, char **path, struct dfs_s3err *e
     return DFS_OK;
 }
 
-/* Store the spool file fd at path (replacing what is there). */
-static int store(dfs_s3server *s, int fd, const char *spool, const char *path,
-                 struct dfs_client_put_result *res, struct dfs_s3err *e)
+/* Store the spool file fd at path (replacing what is there), with its MD5 and stored headers
+   (either may be NULL). */
+static int store(dfs_s3server *s, int fd, const char *spool, const char *path, const uint8_t *md5,
+                 const char *meta, size_t meta_len, struct dfs_client_put_result *res,
+                 struct dfs_s3err *e)
 {
     struct dfs_client_put_opts o;
     memset(&o, 0, sizeof o);
+    o.md5 = md5;
+    o.meta = meta;
+    o.meta_len = meta_len;
     o.overwrite = true;
     o.from_fd = true;
     o.fd = fd;
@@ -479,7 +538,7 @@ static enum MHD_Result create_bucket(struct MHD_Connection *c, struct request *r
         rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
     struct dfs_client_put_result res;
     if (rc == DFS_OK)
-        rc = store(r->s, fd, spool, m, &res, &e);
+        rc = store(r->s, fd, spool, m, NULL, NULL, 0, &res, &e);
     if (fd >= 0)
         close(fd);
     if (spool != NULL)
@@ -867,6 +926,13 @@ static enum MHD_Result get_object(struct MHD_Connection *c, struct request *r, b
     char etag[DFS_ETAG_MAX + 1], date[DFS_S3TIME_HTTP_LEN + 1];
     file_etag(fi, etag);
     int64_t mtime = fi->committed_ms / 1000;
+    /* The stored headers outlive fi (handed to the download, or freed first). */
+    Dfs__V1__FileInfo held = DFS__V1__FILE_INFO__INIT;
+    const Dfs__V1__FileInfo *meta_of = &held;
+    if (fi->meta.len > 0 && (held.meta.data = malloc(fi->meta.len)) != NULL) {
+        memcpy(held.meta.data, fi->meta.data, fi->meta.len);
+        held.meta.len = fi->meta.len;
+    }
     dfs_s3time_format_http(mtime, date);
     struct dfs_s3cond cond;
     int rc = dfs_s3cond_parse(&r->http, false, time(NULL), &cond, &e);
@@ -882,15 +948,19 @@ static enum MHD_Result get_object(struct MHD_Connection *c, struct request *r, b
             dfs_s3err_clear(&e);
             struct MHD_Response *resp =
                 MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
-            if (resp == NULL)
+            if (resp == NULL) {
+                free(held.meta.data);
                 return MHD_NO;
+            }
             common_headers(resp, r);
             MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
             MHD_add_response_header(resp, MHD_HTTP_HEADER_LAST_MODIFIED, date);
             enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_NOT_MODIFIED, resp);
             MHD_destroy_response(resp);
+            free(held.meta.data);
             return ret;
         }
+        free(held.meta.data);
         return reply_error(c, r, &e);
     }
     uint64_t off = 0, len = fi->size;
@@ -911,6 +981,7 @@ static enum MHD_Result get_object(struct MHD_Connection *c, struct request *r, b
         dfs_s3err_set(&e, DFS_S3ERR_INVALID_RANGE, "the object is %" PRIu64 " bytes", fi->size);
         protobuf_c_message_free_unpacked(&fi->base, NULL);
         dfs_s3err_add_extra(&e, "RangeRequested", range);
+        free(held.meta.data);
         return reply_error(c, r, &e);
     }
     struct MHD_Response *resp = NULL;
@@ -925,6 +996,7 @@ static enum MHD_Result get_object(struct MHD_Connection *c, struct request *r, b
             free(d);
             protobuf_c_message_free_unpacked(&fi->base, NULL);
             dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "cannot make a pipe");
+            free(held.meta.data);
             return reply_error(c, r, &e);
         }
         (void)fcntl(p[1], F_SETPIPE_SZ, (int)PIPE_SIZE);
@@ -937,6 +1009,7 @@ static enum MHD_Result get_object(struct MHD_Connection *c, struct request *r, b
         if (pthread_create(&d->thread, NULL, download_run, d) != 0) {
             download_free(d);
             dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "cannot start the download");
+            free(held.meta.data);
             return reply_error(c, r, &e);
         }
         d->started = true;
@@ -944,32 +1017,49 @@ static enum MHD_Result get_object(struct MHD_Connection *c, struct request *r, b
         if (resp == NULL)
             download_free(d);
     }
-    if (resp == NULL)
+    if (resp == NULL) {
+        free(held.meta.data);
         return MHD_NO;
+    }
     common_headers(resp, r);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_LAST_MODIFIED, date);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
     if (content_range[0] != '\0')
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, content_range);
+    /* The stored headers, each unless a response-* parameter overrides it. */
     const struct dfs_s3req *q = &r->q;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            q->response_content_type != NULL ? q->response_content_type
-                                                             : "binary/octet-stream");
-    if (q->response_content_disposition != NULL)
-        MHD_add_response_header(resp, "Content-Disposition", q->response_content_disposition);
-    if (q->response_cache_control != NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, q->response_cache_control);
-    if (q->response_content_encoding != NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING,
-                                q->response_content_encoding);
-    if (q->response_content_language != NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_LANGUAGE,
-                                q->response_content_language);
-    if (q->response_expires != NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_EXPIRES, q->response_expires);
+    const struct {
+        const char *name, *header, *override;
+    } std[] = {
+        {"content-type", MHD_HTTP_HEADER_CONTENT_TYPE, q->response_content_type},
+        {"content-disposition", "Content-Disposition", q->response_content_disposition},
+        {"cache-control", MHD_HTTP_HEADER_CACHE_CONTROL, q->response_cache_control},
+        {"content-encoding", MHD_HTTP_HEADER_CONTENT_ENCODING, q->response_content_encoding},
+        {"content-language", MHD_HTTP_HEADER_CONTENT_LANGUAGE, q->response_content_language},
+        {"expires", MHD_HTTP_HEADER_EXPIRES, q->response_expires},
+    };
+    for (size_t i = 0; i < sizeof std / sizeof std[0]; i++) {
+        const char *v = std[i].override != NULL ? std[i].override : meta_find(meta_of, std[i].name);
+        if (v == NULL && i == 0)
+            v = "binary/octet-stream";
+        if (v != NULL)
+            MHD_add_response_header(resp, std[i].header, v);
+    }
+    for (const char *p = (const char *)meta_of->meta.data, *end = p + meta_of->meta.len;
+         p != NULL && p < end;) {
+        const char *v = memchr(p, '\0', (size_t)(end - p));
+        const char *next =
+            v != NULL && v + 1 < end ? memchr(v + 1, '\0', (size_t)(end - v - 1)) : NULL;
+        if (next == NULL)
+            break;
+        if (strncmp(p, "x-amz-meta-", 11) == 0)
+            MHD_add_response_header(resp, p, v + 1);
+        p = next + 1;
+    }
     enum MHD_Result ret = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
+    free(held.meta.data);
     return ret;
 }
 
@@ -1119,9 +1209,18 @@ static enum MHD_Result put_object(struct MHD_Connection *c, struct request *r,
     int rc = dfs_s3req_object_path(r->q.bucket, r->q.key, &path, &e);
     if (rc == DFS_OK)
         rc = write_conditions(r, path, &e);
+    struct dfs_s3req_meta meta = {0};
+    char *packed = NULL;
+    size_t plen = 0;
+    if (rc == DFS_OK)
+        rc = dfs_s3req_meta_parse(&r->http, &meta, &e);
+    if (rc == DFS_OK && meta_pack(&meta, NULL, &packed, &plen) != DFS_OK)
+        rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
+    dfs_s3req_meta_free(&meta);
     struct dfs_client_put_result res;
     if (rc == DFS_OK)
-        rc = store(r->s, r->b.fd, r->b.spool, path, &res, &e);
+        rc = store(r->s, r->b.fd, r->b.spool, path, md5, packed, plen, &res, &e);
+    free(packed);
     if (rc != DFS_OK) {
         free(path);
         return reply_error(c, r, &e);
@@ -1252,9 +1351,25 @@ static enum MHD_Result copy_object(struct MHD_Connection *c, struct request *r)
         if (rc != DFS_OK)
             s3_from_dfs(&e, rc, DFS_S3ERR_NO_SUCH_KEY, err);
     }
+    /* COPY keeps the source's MD5 and headers; REPLACE takes the request's (the MD5 stays,
+       unless the source's is a multipart one: the copy is one part). */
+    struct dfs_s3req_meta meta = {0};
+    char *packed = NULL;
+    size_t plen = 0;
+    const uint8_t *md5 = rc == DFS_OK && fi->md5.len == DFS_ETAG_MD5_LEN ? fi->md5.data : NULL;
+    if (rc == DFS_OK && replace) {
+        rc = dfs_s3req_meta_parse(&r->http, &meta, &e);
+        if (rc == DFS_OK && meta_pack(&meta, NULL, &packed, &plen) != DFS_OK)
+            rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
+        if (meta_find(fi, ":parts") != NULL)
+            md5 = NULL;
+    }
+    dfs_s3req_meta_free(&meta);
     struct dfs_client_put_result res;
     if (rc == DFS_OK)
-        rc = store(r->s, fd, spool, dst, &res, &e);
+        rc = store(r->s, fd, spool, dst, md5, replace ? packed : (const char *)fi->meta.data,
+                   replace ? plen : fi->meta.len, &res, &e);
+    free(packed);
     if (fd >= 0)
         close(fd);
     if (spool != NULL)
@@ -1368,7 +1483,7 @@ static int put_small(struct request *r, const char *path, const char *content, s
         rc = dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "cannot spool");
     struct dfs_client_put_result res;
     if (rc == DFS_OK)
-        rc = store(r->s, fd, spool, path, &res, e);
+        rc = store(r->s, fd, spool, path, NULL, NULL, 0, &res, e);
     if (fd >= 0)
         close(fd);
     if (spool != NULL)
@@ -1545,7 +1660,7 @@ static enum MHD_Result upload_part(struct MHD_Connection *c, struct request *r,
         return MHD_NO;
     }
     struct dfs_client_put_result res;
-    int rc = store(r->s, r->b.fd, r->b.spool, path, &res, &e);
+    int rc = store(r->s, r->b.fd, r->b.spool, path, md5, NULL, 0, &res, &e);
     /* The same part number uploaded again replaces the earlier one. */
     struct part *v = NULL;
     size_t n = 0;
@@ -1655,9 +1770,19 @@ static enum MHD_Result complete_upload(struct MHD_Connection *c, struct request 
         if (rc != DFS_OK)
             s3_from_dfs(&e, rc, DFS_S3ERR_INVALID_PART, err);
     }
+    /* The object's MD5 is the MD5 of the parts' MD5s; ":parts" says how many (its ETag's -N). */
+    uint8_t md5md5[DFS_ETAG_MD5_LEN];
+    char *packed = NULL, nparts[16];
+    size_t plen = 0;
+    snprintf(nparts, sizeof nparts, "%zu", cm.n);
+    unsigned np = 0;
+    if (rc == DFS_OK && (dfs_etag_parse(etag, md5md5, &np) != DFS_OK ||
+                         meta_pack(NULL, nparts, &packed, &plen) != DFS_OK))
+        rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "etag");
     struct dfs_client_put_result res;
     if (rc == DFS_OK)
-        rc = store(r->s, fd, spool, path, &res, &e);
+        rc = store(r->s, fd, spool, path, md5md5, packed, plen, &res, &e);
+    free(packed);
     if (rc == DFS_OK) {
         /* The object is visible: the upload goes, record last. */
         upload_remove(r, v, n, NULL);

@@ -312,6 +312,22 @@ static bool add_forward_tickets(const dfs_metadata_service *svc, dfs_arena *a,
     return true;
 }
 
+/* FileInfo.md5 and .meta from file_meta (S3, issue 17); left empty when there are none. */
+static void file_meta_msg(const dfs_metadata_service *svc, dfs_arena *a,
+                          const struct dfs_file_rec *f, Dfs__V1__FileInfo *m)
+{
+    uint8_t md5[DFS_CATALOG_MD5_LEN], *meta = NULL;
+    size_t len = 0;
+    bool has_md5 = false;
+    if (dfs_catalog_file_meta_get(svc->cat, f->file_id, md5, &has_md5, &meta, &len, NULL) != DFS_OK)
+        return;
+    if (has_md5 && (m->md5.data = dfs_arena_memdup(a, md5, sizeof md5)) != NULL)
+        m->md5.len = sizeof md5;
+    if (len > 0 && (m->meta.data = dfs_arena_memdup(a, meta, len)) != NULL)
+        m->meta.len = len;
+    free(meta);
+}
+
 /*
  * A FileInfo; with_layout adds the fragments and their replicas, and ticket_op (0: none) a
  * ticket for that operation on every replica. NULL when out of memory.
@@ -326,6 +342,8 @@ static Dfs__V1__FileInfo *file_msg(const dfs_metadata_service *svc, dfs_arena *a
     m->path = dfs_arena_strdup(a, f->path);
     m->file_id = dfs_arena_strdup(a, f->file_id);
     m->size = f->size;
+    if (f->state == DFS_FILE_COMMITTED)
+        file_meta_msg(svc, a, f, m); /* S3: MD5 and stored headers, when the put gave them */
     if (f->state == DFS_FILE_COMMITTED) {
         m->sha256.data = dfs_arena_memdup(a, f->sha256, DFS_SHA256_LEN);
         m->sha256.len = DFS_SHA256_LEN;
@@ -1197,8 +1215,22 @@ static void handle_commit_file(dfs_rpc_call *call, void *ctx)
     }
     struct dfs_file_rec *f = NULL;
     char *err = NULL;
-    int rc = dfs_catalog_file_commit(svc->cat, req->file_id, req->sha256.data, frags,
+    int rc;
+    if (req->md5.len > 0 || req->meta.len > 0) {
+        /* S3: the object's MD5 and stored headers, in the commit's transaction. */
+        struct dfs_file_meta meta = {.md5 =
+                                         req->md5.len == DFS_CATALOG_MD5_LEN ? req->md5.data : NULL,
+                                     .meta = req->meta.data,
+                                     .meta_len = req->meta.len};
+        rc = req->md5.len != 0 && req->md5.len != DFS_CATALOG_MD5_LEN
+                 ? dfs_seterr(&err, DFS_EINVAL, "an MD5 is 16 bytes")
+                 : dfs_catalog_file_commit_meta(svc->cat, req->file_id, req->sha256.data, frags,
+                                                req->n_fragments, &meta, dfs_clock_wall_ms(), &f,
+                                                &err);
+    } else {
+        rc = dfs_catalog_file_commit(svc->cat, req->file_id, req->sha256.data, frags,
                                      req->n_fragments, dfs_clock_wall_ms(), &f, &err);
+    }
     free(frags);
     if (rc != DFS_OK) {
         fail_and_free(call, rc, err);
