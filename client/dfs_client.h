@@ -295,6 +295,17 @@ int dfs_client_ls(dfs_client *c, const char *prefix, uint32_t page_size, const c
  */
 int dfs_client_rm(dfs_client *c, const char *remote, Dfs__V1__FileInfo **removed, char **errmsg);
 
+/*
+ * S3 buckets (the catalog's; top-level directories that exist while empty). Create: DFS_EEXIST
+ * when it exists (not retried); delete: DFS_EPRECOND while a file is under /name/, DFS_ENOTFOUND
+ * without it (not retried); get: *out (out may be NULL; free with
+ * protobuf_c_message_free_unpacked), DFS_ENOTFOUND; list: every bucket by name.
+ */
+int dfs_client_bucket_create(dfs_client *c, const char *name, const char *token_id, char **errmsg);
+int dfs_client_bucket_delete(dfs_client *c, const char *name, char **errmsg);
+int dfs_client_bucket_get(dfs_client *c, const char *name, Dfs__V1__Bucket **out, char **errmsg);
+int dfs_client_buckets(dfs_client *c, Dfs__V1__ListBucketsResponse **out, char **errmsg);
+
 /* ---- the cluster ------------------------------------------------------------------------------ */
 
 /* Every storage node: state, usage, zone, placement groups, last heartbeat (ListNodes, retried). */

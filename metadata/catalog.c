@@ -548,6 +548,11 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SECRET_INSERT] = "INSERT INTO secrets (name, value, created_ms) VALUES (?1, ?2, ?3)",
     [S_META_PUT] = "INSERT OR REPLACE INTO file_meta (file_id, md5, meta) VALUES (?1, ?2, ?3)",
     [S_META_GET] = "SELECT md5, meta FROM file_meta WHERE file_id = ?1",
+    [S_BUCKET_GET] = "SELECT name, created_ms, token_id FROM buckets WHERE name = ?1",
+    [S_BUCKET_INSERT] = "INSERT INTO buckets (name, created_ms, token_id) VALUES (?1, ?2, ?3)",
+    [S_BUCKET_DELETE] = "DELETE FROM buckets WHERE name = ?1",
+    [S_BUCKET_FILES] = "SELECT 1 FROM files WHERE path >= ?1 AND path < ?2 LIMIT 1",
+    [S_BUCKETS_LIST] = "SELECT name, created_ms, token_id FROM buckets ORDER BY name",
 };
 
 /* ---- Names of stored enumerations ------------------------------------------------------------ */

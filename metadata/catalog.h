@@ -430,6 +430,35 @@ int dfs_catalog_file_meta_get(dfs_catalog *cat, const char *file_id,
                               uint8_t md5[DFS_CATALOG_MD5_LEN], bool *has_md5, uint8_t **meta,
                               size_t *meta_len, char **errmsg);
 
+/* ---- S3 buckets (schema 6) ------------------------------------------------------------------- */
+
+#define DFS_BUCKET_NAME_MAX 63
+
+/* A bucket. A plain value. */
+struct dfs_bucket_rec {
+    char name[DFS_BUCKET_NAME_MAX + 1];
+    int64_t created_ms;
+    char token_id[17]; /* the token whose key made it; "" when unknown */
+};
+
+/* Make bucket `name` (3-63 of a-z 0-9 . -: DFS_EINVAL otherwise). DFS_EEXIST when it exists. */
+int dfs_catalog_bucket_create(dfs_catalog *cat, const char *name, const char *token_id,
+                              int64_t now_ms, char **errmsg);
+
+/* Bucket `name` into *out; DFS_ENOTFOUND when there is none (or the name cannot be one). */
+int dfs_catalog_bucket_get(dfs_catalog *cat, const char *name, struct dfs_bucket_rec *out,
+                           char **errmsg);
+
+/*
+ * Remove bucket `name`, in one transaction with the check that no file, committed or pending, has
+ * a path under /name/ (DFS_EPRECOND: not empty). DFS_ENOTFOUND when there is no such bucket.
+ */
+int dfs_catalog_bucket_delete(dfs_catalog *cat, const char *name, char **errmsg);
+
+/* Every bucket, by name: *out (free()) with *n records. */
+int dfs_catalog_buckets_list(dfs_catalog *cat, struct dfs_bucket_rec **out, size_t *n,
+                             char **errmsg);
+
 /*
  * AbortFile: remove pending file `file_id`; every planned copy is queued for deletion (now_ms is
  * the queue time). DFS_ENOTFOUND when there is no pending file with that id, committed files

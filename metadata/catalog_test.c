@@ -2083,6 +2083,57 @@ static void test_file_meta(void **state)
     dfs_catalog_file_rec_free(plain);
 }
 
+/* Schema 6 (S3): buckets exist while empty; one is removed only with no file under it. */
+static void test_buckets(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_bucket_create(fx->cat, "photos", "0123456789abcdef", T0, NULL),
+                     DFS_OK);
+    assert_int_equal(dfs_catalog_bucket_create(fx->cat, "photos", "", T0, NULL), DFS_EEXIST);
+    assert_int_equal(dfs_catalog_bucket_create(fx->cat, "a-b.c", "", T0 + 1, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_bucket_create(fx->cat, "No", "", T0, &msg), DFS_EINVAL);
+    free(msg);
+    msg = NULL;
+    struct dfs_bucket_rec b;
+    assert_int_equal(dfs_catalog_bucket_get(fx->cat, "photos", &b, NULL), DFS_OK);
+    assert_string_equal(b.name, "photos");
+    assert_int_equal(b.created_ms, T0);
+    assert_string_equal(b.token_id, "0123456789abcdef");
+    assert_int_equal(dfs_catalog_bucket_get(fx->cat, "nope", &b, NULL), DFS_ENOTFOUND);
+    assert_int_equal(dfs_catalog_bucket_get(fx->cat, "../x", &b, NULL), DFS_ENOTFOUND);
+    struct dfs_bucket_rec *v = NULL;
+    size_t n = 0;
+    assert_int_equal(dfs_catalog_buckets_list(fx->cat, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].name, "a-b.c");
+    assert_string_equal(v[1].name, "photos");
+    free(v);
+    /* A file under it (not one of /photos0 or /photosx) keeps it; a pending one too. */
+    struct dfs_file_rec *f = put(fx, "/photos0/x", 10, false, T0);
+    struct dfs_file_rec *g = put(fx, "/photosx", 10, false, T0);
+    struct dfs_file_rec *h = put(fx, "/photos/a/b", 10, false, T0);
+    assert_int_equal(dfs_catalog_bucket_delete(fx->cat, "photos", &msg), DFS_EPRECOND);
+    free(msg);
+    msg = NULL;
+    struct dfs_file_rec *d = NULL;
+    assert_int_equal(dfs_catalog_file_delete(fx->cat, "/photos/a/b", T0 + 5, &d, NULL), DFS_OK);
+    dfs_catalog_file_rec_free(d);
+    struct dfs_file_rec *p = create(fx, "/photos/pending", 10, 1, 3, false, T0 + 6);
+    assert_int_equal(dfs_catalog_bucket_delete(fx->cat, "photos", NULL), DFS_EPRECOND);
+    assert_int_equal(dfs_catalog_file_abort(fx->cat, p->file_id, T0 + 7, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_bucket_delete(fx->cat, "photos", NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_bucket_delete(fx->cat, "photos", NULL), DFS_ENOTFOUND);
+    assert_int_equal(dfs_catalog_buckets_list(fx->cat, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 1);
+    free(v);
+    dfs_catalog_file_rec_free(f);
+    dfs_catalog_file_rec_free(g);
+    dfs_catalog_file_rec_free(h);
+    dfs_catalog_file_rec_free(p);
+}
+
 /*
  * Enrollment binds a token to a new node, once; registrations replace one another only from the
  * registration the caller saw; heartbeats of a replaced registration are refused.
@@ -2845,6 +2896,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_health_and_erasure_repairs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_and_secrets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_meta, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_buckets, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

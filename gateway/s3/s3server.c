@@ -34,8 +34,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Where bucket markers live: bucket names cannot start with '.', so no bucket holds this. */
-#define BUCKETS_DIR     "/.dfs-s3/buckets/"
 #define SPOOL_PREFIX    "dfs-s3-"
 #define READ_BLOCK      (256u << 10)
 #define PIPE_SIZE       (1u << 20)
@@ -311,27 +309,18 @@ static int s3_from_dfs(struct dfs_s3err *e, int rc, enum dfs_s3err_code notfound
 
 /* ---- catalog helpers ------------------------------------------------------------------------- */
 
-static char *marker_path(const char *bucket)
-{
-    char *p = NULL;
-    return asprintf(&p, BUCKETS_DIR "%s", bucket) < 0 ? NULL : p;
-}
-
-/* 0 when the bucket exists; NoSuchBucket (or the failure) in *e otherwise. *created_ms may be
-   NULL. */
+/* 0 when the bucket exists (the catalog's buckets); NoSuchBucket (or the failure) in *e
+   otherwise. *created_ms may be NULL. */
 static int bucket_check(dfs_s3server *s, const char *bucket, int64_t *created_ms,
                         struct dfs_s3err *e)
 {
-    char *m = marker_path(bucket), *err = NULL;
-    if (m == NULL)
-        return dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
-    Dfs__V1__FileInfo *fi = NULL;
-    int rc = dfs_client_stat(s->client, m, &fi, &err);
-    free(m);
+    char *err = NULL;
+    Dfs__V1__Bucket *b = NULL;
+    int rc = dfs_client_bucket_get(s->client, bucket, &b, &err);
     if (rc == DFS_OK) {
         if (created_ms != NULL)
-            *created_ms = fi->committed_ms;
-        protobuf_c_message_free_unpacked(&fi->base, NULL);
+            *created_ms = b->created_ms;
+        protobuf_c_message_free_unpacked(&b->base, NULL);
         return DFS_OK;
     }
     rc = s3_from_dfs(e, rc, DFS_S3ERR_NO_SUCH_BUCKET, rc == DFS_ENOTFOUND ? NULL : err);
@@ -459,54 +448,29 @@ static int store(dfs_s3server *s, int fd, const char *spool, const char *path, c
 static enum MHD_Result list_buckets(struct MHD_Connection *c, struct request *r)
 {
     struct dfs_s3err e = {0};
-    struct dfs_s3xml_bucket *v = NULL;
-    size_t n = 0, cap = 0;
-    char *token = NULL, *err = NULL;
-    Dfs__V1__ListFilesResponse **pages = NULL;
-    size_t npages = 0;
-    int rc = DFS_OK;
-    do {
-        Dfs__V1__ListFilesResponse *resp = NULL;
-        rc = dfs_client_ls(r->s->client, BUCKETS_DIR, 1000, token, &resp, &err);
-        if (rc != DFS_OK)
-            break;
-        Dfs__V1__ListFilesResponse **np = realloc(pages, (npages + 1) * sizeof *np);
-        if (np == NULL) {
-            protobuf_c_message_free_unpacked(&resp->base, NULL);
-            rc = DFS_ENOMEM;
-            break;
-        }
-        pages = np;
-        pages[npages++] = resp;
-        for (size_t i = 0; i < resp->n_files; i++) {
-            if (n == cap) {
-                cap = cap ? 2 * cap : 16;
-                struct dfs_s3xml_bucket *nv = realloc(v, cap * sizeof *nv);
-                if (nv == NULL) {
-                    rc = DFS_ENOMEM;
-                    break;
-                }
-                v = nv;
-            }
-            v[n].name = resp->files[i]->path + strlen(BUCKETS_DIR);
-            v[n].created_ms = resp->files[i]->committed_ms;
-            n++;
-        }
-        token = resp->next_page_token;
-    } while (rc == DFS_OK && token != NULL && token[0] != '\0');
-    char *body = NULL, *xerr = NULL;
-    size_t len = 0;
-    struct dfs_s3xml_owner owner = {.id = "dfs", .display_name = "dfs"};
-    if (rc == DFS_OK && dfs_s3xml_list_buckets(&owner, v, n, &body, &len, &xerr) != DFS_OK)
-        rc = dfs_seterr(&err, DFS_EINTERNAL, "%s", xerr != NULL ? xerr : "xml");
-    free(xerr);
-    free(v);
-    for (size_t i = 0; i < npages; i++)
-        protobuf_c_message_free_unpacked(&pages[i]->base, NULL);
-    free(pages);
+    char *err = NULL;
+    Dfs__V1__ListBucketsResponse *resp = NULL;
+    int rc = dfs_client_buckets(r->s->client, &resp, &err);
     if (rc != DFS_OK) {
         s3_from_dfs(&e, rc, DFS_S3ERR_NO_SUCH_BUCKET, err);
         free(err);
+        return reply_error(c, r, &e);
+    }
+    struct dfs_s3xml_bucket *v = calloc(resp->n_buckets + 1, sizeof *v);
+    for (size_t i = 0; v != NULL && i < resp->n_buckets; i++) {
+        v[i].name = resp->buckets[i]->name;
+        v[i].created_ms = resp->buckets[i]->created_ms;
+    }
+    char *body = NULL, *xerr = NULL;
+    size_t len = 0;
+    struct dfs_s3xml_owner owner = {.id = "dfs", .display_name = "dfs"};
+    rc = v != NULL ? dfs_s3xml_list_buckets(&owner, v, resp->n_buckets, &body, &len, &xerr)
+                   : DFS_ENOMEM;
+    free(v);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    if (rc != DFS_OK) {
+        dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "%s", xerr != NULL ? xerr : "out of memory");
+        free(xerr);
         return reply_error(c, r, &e);
     }
     return reply_xml(c, r, body, len);
@@ -515,39 +479,32 @@ static enum MHD_Result list_buckets(struct MHD_Connection *c, struct request *r)
 static enum MHD_Result create_bucket(struct MHD_Connection *c, struct request *r)
 {
     struct dfs_s3err e = {0};
-    char *loc = NULL;
+    char *loc = NULL, *err = NULL;
     int rc =
         dfs_s3xml_parse_create_bucket(r->b.xml != NULL ? r->b.xml : "", r->b.xml_len, &loc, &e);
     if (rc == DFS_OK && loc[0] != '\0' && strcmp(loc, r->s->region) != 0)
         rc = dfs_s3err_set(&e, DFS_S3ERR_INVALID_LOCATION_CONSTRAINT,
                            "this gateway serves region %s only", r->s->region);
     free(loc);
-    if (rc == DFS_OK && bucket_check(r->s, r->q.bucket, NULL, &e) == DFS_OK) {
-        rc = dfs_s3err_set(&e, DFS_S3ERR_BUCKET_ALREADY_OWNED_BY_YOU, NULL);
-        dfs_s3err_add_extra(&e, "BucketName", r->q.bucket);
-    } else if (rc == DFS_OK && e.code != DFS_S3ERR_NO_SUCH_BUCKET) {
-        rc = DFS_EUNAVAIL;
-    } else if (rc == DFS_OK) {
-        dfs_s3err_clear(&e);
+    /* The token the key belongs to ("DFS" + its id in upper case), for the record. */
+    char token_id[17] = "";
+    const char *id = r->auth.access_key_id;
+    if (strlen(id) == 19 && strncmp(id, "DFS", 3) == 0)
+        for (int i = 0; i < 16; i++)
+            token_id[i] =
+                (char)(id[3 + i] >= 'A' && id[3 + i] <= 'F' ? id[3 + i] - 'A' + 'a' : id[3 + i]);
+    if (rc == DFS_OK) {
+        rc = dfs_client_bucket_create(r->s->client, r->q.bucket, token_id, &err);
+        if (rc == DFS_EEXIST) {
+            dfs_s3err_set(&e, DFS_S3ERR_BUCKET_ALREADY_OWNED_BY_YOU, NULL);
+            dfs_s3err_add_extra(&e, "BucketName", r->q.bucket);
+        } else if (rc != DFS_OK) {
+            s3_from_dfs(&e, rc, DFS_S3ERR_NO_SUCH_BUCKET, err);
+        }
+        free(err);
     }
-    int fd = -1;
-    char *spool = NULL, *m = NULL;
-    if (rc == DFS_OK)
-        rc = spool_open(r->s, &fd, &spool, &e);
-    if (rc == DFS_OK && (m = marker_path(r->q.bucket)) == NULL)
-        rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
-    struct dfs_client_put_result res;
-    if (rc == DFS_OK)
-        rc = store(r->s, fd, spool, m, NULL, NULL, 0, &res, &e);
-    if (fd >= 0)
-        close(fd);
-    if (spool != NULL)
-        unlink(spool);
-    free(spool);
-    free(m);
     if (rc != DFS_OK)
         return reply_error(c, r, &e);
-    dfs_log(DFS_LOG_INFO, "s3 bucket created name=%s", r->q.bucket);
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
     if (resp == NULL)
         return MHD_NO;
@@ -565,39 +522,29 @@ static enum MHD_Result delete_bucket(struct MHD_Connection *c, struct request *r
     struct dfs_s3err e = {0};
     if (bucket_check(r->s, r->q.bucket, NULL, &e) != DFS_OK)
         return reply_error(c, r, &e);
+    /* Uploads in progress hold the bucket too (the catalog checks the files under it). */
     char *prefix = NULL, *err = NULL;
-    if (asprintf(&prefix, "/%s/", r->q.bucket) < 0)
+    if (asprintf(&prefix, "/.dfs-s3/uploads/%s/", r->q.bucket) < 0)
         return MHD_NO;
     Dfs__V1__ListFilesResponse *resp = NULL;
     int rc = dfs_client_ls(r->s->client, prefix, 1, NULL, &resp, &err);
     free(prefix);
-    /* Uploads in progress hold the bucket too. */
-    if (rc == DFS_OK && resp->n_files == 0) {
+    if (rc == DFS_OK && resp->n_files > 0)
+        rc = DFS_EPRECOND;
+    if (resp != NULL)
         protobuf_c_message_free_unpacked(&resp->base, NULL);
-        resp = NULL;
-        if (asprintf(&prefix, "/.dfs-s3/uploads/%s/", r->q.bucket) < 0)
-            return MHD_NO;
-        rc = dfs_client_ls(r->s->client, prefix, 1, NULL, &resp, &err);
-        free(prefix);
+    if (rc == DFS_OK) {
+        free(err);
+        err = NULL;
+        rc = dfs_client_bucket_delete(r->s->client, r->q.bucket, &err);
     }
-    if (rc == DFS_OK && resp->n_files > 0) {
-        rc = dfs_s3err_set(&e, DFS_S3ERR_BUCKET_NOT_EMPTY, NULL);
+    if (rc == DFS_EPRECOND) {
+        dfs_s3err_set(&e, DFS_S3ERR_BUCKET_NOT_EMPTY, NULL);
         dfs_s3err_add_extra(&e, "BucketName", r->q.bucket);
     } else if (rc != DFS_OK) {
         s3_from_dfs(&e, rc, DFS_S3ERR_NO_SUCH_BUCKET, err);
     }
-    if (resp != NULL)
-        protobuf_c_message_free_unpacked(&resp->base, NULL);
     free(err);
-    err = NULL;
-    char *m = rc == DFS_OK ? marker_path(r->q.bucket) : NULL;
-    if (m != NULL) {
-        rc = dfs_client_rm(r->s->client, m, NULL, &err);
-        if (rc != DFS_OK)
-            s3_from_dfs(&e, rc, DFS_S3ERR_NO_SUCH_BUCKET, err);
-        free(err);
-        free(m);
-    }
     if (rc != DFS_OK)
         return reply_error(c, r, &e);
     dfs_log(DFS_LOG_INFO, "s3 bucket deleted name=%s", r->q.bucket);

@@ -6,9 +6,8 @@
  * refused); the signing keys come from the metadata service (dfs_client_s3_signing_key, cached
  * for at most 60 s), so the gateway never holds a secret. A read_only key may only read.
  *
- * A bucket is the top-level directory /bucket. Until the catalog has a buckets table, a bucket
- * exists when its marker file /.dfs-s3/buckets/<name> does (bucket names cannot start with '.',
- * so no bucket can hide it). Bodies are proven (signature or payload hash, Content-MD5,
+ * A bucket is the top-level directory /bucket, and a row of the catalog's buckets (so that it
+ * exists while empty). Bodies are proven (signature or payload hash, Content-MD5,
  * x-amz-checksum-*) before the object becomes visible; they are spooled in spool_dir meanwhile.
  */
 #ifndef DFS_GATEWAY_S3_S3SERVER_H

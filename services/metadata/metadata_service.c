@@ -3497,6 +3497,99 @@ static void handle_get_signing_key(dfs_rpc_call *call, void *ctx)
     OPENSSL_cleanse(key, sizeof key);
 }
 
+/* ---- S3 buckets (issue 17; catalog schema 6) ---- */
+
+static Dfs__V1__Bucket *bucket_msg(dfs_arena *a, const struct dfs_bucket_rec *b)
+{
+    Dfs__V1__Bucket *m = dfs_arena_alloc(a, sizeof *m);
+    if (m == NULL)
+        return NULL;
+    dfs__v1__bucket__init(m);
+    m->name = dfs_arena_strdup(a, b->name);
+    m->created_ms = b->created_ms;
+    m->token_id = dfs_arena_strdup(a, b->token_id);
+    return m->name != NULL && m->token_id != NULL ? m : NULL;
+}
+
+static void handle_create_bucket(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__CreateBucketRequest *req =
+        (const Dfs__V1__CreateBucketRequest *)dfs_rpc_call_request(call);
+    char *err = NULL;
+    struct dfs_bucket_rec b;
+    int rc =
+        dfs_catalog_bucket_create(svc->cat, req->name, req->token_id, dfs_clock_wall_ms(), &err);
+    if (rc == DFS_OK)
+        rc = dfs_catalog_bucket_get(svc->cat, req->name, &b, &err);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__CreateBucketResponse resp = DFS__V1__CREATE_BUCKET_RESPONSE__INIT;
+    resp.bucket = bucket_msg(&a, &b);
+    reply_and_free(call, &a, resp.bucket != NULL ? &resp.base : NULL);
+}
+
+static void handle_delete_bucket(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__DeleteBucketRequest *req =
+        (const Dfs__V1__DeleteBucketRequest *)dfs_rpc_call_request(call);
+    char *err = NULL;
+    int rc = dfs_catalog_bucket_delete(svc->cat, req->name, &err);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    Dfs__V1__DeleteBucketResponse resp = DFS__V1__DELETE_BUCKET_RESPONSE__INIT;
+    dfs_rpc_call_reply(call, &resp.base);
+}
+
+static void handle_get_bucket(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__GetBucketRequest *req =
+        (const Dfs__V1__GetBucketRequest *)dfs_rpc_call_request(call);
+    char *err = NULL;
+    struct dfs_bucket_rec b;
+    int rc = dfs_catalog_bucket_get(svc->cat, req->name, &b, &err);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__GetBucketResponse resp = DFS__V1__GET_BUCKET_RESPONSE__INIT;
+    resp.bucket = bucket_msg(&a, &b);
+    reply_and_free(call, &a, resp.bucket != NULL ? &resp.base : NULL);
+}
+
+static void handle_list_buckets(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    struct dfs_bucket_rec *v = NULL;
+    size_t n = 0;
+    char *err = NULL;
+    int rc = dfs_catalog_buckets_list(svc->cat, &v, &n, &err);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__ListBucketsResponse resp = DFS__V1__LIST_BUCKETS_RESPONSE__INIT;
+    bool ok = true;
+    if (n > 0) {
+        resp.buckets = dfs_arena_calloc(&a, n, sizeof *resp.buckets);
+        ok = resp.buckets != NULL;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (resp.buckets[i] = bucket_msg(&a, &v[i])) != NULL;
+        resp.n_buckets = n;
+    }
+    free(v);
+    reply_and_free(call, &a, ok ? &resp.base : NULL);
+}
+
 int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv, char **errmsg)
 {
     const struct dfs_rpc_method methods[] = {
@@ -3544,6 +3637,14 @@ int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv
          handle_who_am_i, svc, ACCESS_ANY},
         {"/dfs.v1.Metadata/GetSigningKey", DFS_RPC_UNARY,
          &dfs__v1__get_signing_key_request__descriptor, handle_get_signing_key, svc, ACCESS_ADMIN},
+        {"/dfs.v1.Metadata/CreateBucket", DFS_RPC_UNARY,
+         &dfs__v1__create_bucket_request__descriptor, handle_create_bucket, svc, ACCESS_WRITE},
+        {"/dfs.v1.Metadata/DeleteBucket", DFS_RPC_UNARY,
+         &dfs__v1__delete_bucket_request__descriptor, handle_delete_bucket, svc, ACCESS_WRITE},
+        {"/dfs.v1.Metadata/GetBucket", DFS_RPC_UNARY, &dfs__v1__get_bucket_request__descriptor,
+         handle_get_bucket, svc, ACCESS_READ},
+        {"/dfs.v1.Metadata/ListBuckets", DFS_RPC_UNARY, &dfs__v1__list_buckets_request__descriptor,
+         handle_list_buckets, svc, ACCESS_READ},
     };
     struct dfs_rpc_authorizer az = {.authorize = authorize, .arg = svc};
     int arc = dfs_rpc_server_set_authorizer(srv, &az, errmsg);
