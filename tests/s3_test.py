@@ -68,7 +68,7 @@ class Gateway:
         self.log_path = os.path.join(workdir, "gateway.log")
         self.log = open(self.log_path, "w")
         cmd = [gateway_binary(), "--metadata", metadata, "--token-file", token_file, "--listen", "127.0.0.1:0",
-               "--s3-listen", "127.0.0.1:0", "--s3-ready-file", s3ready, "--spool-dir", spool,
+               "--s3-listen", "127.0.0.1:0", "--s3-ready-file", s3ready, "--s3-domain", "s3.dfs.test", "--spool-dir", spool,
                "--ready-file", ready, "--grace-ms", "2000"]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
@@ -432,7 +432,7 @@ class S3(harness.TestCase):
 
     def test_aws_chunked(self):
         """aws-chunked bodies (STREAMING-UNSIGNED-PAYLOAD-TRAILER, what boto3 sends over TLS) are taken;
-        a body whose trailing checksum does not match leaves nothing visible."""
+        a body whose trailing checksum does not match leaves nothing visible; virtual-host addressing."""
         s3 = self.client()
         s3.create_bucket(Bucket="chunked-1")
         captured = {}
@@ -471,6 +471,18 @@ class S3(harness.TestCase):
         self.assertEqual(status, 400, resp)
         self.assertIn(b"<Code>BadDigest</Code>", resp)
         self.assertEqual(self.code(s3.head_object, Bucket="chunked-1", Key="bad.bin"), "404")
+        # Virtual-host style (--s3-domain s3.dfs.test), the Host header naming the bucket.
+        vh = self.client(endpoint="http://s3.dfs.test:%d" % self.gw.port, addressing_style="virtual")
+        vh.meta.events.register("before-send.s3", capture)
+        with self.assertRaises(RuntimeError):
+            vh.put_object(Bucket="chunked-1", Key="v/h.txt", Body=b"virtual")
+        method, target, headers, body = captured["req"]
+        self.assertIn(("Host", "chunked-1.s3.dfs.test:%d" % self.gw.port), headers)
+        self.assertEqual(self.replay(method, target, headers, body)[0], 200)
+        with self.assertRaises(RuntimeError):
+            vh.get_object(Bucket="chunked-1", Key="v/h.txt")
+        self.assertEqual(self.replay(*captured["req"]), (200, b"virtual"))
+        s3.delete_object(Bucket="chunked-1", Key="v/h.txt")
         s3.delete_object(Bucket="chunked-1", Key="c.bin")
         s3.delete_bucket(Bucket="chunked-1")
 
