@@ -39,6 +39,7 @@ struct options {
     enum dfs_log_level level;
     const char *token_file;
     const char *s3_listen, *s3_domain, *s3_region, *s3_ready_file;
+    int64_t s3_upload_timeout_ms;
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
     bool insecure;
 };
@@ -88,6 +89,9 @@ static const struct dfs_opt opts[] = {
      .help = "S3 virtual-host style: BUCKET.D/KEY (path style /BUCKET/KEY always works)"},
     {DFS_OPT_STRING, "s3-region", 0, O(s3_region), .arg = "R", .def = "us-east-1",
      .help = "the region S3 signatures must name"},
+    {DFS_OPT_DURATION, "s3-upload-timeout", 0, O(s3_upload_timeout_ms), .arg = "D", .def = "7d",
+     .min = 1000, .max = 3650LL * 86400000,
+     .help = "an S3 multipart upload not completed within D (like 3600s, 12h, 7d) is aborted"},
     {DFS_OPT_STRING, "s3-ready-file", 0, O(s3_ready_file), .arg = "PATH",
      .help = "write the S3 address here once serving"},
     {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
@@ -254,7 +258,8 @@ int main(int argc, char **argv)
                                             .domain = o.s3_domain,
                                             .region = o.s3_region,
                                             .spool_dir = spool,
-                                            .max_connections = (unsigned)o.max_connections};
+                                            .max_connections = (unsigned)o.max_connections,
+                                            .upload_timeout_ms = o.s3_upload_timeout_ms};
         if (dfs_s3server_start(&s3cfg, &s3, &err) != DFS_OK) {
             fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start S3");
             goto out;

@@ -59,7 +59,7 @@ def gateway_binary():
 class Gateway:
     """dfs-gateway with --s3-listen, stopped by pid with SIGTERM (exit 0 checked)."""
 
-    def __init__(self, metadata, token_file, workdir):
+    def __init__(self, metadata, token_file, workdir, *flags):
         os.makedirs(workdir, exist_ok=True)
         spool = os.path.join(workdir, "spool")
         os.makedirs(spool, exist_ok=True)
@@ -69,7 +69,7 @@ class Gateway:
         self.log = open(self.log_path, "w")
         cmd = [gateway_binary(), "--metadata", metadata, "--token-file", token_file, "--listen", "127.0.0.1:0",
                "--s3-listen", "127.0.0.1:0", "--s3-ready-file", s3ready, "--s3-domain", "s3.dfs.test", "--spool-dir", spool,
-               "--ready-file", ready, "--grace-ms", "2000"]
+               "--ready-file", ready, "--grace-ms", "2000"] + list(flags)
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while not (os.path.exists(ready) and os.path.exists(s3ready)):
@@ -315,6 +315,28 @@ class S3(harness.TestCase):
         for k in ("big/70m.bin", "hand.bin"):
             s3.delete_object(Bucket="multi-1", Key=k)
         s3.delete_bucket(Bucket="multi-1")
+
+    def test_abandoned_uploads_expire(self):
+        """--s3-upload-timeout: an upload left open is aborted and its parts removed."""
+        gw = Gateway(self.c.address, self.c.admin_token_file, self.tmp("gw-expiry"), "--s3-upload-timeout", "2s")
+        try:
+            s3 = self.client(endpoint=gw.endpoint)
+            s3.create_bucket(Bucket="expiry-1")
+            up = s3.create_multipart_upload(Bucket="expiry-1", Key="left.bin")["UploadId"]
+            s3.upload_part(Bucket="expiry-1", Key="left.bin", UploadId=up, PartNumber=1, Body=b"x" * 1000)
+            self.assertEqual(len(s3.list_parts(Bucket="expiry-1", Key="left.bin", UploadId=up)["Parts"]), 1)
+            deadline = time.monotonic() + 30
+            while s3.list_multipart_uploads(Bucket="expiry-1").get("Uploads"):
+                self.assertLess(time.monotonic(), deadline, "the upload did not expire:\n" + gw.tail())
+                time.sleep(0.2)
+            self.assertEqual(self.code(s3.list_parts, Bucket="expiry-1", Key="left.bin", UploadId=up),
+                             "NoSuchUpload")
+            _, out, _ = harness.dfs("ls", "/.dfs-s3/uploads/expiry-1/", cluster=self.c)
+            self.assertNotIn(up, out)
+            s3.delete_bucket(Bucket="expiry-1")
+        finally:
+            problems = gw.stop()
+            self.assertEqual(problems, [])
 
     def test_s3cmd(self):
         if shutil.which("s3cmd") is None:

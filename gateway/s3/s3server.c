@@ -60,7 +60,11 @@ struct dfs_s3server {
     char *domain, *region, *spool_dir;
     volatile sig_atomic_t cancel;
     atomic_uint active;
-    pthread_mutex_t mu; /* guards cache */
+    pthread_mutex_t mu; /* guards cache and sweeping */
+    pthread_cond_t cv;  /* wakes the sweeper at stop */
+    pthread_t sweeper;
+    bool sweeping, stopping;
+    int64_t upload_timeout_ms;
     struct key_entry cache[KEY_CACHE_N];
     unsigned next_slot;
     char address[300];
@@ -1970,6 +1974,106 @@ static enum MHD_Result list_uploads(struct MHD_Connection *c, struct request *r)
     return reply_xml(c, r, body, len);
 }
 
+/* ---- expiry of abandoned uploads --------------------------------------------------------------- */
+
+/* Remove every file under dir, the record ("upload") last. */
+static void sweep_one(dfs_s3server *s, const char *dir)
+{
+    char *err = NULL, *record = NULL;
+    Dfs__V1__ListFilesResponse *page = NULL;
+    /* The listing shrinks as files go: always the first page. */
+    for (int rounds = 0; rounds < 20; rounds++) {
+        if (dfs_client_ls(s->client, dir, 1000, NULL, &page, &err) != DFS_OK)
+            break;
+        size_t removed = 0;
+        for (size_t i = 0; i < page->n_files; i++) {
+            const char *p = page->files[i]->path;
+            if (strcmp(p + strlen(dir), "upload") == 0) {
+                free(record);
+                record = strdup(p);
+                continue;
+            }
+            if (dfs_client_rm(s->client, p, NULL, NULL) == DFS_OK)
+                removed++;
+        }
+        bool more = page->n_files > removed + (record != NULL ? 1 : 0);
+        protobuf_c_message_free_unpacked(&page->base, NULL);
+        if (!more)
+            break;
+    }
+    if (record != NULL)
+        dfs_client_rm(s->client, record, NULL, NULL);
+    free(record);
+    free(err);
+}
+
+/* One pass: uploads whose record is older than the timeout are aborted. */
+static void sweep_uploads(dfs_s3server *s)
+{
+    int64_t cutoff = dfs_clock_wall_ms() - s->upload_timeout_ms;
+    char *token = NULL, *err = NULL, **dirs = NULL;
+    size_t n = 0;
+    for (;;) {
+        Dfs__V1__ListFilesResponse *page = NULL;
+        if (dfs_client_ls(s->client, UPLOADS_DIR, 1000, token, &page, &err) != DFS_OK)
+            break;
+        for (size_t i = 0; i < page->n_files; i++) {
+            const Dfs__V1__FileInfo *fi = page->files[i];
+            size_t len = strlen(fi->path);
+            if (len < 7 || strcmp(fi->path + len - 7, "/upload") != 0 || fi->committed_ms > cutoff)
+                continue;
+            char **nd = realloc(dirs, (n + 1) * sizeof *nd);
+            if (nd == NULL)
+                break;
+            dirs = nd;
+            if ((dirs[n] = strndup(fi->path, len - 6)) != NULL)
+                n++;
+        }
+        free(token);
+        token = page->next_page_token != NULL && page->next_page_token[0] != '\0'
+                    ? strdup(page->next_page_token)
+                    : NULL;
+        protobuf_c_message_free_unpacked(&page->base, NULL);
+        if (token == NULL)
+            break;
+    }
+    free(token);
+    free(err);
+    for (size_t i = 0; i < n; i++) {
+        dfs_log(DFS_LOG_INFO, "s3 upload expired dir=%s", dirs[i]);
+        sweep_one(s, dirs[i]);
+        free(dirs[i]);
+    }
+    free(dirs);
+}
+
+static void *sweeper_main(void *arg)
+{
+    dfs_s3server *s = arg;
+    /* A quarter of the timeout, between 100 ms and a minute. */
+    int64_t every = s->upload_timeout_ms / 4;
+    every = every < 100 ? 100 : every > 60000 ? 60000 : every;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += every / 1000;
+        until.tv_nsec += (every % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&s->cv, &s->mu, &until);
+        if (s->stopping)
+            break;
+        pthread_mutex_unlock(&s->mu);
+        sweep_uploads(s);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
 static enum MHD_Result run(struct MHD_Connection *c, struct request *r)
@@ -2152,7 +2256,9 @@ int dfs_s3server_start(const struct dfs_s3server_config *cfg, dfs_s3server **out
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
     pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
     atomic_init(&s->active, 0);
+    s->upload_timeout_ms = cfg->upload_timeout_ms > 0 ? cfg->upload_timeout_ms : 7 * 86400000LL;
     s->client = cfg->client;
     s->domain = cfg->domain != NULL && cfg->domain[0] != '\0' ? strdup(cfg->domain) : NULL;
     s->region = strdup(cfg->region != NULL && cfg->region[0] != '\0' ? cfg->region : "us-east-1");
@@ -2184,6 +2290,11 @@ int dfs_s3server_start(const struct dfs_s3server_config *cfg, dfs_s3server **out
                           "cannot serve S3 on %s (address in use, or not an address of this host)",
                           cfg->listen);
     }
+    if (pthread_create(&s->sweeper, NULL, sweeper_main, s) != 0) {
+        dfs_s3server_stop(s);
+        return dfs_seterr(errmsg, DFS_ENOMEM, "cannot start the upload sweeper");
+    }
+    s->sweeping = true;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     int bound = info != NULL ? info->port : atoi(port);
     dfs_addr_with_port(cfg->listen, bound, s->address, sizeof s->address);
@@ -2216,8 +2327,16 @@ void dfs_s3server_stop(dfs_s3server *s)
     if (s == NULL)
         return;
     s->cancel = 1;
+    if (s->sweeping) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = true;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->sweeper, NULL);
+    }
     if (s->daemon != NULL)
         MHD_stop_daemon(s->daemon);
+    pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     memset(s->cache, 0, sizeof s->cache);
     free(s->domain);

@@ -26,6 +26,8 @@ struct dfs_s3server_config {
     const char *region; /* the only region signatures may name; NULL: "us-east-1" */
     const char *spool_dir;
     unsigned max_connections; /* 0 means 256 */
+    /* A multipart upload not completed within this is aborted (its parts removed); 0: 7 days. */
+    int64_t upload_timeout_ms;
 };
 
 /* Bind and serve. Returns 0 and *out, or DFS_EINVAL / DFS_EUNAVAIL / DFS_ENOMEM with *errmsg. */
