@@ -247,6 +247,7 @@ int main(int argc, char **argv)
         .max_upload = o.max_upload,
         .max_connections = (unsigned)o.max_connections,
         .experiments = exps,
+        .caller_opts = &copts,
     };
     if (dfs_gateway_start(&gcfg, &gw, &err) != DFS_OK) {
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start");
