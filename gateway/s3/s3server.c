@@ -11,6 +11,7 @@
 #include "gateway/s3/s3cond.h"
 #include "gateway/s3/s3err.h"
 #include "gateway/s3/s3http.h"
+#include "gateway/s3/s3names.h"
 #include "gateway/s3/s3req.h"
 #include "gateway/s3/s3sum.h"
 #include "gateway/s3/s3time.h"
@@ -23,7 +24,6 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -334,46 +334,10 @@ static int bucket_check(dfs_s3server *s, const char *bucket, int64_t *created_ms
     return rc;
 }
 
-/*
- * Stored headers (file_meta.meta): "name\0value\0"..., sorted by name. Names starting with ':'
- * are the gateway's own (":parts": the part count of a multipart object's ETag), never sent.
- */
+/* A stored header of a file (s3names.h), or NULL. */
 static const char *meta_find(const Dfs__V1__FileInfo *fi, const char *name)
 {
-    const char *p = (const char *)fi->meta.data, *end = p + fi->meta.len;
-    while (p != NULL && p < end) {
-        const char *n = p, *v = memchr(n, '\0', (size_t)(end - n));
-        if (v == NULL || ++v >= end)
-            return NULL;
-        const char *next = memchr(v, '\0', (size_t)(end - v));
-        if (next == NULL)
-            return NULL;
-        if (strcmp(n, name) == 0)
-            return v;
-        p = next + 1;
-    }
-    return NULL;
-}
-
-/* Pack entries as file_meta keeps them (they come sorted by name). */
-static int meta_pack(const struct dfs_s3req_meta *m, const char *parts, char **out, size_t *len)
-{
-    FILE *f = open_memstream(out, len);
-    if (f == NULL)
-        return DFS_ENOMEM;
-    if (parts != NULL) {
-        fputs(":parts", f);
-        fputc('\0', f);
-        fputs(parts, f);
-        fputc('\0', f);
-    }
-    for (size_t i = 0; m != NULL && i < m->n; i++) {
-        fputs(m->e[i].name, f);
-        fputc('\0', f);
-        fputs(m->e[i].value, f);
-        fputc('\0', f);
-    }
-    return fclose(f) == 0 ? DFS_OK : DFS_ENOMEM;
+    return dfs_s3names_meta_find(fi->meta.data, fi->meta.len, name);
 }
 
 /*
@@ -557,41 +521,6 @@ static enum MHD_Result delete_bucket(struct MHD_Connection *c, struct request *r
 
 /* ---- listing --------------------------------------------------------------------------------- */
 
-static char *b64(const char *s)
-{
-    size_t n = strlen(s);
-    char *out = malloc(4 * ((n + 2) / 3) + 1);
-    if (out != NULL)
-        EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
-    return out;
-}
-
-/* The key a continuation token names, or NULL when it is not one of ours. */
-static char *unb64(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n % 4 != 0 || n > 4 * 400)
-        return NULL;
-    unsigned char *out = malloc(n / 4 * 3 + 1);
-    if (out == NULL)
-        return NULL;
-    int k = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
-    if (k < 0) {
-        free(out);
-        return NULL;
-    }
-    while (k > 0 && n > 0 && s[n - 1] == '=') { /* DecodeBlock counts padding as zero bytes */
-        k--;
-        n--;
-    }
-    out[k] = '\0';
-    if (memchr(out, '\0', (size_t)k) != NULL) {
-        free(out);
-        return NULL;
-    }
-    return (char *)out;
-}
-
 struct listing {
     struct dfs_s3xml_object *objects;
     size_t nobjects;
@@ -626,7 +555,7 @@ static enum MHD_Result list_objects(struct MHD_Connection *c, struct request *r,
     const char *delim = q->delimiter != NULL && q->delimiter[0] != '\0' ? q->delimiter : NULL;
     char *after = NULL; /* the key to list after */
     if (version == 2 && q->continuation_token != NULL) {
-        after = unb64(q->continuation_token);
+        after = dfs_s3names_token_decode(q->continuation_token);
         if (after == NULL) {
             dfs_s3err_set(&e, DFS_S3ERR_INVALID_ARGUMENT,
                           "The continuation token provided is "
@@ -743,7 +672,7 @@ static enum MHD_Result list_objects(struct MHD_Connection *c, struct request *r,
     if (q->fetch_owner || version == 1)
         for (size_t i = 0; i < l.nobjects; i++)
             l.objects[i].owner = &owner;
-    char *next = version == 2 && truncated && last != NULL ? b64(last) : NULL;
+    char *next = version == 2 && truncated && last != NULL ? dfs_s3names_token_encode(last) : NULL;
     struct dfs_s3xml_listing x = {
         .version = version,
         .bucket = q->bucket,
@@ -997,17 +926,11 @@ static enum MHD_Result get_object(struct MHD_Connection *c, struct request *r, b
         if (v != NULL)
             MHD_add_response_header(resp, std[i].header, v);
     }
-    for (const char *p = (const char *)meta_of->meta.data, *end = p + meta_of->meta.len;
-         p != NULL && p < end;) {
-        const char *v = memchr(p, '\0', (size_t)(end - p));
-        const char *next =
-            v != NULL && v + 1 < end ? memchr(v + 1, '\0', (size_t)(end - v - 1)) : NULL;
-        if (next == NULL)
-            break;
-        if (strncmp(p, "x-amz-meta-", 11) == 0)
-            MHD_add_response_header(resp, p, v + 1);
-        p = next + 1;
-    }
+    size_t pos = 0;
+    const char *mn, *mv;
+    while (dfs_s3names_meta_next(meta_of->meta.data, meta_of->meta.len, &pos, &mn, &mv))
+        if (strncmp(mn, "x-amz-meta-", 11) == 0)
+            MHD_add_response_header(resp, mn, mv);
     enum MHD_Result ret = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
     free(held.meta.data);
@@ -1165,7 +1088,7 @@ static enum MHD_Result put_object(struct MHD_Connection *c, struct request *r,
     size_t plen = 0;
     if (rc == DFS_OK)
         rc = dfs_s3req_meta_parse(&r->http, &meta, &e);
-    if (rc == DFS_OK && meta_pack(&meta, NULL, &packed, &plen) != DFS_OK)
+    if (rc == DFS_OK && dfs_s3names_meta_pack(&meta, NULL, &packed, &plen) != DFS_OK)
         rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
     dfs_s3req_meta_free(&meta);
     struct dfs_client_put_result res;
@@ -1310,7 +1233,7 @@ static enum MHD_Result copy_object(struct MHD_Connection *c, struct request *r)
     const uint8_t *md5 = rc == DFS_OK && fi->md5.len == DFS_ETAG_MD5_LEN ? fi->md5.data : NULL;
     if (rc == DFS_OK && replace) {
         rc = dfs_s3req_meta_parse(&r->http, &meta, &e);
-        if (rc == DFS_OK && meta_pack(&meta, NULL, &packed, &plen) != DFS_OK)
+        if (rc == DFS_OK && dfs_s3names_meta_pack(&meta, NULL, &packed, &plen) != DFS_OK)
             rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
         if (meta_find(fi, ":parts") != NULL)
             md5 = NULL;
@@ -1362,16 +1285,6 @@ static enum MHD_Result copy_object(struct MHD_Connection *c, struct request *r)
  */
 #define UPLOADS_DIR "/.dfs-s3/uploads/"
 
-static bool upload_id_valid(const char *id)
-{
-    if (id == NULL || strlen(id) != 32)
-        return false;
-    for (const char *p = id; *p != '\0'; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return false;
-    return true;
-}
-
 static char *upload_dir(const char *bucket, const char *id)
 {
     char *p = NULL;
@@ -1383,7 +1296,7 @@ static int upload_key(struct request *r, const char *bucket, const char *id, cha
                       struct dfs_s3err *e)
 {
     *key = NULL;
-    if (!upload_id_valid(id))
+    if (!dfs_s3names_upload_id_valid(id))
         return dfs_s3err_set(e, DFS_S3ERR_NO_SUCH_UPLOAD, NULL);
     char *dir = upload_dir(bucket, id), *rec = NULL, *local = NULL, *err = NULL;
     int fd = -1;
@@ -1456,17 +1369,8 @@ struct part {
 static bool part_from_path(const char *path, const char *dir, struct part *p)
 {
     size_t dl = strlen(dir);
-    if (strncmp(path, dir, dl) != 0 || strncmp(path + dl, "part.", 5) != 0)
+    if (strncmp(path, dir, dl) != 0 || !dfs_s3names_part_parse(path + dl, &p->number, p->md5))
         return false;
-    const char *s = path + dl + 5;
-    char *end = NULL;
-    unsigned long n = strtoul(s, &end, 10);
-    if (end != s + 5 || *end != '.' || n < 1 || n > DFS_S3REQ_MAX_PART)
-        return false;
-    unsigned parts = 0;
-    if (strlen(end + 1) != 32 || dfs_etag_parse(end + 1, p->md5, &parts) != DFS_OK || parts != 0)
-        return false;
-    p->number = (uint32_t)n;
     dfs_etag_single(p->md5, p->etag);
     return true;
 }
@@ -1728,7 +1632,7 @@ static enum MHD_Result complete_upload(struct MHD_Connection *c, struct request 
     snprintf(nparts, sizeof nparts, "%zu", cm.n);
     unsigned np = 0;
     if (rc == DFS_OK && (dfs_etag_parse(etag, md5md5, &np) != DFS_OK ||
-                         meta_pack(NULL, nparts, &packed, &plen) != DFS_OK))
+                         dfs_s3names_meta_pack(NULL, nparts, &packed, &plen) != DFS_OK))
         rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "etag");
     struct dfs_client_put_result res;
     if (rc == DFS_OK)
