@@ -815,9 +815,9 @@ int dfs_cmd_node(struct dfs_cli *cli, const char *action, const char *node)
 
 static const char *role_name(int r)
 {
-    static const char *const names[] = {"unspecified", "admin", "read_write",
-                                        "read_only",   "node",  "bootstrap"};
-    return r >= 0 && r <= 5 ? names[r] : "unknown";
+    static const char *const names[] = {"unspecified", "admin",     "read_write", "read_only",
+                                        "node",        "bootstrap", "gateway"};
+    return r >= 0 && r <= 6 ? names[r] : "unknown";
 }
 
 static void token_json(dfs_json *j, const Dfs__V1__TokenInfo *t, int64_t now)
@@ -849,8 +849,9 @@ static void token_json(dfs_json *j, const Dfs__V1__TokenInfo *t, int64_t now)
 static int token_create(struct dfs_cli *cli)
 {
     if (cli->token_role == 0) {
-        fprintf(stderr, "dfs: token create needs --role admin|read_write|read_only|bootstrap (see "
-                        "dfs --help)\n");
+        fprintf(stderr,
+                "dfs: token create needs --role admin|read_write|read_only|bootstrap|gateway (see "
+                "dfs --help)\n");
         return DFS_EXIT_USAGE;
     }
     Dfs__V1__CreateTokenResponse *resp = NULL;

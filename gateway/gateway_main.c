@@ -84,7 +84,8 @@ static const struct dfs_opt opts[] = {
              "and running experiments stopped"},
     {DFS_OPT_STRING, "s3-listen", 0, O(s3_listen), .arg = "ADDR",
      .help = "also serve the S3 API (SigV4-signed; keys from dfs token create --s3) on this "
-             "address, its own port; port 0 = any free one. The gateway's token must be admin"},
+             "address, its own port; port 0 = any free one. The gateway's token: role gateway (or "
+             "admin)"},
     {DFS_OPT_STRING, "s3-domain", 0, O(s3_domain), .arg = "D",
      .help = "S3 virtual-host style: BUCKET.D/KEY (path style /BUCKET/KEY always works)"},
     {DFS_OPT_STRING, "s3-region", 0, O(s3_region), .arg = "R", .def = "us-east-1",

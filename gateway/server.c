@@ -612,6 +612,7 @@ static enum MHD_Result check_caller(dfs_gateway *g, struct MHD_Connection *c, bo
                          &err);
     if (rc == DFS_OK && role != DFS__V1__TOKEN_ROLE__TOKEN_ADMIN &&
         role != DFS__V1__TOKEN_ROLE__TOKEN_READ_WRITE &&
+        role != DFS__V1__TOKEN_ROLE__TOKEN_GATEWAY &&
         !(get && role == DFS__V1__TOKEN_ROLE__TOKEN_READ_ONLY))
         rc = dfs_seterr(&err, DFS_EPERM, "this token's role may not %s here",
                         get ? "read" : "change anything");

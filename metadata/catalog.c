@@ -136,6 +136,8 @@
  *   buckets    one row per S3 bucket (a top-level directory that exists while empty): name (PK,
  *              3-63 bytes), created_ms, token_id (the token whose key made it; '' = unknown).
  *
+ *   tokens     role also 'gateway' (the S3 gateway: files, buckets and S3 signing keys).
+ *
  * Every verb is one transaction: writers use BEGIN IMMEDIATE, multi-statement readers a deferred
  * BEGIN for a consistent snapshot.
  */
@@ -323,7 +325,26 @@ static const char *const migrations[] = {
     "  name       TEXT    NOT NULL PRIMARY KEY CHECK (length(name) BETWEEN 3 AND 63),"
     "  created_ms INTEGER NOT NULL,"
     "  token_id   TEXT    NOT NULL DEFAULT ''"
-    ") WITHOUT ROWID;",
+    ") WITHOUT ROWID;"
+    "CREATE TABLE tokens_v6 ("
+    "  id           TEXT    NOT NULL PRIMARY KEY CHECK (length(id) = 16),"
+    "  name         TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 64),"
+    "  role         TEXT    NOT NULL"
+    "               CHECK (role IN ('admin', 'read_write', 'read_only', 'node', 'bootstrap',"
+    "                               'gateway')),"
+    "  hash         BLOB    NOT NULL CHECK (length(hash) = 32),"
+    "  created_ms   INTEGER NOT NULL,"
+    "  expires_ms   INTEGER NOT NULL DEFAULT 0 CHECK (expires_ms >= 0),"
+    "  revoked_ms   INTEGER NOT NULL DEFAULT 0 CHECK (revoked_ms >= 0),"
+    "  last_used_ms INTEGER NOT NULL DEFAULT 0,"
+    "  node_id      TEXT    CHECK (node_id IS NULL OR length(node_id) = 32),"
+    "  CHECK ((role = 'node') = (node_id IS NOT NULL))"
+    ") WITHOUT ROWID;"
+    "INSERT INTO tokens_v6 SELECT id, name, role, hash, created_ms, expires_ms, revoked_ms, "
+    "  last_used_ms, node_id FROM tokens;"
+    "DROP TABLE tokens;"
+    "ALTER TABLE tokens_v6 RENAME TO tokens;"
+    "CREATE UNIQUE INDEX tokens_node ON tokens (node_id) WHERE node_id IS NOT NULL;",
 };
 
 static_assert(sizeof migrations / sizeof migrations[0] == DFS_CATALOG_SCHEMA_VERSION,

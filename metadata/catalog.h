@@ -882,6 +882,7 @@ enum dfs_token_role {
     DFS_ROLE_READ_ONLY = 3,  /* files, read */
     DFS_ROLE_NODE = 4,       /* one storage node (node_id): register, heartbeat, reports */
     DFS_ROLE_BOOTSTRAP = 5,  /* enrollment: registers node ids never seen */
+    DFS_ROLE_GATEWAY = 6,    /* the S3 gateway: files, buckets, S3 signing keys (schema 6) */
 };
 
 #define DFS_TOKEN_NAME_MAX 64

@@ -2083,6 +2083,19 @@ static void test_file_meta(void **state)
     dfs_catalog_file_rec_free(plain);
 }
 
+static struct dfs_token_rec token_rec(const char *id, const char *name, enum dfs_token_role role,
+                                      int64_t created, int64_t expires)
+{
+    struct dfs_token_rec t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.id, sizeof t.id, "%s", id);
+    snprintf(t.name, sizeof t.name, "%s", name);
+    t.role = role;
+    t.created_ms = created;
+    t.expires_ms = expires;
+    return t;
+}
+
 /* Schema 6 (S3): buckets exist while empty; one is removed only with no file under it. */
 static void test_buckets(void **state)
 {
@@ -2132,6 +2145,15 @@ static void test_buckets(void **state)
     dfs_catalog_file_rec_free(g);
     dfs_catalog_file_rec_free(h);
     dfs_catalog_file_rec_free(p);
+    /* Schema 6 also takes tokens of the gateway role. */
+    struct dfs_token_rec t = token_rec("0123456789abcdef", "s3", DFS_ROLE_GATEWAY, T0, 0);
+    uint8_t hash[32] = {1}, got[32];
+    assert_int_equal(dfs_catalog_token_add(fx->cat, &t, hash, NULL), DFS_OK);
+    struct dfs_token_rec back;
+    assert_int_equal(dfs_catalog_token_get(fx->cat, t.id, &back, got, NULL), DFS_OK);
+    assert_int_equal(back.role, DFS_ROLE_GATEWAY);
+    assert_string_equal(dfs_catalog_token_role_name(DFS_ROLE_GATEWAY), "gateway");
+    assert_string_equal(dfs_catalog_token_role_name(DFS_ROLE_BOOTSTRAP), "bootstrap");
 }
 
 /*
@@ -2750,19 +2772,6 @@ static void test_health_and_erasure_repairs(void **state)
     dfs_catalog_file_rec_free(r1);
     dfs_catalog_file_rec_free(e1);
     dfs_catalog_file_rec_free(ec);
-}
-
-static struct dfs_token_rec token_rec(const char *id, const char *name, enum dfs_token_role role,
-                                      int64_t created, int64_t expires)
-{
-    struct dfs_token_rec t;
-    memset(&t, 0, sizeof t);
-    snprintf(t.id, sizeof t.id, "%s", id);
-    snprintf(t.name, sizeof t.name, "%s", name);
-    t.role = role;
-    t.created_ms = created;
-    t.expires_ms = expires;
-    return t;
 }
 
 /* Tokens: added once, found by id and prefix, revoked for good, listed; secrets made once. */

@@ -127,7 +127,12 @@ class S3(harness.TestCase):
         cls.c = harness.Cluster(nodes=3, metadata_flags=["--s3-key-file", os.path.join(cls.dir, "s3.key")])
         cls.c.start()
         try:
-            cls.gw = Gateway(cls.c.address, cls.c.admin_token_file, os.path.join(cls.dir, "gateway"))
+            # The gateway runs with a token of the gateway role: files, buckets, signing keys.
+            _, out, _ = harness.dfs("token", "create", "--role", "gateway", "--name", "s3-gateway", cluster=cls.c)
+            cls.gw_token_file = os.path.join(cls.dir, "gateway.token")
+            with open(os.open(cls.gw_token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(out.strip() + "\n")
+            cls.gw = Gateway(cls.c.address, cls.gw_token_file, os.path.join(cls.dir, "gateway"))
             cls.key_id, cls.secret = cls.make_key("read_write")
         except BaseException:
             cls.c.stop()
@@ -326,7 +331,7 @@ class S3(harness.TestCase):
 
     def test_abandoned_uploads_expire(self):
         """--s3-upload-timeout: an upload left open is aborted and its parts removed."""
-        gw = Gateway(self.c.address, self.c.admin_token_file, self.tmp("gw-expiry"), "--s3-upload-timeout", "2s")
+        gw = Gateway(self.c.address, self.gw_token_file, self.tmp("gw-expiry"), "--s3-upload-timeout", "2s")
         try:
             s3 = self.client(endpoint=gw.endpoint)
             s3.create_bucket(Bucket="expiry-1")
@@ -491,6 +496,11 @@ class S3(harness.TestCase):
         self.assertEqual(self.code(self.client(gone_id, gone_secret).list_buckets), "InvalidAccessKeyId")
         s3.delete_object(Bucket="pre-1", Key="f b.bin")
         s3.delete_bucket(Bucket="pre-1")
+        # The gateway's own token (role gateway) makes no tokens and moves no nodes.
+        rc, _, err = harness.dfs("token", "create", "--role", "admin", cluster=self.c,
+                                 env={"DFS_TOKEN_FILE": self.gw_token_file}, check=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("may not call", err)
 
     def replay(self, method, target, headers, body):
         conn = http.client.HTTPConnection("127.0.0.1", self.gw.port, timeout=60)

@@ -20,7 +20,7 @@
 typedef struct dfs_s3server dfs_s3server;
 
 struct dfs_s3server_config {
-    dfs_client *client; /* borrowed; its token must be admin (GetSigningKey) */
+    dfs_client *client; /* borrowed; its token: gateway or admin (GetSigningKey) */
     const char *listen; /* "HOST:PORT"; port 0 picks a free one */
     const char *domain; /* virtual-host style for BUCKET.domain; NULL: path style only */
     const char *region; /* the only region signatures may name; NULL: "us-east-1" */

@@ -3122,7 +3122,9 @@ enum {
     ACCESS_ADMIN = 1u << 2,  /* nodes and tokens */
     ACCESS_NODE = 1u << 3,   /* what a storage node calls about itself (a node token) */
     ACCESS_ENROLL = 1u << 4, /* registering a node the catalog has never seen */
-    ACCESS_ANY = ACCESS_READ | ACCESS_WRITE | ACCESS_ADMIN | ACCESS_NODE | ACCESS_ENROLL,
+    ACCESS_S3KEYS = 1u << 5, /* S3 signing keys (GetSigningKey): the S3 gateway */
+    ACCESS_ANY =
+        ACCESS_READ | ACCESS_WRITE | ACCESS_ADMIN | ACCESS_NODE | ACCESS_ENROLL | ACCESS_S3KEYS,
 };
 
 /* An admin may enroll a node but never speaks as one: a node's calls need its own token. */
@@ -3139,6 +3141,8 @@ static unsigned role_access(enum dfs_token_role r)
         return ACCESS_NODE;
     case DFS_ROLE_BOOTSTRAP:
         return ACCESS_ENROLL;
+    case DFS_ROLE_GATEWAY:
+        return ACCESS_READ | ACCESS_WRITE | ACCESS_S3KEYS;
     default:
         return 0;
     }
@@ -3227,9 +3231,9 @@ int dfs_metadata_service_make_token(dfs_metadata_service *svc, enum dfs_token_ro
         return dfs_seterr(errmsg, DFS_EINVAL,
                           "node tokens are made by the nodes themselves at their enrollment "
                           "(give storage nodes a bootstrap token)");
-    if (role <= DFS_ROLE_UNSPECIFIED || role > DFS_ROLE_BOOTSTRAP)
+    if (role <= DFS_ROLE_UNSPECIFIED || role > DFS_ROLE_GATEWAY)
         return dfs_seterr(errmsg, DFS_EINVAL,
-                          "a token's role is admin, read_write, read_only or bootstrap");
+                          "a token's role is admin, read_write, read_only, bootstrap or gateway");
     if (ttl_ms < 0 || ttl_ms > (int64_t)100 * 365 * 24 * 3600 * 1000)
         return dfs_seterr(errmsg, DFS_EINVAL, "a token's lifetime is 0 (forever) to 100 years");
     struct dfs_token_rec t;
@@ -3636,7 +3640,8 @@ int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv
         {"/dfs.v1.Metadata/WhoAmI", DFS_RPC_UNARY, &dfs__v1__who_am_irequest__descriptor,
          handle_who_am_i, svc, ACCESS_ANY},
         {"/dfs.v1.Metadata/GetSigningKey", DFS_RPC_UNARY,
-         &dfs__v1__get_signing_key_request__descriptor, handle_get_signing_key, svc, ACCESS_ADMIN},
+         &dfs__v1__get_signing_key_request__descriptor, handle_get_signing_key, svc,
+         ACCESS_ADMIN | ACCESS_S3KEYS},
         {"/dfs.v1.Metadata/CreateBucket", DFS_RPC_UNARY,
          &dfs__v1__create_bucket_request__descriptor, handle_create_bucket, svc, ACCESS_WRITE},
         {"/dfs.v1.Metadata/DeleteBucket", DFS_RPC_UNARY,
