@@ -311,6 +311,10 @@ class Consistency(harness.TestCase):
             gargs = dict(a.split("=", 1) for a in gc["args"])
             self.assertEqual(gports["http"], int(gargs["--listen"].rsplit(":", 1)[1]))
             self.assertEqual(gports["s3"], int(gargs["--s3-listen"].rsplit(":", 1)[1]))
+            # It holds the gateway's token only, which the metadata service registers.
+            vol = next(v for v in gw["spec"]["template"]["spec"]["volumes"] if v["name"] == "tokens")
+            self.assertEqual(vol["secret"]["items"], [{"key": "gateway", "path": "gateway"}])
+            self.assertEqual(gargs["--token-file"], "/etc/dfs/tokens/gateway")
             gsvc = services["dfs-gateway"]
             self.assertEqual({p["name"]: gports[p["targetPort"]] for p in gsvc["spec"]["ports"]},
                              {"http": 8080, "s3": 9000})
@@ -369,7 +373,7 @@ class Consistency(harness.TestCase):
         for src, dst in (("server.pem", "tls.crt"), ("server.key", "tls.key"), ("ca.pem", "ca.crt")):
             shutil.copy(os.path.join(ca_dir, src), os.path.join(tls, dst))
         import secrets
-        for name in ("admin", "bootstrap"):
+        for name in ("admin", "bootstrap", "gateway"):
             with open(os.open(os.path.join(tokens, name), os.O_WRONLY | os.O_CREAT, 0o440), "w") as f:
                 f.write("dfs1.%s.%s\n" % (secrets.token_hex(8), secrets.token_hex(32)))
         with open(os.path.join(tokens, "admin")) as f:

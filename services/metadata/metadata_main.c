@@ -37,6 +37,7 @@ struct options {
     const char *admin_token_file;
     const char *s3_key_file;
     const char *node_token_file;
+    const char *gateway_token_file;
     struct dfs_rpc_tls_config tls;
     bool insecure;
     int64_t rebalance_threshold; /* --rebalance-threshold, into cfg by check() */
@@ -122,6 +123,9 @@ static const struct dfs_opt opts[] = {
     {DFS_OPT_STRING, "node-token-file", 0, O(node_token_file), .arg = "PATH",
      .help = "the same for the enrollment token (role bootstrap) storage nodes present at their "
              "first registration (each then uses a node token of its own)"},
+    {DFS_OPT_STRING, "gateway-token-file", 0, O(gateway_token_file), .arg = "PATH",
+     .help = "the same for a token of role gateway (the S3 gateway's: files, buckets, S3 signing "
+             "keys)"},
     {DFS_OPT_STRING, "s3-key-file", 0, O(s3_key_file), .arg = "PATH",
      .help = "S3 access keys (dfs token create --s3): their secrets derive from the 32-byte "
              "master key in PATH, made (mode 0600) if PATH does not exist; without it, no S3 keys"},
@@ -228,6 +232,9 @@ int main(int argc, char **argv)
         (o.node_token_file != NULL &&
          dfs_metadata_service_bootstrap_token(svc, o.node_token_file, DFS_ROLE_BOOTSTRAP, "nodes",
                                               &err) != DFS_OK) ||
+        (o.gateway_token_file != NULL &&
+         dfs_metadata_service_bootstrap_token(svc, o.gateway_token_file, DFS_ROLE_GATEWAY,
+                                              "gateway", &err) != DFS_OK) ||
         dfs_rpc_health_create(&health, &err) != DFS_OK ||
         dfs_rpc_reflection_create(dfs_descriptor_set, dfs_descriptor_set_size, &refl, &err) !=
             DFS_OK ||
