@@ -137,6 +137,10 @@ struct dfs_client_put_opts {
     const uint8_t *md5;
     const void *meta;
     size_t meta_len;
+    /* Conditional writes, checked in the commit's transaction (DFS_EPRECOND, the put aborted): no
+       file at `remote` (if_absent), or the file there is this file id (if_file_id; NULL: none). */
+    bool if_absent;
+    const char *if_file_id;
 };
 
 struct dfs_client_put_result {

@@ -409,6 +409,10 @@ struct dfs_file_meta {
     const uint8_t *md5; /* DFS_CATALOG_MD5_LEN bytes, or NULL: unknown */
     const void *meta;   /* "name\0value\0"..., sorted by name; may be NULL when meta_len is 0 */
     size_t meta_len;    /* at most DFS_CATALOG_META_MAX */
+    /* Conditional writes, checked in the commit's transaction (DFS_EPRECOND): no committed file
+       at the path, or the committed file there has this id (NULL or "": no condition). */
+    bool if_absent;
+    const char *if_file_id;
 };
 
 /*

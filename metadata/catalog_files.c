@@ -662,6 +662,30 @@ int dfs_catalog_file_commit(dfs_catalog *cat, const char *file_id,
     return DFS_OK;
 }
 
+/* The conditions of meta against the committed file at the pending file's path (a commit repeated
+   after it took effect passes: commit_locked answers it). */
+static int commit_conditions(dfs_catalog *cat, const char *file_id,
+                             const struct dfs_file_meta *meta, char **errmsg)
+{
+    bool want_id = meta->if_file_id != NULL && meta->if_file_id[0] != '\0';
+    if (!meta->if_absent && !want_id)
+        return DFS_OK;
+    struct dfs_file_rec *f = NULL, *old = NULL;
+    int rc = catalog_find_file(cat, S_FILE_GET_ID, file_id, false, &f, errmsg);
+    if (rc == DFS_OK && f != NULL && f->state == DFS_FILE_PENDING)
+        rc = catalog_find_file(cat, S_FILE_GET_PATH, f->path, false, &old, errmsg);
+    if (rc == DFS_OK && f != NULL && f->state == DFS_FILE_PENDING) {
+        if (meta->if_absent && old != NULL)
+            rc = dfs_seterr(errmsg, DFS_EPRECOND, "%s exists (the put asked for none)", f->path);
+        else if (want_id && (old == NULL || strcmp(old->file_id, meta->if_file_id) != 0))
+            rc = dfs_seterr(errmsg, DFS_EPRECOND, "%s is no longer file %s", f->path,
+                            meta->if_file_id);
+    }
+    dfs_catalog_file_rec_free(f);
+    dfs_catalog_file_rec_free(old);
+    return rc;
+}
+
 int dfs_catalog_file_commit_meta(dfs_catalog *cat, const char *file_id,
                                  const uint8_t sha256[DFS_SHA256_LEN],
                                  const struct dfs_commit_fragment *fragments, size_t nfragments,
@@ -682,7 +706,9 @@ int dfs_catalog_file_commit_meta(dfs_catalog *cat, const char *file_id,
     catalog_lock(cat);
     rc = catalog_tx_begin(cat, true, errmsg);
     if (rc == DFS_OK) {
-        int crc = commit_locked(cat, file_id, sha256, fragments, nfragments, now_ms, &f, &replaced,
+        int crc = commit_conditions(cat, file_id, meta, errmsg);
+        if (crc == DFS_OK)
+            crc = commit_locked(cat, file_id, sha256, fragments, nfragments, now_ms, &f, &replaced,
                                 &again, errmsg);
         if (crc == DFS_OK && meta->md5 != NULL)
             crc = catalog_exec(cat, S_META_PUT, NULL, errmsg, "tbb", file_id, meta->md5,

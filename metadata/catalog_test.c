@@ -2058,6 +2058,37 @@ static void test_file_meta(void **state)
     assert_int_equal(dfs_catalog_file_delete(fx->cat, "/b/obj", T0 + 50, &d, NULL), DFS_OK);
     dfs_catalog_file_rec_free(d);
     assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM file_meta"), 0);
+    /* Conditional commits: if_absent while a file holds the path, if_file_id naming another. */
+    struct dfs_file_rec *cur = put(fx, "/b/cond", 10, false, T0);
+    for (int k = 0; k < 3; k++) {
+        struct dfs_file_rec *pc = create(fx, "/b/cond", 10, 1, 3, true, T0 + 60);
+        struct commit cc;
+        make_commit(pc, &cc);
+        struct dfs_file_meta cond = {.if_absent = k == 0,
+                                     .if_file_id = k == 1   ? pc->file_id
+                                                   : k == 2 ? cur->file_id
+                                                            : NULL};
+        struct dfs_file_rec *got_f = NULL;
+        char *m = NULL;
+        int want = k == 2 ? DFS_OK : DFS_EPRECOND;
+        assert_int_equal(dfs_catalog_file_commit_meta(fx->cat, pc->file_id, cc.sha, cc.frags,
+                                                      pc->nfragments, &cond, T0 + 61, &got_f, &m),
+                         want);
+        free(m);
+        if (want == DFS_OK) { /* a repeat of the commit that took effect passes too */
+            dfs_catalog_file_rec_free(got_f);
+            got_f = NULL;
+            assert_int_equal(dfs_catalog_file_commit_meta(fx->cat, pc->file_id, cc.sha, cc.frags,
+                                                          pc->nfragments, &cond, T0 + 62, &got_f,
+                                                          NULL),
+                             DFS_OK);
+        } else {
+            assert_int_equal(dfs_catalog_file_abort(fx->cat, pc->file_id, T0 + 62, NULL), DFS_OK);
+        }
+        dfs_catalog_file_rec_free(got_f);
+        dfs_catalog_file_rec_free(pc);
+    }
+    dfs_catalog_file_rec_free(cur);
     /* Too much, or no MD5. */
     struct dfs_file_rec *p = create(fx, "/b/big", 10, 1, 3, false, T0);
     struct commit c;

@@ -256,6 +256,23 @@ class S3(harness.TestCase):
                          "PreconditionFailed")
         self.assertEqual(s3.get_object(Bucket="boto-1", Key="top.txt", IfMatch=etag)["Body"].read(), b"top")
 
+        # Conditional writes (If-None-Match: *, If-Match), checked again in the commit's transaction.
+        def put_with(headers, key, body):
+            c = self.client()
+
+            def add(request, **_):
+                for k, v in headers.items():
+                    request.headers[k] = v
+            c.meta.events.register("before-sign.s3.PutObject", add)
+            return c.put_object(Bucket="boto-1", Key=key, Body=body)
+        self.assertEqual(self.code(put_with, {"If-None-Match": "*"}, "top.txt", b"new"), "PreconditionFailed")
+        put_with({"If-None-Match": "*"}, "fresh.txt", b"fresh")
+        self.assertEqual(self.code(put_with, {"If-Match": '"%s"' % md5(b"nope")}, "fresh.txt", b"x"),
+                         "PreconditionFailed")
+        put_with({"If-Match": '"%s"' % md5(b"fresh")}, "fresh.txt", b"fresher")
+        self.assertEqual(s3.get_object(Bucket="boto-1", Key="fresh.txt")["Body"].read(), b"fresher")
+        s3.delete_object(Bucket="boto-1", Key="fresh.txt")
+
         # Copy, batch delete, and a bucket that must be empty to go.
         s3.copy_object(Bucket="boto-1", Key="copy/top.txt", CopySource={"Bucket": "boto-1", "Key": "top.txt"})
         self.assertEqual(s3.get_object(Bucket="boto-1", Key="copy/top.txt")["Body"].read(), b"top")

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #define SPOOL_PREFIX    "dfs-s3-"
+#define DFS_ID_BUF      33 /* a file id: 32 hex digits */
 #define READ_BLOCK      (256u << 10)
 #define PIPE_SIZE       (1u << 20)
 #define MAX_HEADERS     128
@@ -299,8 +300,8 @@ static int s3_from_dfs(struct dfs_s3err *e, int rc, enum dfs_s3err_code notfound
     case DFS_ETIMEDOUT:
         code = DFS_S3ERR_SERVICE_UNAVAILABLE;
         break;
-    case DFS_EPRECOND:
-        code = DFS_S3ERR_PRECONDITION_FAILED;
+    case DFS_EPRECOND: /* too few live nodes and the like; conditions are told apart by callers */
+        code = DFS_S3ERR_SERVICE_UNAVAILABLE;
         break;
     case DFS_EINVAL:
         code = DFS_S3ERR_INVALID_ARGUMENT;
@@ -384,13 +385,16 @@ static int spool_open(dfs_s3server *s, int *fd, char **path, struct dfs_s3err *e
 }
 
 /* Store the spool file fd at path (replacing what is there), with its MD5 and stored headers
-   (either may be NULL). */
-static int store(dfs_s3server *s, int fd, const char *spool, const char *path, const uint8_t *md5,
-                 const char *meta, size_t meta_len, struct dfs_client_put_result *res,
-                 struct dfs_s3err *e)
+   (either may be NULL), under conditions checked in the commit (if_file_id may be NULL). */
+static int store_cond(dfs_s3server *s, int fd, const char *spool, const char *path,
+                      const uint8_t *md5, const char *meta, size_t meta_len, bool if_absent,
+                      const char *if_file_id, struct dfs_client_put_result *res,
+                      struct dfs_s3err *e)
 {
     struct dfs_client_put_opts o;
     memset(&o, 0, sizeof o);
+    o.if_absent = if_absent;
+    o.if_file_id = if_file_id;
     o.md5 = md5;
     o.meta = meta;
     o.meta_len = meta_len;
@@ -405,10 +409,20 @@ static int store(dfs_s3server *s, int fd, const char *spool, const char *path, c
     if (rc != DFS_OK) {
         dfs_log(DFS_LOG_WARN, "s3 put failed path=%s err=%s", path,
                 err != NULL ? err : dfs_strerror(rc));
-        rc = s3_from_dfs(e, rc, DFS_S3ERR_NO_SUCH_KEY, err);
+        if (rc == DFS_EPRECOND && (if_absent || if_file_id != NULL))
+            rc = dfs_s3err_set(e, DFS_S3ERR_PRECONDITION_FAILED, "%s", err != NULL ? err : "");
+        else
+            rc = s3_from_dfs(e, rc, DFS_S3ERR_NO_SUCH_KEY, err);
     }
     free(err);
     return rc;
+}
+
+static int store(dfs_s3server *s, int fd, const char *spool, const char *path, const uint8_t *md5,
+                 const char *meta, size_t meta_len, struct dfs_client_put_result *res,
+                 struct dfs_s3err *e)
+{
+    return store_cond(s, fd, spool, path, md5, meta, meta_len, false, NULL, res, e);
 }
 
 /* ---- buckets --------------------------------------------------------------------------------- */
@@ -1053,8 +1067,16 @@ static int body_finish(struct request *r, uint8_t md5[DFS_ETAG_MD5_LEN], struct 
 }
 
 /* If-Match / If-None-Match of a write, against the object as it is now. */
-static int write_conditions(struct request *r, const char *path, struct dfs_s3err *e)
+/*
+ * If-Match / If-None-Match of a write, against the object as it is now; what must still hold at
+ * the commit goes to *if_absent (If-None-Match: *) and current_id (If-Match: the file it matched),
+ * checked again in the commit's transaction.
+ */
+static int write_conditions(struct request *r, const char *path, bool *if_absent,
+                            char current_id[DFS_ID_BUF], struct dfs_s3err *e)
 {
+    *if_absent = false;
+    current_id[0] = '\0';
     struct dfs_s3cond cond;
     int rc = dfs_s3cond_parse(&r->http, false, time(NULL), &cond, e);
     if (rc != DFS_OK || (cond.if_match == NULL && cond.if_none_match == NULL))
@@ -1069,8 +1091,11 @@ static int write_conditions(struct request *r, const char *path, struct dfs_s3er
     if (fi != NULL) {
         file_etag(fi, etag);
         mtime = fi->committed_ms / 1000;
+        if (cond.if_match != NULL)
+            snprintf(current_id, DFS_ID_BUF, "%s", fi->file_id);
         protobuf_c_message_free_unpacked(&fi->base, NULL);
     }
+    *if_absent = cond.if_none_match != NULL && strchr(cond.if_none_match, '*') != NULL;
     enum dfs_s3err_code code = dfs_s3cond_eval(&cond, DFS_S3COND_WRITE, rc == DFS_OK, etag, mtime);
     return code == DFS_S3ERR_NONE ? DFS_OK : dfs_s3err_set(e, code, NULL);
 }
@@ -1081,8 +1106,10 @@ static enum MHD_Result put_object(struct MHD_Connection *c, struct request *r,
     struct dfs_s3err e = {0};
     char *path = NULL;
     int rc = dfs_s3req_object_path(r->q.bucket, r->q.key, &path, &e);
+    bool if_absent = false;
+    char current_id[DFS_ID_BUF] = "";
     if (rc == DFS_OK)
-        rc = write_conditions(r, path, &e);
+        rc = write_conditions(r, path, &if_absent, current_id, &e);
     struct dfs_s3req_meta meta = {0};
     char *packed = NULL;
     size_t plen = 0;
@@ -1093,7 +1120,8 @@ static enum MHD_Result put_object(struct MHD_Connection *c, struct request *r,
     dfs_s3req_meta_free(&meta);
     struct dfs_client_put_result res;
     if (rc == DFS_OK)
-        rc = store(r->s, r->b.fd, r->b.spool, path, md5, packed, plen, &res, &e);
+        rc = store_cond(r->s, r->b.fd, r->b.spool, path, md5, packed, plen, if_absent,
+                        current_id[0] != '\0' ? current_id : NULL, &res, &e);
     free(packed);
     if (rc != DFS_OK) {
         free(path);

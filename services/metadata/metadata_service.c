@@ -1216,12 +1216,14 @@ static void handle_commit_file(dfs_rpc_call *call, void *ctx)
     struct dfs_file_rec *f = NULL;
     char *err = NULL;
     int rc;
-    if (req->md5.len > 0 || req->meta.len > 0) {
+    if (req->md5.len > 0 || req->meta.len > 0 || req->if_absent || req->if_file_id[0] != '\0') {
         /* S3: the object's MD5 and stored headers, in the commit's transaction. */
         struct dfs_file_meta meta = {.md5 =
                                          req->md5.len == DFS_CATALOG_MD5_LEN ? req->md5.data : NULL,
                                      .meta = req->meta.data,
-                                     .meta_len = req->meta.len};
+                                     .meta_len = req->meta.len,
+                                     .if_absent = req->if_absent,
+                                     .if_file_id = req->if_file_id};
         rc = req->md5.len != 0 && req->md5.len != DFS_CATALOG_MD5_LEN
                  ? dfs_seterr(&err, DFS_EINVAL, "an MD5 is 16 bytes")
                  : dfs_catalog_file_commit_meta(svc->cat, req->file_id, req->sha256.data, frags,
