@@ -20,6 +20,7 @@ if (os.path.realpath(sys.executable) != os.path.realpath(_DEBIAN_PYTHON) and os.
     sys.stdout.flush()
     os.execv(_DEBIAN_PYTHON, [_DEBIAN_PYTHON] + sys.argv)
 
+import base64  # noqa: E402
 import datetime  # noqa: E402
 import hashlib  # noqa: E402
 import http.client  # noqa: E402
@@ -565,6 +566,13 @@ class S3(harness.TestCase):
         status, resp = self.replay(method, target, headers, body)
         self.assertEqual(status, 200, resp)
         self.assertEqual(s3.get_object(Bucket="chunked-1", Key="c.bin")["Body"].read(), data)
+        # The checksum it was proven by is kept, and returned (and checked by botocore) on request.
+        import zlib
+        want = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+        r = s3.get_object(Bucket="chunked-1", Key="c.bin", ChecksumMode="ENABLED")
+        self.assertEqual(r["ChecksumCRC32"], want)
+        self.assertEqual(r["Body"].read(), data)
+        self.assertNotIn("ChecksumCRC32", s3.get_object(Bucket="chunked-1", Key="c.bin"))
         # The same upload under another key with the trailer's checksum changed: refused, not stored.
         with self.assertRaises(RuntimeError):
             tls.put_object(Bucket="chunked-1", Key="bad.bin", Body=data, ChecksumAlgorithm="CRC32")

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -120,6 +121,10 @@ struct body {
     int fd; /* spool file (PutObject), or -1 */
     char *spool;
     char *xml; /* the XML bodies, at most DFS_S3XML_MAX_BODY */
+    /* The x-amz-checksum-* the body was proven by, kept with the object as ":x-amz-checksum-..."
+       (returned when a GET asks, x-amz-checksum-mode: ENABLED); "" when none. */
+    char checksum_name[48];
+    char checksum_value[128];
     size_t xml_len;
     bool keep_xml;
     uint64_t total;
@@ -942,9 +947,14 @@ static enum MHD_Result get_object(struct MHD_Connection *c, struct request *r, b
     }
     size_t pos = 0;
     const char *mn, *mv;
+    /* The whole object's checksum, when asked for and the whole object is sent. */
+    const char *mode = dfs_s3http_header(&r->http, "x-amz-checksum-mode");
+    bool sums = mode != NULL && strcasecmp(mode, "ENABLED") == 0 && status == MHD_HTTP_OK;
     while (dfs_s3names_meta_next(meta_of->meta.data, meta_of->meta.len, &pos, &mn, &mv))
         if (strncmp(mn, "x-amz-meta-", 11) == 0)
             MHD_add_response_header(resp, mn, mv);
+        else if (sums && strncmp(mn, ":x-amz-checksum-", 16) == 0)
+            MHD_add_response_header(resp, mn + 1, mv);
     enum MHD_Result ret = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
     free(held.meta.data);
@@ -1054,6 +1064,10 @@ static int body_finish(struct request *r, uint8_t md5[DFS_ETAG_MD5_LEN], struct 
                                ? dfs_chunked_trailer(b->chunked, dfs_s3sum_header(b->algo))
                                : NULL;
         rc = dfs_s3sum_check(b->sum, want, e);
+        if (rc == DFS_OK && want != NULL && strlen(want) < sizeof b->checksum_value) {
+            snprintf(b->checksum_name, sizeof b->checksum_name, ":%s", dfs_s3sum_header(b->algo));
+            snprintf(b->checksum_value, sizeof b->checksum_value, "%s", want);
+        }
     }
     const char *cmd5 = dfs_s3http_header(&r->http, "content-md5");
     if (rc == DFS_OK && cmd5 != NULL) {
@@ -1115,8 +1129,17 @@ static enum MHD_Result put_object(struct MHD_Connection *c, struct request *r,
     size_t plen = 0;
     if (rc == DFS_OK)
         rc = dfs_s3req_meta_parse(&r->http, &meta, &e);
-    if (rc == DFS_OK && dfs_s3names_meta_pack(&meta, NULL, &packed, &plen) != DFS_OK)
+    /* The checksum first: ':' sorts before every header name. */
+    struct dfs_s3req_meta_entry *all = rc == DFS_OK ? calloc(meta.n + 1, sizeof *all) : NULL;
+    struct dfs_s3req_meta with = {all, 0};
+    if (all != NULL && r->b.checksum_name[0] != '\0')
+        all[with.n++] = (struct dfs_s3req_meta_entry){r->b.checksum_name, r->b.checksum_value};
+    for (size_t i = 0; all != NULL && i < meta.n; i++)
+        all[with.n++] = meta.e[i];
+    if (rc == DFS_OK &&
+        (all == NULL || dfs_s3names_meta_pack(&with, NULL, &packed, &plen) != DFS_OK))
         rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
+    free(all);
     dfs_s3req_meta_free(&meta);
     struct dfs_client_put_result res;
     if (rc == DFS_OK)
