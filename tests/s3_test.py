@@ -62,7 +62,7 @@ class Gateway:
 
     def __init__(self, metadata, token_file, workdir, *flags):
         os.makedirs(workdir, exist_ok=True)
-        spool = os.path.join(workdir, "spool")
+        spool = self.spool = os.path.join(workdir, "spool")
         os.makedirs(spool, exist_ok=True)
         ready = os.path.join(workdir, "ready")
         s3ready = os.path.join(workdir, "s3ready")
@@ -583,6 +583,22 @@ class S3(harness.TestCase):
         self.assertEqual(status, 400, resp)
         self.assertIn(b"<Code>BadDigest</Code>", resp)
         self.assertEqual(self.code(s3.head_object, Bucket="chunked-1", Key="bad.bin"), "404")
+        # A body cut off: the connection closes half way; nothing becomes visible.
+        plain = self.client()
+        plain.meta.events.register("before-send.s3", capture)
+        with self.assertRaises(RuntimeError):
+            plain.put_object(Bucket="chunked-1", Key="cut.bin", Body=data)
+        method, target, headers, body = captured["req"]
+        import socket
+        with socket.create_connection(("127.0.0.1", self.gw.port), timeout=30) as sock:
+            head = "%s %s HTTP/1.1\r\n" % (method, target) + "".join(
+                "%s: %s\r\n" % (k, v) for k, v in headers if k.lower() != "expect") + "\r\n"
+            sock.sendall(head.encode("latin-1") + body[:len(body) // 2])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the gateway sees the close, then drops the spool
+            time.sleep(0.1)
+            self.assertEqual(self.code(s3.head_object, Bucket="chunked-1", Key="cut.bin"), "404")
+        self.assertEqual([f for f in os.listdir(self.gw.spool) if f.startswith("dfs-s3-")], [])
         # Virtual-host style (--s3-domain s3.dfs.test), the Host header naming the bucket.
         vh = self.client(endpoint="http://s3.dfs.test:%d" % self.gw.port, addressing_style="virtual")
         vh.meta.events.register("before-send.s3", capture)
