@@ -126,7 +126,7 @@ enum { ROLE_NODE = 4 };
 static const struct dfs_opt_choice roles[] = {
     {"admin", 1, false},     {"read_write", 2, false}, {"rw", 2, true},
     {"read_only", 3, false}, {"ro", 3, true},          {"node", ROLE_NODE, true},
-    {"bootstrap", 5, false}, {NULL, 0, false},
+    {"bootstrap", 5, false}, {"gateway", 6, false},    {NULL, 0, false},
 };
 
 #define A(member) DFS_OPT_FIELD(struct args, member)
@@ -202,8 +202,8 @@ static const struct dfs_opt opts[] = {
      .help = "ask every node for every copy and count lost and degraded files",
      .commands = C_STATUS},
     {DFS_OPT_ENUM, "role", 0, A(cli.token_role), .arg = "R", .choices = roles,
-     .help = "token create: admin, read_write (rw), read_only (ro) or bootstrap (enrolls new "
-             "storage nodes)",
+     .help = "token create: admin, read_write (rw), read_only (ro), bootstrap (enrolls new "
+             "storage nodes) or gateway (the S3 gateway: files, buckets, S3 signing keys)",
      .commands = C_TOKEN},
     {DFS_OPT_STRING, "name", 0, A(cli.token_name), .arg = "N", .min = 1, .max = 64,
      .help = "token create: a name for the token (1 to 64 bytes)", .commands = C_TOKEN},
@@ -213,6 +213,10 @@ static const struct dfs_opt opts[] = {
              "forever)",
      .commands = C_TOKEN},
     {DFS_OPT_FLAG, "all", 0, A(cli.all), .help = "token ls: revoked and expired tokens too",
+     .commands = C_TOKEN},
+    {DFS_OPT_FLAG, "s3", 0, A(cli.token_s3),
+     .help = "token create: also print the token's S3 access key id and secret (the S3 gateway's "
+             "credentials; the metadata service needs --s3-key-file)",
      .commands = C_TOKEN},
     {0},
 };

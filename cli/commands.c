@@ -815,9 +815,9 @@ int dfs_cmd_node(struct dfs_cli *cli, const char *action, const char *node)
 
 static const char *role_name(int r)
 {
-    static const char *const names[] = {"unspecified", "admin", "read_write",
-                                        "read_only",   "node",  "bootstrap"};
-    return r >= 0 && r <= 5 ? names[r] : "unknown";
+    static const char *const names[] = {"unspecified", "admin",     "read_write", "read_only",
+                                        "node",        "bootstrap", "gateway"};
+    return r >= 0 && r <= 6 ? names[r] : "unknown";
 }
 
 static void token_json(dfs_json *j, const Dfs__V1__TokenInfo *t, int64_t now)
@@ -849,16 +849,19 @@ static void token_json(dfs_json *j, const Dfs__V1__TokenInfo *t, int64_t now)
 static int token_create(struct dfs_cli *cli)
 {
     if (cli->token_role == 0) {
-        fprintf(stderr, "dfs: token create needs --role admin|read_write|read_only|bootstrap (see "
-                        "dfs --help)\n");
+        fprintf(stderr,
+                "dfs: token create needs --role admin|read_write|read_only|bootstrap|gateway (see "
+                "dfs --help)\n");
         return DFS_EXIT_USAGE;
     }
     Dfs__V1__CreateTokenResponse *resp = NULL;
     char *err = NULL;
-    int rc = dfs_client_token_create(cli->client, (Dfs__V1__TokenRole)cli->token_role,
-                                     cli->token_name != NULL ? cli->token_name
-                                                             : role_name(cli->token_role),
-                                     cli->token_ttl_ms, &resp, &err);
+    const char *name = cli->token_name != NULL ? cli->token_name : role_name(cli->token_role);
+    int rc = cli->token_s3
+                 ? dfs_client_token_create_s3(cli->client, (Dfs__V1__TokenRole)cli->token_role,
+                                              name, cli->token_ttl_ms, &resp, &err)
+                 : dfs_client_token_create(cli->client, (Dfs__V1__TokenRole)cli->token_role, name,
+                                           cli->token_ttl_ms, &resp, &err);
     if (rc != DFS_OK) {
         int status = dfs_cli_error(rc, "token create: %s", err != NULL ? err : dfs_strerror(rc));
         free(err);
@@ -870,6 +873,12 @@ static int token_create(struct dfs_cli *cli)
         dfs_json_begin_object(&j);
         dfs_json_key(&j, "token");
         dfs_json_string(&j, resp->token);
+        if (cli->token_s3) {
+            dfs_json_key(&j, "s3_access_key_id");
+            dfs_json_string(&j, resp->s3_access_key_id);
+            dfs_json_key(&j, "s3_secret");
+            dfs_json_string(&j, resp->s3_secret);
+        }
         dfs_json_key(&j, "info");
         if (resp->info != NULL)
             token_json(&j, resp->info, dfs_clock_wall_ms());
@@ -878,8 +887,11 @@ static int token_create(struct dfs_cli *cli)
         dfs_json_end_object(&j);
         dfs_json_finish(&j);
     } else {
-        /* The token alone on stdout, so that `dfs token create ... > FILE` keeps just it. */
+        /* The token alone on stdout, so that `dfs token create ... > FILE` keeps just it; with
+           --s3, the access key id and the secret follow, one a line. */
         printf("%s\n", resp->token);
+        if (cli->token_s3)
+            printf("%s\n%s\n", resp->s3_access_key_id, resp->s3_secret);
     }
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     return DFS_EXIT_OK;

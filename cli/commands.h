@@ -30,6 +30,7 @@ struct dfs_cli {
     int token_role;               /* token create --role: dfs.v1.TokenRole number, 0 = none */
     const char *token_name;       /* token create --name */
     int64_t token_ttl_ms;         /* token create --ttl; 0 = never expires */
+    bool token_s3;                /* token create --s3: print the S3 access key too */
     bool all;                     /* token ls --all */
 };
 

@@ -260,6 +260,85 @@ int dfs_client_token_create(dfs_client *c, Dfs__V1__TokenRole role, const char *
                          &dfs__v1__create_token_response__descriptor, false, out, errmsg);
 }
 
+int dfs_client_token_create_s3(dfs_client *c, Dfs__V1__TokenRole role, const char *name,
+                               int64_t ttl_ms, Dfs__V1__CreateTokenResponse **out, char **errmsg)
+{
+    Dfs__V1__CreateTokenRequest req = DFS__V1__CREATE_TOKEN_REQUEST__INIT;
+    req.role = role;
+    req.name = (char *)name;
+    req.ttl_ms = ttl_ms;
+    req.s3 = true;
+    return dfs_meta_call(c->meta, "CreateToken", &req.base,
+                         &dfs__v1__create_token_response__descriptor, false, out, errmsg);
+}
+
+int dfs_client_s3_signing_key(dfs_client *c, const char *access_key_id, const char *date,
+                              const char *region, Dfs__V1__GetSigningKeyResponse **out,
+                              char **errmsg)
+{
+    Dfs__V1__GetSigningKeyRequest req = DFS__V1__GET_SIGNING_KEY_REQUEST__INIT;
+    req.access_key_id = (char *)access_key_id;
+    req.date = (char *)date;
+    req.region = (char *)region;
+    req.service = "s3";
+    return dfs_meta_call(c->meta, "GetSigningKey", &req.base,
+                         &dfs__v1__get_signing_key_response__descriptor, true, out, errmsg);
+}
+
+int dfs_client_bucket_create(dfs_client *c, const char *name, const char *token_id, char **errmsg)
+{
+    Dfs__V1__CreateBucketRequest req = DFS__V1__CREATE_BUCKET_REQUEST__INIT;
+    req.name = (char *)name;
+    req.token_id = (char *)(token_id != NULL ? token_id : "");
+    Dfs__V1__CreateBucketResponse *resp = NULL;
+    /* Not retried: a lost answer would turn into ALREADY_EXISTS. */
+    int rc = dfs_meta_call(c->meta, "CreateBucket", &req.base,
+                           &dfs__v1__create_bucket_response__descriptor, false, &resp, errmsg);
+    if (rc == DFS_OK)
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return rc;
+}
+
+int dfs_client_bucket_delete(dfs_client *c, const char *name, char **errmsg)
+{
+    Dfs__V1__DeleteBucketRequest req = DFS__V1__DELETE_BUCKET_REQUEST__INIT;
+    req.name = (char *)name;
+    Dfs__V1__DeleteBucketResponse *resp = NULL;
+    int rc = dfs_meta_call(c->meta, "DeleteBucket", &req.base,
+                           &dfs__v1__delete_bucket_response__descriptor, false, &resp, errmsg);
+    if (rc == DFS_OK)
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return rc;
+}
+
+int dfs_client_bucket_get(dfs_client *c, const char *name, Dfs__V1__Bucket **out, char **errmsg)
+{
+    Dfs__V1__GetBucketRequest req = DFS__V1__GET_BUCKET_REQUEST__INIT;
+    req.name = (char *)name;
+    Dfs__V1__GetBucketResponse *resp = NULL;
+    int rc = dfs_meta_call(c->meta, "GetBucket", &req.base,
+                           &dfs__v1__get_bucket_response__descriptor, true, &resp, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    if (resp->bucket == NULL) {
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        return dfs_seterr(errmsg, DFS_EINTERNAL, "GetBucket answered without a bucket");
+    }
+    if (out != NULL) {
+        *out = resp->bucket;
+        resp->bucket = NULL;
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return DFS_OK;
+}
+
+int dfs_client_buckets(dfs_client *c, Dfs__V1__ListBucketsResponse **out, char **errmsg)
+{
+    Dfs__V1__ListBucketsRequest req = DFS__V1__LIST_BUCKETS_REQUEST__INIT;
+    return dfs_meta_call(c->meta, "ListBuckets", &req.base,
+                         &dfs__v1__list_buckets_response__descriptor, true, out, errmsg);
+}
+
 int dfs_client_token_revoke(dfs_client *c, const char *id, Dfs__V1__TokenInfo **out, char **errmsg)
 {
     Dfs__V1__RevokeTokenRequest req = DFS__V1__REVOKE_TOKEN_REQUEST__INIT;

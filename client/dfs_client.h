@@ -144,6 +144,15 @@ struct dfs_client_put_opts {
        closed. */
     bool from_fd;
     int fd;
+    /* S3 (the gateway): the content's MD5 (16 bytes) and the headers to keep with the file
+       ("name\0value\0"..., sorted, at most 8 KiB), committed with it; NULL: none. Borrowed. */
+    const uint8_t *md5;
+    const void *meta;
+    size_t meta_len;
+    /* Conditional writes, checked in the commit's transaction (DFS_EPRECOND, the put aborted): no
+       file at `remote` (if_absent), or the file there is this file id (if_file_id; NULL: none). */
+    bool if_absent;
+    const char *if_file_id;
 };
 
 struct dfs_client_put_result {
@@ -302,6 +311,17 @@ int dfs_client_ls(dfs_client *c, const char *prefix, uint32_t page_size, const c
  */
 int dfs_client_rm(dfs_client *c, const char *remote, Dfs__V1__FileInfo **removed, char **errmsg);
 
+/*
+ * S3 buckets (the catalog's; top-level directories that exist while empty). Create: DFS_EEXIST
+ * when it exists (not retried); delete: DFS_EPRECOND while a file is under /name/, DFS_ENOTFOUND
+ * without it (not retried); get: *out (out may be NULL; free with
+ * protobuf_c_message_free_unpacked), DFS_ENOTFOUND; list: every bucket by name.
+ */
+int dfs_client_bucket_create(dfs_client *c, const char *name, const char *token_id, char **errmsg);
+int dfs_client_bucket_delete(dfs_client *c, const char *name, char **errmsg);
+int dfs_client_bucket_get(dfs_client *c, const char *name, Dfs__V1__Bucket **out, char **errmsg);
+int dfs_client_buckets(dfs_client *c, Dfs__V1__ListBucketsResponse **out, char **errmsg);
+
 /* ---- the cluster ------------------------------------------------------------------------------ */
 
 /* Every storage node: state, usage, zone, placement groups, last heartbeat (ListNodes, retried). */
@@ -346,6 +366,20 @@ int dfs_client_set_node_state(dfs_client *c, const char *node, Dfs__V1__NodeStat
  */
 int dfs_client_token_create(dfs_client *c, Dfs__V1__TokenRole role, const char *name,
                             int64_t ttl_ms, Dfs__V1__CreateTokenResponse **out, char **errmsg);
+
+/* dfs_client_token_create, and the token's S3 access key: the response's s3_access_key_id and
+   s3_secret (shown only this once). DFS_EPRECOND when the service has no S3 keys. */
+int dfs_client_token_create_s3(dfs_client *c, Dfs__V1__TokenRole role, const char *name,
+                               int64_t ttl_ms, Dfs__V1__CreateTokenResponse **out, char **errmsg);
+
+/*
+ * The day's SigV4 signing key of an S3 access key for (date YYYYMMDD, region, "s3") and its
+ * token's record (GetSigningKey, retried; admin role): what the S3 gateway checks signatures
+ * with. DFS_ENOTFOUND: no such key; DFS_EUNAUTH: revoked or expired.
+ */
+int dfs_client_s3_signing_key(dfs_client *c, const char *access_key_id, const char *date,
+                              const char *region, Dfs__V1__GetSigningKeyResponse **out,
+                              char **errmsg);
 
 /* Revoke a token for good (RevokeToken, retried); id may be a unique prefix. *out (out may be
    NULL) is its record, or NULL when the service sent none. */

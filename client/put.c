@@ -872,6 +872,14 @@ static int commit_file(struct put_job *job, const uint8_t sha[DFS_SHA256_BYTES],
         req.sha256.len = DFS_SHA256_BYTES;
         req.fragments = cfp;
         req.n_fragments = nf;
+        if (job->opts->md5 != NULL) { /* S3 (gateway): kept with the file */
+            req.md5.data = (uint8_t *)job->opts->md5;
+            req.md5.len = 16;
+        }
+        req.meta.data = (uint8_t *)job->opts->meta;
+        req.meta.len = job->opts->meta != NULL ? job->opts->meta_len : 0;
+        req.if_absent = job->opts->if_absent;
+        req.if_file_id = (char *)(job->opts->if_file_id != NULL ? job->opts->if_file_id : "");
         Dfs__V1__CommitFileResponse *resp = NULL;
         /* Retried while the service cannot be reached, for as long as the put waits on a node
            (--stall-timeout): a commit that took effect but whose answer was lost succeeds again

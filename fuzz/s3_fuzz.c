@@ -18,6 +18,10 @@
  *      AWS's example signing key and seed signature: both decodings must agree, byte for byte
  *   4  a description of chunks (sizes and fill bytes) from which a correctly signed aws-chunked
  *      body is built here: it must decode to exactly its data, in any slices
+ *   5  what the server reads back from clients and the catalog (s3names.h): the rest as a
+ *      continuation token (a key it decodes to must encode back to the same token), as an upload
+ *      id and a part file name, and as stored headers (every pair read lies inside the input;
+ *      find agrees with iteration)
  *
  * Broken promises abort: a refusal without an S3 code (and so a message), an accepted bucket name that
  * breaks S3's rules, a key past 1024 bytes or not UTF-8, a dfs path that is not canonical, a parse
@@ -31,6 +35,7 @@
 #include "gateway/s3/s3cond.h"
 #include "gateway/s3/s3err.h"
 #include "gateway/s3/s3http.h"
+#include "gateway/s3/s3names.h"
 #include "gateway/s3/s3req.h"
 #include "gateway/s3/s3sum.h"
 #include "gateway/s3/s3xml.h"
@@ -678,13 +683,50 @@ static void chunked_built(const uint8_t *data, size_t size)
     free(want.p);
 }
 
+/* Selector 5: s3names over arbitrary bytes. */
+static void names(const uint8_t *data, size_t size)
+{
+    char *text = malloc(size + 1);
+    if (text == NULL)
+        return;
+    memcpy(text, data, size);
+    text[size] = '\0';
+    char *key = dfs_s3names_token_decode(text);
+    if (key != NULL) {
+        if (strlen(key) == 0 || strlen(key) > DFS_S3REQ_KEY_MAX)
+            abort();
+        char *again = dfs_s3names_token_encode(key);
+        if (again == NULL || strcmp(again, text) != 0)
+            abort(); /* a token has one key and a key one token */
+        free(again);
+        free(key);
+    }
+    (void)dfs_s3names_upload_id_valid(text);
+    uint32_t number = 0;
+    uint8_t md5[16];
+    if (dfs_s3names_part_parse(text, &number, md5) && (number < 1 || number > DFS_S3REQ_MAX_PART))
+        abort();
+    size_t pos = 0, last = 0;
+    const char *n, *v;
+    while (dfs_s3names_meta_next(data, size, &pos, &n, &v)) {
+        const char *base = (const char *)data;
+        if (n < base + last || v <= n || v + strlen(v) >= base + size || pos > size || pos <= last)
+            abort();
+        const char *f = dfs_s3names_meta_find(data, size, n);
+        if (f == NULL)
+            abort(); /* the first pair of that name is found */
+        last = pos;
+    }
+    free(text);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > (1u << 20))
         return 0;
-    switch (data[0] % 5) {
+    switch (data[0] % 6) {
     case 0:
         request(data + 1, size - 1);
         break;
@@ -697,9 +739,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 3:
         chunked(data + 1, size - 1);
         break;
-    default:
+    case 4:
         if (size <= 1 + 2 * 16)
             chunked_built(data + 1, size - 1);
+        break;
+    default:
+        names(data + 1, size - 1);
         break;
     }
     return 0;

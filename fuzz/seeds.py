@@ -275,6 +275,9 @@ def s3_seeds():
         b"x-amz-checksum-crc32:AAAAAA==\r\nx-amz-checksum-sha256:x\r\n\r\n",
         "built_plain": b"\x04\x00\x03a\x10b\x05c",
         "built_trailer": b"\x04\x01\x00z",
+        "names_token": b"\x05ZGlyL2EudHh0",
+        "names_part": b"\x05part.00042.0123456789abcdef0123456789abcdef",
+        "names_meta": b"\x05:parts\x003\x00content-type\x00image/png\x00x-amz-meta-a\x00b\x00",
     }
     for i, r in enumerate(plain):
         seeds["request_%d" % i] = b"\x00" + r

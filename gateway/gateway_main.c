@@ -6,6 +6,7 @@
 #include "common/options.h"
 #include "gateway/experiments.h"
 #include "gateway/files.h"
+#include "gateway/s3/s3server.h"
 #include "gateway/server.h"
 #include "services/daemon/daemon.h"
 
@@ -37,6 +38,8 @@ struct options {
     int64_t grace_ms;
     enum dfs_log_level level;
     const char *token_file;
+    const char *s3_listen, *s3_domain, *s3_region, *s3_ready_file;
+    int64_t s3_upload_timeout_ms;
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
     bool insecure;
 };
@@ -79,6 +82,19 @@ static const struct dfs_opt opts[] = {
     {DFS_OPT_INT, "grace-ms", 0, O(grace_ms), .arg = "N", .def = "5000", .min = 0, .max = 600000,
      .help = "on SIGTERM, time requests in flight get to finish; then transfers are cancelled "
              "and running experiments stopped"},
+    {DFS_OPT_STRING, "s3-listen", 0, O(s3_listen), .arg = "ADDR",
+     .help = "also serve the S3 API (SigV4-signed; keys from dfs token create --s3) on this "
+             "address, its own port; port 0 = any free one. The gateway's token: role gateway (or "
+             "admin)"},
+    {DFS_OPT_STRING, "s3-domain", 0, O(s3_domain), .arg = "D",
+     .help = "S3 virtual-host style: BUCKET.D/KEY (path style /BUCKET/KEY always works)"},
+    {DFS_OPT_STRING, "s3-region", 0, O(s3_region), .arg = "R", .def = "us-east-1",
+     .help = "the region S3 signatures must name"},
+    {DFS_OPT_DURATION, "s3-upload-timeout", 0, O(s3_upload_timeout_ms), .arg = "D", .def = "7d",
+     .min = 1000, .max = 3650LL * 86400000,
+     .help = "an S3 multipart upload not completed within D (like 3600s, 12h, 7d) is aborted"},
+    {DFS_OPT_STRING, "s3-ready-file", 0, O(s3_ready_file), .arg = "PATH",
+     .help = "write the S3 address here once serving"},
     {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
     {DFS_OPT_VERSION, "version", 0, .help = "print the version"},
     {DFS_OPT_SECTION, .help = "Security:"},
@@ -190,6 +206,7 @@ int main(int argc, char **argv)
     status = 1;
     dfs_experiments *exps = NULL;
     dfs_gateway *gw = NULL;
+    dfs_s3server *s3 = NULL;
     struct stat st;
     if (stat(spool, &st) != 0 || !S_ISDIR(st.st_mode) || access(spool, W_OK) != 0) {
         fprintf(stderr, PROG ": --spool-dir %s is not a writable folder\n", spool);
@@ -231,10 +248,34 @@ int main(int argc, char **argv)
         .max_upload = o.max_upload,
         .max_connections = (unsigned)o.max_connections,
         .experiments = exps,
+        .caller_opts = &copts,
     };
     if (dfs_gateway_start(&gcfg, &gw, &err) != DFS_OK) {
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start");
         goto out;
+    }
+    if (o.s3_listen != NULL) {
+        struct dfs_s3server_config s3cfg = {.client = client,
+                                            .listen = o.s3_listen,
+                                            .domain = o.s3_domain,
+                                            .region = o.s3_region,
+                                            .spool_dir = spool,
+                                            .max_connections = (unsigned)o.max_connections,
+                                            .upload_timeout_ms = o.s3_upload_timeout_ms};
+        if (dfs_s3server_start(&s3cfg, &s3, &err) != DFS_OK) {
+            fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start S3");
+            goto out;
+        }
+        dfs_log(DFS_LOG_INFO, "serving S3 addr=%s region=%s domain=%s", dfs_s3server_address(s3),
+                o.s3_region, o.s3_domain != NULL ? o.s3_domain : "-");
+        if (o.s3_ready_file != NULL) {
+            char line[320];
+            snprintf(line, sizeof line, "%s\n", dfs_s3server_address(s3));
+            if (dfs_daemon_write_file(o.s3_ready_file, line, &err) != DFS_OK) {
+                fprintf(stderr, PROG ": %s\n", err);
+                goto out;
+            }
+        }
     }
     const char *addr = dfs_gateway_address(gw);
     dfs_log(DFS_LOG_INFO,
@@ -261,10 +302,13 @@ int main(int argc, char **argv)
     /* Stop taking connections, let requests in flight finish, then cancel the rest. */
     dfs_log(DFS_LOG_INFO, "stopping signal=%d grace_ms=%" PRId64, sig, o.grace_ms);
     unsigned left = dfs_gateway_quiesce(gw, o.grace_ms);
+    if (s3 != NULL)
+        left += dfs_s3server_quiesce(s3, o.grace_ms);
     if (left > 0)
         dfs_log(DFS_LOG_INFO, "cancelling requests still running count=%u", left);
     status = 0;
 out:
+    dfs_s3server_stop(s3);
     dfs_gateway_stop(gw);
     dfs_experiments_destroy(exps); /* stops running experiments, reaps them */
     if (status == 0)

@@ -10,6 +10,7 @@
 #include "gateway/files.h"
 #include "gateway/http.h"
 #include "gateway/page.h"
+#include "gateway/reply.h"
 #include "gateway/urlcodec.h"
 
 #include <arpa/inet.h>
@@ -18,12 +19,15 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/sha.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -35,8 +39,24 @@
 /* /readyz: how long the metadata service gets to answer. */
 #define PROBE_TIMEOUT_MS 2000
 
+/* Callers' tokens checked by the metadata service (WhoAmI) are trusted this long. */
+#define CALLER_CACHE_MS 60000
+#define CALLER_CACHE_N  64
+
+struct caller_entry {
+    uint8_t hash[32]; /* SHA-256 of the token: tokens themselves are not kept */
+    int role;         /* dfs.v1.TokenRole */
+    int64_t until_ms; /* 0: empty */
+};
+
 struct dfs_gateway {
     struct MHD_Daemon *daemon;
+    /* How to reach the metadata service as a caller (its token left out); NULL: no check. */
+    struct dfs_client_options caller_opts;
+    bool check_callers;
+    pthread_mutex_t callers_mu;
+    struct caller_entry callers[CALLER_CACHE_N];
+    unsigned next_caller;
     dfs_client *client; /* borrowed */
     dfs_gw_files *files;
     dfs_experiments *experiments;
@@ -54,7 +74,9 @@ struct request {
     char *body;
     size_t len;
     bool too_big;
-    bool started; /* the body's first call was seen */
+    bool started;      /* the body's first call was seen */
+    bool auth_checked; /* the caller's token was checked at the first call */
+    bool refused;      /* ... and refused: the answer is queued, the body dropped */
 };
 
 static void *request_begin(void *cls, const char *uri, struct MHD_Connection *c)
@@ -522,6 +544,101 @@ static enum MHD_Result experiments(dfs_gateway *g, struct MHD_Connection *c, con
     return dfs_gw_reply_error(c, 404, "not found");
 }
 
+/* ---- callers: bearer tokens ----------------------------------------------------------------- */
+
+/*
+ * The role of the token a request presents ("Authorization: Bearer T"), checked by the metadata
+ * service: WhoAmI with the caller's own token (valid, not revoked, not expired); answers are
+ * cached for CALLER_CACHE_MS under the token's SHA-256. DFS_EUNAUTH without a token or with one
+ * the service refuses; DFS_EUNAVAIL when it cannot be asked.
+ */
+static int caller_role(dfs_gateway *g, const char *authz, int *role, char **errmsg)
+{
+    if (authz == NULL || strncasecmp(authz, "Bearer ", 7) != 0)
+        return dfs_seterr(errmsg, DFS_EUNAUTH,
+                          "a bearer token is required (Authorization: Bearer <dfs token>)");
+    const char *token = authz + 7;
+    while (*token == ' ')
+        token++;
+    uint8_t hash[32];
+    SHA256((const unsigned char *)token, strlen(token), hash);
+    int64_t now = dfs_clock_wall_ms();
+    pthread_mutex_lock(&g->callers_mu);
+    for (unsigned i = 0; i < CALLER_CACHE_N; i++)
+        if (g->callers[i].until_ms > now && memcmp(g->callers[i].hash, hash, 32) == 0) {
+            *role = g->callers[i].role;
+            pthread_mutex_unlock(&g->callers_mu);
+            return DFS_OK;
+        }
+    pthread_mutex_unlock(&g->callers_mu);
+    struct dfs_client_options o = g->caller_opts;
+    o.token = token;
+    o.token_file = NULL;
+    dfs_client *c = NULL;
+    Dfs__V1__TokenInfo *info = NULL;
+    int rc = dfs_client_open(&o, &c, errmsg);
+    if (rc == DFS_OK)
+        rc = dfs_client_whoami(c, &info, errmsg);
+    dfs_client_close(c);
+    if (rc == DFS_EINVAL) /* a malformed token */
+        rc = DFS_EUNAUTH;
+    if (rc == DFS_OK && info == NULL)
+        rc = dfs_seterr(errmsg, DFS_EUNAUTH, "the metadata service did not say who the token is");
+    if (rc != DFS_OK) {
+        if (info != NULL)
+            protobuf_c_message_free_unpacked(&info->base, NULL);
+        return rc;
+    }
+    *role = (int)info->role;
+    protobuf_c_message_free_unpacked(&info->base, NULL);
+    pthread_mutex_lock(&g->callers_mu);
+    struct caller_entry *e = &g->callers[g->next_caller++ % CALLER_CACHE_N];
+    memcpy(e->hash, hash, 32);
+    e->role = *role;
+    e->until_ms = now + CALLER_CACHE_MS;
+    pthread_mutex_unlock(&g->callers_mu);
+    return DFS_OK;
+}
+
+/* Every route but the probes and the page itself needs a token; reads need any data role, writes
+   read_write or admin. Returns MHD_YES with *ok when the request may go on; otherwise the refusal
+   is queued. */
+static enum MHD_Result check_caller(dfs_gateway *g, struct MHD_Connection *c, bool get, bool *ok)
+{
+    *ok = false;
+    char *err = NULL;
+    int role = 0;
+    int rc = caller_role(g, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"), &role,
+                         &err);
+    if (rc == DFS_OK && role != DFS__V1__TOKEN_ROLE__TOKEN_ADMIN &&
+        role != DFS__V1__TOKEN_ROLE__TOKEN_READ_WRITE &&
+        role != DFS__V1__TOKEN_ROLE__TOKEN_GATEWAY &&
+        !(get && role == DFS__V1__TOKEN_ROLE__TOKEN_READ_ONLY))
+        rc = dfs_seterr(&err, DFS_EPERM, "this token's role may not %s here",
+                        get ? "read" : "change anything");
+    if (rc == DFS_OK) {
+        *ok = true;
+        return MHD_YES;
+    }
+    unsigned status = dfs_gw_http_status(rc);
+    size_t len = 0;
+    char *body = dfs_gw_error_json(status, err != NULL ? err : dfs_strerror(rc), &len);
+    free(err);
+    if (body == NULL)
+        return MHD_NO;
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (r == NULL) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (status == 401)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"dfs\"");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 /* ---- routing --------------------------------------------------------------------------------- */
 
 static bool prefix(const char *url, const char *p, const char **rest)
@@ -544,6 +661,21 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return MHD_NO; /* out of memory at request_begin */
     bool get =
         strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+    bool open = strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
+                strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0;
+    if (g->check_callers && !open && !r->auth_checked) {
+        r->auth_checked = true;
+        bool ok = false;
+        enum MHD_Result ret = check_caller(g, c, get, &ok);
+        if (!ok) {
+            r->refused = true;
+            return ret;
+        }
+    }
+    if (r->refused) { /* answered at the first call: drop the body */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
     const char *rest = NULL;
     if (prefix(url, "/v1/files", &rest))
         return dfs_gw_files_handle(g->files, c, method, rest, upload_data, upload_data_size,
@@ -641,6 +773,11 @@ int dfs_gateway_start(const struct dfs_gateway_config *cfg, dfs_gateway **out, c
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
     atomic_init(&g->active, 0);
+    pthread_mutex_init(&g->callers_mu, NULL);
+    if (cfg->caller_opts != NULL) {
+        g->caller_opts = *cfg->caller_opts;
+        g->check_callers = true;
+    }
     g->experiments = cfg->experiments;
     g->client = cfg->client;
     struct dfs_gw_files_config fcfg = {.client = cfg->client,
@@ -711,5 +848,6 @@ void dfs_gateway_stop(dfs_gateway *g)
     if (g->daemon != NULL)
         MHD_stop_daemon(g->daemon); /* joins every connection thread; transfers see cancel */
     dfs_gw_files_destroy(g->files);
+    pthread_mutex_destroy(&g->callers_mu);
     free(g);
 }

@@ -38,6 +38,11 @@ struct dfs_gateway_config {
        gateway's token (so its role bounds what HTTP clients can do). Borrowed: it must outlive
        the gateway. */
     dfs_client *client;
+    /* How callers' bearer tokens are checked (WhoAmI with the caller's own token, through a
+       connection made with these options and that token): every route but /healthz, /readyz and
+       the page needs one; reads need a data role, writes read_write or admin. NULL: no check.
+       Borrowed for the call (copied; its strings must outlive the gateway). */
+    const struct dfs_client_options *caller_opts;
 };
 
 /* Bind and serve. Returns 0 and *out; DFS_EINVAL (bad address), DFS_EUNAVAIL (cannot bind). */

@@ -27,6 +27,8 @@ unsigned dfs_access_of_role(enum dfs_token_role r)
         return DFS_ACCESS_NODE;
     case DFS_ROLE_BOOTSTRAP:
         return DFS_ACCESS_ENROLL;
+    case DFS_ROLE_GATEWAY:
+        return DFS_ACCESS_READ | DFS_ACCESS_WRITE | DFS_ACCESS_S3KEYS;
     default:
         return 0;
     }
@@ -79,9 +81,9 @@ int dfs_access_make_token(dfs_catalog *cat, enum dfs_token_role role, const char
         return dfs_seterr(errmsg, DFS_EINVAL,
                           "node tokens are made by the nodes themselves at their enrollment "
                           "(give storage nodes a bootstrap token)");
-    if (role <= DFS_ROLE_UNSPECIFIED || role > DFS_ROLE_BOOTSTRAP)
+    if (role <= DFS_ROLE_UNSPECIFIED || role > DFS_ROLE_GATEWAY)
         return dfs_seterr(errmsg, DFS_EINVAL,
-                          "a token's role is admin, read_write, read_only or bootstrap");
+                          "a token's role is admin, read_write, read_only, bootstrap or gateway");
     if (ttl_ms < 0 || ttl_ms > (int64_t)100 * 365 * 24 * 3600 * 1000)
         return dfs_seterr(errmsg, DFS_EINVAL, "a token's lifetime is 0 (forever) to 100 years");
     struct dfs_token_rec t;

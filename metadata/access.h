@@ -18,8 +18,9 @@ enum dfs_access {
     DFS_ACCESS_ADMIN = 1u << 2,  /* nodes and tokens */
     DFS_ACCESS_NODE = 1u << 3,   /* what a storage node calls about itself (a node token) */
     DFS_ACCESS_ENROLL = 1u << 4, /* registering a node the catalog has never seen */
-    DFS_ACCESS_ANY =
-        DFS_ACCESS_READ | DFS_ACCESS_WRITE | DFS_ACCESS_ADMIN | DFS_ACCESS_NODE | DFS_ACCESS_ENROLL,
+    DFS_ACCESS_S3KEYS = 1u << 5, /* S3 signing keys (GetSigningKey): the S3 gateway */
+    DFS_ACCESS_ANY = DFS_ACCESS_READ | DFS_ACCESS_WRITE | DFS_ACCESS_ADMIN | DFS_ACCESS_NODE |
+                     DFS_ACCESS_ENROLL | DFS_ACCESS_S3KEYS,
 };
 
 /*

@@ -127,6 +127,17 @@
  *              registered since version 5). Each RegisterNode makes a new one; heartbeats and
  *              reports that carry another are from a process that was replaced.
  *
+ * Since version 6 (S3, issue 17; gateway/s3/DESIGN.md):
+ *
+ *   file_meta  what S3 keeps with an object, written in the commit's transaction: file_id ->
+ *              files ON DELETE CASCADE (PK), md5 (16-byte BLOB, NULL when unknown: the S3 ETag),
+ *              meta (BLOB, at most 8 KiB: the stored headers, "name\0value\0" sorted by name).
+ *
+ *   buckets    one row per S3 bucket (a top-level directory that exists while empty): name (PK,
+ *              3-63 bytes), created_ms, token_id (the token whose key made it; '' = unknown).
+ *
+ *   tokens     role also 'gateway' (the S3 gateway: files, buckets and S3 signing keys).
+ *
  * Every verb is one transaction: writers use BEGIN IMMEDIATE, multi-statement readers a deferred
  * BEGIN for a consistent snapshot.
  */
@@ -303,6 +314,37 @@ static const char *const migrations[] = {
     "ALTER TABLE tokens_v5 RENAME TO tokens;"
     "CREATE UNIQUE INDEX tokens_node ON tokens (node_id) WHERE node_id IS NOT NULL;"
     "ALTER TABLE nodes ADD COLUMN registration INTEGER NOT NULL DEFAULT 0;",
+
+    /* 6: S3 (issue 17): objects' MD5 and stored headers, buckets. */
+    "CREATE TABLE file_meta ("
+    "  file_id TEXT NOT NULL PRIMARY KEY REFERENCES files (file_id) ON DELETE CASCADE,"
+    "  md5     BLOB CHECK (md5 IS NULL OR length(md5) = 16),"
+    "  meta    BLOB NOT NULL DEFAULT x'' CHECK (length(meta) <= 8192)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE buckets ("
+    "  name       TEXT    NOT NULL PRIMARY KEY CHECK (length(name) BETWEEN 3 AND 63),"
+    "  created_ms INTEGER NOT NULL,"
+    "  token_id   TEXT    NOT NULL DEFAULT ''"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE tokens_v6 ("
+    "  id           TEXT    NOT NULL PRIMARY KEY CHECK (length(id) = 16),"
+    "  name         TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 64),"
+    "  role         TEXT    NOT NULL"
+    "               CHECK (role IN ('admin', 'read_write', 'read_only', 'node', 'bootstrap',"
+    "                               'gateway')),"
+    "  hash         BLOB    NOT NULL CHECK (length(hash) = 32),"
+    "  created_ms   INTEGER NOT NULL,"
+    "  expires_ms   INTEGER NOT NULL DEFAULT 0 CHECK (expires_ms >= 0),"
+    "  revoked_ms   INTEGER NOT NULL DEFAULT 0 CHECK (revoked_ms >= 0),"
+    "  last_used_ms INTEGER NOT NULL DEFAULT 0,"
+    "  node_id      TEXT    CHECK (node_id IS NULL OR length(node_id) = 32),"
+    "  CHECK ((role = 'node') = (node_id IS NOT NULL))"
+    ") WITHOUT ROWID;"
+    "INSERT INTO tokens_v6 SELECT id, name, role, hash, created_ms, expires_ms, revoked_ms, "
+    "  last_used_ms, node_id FROM tokens;"
+    "DROP TABLE tokens;"
+    "ALTER TABLE tokens_v6 RENAME TO tokens;"
+    "CREATE UNIQUE INDEX tokens_node ON tokens (node_id) WHERE node_id IS NOT NULL;",
 };
 
 static_assert(sizeof migrations / sizeof migrations[0] == DFS_CATALOG_SCHEMA_VERSION,
@@ -525,6 +567,13 @@ static const char *const stmt_sql[S_COUNT] = {
                       "(expires_ms = 0 OR expires_ms > ?2)) ORDER BY created_ms, id",
     [S_SECRET_GET] = "SELECT value FROM secrets WHERE name = ?1",
     [S_SECRET_INSERT] = "INSERT INTO secrets (name, value, created_ms) VALUES (?1, ?2, ?3)",
+    [S_META_PUT] = "INSERT OR REPLACE INTO file_meta (file_id, md5, meta) VALUES (?1, ?2, ?3)",
+    [S_META_GET] = "SELECT md5, meta FROM file_meta WHERE file_id = ?1",
+    [S_BUCKET_GET] = "SELECT name, created_ms, token_id FROM buckets WHERE name = ?1",
+    [S_BUCKET_INSERT] = "INSERT INTO buckets (name, created_ms, token_id) VALUES (?1, ?2, ?3)",
+    [S_BUCKET_DELETE] = "DELETE FROM buckets WHERE name = ?1",
+    [S_BUCKET_FILES] = "SELECT 1 FROM files WHERE path >= ?1 AND path < ?2 LIMIT 1",
+    [S_BUCKETS_LIST] = "SELECT name, created_ms, token_id FROM buckets ORDER BY name",
 };
 
 /* ---- Names of stored enumerations ------------------------------------------------------------ */

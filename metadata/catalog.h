@@ -31,7 +31,7 @@
 typedef struct dfs_catalog dfs_catalog;
 
 /* The schema version this code writes (migrations 1..DFS_CATALOG_SCHEMA_VERSION). */
-#define DFS_CATALOG_SCHEMA_VERSION 5
+#define DFS_CATALOG_SCHEMA_VERSION 6
 
 /* Longest node address ("host:port", "unix:/path", ...) and zone name, in bytes. */
 #define DFS_NODE_ADDRESS_MAX 255
@@ -401,6 +401,67 @@ int dfs_catalog_file_commit(dfs_catalog *cat, const char *file_id,
                             const uint8_t sha256[DFS_SHA256_LEN],
                             const struct dfs_commit_fragment *fragments, size_t nfragments,
                             int64_t now_ms, struct dfs_file_rec **out, char **errmsg);
+
+/* What S3 keeps with an object (file_meta): borrowed by the calls that take it. */
+#define DFS_CATALOG_MD5_LEN  16
+#define DFS_CATALOG_META_MAX 8192
+struct dfs_file_meta {
+    const uint8_t *md5; /* DFS_CATALOG_MD5_LEN bytes, or NULL: unknown */
+    const void *meta;   /* "name\0value\0"..., sorted by name; may be NULL when meta_len is 0 */
+    size_t meta_len;    /* at most DFS_CATALOG_META_MAX */
+    /* Conditional writes, checked in the commit's transaction (DFS_EPRECOND): no committed file
+       at the path, or the committed file there has this id (NULL or "": no condition). */
+    bool if_absent;
+    const char *if_file_id;
+};
+
+/*
+ * dfs_catalog_file_commit, and in the same transaction the object's MD5 and stored headers
+ * (file_meta; a repeated commit writes them again). DFS_EINVAL as dfs_catalog_file_commit, and
+ * for meta_len past DFS_CATALOG_META_MAX.
+ */
+int dfs_catalog_file_commit_meta(dfs_catalog *cat, const char *file_id,
+                                 const uint8_t sha256[DFS_SHA256_LEN],
+                                 const struct dfs_commit_fragment *fragments, size_t nfragments,
+                                 const struct dfs_file_meta *meta, int64_t now_ms,
+                                 struct dfs_file_rec **out, char **errmsg);
+
+/*
+ * The file_meta of a file: 0 with *has_md5 and md5, and *meta / *meta_len (malloc'd, the caller
+ * frees; NULL and 0 when empty); DFS_ENOTFOUND when the file has none (put without S3).
+ */
+int dfs_catalog_file_meta_get(dfs_catalog *cat, const char *file_id,
+                              uint8_t md5[DFS_CATALOG_MD5_LEN], bool *has_md5, uint8_t **meta,
+                              size_t *meta_len, char **errmsg);
+
+/* ---- S3 buckets (schema 6) ------------------------------------------------------------------- */
+
+#define DFS_BUCKET_NAME_MAX 63
+
+/* A bucket. A plain value. */
+struct dfs_bucket_rec {
+    char name[DFS_BUCKET_NAME_MAX + 1];
+    int64_t created_ms;
+    char token_id[17]; /* the token whose key made it; "" when unknown */
+};
+
+/* Make bucket `name` (3-63 of a-z 0-9 . -: DFS_EINVAL otherwise). DFS_EEXIST when it exists. */
+int dfs_catalog_bucket_create(dfs_catalog *cat, const char *name, const char *token_id,
+                              int64_t now_ms, char **errmsg);
+
+/* Bucket `name` into *out; DFS_ENOTFOUND when there is none (or the name cannot be one). */
+int dfs_catalog_bucket_get(dfs_catalog *cat, const char *name, struct dfs_bucket_rec *out,
+                           char **errmsg);
+
+/*
+ * Remove bucket `name`, in one transaction with the check that no file, committed or pending, has
+ * a path under /name/ (DFS_EPRECOND: not empty). DFS_ENOTFOUND when there is no such bucket.
+ */
+int dfs_catalog_bucket_delete(dfs_catalog *cat, const char *name, char **errmsg);
+
+/* Every bucket, by name: *out (free()) with *n records. */
+int dfs_catalog_buckets_list(dfs_catalog *cat, struct dfs_bucket_rec **out, size_t *n,
+                             char **errmsg);
 
 /*
  * AbortFile: remove pending file `file_id`; every planned copy is queued for deletion (now_ms is
@@ -829,6 +890,7 @@ enum dfs_token_role {
     DFS_ROLE_READ_ONLY = 3,  /* files, read */
     DFS_ROLE_NODE = 4,       /* one storage node (node_id): register, heartbeat, reports */
     DFS_ROLE_BOOTSTRAP = 5,  /* enrollment: registers node ids never seen */
+    DFS_ROLE_GATEWAY = 6,    /* the S3 gateway: files, buckets, S3 signing keys (schema 6) */
 };
 
 #define DFS_TOKEN_NAME_MAX 64

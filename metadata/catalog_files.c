@@ -662,6 +662,111 @@ int dfs_catalog_file_commit(dfs_catalog *cat, const char *file_id,
     return DFS_OK;
 }
 
+/* The conditions of meta against the committed file at the pending file's path (a commit repeated
+   after it took effect passes: commit_locked answers it). */
+static int commit_conditions(dfs_catalog *cat, const char *file_id,
+                             const struct dfs_file_meta *meta, char **errmsg)
+{
+    bool want_id = meta->if_file_id != NULL && meta->if_file_id[0] != '\0';
+    if (!meta->if_absent && !want_id)
+        return DFS_OK;
+    struct dfs_file_rec *f = NULL, *old = NULL;
+    int rc = catalog_find_file(cat, S_FILE_GET_ID, file_id, false, &f, errmsg);
+    if (rc == DFS_OK && f != NULL && f->state == DFS_FILE_PENDING)
+        rc = catalog_find_file(cat, S_FILE_GET_PATH, f->path, false, &old, errmsg);
+    if (rc == DFS_OK && f != NULL && f->state == DFS_FILE_PENDING) {
+        if (meta->if_absent && old != NULL)
+            rc = dfs_seterr(errmsg, DFS_EPRECOND, "%s exists (the put asked for none)", f->path);
+        else if (want_id && (old == NULL || strcmp(old->file_id, meta->if_file_id) != 0))
+            rc = dfs_seterr(errmsg, DFS_EPRECOND, "%s is no longer file %s", f->path,
+                            meta->if_file_id);
+    }
+    dfs_catalog_file_rec_free(f);
+    dfs_catalog_file_rec_free(old);
+    return rc;
+}
+
+int dfs_catalog_file_commit_meta(dfs_catalog *cat, const char *file_id,
+                                 const uint8_t sha256[DFS_SHA256_LEN],
+                                 const struct dfs_commit_fragment *fragments, size_t nfragments,
+                                 const struct dfs_file_meta *meta, int64_t now_ms,
+                                 struct dfs_file_rec **out, char **errmsg)
+{
+    int rc = catalog_check_id(file_id, "file", errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    if (sha256 == NULL)
+        return dfs_seterr(errmsg, DFS_EINVAL, "commit without a SHA-256");
+    if (meta->meta_len > DFS_CATALOG_META_MAX)
+        return dfs_seterr(errmsg, DFS_EINVAL, "an object's stored headers are at most %d bytes",
+                          DFS_CATALOG_META_MAX);
+    struct dfs_file_rec *f = NULL;
+    char *replaced = NULL;
+    bool again = false;
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
+    if (rc == DFS_OK) {
+        int crc = commit_conditions(cat, file_id, meta, errmsg);
+        if (crc == DFS_OK)
+            crc = commit_locked(cat, file_id, sha256, fragments, nfragments, now_ms, &f, &replaced,
+                                &again, errmsg);
+        if (crc == DFS_OK && meta->md5 != NULL)
+            crc = catalog_exec(cat, S_META_PUT, NULL, errmsg, "tbb", file_id, meta->md5,
+                               (size_t)DFS_CATALOG_MD5_LEN,
+                               meta->meta != NULL ? meta->meta : (const void *)"", meta->meta_len);
+        else if (crc == DFS_OK)
+            crc = catalog_exec(cat, S_META_PUT, NULL, errmsg, "tnb", file_id,
+                               meta->meta != NULL ? meta->meta : (const void *)"", meta->meta_len);
+        rc = catalog_tx_end(cat, crc, errmsg);
+    }
+    catalog_unlock(cat);
+    if (rc != DFS_OK) {
+        dfs_catalog_file_rec_free(f);
+        free(replaced);
+        return rc;
+    }
+    dfs_log(DFS_LOG_INFO, "file committed id=%s path=%s size=%" PRIu64 " replaced=%s meta=%zu",
+            f->file_id, f->path, f->size, replaced == NULL ? "none" : replaced, meta->meta_len);
+    free(replaced);
+    *out = f;
+    return DFS_OK;
+}
+
+int dfs_catalog_file_meta_get(dfs_catalog *cat, const char *file_id,
+                              uint8_t md5[DFS_CATALOG_MD5_LEN], bool *has_md5, uint8_t **meta,
+                              size_t *meta_len, char **errmsg)
+{
+    *has_md5 = false;
+    *meta = NULL;
+    *meta_len = 0;
+    catalog_lock(cat);
+    int rc = catalog_query(cat, S_META_GET, errmsg, "t", file_id);
+    if (rc == 1) {
+        sqlite3_stmt *st = cat->st[S_META_GET];
+        const void *m = sqlite3_column_blob(st, 0);
+        if (m != NULL && sqlite3_column_bytes(st, 0) == DFS_CATALOG_MD5_LEN) {
+            memcpy(md5, m, DFS_CATALOG_MD5_LEN);
+            *has_md5 = true;
+        }
+        const void *v = sqlite3_column_blob(st, 1);
+        int n = sqlite3_column_bytes(st, 1);
+        rc = DFS_OK;
+        if (v != NULL && n > 0) {
+            if ((*meta = malloc((size_t)n)) == NULL)
+                rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+            else {
+                memcpy(*meta, v, (size_t)n);
+                *meta_len = (size_t)n;
+            }
+        }
+        catalog_release(st);
+    } else if (rc == 0) {
+        rc = DFS_ENOTFOUND;
+    }
+    catalog_unlock(cat);
+    return rc;
+}
+
 /* Abort one pending file; returns DFS_ENOTFOUND (no message) when it is not pending. */
 static int abort_locked(dfs_catalog *cat, const char *file_id, int64_t now_ms, char **errmsg)
 {

@@ -140,6 +140,13 @@ enum stmt {
     S_TOKENS_LIST,
     S_SECRET_GET,
     S_SECRET_INSERT,
+    S_META_PUT,
+    S_META_GET,
+    S_BUCKET_GET,
+    S_BUCKET_INSERT,
+    S_BUCKET_DELETE,
+    S_BUCKET_FILES,
+    S_BUCKETS_LIST,
 
     S_COUNT
 };

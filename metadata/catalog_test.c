@@ -1941,11 +1941,12 @@ static void test_migration_from_version_1(void **state)
     struct dfs_file_rec *f = put(fx, "/old/file", 5000, false, T0);
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
-    sql_exec(fx->db, "DROP TABLE tokens; DROP TABLE secrets; "
-                     "DROP TABLE inventory; DROP TABLE inventory_reports; DROP TABLE repairs; "
-                     "DROP TABLE placement_sets; DROP TABLE placement_families; "
-                     "ALTER TABLE nodes DROP COLUMN registration; "
-                     "DELETE FROM schema_version WHERE version >= 2;");
+    sql_exec(fx->db,
+             "DROP TABLE file_meta; DROP TABLE buckets; DROP TABLE tokens; DROP TABLE secrets; "
+             "DROP TABLE inventory; DROP TABLE inventory_reports; DROP TABLE repairs; "
+             "DROP TABLE placement_sets; DROP TABLE placement_families; "
+             "ALTER TABLE nodes DROP COLUMN registration; "
+             "DELETE FROM schema_version WHERE version >= 2;");
     assert_int_equal(sql_int(fx->db, "SELECT max(version) FROM schema_version"), 1);
     assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE "
                                      "'placement%'"),
@@ -1981,6 +1982,7 @@ static void test_migration_from_version_4(void **state)
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
     sql_exec(fx->db,
+             "DROP TABLE file_meta; DROP TABLE buckets; "
              "DROP TABLE tokens; ALTER TABLE nodes DROP COLUMN registration; "
              "CREATE TABLE tokens ("
              "  id           TEXT    NOT NULL PRIMARY KEY CHECK (length(id) = 16),"
@@ -2007,6 +2009,182 @@ static void test_migration_from_version_4(void **state)
     struct dfs_node_rec n;
     assert_int_equal(dfs_catalog_node_get(fx->cat, fx->ids[1], &n, NULL), DFS_OK);
     assert_int_equal(n.registration, 0);
+}
+
+/*
+ * Schema 6 (S3): a commit with file_meta keeps the MD5 and headers in its transaction; a repeated
+ * commit keeps them; files committed without have none; overwriting or deleting the file takes its
+ * row with it (ON DELETE CASCADE).
+ */
+static void test_file_meta(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *plain = put(fx, "/b/plain", 100, false, T0);
+    uint8_t md5[DFS_CATALOG_MD5_LEN], got[DFS_CATALOG_MD5_LEN], *meta = NULL;
+    size_t len = 9;
+    bool has = true;
+    assert_int_equal(
+        dfs_catalog_file_meta_get(fx->cat, plain->file_id, got, &has, &meta, &len, NULL),
+        DFS_ENOTFOUND);
+    for (int i = 0; i < DFS_CATALOG_MD5_LEN; i++)
+        md5[i] = (uint8_t)(0xa0 + i);
+    static const char hdrs[] = "content-type\0image/png\0x-amz-meta-a\0b\0";
+    struct dfs_file_meta m = {.md5 = md5, .meta = hdrs, .meta_len = sizeof hdrs - 1};
+    for (int round = 0; round < 2; round++) {
+        struct dfs_file_rec *p = create(fx, "/b/obj", 1000, 4, 3, true, T0 + 10 * round);
+        struct commit c;
+        make_commit(p, &c);
+        for (int again = 0; again < 2; again++) {
+            struct dfs_file_rec *f = NULL;
+            char *msg = NULL;
+            assert_int_equal(dfs_catalog_file_commit_meta(fx->cat, p->file_id, c.sha, c.frags,
+                                                          p->nfragments, &m, T0 + 1, &f, &msg),
+                             DFS_OK);
+            dfs_catalog_file_rec_free(f);
+        }
+        assert_int_equal(
+            dfs_catalog_file_meta_get(fx->cat, p->file_id, got, &has, &meta, &len, NULL), DFS_OK);
+        assert_true(has);
+        assert_memory_equal(got, md5, sizeof md5);
+        assert_int_equal(len, sizeof hdrs - 1);
+        assert_memory_equal(meta, hdrs, len);
+        free(meta);
+        dfs_catalog_file_rec_free(p);
+    }
+    /* The first version was replaced: its row went with it. Deleting the file takes the rest. */
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM file_meta"), 1);
+    struct dfs_file_rec *d = NULL;
+    assert_int_equal(dfs_catalog_file_delete(fx->cat, "/b/obj", T0 + 50, &d, NULL), DFS_OK);
+    dfs_catalog_file_rec_free(d);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM file_meta"), 0);
+    /* Conditional commits: if_absent while a file holds the path, if_file_id naming another. */
+    struct dfs_file_rec *cur = put(fx, "/b/cond", 10, false, T0);
+    for (int k = 0; k < 3; k++) {
+        struct dfs_file_rec *pc = create(fx, "/b/cond", 10, 1, 3, true, T0 + 60);
+        struct commit cc;
+        make_commit(pc, &cc);
+        struct dfs_file_meta cond = {.if_absent = k == 0,
+                                     .if_file_id = k == 1   ? pc->file_id
+                                                   : k == 2 ? cur->file_id
+                                                            : NULL};
+        struct dfs_file_rec *got_f = NULL;
+        char *m = NULL;
+        int want = k == 2 ? DFS_OK : DFS_EPRECOND;
+        assert_int_equal(dfs_catalog_file_commit_meta(fx->cat, pc->file_id, cc.sha, cc.frags,
+                                                      pc->nfragments, &cond, T0 + 61, &got_f, &m),
+                         want);
+        free(m);
+        if (want == DFS_OK) { /* a repeat of the commit that took effect passes too */
+            dfs_catalog_file_rec_free(got_f);
+            got_f = NULL;
+            assert_int_equal(dfs_catalog_file_commit_meta(fx->cat, pc->file_id, cc.sha, cc.frags,
+                                                          pc->nfragments, &cond, T0 + 62, &got_f,
+                                                          NULL),
+                             DFS_OK);
+        } else {
+            assert_int_equal(dfs_catalog_file_abort(fx->cat, pc->file_id, T0 + 62, NULL), DFS_OK);
+        }
+        dfs_catalog_file_rec_free(got_f);
+        dfs_catalog_file_rec_free(pc);
+    }
+    dfs_catalog_file_rec_free(cur);
+    /* Too much, or no MD5. */
+    struct dfs_file_rec *p = create(fx, "/b/big", 10, 1, 3, false, T0);
+    struct commit c;
+    make_commit(p, &c);
+    struct dfs_file_rec *f = NULL;
+    char *msg = NULL;
+    struct dfs_file_meta big = {.md5 = NULL, .meta = hdrs, .meta_len = DFS_CATALOG_META_MAX + 1};
+    assert_int_equal(dfs_catalog_file_commit_meta(fx->cat, p->file_id, c.sha, c.frags,
+                                                  p->nfragments, &big, T0 + 1, &f, &msg),
+                     DFS_EINVAL);
+    free(msg);
+    struct dfs_file_meta nomd5 = {.md5 = NULL, .meta = hdrs, .meta_len = 5};
+    assert_int_equal(dfs_catalog_file_commit_meta(fx->cat, p->file_id, c.sha, c.frags,
+                                                  p->nfragments, &nomd5, T0 + 1, &f, NULL),
+                     DFS_OK);
+    assert_int_equal(dfs_catalog_file_meta_get(fx->cat, p->file_id, got, &has, &meta, &len, NULL),
+                     DFS_OK);
+    assert_false(has);
+    assert_int_equal(len, 5);
+    free(meta);
+    dfs_catalog_file_rec_free(f);
+    dfs_catalog_file_rec_free(p);
+    dfs_catalog_file_rec_free(plain);
+}
+
+static struct dfs_token_rec token_rec(const char *id, const char *name, enum dfs_token_role role,
+                                      int64_t created, int64_t expires)
+{
+    struct dfs_token_rec t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.id, sizeof t.id, "%s", id);
+    snprintf(t.name, sizeof t.name, "%s", name);
+    t.role = role;
+    t.created_ms = created;
+    t.expires_ms = expires;
+    return t;
+}
+
+/* Schema 6 (S3): buckets exist while empty; one is removed only with no file under it. */
+static void test_buckets(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_bucket_create(fx->cat, "photos", "0123456789abcdef", T0, NULL),
+                     DFS_OK);
+    assert_int_equal(dfs_catalog_bucket_create(fx->cat, "photos", "", T0, NULL), DFS_EEXIST);
+    assert_int_equal(dfs_catalog_bucket_create(fx->cat, "a-b.c", "", T0 + 1, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_bucket_create(fx->cat, "No", "", T0, &msg), DFS_EINVAL);
+    free(msg);
+    msg = NULL;
+    struct dfs_bucket_rec b;
+    assert_int_equal(dfs_catalog_bucket_get(fx->cat, "photos", &b, NULL), DFS_OK);
+    assert_string_equal(b.name, "photos");
+    assert_int_equal(b.created_ms, T0);
+    assert_string_equal(b.token_id, "0123456789abcdef");
+    assert_int_equal(dfs_catalog_bucket_get(fx->cat, "nope", &b, NULL), DFS_ENOTFOUND);
+    assert_int_equal(dfs_catalog_bucket_get(fx->cat, "../x", &b, NULL), DFS_ENOTFOUND);
+    struct dfs_bucket_rec *v = NULL;
+    size_t n = 0;
+    assert_int_equal(dfs_catalog_buckets_list(fx->cat, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].name, "a-b.c");
+    assert_string_equal(v[1].name, "photos");
+    free(v);
+    /* A file under it (not one of /photos0 or /photosx) keeps it; a pending one too. */
+    struct dfs_file_rec *f = put(fx, "/photos0/x", 10, false, T0);
+    struct dfs_file_rec *g = put(fx, "/photosx", 10, false, T0);
+    struct dfs_file_rec *h = put(fx, "/photos/a/b", 10, false, T0);
+    assert_int_equal(dfs_catalog_bucket_delete(fx->cat, "photos", &msg), DFS_EPRECOND);
+    free(msg);
+    msg = NULL;
+    struct dfs_file_rec *d = NULL;
+    assert_int_equal(dfs_catalog_file_delete(fx->cat, "/photos/a/b", T0 + 5, &d, NULL), DFS_OK);
+    dfs_catalog_file_rec_free(d);
+    struct dfs_file_rec *p = create(fx, "/photos/pending", 10, 1, 3, false, T0 + 6);
+    assert_int_equal(dfs_catalog_bucket_delete(fx->cat, "photos", NULL), DFS_EPRECOND);
+    assert_int_equal(dfs_catalog_file_abort(fx->cat, p->file_id, T0 + 7, NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_bucket_delete(fx->cat, "photos", NULL), DFS_OK);
+    assert_int_equal(dfs_catalog_bucket_delete(fx->cat, "photos", NULL), DFS_ENOTFOUND);
+    assert_int_equal(dfs_catalog_buckets_list(fx->cat, &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 1);
+    free(v);
+    dfs_catalog_file_rec_free(f);
+    dfs_catalog_file_rec_free(g);
+    dfs_catalog_file_rec_free(h);
+    dfs_catalog_file_rec_free(p);
+    /* Schema 6 also takes tokens of the gateway role. */
+    struct dfs_token_rec t = token_rec("0123456789abcdef", "s3", DFS_ROLE_GATEWAY, T0, 0);
+    uint8_t hash[32] = {1}, got[32];
+    assert_int_equal(dfs_catalog_token_add(fx->cat, &t, hash, NULL), DFS_OK);
+    struct dfs_token_rec back;
+    assert_int_equal(dfs_catalog_token_get(fx->cat, t.id, &back, got, NULL), DFS_OK);
+    assert_int_equal(back.role, DFS_ROLE_GATEWAY);
+    assert_string_equal(dfs_catalog_token_role_name(DFS_ROLE_GATEWAY), "gateway");
+    assert_string_equal(dfs_catalog_token_role_name(DFS_ROLE_BOOTSTRAP), "bootstrap");
 }
 
 /*
@@ -2627,19 +2805,6 @@ static void test_health_and_erasure_repairs(void **state)
     dfs_catalog_file_rec_free(ec);
 }
 
-static struct dfs_token_rec token_rec(const char *id, const char *name, enum dfs_token_role role,
-                                      int64_t created, int64_t expires)
-{
-    struct dfs_token_rec t;
-    memset(&t, 0, sizeof t);
-    snprintf(t.id, sizeof t.id, "%s", id);
-    snprintf(t.name, sizeof t.name, "%s", name);
-    t.role = role;
-    t.created_ms = created;
-    t.expires_ms = expires;
-    return t;
-}
-
 /* Tokens: added once, found by id and prefix, revoked for good, listed; secrets made once. */
 static void test_tokens_and_secrets(void **state)
 {
@@ -2770,6 +2935,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_inventory_reconciliation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_and_erasure_repairs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_and_secrets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_meta, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_buckets, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,11 +21,12 @@ static const char *const role_names[] = {
     [DFS_ROLE_READ_ONLY] = "read_only",
     [DFS_ROLE_NODE] = "node",
     [DFS_ROLE_BOOTSTRAP] = "bootstrap",
+    [DFS_ROLE_GATEWAY] = "gateway",
 };
 
 const char *dfs_catalog_token_role_name(enum dfs_token_role role)
 {
-    if (role <= DFS_ROLE_UNSPECIFIED || role > DFS_ROLE_NODE)
+    if (role <= DFS_ROLE_UNSPECIFIED || role > DFS_ROLE_GATEWAY)
         return "unknown";
     return role_names[role];
 }
@@ -75,7 +76,7 @@ int dfs_catalog_token_add(dfs_catalog *cat, const struct dfs_token_rec *rec, con
     int rc = catalog_check_text(rec->name, 1, DFS_TOKEN_NAME_MAX, "token name", errmsg);
     if (rc != DFS_OK)
         return rc;
-    if (rec->role <= DFS_ROLE_UNSPECIFIED || rec->role > DFS_ROLE_BOOTSTRAP)
+    if (rec->role <= DFS_ROLE_UNSPECIFIED || rec->role > DFS_ROLE_GATEWAY)
         return dfs_seterr(errmsg, DFS_EINVAL, "bad token role");
     if (rec->role == DFS_ROLE_NODE)
         return dfs_seterr(errmsg, DFS_EINVAL,

@@ -114,11 +114,17 @@ class Gateway:
         return problems
 
 
+# The bearer token curl() presents (the REST API needs one): the last gateway's, set by start_gateway.
+TOKEN = [None]
+
+
 def curl(*args, input=None, stdout=None, timeout=120):
     """Run curl -s; returns (http_code, body bytes, headers dict lower-cased, curl exit code)."""
     hdr = tempfile.NamedTemporaryFile(delete=False)
     hdr.close()
-    cmd = [CURL, "-s", "-S", "-D", hdr.name, "-w", "\n%{http_code}"] + [str(a) for a in args]
+    auth = [] if TOKEN[0] is None or any("Authorization" in str(a) for a in args) else [
+        "-H", "Authorization: Bearer " + TOKEN[0]]
+    cmd = [CURL, "-s", "-S", "-D", hdr.name, "-w", "\n%{http_code}"] + auth + [str(a) for a in args]
     try:
         p = subprocess.run(cmd, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
         out = p.stdout
@@ -183,6 +189,8 @@ class GatewayTest(harness.TestCase):
                 with open(os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
                     f.write("dfs1.%s.%s\n" % ("0" * 16, "1" * 64))
             flags = ("--token-file", token_file) + tuple(flags)
+        with open(flags[flags.index("--token-file") + 1]) as f:
+            TOKEN[0] = f.read().strip()
         gw = Gateway(metadata, self.tmp("gw-%d" % len(getattr(self, "_gws", []))), *flags)
         self._gws = getattr(self, "_gws", []) + [gw]
 
@@ -316,6 +324,21 @@ class GatewayTest(harness.TestCase):
         err(405, "-X", "DELETE", gw.url + "/v1/nodes")
         # 503: too few live nodes for the redundancy asked for.
         err(503, "-T", src, gw.url + "/v1/files/h?replicas=5")
+        # 401: no token, or one the metadata service does not know (it says which); 403: a read-only
+        # token writing. The probes and the page need none.
+        doc, h = err(401, "-H", "Authorization:", gw.url + "/v1/status")
+        self.assertIn("bearer token is required", doc["error"])
+        self.assertIn("Bearer", h.get("www-authenticate", ""))
+        doc, _ = err(401, "-H", "Authorization: Bearer dfs1.%s.%s" % ("0" * 16, "1" * 64), gw.url + "/v1/nodes")
+        self.assertIn("unknown token", doc["error"])
+        err(401, "-H", "Authorization: Bearer nonsense", gw.url + "/v1/files/")
+        _, ro, _ = c.dfs("token", "create", "--role", "read_only")
+        ro = "Authorization: Bearer " + ro.strip()
+        self.assertEqual(curl("-H", ro, gw.url + "/v1/status")[0], 200)
+        err(403, "-H", ro, "-T", src, gw.url + "/v1/files/ro")
+        err(403, "-H", ro, "-X", "DELETE", gw.url + "/v1/files/ro")
+        for path in ("/healthz", "/readyz", "/"):
+            self.assertEqual(curl("-H", "Authorization:", gw.url + path)[0], 200, path)
         # 503: the metadata service unreachable (a gateway pointed at a closed port).
         dead = self.start_gateway(None, "127.0.0.1:%d" % free_port(), "--rpc-timeout-ms", "1500")
         doc, _ = err(503, dead.url + "/v1/files/f")
@@ -388,6 +411,7 @@ class GatewayTest(harness.TestCase):
             block = bytes(random_block())
             want = hashlib.sha256()
             p = subprocess.Popen([CURL, "-s", "-S", "-T", "-", "-w", "%{http_code}",
+                                  "-H", "Authorization: Bearer " + TOKEN[0],
                                   gw.url + "/v1/files/big?replicas=1&fragments=4"],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             for i in range(size // len(block)):
@@ -405,7 +429,8 @@ class GatewayTest(harness.TestCase):
             # Back down, hashed as it streams.
             got = hashlib.sha256()
             n = 0
-            p = subprocess.Popen([CURL, "-s", "-S", gw.url + "/v1/files/big"], stdout=subprocess.PIPE)
+            p = subprocess.Popen([CURL, "-s", "-S", "-H", "Authorization: Bearer " + TOKEN[0],
+                                  gw.url + "/v1/files/big"], stdout=subprocess.PIPE)
             for piece in iter(lambda: p.stdout.read(1 << 20), b""):
                 got.update(piece)
                 n += len(piece)
@@ -448,7 +473,7 @@ class GatewayTest(harness.TestCase):
         nodes = json.loads(curl(gw.url + "/v1/nodes")[1])["nodes"]
         self.assertEqual(len(nodes), 3)
 
-        dom = self.chromium(gw.url + "/", "--dump-dom")
+        dom = self.chromium(gw.url + "/#token=" + TOKEN[0], "--dump-dom")
         self.assertIn('data-loaded="1"', dom, "the page's script did not finish a refresh")
         for n in nodes:
             self.assertIn('data-node="%s"' % n["id"], dom)
@@ -464,7 +489,7 @@ class GatewayTest(harness.TestCase):
         os.makedirs(outdir, exist_ok=True)
         for name, size in (("status-laptop.png", "1366,900"), ("status-phone.png", "390,844")):
             shot = os.path.join(outdir, name)
-            self.chromium(gw.url + "/", "--screenshot=" + shot, "--window-size=" + size,
+            self.chromium(gw.url + "/#token=" + TOKEN[0], "--screenshot=" + shot, "--window-size=" + size,
                           "--hide-scrollbars")
             with open(shot, "rb") as f:
                 head = f.read(24)

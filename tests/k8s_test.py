@@ -304,6 +304,24 @@ class Consistency(harness.TestCase):
                         self.assertIn(mounts[at[0]]["name"], claims, "%s %s must be on the PVC" % (name, flag))
                 if "--zone-file" in args:
                     self.assertTrue(any(args["--zone-file"].startswith(p + "/") for p in mounts))
+            # The gateway: its Service exposes the REST API and the S3 API on the ports it serves.
+            gw = named(objs, "Deployment", "dfs-gateway")
+            (gc,) = gw["spec"]["template"]["spec"]["containers"]
+            gports = {p["name"]: p["containerPort"] for p in gc["ports"]}
+            gargs = dict(a.split("=", 1) for a in gc["args"])
+            self.assertEqual(gports["http"], int(gargs["--listen"].rsplit(":", 1)[1]))
+            self.assertEqual(gports["s3"], int(gargs["--s3-listen"].rsplit(":", 1)[1]))
+            # It holds the gateway's token only, which the metadata service registers.
+            vol = next(v for v in gw["spec"]["template"]["spec"]["volumes"] if v["name"] == "tokens")
+            self.assertEqual(vol["secret"]["items"], [{"key": "gateway", "path": "gateway"}])
+            self.assertEqual(gargs["--token-file"], "/etc/dfs/tokens/gateway")
+            gsvc = services["dfs-gateway"]
+            self.assertEqual({p["name"]: gports[p["targetPort"]] for p in gsvc["spec"]["ports"]},
+                             {"http": 8080, "s3": 9000})
+            # S3 secrets derive from the master key the metadata service keeps beside its catalog.
+            ms = named(objs, "StatefulSet", "dfs-metadata")
+            margs = dict(a.split("=", 1) for a in ms["spec"]["template"]["spec"]["containers"][0]["args"])
+            self.assertEqual(os.path.dirname(margs["--s3-key-file"]), os.path.dirname(margs["--db"]))
             # Storage: a headless Service gives every pod the name it advertises.
             st = named(objs, "StatefulSet", "dfs-storage")
             hs = services[st["spec"]["serviceName"]]
@@ -355,7 +373,7 @@ class Consistency(harness.TestCase):
         for src, dst in (("server.pem", "tls.crt"), ("server.key", "tls.key"), ("ca.pem", "ca.crt")):
             shutil.copy(os.path.join(ca_dir, src), os.path.join(tls, dst))
         import secrets
-        for name in ("admin", "bootstrap"):
+        for name in ("admin", "bootstrap", "gateway"):
             with open(os.open(os.path.join(tokens, name), os.O_WRONLY | os.O_CREAT, 0o440), "w") as f:
                 f.write("dfs1.%s.%s\n" % (secrets.token_hex(8), secrets.token_hex(32)))
         with open(os.path.join(tokens, "admin")) as f:

@@ -11,6 +11,7 @@
 #include "services/daemon/readiness.h"
 #include "services/metadata/metadata_probe.h"
 #include "services/metadata/metadata_service.h"
+#include "services/metadata/s3keys.h"
 #include "services/rpc/grpclog.h"
 #include "services/rpc/health.h"
 #include "services/rpc/reflection.h"
@@ -34,7 +35,9 @@ struct options {
     enum dfs_log_level level;
     struct dfs_metadata_config cfg;
     const char *admin_token_file;
+    const char *s3_key_file;
     const char *node_token_file;
+    const char *gateway_token_file;
     struct dfs_rpc_tls_config tls;
     bool insecure;
     int64_t rebalance_threshold; /* --rebalance-threshold, into cfg by check() */
@@ -120,6 +123,12 @@ static const struct dfs_opt opts[] = {
     {DFS_OPT_STRING, "node-token-file", 0, O(node_token_file), .arg = "PATH",
      .help = "the same for the enrollment token (role bootstrap) storage nodes present at their "
              "first registration (each then uses a node token of its own)"},
+    {DFS_OPT_STRING, "gateway-token-file", 0, O(gateway_token_file), .arg = "PATH",
+     .help = "the same for a token of role gateway (the S3 gateway's: files, buckets, S3 signing "
+             "keys)"},
+    {DFS_OPT_STRING, "s3-key-file", 0, O(s3_key_file), .arg = "PATH",
+     .help = "S3 access keys (dfs token create --s3): their secrets derive from the 32-byte "
+             "master key in PATH, made (mode 0600) if PATH does not exist; without it, no S3 keys"},
     {DFS_OPT_INT, "ticket-ttl-ms", 0, O(cfg.ticket_ttl_ms), .arg = "N", .def = "3600000",
      .min = 1000, .max = 30LL * 86400000,
      .help = "read/delete/repair tickets stay valid this long"},
@@ -205,6 +214,16 @@ int main(int argc, char **argv)
     struct dfs_rpc_server_config scfg = {
         .listen = o.listen, .threads = (int)o.threads, .security = &sec};
     struct dfs_metrics_config mcfg = {.program = PROG, .version = VERSION};
+    uint8_t s3_master[DFS_S3KEYS_MASTER_LEN];
+    if (o.s3_key_file != NULL) {
+        if (dfs_s3keys_load(o.s3_key_file, s3_master, &err) != DFS_OK) {
+            fprintf(stderr, PROG ": %s\n", err);
+            free(err);
+            dfs_rpc_tls_destroy(tls);
+            return 2;
+        }
+        o.cfg.s3_master_key = s3_master;
+    }
     if (dfs_catalog_open(o.db, &cat, &err) != DFS_OK ||
         dfs_metadata_service_create(cat, &o.cfg, &svc, &err) != DFS_OK ||
         (o.admin_token_file != NULL &&
@@ -213,6 +232,9 @@ int main(int argc, char **argv)
         (o.node_token_file != NULL &&
          dfs_metadata_service_bootstrap_token(svc, o.node_token_file, DFS_ROLE_BOOTSTRAP, "nodes",
                                               &err) != DFS_OK) ||
+        (o.gateway_token_file != NULL &&
+         dfs_metadata_service_bootstrap_token(svc, o.gateway_token_file, DFS_ROLE_GATEWAY,
+                                              "gateway", &err) != DFS_OK) ||
         dfs_rpc_health_create(&health, &err) != DFS_OK ||
         dfs_rpc_reflection_create(dfs_descriptor_set, dfs_descriptor_set_size, &refl, &err) !=
             DFS_OK ||

@@ -35,6 +35,7 @@
 #include "common/token.h"
 #include "services/daemon/daemon.h"
 #include "services/metadata/damage.h"
+#include "services/metadata/s3keys.h"
 #include "services/rpc/ticket_pb.h"
 
 #include <errno.h>
@@ -55,6 +56,9 @@ struct dfs_metadata_service {
     struct dfs_metadata_config cfg;
     /* Signs every ticket (common/ticket.h); made once by the catalog and kept there. */
     uint8_t master_key[DFS_TICKET_KEY_LEN];
+    /* S3 access keys' master key (s3keys.h), when cfg.s3_master_key was given. */
+    uint8_t s3_master[DFS_S3KEYS_MASTER_LEN];
+    bool s3_keys;
 
     /* Node choices: placement sets, randomness and reservations (metadata/placer.h). */
     dfs_placer *placer;
@@ -272,6 +276,22 @@ static bool add_forward_tickets(const dfs_metadata_service *svc, dfs_arena *a,
     return true;
 }
 
+/* FileInfo.md5 and .meta from file_meta (S3, issue 17); left empty when there are none. */
+static void file_meta_msg(const dfs_metadata_service *svc, dfs_arena *a,
+                          const struct dfs_file_rec *f, Dfs__V1__FileInfo *m)
+{
+    uint8_t md5[DFS_CATALOG_MD5_LEN], *meta = NULL;
+    size_t len = 0;
+    bool has_md5 = false;
+    if (dfs_catalog_file_meta_get(svc->cat, f->file_id, md5, &has_md5, &meta, &len, NULL) != DFS_OK)
+        return;
+    if (has_md5 && (m->md5.data = dfs_arena_memdup(a, md5, sizeof md5)) != NULL)
+        m->md5.len = sizeof md5;
+    if (len > 0 && (m->meta.data = dfs_arena_memdup(a, meta, len)) != NULL)
+        m->meta.len = len;
+    free(meta);
+}
+
 /*
  * A FileInfo; with_layout adds the fragments and their replicas, and ticket_op (0: none) a
  * ticket for that operation on every replica. NULL when out of memory.
@@ -286,6 +306,8 @@ static Dfs__V1__FileInfo *file_msg(const dfs_metadata_service *svc, dfs_arena *a
     m->path = dfs_arena_strdup(a, f->path);
     m->file_id = dfs_arena_strdup(a, f->file_id);
     m->size = f->size;
+    if (f->state == DFS_FILE_COMMITTED)
+        file_meta_msg(svc, a, f, m); /* S3: MD5 and stored headers, when the put gave them */
     if (f->state == DFS_FILE_COMMITTED) {
         m->sha256.data = dfs_arena_memdup(a, f->sha256, DFS_SHA256_LEN);
         m->sha256.len = DFS_SHA256_LEN;
@@ -823,8 +845,24 @@ static void handle_commit_file(dfs_rpc_call *call, void *ctx)
     }
     struct dfs_file_rec *f = NULL;
     char *err = NULL;
-    int rc = dfs_catalog_file_commit(svc->cat, req->file_id, req->sha256.data, frags,
+    int rc;
+    if (req->md5.len > 0 || req->meta.len > 0 || req->if_absent || req->if_file_id[0] != '\0') {
+        /* S3: the object's MD5 and stored headers, in the commit's transaction. */
+        struct dfs_file_meta meta = {.md5 =
+                                         req->md5.len == DFS_CATALOG_MD5_LEN ? req->md5.data : NULL,
+                                     .meta = req->meta.data,
+                                     .meta_len = req->meta.len,
+                                     .if_absent = req->if_absent,
+                                     .if_file_id = req->if_file_id};
+        rc = req->md5.len != 0 && req->md5.len != DFS_CATALOG_MD5_LEN
+                 ? dfs_seterr(&err, DFS_EINVAL, "an MD5 is 16 bytes")
+                 : dfs_catalog_file_commit_meta(svc->cat, req->file_id, req->sha256.data, frags,
+                                                req->n_fragments, &meta, dfs_clock_wall_ms(), &f,
+                                                &err);
+    } else {
+        rc = dfs_catalog_file_commit(svc->cat, req->file_id, req->sha256.data, frags,
                                      req->n_fragments, dfs_clock_wall_ms(), &f, &err);
+    }
     free(frags);
     if (rc != DFS_OK) {
         fail_and_free(call, rc, err);
@@ -2083,6 +2121,11 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     svc->cat = cat;
     svc->cfg = *cfg;
+    if (cfg->s3_master_key != NULL) {
+        memcpy(svc->s3_master, cfg->s3_master_key, DFS_S3KEYS_MASTER_LEN);
+        svc->s3_keys = true;
+    }
+    svc->cfg.s3_master_key = NULL;
     svc->created_ms = dfs_clock_wall_ms();
     svc->plan = (struct dfs_repair_pass){
         .page = PLAN_PAGE, .budget_ms = PLAN_BUDGET_MS, .interval_ms = PLAN_INTERVAL_MS};
@@ -2276,6 +2319,22 @@ int dfs_metadata_service_bootstrap_token(dfs_metadata_service *svc, const char *
     return rc;
 }
 
+/* ---- S3 access keys (issue 17; s3keys.h) ---- */
+
+/* The S3 access key id and secret of token t. DFS_EPRECOND without a master key. */
+static int s3_token_key(dfs_metadata_service *svc, const struct dfs_token_rec *t,
+                        char key_id[DFS_S3KEYS_ID_LEN + 1], char secret[DFS_S3KEYS_SECRET_LEN + 1],
+                        char **errmsg)
+{
+    if (!svc->s3_keys)
+        return dfs_seterr(errmsg, DFS_EPRECOND,
+                          "this metadata service has no S3 keys (start it with --s3-key-file)");
+    dfs_s3keys_access_key_id(t->id, key_id);
+    if (dfs_s3keys_secret(svc->s3_master, t->id, secret) != DFS_OK)
+        return dfs_seterr(errmsg, DFS_EINTERNAL, "cannot derive the S3 secret");
+    return DFS_OK;
+}
+
 static void handle_create_token(dfs_rpc_call *call, void *ctx)
 {
     dfs_metadata_service *svc = ctx;
@@ -2284,6 +2343,11 @@ static void handle_create_token(dfs_rpc_call *call, void *ctx)
     char token[DFS_TOKEN_LEN + 1];
     struct dfs_token_rec t;
     char *err = NULL;
+    if (req->s3 && !svc->s3_keys) {
+        fail_and_free(call, DFS_EPRECOND,
+                      strdup("this metadata service has no S3 keys (start it with --s3-key-file)"));
+        return;
+    }
     int rc = dfs_metadata_service_make_token(svc, (enum dfs_token_role)req->role, req->name,
                                              req->ttl_ms, token, &t, &err);
     if (rc != DFS_OK) {
@@ -2294,8 +2358,19 @@ static void handle_create_token(dfs_rpc_call *call, void *ctx)
     Dfs__V1__CreateTokenResponse resp = DFS__V1__CREATE_TOKEN_RESPONSE__INIT;
     resp.token = token;
     resp.info = token_msg(&a, &t);
+    char key_id[DFS_S3KEYS_ID_LEN + 1], secret[DFS_S3KEYS_SECRET_LEN + 1] = "";
+    if (req->s3 && s3_token_key(svc, &t, key_id, secret, &err) != DFS_OK) {
+        /* The token exists already: say so with the reason the S3 key could not be given. */
+        dfs_log(DFS_LOG_WARN, "token created without its S3 key id=%s err=%s", t.id, err);
+        free(err);
+        err = NULL;
+    } else if (req->s3) {
+        resp.s3_access_key_id = key_id;
+        resp.s3_secret = secret;
+    }
     reply_and_free(call, &a, resp.info != NULL ? &resp.base : NULL);
     OPENSSL_cleanse(token, sizeof token);
+    OPENSSL_cleanse(secret, sizeof secret);
 }
 
 static void handle_revoke_token(dfs_rpc_call *call, void *ctx)
@@ -2366,6 +2441,153 @@ static void handle_who_am_i(dfs_rpc_call *call, void *ctx)
     reply_and_free(call, &a, resp.info != NULL ? &resp.base : NULL);
 }
 
+/*
+ * GetSigningKey: the day's SigV4 signing key of an S3 access key, for the S3 gateway (admin role),
+ * with the key's token record (role, revocation, expiry): the secret never leaves the service.
+ */
+static void handle_get_signing_key(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__GetSigningKeyRequest *req =
+        (const Dfs__V1__GetSigningKeyRequest *)dfs_rpc_call_request(call);
+    char id[DFS_TOKEN_ID_HEX + 1], key_id[DFS_S3KEYS_ID_LEN + 1];
+    char secret[DFS_S3KEYS_SECRET_LEN + 1];
+    uint8_t hash[DFS_TOKEN_HASH_LEN], key[DFS_S3KEYS_SIGNING_LEN];
+    struct dfs_token_rec t;
+    char *err = NULL;
+    int rc = DFS_OK;
+    if (dfs_s3keys_token_id(req->access_key_id, id) != DFS_OK)
+        rc = dfs_seterr(&err, DFS_ENOTFOUND, "no S3 access key %.40s", req->access_key_id);
+    else if (strlen(req->date) != 8 || strlen(req->region) > 63 || strcmp(req->service, "s3") != 0)
+        rc = dfs_seterr(&err, DFS_EINVAL, "a signing key's scope is YYYYMMDD, a region and s3");
+    if (rc == DFS_OK) {
+        rc = dfs_catalog_token_get(svc->cat, id, &t, hash, NULL);
+        if (rc == DFS_ENOTFOUND)
+            rc = dfs_seterr(&err, DFS_ENOTFOUND, "no S3 access key %s", req->access_key_id);
+        else if (rc != DFS_OK)
+            rc = dfs_seterr(&err, DFS_EUNAVAIL, "cannot read the token now: the catalog failed");
+    }
+    int64_t now = dfs_clock_wall_ms();
+    if (rc == DFS_OK && t.revoked_ms != 0)
+        rc = dfs_seterr(&err, DFS_EUNAUTH, "token %s was revoked", t.id);
+    else if (rc == DFS_OK && t.expires_ms != 0 && now >= t.expires_ms)
+        rc = dfs_seterr(&err, DFS_EUNAUTH, "token %s has expired", t.id);
+    else if (rc == DFS_OK && t.role != DFS_ROLE_ADMIN && t.role != DFS_ROLE_READ_WRITE &&
+             t.role != DFS_ROLE_READ_ONLY)
+        rc = dfs_seterr(&err, DFS_EUNAUTH, "token %s (role %s) has no S3 key", t.id,
+                        dfs_catalog_token_role_name(t.role));
+    if (rc == DFS_OK)
+        rc = s3_token_key(svc, &t, key_id, secret, &err);
+    if (rc == DFS_OK &&
+        dfs_s3keys_signing_key(secret, req->date, req->region, req->service, key) != DFS_OK)
+        rc = dfs_seterr(&err, DFS_EINTERNAL, "cannot derive the signing key");
+    OPENSSL_cleanse(secret, sizeof secret);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__GetSigningKeyResponse resp = DFS__V1__GET_SIGNING_KEY_RESPONSE__INIT;
+    resp.signing_key.data = key;
+    resp.signing_key.len = sizeof key;
+    resp.info = token_msg(&a, &t);
+    reply_and_free(call, &a, resp.info != NULL ? &resp.base : NULL);
+    OPENSSL_cleanse(key, sizeof key);
+}
+
+/* ---- S3 buckets (issue 17; catalog schema 6) ---- */
+
+static Dfs__V1__Bucket *bucket_msg(dfs_arena *a, const struct dfs_bucket_rec *b)
+{
+    Dfs__V1__Bucket *m = dfs_arena_alloc(a, sizeof *m);
+    if (m == NULL)
+        return NULL;
+    dfs__v1__bucket__init(m);
+    m->name = dfs_arena_strdup(a, b->name);
+    m->created_ms = b->created_ms;
+    m->token_id = dfs_arena_strdup(a, b->token_id);
+    return m->name != NULL && m->token_id != NULL ? m : NULL;
+}
+
+static void handle_create_bucket(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__CreateBucketRequest *req =
+        (const Dfs__V1__CreateBucketRequest *)dfs_rpc_call_request(call);
+    char *err = NULL;
+    struct dfs_bucket_rec b;
+    int rc =
+        dfs_catalog_bucket_create(svc->cat, req->name, req->token_id, dfs_clock_wall_ms(), &err);
+    if (rc == DFS_OK)
+        rc = dfs_catalog_bucket_get(svc->cat, req->name, &b, &err);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__CreateBucketResponse resp = DFS__V1__CREATE_BUCKET_RESPONSE__INIT;
+    resp.bucket = bucket_msg(&a, &b);
+    reply_and_free(call, &a, resp.bucket != NULL ? &resp.base : NULL);
+}
+
+static void handle_delete_bucket(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__DeleteBucketRequest *req =
+        (const Dfs__V1__DeleteBucketRequest *)dfs_rpc_call_request(call);
+    char *err = NULL;
+    int rc = dfs_catalog_bucket_delete(svc->cat, req->name, &err);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    Dfs__V1__DeleteBucketResponse resp = DFS__V1__DELETE_BUCKET_RESPONSE__INIT;
+    dfs_rpc_call_reply(call, &resp.base);
+}
+
+static void handle_get_bucket(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__GetBucketRequest *req =
+        (const Dfs__V1__GetBucketRequest *)dfs_rpc_call_request(call);
+    char *err = NULL;
+    struct dfs_bucket_rec b;
+    int rc = dfs_catalog_bucket_get(svc->cat, req->name, &b, &err);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__GetBucketResponse resp = DFS__V1__GET_BUCKET_RESPONSE__INIT;
+    resp.bucket = bucket_msg(&a, &b);
+    reply_and_free(call, &a, resp.bucket != NULL ? &resp.base : NULL);
+}
+
+static void handle_list_buckets(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    struct dfs_bucket_rec *v = NULL;
+    size_t n = 0;
+    char *err = NULL;
+    int rc = dfs_catalog_buckets_list(svc->cat, &v, &n, &err);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__ListBucketsResponse resp = DFS__V1__LIST_BUCKETS_RESPONSE__INIT;
+    bool ok = true;
+    if (n > 0) {
+        resp.buckets = dfs_arena_calloc(&a, n, sizeof *resp.buckets);
+        ok = resp.buckets != NULL;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (resp.buckets[i] = bucket_msg(&a, &v[i])) != NULL;
+        resp.n_buckets = n;
+    }
+    free(v);
+    reply_and_free(call, &a, ok ? &resp.base : NULL);
+}
+
 int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv, char **errmsg)
 {
     const struct dfs_rpc_method methods[] = {
@@ -2414,6 +2636,17 @@ int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv
          handle_list_tokens, svc, DFS_ACCESS_ADMIN},
         {"/dfs.v1.Metadata/WhoAmI", DFS_RPC_UNARY, &dfs__v1__who_am_irequest__descriptor,
          handle_who_am_i, svc, DFS_ACCESS_ANY},
+        {"/dfs.v1.Metadata/GetSigningKey", DFS_RPC_UNARY,
+         &dfs__v1__get_signing_key_request__descriptor, handle_get_signing_key, svc,
+         DFS_ACCESS_ADMIN | DFS_ACCESS_S3KEYS},
+        {"/dfs.v1.Metadata/CreateBucket", DFS_RPC_UNARY,
+         &dfs__v1__create_bucket_request__descriptor, handle_create_bucket, svc, DFS_ACCESS_WRITE},
+        {"/dfs.v1.Metadata/DeleteBucket", DFS_RPC_UNARY,
+         &dfs__v1__delete_bucket_request__descriptor, handle_delete_bucket, svc, DFS_ACCESS_WRITE},
+        {"/dfs.v1.Metadata/GetBucket", DFS_RPC_UNARY, &dfs__v1__get_bucket_request__descriptor,
+         handle_get_bucket, svc, DFS_ACCESS_READ},
+        {"/dfs.v1.Metadata/ListBuckets", DFS_RPC_UNARY, &dfs__v1__list_buckets_request__descriptor,
+         handle_list_buckets, svc, DFS_ACCESS_READ},
     };
     struct dfs_rpc_authorizer az = {.authorize = authorize, .arg = svc};
     int arc = dfs_rpc_server_set_authorizer(srv, &az, errmsg);

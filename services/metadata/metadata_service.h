@@ -56,6 +56,10 @@ struct dfs_metadata_config {
        only this long after (dfs_catalog_deletions_fetch), so a read streaming it from an older
        layout is not cut; 0 means 5000 ms, negative none. */
     int64_t delete_grace_ms;
+    /* S3 access keys (s3keys.h): the master key their secrets derive from, DFS_S3KEYS_MASTER_LEN
+       bytes, copied at create; NULL: no S3 keys (CreateToken with s3 and GetSigningKey are
+       refused). */
+    const uint8_t *s3_master_key;
 };
 
 /*
