@@ -124,7 +124,7 @@ static void test_make_refusals(void **state)
     assert_int_equal(
         dfs_access_make_token(cat, DFS_ROLE_UNSPECIFIED, "n", 0, T0, token, NULL, &msg),
         DFS_EINVAL);
-    expect_msg(&msg, "admin, read_write, read_only or bootstrap");
+    expect_msg(&msg, "admin, read_write, read_only, bootstrap or gateway");
     assert_int_equal(dfs_access_make_token(cat, DFS_ROLE_ADMIN, "n", -1, T0, token, NULL, &msg),
                      DFS_EINVAL);
     expect_msg(&msg, "0 (forever) to 100 years");
