@@ -100,9 +100,15 @@ static grpc_slice pool_slice(dfs_chunk_pool *p, size_t total)
     p->refs++;
     pthread_mutex_unlock(&p->mu);
     if (b == NULL) {
-        b = malloc(sizeof *b + p->cap);
-        if (b == NULL)
-            abort(); /* as gRPC does on out of memory (dfs_put_chunk_init always succeeds) */
+        /* data[] is 64-byte aligned (cache lines, and what the CRC and copy loops like best), so
+           the whole buffer must be: malloc promises only 16. aligned_alloc wants a multiple. */
+        size_t bytes = (sizeof *b + p->cap + 63) & ~(size_t)63;
+        b = aligned_alloc(64, bytes);
+        if (b == NULL) { /* no pooled buffer: a plain slice (gRPC's own out-of-memory rule) */
+            pthread_mutex_lock(&p->mu);
+            pool_unref_locked(p);
+            return grpc_slice_malloc(total);
+        }
         b->pool = p;
     }
     return grpc_slice_new_with_user_data(b->data, total, pool_return, b);
