@@ -298,3 +298,21 @@ int dfs_client_whoami(dfs_client *c, Dfs__V1__TokenInfo **out, char **errmsg)
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     return DFS_OK;
 }
+
+int dfs_client_rename(dfs_client *c, const char *from, const char *to, bool replace,
+                      uint64_t *moved, char **errmsg)
+{
+    Dfs__V1__RenameRequest req = DFS__V1__RENAME_REQUEST__INIT;
+    req.from = (char *)from;
+    req.to = (char *)to;
+    req.replace = replace;
+    Dfs__V1__RenameResponse *resp = NULL;
+    int rc = dfs_meta_call(c->meta, "Rename", &req.base, &dfs__v1__rename_response__descriptor,
+                           false, &resp, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    if (moved != NULL)
+        *moved = resp->moved;
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return DFS_OK;
+}

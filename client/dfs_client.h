@@ -346,4 +346,13 @@ int dfs_client_token_list(dfs_client *c, bool all, Dfs__V1__ListTokensResponse *
 /* The record of the token c presents (WhoAmI, retried); *out is NULL when the service sent none. */
 int dfs_client_whoami(dfs_client *c, Dfs__V1__TokenInfo **out, char **errmsg);
 
+/*
+ * Rename `from` to `to` in one catalog operation (Rename, not retried: a retry after a lost answer
+ * would find nothing at `from`): a file, or a directory with every file under it. A file at `to`
+ * is replaced only with replace. *moved (may be NULL) is how many files moved. DFS_ENOTFOUND:
+ * nothing at `from`; DFS_EEXIST: `to` is taken.
+ */
+int dfs_client_rename(dfs_client *c, const char *from, const char *to, bool replace,
+                      uint64_t *moved, char **errmsg);
+
 #endif /* DFS_CLIENT_DFS_CLIENT_H */

@@ -453,6 +453,18 @@ int dfs_catalog_files_list(dfs_catalog *cat, const char *prefix, const char *aft
 int dfs_catalog_file_delete(dfs_catalog *cat, const char *path, int64_t now_ms,
                             struct dfs_file_rec **out, char **errmsg);
 
+/*
+ * Rename, in one transaction: a committed file at `from` moves to `to`; else every committed file
+ * under the directory `from` ("from/...") moves under `to` (a directory is what paths imply).
+ * A file at `to` is replaced (its copies queued for deletion, at now_ms) only with replace; files
+ * being written (pending) keep their paths. *moved (may be NULL) is how many files moved.
+ * DFS_ENOTFOUND: nothing at or under `from`; DFS_EEXIST: a file at `to` without replace, a
+ * directory renamed onto a file, or anything at or under `to` for a directory (or under `to`
+ * for a file); DFS_EINVAL: a path not canonical or "/", or `to` inside `from`.
+ */
+int dfs_catalog_file_rename(dfs_catalog *cat, const char *from, const char *to, bool replace,
+                            int64_t now_ms, uint64_t *moved, char **errmsg);
+
 /* ---- Deletion queue: fragment copies to remove from nodes ------------------------------------ */
 
 /* One queued removal. A plain value. */

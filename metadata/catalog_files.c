@@ -884,6 +884,111 @@ int dfs_catalog_file_delete(dfs_catalog *cat, const char *path, int64_t now_ms,
     return DFS_OK;
 }
 
+/* ---- Rename ---------------------------------------------------------------------------------- */
+
+/* Run one SQL statement with text parameters ?1.. and give its first column (an integer) or, with
+   out NULL, the number of rows it changed in *out_changes. A one-off statement: rename is rare. */
+static int rename_sql(dfs_catalog *cat, const char *sql, const char *a, const char *b, int64_t *out,
+                      char **errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(cat->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return dfs_seterr(errmsg, DFS_EINTERNAL, "rename: %s", sqlite3_errmsg(cat->db));
+    sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+    if (b != NULL)
+        sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    int rc = DFS_OK;
+    if (step == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else if (step == SQLITE_DONE)
+        *out = sqlite3_changes(cat->db);
+    else if (sqlite3_errcode(cat->db) == SQLITE_CONSTRAINT)
+        rc = dfs_seterr(errmsg, DFS_EEXIST, "rename: a file already has the new path");
+    else
+        rc = dfs_seterr(errmsg, DFS_EINTERNAL, "rename: %s", sqlite3_errmsg(cat->db));
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Committed files whose path starts with prefix + "/". */
+#define UNDER_WHERE "WHERE state = 'committed' AND substr(path, 1, length(?1) + 1) = ?1 || '/'"
+#define UNDER_SQL   "FROM files " UNDER_WHERE
+
+static int rename_locked(dfs_catalog *cat, const char *from, const char *to, bool replace,
+                         int64_t now_ms, int64_t *moved, char **errmsg)
+{
+    struct dfs_file_rec *f = NULL, *dst = NULL;
+    int64_t under_to = 0, under_from = 0;
+    int rc = catalog_find_file(cat, S_FILE_GET_PATH, from, false, &f, errmsg);
+    if (rc == DFS_OK)
+        rc = catalog_find_file(cat, S_FILE_GET_PATH, to, false, &dst, errmsg);
+    if (rc == DFS_OK)
+        rc = rename_sql(cat, "SELECT count(*) " UNDER_SQL, to, NULL, &under_to, errmsg);
+    if (rc == DFS_OK && f == NULL)
+        rc = rename_sql(cat, "SELECT count(*) " UNDER_SQL, from, NULL, &under_from, errmsg);
+    if (rc != DFS_OK)
+        goto out;
+    if (f != NULL) {
+        if (under_to > 0)
+            rc = dfs_seterr(errmsg, DFS_EEXIST, "%s is a directory", to);
+        else if (dst != NULL && !replace)
+            rc =
+                dfs_seterr(errmsg, DFS_EEXIST, "%s already exists (use --force to replace it)", to);
+        else if (dst != NULL && strcmp(dst->file_id, f->file_id) != 0)
+            rc = remove_file(cat, dst->file_id, now_ms, errmsg);
+        if (rc == DFS_OK)
+            rc = rename_sql(cat, "UPDATE files SET path = ?2 WHERE file_id = ?1", f->file_id, to,
+                            moved, errmsg);
+    } else if (under_from == 0) {
+        rc = dfs_seterr(errmsg, DFS_ENOTFOUND, "no file or directory %s", from);
+    } else if (dst != NULL) {
+        rc = dfs_seterr(errmsg, DFS_EEXIST, "%s is a file", to);
+    } else if (under_to > 0) {
+        rc = dfs_seterr(errmsg, DFS_EEXIST, "directory %s is not empty", to);
+    } else {
+        /* ?1 = from, ?2 = to: "from/x/y" becomes "to/x/y". */
+        rc = rename_sql(cat,
+                        "UPDATE files SET path = ?2 || substr(path, length(?1) + 1) " UNDER_WHERE,
+                        from, to, moved, errmsg);
+    }
+out:
+    dfs_catalog_file_rec_free(f);
+    dfs_catalog_file_rec_free(dst);
+    return rc;
+}
+
+int dfs_catalog_file_rename(dfs_catalog *cat, const char *from, const char *to, bool replace,
+                            int64_t now_ms, uint64_t *moved, char **errmsg)
+{
+    int rc = check_path(from, errmsg);
+    if (rc == DFS_OK)
+        rc = check_path(to, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    size_t n = strlen(from);
+    if (strcmp(from, to) == 0) { /* as rename(2): nothing to do */
+        if (moved != NULL)
+            *moved = 0;
+        return DFS_OK;
+    }
+    if (strncmp(to, from, n) == 0 && to[n] == '/')
+        return dfs_seterr(errmsg, DFS_EINVAL, "cannot move %s inside itself (%s)", from, to);
+    int64_t count = 0;
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
+    if (rc == DFS_OK)
+        rc = catalog_tx_end(cat, rename_locked(cat, from, to, replace, now_ms, &count, errmsg),
+                            errmsg);
+    catalog_unlock(cat);
+    if (rc != DFS_OK)
+        return rc;
+    dfs_log(DFS_LOG_INFO, "renamed from=%s to=%s files=%lld", from, to, (long long)count);
+    if (moved != NULL)
+        *moved = (uint64_t)count;
+    return DFS_OK;
+}
+
 /* ---- Deletion queue -------------------------------------------------------------------------- */
 
 int dfs_catalog_deletions_fetch(dfs_catalog *cat, int64_t now_ms, int64_t grace_ms, size_t max,

@@ -2732,6 +2732,80 @@ static void test_tokens_and_secrets(void **state)
     assert_int_equal(dfs_catalog_token_role_parse("root"), DFS_ROLE_UNSPECIFIED);
 }
 
+/* Rename (issue 18): a file, a whole directory, replace, refusals; one transaction each. */
+static void test_rename(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    const char *paths[] = {"/d/a", "/d/sub/b", "/d/sub/c", "/dx", "/other"};
+    char ids[5][DFS_ID_HEX + 1];
+    for (int i = 0; i < 5; i++) {
+        struct dfs_file_rec *f = put(fx, paths[i], 100, false, T0);
+        strcpy(ids[i], f->file_id);
+        dfs_catalog_file_rec_free(f);
+    }
+    char *msg = NULL;
+    uint64_t moved = 99;
+    struct dfs_file_rec *g = NULL;
+    /* a file */
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/dx", "/dy", false, T0, &moved, &msg),
+                     DFS_OK);
+    assert_int_equal(moved, 1);
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/dy", &g, &msg), DFS_OK);
+    assert_string_equal(g->file_id, ids[3]);
+    assert_int_equal(g->nfragments, 4);
+    dfs_catalog_file_rec_free(g);
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/dx", &g, &msg), DFS_ENOTFOUND);
+    expect_msg(&msg, "no file /dx");
+    /* onto an existing file: only with replace, which queues the old one's copies */
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/dy", "/other", false, T0, NULL, &msg),
+                     DFS_EEXIST);
+    expect_msg(&msg, "already exists");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/dy", "/other", true, T0, NULL, &msg),
+                     DFS_OK);
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/other", &g, &msg), DFS_OK);
+    assert_string_equal(g->file_id, ids[3]);
+    dfs_catalog_file_rec_free(g);
+    assert_int_equal(stats(fx).files, 4);
+    assert_int_equal(stats(fx).pending_deletions, 12);
+    /* a whole directory, in one step; "/dx"-like neighbours are not under it */
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/d", "/e/f", false, T0, &moved, &msg),
+                     DFS_OK);
+    assert_int_equal(moved, 3);
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/e/f/sub/c", &g, &msg), DFS_OK);
+    assert_string_equal(g->file_id, ids[2]);
+    dfs_catalog_file_rec_free(g);
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/d/a", &g, &msg), DFS_ENOTFOUND);
+    free(msg);
+    msg = NULL;
+    /* refusals change nothing */
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/d", "/x", false, T0, NULL, &msg),
+                     DFS_ENOTFOUND);
+    expect_msg(&msg, "no file or directory /d");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/e", "/other", false, T0, NULL, &msg),
+                     DFS_EEXIST);
+    expect_msg(&msg, "is a file");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/other", "/e", true, T0, NULL, &msg),
+                     DFS_EEXIST);
+    expect_msg(&msg, "is a directory");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/e/f/sub", "/e", false, T0, NULL, &msg),
+                     DFS_EEXIST);
+    expect_msg(&msg, "not empty");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/e", "/e/f/g", false, T0, NULL, &msg),
+                     DFS_EINVAL);
+    expect_msg(&msg, "inside itself");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/e/", "/x", false, T0, NULL, &msg),
+                     DFS_EINVAL);
+    expect_msg(&msg, "ends with");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/", "/x", false, T0, NULL, &msg),
+                     DFS_EINVAL);
+    expect_msg(&msg, "names no file");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/other", "/other", false, T0, &moved, &msg),
+                     DFS_OK);
+    assert_int_equal(moved, 0);
+    assert_int_equal(stats(fx).files, 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2770,6 +2844,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_inventory_reconciliation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_and_erasure_repairs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_and_secrets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rename, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

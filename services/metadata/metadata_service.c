@@ -1334,6 +1334,39 @@ static void handle_delete_file(dfs_rpc_call *call, void *ctx)
     pthread_mutex_unlock(&svc->mu);
 }
 
+/* Rename (issue 18): a file or a whole directory, one catalog transaction. */
+static void handle_rename(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__RenameRequest *req = (const Dfs__V1__RenameRequest *)dfs_rpc_call_request(call);
+    char *from = request_path(call, req->from);
+    if (from == NULL)
+        return;
+    char *to = request_path(call, req->to);
+    if (to == NULL) {
+        free(from);
+        return;
+    }
+    uint64_t moved = 0;
+    char *err = NULL;
+    int rc = dfs_catalog_file_rename(svc->cat, from, to, req->replace, dfs_clock_wall_ms(), &moved,
+                                     &err);
+    free(from);
+    free(to);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__RenameResponse resp = DFS__V1__RENAME_RESPONSE__INIT;
+    resp.moved = moved;
+    reply_and_free(call, &a, &resp.base);
+    /* A replaced file's copies: send the deletions now rather than at the next round. */
+    pthread_mutex_lock(&svc->mu);
+    pthread_cond_signal(&svc->cv);
+    pthread_mutex_unlock(&svc->mu);
+}
+
 static void handle_stat(dfs_rpc_call *call, void *ctx)
 {
     dfs_metadata_service *svc = ctx;
@@ -3415,6 +3448,8 @@ int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv
          handle_list_tokens, svc, ACCESS_ADMIN},
         {"/dfs.v1.Metadata/WhoAmI", DFS_RPC_UNARY, &dfs__v1__who_am_irequest__descriptor,
          handle_who_am_i, svc, ACCESS_ANY},
+        {"/dfs.v1.Metadata/Rename", DFS_RPC_UNARY, &dfs__v1__rename_request__descriptor,
+         handle_rename, svc, ACCESS_WRITE},
     };
     struct dfs_rpc_authorizer az = {.authorize = authorize, .arg = svc};
     int arc = dfs_rpc_server_set_authorizer(srv, &az, errmsg);
