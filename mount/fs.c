@@ -232,6 +232,7 @@ static struct ofile *ofile_find(dfs_mount_fs *fs, const char *path)
 }
 
 static int commit(dfs_mount_fs *fs, struct ofile *of);
+static void keep_parent(dfs_mount_fs *fs, const char *path);
 
 /* Drop a reference; the last one commits what is unsaved (best effort) and frees the ofile. */
 static void ofile_put(dfs_mount_fs *fs, struct ofile *of)
@@ -269,6 +270,18 @@ static int commit_locked(dfs_mount_fs *fs, struct ofile *of)
     if (rc != DFS_OK)
         return failed("store", of->path, rc, err);
     of->dirty = false;
+    /* Its directories are implied by its path now: this mount need not keep them (a rename by
+       another client then moves them with the file). */
+    pthread_mutex_lock(&fs->mu);
+    for (char *slash = strrchr(of->path, '/'); slash != NULL && slash != of->path;
+         slash = memrchr(of->path, '/', (size_t)(slash - of->path))) {
+        *slash = '\0';
+        struct attr *a = attr_find(fs, of->path);
+        if (a != NULL && a->is_dir)
+            attr_drop(fs, of->path);
+        *slash = '/';
+    }
+    pthread_mutex_unlock(&fs->mu);
     dfs_log(DFS_LOG_DEBUG, "stored path=\"%s\" size=%llu", of->path, (unsigned long long)res.size);
     return 0;
 }
@@ -649,6 +662,8 @@ static int fs_rmdir(const char *path)
     else
         attr_drop(fs, path);
     pthread_mutex_unlock(&fs->mu);
+    if (r == 0)
+        keep_parent(fs, path);
     return r;
 }
 
@@ -888,6 +903,24 @@ static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
     return r;
 }
 
+/* The directory of path stays when its last file goes (POSIX: unlink and rename leave the
+   directory; the store would forget one that only paths implied): keep it here, explicit. */
+static void keep_parent(dfs_mount_fs *fs, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL || slash == path)
+        return;
+    char *dir = strndup(path, (size_t)(slash - path));
+    if (dir == NULL)
+        return;
+    pthread_mutex_lock(&fs->mu);
+    struct attr *a = attr_get(fs, dir);
+    if (a != NULL)
+        a->is_dir = true;
+    pthread_mutex_unlock(&fs->mu);
+    free(dir);
+}
+
 static int fs_unlink(const char *path)
 {
     dfs_mount_fs *fs = ctx();
@@ -906,6 +939,8 @@ static int fs_unlink(const char *path)
     pthread_mutex_lock(&fs->mu);
     attr_drop(fs, path);
     pthread_mutex_unlock(&fs->mu);
+    if (rc == DFS_OK || of != NULL)
+        keep_parent(fs, path);
     if (rc == DFS_ENOTFOUND && of != NULL)
         rc = DFS_OK;
     if (rc != DFS_OK)
@@ -914,69 +949,106 @@ static int fs_unlink(const char *path)
     return 0;
 }
 
+/* p moved by a rename of from to to: a malloc'd new path, or NULL when p is not from or under
+   it (or out of memory). */
+static char *moved_path(const char *p, const char *from, const char *to)
+{
+    size_t n = strlen(from);
+    if (strncmp(p, from, n) != 0 || (p[n] != '\0' && p[n] != '/'))
+        return NULL;
+    char *out = NULL;
+    return asprintf(&out, "%s%s", to, p + n) < 0 ? NULL : out;
+}
+
+/* After the catalog renamed: files being written and what this mount keeps follow. */
+static void rename_local(dfs_mount_fs *fs, const char *from, const char *to)
+{
+    pthread_mutex_lock(&fs->mu);
+    size_t n = 0;
+    for (struct ofile *of = fs->ofiles; of != NULL; of = of->next)
+        n++;
+    struct ofile **v = calloc(n + 1, sizeof *v);
+    size_t k = 0;
+    for (struct ofile *of = fs->ofiles; of != NULL && v != NULL; of = of->next)
+        if (!of->unlinked) {
+            of->refs++;
+            v[k++] = of;
+        }
+    /* what was at `to` is replaced */
+    attr_drop(fs, to);
+    for (struct attr *a = fs->attrs; a != NULL; a = a->next) {
+        char *np = moved_path(a->path, from, to);
+        if (np != NULL) {
+            free(a->path);
+            a->path = np;
+        }
+    }
+    pthread_mutex_unlock(&fs->mu);
+    for (size_t i = 0; i < k; i++) {
+        struct ofile *of = v[i];
+        pthread_mutex_lock(&of->mu);
+        pthread_mutex_lock(&fs->mu);
+        char *np = moved_path(of->path, from, to);
+        if (np != NULL) {
+            free(of->path);
+            of->path = np;
+        } else if (strcmp(of->path, to) == 0) {
+            of->unlinked = true; /* replaced: its writes must not come back over the new file */
+        }
+        pthread_mutex_unlock(&fs->mu);
+        pthread_mutex_unlock(&of->mu);
+        ofile_put(fs, of);
+    }
+    free(v);
+}
+
 /*
- * rename of a file: stored under the new name, then removed under the old one. Not atomic: the
- * catalog has no rename yet (issue 18 point 2 wants one Metadata RPC). Directories: EXDEV, which
- * mv answers by copying.
+ * rename: one catalog operation (Rename) for a file or a whole directory, so other clients see
+ * the old names or the new ones, never a mix. A file being written here is stored first; then
+ * it, and everything this mount keeps under the old name, follows.
  */
 static int fs_rename(const char *from, const char *to, unsigned int flags)
 {
     dfs_mount_fs *fs = ctx();
-    if (flags != 0)
+    if ((flags & ~(unsigned)RENAME_NOREPLACE) != 0)
         return -EINVAL;
-    struct stat st, tst;
-    int r = do_getattr(fs, from, &st);
-    if (r != 0)
-        return r;
-    if (S_ISDIR(st.st_mode))
-        return -EXDEV;
-    if (do_getattr(fs, to, &tst) == 0 && S_ISDIR(tst.st_mode))
-        return -EISDIR;
-    struct ofile *of = NULL;
-    r = ofile_open(fs, from, false, false, &of);
-    if (r != 0)
-        return r;
-    pthread_mutex_lock(&of->mu);
-    char *old = of->path;
-    char *newp = strdup(to);
-    if (newp == NULL) {
-        pthread_mutex_unlock(&of->mu);
-        ofile_put(fs, of);
-        return -ENOMEM;
-    }
+    bool replace = (flags & RENAME_NOREPLACE) == 0;
     pthread_mutex_lock(&fs->mu);
-    of->path = newp;
+    struct ofile *of = ofile_find(fs, from);
     pthread_mutex_unlock(&fs->mu);
-    of->dirty = true;
-    r = commit_locked(fs, of);
-    if (r != 0) {
-        pthread_mutex_lock(&fs->mu);
-        of->path = old;
-        pthread_mutex_unlock(&fs->mu);
-        free(newp);
-        pthread_mutex_unlock(&of->mu);
+    int r = 0;
+    if (of != NULL && (r = commit(fs, of)) != 0) {
         ofile_put(fs, of);
         return r;
     }
+    struct stat fst, tst;
+    bool from_dir = do_getattr(fs, from, &fst) == 0 && S_ISDIR(fst.st_mode);
+    bool to_dir = do_getattr(fs, to, &tst) == 0 && S_ISDIR(tst.st_mode);
+    uint64_t moved = 0;
     char *err = NULL;
-    int rc = dfs_client_rm(fs->c, old, NULL, &err);
-    if (rc != DFS_OK && rc != DFS_ENOTFOUND)
-        r = failed("rename", old, rc, err);
-    else
-        free(err);
-    pthread_mutex_lock(&fs->mu);
-    struct attr *a = attr_find(fs, old);
-    attr_drop(fs, to);
-    if (a != NULL) {
-        free(a->path);
-        a->path = strdup(to);
-        if (a->path == NULL)
-            attr_drop(fs, old);
+    int rc = dfs_client_rename(fs->c, from, to, replace, &moved, &err);
+    if (rc == DFS_ENOTFOUND) {
+        /* nothing stored: an empty directory made here (or a file never stored) */
+        pthread_mutex_lock(&fs->mu);
+        bool known = of != NULL || known_dir(fs, from, false) || known_dir(fs, from, true);
+        pthread_mutex_unlock(&fs->mu);
+        if (known) {
+            free(err);
+            err = NULL;
+            rc = DFS_OK;
+        }
     }
-    pthread_mutex_unlock(&fs->mu);
-    free(old);
-    pthread_mutex_unlock(&of->mu);
-    ofile_put(fs, of);
+    if (rc == DFS_EEXIST && replace) {
+        free(err);
+        r = !to_dir ? -ENOTDIR : from_dir ? -ENOTEMPTY : -EISDIR;
+    } else if (rc != DFS_OK) {
+        r = failed("rename", from, rc, err);
+    } else {
+        rename_local(fs, from, to);
+        keep_parent(fs, from);
+    }
+    if (of != NULL)
+        ofile_put(fs, of);
     return r;
 }
 

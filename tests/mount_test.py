@@ -159,6 +159,10 @@ class MountTest(harness.TestCase):
         os.makedirs(m.path("tarx"))
         run("tar", "xf", tar, "-C", m.path("tarx"))
         run("diff", "-r", src, m.path("tarx", "cp"))
+        # rm -r empties directories before removing them: they stay until their rmdir
+        run("rm", "-r", m.path("tarx"))
+        self.assertFalse(os.path.exists(m.path("tarx")))
+        self.assertEqual(c.dfs("ls", "/tarx/")[1].strip(), "")
         self.assertEqual(m.stop(), 0, m.tail())
 
     def test_large_file_sha256_and_random_reads(self):
@@ -271,6 +275,50 @@ class MountTest(harness.TestCase):
         self.assertEqual(os.stat(m.path("empty")).st_mode & 0o777, 0o600)
         os.utime(m.path("empty"), (1000000000, 1000000000))
         self.assertEqual(os.stat(m.path("empty")).st_mtime, 1000000000)
+        self.assertEqual(m.stop(), 0, m.tail())
+
+    def test_rename_is_one_catalog_operation(self):
+        c = self.start_cluster(nodes=3)
+        m = self.mount(c)
+        src = self.tmp("tree")
+        make_tree(src, 30, seed=8)
+        run("cp", "-r", src, m.path("a"))
+        before = sorted(l for l in c.dfs("ls", "/a/")[1].split() if l.startswith("/a/"))
+        self.assertEqual(len(before), 30)
+        os.rename(m.path("a"), m.path("b"))  # a whole directory
+        after = sorted(l for l in c.dfs("ls", "/b/")[1].split() if l.startswith("/b/"))
+        self.assertEqual(after, ["/b/" + p[3:] for p in before])
+        self.assertEqual(c.dfs("ls", "/a/")[1].strip(), "")
+        run("diff", "-r", src, m.path("b"))
+        # a file onto another: replaced; the same file id, no copy of the bytes
+        st = c.dfs("stat", "--json", "/b/d1/e1/f1/file-001.bin")[1]
+        os.rename(m.path("b", "d1", "e1", "f1", "file-001.bin"), m.path("b", "d2", "e2", "f2", "file-002.bin"))
+        st2 = c.dfs("stat", "--json", "/b/d2/e2/f2/file-002.bin")[1]
+        self.assertEqual(json.loads(st)["file_id"], json.loads(st2)["file_id"])
+        # refusals
+        with self.assertRaises(OSError):
+            os.rename(m.path("b", "d3"), m.path("b", "d4"))  # onto a non-empty directory
+        # a file being written, renamed before its close, is stored under the new name
+        with open(m.path("w"), "wb") as f:
+            f.write(b"data")
+            f.flush()
+            os.rename(m.path("w"), m.path("w2"))
+            f.write(b" more")
+        self.assertEqual(open(m.path("w2"), "rb").read(), b"data more")
+        self.assertFalse(os.path.exists(m.path("w")))
+        # an empty directory made here, renamed
+        os.mkdir(m.path("e"))
+        os.rename(m.path("e"), m.path("e2"))
+        self.assertTrue(os.path.isdir(m.path("e2")))
+        self.assertFalse(os.path.exists(m.path("e")))
+        # dfs mv: the same operation from the command line
+        c.dfs("mv", "/b", "/c")
+        time.sleep(1.5)  # the kernel's attribute and name caches (1 s)
+        self.assertTrue(os.path.isdir(m.path("c", "d0")))
+        self.assertFalse(os.path.exists(m.path("b", "d0")))
+        rc, out, err = c.dfs("mv", "/c/d0", "/w2", check=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("is a file", err)
         self.assertEqual(m.stop(), 0, m.tail())
 
     def test_spool_full_is_enospc(self):
