@@ -10,6 +10,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -320,6 +321,40 @@ class MountTest(harness.TestCase):
         self.assertNotEqual(rc, 0)
         self.assertIn("is a file", err)
         self.assertEqual(m.stop(), 0, m.tail())
+
+    def test_cluster_tool_mount(self):
+        tool = None
+        for base in harness._runfiles_dirs() + [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]:
+            if os.path.isfile(os.path.join(base, "tools", "cluster")):
+                tool, bin_dir = os.path.join(base, "tools", "cluster"), base
+                break
+        self.assertIsNotNone(tool, "tools/cluster not found")
+        if not os.path.exists(os.path.join(bin_dir, "mount", "dfs-mount")):
+            bin_dir = os.path.join(bin_dir, "bazel-bin")
+        d, where = self.tmp("c"), self.tmp("m")
+
+        def tool_run(*args):
+            return subprocess.run([sys.executable, tool] + list(args) + ["--dir", d], capture_output=True,
+                                  text=True, timeout=120)
+
+        self.addCleanup(tool_run, "down")
+        r = tool_run("up", "--nodes", "3", "--bin", bin_dir, "--mount", where)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertTrue(os.path.ismount(where))
+        with open(os.path.join(where, "f"), "w") as f:
+            f.write("through the mount")
+        self.assertIn("dfs-mount", tool_run("status").stdout)
+        held = open(os.path.join(where, "f"))  # down unmounts even with a file open
+        try:
+            r = tool_run("down")
+        finally:
+            try:
+                held.close()
+            except OSError:
+                pass  # ENOTCONN: the mount is gone
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("unmounted", r.stderr)
+        self.assertFalse(os.path.ismount(where))
 
     def test_spool_full_is_enospc(self):
         c = self.start_cluster(nodes=3)
