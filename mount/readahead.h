@@ -21,13 +21,16 @@ typedef int dfs_readahead_fetch_fn(void *arg, uint64_t off, uint64_t len, uint8_
  * A reader of a file of file_size bytes. A fetch covers at least min_window bytes (from the
  * 64 KiB block the read starts in: the engine checks whole blocks anyway); each read that
  * continues where the previous one ended doubles the window up to max_window, any other read
- * resets it to min_window. fetch and arg are borrowed for the reader's life. Returns 0 and *out
+ * resets it to min_window. Once sequential reads reach max_window, the next window is fetched by a
+ * thread of the reader's own while the current one is read (never two fetches at once: fetch
+ * need not be thread-safe; the background one runs without the reader's lock). fetch and arg are
+ * borrowed for the reader's life. Returns 0 and *out
  * (dfs_readahead_destroy), DFS_EINVAL for windows that make no sense, DFS_ENOMEM.
  */
 int dfs_readahead_create(uint64_t file_size, uint64_t min_window, uint64_t max_window,
                          dfs_readahead_fetch_fn *fetch, void *arg, dfs_readahead **out);
 
-/* Accepts NULL. */
+/* Accepts NULL. Waits for a background fetch in flight. */
 void dfs_readahead_destroy(dfs_readahead *ra);
 
 /*
@@ -38,7 +41,8 @@ void dfs_readahead_destroy(dfs_readahead *ra);
 int dfs_readahead_read(dfs_readahead *ra, uint64_t off, size_t size, uint8_t *dst, size_t *got,
                        char **errmsg);
 
-/* Fetches made so far and bytes they brought (tests, logs). */
+/* Fetches made so far and bytes they brought (tests, logs), once a background fetch in flight
+   is done. */
 void dfs_readahead_counts(dfs_readahead *ra, uint64_t *fetches, uint64_t *bytes);
 
 #endif /* DFS_MOUNT_READAHEAD_H */

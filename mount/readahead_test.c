@@ -4,17 +4,22 @@
 
 #include "common/err.h"
 
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 struct fake {
     uint64_t size;
+    pthread_t reader;
+    int in_fetch, background; /* fetches running now (never above 1); made by another thread */
+    int delay_us;
     uint64_t last_off, last_len, max_len;
     int fail; /* fail the next fetch with this code */
 };
@@ -27,6 +32,12 @@ static uint8_t byte_at(uint64_t i)
 static int fetch(void *arg, uint64_t off, uint64_t len, uint8_t *buf, char **errmsg)
 {
     struct fake *f = arg;
+    assert_int_equal(__atomic_add_fetch(&f->in_fetch, 1, __ATOMIC_SEQ_CST), 1);
+    if (!pthread_equal(pthread_self(), f->reader))
+        __atomic_add_fetch(&f->background, 1, __ATOMIC_SEQ_CST);
+    if (f->delay_us > 0)
+        usleep((useconds_t)f->delay_us);
+    __atomic_sub_fetch(&f->in_fetch, 1, __ATOMIC_SEQ_CST);
     if (f->fail != 0) {
         int rc = f->fail;
         f->fail = 0;
@@ -92,6 +103,35 @@ static void test_sequential_grows(void **state)
     dfs_readahead_destroy(ra);
 }
 
+/* Sequential reads at the largest window: the next window comes from the background, one fetch
+   at a time, every byte once, the bytes right. */
+static void test_prefetch(void **state)
+{
+    (void)state;
+    struct fake f = {.size = (32 << 20) + 12345, .reader = pthread_self(), .delay_us = 2000};
+    dfs_readahead *ra = NULL;
+    assert_int_equal(dfs_readahead_create(f.size, 128 << 10, 1 << 20, fetch, &f, &ra), DFS_OK);
+    uint64_t off = 0;
+    while (off < f.size) {
+        size_t want = f.size - off < (128 << 10) ? (size_t)(f.size - off) : 128 << 10;
+        check(ra, off, 128 << 10, want);
+        off += want;
+    }
+    uint64_t n, bytes;
+    dfs_readahead_counts(ra, &n, &bytes);
+    assert_int_equal(bytes, f.size);
+    assert_true(f.background > 20); /* most windows came from the prefetcher */
+    /* a random read after that: served, the prefetch in flight (if any) is not in the way */
+    check(ra, 1000, 10, 10);
+    dfs_readahead_destroy(ra);
+    /* destroyed with a prefetch in flight */
+    f.background = 0;
+    assert_int_equal(dfs_readahead_create(f.size, 1 << 20, 1 << 20, fetch, &f, &ra), DFS_OK);
+    check(ra, 0, 100, 100);
+    check(ra, 100, 100, 100);
+    dfs_readahead_destroy(ra);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -116,6 +156,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_small_random_reads),
         cmocka_unit_test(test_sequential_grows),
+        cmocka_unit_test(test_prefetch),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
