@@ -30,6 +30,7 @@ struct options {
     const char *spool_dir;
     uint64_t spool_size;
     uint64_t read_min, read_max;
+    int64_t list_page;
     enum dfs_log_level level;
 };
 
@@ -77,6 +78,8 @@ static const struct dfs_opt opts[] = {
      .help = "the smallest fetch of a read (a random read fetches this much around it)"},
     {DFS_OPT_SIZE, "read-ahead", 0, O(read_max), .arg = "SIZE", .def = "8M", .min = 4096,
      .max = (int64_t)1 << 30, .help = "the largest fetch sequential reads grow to"},
+    {DFS_OPT_INT, "list-page", 0, O(list_page), .arg = "N", .def = "0", .min = 0, .max = 100000,
+     .help = "files per ListFiles page when reading a directory (0: the service's default)"},
     {DFS_OPT_ENUM, "log-level", 0, O(level), .arg = "LEVEL", .def = "info", .choices = log_levels,
      .help = "debug, info, warn or error"},
     {DFS_OPT_INT, "timeout", 0, O(timeout_ms), .arg = "MS", .def = "10000", .min = 1,
@@ -171,6 +174,7 @@ int main(int argc, char **argv)
         .negative_timeout = o.negative_timeout,
         .read_min = o.read_min,
         .read_max = o.read_max,
+        .list_page = (uint32_t)o.list_page,
         .scratch_dir = dir,
         .uid = getuid(),
         .gid = getgid(),

@@ -575,7 +575,7 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
     for (;;) {
         Dfs__V1__ListFilesResponse *page = NULL;
         char *err = NULL;
-        int rc = dfs_client_ls(fs->c, dfs_dirlist_prefix(l), 0, token, &page, &err);
+        int rc = dfs_client_ls(fs->c, dfs_dirlist_prefix(l), fs->cfg.list_page, token, &page, &err);
         if (rc != DFS_OK) {
             r = failed("list", path, rc, err);
             break;

@@ -19,6 +19,8 @@ struct dfs_mount_fs_config {
     double attr_timeout, entry_timeout, negative_timeout;
     /* Reads: the smallest and largest fetch of the read-ahead window. */
     uint64_t read_min, read_max;
+    /* Files per ListFiles page of a readdir (0: the service's default, 1000). */
+    uint32_t list_page;
     /* Scratch files of range reads (NULL: $TMPDIR or /tmp). */
     const char *scratch_dir;
     /* Owner of files with none set (the mounting user). */

@@ -143,7 +143,7 @@ class MountTest(harness.TestCase):
 
     def test_tree_cp_rsync_tar(self):
         c = self.start_cluster(nodes=3)
-        m = self.mount(c)
+        m = self.mount(c, extra=["--list-page", "7"])  # directories read over many pages
         src = self.tmp("tree")
         make_tree(src, 240, seed=1)
         run("cp", "-r", src, m.path("cp"))
