@@ -303,6 +303,17 @@ static const char *const migrations[] = {
     "ALTER TABLE tokens_v5 RENAME TO tokens;"
     "CREATE UNIQUE INDEX tokens_node ON tokens (node_id) WHERE node_id IS NOT NULL;"
     "ALTER TABLE nodes ADD COLUMN registration INTEGER NOT NULL DEFAULT 0;",
+
+    /* 6 (issue 18, dfs-mount): mode, owner and times of paths, and explicit directories. Keyed
+       by path, not file id: they outlive versions of a file, and a directory has no file. */
+    "CREATE TABLE path_attrs ("
+    "  path     TEXT    NOT NULL PRIMARY KEY CHECK (substr(path, 1, 1) = '/'),"
+    "  is_dir   INTEGER NOT NULL DEFAULT 0 CHECK (is_dir IN (0, 1)),"
+    "  mode     INTEGER CHECK (mode IS NULL OR mode BETWEEN 0 AND 4095),"
+    "  uid      INTEGER CHECK (uid IS NULL OR uid BETWEEN 0 AND 4294967295),"
+    "  gid      INTEGER CHECK (gid IS NULL OR gid BETWEEN 0 AND 4294967295),"
+    "  mtime_ms INTEGER"
+    ") WITHOUT ROWID;",
 };
 
 static_assert(sizeof migrations / sizeof migrations[0] == DFS_CATALOG_SCHEMA_VERSION,

@@ -1941,7 +1941,7 @@ static void test_migration_from_version_1(void **state)
     struct dfs_file_rec *f = put(fx, "/old/file", 5000, false, T0);
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
-    sql_exec(fx->db, "DROP TABLE tokens; DROP TABLE secrets; "
+    sql_exec(fx->db, "DROP TABLE path_attrs; DROP TABLE tokens; DROP TABLE secrets; "
                      "DROP TABLE inventory; DROP TABLE inventory_reports; DROP TABLE repairs; "
                      "DROP TABLE placement_sets; DROP TABLE placement_families; "
                      "ALTER TABLE nodes DROP COLUMN registration; "
@@ -1980,22 +1980,23 @@ static void test_migration_from_version_4(void **state)
     register_nodes(fx, 2, T0);
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
-    sql_exec(fx->db,
-             "DROP TABLE tokens; ALTER TABLE nodes DROP COLUMN registration; "
-             "CREATE TABLE tokens ("
-             "  id           TEXT    NOT NULL PRIMARY KEY CHECK (length(id) = 16),"
-             "  name         TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 64),"
-             "  role         TEXT    NOT NULL CHECK (role IN ('admin', 'read_write', "
-             "'read_only', 'node')),"
-             "  hash         BLOB    NOT NULL CHECK (length(hash) = 32),"
-             "  created_ms   INTEGER NOT NULL,"
-             "  expires_ms   INTEGER NOT NULL DEFAULT 0 CHECK (expires_ms >= 0),"
-             "  revoked_ms   INTEGER NOT NULL DEFAULT 0 CHECK (revoked_ms >= 0),"
-             "  last_used_ms INTEGER NOT NULL DEFAULT 0"
-             ") WITHOUT ROWID;"
-             "INSERT INTO tokens VALUES ('0123456789abcdef', 'nodes', 'node', zeroblob(32), 1, 0, "
-             "0, 0), ('1123456789abcdef', 'ops', 'admin', zeroblob(32), 2, 0, 0, 0);"
-             "DELETE FROM schema_version WHERE version >= 5;");
+    sql_exec(
+        fx->db,
+        "DROP TABLE path_attrs; DROP TABLE tokens; ALTER TABLE nodes DROP COLUMN registration; "
+        "CREATE TABLE tokens ("
+        "  id           TEXT    NOT NULL PRIMARY KEY CHECK (length(id) = 16),"
+        "  name         TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 64),"
+        "  role         TEXT    NOT NULL CHECK (role IN ('admin', 'read_write', "
+        "'read_only', 'node')),"
+        "  hash         BLOB    NOT NULL CHECK (length(hash) = 32),"
+        "  created_ms   INTEGER NOT NULL,"
+        "  expires_ms   INTEGER NOT NULL DEFAULT 0 CHECK (expires_ms >= 0),"
+        "  revoked_ms   INTEGER NOT NULL DEFAULT 0 CHECK (revoked_ms >= 0),"
+        "  last_used_ms INTEGER NOT NULL DEFAULT 0"
+        ") WITHOUT ROWID;"
+        "INSERT INTO tokens VALUES ('0123456789abcdef', 'nodes', 'node', zeroblob(32), 1, 0, "
+        "0, 0), ('1123456789abcdef', 'ops', 'admin', zeroblob(32), 2, 0, 0, 0);"
+        "DELETE FROM schema_version WHERE version >= 5;");
     reopen(fx);
     struct dfs_token_rec t;
     uint8_t h[32];
@@ -2806,6 +2807,77 @@ static void test_rename(void **state)
     assert_int_equal(stats(fx).files, 4);
 }
 
+/* Path attributes (issue 18): merged, kept across versions, moved by rename, explicit dirs. */
+static void test_path_attrs(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    char *msg = NULL;
+    struct dfs_path_attrs a = {0};
+    bool found = true;
+    assert_int_equal(dfs_catalog_attrs_get(fx->cat, "/f", &a, &found, &msg), DFS_OK);
+    assert_false(found);
+    struct dfs_path_attrs m = {.has_mode = true, .mode = 0600};
+    assert_int_equal(dfs_catalog_attrs_set(fx->cat, "/f", &m, &msg), DFS_OK);
+    struct dfs_path_attrs o = {
+        .has_owner = true, .uid = 1000, .gid = 100, .has_mtime = true, .mtime_ms = 123456};
+    assert_int_equal(dfs_catalog_attrs_set(fx->cat, "/f", &o, &msg), DFS_OK);
+    assert_int_equal(dfs_catalog_attrs_get(fx->cat, "/f", &a, &found, &msg), DFS_OK);
+    assert_true(found);
+    assert_true(a.has_mode && a.has_owner && a.has_mtime && !a.is_dir);
+    assert_int_equal(a.mode, 0600);
+    assert_int_equal(a.uid, 1000);
+    assert_int_equal(a.gid, 100);
+    assert_int_equal(a.mtime_ms, 123456);
+    m.mode = 010000;
+    assert_int_equal(dfs_catalog_attrs_set(fx->cat, "/f", &m, &msg), DFS_EINVAL);
+    expect_msg(&msg, "permission bits");
+    /* explicit directories, listed one level at a time */
+    struct dfs_path_attrs d = {.is_dir = true, .has_mode = true, .mode = 0700};
+    assert_int_equal(dfs_catalog_attrs_set(fx->cat, "/d", &d, &msg), DFS_OK);
+    assert_int_equal(dfs_catalog_attrs_set(fx->cat, "/d/e", &d, &msg), DFS_OK);
+    assert_int_equal(dfs_catalog_attrs_set(fx->cat, "/dx", &d, &msg), DFS_OK);
+    char **dirs = NULL;
+    size_t n = 0;
+    assert_int_equal(dfs_catalog_attrs_dirs(fx->cat, "/", &dirs, &n, &msg), DFS_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(dirs[0], "/d");
+    assert_string_equal(dirs[1], "/dx");
+    for (size_t i = 0; i < n; i++)
+        free(dirs[i]);
+    free(dirs);
+    assert_int_equal(dfs_catalog_attrs_dirs(fx->cat, "/d", &dirs, &n, &msg), DFS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(dirs[0], "/d/e");
+    free(dirs[0]);
+    free(dirs);
+    /* a rename moves them with the files, in the same transaction */
+    struct dfs_file_rec *f = put(fx, "/d/e/file", 10, false, T0);
+    dfs_catalog_file_rec_free(f);
+    assert_int_equal(dfs_catalog_attrs_set(fx->cat, "/d/e/file", &m, &msg), DFS_EINVAL);
+    expect_msg(&msg, "permission bits");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/d", "/g", false, T0, NULL, &msg), DFS_OK);
+    assert_int_equal(dfs_catalog_attrs_get(fx->cat, "/g/e", &a, &found, &msg), DFS_OK);
+    assert_true(found && a.is_dir && a.mode == 0700);
+    assert_int_equal(dfs_catalog_attrs_get(fx->cat, "/d/e", &a, &found, &msg), DFS_OK);
+    assert_false(found);
+    /* an explicit directory with no file under it renames too */
+    assert_int_equal(dfs_catalog_attrs_set(fx->cat, "/dx/sub", &d, &msg), DFS_OK);
+    uint64_t moved = 9;
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/dx", "/dy", false, T0, &moved, &msg),
+                     DFS_OK);
+    assert_int_equal(moved, 0);
+    assert_int_equal(dfs_catalog_attrs_get(fx->cat, "/dy/sub", &a, &found, &msg), DFS_OK);
+    assert_true(found && a.is_dir);
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/dx", "/dz", false, T0, NULL, &msg),
+                     DFS_ENOTFOUND);
+    expect_msg(&msg, "no file or directory");
+    assert_int_equal(dfs_catalog_attrs_remove(fx->cat, "/g/e", &msg), DFS_OK);
+    assert_int_equal(dfs_catalog_attrs_get(fx->cat, "/g/e", &a, &found, &msg), DFS_OK);
+    assert_false(found);
+    assert_int_equal(dfs_catalog_attrs_remove(fx->cat, "/nothing", &msg), DFS_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2845,6 +2917,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_health_and_erasure_repairs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_and_secrets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rename, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_path_attrs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
