@@ -466,6 +466,45 @@ static bool known_dir(dfs_mount_fs *fs, const char *path, bool children)
     return false;
 }
 
+/* The attributes the catalog keeps for path (dfs_client_attrs_get): applied to st when given;
+   *is_dir says whether it is an explicit directory. Returns 0 or a negative errno. */
+static int catalog_attrs(dfs_mount_fs *fs, const char *path, struct stat *st, bool *is_dir)
+{
+    Dfs__V1__GetAttributesResponse *r = NULL;
+    char *err = NULL;
+    int rc = dfs_client_attrs_get(fs->c, path, false, &r, &err);
+    if (rc != DFS_OK)
+        return failed("attributes", path, rc, err);
+    const Dfs__V1__PathAttributes *a = r->found ? r->attributes : NULL;
+    if (is_dir != NULL)
+        *is_dir = a != NULL && a->is_dir;
+    if (a != NULL && st != NULL) {
+        if (a->has_mode)
+            st->st_mode = (st->st_mode & S_IFMT) | (a->mode & 07777);
+        if (a->has_owner) {
+            st->st_uid = a->uid;
+            st->st_gid = a->gid;
+        }
+        if (a->has_mtime) {
+            st->st_mtim.tv_sec = a->mtime_ms / 1000;
+            st->st_mtim.tv_nsec = (a->mtime_ms % 1000) * 1000000;
+        }
+    }
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return 0;
+}
+
+/* Keep attributes in the catalog (issue 18); "/" has none there. Returns 0 or a negative errno. */
+static int catalog_set(dfs_mount_fs *fs, const char *path, const Dfs__V1__PathAttributes *a,
+                       bool remove)
+{
+    if (is_root(path))
+        return 0;
+    char *err = NULL;
+    int rc = dfs_client_attrs_set(fs->c, path, a, remove, &err);
+    return rc == DFS_OK ? (free(err), 0) : failed("set attributes", path, rc, err);
+}
+
 static int do_getattr(dfs_mount_fs *fs, const char *path, struct stat *st)
 {
     if (is_root(path)) {
@@ -498,6 +537,9 @@ static int do_getattr(dfs_mount_fs *fs, const char *path, struct stat *st)
         fill_file(fs, st, info->size,
                   info->committed_ms != 0 ? info->committed_ms : info->created_ms);
         protobuf_c_message_free_unpacked(&info->base, NULL);
+        int r = catalog_attrs(fs, path, st, NULL);
+        if (r != 0)
+            return r;
         attr_apply(fs, path, st);
         return 0;
     }
@@ -507,9 +549,13 @@ static int do_getattr(dfs_mount_fs *fs, const char *path, struct stat *st)
     int any = has_files_under(fs, path);
     if (any < 0)
         return any;
-    if (!any)
-        return -ENOENT;
     fill_dir(fs, st);
+    bool explicit_dir = false;
+    int r = catalog_attrs(fs, path, st, &explicit_dir);
+    if (r != 0)
+        return r;
+    if (!any && !explicit_dir)
+        return -ENOENT;
     attr_apply(fs, path, st);
     return 0;
 }
@@ -596,8 +642,23 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
     free(token);
     bool known = false;
     if (r == 0) {
+        /* explicit directories the catalog keeps */
+        Dfs__V1__GetAttributesResponse *cat = NULL;
+        char *err = NULL;
+        int rc = dfs_client_attrs_get(fs->c, path, true, &cat, &err);
+        if (rc != DFS_OK) {
+            r = failed("attributes", path, rc, err);
+        } else {
+            known = cat->found && cat->attributes != NULL && cat->attributes->is_dir;
+            for (size_t i = 0; i < cat->n_dirs && r == 0; i++)
+                if (dfs_dirlist_add(l, cat->dirs[i], true) != DFS_OK)
+                    r = -ENOMEM;
+            protobuf_c_message_free_unpacked(&cat->base, NULL);
+        }
+    }
+    if (r == 0) {
         pthread_mutex_lock(&fs->mu);
-        known = known_dir(fs, path, false);
+        known = known || known_dir(fs, path, false);
         for (struct attr *a = fs->attrs; a != NULL && r == 0; a = a->next)
             if (a->is_dir && dfs_dirlist_add(l, a->path, true) != DFS_OK)
                 r = -ENOMEM;
@@ -633,12 +694,26 @@ static int fs_mkdir(const char *path, mode_t mode)
         return -EEXIST;
     if (r != -ENOENT)
         return r;
+    struct fuse_context *fc = fuse_get_context();
+    Dfs__V1__PathAttributes pa = DFS__V1__PATH_ATTRIBUTES__INIT;
+    pa.is_dir = true;
+    pa.has_mode = true;
+    pa.mode = mode & 07777;
+    pa.has_owner = true;
+    pa.uid = fc->uid;
+    pa.gid = fc->gid;
+    r = catalog_set(fs, path, &pa, false);
+    if (r != 0)
+        return r;
     pthread_mutex_lock(&fs->mu);
     struct attr *a = attr_get(fs, path);
     if (a != NULL) {
         a->is_dir = true;
         a->has_mode = true;
         a->mode = mode & 07777;
+        a->has_owner = true;
+        a->uid = fc->uid;
+        a->gid = fc->gid;
     }
     pthread_mutex_unlock(&fs->mu);
     return a != NULL ? 0 : -ENOMEM;
@@ -652,16 +727,27 @@ static int fs_rmdir(const char *path)
     int any = has_files_under(fs, path);
     if (any < 0)
         return any;
+    Dfs__V1__GetAttributesResponse *cat = NULL;
+    char *err = NULL;
+    int rc = dfs_client_attrs_get(fs->c, path, true, &cat, &err);
+    if (rc != DFS_OK)
+        return failed("attributes", path, rc, err);
+    bool cat_dir = cat->found && cat->attributes != NULL && cat->attributes->is_dir;
+    bool cat_children = cat->n_dirs > 0;
+    protobuf_c_message_free_unpacked(&cat->base, NULL);
     pthread_mutex_lock(&fs->mu);
     int r = 0;
     struct attr *a = attr_find(fs, path);
-    if (any || known_dir(fs, path, true))
+    bool mem_dir = a != NULL && a->is_dir;
+    if (any || cat_children || known_dir(fs, path, true))
         r = -ENOTEMPTY;
-    else if (a == NULL || !a->is_dir)
+    else if (!mem_dir && !cat_dir)
         r = -ENOENT;
     else
         attr_drop(fs, path);
     pthread_mutex_unlock(&fs->mu);
+    if (r == 0)
+        r = catalog_set(fs, path, NULL, true);
     if (r == 0)
         keep_parent(fs, path);
     return r;
@@ -764,6 +850,14 @@ static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
         handle_free(h);
         return r;
     }
+    struct fuse_context *fc0 = fuse_get_context();
+    Dfs__V1__PathAttributes pa = DFS__V1__PATH_ATTRIBUTES__INIT;
+    pa.has_mode = true;
+    pa.mode = mode & 07777;
+    pa.has_owner = true;
+    pa.uid = fc0->uid;
+    pa.gid = fc0->gid;
+    catalog_set(fs, path, &pa, false); /* logged if it fails: then kept by this mount only */
     pthread_mutex_lock(&fs->mu);
     struct attr *a = attr_get(fs, path);
     if (a != NULL) {
@@ -918,6 +1012,9 @@ static void keep_parent(dfs_mount_fs *fs, const char *path)
     if (a != NULL)
         a->is_dir = true;
     pthread_mutex_unlock(&fs->mu);
+    Dfs__V1__PathAttributes pa = DFS__V1__PATH_ATTRIBUTES__INIT;
+    pa.is_dir = true;
+    catalog_set(fs, dir, &pa, false); /* logged if it fails: the directory then lasts this mount */
     free(dir);
 }
 
@@ -946,6 +1043,7 @@ static int fs_unlink(const char *path)
     if (rc != DFS_OK)
         return failed("unlink", path, rc, err);
     free(err);
+    catalog_set(fs, path, NULL, true); /* its mode and owner go with it (logged if not) */
     return 0;
 }
 
@@ -1064,6 +1162,24 @@ static int set_attr(const char *path, int what, mode_t mode, uid_t uid, gid_t gi
         return r;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
+    Dfs__V1__PathAttributes pa = DFS__V1__PATH_ATTRIBUTES__INIT;
+    if (what == 0) {
+        pa.has_mode = true;
+        pa.mode = mode & 07777;
+    } else if (what == 1) {
+        pa.has_owner = true;
+        pa.uid = uid != (uid_t)-1 ? uid : st.st_uid;
+        pa.gid = gid != (gid_t)-1 ? gid : st.st_gid;
+    } else if (tv[1].tv_nsec != UTIME_OMIT) {
+        struct timespec t = tv[1].tv_nsec == UTIME_NOW ? now : tv[1];
+        pa.has_mtime = true;
+        pa.mtime_ms = (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+    }
+    if (what != 2 || pa.has_mtime) {
+        r = catalog_set(fs, path, &pa, false);
+        if (r != 0)
+            return r;
+    }
     pthread_mutex_lock(&fs->mu);
     struct attr *a = attr_get(fs, path);
     if (a != NULL) {

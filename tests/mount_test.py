@@ -357,6 +357,41 @@ class MountTest(harness.TestCase):
         self.assertIn("unmounted", r.stderr)
         self.assertFalse(os.path.ismount(where))
 
+    def test_attributes_and_directories_kept_in_the_catalog(self):
+        c = self.start_cluster(nodes=3)
+        m = self.mount(c)
+        os.makedirs(m.path("empty", "inner"))
+        os.chmod(m.path("empty"), 0o710)
+        with open(m.path("f"), "wb") as f:
+            f.write(b"x")
+        os.chmod(m.path("f"), 0o640)
+        os.chown(m.path("f"), 1234, 5678)
+        os.utime(m.path("f"), (1500000000, 1500000000))
+        with open(m.path("f"), "ab") as f:  # a new version keeps them
+            f.write(b"y")
+        os.utime(m.path("f"), (1500000000, 1500000000))
+        self.assertEqual(m.stop(), 0, m.tail())
+        # a second mount (a new process) finds all of it in the catalog
+        m2 = self.mount(c, "mnt2", extra=NO_CACHE)
+        st = os.stat(m2.path("f"))
+        self.assertEqual(st.st_mode & 0o7777, 0o640)
+        self.assertEqual((st.st_uid, st.st_gid), (1234, 5678))
+        self.assertEqual(int(st.st_mtime), 1500000000)
+        self.assertEqual(open(m2.path("f"), "rb").read(), b"xy")
+        self.assertEqual(sorted(os.listdir(m2.path())), ["empty", "f"])
+        self.assertEqual(os.listdir(m2.path("empty")), ["inner"])
+        self.assertEqual(os.stat(m2.path("empty")).st_mode & 0o7777, 0o710)
+        # rename moves them; rmdir forgets them
+        os.rename(m2.path("empty"), m2.path("moved"))
+        self.assertEqual(os.stat(m2.path("moved")).st_mode & 0o7777, 0o710)
+        self.assertTrue(os.path.isdir(m2.path("moved", "inner")))
+        with self.assertRaises(OSError):
+            os.rmdir(m2.path("moved"))  # not empty
+        os.rmdir(m2.path("moved", "inner"))
+        os.rmdir(m2.path("moved"))
+        self.assertEqual(sorted(os.listdir(m2.path())), ["f"])
+        self.assertEqual(m2.stop(), 0, m2.tail())
+
     def test_spool_full_is_enospc(self):
         c = self.start_cluster(nodes=3)
         m = self.mount(c, extra=["--spool-size", "1M"])
