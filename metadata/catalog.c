@@ -127,6 +127,14 @@
  *              registered since version 5). Each RegisterNode makes a new one; heartbeats and
  *              reports that carry another are from a process that was replaced.
  *
+ * Since version 6 (dfs-mount, issue 18; to be renumbered beside the S3 migration at merge):
+ *
+ *   path_attrs one row per path with attributes set through dfs-mount. path (PK, canonical),
+ *              is_dir (0/1: an explicit directory, possibly empty), mode (permission bits,
+ *              0..07777, NULL = unset), uid, gid (NULL = unset), mtime_ms (NULL = the commit
+ *              time). Keyed by path, not file_id: they outlive versions of a file, and a
+ *              directory has no file. Rename moves them with the files, in its transaction.
+ *
  * Every verb is one transaction: writers use BEGIN IMMEDIATE, multi-statement readers a deferred
  * BEGIN for a consistent snapshot.
  */
