@@ -64,6 +64,7 @@ struct attr {
 };
 
 struct handle {
+    struct handle *prev, *next; /* in fs->handles (under fs->mu) */
     dfs_mount_fs *fs;
     struct ofile *of;        /* a file being written in this mount (reads go to its spool) */
     Dfs__V1__FileInfo *info; /* else: the layout of the version open reads */
@@ -79,6 +80,9 @@ struct dfs_mount_fs {
     pthread_mutex_t mu;
     struct ofile *ofiles;
     struct attr *attrs;
+    /* Open handles: those still open when the loop ends (an unmount by signal with files open)
+       get no release, and are freed at destroy. */
+    struct handle *handles;
     struct timespec started; /* the times of directories (the catalog keeps none) */
 };
 
@@ -784,6 +788,14 @@ static void handle_free(struct handle *h)
 {
     if (h == NULL)
         return;
+    pthread_mutex_lock(&h->fs->mu);
+    if (h->prev != NULL)
+        h->prev->next = h->next;
+    else if (h->fs->handles == h)
+        h->fs->handles = h->next;
+    if (h->next != NULL)
+        h->next->prev = h->prev;
+    pthread_mutex_unlock(&h->fs->mu);
     if (h->of != NULL)
         ofile_put(h->fs, h->of);
     dfs_readahead_destroy(h->ra);
@@ -801,6 +813,12 @@ static struct handle *handle_new(dfs_mount_fs *fs, int flags)
         h->fs = fs;
         h->memfd = -1;
         h->append = (flags & O_APPEND) != 0;
+        pthread_mutex_lock(&fs->mu);
+        h->next = fs->handles;
+        if (fs->handles != NULL)
+            fs->handles->prev = h;
+        fs->handles = h;
+        pthread_mutex_unlock(&fs->mu);
     }
     return h;
 }
@@ -1236,6 +1254,13 @@ static void fs_destroy(void *private_data)
     for (struct ofile *of = fs->ofiles; of != NULL; of = of->next) {
         pthread_mutex_unlock(&fs->mu);
         commit(fs, of);
+        pthread_mutex_lock(&fs->mu);
+    }
+    /* ... and free the handles no release will come for */
+    while (fs->handles != NULL) {
+        struct handle *h = fs->handles;
+        pthread_mutex_unlock(&fs->mu);
+        handle_free(h);
         pthread_mutex_lock(&fs->mu);
     }
     pthread_mutex_unlock(&fs->mu);
