@@ -55,6 +55,10 @@ static const struct dfs_opts_command commands[] = {
      "lists tokens (--all: revoked and expired ones too). Admin only.",
      1, 2},
     {"whoami", "", "the token this command runs with", NULL, 0, 0},
+    {"mv", "FROM TO", "rename a file, or a directory with every file under it, in one step",
+     "Rename FROM to TO in one catalog operation: a file, or a directory (every file whose path "
+     "starts with FROM/) as a whole. A file at TO is replaced only with --force.",
+     2, 2},
     {"help", "[COMMAND]", "this help, or a command's", NULL, 0, 1},
     {NULL, NULL, NULL, NULL, 0, 0},
 };
@@ -71,6 +75,7 @@ enum {
     C_SHELL = 1 << 8,
     C_TOKEN = 1 << 9,
     C_WHOAMI = 1 << 10,
+    C_MV = 1 << 11,
     C_TRANSFER = C_PUT | C_GET,
     C_JSON =
         C_PUT | C_GET | C_STAT | C_LS | C_RM | C_NODES | C_NODE | C_STATUS | C_TOKEN | C_WHOAMI,
@@ -158,7 +163,7 @@ static const struct dfs_opt opts[] = {
     /* Per command. */
     {DFS_OPT_FLAG, "json", 0, A(cli.json), .help = "machine-readable output", .commands = C_JSON},
     {DFS_OPT_FLAG, "quiet", 'q', A(cli.quiet), .help = "print nothing on success",
-     .commands = C_TRANSFER | C_RM | C_NODE | C_TOKEN},
+     .commands = C_TRANSFER | C_RM | C_NODE | C_TOKEN | C_MV},
     {DFS_OPT_FLAG, NULL, 'l', A(cli.long_list),
      .help = "ls: sizes, redundancy and dates; status: list the lost and degraded files",
      .commands = C_LS | C_STATUS},
@@ -181,8 +186,8 @@ static const struct dfs_opt opts[] = {
      .commands = C_PUT},
     {DFS_OPT_FLAG, "force", 0, A(cli.force),
      .help = "put: replace an existing file at REMOTE; node decommission: even when the node "
-             "holds the only readable copy of a file",
-     .commands = C_PUT | C_NODE},
+             "holds the only readable copy of a file; mv: replace a file at TO",
+     .commands = C_PUT | C_NODE | C_MV},
     {DFS_OPT_FLAG, "resume", 0, A(cli.resume), .help = "continue a partial download of LOCAL",
      .commands = C_GET},
     {DFS_OPT_RATE, "throttle", 0, A(cli.link_rate), .arg = "RATE", .min = 1,
@@ -365,6 +370,8 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         status = dfs_cmd_token(&cli, args[0], nargs > 1 ? args[1] : NULL);
     else if (strcmp(name, "whoami") == 0)
         status = dfs_cmd_whoami(&cli);
+    else if (strcmp(name, "mv") == 0)
+        status = dfs_cmd_mv(&cli, args[0], args[1]);
     else
         status = dfs_cmd_status(&cli);
     dfs_client_close(own);

@@ -523,6 +523,24 @@ int dfs_cmd_rm(struct dfs_cli *cli, const char *remote)
     return DFS_EXIT_OK;
 }
 
+/* ---- mv ---- */
+
+int dfs_cmd_mv(struct dfs_cli *cli, const char *from, const char *to)
+{
+    uint64_t moved = 0;
+    char *err = NULL;
+    int rc = dfs_client_rename(cli->client, from, to, cli->force, &moved, &err);
+    if (rc != DFS_OK) {
+        int status = dfs_cli_error(rc, "mv %s: %s", dfs_quote(from, &(struct dfs_quote){{0}}),
+                                   err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        return status;
+    }
+    if (!cli->quiet)
+        printf("moved %s to %s (%" PRIu64 " file%s)\n", from, to, moved, moved == 1 ? "" : "s");
+    return DFS_EXIT_OK;
+}
+
 /* ---- nodes / status ---- */
 
 int dfs_cmd_nodes(struct dfs_cli *cli)

@@ -48,6 +48,8 @@ int dfs_cmd_get(struct dfs_cli *cli, const char *remote, const char *local);
 int dfs_cmd_stat(struct dfs_cli *cli, const char *remote);
 int dfs_cmd_ls(struct dfs_cli *cli, const char *prefix);
 int dfs_cmd_rm(struct dfs_cli *cli, const char *remote);
+/* Rename a file or a directory (cli->force: replace a file at to). */
+int dfs_cmd_mv(struct dfs_cli *cli, const char *from, const char *to);
 int dfs_cmd_nodes(struct dfs_cli *cli);
 int dfs_cmd_status(struct dfs_cli *cli);
 /* action: "drain", "undrain" or "decommission"; node: an id or a unique prefix of one. */

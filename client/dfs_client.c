@@ -377,3 +377,46 @@ int dfs_client_whoami(dfs_client *c, Dfs__V1__TokenInfo **out, char **errmsg)
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     return DFS_OK;
 }
+
+int dfs_client_rename(dfs_client *c, const char *from, const char *to, bool replace,
+                      uint64_t *moved, char **errmsg)
+{
+    Dfs__V1__RenameRequest req = DFS__V1__RENAME_REQUEST__INIT;
+    req.from = (char *)from;
+    req.to = (char *)to;
+    req.replace = replace;
+    Dfs__V1__RenameResponse *resp = NULL;
+    int rc = dfs_meta_call(c->meta, "Rename", &req.base, &dfs__v1__rename_response__descriptor,
+                           false, &resp, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    if (moved != NULL)
+        *moved = resp->moved;
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return DFS_OK;
+}
+
+int dfs_client_attrs_set(dfs_client *c, const char *path, const Dfs__V1__PathAttributes *a,
+                         bool remove, char **errmsg)
+{
+    Dfs__V1__SetAttributesRequest req = DFS__V1__SET_ATTRIBUTES_REQUEST__INIT;
+    req.path = (char *)path;
+    req.attributes = (Dfs__V1__PathAttributes *)a;
+    req.remove = remove;
+    Dfs__V1__SetAttributesResponse *resp = NULL;
+    int rc = dfs_meta_call(c->meta, "SetAttributes", &req.base,
+                           &dfs__v1__set_attributes_response__descriptor, true, &resp, errmsg);
+    if (rc == DFS_OK)
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return rc;
+}
+
+int dfs_client_attrs_get(dfs_client *c, const char *path, bool list_dirs,
+                         Dfs__V1__GetAttributesResponse **out, char **errmsg)
+{
+    Dfs__V1__GetAttributesRequest req = DFS__V1__GET_ATTRIBUTES_REQUEST__INIT;
+    req.path = (char *)path;
+    req.list_dirs = list_dirs;
+    return dfs_meta_call(c->meta, "GetAttributes", &req.base,
+                         &dfs__v1__get_attributes_response__descriptor, true, out, errmsg);
+}

@@ -392,4 +392,25 @@ int dfs_client_token_list(dfs_client *c, bool all, Dfs__V1__ListTokensResponse *
 /* The record of the token c presents (WhoAmI, retried); *out is NULL when the service sent none. */
 int dfs_client_whoami(dfs_client *c, Dfs__V1__TokenInfo **out, char **errmsg);
 
+/*
+ * Rename `from` to `to` in one catalog operation (Rename, not retried: a retry after a lost answer
+ * would find nothing at `from`): a file, or a directory with every file under it. A file at `to`
+ * is replaced only with replace. *moved (may be NULL) is how many files moved. DFS_ENOTFOUND:
+ * nothing at `from`; DFS_EEXIST: `to` is taken.
+ */
+int dfs_client_rename(dfs_client *c, const char *from, const char *to, bool replace,
+                      uint64_t *moved, char **errmsg);
+
+/*
+ * Mode, owner and mtime of a path and explicit directories (dfs-mount), kept in the catalog apart
+ * from file records. attrs_set merges *a (its has_* fields say which) into path's, or with remove
+ * forgets them (SetAttributes, retried: both are idempotent). attrs_get reads them (GetAttributes,
+ * retried): found says whether any are kept; with list_dirs, dirs names the explicit directories
+ * right under path ("/" lists the top).
+ */
+int dfs_client_attrs_set(dfs_client *c, const char *path, const Dfs__V1__PathAttributes *a,
+                         bool remove, char **errmsg);
+int dfs_client_attrs_get(dfs_client *c, const char *path, bool list_dirs,
+                         Dfs__V1__GetAttributesResponse **out, char **errmsg);
+
 #endif /* DFS_CLIENT_DFS_CLIENT_H */

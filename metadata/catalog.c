@@ -138,6 +138,14 @@
  *
  *   tokens     role also 'gateway' (the S3 gateway: files, buckets and S3 signing keys).
  *
+ * Since version 7 (dfs-mount, issue 18):
+ *
+ *   path_attrs one row per path with attributes set through dfs-mount. path (PK, canonical),
+ *              is_dir (0/1: an explicit directory, possibly empty), mode (permission bits,
+ *              0..07777, NULL = unset), uid, gid (NULL = unset), mtime_ms (NULL = the commit
+ *              time). Keyed by path, not file_id: they outlive versions of a file, and a
+ *              directory has no file. Rename moves them with the files, in its transaction.
+ *
  * Every verb is one transaction: writers use BEGIN IMMEDIATE, multi-statement readers a deferred
  * BEGIN for a consistent snapshot.
  */
@@ -345,6 +353,17 @@ static const char *const migrations[] = {
     "DROP TABLE tokens;"
     "ALTER TABLE tokens_v6 RENAME TO tokens;"
     "CREATE UNIQUE INDEX tokens_node ON tokens (node_id) WHERE node_id IS NOT NULL;",
+
+    /* 7 (issue 18, dfs-mount): mode, owner and times of paths, and explicit directories. Keyed
+       by path, not file id: they outlive versions of a file, and a directory has no file. */
+    "CREATE TABLE path_attrs ("
+    "  path     TEXT    NOT NULL PRIMARY KEY CHECK (substr(path, 1, 1) = '/'),"
+    "  is_dir   INTEGER NOT NULL DEFAULT 0 CHECK (is_dir IN (0, 1)),"
+    "  mode     INTEGER CHECK (mode IS NULL OR mode BETWEEN 0 AND 4095),"
+    "  uid      INTEGER CHECK (uid IS NULL OR uid BETWEEN 0 AND 4294967295),"
+    "  gid      INTEGER CHECK (gid IS NULL OR gid BETWEEN 0 AND 4294967295),"
+    "  mtime_ms INTEGER"
+    ") WITHOUT ROWID;",
 };
 
 static_assert(sizeof migrations / sizeof migrations[0] == DFS_CATALOG_SCHEMA_VERSION,

@@ -31,7 +31,7 @@
 typedef struct dfs_catalog dfs_catalog;
 
 /* The schema version this code writes (migrations 1..DFS_CATALOG_SCHEMA_VERSION). */
-#define DFS_CATALOG_SCHEMA_VERSION 6
+#define DFS_CATALOG_SCHEMA_VERSION 7
 
 /* Longest node address ("host:port", "unix:/path", ...) and zone name, in bytes. */
 #define DFS_NODE_ADDRESS_MAX 255
@@ -513,6 +513,49 @@ int dfs_catalog_files_list(dfs_catalog *cat, const char *prefix, const char *aft
  */
 int dfs_catalog_file_delete(dfs_catalog *cat, const char *path, int64_t now_ms,
                             struct dfs_file_rec **out, char **errmsg);
+
+/*
+ * Rename, in one transaction: a committed file at `from` moves to `to`; else every committed file
+ * under the directory `from` ("from/...") moves under `to` (a directory is what paths imply).
+ * A file at `to` is replaced (its copies queued for deletion, at now_ms) only with replace; files
+ * being written (pending) keep their paths. *moved (may be NULL) is how many files moved.
+ * DFS_ENOTFOUND: nothing at or under `from`; DFS_EEXIST: a file at `to` without replace, a
+ * directory renamed onto a file, or anything at or under `to` for a directory (or under `to`
+ * for a file); DFS_EINVAL: a path not canonical or "/", or `to` inside `from`.
+ */
+int dfs_catalog_file_rename(dfs_catalog *cat, const char *from, const char *to, bool replace,
+                            int64_t now_ms, uint64_t *moved, char **errmsg);
+
+/*
+ * Attributes of a path that POSIX programs set through dfs-mount (issue 18), kept apart from the
+ * file records so that they survive new versions of a file (every put is a new file id) and can
+ * name an explicit, possibly empty, directory. Rename moves them; a removed file's stay until the
+ * path is used again or removed (dfs_catalog_attrs_remove).
+ */
+struct dfs_path_attrs {
+    bool is_dir; /* an explicit directory (mkdir) */
+    bool has_mode, has_owner, has_mtime;
+    uint32_t mode; /* permission bits, 07777 at most */
+    uint32_t uid, gid;
+    int64_t mtime_ms;
+};
+
+/* Merge a into path's attributes: is_dir when set, and each has_* field given. DFS_EINVAL for a
+   path that is not canonical or a mode above 07777. */
+int dfs_catalog_attrs_set(dfs_catalog *cat, const char *path, const struct dfs_path_attrs *a,
+                          char **errmsg);
+
+/* path's attributes into *out (*found false, *out zeroed, when none are kept). */
+int dfs_catalog_attrs_get(dfs_catalog *cat, const char *path, struct dfs_path_attrs *out,
+                          bool *found, char **errmsg);
+
+/* Forget path's attributes (an rmdir, an unlink); nothing kept is not an error. */
+int dfs_catalog_attrs_remove(dfs_catalog *cat, const char *path, char **errmsg);
+
+/* The explicit directories directly under dir ("/" or "/a"): *out (caller frees each and the
+   array) and *n. */
+int dfs_catalog_attrs_dirs(dfs_catalog *cat, const char *dir, char ***out, size_t *n,
+                           char **errmsg);
 
 /* ---- Deletion queue: fragment copies to remove from nodes ------------------------------------ */
 

@@ -989,6 +989,294 @@ int dfs_catalog_file_delete(dfs_catalog *cat, const char *path, int64_t now_ms,
     return DFS_OK;
 }
 
+/* ---- Rename ---------------------------------------------------------------------------------- */
+
+/* Run one SQL statement with text parameters ?1.. and give its first column (an integer) or, with
+   out NULL, the number of rows it changed in *out_changes. A one-off statement: rename is rare. */
+static int rename_sql(dfs_catalog *cat, const char *sql, const char *a, const char *b, int64_t *out,
+                      char **errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(cat->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return dfs_seterr(errmsg, DFS_EINTERNAL, "rename: %s", sqlite3_errmsg(cat->db));
+    sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+    if (b != NULL)
+        sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    int rc = DFS_OK;
+    if (step == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else if (step == SQLITE_DONE)
+        *out = sqlite3_changes(cat->db);
+    else if (sqlite3_errcode(cat->db) == SQLITE_CONSTRAINT)
+        rc = dfs_seterr(errmsg, DFS_EEXIST, "rename: a file already has the new path");
+    else
+        rc = dfs_seterr(errmsg, DFS_EINTERNAL, "rename: %s", sqlite3_errmsg(cat->db));
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Committed files whose path starts with prefix + "/". */
+#define UNDER_WHERE "WHERE state = 'committed' AND substr(path, 1, length(?1) + 1) = ?1 || '/'"
+#define UNDER_SQL   "FROM files " UNDER_WHERE
+
+static int rename_locked(dfs_catalog *cat, const char *from, const char *to, bool replace,
+                         int64_t now_ms, int64_t *moved, char **errmsg)
+{
+    struct dfs_file_rec *f = NULL, *dst = NULL;
+    int64_t under_to = 0, under_from = 0;
+    int rc = catalog_find_file(cat, S_FILE_GET_PATH, from, false, &f, errmsg);
+    if (rc == DFS_OK)
+        rc = catalog_find_file(cat, S_FILE_GET_PATH, to, false, &dst, errmsg);
+    if (rc == DFS_OK)
+        rc = rename_sql(cat, "SELECT count(*) " UNDER_SQL, to, NULL, &under_to, errmsg);
+    if (rc == DFS_OK && f == NULL)
+        rc = rename_sql(cat, "SELECT count(*) " UNDER_SQL, from, NULL, &under_from, errmsg);
+    /* an explicit directory (path_attrs) with no file under it is one too */
+    int64_t dirs_from = 0;
+    if (rc == DFS_OK && f == NULL && under_from == 0)
+        rc = rename_sql(cat,
+                        "SELECT count(*) FROM path_attrs WHERE is_dir = 1 AND (path = ?1 OR "
+                        "substr(path, 1, length(?1) + 1) = ?1 || '/')",
+                        from, NULL, &dirs_from, errmsg);
+    if (rc != DFS_OK)
+        goto out;
+    if (f != NULL) {
+        if (under_to > 0)
+            rc = dfs_seterr(errmsg, DFS_EEXIST, "%s is a directory", to);
+        else if (dst != NULL && !replace)
+            rc =
+                dfs_seterr(errmsg, DFS_EEXIST, "%s already exists (use --force to replace it)", to);
+        else if (dst != NULL && strcmp(dst->file_id, f->file_id) != 0)
+            rc = remove_file(cat, dst->file_id, now_ms, errmsg);
+        if (rc == DFS_OK)
+            rc = rename_sql(cat, "UPDATE files SET path = ?2 WHERE file_id = ?1", f->file_id, to,
+                            moved, errmsg);
+    } else if (under_from == 0 && dirs_from == 0) {
+        rc = dfs_seterr(errmsg, DFS_ENOTFOUND, "no file or directory %s", from);
+    } else if (dst != NULL) {
+        rc = dfs_seterr(errmsg, DFS_EEXIST, "%s is a file", to);
+    } else if (under_to > 0) {
+        rc = dfs_seterr(errmsg, DFS_EEXIST, "directory %s is not empty", to);
+    } else {
+        /* ?1 = from, ?2 = to: "from/x/y" becomes "to/x/y". */
+        rc = rename_sql(cat,
+                        "UPDATE files SET path = ?2 || substr(path, length(?1) + 1) " UNDER_WHERE,
+                        from, to, moved, errmsg);
+    }
+    /* Attributes follow (issue 18); whatever was kept for `to` goes. */
+    int64_t ignored = 0;
+    if (rc == DFS_OK)
+        rc = rename_sql(cat, "DELETE FROM path_attrs WHERE path = ?1", to, NULL, &ignored, errmsg);
+    if (rc == DFS_OK)
+        rc = rename_sql(cat,
+                        "UPDATE path_attrs SET path = ?2 || substr(path, length(?1) + 1) WHERE "
+                        "path = ?1 OR substr(path, 1, length(?1) + 1) = ?1 || '/'",
+                        from, to, &ignored, errmsg);
+out:
+    dfs_catalog_file_rec_free(f);
+    dfs_catalog_file_rec_free(dst);
+    return rc;
+}
+
+int dfs_catalog_file_rename(dfs_catalog *cat, const char *from, const char *to, bool replace,
+                            int64_t now_ms, uint64_t *moved, char **errmsg)
+{
+    int rc = check_path(from, errmsg);
+    if (rc == DFS_OK)
+        rc = check_path(to, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    size_t n = strlen(from);
+    if (strcmp(from, to) == 0) { /* as rename(2): nothing to do */
+        if (moved != NULL)
+            *moved = 0;
+        return DFS_OK;
+    }
+    if (strncmp(to, from, n) == 0 && to[n] == '/')
+        return dfs_seterr(errmsg, DFS_EINVAL, "cannot move %s inside itself (%s)", from, to);
+    int64_t count = 0;
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
+    if (rc == DFS_OK)
+        rc = catalog_tx_end(cat, rename_locked(cat, from, to, replace, now_ms, &count, errmsg),
+                            errmsg);
+    catalog_unlock(cat);
+    if (rc != DFS_OK)
+        return rc;
+    dfs_log(DFS_LOG_INFO, "renamed from=%s to=%s files=%lld", from, to, (long long)count);
+    if (moved != NULL)
+        *moved = (uint64_t)count;
+    return DFS_OK;
+}
+
+/* ---- Path attributes (dfs-mount) --------------------------------------------------------------- */
+
+/* One statement over path_attrs with ?1 = path and the attribute columns as given (NULL when
+   has is false); calls each row back for SELECTs. */
+static int attrs_sql(dfs_catalog *cat, const char *sql, const char *path,
+                     const struct dfs_path_attrs *a, void (*row)(sqlite3_stmt *st, void *arg),
+                     void *arg, char **errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(cat->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return dfs_seterr(errmsg, DFS_EINTERNAL, "attributes: %s", sqlite3_errmsg(cat->db));
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    if (a != NULL) {
+        sqlite3_bind_int(st, 2, a->is_dir ? 1 : 0);
+        if (a->has_mode)
+            sqlite3_bind_int64(st, 3, a->mode);
+        if (a->has_owner) {
+            sqlite3_bind_int64(st, 4, a->uid);
+            sqlite3_bind_int64(st, 5, a->gid);
+        }
+        if (a->has_mtime)
+            sqlite3_bind_int64(st, 6, a->mtime_ms);
+    }
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW)
+        if (row != NULL)
+            row(st, arg);
+    int rc = step == SQLITE_DONE
+                 ? DFS_OK
+                 : dfs_seterr(errmsg, DFS_EINTERNAL, "attributes: %s", sqlite3_errmsg(cat->db));
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int attrs_locked(dfs_catalog *cat, const char *sql, const char *path,
+                        const struct dfs_path_attrs *a, void (*row)(sqlite3_stmt *, void *),
+                        void *arg, char **errmsg)
+{
+    catalog_lock(cat);
+    int rc = catalog_tx_begin(cat, a != NULL || row == NULL, errmsg);
+    if (rc == DFS_OK)
+        rc = catalog_tx_end(cat, attrs_sql(cat, sql, path, a, row, arg, errmsg), errmsg);
+    catalog_unlock(cat);
+    return rc;
+}
+
+int dfs_catalog_attrs_set(dfs_catalog *cat, const char *path, const struct dfs_path_attrs *a,
+                          char **errmsg)
+{
+    int rc = check_path(path, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    if (a->has_mode && a->mode > 07777)
+        return dfs_seterr(errmsg, DFS_EINVAL, "mode %o is more than permission bits", a->mode);
+    return attrs_locked(
+        cat,
+        "INSERT INTO path_attrs (path, is_dir, mode, uid, gid, mtime_ms) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (path) DO UPDATE SET "
+        "is_dir = max(is_dir, excluded.is_dir), mode = coalesce(excluded.mode, mode), "
+        "uid = coalesce(excluded.uid, uid), gid = coalesce(excluded.gid, gid), "
+        "mtime_ms = coalesce(excluded.mtime_ms, mtime_ms)",
+        path, a, NULL, NULL, errmsg);
+}
+
+static void attrs_row(sqlite3_stmt *st, void *arg)
+{
+    struct dfs_path_attrs *a = arg;
+    a->is_dir = sqlite3_column_int(st, 0) != 0;
+    if ((a->has_mode = sqlite3_column_type(st, 1) != SQLITE_NULL))
+        a->mode = (uint32_t)sqlite3_column_int64(st, 1);
+    if ((a->has_owner = sqlite3_column_type(st, 2) != SQLITE_NULL)) {
+        a->uid = (uint32_t)sqlite3_column_int64(st, 2);
+        a->gid = (uint32_t)sqlite3_column_int64(st, 3);
+    }
+    if ((a->has_mtime = sqlite3_column_type(st, 4) != SQLITE_NULL))
+        a->mtime_ms = sqlite3_column_int64(st, 4);
+    a->has_owner = a->has_owner && sqlite3_column_type(st, 3) != SQLITE_NULL;
+}
+
+struct attrs_found {
+    struct dfs_path_attrs a;
+    bool found;
+};
+
+static void attrs_found_row(sqlite3_stmt *st, void *arg)
+{
+    struct attrs_found *f = arg;
+    attrs_row(st, &f->a);
+    f->found = true;
+}
+
+int dfs_catalog_attrs_get(dfs_catalog *cat, const char *path, struct dfs_path_attrs *out,
+                          bool *found, char **errmsg)
+{
+    int rc = check_path(path, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    struct attrs_found f = {0};
+    rc =
+        attrs_locked(cat, "SELECT is_dir, mode, uid, gid, mtime_ms FROM path_attrs WHERE path = ?1",
+                     path, NULL, attrs_found_row, &f, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    *out = f.a;
+    *found = f.found;
+    return DFS_OK;
+}
+
+int dfs_catalog_attrs_remove(dfs_catalog *cat, const char *path, char **errmsg)
+{
+    int rc = check_path(path, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    return attrs_locked(cat, "DELETE FROM path_attrs WHERE path = ?1", path, NULL, NULL, NULL,
+                        errmsg);
+}
+
+struct dirs_list {
+    char **v;
+    size_t n;
+    bool oom;
+};
+
+static void dirs_row(sqlite3_stmt *st, void *arg)
+{
+    struct dirs_list *l = arg;
+    char **v = realloc(l->v, (l->n + 1) * sizeof *v);
+    char *p = strdup((const char *)sqlite3_column_text(st, 0));
+    if (v == NULL || p == NULL) {
+        if (v != NULL)
+            l->v = v;
+        free(p);
+        l->oom = true;
+        return;
+    }
+    l->v = v;
+    l->v[l->n++] = p;
+}
+
+int dfs_catalog_attrs_dirs(dfs_catalog *cat, const char *dir, char ***out, size_t *n, char **errmsg)
+{
+    /* "/" lists the top; "/a" what is right under "/a/" */
+    const char *base = strcmp(dir, "/") == 0 ? "" : dir;
+    if (base[0] != '\0') {
+        int rc = check_path(dir, errmsg);
+        if (rc != DFS_OK)
+            return rc;
+    }
+    struct dirs_list l = {0};
+    int rc = attrs_locked(cat,
+                          "SELECT path FROM path_attrs WHERE is_dir = 1 AND "
+                          "substr(path, 1, length(?1) + 1) = ?1 || '/' AND "
+                          "instr(substr(path, length(?1) + 2), '/') = 0 ORDER BY path",
+                          base, NULL, dirs_row, &l, errmsg);
+    if (rc == DFS_OK && l.oom)
+        rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    if (rc != DFS_OK) {
+        for (size_t i = 0; i < l.n; i++)
+            free(l.v[i]);
+        free(l.v);
+        return rc;
+    }
+    *out = l.v;
+    *n = l.n;
+    return DFS_OK;
+}
+
 /* ---- Deletion queue -------------------------------------------------------------------------- */
 
 int dfs_catalog_deletions_fetch(dfs_catalog *cat, int64_t now_ms, int64_t grace_ms, size_t max,

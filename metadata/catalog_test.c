@@ -1941,12 +1941,12 @@ static void test_migration_from_version_1(void **state)
     struct dfs_file_rec *f = put(fx, "/old/file", 5000, false, T0);
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
-    sql_exec(fx->db,
-             "DROP TABLE file_meta; DROP TABLE buckets; DROP TABLE tokens; DROP TABLE secrets; "
-             "DROP TABLE inventory; DROP TABLE inventory_reports; DROP TABLE repairs; "
-             "DROP TABLE placement_sets; DROP TABLE placement_families; "
-             "ALTER TABLE nodes DROP COLUMN registration; "
-             "DELETE FROM schema_version WHERE version >= 2;");
+    sql_exec(fx->db, "DROP TABLE path_attrs; DROP TABLE file_meta; DROP TABLE buckets; DROP TABLE "
+                     "tokens; DROP TABLE secrets; "
+                     "DROP TABLE inventory; DROP TABLE inventory_reports; DROP TABLE repairs; "
+                     "DROP TABLE placement_sets; DROP TABLE placement_families; "
+                     "ALTER TABLE nodes DROP COLUMN registration; "
+                     "DELETE FROM schema_version WHERE version >= 2;");
     assert_int_equal(sql_int(fx->db, "SELECT max(version) FROM schema_version"), 1);
     assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE "
                                      "'placement%'"),
@@ -1982,7 +1982,7 @@ static void test_migration_from_version_4(void **state)
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
     sql_exec(fx->db,
-             "DROP TABLE file_meta; DROP TABLE buckets; "
+             "DROP TABLE path_attrs; DROP TABLE file_meta; DROP TABLE buckets; "
              "DROP TABLE tokens; ALTER TABLE nodes DROP COLUMN registration; "
              "CREATE TABLE tokens ("
              "  id           TEXT    NOT NULL PRIMARY KEY CHECK (length(id) = 16),"
@@ -2897,6 +2897,151 @@ static void test_tokens_and_secrets(void **state)
     assert_int_equal(dfs_catalog_token_role_parse("root"), DFS_ROLE_UNSPECIFIED);
 }
 
+/* Rename (issue 18): a file, a whole directory, replace, refusals; one transaction each. */
+static void test_rename(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    const char *paths[] = {"/d/a", "/d/sub/b", "/d/sub/c", "/dx", "/other"};
+    char ids[5][DFS_ID_HEX + 1];
+    for (int i = 0; i < 5; i++) {
+        struct dfs_file_rec *f = put(fx, paths[i], 100, false, T0);
+        strcpy(ids[i], f->file_id);
+        dfs_catalog_file_rec_free(f);
+    }
+    char *msg = NULL;
+    uint64_t moved = 99;
+    struct dfs_file_rec *g = NULL;
+    /* a file */
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/dx", "/dy", false, T0, &moved, &msg),
+                     DFS_OK);
+    assert_int_equal(moved, 1);
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/dy", &g, &msg), DFS_OK);
+    assert_string_equal(g->file_id, ids[3]);
+    assert_int_equal(g->nfragments, 4);
+    dfs_catalog_file_rec_free(g);
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/dx", &g, &msg), DFS_ENOTFOUND);
+    expect_msg(&msg, "no file /dx");
+    /* onto an existing file: only with replace, which queues the old one's copies */
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/dy", "/other", false, T0, NULL, &msg),
+                     DFS_EEXIST);
+    expect_msg(&msg, "already exists");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/dy", "/other", true, T0, NULL, &msg),
+                     DFS_OK);
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/other", &g, &msg), DFS_OK);
+    assert_string_equal(g->file_id, ids[3]);
+    dfs_catalog_file_rec_free(g);
+    assert_int_equal(stats(fx).files, 4);
+    assert_int_equal(stats(fx).pending_deletions, 12);
+    /* a whole directory, in one step; "/dx"-like neighbours are not under it */
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/d", "/e/f", false, T0, &moved, &msg),
+                     DFS_OK);
+    assert_int_equal(moved, 3);
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/e/f/sub/c", &g, &msg), DFS_OK);
+    assert_string_equal(g->file_id, ids[2]);
+    dfs_catalog_file_rec_free(g);
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/d/a", &g, &msg), DFS_ENOTFOUND);
+    free(msg);
+    msg = NULL;
+    /* refusals change nothing */
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/d", "/x", false, T0, NULL, &msg),
+                     DFS_ENOTFOUND);
+    expect_msg(&msg, "no file or directory /d");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/e", "/other", false, T0, NULL, &msg),
+                     DFS_EEXIST);
+    expect_msg(&msg, "is a file");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/other", "/e", true, T0, NULL, &msg),
+                     DFS_EEXIST);
+    expect_msg(&msg, "is a directory");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/e/f/sub", "/e", false, T0, NULL, &msg),
+                     DFS_EEXIST);
+    expect_msg(&msg, "not empty");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/e", "/e/f/g", false, T0, NULL, &msg),
+                     DFS_EINVAL);
+    expect_msg(&msg, "inside itself");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/e/", "/x", false, T0, NULL, &msg),
+                     DFS_EINVAL);
+    expect_msg(&msg, "ends with");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/", "/x", false, T0, NULL, &msg),
+                     DFS_EINVAL);
+    expect_msg(&msg, "names no file");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/other", "/other", false, T0, &moved, &msg),
+                     DFS_OK);
+    assert_int_equal(moved, 0);
+    assert_int_equal(stats(fx).files, 4);
+}
+
+/* Path attributes (issue 18): merged, kept across versions, moved by rename, explicit dirs. */
+static void test_path_attrs(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    char *msg = NULL;
+    struct dfs_path_attrs a = {0};
+    bool found = true;
+    assert_int_equal(dfs_catalog_attrs_get(fx->cat, "/f", &a, &found, &msg), DFS_OK);
+    assert_false(found);
+    struct dfs_path_attrs m = {.has_mode = true, .mode = 0600};
+    assert_int_equal(dfs_catalog_attrs_set(fx->cat, "/f", &m, &msg), DFS_OK);
+    struct dfs_path_attrs o = {
+        .has_owner = true, .uid = 1000, .gid = 100, .has_mtime = true, .mtime_ms = 123456};
+    assert_int_equal(dfs_catalog_attrs_set(fx->cat, "/f", &o, &msg), DFS_OK);
+    assert_int_equal(dfs_catalog_attrs_get(fx->cat, "/f", &a, &found, &msg), DFS_OK);
+    assert_true(found);
+    assert_true(a.has_mode && a.has_owner && a.has_mtime && !a.is_dir);
+    assert_int_equal(a.mode, 0600);
+    assert_int_equal(a.uid, 1000);
+    assert_int_equal(a.gid, 100);
+    assert_int_equal(a.mtime_ms, 123456);
+    m.mode = 010000;
+    assert_int_equal(dfs_catalog_attrs_set(fx->cat, "/f", &m, &msg), DFS_EINVAL);
+    expect_msg(&msg, "permission bits");
+    /* explicit directories, listed one level at a time */
+    struct dfs_path_attrs d = {.is_dir = true, .has_mode = true, .mode = 0700};
+    assert_int_equal(dfs_catalog_attrs_set(fx->cat, "/d", &d, &msg), DFS_OK);
+    assert_int_equal(dfs_catalog_attrs_set(fx->cat, "/d/e", &d, &msg), DFS_OK);
+    assert_int_equal(dfs_catalog_attrs_set(fx->cat, "/dx", &d, &msg), DFS_OK);
+    char **dirs = NULL;
+    size_t n = 0;
+    assert_int_equal(dfs_catalog_attrs_dirs(fx->cat, "/", &dirs, &n, &msg), DFS_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(dirs[0], "/d");
+    assert_string_equal(dirs[1], "/dx");
+    for (size_t i = 0; i < n; i++)
+        free(dirs[i]);
+    free(dirs);
+    assert_int_equal(dfs_catalog_attrs_dirs(fx->cat, "/d", &dirs, &n, &msg), DFS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(dirs[0], "/d/e");
+    free(dirs[0]);
+    free(dirs);
+    /* a rename moves them with the files, in the same transaction */
+    struct dfs_file_rec *f = put(fx, "/d/e/file", 10, false, T0);
+    dfs_catalog_file_rec_free(f);
+    assert_int_equal(dfs_catalog_attrs_set(fx->cat, "/d/e/file", &m, &msg), DFS_EINVAL);
+    expect_msg(&msg, "permission bits");
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/d", "/g", false, T0, NULL, &msg), DFS_OK);
+    assert_int_equal(dfs_catalog_attrs_get(fx->cat, "/g/e", &a, &found, &msg), DFS_OK);
+    assert_true(found && a.is_dir && a.mode == 0700);
+    assert_int_equal(dfs_catalog_attrs_get(fx->cat, "/d/e", &a, &found, &msg), DFS_OK);
+    assert_false(found);
+    /* an explicit directory with no file under it renames too */
+    assert_int_equal(dfs_catalog_attrs_set(fx->cat, "/dx/sub", &d, &msg), DFS_OK);
+    uint64_t moved = 9;
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/dx", "/dy", false, T0, &moved, &msg),
+                     DFS_OK);
+    assert_int_equal(moved, 0);
+    assert_int_equal(dfs_catalog_attrs_get(fx->cat, "/dy/sub", &a, &found, &msg), DFS_OK);
+    assert_true(found && a.is_dir);
+    assert_int_equal(dfs_catalog_file_rename(fx->cat, "/dx", "/dz", false, T0, NULL, &msg),
+                     DFS_ENOTFOUND);
+    expect_msg(&msg, "no file or directory");
+    assert_int_equal(dfs_catalog_attrs_remove(fx->cat, "/g/e", &msg), DFS_OK);
+    assert_int_equal(dfs_catalog_attrs_get(fx->cat, "/g/e", &a, &found, &msg), DFS_OK);
+    assert_false(found);
+    assert_int_equal(dfs_catalog_attrs_remove(fx->cat, "/nothing", &msg), DFS_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2937,6 +3082,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tokens_and_secrets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_buckets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rename, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_path_attrs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1002,6 +1002,126 @@ static void handle_delete_file(dfs_rpc_call *call, void *ctx)
     pthread_mutex_unlock(&svc->mu);
 }
 
+/* Rename (issue 18): a file or a whole directory, one catalog transaction. */
+static void handle_rename(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__RenameRequest *req = (const Dfs__V1__RenameRequest *)dfs_rpc_call_request(call);
+    char *from = request_path(call, req->from);
+    if (from == NULL)
+        return;
+    char *to = request_path(call, req->to);
+    if (to == NULL) {
+        free(from);
+        return;
+    }
+    uint64_t moved = 0;
+    char *err = NULL;
+    int rc = dfs_catalog_file_rename(svc->cat, from, to, req->replace, dfs_clock_wall_ms(), &moved,
+                                     &err);
+    free(from);
+    free(to);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__RenameResponse resp = DFS__V1__RENAME_RESPONSE__INIT;
+    resp.moved = moved;
+    reply_and_free(call, &a, &resp.base);
+    /* A replaced file's copies: send the deletions now rather than at the next round. */
+    pthread_mutex_lock(&svc->mu);
+    pthread_cond_signal(&svc->cv);
+    pthread_mutex_unlock(&svc->mu);
+}
+
+/* Path attributes (issue 18, dfs-mount). */
+static void handle_set_attributes(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__SetAttributesRequest *req =
+        (const Dfs__V1__SetAttributesRequest *)dfs_rpc_call_request(call);
+    char *path = request_path(call, req->path);
+    if (path == NULL)
+        return;
+    char *err = NULL;
+    int rc;
+    if (req->remove) {
+        rc = dfs_catalog_attrs_remove(svc->cat, path, &err);
+    } else {
+        const Dfs__V1__PathAttributes *in = req->attributes;
+        struct dfs_path_attrs a = {0};
+        if (in != NULL)
+            a = (struct dfs_path_attrs){.is_dir = in->is_dir,
+                                        .has_mode = in->has_mode,
+                                        .mode = in->mode,
+                                        .has_owner = in->has_owner,
+                                        .uid = in->uid,
+                                        .gid = in->gid,
+                                        .has_mtime = in->has_mtime,
+                                        .mtime_ms = in->mtime_ms};
+        rc = dfs_catalog_attrs_set(svc->cat, path, &a, &err);
+    }
+    free(path);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__SetAttributesResponse resp = DFS__V1__SET_ATTRIBUTES_RESPONSE__INIT;
+    reply_and_free(call, &a, &resp.base);
+}
+
+static void handle_get_attributes(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__GetAttributesRequest *req =
+        (const Dfs__V1__GetAttributesRequest *)dfs_rpc_call_request(call);
+    /* "/" names no file but lists the top's directories */
+    bool root = strcmp(req->path, "/") == 0;
+    char *path = root ? strdup("/") : request_path(call, req->path);
+    if (path == NULL) {
+        if (root)
+            dfs_rpc_call_fail(call, DFS_ENOMEM, "out of memory");
+        return;
+    }
+    char *err = NULL;
+    struct dfs_path_attrs got = {0};
+    bool found = false;
+    int rc =
+        strcmp(path, "/") == 0 ? DFS_OK : dfs_catalog_attrs_get(svc->cat, path, &got, &found, &err);
+    char **dirs = NULL;
+    size_t ndirs = 0;
+    if (rc == DFS_OK && req->list_dirs)
+        rc = dfs_catalog_attrs_dirs(svc->cat, path, &dirs, &ndirs, &err);
+    free(path);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__GetAttributesResponse resp = DFS__V1__GET_ATTRIBUTES_RESPONSE__INIT;
+    Dfs__V1__PathAttributes pa = DFS__V1__PATH_ATTRIBUTES__INIT;
+    resp.found = found;
+    if (found) {
+        pa.is_dir = got.is_dir;
+        pa.has_mode = got.has_mode;
+        pa.mode = got.mode;
+        pa.has_owner = got.has_owner;
+        pa.uid = got.uid;
+        pa.gid = got.gid;
+        pa.has_mtime = got.has_mtime;
+        pa.mtime_ms = got.mtime_ms;
+        resp.attributes = &pa;
+    }
+    resp.dirs = dirs;
+    resp.n_dirs = ndirs;
+    reply_and_free(call, &a, &resp.base);
+    for (size_t i = 0; i < ndirs; i++)
+        free(dirs[i]);
+    free(dirs);
+}
+
 static void handle_stat(dfs_rpc_call *call, void *ctx)
 {
     dfs_metadata_service *svc = ctx;
@@ -2647,6 +2767,13 @@ int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv
          handle_get_bucket, svc, DFS_ACCESS_READ},
         {"/dfs.v1.Metadata/ListBuckets", DFS_RPC_UNARY, &dfs__v1__list_buckets_request__descriptor,
          handle_list_buckets, svc, DFS_ACCESS_READ},
+        {"/dfs.v1.Metadata/Rename", DFS_RPC_UNARY, &dfs__v1__rename_request__descriptor,
+         handle_rename, svc, DFS_ACCESS_WRITE},
+        {"/dfs.v1.Metadata/SetAttributes", DFS_RPC_UNARY,
+         &dfs__v1__set_attributes_request__descriptor, handle_set_attributes, svc,
+         DFS_ACCESS_WRITE},
+        {"/dfs.v1.Metadata/GetAttributes", DFS_RPC_UNARY,
+         &dfs__v1__get_attributes_request__descriptor, handle_get_attributes, svc, DFS_ACCESS_READ},
     };
     struct dfs_rpc_authorizer az = {.authorize = authorize, .arg = svc};
     int arc = dfs_rpc_server_set_authorizer(srv, &az, errmsg);

@@ -1,0 +1,233 @@
+/* dfs-mount: a dfs cluster as a POSIX file system over FUSE 3. Flags -> client, spool, file
+   system -> the FUSE loop; the file system is in fs.c. */
+#include "mount/fs.h"
+
+#include "client/dfs_client.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/options.h"
+#include "mount/spool.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PROG    "dfs-mount"
+#define VERSION "0.1.0"
+
+struct options {
+    const char *metadata;
+    const char *token_file;
+    const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
+    bool insecure;
+    int64_t timeout_ms;
+    bool foreground;
+    char *fuse_opts; /* -o, comma-joined over every -o given (malloc'd) */
+    double attr_timeout, entry_timeout, negative_timeout;
+    const char *spool_dir;
+    uint64_t spool_size;
+    uint64_t read_min, read_max;
+    int64_t list_page;
+    enum dfs_log_level level;
+};
+
+static const struct dfs_opt_choice log_levels[] = {
+    {"debug", DFS_LOG_DEBUG, false}, {"info", DFS_LOG_INFO, false},   {"warn", DFS_LOG_WARN, false},
+    {"warning", DFS_LOG_WARN, true}, {"error", DFS_LOG_ERROR, false}, {NULL, 0, false},
+};
+
+/* -o: each one adds to the comma-separated list handed to libfuse. */
+static int parse_o(const struct dfs_opt *opt, const char *value, void *field, char **errmsg)
+{
+    (void)opt;
+    char **list = field;
+    char *joined = NULL;
+    if (asprintf(&joined, "%s%s%s", *list != NULL ? *list : "", *list != NULL ? "," : "", value) <
+        0)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    free(*list);
+    *list = joined;
+    return DFS_OK;
+}
+
+#define O(member) DFS_OPT_FIELD(struct options, member)
+
+static const struct dfs_opt opts[] = {
+    {DFS_OPT_STRING, "metadata", 0, O(metadata), .arg = "HOST:PORT[,...]", .env = "DFS_METADATA",
+     .help = "the metadata service (required)"},
+    {DFS_OPT_FLAG, "foreground", 'f', O(foreground),
+     .help = "stay in the foreground (default: become a daemon once mounted)"},
+    {DFS_OPT_CUSTOM, NULL, 'o', O(fuse_opts), .arg = "OPT[,OPT...]", .parse = parse_o,
+     .help = "mount options for libfuse: ro, allow_other, default_permissions, ... (may repeat)"},
+    {DFS_OPT_DOUBLE, "attr-timeout", 0, O(attr_timeout), .arg = "SECONDS", .def = "1",
+     .dmin = -1e-9, .dmax = 86400,
+     .help = "how long the kernel may keep a file's attributes (size, times) without asking"},
+    {DFS_OPT_DOUBLE, "entry-timeout", 0, O(entry_timeout), .arg = "SECONDS", .def = "1",
+     .dmin = -1e-9, .dmax = 86400, .help = "how long the kernel may keep a name it looked up"},
+    {DFS_OPT_DOUBLE, "negative-timeout", 0, O(negative_timeout), .arg = "SECONDS", .def = "0",
+     .dmin = -1e-9, .dmax = 86400, .help = "how long the kernel may remember a name is absent"},
+    {DFS_OPT_STRING, "spool-dir", 0, O(spool_dir), .arg = "DIR",
+     .help = "where files being written wait until close or fsync stores them, and the scratch "
+             "files of reads (default $TMPDIR or /tmp)"},
+    {DFS_OPT_SIZE, "spool-size", 0, O(spool_size), .arg = "SIZE", .def = "4G", .min = 1,
+     .help = "bytes the files being written may hold together; beyond, writes fail with ENOSPC"},
+    {DFS_OPT_SIZE, "read-min", 0, O(read_min), .arg = "SIZE", .def = "128K", .min = 4096,
+     .help = "the smallest fetch of a read (a random read fetches this much around it)"},
+    {DFS_OPT_SIZE, "read-ahead", 0, O(read_max), .arg = "SIZE", .def = "8M", .min = 4096,
+     .max = (int64_t)1 << 30, .help = "the largest fetch sequential reads grow to"},
+    {DFS_OPT_INT, "list-page", 0, O(list_page), .arg = "N", .def = "0", .min = 0, .max = 100000,
+     .help = "files per ListFiles page when reading a directory (0: the service's default)"},
+    {DFS_OPT_ENUM, "log-level", 0, O(level), .arg = "LEVEL", .def = "info", .choices = log_levels,
+     .help = "debug, info, warn or error"},
+    {DFS_OPT_INT, "timeout", 0, O(timeout_ms), .arg = "MS", .def = "10000", .min = 1,
+     .max = 3600000, .help = "deadline of each metadata call"},
+    {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
+    {DFS_OPT_VERSION, "version", 0, .help = "print the version"},
+    {DFS_OPT_SECTION, .help = "Security:"},
+    {DFS_OPT_STRING, "token-file", 0, O(token_file), .arg = "PATH",
+     .help = "bearer token (default: $DFS_TOKEN, else the file $DFS_TOKEN_FILE, else "
+             "~/.config/dfs/token)"},
+    {DFS_OPT_STRING, "tls-ca", 0, O(tls_ca), .arg = "FILE", .env = "DFS_TLS_CA",
+     .help = "use TLS, trusting this CA"},
+    {DFS_OPT_STRING, "tls-cert", 0, O(tls_cert), .arg = "FILE",
+     .help = "client certificate, for mutual TLS ..."},
+    {DFS_OPT_STRING, "tls-key", 0, O(tls_key), .arg = "FILE", .help = "... and its key"},
+    {DFS_OPT_STRING, "tls-server-name", 0, O(tls_server_name), .arg = "NAME",
+     .help = "the name the servers' certificates carry, when the addresses are not in them"},
+    {DFS_OPT_FLAG, "insecure", 0, O(insecure), .help = "allow plaintext to a non-loopback address"},
+    {0},
+};
+
+static const struct dfs_opts_spec spec = {
+    .prog = PROG,
+    .version = VERSION,
+    .usage = "--metadata HOST:PORT MOUNTPOINT [-f] [-o ro,allow_other,default_permissions,...]",
+    .about = "Mount a dfs cluster at MOUNTPOINT as a POSIX file system (FUSE 3). Reads fetch byte "
+             "ranges with every check of `dfs get`; a file written becomes a new version at "
+             "fsync or close, atomically (close-to-open consistency, like NFS). Unmount with "
+             "`fusermount3 -u MOUNTPOINT` or SIGTERM.",
+    .opts = opts,
+    .epilog = "See docs/mount.md.",
+    .min_args = 1,
+    .max_args = 1,
+};
+
+int main(int argc, char **argv)
+{
+    extern char **environ;
+    struct options o = {0};
+    dfs_opts *args = NULL;
+    int status = 0;
+    if (!dfs_opts_main(&spec, argc, argv, environ, &o, &args, &status))
+        return status;
+    dfs_log_init(PROG, o.level);
+    /* Absolute: fuse_daemonize changes to /, and the unmount must still find it. */
+    char *mountpoint = realpath(dfs_opts_argv(args)[0], NULL);
+    if (mountpoint == NULL) {
+        fprintf(stderr, "%s: cannot use %s as the mount point: %s\n", PROG, dfs_opts_argv(args)[0],
+                strerror(errno));
+        dfs_opts_destroy(args);
+        free(o.fuse_opts);
+        return 1;
+    }
+    int rc = 1;
+    char *err = NULL;
+    dfs_client *client = NULL;
+    dfs_mount_spool *sp = NULL;
+    dfs_mount_fs *fs = NULL;
+    struct fuse *f = NULL;
+    bool mounted = false;
+    char *fsname = NULL;
+    const char *dir = o.spool_dir;
+    if (dir == NULL || dir[0] == '\0')
+        dir = getenv("TMPDIR");
+    if (dir == NULL || dir[0] == '\0')
+        dir = "/tmp";
+    if (o.read_max < o.read_min) {
+        fprintf(stderr, "%s: --read-ahead must be at least --read-min\n", PROG);
+        goto out;
+    }
+
+    struct dfs_client_options copts = {
+        .metadata = o.metadata,
+        .timeout_ms = o.timeout_ms,
+        .token_file = o.token_file,
+        .token_from_env = true,
+        .tls_ca = o.tls_ca,
+        .tls_cert = o.tls_cert,
+        .tls_key = o.tls_key,
+        .tls_server_name = o.tls_server_name,
+        .insecure = o.insecure,
+    };
+    if (dfs_client_open(&copts, &client, &err) != DFS_OK ||
+        dfs_mount_spool_create(dir, o.spool_size, 64 << 20, &sp, &err) != DFS_OK) {
+        fprintf(stderr, "%s: %s\n", PROG, err);
+        goto out;
+    }
+    dfs_client_route_grpc_logs();
+    struct dfs_mount_fs_config cfg = {
+        .attr_timeout = o.attr_timeout,
+        .entry_timeout = o.entry_timeout,
+        .negative_timeout = o.negative_timeout,
+        .read_min = o.read_min,
+        .read_max = o.read_max,
+        .list_page = (uint32_t)o.list_page,
+        .scratch_dir = dir,
+        .uid = getuid(),
+        .gid = getgid(),
+    };
+    if (dfs_mount_fs_create(client, sp, &cfg, &fs) != DFS_OK) {
+        fprintf(stderr, "%s: out of memory\n", PROG);
+        goto out;
+    }
+
+    /* libfuse's own command line: the program name and the mount options. */
+    if (asprintf(&fsname, "fsname=dfs:%s,subtype=dfs%s%s", o.metadata != NULL ? o.metadata : "",
+                 o.fuse_opts != NULL ? "," : "", o.fuse_opts != NULL ? o.fuse_opts : "") < 0)
+        goto out;
+    char *fargv[] = {argv[0], "-o", fsname, NULL};
+    struct fuse_args fargs = FUSE_ARGS_INIT(3, fargv);
+    f = fuse_new(&fargs, dfs_mount_fs_operations(), sizeof(struct fuse_operations), fs);
+    fuse_opt_free_args(&fargs);
+    if (f == NULL) {
+        fprintf(stderr, "%s: bad mount options (see above)\n", PROG);
+        goto out;
+    }
+    if (fuse_mount(f, mountpoint) != 0) {
+        fprintf(stderr, "%s: cannot mount at %s (see above)\n", PROG, mountpoint);
+        goto out;
+    }
+    mounted = true;
+    char *ping_err = NULL;
+    if (dfs_client_ping(client, 5000, &ping_err) != DFS_OK) {
+        dfs_log(DFS_LOG_WARN, "the metadata service does not answer yet error=\"%s\"", ping_err);
+        free(ping_err);
+    }
+    if (fuse_daemonize(o.foreground) != 0)
+        goto out;
+    struct fuse_session *se = fuse_get_session(f);
+    /* SIGTERM, SIGINT, SIGHUP end the loop; SIGPIPE is ignored (range reads need that). */
+    if (fuse_set_signal_handlers(se) != 0)
+        goto out;
+    dfs_log(DFS_LOG_INFO, "mounted mountpoint=\"%s\" metadata=\"%s\"", mountpoint, o.metadata);
+    int lr = fuse_loop_mt(f, 0);
+    fuse_remove_signal_handlers(se);
+    dfs_log(DFS_LOG_INFO, "unmounting mountpoint=\"%s\"", mountpoint);
+    rc = lr == 0 || lr == SIGTERM || lr == SIGINT || lr == SIGHUP ? 0 : 1;
+out:
+    if (mounted)
+        fuse_unmount(f);
+    fuse_destroy(f);
+    dfs_mount_fs_destroy(fs);
+    dfs_mount_spool_destroy(sp);
+    dfs_client_close(client);
+    free(err);
+    free(fsname);
+    free(mountpoint);
+    free(o.fuse_opts);
+    dfs_opts_destroy(args);
+    return rc;
+}
