@@ -11,6 +11,7 @@
 #include "gateway/putparams.h"
 #include "gateway/range.h"
 #include "gateway/reply.h"
+#include "gateway/stream.h"
 #include "gateway/urlcodec.h"
 
 #include <dirent.h>
@@ -26,9 +27,8 @@
 #include <unistd.h>
 
 #define SPOOL_PREFIX "dfs-gw-upload-"
-/* Bytes the response asks the pipe for at a time, and the pipe's size (throughput). */
+/* Bytes a HEAD response's reader is asked for at a time (it is never called). */
 #define READ_BLOCK   (256u << 10)
-#define PIPE_SIZE    (1u << 20)
 
 struct dfs_gw_files {
     dfs_client *client;
@@ -376,71 +376,6 @@ static enum MHD_Result put_end(struct upload *u, struct MHD_Connection *c)
 
 /* ---- fetch (GET, HEAD) ----------------------------------------------------------------------- */
 
-/*
- * A download: a thread runs dfs_client_get_range into a pipe; the response reads the other end as MHD
- * sends. The thread closes the write end when the get ends, so a failed get shows as a short
- * body (MHD then closes the connection). A client that goes away: MHD frees the response, which
- * closes the read end, the get's next write fails with EPIPE and it stops.
- */
-struct download {
-    dfs_gw_files *f;
-    Dfs__V1__FileInfo *file;
-    uint64_t off, len;
-    int rd, wr;
-    pthread_t thread;
-    bool started;
-};
-
-static void *download_run(void *arg)
-{
-    struct download *d = arg;
-    struct dfs_client_get_opts opts;
-    memset(&opts, 0, sizeof opts);
-    opts.interrupted = d->f->cancel;
-    struct dfs_client_get_result res;
-    char *err = NULL;
-    /* A copy the catalog moves (rebalance, drain, repair) while it is streamed is found again in
-       a fresh layout; damaged copies are reported. */
-    int rc = dfs_client_get_range(d->f->client, d->file, d->off, d->len, d->wr, d->f->spool_dir,
-                                  &opts, &res, &err);
-    if (rc != DFS_OK)
-        dfs_log(rc == DFS_ECANCELED ? DFS_LOG_INFO : DFS_LOG_WARN,
-                "download stopped path=%s offset=%" PRIu64 " length=%" PRIu64 " err=%s",
-                d->file->path, d->off, d->len, err != NULL ? err : dfs_strerror(rc));
-    free(err);
-    close(d->wr);
-    d->wr = -1;
-    return NULL;
-}
-
-static ssize_t download_read(void *cls, uint64_t pos, char *buf, size_t max)
-{
-    struct download *d = cls;
-    (void)pos;
-    for (;;) {
-        ssize_t n = read(d->rd, buf, max);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n > 0)
-            return n;
-        return MHD_CONTENT_READER_END_WITH_ERROR; /* the get stopped short */
-    }
-}
-
-static void download_free(void *cls)
-{
-    struct download *d = cls;
-    if (d->rd >= 0)
-        close(d->rd);
-    if (d->started)
-        pthread_join(d->thread, NULL);
-    if (d->wr >= 0)
-        close(d->wr);
-    if (d->file != NULL)
-        protobuf_c_message_free_unpacked(&d->file->base, NULL);
-    free(d);
-}
-
 /* HEAD: the headers a GET would have; the reader is never called. */
 static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -545,31 +480,15 @@ static enum MHD_Result get_file(dfs_gw_files *f, struct MHD_Connection *c, const
         protobuf_c_message_free_unpacked(&fi->base, NULL);
         fi = NULL;
     } else {
-        struct download *d = calloc(1, sizeof *d);
-        int p[2] = {-1, -1};
-        if (d == NULL || pipe2(p, O_CLOEXEC) != 0) {
-            free(d);
-            protobuf_c_message_free_unpacked(&fi->base, NULL);
-            return dfs_gw_reply_code(c, DFS_EIO, "cannot make a pipe");
-        }
-        (void)fcntl(p[1], F_SETPIPE_SZ, (int)PIPE_SIZE); /* best effort: fewer wake-ups */
-        d->f = f;
-        d->file = fi;
-        d->off = off;
-        d->len = len;
-        d->rd = p[0];
-        d->wr = p[1];
-        fi = NULL;
-        r = MHD_create_response_from_callback(len, READ_BLOCK, download_read, d, download_free);
+        char *err = NULL;
+        r = dfs_gw_stream_response(f->client, fi, off, len, f->spool_dir, f->cancel, "download",
+                                   &err);
+        fi = NULL; /* the response's now, or freed */
         if (r == NULL) {
-            download_free(d);
-            return MHD_NO;
+            int ret = dfs_gw_reply_code(c, DFS_EIO, err);
+            free(err);
+            return ret;
         }
-        if (pthread_create(&d->thread, NULL, download_run, d) != 0) {
-            MHD_destroy_response(r); /* frees d */
-            return dfs_gw_reply_code(c, DFS_ENOMEM, "cannot start a thread");
-        }
-        d->started = true;
     }
     if (r == NULL)
         return MHD_NO;

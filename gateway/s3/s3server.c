@@ -17,6 +17,7 @@
 #include "gateway/s3/s3time.h"
 #include "gateway/s3/s3xml.h"
 #include "gateway/s3/sigv4.h"
+#include "gateway/stream.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,7 +39,6 @@
 #define SPOOL_PREFIX    "dfs-s3-"
 #define DFS_ID_BUF      33 /* a file id: 32 hex digits */
 #define READ_BLOCK      (256u << 10)
-#define PIPE_SIZE       (1u << 20)
 #define MAX_HEADERS     128
 /* Signing keys are cached this long: a revoked key stops working within it. */
 #define KEY_CACHE_MS    60000
@@ -726,63 +726,6 @@ static enum MHD_Result list_objects(struct MHD_Connection *c, struct request *r,
 
 /* ---- objects: read --------------------------------------------------------------------------- */
 
-struct download {
-    dfs_s3server *s;
-    Dfs__V1__FileInfo *file;
-    uint64_t off, len;
-    int rd, wr;
-    pthread_t thread;
-    bool started;
-};
-
-static void *download_run(void *arg)
-{
-    struct download *d = arg;
-    struct dfs_client_get_opts opts;
-    memset(&opts, 0, sizeof opts);
-    opts.interrupted = &d->s->cancel;
-    struct dfs_client_get_result res;
-    char *err = NULL;
-    int rc = dfs_client_get_range(d->s->client, d->file, d->off, d->len, d->wr, d->s->spool_dir,
-                                  &opts, &res, &err);
-    if (rc != DFS_OK)
-        dfs_log(rc == DFS_ECANCELED ? DFS_LOG_INFO : DFS_LOG_WARN,
-                "s3 download stopped path=%s offset=%" PRIu64 " length=%" PRIu64 " err=%s",
-                d->file->path, d->off, d->len, err != NULL ? err : dfs_strerror(rc));
-    free(err);
-    close(d->wr);
-    d->wr = -1;
-    return NULL;
-}
-
-static ssize_t download_read(void *cls, uint64_t pos, char *buf, size_t max)
-{
-    struct download *d = cls;
-    (void)pos;
-    for (;;) {
-        ssize_t n = read(d->rd, buf, max);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n > 0)
-            return n;
-        return MHD_CONTENT_READER_END_WITH_ERROR; /* the get stopped short */
-    }
-}
-
-static void download_free(void *cls)
-{
-    struct download *d = cls;
-    if (d->rd >= 0)
-        close(d->rd);
-    if (d->started)
-        pthread_join(d->thread, NULL);
-    if (d->wr >= 0)
-        close(d->wr);
-    if (d->file != NULL)
-        protobuf_c_message_free_unpacked(&d->file->base, NULL);
-    free(d);
-}
-
 static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)cls;
@@ -889,32 +832,16 @@ static enum MHD_Result get_object(struct MHD_Connection *c, struct request *r, b
                         : MHD_create_response_from_callback(len, READ_BLOCK, no_body, NULL, NULL);
         protobuf_c_message_free_unpacked(&fi->base, NULL);
     } else {
-        struct download *d = calloc(1, sizeof *d);
-        int p[2] = {-1, -1};
-        if (d == NULL || pipe2(p, O_CLOEXEC) != 0) {
-            free(d);
-            protobuf_c_message_free_unpacked(&fi->base, NULL);
-            dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "cannot make a pipe");
+        char *err = NULL;
+        resp = dfs_gw_stream_response(r->s->client, fi, off, len, r->s->spool_dir, &r->s->cancel,
+                                      "s3 download", &err);
+        if (resp == NULL) {
+            dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR,
+                          err != NULL ? err : "cannot start the download");
+            free(err);
             free(held.meta.data);
             return reply_error(c, r, &e);
         }
-        (void)fcntl(p[1], F_SETPIPE_SZ, (int)PIPE_SIZE);
-        d->s = r->s;
-        d->file = fi;
-        d->off = off;
-        d->len = len;
-        d->rd = p[0];
-        d->wr = p[1];
-        if (pthread_create(&d->thread, NULL, download_run, d) != 0) {
-            download_free(d);
-            dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "cannot start the download");
-            free(held.meta.data);
-            return reply_error(c, r, &e);
-        }
-        d->started = true;
-        resp = MHD_create_response_from_callback(len, READ_BLOCK, download_read, d, download_free);
-        if (resp == NULL)
-            download_free(d);
     }
     if (resp == NULL) {
         free(held.meta.data);
