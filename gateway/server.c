@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "gateway/files.h"
 #include "gateway/http.h"
+#include "gateway/listen.h"
 #include "gateway/page.h"
 #include "gateway/reply.h"
 #include "gateway/urlcodec.h"
@@ -17,7 +18,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/sha.h>
 #include <pthread.h>
@@ -709,25 +709,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                               "experiments); the status page is /");
 }
 
-/* Leave percent-decoding to the routes (http.h): they refuse bad escapes and %00. */
-static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
-{
-    (void)cls;
-    (void)c;
-    return strlen(s);
-}
-
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    (void)cls;
-    char buf[512];
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    size_t n = strlen(buf);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    dfs_log(DFS_LOG_WARN, "http: %s", buf);
-}
-
 /* Split "HOST:PORT" / "[V6]:PORT" into host and port. */
 static int split(const char *listen, char *host, size_t hcap, char *port, size_t pcap,
                  char **errmsg)
@@ -758,20 +739,9 @@ int dfs_gateway_start(const struct dfs_gateway_config *cfg, dfs_gateway **out, c
         split(cfg->listen != NULL ? cfg->listen : "", host, sizeof host, port, sizeof port, errmsg);
     if (rc != DFS_OK)
         return rc;
-    struct addrinfo hints, *ai = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    int gai = getaddrinfo(host[0] != '\0' ? host : NULL, port, &hints, &ai);
-    if (gai != 0 || ai == NULL)
-        return dfs_seterr(errmsg, DFS_EINVAL, "cannot resolve '%s': %s", cfg->listen,
-                          gai_strerror(gai));
     dfs_gateway *g = calloc(1, sizeof *g);
-    if (g == NULL) {
-        freeaddrinfo(ai);
+    if (g == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
-    }
     atomic_init(&g->active, 0);
     pthread_mutex_init(&g->callers_mu, NULL);
     if (cfg->caller_opts != NULL) {
@@ -785,36 +755,27 @@ int dfs_gateway_start(const struct dfs_gateway_config *cfg, dfs_gateway **out, c
                                        .max_upload = cfg->max_upload,
                                        .cancel = &g->cancel};
     if ((rc = dfs_gw_files_create(&fcfg, &g->files, errmsg)) != DFS_OK) {
-        freeaddrinfo(ai);
         dfs_gateway_stop(g);
         return rc;
     }
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                         MHD_USE_ERROR_LOG | MHD_USE_ITC;
-    if (ai->ai_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ai->ai_addr;
-        flags |= IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr) ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
-    }
-    unsigned conns = cfg->max_connections > 0 ? cfg->max_connections : 256;
-    /* Idle connections close after 60 s; a transfer in progress is not idle. The connection
-       buffer (256 KiB) bounds what one upload holds in memory between writes to the spool. */
-    g->daemon = MHD_start_daemon(
-        flags, (uint16_t)atoi(port), NULL, NULL, handle, g, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-        NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, conns,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(256u << 10), MHD_OPTION_URI_LOG_CALLBACK, request_begin, g,
-        MHD_OPTION_NOTIFY_COMPLETED, request_end, g, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped,
-        NULL, MHD_OPTION_END);
-    freeaddrinfo(ai);
-    if (g->daemon == NULL) {
+    /* The connection buffer (256 KiB) bounds what one upload holds in memory between writes
+       to the spool. */
+    struct dfs_gw_listen_opts lo = {.host = host,
+                                    .port = port,
+                                    .listen = cfg->listen,
+                                    .what = "serve",
+                                    .log_prefix = "http",
+                                    .max_connections = cfg->max_connections,
+                                    .connection_memory = 256u << 10,
+                                    .handler = handle,
+                                    .begin = request_begin,
+                                    .end = request_end,
+                                    .cls = g};
+    if ((rc = dfs_gw_listen_start(&lo, &g->daemon, g->address, sizeof g->address, errmsg)) !=
+        DFS_OK) {
         dfs_gateway_stop(g);
-        return dfs_seterr(errmsg, DFS_EUNAVAIL,
-                          "cannot serve on %s (address in use, or not an address of this host)",
-                          cfg->listen);
+        return rc;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(g->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    int bound = info != NULL ? info->port : atoi(port);
-    dfs_addr_with_port(cfg->listen, bound, g->address, sizeof g->address);
     *out = g;
     return DFS_OK;
 }
@@ -826,18 +787,7 @@ const char *dfs_gateway_address(const dfs_gateway *g)
 
 unsigned dfs_gateway_quiesce(dfs_gateway *g, int64_t grace_ms)
 {
-    MHD_socket s = MHD_quiesce_daemon(g->daemon);
-    if (s != MHD_INVALID_SOCKET)
-        close(s);
-    int64_t t0 = dfs_clock_mono_ns();
-    for (;;) {
-        unsigned n = atomic_load(&g->active);
-        int64_t ms = (dfs_clock_mono_ns() - t0) / 1000000;
-        if (n == 0 || ms >= grace_ms)
-            return n;
-        struct timespec pause = {0, 20 * 1000000};
-        nanosleep(&pause, NULL);
-    }
+    return dfs_gw_listen_quiesce(g->daemon, &g->active, grace_ms);
 }
 
 void dfs_gateway_stop(dfs_gateway *g)

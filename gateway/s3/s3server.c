@@ -5,6 +5,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "gateway/listen.h"
 #include "gateway/range.h"
 #include "gateway/s3/chunked.h"
 #include "gateway/s3/etag.h"
@@ -23,7 +24,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -2097,24 +2097,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 
 /* ---- the daemon ------------------------------------------------------------------------------ */
 
-static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
-{
-    (void)cls;
-    (void)c;
-    return strlen(s);
-}
-
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    (void)cls;
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
-    size_t n = strlen(line);
-    while (n > 0 && line[n - 1] == '\n')
-        line[--n] = '\0';
-    dfs_log(DFS_LOG_WARN, "s3 http: %s", line);
-}
-
 int dfs_s3server_start(const struct dfs_s3server_config *cfg, dfs_s3server **out, char **errmsg)
 {
     char host[256], port[8];
@@ -2123,20 +2105,9 @@ int dfs_s3server_start(const struct dfs_s3server_config *cfg, dfs_s3server **out
         dfs_addr_split(cfg->listen, host, sizeof host, port, sizeof port, &why) != DFS_OK)
         return dfs_seterr(errmsg, DFS_EINVAL, "--s3-listen must be HOST:PORT, not '%s'",
                           cfg->listen != NULL ? cfg->listen : "");
-    struct addrinfo hints, *ai = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    int gai = getaddrinfo(host[0] != '\0' ? host : NULL, port, &hints, &ai);
-    if (gai != 0 || ai == NULL)
-        return dfs_seterr(errmsg, DFS_EINVAL, "cannot resolve '%s': %s", cfg->listen,
-                          gai_strerror(gai));
     dfs_s3server *s = calloc(1, sizeof *s);
-    if (s == NULL) {
-        freeaddrinfo(ai);
+    if (s == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
-    }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     atomic_init(&s->active, 0);
@@ -2146,40 +2117,31 @@ int dfs_s3server_start(const struct dfs_s3server_config *cfg, dfs_s3server **out
     s->region = strdup(cfg->region != NULL && cfg->region[0] != '\0' ? cfg->region : "us-east-1");
     s->spool_dir = strdup(cfg->spool_dir != NULL ? cfg->spool_dir : "/tmp");
     if (s->region == NULL || s->spool_dir == NULL) {
-        freeaddrinfo(ai);
         dfs_s3server_stop(s);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                         MHD_USE_ERROR_LOG | MHD_USE_ITC;
-    if (ai->ai_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ai->ai_addr;
-        flags |= IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr) ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
-    }
-    unsigned conns = cfg->max_connections > 0 ? cfg->max_connections : 256;
     /* Per connection 128 KiB of MHD memory (DESIGN.md's bound); bodies go to the spool. */
-    s->daemon = MHD_start_daemon(
-        flags, (uint16_t)atoi(port), NULL, NULL, handle, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-        NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, conns,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(128u << 10), MHD_OPTION_URI_LOG_CALLBACK, request_begin, s,
-        MHD_OPTION_NOTIFY_COMPLETED, request_end, s, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped,
-        NULL, MHD_OPTION_END);
-    freeaddrinfo(ai);
-    if (s->daemon == NULL) {
+    struct dfs_gw_listen_opts lo = {.host = host,
+                                    .port = port,
+                                    .listen = cfg->listen,
+                                    .what = "serve S3",
+                                    .log_prefix = "s3 http",
+                                    .max_connections = cfg->max_connections,
+                                    .connection_memory = 128u << 10,
+                                    .handler = handle,
+                                    .begin = request_begin,
+                                    .end = request_end,
+                                    .cls = s};
+    int rc = dfs_gw_listen_start(&lo, &s->daemon, s->address, sizeof s->address, errmsg);
+    if (rc != DFS_OK) {
         dfs_s3server_stop(s);
-        return dfs_seterr(errmsg, DFS_EUNAVAIL,
-                          "cannot serve S3 on %s (address in use, or not an address of this host)",
-                          cfg->listen);
+        return rc;
     }
     if (pthread_create(&s->sweeper, NULL, sweeper_main, s) != 0) {
         dfs_s3server_stop(s);
         return dfs_seterr(errmsg, DFS_ENOMEM, "cannot start the upload sweeper");
     }
     s->sweeping = true;
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    int bound = info != NULL ? info->port : atoi(port);
-    dfs_addr_with_port(cfg->listen, bound, s->address, sizeof s->address);
     *out = s;
     return DFS_OK;
 }
@@ -2191,17 +2153,7 @@ const char *dfs_s3server_address(const dfs_s3server *s)
 
 unsigned dfs_s3server_quiesce(dfs_s3server *s, int64_t grace_ms)
 {
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
-    int64_t t0 = dfs_clock_mono_ns();
-    for (;;) {
-        unsigned n = atomic_load(&s->active);
-        if (n == 0 || (dfs_clock_mono_ns() - t0) / 1000000 >= grace_ms)
-            return n;
-        struct timespec pause = {0, 20 * 1000000};
-        nanosleep(&pause, NULL);
-    }
+    return dfs_gw_listen_quiesce(s->daemon, &s->active, grace_ms);
 }
 
 void dfs_s3server_stop(dfs_s3server *s)
