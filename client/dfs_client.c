@@ -11,19 +11,31 @@
 #include "services/rpc/grpclog.h"
 #include "services/rpc/security.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <time.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 /* A metadata call's deadline when the options leave it unset. */
-#define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_TIMEOUT_MS       10000
+/* How long a transfer waits for a slot when the options leave it unset. */
+#define DEFAULT_TRANSFER_WAIT_MS 30000
 
 struct dfs_client {
     dfs_meta *meta;
     dfs_rpc_tls *tls; /* NULL: plaintext */
     /* How the metadata channel and every transfer's links are secured (meta borrows it). */
     struct dfs_rpc_link_security security;
+    /* Transfer slots (dfs_client_options.max_transfers; max 0: unlimited, the lock unused):
+     * `running` counts the transfers between slot_take and slot_give, under `mu`. */
+    pthread_mutex_t mu;
+    pthread_cond_t freed;
+    unsigned running, max;
+    int64_t wait_ms;
 };
 
 /* The token path the dfs command looks at last: ~/.config/dfs/token (NULL: no such file). */
@@ -79,6 +91,14 @@ int dfs_client_open(const struct dfs_client_options *o, dfs_client **out, char *
     dfs_client *c = calloc(1, sizeof *c);
     if (c == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the slot wait's deadline */
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->freed, &ca);
+    pthread_condattr_destroy(&ca);
+    c->max = o->max_transfers;
+    c->wait_ms = o->transfer_wait_ms > 0 ? o->transfer_wait_ms : DEFAULT_TRANSFER_WAIT_MS;
     struct dfs_rpc_tls_config tls = {.ca_file = o->tls_ca,
                                      .cert_file = o->tls_cert,
                                      .key_file = o->tls_key,
@@ -108,6 +128,8 @@ void dfs_client_close(dfs_client *c)
         return;
     dfs_meta_close(c->meta);
     dfs_rpc_tls_destroy(c->tls); /* after the channels that use it */
+    pthread_cond_destroy(&c->freed);
+    pthread_mutex_destroy(&c->mu);
     free(c);
 }
 
@@ -123,18 +145,67 @@ void dfs_client_route_grpc_logs(void)
 
 /* ---- transfers ---- */
 
+/* Take a transfer slot, waiting up to c->wait_ms for one; every DFS_OK is paired with slot_give. */
+static int slot_take(dfs_client *c, char **errmsg)
+{
+    if (c->max == 0)
+        return DFS_OK;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += c->wait_ms / 1000;
+    until.tv_nsec += (long)(c->wait_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->mu);
+    int wr = 0;
+    while (c->running >= c->max && wr != ETIMEDOUT)
+        wr = pthread_cond_timedwait(&c->freed, &c->mu, &until);
+    bool got = c->running < c->max;
+    unsigned running = c->running;
+    if (got)
+        c->running++;
+    pthread_mutex_unlock(&c->mu);
+    if (!got)
+        return dfs_seterr(errmsg, DFS_EUNAVAIL,
+                          "too many transfers at once (%u running for %lld ms); try again", running,
+                          (long long)c->wait_ms);
+    return DFS_OK;
+}
+
+static void slot_give(dfs_client *c)
+{
+    if (c->max == 0)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->running--;
+    pthread_cond_signal(&c->freed);
+    pthread_mutex_unlock(&c->mu);
+}
+
 int dfs_client_put(dfs_client *c, const char *local, const char *remote,
                    const struct dfs_client_put_opts *opts, struct dfs_client_put_result *out,
                    char **errmsg)
 {
-    return dfs_put(c->meta, local, remote, opts, out, errmsg);
+    int rc = slot_take(c, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    rc = dfs_put(c->meta, local, remote, opts, out, errmsg);
+    slot_give(c);
+    return rc;
 }
 
 int dfs_client_get(dfs_client *c, const char *remote, const char *local,
                    const struct dfs_client_get_opts *opts, struct dfs_client_get_result *out,
                    char **errmsg)
 {
-    return dfs_get(c->meta, remote, local, opts, out, errmsg);
+    int rc = slot_take(c, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    rc = dfs_get(c->meta, remote, local, opts, out, errmsg);
+    slot_give(c);
+    return rc;
 }
 
 int dfs_client_get_range(dfs_client *c, const Dfs__V1__FileInfo *file, uint64_t offset,
@@ -142,8 +213,13 @@ int dfs_client_get_range(dfs_client *c, const Dfs__V1__FileInfo *file, uint64_t 
                          const struct dfs_client_get_opts *opts, struct dfs_client_get_result *out,
                          char **errmsg)
 {
-    return dfs_get_fd(c->meta, &c->security, file, offset, length, out_fd, scratch_dir, opts, out,
-                      errmsg);
+    int rc = slot_take(c, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    rc = dfs_get_fd(c->meta, &c->security, file, offset, length, out_fd, scratch_dir, opts, out,
+                    errmsg);
+    slot_give(c);
+    return rc;
 }
 
 int dfs_client_spool(int in, const char *dir, uint64_t reserve, volatile sig_atomic_t *interrupted,

@@ -66,6 +66,15 @@ struct dfs_client_options {
      */
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
     bool insecure;
+    /*
+     * At most this many transfers (dfs_client_put, _get, _get_range) run at once on this handle;
+     * 0: no limit. Each transfer holds a few MiB of buffers for its links, so a server that runs
+     * one transfer per request (the gateway) bounds its memory with this. A transfer beyond the
+     * limit waits for a slot up to transfer_wait_ms (0: 30000 ms), then fails with DFS_EUNAVAIL
+     * ("too many transfers at once").
+     */
+    unsigned max_transfers;
+    int64_t transfer_wait_ms;
 };
 
 /*

@@ -742,6 +742,81 @@ static void test_throttled_links_take_at_least_bytes_over_rate(void **state)
     assert_true(now_s() - t0 >= 1.2);
 }
 
+/* A transfer held by the throttled get below: `started` once its first bytes arrived. */
+struct held {
+    dfs_client *c;
+    char dst[PATH_MAX + 16];
+    atomic_bool started;
+    atomic_int rc; /* 1 while running */
+};
+
+static void held_progress(void *arg, uint64_t done, uint64_t total)
+{
+    (void)total;
+    if (done > 0)
+        atomic_store(&((struct held *)arg)->started, true);
+}
+
+static void *held_get(void *arg)
+{
+    struct held *h = arg;
+    struct dfs_client_get_opts go = {
+        .link_rate = 1 * MIB, .progress = held_progress, .progress_arg = h};
+    struct dfs_client_get_result gr;
+    char *err = NULL;
+    atomic_store(&h->rc, dfs_client_get(h->c, "/slots", h->dst, &go, &gr, &err));
+    free(err);
+    return NULL;
+}
+
+static void test_transfer_slots_bound_concurrent_transfers(void **state)
+{
+    struct fx *f = cluster(2);
+    *state = f;
+    make_source(f, 3 * MIB, 8);
+    struct dfs_client_put_opts po = {.replicas = 1, .fragments = 1};
+    struct dfs_client_put_result pr;
+    put(f, "/slots", &po, &pr);
+    /* One slot, and a short wait for it. */
+    struct dfs_client_options o = {.metadata = f->addr,
+                                   .timeout_ms = 20000,
+                                   .token = f->token,
+                                   .max_transfers = 1,
+                                   .transfer_wait_ms = 200};
+    char *err = NULL;
+    struct held h = {.started = false};
+    atomic_store(&h.rc, 1);
+    if (dfs_client_open(&o, &h.c, &err) != DFS_OK)
+        fail_msg("open: %s", err);
+    snprintf(h.dst, sizeof h.dst, "%s/held", f->dir);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, held_get, &h), 0);
+    /* The throttled get holds the slot for at least 2.5 s (3 MiB at 1 MiB/s); the others wait
+       200 ms for it, then are refused. */
+    while (!atomic_load(&h.started) && atomic_load(&h.rc) == 1) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    struct dfs_client_get_opts none = {0};
+    struct dfs_client_get_result gr;
+    int rc = dfs_client_get(h.c, "/slots", f->dst, &none, &gr, &err);
+    assert_true(atomic_load(&h.started)); /* nothing above may have raced past the held get */
+    assert_int_equal(rc, DFS_EUNAVAIL);
+    assert_non_null(strstr(err, "too many transfers at once"));
+    free(err);
+    err = NULL;
+    assert_int_equal(dfs_client_put(h.c, f->src, "/other", &po, &pr, &err), DFS_EUNAVAIL);
+    free(err);
+    err = NULL;
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(atomic_load(&h.rc), DFS_OK);
+    /* The slot is free again. */
+    if (dfs_client_get(h.c, "/slots", f->dst, &none, &gr, &err) != DFS_OK)
+        fail_msg("get after the slot was freed: %s", err);
+    expect_same(f, f->dst);
+    dfs_client_close(h.c);
+}
+
 static void test_erasure_read_rebuilds_a_data_fragment_whose_node_is_gone(void **state)
 {
     struct fx *f = cluster(3);
@@ -786,6 +861,7 @@ int main(void)
         cmocka_unit_test_teardown(test_get_fails_over_a_corrupt_block_and_reports_it, teardown),
         cmocka_unit_test_teardown(test_get_resume_continues_a_partial_download, teardown),
         cmocka_unit_test_teardown(test_throttled_links_take_at_least_bytes_over_rate, teardown),
+        cmocka_unit_test_teardown(test_transfer_slots_bound_concurrent_transfers, teardown),
         cmocka_unit_test_teardown(test_erasure_read_rebuilds_a_data_fragment_whose_node_is_gone,
                                   teardown),
     };
