@@ -1,6 +1,8 @@
 /* The replication engine over libraft 0.15 (libuv backend, TCP transport): see replication.h. */
 #include "services/metadata/replication.h"
 
+#include "services/metadata/raft_transport.h"
+
 #include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/err.h"
@@ -107,6 +109,7 @@ struct dfs_repl {
     /* Set at create, read-only afterwards. */
     uint64_t id;
     char address[DFS_REPL_ADDRESS_MAX];
+    char bind_address[DFS_REPL_ADDRESS_MAX]; /* "": the transport's choice */
     char raft_dir[PATH_MAX];
     char tmp_dir[PATH_MAX];
     unsigned election_timeout_ms, heartbeat_ms;
@@ -1399,7 +1402,7 @@ static void close_raft_here(dfs_repl *r, bool raft_inited)
         close_handles(r);
     uv_run(&r->loop, UV_RUN_DEFAULT);
     raft_uv_close(&r->io);
-    raft_uv_tcp_close(&r->transport);
+    dfs_raft_transport_close(&r->transport);
     uv_run(&r->loop, UV_RUN_DEFAULT);
     uv_loop_close(&r->loop);
 }
@@ -1415,6 +1418,8 @@ int dfs_repl_create(const struct dfs_repl_options *opts, dfs_repl **out, char **
         return dfs_seterr(errmsg, DFS_ENOMEM, "replication: out of memory");
     r->id = opts->id;
     snprintf(r->address, sizeof r->address, "%s", opts->address);
+    snprintf(r->bind_address, sizeof r->bind_address, "%s",
+             opts->bind_address != NULL ? opts->bind_address : "");
     snprintf(r->raft_dir, sizeof r->raft_dir, "%s/raft", opts->dir);
     snprintf(r->tmp_dir, sizeof r->tmp_dir, "%s/tmp", opts->dir);
     r->election_timeout_ms = opts->election_timeout_ms ? opts->election_timeout_ms : 1000;
@@ -1443,7 +1448,8 @@ int dfs_repl_create(const struct dfs_repl_options *opts, dfs_repl **out, char **
         free(r);
         return dfs_seterr(errmsg, DFS_EIO, "replication: uv_loop_init failed");
     }
-    int rv = raft_uv_tcp_init(&r->transport, &r->loop);
+    int rv = dfs_raft_transport_init(&r->transport, &r->loop, r->address,
+                                     r->bind_address[0] != '\0' ? r->bind_address : NULL);
     if (rv != 0) {
         uv_loop_close(&r->loop);
         pthread_mutex_destroy(&r->mu);
@@ -1454,7 +1460,7 @@ int dfs_repl_create(const struct dfs_repl_options *opts, dfs_repl **out, char **
     if (rv != 0) {
         rc = dfs_seterr(errmsg, DFS_EIO, "replication: %s: %s", r->raft_dir,
                         r->io.errmsg[0] ? r->io.errmsg : raft_strerror(rv));
-        raft_uv_tcp_close(&r->transport);
+        dfs_raft_transport_close(&r->transport);
         uv_run(&r->loop, UV_RUN_DEFAULT);
         uv_loop_close(&r->loop);
         pthread_mutex_destroy(&r->mu);
@@ -1585,7 +1591,7 @@ void dfs_repl_destroy(dfs_repl *r)
     pthread_join(r->thread, NULL);
     /* The loop ran dry: libraft closed, every request answered, every handle closed. */
     raft_uv_close(&r->io);
-    raft_uv_tcp_close(&r->transport);
+    dfs_raft_transport_close(&r->transport);
     uv_run(&r->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&r->loop) != 0)
         dfs_log(DFS_LOG_WARN, "replication: loop still had handles at close id=%" PRIu64, r->id);

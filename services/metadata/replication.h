@@ -88,7 +88,8 @@ const char *dfs_repl_member_role_name(enum dfs_repl_member_role role);
 
 struct dfs_repl_member {
     uint64_t id;         /* > 0, unique in the cluster, never reused */
-    const char *address; /* host:port of its Raft listener (IPv4 dotted quad in libraft 0.15) */
+    const char *address; /* host:port of its Raft listener: an IPv4 literal or a host name
+                            (resolved at each connect: raft_transport.h) */
 };
 
 /* One command of a log entry, as the owner's apply sees it (borrowed for the call). */
@@ -150,7 +151,11 @@ struct dfs_repl_ops {
 
 struct dfs_repl_options {
     uint64_t id;         /* this replica's id, > 0 */
-    const char *address; /* host:port its Raft listener binds and peers dial; copied */
+    const char *address; /* host:port peers dial (a name or an IPv4 literal); copied */
+    /* The IPv4 host:port the Raft listener binds, with address's port; NULL: address itself when
+       it is an IPv4 literal, else 0.0.0.0 (a name need not resolve to this host at start).
+       Copied. */
+    const char *bind_address;
     /* The replica's directory, created if missing (parents must exist): libraft's log,
        metadata and snapshots in dir/raft, snapshot files being staged in dir/tmp. It must be on
        a real disk file system (ext4, xfs: libraft uses O_DIRECT and kernel AIO there) or tmpfs;

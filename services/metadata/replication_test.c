@@ -85,8 +85,10 @@ static void cluster_init(struct cluster *c, int n, int initial)
 static void replica_start(struct cluster *c, int i)
 {
     struct replica *r = &c->rs[i];
-    char path[PATH_MAX + 16], rdir[PATH_MAX + 16];
+    char path[PATH_MAX + 16], rdir[PATH_MAX + 16], bind[64];
     snprintf(path, sizeof path, "%s/state.db", r->dir);
+    /* Loopback only, also for replicas named by host name. */
+    snprintf(bind, sizeof bind, "127.0.0.1:%s", strrchr(r->address, ':') + 1);
     snprintf(rdir, sizeof rdir, "%s/repl", r->dir);
     char *err = NULL;
     int rc = repl_fsm_open(path, &r->fsm, &err);
@@ -102,6 +104,7 @@ static void replica_start(struct cluster *c, int i)
     struct dfs_repl_options o = {
         .id = r->id,
         .address = r->address,
+        .bind_address = bind,
         .dir = rdir,
         .members = members,
         .n_members = i < c->initial ? (size_t)c->initial : 0,
@@ -421,6 +424,33 @@ static void test_three_replicate_in_order(void **state)
     assert_int_equal(st.n_members, 3);
     for (size_t i = 0; i < st.n_members; i++)
         assert_int_equal(st.members[i].role, DFS_REPL_VOTER);
+    cluster_stop(&c);
+}
+
+/* Replicas that know each other by host name (as in Kubernetes: a StatefulSet's stable names):
+   libraft's own TCP transport takes IPv4 literals only; raft_transport.c resolves at connect. */
+static void test_members_named_by_host_name(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_init(&c, 3, 3);
+    for (int i = 0; i < 3; i++) {
+        int port = atoi(strrchr(c.rs[i].address, ':') + 1);
+        snprintf(c.rs[i].address, sizeof c.rs[i].address, "localhost:%d", port);
+    }
+    for (int i = 0; i < 3; i++)
+        replica_start(&c, i);
+    int l = find_leader(&c, WAIT_MS);
+    assert_true(l >= 0);
+    assert_int_equal(propose_many(&c, 200, 4, 3), 200);
+    struct repl_fsm_digest ref = wait_converged(&c);
+    assert_true(ref.count >= 200);
+    /* The old leader gone, the others reconnect by name and elect one of them. */
+    replica_stop(&c, l);
+    int l2 = find_leader(&c, WAIT_MS);
+    assert_true(l2 >= 0 && l2 != l);
+    struct call k;
+    assert_int_equal(propose_sync(c.rs[l2].repl, "after", CALL_MS, &k), DFS_REPL_DONE);
     cluster_stop(&c);
 }
 
@@ -884,6 +914,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_member),
         cmocka_unit_test(test_three_replicate_in_order),
+        cmocka_unit_test(test_members_named_by_host_name),
         cmocka_unit_test(test_leader_destroyed_new_leader_serves),
         cmocka_unit_test(test_follower_catches_up_from_log_then_snapshot),
         cmocka_unit_test(test_minority_cannot_commit),
