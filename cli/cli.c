@@ -138,8 +138,9 @@ static const struct dfs_opt_choice roles[] = {
 
 static const struct dfs_opt opts[] = {
     /* Global: every command takes them. */
-    {DFS_OPT_STRING, "metadata", 0, A(metadata), .arg = "HOST:PORT", .env = "DFS_METADATA",
-     .help = "metadata service"},
+    {DFS_OPT_STRING, "metadata", 0, A(metadata), .arg = "HOST:PORT[,...]", .env = "DFS_METADATA",
+     .help = "metadata service; a list (a:1,b:2,c:3) names its replicas, and calls follow the "
+             "leader"},
     {DFS_OPT_STRING, "token-file", 0, A(token_file), .arg = "PATH",
      .help = "bearer token (default: $DFS_TOKEN, else the file $DFS_TOKEN_FILE, else "
              "~/.config/dfs/token)"},

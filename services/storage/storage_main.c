@@ -1,4 +1,5 @@
 /* dfs-storage: a storage node. Flags -> config -> wiring; the work is in storage_service/heartbeat. */
+#include "common/addr.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/options.h"
@@ -25,6 +26,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,8 +73,9 @@ static const struct dfs_opt_choice log_levels[] = {
 static const struct dfs_opt opts[] = {
     {DFS_OPT_STRING, "data", 0, O(data), .arg = "DIR",
      .help = "fragment store (created if missing; one node per DIR)"},
-    {DFS_OPT_STRING, "metadata", 0, O(metadata), .arg = "HOST:PORT",
-     .help = "the metadata service to register with"},
+    {DFS_OPT_STRING, "metadata", 0, O(metadata), .arg = "HOST:PORT[,...]",
+     .help = "the metadata service to register with; a list names its replicas, and calls "
+             "follow the leader"},
     {DFS_OPT_STRING, "listen", 0, O(listen), .arg = "ADDR", .def = "127.0.0.1:7100",
      .help = "address to serve on; port 0 = any"},
     {DFS_OPT_STRING, "advertise", 0, O(advertise), .arg = "HOST:PORT",
@@ -174,6 +177,20 @@ static int read_zone_file(const char *path, char *buf, size_t cap, char **err)
     return DFS_OK;
 }
 
+/* Whether every item of "HOST:PORT[,HOST:PORT...]" (the metadata replicas) has a ':'. */
+static bool metadata_list_ok(const char *s)
+{
+    char **items = NULL;
+    size_t n = 0;
+    if (dfs_addr_list_split(s, &items, &n, NULL) != DFS_OK)
+        return false;
+    bool ok = true;
+    for (size_t i = 0; i < n; i++)
+        ok = ok && strrchr(items[i], ':') != NULL;
+    dfs_addr_list_free(items);
+    return ok;
+}
+
 /* What the table cannot say: required options, the zone, addresses. DFS_EINVAL with *err. */
 static int check(struct options *o, char **err)
 {
@@ -183,7 +200,7 @@ static int check(struct options *o, char **err)
         rc = dfs_seterr(err, DFS_EINVAL, "--data DIR is required");
     if (rc == DFS_OK && (o->metadata == NULL || o->metadata[0] == '\0'))
         rc = dfs_seterr(err, DFS_EINVAL, "--metadata HOST:PORT is required");
-    if (rc == DFS_OK && strrchr(o->metadata, ':') == NULL)
+    if (rc == DFS_OK && !metadata_list_ok(o->metadata))
         rc = dfs_seterr(err, DFS_EINVAL, "--metadata must be HOST:PORT, not '%s'",
                         dfs_quote(o->metadata, &q));
     if (rc == DFS_OK && o->listen[0] == '\0')
