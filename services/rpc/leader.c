@@ -233,8 +233,19 @@ int dfs_rpc_leader_unary(dfs_rpc_leader *l, const char *method, const ProtobufCM
             strlcpy(out->tried, e->addr, sizeof out->tried);
         bool again = false;
         int64_t wait_ms = 0;
-        if (rc != DFS_EUNAVAIL) {
-            /* An answer (or a deadline: the try had all the time that was left). */
+        if (rc == DFS_ETIMEDOUT && dfs_rpc_leader_count(l) > 1) {
+            /* The guess did not answer in time (stopped, cut off, or just slow): the request
+               may have arrived. Idempotent calls ask the next replica with what time is left;
+               others say they may have been done. */
+            advance(l, idx);
+            if (!idempotent) {
+                if (out != NULL)
+                    out->ambiguous = true;
+            } else {
+                again = true;
+            }
+        } else if (rc != DFS_EUNAVAIL) {
+            /* An answer, or (one address) a deadline: that try had the whole timeout. */
         } else if (leader != NULL && leader[0] != '\0') {
             /* A refusal naming the leader: go there at once, unless it is the replica that
                just refused (stale) or the one that sent us here (they name each other). */

@@ -30,7 +30,9 @@
  *   other UNAVAILABLE (request may have arrived) | idempotent: as a connect failure; otherwise
  *                                                | none: the call fails, and its outcome says
  *                                                | it may or may not have been done
- *   anything else (OK, NOT_FOUND, DEADLINE, ...) | none: the answer is the call's
+ *   DEADLINE_EXCEEDED, 2+ addresses known        | idempotent: the next address at once, with
+ *                                                | what is left; otherwise none, and ambiguous
+ *   anything else (OK, NOT_FOUND, ...)           | none: the answer is the call's
  *
  * Every try starts before the call's deadline (timeout_ms + retry_ms after it began) and lasts
  * at most min(timeout_ms, what is left of it), so a call never outlives that deadline. Backoffs

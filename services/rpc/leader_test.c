@@ -8,6 +8,8 @@
 #include "services/rpc/server.h"
 #include "testdata/echo.pb-c.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -289,6 +293,41 @@ static void test_deadline(void **state)
     dfs_rpc_follower_stop(b);
 }
 
+/* A guess that never answers (a listening socket nobody accepts on: a stopped leader): an
+   idempotent call moves on after its try's timeout; another reports that it may have been done. */
+static void test_silent_guess(void **state)
+{
+    struct fixture *fx = *state;
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(s >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(s, 16), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &len), 0);
+    char list[160];
+    snprintf(list, sizeof list, "127.0.0.1:%d,%s", ntohs(a.sin_port), fx->leader);
+    dfs_rpc_leader *l = NULL;
+    assert_int_equal(dfs_rpc_leader_open(list, NULL, &l, NULL), DFS_OK);
+    struct dfs_rpc_leader_outcome out;
+    int64_t t0 = dfs_clock_mono_ns();
+    assert_int_equal(echo(l, DFS_RPC_LEADER_IDEMPOTENT, 300, 2000, &out, NULL), DFS_OK);
+    int64_t took = (dfs_clock_mono_ns() - t0) / 1000000;
+    if (took < 250 || took > 2300)
+        fail_msg("took %lld ms", (long long)took);
+    assert_string_equal(out.tried, fx->leader);
+    dfs_rpc_leader_destroy(l);
+
+    assert_int_equal(dfs_rpc_leader_open(list, NULL, &l, NULL), DFS_OK);
+    char *err = NULL;
+    assert_int_equal(echo(l, 0, 300, 0, &out, &err), DFS_ETIMEDOUT);
+    assert_true(out.ambiguous);
+    assert_int_equal(atomic_load(&fx->served), 1);
+    free(err);
+    dfs_rpc_leader_destroy(l);
+    close(s);
+}
+
 struct worker {
     dfs_rpc_leader *l;
     int ok;
@@ -338,6 +377,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_election, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ambiguous, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silent_guess, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
