@@ -30,6 +30,7 @@ struct dfs_heartbeat {
     dfs_frag_store *store;
     int64_t rpc_timeout_ms, retry_max_ms;
     dfs_rpc_leader *ch;        /* presents the node's own token */
+    bool own_ch;               /* ch was opened here (not the config's replicas) */
     dfs_rpc_leader *enroll_ch; /* presents the enrollment token; NULL: none */
     /* The node's own token, as an enrollment names it. */
     char token_id[DFS_TOKEN_ID_HEX + 1];
@@ -256,7 +257,8 @@ static void *run(void *arg)
 
 static void free_hb(dfs_heartbeat *hb)
 {
-    dfs_rpc_leader_destroy(hb->ch);
+    if (hb->own_ch)
+        dfs_rpc_leader_destroy(hb->ch);
     dfs_rpc_leader_destroy(hb->enroll_ch);
     explicit_bzero(hb->token_hash, sizeof hb->token_hash);
     pthread_mutex_destroy(&hb->mu);
@@ -306,7 +308,12 @@ int dfs_heartbeat_start(const struct dfs_heartbeat_config *cfg, dfs_heartbeat **
         free_hb(hb);
         return dfs_seterr(errmsg, DFS_EINVAL, "heartbeat: the node's own token is not a dfs token");
     }
-    int rc = dfs_rpc_leader_open(hb->metadata, &cfg->channel, &hb->ch, errmsg);
+    int rc = DFS_OK;
+    hb->own_ch = cfg->replicas == NULL;
+    if (cfg->replicas != NULL)
+        hb->ch = cfg->replicas;
+    else
+        rc = dfs_rpc_leader_open(hb->metadata, &cfg->channel, &hb->ch, errmsg);
     if (rc == DFS_OK && cfg->enroll_token != NULL) {
         struct dfs_rpc_channel_opts eo = cfg->channel;
         eo.token = cfg->enroll_token;

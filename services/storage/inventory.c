@@ -38,6 +38,7 @@ struct dfs_inventory {
     uint32_t page_size;
     int64_t rpc_timeout_ms, retry_max_ms;
     dfs_rpc_leader *ch;
+    bool own_ch; /* ch was opened here (not the config's replicas) */
     pthread_t thread;
     /* The page being filled: ids[0..nids) point into the flat block. */
     char *block;
@@ -193,7 +194,8 @@ static void *run(void *arg)
 
 static void free_inventory(dfs_inventory *inv)
 {
-    dfs_rpc_leader_destroy(inv->ch);
+    if (inv->own_ch)
+        dfs_rpc_leader_destroy(inv->ch);
     pthread_mutex_destroy(&inv->mu);
     pthread_cond_destroy(&inv->cv);
     free(inv->metadata);
@@ -239,7 +241,12 @@ int dfs_inventory_start(const struct dfs_inventory_config *cfg, dfs_inventory **
     }
     for (uint32_t i = 0; i < inv->page_size; i++)
         inv->ids[i] = inv->block + (size_t)i * (DFS_FRAGMENT_ID_HEX + 1);
-    int rc = dfs_rpc_leader_open(inv->metadata, &cfg->channel, &inv->ch, errmsg);
+    int rc = DFS_OK;
+    inv->own_ch = cfg->replicas == NULL;
+    if (cfg->replicas != NULL)
+        inv->ch = cfg->replicas;
+    else
+        rc = dfs_rpc_leader_open(inv->metadata, &cfg->channel, &inv->ch, errmsg);
     if (rc != DFS_OK) {
         free_inventory(inv);
         return rc;

@@ -64,6 +64,7 @@ struct dfs_reporter {
     void *registration_arg;
     int64_t rpc_timeout_ms, quiet_ms;
     dfs_rpc_leader *ch;
+    bool own_ch; /* ch was opened here (not the config's replicas) */
     pthread_t thread;
     int64_t retry_ms;
     unsigned failures_in_row;
@@ -341,7 +342,8 @@ static void *run(void *arg)
 
 static void free_reporter(dfs_reporter *r)
 {
-    dfs_rpc_leader_destroy(r->ch);
+    if (r->own_ch)
+        dfs_rpc_leader_destroy(r->ch);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r->metadata);
@@ -383,7 +385,12 @@ int dfs_reporter_start(const struct dfs_reporter_config *cfg, dfs_reporter **out
         free_reporter(r);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
-    int rc = dfs_rpc_leader_open(r->metadata, &cfg->channel, &r->ch, errmsg);
+    int rc = DFS_OK;
+    r->own_ch = cfg->replicas == NULL;
+    if (cfg->replicas != NULL)
+        r->ch = cfg->replicas;
+    else
+        rc = dfs_rpc_leader_open(r->metadata, &cfg->channel, &r->ch, errmsg);
     if (rc != DFS_OK) {
         free_reporter(r);
         return rc;

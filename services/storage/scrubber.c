@@ -57,6 +57,7 @@ struct dfs_scrubber {
     void (*on_pass)(void *arg);
     void *on_pass_arg;
     dfs_rpc_leader *ch;
+    bool own_ch; /* ch was opened here (not the config's replicas) */
     pthread_t thread;
     dfs_bucket bucket; /* the thread's only */
     dfs_scrub *scrub;  /* the pass (storage/scrub.h); the thread's only */
@@ -392,7 +393,8 @@ static void *run(void *arg)
 
 static void free_scrubber(dfs_scrubber *s)
 {
-    dfs_rpc_leader_destroy(s->ch);
+    if (s->own_ch)
+        dfs_rpc_leader_destroy(s->ch);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s->metadata);
@@ -444,7 +446,12 @@ int dfs_scrubber_start(const struct dfs_scrubber_config *cfg, dfs_scrubber **out
         free_scrubber(s);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
-    int rc = dfs_rpc_leader_open(s->metadata, &cfg->channel, &s->ch, errmsg);
+    int rc = DFS_OK;
+    s->own_ch = cfg->replicas == NULL;
+    if (cfg->replicas != NULL)
+        s->ch = cfg->replicas;
+    else
+        rc = dfs_rpc_leader_open(s->metadata, &cfg->channel, &s->ch, errmsg);
     if (rc != DFS_OK) {
         free_scrubber(s);
         return rc;

@@ -345,6 +345,7 @@ int main(int argc, char **argv)
     dfs_inventory *inv = NULL;
     dfs_scrubber *scrub = NULL;
     dfs_reporter *reporter = NULL;
+    dfs_rpc_leader *replicas = NULL; /* every call to the metadata service but enrollment's */
     /* Inspection: health and reflection on the gRPC port, metrics on their own port. */
     static const char *const health_names[] = {"", "dfs.v1.Storage"};
     dfs_rpc_health *health = NULL;
@@ -372,10 +373,17 @@ int main(int argc, char **argv)
         goto out;
     }
     to_metadata.token = token;
+    /* One handle on the metadata replicas for the reporter, the inventory, the heartbeat and the
+       scrubber: what one learns about the leader the others use. */
+    if (dfs_rpc_leader_open(o.metadata, &to_metadata, &replicas, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err);
+        goto out;
+    }
     /* Damage the node's reads and repairs see goes to the metadata service at once. */
     struct dfs_reporter_config repcfg = {.store = store,
                                          .metadata = o.metadata,
                                          .channel = to_metadata,
+                                         .replicas = replicas,
                                          .node_id = dfs_frag_store_node_id(store),
                                          .registration = current_registration,
                                          .registration_arg = &on_reg};
@@ -419,6 +427,7 @@ int main(int argc, char **argv)
                                         .metadata = o.metadata,
                                         .node_id = node,
                                         .channel = to_metadata,
+                                        .replicas = replicas,
                                         .registration = current_registration,
                                         .registration_arg = &on_reg};
     if (dfs_inventory_start(&icfg, &inv, &err) != DFS_OK) {
@@ -434,6 +443,7 @@ int main(int argc, char **argv)
         .on_registered = registered,
         .on_registered_arg = &on_reg,
         .channel = to_metadata,
+        .replicas = replicas,
         .enroll_token = enroll_token,
     };
     on_reg.svc = svc;
@@ -509,6 +519,7 @@ int main(int argc, char **argv)
                 .interval_ms = o.scrub_interval_s * 1000,
                 .first_delay_ms = first_s * 1000,
                 .channel = to_metadata,
+                .replicas = replicas,
                 .registration = current_registration,
                 .registration_arg = &on_reg,
                 .on_pass = scrub_pass_done,
@@ -552,6 +563,7 @@ out:
     dfs_storage_service_destroy(svc);
     /* After the service: its calls and repairs report to it until they end. */
     dfs_reporter_stop(reporter);
+    dfs_rpc_leader_destroy(replicas); /* after every user of it */
     dfs_rpc_reflection_destroy(refl);
     dfs_rpc_health_destroy(health);
     dfs_metrics_destroy(metrics);
