@@ -5,8 +5,8 @@
 #include "common/clock.h"
 #include "common/err.h"
 
-#include <bsd/string.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -127,7 +127,7 @@ size_t dfs_rpc_leader_count(dfs_rpc_leader *l)
 void dfs_rpc_leader_guess(dfs_rpc_leader *l, char *buf, size_t cap)
 {
     pthread_mutex_lock(&l->mu);
-    strlcpy(buf, l->e[l->guess]->addr, cap);
+    snprintf(buf, cap, "%s", l->e[l->guess]->addr);
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -230,7 +230,7 @@ int dfs_rpc_leader_unary(dfs_rpc_leader *l, const char *method, const ProtobufCM
         int rc = dfs_rpc_unary_trailer(e->ch, method, req, resp_desc, resp, try_ms,
                                        DFS_RPC_LEADER_KEY, &leader, &err);
         if (out != NULL)
-            strlcpy(out->tried, e->addr, sizeof out->tried);
+            snprintf(out->tried, sizeof out->tried, "%s", e->addr);
         bool again = false;
         int64_t wait_ms = 0;
         if (rc == DFS_ETIMEDOUT && dfs_rpc_leader_count(l) > 1) {
