@@ -944,8 +944,8 @@ static const struct dfs_opts_command modes[] = {
 #define O(member) DFS_OPT_FIELD(struct opts, member)
 
 static const struct dfs_opt opts[] = {
-    {DFS_OPT_STRING, "metadata", 0, O(metadata), .arg = "ADDR", .env = "DFS_METADATA",
-     .help = "the metadata service (run, small)"},
+    {DFS_OPT_STRING, "metadata", 0, O(metadata), .arg = "HOST:PORT[,...]", .env = "DFS_METADATA",
+     .help = "the metadata service, or a list of its replicas (run, small)"},
     {DFS_OPT_INT, "clients", 0, O(clients), .arg = "N", .min = 1, .max = MAX_CLIENTS,
      .help = "client threads (default 64 for run, else 16)"},
     {DFS_OPT_DOUBLE, "seconds", 0, O(seconds), .arg = "S", .dmin = 0, .dmax = 86400,

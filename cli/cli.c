@@ -138,8 +138,8 @@ static const struct dfs_opt_choice roles[] = {
 
 static const struct dfs_opt opts[] = {
     /* Global: every command takes them. */
-    {DFS_OPT_STRING, "metadata", 0, A(metadata), .arg = "HOST:PORT", .env = "DFS_METADATA",
-     .help = "metadata service"},
+    {DFS_OPT_STRING, "metadata", 0, A(metadata), .arg = "HOST:PORT[,...]", .env = "DFS_METADATA",
+     .help = "the metadata service, or a list of its replicas"},
     {DFS_OPT_STRING, "token-file", 0, A(token_file), .arg = "PATH",
      .help = "bearer token (default: $DFS_TOKEN, else the file $DFS_TOKEN_FILE, else "
              "~/.config/dfs/token)"},
@@ -229,7 +229,7 @@ static const struct dfs_opt opts[] = {
 static const struct dfs_opts_spec spec = {
     .prog = "dfs",
     .version = VERSION,
-    .usage = "[--metadata HOST:PORT] COMMAND [ARGS] [OPTIONS]",
+    .usage = "[--metadata HOST:PORT[,...]] COMMAND [ARGS] [OPTIONS]",
     .about = "The dfs client: stores files in a dfs cluster and fetches them, and manages its "
              "nodes and tokens.",
     .opts = opts,

@@ -20,6 +20,7 @@
 #include "dfs/v1/metadata.pb-c.h"
 #include "metadata/catalog.h"
 #include "services/metadata/metadata_service.h"
+#include "services/rpc/follower_testing.h"
 #include "services/rpc/server.h"
 #include "services/storage/storage_service.h"
 #include "storage/frag_store.h"
@@ -849,11 +850,93 @@ static void test_erasure_read_rebuilds_a_data_fragment_whose_node_is_gone(void *
     assert_true(r.rebuilt >= 1);
 }
 
+/* ---- leader following (services/rpc/leader.h) ---- */
+
+/* A loopback address nothing listens on. */
+static void dead_address(char *buf, size_t cap)
+{
+    struct dfs_rpc_server_config scfg = {.listen = "127.0.0.1:0", .threads = 1};
+    dfs_rpc_server *srv = NULL;
+    assert_int_equal(dfs_rpc_server_create(&scfg, &srv, NULL), DFS_OK);
+    assert_int_equal(dfs_rpc_server_start(srv, NULL), DFS_OK);
+    snprintf(buf, cap, "127.0.0.1:%d", dfs_rpc_server_port(srv));
+    dfs_rpc_server_destroy(srv);
+}
+
+/* A client given "DEAD,FOLLOWER" (the follower names the real service) puts and gets. */
+static void test_a_metadata_list_follows_the_leader(void **state)
+{
+    struct fx *f = cluster(3);
+    *state = f;
+    dfs_rpc_follower *fol = NULL;
+    assert_int_equal(dfs_rpc_follower_start(f->addr, "replica 2 is not the leader", &fol), DFS_OK);
+    char dead[64], list[160];
+    dead_address(dead, sizeof dead);
+    snprintf(list, sizeof list, "%s,127.0.0.1:%d", dead, dfs_rpc_follower_port(fol));
+    dfs_client *c = NULL;
+    char *err = NULL;
+    struct dfs_client_options o = {.metadata = list, .timeout_ms = 20000, .token = f->token};
+    if (dfs_client_open(&o, &c, &err) != DFS_OK)
+        fail_msg("open: %s", err);
+    assert_string_equal(dfs_client_metadata(c), list);
+    dfs_client *own = f->c;
+    f->c = c;
+    make_source(f, 2 * MIB + 17, 11);
+    struct dfs_client_put_result pr;
+    put(f, "/led/a", NULL, &pr);
+    struct dfs_client_get_result r;
+    if (get(f, "/led/a", NULL, &r, &err) != DFS_OK)
+        fail_msg("get: %s", err);
+    expect_same(f, f->dst);
+    /* The follower was asked once: every later call went to the leader it named. */
+    assert_int_equal(dfs_rpc_follower_calls(fol), 1);
+    f->c = own;
+    dfs_client_close(c);
+    dfs_rpc_follower_stop(fol);
+}
+
+/* A call that is not idempotent is not made again after a failure that may have reached a
+   server; an idempotent one goes on to the next replica. */
+static void test_an_ambiguous_failure_is_not_retried_for_a_write(void **state)
+{
+    struct fx *f = cluster(3);
+    *state = f;
+    make_source(f, 1000, 12);
+    struct dfs_client_put_result pr;
+    put(f, "/amb/a", NULL, &pr);
+    dfs_rpc_follower *gone = NULL;
+    assert_int_equal(dfs_rpc_follower_start(NULL, "Socket closed", &gone), DFS_OK);
+    char list[160];
+    snprintf(list, sizeof list, "127.0.0.1:%d,%s", dfs_rpc_follower_port(gone), f->addr);
+    dfs_client *c = NULL;
+    char *err = NULL;
+    struct dfs_client_options o = {.metadata = list, .timeout_ms = 20000, .token = f->token};
+    assert_int_equal(dfs_client_open(&o, &c, &err), DFS_OK);
+    assert_int_equal(dfs_client_rm(c, "/amb/a", NULL, &err), DFS_EUNAVAIL);
+    if (strstr(err, "DeleteFile may or may not have been done") == NULL)
+        fail_msg("unexpected message: %s", err);
+    assert_int_equal(dfs_rpc_follower_calls(gone), 1);
+    /* Nothing reached the leader: the file is still there, and a read (idempotent) that meets
+       the same failure goes on to the leader. */
+    dfs_client_close(c);
+    assert_int_equal(dfs_client_open(&o, &c, &err), DFS_OK);
+    Dfs__V1__FileInfo *fi = NULL;
+    if (dfs_client_stat(c, "/amb/a", &fi, &err) != DFS_OK)
+        fail_msg("stat: %s", err);
+    protobuf_c_message_free_unpacked(&fi->base, NULL);
+    assert_int_equal(dfs_rpc_follower_calls(gone), 2);
+    free(err);
+    dfs_client_close(c);
+    dfs_rpc_follower_stop(gone);
+}
+
 int main(void)
 {
     dfs_log_init("dfs_client_test", DFS_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_refuses_what_it_cannot_use),
+        cmocka_unit_test_teardown(test_a_metadata_list_follows_the_leader, teardown),
+        cmocka_unit_test_teardown(test_an_ambiguous_failure_is_not_retried_for_a_write, teardown),
         cmocka_unit_test_teardown(test_every_verb_against_the_service, teardown),
         cmocka_unit_test_teardown(test_small_files_are_one_fragment, teardown),
         cmocka_unit_test_teardown(test_put_fails_over_a_node_that_stops_mid_fragment, teardown),

@@ -3,6 +3,7 @@
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "services/rpc/leader.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@
 #define RETRY_MS 2000
 
 struct dfs_meta {
-    dfs_rpc_channel *ch;
+    dfs_rpc_leader *replicas; /* the address list and the guess at the leader */
     int64_t timeout_ms;
     const struct dfs_rpc_link_security *security; /* borrowed */
 };
@@ -28,7 +29,7 @@ int dfs_meta_open(const char *addr, int64_t timeout_ms, const struct dfs_rpc_cha
     dfs_meta *m = calloc(1, sizeof *m);
     if (m == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
-    int rc = dfs_rpc_channel_open(addr, opts, &m->ch, errmsg);
+    int rc = dfs_rpc_leader_open(addr, opts, &m->replicas, errmsg);
     if (rc != DFS_OK) {
         free(m);
         return rc;
@@ -43,7 +44,7 @@ void dfs_meta_close(dfs_meta *m)
 {
     if (m == NULL)
         return;
-    dfs_rpc_channel_destroy(m->ch);
+    dfs_rpc_leader_destroy(m->replicas);
     free(m);
 }
 
@@ -54,7 +55,41 @@ const struct dfs_rpc_link_security *dfs_meta_security(const dfs_meta *m)
 
 const char *dfs_meta_addr(const dfs_meta *m)
 {
-    return dfs_rpc_channel_target(m->ch);
+    return dfs_rpc_leader_addrs(m->replicas);
+}
+
+/*
+ * One call through the replicas (services/rpc/leader.h: the leader is followed, refusals are
+ * always retried). Retries ride out a restart or a change of leader, not a wrong address: keep
+ * retry_ms short.
+ */
+static int meta_call(dfs_meta *m, const char *method, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *resp_desc, unsigned flags, int64_t retry_ms,
+                     int64_t timeout_ms, void *resp, char **errmsg)
+{
+    char name[96];
+    snprintf(name, sizeof name, "/dfs.v1.Metadata/%s", method);
+    char *err = NULL;
+    struct dfs_rpc_leader_outcome out;
+    int rc = dfs_rpc_leader_unary(m->replicas, name, req, resp_desc, (ProtobufCMessage **)resp,
+                                  timeout_ms, retry_ms, flags, &out, &err);
+    const char *addrs = dfs_rpc_leader_addrs(m->replicas);
+    bool one = dfs_rpc_leader_count(m->replicas) == 1;
+    const char *why = err != NULL ? err : dfs_strerror(rc);
+    if ((rc == DFS_EUNAVAIL || rc == DFS_ETIMEDOUT) && one)
+        rc = dfs_seterr(errmsg, rc, "cannot reach the metadata service at %s (%s)", addrs, why);
+    else if ((rc == DFS_EUNAVAIL || rc == DFS_ETIMEDOUT) && out.ambiguous)
+        rc = dfs_seterr(errmsg, rc,
+                        "cannot reach the metadata service at %s (%s: %s); %s may or may not "
+                        "have been done",
+                        addrs, out.tried, why, method);
+    else if (rc == DFS_EUNAVAIL || rc == DFS_ETIMEDOUT)
+        rc = dfs_seterr(errmsg, rc, "cannot reach the metadata service at %s (%s: %s)", addrs,
+                        out.tried, why);
+    else if (rc != DFS_OK)
+        rc = dfs_seterr(errmsg, rc, "%s", why);
+    free(err);
+    return rc;
 }
 
 int dfs_meta_call(dfs_meta *m, const char *method, const ProtobufCMessage *req,
@@ -70,19 +105,8 @@ int dfs_meta_call_within(dfs_meta *m, const char *method, const ProtobufCMessage
 {
     char name[96];
     snprintf(name, sizeof name, "/dfs.v1.Metadata/%s", method);
-    char *err = NULL;
-    /* Retries ride out a restart of the service, not a wrong address: keep them short. */
-    int rc = retry ? dfs_rpc_unary_retry(m->ch, name, req, resp_desc, (ProtobufCMessage **)resp,
-                                         timeout_ms, RETRY_MS, &err)
-                   : dfs_rpc_unary(m->ch, name, req, resp_desc, (ProtobufCMessage **)resp,
-                                   timeout_ms, &err);
-    if (rc == DFS_EUNAVAIL || rc == DFS_ETIMEDOUT)
-        rc = dfs_seterr(errmsg, rc, "cannot reach the metadata service at %s (%s)",
-                        dfs_rpc_channel_target(m->ch), err != NULL ? err : dfs_strerror(rc));
-    else if (rc != DFS_OK)
-        rc = dfs_seterr(errmsg, rc, "%s", err != NULL ? err : dfs_strerror(rc));
-    free(err);
-    return rc;
+    return meta_call(m, method, req, resp_desc, retry ? DFS_RPC_LEADER_IDEMPOTENT : 0,
+                     retry ? RETRY_MS : 0, timeout_ms, resp, errmsg);
 }
 
 int dfs_meta_call_patient(dfs_meta *m, const char *method, const ProtobufCMessage *req,
@@ -93,7 +117,10 @@ int dfs_meta_call_patient(dfs_meta *m, const char *method, const ProtobufCMessag
     int64_t backoff_ms = 50;
     for (;;) {
         char *err = NULL;
-        int rc = dfs_meta_call(m, method, req, resp_desc, false, resp, &err);
+        /* One try per round (the rounds are this loop's), but as an idempotent call: an
+           ambiguous failure moves on to the next replica within the round. */
+        int rc = meta_call(m, method, req, resp_desc, DFS_RPC_LEADER_IDEMPOTENT, 0, m->timeout_ms,
+                           resp, &err);
         int64_t waited_ms = (dfs_clock_mono_ns() - start) / 1000000;
         bool again = (rc == DFS_EUNAVAIL || rc == DFS_ETIMEDOUT) &&
                      waited_ms + backoff_ms < p->patience_ms &&

@@ -12,7 +12,9 @@
 typedef struct dfs_meta dfs_meta;
 
 /*
- * Connect (lazily) to the metadata service at addr ("host:port"). timeout_ms bounds every call.
+ * Connect (lazily) to the metadata service at addr: "host:port", or the replicas' list
+ * "a:1,b:2,c:3"; calls go to the leader and follow it when it changes (services/rpc/leader.h).
+ * timeout_ms bounds every try of a call.
  * opts (may be NULL: plaintext to loopback, no token) says how links are secured and which bearer
  * token the calls carry; its security is also what the transfers' links to storage nodes use, so
  * it is borrowed and must outlive the handle (the token is copied). Returns 0 and *out
@@ -28,14 +30,18 @@ const struct dfs_rpc_link_security *dfs_meta_security(const dfs_meta *m);
 /* Accepts NULL. */
 void dfs_meta_close(dfs_meta *m);
 
-/* The address given at open (borrowed). */
+/* The address (or list) given at open (borrowed). */
 const char *dfs_meta_addr(const dfs_meta *m);
 
 /*
- * Call Metadata.<method> ("GetFile"). Idempotent calls pass retry = true and are retried for up to 2 s
- * while the service is unavailable (a restart), within the timeout. On success *resp is the response (free with
+ * Call Metadata.<method> ("GetFile") on the leader. Idempotent calls pass retry = true and are
+ * retried for up to 2 s while the service is unavailable (a restart), within the timeout; a
+ * follower's refusal is followed for any call, and a call with retry = false that failed after
+ * the request may have arrived is not made again (the message says it may or may not have been
+ * done). On success *resp is the response (free with
  * protobuf_c_message_free_unpacked). On failure the DFS_ code; *errmsg says what the service said,
- * or "cannot reach the metadata service at ADDR (...)" when it could not be reached.
+ * or "cannot reach the metadata service at ADDR (...)" when it could not be reached (with a
+ * list: "... at LIST (LAST-ADDRESS-TRIED: ...)").
  */
 int dfs_meta_call(dfs_meta *m, const char *method, const ProtobufCMessage *req,
                   const ProtobufCMessageDescriptor *resp_desc, bool retry, void *resp,

@@ -3,6 +3,7 @@
 
 #include "common/err.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,4 +104,55 @@ int dfs_addr_with_port(const char *s, int port, char *out, size_t cap)
     }
     int n = snprintf(out, cap, "%.*s:%d", (int)hl, s, port);
     return n < 0 || (size_t)n >= cap ? DFS_ENOSPC : DFS_OK;
+}
+
+int dfs_addr_list_split(const char *s, char ***items, size_t *n, char **errmsg)
+{
+    size_t cap = 1;
+    for (const char *q = s; *q != '\0'; q++)
+        cap += *q == ',';
+    char **v = calloc(cap + 1, sizeof *v);
+    if (v == NULL)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    size_t k = 0;
+    const char *p = s;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        if (end == NULL)
+            end = p + strlen(p);
+        const char *b = p, *e = end;
+        while (b < e && isspace((unsigned char)*b))
+            b++;
+        while (e > b && isspace((unsigned char)e[-1]))
+            e--;
+        if (b == e) {
+            dfs_addr_list_free(v);
+            return dfs_seterr(errmsg, DFS_EINVAL,
+                              cap == 1
+                                  ? "empty address"
+                                  : "empty address in the list '%s' (HOST:PORT[,HOST:PORT...])",
+                              s);
+        }
+        v[k] = strndup(b, (size_t)(e - b));
+        if (v[k] == NULL) {
+            dfs_addr_list_free(v);
+            return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+        }
+        k++;
+        if (*end == '\0')
+            break;
+        p = end + 1;
+    }
+    *items = v;
+    *n = k;
+    return DFS_OK;
+}
+
+void dfs_addr_list_free(char **items)
+{
+    if (items == NULL)
+        return;
+    for (char **q = items; *q != NULL; q++)
+        free(*q);
+    free(items);
 }

@@ -54,4 +54,17 @@ long dfs_addr_host_len(const char *s);
  */
 int dfs_addr_with_port(const char *s, int port, char *out, size_t cap);
 
+/*
+ * Split a list of addresses "A[,B...]" (what --metadata and DFS_METADATA take: "a:1,b:2,c:3") into
+ * its items, blanks around each taken off. Items are not otherwise checked (a gRPC target such as
+ * "dns:///h:1" or "[::1]:7000" passes as written; a comma never occurs inside one). On success
+ * *items is a NULL-terminated array of *n >= 1 strings, freed with dfs_addr_list_free. Returns 0,
+ * DFS_EINVAL when s is empty or an item is empty ("a:1,,b:2", "a:1,"), with the reason in
+ * *errmsg, or DFS_ENOMEM; on failure *items is untouched.
+ */
+int dfs_addr_list_split(const char *s, char ***items, size_t *n, char **errmsg);
+
+/* Frees what dfs_addr_list_split returned. Accepts NULL. */
+void dfs_addr_list_free(char **items);
+
 #endif /* DFS_COMMON_ADDR_H */

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -118,13 +119,46 @@ static void test_with_port(void **state)
     assert_string_equal(small, "localho");
 }
 
+static void test_list_split(void **state)
+{
+    (void)state;
+    char **v = NULL;
+    size_t n = 0;
+    char *err = NULL;
+    assert_int_equal(dfs_addr_list_split("127.0.0.1:7000", &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0], "127.0.0.1:7000");
+    assert_null(v[1]);
+    dfs_addr_list_free(v);
+    assert_int_equal(dfs_addr_list_split("a:1, [::1]:2 ,dns:///c.example:3", &v, &n, NULL), DFS_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(v[0], "a:1");
+    assert_string_equal(v[1], "[::1]:2");
+    assert_string_equal(v[2], "dns:///c.example:3");
+    assert_null(v[3]);
+    dfs_addr_list_free(v);
+    v = NULL;
+    assert_int_equal(dfs_addr_list_split("a:1,,b:2", &v, &n, &err), DFS_EINVAL);
+    assert_null(v);
+    assert_string_equal(err, "empty address in the list 'a:1,,b:2' (HOST:PORT[,HOST:PORT...])");
+    free(err);
+    err = NULL;
+    assert_int_equal(dfs_addr_list_split("a:1,", &v, &n, NULL), DFS_EINVAL);
+    assert_int_equal(dfs_addr_list_split(",a:1", &v, &n, NULL), DFS_EINVAL);
+    assert_int_equal(dfs_addr_list_split("", &v, &n, &err), DFS_EINVAL);
+    assert_string_equal(err, "empty address");
+    free(err);
+    assert_int_equal(dfs_addr_list_split("  ", &v, &n, NULL), DFS_EINVAL);
+    assert_null(v);
+    dfs_addr_list_free(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid),
-        cmocka_unit_test(test_split),
-        cmocka_unit_test(test_host),
-        cmocka_unit_test(test_with_port),
+        cmocka_unit_test(test_valid),      cmocka_unit_test(test_split),
+        cmocka_unit_test(test_host),       cmocka_unit_test(test_with_port),
+        cmocka_unit_test(test_list_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

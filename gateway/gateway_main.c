@@ -54,8 +54,9 @@ static const struct dfs_opt_choice log_levels[] = {
 #define O(member) DFS_OPT_FIELD(struct options, member)
 
 static const struct dfs_opt opts[] = {
-    {DFS_OPT_STRING, "metadata", 0, O(metadata), .arg = "HOST:PORT",
-     .help = "the metadata service (required)"},
+    {DFS_OPT_STRING, "metadata", 0, O(metadata), .arg = "HOST:PORT[,...]",
+     .help = "the metadata service (required); a list names its replicas, and calls follow the "
+             "leader"},
     {DFS_OPT_STRING, "listen", 0, O(listen), .arg = "ADDR", .def = "127.0.0.1:8080",
      .help = "address to serve HTTP on; port 0 = any free one"},
     {DFS_OPT_STRING, "spool-dir", 0, O(spool_dir), .arg = "DIR",

@@ -26,6 +26,24 @@ class PutGet(harness.TestCase):
         self.assertFalse(os.path.exists(out + ".dfs-part"), "the part file was left behind")
         return src
 
+    def test_a_metadata_list_with_a_dead_address_first(self):
+        # DFS_METADATA names replicas; a dead one is passed over (the request never left), and a
+        # list with an empty item is refused before anything is sent.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = "127.0.0.1:%d" % s.getsockname()[1]
+        listed = dead + "," + self.cluster.metadata_address
+        src = harness.random_file(self.tmp("l"), 300001, seed=3)
+        self.dfs("put", src, "/list/l", metadata=listed)
+        out = self.tmp("l.out")
+        self.dfs("get", "/list/l", out, metadata=listed)
+        self.assertEqual(harness.sha256(out), harness.sha256(src))
+        _, st, _ = self.dfs("status", "--json", metadata=listed)
+        self.assertEqual(json.loads(st)["metadata"], listed)
+        rc, _, err = self.dfs("ls", metadata=dead + ",," + self.cluster.metadata_address, check=False)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("empty address in the list", err)
+
     def test_sizes_around_the_edges(self):
         # 0 and 1 byte; sizes that do not divide by F=4; block and chunk boundaries.
         for size in (0, 1, 3, 5, 65535, 65536, 65537, 4 * 65536 + 1, (1 << 20) + 3, 3 * (1 << 20) + 7):

@@ -134,6 +134,29 @@ int dfs_rpc_unary(dfs_rpc_channel *ch, const char *method, const ProtobufCMessag
                   const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
                   int64_t timeout_ms, char **errmsg)
 {
+    return dfs_rpc_unary_trailer(ch, method, req, resp_desc, resp, timeout_ms, NULL, NULL, errmsg);
+}
+
+/* The value of trailing metadata entry key, copied (NULL when absent or out of memory). */
+static char *trailer_value(const grpc_metadata_array *md, const char *key)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i < md->count; i++) {
+        grpc_slice k = md->metadata[i].key;
+        if (GRPC_SLICE_LENGTH(k) == kl && memcmp(GRPC_SLICE_START_PTR(k), key, kl) == 0) {
+            grpc_slice v = md->metadata[i].value;
+            return strndup((const char *)GRPC_SLICE_START_PTR(v), GRPC_SLICE_LENGTH(v));
+        }
+    }
+    return NULL;
+}
+
+int dfs_rpc_unary_trailer(dfs_rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                          const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                          int64_t timeout_ms, const char *key, char **value, char **errmsg)
+{
+    if (value != NULL)
+        *value = NULL;
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_slice method_slice = grpc_slice_from_copied_string(method);
     grpc_call *call =
@@ -173,6 +196,8 @@ int dfs_rpc_unary(dfs_rpc_channel *ch, const char *method, const ProtobufCMessag
     } else {
         grpc_event ev =
             grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_OP_COMPLETE && key != NULL && value != NULL)
+            *value = trailer_value(&trailing_md, key);
         if (ev.type != GRPC_OP_COMPLETE) {
             rc = dfs_seterr(errmsg, DFS_EINTERNAL, "call %s did not complete", method);
         } else if (status != GRPC_STATUS_OK) {

@@ -57,6 +57,15 @@ int dfs_rpc_unary(dfs_rpc_channel *ch, const char *method, const ProtobufCMessag
                   int64_t timeout_ms, char **errmsg);
 
 /*
+ * dfs_rpc_unary that also hands back, whatever the outcome, the value of the trailing metadata
+ * entry `key` (a follower names its leader there: services/rpc/leader.h) in *value (malloc'd,
+ * the caller frees it; NULL when absent). key and value may be NULL.
+ */
+int dfs_rpc_unary_trailer(dfs_rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                          const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                          int64_t timeout_ms, const char *key, char **value, char **errmsg);
+
+/*
  * dfs_rpc_unary for idempotent methods only: while the answer is UNAVAILABLE, retried with
  * exponential backoff (50 ms doubling, up to 1 s) as long as the next try starts within retry_ms
  * of the first. Every try has the full timeout_ms.

@@ -7,6 +7,7 @@
 #include "common/token.h"
 #include "dfs/v1/metadata.pb-c.h"
 #include "services/rpc/client.h"
+#include "services/rpc/leader.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -28,8 +29,9 @@ struct dfs_heartbeat {
     char *metadata, *node_id, *address, *zone;
     dfs_frag_store *store;
     int64_t rpc_timeout_ms, retry_max_ms;
-    dfs_rpc_channel *ch;        /* presents the node's own token */
-    dfs_rpc_channel *enroll_ch; /* presents the enrollment token; NULL: none */
+    dfs_rpc_leader *ch;        /* presents the node's own token */
+    bool own_ch;               /* ch was opened here (not the config's replicas) */
+    dfs_rpc_leader *enroll_ch; /* presents the enrollment token; NULL: none */
     /* The node's own token, as an enrollment names it. */
     char token_id[DFS_TOKEN_ID_HEX + 1];
     uint8_t token_hash[DFS_TOKEN_HASH_LEN];
@@ -99,9 +101,9 @@ static int call_register(dfs_heartbeat *hb, bool enroll, uint32_t *interval_ms, 
         req.node_token_sha256.len = sizeof hb->token_hash;
     }
     ProtobufCMessage *resp = NULL;
-    int rc =
-        dfs_rpc_unary(enroll ? hb->enroll_ch : hb->ch, "/dfs.v1.Metadata/RegisterNode", &req.base,
-                      &dfs__v1__register_node_response__descriptor, &resp, hb->rpc_timeout_ms, err);
+    int rc = dfs_rpc_leader_unary(enroll ? hb->enroll_ch : hb->ch, "/dfs.v1.Metadata/RegisterNode",
+                                  &req.base, &dfs__v1__register_node_response__descriptor, &resp,
+                                  hb->rpc_timeout_ms, 0, 0, NULL, err);
     if (rc != DFS_OK)
         return dfs_prefixerr(err, rc, "%s", enroll ? "RegisterNode (enrolling)" : "RegisterNode");
     const Dfs__V1__RegisterNodeResponse *r = (const Dfs__V1__RegisterNodeResponse *)resp;
@@ -132,9 +134,9 @@ static int call_heartbeat(dfs_heartbeat *hb, uint32_t *interval_ms, bool *known,
     req.free_bytes = st.free_bytes;
     req.fragment_count = st.fragments;
     ProtobufCMessage *resp = NULL;
-    int rc =
-        dfs_rpc_unary(hb->ch, "/dfs.v1.Metadata/Heartbeat", &req.base,
-                      &dfs__v1__heartbeat_response__descriptor, &resp, hb->rpc_timeout_ms, err);
+    int rc = dfs_rpc_leader_unary(hb->ch, "/dfs.v1.Metadata/Heartbeat", &req.base,
+                                  &dfs__v1__heartbeat_response__descriptor, &resp,
+                                  hb->rpc_timeout_ms, 0, DFS_RPC_LEADER_IDEMPOTENT, NULL, err);
     if (rc != DFS_OK)
         return dfs_prefixerr(err, rc, "Heartbeat");
     const Dfs__V1__HeartbeatResponse *r = (const Dfs__V1__HeartbeatResponse *)resp;
@@ -255,8 +257,9 @@ static void *run(void *arg)
 
 static void free_hb(dfs_heartbeat *hb)
 {
-    dfs_rpc_channel_destroy(hb->ch);
-    dfs_rpc_channel_destroy(hb->enroll_ch);
+    if (hb->own_ch)
+        dfs_rpc_leader_destroy(hb->ch);
+    dfs_rpc_leader_destroy(hb->enroll_ch);
     explicit_bzero(hb->token_hash, sizeof hb->token_hash);
     pthread_mutex_destroy(&hb->mu);
     pthread_cond_destroy(&hb->cv);
@@ -305,11 +308,16 @@ int dfs_heartbeat_start(const struct dfs_heartbeat_config *cfg, dfs_heartbeat **
         free_hb(hb);
         return dfs_seterr(errmsg, DFS_EINVAL, "heartbeat: the node's own token is not a dfs token");
     }
-    int rc = dfs_rpc_channel_open(hb->metadata, &cfg->channel, &hb->ch, errmsg);
+    int rc = DFS_OK;
+    hb->own_ch = cfg->replicas == NULL;
+    if (cfg->replicas != NULL)
+        hb->ch = cfg->replicas;
+    else
+        rc = dfs_rpc_leader_open(hb->metadata, &cfg->channel, &hb->ch, errmsg);
     if (rc == DFS_OK && cfg->enroll_token != NULL) {
         struct dfs_rpc_channel_opts eo = cfg->channel;
         eo.token = cfg->enroll_token;
-        rc = dfs_rpc_channel_open(hb->metadata, &eo, &hb->enroll_ch, errmsg);
+        rc = dfs_rpc_leader_open(hb->metadata, &eo, &hb->enroll_ch, errmsg);
     }
     if (rc != DFS_OK) {
         free_hb(hb);

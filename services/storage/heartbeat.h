@@ -3,6 +3,7 @@
 #define DFS_SERVICES_STORAGE_HEARTBEAT_H
 
 #include "services/rpc/client.h"
+#include "services/rpc/leader.h"
 #include "storage/frag_store.h"
 
 #include <stdbool.h>
@@ -51,6 +52,10 @@ struct dfs_heartbeat_config {
     /* The channel to the metadata service: its security and the node's own token. Pointers
        borrowed during dfs_heartbeat_start only. */
     struct dfs_rpc_channel_opts channel;
+    /* The process's handle on the metadata replicas (borrowed: it must outlive this); NULL:
+       one of its own is opened from metadata and channel. Sharing one lets every caller
+       use what one learned about the leader. */
+    dfs_rpc_leader *replicas;
     /* The enrollment token (role bootstrap) for the node's first registration; NULL: none (the
        node must be enrolled already). Copied. */
     const char *enroll_token;

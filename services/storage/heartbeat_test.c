@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/token.h"
 #include "dfs/v1/metadata.pb-c.h"
+#include "services/rpc/follower_testing.h"
 #include "services/rpc/loop.h"
 #include "services/rpc/server.h"
 #include "storage/frag_store.h"
@@ -314,6 +315,42 @@ static void test_registers_then_heartbeats(void **state)
     fake_stop(&f->fk);
 }
 
+/* Given the process's shared handle on "DEAD,FOLLOWER" (the follower naming the service), the
+   node registers and heartbeats with the leader, and the handle keeps the leader for others. */
+static void test_follows_the_leader_through_a_shared_handle(void **state)
+{
+    struct fx *f = *state;
+    fake_start(&f->fk, 30);
+    dfs_rpc_follower *fol = NULL;
+    assert_int_equal(dfs_rpc_follower_start(f->fk.addr, "not the leader", &fol), DFS_OK);
+    char dead[64], list[160];
+    closed_port(dead, sizeof dead);
+    snprintf(list, sizeof list, "%s,127.0.0.1:%d", dead, dfs_rpc_follower_port(fol));
+    struct dfs_rpc_channel_opts o = {.token = f->token};
+    dfs_rpc_leader *replicas = NULL;
+    assert_int_equal(dfs_rpc_leader_open(list, &o, &replicas, NULL), DFS_OK);
+    struct dfs_heartbeat_config cfg = {
+        .metadata = list,
+        .node_id = dfs_frag_store_node_id(f->store),
+        .address = "127.0.0.1:7777",
+        .store = f->store,
+        .channel = o,
+        .replicas = replicas,
+    };
+    dfs_heartbeat *hb = NULL;
+    assert_int_equal(dfs_heartbeat_start(&cfg, &hb, NULL), DFS_OK);
+    assert_true(dfs_heartbeat_wait_registered(hb, 10000));
+    assert_true(fake_wait(&f->fk, &f->fk.heartbeats, 3, 10000));
+    assert_int_equal(dfs_rpc_follower_calls(fol), 1);
+    char guess[64];
+    dfs_rpc_leader_guess(replicas, guess, sizeof guess);
+    assert_string_equal(guess, f->fk.addr);
+    stop_quickly(hb, 1000);
+    dfs_rpc_leader_destroy(replicas); /* the heartbeat did not: it was borrowed */
+    dfs_rpc_follower_stop(fol);
+    fake_stop(&f->fk);
+}
+
 static void test_reregisters_when_forgotten(void **state)
 {
     struct fx *f = *state;
@@ -535,6 +572,8 @@ int main(void)
     dfs_log_init("heartbeat_test", DFS_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_registers_then_heartbeats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_follows_the_leader_through_a_shared_handle, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_reregisters_when_forgotten, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enrolls_when_its_token_is_unknown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replaced_registers_again, setup, teardown),

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "dfs/v1/metadata.pb-c.h"
 #include "services/rpc/client.h"
+#include "services/rpc/leader.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -36,7 +37,8 @@ struct dfs_inventory {
     void *registration_arg;
     uint32_t page_size;
     int64_t rpc_timeout_ms, retry_max_ms;
-    dfs_rpc_channel *ch;
+    dfs_rpc_leader *ch;
+    bool own_ch; /* ch was opened here (not the config's replicas) */
     pthread_t thread;
     /* The page being filled: ids[0..nids) point into the flat block. */
     char *block;
@@ -78,9 +80,10 @@ static int send_page(dfs_inventory *inv, bool last)
     ProtobufCMessage *resp = NULL;
     free(inv->err);
     inv->err = NULL;
-    int rc = dfs_rpc_unary(inv->ch, "/dfs.v1.Metadata/ReportFragments", &req.base,
-                           &dfs__v1__report_fragments_response__descriptor, &resp,
-                           inv->rpc_timeout_ms, &inv->err);
+    int rc =
+        dfs_rpc_leader_unary(inv->ch, "/dfs.v1.Metadata/ReportFragments", &req.base,
+                             &dfs__v1__report_fragments_response__descriptor, &resp,
+                             inv->rpc_timeout_ms, 0, DFS_RPC_LEADER_IDEMPOTENT, NULL, &inv->err);
     if (rc != DFS_OK) {
         atomic_fetch_add(&inv->page_failures, 1);
         return rc;
@@ -191,7 +194,8 @@ static void *run(void *arg)
 
 static void free_inventory(dfs_inventory *inv)
 {
-    dfs_rpc_channel_destroy(inv->ch);
+    if (inv->own_ch)
+        dfs_rpc_leader_destroy(inv->ch);
     pthread_mutex_destroy(&inv->mu);
     pthread_cond_destroy(&inv->cv);
     free(inv->metadata);
@@ -237,7 +241,12 @@ int dfs_inventory_start(const struct dfs_inventory_config *cfg, dfs_inventory **
     }
     for (uint32_t i = 0; i < inv->page_size; i++)
         inv->ids[i] = inv->block + (size_t)i * (DFS_FRAGMENT_ID_HEX + 1);
-    int rc = dfs_rpc_channel_open(inv->metadata, &cfg->channel, &inv->ch, errmsg);
+    int rc = DFS_OK;
+    inv->own_ch = cfg->replicas == NULL;
+    if (cfg->replicas != NULL)
+        inv->ch = cfg->replicas;
+    else
+        rc = dfs_rpc_leader_open(inv->metadata, &cfg->channel, &inv->ch, errmsg);
     if (rc != DFS_OK) {
         free_inventory(inv);
         return rc;

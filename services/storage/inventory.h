@@ -3,6 +3,7 @@
 #define DFS_SERVICES_STORAGE_INVENTORY_H
 
 #include "services/rpc/client.h"
+#include "services/rpc/leader.h"
 #include "storage/frag_store.h"
 
 #include <stdint.h>
@@ -27,6 +28,10 @@ struct dfs_inventory_config {
     const char *metadata;  /* host:port of the metadata service; copied */
     /* Its channel's security and the node's token (pointers borrowed during create/start). */
     struct dfs_rpc_channel_opts channel;
+    /* The process's handle on the metadata replicas (borrowed: it must outlive this); NULL:
+       one of its own is opened from metadata and channel. Sharing one lets every caller
+       use what one learned about the leader. */
+    dfs_rpc_leader *replicas;
     const char *node_id; /* the node's id; copied */
     /* The node's current registration (RegisterNodeResponse.registration), asked for at every
        report (ReportFragmentsRequest.registration; the node itself is the channel token's).

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/ticket.h"
 #include "dfs/v1/metadata.pb-c.h"
+#include "services/rpc/leader.h"
 #include "services/rpc/ticket_pb.h"
 
 #include <inttypes.h>
@@ -62,7 +63,8 @@ struct dfs_reporter {
     uint64_t (*registration)(void *arg);
     void *registration_arg;
     int64_t rpc_timeout_ms, quiet_ms;
-    dfs_rpc_channel *ch;
+    dfs_rpc_leader *ch;
+    bool own_ch; /* ch was opened here (not the config's replicas) */
     pthread_t thread;
     int64_t retry_ms;
     unsigned failures_in_row;
@@ -219,9 +221,9 @@ static int send_own(dfs_reporter *r, const struct item *items, size_t n, char **
     int rc = DFS_OK;
     if (req.n_corrupt + req.n_missing > 0) {
         ProtobufCMessage *resp = NULL;
-        rc = dfs_rpc_unary(r->ch, "/dfs.v1.Metadata/ReportFragments", &req.base,
-                           &dfs__v1__report_fragments_response__descriptor, &resp,
-                           r->rpc_timeout_ms, err);
+        rc = dfs_rpc_leader_unary(r->ch, "/dfs.v1.Metadata/ReportFragments", &req.base,
+                                  &dfs__v1__report_fragments_response__descriptor, &resp,
+                                  r->rpc_timeout_ms, 0, DFS_RPC_LEADER_IDEMPOTENT, NULL, err);
         if (rc == DFS_OK) {
             const Dfs__V1__ReportFragmentsResponse *a =
                 (const Dfs__V1__ReportFragmentsResponse *)resp;
@@ -259,9 +261,9 @@ static int send_peer(dfs_reporter *r, const struct item *items, size_t n, char *
         req.copies = ptrs;
         req.n_copies = n;
         ProtobufCMessage *resp = NULL;
-        rc = dfs_rpc_unary(r->ch, "/dfs.v1.Metadata/ReportDamage", &req.base,
-                           &dfs__v1__report_damage_response__descriptor, &resp, r->rpc_timeout_ms,
-                           err);
+        rc = dfs_rpc_leader_unary(r->ch, "/dfs.v1.Metadata/ReportDamage", &req.base,
+                                  &dfs__v1__report_damage_response__descriptor, &resp,
+                                  r->rpc_timeout_ms, 0, DFS_RPC_LEADER_IDEMPOTENT, NULL, err);
         if (rc == DFS_OK) {
             const Dfs__V1__ReportDamageResponse *a = (const Dfs__V1__ReportDamageResponse *)resp;
             dfs_log(DFS_LOG_INFO, "reported damaged copies of other nodes copies=%zu accepted=%u",
@@ -340,7 +342,8 @@ static void *run(void *arg)
 
 static void free_reporter(dfs_reporter *r)
 {
-    dfs_rpc_channel_destroy(r->ch);
+    if (r->own_ch)
+        dfs_rpc_leader_destroy(r->ch);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r->metadata);
@@ -382,7 +385,12 @@ int dfs_reporter_start(const struct dfs_reporter_config *cfg, dfs_reporter **out
         free_reporter(r);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
-    int rc = dfs_rpc_channel_open(r->metadata, &cfg->channel, &r->ch, errmsg);
+    int rc = DFS_OK;
+    r->own_ch = cfg->replicas == NULL;
+    if (cfg->replicas != NULL)
+        r->ch = cfg->replicas;
+    else
+        rc = dfs_rpc_leader_open(r->metadata, &cfg->channel, &r->ch, errmsg);
     if (rc != DFS_OK) {
         free_reporter(r);
         return rc;

@@ -5,6 +5,7 @@
 
 #include "dfs/v1/types.pb-c.h"
 #include "services/rpc/client.h"
+#include "services/rpc/leader.h"
 #include "storage/frag_store.h"
 
 #include <stdint.h>
@@ -36,6 +37,10 @@ struct dfs_reporter_config {
     const char *metadata;  /* host:port of the metadata service; copied */
     /* Its channel's security and the node's token (pointers borrowed during start). */
     struct dfs_rpc_channel_opts channel;
+    /* The process's handle on the metadata replicas (borrowed: it must outlive this); NULL:
+       one of its own is opened from metadata and channel. Sharing one lets every caller
+       use what one learned about the leader. */
+    dfs_rpc_leader *replicas;
     const char *node_id; /* the node's id (what its own copies are remembered under); copied */
     /* The node's current registration (RegisterNodeResponse.registration), asked for at every
        ReportFragments (ReportFragmentsRequest.registration; the node itself is the channel

@@ -8,6 +8,7 @@
 #include "common/throttle.h"
 #include "dfs/v1/metadata.pb-c.h"
 #include "services/rpc/client.h"
+#include "services/rpc/leader.h"
 #include "storage/scrub.h"
 
 #include <inttypes.h>
@@ -55,7 +56,8 @@ struct dfs_scrubber {
     uint32_t report_batch;
     void (*on_pass)(void *arg);
     void *on_pass_arg;
-    dfs_rpc_channel *ch;
+    dfs_rpc_leader *ch;
+    bool own_ch; /* ch was opened here (not the config's replicas) */
     pthread_t thread;
     dfs_bucket bucket; /* the thread's only */
     dfs_scrub *scrub;  /* the pass (storage/scrub.h); the thread's only */
@@ -146,9 +148,9 @@ static bool report(dfs_scrubber *s)
         req.n_corrupt = n;
         ProtobufCMessage *resp = NULL;
         char *err = NULL;
-        int rc = dfs_rpc_unary(s->ch, "/dfs.v1.Metadata/ReportFragments", &req.base,
-                               &dfs__v1__report_fragments_response__descriptor, &resp,
-                               s->rpc_timeout_ms, &err);
+        int rc = dfs_rpc_leader_unary(s->ch, "/dfs.v1.Metadata/ReportFragments", &req.base,
+                                      &dfs__v1__report_fragments_response__descriptor, &resp,
+                                      s->rpc_timeout_ms, 0, DFS_RPC_LEADER_IDEMPOTENT, NULL, &err);
         free(block);
         if (rc != DFS_OK) {
             s->report_failures++;
@@ -214,9 +216,9 @@ static bool report_sums(dfs_scrubber *s)
     char *err = NULL;
     if (req.n_scrubbed > 0) {
         ProtobufCMessage *resp = NULL;
-        rc = dfs_rpc_unary(s->ch, "/dfs.v1.Metadata/ReportFragments", &req.base,
-                           &dfs__v1__report_fragments_response__descriptor, &resp,
-                           s->rpc_timeout_ms, &err);
+        rc = dfs_rpc_leader_unary(s->ch, "/dfs.v1.Metadata/ReportFragments", &req.base,
+                                  &dfs__v1__report_fragments_response__descriptor, &resp,
+                                  s->rpc_timeout_ms, 0, DFS_RPC_LEADER_IDEMPOTENT, NULL, &err);
         if (rc == DFS_OK) {
             const Dfs__V1__ReportFragmentsResponse *r =
                 (const Dfs__V1__ReportFragmentsResponse *)resp;
@@ -391,7 +393,8 @@ static void *run(void *arg)
 
 static void free_scrubber(dfs_scrubber *s)
 {
-    dfs_rpc_channel_destroy(s->ch);
+    if (s->own_ch)
+        dfs_rpc_leader_destroy(s->ch);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s->metadata);
@@ -443,7 +446,12 @@ int dfs_scrubber_start(const struct dfs_scrubber_config *cfg, dfs_scrubber **out
         free_scrubber(s);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
-    int rc = dfs_rpc_channel_open(s->metadata, &cfg->channel, &s->ch, errmsg);
+    int rc = DFS_OK;
+    s->own_ch = cfg->replicas == NULL;
+    if (cfg->replicas != NULL)
+        s->ch = cfg->replicas;
+    else
+        rc = dfs_rpc_leader_open(s->metadata, &cfg->channel, &s->ch, errmsg);
     if (rc != DFS_OK) {
         free_scrubber(s);
         return rc;

@@ -1,4 +1,5 @@
 /* dfs-storage: a storage node. Flags -> config -> wiring; the work is in storage_service/heartbeat. */
+#include "common/addr.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/options.h"
@@ -25,6 +26,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,8 +73,9 @@ static const struct dfs_opt_choice log_levels[] = {
 static const struct dfs_opt opts[] = {
     {DFS_OPT_STRING, "data", 0, O(data), .arg = "DIR",
      .help = "fragment store (created if missing; one node per DIR)"},
-    {DFS_OPT_STRING, "metadata", 0, O(metadata), .arg = "HOST:PORT",
-     .help = "the metadata service to register with"},
+    {DFS_OPT_STRING, "metadata", 0, O(metadata), .arg = "HOST:PORT[,...]",
+     .help = "the metadata service to register with; a list names its replicas, and calls "
+             "follow the leader"},
     {DFS_OPT_STRING, "listen", 0, O(listen), .arg = "ADDR", .def = "127.0.0.1:7100",
      .help = "address to serve on; port 0 = any"},
     {DFS_OPT_STRING, "advertise", 0, O(advertise), .arg = "HOST:PORT",
@@ -174,6 +177,20 @@ static int read_zone_file(const char *path, char *buf, size_t cap, char **err)
     return DFS_OK;
 }
 
+/* Whether every item of "HOST:PORT[,HOST:PORT...]" (the metadata replicas) has a ':'. */
+static bool metadata_list_ok(const char *s)
+{
+    char **items = NULL;
+    size_t n = 0;
+    if (dfs_addr_list_split(s, &items, &n, NULL) != DFS_OK)
+        return false;
+    bool ok = true;
+    for (size_t i = 0; i < n; i++)
+        ok = ok && strrchr(items[i], ':') != NULL;
+    dfs_addr_list_free(items);
+    return ok;
+}
+
 /* What the table cannot say: required options, the zone, addresses. DFS_EINVAL with *err. */
 static int check(struct options *o, char **err)
 {
@@ -183,7 +200,7 @@ static int check(struct options *o, char **err)
         rc = dfs_seterr(err, DFS_EINVAL, "--data DIR is required");
     if (rc == DFS_OK && (o->metadata == NULL || o->metadata[0] == '\0'))
         rc = dfs_seterr(err, DFS_EINVAL, "--metadata HOST:PORT is required");
-    if (rc == DFS_OK && strrchr(o->metadata, ':') == NULL)
+    if (rc == DFS_OK && !metadata_list_ok(o->metadata))
         rc = dfs_seterr(err, DFS_EINVAL, "--metadata must be HOST:PORT, not '%s'",
                         dfs_quote(o->metadata, &q));
     if (rc == DFS_OK && o->listen[0] == '\0')
@@ -328,6 +345,7 @@ int main(int argc, char **argv)
     dfs_inventory *inv = NULL;
     dfs_scrubber *scrub = NULL;
     dfs_reporter *reporter = NULL;
+    dfs_rpc_leader *replicas = NULL; /* every call to the metadata service but enrollment's */
     /* Inspection: health and reflection on the gRPC port, metrics on their own port. */
     static const char *const health_names[] = {"", "dfs.v1.Storage"};
     dfs_rpc_health *health = NULL;
@@ -355,10 +373,17 @@ int main(int argc, char **argv)
         goto out;
     }
     to_metadata.token = token;
+    /* One handle on the metadata replicas for the reporter, the inventory, the heartbeat and the
+       scrubber: what one learns about the leader the others use. */
+    if (dfs_rpc_leader_open(o.metadata, &to_metadata, &replicas, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err);
+        goto out;
+    }
     /* Damage the node's reads and repairs see goes to the metadata service at once. */
     struct dfs_reporter_config repcfg = {.store = store,
                                          .metadata = o.metadata,
                                          .channel = to_metadata,
+                                         .replicas = replicas,
                                          .node_id = dfs_frag_store_node_id(store),
                                          .registration = current_registration,
                                          .registration_arg = &on_reg};
@@ -402,6 +427,7 @@ int main(int argc, char **argv)
                                         .metadata = o.metadata,
                                         .node_id = node,
                                         .channel = to_metadata,
+                                        .replicas = replicas,
                                         .registration = current_registration,
                                         .registration_arg = &on_reg};
     if (dfs_inventory_start(&icfg, &inv, &err) != DFS_OK) {
@@ -417,6 +443,7 @@ int main(int argc, char **argv)
         .on_registered = registered,
         .on_registered_arg = &on_reg,
         .channel = to_metadata,
+        .replicas = replicas,
         .enroll_token = enroll_token,
     };
     on_reg.svc = svc;
@@ -492,6 +519,7 @@ int main(int argc, char **argv)
                 .interval_ms = o.scrub_interval_s * 1000,
                 .first_delay_ms = first_s * 1000,
                 .channel = to_metadata,
+                .replicas = replicas,
                 .registration = current_registration,
                 .registration_arg = &on_reg,
                 .on_pass = scrub_pass_done,
@@ -535,6 +563,7 @@ out:
     dfs_storage_service_destroy(svc);
     /* After the service: its calls and repairs report to it until they end. */
     dfs_reporter_stop(reporter);
+    dfs_rpc_leader_destroy(replicas); /* after every user of it */
     dfs_rpc_reflection_destroy(refl);
     dfs_rpc_health_destroy(health);
     dfs_metrics_destroy(metrics);
