@@ -48,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -511,6 +512,16 @@ static void sleep_s(double s)
     }
 }
 
+/* User + system CPU seconds of this process (all its threads). */
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static int clients_mode(const struct opts *o, bool small)
 {
     struct gen g = {.o = o};
@@ -546,6 +557,7 @@ static int clients_mode(const struct opts *o, bool small)
         }
     }
     double t0 = dfs_clock_mono_s(), t_phase = t0;
+    double cpu0 = self_cpu_s(), put_cpu = 0; /* small mode: this process's CPU in the put phase */
     for (unsigned i = 0; status == 0 && i < o->clients; i++) {
         if (pthread_create(&th[i], NULL, small ? small_client : run_client, &cl[i]) != 0) {
             fprintf(stderr, "load_gen: cannot start client thread %u\n", i);
@@ -562,6 +574,7 @@ static int clients_mode(const struct opts *o, bool small)
             /* Ops still running when the phase ends finish in the next one's time: a bias of
                one operation per client, small against thousands. */
             atomic_store(&g.phase, 1);
+            put_cpu = self_cpu_s() - cpu0;
             put_elapsed = dfs_clock_mono_s() - t_phase;
             t_phase = dfs_clock_mono_s();
             sleep_s(o->seconds);
@@ -586,6 +599,8 @@ static int clients_mode(const struct opts *o, bool small)
         /* put figures over the put phase, get over the get phase */
         dfs_json_key(&j, "size");
         dfs_json_uint(&j, o->sizes[0]);
+        dfs_json_key(&j, "put_cpu_s");
+        dfs_json_double(&j, put_cpu);
         dfs_json_key(&j, "put");
         dfs_json_begin_object(&j);
         write_ops(&j, cl, o->clients, put_elapsed, OP_PUT, OP_PUT + 1);

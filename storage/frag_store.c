@@ -1013,10 +1013,17 @@ static int place(dfs_frag_writer *w, bool noreplace, uint32_t checksum, bool *re
     snprintf(abcd, sizeof abcd, "%.2s/%.2s", w->id, w->id + 2);
     unsigned hi = hex2(w->id), lo = hex2(w->id + 2);
     int rc = ensure_dir(s, s->ab_ok, hi, ab, ".", w->id, errmsg);
-    if (rc == DFS_OK)
-        rc = ensure_dir(s, s->cd_ok, hi << 8 | lo, abcd, ab, w->id, errmsg);
     if (rc != DFS_OK)
         return rc;
+    /* fragments/ab/cd is made durable by the fsync after the rename below, then its entry in ab
+       by an fsync of ab (in that order: a durable entry never names a directory that is not),
+       instead of ensure_dir's two fsyncs before it and the one after: one fsync fewer for each
+       directory's first fragment (on a young store, most puts: there are 65536 of them). */
+    unsigned cdbit = hi << 8 | lo;
+    uint64_t cdmask = UINT64_C(1) << (cdbit % 64);
+    bool cd_ok = atomic_load_explicit(&s->cd_ok[cdbit / 64], memory_order_acquire) & cdmask;
+    if (!cd_ok && io->mkdirat(s->fragfd, abcd, 0755) != 0 && errno != EEXIST)
+        return frag_ioerr(errmsg, errno, w->id, "mkdir fragments directory");
     int cdfd = io->openat(s->fragfd, abcd, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (cdfd < 0)
         return frag_ioerr(errmsg, errno, w->id, "open fragments directory");
@@ -1061,6 +1068,12 @@ static int place(dfs_frag_writer *w, bool noreplace, uint32_t checksum, bool *re
     else if (rc == DFS_OK && io->fsync(cdfd) != 0)
         rc = frag_ioerr(errmsg, errno, w->id, "fsync fragments directory");
     io->close(cdfd);
+    if (rc == DFS_OK && !cd_ok) {
+        e = fsync_dir(io, s->fragfd, ab);
+        if (e != 0)
+            return frag_ioerr(errmsg, e, w->id, "fsync fragments directory");
+        atomic_fetch_or_explicit(&s->cd_ok[cdbit / 64], cdmask, memory_order_release);
+    }
     return rc;
 }
 

@@ -1145,6 +1145,47 @@ static void test_eio_during_fsync(void **state)
     dfs_frag_store_close(s);
 }
 
+/*
+ * The fsyncs of a commit: the file, then its directory; a directory's first fragment adds only the
+ * directory's entry in its parent (fragments/ab/cd is made durable by the fsync after the rename).
+ */
+static void test_fsyncs_per_commit(void **state)
+{
+    struct fx *f = *state;
+    dfs_frag_store *s = open_store(f, fault_io());
+    char a[DFS_FRAGMENT_ID_HEX + 1], b[DFS_FRAGMENT_ID_HEX + 1], c[DFS_FRAGMENT_ID_HEX + 1];
+    make_id(80, a);
+    memcpy(b, a, sizeof b);
+    b[DFS_FRAGMENT_ID_HEX - 1] = a[DFS_FRAGMENT_ID_HEX - 1] == '0' ? '1' : '0'; /* same ab/cd */
+    memcpy(c, a, sizeof c);
+    c[2] = a[2] == '0' ? '1' : '0'; /* same ab, another cd */
+    unsigned char *data = pattern(100, 80);
+    fsync_calls = 0; /* the store's open has its own */
+    put_ok(s, a, data, 100); /* new ab and cd: file, ab, fragments/ (ensure ab), cd, ab */
+    assert_int_equal(fsync_calls, 5);
+    fsync_calls = 0;
+    put_ok(s, b, data, 100); /* the file and its directory */
+    assert_int_equal(fsync_calls, 2);
+    fsync_calls = 0;
+    put_ok(s, c, data, 100); /* the file, the new cd, its entry in ab */
+    assert_int_equal(fsync_calls, 3);
+    check_stored(s, a, data, 100);
+    check_stored(s, b, data, 100);
+    check_stored(s, c, data, 100);
+    dfs_frag_store_close(s);
+
+    /* Reopened: the directories exist, but this process has not fsynced them yet. */
+    s = open_store(f, fault_io());
+    make_id(81, b);
+    memcpy(b, a, 4);
+    fsync_calls = 0;
+    put_ok(s, b, data, 100); /* as the first put above */
+    assert_int_equal(fsync_calls, 5);
+    check_stored(s, b, data, 100);
+    free(data);
+    dfs_frag_store_close(s);
+}
+
 static void test_short_reads(void **state)
 {
     struct fx *f = *state;
@@ -1516,6 +1557,7 @@ int main(void)
         T(test_foreach),
         T(test_enospc_during_write),
         T(test_eio_during_fsync),
+        T(test_fsyncs_per_commit),
         T(test_short_reads),
         T(test_concurrent_writers),
         T(test_write_once),
