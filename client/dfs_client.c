@@ -396,6 +396,33 @@ int dfs_client_rename(dfs_client *c, const char *from, const char *to, bool repl
     return DFS_OK;
 }
 
+int dfs_client_stitch(dfs_client *c, const char *path, const char *const *parts, size_t nparts,
+                      const uint8_t *md5, const void *meta, size_t meta_len,
+                      Dfs__V1__FileInfo **out, char **errmsg)
+{
+    Dfs__V1__StitchFileRequest req = DFS__V1__STITCH_FILE_REQUEST__INIT;
+    req.path = (char *)path;
+    req.parts = (char **)parts;
+    req.n_parts = nparts;
+    if (md5 != NULL) {
+        req.md5.data = (uint8_t *)md5;
+        req.md5.len = 16;
+    }
+    req.meta.data = (uint8_t *)meta;
+    req.meta.len = meta != NULL ? meta_len : 0;
+    Dfs__V1__StitchFileResponse *resp = NULL;
+    int rc = dfs_meta_call(c->meta, "StitchFile", &req.base,
+                           &dfs__v1__stitch_file_response__descriptor, false, &resp, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    if (out != NULL) {
+        *out = resp->file;
+        resp->file = NULL;
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return DFS_OK;
+}
+
 int dfs_client_attrs_set(dfs_client *c, const char *path, const Dfs__V1__PathAttributes *a,
                          bool remove, char **errmsg)
 {

@@ -402,6 +402,19 @@ int dfs_client_rename(dfs_client *c, const char *from, const char *to, bool repl
                       uint64_t *moved, char **errmsg);
 
 /*
+ * Make the committed file `path` whose bytes are the committed files `parts[0..nparts)`
+ * concatenated, in one catalog operation that copies no byte (StitchFile, not retried: a retry
+ * after a lost answer would find the parts gone). The parts leave the namespace and become the
+ * file's segments; a file at `path` is replaced. md5 (16 bytes, or NULL) and meta/meta_len are
+ * kept with the file as a put's S3 metadata is. *out (may be NULL) is the new file's record (no
+ * layout), the caller's. DFS_ENOTFOUND: a part is missing; DFS_EINVAL: a part is stitched itself,
+ * listed twice, or is `path`.
+ */
+int dfs_client_stitch(dfs_client *c, const char *path, const char *const *parts, size_t nparts,
+                      const uint8_t *md5, const void *meta, size_t meta_len,
+                      Dfs__V1__FileInfo **out, char **errmsg);
+
+/*
  * Mode, owner and mtime of a path and explicit directories (dfs-mount), kept in the catalog apart
  * from file records. attrs_set merges *a (its has_* fields say which) into path's, or with remove
  * forgets them (SetAttributes, retried: both are idempotent). attrs_get reads them (GetAttributes,

@@ -1255,11 +1255,11 @@ static enum MHD_Result copy_object(struct MHD_Connection *c, struct request *r)
 /* ---- multipart uploads ----------------------------------------------------------------------- */
 
 /*
- * Until the catalog has uploads and CompleteUpload (DESIGN.md), an upload is files under
+ * Until the catalog has an uploads table (DESIGN.md), an upload is files under
  * UPLOADS_DIR/<bucket>/<id>/: "upload" holds the key, "part.NNNNN.<md5 hex>" each part as it was
- * stored (its MD5, the part's ETag, in the name). Complete streams the parts, in order, through the
- * gateway into one put (a copy of the bytes the catalog operation will make unnecessary), then
- * removes the upload's files.
+ * stored (its MD5, the part's ETag, in the name). Complete stitches the listed parts into the
+ * object in one catalog operation (StitchFile: the parts become the object's segments, no byte is
+ * copied), then removes the parts not listed and the record.
  */
 #define UPLOADS_DIR "/.dfs-s3/uploads/"
 
@@ -1540,8 +1540,7 @@ static enum MHD_Result complete_upload(struct MHD_Connection *c, struct request 
     struct part *v = NULL;
     size_t n = 0;
     bool rec = false;
-    char *dir = NULL, *path = NULL, *spool = NULL, *err = NULL;
-    int fd = -1;
+    char *dir = NULL, *path = NULL, *err = NULL;
     uint8_t(*md5s)[DFS_ETAG_MD5_LEN] = NULL;
     int rc = upload_check(r, &e);
     if (rc == DFS_OK)
@@ -1584,25 +1583,6 @@ static enum MHD_Result complete_upload(struct MHD_Connection *c, struct request 
         rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "etag");
     if (rc == DFS_OK)
         rc = dfs_s3req_object_path(r->q.bucket, r->q.key, &path, &e);
-    if (rc == DFS_OK)
-        rc = spool_open(r->s, &fd, &spool, &e);
-    /* The parts in order into the spool file, each through the get engine (checked). */
-    for (size_t i = 0; rc == DFS_OK && i < cm.n; i++) {
-        Dfs__V1__FileInfo *fi = NULL;
-        rc = dfs_client_stat(r->s->client, use[i]->path, &fi, &err);
-        if (rc == DFS_OK && fi->size > 0) {
-            struct dfs_client_get_opts go;
-            memset(&go, 0, sizeof go);
-            go.interrupted = &r->s->cancel;
-            struct dfs_client_get_result gr;
-            rc = dfs_client_get_range(r->s->client, fi, 0, fi->size, fd, r->s->spool_dir, &go, &gr,
-                                      &err);
-        }
-        if (fi != NULL)
-            protobuf_c_message_free_unpacked(&fi->base, NULL);
-        if (rc != DFS_OK)
-            s3_from_dfs(&e, rc, DFS_S3ERR_INVALID_PART, err);
-    }
     /* The object's MD5 is the MD5 of the parts' MD5s; ":parts" says how many (its ETag's -N). */
     uint8_t md5md5[DFS_ETAG_MD5_LEN];
     char *packed = NULL, nparts[16];
@@ -1612,26 +1592,40 @@ static enum MHD_Result complete_upload(struct MHD_Connection *c, struct request 
     if (rc == DFS_OK && (dfs_etag_parse(etag, md5md5, &np) != DFS_OK ||
                          dfs_s3names_meta_pack(NULL, nparts, &packed, &plen) != DFS_OK))
         rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "etag");
-    struct dfs_client_put_result res;
-    if (rc == DFS_OK)
-        rc = store(r->s, fd, spool, path, md5md5, packed, plen, &res, &e);
+    /* The object is the parts' files stitched in the catalog: no byte is read or written again. */
+    const char **paths = rc == DFS_OK ? calloc(cm.n, sizeof *paths) : NULL;
+    if (rc == DFS_OK && paths == NULL)
+        rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
+    for (size_t i = 0; rc == DFS_OK && i < cm.n; i++)
+        paths[i] = use[i]->path;
+    Dfs__V1__FileInfo *made = NULL;
+    if (rc == DFS_OK && (rc = dfs_client_stitch(r->s->client, path, paths, cm.n, md5md5, packed,
+                                                plen, &made, &err)) != DFS_OK)
+        s3_from_dfs(&e, rc, DFS_S3ERR_INVALID_PART, err);
+    free(paths);
     free(packed);
     if (rc == DFS_OK) {
-        /* The object is visible: the upload goes, record last. */
-        upload_remove(r, v, n, NULL);
+        /* The object is visible and the listed parts are its segments: the parts not listed and
+           the record go, record last. */
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            bool listed = false;
+            for (size_t j = 0; j < cm.n && !listed; j++)
+                listed = use[j] == &v[i];
+            if (!listed)
+                upload_remove(r, &v[i], 1, NULL);
+            k += listed;
+        }
         char *recp = NULL;
         if (asprintf(&recp, "%supload", dir) >= 0) {
             dfs_client_rm(r->s->client, recp, NULL, NULL);
             free(recp);
         }
-        dfs_log(DFS_LOG_INFO, "s3 upload completed path=%s parts=%zu size=%" PRIu64, path, cm.n,
-                res.size);
+        dfs_log(DFS_LOG_INFO, "s3 upload completed path=%s parts=%zu size=%" PRIu64 " stitched=%zu",
+                path, cm.n, made != NULL ? made->size : 0, k);
     }
-    if (fd >= 0)
-        close(fd);
-    if (spool != NULL)
-        unlink(spool);
-    free(spool);
+    if (made != NULL)
+        protobuf_c_message_free_unpacked(&made->base, NULL);
     free(use);
     free(md5s);
     free(err);
