@@ -123,11 +123,34 @@ def md5(b):
     return hashlib.md5(b).hexdigest()
 
 
+class MetricsCluster(harness.Cluster):
+    """Storage nodes that also serve metrics: the bytes they received tell whether a Complete copied any."""
+
+    def _storage_cmd(self, i, metadata_addr, zones, extra=()):
+        return super()._storage_cmd(i, metadata_addr, zones, extra) + ["--metrics-listen", "127.0.0.1:0"]
+
+    def received_bytes(self):
+        """dfs_storage_data_received_bytes_total summed over the storage nodes."""
+        import re
+        import urllib.request
+        total = 0
+        for rec in self.status():
+            if rec["name"] == "metadata":
+                continue
+            with open(rec["log"], encoding="utf-8", errors="replace") as f:
+                found = re.findall(r'msg="(?:serving|listening)".* metrics=(\S+)', f.read())
+            with urllib.request.urlopen("http://%s/metrics" % found[-1], timeout=10) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("dfs_storage_data_received_bytes_total"):
+                        total += int(float(line.split()[-1]))
+        return total
+
+
 class S3(harness.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = harness.tmpdir("s3-")
-        cls.c = harness.Cluster(nodes=3, metadata_flags=["--s3-key-file", os.path.join(cls.dir, "s3.key")])
+        cls.c = MetricsCluster(nodes=3, metadata_flags=["--s3-key-file", os.path.join(cls.dir, "s3.key")])
         cls.c.start()
         try:
             # The gateway runs with a token of the gateway role: files, buckets, signing keys.
@@ -297,11 +320,30 @@ class S3(harness.TestCase):
         path = self.tmp("big")
         with open(path, "wb") as f:
             f.write(data)
+        received = self.c.received_bytes()
         s3.upload_file(path, "multi-1", "big/70m.bin",
                        Config=boto3.s3.transfer.TransferConfig(multipart_chunksize=8 << 20, max_concurrency=4))
+        # The parts' bytes reached the nodes once (k copies of each), Complete sent none again: at
+        # most 3 copies of 70 MiB and the upload's record, where re-putting the parts sent twice that.
+        sent = self.c.received_bytes() - received
+        self.assertGreaterEqual(sent, len(data))
+        self.assertLess(sent, 3 * len(data) + (1 << 20))
         s3.download_file("multi-1", "big/70m.bin", self.tmp("big.out"))
         with open(self.tmp("big.out"), "rb") as f:
             self.assertEqual(hashlib.sha256(f.read()).digest(), hashlib.sha256(data).digest())
+        # Ranges of the stitched object: across the boundary of parts 1 and 2, inside part 5, the
+        # last part, one byte at a boundary.
+        for lo, hi in (((8 << 20) - 100, (8 << 20) + 100), ((33 << 20) + 7, (36 << 20) - 1),
+                       ((64 << 20) + 3, (70 << 20) - 1), (16 << 20, 16 << 20)):
+            got = s3.get_object(Bucket="multi-1", Key="big/70m.bin", Range="bytes=%d-%d" % (lo, hi))["Body"].read()
+            self.assertEqual(got, data[lo:hi + 1], (lo, hi))
+        # `dfs get` of the object checks every segment's SHA-256 and the object's over them.
+        harness.dfs("get", "/multi-1/big/70m.bin", self.tmp("big.cli"), cluster=self.c)
+        with open(self.tmp("big.cli"), "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).digest(), hashlib.sha256(data).digest())
+        # The parts left the namespace: nothing of the upload is listed under its folder.
+        _, out, _ = harness.dfs("ls", "/.dfs-s3/uploads/multi-1/", cluster=self.c)
+        self.assertNotIn("part.", out)
         self.assertEqual(s3.list_multipart_uploads(Bucket="multi-1").get("Uploads", []), [])
 
         # By hand: parts as S3 defines them.
@@ -322,9 +364,11 @@ class S3(harness.TestCase):
                                    MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": e2},
                                                               {"PartNumber": 1, "ETag": e1}]}),
                          "InvalidPartOrder")
+        received = self.c.received_bytes()
         r = s3.complete_multipart_upload(Bucket="multi-1", Key="hand.bin", UploadId=up,
                                          MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1},
                                                                     {"PartNumber": 2, "ETag": e2}]})
+        self.assertEqual(self.c.received_bytes() - received, 0, "Complete sent bytes to the nodes")
         want = hashlib.md5(hashlib.md5(p1).digest() + hashlib.md5(p2).digest()).hexdigest()
         self.assertEqual(r["ETag"], '"%s-2"' % want)
         self.assertEqual(s3.head_object(Bucket="multi-1", Key="hand.bin")["ETag"], '"%s-2"' % want)
