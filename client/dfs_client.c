@@ -397,19 +397,26 @@ int dfs_client_rename(dfs_client *c, const char *from, const char *to, bool repl
 }
 
 int dfs_client_stitch(dfs_client *c, const char *path, const char *const *parts, size_t nparts,
-                      const uint8_t *md5, const void *meta, size_t meta_len,
-                      Dfs__V1__FileInfo **out, char **errmsg)
+                      const struct dfs_client_stitch_opts *opts, Dfs__V1__FileInfo **out,
+                      char **errmsg)
 {
     Dfs__V1__StitchFileRequest req = DFS__V1__STITCH_FILE_REQUEST__INIT;
     req.path = (char *)path;
     req.parts = (char **)parts;
     req.n_parts = nparts;
-    if (md5 != NULL) {
-        req.md5.data = (uint8_t *)md5;
+    if (opts != NULL && opts->md5 != NULL) {
+        req.md5.data = (uint8_t *)opts->md5;
         req.md5.len = 16;
     }
-    req.meta.data = (uint8_t *)meta;
-    req.meta.len = meta != NULL ? meta_len : 0;
+    if (opts != NULL && opts->meta != NULL) {
+        req.meta.data = (uint8_t *)opts->meta;
+        req.meta.len = opts->meta_len;
+    }
+    if (opts != NULL) {
+        req.if_absent = opts->if_absent;
+        if (opts->if_file_id != NULL)
+            req.if_file_id = (char *)opts->if_file_id;
+    }
     Dfs__V1__StitchFileResponse *resp = NULL;
     int rc = dfs_meta_call(c->meta, "StitchFile", &req.base,
                            &dfs__v1__stitch_file_response__descriptor, false, &resp, errmsg);

@@ -434,19 +434,20 @@ struct dfs_file_meta {
  * StitchFile (issue 17, S3 CompleteMultipartUpload): one transaction makes a committed file at
  * `path` whose bytes are the committed files `parts[0..nparts)` concatenated, without copying a
  * byte: each part keeps its file row, fragments and copies, leaves the namespace (its path becomes
- * DFS_CATALOG_SEGMENT_DIR "<its file id>") and becomes the new file's segment. The new file has no
- * fragments of its own; its size is the parts' sum, its SHA-256 the SHA-256 of the parts'
- * SHA-256s concatenated in order (readers check each segment against its own), its redundancy and
- * policy the first part's; meta->md5 and meta->meta are kept as dfs_catalog_file_commit_meta
- * keeps them (the conditions are not taken). A committed file already at `path` is replaced (its
- * copies, and its segments', queued for deletion). Deleting or replacing a stitched file deletes
- * its segments.
+ * DFS_CATALOG_SEGMENT_DIR "<its file id>") and becomes the new file's segment. A part that is
+ * stitched itself is flattened: its segments become the new file's and its own row goes, so every
+ * segment is a plain file. The new file has no fragments of its own; its size is the parts' sum,
+ * its SHA-256 the SHA-256 of its segments' SHA-256s concatenated in order (readers check each
+ * segment against its own), its redundancy and policy the first part's; meta->md5 and meta->meta
+ * are kept as dfs_catalog_file_commit_meta keeps them, and meta's conditions are checked against
+ * the file at `path` (DFS_EPRECOND). A committed file already at `path` is replaced (its copies,
+ * and its segments', queued for deletion). Deleting or replacing a stitched file deletes its
+ * segments.
  *
  * Deterministic given its arguments: file_id (32 hex digits, drawn by the caller) and now_ms are
  * inputs, nothing is drawn inside. DFS_EINVAL: bad path, id, no parts, more than
- * DFS_CATALOG_STITCH_MAX, a part listed twice or equal to path, meta too long. DFS_ENOTFOUND: a
- * part is not a committed file. DFS_EINVAL also for a part that is itself stitched or a segment
- * (stitching is one level deep). DFS_EEXIST: file_id is taken.
+ * DFS_CATALOG_STITCH_MAX parts or segments, a part listed twice, equal to path or a segment, meta
+ * too long. DFS_ENOTFOUND: a part is not a committed file. DFS_EEXIST: file_id is taken.
  */
 #define DFS_CATALOG_STITCH_MAX  10000
 #define DFS_CATALOG_SEGMENT_DIR "/.dfs-s3/segments/"
@@ -455,7 +456,7 @@ struct dfs_stitch_req {
     const char *file_id;      /* the new file's id */
     const char *const *parts; /* canonical paths, in order */
     size_t nparts;
-    const struct dfs_file_meta *meta; /* md5 and meta only; NULL: none */
+    const struct dfs_file_meta *meta; /* NULL: none */
 };
 int dfs_catalog_file_stitch(dfs_catalog *cat, const struct dfs_stitch_req *req, int64_t now_ms,
                             struct dfs_file_rec **out, char **errmsg);

@@ -139,12 +139,11 @@ int catalog_segments_remove(dfs_catalog *cat, const char *file_id, int64_t now_m
     return rc;
 }
 
-/* Whether file_id is stitched (has segments) or is a segment. */
-static int stitch_involved(dfs_catalog *cat, const char *file_id, bool *yes, char **errmsg)
+/* Whether file_id is a segment of a stitched file. */
+static int is_segment(dfs_catalog *cat, const char *file_id, bool *yes, char **errmsg)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prepare(cat, "SELECT 1 FROM segments WHERE file_id = ?1 OR part_id = ?1 LIMIT 1", &st,
-                     errmsg);
+    int rc = prepare(cat, "SELECT 1 FROM segments WHERE part_id = ?1", &st, errmsg);
     if (rc != DFS_OK)
         return rc;
     sqlite3_bind_text(st, 1, file_id, -1, SQLITE_STATIC);
@@ -210,62 +209,136 @@ static int no_repeats(const struct dfs_stitch_req *req, char **errmsg)
     return rc;
 }
 
+/* One segment of the new file: a plain committed file (a part, or a segment of a stitched part). */
+struct leaf {
+    char file_id[DFS_ID_HEX + 1];
+    uint64_t size;
+    uint8_t sha256[DFS_SHA256_LEN];
+};
+
+static int add_leaf(struct leaf **v, size_t *n, const struct dfs_file_rec *f, char **errmsg)
+{
+    struct leaf *l = catalog_grow(v, n, sizeof *l);
+    if (l == NULL)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    memcpy(l->file_id, f->file_id, sizeof l->file_id);
+    l->size = f->size;
+    memcpy(l->sha256, f->sha256, DFS_SHA256_LEN);
+    return DFS_OK;
+}
+
+static int exec_text2(dfs_catalog *cat, const char *sql, const char *a, const char *b,
+                      char **errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(cat, sql, &st, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+    if (b != NULL)
+        sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+    return step_done(cat, st, errmsg);
+}
+
+/* The write conditions against the file at the path now (old; NULL: none). */
+static int conditions(const struct dfs_stitch_req *req, const struct dfs_file_rec *old,
+                      char **errmsg)
+{
+    const struct dfs_file_meta *m = req->meta;
+    if (m == NULL)
+        return DFS_OK;
+    if (m->if_absent && old != NULL)
+        return dfs_seterr(errmsg, DFS_EPRECOND, "%s exists (the write asked for none)", req->path);
+    if (m->if_file_id != NULL && m->if_file_id[0] != '\0' &&
+        (old == NULL || strcmp(old->file_id, m->if_file_id) != 0))
+        return dfs_seterr(errmsg, DFS_EPRECOND, "%s is no longer file %s", req->path,
+                          m->if_file_id);
+    return DFS_OK;
+}
+
 static int stitch_locked(dfs_catalog *cat, const struct dfs_stitch_req *req, int64_t now_ms,
                          struct dfs_file_rec **out, char **replaced, char **errmsg)
 {
-    struct dfs_file_rec *taken = NULL, *old = NULL;
+    struct dfs_file_rec *taken = NULL, *old = NULL, *first = NULL;
     int rc = catalog_find_file(cat, S_FILE_GET_ID, req->file_id, false, &taken, errmsg);
     if (rc == DFS_OK && taken != NULL)
         rc = dfs_seterr(errmsg, DFS_EEXIST, "file id %s is taken", req->file_id);
     dfs_catalog_file_rec_free(taken);
-    if (rc != DFS_OK)
-        return rc;
+    if (rc == DFS_OK)
+        rc = catalog_find_file(cat, S_FILE_GET_PATH, req->path, false, &old, errmsg);
+    if (rc == DFS_OK)
+        rc = conditions(req, old, errmsg);
 
-    struct dfs_file_rec **parts = calloc(req->nparts, sizeof *parts);
-    if (parts == NULL)
-        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    /* The leaves: each part, or each segment of a part that is stitched itself (flattened, so a
+       stitched file's segments are always plain files). */
+    struct leaf *leaves = NULL;
+    size_t nleaves = 0;
+    char(*gone)[DFS_ID_HEX + 1] = NULL; /* stitched parts, whose rows go */
+    size_t ngone = 0;
     uint64_t size = 0;
-    EVP_MD_CTX *sha = EVP_MD_CTX_new();
-    if (sha == NULL || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1)
-        rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     for (size_t i = 0; rc == DFS_OK && i < req->nparts; i++) {
-        rc = catalog_find_file(cat, S_FILE_GET_PATH, req->parts[i], false, &parts[i], errmsg);
-        if (rc == DFS_OK && parts[i] == NULL)
+        struct dfs_file_rec *p = NULL;
+        rc = catalog_find_file(cat, S_FILE_GET_PATH, req->parts[i], true, &p, errmsg);
+        if (rc == DFS_OK && p == NULL)
             rc = dfs_seterr(errmsg, DFS_ENOTFOUND, "part %s: no such file", req->parts[i]);
-        bool involved = false;
+        bool seg = false;
         if (rc == DFS_OK)
-            rc = stitch_involved(cat, parts[i]->file_id, &involved, errmsg);
-        if (rc == DFS_OK && involved)
-            rc = dfs_seterr(errmsg, DFS_EINVAL, "part %s is a stitched file", req->parts[i]);
-        if (rc == DFS_OK && parts[i]->size > (uint64_t)INT64_MAX - size)
+            rc = is_segment(cat, p->file_id, &seg, errmsg);
+        if (rc == DFS_OK && seg)
+            rc = dfs_seterr(errmsg, DFS_EINVAL, "part %s is a segment", req->parts[i]);
+        if (rc == DFS_OK && p->size > (uint64_t)INT64_MAX - size)
             rc = dfs_seterr(errmsg, DFS_EINVAL, "the parts add up to more than %" PRId64 " bytes",
                             INT64_MAX);
-        if (rc == DFS_OK) {
-            size += parts[i]->size;
-            if (EVP_DigestUpdate(sha, parts[i]->sha256, DFS_SHA256_LEN) != 1)
-                rc = dfs_seterr(errmsg, DFS_EINTERNAL, "SHA-256 failed");
+        if (rc == DFS_OK)
+            size += p->size;
+        if (rc == DFS_OK && p->nsegments == 0) {
+            rc = add_leaf(&leaves, &nleaves, p, errmsg);
+        } else if (rc == DFS_OK) {
+            for (size_t j = 0; rc == DFS_OK && j < p->nsegments; j++)
+                rc = add_leaf(&leaves, &nleaves, p->segments[j].file, errmsg);
+            char(*g)[DFS_ID_HEX + 1] =
+                rc == DFS_OK ? catalog_grow(&gone, &ngone, sizeof *gone) : NULL;
+            if (rc == DFS_OK && g == NULL)
+                rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+            if (rc == DFS_OK)
+                memcpy(*g, p->file_id, sizeof *g);
         }
+        if (rc == DFS_OK && first == NULL)
+            first = p;
+        else
+            dfs_catalog_file_rec_free(p);
     }
+    if (rc == DFS_OK && nleaves > DFS_CATALOG_STITCH_MAX)
+        rc = dfs_seterr(errmsg, DFS_EINVAL, "a stitched file has at most %d segments, not %zu",
+                        DFS_CATALOG_STITCH_MAX, nleaves);
+
+    /* The file's SHA-256: over its segments' SHA-256s, in order. */
     uint8_t digest[DFS_SHA256_LEN];
+    EVP_MD_CTX *sha = rc == DFS_OK ? EVP_MD_CTX_new() : NULL;
+    if (rc == DFS_OK && (sha == NULL || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1))
+        rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == DFS_OK && i < nleaves; i++)
+        if (EVP_DigestUpdate(sha, leaves[i].sha256, DFS_SHA256_LEN) != 1)
+            rc = dfs_seterr(errmsg, DFS_EINTERNAL, "SHA-256 failed");
     if (rc == DFS_OK && EVP_DigestFinal_ex(sha, digest, NULL) != 1)
         rc = dfs_seterr(errmsg, DFS_EINTERNAL, "SHA-256 failed");
     EVP_MD_CTX_free(sha);
 
     /* A committed file at the path is replaced, as an overwriting put replaces it. */
-    if (rc == DFS_OK)
-        rc = catalog_find_file(cat, S_FILE_GET_PATH, req->path, false, &old, errmsg);
     if (rc == DFS_OK && old != NULL) {
         rc = catalog_remove_file(cat, old->file_id, now_ms, errmsg);
         if (rc == DFS_OK && (*replaced = strdup(old->file_id)) == NULL)
             rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
+    /* Stitched parts go (their segments rows with them; their segment files become ours). */
+    for (size_t i = 0; rc == DFS_OK && i < ngone; i++)
+        rc = catalog_exec(cat, S_FILE_DELETE, NULL, errmsg, "t", gone[i]);
     if (rc == DFS_OK) {
-        const struct dfs_file_rec *p0 = parts[0];
-        const struct dfs_redundancy *r = &p0->redundancy;
+        const struct dfs_redundancy *r = &first->redundancy;
         rc = catalog_exec(cat, S_FILE_INSERT, NULL, errmsg, "ttitiiiitiiiii", req->file_id,
                           req->path, (int64_t)size, catalog_scheme_names[r->scheme],
                           (int64_t)r->replicas, (int64_t)r->fragments, (int64_t)r->data,
-                          (int64_t)r->parity, dfs_placement_policy_name(p0->policy), (int64_t)1,
+                          (int64_t)r->parity, dfs_placement_policy_name(first->policy), (int64_t)1,
                           (int64_t)0, (int64_t)0, now_ms, now_ms);
     }
     int changes = 0;
@@ -275,16 +348,12 @@ static int stitch_locked(dfs_catalog *cat, const struct dfs_stitch_req *req, int
     if (rc == DFS_OK && changes != 1)
         rc = dfs_seterr(errmsg, DFS_EINTERNAL, "catalog: file %s was not committed", req->file_id);
     uint64_t offset = 0;
-    for (size_t i = 0; rc == DFS_OK && i < req->nparts; i++) {
+    for (size_t i = 0; rc == DFS_OK && i < nleaves; i++) {
         char seg_path[sizeof DFS_CATALOG_SEGMENT_DIR + DFS_ID_HEX];
-        snprintf(seg_path, sizeof seg_path, DFS_CATALOG_SEGMENT_DIR "%s", parts[i]->file_id);
+        snprintf(seg_path, sizeof seg_path, DFS_CATALOG_SEGMENT_DIR "%s", leaves[i].file_id);
+        rc = exec_text2(cat, "UPDATE files SET path = ?2 WHERE file_id = ?1", leaves[i].file_id,
+                        seg_path, errmsg);
         sqlite3_stmt *st = NULL;
-        rc = prepare(cat, "UPDATE files SET path = ?2 WHERE file_id = ?1", &st, errmsg);
-        if (rc == DFS_OK) {
-            sqlite3_bind_text(st, 1, parts[i]->file_id, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 2, seg_path, -1, SQLITE_STATIC);
-            rc = step_done(cat, st, errmsg);
-        }
         if (rc == DFS_OK)
             rc = prepare(cat,
                          "INSERT INTO segments (file_id, seq, offset, part_id) "
@@ -294,10 +363,10 @@ static int stitch_locked(dfs_catalog *cat, const struct dfs_stitch_req *req, int
             sqlite3_bind_text(st, 1, req->file_id, -1, SQLITE_STATIC);
             sqlite3_bind_int64(st, 2, (int64_t)i);
             sqlite3_bind_int64(st, 3, (int64_t)offset);
-            sqlite3_bind_text(st, 4, parts[i]->file_id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 4, leaves[i].file_id, -1, SQLITE_STATIC);
             rc = step_done(cat, st, errmsg);
         }
-        offset += parts[i]->size;
+        offset += leaves[i].size;
     }
     const struct dfs_file_meta *m = req->meta;
     if (rc == DFS_OK && m != NULL && m->md5 != NULL)
@@ -307,9 +376,9 @@ static int stitch_locked(dfs_catalog *cat, const struct dfs_stitch_req *req, int
     else if (rc == DFS_OK && m != NULL)
         rc = catalog_exec(cat, S_META_PUT, NULL, errmsg, "tnb", req->file_id,
                           m->meta != NULL ? m->meta : (const void *)"", m->meta_len);
-    for (size_t i = 0; i < req->nparts; i++)
-        dfs_catalog_file_rec_free(parts[i]);
-    free(parts);
+    free(leaves);
+    free(gone);
+    dfs_catalog_file_rec_free(first);
     dfs_catalog_file_rec_free(old);
     if (rc == DFS_OK)
         rc = catalog_find_file(cat, S_FILE_GET_ID, req->file_id, true, out, errmsg);

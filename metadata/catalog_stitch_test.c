@@ -194,14 +194,63 @@ static void test_refusals(void **state)
         assert_int_equal(g->nsegments, 0);
         dfs_catalog_file_rec_free(g);
     }
-    /* One level only: a stitched file, or a segment, is not a part. */
-    assert_int_equal(stitch(fx, "/b/obj", OID, PARTS, 2, &f, &err), DFS_OK);
-    dfs_catalog_file_rec_free(f);
-    const char *nested[2] = {"/b/obj", PARTS[2]};
-    assert_int_equal(stitch(fx, "/b/obj2", "1123456789abcdef0123456789abcdef", nested, 2, &f, &err),
-                     DFS_EINVAL);
+    /* A segment is not a part. */
+    char segp[128];
+    snprintf(segp, sizeof segp, DFS_CATALOG_SEGMENT_DIR "%s", fx->parts[0]->file_id);
+    const char *seg[1] = {segp};
+    assert_int_equal(stitch(fx, "/b/obj", OID, seg, 1, &f, &err), DFS_EINVAL);
     free(err);
     err = NULL;
+}
+
+/* A stitched part is flattened: its segments become the new file's, its row goes. */
+static void test_flattens(void **state)
+{
+    struct fx *fx = *state;
+    struct dfs_file_rec *f = NULL, *g = NULL;
+    char *err = NULL;
+    assert_int_equal(stitch(fx, "/b/first", OID, PARTS, 2, &f, &err), DFS_OK);
+    dfs_catalog_file_rec_free(f);
+    const char *nested[2] = {"/b/first", PARTS[2]};
+    assert_int_equal(stitch(fx, "/b/obj", "1123456789abcdef0123456789abcdef", nested, 2, &f, &err),
+                     DFS_OK);
+    assert_int_equal(f->nsegments, 3);
+    assert_int_equal(f->size, (5 << 20) * 2 + 1234);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(f->segments[i].file->file_id, fx->parts[i]->file_id);
+    assert_int_equal(f->segments[2].offset, 10 << 20);
+    dfs_catalog_file_rec_free(f);
+    assert_int_equal(dfs_catalog_file_get(fx->cat, "/b/first", &g, &err), DFS_ENOTFOUND);
+    free(err);
+    err = NULL;
+    assert_int_equal(dfs_catalog_file_get_id(fx->cat, OID, &g, &err), DFS_ENOTFOUND);
+    free(err);
+}
+
+/* The write conditions of S3 (If-None-Match: *, If-Match), in the transaction. */
+static void test_conditions(void **state)
+{
+    struct fx *fx = *state;
+    struct dfs_file_rec *f = NULL;
+    char *err = NULL;
+    struct dfs_file_meta absent = {.if_absent = true};
+    struct dfs_stitch_req req = {
+        .path = "/b/obj", .file_id = OID, .parts = PARTS, .nparts = 1, .meta = &absent};
+    assert_int_equal(dfs_catalog_file_stitch(fx->cat, &req, T0, &f, &err), DFS_OK);
+    dfs_catalog_file_rec_free(f);
+    req.file_id = "1123456789abcdef0123456789abcdef";
+    req.parts = PARTS + 1;
+    assert_int_equal(dfs_catalog_file_stitch(fx->cat, &req, T0, &f, &err), DFS_EPRECOND);
+    free(err);
+    err = NULL;
+    struct dfs_file_meta match = {.if_file_id = "2123456789abcdef0123456789abcdef"};
+    req.meta = &match;
+    assert_int_equal(dfs_catalog_file_stitch(fx->cat, &req, T0, &f, &err), DFS_EPRECOND);
+    free(err);
+    err = NULL;
+    match.if_file_id = OID;
+    assert_int_equal(dfs_catalog_file_stitch(fx->cat, &req, T0, &f, &err), DFS_OK);
+    dfs_catalog_file_rec_free(f);
 }
 
 static void test_replaces(void **state)
@@ -257,6 +306,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stitch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replaces, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flattens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conditions, setup, teardown),
         cmocka_unit_test(test_deterministic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1599,8 +1599,9 @@ static enum MHD_Result complete_upload(struct MHD_Connection *c, struct request 
     for (size_t i = 0; rc == DFS_OK && i < cm.n; i++)
         paths[i] = use[i]->path;
     Dfs__V1__FileInfo *made = NULL;
-    if (rc == DFS_OK && (rc = dfs_client_stitch(r->s->client, path, paths, cm.n, md5md5, packed,
-                                                plen, &made, &err)) != DFS_OK)
+    struct dfs_client_stitch_opts so = {.md5 = md5md5, .meta = packed, .meta_len = plen};
+    if (rc == DFS_OK &&
+        (rc = dfs_client_stitch(r->s->client, path, paths, cm.n, &so, &made, &err)) != DFS_OK)
         s3_from_dfs(&e, rc, DFS_S3ERR_INVALID_PART, err);
     free(paths);
     free(packed);

@@ -1087,6 +1087,8 @@ static void handle_stitch_file(dfs_rpc_call *call, void *ctx)
             .md5 = req->md5.len == DFS_CATALOG_MD5_LEN ? req->md5.data : NULL,
             .meta = req->meta.data,
             .meta_len = req->meta.len,
+            .if_absent = req->if_absent,
+            .if_file_id = req->if_file_id,
         };
         struct dfs_stitch_req sr = {
             .path = path,

@@ -273,6 +273,8 @@ int dfs_validate_stitch_file(const Dfs__V1__StitchFileRequest *req, char **errms
                           req->md5.len);
     if (req->meta.len > 8192)
         return dfs_seterr(errmsg, DFS_EINVAL, "meta is at most 8192 bytes, not %zu", req->meta.len);
+    if (req->if_file_id[0] != '\0')
+        return check_id("if_file_id", req->if_file_id, errmsg);
     return DFS_OK;
 }
 

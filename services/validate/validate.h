@@ -81,7 +81,8 @@ int dfs_validate_replace_target(const Dfs__V1__ReplaceTargetRequest *req, char *
 int dfs_validate_commit_file(const Dfs__V1__CommitFileRequest *req, char **errmsg);
 /*
  * StitchFile (issue 17): path a dfs path; 1..DFS_VALIDATE_STITCH_PARTS_MAX parts, each a dfs path
- * other than path; md5 empty or 16 bytes; meta at most 8192 bytes. (Repeats, and whether the parts
+ * other than path; md5 empty or 16 bytes; meta at most 8192 bytes; if_file_id empty or an id.
+ * (Repeats, and whether the parts
  * exist, are the catalog's checks, in its transaction.)
  */
 #define DFS_VALIDATE_STITCH_PARTS_MAX 10000
