@@ -393,6 +393,70 @@ class S3(harness.TestCase):
             s3.delete_object(Bucket="multi-1", Key=k)
         s3.delete_bucket(Bucket="multi-1")
 
+    def test_segmented_bodies(self):
+        """--s3-segment-size: a PUT or a part longer than it is stored in segments as it arrives and
+        stitched at the end: each byte sent to the nodes once, the object right whole and in ranges,
+        a plain MD5 ETag for a PUT; a failed condition or a wrong Content-MD5 leaves nothing; a
+        multipart upload of segmented parts is flattened by Complete."""
+        gw = Gateway(self.c.address, self.gw_token_file, self.tmp("gw-seg"), "--s3-segment-size", "1M")
+        try:
+            s3 = self.client(endpoint=gw.endpoint)
+            s3.create_bucket(Bucket="seg-1")
+            data = os.urandom((5 << 20) + 12345)  # 6 segments, the last short
+            received = self.c.received_bytes()
+            r = s3.put_object(Bucket="seg-1", Key="s.bin", Body=data)
+            self.assertEqual(r["ETag"], '"%s"' % md5(data))
+            sent = self.c.received_bytes() - received
+            self.assertGreaterEqual(sent, len(data))
+            self.assertLessEqual(sent, 3 * len(data))
+            self.assertEqual(s3.get_object(Bucket="seg-1", Key="s.bin")["Body"].read(), data)
+            self.assertEqual(s3.head_object(Bucket="seg-1", Key="s.bin")["ContentLength"], len(data))
+            for lo, hi in (((1 << 20) - 5, (1 << 20) + 5), ((2 << 20) + 1, (4 << 20) + 2), (len(data) - 10, len(data) - 1)):
+                got = s3.get_object(Bucket="seg-1", Key="s.bin", Range="bytes=%d-%d" % (lo, hi))["Body"].read()
+                self.assertEqual(got, data[lo:hi + 1], (lo, hi))
+            # The object is its 6 segments (1 MiB each, the last short), out of the namespace.
+            _, out, _ = harness.dfs("ls", "/.dfs-s3/segments/", cluster=self.c)
+            self.assertGreaterEqual(out.count("/.dfs-s3/segments/"), 6, out)
+            harness.dfs("get", "/seg-1/s.bin", self.tmp("s.cli"), cluster=self.c)
+            with open(self.tmp("s.cli"), "rb") as f:
+                self.assertEqual(f.read(), data)
+            # Refusals after the segments were stored: nothing visible, nothing left behind.
+            cond = self.client(endpoint=gw.endpoint)
+            cond.meta.events.register("before-sign.s3.PutObject",
+                                      lambda request, **kw: request.headers.__setitem__("If-None-Match", "*"))
+            self.assertEqual(self.code(cond.put_object, Bucket="seg-1", Key="s.bin", Body=data[::-1]),
+                             "PreconditionFailed")
+            self.assertEqual(s3.get_object(Bucket="seg-1", Key="s.bin")["Body"].read(), data)
+            bad = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+            self.assertEqual(self.code(s3.put_object, Bucket="seg-1", Key="bad.bin", Body=data, ContentMD5=bad),
+                             "BadDigest")
+            self.assertEqual(self.code(s3.head_object, Bucket="seg-1", Key="bad.bin"), "404")
+            _, out, _ = harness.dfs("ls", "/.dfs-s3/puts/", cluster=self.c)
+            self.assertNotIn("seg.", out)
+            # Multipart with parts of 3 segments each: Complete flattens them into one object.
+            up = s3.create_multipart_upload(Bucket="seg-1", Key="m.bin")["UploadId"]
+            p1, p2 = data[:5 << 20], data[5 << 20:]
+            e1 = s3.upload_part(Bucket="seg-1", Key="m.bin", UploadId=up, PartNumber=1, Body=p1)["ETag"]
+            e2 = s3.upload_part(Bucket="seg-1", Key="m.bin", UploadId=up, PartNumber=2, Body=p2)["ETag"]
+            self.assertEqual(e1, '"%s"' % md5(p1))
+            parts = s3.list_parts(Bucket="seg-1", Key="m.bin", UploadId=up)["Parts"]
+            self.assertEqual([(p["PartNumber"], p["Size"]) for p in parts], [(1, len(p1)), (2, len(p2))])
+            s3.complete_multipart_upload(Bucket="seg-1", Key="m.bin", UploadId=up,
+                                         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1},
+                                                                    {"PartNumber": 2, "ETag": e2}]})
+            self.assertEqual(s3.get_object(Bucket="seg-1", Key="m.bin")["Body"].read(), data)
+            got = s3.get_object(Bucket="seg-1", Key="m.bin", Range="bytes=%d-%d" % ((5 << 20) - 3, (5 << 20) + 3))
+            self.assertEqual(got["Body"].read(), data[(5 << 20) - 3:(5 << 20) + 4])
+            for k in ("s.bin", "m.bin"):
+                s3.delete_object(Bucket="seg-1", Key=k)
+            s3.delete_bucket(Bucket="seg-1")
+            _, out, _ = harness.dfs("ls", "/.dfs-s3/", cluster=self.c)
+            self.assertNotIn("/.dfs-s3/puts/", out)
+            self.assertNotIn("/.dfs-s3/uploads/seg-1/", out)
+        finally:
+            problems = gw.stop()
+            self.assertEqual(problems, [])
+
     def test_abandoned_uploads_expire(self):
         """--s3-upload-timeout: an upload left open is aborted and its parts removed."""
         gw = Gateway(self.c.address, self.gw_token_file, self.tmp("gw-expiry"), "--s3-upload-timeout", "2s")
