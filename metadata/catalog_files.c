@@ -984,6 +984,10 @@ int dfs_catalog_file_delete(dfs_catalog *cat, const char *path, int64_t now_ms,
     int rc = check_path(path, errmsg);
     if (rc != DFS_OK)
         return rc;
+    /* A segment goes with its stitched file, never alone (the file would lose bytes). */
+    if (strncmp(path, DFS_CATALOG_SEGMENT_DIR, strlen(DFS_CATALOG_SEGMENT_DIR)) == 0)
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "%s is a segment of a stitched file: delete that file instead", path);
     struct dfs_file_rec *f = NULL;
     catalog_lock(cat);
     rc = catalog_tx_begin(cat, true, errmsg);

@@ -201,6 +201,12 @@ static void test_refusals(void **state)
     assert_int_equal(stitch(fx, "/b/obj", OID, seg, 1, &f, &err), DFS_EINVAL);
     free(err);
     err = NULL;
+    /* Nor is it deleted alone. */
+    assert_int_equal(stitch(fx, "/b/obj", OID, PARTS, 1, &f, &err), DFS_OK);
+    dfs_catalog_file_rec_free(f);
+    assert_int_equal(dfs_catalog_file_delete(fx->cat, segp, T0, &f, &err), DFS_EINVAL);
+    free(err);
+    err = NULL;
 }
 
 /* A stitched part is flattened: its segments become the new file's, its row goes. */
