@@ -191,7 +191,7 @@ static int param_once(const struct dfs_s3http_query *q, const char *name, const 
 static int param_str(const struct dfs_s3http_query *q, const char *name, size_t max, char **out,
                      struct dfs_s3err *err)
 {
-    const char *v;
+    const char *v = NULL;
     int rc = param_once(q, name, &v, err);
     if (rc != DFS_OK || v == NULL)
         return rc;
@@ -209,7 +209,7 @@ static int param_str(const struct dfs_s3http_query *q, const char *name, size_t 
 static int param_u32(const struct dfs_s3http_query *q, const char *name, uint32_t min, uint32_t max,
                      uint32_t cap, uint32_t def, uint32_t *out, struct dfs_s3err *err)
 {
-    const char *v;
+    const char *v = NULL;
     int rc = param_once(q, name, &v, err);
     if (rc != DFS_OK)
         return rc;
@@ -234,7 +234,7 @@ static int param_u32(const struct dfs_s3http_query *q, const char *name, uint32_
 static int param_bool(const struct dfs_s3http_query *q, const char *name, bool *out,
                       struct dfs_s3err *err)
 {
-    const char *v;
+    const char *v = NULL;
     int rc = param_once(q, name, &v, err);
     if (rc != DFS_OK || v == NULL)
         return rc;
@@ -247,7 +247,7 @@ static int param_bool(const struct dfs_s3http_query *q, const char *name, bool *
 
 static int param_encoding(const struct dfs_s3http_query *q, bool *url, struct dfs_s3err *err)
 {
-    const char *v;
+    const char *v = NULL;
     int rc = param_once(q, "encoding-type", &v, err);
     if (rc != DFS_OK || v == NULL)
         return rc;
@@ -388,7 +388,7 @@ static int choose_op(const struct dfs_s3http_request *r, const struct dfs_s3http
             else if (has(q, "uploads"))
                 out->op = DFS_S3REQ_LIST_MULTIPART_UPLOADS;
             else if (has(q, "list-type")) {
-                const char *lt;
+                const char *lt = NULL;
                 int rc = param_once(q, "list-type", &lt, err);
                 if (rc != DFS_OK)
                     return rc;
@@ -867,7 +867,7 @@ int dfs_s3req_content_length(const struct dfs_s3http_request *r, bool decoded_le
                              struct dfs_s3err *err)
 {
     const char *name = decoded_length ? "x-amz-decoded-content-length" : "content-length";
-    const char *v;
+    const char *v = NULL;
     int rc = dfs_s3http_header_once(r, name, &v, err);
     if (rc != DFS_OK)
         return rc;

@@ -1654,7 +1654,7 @@ static enum MHD_Result complete_upload(struct MHD_Connection *c, struct request 
         rc = dfs_s3req_object_path(r->q.bucket, r->q.key, &path, &e);
     /* The object's MD5 is the MD5 of the parts' MD5s; ":parts" says how many (its ETag's -N). */
     uint8_t md5md5[DFS_ETAG_MD5_LEN];
-    char *packed = NULL, nparts[16];
+    char *packed = NULL, nparts[24];
     size_t plen = 0;
     snprintf(nparts, sizeof nparts, "%zu", cm.n);
     unsigned np = 0;
