@@ -472,6 +472,40 @@ int dfs_client_rename(dfs_client *c, const char *from, const char *to, bool repl
     return DFS_OK;
 }
 
+int dfs_client_stitch(dfs_client *c, const char *path, const char *const *parts, size_t nparts,
+                      const struct dfs_client_stitch_opts *opts, Dfs__V1__FileInfo **out,
+                      char **errmsg)
+{
+    Dfs__V1__StitchFileRequest req = DFS__V1__STITCH_FILE_REQUEST__INIT;
+    req.path = (char *)path;
+    req.parts = (char **)parts;
+    req.n_parts = nparts;
+    if (opts != NULL && opts->md5 != NULL) {
+        req.md5.data = (uint8_t *)opts->md5;
+        req.md5.len = 16;
+    }
+    if (opts != NULL && opts->meta != NULL) {
+        req.meta.data = (uint8_t *)opts->meta;
+        req.meta.len = opts->meta_len;
+    }
+    if (opts != NULL) {
+        req.if_absent = opts->if_absent;
+        if (opts->if_file_id != NULL)
+            req.if_file_id = (char *)opts->if_file_id;
+    }
+    Dfs__V1__StitchFileResponse *resp = NULL;
+    int rc = dfs_meta_call(c->meta, "StitchFile", &req.base,
+                           &dfs__v1__stitch_file_response__descriptor, false, &resp, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    if (out != NULL) {
+        *out = resp->file;
+        resp->file = NULL;
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return DFS_OK;
+}
+
 int dfs_client_attrs_set(dfs_client *c, const char *path, const Dfs__V1__PathAttributes *a,
                          bool remove, char **errmsg)
 {

@@ -410,6 +410,28 @@ int dfs_client_whoami(dfs_client *c, Dfs__V1__TokenInfo **out, char **errmsg);
 int dfs_client_rename(dfs_client *c, const char *from, const char *to, bool replace,
                       uint64_t *moved, char **errmsg);
 
+/* What a stitched file keeps, and its write conditions; all optional (zeroed: none). */
+struct dfs_client_stitch_opts {
+    const uint8_t *md5; /* 16 bytes, or NULL */
+    const void *meta;   /* "name\0value\0"..., sorted, at most 8 KiB; NULL: none */
+    size_t meta_len;
+    bool if_absent;         /* DFS_EPRECOND when a file is at `path` */
+    const char *if_file_id; /* DFS_EPRECOND unless this file is at `path`; NULL: none */
+};
+
+/*
+ * Make the committed file `path` whose bytes are the committed files `parts[0..nparts)`
+ * concatenated, in one catalog operation that copies no byte (StitchFile, not retried: a retry
+ * after a lost answer would find the parts gone). The parts leave the namespace and become the
+ * file's segments (a stitched part is flattened); a file at `path` is replaced. opts (may be NULL)
+ * is borrowed. *out (may be NULL) is the new file's record (no layout), the caller's.
+ * DFS_ENOTFOUND: a part is missing; DFS_EINVAL: a part is listed twice, or is `path`;
+ * DFS_EPRECOND: a condition failed.
+ */
+int dfs_client_stitch(dfs_client *c, const char *path, const char *const *parts, size_t nparts,
+                      const struct dfs_client_stitch_opts *opts, Dfs__V1__FileInfo **out,
+                      char **errmsg);
+
 /*
  * Mode, owner and mtime of a path and explicit directories (dfs-mount), kept in the catalog apart
  * from file records. attrs_set merges *a (its has_* fields say which) into path's, or with remove

@@ -25,6 +25,7 @@
 #include "client/drain.h"
 #include "client/fetch.h"
 #include "client/links.h"
+#include "client/segments.h"
 #include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/err.h"
@@ -1455,6 +1456,40 @@ static int open_special(const char *local, mode_t mode, int *out, char **errmsg)
     return DFS_OK;
 }
 
+/*
+ * A stitched file (segments) to LOCAL or standard output: the segments in order straight into
+ * "<local>.dfs-part" (renamed to LOCAL once every segment checked) or into standard output (each
+ * segment is checked before its bytes are written: dfs_get_fd drains a checked window). No
+ * --resume: a stitched file is fetched from its start.
+ */
+static int get_stitched(dfs_meta *meta, const Dfs__V1__FileInfo *file, const char *local,
+                        bool to_stdout, const struct dfs_client_get_opts *opts,
+                        struct dfs_client_get_result *out, char **errmsg)
+{
+    const struct dfs_rpc_link_security *security = dfs_meta_security(meta);
+    if (to_stdout)
+        return dfs_get_fd(meta, security, file, 0, file->size, STDOUT_FILENO, NULL, opts, out,
+                          errmsg);
+    char *part = NULL;
+    if (asprintf(&part, "%s.dfs-part", local) < 0)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    int fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int rc = DFS_OK;
+    if (fd < 0)
+        rc = dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot create %s", part);
+    if (rc == DFS_OK)
+        rc = dfs_get_fd(meta, security, file, 0, file->size, fd, NULL, opts, out, errmsg);
+    if (fd >= 0 && close(fd) != 0 && rc == DFS_OK && errno != EINTR)
+        rc = dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot write %s", part);
+    if (rc == DFS_OK && rename(part, local) != 0)
+        rc = dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot rename %s to %s",
+                              part, local);
+    if (rc != DFS_OK && fd >= 0)
+        unlink(part);
+    free(part);
+    return rc;
+}
+
 int dfs_get(dfs_meta *meta, const char *remote, const char *local,
             const struct dfs_client_get_opts *opts, struct dfs_client_get_result *out,
             char **errmsg)
@@ -1479,6 +1514,13 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local,
     int rc = get_layout(meta, remote, &job.file, errmsg);
     if (rc != DFS_OK)
         return rc;
+    if (job.file->n_segments > 0 && !special) {
+        rc = get_stitched(meta, job.file, local, to_stdout, opts, out, errmsg);
+        if (rc == DFS_OK)
+            out->seconds = (double)(dfs_clock_mono_ns() - t0) / 1e9;
+        protobuf_c_message_free_unpacked(&job.file->base, NULL);
+        return rc;
+    }
     if (special) {
         int fd = -1;
         rc = open_special(local, lst.st_mode, &fd, errmsg);
@@ -1627,6 +1669,9 @@ int dfs_get_fd(dfs_meta *meta, const struct dfs_rpc_link_security *security,
                const char *scratch_dir, const struct dfs_client_get_opts *opts,
                struct dfs_client_get_result *out, char **errmsg)
 {
+    if (file->n_segments > 0)
+        return dfs_get_segments_fd(meta, security, file, offset, length, out_fd, scratch_dir, opts,
+                                   out, errmsg);
     if (offset > file->size || length > file->size - offset)
         return dfs_seterr(errmsg, DFS_ERANGE,
                           "bytes %" PRIu64 "+%" PRIu64 " are outside the file (%" PRIu64 " bytes)",

@@ -64,7 +64,7 @@ REQUEST_TYPES = [
     "RegisterNode", "Heartbeat", "CreateFile", "ReplaceTarget", "CommitFile", "AbortFile",
     "GetFile", "ListFiles", "DeleteFile", "Stat", "ListNodes", "SetNodeState", "ReportFragments",
     "GetHealth", "PutFragment", "GetFragment", "DeleteFragment", "StatFragment", "RepairFragment",
-    "ReportDamage",
+    "ReportDamage", "StitchFile",
 ]
 
 
@@ -102,6 +102,10 @@ def request_seeds():
         "commit": ("CommitFile", f_bytes(1, FILE_ID) + f_bytes(2, bytes(32)) +
                    f_bytes(3, commit_frag(0)) + f_bytes(3, commit_frag(1))),
         "abort": ("AbortFile", f_bytes(1, FILE_ID)),
+        "stitch": ("StitchFile", f_bytes(1, b"/b/obj") + f_bytes(2, b"/.dfs-s3/uploads/b/u/part.00001") +
+                   f_bytes(2, b"/.dfs-s3/uploads/b/u/part.00002") + f_bytes(3, bytes(range(16))) +
+                   f_bytes(4, b":parts\x002\x00")),
+        "stitch_self": ("StitchFile", f_bytes(1, b"/b/obj") + f_bytes(2, b"/b/obj")),
         "get_file": ("GetFile", f_bytes(1, b"/a/b")),
         "list_files": ("ListFiles", f_bytes(1, b"/d/") + f_varint(2, 10) + f_bytes(3, b"/d/x")),
         "delete_file": ("DeleteFile", f_bytes(1, b"/a/b")),

@@ -42,6 +42,7 @@ struct options {
     const char *token_file;
     const char *s3_listen, *s3_domain, *s3_region, *s3_ready_file;
     int64_t s3_upload_timeout_ms;
+    uint64_t s3_segment_size;
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
     bool insecure;
 };
@@ -100,6 +101,10 @@ static const struct dfs_opt opts[] = {
     {DFS_OPT_DURATION, "s3-upload-timeout", 0, O(s3_upload_timeout_ms), .arg = "D", .def = "7d",
      .min = 1000, .max = 3650LL * 86400000,
      .help = "an S3 multipart upload not completed within D (like 3600s, 12h, 7d) is aborted"},
+    {DFS_OPT_SIZE, "s3-segment-size", 0, O(s3_segment_size), .arg = "N", .def = "64M",
+     .min = 1 << 20, .max = 1LL << 32,
+     .help = "an S3 PUT or part longer than N is stored in segments of N bytes as it arrives "
+             "(two spooled at most) and stitched at the end, not spooled whole"},
     {DFS_OPT_STRING, "s3-ready-file", 0, O(s3_ready_file), .arg = "PATH",
      .help = "write the S3 address here once serving"},
     {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
@@ -277,7 +282,8 @@ int main(int argc, char **argv)
                                             .region = o.s3_region,
                                             .spool_dir = spool,
                                             .max_connections = (unsigned)o.max_connections,
-                                            .upload_timeout_ms = o.s3_upload_timeout_ms};
+                                            .upload_timeout_ms = o.s3_upload_timeout_ms,
+                                            .segment_size = o.s3_segment_size};
         if (dfs_s3server_start(&s3cfg, &s3, &err) != DFS_OK) {
             fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start S3");
             goto out;

@@ -364,6 +364,16 @@ static const char *const migrations[] = {
     "  gid      INTEGER CHECK (gid IS NULL OR gid BETWEEN 0 AND 4294967295),"
     "  mtime_ms INTEGER"
     ") WITHOUT ROWID;",
+
+    /* 8 (issue 17, StitchFile): the segments of stitched files. A segment is a committed file
+       row of its own (path under DFS_CATALOG_SEGMENT_DIR), owned by the stitched file. */
+    "CREATE TABLE segments ("
+    "  file_id  TEXT    NOT NULL REFERENCES files (file_id) ON DELETE CASCADE,"
+    "  seq      INTEGER NOT NULL CHECK (seq >= 0),"
+    "  offset   INTEGER NOT NULL CHECK (offset >= 0),"
+    "  part_id  TEXT    NOT NULL UNIQUE CHECK (length(part_id) = 32),"
+    "  PRIMARY KEY (file_id, seq)"
+    ") WITHOUT ROWID;",
 };
 
 static_assert(sizeof migrations / sizeof migrations[0] == DFS_CATALOG_SCHEMA_VERSION,

@@ -31,7 +31,7 @@
 typedef struct dfs_catalog dfs_catalog;
 
 /* The schema version this code writes (migrations 1..DFS_CATALOG_SCHEMA_VERSION). */
-#define DFS_CATALOG_SCHEMA_VERSION 7
+#define DFS_CATALOG_SCHEMA_VERSION 8
 
 /* Longest node address ("host:port", "unix:/path", ...) and zone name, in bytes. */
 #define DFS_NODE_ADDRESS_MAX 255
@@ -297,6 +297,16 @@ struct dfs_file_rec {
     /* In index order (fragments[i].index == i); NULL and 0 in listings. */
     struct dfs_fragment_rec *fragments;
     size_t nfragments;
+    /* A stitched file (dfs_catalog_file_stitch): no fragments; its bytes are its segments' in
+       order, each a whole committed file with its layout. NULL and 0 otherwise and in listings. */
+    struct dfs_segment_rec *segments;
+    size_t nsegments;
+};
+
+/* One segment of a stitched file: bytes [offset, offset + file->size) are file's. */
+struct dfs_segment_rec {
+    uint64_t offset;
+    struct dfs_file_rec *file; /* with its layout; owned by the stitched file's record */
 };
 
 /* Free a record returned through a `struct dfs_file_rec **`; NULL is a no-op. */
@@ -420,6 +430,37 @@ struct dfs_file_meta {
  * (file_meta; a repeated commit writes them again). DFS_EINVAL as dfs_catalog_file_commit, and
  * for meta_len past DFS_CATALOG_META_MAX.
  */
+/*
+ * StitchFile (issue 17, S3 CompleteMultipartUpload): one transaction makes a committed file at
+ * `path` whose bytes are the committed files `parts[0..nparts)` concatenated, without copying a
+ * byte: each part keeps its file row, fragments and copies, leaves the namespace (its path becomes
+ * DFS_CATALOG_SEGMENT_DIR "<its file id>") and becomes the new file's segment. A part that is
+ * stitched itself is flattened: its segments become the new file's and its own row goes, so every
+ * segment is a plain file. The new file has no fragments of its own; its size is the parts' sum,
+ * its SHA-256 the SHA-256 of its segments' SHA-256s concatenated in order (readers check each
+ * segment against its own), its redundancy and policy the first part's; meta->md5 and meta->meta
+ * are kept as dfs_catalog_file_commit_meta keeps them, and meta's conditions are checked against
+ * the file at `path` (DFS_EPRECOND). A committed file already at `path` is replaced (its copies,
+ * and its segments', queued for deletion). Deleting or replacing a stitched file deletes its
+ * segments.
+ *
+ * Deterministic given its arguments: file_id (32 hex digits, drawn by the caller) and now_ms are
+ * inputs, nothing is drawn inside. DFS_EINVAL: bad path, id, no parts, more than
+ * DFS_CATALOG_STITCH_MAX parts or segments, a part listed twice, equal to path or a segment, meta
+ * too long. DFS_ENOTFOUND: a part is not a committed file. DFS_EEXIST: file_id is taken.
+ */
+#define DFS_CATALOG_STITCH_MAX  10000
+#define DFS_CATALOG_SEGMENT_DIR "/.dfs-s3/segments/"
+struct dfs_stitch_req {
+    const char *path;         /* canonical */
+    const char *file_id;      /* the new file's id */
+    const char *const *parts; /* canonical paths, in order */
+    size_t nparts;
+    const struct dfs_file_meta *meta; /* NULL: none */
+};
+int dfs_catalog_file_stitch(dfs_catalog *cat, const struct dfs_stitch_req *req, int64_t now_ms,
+                            struct dfs_file_rec **out, char **errmsg);
+
 int dfs_catalog_file_commit_meta(dfs_catalog *cat, const char *file_id,
                                  const uint8_t sha256[DFS_SHA256_LEN],
                                  const struct dfs_commit_fragment *fragments, size_t nfragments,

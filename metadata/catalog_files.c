@@ -95,6 +95,7 @@ static void file_clear(struct dfs_file_rec *f)
 {
     free(f->path);
     fragments_free(f->fragments, f->nfragments);
+    catalog_segments_free(f);
     memset(f, 0, sizeof *f);
 }
 
@@ -218,6 +219,8 @@ int catalog_find_file(dfs_catalog *cat, enum stmt id, const char *key, bool layo
     catalog_release(cat->st[id]);
     if (rc == DFS_OK && layout)
         rc = read_layout(cat, f, errmsg);
+    if (rc == DFS_OK && layout && f->nfragments == 0)
+        rc = catalog_segments_load(cat, f, errmsg);
     if (rc != DFS_OK) {
         dfs_catalog_file_rec_free(f);
         return rc;
@@ -544,10 +547,17 @@ static int validate_commit(const struct dfs_file_rec *f, const struct dfs_commit
 /* Queue every replica of a file for deletion and remove its rows. */
 static int remove_file(dfs_catalog *cat, const char *file_id, int64_t now_ms, char **errmsg)
 {
-    int rc = catalog_exec(cat, S_DELETIONS_QUEUE_FILE, NULL, errmsg, "ti", file_id, now_ms);
+    int rc = catalog_segments_remove(cat, file_id, now_ms, errmsg);
+    if (rc == DFS_OK)
+        rc = catalog_exec(cat, S_DELETIONS_QUEUE_FILE, NULL, errmsg, "ti", file_id, now_ms);
     if (rc == DFS_OK)
         rc = catalog_exec(cat, S_FILE_DELETE, NULL, errmsg, "t", file_id);
     return rc;
+}
+
+int catalog_remove_file(dfs_catalog *cat, const char *file_id, int64_t now_ms, char **errmsg)
+{
+    return remove_file(cat, file_id, now_ms, errmsg);
 }
 
 /*
@@ -974,6 +984,10 @@ int dfs_catalog_file_delete(dfs_catalog *cat, const char *path, int64_t now_ms,
     int rc = check_path(path, errmsg);
     if (rc != DFS_OK)
         return rc;
+    /* A segment goes with its stitched file, never alone (the file would lose bytes). */
+    if (strncmp(path, DFS_CATALOG_SEGMENT_DIR, strlen(DFS_CATALOG_SEGMENT_DIR)) == 0)
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "%s is a segment of a stitched file: delete that file instead", path);
     struct dfs_file_rec *f = NULL;
     catalog_lock(cat);
     rc = catalog_tx_begin(cat, true, errmsg);

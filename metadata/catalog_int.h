@@ -292,6 +292,22 @@ int catalog_check_target(dfs_catalog *cat, const char *node_id, char **errmsg);
 int catalog_find_file(dfs_catalog *cat, enum stmt id, const char *key, bool layout,
                       struct dfs_file_rec **out, char **errmsg);
 
+/* Queue every copy of a file (and of its segments, when stitched) for deletion and remove its
+   rows (catalog_files.c). */
+int catalog_remove_file(dfs_catalog *cat, const char *file_id, int64_t now_ms, char **errmsg);
+
+/* ---- Stitched files (catalog_stitch.c) ------------------------------------------------------- */
+
+/* Load f's segments, each with its layout (none: f unchanged). */
+int catalog_segments_load(dfs_catalog *cat, struct dfs_file_rec *f, char **errmsg);
+
+/* Free f's segments (and zero them). */
+void catalog_segments_free(struct dfs_file_rec *f);
+
+/* Queue the copies of file_id's segments for deletion and remove the segments' file rows (the
+   segments rows go with file_id's row, ON DELETE CASCADE). None: a no-op. */
+int catalog_segments_remove(dfs_catalog *cat, const char *file_id, int64_t now_ms, char **errmsg);
+
 /* ---- Liveness rules (catalog_repair.c; catalog.h, Repair queue) ------------------------------ */
 
 /* A copy on a node in this state is live (alive, suspect) / readable (live, or draining). */

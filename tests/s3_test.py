@@ -123,11 +123,34 @@ def md5(b):
     return hashlib.md5(b).hexdigest()
 
 
+class MetricsCluster(harness.Cluster):
+    """Storage nodes that also serve metrics: the bytes they received tell whether a Complete copied any."""
+
+    def _storage_cmd(self, i, metadata_addr, zones, extra=()):
+        return super()._storage_cmd(i, metadata_addr, zones, extra) + ["--metrics-listen", "127.0.0.1:0"]
+
+    def received_bytes(self):
+        """dfs_storage_data_received_bytes_total summed over the storage nodes."""
+        import re
+        import urllib.request
+        total = 0
+        for rec in self.status():
+            if rec["name"] == "metadata":
+                continue
+            with open(rec["log"], encoding="utf-8", errors="replace") as f:
+                found = re.findall(r'msg="(?:serving|listening)".* metrics=(\S+)', f.read())
+            with urllib.request.urlopen("http://%s/metrics" % found[-1], timeout=10) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("dfs_storage_data_received_bytes_total"):
+                        total += int(float(line.split()[-1]))
+        return total
+
+
 class S3(harness.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = harness.tmpdir("s3-")
-        cls.c = harness.Cluster(nodes=3, metadata_flags=["--s3-key-file", os.path.join(cls.dir, "s3.key")])
+        cls.c = MetricsCluster(nodes=3, metadata_flags=["--s3-key-file", os.path.join(cls.dir, "s3.key")])
         cls.c.start()
         try:
             # The gateway runs with a token of the gateway role: files, buckets, signing keys.
@@ -289,7 +312,7 @@ class S3(harness.TestCase):
         self.assertNotIn("boto-1", [b["Name"] for b in s3.list_buckets()["Buckets"]])
 
     def test_multipart(self):
-        """boto3's multipart upload of 70 MiB (9 parts), s3cmd's of 20 MiB; ListParts, ListMultipartUploads,
+        """boto3's multipart upload of 70 MiB (9 parts), s3cmd's of 66 MiB (test_s3cmd); ListParts, ListMultipartUploads,
         a part uploaded again, InvalidPart, EntityTooSmall, NoSuchUpload, Abort."""
         s3 = self.client()
         s3.create_bucket(Bucket="multi-1")
@@ -297,11 +320,30 @@ class S3(harness.TestCase):
         path = self.tmp("big")
         with open(path, "wb") as f:
             f.write(data)
+        received = self.c.received_bytes()
         s3.upload_file(path, "multi-1", "big/70m.bin",
                        Config=boto3.s3.transfer.TransferConfig(multipart_chunksize=8 << 20, max_concurrency=4))
+        # The parts' bytes reached the nodes once (k copies of each), Complete sent none again: at
+        # most 3 copies of 70 MiB and the upload's record, where re-putting the parts sent twice that.
+        sent = self.c.received_bytes() - received
+        self.assertGreaterEqual(sent, len(data))
+        self.assertLess(sent, 3 * len(data) + (1 << 20))
         s3.download_file("multi-1", "big/70m.bin", self.tmp("big.out"))
         with open(self.tmp("big.out"), "rb") as f:
             self.assertEqual(hashlib.sha256(f.read()).digest(), hashlib.sha256(data).digest())
+        # Ranges of the stitched object: across the boundary of parts 1 and 2, inside part 5, the
+        # last part, one byte at a boundary.
+        for lo, hi in (((8 << 20) - 100, (8 << 20) + 100), ((33 << 20) + 7, (36 << 20) - 1),
+                       ((64 << 20) + 3, (70 << 20) - 1), (16 << 20, 16 << 20)):
+            got = s3.get_object(Bucket="multi-1", Key="big/70m.bin", Range="bytes=%d-%d" % (lo, hi))["Body"].read()
+            self.assertEqual(got, data[lo:hi + 1], (lo, hi))
+        # `dfs get` of the object checks every segment's SHA-256 and the object's over them.
+        harness.dfs("get", "/multi-1/big/70m.bin", self.tmp("big.cli"), cluster=self.c)
+        with open(self.tmp("big.cli"), "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).digest(), hashlib.sha256(data).digest())
+        # The parts left the namespace: nothing of the upload is listed under its folder.
+        _, out, _ = harness.dfs("ls", "/.dfs-s3/uploads/multi-1/", cluster=self.c)
+        self.assertNotIn("part.", out)
         self.assertEqual(s3.list_multipart_uploads(Bucket="multi-1").get("Uploads", []), [])
 
         # By hand: parts as S3 defines them.
@@ -322,9 +364,11 @@ class S3(harness.TestCase):
                                    MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": e2},
                                                               {"PartNumber": 1, "ETag": e1}]}),
                          "InvalidPartOrder")
+        received = self.c.received_bytes()
         r = s3.complete_multipart_upload(Bucket="multi-1", Key="hand.bin", UploadId=up,
                                          MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1},
                                                                     {"PartNumber": 2, "ETag": e2}]})
+        self.assertEqual(self.c.received_bytes() - received, 0, "Complete sent bytes to the nodes")
         want = hashlib.md5(hashlib.md5(p1).digest() + hashlib.md5(p2).digest()).hexdigest()
         self.assertEqual(r["ETag"], '"%s-2"' % want)
         self.assertEqual(s3.head_object(Bucket="multi-1", Key="hand.bin")["ETag"], '"%s-2"' % want)
@@ -348,6 +392,70 @@ class S3(harness.TestCase):
         for k in ("big/70m.bin", "hand.bin"):
             s3.delete_object(Bucket="multi-1", Key=k)
         s3.delete_bucket(Bucket="multi-1")
+
+    def test_segmented_bodies(self):
+        """--s3-segment-size: a PUT or a part longer than it is stored in segments as it arrives and
+        stitched at the end: each byte sent to the nodes once, the object right whole and in ranges,
+        a plain MD5 ETag for a PUT; a failed condition or a wrong Content-MD5 leaves nothing; a
+        multipart upload of segmented parts is flattened by Complete."""
+        gw = Gateway(self.c.address, self.gw_token_file, self.tmp("gw-seg"), "--s3-segment-size", "1M")
+        try:
+            s3 = self.client(endpoint=gw.endpoint)
+            s3.create_bucket(Bucket="seg-1")
+            data = os.urandom((5 << 20) + 12345)  # 6 segments, the last short
+            received = self.c.received_bytes()
+            r = s3.put_object(Bucket="seg-1", Key="s.bin", Body=data)
+            self.assertEqual(r["ETag"], '"%s"' % md5(data))
+            sent = self.c.received_bytes() - received
+            self.assertGreaterEqual(sent, len(data))
+            self.assertLessEqual(sent, 3 * len(data))
+            self.assertEqual(s3.get_object(Bucket="seg-1", Key="s.bin")["Body"].read(), data)
+            self.assertEqual(s3.head_object(Bucket="seg-1", Key="s.bin")["ContentLength"], len(data))
+            for lo, hi in (((1 << 20) - 5, (1 << 20) + 5), ((2 << 20) + 1, (4 << 20) + 2), (len(data) - 10, len(data) - 1)):
+                got = s3.get_object(Bucket="seg-1", Key="s.bin", Range="bytes=%d-%d" % (lo, hi))["Body"].read()
+                self.assertEqual(got, data[lo:hi + 1], (lo, hi))
+            # The object is its 6 segments (1 MiB each, the last short), out of the namespace.
+            _, out, _ = harness.dfs("ls", "/.dfs-s3/segments/", cluster=self.c)
+            self.assertGreaterEqual(out.count("/.dfs-s3/segments/"), 6, out)
+            harness.dfs("get", "/seg-1/s.bin", self.tmp("s.cli"), cluster=self.c)
+            with open(self.tmp("s.cli"), "rb") as f:
+                self.assertEqual(f.read(), data)
+            # Refusals after the segments were stored: nothing visible, nothing left behind.
+            cond = self.client(endpoint=gw.endpoint)
+            cond.meta.events.register("before-sign.s3.PutObject",
+                                      lambda request, **kw: request.headers.__setitem__("If-None-Match", "*"))
+            self.assertEqual(self.code(cond.put_object, Bucket="seg-1", Key="s.bin", Body=data[::-1]),
+                             "PreconditionFailed")
+            self.assertEqual(s3.get_object(Bucket="seg-1", Key="s.bin")["Body"].read(), data)
+            bad = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+            self.assertEqual(self.code(s3.put_object, Bucket="seg-1", Key="bad.bin", Body=data, ContentMD5=bad),
+                             "BadDigest")
+            self.assertEqual(self.code(s3.head_object, Bucket="seg-1", Key="bad.bin"), "404")
+            _, out, _ = harness.dfs("ls", "/.dfs-s3/puts/", cluster=self.c)
+            self.assertNotIn("seg.", out)
+            # Multipart with parts of 3 segments each: Complete flattens them into one object.
+            up = s3.create_multipart_upload(Bucket="seg-1", Key="m.bin")["UploadId"]
+            p1, p2 = data[:5 << 20], data[5 << 20:]
+            e1 = s3.upload_part(Bucket="seg-1", Key="m.bin", UploadId=up, PartNumber=1, Body=p1)["ETag"]
+            e2 = s3.upload_part(Bucket="seg-1", Key="m.bin", UploadId=up, PartNumber=2, Body=p2)["ETag"]
+            self.assertEqual(e1, '"%s"' % md5(p1))
+            parts = s3.list_parts(Bucket="seg-1", Key="m.bin", UploadId=up)["Parts"]
+            self.assertEqual([(p["PartNumber"], p["Size"]) for p in parts], [(1, len(p1)), (2, len(p2))])
+            s3.complete_multipart_upload(Bucket="seg-1", Key="m.bin", UploadId=up,
+                                         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1},
+                                                                    {"PartNumber": 2, "ETag": e2}]})
+            self.assertEqual(s3.get_object(Bucket="seg-1", Key="m.bin")["Body"].read(), data)
+            got = s3.get_object(Bucket="seg-1", Key="m.bin", Range="bytes=%d-%d" % ((5 << 20) - 3, (5 << 20) + 3))
+            self.assertEqual(got["Body"].read(), data[(5 << 20) - 3:(5 << 20) + 4])
+            for k in ("s.bin", "m.bin"):
+                s3.delete_object(Bucket="seg-1", Key=k)
+            s3.delete_bucket(Bucket="seg-1")
+            _, out, _ = harness.dfs("ls", "/.dfs-s3/", cluster=self.c)
+            self.assertNotIn("/.dfs-s3/puts/", out)
+            self.assertNotIn("/.dfs-s3/uploads/seg-1/", out)
+        finally:
+            problems = gw.stop()
+            self.assertEqual(problems, [])
 
     def test_abandoned_uploads_expire(self):
         """--s3-upload-timeout: an upload left open is aborted and its parts removed."""
@@ -439,7 +547,7 @@ class S3(harness.TestCase):
             return out
 
         src = self.tmp("photo one+é.jpg")
-        data = os.urandom(20 << 20)  # multipart: s3cmd's parts are 15 MiB
+        data = os.urandom(66 << 20)  # multipart: s3cmd's parts are 15 MiB (5 parts, stitched)
         with open(src, "wb") as f:
             f.write(data)
         s3cmd("mb", "s3://photos-1")

@@ -17,6 +17,7 @@
 #include "gateway/s3/s3sum.h"
 #include "gateway/s3/s3time.h"
 #include "gateway/s3/s3xml.h"
+#include "gateway/s3/segput.h"
 #include "gateway/s3/sigv4.h"
 #include "gateway/stream.h"
 
@@ -67,6 +68,7 @@ struct dfs_s3server {
     pthread_t sweeper;
     bool sweeping, stopping;
     int64_t upload_timeout_ms;
+    uint64_t segment_size; /* bodies longer than this are stored in segments (segput.h) */
     struct key_entry cache[KEY_CACHE_N];
     unsigned next_slot;
     char address[300];
@@ -118,8 +120,12 @@ static int lookup_key(void *arg, const char *id, const struct dfs_sigv4_scope *s
 
 /* An operation's body as it arrives: proven, then acted on at the last call. */
 struct body {
-    int fd; /* spool file (PutObject), or -1 */
+    int fd; /* spool file (PutObject, UploadPart), or -1 */
     char *spool;
+    /* Instead of the spool: a body longer than the server's segment size, stored in segments as
+       it arrives and stitched at the end (segput.h); NULL otherwise. */
+    dfs_segput *seg;
+    char *seg_err;
     char *xml; /* the XML bodies, at most DFS_S3XML_MAX_BODY */
     /* The x-amz-checksum-* the body was proven by, kept with the object as ":x-amz-checksum-..."
        (returned when a GET asks, x-amz-checksum-mode: ENABLED); "" when none. */
@@ -163,6 +169,8 @@ static void body_free(struct body *b)
     if (b->spool != NULL)
         unlink(b->spool);
     free(b->spool);
+    dfs_segput_destroy(b->seg);
+    free(b->seg_err);
     free(b->xml);
     dfs_etag_md5_destroy(b->md5);
     dfs_s3sum_destroy(b->sum);
@@ -911,6 +919,9 @@ static int body_sink(void *arg, const uint8_t *data, size_t len)
         b->xml_len += len;
         b->xml[b->xml_len] = '\0';
     }
+    if (b->seg != NULL && b->seg_err == NULL && len > 0 &&
+        dfs_segput_write(b->seg, data, len, &b->seg_err) != DFS_OK && b->seg_err == NULL)
+        b->seg_err = strdup("cannot store a segment");
     while (b->fd >= 0 && b->write_errno == 0 && len > 0) {
         ssize_t k = write(b->fd, data, len);
         if (k < 0 && errno == EINTR)
@@ -932,6 +943,54 @@ static bool op_has_body(enum dfs_s3req_op op)
            op == DFS_S3REQ_COMPLETE_MULTIPART_UPLOAD;
 }
 
+/*
+ * A body longer than the segment size: stored in segments under SEGPUT_DIR<random>/ as it arrives
+ * (segput.h), stitched into the object or part once proven. Disk: two segments, not the body.
+ */
+#define SEGPUT_DIR "/.dfs-s3/puts/"
+static int segments_begin(struct request *r, struct dfs_s3err *e)
+{
+    uint8_t raw[16];
+    char id[33], *dir = NULL, *err = NULL;
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        return dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "no randomness");
+    dfs_sigv4_hex(raw, sizeof raw, id);
+    if (asprintf(&dir, SEGPUT_DIR "%s/", id) < 0)
+        return dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
+    int rc = dfs_segput_create(r->s->client, r->s->spool_dir, dir, r->s->segment_size,
+                               &r->s->cancel, &r->b.seg, &err);
+    free(dir);
+    if (rc != DFS_OK)
+        rc = dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "%s", err != NULL ? err : "segments");
+    free(err);
+    return rc;
+}
+
+/* Stitch a segmented body into path (the conditions checked in the stitch's transaction). */
+static int segments_store(struct request *r, const char *path, const uint8_t *md5, const char *meta,
+                          size_t meta_len, bool if_absent, const char *if_file_id, uint64_t *size,
+                          struct dfs_s3err *e)
+{
+    char *err = NULL;
+    struct dfs_client_stitch_opts so = {.md5 = md5,
+                                        .meta = meta,
+                                        .meta_len = meta_len,
+                                        .if_absent = if_absent,
+                                        .if_file_id = if_file_id};
+    int rc = dfs_segput_finish(r->b.seg, path, &so, NULL, &err);
+    *size = dfs_segput_size(r->b.seg);
+    if (rc != DFS_OK) {
+        dfs_log(DFS_LOG_WARN, "s3 segmented put failed path=%s err=%s", path,
+                err != NULL ? err : dfs_strerror(rc));
+        if (rc == DFS_EPRECOND && (if_absent || if_file_id != NULL))
+            rc = dfs_s3err_set(e, DFS_S3ERR_PRECONDITION_FAILED, "%s", err != NULL ? err : "");
+        else
+            rc = s3_from_dfs(e, rc, DFS_S3ERR_NO_SUCH_KEY, err);
+    }
+    free(err);
+    return rc;
+}
+
 /* First call of an operation with a body: set up the body's checks (and its spool). */
 static int body_begin(struct request *r, struct dfs_s3err *e)
 {
@@ -943,7 +1002,9 @@ static int body_begin(struct request *r, struct dfs_s3err *e)
     if (r->q.op == DFS_S3REQ_PUT_OBJECT || r->q.op == DFS_S3REQ_UPLOAD_PART) {
         uint64_t want;
         rc = dfs_s3req_content_length(&r->http, streaming, &want, e);
-        if (rc == DFS_OK)
+        if (rc == DFS_OK && want > r->s->segment_size)
+            rc = segments_begin(r, e);
+        else if (rc == DFS_OK)
             rc = spool_open(r->s, &b->fd, &b->spool, e);
     } else {
         b->keep_xml = true;
@@ -983,6 +1044,8 @@ static int body_finish(struct request *r, uint8_t md5[DFS_ETAG_MD5_LEN], struct 
     if (rc == DFS_OK && b->write_errno != 0)
         rc = dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "cannot spool the body: %s",
                            strerror(b->write_errno));
+    if (rc == DFS_OK && b->seg_err != NULL)
+        rc = dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "cannot store the body: %s", b->seg_err);
     if (rc == DFS_OK && dfs_etag_md5_final(b->md5, md5) != DFS_OK)
         rc = dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "md5");
     if (rc == DFS_OK && b->sum != NULL) {
@@ -1069,7 +1132,11 @@ static enum MHD_Result put_object(struct MHD_Connection *c, struct request *r,
     free(all);
     dfs_s3req_meta_free(&meta);
     struct dfs_client_put_result res;
-    if (rc == DFS_OK)
+    memset(&res, 0, sizeof res);
+    if (rc == DFS_OK && r->b.seg != NULL)
+        rc = segments_store(r, path, md5, packed, plen, if_absent,
+                            current_id[0] != '\0' ? current_id : NULL, &res.size, &e);
+    else if (rc == DFS_OK)
         rc = store_cond(r->s, r->b.fd, r->b.spool, path, md5, packed, plen, if_absent,
                         current_id[0] != '\0' ? current_id : NULL, &res, &e);
     free(packed);
@@ -1255,11 +1322,11 @@ static enum MHD_Result copy_object(struct MHD_Connection *c, struct request *r)
 /* ---- multipart uploads ----------------------------------------------------------------------- */
 
 /*
- * Until the catalog has uploads and CompleteUpload (DESIGN.md), an upload is files under
+ * Until the catalog has an uploads table (DESIGN.md), an upload is files under
  * UPLOADS_DIR/<bucket>/<id>/: "upload" holds the key, "part.NNNNN.<md5 hex>" each part as it was
- * stored (its MD5, the part's ETag, in the name). Complete streams the parts, in order, through the
- * gateway into one put (a copy of the bytes the catalog operation will make unnecessary), then
- * removes the upload's files.
+ * stored (its MD5, the part's ETag, in the name). Complete stitches the listed parts into the
+ * object in one catalog operation (StitchFile: the parts become the object's segments, no byte is
+ * copied), then removes the parts not listed and the record.
  */
 #define UPLOADS_DIR "/.dfs-s3/uploads/"
 
@@ -1493,7 +1560,9 @@ static enum MHD_Result upload_part(struct MHD_Connection *c, struct request *r,
         return MHD_NO;
     }
     struct dfs_client_put_result res;
-    int rc = store(r->s, r->b.fd, r->b.spool, path, md5, NULL, 0, &res, &e);
+    memset(&res, 0, sizeof res);
+    int rc = r->b.seg != NULL ? segments_store(r, path, md5, NULL, 0, false, NULL, &res.size, &e)
+                              : store(r->s, r->b.fd, r->b.spool, path, md5, NULL, 0, &res, &e);
     /* The same part number uploaded again replaces the earlier one. */
     struct part *v = NULL;
     size_t n = 0;
@@ -1540,8 +1609,7 @@ static enum MHD_Result complete_upload(struct MHD_Connection *c, struct request 
     struct part *v = NULL;
     size_t n = 0;
     bool rec = false;
-    char *dir = NULL, *path = NULL, *spool = NULL, *err = NULL;
-    int fd = -1;
+    char *dir = NULL, *path = NULL, *err = NULL;
     uint8_t(*md5s)[DFS_ETAG_MD5_LEN] = NULL;
     int rc = upload_check(r, &e);
     if (rc == DFS_OK)
@@ -1584,25 +1652,6 @@ static enum MHD_Result complete_upload(struct MHD_Connection *c, struct request 
         rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "etag");
     if (rc == DFS_OK)
         rc = dfs_s3req_object_path(r->q.bucket, r->q.key, &path, &e);
-    if (rc == DFS_OK)
-        rc = spool_open(r->s, &fd, &spool, &e);
-    /* The parts in order into the spool file, each through the get engine (checked). */
-    for (size_t i = 0; rc == DFS_OK && i < cm.n; i++) {
-        Dfs__V1__FileInfo *fi = NULL;
-        rc = dfs_client_stat(r->s->client, use[i]->path, &fi, &err);
-        if (rc == DFS_OK && fi->size > 0) {
-            struct dfs_client_get_opts go;
-            memset(&go, 0, sizeof go);
-            go.interrupted = &r->s->cancel;
-            struct dfs_client_get_result gr;
-            rc = dfs_client_get_range(r->s->client, fi, 0, fi->size, fd, r->s->spool_dir, &go, &gr,
-                                      &err);
-        }
-        if (fi != NULL)
-            protobuf_c_message_free_unpacked(&fi->base, NULL);
-        if (rc != DFS_OK)
-            s3_from_dfs(&e, rc, DFS_S3ERR_INVALID_PART, err);
-    }
     /* The object's MD5 is the MD5 of the parts' MD5s; ":parts" says how many (its ETag's -N). */
     uint8_t md5md5[DFS_ETAG_MD5_LEN];
     char *packed = NULL, nparts[24];
@@ -1612,26 +1661,41 @@ static enum MHD_Result complete_upload(struct MHD_Connection *c, struct request 
     if (rc == DFS_OK && (dfs_etag_parse(etag, md5md5, &np) != DFS_OK ||
                          dfs_s3names_meta_pack(NULL, nparts, &packed, &plen) != DFS_OK))
         rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "etag");
-    struct dfs_client_put_result res;
-    if (rc == DFS_OK)
-        rc = store(r->s, fd, spool, path, md5md5, packed, plen, &res, &e);
+    /* The object is the parts' files stitched in the catalog: no byte is read or written again. */
+    const char **paths = rc == DFS_OK ? calloc(cm.n, sizeof *paths) : NULL;
+    if (rc == DFS_OK && paths == NULL)
+        rc = dfs_s3err_set(&e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
+    for (size_t i = 0; rc == DFS_OK && i < cm.n; i++)
+        paths[i] = use[i]->path;
+    Dfs__V1__FileInfo *made = NULL;
+    struct dfs_client_stitch_opts so = {.md5 = md5md5, .meta = packed, .meta_len = plen};
+    if (rc == DFS_OK &&
+        (rc = dfs_client_stitch(r->s->client, path, paths, cm.n, &so, &made, &err)) != DFS_OK)
+        s3_from_dfs(&e, rc, DFS_S3ERR_INVALID_PART, err);
+    free(paths);
     free(packed);
     if (rc == DFS_OK) {
-        /* The object is visible: the upload goes, record last. */
-        upload_remove(r, v, n, NULL);
+        /* The object is visible and the listed parts are its segments: the parts not listed and
+           the record go, record last. */
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            bool listed = false;
+            for (size_t j = 0; j < cm.n && !listed; j++)
+                listed = use[j] == &v[i];
+            if (!listed)
+                upload_remove(r, &v[i], 1, NULL);
+            k += listed;
+        }
         char *recp = NULL;
         if (asprintf(&recp, "%supload", dir) >= 0) {
             dfs_client_rm(r->s->client, recp, NULL, NULL);
             free(recp);
         }
-        dfs_log(DFS_LOG_INFO, "s3 upload completed path=%s parts=%zu size=%" PRIu64, path, cm.n,
-                res.size);
+        dfs_log(DFS_LOG_INFO, "s3 upload completed path=%s parts=%zu size=%" PRIu64 " stitched=%zu",
+                path, cm.n, made != NULL ? made->size : 0, k);
     }
-    if (fd >= 0)
-        close(fd);
-    if (spool != NULL)
-        unlink(spool);
-    free(spool);
+    if (made != NULL)
+        protobuf_c_message_free_unpacked(&made->base, NULL);
     free(use);
     free(md5s);
     free(err);
@@ -2112,6 +2176,7 @@ int dfs_s3server_start(const struct dfs_s3server_config *cfg, dfs_s3server **out
     pthread_cond_init(&s->cv, NULL);
     atomic_init(&s->active, 0);
     s->upload_timeout_ms = cfg->upload_timeout_ms > 0 ? cfg->upload_timeout_ms : 7 * 86400000LL;
+    s->segment_size = cfg->segment_size >= (1u << 20) ? cfg->segment_size : 64u << 20;
     s->client = cfg->client;
     s->domain = cfg->domain != NULL && cfg->domain[0] != '\0' ? strdup(cfg->domain) : NULL;
     s->region = strdup(cfg->region != NULL && cfg->region[0] != '\0' ? cfg->region : "us-east-1");

@@ -28,6 +28,10 @@ struct dfs_s3server_config {
     unsigned max_connections; /* 0 means 256 */
     /* A multipart upload not completed within this is aborted (its parts removed); 0: 7 days. */
     int64_t upload_timeout_ms;
+    /* A PUT or UploadPart body longer than this is stored in segments of this size as it arrives
+       and stitched at the end (gateway/s3/segput.h), rather than spooled whole; 0: 64 MiB, else
+       1 MiB at least. */
+    uint64_t segment_size;
 };
 
 /* Bind and serve. Returns 0 and *out, or DFS_EINVAL / DFS_EUNAVAIL / DFS_ENOMEM with *errmsg. */

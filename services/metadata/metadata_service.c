@@ -297,6 +297,30 @@ static void file_meta_msg(const dfs_metadata_service *svc, dfs_arena *a,
  * ticket for that operation on every replica. NULL when out of memory.
  */
 static Dfs__V1__FileInfo *file_msg(const dfs_metadata_service *svc, dfs_arena *a,
+                                   const struct dfs_file_rec *f, bool with_layout, int ticket_op);
+
+/* A stitched file's segments (StitchFile), each a whole file with its layout and tickets. */
+static bool segments_msg(const dfs_metadata_service *svc, dfs_arena *a,
+                         const struct dfs_file_rec *f, Dfs__V1__FileInfo *m, int ticket_op)
+{
+    m->segments = dfs_arena_calloc(a, f->nsegments, sizeof *m->segments);
+    if (m->segments == NULL)
+        return false;
+    for (size_t i = 0; i < f->nsegments; i++) {
+        Dfs__V1__Segment *sm = dfs_arena_alloc(a, sizeof *sm);
+        if (sm == NULL)
+            return false;
+        dfs__v1__segment__init(sm);
+        sm->offset = f->segments[i].offset;
+        if ((sm->file = file_msg(svc, a, f->segments[i].file, true, ticket_op)) == NULL)
+            return false;
+        m->segments[i] = sm;
+        m->n_segments = i + 1;
+    }
+    return true;
+}
+
+static Dfs__V1__FileInfo *file_msg(const dfs_metadata_service *svc, dfs_arena *a,
                                    const struct dfs_file_rec *f, bool with_layout, int ticket_op)
 {
     Dfs__V1__FileInfo *m = dfs_arena_alloc(a, sizeof *m);
@@ -320,6 +344,8 @@ static Dfs__V1__FileInfo *file_msg(const dfs_metadata_service *svc, dfs_arena *a
     m->fragment_size = f->fragment_size;
     m->cell_size = f->cell_size;
     if (m->path == NULL || m->file_id == NULL || m->redundancy == NULL)
+        return NULL;
+    if (with_layout && f->nsegments > 0 && !segments_msg(svc, a, f, m, ticket_op))
         return NULL;
     if (!with_layout || f->nfragments == 0)
         return m;
@@ -1029,6 +1055,63 @@ static void handle_rename(dfs_rpc_call *call, void *ctx)
     Dfs__V1__RenameResponse resp = DFS__V1__RENAME_RESPONSE__INIT;
     resp.moved = moved;
     reply_and_free(call, &a, &resp.base);
+    /* A replaced file's copies: send the deletions now rather than at the next round. */
+    pthread_mutex_lock(&svc->mu);
+    pthread_cond_signal(&svc->cv);
+    pthread_mutex_unlock(&svc->mu);
+}
+
+/* StitchFile (issue 17): a committed file made of committed files, one catalog transaction. The
+   file id is drawn here, so the catalog operation is deterministic given its arguments. */
+static void handle_stitch_file(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__StitchFileRequest *req =
+        (const Dfs__V1__StitchFileRequest *)dfs_rpc_call_request(call);
+    char *err = NULL;
+    if (refused(call, dfs_validate_stitch_file(req, &err), &err))
+        return;
+    char *path = request_path(call, req->path);
+    if (path == NULL)
+        return;
+    char **parts = calloc(req->n_parts, sizeof *parts);
+    int rc = parts != NULL ? DFS_OK : dfs_seterr(&err, DFS_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == DFS_OK && i < req->n_parts; i++)
+        rc = dfs_path_canon(req->parts[i], &parts[i], &err);
+    char file_id[DFS_ID_HEX + 1];
+    if (rc == DFS_OK && dfs_id_random(file_id) != DFS_OK)
+        rc = dfs_seterr(&err, DFS_EIO, "cannot draw a random file id");
+    struct dfs_file_rec *f = NULL;
+    if (rc == DFS_OK) {
+        struct dfs_file_meta meta = {
+            .md5 = req->md5.len == DFS_CATALOG_MD5_LEN ? req->md5.data : NULL,
+            .meta = req->meta.data,
+            .meta_len = req->meta.len,
+            .if_absent = req->if_absent,
+            .if_file_id = req->if_file_id,
+        };
+        struct dfs_stitch_req sr = {
+            .path = path,
+            .file_id = file_id,
+            .parts = (const char *const *)parts,
+            .nparts = req->n_parts,
+            .meta = &meta,
+        };
+        rc = dfs_catalog_file_stitch(svc->cat, &sr, dfs_clock_wall_ms(), &f, &err);
+    }
+    for (size_t i = 0; parts != NULL && i < req->n_parts; i++)
+        free(parts[i]);
+    free(parts);
+    free(path);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__StitchFileResponse resp = DFS__V1__STITCH_FILE_RESPONSE__INIT;
+    resp.file = file_msg(svc, &a, f, false, 0);
+    dfs_catalog_file_rec_free(f);
+    reply_and_free(call, &a, resp.file != NULL ? &resp.base : NULL);
     /* A replaced file's copies: send the deletions now rather than at the next round. */
     pthread_mutex_lock(&svc->mu);
     pthread_cond_signal(&svc->cv);
@@ -2725,6 +2808,8 @@ int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv
          handle_commit_file, svc, DFS_ACCESS_WRITE},
         {"/dfs.v1.Metadata/AbortFile", DFS_RPC_UNARY, &dfs__v1__abort_file_request__descriptor,
          handle_abort_file, svc, DFS_ACCESS_WRITE},
+        {"/dfs.v1.Metadata/StitchFile", DFS_RPC_UNARY, &dfs__v1__stitch_file_request__descriptor,
+         handle_stitch_file, svc, DFS_ACCESS_WRITE},
         {"/dfs.v1.Metadata/GetFile", DFS_RPC_UNARY, &dfs__v1__get_file_request__descriptor,
          handle_get_file, svc, DFS_ACCESS_READ},
         {"/dfs.v1.Metadata/ListFiles", DFS_RPC_UNARY, &dfs__v1__list_files_request__descriptor,

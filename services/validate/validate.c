@@ -254,6 +254,30 @@ int dfs_validate_commit_file(const Dfs__V1__CommitFileRequest *req, char **errms
     return DFS_OK;
 }
 
+int dfs_validate_stitch_file(const Dfs__V1__StitchFileRequest *req, char **errmsg)
+{
+    int rc = check_path(req->path, false, errmsg);
+    if (rc != DFS_OK)
+        return dfs_prefixerr(errmsg, rc, "path");
+    if (req->n_parts < 1 || req->n_parts > DFS_VALIDATE_STITCH_PARTS_MAX)
+        return dfs_seterr(errmsg, DFS_EINVAL, "a stitched file has 1..%d parts, not %zu",
+                          DFS_VALIDATE_STITCH_PARTS_MAX, req->n_parts);
+    for (size_t i = 0; i < req->n_parts; i++) {
+        if ((rc = check_path(req->parts[i], false, errmsg)) != DFS_OK)
+            return dfs_prefixerr(errmsg, rc, "parts[%zu]", i);
+        if (strcmp(req->parts[i], req->path) == 0)
+            return dfs_seterr(errmsg, DFS_EINVAL, "parts[%zu] is the stitched file's own path", i);
+    }
+    if (req->md5.len != 0 && req->md5.len != 16)
+        return dfs_seterr(errmsg, DFS_EINVAL, "md5 must be 16 bytes or none, not %zu",
+                          req->md5.len);
+    if (req->meta.len > 8192)
+        return dfs_seterr(errmsg, DFS_EINVAL, "meta is at most 8192 bytes, not %zu", req->meta.len);
+    if (req->if_file_id[0] != '\0')
+        return check_id("if_file_id", req->if_file_id, errmsg);
+    return DFS_OK;
+}
+
 int dfs_validate_abort_file(const Dfs__V1__AbortFileRequest *req, char **errmsg)
 {
     return check_id("file_id", req->file_id, errmsg);
@@ -518,6 +542,8 @@ int dfs_validate_request(const ProtobufCMessage *msg, char **errmsg)
         return dfs_validate_commit_file(m, errmsg);
     if (d == &dfs__v1__abort_file_request__descriptor)
         return dfs_validate_abort_file(m, errmsg);
+    if (d == &dfs__v1__stitch_file_request__descriptor)
+        return dfs_validate_stitch_file(m, errmsg);
     if (d == &dfs__v1__get_file_request__descriptor)
         return dfs_validate_get_file(m, errmsg);
     if (d == &dfs__v1__list_files_request__descriptor)

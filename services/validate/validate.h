@@ -79,6 +79,14 @@ int dfs_validate_replace_target(const Dfs__V1__ReplaceTargetRequest *req, char *
  * or DFS_RECEIPT_LEN bytes (whether they check is the service's business).
  */
 int dfs_validate_commit_file(const Dfs__V1__CommitFileRequest *req, char **errmsg);
+/*
+ * StitchFile (issue 17): path a dfs path; 1..DFS_VALIDATE_STITCH_PARTS_MAX parts, each a dfs path
+ * other than path; md5 empty or 16 bytes; meta at most 8192 bytes; if_file_id empty or an id.
+ * (Repeats, and whether the parts
+ * exist, are the catalog's checks, in its transaction.)
+ */
+#define DFS_VALIDATE_STITCH_PARTS_MAX 10000
+int dfs_validate_stitch_file(const Dfs__V1__StitchFileRequest *req, char **errmsg);
 /* file_id an id. */
 int dfs_validate_abort_file(const Dfs__V1__AbortFileRequest *req, char **errmsg);
 /* path a dfs path. */
