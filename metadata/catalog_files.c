@@ -233,6 +233,8 @@ static int validate_create(const struct dfs_create_req *req, int64_t now_ms, cha
     if (req == NULL)
         return dfs_seterr(errmsg, DFS_EINVAL, "no request");
     int rc = check_path(req->path, errmsg);
+    if (rc == DFS_OK && req->file_id != NULL)
+        rc = catalog_check_id(req->file_id, "file", errmsg);
     if (rc == DFS_OK)
         rc = catalog_check_u64(req->size, "file size", errmsg);
     if (rc == DFS_OK)
@@ -322,8 +324,18 @@ static int create_locked(dfs_catalog *cat, const struct dfs_create_req *req, int
         return rc;
 
     char file_id[DFS_ID_HEX + 1];
-    if (dfs_id_random(file_id) != DFS_OK)
+    if (req->file_id != NULL) {
+        memcpy(file_id, req->file_id, sizeof file_id); /* checked by validate_create */
+        int taken = catalog_query(cat, S_FILE_GET_ID, errmsg, "t", file_id);
+        if (taken == 1)
+            catalog_release(cat->st[S_FILE_GET_ID]);
+        if (taken < 0)
+            return taken;
+        if (taken == 1)
+            return dfs_seterr(errmsg, DFS_EEXIST, "file id %s is taken", file_id);
+    } else if (dfs_id_random(file_id) != DFS_OK) {
         return dfs_seterr(errmsg, DFS_EIO, "cannot draw a random file id");
+    }
     const struct dfs_redundancy *r = &req->redundancy;
     rc =
         catalog_exec(cat, S_FILE_INSERT, NULL, errmsg, "ttitiiiitiiiii", file_id, req->path,

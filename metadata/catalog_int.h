@@ -140,6 +140,11 @@ enum stmt {
     S_TOKENS_LIST,
     S_SECRET_GET,
     S_SECRET_INSERT,
+    S_SAVEPOINT,
+    S_RELEASE,
+    S_ROLLBACK_TO,
+    S_APPLIED_GET,
+    S_APPLIED_SET,
     S_META_PUT,
     S_META_GET,
     S_BUCKET_GET,
@@ -164,6 +169,9 @@ struct dfs_catalog {
        handle per file, so one dfs-metadata serves, repairs and rebalances it. -1: none
        (in memory). Closed after the database. */
     int lockfd;
+    /* Between dfs_catalog_apply_begin and _end (cat->mu held throughout): one write transaction
+       is open, and each verb runs in a savepoint of it instead of a transaction of its own. */
+    bool applying;
 };
 
 /* ---- Names of stored enumerations (catalog.c) ----------------------------------------------- */

@@ -1941,7 +1941,8 @@ static void test_migration_from_version_1(void **state)
     struct dfs_file_rec *f = put(fx, "/old/file", 5000, false, T0);
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
-    sql_exec(fx->db, "DROP TABLE path_attrs; DROP TABLE file_meta; DROP TABLE buckets; DROP TABLE "
+    sql_exec(fx->db, "DROP TABLE replication; DROP TABLE path_attrs; DROP TABLE file_meta; "
+                     "DROP TABLE buckets; DROP TABLE "
                      "tokens; DROP TABLE secrets; "
                      "DROP TABLE inventory; DROP TABLE inventory_reports; DROP TABLE repairs; "
                      "DROP TABLE placement_sets; DROP TABLE placement_families; "
@@ -1982,7 +1983,8 @@ static void test_migration_from_version_4(void **state)
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
     sql_exec(fx->db,
-             "DROP TABLE path_attrs; DROP TABLE file_meta; DROP TABLE buckets; "
+             "DROP TABLE replication; DROP TABLE path_attrs; DROP TABLE file_meta; "
+             "DROP TABLE buckets; "
              "DROP TABLE tokens; ALTER TABLE nodes DROP COLUMN registration; "
              "CREATE TABLE tokens ("
              "  id           TEXT    NOT NULL PRIMARY KEY CHECK (length(id) = 16),"

@@ -216,8 +216,34 @@ int dfs_catalog_secret(dfs_catalog *cat, const char *name, size_t len, int64_t n
 {
     if (len == 0 || len > 64)
         return dfs_seterr(errmsg, DFS_EINVAL, "a secret is 1 to 64 bytes");
+    /* Drawn every time, used only the first: the stored secret wins (dfs_catalog_secret_set). */
+    uint8_t fresh[64];
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = getrandom(fresh + got, len - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return dfs_seterr_errno(errmsg, DFS_EIO, errno, "getrandom");
+        got += (size_t)r;
+    }
+    int rc = dfs_catalog_secret_set(cat, name, fresh, len, now_ms, out, errmsg);
+    explicit_bzero(fresh, sizeof fresh);
+    return rc;
+}
+
+int dfs_catalog_secret_set(dfs_catalog *cat, const char *name, const uint8_t *value, size_t len,
+                           int64_t now_ms, uint8_t *out, char **errmsg)
+{
+    if (len == 0 || len > 64 || value == NULL)
+        return dfs_seterr(errmsg, DFS_EINVAL, "a secret is 1 to 64 bytes");
+    int rc = catalog_check_text(name, 1, 64, "secret name", errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    uint8_t stored[64];
     catalog_lock(cat);
-    int rc = catalog_tx_begin(cat, true, errmsg);
+    rc = catalog_tx_begin(cat, true, errmsg);
+    bool made = false;
     if (rc == DFS_OK) {
         int found = catalog_query(cat, S_SECRET_GET, errmsg, "t", name);
         if (found == 1) {
@@ -228,29 +254,24 @@ int dfs_catalog_secret(dfs_catalog *cat, const char *name, size_t len, int64_t n
                                 "catalog %s: secret %s has %zu bytes, not %zu", cat->path, name, vn,
                                 len);
             else
-                memcpy(out, v, len);
+                memcpy(stored, v, len);
             catalog_release(cat->st[S_SECRET_GET]);
         } else if (found == 0) {
-            size_t got = 0;
-            while (rc == DFS_OK && got < len) {
-                ssize_t r = getrandom(out + got, len - got, 0);
-                if (r < 0 && errno == EINTR)
-                    continue;
-                if (r <= 0)
-                    rc = dfs_seterr_errno(errmsg, DFS_EIO, errno, "getrandom");
-                else
-                    got += (size_t)r;
-            }
-            if (rc == DFS_OK)
-                rc = catalog_exec(cat, S_SECRET_INSERT, NULL, errmsg, "tbi", name,
-                                  (const void *)out, len, now_ms);
-            if (rc == DFS_OK)
-                dfs_log(DFS_LOG_INFO, "catalog made secret name=%s bytes=%zu", name, len);
+            memcpy(stored, value, len);
+            rc = catalog_exec(cat, S_SECRET_INSERT, NULL, errmsg, "tbi", name, (const void *)stored,
+                              len, now_ms);
+            made = rc == DFS_OK;
         } else {
             rc = found;
         }
         rc = catalog_tx_end(cat, rc, errmsg);
     }
     catalog_unlock(cat);
+    if (rc == DFS_OK) {
+        if (made)
+            dfs_log(DFS_LOG_INFO, "catalog made secret name=%s bytes=%zu", name, len);
+        memcpy(out, stored, len);
+    }
+    explicit_bzero(stored, sizeof stored);
     return rc;
 }
