@@ -294,6 +294,279 @@ int dfs_command_secret_set(const char *name, const uint8_t *value, size_t vlen, 
     return pack(&c, now_ms, out, len, errmsg);
 }
 
+/* Set op `field` of a fresh Command to m and pack it. */
+#define PACK_OP(CASE, field, m)                    \
+    Command c = DFS__V1__REPL__COMMAND__INIT;      \
+    c.op_case = DFS__V1__REPL__COMMAND__OP_##CASE; \
+    c.field = (m)
+
+int dfs_command_file_commit_meta(const char *file_id, const uint8_t sha256[DFS_SHA256_LEN],
+                                 const struct dfs_commit_fragment *fragments, size_t nfragments,
+                                 const struct dfs_file_meta *meta, int64_t now_ms, void **out,
+                                 size_t *len, char **errmsg)
+{
+    if (sha256 == NULL || nfragments > DFS_FRAGMENTS_MAX || meta == NULL)
+        return dfs_seterr(errmsg, DFS_EINVAL, "a commit command needs its digest and fragments");
+    Dfs__V1__Repl__FileCommit m = DFS__V1__REPL__FILE_COMMIT__INIT;
+    m.file_id = str(file_id);
+    m.sha256 = bin(sha256, DFS_SHA256_LEN);
+    Dfs__V1__Repl__FileCommit__Fragment frags[DFS_FRAGMENTS_MAX];
+    Dfs__V1__Repl__FileCommit__Fragment *fp[DFS_FRAGMENTS_MAX];
+    for (size_t i = 0; i < nfragments; i++) {
+        dfs__v1__repl__file_commit__fragment__init(&frags[i]);
+        frags[i].index = fragments[i].index;
+        frags[i].size = fragments[i].size;
+        frags[i].checksum = fragments[i].checksum;
+        frags[i].n_node_ids = fragments[i].nnodes;
+        frags[i].node_ids = (char **)fragments[i].node_ids;
+        fp[i] = &frags[i];
+    }
+    m.n_fragments = nfragments;
+    m.fragments = fp;
+    m.has_meta = true;
+    if (meta->md5 != NULL)
+        m.md5 = bin(meta->md5, DFS_CATALOG_MD5_LEN);
+    m.meta = bin(meta->meta, meta->meta_len);
+    m.if_absent = meta->if_absent;
+    m.if_file_id = str(meta->if_file_id);
+    PACK_OP(FILE_COMMIT, file_commit, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_node_enroll(const char *node_id, const char *token_id, const uint8_t token_hash[32],
+                            const char *address, const char *zone,
+                            const struct dfs_node_usage *usage, int64_t now_ms,
+                            uint64_t registration, void **out, size_t *len, char **errmsg)
+{
+    if (token_hash == NULL)
+        return dfs_seterr(errmsg, DFS_EINVAL, "an enrollment needs its token hash");
+    Dfs__V1__Repl__Usage u = usage_msg(usage);
+    Dfs__V1__Repl__NodeEnroll m = DFS__V1__REPL__NODE_ENROLL__INIT;
+    m.node_id = str(node_id);
+    m.token_id = str(token_id);
+    m.token_hash = bin(token_hash, 32);
+    m.address = str(address);
+    m.zone = str(zone);
+    m.usage = &u;
+    m.registration = registration;
+    PACK_OP(NODE_ENROLL, node_enroll, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_nodes_finish_drains(int64_t now_ms, void **out, size_t *len, char **errmsg)
+{
+    Dfs__V1__Repl__NodesFinishDrains m = DFS__V1__REPL__NODES_FINISH_DRAINS__INIT;
+    PACK_OP(NODES_FINISH_DRAINS, nodes_finish_drains, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_placement_save(const struct dfs_placement_state *st, int64_t now_ms, void **out,
+                               size_t *len, char **errmsg)
+{
+    if (st == NULL)
+        return dfs_seterr(errmsg, DFS_EINVAL, "no placement state");
+    Dfs__V1__Repl__PlacementSave m = DFS__V1__REPL__PLACEMENT_SAVE__INIT;
+    m.policy = (uint32_t)st->policy;
+    m.width = st->width;
+    m.param = st->param;
+    m.nperms = st->nperms;
+    Dfs__V1__Repl__PlacementSave__Set *sets = calloc(st->nsets ? st->nsets : 1, sizeof *sets);
+    Dfs__V1__Repl__PlacementSave__Set **sp = calloc(st->nsets ? st->nsets : 1, sizeof *sp);
+    if (sets == NULL || sp == NULL) {
+        free(sets);
+        free(sp);
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < st->nsets; i++) {
+        dfs__v1__repl__placement_save__set__init(&sets[i]);
+        sets[i].perm = st->sets[i].perm;
+        sets[i].n_node_ids = st->sets[i].nnodes;
+        sets[i].node_ids = st->sets[i].node_ids;
+        sp[i] = &sets[i];
+    }
+    m.n_sets = st->nsets;
+    m.sets = sp;
+    PACK_OP(PLACEMENT_SAVE, placement_save, &m);
+    int rc = pack(&c, now_ms, out, len, errmsg);
+    free(sets);
+    free(sp);
+    return rc;
+}
+
+int dfs_command_repair_plan(const char *after, size_t limit, int64_t now_ms, void **out,
+                            size_t *len, char **errmsg)
+{
+    Dfs__V1__Repl__RepairPlan m = DFS__V1__REPL__REPAIR_PLAN__INIT;
+    m.after = str(after);
+    m.limit = limit;
+    PACK_OP(REPAIR_PLAN, repair_plan, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_repair_queue(const char *fragment_id, enum dfs_repair_reason reason,
+                             const char *from_node, const char *target, int64_t now_ms, void **out,
+                             size_t *len, char **errmsg)
+{
+    Dfs__V1__Repl__RepairQueue m = DFS__V1__REPL__REPAIR_QUEUE__INIT;
+    m.fragment_id = str(fragment_id);
+    m.reason = (uint32_t)reason;
+    m.from_node = str(from_node);
+    m.target = str(target);
+    PACK_OP(REPAIR_QUEUE, repair_queue, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_repair_next(int64_t now_ms, void **out, size_t *len, char **errmsg)
+{
+    Dfs__V1__Repl__RepairNext m = DFS__V1__REPL__REPAIR_NEXT__INIT;
+    PACK_OP(REPAIR_NEXT, repair_next, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_repair_start(const char *fragment_id, const char *target, int64_t now_ms,
+                             void **out, size_t *len, char **errmsg)
+{
+    Dfs__V1__Repl__RepairStart m = DFS__V1__REPL__REPAIR_START__INIT;
+    m.fragment_id = str(fragment_id);
+    m.target = str(target);
+    PACK_OP(REPAIR_START, repair_start, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_repair_complete(const char *fragment_id, const char *target, uint64_t size,
+                                uint32_t checksum, int64_t now_ms, void **out, size_t *len,
+                                char **errmsg)
+{
+    Dfs__V1__Repl__RepairComplete m = DFS__V1__REPL__REPAIR_COMPLETE__INIT;
+    m.fragment_id = str(fragment_id);
+    m.target = str(target);
+    m.size = size;
+    m.checksum = checksum;
+    PACK_OP(REPAIR_COMPLETE, repair_complete, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_repair_fail(const char *fragment_id, const char *target, int64_t retry_at_ms,
+                            int64_t now_ms, void **out, size_t *len, char **errmsg)
+{
+    Dfs__V1__Repl__RepairFail m = DFS__V1__REPL__REPAIR_FAIL__INIT;
+    m.fragment_id = str(fragment_id);
+    m.target = str(target);
+    m.retry_at_ms = retry_at_ms;
+    PACK_OP(REPAIR_FAIL, repair_fail, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_deletions_fetch(int64_t now_ms, int64_t grace_ms, size_t max, void **out,
+                                size_t *len, char **errmsg)
+{
+    Dfs__V1__Repl__DeletionsFetch m = DFS__V1__REPL__DELETIONS_FETCH__INIT;
+    m.grace_ms = grace_ms;
+    m.max = max;
+    PACK_OP(DELETIONS_FETCH, deletions_fetch, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_deletion_done(const char *fragment_id, const char *node_id, int64_t now_ms,
+                              void **out, size_t *len, char **errmsg)
+{
+    Dfs__V1__Repl__DeletionDone m = DFS__V1__REPL__DELETION_DONE__INIT;
+    m.fragment_id = str(fragment_id);
+    m.node_id = str(node_id);
+    PACK_OP(DELETION_DONE, deletion_done, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_deletion_postpone(const char *fragment_id, const char *node_id, int64_t until_ms,
+                                  int64_t now_ms, void **out, size_t *len, char **errmsg)
+{
+    Dfs__V1__Repl__DeletionPostpone m = DFS__V1__REPL__DELETION_POSTPONE__INIT;
+    m.fragment_id = str(fragment_id);
+    m.node_id = str(node_id);
+    m.until_ms = until_ms;
+    PACK_OP(DELETION_POSTPONE, deletion_postpone, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_report_fragment(const char *node_id, const char *fragment_id, bool missing,
+                                int64_t now_ms, void **out, size_t *len, char **errmsg)
+{
+    Dfs__V1__Repl__ReportFragment m = DFS__V1__REPL__REPORT_FRAGMENT__INIT;
+    m.node_id = str(node_id);
+    m.fragment_id = str(fragment_id);
+    m.missing = missing;
+    PACK_OP(REPORT_FRAGMENT, report_fragment, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_inventory_page(const char *node_id, uint32_t page, const char *const *ids, size_t n,
+                               int64_t now_ms, void **out, size_t *len, char **errmsg)
+{
+    Dfs__V1__Repl__InventoryPage m = DFS__V1__REPL__INVENTORY_PAGE__INIT;
+    m.node_id = str(node_id);
+    m.page = page;
+    m.n_fragment_ids = n;
+    m.fragment_ids = (char **)ids;
+    PACK_OP(INVENTORY_PAGE, inventory_page, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_inventory_finish(const char *node_id, int64_t now_ms, void **out, size_t *len,
+                                 char **errmsg)
+{
+    Dfs__V1__Repl__InventoryFinish m = DFS__V1__REPL__INVENTORY_FINISH__INIT;
+    m.node_id = str(node_id);
+    PACK_OP(INVENTORY_FINISH, inventory_finish, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_bucket_create(const char *name, const char *token_id, int64_t now_ms, void **out,
+                              size_t *len, char **errmsg)
+{
+    Dfs__V1__Repl__BucketCreate m = DFS__V1__REPL__BUCKET_CREATE__INIT;
+    m.name = str(name);
+    m.token_id = str(token_id);
+    PACK_OP(BUCKET_CREATE, bucket_create, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_bucket_delete(const char *name, int64_t now_ms, void **out, size_t *len,
+                              char **errmsg)
+{
+    Dfs__V1__Repl__BucketDelete m = DFS__V1__REPL__BUCKET_DELETE__INIT;
+    m.name = str(name);
+    PACK_OP(BUCKET_DELETE, bucket_delete, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_attrs_set(const char *path, const struct dfs_path_attrs *a, int64_t now_ms,
+                          void **out, size_t *len, char **errmsg)
+{
+    Dfs__V1__Repl__AttrsSet m = DFS__V1__REPL__ATTRS_SET__INIT;
+    m.path = str(path);
+    m.remove = a == NULL;
+    if (a != NULL) {
+        m.is_dir = a->is_dir;
+        m.has_mode = a->has_mode;
+        m.has_owner = a->has_owner;
+        m.has_mtime = a->has_mtime;
+        m.mode = a->mode;
+        m.uid = a->uid;
+        m.gid = a->gid;
+        m.mtime_ms = a->mtime_ms;
+    }
+    PACK_OP(ATTRS_SET, attrs_set, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_token_touch(const char *id, int64_t now_ms, void **out, size_t *len, char **errmsg)
+{
+    Dfs__V1__Repl__TokenTouch m = DFS__V1__REPL__TOKEN_TOUCH__INIT;
+    m.id = str(id);
+    PACK_OP(TOKEN_TOUCH, token_touch, &m);
+    return pack(&c, now_ms, out, len, errmsg);
+}
+
 /* ---- Apply ----------------------------------------------------------------------------------- */
 
 /* Verdicts that depend on the replica, not on the command: they must stop it (see command.h). */
@@ -354,10 +627,157 @@ static int apply_commit(dfs_catalog *cat, const Dfs__V1__Repl__FileCommit *m, in
             .nnodes = m->fragments[i]->n_node_ids,
         };
     struct dfs_file_rec *f = NULL;
-    int rc = dfs_catalog_file_commit(cat, m->file_id, m->sha256.data, fr, m->n_fragments, now_ms,
+    int rc;
+    if (m->has_meta) {
+        if (m->md5.len != 0 && m->md5.len != DFS_CATALOG_MD5_LEN)
+            return dfs_seterr(vmsg, DFS_EINVAL, "malformed commit command (md5)");
+        struct dfs_file_meta meta = {
+            .md5 = m->md5.len != 0 ? m->md5.data : NULL,
+            .meta = m->meta.data,
+            .meta_len = m->meta.len,
+            .if_absent = m->if_absent,
+            .if_file_id = m->if_file_id,
+        };
+        rc = dfs_catalog_file_commit_meta(cat, m->file_id, m->sha256.data, fr, m->n_fragments,
+                                          &meta, now_ms, &f, vmsg);
+    } else {
+        rc = dfs_catalog_file_commit(cat, m->file_id, m->sha256.data, fr, m->n_fragments, now_ms,
                                      &f, vmsg);
+    }
     dfs_catalog_file_rec_free(f);
     return rc;
+}
+
+static int apply_placement(dfs_catalog *cat, const Dfs__V1__Repl__PlacementSave *m, int64_t now_ms,
+                           char **vmsg)
+{
+    struct dfs_placement_set *sets = calloc(m->n_sets ? m->n_sets : 1, sizeof *sets);
+    if (sets == NULL)
+        return dfs_seterr(vmsg, DFS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < m->n_sets; i++)
+        sets[i] = (struct dfs_placement_set){.perm = m->sets[i]->perm,
+                                             .node_ids = m->sets[i]->node_ids,
+                                             .nnodes = m->sets[i]->n_node_ids};
+    struct dfs_placement_state st = {.policy = (enum dfs_policy)m->policy,
+                                     .width = m->width,
+                                     .param = m->param,
+                                     .nperms = m->nperms,
+                                     .sets = sets,
+                                     .nsets = m->n_sets};
+    int rc = dfs_catalog_placement_save(cat, &st, now_ms, vmsg);
+    free(sets);
+    return rc;
+}
+
+/* Ops added with the S3, mount, repair and report writes (apply_one's second half). */
+static int apply_more(dfs_catalog *cat, const Command *c, char **vmsg)
+{
+    int64_t now = c->now_ms;
+    switch (c->op_case) {
+    case DFS__V1__REPL__COMMAND__OP_NODE_ENROLL: {
+        const Dfs__V1__Repl__NodeEnroll *m = c->node_enroll;
+        if (m->token_hash.len != 32)
+            return dfs_seterr(vmsg, DFS_EINVAL, "malformed enrollment command");
+        struct dfs_node_usage u = usage_of(m->usage);
+        return dfs_catalog_node_enroll(cat, m->node_id, m->token_id, m->token_hash.data, m->address,
+                                       m->zone, &u, now, m->registration, vmsg);
+    }
+    case DFS__V1__REPL__COMMAND__OP_NODES_FINISH_DRAINS:
+        return dfs_catalog_nodes_finish_drains(cat, NULL, vmsg);
+    case DFS__V1__REPL__COMMAND__OP_PLACEMENT_SAVE:
+        return apply_placement(cat, c->placement_save, now, vmsg);
+    case DFS__V1__REPL__COMMAND__OP_REPAIR_PLAN: {
+        struct dfs_plan_result r;
+        return dfs_catalog_repair_plan(cat, c->repair_plan->after, (size_t)c->repair_plan->limit,
+                                       now, &r, vmsg);
+    }
+    case DFS__V1__REPL__COMMAND__OP_REPAIR_QUEUE: {
+        const Dfs__V1__Repl__RepairQueue *m = c->repair_queue;
+        bool queued = false;
+        return dfs_catalog_repair_queue(cat, m->fragment_id, (enum dfs_repair_reason)m->reason,
+                                        m->from_node, m->target, now, &queued, vmsg);
+    }
+    case DFS__V1__REPL__COMMAND__OP_REPAIR_NEXT: {
+        struct dfs_repair_task t;
+        bool found = false;
+        int rc = dfs_catalog_repair_next(cat, now, &t, &found, vmsg);
+        if (rc == DFS_OK && found)
+            dfs_catalog_repair_task_clear(&t);
+        return rc;
+    }
+    case DFS__V1__REPL__COMMAND__OP_REPAIR_START:
+        return dfs_catalog_repair_start(cat, c->repair_start->fragment_id, c->repair_start->target,
+                                        now, vmsg);
+    case DFS__V1__REPL__COMMAND__OP_REPAIR_COMPLETE: {
+        const Dfs__V1__Repl__RepairComplete *m = c->repair_complete;
+        return dfs_catalog_repair_complete(cat, m->fragment_id, m->target, m->size, m->checksum,
+                                           now, vmsg);
+    }
+    case DFS__V1__REPL__COMMAND__OP_REPAIR_FAIL: {
+        const Dfs__V1__Repl__RepairFail *m = c->repair_fail;
+        uint32_t attempts = 0;
+        return dfs_catalog_repair_fail(cat, m->fragment_id, m->target[0] ? m->target : NULL,
+                                       m->retry_at_ms, &attempts, vmsg);
+    }
+    case DFS__V1__REPL__COMMAND__OP_DELETIONS_FETCH: {
+        struct dfs_deletion_rec *items = NULL;
+        size_t n = 0;
+        int rc = dfs_catalog_deletions_fetch(cat, now, c->deletions_fetch->grace_ms,
+                                             (size_t)c->deletions_fetch->max, &items, &n, vmsg);
+        free(items);
+        return rc;
+    }
+    case DFS__V1__REPL__COMMAND__OP_DELETION_DONE:
+        return dfs_catalog_deletion_done(cat, c->deletion_done->fragment_id,
+                                         c->deletion_done->node_id, vmsg);
+    case DFS__V1__REPL__COMMAND__OP_DELETION_POSTPONE: {
+        const Dfs__V1__Repl__DeletionPostpone *m = c->deletion_postpone;
+        return dfs_catalog_deletion_postpone(cat, m->fragment_id, m->node_id, m->until_ms, vmsg);
+    }
+    case DFS__V1__REPL__COMMAND__OP_REPORT_FRAGMENT: {
+        const Dfs__V1__Repl__ReportFragment *m = c->report_fragment;
+        bool marked = false;
+        return m->missing
+                   ? dfs_catalog_report_missing(cat, m->node_id, m->fragment_id, now, &marked, vmsg)
+                   : dfs_catalog_report_corrupt(cat, m->node_id, m->fragment_id, now, &marked,
+                                                vmsg);
+    }
+    case DFS__V1__REPL__COMMAND__OP_INVENTORY_PAGE: {
+        const Dfs__V1__Repl__InventoryPage *m = c->inventory_page;
+        return dfs_catalog_inventory_page(cat, m->node_id, m->page,
+                                          (const char *const *)m->fragment_ids, m->n_fragment_ids,
+                                          now, vmsg);
+    }
+    case DFS__V1__REPL__COMMAND__OP_INVENTORY_FINISH: {
+        size_t unknown = 0;
+        return dfs_catalog_inventory_finish(cat, c->inventory_finish->node_id, now, &unknown, vmsg);
+    }
+    case DFS__V1__REPL__COMMAND__OP_BUCKET_CREATE:
+        return dfs_catalog_bucket_create(cat, c->bucket_create->name, c->bucket_create->token_id,
+                                         now, vmsg);
+    case DFS__V1__REPL__COMMAND__OP_BUCKET_DELETE:
+        return dfs_catalog_bucket_delete(cat, c->bucket_delete->name, vmsg);
+    case DFS__V1__REPL__COMMAND__OP_ATTRS_SET: {
+        const Dfs__V1__Repl__AttrsSet *m = c->attrs_set;
+        if (m->remove)
+            return dfs_catalog_attrs_remove(cat, m->path, vmsg);
+        struct dfs_path_attrs a = {.is_dir = m->is_dir,
+                                   .has_mode = m->has_mode,
+                                   .has_owner = m->has_owner,
+                                   .has_mtime = m->has_mtime,
+                                   .mode = m->mode,
+                                   .uid = m->uid,
+                                   .gid = m->gid,
+                                   .mtime_ms = m->mtime_ms};
+        return dfs_catalog_attrs_set(cat, m->path, &a, vmsg);
+    }
+    case DFS__V1__REPL__COMMAND__OP_TOKEN_TOUCH:
+        return dfs_catalog_token_touch(cat, c->token_touch->id, now, vmsg);
+    default:
+        break;
+    }
+    /* Unknown to this version: applying it as a no-op would diverge from newer replicas. */
+    return dfs_seterr(vmsg, DFS_EINTERNAL, "unknown command op %d", (int)c->op_case);
 }
 
 /* One decoded command; its verdict. */
@@ -433,12 +853,10 @@ static int apply_one(dfs_catalog *cat, const Command *c, char **vmsg)
             return dfs_seterr(vmsg, DFS_EINVAL, "a secret is 1 to 64 bytes");
         return dfs_catalog_secret_set(cat, m->name, m->value.data, m->value.len, now, stored, vmsg);
     }
-    case DFS__V1__REPL__COMMAND__OP__NOT_SET:
     default:
         break;
     }
-    /* Unknown to this version: applying it as a no-op would diverge from newer replicas. */
-    return dfs_seterr(vmsg, DFS_EINTERNAL, "unknown command op %d", (int)c->op_case);
+    return apply_more(cat, c, vmsg);
 }
 
 void dfs_command_verdicts_clear(struct dfs_command_verdict *verdicts, size_t n)

@@ -66,6 +66,53 @@ int dfs_command_token_revoke(const char *id, int64_t now_ms, void **out, size_t 
 int dfs_command_secret_set(const char *name, const uint8_t *value, size_t vlen, int64_t now_ms,
                            void **out, size_t *len, char **errmsg);
 
+/* dfs_catalog_file_commit_meta: file_commit with S3's metadata and conditions (meta non-NULL). */
+int dfs_command_file_commit_meta(const char *file_id, const uint8_t sha256[DFS_SHA256_LEN],
+                                 const struct dfs_commit_fragment *fragments, size_t nfragments,
+                                 const struct dfs_file_meta *meta, int64_t now_ms, void **out,
+                                 size_t *len, char **errmsg);
+int dfs_command_node_enroll(const char *node_id, const char *token_id, const uint8_t token_hash[32],
+                            const char *address, const char *zone,
+                            const struct dfs_node_usage *usage, int64_t now_ms,
+                            uint64_t registration, void **out, size_t *len, char **errmsg);
+int dfs_command_nodes_finish_drains(int64_t now_ms, void **out, size_t *len, char **errmsg);
+int dfs_command_placement_save(const struct dfs_placement_state *st, int64_t now_ms, void **out,
+                               size_t *len, char **errmsg);
+int dfs_command_repair_plan(const char *after, size_t limit, int64_t now_ms, void **out,
+                            size_t *len, char **errmsg);
+int dfs_command_repair_queue(const char *fragment_id, enum dfs_repair_reason reason,
+                             const char *from_node, const char *target, int64_t now_ms, void **out,
+                             size_t *len, char **errmsg);
+int dfs_command_repair_next(int64_t now_ms, void **out, size_t *len, char **errmsg);
+int dfs_command_repair_start(const char *fragment_id, const char *target, int64_t now_ms,
+                             void **out, size_t *len, char **errmsg);
+int dfs_command_repair_complete(const char *fragment_id, const char *target, uint64_t size,
+                                uint32_t checksum, int64_t now_ms, void **out, size_t *len,
+                                char **errmsg);
+int dfs_command_repair_fail(const char *fragment_id, const char *target, int64_t retry_at_ms,
+                            int64_t now_ms, void **out, size_t *len, char **errmsg);
+int dfs_command_deletions_fetch(int64_t now_ms, int64_t grace_ms, size_t max, void **out,
+                                size_t *len, char **errmsg);
+int dfs_command_deletion_done(const char *fragment_id, const char *node_id, int64_t now_ms,
+                              void **out, size_t *len, char **errmsg);
+int dfs_command_deletion_postpone(const char *fragment_id, const char *node_id, int64_t until_ms,
+                                  int64_t now_ms, void **out, size_t *len, char **errmsg);
+/* dfs_catalog_report_missing (missing) or dfs_catalog_report_corrupt. */
+int dfs_command_report_fragment(const char *node_id, const char *fragment_id, bool missing,
+                                int64_t now_ms, void **out, size_t *len, char **errmsg);
+int dfs_command_inventory_page(const char *node_id, uint32_t page, const char *const *ids, size_t n,
+                               int64_t now_ms, void **out, size_t *len, char **errmsg);
+int dfs_command_inventory_finish(const char *node_id, int64_t now_ms, void **out, size_t *len,
+                                 char **errmsg);
+int dfs_command_bucket_create(const char *name, const char *token_id, int64_t now_ms, void **out,
+                              size_t *len, char **errmsg);
+int dfs_command_bucket_delete(const char *name, int64_t now_ms, void **out, size_t *len,
+                              char **errmsg);
+/* dfs_catalog_attrs_set (a non-NULL), or dfs_catalog_attrs_remove (a NULL). */
+int dfs_command_attrs_set(const char *path, const struct dfs_path_attrs *a, int64_t now_ms,
+                          void **out, size_t *len, char **errmsg);
+int dfs_command_token_touch(const char *id, int64_t now_ms, void **out, size_t *len, char **errmsg);
+
 /* One encoded command of a log entry (borrowed). */
 struct dfs_command_buf {
     const void *data;
