@@ -126,70 +126,9 @@ static uint64_t applied(dfs_catalog *cat)
     return idx;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Every row of every table (schema_version aside: it stamps migrations with the wall clock), as
-   sorted text, read through a connection of its own. Caller frees. */
-static char *dump(const char *path)
-{
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *tables = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT name FROM sqlite_schema WHERE type = 'table' "
-                                        "AND name <> 'schema_version' ORDER BY name",
-                                        -1, &tables, NULL),
-                     SQLITE_OK);
-    char **lines = NULL;
-    size_t n = 0;
-    while (sqlite3_step(tables) == SQLITE_ROW) {
-        const char *t = (const char *)sqlite3_column_text(tables, 0);
-        char sql[256];
-        snprintf(sql, sizeof sql, "SELECT * FROM \"%s\"", t);
-        sqlite3_stmt *rows = NULL;
-        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &rows, NULL), SQLITE_OK);
-        while (sqlite3_step(rows) == SQLITE_ROW) {
-            size_t cap = 256, used = 0;
-            char *line = malloc(cap);
-            used += (size_t)snprintf(line, cap, "%s:", t);
-            for (int c = 0; c < sqlite3_column_count(rows); c++) {
-                const unsigned char *p = sqlite3_column_blob(rows, c);
-                int len = sqlite3_column_bytes(rows, c);
-                while (used + 2 * (size_t)len + 8 > cap)
-                    line = realloc(line, cap *= 2);
-                line[used++] = '|';
-                for (int i = 0; i < len; i++)
-                    used += (size_t)snprintf(line + used, cap - used, "%02x", p[i]);
-                line[used] = '\0';
-            }
-            lines = realloc(lines, (n + 1) * sizeof *lines);
-            lines[n++] = line;
-        }
-        sqlite3_finalize(rows);
-    }
-    sqlite3_finalize(tables);
-    sqlite3_close(db);
-    qsort(lines, n, sizeof *lines, cmp_str);
-    size_t total = 1;
-    for (size_t i = 0; i < n; i++)
-        total += strlen(lines[i]) + 1;
-    char *out = malloc(total);
-    out[0] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        strcat(out, lines[i]);
-        strcat(out, "\n");
-        free(lines[i]);
-    }
-    free(lines);
-    return out;
-}
-
 static void assert_same(const char *a, const char *b)
 {
-    char *da = dump(a), *db = dump(b);
+    char *da = dfs_testing_dump(a, true), *db = dfs_testing_dump(b, true);
     assert_string_equal(da, db);
     free(da);
     free(db);
@@ -415,7 +354,7 @@ static void test_failed_entry_applies_nothing(void **state)
     struct fx *fx = *state;
     build_log(fx);
     apply_range(fx, fx->cat[0], 0, 2);
-    char *before = dump(fx->path[0]);
+    char *before = dfs_testing_dump(fx->path[0], true);
     void *d;
     size_t l;
     char *m = NULL;
@@ -433,7 +372,7 @@ static void test_failed_entry_applies_nothing(void **state)
     assert_int_equal(v[0].status, DFS_OK);
     assert_null(v[0].message);
     assert_int_equal(applied(fx->cat[0]), 2);
-    char *after = dump(fx->path[0]);
+    char *after = dfs_testing_dump(fx->path[0], true);
     assert_string_equal(before, after);
     free(before);
     free(after);
