@@ -1030,6 +1030,14 @@ int dfs_catalog_secret_set(dfs_catalog *cat, const char *name, const uint8_t *va
 int dfs_catalog_apply_begin(dfs_catalog *cat, char **errmsg);
 int dfs_catalog_apply_end(dfs_catalog *cat, uint64_t index, bool ok, char **errmsg);
 
+/*
+ * synchronous=NORMAL instead of FULL (dfs_catalog_open): a commit no longer waits for the WAL's
+ * fsync, so a power loss may lose the last transactions. Only for a replicated catalog, whose Raft
+ * log is the durable record: the lost transactions are entries after the applied index, which the
+ * replica applies again from its log at the next start.
+ */
+int dfs_catalog_set_relaxed_sync(dfs_catalog *cat, char **errmsg);
+
 /* The index of the last log entry applied (0: none). */
 int dfs_catalog_applied_index(dfs_catalog *cat, uint64_t *out, char **errmsg);
 

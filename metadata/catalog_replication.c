@@ -50,6 +50,17 @@ int dfs_catalog_apply_end(dfs_catalog *cat, uint64_t index, bool ok, char **errm
     return rc;
 }
 
+int dfs_catalog_set_relaxed_sync(dfs_catalog *cat, char **errmsg)
+{
+    catalog_lock(cat);
+    int src = sqlite3_exec(cat->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+    catalog_unlock(cat);
+    if (src != SQLITE_OK)
+        return dfs_seterr(errmsg, DFS_EIO, "catalog %s: synchronous = NORMAL: %s", cat->path,
+                          sqlite3_errstr(src));
+    return DFS_OK;
+}
+
 int dfs_catalog_applied_index(dfs_catalog *cat, uint64_t *out, char **errmsg)
 {
     catalog_lock(cat);
