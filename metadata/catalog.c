@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1062,6 +1063,12 @@ int dfs_catalog_open(const char *path, dfs_catalog **out, char **errmsg)
         free(cat);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
+    pthread_mutex_init(&cat->calls_mu, NULL);
+    /* Origins of this handle's proposed commands: a random base, so that the apply of another
+       replica's command (or of this process's before a restart) never matches a waiting call. */
+    if (getrandom(&cat->origin_base, sizeof cat->origin_base, 0) != sizeof cat->origin_base)
+        cat->origin_base = (uint64_t)wall_ms() << 20;
+    cat->origin_base &= ~(uint64_t)0xffffffff; /* the low 32 bits count */
     /* NOMUTEX: cat->mu already serialises every use of the connection. */
     int rc = DFS_OK;
     int src = sqlite3_open_v2(
@@ -1139,6 +1146,7 @@ void dfs_catalog_close(dfs_catalog *cat)
     if (cat->lockfd >= 0)
         close(cat->lockfd); /* after the database: the next holder finds it closed */
     pthread_mutex_destroy(&cat->mu);
+    pthread_mutex_destroy(&cat->calls_mu);
     free(cat->path);
     free(cat);
 }

@@ -1038,6 +1038,20 @@ int dfs_catalog_apply_end(dfs_catalog *cat, uint64_t index, bool ok, char **errm
  */
 int dfs_catalog_set_relaxed_sync(dfs_catalog *cat, char **errmsg);
 
+/*
+ * Make the catalog replicated: from now on every write verb called by a thread other than the
+ * one applying (dfs_catalog_apply_begin .. _end) builds its command (metadata/command.h) and
+ * hands it to fn, which must propose it to the log and return once it has been applied here
+ * (or failed): its return is the verb's (the apply's verdict, or the engine's failure such as
+ * DFS_EUNAVAIL, with *errmsg). The verb's out-parameters are filled by that apply. Verbs behave
+ * as before for their callers, except that a failure of the log (DFS_EUNAVAIL, DFS_ETIMEDOUT)
+ * may leave the write still to happen. Exception: dfs_catalog_token_touch stays a local write
+ * (soft state, not worth a log entry per call). Set before any other thread uses the catalog;
+ * fn NULL: back to local writes.
+ */
+typedef int (*dfs_catalog_proposer)(void *arg, const void *cmd, size_t len, char **errmsg);
+void dfs_catalog_set_proposer(dfs_catalog *cat, dfs_catalog_proposer fn, void *arg);
+
 /* The index of the last log entry applied (0: none). */
 int dfs_catalog_applied_index(dfs_catalog *cat, uint64_t *out, char **errmsg);
 

@@ -30,6 +30,7 @@ int dfs_catalog_apply_begin(dfs_catalog *cat, char **errmsg)
         return rc;
     }
     cat->applying = true;
+    cat->apply_owner = pthread_self();
     return DFS_OK; /* cat->mu stays held until dfs_catalog_apply_end */
 }
 
@@ -48,6 +49,87 @@ int dfs_catalog_apply_end(dfs_catalog *cat, uint64_t index, bool ok, char **errm
     rc = catalog_tx_end(cat, rc, errmsg);
     catalog_unlock(cat); /* taken by dfs_catalog_apply_begin */
     return rc;
+}
+
+void dfs_catalog_set_proposer(dfs_catalog *cat, dfs_catalog_proposer fn, void *arg)
+{
+    catalog_lock(cat);
+    cat->proposer = fn;
+    cat->proposer_arg = arg;
+    catalog_unlock(cat);
+}
+
+bool catalog_must_propose(dfs_catalog *cat)
+{
+    catalog_lock(cat);
+    bool must = cat->proposer != NULL &&
+                !(cat->applying && pthread_equal(cat->apply_owner, pthread_self()));
+    catalog_unlock(cat);
+    return must;
+}
+
+/* Field 3 (origin, varint) of a Command, appended to an encoded one: protobuf merges the two. */
+static size_t origin_tail(uint64_t origin, uint8_t *buf)
+{
+    size_t n = 0;
+    buf[n++] = (3 << 3) | 0;
+    do {
+        uint8_t b = origin & 0x7f;
+        origin >>= 7;
+        buf[n++] = (uint8_t)(b | (origin != 0 ? 0x80 : 0));
+    } while (origin != 0);
+    return n;
+}
+
+int catalog_propose(dfs_catalog *cat, void *cmd, size_t len, void *out0, void *out1, void *out2,
+                    char **errmsg)
+{
+    struct catalog_call call = {.out = {out0, out1, out2}};
+    pthread_mutex_lock(&cat->calls_mu);
+    call.origin = cat->origin_base + ++cat->next_origin;
+    call.next = cat->calls;
+    cat->calls = &call;
+    pthread_mutex_unlock(&cat->calls_mu);
+
+    uint8_t tail[16];
+    size_t tn = origin_tail(call.origin, tail);
+    uint8_t *full = realloc(cmd, len + tn);
+    int rc;
+    if (full == NULL) {
+        free(cmd);
+        rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    } else {
+        memcpy(full + len, tail, tn);
+        rc = cat->proposer(cat->proposer_arg, full, len + tn, errmsg);
+        free(full);
+    }
+
+    pthread_mutex_lock(&cat->calls_mu);
+    for (struct catalog_call **pp = &cat->calls; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == &call) {
+            *pp = call.next;
+            break;
+        }
+    pthread_mutex_unlock(&cat->calls_mu);
+    return rc;
+}
+
+struct catalog_call *catalog_call_find(dfs_catalog *cat, uint64_t origin)
+{
+    if (origin == 0)
+        return NULL;
+    pthread_mutex_lock(&cat->calls_mu);
+    for (struct catalog_call *c = cat->calls; c != NULL; c = c->next)
+        if (c->origin == origin)
+            return c; /* calls_mu stays held: catalog_call_done */
+    pthread_mutex_unlock(&cat->calls_mu);
+    return NULL;
+}
+
+void catalog_call_done(dfs_catalog *cat, struct catalog_call *call)
+{
+    if (call != NULL)
+        pthread_mutex_unlock(&cat->calls_mu);
 }
 
 int dfs_catalog_set_relaxed_sync(dfs_catalog *cat, char **errmsg)

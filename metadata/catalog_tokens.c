@@ -71,6 +71,13 @@ static void read_token(dfs_catalog *cat, enum stmt id, struct dfs_token_rec *t)
 int dfs_catalog_token_add(dfs_catalog *cat, const struct dfs_token_rec *rec, const uint8_t hash[32],
                           char **errmsg)
 {
+    if (catalog_must_propose(cat) && rec != NULL && hash != NULL) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_token_add(rec, hash, rec != NULL ? rec->created_ms : 0, &cmd_, &len_,
+                                        errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     if (!catalog_token_id_ok(rec->id, 16))
         return dfs_seterr(errmsg, DFS_EINVAL, "bad token id");
     int rc = catalog_check_text(rec->name, 1, DFS_TOKEN_NAME_MAX, "token name", errmsg);
@@ -155,6 +162,12 @@ int dfs_catalog_token_resolve(dfs_catalog *cat, const char *id, struct dfs_token
 
 int dfs_catalog_token_revoke(dfs_catalog *cat, const char *id, int64_t now_ms, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_token_revoke(id, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     if (!catalog_token_id_ok(id, 16))
         return dfs_seterr(errmsg, DFS_ENOTFOUND, "no such token");
     catalog_lock(cat);
@@ -235,6 +248,12 @@ int dfs_catalog_secret(dfs_catalog *cat, const char *name, size_t len, int64_t n
 int dfs_catalog_secret_set(dfs_catalog *cat, const char *name, const uint8_t *value, size_t len,
                            int64_t now_ms, uint8_t *out, char **errmsg)
 {
+    if (catalog_must_propose(cat) && value != NULL && out != NULL) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_secret_set(name, value, len, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, out, NULL, NULL, errmsg);
+    }
     if (len == 0 || len > 64 || value == NULL)
         return dfs_seterr(errmsg, DFS_EINVAL, "a secret is 1 to 64 bytes");
     int rc = catalog_check_text(name, 1, 64, "secret name", errmsg);

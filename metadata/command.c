@@ -1,6 +1,8 @@
 /* Replicated catalog commands: building dfs.v1.repl.Command and applying committed entries. */
 #include "metadata/command.h"
 
+#include "metadata/catalog_int.h"
+
 #include "common/err.h"
 #include "common/log.h"
 #include "dfs/v1/replication.pb-c.h"
@@ -577,7 +579,7 @@ static bool replica_failure(int status)
 }
 
 static int apply_create(dfs_catalog *cat, const Dfs__V1__Repl__FileCreate *m, int64_t now_ms,
-                        char **vmsg)
+                        void *const *o, char **vmsg)
 {
     if (m->n_plan > DFS_FRAGMENTS_MAX)
         return dfs_seterr(vmsg, DFS_EINVAL, "plan of %zu fragments", m->n_plan);
@@ -607,13 +609,13 @@ static int apply_create(dfs_catalog *cat, const Dfs__V1__Repl__FileCreate *m, in
         .file_id = m->file_id,
     };
     struct dfs_file_rec *f = NULL;
-    int rc = dfs_catalog_file_create(cat, &req, now_ms, &f, vmsg);
+    int rc = dfs_catalog_file_create(cat, &req, now_ms, o[0] ? o[0] : &f, vmsg);
     dfs_catalog_file_rec_free(f);
     return rc;
 }
 
 static int apply_commit(dfs_catalog *cat, const Dfs__V1__Repl__FileCommit *m, int64_t now_ms,
-                        char **vmsg)
+                        void *const *o, char **vmsg)
 {
     if (m->n_fragments > DFS_FRAGMENTS_MAX || m->sha256.len != DFS_SHA256_LEN)
         return dfs_seterr(vmsg, DFS_EINVAL, "malformed commit command");
@@ -639,10 +641,10 @@ static int apply_commit(dfs_catalog *cat, const Dfs__V1__Repl__FileCommit *m, in
             .if_file_id = m->if_file_id,
         };
         rc = dfs_catalog_file_commit_meta(cat, m->file_id, m->sha256.data, fr, m->n_fragments,
-                                          &meta, now_ms, &f, vmsg);
+                                          &meta, now_ms, o[0] ? o[0] : &f, vmsg);
     } else {
         rc = dfs_catalog_file_commit(cat, m->file_id, m->sha256.data, fr, m->n_fragments, now_ms,
-                                     &f, vmsg);
+                                     o[0] ? o[0] : &f, vmsg);
     }
     dfs_catalog_file_rec_free(f);
     return rc;
@@ -670,7 +672,7 @@ static int apply_placement(dfs_catalog *cat, const Dfs__V1__Repl__PlacementSave 
 }
 
 /* Ops added with the S3, mount, repair and report writes (apply_one's second half). */
-static int apply_more(dfs_catalog *cat, const Command *c, char **vmsg)
+static int apply_more(dfs_catalog *cat, const Command *c, void *const *o, char **vmsg)
 {
     int64_t now = c->now_ms;
     switch (c->op_case) {
@@ -683,21 +685,23 @@ static int apply_more(dfs_catalog *cat, const Command *c, char **vmsg)
                                        m->zone, &u, now, m->registration, vmsg);
     }
     case DFS__V1__REPL__COMMAND__OP_NODES_FINISH_DRAINS:
-        return dfs_catalog_nodes_finish_drains(cat, NULL, vmsg);
+        return dfs_catalog_nodes_finish_drains(cat, o[0], vmsg);
     case DFS__V1__REPL__COMMAND__OP_PLACEMENT_SAVE:
         return apply_placement(cat, c->placement_save, now, vmsg);
     case DFS__V1__REPL__COMMAND__OP_REPAIR_PLAN: {
         struct dfs_plan_result r;
         return dfs_catalog_repair_plan(cat, c->repair_plan->after, (size_t)c->repair_plan->limit,
-                                       now, &r, vmsg);
+                                       now, o[0] ? o[0] : &r, vmsg);
     }
     case DFS__V1__REPL__COMMAND__OP_REPAIR_QUEUE: {
         const Dfs__V1__Repl__RepairQueue *m = c->repair_queue;
         bool queued = false;
         return dfs_catalog_repair_queue(cat, m->fragment_id, (enum dfs_repair_reason)m->reason,
-                                        m->from_node, m->target, now, &queued, vmsg);
+                                        m->from_node, m->target, now, o[0] ? o[0] : &queued, vmsg);
     }
     case DFS__V1__REPL__COMMAND__OP_REPAIR_NEXT: {
+        if (o[0] != NULL && o[1] != NULL)
+            return dfs_catalog_repair_next(cat, now, o[0], o[1], vmsg);
         struct dfs_repair_task t;
         bool found = false;
         int rc = dfs_catalog_repair_next(cat, now, &t, &found, vmsg);
@@ -717,9 +721,12 @@ static int apply_more(dfs_catalog *cat, const Command *c, char **vmsg)
         const Dfs__V1__Repl__RepairFail *m = c->repair_fail;
         uint32_t attempts = 0;
         return dfs_catalog_repair_fail(cat, m->fragment_id, m->target[0] ? m->target : NULL,
-                                       m->retry_at_ms, &attempts, vmsg);
+                                       m->retry_at_ms, o[0] ? o[0] : &attempts, vmsg);
     }
     case DFS__V1__REPL__COMMAND__OP_DELETIONS_FETCH: {
+        if (o[0] != NULL && o[1] != NULL)
+            return dfs_catalog_deletions_fetch(cat, now, c->deletions_fetch->grace_ms,
+                                               (size_t)c->deletions_fetch->max, o[0], o[1], vmsg);
         struct dfs_deletion_rec *items = NULL;
         size_t n = 0;
         int rc = dfs_catalog_deletions_fetch(cat, now, c->deletions_fetch->grace_ms,
@@ -737,10 +744,10 @@ static int apply_more(dfs_catalog *cat, const Command *c, char **vmsg)
     case DFS__V1__REPL__COMMAND__OP_REPORT_FRAGMENT: {
         const Dfs__V1__Repl__ReportFragment *m = c->report_fragment;
         bool marked = false;
-        return m->missing
-                   ? dfs_catalog_report_missing(cat, m->node_id, m->fragment_id, now, &marked, vmsg)
-                   : dfs_catalog_report_corrupt(cat, m->node_id, m->fragment_id, now, &marked,
-                                                vmsg);
+        return m->missing ? dfs_catalog_report_missing(cat, m->node_id, m->fragment_id, now,
+                                                       o[0] ? o[0] : &marked, vmsg)
+                          : dfs_catalog_report_corrupt(cat, m->node_id, m->fragment_id, now,
+                                                       o[0] ? o[0] : &marked, vmsg);
     }
     case DFS__V1__REPL__COMMAND__OP_INVENTORY_PAGE: {
         const Dfs__V1__Repl__InventoryPage *m = c->inventory_page;
@@ -750,7 +757,8 @@ static int apply_more(dfs_catalog *cat, const Command *c, char **vmsg)
     }
     case DFS__V1__REPL__COMMAND__OP_INVENTORY_FINISH: {
         size_t unknown = 0;
-        return dfs_catalog_inventory_finish(cat, c->inventory_finish->node_id, now, &unknown, vmsg);
+        return dfs_catalog_inventory_finish(cat, c->inventory_finish->node_id, now,
+                                            o[0] ? o[0] : &unknown, vmsg);
     }
     case DFS__V1__REPL__COMMAND__OP_BUCKET_CREATE:
         return dfs_catalog_bucket_create(cat, c->bucket_create->name, c->bucket_create->token_id,
@@ -781,34 +789,34 @@ static int apply_more(dfs_catalog *cat, const Command *c, char **vmsg)
 }
 
 /* One decoded command; its verdict. */
-static int apply_one(dfs_catalog *cat, const Command *c, char **vmsg)
+static int apply_one(dfs_catalog *cat, const Command *c, void *const *o, char **vmsg)
 {
     int64_t now = c->now_ms;
     switch (c->op_case) {
     case DFS__V1__REPL__COMMAND__OP_FILE_CREATE:
-        return apply_create(cat, c->file_create, now, vmsg);
+        return apply_create(cat, c->file_create, now, o, vmsg);
     case DFS__V1__REPL__COMMAND__OP_FILE_REPLACE_TARGET: {
         const Dfs__V1__Repl__FileReplaceTarget *m = c->file_replace_target;
         struct dfs_replica_rec r;
         return dfs_catalog_file_replace_target(cat, m->file_id, m->index, m->failed_node_id,
-                                               m->new_node_id, now, &r, vmsg);
+                                               m->new_node_id, now, o[0] ? o[0] : &r, vmsg);
     }
     case DFS__V1__REPL__COMMAND__OP_FILE_COMMIT:
-        return apply_commit(cat, c->file_commit, now, vmsg);
+        return apply_commit(cat, c->file_commit, now, o, vmsg);
     case DFS__V1__REPL__COMMAND__OP_FILE_ABORT:
         return dfs_catalog_file_abort(cat, c->file_abort->file_id, now, vmsg);
     case DFS__V1__REPL__COMMAND__OP_FILE_DELETE: {
         struct dfs_file_rec *f = NULL;
-        int rc = dfs_catalog_file_delete(cat, c->file_delete->path, now, &f, vmsg);
+        int rc = dfs_catalog_file_delete(cat, c->file_delete->path, now, o[0] ? o[0] : &f, vmsg);
         dfs_catalog_file_rec_free(f);
         return rc;
     }
     case DFS__V1__REPL__COMMAND__OP_FILE_RENAME: {
         const Dfs__V1__Repl__FileRename *m = c->file_rename;
-        return dfs_catalog_file_rename(cat, m->from, m->to, m->replace, now, NULL, vmsg);
+        return dfs_catalog_file_rename(cat, m->from, m->to, m->replace, now, o[0], vmsg);
     }
     case DFS__V1__REPL__COMMAND__OP_FILES_EXPIRE:
-        return dfs_catalog_files_expire(cat, now, NULL, vmsg);
+        return dfs_catalog_files_expire(cat, now, o[0], vmsg);
     case DFS__V1__REPL__COMMAND__OP_NODE_REGISTER: {
         const Dfs__V1__Repl__NodeRegister *m = c->node_register;
         struct dfs_node_usage u = usage_of(m->usage);
@@ -819,20 +827,18 @@ static int apply_one(dfs_catalog *cat, const Command *c, char **vmsg)
         const Dfs__V1__Repl__NodeHeartbeat *m = c->node_heartbeat;
         struct dfs_node_usage u = usage_of(m->usage);
         bool known = false;
-        int rc =
-            dfs_catalog_node_heartbeat(cat, m->node_id, m->registration, &u, now, &known, vmsg);
-        if (rc == DFS_OK && !known)
-            rc = dfs_seterr(vmsg, DFS_ENOTFOUND, "node %s is not registered", m->node_id);
-        return rc;
+        /* An unknown node is a result (*known false), not a refusal, as for a direct call. */
+        return dfs_catalog_node_heartbeat(cat, m->node_id, m->registration, &u, now,
+                                          o[0] ? o[0] : &known, vmsg);
     }
     case DFS__V1__REPL__COMMAND__OP_NODE_SET_STATE:
         return dfs_catalog_node_set_state(cat, c->node_set_state->node_id,
                                           (enum dfs_node_state)c->node_set_state->state, vmsg);
     case DFS__V1__REPL__COMMAND__OP_NODES_SWEEP:
         return dfs_catalog_nodes_sweep(cat, now, c->nodes_sweep->suspect_after_ms,
-                                       c->nodes_sweep->dead_after_ms, NULL, NULL, vmsg);
+                                       c->nodes_sweep->dead_after_ms, o[0], o[1], vmsg);
     case DFS__V1__REPL__COMMAND__OP_REPAIRS_RECOVER:
-        return dfs_catalog_repairs_recover(cat, now, NULL, vmsg);
+        return dfs_catalog_repairs_recover(cat, now, o[0], vmsg);
     case DFS__V1__REPL__COMMAND__OP_TOKEN_ADD: {
         const Dfs__V1__Repl__TokenAdd *m = c->token_add;
         if (m->hash.len != 32 || strlen(m->id) > 16 || strlen(m->name) > DFS_TOKEN_NAME_MAX)
@@ -851,12 +857,13 @@ static int apply_one(dfs_catalog *cat, const Command *c, char **vmsg)
         uint8_t stored[64];
         if (m->value.len == 0 || m->value.len > sizeof stored)
             return dfs_seterr(vmsg, DFS_EINVAL, "a secret is 1 to 64 bytes");
-        return dfs_catalog_secret_set(cat, m->name, m->value.data, m->value.len, now, stored, vmsg);
+        return dfs_catalog_secret_set(cat, m->name, m->value.data, m->value.len, now,
+                                      o[0] ? o[0] : stored, vmsg);
     }
     default:
         break;
     }
-    return apply_more(cat, c, vmsg);
+    return apply_more(cat, c, o, vmsg);
 }
 
 void dfs_command_verdicts_clear(struct dfs_command_verdict *verdicts, size_t n)
@@ -890,7 +897,11 @@ int dfs_command_apply_entry(dfs_catalog *cat, uint64_t index, const struct dfs_c
                             index, c->version, DFS_COMMAND_VERSION);
         } else {
             char *vmsg = NULL;
-            int v = apply_one(cat, c, &vmsg);
+            /* This replica's own caller, waiting for this command: its out-parameters. */
+            static void *const none[3] = {NULL, NULL, NULL};
+            struct catalog_call *call = catalog_call_find(cat, c->origin);
+            int v = apply_one(cat, c, call != NULL ? call->out : none, &vmsg);
+            catalog_call_done(cat, call);
             if (replica_failure(v)) {
                 rc = dfs_seterr(errmsg, v, "entry %" PRIu64 ": command %zu: %s", index, i,
                                 vmsg == NULL ? "failed" : vmsg);

@@ -184,3 +184,12 @@ int dfs_catalog_sm_barrier(dfs_repl *r, int64_t timeout_ms, struct dfs_catalog_s
         return refused(&w, rc, "barrier");
     return wait_for(&w);
 }
+
+int dfs_catalog_sm_proposer(void *arg, const void *cmd, size_t len, char **errmsg)
+{
+    struct dfs_catalog_sm_answer a;
+    int rc = dfs_catalog_sm_propose(arg, cmd, len, DFS_CATALOG_SM_WRITE_MS, &a);
+    if (rc != DFS_OK)
+        dfs_seterr(errmsg, rc, "%s", a.message[0] != '\0' ? a.message : dfs_strerror(rc));
+    return rc;
+}

@@ -47,4 +47,15 @@ int dfs_catalog_sm_propose(dfs_repl *r, const void *cmd, size_t len, int64_t tim
 /* Wait for a linearizable read point (dfs_repl_barrier); then read the catalog. As above. */
 int dfs_catalog_sm_barrier(dfs_repl *r, int64_t timeout_ms, struct dfs_catalog_sm_answer *ans);
 
+/* How long a catalog write waits for its command through dfs_catalog_sm_proposer. */
+#define DFS_CATALOG_SM_WRITE_MS 10000
+
+/*
+ * A dfs_catalog_proposer (catalog.h) over replica arg (a dfs_repl *): install it with
+ * dfs_catalog_set_proposer(cat, dfs_catalog_sm_proposer, repl) and every catalog write verb goes
+ * through the log. Returns the verdict, or the engine's failure with its message (DFS_EUNAVAIL
+ * "not the leader ..." on a follower: nothing was proposed).
+ */
+int dfs_catalog_sm_proposer(void *arg, const void *cmd, size_t len, char **errmsg);
+
 #endif /* DFS_SERVICES_METADATA_CATALOG_SM_H */
