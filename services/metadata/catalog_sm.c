@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 /* Commands per entry handled with stack arrays; larger entries allocate. */
 #define SMALL_ENTRY 64
@@ -192,4 +193,19 @@ int dfs_catalog_sm_proposer(void *arg, const void *cmd, size_t len, char **errms
     if (rc != DFS_OK)
         dfs_seterr(errmsg, rc, "%s", a.message[0] != '\0' ? a.message : dfs_strerror(rc));
     return rc;
+}
+
+int dfs_catalog_sm_guarded_proposer(void *arg, const void *cmd, size_t len, char **errmsg)
+{
+    const struct dfs_catalog_sm_writer *w = arg;
+    struct statvfs sv;
+    if (w->reserve_bytes > 0 && statvfs(w->dir, &sv) == 0) {
+        uint64_t avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+        if (avail < w->reserve_bytes)
+            return dfs_seterr(errmsg, DFS_ENOSPC,
+                              "catalog disk is full: %" PRIu64 " KiB free in %s, below the %" PRIu64
+                              " KiB the catalog and its log keep in reserve",
+                              avail >> 10, w->dir, w->reserve_bytes >> 10);
+    }
+    return dfs_catalog_sm_proposer(w->repl, cmd, len, errmsg);
 }

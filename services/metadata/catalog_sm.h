@@ -58,4 +58,19 @@ int dfs_catalog_sm_barrier(dfs_repl *r, int64_t timeout_ms, struct dfs_catalog_s
  */
 int dfs_catalog_sm_proposer(void *arg, const void *cmd, size_t len, char **errmsg);
 
+/*
+ * The same with a disk reserve, the proposer dfs-metadata installs: a write is refused before it
+ * is proposed (DFS_ENOSPC "catalog disk is full", nothing proposed, the caller may retry later)
+ * while the file system of `dir` (the catalog's and the log's) has less than reserve_bytes free.
+ * An apply cannot skip an entry it has no room for (the replica would have to stop), so the
+ * leader stops taking writes first, as HDFS's NameNode does below its reserved space. Reads go
+ * on; writes resume once there is room again.
+ */
+struct dfs_catalog_sm_writer {
+    dfs_repl *repl;
+    const char *dir;
+    uint64_t reserve_bytes;
+};
+int dfs_catalog_sm_guarded_proposer(void *arg, const void *cmd, size_t len, char **errmsg);
+
 #endif /* DFS_SERVICES_METADATA_CATALOG_SM_H */

@@ -171,6 +171,12 @@ static const struct dfs_opts_spec spec = {
  * config spells differently (0 turns rebalancing off: a negative threshold; 0 removes dropped
  * copies at once: a negative grace). DFS_EINVAL with *err.
  */
+/* Raft log segments (two kept preallocated) and the free space below which writes are refused
+   (catalog_sm.h): small, so that a catalog on a small disk still starts and refuses writes
+   cleanly when that disk fills. */
+#define SEGMENT_BYTES (512u << 10)
+#define RESERVE_BYTES (2u * SEGMENT_BYTES)
+
 /*
  * The catalog's replication (issue 16, services/metadata/REPLICATION.md): a one-member Raft
  * cluster whose log and snapshots live beside the catalog (<db>.raft). Every catalog write
@@ -179,7 +185,8 @@ static const struct dfs_opts_spec spec = {
  * then the durable record, so the catalog commits without its own fsync (synchronous=NORMAL).
  * Returns once this replica leads and has applied its log, or an error. ":memory:": none.
  */
-static int start_replication(const struct options *o, dfs_catalog *cat, dfs_repl **out, char **err)
+static int start_replication(const struct options *o, dfs_catalog *cat,
+                             struct dfs_catalog_sm_writer *w, char **err)
 {
     if (strcmp(o->db, ":memory:") == 0)
         return DFS_OK;
@@ -192,6 +199,18 @@ static int start_replication(const struct options *o, dfs_catalog *cat, dfs_repl
     if (dir == NULL)
         return dfs_seterr(err, DFS_ENOMEM, "out of memory");
     snprintf(dir, n, "%s.raft", o->db);
+    char *datadir = strdup(o->db);
+    if (datadir == NULL) {
+        free(dir);
+        return dfs_seterr(err, DFS_ENOMEM, "out of memory");
+    }
+    char *slash = strrchr(datadir, '/');
+    if (slash == NULL)
+        snprintf(datadir, strlen(datadir) + 1, ".");
+    else if (slash == datadir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
     struct dfs_repl_member self = {.id = 1, .address = o->raft_listen};
     struct dfs_repl_options ro = {
         .id = 1,
@@ -201,14 +220,17 @@ static int start_replication(const struct options *o, dfs_catalog *cat, dfs_repl
         .n_members = 1,
         .applied_index = applied,
         .election_timeout_ms = (unsigned)o->election_timeout_ms,
+        .segment_bytes = SEGMENT_BYTES,
         .ops = &dfs_catalog_sm_ops,
         .ctx = cat,
     };
     dfs_repl *r = NULL;
     rc = dfs_repl_create(&ro, &r, err);
     free(dir);
-    if (rc != DFS_OK)
+    if (rc != DFS_OK) {
+        free(datadir);
         return rc;
+    }
     int64_t deadline =
         dfs_clock_mono_ns() + (int64_t)(10 * o->election_timeout_ms + 10000) * 1000000;
     struct dfs_repl_status st;
@@ -220,6 +242,7 @@ static int start_replication(const struct options *o, dfs_catalog *cat, dfs_repl
             rc = dfs_seterr(err, DFS_EUNAVAIL, "replication: no ready leader (%s%s%s)",
                             dfs_repl_role_name(st.role), st.failure[0] ? ": " : "", st.failure);
             dfs_repl_destroy(r);
+            free(datadir);
             return rc;
         }
         struct timespec ts = {0, 2000000};
@@ -228,12 +251,13 @@ static int start_replication(const struct options *o, dfs_catalog *cat, dfs_repl
     rc = dfs_catalog_set_relaxed_sync(cat, err);
     if (rc != DFS_OK) {
         dfs_repl_destroy(r);
+        free(datadir);
         return rc;
     }
-    dfs_catalog_set_proposer(cat, dfs_catalog_sm_proposer, r);
+    *w = (struct dfs_catalog_sm_writer){.repl = r, .dir = datadir, .reserve_bytes = RESERVE_BYTES};
+    dfs_catalog_set_proposer(cat, dfs_catalog_sm_guarded_proposer, w);
     dfs_log(DFS_LOG_INFO, "replication ready members=1 raft=%s term=%" PRIu64 " applied=%" PRIu64,
             st.address, st.term, st.state_index);
-    *out = r;
     return DFS_OK;
 }
 
@@ -279,7 +303,7 @@ int main(int argc, char **argv)
     dfs_metrics *metrics = NULL;
     dfs_metrics_http *http = NULL;
     dfs_readiness *ready = NULL;
-    dfs_repl *repl = NULL;
+    struct dfs_catalog_sm_writer writer = {0};
     struct dfs_metadata_probe probe = {.db_path = o.db};
     status = 1;
     dfs_rpc_tls *tls = NULL;
@@ -304,7 +328,7 @@ int main(int argc, char **argv)
         o.cfg.s3_master_key = s3_master;
     }
     if (dfs_catalog_open(o.db, &cat, &err) != DFS_OK ||
-        start_replication(&o, cat, &repl, &err) != DFS_OK ||
+        start_replication(&o, cat, &writer, &err) != DFS_OK ||
         dfs_metadata_service_create(cat, &o.cfg, &svc, &err) != DFS_OK ||
         (o.admin_token_file != NULL &&
          dfs_metadata_service_bootstrap_token(svc, o.admin_token_file, DFS_ROLE_ADMIN, "admin",
@@ -382,9 +406,10 @@ out:
     dfs_metadata_service_destroy(svc);
     /* Nothing proposes any more (handlers and background threads are gone): the log stops,
        then the catalog closes. */
-    dfs_repl_destroy(repl);
+    dfs_repl_destroy(writer.repl);
     if (cat != NULL)
         dfs_catalog_set_proposer(cat, NULL, NULL);
+    free((char *)writer.dir);
     dfs_rpc_server_destroy(srv);
     dfs_rpc_reflection_destroy(refl);
     dfs_rpc_health_destroy(health);
