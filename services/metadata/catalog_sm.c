@@ -1,6 +1,7 @@
 /* The metadata catalog as the replicated state machine (catalog_sm.h). */
 #include "services/metadata/catalog_sm.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "metadata/command.h"
@@ -11,6 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <time.h>
+
+/* How long an apply waits for a catalog another process keeps locked before the replica stops. */
+#define APPLY_BUSY_MS 120000
 
 /* Commands per entry handled with stack arrays; larger entries allocate. */
 #define SMALL_ENTRY 64
@@ -34,7 +39,27 @@ static int sm_apply(void *ctx, uint64_t index, const struct dfs_repl_cmd *cmds, 
     }
     for (size_t i = 0; i < n; i++)
         bufs[i] = (struct dfs_command_buf){cmds[i].data, cmds[i].len};
-    int rc = dfs_command_apply_entry(cat, index, bufs, n, verd, errmsg);
+    /* DFS_EUNAVAIL: another process holds the catalog's write lock (the sqlite3 shell, a
+       backup) past the busy timeout. That passes: the entry is applied again rather than the
+       replica stopped, for up to APPLY_BUSY_MS (the writers wait meanwhile). */
+    int rc;
+    int64_t start = dfs_clock_mono_ns();
+    for (bool logged = false;; logged = true) {
+        char *why = NULL;
+        rc = dfs_command_apply_entry(cat, index, bufs, n, verd, &why);
+        if (rc != DFS_EUNAVAIL || dfs_clock_mono_ns() - start > (int64_t)APPLY_BUSY_MS * 1000000) {
+            if (rc != DFS_OK && errmsg != NULL)
+                *errmsg = why;
+            else
+                free(why);
+            break;
+        }
+        if (!logged)
+            dfs_log(DFS_LOG_WARN, "catalog apply waits index=%" PRIu64 " err=\"%s\"", index, why);
+        free(why);
+        struct timespec ts = {0, 50000000};
+        nanosleep(&ts, NULL);
+    }
     if (rc == DFS_OK) {
         for (size_t i = 0; i < n; i++) {
             results[i].status = verd[i].status;
@@ -208,4 +233,43 @@ int dfs_catalog_sm_guarded_proposer(void *arg, const void *cmd, size_t len, char
                               avail >> 10, w->dir, w->reserve_bytes >> 10);
     }
     return dfs_catalog_sm_proposer(w->repl, cmd, len, errmsg);
+}
+
+void dfs_catalog_sm_collect(void *arg, dfs_metrics_writer *w)
+{
+    struct dfs_repl_status st;
+    dfs_repl_status_get(arg, &st);
+    dfs_metrics_gauge(w, "dfs_metadata_raft_leader",
+                      "1 when this replica leads and is ready (serves writes), else 0.",
+                      st.role == DFS_REPL_LEADER && st.leader_ready ? 1 : 0);
+    dfs_metrics_gauge(w, "dfs_metadata_raft_failed",
+                      "1 when this replica stopped after a failed apply or restore.",
+                      st.role == DFS_REPL_FAILED ? 1 : 0);
+    dfs_metrics_gauge(w, "dfs_metadata_raft_term", "The Raft term this replica is in.",
+                      (double)st.term);
+    dfs_metrics_gauge(w, "dfs_metadata_raft_last_index", "Last entry of the local log.",
+                      (double)st.last_index);
+    dfs_metrics_gauge(w, "dfs_metadata_raft_commit_index", "Last entry known committed.",
+                      (double)st.commit_index);
+    dfs_metrics_gauge(w, "dfs_metadata_raft_applied_index",
+                      "Last entry the catalog holds (its replication.applied_index).",
+                      (double)st.state_index);
+    dfs_metrics_gauge(w, "dfs_metadata_raft_members", "Members of the cluster this replica knows.",
+                      (double)st.n_members);
+    dfs_metrics_counter(w, "dfs_metadata_raft_leader_changes_total",
+                        "Times this replica saw the leader change, since start.",
+                        st.leader_changes);
+    dfs_metrics_counter(w, "dfs_metadata_raft_snapshots_taken_total",
+                        "Snapshots of the catalog taken, since start.", st.snapshots_taken);
+    dfs_metrics_counter(w, "dfs_metadata_raft_snapshots_restored_total",
+                        "Snapshots installed (from a leader, or at start), since start.",
+                        st.snapshots_restored);
+    dfs_metrics_gauge(w, "dfs_metadata_raft_snapshot_bytes",
+                      "Size of the latest snapshot taken or installed (0: none).",
+                      (double)st.snapshot_bytes);
+    dfs_metrics_counter(w, "dfs_metadata_raft_entries_proposed_total",
+                        "Log entries of commands this replica appended as leader.",
+                        st.entries_proposed);
+    dfs_metrics_counter(w, "dfs_metadata_raft_commands_proposed_total",
+                        "Commands (catalog writes) in those entries.", st.commands_proposed);
 }

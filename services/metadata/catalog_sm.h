@@ -3,6 +3,7 @@
 #define DFS_SERVICES_METADATA_CATALOG_SM_H
 
 #include "metadata/catalog.h"
+#include "services/daemon/metrics.h"
 #include "services/metadata/replication.h"
 
 #include <stdbool.h>
@@ -72,5 +73,12 @@ struct dfs_catalog_sm_writer {
     uint64_t reserve_bytes;
 };
 int dfs_catalog_sm_guarded_proposer(void *arg, const void *cmd, size_t len, char **errmsg);
+
+/*
+ * A metrics collector (services/daemon/metrics.h) for replica arg (a dfs_repl *): its role, term,
+ * last, commit and applied indexes, the catalog's applied index, leader changes, snapshots taken
+ * and installed with the latest one's size, members, and the entries and commands it proposed.
+ */
+void dfs_catalog_sm_collect(void *arg, dfs_metrics_writer *w);
 
 #endif /* DFS_SERVICES_METADATA_CATALOG_SM_H */

@@ -368,6 +368,8 @@ int main(int argc, char **argv)
         dfs_metrics_add_collector(metrics, dfs_readiness_collect, ready, &err) != DFS_OK ||
         dfs_metrics_add_collector(metrics, dfs_metadata_probe_collect, &probe, &err) != DFS_OK ||
         dfs_metrics_add_collector(metrics, dfs_metadata_service_collect, svc, &err) != DFS_OK ||
+        (writer.repl != NULL &&
+         dfs_metrics_add_collector(metrics, dfs_catalog_sm_collect, writer.repl, &err) != DFS_OK) ||
         (o.metrics_listen != NULL && dfs_metrics_http_start(&hcfg, &http, &err) != DFS_OK)) {
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start");
         goto out;
