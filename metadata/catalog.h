@@ -1070,6 +1070,15 @@ int dfs_catalog_snapshot_write(dfs_catalog_snapshot *snap, const char *path, cha
 void dfs_catalog_snapshot_end(dfs_catalog_snapshot *snap);
 
 /*
+ * An online backup: copy the catalog file at `db` (in use by a running dfs-metadata or not) into
+ * a new file `to` (DFS_EEXIST when it exists), consistently: one read transaction on a connection
+ * of its own, so writers go on and the copy is the catalog as of one moment, a whole number of
+ * applied log entries. *index (may be NULL) receives the copy's applied index. The copy is a
+ * catalog: dfs-metadata --db can serve it (a new one-member cluster whose log starts after it).
+ */
+int dfs_catalog_backup(const char *db, const char *to, uint64_t *index, char **errmsg);
+
+/*
  * Replace the whole catalog with the snapshot file at `path` (a dfs_catalog_snapshot_write
  * output), as the state at log index `index`: the file is stamped with index first, then copied
  * into the live database by one sqlite3_backup, which is one write transaction: readers see the

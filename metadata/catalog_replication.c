@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* How long a snapshot or restore connection waits for a lock held by the catalog's writer. */
 #define SNAPSHOT_BUSY_MS 10000
@@ -264,6 +265,43 @@ void dfs_catalog_snapshot_end(dfs_catalog_snapshot *snap)
         sqlite3_close(snap->db);
     }
     free(snap);
+}
+
+int dfs_catalog_backup(const char *db, const char *to, uint64_t *index, char **errmsg)
+{
+    if (db == NULL || to == NULL || strcmp(db, ":memory:") == 0)
+        return dfs_seterr(errmsg, DFS_EINVAL, "backup: a catalog file and a target are needed");
+    if (access(to, F_OK) == 0)
+        return dfs_seterr(errmsg, DFS_EEXIST, "backup: %s exists already", to);
+    sqlite3 *src = NULL, *dst = NULL;
+    int rc = DFS_OK;
+    if (sqlite3_open_v2(db, &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        rc = conn_err(src, db, errmsg);
+    uint64_t at = 0;
+    if (rc == DFS_OK) {
+        sqlite3_busy_timeout(src, SNAPSHOT_BUSY_MS);
+        rc = conn_exec(src, "BEGIN", errmsg);
+    }
+    if (rc == DFS_OK)
+        rc = conn_applied(src, &at, errmsg); /* the first read pins the state */
+    if (rc == DFS_OK &&
+        sqlite3_open_v2(to, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
+        rc = conn_err(dst, to, errmsg);
+    if (rc == DFS_OK)
+        rc = backup_all(dst, src, errmsg);
+    if (dst != NULL && sqlite3_close(dst) != SQLITE_OK && rc == DFS_OK)
+        rc = dfs_seterr(errmsg, DFS_EIO, "backup: close %s", to);
+    if (src != NULL) {
+        sqlite3_exec(src, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_close(src);
+    }
+    if (rc != DFS_OK) {
+        unlink(to);
+        return rc;
+    }
+    if (index != NULL)
+        *index = at;
+    return DFS_OK;
 }
 
 int dfs_catalog_restore(dfs_catalog *cat, const char *path, uint64_t index, char **errmsg)

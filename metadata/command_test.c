@@ -430,6 +430,38 @@ static void test_snapshot_and_restore(void **state)
     assert_int_equal(applied(fx->cat[2]), fx->log.nentries);
 }
 
+/* An online backup of a catalog in use is that catalog as of one applied entry. */
+static void test_backup(void **state)
+{
+    struct fx *fx = *state;
+    build_log(fx);
+    apply_range(fx, fx->cat[0], 0, 5);
+    char to[400];
+    snprintf(to, sizeof to, "%s/snap.db", fx->dir);
+    uint64_t idx = 0;
+    char *msg = NULL;
+    if (dfs_catalog_backup(fx->path[0], to, &idx, &msg) != DFS_OK)
+        fail_msg("backup: %s", msg);
+    assert_int_equal(idx, 5);
+    assert_int_equal(dfs_catalog_backup(fx->path[0], to, &idx, &msg), DFS_EEXIST);
+    free(msg);
+    assert_same(fx->path[0], to);
+    /* The copy opens as a catalog and goes on from its index. */
+    dfs_catalog *copy = NULL;
+    assert_int_equal(dfs_catalog_open(to, &copy, NULL), DFS_OK);
+    assert_int_equal(applied(copy), 5);
+    apply_range(fx, copy, 5, fx->log.nentries);
+    apply_range(fx, fx->cat[0], 5, fx->log.nentries);
+    dfs_catalog_close(copy);
+    assert_same(fx->path[0], to);
+    char side[450];
+    const char *sfx[] = {"-wal", "-shm"};
+    for (int s = 0; s < 2; s++) {
+        snprintf(side, sizeof side, "%s%s", to, sfx[s]);
+        unlink(side);
+    }
+}
+
 /* Direct calls and an open apply do not mix: nested begin is refused. */
 static void test_apply_begin_twice(void **state)
 {
@@ -453,6 +485,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_entry_applies_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_and_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_begin_twice, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backup, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

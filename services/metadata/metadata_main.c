@@ -166,11 +166,6 @@ static const struct dfs_opts_spec spec = {
     .opts = opts,
 };
 
-/*
- * What the table cannot say: --db is required, --group-size is never 1, and the values the
- * config spells differently (0 turns rebalancing off: a negative threshold; 0 removes dropped
- * copies at once: a negative grace). DFS_EINVAL with *err.
- */
 /* Raft log segments (two kept preallocated) and the free space below which writes are refused
    (catalog_sm.h): small, so that a catalog on a small disk still starts and refuses writes
    cleanly when that disk fills. */
@@ -261,6 +256,11 @@ static int start_replication(const struct options *o, dfs_catalog *cat,
     return DFS_OK;
 }
 
+/*
+ * What the table cannot say: --db is required, --group-size is never 1, and the values the
+ * config spells differently (0 turns rebalancing off: a negative threshold; 0 removes dropped
+ * copies at once: a negative grace). DFS_EINVAL with *err.
+ */
 static int check(struct options *o, char **err)
 {
     if (o->db == NULL)
@@ -273,8 +273,58 @@ static int check(struct options *o, char **err)
     return DFS_OK;
 }
 
+/* dfs-metadata backup --db FILE --to FILE: an online, consistent copy of a catalog in use. */
+struct backup_options {
+    const char *db;
+    const char *to;
+};
+
+static const struct dfs_opt backup_opts[] = {
+    {DFS_OPT_STRING, "db", 0, DFS_OPT_FIELD(struct backup_options, db), .arg = "FILE",
+     .help = "the catalog (a running dfs-metadata may be serving it)"},
+    {DFS_OPT_STRING, "to", 0, DFS_OPT_FIELD(struct backup_options, to), .arg = "FILE",
+     .help = "the copy to write (must not exist)"},
+    {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
+    {0},
+};
+
+static const struct dfs_opts_spec backup_spec = {
+    .prog = PROG " backup",
+    .version = VERSION,
+    .usage = "--db FILE --to FILE",
+    .about = "Copy the catalog while it serves: one read transaction, so the copy is the catalog "
+             "as of a whole number of applied log entries (sqlite3_backup). Start a new "
+             "dfs-metadata on the copy to restore it.",
+    .opts = backup_opts,
+};
+
+static int backup_main(int argc, char **argv)
+{
+    struct backup_options b = {0};
+    dfs_opts *args = NULL;
+    int status = 2;
+    if (!dfs_opts_main(&backup_spec, argc, argv, environ, &b, &args, &status))
+        return status;
+    dfs_opts_destroy(args);
+    if (b.db == NULL || b.to == NULL) {
+        fprintf(stderr, PROG " backup: --db FILE and --to FILE are required\n");
+        return 2;
+    }
+    char *err = NULL;
+    uint64_t index = 0;
+    if (dfs_catalog_backup(b.db, b.to, &index, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err != NULL ? err : "backup failed");
+        free(err);
+        return 1;
+    }
+    printf("backed up %s to %s at applied index %" PRIu64 "\n", b.db, b.to, index);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "backup") == 0)
+        return backup_main(argc - 1, argv + 1);
     sigset_t signals;
     dfs_daemon_block_signals(&signals);
     struct options o;
