@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -374,6 +375,16 @@ static const char *const migrations[] = {
     "  part_id  TEXT    NOT NULL UNIQUE CHECK (length(part_id) = 32),"
     "  PRIMARY KEY (file_id, seq)"
     ") WITHOUT ROWID;",
+
+    /* 9 (issue 16, replication): the index of the last Raft log entry applied to this catalog,
+       written in the same transaction as the entry's effects (dfs_catalog_apply_end), so a
+       restart replays exactly the entries the catalog lacks. 0: none (a catalog that never ran
+       replicated, or a fresh one). */
+    "CREATE TABLE replication ("
+    "  k             INTEGER NOT NULL PRIMARY KEY CHECK (k = 0),"
+    "  applied_index INTEGER NOT NULL CHECK (applied_index >= 0)"
+    ");"
+    "INSERT INTO replication (k, applied_index) VALUES (0, 0);",
 };
 
 static_assert(sizeof migrations / sizeof migrations[0] == DFS_CATALOG_SCHEMA_VERSION,
@@ -596,6 +607,11 @@ static const char *const stmt_sql[S_COUNT] = {
                       "(expires_ms = 0 OR expires_ms > ?2)) ORDER BY created_ms, id",
     [S_SECRET_GET] = "SELECT value FROM secrets WHERE name = ?1",
     [S_SECRET_INSERT] = "INSERT INTO secrets (name, value, created_ms) VALUES (?1, ?2, ?3)",
+    [S_SAVEPOINT] = "SAVEPOINT verb",
+    [S_RELEASE] = "RELEASE verb",
+    [S_ROLLBACK_TO] = "ROLLBACK TO verb",
+    [S_APPLIED_GET] = "SELECT applied_index FROM replication WHERE k = 0",
+    [S_APPLIED_SET] = "UPDATE replication SET applied_index = ?1 WHERE k = 0",
     [S_META_PUT] = "INSERT OR REPLACE INTO file_meta (file_id, md5, meta) VALUES (?1, ?2, ?3)",
     [S_META_GET] = "SELECT md5, meta FROM file_meta WHERE file_id = ?1",
     [S_BUCKET_GET] = "SELECT name, created_ms, token_id FROM buckets WHERE name = ?1",
@@ -803,11 +819,25 @@ void catalog_unlock(dfs_catalog *cat)
 
 int catalog_tx_begin(dfs_catalog *cat, bool write, char **errmsg)
 {
+    if (cat->applying)
+        return catalog_exec(cat, S_SAVEPOINT, NULL, errmsg, "");
     return catalog_exec(cat, write ? S_BEGIN_WRITE : S_BEGIN_READ, NULL, errmsg, "");
 }
 
 int catalog_tx_end(dfs_catalog *cat, int rc, char **errmsg)
 {
+    if (cat->applying) {
+        /* Inside an apply (dfs_catalog_apply_begin): the verb's savepoint, not a transaction. A
+           refused verb leaves nothing behind; the entry's transaction goes on. */
+        if (rc != DFS_OK) {
+            int rb = catalog_exec(cat, S_ROLLBACK_TO, NULL, NULL, "");
+            if (rb != DFS_OK)
+                dfs_log(DFS_LOG_ERROR, "catalog rollback to savepoint failed path=%s err=\"%s\"",
+                        cat->path, sqlite3_errmsg(cat->db));
+        }
+        int rl = catalog_exec(cat, S_RELEASE, NULL, rc == DFS_OK ? errmsg : NULL, "");
+        return rc != DFS_OK ? rc : rl;
+    }
     if (rc == DFS_OK) {
         rc = catalog_exec(cat, S_COMMIT, NULL, errmsg, "");
         if (rc == DFS_OK)
@@ -1030,11 +1060,25 @@ int dfs_catalog_open(const char *path, dfs_catalog **out, char **errmsg)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     cat->lockfd = -1;
     cat->path = strdup(path);
-    if (cat->path == NULL || pthread_mutex_init(&cat->mu, NULL) != 0) {
+    /* Recursive: an apply (dfs_catalog_apply_begin .. _end) holds it across the verbs it runs. */
+    pthread_mutexattr_t attr;
+    bool mu_ok = pthread_mutexattr_init(&attr) == 0;
+    if (mu_ok) {
+        mu_ok = pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE) == 0 &&
+                pthread_mutex_init(&cat->mu, &attr) == 0;
+        pthread_mutexattr_destroy(&attr);
+    }
+    if (cat->path == NULL || !mu_ok) {
         free(cat->path);
         free(cat);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
+    pthread_mutex_init(&cat->calls_mu, NULL);
+    /* Origins of this handle's proposed commands: a random base, so that the apply of another
+       replica's command (or of this process's before a restart) never matches a waiting call. */
+    if (getrandom(&cat->origin_base, sizeof cat->origin_base, 0) != sizeof cat->origin_base)
+        cat->origin_base = (uint64_t)wall_ms() << 20;
+    cat->origin_base &= ~(uint64_t)0xffffffff; /* the low 32 bits count */
     /* NOMUTEX: cat->mu already serialises every use of the connection. */
     int rc = DFS_OK;
     int src = sqlite3_open_v2(
@@ -1112,6 +1156,7 @@ void dfs_catalog_close(dfs_catalog *cat)
     if (cat->lockfd >= 0)
         close(cat->lockfd); /* after the database: the next holder finds it closed */
     pthread_mutex_destroy(&cat->mu);
+    pthread_mutex_destroy(&cat->calls_mu);
     free(cat->path);
     free(cat);
 }

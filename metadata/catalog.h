@@ -31,7 +31,7 @@
 typedef struct dfs_catalog dfs_catalog;
 
 /* The schema version this code writes (migrations 1..DFS_CATALOG_SCHEMA_VERSION). */
-#define DFS_CATALOG_SCHEMA_VERSION 8
+#define DFS_CATALOG_SCHEMA_VERSION 9
 
 /* Longest node address ("host:port", "unix:/path", ...) and zone name, in bytes. */
 #define DFS_NODE_ADDRESS_MAX 255
@@ -335,6 +335,10 @@ struct dfs_create_req {
     int64_t expires_ms;                        /* must be later than now_ms */
     const struct dfs_plan_fragment *fragments; /* one per fragment of the redundancy */
     size_t nfragments;
+    /* The new file's id (DFS_ID_HEX lower-case hex digits), fixed by the caller so that every
+       replica applying the same command writes the same id; NULL: drawn at random here. An id
+       already in the catalog is DFS_EEXIST. */
+    const char *file_id;
 };
 
 /*
@@ -1038,5 +1042,90 @@ int dfs_catalog_tokens_list(dfs_catalog *cat, bool all, int64_t now_ms, struct d
  */
 int dfs_catalog_secret(dfs_catalog *cat, const char *name, size_t len, int64_t now_ms, uint8_t *out,
                        char **errmsg);
+
+/*
+ * The deterministic form of dfs_catalog_secret, for replicated writes: store `value` (len bytes,
+ * 1..64) as secret `name` unless it exists already; *out (caller storage, len bytes, may be
+ * value) receives the stored secret either way. DFS_EDATALOSS when the stored one has another
+ * length.
+ */
+int dfs_catalog_secret_set(dfs_catalog *cat, const char *name, const uint8_t *value, size_t len,
+                           int64_t now_ms, uint8_t *out, char **errmsg);
+
+/* ---- Replication (services/metadata/REPLICATION.md) -------------------------------------------- */
+
+/*
+ * A replicated catalog applies the commands of each committed Raft log entry in one transaction
+ * that also records the entry's index (table replication, schema version 9):
+ *
+ *   dfs_catalog_apply_begin(cat)           takes the catalog's lock and opens the transaction;
+ *   any write verbs, from the same thread  each runs in a savepoint of it: a refused verb
+ *                                          (DFS_EEXIST, ...) leaves nothing behind, the others
+ *                                          stay;
+ *   dfs_catalog_apply_end(cat, index, ok)  records index and commits (ok), or rolls everything
+ *                                          back (!ok, or the commit failed); releases the lock.
+ *
+ * Other threads' calls wait for the lock meanwhile. A crash before the commit loses the whole
+ * entry and its index together, so the replica replays it from the log at the next start.
+ */
+int dfs_catalog_apply_begin(dfs_catalog *cat, char **errmsg);
+int dfs_catalog_apply_end(dfs_catalog *cat, uint64_t index, bool ok, char **errmsg);
+
+/*
+ * synchronous=NORMAL instead of FULL (dfs_catalog_open): a commit no longer waits for the WAL's
+ * fsync, so a power loss may lose the last transactions. Only for a replicated catalog, whose Raft
+ * log is the durable record: the lost transactions are entries after the applied index, which the
+ * replica applies again from its log at the next start.
+ */
+int dfs_catalog_set_relaxed_sync(dfs_catalog *cat, char **errmsg);
+
+/*
+ * Make the catalog replicated: from now on every write verb called by a thread other than the
+ * one applying (dfs_catalog_apply_begin .. _end) builds its command (metadata/command.h) and
+ * hands it to fn, which must propose it to the log and return once it has been applied here
+ * (or failed): its return is the verb's (the apply's verdict, or the engine's failure such as
+ * DFS_EUNAVAIL, with *errmsg). The verb's out-parameters are filled by that apply. Verbs behave
+ * as before for their callers, except that a failure of the log (DFS_EUNAVAIL, DFS_ETIMEDOUT)
+ * may leave the write still to happen. Exception: dfs_catalog_token_touch stays a local write
+ * (soft state, not worth a log entry per call). Set before any other thread uses the catalog;
+ * fn NULL: back to local writes.
+ */
+typedef int (*dfs_catalog_proposer)(void *arg, const void *cmd, size_t len, char **errmsg);
+void dfs_catalog_set_proposer(dfs_catalog *cat, dfs_catalog_proposer fn, void *arg);
+
+/* The index of the last log entry applied (0: none). */
+int dfs_catalog_applied_index(dfs_catalog *cat, uint64_t *out, char **errmsg);
+
+/*
+ * Snapshots: a consistent copy of the catalog as of its applied index, written while writes go
+ * on. dfs_catalog_snapshot_begin (cheap: opens a second, read-only connection and pins the WAL
+ * state with a read transaction; *index receives the pinned applied index) gives a handle;
+ * dfs_catalog_snapshot_write (any thread, may run while the catalog applies) copies the pinned
+ * state into a new SQLite file at `path` with sqlite3_backup; dfs_catalog_snapshot_end drops the
+ * handle (NULL: no-op). Not for ":memory:" catalogs (DFS_EINVAL).
+ */
+typedef struct dfs_catalog_snapshot dfs_catalog_snapshot;
+int dfs_catalog_snapshot_begin(dfs_catalog *cat, dfs_catalog_snapshot **out, uint64_t *index,
+                               char **errmsg);
+int dfs_catalog_snapshot_write(dfs_catalog_snapshot *snap, const char *path, char **errmsg);
+void dfs_catalog_snapshot_end(dfs_catalog_snapshot *snap);
+
+/*
+ * An online backup: copy the catalog file at `db` (in use by a running dfs-metadata or not) into
+ * a new file `to` (DFS_EEXIST when it exists), consistently: one read transaction on a connection
+ * of its own, so writers go on and the copy is the catalog as of one moment, a whole number of
+ * applied log entries. *index (may be NULL) receives the copy's applied index. The copy is a
+ * catalog: dfs-metadata --db can serve it (a new one-member cluster whose log starts after it).
+ */
+int dfs_catalog_backup(const char *db, const char *to, uint64_t *index, char **errmsg);
+
+/*
+ * Replace the whole catalog with the snapshot file at `path` (a dfs_catalog_snapshot_write
+ * output), as the state at log index `index`: the file is stamped with index first, then copied
+ * into the live database by one sqlite3_backup, which is one write transaction: readers see the
+ * old catalog or the new one, never a mix. On failure the catalog is unchanged. The file must be
+ * a catalog of this schema version (DFS_EPRECOND otherwise); it is modified (stamped).
+ */
+int dfs_catalog_restore(dfs_catalog *cat, const char *path, uint64_t index, char **errmsg);
 
 #endif /* DFS_METADATA_CATALOG_H */

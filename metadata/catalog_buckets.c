@@ -33,6 +33,12 @@ static void read_bucket(dfs_catalog *cat, enum stmt id, struct dfs_bucket_rec *b
 int dfs_catalog_bucket_create(dfs_catalog *cat, const char *name, const char *token_id,
                               int64_t now_ms, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_bucket_create(name, token_id, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     int rc = check_name(name, errmsg);
     if (rc != DFS_OK)
         return rc;
@@ -77,6 +83,12 @@ int dfs_catalog_bucket_get(dfs_catalog *cat, const char *name, struct dfs_bucket
 
 int dfs_catalog_bucket_delete(dfs_catalog *cat, const char *name, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_bucket_delete(name, 0, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     int rc = check_name(name, errmsg);
     if (rc != DFS_OK)
         return dfs_seterr(errmsg, DFS_ENOTFOUND, "no bucket %s", name != NULL ? name : "");

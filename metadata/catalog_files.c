@@ -236,6 +236,8 @@ static int validate_create(const struct dfs_create_req *req, int64_t now_ms, cha
     if (req == NULL)
         return dfs_seterr(errmsg, DFS_EINVAL, "no request");
     int rc = check_path(req->path, errmsg);
+    if (rc == DFS_OK && req->file_id != NULL)
+        rc = catalog_check_id(req->file_id, "file", errmsg);
     if (rc == DFS_OK)
         rc = catalog_check_u64(req->size, "file size", errmsg);
     if (rc == DFS_OK)
@@ -325,8 +327,18 @@ static int create_locked(dfs_catalog *cat, const struct dfs_create_req *req, int
         return rc;
 
     char file_id[DFS_ID_HEX + 1];
-    if (dfs_id_random(file_id) != DFS_OK)
+    if (req->file_id != NULL) {
+        memcpy(file_id, req->file_id, sizeof file_id); /* checked by validate_create */
+        int taken = catalog_query(cat, S_FILE_GET_ID, errmsg, "t", file_id);
+        if (taken == 1)
+            catalog_release(cat->st[S_FILE_GET_ID]);
+        if (taken < 0)
+            return taken;
+        if (taken == 1)
+            return dfs_seterr(errmsg, DFS_EEXIST, "file id %s is taken", file_id);
+    } else if (dfs_id_random(file_id) != DFS_OK) {
         return dfs_seterr(errmsg, DFS_EIO, "cannot draw a random file id");
+    }
     const struct dfs_redundancy *r = &req->redundancy;
     rc =
         catalog_exec(cat, S_FILE_INSERT, NULL, errmsg, "ttitiiiitiiiii", file_id, req->path,
@@ -354,6 +366,20 @@ static int create_locked(dfs_catalog *cat, const struct dfs_create_req *req, int
 int dfs_catalog_file_create(dfs_catalog *cat, const struct dfs_create_req *req, int64_t now_ms,
                             struct dfs_file_rec **out, char **errmsg)
 {
+    if (catalog_must_propose(cat) && req != NULL) {
+        /* The leader fixes the id: every replica writes this one. */
+        struct dfs_create_req fixed = *req;
+        char id[DFS_ID_HEX + 1];
+        if (fixed.file_id == NULL) {
+            if (dfs_id_random(id) != DFS_OK)
+                return dfs_seterr(errmsg, DFS_EIO, "cannot draw a random file id");
+            fixed.file_id = id;
+        }
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_file_create(&fixed, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, out, NULL, NULL, errmsg);
+    }
     int rc = validate_create(req, now_ms, errmsg);
     if (rc != DFS_OK)
         return rc;
@@ -474,6 +500,13 @@ int dfs_catalog_file_replace_target(dfs_catalog *cat, const char *file_id, uint3
                                     const char *failed_node_id, const char *new_node_id,
                                     int64_t now_ms, struct dfs_replica_rec *out, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_file_replace_target(file_id, index, failed_node_id, new_node_id,
+                                                  now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, out, NULL, NULL, errmsg);
+    }
     int rc = catalog_check_id(file_id, "file", errmsg);
     if (rc == DFS_OK)
         rc = catalog_check_id(failed_node_id, "node", errmsg);
@@ -641,6 +674,13 @@ int dfs_catalog_file_commit(dfs_catalog *cat, const char *file_id,
                             const struct dfs_commit_fragment *fragments, size_t nfragments,
                             int64_t now_ms, struct dfs_file_rec **out, char **errmsg)
 {
+    if (catalog_must_propose(cat) && sha256 != NULL) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_file_commit(file_id, sha256, fragments, nfragments, now_ms, &cmd_,
+                                          &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, out, NULL, NULL, errmsg);
+    }
     int rc = catalog_check_id(file_id, "file", errmsg);
     if (rc != DFS_OK)
         return rc;
@@ -702,6 +742,13 @@ int dfs_catalog_file_commit_meta(dfs_catalog *cat, const char *file_id,
                                  const struct dfs_file_meta *meta, int64_t now_ms,
                                  struct dfs_file_rec **out, char **errmsg)
 {
+    if (catalog_must_propose(cat) && sha256 != NULL && meta != NULL) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_file_commit_meta(file_id, sha256, fragments, nfragments, meta, now_ms,
+                                               &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, out, NULL, NULL, errmsg);
+    }
     int rc = catalog_check_id(file_id, "file", errmsg);
     if (rc != DFS_OK)
         return rc;
@@ -794,6 +841,12 @@ static int abort_locked(dfs_catalog *cat, const char *file_id, int64_t now_ms, c
 
 int dfs_catalog_file_abort(dfs_catalog *cat, const char *file_id, int64_t now_ms, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_file_abort(file_id, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     int rc = catalog_check_id(file_id, "file", errmsg);
     if (rc != DFS_OK)
         return rc;
@@ -812,6 +865,12 @@ int dfs_catalog_file_abort(dfs_catalog *cat, const char *file_id, int64_t now_ms
 
 int dfs_catalog_files_expire(dfs_catalog *cat, int64_t now_ms, size_t *nexpired, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_files_expire(now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, nexpired, NULL, NULL, errmsg);
+    }
     struct expired {
         char id[DFS_ID_HEX + 1];
         char *path;
@@ -981,6 +1040,12 @@ static int delete_locked(dfs_catalog *cat, const char *path, int64_t now_ms,
 int dfs_catalog_file_delete(dfs_catalog *cat, const char *path, int64_t now_ms,
                             struct dfs_file_rec **out, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_file_delete(path, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, out, NULL, NULL, errmsg);
+    }
     int rc = check_path(path, errmsg);
     if (rc != DFS_OK)
         return rc;
@@ -1096,6 +1161,12 @@ out:
 int dfs_catalog_file_rename(dfs_catalog *cat, const char *from, const char *to, bool replace,
                             int64_t now_ms, uint64_t *moved, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_file_rename(from, to, replace, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, moved, NULL, NULL, errmsg);
+    }
     int rc = check_path(from, errmsg);
     if (rc == DFS_OK)
         rc = check_path(to, errmsg);
@@ -1173,6 +1244,12 @@ static int attrs_locked(dfs_catalog *cat, const char *sql, const char *path,
 int dfs_catalog_attrs_set(dfs_catalog *cat, const char *path, const struct dfs_path_attrs *a,
                           char **errmsg)
 {
+    if (catalog_must_propose(cat) && a != NULL) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_attrs_set(path, a, 0, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     int rc = check_path(path, errmsg);
     if (rc != DFS_OK)
         return rc;
@@ -1234,6 +1311,12 @@ int dfs_catalog_attrs_get(dfs_catalog *cat, const char *path, struct dfs_path_at
 
 int dfs_catalog_attrs_remove(dfs_catalog *cat, const char *path, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_attrs_set(path, NULL, 0, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     int rc = check_path(path, errmsg);
     if (rc != DFS_OK)
         return rc;
@@ -1296,6 +1379,12 @@ int dfs_catalog_attrs_dirs(dfs_catalog *cat, const char *dir, char ***out, size_
 int dfs_catalog_deletions_fetch(dfs_catalog *cat, int64_t now_ms, int64_t grace_ms, size_t max,
                                 struct dfs_deletion_rec **out, size_t *n, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_deletions_fetch(now_ms, grace_ms, max, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, out, n, NULL, errmsg);
+    }
     int64_t queued_before = grace_ms > 0 ? now_ms - grace_ms : INT64_MAX;
     if (max > INT32_MAX)
         max = INT32_MAX;
@@ -1385,11 +1474,24 @@ static int deletion_update(dfs_catalog *cat, enum stmt id, const char *fragment_
 int dfs_catalog_deletion_done(dfs_catalog *cat, const char *fragment_id, const char *node_id,
                               char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_deletion_done(fragment_id, node_id, 0, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     return deletion_update(cat, S_DELETION_DELETE, fragment_id, node_id, 0, errmsg);
 }
 
 int dfs_catalog_deletion_postpone(dfs_catalog *cat, const char *fragment_id, const char *node_id,
                                   int64_t until_ms, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ =
+            dfs_command_deletion_postpone(fragment_id, node_id, until_ms, 0, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     return deletion_update(cat, S_DELETION_POSTPONE, fragment_id, node_id, until_ms, errmsg);
 }

@@ -33,6 +33,7 @@
 #define DFS_METADATA_CATALOG_INT_H
 
 #include "metadata/catalog.h"
+#include "metadata/command.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -140,6 +141,11 @@ enum stmt {
     S_TOKENS_LIST,
     S_SECRET_GET,
     S_SECRET_INSERT,
+    S_SAVEPOINT,
+    S_RELEASE,
+    S_ROLLBACK_TO,
+    S_APPLIED_GET,
+    S_APPLIED_SET,
     S_META_PUT,
     S_META_GET,
     S_BUCKET_GET,
@@ -164,7 +170,50 @@ struct dfs_catalog {
        handle per file, so one dfs-metadata serves, repairs and rebalances it. -1: none
        (in memory). Closed after the database. */
     int lockfd;
+    /* Between dfs_catalog_apply_begin and _end (cat->mu held throughout): one write transaction
+       is open, and each verb runs in a savepoint of it instead of a transaction of its own. */
+    bool applying;
+    pthread_t apply_owner; /* the thread between apply_begin and apply_end */
+    /* Replicated (dfs_catalog_set_proposer): write verbs called by any other thread than the one
+       applying become commands, proposed through this function; their out-parameters are filled
+       by the apply on this replica (struct catalog_call). */
+    dfs_catalog_proposer proposer;
+    void *proposer_arg;
+    pthread_mutex_t calls_mu; /* guards calls and next_origin; taken after mu, never before */
+    struct catalog_call *calls;
+    uint64_t origin_base, next_origin;
 };
+
+/*
+ * A write verb waiting for its command to be applied here: the apply of the command that carries
+ * `origin` (a number unique to this process's handle) writes the verb's results through out[]
+ * (in the order of the verb's out-parameters; NULL ones are not wanted), under calls_mu, which
+ * the waiting verb takes to unregister: the apply never writes to a caller that has gone.
+ */
+struct catalog_call {
+    uint64_t origin;
+    void *out[3];
+    struct catalog_call *next;
+};
+
+/* Whether a write verb must be proposed (a proposer is set and this thread is not applying). */
+bool catalog_must_propose(dfs_catalog *cat);
+
+/*
+ * Propose command cmd (malloc'd by a dfs_command_* builder; freed here) and wait for its verdict,
+ * the verb's result; the out-parameters in out[] (may be NULL: none) are filled by the apply.
+ * Must not be called with cat->mu held.
+ */
+int catalog_propose(dfs_catalog *cat, void *cmd, size_t len, void *out0, void *out1, void *out2,
+                    char **errmsg);
+
+/*
+ * For the apply of a command carrying `origin`: the waiting call's out-parameters (out[3]) with
+ * calls_mu held (release with catalog_call_done), or NULL (another replica's command, or its
+ * caller gave up): then nothing is held.
+ */
+struct catalog_call *catalog_call_find(dfs_catalog *cat, uint64_t origin);
+void catalog_call_done(dfs_catalog *cat, struct catalog_call *call);
 
 /* ---- Names of stored enumerations (catalog.c) ----------------------------------------------- */
 

@@ -95,6 +95,13 @@ int dfs_catalog_node_register(dfs_catalog *cat, const char *node_id, const char 
                               const char *zone, const struct dfs_node_usage *usage, int64_t now_ms,
                               uint64_t expect, uint64_t registration, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_node_register(node_id, address, zone, usage, now_ms, expect,
+                                            registration, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     if (zone == NULL)
         zone = "";
     int rc = check_registration(node_id, address, zone, usage, errmsg);
@@ -132,6 +139,13 @@ int dfs_catalog_node_enroll(dfs_catalog *cat, const char *node_id, const char *t
                             const struct dfs_node_usage *usage, int64_t now_ms,
                             uint64_t registration, char **errmsg)
 {
+    if (catalog_must_propose(cat) && token_hash != NULL) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_node_enroll(node_id, token_id, token_hash, address, zone, usage,
+                                          now_ms, registration, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     if (zone == NULL)
         zone = "";
     int rc = check_registration(node_id, address, zone, usage, errmsg);
@@ -195,6 +209,13 @@ int dfs_catalog_node_heartbeat(dfs_catalog *cat, const char *node_id, uint64_t r
                                const struct dfs_node_usage *usage, int64_t now_ms, bool *known,
                                char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ =
+            dfs_command_node_heartbeat(node_id, registration, usage, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, known, NULL, NULL, errmsg);
+    }
     int rc = catalog_check_id(node_id, "node", errmsg);
     if (rc == DFS_OK)
         rc = check_usage(usage, errmsg);
@@ -251,6 +272,12 @@ int dfs_catalog_node_get(dfs_catalog *cat, const char *node_id, struct dfs_node_
 int dfs_catalog_node_set_state(dfs_catalog *cat, const char *node_id, enum dfs_node_state state,
                                char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_node_set_state(node_id, state, 0, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     int rc = catalog_check_id(node_id, "node", errmsg);
     if (rc != DFS_OK)
         return rc;
@@ -288,6 +315,14 @@ int dfs_catalog_nodes_list(dfs_catalog *cat, struct dfs_node_rec **out, size_t *
 int dfs_catalog_nodes_sweep(dfs_catalog *cat, int64_t now_ms, int64_t suspect_after_ms,
                             int64_t dead_after_ms, size_t *nsuspect, size_t *ndead, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ =
+            dfs_command_nodes_sweep(now_ms, suspect_after_ms, dead_after_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_
+                             : catalog_propose(cat, cmd_, len_, nsuspect, ndead, NULL, errmsg);
+    }
     if (suspect_after_ms <= 0 || dead_after_ms < suspect_after_ms)
         return dfs_seterr(errmsg, DFS_EINVAL,
                           "sweep needs 0 < suspect_after_ms (%" PRId64
@@ -401,6 +436,12 @@ int dfs_catalog_node_resolve(dfs_catalog *cat, const char *prefix, struct dfs_no
 
 int dfs_catalog_nodes_finish_drains(dfs_catalog *cat, size_t *n, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_nodes_finish_drains(0, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, n, NULL, NULL, errmsg);
+    }
     struct done {
         char id[DFS_ID_HEX + 1];
         char address[DFS_NODE_ADDRESS_MAX + 1];

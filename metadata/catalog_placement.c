@@ -163,6 +163,12 @@ static int placement_save_locked(dfs_catalog *cat, const struct dfs_placement_st
 int dfs_catalog_placement_save(dfs_catalog *cat, const struct dfs_placement_state *st,
                                int64_t now_ms, char **errmsg)
 {
+    if (catalog_must_propose(cat) && st != NULL) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_placement_save(st, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     int rc = check_placement_state(st, errmsg);
     if (rc != DFS_OK)
         return rc;

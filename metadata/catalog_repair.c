@@ -288,6 +288,12 @@ int dfs_catalog_repair_counts(dfs_catalog *cat, uint64_t *queued, uint64_t *runn
 
 int dfs_catalog_repairs_recover(dfs_catalog *cat, int64_t now_ms, size_t *n, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_repairs_recover(now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, n, NULL, NULL, errmsg);
+    }
     struct run {
         char fragment_id[DFS_FRAGMENT_ID_HEX + 1];
         char target[DFS_ID_HEX + 1];
@@ -402,6 +408,12 @@ done:
 int dfs_catalog_repair_plan(dfs_catalog *cat, const char *after, size_t limit, int64_t now_ms,
                             struct dfs_plan_result *out, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_repair_plan(after, limit, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, out, NULL, NULL, errmsg);
+    }
     if (after == NULL)
         after = "";
     if (limit == 0 || limit > 100000)
@@ -480,6 +492,13 @@ int dfs_catalog_repair_queue(dfs_catalog *cat, const char *fragment_id,
                              enum dfs_repair_reason reason, const char *from_node,
                              const char *target, int64_t now_ms, bool *queued, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_repair_queue(fragment_id, reason, from_node, target, now_ms, &cmd_,
+                                           &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, queued, NULL, NULL, errmsg);
+    }
     if (!dfs_fragment_id_valid(fragment_id))
         return dfs_seterr(errmsg, DFS_EINVAL, "bad fragment id '%s'",
                           fragment_id == NULL ? "" : fragment_id);
@@ -611,6 +630,12 @@ static int next_locked(dfs_catalog *cat, int64_t now_ms, struct dfs_repair_task 
 int dfs_catalog_repair_next(dfs_catalog *cat, int64_t now_ms, struct dfs_repair_task *out,
                             bool *found, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_repair_next(now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, out, found, NULL, errmsg);
+    }
     struct dfs_repair_task t;
     memset(&t, 0, sizeof t);
     bool f = false;
@@ -651,6 +676,12 @@ static int start_locked(dfs_catalog *cat, const char *fragment_id, const char *t
 int dfs_catalog_repair_start(dfs_catalog *cat, const char *fragment_id, const char *target,
                              int64_t now_ms, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_repair_start(fragment_id, target, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     if (!dfs_fragment_id_valid(fragment_id))
         return dfs_seterr(errmsg, DFS_EINVAL, "bad fragment id '%s'",
                           fragment_id == NULL ? "" : fragment_id);
@@ -744,6 +775,13 @@ static int complete_locked(dfs_catalog *cat, const char *fragment_id, const char
 int dfs_catalog_repair_complete(dfs_catalog *cat, const char *fragment_id, const char *target,
                                 uint64_t size, uint32_t checksum, int64_t now_ms, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_repair_complete(fragment_id, target, size, checksum, now_ms, &cmd_,
+                                              &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     if (!dfs_fragment_id_valid(fragment_id))
         return dfs_seterr(errmsg, DFS_EINVAL, "bad fragment id '%s'",
                           fragment_id == NULL ? "" : fragment_id);
@@ -777,6 +815,13 @@ int dfs_catalog_repair_complete(dfs_catalog *cat, const char *fragment_id, const
 int dfs_catalog_repair_fail(dfs_catalog *cat, const char *fragment_id, const char *target,
                             int64_t retry_at_ms, uint32_t *attempts, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ =
+            dfs_command_repair_fail(fragment_id, target, retry_at_ms, 0, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, attempts, NULL, NULL, errmsg);
+    }
     if (!dfs_fragment_id_valid(fragment_id))
         return dfs_seterr(errmsg, DFS_EINVAL, "bad fragment id '%s'",
                           fragment_id == NULL ? "" : fragment_id);
@@ -922,12 +967,26 @@ static int copy_lost(dfs_catalog *cat, const char *node_id, const char *fragment
 int dfs_catalog_report_corrupt(dfs_catalog *cat, const char *node_id, const char *fragment_id,
                                int64_t now_ms, bool *marked, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ =
+            dfs_command_report_fragment(node_id, fragment_id, false, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, marked, NULL, NULL, errmsg);
+    }
     return copy_lost(cat, node_id, fragment_id, DFS_REPAIR_CORRUPT, now_ms, marked, errmsg);
 }
 
 int dfs_catalog_report_missing(dfs_catalog *cat, const char *node_id, const char *fragment_id,
                                int64_t now_ms, bool *marked, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ =
+            dfs_command_report_fragment(node_id, fragment_id, true, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, marked, NULL, NULL, errmsg);
+    }
     return copy_lost(cat, node_id, fragment_id, DFS_REPAIR_MISSING, now_ms, marked, errmsg);
 }
 
@@ -967,6 +1026,12 @@ static int inventory_page_locked(dfs_catalog *cat, const char *node_id, uint32_t
 int dfs_catalog_inventory_page(dfs_catalog *cat, const char *node_id, uint32_t page,
                                const char *const *ids, size_t n, int64_t now_ms, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_inventory_page(node_id, page, ids, n, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     int rc = catalog_check_id(node_id, "node", errmsg);
     for (size_t i = 0; rc == DFS_OK && i < n; i++)
         if (!dfs_fragment_id_valid(ids[i]))
@@ -1055,6 +1120,12 @@ static int inventory_finish_locked(dfs_catalog *cat, const char *node_id, int64_
 int dfs_catalog_inventory_finish(dfs_catalog *cat, const char *node_id, int64_t now_ms,
                                  size_t *unknown, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_inventory_finish(node_id, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, unknown, NULL, NULL, errmsg);
+    }
     int rc = catalog_check_id(node_id, "node", errmsg);
     if (rc != DFS_OK)
         return rc;

@@ -391,6 +391,12 @@ int dfs_catalog_file_stitch(dfs_catalog *cat, const struct dfs_stitch_req *req, 
                             struct dfs_file_rec **out, char **errmsg)
 {
     *out = NULL;
+    if (catalog_must_propose(cat) && req != NULL) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_file_stitch(req, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, out, NULL, NULL, errmsg);
+    }
     int rc = validate(req, errmsg);
     if (rc == DFS_OK)
         rc = no_repeats(req, errmsg);

@@ -1941,7 +1941,8 @@ static void test_migration_from_version_1(void **state)
     struct dfs_file_rec *f = put(fx, "/old/file", 5000, false, T0);
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
-    sql_exec(fx->db, "DROP TABLE segments; DROP TABLE path_attrs; DROP TABLE file_meta; DROP TABLE "
+    sql_exec(fx->db, "DROP TABLE replication; DROP TABLE segments; DROP TABLE path_attrs; DROP "
+                     "TABLE file_meta; DROP TABLE "
                      "buckets; DROP TABLE "
                      "tokens; DROP TABLE secrets; "
                      "DROP TABLE inventory; DROP TABLE inventory_reports; DROP TABLE repairs; "
@@ -1982,24 +1983,24 @@ static void test_migration_from_version_4(void **state)
     register_nodes(fx, 2, T0);
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
-    sql_exec(
-        fx->db,
-        "DROP TABLE segments; DROP TABLE path_attrs; DROP TABLE file_meta; DROP TABLE buckets; "
-        "DROP TABLE tokens; ALTER TABLE nodes DROP COLUMN registration; "
-        "CREATE TABLE tokens ("
-        "  id           TEXT    NOT NULL PRIMARY KEY CHECK (length(id) = 16),"
-        "  name         TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 64),"
-        "  role         TEXT    NOT NULL CHECK (role IN ('admin', 'read_write', "
-        "'read_only', 'node')),"
-        "  hash         BLOB    NOT NULL CHECK (length(hash) = 32),"
-        "  created_ms   INTEGER NOT NULL,"
-        "  expires_ms   INTEGER NOT NULL DEFAULT 0 CHECK (expires_ms >= 0),"
-        "  revoked_ms   INTEGER NOT NULL DEFAULT 0 CHECK (revoked_ms >= 0),"
-        "  last_used_ms INTEGER NOT NULL DEFAULT 0"
-        ") WITHOUT ROWID;"
-        "INSERT INTO tokens VALUES ('0123456789abcdef', 'nodes', 'node', zeroblob(32), 1, 0, "
-        "0, 0), ('1123456789abcdef', 'ops', 'admin', zeroblob(32), 2, 0, 0, 0);"
-        "DELETE FROM schema_version WHERE version >= 5;");
+    sql_exec(fx->db,
+             "DROP TABLE replication; DROP TABLE segments; DROP TABLE path_attrs; DROP TABLE "
+             "file_meta; DROP TABLE buckets; "
+             "DROP TABLE tokens; ALTER TABLE nodes DROP COLUMN registration; "
+             "CREATE TABLE tokens ("
+             "  id           TEXT    NOT NULL PRIMARY KEY CHECK (length(id) = 16),"
+             "  name         TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 64),"
+             "  role         TEXT    NOT NULL CHECK (role IN ('admin', 'read_write', "
+             "'read_only', 'node')),"
+             "  hash         BLOB    NOT NULL CHECK (length(hash) = 32),"
+             "  created_ms   INTEGER NOT NULL,"
+             "  expires_ms   INTEGER NOT NULL DEFAULT 0 CHECK (expires_ms >= 0),"
+             "  revoked_ms   INTEGER NOT NULL DEFAULT 0 CHECK (revoked_ms >= 0),"
+             "  last_used_ms INTEGER NOT NULL DEFAULT 0"
+             ") WITHOUT ROWID;"
+             "INSERT INTO tokens VALUES ('0123456789abcdef', 'nodes', 'node', zeroblob(32), 1, 0, "
+             "0, 0), ('1123456789abcdef', 'ops', 'admin', zeroblob(32), 2, 0, 0, 0);"
+             "DELETE FROM schema_version WHERE version >= 5;");
     reopen(fx);
     struct dfs_token_rec t;
     uint8_t h[32];

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 dfs_catalog *dfs_testing_catalog(void)
 {
@@ -140,4 +141,65 @@ struct dfs_file_rec *dfs_testing_put(dfs_catalog *cat, const char *path, uint64_
     free(plan);
     free(commit);
     return f;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char *dfs_testing_dump(const char *path, bool with_replication)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *tables = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT name FROM sqlite_schema WHERE type = 'table' "
+                                        "AND name <> 'schema_version' ORDER BY name",
+                                        -1, &tables, NULL),
+                     SQLITE_OK);
+    char **lines = NULL;
+    size_t n = 0;
+    while (sqlite3_step(tables) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(tables, 0);
+        if (!with_replication && strcmp(t, "replication") == 0)
+            continue;
+        char sql[256];
+        snprintf(sql, sizeof sql, "SELECT * FROM \"%s\"", t);
+        sqlite3_stmt *rows = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &rows, NULL), SQLITE_OK);
+        while (sqlite3_step(rows) == SQLITE_ROW) {
+            size_t cap = 256, used = 0;
+            char *line = malloc(cap);
+            used += (size_t)snprintf(line, cap, "%s:", t);
+            for (int c = 0; c < sqlite3_column_count(rows); c++) {
+                const unsigned char *p = sqlite3_column_blob(rows, c);
+                int len = sqlite3_column_bytes(rows, c);
+                while (used + 2 * (size_t)len + 8 > cap)
+                    line = realloc(line, cap *= 2);
+                line[used++] = '|';
+                for (int i = 0; i < len; i++)
+                    used += (size_t)snprintf(line + used, cap - used, "%02x", p[i]);
+                line[used] = '\0';
+            }
+            lines = realloc(lines, (n + 1) * sizeof *lines);
+            lines[n++] = line;
+        }
+        sqlite3_finalize(rows);
+    }
+    sqlite3_finalize(tables);
+    sqlite3_close(db);
+    qsort(lines, n, sizeof *lines, cmp_str);
+    size_t total = 1;
+    for (size_t i = 0; i < n; i++)
+        total += strlen(lines[i]) + 1;
+    char *out = malloc(total);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        strcat(out, lines[i]);
+        strcat(out, "\n");
+        free(lines[i]);
+    }
+    free(lines);
+    return out;
 }

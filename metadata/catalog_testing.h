@@ -4,6 +4,7 @@
 
 #include "metadata/catalog.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,5 +42,14 @@ struct dfs_node_rec *dfs_testing_nodes(dfs_catalog *cat, size_t *n);
 struct dfs_file_rec *dfs_testing_put(dfs_catalog *cat, const char *path, uint64_t size,
                                      const struct dfs_redundancy *red, enum dfs_policy policy,
                                      const int *nodes, int64_t now_ms);
+
+/*
+ * Every row of every table of the catalog file at `path` (schema_version aside: it stamps
+ * migrations with the wall clock; the replication table too unless with_replication: a replica
+ * that installed a snapshot holds the snapshot's index, which may be a read barrier's), as sorted
+ * text, read through a connection of its own. Two catalogs hold the same data when their dumps are
+ * equal. Caller frees.
+ */
+char *dfs_testing_dump(const char *path, bool with_replication);
 
 #endif /* DFS_METADATA_CATALOG_TESTING_H */

@@ -71,6 +71,13 @@ static void read_token(dfs_catalog *cat, enum stmt id, struct dfs_token_rec *t)
 int dfs_catalog_token_add(dfs_catalog *cat, const struct dfs_token_rec *rec, const uint8_t hash[32],
                           char **errmsg)
 {
+    if (catalog_must_propose(cat) && rec != NULL && hash != NULL) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_token_add(rec, hash, rec != NULL ? rec->created_ms : 0, &cmd_, &len_,
+                                        errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     if (!catalog_token_id_ok(rec->id, 16))
         return dfs_seterr(errmsg, DFS_EINVAL, "bad token id");
     int rc = catalog_check_text(rec->name, 1, DFS_TOKEN_NAME_MAX, "token name", errmsg);
@@ -155,6 +162,12 @@ int dfs_catalog_token_resolve(dfs_catalog *cat, const char *id, struct dfs_token
 
 int dfs_catalog_token_revoke(dfs_catalog *cat, const char *id, int64_t now_ms, char **errmsg)
 {
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_token_revoke(id, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, NULL, NULL, NULL, errmsg);
+    }
     if (!catalog_token_id_ok(id, 16))
         return dfs_seterr(errmsg, DFS_ENOTFOUND, "no such token");
     catalog_lock(cat);
@@ -216,8 +229,40 @@ int dfs_catalog_secret(dfs_catalog *cat, const char *name, size_t len, int64_t n
 {
     if (len == 0 || len > 64)
         return dfs_seterr(errmsg, DFS_EINVAL, "a secret is 1 to 64 bytes");
+    /* Drawn every time, used only the first: the stored secret wins (dfs_catalog_secret_set). */
+    uint8_t fresh[64];
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = getrandom(fresh + got, len - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return dfs_seterr_errno(errmsg, DFS_EIO, errno, "getrandom");
+        got += (size_t)r;
+    }
+    int rc = dfs_catalog_secret_set(cat, name, fresh, len, now_ms, out, errmsg);
+    explicit_bzero(fresh, sizeof fresh);
+    return rc;
+}
+
+int dfs_catalog_secret_set(dfs_catalog *cat, const char *name, const uint8_t *value, size_t len,
+                           int64_t now_ms, uint8_t *out, char **errmsg)
+{
+    if (catalog_must_propose(cat) && value != NULL && out != NULL) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_secret_set(name, value, len, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_ : catalog_propose(cat, cmd_, len_, out, NULL, NULL, errmsg);
+    }
+    if (len == 0 || len > 64 || value == NULL)
+        return dfs_seterr(errmsg, DFS_EINVAL, "a secret is 1 to 64 bytes");
+    int rc = catalog_check_text(name, 1, 64, "secret name", errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    uint8_t stored[64];
     catalog_lock(cat);
-    int rc = catalog_tx_begin(cat, true, errmsg);
+    rc = catalog_tx_begin(cat, true, errmsg);
+    bool made = false;
     if (rc == DFS_OK) {
         int found = catalog_query(cat, S_SECRET_GET, errmsg, "t", name);
         if (found == 1) {
@@ -228,29 +273,24 @@ int dfs_catalog_secret(dfs_catalog *cat, const char *name, size_t len, int64_t n
                                 "catalog %s: secret %s has %zu bytes, not %zu", cat->path, name, vn,
                                 len);
             else
-                memcpy(out, v, len);
+                memcpy(stored, v, len);
             catalog_release(cat->st[S_SECRET_GET]);
         } else if (found == 0) {
-            size_t got = 0;
-            while (rc == DFS_OK && got < len) {
-                ssize_t r = getrandom(out + got, len - got, 0);
-                if (r < 0 && errno == EINTR)
-                    continue;
-                if (r <= 0)
-                    rc = dfs_seterr_errno(errmsg, DFS_EIO, errno, "getrandom");
-                else
-                    got += (size_t)r;
-            }
-            if (rc == DFS_OK)
-                rc = catalog_exec(cat, S_SECRET_INSERT, NULL, errmsg, "tbi", name,
-                                  (const void *)out, len, now_ms);
-            if (rc == DFS_OK)
-                dfs_log(DFS_LOG_INFO, "catalog made secret name=%s bytes=%zu", name, len);
+            memcpy(stored, value, len);
+            rc = catalog_exec(cat, S_SECRET_INSERT, NULL, errmsg, "tbi", name, (const void *)stored,
+                              len, now_ms);
+            made = rc == DFS_OK;
         } else {
             rc = found;
         }
         rc = catalog_tx_end(cat, rc, errmsg);
     }
     catalog_unlock(cat);
+    if (rc == DFS_OK) {
+        if (made)
+            dfs_log(DFS_LOG_INFO, "catalog made secret name=%s bytes=%zu", name, len);
+        memcpy(out, stored, len);
+    }
+    explicit_bzero(stored, sizeof stored);
     return rc;
 }

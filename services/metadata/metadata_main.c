@@ -1,4 +1,5 @@
 /* dfs-metadata: the catalog service. Flags -> config -> wiring; the work is in metadata_service. */
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/options.h"
@@ -9,8 +10,10 @@
 #include "services/daemon/metrics.h"
 #include "services/daemon/metrics_http.h"
 #include "services/daemon/readiness.h"
+#include "services/metadata/catalog_sm.h"
 #include "services/metadata/metadata_probe.h"
 #include "services/metadata/metadata_service.h"
+#include "services/metadata/replication.h"
 #include "services/metadata/s3keys.h"
 #include "services/rpc/grpclog.h"
 #include "services/rpc/health.h"
@@ -18,9 +21,11 @@
 #include "services/rpc/security.h"
 #include "services/rpc/server.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PROG    "dfs-metadata"
 #define VERSION "0.1.0"
@@ -42,6 +47,8 @@ struct options {
     bool insecure;
     int64_t rebalance_threshold; /* --rebalance-threshold, into cfg by check() */
     int64_t delete_grace_ms;     /* --delete-grace-ms, into cfg by check() */
+    const char *raft_listen;     /* --raft-listen: this replica's Raft address */
+    long long election_timeout_ms;
 };
 
 static const struct dfs_opt_choice log_levels[] = {
@@ -71,6 +78,11 @@ static const struct dfs_opt opts[] = {
     {DFS_OPT_STRING, "db", 0, O(db), .arg = "FILE", .help = "SQLite catalog (created if missing)"},
     {DFS_OPT_STRING, "listen", 0, O(listen), .arg = "ADDR", .def = "127.0.0.1:7000",
      .help = "address to serve on; port 0 = any"},
+    {DFS_OPT_STRING, "raft-listen", 0, O(raft_listen), .arg = "IP:PORT", .def = "127.0.0.1:0",
+     .help = "Raft address of this replica (an IPv4 literal; port 0 = any, one member only)"},
+    {DFS_OPT_INT, "election-timeout-ms", 0, O(election_timeout_ms), .arg = "N", .def = "500",
+     .min = 50, .max = 60000,
+     .help = "Raft election timeout (heartbeats every tenth of it; pre-vote on)"},
     {DFS_OPT_INT, "threads", 0, O(threads), .arg = "N", .def = "4", .min = 1, .max = 256,
      .help = "worker threads"},
     {DFS_OPT_STRING, "ready-file", 0, O(ready_file), .arg = "PATH",
@@ -154,6 +166,96 @@ static const struct dfs_opts_spec spec = {
     .opts = opts,
 };
 
+/* Raft log segments (two kept preallocated) and the free space below which writes are refused
+   (catalog_sm.h): small, so that a catalog on a small disk still starts and refuses writes
+   cleanly when that disk fills. */
+#define SEGMENT_BYTES (512u << 10)
+#define RESERVE_BYTES (2u * SEGMENT_BYTES)
+
+/*
+ * The catalog's replication (issue 16, services/metadata/REPLICATION.md): a one-member Raft
+ * cluster whose log and snapshots live beside the catalog (<db>.raft). Every catalog write
+ * becomes a command proposed to it (dfs_catalog_set_proposer) and is applied, in log order, in
+ * one transaction that records its index; a restart replays what the catalog lacks. The log is
+ * then the durable record, so the catalog commits without its own fsync (synchronous=NORMAL).
+ * Returns once this replica leads and has applied its log, or an error. ":memory:": none.
+ */
+static int start_replication(const struct options *o, dfs_catalog *cat,
+                             struct dfs_catalog_sm_writer *w, char **err)
+{
+    if (strcmp(o->db, ":memory:") == 0)
+        return DFS_OK;
+    uint64_t applied = 0;
+    int rc = dfs_catalog_applied_index(cat, &applied, err);
+    if (rc != DFS_OK)
+        return rc;
+    size_t n = strlen(o->db) + sizeof ".raft";
+    char *dir = malloc(n);
+    if (dir == NULL)
+        return dfs_seterr(err, DFS_ENOMEM, "out of memory");
+    snprintf(dir, n, "%s.raft", o->db);
+    char *datadir = strdup(o->db);
+    if (datadir == NULL) {
+        free(dir);
+        return dfs_seterr(err, DFS_ENOMEM, "out of memory");
+    }
+    char *slash = strrchr(datadir, '/');
+    if (slash == NULL)
+        snprintf(datadir, strlen(datadir) + 1, ".");
+    else if (slash == datadir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    struct dfs_repl_member self = {.id = 1, .address = o->raft_listen};
+    struct dfs_repl_options ro = {
+        .id = 1,
+        .address = o->raft_listen,
+        .dir = dir,
+        .members = &self,
+        .n_members = 1,
+        .applied_index = applied,
+        .election_timeout_ms = (unsigned)o->election_timeout_ms,
+        .segment_bytes = SEGMENT_BYTES,
+        .ops = &dfs_catalog_sm_ops,
+        .ctx = cat,
+    };
+    dfs_repl *r = NULL;
+    rc = dfs_repl_create(&ro, &r, err);
+    free(dir);
+    if (rc != DFS_OK) {
+        free(datadir);
+        return rc;
+    }
+    int64_t deadline =
+        dfs_clock_mono_ns() + (int64_t)(10 * o->election_timeout_ms + 10000) * 1000000;
+    struct dfs_repl_status st;
+    for (;;) {
+        dfs_repl_status_get(r, &st);
+        if (st.role == DFS_REPL_LEADER && st.leader_ready)
+            break;
+        if (st.role == DFS_REPL_FAILED || dfs_clock_mono_ns() > deadline) {
+            rc = dfs_seterr(err, DFS_EUNAVAIL, "replication: no ready leader (%s%s%s)",
+                            dfs_repl_role_name(st.role), st.failure[0] ? ": " : "", st.failure);
+            dfs_repl_destroy(r);
+            free(datadir);
+            return rc;
+        }
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    rc = dfs_catalog_set_relaxed_sync(cat, err);
+    if (rc != DFS_OK) {
+        dfs_repl_destroy(r);
+        free(datadir);
+        return rc;
+    }
+    *w = (struct dfs_catalog_sm_writer){.repl = r, .dir = datadir, .reserve_bytes = RESERVE_BYTES};
+    dfs_catalog_set_proposer(cat, dfs_catalog_sm_guarded_proposer, w);
+    dfs_log(DFS_LOG_INFO, "replication ready members=1 raft=%s term=%" PRIu64 " applied=%" PRIu64,
+            st.address, st.term, st.state_index);
+    return DFS_OK;
+}
+
 /*
  * What the table cannot say: --db is required, --group-size is never 1, and the values the
  * config spells differently (0 turns rebalancing off: a negative threshold; 0 removes dropped
@@ -171,8 +273,58 @@ static int check(struct options *o, char **err)
     return DFS_OK;
 }
 
+/* dfs-metadata backup --db FILE --to FILE: an online, consistent copy of a catalog in use. */
+struct backup_options {
+    const char *db;
+    const char *to;
+};
+
+static const struct dfs_opt backup_opts[] = {
+    {DFS_OPT_STRING, "db", 0, DFS_OPT_FIELD(struct backup_options, db), .arg = "FILE",
+     .help = "the catalog (a running dfs-metadata may be serving it)"},
+    {DFS_OPT_STRING, "to", 0, DFS_OPT_FIELD(struct backup_options, to), .arg = "FILE",
+     .help = "the copy to write (must not exist)"},
+    {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
+    {0},
+};
+
+static const struct dfs_opts_spec backup_spec = {
+    .prog = PROG " backup",
+    .version = VERSION,
+    .usage = "--db FILE --to FILE",
+    .about = "Copy the catalog while it serves: one read transaction, so the copy is the catalog "
+             "as of a whole number of applied log entries (sqlite3_backup). Start a new "
+             "dfs-metadata on the copy to restore it.",
+    .opts = backup_opts,
+};
+
+static int backup_main(int argc, char **argv)
+{
+    struct backup_options b = {0};
+    dfs_opts *args = NULL;
+    int status = 2;
+    if (!dfs_opts_main(&backup_spec, argc, argv, environ, &b, &args, &status))
+        return status;
+    dfs_opts_destroy(args);
+    if (b.db == NULL || b.to == NULL) {
+        fprintf(stderr, PROG " backup: --db FILE and --to FILE are required\n");
+        return 2;
+    }
+    char *err = NULL;
+    uint64_t index = 0;
+    if (dfs_catalog_backup(b.db, b.to, &index, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err != NULL ? err : "backup failed");
+        free(err);
+        return 1;
+    }
+    printf("backed up %s to %s at applied index %" PRIu64 "\n", b.db, b.to, index);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "backup") == 0)
+        return backup_main(argc - 1, argv + 1);
     sigset_t signals;
     dfs_daemon_block_signals(&signals);
     struct options o;
@@ -201,6 +353,7 @@ int main(int argc, char **argv)
     dfs_metrics *metrics = NULL;
     dfs_metrics_http *http = NULL;
     dfs_readiness *ready = NULL;
+    struct dfs_catalog_sm_writer writer = {0};
     struct dfs_metadata_probe probe = {.db_path = o.db};
     status = 1;
     dfs_rpc_tls *tls = NULL;
@@ -225,6 +378,7 @@ int main(int argc, char **argv)
         o.cfg.s3_master_key = s3_master;
     }
     if (dfs_catalog_open(o.db, &cat, &err) != DFS_OK ||
+        start_replication(&o, cat, &writer, &err) != DFS_OK ||
         dfs_metadata_service_create(cat, &o.cfg, &svc, &err) != DFS_OK ||
         (o.admin_token_file != NULL &&
          dfs_metadata_service_bootstrap_token(svc, o.admin_token_file, DFS_ROLE_ADMIN, "admin",
@@ -264,6 +418,8 @@ int main(int argc, char **argv)
         dfs_metrics_add_collector(metrics, dfs_readiness_collect, ready, &err) != DFS_OK ||
         dfs_metrics_add_collector(metrics, dfs_metadata_probe_collect, &probe, &err) != DFS_OK ||
         dfs_metrics_add_collector(metrics, dfs_metadata_service_collect, svc, &err) != DFS_OK ||
+        (writer.repl != NULL &&
+         dfs_metrics_add_collector(metrics, dfs_catalog_sm_collect, writer.repl, &err) != DFS_OK) ||
         (o.metrics_listen != NULL && dfs_metrics_http_start(&hcfg, &http, &err) != DFS_OK)) {
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start");
         goto out;
@@ -300,6 +456,12 @@ out:
     dfs_metrics_http_stop(http);
     dfs_readiness_stop(ready);
     dfs_metadata_service_destroy(svc);
+    /* Nothing proposes any more (handlers and background threads are gone): the log stops,
+       then the catalog closes. */
+    dfs_repl_destroy(writer.repl);
+    if (cat != NULL)
+        dfs_catalog_set_proposer(cat, NULL, NULL);
+    free((char *)writer.dir);
     dfs_rpc_server_destroy(srv);
     dfs_rpc_reflection_destroy(refl);
     dfs_rpc_health_destroy(health);

@@ -1476,6 +1476,8 @@ int dfs_repl_create(const struct dfs_repl_options *opts, dfs_repl **out, char **
     raft_uv_set_auto_recovery(&r->io, false);
     /* Reconnect to a restarted peer quickly (libraft's default is 1 s). */
     raft_uv_set_connect_retry_delay(&r->io, r->heartbeat_ms < 20 ? 20 : r->heartbeat_ms);
+    if (opts->segment_bytes > 0)
+        raft_uv_set_segment_size(&r->io, opts->segment_bytes);
 
     r->fsm.version = 3;
     r->fsm.data = r;

@@ -177,6 +177,9 @@ struct dfs_repl_options {
     size_t max_batch_bytes;        /* bytes of commands per entry (one larger command goes alone);
                                      0: 1 MiB */
     unsigned max_inflight_entries; /* command entries appended and not yet applied; 0: 2 */
+    /* Size of libraft's log segment files, preallocated (two are kept ready): a multiple of the
+       file system's block size; 0: libraft's default (8 MiB). */
+    size_t segment_bytes;
 
     const struct dfs_repl_ops *ops; /* borrowed: must outlive the dfs_repl */
     void *ctx;                      /* borrowed, passed to ops */
