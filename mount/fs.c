@@ -9,7 +9,8 @@
  *     (close-to-open consistency).
  *   - A file opened for writing gets an "ofile": an unlinked spool file holding its whole
  *     content (fetched at open unless truncated), shared by every handle of that path in this
- *     mount. fsync and each close (flush) of a handle with unsaved writes store the spool as a
+ *     mount; a memfd while the spool's memory allows, else (and from the write that passes it
+ *     on) a file in the spool directory (spool_room). fsync and each close (flush) of a handle with unsaved writes store the spool as a
  *     new version (dfs_client_put with overwrite), atomically: readers elsewhere see the old
  *     version or the new one. Errors of that put (ENOSPC from the cluster too) are the close's
  *     or fsync's error; ENOSPC of the spool is the write's.
@@ -625,12 +626,11 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
     dfs_mount_fs *fs = ctx();
     /* Fewer, larger requests: writes and reads of up to 1 MiB each (libfuse asks the kernel for
-       the pages that takes), and written data handed over in a pipe, to be spliced into the
-       spool (fs_write_buf). */
+       the pages that takes). Written data is not asked for in a pipe (FUSE_CAP_SPLICE_READ): that
+       measured no less CPU per GiB than this process copying it. */
     conn->max_write = DFS_MOUNT_MAX_IO;
     conn->max_readahead = DFS_MOUNT_MAX_IO; /* libfuse lowers it to what the kernel offers */
-    if (conn->capable & FUSE_CAP_SPLICE_READ)
-        conn->want |= FUSE_CAP_SPLICE_READ;
+
     cfg->attr_timeout = fs->cfg.attr_timeout;
     cfg->entry_timeout = fs->cfg.entry_timeout;
     cfg->negative_timeout = fs->cfg.negative_timeout;
@@ -981,8 +981,7 @@ static int fs_read(const char *path, char *buf, size_t size, off_t off, struct f
     return (int)got;
 }
 
-/* Writes land in the spool; data that comes in a pipe (the kernel's splice) is spliced into the
-   spool file without a copy through this process. */
+/* Writes land in the spool (data in a pipe, should libfuse hand it over so, is spliced there). */
 static int fs_write_buf(const char *path, struct fuse_bufvec *in, off_t off,
                         struct fuse_file_info *fi)
 {
