@@ -64,7 +64,7 @@ REQUEST_TYPES = [
     "RegisterNode", "Heartbeat", "CreateFile", "ReplaceTarget", "CommitFile", "AbortFile",
     "GetFile", "ListFiles", "DeleteFile", "Stat", "ListNodes", "SetNodeState", "ReportFragments",
     "GetHealth", "PutFragment", "GetFragment", "DeleteFragment", "StatFragment", "RepairFragment",
-    "ReportDamage", "StitchFile",
+    "ReportDamage", "StitchFile", "Rename", "SetAttributes", "GetAttributes",
 ]
 
 
@@ -128,6 +128,13 @@ def request_seeds():
         "get_fragment": ("GetFragment", f_bytes(1, FRAG) + f_varint(2, 65536) + f_varint(3, 10)),
         "delete_fragment": ("DeleteFragment", f_bytes(1, FRAG)),
         "stat_fragment": ("StatFragment", f_bytes(1, FRAG)),
+        "rename": ("Rename", f_bytes(1, b"/d/a") + f_bytes(2, b"/e/b") + f_varint(3, 1)),
+        "rename_inside": ("Rename", f_bytes(1, b"/d") + f_bytes(2, b"/d/sub")),
+        "set_attributes": ("SetAttributes", f_bytes(1, b"/d/a") + f_bytes(
+            2, f_varint(1, 1) + f_varint(2, 1) + f_varint(3, 0o755) + f_varint(4, 1) + f_varint(5, 1000) +
+            f_varint(6, 1000) + f_varint(7, 1) + f_varint(8, 1700000000000))),
+        "set_attributes_remove": ("SetAttributes", f_bytes(1, b"/d/a") + f_varint(3, 1)),
+        "get_attributes": ("GetAttributes", f_bytes(1, b"/") + f_varint(2, 1)),
         "repair_copy": ("RepairFragment", f_bytes(1, FRAG) + f_varint(2, 1 << 20) +
                         f_fixed32(3, 0x1234) + f_bytes(4, b"127.0.0.1:7101") + f_bytes(4, b"[::1]:7102")),
         "repair_rebuild": ("RepairFragment", f_bytes(1, FRAG) + f_varint(2, 1 << 20) + f_bytes(

@@ -9,7 +9,8 @@
  *     (close-to-open consistency).
  *   - A file opened for writing gets an "ofile": an unlinked spool file holding its whole
  *     content (fetched at open unless truncated), shared by every handle of that path in this
- *     mount. fsync and each close (flush) of a handle with unsaved writes store the spool as a
+ *     mount; a memfd while the spool's memory allows, else (and from the write that passes it
+ *     on) a file in the spool directory (spool_room). fsync and each close (flush) of a handle with unsaved writes store the spool as a
  *     new version (dfs_client_put with overwrite), atomically: readers elsewhere see the old
  *     version or the new one. Errors of that put (ENOSPC from the cluster too) are the close's
  *     or fsync's error; ENOSPC of the spool is the write's.
@@ -39,6 +40,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The largest read or write request asked of the kernel. */
+#define DFS_MOUNT_MAX_IO (1u << 20)
+
 struct ofile {
     struct ofile *next; /* in fs->ofiles */
     char *path;         /* under fs->mu to change; readers hold of->mu or fs->mu */
@@ -48,7 +52,11 @@ struct ofile {
     _Atomic uint64_t size;
     uint64_t charged; /* bytes reserved in the spool */
     bool dirty;       /* written since the last commit */
-    bool unlinked;    /* removed while open: never committed */
+    /* The spool file is a memfd while the spool's memory allows (mem bytes of it held, at least
+       size), else a file in the spool directory (mem 0): see spool_room. */
+    bool in_mem;
+    uint64_t mem;
+    bool unlinked; /* removed while open: never committed */
 };
 
 /* What chmod, chown, utimens and mkdir set, by path. */
@@ -257,6 +265,7 @@ static void ofile_put(dfs_mount_fs *fs, struct ofile *of)
     if (of->fd >= 0)
         close(of->fd);
     dfs_mount_spool_release(fs->sp, of->charged);
+    dfs_mount_spool_mem_give(fs->sp, of->mem);
     pthread_mutex_destroy(&of->mu);
     free(of->path);
     free(of);
@@ -299,6 +308,32 @@ static int commit(dfs_mount_fs *fs, struct ofile *of)
 }
 
 /*
+ * Make the spool file able to hold `end` bytes (of->mu held): a memory file takes more of the
+ * spool's memory, or when there is none left moves to disk (dfs_mount_spool_spill) and gives back
+ * what it held. Returns 0 or a negative errno.
+ */
+static int spool_room(dfs_mount_fs *fs, struct ofile *of, uint64_t end)
+{
+    if (!of->in_mem || end <= of->mem)
+        return 0;
+    if (dfs_mount_spool_mem_take(fs->sp, end - of->mem)) {
+        of->mem = end;
+        return 0;
+    }
+    int fd = -1;
+    char *err = NULL;
+    int rc = dfs_mount_spool_spill(fs->sp, of->fd, of->size, &fd, &err);
+    if (rc != DFS_OK)
+        return failed("spool", of->path, rc, err);
+    close(of->fd);
+    of->fd = fd;
+    of->in_mem = false;
+    dfs_mount_spool_mem_give(fs->sp, of->mem);
+    of->mem = 0;
+    return 0;
+}
+
+/*
  * The ofile of path ready for writing, with a reference (ofile_put): shared with other handles
  * of the path, else new, its spool holding the file's current content (fetched whole, every
  * check of `dfs get`), nothing with trunc or create. Returns 0 or a negative errno.
@@ -338,33 +373,41 @@ static int ofile_open(dfs_mount_fs *fs, const char *path, bool trunc, bool creat
             free(err);
             err = NULL;
         }
+        /* In memory when the spool has some, else on disk. */
         int fd = -1;
-        rc = dfs_mount_spool_file(fs->sp, &fd, &err);
-        if (rc != DFS_OK) {
+        of->in_mem = dfs_mount_spool_mem_file(fs->sp, &fd, NULL) == DFS_OK;
+        if (!of->in_mem && (rc = dfs_mount_spool_file(fs->sp, &fd, &err)) != DFS_OK) {
             protobuf_c_message_free_unpacked(&info->base, NULL);
             r = failed("spool", path, rc, err);
             goto out;
         }
+        of->fd = fd;
+        of->size = 0;
         uint64_t size = info != NULL && !trunc ? info->size : 0;
         if (size > 0) {
             rc = dfs_mount_spool_reserve(fs->sp, size, &err);
             if (rc == DFS_OK) {
                 of->charged = size;
+                r = spool_room(fs, of, size);
                 struct dfs_client_get_opts go = {0};
                 struct dfs_client_get_result gr;
-                rc = dfs_client_get_range(fs->c, info, 0, size, fd, fs->cfg.scratch_dir, &go, &gr,
-                                          &err);
+                if (r == 0)
+                    rc = dfs_client_get_range(fs->c, info, 0, size, of->fd, fs->cfg.scratch_dir,
+                                              &go, &gr, &err);
             }
-            if (rc != DFS_OK) {
-                close(fd);
+            if (rc != DFS_OK || r != 0) {
+                close(of->fd);
+                of->fd = -1;
+                dfs_mount_spool_mem_give(fs->sp, of->mem);
+                of->mem = 0;
                 protobuf_c_message_free_unpacked(&info->base, NULL);
-                r = failed("fetch", path, rc, err);
+                if (r == 0)
+                    r = failed("fetch", path, rc, err);
                 goto out;
             }
         }
         if (info != NULL)
             protobuf_c_message_free_unpacked(&info->base, NULL);
-        of->fd = fd;
         of->size = size;
         /* A new or truncated file exists as soon as it is closed, even empty. */
         of->dirty = create || trunc;
@@ -375,6 +418,8 @@ static int ofile_open(dfs_mount_fs *fs, const char *path, bool trunc, bool creat
         }
         dfs_mount_spool_release(fs->sp, of->charged);
         of->charged = 0;
+        dfs_mount_spool_mem_give(fs->sp, of->mem);
+        of->mem = 0;
         of->size = 0;
         of->dirty = true;
     }
@@ -398,8 +443,15 @@ static int resize_locked(dfs_mount_fs *fs, struct ofile *of, uint64_t size)
             return failed("truncate", of->path, rc, err);
         of->charged = size;
     }
+    int r = spool_room(fs, of, size);
+    if (r != 0)
+        return r;
     if (ftruncate(of->fd, (off_t)size) != 0)
         return -errno;
+    if (of->in_mem && size < of->mem) {
+        dfs_mount_spool_mem_give(fs->sp, of->mem - size);
+        of->mem = size;
+    }
     if (size < of->charged) {
         dfs_mount_spool_release(fs->sp, of->charged - size);
         of->charged = size;
@@ -572,8 +624,13 @@ static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *
 
 static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
-    (void)conn;
     dfs_mount_fs *fs = ctx();
+    /* Fewer, larger requests: writes and reads of up to 1 MiB each (libfuse asks the kernel for
+       the pages that takes). Written data is not asked for in a pipe (FUSE_CAP_SPLICE_READ): that
+       measured no less CPU per GiB than this process copying it. */
+    conn->max_write = DFS_MOUNT_MAX_IO;
+    conn->max_readahead = DFS_MOUNT_MAX_IO; /* libfuse lowers it to what the kernel offers */
+
     cfg->attr_timeout = fs->cfg.attr_timeout;
     cfg->entry_timeout = fs->cfg.entry_timeout;
     cfg->negative_timeout = fs->cfg.negative_timeout;
@@ -924,8 +981,9 @@ static int fs_read(const char *path, char *buf, size_t size, off_t off, struct f
     return (int)got;
 }
 
-static int fs_write(const char *path, const char *buf, size_t size, off_t off,
-                    struct fuse_file_info *fi)
+/* Writes land in the spool (data in a pipe, should libfuse hand it over so, is spliced there). */
+static int fs_write_buf(const char *path, struct fuse_bufvec *in, off_t off,
+                        struct fuse_file_info *fi)
 {
     (void)path;
     struct handle *h = handle_of(fi);
@@ -933,6 +991,7 @@ static int fs_write(const char *path, const char *buf, size_t size, off_t off,
     if (of == NULL)
         return -EBADF;
     dfs_mount_fs *fs = h->fs;
+    size_t size = fuse_buf_size(in);
     pthread_mutex_lock(&of->mu);
     if (h->append)
         off = (off_t)of->size;
@@ -947,24 +1006,25 @@ static int fs_write(const char *path, const char *buf, size_t size, off_t off,
         }
         of->charged = end;
     }
-    size_t done = 0;
-    while (done < size) {
-        ssize_t n = pwrite(of->fd, buf + done, size - done, off + (off_t)done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            r = -errno;
-            break;
-        }
-        done += (size_t)n;
-    }
+    r = spool_room(fs, of, end);
+    if (r != 0)
+        goto out;
+    struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
+    dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+    dst.buf[0].fd = of->fd;
+    dst.buf[0].pos = off;
+    ssize_t n = fuse_buf_copy(&dst, in, 0);
+    size_t done = n > 0 ? (size_t)n : 0;
+    if (n < 0)
+        r = (int)n;
+    else if (done < size)
+        r = -EIO;
     if (done > 0) {
         of->dirty = true;
         if ((uint64_t)off + done > of->size)
             of->size = (uint64_t)off + done;
+        r = (int)done; /* a short write: the caller retries the rest and sees its error */
     }
-    if (r == 0)
-        r = (int)done;
 out:
     pthread_mutex_unlock(&of->mu);
     return r;
@@ -1277,7 +1337,7 @@ static const struct fuse_operations ops = {
     .truncate = fs_truncate,
     .open = fs_open,
     .read = fs_read,
-    .write = fs_write,
+    .write_buf = fs_write_buf,
     .statfs = fs_statfs,
     .flush = fs_flush,
     .release = fs_release,

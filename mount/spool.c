@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -17,7 +19,8 @@ struct dfs_mount_spool {
     pthread_mutex_t mu;
     char *dir;
     uint64_t limit, reserve;
-    uint64_t used; /* under mu */
+    uint64_t used;                /* under mu */
+    uint64_t mem_limit, mem_used; /* memory files: set once; under mu */
 };
 
 int dfs_mount_spool_create(const char *dir, uint64_t limit, uint64_t reserve, dfs_mount_spool **out,
@@ -106,4 +109,84 @@ uint64_t dfs_mount_spool_used(dfs_mount_spool *sp)
     uint64_t u = sp->used;
     pthread_mutex_unlock(&sp->mu);
     return u;
+}
+
+void dfs_mount_spool_set_memory(dfs_mount_spool *sp, uint64_t limit)
+{
+    sp->mem_limit = limit;
+}
+
+int dfs_mount_spool_mem_file(dfs_mount_spool *sp, int *fd, char **errmsg)
+{
+    if (sp->mem_limit == 0)
+        return dfs_seterr(errmsg, DFS_ENOSPC, "the spool keeps no files in memory");
+    int f = memfd_create("dfs-mount-spool", MFD_CLOEXEC);
+    if (f < 0)
+        return dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno,
+                                "cannot create a spool file in memory");
+    *fd = f;
+    return DFS_OK;
+}
+
+bool dfs_mount_spool_mem_take(dfs_mount_spool *sp, uint64_t bytes)
+{
+    pthread_mutex_lock(&sp->mu);
+    bool ok = bytes <= sp->mem_limit - sp->mem_used;
+    if (ok)
+        sp->mem_used += bytes;
+    pthread_mutex_unlock(&sp->mu);
+    return ok;
+}
+
+void dfs_mount_spool_mem_give(dfs_mount_spool *sp, uint64_t bytes)
+{
+    pthread_mutex_lock(&sp->mu);
+    sp->mem_used = bytes > sp->mem_used ? 0 : sp->mem_used - bytes;
+    pthread_mutex_unlock(&sp->mu);
+}
+
+uint64_t dfs_mount_spool_mem_used(dfs_mount_spool *sp)
+{
+    pthread_mutex_lock(&sp->mu);
+    uint64_t u = sp->mem_used;
+    pthread_mutex_unlock(&sp->mu);
+    return u;
+}
+
+int dfs_mount_spool_spill(dfs_mount_spool *sp, int mem_fd, uint64_t size, int *fd, char **errmsg)
+{
+    int f = -1;
+    int rc = dfs_mount_spool_file(sp, &f, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    /* The file's length first: holes past the last byte written stay holes. */
+    if (ftruncate(f, (off_t)size) != 0) {
+        rc = dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno,
+                              "cannot size a spool file in %s", sp->dir);
+        close(f);
+        return rc;
+    }
+    off_t at = 0;
+    while ((uint64_t)at < size) {
+        if (lseek(f, at, SEEK_SET) != at) {
+            rc = dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot seek a spool file");
+            break;
+        }
+        uint64_t left = size - (uint64_t)at;
+        ssize_t n = sendfile(f, mem_fd, &at, left > (1u << 30) ? (1u << 30) : (size_t)left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno,
+                                          "cannot move a spool file to %s", sp->dir)
+                       : dfs_seterr(errmsg, DFS_EIO, "a spool file in memory ended early");
+            break;
+        }
+    }
+    if (rc != DFS_OK) {
+        close(f);
+        return rc;
+    }
+    *fd = f;
+    return DFS_OK;
 }

@@ -3,6 +3,7 @@
 #ifndef DFS_MOUNT_SPOOL_H
 #define DFS_MOUNT_SPOOL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct dfs_mount_spool dfs_mount_spool;
@@ -34,5 +35,34 @@ void dfs_mount_spool_release(dfs_mount_spool *sp, uint64_t bytes);
 
 /* Bytes reserved now. */
 uint64_t dfs_mount_spool_used(dfs_mount_spool *sp);
+
+/*
+ * Memory: spool files may live in memory (memfd) while they hold at most `limit` bytes together
+ * (0, the default: never). A file written there is never written to a disk only to be read back
+ * by the put that stores it, which on the nodes' own disk costs as much as a copy more. Set once,
+ * before any file is made.
+ */
+void dfs_mount_spool_set_memory(dfs_mount_spool *sp, uint64_t limit);
+
+/* A new empty spool file in memory (a memfd): *fd, which the caller closes. DFS_ENOSPC when the
+   spool has no memory (limit 0); else 0 or a DFS_ code with *errmsg. */
+int dfs_mount_spool_mem_file(dfs_mount_spool *sp, int *fd, char **errmsg);
+
+/* Take `bytes` more of the memory for a memory file: false when that passes the limit (nothing is
+   taken then). Thread-safe. */
+bool dfs_mount_spool_mem_take(dfs_mount_spool *sp, uint64_t bytes);
+
+/* Give back memory taken before. Thread-safe. */
+void dfs_mount_spool_mem_give(dfs_mount_spool *sp, uint64_t bytes);
+
+/* Memory taken now. */
+uint64_t dfs_mount_spool_mem_used(dfs_mount_spool *sp);
+
+/*
+ * Move a memory file to disk: a new spool file (dfs_mount_spool_file) holding bytes [0, size) of
+ * mem_fd, in *fd. mem_fd is left open (the caller closes it and gives its memory back). Returns 0
+ * or a DFS_ code with *errmsg (nothing is made then).
+ */
+int dfs_mount_spool_spill(dfs_mount_spool *sp, int mem_fd, uint64_t size, int *fd, char **errmsg);
 
 #endif /* DFS_MOUNT_SPOOL_H */

@@ -65,11 +65,64 @@ static void test_bound(void **state)
     err = NULL;
 }
 
+/* Memory files: none without memory, the memory's own bound, and a spill to disk that keeps
+   every byte (and the length past the last one written). */
+static void test_memory(void **state)
+{
+    (void)state;
+    dfs_mount_spool *sp = NULL;
+    char *err = NULL;
+    assert_int_equal(dfs_mount_spool_create(tmp(), 1 << 30, 0, &sp, NULL), DFS_OK);
+    int fd = -1;
+    assert_int_equal(dfs_mount_spool_mem_file(sp, &fd, &err), DFS_ENOSPC);
+    assert_non_null(strstr(err, "no files in memory"));
+    free(err);
+    err = NULL;
+    dfs_mount_spool_set_memory(sp, 3 << 20);
+    assert_int_equal(dfs_mount_spool_mem_file(sp, &fd, NULL), DFS_OK);
+    assert_true(dfs_mount_spool_mem_take(sp, 2 << 20));
+    assert_false(dfs_mount_spool_mem_take(sp, (1 << 20) + 1)); /* nothing taken */
+    assert_int_equal(dfs_mount_spool_mem_used(sp), 2 << 20);
+    assert_true(dfs_mount_spool_mem_take(sp, 1 << 20));
+    dfs_mount_spool_mem_give(sp, 1 << 20);
+    assert_int_equal(dfs_mount_spool_mem_used(sp), 2 << 20);
+
+    /* 2 MiB + 5 bytes of a pattern, then a hole to 3 MiB */
+    size_t n = (2u << 20) + 5;
+    uint8_t *b = malloc(n);
+    assert_non_null(b);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (uint8_t)(i * 7 + i / 4096);
+    assert_int_equal(pwrite(fd, b, n, 0), (ssize_t)n);
+    uint64_t size = 3u << 20;
+    assert_int_equal(ftruncate(fd, (off_t)size), 0);
+    int disk = -1;
+    assert_int_equal(dfs_mount_spool_spill(sp, fd, size, &disk, NULL), DFS_OK);
+    struct stat st;
+    assert_int_equal(fstat(disk, &st), 0);
+    assert_int_equal(st.st_size, (off_t)size);
+    assert_int_equal(st.st_nlink, 0); /* a spool file like any */
+    uint8_t *got = malloc(size);
+    assert_non_null(got);
+    assert_int_equal(pread(disk, got, size, 0), (ssize_t)size);
+    assert_memory_equal(got, b, n);
+    for (size_t i = n; i < size; i++)
+        assert_int_equal(got[i], 0);
+    close(disk);
+    close(fd);
+    dfs_mount_spool_mem_give(sp, 10u << 20); /* never below 0 */
+    assert_int_equal(dfs_mount_spool_mem_used(sp), 0);
+    free(got);
+    free(b);
+    dfs_mount_spool_destroy(sp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_bound),
+        cmocka_unit_test(test_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

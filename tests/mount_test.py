@@ -406,6 +406,37 @@ class MountTest(harness.TestCase):
         self.assertEqual(os.path.getsize(m.path("big")), 512 << 10)  # what was written, stored
         self.assertEqual(m.stop(), 0, m.tail())
 
+    def test_spool_memory_spills_to_disk(self):
+        """Files being written live in memory up to --spool-memory together, then move to disk
+        with every byte: a file that grows past it, one fetched whole at open, one truncated
+        up past it, while another stays in memory."""
+        c = self.start_cluster(nodes=3)
+        m = self.mount(c, extra=["--spool-memory", "1M"])
+        pattern = bytes((i * 7 + i // 4096) % 256 for i in range(3 << 20))
+        small = os.open(m.path("small"), os.O_WRONLY | os.O_CREAT)
+        os.write(small, b"s" * (256 << 10))  # takes 256 KiB of the memory
+        with open(m.path("grows"), "wb") as f:
+            for i in range(0, len(pattern), 100000):  # moves to disk past 768 KiB
+                f.write(pattern[i:i + 100000])
+                f.flush()
+        os.write(small, b"t" * 10)
+        os.close(small)
+        c.dfs("get", "/grows", self.tmp("grows"))
+        self.assertEqual(open(self.tmp("grows"), "rb").read(), pattern)
+        self.assertEqual(open(m.path("small"), "rb").read(), b"s" * (256 << 10) + b"t" * 10)
+        with open(m.path("grows"), "r+b") as f:  # fetched whole: 3 MiB, straight to disk
+            f.seek(1 << 20)
+            f.write(b"middle")
+        want = pattern[:1 << 20] + b"middle" + pattern[(1 << 20) + 6:]
+        self.assertEqual(open(m.path("grows"), "rb").read(), want)
+        with open(m.path("sparse"), "wb") as f:
+            f.write(b"head")
+            f.truncate(2 << 20)  # past the memory: moves to disk, the hole kept
+            f.seek(0, os.SEEK_END)
+            f.write(b"tail")
+        self.assertEqual(open(m.path("sparse"), "rb").read(), b"head" + bytes((2 << 20) - 4) + b"tail")
+        self.assertEqual(m.stop(), 0, m.tail())
+
     def test_replaced_while_read(self):
         c = self.start_cluster(nodes=3)
         m = self.mount(c, extra=NO_CACHE)

@@ -1033,6 +1033,9 @@ static void handle_rename(dfs_rpc_call *call, void *ctx)
 {
     dfs_metadata_service *svc = ctx;
     const Dfs__V1__RenameRequest *req = (const Dfs__V1__RenameRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_rename(req, &verr), &verr))
+        return;
     char *from = request_path(call, req->from);
     if (from == NULL)
         return;
@@ -1124,6 +1127,9 @@ static void handle_set_attributes(dfs_rpc_call *call, void *ctx)
     dfs_metadata_service *svc = ctx;
     const Dfs__V1__SetAttributesRequest *req =
         (const Dfs__V1__SetAttributesRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_set_attributes(req, &verr), &verr))
+        return;
     char *path = request_path(call, req->path);
     if (path == NULL)
         return;
@@ -1160,6 +1166,9 @@ static void handle_get_attributes(dfs_rpc_call *call, void *ctx)
     dfs_metadata_service *svc = ctx;
     const Dfs__V1__GetAttributesRequest *req =
         (const Dfs__V1__GetAttributesRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_get_attributes(req, &verr), &verr))
+        return;
     /* "/" names no file but lists the top's directories */
     bool root = strcmp(req->path, "/") == 0;
     char *path = root ? strdup("/") : request_path(call, req->path);

@@ -311,6 +311,44 @@ int dfs_validate_delete_file(const Dfs__V1__DeleteFileRequest *req, char **errms
     return check_path(req->path, false, errmsg);
 }
 
+int dfs_validate_rename(const Dfs__V1__RenameRequest *req, char **errmsg)
+{
+    char *from = NULL, *to = NULL;
+    int rc = dfs_path_canon(req->from, &from, errmsg);
+    if (rc == DFS_OK)
+        rc = dfs_path_canon(req->to, &to, errmsg);
+    if (rc == DFS_OK) {
+        size_t n = strlen(from);
+        if (strncmp(to, from, n) == 0 && to[n] == '/') {
+            struct quote a, b;
+            rc = dfs_seterr(errmsg, DFS_EINVAL, "cannot move \"%s\" inside itself (\"%s\")",
+                            q(from, &a), q(to, &b));
+        }
+    }
+    free(from);
+    free(to);
+    return rc;
+}
+
+int dfs_validate_set_attributes(const Dfs__V1__SetAttributesRequest *req, char **errmsg)
+{
+    int rc = check_path(req->path, false, errmsg);
+    if (rc != DFS_OK || req->remove || req->attributes == NULL)
+        return rc;
+    const Dfs__V1__PathAttributes *a = req->attributes;
+    if (a->has_mode && a->mode > 07777)
+        return dfs_seterr(errmsg, DFS_EINVAL, "mode %o is more than permission bits (07777)",
+                          a->mode);
+    return DFS_OK;
+}
+
+int dfs_validate_get_attributes(const Dfs__V1__GetAttributesRequest *req, char **errmsg)
+{
+    if (strcmp(req->path, "/") == 0)
+        return DFS_OK;
+    return check_path(req->path, false, errmsg);
+}
+
 int dfs_validate_set_node_state(const Dfs__V1__SetNodeStateRequest *req, char **errmsg)
 {
     size_t n = strlen(req->node_id);
@@ -550,6 +588,12 @@ int dfs_validate_request(const ProtobufCMessage *msg, char **errmsg)
         return dfs_validate_list_files(m, errmsg);
     if (d == &dfs__v1__delete_file_request__descriptor)
         return dfs_validate_delete_file(m, errmsg);
+    if (d == &dfs__v1__rename_request__descriptor)
+        return dfs_validate_rename(m, errmsg);
+    if (d == &dfs__v1__set_attributes_request__descriptor)
+        return dfs_validate_set_attributes(m, errmsg);
+    if (d == &dfs__v1__get_attributes_request__descriptor)
+        return dfs_validate_get_attributes(m, errmsg);
     if (d == &dfs__v1__stat_request__descriptor || d == &dfs__v1__list_nodes_request__descriptor)
         return DFS_OK; /* no fields */
     if (d == &dfs__v1__set_node_state_request__descriptor)

@@ -110,6 +110,15 @@ int dfs_validate_report_damage(const Dfs__V1__ReportDamageRequest *req, char **e
 /* list at most DFS_VALIDATE_HEALTH_LIST_MAX. */
 int dfs_validate_get_health(const Dfs__V1__GetHealthRequest *req, char **errmsg);
 
+/* from and to dfs paths, to not inside from (a directory cannot move into itself); from = to is
+   well-formed (nothing moves). Whether either exists is the catalog's business. */
+int dfs_validate_rename(const Dfs__V1__RenameRequest *req, char **errmsg);
+/* path a dfs path; with attributes: mode, when has_mode, permission bits only (at most 07777).
+   (remove ignores the attributes.) */
+int dfs_validate_set_attributes(const Dfs__V1__SetAttributesRequest *req, char **errmsg);
+/* path "/" (the top, for its directories) or a dfs path. */
+int dfs_validate_get_attributes(const Dfs__V1__GetAttributesRequest *req, char **errmsg);
+
 /* ---- dfs.v1.Storage ---- */
 
 /*

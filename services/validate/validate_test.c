@@ -499,6 +499,73 @@ static void test_dispatch(void **state)
     expect(dfs_validate_request(&n.base, &msg), &msg, "dfs.v1.Node is not a request");
 }
 
+/* The mount's calls (issue 18): Rename, SetAttributes, GetAttributes. */
+static void test_rename_and_attributes(void **state)
+{
+    (void)state;
+    char *msg = NULL;
+    Dfs__V1__RenameRequest r = DFS__V1__RENAME_REQUEST__INIT;
+    r.from = "/d/a";
+    r.to = "/e/b";
+    expect(dfs_validate_rename(&r, &msg), &msg, NULL);
+    r.to = "/d/a"; /* moves nothing, but well-formed */
+    expect(dfs_validate_rename(&r, &msg), &msg, NULL);
+    r.to = "/d/ab"; /* a sibling that shares the prefix, not a child */
+    expect(dfs_validate_rename(&r, &msg), &msg, NULL);
+    r.to = "/d/a/x";
+    expect(dfs_validate_rename(&r, &msg), &msg, "inside itself");
+    r.to = "d//a/./x"; /* the same, not canonical */
+    expect(dfs_validate_rename(&r, &msg), &msg, "'.'");
+    r.to = "d//a/x";
+    expect(dfs_validate_rename(&r, &msg), &msg, "inside itself");
+    r.to = "/e/../../b";
+    expect(dfs_validate_rename(&r, &msg), &msg, "'..'");
+    r.from = "/";
+    r.to = "/b";
+    expect(dfs_validate_rename(&r, &msg), &msg, "names no file");
+    r.from = "";
+    expect(dfs_validate_rename(&r, &msg), &msg, "");
+
+    Dfs__V1__SetAttributesRequest s = DFS__V1__SET_ATTRIBUTES_REQUEST__INIT;
+    s.path = "/d/a";
+    expect(dfs_validate_set_attributes(&s, &msg), &msg, NULL);
+    Dfs__V1__PathAttributes a = DFS__V1__PATH_ATTRIBUTES__INIT;
+    a.has_mode = true;
+    a.mode = 07777;
+    a.has_mtime = true;
+    a.mtime_ms = -1; /* before 1970 is a time like any */
+    s.attributes = &a;
+    expect(dfs_validate_set_attributes(&s, &msg), &msg, NULL);
+    a.mode = 010000; /* a file type bit */
+    expect(dfs_validate_set_attributes(&s, &msg), &msg, "more than permission bits");
+    a.has_mode = false; /* unset: the value is not looked at */
+    expect(dfs_validate_set_attributes(&s, &msg), &msg, NULL);
+    a.has_mode = true;
+    s.remove = true; /* a removal ignores the attributes */
+    expect(dfs_validate_set_attributes(&s, &msg), &msg, NULL);
+    s.path = "/";
+    expect(dfs_validate_set_attributes(&s, &msg), &msg, "names no file");
+    s.path = "/x/../y";
+    expect(dfs_validate_set_attributes(&s, &msg), &msg, "'..'");
+
+    Dfs__V1__GetAttributesRequest g = DFS__V1__GET_ATTRIBUTES_REQUEST__INIT;
+    g.path = "/";
+    g.list_dirs = true;
+    expect(dfs_validate_get_attributes(&g, &msg), &msg, NULL);
+    g.path = "/d";
+    expect(dfs_validate_get_attributes(&g, &msg), &msg, NULL);
+    g.path = "/d/./e";
+    expect(dfs_validate_get_attributes(&g, &msg), &msg, "'.'");
+    g.path = "";
+    expect(dfs_validate_request(&g.base, &msg), &msg, "");
+    r.from = "/d";
+    r.to = "/d/sub";
+    expect(dfs_validate_request(&r.base, &msg), &msg, "inside itself");
+    s.path = "/ok";
+    s.remove = false;
+    expect(dfs_validate_request(&s.base, &msg), &msg, "more than permission bits");
+}
+
 static void test_quoting(void **state)
 {
     (void)state;
@@ -527,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_storage_requests),
         cmocka_unit_test(test_repair),
         cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_rename_and_attributes),
         cmocka_unit_test(test_quoting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
