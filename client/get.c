@@ -142,7 +142,8 @@ struct lane {
 
 struct get_job {
     dfs_meta *meta;
-    const struct dfs_rpc_link_security *security; /* borrowed: the links' */
+    dfs_rpc_pool *channels;                       /* borrowed; NULL: the links' own */
+    const struct dfs_rpc_link_security *security; /* borrowed: the links' own channels' */
     const struct dfs_client_get_opts *opts;
     dfs_rpc_loop *loop;
     dfs_links *links;
@@ -1265,7 +1266,7 @@ static void fetch_file(struct get_job *job, const char *resume_hex)
     if (job->window > WINDOW)
         job->window = WINDOW;
     job->links = dfs_links_create(opts->link_rate, job->range < DFS_CHUNK ? job->range : DFS_CHUNK,
-                                  job->security);
+                                  job->channels, job->security);
     dfs_bucket_init(&job->global, opts->max_rate, job->range < DFS_CHUNK ? job->range : DFS_CHUNK,
                     dfs_clock_mono_ns());
     if (job->loop == NULL || job->links == NULL)
@@ -1455,12 +1456,16 @@ static int open_special(const char *local, mode_t mode, int *out, char **errmsg)
     return DFS_OK;
 }
 
-int dfs_get(dfs_meta *meta, const char *remote, const char *local,
+int dfs_get(dfs_meta *meta, dfs_rpc_pool *channels, const char *remote, const char *local,
             const struct dfs_client_get_opts *opts, struct dfs_client_get_result *out,
             char **errmsg)
 {
-    struct get_job job = {
-        .meta = meta, .security = dfs_meta_security(meta), .opts = opts, .fd = -1, .out_fd = -1};
+    struct get_job job = {.meta = meta,
+                          .channels = channels,
+                          .security = dfs_meta_security(meta),
+                          .opts = opts,
+                          .fd = -1,
+                          .out_fd = -1};
     bool to_stdout = strcmp(local, "-") == 0;
     /*
      * A LOCAL that exists and is not a regular file (a device such as /dev/null, a FIFO, a
@@ -1486,8 +1491,8 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local,
             protobuf_c_message_free_unpacked(&job.file->base, NULL);
             return rc;
         }
-        rc = dfs_get_fd(meta, job.security, job.file, 0, job.file->size, fd, NULL, opts, out,
-                        errmsg);
+        rc = dfs_get_fd(meta, channels, job.security, job.file, 0, job.file->size, fd, NULL, opts,
+                        out, errmsg);
         if (close(fd) != 0 && rc == DFS_OK && errno != EINTR)
             rc = dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot write %s",
                                   local);
@@ -1622,7 +1627,7 @@ static int scratch_open(const char *dir, char **errmsg)
     return fd >= 0 ? fd : dfs_err_from_errno(errno);
 }
 
-int dfs_get_fd(dfs_meta *meta, const struct dfs_rpc_link_security *security,
+int dfs_get_fd(dfs_meta *meta, dfs_rpc_pool *channels, const struct dfs_rpc_link_security *security,
                const Dfs__V1__FileInfo *file, uint64_t offset, uint64_t length, int out_fd,
                const char *scratch_dir, const struct dfs_client_get_opts *opts,
                struct dfs_client_get_result *out, char **errmsg)
@@ -1633,8 +1638,12 @@ int dfs_get_fd(dfs_meta *meta, const struct dfs_rpc_link_security *security,
                           offset, length, file->size);
     if (file->sha256.len != DFS_SHA256_BYTES)
         return dfs_seterr(errmsg, DFS_EINTERNAL, "the layout has no SHA-256");
-    struct get_job job = {
-        .meta = meta, .security = security, .opts = opts, .fd = -1, .out_fd = out_fd};
+    struct get_job job = {.meta = meta,
+                          .channels = channels,
+                          .security = security,
+                          .opts = opts,
+                          .fd = -1,
+                          .out_fd = out_fd};
     job.file = (Dfs__V1__FileInfo *)file; /* read only: job_free leaves it alone */
     job.from = offset;
     job.to = offset + length;
