@@ -3,6 +3,7 @@
 
 #include "client/filehash.h"
 #include "client/get.h"
+#include "client/links.h"
 #include "client/meta.h"
 #include "client/put.h"
 #include "client/spool.h"
@@ -30,6 +31,9 @@ struct dfs_client {
     dfs_rpc_tls *tls; /* NULL: plaintext */
     /* How the metadata channel and every transfer's links are secured (meta borrows it). */
     struct dfs_rpc_link_security security;
+    /* The channels to storage nodes, one per address, shared by every transfer of the handle
+     * (client/links.h): a small put then costs no connection set-up. Thread-safe. */
+    dfs_rpc_pool *channels;
     /* Transfer slots (dfs_client_options.max_transfers; max 0: unlimited, the lock unused):
      * `running` counts the transfers between slot_take and slot_give, under `mu`. */
     pthread_mutex_t mu;
@@ -113,6 +117,8 @@ int dfs_client_open(const struct dfs_client_options *o, dfs_client **out, char *
         rc = dfs_meta_open(o->metadata, o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS,
                            &copts, &c->meta, errmsg);
     }
+    if (rc == DFS_OK)
+        rc = dfs_links_channels_create(&c->security, &c->channels, errmsg);
     wipe(token); /* the channel keeps its own copy */
     if (rc != DFS_OK) {
         dfs_client_close(c);
@@ -126,6 +132,7 @@ void dfs_client_close(dfs_client *c)
 {
     if (c == NULL)
         return;
+    dfs_rpc_pool_destroy(c->channels); /* no transfer runs: the handle's contract */
     dfs_meta_close(c->meta);
     dfs_rpc_tls_destroy(c->tls); /* after the channels that use it */
     pthread_cond_destroy(&c->freed);
@@ -191,7 +198,7 @@ int dfs_client_put(dfs_client *c, const char *local, const char *remote,
     int rc = slot_take(c, errmsg);
     if (rc != DFS_OK)
         return rc;
-    rc = dfs_put(c->meta, local, remote, opts, out, errmsg);
+    rc = dfs_put(c->meta, c->channels, local, remote, opts, out, errmsg);
     slot_give(c);
     return rc;
 }
@@ -203,7 +210,7 @@ int dfs_client_get(dfs_client *c, const char *remote, const char *local,
     int rc = slot_take(c, errmsg);
     if (rc != DFS_OK)
         return rc;
-    rc = dfs_get(c->meta, remote, local, opts, out, errmsg);
+    rc = dfs_get(c->meta, c->channels, remote, local, opts, out, errmsg);
     slot_give(c);
     return rc;
 }
@@ -216,8 +223,8 @@ int dfs_client_get_range(dfs_client *c, const Dfs__V1__FileInfo *file, uint64_t 
     int rc = slot_take(c, errmsg);
     if (rc != DFS_OK)
         return rc;
-    rc = dfs_get_fd(c->meta, &c->security, file, offset, length, out_fd, scratch_dir, opts, out,
-                    errmsg);
+    rc = dfs_get_fd(c->meta, c->channels, &c->security, file, offset, length, out_fd, scratch_dir,
+                    opts, out, errmsg);
     slot_give(c);
     return rc;
 }

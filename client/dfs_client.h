@@ -4,8 +4,10 @@
  * client/ (the transfer engine: plans, links, throttles, failover, erasure reads) is behind it.
  *
  * One dfs_client holds the connection to the metadata service and the credentials (bearer token,
- * TLS material); every transfer opens its own links to the storage nodes, each throttled to its
- * own rate. The verbs are the operations a user names.
+ * TLS material) and one gRPC channel per storage node it has talked to, kept until
+ * dfs_client_close and shared by its transfers (channels reconnect by themselves, so a node that
+ * restarts on the same address is reached again); each transfer has its own links over them,
+ * each throttled to the transfer's own rate. The verbs are the operations a user names.
  *
  * Results: records from the catalog are the protobuf-c messages of protos/dfs/v1 (they are the
  * catalog's vocabulary already; a parallel set of structs would be a second one). A verb whose

@@ -163,6 +163,28 @@ static void node_start(struct fx *f, int i)
                      DFS_OK);
 }
 
+/* Start stopped node i again on its own address, over its store: a node process restarted. */
+static void node_restart(struct fx *f, int i)
+{
+    struct node *n = &f->n[i];
+    char *err = NULL;
+    if (dfs_frag_store_open(n->root, &f->io, &n->store, &err) != DFS_OK)
+        fail_msg("store: %s", err);
+    const char *id = dfs_frag_store_node_id(n->store);
+    struct dfs_storage_service_config cfg = {0};
+    assert_int_equal(dfs_storage_service_create(n->store, &cfg, &n->svc, &err), DFS_OK);
+    struct dfs_rpc_server_config scfg = {.listen = n->addr, .threads = 3};
+    assert_int_equal(dfs_rpc_server_create(&scfg, &n->srv, &err), DFS_OK);
+    assert_int_equal(dfs_storage_service_register(n->svc, n->srv, &err), DFS_OK);
+    if (dfs_rpc_server_start(n->srv, &err) != DFS_OK)
+        fail_msg("restart on %s: %s", n->addr, err);
+    uint8_t master[DFS_TICKET_KEY_LEN], key[DFS_TICKET_KEY_LEN];
+    assert_int_equal(
+        dfs_catalog_secret(f->cat, "ticket_master_key", sizeof master, 1, master, NULL), DFS_OK);
+    assert_int_equal(dfs_ticket_node_key(master, id, key, NULL), DFS_OK);
+    assert_int_equal(dfs_storage_service_set_ticket_key(n->svc, key, sizeof key, NULL), DFS_OK);
+}
+
 /* Stop node i: its server first (in-flight calls are cancelled), then its service and store. */
 static void node_stop(struct node *n)
 {
@@ -571,6 +593,42 @@ static void test_small_files_are_one_fragment(void **state)
     }
 }
 
+/*
+ * The handle keeps one channel per node for all its transfers: puts and gets one after another
+ * and at once work over the same channels, and a node that went away and came back on the same
+ * address is reached again by the next transfers, even after one failed against it meanwhile.
+ */
+static void test_transfers_share_channels_that_survive_a_node_restart(void **state)
+{
+    struct fx *f = cluster(3);
+    *state = f;
+    make_source(f, 1024, 11);
+    struct dfs_client_put_opts all = {.replicas = 3};
+    struct dfs_client_put_result pr;
+    struct dfs_client_get_result gr;
+    char *err = NULL;
+    for (int i = 0; i < 3; i++) {
+        char remote[32];
+        snprintf(remote, sizeof remote, "/share/%d", i);
+        put(f, remote, &all, &pr);
+        if (get(f, remote, NULL, &gr, &err) != DFS_OK)
+            fail_msg("get %s: %s", remote, err);
+        expect_same(f, f->dst);
+    }
+    node_stop(&f->n[0]);
+    /* Every copy must go to every node: with one gone the put fails, over the shared channel. */
+    struct dfs_client_put_opts quick = {.replicas = 3, .stall_timeout_ms = 1000};
+    assert_int_not_equal(dfs_client_put(f->c, f->src, "/share/down", &quick, &pr, &err), DFS_OK);
+    free(err);
+    err = NULL;
+    node_restart(f, 0);
+    put(f, "/share/back", &all, &pr);
+    assert_int_equal(pr.replicas, 3);
+    if (get(f, "/share/0", NULL, &gr, &err) != DFS_OK)
+        fail_msg("get after the restart: %s", err);
+    expect_same(f, f->dst);
+}
+
 static void test_put_fails_over_a_node_that_stops_mid_fragment(void **state)
 {
     struct fx *f = cluster(3);
@@ -939,6 +997,8 @@ int main(void)
         cmocka_unit_test_teardown(test_an_ambiguous_failure_is_not_retried_for_a_write, teardown),
         cmocka_unit_test_teardown(test_every_verb_against_the_service, teardown),
         cmocka_unit_test_teardown(test_small_files_are_one_fragment, teardown),
+        cmocka_unit_test_teardown(test_transfers_share_channels_that_survive_a_node_restart,
+                                  teardown),
         cmocka_unit_test_teardown(test_put_fails_over_a_node_that_stops_mid_fragment, teardown),
         cmocka_unit_test_teardown(test_get_fails_over_a_node_that_stops_mid_fragment, teardown),
         cmocka_unit_test_teardown(test_get_fails_over_a_corrupt_block_and_reports_it, teardown),

@@ -143,7 +143,8 @@ struct lane {
 
 struct get_job {
     dfs_meta *meta;
-    const struct dfs_rpc_link_security *security; /* borrowed: the links' */
+    dfs_rpc_pool *channels;                       /* borrowed; NULL: the links' own */
+    const struct dfs_rpc_link_security *security; /* borrowed: the links' own channels' */
     const struct dfs_client_get_opts *opts;
     dfs_rpc_loop *loop;
     dfs_links *links;
@@ -1266,7 +1267,7 @@ static void fetch_file(struct get_job *job, const char *resume_hex)
     if (job->window > WINDOW)
         job->window = WINDOW;
     job->links = dfs_links_create(opts->link_rate, job->range < DFS_CHUNK ? job->range : DFS_CHUNK,
-                                  job->security);
+                                  job->channels, job->security);
     dfs_bucket_init(&job->global, opts->max_rate, job->range < DFS_CHUNK ? job->range : DFS_CHUNK,
                     dfs_clock_mono_ns());
     if (job->loop == NULL || job->links == NULL)
@@ -1462,14 +1463,14 @@ static int open_special(const char *local, mode_t mode, int *out, char **errmsg)
  * segment is checked before its bytes are written: dfs_get_fd drains a checked window). No
  * --resume: a stitched file is fetched from its start.
  */
-static int get_stitched(dfs_meta *meta, const Dfs__V1__FileInfo *file, const char *local,
-                        bool to_stdout, const struct dfs_client_get_opts *opts,
+static int get_stitched(dfs_meta *meta, dfs_rpc_pool *channels, const Dfs__V1__FileInfo *file,
+                        const char *local, bool to_stdout, const struct dfs_client_get_opts *opts,
                         struct dfs_client_get_result *out, char **errmsg)
 {
     const struct dfs_rpc_link_security *security = dfs_meta_security(meta);
     if (to_stdout)
-        return dfs_get_fd(meta, security, file, 0, file->size, STDOUT_FILENO, NULL, opts, out,
-                          errmsg);
+        return dfs_get_fd(meta, channels, security, file, 0, file->size, STDOUT_FILENO, NULL, opts,
+                          out, errmsg);
     char *part = NULL;
     if (asprintf(&part, "%s.dfs-part", local) < 0)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
@@ -1478,7 +1479,7 @@ static int get_stitched(dfs_meta *meta, const Dfs__V1__FileInfo *file, const cha
     if (fd < 0)
         rc = dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot create %s", part);
     if (rc == DFS_OK)
-        rc = dfs_get_fd(meta, security, file, 0, file->size, fd, NULL, opts, out, errmsg);
+        rc = dfs_get_fd(meta, channels, security, file, 0, file->size, fd, NULL, opts, out, errmsg);
     if (fd >= 0 && close(fd) != 0 && rc == DFS_OK && errno != EINTR)
         rc = dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot write %s", part);
     if (rc == DFS_OK && rename(part, local) != 0)
@@ -1490,12 +1491,16 @@ static int get_stitched(dfs_meta *meta, const Dfs__V1__FileInfo *file, const cha
     return rc;
 }
 
-int dfs_get(dfs_meta *meta, const char *remote, const char *local,
+int dfs_get(dfs_meta *meta, dfs_rpc_pool *channels, const char *remote, const char *local,
             const struct dfs_client_get_opts *opts, struct dfs_client_get_result *out,
             char **errmsg)
 {
-    struct get_job job = {
-        .meta = meta, .security = dfs_meta_security(meta), .opts = opts, .fd = -1, .out_fd = -1};
+    struct get_job job = {.meta = meta,
+                          .channels = channels,
+                          .security = dfs_meta_security(meta),
+                          .opts = opts,
+                          .fd = -1,
+                          .out_fd = -1};
     bool to_stdout = strcmp(local, "-") == 0;
     /*
      * A LOCAL that exists and is not a regular file (a device such as /dev/null, a FIFO, a
@@ -1515,7 +1520,7 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local,
     if (rc != DFS_OK)
         return rc;
     if (job.file->n_segments > 0 && !special) {
-        rc = get_stitched(meta, job.file, local, to_stdout, opts, out, errmsg);
+        rc = get_stitched(meta, channels, job.file, local, to_stdout, opts, out, errmsg);
         if (rc == DFS_OK)
             out->seconds = (double)(dfs_clock_mono_ns() - t0) / 1e9;
         protobuf_c_message_free_unpacked(&job.file->base, NULL);
@@ -1528,8 +1533,8 @@ int dfs_get(dfs_meta *meta, const char *remote, const char *local,
             protobuf_c_message_free_unpacked(&job.file->base, NULL);
             return rc;
         }
-        rc = dfs_get_fd(meta, job.security, job.file, 0, job.file->size, fd, NULL, opts, out,
-                        errmsg);
+        rc = dfs_get_fd(meta, channels, job.security, job.file, 0, job.file->size, fd, NULL, opts,
+                        out, errmsg);
         if (close(fd) != 0 && rc == DFS_OK && errno != EINTR)
             rc = dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno, "cannot write %s",
                                   local);
@@ -1664,22 +1669,26 @@ static int scratch_open(const char *dir, char **errmsg)
     return fd >= 0 ? fd : dfs_err_from_errno(errno);
 }
 
-int dfs_get_fd(dfs_meta *meta, const struct dfs_rpc_link_security *security,
+int dfs_get_fd(dfs_meta *meta, dfs_rpc_pool *channels, const struct dfs_rpc_link_security *security,
                const Dfs__V1__FileInfo *file, uint64_t offset, uint64_t length, int out_fd,
                const char *scratch_dir, const struct dfs_client_get_opts *opts,
                struct dfs_client_get_result *out, char **errmsg)
 {
     if (file->n_segments > 0)
-        return dfs_get_segments_fd(meta, security, file, offset, length, out_fd, scratch_dir, opts,
-                                   out, errmsg);
+        return dfs_get_segments_fd(meta, channels, security, file, offset, length, out_fd,
+                                   scratch_dir, opts, out, errmsg);
     if (offset > file->size || length > file->size - offset)
         return dfs_seterr(errmsg, DFS_ERANGE,
                           "bytes %" PRIu64 "+%" PRIu64 " are outside the file (%" PRIu64 " bytes)",
                           offset, length, file->size);
     if (file->sha256.len != DFS_SHA256_BYTES)
         return dfs_seterr(errmsg, DFS_EINTERNAL, "the layout has no SHA-256");
-    struct get_job job = {
-        .meta = meta, .security = security, .opts = opts, .fd = -1, .out_fd = out_fd};
+    struct get_job job = {.meta = meta,
+                          .channels = channels,
+                          .security = security,
+                          .opts = opts,
+                          .fd = -1,
+                          .out_fd = out_fd};
     job.file = (Dfs__V1__FileInfo *)file; /* read only: job_free leaves it alone */
     job.from = offset;
     job.to = offset + length;

@@ -411,7 +411,7 @@ static void expect_local_is_the_file(struct fx *f)
 static int get(struct fx *f, struct dfs_client_get_result *r, char **err)
 {
     struct dfs_client_get_opts o = {0};
-    return dfs_get(f->meta, "/f", f->local, &o, r, err);
+    return dfs_get(f->meta, NULL, "/f", f->local, &o, r, err);
 }
 
 /* ---- tests ---- */
@@ -474,7 +474,7 @@ static void test_lying_copy_found_by_reading_whole(void **state)
     pthread_t reader;
     assert_int_equal(pthread_create(&reader, NULL, drain_pipe, &p[0]), 0);
     struct dfs_client_get_opts o = {0};
-    int rc = dfs_get_fd(f->meta, NULL, &l.fi, 0, f->size, p[1], f->dir, &o, &r, &err);
+    int rc = dfs_get_fd(f->meta, NULL, NULL, &l.fi, 0, f->size, p[1], f->dir, &o, &r, &err);
     close(p[1]);
     pthread_join(reader, NULL);
     close(p[0]);
@@ -518,7 +518,7 @@ static void test_layout_fetched_again_when_copies_run_out(void **state)
     /* Without a metadata service to ask (dfs_get_fd with no meta), it fails as before. */
     int fd = open(f->local, O_WRONLY | O_TRUNC);
     struct dfs_client_get_opts o = {0};
-    assert_int_equal(dfs_get_fd(NULL, NULL, &before.fi, 0, f->size, fd, f->dir, &o, &r, &err),
+    assert_int_equal(dfs_get_fd(NULL, NULL, NULL, &before.fi, 0, f->size, fd, f->dir, &o, &r, &err),
                      DFS_EDATALOSS);
     assert_non_null(strstr(err, "no copy could be read"));
     free(err);

@@ -1,35 +1,43 @@
-/* The client's links: one channel per storage node, from a channel pool of the transfer's own. */
+/* The client's links: a transfer's own state per node, over channels the handle's transfers share. */
 #include "client/links.h"
 
 #include "common/clock.h"
 #include "common/err.h"
-#include "services/rpc/pool.h"
 
 #include <stdlib.h>
+#include <string.h>
 
-/* A link is the state the pool keeps beside each node's channel. */
+/*
+ * A link: one transfer's use of one node's channel. Allocated on its own so that it never
+ * moves (the engines keep pointers to it); the address and channel are the pool's and live as
+ * long as the pool, which outlives the links.
+ */
 struct dfs_link {
-    const char *address; /* the pool's */
-    dfs_rpc_channel *ch; /* the pool's */
+    const char *address;
+    dfs_rpc_channel *ch;
     uint64_t bytes;
     dfs_bucket bucket;
 };
 
 struct dfs_links {
-    dfs_rpc_pool *pool;
+    dfs_rpc_pool *channels; /* borrowed, or `own` */
+    /* The transfer's own channels: all of them when none are shared; otherwise those to nodes
+       whose shared channel was failing when the transfer first needed it (opened lazily). */
+    dfs_rpc_pool *own;
+    const struct dfs_rpc_link_security *security; /* own's */
     uint64_t rate, burst;
+    dfs_link **v; /* lookups are linear: a transfer talks to tens of nodes */
+    size_t n, cap;
 };
 
-static void link_init(void *data, const char *address, dfs_rpc_channel *ch, void *arg)
+int dfs_links_channels_create(const struct dfs_rpc_link_security *security, dfs_rpc_pool **out,
+                              char **errmsg)
 {
-    dfs_link *l = data;
-    const dfs_links *links = arg;
-    l->address = address;
-    l->ch = ch;
-    dfs_bucket_init(&l->bucket, links->rate, links->burst, dfs_clock_mono_ns());
+    struct dfs_rpc_pool_config cfg = {.security = security};
+    return dfs_rpc_pool_create(&cfg, out, errmsg);
 }
 
-dfs_links *dfs_links_create(uint64_t rate, uint64_t burst,
+dfs_links *dfs_links_create(uint64_t rate, uint64_t burst, dfs_rpc_pool *channels,
                             const struct dfs_rpc_link_security *security)
 {
     dfs_links *l = calloc(1, sizeof(dfs_links));
@@ -37,15 +45,14 @@ dfs_links *dfs_links_create(uint64_t rate, uint64_t burst,
         return NULL;
     l->rate = rate;
     l->burst = burst;
-    struct dfs_rpc_pool_config cfg = {
-        .security = security,
-        .data_size = sizeof(dfs_link),
-        .data_init = link_init,
-        .arg = l,
-    };
-    if (dfs_rpc_pool_create(&cfg, &l->pool, NULL) != DFS_OK) {
-        free(l);
-        return NULL;
+    l->channels = channels;
+    l->security = security;
+    if (channels == NULL) {
+        if (dfs_links_channels_create(security, &l->own, NULL) != DFS_OK) {
+            free(l);
+            return NULL;
+        }
+        l->channels = l->own;
     }
     return l;
 }
@@ -54,16 +61,56 @@ void dfs_links_destroy(dfs_links *links)
 {
     if (links == NULL)
         return;
-    dfs_rpc_pool_destroy(links->pool);
+    for (size_t i = 0; i < links->n; i++)
+        free(links->v[i]);
+    free(links->v);
+    dfs_rpc_pool_destroy(links->own);
     free(links);
 }
 
 dfs_link *dfs_links_get(dfs_links *links, const char *address, char **errmsg)
 {
-    void *data = NULL;
-    if (dfs_rpc_pool_get(links->pool, address, NULL, &data, errmsg) != DFS_OK)
+    for (size_t i = 0; i < links->n; i++)
+        if (strcmp(links->v[i]->address, address) == 0)
+            return links->v[i];
+    if (links->n == links->cap) {
+        size_t cap = links->cap > 0 ? 2 * links->cap : 8;
+        dfs_link **v = realloc(links->v, cap * sizeof *v);
+        if (v == NULL) {
+            dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+            return NULL;
+        }
+        links->v = v;
+        links->cap = cap;
+    }
+    dfs_link *l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
         return NULL;
-    return data;
+    }
+    if (dfs_rpc_pool_get(links->channels, address, &l->ch, NULL, errmsg) != DFS_OK) {
+        free(l);
+        return NULL;
+    }
+    /*
+     * A shared channel whose last connection attempt failed fails every call at once until its
+     * backoff (up to 2 s) ends, even if the node is back on the same address: this transfer then
+     * connects afresh over a channel of its own, as every transfer did before channels were
+     * shared (a node still down fails it just the same), while the shared one reconnects by
+     * itself for the transfers to come.
+     */
+    if (links->own != links->channels && dfs_rpc_channel_failing(l->ch)) {
+        struct dfs_rpc_pool_config cfg = {.security = links->security};
+        if ((links->own == NULL && dfs_rpc_pool_create(&cfg, &links->own, errmsg) != DFS_OK) ||
+            dfs_rpc_pool_get(links->own, address, &l->ch, NULL, errmsg) != DFS_OK) {
+            free(l);
+            return NULL;
+        }
+    }
+    l->address = dfs_rpc_channel_target(l->ch);
+    dfs_bucket_init(&l->bucket, links->rate, links->burst, dfs_clock_mono_ns());
+    links->v[links->n++] = l;
+    return l;
 }
 
 dfs_rpc_channel *dfs_link_channel(const dfs_link *link)

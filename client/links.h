@@ -1,9 +1,10 @@
-/* The client's links: one channel per storage node, with what each link has carried. */
+/* The client's links: one per storage node a transfer talks to, with what each link has carried. */
 #ifndef DFS_CLIENT_LINKS_H
 #define DFS_CLIENT_LINKS_H
 
 #include "common/throttle.h"
 #include "services/rpc/client.h"
+#include "services/rpc/pool.h"
 
 #include <stdint.h>
 
@@ -11,20 +12,38 @@ typedef struct dfs_links dfs_links;
 typedef struct dfs_link dfs_link;
 
 /*
- * An empty pool whose links are each held to `rate` bytes per second (0: no limit), with a burst of
- * `burst` bytes (one message), whose channels are secured as `security` says (borrowed: it must
- * outlive the pool; NULL: plaintext to loopback only). Returns NULL when out of memory. Not
- * thread-safe: one transfer loop uses it.
+ * The channels to storage nodes that a dfs_client handle keeps for all its transfers: one per
+ * node address, secured as `security` says (borrowed: it must outlive the pool; NULL: plaintext
+ * to loopback only). gRPC channels are thread-safe and reconnect by themselves, so concurrent
+ * transfers share them and a node that restarts on the same address is reached again through
+ * the same channel. Returns 0 and *out (dfs_rpc_pool_destroy, once no transfer runs), or
+ * DFS_ENOMEM.
  */
-dfs_links *dfs_links_create(uint64_t rate, uint64_t burst,
+int dfs_links_channels_create(const struct dfs_rpc_link_security *security, dfs_rpc_pool **out,
+                              char **errmsg);
+
+/*
+ * One transfer's links: each held to `rate` bytes per second (0: no limit), with a burst of
+ * `burst` bytes (one message); the rate, the bucket and the byte count are the transfer's own,
+ * whoever else uses the same channel. Their channels come from `channels` (borrowed: it must
+ * outlive the links; see dfs_links_channels_create), or, when channels is NULL, from a pool of
+ * the transfer's own secured as `security` says (borrowed; NULL: plaintext to loopback only),
+ * closed with the links. security must be the shared channels' own: a node whose shared channel
+ * is failing when the transfer first needs it gets a channel of the transfer's (dfs_links_get).
+ * Returns NULL when out of memory. Not thread-safe: one transfer loop uses it.
+ */
+dfs_links *dfs_links_create(uint64_t rate, uint64_t burst, dfs_rpc_pool *channels,
                             const struct dfs_rpc_link_security *security);
 
-/* Destroy every link's channel; no call may still be running on them. Accepts NULL. */
+/* Free every link (and the transfer's own channels, if any); no call of the transfer may still
+   be running on them. Accepts NULL. */
 void dfs_links_destroy(dfs_links *links);
 
 /*
- * The link to the node at address, created on first use. The link lives as long as the pool.
- * Returns NULL (with *errmsg) when the channel cannot be made.
+ * The link to the node at address, created on first use, over the shared channel to it; but
+ * when that channel is waiting out a reconnect backoff (its last attempt failed: the node was
+ * down, and may be back), over a fresh channel of the transfer's own, closed with the links. The
+ * link lives as long as `links`. Returns NULL (with *errmsg) when the channel cannot be made.
  */
 dfs_link *dfs_links_get(dfs_links *links, const char *address, char **errmsg);
 

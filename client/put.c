@@ -946,7 +946,7 @@ static int open_local(const char *local, const struct dfs_client_put_opts *opts,
     return DFS_OK;
 }
 
-int dfs_put(dfs_meta *meta, const char *local, const char *remote,
+int dfs_put(dfs_meta *meta, dfs_rpc_pool *channels, const char *local, const char *remote,
             const struct dfs_client_put_opts *opts, struct dfs_client_put_result *out,
             char **errmsg)
 {
@@ -977,7 +977,7 @@ int dfs_put(dfs_meta *meta, const char *local, const char *remote,
     }
     /* A burst of two messages: a timer that fires late does not lose the time it was late by
        (with a burst of one, the bucket would be full and discard what accrued meanwhile). */
-    job.links = dfs_links_create(opts->link_rate, 2 * job.chunk, dfs_meta_security(meta));
+    job.links = dfs_links_create(opts->link_rate, 2 * job.chunk, channels, dfs_meta_security(meta));
     dfs_bucket_init(&job.global, opts->max_rate, 2 * job.chunk, dfs_clock_mono_ns());
     job.nstreams = nf * k;
     job.streams = calloc(job.nstreams, sizeof *job.streams);

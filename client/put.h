@@ -4,13 +4,15 @@
 
 #include "client/dfs_client.h"
 #include "client/meta.h"
+#include "services/rpc/pool.h"
 
 /*
  * dfs_client_put (client/dfs_client.h) over a metadata connection: the links to the storage nodes
- * are secured as meta's (dfs_meta_security). Returns 0 and fills *out, or a DFS_ code with a
- * one-line reason in *errmsg.
+ * use the channels of `channels` (borrowed, shared with other transfers: client/links.h; NULL:
+ * the put opens its own, secured as meta's, dfs_meta_security). Returns 0 and fills *out, or a
+ * DFS_ code with a one-line reason in *errmsg.
  */
-int dfs_put(dfs_meta *meta, const char *local, const char *remote,
+int dfs_put(dfs_meta *meta, dfs_rpc_pool *channels, const char *local, const char *remote,
             const struct dfs_client_put_opts *opts, struct dfs_client_put_result *out,
             char **errmsg);
 

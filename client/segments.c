@@ -45,10 +45,11 @@ static int check_layout(const Dfs__V1__FileInfo *file, char **errmsg)
     return rc;
 }
 
-int dfs_get_segments_fd(dfs_meta *meta, const struct dfs_rpc_link_security *security,
-                        const Dfs__V1__FileInfo *file, uint64_t offset, uint64_t length, int out_fd,
-                        const char *scratch_dir, const struct dfs_client_get_opts *opts,
-                        struct dfs_client_get_result *out, char **errmsg)
+int dfs_get_segments_fd(dfs_meta *meta, dfs_rpc_pool *channels,
+                        const struct dfs_rpc_link_security *security, const Dfs__V1__FileInfo *file,
+                        uint64_t offset, uint64_t length, int out_fd, const char *scratch_dir,
+                        const struct dfs_client_get_opts *opts, struct dfs_client_get_result *out,
+                        char **errmsg)
 {
     if (offset > file->size || length > file->size - offset)
         return dfs_seterr(errmsg, DFS_ERANGE,
@@ -70,8 +71,8 @@ int dfs_get_segments_fd(dfs_meta *meta, const struct dfs_rpc_link_security *secu
             continue;
         struct dfs_client_get_result r;
         memset(&r, 0, sizeof r);
-        rc = dfs_get_fd(meta, security, s->file, lo - s->offset, hi - lo, out_fd, scratch_dir, opts,
-                        &r, errmsg);
+        rc = dfs_get_fd(meta, channels, security, s->file, lo - s->offset, hi - lo, out_fd,
+                        scratch_dir, opts, &r, errmsg);
         if (rc != DFS_OK) {
             dfs_prefixerr(errmsg, rc, "segment %zu of %s", i, file->path);
             break;

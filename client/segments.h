@@ -6,6 +6,7 @@
 #include "client/dfs_client.h"
 #include "client/meta.h"
 #include "dfs/v1/types.pb-c.h"
+#include "services/rpc/pool.h"
 
 #include <stdint.h>
 
@@ -18,9 +19,10 @@
  * read of the file is checked end to end; a range is checked block by block as any range is.
  * Returns 0 and fills *out (size = length, sha256 = the file's), or a DFS_ code with *errmsg.
  */
-int dfs_get_segments_fd(dfs_meta *meta, const struct dfs_rpc_link_security *security,
-                        const Dfs__V1__FileInfo *file, uint64_t offset, uint64_t length, int out_fd,
-                        const char *scratch_dir, const struct dfs_client_get_opts *opts,
-                        struct dfs_client_get_result *out, char **errmsg);
+int dfs_get_segments_fd(dfs_meta *meta, dfs_rpc_pool *channels,
+                        const struct dfs_rpc_link_security *security, const Dfs__V1__FileInfo *file,
+                        uint64_t offset, uint64_t length, int out_fd, const char *scratch_dir,
+                        const struct dfs_client_get_opts *opts, struct dfs_client_get_result *out,
+                        char **errmsg);
 
 #endif /* DFS_CLIENT_SEGMENTS_H */

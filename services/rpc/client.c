@@ -119,6 +119,11 @@ const char *dfs_rpc_channel_target(const dfs_rpc_channel *ch)
     return ch->target;
 }
 
+bool dfs_rpc_channel_failing(dfs_rpc_channel *ch)
+{
+    return grpc_channel_check_connectivity_state(ch->channel, 0) == GRPC_CHANNEL_TRANSIENT_FAILURE;
+}
+
 /* The message for a failed status: the peer's details, or the status name when it gave none. */
 static int status_error(grpc_status_code status, grpc_slice details, char **errmsg)
 {

@@ -46,6 +46,14 @@ void dfs_rpc_channel_destroy(dfs_rpc_channel *ch);
 const char *dfs_rpc_channel_target(const dfs_rpc_channel *ch);
 
 /*
+ * Whether the channel's last attempt to connect failed and it is waiting out its reconnect
+ * backoff (TRANSIENT_FAILURE): until it connects again every call on it fails at once, even when
+ * the peer is back (restarted on the same address). A channel kept for many calls (a pool's)
+ * lets a caller that must reach the peer now open a fresh one instead. Any thread.
+ */
+bool dfs_rpc_channel_failing(dfs_rpc_channel *ch);
+
+/*
  * A blocking unary call, from any thread. `method` is the full name ("/dfs.v1.Metadata/GetFile").
  * On success *resp is a message the caller frees with protobuf_c_message_free_unpacked(*resp,
  * NULL). On failure returns the DFS_ code of the gRPC status (services/rpc/status.h) and puts the

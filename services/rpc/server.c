@@ -745,7 +745,7 @@ int dfs_rpc_server_create(const struct dfs_rpc_server_config *cfg, dfs_rpc_serve
     atomic_init(&srv->shutting_down, false);
     grpc_init();
 
-    grpc_arg args[3];
+    grpc_arg args[5];
     memset(args, 0, sizeof args);
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -757,7 +757,21 @@ int dfs_rpc_server_create(const struct dfs_rpc_server_config *cfg, dfs_rpc_serve
     args[2].type = GRPC_ARG_INTEGER;
     args[2].key = GRPC_ARG_ALLOW_REUSEPORT;
     args[2].value.integer = 0;
-    grpc_channel_args chargs = {.num_args = 3, .args = args};
+    /*
+     * Receive windows as the client's channels have them (services/rpc/client.c): a fixed window
+     * per stream, no BDP probing. Probing grows the windows of a storage node's upload streams
+     * to several MiB; the buffers freed out of order leave the heap in holes that later receives
+     * fault in again. Measured (benchmarks/README.md, issue 19): a node's CPU per GiB put fell
+     * by about a quarter, nearly all of it system time; a stream of a loopback or LAN link is not
+     * limited by a window this size.
+     */
+    args[3].type = GRPC_ARG_INTEGER;
+    args[3].key = GRPC_ARG_HTTP2_BDP_PROBE;
+    args[3].value.integer = 0;
+    args[4].type = GRPC_ARG_INTEGER;
+    args[4].key = GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES;
+    args[4].value.integer = 4 << 20; /* DFS_RPC_STREAM_WINDOW (client.h depends on this module) */
+    grpc_channel_args chargs = {.num_args = 5, .args = args};
     srv->server = grpc_server_create(&chargs, NULL);
     srv->workers = calloc((size_t)srv->nworkers, sizeof *srv->workers);
     if (srv->server == NULL || srv->listen == NULL || srv->workers == NULL) {
