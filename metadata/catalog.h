@@ -562,7 +562,8 @@ int dfs_catalog_file_delete(dfs_catalog *cat, const char *path, int64_t now_ms,
  * being written (pending) keep their paths. *moved (may be NULL) is how many files moved.
  * DFS_ENOTFOUND: nothing at or under `from`; DFS_EEXIST: a file at `to` without replace, a
  * directory renamed onto a file, or anything at or under `to` for a directory (or under `to`
- * for a file); DFS_EINVAL: a path not canonical or "/", or `to` inside `from`.
+ * for a file); DFS_EINVAL: a path not canonical or "/", `to` inside `from`, or either path at,
+ * under or above DFS_CATALOG_SEGMENT_DIR (segments move only with StitchFile).
  */
 int dfs_catalog_file_rename(dfs_catalog *cat, const char *from, const char *to, bool replace,
                             int64_t now_ms, uint64_t *moved, char **errmsg);
