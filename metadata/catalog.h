@@ -949,8 +949,8 @@ void dfs_catalog_health_clear(struct dfs_health *h);
 
 /* dfs.v1.StatResponse. */
 struct dfs_catalog_stats {
-    uint64_t files;         /* committed files */
-    uint64_t logical_bytes; /* sum of their sizes */
+    uint64_t files;         /* committed files; a stitched file's segments are not counted */
+    uint64_t logical_bytes; /* sum of their sizes (a stitched file's bytes once) */
     uint64_t stored_bytes;  /* sum over their replicas of the fragment size */
     uint32_t nodes_alive;
     uint32_t nodes_suspect;

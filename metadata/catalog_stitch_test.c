@@ -73,8 +73,15 @@ static void test_stitch(void **state)
     struct fx *fx = *state;
     struct dfs_file_rec *f = NULL;
     char *err = NULL;
+    struct dfs_catalog_stats before, after;
+    assert_int_equal(dfs_catalog_stats(fx->cat, &before, &err), DFS_OK);
     assert_int_equal(stitch(fx, "/b/obj", OID, PARTS, 3, &f, &err), DFS_OK);
     assert_null(err);
+    /* Each byte counted once: three files became one, the same bytes, the same copies. */
+    assert_int_equal(dfs_catalog_stats(fx->cat, &after, &err), DFS_OK);
+    assert_int_equal(after.files, before.files - 2);
+    assert_int_equal(after.logical_bytes, before.logical_bytes);
+    assert_int_equal(after.stored_bytes, before.stored_bytes);
     assert_string_equal(f->file_id, OID);
     assert_string_equal(f->path, "/b/obj");
     assert_int_equal(f->state, DFS_FILE_COMMITTED);
