@@ -1,5 +1,5 @@
-/* Reading a stitched file (StitchFile, issue 17): its segments in order, each through the get
-   engine, the next one started while the current one is copied out. */
+/* Reading a stitched file (StitchFile, issue 17): its segments in turn, each through the get
+   engine. */
 #ifndef DFS_CLIENT_SEGMENTS_H
 #define DFS_CLIENT_SEGMENTS_H
 
@@ -11,9 +11,7 @@
 
 /*
  * dfs_get_fd for a file with segments (file->n_segments > 0): bytes [offset, offset + length) to
- * out_fd, each segment's share through dfs_get_fd on the segment's own layout, in order; the
- * next segment's get runs (in a thread of its own, held back by a pipe) while the current one's
- * bytes go out, so a segment's setup overlaps the previous one's transfer. The
+ * out_fd, each segment's share through dfs_get_fd on the segment's own layout, in order. The
  * layout is checked first: segments contiguous from 0 and adding up to the file's size, none
  * stitched itself, and the file's SHA-256 the SHA-256 of the segments' SHA-256s (DFS_EDATALOSS
  * otherwise). A segment read whole is checked against its own SHA-256 by the engine, so a whole
