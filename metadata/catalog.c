@@ -489,8 +489,11 @@ static const char *const stmt_sql[S_COUNT] = {
                    "WHERE r.fragment_id = ?1 AND r.node_id = ?2 AND r.acked = 1 "
                    "AND fi.state = 'committed'",
 
-    [S_STATS_FILES] =
-        "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE state = 'committed'",
+    /* A segment (a row named by segments.part_id) is its stitched file's storage, not a file:
+       the stitched file counts once with its size, its segments not at all (issue 17). */
+    [S_STATS_FILES] = "SELECT count(*), coalesce(sum(size), 0) FROM files "
+                      "WHERE state = 'committed' AND NOT EXISTS "
+                      "(SELECT 1 FROM segments s WHERE s.part_id = files.file_id)",
     [S_STATS_STORED] = "SELECT coalesce(sum(f.size), 0) FROM replicas r JOIN fragments f "
                        "ON f.fragment_id = r.fragment_id WHERE r.acked = 1",
     [S_STATS_PENDING] = "SELECT count(*) FROM files WHERE state = 'pending'",

@@ -566,7 +566,8 @@ int dfs_catalog_file_delete(dfs_catalog *cat, const char *path, int64_t now_ms,
  * being written (pending) keep their paths. *moved (may be NULL) is how many files moved.
  * DFS_ENOTFOUND: nothing at or under `from`; DFS_EEXIST: a file at `to` without replace, a
  * directory renamed onto a file, or anything at or under `to` for a directory (or under `to`
- * for a file); DFS_EINVAL: a path not canonical or "/", or `to` inside `from`.
+ * for a file); DFS_EINVAL: a path not canonical or "/", `to` inside `from`, or either path at,
+ * under or above DFS_CATALOG_SEGMENT_DIR (segments move only with StitchFile).
  */
 int dfs_catalog_file_rename(dfs_catalog *cat, const char *from, const char *to, bool replace,
                             int64_t now_ms, uint64_t *moved, char **errmsg);
@@ -952,8 +953,8 @@ void dfs_catalog_health_clear(struct dfs_health *h);
 
 /* dfs.v1.StatResponse. */
 struct dfs_catalog_stats {
-    uint64_t files;         /* committed files */
-    uint64_t logical_bytes; /* sum of their sizes */
+    uint64_t files;         /* committed files; a stitched file's segments are not counted */
+    uint64_t logical_bytes; /* sum of their sizes (a stitched file's bytes once) */
     uint64_t stored_bytes;  /* sum over their replicas of the fragment size */
     uint32_t nodes_alive;
     uint32_t nodes_suspect;

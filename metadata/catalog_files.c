@@ -1158,6 +1158,18 @@ out:
     return rc;
 }
 
+/* Whether a rename at `path` would move something at or under DFS_CATALOG_SEGMENT_DIR: the
+   path is that folder, under it, or a folder above it ("/.dfs-s3"). */
+static bool touches_segments(const char *path)
+{
+    size_t seg = strlen(DFS_CATALOG_SEGMENT_DIR); /* with its trailing '/' */
+    size_t n = strlen(path);
+    if (n + 1 >= seg) /* the folder itself or something under it */
+        return strncmp(path, DFS_CATALOG_SEGMENT_DIR, seg - 1) == 0 &&
+               (path[seg - 1] == '\0' || path[seg - 1] == '/');
+    return strncmp(DFS_CATALOG_SEGMENT_DIR, path, n) == 0 && DFS_CATALOG_SEGMENT_DIR[n] == '/';
+}
+
 int dfs_catalog_file_rename(dfs_catalog *cat, const char *from, const char *to, bool replace,
                             int64_t now_ms, uint64_t *moved, char **errmsg)
 {
@@ -1180,6 +1192,12 @@ int dfs_catalog_file_rename(dfs_catalog *cat, const char *from, const char *to, 
     }
     if (strncmp(to, from, n) == 0 && to[n] == '/')
         return dfs_seterr(errmsg, DFS_EINVAL, "cannot move %s inside itself (%s)", from, to);
+    /* Segments belong to their stitched files (issue 17): none moves in or out of their folder,
+       alone or with a folder above it, else a file would lose bytes or a segment would be a file. */
+    if (touches_segments(from) || touches_segments(to))
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "cannot rename %s to %s: %s holds the segments of stitched files", from,
+                          to, DFS_CATALOG_SEGMENT_DIR);
     int64_t count = 0;
     catalog_lock(cat);
     rc = catalog_tx_begin(cat, true, errmsg);

@@ -73,8 +73,15 @@ static void test_stitch(void **state)
     struct fx *fx = *state;
     struct dfs_file_rec *f = NULL;
     char *err = NULL;
+    struct dfs_catalog_stats before, after;
+    assert_int_equal(dfs_catalog_stats(fx->cat, &before, &err), DFS_OK);
     assert_int_equal(stitch(fx, "/b/obj", OID, PARTS, 3, &f, &err), DFS_OK);
     assert_null(err);
+    /* Each byte counted once: three files became one, the same bytes, the same copies. */
+    assert_int_equal(dfs_catalog_stats(fx->cat, &after, &err), DFS_OK);
+    assert_int_equal(after.files, before.files - 2);
+    assert_int_equal(after.logical_bytes, before.logical_bytes);
+    assert_int_equal(after.stored_bytes, before.stored_bytes);
     assert_string_equal(f->file_id, OID);
     assert_string_equal(f->path, "/b/obj");
     assert_int_equal(f->state, DFS_FILE_COMMITTED);
@@ -207,6 +214,23 @@ static void test_refusals(void **state)
     assert_int_equal(dfs_catalog_file_delete(fx->cat, segp, T0, &f, &err), DFS_EINVAL);
     free(err);
     err = NULL;
+    /* Nor renamed: not out of the segments' folder, not into it, not with a folder above it. */
+    const char *const from[] = {segp, "/.dfs-s3/segments", "/.dfs-s3", "/b/obj", PARTS[1]};
+    const char *const to[] = {"/b/loose", "/b/segs", "/b/s3", "/.dfs-s3/segments/x",
+                              "/.dfs-s3/segments"};
+    for (size_t i = 0; i < sizeof from / sizeof from[0]; i++) {
+        assert_int_equal(dfs_catalog_file_rename(fx->cat, from[i], to[i], true, T0, NULL, &err),
+                         DFS_EINVAL);
+        assert_non_null(strstr(err, "segments of stitched files"));
+        free(err);
+        err = NULL;
+    }
+    assert_int_equal(dfs_catalog_file_get(fx->cat, segp, &f, &err), DFS_OK);
+    dfs_catalog_file_rec_free(f);
+    /* A neighbour of the folder is an ordinary path. */
+    assert_int_equal(
+        dfs_catalog_file_rename(fx->cat, PARTS[1], "/.dfs-s3/segmentsx", false, T0, NULL, &err),
+        DFS_OK);
 }
 
 /* A stitched part is flattened: its segments become the new file's, its row goes. */

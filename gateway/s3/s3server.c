@@ -1953,10 +1953,129 @@ static void sweep_one(dfs_s3server *s, const char *dir)
     free(err);
 }
 
-/* One pass: uploads whose record is older than the timeout are aborted. */
+/* The folder part of a path ("/a/b/" of "/a/b/c"), malloc'd. */
+static char *folder_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return strndup(path, (size_t)(slash - path) + 1);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * Files left behind when a gateway died, found by listing `prefix` whole (sorted by path):
+ *  - under SEGPUT_DIR<id>/: the segments of a PUT cut off before its stitch. A folder goes when
+ *    its newest segment is older than the cutoff (--s3-upload-timeout, the bound an open multipart
+ *    upload already has): a live PUT stores a segment every --s3-segment-size bytes, so only a
+ *    client sending less than that in the whole timeout could still own it, and such an upload
+ *    would have been aborted had it been multipart.
+ *  - under UPLOADS_DIR<bucket>/<id>/ with no "upload" record (a part stored after its upload was
+ *    aborted or expired): every such file older than the cutoff.
+ * Folders with a record are sweep_uploads' (it aborts them by the record's age).
+ */
+struct stale {
+    char **paths; /* to remove */
+    size_t n;
+};
+
+static void stale_add(struct stale *st, const char *path)
+{
+    char **np = realloc(st->paths, (st->n + 1) * sizeof *np);
+    if (np == NULL)
+        return;
+    st->paths = np;
+    if ((st->paths[st->n] = strdup(path)) != NULL)
+        st->n++;
+}
+
+static void sweep_orphans(dfs_s3server *s, const char *prefix, int64_t cutoff)
+{
+    bool segput = strcmp(prefix, SEGPUT_DIR) == 0;
+    char *token = NULL, *err = NULL;
+    struct stale st = {0}, live = {0}; /* live: upload folders with a record (sorted) */
+    /* For SEGPUT_DIR: the current folder's files and its newest commit. */
+    char *dir = NULL;
+    struct stale cur = {0};
+    int64_t newest = 0;
+    for (;;) {
+        Dfs__V1__ListFilesResponse *page = NULL;
+        if (dfs_client_ls(s->client, prefix, 1000, token, &page, &err) != DFS_OK)
+            break;
+        for (size_t i = 0; i < page->n_files; i++) {
+            const Dfs__V1__FileInfo *fi = page->files[i];
+            char *d = folder_of(fi->path);
+            if (d == NULL)
+                continue;
+            if (!segput) {
+                if (strcmp(fi->path + strlen(d), "upload") == 0)
+                    stale_add(&live, d);
+                else if (fi->committed_ms <= cutoff)
+                    stale_add(&st, fi->path);
+                free(d);
+                continue;
+            }
+            if (dir == NULL || strcmp(d, dir) != 0) {
+                for (size_t j = 0; j < cur.n; j++) {
+                    if (newest <= cutoff)
+                        stale_add(&st, cur.paths[j]);
+                    free(cur.paths[j]);
+                }
+                cur.n = 0;
+                newest = 0;
+                free(dir);
+                dir = d;
+            } else {
+                free(d);
+            }
+            stale_add(&cur, fi->path);
+            if (fi->committed_ms > newest)
+                newest = fi->committed_ms;
+        }
+        free(token);
+        token = page->next_page_token != NULL && page->next_page_token[0] != '\0'
+                    ? strdup(page->next_page_token)
+                    : NULL;
+        protobuf_c_message_free_unpacked(&page->base, NULL);
+        if (token == NULL)
+            break;
+    }
+    for (size_t j = 0; j < cur.n; j++) {
+        if (err == NULL && newest <= cutoff)
+            stale_add(&st, cur.paths[j]);
+        free(cur.paths[j]);
+    }
+    free(cur.paths);
+    free(dir);
+    free(token);
+    free(err);
+    if (live.n > 1)
+        qsort(live.paths, live.n, sizeof *live.paths, cmp_str);
+    for (size_t i = 0; i < st.n; i++) {
+        char *d = folder_of(st.paths[i]);
+        bool owned = d != NULL && live.n > 0 &&
+                     bsearch(&d, live.paths, live.n, sizeof *live.paths, cmp_str) != NULL;
+        if (d != NULL && !owned) {
+            dfs_log(DFS_LOG_INFO, "s3 orphan removed path=%s", st.paths[i]);
+            dfs_client_rm(s->client, st.paths[i], NULL, NULL);
+        }
+        free(d);
+        free(st.paths[i]);
+    }
+    free(st.paths);
+    for (size_t i = 0; i < live.n; i++)
+        free(live.paths[i]);
+    free(live.paths);
+}
+
+/* One pass: uploads whose record is older than the timeout are aborted; orphans removed. */
 static void sweep_uploads(dfs_s3server *s)
 {
     int64_t cutoff = dfs_clock_wall_ms() - s->upload_timeout_ms;
+    sweep_orphans(s, SEGPUT_DIR, cutoff);
+    sweep_orphans(s, UPLOADS_DIR, cutoff);
     char *token = NULL, *err = NULL, **dirs = NULL;
     size_t n = 0;
     for (;;) {
@@ -1999,6 +2118,8 @@ static void *sweeper_main(void *arg)
     /* A quarter of the timeout, between 100 ms and a minute. */
     int64_t every = s->upload_timeout_ms / 4;
     every = every < 100 ? 100 : every > 60000 ? 60000 : every;
+    /* At start: whatever a gateway that died left behind and the timeout has made stale. */
+    sweep_uploads(s);
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
         struct timespec until;
