@@ -385,6 +385,22 @@ static const char *const migrations[] = {
     "  applied_index INTEGER NOT NULL CHECK (applied_index >= 0)"
     ");"
     "INSERT INTO replication (k, applied_index) VALUES (0, 0);",
+
+    /* 10 (issue 16, restore): a catalog made by dfs-metadata restore from a backup (one row in
+       `restored`) keeps the fragments nodes report that none of its files knows -- files
+       committed after the backup -- as `orphans`, by fragment id and node, instead of deleting
+       them as a catalog that never lost anything does. */
+    "CREATE TABLE restored ("
+    "  k           INTEGER NOT NULL PRIMARY KEY CHECK (k = 0),"
+    "  restored_ms INTEGER NOT NULL,"
+    "  from_index  INTEGER NOT NULL CHECK (from_index >= 0)"
+    ");"
+    "CREATE TABLE orphans ("
+    "  fragment_id   TEXT    NOT NULL CHECK (length(fragment_id) = 40),"
+    "  node_id       TEXT    NOT NULL CHECK (length(node_id) = 32),"
+    "  first_seen_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (fragment_id, node_id)"
+    ") WITHOUT ROWID;",
 };
 
 static_assert(sizeof migrations / sizeof migrations[0] == DFS_CATALOG_SCHEMA_VERSION,
@@ -590,6 +606,9 @@ static const char *const stmt_sql[S_COUNT] = {
         "WHERE q.fragment_id = i.fragment_id AND q.state = 'running' "
         "AND q.target_node = ?1) ORDER BY i.fragment_id",
     [S_INV_DROP] = "DELETE FROM inventory_reports WHERE node_id = ?1",
+    [S_RESTORED_GET] = "SELECT restored_ms FROM restored WHERE k = 0",
+    [S_ORPHAN_INSERT] = "INSERT OR IGNORE INTO orphans (fragment_id, node_id, first_seen_ms) "
+                        "VALUES (?1, ?2, ?3)",
     [S_LAYOUT_ALL] = "SELECT fi.file_id, fi.path, fi.scheme, fi.replicas, fi.fragments, fi.data, "
                      "fi.parity, f.fragment_id, f.size, f.checksum, r.node_id FROM fragments f "
                      "JOIN files fi ON fi.file_id = f.file_id LEFT JOIN replicas r "

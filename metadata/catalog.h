@@ -31,7 +31,7 @@
 typedef struct dfs_catalog dfs_catalog;
 
 /* The schema version this code writes (migrations 1..DFS_CATALOG_SCHEMA_VERSION). */
-#define DFS_CATALOG_SCHEMA_VERSION 9
+#define DFS_CATALOG_SCHEMA_VERSION 10
 
 /* Longest node address ("host:port", "unix:/path", ...) and zone name, in bytes. */
 #define DFS_NODE_ADDRESS_MAX 255
@@ -889,7 +889,9 @@ int dfs_catalog_inventory_missing(dfs_catalog *cat, const char *node_id,
  * End the report: every fragment in the stored inventory that the catalog does not expect on the
  * node (no replica row, committed or planned; not the target of a running repair), except
  * fragments of the catalog that are lost (their bytes are kept for salvage), is queued for
- * deletion on the node; the stored pages are dropped. *unknown receives how many.
+ * deletion on the node; the stored pages are dropped. *unknown receives how many. In a restored
+ * catalog (dfs_catalog_restore_file), a fragment of a file the catalog does not know at all is
+ * kept instead and recorded as an orphan (table orphans: fragment id, node, first seen).
  */
 int dfs_catalog_inventory_finish(dfs_catalog *cat, const char *node_id, int64_t now_ms,
                                  size_t *unknown, char **errmsg);
@@ -1128,5 +1130,25 @@ int dfs_catalog_backup(const char *db, const char *to, uint64_t *index, char **e
  * a catalog of this schema version (DFS_EPRECOND otherwise); it is modified (stamped).
  */
 int dfs_catalog_restore(dfs_catalog *cat, const char *path, uint64_t index, char **errmsg);
+
+/*
+ * Disaster recovery (dfs-metadata restore): make a new catalog file `db` (DFS_EEXIST when it
+ * exists) from the backup `backup` (dfs_catalog_backup's output, or any copy of a catalog),
+ * migrated to this schema, for a new cluster: its applied index is reset to 0 (the new cluster's
+ * log starts empty; the backup's own log is gone) and it is marked restored at now_ms, so the
+ * fragments the nodes report that it does not know (files committed after the backup) are kept
+ * as orphans, not deleted (dfs_catalog_inventory_finish). *from_index (may be NULL) receives the
+ * backup's applied index. The file appears whole or not at all (written aside, fsynced,
+ * renamed).
+ */
+int dfs_catalog_restore_file(const char *backup, const char *db, int64_t now_ms,
+                             uint64_t *from_index, char **errmsg);
+
+/* The orphans of the restored catalog file `db` (in use by a running dfs-metadata or not: read on
+ * a read-only connection of its own), at most `max`, by fragment id: fn is called for each. */
+int dfs_catalog_orphans_file(const char *db, size_t max,
+                             void (*fn)(void *arg, const char *fragment_id, const char *node_id,
+                                        int64_t first_seen_ms),
+                             void *arg, char **errmsg);
 
 #endif /* DFS_METADATA_CATALOG_H */

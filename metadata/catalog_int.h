@@ -153,6 +153,8 @@ enum stmt {
     S_BUCKET_DELETE,
     S_BUCKET_FILES,
     S_BUCKETS_LIST,
+    S_RESTORED_GET,
+    S_ORPHAN_INSERT,
 
     S_COUNT
 };

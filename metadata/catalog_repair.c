@@ -1092,14 +1092,23 @@ static int inventory_finish_locked(dfs_catalog *cat, const char *node_id, int64_
                                    size_t *unknown, char **errmsg)
 {
     char(*ids)[DFS_FRAGMENT_ID_HEX + 1] = NULL;
-    size_t n = 0, count = 0;
-    int rc = id_list(cat, S_INV_UNKNOWN, node_id, &ids, &n, errmsg);
+    size_t n = 0, count = 0, kept = 0;
+    /* A restored catalog does not know the files committed after its backup: keep their bytes. */
+    int restored = catalog_query(cat, S_RESTORED_GET, errmsg, "");
+    if (restored == 1)
+        catalog_release(cat->st[S_RESTORED_GET]);
+    int rc = restored < 0 ? restored : id_list(cat, S_INV_UNKNOWN, node_id, &ids, &n, errmsg);
     for (size_t i = 0; rc == DFS_OK && i < n; i++) {
         struct assess a;
         int got = assess_fragment(cat, ids[i], &a, errmsg);
         if (got < 0) {
             rc = got;
             break;
+        }
+        if (got == 0 && restored == 1) {
+            rc = catalog_exec(cat, S_ORPHAN_INSERT, NULL, errmsg, "tti", ids[i], node_id, now_ms);
+            kept++;
+            continue;
         }
         bool salvage = got == 1 && a.committed && a.lost;
         if (got == 1)
@@ -1114,6 +1123,11 @@ static int inventory_finish_locked(dfs_catalog *cat, const char *node_id, int64_
         rc = catalog_exec(cat, S_INV_DROP, NULL, errmsg, "t", node_id);
     if (rc == DFS_OK)
         *unknown = count;
+    if (rc == DFS_OK && kept > 0)
+        dfs_log(DFS_LOG_WARN,
+                "inventory: fragments no file of this restored catalog knows kept as orphans "
+                "node=%s count=%zu",
+                node_id, kept);
     return rc;
 }
 

@@ -8,6 +8,7 @@
 #include "common/err.h"
 #include "common/log.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -345,5 +346,131 @@ int dfs_catalog_restore(dfs_catalog *cat, const char *path, uint64_t index, char
     if (rc == DFS_OK)
         dfs_log(DFS_LOG_INFO, "catalog restored path=%s from=%s index=%" PRIu64, cat->path, path,
                 index);
+    return rc;
+}
+
+/* fsync the file at path, then its folder (the rename into it). */
+static int sync_path(const char *path, char **errmsg)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return dfs_seterr(errmsg, DFS_EIO, "restore: cannot sync %s", path);
+    }
+    close(fd);
+    return DFS_OK;
+}
+
+int dfs_catalog_restore_file(const char *backup, const char *db, int64_t now_ms,
+                             uint64_t *from_index, char **errmsg)
+{
+    if (backup == NULL || db == NULL || strcmp(db, ":memory:") == 0)
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "restore: a backup file and a new catalog are needed");
+    if (access(db, F_OK) == 0)
+        return dfs_seterr(errmsg, DFS_EEXIST,
+                          "restore: %s exists already (restore makes a new catalog)", db);
+    char *tmp = NULL;
+    if (asprintf(&tmp, "%s.restoring", db) < 0)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    unlink(tmp);
+    sqlite3 *src = NULL, *dst = NULL;
+    int rc = DFS_OK;
+    if (sqlite3_open_v2(backup, &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        rc = conn_err(src, backup, errmsg);
+    if (rc == DFS_OK &&
+        sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
+        rc = conn_err(dst, tmp, errmsg);
+    if (rc == DFS_OK)
+        rc = backup_all(dst, src, errmsg);
+    if (dst != NULL)
+        sqlite3_close(dst);
+    if (src != NULL)
+        sqlite3_close(src);
+    /* Open it as a catalog: that checks it is one and migrates it to this schema. */
+    dfs_catalog *cat = NULL;
+    if (rc == DFS_OK)
+        rc = dfs_catalog_open(tmp, &cat, errmsg);
+    uint64_t from = 0;
+    if (rc == DFS_OK)
+        rc = dfs_catalog_applied_index(cat, &from, errmsg);
+    if (rc == DFS_OK) {
+        char sql[160];
+        snprintf(sql, sizeof sql,
+                 "UPDATE replication SET applied_index = 0 WHERE k = 0;"
+                 "INSERT OR REPLACE INTO restored (k, restored_ms, from_index) "
+                 "VALUES (0, %" PRId64 ", %" PRIu64 ");",
+                 now_ms, from);
+        catalog_lock(cat);
+        rc = catalog_tx_begin(cat, true, errmsg);
+        if (rc == DFS_OK)
+            rc = catalog_tx_end(cat, conn_exec(cat->db, sql, errmsg), errmsg);
+        catalog_unlock(cat);
+    }
+    dfs_catalog_close(cat); /* checkpoints the WAL into the file */
+    if (rc == DFS_OK)
+        rc = sync_path(tmp, errmsg);
+    if (rc == DFS_OK && rename(tmp, db) != 0)
+        rc = dfs_seterr(errmsg, DFS_EIO, "restore: cannot rename %s to %s", tmp, db);
+    if (rc == DFS_OK) {
+        char *dir = strdup(db);
+        char *slash = dir != NULL ? strrchr(dir, '/') : NULL;
+        if (slash != NULL) {
+            *slash = '\0';
+            rc = sync_path(slash == dir ? "/" : dir, errmsg);
+        } else if (dir != NULL) {
+            rc = sync_path(".", errmsg);
+        }
+        free(dir);
+    }
+    if (rc != DFS_OK) {
+        unlink(tmp);
+        char *side = NULL;
+        if (asprintf(&side, "%s-wal", tmp) >= 0)
+            unlink(side);
+        free(side);
+        if (asprintf(&side, "%s-shm", tmp) >= 0)
+            unlink(side);
+        free(side);
+    } else if (from_index != NULL) {
+        *from_index = from;
+    }
+    free(tmp);
+    return rc;
+}
+
+int dfs_catalog_orphans_file(const char *db, size_t max,
+                             void (*fn)(void *arg, const char *fragment_id, const char *node_id,
+                                        int64_t first_seen_ms),
+                             void *arg, char **errmsg)
+{
+    sqlite3 *c = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = DFS_OK;
+    if (access(db, F_OK) != 0)
+        rc = dfs_seterr(errmsg, DFS_ENOTFOUND, "no catalog at %s", db);
+    else if (sqlite3_open_v2(db, &c, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        rc = conn_err(c, db, errmsg);
+    if (rc == DFS_OK) {
+        sqlite3_busy_timeout(c, SNAPSHOT_BUSY_MS);
+        if (sqlite3_prepare_v2(c,
+                               "SELECT fragment_id, node_id, first_seen_ms FROM orphans "
+                               "ORDER BY fragment_id, node_id LIMIT ?1",
+                               -1, &st, NULL) != SQLITE_OK)
+            rc = conn_err(c, "not a catalog of schema version 10 or later", errmsg);
+    }
+    if (rc == DFS_OK) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)(max > INT64_MAX ? INT64_MAX : max));
+        int step;
+        while ((step = sqlite3_step(st)) == SQLITE_ROW)
+            fn(arg, (const char *)sqlite3_column_text(st, 0),
+               (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2));
+        if (step != SQLITE_DONE)
+            rc = conn_err(c, db, errmsg);
+    }
+    sqlite3_finalize(st);
+    if (c != NULL)
+        sqlite3_close(c);
     return rc;
 }

@@ -1941,7 +1941,8 @@ static void test_migration_from_version_1(void **state)
     struct dfs_file_rec *f = put(fx, "/old/file", 5000, false, T0);
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
-    sql_exec(fx->db, "DROP TABLE replication; DROP TABLE segments; DROP TABLE path_attrs; DROP "
+    sql_exec(fx->db, "DROP TABLE orphans; DROP TABLE restored; DROP TABLE replication; DROP TABLE "
+                     "segments; DROP TABLE path_attrs; DROP "
                      "TABLE file_meta; DROP TABLE "
                      "buckets; DROP TABLE "
                      "tokens; DROP TABLE secrets; "
@@ -1984,7 +1985,8 @@ static void test_migration_from_version_4(void **state)
     dfs_catalog_close(fx->cat);
     fx->cat = NULL;
     sql_exec(fx->db,
-             "DROP TABLE replication; DROP TABLE segments; DROP TABLE path_attrs; DROP TABLE "
+             "DROP TABLE orphans; DROP TABLE restored; DROP TABLE replication; DROP TABLE "
+             "segments; DROP TABLE path_attrs; DROP TABLE "
              "file_meta; DROP TABLE buckets; "
              "DROP TABLE tokens; ALTER TABLE nodes DROP COLUMN registration; "
              "CREATE TABLE tokens ("
@@ -2738,6 +2740,65 @@ static void test_inventory_reconciliation(void **state)
     dfs_catalog_file_rec_free(p);
 }
 
+struct orphan_list {
+    size_t n;
+    char ids[4][DFS_FRAGMENT_ID_HEX + 1];
+};
+
+static void collect_orphan(void *arg, const char *fragment_id, const char *node_id, int64_t seen)
+{
+    struct orphan_list *l = arg;
+    (void)node_id;
+    assert_int_equal(seen, T0 + 9);
+    if (l->n < 4)
+        snprintf(l->ids[l->n], sizeof l->ids[0], "%s", fragment_id);
+    l->n++;
+}
+
+/* A backup restored as a new cluster's catalog: its log starts empty, what it knows is there, and
+   the fragments of files committed after the backup are kept as orphans, not deleted. */
+static void test_restored_catalog_keeps_unknown_fragments_as_orphans(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, NNODES, T0);
+    struct dfs_file_rec *a = put_on(fx, "/a", 1, 2, 0, T0); /* 0,1 */
+    char backup[700], fresh[700];
+    snprintf(backup, sizeof backup, "%s/backup.db", fx->dir);
+    snprintf(fresh, sizeof fresh, "%s/restored.db", fx->dir);
+    uint64_t at = 99;
+    assert_int_equal(dfs_catalog_backup(fx->db, backup, &at, NULL), DFS_OK);
+    assert_int_equal(at, 0);
+    struct dfs_file_rec *late = put_on(fx, "/late", 1, 2, 0, T0 + 1); /* after the backup */
+    assert_int_equal(dfs_catalog_restore_file(backup, fresh, T0 + 5, &at, NULL), DFS_OK);
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_restore_file(backup, fresh, T0 + 5, NULL, &msg), DFS_EEXIST);
+    free(msg);
+
+    dfs_catalog *r = NULL;
+    assert_int_equal(dfs_catalog_open(fresh, &r, NULL), DFS_OK);
+    uint64_t applied = 1;
+    assert_int_equal(dfs_catalog_applied_index(r, &applied, NULL), DFS_OK);
+    assert_int_equal(applied, 0);
+    struct dfs_file_rec *f = NULL;
+    assert_int_equal(dfs_catalog_file_get(r, "/a", &f, NULL), DFS_OK);
+    dfs_catalog_file_rec_free(f);
+    assert_int_equal(dfs_catalog_file_get(r, "/late", &f, NULL), DFS_ENOTFOUND);
+
+    /* Node 0 reports a's fragment and late's: late's is kept, not queued for deletion. */
+    const char *page[] = {a->fragments[0].fragment_id, late->fragments[0].fragment_id};
+    assert_int_equal(dfs_catalog_inventory_page(r, fx->ids[0], 0, page, 2, T0 + 9, NULL), DFS_OK);
+    size_t unknown = 9;
+    assert_int_equal(dfs_catalog_inventory_finish(r, fx->ids[0], T0 + 9, &unknown, NULL), DFS_OK);
+    assert_int_equal(unknown, 0);
+    struct orphan_list l = {0};
+    assert_int_equal(dfs_catalog_orphans_file(fresh, 100, collect_orphan, &l, NULL), DFS_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.ids[0], late->fragments[0].fragment_id);
+    dfs_catalog_close(r);
+    dfs_catalog_file_rec_free(a);
+    dfs_catalog_file_rec_free(late);
+}
+
 static struct dfs_health health(struct fx *fx)
 {
     struct dfs_layout *l = NULL;
@@ -3081,6 +3142,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_surplus_trimmed_after_return, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_and_missing_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inventory_reconciliation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restored_catalog_keeps_unknown_fragments_as_orphans,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_and_erasure_repairs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_and_secrets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_meta, setup, teardown),

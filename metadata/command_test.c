@@ -440,7 +440,7 @@ static void test_snapshot_and_restore(void **state)
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(
-        sqlite3_exec(db, "DELETE FROM schema_version WHERE version = 9", NULL, NULL, NULL),
+        sqlite3_exec(db, "DELETE FROM schema_version WHERE version = 10", NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(dfs_catalog_restore(fx->cat[2], path, 99, &msg), DFS_EPRECOND);

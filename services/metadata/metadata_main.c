@@ -22,10 +22,13 @@
 #include "services/rpc/server.h"
 
 #include <inttypes.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define PROG    "dfs-metadata"
 #define VERSION "0.1.0"
@@ -173,6 +176,27 @@ static const struct dfs_opts_spec spec = {
 #define RESERVE_BYTES (2u * SEGMENT_BYTES)
 
 /*
+ * A catalog that has applied log entries but whose log is gone (a backup copy served as it is, or
+ * a lost <db>.raft) must not start: a new log's first entries would sit at indexes the catalog
+ * already applied, and be skipped. Such a catalog becomes a new cluster's with restore.
+ */
+static int check_log_belongs(const char *db, const char *raft_dir, uint64_t applied, char **err)
+{
+    if (applied == 0)
+        return DFS_OK;
+    char m1[PATH_MAX], m2[PATH_MAX];
+    snprintf(m1, sizeof m1, "%s/raft/metadata1", raft_dir);
+    snprintf(m2, sizeof m2, "%s/raft/metadata2", raft_dir);
+    if (access(m1, F_OK) == 0 || access(m2, F_OK) == 0)
+        return DFS_OK;
+    return dfs_seterr(err, DFS_EPRECOND,
+                      "catalog %s has applied %" PRIu64 " log entries but its Raft log %s is "
+                      "missing (a backup, or a lost log): make a new cluster's catalog from it "
+                      "with '" PROG " restore --from %s --db NEW'",
+                      db, applied, raft_dir, db);
+}
+
+/*
  * The catalog's replication (issue 16, services/metadata/REPLICATION.md): a one-member Raft
  * cluster whose log and snapshots live beside the catalog (<db>.raft). Every catalog write
  * becomes a command proposed to it (dfs_catalog_set_proposer) and is applied, in log order, in
@@ -194,6 +218,11 @@ static int start_replication(const struct options *o, dfs_catalog *cat,
     if (dir == NULL)
         return dfs_seterr(err, DFS_ENOMEM, "out of memory");
     snprintf(dir, n, "%s.raft", o->db);
+    rc = check_log_belongs(o->db, dir, applied, err);
+    if (rc != DFS_OK) {
+        free(dir);
+        return rc;
+    }
     char *datadir = strdup(o->db);
     if (datadir == NULL) {
         free(dir);
@@ -293,8 +322,8 @@ static const struct dfs_opts_spec backup_spec = {
     .version = VERSION,
     .usage = "--db FILE --to FILE",
     .about = "Copy the catalog while it serves: one read transaction, so the copy is the catalog "
-             "as of a whole number of applied log entries (sqlite3_backup). Start a new "
-             "dfs-metadata on the copy to restore it.",
+             "as of a whole number of applied log entries (sqlite3_backup). To start a new "
+             "cluster from the copy: " PROG " restore.",
     .opts = backup_opts,
 };
 
@@ -321,10 +350,108 @@ static int backup_main(int argc, char **argv)
     return 0;
 }
 
+/* dfs-metadata restore --from BACKUP --db FILE: a new cluster's catalog from a backup. */
+struct restore_options {
+    const char *from;
+    const char *db;
+};
+
+static const struct dfs_opt restore_opts[] = {
+    {DFS_OPT_STRING, "from", 0, DFS_OPT_FIELD(struct restore_options, from), .arg = "FILE",
+     .help = "the backup (" PROG " backup's copy)"},
+    {DFS_OPT_STRING, "db", 0, DFS_OPT_FIELD(struct restore_options, db), .arg = "FILE",
+     .help = "the new catalog to make (must not exist; serve it with " PROG " --db FILE)"},
+    {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
+    {0},
+};
+
+static const struct dfs_opts_spec restore_spec = {
+    .prog = PROG " restore",
+    .version = VERSION,
+    .usage = "--from BACKUP --db FILE",
+    .about = "Make the catalog of a new cluster from a backup: its Raft log starts empty, and "
+             "fragments the storage nodes report that the backup does not know (files committed "
+             "after it) are kept as orphans instead of deleted (" PROG " orphans lists them).",
+    .opts = restore_opts,
+};
+
+static int restore_main(int argc, char **argv)
+{
+    struct restore_options r = {0};
+    dfs_opts *args = NULL;
+    int status = 2;
+    if (!dfs_opts_main(&restore_spec, argc, argv, environ, &r, &args, &status))
+        return status;
+    dfs_opts_destroy(args);
+    if (r.from == NULL || r.db == NULL) {
+        fprintf(stderr, PROG " restore: --from BACKUP and --db FILE are required\n");
+        return 2;
+    }
+    char *err = NULL;
+    uint64_t from = 0;
+    if (dfs_catalog_restore_file(r.from, r.db, dfs_clock_wall_ms(), &from, &err) != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err != NULL ? err : "restore failed");
+        free(err);
+        return 1;
+    }
+    printf("restored %s (applied index %" PRIu64 ") into %s: a new cluster's catalog\n", r.from,
+           from, r.db);
+    return 0;
+}
+
+/* dfs-metadata orphans --db FILE: what a restored catalog keeps that none of its files knows. */
+static const struct dfs_opt orphans_opts[] = {
+    {DFS_OPT_STRING, "db", 0, DFS_OPT_FIELD(struct restore_options, db), .arg = "FILE",
+     .help = "the catalog (a running dfs-metadata may be serving it)"},
+    {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
+    {0},
+};
+
+static const struct dfs_opts_spec orphans_spec = {
+    .prog = PROG " orphans",
+    .version = VERSION,
+    .usage = "--db FILE",
+    .about = "List the fragments a restored catalog keeps as orphans: fragment id, node id and "
+             "when first reported, one per line.",
+    .opts = orphans_opts,
+};
+
+static void print_orphan(void *arg, const char *fragment_id, const char *node_id, int64_t seen)
+{
+    (void)arg;
+    printf("%s %s %" PRId64 "\n", fragment_id, node_id, seen);
+}
+
+static int orphans_main(int argc, char **argv)
+{
+    struct restore_options r = {0};
+    dfs_opts *args = NULL;
+    int status = 2;
+    if (!dfs_opts_main(&orphans_spec, argc, argv, environ, &r, &args, &status))
+        return status;
+    dfs_opts_destroy(args);
+    if (r.db == NULL) {
+        fprintf(stderr, PROG " orphans: --db FILE is required\n");
+        return 2;
+    }
+    char *err = NULL;
+    int rc = dfs_catalog_orphans_file(r.db, SIZE_MAX, print_orphan, NULL, &err);
+    if (rc != DFS_OK) {
+        fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot list orphans");
+        free(err);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "backup") == 0)
         return backup_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "restore") == 0)
+        return restore_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "orphans") == 0)
+        return orphans_main(argc - 1, argv + 1);
     sigset_t signals;
     dfs_daemon_block_signals(&signals);
     struct options o;
