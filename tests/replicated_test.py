@@ -6,6 +6,8 @@
   dump of every table but `replication`, whose row is each replica's own applied index). The time
   from each SIGKILL to the end of the first put started after it and acknowledged is printed.
 - A follower SIGSTOPped for a few seconds while puts go on catches up after SIGCONT.
+- Every replica answers health checks SERVING, and a client that knows only a follower is sent on
+  to the leader.
 - Two of three replicas killed: a put fails, with UNAVAILABLE, within its deadline; both started
   again, the cluster serves everything it had and takes writes again.
 
@@ -19,6 +21,7 @@ import sqlite3
 import threading
 import time
 
+import grpcinspect
 import harness
 
 KILLS = int(os.environ.get("DFS_REPLICATED_KILLS", "5"))
@@ -263,6 +266,12 @@ class Replicated(harness.TestCase):
         c = self.start()
         load = Load(self, c, writers=1, readers=0)
         leader = wait_leader(c)
+        # Every replica is ready (health SERVING: followers that know their leader too), and a
+        # client given only a follower's address is sent on to the leader (trailing dfs-leader).
+        for r in replica_recs(c):
+            harness.wait_until(lambda: grpcinspect.health_check(r["address"], "dfs.v1.Metadata") == "SERVING",
+                               CATCH_UP_DEADLINE_S, "%s not SERVING" % r["name"])
+            c.dfs("--timeout", "5000", "ls", metadata=r["address"])
         for _ in range(3):
             rc, err = load.put_one("a")
             self.assertEqual(rc, 0, err)

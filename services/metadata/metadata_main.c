@@ -687,6 +687,7 @@ int main(int argc, char **argv)
         pthread_mutex_unlock(&rp.mu);
     }
     probe.cat = cat;
+    probe.repl = rp.npeers > 0 ? rp.repl : NULL;
     struct dfs_readiness_config rcfg = {
         .health = health,
         .services = health_names,
