@@ -252,6 +252,27 @@ class Replicated(harness.TestCase):
                 print("kill %d: leader %s (pid %d); first acknowledged put %.2f s later" % (
                     k + 1, leader, pid, figures[-1]), flush=True)
                 c.start_metadata()
+            # A clean stop: the leader hands over on SIGTERM (no election timeout to wait out).
+            leader = wait_leader(c)
+            base = load.acked_count()
+            harness.wait_until(lambda: load.acked_count() >= base + 2, FAILOVER_DEADLINE_S,
+                               "no put acknowledged by %s" % leader)
+            rec = [r for r in replica_recs(c) if r["name"] == leader][0]
+            t_term = time.monotonic()
+            os.kill(rec["pid"], signal.SIGTERM)
+            harness.wait_until(lambda: load.first_ok_after(t_term) is not None, FAILOVER_DEADLINE_S,
+                               "no put acknowledged after SIGTERM of the leader %s" % leader)
+            handover = load.first_ok_after(t_term) - t_term
+            harness.wait_until(lambda: leader not in c.metadata_pids(), FAILOVER_DEADLINE_S,
+                               "%s did not exit on SIGTERM" % leader)
+            with open(rec["log"], encoding="utf-8", errors="replace") as f:
+                f.seek(rec.get("log_offset", 0))
+                text = f.read()
+            self.assertIn('msg="leadership handed over', text)
+            self.assertIn('msg="stopped"', text)
+            print("SIGTERM of the leader %s: first acknowledged put %.2f s later" % (leader, handover),
+                  flush=True)
+            c.start_metadata()
         finally:
             load.finish()
         print("failover (SIGKILL -> first acknowledged put): min %.2f s, max %.2f s, over %d kills; "
