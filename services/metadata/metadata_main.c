@@ -675,6 +675,16 @@ int main(int argc, char **argv)
             free(err);
             return 2;
         }
+        bool listed = false;
+        for (size_t i = 0; i < rp.npeers; i++)
+            listed = listed || rp.peers[i].id == rp.self;
+        if (!listed) {
+            fprintf(stderr,
+                    PROG ": --replica-id %" PRIu64 " is not in --peers (see " PROG " --help)\n",
+                    rp.self);
+            peers_free(rp.peers, rp.npeers);
+            return 2;
+        }
         o.cfg.leadership = &leadership;
     }
     /* Several replicas: the token files are written (or registered) by whichever one leads,
