@@ -37,7 +37,8 @@ struct dfs_placer {
     pthread_mutex_t mu;
     dfs_placement *placement;
     dfs_rng rng;
-    struct reservation *reserved; /* sorted by node_id */
+    struct dfs_placement_config pcfg; /* what a reload creates the placement with */
+    struct reservation *reserved;     /* sorted by node_id */
     size_t nreserved;
     /* [policy - DFS_POLICY_MIN_COPY][width]: changed in memory, not saved yet (a failed save) */
     bool unsaved[2][DFS_PLACER_WIDTH_MAX + 1];
@@ -172,7 +173,7 @@ uint64_t dfs_placer_reserved(dfs_placer *p, const struct dfs_node_rec *n)
 }
 
 /* Load the copysets and buddy groups the catalog keeps (at start). Failures are logged only. */
-static void load_placement(dfs_placer *p)
+static void load_placement(dfs_placer *p, dfs_placement *placement)
 {
     struct dfs_placement_state *v = NULL;
     size_t n = 0;
@@ -185,7 +186,7 @@ static void load_placement(dfs_placer *p)
     }
     for (size_t i = 0; i < n; i++) {
         const struct dfs_placement_state *st = &v[i];
-        if (dfs_placement_import(p->placement, st, &err) != DFS_OK) {
+        if (dfs_placement_import(placement, st, &err) != DFS_OK) {
             dfs_log(DFS_LOG_WARN,
                     "cannot use saved placement sets, they will be built again policy=%s "
                     "width=%" PRIu32 " err=\"%s\"",
@@ -220,9 +221,30 @@ int dfs_placer_create(dfs_catalog *cat, const struct dfs_placer_config *cfg, dfs
     } else {
         p->seed = dfs_rng_seed_random(&p->rng);
     }
-    load_placement(p);
+    p->pcfg = pcfg;
+    load_placement(p, p->placement);
     pthread_mutex_init(&p->mu, NULL);
     *out = p;
+    return DFS_OK;
+}
+
+int dfs_placer_reload(dfs_placer *p, char **errmsg)
+{
+    dfs_placement *fresh = NULL;
+    int rc = dfs_placement_create(&p->pcfg, &fresh, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    /* Loaded outside the lock (a catalog read); swapped in under it. */
+    load_placement(p, fresh);
+    pthread_mutex_lock(&p->mu);
+    dfs_placement *old = p->placement;
+    p->placement = fresh;
+    free(p->reserved);
+    p->reserved = NULL;
+    p->nreserved = 0;
+    memset(p->unsaved, 0, sizeof p->unsaved);
+    pthread_mutex_unlock(&p->mu);
+    dfs_placement_destroy(old);
     return DFS_OK;
 }
 

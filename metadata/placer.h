@@ -55,6 +55,14 @@ struct dfs_placer_config {
 int dfs_placer_create(dfs_catalog *cat, const struct dfs_placer_config *cfg, dfs_placer **out,
                       char **errmsg);
 
+/*
+ * Forget the copysets and buddy groups in memory (and the reservations) and load them again from
+ * the catalog, as at creation: for a replicated catalog whose state moved underneath (a replica
+ * that becomes leader after following, or after a snapshot was installed). The randomness goes
+ * on. Thread-safe. Returns 0, or DFS_ENOMEM / DFS_EINVAL with *errmsg (the placer is unchanged).
+ */
+int dfs_placer_reload(dfs_placer *p, char **errmsg);
+
 /* Free the placer; NULL is a no-op. No other call may be running on it. */
 void dfs_placer_destroy(dfs_placer *p);
 

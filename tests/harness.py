@@ -202,7 +202,7 @@ def fragment_files(cluster, fragment_ids):
     """Paths of the files holding these fragments on every node of the cluster."""
     found = []
     for row in cluster.status():
-        if row["name"] == "metadata":
+        if dfscluster.is_metadata(row["name"]):
             continue
         data = cluster.path(row["name"], "data")
         for fid in fragment_ids:
@@ -232,12 +232,13 @@ class Cluster(dfscluster.Cluster):
     """
 
     def __init__(self, nodes=3, zones=None, metadata_flags=(), storage_flags=(), dir=None, binaries=None,
-                 log_level="info",
+                 log_level="info", metadata_replicas=1,
                  ready_timeout=dfscluster.READY_TIMEOUT_S, stop_timeout=dfscluster.STOP_TIMEOUT_S):
         super().__init__(dir=dir or tmpdir("cluster-"), binaries=binaries or find_binaries(),
                          die_with_parent=True, out=sys.stdout, log_level=log_level, ready_timeout=ready_timeout)
         self.nodes = nodes
         self.zones = zones
+        self.metadata_replicas = metadata_replicas
         self.metadata_flags = list(metadata_flags)
         self.storage_flags = list(storage_flags)
         self.stop_timeout = stop_timeout
@@ -248,7 +249,8 @@ class Cluster(dfscluster.Cluster):
         _live_clusters.append(self)
         _test_clusters.append(self)
         self.stopped = False
-        self.up(self.nodes, zones=self.zones, metadata_flags=self.metadata_flags, storage_flags=self.storage_flags)
+        self.up(self.nodes, zones=self.zones, metadata_flags=self.metadata_flags, storage_flags=self.storage_flags,
+                metadata_replicas=self.metadata_replicas)
         return self
 
     @property

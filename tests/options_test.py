@@ -135,6 +135,21 @@ class Options(harness.TestCase):
             with self.subTest(program=name, args=args):
                 self.usage_error(name, args, says)
 
+    def test_metadata_peers(self):
+        """--replica-id and --peers (a replicated catalog): refused as usage errors before anything opens."""
+        peers = "1=127.0.0.1:7101=127.0.0.1:7001,2=127.0.0.1:7102=127.0.0.1:7002"
+        cases = [
+            (["--peers", peers], "--peers and --replica-id go together"),
+            (["--replica-id", "1"], "--peers and --replica-id go together"),
+            (["--replica-id", "1", "--peers", "1=127.0.0.1:7101"], "is not ID=RAFT_HOST:PORT=GRPC_HOST:PORT"),
+            (["--replica-id", "1", "--peers", peers + ",1=h:1=h:2"], "--peers: id 1 twice"),
+            (["--replica-id", "3", "--peers", peers], "--replica-id 3 is not in --peers"),
+            (["--replica-id", "0", "--peers", peers], "--replica-id must be"),
+        ]
+        for args, says in cases:
+            with self.subTest(args=args):
+                self.usage_error("dfs-metadata", ["--db", "c.db"] + args, says)
+
     def test_missing_values_and_stray_arguments(self):
         cases = [
             ("dfs", ["--metadata"], "--metadata needs a value"),

@@ -7,6 +7,8 @@ Directory layout (D defaults to .cluster under the repository root):
     D/state.json            what was started: per process the exact argv, pid, /proc start time, state
     D/lock                  flock'ed while a command changes the cluster
     D/metadata/catalog.db   the catalog;  D/metadata/log, D/metadata/ready
+    D/metadata-R/           replica R of a replicated catalog (up --metadata N, N > 1): catalog.db,
+                            its Raft log catalog.db.raft/, log, ready; tokens stay in D/metadata/
     D/node-I/data/          node I's fragment store (its node id persists here); D/node-I/log, D/node-I/ready
 
 The daemons' command lines (the contract with services/):
@@ -15,6 +17,10 @@ The daemons' command lines (the contract with services/):
                  [--log-level L] [extra flags]
     dfs-storage  --listen 127.0.0.1:0 --data D/node-I/data --metadata ADDR --ready-file D/node-I/ready
                  [--zone zK] [--log-level L]
+
+With --metadata N (N > 1) replica R runs with --listen 127.0.0.1:GRPC_R --replica-id R+1
+--peers 1=127.0.0.1:RAFT_0=127.0.0.1:GRPC_0,... (ports chosen once at `up`, kept in state.json), and
+the storage nodes get --metadata with every replica's address.
 
 Each daemon writes its ready file atomically with its advertised address and "\\n" once it serves
 (storage: once registered), and exits 0 on SIGTERM.
@@ -31,6 +37,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,6 +59,25 @@ RUNNING = "running"
 STOPPED = "stopped"  # stopped by us with SIGTERM (or SIGKILL after the grace period)
 KILLED = "killed"  # SIGKILLed on purpose (kill --nodes)
 EXITED = "exited"  # recorded as running but found gone: it died on its own
+
+
+def is_metadata(name):
+    """Whether a process name is the metadata service ("metadata") or one of its replicas."""
+    return name == "metadata" or name.startswith("metadata-")
+
+
+def _free_ports(n):
+    """n distinct free loopback TCP ports (held open together while chosen)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 class ClusterError(Exception):
@@ -256,11 +282,28 @@ class Cluster:
 
     @property
     def metadata_address(self):
-        """The running metadata service's address ("127.0.0.1:PORT"), or None."""
-        rec = self.load_state()["processes"].get("metadata")
-        if rec and rec.get("state") == RUNNING and self._alive(rec):
-            return rec.get("address")
+        """The running metadata service's address ("127.0.0.1:PORT"), or with replicas the list of
+        every replica's ("a:1,b:2,c:3", for DFS_METADATA) while one runs; else None."""
+        state = self.load_state()
+        recs = self._metadata_recs(state)
+        if any(r.get("state") == RUNNING and self._alive(r) for r in recs):
+            return self._metadata_list(state)
         return None
+
+    @staticmethod
+    def _metadata_recs(state):
+        """The metadata process records, replica 0 first."""
+        names = sorted((n for n in state["processes"] if is_metadata(n)),
+                       key=lambda n: -1 if n == "metadata" else int(n.split("-")[1]))
+        return [state["processes"][n] for n in names]
+
+    def _metadata_list(self, state):
+        """What clients and nodes get as --metadata: one address, or every replica's."""
+        peers = state.get("metadata_peers")
+        if peers:
+            return ",".join("127.0.0.1:%d" % p["grpc"] for p in peers)
+        rec = state["processes"].get("metadata")
+        return rec.get("address") if rec else None
 
     def binaries(self):
         if self._binaries is None:
@@ -461,8 +504,40 @@ class Cluster:
             cmd += ["--log-level", self.log_level]
         return cmd + list(extra)
 
+    def _replica_cmd(self, state, r):
+        """Replica r's command line (replicated catalog): fixed ports, the same --peers on all."""
+        peers = state["metadata_peers"]
+        cmd = [self.binaries()["dfs-metadata"], "--listen", "127.0.0.1:%d" % peers[r]["grpc"],
+               "--db", self.path("metadata-%d" % r, "catalog.db"),
+               "--ready-file", self.path("metadata-%d" % r, "ready"),
+               "--admin-token-file", self.admin_token_file,
+               "--node-token-file", self.node_token_file,
+               "--replica-id", str(r + 1),
+               "--peers", ",".join("%d=127.0.0.1:%d=127.0.0.1:%d" % (i + 1, p["raft"], p["grpc"])
+                                   for i, p in enumerate(peers))]
+        if self.log_level:
+            cmd += ["--log-level", self.log_level]
+        return cmd + list(state.get("metadata_flags", []))
+
+    def _spawn_replica(self, state, r):
+        name = "metadata-%d" % r
+        os.makedirs(self.path(name), exist_ok=True)
+        rec = self._spawn(name, self._replica_cmd(state, r), self.path(name, "ready"), self.path(name, "log"))
+        rec["index"] = r
+        state["processes"][name] = rec
+        return rec
+
+    def _wait_tokens(self):
+        """A replicated catalog's first leader writes the token files once it leads: wait for them."""
+        deadline = time.monotonic() + self.ready_timeout
+        while not (os.path.exists(self.admin_token_file) and os.path.exists(self.node_token_file)):
+            if time.monotonic() >= deadline:
+                raise ClusterError("no metadata replica became leader within %g s (no %s)" % (
+                    self.ready_timeout, self.admin_token_file))
+            time.sleep(READY_POLL_S)
+
     def _start_storage(self, state, indexes):
-        addr = state["processes"]["metadata"]["address"]
+        addr = self._metadata_list(state)
         recs = []
         try:
             for i in indexes:
@@ -489,8 +564,9 @@ class Cluster:
         state = self.load_state()
         return [n for n, r in state["processes"].items() if r.get("state") == RUNNING and self._alive(r)]
 
-    def up(self, nodes, zones=None, metadata_flags=(), storage_flags=()):
-        """Start the metadata service and nodes 0..nodes-1; returns the metadata address.
+    def up(self, nodes, zones=None, metadata_flags=(), storage_flags=(), metadata_replicas=1):
+        """Start the metadata service (metadata_replicas > 1: that many replicas of a replicated
+        catalog) and nodes 0..nodes-1; returns the metadata address (list).
 
         Reuses the directory (catalog and data survive, nodes keep their ids). On failure stops
         whatever this call started and raises ClusterError.
@@ -499,6 +575,10 @@ class Cluster:
             raise ClusterError("--nodes must be >= 0")
         if zones is not None and zones < 1:
             raise ClusterError("--zones must be >= 1")
+        if metadata_replicas < 1:
+            raise ClusterError("--metadata must be >= 1")
+        if metadata_replicas > 1:
+            return self._up_replicated(nodes, zones, metadata_flags, storage_flags, metadata_replicas)
         with self._locked():
             state = self.load_state()
             live = [r for r in state["processes"].values() if r.get("state") == RUNNING and self._alive(r)]
@@ -510,7 +590,7 @@ class Cluster:
             os.makedirs(self.path("metadata"), exist_ok=True)
             state.update({"version": STATE_VERSION, "dir": self.dir, "nodes": nodes, "zones": zones,
                           "metadata_flags": list(metadata_flags), "storage_flags": list(storage_flags),
-                          "binaries": self.binaries()})
+                          "binaries": self.binaries(), "metadata_peers": None})
             rec = self._spawn("metadata", self._metadata_cmd(metadata_flags), self.path("metadata", "ready"),
                               self.path("metadata", "log"))
             state["processes"]["metadata"] = rec
@@ -531,6 +611,85 @@ class Cluster:
             self._say("%d storage node(s) ready%s" % (nodes, "" if not zones else " in %d zone(s)" % zones))
             return rec["address"]
 
+    def _up_replicated(self, nodes, zones, metadata_flags, storage_flags, n):
+        with self._locked():
+            state = self.load_state()
+            live = [r for r in state["processes"].values() if r.get("state") == RUNNING and self._alive(r)]
+            if live:
+                raise ClusterError("a cluster is already running in %s (%s); run `tools/cluster down` first" % (
+                    self.dir, ", ".join("%s pid %d" % (r["name"], r["pid"]) for r in live)))
+            self._refresh(state)
+            self.binaries()
+            os.makedirs(self.path("metadata"), exist_ok=True)
+            peers = state.get("metadata_peers")
+            if not peers or len(peers) != n:  # a new cluster (a reused one keeps its addresses)
+                ports = _free_ports(2 * n)
+                peers = [{"grpc": ports[2 * i], "raft": ports[2 * i + 1]} for i in range(n)]
+            state.update({"version": STATE_VERSION, "dir": self.dir, "nodes": nodes, "zones": zones,
+                          "metadata_flags": list(metadata_flags), "storage_flags": list(storage_flags),
+                          "binaries": self.binaries(), "metadata_peers": peers})
+            state["processes"].pop("metadata", None)  # a one-service run in this folder before
+            recs = [self._spawn_replica(state, r) for r in range(n)]
+            self._save_state(state)
+            try:
+                self._wait_ready(recs)
+                self._wait_tokens()
+            except BaseException:
+                self._stop(recs)
+                self._save_state(state)
+                raise
+            self._say("metadata replicas ready at %s (pids %s)" % (
+                self._metadata_list(state), " ".join(str(r["pid"]) for r in recs)))
+            try:
+                self._start_storage(state, range(nodes))
+            except BaseException:
+                self._stop(recs)
+                self._save_state(state)
+                raise
+            self._say("%d storage node(s) ready%s" % (nodes, "" if not zones else " in %d zone(s)" % zones))
+            return self._metadata_list(state)
+
+    def start_metadata(self):
+        """Start every metadata replica (or the one service) recorded but not running, on its old
+        addresses; returns the names started."""
+        with self._locked():
+            state = self.load_state()
+            self._refresh(state)
+            if self._binaries is None and state.get("binaries") and not self._bin_dir:
+                self._binaries = state["binaries"]
+            recs = self._metadata_recs(state)
+            if not recs:
+                raise ClusterError("the metadata service was never started in %s" % self.dir)
+            started = []
+            try:
+                for rec in recs:
+                    if rec.get("state") == RUNNING:
+                        continue
+                    if rec["name"] == "metadata":
+                        new = self._spawn("metadata", self._metadata_cmd(state.get("metadata_flags", []),
+                                                                         listen=rec["address"]),
+                                          self.path("metadata", "ready"), self.path("metadata", "log"))
+                        state["processes"]["metadata"] = new
+                    else:
+                        new = self._spawn_replica(state, rec["index"])
+                    started.append(new)
+                self._save_state(state)
+                self._wait_ready(started)
+            except BaseException:
+                self._stop(started)
+                self._save_state(state)
+                raise
+            self._save_state(state)
+            for r in started:
+                self._say("%s started at %s (pid %d)" % (r["name"], r["address"], r["pid"]))
+            return [r["name"] for r in started]
+
+    def metadata_pids(self):
+        """{name: pid} of the metadata processes running now (for tests that signal them)."""
+        state = self.load_state()
+        return {r["name"]: r["pid"] for r in self._metadata_recs(state)
+                if r.get("state") == RUNNING and self._alive(r)}
+
     def down(self, timeout=STOP_TIMEOUT_S):
         """Stop every recorded process that is still ours: storage nodes first, then metadata.
 
@@ -540,11 +699,10 @@ class Cluster:
             state = self.load_state()
             before = len(self.stop_results)
             procs = state["processes"]
-            nodes = [r for n, r in procs.items() if n != "metadata"]
+            nodes = [r for n, r in procs.items() if not is_metadata(n)]
             try:
                 self._stop(nodes, timeout)
-                if "metadata" in procs:
-                    self._stop([procs["metadata"]], timeout)
+                self._stop(self._metadata_recs(state), timeout)
             finally:
                 self._save_state(state)
             stopped = self.stop_results[before:]
@@ -556,7 +714,7 @@ class Cluster:
         with self._locked():
             state = self.load_state()
             self._refresh(state)
-            live = sorted((r for n, r in state["processes"].items() if n != "metadata" and r["state"] == RUNNING),
+            live = sorted((r for n, r in state["processes"].items() if not is_metadata(n) and r["state"] == RUNNING),
                           key=lambda r: r.get("index", 0))
             if count < 0 or count > len(live):
                 self._save_state(state)
@@ -581,8 +739,7 @@ class Cluster:
         with self._locked():
             state = self.load_state()
             self._refresh(state)
-            meta = state["processes"].get("metadata")
-            if not meta or meta.get("state") != RUNNING:
+            if not any(r.get("state") == RUNNING for r in self._metadata_recs(state)):
                 self._save_state(state)
                 raise ClusterError("the metadata service is not running in %s; run `tools/cluster up` first" %
                                    self.dir)
@@ -621,6 +778,9 @@ class Cluster:
             state = self.load_state()
             self._refresh(state)
             rec = state["processes"].get("metadata")
+            if state.get("metadata_peers"):
+                self._save_state(state)
+                raise ClusterError("a replicated catalog: use start-metadata (after stopping replicas)")
             if not rec or not rec.get("address"):
                 self._save_state(state)
                 raise ClusterError("the metadata service was never started in %s" % self.dir)
@@ -664,6 +824,8 @@ class Cluster:
         def order(row):
             if row["name"] == "metadata":
                 return (0, 0)
+            if is_metadata(row["name"]):
+                return (0, int(row["name"].split("-")[1]) + 1)
             return (1, int(row["name"].split("-")[1]))
 
         return sorted(rows, key=order)

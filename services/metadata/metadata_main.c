@@ -21,8 +21,11 @@
 #include "services/rpc/security.h"
 #include "services/rpc/server.h"
 
+#include "common/addr.h"
+
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,8 +53,10 @@ struct options {
     bool insecure;
     int64_t rebalance_threshold; /* --rebalance-threshold, into cfg by check() */
     int64_t delete_grace_ms;     /* --delete-grace-ms, into cfg by check() */
-    const char *raft_listen;     /* --raft-listen: this replica's Raft address */
+    const char *raft_listen; /* --raft-listen: this replica's Raft address (bind with --peers) */
     long long election_timeout_ms;
+    long long replica_id; /* --replica-id: this replica's id in --peers */
+    const char *peers;    /* --peers id=raft_addr=grpc_addr,... */
 };
 
 static const struct dfs_opt_choice log_levels[] = {
@@ -81,8 +86,17 @@ static const struct dfs_opt opts[] = {
     {DFS_OPT_STRING, "db", 0, O(db), .arg = "FILE", .help = "SQLite catalog (created if missing)"},
     {DFS_OPT_STRING, "listen", 0, O(listen), .arg = "ADDR", .def = "127.0.0.1:7000",
      .help = "address to serve on; port 0 = any"},
-    {DFS_OPT_STRING, "raft-listen", 0, O(raft_listen), .arg = "IP:PORT", .def = "127.0.0.1:0",
-     .help = "Raft address of this replica (an IPv4 literal; port 0 = any, one member only)"},
+    {DFS_OPT_STRING, "raft-listen", 0, O(raft_listen), .arg = "IP:PORT",
+     .help = "one member: Raft address of this replica (an IPv4 literal; port 0 = any; default "
+             "127.0.0.1:0); with --peers: the address its Raft listener binds (default: its "
+             "--peers address when that is an IPv4 literal, else 0.0.0.0 with its port)"},
+    {DFS_OPT_INT, "replica-id", 0, O(replica_id), .arg = "N", .min = 1, .max = INT64_MAX,
+     .help = "this replica's id among --peers"},
+    {DFS_OPT_STRING, "peers", 0, O(peers), .arg = "ID=RAFT=GRPC,...",
+     .help = "the replicas of a replicated catalog, the same list on every one: id, Raft address "
+             "(host:port; a host name is resolved at each connect) and gRPC address (what "
+             "followers name to clients in dfs-leader); the initial members when the Raft "
+             "directory is empty"},
     {DFS_OPT_INT, "election-timeout-ms", 0, O(election_timeout_ms), .arg = "N", .def = "500",
      .min = 50, .max = 60000,
      .help = "Raft election timeout (heartbeats every tenth of it; pre-vote on)"},
@@ -175,6 +189,290 @@ static const struct dfs_opts_spec spec = {
 #define SEGMENT_BYTES (512u << 10)
 #define RESERVE_BYTES (2u * SEGMENT_BYTES)
 
+/* One replica of --peers. */
+struct peer {
+    uint64_t id;
+    char *raft; /* host:port */
+    char *grpc; /* host:port */
+};
+
+/*
+ * What the replication engine's hooks and the service's leadership hooks share. mu orders the
+ * leadership news: on_change (replication thread) and main (when the service appears) both tell
+ * the service under it, so the last word it hears is the latest.
+ */
+struct replica {
+    dfs_catalog *cat;
+    dfs_repl *repl;
+    uint64_t self;
+    struct peer *peers;
+    size_t npeers;
+    const struct options *o;
+    pthread_mutex_t mu;
+    dfs_metadata_service *svc; /* NULL until created */
+    bool ready_leader;
+};
+
+static void peers_free(struct peer *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].raft);
+        free(v[i].grpc);
+    }
+    free(v);
+}
+
+/* Parse --peers "id=raft=grpc,...": ids > 0 and distinct, both addresses host:port. */
+static int peers_parse(const char *s, struct peer **out, size_t *nout, char **err)
+{
+    char **items = NULL;
+    size_t n = 0;
+    int rc = dfs_addr_list_split(s, &items, &n, err);
+    if (rc != DFS_OK)
+        return dfs_prefixerr(err, rc, "--peers");
+    if (n > DFS_REPL_MEMBERS_MAX) {
+        dfs_addr_list_free(items);
+        return dfs_seterr(err, DFS_EINVAL, "--peers: at most %d replicas", DFS_REPL_MEMBERS_MAX);
+    }
+    struct peer *v = calloc(n, sizeof *v);
+    if (v == NULL) {
+        dfs_addr_list_free(items);
+        return dfs_seterr(err, DFS_ENOMEM, "out of memory");
+    }
+    rc = DFS_OK;
+    for (size_t i = 0; i < n && rc == DFS_OK; i++) {
+        char *e1 = strchr(items[i], '=');
+        char *e2 = e1 != NULL ? strchr(e1 + 1, '=') : NULL;
+        char *end = NULL;
+        unsigned long long id = strtoull(items[i], &end, 10);
+        if (e1 == NULL || e2 == NULL || end != e1 || id == 0 || e1 + 1 == e2 || e2[1] == '\0' ||
+            strchr(e1 + 1, ':') == NULL || strchr(e2 + 1, ':') == NULL) {
+            rc = dfs_seterr(err, DFS_EINVAL,
+                            "--peers: \"%s\" is not ID=RAFT_HOST:PORT=GRPC_HOST:PORT", items[i]);
+            break;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (v[j].id == id)
+                rc = dfs_seterr(err, DFS_EINVAL, "--peers: id %llu twice", id);
+        v[i].id = id;
+        v[i].raft = strndup(e1 + 1, (size_t)(e2 - e1 - 1));
+        v[i].grpc = strdup(e2 + 1);
+        if (rc == DFS_OK && (v[i].raft == NULL || v[i].grpc == NULL))
+            rc = dfs_seterr(err, DFS_ENOMEM, "out of memory");
+    }
+    dfs_addr_list_free(items);
+    if (rc != DFS_OK) {
+        peers_free(v, n);
+        return rc;
+    }
+    *out = v;
+    *nout = n;
+    return DFS_OK;
+}
+
+/* The engine's hooks: the catalog's (catalog_sm.h), plus leadership news for the service. */
+static int rp_apply(void *ctx, uint64_t index, const struct dfs_repl_cmd *cmds, size_t n,
+                    struct dfs_repl_result *results, char **errmsg)
+{
+    struct replica *rp = ctx;
+    return dfs_catalog_sm_ops.apply(rp->cat, index, cmds, n, results, errmsg);
+}
+
+static int rp_snapshot_prepare(void *ctx, uint64_t index, void **snap, char **errmsg)
+{
+    struct replica *rp = ctx;
+    return dfs_catalog_sm_ops.snapshot_prepare(rp->cat, index, snap, errmsg);
+}
+
+static int rp_snapshot_write(void *ctx, void *snap, const char *path, char **errmsg)
+{
+    struct replica *rp = ctx;
+    return dfs_catalog_sm_ops.snapshot_write(rp->cat, snap, path, errmsg);
+}
+
+static void rp_snapshot_release(void *ctx, void *snap)
+{
+    struct replica *rp = ctx;
+    dfs_catalog_sm_ops.snapshot_release(rp->cat, snap);
+}
+
+static int rp_restore(void *ctx, uint64_t index, const char *path, char **errmsg)
+{
+    struct replica *rp = ctx;
+    return dfs_catalog_sm_ops.restore(rp->cat, index, path, errmsg);
+}
+
+static void rp_on_change(void *ctx, const struct dfs_repl_status *st)
+{
+    struct replica *rp = ctx;
+    bool ready = st->role == DFS_REPL_LEADER && st->leader_ready;
+    pthread_mutex_lock(&rp->mu);
+    if (ready != rp->ready_leader)
+        dfs_log(DFS_LOG_INFO, "replication %s term=%" PRIu64 " leader=%" PRIu64 " commit=%" PRIu64,
+                ready ? "ready leader" : "not the leader", st->term, st->leader_id,
+                st->commit_index);
+    rp->ready_leader = ready;
+    if (rp->svc != NULL)
+        dfs_metadata_service_set_leader(rp->svc, ready);
+    pthread_mutex_unlock(&rp->mu);
+}
+
+static const struct dfs_repl_ops replica_ops = {
+    .apply = rp_apply,
+    .snapshot_prepare = rp_snapshot_prepare,
+    .snapshot_write = rp_snapshot_write,
+    .snapshot_release = rp_snapshot_release,
+    .restore = rp_restore,
+    .on_change = rp_on_change,
+};
+
+/* The service's leadership hooks (metadata_service.h). */
+static void rp_leader_hint(void *arg, char *buf, size_t cap)
+{
+    struct replica *rp = arg;
+    struct dfs_repl_status st;
+    dfs_repl_status_get(rp->repl, &st);
+    buf[0] = '\0';
+    if (st.leader_id == 0 || st.leader_id == rp->self)
+        return;
+    for (size_t i = 0; i < rp->npeers; i++)
+        if (rp->peers[i].id == st.leader_id)
+            snprintf(buf, cap, "%s", rp->peers[i].grpc);
+}
+
+/* How long a read waits for its barrier; the client's deadline usually ends it first. */
+#define READ_BARRIER_MS 5000
+
+static int rp_barrier(void *arg, char **errmsg)
+{
+    struct replica *rp = arg;
+    struct dfs_catalog_sm_answer ans;
+    int rc = dfs_catalog_sm_barrier(rp->repl, READ_BARRIER_MS, &ans);
+    if (rc != DFS_OK)
+        return dfs_seterr(errmsg, rc, "%s", ans.message[0] != '\0' ? ans.message : "failed");
+    return DFS_OK;
+}
+
+static int rp_on_lead(void *arg, dfs_metadata_service *svc, char **err)
+{
+    struct replica *rp = arg;
+    const struct options *o = rp->o;
+    if (o->admin_token_file != NULL &&
+        dfs_metadata_service_bootstrap_token(svc, o->admin_token_file, DFS_ROLE_ADMIN, "admin",
+                                             err) != DFS_OK)
+        return DFS_EIO;
+    if (o->node_token_file != NULL &&
+        dfs_metadata_service_bootstrap_token(svc, o->node_token_file, DFS_ROLE_BOOTSTRAP, "nodes",
+                                             err) != DFS_OK)
+        return DFS_EIO;
+    if (o->gateway_token_file != NULL &&
+        dfs_metadata_service_bootstrap_token(svc, o->gateway_token_file, DFS_ROLE_GATEWAY,
+                                             "gateway", err) != DFS_OK)
+        return DFS_EIO;
+    return DFS_OK;
+}
+
+/* A leadership transfer waited for (step_down). */
+struct transfer_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int status;
+    char message[256];
+};
+
+static void transfer_done(void *arg, const struct dfs_repl_outcome *out)
+{
+    struct transfer_wait *t = arg;
+    pthread_mutex_lock(&t->mu);
+    t->done = true;
+    t->status = out->status;
+    snprintf(t->message, sizeof t->message, "%s", out->message);
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/*
+ * On SIGTERM, a leader hands its leadership to the most up-to-date voter first, so the cluster
+ * does not wait out an election timeout (a rolling restart then costs a transfer, not an
+ * election). Bounded by twice the election timeout; a failure is logged and the stop goes on.
+ */
+static void step_down(struct replica *rp, long long election_timeout_ms)
+{
+    struct dfs_repl_status st;
+    dfs_repl_status_get(rp->repl, &st);
+    if (st.role != DFS_REPL_LEADER || st.n_members < 2)
+        return;
+    struct transfer_wait t = {.done = false};
+    pthread_mutex_init(&t.mu, NULL);
+    pthread_cond_init(&t.cv, NULL);
+    int64_t t0 = dfs_clock_mono_ns();
+    if (dfs_repl_transfer(rp->repl, 0, 2 * election_timeout_ms, transfer_done, &t) == DFS_OK) {
+        pthread_mutex_lock(&t.mu);
+        while (!t.done)
+            pthread_cond_wait(&t.cv, &t.mu);
+        pthread_mutex_unlock(&t.mu);
+        if (t.status == DFS_OK)
+            dfs_log(DFS_LOG_INFO, "leadership handed over ms=%" PRId64,
+                    (dfs_clock_mono_ns() - t0) / 1000000);
+        else
+            dfs_log(DFS_LOG_WARN, "leadership transfer failed err=\"%s\"", t.message);
+    }
+    pthread_cond_destroy(&t.cv);
+    pthread_mutex_destroy(&t.mu);
+}
+
+/*
+ * Several replicas (--peers): open this one (the members from --peers when its Raft directory
+ * is empty) and return at once: it serves (refusing, while it follows) whatever its role; the
+ * service learns of leadership from on_change. *w gets the guarded proposer's state.
+ */
+static int start_cluster(const struct options *o, struct replica *rp, const char *dir,
+                         char *datadir, struct dfs_catalog_sm_writer *w, char **err)
+{
+    uint64_t applied = 0;
+    int rc = dfs_catalog_applied_index(rp->cat, &applied, err);
+    if (rc != DFS_OK)
+        return rc;
+    struct dfs_repl_member members[DFS_REPL_MEMBERS_MAX];
+    const char *own = NULL;
+    for (size_t i = 0; i < rp->npeers; i++) {
+        members[i] = (struct dfs_repl_member){.id = rp->peers[i].id, .address = rp->peers[i].raft};
+        if (rp->peers[i].id == rp->self)
+            own = rp->peers[i].raft;
+    }
+    if (own == NULL)
+        return dfs_seterr(err, DFS_EINVAL, "--replica-id %" PRIu64 " is not in --peers", rp->self);
+    struct dfs_repl_options ro = {
+        .id = rp->self,
+        .address = own,
+        .bind_address = o->raft_listen,
+        .dir = dir,
+        .members = members,
+        .n_members = rp->npeers,
+        .applied_index = applied,
+        .election_timeout_ms = (unsigned)o->election_timeout_ms,
+        .segment_bytes = SEGMENT_BYTES,
+        .ops = &replica_ops,
+        .ctx = rp,
+    };
+    rc = dfs_repl_create(&ro, &rp->repl, err);
+    if (rc != DFS_OK)
+        return rc;
+    rc = dfs_catalog_set_relaxed_sync(rp->cat, err);
+    if (rc != DFS_OK) {
+        dfs_repl_destroy(rp->repl);
+        rp->repl = NULL;
+        return rc;
+    }
+    *w = (struct dfs_catalog_sm_writer){
+        .repl = rp->repl, .dir = datadir, .reserve_bytes = RESERVE_BYTES};
+    dfs_catalog_set_proposer(rp->cat, dfs_catalog_sm_guarded_proposer, w);
+    dfs_log(DFS_LOG_INFO, "replication started id=%" PRIu64 " members=%zu raft=%s applied=%" PRIu64,
+            rp->self, rp->npeers, own, applied);
+    return DFS_OK;
+}
+
 /*
  * A catalog that has applied log entries but whose log is gone (a backup copy served as it is, or
  * a lost <db>.raft) must not start: a new log's first entries would sit at indexes the catalog
@@ -204,9 +502,10 @@ static int check_log_belongs(const char *db, const char *raft_dir, uint64_t appl
  * then the durable record, so the catalog commits without its own fsync (synchronous=NORMAL).
  * Returns once this replica leads and has applied its log, or an error. ":memory:": none.
  */
-static int start_replication(const struct options *o, dfs_catalog *cat,
+static int start_replication(const struct options *o, struct replica *rp,
                              struct dfs_catalog_sm_writer *w, char **err)
 {
+    dfs_catalog *cat = rp->cat;
     if (strcmp(o->db, ":memory:") == 0)
         return DFS_OK;
     uint64_t applied = 0;
@@ -235,10 +534,18 @@ static int start_replication(const struct options *o, dfs_catalog *cat,
         slash[1] = '\0';
     else
         *slash = '\0';
-    struct dfs_repl_member self = {.id = 1, .address = o->raft_listen};
+    if (rp->npeers > 0) {
+        rc = start_cluster(o, rp, dir, datadir, w, err);
+        free(dir);
+        if (rc != DFS_OK)
+            free(datadir);
+        return rc;
+    }
+    const char *raft_listen = o->raft_listen != NULL ? o->raft_listen : "127.0.0.1:0";
+    struct dfs_repl_member self = {.id = 1, .address = raft_listen};
     struct dfs_repl_options ro = {
         .id = 1,
-        .address = o->raft_listen,
+        .address = raft_listen,
         .dir = dir,
         .members = &self,
         .n_members = 1,
@@ -299,6 +606,10 @@ static int check(struct options *o, char **err)
     o->cfg.rebalance_threshold_pct =
         o->rebalance_threshold == 0 ? -1 : (int32_t)o->rebalance_threshold;
     o->cfg.delete_grace_ms = o->delete_grace_ms > 0 ? o->delete_grace_ms : -1;
+    if ((o->peers != NULL) != (o->replica_id != 0))
+        return dfs_seterr(err, DFS_EINVAL, "--peers and --replica-id go together");
+    if (o->peers != NULL && strcmp(o->db, ":memory:") == 0)
+        return dfs_seterr(err, DFS_EINVAL, "--peers needs a --db file (its log lives beside it)");
     return DFS_OK;
 }
 
@@ -481,6 +792,31 @@ int main(int argc, char **argv)
     dfs_metrics_http *http = NULL;
     dfs_readiness *ready = NULL;
     struct dfs_catalog_sm_writer writer = {0};
+    struct replica rp = {.self = (uint64_t)o.replica_id, .o = &o};
+    pthread_mutex_init(&rp.mu, NULL);
+    struct dfs_metadata_leadership leadership = {
+        .leader_hint = rp_leader_hint, .barrier = rp_barrier, .on_lead = rp_on_lead, .arg = &rp};
+    if (o.peers != NULL) {
+        if (peers_parse(o.peers, &rp.peers, &rp.npeers, &err) != DFS_OK) {
+            fprintf(stderr, PROG ": %s (see " PROG " --help)\n", err);
+            free(err);
+            return 2;
+        }
+        bool listed = false;
+        for (size_t i = 0; i < rp.npeers; i++)
+            listed = listed || rp.peers[i].id == rp.self;
+        if (!listed) {
+            fprintf(stderr,
+                    PROG ": --replica-id %" PRIu64 " is not in --peers (see " PROG " --help)\n",
+                    rp.self);
+            peers_free(rp.peers, rp.npeers);
+            return 2;
+        }
+        o.cfg.leadership = &leadership;
+    }
+    /* Several replicas: the token files are written (or registered) by whichever one leads,
+       when it leads (rp_on_lead), not here. */
+    bool tokens_now = rp.npeers == 0;
     struct dfs_metadata_probe probe = {.db_path = o.db};
     status = 1;
     dfs_rpc_tls *tls = NULL;
@@ -505,15 +841,15 @@ int main(int argc, char **argv)
         o.cfg.s3_master_key = s3_master;
     }
     if (dfs_catalog_open(o.db, &cat, &err) != DFS_OK ||
-        start_replication(&o, cat, &writer, &err) != DFS_OK ||
+        (rp.cat = cat, start_replication(&o, &rp, &writer, &err)) != DFS_OK ||
         dfs_metadata_service_create(cat, &o.cfg, &svc, &err) != DFS_OK ||
-        (o.admin_token_file != NULL &&
+        (tokens_now && o.admin_token_file != NULL &&
          dfs_metadata_service_bootstrap_token(svc, o.admin_token_file, DFS_ROLE_ADMIN, "admin",
                                               &err) != DFS_OK) ||
-        (o.node_token_file != NULL &&
+        (tokens_now && o.node_token_file != NULL &&
          dfs_metadata_service_bootstrap_token(svc, o.node_token_file, DFS_ROLE_BOOTSTRAP, "nodes",
                                               &err) != DFS_OK) ||
-        (o.gateway_token_file != NULL &&
+        (tokens_now && o.gateway_token_file != NULL &&
          dfs_metadata_service_bootstrap_token(svc, o.gateway_token_file, DFS_ROLE_GATEWAY,
                                               "gateway", &err) != DFS_OK) ||
         dfs_rpc_health_create(&health, &err) != DFS_OK ||
@@ -530,7 +866,15 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start");
         goto out;
     }
+    if (rp.npeers > 0) {
+        /* From now on the service hears of every leadership change (rp_on_change). */
+        pthread_mutex_lock(&rp.mu);
+        rp.svc = svc;
+        dfs_metadata_service_set_leader(svc, rp.ready_leader);
+        pthread_mutex_unlock(&rp.mu);
+    }
     probe.cat = cat;
+    probe.repl = rp.npeers > 0 ? rp.repl : NULL;
     struct dfs_readiness_config rcfg = {
         .health = health,
         .services = health_names,
@@ -571,6 +915,10 @@ int main(int argc, char **argv)
     /* NOT_SERVING first: health watchers and probes learn of the stop while the port is open. */
     dfs_rpc_health_shutdown(health);
     dfs_log(DFS_LOG_INFO, "stopping signal=%d grace_ms=%lld", sig, o.grace_ms);
+    /* A leader hands over first; from then on this replica refuses calls with the new leader's
+       address, while those in flight finish. */
+    if (rp.npeers > 0)
+        step_down(&rp, o.election_timeout_ms);
     status = 0;
 out:
     free(err);
@@ -582,6 +930,9 @@ out:
         dfs_rpc_server_stop(srv, o.grace_ms);
     dfs_metrics_http_stop(http);
     dfs_readiness_stop(ready);
+    pthread_mutex_lock(&rp.mu);
+    rp.svc = NULL;
+    pthread_mutex_unlock(&rp.mu);
     dfs_metadata_service_destroy(svc);
     /* Nothing proposes any more (handlers and background threads are gone): the log stops,
        then the catalog closes. */
@@ -595,6 +946,8 @@ out:
     dfs_metrics_destroy(metrics);
     dfs_catalog_close(cat);
     dfs_rpc_tls_destroy(tls);
+    peers_free(rp.peers, rp.npeers);
+    pthread_mutex_destroy(&rp.mu);
     if (status == 0)
         dfs_log(DFS_LOG_INFO, "stopped");
     return status;

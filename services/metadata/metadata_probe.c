@@ -5,6 +5,7 @@
 #include "common/id.h"
 
 #include <libgen.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +22,23 @@ int dfs_metadata_probe_check(void *arg, char **why)
         free(err);
         return rc;
     }
+    bool follower = false;
+    if (p->repl != NULL) {
+        struct dfs_repl_status rs;
+        dfs_repl_status_get(p->repl, &rs);
+        if (rs.role != DFS_REPL_LEADER) {
+            if (rs.role != DFS_REPL_FOLLOWER || rs.leader_id == 0)
+                return dfs_seterr(why, DFS_EUNAVAIL, "replica %s, no leader known",
+                                  dfs_repl_role_name(rs.role));
+            follower = true;
+        }
+    }
     char frag[DFS_FRAGMENT_ID_HEX + 1], node[DFS_ID_HEX + 1];
     memset(frag, '0', DFS_FRAGMENT_ID_HEX);
     frag[DFS_FRAGMENT_ID_HEX] = '\0';
     memset(node, '0', DFS_ID_HEX);
     node[DFS_ID_HEX] = '\0';
-    rc = dfs_catalog_deletion_postpone(p->cat, frag, node, 0, &err);
+    rc = follower ? DFS_OK : dfs_catalog_deletion_postpone(p->cat, frag, node, 0, &err);
     if (rc != DFS_OK) {
         dfs_seterr(why, rc, "catalog is not writable: %s", err != NULL ? err : dfs_strerror(rc));
         free(err);

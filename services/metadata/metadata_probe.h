@@ -4,6 +4,7 @@
 
 #include "metadata/catalog.h"
 #include "services/daemon/metrics.h"
+#include "services/metadata/replication.h"
 
 /*
  * Borrowed handles (they must outlive every check and collect), filled by main before the
@@ -12,6 +13,10 @@
 struct dfs_metadata_probe {
     dfs_catalog *cat;
     const char *db_path; /* the --db path (":memory:" skips the disk-space check) */
+    /* The catalog's replica when it has peers (--peers), else NULL: a follower's writes are
+       refused by design, so a follower that knows its leader is ready without the write check
+       (the leader's covers the log); one that knows no leader (an election) is not. */
+    dfs_repl *repl;
 };
 
 /* The disk holding the catalog must keep at least this much free for the service to be ready. */

@@ -16,6 +16,7 @@
 #include "metadata/repairplan.h"
 #include "metadata/reports.h"
 #include "services/rpc/client.h"
+#include "services/rpc/leader.h"
 #include "services/rpc/loop.h"
 #include "services/rpc/pool.h"
 #include "services/validate/validate.h"
@@ -75,6 +76,13 @@ struct dfs_metadata_service {
     uint64_t work_seq;
     /* Read without the lock by calls in flight, which cancel themselves when it turns true. */
     atomic_bool stop_flag;
+    /* Replicated (cfg.leadership): serving is true while this replica is a ready leader whose
+       set-up is done (calls are served, duties run); want_leader and lead_gen (under mu) are
+       what dfs_metadata_service_set_leader said last and how many times it said true. Without
+       cfg.leadership serving is true from create. */
+    atomic_bool serving;
+    bool want_leader;
+    uint64_t lead_gen;
 
     /* Repair workers (started by dfs_metadata_service_start). */
     pthread_t *workers;
@@ -1633,6 +1641,11 @@ static void *worker_main(void *arg)
     }
     pthread_mutex_lock(&svc->mu);
     while (!svc->stopping) {
+        if (!atomic_load(&svc->serving)) { /* a follower repairs nothing */
+            struct timespec until = dfs_clock_abstime(REPAIR_IDLE_MS);
+            pthread_cond_timedwait(&svc->work_cv, &svc->mu, &until);
+            continue;
+        }
         uint64_t seq = svc->work_seq;
         pthread_mutex_unlock(&svc->mu);
         bool did = false;
@@ -2095,6 +2108,11 @@ static void *checker_main(void *arg)
     }
     pthread_mutex_lock(&svc->mu);
     while (!svc->stopping) {
+        if (!atomic_load(&svc->serving)) { /* a follower checks nothing */
+            struct timespec until = dfs_clock_abstime(1000);
+            pthread_cond_timedwait(&svc->check_cv, &svc->mu, &until);
+            continue;
+        }
         pthread_mutex_unlock(&svc->mu);
         bool did = false;
         check_one(svc, loop, &did);
@@ -2298,11 +2316,105 @@ void dfs_metadata_service_maintain(dfs_metadata_service *svc)
     send_deletions(svc);
 }
 
+/*
+ * What a replica does once it becomes a ready leader, before it serves (replicated catalog
+ * only; background thread): the writes the only replica makes at create (the ticket key,
+ * interrupted repairs queued again: a repair "running" under the old leader has no worker here),
+ * the owner's (token bootstrap), and a fresh start for what lives in memory: the placement sets
+ * are read again (the catalog moved while this replica followed), liveness counts from now (one
+ * dead-after period of grace, so a failover declares no live node dead), and a repair pass
+ * starts over.
+ */
+static int lead_setup(dfs_metadata_service *svc, char **errmsg)
+{
+    int64_t now = dfs_clock_wall_ms();
+    uint8_t key[sizeof svc->master_key];
+    int rc = dfs_catalog_secret(svc->cat, "ticket_master_key", sizeof key, now, key, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    /* Handlers read the key only while serving, which is false here; the value never changes
+       once stored (insert-if-absent), so a later leadership writes the same bytes. */
+    memcpy(svc->master_key, key, sizeof key);
+    OPENSSL_cleanse(key, sizeof key);
+    size_t recovered = 0;
+    rc = dfs_catalog_repairs_recover(svc->cat, now, &recovered, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    if (recovered > 0)
+        dfs_log(DFS_LOG_INFO, "interrupted repairs queued again count=%zu", recovered);
+    rc = dfs_placer_reload(svc->placer, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    const struct dfs_metadata_leadership *l = svc->cfg.leadership;
+    if (l->on_lead != NULL) {
+        rc = l->on_lead(l->arg, svc, errmsg);
+        if (rc != DFS_OK)
+            return rc;
+    }
+    svc->created_ms = now;
+    svc->node_sig = 0;
+    svc->rebalance_last_ms = now;
+    svc->plan = (struct dfs_repair_pass){
+        .page = PLAN_PAGE, .budget_ms = PLAN_BUDGET_MS, .interval_ms = PLAN_INTERVAL_MS};
+    atomic_store(&svc->plan_kick, true);
+    return DFS_OK;
+}
+
+void dfs_metadata_service_set_leader(dfs_metadata_service *svc, bool ready_leader)
+{
+    pthread_mutex_lock(&svc->mu);
+    if (ready_leader && !svc->want_leader)
+        svc->lead_gen++;
+    svc->want_leader = ready_leader;
+    if (!ready_leader && atomic_exchange(&svc->serving, false))
+        dfs_log(DFS_LOG_INFO, "not the leader any more: calls refused, duties stopped");
+    pthread_cond_signal(&svc->cv);
+    pthread_mutex_unlock(&svc->mu);
+}
+
+/*
+ * Replicated, not serving: become the serving leader when told to (under mu; returns with it
+ * held). A set-up that fails (lost leadership in between, an I/O error) is tried again after a
+ * pause while this replica is still told to lead.
+ */
+static void follow_or_lead(dfs_metadata_service *svc)
+{
+    if (!svc->want_leader) {
+        struct timespec until = dfs_clock_abstime(svc->cfg.maintenance_interval_ms);
+        pthread_cond_timedwait(&svc->cv, &svc->mu, &until);
+        return;
+    }
+    uint64_t gen = svc->lead_gen;
+    pthread_mutex_unlock(&svc->mu);
+    char *err = NULL;
+    int64_t t0 = dfs_clock_mono_ns();
+    int rc = lead_setup(svc, &err);
+    pthread_mutex_lock(&svc->mu);
+    if (rc != DFS_OK) {
+        dfs_log(DFS_LOG_WARN, "leader set-up failed, trying again err=\"%s\"", err);
+        free(err);
+        struct timespec until = dfs_clock_abstime(100);
+        pthread_cond_timedwait(&svc->cv, &svc->mu, &until);
+        return;
+    }
+    if (!svc->want_leader || gen != svc->lead_gen)
+        return; /* leadership changed meanwhile: set up again (or follow) */
+    atomic_store(&svc->serving, true);
+    pthread_cond_broadcast(&svc->work_cv);
+    pthread_cond_broadcast(&svc->check_cv);
+    dfs_log(DFS_LOG_INFO, "leading: serving calls, duties started setup_ms=%" PRId64,
+            (dfs_clock_mono_ns() - t0) / 1000000);
+}
+
 static void *background_main(void *arg)
 {
     dfs_metadata_service *svc = arg;
     pthread_mutex_lock(&svc->mu);
     while (!svc->stopping) {
+        if (!atomic_load(&svc->serving)) {
+            follow_or_lead(svc);
+            continue;
+        }
         pthread_mutex_unlock(&svc->mu);
         dfs_metadata_service_maintain(svc);
         pthread_mutex_lock(&svc->mu);
@@ -2379,7 +2491,8 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
                         "the dead timeout must not be shorter than the suspect one");
     struct dfs_placer_config pcfg = {
         .scatter_width = c->scatter_width, .group_size = c->group_size, .seed = c->seed};
-    if (rc == DFS_OK)
+    /* A replica that may follow writes nothing here: the leader's set-up does (lead_setup). */
+    if (rc == DFS_OK && c->leadership == NULL)
         rc = dfs_catalog_secret(cat, "ticket_master_key", sizeof svc->master_key,
                                 dfs_clock_wall_ms(), svc->master_key, errmsg);
     if (rc == DFS_OK)
@@ -2406,7 +2519,8 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
             c->seed, dfs_placement_policy_name(c->default_policy), c->scatter_width, c->group_size);
     /* Repairs that were running when the service last stopped have no worker any more. */
     size_t recovered = 0;
-    rc = dfs_catalog_repairs_recover(cat, dfs_clock_wall_ms(), &recovered, errmsg);
+    if (c->leadership == NULL)
+        rc = dfs_catalog_repairs_recover(cat, dfs_clock_wall_ms(), &recovered, errmsg);
     if (rc != DFS_OK) {
         dfs_repairplan_destroy(svc->repairs);
         dfs_placer_destroy(svc->placer);
@@ -2420,6 +2534,7 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     pthread_cond_init(&svc->work_cv, NULL);
     pthread_cond_init(&svc->check_cv, NULL);
     atomic_init(&svc->stop_flag, false);
+    atomic_init(&svc->serving, c->leadership == NULL);
     atomic_init(&svc->plan_kick, true);
     atomic_init(&svc->rep_running, 0);
     atomic_init(&svc->rep_done, 0);
@@ -2436,9 +2551,56 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
 /* ---- authentication: bearer tokens ---- */
 
 /* The server's authorizer: the call's token must grant a bit the method asks for (access.h). */
+/*
+ * A replica that does not serve (replicated catalog) refuses every call before anything is read
+ * or written: UNAVAILABLE, "not the leader", and the leader's gRPC address in trailing metadata
+ * dfs-leader when known (services/rpc/leader.h). The call is the server's; setting its trailer
+ * is the one change an authorizer makes to it.
+ */
+static int refuse_follower(dfs_metadata_service *svc, const dfs_rpc_call *call, const char *why,
+                           char **errmsg)
+{
+    const struct dfs_metadata_leadership *l = svc->cfg.leadership;
+    char leader[320] = "";
+    l->leader_hint(l->arg, leader, sizeof leader);
+    if (leader[0] != '\0')
+        dfs_rpc_call_set_trailer((dfs_rpc_call *)call, DFS_RPC_LEADER_KEY, leader);
+    return dfs_seterr(errmsg, DFS_EUNAVAIL, "this replica is not the leader (%s%s%s)",
+                      leader[0] != '\0' ? "leader at " : "no leader known",
+                      leader[0] != '\0' ? leader : "", why);
+}
+
+/*
+ * The leader gate (replicated catalog): refuse unless serving; reads (methods that read and do
+ * not write) wait for a read barrier first, so they see every write acknowledged before them,
+ * even across a failover (a deposed leader that has not noticed cannot pass the barrier).
+ */
+static int leader_gate(dfs_metadata_service *svc, const dfs_rpc_call *call, unsigned access,
+                       char **errmsg)
+{
+    if (!atomic_load(&svc->serving))
+        return refuse_follower(svc, call, "", errmsg);
+    if ((access & DFS_ACCESS_READ) == 0 || (access & DFS_ACCESS_WRITE) != 0)
+        return DFS_OK;
+    const struct dfs_metadata_leadership *l = svc->cfg.leadership;
+    char *err = NULL;
+    int rc = l->barrier(l->arg, &err);
+    if (rc == DFS_OK)
+        return DFS_OK;
+    char why[600];
+    snprintf(why, sizeof why, "; read barrier: %s", err != NULL ? err : dfs_strerror(rc));
+    free(err);
+    return refuse_follower(svc, call, why, errmsg);
+}
+
 static int authorize(void *arg, const dfs_rpc_call *call, unsigned access, char **errmsg)
 {
     dfs_metadata_service *svc = arg;
+    if (svc->cfg.leadership != NULL) {
+        int grc = leader_gate(svc, call, access, errmsg);
+        if (grc != DFS_OK)
+            return grc;
+    }
     struct dfs_token_rec t;
     int rc = check_token(svc, call, &t, errmsg);
     if (rc != DFS_OK)

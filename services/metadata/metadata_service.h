@@ -14,6 +14,26 @@
 
 typedef struct dfs_metadata_service dfs_metadata_service;
 
+/*
+ * A replicated catalog (issue 16, services/metadata/REPLICATION.md): the replica the service
+ * runs on may lead or follow. The owner (dfs-metadata's main) supplies these hooks; every one is
+ * called from service threads, never from the replication thread.
+ *
+ * leader_hint: copy the leader's gRPC address ("host:port") into buf[0..cap), or "" when no
+ *   leader is known (or this replica is it).
+ * barrier: wait for a linearizable read point (dfs_catalog_sm_barrier); DFS_OK, or an error with
+ *   *errmsg (caller frees).
+ * on_lead: called once per leadership on the background thread after the service's own set-up
+ *   writes (the ticket key, interrupted repairs queued again) and before it serves: the
+ *   owner's writes (token bootstrap). An error is logged and the set-up is tried again.
+ */
+struct dfs_metadata_leadership {
+    void (*leader_hint)(void *arg, char *buf, size_t cap);
+    int (*barrier)(void *arg, char **errmsg);
+    int (*on_lead)(void *arg, dfs_metadata_service *svc, char **errmsg);
+    void *arg;
+};
+
 struct dfs_metadata_config {
     /* Redundancy for puts that leave it unset (replication with these k and F). */
     uint32_t default_replicas;  /* 0 means 3 */
@@ -60,6 +80,12 @@ struct dfs_metadata_config {
        bytes, copied at create; NULL: no S3 keys (CreateToken with s3 and GetSigningKey are
        refused). */
     const uint8_t *s3_master_key;
+    /* NULL: the only replica (every duty from start, create writes what it needs). Else the
+       service starts passive: create writes nothing, every dfs.v1.Metadata call is refused
+       (UNAVAILABLE, "not the leader", trailing dfs-leader when known: nothing was done), no
+       background duty runs, until dfs_metadata_service_set_leader(svc, true); reads then first
+       wait for a barrier. Borrowed: must outlive the service. */
+    const struct dfs_metadata_leadership *leadership;
 };
 
 /*
@@ -113,6 +139,16 @@ int dfs_metadata_service_start(dfs_metadata_service *svc, char **errmsg);
  * free. Stop the rpc server first so no handler runs any more. Accepts NULL.
  */
 void dfs_metadata_service_destroy(dfs_metadata_service *svc);
+
+/*
+ * With cfg.leadership: this replica became a ready leader (true), or is not one any more
+ * (false). Cheap and non-blocking (a mutex and a signal): call it from the replication engine's
+ * on_change. true: the background thread writes the leader's set-up (ticket key, interrupted
+ * repairs, on_lead), reloads the placement sets from the catalog, then serves calls and runs the
+ * duties (maintenance, repair planning and dispatch, rebalancing, deletions, damage checks).
+ * false: calls are refused from now on and the duties stop at their next step.
+ */
+void dfs_metadata_service_set_leader(dfs_metadata_service *svc, bool ready_leader);
 
 /*
  * Run one round of background work now, on the calling thread (for tests): sweep, expiry, one

@@ -171,6 +171,39 @@ static void test_follow(void **state)
     dfs_rpc_follower_stop(f);
 }
 
+/* A dfs_rpc_server refusing as a follower does (dfs_rpc_call_set_trailer + UNAVAILABLE, what
+   dfs-metadata's followers answer): the client follows its trailer to the leader. */
+static void refusing_handler(dfs_rpc_call *call, void *ctx)
+{
+    struct fixture *fx = ctx;
+    assert_int_equal(dfs_rpc_call_set_trailer(call, "", "x"), DFS_EINVAL);
+    assert_int_equal(dfs_rpc_call_set_trailer(call, DFS_RPC_LEADER_KEY, "127.0.0.1:1"), DFS_OK);
+    /* A second pair replaces the first. */
+    assert_int_equal(dfs_rpc_call_set_trailer(call, DFS_RPC_LEADER_KEY, fx->leader), DFS_OK);
+    dfs_rpc_call_fail(call, DFS_EUNAVAIL, "replica 3 is %s", DFS_RPC_NOT_LEADER);
+}
+
+static void test_server_trailer(void **state)
+{
+    struct fixture *fx = *state;
+    struct dfs_rpc_server_config cfg = {.listen = "127.0.0.1:0", .threads = 1};
+    dfs_rpc_server *srv = NULL;
+    assert_int_equal(dfs_rpc_server_create(&cfg, &srv, NULL), DFS_OK);
+    struct dfs_rpc_method m = {
+        UNARY, DFS_RPC_UNARY, &dfs__test__echo_request__descriptor, refusing_handler, fx, 0};
+    assert_int_equal(dfs_rpc_server_add_method(srv, &m, NULL), DFS_OK);
+    assert_int_equal(dfs_rpc_server_start(srv, NULL), DFS_OK);
+    dfs_rpc_leader *l = NULL;
+    assert_int_equal(
+        dfs_rpc_leader_open(fmt("127.0.0.1:%d", dfs_rpc_server_port(srv)), NULL, &l, NULL), DFS_OK);
+    struct dfs_rpc_leader_outcome out;
+    assert_int_equal(echo(l, 0, 5000, 0, &out, NULL), DFS_OK);
+    assert_string_equal(out.tried, fx->leader);
+    assert_int_equal(atomic_load(&fx->served), 1);
+    dfs_rpc_leader_destroy(l);
+    dfs_rpc_server_destroy(srv);
+}
+
 /* A dead address first, a follower second: a call that is not idempotent still gets through
    (a connect failure never sent it; a refusal did nothing). */
 static void test_dead_then_follower(void **state)
@@ -373,6 +406,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_never_sent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_trailer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_then_follower, setup, teardown),
         cmocka_unit_test_setup_teardown(test_election, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ambiguous, setup, teardown),

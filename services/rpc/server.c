@@ -139,6 +139,9 @@ struct dfs_rpc_call {
     int fin_code;
     grpc_byte_buffer *fin_bb;
     grpc_slice fin_details;
+    /* One trailing metadata pair (dfs_rpc_call_set_trailer), sent with the status. */
+    bool has_trailer;
+    grpc_metadata trailer;
 
     void (*cancel_fn)(dfs_rpc_call *call, void *arg);
     void *cancel_arg;
@@ -173,6 +176,10 @@ static void call_unref(dfs_rpc_call *c)
         protobuf_c_message_free_unpacked(c->request, NULL);
     grpc_metadata_array_destroy(&c->md);
     grpc_slice_unref(c->fin_details);
+    if (c->has_trailer) {
+        grpc_slice_unref(c->trailer.key);
+        grpc_slice_unref(c->trailer.value);
+    }
     grpc_call_unref(c->call);
     free(c);
     pthread_mutex_lock(&srv->mu);
@@ -484,7 +491,12 @@ static void start_finish(dfs_rpc_call *c)
     }
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = dfs_rpc_status_from_err(c->fin_code);
-    ops[n++].data.send_status_from_server.status_details = &c->fin_details;
+    ops[n].data.send_status_from_server.status_details = &c->fin_details;
+    if (c->has_trailer) {
+        ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+        ops[n].data.send_status_from_server.trailing_metadata = &c->trailer;
+    }
+    n++;
     atomic_fetch_add(&c->refs, 1);
     if (grpc_call_start_batch(c->call, ops, n, &c->status_op.tag, NULL) != GRPC_CALL_OK) {
         dfs_log(DFS_LOG_ERROR, "cannot send status method=%s", c->method->name);
@@ -523,6 +535,23 @@ void dfs_rpc_call_finish(dfs_rpc_call *call, int code, const ProtobufCMessage *r
         return;
     }
     start_finish(c);
+}
+
+int dfs_rpc_call_set_trailer(dfs_rpc_call *call, const char *key, const char *value)
+{
+    if (call == NULL || key == NULL || key[0] == '\0' || value == NULL)
+        return DFS_EINVAL;
+    if (call->finished)
+        return DFS_OK;
+    if (call->has_trailer) {
+        grpc_slice_unref(call->trailer.key);
+        grpc_slice_unref(call->trailer.value);
+    }
+    memset(&call->trailer, 0, sizeof call->trailer);
+    call->trailer.key = grpc_slice_from_copied_string(key);
+    call->trailer.value = grpc_slice_from_copied_string(value);
+    call->has_trailer = true;
+    return DFS_OK;
 }
 
 void dfs_rpc_call_reply(dfs_rpc_call *call, const ProtobufCMessage *resp)

@@ -241,6 +241,15 @@ void dfs_rpc_call_finish(dfs_rpc_call *call, int code, const ProtobufCMessage *r
  */
 void dfs_rpc_call_reject(dfs_rpc_call *call, int code, const char *msg);
 
+/*
+ * Attach one trailing metadata pair (key lower-case, e.g. "dfs-leader"; value printable ASCII)
+ * to the status the call ends with; both copied. Call before finish (a later call replaces the
+ * pair; after finish it is ignored). For a refusal that tells the client where to go instead:
+ * an authorizer may set it on the call it refuses (the cast from const is the authorizer's).
+ * Returns DFS_OK, or DFS_EINVAL (NULL or empty key) / DFS_ENOMEM.
+ */
+int dfs_rpc_call_set_trailer(dfs_rpc_call *call, const char *key, const char *value);
+
 /* finish(DFS_OK, resp, NULL). */
 void dfs_rpc_call_reply(dfs_rpc_call *call, const ProtobufCMessage *resp);
 
