@@ -230,7 +230,10 @@ class Consistency(harness.TestCase):
                     for arg in (c.get("command") or []) + (c.get("args") or []):
                         for ref in re.findall(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)", arg):
                             self.assertIn(ref, env, "%s: $(%s) is not defined" % (what, ref))
-                    prog = os.path.basename((c.get("command") or [""])[0])
+                    cmd = c.get("command") or [""]
+                    prog = os.path.basename(cmd[0])
+                    if cmd[-1:] == ["/etc/dfs/scripts/metadata.sh"]:
+                        prog = "dfs-metadata"  # the wrapper execs it with --replica-id added
                     if prog in DAEMONS:
                         for arg in c.get("args") or []:
                             self.assertTrue(arg.startswith("--"), what)
@@ -330,9 +333,10 @@ class Consistency(harness.TestCase):
             self.assertEqual(args["--advertise"], "$(POD_NAME).%s.$(POD_NAMESPACE).svc:%s" % (
                 hs["metadata"]["name"], args["--listen"].rsplit(":", 1)[1]))
             self.assertEqual(args["--listen"], "[::]:7100")
-            meta_svc = services["dfs-metadata"]
-            self.assertEqual(args["--metadata"], "dfs-metadata.$(POD_NAMESPACE).svc:%d" % next(
-                p["port"] for p in meta_svc["spec"]["ports"] if p["name"] == "grpc"))
+            meta_svc = services["dfs-metadata-peers"]
+            port = next(p["port"] for p in meta_svc["spec"]["ports"] if p["name"] == "grpc")
+            self.assertEqual(args["--metadata"], ",".join(
+                "dfs-metadata-%d.dfs-metadata-peers.$(POD_NAMESPACE).svc:%d" % (i, port) for i in range(3)))
             aff = st["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
             self.assertTrue(aff, "storage pods must avoid sharing a machine")
             # The zone: the init container writes the file the storage container reads.
@@ -405,18 +409,33 @@ class Consistency(harness.TestCase):
             ports = {}
             args = [move(expand(a, env), ports) for a in c["args"]]
             if fix:
-                args = [fix(a) for a in args]
+                args = [fix(a, ports) for a in args]
             for m in c["volumeMounts"]:
                 os.makedirs(root + m["mountPath"], exist_ok=True)
             ready = os.path.join(root, ss_name + ".ready")
-            cmd = [self.bins[c["command"][0]]] + args + ["--ready-file", ready]
+            if c["command"][-1:] == ["/etc/dfs/scripts/metadata.sh"]:
+                # What the wrapper does for pod dfs-metadata-0 (its own test: metadata_script_...).
+                cmd = [self.bins["dfs-metadata"], "--replica-id", "1"] + args + ["--ready-file", ready]
+            else:
+                cmd = [self.bins[c["command"][0]]] + args + ["--ready-file", ready]
             p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=open(ready + ".log", "ab"),
                                  stderr=subprocess.STDOUT)
             procs.append(p)
             return p, ready, ports, c
 
+        raft_port = free_port()
+
+        def one_replica(a, ports):
+            # The three pods' names do not resolve here: this replica alone, on loopback, with the
+            # manifest's flags (a one-member --peers, its Raft listener on a free port).
+            if a.startswith("--peers="):
+                return "--peers=1=127.0.0.1:%d=127.0.0.1:%d" % (raft_port, ports["--listen"])
+            if a.startswith("--raft-listen="):
+                return "--raft-listen=127.0.0.1:%d" % raft_port
+            return a
         meta, meta_ready, meta_ports, meta_c = launch("dfs-metadata", {"metadata.name": "dfs-metadata-0",
-                                                                       "metadata.namespace": "dfs"})
+                                                                       "metadata.namespace": "dfs"},
+                                                      fix=one_replica)
         meta_addr = wait_file(meta_ready, meta)
         self.assertEqual(meta_addr, "127.0.0.1:%d" % meta_ports["--listen"])
         # The zone file the init container would write.
@@ -425,7 +444,7 @@ class Consistency(harness.TestCase):
             f.write("zone-a\n")
         node, node_ready, node_ports, node_c = launch(
             "dfs-storage", {"metadata.name": "dfs-storage-0", "metadata.namespace": "dfs"},
-            fix=lambda a: "--metadata=" + meta_addr if a.startswith("--metadata=") else a)
+            fix=lambda a, ports: "--metadata=" + meta_addr if a.startswith("--metadata=") else a)
         advertised = wait_file(node_ready, node)
         self.assertEqual(advertised, "dfs-storage-0.dfs-storage.dfs.svc:7100")
         node_addr = "127.0.0.1:%d" % node_ports["--listen"]
@@ -510,6 +529,42 @@ class Consistency(harness.TestCase):
         p = subprocess.run(["/bin/sh", os.path.join(d, "zone.sh"), out], env=env, capture_output=True, text=True)
         self.assertNotEqual(p.returncode, 0)
 
+    def test_metadata_script_names_the_replica_by_ordinal(self):
+        objs = rendered("overlays/small")
+        script = named(objs, "ConfigMap", next(o["metadata"]["name"] for o in by_kind(objs, "ConfigMap")
+                                               if o["metadata"]["name"].startswith("dfs-scripts-")))["data"]["metadata.sh"]
+        d = self.tmp("metadata-sh")
+        os.makedirs(os.path.join(d, "bin"))
+        # A stand-in dfs-metadata that prints the arguments it was given.
+        fake = os.path.join(d, "bin", "dfs-metadata")
+        with open(fake, "w") as f:
+            f.write('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+        os.chmod(fake, 0o755)
+        with open(os.path.join(d, "metadata.sh"), "w") as f:
+            f.write(script)
+
+        def run(hostname):
+            env = {"PATH": os.path.join(d, "bin") + ":/usr/bin:/bin", "HOSTNAME": hostname}
+            return subprocess.run(["/bin/sh", os.path.join(d, "metadata.sh"), "--listen=[::]:7000"], env=env,
+                                  capture_output=True, text=True)
+        p = run("dfs-metadata-2")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.split(), ["--replica-id", "3", "--listen=[::]:7000"])
+        self.assertEqual(run("dfs-metadata-0").stdout.split()[:2], ["--replica-id", "1"])
+        p = run("metadata")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("does not end in a StatefulSet ordinal", p.stderr)
+        # Every replica's --peers names the three pods' stable names, ids 1..3.
+        ss = named(objs, "StatefulSet", "dfs-metadata")
+        (c,) = ss["spec"]["template"]["spec"]["containers"]
+        args = dict(a.split("=", 1) for a in c["args"])
+        peers = [p.split("=") for p in args["--peers"].split(",")]
+        self.assertEqual([int(p[0]) for p in peers], [1, 2, 3])
+        self.assertEqual(ss["spec"]["replicas"], 3)
+        for i, (_, raft, grpc) in enumerate(peers):
+            self.assertTrue(raft.startswith("dfs-metadata-%d.dfs-metadata-peers." % i), raft)
+            self.assertTrue(grpc.endswith(":7000") and raft.endswith(":7001"), (raft, grpc))
+
     def test_client_job_runs_against_a_cluster(self):
         c = self.start_cluster(nodes=3)
         job = named(rendered("jobs"), "Job", "dfs-client")
@@ -518,7 +573,8 @@ class Consistency(harness.TestCase):
         self.assertIn("/tmp", [m["mountPath"] for m in ctr["volumeMounts"]])
         self.assertEqual(job["spec"]["template"]["metadata"]["labels"]["dfs.io/client"], "true")
         env = container_env([], ctr, {"metadata.namespace": "dfs"})
-        self.assertEqual(env["DFS_METADATA"], "dfs-metadata.dfs.svc:7000")
+        self.assertEqual(env["DFS_METADATA"], ",".join(
+            "dfs-metadata-%d.dfs-metadata-peers.dfs.svc:7000" % i for i in range(3)))
         # Every dfs command it runs is one the CLI has.
         script = ctr["args"][0]
         for line in script.splitlines():
