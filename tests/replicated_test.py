@@ -24,7 +24,7 @@ import time
 import grpcinspect
 import harness
 
-KILLS = int(os.environ.get("DFS_REPLICATED_KILLS", "5"))
+KILLS = int(os.environ.get("DFS_REPLICATED_KILLS", "20"))
 FILE_BYTES = 48 * 1024
 # Generous: 2 shared, loaded cores.
 FAILOVER_DEADLINE_S = 90.0
@@ -138,7 +138,7 @@ def wait_same_catalogs(c, names=None, timeout=CATCH_UP_DEADLINE_S):
 class Load:
     """Clients that put (and get back) small files in a loop, recording what was acknowledged."""
 
-    def __init__(self, case, c, writers=2, readers=1):
+    def __init__(self, case, c, writers=2, readers=1, listers=0, removers=0):
         self.case = case
         self.c = c
         self.stop = threading.Event()
@@ -149,6 +149,12 @@ class Load:
         self.seq = 0
         self.threads = [threading.Thread(target=self._writer, args=(w,), daemon=True) for w in range(writers)]
         self.threads += [threading.Thread(target=self._reader, daemon=True) for _ in range(readers)]
+        self.threads += [threading.Thread(target=self._lister, daemon=True) for _ in range(listers)]
+        self.threads += [threading.Thread(target=self._remover, daemon=True) for _ in range(removers)]
+        self.removed = 0
+        self.list_errors = 0
+        self.acked_total = 0
+        self.problems = []
 
     def start(self):
         for t in self.threads:
@@ -174,6 +180,7 @@ class Load:
             self.puts.append((t0, t1, rc == 0))
             if rc == 0:
                 self.acked[remote] = harness.sha256(src)
+                self.acked_total += 1
         os.unlink(src)
         return rc, err
 
@@ -197,9 +204,40 @@ class Load:
                 with self.mu:
                     self.get_errors += 1
 
+    def _lister(self):
+        while not self.stop.is_set():
+            rc, _, _ = self.c.dfs("--timeout", str(PUT_TIMEOUT_MS), "ls", "/r/", check=False)
+            if rc != 0:
+                with self.mu:
+                    self.list_errors += 1
+
+    def _remover(self):
+        """Removes every fifth acknowledged file. A removal that fails may still have happened (a
+        leader killed after committing it): the file leaves the set that must read back either way."""
+        n = 0
+        while not self.stop.is_set():
+            with self.mu:
+                paths = sorted(self.acked)
+            if len(paths) < 5:
+                self.stop.wait(0.05)
+                continue
+            n += 1
+            remote = paths[(n * 5) % len(paths)]
+            with self.mu:
+                self.acked.pop(remote, None)
+            rc, _, _ = self.c.dfs("--timeout", str(PUT_TIMEOUT_MS), "rm", remote, check=False)
+            if rc == 0:
+                with self.mu:
+                    self.removed += 1
+                rc, _, _ = self.c.dfs("--timeout", str(PUT_TIMEOUT_MS), "stat", remote, check=False)
+                if rc == 0:
+                    with self.mu:
+                        self.problems.append("%s still there after its rm was acknowledged" % remote)
+
     def acked_count(self):
+        """Puts acknowledged so far (removed ones included)."""
         with self.mu:
-            return len(self.acked)
+            return self.acked_total
 
     def first_ok_after(self, t):
         with self.mu:
@@ -235,7 +273,8 @@ class Replicated(harness.TestCase):
 
     def test_leader_killed_repeatedly_under_load(self):
         c = self.start()
-        load = Load(self, c).start()
+        # 16 clients: 8 put, 4 get, 2 list, 2 remove.
+        load = Load(self, c, writers=8, readers=4, listers=2, removers=2).start()
         figures = []
         try:
             for k in range(KILLS):
@@ -279,8 +318,11 @@ class Replicated(harness.TestCase):
               "%d puts acknowledged, %d gets failed during failovers" % (
                   min(figures), max(figures), len(figures), load.acked_count(), load.get_errors), flush=True)
         wait_leader(c)
+        self.assertEqual(load.problems, [])
         n = load.verify()
         self.assertGreater(n, 2 * KILLS)
+        print("%d files read back with their SHA-256, %d removed, %d listings failed during failovers" % (
+            n, load.removed, load.list_errors), flush=True)
         stop_nodes_and_compare(c)
 
     def test_paused_follower_and_lost_majority(self):
