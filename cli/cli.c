@@ -59,6 +59,12 @@ static const struct dfs_opts_command commands[] = {
      "Rename FROM to TO in one catalog operation: a file, or a directory (every file whose path "
      "starts with FROM/) as a whole. A file at TO is replaced only with --force.",
      2, 2},
+    {"metadata", "ls", "the metadata replicas: role, term, commit and applied index (admin only)",
+     "metadata ls asks every metadata replica (each address of --metadata, and every member "
+     "their answers name) for its own view: id, Raft and gRPC address, role (leader, follower, "
+     "candidate, ...), term, commit index and applied index; a replica that does not answer is "
+     "listed as unreachable. Admin only.",
+     1, 2},
     {"help", "[COMMAND]", "this help, or a command's", NULL, 0, 1},
     {NULL, NULL, NULL, NULL, 0, 0},
 };
@@ -76,9 +82,10 @@ enum {
     C_TOKEN = 1 << 9,
     C_WHOAMI = 1 << 10,
     C_MV = 1 << 11,
+    C_METADATA = 1 << 12,
     C_TRANSFER = C_PUT | C_GET,
-    C_JSON =
-        C_PUT | C_GET | C_STAT | C_LS | C_RM | C_NODES | C_NODE | C_STATUS | C_TOKEN | C_WHOAMI,
+    C_JSON = C_PUT | C_GET | C_STAT | C_LS | C_RM | C_NODES | C_NODE | C_STATUS | C_TOKEN |
+             C_WHOAMI | C_METADATA,
 };
 
 /* What one command line sets: the command's fields, and how it connects. */
@@ -372,6 +379,8 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         status = dfs_cmd_whoami(&cli);
     else if (strcmp(name, "mv") == 0)
         status = dfs_cmd_mv(&cli, args[0], args[1]);
+    else if (strcmp(name, "metadata") == 0)
+        status = dfs_cmd_metadata(&cli, args[0], nargs > 1 ? args[1] : NULL);
     else
         status = dfs_cmd_status(&cli);
     dfs_client_close(own);

@@ -10,11 +10,15 @@
   to the leader.
 - Two of three replicas killed: a put fails, with UNAVAILABLE, within its deadline; both started
   again, the cluster serves everything it had and takes writes again.
+- `dfs metadata ls [--json]` (every replica answers GetReplicas, followers too): one leader and two
+  followers, whose applied indexes meet once writes stop; `dfs status` lists the replicas; after
+  SIGKILL of the leader it shows the new leader and the dead one unreachable.
 
 Nothing waits by sleeping: every wait polls a condition (a log line, a put's result, a catalog
 dump) with a generous deadline, for a loaded 2-core machine.
 """
 
+import json
 import os
 import signal
 import sqlite3
@@ -346,6 +350,85 @@ class Replicated(harness.TestCase):
         self.assertEqual(rc, 0, err)
         self.assertEqual(load.verify(), 3 + done + 1)
         stop_nodes_and_compare(c)
+
+
+    def test_metadata_ls(self):
+        c = self.start()
+        leader = wait_leader(c)
+        load = Load(self, c, writers=1, readers=0)
+        for _ in range(3):
+            rc, err = load.put_one("m")
+            self.assertEqual(rc, 0, err)
+        addrs = {r["name"]: r["address"] for r in replica_recs(c)}
+        by_addr = {a: n for n, a in addrs.items()}
+        last = []
+
+        def ls(*extra):
+            rc, out, err = c.dfs("--timeout", "5000", "metadata", "ls", "--json", *extra, check=False)
+            last[:] = [rc, out, err]
+            return json.loads(out)["replicas"] if rc == 0 else None
+
+        # Heartbeats are replicated writes: stop the nodes, so the applied indexes can meet.
+        for r in c.status():
+            if r["name"].startswith("node-") and r["state"] == "running":
+                c.stop_node(int(r["name"].split("-")[1]))
+
+        def settled():
+            reps = ls()
+            if reps is None or len(reps) != 3:
+                return False
+            roles = {by_addr[r["grpc_address"]]: r["role"] for r in reps}
+            applied = {r["applied_index"] for r in reps}
+            commit = {r["commit_index"] for r in reps}
+            return (roles[leader] == "leader" and sorted(roles.values()) == ["follower", "follower", "leader"]
+                    and len(applied) == 1 and len(commit) == 1 and all(r["reachable"] for r in reps))
+
+        try:
+            harness.wait_until(settled, CATCH_UP_DEADLINE_S, "metadata ls did not settle")
+        except AssertionError as e:
+            raise AssertionError("%s: %r" % (e, last))
+        reps = ls()
+        self.assertEqual(sorted(r["id"] for r in reps), [1, 2, 3])
+        self.assertEqual({r["term"] for r in reps}.__len__(), 1, reps)
+        self.assertGreater(reps[0]["applied_index"], 0)
+        for r in reps:
+            self.assertEqual(r["member_role"], "voter")
+            self.assertTrue(r["raft_address"], r)
+        print("metadata ls --json: %s" % reps, flush=True)
+        # Given one follower's address only, the others are found through its member list.
+        follower = sorted(n for n in addrs if n != leader)[0]
+        rc, out, err = c.dfs("--timeout", "5000", "metadata", "ls", metadata=addrs[follower])
+        lines = out.strip().splitlines()
+        self.assertEqual(len(lines), 3, out)
+        self.assertEqual(sum(" leader " in ln for ln in lines), 1, out)
+        self.assertEqual(sum(" follower " in ln for ln in lines), 2, out)
+        rc, out, err = c.dfs("status")
+        self.assertEqual(sum("replica " in ln for ln in out.splitlines()), 3, out)
+        # Not an admin: refused.
+        tok = c.dfs("token", "create", "--role", "ro", "--name", "reader")[1].strip()
+        rc, out, err = c.dfs("metadata", "ls", check=False, env={"DFS_TOKEN": tok, "DFS_TOKEN_FILE": None})
+        self.assertNotEqual(rc, 0, out)
+
+        # The leader SIGKILLed: a new one leads, the dead one is listed as unreachable.
+        os.kill(c.metadata_pids()[leader], signal.SIGKILL)
+
+        def failed_over():
+            reps = ls()
+            if reps is None or len(reps) != 3:
+                return False
+            roles = {by_addr[r["grpc_address"]]: r["role"] for r in reps}
+            return roles[leader] == "unreachable" and sorted(roles.values()) == ["follower", "leader", "unreachable"]
+
+        try:
+            harness.wait_until(failed_over, FAILOVER_DEADLINE_S, "metadata ls after SIGKILL")
+        except AssertionError as e:
+            raise AssertionError("%s: %r" % (e, last))
+        reps = ls()
+        dead = [r for r in reps if not r["reachable"]][0]
+        self.assertTrue(dead["id"] > 0 and dead["raft_address"], dead)
+        print("after SIGKILL of %s: %s" % (leader, reps), flush=True)
+        rc, out, err = c.dfs("metadata", "ls")
+        self.assertIn("unreachable", out)
 
 
 if __name__ == "__main__":

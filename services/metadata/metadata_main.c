@@ -340,6 +340,37 @@ static void rp_leader_hint(void *arg, char *buf, size_t cap)
             snprintf(buf, cap, "%s", rp->peers[i].grpc);
 }
 
+/* GetReplicas: this replica's status, and the members with their gRPC addresses from --peers. */
+static void rp_replicas(void *arg, struct dfs_metadata_replicas *out)
+{
+    struct replica *rp = arg;
+    struct dfs_repl_status *st = calloc(1, sizeof *st);
+    if (st == NULL)
+        return;
+    dfs_repl_status_get(rp->repl, st);
+    out->self.id = rp->self;
+    snprintf(out->self.raft, sizeof out->self.raft, "%s", st->address);
+    snprintf(out->self.role, sizeof out->self.role, "%s", dfs_repl_role_name(st->role));
+    for (size_t i = 0; i < rp->npeers; i++)
+        if (rp->peers[i].id == rp->self)
+            snprintf(out->self.grpc, sizeof out->self.grpc, "%s", rp->peers[i].grpc);
+    out->leader_ready = st->leader_ready;
+    out->term = st->term;
+    out->commit_index = st->commit_index;
+    out->applied_index = st->applied_index;
+    out->leader_id = st->leader_id;
+    for (size_t i = 0; i < st->n_members && i < DFS_METADATA_REPLICAS_MAX; i++) {
+        struct dfs_metadata_replica *m = &out->members[out->n_members++];
+        m->id = st->members[i].id;
+        snprintf(m->raft, sizeof m->raft, "%s", st->members[i].address);
+        snprintf(m->role, sizeof m->role, "%s", dfs_repl_member_role_name(st->members[i].role));
+        for (size_t j = 0; j < rp->npeers; j++)
+            if (rp->peers[j].id == m->id)
+                snprintf(m->grpc, sizeof m->grpc, "%s", rp->peers[j].grpc);
+    }
+    free(st);
+}
+
 /* How long a read waits for its barrier; the client's deadline usually ends it first. */
 #define READ_BARRIER_MS 5000
 
@@ -794,8 +825,11 @@ int main(int argc, char **argv)
     struct dfs_catalog_sm_writer writer = {0};
     struct replica rp = {.self = (uint64_t)o.replica_id, .o = &o};
     pthread_mutex_init(&rp.mu, NULL);
-    struct dfs_metadata_leadership leadership = {
-        .leader_hint = rp_leader_hint, .barrier = rp_barrier, .on_lead = rp_on_lead, .arg = &rp};
+    struct dfs_metadata_leadership leadership = {.leader_hint = rp_leader_hint,
+                                                 .barrier = rp_barrier,
+                                                 .on_lead = rp_on_lead,
+                                                 .replicas = rp_replicas,
+                                                 .arg = &rp};
     if (o.peers != NULL) {
         if (peers_parse(o.peers, &rp.peers, &rp.npeers, &err) != DFS_OK) {
             fprintf(stderr, PROG ": %s (see " PROG " --help)\n", err);

@@ -560,6 +560,13 @@ int dfs_validate_repair_fragment(const Dfs__V1__RepairFragmentRequest *req, char
     return DFS_OK;
 }
 
+int dfs_validate_get_replicas(const Dfs__V1__GetReplicasRequest *req, char **errmsg)
+{
+    (void)req;
+    (void)errmsg;
+    return DFS_OK;
+}
+
 /* ---- any of them ---- */
 
 int dfs_validate_request(const ProtobufCMessage *msg, char **errmsg)
@@ -596,6 +603,8 @@ int dfs_validate_request(const ProtobufCMessage *msg, char **errmsg)
         return dfs_validate_get_attributes(m, errmsg);
     if (d == &dfs__v1__stat_request__descriptor || d == &dfs__v1__list_nodes_request__descriptor)
         return DFS_OK; /* no fields */
+    if (d == &dfs__v1__get_replicas_request__descriptor)
+        return dfs_validate_get_replicas(m, errmsg);
     if (d == &dfs__v1__set_node_state_request__descriptor)
         return dfs_validate_set_node_state(m, errmsg);
     if (d == &dfs__v1__report_fragments_request__descriptor)

@@ -487,6 +487,9 @@ static void test_dispatch(void **state)
     (void)state;
     Dfs__V1__StatRequest st = DFS__V1__STAT_REQUEST__INIT;
     assert_int_equal(dfs_validate_request(&st.base, NULL), DFS_OK);
+    Dfs__V1__GetReplicasRequest gr = DFS__V1__GET_REPLICAS_REQUEST__INIT;
+    assert_int_equal(dfs_validate_request(&gr.base, NULL), DFS_OK);
+    assert_int_equal(dfs_validate_get_replicas(&gr, NULL), DFS_OK);
     Dfs__V1__AbortFileRequest a = DFS__V1__ABORT_FILE_REQUEST__INIT;
     char *msg = NULL;
     expect(dfs_validate_request(&a.base, &msg), &msg, "file_id \"\" is not an id");
