@@ -59,11 +59,15 @@ static const struct dfs_opts_command commands[] = {
      "Rename FROM to TO in one catalog operation: a file, or a directory (every file whose path "
      "starts with FROM/) as a whole. A file at TO is replaced only with --force.",
      2, 2},
-    {"metadata", "ls", "the metadata replicas: role, term, commit and applied index (admin only)",
+    {"metadata", "ls|add ID=RAFT=GRPC|remove ID",
+     "the metadata replicas: list them (role, term, commit and applied index), add or remove one "
+     "(admin only)",
      "metadata ls asks every metadata replica (each address of --metadata, and every member "
      "their answers name) for its own view: id, Raft and gRPC address, role (leader, follower, "
      "candidate, ...), term, commit index and applied index; a replica that does not answer is "
-     "listed as unreachable. Admin only.",
+     "listed as unreachable. metadata add ID=RAFT=GRPC adds a replica started with dfs-metadata "
+     "--join (it catches up, then votes); metadata remove ID takes one out (stop it afterwards). "
+     "One change at a time, on the leader. Admin only.",
      1, 2},
     {"help", "[COMMAND]", "this help, or a command's", NULL, 0, 1},
     {NULL, NULL, NULL, NULL, 0, 0},

@@ -8,6 +8,7 @@
 #include "common/json.h"
 #include "common/units.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -778,10 +779,54 @@ static void print_replicas(const struct dfs_client_replica *v, size_t n, const c
     }
 }
 
+/* dfs metadata add ID=RAFT=GRPC / remove ID. */
+static int metadata_change(struct dfs_cli *cli, bool add, const char *arg)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long id = strtoull(arg, &end, 10);
+    const char *raft = NULL, *grpc = NULL;
+    char *copy = NULL;
+    bool ok = errno == 0 && id > 0 && end != arg && (add ? *end == '=' : *end == '\0');
+    if (ok && add) {
+        copy = strdup(end + 1);
+        char *eq = copy != NULL ? strchr(copy, '=') : NULL;
+        ok = eq != NULL && eq != copy && eq[1] != '\0';
+        if (ok) {
+            *eq = '\0';
+            raft = copy;
+            grpc = eq + 1;
+        }
+    }
+    if (!ok) {
+        free(copy);
+        fprintf(stderr, "dfs: metadata %s: \"%s\" is not %s (see dfs help metadata)\n",
+                add ? "add" : "remove", arg, add ? "ID=RAFT_HOST:PORT=GRPC_HOST:PORT" : "an ID");
+        return DFS_EXIT_USAGE;
+    }
+    char *err = NULL;
+    int rc = add ? dfs_client_replica_add(cli->client, id, raft, grpc, &err)
+                 : dfs_client_replica_remove(cli->client, id, &err);
+    int status = DFS_EXIT_OK;
+    if (rc != DFS_OK)
+        status = dfs_cli_error(rc, "metadata %s: %s", add ? "add" : "remove",
+                               err != NULL ? err : dfs_strerror(rc));
+    else if (cli->json)
+        printf("{\"%s\":%llu}\n", add ? "added" : "removed", id);
+    else
+        printf("%s replica %llu\n", add ? "added" : "removed", id);
+    free(err);
+    free(copy);
+    return status;
+}
+
 int dfs_cmd_metadata(struct dfs_cli *cli, const char *action, const char *arg)
 {
+    if ((strcmp(action, "add") == 0 || strcmp(action, "remove") == 0) && arg != NULL)
+        return metadata_change(cli, strcmp(action, "add") == 0, arg);
     if (strcmp(action, "ls") != 0 || arg != NULL) {
-        fprintf(stderr, "dfs: metadata: use \"metadata ls\" (see dfs help metadata)\n");
+        fprintf(stderr, "dfs: metadata: use \"metadata ls\", \"metadata add ID=RAFT=GRPC\" or "
+                        "\"metadata remove ID\" (see dfs help metadata)\n");
         return DFS_EXIT_USAGE;
     }
     struct dfs_client_replica *v = NULL;

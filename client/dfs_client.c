@@ -628,3 +628,30 @@ int dfs_client_replicas(dfs_client *c, struct dfs_client_replica **out, size_t *
     *n = nv;
     return DFS_OK;
 }
+
+int dfs_client_replica_add(dfs_client *c, uint64_t id, const char *raft, const char *grpc,
+                           char **errmsg)
+{
+    Dfs__V1__AddReplicaRequest req = DFS__V1__ADD_REPLICA_REQUEST__INIT;
+    req.id = id;
+    req.raft_address = (char *)raft;
+    req.grpc_address = (char *)grpc;
+    Dfs__V1__AddReplicaResponse *resp = NULL;
+    int rc = dfs_meta_call(c->meta, "AddReplica", &req.base,
+                           &dfs__v1__add_replica_response__descriptor, false, &resp, errmsg);
+    if (rc == DFS_OK)
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return rc;
+}
+
+int dfs_client_replica_remove(dfs_client *c, uint64_t id, char **errmsg)
+{
+    Dfs__V1__RemoveReplicaRequest req = DFS__V1__REMOVE_REPLICA_REQUEST__INIT;
+    req.id = id;
+    Dfs__V1__RemoveReplicaResponse *resp = NULL;
+    int rc = dfs_meta_call(c->meta, "RemoveReplica", &req.base,
+                           &dfs__v1__remove_replica_response__descriptor, false, &resp, errmsg);
+    if (rc == DFS_OK)
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return rc;
+}

@@ -427,6 +427,16 @@ int dfs_client_replicas(dfs_client *c, struct dfs_client_replica **out, size_t *
 void dfs_client_replicas_free(struct dfs_client_replica *v, size_t n);
 
 /*
+ * Membership changes on the leader, one at a time (AddReplica / RemoveReplica, admin role, not
+ * retried): add the running replica `id` (started with --join) at its Raft and gRPC addresses,
+ * answered once it is a voter; remove member `id`. A change while another one runs is refused
+ * (the message says so).
+ */
+int dfs_client_replica_add(dfs_client *c, uint64_t id, const char *raft, const char *grpc,
+                           char **errmsg);
+int dfs_client_replica_remove(dfs_client *c, uint64_t id, char **errmsg);
+
+/*
  * Rename `from` to `to` in one catalog operation (Rename, not retried: a retry after a lost answer
  * would find nothing at `from`): a file, or a directory with every file under it. A file at `to`
  * is replaced only with replace. *moved (may be NULL) is how many files moved. DFS_ENOTFOUND:

@@ -13,6 +13,8 @@
 - `dfs metadata ls [--json]` (every replica answers GetReplicas, followers too): one leader and two
   followers, whose applied indexes meet once writes stop; `dfs status` lists the replicas; after
   SIGKILL of the leader it shows the new leader and the dead one unreachable.
+- `dfs metadata add` of a fourth replica started with --join: it catches up (its applied index
+  reaches the leader's); `dfs metadata remove` of a follower: the cluster still takes puts.
 
 Nothing waits by sleeping: every wait polls a condition (a log line, a put's result, a catalog
 dump) with a generous deadline, for a loaded 2-core machine.
@@ -22,6 +24,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -429,6 +432,88 @@ class Replicated(harness.TestCase):
         print("after SIGKILL of %s: %s" % (leader, reps), flush=True)
         rc, out, err = c.dfs("metadata", "ls")
         self.assertIn("unreachable", out)
+
+
+    def test_add_and_remove_replica(self):
+        c = self.start()
+        leader = wait_leader(c)
+        load = Load(self, c, writers=1, readers=0)
+        for _ in range(3):
+            rc, err = load.put_one("a")
+            self.assertEqual(rc, 0, err)
+        state = c.load_state()
+        peers = state["metadata_peers"]
+        grpc4, raft4 = harness.dfscluster._free_ports(2)
+        plist = ",".join("%d=127.0.0.1:%d=127.0.0.1:%d" % (i + 1, p["raft"], p["grpc"])
+                         for i, p in enumerate(peers))
+        plist += ",4=127.0.0.1:%d=127.0.0.1:%d" % (raft4, grpc4)
+        d = harness.tmpdir("replica-4-")
+        cmd = [c.binaries()["dfs-metadata"], "--listen", "127.0.0.1:%d" % grpc4,
+               "--db", os.path.join(d, "catalog.db"),
+               "--admin-token-file", c.admin_token_file, "--node-token-file", c.node_token_file,
+               "--replica-id", "4", "--peers", plist, "--join"] + list(state.get("metadata_flags", []))
+        all_addrs = c.metadata_address + ",127.0.0.1:%d" % grpc4
+        with open(os.path.join(d, "log"), "wb") as log:
+            p4 = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            # A joining replica makes no cluster of its own: it waits, and answers as nobody's.
+            rc, out, err = c.dfs("--timeout", "120000", "metadata", "add",
+                                 "4=127.0.0.1:%d=127.0.0.1:%d" % (raft4, grpc4), timeout=180)
+            self.assertIn("added replica 4", out)
+            # Again while nothing runs: libraft refuses a member it has (a clear error).
+            rc, out, err = c.dfs("metadata", "add", "4=127.0.0.1:%d=127.0.0.1:%d" % (raft4, grpc4),
+                                 check=False)
+            self.assertNotEqual(rc, 0)
+            print("second add of 4: %s" % err.strip(), flush=True)
+            for _ in range(3):
+                rc, err = load.put_one("b", metadata=all_addrs)
+                self.assertEqual(rc, 0, err)
+            last = []
+
+            def caught_up():
+                rc, out, err = c.dfs("--timeout", "5000", "metadata", "ls", "--json", metadata=all_addrs,
+                                     check=False)
+                last[:] = [out, err]
+                if rc != 0:
+                    return False
+                reps = {r["id"]: r for r in json.loads(out)["replicas"]}
+                lead = [r for r in reps.values() if r["role"] == "leader"]
+                return (4 in reps and reps[4]["reachable"] and len(lead) == 1 and
+                        reps[4]["applied_index"] >= lead[0]["applied_index"] and
+                        reps[4]["member_role"] == "voter" and reps[4]["role"] == "follower")
+
+            try:
+                harness.wait_until(caught_up, CATCH_UP_DEADLINE_S, "replica 4 did not catch up")
+            except AssertionError as e:
+                raise AssertionError("%s: %r" % (e, last))
+            print("replica 4 caught up: %s" % last[0].strip(), flush=True)
+            # Remove a follower, stop it: puts go on (three voters: the leader, a follower, 4).
+            reps = json.loads(last[0])["replicas"]
+            addrs = {r["name"]: r["address"] for r in replica_recs(c)}
+            follower = sorted(n for n in addrs if n != leader)[0]
+            fid = [r["id"] for r in reps if r["grpc_address"] == addrs[follower]][0]
+            rc, out, err = c.dfs("--timeout", "60000", "metadata", "remove", str(fid), timeout=120)
+            self.assertIn("removed replica %d" % fid, out)
+            os.kill(c.metadata_pids()[follower], signal.SIGTERM)
+            harness.wait_until(lambda: follower not in c.metadata_pids(), FAILOVER_DEADLINE_S,
+                               "%s did not stop" % follower)
+            for _ in range(3):
+                rc, err = load.put_one("c", metadata=all_addrs)
+                self.assertEqual(rc, 0, err)
+            rc, out, err = c.dfs("--timeout", "5000", "metadata", "ls", "--json", metadata=all_addrs)
+            reps = json.loads(out)["replicas"]
+            lead = [r for r in reps if r["role"] == "leader"]
+            self.assertEqual(len(lead), 1, reps)
+            self.assertEqual(sorted(r["id"] for r in reps if r["member_role"] == "voter"),
+                             sorted({1, 2, 3, 4} - {fid}), reps)
+            self.assertGreaterEqual(load.verify(), 9)
+        finally:
+            p4.terminate()
+            try:
+                p4.wait(60)
+            except subprocess.TimeoutExpired:
+                p4.kill()
+                p4.wait()
 
 
 if __name__ == "__main__":

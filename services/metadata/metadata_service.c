@@ -3024,6 +3024,57 @@ static void handle_get_replicas(dfs_rpc_call *call, void *ctx)
     reply_and_free(call, &a, ok ? &resp.base : NULL);
 }
 
+/*
+ * AddReplica / RemoveReplica (dfs metadata add|remove): on the leader (the gate refused the
+ * others), through the owner's change hook, which waits until the change commits. A single
+ * metadata service has no membership to change.
+ */
+static void member_change(dfs_metadata_service *svc, dfs_rpc_call *call, bool add, uint64_t id,
+                          const char *raft, const char *grpc)
+{
+    const struct dfs_metadata_leadership *l = svc->cfg.leadership;
+    if (l == NULL || l->change == NULL) {
+        dfs_rpc_call_fail(call, DFS_EPRECOND,
+                          "this metadata service is a single one (no --peers): no members to "
+                          "change");
+        return;
+    }
+    char *err = NULL;
+    int rc = l->change(l->arg, add, id, raft, grpc, &err);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    if (add) {
+        Dfs__V1__AddReplicaResponse resp = DFS__V1__ADD_REPLICA_RESPONSE__INIT;
+        reply_and_free(call, &a, &resp.base);
+    } else {
+        Dfs__V1__RemoveReplicaResponse resp = DFS__V1__REMOVE_REPLICA_RESPONSE__INIT;
+        reply_and_free(call, &a, &resp.base);
+    }
+}
+
+static void handle_add_replica(dfs_rpc_call *call, void *ctx)
+{
+    const Dfs__V1__AddReplicaRequest *req =
+        (const Dfs__V1__AddReplicaRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_add_replica(req, &verr), &verr))
+        return;
+    member_change(ctx, call, true, req->id, req->raft_address, req->grpc_address);
+}
+
+static void handle_remove_replica(dfs_rpc_call *call, void *ctx)
+{
+    const Dfs__V1__RemoveReplicaRequest *req =
+        (const Dfs__V1__RemoveReplicaRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_remove_replica(req, &verr), &verr))
+        return;
+    member_change(ctx, call, false, req->id, NULL, NULL);
+}
+
 int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv, char **errmsg)
 {
     const struct dfs_rpc_method methods[] = {
@@ -3094,6 +3145,11 @@ int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv
          &dfs__v1__get_attributes_request__descriptor, handle_get_attributes, svc, DFS_ACCESS_READ},
         {"/dfs.v1.Metadata/GetReplicas", DFS_RPC_UNARY, &dfs__v1__get_replicas_request__descriptor,
          handle_get_replicas, svc, DFS_ACCESS_ADMIN},
+        {"/dfs.v1.Metadata/AddReplica", DFS_RPC_UNARY, &dfs__v1__add_replica_request__descriptor,
+         handle_add_replica, svc, DFS_ACCESS_ADMIN},
+        {"/dfs.v1.Metadata/RemoveReplica", DFS_RPC_UNARY,
+         &dfs__v1__remove_replica_request__descriptor, handle_remove_replica, svc,
+         DFS_ACCESS_ADMIN},
     };
     struct dfs_rpc_authorizer az = {.authorize = authorize, .arg = svc};
     int arc = dfs_rpc_server_set_authorizer(srv, &az, errmsg);

@@ -52,6 +52,10 @@ struct dfs_metadata_leadership {
     int (*on_lead)(void *arg, dfs_metadata_service *svc, char **errmsg);
     /* Fill *out (zeroed by the caller) with this replica's status and the members it knows. */
     void (*replicas)(void *arg, struct dfs_metadata_replicas *out);
+    /* dfs metadata add (add: member id at raft, serving gRPC at grpc) or remove (id): waits until
+       the change is committed; one at a time. An error with *errmsg. */
+    int (*change)(void *arg, bool add, uint64_t id, const char *raft, const char *grpc,
+                  char **errmsg);
     void *arg;
 };
 

@@ -121,6 +121,10 @@ int dfs_validate_get_attributes(const Dfs__V1__GetAttributesRequest *req, char *
 /* GetReplicas (issue 16, dfs metadata ls): no fields yet, always valid (unknown fields are
    dropped by the parser); the handler calls it so a later field gets its check here. */
 int dfs_validate_get_replicas(const Dfs__V1__GetReplicasRequest *req, char **errmsg);
+/* AddReplica: id > 0; raft_address and grpc_address each a host:port, without '='. */
+int dfs_validate_add_replica(const Dfs__V1__AddReplicaRequest *req, char **errmsg);
+/* RemoveReplica: id > 0. */
+int dfs_validate_remove_replica(const Dfs__V1__RemoveReplicaRequest *req, char **errmsg);
 
 /* ---- dfs.v1.Storage ---- */
 
