@@ -333,6 +333,9 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
                 "dfs: --ec cannot be combined with --replicas or --fragments (see dfs --help)\n");
         return DFS_EXIT_USAGE;
     }
+    if (strcmp(name, "metadata") == 0 &&
+        dfs_cmd_metadata_check(args[0], nargs > 1 ? args[1] : NULL) != DFS_EXIT_OK)
+        return DFS_EXIT_USAGE;
     cli.progress = !cli.quiet && dfs_progress_wanted(STDERR_FILENO);
 
     dfs_log_init("dfs", a.level);

@@ -780,30 +780,61 @@ static void print_replicas(const struct dfs_client_replica *v, size_t n, const c
 }
 
 /* dfs metadata add ID=RAFT=GRPC / remove ID. */
-static int metadata_change(struct dfs_cli *cli, bool add, const char *arg)
+/* Parse add's ID=RAFT=GRPC (*copy: malloc'd, holds raft and grpc) or remove's ID; false with a
+   usage line on stderr when it is neither. */
+static bool metadata_parse(bool add, const char *arg, unsigned long long *id, char **copy,
+                           const char **raft, const char **grpc)
 {
     char *end = NULL;
     errno = 0;
-    unsigned long long id = strtoull(arg, &end, 10);
-    const char *raft = NULL, *grpc = NULL;
-    char *copy = NULL;
-    bool ok = errno == 0 && id > 0 && end != arg && (add ? *end == '=' : *end == '\0');
+    *id = strtoull(arg, &end, 10);
+    *copy = NULL;
+    bool ok = errno == 0 && *id > 0 && end != arg && (add ? *end == '=' : *end == '\0');
     if (ok && add) {
-        copy = strdup(end + 1);
-        char *eq = copy != NULL ? strchr(copy, '=') : NULL;
-        ok = eq != NULL && eq != copy && eq[1] != '\0';
+        *copy = strdup(end + 1);
+        char *eq = *copy != NULL ? strchr(*copy, '=') : NULL;
+        ok = eq != NULL && eq != *copy && eq[1] != '\0';
         if (ok) {
             *eq = '\0';
-            raft = copy;
-            grpc = eq + 1;
+            *raft = *copy;
+            *grpc = eq + 1;
         }
     }
     if (!ok) {
-        free(copy);
-        fprintf(stderr, "dfs: metadata %s: \"%s\" is not %s (see dfs help metadata)\n",
+        free(*copy);
+        *copy = NULL;
+        fprintf(stderr, "dfs: metadata %s: \"%.64s\" is not %s (see dfs help metadata)\n",
                 add ? "add" : "remove", arg, add ? "ID=RAFT_HOST:PORT=GRPC_HOST:PORT" : "an ID");
+    }
+    return ok;
+}
+
+int dfs_cmd_metadata_check(const char *action, const char *arg)
+{
+    bool add = strcmp(action, "add") == 0;
+    if ((add || strcmp(action, "remove") == 0) && arg != NULL) {
+        unsigned long long id;
+        char *copy = NULL;
+        const char *raft, *grpc;
+        bool ok = metadata_parse(add, arg, &id, &copy, &raft, &grpc);
+        free(copy);
+        return ok ? DFS_EXIT_OK : DFS_EXIT_USAGE;
+    }
+    if (strcmp(action, "ls") != 0 || arg != NULL) {
+        fprintf(stderr, "dfs: metadata: use \"metadata ls\", \"metadata add ID=RAFT=GRPC\" or "
+                        "\"metadata remove ID\" (see dfs help metadata)\n");
         return DFS_EXIT_USAGE;
     }
+    return DFS_EXIT_OK;
+}
+
+static int metadata_change(struct dfs_cli *cli, bool add, const char *arg)
+{
+    unsigned long long id;
+    char *copy = NULL;
+    const char *raft = NULL, *grpc = NULL;
+    if (!metadata_parse(add, arg, &id, &copy, &raft, &grpc))
+        return DFS_EXIT_USAGE;
     char *err = NULL;
     int rc = add ? dfs_client_replica_add(cli->client, id, raft, grpc, &err)
                  : dfs_client_replica_remove(cli->client, id, &err);
@@ -822,13 +853,11 @@ static int metadata_change(struct dfs_cli *cli, bool add, const char *arg)
 
 int dfs_cmd_metadata(struct dfs_cli *cli, const char *action, const char *arg)
 {
-    if ((strcmp(action, "add") == 0 || strcmp(action, "remove") == 0) && arg != NULL)
+    int usage = dfs_cmd_metadata_check(action, arg);
+    if (usage != DFS_EXIT_OK)
+        return usage;
+    if (strcmp(action, "ls") != 0)
         return metadata_change(cli, strcmp(action, "add") == 0, arg);
-    if (strcmp(action, "ls") != 0 || arg != NULL) {
-        fprintf(stderr, "dfs: metadata: use \"metadata ls\", \"metadata add ID=RAFT=GRPC\" or "
-                        "\"metadata remove ID\" (see dfs help metadata)\n");
-        return DFS_EXIT_USAGE;
-    }
     struct dfs_client_replica *v = NULL;
     size_t n = 0;
     char *err = NULL;

@@ -487,6 +487,12 @@ class Replicated(harness.TestCase):
             except AssertionError as e:
                 raise AssertionError("%s: %r" % (e, last))
             print("replica 4 caught up: %s" % last[0].strip(), flush=True)
+            # An original replica (whose --peers lacks 4) knows 4's gRPC address: it rides in the
+            # replicated configuration. Asked alone, its member list leads the client to 4.
+            orig = sorted(r["address"] for r in replica_recs(c))[0]
+            rc, out, err = c.dfs("--timeout", "5000", "metadata", "ls", "--json", metadata=orig)
+            named = {r["id"]: r["grpc_address"] for r in json.loads(out)["replicas"]}
+            self.assertEqual(named.get(4), "127.0.0.1:%d" % grpc4, out)
             # Remove a follower, stop it: puts go on (three voters: the leader, a follower, 4).
             reps = json.loads(last[0])["replicas"]
             addrs = {r["name"]: r["address"] for r in replica_recs(c)}
