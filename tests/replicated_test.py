@@ -522,5 +522,41 @@ class Replicated(harness.TestCase):
                 p4.wait()
 
 
+    def test_one_membership_change_at_a_time(self):
+        """An add whose replica never answers stays running (a spare that does not catch up) until
+        its deadline; a second change meanwhile is refused, saying why."""
+        c = self.start()
+        wait_leader(c)
+        grpc5, raft5 = harness.dfscluster._free_ports(2)
+        first = {}
+
+        def add5():
+            first["r"] = c.dfs("--timeout", "120000", "metadata", "add",
+                               "5=127.0.0.1:%d=127.0.0.1:%d" % (raft5, grpc5), check=False, timeout=180)
+
+        th = threading.Thread(target=add5)
+        th.start()
+        try:
+            def spare5():
+                rc, out, err = c.dfs("--timeout", "5000", "metadata", "ls", "--json", check=False)
+                return rc == 0 and any(r["grpc_address"] == "127.0.0.1:%d" % grpc5 and r["member_role"] == "spare"
+                                       for r in json.loads(out)["replicas"])
+
+            harness.wait_until(spare5, CATCH_UP_DEADLINE_S, "5 never listed as a spare")
+            rc, out, err = c.dfs("metadata", "remove", "1", check=False)
+            self.assertNotEqual(rc, 0, out)
+            self.assertIn("one at a time", err)
+            print("a second change while one runs: %s" % err.strip(), flush=True)
+        finally:
+            th.join()
+        self.assertNotEqual(first["r"][0], 0, first["r"])
+        print("the add of a replica that never answered: %s" % first["r"][2].strip(), flush=True)
+        # It stays in the configuration as a spare (no vote): the next change takes it out.
+        rc, out, err = c.dfs("--timeout", "60000", "metadata", "remove", "5", timeout=120)
+        self.assertIn("removed replica 5", out)
+        rc, out, err = c.dfs("metadata", "ls", "--json")
+        self.assertEqual(len(json.loads(out)["replicas"]), 3, out)
+
+
 if __name__ == "__main__":
     harness.main()
