@@ -59,6 +59,16 @@ static const struct dfs_opts_command commands[] = {
      "Rename FROM to TO in one catalog operation: a file, or a directory (every file whose path "
      "starts with FROM/) as a whole. A file at TO is replaced only with --force.",
      2, 2},
+    {"metadata", "ls|add ID=RAFT=GRPC|remove ID",
+     "the metadata replicas: list them (role, term, commit and applied index), add or remove one "
+     "(admin only)",
+     "metadata ls asks every metadata replica (each address of --metadata, and every member "
+     "their answers name) for its own view: id, Raft and gRPC address, role (leader, follower, "
+     "candidate, ...), term, commit index and applied index; a replica that does not answer is "
+     "listed as unreachable. metadata add ID=RAFT=GRPC adds a replica started with dfs-metadata "
+     "--join (it catches up, then votes); metadata remove ID takes one out (stop it afterwards). "
+     "One change at a time, on the leader. Admin only.",
+     1, 2},
     {"help", "[COMMAND]", "this help, or a command's", NULL, 0, 1},
     {NULL, NULL, NULL, NULL, 0, 0},
 };
@@ -76,9 +86,10 @@ enum {
     C_TOKEN = 1 << 9,
     C_WHOAMI = 1 << 10,
     C_MV = 1 << 11,
+    C_METADATA = 1 << 12,
     C_TRANSFER = C_PUT | C_GET,
-    C_JSON =
-        C_PUT | C_GET | C_STAT | C_LS | C_RM | C_NODES | C_NODE | C_STATUS | C_TOKEN | C_WHOAMI,
+    C_JSON = C_PUT | C_GET | C_STAT | C_LS | C_RM | C_NODES | C_NODE | C_STATUS | C_TOKEN |
+             C_WHOAMI | C_METADATA,
 };
 
 /* What one command line sets: the command's fields, and how it connects. */
@@ -322,6 +333,9 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
                 "dfs: --ec cannot be combined with --replicas or --fragments (see dfs --help)\n");
         return DFS_EXIT_USAGE;
     }
+    if (strcmp(name, "metadata") == 0 &&
+        dfs_cmd_metadata_check(args[0], nargs > 1 ? args[1] : NULL) != DFS_EXIT_OK)
+        return DFS_EXIT_USAGE;
     cli.progress = !cli.quiet && dfs_progress_wanted(STDERR_FILENO);
 
     dfs_log_init("dfs", a.level);
@@ -372,6 +386,8 @@ int dfs_cli_run(struct dfs_session *sess, int argc, char **argv)
         status = dfs_cmd_whoami(&cli);
     else if (strcmp(name, "mv") == 0)
         status = dfs_cmd_mv(&cli, args[0], args[1]);
+    else if (strcmp(name, "metadata") == 0)
+        status = dfs_cmd_metadata(&cli, args[0], nargs > 1 ? args[1] : NULL);
     else
         status = dfs_cmd_status(&cli);
     dfs_client_close(own);

@@ -8,6 +8,7 @@
 #include "common/json.h"
 #include "common/units.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -703,6 +704,191 @@ static void print_health(const Dfs__V1__GetHealthResponse *h, bool verified)
 /* Paths of lost and degraded files `status -l` lists (each kind). */
 #define STATUS_LIST_MAX 1000
 
+/* ---- metadata replicas (dfs metadata ls, dfs status) ---- */
+
+/* What a replica that did not answer is known as: its id and Raft address from another's
+   member list (0 / "" when none names it). */
+static const Dfs__V1__ReplicaMember *member_named(const struct dfs_client_replica *v, size_t n,
+                                                  const char *grpc)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; v[i].info != NULL && j < v[i].info->n_members; j++)
+            if (strcmp(v[i].info->members[j]->grpc_address, grpc) == 0)
+                return v[i].info->members[j];
+    return NULL;
+}
+
+static void json_replicas(dfs_json *j, const struct dfs_client_replica *v, size_t n)
+{
+    dfs_json_begin_array(j);
+    for (size_t i = 0; i < n; i++) {
+        const Dfs__V1__GetReplicasResponse *r = v[i].info;
+        const Dfs__V1__ReplicaMember *m = member_named(v, n, v[i].address);
+        dfs_json_begin_object(j);
+        dfs_json_key(j, "id");
+        dfs_json_uint(j, r != NULL ? r->id : m != NULL ? m->id : 0);
+        dfs_json_key(j, "raft_address");
+        dfs_json_string(j, r != NULL ? r->raft_address : m != NULL ? m->raft_address : "");
+        dfs_json_key(j, "grpc_address");
+        dfs_json_string(j, v[i].address);
+        dfs_json_key(j, "reachable");
+        dfs_json_bool(j, r != NULL);
+        dfs_json_key(j, "role");
+        dfs_json_string(j, r != NULL ? r->role : "unreachable");
+        dfs_json_key(j, "member_role");
+        dfs_json_string(j, m != NULL ? m->member_role : "");
+        if (r != NULL) {
+            dfs_json_key(j, "leader_ready");
+            dfs_json_bool(j, r->leader_ready);
+            dfs_json_key(j, "term");
+            dfs_json_uint(j, r->term);
+            dfs_json_key(j, "commit_index");
+            dfs_json_uint(j, r->commit_index);
+            dfs_json_key(j, "applied_index");
+            dfs_json_uint(j, r->applied_index);
+            dfs_json_key(j, "leader_id");
+            dfs_json_uint(j, r->leader_id);
+        } else {
+            dfs_json_key(j, "error");
+            dfs_json_string(j, v[i].error != NULL ? v[i].error : "");
+        }
+        dfs_json_end_object(j);
+    }
+    dfs_json_end_array(j);
+}
+
+/* One line per replica; prefix starts each (status indents them). */
+static void print_replicas(const struct dfs_client_replica *v, size_t n, const char *prefix)
+{
+    for (size_t i = 0; i < n; i++) {
+        const Dfs__V1__GetReplicasResponse *r = v[i].info;
+        if (r != NULL) {
+            printf("%s%-3" PRIu64 " %-11s term %-4" PRIu64 " commit %-8" PRIu64
+                   " applied %-8" PRIu64 " raft %s grpc %s\n",
+                   prefix, r->id, r->role, r->term, r->commit_index, r->applied_index,
+                   r->raft_address[0] != '\0' ? r->raft_address : "-", v[i].address);
+        } else {
+            const Dfs__V1__ReplicaMember *m = member_named(v, n, v[i].address);
+            char id[24] = "?";
+            if (m != NULL)
+                snprintf(id, sizeof id, "%" PRIu64, m->id);
+            printf("%s%-3s %-11s (%s) raft %s grpc %s\n", prefix, id, "unreachable",
+                   v[i].error != NULL ? v[i].error : "no answer",
+                   m != NULL && m->raft_address[0] != '\0' ? m->raft_address : "-", v[i].address);
+        }
+    }
+}
+
+/* dfs metadata add ID=RAFT=GRPC / remove ID. */
+/* Parse add's ID=RAFT=GRPC (*copy: malloc'd, holds raft and grpc) or remove's ID; false with a
+   usage line on stderr when it is neither. */
+static bool metadata_parse(bool add, const char *arg, unsigned long long *id, char **copy,
+                           const char **raft, const char **grpc)
+{
+    char *end = NULL;
+    errno = 0;
+    *id = strtoull(arg, &end, 10);
+    *copy = NULL;
+    bool ok = errno == 0 && *id > 0 && end != arg && (add ? *end == '=' : *end == '\0');
+    if (ok && add) {
+        *copy = strdup(end + 1);
+        char *eq = *copy != NULL ? strchr(*copy, '=') : NULL;
+        ok = eq != NULL && eq != *copy && eq[1] != '\0';
+        if (ok) {
+            *eq = '\0';
+            *raft = *copy;
+            *grpc = eq + 1;
+        }
+    }
+    if (!ok) {
+        free(*copy);
+        *copy = NULL;
+        fprintf(stderr, "dfs: metadata %s: \"%.64s\" is not %s (see dfs help metadata)\n",
+                add ? "add" : "remove", arg, add ? "ID=RAFT_HOST:PORT=GRPC_HOST:PORT" : "an ID");
+    }
+    return ok;
+}
+
+int dfs_cmd_metadata_check(const char *action, const char *arg)
+{
+    bool add = strcmp(action, "add") == 0;
+    if ((add || strcmp(action, "remove") == 0) && arg != NULL) {
+        unsigned long long id;
+        char *copy = NULL;
+        const char *raft, *grpc;
+        bool ok = metadata_parse(add, arg, &id, &copy, &raft, &grpc);
+        free(copy);
+        return ok ? DFS_EXIT_OK : DFS_EXIT_USAGE;
+    }
+    if (strcmp(action, "ls") != 0 || arg != NULL) {
+        fprintf(stderr, "dfs: metadata: use \"metadata ls\", \"metadata add ID=RAFT=GRPC\" or "
+                        "\"metadata remove ID\" (see dfs help metadata)\n");
+        return DFS_EXIT_USAGE;
+    }
+    return DFS_EXIT_OK;
+}
+
+static int metadata_change(struct dfs_cli *cli, bool add, const char *arg)
+{
+    unsigned long long id;
+    char *copy = NULL;
+    const char *raft = NULL, *grpc = NULL;
+    if (!metadata_parse(add, arg, &id, &copy, &raft, &grpc))
+        return DFS_EXIT_USAGE;
+    char *err = NULL;
+    int rc = add ? dfs_client_replica_add(cli->client, id, raft, grpc, &err)
+                 : dfs_client_replica_remove(cli->client, id, &err);
+    int status = DFS_EXIT_OK;
+    if (rc != DFS_OK)
+        status = dfs_cli_error(rc, "metadata %s: %s", add ? "add" : "remove",
+                               err != NULL ? err : dfs_strerror(rc));
+    else if (cli->json)
+        printf("{\"%s\":%llu}\n", add ? "added" : "removed", id);
+    else
+        printf("%s replica %llu\n", add ? "added" : "removed", id);
+    free(err);
+    free(copy);
+    return status;
+}
+
+int dfs_cmd_metadata(struct dfs_cli *cli, const char *action, const char *arg)
+{
+    int usage = dfs_cmd_metadata_check(action, arg);
+    if (usage != DFS_EXIT_OK)
+        return usage;
+    if (strcmp(action, "ls") != 0)
+        return metadata_change(cli, strcmp(action, "add") == 0, arg);
+    struct dfs_client_replica *v = NULL;
+    size_t n = 0;
+    char *err = NULL;
+    int rc = dfs_client_replicas(cli->client, &v, &n, &err);
+    if (rc != DFS_OK) {
+        int status = dfs_cli_error(rc, "metadata ls: %s", err != NULL ? err : dfs_strerror(rc));
+        free(err);
+        return status;
+    }
+    size_t answered = 0;
+    for (size_t i = 0; i < n; i++)
+        answered += v[i].info != NULL;
+    if (cli->json) {
+        dfs_json j;
+        dfs_json_init(&j, stdout);
+        dfs_json_begin_object(&j);
+        dfs_json_key(&j, "replicas");
+        json_replicas(&j, v, n);
+        dfs_json_end_object(&j);
+        dfs_json_finish(&j);
+    } else {
+        print_replicas(v, n, "");
+    }
+    int status = DFS_EXIT_OK;
+    if (answered == 0)
+        status = dfs_cli_error(DFS_EUNAVAIL, "metadata ls: no replica answered (%s)",
+                               n > 0 && v[0].error != NULL ? v[0].error : "no address");
+    dfs_client_replicas_free(v, n);
+    return status;
+}
+
 int dfs_cmd_status(struct dfs_cli *cli)
 {
     Dfs__V1__StatResponse *r = NULL;
@@ -721,12 +907,24 @@ int dfs_cmd_status(struct dfs_cli *cli)
         protobuf_c_message_free_unpacked(&r->base, NULL);
         return status;
     }
+    /* Several metadata replicas: each one's view too (admin tokens only: GetReplicas is an admin
+       call, so another token just does not see them). */
+    struct dfs_client_replica *reps = NULL;
+    size_t nreps = 0, answered = 0;
+    if (dfs_client_replicas(cli->client, &reps, &nreps, NULL) == DFS_OK)
+        for (size_t i = 0; i < nreps; i++)
+            answered += reps[i].info != NULL;
+    bool show_replicas = nreps > 1 && answered > 0;
     if (cli->json) {
         dfs_json j;
         dfs_json_init(&j, stdout);
         dfs_json_begin_object(&j);
         dfs_json_key(&j, "metadata");
         dfs_json_string(&j, dfs_client_metadata(cli->client));
+        if (show_replicas) {
+            dfs_json_key(&j, "metadata_replicas");
+            json_replicas(&j, reps, nreps);
+        }
         dfs_json_key(&j, "files");
         dfs_json_uint(&j, r->files);
         dfs_json_key(&j, "logical_bytes");
@@ -761,6 +959,8 @@ int dfs_cmd_status(struct dfs_cli *cli)
         dfs_format_size(r->stored_bytes, stored, sizeof stored);
         printf("metadata:   %s (catalog schema %" PRIu32 ")\n", dfs_client_metadata(cli->client),
                r->schema_version);
+        if (show_replicas)
+            print_replicas(reps, nreps, "  replica ");
         printf("files:      %" PRIu64 " (%s, %s stored with redundancy)\n", r->files, logical,
                stored);
         printf("nodes:      %" PRIu32 " alive, %" PRIu32 " suspect, %" PRIu32 " dead, %" PRIu32
@@ -771,6 +971,7 @@ int dfs_cmd_status(struct dfs_cli *cli)
                r->pending_files, r->pending_deletions);
         print_health(h, cli->loss);
     }
+    dfs_client_replicas_free(reps, nreps);
     protobuf_c_message_free_unpacked(&h->base, NULL);
     protobuf_c_message_free_unpacked(&r->base, NULL);
     return DFS_EXIT_OK;

@@ -58,6 +58,12 @@ int dfs_cmd_node(struct dfs_cli *cli, const char *action, const char *node);
 /* action: "create", "revoke" (arg: an id or a unique prefix) or "ls". */
 int dfs_cmd_token(struct dfs_cli *cli, const char *action, const char *arg);
 int dfs_cmd_whoami(struct dfs_cli *cli);
+/* action: "ls" (arg NULL): every metadata replica's role, term, commit and applied index;
+   "add" (arg ID=RAFT=GRPC) or "remove" (arg ID): a membership change on the leader. */
+int dfs_cmd_metadata(struct dfs_cli *cli, const char *action, const char *arg);
+/* Its arguments' form only (before connecting): DFS_EXIT_OK, or DFS_EXIT_USAGE with a line on
+   stderr. */
+int dfs_cmd_metadata_check(const char *action, const char *arg);
 
 /* Print "dfs: <message>" on stderr and return the exit status for code. */
 int dfs_cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -7,6 +7,7 @@
 #include "client/meta.h"
 #include "client/put.h"
 #include "client/spool.h"
+#include "common/addr.h"
 #include "common/err.h"
 #include "services/rpc/client.h"
 #include "services/rpc/grpclog.h"
@@ -40,6 +41,10 @@ struct dfs_client {
     pthread_cond_t freed;
     unsigned running, max;
     int64_t wait_ms;
+    /* What dfs_client_replicas opens its one-replica handles with: the bearer token (a copy,
+     * wiped at close; NULL: none) and the metadata deadline. */
+    char *token;
+    int64_t timeout_ms;
 };
 
 /* The token path the dfs command looks at last: ~/.config/dfs/token (NULL: no such file). */
@@ -119,7 +124,8 @@ int dfs_client_open(const struct dfs_client_options *o, dfs_client **out, char *
     }
     if (rc == DFS_OK)
         rc = dfs_links_channels_create(&c->security, &c->channels, errmsg);
-    wipe(token); /* the channel keeps its own copy */
+    c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+    c->token = token; /* the channel keeps its own copy; this one is for dfs_client_replicas */
     if (rc != DFS_OK) {
         dfs_client_close(c);
         return rc;
@@ -135,6 +141,7 @@ void dfs_client_close(dfs_client *c)
     dfs_rpc_pool_destroy(c->channels); /* no transfer runs: the handle's contract */
     dfs_meta_close(c->meta);
     dfs_rpc_tls_destroy(c->tls); /* after the channels that use it */
+    wipe(c->token);
     pthread_cond_destroy(&c->freed);
     pthread_mutex_destroy(&c->mu);
     free(c);
@@ -536,4 +543,115 @@ int dfs_client_attrs_get(dfs_client *c, const char *path, bool list_dirs,
     req.list_dirs = list_dirs;
     return dfs_meta_call(c->meta, "GetAttributes", &req.base,
                          &dfs__v1__get_attributes_response__descriptor, true, out, errmsg);
+}
+
+/* ---- metadata replicas ---- */
+
+void dfs_client_replicas_free(struct dfs_client_replica *v, size_t n)
+{
+    if (v == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].address);
+        free(v[i].error);
+        if (v[i].info != NULL)
+            protobuf_c_message_free_unpacked(&v[i].info->base, NULL);
+    }
+    free(v);
+}
+
+/* Append address (copied) to v[0..*n) unless it is there already. */
+static int replica_add(struct dfs_client_replica *v, size_t *n, size_t cap, const char *address)
+{
+    if (address == NULL || address[0] == '\0')
+        return DFS_OK;
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(v[i].address, address) == 0)
+            return DFS_OK;
+    if (*n == cap)
+        return DFS_OK; /* more than the most members a cluster has: ignore the rest */
+    v[*n].address = strdup(address);
+    if (v[*n].address == NULL)
+        return DFS_ENOMEM;
+    (*n)++;
+    return DFS_OK;
+}
+
+/* Ask the one replica at r->address, filling r->info or r->error. */
+static void replica_ask(dfs_client *c, struct dfs_client_replica *r)
+{
+    struct dfs_rpc_channel_opts copts = {.security = &c->security, .token = c->token};
+    dfs_meta *m = NULL;
+    char *err = NULL;
+    int rc = dfs_meta_open(r->address, c->timeout_ms, &copts, &m, &err);
+    if (rc == DFS_OK) {
+        Dfs__V1__GetReplicasRequest req = DFS__V1__GET_REPLICAS_REQUEST__INIT;
+        rc = dfs_meta_call(m, "GetReplicas", &req.base, &dfs__v1__get_replicas_response__descriptor,
+                           false, &r->info, &err);
+    }
+    dfs_meta_close(m);
+    if (rc != DFS_OK) {
+        r->info = NULL;
+        r->error = err != NULL ? err : strdup(dfs_strerror(rc));
+    }
+}
+
+/* The most replicas asked: the list given plus the members named (a cluster has at most 16). */
+#define REPLICAS_MAX 64
+
+int dfs_client_replicas(dfs_client *c, struct dfs_client_replica **out, size_t *n, char **errmsg)
+{
+    char **items = NULL;
+    size_t nitems = 0;
+    int rc = dfs_addr_list_split(dfs_meta_addr(c->meta), &items, &nitems, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    struct dfs_client_replica *v = calloc(REPLICAS_MAX, sizeof *v);
+    size_t nv = 0;
+    if (v == NULL)
+        rc = DFS_ENOMEM;
+    for (size_t i = 0; rc == DFS_OK && i < nitems; i++)
+        rc = replica_add(v, &nv, REPLICAS_MAX, items[i]);
+    dfs_addr_list_free(items);
+    /* nv grows as answers name members the list lacks; each is asked in turn. */
+    for (size_t i = 0; rc == DFS_OK && i < nv; i++) {
+        replica_ask(c, &v[i]);
+        const Dfs__V1__GetReplicasResponse *info = v[i].info;
+        for (size_t j = 0; rc == DFS_OK && info != NULL && j < info->n_members; j++)
+            rc = replica_add(v, &nv, REPLICAS_MAX, info->members[j]->grpc_address);
+    }
+    if (rc != DFS_OK) {
+        dfs_client_replicas_free(v, nv);
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    }
+    *out = v;
+    *n = nv;
+    return DFS_OK;
+}
+
+int dfs_client_replica_add(dfs_client *c, uint64_t id, const char *raft, const char *grpc,
+                           char **errmsg)
+{
+    Dfs__V1__AddReplicaRequest req = DFS__V1__ADD_REPLICA_REQUEST__INIT;
+    req.id = id;
+    req.raft_address = (char *)raft;
+    req.grpc_address = (char *)grpc;
+    Dfs__V1__AddReplicaResponse *resp = NULL;
+    int rc = dfs_meta_call(c->meta, "AddReplica", &req.base,
+                           &dfs__v1__add_replica_response__descriptor, false, &resp, errmsg);
+    if (rc == DFS_OK)
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return rc;
+}
+
+int dfs_client_replica_remove(dfs_client *c, uint64_t id, char **errmsg)
+{
+    Dfs__V1__RemoveReplicaRequest req = DFS__V1__REMOVE_REPLICA_REQUEST__INIT;
+    req.id = id;
+    Dfs__V1__RemoveReplicaResponse *resp = NULL;
+    int rc = dfs_meta_call(c->meta, "RemoveReplica", &req.base,
+                           &dfs__v1__remove_replica_response__descriptor, false, &resp, errmsg);
+    if (rc == DFS_OK)
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return rc;
 }

@@ -403,6 +403,39 @@ int dfs_client_token_list(dfs_client *c, bool all, Dfs__V1__ListTokensResponse *
 /* The record of the token c presents (WhoAmI, retried); *out is NULL when the service sent none. */
 int dfs_client_whoami(dfs_client *c, Dfs__V1__TokenInfo **out, char **errmsg);
 
+/* ---- metadata replicas (issue 16: dfs metadata ls) ---- */
+
+/* One metadata replica as asked directly: its answer, or why it gave none. */
+struct dfs_client_replica {
+    char *address;                      /* the gRPC address asked ("host:port") */
+    Dfs__V1__GetReplicasResponse *info; /* its own view, or NULL when it did not answer */
+    char *error;                        /* why not (info NULL), else NULL */
+};
+
+/*
+ * Ask every metadata replica for its own view (GetReplicas, admin role, not retried: one try
+ * each, so a dead replica costs at most the call's deadline and usually a refused connection):
+ * first each address of the list c was opened with, in order, then every member whose gRPC
+ * address an answer names and the list lacks. Each replica is asked directly (not through the
+ * leader): followers answer too. Returns 0 with *out (n entries; free with
+ * dfs_client_replicas_free) whether or not replicas answered, or DFS_ENOMEM / DFS_EINVAL with
+ * *errmsg.
+ */
+int dfs_client_replicas(dfs_client *c, struct dfs_client_replica **out, size_t *n, char **errmsg);
+
+/* Accepts NULL. */
+void dfs_client_replicas_free(struct dfs_client_replica *v, size_t n);
+
+/*
+ * Membership changes on the leader, one at a time (AddReplica / RemoveReplica, admin role, not
+ * retried): add the running replica `id` (started with --join) at its Raft and gRPC addresses,
+ * answered once it is a voter; remove member `id`. A change while another one runs is refused
+ * (the message says so).
+ */
+int dfs_client_replica_add(dfs_client *c, uint64_t id, const char *raft, const char *grpc,
+                           char **errmsg);
+int dfs_client_replica_remove(dfs_client *c, uint64_t id, char **errmsg);
+
 /*
  * Rename `from` to `to` in one catalog operation (Rename, not retried: a retry after a lost answer
  * would find nothing at `from`): a file, or a directory with every file under it. A file at `to`

@@ -37,6 +37,8 @@ static const ProtobufCMessageDescriptor *const types[] = {
     &dfs__v1__repair_fragment_request__descriptor,  &dfs__v1__report_damage_request__descriptor,
     &dfs__v1__stitch_file_request__descriptor,      &dfs__v1__rename_request__descriptor,
     &dfs__v1__set_attributes_request__descriptor,   &dfs__v1__get_attributes_request__descriptor,
+    &dfs__v1__get_replicas_request__descriptor,     &dfs__v1__add_replica_request__descriptor,
+    &dfs__v1__remove_replica_request__descriptor,
 };
 #define NTYPES (sizeof types / sizeof types[0])
 

@@ -65,6 +65,7 @@ REQUEST_TYPES = [
     "GetFile", "ListFiles", "DeleteFile", "Stat", "ListNodes", "SetNodeState", "ReportFragments",
     "GetHealth", "PutFragment", "GetFragment", "DeleteFragment", "StatFragment", "RepairFragment",
     "ReportDamage", "StitchFile", "Rename", "SetAttributes", "GetAttributes",
+    "GetReplicas", "AddReplica", "RemoveReplica",
 ]
 
 
@@ -111,6 +112,10 @@ def request_seeds():
         "delete_file": ("DeleteFile", f_bytes(1, b"/a/b")),
         "stat": ("Stat", b""),
         "list_nodes": ("ListNodes", b""),
+        "get_replicas": ("GetReplicas", b""),
+        "add_replica": ("AddReplica", f_varint(1, 4) + f_bytes(2, b"127.0.0.1:7001") + f_bytes(3, b"127.0.0.1:7000")),
+        "add_replica_eq": ("AddReplica", f_varint(1, 4) + f_bytes(2, b"127.0.0.1:7001=a:1") + f_bytes(3, b"x")),
+        "remove_replica": ("RemoveReplica", f_varint(1, 2)),
         "set_node_state": ("SetNodeState", f_bytes(1, b"0123") + f_varint(2, 4)),
         "report": ("ReportFragments", f_bytes(2, FRAG) + f_varint(3, 1) + f_bytes(4, FRAG) +
                    f_bytes(4, FILE_ID + b"00000002") + f_varint(5, 0) + f_varint(6, 1) +

@@ -145,6 +145,7 @@ class Options(harness.TestCase):
             (["--replica-id", "1", "--peers", peers + ",1=h:1=h:2"], "--peers: id 1 twice"),
             (["--replica-id", "3", "--peers", peers], "--replica-id 3 is not in --peers"),
             (["--replica-id", "0", "--peers", peers], "--replica-id must be"),
+            (["--join"], "--join needs --peers and --replica-id"),
         ]
         for args, says in cases:
             with self.subTest(args=args):
@@ -156,6 +157,9 @@ class Options(harness.TestCase):
             ("dfs", ["-qZ", "ls"], "unknown option '-Z'"),
             ("dfs", ["--throttle", "1" + "x" * 10000, "ls"], "--throttle"),
             ("dfs", ["--json=yes", "ls"], "--json takes no value"),
+            ("dfs", ["metadata", "add", "x=1"], "is not ID=RAFT_HOST:PORT=GRPC_HOST:PORT"),
+            ("dfs", ["metadata", "remove", "0"], "is not an ID"),
+            ("dfs", ["metadata", "drop"], "use \"metadata ls\""),
             ("dfs", ["get", "/a", "b", "--replicas", "2"], "get does not take --replicas"),
             ("dfs", ["put", "a", "b", "c"], "unexpected argument 'c'"),
             ("dfs", ["frobnicate"], "unknown command 'frobnicate'"),

@@ -10,14 +10,21 @@
   to the leader.
 - Two of three replicas killed: a put fails, with UNAVAILABLE, within its deadline; both started
   again, the cluster serves everything it had and takes writes again.
+- `dfs metadata ls [--json]` (every replica answers GetReplicas, followers too): one leader and two
+  followers, whose applied indexes meet once writes stop; `dfs status` lists the replicas; after
+  SIGKILL of the leader it shows the new leader and the dead one unreachable.
+- `dfs metadata add` of a fourth replica started with --join: it catches up (its applied index
+  reaches the leader's); `dfs metadata remove` of a follower: the cluster still takes puts.
 
 Nothing waits by sleeping: every wait polls a condition (a log line, a put's result, a catalog
 dump) with a generous deadline, for a loaded 2-core machine.
 """
 
+import json
 import os
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -388,6 +395,209 @@ class Replicated(harness.TestCase):
         self.assertEqual(rc, 0, err)
         self.assertEqual(load.verify(), 3 + done + 1)
         stop_nodes_and_compare(c)
+
+
+    def test_metadata_ls(self):
+        c = self.start()
+        leader = wait_leader(c)
+        load = Load(self, c, writers=1, readers=0)
+        for _ in range(3):
+            rc, err = load.put_one("m")
+            self.assertEqual(rc, 0, err)
+        addrs = {r["name"]: r["address"] for r in replica_recs(c)}
+        by_addr = {a: n for n, a in addrs.items()}
+        last = []
+
+        def ls(*extra):
+            rc, out, err = c.dfs("--timeout", "5000", "metadata", "ls", "--json", *extra, check=False)
+            last[:] = [rc, out, err]
+            return json.loads(out)["replicas"] if rc == 0 else None
+
+        # Heartbeats are replicated writes: stop the nodes, so the applied indexes can meet.
+        for r in c.status():
+            if r["name"].startswith("node-") and r["state"] == "running":
+                c.stop_node(int(r["name"].split("-")[1]))
+
+        def settled():
+            reps = ls()
+            if reps is None or len(reps) != 3:
+                return False
+            roles = {by_addr[r["grpc_address"]]: r["role"] for r in reps}
+            applied = {r["applied_index"] for r in reps}
+            commit = {r["commit_index"] for r in reps}
+            return (roles[leader] == "leader" and sorted(roles.values()) == ["follower", "follower", "leader"]
+                    and len(applied) == 1 and len(commit) == 1 and all(r["reachable"] for r in reps))
+
+        try:
+            harness.wait_until(settled, CATCH_UP_DEADLINE_S, "metadata ls did not settle")
+        except AssertionError as e:
+            raise AssertionError("%s: %r" % (e, last))
+        reps = ls()
+        self.assertEqual(sorted(r["id"] for r in reps), [1, 2, 3])
+        self.assertEqual({r["term"] for r in reps}.__len__(), 1, reps)
+        self.assertGreater(reps[0]["applied_index"], 0)
+        for r in reps:
+            self.assertEqual(r["member_role"], "voter")
+            self.assertTrue(r["raft_address"], r)
+        print("metadata ls --json: %s" % reps, flush=True)
+        # Given one follower's address only, the others are found through its member list.
+        follower = sorted(n for n in addrs if n != leader)[0]
+        rc, out, err = c.dfs("--timeout", "5000", "metadata", "ls", metadata=addrs[follower])
+        lines = out.strip().splitlines()
+        self.assertEqual(len(lines), 3, out)
+        self.assertEqual(sum(" leader " in ln for ln in lines), 1, out)
+        self.assertEqual(sum(" follower " in ln for ln in lines), 2, out)
+        rc, out, err = c.dfs("status")
+        self.assertEqual(sum("replica " in ln for ln in out.splitlines()), 3, out)
+        # Not an admin: refused.
+        tok = c.dfs("token", "create", "--role", "ro", "--name", "reader")[1].strip()
+        rc, out, err = c.dfs("metadata", "ls", check=False, env={"DFS_TOKEN": tok, "DFS_TOKEN_FILE": None})
+        self.assertNotEqual(rc, 0, out)
+
+        # The leader SIGKILLed: a new one leads, the dead one is listed as unreachable.
+        os.kill(c.metadata_pids()[leader], signal.SIGKILL)
+
+        def failed_over():
+            reps = ls()
+            if reps is None or len(reps) != 3:
+                return False
+            roles = {by_addr[r["grpc_address"]]: r["role"] for r in reps}
+            return roles[leader] == "unreachable" and sorted(roles.values()) == ["follower", "leader", "unreachable"]
+
+        try:
+            harness.wait_until(failed_over, FAILOVER_DEADLINE_S, "metadata ls after SIGKILL")
+        except AssertionError as e:
+            raise AssertionError("%s: %r" % (e, last))
+        reps = ls()
+        dead = [r for r in reps if not r["reachable"]][0]
+        self.assertTrue(dead["id"] > 0 and dead["raft_address"], dead)
+        print("after SIGKILL of %s: %s" % (leader, reps), flush=True)
+        rc, out, err = c.dfs("metadata", "ls")
+        self.assertIn("unreachable", out)
+
+
+    def test_add_and_remove_replica(self):
+        c = self.start()
+        leader = wait_leader(c)
+        load = Load(self, c, writers=1, readers=0)
+        for _ in range(3):
+            rc, err = load.put_one("a")
+            self.assertEqual(rc, 0, err)
+        state = c.load_state()
+        peers = state["metadata_peers"]
+        grpc4, raft4 = harness.dfscluster._free_ports(2)
+        plist = ",".join("%d=127.0.0.1:%d=127.0.0.1:%d" % (i + 1, p["raft"], p["grpc"])
+                         for i, p in enumerate(peers))
+        plist += ",4=127.0.0.1:%d=127.0.0.1:%d" % (raft4, grpc4)
+        d = harness.tmpdir("replica-4-")
+        cmd = [c.binaries()["dfs-metadata"], "--listen", "127.0.0.1:%d" % grpc4,
+               "--db", os.path.join(d, "catalog.db"),
+               "--admin-token-file", c.admin_token_file, "--node-token-file", c.node_token_file,
+               "--replica-id", "4", "--peers", plist, "--join"] + list(state.get("metadata_flags", []))
+        all_addrs = c.metadata_address + ",127.0.0.1:%d" % grpc4
+        with open(os.path.join(d, "log"), "wb") as log:
+            p4 = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            # A joining replica makes no cluster of its own: it waits, and answers as nobody's.
+            rc, out, err = c.dfs("--timeout", "120000", "metadata", "add",
+                                 "4=127.0.0.1:%d=127.0.0.1:%d" % (raft4, grpc4), timeout=180)
+            self.assertIn("added replica 4", out)
+            # Again while nothing runs: libraft refuses a member it has (a clear error).
+            rc, out, err = c.dfs("metadata", "add", "4=127.0.0.1:%d=127.0.0.1:%d" % (raft4, grpc4),
+                                 check=False)
+            self.assertNotEqual(rc, 0)
+            print("second add of 4: %s" % err.strip(), flush=True)
+            for _ in range(3):
+                rc, err = load.put_one("b", metadata=all_addrs)
+                self.assertEqual(rc, 0, err)
+            last = []
+
+            def caught_up():
+                rc, out, err = c.dfs("--timeout", "5000", "metadata", "ls", "--json", metadata=all_addrs,
+                                     check=False)
+                last[:] = [out, err]
+                if rc != 0:
+                    return False
+                reps = {r["id"]: r for r in json.loads(out)["replicas"]}
+                lead = [r for r in reps.values() if r["role"] == "leader"]
+                return (4 in reps and reps[4]["reachable"] and len(lead) == 1 and
+                        reps[4]["applied_index"] >= lead[0]["applied_index"] and
+                        reps[4]["member_role"] == "voter" and reps[4]["role"] == "follower")
+
+            try:
+                harness.wait_until(caught_up, CATCH_UP_DEADLINE_S, "replica 4 did not catch up")
+            except AssertionError as e:
+                raise AssertionError("%s: %r" % (e, last))
+            print("replica 4 caught up: %s" % last[0].strip(), flush=True)
+            # An original replica (whose --peers lacks 4) knows 4's gRPC address: it rides in the
+            # replicated configuration. Asked alone, its member list leads the client to 4.
+            orig = sorted(r["address"] for r in replica_recs(c))[0]
+            rc, out, err = c.dfs("--timeout", "5000", "metadata", "ls", "--json", metadata=orig)
+            named = {r["id"]: r["grpc_address"] for r in json.loads(out)["replicas"]}
+            self.assertEqual(named.get(4), "127.0.0.1:%d" % grpc4, out)
+            # Remove a follower, stop it: puts go on (three voters: the leader, a follower, 4).
+            reps = json.loads(last[0])["replicas"]
+            addrs = {r["name"]: r["address"] for r in replica_recs(c)}
+            follower = sorted(n for n in addrs if n != leader)[0]
+            fid = [r["id"] for r in reps if r["grpc_address"] == addrs[follower]][0]
+            rc, out, err = c.dfs("--timeout", "60000", "metadata", "remove", str(fid), timeout=120)
+            self.assertIn("removed replica %d" % fid, out)
+            os.kill(c.metadata_pids()[follower], signal.SIGTERM)
+            harness.wait_until(lambda: follower not in c.metadata_pids(), FAILOVER_DEADLINE_S,
+                               "%s did not stop" % follower)
+            for _ in range(3):
+                rc, err = load.put_one("c", metadata=all_addrs)
+                self.assertEqual(rc, 0, err)
+            rc, out, err = c.dfs("--timeout", "5000", "metadata", "ls", "--json", metadata=all_addrs)
+            reps = json.loads(out)["replicas"]
+            lead = [r for r in reps if r["role"] == "leader"]
+            self.assertEqual(len(lead), 1, reps)
+            self.assertEqual(sorted(r["id"] for r in reps if r["member_role"] == "voter"),
+                             sorted({1, 2, 3, 4} - {fid}), reps)
+            self.assertGreaterEqual(load.verify(), 9)
+        finally:
+            p4.terminate()
+            try:
+                p4.wait(60)
+            except subprocess.TimeoutExpired:
+                p4.kill()
+                p4.wait()
+
+
+    def test_one_membership_change_at_a_time(self):
+        """An add whose replica never answers stays running (a spare that does not catch up) until
+        its deadline; a second change meanwhile is refused, saying why."""
+        c = self.start()
+        wait_leader(c)
+        grpc5, raft5 = harness.dfscluster._free_ports(2)
+        first = {}
+
+        def add5():
+            first["r"] = c.dfs("--timeout", "120000", "metadata", "add",
+                               "5=127.0.0.1:%d=127.0.0.1:%d" % (raft5, grpc5), check=False, timeout=180)
+
+        th = threading.Thread(target=add5)
+        th.start()
+        try:
+            def spare5():
+                rc, out, err = c.dfs("--timeout", "5000", "metadata", "ls", "--json", check=False)
+                return rc == 0 and any(r["grpc_address"] == "127.0.0.1:%d" % grpc5 and r["member_role"] == "spare"
+                                       for r in json.loads(out)["replicas"])
+
+            harness.wait_until(spare5, CATCH_UP_DEADLINE_S, "5 never listed as a spare")
+            rc, out, err = c.dfs("metadata", "remove", "1", check=False)
+            self.assertNotEqual(rc, 0, out)
+            self.assertIn("one at a time", err)
+            print("a second change while one runs: %s" % err.strip(), flush=True)
+        finally:
+            th.join()
+        self.assertNotEqual(first["r"][0], 0, first["r"])
+        print("the add of a replica that never answered: %s" % first["r"][2].strip(), flush=True)
+        # It stays in the configuration as a spare (no vote): the next change takes it out.
+        rc, out, err = c.dfs("--timeout", "60000", "metadata", "remove", "5", timeout=120)
+        self.assertIn("removed replica 5", out)
+        rc, out, err = c.dfs("metadata", "ls", "--json")
+        self.assertEqual(len(json.loads(out)["replicas"]), 3, out)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ struct options {
     long long election_timeout_ms;
     long long replica_id; /* --replica-id: this replica's id in --peers */
     const char *peers;    /* --peers id=raft_addr=grpc_addr,... */
+    bool join;            /* --join: an empty replica waits to be added (dfs metadata add) */
 };
 
 static const struct dfs_opt_choice log_levels[] = {
@@ -97,6 +98,10 @@ static const struct dfs_opt opts[] = {
              "(host:port; a host name is resolved at each connect) and gRPC address (what "
              "followers name to clients in dfs-leader); the initial members when the Raft "
              "directory is empty"},
+    {DFS_OPT_FLAG, "join", 0, O(join),
+     .help = "with --peers: a new replica joining a running cluster: it does not make a cluster "
+             "of its own when its Raft directory is empty, but waits until the leader adds it "
+             "(dfs metadata add ID=RAFT=GRPC)"},
     {DFS_OPT_INT, "election-timeout-ms", 0, O(election_timeout_ms), .arg = "N", .def = "500",
      .min = 50, .max = 60000,
      .help = "Raft election timeout (heartbeats every tenth of it; pre-vote on)"},
@@ -335,9 +340,49 @@ static void rp_leader_hint(void *arg, char *buf, size_t cap)
     buf[0] = '\0';
     if (st.leader_id == 0 || st.leader_id == rp->self)
         return;
-    for (size_t i = 0; i < rp->npeers; i++)
+    for (size_t i = 0; i < st.n_members; i++)
+        if (st.members[i].id == st.leader_id && strchr(st.members[i].address, '=') != NULL)
+            snprintf(buf, cap, "%s", strchr(st.members[i].address, '=') + 1);
+    for (size_t i = 0; i < rp->npeers && buf[0] == '\0'; i++)
         if (rp->peers[i].id == st.leader_id)
             snprintf(buf, cap, "%s", rp->peers[i].grpc);
+}
+
+/* GetReplicas: this replica's status, and the members with their gRPC addresses from --peers. */
+static void rp_replicas(void *arg, struct dfs_metadata_replicas *out)
+{
+    struct replica *rp = arg;
+    struct dfs_repl_status *st = calloc(1, sizeof *st);
+    if (st == NULL)
+        return;
+    dfs_repl_status_get(rp->repl, st);
+    out->self.id = rp->self;
+    snprintf(out->self.raft, sizeof out->self.raft, "%s", st->address);
+    snprintf(out->self.role, sizeof out->self.role, "%s", dfs_repl_role_name(st->role));
+    for (size_t i = 0; i < rp->npeers; i++)
+        if (rp->peers[i].id == rp->self)
+            snprintf(out->self.grpc, sizeof out->self.grpc, "%s", rp->peers[i].grpc);
+    out->leader_ready = st->leader_ready;
+    out->term = st->term;
+    out->commit_index = st->commit_index;
+    out->applied_index = st->applied_index;
+    out->leader_id = st->leader_id;
+    for (size_t i = 0; i < st->n_members && i < DFS_METADATA_REPLICAS_MAX; i++) {
+        struct dfs_metadata_replica *m = &out->members[out->n_members++];
+        m->id = st->members[i].id;
+        /* "RAFT=GRPC" for a member added by dfs metadata add; else the gRPC address is --peers'. */
+        const char *addr = st->members[i].address;
+        const char *eq = strchr(addr, '=');
+        snprintf(m->raft, sizeof m->raft, "%.*s",
+                 (int)(eq != NULL ? eq - addr : (long)strlen(addr)), addr);
+        snprintf(m->role, sizeof m->role, "%s", dfs_repl_member_role_name(st->members[i].role));
+        if (eq != NULL)
+            snprintf(m->grpc, sizeof m->grpc, "%s", eq + 1);
+        for (size_t j = 0; j < rp->npeers && m->grpc[0] == '\0'; j++)
+            if (rp->peers[j].id == m->id)
+                snprintf(m->grpc, sizeof m->grpc, "%s", rp->peers[j].grpc);
+    }
+    free(st);
 }
 
 /* How long a read waits for its barrier; the client's deadline usually ends it first. */
@@ -380,6 +425,51 @@ struct transfer_wait {
     int status;
     char message[256];
 };
+
+static void transfer_done(void *arg, const struct dfs_repl_outcome *out);
+
+/* How long a membership change may take (a new member catching up from a snapshot). */
+#define MEMBER_CHANGE_MS 60000
+
+/*
+ * dfs metadata add / remove, on the leader: one change at a time (libraft refuses a second one
+ * while the first runs: DFS_REPL_REFUSED, said so). An added member's configuration address is
+ * "RAFT=GRPC": its gRPC address is then replicated with the membership itself (the transport
+ * dials RAFT), so every replica can name it in dfs-leader.
+ */
+static int rp_change(void *arg, bool add, uint64_t id, const char *raft, const char *grpc,
+                     char **errmsg)
+{
+    struct replica *rp = arg;
+    struct transfer_wait t = {.done = false};
+    pthread_mutex_init(&t.mu, NULL);
+    pthread_cond_init(&t.cv, NULL);
+    char address[DFS_REPL_ADDRESS_MAX];
+    int rc;
+    if (add && (size_t)snprintf(address, sizeof address, "%s=%s", raft, grpc) >= sizeof address)
+        rc = DFS_EINVAL;
+    else if (add)
+        rc = dfs_repl_add(rp->repl, id, address, MEMBER_CHANGE_MS, transfer_done, &t);
+    else
+        rc = dfs_repl_remove(rp->repl, id, MEMBER_CHANGE_MS, transfer_done, &t);
+    if (rc == DFS_OK) {
+        pthread_mutex_lock(&t.mu);
+        while (!t.done)
+            pthread_cond_wait(&t.cv, &t.mu);
+        pthread_mutex_unlock(&t.mu);
+        rc = t.status;
+        if (rc != DFS_OK)
+            dfs_seterr(errmsg, rc, "%s", t.message);
+    } else {
+        dfs_seterr(errmsg, rc, "cannot start the change");
+    }
+    pthread_cond_destroy(&t.cv);
+    pthread_mutex_destroy(&t.mu);
+    if (rc == DFS_OK)
+        dfs_log(DFS_LOG_INFO, "member %s id=%" PRIu64 " raft=%s grpc=%s", add ? "added" : "removed",
+                id, add ? raft : "-", add ? grpc : "-");
+    return rc;
+}
 
 static void transfer_done(void *arg, const struct dfs_repl_outcome *out)
 {
@@ -448,8 +538,10 @@ static int start_cluster(const struct options *o, struct replica *rp, const char
         .address = own,
         .bind_address = o->raft_listen,
         .dir = dir,
-        .members = members,
-        .n_members = rp->npeers,
+        /* --join: no members, so an empty Raft directory waits to be added instead of
+           bootstrapping a cluster of its own. */
+        .members = o->join ? NULL : members,
+        .n_members = o->join ? 0 : rp->npeers,
         .applied_index = applied,
         .election_timeout_ms = (unsigned)o->election_timeout_ms,
         .segment_bytes = SEGMENT_BYTES,
@@ -608,6 +700,8 @@ static int check(struct options *o, char **err)
     o->cfg.delete_grace_ms = o->delete_grace_ms > 0 ? o->delete_grace_ms : -1;
     if ((o->peers != NULL) != (o->replica_id != 0))
         return dfs_seterr(err, DFS_EINVAL, "--peers and --replica-id go together");
+    if (o->join && o->peers == NULL)
+        return dfs_seterr(err, DFS_EINVAL, "--join needs --peers and --replica-id");
     if (o->peers != NULL && strcmp(o->db, ":memory:") == 0)
         return dfs_seterr(err, DFS_EINVAL, "--peers needs a --db file (its log lives beside it)");
     return DFS_OK;
@@ -794,8 +888,12 @@ int main(int argc, char **argv)
     struct dfs_catalog_sm_writer writer = {0};
     struct replica rp = {.self = (uint64_t)o.replica_id, .o = &o};
     pthread_mutex_init(&rp.mu, NULL);
-    struct dfs_metadata_leadership leadership = {
-        .leader_hint = rp_leader_hint, .barrier = rp_barrier, .on_lead = rp_on_lead, .arg = &rp};
+    struct dfs_metadata_leadership leadership = {.leader_hint = rp_leader_hint,
+                                                 .barrier = rp_barrier,
+                                                 .on_lead = rp_on_lead,
+                                                 .replicas = rp_replicas,
+                                                 .change = rp_change,
+                                                 .arg = &rp};
     if (o.peers != NULL) {
         if (peers_parse(o.peers, &rp.peers, &rp.npeers, &err) != DFS_OK) {
             fprintf(stderr, PROG ": %s (see " PROG " --help)\n", err);

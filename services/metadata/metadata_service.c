@@ -2596,7 +2596,9 @@ static int leader_gate(dfs_metadata_service *svc, const dfs_rpc_call *call, unsi
 static int authorize(void *arg, const dfs_rpc_call *call, unsigned access, char **errmsg)
 {
     dfs_metadata_service *svc = arg;
-    if (svc->cfg.leadership != NULL) {
+    /* GetReplicas describes this replica, whichever role it has: every replica answers it. */
+    bool any_replica = strcmp(dfs_rpc_call_method(call), "/dfs.v1.Metadata/GetReplicas") == 0;
+    if (svc->cfg.leadership != NULL && !any_replica) {
         int grc = leader_gate(svc, call, access, errmsg);
         if (grc != DFS_OK)
             return grc;
@@ -2962,6 +2964,117 @@ static void handle_list_buckets(dfs_rpc_call *call, void *ctx)
     reply_and_free(call, &a, ok ? &resp.base : NULL);
 }
 
+/*
+ * GetReplicas (dfs metadata ls): this replica's own view of the replicated catalog, answered by
+ * every replica (authorize lets it past the leader gate). A single metadata service (no
+ * leadership hooks) answers as the leader of a one-member cluster, with its catalog's applied
+ * index.
+ */
+static void handle_get_replicas(dfs_rpc_call *call, void *ctx)
+{
+    dfs_metadata_service *svc = ctx;
+    const Dfs__V1__GetReplicasRequest *req =
+        (const Dfs__V1__GetReplicasRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_get_replicas(req, &verr), &verr))
+        return;
+    struct dfs_metadata_replicas *v = calloc(1, sizeof *v);
+    if (v == NULL) {
+        dfs_rpc_call_fail(call, DFS_ENOMEM, "out of memory");
+        return;
+    }
+    const struct dfs_metadata_leadership *l = svc->cfg.leadership;
+    if (l != NULL && l->replicas != NULL) {
+        l->replicas(l->arg, v);
+    } else {
+        snprintf(v->self.role, sizeof v->self.role, "leader");
+        v->leader_ready = true;
+    }
+    dfs_arena a = {0};
+    Dfs__V1__GetReplicasResponse resp = DFS__V1__GET_REPLICAS_RESPONSE__INIT;
+    resp.id = v->self.id;
+    resp.raft_address = dfs_arena_strdup(&a, v->self.raft);
+    resp.grpc_address = dfs_arena_strdup(&a, v->self.grpc);
+    resp.role = dfs_arena_strdup(&a, v->self.role);
+    resp.leader_ready = v->leader_ready;
+    resp.term = v->term;
+    resp.commit_index = v->commit_index;
+    resp.applied_index = v->applied_index;
+    resp.leader_id = v->leader_id;
+    bool ok = resp.raft_address != NULL && resp.grpc_address != NULL && resp.role != NULL;
+    if (ok && v->n_members > 0) {
+        resp.members = dfs_arena_alloc(&a, v->n_members * sizeof *resp.members);
+        ok = resp.members != NULL;
+        for (size_t i = 0; ok && i < v->n_members; i++) {
+            Dfs__V1__ReplicaMember *m = dfs_arena_alloc(&a, sizeof *m);
+            ok = m != NULL;
+            if (!ok)
+                break;
+            dfs__v1__replica_member__init(m);
+            m->id = v->members[i].id;
+            m->raft_address = dfs_arena_strdup(&a, v->members[i].raft);
+            m->grpc_address = dfs_arena_strdup(&a, v->members[i].grpc);
+            m->member_role = dfs_arena_strdup(&a, v->members[i].role);
+            ok = m->raft_address != NULL && m->grpc_address != NULL && m->member_role != NULL;
+            resp.members[i] = m;
+            resp.n_members = i + 1;
+        }
+    }
+    free(v);
+    reply_and_free(call, &a, ok ? &resp.base : NULL);
+}
+
+/*
+ * AddReplica / RemoveReplica (dfs metadata add|remove): on the leader (the gate refused the
+ * others), through the owner's change hook, which waits until the change commits. A single
+ * metadata service has no membership to change.
+ */
+static void member_change(dfs_metadata_service *svc, dfs_rpc_call *call, bool add, uint64_t id,
+                          const char *raft, const char *grpc)
+{
+    const struct dfs_metadata_leadership *l = svc->cfg.leadership;
+    if (l == NULL || l->change == NULL) {
+        dfs_rpc_call_fail(call, DFS_EPRECOND,
+                          "this metadata service is a single one (no --peers): no members to "
+                          "change");
+        return;
+    }
+    char *err = NULL;
+    int rc = l->change(l->arg, add, id, raft, grpc, &err);
+    if (rc != DFS_OK) {
+        fail_and_free(call, rc, err);
+        return;
+    }
+    dfs_arena a = {0};
+    if (add) {
+        Dfs__V1__AddReplicaResponse resp = DFS__V1__ADD_REPLICA_RESPONSE__INIT;
+        reply_and_free(call, &a, &resp.base);
+    } else {
+        Dfs__V1__RemoveReplicaResponse resp = DFS__V1__REMOVE_REPLICA_RESPONSE__INIT;
+        reply_and_free(call, &a, &resp.base);
+    }
+}
+
+static void handle_add_replica(dfs_rpc_call *call, void *ctx)
+{
+    const Dfs__V1__AddReplicaRequest *req =
+        (const Dfs__V1__AddReplicaRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_add_replica(req, &verr), &verr))
+        return;
+    member_change(ctx, call, true, req->id, req->raft_address, req->grpc_address);
+}
+
+static void handle_remove_replica(dfs_rpc_call *call, void *ctx)
+{
+    const Dfs__V1__RemoveReplicaRequest *req =
+        (const Dfs__V1__RemoveReplicaRequest *)dfs_rpc_call_request(call);
+    char *verr = NULL;
+    if (refused(call, dfs_validate_remove_replica(req, &verr), &verr))
+        return;
+    member_change(ctx, call, false, req->id, NULL, NULL);
+}
+
 int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv, char **errmsg)
 {
     const struct dfs_rpc_method methods[] = {
@@ -3030,6 +3143,13 @@ int dfs_metadata_service_register(dfs_metadata_service *svc, dfs_rpc_server *srv
          DFS_ACCESS_WRITE},
         {"/dfs.v1.Metadata/GetAttributes", DFS_RPC_UNARY,
          &dfs__v1__get_attributes_request__descriptor, handle_get_attributes, svc, DFS_ACCESS_READ},
+        {"/dfs.v1.Metadata/GetReplicas", DFS_RPC_UNARY, &dfs__v1__get_replicas_request__descriptor,
+         handle_get_replicas, svc, DFS_ACCESS_ADMIN},
+        {"/dfs.v1.Metadata/AddReplica", DFS_RPC_UNARY, &dfs__v1__add_replica_request__descriptor,
+         handle_add_replica, svc, DFS_ACCESS_ADMIN},
+        {"/dfs.v1.Metadata/RemoveReplica", DFS_RPC_UNARY,
+         &dfs__v1__remove_replica_request__descriptor, handle_remove_replica, svc,
+         DFS_ACCESS_ADMIN},
     };
     struct dfs_rpc_authorizer az = {.authorize = authorize, .arg = svc};
     int arc = dfs_rpc_server_set_authorizer(srv, &az, errmsg);

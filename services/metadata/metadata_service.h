@@ -26,11 +26,36 @@ typedef struct dfs_metadata_service dfs_metadata_service;
  * on_lead: called once per leadership on the background thread after the service's own set-up
  *   writes (the ticket key, interrupted repairs queued again) and before it serves: the
  *   owner's writes (token bootstrap). An error is logged and the set-up is tried again.
+ * replicas: this replica's view for GetReplicas, which every replica answers (followers too:
+ *   the leader gate lets it through, the token check does not).
  */
+/* One replica as GetReplicas describes it (dfs metadata ls). Strings are NUL-terminated. */
+#define DFS_METADATA_REPLICA_ADDR_MAX 256
+#define DFS_METADATA_REPLICAS_MAX     16
+struct dfs_metadata_replica {
+    uint64_t id;
+    char raft[DFS_METADATA_REPLICA_ADDR_MAX];
+    char grpc[DFS_METADATA_REPLICA_ADDR_MAX]; /* "" when unknown */
+    char role[16];                            /* members: "voter", "standby", "spare" */
+};
+struct dfs_metadata_replicas {
+    struct dfs_metadata_replica self; /* self.role: "leader", "follower", ... */
+    bool leader_ready;
+    uint64_t term, commit_index, applied_index, leader_id;
+    size_t n_members;
+    struct dfs_metadata_replica members[DFS_METADATA_REPLICAS_MAX];
+};
+
 struct dfs_metadata_leadership {
     void (*leader_hint)(void *arg, char *buf, size_t cap);
     int (*barrier)(void *arg, char **errmsg);
     int (*on_lead)(void *arg, dfs_metadata_service *svc, char **errmsg);
+    /* Fill *out (zeroed by the caller) with this replica's status and the members it knows. */
+    void (*replicas)(void *arg, struct dfs_metadata_replicas *out);
+    /* dfs metadata add (add: member id at raft, serving gRPC at grpc) or remove (id): waits until
+       the change is committed; one at a time. An error with *errmsg. */
+    int (*change)(void *arg, bool add, uint64_t id, const char *raft, const char *grpc,
+                  char **errmsg);
     void *arg;
 };
 

@@ -1104,6 +1104,32 @@ static void test_chain_forward_tickets(void **state)
     protobuf_c_message_free_unpacked(&cr->base, NULL);
 }
 
+/* GetReplicas (dfs metadata ls): a single service answers as a one-member cluster's leader; admin
+   only. */
+static void test_get_replicas_single(void **state)
+{
+    struct fx *f = *state;
+    Dfs__V1__GetReplicasRequest q = DFS__V1__GET_REPLICAS_REQUEST__INIT;
+    Dfs__V1__GetReplicasResponse *r = NULL;
+    assert_int_equal(
+        call(f, "GetReplicas", &q.base, &dfs__v1__get_replicas_response__descriptor, &r, NULL),
+        DFS_OK);
+    assert_string_equal(r->role, "leader");
+    assert_true(r->leader_ready);
+    assert_int_equal(r->n_members, 0);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", dfs_rpc_server_port(f->srv));
+    dfs_rpc_channel *ro = channel_as(f->svc, addr, DFS_ROLE_READ_ONLY);
+    ProtobufCMessage *resp = NULL;
+    char *err = NULL;
+    assert_int_equal(dfs_rpc_unary(ro, "/dfs.v1.Metadata/GetReplicas", &q.base,
+                                   &dfs__v1__get_replicas_response__descriptor, &resp, 5000, &err),
+                     DFS_EPERM);
+    free(err);
+    dfs_rpc_channel_destroy(ro);
+}
+
 int main(void)
 {
     dfs_log_init("metadata_service_test", DFS_LOG_ERROR);
@@ -1122,6 +1148,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_node_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_needs_receipts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_forward_tickets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_replicas_single, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

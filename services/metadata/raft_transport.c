@@ -122,12 +122,22 @@ static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
 }
 
 static int rt_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
-                      const char *address, raft_uv_connect_cb cb)
+                      const char *member_address, raft_uv_connect_cb cb)
 {
     struct rt *rt = t->impl;
+    /* A member added by dfs metadata add is "RAFT=GRPC" in the configuration (the gRPC address
+       rides along, replicated with the membership): dial the Raft part. */
+    char address[256];
+    size_t alen = strcspn(member_address, "=");
+    if (alen >= sizeof address) {
+        snprintf(t->errmsg, sizeof t->errmsg, "address too long");
+        return RAFT_NOCONNECTION;
+    }
+    memcpy(address, member_address, alen);
+    address[alen] = '\0';
     char host[256], port[16];
     if (!split(address, host, sizeof host, port, sizeof port)) {
-        snprintf(t->errmsg, sizeof t->errmsg, "bad address '%s' (want host:port)", address);
+        snprintf(t->errmsg, sizeof t->errmsg, "bad address '%.200s' (want host:port)", address);
         return RAFT_NOCONNECTION;
     }
     if (ipv4_literal(host)) {

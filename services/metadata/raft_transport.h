@@ -18,6 +18,8 @@
  *     on the replica's own address when it is an IPv4 literal, else on 0.0.0.0 with its port (a
  *     name need not resolve to this host's address at start: in Kubernetes it does only once the
  *     pod is published).
+ *   - a member address "RAFT=GRPC" (a member added by `dfs metadata add`: its gRPC address rides
+ *     in the replicated configuration) is dialled at RAFT.
  *   - the handshake and accepted connections are the TCP transport's, unchanged (a peer still
  *     introduces itself by its configured address, a name or a literal).
  *

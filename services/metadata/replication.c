@@ -673,8 +673,9 @@ static void change_refused(dfs_repl *r, struct change *c, int rv, const char *wh
     if (rv == RAFT_NOTLEADER) {
         why = DFS_REPL_NOT_LEADER;
     } else {
-        snprintf(detail, sizeof detail, "%s refused: %s (%s)", what, raft_strerror(rv),
-                 raft_errmsg(&r->raft));
+        const char *more = raft_errmsg(&r->raft);
+        snprintf(detail, sizeof detail, "%s refused: %s%s%s%s", what, raft_strerror(rv),
+                 more[0] != '\0' ? " (" : "", more, more[0] != '\0' ? ")" : "");
     }
     change_end(c, why, false, why == DFS_REPL_REFUSED ? detail : NULL);
 }

@@ -560,6 +560,35 @@ int dfs_validate_repair_fragment(const Dfs__V1__RepairFragmentRequest *req, char
     return DFS_OK;
 }
 
+int dfs_validate_get_replicas(const Dfs__V1__GetReplicasRequest *req, char **errmsg)
+{
+    (void)req;
+    (void)errmsg;
+    return DFS_OK;
+}
+
+int dfs_validate_add_replica(const Dfs__V1__AddReplicaRequest *req, char **errmsg)
+{
+    if (req->id == 0)
+        return dfs_seterr(errmsg, DFS_EINVAL, "replica id 0 (ids start at 1)");
+    /* '=' separates the two in the replicated configuration ("RAFT=GRPC"). */
+    int rc = strchr(req->raft_address, '=') == NULL
+                 ? check_hostport("raft_address", 0, req->raft_address, errmsg)
+                 : dfs_seterr(errmsg, DFS_EINVAL, "raft_address holds '='");
+    if (rc == DFS_OK)
+        rc = strchr(req->grpc_address, '=') == NULL
+                 ? check_hostport("grpc_address", 0, req->grpc_address, errmsg)
+                 : dfs_seterr(errmsg, DFS_EINVAL, "grpc_address holds '='");
+    return rc;
+}
+
+int dfs_validate_remove_replica(const Dfs__V1__RemoveReplicaRequest *req, char **errmsg)
+{
+    if (req->id == 0)
+        return dfs_seterr(errmsg, DFS_EINVAL, "replica id 0 (ids start at 1)");
+    return DFS_OK;
+}
+
 /* ---- any of them ---- */
 
 int dfs_validate_request(const ProtobufCMessage *msg, char **errmsg)
@@ -596,6 +625,12 @@ int dfs_validate_request(const ProtobufCMessage *msg, char **errmsg)
         return dfs_validate_get_attributes(m, errmsg);
     if (d == &dfs__v1__stat_request__descriptor || d == &dfs__v1__list_nodes_request__descriptor)
         return DFS_OK; /* no fields */
+    if (d == &dfs__v1__get_replicas_request__descriptor)
+        return dfs_validate_get_replicas(m, errmsg);
+    if (d == &dfs__v1__add_replica_request__descriptor)
+        return dfs_validate_add_replica(m, errmsg);
+    if (d == &dfs__v1__remove_replica_request__descriptor)
+        return dfs_validate_remove_replica(m, errmsg);
     if (d == &dfs__v1__set_node_state_request__descriptor)
         return dfs_validate_set_node_state(m, errmsg);
     if (d == &dfs__v1__report_fragments_request__descriptor)

@@ -118,6 +118,13 @@ int dfs_validate_rename(const Dfs__V1__RenameRequest *req, char **errmsg);
 int dfs_validate_set_attributes(const Dfs__V1__SetAttributesRequest *req, char **errmsg);
 /* path "/" (the top, for its directories) or a dfs path. */
 int dfs_validate_get_attributes(const Dfs__V1__GetAttributesRequest *req, char **errmsg);
+/* GetReplicas (issue 16, dfs metadata ls): no fields yet, always valid (unknown fields are
+   dropped by the parser); the handler calls it so a later field gets its check here. */
+int dfs_validate_get_replicas(const Dfs__V1__GetReplicasRequest *req, char **errmsg);
+/* AddReplica: id > 0; raft_address and grpc_address each a host:port, without '='. */
+int dfs_validate_add_replica(const Dfs__V1__AddReplicaRequest *req, char **errmsg);
+/* RemoveReplica: id > 0. */
+int dfs_validate_remove_replica(const Dfs__V1__RemoveReplicaRequest *req, char **errmsg);
 
 /* ---- dfs.v1.Storage ---- */
 
@@ -148,7 +155,7 @@ int dfs_validate_repair_fragment(const Dfs__V1__RepairFragmentRequest *req, char
 
 /*
  * Validate msg with the function of its type (by descriptor): any request message above,
- * StatRequest and ListNodesRequest (no fields: always valid), and PutFragmentRequest (its header,
+ * StatRequest, ListNodesRequest and GetReplicasRequest (no fields: always valid), and PutFragmentRequest (its header,
  * when present, and its data). DFS_EINVAL for a message of any other type.
  */
 int dfs_validate_request(const ProtobufCMessage *msg, char **errmsg);
