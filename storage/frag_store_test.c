@@ -1160,7 +1160,7 @@ static void test_fsyncs_per_commit(void **state)
     memcpy(c, a, sizeof c);
     c[2] = a[2] == '0' ? '1' : '0'; /* same ab, another cd */
     unsigned char *data = pattern(100, 80);
-    fsync_calls = 0; /* the store's open has its own */
+    fsync_calls = 0;         /* the store's open has its own */
     put_ok(s, a, data, 100); /* new ab and cd: file, ab, fragments/ (ensure ab), cd, ab */
     assert_int_equal(fsync_calls, 5);
     fsync_calls = 0;
