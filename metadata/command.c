@@ -92,9 +92,12 @@ int dfs_command_file_replace_target(const char *file_id, uint32_t index, const c
     return pack(&c, now_ms, out, len, errmsg);
 }
 
-int dfs_command_file_commit(const char *file_id, const uint8_t sha256[DFS_SHA256_LEN],
-                            const struct dfs_commit_fragment *fragments, size_t nfragments,
-                            int64_t now_ms, void **out, size_t *len, char **errmsg)
+/* FileCommit, with S3's metadata and conditions when meta is not NULL (dfs_catalog_file_commit
+   and dfs_catalog_file_commit_meta share the command; has_meta tells them apart). */
+static int commit_command(const char *file_id, const uint8_t sha256[DFS_SHA256_LEN],
+                          const struct dfs_commit_fragment *fragments, size_t nfragments,
+                          const struct dfs_file_meta *meta, int64_t now_ms, void **out, size_t *len,
+                          char **errmsg)
 {
     if (sha256 == NULL || nfragments > DFS_FRAGMENTS_MAX)
         return dfs_seterr(errmsg, DFS_EINVAL, "a commit command needs its digest and fragments");
@@ -114,10 +117,25 @@ int dfs_command_file_commit(const char *file_id, const uint8_t sha256[DFS_SHA256
     }
     m.n_fragments = nfragments;
     m.fragments = fp;
+    if (meta != NULL) {
+        m.has_meta = true;
+        if (meta->md5 != NULL)
+            m.md5 = bin(meta->md5, DFS_CATALOG_MD5_LEN);
+        m.meta = bin(meta->meta, meta->meta_len);
+        m.if_absent = meta->if_absent;
+        m.if_file_id = str(meta->if_file_id);
+    }
     Command c = DFS__V1__REPL__COMMAND__INIT;
     c.op_case = DFS__V1__REPL__COMMAND__OP_FILE_COMMIT;
     c.file_commit = &m;
     return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_file_commit(const char *file_id, const uint8_t sha256[DFS_SHA256_LEN],
+                            const struct dfs_commit_fragment *fragments, size_t nfragments,
+                            int64_t now_ms, void **out, size_t *len, char **errmsg)
+{
+    return commit_command(file_id, sha256, fragments, nfragments, NULL, now_ms, out, len, errmsg);
 }
 
 int dfs_command_file_abort(const char *file_id, int64_t now_ms, void **out, size_t *len,
@@ -307,32 +325,9 @@ int dfs_command_file_commit_meta(const char *file_id, const uint8_t sha256[DFS_S
                                  const struct dfs_file_meta *meta, int64_t now_ms, void **out,
                                  size_t *len, char **errmsg)
 {
-    if (sha256 == NULL || nfragments > DFS_FRAGMENTS_MAX || meta == NULL)
-        return dfs_seterr(errmsg, DFS_EINVAL, "a commit command needs its digest and fragments");
-    Dfs__V1__Repl__FileCommit m = DFS__V1__REPL__FILE_COMMIT__INIT;
-    m.file_id = str(file_id);
-    m.sha256 = bin(sha256, DFS_SHA256_LEN);
-    Dfs__V1__Repl__FileCommit__Fragment frags[DFS_FRAGMENTS_MAX];
-    Dfs__V1__Repl__FileCommit__Fragment *fp[DFS_FRAGMENTS_MAX];
-    for (size_t i = 0; i < nfragments; i++) {
-        dfs__v1__repl__file_commit__fragment__init(&frags[i]);
-        frags[i].index = fragments[i].index;
-        frags[i].size = fragments[i].size;
-        frags[i].checksum = fragments[i].checksum;
-        frags[i].n_node_ids = fragments[i].nnodes;
-        frags[i].node_ids = (char **)fragments[i].node_ids;
-        fp[i] = &frags[i];
-    }
-    m.n_fragments = nfragments;
-    m.fragments = fp;
-    m.has_meta = true;
-    if (meta->md5 != NULL)
-        m.md5 = bin(meta->md5, DFS_CATALOG_MD5_LEN);
-    m.meta = bin(meta->meta, meta->meta_len);
-    m.if_absent = meta->if_absent;
-    m.if_file_id = str(meta->if_file_id);
-    PACK_OP(FILE_COMMIT, file_commit, &m);
-    return pack(&c, now_ms, out, len, errmsg);
+    if (meta == NULL)
+        return dfs_seterr(errmsg, DFS_EINVAL, "a commit command with metadata needs it");
+    return commit_command(file_id, sha256, fragments, nfragments, meta, now_ms, out, len, errmsg);
 }
 
 int dfs_command_file_stitch(const struct dfs_stitch_req *req, int64_t now_ms, void **out,
