@@ -36,6 +36,7 @@ import fcntl
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -186,6 +187,21 @@ def _atomic_write(path, text):
     os.replace(tmp, path)
 
 
+def _die_with_parent_prefix():
+    """A command prefix that makes the child get SIGKILL when this process dies (test harnesses).
+
+    setpriv (util-linux, essential in Debian) sets the parent-death signal and execs the command,
+    which keeps it. It replaces a preexec_fn because a preexec_fn makes subprocess fork() instead of
+    vfork(), and fork() runs every pthread_atfork handler in this process: gRPC 1.51's event engine
+    (loaded by tests that speak gRPC through tests/grpcinspect) registers such handlers whatever
+    GRPC_ENABLE_FORK_SUPPORT says, and one of them aborts the test process now and then
+    ("thread_pool.cc: assertion failed: state_ == State::kRunning", grpc/grpc#31885).
+    None when setpriv is missing: the caller falls back to _die_with_parent_hook.
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else None
+
+
 def _die_with_parent_hook():
     """A preexec_fn that makes the child get SIGKILL when this process dies (for test harnesses).
 
@@ -328,11 +344,17 @@ class Cluster:
             log.write(("=== %s start: %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), " ".join(cmd))).encode())
             log.flush()
             offset = log.tell()
+            argv, hook = cmd, None
+            if self.die_with_parent:
+                prefix = _die_with_parent_prefix()
+                if prefix:
+                    argv = prefix + cmd  # _is_ours matches the command as a suffix of the cmdline
+                else:
+                    hook = _die_with_parent_hook()
             try:
                 child = subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, close_fds=True,
-                    start_new_session=True, cwd=self.dir,
-                    preexec_fn=_die_with_parent_hook() if self.die_with_parent else None)
+                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, close_fds=True,
+                    start_new_session=True, cwd=self.dir, preexec_fn=hook)
             except OSError as e:
                 raise ClusterError("cannot start %s (%s): %s" % (name, cmd[0], e.strerror))
         self._children[child.pid] = child
