@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,12 +69,22 @@ int dfs_gw_files_sweep_spool(const char *spool_dir)
     struct dirent *e;
     struct stat st;
     /* Only the regular files an upload leaves: a FIFO or a device that happens to bear the
-       prefix is not ours to remove. */
-    while ((e = readdir(d)) != NULL)
-        if (strncmp(e->d_name, SPOOL_PREFIX, strlen(SPOOL_PREFIX)) == 0 &&
-            fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-            unlinkat(dirfd(d), e->d_name, 0) == 0)
+       prefix is not ours to remove. Nor is an upload another gateway on the same folder is
+       receiving: it holds a lock on its spool file (upload_spool), which a leftover has lost
+       with its process. */
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, SPOOL_PREFIX, strlen(SPOOL_PREFIX)) != 0 ||
+            fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        struct stat now;
+        if (fstat(fd, &now) == 0 && S_ISREG(now.st_mode) && now.st_ino == st.st_ino &&
+            flock(fd, LOCK_EX | LOCK_NB) == 0 && unlinkat(dirfd(d), e->d_name, 0) == 0)
             n++;
+        close(fd);
+    }
     closedir(d);
     return n;
 }
@@ -188,10 +199,10 @@ struct upload {
 static void upload_done(struct dfs_gw_req *req)
 {
     struct upload *u = (struct upload *)req;
-    if (u->fd >= 0)
-        close(u->fd);
     if (u->spool != NULL)
         unlink(u->spool);
+    if (u->fd >= 0)
+        close(u->fd); /* after the unlink: the lock kept sweeps away until then */
     free(u->spool);
     free(u->path);
     free(u);
@@ -204,6 +215,39 @@ static char *too_big_message(const dfs_gw_files *f)
                  f->max_upload) < 0)
         msg = NULL;
     return msg;
+}
+
+/*
+ * Make the upload's spool file, locked for as long as the upload lives (its fd stays open until
+ * upload_done): another gateway starting on the same folder sweeps only unlocked ones
+ * (dfs_gw_files_sweep_spool). A sweep that took the file between its creation and the lock has
+ * unlinked it: make another. Returns 0 or an errno.
+ */
+static int upload_spool(struct upload *u)
+{
+    for (int tries = 0; tries < 5; tries++) {
+        if (asprintf(&u->spool, "%s/" SPOOL_PREFIX "XXXXXX", u->f->spool_dir) < 0) {
+            u->spool = NULL;
+            return ENOMEM;
+        }
+        u->fd = mkostemp(u->spool, O_CLOEXEC);
+        int e = u->fd < 0 ? errno : 0;
+        struct stat st;
+        if (e == 0 && flock(u->fd, LOCK_EX) != 0)
+            e = errno;
+        else if (e == 0 && fstat(u->fd, &st) != 0)
+            e = errno;
+        else if (e == 0 && st.st_nlink > 0)
+            return 0;
+        if (u->fd >= 0)
+            close(u->fd);
+        u->fd = -1;
+        free(u->spool);
+        u->spool = NULL;
+        if (e != 0)
+            return e;
+    }
+    return EAGAIN;
 }
 
 /* First call of a PUT: check everything that can be checked before the body comes. */
@@ -273,16 +317,8 @@ static enum MHD_Result put_begin(dfs_gw_files *f, struct MHD_Connection *c, cons
     u->path = path;
     u->opts = opts;
     u->fd = -1;
-    if (asprintf(&u->spool, "%s/" SPOOL_PREFIX "XXXXXX", f->spool_dir) < 0) {
-        u->spool = NULL;
-        upload_done(&u->base);
-        return MHD_NO;
-    }
-    u->fd = mkostemp(u->spool, O_CLOEXEC);
-    if (u->fd < 0) {
-        int e = errno;
-        free(u->spool);
-        u->spool = NULL;
+    int e = upload_spool(u);
+    if (e != 0) {
         dfs_seterr_errno(&err, dfs_err_from_errno(e), e, "cannot spool the upload in %s",
                          f->spool_dir);
         dfs_log(DFS_LOG_ERROR, "%s", err);
@@ -335,8 +371,7 @@ static enum MHD_Result put_end(struct upload *u, struct MHD_Connection *c)
         free(err);
         return r;
     }
-    close(u->fd);
-    u->fd = -1;
+    /* u->fd stays open (and the spool file locked) until upload_done. */
     u->opts.interrupted = u->f->cancel;
     struct dfs_client_put_result res;
     memset(&res, 0, sizeof res);

@@ -58,8 +58,9 @@ enum MHD_Result dfs_gw_files_handle(dfs_gw_files *f, struct MHD_Connection *c, c
 
 /*
  * Remove leftovers of uploads a crashed gateway left in spool_dir: regular files named
- * "dfs-gw-upload-*" (anything else of that name, a FIFO say, is left alone). Returns how many
- * were removed.
+ * "dfs-gw-upload-*" that no running gateway holds locked (an upload locks its spool file while it
+ * lives, so a gateway starting on the folder another one uses leaves its uploads alone; anything
+ * else of that name, a FIFO say, is left alone too). Returns how many were removed.
  */
 int dfs_gw_files_sweep_spool(const char *spool_dir);
 

@@ -365,6 +365,33 @@ class GatewayTest(harness.TestCase):
         self.assertFalse(os.path.exists(left))
         self.assertTrue(stat.S_ISFIFO(os.lstat(fifo).st_mode))
 
+    def test_a_starting_gateway_leaves_running_uploads_alone(self):
+        # Two gateways on one spool folder (both default to $TMPDIR or /tmp): the one that starts
+        # sweeps what a crashed gateway left, never an upload the other one is receiving.
+        c = self.start_cluster(nodes=3)
+        gw = self.start_gateway(c)
+        src = harness.random_file(self.tmp("src"), 3 << 20, seed=8)
+        p = subprocess.Popen([CURL, "-s", "-S", "-o", "/dev/null", "-w", "%{http_code}", "--limit-rate", "1M",
+                              "-H", "Authorization: Bearer " + TOKEN[0], "-T", src,
+                              gw.url + "/v1/files/shared?replicas=1"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
+
+        def spooling():
+            return any(n.startswith("dfs-gw-upload-") and os.path.getsize(os.path.join(gw.spool, n)) > 0
+                       for n in os.listdir(gw.spool)) or p.poll() is not None
+        harness.wait_until(spooling, 30, "the upload to reach the spool")
+        self.assertIsNone(p.poll(), "the upload ended before a second gateway could start")
+        left = os.path.join(gw.spool, "dfs-gw-upload-crashed")
+        with open(left, "wb") as f:
+            f.write(b"half an upload")
+        self.start_gateway(c, None, "--spool-dir", gw.spool)
+        self.assertFalse(os.path.exists(left), "a crashed gateway's leftover was kept")
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(out.strip(), "201", err + gw.tail())
+        self.dfs("get", "/shared", self.tmp("back"))
+        self.assertEqual(harness.sha256(self.tmp("back")), harness.sha256(src))
+
     def test_corrupt_copy_is_never_delivered_whole(self):
         # One copy of one fragment: corrupt a byte on disk; the download stops short instead of
         # handing out bad data (the status is already 200 when the bad block arrives).
