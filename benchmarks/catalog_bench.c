@@ -10,6 +10,7 @@
  */
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/options.h"
 #include "metadata/catalog.h"
 #include "metadata/command.h"
 #include "services/metadata/catalog_sm.h"
@@ -205,28 +206,71 @@ static int bench(const char *root, enum mode mode, int threads, int seconds, int
     return 0;
 }
 
+struct threads {
+    int v[8];
+    int n;
+};
+
+struct cfg {
+    const char *dir;
+    int seconds;
+    struct threads threads;
+};
+
+/* --threads 1,16: up to 8 counts from 1 to 64. */
+static int parse_threads(const struct dfs_opt *opt, const char *value, void *field, char **errmsg)
+{
+    struct threads *t = field;
+    int n = 0;
+    const char *p = value;
+    for (;;) {
+        char *end = NULL;
+        long v = *p >= '0' && *p <= '9' ? strtol(p, &end, 10) : 0;
+        if (end == NULL || end == p || v < 1 || v > 64 || n == 8 || (*end != ',' && *end != '\0'))
+            return dfs_seterr(errmsg, DFS_EINVAL,
+                              "--%s takes up to 8 thread counts from 1 to 64 (1,16), not '%.40s'",
+                              opt->name, value);
+        t->v[n++] = (int)v;
+        if (*end == '\0')
+            break;
+        p = end + 1;
+    }
+    t->n = n;
+    return DFS_OK;
+}
+
+#define C(member) DFS_OPT_FIELD(struct cfg, member)
+
+static const struct dfs_opt opts[] = {
+    {DFS_OPT_STRING, "dir", 0, C(dir), .arg = "DIR", .def = "/tmp",
+     .help = "where the catalogs and logs are made (its disk is measured)"},
+    {DFS_OPT_INT, "seconds", 0, C(seconds), .arg = "S", .def = "3", .min = 1, .max = 3600,
+     .help = "length of each run"},
+    {DFS_OPT_CUSTOM, "threads", 0, C(threads), .arg = "N,N...", .def = "1,16",
+     .help = "the thread counts to run with (1 to 64 each, at most 8)", .parse = parse_threads},
+    {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
+    {0},
+};
+
+static const struct dfs_opts_spec spec = {
+    .prog = "catalog_bench",
+    .usage = "[options]",
+    .about = "The catalog's small-put ceiling: CreateFile+CommitFile pairs per second straight "
+             "into SQLite (synchronous=FULL) and through a one-member Raft cluster (catalog FULL "
+             "and NORMAL), on the disk of --dir.",
+    .opts = opts,
+};
+
 int main(int argc, char **argv)
 {
-    const char *dir = "/tmp";
-    int seconds = 3;
-    int tlist[8] = {1, 16}, nt = 2;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--dir") == 0) {
-            dir = argv[i + 1];
-        } else if (strcmp(argv[i], "--seconds") == 0) {
-            seconds = atoi(argv[i + 1]);
-        } else if (strcmp(argv[i], "--threads") == 0) {
-            nt = 0;
-            for (char *s = argv[i + 1]; *s != '\0' && nt < 8;) {
-                tlist[nt++] = (int)strtol(s, &s, 10);
-                if (*s == ',')
-                    s++;
-            }
-        } else {
-            fprintf(stderr, "usage: catalog_bench [--dir DIR] [--seconds S] [--threads 1,16]\n");
-            return 2;
-        }
-    }
+    struct cfg c = {0};
+    dfs_opts *args = NULL;
+    int status = 2;
+    if (!dfs_opts_main(&spec, argc, argv, environ, &c, &args, &status))
+        return status;
+    dfs_opts_destroy(args);
+    const char *dir = c.dir;
+    int seconds = c.seconds;
     char root[PATH_MAX - 64];
     snprintf(root, sizeof root, "%s/catalog_bench.XXXXXX", dir);
     if (mkdtemp(root) == NULL) {
@@ -234,12 +278,9 @@ int main(int argc, char **argv)
         return 1;
     }
     int rc = 0, tag = 0;
-    for (int t = 0; t < nt && rc == 0; t++)
-        for (int m = DIRECT; m <= RAFT_NORMAL && rc == 0; m++) {
-            if (tlist[t] < 1 || tlist[t] > 64)
-                continue;
-            rc = bench(root, (enum mode)m, tlist[t], seconds, tag++);
-        }
+    for (int t = 0; t < c.threads.n && rc == 0; t++)
+        for (int m = DIRECT; m <= RAFT_NORMAL && rc == 0; m++)
+            rc = bench(root, (enum mode)m, c.threads.v[t], seconds, tag++);
     nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return rc;
 }

@@ -20,7 +20,9 @@
  * The token is read from $DFS_TOKEN_FILE (the cluster's admin token). Exit status 0 when every pair
  * succeeded (pairs) or stdin closed (probe), 1 otherwise, 2 on bad usage.
  */
+#include "common/clock.h"
 #include "common/err.h"
+#include "common/options.h"
 #include "common/receipt.h"
 #include "common/ticket.h"
 #include "dfs/v1/metadata.pb-c.h"
@@ -46,13 +48,6 @@ struct cfg {
     char *token; /* owned */
     uint8_t master[DFS_TICKET_KEY_LEN];
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* The master key from a replica's catalog (the secrets table; read-only, WAL readers allowed). */
 static int read_master_key(const char *db_path, uint8_t out[DFS_TICKET_KEY_LEN], char **errmsg)
@@ -204,9 +199,9 @@ static void *client_main(void *arg)
         return NULL;
     }
     char path[512];
-    for (uint64_t i = 0; mono_ns() < sh->end_ns; i++) {
+    for (uint64_t i = 0; dfs_clock_mono_ns() < sh->end_ns; i++) {
         snprintf(path, sizeof path, "%s/c%03d/f%" PRIu64, sh->cfg->prefix, cl->index, i);
-        int64_t t0 = mono_ns();
+        int64_t t0 = dfs_clock_mono_ns();
         if (one_pair(sh->cfg, m, path, &err) != DFS_OK) {
             atomic_fetch_add(&sh->failures, 1);
             pthread_mutex_lock(&sh->mu);
@@ -217,7 +212,7 @@ static void *client_main(void *arg)
             err = NULL;
             continue;
         }
-        int64_t t1 = mono_ns();
+        int64_t t1 = dfs_clock_mono_ns();
         if (t1 <= sh->end_ns) { /* pairs finished after the end are not counted */
             atomic_fetch_add(&sh->pairs, 1);
             long s = atomic_fetch_add(&sh->nsamples, 1);
@@ -246,7 +241,7 @@ static int pairs_mode(const struct cfg *c)
         fprintf(stderr, "metadata_gen: out of memory\n");
         return 1;
     }
-    int64_t t0 = mono_ns();
+    int64_t t0 = dfs_clock_mono_ns();
     sh.end_ns = t0 + (int64_t)c->seconds * 1000000000;
     int started = 0;
     for (int i = 0; i < c->clients; i++) {
@@ -326,9 +321,9 @@ static int probe_mode(const struct cfg *c)
     char path[512];
     for (uint64_t i = 0; !atomic_load(&stdin_closed); i++) {
         snprintf(path, sizeof path, "%s/probe/f%" PRIu64, c->prefix, i);
-        int64_t t0 = mono_ns();
+        int64_t t0 = dfs_clock_mono_ns();
         int rc = one_pair(c, m, path, &err);
-        int64_t t1 = mono_ns();
+        int64_t t1 = dfs_clock_mono_ns();
         if (rc == DFS_OK) {
             printf("ok %" PRId64 " %" PRId64 "\n", t0, t1);
         } else {
@@ -346,43 +341,64 @@ static int probe_mode(const struct cfg *c)
     return 0;
 }
 
-static int usage(void)
-{
-    fprintf(stderr, "usage: metadata_gen pairs|probe --metadata LIST --catalog DB [--clients N] "
-                    "[--seconds S] [--prefix P] [--timeout-ms MS]\n");
-    return 2;
-}
+#define C(member) DFS_OPT_FIELD(struct cfg, member)
+
+static const struct dfs_opt opts[] = {
+    {DFS_OPT_STRING, "metadata", 0, C(metadata), .arg = "LIST", .env = "DFS_METADATA",
+     .help = "the metadata replicas, HOST:PORT[,HOST:PORT...]"},
+    {DFS_OPT_STRING, "catalog", 0, C(catalog), .arg = "DB",
+     .help = "a replica's catalog, read for the master key that signs the receipts"},
+    {DFS_OPT_STRING, "prefix", 0, C(prefix), .arg = "P", .def = "/mb",
+     .help = "the folder the files are made under"},
+    {DFS_OPT_INT, "clients", 0, C(clients), .arg = "N", .def = "64", .min = 1, .max = MAX_CLIENTS,
+     .help = "threads making pairs (pairs)", .commands = 1u << 0},
+    {DFS_OPT_INT, "seconds", 0, C(seconds), .arg = "S", .def = "10", .min = 1, .max = 86400,
+     .help = "how long to make pairs (pairs)", .commands = 1u << 0},
+    {DFS_OPT_INT, "timeout-ms", 0, C(timeout_ms), .arg = "MS", .def = "5000", .min = 1,
+     .max = 3600000, .help = "deadline of each call"},
+    {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
+    {0},
+};
+
+static const struct dfs_opts_command modes[] = {
+    {"pairs", "", "--clients threads make pairs for --seconds; one JSON document",
+     "--clients threads, each its own leader-following connection, make CreateFile+CommitFile "
+     "pairs for --seconds; prints one JSON document: pairs, pairs_per_s, p50_ms, p99_ms, "
+     "failures, first_error. Exit status 0 when every pair succeeded.",
+     0, 0},
+    {"probe", "", "one client makes pairs until standard input closes, a line per pair",
+     "One client makes pairs until standard input closes, printing a line per pair: \"ok "
+     "START_NS END_NS\" or \"err START_NS END_NS MESSAGE\" in CLOCK_MONOTONIC nanoseconds, so "
+     "a driver can time a failover from the kill it made.",
+     0, 0},
+    {NULL},
+};
+
+static const struct dfs_opts_spec spec = {
+    .prog = "metadata_gen",
+    .usage = "MODE --metadata LIST --catalog DB [options]",
+    .about = "The metadata service's write rate without data transfer: CreateFile+CommitFile "
+             "pairs, receipts made from the cluster's master key. The token is read from "
+             "$DFS_TOKEN_FILE. Exit status 0 on success, 1 otherwise, 2 on bad usage.",
+    .opts = opts,
+    .commands = modes,
+    .command_word = "mode",
+};
 
 int main(int argc, char **argv)
 {
-    struct cfg c = {.prefix = "/mb", .clients = 64, .seconds = 10, .timeout_ms = 5000};
-    if (argc < 2 || (strcmp(argv[1], "pairs") != 0 && strcmp(argv[1], "probe") != 0))
-        return usage();
-    c.mode = argv[1];
-    c.metadata = getenv("DFS_METADATA");
-    for (int i = 2; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (v == NULL)
-            return usage();
-        if (strcmp(argv[i], "--metadata") == 0)
-            c.metadata = v;
-        else if (strcmp(argv[i], "--catalog") == 0)
-            c.catalog = v;
-        else if (strcmp(argv[i], "--prefix") == 0)
-            c.prefix = v;
-        else if (strcmp(argv[i], "--clients") == 0)
-            c.clients = atoi(v);
-        else if (strcmp(argv[i], "--seconds") == 0)
-            c.seconds = atoi(v);
-        else if (strcmp(argv[i], "--timeout-ms") == 0)
-            c.timeout_ms = atoi(v);
-        else
-            return usage();
-        i++;
+    struct cfg c = {0};
+    dfs_opts *args = NULL;
+    int status = 2;
+    if (!dfs_opts_main(&spec, argc, argv, environ, &c, &args, &status))
+        return status;
+    c.mode = dfs_opts_command(args)->name;
+    dfs_opts_destroy(args);
+    if (c.metadata == NULL || c.metadata[0] == '\0' || c.catalog == NULL) {
+        fprintf(stderr, "metadata_gen: --metadata and --catalog are required (see metadata_gen "
+                        "--help)\n");
+        return 2;
     }
-    if (c.metadata == NULL || c.catalog == NULL || c.clients < 1 || c.clients > MAX_CLIENTS ||
-        c.seconds < 1 || c.timeout_ms < 1)
-        return usage();
     char *err = NULL;
     const char *tf = getenv("DFS_TOKEN_FILE");
     if (tf != NULL && tf[0] != '\0' && dfs_rpc_token_read_file(tf, &c.token, &err) != DFS_OK) {

@@ -29,8 +29,8 @@ struct dfs_chunk_pool {
 static size_t packed_size(size_t len)
 {
     size_t nblocks = dfs_crc32c_nblocks(len);
-    return (len > 0 ? 1 + dfs_wire_varint_len(len) + len : 0) +
-           (nblocks > 0 ? 1 + dfs_wire_varint_len(4 * nblocks) + 4 * nblocks : 0);
+    return (len > 0 ? 1 + dfs_varint_len(len) + len : 0) +
+           (nblocks > 0 ? 1 + dfs_varint_len(4 * nblocks) + 4 * nblocks : 0);
 }
 
 dfs_chunk_pool *dfs_chunk_pool_create(size_t max_len, size_t keep)
@@ -119,14 +119,14 @@ static void init_packed(struct dfs_put_chunk *c, const Dfs__V1__FragmentHeader *
 {
     size_t hdr_len = h != NULL ? protobuf_c_message_get_packed_size(&h->base) : 0;
     size_t nblocks = dfs_crc32c_nblocks(len);
-    size_t total = (h != NULL ? 1 + dfs_wire_varint_len(hdr_len) + hdr_len : 0) +
-                   (len > 0 ? 1 + dfs_wire_varint_len(len) + len : 0) +
-                   (nblocks > 0 ? 1 + dfs_wire_varint_len(4 * nblocks) + 4 * nblocks : 0);
+    size_t total = (h != NULL ? 1 + dfs_varint_len(hdr_len) + hdr_len : 0) +
+                   (len > 0 ? 1 + dfs_varint_len(len) + len : 0) +
+                   (nblocks > 0 ? 1 + dfs_varint_len(4 * nblocks) + 4 * nblocks : 0);
     c->slice = h == NULL ? pool_slice(pool, total) : grpc_slice_malloc(total);
     uint8_t *p = GRPC_SLICE_START_PTR(c->slice);
     if (h != NULL) {
         *p++ = 0x0a;
-        p = dfs_wire_put_varint(p, hdr_len);
+        p = dfs_varint_put(p, hdr_len);
         p += protobuf_c_message_pack(&h->base, p);
     }
     c->len = len;
@@ -135,11 +135,11 @@ static void init_packed(struct dfs_put_chunk *c, const Dfs__V1__FragmentHeader *
     c->crc_at = p;
     if (len > 0) {
         *p++ = 0x12;
-        p = dfs_wire_put_varint(p, len);
+        p = dfs_varint_put(p, len);
         c->data = p;
         p += len;
         *p++ = 0x1a;
-        p = dfs_wire_put_varint(p, 4 * nblocks);
+        p = dfs_varint_put(p, 4 * nblocks);
         c->crc_at = p;
     }
 }

@@ -5,6 +5,7 @@
  */
 #include "metadata/catalog_int.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/exlock.h"
 #include "common/id.h"
@@ -21,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 /*
@@ -957,13 +957,6 @@ int catalog_collect_rows(dfs_catalog *cat, enum stmt id, size_t size, catalog_ro
 
 /* ---- Open and close -------------------------------------------------------------------------- */
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Run SQL text that is not a prepared statement (pragmas, migrations). */
 static int exec_sql(dfs_catalog *cat, const char *sql, const char *what, char **errmsg)
 {
@@ -1061,7 +1054,7 @@ static int migrate(dfs_catalog *cat, char **errmsg)
         snprintf(sql, sizeof sql,
                  "INSERT INTO schema_version (version, applied_ms) VALUES (%" PRId64 ", %" PRId64
                  ")",
-                 v, wall_ms());
+                 v, dfs_clock_wall_ms());
         rc = exec_sql(cat, sql, "record migration", errmsg);
         if (rc == DFS_OK)
             dfs_log(DFS_LOG_INFO, "catalog migrated path=%s version=%" PRId64, cat->path, v);
@@ -1099,7 +1092,7 @@ int dfs_catalog_open(const char *path, dfs_catalog **out, char **errmsg)
     /* Origins of this handle's proposed commands: a random base, so that the apply of another
        replica's command (or of this process's before a restart) never matches a waiting call. */
     if (getrandom(&cat->origin_base, sizeof cat->origin_base, 0) != sizeof cat->origin_base)
-        cat->origin_base = (uint64_t)wall_ms() << 20;
+        cat->origin_base = (uint64_t)dfs_clock_wall_ms() << 20;
     cat->origin_base &= ~(uint64_t)0xffffffff; /* the low 32 bits count */
     /* NOMUTEX: cat->mu already serialises every use of the connection. */
     int rc = DFS_OK;

@@ -1,5 +1,6 @@
 /*
- * Private to the catalog (metadata/catalog*.c; nothing else includes it): the handle, its prepared
+ * Private to the catalog (metadata/catalog*.c and command.c, the files of the :catalog target;
+ * nothing else includes it): the handle, its prepared
  * statements, transactions, and the helpers that more than one of its files uses.
  *
  * The catalog is one module behind one public header, catalog.h, spread over one file per concern,
@@ -18,6 +19,10 @@
  *                        which all judge a fragment the same way (struct assess)
  *   catalog_health.c     the layout picture, health classification, statistics
  *   catalog_tokens.c     bearer tokens and the service's secrets
+ *   catalog_buckets.c    S3 buckets
+ *   catalog_stitch.c     StitchFile: a file made of committed files' segments
+ *   catalog_replication.c  proposing writes, applying committed log entries, snapshots, restore
+ *   command.c            the replicated commands (command.h): building and applying them
  *
  * Conventions inside the catalog:
  *   - A public verb validates its arguments, takes cat->mu (catalog_lock), opens a transaction

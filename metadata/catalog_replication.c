@@ -7,6 +7,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/varint.h"
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -73,14 +74,8 @@ bool catalog_must_propose(dfs_catalog *cat)
 /* Field 3 (origin, varint) of a Command, appended to an encoded one: protobuf merges the two. */
 static size_t origin_tail(uint64_t origin, uint8_t *buf)
 {
-    size_t n = 0;
-    buf[n++] = (3 << 3) | 0;
-    do {
-        uint8_t b = origin & 0x7f;
-        origin >>= 7;
-        buf[n++] = (uint8_t)(b | (origin != 0 ? 0x80 : 0));
-    } while (origin != 0);
-    return n;
+    buf[0] = (3 << 3) | 0;
+    return (size_t)(dfs_varint_put(buf + 1, origin) - buf);
 }
 
 int catalog_propose(dfs_catalog *cat, void *cmd, size_t len, void *out0, void *out1, void *out2,

@@ -131,6 +131,18 @@ int main(int argc, char **argv)
     int status = 0;
     if (!dfs_opts_main(&spec, argc, argv, environ, &o, &args, &status))
         return status;
+    /* What the table cannot say, refused like its errors (one line, exit 2). */
+    const char *usage_err = NULL;
+    if (o.metadata == NULL || o.metadata[0] == '\0')
+        usage_err = "no metadata service address: use --metadata HOST:PORT or set DFS_METADATA";
+    else if (o.read_max < o.read_min)
+        usage_err = "--read-ahead must be at least --read-min";
+    if (usage_err != NULL) {
+        fprintf(stderr, "%s: %s (see %s --help)\n", PROG, usage_err, PROG);
+        dfs_opts_destroy(args);
+        free(o.fuse_opts);
+        return 2;
+    }
     dfs_log_init(PROG, o.level);
     /* Absolute: fuse_daemonize changes to /, and the unmount must still find it. */
     char *mountpoint = realpath(dfs_opts_argv(args)[0], NULL);
@@ -160,11 +172,6 @@ int main(int argc, char **argv)
     const char *scratch = o.scratch_dir;
     if (scratch == NULL || scratch[0] == '\0')
         scratch = dir;
-    if (o.read_max < o.read_min) {
-        fprintf(stderr, "%s: --read-ahead must be at least --read-min\n", PROG);
-        goto out;
-    }
-
     struct dfs_client_options copts = {
         .metadata = o.metadata,
         .timeout_ms = o.timeout_ms,
@@ -239,7 +246,8 @@ int main(int argc, char **argv)
 out:
     if (mounted)
         fuse_unmount(f);
-    fuse_destroy(f);
+    if (f != NULL) /* libfuse's fuse_destroy does not take NULL */
+        fuse_destroy(f);
     dfs_mount_fs_destroy(fs);
     dfs_mount_spool_destroy(sp);
     dfs_client_close(client);

@@ -21,6 +21,10 @@ PROGRAMS = {
     "load_gen": ("benchmarks/load_gen", ["run"]),
     "repl_bench": ("benchmarks/repl_bench", []),
     "s3inspect": ("gateway/s3/s3inspect", []),
+    "dfs-mount": ("mount/dfs-mount", []),
+    "cpu_floor": ("benchmarks/cpu_floor", ["sha256"]),
+    "catalog_bench": ("benchmarks/catalog_bench", []),
+    "metadata_gen": ("benchmarks/metadata_gen", ["pairs"]),
 }
 # One malformed value per program, and what the error says.
 MALFORMED = {
@@ -34,6 +38,10 @@ MALFORMED = {
     "load_gen": (["--seconds", "0"], "--seconds must be a number above 0 and at most 86400, not '0'"),
     "repl_bench": (["--kills", "1001"], "--kills must be a whole number from 1 to 1000, not '1001'"),
     "s3inspect": (["--slice", "x"], "--slice must be a whole number"),
+    "dfs-mount": (["--metadata", "h:1", "--attr-timeout", "soon", "/mnt"], "--attr-timeout must be a number"),
+    "cpu_floor": (["--size", "12Q"], "--size"),
+    "catalog_bench": (["--threads", "1,0"], "--threads takes up to 8 thread counts from 1 to 64"),
+    "metadata_gen": (["--clients", "0"], "--clients must be a whole number from 1 to 1024, not '0'"),
 }
 LONG = "--" + "x" * 10000
 
@@ -114,7 +122,7 @@ class Options(harness.TestCase):
         self.assertTrue(out.startswith("usage: load_gen run"), out[:200])
 
     def test_version(self):
-        for name in ("dfs", "dfs-metadata", "dfs-storage", "dfs-gateway"):
+        for name in ("dfs", "dfs-metadata", "dfs-storage", "dfs-gateway", "dfs-mount"):
             with self.subTest(program=name):
                 rc, out, err = run(name, "--version")
                 self.assertEqual((rc, err), (0, ""))
@@ -184,6 +192,19 @@ class Options(harness.TestCase):
             ("tcp_ceiling", ["1", "2"], "unexpected argument '2'"),
             ("repl_bench", ["--dir"], "--dir needs a value"),
             ("s3inspect", ["--key", "nocolon"], "--key takes ID:SECRET:ROLE"),
+            ("dfs-mount", ["--metadata"], "--metadata needs a value"),
+            ("dfs-mount", ["--metadata", "h:1"], "MOUNTPOINT"),
+            ("dfs-mount", ["--metadata", "h:1", "/a", "/b"], "unexpected argument '/b'"),
+            ("dfs-mount", ["/"], "no metadata service address"),
+            ("dfs-mount", ["--metadata", "h:1", "--read-min", "1M", "--read-ahead", "64K", "/"],
+             "--read-ahead must be at least --read-min"),
+            ("cpu_floor", ["--file"], "--file needs a value"),
+            ("catalog_bench", ["--seconds"], "--seconds needs a value"),
+            ("catalog_bench", ["stray"], "unexpected argument 'stray'"),
+            ("metadata_gen", ["--catalog"], "--catalog needs a value"),
+            ("metadata_gen", ["--catalog", "c.db"], "--metadata and --catalog are required"),
+            ("metadata_gen", ["--clients", "2", "--seconds", "1", "--metadata", "h:1"],
+             "--metadata and --catalog are required"),
         ]
         for name, args, says in cases:
             with self.subTest(program=name, args=[a[:20] for a in args]):
@@ -207,6 +228,16 @@ class Options(harness.TestCase):
         rc, _, err = run("load_gen", "--clients", "1", env={"DFS_METADATA": ""})
         self.assertEqual(rc, 2, err)
         self.assertIn("run needs --metadata HOST:PORT (or DFS_METADATA)", err)
+
+    def test_mount_refused_before_mounting(self):
+        # A client dfs-mount cannot open (plaintext to a remote address) is one line and exit
+        # status 1, before anything is mounted; it used to crash (fuse_destroy of no session).
+        rc, out, err = run("dfs-mount", "--metadata", "192.0.2.1:1", "/")
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(out, "")
+        self.assertIn("without TLS", err)
+        self.assertEqual(len(err.splitlines()), 1, err)
+
 
 if __name__ == "__main__":
     harness.main()

@@ -1704,8 +1704,6 @@ void dfs_metadata_service_collect(void *arg, dfs_metrics_writer *w)
 
 /* ---- handlers: node states, reports, health ---- */
 
-static Dfs__V1__Node *node_msg(dfs_arena *a, const struct dfs_node_rec *n);
-
 /*
  * The placement sets holding each node, as Node.groups entries ("buddy/W#G", "min_copy/W:C"),
  * from the families saved in the catalog. Fills groups[i] / ngroups[i] for nodes[i] in arena a.

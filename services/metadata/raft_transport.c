@@ -1,6 +1,9 @@
 /* libraft's TCP transport with host names resolved at each connect: see raft_transport.h. */
 #include "services/metadata/raft_transport.h"
 
+#include "common/addr.h"
+#include "common/err.h"
+
 #include <raft.h>
 
 #include <arpa/inet.h>
@@ -33,19 +36,11 @@ struct rt {
     raft_uv_transport_close_cb close_cb;
 };
 
-/* Split "host:port" (IPv6 literals are not supported by the TCP transport either). */
+/* Split "host:port" (common/addr); a host is required (IPv6 literals are not supported by the TCP
+   transport either). */
 static bool split(const char *address, char *host, size_t hcap, char *port, size_t pcap)
 {
-    const char *colon = strrchr(address, ':');
-    if (colon == NULL || colon == address || colon[1] == '\0')
-        return false;
-    size_t hl = (size_t)(colon - address);
-    if (hl >= hcap || strlen(colon + 1) >= pcap)
-        return false;
-    memcpy(host, address, hl);
-    host[hl] = '\0';
-    strcpy(port, colon + 1);
-    return true;
+    return dfs_addr_split(address, host, hcap, port, pcap, NULL) == DFS_OK && host[0] != '\0';
 }
 
 static bool ipv4_literal(const char *host)

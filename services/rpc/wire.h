@@ -2,6 +2,8 @@
 #ifndef DFS_SERVICES_RPC_WIRE_H
 #define DFS_SERVICES_RPC_WIRE_H
 
+#include "common/varint.h"
+
 #include <grpc/byte_buffer.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -67,28 +69,7 @@ static inline bool dfs_wire_flat_varint(const uint8_t **p, const uint8_t *end, u
 
 /* Writing, for packers that lay a message out in one buffer (a grpc_slice_malloc slice). */
 
-/* The bytes v takes as a varint: 1 to 10. */
-static inline size_t dfs_wire_varint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-/* Write v as a varint at p, which has room for dfs_wire_varint_len(v) bytes; returns the byte
-   after it. */
-static inline uint8_t *dfs_wire_put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
+/* Varints: dfs_varint_len and dfs_varint_put (common/varint.h). */
 
 /* CRC32C (common/crc32c.h conventions) of each consecutive `block`-byte piece of the bytes in
    iov[0..n), into out[]; returns the number of pieces. */

@@ -160,8 +160,8 @@ static void test_varint_writer(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t buf[16];
         memset(buf, 0xee, sizeof buf);
-        assert_int_equal(dfs_wire_varint_len(cases[i].v), cases[i].len);
-        uint8_t *end = dfs_wire_put_varint(buf, cases[i].v);
+        assert_int_equal(dfs_varint_len(cases[i].v), cases[i].len);
+        uint8_t *end = dfs_varint_put(buf, cases[i].v);
         assert_int_equal((size_t)(end - buf), cases[i].len);
         assert_int_equal(buf[cases[i].len], 0xee); /* nothing written past it */
         const uint8_t *p = buf;
@@ -171,7 +171,7 @@ static void test_varint_writer(void **state)
         assert_true(back == cases[i].v);
     }
     uint8_t two[2];
-    dfs_wire_put_varint(two, 300);
+    dfs_varint_put(two, 300);
     assert_int_equal(two[0], 0xac); /* the example in protobuf's encoding guide */
     assert_int_equal(two[1], 0x02);
 }

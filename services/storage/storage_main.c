@@ -1,5 +1,6 @@
 /* dfs-storage: a storage node. Flags -> config -> wiring; the work is in storage_service/heartbeat. */
 #include "common/addr.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/options.h"
@@ -276,8 +277,7 @@ static void registered(void *arg, const uint8_t *key, size_t len, uint64_t regis
  */
 static int wait_registered(dfs_heartbeat *hb, const sigset_t *signals, long long timeout_ms)
 {
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = dfs_clock_mono_ns();
     for (;;) {
         /* Registration is seen at once (condition variable); a signal within 50 ms. */
         if (dfs_heartbeat_wait_registered(hb, 50))
@@ -289,8 +289,7 @@ static int wait_registered(dfs_heartbeat *hb, const sigset_t *signals, long long
         if (sig == SIGHUP)
             dfs_log(DFS_LOG_INFO,
                     "ignoring signal (only SIGTERM and SIGINT stop the node) signal=%d", sig);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long long ms = (now.tv_sec - t0.tv_sec) * 1000LL + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        long long ms = (dfs_clock_mono_ns() - t0) / 1000000;
         if (timeout_ms > 0 && ms >= timeout_ms)
             return -1;
     }

@@ -694,10 +694,10 @@ static grpc_byte_buffer *chain_first_message(struct put_call *p, grpc_slice flat
     size_t end = (size_t)(m->header + m->header_len - base);
     if (begin > 0)
         parts[n++] = grpc_slice_sub(flat, 0, begin);
-    grpc_slice hs = grpc_slice_malloc(1 + dfs_wire_varint_len(hlen) + hlen);
+    grpc_slice hs = grpc_slice_malloc(1 + dfs_varint_len(hlen) + hlen);
     uint8_t *q = GRPC_SLICE_START_PTR(hs);
     *q++ = 0x0a; /* field 1, length-delimited */
-    q = dfs_wire_put_varint(q, hlen);
+    q = dfs_varint_put(q, hlen);
     q += dfs__v1__fragment_header__pack(&h, q);
     assert(q == GRPC_SLICE_END_PTR(hs));
     parts[n++] = hs;
@@ -1249,11 +1249,11 @@ static int get_pack_next(struct get_call *g, grpc_byte_buffer **out, char **err)
     size_t ncrcs = dfs_crc32c_nblocks(n);
     size_t hlen = 0, total = 0;
     if (g->first) {
-        hlen = 2 + DFS_FRAGMENT_ID_HEX + (g->size > 0 ? 1 + dfs_wire_varint_len(g->size) : 0);
-        total += 1 + dfs_wire_varint_len(hlen) + hlen + 1 + 4;
+        hlen = 2 + DFS_FRAGMENT_ID_HEX + (g->size > 0 ? 1 + dfs_varint_len(g->size) : 0);
+        total += 1 + dfs_varint_len(hlen) + hlen + 1 + 4;
     }
     if (n > 0)
-        total += 1 + dfs_wire_varint_len(n) + n + 1 + dfs_wire_varint_len(4 * ncrcs) + 4 * ncrcs;
+        total += 1 + dfs_varint_len(n) + n + 1 + dfs_varint_len(4 * ncrcs) + 4 * ncrcs;
     const unsigned char *mapped = NULL;
     if (n > 0 && g->map != NULL) {
         int rc = dfs_frag_reader_peek(g->r, g->map, g->pos, n, &mapped, g->crcs, err);
@@ -1264,20 +1264,20 @@ static int get_pack_next(struct get_call *g, grpc_byte_buffer **out, char **err)
     uint8_t *start = GRPC_SLICE_START_PTR(s), *q = start;
     if (g->first) {
         *q++ = 0x0a; /* field 1, length-delimited */
-        q = dfs_wire_put_varint(q, hlen);
+        q = dfs_varint_put(q, hlen);
         *q++ = 0x0a; /* FragmentHeader.fragment_id */
         *q++ = DFS_FRAGMENT_ID_HEX;
         memcpy(q, g->id, DFS_FRAGMENT_ID_HEX);
         q += DFS_FRAGMENT_ID_HEX;
         if (g->size > 0) {
             *q++ = 0x10; /* FragmentHeader.size, varint */
-            q = dfs_wire_put_varint(q, g->size);
+            q = dfs_varint_put(q, g->size);
         }
     }
     uint8_t *data_at = NULL;
     if (n > 0) {
         *q++ = 0x12; /* field 2, length-delimited */
-        q = dfs_wire_put_varint(q, n);
+        q = dfs_varint_put(q, n);
         data_at = q;
         if (mapped == NULL) {
             int rc = dfs_frag_reader_read(g->r, g->pos, q, n, g->crcs, err);
@@ -1288,7 +1288,7 @@ static int get_pack_next(struct get_call *g, grpc_byte_buffer **out, char **err)
             q += n;
         }
         *q++ = 0x1a; /* field 3, packed */
-        q = dfs_wire_put_varint(q, 4 * ncrcs);
+        q = dfs_varint_put(q, 4 * ncrcs);
         for (size_t i = 0; i < ncrcs; i++)
             q = put_le32(q, g->crcs[i]);
     }
