@@ -1137,7 +1137,9 @@ int dfs_catalog_restore(dfs_catalog *cat, const char *path, uint64_t index, char
  * migrated to this schema, for a new cluster: its applied index is reset to 0 (the new cluster's
  * log starts empty; the backup's own log is gone) and it is marked restored at now_ms, so the
  * fragments the nodes report that it does not know (files committed after the backup) are kept
- * as orphans, not deleted (dfs_catalog_inventory_finish). *from_index (may be NULL) receives the
+ * as orphans, not deleted (dfs_catalog_inventory_finish). Files pending in the backup (uploads
+ * in progress) are dropped with their fragments: such an upload may have been committed after
+ * the backup, so its fragments become orphans too, never expired and deleted. *from_index (may be NULL) receives the
  * backup's applied index. The file appears whole or not at all (written aside, fsynced,
  * renamed).
  */
