@@ -2762,6 +2762,9 @@ static void test_restored_catalog_keeps_unknown_fragments_as_orphans(void **stat
     struct fx *fx = *state;
     register_nodes(fx, NNODES, T0);
     struct dfs_file_rec *a = put_on(fx, "/a", 1, 2, 0, T0); /* 0,1 */
+    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[0], "127.0.0.1:7000", "z0", &usage1,
+                                               T0, DFS_CATALOG_KEEP, 77, NULL),
+                     DFS_OK);
     /* An upload in progress at the backup, committed after it. */
     struct plan p;
     make_plan(fx, &p, "/inflight", 1000, 1, 2, 0, NNODES, false, T0 + TTL);
@@ -2794,6 +2797,18 @@ static void test_restored_catalog_keeps_unknown_fragments_as_orphans(void **stat
     assert_int_equal(dfs_catalog_stats(r, &st, NULL), DFS_OK);
     assert_int_equal(st.pending_files, 0);
     assert_int_equal(st.files, 1);
+    /* The nodes' registrations are forgotten: node 0's heartbeat (registration 77) is answered
+       "unknown", so it registers again (and reports its inventory); then it is known. */
+    bool known = true;
+    assert_int_equal(dfs_catalog_node_heartbeat(r, fx->ids[0], 77, &usage1, T0 + 6, &known, NULL),
+                     DFS_OK);
+    assert_false(known);
+    assert_int_equal(dfs_catalog_node_register(r, fx->ids[0], "127.0.0.1:7000", "z0", &usage1,
+                                               T0 + 7, 0, 78, NULL),
+                     DFS_OK);
+    assert_int_equal(dfs_catalog_node_heartbeat(r, fx->ids[0], 78, &usage1, T0 + 8, &known, NULL),
+                     DFS_OK);
+    assert_true(known);
 
     /* Node 0 reports a's fragment, late's and inflight's: the last two are kept, not queued for
        deletion. */
