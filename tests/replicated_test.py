@@ -519,6 +519,8 @@ class Replicated(harness.TestCase):
                         shutil.rmtree(path)
                     else:
                         os.unlink(path)
+        node_logs = {r["name"]: (r["log"], os.path.getsize(r["log"])) for r in c.status()
+                     if r["name"].startswith("node-")}
         restored = c.path(names[0], "catalog.db")
         p = subprocess.run([meta, "restore", "--from", backup, "--db", restored], capture_output=True,
                            text=True, timeout=120)
@@ -541,6 +543,18 @@ class Replicated(harness.TestCase):
         self.assertTrue(before and late, (before, late))
         self.assertEqual(sorted(set(before) - set(listed)), [])
         self.assertEqual(sorted(set(late) & set(listed)), [])
+        # The restored catalog forgot the nodes' registrations: each registers again, and reports
+        # its inventory at once (not only at its next scrub pass).
+        def log_since(name):
+            path, offset = node_logs[name]
+            with open(path, encoding="utf-8", errors="replace") as f:
+                f.seek(offset)
+                return f.read()
+
+        for name in node_logs:
+            harness.wait_until(lambda: "registering again" in log_since(name) and
+                               "inventory reported" in log_since(name).split("registering again", 1)[-1],
+                               CATCH_UP_DEADLINE_S, "%s to register again and report its inventory" % name)
         # Acknowledged but not in the backup: their fragments are kept as orphans, once the nodes
         # reported their inventories to the new cluster.
         missing = sorted(set(acked) - set(listed))
