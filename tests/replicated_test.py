@@ -496,7 +496,8 @@ class Replicated(harness.TestCase):
         finally:
             load.finish()
         print("backup of %s (%s) took %.2f s while 4 clients put; %d puts acknowledged, %d after it" % (
-            source, p.stdout.strip(), t_b1 - t_b0, load.acked_count(), after_backup()), flush=True)
+            source, p.stdout.strip().rsplit(") ", 1)[-1].rsplit(" to ", 1)[-1].split(" ", 1)[-1], t_b1 - t_b0,
+            load.acked_count(), after_backup()), flush=True)
         with load.mu:
             acked = dict(load.acked)
             acked_at = dict(load.acked_at)
