@@ -736,7 +736,18 @@ class Replicated(harness.TestCase):
         with open(os.path.join(d, "log"), "wb") as log:
             p4 = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         try:
-            # A joining replica makes no cluster of its own: it waits, and answers as nobody's.
+            # A joining replica makes no cluster of its own: it waits, and answers as nobody's; it
+            # is not ready (no leader known) until it is added and has caught up.
+            addr4 = "127.0.0.1:%d" % grpc4
+
+            def health4():
+                try:
+                    return grpcinspect.health_check(addr4, "dfs.v1.Metadata")
+                except Exception:  # not listening yet
+                    return None
+
+            harness.wait_until(lambda: health4() == "NOT_SERVING", CATCH_UP_DEADLINE_S,
+                               "replica 4 (joining) to answer NOT_SERVING")
             rc, out, err = c.dfs("--timeout", "120000", "metadata", "add",
                                  "4=127.0.0.1:%d=127.0.0.1:%d" % (raft4, grpc4), timeout=180)
             self.assertIn("added replica 4", out)
@@ -767,6 +778,8 @@ class Replicated(harness.TestCase):
             except AssertionError as e:
                 raise AssertionError("%s: %r" % (e, last))
             print("replica 4 caught up: %s" % last[0].strip(), flush=True)
+            harness.wait_until(lambda: health4() == "SERVING", CATCH_UP_DEADLINE_S,
+                               "replica 4 (added, caught up) to answer SERVING")
             # An original replica (whose --peers lacks 4) knows 4's gRPC address: it rides in the
             # replicated configuration. Asked alone, its member list leads the client to 4.
             orig = sorted(r["address"] for r in replica_recs(c))[0]
