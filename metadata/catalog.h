@@ -142,7 +142,9 @@ int dfs_catalog_node_token(dfs_catalog *cat, const char *node_id, char token_id[
 /*
  * Heartbeat: record the usage and now_ms as the last heartbeat of a known node; a suspect or dead
  * node becomes alive again. *known is set to false (and the call succeeds) when the catalog has no
- * such node: the node must register again. DFS_EPRECOND (nothing recorded) when the node's
+ * such node, or when it has none of its registrations (0: a restored catalog, see
+ * dfs_catalog_restore_file) while the call carries one: the node must register again.
+ * DFS_EPRECOND (nothing recorded) when the node's
  * registration is not `registration` (DFS_CATALOG_KEEP: any): a newer registration replaced the
  * caller. Errors: DFS_EINVAL (bad id or usage).
  */
@@ -1137,7 +1139,11 @@ int dfs_catalog_restore(dfs_catalog *cat, const char *path, uint64_t index, char
  * migrated to this schema, for a new cluster: its applied index is reset to 0 (the new cluster's
  * log starts empty; the backup's own log is gone) and it is marked restored at now_ms, so the
  * fragments the nodes report that it does not know (files committed after the backup) are kept
- * as orphans, not deleted (dfs_catalog_inventory_finish). *from_index (may be NULL) receives the
+ * as orphans, not deleted (dfs_catalog_inventory_finish). Files pending in the backup (uploads
+ * in progress) are dropped with their fragments: such an upload may have been committed after
+ * the backup, so its fragments become orphans too, never expired and deleted. The nodes'
+ * registrations are reset to 0, so that each node's next heartbeat finds it unknown and it
+ * registers again and reports its inventory (dfs_catalog_node_heartbeat). *from_index (may be NULL) receives the
  * backup's applied index. The file appears whole or not at all (written aside, fsynced,
  * renamed).
  */

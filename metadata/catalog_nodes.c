@@ -228,7 +228,13 @@ int dfs_catalog_node_heartbeat(dfs_catalog *cat, const char *node_id, uint64_t r
     if (rc == DFS_OK) {
         found = catalog_get_node(cat, node_id, &old, errmsg);
         rc = found < 0 ? found : DFS_OK;
-        if (found == 1 && registration != DFS_CATALOG_KEEP && old.registration != registration)
+        /* A node with no registration here (a restored catalog forgets them, or one migrated
+           to version 5) heartbeating with one: unknown, so it registers again -- and sends its
+           inventory, which a restored catalog needs to keep what it lacks as orphans. */
+        if (found == 1 && old.registration == 0 && registration != 0 &&
+            registration != DFS_CATALOG_KEEP)
+            found = 0;
+        else if (found == 1 && registration != DFS_CATALOG_KEEP && old.registration != registration)
             rc = dfs_seterr(errmsg, DFS_EPRECOND,
                             "node %s was registered again since (now at %s): this process was "
                             "replaced",

@@ -391,8 +391,17 @@ int dfs_catalog_restore_file(const char *backup, const char *db, int64_t now_ms,
     if (rc == DFS_OK)
         rc = dfs_catalog_applied_index(cat, &from, errmsg);
     if (rc == DFS_OK) {
-        char sql[160];
+        /* Uploads in progress at the backup (pending files) are dropped, fragments and all, not
+           left to expire: an expiry queues their fragments for deletion, yet a client may have
+           committed one after the backup was taken. Unknown to the new catalog, those fragments
+           are kept as orphans like every other file committed after the backup. The nodes'
+           registrations are forgotten: their next heartbeat is answered "unknown", so each
+           registers again and reports its inventory at once (else only after its next scrub
+           pass), which is what finds those orphans. */
+        char sql[320];
         snprintf(sql, sizeof sql,
+                 "DELETE FROM files WHERE state = 'pending';"
+                 "UPDATE nodes SET registration = 0;"
                  "UPDATE replication SET applied_index = 0 WHERE k = 0;"
                  "INSERT OR REPLACE INTO restored (k, restored_ms, from_index) "
                  "VALUES (0, %" PRId64 ", %" PRIu64 ");",

@@ -2762,6 +2762,14 @@ static void test_restored_catalog_keeps_unknown_fragments_as_orphans(void **stat
     struct fx *fx = *state;
     register_nodes(fx, NNODES, T0);
     struct dfs_file_rec *a = put_on(fx, "/a", 1, 2, 0, T0); /* 0,1 */
+    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[0], "127.0.0.1:7000", "z0", &usage1,
+                                               T0, DFS_CATALOG_KEEP, 77, NULL),
+                     DFS_OK);
+    /* An upload in progress at the backup, committed after it. */
+    struct plan p;
+    make_plan(fx, &p, "/inflight", 1000, 1, 2, 0, NNODES, false, T0 + TTL);
+    struct dfs_file_rec *pending = NULL;
+    assert_int_equal(dfs_catalog_file_create(fx->cat, &p.req, T0, &pending, NULL), DFS_OK);
     char backup[700], fresh[700];
     snprintf(backup, sizeof backup, "%s/backup.db", fx->dir);
     snprintf(fresh, sizeof fresh, "%s/restored.db", fx->dir);
@@ -2769,6 +2777,7 @@ static void test_restored_catalog_keeps_unknown_fragments_as_orphans(void **stat
     assert_int_equal(dfs_catalog_backup(fx->db, backup, &at, NULL), DFS_OK);
     assert_int_equal(at, 0);
     struct dfs_file_rec *late = put_on(fx, "/late", 1, 2, 0, T0 + 1); /* after the backup */
+    struct dfs_file_rec *inflight = commit(fx, pending, T0 + 2);
     assert_int_equal(dfs_catalog_restore_file(backup, fresh, T0 + 5, &at, NULL), DFS_OK);
     char *msg = NULL;
     assert_int_equal(dfs_catalog_restore_file(backup, fresh, T0 + 5, NULL, &msg), DFS_EEXIST);
@@ -2783,20 +2792,46 @@ static void test_restored_catalog_keeps_unknown_fragments_as_orphans(void **stat
     assert_int_equal(dfs_catalog_file_get(r, "/a", &f, NULL), DFS_OK);
     dfs_catalog_file_rec_free(f);
     assert_int_equal(dfs_catalog_file_get(r, "/late", &f, NULL), DFS_ENOTFOUND);
+    /* The upload pending in the backup is gone (never to expire and delete its fragments). */
+    struct dfs_catalog_stats st;
+    assert_int_equal(dfs_catalog_stats(r, &st, NULL), DFS_OK);
+    assert_int_equal(st.pending_files, 0);
+    assert_int_equal(st.files, 1);
+    /* The nodes' registrations are forgotten: node 0's heartbeat (registration 77) is answered
+       "unknown", so it registers again (and reports its inventory); then it is known. */
+    bool known = true;
+    assert_int_equal(dfs_catalog_node_heartbeat(r, fx->ids[0], 77, &usage1, T0 + 6, &known, NULL),
+                     DFS_OK);
+    assert_false(known);
+    assert_int_equal(dfs_catalog_node_register(r, fx->ids[0], "127.0.0.1:7000", "z0", &usage1,
+                                               T0 + 7, 0, 78, NULL),
+                     DFS_OK);
+    assert_int_equal(dfs_catalog_node_heartbeat(r, fx->ids[0], 78, &usage1, T0 + 8, &known, NULL),
+                     DFS_OK);
+    assert_true(known);
 
-    /* Node 0 reports a's fragment and late's: late's is kept, not queued for deletion. */
-    const char *page[] = {a->fragments[0].fragment_id, late->fragments[0].fragment_id};
-    assert_int_equal(dfs_catalog_inventory_page(r, fx->ids[0], 0, page, 2, T0 + 9, NULL), DFS_OK);
+    /* Node 0 reports a's fragment, late's and inflight's: the last two are kept, not queued for
+       deletion. */
+    const char *page[] = {a->fragments[0].fragment_id, late->fragments[0].fragment_id,
+                          inflight->fragments[0].fragment_id};
+    assert_int_equal(dfs_catalog_inventory_page(r, fx->ids[0], 0, page, 3, T0 + 9, NULL), DFS_OK);
     size_t unknown = 9;
     assert_int_equal(dfs_catalog_inventory_finish(r, fx->ids[0], T0 + 9, &unknown, NULL), DFS_OK);
     assert_int_equal(unknown, 0);
     struct orphan_list l = {0};
     assert_int_equal(dfs_catalog_orphans_file(fresh, 100, collect_orphan, &l, NULL), DFS_OK);
-    assert_int_equal(l.n, 1);
-    assert_string_equal(l.ids[0], late->fragments[0].fragment_id);
+    assert_int_equal(l.n, 2);
+    bool saw_late = false, saw_inflight = false;
+    for (size_t i = 0; i < l.n; i++) {
+        saw_late |= strcmp(l.ids[i], late->fragments[0].fragment_id) == 0;
+        saw_inflight |= strcmp(l.ids[i], inflight->fragments[0].fragment_id) == 0;
+    }
+    assert_true(saw_late && saw_inflight);
     dfs_catalog_close(r);
     dfs_catalog_file_rec_free(a);
     dfs_catalog_file_rec_free(late);
+    dfs_catalog_file_rec_free(pending);
+    dfs_catalog_file_rec_free(inflight);
 }
 
 static struct dfs_health health(struct fx *fx)

@@ -10,8 +10,16 @@
   to the leader.
 - Two of three replicas killed: a put fails, with UNAVAILABLE, within its deadline; both started
   again, the cluster serves everything it had and takes writes again.
+- All three replicas stopped at once (SIGTERM; SIGKILL) and started again from their own data
+  (`start-metadata`): a leader that has applied past everything any replica had, every file reads
+  back with its SHA-256, writes go on, the catalogs agree.
+- `dfs-metadata backup` of a replica's catalog while four clients put, then every replica, catalog
+  and log lost; a new cluster restored from the backup with the same storage nodes: every file it
+  lists reads back with its SHA-256, every put acknowledged before the backup began is listed, the
+  fragments of every acknowledged put it does not list are kept as orphans, writes go on.
 - `dfs metadata ls [--json]` (every replica answers GetReplicas, followers too): one leader and two
-  followers, whose applied indexes meet once writes stop; `dfs status` lists the replicas; after
+  followers, whose applied indexes meet once writes stop; `dfs status [--json]` and `dfs metadata
+  ls [--json]` show each replica's address, role, term, commit and applied index, and agree; after
   SIGKILL of the leader it shows the new leader and the dead one unreachable.
 - `dfs metadata add` of a fourth replica started with --join: it catches up (its applied index
   reaches the leader's); `dfs metadata remove` of a follower: the cluster still takes puts.
@@ -22,6 +30,7 @@ dump) with a generous deadline, for a loaded 2-core machine.
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -151,7 +160,9 @@ class Load:
         self.stop = threading.Event()
         self.mu = threading.Lock()
         self.acked = {}  # remote path -> sha256
+        self.attempted = {}  # remote path -> sha256, acknowledged or not
         self.puts = []  # (t_start, t_end, ok)
+        self.acked_at = {}  # remote path -> (t_start, t_end) of its acknowledged put
         self.get_errors = 0
         self.seq = 0
         self.threads = [threading.Thread(target=self._writer, args=(w,), daemon=True) for w in range(writers)]
@@ -179,6 +190,9 @@ class Load:
             n = self.seq
         src = harness.random_file(self.case.tmp("src-%s-%d" % (tag, n)), FILE_BYTES, seed=n * 7 + 1)
         remote = "/r/%s-%d" % (tag, n)
+        sha = harness.sha256(src)
+        with self.mu:
+            self.attempted[remote] = sha
         t0 = time.monotonic()
         rc, _, err = self.c.dfs("--timeout", str(PUT_TIMEOUT_MS), "put", src, remote, check=False,
                                 metadata=metadata)
@@ -186,8 +200,9 @@ class Load:
         with self.mu:
             self.puts.append((t0, t1, rc == 0))
             if rc == 0:
-                self.acked[remote] = harness.sha256(src)
+                self.acked[remote] = sha
                 self.acked_total += 1
+                self.acked_at[remote] = (t0, t1)
         os.unlink(src)
         return rc, err
 
@@ -396,6 +411,180 @@ class Replicated(harness.TestCase):
         self.assertEqual(load.verify(), 3 + done + 1)
         stop_nodes_and_compare(c)
 
+    def _all_stopped_and_started(self, sig):
+        """Every replica stopped with sig at once, then `start-metadata` (tools/cluster's, which
+        starts every replica that is not running from its own data): a leader, every file back,
+        writes go on, the catalogs agree. The storage nodes run throughout."""
+        c = self.start()
+        wait_leader(c)
+        load = Load(self, c, writers=1, readers=0)
+        for _ in range(6):
+            rc, err = load.put_one("s")
+            self.assertEqual(rc, 0, err)
+        pids = c.metadata_pids()
+        self.assertEqual(len(pids), 3, pids)
+        addrs = c.metadata_address
+        for pid in pids.values():
+            os.kill(pid, sig)
+        harness.wait_until(lambda: not c.metadata_pids(), FAILOVER_DEADLINE_S,
+                           "the replicas did not all exit on signal %d" % sig)
+        if sig == signal.SIGTERM:
+            for r in replica_recs(c):
+                with open(r["log"], encoding="utf-8", errors="replace") as f:
+                    f.seek(r.get("log_offset", 0))
+                    self.assertIn('msg="stopped"', f.read(), r["name"])
+        # What the stopped replicas hold (a SIGKILLed one may have applied less than was
+        # committed: its log has the rest).
+        before = {r["name"]: applied_index(c, r["name"]) for r in replica_recs(c)}
+        self.assertGreater(min(before.values()), 0, before)
+        # Nothing answers meanwhile: a put fails within its deadline.
+        rc, _, err = c.dfs("--timeout", "2000", "put", harness.random_file(self.tmp("x"), 1000, seed=3),
+                           "/x", check=False, timeout=120, metadata=addrs)
+        self.assertNotEqual(rc, 0, err)
+        t0 = time.monotonic()
+        started = c.start_metadata()
+        self.assertEqual(sorted(started), sorted(pids))
+        leader = wait_leader(c)
+        print("all three replicas stopped by signal %d at applied indexes %s; started again, %s leads "
+              "%.2f s later" % (sig, before, leader, time.monotonic() - t0), flush=True)
+        # A new leader serves once its first entry of the new term is applied: after every entry
+        # any replica had applied before the stop.
+        self.assertGreater(applied_index(c, leader), max(before.values()))
+        self.assertEqual(load.verify(), 6)
+        for _ in range(3):
+            rc, err = load.put_one("t")
+            self.assertEqual(rc, 0, err)
+        self.assertEqual(load.verify(), 9)
+        rc, out, _ = c.dfs("ls", "/r/")
+        self.assertEqual(sorted(out.split()), sorted(load.acked))
+        stop_nodes_and_compare(c)
+
+    def test_all_stopped_by_sigterm_and_started_from_disk(self):
+        self._all_stopped_and_started(signal.SIGTERM)
+
+    def test_all_killed_and_started_from_disk(self):
+        self._all_stopped_and_started(signal.SIGKILL)
+
+    def test_backup_during_writes_restores_a_new_cluster(self):
+        """`dfs-metadata backup` of a replica's catalog while four clients put; the three replicas
+        and their catalogs are then lost, and a new cluster starts from the backup (restored once,
+        the same restored file given to each replica: every replica starts from the same state at
+        index 0) with the same storage nodes. Every file its catalog lists reads back with its
+        SHA-256, every file acknowledged before the backup began is listed, every file acknowledged
+        after it ended is kept as orphan fragments (not deleted), and writes go on."""
+        c = self.start()
+        meta = c.binaries()["dfs-metadata"]
+        leader = wait_leader(c)
+        load = Load(self, c, writers=4, readers=0).start()
+        try:
+            harness.wait_until(lambda: load.acked_count() >= 8, FAILOVER_DEADLINE_S, "no puts acknowledged")
+            source = sorted(n for n in c.metadata_pids() if n != leader)[0]
+            backup = self.tmp("backup.db")
+            t_b0 = time.monotonic()
+            p = subprocess.run([meta, "backup", "--db", c.path(source, "catalog.db"), "--to", backup],
+                               capture_output=True, text=True, timeout=120)
+            t_b1 = time.monotonic()
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("at applied index", p.stdout)
+
+            def after_backup():
+                with load.mu:
+                    return sum(1 for (t0, _) in load.acked_at.values() if t0 > t_b1)
+
+            harness.wait_until(lambda: after_backup() >= 8, FAILOVER_DEADLINE_S,
+                               "no puts acknowledged after the backup")
+        finally:
+            load.finish()
+        print("backup of %s (%s) took %.2f s while 4 clients put; %d puts acknowledged, %d after it" % (
+            source, p.stdout.strip().rsplit(") ", 1)[-1].rsplit(" to ", 1)[-1].split(" ", 1)[-1], t_b1 - t_b0,
+            load.acked_count(), after_backup()), flush=True)
+        with load.mu:
+            acked = dict(load.acked)
+            acked_at = dict(load.acked_at)
+            attempted = dict(load.attempted)
+        fragments = {}
+        for remote in acked:
+            _, out, _ = c.dfs("stat", "--json", remote)
+            fragments[remote] = sorted({f["fragment_id"] for f in json.loads(out)["fragments"]})
+
+        # The disaster: every replica and its catalog and log gone.
+        for pid in c.metadata_pids().values():
+            os.kill(pid, signal.SIGKILL)
+        harness.wait_until(lambda: not c.metadata_pids(), FAILOVER_DEADLINE_S, "the replicas to die")
+        names = [r["name"] for r in replica_recs(c)]
+        for n in names:
+            for entry in os.listdir(c.path(n)):
+                if entry.startswith("catalog.db"):
+                    path = c.path(n, entry)
+                    if os.path.isdir(path):
+                        shutil.rmtree(path)
+                    else:
+                        os.unlink(path)
+        node_logs = {r["name"]: (r["log"], os.path.getsize(r["log"])) for r in c.status()
+                     if r["name"].startswith("node-")}
+        restored = c.path(names[0], "catalog.db")
+        p = subprocess.run([meta, "restore", "--from", backup, "--db", restored], capture_output=True,
+                           text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for n in names[1:]:
+            shutil.copyfile(restored, c.path(n, "catalog.db"))
+        self.assertEqual(sorted(c.start_metadata()), sorted(names))
+        wait_leader(c)
+
+        # Everything the backup lists reads back, whole.
+        _, out, _ = c.dfs("ls", "/r/")
+        listed = out.split()
+        for remote in listed:
+            self.assertIn(remote, attempted)
+            dst = self.tmp("back")
+            c.dfs("get", remote, dst)
+            self.assertEqual(harness.sha256(dst), attempted[remote], remote)
+        before = [r for r, (_, t1) in acked_at.items() if t1 < t_b0]
+        late = [r for r, (t0, _) in acked_at.items() if t0 > t_b1]
+        self.assertTrue(before and late, (before, late))
+        self.assertEqual(sorted(set(before) - set(listed)), [])
+        self.assertEqual(sorted(set(late) & set(listed)), [])
+        # The restored catalog forgot the nodes' registrations: each registers again, and reports
+        # its inventory at once (not only at its next scrub pass).
+        def log_since(name):
+            path, offset = node_logs[name]
+            with open(path, encoding="utf-8", errors="replace") as f:
+                f.seek(offset)
+                return f.read()
+
+        for name in node_logs:
+            harness.wait_until(lambda: "registering again" in log_since(name) and
+                               "inventory reported" in log_since(name).split("registering again", 1)[-1],
+                               CATCH_UP_DEADLINE_S, "%s to register again and report its inventory" % name)
+        # Acknowledged but not in the backup: their fragments are kept as orphans, once the nodes
+        # reported their inventories to the new cluster.
+        missing = sorted(set(acked) - set(listed))
+        want = {f for r in missing for f in fragments[r]}
+        last = []
+
+        def orphans():
+            p = subprocess.run([meta, "orphans", "--db", restored], capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            last[:] = [line.split()[0] for line in p.stdout.splitlines() if line.strip()]
+            return want <= set(last)
+
+        try:
+            harness.wait_until(orphans, CATCH_UP_DEADLINE_S,
+                               "fragments of files acknowledged after the backup kept as orphans")
+        except AssertionError as e:
+            lost = [(r, "put %.2f..%.2f s after the backup began" % (acked_at[r][0] - t_b0, acked_at[r][1] - t_b0))
+                    for r in missing if not set(fragments[r]) <= set(last)]
+            raise AssertionError("%s: %d of %d files not kept: %s" % (e, len(lost), len(missing), lost))
+        print("restored: %d files listed and read back; %d acknowledged files not in the backup, their "
+              "%d fragments orphans" % (len(listed), len(missing), len(want)), flush=True)
+        # Writes go on in the new cluster.
+        load2 = Load(self, c, writers=1, readers=0)
+        for _ in range(3):
+            rc, err = load2.put_one("n")
+            self.assertEqual(rc, 0, err)
+        self.assertEqual(load2.verify(), 3)
+        stop_nodes_and_compare(c)
+
 
     def test_metadata_ls(self):
         c = self.start()
@@ -447,6 +636,55 @@ class Replicated(harness.TestCase):
         self.assertEqual(len(lines), 3, out)
         self.assertEqual(sum(" leader " in ln for ln in lines), 1, out)
         self.assertEqual(sum(" follower " in ln for ln in lines), 2, out)
+        # `dfs metadata ls` and `dfs status` show each replica's address, role, term, commit and
+        # applied index (issue 16, point 4), the same figures as `metadata ls --json`.
+        def fields(reps):
+            return sorted((r["grpc_address"], r["role"], r["term"], r["commit_index"], r["applied_index"])
+                          for r in reps)
+
+        # GetHealth (dfs status) writes (it clears acknowledged health flags): the indexes move on
+        # from one command to the next, never back, and each replica's applied <= commit.
+        def consistent(views):
+            if any(len(v) != 3 for v in views):
+                return False
+            for i in range(3):
+                rows = [v[i] for v in views]
+                if len({r[:3] for r in rows}) != 1:  # address, role, term
+                    return False
+                if any(r[4] > r[3] for r in rows):
+                    return False
+                if any(b[3] < a[3] or b[4] < a[4] for a, b in zip(rows, rows[1:])):
+                    return False
+            return True
+
+        def text_fields(out, prefix):
+            found = []
+            for ln in out.splitlines():
+                if not ln.startswith(prefix):
+                    continue
+                w = ln[len(prefix):].split()
+                found.append((w[w.index("grpc") + 1], w[1], int(w[w.index("term") + 1]),
+                              int(w[w.index("commit") + 1]), int(w[w.index("applied") + 1])))
+            return sorted(found)
+
+        shown = []
+
+        def same_everywhere():
+            want = fields(ls())
+            rc, js, _ = c.dfs("--timeout", "5000", "status", "--json", check=False)
+            rc2, txt, _ = c.dfs("--timeout", "5000", "status", check=False)
+            rc3, lstxt, _ = c.dfs("--timeout", "5000", "metadata", "ls", check=False)
+            shown[:] = [want, js, txt, lstxt]
+            return rc == rc2 == rc3 == 0 and consistent([want, fields(json.loads(js)["metadata_replicas"]),
+                                                         text_fields(txt, "  replica "), text_fields(lstxt, "")])
+
+        try:
+            harness.wait_until(same_everywhere, CATCH_UP_DEADLINE_S, "status and metadata ls disagree")
+        except AssertionError as e:
+            raise AssertionError("%s: %r" % (e, shown))
+        self.assertEqual(sorted(f[0] for f in shown[0]), sorted(addrs.values()))
+        self.assertEqual(sorted(f[1] for f in shown[0]), ["follower", "follower", "leader"])
+        self.assertTrue(all(f[2] > 0 and f[3] > 0 and f[4] > 0 for f in shown[0]), shown[0])
         rc, out, err = c.dfs("status")
         self.assertEqual(sum("replica " in ln for ln in out.splitlines()), 3, out)
         # Not an admin: refused.
@@ -498,7 +736,18 @@ class Replicated(harness.TestCase):
         with open(os.path.join(d, "log"), "wb") as log:
             p4 = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         try:
-            # A joining replica makes no cluster of its own: it waits, and answers as nobody's.
+            # A joining replica makes no cluster of its own: it waits, and answers as nobody's; it
+            # is not ready (no leader known) until it is added and has caught up.
+            addr4 = "127.0.0.1:%d" % grpc4
+
+            def health4():
+                try:
+                    return grpcinspect.health_check(addr4, "dfs.v1.Metadata")
+                except Exception:  # not listening yet
+                    return None
+
+            harness.wait_until(lambda: health4() == "NOT_SERVING", CATCH_UP_DEADLINE_S,
+                               "replica 4 (joining) to answer NOT_SERVING")
             rc, out, err = c.dfs("--timeout", "120000", "metadata", "add",
                                  "4=127.0.0.1:%d=127.0.0.1:%d" % (raft4, grpc4), timeout=180)
             self.assertIn("added replica 4", out)
@@ -529,6 +778,8 @@ class Replicated(harness.TestCase):
             except AssertionError as e:
                 raise AssertionError("%s: %r" % (e, last))
             print("replica 4 caught up: %s" % last[0].strip(), flush=True)
+            harness.wait_until(lambda: health4() == "SERVING", CATCH_UP_DEADLINE_S,
+                               "replica 4 (added, caught up) to answer SERVING")
             # An original replica (whose --peers lacks 4) knows 4's gRPC address: it rides in the
             # replicated configuration. Asked alone, its member list leads the client to 4.
             orig = sorted(r["address"] for r in replica_recs(c))[0]

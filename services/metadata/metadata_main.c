@@ -973,6 +973,8 @@ int main(int argc, char **argv)
     }
     probe.cat = cat;
     probe.repl = rp.npeers > 0 ? rp.repl : NULL;
+    probe.max_lag = DFS_METADATA_PROBE_MAX_LAG;
+    probe.max_silence_ms = 2 * (int64_t)o.election_timeout_ms;
     struct dfs_readiness_config rcfg = {
         .health = health,
         .services = health_names,

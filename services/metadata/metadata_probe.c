@@ -1,6 +1,7 @@
 /* What the metadata daemon tells operators: its readiness check and its catalog metrics. */
 #include "services/metadata/metadata_probe.h"
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/id.h"
 
@@ -27,9 +28,11 @@ int dfs_metadata_probe_check(void *arg, char **why)
         struct dfs_repl_status rs;
         dfs_repl_status_get(p->repl, &rs);
         if (rs.role != DFS_REPL_LEADER) {
-            if (rs.role != DFS_REPL_FOLLOWER || rs.leader_id == 0)
-                return dfs_seterr(why, DFS_EUNAVAIL, "replica %s, no leader known",
-                                  dfs_repl_role_name(rs.role));
+            char reason[200];
+            int64_t silence = p->max_silence_ms > 0 ? p->max_silence_ms : 1000;
+            if (!dfs_repl_caught_up(&rs, p->max_lag, silence, dfs_clock_mono_ns(), reason,
+                                    sizeof reason))
+                return dfs_seterr(why, DFS_EUNAVAIL, "%s", reason);
             follower = true;
         }
     }

@@ -14,10 +14,19 @@ struct dfs_metadata_probe {
     dfs_catalog *cat;
     const char *db_path; /* the --db path (":memory:" skips the disk-space check) */
     /* The catalog's replica when it has peers (--peers), else NULL: a follower's writes are
-       refused by design, so a follower that knows its leader is ready without the write check
-       (the leader's covers the log); one that knows no leader (an election) is not. */
+       refused by design, so a caught-up follower is ready without the write check (the
+       leader's covers the log): one that knows its leader, heard from it within
+       max_silence_ms, and whose applied index is at most max_lag entries behind the leader's
+       commit index (dfs_repl_caught_up). One that knows no leader (an election, a replica
+       waiting to be added), or lags (it was stopped, or was just added and is catching up), is
+       not. */
     dfs_repl *repl;
+    uint64_t max_lag;       /* DFS_METADATA_PROBE_MAX_LAG in the daemon */
+    int64_t max_silence_ms; /* 0 means 1000; the daemon: twice the election timeout */
 };
+
+/* How many committed entries a ready follower may not have applied yet. */
+#define DFS_METADATA_PROBE_MAX_LAG 64
 
 /* The disk holding the catalog must keep at least this much free for the service to be ready. */
 #define DFS_METADATA_PROBE_MIN_FREE (16u << 20)

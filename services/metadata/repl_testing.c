@@ -36,6 +36,7 @@ struct repl_fsm {
     uint64_t violations, apply_calls, restores, snapshots;
     int fail_applies;
     bool hold, held;
+    bool hold_apply, apply_held;
 };
 
 struct fsm_snap {
@@ -187,11 +188,38 @@ static void le64(unsigned char *p, uint64_t v)
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
+void repl_fsm_hold_applies(repl_fsm *f, bool hold)
+{
+    pthread_mutex_lock(&f->mu);
+    f->hold_apply = hold;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+bool repl_fsm_wait_apply_held(repl_fsm *f, int64_t timeout_ms)
+{
+    int64_t deadline = dfs_clock_mono_ns() + timeout_ms * 1000000;
+    pthread_mutex_lock(&f->mu);
+    while (!f->apply_held && dfs_clock_mono_ns() < deadline) {
+        struct timespec ts = dfs_clock_abstime(20);
+        pthread_cond_timedwait(&f->cv, &f->mu, &ts);
+    }
+    bool held = f->apply_held;
+    pthread_mutex_unlock(&f->mu);
+    return held;
+}
+
 static int fsm_apply(void *ctx, uint64_t index, const struct dfs_repl_cmd *cmds, size_t n,
                      struct dfs_repl_result *results, char **errmsg)
 {
     repl_fsm *f = ctx;
     pthread_mutex_lock(&f->mu);
+    while (f->hold_apply) {
+        f->apply_held = true;
+        pthread_cond_broadcast(&f->cv);
+        pthread_cond_wait(&f->cv, &f->mu);
+    }
+    f->apply_held = false;
     f->apply_calls++;
     int rc = 0;
     if (index <= f->applied) {

@@ -51,6 +51,11 @@ void repl_fsm_fail_applies(repl_fsm *f, int n);
 void repl_fsm_hold_snapshots(repl_fsm *f, bool hold);
 /* Wait up to timeout_ms until a snapshot_write is waiting on the hold. */
 bool repl_fsm_wait_snapshot_held(repl_fsm *f, int64_t timeout_ms);
+/* While held, apply waits before it starts (the replication thread stands still, as behind a
+   slow disk): a follower that has heard of a commit it has not applied. */
+void repl_fsm_hold_applies(repl_fsm *f, bool hold);
+/* Wait up to timeout_ms until an apply is waiting on that hold. */
+bool repl_fsm_wait_apply_held(repl_fsm *f, int64_t timeout_ms);
 /* Hex of the first 8 bytes of the chain, into buf[17]. */
 void repl_fsm_chain_hex(const struct repl_fsm_digest *d, char *buf);
 

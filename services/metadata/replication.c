@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,12 @@ struct dfs_repl {
     bool handles_open;
     struct raft_uv_transport transport;
     struct raft_io io;
+    /* libraft's io start and receive callback, wrapped by io_start/io_recv to note what the
+       leader's messages say (libraft 0.15 keeps no leader commit index on a follower). */
+    int (*io_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
+    raft_io_recv_cb raft_recv;
+    uint64_t heard_commit; /* leader_commit of the latest AppendEntries of the current term */
+    int64_t heard_ns;      /* when it arrived (dfs_clock_mono_ns), 0: never */
     struct raft_fsm fsm;
     struct raft raft;
     bool raft_live;                          /* raft_start succeeded and raft_close not called */
@@ -1132,6 +1139,13 @@ static void publish(dfs_repl *r, bool force)
                                  : 0;
         }
     }
+    if (role == DFS_REPL_LEADER) {
+        st->leader_commit = st->commit_index;
+        st->leader_heard_ns = now;
+    } else {
+        st->leader_commit = r->heard_commit;
+        st->leader_heard_ns = r->heard_ns;
+    }
     st->state_index = r->state_index;
     st->snapshot_index = r->snapshot_index;
     st->snapshot_bytes = r->snapshot_bytes;
@@ -1156,6 +1170,36 @@ static void publish(dfs_repl *r, bool force)
     pthread_mutex_unlock(&r->mu);
     if (changed && r->ops->on_change != NULL)
         r->ops->on_change(r->ctx, st);
+}
+
+/*
+ * Every message libraft receives passes here first. An AppendEntries (heartbeats included) of
+ * this replica's term or a newer one comes from the leader of that term: keep the commit index it
+ * carries and when it came, which a follower's own commit index does not tell (libraft caps that
+ * at the last entry it stored, so a follower far behind cannot see how far). Written into the
+ * shared status at once too: an apply that takes long holds back publish(), not this.
+ */
+static void io_recv(struct raft_io *io, struct raft_message *msg)
+{
+    dfs_repl *r = (dfs_repl *)((char *)io - offsetof(dfs_repl, io));
+    if (msg->type == RAFT_IO_APPEND_ENTRIES && msg->append_entries.term >= r->raft.current_term) {
+        r->heard_commit = msg->append_entries.leader_commit;
+        r->heard_ns = dfs_clock_mono_ns();
+        if (raft_state(&r->raft) != RAFT_LEADER) {
+            pthread_mutex_lock(&r->mu);
+            r->shared.leader_commit = r->heard_commit;
+            r->shared.leader_heard_ns = r->heard_ns;
+            pthread_mutex_unlock(&r->mu);
+        }
+    }
+    r->raft_recv(io, msg);
+}
+
+static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
+{
+    dfs_repl *r = (dfs_repl *)((char *)io - offsetof(dfs_repl, io));
+    r->raft_recv = recv;
+    return r->io_start(io, msecs, tick, io_recv);
 }
 
 static void close_handles(dfs_repl *r)
@@ -1475,6 +1519,8 @@ int dfs_repl_create(const struct dfs_repl_options *opts, dfs_repl **out, char **
     /* A segment that does not load must stop the start, not be renamed aside with the committed
        entries in it (a replica that forgets what it acknowledged breaks Raft's guarantees). */
     raft_uv_set_auto_recovery(&r->io, false);
+    r->io_start = r->io.start;
+    r->io.start = io_start;
     /* Reconnect to a restarted peer quickly (libraft's default is 1 s). */
     raft_uv_set_connect_retry_delay(&r->io, r->heartbeat_ms < 20 ? 20 : r->heartbeat_ms);
     if (opts->segment_bytes > 0)
@@ -1706,4 +1752,43 @@ void dfs_repl_status_get(dfs_repl *r, struct dfs_repl_status *out)
     pthread_mutex_lock(&r->mu);
     *out = r->shared;
     pthread_mutex_unlock(&r->mu);
+}
+
+bool dfs_repl_caught_up(const struct dfs_repl_status *st, uint64_t max_lag, int64_t max_silence_ms,
+                        int64_t now_ns, char *why, size_t why_len)
+{
+    if (why != NULL && why_len > 0)
+        why[0] = '\0';
+    if (st->role == DFS_REPL_LEADER) {
+        if (!st->leader_ready && why != NULL)
+            snprintf(why, why_len, "leader, its first entry of term %" PRIu64 " not yet applied",
+                     st->term);
+        return st->leader_ready;
+    }
+    if (st->role != DFS_REPL_FOLLOWER || st->leader_id == 0) {
+        if (why != NULL)
+            snprintf(why, why_len, "replica %s, no leader known", dfs_repl_role_name(st->role));
+        return false;
+    }
+    if (st->leader_heard_ns == 0) {
+        if (why != NULL)
+            snprintf(why, why_len, "follower, nothing heard from the leader yet");
+        return false;
+    }
+    int64_t silent_ms = (now_ns - st->leader_heard_ns) / 1000000;
+    if (silent_ms > max_silence_ms) {
+        if (why != NULL)
+            snprintf(why, why_len, "follower, nothing heard from the leader for %" PRId64 " ms",
+                     silent_ms);
+        return false;
+    }
+    if (st->applied_index + max_lag < st->leader_commit) {
+        if (why != NULL)
+            snprintf(why, why_len,
+                     "follower catching up: applied index %" PRIu64
+                     ", the leader's commit index %" PRIu64,
+                     st->applied_index, st->leader_commit);
+        return false;
+    }
+    return true;
 }

@@ -305,10 +305,16 @@ struct dfs_repl_status {
     uint64_t leader_id;
     char leader_address[DFS_REPL_ADDRESS_MAX]; /* "" when no leader is known */
     uint64_t term;
-    uint64_t last_index;         /* last entry in the local log */
-    uint64_t commit_index;       /* last entry known committed */
-    uint64_t applied_index;      /* last entry applied locally (owner entries and engine entries) */
-    uint64_t state_index;        /* last entry the owner's state holds (its applied index) */
+    uint64_t last_index;    /* last entry in the local log */
+    uint64_t commit_index;  /* last entry known committed */
+    uint64_t applied_index; /* last entry applied locally (owner entries and engine entries) */
+    uint64_t state_index;   /* last entry the owner's state holds (its applied index) */
+    /* The leader's commit index: a leader's own; a follower's, the one the latest AppendEntries
+       (heartbeats too) of the current term carried, 0 before any, and leader_heard_ns when it
+       arrived (dfs_clock_mono_ns; 0: never; a leader: when the status was built). A follower's
+       commit_index is capped at the entries it stored, so only this tells how far behind it is. */
+    uint64_t leader_commit;
+    int64_t leader_heard_ns;
     uint64_t snapshot_index;     /* the latest snapshot taken or installed here (0: none) */
     uint64_t snapshot_bytes;     /* its size, header included */
     uint64_t snapshots_taken;    /* since start */
@@ -323,5 +329,16 @@ struct dfs_repl_status {
 
 /* Copy the latest status into *out. Thread-safe, cheap (a mutex and a copy). */
 void dfs_repl_status_get(dfs_repl *r, struct dfs_repl_status *out);
+
+/*
+ * Whether the replica that reported st can serve as a caught-up member (its readiness): a
+ * leader when leader_ready; a follower when it knows its leader, heard from it within
+ * max_silence_ms before now_ns (dfs_clock_mono_ns), and its applied index is at most max_lag
+ * entries behind the leader's commit index it was told then. Anything else is not (candidates,
+ * spares that know no leader, stopped or failed replicas). When false, why[0..why_len) gets a
+ * one-line reason (why may be NULL).
+ */
+bool dfs_repl_caught_up(const struct dfs_repl_status *st, uint64_t max_lag, int64_t max_silence_ms,
+                        int64_t now_ns, char *why, size_t why_len);
 
 #endif /* DFS_SERVICES_METADATA_REPLICATION_H */

@@ -522,6 +522,72 @@ static void test_follower_catches_up_from_log_then_snapshot(void **state)
     cluster_stop(&c);
 }
 
+static bool caught_up_now(struct cluster *c, int i, uint64_t max_lag, char *why, size_t n)
+{
+    struct dfs_repl_status st;
+    dfs_repl_status_get(c->rs[i].repl, &st);
+    return dfs_repl_caught_up(&st, max_lag, ELECTION_MS * 2, dfs_clock_mono_ns(), why, n);
+}
+
+/* A follower is caught up (its readiness) only when its applied index reaches the commit index
+   its leader told it, not as soon as it knows a leader: one whose applies stand still (a slow
+   disk, a stopped process) while the others commit is not, until it has applied. */
+static void test_follower_caught_up_only_when_applied(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_init(&c, 3, 3);
+    for (int i = 0; i < 3; i++)
+        replica_start(&c, i);
+    int l = find_leader(&c, WAIT_MS);
+    assert_true(l >= 0);
+    assert_int_equal(propose_many(&c, 20, 2, 7), 20);
+    wait_converged(&c);
+    int f = (l + 1) % 3;
+    char why[200];
+    int64_t deadline = dfs_clock_mono_ns() + (int64_t)WAIT_MS * 1000000;
+    while (!caught_up_now(&c, f, 0, why, sizeof why) && dfs_clock_mono_ns() < deadline)
+        pause_ms(5);
+    assert_true(caught_up_now(&c, f, 0, why, sizeof why));
+    assert_true(caught_up_now(&c, l, 0, why, sizeof why)); /* a ready leader */
+
+    repl_fsm_hold_applies(c.rs[f].fsm, true);
+    struct call k;
+    /* Committed by the leader and the other follower. */
+    assert_int_equal(propose_sync(c.rs[l].repl, "while f stands still", CALL_MS, &k),
+                     DFS_REPL_DONE);
+    bool held = repl_fsm_wait_apply_held(c.rs[f].fsm, WAIT_MS);
+    struct dfs_repl_status st, lst;
+    dfs_repl_status_get(c.rs[f].repl, &st);
+    dfs_repl_status_get(c.rs[l].repl, &lst);
+    int64_t now = dfs_clock_mono_ns();
+    bool behind = dfs_repl_caught_up(&st, 0, ELECTION_MS * 2, now, why, sizeof why);
+    bool within_lag =
+        dfs_repl_caught_up(&st, st.leader_commit - st.applied_index, ELECTION_MS * 2, now, NULL, 0);
+    bool silent = dfs_repl_caught_up(&st, 1000, 0, now + 2000000000LL, NULL, 0);
+    repl_fsm_hold_applies(c.rs[f].fsm, false);
+    assert_true(held);
+    /* It knows its leader (what readiness used to ask), yet has not applied what it heard of. */
+    assert_int_equal(st.role, DFS_REPL_FOLLOWER);
+    assert_int_equal(st.leader_id, c.rs[l].id);
+    assert_true(st.leader_heard_ns > 0);
+    assert_true(st.applied_index < st.leader_commit);
+    assert_true(st.leader_commit <= lst.commit_index);
+    assert_false(behind);
+    assert_non_null(strstr(why, "catching up"));
+    assert_true(within_lag);
+    assert_false(silent); /* nothing heard for 2 s: not ready whatever its index */
+
+    deadline = dfs_clock_mono_ns() + (int64_t)WAIT_MS * 1000000;
+    while (!caught_up_now(&c, f, 0, why, sizeof why) && dfs_clock_mono_ns() < deadline)
+        pause_ms(5);
+    assert_true(caught_up_now(&c, f, 0, why, sizeof why));
+    dfs_repl_status_get(c.rs[f].repl, &st);
+    assert_true(st.applied_index >= lst.commit_index);
+    wait_converged(&c);
+    cluster_stop(&c);
+}
+
 static void test_minority_cannot_commit(void **state)
 {
     (void)state;
@@ -917,6 +983,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_members_named_by_host_name),
         cmocka_unit_test(test_leader_destroyed_new_leader_serves),
         cmocka_unit_test(test_follower_catches_up_from_log_then_snapshot),
+        cmocka_unit_test(test_follower_caught_up_only_when_applied),
         cmocka_unit_test(test_minority_cannot_commit),
         cmocka_unit_test(test_membership_add_remove_transfer),
         cmocka_unit_test(test_restart_all_from_disk),
