@@ -32,7 +32,6 @@ struct options {
     uint64_t spool_memory;
     uint64_t spool_size;
     uint64_t read_min, read_max;
-    uint64_t stream_segment;
     int64_t list_page;
     enum dfs_log_level level;
 };
@@ -87,9 +86,6 @@ static const struct dfs_opt opts[] = {
      .help = "the smallest fetch of a read (a random read fetches this much around it)"},
     {DFS_OPT_SIZE, "read-ahead", 0, O(read_max), .arg = "SIZE", .def = "8M", .min = 4096,
      .max = (int64_t)1 << 30, .help = "the largest fetch sequential reads grow to"},
-    {DFS_OPT_SIZE, "stream-segment", 0, O(stream_segment), .arg = "SIZE", .def = "64M", .min = 0,
-     .help = "a new file written at its end is stored as it is written, in segments of this size "
-             "stitched at close, once it reaches one (two of them in --spool-memory; 0: never)"},
     {DFS_OPT_INT, "list-page", 0, O(list_page), .arg = "N", .def = "0", .min = 0, .max = 100000,
      .help = "files per ListFiles page when reading a directory (0: the service's default)"},
     {DFS_OPT_ENUM, "log-level", 0, O(level), .arg = "LEVEL", .def = "info", .choices = log_levels,
@@ -164,10 +160,6 @@ int main(int argc, char **argv)
     const char *scratch = o.scratch_dir;
     if (scratch == NULL || scratch[0] == '\0')
         scratch = dir;
-    if (o.stream_segment != 0 && o.stream_segment < (1u << 20)) {
-        fprintf(stderr, "%s: --stream-segment must be 0 or at least 1M\n", PROG);
-        goto out;
-    }
     if (o.read_max < o.read_min) {
         fprintf(stderr, "%s: --read-ahead must be at least --read-min\n", PROG);
         goto out;
@@ -201,7 +193,6 @@ int main(int argc, char **argv)
         .negative_timeout = o.negative_timeout,
         .read_min = o.read_min,
         .read_max = o.read_max,
-        .stream_segment = o.stream_segment,
         .list_page = (uint32_t)o.list_page,
         .scratch_dir = scratch,
         .uid = getuid(),

@@ -15,9 +15,7 @@
  *     on) a file in the spool directory (spool_room). fsync and each close (flush) of a handle with unsaved writes store the spool as a
  *     new version (dfs_client_put with overwrite), atomically: readers elsewhere see the old
  *     version or the new one. Errors of that put (ENOSPC from the cluster too) are the close's
- *     or fsync's error; ENOSPC of the spool is the write's. A new file written at its end that
- *     reaches cfg.stream_segment leaves the spool for a segput (stored as written, stitched at
- *     fsync or close; see struct ofile).
+ *     or fsync's error; ENOSPC of the spool is the write's.
  *   - mode, owner and times set through the mount are kept in memory by this mount.
  *
  * Locks: fs->mu guards the ofile table (and each ofile's refs and path) and the attribute table;
@@ -28,7 +26,6 @@
 
 #include "common/err.h"
 #include "common/log.h"
-#include "gateway/s3/segput.h"
 #include "mount/dirlist.h"
 #include "mount/readahead.h"
 
@@ -41,16 +38,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
 /* The largest read or write request asked of the kernel. */
 #define DFS_MOUNT_MAX_IO (1u << 20)
-
-/* Where the segments of files stored as they are written wait for their stitch (segput.h). */
-#define STREAM_DIR "/.dfs-mount/puts/"
 
 struct ofile {
     struct ofile *next; /* in fs->ofiles */
@@ -66,21 +59,6 @@ struct ofile {
     bool in_mem;
     uint64_t mem;
     bool unlinked; /* removed while open: never committed */
-    /*
-     * Stored as written (cfg.stream_segment): a new or truncated file written only at its end
-     * (seq) that reaches a segment's size goes to a segput (seg) from then on: its bytes
-     * [0, size) are there, in segments put while the next ones are written, stitched into the
-     * file at fsync or close; the spool is empty meanwhile (seg_mem: the memory its two segment
-     * spools take). Anything else done to it (a write elsewhere, a read, truncate) first brings
-     * the bytes back into the spool (materialize). A file stored so while it stays open
-     * (reload) has an empty spool, filled from the store before its next use; lost: a streamed
-     * store failed and the written bytes are gone (the writer was told).
-     */
-    bool seq;
-    dfs_segput *seg;
-    char *seg_dir;
-    uint64_t seg_mem;
-    bool reload, lost;
 };
 
 /* What chmod, chown, utimens and mkdir set, by path. */
@@ -294,9 +272,6 @@ static void ofile_put(dfs_mount_fs *fs, struct ofile *of)
         return;
     if (of->dirty && !of->unlinked)
         commit(fs, of);
-    dfs_segput_destroy(of->seg); /* removes segments not stitched (an unlinked file's) */
-    dfs_mount_spool_mem_give(fs->sp, of->seg_mem);
-    free(of->seg_dir);
     if (of->fd >= 0)
         close(of->fd);
     dfs_mount_spool_release(fs->sp, of->charged);
@@ -306,43 +281,17 @@ static void ofile_put(dfs_mount_fs *fs, struct ofile *of)
     free(of);
 }
 
-/* Stop streaming (of->mu held): the segput (segments not stitched removed) and its memory. */
-static void seg_end(dfs_mount_fs *fs, struct ofile *of)
-{
-    dfs_segput_destroy(of->seg);
-    of->seg = NULL;
-    dfs_mount_spool_mem_give(fs->sp, of->seg_mem);
-    of->seg_mem = 0;
-    free(of->seg_dir);
-    of->seg_dir = NULL;
-}
-
-/* Store the spool as the new version of the file (of->mu held by the caller or not shared), or
-   stitch the segments of a file stored as written. */
+/* Store the spool as the new version of the file (of->mu held by the caller or not shared). */
 static int commit_locked(dfs_mount_fs *fs, struct ofile *of)
 {
     if (!of->dirty || of->unlinked || of->fd < 0)
         return 0;
-    if (of->lost)
-        return -EIO;
+    struct dfs_client_put_opts po = {.overwrite = true, .from_fd = true, .fd = of->fd};
+    struct dfs_client_put_result res;
     char *err = NULL;
-    uint64_t size = of->size;
-    if (of->seg != NULL) {
-        int rc = dfs_segput_finish(of->seg, of->path, NULL, NULL, &err);
-        seg_end(fs, of);
-        if (rc != DFS_OK) {
-            of->lost = true;
-            return failed("store", of->path, rc, err);
-        }
-        of->reload = true; /* the spool is empty: the file is in the store now */
-    } else {
-        struct dfs_client_put_opts po = {.overwrite = true, .from_fd = true, .fd = of->fd};
-        struct dfs_client_put_result res;
-        int rc = dfs_client_put(fs->c, of->path, of->path, &po, &res, &err);
-        if (rc != DFS_OK)
-            return failed("store", of->path, rc, err);
-        size = res.size;
-    }
+    int rc = dfs_client_put(fs->c, of->path, of->path, &po, &res, &err);
+    if (rc != DFS_OK)
+        return failed("store", of->path, rc, err);
     of->dirty = false;
     /* Its directories are implied by its path now: this mount need not keep them (a rename by
        another client then moves them with the file). */
@@ -356,7 +305,7 @@ static int commit_locked(dfs_mount_fs *fs, struct ofile *of)
         *slash = '/';
     }
     pthread_mutex_unlock(&fs->mu);
-    dfs_log(DFS_LOG_DEBUG, "stored path=\"%s\" size=%llu", of->path, (unsigned long long)size);
+    dfs_log(DFS_LOG_DEBUG, "stored path=\"%s\" size=%llu", of->path, (unsigned long long)res.size);
     return 0;
 }
 
@@ -392,143 +341,6 @@ static int spool_room(dfs_mount_fs *fs, struct ofile *of, uint64_t end)
     dfs_mount_spool_mem_give(fs->sp, of->mem);
     of->mem = 0;
     return 0;
-}
-
-/* Fetch a committed file whole into the spool file, empty now (of->mu held). Returns 0 or a
-   negative errno. */
-static int spool_fetch(dfs_mount_fs *fs, struct ofile *of, const Dfs__V1__FileInfo *info)
-{
-    of->size = 0;
-    if (ftruncate(of->fd, 0) != 0 || lseek(of->fd, 0, SEEK_SET) != 0)
-        return -errno;
-    if (info->size == 0)
-        return 0;
-    char *err = NULL;
-    int rc = dfs_mount_spool_reserve(fs->sp, info->size, &err);
-    if (rc != DFS_OK)
-        return failed("fetch", of->path, rc, err);
-    of->charged += info->size;
-    int r = spool_room(fs, of, info->size);
-    if (r != 0)
-        return r;
-    struct dfs_client_get_opts go = {0};
-    struct dfs_client_get_result gr;
-    rc = dfs_client_get_range(fs->c, info, 0, info->size, of->fd, fs->cfg.scratch_dir, &go, &gr,
-                              &err);
-    if (rc != DFS_OK)
-        return failed("fetch", of->path, rc, err);
-    of->size = info->size;
-    return 0;
-}
-
-/*
- * Bring the bytes of a file stored as written back into its spool (of->mu held), before anything
- * but a write at its end: the segments so far are stitched into a file of their own in the
- * segput's folder, fetched whole, and removed. A file already stored (reload) is fetched. Returns
- * 0 or a negative errno (then the bytes of an unstored file are gone: lost).
- */
-static int materialize(dfs_mount_fs *fs, struct ofile *of)
-{
-    if (of->lost)
-        return -EIO;
-    if (of->seg == NULL && !of->reload)
-        return 0;
-    of->seq = false;
-    char *err = NULL, *tmp = NULL;
-    const char *from = of->path;
-    if (of->seg != NULL) {
-        if (asprintf(&tmp, "%swhole", of->seg_dir) < 0)
-            return -ENOMEM;
-        int rc = dfs_segput_finish(of->seg, tmp, NULL, NULL, &err);
-        seg_end(fs, of);
-        if (rc != DFS_OK) {
-            free(tmp);
-            of->lost = true;
-            return failed("store", of->path, rc, err);
-        }
-        from = tmp;
-    }
-    Dfs__V1__FileInfo *info = NULL;
-    int r = 0;
-    int rc = dfs_client_stat(fs->c, from, &info, &err);
-    if (rc != DFS_OK)
-        r = failed("stat", from, rc, err);
-    else
-        r = spool_fetch(fs, of, info);
-    if (info != NULL)
-        protobuf_c_message_free_unpacked(&info->base, NULL);
-    if (tmp != NULL) {
-        err = NULL;
-        rc = dfs_client_rm(fs->c, tmp, NULL, &err);
-        if (rc != DFS_OK)
-            dfs_log(DFS_LOG_WARN, "cannot remove path=\"%s\" err=\"%s\"", tmp,
-                    err != NULL ? err : "-");
-        free(err);
-        free(tmp);
-        if (r != 0)
-            of->lost = true;
-    } else if (r == 0) {
-        of->reload = false;
-    }
-    return r;
-}
-
-/*
- * Start storing a file as it is written (of->mu held): a segput in memory, given the spool's
- * bytes; the spool is emptied. Nothing changes when that cannot be had (no memory left, a failed
- * put: the file stays in the spool and is stored at close as any other).
- */
-static void seg_begin(dfs_mount_fs *fs, struct ofile *of)
-{
-    of->seq = false; /* tried once */
-    uint64_t seg = fs->cfg.stream_segment;
-    if (!dfs_mount_spool_mem_take(fs->sp, 2 * seg))
-        return;
-    uint8_t raw[16];
-    char hex[33];
-    char *dir = NULL, *err = NULL;
-    dfs_segput *sp = NULL;
-    uint8_t *buf = NULL;
-    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
-        goto fail;
-    for (int i = 0; i < 16; i++)
-        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-    if (asprintf(&dir, STREAM_DIR "%s/", hex) < 0) {
-        dir = NULL;
-        goto fail;
-    }
-    if (dfs_segput_create(fs->c, NULL, dir, seg, NULL, &sp, &err) != DFS_OK ||
-        (buf = malloc(DFS_MOUNT_MAX_IO)) == NULL)
-        goto fail;
-    for (uint64_t off = 0; off < of->size;) {
-        size_t want =
-            of->size - off < DFS_MOUNT_MAX_IO ? (size_t)(of->size - off) : DFS_MOUNT_MAX_IO;
-        ssize_t n = pread(of->fd, buf, want, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0 || dfs_segput_write(sp, buf, (size_t)n, &err) != DFS_OK)
-            goto fail;
-        off += (uint64_t)n;
-    }
-    free(buf);
-    if (ftruncate(of->fd, 0) != 0)
-        goto fail_nobuf;
-    dfs_mount_spool_mem_give(fs->sp, of->mem);
-    of->mem = 0;
-    of->seg = sp;
-    of->seg_dir = dir;
-    of->seg_mem = 2 * seg;
-    dfs_log(DFS_LOG_DEBUG, "storing as written path=\"%s\" segments=%s", of->path, dir);
-    return;
-fail:
-    free(buf);
-fail_nobuf:
-    if (err != NULL)
-        dfs_log(DFS_LOG_INFO, "cannot store as written path=\"%s\" err=\"%s\"", of->path, err);
-    free(err);
-    dfs_segput_destroy(sp);
-    free(dir);
-    dfs_mount_spool_mem_give(fs->sp, 2 * seg);
 }
 
 /*
@@ -609,10 +421,7 @@ static int ofile_open(dfs_mount_fs *fs, const char *path, bool trunc, bool creat
         of->size = size;
         /* A new or truncated file exists as soon as it is closed, even empty. */
         of->dirty = create || trunc;
-        of->seq = size == 0 && fs->cfg.stream_segment > 0;
     } else if (trunc) {
-        seg_end(fs, of); /* what was stored as written is dropped */
-        of->reload = of->lost = of->seq = false;
         if (ftruncate(of->fd, 0) != 0) {
             r = -errno;
             goto out;
@@ -637,10 +446,6 @@ out:
 /* Set the spool's size (of->mu held). */
 static int resize_locked(dfs_mount_fs *fs, struct ofile *of, uint64_t size)
 {
-    int r = materialize(fs, of);
-    if (r != 0)
-        return r;
-    of->seq = false;
     if (size > of->charged) {
         char *err = NULL;
         int rc = dfs_mount_spool_reserve(fs->sp, size - of->charged, &err);
@@ -648,7 +453,7 @@ static int resize_locked(dfs_mount_fs *fs, struct ofile *of, uint64_t size)
             return failed("truncate", of->path, rc, err);
         of->charged = size;
     }
-    r = spool_room(fs, of, size);
+    int r = spool_room(fs, of, size);
     if (r != 0)
         return r;
     if (ftruncate(of->fd, (off_t)size) != 0)
@@ -1300,8 +1105,8 @@ static int fs_read(const char *path, char *buf, size_t size, off_t off, struct f
     if (h->of != NULL) {
         pthread_mutex_lock(&h->of->mu);
         size_t got = 0;
-        int r = materialize(h->fs, h->of);
-        while (r == 0 && got < size) {
+        int r = 0;
+        while (got < size) {
             ssize_t n = pread(h->of->fd, buf + got, size - got, off + (off_t)got);
             if (n < 0 && errno == EINTR)
                 continue;
@@ -1322,37 +1127,6 @@ static int fs_read(const char *path, char *buf, size_t size, off_t off, struct f
     return (int)got;
 }
 
-/* A write at the end of a file stored as written: to its segput (of->mu held). */
-static int seg_write(struct ofile *of, struct fuse_bufvec *in, size_t size)
-{
-    const uint8_t *data = NULL;
-    uint8_t *copy = NULL;
-    if (in->count == 1 && in->idx == 0 && in->off == 0 && !(in->buf[0].flags & FUSE_BUF_IS_FD)) {
-        data = in->buf[0].mem;
-    } else {
-        if ((copy = malloc(size)) == NULL)
-            return -ENOMEM;
-        struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
-        dst.buf[0].mem = copy;
-        ssize_t n = fuse_buf_copy(&dst, in, 0);
-        if (n < 0 || (size_t)n != size) {
-            free(copy);
-            return n < 0 ? (int)n : -EIO;
-        }
-        data = copy;
-    }
-    char *err = NULL;
-    int rc = dfs_segput_write(of->seg, data, size, &err);
-    free(copy);
-    if (rc != DFS_OK) {
-        of->lost = true; /* sticky in the segput: the file cannot be stored any more */
-        return failed("write", of->path, rc, err);
-    }
-    of->size += size;
-    of->dirty = true;
-    return (int)size;
-}
-
 /* Writes land in the spool (data in a pipe, should libfuse hand it over so, is spliced there). */
 static int fs_write_buf(const char *path, struct fuse_bufvec *in, off_t off,
                         struct fuse_file_info *fi)
@@ -1369,13 +1143,6 @@ static int fs_write_buf(const char *path, struct fuse_bufvec *in, off_t off,
         off = (off_t)of->size;
     uint64_t end = (uint64_t)off + size;
     int r = 0;
-    if (of->seg != NULL && (uint64_t)off == of->size) {
-        r = seg_write(of, in, size);
-        goto out;
-    }
-    if ((r = materialize(fs, of)) != 0)
-        goto out;
-    bool at_end = (uint64_t)off == of->size;
     if (end > of->charged) {
         char *err = NULL;
         int rc = dfs_mount_spool_reserve(fs->sp, end - of->charged, &err);
@@ -1404,10 +1171,6 @@ static int fs_write_buf(const char *path, struct fuse_bufvec *in, off_t off,
             of->size = (uint64_t)off + done;
         r = (int)done; /* a short write: the caller retries the rest and sees its error */
     }
-    if (!at_end)
-        of->seq = false;
-    else if (of->seq && done == size && of->size >= fs->cfg.stream_segment)
-        seg_begin(fs, of);
 out:
     pthread_mutex_unlock(&of->mu);
     return r;

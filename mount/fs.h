@@ -19,9 +19,6 @@ struct dfs_mount_fs_config {
     double attr_timeout, entry_timeout, negative_timeout;
     /* Reads: the smallest and largest fetch of the read-ahead window. */
     uint64_t read_min, read_max;
-    /* A new file written at its end is stored as it is written, in segments of this size, once
-       it reaches one (0: never; else at least 1 MiB). */
-    uint64_t stream_segment;
     /* Files per ListFiles page of a readdir (0: the service's default, 1000). */
     uint32_t list_page;
     /* Scratch files of range reads (NULL: $TMPDIR or /tmp). */

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 /* One spool file: the segment filling, or the one a worker puts. */
@@ -51,15 +50,9 @@ static int fail(dfs_segput *s, int rc, char *msg, char **errmsg)
     return dfs_seterr(errmsg, s->rc, "%s", s->err != NULL ? s->err : dfs_strerror(s->rc));
 }
 
-/* An unlinked spool file in dir; in memory (a memfd) when dir is NULL. */
+/* An unlinked spool file in dir. */
 static int spool_open(const char *dir, int *fd, char **errmsg)
 {
-    if (dir == NULL) {
-        *fd = memfd_create("dfs-segment", MFD_CLOEXEC);
-        return *fd >= 0 ? DFS_OK
-                        : dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno,
-                                           "cannot make a memory file");
-    }
     *fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (*fd >= 0)
         return DFS_OK;
@@ -89,9 +82,9 @@ int dfs_segput_create(dfs_client *client, const char *spool_dir, const char *dir
     s->seg_size = seg_size;
     s->interrupted = interrupted;
     s->sp[0].fd = s->sp[1].fd = -1;
-    s->spool_dir = spool_dir != NULL ? strdup(spool_dir) : NULL;
+    s->spool_dir = strdup(spool_dir);
     s->dir = strdup(dir);
-    int rc = (s->spool_dir != NULL || spool_dir == NULL) && s->dir != NULL
+    int rc = s->spool_dir != NULL && s->dir != NULL
                  ? DFS_OK
                  : dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     if (rc == DFS_OK)

@@ -20,8 +20,7 @@
 typedef struct dfs_segput dfs_segput;
 
 /*
- * Start a body: segments of seg_size bytes (at least 1 MiB), spooled in spool_dir (NULL: in
- * memory, memfds), stored as
+ * Start a body: segments of seg_size bytes (at least 1 MiB), spooled in spool_dir, stored as
  * dir "seg.NNNNN" (dir: a dfs folder ending in '/', which should hold nothing else). client and
  * interrupted (may be NULL) are borrowed until dfs_segput_destroy. Returns 0 and *out, or a DFS_
  * code with *errmsg.
