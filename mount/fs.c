@@ -4,7 +4,9 @@
  *   - Directories are what file paths imply ("/a/b/c" makes "/a" and "/a/b"), plus ones made by
  *     mkdir, which this mount remembers while it runs (the catalog has no directories yet).
  *   - Reads of a committed file fetch byte ranges through the engine of `dfs get` (every block's
- *     CRC32C checked, failover, erasure-code rebuilds) into a read-ahead window per open handle.
+ *     CRC32C checked, failover, erasure-code rebuilds) into a read-ahead window per open handle;
+ *     sequential reads past the largest window take the rest of the file from one fetch that
+ *     streams into a pipe (stream_start).
  *     Open takes the file's layout once: a handle reads the version that was current at open
  *     (close-to-open consistency).
  *   - A file opened for writing gets an "ofile": an unlinked spool file holding its whole
@@ -79,6 +81,14 @@ struct handle {
     dfs_readahead *ra;
     int memfd; /* where range fetches land */
     bool append;
+    /* Sequential reads: one range fetch from where they are to the end of the file, streaming
+       into a pipe (st_fd its read end) by a thread of its own; st_pos is the file offset of the
+       next byte in the pipe. Only the read-ahead's fetch touches these (never twice at once). */
+    bool st_on;
+    int st_fd;
+    uint64_t st_pos;
+    pthread_t st_thread;
+    struct stream_job *st_job;
 };
 
 struct dfs_mount_fs {
@@ -816,10 +826,145 @@ static int fs_rmdir(const char *path)
 
 /* ---- files ----------------------------------------------------------------------------------- */
 
-/* The read-ahead's fetch: a byte range through the engine of `dfs get`, into the handle's memfd. */
+/*
+ * Streaming sequential reads. A fetch of a whole read-ahead window (the reads are sequential) at
+ * offset off starts one dfs_client_get_range of [off, end of file) into a pipe, run by a thread,
+ * and the windows that follow are read from the pipe as the get delivers them: one fetch's set-up
+ * (layout, scratch file, streams to the nodes) for the rest of the file instead of one per window,
+ * and a dozen ranges in flight over every copy, as `dfs get` has. The get checks every block
+ * before it writes it to the pipe, so what is read from the pipe is checked; a failed get ends the
+ * pipe early and the read fails with its error. A fetch elsewhere (a random read, a seek) closes
+ * the pipe, which stops the get (EPIPE: DFS_ECANCELED; SIGPIPE is ignored).
+ */
+struct stream_job {
+    dfs_client *c;
+    const Dfs__V1__FileInfo *info;
+    const char *scratch_dir;
+    uint64_t off, len;
+    int out; /* the pipe's write end, closed by the thread when the get ends */
+    int rc;
+    char *err;
+};
+
+static void *stream_main(void *arg)
+{
+    struct stream_job *j = arg;
+    struct dfs_client_get_opts go = {0};
+    struct dfs_client_get_result gr;
+    j->rc = dfs_client_get_range(j->c, j->info, j->off, j->len, j->out, j->scratch_dir, &go, &gr,
+                                 &j->err);
+    close(j->out);
+    return NULL;
+}
+
+/* End the handle's stream (closing the pipe stops a get still running): its rc and *err (may be
+   NULL: dropped). */
+static int stream_stop(struct handle *h, char **err)
+{
+    if (!h->st_on)
+        return DFS_OK;
+    close(h->st_fd);
+    pthread_join(h->st_thread, NULL);
+    int rc = h->st_job->rc;
+    if (err != NULL)
+        *err = h->st_job->err;
+    else
+        free(h->st_job->err);
+    free(h->st_job);
+    h->st_job = NULL;
+    h->st_on = false;
+    return rc;
+}
+
+static int stream_start(struct handle *h, uint64_t off, char **errmsg)
+{
+    struct stream_job *j = calloc(1, sizeof *j);
+    int p[2];
+    if (j == NULL)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        free(j);
+        return dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot make a pipe");
+    }
+    (void)fcntl(p[1], F_SETPIPE_SZ, 1 << 20); /* fewer wake-ups; the default 64 KiB works too */
+    *j = (struct stream_job){.c = h->fs->c,
+                             .info = h->info,
+                             .scratch_dir = h->fs->cfg.scratch_dir,
+                             .off = off,
+                             .len = h->info->size - off,
+                             .out = p[1]};
+    if (pthread_create(&h->st_thread, NULL, stream_main, j) != 0) {
+        close(p[0]);
+        close(p[1]);
+        free(j);
+        return dfs_seterr(errmsg, DFS_EIO, "cannot start a reader thread");
+    }
+    h->st_on = true;
+    h->st_fd = p[0];
+    h->st_pos = off;
+    h->st_job = j;
+    return DFS_OK;
+}
+
+/* [off, off + len) from the stream (st_pos == off): all of it, or the get's error. */
+static int stream_read(struct handle *h, uint64_t len, uint8_t *buf, char **errmsg)
+{
+    uint64_t got = 0;
+    while (got < len) {
+        ssize_t n = read(h->st_fd, buf + got, (size_t)(len - got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : 0;
+            char *err = NULL;
+            int rc = stream_stop(h, &err);
+            if (rc != DFS_OK) {
+                if (err != NULL && errmsg != NULL)
+                    *errmsg = err;
+                else
+                    free(err);
+                return rc;
+            }
+            free(err);
+            return e != 0 ? dfs_seterr_errno(errmsg, DFS_EIO, e, "cannot read the fetch's pipe")
+                          : dfs_seterr(errmsg, DFS_EIO, "the fetch ended %llu bytes short",
+                                       (unsigned long long)(len - got));
+        }
+        got += (uint64_t)n;
+        h->st_pos += (uint64_t)n;
+    }
+    return DFS_OK;
+}
+
+/* The read-ahead's fetch: the handle's stream for sequential windows (above), else a byte range
+   through the engine of `dfs get`, into the handle's memfd. */
 static int fetch_range(void *arg, uint64_t off, uint64_t len, uint8_t *buf, char **errmsg)
 {
     struct handle *h = arg;
+    /* A little ahead of the stream (reads that came out of order): skip to it. */
+    if (h->st_on && off > h->st_pos && off - h->st_pos <= h->fs->cfg.read_max) {
+        uint64_t skip = off - h->st_pos;
+        int rc = DFS_OK;
+        while (rc == DFS_OK && skip > 0) {
+            uint64_t n = skip < len ? skip : len;
+            rc = stream_read(h, n, buf, errmsg);
+            skip -= n;
+        }
+        if (rc != DFS_OK)
+            return rc;
+    }
+    if (h->st_on && off == h->st_pos)
+        return stream_read(h, len, buf, errmsg);
+    stream_stop(h, NULL);
+    if (len >= h->fs->cfg.read_max && off + len < h->info->size) {
+        int rc = stream_start(h, off, errmsg);
+        if (rc == DFS_OK)
+            return stream_read(h, len, buf, errmsg);
+        if (errmsg != NULL) { /* no thread or pipe: fetch the window alone */
+            free(*errmsg);
+            *errmsg = NULL;
+        }
+    }
     if (ftruncate(h->memfd, 0) != 0 || lseek(h->memfd, 0, SEEK_SET) != 0)
         return dfs_seterr_errno(errmsg, DFS_EIO, errno, "cannot reset the read buffer");
     struct dfs_client_get_opts go = {0};
@@ -856,6 +1001,7 @@ static void handle_free(struct handle *h)
     if (h->of != NULL)
         ofile_put(h->fs, h->of);
     dfs_readahead_destroy(h->ra);
+    stream_stop(h, NULL);
     if (h->memfd >= 0)
         close(h->memfd);
     if (h->info != NULL)

@@ -462,6 +462,45 @@ class MountTest(harness.TestCase):
         self.assertEqual(open(m.path("f"), "rb").read(), new)  # a new open sees the new version
         self.assertEqual(m.stop(), 0, m.tail())
 
+    def test_streamed_reads_seek_and_check_every_block(self):
+        # Sequential reads past the read-ahead window stream the rest of the file through one
+        # range fetch; a seek starts another; damaged copies are read around, and a fragment with
+        # no good copy left fails the read: never wrong bytes.
+        c = self.start_cluster(nodes=3)
+        m = self.mount(c)
+        size = 40 << 20
+        src = harness.random_file(self.tmp("src"), size, seed=8)
+        data = open(src, "rb").read()
+        c.dfs("put", "--replicas", "3", src, "/s")
+        with open(m.path("s"), "rb", buffering=0) as r:
+            got = b"".join(r.read(1 << 20) for _ in range(20))
+            self.assertEqual(got, data[: 20 << 20])
+            r.seek(5 << 20)  # back: a new fetch from there
+            rest = b"".join(iter(lambda: r.read(1 << 20), b""))
+            self.assertEqual(rest, data[5 << 20:])
+        frags = json.loads(c.dfs("stat", "--json", "/s")[1])["fragments"]
+        last = frags[-1]
+        copies = sorted(harness.fragment_files(c, [last["fragment_id"]]))
+        self.assertEqual(len(copies), 3)
+
+        def flip(path):
+            with open(path, "r+b") as f:
+                for mib in range(last["size"] >> 20):
+                    f.seek(128 + (mib << 20) + 1000)  # after the 128-byte header
+                    b = f.read(1)
+                    f.seek(-1, os.SEEK_CUR)
+                    f.write(bytes([b[0] ^ 0x10]))
+
+        for p in copies[:2]:
+            flip(p)
+        self.assertEqual(sha(m.path("s")), hashlib.sha256(data).hexdigest())
+        flip(copies[2])
+        with self.assertRaises(OSError):
+            with open(m.path("s"), "rb", buffering=0) as r:
+                for b in iter(lambda: r.read(1 << 20), b""):
+                    pass
+        self.assertEqual(m.stop(), 0, m.tail())
+
     def test_storage_node_killed_during_reads(self):
         c = self.start_cluster(nodes=4)
         m = self.mount(c)
