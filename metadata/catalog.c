@@ -1089,6 +1089,7 @@ int dfs_catalog_open(const char *path, dfs_catalog **out, char **errmsg)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
     pthread_mutex_init(&cat->calls_mu, NULL);
+    pthread_mutex_init(&cat->soft_mu, NULL);
     /* Origins of this handle's proposed commands: a random base, so that the apply of another
        replica's command (or of this process's before a restart) never matches a waiting call. */
     if (getrandom(&cat->origin_base, sizeof cat->origin_base, 0) != sizeof cat->origin_base)
@@ -1172,6 +1173,8 @@ void dfs_catalog_close(dfs_catalog *cat)
         close(cat->lockfd); /* after the database: the next holder finds it closed */
     pthread_mutex_destroy(&cat->mu);
     pthread_mutex_destroy(&cat->calls_mu);
+    pthread_mutex_destroy(&cat->soft_mu);
+    free(cat->soft);
     free(cat->path);
     free(cat);
 }

@@ -213,6 +213,56 @@ int dfs_catalog_nodes_list(dfs_catalog *cat, struct dfs_node_rec **out, size_t *
 int dfs_catalog_nodes_sweep(dfs_catalog *cat, int64_t now_ms, int64_t suspect_after_ms,
                             int64_t dead_after_ms, size_t *nsuspect, size_t *ndead, char **errmsg);
 
+/*
+ * Liveness as the leader's soft state (services/metadata/REPLICATION.md, "Soft state"). A node
+ * heartbeats every second; writing each heartbeat into the catalog (a Raft log entry per node per
+ * second, applied by every replica) buys nothing a replica needs. Between
+ * dfs_catalog_liveness_lead and dfs_catalog_liveness_follow, the catalog handle keeps each
+ * node's last heartbeat and usage in memory and:
+ *
+ *   - dfs_catalog_node_heartbeat (called by any thread but the one applying) checks the node
+ *     against the catalog (unknown: *known false; another registration: DFS_EPRECOND, as ever)
+ *     and records the heartbeat in memory only. It writes the heartbeat into the catalog (the
+ *     durable verb: a command when replicated) only when that changes durable state: the node
+ *     is suspect or dead (alive again), a transition of the node decided by a sweep is on its
+ *     way (the write then stamps a newer heartbeat, which voids the transition), or its usage
+ *     changed and was last written DFS_CATALOG_USAGE_WRITE_MS ago or more (so the catalog, its
+ *     backups and a next leader hold figures at most that old);
+ *   - dfs_catalog_nodes_sweep decides from memory: each alive or suspect node's silence counts
+ *     from its last heartbeat heard here, the last one recorded in the catalog, or the start of
+ *     the leadership (epoch_ms), whichever is latest — so a new leader gives every node a fresh
+ *     grace and a failover declares no node dead. The transitions go to the catalog as one
+ *     dfs_catalog_nodes_mark (a command carrying every decision);
+ *   - dfs_catalog_nodes_list, _node_get and _node_resolve show the figures from memory:
+ *     usage from the latest heartbeat, last_heartbeat_ms the latest heard or recorded;
+ *   - dfs_catalog_node_register and _node_enroll refresh the node's figures in memory.
+ *
+ * Node states, registrations and everything else stay durable and replicated. Without a lead
+ * (direct catalogs, followers) every verb writes through as documented above. Leading again
+ * starts from nothing (the figures of an earlier lead are dropped).
+ */
+#define DFS_CATALOG_USAGE_WRITE_MS 30000
+void dfs_catalog_liveness_lead(dfs_catalog *cat, int64_t epoch_ms);
+void dfs_catalog_liveness_follow(dfs_catalog *cat);
+
+/* One liveness transition a leader decided: node_id from state `from` to `to` (suspect or dead),
+   silent since last_seen_ms (the latest heartbeat the leader knew of). */
+struct dfs_node_mark {
+    char node_id[DFS_ID_HEX + 1];
+    enum dfs_node_state from, to;
+    int64_t last_seen_ms;
+};
+
+/*
+ * Apply a leader's sweep decisions: each node still in state `from` and with no heartbeat
+ * recorded after last_seen_ms goes to `to` (alive to suspect or dead, suspect to dead), logged;
+ * any other mark is skipped (the node changed since the decision: registered again, alive again,
+ * set by an operator, or unknown). *nsuspect and *ndead (either may be NULL) receive the number
+ * of nodes moved to each. Errors: DFS_EINVAL (a bad id or transition; nothing applied).
+ */
+int dfs_catalog_nodes_mark(dfs_catalog *cat, const struct dfs_node_mark *marks, size_t n,
+                           int64_t now_ms, size_t *nsuspect, size_t *ndead, char **errmsg);
+
 /* ---- Redundancy ------------------------------------------------------------------------------ */
 
 /* Numbers as dfs.v1.Redundancy.Scheme. */

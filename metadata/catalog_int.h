@@ -189,6 +189,24 @@ struct dfs_catalog {
     pthread_mutex_t calls_mu; /* guards calls and next_origin; taken after mu, never before */
     struct catalog_call *calls;
     uint64_t origin_base, next_origin;
+    /* Liveness as the leader's soft state (dfs_catalog_liveness_lead, catalog_nodes.c): under
+       soft_mu, a leaf lock (taken with or without mu, never held while taking mu or proposing).
+       soft[] is sorted by node id. */
+    pthread_mutex_t soft_mu;
+    bool soft_on;
+    int64_t soft_epoch_ms;
+    struct catalog_soft_node *soft;
+    size_t nsoft, capsoft;
+};
+
+/* What the leader heard from one node (dfs_catalog_liveness_lead). */
+struct catalog_soft_node {
+    char id[DFS_ID_HEX + 1];
+    int64_t seen_ms;               /* latest heartbeat heard here */
+    struct dfs_node_usage usage;   /* its figures */
+    int64_t written_ms;            /* when usage was last written to the catalog */
+    struct dfs_node_usage written; /* the figures written then */
+    unsigned marking;              /* sweeps deciding a transition of this node, in flight */
 };
 
 /*

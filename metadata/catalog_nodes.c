@@ -12,6 +12,8 @@
 
 /* ---- Nodes ----------------------------------------------------------------------------------- */
 
+static void soft_overlay(dfs_catalog *cat, struct dfs_node_rec *n, size_t count);
+
 const char *dfs_catalog_node_state_name(enum dfs_node_state state)
 {
     if ((unsigned)state >= sizeof catalog_node_state_names / sizeof catalog_node_state_names[0])
@@ -91,9 +93,9 @@ static int upsert_node(dfs_catalog *cat, const char *node_id, const char *addres
                         (int64_t)registration);
 }
 
-int dfs_catalog_node_register(dfs_catalog *cat, const char *node_id, const char *address,
-                              const char *zone, const struct dfs_node_usage *usage, int64_t now_ms,
-                              uint64_t expect, uint64_t registration, char **errmsg)
+static int register_durable(dfs_catalog *cat, const char *node_id, const char *address,
+                            const char *zone, const struct dfs_node_usage *usage, int64_t now_ms,
+                            uint64_t expect, uint64_t registration, char **errmsg)
 {
     if (catalog_must_propose(cat)) {
         void *cmd_ = NULL;
@@ -134,10 +136,10 @@ int dfs_catalog_node_register(dfs_catalog *cat, const char *node_id, const char 
     return rc;
 }
 
-int dfs_catalog_node_enroll(dfs_catalog *cat, const char *node_id, const char *token_id,
-                            const uint8_t token_hash[32], const char *address, const char *zone,
-                            const struct dfs_node_usage *usage, int64_t now_ms,
-                            uint64_t registration, char **errmsg)
+static int enroll_durable(dfs_catalog *cat, const char *node_id, const char *token_id,
+                          const uint8_t token_hash[32], const char *address, const char *zone,
+                          const struct dfs_node_usage *usage, int64_t now_ms, uint64_t registration,
+                          char **errmsg)
 {
     if (catalog_must_propose(cat) && token_hash != NULL) {
         void *cmd_ = NULL;
@@ -205,9 +207,9 @@ int dfs_catalog_node_token(dfs_catalog *cat, const char *node_id, char token_id[
     return rc;
 }
 
-int dfs_catalog_node_heartbeat(dfs_catalog *cat, const char *node_id, uint64_t registration,
-                               const struct dfs_node_usage *usage, int64_t now_ms, bool *known,
-                               char **errmsg)
+static int heartbeat_durable(dfs_catalog *cat, const char *node_id, uint64_t registration,
+                             const struct dfs_node_usage *usage, int64_t now_ms, bool *known,
+                             char **errmsg)
 {
     if (catalog_must_propose(cat)) {
         void *cmd_ = NULL;
@@ -271,6 +273,7 @@ int dfs_catalog_node_get(dfs_catalog *cat, const char *node_id, struct dfs_node_
         return found;
     if (found == 0)
         return dfs_seterr(errmsg, DFS_ENOTFOUND, "no storage node %s", node_id);
+    soft_overlay(cat, &n, 1);
     *out = n;
     return DFS_OK;
 }
@@ -315,11 +318,14 @@ static void read_node_row(dfs_catalog *cat, enum stmt id, void *slot)
 
 int dfs_catalog_nodes_list(dfs_catalog *cat, struct dfs_node_rec **out, size_t *n, char **errmsg)
 {
-    return catalog_collect_rows(cat, S_NODES_LIST, sizeof **out, read_node_row, out, n, errmsg);
+    int rc = catalog_collect_rows(cat, S_NODES_LIST, sizeof **out, read_node_row, out, n, errmsg);
+    if (rc == DFS_OK)
+        soft_overlay(cat, *out, *n);
+    return rc;
 }
 
-int dfs_catalog_nodes_sweep(dfs_catalog *cat, int64_t now_ms, int64_t suspect_after_ms,
-                            int64_t dead_after_ms, size_t *nsuspect, size_t *ndead, char **errmsg)
+static int sweep_durable(dfs_catalog *cat, int64_t now_ms, int64_t suspect_after_ms,
+                         int64_t dead_after_ms, size_t *nsuspect, size_t *ndead, char **errmsg)
 {
     if (catalog_must_propose(cat)) {
         void *cmd_ = NULL;
@@ -390,6 +396,363 @@ int dfs_catalog_nodes_sweep(dfs_catalog *cat, int64_t now_ms, int64_t suspect_af
     return DFS_OK;
 }
 
+/* ---- Liveness as the leader's soft state (catalog.h) ----------------------------------------- */
+
+/* Whether this thread is applying a committed entry (its verbs write, whatever the lead). */
+static bool in_apply(dfs_catalog *cat)
+{
+    catalog_lock(cat);
+    bool a = cat->applying && pthread_equal(cat->apply_owner, pthread_self());
+    catalog_unlock(cat);
+    return a;
+}
+
+/* Whether a verb takes the soft path: this handle leads, and the caller is not an apply. */
+static bool soft_path(dfs_catalog *cat)
+{
+    pthread_mutex_lock(&cat->soft_mu);
+    bool on = cat->soft_on;
+    pthread_mutex_unlock(&cat->soft_mu);
+    return on && !in_apply(cat);
+}
+
+/* Node id's entry (soft_mu held), created (zeroed) when absent and `create`; NULL when absent or
+   out of memory. Pointers are valid until the next creation. */
+static struct catalog_soft_node *soft_find(dfs_catalog *cat, const char *id, bool create)
+{
+    size_t lo = 0, hi = cat->nsoft;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(cat->soft[mid].id, id);
+        if (c == 0)
+            return &cat->soft[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (!create)
+        return NULL;
+    if (cat->nsoft == cat->capsoft) {
+        size_t cap = cat->capsoft == 0 ? 16 : 2 * cat->capsoft;
+        struct catalog_soft_node *v = realloc(cat->soft, cap * sizeof *v);
+        if (v == NULL)
+            return NULL;
+        cat->soft = v;
+        cat->capsoft = cap;
+    }
+    memmove(&cat->soft[lo + 1], &cat->soft[lo], (cat->nsoft - lo) * sizeof *cat->soft);
+    cat->nsoft++;
+    struct catalog_soft_node *e = &cat->soft[lo];
+    memset(e, 0, sizeof *e);
+    snprintf(e->id, sizeof e->id, "%s", id);
+    return e;
+}
+
+static bool same_usage(const struct dfs_node_usage *a, const struct dfs_node_usage *b)
+{
+    return a->capacity_bytes == b->capacity_bytes && a->used_bytes == b->used_bytes &&
+           a->free_bytes == b->free_bytes && a->fragment_count == b->fragment_count;
+}
+
+void dfs_catalog_liveness_lead(dfs_catalog *cat, int64_t epoch_ms)
+{
+    pthread_mutex_lock(&cat->soft_mu);
+    cat->nsoft = 0;
+    cat->soft_epoch_ms = epoch_ms;
+    cat->soft_on = true;
+    pthread_mutex_unlock(&cat->soft_mu);
+}
+
+void dfs_catalog_liveness_follow(dfs_catalog *cat)
+{
+    pthread_mutex_lock(&cat->soft_mu);
+    cat->soft_on = false;
+    cat->nsoft = 0;
+    pthread_mutex_unlock(&cat->soft_mu);
+}
+
+/* The figures heard here over the catalog's records (public reads). */
+static void soft_overlay(dfs_catalog *cat, struct dfs_node_rec *n, size_t count)
+{
+    pthread_mutex_lock(&cat->soft_mu);
+    for (size_t i = 0; cat->soft_on && i < count; i++) {
+        const struct catalog_soft_node *e = soft_find(cat, n[i].id, false);
+        if (e == NULL || e->seen_ms == 0)
+            continue;
+        n[i].usage = e->usage;
+        if (e->seen_ms > n[i].last_heartbeat_ms)
+            n[i].last_heartbeat_ms = e->seen_ms;
+    }
+    pthread_mutex_unlock(&cat->soft_mu);
+}
+
+/* A registration just written: the figures it wrote are the latest heard. */
+static void soft_registered(dfs_catalog *cat, const char *node_id,
+                            const struct dfs_node_usage *usage, int64_t now_ms)
+{
+    pthread_mutex_lock(&cat->soft_mu);
+    struct catalog_soft_node *e = cat->soft_on ? soft_find(cat, node_id, true) : NULL;
+    if (e != NULL) {
+        if (now_ms > e->seen_ms)
+            e->seen_ms = now_ms;
+        e->usage = *usage;
+        e->written = *usage;
+        e->written_ms = now_ms;
+    }
+    pthread_mutex_unlock(&cat->soft_mu);
+}
+
+/* A heartbeat while leading: see catalog.h. */
+static int soft_heartbeat(dfs_catalog *cat, const char *node_id, uint64_t registration,
+                          const struct dfs_node_usage *usage, int64_t now_ms, bool *known,
+                          char **errmsg)
+{
+    int rc = catalog_check_id(node_id, "node", errmsg);
+    if (rc == DFS_OK)
+        rc = check_usage(usage, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    struct dfs_node_rec n;
+    catalog_lock(cat);
+    int found = catalog_get_node(cat, node_id, &n, errmsg);
+    catalog_unlock(cat);
+    if (found < 0)
+        return found;
+    if (found == 0) {
+        *known = false;
+        return DFS_OK;
+    }
+    if (registration != DFS_CATALOG_KEEP && n.registration != registration)
+        return dfs_seterr(errmsg, DFS_EPRECOND,
+                          "node %s was registered again since (now at %s): this process was "
+                          "replaced",
+                          node_id, n.address);
+    bool write = true; /* no entry (the lead ended meanwhile, or no memory): write through */
+    pthread_mutex_lock(&cat->soft_mu);
+    struct catalog_soft_node *e = cat->soft_on ? soft_find(cat, node_id, true) : NULL;
+    if (e != NULL) {
+        if (e->written_ms == 0) { /* first heard in this lead: what the catalog holds */
+            e->written_ms = n.last_heartbeat_ms;
+            e->written = n.usage;
+        }
+        if (now_ms > e->seen_ms)
+            e->seen_ms = now_ms;
+        e->usage = *usage;
+        write = n.state == DFS_NODE_SUSPECT || n.state == DFS_NODE_DEAD || e->marking > 0 ||
+                (!same_usage(&e->written, usage) &&
+                 now_ms - e->written_ms >= DFS_CATALOG_USAGE_WRITE_MS);
+        if (write) {
+            e->written_ms = now_ms;
+            e->written = *usage;
+        }
+    }
+    pthread_mutex_unlock(&cat->soft_mu);
+    *known = true;
+    if (!write)
+        return DFS_OK;
+    return heartbeat_durable(cat, node_id, registration, usage, now_ms, known, errmsg);
+}
+
+/* A sweep while leading: decide from what was heard here, write the decisions (catalog.h). */
+static int soft_sweep(dfs_catalog *cat, int64_t now_ms, int64_t suspect_after_ms,
+                      int64_t dead_after_ms, size_t *nsuspect, size_t *ndead, char **errmsg)
+{
+    struct dfs_node_rec *nodes = NULL;
+    size_t nn = 0;
+    int rc =
+        catalog_collect_rows(cat, S_NODES_LIST, sizeof *nodes, read_node_row, &nodes, &nn, errmsg);
+    if (rc != DFS_OK)
+        return rc;
+    struct dfs_node_mark *marks = calloc(nn == 0 ? 1 : nn, sizeof *marks);
+    if (marks == NULL) {
+        free(nodes);
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    }
+    size_t k = 0;
+    int64_t suspect_cutoff = sub_sat(now_ms, suspect_after_ms);
+    int64_t dead_cutoff = sub_sat(now_ms, dead_after_ms);
+    pthread_mutex_lock(&cat->soft_mu);
+    bool on = cat->soft_on;
+    for (size_t i = 0; on && rc == DFS_OK && i < nn; i++) {
+        const struct dfs_node_rec *n = &nodes[i];
+        if (n->state != DFS_NODE_ALIVE && n->state != DFS_NODE_SUSPECT)
+            continue;
+        struct catalog_soft_node *e = soft_find(cat, n->id, false);
+        int64_t seen = n->last_heartbeat_ms;
+        if (cat->soft_epoch_ms > seen)
+            seen = cat->soft_epoch_ms;
+        if (e != NULL && e->seen_ms > seen)
+            seen = e->seen_ms;
+        enum dfs_node_state to = DFS_NODE_UNSPECIFIED;
+        if (seen < dead_cutoff)
+            to = DFS_NODE_DEAD;
+        else if (n->state == DFS_NODE_ALIVE && seen < suspect_cutoff)
+            to = DFS_NODE_SUSPECT;
+        if (to == DFS_NODE_UNSPECIFIED)
+            continue;
+        /* Heartbeats that come in from now on write through until the decision is applied: they
+           void it, or bring the node back after it. */
+        e = soft_find(cat, n->id, true);
+        if (e == NULL) {
+            rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+            break;
+        }
+        e->marking++;
+        marks[k] = (struct dfs_node_mark){.from = n->state, .to = to, .last_seen_ms = seen};
+        memcpy(marks[k].node_id, n->id, sizeof marks[k].node_id);
+        k++;
+    }
+    pthread_mutex_unlock(&cat->soft_mu);
+    free(nodes);
+    if (!on) { /* the lead ended meanwhile: as without one */
+        free(marks);
+        return sweep_durable(cat, now_ms, suspect_after_ms, dead_after_ms, nsuspect, ndead, errmsg);
+    }
+    size_t s = 0, d = 0;
+    if (rc == DFS_OK && k > 0)
+        rc = dfs_catalog_nodes_mark(cat, marks, k, now_ms, &s, &d, errmsg);
+    pthread_mutex_lock(&cat->soft_mu);
+    for (size_t i = 0; i < k; i++) {
+        struct catalog_soft_node *e = soft_find(cat, marks[i].node_id, false);
+        if (e != NULL && e->marking > 0)
+            e->marking--;
+    }
+    pthread_mutex_unlock(&cat->soft_mu);
+    free(marks);
+    if (rc != DFS_OK)
+        return rc;
+    if (nsuspect != NULL)
+        *nsuspect = s;
+    if (ndead != NULL)
+        *ndead = d;
+    return DFS_OK;
+}
+
+int dfs_catalog_node_register(dfs_catalog *cat, const char *node_id, const char *address,
+                              const char *zone, const struct dfs_node_usage *usage, int64_t now_ms,
+                              uint64_t expect, uint64_t registration, char **errmsg)
+{
+    bool soft = soft_path(cat);
+    int rc =
+        register_durable(cat, node_id, address, zone, usage, now_ms, expect, registration, errmsg);
+    if (rc == DFS_OK && soft)
+        soft_registered(cat, node_id, usage, now_ms);
+    return rc;
+}
+
+int dfs_catalog_node_enroll(dfs_catalog *cat, const char *node_id, const char *token_id,
+                            const uint8_t token_hash[32], const char *address, const char *zone,
+                            const struct dfs_node_usage *usage, int64_t now_ms,
+                            uint64_t registration, char **errmsg)
+{
+    bool soft = soft_path(cat);
+    int rc = enroll_durable(cat, node_id, token_id, token_hash, address, zone, usage, now_ms,
+                            registration, errmsg);
+    if (rc == DFS_OK && soft)
+        soft_registered(cat, node_id, usage, now_ms);
+    return rc;
+}
+
+int dfs_catalog_node_heartbeat(dfs_catalog *cat, const char *node_id, uint64_t registration,
+                               const struct dfs_node_usage *usage, int64_t now_ms, bool *known,
+                               char **errmsg)
+{
+    if (soft_path(cat))
+        return soft_heartbeat(cat, node_id, registration, usage, now_ms, known, errmsg);
+    return heartbeat_durable(cat, node_id, registration, usage, now_ms, known, errmsg);
+}
+
+int dfs_catalog_nodes_sweep(dfs_catalog *cat, int64_t now_ms, int64_t suspect_after_ms,
+                            int64_t dead_after_ms, size_t *nsuspect, size_t *ndead, char **errmsg)
+{
+    if (suspect_after_ms <= 0 || dead_after_ms < suspect_after_ms)
+        return dfs_seterr(errmsg, DFS_EINVAL,
+                          "sweep needs 0 < suspect_after_ms (%" PRId64
+                          ") <= dead_after_ms (%" PRId64 ")",
+                          suspect_after_ms, dead_after_ms);
+    if (soft_path(cat))
+        return soft_sweep(cat, now_ms, suspect_after_ms, dead_after_ms, nsuspect, ndead, errmsg);
+    return sweep_durable(cat, now_ms, suspect_after_ms, dead_after_ms, nsuspect, ndead, errmsg);
+}
+
+static bool mark_ok(const struct dfs_node_mark *m)
+{
+    return (m->from == DFS_NODE_ALIVE && (m->to == DFS_NODE_SUSPECT || m->to == DFS_NODE_DEAD)) ||
+           (m->from == DFS_NODE_SUSPECT && m->to == DFS_NODE_DEAD);
+}
+
+int dfs_catalog_nodes_mark(dfs_catalog *cat, const struct dfs_node_mark *marks, size_t n,
+                           int64_t now_ms, size_t *nsuspect, size_t *ndead, char **errmsg)
+{
+    if (catalog_must_propose(cat)) {
+        void *cmd_ = NULL;
+        size_t len_ = 0;
+        int rc_ = dfs_command_nodes_mark(marks, n, now_ms, &cmd_, &len_, errmsg);
+        return rc_ != DFS_OK ? rc_
+                             : catalog_propose(cat, cmd_, len_, nsuspect, ndead, NULL, errmsg);
+    }
+    int rc = DFS_OK;
+    for (size_t i = 0; rc == DFS_OK && i < n; i++) {
+        rc = catalog_check_id(marks[i].node_id, "node", errmsg);
+        if (rc == DFS_OK && !mark_ok(&marks[i]))
+            rc = dfs_seterr(errmsg, DFS_EINVAL, "node %s: no liveness transition from %s to %s",
+                            marks[i].node_id, dfs_catalog_node_state_name(marks[i].from),
+                            dfs_catalog_node_state_name(marks[i].to));
+    }
+    if (rc != DFS_OK)
+        return rc;
+    bool *done = calloc(n == 0 ? 1 : n, sizeof *done);
+    char(*address)[DFS_NODE_ADDRESS_MAX + 1] = calloc(n == 0 ? 1 : n, sizeof *address);
+    if (done == NULL || address == NULL) {
+        free(done);
+        free(address);
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    }
+    catalog_lock(cat);
+    rc = catalog_tx_begin(cat, true, errmsg);
+    if (rc == DFS_OK) {
+        for (size_t i = 0; rc == DFS_OK && i < n; i++) {
+            struct dfs_node_rec old;
+            int found = catalog_get_node(cat, marks[i].node_id, &old, errmsg);
+            if (found < 0) {
+                rc = found;
+                break;
+            }
+            if (found == 0 || old.state != marks[i].from ||
+                old.last_heartbeat_ms > marks[i].last_seen_ms)
+                continue; /* changed since the decision */
+            rc = catalog_exec(cat, S_NODE_SET_STATE, NULL, errmsg, "tt", marks[i].node_id,
+                              dfs_catalog_node_state_name(marks[i].to));
+            done[i] = rc == DFS_OK;
+            memcpy(address[i], old.address, sizeof address[i]);
+        }
+        rc = catalog_tx_end(cat, rc, errmsg);
+    }
+    catalog_unlock(cat);
+    size_t s = 0, d = 0;
+    for (size_t i = 0; rc == DFS_OK && i < n; i++) {
+        if (!done[i])
+            continue;
+        if (marks[i].to == DFS_NODE_DEAD)
+            d++;
+        else
+            s++;
+        dfs_log(DFS_LOG_WARN, "node %s id=%s address=%s previous_state=%s silent_ms=%" PRId64,
+                marks[i].to == DFS_NODE_DEAD ? "dead" : "suspect", marks[i].node_id, address[i],
+                dfs_catalog_node_state_name(marks[i].from), now_ms - marks[i].last_seen_ms);
+    }
+    free(done);
+    free(address);
+    if (rc != DFS_OK)
+        return rc;
+    if (nsuspect != NULL)
+        *nsuspect = s;
+    if (ndead != NULL)
+        *ndead = d;
+    return DFS_OK;
+}
+
 int catalog_check_target(dfs_catalog *cat, const char *node_id, char **errmsg)
 {
     struct dfs_node_rec n;
@@ -436,6 +799,7 @@ int dfs_catalog_node_resolve(dfs_catalog *cat, const char *prefix, struct dfs_no
                           "node id prefix '%s' is ambiguous (it matches %s and %s at least): "
                           "give more digits",
                           prefix, n[0].id, n[1].id);
+    soft_overlay(cat, &n[0], 1);
     *out = n[0];
     return DFS_OK;
 }

@@ -476,6 +476,159 @@ static void test_node_register_heartbeat_sweep(void **state)
     expect_msg(&msg, "dead_after_ms");
 }
 
+/* The catalog's own record of node i (what a replica applying the log holds), past the soft state:
+   read while not leading. */
+static struct dfs_node_rec durable_node(struct fx *fx, int i, int64_t lead_again_ms)
+{
+    dfs_catalog_liveness_follow(fx->cat);
+    struct dfs_node_rec n = node(fx, i);
+    if (lead_again_ms != 0)
+        dfs_catalog_liveness_lead(fx->cat, lead_again_ms);
+    return n;
+}
+
+static void heartbeat(struct fx *fx, int i, uint64_t free_bytes, int64_t now)
+{
+    struct dfs_node_usage u = usage1;
+    u.free_bytes = free_bytes;
+    bool known = false;
+    char *msg = NULL;
+    if (dfs_catalog_node_heartbeat(fx->cat, fx->ids[i], DFS_CATALOG_KEEP, &u, now, &known, &msg) !=
+        DFS_OK)
+        fail_msg("heartbeat: %s", msg);
+    assert_true(known);
+}
+
+static void test_liveness_soft_state(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, 3, T0);
+    uint64_t reg_free = node(fx, 0).usage.free_bytes;
+    const int64_t L = T0 + 100000; /* the lead starts here */
+    dfs_catalog_liveness_lead(fx->cat, L);
+
+    /* A heartbeat with the figures the catalog holds is heard (reads show it), not written. */
+    heartbeat(fx, 0, reg_free, L + 500);
+    assert_int_equal(node(fx, 0).last_heartbeat_ms, L + 500);
+    struct dfs_node_rec n = durable_node(fx, 0, L); /* leading ends: what was heard goes */
+    assert_int_equal(n.last_heartbeat_ms, T0);
+    assert_int_equal(node(fx, 0).last_heartbeat_ms, T0);
+
+    /* Usage is written once it changed and the last write is DFS_CATALOG_USAGE_WRITE_MS old. */
+    heartbeat(fx, 0, 111, L + 1000); /* T0's figures are older than that: written */
+    n = durable_node(fx, 0, L);
+    assert_int_equal(n.usage.free_bytes, 111);
+    assert_int_equal(n.last_heartbeat_ms, L + 1000);
+    heartbeat(fx, 0, 222, L + 2000); /* changed, but written 1 s ago: heard only */
+    n = node(fx, 0);
+    assert_int_equal(n.usage.free_bytes, 222);
+    assert_int_equal(n.last_heartbeat_ms, L + 2000);
+    struct dfs_node_rec *list = NULL;
+    size_t nl = 0;
+    assert_int_equal(dfs_catalog_nodes_list(fx->cat, &list, &nl, NULL), DFS_OK);
+    assert_int_equal(nl, 3);
+    assert_int_equal(list[0].usage.free_bytes, 222);
+    assert_int_equal(list[1].usage.free_bytes, reg_free);
+    free(list);
+    assert_int_equal(dfs_catalog_node_resolve(fx->cat, fx->ids[0], &n, NULL), DFS_OK);
+    assert_int_equal(n.usage.free_bytes, 222);
+    heartbeat(fx, 0, 222, L + 1000 + DFS_CATALOG_USAGE_WRITE_MS - 1);
+    n = durable_node(fx, 0, L);
+    assert_int_equal(n.usage.free_bytes, 111);
+    assert_int_equal(n.last_heartbeat_ms, L + 1000);
+    heartbeat(fx, 0, 111, L + 1000); /* the written figures again (memory was dropped) */
+    heartbeat(fx, 0, 111, L + 1000 + DFS_CATALOG_USAGE_WRITE_MS); /* unchanged: not written */
+    assert_int_equal(durable_node(fx, 0, L).last_heartbeat_ms, L + 1000);
+    heartbeat(fx, 0, 333, L + 1000 + DFS_CATALOG_USAGE_WRITE_MS + 1);
+    n = durable_node(fx, 0, L);
+    assert_int_equal(n.usage.free_bytes, 333);
+    assert_int_equal(n.last_heartbeat_ms, L + 1001 + DFS_CATALOG_USAGE_WRITE_MS);
+
+    /* A new lead gives every node its grace from the lead's start, whatever the catalog's last
+       heartbeat (T0 for nodes 1 and 2, long before): nothing is late before L2 + 3000. */
+    const int64_t L2 = L + 200000;
+    dfs_catalog_liveness_lead(fx->cat, L2);
+    assert_int_equal(node(fx, 0).usage.free_bytes, 333); /* the catalog's until heard again */
+    sweep(fx, L2 + 3000, 0, 0);
+    heartbeat(fx, 0, 444, L2 + 2000);
+    sweep(fx, L2 + 3001, 2, 0); /* nodes 1 and 2, silent since L2 */
+    assert_int_equal(node(fx, 1).state, DFS_NODE_SUSPECT);
+    assert_int_equal(node(fx, 0).state, DFS_NODE_ALIVE);
+    /* A heartbeat of a suspect node is written: it is alive again, for every replica. */
+    heartbeat(fx, 1, 555, L2 + 4000);
+    assert_int_equal(node(fx, 1).state, DFS_NODE_ALIVE);
+    /* Node 2 dead (silent since L2); nodes 0 and 1 suspect (since L2 + 2000 and + 4000). */
+    sweep(fx, L2 + 10001, 2, 1);
+    assert_int_equal(node(fx, 2).state, DFS_NODE_DEAD);
+    assert_int_equal(node(fx, 0).state, DFS_NODE_SUSPECT);
+    assert_int_equal(node(fx, 1).state, DFS_NODE_SUSPECT);
+    sweep(fx, L2 + 10001, 0, 0); /* idempotent */
+    n = durable_node(fx, 1, L2);
+    assert_int_equal(n.usage.free_bytes, 555);
+    assert_int_equal(n.last_heartbeat_ms, L2 + 4000);
+
+    /* Errors as without a lead. */
+    struct dfs_node_usage u = {.capacity_bytes = 1};
+    bool known = true;
+    assert_int_equal(
+        dfs_catalog_node_heartbeat(fx->cat, fx->ids[7], DFS_CATALOG_KEEP, &u, L2, &known, NULL),
+        DFS_OK);
+    assert_false(known);
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_node_heartbeat(fx->cat, fx->ids[0], 12345, &u, L2, &known, &msg),
+                     DFS_EPRECOND);
+    expect_msg(&msg, "replaced");
+    assert_int_equal(dfs_catalog_nodes_sweep(fx->cat, L2, 10, 5, NULL, NULL, &msg), DFS_EINVAL);
+    expect_msg(&msg, "dead_after_ms");
+
+    /* A registration refreshes what is heard: its figures show at once. */
+    assert_int_equal(dfs_catalog_node_register(fx->cat, fx->ids[2], "127.0.0.1:7002", "z2", &u,
+                                               L2 + 20000, DFS_CATALOG_KEEP, DFS_CATALOG_KEEP,
+                                               NULL),
+                     DFS_OK);
+    n = node(fx, 2);
+    assert_int_equal(n.state, DFS_NODE_ALIVE);
+    assert_int_equal(n.usage.capacity_bytes, 1);
+    assert_int_equal(n.last_heartbeat_ms, L2 + 20000);
+    dfs_catalog_liveness_follow(fx->cat);
+}
+
+/* A leader's sweep decisions apply only to nodes that did not change since. */
+static void test_nodes_mark(void **state)
+{
+    struct fx *fx = *state;
+    register_nodes(fx, 4, T0);
+    struct dfs_node_mark m[5] = {
+        {.from = DFS_NODE_ALIVE, .to = DFS_NODE_SUSPECT, .last_seen_ms = T0},
+        {.from = DFS_NODE_ALIVE, .to = DFS_NODE_DEAD, .last_seen_ms = T0},
+        {.from = DFS_NODE_SUSPECT, .to = DFS_NODE_DEAD, .last_seen_ms = T0},   /* node 2 is alive */
+        {.from = DFS_NODE_ALIVE, .to = DFS_NODE_DEAD, .last_seen_ms = T0 - 1}, /* heard since */
+        {.from = DFS_NODE_ALIVE, .to = DFS_NODE_DEAD, .last_seen_ms = T0},     /* unknown node */
+    };
+    for (int i = 0; i < 5; i++)
+        memcpy(m[i].node_id, fx->ids[i == 4 ? 7 : i], sizeof m[i].node_id);
+    size_t s = 99, d = 99;
+    char *msg = NULL;
+    assert_int_equal(dfs_catalog_nodes_mark(fx->cat, m, 5, T0 + 9000, &s, &d, &msg), DFS_OK);
+    assert_int_equal(s, 1);
+    assert_int_equal(d, 1);
+    assert_int_equal(node(fx, 0).state, DFS_NODE_SUSPECT);
+    assert_int_equal(node(fx, 1).state, DFS_NODE_DEAD);
+    assert_int_equal(node(fx, 2).state, DFS_NODE_ALIVE);
+    assert_int_equal(node(fx, 3).state, DFS_NODE_ALIVE);
+    /* Transitions a sweep never makes are refused, and nothing is applied. */
+    m[2].from = DFS_NODE_SUSPECT;
+    m[2].to = DFS_NODE_ALIVE;
+    memcpy(m[2].node_id, fx->ids[0], sizeof m[2].node_id);
+    m[0].from = DFS_NODE_SUSPECT;
+    m[0].to = DFS_NODE_DEAD;
+    assert_int_equal(dfs_catalog_nodes_mark(fx->cat, m, 3, T0 + 9000, &s, &d, &msg), DFS_EINVAL);
+    expect_msg(&msg, "no liveness transition from suspect to alive");
+    assert_int_equal(node(fx, 0).state, DFS_NODE_SUSPECT);
+    assert_int_equal(dfs_catalog_nodes_mark(fx->cat, NULL, 0, T0, &s, &d, NULL), DFS_OK);
+    assert_int_equal(s + d, 0);
+}
+
 static void test_node_validation(void **state)
 {
     struct fx *fx = *state;
@@ -3148,6 +3301,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_second_open_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refuses_foreign_and_newer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_register_heartbeat_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_liveness_soft_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nodes_mark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_validation, setup, teardown),
         cmocka_unit_test(test_redundancy_helpers),
         cmocka_unit_test_setup_teardown(test_create_commit_get_list_delete, setup, teardown),

@@ -28,7 +28,8 @@ static ProtobufCBinaryData bin(const void *p, size_t n)
 /* Pack c (version and now_ms set here) into a new buffer. */
 static int pack(Command *c, int64_t now_ms, void **out, size_t *len, char **errmsg)
 {
-    c->version = DFS_COMMAND_VERSION;
+    if (c->version == 0)
+        c->version = 1; /* what every replica since the first applies */
     c->now_ms = now_ms;
     size_t n = dfs__v1__repl__command__get_packed_size(c);
     uint8_t *buf = malloc(n == 0 ? 1 : n);
@@ -261,6 +262,37 @@ int dfs_command_nodes_sweep(int64_t now_ms, int64_t suspect_after_ms, int64_t de
     c.op_case = DFS__V1__REPL__COMMAND__OP_NODES_SWEEP;
     c.nodes_sweep = &m;
     return pack(&c, now_ms, out, len, errmsg);
+}
+
+int dfs_command_nodes_mark(const struct dfs_node_mark *marks, size_t n, int64_t now_ms, void **out,
+                           size_t *len, char **errmsg)
+{
+    Dfs__V1__Repl__NodeMark *v = calloc(n == 0 ? 1 : n, sizeof *v);
+    Dfs__V1__Repl__NodeMark **p = calloc(n == 0 ? 1 : n, sizeof *p);
+    if (v == NULL || p == NULL) {
+        free(v);
+        free(p);
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        v[i] = (Dfs__V1__Repl__NodeMark)DFS__V1__REPL__NODE_MARK__INIT;
+        v[i].node_id = str(marks[i].node_id);
+        v[i].from = (uint32_t)marks[i].from;
+        v[i].to = (uint32_t)marks[i].to;
+        v[i].last_seen_ms = marks[i].last_seen_ms;
+        p[i] = &v[i];
+    }
+    Dfs__V1__Repl__NodesMark m = DFS__V1__REPL__NODES_MARK__INIT;
+    m.n_marks = n;
+    m.marks = p;
+    Command c = DFS__V1__REPL__COMMAND__INIT;
+    c.version = 2; /* a version-1 replica cannot apply it: it stops with "upgrade" */
+    c.op_case = DFS__V1__REPL__COMMAND__OP_NODES_MARK;
+    c.nodes_mark = &m;
+    int rc = pack(&c, now_ms, out, len, errmsg);
+    free(p);
+    free(v);
+    return rc;
 }
 
 int dfs_command_repairs_recover(int64_t now_ms, void **out, size_t *len, char **errmsg)
@@ -713,6 +745,31 @@ static int apply_placement(dfs_catalog *cat, const Dfs__V1__Repl__PlacementSave 
 }
 
 /* Ops added with the S3, mount, repair and report writes (apply_one's second half). */
+static int apply_mark(dfs_catalog *cat, const Dfs__V1__Repl__NodesMark *m, int64_t now_ms,
+                      void *const *o, char **vmsg)
+{
+    struct dfs_node_mark *v = calloc(m->n_marks == 0 ? 1 : m->n_marks, sizeof *v);
+    if (v == NULL)
+        return dfs_seterr(vmsg, DFS_ENOMEM, "out of memory");
+    int rc = DFS_OK;
+    for (size_t i = 0; rc == DFS_OK && i < m->n_marks; i++) {
+        const Dfs__V1__Repl__NodeMark *k = m->marks[i];
+        size_t idlen = strlen(k->node_id);
+        if (idlen > DFS_ID_HEX) {
+            rc = dfs_seterr(vmsg, DFS_EINVAL, "malformed node mark");
+            break;
+        }
+        memcpy(v[i].node_id, k->node_id, idlen + 1);
+        v[i].from = (enum dfs_node_state)k->from;
+        v[i].to = (enum dfs_node_state)k->to;
+        v[i].last_seen_ms = k->last_seen_ms;
+    }
+    if (rc == DFS_OK)
+        rc = dfs_catalog_nodes_mark(cat, v, m->n_marks, now_ms, o[0], o[1], vmsg);
+    free(v);
+    return rc;
+}
+
 static int apply_more(dfs_catalog *cat, const Command *c, void *const *o, char **vmsg)
 {
     int64_t now = c->now_ms;
@@ -822,6 +879,8 @@ static int apply_more(dfs_catalog *cat, const Command *c, void *const *o, char *
     }
     case DFS__V1__REPL__COMMAND__OP_TOKEN_TOUCH:
         return dfs_catalog_token_touch(cat, c->token_touch->id, now, vmsg);
+    case DFS__V1__REPL__COMMAND__OP_NODES_MARK:
+        return apply_mark(cat, c->nodes_mark, now, o, vmsg);
     default:
         break;
     }

@@ -30,8 +30,10 @@
  * with *errmsg. They do not validate beyond what the encoding needs: apply does, as the verb.
  */
 
-/* The command format this code writes and the newest it applies. */
-#define DFS_COMMAND_VERSION 1
+/* The newest command format this code applies. It writes version 1, which every replica applies,
+   except for the commands a version-1 replica cannot apply (nodes_mark: 2), at which such a
+   replica stops ("upgrade dfs-metadata") rather than diverge. */
+#define DFS_COMMAND_VERSION 2
 
 int dfs_command_file_create(const struct dfs_create_req *req, int64_t now_ms, void **out,
                             size_t *len, char **errmsg);
@@ -58,6 +60,8 @@ int dfs_command_node_set_state(const char *node_id, enum dfs_node_state state, i
                                void **out, size_t *len, char **errmsg);
 int dfs_command_nodes_sweep(int64_t now_ms, int64_t suspect_after_ms, int64_t dead_after_ms,
                             void **out, size_t *len, char **errmsg);
+int dfs_command_nodes_mark(const struct dfs_node_mark *marks, size_t n, int64_t now_ms, void **out,
+                           size_t *len, char **errmsg);
 int dfs_command_repairs_recover(int64_t now_ms, void **out, size_t *len, char **errmsg);
 int dfs_command_token_add(const struct dfs_token_rec *rec, const uint8_t hash[32], int64_t now_ms,
                           void **out, size_t *len, char **errmsg);

@@ -229,6 +229,14 @@ static void build_log(struct fx *fx)
     /* /c (pending) expires; node 3 (no heartbeat since T0) goes dead, 0 and 2 suspect. */
     add(fx, dfs_command_files_expire(T0 + 70000, &d, &l, &m), &d, &l, &m);
     add(fx, dfs_command_nodes_sweep(T0 + 70000, 20000, 60000, &d, &l, &m), &d, &l, &m);
+    /* A leader's decisions (soft liveness): node 0 suspect to dead; node 1's mark is void (its
+       heartbeat at T0 + 40000 is newer than the decision's last sighting). */
+    struct dfs_node_mark marks[2] = {
+        {.from = DFS_NODE_SUSPECT, .to = DFS_NODE_DEAD, .last_seen_ms = T0 + 69000},
+        {.from = DFS_NODE_ALIVE, .to = DFS_NODE_SUSPECT, .last_seen_ms = T0 + 39999}};
+    memcpy(marks[0].node_id, ids[0], sizeof marks[0].node_id);
+    memcpy(marks[1].node_id, ids[1], sizeof marks[1].node_id);
+    add(fx, dfs_command_nodes_mark(marks, 2, T0 + 70000, &d, &l, &m), &d, &l, &m);
     end_entry(fx); /* 7 */
 
     add(fx, dfs_command_node_set_state(ids[1], DFS_NODE_DRAINING, T0 + 80000, &d, &l, &m), &d, &l,
@@ -325,6 +333,11 @@ static void test_same_log_same_catalog(void **state)
     assert_same(fx->path[0], fx->path[1]);
 
     /* What the log did, as the catalog tells it. */
+    char id0[DFS_ID_HEX + 1];
+    dfs_testing_node_id(0, id0);
+    struct dfs_node_rec node0;
+    assert_int_equal(dfs_catalog_node_get(fx->cat[0], id0, &node0, NULL), DFS_OK);
+    assert_int_equal(node0.state, DFS_NODE_DEAD); /* the leader's mark */
     struct dfs_file_rec *f = NULL;
     assert_int_equal(
         dfs_catalog_file_get_id(fx->cat[0], "00000000000000000000000000000f01", &f, NULL), DFS_OK);

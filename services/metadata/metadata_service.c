@@ -2350,6 +2350,7 @@ static int lead_setup(dfs_metadata_service *svc, char **errmsg)
             return rc;
     }
     svc->created_ms = now;
+    dfs_catalog_liveness_lead(svc->cat, now); /* heartbeats heard from now, each node's grace */
     svc->node_sig = 0;
     svc->rebalance_last_ms = now;
     svc->plan = (struct dfs_repair_pass){
@@ -2366,6 +2367,8 @@ void dfs_metadata_service_set_leader(dfs_metadata_service *svc, bool ready_leade
     svc->want_leader = ready_leader;
     if (!ready_leader && atomic_exchange(&svc->serving, false))
         dfs_log(DFS_LOG_INFO, "not the leader any more: calls refused, duties stopped");
+    if (!ready_leader)
+        dfs_catalog_liveness_follow(svc->cat); /* heartbeats are the next leader's */
     pthread_cond_signal(&svc->cv);
     pthread_mutex_unlock(&svc->mu);
 }
@@ -2542,6 +2545,9 @@ int dfs_metadata_service_create(dfs_catalog *cat, const struct dfs_metadata_conf
     atomic_init(&svc->damage_confirmed, 0);
     if (recovered > 0)
         dfs_log(DFS_LOG_INFO, "interrupted repairs queued again count=%zu", recovered);
+    /* The only replica leads from now: heartbeats are its soft state (catalog.h, liveness). */
+    if (c->leadership == NULL)
+        dfs_catalog_liveness_lead(cat, svc->created_ms);
     *out = svc;
     return DFS_OK;
 }
@@ -3199,6 +3205,7 @@ void dfs_metadata_service_destroy(dfs_metadata_service *svc)
     for (size_t i = 0; i < svc->nworkers; i++)
         pthread_join(svc->workers[i], NULL);
     free(svc->workers);
+    dfs_catalog_liveness_follow(svc->cat);
     dfs_rpc_pool_destroy(svc->nodes);
     dfs_repairplan_destroy(svc->repairs);
     dfs_placer_destroy(svc->placer);

@@ -521,7 +521,17 @@ static void test_heartbeat_and_list_nodes(void **state)
     assert_int_equal(lr->n_nodes, 2);
     assert_int_equal(lr->nodes[0]->used_bytes, 77);
     assert_string_equal(lr->nodes[1]->address, "127.0.0.1:2");
+    char id0[DFS_ID_HEX + 1];
+    snprintf(id0, sizeof id0, "%s", lr->nodes[0]->id);
+    int64_t heard_ms = lr->nodes[0]->last_heartbeat_ms;
     protobuf_c_message_free_unpacked(&lr->base, NULL);
+    /* The heartbeat is the leader's soft state (catalog.h, liveness): heard, shown, not written.
+       The catalog (what every replica applies) keeps the registration's figures. */
+    dfs_catalog_liveness_follow(f->cat);
+    struct dfs_node_rec rec;
+    assert_int_equal(dfs_catalog_node_get(f->cat, id0, &rec, NULL), DFS_OK);
+    assert_int_not_equal(rec.usage.used_bytes, 77);
+    assert_true(rec.last_heartbeat_ms <= heard_ms);
 }
 
 /* ---- placement through the service ---------------------------------------------------------- */
