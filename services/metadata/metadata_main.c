@@ -485,7 +485,11 @@ static void transfer_done(void *arg, const struct dfs_repl_outcome *out)
 /*
  * On SIGTERM, a leader hands its leadership to the most up-to-date voter first, so the cluster
  * does not wait out an election timeout (a rolling restart then costs a transfer, not an
- * election). Bounded by twice the election timeout; a failure is logged and the stop goes on.
+ * election). Bounded by half the election timeout (a healthy hand-over takes ~0.2 s; a slower one
+ * saves nothing over an election): past the election timeout libraft 0.15 abandons the transfer in
+ * the same tick as it may step down for want of a quorum (every replica of a cluster being stopped
+ * at once), and one such stop crashed inside libraft (SIGSEGV in progressState, the progress of a
+ * leader that is no longer one). A failure is logged and the stop goes on.
  */
 static void step_down(struct replica *rp, long long election_timeout_ms)
 {
@@ -497,7 +501,8 @@ static void step_down(struct replica *rp, long long election_timeout_ms)
     pthread_mutex_init(&t.mu, NULL);
     pthread_cond_init(&t.cv, NULL);
     int64_t t0 = dfs_clock_mono_ns();
-    if (dfs_repl_transfer(rp->repl, 0, 2 * election_timeout_ms, transfer_done, &t) == DFS_OK) {
+    long long wait_ms = election_timeout_ms / 2 > 50 ? election_timeout_ms / 2 : 50;
+    if (dfs_repl_transfer(rp->repl, 0, wait_ms, transfer_done, &t) == DFS_OK) {
         pthread_mutex_lock(&t.mu);
         while (!t.done)
             pthread_cond_wait(&t.cv, &t.mu);
