@@ -63,6 +63,8 @@ struct key_entry {
  * path it holds the same key: each UploadPart then needs only a stat of the record, not a get.
  */
 #define UPLOAD_CACHE_N 64
+/* Body buffers kept for reuse, at most (within --s3-body-memory). */
+#define IDLE_BUFS      16
 struct upload_entry {
     char path[160]; /* the record's dfs path, "" when unused */
     char file_id[DFS_ID_BUF];
@@ -81,9 +83,18 @@ struct dfs_s3server {
     bool sweeping, stopping;
     int64_t upload_timeout_ms;
     uint64_t segment_size; /* bodies longer than this are stored in segments (segput.h) */
-    /* Bodies held in memory (struct body's mem): at most body_memory bytes at once. */
-    uint64_t body_memory;
-    atomic_uint_fast64_t body_memory_used;
+    /*
+     * Bodies held in memory (struct body's mem): body_memory bytes at most, counting the buffers
+     * in use and those kept for the next bodies (idle: reused, so that each body does not fault
+     * in and zero fresh pages). Guarded by bufmu.
+     */
+    uint64_t body_memory, body_memory_used;
+    pthread_mutex_t bufmu;
+    struct idle_buf {
+        uint8_t *p;
+        uint64_t cap;
+    } idle[IDLE_BUFS];
+    unsigned nidle;
     struct key_entry cache[KEY_CACHE_N];
     unsigned next_slot;
     struct upload_entry uploads[UPLOAD_CACHE_N]; /* guarded by mu */
@@ -142,9 +153,9 @@ struct body {
     /* Instead of the spool: the body in memory, mem_cap bytes (its declared length) taken from
        the server's body_memory; mem_len arrived so far. NULL otherwise. */
     uint8_t *mem;
-    uint64_t mem_cap, mem_len;
-    dfs_s3server *mem_owner; /* whose budget mem_cap is charged to */
-    bool mem_overflow;       /* more bytes came than declared */
+    uint64_t mem_cap, mem_max, mem_len; /* buffer size, declared length, arrived so far */
+    dfs_s3server *mem_owner;            /* whose budget mem_cap is charged to */
+    bool mem_overflow;                  /* more bytes came than declared */
     /* Instead of the spool: a body longer than the server's segment size, stored in segments as
        it arrives and stitched at the end (segput.h); NULL otherwise. */
     dfs_segput *seg;
@@ -185,12 +196,74 @@ struct request {
     char request_id[17];
 };
 
+/* A body's buffer back to the idle ones (or freed when they are as many as kept). */
+static void body_memory_put(dfs_s3server *s, uint8_t *p, uint64_t cap)
+{
+    pthread_mutex_lock(&s->bufmu);
+    if (s->nidle < IDLE_BUFS) {
+        s->idle[s->nidle++] = (struct idle_buf){p, cap};
+        p = NULL;
+    } else {
+        s->body_memory_used -= cap;
+    }
+    pthread_mutex_unlock(&s->bufmu);
+    free(p);
+}
+
+/*
+ * Hold a body of len bytes in memory when the server's budget has room for it (b->mem), so that it
+ * is neither written to the spool nor read back from it: an idle buffer of len to 2 x len bytes,
+ * or a new one (idle ones freed to make room). Returns false (nothing taken) otherwise.
+ */
+static bool body_memory_take(dfs_s3server *s, struct body *b, uint64_t len)
+{
+    uint64_t want = len > 0 ? len : 1;
+    uint8_t *p = NULL, *drop[IDLE_BUFS];
+    uint64_t cap = want;
+    unsigned ndrop = 0;
+    pthread_mutex_lock(&s->bufmu);
+    int best = -1;
+    for (unsigned i = 0; i < s->nidle; i++)
+        if (s->idle[i].cap >= want && s->idle[i].cap / 2 <= want &&
+            (best < 0 || s->idle[i].cap < s->idle[best].cap))
+            best = (int)i;
+    if (best >= 0) {
+        p = s->idle[best].p;
+        cap = s->idle[best].cap;
+        s->idle[best] = s->idle[--s->nidle];
+    } else {
+        while (s->body_memory_used + want > s->body_memory && s->nidle > 0) {
+            struct idle_buf d = s->idle[--s->nidle];
+            s->body_memory_used -= d.cap;
+            drop[ndrop++] = d.p;
+        }
+        if (s->body_memory_used + want <= s->body_memory)
+            s->body_memory_used += want;
+        else
+            want = 0; /* no room */
+    }
+    pthread_mutex_unlock(&s->bufmu);
+    for (unsigned i = 0; i < ndrop; i++)
+        free(drop[i]);
+    if (p == NULL && want > 0 && (p = malloc((size_t)want)) == NULL) {
+        pthread_mutex_lock(&s->bufmu);
+        s->body_memory_used -= want;
+        pthread_mutex_unlock(&s->bufmu);
+    }
+    if (p == NULL)
+        return false;
+    b->mem = p;
+    b->mem_cap = cap;
+    b->mem_max = len;
+    b->mem_len = 0;
+    b->mem_owner = s;
+    return true;
+}
+
 static void body_free(struct body *b)
 {
-    if (b->mem_owner != NULL) {
-        free(b->mem);
-        atomic_fetch_sub(&b->mem_owner->body_memory_used, b->mem_cap);
-    }
+    if (b->mem_owner != NULL)
+        body_memory_put(b->mem_owner, b->mem, b->mem_cap);
     if (b->fd >= 0)
         close(b->fd);
     if (b->spool != NULL)
@@ -404,28 +477,6 @@ static void file_etag(const Dfs__V1__FileInfo *fi, char out[DFS_ETAG_MAX + 1])
     if (fi->sha256.len == DFS_SHA256_BYTES)
         dfs_client_sha256_hex(fi->sha256.data, hex);
     snprintf(out, DFS_ETAG_MAX + 1, "\"%.32s-1\"", hex);
-}
-
-/*
- * Hold a body of len bytes in memory when the server's budget has room for it (b->mem), so that it
- * is neither written to the spool nor read back from it. Returns false (nothing taken) otherwise.
- */
-static bool body_memory_take(dfs_s3server *s, struct body *b, uint64_t len)
-{
-    uint64_t cap = len > 0 ? len : 1;
-    uint_fast64_t used = atomic_load(&s->body_memory_used);
-    do {
-        if (used + cap > s->body_memory)
-            return false;
-    } while (!atomic_compare_exchange_weak(&s->body_memory_used, &used, used + cap));
-    if ((b->mem = malloc((size_t)cap)) == NULL) {
-        atomic_fetch_sub(&s->body_memory_used, cap);
-        return false;
-    }
-    b->mem_cap = cap;
-    b->mem_len = 0;
-    b->mem_owner = s;
-    return true;
 }
 
 /* A new spool file in the spool folder: fd and its name (*path, malloc'd). */
@@ -979,7 +1030,7 @@ static int body_sink(void *arg, const uint8_t *data, size_t len)
         b->xml[b->xml_len] = '\0';
     }
     if (b->mem != NULL && len > 0) {
-        if (len > b->mem_cap - b->mem_len)
+        if (len > b->mem_max - b->mem_len)
             b->mem_overflow = true; /* said at the end: more than the declared length */
         else
             memcpy(b->mem + b->mem_len, data, len);
@@ -1113,7 +1164,7 @@ static int body_finish(struct request *r, uint8_t md5[DFS_ETAG_MD5_LEN], struct 
                            strerror(b->write_errno));
     if (rc == DFS_OK && b->mem_overflow)
         rc = dfs_s3err_set(e, DFS_S3ERR_INCOMPLETE_BODY,
-                           "the body is longer than its declared %" PRIu64 " bytes", b->mem_cap);
+                           "the body is longer than its declared %" PRIu64 " bytes", b->mem_max);
     if (rc == DFS_OK && b->seg_err != NULL)
         rc = dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "cannot store the body: %s", b->seg_err);
     if (rc == DFS_OK && dfs_etag_md5_final(b->md5, md5) != DFS_OK)
@@ -2425,7 +2476,7 @@ int dfs_s3server_start(const struct dfs_s3server_config *cfg, dfs_s3server **out
     s->upload_timeout_ms = cfg->upload_timeout_ms > 0 ? cfg->upload_timeout_ms : 7 * 86400000LL;
     s->segment_size = cfg->segment_size >= (1u << 20) ? cfg->segment_size : 64u << 20;
     s->body_memory = cfg->body_memory;
-    atomic_init(&s->body_memory_used, 0);
+    pthread_mutex_init(&s->bufmu, NULL);
     s->client = cfg->client;
     s->domain = cfg->domain != NULL && cfg->domain[0] != '\0' ? strdup(cfg->domain) : NULL;
     s->region = strdup(cfg->region != NULL && cfg->region[0] != '\0' ? cfg->region : "us-east-1");
@@ -2489,6 +2540,9 @@ void dfs_s3server_stop(dfs_s3server *s)
     memset(s->cache, 0, sizeof s->cache);
     for (unsigned i = 0; i < UPLOAD_CACHE_N; i++)
         free(s->uploads[i].key);
+    for (unsigned i = 0; i < s->nidle; i++)
+        free(s->idle[i].p);
+    pthread_mutex_destroy(&s->bufmu);
     free(s->domain);
     free(s->region);
     free(s->spool_dir);
