@@ -150,8 +150,8 @@ static int lookup_key(void *arg, const char *id, const struct dfs_sigv4_scope *s
 struct body {
     int fd; /* spool file (PutObject, UploadPart), or -1 */
     char *spool;
-    /* Instead of the spool: the body in memory, mem_cap bytes (its declared length) taken from
-       the server's body_memory; mem_len arrived so far. NULL otherwise. */
+    /* Instead of the spool: the body in memory, in a buffer charged to the server's body_memory
+       (body_memory_take); NULL otherwise. */
     uint8_t *mem;
     uint64_t mem_cap, mem_max, mem_len; /* buffer size, declared length, arrived so far */
     dfs_s3server *mem_owner;            /* whose budget mem_cap is charged to */
