@@ -155,6 +155,15 @@ struct dfs_client_put_opts {
        closed. */
     bool from_fd;
     int fd;
+    /* Or read these bytes (mem_len of them, borrowed for the call) instead of a file: a body the
+       caller holds in memory (the S3 gateway). Wins over from_fd; `local` only names it. */
+    const uint8_t *mem;
+    uint64_t mem_len;
+    /* The SHA-256 of the bytes to store, when the caller computed it as they arrived (the S3
+       gateway, which hashes a body while it checks its signature): committed as the file's, and
+       the engine does not read the bytes a second time to hash them. It must be right: every get
+       checks the file against it. NULL: the engine hashes the bytes. Borrowed. */
+    const uint8_t *sha256;
     /* S3 (the gateway): the content's MD5 (16 bytes) and the headers to keep with the file
        ("name\0value\0"..., sorted, at most 8 KiB), committed with it; NULL: none. Borrowed. */
     const uint8_t *md5;

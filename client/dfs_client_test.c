@@ -594,6 +594,48 @@ static void test_small_files_are_one_fragment(void **state)
 }
 
 /*
+ * A put from the caller's memory (opts.mem, the S3 gateway's bodies) stores those bytes, replicated
+ * and erasure-coded, and hashes them itself; with the caller's SHA-256 (opts.sha256) that hash is
+ * what is committed, without a second pass: a wrong one is committed as given, and the get, which
+ * checks every file against it, refuses the file.
+ */
+static void test_put_from_memory(void **state)
+{
+    struct fx *f = cluster(3);
+    *state = f;
+    make_source(f, (3u << 20) + 12345, 21);
+    struct dfs_client_put_opts po = {.replicas = 2, .mem = f->data, .mem_len = f->size};
+    struct dfs_client_put_result pr, plain;
+    struct dfs_client_get_result gr;
+    char *err = NULL;
+    /* "local" only names the bytes: no such file exists. */
+    assert_int_equal(dfs_client_put(f->c, "/nonexistent/memory", "/mem/a", &po, &pr, &err), DFS_OK);
+    assert_int_equal(pr.size, f->size);
+    put(f, "/mem/plain", NULL, &plain);
+    assert_memory_equal(pr.sha256, plain.sha256, DFS_SHA256_BYTES);
+    assert_int_equal(get(f, "/mem/a", NULL, &gr, &err), DFS_OK);
+    expect_same(f, f->dst);
+    struct dfs_client_put_opts ec = {
+        .ec_data = 2, .ec_parity = 1, .mem = f->data, .mem_len = f->size};
+    assert_int_equal(dfs_client_put(f->c, "memory", "/mem/ec", &ec, &pr, &err), DFS_OK);
+    assert_int_equal(get(f, "/mem/ec", NULL, &gr, &err), DFS_OK);
+    expect_same(f, f->dst);
+    /* The caller's SHA-256, right and wrong. */
+    po.sha256 = plain.sha256;
+    assert_int_equal(dfs_client_put(f->c, "memory", "/mem/b", &po, &pr, &err), DFS_OK);
+    assert_int_equal(get(f, "/mem/b", NULL, &gr, &err), DFS_OK);
+    expect_same(f, f->dst);
+    uint8_t wrong[DFS_SHA256_BYTES];
+    memcpy(wrong, plain.sha256, sizeof wrong);
+    wrong[0] ^= 1;
+    po.sha256 = wrong;
+    assert_int_equal(dfs_client_put(f->c, "memory", "/mem/c", &po, &pr, &err), DFS_OK);
+    assert_memory_equal(pr.sha256, wrong, DFS_SHA256_BYTES);
+    assert_int_not_equal(get(f, "/mem/c", NULL, &gr, &err), DFS_OK);
+    free(err);
+}
+
+/*
  * The handle keeps one channel per node for all its transfers: puts and gets one after another
  * and at once work over the same channels, and a node that went away and came back on the same
  * address is reached again by the next transfers, even after one failed against it meanwhile.
@@ -997,6 +1039,7 @@ int main(void)
         cmocka_unit_test_teardown(test_an_ambiguous_failure_is_not_retried_for_a_write, teardown),
         cmocka_unit_test_teardown(test_every_verb_against_the_service, teardown),
         cmocka_unit_test_teardown(test_small_files_are_one_fragment, teardown),
+        cmocka_unit_test_teardown(test_put_from_memory, teardown),
         cmocka_unit_test_teardown(test_transfers_share_channels_that_survive_a_node_restart,
                                   teardown),
         cmocka_unit_test_teardown(test_put_fails_over_a_node_that_stops_mid_fragment, teardown),

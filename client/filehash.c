@@ -17,6 +17,7 @@
 
 struct dfs_filehash {
     int fd;
+    const uint8_t *mem; /* instead of fd: bytes in memory (not following) */
     uint64_t size;
     pthread_t thread;
     atomic_bool cancel;
@@ -82,6 +83,11 @@ static void hash_file(dfs_filehash *h, bool follow)
         if (can == 0)
             break;
         size_t want = can < PIECE ? (size_t)can : PIECE;
+        if (h->mem != NULL) {
+            EVP_DigestUpdate(ctx, h->mem + off, want);
+            off += want;
+            continue;
+        }
         ssize_t n = pread(h->fd, buf, want, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
@@ -130,6 +136,17 @@ int dfs_filehash_start(int fd, uint64_t size, dfs_filehash **out, char **errmsg)
     if (h == NULL)
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     h->fd = fd;
+    h->size = size;
+    return start(h, out, errmsg);
+}
+
+int dfs_filehash_start_mem(const uint8_t *mem, uint64_t size, dfs_filehash **out, char **errmsg)
+{
+    dfs_filehash *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
+    h->fd = -1;
+    h->mem = mem;
     h->size = size;
     return start(h, out, errmsg);
 }

@@ -16,6 +16,9 @@ typedef struct dfs_filehash dfs_filehash;
  */
 int dfs_filehash_start(int fd, uint64_t size, dfs_filehash **out, char **errmsg);
 
+/* The same over bytes in memory (borrowed until dfs_filehash_finish or _cancel). */
+int dfs_filehash_start_mem(const uint8_t *mem, uint64_t size, dfs_filehash **out, char **errmsg);
+
 /*
  * Follow a file while it is being written: bytes [0, size) are split into regions starting at
  * starts[0] = 0 < ... (copied), written front to back within each region, all regions at once. The

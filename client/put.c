@@ -110,7 +110,8 @@ struct put_job {
     const struct dfs_client_put_opts *opts;
     dfs_rpc_loop *loop;
     dfs_links *links;
-    int fd;
+    int fd;             /* the file read, or -1 when the bytes are in memory (mem) */
+    const uint8_t *mem; /* opts->mem */
     uint64_t size;
     Dfs__V1__FileInfo *file; /* the plan, from CreateFile */
     struct put_stream *streams;
@@ -167,12 +168,19 @@ static void fail_job(struct put_job *job, int code, char *msg)
 
 /* ---- chunks: the file's bytes read straight into the message that carries them ---- */
 
-/* Read len bytes of the local file at off into dst. */
-static int read_exact(int fd, uint8_t *dst, size_t len, uint64_t off, char **errmsg)
+/* Read len bytes of the input (the local file, or the caller's memory) at off into dst. */
+static int read_exact(const struct put_job *job, uint8_t *dst, size_t len, uint64_t off,
+                      char **errmsg)
 {
+    if (job->mem != NULL) {
+        if (off > job->size || len > job->size - off)
+            return dfs_seterr(errmsg, DFS_EINTERNAL, "a read past the end of the bytes to store");
+        memcpy(dst, job->mem + off, len);
+        return DFS_OK;
+    }
     size_t got = 0;
     while (got < len) {
-        ssize_t r = pread(fd, dst + got, len - got, (off_t)(off + got));
+        ssize_t r = pread(job->fd, dst + got, len - got, (off_t)(off + got));
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
@@ -188,7 +196,7 @@ static int pack_chunk(struct put_job *job, uint32_t frag, struct chunk_entry *e,
                       char **errmsg)
 {
     dfs_put_chunk_init_pooled(&e->pc, job->pool, len);
-    int rc = read_exact(job->fd, e->pc.data, len, frag_start(job, frag) + e->offset, errmsg);
+    int rc = read_exact(job, e->pc.data, len, frag_start(job, frag) + e->offset, errmsg);
     if (rc != DFS_OK) {
         dfs_put_chunk_release(&e->pc);
         return rc;
@@ -232,7 +240,7 @@ static int pack_stripe(struct put_job *job, struct stripe_entry *e, uint64_t str
         /* Data cell i of the stripe holds these bytes of the file; past its end, zeros. */
         uint64_t off = (stripe * k + i) * (uint64_t)cell;
         size_t n = off >= job->size ? 0 : job->size - off < cell ? (size_t)(job->size - off) : cell;
-        rc = read_exact(job->fd, data[i], n, off, errmsg);
+        rc = read_exact(job, data[i], n, off, errmsg);
         memset(data[i] + n, 0, cell - n);
     }
     if (rc != DFS_OK) {
@@ -532,7 +540,7 @@ static int pack_head(struct put_stream *s, char **errmsg)
     uint64_t size = frag_size(job, s->frag);
     size_t len = size < job->chunk ? (size_t)size : job->chunk;
     dfs_put_chunk_init_header(&s->first, &h, len);
-    int rc = read_exact(job->fd, s->first.data, len, frag_start(job, s->frag), errmsg);
+    int rc = read_exact(job, s->first.data, len, frag_start(job, s->frag), errmsg);
     if (rc != DFS_OK) {
         dfs_put_chunk_release(&s->first);
         return rc;
@@ -950,9 +958,14 @@ int dfs_put(dfs_meta *meta, dfs_rpc_pool *channels, const char *local, const cha
             const struct dfs_client_put_opts *opts, struct dfs_client_put_result *out,
             char **errmsg)
 {
-    struct put_job job = {.meta = meta, .opts = opts, .fd = -1};
+    struct put_job job = {.meta = meta, .opts = opts, .fd = -1, .mem = opts->mem};
     struct stat st_before;
-    int rc = open_local(local, opts, &job.fd, &job.own_fd, &job.size, &st_before, errmsg);
+    memset(&st_before, 0, sizeof st_before);
+    int rc = DFS_OK;
+    if (job.mem != NULL)
+        job.size = opts->mem_len;
+    else
+        rc = open_local(local, opts, &job.fd, &job.own_fd, &job.size, &st_before, errmsg);
     if (rc != DFS_OK)
         return rc;
     int64_t t0 = dfs_clock_mono_ns();
@@ -1029,9 +1042,11 @@ int dfs_put(dfs_meta *meta, dfs_rpc_pool *channels, const char *local, const cha
             }
         }
     }
-    if (job.error == DFS_OK) {
+    /* The caller's SHA-256 of the bytes, or one computed while they are sent. */
+    if (job.error == DFS_OK && opts->sha256 == NULL) {
         char *err = NULL;
-        if (dfs_filehash_start(job.fd, job.size, &hash, &err) != DFS_OK)
+        if (job.mem != NULL ? dfs_filehash_start_mem(job.mem, job.size, &hash, &err) != DFS_OK
+                            : dfs_filehash_start(job.fd, job.size, &hash, &err) != DFS_OK)
             fail_job(&job, DFS_ENOMEM, err);
     }
     /* Chain replication: each fragment's first copy carries the others (replication only). */
@@ -1054,6 +1069,8 @@ int dfs_put(dfs_meta *meta, dfs_rpc_pool *channels, const char *local, const cha
     note(&job, NULL);
 
     uint8_t sha[DFS_SHA256_BYTES];
+    if (opts->sha256 != NULL)
+        memcpy(sha, opts->sha256, DFS_SHA256_BYTES);
     Dfs__V1__FileInfo *committed = NULL;
     if (hash != NULL) {
         char *err = NULL;
@@ -1065,7 +1082,7 @@ int dfs_put(dfs_meta *meta, dfs_rpc_pool *channels, const char *local, const cha
             free(err);
     }
     struct stat st_after;
-    if (job.error == DFS_OK &&
+    if (job.error == DFS_OK && job.mem == NULL &&
         (fstat(job.fd, &st_after) != 0 || st_after.st_size != st_before.st_size ||
          st_after.st_mtim.tv_sec != st_before.st_mtim.tv_sec ||
          st_after.st_mtim.tv_nsec != st_before.st_mtim.tv_nsec)) {

@@ -43,6 +43,7 @@ struct options {
     const char *s3_listen, *s3_domain, *s3_region, *s3_ready_file;
     int64_t s3_upload_timeout_ms;
     uint64_t s3_segment_size;
+    uint64_t s3_body_memory;
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
     bool insecure;
 };
@@ -105,6 +106,10 @@ static const struct dfs_opt opts[] = {
      .min = 1 << 20, .max = 1LL << 32,
      .help = "an S3 PUT or part longer than N is stored in segments of N bytes as it arrives "
              "(two spooled at most) and stitched at the end, not spooled whole"},
+    {DFS_OPT_SIZE, "s3-body-memory", 0, O(s3_body_memory), .arg = "N", .def = "32M", .min = 0,
+     .max = 1LL << 40,
+     .help = "S3 PUT and part bodies up to --s3-segment-size are held in memory, N bytes of them "
+             "at most at once, and stored from there; the others are spooled (0: all spooled)"},
     {DFS_OPT_STRING, "s3-ready-file", 0, O(s3_ready_file), .arg = "PATH",
      .help = "write the S3 address here once serving"},
     {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
@@ -283,7 +288,8 @@ int main(int argc, char **argv)
                                             .spool_dir = spool,
                                             .max_connections = (unsigned)o.max_connections,
                                             .upload_timeout_ms = o.s3_upload_timeout_ms,
-                                            .segment_size = o.s3_segment_size};
+                                            .segment_size = o.s3_segment_size,
+                                            .body_memory = o.s3_body_memory};
         if (dfs_s3server_start(&s3cfg, &s3, &err) != DFS_OK) {
             fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start S3");
             goto out;

@@ -57,6 +57,20 @@ struct key_entry {
     int64_t fetched_ms;
 };
 
+/*
+ * An upload's record as last read: its file id and the key it holds. A record is written once
+ * (when the upload is created) and only ever removed, so while the same file is at the record's
+ * path it holds the same key: each UploadPart then needs only a stat of the record, not a get.
+ */
+#define UPLOAD_CACHE_N 64
+/* Body buffers kept for reuse, at most (within --s3-body-memory). */
+#define IDLE_BUFS      16
+struct upload_entry {
+    char path[160]; /* the record's dfs path, "" when unused */
+    char file_id[DFS_ID_BUF];
+    char *key;
+};
+
 struct dfs_s3server {
     struct MHD_Daemon *daemon;
     dfs_client *client;
@@ -69,8 +83,22 @@ struct dfs_s3server {
     bool sweeping, stopping;
     int64_t upload_timeout_ms;
     uint64_t segment_size; /* bodies longer than this are stored in segments (segput.h) */
+    /*
+     * Bodies held in memory (struct body's mem): body_memory bytes at most, counting the buffers
+     * in use and those kept for the next bodies (idle: reused, so that each body does not fault
+     * in and zero fresh pages). Guarded by bufmu.
+     */
+    uint64_t body_memory, body_memory_used;
+    pthread_mutex_t bufmu;
+    struct idle_buf {
+        uint8_t *p;
+        uint64_t cap;
+    } idle[IDLE_BUFS];
+    unsigned nidle;
     struct key_entry cache[KEY_CACHE_N];
     unsigned next_slot;
+    struct upload_entry uploads[UPLOAD_CACHE_N]; /* guarded by mu */
+    unsigned next_upload;
     char address[300];
 };
 
@@ -122,6 +150,12 @@ static int lookup_key(void *arg, const char *id, const struct dfs_sigv4_scope *s
 struct body {
     int fd; /* spool file (PutObject, UploadPart), or -1 */
     char *spool;
+    /* Instead of the spool: the body in memory, in a buffer charged to the server's body_memory
+       (body_memory_take); NULL otherwise. */
+    uint8_t *mem;
+    uint64_t mem_cap, mem_max, mem_len; /* buffer size, declared length, arrived so far */
+    dfs_s3server *mem_owner;            /* whose budget mem_cap is charged to */
+    bool mem_overflow;                  /* more bytes came than declared */
     /* Instead of the spool: a body longer than the server's segment size, stored in segments as
        it arrives and stitched at the end (segput.h); NULL otherwise. */
     dfs_segput *seg;
@@ -162,8 +196,74 @@ struct request {
     char request_id[17];
 };
 
+/* A body's buffer back to the idle ones (or freed when they are as many as kept). */
+static void body_memory_put(dfs_s3server *s, uint8_t *p, uint64_t cap)
+{
+    pthread_mutex_lock(&s->bufmu);
+    if (s->nidle < IDLE_BUFS) {
+        s->idle[s->nidle++] = (struct idle_buf){p, cap};
+        p = NULL;
+    } else {
+        s->body_memory_used -= cap;
+    }
+    pthread_mutex_unlock(&s->bufmu);
+    free(p);
+}
+
+/*
+ * Hold a body of len bytes in memory when the server's budget has room for it (b->mem), so that it
+ * is neither written to the spool nor read back from it: an idle buffer of len to 2 x len bytes,
+ * or a new one (idle ones freed to make room). Returns false (nothing taken) otherwise.
+ */
+static bool body_memory_take(dfs_s3server *s, struct body *b, uint64_t len)
+{
+    uint64_t want = len > 0 ? len : 1;
+    uint8_t *p = NULL, *drop[IDLE_BUFS];
+    uint64_t cap = want;
+    unsigned ndrop = 0;
+    pthread_mutex_lock(&s->bufmu);
+    int best = -1;
+    for (unsigned i = 0; i < s->nidle; i++)
+        if (s->idle[i].cap >= want && s->idle[i].cap / 2 <= want &&
+            (best < 0 || s->idle[i].cap < s->idle[best].cap))
+            best = (int)i;
+    if (best >= 0) {
+        p = s->idle[best].p;
+        cap = s->idle[best].cap;
+        s->idle[best] = s->idle[--s->nidle];
+    } else {
+        while (s->body_memory_used + want > s->body_memory && s->nidle > 0) {
+            struct idle_buf d = s->idle[--s->nidle];
+            s->body_memory_used -= d.cap;
+            drop[ndrop++] = d.p;
+        }
+        if (s->body_memory_used + want <= s->body_memory)
+            s->body_memory_used += want;
+        else
+            want = 0; /* no room */
+    }
+    pthread_mutex_unlock(&s->bufmu);
+    for (unsigned i = 0; i < ndrop; i++)
+        free(drop[i]);
+    if (p == NULL && want > 0 && (p = malloc((size_t)want)) == NULL) {
+        pthread_mutex_lock(&s->bufmu);
+        s->body_memory_used -= want;
+        pthread_mutex_unlock(&s->bufmu);
+    }
+    if (p == NULL)
+        return false;
+    b->mem = p;
+    b->mem_cap = cap;
+    b->mem_max = len;
+    b->mem_len = 0;
+    b->mem_owner = s;
+    return true;
+}
+
 static void body_free(struct body *b)
 {
+    if (b->mem_owner != NULL)
+        body_memory_put(b->mem_owner, b->mem, b->mem_cap);
     if (b->fd >= 0)
         close(b->fd);
     if (b->spool != NULL)
@@ -397,12 +497,16 @@ static int spool_open(dfs_s3server *s, int *fd, char **path, struct dfs_s3err *e
     return DFS_OK;
 }
 
-/* Store the spool file fd at path (replacing what is there), with its MD5 and stored headers
-   (either may be NULL), under conditions checked in the commit (if_file_id may be NULL). */
-static int store_cond(dfs_s3server *s, int fd, const char *spool, const char *path,
-                      const uint8_t *md5, const char *meta, size_t meta_len, bool if_absent,
-                      const char *if_file_id, struct dfs_client_put_result *res,
-                      struct dfs_s3err *e)
+/*
+ * Store a body at path (replacing what is there): the spool file fd, or, with body and body->mem,
+ * the bytes in memory; sha256 (may be NULL) is their SHA-256 when the request proved it (a signed
+ * payload), which spares the engine hashing them again. With its MD5 and stored headers (either
+ * may be NULL), under conditions checked in the commit (if_file_id may be NULL).
+ */
+static int store_body(dfs_s3server *s, const struct body *body, int fd, const char *spool,
+                      const uint8_t *sha256, const char *path, const uint8_t *md5, const char *meta,
+                      size_t meta_len, bool if_absent, const char *if_file_id,
+                      struct dfs_client_put_result *res, struct dfs_s3err *e)
 {
     struct dfs_client_put_opts o;
     memset(&o, 0, sizeof o);
@@ -412,13 +516,19 @@ static int store_cond(dfs_s3server *s, int fd, const char *spool, const char *pa
     o.meta = meta;
     o.meta_len = meta_len;
     o.overwrite = true;
-    o.from_fd = true;
-    o.fd = fd;
+    o.sha256 = sha256;
     o.interrupted = &s->cancel;
-    if (lseek(fd, 0, SEEK_SET) != 0)
-        return dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "cannot rewind the spool file");
+    if (body != NULL && body->mem != NULL) {
+        o.mem = body->mem;
+        o.mem_len = body->mem_len;
+    } else {
+        o.from_fd = true;
+        o.fd = fd;
+        if (lseek(fd, 0, SEEK_SET) != 0)
+            return dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "cannot rewind the spool file");
+    }
     char *err = NULL;
-    int rc = dfs_client_put(s->client, spool, path, &o, res, &err);
+    int rc = dfs_client_put(s->client, spool != NULL ? spool : "(memory)", path, &o, res, &err);
     if (rc != DFS_OK) {
         dfs_log(DFS_LOG_WARN, "s3 put failed path=%s err=%s", path,
                 err != NULL ? err : dfs_strerror(rc));
@@ -435,7 +545,7 @@ static int store(dfs_s3server *s, int fd, const char *spool, const char *path, c
                  const char *meta, size_t meta_len, struct dfs_client_put_result *res,
                  struct dfs_s3err *e)
 {
-    return store_cond(s, fd, spool, path, md5, meta, meta_len, false, NULL, res, e);
+    return store_body(s, NULL, fd, spool, NULL, path, md5, meta, meta_len, false, NULL, res, e);
 }
 
 /* ---- buckets --------------------------------------------------------------------------------- */
@@ -919,6 +1029,14 @@ static int body_sink(void *arg, const uint8_t *data, size_t len)
         b->xml_len += len;
         b->xml[b->xml_len] = '\0';
     }
+    if (b->mem != NULL && len > 0) {
+        if (len > b->mem_max - b->mem_len)
+            b->mem_overflow = true; /* said at the end: more than the declared length */
+        else
+            memcpy(b->mem + b->mem_len, data, len);
+        if (!b->mem_overflow)
+            b->mem_len += len;
+    }
     if (b->seg != NULL && b->seg_err == NULL && len > 0 &&
         dfs_segput_write(b->seg, data, len, &b->seg_err) != DFS_OK && b->seg_err == NULL)
         b->seg_err = strdup("cannot store a segment");
@@ -1004,7 +1122,7 @@ static int body_begin(struct request *r, struct dfs_s3err *e)
         rc = dfs_s3req_content_length(&r->http, streaming, &want, e);
         if (rc == DFS_OK && want > r->s->segment_size)
             rc = segments_begin(r, e);
-        else if (rc == DFS_OK)
+        else if (rc == DFS_OK && !body_memory_take(r->s, b, want))
             rc = spool_open(r->s, &b->fd, &b->spool, e);
     } else {
         b->keep_xml = true;
@@ -1044,6 +1162,9 @@ static int body_finish(struct request *r, uint8_t md5[DFS_ETAG_MD5_LEN], struct 
     if (rc == DFS_OK && b->write_errno != 0)
         rc = dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "cannot spool the body: %s",
                            strerror(b->write_errno));
+    if (rc == DFS_OK && b->mem_overflow)
+        rc = dfs_s3err_set(e, DFS_S3ERR_INCOMPLETE_BODY,
+                           "the body is longer than its declared %" PRIu64 " bytes", b->mem_max);
     if (rc == DFS_OK && b->seg_err != NULL)
         rc = dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "cannot store the body: %s", b->seg_err);
     if (rc == DFS_OK && dfs_etag_md5_final(b->md5, md5) != DFS_OK)
@@ -1070,7 +1191,12 @@ static int body_finish(struct request *r, uint8_t md5[DFS_ETAG_MD5_LEN], struct 
     return rc;
 }
 
-/* If-Match / If-None-Match of a write, against the object as it is now. */
+/* The SHA-256 of a proven body, when the signature covered it (a signed payload); else NULL. */
+static const uint8_t *body_sha256(const struct request *r)
+{
+    return r->auth.payload == DFS_SIGV4_PAYLOAD_SHA256 ? r->auth.payload_sha256 : NULL;
+}
+
 /*
  * If-Match / If-None-Match of a write, against the object as it is now; what must still hold at
  * the commit goes to *if_absent (If-None-Match: *) and current_id (If-Match: the file it matched),
@@ -1137,8 +1263,8 @@ static enum MHD_Result put_object(struct MHD_Connection *c, struct request *r,
         rc = segments_store(r, path, md5, packed, plen, if_absent,
                             current_id[0] != '\0' ? current_id : NULL, &res.size, &e);
     else if (rc == DFS_OK)
-        rc = store_cond(r->s, r->b.fd, r->b.spool, path, md5, packed, plen, if_absent,
-                        current_id[0] != '\0' ? current_id : NULL, &res, &e);
+        rc = store_body(r->s, &r->b, r->b.fd, r->b.spool, body_sha256(r), path, md5, packed, plen,
+                        if_absent, current_id[0] != '\0' ? current_id : NULL, &res, &e);
     free(packed);
     if (rc != DFS_OK) {
         free(path);
@@ -1349,6 +1475,34 @@ static int upload_key(struct request *r, const char *bucket, const char *id, cha
     free(dir);
     if (rc != DFS_OK)
         return dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
+    /* The record is there (a stat); its key is read only when this file was not read before. */
+    Dfs__V1__FileInfo *fi = NULL;
+    char file_id[DFS_ID_BUF] = "";
+    rc = dfs_client_stat(r->s->client, rec, &fi, &err);
+    if (rc == DFS_ENOTFOUND)
+        rc = dfs_s3err_set(e, DFS_S3ERR_NO_SUCH_UPLOAD, NULL);
+    else if (rc != DFS_OK)
+        s3_from_dfs(e, rc, DFS_S3ERR_NO_SUCH_UPLOAD, err);
+    if (fi != NULL) {
+        snprintf(file_id, sizeof file_id, "%s", fi->file_id);
+        protobuf_c_message_free_unpacked(&fi->base, NULL);
+    }
+    free(err);
+    err = NULL;
+    if (rc != DFS_OK) {
+        free(rec);
+        return rc;
+    }
+    struct dfs_s3server *s = r->s;
+    pthread_mutex_lock(&s->mu);
+    for (unsigned i = 0; i < UPLOAD_CACHE_N && *key == NULL; i++)
+        if (strcmp(s->uploads[i].path, rec) == 0 && strcmp(s->uploads[i].file_id, file_id) == 0)
+            *key = strdup(s->uploads[i].key);
+    pthread_mutex_unlock(&s->mu);
+    if (*key != NULL) {
+        free(rec);
+        return DFS_OK;
+    }
     rc = spool_open(r->s, &fd, &local, e);
     if (rc == DFS_OK) {
         close(fd);
@@ -1372,6 +1526,16 @@ static int upload_key(struct request *r, const char *bucket, const char *id, cha
         buf[n] = '\0';
         if (n == 0 || (*key = strdup(buf)) == NULL)
             rc = dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "cannot read upload %s", id);
+    }
+    char *kept = rc == DFS_OK && strlen(rec) < sizeof s->uploads[0].path ? strdup(*key) : NULL;
+    if (kept != NULL) {
+        pthread_mutex_lock(&s->mu);
+        struct upload_entry *u = &s->uploads[s->next_upload++ % UPLOAD_CACHE_N];
+        free(u->key);
+        snprintf(u->path, sizeof u->path, "%s", rec);
+        snprintf(u->file_id, sizeof u->file_id, "%s", file_id);
+        u->key = kept;
+        pthread_mutex_unlock(&s->mu);
     }
     if (local != NULL)
         unlink(local);
@@ -1427,10 +1591,10 @@ static void parts_free(struct part *v, size_t n)
     free(v);
 }
 
-/* Every file of an upload's folder: its parts (sorted by number, then path) into *out; the
-   record's presence into *has_record. */
-static int upload_parts(struct request *r, const char *dir, struct part **out, size_t *n,
-                        bool *has_record, struct dfs_s3err *e)
+/* Every file of an upload's folder whose path starts with `from` (NULL: the folder): its parts
+   (sorted by number, then path) into *out; the record's presence into *has_record. */
+static int upload_parts_from(struct request *r, const char *dir, const char *from,
+                             struct part **out, size_t *n, bool *has_record, struct dfs_s3err *e)
 {
     *out = NULL;
     *n = 0;
@@ -1441,7 +1605,7 @@ static int upload_parts(struct request *r, const char *dir, struct part **out, s
     Dfs__V1__ListFilesResponse *page = NULL;
     do {
         char *next = NULL;
-        rc = dfs_client_ls(r->s->client, dir, 1000, token, &page, &err);
+        rc = dfs_client_ls(r->s->client, from != NULL ? from : dir, 1000, token, &page, &err);
         free(token);
         token = NULL;
         if (rc != DFS_OK)
@@ -1487,6 +1651,12 @@ static int upload_parts(struct request *r, const char *dir, struct part **out, s
     }
     free(err);
     return rc;
+}
+
+static int upload_parts(struct request *r, const char *dir, struct part **out, size_t *n,
+                        bool *has_record, struct dfs_s3err *e)
+{
+    return upload_parts_from(r, dir, NULL, out, n, has_record, e);
 }
 
 /* Remove every file under an upload's folder but `keep` (NULL: all). */
@@ -1562,12 +1732,18 @@ static enum MHD_Result upload_part(struct MHD_Connection *c, struct request *r,
     struct dfs_client_put_result res;
     memset(&res, 0, sizeof res);
     int rc = r->b.seg != NULL ? segments_store(r, path, md5, NULL, 0, false, NULL, &res.size, &e)
-                              : store(r->s, r->b.fd, r->b.spool, path, md5, NULL, 0, &res, &e);
-    /* The same part number uploaded again replaces the earlier one. */
+                              : store_body(r->s, &r->b, r->b.fd, r->b.spool, body_sha256(r), path,
+                                           md5, NULL, 0, false, NULL, &res, &e);
+    /* The same part number uploaded again replaces the earlier one (listed alone: the parts of
+       that number). */
     struct part *v = NULL;
     size_t n = 0;
     bool rec = false;
-    if (rc == DFS_OK && upload_parts(r, dir, &v, &n, &rec, &e) == DFS_OK) {
+    char *same = NULL;
+    if (rc == DFS_OK && asprintf(&same, "%spart.%05u.", dir, r->q.part_number) < 0)
+        same = NULL;
+    if (rc == DFS_OK && same != NULL &&
+        upload_parts_from(r, dir, same, &v, &n, &rec, &e) == DFS_OK) {
         size_t k = 0;
         for (size_t i = 0; i < n; i++)
             if (v[i].number == r->q.part_number)
@@ -1577,6 +1753,7 @@ static enum MHD_Result upload_part(struct MHD_Connection *c, struct request *r,
         upload_remove(r, v, k, path);
         parts_free(v, k);
     }
+    free(same);
     dfs_s3err_clear(&e);
     free(dir);
     free(path);
@@ -2298,6 +2475,8 @@ int dfs_s3server_start(const struct dfs_s3server_config *cfg, dfs_s3server **out
     atomic_init(&s->active, 0);
     s->upload_timeout_ms = cfg->upload_timeout_ms > 0 ? cfg->upload_timeout_ms : 7 * 86400000LL;
     s->segment_size = cfg->segment_size >= (1u << 20) ? cfg->segment_size : 64u << 20;
+    s->body_memory = cfg->body_memory;
+    pthread_mutex_init(&s->bufmu, NULL);
     s->client = cfg->client;
     s->domain = cfg->domain != NULL && cfg->domain[0] != '\0' ? strdup(cfg->domain) : NULL;
     s->region = strdup(cfg->region != NULL && cfg->region[0] != '\0' ? cfg->region : "us-east-1");
@@ -2359,6 +2538,11 @@ void dfs_s3server_stop(dfs_s3server *s)
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     memset(s->cache, 0, sizeof s->cache);
+    for (unsigned i = 0; i < UPLOAD_CACHE_N; i++)
+        free(s->uploads[i].key);
+    for (unsigned i = 0; i < s->nidle; i++)
+        free(s->idle[i].p);
+    pthread_mutex_destroy(&s->bufmu);
     free(s->domain);
     free(s->region);
     free(s->spool_dir);

@@ -8,7 +8,8 @@
  *
  * A bucket is the top-level directory /bucket, and a row of the catalog's buckets (so that it
  * exists while empty). Bodies are proven (signature or payload hash, Content-MD5,
- * x-amz-checksum-*) before the object becomes visible; they are spooled in spool_dir meanwhile.
+ * x-amz-checksum-*) before the object becomes visible; they are held in memory (within a budget)
+ * or spooled in spool_dir meanwhile.
  */
 #ifndef DFS_GATEWAY_S3_S3SERVER_H
 #define DFS_GATEWAY_S3_S3SERVER_H
@@ -32,6 +33,10 @@ struct dfs_s3server_config {
        and stitched at the end (gateway/s3/segput.h), rather than spooled whole; 0: 64 MiB, else
        1 MiB at least. */
     uint64_t segment_size;
+    /* PUT and UploadPart bodies up to segment_size are held in memory while they arrive and are
+       proven, then stored from there, as long as the bodies held at once stay within this many
+       bytes; a body that does not fit is spooled in spool_dir as before. 0: none in memory. */
+    uint64_t body_memory;
 };
 
 /* Bind and serve. Returns 0 and *out, or DFS_EINVAL / DFS_EUNAVAIL / DFS_ENOMEM with *errmsg. */
