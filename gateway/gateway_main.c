@@ -106,7 +106,7 @@ static const struct dfs_opt opts[] = {
      .min = 1 << 20, .max = 1LL << 32,
      .help = "an S3 PUT or part longer than N is stored in segments of N bytes as it arrives "
              "(two spooled at most) and stitched at the end, not spooled whole"},
-    {DFS_OPT_SIZE, "s3-body-memory", 0, O(s3_body_memory), .arg = "N", .def = "32M", .min = 0,
+    {DFS_OPT_SIZE, "s3-body-memory", 0, O(s3_body_memory), .arg = "N", .def = "16M", .min = 0,
      .max = 1LL << 40,
      .help = "S3 PUT and part bodies up to --s3-segment-size are held in memory, N bytes of them "
              "at most at once, and stored from there; the others are spooled (0: all spooled)"},
