@@ -248,9 +248,25 @@ static void free_results(struct dfs_repl_result *res, size_t n)
     free(res);
 }
 
+/*
+ * Whether libraft leads, as far as it is safe to act on. libraft 0.15 steps down (convertToFollower,
+ * also raft_close) by freeing the followers' progress array first, then failing every request of
+ * ours with RAFT_LEADERSHIPLOST (our apply, barrier and change callbacks run there), and only then
+ * setting its state: inside those callbacks raft_state() still says RAFT_LEADER, and raft_apply,
+ * raft_barrier (both check only the state) and anything else that replicates walks the freed
+ * array (SIGSEGV in progressState(), libraft.so.2.0.0 + 0xae4c). A leader always has that array
+ * otherwise (allocated in the same step that makes it leader), so its absence means "stepping
+ * down": not the leader any more, for every decision this file makes.
+ */
+static bool raft_leads(dfs_repl *r)
+{
+    return r->raft_live && raft_state(&r->raft) == RAFT_LEADER &&
+           r->raft.leader_state.progress != NULL;
+}
+
 static bool is_leader(dfs_repl *r)
 {
-    return r->raft_live && !r->failed && raft_state(&r->raft) == RAFT_LEADER;
+    return !r->failed && raft_leads(r);
 }
 
 /* The leader this replica knows, copied into buf (size DFS_REPL_ADDRESS_MAX). */
@@ -262,6 +278,8 @@ static uint64_t known_leader(dfs_repl *r, char *buf)
     raft_id id = 0;
     const char *addr = NULL;
     raft_leader(&r->raft, &id, &addr);
+    if (id == r->id && !raft_leads(r))
+        return 0; /* stepping down (raft_leads): itself is no longer the leader to name */
     if (id != 0 && addr != NULL)
         snprintf(buf, DFS_REPL_ADDRESS_MAX, "%s", addr);
     return id;
@@ -641,13 +659,12 @@ static void pump(dfs_repl *r)
         fail_list(r, &r->reads_head, &r->reads_tail, DFS_REPL_SHUTDOWN, NULL);
         return;
     }
-    if (raft_state(&r->raft) != RAFT_LEADER) {
+    if (!raft_leads(r)) {
         fail_list(r, &r->waiting_head, &r->waiting_tail, DFS_REPL_NOT_LEADER, NULL);
         fail_list(r, &r->reads_head, &r->reads_tail, DFS_REPL_NOT_LEADER, NULL);
         return;
     }
-    while (r->waiting_head != NULL && r->inflight_cmd_entries < r->max_inflight &&
-           raft_state(&r->raft) == RAFT_LEADER)
+    while (r->waiting_head != NULL && r->inflight_cmd_entries < r->max_inflight && raft_leads(r))
         submit_batch(r);
     if (r->reads_head != NULL)
         attach_reads(r);
@@ -717,7 +734,7 @@ static void transfer_cb(struct raft_transfer *req)
 {
     struct change *c = req->data;
     dfs_repl *r = c->r;
-    if (r->raft_live && raft_state(&r->raft) != RAFT_LEADER)
+    if (r->raft_live && !raft_leads(r))
         change_end(c, DFS_REPL_DONE, false, NULL);
     else
         change_end(c, DFS_REPL_TIMEOUT, false, "leadership transfer did not complete in time");
@@ -1091,7 +1108,7 @@ static enum dfs_repl_role role_of(dfs_repl *r)
     case RAFT_CANDIDATE:
         return DFS_REPL_CANDIDATE;
     case RAFT_LEADER:
-        return DFS_REPL_LEADER;
+        return raft_leads(r) ? DFS_REPL_LEADER : DFS_REPL_FOLLOWER; /* stepping down */
     default:
         return DFS_REPL_UNAVAILABLE;
     }
@@ -1124,7 +1141,7 @@ static void publish(dfs_repl *r, bool force)
         st->commit_index = r->raft.commit_index;
         st->applied_index = raft_last_applied(&r->raft);
         const struct raft_configuration *conf = &r->raft.configuration;
-        bool lead = raft_state(&r->raft) == RAFT_LEADER;
+        bool lead = raft_leads(r);
         st->n_members = 0;
         for (unsigned i = 0; i < conf->n && st->n_members < DFS_REPL_MEMBERS_MAX; i++) {
             struct dfs_repl_member_status *m = &st->members[st->n_members++];
@@ -1134,9 +1151,7 @@ static void publish(dfs_repl *r, bool force)
                       : conf->servers[i].role == RAFT_STANDBY ? DFS_REPL_STANDBY
                                                               : DFS_REPL_SPARE;
             m->leader = m->id == st->leader_id;
-            m->match_index = lead && r->raft.leader_state.progress != NULL
-                                 ? r->raft.leader_state.progress[i].match_index
-                                 : 0;
+            m->match_index = lead ? r->raft.leader_state.progress[i].match_index : 0;
         }
     }
     if (role == DFS_REPL_LEADER) {

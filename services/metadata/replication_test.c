@@ -640,6 +640,75 @@ static void test_minority_cannot_commit(void **state)
     cluster_stop(&c);
 }
 
+/*
+ * A leader that steps down (here: it lost its quorum) while entries of ours are in flight and
+ * more proposals and reads wait behind them. libraft 0.15 fails the in-flight entries from inside
+ * its step-down, after it freed the followers' progress but while raft_state() still says
+ * leader; an append made from that callback (the next batch of the queue) crashed the replica
+ * with SIGSEGV in libraft's progressState(). Every call must be answered, none applied, and the
+ * replica must live on and serve again once its followers are back.
+ */
+static void test_step_down_with_queued_proposals(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_init(&c, 3, 3);
+    for (int i = 0; i < 3; i++)
+        replica_start(&c, i);
+    assert_int_equal(propose_many(&c, 10, 2, 11), 10);
+    int l = find_leader(&c, WAIT_MS);
+    assert_true(l >= 0);
+    struct repl_fsm_digest before;
+    repl_fsm_digest(c.rs[l].fsm, &before);
+    replica_stop(&c, (l + 1) % 3);
+    replica_stop(&c, (l + 2) % 3);
+
+    /* One proposal at a time until two entries are in flight (the engine's limit), then more
+       proposals and reads that must wait in the queue; all outlive the step-down (at most two
+       election timeouts without a quorum). */
+    enum { N_PROP = 8, N_READ = 3 };
+    struct call props[N_PROP], reads[N_READ];
+    char cmd[64];
+    for (int i = 0; i < N_PROP; i++) {
+        call_init(&props[i]);
+        snprintf(cmd, sizeof cmd, "queued-%d", i);
+        assert_int_equal(
+            dfs_repl_propose(c.rs[l].repl, cmd, strlen(cmd), 4 * ELECTION_MS, call_done, &props[i]),
+            0);
+        if (i < 3)
+            pause_ms(30);
+    }
+    for (int i = 0; i < N_READ; i++) {
+        call_init(&reads[i]);
+        assert_int_equal(dfs_repl_barrier(c.rs[l].repl, 4 * ELECTION_MS, call_done, &reads[i]), 0);
+    }
+    for (int i = 0; i < N_PROP; i++) {
+        call_wait(&props[i]);
+        assert_int_not_equal(props[i].o.why, DFS_REPL_DONE);
+        assert_true(props[i].o.why == DFS_REPL_LEADERSHIP_LOST ||
+                    props[i].o.why == DFS_REPL_NOT_LEADER || props[i].o.why == DFS_REPL_TIMEOUT);
+    }
+    for (int i = 0; i < N_READ; i++) {
+        call_wait(&reads[i]);
+        assert_int_not_equal(reads[i].o.why, DFS_REPL_DONE);
+    }
+    int64_t deadline = dfs_clock_mono_ns() + (int64_t)WAIT_MS * 1000000;
+    struct dfs_repl_status st;
+    do {
+        dfs_repl_status_get(c.rs[l].repl, &st);
+        pause_ms(5);
+    } while (st.role == DFS_REPL_LEADER && dfs_clock_mono_ns() < deadline);
+    assert_int_not_equal(st.role, DFS_REPL_LEADER);
+    assert_int_not_equal(st.role, DFS_REPL_FAILED);
+
+    replica_start(&c, (l + 1) % 3);
+    replica_start(&c, (l + 2) % 3);
+    assert_int_equal(propose_many(&c, 10, 2, 12), 10);
+    struct repl_fsm_digest d = wait_converged(&c);
+    assert_true(d.count >= before.count + 10);
+    cluster_stop(&c);
+}
+
 static void test_membership_add_remove_transfer(void **state)
 {
     (void)state;
@@ -985,6 +1054,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_follower_catches_up_from_log_then_snapshot),
         cmocka_unit_test(test_follower_caught_up_only_when_applied),
         cmocka_unit_test(test_minority_cannot_commit),
+        cmocka_unit_test(test_step_down_with_queued_proposals),
         cmocka_unit_test(test_membership_add_remove_transfer),
         cmocka_unit_test(test_restart_all_from_disk),
         cmocka_unit_test(test_failed_apply_stops_replica),
