@@ -486,10 +486,10 @@ static void transfer_done(void *arg, const struct dfs_repl_outcome *out)
  * On SIGTERM, a leader hands its leadership to the most up-to-date voter first, so the cluster
  * does not wait out an election timeout (a rolling restart then costs a transfer, not an
  * election). Bounded by half the election timeout (a healthy hand-over takes ~0.2 s; a slower one
- * saves nothing over an election): past the election timeout libraft 0.15 abandons the transfer in
- * the same tick as it may step down for want of a quorum (every replica of a cluster being stopped
- * at once), and one such stop crashed inside libraft (SIGSEGV in progressState, the progress of a
- * leader that is no longer one). A failure is logged and the stop goes on.
+ * saves nothing over an election). A failure is logged and the stop goes on. (The crash once seen
+ * when a whole cluster stopped was not the transfer's: a leader stepping down for want of a quorum
+ * with proposals queued appended the next one from inside libraft's step-down; replication.c,
+ * raft_leads(), no longer does.)
  */
 static void step_down(struct replica *rp, long long election_timeout_ms)
 {
