@@ -102,7 +102,7 @@ static const struct dfs_opt opts[] = {
      .help = "with --peers: a new replica joining a running cluster: it does not make a cluster "
              "of its own when its Raft directory is empty, but waits until the leader adds it "
              "(dfs metadata add ID=RAFT=GRPC)"},
-    {DFS_OPT_INT, "election-timeout-ms", 0, O(election_timeout_ms), .arg = "N", .def = "500",
+    {DFS_OPT_INT, "election-timeout-ms", 0, O(election_timeout_ms), .arg = "N", .def = "300",
      .min = 50, .max = 60000,
      .help = "Raft election timeout (heartbeats every tenth of it; pre-vote on)"},
     {DFS_OPT_INT, "threads", 0, O(threads), .arg = "N", .def = "4", .min = 1, .max = 256,
@@ -485,8 +485,8 @@ static void transfer_done(void *arg, const struct dfs_repl_outcome *out)
 /*
  * On SIGTERM, a leader hands its leadership to the most up-to-date voter first, so the cluster
  * does not wait out an election timeout (a rolling restart then costs a transfer, not an
- * election). Bounded by half the election timeout (a healthy hand-over takes ~0.2 s; a slower one
- * saves nothing over an election). A failure is logged and the stop goes on. (The crash once seen
+ * election). Bounded by the election timeout (a healthy hand-over takes a fraction of it; a slower
+ * one saves nothing over an election). A failure is logged and the stop goes on. (The crash once seen
  * when a whole cluster stopped was not the transfer's: a leader stepping down for want of a quorum
  * with proposals queued appended the next one from inside libraft's step-down; replication.c,
  * raft_leads(), no longer does.)
@@ -501,7 +501,7 @@ static void step_down(struct replica *rp, long long election_timeout_ms)
     pthread_mutex_init(&t.mu, NULL);
     pthread_cond_init(&t.cv, NULL);
     int64_t t0 = dfs_clock_mono_ns();
-    long long wait_ms = election_timeout_ms / 2 > 50 ? election_timeout_ms / 2 : 50;
+    long long wait_ms = election_timeout_ms;
     if (dfs_repl_transfer(rp->repl, 0, wait_ms, transfer_done, &t) == DFS_OK) {
         pthread_mutex_lock(&t.mu);
         while (!t.done)
