@@ -347,6 +347,32 @@ class Replicated(harness.TestCase):
             n, load.removed, load.list_errors), flush=True)
         stop_nodes_and_compare(c)
 
+    def test_a_cut_off_leader_answers_no_read(self):
+        """Every read passes a Raft barrier, the token reads too: a leader cut off from both
+        followers (SIGSTOP), which still believes it leads for an election timeout (5 s here),
+        answers neither `token ls` nor `whoami` nor a listing (a deposed leader that has not
+        noticed would show revoked tokens as live); with its followers back, it does."""
+        c = self.start_cluster(nodes=1, metadata_replicas=3, metadata_flags=("--election-timeout-ms", "5000"))
+        leader = wait_leader(c, timeout=120)
+        addrs = {r["name"]: r["address"] for r in replica_recs(c)}
+        reads = (["token", "ls"], ["whoami"], ["ls", "/"])
+        for args in reads:
+            c.dfs("--timeout", "10000", *args, metadata=addrs[leader])
+        pids = c.metadata_pids()
+        followers = [n for n in pids if n != leader]
+        for n in followers:
+            os.kill(pids[n], signal.SIGSTOP)
+        try:
+            for args in reads:
+                rc, out, err = c.dfs("--timeout", "1000", *args, metadata=addrs[leader], check=False, timeout=60)
+                self.assertNotEqual(rc, 0, "`dfs %s` answered by a cut-off leader: %s" % (" ".join(args), out))
+        finally:
+            for n in followers:
+                os.kill(pids[n], signal.SIGCONT)
+        for args in reads:
+            harness.wait_until(lambda: c.dfs("--timeout", "5000", *args, check=False, timeout=60)[0] == 0,
+                               FAILOVER_DEADLINE_S * 4, "`dfs %s` after SIGCONT" % " ".join(args))
+
     def test_paused_follower_and_lost_majority(self):
         c = self.start()
         load = Load(self, c, writers=1, readers=0)

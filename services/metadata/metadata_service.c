@@ -2574,17 +2574,28 @@ static int refuse_follower(dfs_metadata_service *svc, const dfs_rpc_call *call, 
                       leader[0] != '\0' ? leader : "", why);
 }
 
+/* Methods that only read but are not of the READ class (tokens and keys: admin, any role). */
+static bool reads_tokens(const char *method)
+{
+    return strcmp(method, "/dfs.v1.Metadata/ListTokens") == 0 ||
+           strcmp(method, "/dfs.v1.Metadata/WhoAmI") == 0 ||
+           strcmp(method, "/dfs.v1.Metadata/GetSigningKey") == 0;
+}
+
 /*
  * The leader gate (replicated catalog): refuse unless serving; reads (methods that read and do
- * not write) wait for a read barrier first, so they see every write acknowledged before them,
- * even across a failover (a deposed leader that has not noticed cannot pass the barrier).
+ * not write, the token reads included) wait for a read barrier first, so they see every write
+ * acknowledged before them, even across a failover (a deposed leader that has not noticed cannot
+ * pass the barrier: a token revoked on the new leader is never shown as live by the old one).
  */
 static int leader_gate(dfs_metadata_service *svc, const dfs_rpc_call *call, unsigned access,
                        char **errmsg)
 {
     if (!atomic_load(&svc->serving))
         return refuse_follower(svc, call, "", errmsg);
-    if ((access & DFS_ACCESS_READ) == 0 || (access & DFS_ACCESS_WRITE) != 0)
+    bool read = ((access & DFS_ACCESS_READ) != 0 && (access & DFS_ACCESS_WRITE) == 0) ||
+                reads_tokens(dfs_rpc_call_method(call));
+    if (!read)
         return DFS_OK;
     const struct dfs_metadata_leadership *l = svc->cfg.leadership;
     char *err = NULL;
