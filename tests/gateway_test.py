@@ -371,7 +371,7 @@ class GatewayTest(harness.TestCase):
         c = self.start_cluster(nodes=3)
         gw = self.start_gateway(c)
         src = harness.random_file(self.tmp("src"), 3 << 20, seed=8)
-        p = subprocess.Popen([CURL, "-s", "-S", "-o", "/dev/null", "-w", "%{http_code}", "--limit-rate", "1M",
+        p = subprocess.Popen([CURL, "-s", "-S", "-o", self.tmp("curl-out"), "-w", "%{http_code}", "--limit-rate", "1M",
                               "-H", "Authorization: Bearer " + TOKEN[0], "-T", src,
                               gw.url + "/v1/files/shared?replicas=1"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
