@@ -259,6 +259,15 @@ static int heartbeat_durable(dfs_catalog *cat, const char *node_id, uint64_t reg
     return DFS_OK;
 }
 
+/* The stored row of node_id under the lock, without the soft state: 1 found, 0 not, or an error. */
+static int node_row(dfs_catalog *cat, const char *node_id, struct dfs_node_rec *out, char **errmsg)
+{
+    catalog_lock(cat);
+    int found = catalog_get_node(cat, node_id, out, errmsg);
+    catalog_unlock(cat);
+    return found;
+}
+
 int dfs_catalog_node_get(dfs_catalog *cat, const char *node_id, struct dfs_node_rec *out,
                          char **errmsg)
 {
@@ -266,9 +275,7 @@ int dfs_catalog_node_get(dfs_catalog *cat, const char *node_id, struct dfs_node_
     if (rc != DFS_OK)
         return rc;
     struct dfs_node_rec n;
-    catalog_lock(cat);
-    int found = catalog_get_node(cat, node_id, &n, errmsg);
-    catalog_unlock(cat);
+    int found = node_row(cat, node_id, &n, errmsg);
     if (found < 0)
         return found;
     if (found == 0)
@@ -514,9 +521,7 @@ static int soft_heartbeat(dfs_catalog *cat, const char *node_id, uint64_t regist
     if (rc != DFS_OK)
         return rc;
     struct dfs_node_rec n;
-    catalog_lock(cat);
-    int found = catalog_get_node(cat, node_id, &n, errmsg);
-    catalog_unlock(cat);
+    int found = node_row(cat, node_id, &n, errmsg);
     if (found < 0)
         return found;
     if (found == 0) {

@@ -2168,83 +2168,125 @@ static void stale_add(struct stale *st, const char *path)
         st->n++;
 }
 
-static void sweep_orphans(dfs_s3server *s, const char *prefix, int64_t cutoff)
+/*
+ * Calls fn for every file under prefix, in path order, one page of 1000 at a time. Returns false
+ * when a page could not be listed (the walk stopped there: what fn saw is not the whole prefix).
+ */
+static bool list_walk(dfs_s3server *s, const char *prefix,
+                      void (*fn)(const Dfs__V1__FileInfo *fi, void *arg), void *arg)
 {
-    bool segput = strcmp(prefix, SEGPUT_DIR) == 0;
     char *token = NULL, *err = NULL;
-    struct stale st = {0}, live = {0}; /* live: upload folders with a record (sorted) */
-    /* For SEGPUT_DIR: the current folder's files and its newest commit. */
-    char *dir = NULL;
-    struct stale cur = {0};
-    int64_t newest = 0;
+    bool whole = false;
     for (;;) {
         Dfs__V1__ListFilesResponse *page = NULL;
         if (dfs_client_ls(s->client, prefix, 1000, token, &page, &err) != DFS_OK)
             break;
-        for (size_t i = 0; i < page->n_files; i++) {
-            const Dfs__V1__FileInfo *fi = page->files[i];
-            char *d = folder_of(fi->path);
-            if (d == NULL)
-                continue;
-            if (!segput) {
-                if (strcmp(fi->path + strlen(d), "upload") == 0)
-                    stale_add(&live, d);
-                else if (fi->committed_ms <= cutoff)
-                    stale_add(&st, fi->path);
-                free(d);
-                continue;
-            }
-            if (dir == NULL || strcmp(d, dir) != 0) {
-                for (size_t j = 0; j < cur.n; j++) {
-                    if (newest <= cutoff)
-                        stale_add(&st, cur.paths[j]);
-                    free(cur.paths[j]);
-                }
-                cur.n = 0;
-                newest = 0;
-                free(dir);
-                dir = d;
-            } else {
-                free(d);
-            }
-            stale_add(&cur, fi->path);
-            if (fi->committed_ms > newest)
-                newest = fi->committed_ms;
-        }
+        for (size_t i = 0; i < page->n_files; i++)
+            fn(page->files[i], arg);
         free(token);
         token = page->next_page_token != NULL && page->next_page_token[0] != '\0'
                     ? strdup(page->next_page_token)
                     : NULL;
         protobuf_c_message_free_unpacked(&page->base, NULL);
-        if (token == NULL)
+        if (token == NULL) {
+            whole = true;
             break;
+        }
     }
-    for (size_t j = 0; j < cur.n; j++) {
-        if (err == NULL && newest <= cutoff)
-            stale_add(&st, cur.paths[j]);
-        free(cur.paths[j]);
-    }
-    free(cur.paths);
-    free(dir);
     free(token);
     free(err);
-    if (live.n > 1)
-        qsort(live.paths, live.n, sizeof *live.paths, cmp_str);
-    for (size_t i = 0; i < st.n; i++) {
-        char *d = folder_of(st.paths[i]);
-        bool owned = d != NULL && live.n > 0 &&
-                     bsearch(&d, live.paths, live.n, sizeof *live.paths, cmp_str) != NULL;
+    return whole;
+}
+
+struct orphan_walk {
+    bool segput;
+    int64_t cutoff;
+    struct stale st, live; /* st: to remove; live: upload folders with a record */
+    /* For SEGPUT_DIR: the current folder, its files and its newest commit. */
+    char *dir;
+    struct stale cur;
+    int64_t newest;
+};
+
+/* Ends the current segput folder: its files are stale when its newest is (whole: the walk saw it all). */
+static void orphan_folder_end(struct orphan_walk *w, bool whole)
+{
+    for (size_t j = 0; j < w->cur.n; j++) {
+        if (whole && w->newest <= w->cutoff)
+            stale_add(&w->st, w->cur.paths[j]);
+        free(w->cur.paths[j]);
+    }
+    w->cur.n = 0;
+    w->newest = 0;
+}
+
+static void orphan_visit(const Dfs__V1__FileInfo *fi, void *arg)
+{
+    struct orphan_walk *w = arg;
+    char *d = folder_of(fi->path);
+    if (d == NULL)
+        return;
+    if (!w->segput) {
+        if (strcmp(fi->path + strlen(d), "upload") == 0)
+            stale_add(&w->live, d);
+        else if (fi->committed_ms <= w->cutoff)
+            stale_add(&w->st, fi->path);
+        free(d);
+        return;
+    }
+    if (w->dir == NULL || strcmp(d, w->dir) != 0) {
+        orphan_folder_end(w, true);
+        free(w->dir);
+        w->dir = d;
+    } else {
+        free(d);
+    }
+    stale_add(&w->cur, fi->path);
+    if (fi->committed_ms > w->newest)
+        w->newest = fi->committed_ms;
+}
+
+static void sweep_orphans(dfs_s3server *s, const char *prefix, int64_t cutoff)
+{
+    struct orphan_walk w = {.segput = strcmp(prefix, SEGPUT_DIR) == 0, .cutoff = cutoff};
+    bool whole = list_walk(s, prefix, orphan_visit, &w);
+    orphan_folder_end(&w, whole);
+    free(w.cur.paths);
+    free(w.dir);
+    if (w.live.n > 1)
+        qsort(w.live.paths, w.live.n, sizeof *w.live.paths, cmp_str);
+    for (size_t i = 0; i < w.st.n; i++) {
+        char *d = folder_of(w.st.paths[i]);
+        bool owned = d != NULL && w.live.n > 0 &&
+                     bsearch(&d, w.live.paths, w.live.n, sizeof *w.live.paths, cmp_str) != NULL;
         if (d != NULL && !owned) {
-            dfs_log(DFS_LOG_INFO, "s3 orphan removed path=%s", st.paths[i]);
-            dfs_client_rm(s->client, st.paths[i], NULL, NULL);
+            dfs_log(DFS_LOG_INFO, "s3 orphan removed path=%s", w.st.paths[i]);
+            dfs_client_rm(s->client, w.st.paths[i], NULL, NULL);
         }
         free(d);
-        free(st.paths[i]);
+        free(w.st.paths[i]);
     }
-    free(st.paths);
-    for (size_t i = 0; i < live.n; i++)
-        free(live.paths[i]);
-    free(live.paths);
+    free(w.st.paths);
+    for (size_t i = 0; i < w.live.n; i++)
+        free(w.live.paths[i]);
+    free(w.live.paths);
+}
+
+struct expired_walk {
+    int64_t cutoff;
+    struct stale dirs; /* upload folders whose record is older than the cutoff */
+};
+
+static void expired_visit(const Dfs__V1__FileInfo *fi, void *arg)
+{
+    struct expired_walk *w = arg;
+    size_t len = strlen(fi->path);
+    if (len < 7 || strcmp(fi->path + len - 7, "/upload") != 0 || fi->committed_ms > w->cutoff)
+        return;
+    char *dir = strndup(fi->path, len - 6);
+    if (dir != NULL)
+        stale_add(&w->dirs, dir);
+    free(dir);
 }
 
 /* One pass: uploads whose record is older than the timeout are aborted; orphans removed. */
@@ -2253,40 +2295,14 @@ static void sweep_uploads(dfs_s3server *s)
     int64_t cutoff = dfs_clock_wall_ms() - s->upload_timeout_ms;
     sweep_orphans(s, SEGPUT_DIR, cutoff);
     sweep_orphans(s, UPLOADS_DIR, cutoff);
-    char *token = NULL, *err = NULL, **dirs = NULL;
-    size_t n = 0;
-    for (;;) {
-        Dfs__V1__ListFilesResponse *page = NULL;
-        if (dfs_client_ls(s->client, UPLOADS_DIR, 1000, token, &page, &err) != DFS_OK)
-            break;
-        for (size_t i = 0; i < page->n_files; i++) {
-            const Dfs__V1__FileInfo *fi = page->files[i];
-            size_t len = strlen(fi->path);
-            if (len < 7 || strcmp(fi->path + len - 7, "/upload") != 0 || fi->committed_ms > cutoff)
-                continue;
-            char **nd = realloc(dirs, (n + 1) * sizeof *nd);
-            if (nd == NULL)
-                break;
-            dirs = nd;
-            if ((dirs[n] = strndup(fi->path, len - 6)) != NULL)
-                n++;
-        }
-        free(token);
-        token = page->next_page_token != NULL && page->next_page_token[0] != '\0'
-                    ? strdup(page->next_page_token)
-                    : NULL;
-        protobuf_c_message_free_unpacked(&page->base, NULL);
-        if (token == NULL)
-            break;
+    struct expired_walk w = {.cutoff = cutoff};
+    list_walk(s, UPLOADS_DIR, expired_visit, &w);
+    for (size_t i = 0; i < w.dirs.n; i++) {
+        dfs_log(DFS_LOG_INFO, "s3 upload expired dir=%s", w.dirs.paths[i]);
+        sweep_one(s, w.dirs.paths[i]);
+        free(w.dirs.paths[i]);
     }
-    free(token);
-    free(err);
-    for (size_t i = 0; i < n; i++) {
-        dfs_log(DFS_LOG_INFO, "s3 upload expired dir=%s", dirs[i]);
-        sweep_one(s, dirs[i]);
-        free(dirs[i]);
-    }
-    free(dirs);
+    free(w.dirs.paths);
 }
 
 static void *sweeper_main(void *arg)
