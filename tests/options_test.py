@@ -182,6 +182,8 @@ class Options(harness.TestCase):
             ("dfs-storage", ["--data", "d", "--metadata", "m" * 10000], "--metadata must be HOST:PORT"),
             ("dfs-storage", ["--data", "d", "--metadata", "h:1", "--scrub-rate", "9" * 10000 + "Q"],
              "--scrub-rate"),
+            ("dfs-storage", ["--data", "d", "--metadata", "h:1", "--advertise", "node:"],
+             "--advertise must be HOST:PORT, not 'node:'"),
             ("dfs-gateway", ["--metadata"], "--metadata needs a value"),
             ("dfs-gateway", ["--metadata", "h:1", "--log-level", "v" * 10000], "--log-level"),
             ("ec_bench", ["--k"], "--k needs a value"),

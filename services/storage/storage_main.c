@@ -220,7 +220,7 @@ static int check(struct options *o, char **err)
             rc = dfs_seterr(err, DFS_EINVAL, "--zone must be printable, without spaces");
     if (rc == DFS_OK && strlen(o->zone) >= sizeof o->zone_buf)
         rc = dfs_seterr(err, DFS_EINVAL, "--zone is longer than %zu bytes", sizeof o->zone_buf - 1);
-    if (rc == DFS_OK && o->advertise != NULL && strrchr(o->advertise, ':') == NULL)
+    if (rc == DFS_OK && o->advertise != NULL && !dfs_addr_valid(o->advertise, DFS_STORAGE_ADDR_MAX))
         rc = dfs_seterr(err, DFS_EINVAL, "--advertise must be HOST:PORT, not '%s'",
                         dfs_quote(o->advertise, &q));
     return rc;
