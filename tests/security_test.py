@@ -13,7 +13,10 @@ os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "0"
 import grpcinspect  # noqa: E402,I100  (before grpc: may re-run this file under Debian's python3)
 
 import json  # noqa: E402
+import re  # noqa: E402
 import subprocess  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
 
 import grpc  # noqa: E402
 
@@ -83,11 +86,22 @@ class Roles(harness.TestCase):
         self.assertTrue(c.running())
 
 
+def refused_metric(rec):
+    """dfs_storage_tickets_refused_total of the node whose dfscluster status record is rec."""
+    with open(rec["log"], encoding="utf-8", errors="replace") as f:
+        found = re.findall(r'msg="(?:serving|listening)".* metrics=(\S+)', f.read())
+    with urllib.request.urlopen("http://%s/metrics" % found[-1], timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("dfs_storage_tickets_refused_total"):
+                return int(float(line.split()[-1]))
+    return 0
+
+
 class Tickets(harness.TestCase):
     """A client with a valid token, talking to the storage nodes itself."""
 
     def test_nodes_serve_only_what_a_ticket_allows(self):
-        c = self.start_cluster(nodes=4)
+        c = self.start_cluster(nodes=4, storage_flags=["--metrics-listen", "127.0.0.1:0"])
         src = harness.random_file(self.tmp("src"), 200000, seed=2)
         self.dfs("put", src, "/t")
         token = read_token(c.admin_token_file)
@@ -162,8 +176,46 @@ class Tickets(harness.TestCase):
         # Nothing the hostile client did changed the file; the nodes logged each refusal.
         self.dfs("get", "/t", self.tmp("t.out"))
         self.assertEqual(harness.sha256(self.tmp("t.out")), harness.sha256(src))
+        # Every refusal is counted; the log keeps at most a line a second of them, since anyone who
+        # reaches the port can present a bad ticket: a flood of 300 more leaves the log short.
+        node = next(r for r in c.status() if r.get("address") == r0.address)
+
+        def lines():
+            with open(node["log"]) as f:
+                return f.read().count("ticket refused")
+        before = lines()
+        with grpc.insecure_channel(r0.address) as ch:
+            fn = ch.unary_stream("/dfs.v1.Storage/GetFragment", request_serializer=lambda x: x.SerializeToString(),
+                                 response_deserializer=GetResp.FromString)
+            started = time.monotonic()
+            for _ in range(300):
+                with self.assertRaises(grpc.RpcError):
+                    b"".join(r.data for r in fn(Get(fragment_id=f0.fragment_id), timeout=10))
+            seconds = time.monotonic() - started
         logs = "".join(open(c.path("node-%d" % i, "log")).read() for i in range(4))
-        self.assertGreaterEqual(logs.count("ticket refused"), len(refused) + 3)
+        self.assertGreaterEqual(logs.count("ticket refused"), 1)
+        # One line a second (and one for the interval the flood began in).
+        self.assertLessEqual(lines() - before, seconds + 2, "refusals flood the log")
+        refused_total = sum(refused_metric(r) for r in c.status() if r["name"].startswith("node-"))
+        self.assertGreaterEqual(refused_total, len(refused) + 3 + 300)
+        # So do calls without valid credentials at the metadata service (a line a second).
+        meta_log = next(r["log"] for r in c.status() if r["name"] == "metadata")
+
+        def meta_lines():
+            with open(meta_log) as f:
+                return f.read().count('msg="refused" method=/dfs.v1.Metadata/GetFile')
+        # A token of the right form whose secret is wrong.
+        forged_token = token[:-1] + ("0" if token[-1] != "0" else "1")
+        time.sleep(1.2)  # past the interval of the last line logged (nodes refused at enrolment)
+        before = meta_lines()
+        started = time.monotonic()
+        for _ in range(100):
+            with self.assertRaises(grpc.RpcError) as e:
+                grpcinspect.call_unary(c.metadata_address, pool, "dfs.v1.Metadata.GetFile", req, token=forged_token)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        seconds = time.monotonic() - started
+        self.assertGreater(meta_lines(), before, "the first refusal after a quiet second is logged")
+        self.assertLessEqual(meta_lines() - before, seconds + 2, "refusals flood the log")
 
 
 class TLS(harness.TestCase):

@@ -4,6 +4,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/lograte.h"
 #include "services/rpc/msg.h"
 #include "services/rpc/security_int.h"
 #include "services/rpc/status.h"
@@ -85,6 +86,8 @@ struct dfs_rpc_server {
     struct dfs_rpc_observer observer;     /* call_done NULL: none */
     struct dfs_rpc_authorizer authorizer; /* authorize NULL: none */
     const struct dfs_rpc_link_security *security;
+    /* Anyone who reaches the port can be refused: those lines, at most one a second. */
+    struct dfs_lograte refusal_log;
 };
 
 /* A tag that knows its call. */
@@ -659,10 +662,17 @@ static bool authorized(dfs_rpc_call *c, grpc_byte_buffer **payload)
         grpc_byte_buffer_destroy(*payload);
         *payload = NULL;
     }
-    char *peer = dfs_rpc_call_peer(c);
-    dfs_log(DFS_LOG_WARN, "refused method=%s peer=%s code=%s reason=%s", m->name,
-            peer != NULL ? peer : "?", dfs_strerror(rc), err != NULL ? err : "");
-    free(peer);
+    /* A token whose role does not allow the call (DFS_EPERM) is named in the line and can be
+       revoked: every such line is kept. Without valid credentials it could be anyone. */
+    uint64_t dropped = 0;
+    if (rc == DFS_EPERM ||
+        dfs_lograte_take(&c->srv->refusal_log, dfs_clock_mono_ns() / 1000000, &dropped)) {
+        char *peer = dfs_rpc_call_peer(c);
+        dfs_log(DFS_LOG_WARN,
+                "refused method=%s peer=%s code=%s reason=%s not_logged_before=%" PRIu64, m->name,
+                peer != NULL ? peer : "?", dfs_strerror(rc), err != NULL ? err : "", dropped);
+        free(peer);
+    }
     dfs_rpc_call_finish(c, rc, NULL, err != NULL ? err : dfs_strerror(rc));
     free(err);
     return false;
@@ -768,6 +778,7 @@ int dfs_rpc_server_create(const struct dfs_rpc_server_config *cfg, dfs_rpc_serve
     srv->nworkers = cfg->threads > 0 ? cfg->threads : 4;
     srv->max_message = cfg->max_message_bytes > 0 ? cfg->max_message_bytes : DFS_RPC_MAX_MESSAGE;
     srv->security = cfg->security;
+    dfs_lograte_init(&srv->refusal_log, 1000);
     srv->idle_ms = cfg->stream_idle_ms != 0 ? cfg->stream_idle_ms : DFS_RPC_STREAM_IDLE_MS;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);

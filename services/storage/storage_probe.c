@@ -103,6 +103,9 @@ void dfs_storage_probe_collect(void *arg, dfs_metrics_writer *w)
         dfs_metrics_counter(w, "dfs_storage_repair_read_bytes_total",
                             "Data bytes repairs read from other nodes (held to --repair-rate).",
                             ss.repair_bytes_read);
+        dfs_metrics_counter(w, "dfs_storage_tickets_refused_total",
+                            "Calls refused for their ticket (the log shows at most one a second).",
+                            ss.tickets_refused);
     }
     dfs_scrubber *scrub = atomic_load(&p->scrubber);
     if (scrub != NULL) {

@@ -14,6 +14,7 @@
 #include "common/err.h"
 #include "common/id.h"
 #include "common/log.h"
+#include "common/lograte.h"
 #include "common/throttle.h"
 #include "dfs/v1/storage.pb-c.h"
 #include "services/rpc/client.h"
@@ -101,6 +102,7 @@ struct dfs_storage_service {
     bool have_key;
     uint8_t key[DFS_TICKET_KEY_LEN];
     _Atomic uint64_t tickets_refused;
+    struct dfs_lograte refusal_log; /* anyone can present a bad ticket: a line a second at most */
 
     /* Where damage seen by reads and repairs goes (the config's; NULL: nowhere). */
     void (*on_own_damage)(void *arg, const char *fragment_id, int damage);
@@ -220,10 +222,15 @@ static int check_ticket_peer(dfs_storage_service *svc, dfs_rpc_call *call,
     if (rc == DFS_OK)
         return DFS_OK;
     atomic_fetch_add(&svc->tickets_refused, 1);
-    char *peer = call != NULL ? dfs_rpc_call_peer(call) : NULL;
-    dfs_log(DFS_LOG_WARN, "ticket refused op=%s id=%s peer=%s reason=\"%s\"",
-            dfs_ticket_op_name(op), fragment_id, peer != NULL ? peer : "-", why != NULL ? why : "");
-    free(peer);
+    uint64_t dropped = 0;
+    if (dfs_lograte_take(&svc->refusal_log, dfs_clock_mono_ns() / 1000000, &dropped)) {
+        char *peer = call != NULL ? dfs_rpc_call_peer(call) : NULL;
+        dfs_log(DFS_LOG_WARN,
+                "ticket refused op=%s id=%s peer=%s reason=\"%s\" not_logged_before=%" PRIu64,
+                dfs_ticket_op_name(op), fragment_id, peer != NULL ? peer : "-",
+                why != NULL ? why : "", dropped);
+        free(peer);
+    }
     dfs_seterr(err, rc, "fragment %s: %s refused: %s", fragment_id, dfs_ticket_op_name(op),
                why != NULL ? why : dfs_strerror(rc));
     free(why);
@@ -425,7 +432,9 @@ static void put_fail(struct put_call *p, int code, const char *msg)
     if (!p->committed)
         atomic_fetch_add(&p->svc->puts_failed, 1);
     chain_cancel(p);
-    log_failure(DFS_LOG_WARN, p->call, "put", p->started ? p->id : "-", code, msg);
+    /* A refused ticket has its own line, at most one a second: anyone can send one. */
+    log_failure(code == DFS_EPERM ? DFS_LOG_DEBUG : DFS_LOG_WARN, p->call, "put",
+                p->started ? p->id : "-", code, msg);
     dfs_rpc_call_finish(p->call, code, NULL, msg);
 }
 
@@ -1395,11 +1404,12 @@ static void get_handler(dfs_rpc_call *call, void *ctx)
         const char *msg = err != NULL ? err : dfs_strerror(rc);
         /* A client asking for what is not there is routine; a store that fails is not. A
            malformed request is refused before its ticket is looked at, so anyone can send one:
-           what it holds is logged at debug only. */
-        bool client = rc == DFS_ENOTFOUND || rc == DFS_ERANGE || rc == DFS_EPERM;
-        log_failure(rc == DFS_EINVAL ? DFS_LOG_DEBUG
-                    : client         ? DFS_LOG_INFO
-                                     : DFS_LOG_WARN,
+           what it holds is logged at debug only; so is a refused ticket, which has its own line
+           (at most one a second). */
+        bool client = rc == DFS_ENOTFOUND || rc == DFS_ERANGE;
+        log_failure(rc == DFS_EINVAL || rc == DFS_EPERM ? DFS_LOG_DEBUG
+                    : client                            ? DFS_LOG_INFO
+                                                        : DFS_LOG_WARN,
                     call, "get", req->fragment_id, rc, msg);
         dfs_rpc_call_finish(call, rc, NULL, msg);
         free(err);
@@ -1721,6 +1731,7 @@ int dfs_storage_service_create(dfs_frag_store *store, const struct dfs_storage_s
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     svc->store = store;
     svc->chunk = chunk;
+    dfs_lograte_init(&svc->refusal_log, 1000);
     svc->forward_rate = cfg != NULL ? cfg->forward_rate : 0;
     svc->idle_ms =
         cfg != NULL && cfg->stream_idle_ms != 0 ? cfg->stream_idle_ms : DFS_RPC_STREAM_IDLE_MS;
@@ -1836,6 +1847,7 @@ void dfs_storage_service_stats(dfs_storage_service *svc, struct dfs_storage_serv
     out->repairs_ok = rs.ok;
     out->repairs_failed = rs.failed;
     out->repair_bytes_read = rs.bytes_read;
+    out->tickets_refused = atomic_load(&svc->tickets_refused);
 }
 
 void dfs_storage_service_destroy(dfs_storage_service *svc)

@@ -191,6 +191,7 @@ struct dfs_storage_service_stats {
     uint64_t repairs_ok;        /* the fragment is durable here (already present included) */
     uint64_t repairs_failed;    /* every other ending: refused, no source, cancelled... */
     uint64_t repair_bytes_read; /* data bytes the repairs received from other nodes */
+    uint64_t tickets_refused;   /* calls refused for their ticket (logged at most once a second) */
 };
 
 /* Fill *out; safe from any thread while the server runs (each counter is read atomically). */
