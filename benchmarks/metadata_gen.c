@@ -207,7 +207,8 @@ static void *client_main(void *arg)
         if (one_pair(sh->cfg, m, path, &err) != DFS_OK) {
             atomic_fetch_add(&sh->failures, 1);
             /* Every failure on stderr, timed (wall clock, to match the servers' logs). */
-            fprintf(stderr, "metadata_gen: failed pair wall_ms=%" PRId64 " took_ms=%.0f path=%s: %s\n",
+            fprintf(stderr,
+                    "metadata_gen: failed pair wall_ms=%" PRId64 " took_ms=%.0f path=%s: %s\n",
                     dfs_clock_wall_ms(), (double)(dfs_clock_mono_ns() - t0) / 1e6, path,
                     err != NULL ? err : "?");
             pthread_mutex_lock(&sh->mu);
