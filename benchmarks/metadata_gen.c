@@ -11,7 +11,8 @@
  *
  *   metadata_gen pairs --metadata LIST --catalog DB [--clients 64] [--seconds 10] [--prefix /mb]
  *       --clients threads, each its own connection, make pairs for --seconds; prints one JSON
- *       document: pairs, pairs_per_s, p50_ms, p99_ms, failures, first_error.
+ *       document: pairs, pairs_per_s, p50_ms, p99_ms, failures, first_error; and on standard
+ *       error one line per failed pair (wall-clock time, duration, path, the call and its error).
  *   metadata_gen probe --metadata LIST --catalog DB [--prefix /mb] [--timeout-ms 1000]
  *       one client makes pairs until standard input closes, printing a line per pair:
  *       "ok START_NS END_NS" or "err START_NS END_NS MESSAGE", CLOCK_MONOTONIC (the clock Python's
