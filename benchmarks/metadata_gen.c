@@ -11,7 +11,8 @@
  *
  *   metadata_gen pairs --metadata LIST --catalog DB [--clients 64] [--seconds 10] [--prefix /mb]
  *       --clients threads, each its own connection, make pairs for --seconds; prints one JSON
- *       document: pairs, pairs_per_s, p50_ms, p99_ms, failures, first_error.
+ *       document: pairs, pairs_per_s, p50_ms, p99_ms, failures, first_error; and on standard
+ *       error one line per failed pair (wall-clock time, duration, path, the call and its error).
  *   metadata_gen probe --metadata LIST --catalog DB [--prefix /mb] [--timeout-ms 1000]
  *       one client makes pairs until standard input closes, printing a line per pair:
  *       "ok START_NS END_NS" or "err START_NS END_NS MESSAGE", CLOCK_MONOTONIC (the clock Python's
@@ -94,7 +95,7 @@ static int one_pair(const struct cfg *c, dfs_rpc_leader *m, const char *path, ch
                                   &dfs__v1__create_file_response__descriptor,
                                   (ProtobufCMessage **)&resp, c->timeout_ms, 0, 0, NULL, errmsg);
     if (rc != DFS_OK)
-        return rc;
+        return dfs_prefixerr(errmsg, rc, "CreateFile");
     Dfs__V1__FileInfo *f = resp->file;
     if (f == NULL || f->n_fragments == 0) {
         protobuf_c_message_free_unpacked(&resp->base, NULL);
@@ -151,6 +152,8 @@ static int one_pair(const struct cfg *c, dfs_rpc_leader *m, const char *path, ch
                                   DFS_RPC_LEADER_IDEMPOTENT, NULL, errmsg);
         if (rc == DFS_OK)
             protobuf_c_message_free_unpacked(&cresp->base, NULL);
+        else
+            dfs_prefixerr(errmsg, rc, "CommitFile");
     }
     free(cf);
     free(cfp);
@@ -204,6 +207,11 @@ static void *client_main(void *arg)
         int64_t t0 = dfs_clock_mono_ns();
         if (one_pair(sh->cfg, m, path, &err) != DFS_OK) {
             atomic_fetch_add(&sh->failures, 1);
+            /* Every failure on stderr, timed (wall clock, to match the servers' logs). */
+            fprintf(stderr,
+                    "metadata_gen: failed pair wall_ms=%" PRId64 " took_ms=%.0f path=%s: %s\n",
+                    dfs_clock_wall_ms(), (double)(dfs_clock_mono_ns() - t0) / 1e6, path,
+                    err != NULL ? err : "?");
             pthread_mutex_lock(&sh->mu);
             if (sh->first_error == NULL)
                 sh->first_error = err, err = NULL;

@@ -41,7 +41,7 @@ struct options {
     const char *listen;
     const char *ready_file;
     const char *metrics_listen;
-    long long threads;
+    long long threads, handler_threads;
     long long grace_ms;
     enum dfs_log_level level;
     struct dfs_metadata_config cfg;
@@ -106,7 +106,11 @@ static const struct dfs_opt opts[] = {
      .min = 50, .max = 60000,
      .help = "Raft election timeout (heartbeats every tenth of it; pre-vote on)"},
     {DFS_OPT_INT, "threads", 0, O(threads), .arg = "N", .def = "4", .min = 1, .max = 256,
-     .help = "worker threads"},
+     .help = "gRPC worker threads (each with its completion queue; they only dispatch calls)"},
+    {DFS_OPT_INT, "handler-threads", 0, O(handler_threads), .arg = "N", .def = "16", .min = 1,
+     .max = 1024,
+     .help = "threads that run the calls (each waits for its catalog writes to commit): how many "
+             "calls are served at once"},
     {DFS_OPT_STRING, "ready-file", 0, O(ready_file), .arg = "PATH",
      .help = "write the served address here once ready"},
     {DFS_OPT_STRING, "metrics-listen", 0, O(metrics_listen), .arg = "ADDR",
@@ -931,7 +935,12 @@ int main(int argc, char **argv)
     struct dfs_rpc_link_security sec = {.tls = tls, .insecure = o.insecure};
     o.cfg.node_security = &sec;
     struct dfs_rpc_server_config scfg = {
-        .listen = o.listen, .threads = (int)o.threads, .security = &sec};
+        .listen = o.listen,
+        .threads = (int)o.threads,
+        /* Every handler may wait for commits (and a node's report for one per copy): none runs
+           on a loop, where it would hold up the calls gRPC already bound to that loop. */
+        .handler_threads = (int)o.handler_threads,
+        .security = &sec};
     struct dfs_metrics_config mcfg = {.program = PROG, .version = VERSION};
     uint8_t s3_master[DFS_S3KEYS_MASTER_LEN];
     if (o.s3_key_file != NULL) {

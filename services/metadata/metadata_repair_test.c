@@ -129,7 +129,8 @@ static void start_service(struct fx *f, const struct dfs_metadata_config *in)
     if (cfg.delete_grace_ms == 0)
         cfg.delete_grace_ms = -1;
     assert_int_equal(dfs_metadata_service_create(f->cat, &cfg, &f->svc, NULL), DFS_OK);
-    struct dfs_rpc_server_config scfg = {.listen = "127.0.0.1:0", .threads = 2};
+    struct dfs_rpc_server_config scfg = {
+        .listen = "127.0.0.1:0", .threads = 2, .handler_threads = 4};
     assert_int_equal(dfs_rpc_server_create(&scfg, &f->srv, NULL), DFS_OK);
     assert_int_equal(dfs_metadata_service_register(f->svc, f->srv, NULL), DFS_OK);
     assert_int_equal(dfs_rpc_server_start(f->srv, NULL), DFS_OK);

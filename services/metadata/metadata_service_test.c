@@ -65,7 +65,8 @@ static int setup(void **state)
     assert_int_equal(dfs_catalog_open(f->db, &f->cat, NULL), DFS_OK);
     struct dfs_metadata_config cfg = {.seed = 42, .pending_timeout_ms = 60000};
     assert_int_equal(dfs_metadata_service_create(f->cat, &cfg, &f->svc, NULL), DFS_OK);
-    struct dfs_rpc_server_config scfg = {.listen = "127.0.0.1:0", .threads = 2};
+    struct dfs_rpc_server_config scfg = {
+        .listen = "127.0.0.1:0", .threads = 2, .handler_threads = 4};
     assert_int_equal(dfs_rpc_server_create(&scfg, &f->srv, NULL), DFS_OK);
     assert_int_equal(dfs_metadata_service_register(f->svc, f->srv, NULL), DFS_OK);
     assert_int_equal(dfs_rpc_server_start(f->srv, NULL), DFS_OK);
@@ -544,7 +545,8 @@ static void restart_service(struct fx *f, const struct dfs_metadata_config *cfg)
     dfs_metadata_service_destroy(f->svc);
     dfs_rpc_server_destroy(f->srv);
     assert_int_equal(dfs_metadata_service_create(f->cat, cfg, &f->svc, NULL), DFS_OK);
-    struct dfs_rpc_server_config scfg = {.listen = "127.0.0.1:0", .threads = 2};
+    struct dfs_rpc_server_config scfg = {
+        .listen = "127.0.0.1:0", .threads = 2, .handler_threads = 4};
     assert_int_equal(dfs_rpc_server_create(&scfg, &f->srv, NULL), DFS_OK);
     assert_int_equal(dfs_metadata_service_register(f->svc, f->srv, NULL), DFS_OK);
     assert_int_equal(dfs_rpc_server_start(f->srv, NULL), DFS_OK);

@@ -32,7 +32,11 @@ struct fixture {
     atomic_int sum_messages; /* Sum messages the server has received */
     int64_t idle_ms;         /* the server's stream idle limit (0: the default) */
     atomic_int count_calls_freed;
-    atomic_uint count_sent_ok; /* Count messages whose send completed */
+    atomic_uint count_sent_ok;    /* Count messages whose send completed */
+    int threads, handler_threads; /* the server's (threads 0: 2) */
+    /* Block: handlers that hold their thread until released (or their delay_ms passed). */
+    atomic_int blocked, block_answered;
+    atomic_bool block_release;
 };
 
 /* ---- server side ---- */
@@ -50,6 +54,21 @@ static void unary_handler(dfs_rpc_call *call, void *ctx)
     Dfs__Test__EchoResponse resp = DFS__TEST__ECHO_RESPONSE__INIT;
     resp.text = req->text;
     resp.data = req->data;
+    dfs_rpc_call_reply(call, &resp.base);
+}
+
+/* Holds its thread (as a metadata handler waits for commits) until released or delay_ms. */
+static void block_handler(dfs_rpc_call *call, void *ctx)
+{
+    struct fixture *fx = ctx;
+    const Dfs__Test__EchoRequest *req = (const Dfs__Test__EchoRequest *)dfs_rpc_call_request(call);
+    atomic_fetch_add(&fx->blocked, 1);
+    int64_t until = dfs_clock_mono_ns() + (int64_t)req->delay_ms * 1000000;
+    while (!atomic_load(&fx->block_release) && dfs_clock_mono_ns() < until)
+        usleep(1000);
+    Dfs__Test__EchoResponse resp = DFS__TEST__ECHO_RESPONSE__INIT;
+    resp.text = req->text;
+    atomic_fetch_add(&fx->block_answered, 1);
     dfs_rpc_call_reply(call, &resp.base);
 }
 
@@ -218,8 +237,10 @@ static void later_handler(dfs_rpc_call *call, void *ctx)
 
 static int start_server(struct fixture *fx, const char *listen)
 {
-    struct dfs_rpc_server_config cfg = {
-        .listen = listen, .threads = 2, .stream_idle_ms = fx->idle_ms};
+    struct dfs_rpc_server_config cfg = {.listen = listen,
+                                        .threads = fx->threads > 0 ? fx->threads : 2,
+                                        .handler_threads = fx->handler_threads,
+                                        .stream_idle_ms = fx->idle_ms};
     char *err = NULL;
     int rc = dfs_rpc_server_create(&cfg, &fx->srv, &err);
     assert_int_equal(rc, DFS_OK);
@@ -232,6 +253,8 @@ static int start_server(struct fixture *fx, const char *listen)
          count_handler, fx, 0},
         {"/dfs.test.Echo/Later", DFS_RPC_UNARY, &dfs__test__echo_request__descriptor, later_handler,
          fx, 0},
+        {"/dfs.test.Echo/Block", DFS_RPC_UNARY, &dfs__test__echo_request__descriptor, block_handler,
+         fx, 0},
     };
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
         assert_int_equal(dfs_rpc_server_add_method(fx->srv, &methods[i], NULL), DFS_OK);
@@ -240,15 +263,28 @@ static int start_server(struct fixture *fx, const char *listen)
     return rc;
 }
 
-static int setup(void **state)
+static int setup_with(void **state, int threads, int handler_threads)
 {
     struct fixture *fx = calloc(1, sizeof *fx);
+    fx->threads = threads;
+    fx->handler_threads = handler_threads;
     assert_int_equal(start_server(fx, "127.0.0.1:0"), DFS_OK);
     assert_true(dfs_rpc_server_port(fx->srv) > 0);
     snprintf(fx->addr, sizeof fx->addr, "127.0.0.1:%d", dfs_rpc_server_port(fx->srv));
     assert_int_equal(dfs_rpc_channel_create(fx->addr, &fx->ch, NULL), DFS_OK);
     *state = fx;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, 0, 0);
+}
+
+/* One loop thread and two handler threads: unary handlers never run on the loop. */
+static int setup_handlers(void **state)
+{
+    return setup_with(state, 1, 2);
 }
 
 static int teardown(void **state)
@@ -746,6 +782,101 @@ static void test_many_concurrent_unary_calls(void **state)
     }
 }
 
+struct block_call {
+    struct fixture *fx;
+    uint32_t delay_ms;
+    int rc;
+};
+
+static void *call_block(void *arg)
+{
+    struct block_call *b = arg;
+    Dfs__Test__EchoRequest req = DFS__TEST__ECHO_REQUEST__INIT;
+    req.text = "blocked";
+    req.delay_ms = b->delay_ms;
+    Dfs__Test__EchoResponse *resp = NULL;
+    b->rc = dfs_rpc_unary(b->fx->ch, "/dfs.test.Echo/Block", &req.base,
+                          &dfs__test__echo_response__descriptor, (ProtobufCMessage **)&resp, 30000,
+                          NULL);
+    if (resp != NULL)
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return NULL;
+}
+
+static void wait_blocked(struct fixture *fx, int n)
+{
+    int64_t until = dfs_clock_mono_ns() + 20000000000ll;
+    while (atomic_load(&fx->blocked) < n && dfs_clock_mono_ns() < until)
+        usleep(1000);
+    assert_int_equal(atomic_load(&fx->blocked), n);
+}
+
+/*
+ * A handler that holds its thread for long (a metadata service's handler waiting for one commit
+ * after another) must not hold up calls that arrive meanwhile. gRPC binds each call to one loop's
+ * completion queue when it arrives, busy or not: a handler run on the loop (the only one here)
+ * keeps every later call bound to it waiting until it returns, past their deadlines (the
+ * metadata benchmark's 1-replica "Deadline Exceeded": three storage nodes' inventory reports
+ * held three of four loops for seconds). With handler threads the loop only dispatches.
+ */
+static void test_blocking_handler_holds_up_no_other_call(void **state)
+{
+    struct fixture *fx = *state;
+    struct block_call b = {.fx = fx, .delay_ms = 20000};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, call_block, &b), 0);
+    wait_blocked(fx, 1);
+    char failed[256] = "";
+    for (int i = 0; i < 50 && failed[0] == '\0'; i++) {
+        Dfs__Test__EchoRequest req = DFS__TEST__ECHO_REQUEST__INIT;
+        req.text = "past the blocked one";
+        Dfs__Test__EchoResponse *resp = NULL;
+        char *err = NULL;
+        if (echo(fx, &req, &resp, 3000, &err) == DFS_OK)
+            protobuf_c_message_free_unpacked(&resp->base, NULL);
+        else
+            snprintf(failed, sizeof failed, "call %d behind a blocked handler: %s", i,
+                     err != NULL ? err : "?");
+        free(err);
+    }
+    int answered = atomic_load(&fx->block_answered);
+    atomic_store(&fx->block_release, true);
+    pthread_join(th, NULL);
+    if (failed[0] != '\0')
+        fail_msg("%s", failed);
+    assert_int_equal(answered, 0);
+    assert_int_equal(b.rc, DFS_OK);
+}
+
+static void test_handler_threads_many_calls(void **state)
+{
+    test_many_concurrent_unary_calls(state);
+}
+
+static void test_handler_threads_errors(void **state)
+{
+    test_unary_error_maps_code_and_message(state);
+}
+
+static void test_handler_threads_leave_streams_on_the_loop(void **state)
+{
+    test_server_streaming(state);
+}
+
+/* The stop waits for a handler still running on a handler thread, and its answer. */
+static void test_stop_waits_for_handler_threads(void **state)
+{
+    struct fixture *fx = *state;
+    struct block_call b = {.fx = fx, .delay_ms = 500};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, call_block, &b), 0);
+    wait_blocked(fx, 1);
+    dfs_rpc_server_stop(fx->srv, 0);
+    int answered = atomic_load(&fx->block_answered);
+    pthread_join(th, NULL);
+    assert_int_equal(answered, 1);
+}
+
 int main(void)
 {
     dfs_log_init("rpc_test", DFS_LOG_ERROR);
@@ -770,6 +901,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_waits_for_calls_answered_from_other_threads,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_concurrent_unary_calls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handler_threads_many_calls, setup_handlers, teardown),
+        cmocka_unit_test_setup_teardown(test_handler_threads_errors, setup_handlers, teardown),
+        cmocka_unit_test_setup_teardown(test_handler_threads_leave_streams_on_the_loop,
+                                        setup_handlers, teardown),
+        cmocka_unit_test_setup_teardown(test_blocking_handler_holds_up_no_other_call,
+                                        setup_handlers, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_waits_for_handler_threads, setup_handlers,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
-/* A gRPC C-core server: registered methods, one completion queue per worker thread, async calls. */
+/* A gRPC C-core server: registered methods, one completion queue per worker thread, async calls;
+   optionally, unary handlers on threads of their own (handler_threads). */
 #include "services/rpc/server.h"
 
 #include "common/clock.h"
@@ -83,6 +84,18 @@ struct dfs_rpc_server {
      */
     size_t live_calls;
 
+    /*
+     * Handler threads (config handler_threads; 0: none, handlers run on the loops). Unary calls
+     * waiting for one, oldest first, under hmu; hcv signals a new call and hstop. hstop is set
+     * only once live_calls is 0, so the queue is empty by then.
+     */
+    pthread_t *handlers;
+    int nhandlers, handlers_running;
+    pthread_mutex_t hmu;
+    pthread_cond_t hcv;
+    dfs_rpc_call *hq_head, *hq_tail;
+    bool hstop;
+
     struct dfs_rpc_observer observer;     /* call_done NULL: none */
     struct dfs_rpc_authorizer authorizer; /* authorize NULL: none */
     const struct dfs_rpc_link_security *security;
@@ -148,6 +161,8 @@ struct dfs_rpc_call {
 
     void (*cancel_fn)(dfs_rpc_call *call, void *arg);
     void *cancel_arg;
+    dfs_rpc_call *queue_next;  /* waiting for a handler thread (srv->hq_head) */
+    grpc_byte_buffer *payload; /* the request as received, until run_call takes it */
     void *state;
     void (*release)(void *state);
 };
@@ -334,7 +349,9 @@ static void close_done(dfs_rpc_tag *tag, bool ok)
     dfs_rpc_call *c = ((struct call_op *)tag)->call;
     (void)ok;
     c->closed = true;
-    if (c->cancelled && !c->finished && c->cancel_fn != NULL)
+    /* cancel_fn first: a call whose handler runs on a handler thread has none, and its finished
+       flag belongs to that thread. */
+    if (c->cancel_fn != NULL && c->cancelled && !c->finished)
         c->cancel_fn(c, c->cancel_arg);
     call_unref(c);
 }
@@ -576,6 +593,7 @@ void dfs_rpc_call_fail(dfs_rpc_call *call, int code, const char *fmt, ...)
 
 static void request_next(struct request_slot *s);
 static bool authorized(dfs_rpc_call *c, grpc_byte_buffer **payload);
+static void run_call(dfs_rpc_call *c);
 
 static void start_call(struct request_slot *s)
 {
@@ -625,6 +643,29 @@ static void start_call(struct request_slot *s)
 
     if (payload != NULL)
         c->bytes_in += grpc_byte_buffer_length(payload);
+    c->payload = payload;
+    if (m->kind == DFS_RPC_UNARY && srv->nhandlers > 0) {
+        /* To the first free handler thread, authorisation included (an authorizer may wait for
+           the catalog too): this loop must not wait for either. */
+        pthread_mutex_lock(&srv->hmu);
+        if (srv->hq_tail != NULL)
+            srv->hq_tail->queue_next = c;
+        else
+            srv->hq_head = c;
+        srv->hq_tail = c;
+        pthread_cond_signal(&srv->hcv);
+        pthread_mutex_unlock(&srv->hmu);
+        return;
+    }
+    run_call(c);
+}
+
+/* Authorise the call, parse its request and run its handler (on its loop or a handler thread). */
+static void run_call(dfs_rpc_call *c)
+{
+    const struct dfs_rpc_method *m = c->method;
+    grpc_byte_buffer *payload = c->payload;
+    c->payload = NULL;
     if (!authorized(c, &payload))
         return;
     if (m->kind == DFS_RPC_UNARY || m->kind == DFS_RPC_SERVER_STREAMING) {
@@ -644,6 +685,28 @@ static void start_call(struct request_slot *s)
         grpc_byte_buffer_destroy(payload);
     }
     m->handler(c, m->ctx);
+}
+
+static void *handler_main(void *arg)
+{
+    dfs_rpc_server *srv = arg;
+    pthread_mutex_lock(&srv->hmu);
+    for (;;) {
+        while (srv->hq_head == NULL && !srv->hstop)
+            pthread_cond_wait(&srv->hcv, &srv->hmu);
+        dfs_rpc_call *c = srv->hq_head;
+        if (c == NULL)
+            break;
+        srv->hq_head = c->queue_next;
+        if (srv->hq_head == NULL)
+            srv->hq_tail = NULL;
+        c->queue_next = NULL;
+        pthread_mutex_unlock(&srv->hmu);
+        run_call(c);
+        pthread_mutex_lock(&srv->hmu);
+    }
+    pthread_mutex_unlock(&srv->hmu);
+    return NULL;
 }
 
 /* The authorizer's verdict on a call, before its request is parsed. */
@@ -776,12 +839,15 @@ int dfs_rpc_server_create(const struct dfs_rpc_server_config *cfg, dfs_rpc_serve
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     srv->listen = strdup(cfg->listen);
     srv->nworkers = cfg->threads > 0 ? cfg->threads : 4;
+    srv->nhandlers = cfg->handler_threads > 0 ? cfg->handler_threads : 0;
     srv->max_message = cfg->max_message_bytes > 0 ? cfg->max_message_bytes : DFS_RPC_MAX_MESSAGE;
     srv->security = cfg->security;
     dfs_lograte_init(&srv->refusal_log, 1000);
     srv->idle_ms = cfg->stream_idle_ms != 0 ? cfg->stream_idle_ms : DFS_RPC_STREAM_IDLE_MS;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
+    pthread_mutex_init(&srv->hmu, NULL);
+    pthread_cond_init(&srv->hcv, NULL);
     atomic_init(&srv->shutting_down, false);
     grpc_init();
 
@@ -814,7 +880,9 @@ int dfs_rpc_server_create(const struct dfs_rpc_server_config *cfg, dfs_rpc_serve
     grpc_channel_args chargs = {.num_args = 5, .args = args};
     srv->server = grpc_server_create(&chargs, NULL);
     srv->workers = calloc((size_t)srv->nworkers, sizeof *srv->workers);
-    if (srv->server == NULL || srv->listen == NULL || srv->workers == NULL) {
+    srv->handlers = calloc((size_t)srv->nhandlers + 1, sizeof *srv->handlers);
+    if (srv->server == NULL || srv->listen == NULL || srv->workers == NULL ||
+        srv->handlers == NULL) {
         dfs_rpc_server_destroy(srv);
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     }
@@ -913,6 +981,11 @@ int dfs_rpc_server_start(dfs_rpc_server *srv, char **errmsg)
         }
     }
     srv->shutdown_tag.done = shutdown_done;
+    for (int i = 0; i < srv->nhandlers; i++) {
+        if (pthread_create(&srv->handlers[i], NULL, handler_main, srv) != 0)
+            return dfs_seterr(errmsg, DFS_ENOMEM, "cannot start handler threads");
+        srv->handlers_running++;
+    }
     for (int i = 0; i < srv->nworkers; i++) {
         if (pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]) != 0)
             return dfs_seterr(errmsg, DFS_ENOMEM, "cannot start worker threads");
@@ -994,6 +1067,14 @@ void dfs_rpc_server_stop(dfs_rpc_server *srv, int64_t grace_ms)
     }
     pthread_mutex_unlock(&srv->mu);
 
+    pthread_mutex_lock(&srv->hmu);
+    srv->hstop = true;
+    pthread_cond_broadcast(&srv->hcv);
+    pthread_mutex_unlock(&srv->hmu);
+    for (int i = 0; i < srv->handlers_running; i++)
+        pthread_join(srv->handlers[i], NULL);
+    srv->handlers_running = 0;
+
     for (int i = 0; i < srv->nworkers; i++)
         dfs_rpc_loop_shutdown(srv->workers[i].loop);
     for (int i = 0; i < srv->nworkers; i++) {
@@ -1019,10 +1100,13 @@ void dfs_rpc_server_destroy(dfs_rpc_server *srv)
     }
     free(srv->slots);
     free(srv->workers);
+    free(srv->handlers);
     free(srv->methods);
     free(srv->listen);
     pthread_mutex_destroy(&srv->mu);
     pthread_cond_destroy(&srv->cv);
+    pthread_mutex_destroy(&srv->hmu);
+    pthread_cond_destroy(&srv->hcv);
     free(srv);
     grpc_shutdown();
 }

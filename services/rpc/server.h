@@ -16,7 +16,8 @@ typedef struct dfs_rpc_server dfs_rpc_server;
 
 /*
  * One incoming call. Created by the server when a request arrives and handed to the method's
- * handler on the loop (thread) the call is bound to; every callback of the call runs on that same
+ * handler on the loop (thread) the call is bound to, or for a unary method on a handler thread
+ * (dfs_rpc_server_config.handler_threads); every callback of the call runs on the loop's
  * thread, so a call's state needs no lock. The handler drives the call with the verbs below and
  * must end it with exactly one dfs_rpc_call_finish (or _reply / _fail), now or from a later
  * callback. The call frees itself once finished and once every operation it started has completed;
@@ -31,7 +32,8 @@ enum dfs_rpc_kind {
     DFS_RPC_BIDI_STREAMING,
 };
 
-/* Called on the call's loop thread when a call arrives. */
+/* Called on the call's loop thread when a call arrives (or on a handler thread: see
+   dfs_rpc_server_config.handler_threads). */
 typedef void (*dfs_rpc_handler_fn)(dfs_rpc_call *call, void *ctx);
 
 struct dfs_rpc_method {
@@ -55,6 +57,23 @@ struct dfs_rpc_server_config {
     const char *listen;
     /* Worker threads, each with its own completion queue; 0 means 4. */
     int threads;
+    /*
+     * > 0: the handlers of unary methods run on this many threads of their own, which take the
+     * calls in the order they arrived, instead of on the worker (loop) thread the call is bound
+     * to; 0: on the loop. For servers whose unary handlers block (the metadata service: a
+     * catalog write waits for its Raft commit, a node's report for one RPC and one commit per
+     * copy). gRPC binds each call to one worker's completion queue when it arrives, whether or
+     * not that worker is free, so a handler that blocks its loop for seconds holds up every
+     * call already bound there (one per method) while the other workers are idle, past the
+     * callers' deadlines; on handler threads the loops only dispatch, and a call waits for any
+     * free handler thread, never for a particular one.
+     *
+     * A unary handler run there may use the request, metadata and finish verbs
+     * (dfs_rpc_call_finish, _reply, _fail, _reject, _set_trailer, _set_state) from its thread or
+     * from any other, but not the loop's own: dfs_rpc_call_on_cancel, dfs_rpc_call_loop (timers,
+     * posts). Streaming handlers always run on the loop.
+     */
+    int handler_threads;
     /* Largest message received or sent; 0 means DFS_RPC_MAX_MESSAGE. */
     size_t max_message_bytes;
     /* TLS (its material needs a certificate and key), or plaintext: only on a loopback address
@@ -123,7 +142,7 @@ struct dfs_rpc_call_record {
 
 /*
  * An observer of finished calls (metrics). call_done runs once per call, on the worker thread of
- * the call, after the call's last operation completed and before its state is freed: it must be
+ * the call (or the handler thread that finished it), after the call's last operation completed and before its state is freed: it must be
  * thread-safe, quick, and must not call back into the server.
  */
 struct dfs_rpc_observer {
@@ -137,7 +156,7 @@ int dfs_rpc_server_set_observer(dfs_rpc_server *srv, const struct dfs_rpc_observ
 
 /*
  * Decides whether a call may run, before its request is parsed or its handler sees it. Called on
- * the call's worker thread for every call of a method with access != 0, so it must be
+ * the call's worker thread (or the handler thread that runs it) for every call of a method with access != 0, so it must be
  * thread-safe. Returns DFS_OK to let the call run, or a code (DFS_EUNAUTH: no or bad credentials;
  * DFS_EPERM: not allowed) with a message in *errmsg (freed by the server) that the client gets.
  */
