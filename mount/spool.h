@@ -47,7 +47,7 @@ void dfs_mount_spool_set_memory(dfs_mount_spool *sp, uint64_t limit);
 
 /*
  * A file's bytes in memory: one private anonymous mapping of the spool's memory limit (address
- * space only: pages come as they are first written, in 2 MiB pages past the first 2 MiB). Closed
+ * space only: pages come as they are first written). Closed
  * ones are kept for the next files, up to the memory limit of pages between them, after
  * madvise(MADV_FREE): the kernel takes those pages back whenever it needs memory, and until then a
  * file written there reuses them. On a virtual machine whose host takes freed memory back, a new
