@@ -9,10 +9,12 @@
 #include "mount/spool.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define PROG    "dfs-mount"
@@ -123,6 +125,66 @@ static const struct dfs_opts_spec spec = {
     .max_args = 1,
 };
 
+/*
+ * A daemon forks before anything starts a thread: gRPC starts its own at dfs_client_open, and a
+ * child forked after them (libfuse's fuse_daemonize, once mounted) has none, so every store timed
+ * out. The parent waits until the child mounted (it exits 0) or failed (the child's status); the
+ * child keeps the terminal's standard error until it is mounted, so its errors are seen.
+ * Returns the write end of the pipe to tell the parent through (daemon_ready), or -1 when the
+ * fork failed (in the parent, which then carries on in the foreground).
+ */
+static int daemon_start(void)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    if (pid > 0) {
+        close(p[1]);
+        char c = 0;
+        ssize_t n;
+        do
+            n = read(p[0], &c, 1);
+        while (n < 0 && errno == EINTR);
+        if (n == 1)
+            _exit(0);
+        int st = 0;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        _exit(WIFEXITED(st) && WEXITSTATUS(st) != 0 ? WEXITSTATUS(st) : 1);
+    }
+    close(p[0]);
+    setsid();
+    return p[1];
+}
+
+/* Mounted: the daemon leaves the terminal (standard streams to /dev/null, working folder /) and
+   lets the parent exit 0. */
+static void daemon_ready(int fd)
+{
+    if (fd < 0)
+        return;
+    if (chdir("/") != 0) { /* nothing to do about it: every path kept is absolute */
+    }
+    int nul = open("/dev/null", O_RDWR);
+    if (nul >= 0) {
+        dup2(nul, 0);
+        dup2(nul, 1);
+        dup2(nul, 2);
+        if (nul > 2)
+            close(nul);
+    }
+    char c = 1;
+    while (write(fd, &c, 1) < 0 && errno == EINTR)
+        ;
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     extern char **environ;
@@ -144,7 +206,7 @@ int main(int argc, char **argv)
         return 2;
     }
     dfs_log_init(PROG, o.level);
-    /* Absolute: fuse_daemonize changes to /, and the unmount must still find it. */
+    /* Absolute: a daemon changes to /, and the unmount must still find it. */
     char *mountpoint = realpath(dfs_opts_argv(args)[0], NULL);
     if (mountpoint == NULL) {
         fprintf(stderr, "%s: cannot use %s as the mount point: %s\n", PROG, dfs_opts_argv(args)[0],
@@ -153,6 +215,7 @@ int main(int argc, char **argv)
         free(o.fuse_opts);
         return 1;
     }
+    int daemon_fd = o.foreground ? -1 : daemon_start();
     int rc = 1;
     char *err = NULL;
     dfs_client *client = NULL;
@@ -172,6 +235,12 @@ int main(int argc, char **argv)
     const char *scratch = o.scratch_dir;
     if (scratch == NULL || scratch[0] == '\0')
         scratch = dir;
+    /* Absolute too (a daemon changes to /); one that does not exist is the spool's error below. */
+    char *dir_abs = realpath(dir, NULL), *scratch_abs = realpath(scratch, NULL);
+    if (dir_abs != NULL)
+        dir = dir_abs;
+    if (scratch_abs != NULL)
+        scratch = scratch_abs;
     struct dfs_client_options copts = {
         .metadata = o.metadata,
         .timeout_ms = o.timeout_ms,
@@ -232,8 +301,8 @@ int main(int argc, char **argv)
         dfs_log(DFS_LOG_WARN, "the metadata service does not answer yet error=\"%s\"", ping_err);
         free(ping_err);
     }
-    if (fuse_daemonize(o.foreground) != 0)
-        goto out;
+    daemon_ready(daemon_fd);
+    daemon_fd = -1;
     struct fuse_session *se = fuse_get_session(f);
     /* SIGTERM, SIGINT, SIGHUP end the loop; SIGPIPE is ignored (range reads need that). */
     if (fuse_set_signal_handlers(se) != 0)
@@ -254,7 +323,11 @@ out:
     free(err);
     free(fsname);
     free(mountpoint);
+    free(dir_abs);
+    free(scratch_abs);
     free(o.fuse_opts);
     dfs_opts_destroy(args);
+    if (daemon_fd >= 0) /* failed before mounting: the parent exits with this status */
+        close(daemon_fd);
     return rc;
 }

@@ -9,12 +9,13 @@
  *     streams into a pipe (stream_start).
  *     Open takes the file's layout once: a handle reads the version that was current at open
  *     (close-to-open consistency).
- *   - A file opened for writing gets an "ofile": an unlinked spool file holding its whole
- *     content (fetched at open unless truncated), shared by every handle of that path in this
- *     mount; a memfd while the spool's memory allows, else (and from the write that passes it
- *     on) a file in the spool directory (spool_room). fsync and each close (flush) of a handle with unsaved writes store the spool as a
- *     new version (dfs_client_put with overwrite), atomically: readers elsewhere see the old
- *     version or the new one. Errors of that put (ENOSPC from the cluster too) are the close's
+ *   - A file opened for writing gets an "ofile" holding its whole content (fetched at open
+ *     unless truncated), shared by every handle of that path in this mount: in memory (a
+ *     dfs_mount_mem: writes are copied into it, the put reads it in place) while the spool's
+ *     memory allows, else (and from the write that passes it on) an unlinked file in the spool
+ *     directory (spool_room). fsync and each close (flush) of a handle with unsaved writes store
+ *     it as a new version (dfs_client_put with overwrite), atomically: readers elsewhere see the
+ *     old version or the new one. Errors of that put (ENOSPC from the cluster too) are the close's
  *     or fsync's error; ENOSPC of the spool is the write's.
  *   - mode, owner and times set through the mount are kept in memory by this mount.
  *
@@ -50,13 +51,14 @@ struct ofile {
     char *path;         /* under fs->mu to change; readers hold of->mu or fs->mu */
     int refs;           /* under fs->mu */
     pthread_mutex_t mu;
-    int fd; /* the spool file; -1 until loaded */
+    /* The content: in memory (buf) while the spool's memory allows (mem bytes of it held, at
+       least size), else a file in the spool directory (fd; mem 0): see spool_room. Neither until
+       loaded. */
+    dfs_mount_mem *buf;
+    int fd;
     _Atomic uint64_t size;
     uint64_t charged; /* bytes reserved in the spool */
     bool dirty;       /* written since the last commit */
-    /* The spool file is a memfd while the spool's memory allows (mem bytes of it held, at least
-       size), else a file in the spool directory (mem 0): see spool_room. */
-    bool in_mem;
     uint64_t mem;
     bool unlinked; /* removed while open: never committed */
 };
@@ -274,6 +276,7 @@ static void ofile_put(dfs_mount_fs *fs, struct ofile *of)
         commit(fs, of);
     if (of->fd >= 0)
         close(of->fd);
+    dfs_mount_spool_mem_close(fs->sp, of->buf);
     dfs_mount_spool_release(fs->sp, of->charged);
     dfs_mount_spool_mem_give(fs->sp, of->mem);
     pthread_mutex_destroy(&of->mu);
@@ -284,9 +287,15 @@ static void ofile_put(dfs_mount_fs *fs, struct ofile *of)
 /* Store the spool as the new version of the file (of->mu held by the caller or not shared). */
 static int commit_locked(dfs_mount_fs *fs, struct ofile *of)
 {
-    if (!of->dirty || of->unlinked || of->fd < 0)
+    if (!of->dirty || of->unlinked || (of->fd < 0 && of->buf == NULL))
         return 0;
+    /* A file in memory is stored from there as it is: the engine reads (hashes, checks, sends)
+       the bytes in place, with no copy out of a file first. of->mu, held, keeps them still. */
     struct dfs_client_put_opts po = {.overwrite = true, .from_fd = true, .fd = of->fd};
+    if (of->buf != NULL) {
+        po.mem = dfs_mount_mem_data(of->buf);
+        po.mem_len = dfs_mount_mem_size(of->buf);
+    }
     struct dfs_client_put_result res;
     char *err = NULL;
     int rc = dfs_client_put(fs->c, of->path, of->path, &po, &res, &err);
@@ -324,7 +333,7 @@ static int commit(dfs_mount_fs *fs, struct ofile *of)
  */
 static int spool_room(dfs_mount_fs *fs, struct ofile *of, uint64_t end)
 {
-    if (!of->in_mem || end <= of->mem)
+    if (of->buf == NULL || end <= of->mem)
         return 0;
     if (dfs_mount_spool_mem_take(fs->sp, end - of->mem)) {
         of->mem = end;
@@ -332,15 +341,47 @@ static int spool_room(dfs_mount_fs *fs, struct ofile *of, uint64_t end)
     }
     int fd = -1;
     char *err = NULL;
-    int rc = dfs_mount_spool_spill(fs->sp, of->fd, of->size, &fd, &err);
+    int rc = dfs_mount_spool_spill(fs->sp, dfs_mount_mem_data(of->buf), of->size, &fd, &err);
     if (rc != DFS_OK)
         return failed("spool", of->path, rc, err);
-    close(of->fd);
+    dfs_mount_spool_mem_close(fs->sp, of->buf);
+    of->buf = NULL;
     of->fd = fd;
-    of->in_mem = false;
     dfs_mount_spool_mem_give(fs->sp, of->mem);
     of->mem = 0;
     return 0;
+}
+
+/*
+ * Fetch bytes [0, size) of a file into a memory spool file (size <= its cap): through a memfd
+ * (dfs_client_get_range writes to a descriptor), read into place. Returns 0 or a DFS_ code with
+ * *errmsg.
+ */
+static int fetch_to_mem(dfs_mount_fs *fs, const Dfs__V1__FileInfo *info, uint64_t size,
+                        dfs_mount_mem *m, char **errmsg)
+{
+    int tmp = memfd_create("dfs-mount-fetch", MFD_CLOEXEC);
+    if (tmp < 0)
+        return dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno,
+                                "cannot create a file in memory");
+    struct dfs_client_get_opts go = {0};
+    struct dfs_client_get_result gr;
+    int rc = dfs_client_get_range(fs->c, info, 0, size, tmp, fs->cfg.scratch_dir, &go, &gr, errmsg);
+    uint8_t *dst = dfs_mount_mem_write_at(m, 0, size);
+    uint64_t got = 0;
+    while (rc == DFS_OK && got < size) {
+        ssize_t n = pread(tmp, dst + got, (size_t)(size - got), (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            rc = dfs_seterr_errno(errmsg, DFS_EIO, n < 0 ? errno : 0,
+                                  "cannot read back a fetched file");
+        else
+            got += (uint64_t)n;
+    }
+    dfs_mount_mem_wrote(m, 0, got);
+    close(tmp);
+    return rc;
 }
 
 /*
@@ -371,7 +412,7 @@ static int ofile_open(dfs_mount_fs *fs, const char *path, bool trunc, bool creat
     int r = 0;
     char *err = NULL;
     pthread_mutex_lock(&of->mu);
-    if (of->fd < 0) {
+    if (of->fd < 0 && of->buf == NULL) {
         Dfs__V1__FileInfo *info = NULL;
         int rc = DFS_ENOTFOUND;
         if (!create) {
@@ -384,14 +425,12 @@ static int ofile_open(dfs_mount_fs *fs, const char *path, bool trunc, bool creat
             err = NULL;
         }
         /* In memory when the spool has some, else on disk. */
-        int fd = -1;
-        of->in_mem = dfs_mount_spool_mem_file(fs->sp, &fd, NULL) == DFS_OK;
-        if (!of->in_mem && (rc = dfs_mount_spool_file(fs->sp, &fd, &err)) != DFS_OK) {
+        if (dfs_mount_spool_mem_open(fs->sp, &of->buf, NULL) != DFS_OK &&
+            (rc = dfs_mount_spool_file(fs->sp, &of->fd, &err)) != DFS_OK) {
             protobuf_c_message_free_unpacked(&info->base, NULL);
             r = failed("spool", path, rc, err);
             goto out;
         }
-        of->fd = fd;
         of->size = 0;
         uint64_t size = info != NULL && !trunc ? info->size : 0;
         if (size > 0) {
@@ -401,13 +440,18 @@ static int ofile_open(dfs_mount_fs *fs, const char *path, bool trunc, bool creat
                 r = spool_room(fs, of, size);
                 struct dfs_client_get_opts go = {0};
                 struct dfs_client_get_result gr;
-                if (r == 0)
+                if (r == 0 && of->buf == NULL)
                     rc = dfs_client_get_range(fs->c, info, 0, size, of->fd, fs->cfg.scratch_dir,
                                               &go, &gr, &err);
+                else if (r == 0)
+                    rc = fetch_to_mem(fs, info, size, of->buf, &err);
             }
             if (rc != DFS_OK || r != 0) {
-                close(of->fd);
+                if (of->fd >= 0)
+                    close(of->fd);
                 of->fd = -1;
+                dfs_mount_spool_mem_close(fs->sp, of->buf);
+                of->buf = NULL;
                 dfs_mount_spool_mem_give(fs->sp, of->mem);
                 of->mem = 0;
                 protobuf_c_message_free_unpacked(&info->base, NULL);
@@ -422,7 +466,9 @@ static int ofile_open(dfs_mount_fs *fs, const char *path, bool trunc, bool creat
         /* A new or truncated file exists as soon as it is closed, even empty. */
         of->dirty = create || trunc;
     } else if (trunc) {
-        if (ftruncate(of->fd, 0) != 0) {
+        if (of->buf != NULL) {
+            dfs_mount_mem_resize(of->buf, 0);
+        } else if (ftruncate(of->fd, 0) != 0) {
             r = -errno;
             goto out;
         }
@@ -456,9 +502,11 @@ static int resize_locked(dfs_mount_fs *fs, struct ofile *of, uint64_t size)
     int r = spool_room(fs, of, size);
     if (r != 0)
         return r;
-    if (ftruncate(of->fd, (off_t)size) != 0)
+    if (of->buf != NULL)
+        dfs_mount_mem_resize(of->buf, size);
+    else if (ftruncate(of->fd, (off_t)size) != 0)
         return -errno;
-    if (of->in_mem && size < of->mem) {
+    if (of->buf != NULL && size < of->mem) {
         dfs_mount_spool_mem_give(fs->sp, of->mem - size);
         of->mem = size;
     }
@@ -1106,7 +1154,14 @@ static int fs_read(const char *path, char *buf, size_t size, off_t off, struct f
         pthread_mutex_lock(&h->of->mu);
         size_t got = 0;
         int r = 0;
-        while (got < size) {
+        if (h->of->buf != NULL) {
+            uint64_t end = dfs_mount_mem_size(h->of->buf);
+            got = (uint64_t)off >= end         ? 0
+                  : end - (uint64_t)off < size ? (size_t)(end - (uint64_t)off)
+                                               : size;
+            memcpy(buf, dfs_mount_mem_data(h->of->buf) + off, got);
+        }
+        while (h->of->buf == NULL && got < size) {
             ssize_t n = pread(h->of->fd, buf + got, size - got, off + (off_t)got);
             if (n < 0 && errno == EINTR)
                 continue;
@@ -1156,11 +1211,18 @@ static int fs_write_buf(const char *path, struct fuse_bufvec *in, off_t off,
     if (r != 0)
         goto out;
     struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
-    dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
-    dst.buf[0].fd = of->fd;
-    dst.buf[0].pos = off;
+    if (of->buf != NULL) {
+        /* in place: spool_room made end fit in the memory taken, no more than the mapping */
+        dst.buf[0].mem = dfs_mount_mem_write_at(of->buf, (uint64_t)off, size);
+    } else {
+        dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+        dst.buf[0].fd = of->fd;
+        dst.buf[0].pos = off;
+    }
     ssize_t n = fuse_buf_copy(&dst, in, 0);
     size_t done = n > 0 ? (size_t)n : 0;
+    if (of->buf != NULL)
+        dfs_mount_mem_wrote(of->buf, (uint64_t)off, done);
     if (n < 0)
         r = (int)n;
     else if (done < size)

@@ -437,6 +437,88 @@ class MountTest(harness.TestCase):
         self.assertEqual(open(m.path("sparse"), "rb").read(), b"head" + bytes((2 << 20) - 4) + b"tail")
         self.assertEqual(m.stop(), 0, m.tail())
 
+    def test_memory_reused_across_files(self):
+        """A file in memory takes the pages of one closed before (kept for reuse): it never shows
+        their bytes, not in a hole, not past a truncate, not in what is stored."""
+        c = self.start_cluster(nodes=3)
+        m = self.mount(c)
+        pattern = bytes((i * 7 + i // 4096 + 1) % 256 for i in range(3 << 20))
+        with open(m.path("first"), "wb") as f:
+            f.write(pattern)
+        with open(m.path("second"), "wb") as f:  # its hole lies over the first file's bytes
+            f.seek(1 << 20)
+            f.write(b"x")
+        want = bytes(1 << 20) + b"x"
+        self.assertEqual(open(m.path("second"), "rb").read(), want)
+        c.dfs("get", "/second", self.tmp("second"))
+        self.assertEqual(open(self.tmp("second"), "rb").read(), want)
+        with open(m.path("third"), "wb") as f:
+            f.write(b"abc")
+            f.truncate(2 << 20)  # grown over the first file's bytes
+            f.flush()
+            os.fsync(f.fileno())
+            f.truncate(1)
+            f.truncate(100)  # cut, then grown: zeros past the cut
+        self.assertEqual(open(m.path("third"), "rb").read(), b"a" + bytes(99))
+        c.dfs("get", "/first", self.tmp("first"))
+        self.assertEqual(open(self.tmp("first"), "rb").read(), pattern)
+        self.assertEqual(m.stop(), 0, m.tail())
+
+    def test_daemon(self):
+        """Without -f the command returns once mounted (0); the daemon stores what is written
+        (its gRPC threads start after the fork) and exits at the unmount. A failure before the
+        mount is the command's exit status, with its reason on standard error."""
+        c = self.start_cluster(nodes=3)
+        d = self.tmp("dmnt")
+        spool = self.tmp("dspool")
+        os.makedirs(d)
+        os.makedirs(spool)
+        r = run(mount_binary(), "--metadata", c.address, "--token-file", c.admin_token_file,
+                "--spool-dir", spool, d, timeout=MOUNT_READY_S)
+        pids = []
+
+        def stop():
+            if os.path.ismount(d):
+                subprocess.run(["fusermount3", "-uz", d], capture_output=True)
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        self.addCleanup(stop)
+        self.assertTrue(os.path.ismount(d), r.stderr)
+        for e in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/cmdline" % e, "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if d.encode() in args and any(a.endswith(b"dfs-mount") for a in args):
+                pids.append(int(e))
+        self.assertEqual(len(pids), 1, pids)
+        data = random.Random(9).randbytes(3 << 20)
+        with open(os.path.join(d, "f"), "wb") as f:
+            f.write(data)
+        c.dfs("get", "/f", self.tmp("f"))
+        self.assertEqual(open(self.tmp("f"), "rb").read(), data)
+        run("fusermount3", "-u", d)
+        deadline = time.monotonic() + MOUNT_STOP_S
+        while time.monotonic() < deadline:
+            try:
+                with open("/proc/%d/stat" % pids[0]) as f:
+                    if f.read().split(")")[-1].split()[0] == "Z":
+                        break
+            except OSError:
+                break
+            time.sleep(0.05)
+        else:
+            self.fail("the daemon did not exit after the unmount")
+        r = run(mount_binary(), "--metadata", c.address, "--token-file", self.tmp("no-such-token"),
+                "--spool-dir", spool, d, check=False, timeout=MOUNT_READY_S)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("token", r.stderr)
+        self.assertFalse(os.path.ismount(d))
+
     def test_replaced_while_read(self):
         c = self.start_cluster(nodes=3)
         m = self.mount(c, extra=NO_CACHE)
