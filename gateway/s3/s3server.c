@@ -65,6 +65,8 @@ struct key_entry {
 #define UPLOAD_CACHE_N 64
 /* Body buffers kept for reuse, at most (within --s3-body-memory). */
 #define IDLE_BUFS      16
+/* A body that finds no room in --s3-body-memory waits this long for some before it is spooled. */
+#define BODY_WAIT_MS   2000
 struct upload_entry {
     char path[160]; /* the record's dfs path, "" when unused */
     char file_id[DFS_ID_BUF];
@@ -90,11 +92,16 @@ struct dfs_s3server {
      */
     uint64_t body_memory, body_memory_used;
     pthread_mutex_t bufmu;
+    pthread_cond_t bufcv; /* a buffer came back (CLOCK_MONOTONIC) */
     struct idle_buf {
         uint8_t *p;
         uint64_t cap;
     } idle[IDLE_BUFS];
     unsigned nidle;
+    /* The segments of long bodies held in memory (segput.h: two buffers of segment_size a body):
+       segment_memory bytes at most; a body that finds no room spools its segments. Guarded by
+       bufmu. */
+    uint64_t segment_memory, segment_memory_used;
     struct key_entry cache[KEY_CACHE_N];
     unsigned next_slot;
     struct upload_entry uploads[UPLOAD_CACHE_N]; /* guarded by mu */
@@ -160,6 +167,8 @@ struct body {
        it arrives and stitched at the end (segput.h); NULL otherwise. */
     dfs_segput *seg;
     char *seg_err;
+    uint64_t seg_charge; /* charged to the server's segment_memory (its segments in memory) */
+    dfs_s3server *seg_owner;
     char *xml; /* the XML bodies, at most DFS_S3XML_MAX_BODY */
     /* The x-amz-checksum-* the body was proven by, kept with the object as ":x-amz-checksum-..."
        (returned when a GET asks, x-amz-checksum-mode: ENABLED); "" when none. */
@@ -206,6 +215,7 @@ static void body_memory_put(dfs_s3server *s, uint8_t *p, uint64_t cap)
     } else {
         s->body_memory_used -= cap;
     }
+    pthread_cond_broadcast(&s->bufcv);
     pthread_mutex_unlock(&s->bufmu);
     free(p);
 }
@@ -213,41 +223,58 @@ static void body_memory_put(dfs_s3server *s, uint8_t *p, uint64_t cap)
 /*
  * Hold a body of len bytes in memory when the server's budget has room for it (b->mem), so that it
  * is neither written to the spool nor read back from it: an idle buffer of len to 2 x len bytes,
- * or a new one (idle ones freed to make room). Returns false (nothing taken) otherwise.
+ * or a new one (idle ones freed to make room). A body the budget could hold but that finds it full
+ * (clients sending parts in parallel) waits up to BODY_WAIT_MS for the bodies before it to give
+ * their buffers back: it has not been read yet, so the client waits, its bytes held by TCP.
+ * Returns false (nothing taken) when there is still no room.
  */
 static bool body_memory_take(dfs_s3server *s, struct body *b, uint64_t len)
 {
     uint64_t want = len > 0 ? len : 1;
-    uint8_t *p = NULL, *drop[IDLE_BUFS];
+    uint8_t *p = NULL;
     uint64_t cap = want;
-    unsigned ndrop = 0;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += BODY_WAIT_MS / 1000;
+    until.tv_nsec += (long)(BODY_WAIT_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
     pthread_mutex_lock(&s->bufmu);
-    int best = -1;
-    for (unsigned i = 0; i < s->nidle; i++)
-        if (s->idle[i].cap >= want && s->idle[i].cap / 2 <= want &&
-            (best < 0 || s->idle[i].cap < s->idle[best].cap))
-            best = (int)i;
-    if (best >= 0) {
-        p = s->idle[best].p;
-        cap = s->idle[best].cap;
-        s->idle[best] = s->idle[--s->nidle];
-    } else {
+    for (;;) {
+        int best = -1;
+        for (unsigned i = 0; i < s->nidle; i++)
+            if (s->idle[i].cap >= want && s->idle[i].cap / 2 <= want &&
+                (best < 0 || s->idle[i].cap < s->idle[best].cap))
+                best = (int)i;
+        if (best >= 0) {
+            p = s->idle[best].p;
+            cap = s->idle[best].cap;
+            s->idle[best] = s->idle[--s->nidle];
+            break;
+        }
+        /* Idle buffers of other sizes make room (rarely: bodies are mostly of one size). */
         while (s->body_memory_used + want > s->body_memory && s->nidle > 0) {
             struct idle_buf d = s->idle[--s->nidle];
             s->body_memory_used -= d.cap;
-            drop[ndrop++] = d.p;
+            free(d.p);
         }
-        if (s->body_memory_used + want <= s->body_memory)
+        if (s->body_memory_used + want <= s->body_memory) {
             s->body_memory_used += want;
-        else
+            break;
+        }
+        if (want > s->body_memory || s->cancel ||
+            pthread_cond_timedwait(&s->bufcv, &s->bufmu, &until) == ETIMEDOUT) {
             want = 0; /* no room */
+            break;
+        }
     }
     pthread_mutex_unlock(&s->bufmu);
-    for (unsigned i = 0; i < ndrop; i++)
-        free(drop[i]);
     if (p == NULL && want > 0 && (p = malloc((size_t)want)) == NULL) {
         pthread_mutex_lock(&s->bufmu);
         s->body_memory_used -= want;
+        pthread_cond_broadcast(&s->bufcv);
         pthread_mutex_unlock(&s->bufmu);
     }
     if (p == NULL)
@@ -270,6 +297,11 @@ static void body_free(struct body *b)
         unlink(b->spool);
     free(b->spool);
     dfs_segput_destroy(b->seg);
+    if (b->seg_owner != NULL) {
+        pthread_mutex_lock(&b->seg_owner->bufmu);
+        b->seg_owner->segment_memory_used -= b->seg_charge;
+        pthread_mutex_unlock(&b->seg_owner->bufmu);
+    }
     free(b->seg_err);
     free(b->xml);
     dfs_etag_md5_destroy(b->md5);
@@ -1063,7 +1095,8 @@ static bool op_has_body(enum dfs_s3req_op op)
 
 /*
  * A body longer than the segment size: stored in segments under SEGPUT_DIR<random>/ as it arrives
- * (segput.h), stitched into the object or part once proven. Disk: two segments, not the body.
+ * (segput.h), stitched into the object or part once proven. Two segments at most, not the body:
+ * in memory when the server's segment_memory has room for them, else spooled.
  */
 #define SEGPUT_DIR "/.dfs-s3/puts/"
 static int segments_begin(struct request *r, struct dfs_s3err *e)
@@ -1075,8 +1108,17 @@ static int segments_begin(struct request *r, struct dfs_s3err *e)
     dfs_sigv4_hex(raw, sizeof raw, id);
     if (asprintf(&dir, SEGPUT_DIR "%s/", id) < 0)
         return dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
-    int rc = dfs_segput_create(r->s->client, r->s->spool_dir, dir, r->s->segment_size,
-                               &r->s->cancel, &r->b.seg, &err);
+    dfs_s3server *s = r->s;
+    uint64_t want = 2 * s->segment_size;
+    pthread_mutex_lock(&s->bufmu);
+    if (s->segment_memory_used + want <= s->segment_memory) {
+        s->segment_memory_used += want;
+        r->b.seg_charge = want;
+        r->b.seg_owner = s;
+    }
+    pthread_mutex_unlock(&s->bufmu);
+    int rc = dfs_segput_create(s->client, s->spool_dir, dir, s->segment_size,
+                               r->b.seg_owner != NULL, &s->cancel, &r->b.seg, &err);
     free(dir);
     if (rc != DFS_OK)
         rc = dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "%s", err != NULL ? err : "segments");
@@ -1191,6 +1233,14 @@ static int body_finish(struct request *r, uint8_t md5[DFS_ETAG_MD5_LEN], struct 
     return rc;
 }
 
+/* Where a PUT's body was held (the log says): memory, spool, or segments in either. */
+static const char *body_where(const struct body *b)
+{
+    if (b->seg != NULL)
+        return b->seg_owner != NULL ? "segments-memory" : "segments-spool";
+    return b->mem != NULL ? "memory" : "spool";
+}
+
 /* The SHA-256 of a proven body, when the signature covered it (a signed payload); else NULL. */
 static const uint8_t *body_sha256(const struct request *r)
 {
@@ -1270,8 +1320,8 @@ static enum MHD_Result put_object(struct MHD_Connection *c, struct request *r,
         free(path);
         return reply_error(c, r, &e);
     }
-    dfs_log(DFS_LOG_INFO, "s3 put path=%s size=%" PRIu64 " seconds=%.3f request_id=%s", path,
-            res.size, res.seconds, r->request_id);
+    dfs_log(DFS_LOG_INFO, "s3 put path=%s size=%" PRIu64 " seconds=%.3f body=%s request_id=%s",
+            path, res.size, res.seconds, body_where(&r->b), r->request_id);
     free(path);
     char etag[DFS_ETAG_MAX + 1];
     dfs_etag_single(md5, etag);
@@ -2476,7 +2526,13 @@ int dfs_s3server_start(const struct dfs_s3server_config *cfg, dfs_s3server **out
     s->upload_timeout_ms = cfg->upload_timeout_ms > 0 ? cfg->upload_timeout_ms : 7 * 86400000LL;
     s->segment_size = cfg->segment_size >= (1u << 20) ? cfg->segment_size : 64u << 20;
     s->body_memory = cfg->body_memory;
+    s->segment_memory = cfg->segment_memory;
     pthread_mutex_init(&s->bufmu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* body_memory_take's deadline */
+    pthread_cond_init(&s->bufcv, &ca);
+    pthread_condattr_destroy(&ca);
     s->client = cfg->client;
     s->domain = cfg->domain != NULL && cfg->domain[0] != '\0' ? strdup(cfg->domain) : NULL;
     s->region = strdup(cfg->region != NULL && cfg->region[0] != '\0' ? cfg->region : "us-east-1");
@@ -2543,6 +2599,7 @@ void dfs_s3server_stop(dfs_s3server *s)
     for (unsigned i = 0; i < s->nidle; i++)
         free(s->idle[i].p);
     pthread_mutex_destroy(&s->bufmu);
+    pthread_cond_destroy(&s->bufcv);
     free(s->domain);
     free(s->region);
     free(s->spool_dir);
