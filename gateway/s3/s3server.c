@@ -65,8 +65,6 @@ struct key_entry {
 #define UPLOAD_CACHE_N 64
 /* Body buffers kept for reuse, at most (within --s3-body-memory). */
 #define IDLE_BUFS      16
-/* A body that finds no room in --s3-body-memory waits this long for some before it is spooled. */
-#define BODY_WAIT_MS   2000
 struct upload_entry {
     char path[160]; /* the record's dfs path, "" when unused */
     char file_id[DFS_ID_BUF];
@@ -92,7 +90,6 @@ struct dfs_s3server {
      */
     uint64_t body_memory, body_memory_used;
     pthread_mutex_t bufmu;
-    pthread_cond_t bufcv; /* a buffer came back (CLOCK_MONOTONIC) */
     struct idle_buf {
         uint8_t *p;
         uint64_t cap;
@@ -215,7 +212,6 @@ static void body_memory_put(dfs_s3server *s, uint8_t *p, uint64_t cap)
     } else {
         s->body_memory_used -= cap;
     }
-    pthread_cond_broadcast(&s->bufcv);
     pthread_mutex_unlock(&s->bufmu);
     free(p);
 }
@@ -223,58 +219,41 @@ static void body_memory_put(dfs_s3server *s, uint8_t *p, uint64_t cap)
 /*
  * Hold a body of len bytes in memory when the server's budget has room for it (b->mem), so that it
  * is neither written to the spool nor read back from it: an idle buffer of len to 2 x len bytes,
- * or a new one (idle ones freed to make room). A body the budget could hold but that finds it full
- * (clients sending parts in parallel) waits up to BODY_WAIT_MS for the bodies before it to give
- * their buffers back: it has not been read yet, so the client waits, its bytes held by TCP.
- * Returns false (nothing taken) when there is still no room.
+ * or a new one (idle ones freed to make room). Returns false (nothing taken) otherwise.
  */
 static bool body_memory_take(dfs_s3server *s, struct body *b, uint64_t len)
 {
     uint64_t want = len > 0 ? len : 1;
-    uint8_t *p = NULL;
+    uint8_t *p = NULL, *drop[IDLE_BUFS];
     uint64_t cap = want;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += BODY_WAIT_MS / 1000;
-    until.tv_nsec += (long)(BODY_WAIT_MS % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    unsigned ndrop = 0;
     pthread_mutex_lock(&s->bufmu);
-    for (;;) {
-        int best = -1;
-        for (unsigned i = 0; i < s->nidle; i++)
-            if (s->idle[i].cap >= want && s->idle[i].cap / 2 <= want &&
-                (best < 0 || s->idle[i].cap < s->idle[best].cap))
-                best = (int)i;
-        if (best >= 0) {
-            p = s->idle[best].p;
-            cap = s->idle[best].cap;
-            s->idle[best] = s->idle[--s->nidle];
-            break;
-        }
-        /* Idle buffers of other sizes make room (rarely: bodies are mostly of one size). */
+    int best = -1;
+    for (unsigned i = 0; i < s->nidle; i++)
+        if (s->idle[i].cap >= want && s->idle[i].cap / 2 <= want &&
+            (best < 0 || s->idle[i].cap < s->idle[best].cap))
+            best = (int)i;
+    if (best >= 0) {
+        p = s->idle[best].p;
+        cap = s->idle[best].cap;
+        s->idle[best] = s->idle[--s->nidle];
+    } else {
         while (s->body_memory_used + want > s->body_memory && s->nidle > 0) {
             struct idle_buf d = s->idle[--s->nidle];
             s->body_memory_used -= d.cap;
-            free(d.p);
+            drop[ndrop++] = d.p;
         }
-        if (s->body_memory_used + want <= s->body_memory) {
+        if (s->body_memory_used + want <= s->body_memory)
             s->body_memory_used += want;
-            break;
-        }
-        if (want > s->body_memory || s->cancel ||
-            pthread_cond_timedwait(&s->bufcv, &s->bufmu, &until) == ETIMEDOUT) {
+        else
             want = 0; /* no room */
-            break;
-        }
     }
     pthread_mutex_unlock(&s->bufmu);
+    for (unsigned i = 0; i < ndrop; i++)
+        free(drop[i]);
     if (p == NULL && want > 0 && (p = malloc((size_t)want)) == NULL) {
         pthread_mutex_lock(&s->bufmu);
         s->body_memory_used -= want;
-        pthread_cond_broadcast(&s->bufcv);
         pthread_mutex_unlock(&s->bufmu);
     }
     if (p == NULL)
@@ -2528,11 +2507,6 @@ int dfs_s3server_start(const struct dfs_s3server_config *cfg, dfs_s3server **out
     s->body_memory = cfg->body_memory;
     s->segment_memory = cfg->segment_memory;
     pthread_mutex_init(&s->bufmu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* body_memory_take's deadline */
-    pthread_cond_init(&s->bufcv, &ca);
-    pthread_condattr_destroy(&ca);
     s->client = cfg->client;
     s->domain = cfg->domain != NULL && cfg->domain[0] != '\0' ? strdup(cfg->domain) : NULL;
     s->region = strdup(cfg->region != NULL && cfg->region[0] != '\0' ? cfg->region : "us-east-1");
@@ -2599,7 +2573,6 @@ void dfs_s3server_stop(dfs_s3server *s)
     for (unsigned i = 0; i < s->nidle; i++)
         free(s->idle[i].p);
     pthread_mutex_destroy(&s->bufmu);
-    pthread_cond_destroy(&s->bufcv);
     free(s->domain);
     free(s->region);
     free(s->spool_dir);
