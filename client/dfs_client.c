@@ -26,8 +26,9 @@
 #define DEFAULT_TIMEOUT_MS       10000
 /* How long a transfer waits for a slot when the options leave it unset. */
 #define DEFAULT_TRANSFER_WAIT_MS 30000
-/* Idle put buffers a handle keeps (1 MiB each): enough for a few puts of 4 fragments at once. */
-#define CHUNK_POOL_KEEP          32
+/* Idle put buffers a handle keeps (1 MiB each): enough for a put of 4 fragments (two chunks each
+   cached, a few in flight). More cost the S3 gateway resident memory (tests/s3_test.py). */
+#define CHUNK_POOL_KEEP          16
 
 struct dfs_client {
     dfs_meta *meta;
