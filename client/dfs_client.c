@@ -26,6 +26,9 @@
 #define DEFAULT_TIMEOUT_MS       10000
 /* How long a transfer waits for a slot when the options leave it unset. */
 #define DEFAULT_TRANSFER_WAIT_MS 30000
+/* Idle put buffers a handle keeps (1 MiB each): enough for a put of 4 fragments (two chunks each
+   cached, a few in flight). More cost the S3 gateway resident memory (tests/s3_test.py). */
+#define CHUNK_POOL_KEEP          16
 
 struct dfs_client {
     dfs_meta *meta;
@@ -35,6 +38,10 @@ struct dfs_client {
     /* The channels to storage nodes, one per address, shared by every transfer of the handle
      * (client/links.h): a small put then costs no connection set-up. Thread-safe. */
     dfs_rpc_pool *channels;
+    /* The put engine's data buffers (whole chunks), shared by every put of the handle
+     * (client/put.h): a put after another finds them warm, not fresh pages to fault in and
+     * clear. At most CHUNK_POOL_KEEP are kept idle. Thread-safe. */
+    dfs_chunk_pool *chunks;
     /* Transfer slots (dfs_client_options.max_transfers; max 0: unlimited, the lock unused):
      * `running` counts the transfers between slot_take and slot_give, under `mu`. */
     pthread_mutex_t mu;
@@ -124,6 +131,8 @@ int dfs_client_open(const struct dfs_client_options *o, dfs_client **out, char *
     }
     if (rc == DFS_OK)
         rc = dfs_links_channels_create(&c->security, &c->channels, errmsg);
+    if (rc == DFS_OK && (c->chunks = dfs_chunk_pool_create(DFS_CHUNK, CHUNK_POOL_KEEP)) == NULL)
+        rc = dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
     c->token = token; /* the channel keeps its own copy; this one is for dfs_client_replicas */
     if (rc != DFS_OK) {
@@ -139,6 +148,7 @@ void dfs_client_close(dfs_client *c)
     if (c == NULL)
         return;
     dfs_rpc_pool_destroy(c->channels); /* no transfer runs: the handle's contract */
+    dfs_chunk_pool_release(c->chunks); /* buffers still in gRPC's hands keep it alive */
     dfs_meta_close(c->meta);
     dfs_rpc_tls_destroy(c->tls); /* after the channels that use it */
     wipe(c->token);
@@ -205,7 +215,7 @@ int dfs_client_put(dfs_client *c, const char *local, const char *remote,
     int rc = slot_take(c, errmsg);
     if (rc != DFS_OK)
         return rc;
-    rc = dfs_put(c->meta, c->channels, local, remote, opts, out, errmsg);
+    rc = dfs_put(c->meta, c->channels, c->chunks, local, remote, opts, out, errmsg);
     slot_give(c);
     return rc;
 }

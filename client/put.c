@@ -118,6 +118,7 @@ struct put_job {
     size_t nstreams;
     struct frag_cache *caches; /* replication: one per fragment */
     dfs_chunk_pool *pool;      /* the data messages' buffers, reused */
+    bool own_pool;             /* pool is the put's own (released at the end) */
     dfs_ec *ec;                /* erasure code: the codec, the stripes and a use counter */
     struct stripe_entry stripes[STRIPES];
     uint64_t tick;
@@ -954,9 +955,9 @@ static int open_local(const char *local, const struct dfs_client_put_opts *opts,
     return DFS_OK;
 }
 
-int dfs_put(dfs_meta *meta, dfs_rpc_pool *channels, const char *local, const char *remote,
-            const struct dfs_client_put_opts *opts, struct dfs_client_put_result *out,
-            char **errmsg)
+int dfs_put(dfs_meta *meta, dfs_rpc_pool *channels, dfs_chunk_pool *pool, const char *local,
+            const char *remote, const struct dfs_client_put_opts *opts,
+            struct dfs_client_put_result *out, char **errmsg)
 {
     struct put_job job = {.meta = meta, .opts = opts, .fd = -1, .mem = opts->mem};
     struct stat st_before;
@@ -995,12 +996,19 @@ int dfs_put(dfs_meta *meta, dfs_rpc_pool *channels, const char *local, const cha
     job.nstreams = nf * k;
     job.streams = calloc(job.nstreams, sizeof *job.streams);
     /* Buffers as large as the largest data message (a chunk, or an erasure code's cell; no
-       more than a fragment), as many kept idle as the caches hold at once (two chunks a
-       fragment, or three stripes) and a few in flight; any more come and go. */
+       more than a fragment): the caller's pool of whole chunks when the messages are more than
+       half a chunk (warm buffers, from one put to the next), otherwise one of the put's own, as
+       many kept idle as the caches hold at once (two chunks a fragment, or three stripes) and a
+       few in flight; any more come and go. */
     uint64_t largest = job.file->fragment_size < job.chunk ? job.file->fragment_size : job.chunk;
     if (job.file->cell_size > 0)
         largest = job.file->cell_size;
-    job.pool = dfs_chunk_pool_create((size_t)largest, 3 * nf + 4);
+    if (pool != NULL && largest <= DFS_CHUNK && 2 * largest > DFS_CHUNK) {
+        job.pool = pool;
+    } else {
+        job.pool = dfs_chunk_pool_create((size_t)largest, 3 * nf + 4);
+        job.own_pool = true;
+    }
     const Dfs__V1__Redundancy *red = job.file->redundancy;
     if (red != NULL && red->scheme == DFS__V1__REDUNDANCY__SCHEME__ERASURE) {
         char *err = NULL;
@@ -1125,7 +1133,8 @@ int dfs_put(dfs_meta *meta, dfs_rpc_pool *channels, const char *local, const cha
     free(job.errmsg);
     free(job.streams);
     drop_caches(&job);
-    dfs_chunk_pool_release(job.pool);
+    if (job.own_pool)
+        dfs_chunk_pool_release(job.pool);
     dfs_links_destroy(job.links);
     dfs_rpc_loop_destroy(job.loop);
     protobuf_c_message_free_unpacked(&job.file->base, NULL);

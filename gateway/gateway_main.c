@@ -44,6 +44,7 @@ struct options {
     int64_t s3_upload_timeout_ms;
     uint64_t s3_segment_size;
     uint64_t s3_body_memory;
+    uint64_t s3_segment_memory;
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
     bool insecure;
 };
@@ -105,11 +106,16 @@ static const struct dfs_opt opts[] = {
     {DFS_OPT_SIZE, "s3-segment-size", 0, O(s3_segment_size), .arg = "N", .def = "64M",
      .min = 1 << 20, .max = 1LL << 32,
      .help = "an S3 PUT or part longer than N is stored in segments of N bytes as it arrives "
-             "(two spooled at most) and stitched at the end, not spooled whole"},
+             "(two held at most) and stitched at the end, not spooled whole"},
     {DFS_OPT_SIZE, "s3-body-memory", 0, O(s3_body_memory), .arg = "N", .def = "16M", .min = 0,
      .max = 1LL << 40,
      .help = "S3 PUT and part bodies up to --s3-segment-size are held in memory, N bytes of them "
              "at most at once, and stored from there; the others are spooled (0: all spooled)"},
+    {DFS_OPT_SIZE, "s3-segment-memory", 0, O(s3_segment_memory), .arg = "N", .def = "128M",
+     .min = 0, .max = 1LL << 40,
+     .help = "the segments of longer S3 bodies are held in memory (two of --s3-segment-size a "
+             "body), N bytes of them at most at once, and put from there; the others are spooled "
+             "(0: all spooled)"},
     {DFS_OPT_STRING, "s3-ready-file", 0, O(s3_ready_file), .arg = "PATH",
      .help = "write the S3 address here once serving"},
     {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
@@ -289,7 +295,8 @@ int main(int argc, char **argv)
                                             .max_connections = (unsigned)o.max_connections,
                                             .upload_timeout_ms = o.s3_upload_timeout_ms,
                                             .segment_size = o.s3_segment_size,
-                                            .body_memory = o.s3_body_memory};
+                                            .body_memory = o.s3_body_memory,
+                                            .segment_memory = o.s3_segment_memory};
         if (dfs_s3server_start(&s3cfg, &s3, &err) != DFS_OK) {
             fprintf(stderr, PROG ": %s\n", err != NULL ? err : "cannot start S3");
             goto out;

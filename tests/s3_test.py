@@ -411,6 +411,8 @@ class S3(harness.TestCase):
             self.assertLessEqual(sent, 3 * len(data))
             self.assertEqual(s3.get_object(Bucket="seg-1", Key="s.bin")["Body"].read(), data)
             self.assertEqual(s3.head_object(Bucket="seg-1", Key="s.bin")["ContentLength"], len(data))
+            # Its segments were held in memory (--s3-segment-memory, 128 MiB, has room for two).
+            self.assertIn("body=segments-memory", gw.tail(200))
             for lo, hi in (((1 << 20) - 5, (1 << 20) + 5), ((2 << 20) + 1, (4 << 20) + 2), (len(data) - 10, len(data) - 1)):
                 got = s3.get_object(Bucket="seg-1", Key="s.bin", Range="bytes=%d-%d" % (lo, hi))["Body"].read()
                 self.assertEqual(got, data[lo:hi + 1], (lo, hi))
@@ -460,6 +462,25 @@ class S3(harness.TestCase):
             _, out, _ = harness.dfs("ls", "/.dfs-s3/", cluster=self.c)
             self.assertNotIn("/.dfs-s3/puts/", out)
             self.assertNotIn("/.dfs-s3/uploads/seg-1/", out)
+        finally:
+            problems = gw.stop()
+            self.assertEqual(problems, [])
+        # With no segment memory (--s3-segment-memory 0) the segments are spooled: the same bytes.
+        gw = Gateway(self.c.address, self.gw_token_file, self.tmp("gw-seg-spool"), "--s3-segment-size", "1M",
+                     "--s3-segment-memory", "0")
+        try:
+            s3 = self.client(endpoint=gw.endpoint)
+            s3.create_bucket(Bucket="seg-2")
+            r = s3.put_object(Bucket="seg-2", Key="s.bin", Body=data)
+            self.assertEqual(r["ETag"], '"%s"' % md5(data))
+            self.assertIn("body=segments-spool", gw.tail(200))
+            self.assertEqual(s3.get_object(Bucket="seg-2", Key="s.bin")["Body"].read(), data)
+            got = s3.get_object(Bucket="seg-2", Key="s.bin", Range="bytes=%d-%d" % ((1 << 20) - 5, (3 << 20) + 5))
+            self.assertEqual(got["Body"].read(), data[(1 << 20) - 5:(3 << 20) + 6])
+            s3.delete_object(Bucket="seg-2", Key="s.bin")
+            s3.delete_bucket(Bucket="seg-2")
+            _, out, _ = harness.dfs("ls", "/.dfs-s3/", cluster=self.c)
+            self.assertNotIn("/.dfs-s3/puts/", out)
         finally:
             problems = gw.stop()
             self.assertEqual(problems, [])

@@ -95,6 +95,10 @@ struct dfs_s3server {
         uint64_t cap;
     } idle[IDLE_BUFS];
     unsigned nidle;
+    /* The segments of long bodies held in memory (segput.h: two buffers of segment_size a body):
+       segment_memory bytes at most; a body that finds no room spools its segments. Guarded by
+       bufmu. */
+    uint64_t segment_memory, segment_memory_used;
     struct key_entry cache[KEY_CACHE_N];
     unsigned next_slot;
     struct upload_entry uploads[UPLOAD_CACHE_N]; /* guarded by mu */
@@ -160,6 +164,8 @@ struct body {
        it arrives and stitched at the end (segput.h); NULL otherwise. */
     dfs_segput *seg;
     char *seg_err;
+    uint64_t seg_charge; /* charged to the server's segment_memory (its segments in memory) */
+    dfs_s3server *seg_owner;
     char *xml; /* the XML bodies, at most DFS_S3XML_MAX_BODY */
     /* The x-amz-checksum-* the body was proven by, kept with the object as ":x-amz-checksum-..."
        (returned when a GET asks, x-amz-checksum-mode: ENABLED); "" when none. */
@@ -270,6 +276,11 @@ static void body_free(struct body *b)
         unlink(b->spool);
     free(b->spool);
     dfs_segput_destroy(b->seg);
+    if (b->seg_owner != NULL) {
+        pthread_mutex_lock(&b->seg_owner->bufmu);
+        b->seg_owner->segment_memory_used -= b->seg_charge;
+        pthread_mutex_unlock(&b->seg_owner->bufmu);
+    }
     free(b->seg_err);
     free(b->xml);
     dfs_etag_md5_destroy(b->md5);
@@ -1063,7 +1074,8 @@ static bool op_has_body(enum dfs_s3req_op op)
 
 /*
  * A body longer than the segment size: stored in segments under SEGPUT_DIR<random>/ as it arrives
- * (segput.h), stitched into the object or part once proven. Disk: two segments, not the body.
+ * (segput.h), stitched into the object or part once proven. Two segments at most, not the body:
+ * in memory when the server's segment_memory has room for them, else spooled.
  */
 #define SEGPUT_DIR "/.dfs-s3/puts/"
 static int segments_begin(struct request *r, struct dfs_s3err *e)
@@ -1075,8 +1087,17 @@ static int segments_begin(struct request *r, struct dfs_s3err *e)
     dfs_sigv4_hex(raw, sizeof raw, id);
     if (asprintf(&dir, SEGPUT_DIR "%s/", id) < 0)
         return dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "out of memory");
-    int rc = dfs_segput_create(r->s->client, r->s->spool_dir, dir, r->s->segment_size,
-                               &r->s->cancel, &r->b.seg, &err);
+    dfs_s3server *s = r->s;
+    uint64_t want = 2 * s->segment_size;
+    pthread_mutex_lock(&s->bufmu);
+    if (s->segment_memory_used + want <= s->segment_memory) {
+        s->segment_memory_used += want;
+        r->b.seg_charge = want;
+        r->b.seg_owner = s;
+    }
+    pthread_mutex_unlock(&s->bufmu);
+    int rc = dfs_segput_create(s->client, s->spool_dir, dir, s->segment_size,
+                               r->b.seg_owner != NULL, &s->cancel, &r->b.seg, &err);
     free(dir);
     if (rc != DFS_OK)
         rc = dfs_s3err_set(e, DFS_S3ERR_INTERNAL_ERROR, "%s", err != NULL ? err : "segments");
@@ -1191,6 +1212,14 @@ static int body_finish(struct request *r, uint8_t md5[DFS_ETAG_MD5_LEN], struct 
     return rc;
 }
 
+/* Where a PUT's body was held (the log says): memory, spool, or segments in either. */
+static const char *body_where(const struct body *b)
+{
+    if (b->seg != NULL)
+        return b->seg_owner != NULL ? "segments-memory" : "segments-spool";
+    return b->mem != NULL ? "memory" : "spool";
+}
+
 /* The SHA-256 of a proven body, when the signature covered it (a signed payload); else NULL. */
 static const uint8_t *body_sha256(const struct request *r)
 {
@@ -1270,8 +1299,8 @@ static enum MHD_Result put_object(struct MHD_Connection *c, struct request *r,
         free(path);
         return reply_error(c, r, &e);
     }
-    dfs_log(DFS_LOG_INFO, "s3 put path=%s size=%" PRIu64 " seconds=%.3f request_id=%s", path,
-            res.size, res.seconds, r->request_id);
+    dfs_log(DFS_LOG_INFO, "s3 put path=%s size=%" PRIu64 " seconds=%.3f body=%s request_id=%s",
+            path, res.size, res.seconds, body_where(&r->b), r->request_id);
     free(path);
     char etag[DFS_ETAG_MAX + 1];
     dfs_etag_single(md5, etag);
@@ -2492,6 +2521,7 @@ int dfs_s3server_start(const struct dfs_s3server_config *cfg, dfs_s3server **out
     s->upload_timeout_ms = cfg->upload_timeout_ms > 0 ? cfg->upload_timeout_ms : 7 * 86400000LL;
     s->segment_size = cfg->segment_size >= (1u << 20) ? cfg->segment_size : 64u << 20;
     s->body_memory = cfg->body_memory;
+    s->segment_memory = cfg->segment_memory;
     pthread_mutex_init(&s->bufmu, NULL);
     s->client = cfg->client;
     s->domain = cfg->domain != NULL && cfg->domain[0] != '\0' ? strdup(cfg->domain) : NULL;

@@ -37,6 +37,10 @@ struct dfs_s3server_config {
        proven, then stored from there, as long as the bodies held at once stay within this many
        bytes; a body that does not fit is spooled in spool_dir as before. 0: none in memory. */
     uint64_t body_memory;
+    /* The segments of longer bodies are held in memory, two buffers of segment_size per body, as
+       long as those of the bodies at once stay within this many bytes; the segments of a body that
+       does not fit are spooled in spool_dir. 0: all spooled. */
+    uint64_t segment_memory;
 };
 
 /* Bind and serve. Returns 0 and *out, or DFS_EINVAL / DFS_EUNAVAIL / DFS_ENOMEM with *errmsg. */

@@ -8,14 +8,17 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* One spool file: the segment filling, or the one a worker puts. */
+/* One segment's bytes, the one filling or the one a worker puts: a buffer of seg_size bytes (mem),
+   or else a spool file (fd). */
 struct spool {
     int fd;
+    uint8_t *mem;
     uint64_t len;
 };
 
@@ -23,6 +26,7 @@ struct dfs_segput {
     dfs_client *client;
     char *spool_dir, *dir;
     uint64_t seg_size;
+    bool in_memory;
     volatile sig_atomic_t *interrupted;
     struct spool sp[2];
     int cur;        /* sp[cur] is filling */
@@ -69,8 +73,19 @@ static int spool_open(const char *dir, int *fd, char **errmsg)
     return DFS_OK;
 }
 
+/* Give sp a buffer (in memory) or a spool file, unless it has one. */
+static int spool_ready(dfs_segput *s, struct spool *sp, char **errmsg)
+{
+    if (sp->mem != NULL || sp->fd >= 0)
+        return DFS_OK;
+    if (s->in_memory && (sp->mem = malloc((size_t)s->seg_size)) != NULL)
+        return DFS_OK;
+    return spool_open(s->spool_dir, &sp->fd, errmsg);
+}
+
 int dfs_segput_create(dfs_client *client, const char *spool_dir, const char *dir, uint64_t seg_size,
-                      volatile sig_atomic_t *interrupted, dfs_segput **out, char **errmsg)
+                      bool in_memory, volatile sig_atomic_t *interrupted, dfs_segput **out,
+                      char **errmsg)
 {
     *out = NULL;
     if (seg_size < (1u << 20))
@@ -80,6 +95,7 @@ int dfs_segput_create(dfs_client *client, const char *spool_dir, const char *dir
         return dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     s->client = client;
     s->seg_size = seg_size;
+    s->in_memory = in_memory && seg_size <= SIZE_MAX;
     s->interrupted = interrupted;
     s->sp[0].fd = s->sp[1].fd = -1;
     s->spool_dir = strdup(spool_dir);
@@ -88,7 +104,7 @@ int dfs_segput_create(dfs_client *client, const char *spool_dir, const char *dir
                  ? DFS_OK
                  : dfs_seterr(errmsg, DFS_ENOMEM, "out of memory");
     if (rc == DFS_OK)
-        rc = spool_open(spool_dir, &s->sp[0].fd, errmsg);
+        rc = spool_ready(s, &s->sp[0], errmsg);
     if (rc != DFS_OK) {
         dfs_segput_destroy(s);
         return rc;
@@ -97,24 +113,25 @@ int dfs_segput_create(dfs_client *client, const char *spool_dir, const char *dir
     return DFS_OK;
 }
 
-struct job {
-    dfs_segput *s;
-    int fd;
-    const char *path;
-};
-
-/* Put one spool file at its path (the worker's body, or the last segment's inline). */
-static int put_segment(dfs_segput *s, int fd, const char *path, char **errmsg)
+/* Put one segment at its path (the worker's body, or the last segment's inline). */
+static int put_segment(dfs_segput *s, const struct spool *p, const char *path, char **errmsg)
 {
     struct dfs_client_put_opts o;
     memset(&o, 0, sizeof o);
     o.overwrite = true;
-    o.from_fd = true;
-    o.fd = fd;
     o.interrupted = s->interrupted;
-    if (lseek(fd, 0, SEEK_SET) != 0)
-        return dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno,
-                                "cannot rewind a segment");
+    if (p->mem != NULL) {
+        o.mem = p->mem;
+        o.mem_len = p->len;
+        if (p->len == 0)
+            o.mem = (const uint8_t *)""; /* an empty body: no bytes, but from memory all the same */
+    } else {
+        o.from_fd = true;
+        o.fd = p->fd;
+        if (lseek(p->fd, 0, SEEK_SET) != 0)
+            return dfs_seterr_errno(errmsg, dfs_err_from_errno(errno), errno,
+                                    "cannot rewind a segment");
+    }
     struct dfs_client_put_result res;
     return dfs_client_put(s->client, path, path, &o, &res, errmsg);
 }
@@ -123,7 +140,7 @@ static void *worker_main(void *arg)
 {
     dfs_segput *s = arg;
     const struct spool *p = &s->sp[1 - s->cur];
-    s->worker_rc = put_segment(s, p->fd, s->paths[s->npaths - 1], &s->worker_err);
+    s->worker_rc = put_segment(s, p, s->paths[s->npaths - 1], &s->worker_err);
     return NULL;
 }
 
@@ -163,12 +180,12 @@ static int hand_off(dfs_segput *s, char **errmsg)
     if (rc == DFS_OK)
         rc = next_path(s, errmsg);
     struct spool *o = &s->sp[1 - s->cur];
-    if (rc == DFS_OK && o->fd < 0) {
+    if (rc == DFS_OK) {
         char *m = NULL;
-        if ((rc = spool_open(s->spool_dir, &o->fd, &m)) != DFS_OK)
+        if ((rc = spool_ready(s, o, &m)) != DFS_OK)
             return fail(s, rc, m, errmsg);
     }
-    if (rc == DFS_OK && ftruncate(o->fd, 0) != 0)
+    if (rc == DFS_OK && o->fd >= 0 && ftruncate(o->fd, 0) != 0)
         rc = fail(s, dfs_err_from_errno(errno), strdup("cannot truncate a segment spool"), errmsg);
     if (rc != DFS_OK)
         return rc;
@@ -193,6 +210,14 @@ int dfs_segput_write(dfs_segput *s, const uint8_t *data, size_t len, char **errm
             p = &s->sp[s->cur];
         }
         size_t n = s->seg_size - p->len < len ? (size_t)(s->seg_size - p->len) : len;
+        if (p->mem != NULL) {
+            memcpy(p->mem + p->len, data, n);
+            p->len += n;
+            s->total += n;
+            data += n;
+            len -= n;
+            continue;
+        }
         ssize_t k = write(p->fd, data, n);
         if (k < 0 && errno == EINTR)
             continue;
@@ -221,7 +246,7 @@ int dfs_segput_finish(dfs_segput *s, const char *path, const struct dfs_client_s
     if (rc == DFS_OK && (p->len > 0 || s->npaths == 0)) {
         rc = next_path(s, errmsg);
         char *m = NULL;
-        if (rc == DFS_OK && (rc = put_segment(s, p->fd, s->paths[s->npaths - 1], &m)) != DFS_OK)
+        if (rc == DFS_OK && (rc = put_segment(s, p, s->paths[s->npaths - 1], &m)) != DFS_OK)
             rc = fail(s, rc, m, errmsg);
     }
     if (rc != DFS_OK)
@@ -256,9 +281,11 @@ void dfs_segput_destroy(dfs_segput *s)
         free(s->paths[i]);
     }
     free(s->paths);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         if (s->sp[i].fd >= 0)
             close(s->sp[i].fd);
+        free(s->sp[i].mem);
+    }
     free(s->err);
     free(s->spool_dir);
     free(s->dir);

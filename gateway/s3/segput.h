@@ -5,8 +5,10 @@
  * operation (StitchFile) that copies no byte. The object appears only at the stitch, after the
  * body was proven; whatever fails before, the stored segments are removed.
  *
- * Bounds: at most two segment spool files on disk per body (the one filling and the one being
- * put), never the whole body; memory is the put engine's for one put.
+ * A segment is held in memory (in_memory) or in a spool file: two at most per body, the one
+ * filling and the one being put, never the whole body. From memory a segment is put as it is: no
+ * spool write, no read back (the engine hashes and packs it from the buffer). Memory beside the
+ * segments is the put engine's for one put.
  */
 #ifndef DFS_GATEWAY_S3_SEGPUT_H
 #define DFS_GATEWAY_S3_SEGPUT_H
@@ -14,19 +16,22 @@
 #include "client/dfs_client.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct dfs_segput dfs_segput;
 
 /*
- * Start a body: segments of seg_size bytes (at least 1 MiB), spooled in spool_dir, stored as
- * dir "seg.NNNNN" (dir: a dfs folder ending in '/', which should hold nothing else). client and
- * interrupted (may be NULL) are borrowed until dfs_segput_destroy. Returns 0 and *out, or a DFS_
- * code with *errmsg.
+ * Start a body: segments of seg_size bytes (at least 1 MiB), stored as dir "seg.NNNNN" (dir: a
+ * dfs folder ending in '/', which should hold nothing else). With in_memory, each segment is held
+ * in a buffer of seg_size bytes (two at most, 2 x seg_size in all; one that cannot be allocated
+ * is spooled instead); otherwise spooled in spool_dir. client and interrupted (may be NULL) are
+ * borrowed until dfs_segput_destroy. Returns 0 and *out, or a DFS_ code with *errmsg.
  */
 int dfs_segput_create(dfs_client *client, const char *spool_dir, const char *dir, uint64_t seg_size,
-                      volatile sig_atomic_t *interrupted, dfs_segput **out, char **errmsg);
+                      bool in_memory, volatile sig_atomic_t *interrupted, dfs_segput **out,
+                      char **errmsg);
 
 /* The next bytes of the body. A failure (of this spool or of an earlier segment's put) sticks:
    every later call returns it. */
@@ -43,8 +48,8 @@ int dfs_segput_finish(dfs_segput *sp, const char *path, const struct dfs_client_
 /* Bytes written so far. */
 uint64_t dfs_segput_size(const dfs_segput *sp);
 
-/* Wait for a put in flight, remove the segments stored and not stitched, the spool files; free.
-   Accepts NULL. */
+/* Wait for a put in flight, remove the segments stored and not stitched, the spool files and
+   buffers; free. Accepts NULL. */
 void dfs_segput_destroy(dfs_segput *sp);
 
 #endif /* DFS_GATEWAY_S3_SEGPUT_H */
