@@ -1,4 +1,8 @@
-/* SHA-256 of a file computed by a background thread, so hashing overlaps the transfer. */
+/*
+ * SHA-256 of a file computed by a background thread, so hashing overlaps the transfer. A file of at
+ * most DFS_FILEHASH_INLINE_MAX bytes starts no thread: dfs_filehash_finish hashes it on the
+ * caller's thread (the bytes are read then, so they must stay in place until finish).
+ */
 #ifndef DFS_CLIENT_FILEHASH_H
 #define DFS_CLIENT_FILEHASH_H
 
@@ -9,6 +13,12 @@
 #define DFS_SHA256_BYTES 32
 
 typedef struct dfs_filehash dfs_filehash;
+
+/* Largest size hashed at finish rather than by a thread (one 64 KiB block, as DFS_SMALL_FILE). */
+#define DFS_FILEHASH_INLINE_MAX (64u << 10)
+
+/* How many hashing threads this process has started (for tests). */
+unsigned long dfs_filehash_threads_started(void);
 
 /*
  * Start hashing bytes [0, size) of the open file fd (borrowed; it must stay open until
