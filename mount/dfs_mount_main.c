@@ -23,6 +23,7 @@
 struct options {
     const char *metadata;
     const char *token_file;
+    const char *log_file;
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
     bool insecure;
     int64_t timeout_ms;
@@ -92,6 +93,8 @@ static const struct dfs_opt opts[] = {
      .help = "files per ListFiles page when reading a directory (0: the service's default)"},
     {DFS_OPT_ENUM, "log-level", 0, O(level), .arg = "LEVEL", .def = "info", .choices = log_levels,
      .help = "debug, info, warn or error"},
+    {DFS_OPT_STRING, "log-file", 0, O(log_file), .arg = "PATH",
+     .help = "a daemon appends its log here (default: nowhere once it leaves the terminal)"},
     {DFS_OPT_INT, "timeout", 0, O(timeout_ms), .arg = "MS", .def = "10000", .min = 1,
      .max = 3600000, .help = "deadline of each metadata call"},
     {DFS_OPT_HELP, "help", 'h', .help = "print this help"},
@@ -163,21 +166,33 @@ static int daemon_start(void)
     return p[1];
 }
 
-/* Mounted: the daemon leaves the terminal (standard streams to /dev/null, working folder /) and
-   lets the parent exit 0. */
-static void daemon_ready(int fd)
+/* Where a daemon's log goes once it leaves the terminal: --log-file (opened before the fork, so
+   a bad path is the command's error), else /dev/null. -1 with errno when it cannot be opened. */
+static int daemon_log_open(const char *log_file)
+{
+    if (log_file == NULL || log_file[0] == '\0')
+        return open("/dev/null", O_WRONLY | O_CLOEXEC);
+    return open(log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+}
+
+/* Mounted: the daemon leaves the terminal (standard input from /dev/null, output and errors to
+   log_fd, which it takes; working folder /) and lets the parent exit 0. */
+static void daemon_ready(int fd, int log_fd)
 {
     if (fd < 0)
         return;
     if (chdir("/") != 0) { /* nothing to do about it: every path kept is absolute */
     }
-    int nul = open("/dev/null", O_RDWR);
-    if (nul >= 0) {
+    int nul = open("/dev/null", O_RDONLY);
+    if (nul >= 0 && nul != 0) {
         dup2(nul, 0);
-        dup2(nul, 1);
-        dup2(nul, 2);
-        if (nul > 2)
-            close(nul);
+        close(nul);
+    }
+    if (log_fd >= 0) {
+        dup2(log_fd, 1);
+        dup2(log_fd, 2);
+        if (log_fd > 2)
+            close(log_fd);
     }
     char c = 1;
     while (write(fd, &c, 1) < 0 && errno == EINTR)
@@ -213,6 +228,15 @@ int main(int argc, char **argv)
                 strerror(errno));
         dfs_opts_destroy(args);
         free(o.fuse_opts);
+        return 1;
+    }
+    int log_fd = -1;
+    if (!o.foreground && (log_fd = daemon_log_open(o.log_file)) < 0) {
+        fprintf(stderr, "%s: cannot open the log file %s: %s\n", PROG,
+                o.log_file != NULL ? o.log_file : "/dev/null", strerror(errno));
+        dfs_opts_destroy(args);
+        free(o.fuse_opts);
+        free(mountpoint);
         return 1;
     }
     int daemon_fd = o.foreground ? -1 : daemon_start();
@@ -301,8 +325,9 @@ int main(int argc, char **argv)
         dfs_log(DFS_LOG_WARN, "the metadata service does not answer yet error=\"%s\"", ping_err);
         free(ping_err);
     }
-    daemon_ready(daemon_fd);
+    daemon_ready(daemon_fd, log_fd);
     daemon_fd = -1;
+    log_fd = -1;
     struct fuse_session *se = fuse_get_session(f);
     /* SIGTERM, SIGINT, SIGHUP end the loop; SIGPIPE is ignored (range reads need that). */
     if (fuse_set_signal_handlers(se) != 0)
@@ -327,6 +352,8 @@ out:
     free(scratch_abs);
     free(o.fuse_opts);
     dfs_opts_destroy(args);
+    if (log_fd >= 0)
+        close(log_fd);
     if (daemon_fd >= 0) /* failed before mounting: the parent exits with this status */
         close(daemon_fd);
     return rc;

@@ -473,8 +473,9 @@ class MountTest(harness.TestCase):
         spool = self.tmp("dspool")
         os.makedirs(d)
         os.makedirs(spool)
+        log = self.tmp("daemon.log")
         r = run(mount_binary(), "--metadata", c.address, "--token-file", c.admin_token_file,
-                "--spool-dir", spool, d, timeout=MOUNT_READY_S)
+                "--spool-dir", spool, "--log-file", log, d, timeout=MOUNT_READY_S)
         pids = []
 
         def stop():
@@ -513,8 +514,13 @@ class MountTest(harness.TestCase):
             time.sleep(0.05)
         else:
             self.fail("the daemon did not exit after the unmount")
+        # Its log went to --log-file, from the mount to the unmount.
+        with open(log) as f:
+            text = f.read()
+        self.assertIn('msg="mounted"', text)
+        self.assertIn('msg="unmounting"', text)
         r = run(mount_binary(), "--metadata", c.address, "--token-file", self.tmp("no-such-token"),
-                "--spool-dir", spool, d, check=False, timeout=MOUNT_READY_S)
+                "--spool-dir", spool, "--log-file", log, d, check=False, timeout=MOUNT_READY_S)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("token", r.stderr)
         self.assertFalse(os.path.ismount(d))
