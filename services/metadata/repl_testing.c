@@ -161,25 +161,37 @@ void repl_fsm_fail_applies(repl_fsm *f, int n)
     pthread_mutex_unlock(&f->mu);
 }
 
-void repl_fsm_hold_snapshots(repl_fsm *f, bool hold)
+/* Sets a hold flag (*flag, under f->mu) and wakes whoever waits on it. */
+static void set_hold(repl_fsm *f, bool *flag, bool hold)
 {
     pthread_mutex_lock(&f->mu);
-    f->hold = hold;
+    *flag = hold;
     pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
 }
 
-bool repl_fsm_wait_snapshot_held(repl_fsm *f, int64_t timeout_ms)
+/* Waits up to timeout_ms for *held (under f->mu) to become true; returns it. */
+static bool wait_held(repl_fsm *f, const bool *held, int64_t timeout_ms)
 {
     int64_t deadline = dfs_clock_mono_ns() + timeout_ms * 1000000;
     pthread_mutex_lock(&f->mu);
-    while (!f->held && dfs_clock_mono_ns() < deadline) {
+    while (!*held && dfs_clock_mono_ns() < deadline) {
         struct timespec ts = dfs_clock_abstime(20);
         pthread_cond_timedwait(&f->cv, &f->mu, &ts);
     }
-    bool held = f->held;
+    bool h = *held;
     pthread_mutex_unlock(&f->mu);
-    return held;
+    return h;
+}
+
+void repl_fsm_hold_snapshots(repl_fsm *f, bool hold)
+{
+    set_hold(f, &f->hold, hold);
+}
+
+bool repl_fsm_wait_snapshot_held(repl_fsm *f, int64_t timeout_ms)
+{
+    return wait_held(f, &f->held, timeout_ms);
 }
 
 static void le64(unsigned char *p, uint64_t v)
@@ -190,23 +202,12 @@ static void le64(unsigned char *p, uint64_t v)
 
 void repl_fsm_hold_applies(repl_fsm *f, bool hold)
 {
-    pthread_mutex_lock(&f->mu);
-    f->hold_apply = hold;
-    pthread_cond_broadcast(&f->cv);
-    pthread_mutex_unlock(&f->mu);
+    set_hold(f, &f->hold_apply, hold);
 }
 
 bool repl_fsm_wait_apply_held(repl_fsm *f, int64_t timeout_ms)
 {
-    int64_t deadline = dfs_clock_mono_ns() + timeout_ms * 1000000;
-    pthread_mutex_lock(&f->mu);
-    while (!f->apply_held && dfs_clock_mono_ns() < deadline) {
-        struct timespec ts = dfs_clock_abstime(20);
-        pthread_cond_timedwait(&f->cv, &f->mu, &ts);
-    }
-    bool held = f->apply_held;
-    pthread_mutex_unlock(&f->mu);
-    return held;
+    return wait_held(f, &f->apply_held, timeout_ms);
 }
 
 static int fsm_apply(void *ctx, uint64_t index, const struct dfs_repl_cmd *cmds, size_t n,
